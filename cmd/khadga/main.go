@@ -1,0 +1,48 @@
+// Command khadga is khadga's server: the signaling service with its embedded
+// TURN server, the standalone TURN server, and the admin commands.
+//
+//	khadga [serve] [flags]   run the server (the default)
+//	khadga turn [flags]      run only the TURN server
+//	khadga turn-credentials  print TURN REST credentials for testing
+//
+// Every flag has a KHADGA_* environment twin: --http is KHADGA_HTTP.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// commands maps each subcommand to its entry point.
+var commands = map[string]func(ctx context.Context, args []string) error{
+	"serve":            runServe,
+	"turn":             runTurn,
+	"turn-credentials": runTurnCredentials,
+}
+
+func main() {
+	args := os.Args[1:]
+	name := "serve"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		name, args = args[0], args[1:]
+	}
+	run, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "khadga: unknown command %q (commands: serve, turn, turn-credentials)\n", name)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "khadga:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,103 @@
+// Package proto is khadga's wire protocol: the messages a client and the
+// signaling server exchange over the WebSocket at /ws, their validation, error
+// codes and version. It imports only the standard library, so any Go peer can
+// use it without pulling in the server.
+//
+// # Transport
+//
+// The client opens a WebSocket to /ws and offers the subprotocol "khadga.v1"
+// (Subprotocol) in Sec-WebSocket-Protocol; the server selects it, or refuses
+// the upgrade with HTTP 400 and a body naming the versions it speaks. Auth is
+// an "Authorization: Bearer <access token>" header, or for browsers (which
+// cannot set headers) a one-time "?ticket=" from POST /api/ws-ticket. A
+// "?resume=<resume_token>" parameter resumes a dropped session.
+//
+// Every message is one JSON object in one text frame, at most MaxMessageSize
+// bytes unless the server says otherwise. The envelope:
+//
+//	{"type":"signal","v":1,"id":"7","ref":"","room":"lobby","to":"p2","from":"p1","data":{...}}
+//
+// type is required; v is optional (absent means Version, a newer one is
+// refused with unsupported_version); id is the sender's request id, echoed as
+// ref in the ack or error it causes; from is stamped by the server, and a
+// client that sets it is refused.
+//
+// # A handshake, end to end
+//
+//	alice                        server                         bob
+//	  |-- WebSocket /ws ----------->|                              |
+//	  |<-- welcome (peer a1) -------|                              |
+//	  |-- join lobby (id 1) ------->|                              |
+//	  |<-- joined (ref 1, peers: b1)|-- peer-joined a1 ----------->|
+//	  |-- signal to b1 {offer} ---->|-- signal from a1 {offer} --->|
+//	  |<-- signal from b1 {answer} -|<-- signal to a1 {answer} ----|
+//	  |<== ICE candidates both ways as signals, then media and data flow peer to peer ==>|
+//
+// Both peers of a pair run W3C perfect negotiation; Polite says which side is
+// polite (the peer id that sorts first), so both agree without talking. The
+// server forwards a signal only when sender and target share a room, and
+// never reads its data.
+//
+// # Server to client
+//
+// welcome, first on every connection. ice_servers is in the browser's
+// RTCIceServer shape with fresh TURN credentials; resume_token is single-use:
+//
+//	{"type":"welcome","data":{"peer":"Xk3...","user":"alice","role":"user",
+//	 "resume_token":"q9...","resume_window":30,"ice_servers":[{"urls":["stun:turn.example:3478",
+//	 "turn:turn.example:3478?transport=udp"],"username":"1764290000:alice","credential":"Zm9v..."}],
+//	 "ice_servers_expire":1764290000}}
+//
+// After a resume, resumed is true and rooms lists the rooms kept:
+//
+//	{"type":"welcome","data":{"peer":"Xk3...","user":"alice","role":"user","resume_token":"r8...",
+//	 "resume_window":30,"resumed":true,"rooms":["lobby"],"ice_servers":[]}}
+//
+// joined answers join with the members already present:
+//
+//	{"type":"joined","ref":"1","room":"lobby","data":{"peers":[{"peer":"b1","user":"bob","role":"user"}]}}
+//
+// peer-joined and peer-left tell the other members:
+//
+//	{"type":"peer-joined","room":"lobby","data":{"peer":"a1","user":"alice","role":"user"}}
+//	{"type":"peer-left","room":"lobby","data":{"peer":"a1"}}
+//
+// signal is a forwarded signal, with from stamped by the server:
+//
+//	{"type":"signal","from":"a1","room":"lobby","data":{"description":{"type":"offer","sdp":"v=0..."}}}
+//	{"type":"signal","from":"a1","data":{"candidate":{"candidate":"candidate:1 1 udp ...","sdpMid":"0","sdpMLineIndex":0}}}
+//
+// presence says who is online: a full list first, then changes:
+//
+//	{"type":"presence","data":{"kind":"full","peers":[{"peer":"b1","user":"bob","role":"user"}]}}
+//	{"type":"presence","data":{"kind":"online","peers":[{"peer":"c1","user":"rec","role":"recorder"}]}}
+//	{"type":"presence","data":{"kind":"offline","peers":[{"peer":"c1","user":"rec","role":"recorder"}]}}
+//
+// ack, pong and error answer requests by ref:
+//
+//	{"type":"ack","ref":"2"}
+//	{"type":"pong","ref":"3"}
+//	{"type":"error","ref":"4","data":{"code":"not_in_room","message":"you share no room with peer b1"}}
+//
+// reconnect asks the client to reconnect (and resume), for example before a
+// restart; the server then closes with code 1012:
+//
+//	{"type":"reconnect","data":{"after":500}}
+//
+// # Client to server
+//
+//	{"type":"join","id":"1","room":"lobby"}
+//	{"type":"leave","id":"2","room":"lobby"}
+//	{"type":"signal","id":"5","to":"b1","data":{"description":{"type":"answer","sdp":"v=0..."}}}
+//	{"type":"ping","id":"3"}
+//
+// A signal may name a room, and then both peers must be in it. Signals get no
+// ack: a signal is delivered, or its sender gets an error with its id as ref.
+//
+// # Errors
+//
+// Error codes are stable (see Code): bad_message, too_large, unknown_type,
+// not_in_room, unknown_peer, unauthorized, rate_limited,
+// unsupported_version, room_full, too_many_rooms, peer_unavailable, internal.
+// A bad message gets an error and the connection keeps working.
+package proto

@@ -1,0 +1,49 @@
+package proto
+
+// Code is a stable error code carried in error messages. Clients switch on it;
+// the message text is for people and may change.
+type Code string
+
+// Error codes.
+const (
+	// CodeBadMessage: malformed JSON, a missing or invalid field, or a
+	// client-supplied from.
+	CodeBadMessage Code = "bad_message"
+	// CodeTooLarge: the message is over the size limit.
+	CodeTooLarge Code = "too_large"
+	// CodeUnknownType: the type is not one the server accepts from clients.
+	CodeUnknownType Code = "unknown_type"
+	// CodeNotInRoom: the sender is not in the room, or sender and target
+	// share no room.
+	CodeNotInRoom Code = "not_in_room"
+	// CodeUnknownPeer: no session has that peer id (or it has ended).
+	CodeUnknownPeer Code = "unknown_peer"
+	// CodeUnauthorized: the session's token does not allow this (a room the
+	// token is not granted, for example).
+	CodeUnauthorized Code = "unauthorized"
+	// CodeRateLimited: the connection sends faster than its limit.
+	CodeRateLimited Code = "rate_limited"
+	// CodeUnsupportedVersion: the message's v is newer than the server's.
+	CodeUnsupportedVersion Code = "unsupported_version"
+	// CodeRoomFull: the room has as many members as the server allows.
+	CodeRoomFull Code = "room_full"
+	// CodeTooManyRooms: the session is in as many rooms as the server allows.
+	CodeTooManyRooms Code = "too_many_rooms"
+	// CodePeerUnavailable: the target's queue is full; the signal was dropped.
+	CodePeerUnavailable Code = "peer_unavailable"
+	// CodeInternal: the server failed; the request may be retried.
+	CodeInternal Code = "internal"
+)
+
+// ProtocolError is a decoding or validation failure with the code the server
+// answers it with.
+type ProtocolError struct {
+	Code    Code
+	Message string
+}
+
+func (e *ProtocolError) Error() string { return string(e.Code) + ": " + e.Message }
+
+func protoErr(code Code, msg string) *ProtocolError {
+	return &ProtocolError{Code: code, Message: msg}
+}

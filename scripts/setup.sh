@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what khadga's tests need on a fresh Debian machine:
+#   coturn        turnutils_uclient, the TURN interop client (the daemon is never started as a service)
+#   chromium      headless browser tests (Debian's build; no tool downloads its own browser)
+#   libvpx-dev    VP8/VP9 through cgo for the test pattern and the recorder
+#   python3-numpy numpy reading the recorder's .npy output
+#   pkg-config    for cgo to find libvpx
+# It is idempotent: when everything is present it returns at once.
+set -euo pipefail
+
+need=()
+command -v turnutils_uclient >/dev/null 2>&1 || need+=(coturn)
+command -v chromium >/dev/null 2>&1 || need+=(chromium chromium-driver)
+pkg-config --exists vpx 2>/dev/null || need+=(libvpx-dev pkg-config)
+/usr/bin/python3 -c 'import numpy' 2>/dev/null || need+=(python3 python3-numpy)
+
+if [ ${#need[@]} -eq 0 ]; then
+	exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+	echo "setup: missing ${need[*]}; run 'make test' as root (or: sudo apt-get install ${need[*]})" >&2
+	exit 1
+fi
+echo "setup: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# Debian starts coturn's daemon on install on some images; khadga's tests only use its client.
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now coturn >/dev/null 2>&1 || true; fi
+pkill -x turnserver >/dev/null 2>&1 || true
