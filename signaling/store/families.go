@@ -1,0 +1,236 @@
+package store
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Family is one chain of rotating refresh tokens, started by one login.
+// Only a hash of the current token's secret is kept. Presenting any other
+// secret for the family means an old token was replayed (stolen), so the
+// whole family is revoked.
+type Family struct {
+	ID         string    `json:"id"`
+	User       string    `json:"user"`
+	Current    []byte    `json:"current"` // hash of the current secret
+	Generation int       `json:"generation"`
+	Revoked    bool      `json:"revoked,omitempty"`
+	Created    time.Time `json:"created"`
+	Expires    time.Time `json:"expires"` // absolute end of the family; rotation does not extend it
+}
+
+// familyIndexKey is the user_family key: user NUL created-ns id. Sorting by
+// creation time lets CreateFamily drop a user's oldest family cheaply.
+func familyIndexKey(f Family) []byte {
+	k := make([]byte, 0, len(f.User)+1+8+len(f.ID))
+	k = append(k, f.User...)
+	k = append(k, 0)
+	k = append(k, be64(uint64(f.Created.UnixNano()))...)
+	return append(k, f.ID...)
+}
+
+func userPrefix(user string) []byte { return append([]byte(user), 0) }
+
+// CreateFamily stores a new family. ID, User, Current and Expires are
+// required; a zero Created is set to now. If the user then holds more than
+// Options.MaxFamiliesPerUser families, the oldest ones are deleted.
+func (s *Store) CreateFamily(f Family) error {
+	if err := validName("family", f.ID); err != nil {
+		return err
+	}
+	if err := validName("user", f.User); err != nil {
+		return err
+	}
+	if len(f.Current) == 0 || f.Expires.IsZero() {
+		return fmt.Errorf("%w: family needs Current and Expires", ErrInvalid)
+	}
+	if f.Created.IsZero() {
+		f.Created = time.Now().UTC()
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketFamilies)
+		if b.Get([]byte(f.ID)) != nil {
+			return fmt.Errorf("create family: %w", ErrFamilyExists)
+		}
+		if err := putJSON(b, []byte(f.ID), f); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketUserFamily).Put(familyIndexKey(f), nil); err != nil {
+			return err
+		}
+		return s.capUserFamilies(tx, f.User)
+	})
+}
+
+// capUserFamilies deletes the user's oldest families beyond the cap, so one
+// account logging in in a loop cannot grow the file without bound.
+func (s *Store) capUserFamilies(tx *bolt.Tx, user string) error {
+	keys := userFamilyKeys(tx, user)
+	for len(keys) > s.opts.MaxFamiliesPerUser {
+		if err := deleteFamilyByIndex(tx, keys[0], user); err != nil {
+			return err
+		}
+		keys = keys[1:]
+	}
+	return nil
+}
+
+// userFamilyKeys returns the user's index keys, oldest first (copied, so the
+// caller may delete while using them).
+func userFamilyKeys(tx *bolt.Tx, user string) [][]byte {
+	prefix := userPrefix(user)
+	var keys [][]byte
+	c := tx.Bucket(bucketUserFamily).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		keys = append(keys, bytes.Clone(k))
+	}
+	return keys
+}
+
+// deleteFamilyByIndex removes an index entry and the family it points to.
+func deleteFamilyByIndex(tx *bolt.Tx, indexKey []byte, user string) error {
+	id := indexKey[len(user)+1+8:]
+	if err := tx.Bucket(bucketFamilies).Delete(id); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketUserFamily).Delete(indexKey)
+}
+
+func deleteUserFamilies(tx *bolt.Tx, user string) error {
+	for _, k := range userFamilyKeys(tx, user) {
+		if err := deleteFamilyByIndex(tx, k, user); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// GetFamily returns the family or ErrNotFound.
+func (s *Store) GetFamily(id string) (Family, error) {
+	var f Family
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return getJSON(tx.Bucket(bucketFamilies), []byte(id), &f)
+	})
+	if err != nil {
+		return Family{}, fmt.Errorf("get family: %w", err)
+	}
+	return f, nil
+}
+
+// RotateFamily moves family id from its current secret to the next one, in
+// one transaction:
+//   - ErrNotFound if the family is unknown;
+//   - ErrRevoked if it is revoked or now is at or past Expires;
+//   - if presentedHash is not Current (constant-time compare) the family is
+//     revoked, the revocation is committed, and ErrTokenReuse is returned
+//     together with the family (so the caller can audit its User);
+//   - otherwise Current becomes nextHash, Generation is incremented and the
+//     updated family is returned.
+func (s *Store) RotateFamily(id string, presentedHash, nextHash []byte, now time.Time) (Family, error) {
+	if len(nextHash) == 0 {
+		return Family{}, fmt.Errorf("rotate family: %w: empty next hash", ErrInvalid)
+	}
+	var f Family
+	var reuse bool
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketFamilies)
+		if err := getJSON(b, []byte(id), &f); err != nil {
+			return err
+		}
+		if f.Revoked || !now.Before(f.Expires) {
+			return ErrRevoked
+		}
+		if subtle.ConstantTimeCompare(presentedHash, f.Current) != 1 {
+			// Returning nil commits the revocation; the error is reported
+			// after the transaction.
+			reuse, f.Revoked = true, true
+			return putJSON(b, []byte(id), f)
+		}
+		f.Current = bytes.Clone(nextHash)
+		f.Generation++
+		return putJSON(b, []byte(id), f)
+	})
+	if err != nil {
+		return Family{}, fmt.Errorf("rotate family: %w", err)
+	}
+	if reuse {
+		return f, fmt.Errorf("rotate family of user %q: %w", f.User, ErrTokenReuse)
+	}
+	return f, nil
+}
+
+// RevokeFamily marks the family revoked (logout). ErrNotFound if unknown.
+// Revoked families stay until they expire so replays are still recognised.
+func (s *Store) RevokeFamily(id string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketFamilies)
+		var f Family
+		if err := getJSON(b, []byte(id), &f); err != nil {
+			return fmt.Errorf("revoke family: %w", err)
+		}
+		f.Revoked = true
+		return putJSON(b, []byte(id), f)
+	})
+}
+
+// RevokeUserFamilies revokes every family of the user (password change,
+// disabling an account, "log out everywhere"). No error if there are none.
+func (s *Store) RevokeUserFamilies(user string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketFamilies)
+		for _, k := range userFamilyKeys(tx, user) {
+			id := k[len(user)+1+8:]
+			var f Family
+			if err := getJSON(b, id, &f); err != nil {
+				return fmt.Errorf("revoke family of %q: %w", user, err)
+			}
+			if f.Revoked {
+				continue
+			}
+			f.Revoked = true
+			if err := putJSON(b, id, f); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// PurgeExpired deletes every family whose Expires is at or before now,
+// revoked or not, and returns how many it deleted. The server calls it
+// periodically.
+func (s *Store) PurgeExpired(now time.Time) (int, error) {
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		var dead []Family
+		err := tx.Bucket(bucketFamilies).ForEach(func(k, v []byte) error {
+			var f Family
+			if err := json.Unmarshal(v, &f); err != nil {
+				return fmt.Errorf("decode family %q: %w", k, err)
+			}
+			if !now.Before(f.Expires) {
+				dead = append(dead, f)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, f := range dead {
+			if err := deleteFamilyByIndex(tx, familyIndexKey(f), f.User); err != nil {
+				return err
+			}
+		}
+		n = len(dead)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("purge expired families: %w", err)
+	}
+	return n, nil
+}

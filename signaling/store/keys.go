@@ -1,0 +1,127 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// MaxSecretLen bounds what a Secret generator may return.
+const MaxSecretLen = 4096
+
+// SigningKey is a JWT signing key. Private holds the key material in the
+// format the auth package chooses for Alg (for EdDSA, the Ed25519 seed).
+// Retired keys are kept for the record but no longer sign or verify.
+type SigningKey struct {
+	ID      string    `json:"id"`
+	Alg     string    `json:"alg"`
+	Private []byte    `json:"private"`
+	Created time.Time `json:"created"`
+	Retired bool      `json:"retired,omitempty"`
+}
+
+// SigningKeys returns every signing key, retired ones included, oldest
+// first (by Created, then ID).
+func (s *Store) SigningKeys() ([]SigningKey, error) {
+	var keys []SigningKey
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketKeys).ForEach(func(k, v []byte) error {
+			var key SigningKey
+			if err := json.Unmarshal(v, &key); err != nil {
+				return fmt.Errorf("decode signing key %q: %w", k, err)
+			}
+			keys = append(keys, key)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list signing keys: %w", err)
+	}
+	slices.SortFunc(keys, func(a, b SigningKey) int {
+		if c := a.Created.Compare(b.Created); c != 0 {
+			return c
+		}
+		return bytes.Compare([]byte(a.ID), []byte(b.ID))
+	})
+	return keys, nil
+}
+
+// AddSigningKey stores a new key. ErrKeyExists if the ID is taken. A zero
+// Created is set to now.
+func (s *Store) AddSigningKey(k SigningKey) error {
+	if err := validName("signing key", k.ID); err != nil {
+		return err
+	}
+	if k.Alg == "" || len(k.Private) == 0 {
+		return fmt.Errorf("%w: signing key needs Alg and Private", ErrInvalid)
+	}
+	if k.Created.IsZero() {
+		k.Created = time.Now().UTC()
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketKeys)
+		if b.Get([]byte(k.ID)) != nil {
+			return fmt.Errorf("add signing key %q: %w", k.ID, ErrKeyExists)
+		}
+		return putJSON(b, []byte(k.ID), k)
+	})
+}
+
+// RetireSigningKey marks the key retired. ErrNotFound if unknown.
+func (s *Store) RetireSigningKey(id string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketKeys)
+		var k SigningKey
+		if err := getJSON(b, []byte(id), &k); err != nil {
+			return fmt.Errorf("retire signing key %q: %w", id, err)
+		}
+		k.Retired = true
+		return putJSON(b, []byte(id), k)
+	})
+}
+
+// Secret returns the named secret, calling generate and storing its result
+// in the same transaction if it does not exist yet, so concurrent callers
+// (and restarts) always agree on one value. generate must be quick and
+// return 1..MaxSecretLen bytes.
+func (s *Store) Secret(name string, generate func() ([]byte, error)) ([]byte, error) {
+	if err := validName("secret", name); err != nil {
+		return nil, err
+	}
+	var out []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		out = bytes.Clone(tx.Bucket(bucketSecrets).Get([]byte(name)))
+		return nil
+	})
+	if err != nil || out != nil {
+		return out, wrapSecretErr(name, err)
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSecrets)
+		if v := b.Get([]byte(name)); v != nil { // created since the View
+			out = bytes.Clone(v)
+			return nil
+		}
+		v, err := generate()
+		if err != nil {
+			return fmt.Errorf("generate: %w", err)
+		}
+		if len(v) == 0 || len(v) > MaxSecretLen {
+			return fmt.Errorf("%w: generated secret has %d bytes", ErrInvalid, len(v))
+		}
+		out = bytes.Clone(v)
+		return b.Put([]byte(name), out)
+	})
+	return out, wrapSecretErr(name, err)
+}
+
+func wrapSecretErr(name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("secret %q: %w", name, err)
+}

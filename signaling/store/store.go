@@ -1,0 +1,197 @@
+// Package store keeps khadga's durable state in one bbolt file: users,
+// refresh-token families, JWT signing keys, named secrets (such as the TURN
+// REST secret) and a bounded audit log.
+//
+// Every change is a single bbolt update transaction, so a crash loses nothing
+// that was acknowledged, and every read-modify-write (for example rotating a
+// refresh token) is atomic. Values are JSON, which lets later versions add
+// fields (TOTP, email) without a migration. Structural changes go through the
+// migrations table in schema.go.
+//
+// bbolt locks the file for one process at a time. A second Open of the same
+// file fails after Options.Timeout with ErrInUse instead of hanging; admin
+// commands should then talk to the running server instead.
+//
+// A Store is safe for concurrent use by many goroutines.
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// Default option values, used when the corresponding Options field is zero.
+const (
+	DefaultTimeout            = time.Second
+	DefaultAuditMax           = 100_000
+	DefaultMaxFamiliesPerUser = 100
+)
+
+// fileMode is the mode of the store file: it holds password hashes, signing
+// keys and secrets, so only the owner may read it.
+const fileMode os.FileMode = 0o600
+
+var (
+	// ErrNotFound is returned when the requested user, family or key does not
+	// exist.
+	ErrNotFound = errors.New("store: not found")
+	// ErrUserExists is returned by CreateUser when the name is taken.
+	ErrUserExists = errors.New("store: user already exists")
+	// ErrKeyExists is returned by AddSigningKey when the key id is taken.
+	ErrKeyExists = errors.New("store: signing key already exists")
+	// ErrFamilyExists is returned by CreateFamily when the family id is taken.
+	ErrFamilyExists = errors.New("store: token family already exists")
+	// ErrRevoked is returned by RotateFamily when the family was revoked or
+	// has expired.
+	ErrRevoked = errors.New("store: token family revoked or expired")
+	// ErrTokenReuse is returned by RotateFamily when the presented secret is
+	// not the current one: an old refresh token was replayed, so the family
+	// has been revoked.
+	ErrTokenReuse = errors.New("store: refresh token reuse detected, family revoked")
+	// ErrInUse is returned by Open when another process (or another Open in
+	// this process) holds the file lock.
+	ErrInUse = errors.New("store is in use by another process")
+	// ErrSchemaTooNew is returned by Open when the file was written by a newer
+	// khadga with a schema this binary does not know.
+	ErrSchemaTooNew = errors.New("store schema is newer than this binary supports")
+	// ErrInvalid is returned when an argument fails validation, for example an
+	// empty user name.
+	ErrInvalid = errors.New("store: invalid argument")
+)
+
+// Options tunes a Store. The zero value is usable.
+type Options struct {
+	// Timeout is how long Open waits for the file lock before returning
+	// ErrInUse. Default DefaultTimeout.
+	Timeout time.Duration
+	// AuditMax is how many audit events are kept; older ones are trimmed.
+	// Default DefaultAuditMax.
+	AuditMax int
+	// MaxFamiliesPerUser bounds the refresh-token families one user can hold
+	// (one per login). Creating one more deletes the oldest. Default
+	// DefaultMaxFamiliesPerUser.
+	MaxFamiliesPerUser int
+	// Logger receives open and migration messages. Default: discard.
+	Logger *slog.Logger
+}
+
+func (o *Options) setDefaults() {
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.AuditMax <= 0 {
+		o.AuditMax = DefaultAuditMax
+	}
+	if o.MaxFamiliesPerUser <= 0 {
+		o.MaxFamiliesPerUser = DefaultMaxFamiliesPerUser
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Store is khadga's bbolt-backed state. Create it with Open.
+type Store struct {
+	db   *bolt.DB
+	path string
+	opts Options
+	log  *slog.Logger
+}
+
+// Open opens (creating if needed) the store at path. The parent directory is
+// created with mode 0700 and the file with mode 0600; an existing file with
+// looser permissions is tightened to 0600. It returns an error wrapping
+// ErrInUse if the file is locked by another process after opts.Timeout, and
+// one wrapping ErrSchemaTooNew if the file comes from a newer khadga. Older
+// schemas are migrated in one transaction.
+func Open(path string, opts Options) (*Store, error) {
+	opts.setDefaults()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("store: create directory: %w", err)
+	}
+	db, err := bolt.Open(path, fileMode, &bolt.Options{Timeout: opts.Timeout})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("store: open %s: %w (waited %s for the file lock; stop the server or use its admin interface)", path, ErrInUse, opts.Timeout)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	s := &Store{db: db, path: path, opts: opts, log: opts.Logger}
+	if err := s.init(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) init() error {
+	if err := tightenMode(s.path, s.log); err != nil {
+		return err
+	}
+	return s.migrate()
+}
+
+// tightenMode makes sure a pre-existing file is not readable by others.
+func tightenMode(path string, log *slog.Logger) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("store: stat %s: %w", path, err)
+	}
+	if fi.Mode().Perm()&^fileMode == 0 {
+		return nil
+	}
+	log.Warn("store file permissions too open, setting 0600",
+		slog.String("path", path), slog.String("mode", fi.Mode().Perm().String()))
+	if err := os.Chmod(path, fileMode); err != nil {
+		return fmt.Errorf("store: chmod %s: %w", path, err)
+	}
+	return nil
+}
+
+// Close closes the file and releases the lock. Methods called after Close
+// return errors.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("store: close: %w", err)
+	}
+	return nil
+}
+
+// Path returns the file path the store was opened with.
+func (s *Store) Path() string { return s.path }
+
+// Ping checks that the store is open and readable, for readiness probes.
+func (s *Store) Ping() error {
+	err := s.db.View(func(tx *bolt.Tx) error {
+		_, err := readVersion(tx)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: ping: %w", err)
+	}
+	return nil
+}
+
+// WriteTo writes a consistent copy of the whole store to w while other
+// goroutines keep reading and writing (a hot backup). The copy is itself a
+// valid store file.
+func (s *Store) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	if err != nil {
+		return n, fmt.Errorf("store: backup: %w", err)
+	}
+	return n, nil
+}

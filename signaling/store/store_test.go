@@ -1,0 +1,188 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// testLogger writes store logs to t.Log.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tlogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tlogWriter struct{ t *testing.T }
+
+func (w tlogWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(string(bytes.TrimRight(p, "\n")))
+	return len(p), nil
+}
+
+// openTemp opens a fresh store in t.TempDir and closes it at cleanup.
+func openTemp(t *testing.T, opts Options) *Store {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = testLogger(t)
+	}
+	s, err := Open(filepath.Join(t.TempDir(), "sub", "khadga.db"), opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func TestOpenCreatesPrivateFileAndDir(t *testing.T) {
+	s := openTemp(t, Options{})
+	fi, err := os.Stat(s.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fi.Mode().Perm(); got != 0o600 {
+		t.Errorf("file mode = %v, want 0600", got)
+	}
+	di, err := os.Stat(filepath.Dir(s.Path()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := di.Mode().Perm(); got != 0o700 {
+		t.Errorf("dir mode = %v, want 0700", got)
+	}
+	if err := s.Ping(); err != nil {
+		t.Errorf("Ping: %v", err)
+	}
+}
+
+func TestOpenTightensLooseMode(t *testing.T) {
+	s := openTemp(t, Options{})
+	path := s.Path()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(path, Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	fi, _ := os.Stat(path)
+	if got := fi.Mode().Perm(); got != 0o600 {
+		t.Errorf("file mode after reopen = %v, want 0600", got)
+	}
+}
+
+func TestSecondOpenFailsFast(t *testing.T) {
+	s := openTemp(t, Options{})
+	start := time.Now()
+	_, err := Open(s.Path(), Options{Timeout: 100 * time.Millisecond})
+	if !errors.Is(err, ErrInUse) {
+		t.Fatalf("second Open err = %v, want ErrInUse", err)
+	}
+	if el := time.Since(start); el > 20*time.Second {
+		t.Errorf("second Open took %v; it should fail after its timeout", el)
+	}
+	if want := "store is in use by another process"; !bytes.Contains([]byte(err.Error()), []byte(want)) {
+		t.Errorf("error %q does not say %q", err, want)
+	}
+	// The first handle still works.
+	if err := s.Ping(); err != nil {
+		t.Errorf("Ping after failed second open: %v", err)
+	}
+}
+
+func TestReopenKeepsData(t *testing.T) {
+	s := openTemp(t, Options{})
+	if err := s.CreateUser(User{Name: "ann", Role: "user", PasswordHash: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	path := s.Path()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(); err == nil {
+		t.Error("Ping after Close succeeded")
+	}
+	s2, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	u, err := s2.GetUser("ann")
+	if err != nil || u.PasswordHash != "h" || u.Role != "user" {
+		t.Fatalf("after reopen GetUser = %+v, %v", u, err)
+	}
+}
+
+func TestSchemaVersion(t *testing.T) {
+	s := openTemp(t, Options{})
+	var v uint64
+	if err := s.db.View(func(tx *bolt.Tx) (err error) { v, err = readVersion(tx); return }); err != nil {
+		t.Fatal(err)
+	}
+	if v != 1 || SchemaVersion != 1 {
+		t.Fatalf("version = %d (SchemaVersion %d), want 1", v, SchemaVersion)
+	}
+	// Pretend a newer khadga wrote the file.
+	if err := s.db.Update(func(tx *bolt.Tx) error { return writeVersion(tx, SchemaVersion+1) }); err != nil {
+		t.Fatal(err)
+	}
+	path := s.Path()
+	s.Close()
+	_, err := Open(path, Options{})
+	if !errors.Is(err, ErrSchemaTooNew) {
+		t.Fatalf("Open newer schema err = %v, want ErrSchemaTooNew", err)
+	}
+}
+
+func TestOpenRejectsNonStoreFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "junk.db")
+	if err := os.WriteFile(path, bytes.Repeat([]byte("not a bbolt file "), 1024), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(path, Options{}); err == nil {
+		t.Fatal("Open of a junk file succeeded")
+	}
+}
+
+func TestBackupIsValidStore(t *testing.T) {
+	s := openTemp(t, Options{})
+	for _, n := range []string{"ann", "bob"} {
+		if err := s.CreateUser(User{Name: n, Role: "user"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Secret("turn", func() ([]byte, error) { return []byte("s3cret"), nil }); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	n, err := s.WriteTo(&buf)
+	if err != nil || n != int64(buf.Len()) || n == 0 {
+		t.Fatalf("WriteTo = %d, %v (buffer %d)", n, err, buf.Len())
+	}
+	path := filepath.Join(t.TempDir(), "backup.db")
+	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open(path, Options{})
+	if err != nil {
+		t.Fatalf("open backup: %v", err)
+	}
+	defer b.Close()
+	users, err := b.ListUsers()
+	if err != nil || len(users) != 2 || users[0].Name != "ann" || users[1].Name != "bob" {
+		t.Fatalf("backup users = %+v, %v", users, err)
+	}
+	sec, err := b.Secret("turn", func() ([]byte, error) { return nil, errors.New("must not generate") })
+	if err != nil || string(sec) != "s3cret" {
+		t.Fatalf("backup secret = %q, %v", sec, err)
+	}
+}

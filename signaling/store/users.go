@@ -1,0 +1,143 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// MaxNameLen bounds user, secret and key names in bytes. Callers apply
+// their own, usually stricter, username policy before reaching the store.
+const MaxNameLen = 256
+
+// User is an account. Names are compared byte for byte: callers normalise
+// them (case, Unicode) before calling the store. New fields can be added
+// with omitempty JSON tags without a schema migration (TOTP will be).
+type User struct {
+	Name         string    `json:"name"`
+	PasswordHash string    `json:"passwordHash,omitempty"` // PHC string from auth.HashPassword
+	Role         string    `json:"role"`                   // proto.RoleUser, proto.RoleAdmin, ...
+	Rooms        []string  `json:"rooms,omitempty"`        // room grants for access tokens; empty means any room
+	Disabled     bool      `json:"disabled,omitempty"`
+	Created      time.Time `json:"created"`
+}
+
+// validName rejects names that would break the key layout or be absurd.
+// NUL is the separator in the user_family index.
+func validName(kind, name string) error {
+	if name == "" || len(name) > MaxNameLen || strings.IndexByte(name, 0) >= 0 {
+		return fmt.Errorf("%w: %s name must be 1..%d bytes without NUL", ErrInvalid, kind, MaxNameLen)
+	}
+	return nil
+}
+
+// CreateUser stores a new user. It returns ErrUserExists if the name is
+// taken. A zero Created is set to the current time.
+func (s *Store) CreateUser(u User) error {
+	if err := validName("user", u.Name); err != nil {
+		return err
+	}
+	if u.Created.IsZero() {
+		u.Created = time.Now().UTC()
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketUsers)
+		if b.Get([]byte(u.Name)) != nil {
+			return fmt.Errorf("create user %q: %w", u.Name, ErrUserExists)
+		}
+		return putJSON(b, []byte(u.Name), u)
+	})
+}
+
+// GetUser returns the named user or ErrNotFound.
+func (s *Store) GetUser(name string) (User, error) {
+	var u User
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return getJSON(tx.Bucket(bucketUsers), []byte(name), &u)
+	})
+	if err != nil {
+		return User{}, fmt.Errorf("get user %q: %w", name, err)
+	}
+	return u, nil
+}
+
+// UpdateUser atomically reads the named user, applies fn and writes the
+// result. If fn returns an error nothing is written and that error is
+// returned (wrapped). fn must not change Name. ErrNotFound if the user does
+// not exist. fn runs inside the write transaction, so it must be quick and
+// must not call the Store.
+func (s *Store) UpdateUser(name string, fn func(*User) error) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketUsers)
+		var u User
+		if err := getJSON(b, []byte(name), &u); err != nil {
+			return fmt.Errorf("update user %q: %w", name, err)
+		}
+		if err := fn(&u); err != nil {
+			return fmt.Errorf("update user %q: %w", name, err)
+		}
+		if u.Name != name {
+			return fmt.Errorf("update user %q: %w: name cannot change", name, ErrInvalid)
+		}
+		return putJSON(b, []byte(name), u)
+	})
+}
+
+// DeleteUser removes the user and all their refresh-token families, so
+// outstanding refresh tokens stop working at once. ErrNotFound if absent.
+func (s *Store) DeleteUser(name string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketUsers)
+		if b.Get([]byte(name)) == nil {
+			return fmt.Errorf("delete user %q: %w", name, ErrNotFound)
+		}
+		if err := b.Delete([]byte(name)); err != nil {
+			return err
+		}
+		return deleteUserFamilies(tx, name)
+	})
+}
+
+// ListUsers returns every user sorted by name.
+func (s *Store) ListUsers() ([]User, error) {
+	var users []User
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketUsers).ForEach(func(k, v []byte) error {
+			var u User
+			if err := json.Unmarshal(v, &u); err != nil {
+				return fmt.Errorf("decode user %q: %w", k, err)
+			}
+			users = append(users, u)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	return users, nil
+}
+
+// putJSON encodes v and stores it under key.
+func putJSON(b *bolt.Bucket, key []byte, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", key, err)
+	}
+	return b.Put(key, data)
+}
+
+// getJSON decodes the value under key into v, or returns ErrNotFound.
+// json.Unmarshal copies, so v stays valid after the transaction.
+func getJSON(b *bolt.Bucket, key []byte, v any) error {
+	data := b.Get(key)
+	if data == nil {
+		return ErrNotFound
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("decode %s: %w", key, err)
+	}
+	return nil
+}
