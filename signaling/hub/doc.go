@@ -1,0 +1,83 @@
+// Package hub is the WebSocket half of khadga's signaling server: sessions,
+// rooms, presence and the relay of WebRTC handshake messages between peers.
+// The HTTP upgrade, authentication and origin checks live in package
+// signaling, which hands each upgraded connection to Hub.ServeConn with the
+// Identity its token proves. The wire protocol is package proto.
+//
+// # Connection model
+//
+// A session is a peer: a random peer id, the user and role of its token, the
+// rooms it joined, and a single-use resume token (only its SHA-256 is kept).
+// A connection is one WebSocket of a session. When the socket drops, the
+// session waits Config.ResumeWindow for a new connection presenting its
+// resume token (same user only); messages for it are kept meanwhile in a
+// bounded absent queue (Config.AbsentQueue, Config.AbsentQueueTTL). Other
+// peers see no leave or join across a resume. When the window passes, the
+// session ends: its rooms get peer-left and presence says offline. A client
+// that closes with 1000 (normal closure) has left, and its session ends at
+// once.
+//
+// Each connection has exactly one reader, the goroutine that called
+// ServeConn, and at most one writer, a goroutine that the hub starts when the
+// connection's send queue becomes non-empty and that exits when it is empty
+// again. An idle connection therefore holds one goroutine, no write buffer
+// (Upgraders from NewUpgrader lend them from a pool) and no read buffer of
+// the hub's (borrowed from a pool per message). Keepalive is one sweeper
+// goroutine for the whole hub: it pings connections silent for
+// Config.PingPeriod and drops those silent for Config.PongWait.
+//
+// The send queue is bounded (Config.SendQueue). A connection whose queue is
+// full is a slow consumer: it is dropped at once (its session may still
+// resume and gets what was queued), and the signal that overflowed it is
+// answered with peer_unavailable. Nobody ever blocks on another client's
+// socket, and no lock is held while a socket is written.
+//
+// Every message is decoded once with proto.Decode, and a relayed signal is
+// re-encoded once, into a single buffer, with the server's from: the data is
+// copied as raw JSON, never parsed. Signals are not acknowledged: a signal is
+// delivered, or its sender gets an error whose ref is the signal's id
+// (unknown_peer, not_in_room, peer_unavailable, also when a kept signal
+// expires before its target comes back).
+//
+// Bad input gets an error and the connection keeps working: malformed JSON
+// and binary frames get bad_message, unknown types unknown_type, newer
+// versions unsupported_version, and messages over Config.MessageRate
+// rate_limited. Each of these spends an abuse allowance (Config.AbuseLimit,
+// refilled at one per second); when it runs out, the connection is closed
+// with 1008. A message over Config.ReadLimit gets too_large and the
+// connection is closed with 1009.
+//
+// # Delivery
+//
+// Everything the hub sends to a session other than the one whose request it
+// is handling goes through the Delivery interface: Deliver(peer, Envelope)
+// for signals and room events, Presence(member, online) for the presence
+// feed. The local implementation looks the peer up in this hub's session
+// directory. A multi-node version can publish to the node that holds the
+// peer (NATS) without changing the hub. Presence is shared state: one online
+// map and one cached, encoded full list for all subscribers, and changes are
+// coalesced over Config.PresenceInterval.
+//
+// # Lock order
+//
+// Locks are taken in this order, never the reverse, and no two locks of the
+// same kind are held at once (never two sessions, two rooms or two
+// connections):
+//
+//	session.roomsMu -> room.mu -> session.mu -> conn.mu
+//	presence.mu -> conn.mu
+//
+// The shard locks of the hub's maps (sessions, tokens, rooms, conns) are
+// leaves: they may be taken under any of the above, and nothing is taken
+// under them. Hub.mu guards only shutdown and goroutine accounting and is
+// never held with another lock. Senders of dropped signals are told after
+// every lock is released. No lock is held during a socket write.
+//
+// # Goroutines
+//
+// Every goroutine is accounted for: ServeConn calls, the sweeper and timer
+// callbacks (resume windows, presence flushes) in the hub's WaitGroup, and
+// each writer in its connection's, which ServeConn waits for before it
+// returns. Shutdown sends every client a reconnect message and close code
+// 1012, stops the timers and waits for all of them.
+package hub

@@ -1,0 +1,236 @@
+package hub
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/khadga/khadga/proto"
+)
+
+// attach binds a new connection to a session: the one its resume token
+// names, if that is valid and of the same user, or a new one. It queues
+// welcome first, then whatever was kept for the session, then presence.
+func (h *Hub) attach(c *conn, id Identity, opts ConnOptions) {
+	ice, expires := h.iceServers(id.User)
+	resumed := false
+	if opts.ResumeToken != "" {
+		if h.resume(c, id, opts.ResumeToken, ice, expires) {
+			resumed = true
+			h.stats.resumesOK.Add(1)
+		} else {
+			h.stats.resumesFailed.Add(1)
+		}
+	}
+	if !resumed {
+		h.newSession(c, id, ice, expires)
+	}
+	if c.presence {
+		h.presence.subscribe(c)
+	}
+	h.log.Debug("hub: connection attached", slog.String("peer", c.s.member.Peer),
+		slog.String("user", id.User), slog.Bool("resumed", resumed))
+}
+
+func (h *Hub) iceServers(user string) ([]proto.ICEServer, int64) {
+	if h.cfg.ICEServers == nil {
+		return []proto.ICEServer{}, 0
+	}
+	ice, exp := h.cfg.ICEServers(user)
+	if ice == nil {
+		ice = []proto.ICEServer{}
+	}
+	var unix int64
+	if !exp.IsZero() {
+		unix = exp.Unix()
+	}
+	return ice, unix
+}
+
+func (h *Hub) welcome(s *session, token string, resumed bool, rooms []string, ice []proto.ICEServer, expires int64) []byte {
+	w := proto.Welcome{
+		Peer: s.member.Peer, User: s.member.User, Role: s.member.Role,
+		ResumeToken:      token,
+		ResumeWindow:     int((h.cfg.ResumeWindow + time.Second - 1) / time.Second),
+		Resumed:          resumed,
+		Rooms:            rooms,
+		ICEServers:       ice,
+		ICEServersExpire: expires,
+	}
+	b, _ := proto.New(proto.TypeWelcome, w).Encode()
+	return b
+}
+
+// newSession makes a session for c and announces it online. The new peer
+// id is known to nobody until the presence announcement, so welcome, queued
+// just before it, is the first message on c.
+func (h *Hub) newSession(c *conn, id Identity, ice []proto.ICEServer, expires int64) {
+	s := &session{h: h, grants: id.Rooms, conn: c}
+	c.s = s
+	for {
+		s.member = proto.Member{Peer: randomID(12), User: id.User, Role: id.Role}
+		if h.sessions.putIfAbsent(s.member.Peer, s) {
+			break // else 96 random bits collided; try another id
+		}
+	}
+	tok := h.newResumeToken(s)
+	c.send(h.welcome(s, tok, false, nil, ice, expires))
+	h.stats.sessions.Add(1)
+	h.delivery.Presence(s.member, true)
+}
+
+// resume takes over the session named by tok, if it is this user's and
+// still alive. The token is single-use: a fresh one goes in the welcome. A
+// token of another user is ignored, not consumed, so it cannot be used to
+// knock a session out.
+func (h *Hub) resume(c *conn, id Identity, tok string, ice []proto.ICEServer, expires int64) bool {
+	hash := hashToken(tok)
+	s, ok := h.tokens.get(hash)
+	if !ok || s.member.User != id.User {
+		return false
+	}
+	rooms := s.roomList()
+	s.mu.Lock()
+	if s.ended || s.tokenHash != hash {
+		s.mu.Unlock()
+		return false
+	}
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	newTok := randomID(32)
+	newHash := hashToken(newTok)
+	h.tokens.putIfAbsent(newHash, s)
+	h.tokens.deleteIf(hash, func(v *session) bool { return v == s })
+	s.tokenHash = newHash
+
+	old := s.conn
+	c.s = s
+	c.mu.Lock()
+	c.pushLocked(queued{Envelope: Envelope{Msg: h.welcome(s, newTok, true, rooms, ice, expires), Kind: KindEvent}})
+	c.mu.Unlock()
+	var pending []queued
+	if old != nil {
+		// The old socket is still open (the client saw the drop first):
+		// take over what it has not written yet.
+		old.mu.Lock()
+		old.closed = true
+		pending = keepable(old.q)
+		old.mu.Unlock()
+	}
+	expired := s.expireLocked(time.Now())
+	pending = append(pending, s.absent...)
+	s.absent = nil
+	c.mu.Lock()
+	for _, it := range pending {
+		c.pushLocked(it)
+	}
+	c.mu.Unlock()
+	s.conn = c
+	s.mu.Unlock()
+	if old != nil {
+		_ = old.ws.Close()
+	}
+	h.reportDropped(s.member.Peer, expired)
+	return true
+}
+
+// detach unbinds a finished connection from its session. A client that
+// closed with 1000 has left: its session ends now. Otherwise the session
+// waits the resume window, keeping what was queued for it. It reports
+// whether the close was clean.
+func (h *Hub) detach(c *conn, readErr error) bool {
+	left := c.finish()
+	if c.presence {
+		h.presence.unsubscribe(c)
+	}
+	var ce *websocket.CloseError
+	clean := errors.As(readErr, &ce) &&
+		(ce.Code == websocket.CloseNormalClosure || ce.Code == websocket.CloseGoingAway || ce.Code == websocket.CloseServiceRestart)
+	leaving := clean && ce.Code == websocket.CloseNormalClosure && !c.closeQueued()
+	s := c.s
+	s.mu.Lock()
+	if s.conn != c || s.ended {
+		s.mu.Unlock()
+		return clean // taken over by a resume
+	}
+	s.conn = nil
+	var dropped []queued
+	if n := h.cfg.AbsentQueue - len(s.absent); len(left) > n {
+		dropped = left[max(n, 0):]
+		left = left[:max(n, 0)]
+	}
+	for i := range left {
+		left[i].at = time.Now().UnixNano()
+	}
+	s.absent = append(left, s.absent...)
+	if leaving {
+		s.ended = true
+		kept := s.absent
+		s.absent = nil
+		s.mu.Unlock()
+		h.reportDropped(s.member.Peer, dropped)
+		h.endSession(s, kept)
+		return clean
+	}
+	if !h.stopped.Load() {
+		s.timer = time.AfterFunc(h.cfg.ResumeWindow, func() { h.expire(s) })
+	}
+	s.mu.Unlock()
+	h.reportDropped(s.member.Peer, dropped)
+	return clean
+}
+
+// expire ends a session whose resume window passed without a resume.
+func (h *Hub) expire(s *session) {
+	if !h.enter() {
+		return
+	}
+	defer h.wg.Done()
+	s.mu.Lock()
+	if s.ended || s.conn != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.ended = true
+	s.timer = nil
+	kept := s.absent
+	s.absent = nil
+	s.mu.Unlock()
+	h.log.Debug("hub: session expired", slog.String("peer", s.member.Peer))
+	h.endSession(s, kept)
+}
+
+// endSession removes an ended session: from the directory, its rooms (the
+// others get peer-left) and presence. Signals still queued for it are
+// reported to their senders.
+func (h *Hub) endSession(s *session, kept []queued) {
+	h.sessions.deleteIf(s.member.Peer, func(v *session) bool { return v == s })
+	s.mu.Lock()
+	hash := s.tokenHash
+	s.mu.Unlock()
+	h.tokens.deleteIf(hash, func(v *session) bool { return v == s })
+	h.leaveAll(s)
+	h.delivery.Presence(s.member, false)
+	h.stats.sessions.Add(-1)
+	h.reportDropped(s.member.Peer, kept)
+}
+
+// reportDropped tells the senders of dropped signals that theirs were not
+// delivered. No lock may be held.
+func (h *Hub) reportDropped(target string, items []queued) {
+	for _, it := range items {
+		if it.Kind != KindSignal || it.ctl != ctlNone {
+			continue
+		}
+		h.stats.expired.Add(1)
+		if it.From == "" {
+			continue
+		}
+		h.stats.countError(proto.CodePeerUnavailable)
+		msg := errorMsg(it.Ref, proto.CodePeerUnavailable, "signal to peer "+target+" was not delivered: the peer did not come back in time")
+		_ = h.delivery.Deliver(it.From, Envelope{Msg: msg, Kind: KindEvent})
+	}
+}

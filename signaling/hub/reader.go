@@ -1,0 +1,160 @@
+package hub
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/khadga/khadga/proto"
+)
+
+// readPool recycles read buffers: an idle connection holds none, and a busy
+// one borrows a buffer only while it decodes a message.
+var readPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+// readLoop reads messages until the socket fails or closes.
+func (c *conn) readLoop() error {
+	limit := c.h.cfg.ReadLimit
+	for {
+		mt, r, err := c.ws.NextReader()
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		c.lastSeen.Store(now.UnixNano())
+		if c.closeQueued() {
+			continue // draining until the client answers our close
+		}
+		bp := readPool.Get().(*[]byte)
+		b, tooBig, err := readLimited(r, (*bp)[:0], limit)
+		if err != nil {
+			readPool.Put(bp)
+			return err
+		}
+		switch {
+		case mt != websocket.TextMessage:
+			c.protocolError("", proto.CodeBadMessage, "binary frames are not accepted; send one JSON object per text frame", now)
+		case tooBig:
+			c.h.stats.countError(proto.CodeTooLarge)
+			c.closeWith(errorMsg("", proto.CodeTooLarge, fmt.Sprintf("message is over the %d byte limit", limit)), websocket.CloseMessageTooBig)
+		default:
+			c.handle(b, now)
+		}
+		if cap(b) <= 4*int(proto.MaxMessageSize) {
+			*bp = b[:0]
+			readPool.Put(bp)
+		}
+	}
+}
+
+// readLimited reads r into b, up to limit bytes. It reports tooBig, without
+// reading the rest, if r holds more.
+func readLimited(r io.Reader, b []byte, limit int64) ([]byte, bool, error) {
+	for {
+		if int64(len(b)) > limit {
+			return b, true, nil
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if errors.Is(err, io.EOF) {
+			return b, int64(len(b)) > limit, nil
+		}
+		if err != nil {
+			return b, false, err
+		}
+	}
+}
+
+// handle decodes, checks and runs one message. b is reused after it returns;
+// proto.Decode copies what it keeps.
+func (c *conn) handle(b []byte, now time.Time) {
+	m, err := proto.Decode(b, int(c.h.cfg.ReadLimit))
+	if err != nil {
+		var pe *proto.ProtocolError
+		if errors.As(err, &pe) {
+			c.protocolError("", pe.Code, pe.Message, now)
+		} else {
+			c.protocolError("", proto.CodeBadMessage, "invalid message", now)
+		}
+		return
+	}
+	if !c.allow(now) {
+		c.protocolError(m.ID, proto.CodeRateLimited, fmt.Sprintf("over %g messages per second", c.h.cfg.MessageRate), now)
+		return
+	}
+	if err := m.Validate(); err != nil {
+		var pe *proto.ProtocolError
+		if errors.As(err, &pe) {
+			c.protocolError(m.ID, pe.Code, pe.Message, now)
+		} else {
+			c.protocolError(m.ID, proto.CodeBadMessage, "invalid message", now)
+		}
+		return
+	}
+	switch m.Type {
+	case proto.TypeSignal:
+		c.h.forward(c, m)
+	case proto.TypeJoin:
+		c.h.join(c, m)
+	case proto.TypeLeave:
+		c.h.leave(c, m)
+	case proto.TypePing:
+		c.send(refMsg(proto.TypePong, m.ID))
+	}
+}
+
+// allow takes a token from the message-rate bucket.
+func (c *conn) allow(now time.Time) bool {
+	return take(&c.tokens, &c.tokensAt, now, c.h.cfg.MessageRate, float64(c.h.cfg.MessageBurst))
+}
+
+// take is a token bucket: it refills at rate per second up to burst.
+func take(tokens *float64, at *int64, now time.Time, rate, burst float64) bool {
+	n := now.UnixNano()
+	if elapsed := n - *at; elapsed > 0 {
+		*tokens = min(burst, *tokens+float64(elapsed)/1e9*rate)
+		*at = n
+	}
+	if *tokens < 1 {
+		return false
+	}
+	*tokens--
+	return true
+}
+
+// protocolError answers a bad message. Each one spends the connection's
+// abuse allowance; when that runs out the connection is closed with 1008.
+func (c *conn) protocolError(ref string, code proto.Code, text string, now time.Time) {
+	c.h.stats.countError(code)
+	msg := errorMsg(ref, code, text)
+	if !take(&c.abuse, &c.abuseAt, now, 1, float64(c.h.cfg.AbuseLimit)) {
+		c.h.log.Info("hub: closing abusive connection", "peer", c.peer(), "code", string(code))
+		c.closeWith(msg, websocket.ClosePolicyViolation)
+		return
+	}
+	c.send(msg)
+}
+
+// replyError answers a well-formed request that cannot be done.
+func (c *conn) replyError(ref string, code proto.Code, format string, args ...any) {
+	c.h.stats.countError(code)
+	c.send(errorMsg(ref, code, fmt.Sprintf(format, args...)))
+}
+
+func errorMsg(ref string, code proto.Code, text string) []byte {
+	b, _ := proto.NewError(ref, code, "%s", text).Encode()
+	return b
+}
+
+// refMsg encodes a data-less message answering ref (ack, pong).
+func refMsg(typ, ref string) []byte {
+	m := proto.Message{Type: typ, Ref: ref}
+	b, _ := m.Encode()
+	return b
+}

@@ -1,0 +1,162 @@
+package hub
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"sync"
+	"time"
+
+	"github.com/khadga/khadga/proto"
+)
+
+// session is one peer: its id, user, role and rooms. It outlives its
+// connection by the resume window, so that a client whose socket dropped
+// gets its peer id, rooms and queued messages back.
+type session struct {
+	h      *Hub
+	member proto.Member // peer, user, role; immutable
+	grants []string     // room grants from the token; empty means any
+
+	// roomsMu guards rooms. Only the session's own reader and its end change
+	// it; the signal path reads it.
+	roomsMu sync.RWMutex
+	rooms   map[string]*room
+
+	// mu guards the fields below.
+	mu        sync.Mutex
+	conn      *conn    // nil while the socket is away
+	absent    []queued // messages kept while away, oldest first
+	timer     *time.Timer
+	tokenHash string // sha256 of the current resume token, raw bytes
+	ended     bool
+}
+
+// queued is one message in a send queue or an absent queue.
+type queued struct {
+	Envelope
+	at   int64 // unix nanoseconds it was queued while absent
+	ctl  ctlKind
+	code int // close code for ctlClose
+}
+
+type ctlKind uint8
+
+const (
+	ctlNone ctlKind = iota
+	ctlPing
+	ctlClose
+)
+
+// randomID returns n random bytes, base64url without padding: safe in URLs
+// and in proto's peer id alphabet.
+func randomID(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func hashToken(tok string) string {
+	sum := sha256.Sum256([]byte(tok))
+	return string(sum[:])
+}
+
+// newResumeToken replaces the session's resume token with a fresh one and
+// returns it. Only its hash is kept.
+func (h *Hub) newResumeToken(s *session) string {
+	tok := randomID(32)
+	hash := hashToken(tok)
+	h.tokens.putIfAbsent(hash, s) // 256 random bits: a collision is not a concern
+	s.mu.Lock()
+	old := s.tokenHash
+	s.tokenHash = hash
+	s.mu.Unlock()
+	if old != "" {
+		h.tokens.deleteIf(old, func(v *session) bool { return v == s })
+	}
+	return tok
+}
+
+// deliver queues e on the session's connection, or in its absent queue.
+// Lock order: session.mu, then conn.mu.
+func (s *session) deliver(e Envelope) error {
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return ErrUnknownPeer
+	}
+	if c := s.conn; c != nil {
+		err := c.enqueue(queued{Envelope: e})
+		if err != errConnClosing {
+			s.mu.Unlock()
+			if err != nil {
+				return ErrPeerUnavailable
+			}
+			return nil
+		}
+		// The connection is going away; keep the message for a resume.
+	}
+	expired, err := s.keepLocked(queued{Envelope: e}, time.Now())
+	s.mu.Unlock()
+	s.h.reportDropped(s.member.Peer, expired)
+	return err
+}
+
+// keepLocked adds it to the absent queue, dropping expired entries first;
+// it returns those for the caller to report once s.mu is released.
+func (s *session) keepLocked(it queued, now time.Time) (expired []queued, err error) {
+	if it.Kind == KindPresence || it.ctl != ctlNone {
+		return nil, nil
+	}
+	if len(s.absent) >= s.h.cfg.AbsentQueue {
+		expired = s.expireLocked(now)
+	}
+	if len(s.absent) >= s.h.cfg.AbsentQueue {
+		return expired, ErrPeerUnavailable
+	}
+	it.at = now.UnixNano()
+	s.absent = append(s.absent, it)
+	if it.Kind == KindSignal {
+		s.h.stats.queued.Add(1)
+	}
+	return expired, nil
+}
+
+// expireLocked removes queued messages older than the TTL and returns them.
+func (s *session) expireLocked(now time.Time) []queued {
+	cutoff := now.Add(-s.h.cfg.AbsentQueueTTL).UnixNano()
+	n := 0
+	for n < len(s.absent) && s.absent[n].at < cutoff {
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	expired := append([]queued(nil), s.absent[:n]...)
+	s.absent = append(s.absent[:0], s.absent[n:]...)
+	return expired
+}
+
+// roomList returns the names of the session's rooms.
+func (s *session) roomList() []string {
+	s.roomsMu.RLock()
+	defer s.roomsMu.RUnlock()
+	names := make([]string, 0, len(s.rooms))
+	for name := range s.rooms {
+		names = append(names, name)
+	}
+	return names
+}
+
+// granted reports whether the token allows joining room.
+func (s *session) granted(room string) bool {
+	if len(s.grants) == 0 {
+		return true
+	}
+	for _, g := range s.grants {
+		if g == room {
+			return true
+		}
+	}
+	return false
+}

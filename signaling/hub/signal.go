@@ -1,0 +1,71 @@
+package hub
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/khadga/khadga/proto"
+)
+
+// forward relays a signal to its target, stamped with the sender's peer id.
+// The hot path: one map read per room of the sender, one encode into a
+// single buffer, one queue append. Signals get no ack; failures get an error
+// naming the signal by its id.
+func (h *Hub) forward(c *conn, m *proto.Message) {
+	s := c.s
+	if !h.shareRoom(s, m.To, m.Room) {
+		if _, ok := h.sessions.get(m.To); !ok {
+			c.replyError(m.ID, proto.CodeUnknownPeer, "no peer %s", m.To)
+		} else if m.Room != "" {
+			c.replyError(m.ID, proto.CodeNotInRoom, "you and peer %s are not both in room %s", m.To, m.Room)
+		} else {
+			c.replyError(m.ID, proto.CodeNotInRoom, "you share no room with peer %s", m.To)
+		}
+		return
+	}
+	out := encodeSignal(m.Room, s.member.Peer, m.Data)
+	err := h.delivery.Deliver(m.To, Envelope{Msg: out, Kind: KindSignal, From: s.member.Peer, Ref: m.ID})
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrUnknownPeer):
+		c.replyError(m.ID, proto.CodeUnknownPeer, "no peer %s", m.To)
+	default:
+		c.replyError(m.ID, proto.CodePeerUnavailable, "peer %s cannot take signals now; the signal was dropped", m.To)
+	}
+}
+
+// encodeSignal builds {"type":"signal","room":..,"from":..,"data":..} in one
+// allocation. room and from need no escaping: proto.ValidRoom and randomID
+// allow only [A-Za-z0-9._-]. data is the raw JSON the client sent, already
+// checked by proto.Decode.
+func encodeSignal(room, from string, data json.RawMessage) []byte {
+	const (
+		head     = `{"type":"signal"`
+		roomKey  = `,"room":"`
+		fromKey  = `,"from":"`
+		dataKey  = `","data":`
+		overhead = len(head) + len(roomKey) + 1 + len(fromKey) + len(dataKey) + 1
+	)
+	b := make([]byte, 0, overhead+len(room)+len(from)+len(data))
+	b = append(b, head...)
+	if room != "" {
+		b = append(b, roomKey...)
+		b = append(b, room...)
+		b = append(b, '"')
+	}
+	b = append(b, fromKey...)
+	b = append(b, from...)
+	b = append(b, dataKey...)
+	b = append(b, data...)
+	return append(b, '}')
+}
+
+// mustJSON marshals a value of a proto data type, which always marshals.
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("hub: marshal %T: %v", v, err))
+	}
+	return b
+}
