@@ -1,0 +1,283 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/khadga/khadga/proto"
+)
+
+// benchPassword is the password of the accounts the bench registers.
+const benchPassword = "khadga-bench-password"
+
+// khadgaTarget is a khadga server, started by the bench or given by -url.
+type khadgaTarget struct {
+	base    string // http://host:port
+	wsURL   string
+	proc    *process
+	serverP int
+	tokens  []string
+	next    atomic.Uint64
+	dialer  *websocket.Dialer
+	log     *slog.Logger
+}
+
+func startKhadga(ctx context.Context, cfg *config, log *slog.Logger) (*khadgaTarget, error) {
+	t := &khadgaTarget{dialer: newDialer(), log: log, base: strings.TrimRight(cfg.URL, "/"), serverP: cfg.PID}
+	if t.base == "" {
+		p, base, err := spawnKhadga(ctx, cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		t.proc, t.base, t.serverP = p, base, p.cmd.Process.Pid
+	}
+	t.wsURL = "ws" + strings.TrimPrefix(t.base, "http") + "/ws?presence=0"
+	if err := t.login(ctx, cfg.Users); err != nil {
+		_ = t.close()
+		return nil, err
+	}
+	return t, nil
+}
+
+// spawnKhadga builds (unless -server-bin) and starts a server on a free port
+// with a fresh data directory: its working directory is a temp dir, so the
+// default ./khadga-data lands there.
+func spawnKhadga(ctx context.Context, cfg *config, log *slog.Logger) (*process, string, error) {
+	dir, err := os.MkdirTemp("", "khadga-bench-")
+	if err != nil {
+		return nil, "", err
+	}
+	bin := cfg.ServerBin
+	if bin == "" {
+		bin = filepath.Join(dir, "khadga")
+		if err := buildKhadga(ctx, bin, log); err != nil {
+			os.RemoveAll(dir)
+			return nil, "", err
+		}
+	}
+	port, err := freePort()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, "", err
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	args := append([]string{"serve", "--http", addr}, cfg.ServerArgs...)
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	p, err := startProcess(cmd, dir, log)
+	if err != nil {
+		return nil, "", err
+	}
+	base := "http://" + addr
+	if err := waitHTTP(ctx, base+"/readyz", p); err != nil {
+		_ = p.stop()
+		return nil, "", fmt.Errorf("khadga server did not become ready: %w\n%s", err, p.logTail())
+	}
+	log.Info("khadga server ready", slog.String("url", base), slog.Int("pid", cmd.Process.Pid))
+	return p, base, nil
+}
+
+// buildKhadga runs go build for ./cmd/khadga of the module the bench runs in.
+func buildKhadga(ctx context.Context, out string, log *slog.Logger) error {
+	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return fmt.Errorf("go env GOMOD: %w", err)
+	}
+	root := filepath.Dir(strings.TrimSpace(string(gomod)))
+	if root == "." || root == "" || strings.HasSuffix(strings.TrimSpace(string(gomod)), os.DevNull) {
+		return errors.New("not inside the khadga module: run from the repository or pass -server-bin or -url")
+	}
+	log.Info("building the khadga server", slog.String("module", root))
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/khadga")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./cmd/khadga: %w\n%s", err, b)
+	}
+	return nil
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// waitHTTP polls url until it answers 200, the process exits, or 60 s pass.
+func waitHTTP(ctx context.Context, url string, p *process) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-p.done:
+			return fmt.Errorf("server exited: %w", p.err)
+		case <-tick.C:
+		}
+	}
+}
+
+// login registers cfg.Users accounts (an existing one is fine) and logs each
+// in once; connections share the access tokens, which keeps clear of the
+// login rate limiter.
+func (t *khadgaTarget) login(ctx context.Context, users int) error {
+	run := make([]byte, 3)
+	_, _ = rand.Read(run)
+	for i := range users {
+		name := fmt.Sprintf("bench-%s-%d", hex.EncodeToString(run), i)
+		body := map[string]string{"username": name, "password": benchPassword}
+		code, _, err := t.post(ctx, "/api/register", body)
+		if err != nil {
+			return err
+		}
+		if code != http.StatusCreated && code != http.StatusConflict {
+			return fmt.Errorf("register %s: HTTP %d", name, code)
+		}
+		code, b, err := t.post(ctx, "/api/login", body)
+		if err != nil {
+			return err
+		}
+		if code != http.StatusOK {
+			return fmt.Errorf("login %s: HTTP %d: %s", name, code, bytes.TrimSpace(b))
+		}
+		var tok struct {
+			AccessToken string `json:"access_token"`
+		}
+		if err := json.Unmarshal(b, &tok); err != nil || tok.AccessToken == "" {
+			return fmt.Errorf("login %s: no access_token in the answer", name)
+		}
+		t.tokens = append(t.tokens, tok.AccessToken)
+	}
+	t.log.Info("khadga accounts ready", slog.Int("users", users))
+	return nil
+}
+
+// post sends a JSON body, waiting out 429s as Retry-After asks (up to 2 min).
+func (t *khadgaTarget) post(ctx context.Context, path string, body any) (int, []byte, error) {
+	b, _ := json.Marshal(body)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.base+path, bytes.NewReader(b))
+		if err != nil {
+			return 0, nil, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, nil, fmt.Errorf("POST %s: %w", path, err)
+		}
+		out, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTooManyRequests || time.Now().After(deadline) {
+			return resp.StatusCode, out, nil
+		}
+		wait, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+		t.log.Info("rate limited; waiting", slog.String("path", path), slog.Int("seconds", max(wait, 1)))
+		select {
+		case <-ctx.Done():
+			return 0, nil, ctx.Err()
+		case <-time.After(time.Duration(max(wait, 1)) * time.Second):
+		}
+	}
+}
+
+func (t *khadgaTarget) name() string { return "khadga" }
+func (t *khadgaTarget) pid() int     { return t.serverP }
+
+func (t *khadgaTarget) dial(ctx context.Context) (*benchConn, error) {
+	tok := t.tokens[t.next.Add(1)%uint64(len(t.tokens))]
+	h := http.Header{}
+	h.Set("Authorization", "Bearer "+tok)
+	d := *t.dialer
+	d.Subprotocols = proto.Subprotocols
+	ws, err := dialWS(ctx, &d, t.wsURL, h)
+	if err != nil {
+		return nil, err
+	}
+	var m proto.Message
+	if _, err := readJSON(ws, &m, 30*time.Second); err != nil {
+		ws.Close()
+		return nil, fmt.Errorf("read welcome: %w", err)
+	}
+	var w proto.Welcome
+	if m.Type != proto.TypeWelcome || json.Unmarshal(m.Data, &w) != nil || w.Peer == "" {
+		ws.Close()
+		return nil, fmt.Errorf("first message is %q, want a welcome with a peer id", m.Type)
+	}
+	return &benchConn{ws: ws, id: w.Peer}, nil
+}
+
+// pair joins a and b to room, each waiting for its joined.
+func (t *khadgaTarget) pair(ctx context.Context, a, b *benchConn, room string) error {
+	for _, c := range []*benchConn{a, b} {
+		join, _ := (&proto.Message{Type: proto.TypeJoin, ID: "j", Room: room}).Encode()
+		if err := c.write(join); err != nil {
+			return fmt.Errorf("join %s: %w", room, err)
+		}
+		if err := awaitType(c, proto.TypeJoined); err != nil {
+			return fmt.Errorf("join %s: %w", room, err)
+		}
+	}
+	return nil
+}
+
+// awaitType reads until a message of type want, failing on an error message.
+func awaitType(c *benchConn, want string) error {
+	for {
+		var m proto.Message
+		if _, err := readJSON(c.ws, &m, 30*time.Second); err != nil {
+			return err
+		}
+		switch m.Type {
+		case want:
+			return nil
+		case proto.TypeError:
+			return fmt.Errorf("server error: %s", m.Data)
+		}
+	}
+}
+
+func (t *khadgaTarget) heartbeat() []byte { return []byte(`{"type":"ping"}`) }
+
+func (t *khadgaTarget) signalPrefix(dst string) []byte {
+	return []byte(`{"type":"signal","to":"` + dst + `","data":`)
+}
+
+func (t *khadgaTarget) signalSuffix() []byte { return []byte(`}`) }
+
+func (t *khadgaTarget) close() error {
+	if t.proc == nil {
+		return nil
+	}
+	return t.proc.stop()
+}

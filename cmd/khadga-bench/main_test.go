@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(b []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
+
+func TestSignalFrame(t *testing.T) {
+	for _, tg := range []target{&khadgaTarget{}, &peerJSTarget{}} {
+		t.Run(tg.name(), func(t *testing.T) {
+			f := newSignalFrame(tg, "peer-7", 1024)
+			b := f.stamp(1234567890123)
+			if !json.Valid(b) {
+				t.Fatalf("frame is not JSON: %.120s", b)
+			}
+			var m map[string]json.RawMessage
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Fatal(err)
+			}
+			payload := m["data"]
+			if tg.name() == "peerjs" {
+				payload = m["payload"]
+			}
+			if len(payload) != 1024 {
+				t.Errorf("payload is %d bytes, want 1024", len(payload))
+			}
+			got, ok := readStamp(b)
+			if !ok || got != 1234567890123 {
+				t.Errorf("readStamp = %d, %v; want 1234567890123", got, ok)
+			}
+			want := map[string]string{"khadga": "signal", "peerjs": "OFFER"}[tg.name()]
+			if typ := msgType(b); typ != want {
+				t.Errorf("msgType = %q, want %q", typ, want)
+			}
+			// A second stamp rewrites the first in place.
+			if got, _ := readStamp(f.stamp(42)); got != 42 {
+				t.Errorf("restamped = %d, want 42", got)
+			}
+		})
+	}
+}
+
+func TestMsgTypeFallback(t *testing.T) {
+	if got := msgType([]byte(`{ "type" : "pong" }`)); got != "pong" {
+		t.Fatalf("msgType with spaces = %q", got)
+	}
+	if got := msgType([]byte(`{"type":"error","ref":"1","data":{"code":"rate_limited"}}`)); got != "error" {
+		t.Fatalf("msgType = %q", got)
+	}
+	if got := errCode([]byte(`{"type":"error","data":{"code":"rate_limited","message":"x"}}`), "error"); got != "rate_limited" {
+		t.Fatalf("errCode = %q", got)
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	s := []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+	for _, tt := range []struct {
+		q    float64
+		want int64
+	}{{0.5, 5}, {0.99, 10}, {0.1, 1}, {1, 10}, {0, 1}} {
+		if got := percentile(s, tt.q); got != tt.want {
+			t.Errorf("percentile(%v) = %d, want %d", tt.q, got, tt.want)
+		}
+	}
+	if percentile(nil, 0.5) != 0 {
+		t.Error("percentile of nothing is not 0")
+	}
+}
+
+func TestParseConfig(t *testing.T) {
+	cfg, err := parseConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Target != "both" || len(cfg.Idle) != 3 || cfg.Idle[2] != 10000 || cfg.Pairs != 200 ||
+		cfg.Rate != 10000 || cfg.Open != 1000 || cfg.Dialers != 50 || cfg.Heartbeat != 5*time.Second || len(cfg.Phases) != 4 {
+		t.Fatalf("defaults differ from issue 2's loads: %+v", cfg)
+	}
+	for _, bad := range [][]string{
+		{"-target", "nats"},
+		{"-idle", "5000,1000"},
+		{"-phases", "idle,dance"},
+		{"-size", "10"},
+		{"-pid", "12"},
+		{"extra"},
+	} {
+		if _, err := parseConfig(bad); err == nil {
+			t.Errorf("parseConfig(%q) accepted", bad)
+		}
+	}
+}
+
+func TestProc(t *testing.T) {
+	pid := os.Getpid()
+	r, err := rss(pid)
+	if err != nil || r < 1<<20 {
+		t.Fatalf("rss = %d, %v", r, err)
+	}
+	if _, err := cpuSeconds(pid); err != nil {
+		t.Fatal(err)
+	}
+	n, err := noFileLimit(pid)
+	if err != nil || n == 0 {
+		t.Fatalf("noFileLimit = %d, %v", n, err)
+	}
+	if _, err := rss(1 << 30); err == nil {
+		t.Fatal("rss of a missing process succeeded")
+	}
+}
+
+// tinyConfig runs every phase at a size that takes seconds.
+func tinyConfig(t *testing.T) *config {
+	cfg, err := parseConfig([]string{
+		"-idle", "20,40", "-settle", "0s", "-heartbeat", "200ms", "-open", "30", "-dialers", "5",
+		"-pairs", "4", "-duration", "500ms", "-warmup", "100ms", "-rate", "400", "-users", "2",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// checkResult asserts that every phase produced figures.
+func checkResult(t *testing.T, res *targetResult, idle bool) {
+	t.Helper()
+	if len(res.Errors) > 0 {
+		t.Fatalf("phases failed: %v", res.Errors)
+	}
+	if idle && (len(res.Idle) != 2 || res.Idle[1].Conns != 40 || res.Idle[1].RSSBytes <= 0 || res.Idle[1].Dropped != 0) {
+		t.Errorf("idle = %+v", res.Idle)
+	}
+	if res.Open == nil || res.Open.Conns != 30 || res.Open.PerSecond <= 0 {
+		t.Errorf("open = %+v", res.Open)
+	}
+	for _, r := range []*relayResult{res.RelayMax, res.RelayRate} {
+		if r == nil || r.Received == 0 || r.Samples == 0 || r.P50ms <= 0 || r.P99ms < r.P50ms || len(r.Errors) > 0 || r.Dropped > 0 {
+			t.Errorf("relay = %+v", r)
+		}
+	}
+}
+
+func TestPeerJS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Node.js server")
+	}
+	cfg := tinyConfig(t)
+	if _, err := exec.LookPath(cfg.Node); err != nil {
+		t.Skip("node not installed")
+	}
+	if _, err := peerJSDir(""); err != nil {
+		t.Skipf("%v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := measureTarget(ctx, cfg, "peerjs", testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResult(t, res, true)
+	rep := newReport(cfg)
+	rep.Targets["peerjs"] = res
+	cfg.JSON = true
+	if err := writeReport(io.Discard, cfg, rep); err != nil {
+		t.Fatal(err)
+	}
+}

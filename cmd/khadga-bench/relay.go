@@ -1,0 +1,325 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// drainWait is how long the bench waits, after the senders stop, for
+// signals still in flight.
+const drainWait = 2 * time.Second
+
+// relayPeer is one connection of a pair in a relay phase: it sends to its
+// partner and records the latency of what it receives.
+type relayPeer struct {
+	c       *benchConn
+	partner *relayPeer
+	frame   *signalFrame
+	// window holds one token per signal in flight from this peer; the
+	// partner's reader takes one back per signal received.
+	window chan struct{}
+	lat    []int64 // ns, of signals sent after the warm-up, received in time
+	count  int64   // signals received inside the measured window
+}
+
+// relayRun is the shared state of one relay phase.
+type relayRun struct {
+	base     time.Time
+	warmEnd  time.Duration // since base
+	end      time.Duration
+	sent     atomic.Int64
+	answered atomic.Int64 // signals received or refused, at any time
+	errCodes sync.Map // code -> *atomic.Int64
+	dropped  atomic.Int64
+}
+
+func (r *relayRun) countErr(code string) {
+	v, _ := r.errCodes.LoadOrStore(code, new(atomic.Int64))
+	v.(*atomic.Int64).Add(1)
+}
+
+// relayPhase opens cfg.Pairs pairs and has each peer signal its partner for
+// cfg.Warmup+cfg.Duration: as fast as the window allows (rate 0), or at rate
+// signals/s in total, spread evenly over the senders.
+func relayPhase(ctx context.Context, cfg *config, t target, rate int, log *slog.Logger) (*relayResult, error) {
+	peers, err := openPairs(ctx, cfg, t)
+	defer func() {
+		for _, p := range peers {
+			p.c.shut()
+		}
+	}()
+	if err != nil {
+		return nil, err
+	}
+	run := &relayRun{base: time.Now()}
+	run.warmEnd = cfg.Warmup
+	run.end = cfg.Warmup + cfg.Duration
+	var readers sync.WaitGroup
+	for _, p := range peers {
+		readers.Add(1)
+		go func() { defer readers.Done(); run.read(p) }()
+	}
+	stop := make(chan struct{})
+	var senders sync.WaitGroup
+	for i, p := range peers {
+		senders.Add(1)
+		go func() {
+			defer senders.Done()
+			if rate > 0 {
+				run.sendPaced(p, i, len(peers), rate, stop)
+			} else {
+				run.sendWindowed(p, stop)
+			}
+		}()
+	}
+	cpu0, cpu1 := run.cpuWindow(ctx, t.pid())
+	close(stop)
+	senders.Wait()
+	run.drain(ctx)
+	for _, p := range peers {
+		p.c.shut()
+	}
+	readers.Wait()
+	res := run.result(peers, cfg, rate, cpu1-cpu0)
+	log.Info("relay", slog.String("mode", res.Mode), slog.Float64("signals_per_s", round(res.PerSecond, 0)),
+		slog.Float64("p50_ms", res.P50ms), slog.Float64("p99_ms", res.P99ms), slog.Any("errors", res.Errors))
+	return res, nil
+}
+
+// openPairs dials 2*cfg.Pairs connections and pairs them up.
+func openPairs(ctx context.Context, cfg *config, t target) ([]*relayPeer, error) {
+	conns, err := dialMany(ctx, t, 2*cfg.Pairs, cfg.Dialers)
+	peers := make([]*relayPeer, len(conns))
+	for i, c := range conns {
+		peers[i] = &relayPeer{c: c, window: make(chan struct{}, cfg.Window)}
+	}
+	if err != nil {
+		return peers, err
+	}
+	errs := make(chan error, cfg.Pairs)
+	sem := make(chan struct{}, cfg.Dialers)
+	for i := 0; i < len(peers); i += 2 {
+		a, b := peers[i], peers[i+1]
+		a.partner, b.partner = b, a
+		a.frame = newSignalFrame(t, b.c.id, cfg.Size)
+		b.frame = newSignalFrame(t, a.c.id, cfg.Size)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			errs <- t.pair(ctx, a.c, b.c, fmt.Sprintf("bench-pair-%d", i/2))
+		}()
+	}
+	var all []error
+	for range cfg.Pairs {
+		if err := <-errs; err != nil {
+			all = append(all, err)
+		}
+	}
+	if len(all) > 0 {
+		return peers, fmt.Errorf("%d of %d pairs failed, first: %w", len(all), cfg.Pairs, all[0])
+	}
+	return peers, nil
+}
+
+// cpuWindow waits out the phase and returns the server's CPU seconds at the
+// start and the end of the measured window (0, 0 if unknown).
+func (r *relayRun) cpuWindow(ctx context.Context, pid int) (float64, float64) {
+	_ = sleepCtx(ctx, time.Until(r.base.Add(r.warmEnd)))
+	var c0, c1 float64
+	if pid > 0 {
+		c0, _ = cpuSeconds(pid)
+	}
+	_ = sleepCtx(ctx, time.Until(r.base.Add(r.end)))
+	if pid > 0 {
+		c1, _ = cpuSeconds(pid)
+	}
+	return c0, c1
+}
+
+// drain waits, at most drainWait, until every signal sent has arrived or
+// been refused, so that closing the connections loses none in flight.
+func (r *relayRun) drain(ctx context.Context) {
+	deadline := time.Now().Add(drainWait)
+	for r.answered.Load() < r.sent.Load() && time.Now().Before(deadline) {
+		if sleepCtx(ctx, 10*time.Millisecond) != nil {
+			return
+		}
+	}
+}
+
+// sendWindowed sends as fast as the partner's receipts free window tokens.
+func (r *relayRun) sendWindowed(p *relayPeer, stop <-chan struct{}) {
+	for {
+		select {
+		case p.window <- struct{}{}:
+		case <-stop:
+			return
+		}
+		if err := p.c.write(p.frame.stamp(int64(time.Since(r.base)))); err != nil {
+			r.countErr("write: " + errText(err))
+			return
+		}
+		r.sent.Add(1)
+	}
+}
+
+// sendPaced sends one signal every n/rate seconds, peer i offset by its
+// share of that interval so that the senders do not fire together. A late
+// sender catches up rather than skipping, so the offered rate holds.
+func (r *relayRun) sendPaced(p *relayPeer, i, n, rate int, stop <-chan struct{}) {
+	interval := time.Duration(n) * time.Second / time.Duration(rate)
+	next := time.Duration(i) * interval / time.Duration(n)
+	timer := time.NewTimer(time.Until(r.base.Add(next)))
+	defer timer.Stop()
+	for {
+		select {
+		case <-timer.C:
+		case <-stop:
+			return
+		}
+		if err := p.c.write(p.frame.stamp(int64(time.Since(r.base)))); err != nil {
+			r.countErr("write: " + errText(err))
+			return
+		}
+		r.sent.Add(1)
+		next += interval
+		timer.Reset(time.Until(r.base.Add(next)))
+	}
+}
+
+// read handles everything the server sends to p until the connection closes.
+func (r *relayRun) read(p *relayPeer) {
+	var buf bytes.Buffer
+	for {
+		_, rd, err := p.c.ws.NextReader()
+		if err != nil {
+			if !isClosed(err) {
+				r.dropped.Add(1)
+			}
+			return
+		}
+		buf.Reset()
+		if _, err := buf.ReadFrom(rd); err != nil {
+			r.dropped.Add(1)
+			return
+		}
+		now := time.Since(r.base)
+		b := buf.Bytes()
+		switch typ := msgType(b); typ {
+		case "signal", "OFFER":
+			select {
+			case <-p.partner.window:
+			default:
+			}
+			r.answered.Add(1)
+			sentAt, ok := readStamp(b)
+			if !ok {
+				r.countErr("bad payload")
+				continue
+			}
+			if now >= r.warmEnd && now <= r.end {
+				p.count++
+				if time.Duration(sentAt) >= r.warmEnd {
+					p.lat = append(p.lat, int64(now)-sentAt)
+				}
+			}
+		case "error", "ERROR", "EXPIRE", "LEAVE":
+			// A refused signal frees its sender's (this peer's) token.
+			select {
+			case <-p.window:
+			default:
+			}
+			r.answered.Add(1)
+			r.countErr(errCode(b, typ))
+		}
+	}
+}
+
+// errCode names a server error for the report: khadga's data.code, or the
+// PeerJS message type.
+func errCode(b []byte, typ string) string {
+	var m struct {
+		Data struct {
+			Code string `json:"code"`
+		} `json:"data"`
+	}
+	if typ == "error" && json.Unmarshal(b, &m) == nil && m.Data.Code != "" {
+		return m.Data.Code
+	}
+	return typ
+}
+
+func (r *relayRun) result(peers []*relayPeer, cfg *config, rate int, cpu float64) *relayResult {
+	var lat []int64
+	var count int64
+	for _, p := range peers {
+		lat = append(lat, p.lat...)
+		count += p.count
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	res := &relayResult{
+		Mode: "max", Pairs: cfg.Pairs, PayloadBytes: cfg.Size, FrameBytes: len(peers[0].frame.buf),
+		Seconds: cfg.Duration.Seconds(), Sent: r.sent.Load(), Received: count,
+		PerSecond: float64(count) / cfg.Duration.Seconds(),
+		P50ms:     ms(percentile(lat, 0.50)), P99ms: ms(percentile(lat, 0.99)),
+		P999ms: ms(percentile(lat, 0.999)), Maxms: ms(percentile(lat, 1)),
+		Samples: len(lat), Dropped: r.dropped.Load(), Errors: map[string]int64{},
+	}
+	if rate > 0 {
+		res.Mode, res.OfferedPerSecond = "rate", rate
+	} else {
+		res.Window = cfg.Window
+	}
+	if cpu > 0 {
+		res.ServerCPUCores = round(cpu/cfg.Duration.Seconds(), 2)
+		if count > 0 {
+			res.ServerCPUMicrosPerSignal = round(cpu*1e6/float64(count), 2)
+		}
+	}
+	r.errCodes.Range(func(k, v any) bool {
+		res.Errors[k.(string)] = v.(*atomic.Int64).Load()
+		return true
+	})
+	return res
+}
+
+// percentile returns the q-quantile of sorted (nearest rank), 0 if empty.
+func percentile(sorted []int64, q float64) int64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func ms(ns int64) float64 { return round(float64(ns)/1e6, 3) }
+
+// isClosed reports whether err is the end of a connection the bench closed
+// or closed normally, rather than a drop by the server.
+func isClosed(err error) bool {
+	return errors.Is(err, net.ErrClosed) ||
+		websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway)
+}
+
+func errText(err error) string {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "timeout"
+	}
+	if errors.Is(err, net.ErrClosed) {
+		return "closed"
+	}
+	return "broken"
+}
