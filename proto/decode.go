@@ -28,27 +28,32 @@ func Decode(b []byte, limit int) (*Message, error) {
 	dec.DisallowUnknownFields()
 	var m Message
 	if err := dec.Decode(&m); err != nil {
-		return nil, protoErr(CodeBadMessage, "invalid message: "+jsonReason(err))
+		return nil, protoErr(CodeBadMessage, "invalid message: "+DescribeJSONError(err))
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, protoErr(CodeBadMessage, "invalid message: data after the JSON object")
 	}
 	if m.Type == "" {
-		return nil, protoErr(CodeBadMessage, "missing type")
+		e := protoErr(CodeBadMessage, "missing type")
+		e.ID = shortID(m.ID)
+		return nil, e
 	}
 	if m.V < 0 || m.V > Version {
-		return nil, protoErr(CodeUnsupportedVersion, fmt.Sprintf("version %d is not supported; this server speaks %d", m.V, Version))
+		e := protoErr(CodeUnsupportedVersion, fmt.Sprintf("version %d is not supported; this server speaks %d", m.V, Version))
+		e.ID = shortID(m.ID)
+		return nil, e
 	}
 	return &m, nil
 }
 
-// jsonReason turns encoding/json's errors into short, stable text.
-func jsonReason(err error) string {
+// DescribeJSONError turns an encoding/json error into short, stable text
+// that is safe to send back to a client.
+func DescribeJSONError(err error) string {
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	switch {
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return "truncated JSON"
+		return "truncated or empty JSON"
 	case errors.As(err, &syn):
 		return fmt.Sprintf("syntax error at byte %d", syn.Offset)
 	case errors.As(err, &typ):
@@ -59,4 +64,12 @@ func jsonReason(err error) string {
 	default:
 		return err.Error()
 	}
+}
+
+// shortID is id if it is short enough to echo back, else empty.
+func shortID(id string) string {
+	if len(id) > MaxRequestID {
+		return ""
+	}
+	return id
 }

@@ -40,6 +40,9 @@ const (
 type ProtocolError struct {
 	Code    Code
 	Message string
+	// ID is the id of the offending message when its envelope could be
+	// read, so that the error sent back can name it in ref.
+	ID string
 }
 
 func (e *ProtocolError) Error() string { return string(e.Code) + ": " + e.Message }

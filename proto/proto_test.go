@@ -140,3 +140,11 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatalf("NewError = %+v, %+v, %v", e, ed, err)
 	}
 }
+
+func TestDecodeErrorNamesTheMessage(t *testing.T) {
+	_, err := Decode([]byte(`{"type":"ping","id":"q7","v":9}`), 0)
+	var pe *ProtocolError
+	if !errors.As(err, &pe) || pe.Code != CodeUnsupportedVersion || pe.ID != "q7" {
+		t.Fatalf("err = %#v, want unsupported_version naming id q7", err)
+	}
+}

@@ -4,6 +4,10 @@
 //	khadga [serve] [flags]   run the server (the default)
 //	khadga turn [flags]      run only the TURN server
 //	khadga turn-credentials  print TURN REST credentials for testing
+//	khadga user ...          manage accounts
+//	khadga token ...         mint a bot (e.g. recorder) token
+//	khadga backup FILE       hot copy of the store
+//	khadga restore FILE      replace the store with a checked backup (server stopped)
 //
 // Every flag has a KHADGA_* environment twin: --http is KHADGA_HTTP.
 package main
@@ -23,6 +27,10 @@ var commands = map[string]func(ctx context.Context, args []string) error{
 	"serve":            runServe,
 	"turn":             runTurn,
 	"turn-credentials": runTurnCredentials,
+	"user":             runUser,
+	"token":            runToken,
+	"backup":           runBackup,
+	"restore":          runRestore,
 }
 
 func main() {
@@ -33,7 +41,7 @@ func main() {
 	}
 	run, ok := commands[name]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "khadga: unknown command %q (commands: serve, turn, turn-credentials)\n", name)
+		fmt.Fprintf(os.Stderr, "khadga: unknown command %q (commands: serve, turn, turn-credentials, user, token, backup, restore)\n", name)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

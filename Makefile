@@ -1,0 +1,29 @@
+# khadga's one test command is `make test`. On a fresh Debian machine, run as
+# root, it first installs what the tests need (scripts/setup.sh).
+GO ?= go
+FUZZTIME ?= 30s
+
+.PHONY: test setup vet build-static fuzz bench
+
+test: setup vet build-static
+	$(GO) test -race -count=1 -timeout 25m ./...
+
+setup:
+	@bash scripts/setup.sh
+
+vet:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+# The server binary must build without cgo.
+build-static:
+	CGO_ENABLED=0 $(GO) build -o /dev/null ./cmd/khadga
+	CGO_ENABLED=0 $(GO) build ./...
+
+# Each fuzz target for FUZZTIME (not part of `make test`).
+fuzz:
+	@bash scripts/fuzz.sh $(FUZZTIME)
+
+bench:
+	$(GO) run ./cmd/khadga-bench

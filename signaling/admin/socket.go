@@ -1,0 +1,227 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+
+	"github.com/khadga/khadga/signaling/store"
+)
+
+// maxRequest bounds an admin request body.
+const maxRequest = 16 << 10
+
+// Listen opens the admin socket at path with mode 0600, replacing a stale
+// socket file left by a crashed server.
+func Listen(path string) (net.Listener, error) {
+	if c, err := net.Dial("unix", path); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("admin: %s is in use by a running server", path)
+	}
+	os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+	return ln, nil
+}
+
+// Handler serves a as JSON over HTTP, for the admin socket.
+func Handler(a Admin) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /users", func(w http.ResponseWriter, r *http.Request) {
+		us, err := a.ListUsers(r.Context())
+		reply(w, us, err)
+	})
+	mux.HandleFunc("POST /users", func(w http.ResponseWriter, r *http.Request) {
+		var req struct{ Name, Password, Role string }
+		if decode(w, r, &req) {
+			reply(w, nil, a.AddUser(r.Context(), req.Name, req.Password, req.Role))
+		}
+	})
+	mux.HandleFunc("DELETE /users/{name}", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, nil, a.DeleteUser(r.Context(), r.PathValue("name")))
+	})
+	mux.HandleFunc("POST /users/{name}/disabled", func(w http.ResponseWriter, r *http.Request) {
+		var req struct{ Disabled bool }
+		if decode(w, r, &req) {
+			reply(w, nil, a.SetDisabled(r.Context(), r.PathValue("name"), req.Disabled))
+		}
+	})
+	mux.HandleFunc("POST /users/{name}/role", func(w http.ResponseWriter, r *http.Request) {
+		var req struct{ Role string }
+		if decode(w, r, &req) {
+			reply(w, nil, a.SetRole(r.Context(), r.PathValue("name"), req.Role))
+		}
+	})
+	mux.HandleFunc("POST /tokens", func(w http.ResponseWriter, r *http.Request) {
+		var req TokenRequest
+		if decode(w, r, &req) {
+			tok, err := a.MintToken(r.Context(), req)
+			reply(w, tok, err)
+		}
+	})
+	mux.HandleFunc("GET /backup", func(w http.ResponseWriter, r *http.Request) {
+		// Buffer so that a failed backup is an error, not a truncated file.
+		var buf bytes.Buffer
+		if _, err := a.Backup(r.Context(), &buf); err != nil {
+			reply(w, nil, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", fmt.Sprint(buf.Len()))
+		buf.WriteTo(w)
+	})
+	return mux
+}
+
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequest))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeErr(w, http.StatusBadRequest, "invalid request: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func reply(w http.ResponseWriter, v any, err error) {
+	switch {
+	case err == nil:
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(v)
+	case errors.Is(err, ErrBadRequest), errors.Is(err, store.ErrInvalid):
+		writeErr(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, store.ErrNotFound):
+		writeErr(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, store.ErrUserExists):
+		writeErr(w, http.StatusConflict, err.Error())
+	default:
+		writeErr(w, http.StatusInternalServerError, err.Error())
+	}
+}
+
+func writeErr(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
+// Client is an Admin that talks to a running server's admin socket.
+type Client struct {
+	hc *http.Client
+}
+
+var _ Admin = (*Client)(nil)
+
+// Dial connects to the admin socket at path. It fails at once when no
+// server listens there, so the caller can fall back to opening the store.
+func Dial(path string) (*Client, error) {
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	c.Close()
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}}
+	return &Client{hc: &http.Client{Transport: tr}}, nil
+}
+
+// call sends one request; out, if not nil, receives the JSON answer.
+func (c *Client) call(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://admin"+path, body)
+	if err != nil {
+		return err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin socket: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		json.NewDecoder(io.LimitReader(resp.Body, maxRequest)).Decode(&e)
+		switch resp.StatusCode {
+		case http.StatusBadRequest:
+			return fmt.Errorf("%w (%s)", ErrBadRequest, e.Error)
+		case http.StatusNotFound:
+			return fmt.Errorf("%w (%s)", store.ErrNotFound, e.Error)
+		case http.StatusConflict:
+			return fmt.Errorf("%w (%s)", store.ErrUserExists, e.Error)
+		}
+		return fmt.Errorf("admin socket: %s: %s", resp.Status, e.Error)
+	}
+	if out == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+func (c *Client) ListUsers(ctx context.Context) ([]UserInfo, error) {
+	var us []UserInfo
+	err := c.call(ctx, http.MethodGet, "/users", nil, &us)
+	return us, err
+}
+
+func (c *Client) AddUser(ctx context.Context, name, password, role string) error {
+	return c.call(ctx, http.MethodPost, "/users", map[string]string{"name": name, "password": password, "role": role}, nil)
+}
+
+func (c *Client) DeleteUser(ctx context.Context, name string) error {
+	return c.call(ctx, http.MethodDelete, "/users/"+url.PathEscape(name), nil, nil)
+}
+
+func (c *Client) SetDisabled(ctx context.Context, name string, disabled bool) error {
+	return c.call(ctx, http.MethodPost, "/users/"+url.PathEscape(name)+"/disabled", map[string]bool{"disabled": disabled}, nil)
+}
+
+func (c *Client) SetRole(ctx context.Context, name, role string) error {
+	return c.call(ctx, http.MethodPost, "/users/"+url.PathEscape(name)+"/role", map[string]string{"role": role}, nil)
+}
+
+func (c *Client) MintToken(ctx context.Context, r TokenRequest) (Token, error) {
+	var t Token
+	err := c.call(ctx, http.MethodPost, "/tokens", r, &t)
+	return t, err
+}
+
+func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://admin/backup", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("admin socket: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("admin socket: backup: %s", resp.Status)
+	}
+	n, err := io.Copy(w, resp.Body)
+	if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
+		err = fmt.Errorf("admin socket: backup truncated at %d of %d bytes", n, resp.ContentLength)
+	}
+	return n, err
+}

@@ -1,0 +1,305 @@
+package signaling
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/khadga/khadga/proto"
+	"github.com/khadga/khadga/signaling/auth"
+	"github.com/khadga/khadga/signaling/store"
+)
+
+// maxBody bounds every JSON request body; the largest legitimate one (a
+// 1024-byte password, JSON-escaped) fits easily.
+const maxBody = 8 << 10
+
+// apiError is the body of every error answer: {"error":{"code","message"}}.
+type apiError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// HTTP error codes, stable for clients to switch on.
+const (
+	codeBadRequest   = "bad_request"
+	codeTooLarge     = "too_large"
+	codeUnauthorized = "unauthorized"
+	codeExists       = "exists"
+	codeRateLimited  = "rate_limited"
+	codeInternal     = "internal"
+	codeNotFound     = "not_found"
+	codeMethod       = "method_not_allowed"
+)
+
+// errBadCredentials is the one answer to a wrong password and an unknown
+// user alike, so that login does not reveal which usernames exist.
+const errBadCredentials = "invalid username or password"
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	if v != nil {
+		json.NewEncoder(w).Encode(v)
+	}
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, map[string]apiError{"error": {Code: code, Message: msg}})
+}
+
+// decodeBody reads a JSON object of at most maxBody bytes into v, refusing
+// unknown fields and trailing data. On failure it has answered the request.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		writeError(w, http.StatusUnsupportedMediaType, codeBadRequest, "content type must be application/json")
+		return false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("request body is over %d bytes", maxBody))
+		} else {
+			writeError(w, http.StatusBadRequest, codeBadRequest, "could not read the request body")
+		}
+		return false
+	}
+	if !utf8.Valid(body) {
+		writeError(w, http.StatusBadRequest, codeBadRequest, "request body is not valid UTF-8")
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, codeBadRequest, "invalid JSON body: "+proto.DescribeJSONError(err))
+		return false
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		writeError(w, http.StatusBadRequest, codeBadRequest, "invalid JSON body: data after the object")
+		return false
+	}
+	return true
+}
+
+type credentials struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
+	var c credentials
+	if !decodeBody(w, r, &c) {
+		return
+	}
+	if err := proto.ValidUsername(c.Username); err != nil {
+		writeError(w, http.StatusBadRequest, codeBadRequest, err.Error())
+		return
+	}
+	if err := proto.ValidPassword(c.Password); err != nil {
+		writeError(w, http.StatusBadRequest, codeBadRequest, err.Error())
+		return
+	}
+	hash, err := s.cfg.Password.Hash(c.Password)
+	if err != nil {
+		s.internalError(w, "hashing a password", err)
+		return
+	}
+	u := store.User{Name: c.Username, PasswordHash: hash, Role: proto.RoleUser, Created: time.Now().UTC()}
+	switch err := s.store.CreateUser(u); {
+	case errors.Is(err, store.ErrUserExists):
+		writeError(w, http.StatusConflict, codeExists, "username is taken")
+		return
+	case err != nil:
+		s.internalError(w, "creating a user", err)
+		return
+	}
+	s.audit("register", c.Username, r, "")
+	writeJSON(w, http.StatusCreated, map[string]string{"username": c.Username})
+}
+
+func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
+	var c credentials
+	if !decodeBody(w, r, &c) {
+		return
+	}
+	addr := clientAddr(r)
+	delay, retry := s.limiter.Check(addr, c.Username, s.cfg.Now())
+	if retry > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((retry+time.Second-1)/time.Second)))
+		writeError(w, http.StatusTooManyRequests, codeRateLimited, "too many failed logins; try again later")
+		return
+	}
+	if delay > 0 && !sleepCtx(r, delay) {
+		return
+	}
+	u, ok := s.checkPassword(c)
+	if !ok {
+		s.limiter.Failure(addr, c.Username, s.cfg.Now())
+		s.audit("login-failed", c.Username, r, "")
+		writeError(w, http.StatusUnauthorized, codeUnauthorized, errBadCredentials)
+		return
+	}
+	s.limiter.Success(addr, c.Username, s.cfg.Now())
+	pair, err := s.sessions.Login(u)
+	if err != nil {
+		s.internalError(w, "issuing tokens", err)
+		return
+	}
+	s.audit("login", u.Name, r, "")
+	writeJSON(w, http.StatusOK, tokenPair(pair))
+}
+
+// checkPassword verifies c, spending the same time whether or not the user
+// exists. Disabled accounts fail like a wrong password.
+func (s *Server) checkPassword(c credentials) (store.User, bool) {
+	if proto.ValidUsername(c.Username) != nil || len(c.Password) > proto.MaxPassword {
+		s.cfg.Password.DummyVerify(c.Password)
+		return store.User{}, false
+	}
+	u, err := s.store.GetUser(c.Username)
+	if err != nil {
+		s.cfg.Password.DummyVerify(c.Password)
+		return store.User{}, false
+	}
+	ok, err := auth.VerifyPassword(u.PasswordHash, c.Password)
+	if err != nil {
+		s.log.Error("verifying a stored password hash", slog.String("user", u.Name), slog.Any("err", err))
+		return store.User{}, false
+	}
+	return u, ok && !u.Disabled
+}
+
+type tokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"`
+	ExpiresIn    int    `json:"expires_in"`
+	TokenType    string `json:"token_type"`
+}
+
+func tokenPair(p auth.Pair) tokenResponse {
+	return tokenResponse{AccessToken: p.AccessToken, RefreshToken: p.RefreshToken, ExpiresIn: p.ExpiresIn, TokenType: "Bearer"}
+}
+
+type refreshRequest struct {
+	RefreshToken string `json:"refresh_token"`
+}
+
+func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
+	var req refreshRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	pair, err := s.sessions.Refresh(req.RefreshToken)
+	if err != nil {
+		if errors.Is(err, auth.ErrTokenReuse) {
+			s.audit("refresh-reuse", "", r, "refresh token family revoked")
+			s.log.Warn("refresh token reused; family revoked", slog.String("addr", clientAddr(r)))
+		}
+		writeError(w, http.StatusUnauthorized, codeUnauthorized, "invalid or expired refresh token")
+		return
+	}
+	writeJSON(w, http.StatusOK, tokenPair(pair))
+}
+
+func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
+	var req refreshRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if err := s.sessions.Logout(req.RefreshToken); err != nil {
+		writeError(w, http.StatusUnauthorized, codeUnauthorized, "invalid refresh token")
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) handleTicket(w http.ResponseWriter, r *http.Request) {
+	claims, err := s.bearer(r)
+	if err != nil {
+		writeError(w, http.StatusUnauthorized, codeUnauthorized, err.Error())
+		return
+	}
+	t, err := s.tickets.Issue(claims)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, codeRateLimited, "too many open tickets; try again")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"ticket": t, "expires_in": int(auth.DefaultTicketTTL / time.Second)})
+}
+
+// bearer verifies the request's "Authorization: Bearer" access token.
+func (s *Server) bearer(r *http.Request) (auth.Claims, error) {
+	h := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || tok == "" {
+		return auth.Claims{}, errors.New("missing bearer token")
+	}
+	c, err := s.keys.VerifyAccess(tok)
+	if err != nil {
+		if errors.Is(err, auth.ErrTokenExpired) {
+			return auth.Claims{}, errors.New("access token expired")
+		}
+		return auth.Claims{}, errors.New("invalid access token")
+	}
+	return c, nil
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	if !s.serving.Load() {
+		writeError(w, http.StatusServiceUnavailable, "not_ready", "not serving")
+		return
+	}
+	if err := s.store.Ping(); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "not_ready", "store unavailable")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) internalError(w http.ResponseWriter, what string, err error) {
+	s.log.Error(what, slog.Any("err", err))
+	writeError(w, http.StatusInternalServerError, codeInternal, "internal error")
+}
+
+func (s *Server) audit(kind, user string, r *http.Request, detail string) {
+	ev := store.AuditEvent{Time: time.Now().UTC(), Kind: kind, User: user, Addr: clientAddr(r), Detail: detail}
+	if err := s.store.Audit(ev); err != nil {
+		s.log.Warn("writing the audit log", slog.Any("err", err))
+	}
+}
+
+// clientAddr is the peer's IP, the key for per-address rate limits.
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// sleepCtx waits d unless the request is cancelled first.
+func sleepCtx(r *http.Request, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.Context().Done():
+		return false
+	}
+}

@@ -1,0 +1,177 @@
+package signaling_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/khadga/khadga/signaling/signalingtest"
+)
+
+const password = "correct horse battery"
+
+func TestAccountLifecycle(t *testing.T) {
+	s := signalingtest.Start(t, signalingtest.Options{})
+	s.Register(t, "alice", password)
+
+	t.Run("duplicate user", func(t *testing.T) {
+		code, body := s.Post(t, "/api/register", map[string]string{"username": "alice", "password": password})
+		assertError(t, code, body, http.StatusConflict, "exists")
+	})
+	t.Run("invalid input", func(t *testing.T) {
+		for _, tc := range []struct{ user, pw, want string }{
+			{"al", password, "username must be 3 to 32"},
+			{"Alice", password, "only a-z"},
+			{"bob", "short", "at least 10"},
+		} {
+			code, body := s.Post(t, "/api/register", map[string]string{"username": tc.user, "password": tc.pw})
+			assertError(t, code, body, http.StatusBadRequest, "bad_request")
+			if !strings.Contains(string(body), tc.want) {
+				t.Errorf("register %q/%q: body %s does not say %q", tc.user, tc.pw, body, tc.want)
+			}
+		}
+	})
+	t.Run("wrong password and unknown user answer alike", func(t *testing.T) {
+		c1, b1 := s.Post(t, "/api/login", map[string]string{"username": "alice", "password": "wrong password!"})
+		c2, b2 := s.Post(t, "/api/login", map[string]string{"username": "nobody", "password": "wrong password!"})
+		assertError(t, c1, b1, http.StatusUnauthorized, "unauthorized")
+		if c1 != c2 || string(b1) != string(b2) {
+			t.Fatalf("answers differ: %d %s vs %d %s", c1, b1, c2, b2)
+		}
+	})
+
+	tok := s.Login(t, "alice", password)
+	if tok.AccessToken == "" || tok.RefreshToken == "" || tok.ExpiresIn != 15*60 {
+		t.Fatalf("login answer %+v", tok)
+	}
+
+	t.Run("refresh rotates and reuse revokes the family", func(t *testing.T) {
+		next := refresh(t, s, tok.RefreshToken, http.StatusOK)
+		if next.RefreshToken == tok.RefreshToken {
+			t.Fatal("refresh token did not rotate")
+		}
+		refresh(t, s, tok.RefreshToken, http.StatusUnauthorized) // reuse of the old one
+		refresh(t, s, next.RefreshToken, http.StatusUnauthorized)
+	})
+	t.Run("logout revokes the family", func(t *testing.T) {
+		t2 := s.Login(t, "alice", password)
+		code, body := s.Post(t, "/api/logout", map[string]string{"refresh_token": t2.RefreshToken})
+		if code != http.StatusNoContent {
+			t.Fatalf("logout: %d %s", code, body)
+		}
+		refresh(t, s, t2.RefreshToken, http.StatusUnauthorized)
+	})
+}
+
+func refresh(t *testing.T, s *signalingtest.Server, rt string, want int) signalingtest.Tokens {
+	t.Helper()
+	code, body := s.Post(t, "/api/refresh", map[string]string{"refresh_token": rt})
+	if code != want {
+		t.Fatalf("refresh: %d %s, want %d", code, body, want)
+	}
+	var tok signalingtest.Tokens
+	json.Unmarshal(body, &tok)
+	return tok
+}
+
+func assertError(t *testing.T, code int, body []byte, wantStatus int, wantCode string) {
+	t.Helper()
+	var e struct {
+		Error struct{ Code, Message string }
+	}
+	if err := json.Unmarshal(body, &e); err != nil {
+		t.Fatalf("error body %q is not JSON: %v", body, err)
+	}
+	if code != wantStatus || e.Error.Code != wantCode || e.Error.Message == "" {
+		t.Fatalf("got %d %s, want %d with code %q and a message", code, body, wantStatus, wantCode)
+	}
+}
+
+func TestBadBodies(t *testing.T) {
+	s := signalingtest.Start(t, signalingtest.Options{})
+	for _, tc := range []struct {
+		name, body string
+		status     int
+		code       string
+	}{
+		{"truncated", `{"username":"al`, 400, "bad_request"},
+		{"unknown field", `{"username":"alice","password":"0123456789","admin":true}`, 400, "bad_request"},
+		{"wrong type", `{"username":5,"password":"0123456789"}`, 400, "bad_request"},
+		{"two objects", `{"username":"alice","password":"0123456789"}{}`, 400, "bad_request"},
+		{"not utf8", "{\"username\":\"\xff\xfe\",\"password\":\"0123456789\"}", 400, "bad_request"},
+		{"huge", `{"username":"` + strings.Repeat("a", 1<<20) + `"}`, 413, "too_large"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := s.Post(t, "/api/register", tc.body)
+			assertError(t, code, body, tc.status, tc.code)
+		})
+	}
+	if users, _ := s.Store().ListUsers(); len(users) != 0 {
+		t.Fatalf("bad bodies created users: %+v", users)
+	}
+}
+
+func TestLoginRateLimit(t *testing.T) {
+	s := signalingtest.Start(t, signalingtest.Options{})
+	s.Register(t, "carol", password)
+	var last int
+	var retryAfter string
+	for i := 0; i < 30 && last != http.StatusTooManyRequests; i++ {
+		req, _ := http.NewRequest(http.MethodPost, s.URL+"/api/login", strings.NewReader(`{"username":"carol","password":"not the password"}`))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		last, retryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
+	}
+	if last != http.StatusTooManyRequests || retryAfter == "" {
+		t.Fatalf("password guessing never hit 429 with Retry-After (last %d, Retry-After %q)", last, retryAfter)
+	}
+	// Even the right password is refused while the account is locked.
+	code, _ := s.Post(t, "/api/login", map[string]string{"username": "carol", "password": password})
+	if code != http.StatusTooManyRequests {
+		t.Fatalf("login during lockout: %d, want 429", code)
+	}
+}
+
+func TestRestartKeepsUsers(t *testing.T) {
+	s := signalingtest.Start(t, signalingtest.Options{})
+	s.Register(t, "dave", password)
+	old := s.Login(t, "dave", password)
+	dir := s.DataDir
+	if err := s.Stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, "khadga.db"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("store file: %v, mode %v, want 0600", err, fi.Mode())
+	}
+	s2 := signalingtest.Start(t, signalingtest.Options{DataDir: dir})
+	s2.Login(t, "dave", password)
+	// Tokens signed before the restart still verify: the keys are in the store.
+	c := s2.Connect(t, old.AccessToken, nil)
+	if c.Welcome.User != "dave" {
+		t.Fatalf("welcome user %q", c.Welcome.User)
+	}
+}
+
+func TestProbes(t *testing.T) {
+	s := signalingtest.Start(t, signalingtest.Options{})
+	for _, p := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get(s.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: %d", p, resp.StatusCode)
+		}
+		if resp.Header.Get("X-Content-Type-Options") != "nosniff" || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'") {
+			t.Errorf("%s: security headers missing: %v", p, resp.Header)
+		}
+	}
+}

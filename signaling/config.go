@@ -1,0 +1,126 @@
+package signaling
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/khadga/khadga/proto"
+	"github.com/khadga/khadga/signaling/auth"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures a Server. The zero value, after defaults, is a working
+// single-node server with its data under ./khadga-data.
+type Config struct {
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+	// DataDir holds the bbolt store (khadga.db). Created on first run.
+	DataDir string
+	// AdminSocket is the unix socket for admin commands while the server
+	// runs (mode 0600); empty means DataDir/admin.sock, "off" disables it.
+	AdminSocket string
+	// AllowedOrigins lists browser origins (scheme://host[:port]) allowed to
+	// open the WebSocket besides the server's own origin.
+	AllowedOrigins []string
+	// AccessTTL is the lifetime of access tokens (default 15 min).
+	AccessTTL time.Duration
+	// RefreshTTL is the lifetime of a refresh-token family (default 30 days).
+	RefreshTTL time.Duration
+	// ResumeWindow is how long a dropped session waits for its client (default 30 s).
+	ResumeWindow time.Duration
+	// ReadLimit is the largest WebSocket message accepted (default 64 KiB).
+	ReadLimit int64
+	// MaxRoomsPerSession and MaxRoomMembers bound rooms (defaults 16 and 50).
+	MaxRoomsPerSession int
+	MaxRoomMembers     int
+	// MessageRate is each connection's sustained message rate per second
+	// (default 200), with bursts of MessageBurst (default 400).
+	MessageRate  float64
+	MessageBurst int
+	// ICEServers returns the STUN/TURN servers for a user's welcome, with the
+	// expiry of their credentials. Nil means none (the embedded TURN server
+	// fills it in khadga serve).
+	ICEServers func(user string) ([]proto.ICEServer, time.Time)
+	// Password sets the argon2id cost; the zero value is auth's default.
+	Password auth.Params
+	// Registerer receives the server's Prometheus metrics; nil means none.
+	Registerer prometheus.Registerer
+	// Now is the clock of tokens and tickets; nil means time.Now. Tests
+	// move it to expire tokens without waiting.
+	Now func() time.Time
+	// ShutdownGrace bounds how long Serve waits for clients to get their
+	// reconnect notice when its context ends (default 5 s).
+	ShutdownGrace time.Duration
+}
+
+// StorePath is the bbolt file inside DataDir.
+func (c *Config) StorePath() string { return filepath.Join(c.DataDir, "khadga.db") }
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.DataDir == "" {
+		c.DataDir = "khadga-data"
+	}
+	if c.AdminSocket == "" {
+		c.AdminSocket = filepath.Join(c.DataDir, "admin.sock")
+	}
+	setDefault(&c.AccessTTL, 15*time.Minute)
+	setDefault(&c.RefreshTTL, 30*24*time.Hour)
+	setDefault(&c.ResumeWindow, 30*time.Second)
+	setDefault(&c.ShutdownGrace, 5*time.Second)
+	setDefault(&c.ReadLimit, proto.MaxMessageSize)
+	setDefault(&c.MaxRoomsPerSession, 16)
+	setDefault(&c.MaxRoomMembers, 50)
+	setDefault(&c.MessageRate, 200)
+	setDefault(&c.MessageBurst, 400)
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Password == (auth.Params{}) {
+		c.Password = auth.DefaultParams
+	}
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// Validate reports every problem with the configuration at once.
+func (c *Config) Validate() error {
+	var errs []error
+	for _, o := range c.AllowedOrigins {
+		u, err := url.Parse(o)
+		if err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") || strings.Contains(o, "*") {
+			errs = append(errs, fmt.Errorf("allowed origin %q must be scheme://host[:port]", o))
+		}
+	}
+	if c.AccessTTL < time.Minute || c.AccessTTL > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("access token lifetime %v must be between 1m and 24h", c.AccessTTL))
+	}
+	if c.RefreshTTL < c.AccessTTL {
+		errs = append(errs, fmt.Errorf("refresh lifetime %v is shorter than the access lifetime %v", c.RefreshTTL, c.AccessTTL))
+	}
+	if c.ResumeWindow < 0 || c.ResumeWindow > 10*time.Minute {
+		errs = append(errs, fmt.Errorf("resume window %v must be between 0 and 10m", c.ResumeWindow))
+	}
+	if c.ReadLimit < 1024 || c.ReadLimit > 1<<20 {
+		errs = append(errs, fmt.Errorf("read limit %d must be between 1 KiB and 1 MiB", c.ReadLimit))
+	}
+	if c.MaxRoomsPerSession < 1 || c.MaxRoomMembers < 2 {
+		errs = append(errs, errors.New("max rooms per session must be at least 1 and max room members at least 2"))
+	}
+	if c.MessageRate <= 0 || c.MessageBurst < 1 {
+		errs = append(errs, errors.New("message rate and burst must be positive"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,215 @@
+// Package signaling is khadga's signaling server: the HTTP API that signs
+// people in (register, login, token refresh, WebSocket tickets), and the
+// WebSocket endpoint /ws where the hub tracks presence and rooms and relays the
+// WebRTC handshake between peers. It never carries chat or media.
+//
+// A Server takes a Config and a listener:
+//
+//	srv, err := signaling.New(cfg, ln)
+//	go srv.Serve(ctx) // returns after ctx ends and clients were told to reconnect
+//	defer srv.Close()
+//
+// Its parts live in sub-packages: store (the bbolt file), auth (passwords,
+// tokens, login limits, tickets) and hub (sessions, rooms, relay).
+package signaling
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/khadga/khadga/signaling/admin"
+	"github.com/khadga/khadga/signaling/auth"
+	"github.com/khadga/khadga/signaling/hub"
+	"github.com/khadga/khadga/signaling/store"
+)
+
+// Server is a running signaling server.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	ln       net.Listener
+	store    *store.Store
+	keys     *auth.Keys
+	sessions *auth.Sessions
+	limiter  *auth.LoginLimiter
+	tickets  *auth.Tickets
+	hub      *hub.Hub
+	http     *http.Server
+	admin    *http.Server // on the admin socket; nil when off
+	adminLn  net.Listener
+	serving  atomic.Bool
+	done     chan struct{} // closed by Close
+	closeMu  sync.Once
+	closeErr error
+}
+
+// New opens the store in cfg.DataDir (creating it and its keys on first run)
+// and prepares a server on ln. Serve starts it.
+func New(cfg Config, ln net.Listener) (*Server, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("signaling: invalid config: %w", err)
+	}
+	st, err := store.Open(cfg.StorePath(), store.Options{Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("signaling: %w", err)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, ln: ln, store: st, done: make(chan struct{})}
+	if err := s.init(); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("signaling: %w", err)
+	}
+	return s, nil
+}
+
+func (s *Server) init() error {
+	var err error
+	if s.keys, err = auth.NewKeys(s.store, auth.KeysOptions{Logger: s.log, Now: s.cfg.Now}); err != nil {
+		return err
+	}
+	s.sessions = auth.NewSessions(s.store, s.keys, auth.SessionsOptions{
+		AccessTTL: s.cfg.AccessTTL, RefreshTTL: s.cfg.RefreshTTL, Now: s.cfg.Now,
+	})
+	s.limiter = auth.NewLoginLimiter(auth.LimiterOptions{})
+	s.tickets = auth.NewTickets(auth.TicketsOptions{Now: s.cfg.Now})
+	s.hub, err = hub.New(hub.Config{
+		Logger:             s.log,
+		ResumeWindow:       s.cfg.ResumeWindow,
+		ReadLimit:          s.cfg.ReadLimit,
+		MessageRate:        s.cfg.MessageRate,
+		MessageBurst:       s.cfg.MessageBurst,
+		MaxRoomsPerSession: s.cfg.MaxRoomsPerSession,
+		MaxRoomMembers:     s.cfg.MaxRoomMembers,
+		ICEServers:         s.cfg.ICEServers,
+		Registerer:         s.cfg.Registerer,
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.listenAdmin(); err != nil {
+		return err
+	}
+	s.http = &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second, // slowloris: a client must finish its headers
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	return nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Store is the server's store, for admin commands running in-process.
+func (s *Server) Store() *store.Store { return s.store }
+
+// Keys signs and verifies access tokens (for `khadga token` in-process).
+func (s *Server) Keys() *auth.Keys { return s.keys }
+
+// Serve serves HTTP and WebSocket clients until ctx ends, then shuts down
+// gracefully: it stops accepting, tells every WebSocket client to reconnect,
+// waits up to ShutdownGrace for in-flight writes, and closes the store.
+func (s *Server) Serve(ctx context.Context) error {
+	s.serving.Store(true)
+	errc := make(chan error, 1)
+	go func() { errc <- s.http.Serve(s.ln) }()
+	if s.admin != nil {
+		go s.admin.Serve(s.adminLn)
+	}
+	go s.purgeLoop(ctx)
+	select {
+	case err := <-errc:
+		s.serving.Store(false)
+		s.Close()
+		return fmt.Errorf("signaling: serve: %w", err)
+	case <-ctx.Done():
+	case <-s.done:
+		return nil
+	}
+	return s.shutdown()
+}
+
+func (s *Server) shutdown() error {
+	s.serving.Store(false)
+	s.log.Info("shutting down: telling clients to reconnect")
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
+	defer cancel()
+	herr := s.hub.Shutdown(ctx)
+	serr := s.http.Shutdown(ctx)
+	if errors.Is(serr, context.DeadlineExceeded) {
+		serr = nil // idle keep-alive connections are closed by Close below
+	}
+	return errors.Join(herr, serr, s.Close())
+}
+
+// Close stops the server at once and closes the store. It is safe to call
+// more than once and after Serve returned.
+func (s *Server) Close() error {
+	s.closeMu.Do(func() {
+		s.serving.Store(false)
+		close(s.done)
+		// A cancelled context makes Shutdown drop every socket at once.
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		s.hub.Shutdown(ctx)
+		cerr := s.http.Close()
+		s.ln.Close() // in case Serve never ran; an error means it was closed already
+		if s.admin != nil {
+			s.admin.Close()
+			s.adminLn.Close()
+		}
+		s.closeErr = errors.Join(cerr, s.store.Close())
+	})
+	return s.closeErr
+}
+
+// listenAdmin opens the admin socket, where `khadga user`, `token` and
+// `backup` reach the store while this process holds it.
+func (s *Server) listenAdmin() error {
+	if s.cfg.AdminSocket == "off" {
+		return nil
+	}
+	ln, err := admin.Listen(s.cfg.AdminSocket)
+	if err != nil {
+		return err
+	}
+	ops := &admin.Ops{Store: s.store, Keys: s.keys, Password: s.cfg.Password,
+		Audit: func(kind, user, detail string) {
+			s.store.Audit(store.AuditEvent{Time: time.Now().UTC(), Kind: kind, User: user, Addr: "admin-socket", Detail: detail})
+		}}
+	s.adminLn = ln
+	s.admin = &http.Server{Handler: admin.Handler(ops), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	return nil
+}
+
+// purgeLoop drops expired refresh families once an hour.
+func (s *Server) purgeLoop(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.done:
+			return
+		case now := <-t.C:
+			if n, err := s.store.PurgeExpired(now); err != nil {
+				s.log.Warn("purging expired refresh tokens", slog.Any("err", err))
+			} else if n > 0 {
+				s.log.Debug("purged expired refresh tokens", slog.Int("families", n))
+			}
+		}
+	}
+}

@@ -1,0 +1,242 @@
+// Package signalingtest starts real khadga signaling servers for tests: a
+// real listener on 127.0.0.1:0, a real bbolt store in a temp dir, and
+// optionally the embedded TURN server, plus helpers to create users and open
+// WebSocket connections.
+package signalingtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/khadga/khadga/proto"
+	"github.com/khadga/khadga/signaling"
+	"github.com/khadga/khadga/signaling/auth"
+)
+
+// Options adjust the test server. Config's zero fields take test-friendly
+// defaults: cheap password hashing and a short resume window.
+type Options struct {
+	Config signaling.Config
+	// DataDir reuses a data directory (to test restarts); empty means a new temp dir.
+	DataDir string
+	// Addr is the listen address; empty means 127.0.0.1:0.
+	Addr string
+}
+
+// Server is a running test server.
+type Server struct {
+	*signaling.Server
+	// URL is the server's base URL, http://127.0.0.1:PORT.
+	URL string
+	// WSURL is the WebSocket endpoint, ws://127.0.0.1:PORT/ws.
+	WSURL   string
+	DataDir string
+	cancel  context.CancelFunc
+	served  chan error
+}
+
+// CheapPassword is an argon2id cost low enough for tests.
+var CheapPassword = auth.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
+
+// Start starts a server and stops it when the test ends.
+func Start(t testing.TB, opts Options) *Server {
+	t.Helper()
+	cfg := opts.Config
+	if cfg.DataDir = opts.DataDir; cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = Logger(t)
+	}
+	if cfg.Password == (auth.Params{}) {
+		cfg.Password = CheapPassword
+	}
+	if cfg.ResumeWindow == 0 {
+		cfg.ResumeWindow = 2 * time.Second
+	}
+	addr := opts.Addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("signalingtest: listen: %v", err)
+	}
+	srv, err := signaling.New(cfg, ln)
+	if err != nil {
+		ln.Close()
+		t.Fatalf("signalingtest: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{Server: srv, URL: "http://" + ln.Addr().String(), WSURL: "ws://" + ln.Addr().String() + "/ws",
+		DataDir: cfg.DataDir, cancel: cancel, served: make(chan error, 1)}
+	go func() { s.served <- srv.Serve(ctx) }()
+	t.Cleanup(func() { s.Stop() })
+	s.waitReady(t)
+	return s
+}
+
+// Stop shuts the server down gracefully (clients get a reconnect notice) and
+// waits for Serve to return. Safe to call twice.
+func (s *Server) Stop() error {
+	s.cancel()
+	err, ok := <-s.served
+	if ok {
+		close(s.served)
+	}
+	return err
+}
+
+func (s *Server) waitReady(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(s.URL + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("signalingtest: server not ready after 10s: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond) // polling an external readiness probe, not synchronising on internals
+	}
+}
+
+// Tokens is a login answer.
+type Tokens struct {
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"`
+	ExpiresIn    int    `json:"expires_in"`
+}
+
+// Post sends a JSON body and returns the status and the response body.
+func (s *Server) Post(t testing.TB, path string, body any, header ...string) (int, []byte) {
+	t.Helper()
+	var r io.Reader
+	switch b := body.(type) {
+	case string:
+		r = strings.NewReader(b)
+	case []byte:
+		r = bytes.NewReader(b)
+	default:
+		js, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = bytes.NewReader(js)
+	}
+	req, err := http.NewRequest(http.MethodPost, s.URL+path, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}
+
+// Register creates a user and fails the test if that does not answer 201.
+func (s *Server) Register(t testing.TB, user, password string) {
+	t.Helper()
+	if code, body := s.Post(t, "/api/register", map[string]string{"username": user, "password": password}); code != http.StatusCreated {
+		t.Fatalf("register %s: %d %s", user, code, body)
+	}
+}
+
+// Login signs in and returns the tokens, failing the test on any other answer than 200.
+func (s *Server) Login(t testing.TB, user, password string) Tokens {
+	t.Helper()
+	code, body := s.Post(t, "/api/login", map[string]string{"username": user, "password": password})
+	if code != http.StatusOK {
+		t.Fatalf("login %s: %d %s", user, code, body)
+	}
+	var tok Tokens
+	if err := json.Unmarshal(body, &tok); err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// User registers and logs in a user with a default password, returning its tokens.
+func (s *Server) User(t testing.TB, name string) Tokens {
+	t.Helper()
+	s.Register(t, name, "correct horse battery")
+	return s.Login(t, name, "correct horse battery")
+}
+
+// DialWS opens /ws with the bearer token and the query (may be empty).
+func (s *Server) DialWS(ctx context.Context, access string, query url.Values) (*websocket.Conn, *http.Response, error) {
+	u := s.WSURL
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	h := http.Header{}
+	if access != "" {
+		h.Set("Authorization", "Bearer "+access)
+	}
+	d := websocket.Dialer{Subprotocols: []string{proto.Subprotocol}, HandshakeTimeout: 10 * time.Second}
+	return d.DialContext(ctx, u, h)
+}
+
+// Logger is a slog.Logger that writes to t.Log until the test ends, and is
+// silent afterwards (goroutines may still log while shutting down).
+func Logger(t testing.TB) *slog.Logger {
+	h := &testHandler{t: t, mu: new(sync.Mutex), done: new(bool)}
+	t.Cleanup(func() { h.mu.Lock(); *h.done = true; h.mu.Unlock() })
+	return slog.New(h)
+}
+
+type testHandler struct {
+	t     testing.TB
+	mu    *sync.Mutex
+	done  *bool
+	attrs []slog.Attr
+}
+
+func (h *testHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *testHandler) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s", r.Level, r.Message)
+	for _, a := range h.attrs {
+		fmt.Fprintf(&b, " %s", a)
+	}
+	r.Attrs(func(a slog.Attr) bool { fmt.Fprintf(&b, " %s", a); return true })
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !*h.done {
+		h.t.Log(b.String())
+	}
+	return nil
+}
+
+func (h *testHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	c := *h
+	c.attrs = append(append([]slog.Attr{}, h.attrs...), as...)
+	return &c
+}
+
+// WithGroup keeps attributes flat: test output does not need groups.
+func (h *testHandler) WithGroup(string) slog.Handler { return h }

@@ -1,0 +1,369 @@
+// The khadga web app, built on the SDK at /sdk/khadga.js. Plain ES modules,
+// no build step. Every text that comes from the network is put on the page
+// with textContent, never as HTML.
+
+import { Session, Khadga, register, ApiError } from '/sdk/khadga.js';
+import { VideoWindow } from '/videowindow.js';
+
+const $ = (id) => document.getElementById(id);
+const refreshKey = 'khadga.refresh'; // sessionStorage: survives a reload, not the tab
+
+const state = {
+  session: null,
+  k: null,
+  camera: null, // MediaStream from getUserMedia
+  windows: new Map(), // peer id -> VideoWindow
+  badgeTimer: 0,
+};
+
+// Tests and curious people can reach the live objects from the console.
+window.khadgaApp = {
+  get client() { return state.k; },
+  get session() { return state.session; },
+  get camera() { return state.camera; },
+};
+
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'class') e.className = v;
+    else if (k.startsWith('data-') || k.startsWith('aria-') || k === 'role' || k === 'type' || k === 'title') e.setAttribute(k, v);
+    else e[k] = v;
+  }
+  for (const c of children) if (c != null) e.append(c);
+  return e;
+}
+
+function showBanner(text) {
+  const b = $('banner');
+  b.textContent = text;
+  b.hidden = !text;
+}
+
+function errorText(e) {
+  if (e instanceof ApiError) {
+    if (e.status === 429 && e.retryAfter) return `${e.message} (try again in ${e.retryAfter} s)`;
+    return e.message;
+  }
+  return e && e.message ? e.message : String(e);
+}
+
+// ---- sign in ----
+
+function credentials() {
+  const username = $('username').value.trim().toLowerCase();
+  const password = $('password').value;
+  if (!/^[a-z0-9][a-z0-9_.-]{2,31}$/.test(username)) throw new Error('Username: 3 to 32 characters of a-z, 0-9, _ - . starting with a letter or digit.');
+  if ([...password].length < 10) throw new Error('Password: at least 10 characters.');
+  return { username, password };
+}
+
+async function onLogin(ev) {
+  ev.preventDefault();
+  $('signin-error').textContent = '';
+  try {
+    const { username, password } = credentials();
+    await start(await Session.login(username, password));
+  } catch (e) {
+    $('signin-error').textContent = errorText(e);
+  }
+}
+
+async function onRegister() {
+  $('signin-error').textContent = '';
+  try {
+    const { username, password } = credentials();
+    await register('', username, password);
+    await start(await Session.login(username, password));
+  } catch (e) {
+    $('signin-error').textContent = e instanceof ApiError && e.status === 409 ? 'That username is taken.' : errorText(e);
+  }
+}
+
+async function start(session) {
+  state.session = session;
+  $('password').value = '';
+  const keep = () => { if (session.refreshToken) sessionStorage.setItem(refreshKey, session.refreshToken); };
+  keep();
+  session.addEventListener('tokens', keep);
+  session.addEventListener('expired', () => signOut('Your session expired. Please sign in again.'));
+  const k = new Khadga({ session, relayOnly: $('relay-only').checked });
+  state.k = k;
+  wire(k);
+  const w = await k.connect();
+  $('whoami').textContent = `Signed in as ${w.user}`;
+  $('whoami').hidden = false;
+  $('signout').hidden = false;
+  $('signin').hidden = true;
+  $('app').hidden = false;
+  $('room-name').focus();
+  state.badgeTimer = setInterval(updateBadges, 2000);
+}
+
+async function signOut(message) {
+  clearInterval(state.badgeTimer);
+  cameraOff();
+  const k = state.k;
+  state.k = null; // before close, so that its 'closed' event does not sign out twice
+  if (k) k.close();
+  sessionStorage.removeItem(refreshKey);
+  if (state.session) await state.session.logout();
+  state.session = null;
+  for (const w of state.windows.values()) w.remove();
+  state.windows.clear();
+  for (const id of ['presence', 'rooms', 'chat-log', 'chat-room']) $(id).replaceChildren();
+  $('app').hidden = true;
+  $('signin').hidden = false;
+  $('whoami').hidden = true;
+  $('signout').hidden = true;
+  showBanner('');
+  $('signin-error').textContent = typeof message === 'string' ? message : '';
+  $('username').focus();
+}
+
+// ---- events from the SDK ----
+
+function wire(k) {
+  k.on('presence', ({ online }) => renderPresence(online));
+  k.on('peer-joined', ({ room, peer }) => { renderRoom(room); notice(room, `${peer.user || peer.peer} joined`); });
+  k.on('peer-left', ({ room, peer }) => { renderRoom(room); notice(room, `${peer.user || peer.peer} left`); });
+  k.on('peer-state', ({ peer }) => renderPeer(peer.peer));
+  k.on('peer-connected', ({ peer }) => renderPeer(peer.peer));
+  k.on('peer-failed', ({ peer }) => noticeAll(peer, `Connection to ${peer.user} failed; trying again…`));
+  k.on('peer-reconnected', ({ peer }) => noticeAll(peer, `Connection to ${peer.user} is back.`));
+  k.on('peer-closed', ({ peer }) => closeWindow(peer.peer));
+  k.on('message', addMessage);
+  k.on('track', onTrack);
+  k.on('track-removed', ({ peer, stream }) => { if (stream.getTracks().length === 0) closeWindow(peer.peer); });
+  k.on('disconnected', ({ retryIn }) => showBanner(`Connection to the server lost. Reconnecting in ${Math.ceil(retryIn / 1000)} s… Calls in progress keep going.`));
+  k.on('reconnected', ({ resumed }) => {
+    showBanner('');
+    noticeEverywhere(resumed ? 'Reconnected to the server.' : 'Reconnected with a new session; rejoining rooms.');
+  });
+  k.on('error', ({ message }) => noticeEverywhere('Server: ' + message));
+  k.on('closed', () => { if (state.k === k) signOut('Signed out.'); });
+}
+
+function roleMark(member) {
+  if (member.role !== 'recorder') return null;
+  return el('span', { class: 'rec', 'data-recorder': 'true', title: 'This peer records what is shared with it' }, 'REC recorder');
+}
+
+function renderPresence(online) {
+  const me = state.k && state.k.self;
+  const list = [...online].sort((a, b) => a.user.localeCompare(b.user));
+  $('online-count').textContent = String(list.length);
+  $('presence').replaceChildren(...list.map((m) => el('li', { 'data-peer': m.peer, 'data-user': m.user },
+    el('span', { class: 'dot', 'aria-hidden': 'true' }), m.user, me && me.peer === m.peer ? ' (you)' : '', roleMark(m))));
+}
+
+function roomSection(room) {
+  let s = document.querySelector(`#rooms section[data-room="${CSS.escape(room)}"]`);
+  if (s) return s;
+  const leave = el('button', { type: 'button', class: 'secondary', 'aria-label': `Leave room ${room}` }, 'Leave');
+  leave.addEventListener('click', () => leaveRoom(room));
+  s = el('section', { class: 'room', 'data-room': room, 'aria-label': `Room ${room}` },
+    el('div', { class: 'row room-head' }, el('h3', {}, room), leave),
+    el('ul', { class: 'people members', 'aria-label': `Members of ${room}` }));
+  $('rooms').append(s);
+  $('chat-room').append(el('option', { value: room }, room));
+  $('chat-room').value = room;
+  return s;
+}
+
+function renderRoom(room) {
+  const k = state.k;
+  if (!k || !k.rooms.has(room)) return;
+  const s = roomSection(room);
+  const items = k.members(room).map((m) => memberItem(m));
+  if (items.length === 0) items.push(el('li', { class: 'empty' }, 'Nobody else here yet.'));
+  s.querySelector('.members').replaceChildren(...items);
+  const recorder = [...k.peers.values()].some((p) => p.isRecorder);
+  $('recorder-note').hidden = !recorder;
+}
+
+function memberItem(m) {
+  const p = state.k.peers.get(m.peer);
+  const st = p ? p.pc.connectionState : 'new';
+  return el('li', { 'data-peer': m.peer, 'data-user': m.user },
+    el('span', { class: 'dot ' + st, 'aria-hidden': 'true' }), m.user || m.peer, roleMark(m),
+    el('span', { class: 'state' }, st),
+    el('span', { class: 'badge', 'data-peer': m.peer, 'data-kind': p && p.kind ? p.kind : '' }, p && p.kind ? p.kind : '…'));
+}
+
+function renderPeer(id) {
+  const p = state.k && state.k.peers.get(id);
+  if (p) for (const r of p.rooms) renderRoom(r);
+}
+
+// updateBadges reads each peer's selected candidate pair: direct or relayed.
+async function updateBadges() {
+  const k = state.k;
+  if (!k) return;
+  for (const p of k.peers.values()) {
+    const kind = await p.connectionKind().catch(() => '');
+    if (kind === p.kind) continue;
+    p.kind = kind;
+    for (const b of document.querySelectorAll(`.badge[data-peer="${CSS.escape(p.id)}"]`)) {
+      b.dataset.kind = kind;
+      b.textContent = kind || '…';
+      b.title = kind === 'relayed' ? 'Through the TURN relay' : 'Directly between you';
+    }
+  }
+}
+
+// ---- rooms ----
+
+async function onJoin(ev) {
+  ev.preventDefault();
+  const room = $('room-name').value.trim();
+  $('rooms-error').textContent = '';
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(room)) {
+    $('rooms-error').textContent = 'Room names are 1 to 64 characters of A-Z, a-z, 0-9, _ - .';
+    return;
+  }
+  try {
+    await state.k.join(room);
+    roomSection(room);
+    renderRoom(room);
+    $('room-name').value = '';
+    $('chat-input').focus();
+  } catch (e) {
+    $('rooms-error').textContent = `Could not join ${room}: ${errorText(e)}`;
+  }
+}
+
+async function leaveRoom(room) {
+  try { await state.k.leave(room); } catch (e) { $('rooms-error').textContent = errorText(e); }
+  const s = document.querySelector(`#rooms section[data-room="${CSS.escape(room)}"]`);
+  if (s) s.remove();
+  const o = [...$('chat-room').options].find((x) => x.value === room);
+  if (o) o.remove();
+}
+
+// ---- chat ----
+
+function fmtTime(t) { return t.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }); }
+
+function addMessage({ room, from, text, time, transport }) {
+  append(el('li', { class: 'msg', 'data-room': room, 'data-from': from.user, 'data-transport': transport },
+    el('time', { dateTime: time.toISOString() }, fmtTime(time)), ' ',
+    el('span', { class: 'room-tag' }, room), ' ',
+    el('strong', {}, from.user || from.peer), ' ', el('span', { class: 'text' }, text)));
+}
+
+function append(li) {
+  const log = $('chat-log');
+  const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 20;
+  log.append(li);
+  while (log.children.length > 500) log.firstElementChild.remove();
+  if (atBottom) log.scrollTop = log.scrollHeight;
+}
+
+function notice(room, text) {
+  append(el('li', { class: 'notice', 'data-room': room }, el('time', {}, fmtTime(new Date())), ' ', text));
+}
+function noticeAll(peer, text) {
+  const p = state.k && state.k.peers.get(peer.peer);
+  const rooms = p ? [...p.rooms] : [];
+  append(el('li', { class: 'notice peer-notice', 'data-peer': peer.peer, 'data-room': rooms.join(' ') }, el('time', {}, fmtTime(new Date())), ' ', text));
+}
+function noticeEverywhere(text) { append(el('li', { class: 'notice' }, el('time', {}, fmtTime(new Date())), ' ', text)); }
+
+function onSend(ev) {
+  ev.preventDefault();
+  const room = $('chat-room').value;
+  const text = $('chat-input').value;
+  if (!room || !text.trim()) return;
+  let n;
+  try { n = state.k.send(room, text); } catch (e) { noticeEverywhere(errorText(e)); return; }
+  const me = state.k.self;
+  addMessage({ room, from: me, text, time: new Date(), transport: 'self' });
+  if (n === 0) notice(room, 'Nobody received that: no peer in this room is connected yet.');
+  $('chat-input').value = '';
+}
+
+// ---- camera ----
+
+async function toggleCamera() {
+  if (state.camera) { cameraOff(); return; }
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true });
+    state.camera = stream;
+    for (const t of stream.getTracks()) state.k.addTrack(t, stream);
+    const v = $('local-video');
+    v.srcObject = stream;
+    v.hidden = false;
+    $('camera').textContent = 'Camera off';
+    $('camera').setAttribute('aria-pressed', 'true');
+    $('mute').disabled = stream.getAudioTracks().length === 0;
+  } catch (e) {
+    noticeEverywhere('Camera: ' + errorText(e));
+  }
+}
+
+function cameraOff() {
+  const s = state.camera;
+  if (!s) return;
+  state.camera = null;
+  for (const t of s.getTracks()) { if (state.k) state.k.removeTrack(t); t.stop(); }
+  const v = $('local-video');
+  v.srcObject = null;
+  v.hidden = true;
+  $('camera').textContent = 'Camera on';
+  $('camera').setAttribute('aria-pressed', 'false');
+  $('mute').disabled = true;
+  $('mute').textContent = 'Mute microphone';
+  $('mute').setAttribute('aria-pressed', 'false');
+}
+
+function toggleMute() {
+  const tracks = state.camera ? state.camera.getAudioTracks() : [];
+  if (!tracks.length) return;
+  const muted = tracks[0].enabled;
+  for (const t of tracks) t.enabled = !muted;
+  $('mute').textContent = muted ? 'Unmute microphone' : 'Mute microphone';
+  $('mute').setAttribute('aria-pressed', String(muted));
+}
+
+function onTrack({ peer, stream }) {
+  let w = state.windows.get(peer.peer);
+  if (!w) {
+    w = new VideoWindow($('videos'), peer, state.windows.size);
+    state.windows.set(peer.peer, w);
+  }
+  w.show(stream);
+}
+
+function closeWindow(id) {
+  const w = state.windows.get(id);
+  if (!w) return;
+  w.remove();
+  state.windows.delete(id);
+}
+
+// ---- start ----
+
+async function restore() {
+  const rt = sessionStorage.getItem(refreshKey);
+  if (!rt) return;
+  try {
+    await start(await Session.fromRefreshToken(rt));
+  } catch {
+    sessionStorage.removeItem(refreshKey);
+  }
+}
+
+function init() {
+  $('signin-form').addEventListener('submit', onLogin);
+  $('register').addEventListener('click', onRegister);
+  $('signout').addEventListener('click', () => signOut('Signed out.'));
+  $('join-form').addEventListener('submit', onJoin);
+  $('chat-form').addEventListener('submit', onSend);
+  $('camera').addEventListener('click', toggleCamera);
+  $('mute').addEventListener('click', toggleMute);
+  $('share-recorder').addEventListener('change', (e) => state.k && state.k.setShareWithRecorder(e.target.checked));
+  restore();
+}
+
+init();

@@ -1,0 +1,161 @@
+// Sign-in half of the khadga SDK: the HTTP API (register, login, refresh,
+// logout, WebSocket tickets) and Session, which keeps the tokens in memory
+// and refreshes the access token before it expires, without a page reload.
+//
+// Tokens never go into URLs. The WebSocket is authenticated with a one-time
+// ticket (POST /api/ws-ticket), which is the only credential that appears in
+// a query string, and it is useless once redeemed or after 30 seconds.
+
+/** ApiError is a non-2xx answer of the khadga HTTP API. */
+export class ApiError extends Error {
+  constructor(status, code, message, retryAfter) {
+    super(message || `HTTP ${status}`);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = code || 'http_' + status;
+    this.retryAfter = retryAfter || 0;
+  }
+}
+
+// Bodies over this size are not read: no khadga answer comes close.
+const maxAnswer = 64 * 1024;
+
+/**
+ * api POSTs a JSON body to path on server ('' means this page's origin) and
+ * returns the decoded answer (null for 204). It throws ApiError.
+ */
+export async function api(server, path, body, accessToken) {
+  const headers = { 'Content-Type': 'application/json' };
+  if (accessToken) headers.Authorization = 'Bearer ' + accessToken;
+  const res = await fetch((server || '') + path, {
+    method: 'POST', headers, body: JSON.stringify(body || {}),
+    credentials: 'omit', cache: 'no-store', referrerPolicy: 'no-referrer',
+  });
+  if (res.status === 204) return null;
+  const text = await res.text();
+  let data = null;
+  if (text && text.length <= maxAnswer) {
+    try { data = JSON.parse(text); } catch { data = null; }
+  }
+  if (!res.ok) {
+    const e = (data && data.error) || {};
+    throw new ApiError(res.status, e.code, e.message, Number(res.headers.get('Retry-After')) || 0);
+  }
+  return data;
+}
+
+/** register creates an account. Username: 3-32 of a-z 0-9 _ - . ; password: 10+ characters. */
+export function register(server, username, password) {
+  return api(server, '/api/register', { username, password });
+}
+
+/**
+ * Session is a signed-in user: it holds the access and refresh tokens in
+ * memory, refreshes them before the access token expires (refresh tokens
+ * rotate), and mints WebSocket tickets. Events (EventTarget):
+ *   'tokens'  detail {access_token, refresh_token, expires_in} after login or refresh
+ *   'expired' detail {error} when a refresh failed for good (sign in again)
+ */
+export class Session extends EventTarget {
+  /** @param {{server?: string}} [opts] */
+  constructor(opts = {}) {
+    super();
+    this.server = opts.server || '';
+    this.access = '';
+    this.refreshToken = '';
+    this.expiresAt = 0; // ms since epoch
+    this.timer = 0;
+    this.inflight = null;
+  }
+
+  /** login signs in with a username and password. */
+  static async login(username, password, opts = {}) {
+    const s = new Session(opts);
+    s.apply(await api(s.server, '/api/login', { username, password }));
+    return s;
+  }
+
+  /** resume signs in again with a stored refresh token (it is rotated). */
+  static async fromRefreshToken(refreshToken, opts = {}) {
+    const s = new Session(opts);
+    s.apply(await api(s.server, '/api/refresh', { refresh_token: refreshToken }));
+    return s;
+  }
+
+  /** fromAccessToken wraps a token minted elsewhere (a bot token); it is not refreshed. */
+  static fromAccessToken(access, opts = {}) {
+    const s = new Session(opts);
+    s.access = access;
+    s.expiresAt = Date.now() + 3600e3;
+    return s;
+  }
+
+  get user() {
+    try {
+      const b64 = this.access.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+      return JSON.parse(atob(b64)).sub || '';
+    } catch { return ''; }
+  }
+
+  apply(t) {
+    this.access = t.access_token;
+    this.refreshToken = t.refresh_token;
+    this.expiresAt = Date.now() + t.expires_in * 1000;
+    this.schedule(t.expires_in);
+    this.dispatchEvent(new CustomEvent('tokens', { detail: t }));
+  }
+
+  // schedule refreshes at 80% of the lifetime (at least 5 s from now), so a
+  // slow network or a sleeping tab still has time before expiry.
+  schedule(expiresIn) {
+    clearTimeout(this.timer);
+    if (!this.refreshToken) return;
+    const ms = Math.max(5000, expiresIn * 800);
+    this.timer = setTimeout(() => this.refresh().catch(() => {}), ms);
+  }
+
+  /** refresh rotates the tokens now. Concurrent calls share one request. */
+  refresh() {
+    if (!this.inflight) {
+      this.inflight = api(this.server, '/api/refresh', { refresh_token: this.refreshToken })
+        .then((t) => { this.apply(t); return t; })
+        .catch((error) => {
+          if (error instanceof ApiError && error.status === 401) {
+            this.dispatchEvent(new CustomEvent('expired', { detail: { error } }));
+          } else {
+            this.schedule(10); // network trouble: try again soon
+          }
+          throw error;
+        })
+        .finally(() => { this.inflight = null; });
+    }
+    return this.inflight;
+  }
+
+  /** accessToken returns a token valid for at least 10 more seconds. */
+  async accessToken() {
+    if (this.refreshToken && this.expiresAt - Date.now() < 10000) await this.refresh();
+    return this.access;
+  }
+
+  /** ticket mints a one-time WebSocket ticket. */
+  async ticket() {
+    let t;
+    try {
+      t = await api(this.server, '/api/ws-ticket', {}, await this.accessToken());
+    } catch (e) {
+      if (!(e instanceof ApiError) || e.status !== 401 || !this.refreshToken) throw e;
+      await this.refresh(); // the server may have a different clock: one retry
+      t = await api(this.server, '/api/ws-ticket', {}, this.access);
+    }
+    return t.ticket;
+  }
+
+  /** logout revokes the refresh token family and forgets the tokens. */
+  async logout() {
+    clearTimeout(this.timer);
+    const rt = this.refreshToken;
+    this.access = this.refreshToken = '';
+    if (rt) await api(this.server, '/api/logout', { refresh_token: rt }).catch(() => {});
+  }
+}

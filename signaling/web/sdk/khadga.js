@@ -1,0 +1,415 @@
+// khadga JavaScript SDK (an ES module, no build step).
+//
+//   import { Session, Khadga } from '/sdk/khadga.js';
+//   const session = await Session.login('alice', 'correct horse battery');
+//   const k = new Khadga({ session });
+//   k.on('message', ({ from, text }) => console.log(from.user, text));
+//   await k.connect();
+//   await k.join('lobby');
+//   k.send('lobby', 'hello');
+//
+// The server (signaling) only relays the WebRTC handshake: chat travels on
+// RTCDataChannels and media on RTP, peer to peer. See docs/sdk.md for the API.
+
+import { Session, ApiError, api, register } from './auth.js';
+import { Peer, polite, maxMessageText } from './peer.js';
+
+export { Session, ApiError, api, register, polite, maxMessageText };
+
+/** Subprotocol is the WebSocket subprotocol of protocol version 1. */
+export const Subprotocol = 'khadga.v1';
+
+// Limits on what this page accepts from the server.
+const maxServerMessage = 1 << 20;
+const maxPeers = 256;
+const requestTimeout = 15000;
+// A ping every pingInterval; no answer within pongTimeout means a dead socket.
+const pingInterval = 20000;
+const pongTimeout = 10000;
+const backoffMin = 250;
+const backoffMax = 15000;
+
+/**
+ * Khadga is one signed-in session on the signaling server, plus one peer
+ * connection for every member of the rooms it is in. Events (use on(), or
+ * addEventListener and read event.detail):
+ *
+ *   welcome        {peer, user, role, resumed, ...}   each (re)connection
+ *   presence       {kind, peers, online}              online is the whole list after the change
+ *   peer-joined    {room, peer}                        peer is {peer, user, role}
+ *   peer-left      {room, peer}
+ *   peer-connected {peer}                               chat channel open
+ *   peer-state     {peer, state}                       RTCPeerConnection.connectionState
+ *   peer-failed    {peer}                               ICE failed (a restart follows)
+ *   peer-reconnected {peer}                             connected again after a failure
+ *   message        {room, from, text, time, transport} transport is 'datachannel'
+ *   track          {peer, track, stream}
+ *   track-removed  {peer, track, stream}
+ *   disconnected   {code, reason, retryIn}             socket lost, reconnecting
+ *   reconnected    {resumed, peer}
+ *   error          {code, message, ref}                 an error message from the server
+ *   warning        {message, peer?}
+ *   closed         {}                                  close() was called, or sign-in failed for good
+ */
+export class Khadga extends EventTarget {
+  /**
+   * @param {object} opts
+   * @param {Session} [opts.session] signs in each (re)connection with a fresh ticket
+   * @param {string} [opts.token] an access token (a ticket is minted from it)
+   * @param {string|(() => Promise<string>)} [opts.ticket] a ticket, or a function that mints one per connection
+   * @param {string} [opts.server] base URL; '' (default) is this page's origin
+   * @param {boolean} [opts.relayOnly] iceTransportPolicy 'relay': media only through TURN
+   * @param {boolean} [opts.presence] false asks the server not to send the online list
+   * @param {boolean} [opts.shareWithRecorder] send media to recorder peers (default false)
+   */
+  constructor(opts = {}) {
+    super();
+    this.opts = { presence: true, ...opts };
+    if (!opts.session && opts.token) this.opts.session = Session.fromAccessToken(opts.token, { server: opts.server });
+    this.server = opts.server || '';
+    this.self = null; // {peer, user, role}
+    this.resumeToken = '';
+    this.resumeWindow = 0;
+    this.iceServers = [];
+    this.rooms = new Set();
+    this.peers = new Map(); // peer id -> Peer
+    this.online = new Map(); // peer id -> member
+    this.local = new Map(); // MediaStreamTrack -> MediaStream
+    this.shareWithRecorder = !!opts.shareWithRecorder;
+    this.pending = new Map(); // request id -> {resolve, reject, timer}
+    this.reqID = 0;
+    this.ws = null;
+    this.closedByUser = false;
+    this.attempt = 0;
+    this.connected = false;
+  }
+
+  /** on subscribes fn(detail) to an event and returns a function that unsubscribes. */
+  on(type, fn) {
+    const h = (e) => fn(e.detail);
+    this.addEventListener(type, h);
+    return () => this.removeEventListener(type, h);
+  }
+
+  emit(type, detail) { this.dispatchEvent(new CustomEvent(type, { detail })); }
+
+  /** connect opens the signaling socket and resolves with the welcome. */
+  async connect() {
+    this.closedByUser = false;
+    return this.open('');
+  }
+
+  async ticket() {
+    const t = this.opts.ticket;
+    if (typeof t === 'function') return t();
+    if (typeof t === 'string' && t) { this.opts.ticket = ''; return t; } // single use
+    if (this.opts.session) return this.opts.session.ticket();
+    throw new Error('khadga: need a session, a token or a ticket function to connect');
+  }
+
+  wsURL(ticket, resume) {
+    const base = this.server ? new URL(this.server) : new URL(location.href);
+    const u = new URL('/ws', base);
+    u.protocol = base.protocol === 'https:' ? 'wss:' : 'ws:';
+    u.searchParams.set('ticket', ticket);
+    if (resume) u.searchParams.set('resume', resume);
+    if (!this.opts.presence) u.searchParams.set('presence', '0');
+    return u.toString();
+  }
+
+  // open dials once and resolves with the welcome, or rejects when the
+  // socket closes first.
+  async open(resume) {
+    const ticket = await this.ticket();
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(this.wsURL(ticket, resume), Subprotocol);
+      this.ws = ws;
+      let welcomed = false;
+      ws.onmessage = (e) => {
+        if (typeof e.data !== 'string' || e.data.length > maxServerMessage) return;
+        let m;
+        try { m = JSON.parse(e.data); } catch { return; }
+        if (!welcomed) {
+          if (m.type !== 'welcome') return;
+          welcomed = true;
+          this.onWelcome(m.data || {}, resume);
+          resolve(m.data);
+          return;
+        }
+        this.dispatch(m);
+      };
+      ws.onclose = (e) => {
+        if (this.ws !== ws) return;
+        this.ws = null;
+        this.connected = false;
+        clearInterval(this.pinger);
+        this.failPending(new Error('signaling connection closed'));
+        if (!welcomed) reject(new Error(`khadga: WebSocket closed before welcome (${e.code})`));
+        else this.onDrop(e);
+      };
+    });
+  }
+
+  onWelcome(w, resumedWith) {
+    const oldPeer = this.self && this.self.peer;
+    this.self = { peer: w.peer, user: w.user, role: w.role };
+    this.resumeToken = w.resume_token || '';
+    this.resumeWindow = w.resume_window || 0;
+    this.iceServers = Array.isArray(w.ice_servers) ? w.ice_servers : [];
+    this.iceServersExpire = w.ice_servers_expire || 0;
+    this.connected = true;
+    this.attempt = 0;
+    this.startPinger();
+    const resumed = !!(resumedWith && w.resumed && w.peer === oldPeer);
+    this.emit('welcome', { ...w });
+    if (!resumedWith) return;
+    if (resumed) {
+      // Same session: peer connections stay; they take the fresh TURN credentials.
+      for (const p of this.peers.values()) p.setICEServers(this.iceServers);
+    } else {
+      // A new session has a new peer id: rebuild everything and rejoin.
+      for (const p of this.peers.values()) this.dropPeer(p);
+      const rooms = [...this.rooms];
+      this.rooms.clear();
+      for (const r of rooms) this.join(r).catch((e) => this.emit('warning', { message: `rejoin ${r}: ${e.message}` }));
+    }
+    this.emit('reconnected', { resumed, peer: w.peer });
+  }
+
+  startPinger() {
+    clearInterval(this.pinger);
+    this.pinger = setInterval(() => {
+      this.request({ type: 'ping' }, pongTimeout).catch(() => {
+        if (this.ws) this.ws.close(4000, 'no pong'); // dead socket: reconnect
+      });
+    }, pingInterval);
+  }
+
+  // onDrop reconnects with backoff and resumes the session.
+  onDrop(e) {
+    if (this.closedByUser) return;
+    const wait = this.reconnectAfter || Math.min(backoffMax, backoffMin * 2 ** this.attempt) * (0.75 + Math.random() / 2);
+    this.reconnectAfter = 0;
+    this.attempt++;
+    this.emit('disconnected', { code: e.code, reason: e.reason, retryIn: Math.round(wait) });
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => this.retry(), wait);
+  }
+
+  async retry() {
+    if (this.closedByUser) return;
+    try {
+      await this.open(this.resumeToken);
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) {
+        this.emit('warning', { message: 'signed out: ' + e.message });
+        this.close();
+        return;
+      }
+      this.onDrop({ code: 0, reason: e.message });
+    }
+  }
+
+  /** dropSocket closes the socket as a network failure would; the SDK resumes. For tests and diagnosis. */
+  dropSocket() { if (this.ws) this.ws.close(4001, 'dropped by page'); }
+
+  write(m) {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(JSON.stringify(m));
+    return true;
+  }
+
+  // request sends m with a fresh id and resolves with the answer (joined,
+  // ack or pong) or rejects with its error.
+  request(m, timeout = requestTimeout) {
+    const id = 'r' + ++this.reqID;
+    return new Promise((resolve, reject) => {
+      if (!this.write({ ...m, id })) { reject(new Error('not connected')); return; }
+      const timer = setTimeout(() => { this.pending.delete(id); reject(new Error(`${m.type}: no answer`)); }, timeout);
+      this.pending.set(id, { resolve, reject, timer });
+    });
+  }
+
+  resolve(ref, fn) {
+    const p = this.pending.get(ref);
+    if (!p) return false;
+    this.pending.delete(ref);
+    clearTimeout(p.timer);
+    fn(p);
+    return true;
+  }
+
+  failPending(err) {
+    for (const [id, p] of this.pending) { clearTimeout(p.timer); p.reject(err); this.pending.delete(id); }
+  }
+
+  dispatch(m) {
+    const d = m.data || {};
+    switch (m.type) {
+      case 'joined': this.resolve(m.ref, (p) => p.resolve(m)); break;
+      case 'ack': case 'pong': this.resolve(m.ref, (p) => p.resolve(m)); break;
+      case 'error': {
+        const err = Object.assign(new Error(d.message || d.code), { code: d.code, ref: m.ref });
+        if (!this.resolve(m.ref, (p) => p.reject(err))) this.emit('error', { code: d.code, message: d.message, ref: m.ref });
+        break;
+      }
+      case 'peer-joined': this.memberJoined(m.room, d); break;
+      case 'peer-left': this.memberLeft(m.room, d.peer); break;
+      case 'signal': this.onSignal(m); break;
+      case 'presence': this.onPresence(d); break;
+      case 'reconnect':
+        this.reconnectAfter = Math.min(Math.max(Number(d.after) || 0, 0), 30000);
+        break; // the server closes next; onDrop reconnects after the hint
+      default: break; // newer server: ignore what we do not know
+    }
+  }
+
+  onPresence(d) {
+    const peers = Array.isArray(d.peers) ? d.peers : [];
+    if (d.kind === 'full') this.online.clear();
+    for (const p of peers) {
+      if (d.kind === 'offline') this.online.delete(p.peer);
+      else if (this.online.size < 10000) this.online.set(p.peer, p);
+    }
+    this.emit('presence', { kind: d.kind, peers, online: [...this.online.values()], truncated: !!d.truncated });
+  }
+
+  /** join enters a room and resolves with the members already there. */
+  async join(room) {
+    const m = await this.request({ type: 'join', room });
+    this.rooms.add(room);
+    const members = (m.data && m.data.peers) || [];
+    for (const p of members) this.memberJoined(room, p);
+    return members;
+  }
+
+  /** leave leaves a room; peer connections shared only through it close. */
+  async leave(room) {
+    this.rooms.delete(room);
+    for (const p of [...this.peers.values()]) {
+      if (p.rooms.delete(room) && p.rooms.size === 0) this.dropPeer(p);
+    }
+    await this.request({ type: 'leave', room });
+  }
+
+  memberJoined(room, member) {
+    if (!member || !member.peer || !this.self || member.peer === this.self.peer) return;
+    let p = this.peers.get(member.peer);
+    if (!p) p = this.newPeer(member);
+    if (!p) return;
+    if (member.user) p.member = { ...member };
+    if (!p.rooms.has(room)) {
+      p.rooms.add(room);
+      this.emit('peer-joined', { room, peer: p.member });
+    }
+  }
+
+  memberLeft(room, id) {
+    const p = this.peers.get(id);
+    if (!p) return;
+    p.rooms.delete(room);
+    this.emit('peer-left', { room, peer: p.member });
+    if (p.rooms.size === 0) this.dropPeer(p);
+  }
+
+  newPeer(member) {
+    if (this.peers.size >= maxPeers) {
+      this.emit('warning', { message: 'too many peers; ignoring ' + member.peer });
+      return null;
+    }
+    const config = { iceServers: this.iceServers };
+    if (this.opts.relayOnly) config.iceTransportPolicy = 'relay';
+    const p = new Peer({
+      self: this.self.peer, member, config,
+      signal: (data) => this.write({ type: 'signal', to: member.peer, room: [...p.rooms][0] || undefined, data }),
+      emit: (type, detail) => this.emit(type, detail),
+    });
+    this.peers.set(member.peer, p);
+    if (!p.isRecorder || this.shareWithRecorder) {
+      for (const [track, stream] of this.local) p.addTrack(track, stream);
+    }
+    return p;
+  }
+
+  dropPeer(p) {
+    this.peers.delete(p.id);
+    p.close();
+    this.emit('peer-closed', { peer: p.member });
+  }
+
+  onSignal(m) {
+    const d = m.data;
+    if (!m.from || !d || typeof d !== 'object') return;
+    let p = this.peers.get(m.from);
+    if (!p) {
+      // A signal can overtake the peer-joined that announces its sender.
+      if (!m.room || !this.rooms.has(m.room)) return;
+      this.memberJoined(m.room, { peer: m.from, user: '', role: '' });
+      p = this.peers.get(m.from);
+      if (!p) return;
+    }
+    p.handleSignal(d);
+  }
+
+  /**
+   * send sends a chat message to every connected member of room, peer to
+   * peer over the "chat" data channel, and returns how many got it.
+   */
+  send(room, text) {
+    text = String(text);
+    if (new TextEncoder().encode(text).length > maxMessageText) throw new RangeError(`message over ${maxMessageText} bytes`);
+    let n = 0;
+    for (const p of this.peers.values()) {
+      if (p.rooms.has(room) && p.sendChat(room, this.self.user, text)) n++;
+    }
+    return n;
+  }
+
+  /** addTrack sends track (in stream) to every peer, recorders only after setShareWithRecorder(true). */
+  addTrack(track, stream) {
+    stream = stream || new MediaStream([track]);
+    this.local.set(track, stream);
+    for (const p of this.peers.values()) {
+      if (!p.isRecorder || this.shareWithRecorder) p.addTrack(track, stream);
+    }
+  }
+
+  /** removeTrack stops sending track to every peer (it does not stop the track). */
+  removeTrack(track) {
+    this.local.delete(track);
+    for (const p of this.peers.values()) p.removeTrack(track);
+  }
+
+  /** setShareWithRecorder switches sending media to recorder-role peers on or off. */
+  setShareWithRecorder(on) {
+    this.shareWithRecorder = !!on;
+    for (const p of this.peers.values()) {
+      if (!p.isRecorder) continue;
+      for (const [track, stream] of this.local) on ? p.addTrack(track, stream) : p.removeTrack(track);
+    }
+  }
+
+  /** members lists the members of room (not this session). */
+  members(room) {
+    return [...this.peers.values()].filter((p) => p.rooms.has(room)).map((p) => p.member);
+  }
+
+  /** connectionKind resolves to 'direct', 'relayed' or '' for a peer id. */
+  connectionKind(peerID) {
+    const p = this.peers.get(peerID);
+    return p ? p.connectionKind() : Promise.resolve('');
+  }
+
+  /** close leaves the server and closes every peer connection. */
+  close() {
+    if (this.closedByUser) return;
+    this.closedByUser = true;
+    clearTimeout(this.retryTimer);
+    clearInterval(this.pinger);
+    for (const p of [...this.peers.values()]) this.dropPeer(p);
+    this.rooms.clear();
+    if (this.ws) { const ws = this.ws; this.ws = null; ws.close(1000, 'bye'); }
+    this.connected = false;
+    this.emit('closed', {});
+  }
+}

@@ -1,0 +1,232 @@
+// One remote peer: one RTCPeerConnection negotiated with the W3C "perfect
+// negotiation" pattern, and the negotiated "chat" data channel (id 0) that
+// the Go client (package client) opens on its side too. The peer whose id
+// sorts first is polite (proto.Polite), so both sides agree without talking.
+
+/** polite reports whether self is the polite side with other (as proto.Polite). */
+export function polite(self, other) { return self < other; }
+
+// Limits that protect a page from a misbehaving remote.
+export const maxMessageText = 16 * 1024;
+const maxChatFrame = maxMessageText + 1024;
+const maxPendingCandidates = 128;
+// restartMinInterval spaces automatic ICE restarts; disconnectedGrace is how
+// long ICE may stay disconnected before the impolite side restarts it.
+const restartMinInterval = 3000;
+const disconnectedGrace = 4000;
+
+export class Peer {
+  /**
+   * @param {object} o
+   * @param {string} o.self our peer id
+   * @param {{peer:string,user:string,role:string}} o.member the remote
+   * @param {RTCConfiguration} o.config
+   * @param {(signal: object) => void} o.signal sends a signal to the remote
+   * @param {(type: string, detail: object) => void} o.emit
+   */
+  constructor(o) {
+    this.id = o.member.peer;
+    this.member = { ...o.member };
+    this.rooms = new Set();
+    this.polite = polite(o.self, this.id);
+    this.signal = o.signal;
+    this.emit = o.emit;
+    this.makingOffer = false;
+    this.ignoreOffer = false;
+    this.pending = [];
+    this.queue = Promise.resolve();
+    this.lastRestart = 0;
+    this.senders = new Map(); // MediaStreamTrack -> RTCRtpSender
+    this.closed = false;
+    this.everConnected = false;
+    this.pc = new RTCPeerConnection(o.config);
+    this.chat = this.pc.createDataChannel('chat', { negotiated: true, id: 0 });
+    this.wire();
+  }
+
+  get isRecorder() { return this.member.role === 'recorder'; }
+
+  wire() {
+    const pc = this.pc;
+    pc.onnegotiationneeded = () => this.negotiate();
+    pc.onicecandidate = ({ candidate }) => {
+      if (candidate) this.signal({ candidate: candidate.toJSON() });
+    };
+    pc.oniceconnectionstatechange = () => this.onICEState();
+    pc.onconnectionstatechange = () => {
+      const state = pc.connectionState;
+      if (state === 'connected') {
+        const reconnected = this.everConnected;
+        this.everConnected = true;
+        if (reconnected) this.emit('peer-reconnected', { peer: this.member });
+      }
+      this.emit('peer-state', { peer: this.member, state });
+    };
+    pc.ontrack = ({ track, streams }) => {
+      const stream = streams[0] || new MediaStream([track]);
+      stream.onremovetrack = (e) => this.emit('track-removed', { peer: this.member, track: e.track, stream });
+      this.emit('track', { peer: this.member, track, stream });
+    };
+    pc.ondatachannel = ({ channel }) => channel.close(); // only the negotiated chat channel is spoken here
+    this.chat.onopen = () => this.emit('peer-connected', { peer: this.member });
+    this.chat.onclose = () => this.emit('peer-disconnected', { peer: this.member });
+    this.chat.onmessage = (e) => this.onChat(e.data);
+  }
+
+  // negotiate is the sending half of perfect negotiation: an implicit offer
+  // (setLocalDescription with no argument) sent to the remote.
+  async negotiate() {
+    if (this.closed) return;
+    try {
+      this.makingOffer = true;
+      await this.pc.setLocalDescription();
+      this.signal({ description: this.pc.localDescription.toJSON() });
+    } catch (e) {
+      this.emit('warning', { peer: this.member, message: 'offer failed: ' + e.message });
+    } finally {
+      this.makingOffer = false;
+    }
+  }
+
+  /** handleSignal takes a signal's data; signals are handled one at a time, in order. */
+  handleSignal(data) {
+    this.queue = this.queue.then(() => this.onSignal(data)).catch((e) => {
+      this.emit('warning', { peer: this.member, message: 'signal failed: ' + e.message });
+    });
+    return this.queue;
+  }
+
+  async onSignal({ description, candidate }) {
+    if (this.closed) return;
+    const pc = this.pc;
+    if (description) {
+      if (description.type !== 'offer' && description.type !== 'answer') return;
+      const collision = description.type === 'offer' && (this.makingOffer || pc.signalingState !== 'stable');
+      this.ignoreOffer = !this.polite && collision;
+      if (this.ignoreOffer) return;
+      if (description.type === 'answer' && pc.signalingState !== 'have-local-offer') return; // answer to a rolled-back offer
+      await pc.setRemoteDescription(description); // rolls back our offer implicitly when polite
+      for (const c of this.pending.splice(0)) await pc.addIceCandidate(c).catch(() => {});
+      if (description.type === 'offer') {
+        await pc.setLocalDescription();
+        this.signal({ description: pc.localDescription.toJSON() });
+      }
+    } else if (candidate) {
+      if (!candidate.candidate) return; // end of candidates
+      if (!pc.remoteDescription) {
+        if (!this.ignoreOffer && this.pending.length < maxPendingCandidates) this.pending.push(candidate);
+        return;
+      }
+      try {
+        await pc.addIceCandidate(candidate);
+      } catch (e) {
+        if (!this.ignoreOffer) throw e;
+      }
+    }
+  }
+
+  // onICEState restarts ICE when it fails or stays disconnected. Only the
+  // impolite side restarts on its own, as the Go client does, so the two
+  // sides never race; the polite side answers the restart offer.
+  onICEState() {
+    const s = this.pc.iceConnectionState;
+    if (s === 'failed') this.emit('peer-failed', { peer: this.member });
+    if (this.polite || this.closed) return;
+    if (s === 'failed') this.restartICE();
+    if (s === 'disconnected') {
+      setTimeout(() => { if (this.pc.iceConnectionState === 'disconnected') this.restartICE(); }, disconnectedGrace);
+    }
+  }
+
+  restartICE() {
+    if (this.closed) return;
+    const wait = this.lastRestart + restartMinInterval - Date.now();
+    if (wait > 0) { setTimeout(() => this.restartICE(), wait); return; }
+    this.lastRestart = Date.now();
+    this.pc.restartIce(); // fires negotiationneeded with an ICE-restart offer
+  }
+
+  /**
+   * setICEServers applies fresh ICE servers (after a resume). ICE restarts
+   * when the connection is down, or when it goes through a TURN relay whose
+   * allocation was made with the old, soon expired, credentials.
+   */
+  async setICEServers(iceServers) {
+    if (this.closed) return;
+    const cfg = this.pc.getConfiguration();
+    cfg.iceServers = iceServers;
+    try { this.pc.setConfiguration(cfg); } catch (e) {
+      this.emit('warning', { peer: this.member, message: 'setConfiguration: ' + e.message });
+      return;
+    }
+    const s = this.pc.iceConnectionState;
+    const down = s === 'failed' || s === 'disconnected';
+    if (down || (await this.connectionKind()) === 'relayed') this.restartICE();
+  }
+
+  onChat(data) {
+    if (typeof data !== 'string' || data.length > maxChatFrame) return;
+    let m;
+    try { m = JSON.parse(data); } catch { return; }
+    if (!m || typeof m.text !== 'string' || m.text.length > maxMessageText) return;
+    const room = typeof m.room === 'string' && this.rooms.has(m.room) ? m.room : '';
+    if (!room && this.rooms.size > 0 && m.room) return; // names a room we do not share
+    const time = new Date(m.time);
+    // The sender is the member this channel belongs to, never what the
+    // message claims, so that it cannot be forged.
+    this.emit('message', {
+      room: room || [...this.rooms][0] || '', from: this.member, text: m.text,
+      time: isNaN(time) ? new Date() : time, transport: 'datachannel', channel: this.chat.label,
+    });
+  }
+
+  /** sendChat sends one chat message; false when the channel is not open. */
+  sendChat(room, sender, text) {
+    if (this.chat.readyState !== 'open') return false;
+    this.chat.send(JSON.stringify({ room, text, sender, time: new Date().toISOString() }));
+    return true;
+  }
+
+  addTrack(track, stream) {
+    if (this.senders.has(track) || this.closed) return;
+    this.senders.set(track, this.pc.addTrack(track, stream));
+  }
+
+  removeTrack(track) {
+    const s = this.senders.get(track);
+    if (!s) return;
+    this.senders.delete(track);
+    if (!this.closed && this.pc.signalingState !== 'closed') this.pc.removeTrack(s);
+  }
+
+  /**
+   * connectionKind reads the selected ICE candidate pair from getStats:
+   * 'relayed' (through TURN), 'direct', or '' before a pair is selected.
+   */
+  async connectionKind() {
+    const info = await this.candidatePair();
+    if (!info) return '';
+    return info.local === 'relay' || info.remote === 'relay' ? 'relayed' : 'direct';
+  }
+
+  /** candidatePair returns the selected pair's candidate types {local, remote}, or null. */
+  async candidatePair() {
+    if (this.closed) return null;
+    const stats = await this.pc.getStats();
+    let pairId = '';
+    stats.forEach((r) => { if (r.type === 'transport' && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId; });
+    let pair = pairId ? stats.get(pairId) : null;
+    if (!pair) stats.forEach((r) => { if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pair = r; });
+    if (!pair) return null;
+    const l = stats.get(pair.localCandidateId), r = stats.get(pair.remoteCandidateId);
+    if (!l || !r) return null;
+    return { local: l.candidateType, remote: r.candidateType };
+  }
+
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    this.chat.close();
+    this.pc.close();
+  }
+}

@@ -1,0 +1,108 @@
+package signaling
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/gorilla/websocket"
+	"github.com/khadga/khadga/proto"
+	"github.com/khadga/khadga/signaling/auth"
+	"github.com/khadga/khadga/signaling/hub"
+)
+
+// upgrader is shared by all connections. Small read buffers and a pooled
+// write buffer keep an idle connection's memory low: it holds no write
+// buffer between messages.
+var upgrader = websocket.Upgrader{
+	ReadBufferSize:  1024,
+	WriteBufferPool: &sync.Pool{},
+	Subprotocols:    proto.Subprotocols,
+	// Origin is checked in handleWS before the upgrade, with a specific
+	// answer; gorilla's own check would only say 403.
+	CheckOrigin: func(*http.Request) bool { return true },
+}
+
+// handleWS authenticates the request and hands the connection to the hub.
+// Everything that can be refused is refused before the upgrade, with an HTTP
+// status and a body that says why.
+func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
+	if !websocket.IsWebSocketUpgrade(r) {
+		writeError(w, http.StatusBadRequest, codeBadRequest, "this endpoint speaks WebSocket only")
+		return
+	}
+	if !offersSubprotocol(r) {
+		writeError(w, http.StatusBadRequest, "unsupported_version",
+			"offer a supported protocol version in Sec-WebSocket-Protocol: "+strings.Join(proto.Subprotocols, ", "))
+		return
+	}
+	if !s.originAllowed(r) {
+		s.log.Info("websocket refused: origin not allowed", slog.String("origin", r.Header.Get("Origin")))
+		writeError(w, http.StatusForbidden, "bad_origin", "origin not allowed")
+		return
+	}
+	claims, err := s.wsClaims(r)
+	if err != nil {
+		writeError(w, http.StatusUnauthorized, codeUnauthorized, err.Error())
+		return
+	}
+	q := r.URL.Query()
+	opts := hub.ConnOptions{ResumeToken: q.Get("resume"), Presence: q.Get("presence") != "0"}
+	c, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // gorilla has answered the request
+	}
+	id := hub.Identity{User: claims.User, Role: claims.Role, Rooms: claims.Rooms}
+	if err := s.hub.ServeConn(r.Context(), c, id, opts); err != nil && !errors.Is(err, hub.ErrClosed) {
+		s.log.Debug("websocket ended", slog.String("user", id.User), slog.Any("err", err))
+	}
+}
+
+// wsClaims authenticates a WebSocket request by its bearer header or by a
+// one-time ticket in the query (browsers cannot set headers).
+func (s *Server) wsClaims(r *http.Request) (auth.Claims, error) {
+	if t := r.URL.Query().Get("ticket"); t != "" {
+		c, ok := s.tickets.Redeem(t, s.cfg.Now())
+		if !ok {
+			return auth.Claims{}, errors.New("invalid, used or expired ticket")
+		}
+		return c, nil
+	}
+	return s.bearer(r)
+}
+
+func offersSubprotocol(r *http.Request) bool {
+	for _, p := range websocket.Subprotocols(r) {
+		if slices.Contains(proto.Subprotocols, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// originAllowed accepts requests without an Origin (non-browser clients,
+// which must still authenticate), the server's own origin, and the
+// configured allow-list.
+func (s *Server) originAllowed(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return true
+	}
+	u, err := url.Parse(o)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, a := range s.cfg.AllowedOrigins {
+		if strings.EqualFold(strings.TrimSuffix(a, "/"), o) {
+			return true
+		}
+	}
+	return false
+}

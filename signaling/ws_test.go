@@ -1,0 +1,211 @@
+package signaling_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/gorilla/websocket"
+	"github.com/khadga/khadga/proto"
+	"github.com/khadga/khadga/signaling"
+	"github.com/khadga/khadga/signaling/signalingtest"
+)
+
+// dialStatus tries a WebSocket and returns the HTTP status of the refusal
+// (or 101) and the body.
+func dialStatus(t *testing.T, s *signalingtest.Server, h http.Header, protocols []string, query string) (int, string) {
+	t.Helper()
+	d := websocket.Dialer{Subprotocols: protocols, HandshakeTimeout: signalingtest.Timeout}
+	u := s.WSURL
+	if query != "" {
+		u += "?" + query
+	}
+	c, resp, err := d.Dial(u, h)
+	if err == nil {
+		c.Close()
+		return resp.StatusCode, ""
+	}
+	if resp == nil {
+		t.Fatalf("dial: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
+
+func TestWebSocketAuth(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	s := signalingtest.Start(t, signalingtest.Options{Config: signaling.Config{Now: now, AllowedOrigins: []string{"https://app.example"}}})
+	tok := s.User(t, "alice")
+	v1 := []string{proto.Subprotocol}
+
+	foreign := func(alg jwt.SigningMethod, key any, kid string) string {
+		claims := jwt.MapClaims{"sub": "alice", "role": "user", "typ": "access", "iss": "khadga", "aud": "khadga",
+			"exp": now().Add(time.Hour).Unix(), "nbf": now().Unix(), "iat": now().Unix(), "jti": "x"}
+		tk := jwt.NewWithClaims(alg, claims)
+		tk.Header["kid"] = kid
+		str, err := tk.SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return str
+	}
+	_, otherKey, _ := ed25519.GenerateKey(rand.Reader)
+	kid := s.Keys().SigningKID()
+	parts := strings.Split(tok.AccessToken, ".")
+	payload := strings.Replace(parts[1], parts[1][:4], "eyJh", 1)
+
+	for _, tc := range []struct {
+		name      string
+		h         http.Header
+		protocols []string
+		want      int
+		body      string
+	}{
+		{"valid", bearer(tok.AccessToken), v1, 101, ""},
+		{"no token", nil, v1, 401, "missing bearer token"},
+		{"signed with another key", bearer(foreign(jwt.SigningMethodEdDSA, otherKey, kid)), v1, 401, "invalid access token"},
+		{"alg none", bearer(foreign(jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, kid)), v1, 401, "invalid access token"},
+		{"HS256 with a guessable key", bearer(foreign(jwt.SigningMethodHS256, []byte("khadga"), kid)), v1, 401, "invalid access token"},
+		{"tampered payload", bearer(parts[0] + "." + payload + "." + parts[2]), v1, 401, "invalid access token"},
+		{"refresh token as access", bearer(tok.RefreshToken), v1, 401, "invalid access token"},
+		{"no subprotocol", bearer(tok.AccessToken), nil, 400, "khadga.v1"},
+		{"unknown version only", bearer(tok.AccessToken), []string{"khadga.v9"}, 400, "khadga.v1"},
+		{"bad origin", http.Header{"Authorization": {"Bearer " + tok.AccessToken}, "Origin": {"https://evil.example"}}, v1, 403, "origin not allowed"},
+		{"allowed origin", http.Header{"Authorization": {"Bearer " + tok.AccessToken}, "Origin": {"https://app.example"}}, v1, 101, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := dialStatus(t, s, tc.h, tc.protocols, "")
+			if code != tc.want || !strings.Contains(body, tc.body) {
+				t.Fatalf("got %d %q, want %d containing %q", code, body, tc.want, tc.body)
+			}
+		})
+	}
+
+	t.Run("ticket is single-use", func(t *testing.T) {
+		code, body := s.Post(t, "/api/ws-ticket", "", "Authorization", "Bearer "+tok.AccessToken)
+		if code != 200 {
+			t.Fatalf("ticket: %d %s", code, body)
+		}
+		var tk struct{ Ticket string }
+		json.Unmarshal(body, &tk)
+		q := "ticket=" + url.QueryEscape(tk.Ticket)
+		origin := http.Header{"Origin": {s.URL}} // a browser on the server's own origin
+		if code, body := dialStatus(t, s, origin, v1, q); code != 101 {
+			t.Fatalf("first use: %d %s", code, body)
+		}
+		if code, _ := dialStatus(t, s, origin, v1, q); code != 401 {
+			t.Fatalf("second use: %d, want 401", code)
+		}
+	})
+
+	t.Run("expired token", func(t *testing.T) {
+		clock.Add(int64(16 * time.Minute))
+		code, body := dialStatus(t, s, bearer(tok.AccessToken), v1, "")
+		if code != 401 || !strings.Contains(body, "expired") {
+			t.Fatalf("got %d %q, want 401 expired", code, body)
+		}
+	})
+}
+
+func TestSignalRelay(t *testing.T) {
+	s := signalingtest.Start(t, signalingtest.Options{})
+	alice := s.Connect(t, s.User(t, "alice").AccessToken, nil)
+	bob := s.Connect(t, s.User(t, "bob").AccessToken, nil)
+	eve := s.Connect(t, s.User(t, "eve").AccessToken, nil)
+
+	if peers := alice.Join("lobby"); len(peers) != 0 {
+		t.Fatalf("empty room has members %v", peers)
+	}
+	peers := bob.Join("lobby")
+	if len(peers) != 1 || peers[0].Peer != alice.Welcome.Peer || peers[0].User != "alice" || peers[0].Role != proto.RoleUser {
+		t.Fatalf("joined peers %+v", peers)
+	}
+	pj := alice.Expect(proto.TypePeerJoined)
+	var m proto.Member
+	json.Unmarshal(pj.Data, &m)
+	if m.Peer != bob.Welcome.Peer || m.User != "bob" {
+		t.Fatalf("peer-joined %+v", m)
+	}
+	eve.Join("other")
+
+	offer := json.RawMessage(`{"description":{"type":"offer","sdp":"v=0"}}`)
+	alice.Send(&proto.Message{Type: proto.TypeSignal, ID: "s1", To: bob.Welcome.Peer, Data: offer})
+	got := bob.Expect(proto.TypeSignal)
+	if got.From != alice.Welcome.Peer || string(got.Data) != string(offer) {
+		t.Fatalf("bob got %+v", got)
+	}
+
+	t.Run("not in a shared room", func(t *testing.T) {
+		alice.Send(&proto.Message{Type: proto.TypeSignal, ID: "s2", To: eve.Welcome.Peer, Data: offer})
+		alice.ExpectError(proto.CodeNotInRoom, "s2")
+		// eve receives nothing: her next message is the answer to her own ping.
+		eve.Send(&proto.Message{Type: proto.TypePing, ID: "p"})
+		if m := eve.Expect(proto.TypePong); m.Ref != "p" {
+			t.Fatalf("eve: %+v", m)
+		}
+	})
+	t.Run("spoofed from", func(t *testing.T) {
+		alice.SendRaw([]byte(`{"type":"signal","id":"s3","to":"` + bob.Welcome.Peer + `","from":"` + eve.Welcome.Peer + `","data":{}}`))
+		alice.ExpectError(proto.CodeBadMessage, "s3")
+	})
+	t.Run("bad frames keep the connection", func(t *testing.T) {
+		alice.SendRaw([]byte(`{"type":"signal",`))
+		alice.ExpectError(proto.CodeBadMessage, "")
+		alice.SendRaw([]byte(`{"type":"teleport","id":"u"}`))
+		alice.ExpectError(proto.CodeUnknownType, "u")
+		alice.SendRaw([]byte(`{"type":"ping","id":"v2","v":2}`))
+		alice.ExpectError(proto.CodeUnsupportedVersion, "v2")
+		alice.Send(&proto.Message{Type: proto.TypeSignal, ID: "s4", To: bob.Welcome.Peer, Data: offer})
+		if got := bob.Expect(proto.TypeSignal); got.From != alice.Welcome.Peer {
+			t.Fatalf("relay after bad frames: %+v", got)
+		}
+	})
+	t.Run("oversized frame", func(t *testing.T) {
+		big := `{"type":"signal","to":"` + bob.Welcome.Peer + `","data":{"x":"` + strings.Repeat("a", 70<<10) + `"}}`
+		eve.SendRaw([]byte(big))
+		err := eve.Closed()
+		if code := signalingtest.CloseCode(err); code != websocket.CloseMessageTooBig {
+			t.Fatalf("close after oversized frame: %v (code %d), want 1009", err, code)
+		}
+		// The others are unaffected.
+		alice.Send(&proto.Message{Type: proto.TypeSignal, To: bob.Welcome.Peer, Data: offer})
+		bob.Expect(proto.TypeSignal)
+	})
+}
+
+func TestGracefulShutdownAsksClientsToReconnect(t *testing.T) {
+	s := signalingtest.Start(t, signalingtest.Options{})
+	c := s.Connect(t, s.User(t, "alice").AccessToken, nil)
+	done := make(chan error, 1)
+	go func() { done <- s.Stop() }()
+	c.Expect(proto.TypeReconnect)
+	if code := signalingtest.CloseCode(c.Closed()); code != websocket.CloseServiceRestart {
+		t.Fatalf("close code %d, want 1012", code)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("stop: %v", err)
+		}
+	case <-time.After(signalingtest.Timeout):
+		t.Fatal("Stop did not return")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, _, err := s.DialWS(ctx, "x", nil); err == nil {
+		t.Fatal("server still accepts after shutdown")
+	}
+}
