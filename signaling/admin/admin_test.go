@@ -1,0 +1,96 @@
+package admin_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/khadga/khadga/proto"
+	"github.com/khadga/khadga/signaling/admin"
+	"github.com/khadga/khadga/signaling/store"
+	"github.com/khadga/khadga/signaling/signalingtest"
+)
+
+func TestAdminSocketWhileServing(t *testing.T) {
+	s := signalingtest.Start(t, signalingtest.Options{})
+	sock := filepath.Join(s.DataDir, "admin.sock")
+	fi, err := os.Stat(sock)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("admin socket: %v, mode %v, want 0600", err, fi.Mode().Perm())
+	}
+	a, err := admin.Dial(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	if err := a.AddUser(ctx, "root", "a long admin password", proto.RoleAdmin); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.AddUser(ctx, "root", "a long admin password", proto.RoleAdmin); !errors.Is(err, store.ErrUserExists) {
+		t.Fatalf("duplicate add: %v", err)
+	}
+	if err := a.AddUser(ctx, "x", "short", proto.RoleUser); !errors.Is(err, admin.ErrBadRequest) {
+		t.Fatalf("bad add: %v", err)
+	}
+	s.Login(t, "root", "a long admin password")
+
+	if err := a.SetDisabled(ctx, "root", true); err != nil {
+		t.Fatal(err)
+	}
+	code, _ := s.Post(t, "/api/login", map[string]string{"username": "root", "password": "a long admin password"})
+	if code != 401 {
+		t.Fatalf("disabled user logged in: %d", code)
+	}
+	us, err := a.ListUsers(ctx)
+	if err != nil || len(us) != 1 || !us[0].Disabled || us[0].Role != proto.RoleAdmin {
+		t.Fatalf("list: %+v %v", us, err)
+	}
+	if err := a.DeleteUser(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("delete unknown: %v", err)
+	}
+
+	t.Run("recorder token", func(t *testing.T) {
+		if _, err := a.MintToken(ctx, admin.TokenRequest{User: "rec", Role: proto.RoleRecorder, TTL: time.Hour}); !errors.Is(err, admin.ErrBadRequest) {
+			t.Fatalf("recorder token without a room: %v", err)
+		}
+		tok, err := a.MintToken(ctx, admin.TokenRequest{User: "rec", Role: proto.RoleRecorder, Rooms: []string{"lab"}, TTL: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := s.Connect(t, tok.Token, nil)
+		if c.Welcome.Role != proto.RoleRecorder || c.Welcome.User != "rec" {
+			t.Fatalf("welcome %+v", c.Welcome)
+		}
+		c.Join("lab")
+		c.Send(&proto.Message{Type: proto.TypeJoin, ID: "j2", Room: "elsewhere"})
+		c.ExpectError(proto.CodeUnauthorized, "j2")
+	})
+
+	t.Run("hot backup", func(t *testing.T) {
+		var buf bytes.Buffer
+		if _, err := a.Backup(ctx, &buf); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), "backup.db")
+		if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		info, err := store.Check(path)
+		if err != nil || info.Users != 1 || info.Version != store.SchemaVersion {
+			t.Fatalf("backup check: %+v %v", info, err)
+		}
+	})
+}
+
+func TestCheckRefusesGarbage(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "garbage.db")
+	os.WriteFile(path, bytes.Repeat([]byte("not bbolt"), 1000), 0o600)
+	if _, err := store.Check(path); err == nil {
+		t.Fatal("Check accepted a garbage file")
+	}
+}
