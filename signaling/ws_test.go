@@ -209,3 +209,38 @@ func TestGracefulShutdownAsksClientsToReconnect(t *testing.T) {
 		t.Fatal("server still accepts after shutdown")
 	}
 }
+
+func TestResumeThroughTheServer(t *testing.T) {
+	s := signalingtest.Start(t, signalingtest.Options{Config: signaling.Config{ResumeWindow: 20 * time.Second}})
+	aliceTok := s.User(t, "alice").AccessToken
+	alice := s.Connect(t, aliceTok, nil)
+	bob := s.Connect(t, s.User(t, "bob").AccessToken, nil)
+	alice.Join("lobby")
+	bob.Join("lobby")
+	alice.Expect(proto.TypePeerJoined)
+
+	// Alice's socket drops; Bob signals her while she is away.
+	alice.Conn.Close()
+	bob.Send(&proto.Message{Type: proto.TypeSignal, ID: "away", To: alice.Welcome.Peer, Data: json.RawMessage(`{"n":1}`)})
+
+	again := s.Connect(t, aliceTok, url.Values{"resume": {alice.Welcome.ResumeToken}})
+	if !again.Welcome.Resumed || again.Welcome.Peer != alice.Welcome.Peer {
+		t.Fatalf("resume welcome %+v, want the old peer id %s", again.Welcome, alice.Welcome.Peer)
+	}
+	if again.Welcome.ResumeToken == alice.Welcome.ResumeToken {
+		t.Fatal("resume token was not renewed")
+	}
+	if got := again.Expect(proto.TypeSignal); got.From != bob.Welcome.Peer || string(got.Data) != `{"n":1}` {
+		t.Fatalf("queued signal %+v", got)
+	}
+	// Bob saw no peer-left: his next message answers his own ping.
+	bob.Send(&proto.Message{Type: proto.TypePing, ID: "p"})
+	if m := bob.Expect(proto.TypePong); m.Ref != "p" {
+		t.Fatalf("bob got %+v", m)
+	}
+	// A used resume token does not resume again.
+	third := s.Connect(t, aliceTok, url.Values{"resume": {alice.Welcome.ResumeToken}})
+	if third.Welcome.Resumed || third.Welcome.Peer == alice.Welcome.Peer {
+		t.Fatalf("a used resume token resumed: %+v", third.Welcome)
+	}
+}
