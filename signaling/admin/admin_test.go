@@ -11,8 +11,8 @@ import (
 
 	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling/admin"
-	"github.com/khadga/khadga/signaling/store"
 	"github.com/khadga/khadga/signaling/signalingtest"
+	"github.com/khadga/khadga/signaling/store"
 )
 
 func TestAdminSocketWhileServing(t *testing.T) {
