@@ -1,0 +1,216 @@
+package auth
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/khadga/khadga/signaling/store"
+)
+
+// AlgEdDSA is the only JWT algorithm khadga signs with or accepts.
+const AlgEdDSA = "EdDSA"
+
+var (
+	// ErrNoActiveKey is returned by Retire when retiring the key would leave
+	// nothing to sign with.
+	ErrNoActiveKey = errors.New("auth: no active signing key would remain")
+	// ErrUnknownKey is returned by Retire for a kid Keys does not know.
+	ErrUnknownKey = errors.New("auth: unknown signing key")
+)
+
+// KeysOptions configures Keys. The zero value is usable.
+type KeysOptions struct {
+	// Now is the clock for iat/nbf/exp. Default time.Now.
+	Now func() time.Time
+	// Leeway is the clock skew tolerated on exp, nbf and iat. Default
+	// DefaultLeeway.
+	Leeway time.Duration
+	// Logger receives key creation and rotation messages. Default: discard.
+	Logger *slog.Logger
+}
+
+// DefaultLeeway is the clock skew VerifyAccess tolerates by default.
+const DefaultLeeway = 30 * time.Second
+
+// Keys signs and verifies access tokens with the Ed25519 keys kept in the
+// store. It signs with the newest non-retired key, putting its id in the
+// JWT kid header, and verifies against every non-retired key by kid. Keys is
+// safe for concurrent use.
+type Keys struct {
+	st     *store.Store
+	now    func() time.Time
+	leeway time.Duration
+	log    *slog.Logger
+	parser *jwt.Parser
+	rotMu  sync.Mutex // serialises Rotate and Retire (store write + Reload)
+
+	mu      sync.RWMutex
+	signKID string
+	signKey ed25519.PrivateKey
+	verify  map[string]ed25519.PublicKey // kid -> key, non-retired only
+	newest  time.Time                    // Created of the newest stored key
+}
+
+// NewKeys loads the signing keys from st, creating and storing a first key
+// if there is no usable one.
+func NewKeys(st *store.Store, opts KeysOptions) (*Keys, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Leeway <= 0 {
+		opts.Leeway = DefaultLeeway
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	k := &Keys{st: st, now: opts.Now, leeway: opts.Leeway, log: opts.Logger}
+	k.parser = jwt.NewParser(
+		jwt.WithValidMethods([]string{AlgEdDSA}),
+		jwt.WithIssuer(Issuer),
+		jwt.WithAudience(Audience),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(opts.Leeway),
+		jwt.WithTimeFunc(opts.Now),
+		jwt.WithStrictDecoding(),
+	)
+	if err := k.Reload(); err != nil {
+		return nil, err
+	}
+	if k.signKey == nil {
+		if _, err := k.Rotate(); err != nil {
+			return nil, err
+		}
+	}
+	return k, nil
+}
+
+// Reload re-reads the keys from the store, for example after another
+// process rotated them.
+func (k *Keys) Reload() error {
+	stored, err := k.st.SigningKeys()
+	if err != nil {
+		return fmt.Errorf("auth: load signing keys: %w", err)
+	}
+	verify := make(map[string]ed25519.PublicKey)
+	var signKID string
+	var signKey ed25519.PrivateKey
+	var newest time.Time
+	for _, sk := range stored { // oldest first, so the last active one wins
+		newest = sk.Created
+		if sk.Retired || sk.Alg != AlgEdDSA {
+			continue
+		}
+		priv, err := privateKey(sk.Private)
+		if err != nil {
+			return fmt.Errorf("auth: signing key %q: %w", sk.ID, err)
+		}
+		verify[sk.ID] = priv.Public().(ed25519.PublicKey)
+		signKID, signKey = sk.ID, priv
+	}
+	k.mu.Lock()
+	k.signKID, k.signKey, k.verify, k.newest = signKID, signKey, verify, newest
+	k.mu.Unlock()
+	return nil
+}
+
+// privateKey accepts an Ed25519 seed or a full private key.
+func privateKey(b []byte) (ed25519.PrivateKey, error) {
+	switch len(b) {
+	case ed25519.SeedSize:
+		return ed25519.NewKeyFromSeed(b), nil
+	case ed25519.PrivateKeySize:
+		return ed25519.NewKeyFromSeed(b[:ed25519.SeedSize]), nil
+	}
+	return nil, fmt.Errorf("bad Ed25519 key length %d", len(b))
+}
+
+// Rotate creates a new key, stores it and makes it the signing key. Older
+// keys keep verifying until retired. It returns the new kid.
+func (k *Keys) Rotate() (string, error) {
+	k.rotMu.Lock()
+	defer k.rotMu.Unlock()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return "", fmt.Errorf("auth: generate key: %w", err)
+	}
+	kid := randomString(12)
+	// Keys sign in Created order, so the new key must be strictly newest
+	// even if the clock stepped back or did not move.
+	created := k.now().UTC()
+	k.mu.RLock()
+	if !created.After(k.newest) {
+		created = k.newest.Add(time.Nanosecond)
+	}
+	k.mu.RUnlock()
+	sk := store.SigningKey{ID: kid, Alg: AlgEdDSA, Private: priv.Seed(), Created: created}
+	if err := k.st.AddSigningKey(sk); err != nil {
+		return "", fmt.Errorf("auth: store key: %w", err)
+	}
+	if err := k.Reload(); err != nil {
+		return "", err
+	}
+	k.log.Info("jwt signing key created", slog.String("kid", kid))
+	return kid, nil
+}
+
+// Retire stops kid from verifying (and signing). Tokens signed with it are
+// rejected from then on. It refuses to retire the last active key.
+func (k *Keys) Retire(kid string) error {
+	k.rotMu.Lock()
+	defer k.rotMu.Unlock()
+	k.mu.RLock()
+	_, known := k.verify[kid]
+	n := len(k.verify)
+	k.mu.RUnlock()
+	if !known {
+		return fmt.Errorf("%w: %q", ErrUnknownKey, kid)
+	}
+	if n <= 1 {
+		return ErrNoActiveKey
+	}
+	if err := k.st.RetireSigningKey(kid); err != nil {
+		return fmt.Errorf("auth: retire key: %w", err)
+	}
+	k.log.Info("jwt signing key retired", slog.String("kid", kid))
+	return k.Reload()
+}
+
+// SigningKID returns the kid new tokens are signed with.
+func (k *Keys) SigningKID() string {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.signKID
+}
+
+// keyFunc finds the verification key named by the token's kid header. The
+// method check duplicates WithValidMethods on purpose: a public key must
+// never be handed to an HMAC or RSA verifier.
+func (k *Keys) keyFunc(t *jwt.Token) (any, error) {
+	if _, ok := t.Method.(*jwt.SigningMethodEd25519); !ok {
+		return nil, fmt.Errorf("unexpected signing method %v", t.Header["alg"])
+	}
+	kid, _ := t.Header["kid"].(string)
+	k.mu.RLock()
+	pub, ok := k.verify[kid]
+	k.mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("unknown kid %q", kid)
+	}
+	return pub, nil
+}
+
+// randomString returns n random bytes, base64url-encoded without padding.
+func randomString(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never returns an error (Go 1.24+)
+	return base64.RawURLEncoding.EncodeToString(b)
+}

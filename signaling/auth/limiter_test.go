@@ -1,0 +1,135 @@
+package auth
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+func TestLimiterSlowsThenBlocks(t *testing.T) {
+	l := NewLoginLimiter(LimiterOptions{})
+	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	var delays []time.Duration
+	for i := range 10 {
+		d, r := l.Check("192.0.2.7", "ann", now)
+		if r != 0 {
+			t.Fatalf("refused after %d failures (retry %v)", i, r)
+		}
+		delays = append(delays, d)
+		l.Failure("192.0.2.7", "ann", now)
+		now = now.Add(time.Second)
+	}
+	for i, d := range delays {
+		switch {
+		case i < 5 && d != 0:
+			t.Errorf("delay after %d failures = %v, want 0", i, d)
+		case i >= 5 && d <= 0:
+			t.Errorf("no delay after %d failures", i)
+		case i > 5 && d < delays[i-1]:
+			t.Errorf("delay shrank: %v after %v", d, delays[i-1])
+		}
+	}
+	if delays[6] <= delays[5] {
+		t.Errorf("delay does not grow: %v", delays)
+	}
+	_, r := l.Check("192.0.2.7", "ann", now)
+	if r <= 0 || r > 15*time.Minute {
+		t.Fatalf("after 10 failures retryAfter = %v, want (0, 15m]", r)
+	}
+	// The account is blocked from any address, the address for any account.
+	if _, r := l.Check("198.51.100.1", "ann", now); r <= 0 {
+		t.Error("account not blocked from another address")
+	}
+	if _, r := l.Check("192.0.2.7", "bob", now); r <= 0 {
+		t.Error("address not blocked for another account")
+	}
+	if d, r := l.Check("198.51.100.1", "bob", now); d != 0 || r != 0 {
+		t.Errorf("unrelated pair limited: %v %v", d, r)
+	}
+	// The block ends.
+	now = now.Add(r)
+	if d, r := l.Check("192.0.2.7", "ann", now); d != 0 || r != 0 {
+		t.Errorf("after the block: delay %v retry %v, want 0 0", d, r)
+	}
+}
+
+func TestLimiterSuccessResetsAccountOnly(t *testing.T) {
+	l := NewLoginLimiter(LimiterOptions{SlowAfter: 2, BlockAfter: 4})
+	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	for range 3 {
+		l.Failure("192.0.2.7", "ann", now)
+	}
+	l.Success("192.0.2.7", "ann", now)
+	if d, _ := l.Check("198.51.100.1", "ann", now); d != 0 {
+		t.Errorf("account still slowed after success: %v", d)
+	}
+	if d, _ := l.Check("192.0.2.7", "bob", now); d == 0 {
+		t.Error("success reset the address too")
+	}
+}
+
+func TestLimiterWindowForgets(t *testing.T) {
+	l := NewLoginLimiter(LimiterOptions{SlowAfter: 2, BlockAfter: 100, Window: time.Minute})
+	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	for range 5 {
+		l.Failure("192.0.2.7", "", now)
+	}
+	if d, _ := l.Check("192.0.2.7", "", now); d == 0 {
+		t.Fatal("not slowed")
+	}
+	now = now.Add(time.Minute)
+	if d, _ := l.Check("192.0.2.7", "", now); d != 0 {
+		t.Errorf("still slowed after the window: %v", d)
+	}
+	l.Failure("10.0.0.1", "", now) // sweeps the stale entry
+	if n := l.Len(); n != 1 {
+		t.Errorf("tracked keys = %d, want 1 after sweep", n)
+	}
+}
+
+func TestLimiterIPv6Per64(t *testing.T) {
+	l := NewLoginLimiter(LimiterOptions{SlowAfter: 1, BlockAfter: 3})
+	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 3 {
+		l.Failure(fmt.Sprintf("2001:db8:1:2::%x", i+1), "", now)
+	}
+	if _, r := l.Check("[2001:db8:1:2:ffff::1]:443", "", now); r <= 0 {
+		t.Error("addresses in one /64 are not counted together")
+	}
+	if _, r := l.Check("2001:db8:1:3::1", "", now); r != 0 {
+		t.Error("another /64 is blocked")
+	}
+	l.Failure("::ffff:192.0.2.9", "", now)
+	if d, _ := l.Check("192.0.2.9", "", now); d == 0 {
+		t.Error("IPv4-mapped address not unmapped")
+	}
+}
+
+func TestLimiterMemoryBounded(t *testing.T) {
+	l := NewLoginLimiter(LimiterOptions{MaxKeys: 100})
+	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 1000 {
+		l.Failure(fmt.Sprintf("10.0.%d.%d", i/256, i%256), fmt.Sprint("user", i), now)
+		if n := l.Len(); n > 100 {
+			t.Fatalf("tracking %d keys, cap 100", n)
+		}
+	}
+	// The newest keys are the ones kept.
+	for range 5 {
+		l.Failure("10.0.3.231", "", now) // i = 999
+	}
+	if d, _ := l.Check("10.0.3.231", "", now); d == 0 {
+		t.Error("newest key evicted")
+	}
+	if d, _ := l.Check("", "user0", now); d != 0 {
+		t.Error("oldest key not evicted")
+	}
+	// Check alone never adds keys.
+	before := l.Len()
+	for i := range 50 {
+		l.Check(fmt.Sprint("172.16.0.", i), "x", now)
+	}
+	if l.Len() != before {
+		t.Error("Check created entries")
+	}
+}

@@ -1,0 +1,192 @@
+package auth
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/khadga/khadga/signaling/store"
+)
+
+// Default lifetimes.
+const (
+	DefaultAccessTTL  = 15 * time.Minute
+	DefaultRefreshTTL = 30 * 24 * time.Hour
+)
+
+// Refresh token layout: <familyID>.<secret>, both base64url without
+// padding. The family id is 16 random bytes, the secret 32.
+const (
+	familyIDBytes   = 16
+	refreshSecBytes = 32
+	// MaxRefreshTokenLen bounds a presented refresh token before parsing.
+	MaxRefreshTokenLen = 128
+)
+
+var (
+	// ErrTokenReuse is reported (through *ReuseError) when an already
+	// rotated refresh token is presented: it was probably stolen, so its
+	// whole family has been revoked. Audit it.
+	ErrTokenReuse = errors.New("auth: refresh token reuse, session revoked")
+	// ErrUserDisabled is returned by Login and Refresh when the account is
+	// disabled or no longer exists.
+	ErrUserDisabled = errors.New("auth: account disabled or deleted")
+)
+
+// ReuseError is the error Refresh returns on refresh-token reuse. It
+// names the family's user for the audit log; errors.Is(err, ErrTokenReuse)
+// is true.
+type ReuseError struct {
+	User   string
+	Family string
+}
+
+func (e *ReuseError) Error() string {
+	return fmt.Sprintf("%v (user %q)", ErrTokenReuse, e.User)
+}
+
+// Is makes errors.Is(err, ErrTokenReuse) true.
+func (e *ReuseError) Is(target error) bool { return target == ErrTokenReuse }
+
+// Pair is what a login or refresh returns to the client.
+type Pair struct {
+	AccessToken  string `json:"accessToken"`
+	RefreshToken string `json:"refreshToken"`
+	ExpiresIn    int    `json:"expiresIn"` // access token lifetime, seconds
+}
+
+// SessionsOptions configures Sessions. The zero value is usable.
+type SessionsOptions struct {
+	AccessTTL  time.Duration    // default DefaultAccessTTL
+	RefreshTTL time.Duration    // lifetime of a login's refresh family; default DefaultRefreshTTL
+	Now        func() time.Time // default time.Now
+}
+
+// Sessions issues token pairs and rotates refresh tokens. It is safe for
+// concurrent use; all state is in the store.
+type Sessions struct {
+	st   *store.Store
+	keys *Keys
+	opts SessionsOptions
+}
+
+// NewSessions returns Sessions over st and keys.
+func NewSessions(st *store.Store, keys *Keys, opts SessionsOptions) *Sessions {
+	if opts.AccessTTL <= 0 {
+		opts.AccessTTL = DefaultAccessTTL
+	}
+	if opts.RefreshTTL <= 0 {
+		opts.RefreshTTL = DefaultRefreshTTL
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Sessions{st: st, keys: keys, opts: opts}
+}
+
+// Login starts a new refresh family for u (whose password the caller has
+// already checked) and returns the first pair. ErrUserDisabled if
+// u.Disabled.
+func (s *Sessions) Login(u store.User) (Pair, error) {
+	if u.Disabled {
+		return Pair{}, ErrUserDisabled
+	}
+	now := s.opts.Now()
+	id, secret := randomString(familyIDBytes), randomString(refreshSecBytes)
+	f := store.Family{ID: id, User: u.Name, Current: hashSecret(secret),
+		Created: now.UTC(), Expires: now.Add(s.opts.RefreshTTL).UTC()}
+	if err := s.st.CreateFamily(f); err != nil {
+		return Pair{}, fmt.Errorf("auth: login: %w", err)
+	}
+	return s.pair(u, id+"."+secret)
+}
+
+// Refresh rotates refreshToken: the presented token stops working and a new
+// pair is returned. The user is re-read from the store, so the new access
+// token carries the current role and room grants, and a disabled or deleted
+// user gets ErrUserDisabled (and the family is revoked). Errors:
+// ErrTokenInvalid (malformed, unknown, revoked or expired), a *ReuseError
+// (errors.Is ErrTokenReuse) when an old token is replayed, ErrUserDisabled.
+func (s *Sessions) Refresh(refreshToken string) (Pair, error) {
+	id, secret, ok := parseRefresh(refreshToken)
+	if !ok {
+		return Pair{}, fmt.Errorf("%w: malformed refresh token", ErrTokenInvalid)
+	}
+	next := randomString(refreshSecBytes)
+	f, err := s.st.RotateFamily(id, hashSecret(secret), hashSecret(next), s.opts.Now())
+	switch {
+	case errors.Is(err, store.ErrTokenReuse):
+		return Pair{}, &ReuseError{User: f.User, Family: f.ID}
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrRevoked):
+		return Pair{}, fmt.Errorf("%w: %w", ErrTokenInvalid, err)
+	case err != nil:
+		return Pair{}, fmt.Errorf("auth: refresh: %w", err)
+	}
+	u, err := s.st.GetUser(f.User)
+	if err == nil && u.Disabled {
+		err = ErrUserDisabled
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		err = ErrUserDisabled
+	}
+	if err != nil {
+		// Best effort: a deleted user's families are already gone.
+		_ = s.st.RevokeFamily(id)
+		return Pair{}, fmt.Errorf("auth: refresh: %w", err)
+	}
+	return s.pair(u, id+"."+next)
+}
+
+// Logout revokes the family of refreshToken. Unknown or already revoked
+// families are not an error (logout is idempotent); a malformed token is
+// ErrTokenInvalid. The family id is 128 random bits that only ever appear
+// inside refresh tokens, so knowing it is proof enough to end that session.
+func (s *Sessions) Logout(refreshToken string) error {
+	id, _, ok := parseRefresh(refreshToken)
+	if !ok {
+		return fmt.Errorf("%w: malformed refresh token", ErrTokenInvalid)
+	}
+	if err := s.st.RevokeFamily(id); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("auth: logout: %w", err)
+	}
+	return nil
+}
+
+func (s *Sessions) pair(u store.User, refresh string) (Pair, error) {
+	access, _, err := s.keys.IssueAccess(Claims{User: u.Name, Role: u.Role, Rooms: u.Rooms}, s.opts.AccessTTL)
+	if err != nil {
+		return Pair{}, err
+	}
+	return Pair{AccessToken: access, RefreshToken: refresh, ExpiresIn: int(s.opts.AccessTTL / time.Second)}, nil
+}
+
+// parseRefresh splits <familyID>.<secret> and checks both parts are
+// canonical base64url of the right length.
+func parseRefresh(tok string) (id, secret string, ok bool) {
+	if len(tok) > MaxRefreshTokenLen {
+		return "", "", false
+	}
+	id, secret, ok = strings.Cut(tok, ".")
+	if !ok || !isB64(id, familyIDBytes) || !isB64(secret, refreshSecBytes) {
+		return "", "", false
+	}
+	return id, secret, true
+}
+
+func isB64(s string, n int) bool {
+	if len(s) != base64.RawURLEncoding.EncodedLen(n) {
+		return false
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
+	return err == nil && len(b) == n
+}
+
+// hashSecret is what the store keeps instead of the secret. SHA-256 is
+// enough: the secret is 256 random bits, not a password.
+func hashSecret(secret string) []byte {
+	h := sha256.Sum256([]byte(secret))
+	return h[:]
+}
