@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/khadga/khadga/signaling"
+	"github.com/khadga/khadga/signaling/signalingtest"
 )
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -182,4 +185,21 @@ func TestPeerJS(t *testing.T) {
 	if err := writeReport(io.Discard, cfg, rep); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestKhadga(t *testing.T) {
+	// Four pairs as fast as they go exceed the default 200 messages/s per
+	// connection; this test checks the bench, not the limit.
+	s := signalingtest.Start(t, signalingtest.Options{Config: signaling.Config{MessageRate: 1e6, MessageBurst: 1e6}})
+	cfg := tinyConfig(t)
+	// The server runs in this process: its RSS is the test's, so the idle
+	// figures only show that the phase runs.
+	cfg.URL, cfg.PID = s.URL, os.Getpid()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := measureTarget(ctx, cfg, "khadga", testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResult(t, res, true)
 }
