@@ -41,7 +41,7 @@ type relayRun struct {
 	end      time.Duration
 	sent     atomic.Int64
 	answered atomic.Int64 // signals received or refused, at any time
-	errCodes sync.Map // code -> *atomic.Int64
+	errCodes sync.Map     // code -> *atomic.Int64
 	dropped  atomic.Int64
 }
 
