@@ -124,6 +124,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, "creating a user", err)
 		return
 	}
+	s.metrics.registers.Inc()
 	s.audit("register", c.Username, r, "")
 	writeJSON(w, http.StatusCreated, map[string]string{"username": c.Username})
 }
@@ -136,6 +137,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	addr := clientAddr(r)
 	delay, retry := s.limiter.Check(addr, c.Username, s.cfg.Now())
 	if retry > 0 {
+		s.metrics.logins.WithLabelValues("limited").Inc()
 		w.Header().Set("Retry-After", strconv.Itoa(int((retry+time.Second-1)/time.Second)))
 		writeError(w, http.StatusTooManyRequests, codeRateLimited, "too many failed logins; try again later")
 		return
@@ -145,6 +147,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	u, ok := s.checkPassword(c)
 	if !ok {
+		s.metrics.logins.WithLabelValues("failed").Inc()
 		s.limiter.Failure(addr, c.Username, s.cfg.Now())
 		s.audit("login-failed", c.Username, r, "")
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, errBadCredentials)
@@ -156,6 +159,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, "issuing tokens", err)
 		return
 	}
+	s.metrics.logins.WithLabelValues("ok").Inc()
 	s.audit("login", u.Name, r, "")
 	writeJSON(w, http.StatusOK, tokenPair(pair))
 }
@@ -202,13 +206,17 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 	}
 	pair, err := s.sessions.Refresh(req.RefreshToken)
 	if err != nil {
+		result := "failed"
 		if errors.Is(err, auth.ErrTokenReuse) {
+			result = "reuse"
 			s.audit("refresh-reuse", "", r, "refresh token family revoked")
 			s.log.Warn("refresh token reused; family revoked", slog.String("addr", clientAddr(r)))
 		}
+		s.metrics.refreshes.WithLabelValues(result).Inc()
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, "invalid or expired refresh token")
 		return
 	}
+	s.metrics.refreshes.WithLabelValues("ok").Inc()
 	writeJSON(w, http.StatusOK, tokenPair(pair))
 }
 

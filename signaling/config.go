@@ -50,6 +50,10 @@ type Config struct {
 	Password auth.Params
 	// Registerer receives the server's Prometheus metrics; nil means none.
 	Registerer prometheus.Registerer
+	// Gatherer, when set, is served on /metrics: to loopback clients only,
+	// or to clients presenting MetricsToken as a bearer token if it is set.
+	Gatherer     prometheus.Gatherer
+	MetricsToken string
 	// Now is the clock of tokens and tickets; nil means time.Now. Tests
 	// move it to expire tokens without waiting.
 	Now func() time.Time

@@ -40,6 +40,7 @@ type Server struct {
 	sessions *auth.Sessions
 	limiter  *auth.LoginLimiter
 	tickets  *auth.Tickets
+	metrics  *metrics
 	hub      *hub.Hub
 	http     *http.Server
 	admin    *http.Server // on the admin socket; nil when off
@@ -71,6 +72,7 @@ func New(cfg Config, ln net.Listener) (*Server, error) {
 
 func (s *Server) init() error {
 	var err error
+	s.metrics = newMetrics(s.cfg.Registerer)
 	if s.keys, err = auth.NewKeys(s.store, auth.KeysOptions{Logger: s.log, Now: s.cfg.Now}); err != nil {
 		return err
 	}

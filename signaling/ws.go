@@ -36,17 +36,20 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !offersSubprotocol(r) {
+		s.metrics.wsRefused.WithLabelValues("version").Inc()
 		writeError(w, http.StatusBadRequest, "unsupported_version",
 			"offer a supported protocol version in Sec-WebSocket-Protocol: "+strings.Join(proto.Subprotocols, ", "))
 		return
 	}
 	if !s.originAllowed(r) {
+		s.metrics.wsRefused.WithLabelValues("origin").Inc()
 		s.log.Info("websocket refused: origin not allowed", slog.String("origin", r.Header.Get("Origin")))
 		writeError(w, http.StatusForbidden, "bad_origin", "origin not allowed")
 		return
 	}
 	claims, err := s.wsClaims(r)
 	if err != nil {
+		s.metrics.wsRefused.WithLabelValues("auth").Inc()
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, err.Error())
 		return
 	}

@@ -1,0 +1,63 @@
+package signaling
+
+import (
+	"crypto/subtle"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the HTTP API's counters; the hub and the TURN server register
+// their own on the same registry.
+type metrics struct {
+	logins    *prometheus.CounterVec // by result: ok, failed, limited
+	refreshes *prometheus.CounterVec // by result: ok, failed, reuse
+	registers prometheus.Counter
+	wsRefused *prometheus.CounterVec // by reason
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "khadga_logins_total", Help: "Login attempts, by result (ok, failed, limited).",
+		}, []string{"result"}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "khadga_token_refreshes_total", Help: "Refresh-token uses, by result (ok, failed, reuse: an old token replayed and its family revoked).",
+		}, []string{"result"}),
+		registers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "khadga_registrations_total", Help: "Accounts created.",
+		}),
+		wsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "khadga_ws_refused_total", Help: "WebSocket upgrades refused, by reason (version, origin, auth).",
+		}, []string{"reason"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.logins, m.refreshes, m.registers, m.wsRefused)
+	}
+	return m
+}
+
+// metricsHandler serves the registry to loopback clients, or to anyone
+// presenting the metrics bearer token when one is configured.
+func (s *Server) metricsHandler() http.Handler {
+	h := promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.metricsAllowed(r) {
+			writeError(w, http.StatusForbidden, codeUnauthorized, "metrics are served to loopback or with the metrics token")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) metricsAllowed(r *http.Request) bool {
+	if tok := s.cfg.MetricsToken; tok != "" {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		return ok && subtle.ConstantTimeCompare([]byte(got), []byte(tok)) == 1
+	}
+	ip := net.ParseIP(clientAddr(r))
+	return ip != nil && ip.IsLoopback()
+}
