@@ -1,0 +1,190 @@
+// Package chromium starts one shared headless Chromium for a test binary and
+// gives each test fresh, isolated tabs, driven with chromedp.
+//
+// A test binary starts the browser once, in TestMain:
+//
+//	func TestMain(m *testing.M) { os.Exit(chromium.Main(m)) }
+//
+// and each test asks for the browser, then for as many tabs as it has users.
+// Every tab lives in its own browser context (like an incognito window: no
+// shared cookies or storage), and closes when the test ends:
+//
+//	b := chromium.Shared(t) // skips, or fails under CI=true, when Chromium is missing
+//	alice := b.NewTab(t)
+//	chromedp.Do(alice, chromedp.Navigate(url))
+//
+// Chromium runs headless with a fake camera and microphone, media permission
+// granted, autoplay allowed and loopback ICE candidates enabled, so WebRTC
+// between two tabs (or a tab and a Go peer) works on 127.0.0.1. Its profile
+// and temporary files live in one short temporary directory that is removed
+// when the browser stops.
+package chromium
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// ErrNotFound: no Chromium binary was found.
+var ErrNotFound = errors.New("chromium: no Chromium binary found (install Debian's chromium package, or set KHADGA_CHROMIUM)")
+
+// StartTimeout bounds the browser's start.
+const StartTimeout = 60 * time.Second
+
+// Flags are the command-line switches the browser gets, besides chromedp's
+// defaults (headless, no first run, no background networking, ...). They
+// were verified on a Debian container running as root.
+var Flags = map[string]any{
+	"no-sandbox":                          true, // root in a container has no user namespaces
+	"disable-gpu":                         true,
+	"use-fake-device-for-media-stream":    true, // a synthetic camera and microphone
+	"use-fake-ui-for-media-stream":        true, // grant getUserMedia without a prompt
+	"autoplay-policy":                     "no-user-gesture-required",
+	"allow-loopback-in-peer-connection":   true, // ICE candidates on 127.0.0.1
+	"disable-quic":                        true,
+	"no-first-run":                        true,
+	"disable-background-networking":       true,
+	"disable-component-update":            true,
+	"disable-sync":                        true,
+	"disable-features":                    "Translate,BlinkGenPropertyTrees,WebRtcHideLocalIpsWithMdns,MediaRouter,OptimizationHints",
+	"disable-renderer-backgrounding":      true,
+	"disable-background-timer-throttling": true,
+	"mute-audio":                          true,
+	"window-size":                         "1280,860",
+}
+
+// Path finds the Chromium binary: $KHADGA_CHROMIUM, then the usual names on
+// $PATH.
+func Path() (string, error) {
+	if p := os.Getenv("KHADGA_CHROMIUM"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("chromium: KHADGA_CHROMIUM=%s: %w", p, err)
+		}
+		return p, nil
+	}
+	for _, name := range []string{"/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p, nil
+		}
+	}
+	return "", ErrNotFound
+}
+
+// Options adjust Start.
+type Options struct {
+	// Path is the binary; empty means Path().
+	Path string
+	// Output receives the browser's stderr; nil discards it.
+	Output io.Writer
+	// Logf receives chromedp's errors; nil discards them.
+	Logf func(string, ...any)
+}
+
+// Browser is one running Chromium process.
+type Browser struct {
+	dir         string
+	allocCancel context.CancelFunc
+	ctx         context.Context // the browser's first tab, which owns the process
+	cancel      context.CancelFunc
+	closeOnce   sync.Once
+}
+
+// Start launches Chromium and waits until it answers.
+func Start(opts Options) (*Browser, error) {
+	path := opts.Path
+	if path == "" {
+		var err error
+		if path, err = Path(); err != nil {
+			return nil, err
+		}
+	}
+	// A short directory: Chromium puts unix sockets under TMPDIR, and their
+	// paths must stay under 108 bytes.
+	dir, err := os.MkdirTemp("/tmp", "kc")
+	if err != nil {
+		return nil, fmt.Errorf("chromium: temp dir: %w", err)
+	}
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("chromium: temp dir: %w", err)
+	}
+	out := opts.Output
+	if out == nil {
+		out = io.Discard
+	}
+	allocOpts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.UserDataDir(filepath.Join(dir, "profile")),
+		chromedp.Env("TMPDIR="+tmp),
+		chromedp.CombinedOutput(out),
+	)
+	for k, v := range Flags {
+		allocOpts = append(allocOpts, chromedp.Flag(k, v))
+	}
+	allocCtx, allocCancel := chromedp.NewExecAllocator(context.Background(), allocOpts...)
+	var ctxOpts []chromedp.ContextOption
+	logf := opts.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	ctxOpts = append(ctxOpts, chromedp.WithErrorf(logf), chromedp.WithLogf(func(string, ...any) {}))
+	ctx, cancel := chromedp.NewContext(allocCtx, ctxOpts...)
+	b := &Browser{dir: dir, allocCancel: allocCancel, ctx: ctx, cancel: cancel}
+	// The first Run starts the process; it must not carry a timeout (that
+	// would end the browser with it), so the timeout runs beside it.
+	started := make(chan error, 1)
+	go func() { started <- chromedp.Do(ctx) }()
+	select {
+	case err = <-started:
+	case <-time.After(StartTimeout):
+		err = fmt.Errorf("no answer after %v", StartTimeout)
+	}
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("chromium: start %s: %w", path, err)
+	}
+	return b, nil
+}
+
+// Close stops the browser and removes its directory.
+func (b *Browser) Close() error {
+	var err error
+	b.closeOnce.Do(func() {
+		b.cancel()
+		b.allocCancel() // waits for the process to exit
+		err = os.RemoveAll(b.dir)
+	})
+	return err
+}
+
+// Context is the browser's first tab. Contexts made from it open new tabs in
+// the default browser context.
+func (b *Browser) Context() context.Context { return b.ctx }
+
+// NewTab opens a tab in a new browser context (isolated like an incognito
+// window) and closes both when the test ends. Wrap each wait in a timeout
+// derived from the returned context.
+func (b *Browser) NewTab(t testing.TB) context.Context {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithNewBrowserContext())
+	t.Cleanup(cancel)
+	tctx, tcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer tcancel()
+	// The first Do creates the target; its timeout is on a child context,
+	// so only this step is bounded, not the tab.
+	if err := chromedp.Do(ctx, chromedp.Func(func(context.Context, *chromedp.Target) error { return tctx.Err() })); err != nil {
+		t.Fatalf("chromium: new tab: %v", err)
+	}
+	return ctx
+}

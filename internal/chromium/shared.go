@@ -1,0 +1,54 @@
+package chromium
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+)
+
+// shared is the browser of this test binary, started by the first Shared.
+var shared struct {
+	mu      sync.Mutex
+	started bool
+	b       *Browser
+	err     error
+}
+
+// Main starts the shared browser, runs the tests and stops the browser. Use
+// it as TestMain's body: os.Exit(chromium.Main(m)). A browser that cannot
+// start does not stop the run here: each test that needs it skips, or fails
+// under CI=true (see Shared), so the other tests still run.
+func Main(m *testing.M) int {
+	// Under `go test -list` or a -run that selects nothing, starting the
+	// browser would only cost time; the first Shared call starts it instead.
+	code := m.Run()
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.b != nil {
+		if err := shared.b.Close(); err != nil {
+			fmt.Fprintf(os.Stderr, "chromium: close: %v\n", err)
+		}
+	}
+	return code
+}
+
+// Shared returns the test binary's browser, starting it on first use. When
+// Chromium is missing or does not start, the test is skipped, or fails when
+// the environment says CI=true, so that CI cannot pass without browser tests.
+func Shared(t testing.TB) *Browser {
+	t.Helper()
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if !shared.started {
+		shared.started = true
+		shared.b, shared.err = Start(Options{})
+	}
+	if shared.err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("browser tests need Chromium under CI: %v", shared.err)
+		}
+		t.Skipf("skipping browser test: %v", shared.err)
+	}
+	return shared.b
+}
