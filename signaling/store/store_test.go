@@ -186,3 +186,58 @@ func TestBackupIsValidStore(t *testing.T) {
 		t.Fatalf("backup secret = %q, %v", sec, err)
 	}
 }
+
+func TestCheck(t *testing.T) {
+	s := openTemp(t, Options{})
+	if err := s.CreateUser(User{Name: "ann"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Audit(AuditEvent{Kind: "login"}); err != nil {
+		t.Fatal(err)
+	}
+	// The live file is locked: Check says so instead of hanging.
+	if _, err := Check(s.Path()); !errors.Is(err, ErrInUse) {
+		t.Fatalf("Check of a live store err = %v, want ErrInUse", err)
+	}
+	var buf bytes.Buffer
+	if _, err := s.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "b.db")
+	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	info, err := Check(path)
+	if err != nil || info.Version != SchemaVersion || info.Users != 1 || info.AuditEvents != 1 ||
+		info.Size != int64(buf.Len()) {
+		t.Fatalf("Check = %+v, %v", info, err)
+	}
+	after, _ := os.ReadFile(path)
+	if !bytes.Equal(after, buf.Bytes()) {
+		t.Error("Check modified the file")
+	}
+
+	missing := filepath.Join(t.TempDir(), "missing.db")
+	if _, err := Check(missing); err == nil {
+		t.Error("Check of a missing file succeeded")
+	}
+	if _, err := os.Stat(missing); err == nil {
+		t.Error("Check created the missing file")
+	}
+	junk := filepath.Join(t.TempDir(), "junk.db")
+	_ = os.WriteFile(junk, bytes.Repeat([]byte("not bbolt"), 1000), 0o600)
+	if _, err := Check(junk); err == nil {
+		t.Error("Check accepted junk")
+	}
+	// A bbolt file that is not a khadga store.
+	other := filepath.Join(t.TempDir(), "other.db")
+	db, err := bolt.Open(other, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("x")); return err })
+	db.Close()
+	if _, err := Check(other); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Check of a foreign bbolt file err = %v, want ErrInvalid", err)
+	}
+}
