@@ -1,0 +1,256 @@
+package turn
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultListen          = "0.0.0.0:3478"
+	DefaultTLSListen       = "0.0.0.0:5349"
+	DefaultRelayMinPort    = 49152
+	DefaultRelayMaxPort    = 65535
+	DefaultRealm           = "khadga"
+	DefaultCredentialTTL   = 12 * time.Hour
+	DefaultUserQuota       = 10
+	DefaultPermissionQuota = 64
+	DefaultMaxTCPConns     = 4096
+)
+
+// Limits that keep a configuration sane.
+const (
+	maxUDPSockets = 256
+	maxSecrets    = 16
+	// maxCredentialTTL keeps a leaked credential from living for ever.
+	maxCredentialTTL = 30 * 24 * time.Hour
+)
+
+// Config configures a Server. The zero value of every field means its
+// default; WithDefaults shows the effective values. Only Secrets is required.
+type Config struct {
+	// Listen is the host:port served over both UDP and TCP. Port 0 picks a
+	// free port (tests); the UDP and TCP listeners then share it.
+	Listen string
+	// TLSListen is the host:port for TURNS, used only when GetCertificate is
+	// set.
+	TLSListen string
+	// GetCertificate turns TURNS on. It is called for every TLS handshake,
+	// so a certificate manager can rotate certificates underneath.
+	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+
+	// PublicIP is the IPv4 address given to clients as the relay address,
+	// for servers behind NAT or in containers. Empty: the listen IP, or the
+	// first global address of the host when listening on 0.0.0.0.
+	PublicIP string
+	// URLHost is the host put into stun:/turn:/turns: URLs. Empty: PublicIP.
+	// Set it to the certificate's name when TURNS is on.
+	URLHost string
+	// RelayMinPort and RelayMaxPort bound the relay ports, inclusive.
+	RelayMinPort int
+	RelayMaxPort int
+
+	// Realm is the TURN realm.
+	Realm string
+	// Secrets are the TURN REST shared secrets. Any of them is accepted; the
+	// first one mints. Rotate by putting the new secret first and dropping
+	// the old one after CredentialTTL.
+	Secrets [][]byte
+	// CredentialTTL is how long minted credentials live.
+	CredentialTTL time.Duration
+
+	// AllowPeers are CIDRs (or bare IPs) that peers may use even if a
+	// built-in or DenyPeers range covers them. Allow wins over every deny.
+	AllowPeers []string
+	// DenyPeers are CIDRs (or bare IPs) denied on top of the built-in list.
+	DenyPeers []string
+
+	// UserQuota caps allocations per user (the user part of the REST
+	// username). 0 means DefaultUserQuota, negative means no cap.
+	UserQuota int
+	// TotalQuota caps allocations on the server. 0 means the size of the
+	// relay port range, negative means no cap.
+	TotalQuota int
+	// PermissionQuota caps the peer addresses of one allocation. 0 means
+	// DefaultPermissionQuota, negative means no cap.
+	PermissionQuota int
+	// MaxTCPConns caps concurrent TCP and TLS connections per listener.
+	// 0 means DefaultMaxTCPConns.
+	MaxTCPConns int
+
+	// UDPSockets is the number of SO_REUSEPORT UDP sockets on Listen. 0
+	// means runtime.NumCPU().
+	UDPSockets int
+
+	// Logger receives the server's and pion's logs. Nil discards them.
+	Logger *slog.Logger
+	// Registerer receives the metrics. Nil leaves them unregistered.
+	Registerer prometheus.Registerer
+
+	// now is the clock for credential expiry; tests replace it.
+	now func() time.Time
+}
+
+// WithDefaults returns c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.TLSListen == "" {
+		c.TLSListen = DefaultTLSListen
+	}
+	if c.RelayMinPort == 0 {
+		c.RelayMinPort = DefaultRelayMinPort
+	}
+	if c.RelayMaxPort == 0 {
+		c.RelayMaxPort = DefaultRelayMaxPort
+	}
+	if c.Realm == "" {
+		c.Realm = DefaultRealm
+	}
+	if c.CredentialTTL == 0 {
+		c.CredentialTTL = DefaultCredentialTTL
+	}
+	if c.UserQuota == 0 {
+		c.UserQuota = DefaultUserQuota
+	}
+	if c.TotalQuota == 0 && c.RelayMaxPort >= c.RelayMinPort {
+		c.TotalQuota = c.RelayMaxPort - c.RelayMinPort + 1
+	}
+	if c.PermissionQuota == 0 {
+		c.PermissionQuota = DefaultPermissionQuota
+	}
+	if c.MaxTCPConns == 0 {
+		c.MaxTCPConns = DefaultMaxTCPConns
+	}
+	if c.UDPSockets == 0 {
+		c.UDPSockets = runtime.NumCPU()
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// ErrInvalidConfig is wrapped by every error Validate returns.
+var ErrInvalidConfig = errors.New("invalid TURN config")
+
+// Validate reports every problem of the configuration (after defaults) at
+// once, joined into one error that wraps ErrInvalidConfig.
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf(format, args...))
+	}
+	if _, err := parseHostPort(c.Listen); err != nil {
+		bad("listen %q: %w", c.Listen, err)
+	}
+	if c.GetCertificate != nil {
+		if _, err := parseHostPort(c.TLSListen); err != nil {
+			bad("TLS listen %q: %w", c.TLSListen, err)
+		}
+	}
+	if c.PublicIP != "" {
+		if ip, err := netip.ParseAddr(c.PublicIP); err != nil || !ip.Unmap().Is4() {
+			bad("public IP %q: want an IPv4 address (pion relays over UDP/IPv4)", c.PublicIP)
+		}
+	}
+	if c.RelayMinPort < 1 || c.RelayMaxPort > 65535 || c.RelayMinPort > c.RelayMaxPort {
+		bad("relay ports %d-%d: want 1 <= min <= max <= 65535", c.RelayMinPort, c.RelayMaxPort)
+	}
+	errs = append(errs, validateSecrets(c.Secrets)...)
+	if c.CredentialTTL < time.Minute || c.CredentialTTL > maxCredentialTTL {
+		bad("credential TTL %v: want between 1m and %v", c.CredentialTTL, maxCredentialTTL)
+	}
+	for _, s := range c.AllowPeers {
+		if _, err := parsePrefix(s); err != nil {
+			bad("allow peer: %w", err)
+		}
+	}
+	for _, s := range c.DenyPeers {
+		if _, err := parsePrefix(s); err != nil {
+			bad("deny peer: %w", err)
+		}
+	}
+	if c.MaxTCPConns < 1 {
+		bad("max TCP connections %d: want at least 1", c.MaxTCPConns)
+	}
+	if c.UDPSockets < 1 || c.UDPSockets > maxUDPSockets {
+		bad("UDP sockets %d: want 1 to %d", c.UDPSockets, maxUDPSockets)
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
+}
+
+func validateSecrets(secrets [][]byte) []error {
+	var errs []error
+	if len(secrets) == 0 {
+		errs = append(errs, errors.New("no TURN secret: give at least one"))
+	}
+	if len(secrets) > maxSecrets {
+		errs = append(errs, fmt.Errorf("%d TURN secrets: at most %d", len(secrets), maxSecrets))
+	}
+	for i, s := range secrets {
+		if len(s) == 0 {
+			errs = append(errs, fmt.Errorf("TURN secret %d is empty", i+1))
+		}
+	}
+	return errs
+}
+
+// parseHostPort parses "host:port" where host is an IP (or empty, meaning
+// 0.0.0.0).
+func parseHostPort(s string) (netip.AddrPort, error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	ip := netip.IPv4Unspecified()
+	if host != "" {
+		if ip, err = netip.ParseAddr(host); err != nil {
+			return netip.AddrPort{}, fmt.Errorf("host must be an IP address: %w", err)
+		}
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("bad port %q", port)
+	}
+	return netip.AddrPortFrom(ip.Unmap(), uint16(p)), nil
+}
+
+// parsePrefix parses a CIDR or a bare IP (a /32 or /128).
+func parsePrefix(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return unmapPrefix(p.Masked()), nil
+	}
+	ip, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is neither a CIDR nor an IP", s)
+	}
+	ip = ip.Unmap().WithZone("")
+	return netip.PrefixFrom(ip, ip.BitLen()), nil
+}
+
+// unmapPrefix turns ::ffff:a.b.c.d/n (n >= 96) into a.b.c.d/(n-96), so that
+// the policy compares unmapped addresses with unmapped prefixes.
+func unmapPrefix(p netip.Prefix) netip.Prefix {
+	if p.Addr().Is4In6() && p.Bits() >= 96 {
+		return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
+	return p
+}

@@ -1,0 +1,132 @@
+package turn
+
+import (
+	"crypto/hmac"
+	"crypto/sha1" //nolint:gosec // the TURN REST scheme is defined with HMAC-SHA1
+	"encoding/base64"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	pionturn "github.com/pion/turn/v4"
+)
+
+// Mint returns TURN REST credentials for user, valid for ttl from now: the
+// username "<unix-expiry>:<user>" and the password
+// base64(HMAC-SHA1(secret, username)), as coturn's use-auth-secret expects.
+func Mint(secret []byte, user string, ttl time.Duration, now time.Time) (username, password string, expires time.Time) {
+	expires = time.Unix(now.Add(ttl).Unix(), 0)
+	username = strconv.FormatInt(expires.Unix(), 10) + ":" + user
+	return username, restPassword(secret, username), expires
+}
+
+func restPassword(secret []byte, username string) string {
+	mac := hmac.New(sha1.New, secret)
+	mac.Write([]byte(username))
+	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// Errors of parseUsername.
+var (
+	// ErrBadUsername means a username is not "<unix-expiry>[:<user>]".
+	ErrBadUsername = errors.New("TURN username is not <unix-expiry>:<user>")
+	// ErrExpired means a username's expiry has passed.
+	ErrExpired = errors.New("TURN credentials expired")
+)
+
+// parseUsername splits a REST username into its expiry and its user. Like
+// coturn, a username without a colon is a bare expiry.
+func parseUsername(username string, now time.Time) (user string, expires time.Time, err error) {
+	ts, user, _ := strings.Cut(username, ":")
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil || sec <= 0 {
+		return "", time.Time{}, ErrBadUsername
+	}
+	expires = time.Unix(sec, 0)
+	if !now.Before(expires) {
+		return user, expires, ErrExpired
+	}
+	return user, expires, nil
+}
+
+// userOf is the quota key of a REST username: its user part, or the whole
+// string when it does not parse (it then never authenticates anyway).
+func userOf(username string) string {
+	if _, user, ok := strings.Cut(username, ":"); ok {
+		return user
+	}
+	return username
+}
+
+// authenticator is pion's AuthHandler for the REST scheme with several
+// secrets. Pion's AuthHandler returns one key and never sees the message,
+// so with more than one secret the listeners try each secret against the
+// message's MESSAGE-INTEGRITY first (see secretHints) and leave a hint of
+// which one matched.
+type authenticator struct {
+	secrets [][]byte
+	hints   *secretHints
+	metrics *metrics
+	now     func() time.Time
+}
+
+func (a *authenticator) handle(username, realm string, src net.Addr) ([]byte, bool) {
+	if _, _, err := parseUsername(username, a.now()); err != nil {
+		reason := "malformed"
+		if errors.Is(err, ErrExpired) {
+			reason = "expired"
+		}
+		a.metrics.authFailures.WithLabelValues(reason).Inc()
+		return nil, false
+	}
+	i := 0
+	if len(a.secrets) > 1 {
+		if j, ok := a.hints.take(src, username); ok {
+			i = j
+		}
+	}
+	return pionturn.GenerateAuthKey(username, realm, restPassword(a.secrets[i], username)), true
+}
+
+// maxHints bounds the hint table. Only messages that carry valid
+// credentials leave a hint, and pion consumes it at once, so the table is
+// tiny in practice; the bound only guards against surprises.
+const maxHints = 4096
+
+// secretHints remembers, per client address and username, which secret
+// verified the message a listener just read. Pion reads a socket and then
+// handles the message on the same goroutine, so the hint is consumed by the
+// AuthHandler right after it is left.
+type secretHints struct {
+	mu sync.Mutex
+	m  map[string]int
+}
+
+func newSecretHints() *secretHints {
+	return &secretHints{m: make(map[string]int)}
+}
+
+func hintKey(src net.Addr, username string) string {
+	return src.Network() + "|" + src.String() + "|" + username
+}
+
+func (h *secretHints) put(src net.Addr, username string, i int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.m) >= maxHints {
+		clear(h.m)
+	}
+	h.m[hintKey(src, username)] = i
+}
+
+func (h *secretHints) take(src net.Addr, username string) (int, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	k := hintKey(src, username)
+	i, ok := h.m[k]
+	delete(h.m, k)
+	return i, ok
+}

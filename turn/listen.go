@@ -1,0 +1,248 @@
+package turn
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/pion/stun/v3"
+	pionturn "github.com/pion/turn/v4"
+	"golang.org/x/net/netutil"
+)
+
+const (
+	// bindAttempts is how often a port-0 listen retries when the UDP port it
+	// got is taken for TCP.
+	bindAttempts = 10
+	// frameBufSize matches pion's inbound MTU (1600): pion drops bigger
+	// frames, so there is no point inspecting them.
+	frameBufSize = 1600
+	// tlsHandshakeTimeout bounds a TLS handshake, so a silent client cannot
+	// hold a connection slot.
+	tlsHandshakeTimeout = 10 * time.Second
+	// tcpIdleTimeout closes a TCP or TLS connection that sends nothing. A
+	// live TURN client refreshes its permissions every few minutes.
+	tcpIdleTimeout = 20 * time.Minute
+)
+
+// listeners are the sockets a Server serves on.
+type listeners struct {
+	udp []net.PacketConn
+	tcp net.Listener
+	tls net.Listener // nil when TURNS is off
+}
+
+func (l *listeners) close() error {
+	var errs []error
+	for _, c := range l.udp {
+		errs = append(errs, c.Close())
+	}
+	for _, ln := range []net.Listener{l.tcp, l.tls} {
+		if ln != nil {
+			errs = append(errs, ln.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// networks returns the udp and tcp network names for ip's family.
+func networks(ip netip.Addr) (udp, tcp string) {
+	if ip.Is4() {
+		return "udp4", "tcp4"
+	}
+	return "udp6", "tcp6"
+}
+
+// openListeners binds cfg.UDPSockets UDP sockets and one TCP listener on
+// cfg.Listen, and the TLS listener when TURNS is on. With port 0, the first
+// UDP socket picks the port and the others follow it.
+func openListeners(ctx context.Context, cfg Config) (*listeners, error) {
+	addr, err := parseHostPort(cfg.Listen)
+	if err != nil {
+		return nil, err
+	}
+	var ls *listeners
+	for attempt := 0; ; attempt++ {
+		ls, err = bindPort(ctx, cfg, addr)
+		if err == nil || addr.Port() != 0 || attempt+1 >= bindAttempts {
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if cfg.GetCertificate != nil {
+		if ls.tls, err = listenTLS(ctx, cfg); err != nil {
+			return nil, errors.Join(err, ls.close())
+		}
+	}
+	return ls, nil
+}
+
+func bindPort(ctx context.Context, cfg Config, addr netip.AddrPort) (*listeners, error) {
+	udpNet, tcpNet := networks(addr.Addr())
+	sockets := cfg.UDPSockets
+	if !reusePortSupported {
+		sockets = 1
+	}
+	lc := net.ListenConfig{Control: reusePort}
+	ls := &listeners{}
+	for i := 0; i < sockets; i++ {
+		pc, err := lc.ListenPacket(ctx, udpNet, addr.String())
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("listen %s %s: %w", udpNet, addr, err), ls.close())
+		}
+		ls.udp = append(ls.udp, pc)
+		if addr.Port() == 0 {
+			addr = netip.AddrPortFrom(addr.Addr(), uint16(pc.LocalAddr().(*net.UDPAddr).Port))
+		}
+	}
+	var plain net.ListenConfig
+	tcp, err := plain.Listen(ctx, tcpNet, addr.String())
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("listen %s %s: %w", tcpNet, addr, err), ls.close())
+	}
+	ls.tcp = netutil.LimitListener(tcp, cfg.MaxTCPConns)
+	return ls, nil
+}
+
+func listenTLS(ctx context.Context, cfg Config) (net.Listener, error) {
+	addr, err := parseHostPort(cfg.TLSListen)
+	if err != nil {
+		return nil, err
+	}
+	_, tcpNet := networks(addr.Addr())
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, tcpNet, addr.String())
+	if err != nil {
+		return nil, fmt.Errorf("listen TLS %s: %w", addr, err)
+	}
+	conf := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cfg.GetCertificate}
+	return tls.NewListener(netutil.LimitListener(ln, cfg.MaxTCPConns), conf), nil
+}
+
+// secretChecker finds which of several secrets signed a message, for the
+// authenticator (see secretHints).
+type secretChecker struct {
+	secrets [][]byte
+	hints   *secretHints
+}
+
+func (c *secretChecker) active() bool { return len(c.secrets) > 1 }
+
+// inspect leaves a hint when b is a STUN message whose MESSAGE-INTEGRITY
+// verifies with one of the secrets. It works on a copy: pion decodes b
+// itself afterwards.
+func (c *secretChecker) inspect(b []byte, src net.Addr) {
+	if !stun.IsMessage(b) {
+		return // ChannelData: the hot path, no credentials
+	}
+	m := &stun.Message{Raw: append([]byte(nil), b...)}
+	if err := m.Decode(); err != nil || !m.Contains(stun.AttrMessageIntegrity) {
+		return
+	}
+	var username stun.Username
+	var realm stun.Realm
+	if username.GetFrom(m) != nil || realm.GetFrom(m) != nil {
+		return
+	}
+	u, r := username.String(), realm.String()
+	for i, s := range c.secrets {
+		key := pionturn.GenerateAuthKey(u, r, restPassword(s, u))
+		if stun.MessageIntegrity(key).Check(m) == nil {
+			c.hints.put(src, u, i)
+			return
+		}
+	}
+}
+
+// inspectingPacketConn runs the secret checker on every datagram read.
+type inspectingPacketConn struct {
+	net.PacketConn
+	checker *secretChecker
+}
+
+func (c *inspectingPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	n, addr, err := c.PacketConn.ReadFrom(p)
+	if err == nil {
+		c.checker.inspect(p[:n], addr)
+	}
+	return n, addr, err
+}
+
+// streamListener wraps each accepted TCP or TLS connection in a streamConn.
+type streamListener struct {
+	net.Listener
+	checker *secretChecker
+}
+
+func (l *streamListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	sc := &streamConn{Conn: c, checker: l.checker}
+	if l.checker.active() {
+		sc.frames = pionturn.NewSTUNConn(c)
+		sc.buf = make([]byte, frameBufSize)
+	}
+	return sc, nil
+}
+
+// streamConn bounds the TLS handshake and idle time of a TURN-over-TCP
+// connection and, with several secrets, cuts the stream into TURN frames
+// to inspect each one before pion reads it.
+type streamConn struct {
+	net.Conn
+	checker    *secretChecker
+	handshaked bool
+	frames     *pionturn.STUNConn // nil with one secret
+	buf        []byte
+	pending    []byte
+}
+
+func (c *streamConn) Read(p []byte) (int, error) {
+	if !c.handshaked {
+		if err := c.handshake(); err != nil {
+			return 0, err
+		}
+	}
+	if err := c.Conn.SetReadDeadline(time.Now().Add(tcpIdleTimeout)); err != nil {
+		return 0, err
+	}
+	if c.frames == nil {
+		return c.Conn.Read(p)
+	}
+	for len(c.pending) == 0 {
+		n, src, err := c.frames.ReadFrom(c.buf)
+		if err != nil {
+			return 0, err
+		}
+		if n > len(c.buf) {
+			continue // bigger than pion accepts: it would drop it too
+		}
+		c.checker.inspect(c.buf[:n], src)
+		c.pending = c.buf[:n]
+	}
+	n := copy(p, c.pending)
+	c.pending = c.pending[n:]
+	return n, nil
+}
+
+func (c *streamConn) handshake() error {
+	c.handshaked = true
+	tc, ok := c.Conn.(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), tlsHandshakeTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return fmt.Errorf("TLS handshake: %w", err)
+	}
+	return nil
+}

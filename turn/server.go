@@ -1,0 +1,274 @@
+package turn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+
+	pionturn "github.com/pion/turn/v4"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Server is a running TURN server. It serves from New until Close.
+type Server struct {
+	cfg        Config
+	log        *slog.Logger
+	pion       *pionturn.Server
+	ls         *listeners
+	metrics    *metrics
+	collectors []prometheus.Collector
+	quotas     *quotas
+	policy     *peerPolicy
+	relayIP    netip.Addr
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New validates cfg, opens the listeners and starts serving.
+func New(cfg Config) (*Server, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger}
+	s.metrics, s.collectors = newMetrics()
+	s.quotas = newQuotas(cfg, s.metrics)
+
+	ls, err := openListeners(context.Background(), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("TURN listen: %w", err)
+	}
+	s.ls = ls
+	if err := s.start(); err != nil {
+		return nil, errors.Join(err, ls.close())
+	}
+	s.log.Info("TURN server listening",
+		slog.String("udp", s.UDPAddr().String()), slog.Int("udp_sockets", len(ls.udp)),
+		slog.String("tcp", s.TCPAddr().String()), slog.Bool("tls", ls.tls != nil),
+		slog.String("relay_ip", s.relayIP.String()), slog.String("realm", cfg.Realm))
+	return s, nil
+}
+
+// start builds the policy and hands the listeners to pion.
+func (s *Server) start() error {
+	cfg := s.cfg
+	listen, _ := parseHostPort(cfg.Listen) // validated
+	s.relayIP = relayIP(cfg, listen.Addr(), s.log)
+	s.policy = newPeerPolicy(mustParsePrefixes(cfg.AllowPeers), mustParsePrefixes(cfg.DenyPeers),
+		selfAddrs(s.relayIP, listen.Addr(), s.ls))
+	s.policy.warnOpenings(s.log)
+
+	if cfg.Registerer != nil {
+		if err := register(cfg.Registerer, s.collectors); err != nil {
+			return err
+		}
+	}
+	hints := newSecretHints()
+	checker := &secretChecker{secrets: cfg.Secrets, hints: hints}
+	auth := &authenticator{secrets: cfg.Secrets, hints: hints, metrics: s.metrics, now: cfg.now}
+
+	pion, err := pionturn.NewServer(pionturn.ServerConfig{
+		PacketConnConfigs: s.packetConfigs(listen.Addr(), checker),
+		ListenerConfigs:   s.listenerConfigs(listen.Addr(), checker),
+		LoggerFactory:     slogFactory{s.log.With(slog.String("component", "pion-turn"))},
+		Realm:             cfg.Realm,
+		AuthHandler:       auth.handle,
+		QuotaHandler:      s.quotas.allowAllocation,
+		EventHandler:      s.events(),
+	})
+	if err != nil {
+		if cfg.Registerer != nil {
+			_ = unregister(cfg.Registerer, s.collectors)
+		}
+		return fmt.Errorf("start pion TURN: %w", err)
+	}
+	s.pion = pion
+	return nil
+}
+
+func mustParsePrefixes(ss []string) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(ss))
+	for _, s := range ss {
+		if p, err := parsePrefix(s); err == nil { // validated
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// relayGenerator is a fresh relay port allocator that counts traffic.
+func (s *Server) relayGenerator(listenIP netip.Addr) pionturn.RelayAddressGenerator {
+	bind := "0.0.0.0" // pion relays over UDP/IPv4 only
+	if listenIP.Is4() && !listenIP.IsUnspecified() {
+		bind = listenIP.String()
+	}
+	return &countingRelay{
+		RelayAddressGenerator: &pionturn.RelayAddressGeneratorPortRange{
+			RelayAddress: net.IP(s.relayIP.AsSlice()),
+			MinPort:      uint16(s.cfg.RelayMinPort),
+			MaxPort:      uint16(s.cfg.RelayMaxPort),
+			Address:      bind,
+		},
+		metrics: s.metrics,
+	}
+}
+
+func (s *Server) packetConfigs(listenIP netip.Addr, checker *secretChecker) []pionturn.PacketConnConfig {
+	out := make([]pionturn.PacketConnConfig, 0, len(s.ls.udp))
+	for _, pc := range s.ls.udp {
+		if checker.active() {
+			pc = &inspectingPacketConn{PacketConn: pc, checker: checker}
+		}
+		out = append(out, pionturn.PacketConnConfig{
+			PacketConn:            pc,
+			RelayAddressGenerator: s.relayGenerator(listenIP),
+			PermissionHandler:     s.permit,
+		})
+	}
+	return out
+}
+
+func (s *Server) listenerConfigs(listenIP netip.Addr, checker *secretChecker) []pionturn.ListenerConfig {
+	var out []pionturn.ListenerConfig
+	for _, ln := range []net.Listener{s.ls.tcp, s.ls.tls} {
+		if ln == nil {
+			continue
+		}
+		out = append(out, pionturn.ListenerConfig{
+			Listener:              &streamListener{Listener: ln, checker: checker},
+			RelayAddressGenerator: s.relayGenerator(listenIP),
+			PermissionHandler:     s.permit,
+		})
+	}
+	return out
+}
+
+// permit is pion's PermissionHandler, consulted for every CreatePermission
+// and ChannelBind: the peer policy first, then the permission quota.
+func (s *Server) permit(client net.Addr, peer net.IP) bool {
+	ip, ok := netip.AddrFromSlice(peer)
+	if !ok || !s.policy.allowed(ip) {
+		s.metrics.denied.Inc()
+		s.log.Debug("TURN peer denied by policy",
+			slog.String("client", client.String()), slog.String("peer", peer.String()))
+		return false
+	}
+	return s.quotas.allowPermission(client, ip.Unmap())
+}
+
+func (s *Server) events() pionturn.EventHandler {
+	return pionturn.EventHandler{
+		OnAuth: func(src, _ net.Addr, _, username, _, method string, ok bool) {
+			if !ok {
+				s.metrics.authFailures.WithLabelValues("integrity").Inc()
+				s.log.Debug("TURN auth failed", slog.String("client", src.String()),
+					slog.String("username", username), slog.String("method", method))
+			}
+		},
+		OnAllocationCreated: func(src, _ net.Addr, _, username, _ string, relay net.Addr, _ int) {
+			s.metrics.created.Inc()
+			s.metrics.active.Inc()
+			s.quotas.allocationCreated(username)
+			s.log.Debug("TURN allocation created", slog.String("client", src.String()),
+				slog.String("user", userOf(username)), slog.String("relay", relay.String()))
+		},
+		OnAllocationDeleted: func(src, _ net.Addr, _, username, _ string) {
+			s.metrics.active.Dec()
+			s.quotas.allocationDeleted(username, src)
+		},
+		OnPermissionCreated: func(src, _ net.Addr, _, _, _ string, _ net.Addr, peer net.IP) {
+			s.quotas.permissionCreated(src, peer)
+		},
+		OnPermissionDeleted: func(src, _ net.Addr, _, _, _ string, _ net.Addr, peer net.IP) {
+			s.quotas.permissionDeleted(src, peer)
+		},
+	}
+}
+
+// Close stops serving, closes every listener and allocation, and
+// unregisters the metrics. Pion's socket goroutines end as their sockets
+// close.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		err := s.pion.Close()
+		s.quotas.reset()
+		s.metrics.active.Set(0)
+		if s.cfg.Registerer != nil {
+			err = errors.Join(err, unregister(s.cfg.Registerer, s.collectors))
+		}
+		if err != nil {
+			s.closeErr = fmt.Errorf("close TURN server: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+// AllocationCount is the number of open allocations, for draining.
+func (s *Server) AllocationCount() int { return s.pion.AllocationCount() }
+
+// UDPAddr is the bound UDP address (all UDP sockets share it).
+func (s *Server) UDPAddr() *net.UDPAddr { return s.ls.udp[0].LocalAddr().(*net.UDPAddr) }
+
+// TCPAddr is the bound TCP address.
+func (s *Server) TCPAddr() *net.TCPAddr { return s.ls.tcp.Addr().(*net.TCPAddr) }
+
+// TLSAddr is the bound TURNS address, nil when TLS is off.
+func (s *Server) TLSAddr() *net.TCPAddr {
+	if s.ls.tls == nil {
+		return nil
+	}
+	return s.ls.tls.Addr().(*net.TCPAddr)
+}
+
+// RelayIP is the address clients are given for their relays.
+func (s *Server) RelayIP() netip.Addr { return s.relayIP }
+
+// relayIP picks the relay address: the configured public IP, the listen IP,
+// or the host's first global IPv4 address.
+func relayIP(cfg Config, listenIP netip.Addr, log *slog.Logger) netip.Addr {
+	if cfg.PublicIP != "" {
+		ip, _ := netip.ParseAddr(cfg.PublicIP) // validated
+		return ip.Unmap()
+	}
+	if listenIP.Is4() && !listenIP.IsUnspecified() {
+		return listenIP
+	}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil {
+				if ip := p.Addr().Unmap(); ip.Is4() && ip.IsGlobalUnicast() {
+					return ip
+				}
+			}
+		}
+	}
+	log.Warn("TURN has no public IP and found no global IPv4 address; relaying on 127.0.0.1 (set the public IP)")
+	return netip.AddrFrom4([4]byte{127, 0, 0, 1})
+}
+
+// selfAddrs are the server's own addresses, denied as peers so that nobody
+// relays into its admin or metrics ports: the relay IP, the listen IP, and
+// every interface address when listening on all of them.
+func selfAddrs(relay, listenIP netip.Addr, ls *listeners) []netip.Addr {
+	out := []netip.Addr{relay}
+	if !listenIP.IsUnspecified() {
+		out = append(out, listenIP)
+	} else if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil {
+				out = append(out, p.Addr())
+			}
+		}
+	}
+	if ls.tls != nil {
+		if ap, err := netip.ParseAddrPort(ls.tls.Addr().String()); err == nil && !ap.Addr().IsUnspecified() {
+			out = append(out, ap.Addr())
+		}
+	}
+	return out
+}

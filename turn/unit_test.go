@@ -1,0 +1,162 @@
+package turn
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMint(t *testing.T) {
+	// The password below comes from
+	//   echo -n 1700000000:alice | openssl dgst -sha1 -hmac s3cret -binary | base64
+	// which is what coturn computes for use-auth-secret.
+	now := time.Unix(1700000000-3600, 0)
+	user, pass, exp := Mint([]byte("s3cret"), "alice", time.Hour, now)
+	if user != "1700000000:alice" || pass != "TtElzSjT0GdnTQ9xdcRNxx96yQs=" || exp.Unix() != 1700000000 {
+		t.Fatalf("Mint = %q %q %v", user, pass, exp)
+	}
+}
+
+func TestParseUsername(t *testing.T) {
+	now := time.Unix(1000, 0)
+	cases := []struct {
+		in, user string
+		err      error
+	}{
+		{"2000:alice", "alice", nil},
+		{"2000:a:b", "a:b", nil},
+		{"2000", "", nil},
+		{"1000:alice", "alice", ErrExpired},
+		{"999:alice", "alice", ErrExpired},
+		{"alice:2000", "", ErrBadUsername},
+		{"-5:alice", "", ErrBadUsername},
+		{"", "", ErrBadUsername},
+	}
+	for _, tc := range cases {
+		user, _, err := parseUsername(tc.in, now)
+		if user != tc.user || !errors.Is(err, tc.err) {
+			t.Errorf("parseUsername(%q) = %q, %v; want %q, %v", tc.in, user, err, tc.user, tc.err)
+		}
+	}
+}
+
+func TestPolicy(t *testing.T) {
+	p := newPeerPolicy(
+		[]netip.Prefix{netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("203.0.113.7/32")},
+		[]netip.Prefix{netip.MustParsePrefix("8.8.4.0/24")},
+		[]netip.Addr{netip.MustParseAddr("203.0.113.7"), netip.MustParseAddr("198.51.100.1")},
+	)
+	denied := []string{
+		"127.0.0.1", "127.9.9.9", "0.0.0.0", "0.1.2.3", "::", "::1", "::ffff:127.0.0.1",
+		"::ffff:10.0.0.1", "10.0.0.1", "172.16.0.1", "172.31.255.255", "192.168.1.1",
+		"100.64.0.1", "169.254.169.254", "::ffff:169.254.169.254", "fe80::1", "fe80::1%eth0",
+		"224.0.0.1", "239.255.255.250", "255.255.255.255", "240.0.0.1", "192.0.0.8",
+		"198.18.0.1", "198.19.255.255", "fc00::1", "fd12:3456::1", "ff02::1",
+		"64:ff9b::7f00:1", "64:ff9b::808:808", "64:ff9b:1::1",
+		"8.8.4.4",        // operator deny
+		"198.51.100.1",   // the server's own address
+		"::ffff:8.8.4.4", // operator deny, mapped
+	}
+	allowed := []string{
+		"8.8.8.8", "1.1.1.1", "2001:4860:4860::8888", "::ffff:8.8.8.8",
+		"10.1.2.3",    // allow wins over RFC 1918
+		"203.0.113.7", // allow wins over the server's own address
+		"172.32.0.1", "100.128.0.1", "198.20.0.1",
+	}
+	for _, s := range denied {
+		if p.allowed(netip.MustParseAddr(s)) {
+			t.Errorf("%s allowed, want denied", s)
+		}
+	}
+	for _, s := range allowed {
+		if !p.allowed(netip.MustParseAddr(s)) {
+			t.Errorf("%s denied, want allowed", s)
+		}
+	}
+	if p.allowed(netip.Addr{}) || p.allowedIP(nil) {
+		t.Error("the invalid address is allowed")
+	}
+}
+
+func TestPolicyWarnsOnOpenings(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	p := newPeerPolicy(
+		[]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("8.8.8.0/24")},
+		nil, []netip.Addr{netip.MustParseAddr("127.0.0.1")})
+	p.warnOpenings(log)
+	out := buf.String()
+	if !strings.Contains(out, "allow=127.0.0.1/32 denied=127.0.0.0/8") {
+		t.Errorf("no warning for the loopback allow:\n%s", out)
+	}
+	if strings.Contains(out, "8.8.8.0/24") {
+		t.Errorf("warning for a public allow:\n%s", out)
+	}
+}
+
+func TestParsePrefix(t *testing.T) {
+	for in, want := range map[string]string{
+		"10.0.0.0/8":          "10.0.0.0/8",
+		"10.1.2.3/8":          "10.0.0.0/8",
+		"127.0.0.1":           "127.0.0.1/32",
+		"::1":                 "::1/128",
+		"::ffff:10.0.0.0/104": "10.0.0.0/8",
+		"::ffff:127.0.0.1":    "127.0.0.1/32",
+	} {
+		got, err := parsePrefix(in)
+		if err != nil || got.String() != want {
+			t.Errorf("parsePrefix(%q) = %v, %v; want %s", in, got, err, want)
+		}
+	}
+	if _, err := parsePrefix("nope"); err == nil {
+		t.Error("parsePrefix accepted nope")
+	}
+}
+
+func TestValidateReportsEverything(t *testing.T) {
+	err := Config{
+		Listen:        "nowhere",
+		PublicIP:      "::1",
+		RelayMinPort:  6000,
+		RelayMaxPort:  5000,
+		Secrets:       [][]byte{[]byte("ok"), nil},
+		CredentialTTL: time.Second,
+		AllowPeers:    []string{"bad-allow"},
+		DenyPeers:     []string{"bad-deny"},
+		UDPSockets:    -1,
+	}.Validate()
+	if !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("Validate = %v, want ErrInvalidConfig", err)
+	}
+	for _, want := range []string{"listen", "public IP", "relay ports", "secret 2 is empty",
+		"credential TTL", "bad-allow", "bad-deny", "UDP sockets"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if err := (Config{}).Validate(); err == nil || !strings.Contains(err.Error(), "no TURN secret") {
+		t.Errorf("Validate without secret = %v", err)
+	}
+	if err := (Config{Secrets: [][]byte{[]byte("x")}}).Validate(); err != nil {
+		t.Errorf("defaults with a secret: %v", err)
+	}
+}
+
+func TestICEConfigTransports(t *testing.T) {
+	c := ICEConfig{Host: "2001:db8::1", TCPPort: 443, TLSPort: 5349, Secret: []byte("s"), TTL: time.Hour}
+	ice, exp := c.ICEServers("u", time.Unix(0, 0))
+	if len(ice) != 1 || exp.Unix() != 3600 {
+		t.Fatalf("ICEServers = %+v, %v", ice, exp)
+	}
+	want := []string{"turn:[2001:db8::1]:443?transport=tcp", "turns:[2001:db8::1]:5349?transport=tcp"}
+	if strings.Join(ice[0].URLs, " ") != strings.Join(want, " ") {
+		t.Errorf("URLs %v, want %v (no stun: or udp without UDP)", ice[0].URLs, want)
+	}
+	if ice[0].Username != "3600:u" || ice[0].Credential != restPassword([]byte("s"), "3600:u") {
+		t.Errorf("credentials %q %q", ice[0].Username, ice[0].Credential)
+	}
+}
