@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/gorilla/websocket"
 	"github.com/khadga/khadga/proto"
@@ -15,17 +14,10 @@ import (
 	"github.com/khadga/khadga/signaling/hub"
 )
 
-// upgrader is shared by all connections. Small read buffers and a pooled
-// write buffer keep an idle connection's memory low: it holds no write
-// buffer between messages.
-var upgrader = websocket.Upgrader{
-	ReadBufferSize:  1024,
-	WriteBufferPool: &sync.Pool{},
-	Subprotocols:    proto.Subprotocols,
-	// Origin is checked in handleWS before the upgrade, with a specific
-	// answer; gorilla's own check would only say 403.
-	CheckOrigin: func(*http.Request) bool { return true },
-}
+// upgrader is the hub's, which keeps idle connections small. Origin is
+// checked in handleWS before the upgrade, with a specific answer; gorilla's
+// own check would only say 403.
+var upgrader = hub.NewUpgrader(func(*http.Request) bool { return true })
 
 // handleWS authenticates the request and hands the connection to the hub.
 // Everything that can be refused is refused before the upgrade, with an HTTP

@@ -8,6 +8,7 @@
 //	khadga token ...         mint a bot (e.g. recorder) token
 //	khadga backup FILE       hot copy of the store
 //	khadga restore FILE      replace the store with a checked backup (server stopped)
+//	khadga config example    print the documented default config file
 //
 // Every flag has a KHADGA_* environment twin: --http is KHADGA_HTTP.
 package main
@@ -31,6 +32,7 @@ var commands = map[string]func(ctx context.Context, args []string) error{
 	"token":            runToken,
 	"backup":           runBackup,
 	"restore":          runRestore,
+	"config":           runConfig,
 }
 
 func main() {
@@ -41,7 +43,7 @@ func main() {
 	}
 	run, ok := commands[name]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "khadga: unknown command %q (commands: serve, turn, turn-credentials, user, token, backup, restore)\n", name)
+		fmt.Fprintf(os.Stderr, "khadga: unknown command %q (commands: serve, turn, turn-credentials, user, token, backup, restore, config)\n", name)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

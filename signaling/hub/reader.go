@@ -78,7 +78,7 @@ func (c *conn) handle(b []byte, now time.Time) {
 	if err != nil {
 		var pe *proto.ProtocolError
 		if errors.As(err, &pe) {
-			c.protocolError("", pe.Code, pe.Message, now)
+			c.protocolError(pe.ID, pe.Code, pe.Message, now)
 		} else {
 			c.protocolError("", proto.CodeBadMessage, "invalid message", now)
 		}

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// khadgaBin is the binary under test, built once by TestMain without cgo,
+// as it ships.
+var khadgaBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "khadga-bin-")
+	if err != nil {
+		panic(err)
+	}
+	khadgaBin = filepath.Join(dir, "khadga")
+	build := exec.Command("go", "build", "-o", khadgaBin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building khadga: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// process is a running khadga serve.
+type process struct {
+	cmd  *exec.Cmd
+	url  string
+	logs *bytes.Buffer
+	done chan error
+}
+
+var urlRE = regexp.MustCompile(`url=(http://\S+)`)
+
+// startServe runs `khadga` with no flags in dir. Only the listen addresses
+// come from the environment, so parallel tests and CI never collide on
+// 8080 and 3478; everything else is the zero-config default.
+func startServe(t *testing.T, dir string, extraEnv ...string) *process {
+	t.Helper()
+	cmd := exec.Command(khadgaBin)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "KHADGA_HTTP=127.0.0.1:0", "KHADGA_TURN_LISTEN=127.0.0.1:0")
+	cmd.Env = append(cmd.Env, extraEnv...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &process{cmd: cmd, logs: new(bytes.Buffer), done: make(chan error, 1)}
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			p.logs.WriteString(line + "\n")
+			if m := urlRE.FindStringSubmatch(line); m != nil && strings.Contains(line, "khadga is running") {
+				found <- m[1]
+			}
+		}
+		p.done <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+	})
+	select {
+	case p.url = <-found:
+	case err := <-p.done:
+		t.Fatalf("khadga exited: %v\n%s", err, p.logs)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("khadga did not log its URL:\n%s", p.logs)
+	}
+	return p
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *process) stop(t *testing.T) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("khadga exited with %v after SIGTERM:\n%s", err, p.logs)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("khadga did not stop after SIGTERM:\n%s", p.logs)
+	}
+}
+
+func post(t *testing.T, url, body string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func run(t *testing.T, dir string, stdin string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(khadgaBin, args...)
+	cmd.Dir = dir
+	cmd.Stdin = strings.NewReader(stdin)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+func TestZeroConfigServeAndRestart(t *testing.T) {
+	dir := t.TempDir()
+	p := startServe(t, dir)
+	creds := `{"username":"alice","password":"correct horse battery"}`
+	if code, body := post(t, p.url+"/api/register", creds); code != 201 {
+		t.Fatalf("register: %d %s", code, body)
+	}
+	fi, err := os.Stat(filepath.Join(dir, "khadga-data", "khadga.db"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("store: %v mode %v, want khadga-data/khadga.db with 0600", err, fi.Mode())
+	}
+	p.stop(t)
+
+	p = startServe(t, dir)
+	code, body := post(t, p.url+"/api/login", creds)
+	if code != 200 {
+		t.Fatalf("login after restart: %d %s", code, body)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	json.Unmarshal([]byte(body), &tok)
+	if tok.AccessToken == "" || strings.Contains(p.logs.String(), tok.AccessToken) {
+		t.Fatal("no token, or the token was logged")
+	}
+	p.stop(t)
+}
+
+func TestAdminCommands(t *testing.T) {
+	dir := t.TempDir()
+	p := startServe(t, dir)
+	// While the server runs, the commands go through its admin socket.
+	if out, err := run(t, dir, "a long admin password\n", "user", "add", "root", "--role", "admin"); err != nil {
+		t.Fatalf("user add: %v\n%s", err, out)
+	}
+	if code, body := post(t, p.url+"/api/login", `{"username":"root","password":"a long admin password"}`); code != 200 {
+		t.Fatalf("login of the added user: %d %s", code, body)
+	}
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	if out, err := run(t, dir, "", "backup", backup); err != nil {
+		t.Fatalf("backup: %v\n%s", err, out)
+	}
+	out, err := run(t, dir, "", "token", "--user", "rec", "--role", "recorder", "--room", "lab", "--ttl", "1h")
+	if err != nil || strings.Count(strings.TrimSpace(strings.Split(out, "\n")[0]), ".") != 2 {
+		t.Fatalf("token: %v\n%s", err, out)
+	}
+	p.stop(t)
+
+	// Stopped: the commands open the file directly.
+	if out, err := run(t, dir, "", "user", "delete", "root"); err != nil {
+		t.Fatalf("user delete: %v\n%s", err, out)
+	}
+	if out, _ := run(t, dir, "", "user", "list"); strings.Contains(out, "root") {
+		t.Fatalf("root still listed after delete:\n%s", out)
+	}
+	if out, err := run(t, dir, "", "restore", backup); err != nil {
+		t.Fatalf("restore: %v\n%s", err, out)
+	}
+	if out, _ := run(t, dir, "", "user", "list"); !strings.Contains(out, "root") {
+		t.Fatalf("root missing after restore:\n%s", out)
+	}
+	garbage := filepath.Join(t.TempDir(), "garbage.db")
+	os.WriteFile(garbage, bytes.Repeat([]byte{7}, 8192), 0o600)
+	if out, err := run(t, dir, "", "restore", garbage); err == nil || !strings.Contains(out, "nothing was changed") {
+		t.Fatalf("restore of garbage: %v\n%s", err, out)
+	}
+	if out, _ := run(t, dir, "", "user", "list"); !strings.Contains(out, "root") {
+		t.Fatalf("a refused restore changed the store:\n%s", out)
+	}
+}
