@@ -16,6 +16,7 @@ type LimiterOptions struct {
 	BaseDelay  time.Duration // delay at SlowAfter failures, doubling per extra failure; default 500ms
 	MaxDelay   time.Duration // cap on the delay; default 8s
 	MaxKeys    int           // tracked addresses+accounts; oldest evicted past it; default 100_000
+	PendingTTL time.Duration // how long an unsettled Check counts as in flight; default 1m
 }
 
 func (o *LimiterOptions) setDefaults() {
@@ -37,6 +38,9 @@ func (o *LimiterOptions) setDefaults() {
 	if o.MaxKeys <= 0 {
 		o.MaxKeys = 100_000
 	}
+	if o.PendingTTL <= 0 {
+		o.PendingTTL = time.Minute
+	}
 }
 
 // LoginLimiter counts failed logins per client address and per account.
@@ -46,8 +50,14 @@ func (o *LimiterOptions) setDefaults() {
 // to reset an address that is guessing at others. IPv6 addresses are
 // counted per /64, since one host usually owns a whole /64.
 //
+// Attempts in flight count too: Check records one pending attempt per key,
+// which the matching Failure or Success settles (or which lapses after
+// PendingTTL if the handler gave up in between). Without this, a client
+// firing many logins in parallel would have them all checked before the
+// first failure was recorded.
+//
 // Memory is bounded: at most MaxKeys keys are tracked, the least recently
-// touched are evicted first, and stale keys are dropped as new failures
+// touched are evicted first, and stale keys are dropped as new attempts
 // arrive. The clock is passed in so tests need no sleeps. Safe for
 // concurrent use.
 type LoginLimiter struct {
@@ -59,11 +69,13 @@ type LoginLimiter struct {
 }
 
 type limitEntry struct {
-	key          string
-	failures     int
-	first        time.Time // first failure of the current window
-	last         time.Time // last touched
-	blockedUntil time.Time
+	key           string
+	failures      int
+	first         time.Time // first failure of the current window
+	last          time.Time // last touched
+	blockedUntil  time.Time
+	pending       int       // attempts between Check and Failure/Success
+	pendingExpiry time.Time // when unsettled attempts stop counting
 }
 
 // NewLoginLimiter returns a limiter with opts (defaults for zero fields).
@@ -72,24 +84,33 @@ func NewLoginLimiter(opts LimiterOptions) *LoginLimiter {
 	return &LoginLimiter{opts: opts, keys: make(map[string]*list.Element)}
 }
 
-// Check says how to treat a login attempt from addr for user. If
-// retryAfter > 0, refuse it (HTTP 429 with Retry-After). Otherwise wait
-// delay (which may be 0) before checking the password, without holding
-// anything shared. Check does not record anything.
+// Check says how to treat a login attempt from addr for user, counting
+// failures and attempts still in flight. If retryAfter > 0, refuse it
+// (HTTP 429 with Retry-After) and do not call Failure or Success. Otherwise
+// the attempt is recorded as in flight: wait delay (which may be 0), check
+// the password, then call Failure or Success with the same addr and user.
 func (l *LoginLimiter) Check(addr, user string, now time.Time) (delay, retryAfter time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, k := range l.keysFor(addr, user) {
+	l.sweep(now)
+	keys := l.keysFor(addr, user)
+	for _, k := range keys {
 		d, r := l.verdict(k, now)
 		delay, retryAfter = max(delay, d), max(retryAfter, r)
 	}
 	if retryAfter > 0 {
-		delay = 0
+		return 0, retryAfter
 	}
-	return delay, retryAfter
+	for _, k := range keys {
+		e := l.touch(k, now)
+		e.pending++
+		e.pendingExpiry = now.Add(l.opts.PendingTTL)
+	}
+	return delay, 0
 }
 
-// Failure records a failed login from addr for user.
+// Failure records a failed login from addr for user and settles the
+// attempt Check recorded.
 func (l *LoginLimiter) Failure(addr, user string, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -99,12 +120,19 @@ func (l *LoginLimiter) Failure(addr, user string, now time.Time) {
 	}
 }
 
-// Success records a successful login: the account's failures are cleared.
+// Success records a successful login: the account's failures are cleared
+// and the address's in-flight attempt is settled.
 func (l *LoginLimiter) Success(addr, user string, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if e, ok := l.keys[accountKey(user)]; ok {
-		l.remove(e)
+	if el, ok := l.keys[accountKey(user)]; ok {
+		l.remove(el)
+	}
+	if addr == "" {
+		return
+	}
+	if el, ok := l.keys[addrKey(addr)]; ok {
+		settle(el.Value.(*limitEntry), now)
 	}
 }
 
@@ -147,7 +175,9 @@ func addrKey(addr string) string {
 	return "a:" + ip.String()
 }
 
-// verdict computes delay and refusal for one key.
+// verdict computes delay and refusal for one key. Attempts in flight
+// count as failures; if they alone reach BlockAfter the client is told to
+// retry in a second rather than blocked for the whole window.
 func (l *LoginLimiter) verdict(key string, now time.Time) (delay, retryAfter time.Duration) {
 	el, ok := l.keys[key]
 	if !ok {
@@ -157,33 +187,62 @@ func (l *LoginLimiter) verdict(key string, now time.Time) (delay, retryAfter tim
 	if now.Before(e.blockedUntil) {
 		return 0, e.blockedUntil.Sub(now)
 	}
-	if now.Sub(e.first) >= l.opts.Window || e.failures < l.opts.SlowAfter {
+	n := l.pendingCount(e, now)
+	if now.Sub(e.first) < l.opts.Window {
+		n += e.failures
+	}
+	switch {
+	case n >= l.opts.BlockAfter:
+		return 0, time.Second
+	case n < l.opts.SlowAfter:
 		return 0, 0
 	}
 	delay = l.opts.BaseDelay
-	for i := l.opts.SlowAfter; i < e.failures && delay < l.opts.MaxDelay; i++ {
+	for i := l.opts.SlowAfter; i < n && delay < l.opts.MaxDelay; i++ {
 		delay *= 2
 	}
 	return min(delay, l.opts.MaxDelay), 0
 }
 
-func (l *LoginLimiter) fail(key string, now time.Time) {
-	var e *limitEntry
-	if el, ok := l.keys[key]; ok {
-		e = el.Value.(*limitEntry)
-		l.lru.MoveToFront(el)
-	} else {
-		e = &limitEntry{key: key, first: now}
-		l.keys[key] = l.lru.PushFront(e)
-		for len(l.keys) > l.opts.MaxKeys {
-			l.remove(l.lru.Back())
-		}
+func (l *LoginLimiter) pendingCount(e *limitEntry, now time.Time) int {
+	if !now.Before(e.pendingExpiry) {
+		e.pending = 0
 	}
+	return e.pending
+}
+
+// settle ends one attempt in flight.
+func settle(e *limitEntry, now time.Time) {
+	if e.pending > 0 {
+		e.pending--
+	}
+	e.last = now
+}
+
+// touch returns the entry for key, creating it (and evicting the least
+// recently touched entries past MaxKeys) if needed, and marks it used.
+func (l *LoginLimiter) touch(key string, now time.Time) *limitEntry {
+	if el, ok := l.keys[key]; ok {
+		l.lru.MoveToFront(el)
+		e := el.Value.(*limitEntry)
+		e.last = now
+		return e
+	}
+	e := &limitEntry{key: key, last: now}
+	l.keys[key] = l.lru.PushFront(e)
+	for len(l.keys) > l.opts.MaxKeys {
+		l.remove(l.lru.Back())
+	}
+	return e
+}
+
+func (l *LoginLimiter) fail(key string, now time.Time) {
+	e := l.touch(key, now)
+	settle(e, now)
 	if now.Sub(e.first) >= l.opts.Window && !now.Before(e.blockedUntil) {
 		e.failures, e.first = 0, now // a new window
 	}
 	e.failures++
-	e.last = now
 	if e.failures >= l.opts.BlockAfter && !now.Before(e.blockedUntil) {
 		e.blockedUntil = now.Add(l.opts.Window)
 	}
@@ -195,7 +254,8 @@ func (l *LoginLimiter) fail(key string, now time.Time) {
 func (l *LoginLimiter) sweep(now time.Time) {
 	for el := l.lru.Back(); el != nil; el = l.lru.Back() {
 		e := el.Value.(*limitEntry)
-		if now.Sub(e.last) < l.opts.Window || now.Before(e.blockedUntil) {
+		if now.Sub(e.last) < l.opts.Window || now.Before(e.blockedUntil) ||
+			l.pendingCount(e, now) > 0 {
 			return
 		}
 		l.remove(el)

@@ -81,6 +81,7 @@ func TestLimiterWindowForgets(t *testing.T) {
 	if d, _ := l.Check("192.0.2.7", "", now); d != 0 {
 		t.Errorf("still slowed after the window: %v", d)
 	}
+	now = now.Add(time.Minute)     // that Check was an attempt; let it go stale too
 	l.Failure("10.0.0.1", "", now) // sweeps the stale entry
 	if n := l.Len(); n != 1 {
 		t.Errorf("tracked keys = %d, want 1 after sweep", n)
@@ -124,12 +125,62 @@ func TestLimiterMemoryBounded(t *testing.T) {
 	if d, _ := l.Check("", "user0", now); d != 0 {
 		t.Error("oldest key not evicted")
 	}
-	// Check alone never adds keys.
-	before := l.Len()
-	for i := range 50 {
-		l.Check(fmt.Sprint("172.16.0.", i), "x", now)
+	// Checks (which record attempts in flight) are bounded too.
+	for i := range 500 {
+		l.Check(fmt.Sprint("172.16.", i/256, ".", i%256), fmt.Sprint("x", i), now)
+		if n := l.Len(); n > 100 {
+			t.Fatalf("tracking %d keys after Check, cap 100", n)
+		}
 	}
-	if l.Len() != before {
-		t.Error("Check created entries")
+}
+
+// TestLimiterCountsAttemptsInFlight: a burst of parallel logins is limited
+// before any of them has failed.
+func TestLimiterCountsAttemptsInFlight(t *testing.T) {
+	l := NewLoginLimiter(LimiterOptions{})
+	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	allowed := 0
+	for range 50 {
+		d, r := l.Check("192.0.2.7", "victim", now)
+		if r > 0 {
+			if r > time.Minute {
+				t.Errorf("in-flight refusal retryAfter = %v, want short", r)
+			}
+			continue
+		}
+		if allowed >= 5 && d == 0 {
+			t.Errorf("attempt %d in flight not slowed", allowed)
+		}
+		allowed++
+	}
+	if allowed != 10 {
+		t.Fatalf("%d parallel attempts allowed, want 10 (BlockAfter)", allowed)
+	}
+	// They all fail: now the real block applies, for the whole window.
+	for range allowed {
+		l.Failure("192.0.2.7", "victim", now)
+	}
+	if _, r := l.Check("192.0.2.7", "other", now); r < 10*time.Minute {
+		t.Errorf("after 10 failures retryAfter = %v, want the window", r)
+	}
+
+	// Attempts abandoned between Check and Failure/Success lapse.
+	l2 := NewLoginLimiter(LimiterOptions{PendingTTL: time.Minute})
+	for range 10 {
+		l2.Check("198.51.100.1", "", now)
+	}
+	if _, r := l2.Check("198.51.100.1", "", now); r == 0 {
+		t.Fatal("11th attempt in flight allowed")
+	}
+	if d, r := l2.Check("198.51.100.1", "", now.Add(time.Minute)); d != 0 || r != 0 {
+		t.Errorf("abandoned attempts still count: delay %v retry %v", d, r)
+	}
+	// Success settles the address's attempt without counting a failure.
+	l3 := NewLoginLimiter(LimiterOptions{SlowAfter: 2, BlockAfter: 3})
+	for range 20 {
+		if _, r := l3.Check("203.0.113.5", "ann", now); r != 0 {
+			t.Fatal("sequential successful logins were refused")
+		}
+		l3.Success("203.0.113.5", "ann", now)
 	}
 }

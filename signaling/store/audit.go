@@ -65,18 +65,18 @@ func (s *Store) Audit(ev AuditEvent) error {
 // rolls back its sequence too) and only the oldest are deleted, so the count
 // is last-first+1 without a scan.
 func (s *Store) trimAudit(b *bolt.Bucket, last uint64) error {
-	max := uint64(s.opts.AuditMax)
-	slack := max/16 + 1
+	keep := uint64(s.opts.AuditMax)
+	slack := keep/16 + 1
 	c := b.Cursor()
 	k, _ := c.First()
 	if k == nil {
 		return nil
 	}
 	first := binary.BigEndian.Uint64(k)
-	if last-first+1 <= max+slack {
+	if last-first+1 <= keep+slack {
 		return nil
 	}
-	for n := last - first + 1 - max; n > 0 && k != nil; n-- {
+	for n := last - first + 1 - keep; n > 0 && k != nil; n-- {
 		if err := c.Delete(); err != nil {
 			return err
 		}
