@@ -87,3 +87,21 @@ func TestVerifyRejectsBadHashes(t *testing.T) {
 		})
 	}
 }
+
+func BenchmarkVerifyPasswordDefault(b *testing.B) {
+	h, err := HashPassword("benchmark password")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if ok, _ := VerifyPassword(h, "benchmark password"); !ok {
+			b.Fatal("verify failed")
+		}
+	}
+}
+
+func BenchmarkDummyVerify(b *testing.B) {
+	for b.Loop() {
+		DummyVerify("benchmark password")
+	}
+}
