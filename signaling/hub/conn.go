@@ -40,6 +40,7 @@ type conn struct {
 	closing    bool // a close frame is queued: no more messages
 	closed     bool // nothing more will be written
 	pingQueued bool
+	room       chan struct{} // closed when the writer takes a batch; made only when send waits
 	writer     sync.WaitGroup
 
 	// Reader-only state: token buckets for the message rate and for abuse.
@@ -77,11 +78,16 @@ func (c *conn) enqueue(it queued) error {
 		c.mu.Unlock()
 		return errConnClosing
 	}
-	if len(c.q) >= c.h.cfg.SendQueue {
+	limit := c.h.cfg.SendQueue
+	if it.Kind == KindReport {
+		limit *= 2
+	}
+	if len(c.q) >= limit {
 		c.closed = true
+		c.wakeLocked()
 		c.mu.Unlock()
 		c.h.stats.slow.Add(1)
-		c.h.log.Info("hub: dropping slow consumer", "peer", c.peer(), "queue", c.h.cfg.SendQueue)
+		c.h.log.Info("hub: dropping slow consumer", "peer", c.peer(), "queue", limit, "kind", it.Kind)
 		_ = c.ws.Close()
 		return errSlowConsumer
 	}
@@ -103,9 +109,42 @@ func (c *conn) pushLocked(it queued) {
 	}
 }
 
-// send queues an answer to this connection's own client.
+// send queues an answer to this connection's own client. It runs on the
+// connection's reader, and when the queue is full it waits for the writer
+// to make room, up to WriteWait: a client that sends requests faster than it
+// reads the answers is slowed down by TCP, not dropped. One that does not
+// read at all is dropped when the writer times out.
 func (c *conn) send(b []byte) {
-	_ = c.enqueue(queued{Envelope: Envelope{Msg: b, Kind: KindEvent}})
+	it := queued{Envelope: Envelope{Msg: b, Kind: KindEvent}}
+	var timeout <-chan time.Time
+	for {
+		c.mu.Lock()
+		if c.closing || c.closed {
+			c.mu.Unlock()
+			return
+		}
+		if len(c.q) < c.h.cfg.SendQueue {
+			c.pushLocked(it)
+			c.mu.Unlock()
+			return
+		}
+		if c.room == nil {
+			c.room = make(chan struct{})
+		}
+		room := c.room
+		c.mu.Unlock()
+		if timeout == nil {
+			t := time.NewTimer(c.h.cfg.WriteWait)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-room:
+		case <-timeout:
+			_ = c.enqueue(it) // still full: drops the connection
+			return
+		}
+	}
 }
 
 // ping queues a WebSocket ping unless one is already queued.
@@ -159,12 +198,14 @@ func (c *conn) writeLoop() {
 		batch := c.q
 		c.q = nil
 		c.pingQueued = false
+		c.wakeLocked()
 		c.mu.Unlock()
 
 		n, err := c.writeBatch(batch)
 		if err != nil {
 			c.mu.Lock()
 			c.closed = true
+			c.wakeLocked()
 			c.writing = false
 			// Keep what was not written, in order, for a resume.
 			c.q = append(keepable(batch[n:]), c.q...)
@@ -243,6 +284,7 @@ func keepable(items []queued) []queued {
 func (c *conn) finish() []queued {
 	c.mu.Lock()
 	c.closed = true
+	c.wakeLocked()
 	c.mu.Unlock()
 	_ = c.ws.Close()
 	c.writer.Wait()
@@ -254,4 +296,12 @@ func (c *conn) finish() []queued {
 		c.q = nil
 	}
 	return left
+}
+
+// wakeLocked wakes a send waiting for room in the queue. c.mu is held.
+func (c *conn) wakeLocked() {
+	if c.room != nil {
+		close(c.room)
+		c.room = nil
+	}
 }

@@ -32,6 +32,11 @@ const (
 	// KindPresence is presence: never kept for an absent session, which gets
 	// a fresh full list when it resumes.
 	KindPresence
+	// KindReport is an error telling a sender that its signal was dropped.
+	// It may exceed the send-queue limit up to twice it: when a target's
+	// queue is dropped, many reports go to its senders at once, and their
+	// number is bounded by the signals those senders sent.
+	KindReport
 )
 
 // Envelope is one encoded server message on its way to a session.

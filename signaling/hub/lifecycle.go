@@ -117,6 +117,7 @@ func (h *Hub) resume(c *conn, id Identity, tok string, ice []proto.ICEServer, ex
 		// take over what it has not written yet.
 		old.mu.Lock()
 		old.closed = true
+		old.wakeLocked()
 		pending = keepable(old.q)
 		old.mu.Unlock()
 	}
@@ -231,6 +232,6 @@ func (h *Hub) reportDropped(target string, items []queued) {
 		}
 		h.stats.countError(proto.CodePeerUnavailable)
 		msg := errorMsg(it.Ref, proto.CodePeerUnavailable, "signal to peer "+target+" was not delivered: the peer did not come back in time")
-		_ = h.delivery.Deliver(it.From, Envelope{Msg: msg, Kind: KindEvent})
+		_ = h.delivery.Deliver(it.From, Envelope{Msg: msg, Kind: KindReport})
 	}
 }

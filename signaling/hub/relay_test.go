@@ -129,7 +129,7 @@ func TestBadInputGetsErrorsAndConnectionKeepsWorking(t *testing.T) {
 		{"unknown field", `{"type":"ping","bogus":1}`, false, proto.CodeBadMessage, ""},
 		{"unknown type", `{"type":"dance","id":"u1"}`, false, proto.CodeUnknownType, "u1"},
 		{"server type", `{"type":"welcome","id":"u2"}`, false, proto.CodeUnknownType, "u2"},
-		{"newer version", `{"type":"ping","v":2,"id":"v1"}`, false, proto.CodeUnsupportedVersion, ""},
+		{"newer version", `{"type":"ping","v":2,"id":"v1"}`, false, proto.CodeUnsupportedVersion, "v1"},
 		{"binary frame", `{"type":"ping","id":"b1"}`, true, proto.CodeBadMessage, ""},
 		{"bad room", `{"type":"join","id":"r1","room":"a b"}`, false, proto.CodeBadMessage, "r1"},
 	}

@@ -1,0 +1,336 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"net/url"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/khadga/khadga/proto"
+)
+
+// drop cuts a client's TCP connection without a close frame, as a network
+// failure would, and waits until the hub has noticed.
+func drop(t *testing.T, ts *testServer, c *tclient) {
+	t.Helper()
+	before := ts.hub.Stats().Connections
+	_ = c.ws.NetConn().Close()
+	eventually(t, "the hub to see the drop", func() bool { return ts.hub.Stats().Connections < before })
+}
+
+func TestResumeWithinWindow(t *testing.T) {
+	ts := newTestServer(t, Config{ResumeWindow: time.Minute})
+	alice := ts.dial("user=alice")
+	bob := ts.dial("user=bob")
+	alice.join("r", "1")
+	bob.join("r", "1")
+	alice.expect(proto.TypePeerJoined)
+
+	drop(t, ts, bob)
+	alice.signal(bob.peer(), "", "while-away", `{"n":1}`)
+	alice.ping("p1") // the signal was accepted: no error came first
+
+	bob2 := ts.dial("user=bob&resume=" + url.QueryEscape(bob.welcome.ResumeToken))
+	w := bob2.welcome
+	if !w.Resumed || w.Peer != bob.peer() || len(w.Rooms) != 1 || w.Rooms[0] != "r" {
+		t.Fatalf("resume welcome %+v", w)
+	}
+	if w.ResumeToken == "" || w.ResumeToken == bob.welcome.ResumeToken {
+		t.Fatal("resume must hand out a fresh token")
+	}
+	m := bob2.expect(proto.TypeSignal)
+	if m.From != alice.peer() || string(m.Data) != `{"n":1}` {
+		t.Fatalf("queued signal from %q data %s", m.From, m.Data)
+	}
+	// Alice saw no peer-left or peer-joined: her next message is bob's signal.
+	bob2.signal(alice.peer(), "r", "back", `{"n":2}`)
+	if m := alice.expect(proto.TypeSignal); m.From != bob.peer() {
+		t.Fatalf("from %q", m.From)
+	}
+	// The token is single-use.
+	again := ts.dial("user=bob&resume=" + url.QueryEscape(bob.welcome.ResumeToken))
+	if again.welcome.Resumed || again.peer() == bob.peer() {
+		t.Fatalf("a used token resumed: %+v", again.welcome)
+	}
+	st := ts.hub.Stats()
+	if st.ResumesOK != 1 || st.ResumesFailed != 1 || st.Queued != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestResumeTakesOverOpenSocket(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	bob := ts.dial("user=bob")
+	bob.join("r", "1")
+	bob2 := ts.dial("user=bob&resume=" + url.QueryEscape(bob.welcome.ResumeToken))
+	if !bob2.welcome.Resumed || bob2.peer() != bob.peer() {
+		t.Fatalf("welcome %+v", bob2.welcome)
+	}
+	bob.expectClose()
+	bob2.ping("p")
+	if st := ts.hub.Stats(); st.Sessions != 1 || st.Members != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestSessionEndsAfterWindow(t *testing.T) {
+	ts := newTestServer(t, Config{ResumeWindow: 200 * time.Millisecond})
+	alice := ts.dial("user=alice&presence=1")
+	bob := ts.dial("user=bob")
+	alice.join("r", "1")
+	bob.join("r", "1")
+	alice.expect(proto.TypePeerJoined)
+
+	drop(t, ts, bob)
+	left := alice.expect(proto.TypePeerLeft)
+	var pl proto.PeerLeft
+	_ = json.Unmarshal(left.Data, &pl)
+	if pl.Peer != bob.peer() {
+		t.Fatalf("peer-left %s", left.Data)
+	}
+	waitPresence(t, alice, proto.PresenceOffline, bob.peer())
+
+	late := ts.dial("user=bob&resume=" + url.QueryEscape(bob.welcome.ResumeToken))
+	if late.welcome.Resumed || late.peer() == bob.peer() {
+		t.Fatalf("expired token resumed: %+v", late.welcome)
+	}
+	if st := ts.hub.Stats(); st.ResumesFailed != 1 || st.Sessions != 2 || st.Rooms != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestQueuedSignalExpiryIsReported(t *testing.T) {
+	ts := newTestServer(t, Config{ResumeWindow: 200 * time.Millisecond})
+	alice := ts.dial("user=alice")
+	bob := ts.dial("user=bob")
+	alice.join("r", "1")
+	bob.join("r", "1")
+	alice.expect(proto.TypePeerJoined)
+	drop(t, ts, bob)
+	alice.signal(bob.peer(), "", "lost", `{}`)
+	// bob never comes back: alice learns the signal was not delivered.
+	for {
+		m := alice.next()
+		if m.Type == proto.TypeError {
+			var e proto.Error
+			_ = json.Unmarshal(m.Data, &e)
+			if e.Code != proto.CodePeerUnavailable || m.Ref != "lost" {
+				t.Fatalf("error %+v ref %q", e, m.Ref)
+			}
+			break
+		}
+	}
+	if st := ts.hub.Stats(); st.Expired != 1 || st.Queued != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestAbsentQueueIsBounded(t *testing.T) {
+	ts := newTestServer(t, Config{AbsentQueue: 2})
+	alice := ts.dial("user=alice")
+	bob := ts.dial("user=bob")
+	alice.join("r", "1")
+	bob.join("r", "1")
+	alice.expect(proto.TypePeerJoined)
+	drop(t, ts, bob)
+	alice.signal(bob.peer(), "", "1", `{}`)
+	alice.signal(bob.peer(), "", "2", `{}`)
+	alice.signal(bob.peer(), "", "3", `{}`)
+	alice.expectError(proto.CodePeerUnavailable, "3")
+}
+
+func TestResumeWithAnotherUsersToken(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	alice := ts.dial("user=alice")
+	alice.join("r", "1")
+	mallory := ts.dial("user=mallory&resume=" + url.QueryEscape(alice.welcome.ResumeToken))
+	if mallory.welcome.Resumed || mallory.peer() == alice.peer() || len(mallory.welcome.Rooms) != 0 {
+		t.Fatalf("takeover: %+v", mallory.welcome)
+	}
+	forged := ts.dial("user=alice&resume=forged")
+	if forged.welcome.Resumed || forged.peer() == alice.peer() {
+		t.Fatalf("forged token resumed: %+v", forged.welcome)
+	}
+	alice.ping("still-here")
+	// alice's token was not consumed by the failed attempts.
+	drop(t, ts, alice)
+	back := ts.dial("user=alice&resume=" + url.QueryEscape(alice.welcome.ResumeToken))
+	if !back.welcome.Resumed || back.peer() != alice.peer() {
+		t.Fatalf("welcome %+v", back.welcome)
+	}
+	if st := ts.hub.Stats(); st.ResumesFailed != 2 || st.ResumesOK != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestCleanCloseEndsSessionAtOnce(t *testing.T) {
+	ts := newTestServer(t, Config{ResumeWindow: time.Hour})
+	alice := ts.dial("user=alice")
+	bob := ts.dial("user=bob")
+	alice.join("r", "1")
+	bob.join("r", "1")
+	alice.expect(proto.TypePeerJoined)
+	_ = bob.ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye"))
+	alice.expect(proto.TypePeerLeft)
+}
+
+// waitPresence reads presence messages until one of kind lists peer.
+func waitPresence(t *testing.T, c *tclient, kind, peer string) proto.Presence {
+	t.Helper()
+	for {
+		m := c.next()
+		if m.Type != proto.TypePresence {
+			continue
+		}
+		var p proto.Presence
+		if err := json.Unmarshal(m.Data, &p); err != nil {
+			t.Fatal(err)
+		}
+		if p.Kind != kind {
+			continue
+		}
+		for _, mem := range p.Peers {
+			if mem.Peer == peer {
+				return p
+			}
+		}
+	}
+}
+
+func TestPresence(t *testing.T) {
+	ts := newTestServer(t, Config{PresenceInterval: 20 * time.Millisecond, MaxPresenceList: 2})
+	alice := ts.dial("user=alice&presence=1")
+	m := alice.next()
+	var full proto.Presence
+	_ = json.Unmarshal(m.Data, &full)
+	if m.Type != proto.TypePresence || full.Kind != proto.PresenceFull || len(full.Peers) != 1 || full.Peers[0].Peer != alice.peer() {
+		t.Fatalf("first presence %s %s", m.Type, m.Data)
+	}
+	bob := ts.dial("user=bob&role=admin")
+	p := waitPresence(t, alice, proto.PresenceOnline, bob.peer())
+	for _, mem := range p.Peers {
+		if mem.Peer == bob.peer() && (mem.User != "bob" || mem.Role != proto.RoleAdmin) {
+			t.Fatalf("member %+v", mem)
+		}
+	}
+	carol := ts.dial("user=carol&presence=1")
+	m = carol.next()
+	_ = json.Unmarshal(m.Data, &full)
+	if full.Kind != proto.PresenceFull || len(full.Peers) != 2 || !full.Truncated {
+		t.Fatalf("capped full list %s", m.Data)
+	}
+	_ = bob.ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
+	waitPresence(t, alice, proto.PresenceOffline, bob.peer())
+	waitPresence(t, carol, proto.PresenceOffline, bob.peer())
+}
+
+func TestSlowConsumerIsDroppedOthersKeepGoing(t *testing.T) {
+	ts := newTestServer(t, Config{SendQueue: 256, AbsentQueue: 8, MessageRate: 1e6, MessageBurst: 1e6, WriteWait: 2 * time.Second})
+	ts.tweak = func(q url.Values, ws *websocket.Conn) {
+		if q.Get("user") == "slow" {
+			_ = ws.NetConn().(interface{ SetWriteBuffer(int) error }).SetWriteBuffer(4096)
+		}
+	}
+	slow := ts.dialRaw("user=slow", true) // never reads
+	flood := ts.dial("user=flood")
+	a := ts.dial("user=a")
+	b := ts.dial("user=b")
+	a.join("pair", "1")
+	b.join("pair", "1")
+	a.expect(proto.TypePeerJoined)
+
+	// The slow client cannot read its welcome; learn its peer id from the
+	// room instead.
+	slow.send(proto.Message{Type: proto.TypeJoin, ID: "1", Room: "flood"})
+	eventually(t, "slow to join", func() bool { return ts.hub.Stats().Members == 3 })
+	peers := flood.join("flood", "j")
+	if len(peers) != 1 {
+		t.Fatalf("flood room peers %v", peers)
+	}
+	target := peers[0].Peer
+
+	pad := strings.Repeat("x", 8000)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 2000; i++ {
+			select {
+			case <-flood.closed:
+				return
+			default:
+			}
+			b, _ := json.Marshal(proto.Message{Type: proto.TypeSignal, ID: "f", To: target, Data: json.RawMessage(`{"pad":"` + pad + `"}`)})
+			if flood.ws.WriteMessage(websocket.TextMessage, b) != nil {
+				return
+			}
+			if ts.hub.Stats().SlowConsumers > 0 {
+				return
+			}
+		}
+	}()
+	// Meanwhile a and b exchange signals, each within the expectation timeout.
+	for i := 0; i < 50; i++ {
+		a.signal(b.peer(), "", "x", `{"i":1}`)
+		b.expect(proto.TypeSignal)
+		b.signal(a.peer(), "", "y", `{"i":2}`)
+		a.expect(proto.TypeSignal)
+	}
+	<-done
+	eventually(t, "the slow consumer to be dropped", func() bool { return ts.hub.Stats().SlowConsumers == 1 })
+	flood.expectError(proto.CodePeerUnavailable, "f")
+	a.ping("p")
+}
+
+func TestShutdownTellsClientsToReconnect(t *testing.T) {
+	ts := newTestServer(t, Config{ResumeWindow: time.Hour, PresenceInterval: time.Hour})
+	alice := ts.dial("user=alice&presence=1")
+	bob := ts.dial("user=bob")
+	alice.join("r", "1")
+	bob.join("r", "1")
+	drop(t, ts, bob) // a session waiting for a resume: its timer must not leak
+
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := ts.hub.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m := alice.next()
+	for m.Type != proto.TypeReconnect {
+		m = alice.next()
+	}
+	var rc proto.Reconnect
+	if err := json.Unmarshal(m.Data, &rc); err != nil || rc.After <= 0 {
+		t.Fatalf("reconnect %s", m.Data)
+	}
+	if code := alice.expectClose(); code != websocket.CloseServiceRestart {
+		t.Fatalf("close code %d", code)
+	}
+	// New connections are told to reconnect at once.
+	late := ts.dialRaw("user=late", false)
+	late.expect(proto.TypeReconnect)
+	if code := late.expectClose(); code != websocket.CloseServiceRestart {
+		t.Fatalf("late close code %d", code)
+	}
+	noHubGoroutines(t)
+}
+
+// noHubGoroutines fails if any goroutine of the hub is still running.
+func noHubGoroutines(t *testing.T) {
+	t.Helper()
+	var stacks string
+	eventually(t, "hub goroutines to end", func() bool {
+		buf := make([]byte, 1<<20)
+		stacks = string(buf[:runtime.Stack(buf, true)])
+		for _, fn := range []string{"hub.(*conn).writeLoop", "hub.(*Hub).sweep", "hub.(*Hub).ServeConn",
+			"hub.(*presence).flush", "hub.(*Hub).expire", "hub.(*conn).readLoop"} {
+			if strings.Contains(stacks, fn) {
+				return false
+			}
+		}
+		return true
+	})
+}
