@@ -28,8 +28,9 @@ var migrations = []func(tx *bolt.Tx) error{
 	0: createV1,
 }
 
-// SchemaVersion is the schema this binary writes: the number of migrations.
-var SchemaVersion = uint64(len(migrations))
+// SchemaVersion is the schema this binary writes. It must equal
+// len(migrations); TestSchemaVersion checks that.
+const SchemaVersion uint64 = 1
 
 // createV1 creates every bucket of schema version 1.
 func createV1(tx *bolt.Tx) error {

@@ -128,7 +128,7 @@ func TestSchemaVersion(t *testing.T) {
 	if err := s.db.View(func(tx *bolt.Tx) (err error) { v, err = readVersion(tx); return }); err != nil {
 		t.Fatal(err)
 	}
-	if v != 1 || SchemaVersion != 1 {
+	if v != 1 || SchemaVersion != 1 || uint64(len(migrations)) != SchemaVersion {
 		t.Fatalf("version = %d (SchemaVersion %d), want 1", v, SchemaVersion)
 	}
 	// Pretend a newer khadga wrote the file.
