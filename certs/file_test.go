@@ -147,8 +147,43 @@ func TestFileSourcePoll(t *testing.T) {
 	if got, want := servedSerial(t, addr, c3), c3.leaf.SerialNumber.String(); got != want {
 		t.Fatalf("after the fix the poll served %s, want the third cert %s", got, want)
 	}
+}
+
+// TestFileSourcePollLogsOnce checks that a bad pair left on disk is logged
+// once, not on every tick. It drives the ticks itself to count them.
+func TestFileSourcePollLogsOnce(t *testing.T) {
+	log, rec := newLogRecorder(t)
+	year := time.Now().Add(365 * 24 * time.Hour)
+	c1, c2 := newTestCert(t, "first", year), newTestCert(t, "second", year)
+	files := newPairFiles(t, c1)
+	src, err := NewFileSource(files.cert, files.key, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, files.key, c2.keyPEM)
+	for range 3 {
+		src.poll()
+	}
+	writeFile(t, files.key, c2.keyPEM) // rewritten with the same bytes
+	src.poll()
 	if n := countLogs(rec, slog.LevelError); n != 1 {
-		t.Errorf("the bad pair was logged %d times, want once", n)
+		t.Errorf("the bad pair was logged %d times in 4 ticks, want once", n)
+	}
+	if err := src.Reload(); err == nil {
+		t.Fatal("Reload of a mismatched pair succeeded")
+	}
+	if n := countLogs(rec, slog.LevelError); n != 2 {
+		t.Errorf("an explicit Reload of the bad pair logged %d errors in all, want 2", n)
+	}
+	if got := src.Certificate().Leaf.Subject.CommonName; got != "first" {
+		t.Errorf("serving %q, want the first certificate", got)
+	}
+
+	os.Remove(files.key)
+	src.poll()
+	src.poll()
+	if n := countLogs(rec, slog.LevelError); n != 3 {
+		t.Errorf("a missing key file logged %d errors in all, want 3", n)
 	}
 }
 
