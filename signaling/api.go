@@ -207,10 +207,10 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 	pair, err := s.sessions.Refresh(req.RefreshToken)
 	if err != nil {
 		result := "failed"
-		if errors.Is(err, auth.ErrTokenReuse) {
+		if re := (*auth.ReuseError)(nil); errors.As(err, &re) {
 			result = "reuse"
-			s.audit("refresh-reuse", "", r, "refresh token family revoked")
-			s.log.Warn("refresh token reused; family revoked", slog.String("addr", clientAddr(r)))
+			s.audit("refresh-reuse", re.User, r, "refresh token family revoked")
+			s.log.Warn("refresh token reused; family revoked", slog.String("user", re.User), slog.String("addr", clientAddr(r)))
 		}
 		s.metrics.refreshes.WithLabelValues(result).Inc()
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, "invalid or expired refresh token")

@@ -7,7 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/khadga/khadga/signaling"
+	"github.com/khadga/khadga/signaling/auth"
 	"github.com/khadga/khadga/signaling/signalingtest"
 )
 
@@ -115,7 +118,9 @@ func TestBadBodies(t *testing.T) {
 }
 
 func TestLoginRateLimit(t *testing.T) {
-	s := signalingtest.Start(t, signalingtest.Options{})
+	// Short slow-down delays keep the test fast; the counts are the defaults.
+	limits := auth.LimiterOptions{BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}
+	s := signalingtest.Start(t, signalingtest.Options{Config: signaling.Config{LoginLimits: limits}})
 	s.Register(t, "carol", password)
 	var last int
 	var retryAfter string

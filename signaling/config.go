@@ -46,6 +46,9 @@ type Config struct {
 	// expiry of their credentials. Nil means none (the embedded TURN server
 	// fills it in khadga serve).
 	ICEServers func(user string) ([]proto.ICEServer, time.Time)
+	// LoginLimits tunes the login rate limiter; zero fields take auth's
+	// defaults (slow down after 5 failures, refuse after 10 in 15 min).
+	LoginLimits auth.LimiterOptions
 	// Password sets the argon2id cost; the zero value is auth's default.
 	Password auth.Params
 	// Registerer receives the server's Prometheus metrics; nil means none.

@@ -79,7 +79,7 @@ func (s *Server) init() error {
 	s.sessions = auth.NewSessions(s.store, s.keys, auth.SessionsOptions{
 		AccessTTL: s.cfg.AccessTTL, RefreshTTL: s.cfg.RefreshTTL, Now: s.cfg.Now,
 	})
-	s.limiter = auth.NewLoginLimiter(auth.LimiterOptions{})
+	s.limiter = auth.NewLoginLimiter(s.cfg.LoginLimits)
 	s.tickets = auth.NewTickets(auth.TicketsOptions{Now: s.cfg.Now})
 	s.hub, err = hub.New(hub.Config{
 		Logger:             s.log,
