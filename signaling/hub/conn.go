@@ -2,6 +2,7 @@ package hub
 
 import (
 	"errors"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -212,6 +213,12 @@ func (c *conn) writeLoop() {
 			c.mu.Unlock()
 			putQueue(batch)
 			if !errors.Is(err, errCloseSent) {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					// The client stopped reading: a slow consumer too.
+					c.h.stats.slow.Add(1)
+					c.h.log.Info("hub: dropping slow consumer", "peer", c.peer(), "reason", "write timeout")
+				}
 				_ = c.ws.Close()
 			}
 			return

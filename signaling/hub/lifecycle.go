@@ -16,10 +16,8 @@ func (h *Hub) attach(c *conn, id Identity, opts ConnOptions) {
 	ice, expires := h.iceServers(id.User)
 	resumed := false
 	if opts.ResumeToken != "" {
-		if h.resume(c, id, opts.ResumeToken, ice, expires) {
-			resumed = true
-			h.stats.resumesOK.Add(1)
-		} else {
+		resumed = h.resume(c, id, opts.ResumeToken, ice, expires)
+		if !resumed {
 			h.stats.resumesFailed.Add(1)
 		}
 	}
@@ -74,9 +72,9 @@ func (h *Hub) newSession(c *conn, id Identity, ice []proto.ICEServer, expires in
 			break // else 96 random bits collided; try another id
 		}
 	}
+	h.stats.sessions.Add(1)
 	tok := h.newResumeToken(s)
 	c.send(h.welcome(s, tok, false, nil, ice, expires))
-	h.stats.sessions.Add(1)
 	h.delivery.Presence(s.member, true)
 }
 
@@ -108,6 +106,7 @@ func (h *Hub) resume(c *conn, id Identity, tok string, ice []proto.ICEServer, ex
 
 	old := s.conn
 	c.s = s
+	h.stats.resumesOK.Add(1) // before welcome, so that a client that sees it sees the count
 	c.mu.Lock()
 	c.pushLocked(queued{Envelope: Envelope{Msg: h.welcome(s, newTok, true, rooms, ice, expires), Kind: KindEvent}})
 	c.mu.Unlock()

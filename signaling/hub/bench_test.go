@@ -1,0 +1,117 @@
+package hub
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/gorilla/websocket"
+	"github.com/khadga/khadga/proto"
+)
+
+// benchConn dials, joins room and returns the socket and its peer id. It
+// reads raw frames so that the client costs as little as possible.
+func benchConn(b *testing.B, ts *testServer, user, room string) (*websocket.Conn, string) {
+	b.Helper()
+	d := websocket.Dialer{Subprotocols: proto.Subprotocols}
+	ws, _, err := d.Dial("ws"+strings.TrimPrefix(ts.srv.URL, "http")+"/ws?user="+user, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = ws.Close() })
+	var w struct{ Data proto.Welcome }
+	if err := ws.ReadJSON(&w); err != nil {
+		b.Fatal(err)
+	}
+	if err := ws.WriteJSON(proto.Message{Type: proto.TypeJoin, ID: "j", Room: room}); err != nil {
+		b.Fatal(err)
+	}
+	for {
+		var m proto.Message
+		if err := ws.ReadJSON(&m); err != nil {
+			b.Fatal(err)
+		}
+		if m.Type == proto.TypeJoined {
+			return ws, w.Data.Peer
+		}
+	}
+}
+
+// BenchmarkRelay relays 1 KiB signals over real WebSocket connections on
+// loopback, from one peer to another in each pair, with at most window
+// signals in flight per pair. Allocations include the clients' (which read
+// raw frames and decode nothing).
+func BenchmarkRelay(b *testing.B) {
+	for _, pairs := range []int{1, 20, 200} {
+		b.Run(fmt.Sprintf("pairs=%d", pairs), func(b *testing.B) { benchRelay(b, pairs) })
+	}
+}
+
+func benchRelay(b *testing.B, pairs int) {
+	const window = 32
+	ts := newTestServer(b, Config{Logger: slog.New(slog.DiscardHandler), MessageRate: 1e9, MessageBurst: 1 << 30})
+	type pair struct {
+		tx, rx *websocket.Conn
+		msg    []byte
+	}
+	ps := make([]pair, pairs)
+	data := `{"candidate":{"candidate":"` + strings.Repeat("a", 1000) + `"}}`
+	for i := range ps {
+		room := fmt.Sprintf("r%d", i)
+		rx, rxPeer := benchConn(b, ts, "rx", room)
+		tx, _ := benchConn(b, ts, "tx", room)
+		// rx sees peer-joined; drain it before timing starts.
+		if _, _, err := rx.ReadMessage(); err != nil {
+			b.Fatal(err)
+		}
+		msg, _ := json.Marshal(proto.Message{Type: proto.TypeSignal, ID: "s", To: rxPeer, Data: json.RawMessage(data)})
+		ps[i] = pair{tx, rx, msg}
+	}
+	b.SetBytes(int64(len(ps[0].msg)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for i, p := range ps {
+		n := b.N / pairs
+		if i < b.N%pairs {
+			n++
+		}
+		credit := make(chan struct{}, window)
+		for range window {
+			credit <- struct{}{}
+		}
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for range n {
+				<-credit
+				if err := p.tx.WriteMessage(websocket.TextMessage, p.msg); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for range n {
+				_, r, err := p.rx.NextReader()
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, r)
+				credit <- struct{}{}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "signals/s")
+	if got := ts.hub.Stats().SignalsRelayed; got != uint64(b.N) {
+		b.Fatalf("relayed %d of %d", got, b.N)
+	}
+}
