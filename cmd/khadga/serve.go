@@ -2,15 +2,23 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling"
+	"github.com/khadga/khadga/signaling/store"
+	"github.com/khadga/khadga/turn"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // serveOptions are the flags of `khadga serve`.
@@ -22,6 +30,7 @@ type serveOptions struct {
 	resumeWindow time.Duration
 	logLevel     string
 	logJSON      bool
+	metricsToken string
 }
 
 func serveFlags(fs *flag.FlagSet) *serveOptions {
@@ -33,6 +42,7 @@ func serveFlags(fs *flag.FlagSet) *serveOptions {
 	fs.DurationVar(&o.resumeWindow, "resume-window", 30*time.Second, "how long a dropped session can resume")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&o.logJSON, "log-json", false, "log as JSON lines")
+	fs.StringVar(&o.metricsToken, "metrics-token", "", "bearer token that lets non-loopback clients read /metrics (default: loopback only)")
 	return o
 }
 
@@ -66,12 +76,26 @@ func runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.http, err)
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// The hub asks for ICE servers at each welcome; the TURN server starts
+	// after the store is open, because its default secret lives there.
+	var turnSrv atomic.Pointer[turn.Server]
 	cfg := signaling.Config{
 		Logger:         log,
 		DataDir:        o.dataDir,
 		AllowedOrigins: o.origins,
 		AccessTTL:      o.accessTTL,
 		ResumeWindow:   o.resumeWindow,
+		Registerer:     reg,
+		Gatherer:       reg,
+		MetricsToken:   o.metricsToken,
+		ICEServers: func(user string) ([]proto.ICEServer, time.Time) {
+			if t := turnSrv.Load(); t != nil {
+				return t.ICEServers(user)
+			}
+			return nil, time.Time{}
+		},
 	}
 	srv, err := signaling.New(cfg, ln)
 	if err != nil {
@@ -79,13 +103,49 @@ func runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	defer srv.Close()
-	stopTURN, err := startEmbeddedTURN(t, srv, log)
-	if err != nil {
-		return err
+	if t.enabled() {
+		ts, err := startEmbeddedTURN(t, srv.Store(), log, reg)
+		if err != nil {
+			return err
+		}
+		defer ts.Close()
+		turnSrv.Store(ts)
 	}
-	defer stopTURN()
 	log.Info("khadga is running", slog.String("url", "http://"+displayAddr(ln.Addr())), slog.String("data", cfg.StorePath()))
 	return srv.Serve(ctx)
+}
+
+// turnSecretName is the store key of the TURN secret generated on first run.
+const turnSecretName = "turn-rest-secret"
+
+// startEmbeddedTURN starts the TURN server of `khadga serve`. Without
+// --turn-secret it uses the secret kept in the store, generated on first
+// run, which `khadga turn` nodes can be given to share the load.
+func startEmbeddedTURN(o *turnOptions, st *store.Store, log *slog.Logger, reg prometheus.Registerer) (*turn.Server, error) {
+	cfg, err := o.turnConfig(log.With(slog.String("component", "turn")), reg)
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.Secrets) == 0 {
+		secret, err := st.Secret(turnSecretName, func() ([]byte, error) {
+			b := make([]byte, 32)
+			if _, err := rand.Read(b); err != nil {
+				return nil, err
+			}
+			return []byte(base64.RawURLEncoding.EncodeToString(b)), nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("TURN secret: %w", err)
+		}
+		cfg.Secrets = [][]byte{secret}
+	}
+	ts, err := turn.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("TURN is running", slog.String("udp", ts.UDPAddr().String()), slog.String("tcp", ts.TCPAddr().String()),
+		slog.String("relay_ip", ts.RelayIP().String()))
+	return ts, nil
 }
 
 // displayAddr turns a listen address into one a browser can open.
