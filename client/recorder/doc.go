@@ -1,0 +1,30 @@
+// Package recorder turns the webcam video that peers choose to send a
+// recorder bot into training tensors: frames at a fixed rate and size, with
+// capture times and who sent them, in files that numpy, PyTorch, TensorFlow
+// and JAX load with no extra code.
+//
+// The pipeline for each received track:
+//
+//	RTP ─► samplebuilder ─► gap check (PLI, wait for key frame) ─► libvpx decode (VP8, VP9)
+//	    ─► Sampler (fixed fps by RTP capture time) ─► Scaler (I420 → RGB, resize, fit)
+//	    ─► Queue (bounded, drops oldest) ─► Clip ─► shard + manifest + contact sheet
+//
+// Output, in one directory (see OpenOutput):
+//
+//	<room>-000000.tar        one clip per shard, WebDataset style:
+//	                           KEY.frames.npy  uint8 [T,H,W,3] RGB, NumPy v1.0, C order
+//	                           KEY.ts.npy      int64 [T] capture times, Unix µs
+//	                           KEY.json        ClipMeta (room, peer, user, codec, sizes, drops, ...)
+//	                         KEY = <room>_<peer>_<clip>
+//	<room>-000000.safetensors  instead, with --format safetensors: "frames", "ts", __metadata__
+//	<room>-000000.png        contact sheet: a grid of the clip's frames with their times
+//	manifest.jsonl           one Shard per line: file, samples, frame counts, sha256
+//	<room>-chat.jsonl        chat the recorder received: time, peer, user, text
+//
+// Files are written under a hidden temporary name (".NAME.partial") and
+// renamed when complete, so a killed recorder leaves only complete shards;
+// the next run removes any partial file.
+//
+// The decoder needs libvpx through cgo; a build without cgo has the whole
+// output pipeline but reports ErrNoDecoder for every codec.
+package recorder
