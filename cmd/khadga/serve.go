@@ -139,13 +139,7 @@ func startEmbeddedTURN(o *turnOptions, st *store.Store, log *slog.Logger, reg pr
 		}
 		cfg.Secrets = [][]byte{secret}
 	}
-	ts, err := turn.New(cfg)
-	if err != nil {
-		return nil, err
-	}
-	log.Info("TURN is running", slog.String("udp", ts.UDPAddr().String()), slog.String("tcp", ts.TCPAddr().String()),
-		slog.String("relay_ip", ts.RelayIP().String()))
-	return ts, nil
+	return turn.New(cfg) // it logs its addresses
 }
 
 // displayAddr turns a listen address into one a browser can open.

@@ -23,6 +23,7 @@ import (
 	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling"
 	"github.com/khadga/khadga/signaling/auth"
+	"github.com/khadga/khadga/turn"
 )
 
 // Options adjust the test server. Config's zero fields take test-friendly
@@ -33,6 +34,13 @@ type Options struct {
 	DataDir string
 	// Addr is the listen address; empty means 127.0.0.1:0.
 	Addr string
+	// TURN starts the embedded TURN server on 127.0.0.1 (UDP and TCP on one
+	// free port) and puts its credentials in every welcome. Its peer policy
+	// allows 127.0.0.1, which tests need and production denies.
+	TURN bool
+	// TURNConfig adjusts that TURN server (Listen, Secrets and AllowPeers
+	// get test values when empty).
+	TURNConfig turn.Config
 }
 
 // Server is a running test server.
@@ -43,6 +51,8 @@ type Server struct {
 	// WSURL is the WebSocket endpoint, ws://127.0.0.1:PORT/ws.
 	WSURL   string
 	DataDir string
+	// TURN is the embedded TURN server when Options.TURN was set.
+	TURN    *turn.Server
 	cancel  context.CancelFunc
 	served  chan error
 }
@@ -66,6 +76,11 @@ func Start(t testing.TB, opts Options) *Server {
 	if cfg.ResumeWindow == 0 {
 		cfg.ResumeWindow = 2 * time.Second
 	}
+	var ts *turn.Server
+	if opts.TURN {
+		ts = startTURN(t, opts.TURNConfig, cfg.Logger)
+		cfg.ICEServers = ts.ICEServers
+	}
 	addr := opts.Addr
 	if addr == "" {
 		addr = "127.0.0.1:0"
@@ -81,11 +96,34 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{Server: srv, URL: "http://" + ln.Addr().String(), WSURL: "ws://" + ln.Addr().String() + "/ws",
-		DataDir: cfg.DataDir, cancel: cancel, served: make(chan error, 1)}
+		DataDir: cfg.DataDir, TURN: ts, cancel: cancel, served: make(chan error, 1)}
 	go func() { s.served <- srv.Serve(ctx) }()
 	t.Cleanup(func() { s.Stop() })
 	s.waitReady(t)
 	return s
+}
+
+// startTURN starts a TURN server for a test and closes it when the test ends.
+func startTURN(t testing.TB, cfg turn.Config, log *slog.Logger) *turn.Server {
+	t.Helper()
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:0"
+	}
+	if len(cfg.Secrets) == 0 {
+		cfg.Secrets = [][]byte{[]byte("signalingtest-turn-secret")}
+	}
+	if len(cfg.AllowPeers) == 0 {
+		cfg.AllowPeers = []string{"127.0.0.1/32"}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = log
+	}
+	ts, err := turn.New(cfg)
+	if err != nil {
+		t.Fatalf("signalingtest: TURN: %v", err)
+	}
+	t.Cleanup(func() { ts.Close() })
+	return ts
 }
 
 // Stop shuts the server down gracefully (clients get a reconnect notice) and
