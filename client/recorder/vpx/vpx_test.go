@@ -1,0 +1,79 @@
+//go:build cgo
+
+package vpx
+
+import (
+	"math"
+	"testing"
+)
+
+// planes makes picture i of a moving pattern, tightly packed I420.
+func planes(w, h, i int) (y, u, v []byte) {
+	y = make([]byte, w*h)
+	for r := 0; r < h; r++ {
+		for c := 0; c < w; c++ {
+			y[r*w+c] = byte(64 + 100*math.Sin(float64(c+3*i)/9)*math.Cos(float64(r)/13) + float64((c/32+r/32)%2)*40)
+		}
+	}
+	cw, ch := (w+1)/2, (h+1)/2
+	u, v = make([]byte, cw*ch), make([]byte, cw*ch)
+	for j := range u {
+		u[j], v[j] = byte(100+j%cw/4), byte(150-j/cw/4)
+	}
+	return y, u, v
+}
+
+func lumaPSNR(img *Image, y []byte) float64 {
+	var se float64
+	for r := 0; r < img.Height; r++ {
+		for c := 0; c < img.Width; c++ {
+			d := float64(img.Y[r*img.YStride+c]) - float64(y[r*img.Width+c])
+			se += d * d
+		}
+	}
+	return 10 * math.Log10(255*255*float64(img.Width*img.Height)/math.Max(se, 1e-9))
+}
+
+func TestRoundTrip(t *testing.T) {
+	for _, codec := range []string{VP8, VP9} {
+		t.Run(codec, func(t *testing.T) {
+			const w, h = 160, 120
+			enc, err := NewEncoder(codec, w, h, 30, 800)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer enc.Close()
+			dec, err := NewDecoder(codec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dec.Close()
+			for i := 0; i < 12; i++ {
+				y, u, v := planes(w, h, i)
+				frame, err := enc.Encode(y, u, v, i == 8)
+				if err != nil || frame == nil {
+					t.Fatalf("encode %d: %v (frame %v)", i, err, frame != nil)
+				}
+				if key := IsKeyFrame(codec, frame); key != (i == 0 || i == 8) {
+					t.Errorf("frame %d: key frame %v", i, key)
+				}
+				img, err := dec.Decode(frame)
+				if err != nil || img == nil {
+					t.Fatalf("decode %d: %v", i, err)
+				}
+				if img.Width != w || img.Height != h {
+					t.Fatalf("decoded %dx%d", img.Width, img.Height)
+				}
+				if p := lumaPSNR(img, y); p < 30 {
+					t.Errorf("frame %d: PSNR %.1f dB", i, p)
+				}
+			}
+			if _, err := dec.Decode([]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}); err == nil {
+				t.Error("garbage decoded without error")
+			}
+		})
+	}
+	if _, err := NewDecoder("video/H264"); err == nil {
+		t.Error("H.264 decoder made")
+	}
+}
