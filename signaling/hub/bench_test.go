@@ -111,7 +111,6 @@ func benchRelay(b *testing.B, pairs int) {
 	wg.Wait()
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "signals/s")
-	if got := ts.hub.Stats().SignalsRelayed; got != uint64(b.N) {
-		b.Fatalf("relayed %d of %d", got, b.N)
-	}
+	// The counter moves just after the write, so the last may lag a little.
+	eventually(b, "every signal counted", func() bool { return ts.hub.Stats().SignalsRelayed == uint64(b.N) })
 }

@@ -105,6 +105,11 @@ func (h *Hub) ServeConn(ctx context.Context, ws *websocket.Conn, id Identity, op
 	h.conns.putIfAbsent(c.key, c)
 	h.stats.conns.Add(1)
 	h.attach(c, id, opts)
+	if h.stopped.Load() {
+		// Shutdown began after enter and may have missed c: restart is
+		// idempotent, so telling it twice is harmless.
+		c.restart()
+	}
 	err := c.readLoop()
 	h.conns.deleteIf(c.key, func(v *conn) bool { return v == c })
 	h.stats.conns.Add(-1)
