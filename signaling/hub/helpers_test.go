@@ -81,12 +81,12 @@ func newTestServer(t testing.TB, cfg Config) *testServer {
 // tclient is a test WebSocket client. A goroutine reads every message into
 // msgs; the test reads them with next and expect.
 type tclient struct {
-	t       testing.TB
-	ws      *websocket.Conn
-	msgs    chan *proto.Message
-	closed  chan struct{}
+	t        testing.TB
+	ws       *websocket.Conn
+	msgs     chan *proto.Message
+	closed   chan struct{}
 	closeErr error
-	welcome proto.Welcome
+	welcome  proto.Welcome
 }
 
 // dial connects with the query (user=..., rooms=..., resume=..., presence=1)
