@@ -1,0 +1,408 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/khadga/khadga/proto"
+)
+
+// maxPeers caps the peer connections one client keeps, whatever the server
+// reports.
+const maxPeers = 256
+
+// Client errors.
+var (
+	// ErrClosed: the client was closed.
+	ErrClosed = errors.New("client closed")
+	// ErrUnknownPeer: no member of the room has that peer id.
+	ErrUnknownPeer = errors.New("unknown peer")
+)
+
+// ServerError is an error message from the signaling server answering a
+// request.
+type ServerError struct {
+	Code    proto.Code
+	Message string
+}
+
+func (e *ServerError) Error() string { return fmt.Sprintf("server: %s: %s", e.Code, e.Message) }
+
+// Client is a signed-in khadga peer: one signaling connection, kept alive
+// across drops, and one WebRTC peer connection per remote peer it shares a
+// room with. Its methods are safe for concurrent use.
+type Client struct {
+	server string
+	opts   *options
+	log    *slog.Logger
+	api    *webrtc.API
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	out    chan *proto.Message
+	events chan Event
+	reqID  atomic.Uint64
+
+	mu       sync.Mutex
+	tokens   Tokens
+	self     proto.Member
+	resume   string
+	rtcCfg   webrtc.Configuration
+	rooms    map[string]*Room
+	peers    map[string]*peer
+	pending  map[string]chan error
+	online   map[string]proto.Member
+	ws       *websocket.Conn
+	after    time.Duration // server's reconnect hint
+	closed   bool
+	dropped  atomic.Int64
+	closeErr error
+}
+
+// Dial signs in (with a password, or with the given tokens), opens the
+// signaling connection and returns once the server has welcomed it. ctx
+// bounds only the dial; the client lives until Close.
+func Dial(ctx context.Context, serverURL string, cred Credentials, opts ...Option) (*Client, error) {
+	o := defaultOptions()
+	for _, f := range opts {
+		f(o)
+	}
+	c := &Client{
+		server: serverURL, opts: o, log: o.log,
+		out:    make(chan *proto.Message, outQueue),
+		events: make(chan Event, o.eventBuffer),
+		rooms:  map[string]*Room{}, peers: map[string]*peer{},
+		pending: map[string]chan error{}, online: map[string]proto.Member{},
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	api, err := newAPI(o)
+	if err != nil {
+		return nil, err
+	}
+	c.api = api
+	if err := c.signIn(ctx, cred); err != nil {
+		return nil, err
+	}
+	ws, w, err := c.dialWS(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	c.welcome(w)
+	c.log.Info("connected", slog.String("peer", w.Peer), slog.String("user", w.User), slog.String("role", w.Role))
+	c.wg.Add(2)
+	go c.connLoop(ws)
+	go c.refreshLoop()
+	return c, nil
+}
+
+func newAPI(o *options) (*webrtc.API, error) {
+	se := webrtc.SettingEngine{}
+	if o.se != nil {
+		se = *o.se
+	}
+	se.LoggerFactory = NewPionLoggerFactory(o.log)
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterDefaultCodecs(); err != nil {
+		return nil, fmt.Errorf("register codecs: %w", err)
+	}
+	reg := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(m, reg); err != nil {
+		return nil, fmt.Errorf("register interceptors: %w", err)
+	}
+	return webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg)), nil
+}
+
+func (c *Client) signIn(ctx context.Context, cred Credentials) error {
+	var t Tokens
+	switch {
+	case cred.Password != "":
+		var err error
+		if t, err = Login(ctx, c.opts.hc, c.server, cred.Username, cred.Password); err != nil {
+			return fmt.Errorf("log in: %w", err)
+		}
+	case cred.AccessToken != "":
+		t = Tokens{Access: cred.AccessToken, Refresh: cred.RefreshToken, Expiry: jwtExpiry(cred.AccessToken)}
+		if !t.Expiry.IsZero() && time.Until(t.Expiry) < 30*time.Second && t.Refresh != "" {
+			var err error
+			if t, err = Refresh(ctx, c.opts.hc, c.server, t.Refresh); err != nil {
+				return fmt.Errorf("refresh token: %w", err)
+			}
+		}
+	case cred.RefreshToken != "":
+		var err error
+		if t, err = Refresh(ctx, c.opts.hc, c.server, cred.RefreshToken); err != nil {
+			return fmt.Errorf("refresh token: %w", err)
+		}
+	default:
+		return errors.New("credentials: need a password, an access token or a refresh token")
+	}
+	c.setTokens(t)
+	return nil
+}
+
+func (c *Client) setTokens(t Tokens) {
+	c.mu.Lock()
+	changed := t != c.tokens
+	c.tokens = t
+	c.mu.Unlock()
+	if changed && c.opts.onTokens != nil {
+		c.opts.onTokens(t)
+	}
+}
+
+// Tokens returns the current tokens.
+func (c *Client) Tokens() Tokens {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.tokens
+}
+
+// Self is this session: peer id, user and role.
+func (c *Client) Self() proto.Member {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.self
+}
+
+// Events delivers client events: *Presence, *Disconnected, *Reconnected.
+// It is closed by Close.
+func (c *Client) Events() <-chan Event { return c.events }
+
+// Online lists who is online, as last reported by the server.
+func (c *Client) Online() []proto.Member {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ms := make([]proto.Member, 0, len(c.online))
+	for _, m := range c.online {
+		ms = append(ms, m)
+	}
+	return ms
+}
+
+// welcome applies a welcome's session and ICE servers.
+func (c *Client) welcome(w proto.Welcome) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.self = proto.Member{Peer: w.Peer, User: w.User, Role: w.Role}
+	c.resume = w.ResumeToken
+	c.rtcCfg = webrtc.Configuration{ICEServers: iceServers(w.ICEServers)}
+	if c.opts.relayOnly {
+		c.rtcCfg.ICETransportPolicy = webrtc.ICETransportPolicyRelay
+	}
+}
+
+func iceServers(in []proto.ICEServer) []webrtc.ICEServer {
+	out := make([]webrtc.ICEServer, 0, len(in))
+	for _, s := range in {
+		out = append(out, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+	}
+	return out
+}
+
+// connLoop serves the connection and reconnects after each drop until Close.
+func (c *Client) connLoop(ws *websocket.Conn) {
+	defer c.wg.Done()
+	for {
+		err := c.serve(ws)
+		if c.ctx.Err() != nil {
+			return
+		}
+		c.log.Warn("signaling connection lost", slog.Any("err", err))
+		c.emitClient(&Disconnected{Err: err})
+		if ws = c.reconnect(); ws == nil {
+			return
+		}
+	}
+}
+
+// reconnect dials again with backoff and jitter, resuming the session. It
+// returns nil only when the client is closed.
+func (c *Client) reconnect() *websocket.Conn {
+	for n := 0; ; n++ {
+		c.mu.Lock()
+		wait, resume := c.backoff(n), c.resume
+		if c.after > 0 {
+			wait, c.after = c.after, 0
+		}
+		c.mu.Unlock()
+		t := time.NewTimer(wait)
+		select {
+		case <-c.ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		c.ensureFreshToken()
+		ctx, cancel := context.WithTimeout(c.ctx, c.opts.dialTimeout)
+		ws, w, err := c.dialWS(ctx, resume)
+		cancel()
+		if err != nil {
+			c.log.Info("reconnect failed", slog.Int("attempt", n+1), slog.Any("err", err))
+			if errors.Is(err, ErrUnauthorized) {
+				c.forceRefresh()
+			}
+			continue
+		}
+		c.afterReconnect(w)
+		return ws
+	}
+}
+
+// afterReconnect handles the welcome of a new connection. A resumed session
+// keeps its peer connections and only takes the fresh ICE servers. A new
+// session has a new peer id, so every peer connection is rebuilt: the
+// client forgets its members, joins its rooms again, and negotiates anew
+// with the members the server lists.
+func (c *Client) afterReconnect(w proto.Welcome) {
+	c.mu.Lock()
+	oldSelf := c.self.Peer
+	c.mu.Unlock()
+	c.welcome(w)
+	resumed := w.Resumed && w.Peer == oldSelf
+	c.log.Info("reconnected", slog.Bool("resumed", resumed), slog.String("peer", w.Peer))
+	if resumed {
+		c.mu.Lock()
+		cfg := c.rtcCfg
+		for _, p := range c.peers {
+			p.updateICEServers(cfg)
+		}
+		c.mu.Unlock()
+		c.emitClient(&Reconnected{Resumed: true, Peer: w.Peer})
+		return
+	}
+	c.mu.Lock()
+	peers := c.peers
+	c.peers = map[string]*peer{}
+	rooms := make([]*Room, 0, len(c.rooms))
+	for _, r := range c.rooms {
+		rooms = append(rooms, r)
+	}
+	c.mu.Unlock()
+	for _, p := range peers {
+		m := p.Member()
+		for _, name := range p.Rooms() {
+			c.mu.Lock()
+			if r := c.rooms[name]; r != nil {
+				r.removeMember(m)
+			}
+			c.mu.Unlock()
+		}
+		go p.close()
+	}
+	c.emitClient(&Reconnected{Resumed: false, Peer: w.Peer})
+	for _, r := range rooms {
+		go func() {
+			ctx, cancel := context.WithTimeout(c.ctx, c.opts.joinTimeout)
+			defer cancel()
+			if err := c.request(ctx, &proto.Message{Type: proto.TypeJoin, Room: r.name}); err != nil {
+				c.log.Warn("rejoin failed", slog.String("room", r.name), slog.Any("err", err))
+			}
+		}()
+	}
+}
+
+// request sends m with a fresh id and waits for its joined/ack or error.
+func (c *Client) request(ctx context.Context, m *proto.Message) error {
+	id := "r" + strconv.FormatUint(c.reqID.Add(1), 10)
+	m.ID = id
+	ch := make(chan error, 1)
+	c.mu.Lock()
+	c.pending[id] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.pending, id)
+		c.mu.Unlock()
+	}()
+	if err := c.send(m); err != nil {
+		return err
+	}
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("%s %s: %w", m.Type, m.Room, ctx.Err())
+	case <-c.ctx.Done():
+		return ErrClosed
+	}
+}
+
+func (c *Client) resolve(ref string, err error) {
+	c.mu.Lock()
+	ch := c.pending[ref]
+	c.mu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- err:
+		default:
+		}
+	}
+}
+
+// Close leaves the signaling server, closes every peer connection and the
+// event channels, and waits for the client's goroutines.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
+	c.cancel()
+	c.wg.Wait()
+	c.mu.Lock()
+	peers, rooms := c.peers, c.rooms
+	c.peers, c.rooms = map[string]*peer{}, map[string]*Room{}
+	c.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range peers {
+		wg.Add(1)
+		go func() { defer wg.Done(); p.close() }()
+	}
+	wg.Wait()
+	for _, r := range rooms {
+		r.closeEvents()
+	}
+	c.mu.Lock()
+	close(c.events)
+	c.mu.Unlock()
+	return nil
+}
+
+// DropConnection closes the signaling WebSocket under the client, as a
+// network failure would. The client reconnects and resumes. It exists for
+// tests and for diagnosing reconnection.
+func (c *Client) DropConnection() {
+	c.mu.Lock()
+	ws := c.ws
+	c.mu.Unlock()
+	if ws != nil {
+		ws.Close()
+	}
+}
+
+func (c *Client) emitClient(ev Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	select {
+	case c.events <- ev:
+	default:
+		c.dropped.Add(1)
+		c.log.Warn("client event dropped: consumer too slow")
+	}
+}

@@ -1,0 +1,513 @@
+package client
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/khadga/khadga/proto"
+)
+
+// File transfer protocol, on a data channel labelled "file" that the sender
+// opens for each transfer (reliable, ordered):
+//
+//	sender   -> {"type":"offer","room":R,"name":N,"size":S}   (text)
+//	receiver -> {"type":"accept"} or {"type":"reject","message":M}
+//	sender   -> chunks of at most fileChunk bytes              (binary)
+//	sender   -> {"type":"end","size":S,"sha256":HEX}
+//	receiver -> {"type":"ok"} or {"type":"error","message":M}
+//
+// The receiver hashes what it writes and checks size and SHA-256 against
+// "end"; a channel that closes before "ok" is an interrupted transfer.
+const (
+	fileLabel = "file"
+	// fileChunk is the size of one binary message.
+	fileChunk = 32 << 10
+	// fileHighWater and fileLowWater bound the data queued in the channel:
+	// the sender waits above high until pion reports the queue below low.
+	fileHighWater = 1 << 20
+	fileLowWater  = 256 << 10
+	// maxFileControl caps a control message.
+	maxFileControl = 4 << 10
+	// maxFileName caps a file name, in bytes.
+	maxFileName = 255
+	// maxIncomingPerPeer caps transfers one peer may have open towards us.
+	maxIncomingPerPeer = 8
+	// offerTimeout is how long a receiver waits for the offer on a new
+	// channel, and fileAnswerTimeout how long a sender waits for
+	// accept/reject and for the final ok.
+	offerTimeout      = 10 * time.Second
+	fileAnswerTimeout = 2 * time.Minute
+)
+
+// Transfer errors.
+var (
+	// ErrTransferInterrupted: the data channel closed before the transfer
+	// completed and was verified.
+	ErrTransferInterrupted = errors.New("file transfer interrupted")
+	// ErrTransferRejected: the receiver refused the file.
+	ErrTransferRejected = errors.New("file transfer rejected")
+	// ErrChecksumMismatch: the received bytes do not match the sender's
+	// size or SHA-256.
+	ErrChecksumMismatch = errors.New("file checksum mismatch")
+	// ErrFileTooLarge: the file is larger than the receiver accepts.
+	ErrFileTooLarge = errors.New("file too large")
+	// ErrNotConnected: the peer connection or its chat channel is not open.
+	ErrNotConnected = errors.New("peer not connected")
+)
+
+type fileControl struct {
+	Type    string `json:"type"`
+	Room    string `json:"room,omitempty"`
+	Name    string `json:"name,omitempty"`
+	Size    int64  `json:"size,omitempty"`
+	SHA256  string `json:"sha256,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// Transfer is one file going to or coming from a peer.
+type Transfer struct {
+	Name string
+	Size int64
+	Peer proto.Member
+
+	done   atomic.Int64
+	once   sync.Once
+	finish chan struct{}
+	err    error
+	sum    string
+}
+
+func newTransfer(name string, size int64, m proto.Member) *Transfer {
+	return &Transfer{Name: name, Size: size, Peer: m, finish: make(chan struct{})}
+}
+
+// Progress reports bytes moved so far and the total.
+func (t *Transfer) Progress() (done, total int64) { return t.done.Load(), t.Size }
+
+// Done is closed when the transfer ends, well or not.
+func (t *Transfer) Done() <-chan struct{} { return t.finish }
+
+// Err is the transfer's outcome once Done is closed: nil means the receiver
+// verified size and SHA-256.
+func (t *Transfer) Err() error {
+	select {
+	case <-t.finish:
+		return t.err
+	default:
+		return nil
+	}
+}
+
+// SHA256 is the verified hex digest, once the transfer succeeded.
+func (t *Transfer) SHA256() string {
+	if t.Err() != nil {
+		return ""
+	}
+	return t.sum
+}
+
+// Wait blocks until the transfer ends or ctx is done.
+func (t *Transfer) Wait(ctx context.Context) error {
+	select {
+	case <-t.finish:
+		return t.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (t *Transfer) end(err error, sum string) {
+	t.once.Do(func() {
+		t.err, t.sum = err, sum
+		close(t.finish)
+	})
+}
+
+// sendFile starts a transfer of size bytes from r; the returned Transfer
+// reports progress and the outcome. ctx bounds the whole transfer.
+func (p *peer) sendFile(ctx context.Context, room, name string, r io.Reader, size int64) (*Transfer, error) {
+	if err := validFileName(name); err != nil {
+		return nil, err
+	}
+	if size < 0 {
+		return nil, fmt.Errorf("file size %d: must not be negative", size)
+	}
+	if p.pc.ConnectionState() != webrtc.PeerConnectionStateConnected {
+		return nil, fmt.Errorf("peer %s: %w", p.id, ErrNotConnected)
+	}
+	ordered := true
+	dc, err := p.pc.CreateDataChannel(fileLabel, &webrtc.DataChannelInit{Ordered: &ordered})
+	if err != nil {
+		return nil, fmt.Errorf("create file channel: %w", err)
+	}
+	t := newTransfer(name, size, p.Member())
+	s := &fileSender{dc: dc, t: t, log: p.log.With(slog.String("file", name)),
+		ctrl: make(chan fileControl, 4), low: make(chan struct{}, 1),
+		open: make(chan struct{}), closed: make(chan struct{})}
+	s.wire()
+	go func() {
+		err := s.run(ctx, room, r)
+		t.end(err, s.sum)
+		_ = dc.Close()
+	}()
+	return t, nil
+}
+
+type fileSender struct {
+	dc     *webrtc.DataChannel
+	t      *Transfer
+	log    *slog.Logger
+	ctrl   chan fileControl
+	low    chan struct{}
+	open   chan struct{}
+	closed chan struct{}
+	sum    string
+}
+
+func (s *fileSender) wire() {
+	s.dc.SetBufferedAmountLowThreshold(fileLowWater)
+	s.dc.OnBufferedAmountLow(func() {
+		select {
+		case s.low <- struct{}{}:
+		default:
+		}
+	})
+	var openOnce, closeOnce sync.Once
+	s.dc.OnOpen(func() { openOnce.Do(func() { close(s.open) }) })
+	s.dc.OnClose(func() { closeOnce.Do(func() { close(s.closed) }) })
+	s.dc.OnMessage(func(msg webrtc.DataChannelMessage) {
+		var c fileControl
+		if !msg.IsString || len(msg.Data) > maxFileControl || json.Unmarshal(msg.Data, &c) != nil {
+			s.log.Debug("bad control message from receiver")
+			return
+		}
+		select {
+		case s.ctrl <- c:
+		default:
+		}
+	})
+}
+
+// await waits for something or fails on context, channel close or timeout.
+func (s *fileSender) await(ctx context.Context, what <-chan struct{}, timeout time.Duration) error {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case <-what:
+		return nil
+	case <-s.closed:
+		return ErrTransferInterrupted
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return fmt.Errorf("%w: receiver did not answer within %s", ErrTransferInterrupted, timeout)
+	}
+}
+
+func (s *fileSender) control(ctx context.Context, timeout time.Duration) (fileControl, error) {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case c := <-s.ctrl:
+		return c, nil
+	case <-s.closed:
+		return fileControl{}, ErrTransferInterrupted
+	case <-ctx.Done():
+		return fileControl{}, ctx.Err()
+	case <-timer.C:
+		return fileControl{}, fmt.Errorf("%w: receiver did not answer within %s", ErrTransferInterrupted, timeout)
+	}
+}
+
+func (s *fileSender) sendControl(c fileControl) error {
+	b, _ := json.Marshal(c)
+	if err := s.dc.SendText(string(b)); err != nil {
+		return fmt.Errorf("%w: %w", ErrTransferInterrupted, err)
+	}
+	return nil
+}
+
+func (s *fileSender) run(ctx context.Context, room string, r io.Reader) error {
+	if err := s.await(ctx, s.open, offerTimeout); err != nil {
+		return fmt.Errorf("open file channel: %w", err)
+	}
+	if err := s.sendControl(fileControl{Type: "offer", Room: room, Name: s.t.Name, Size: s.t.Size}); err != nil {
+		return err
+	}
+	c, err := s.control(ctx, fileAnswerTimeout)
+	if err != nil {
+		return fmt.Errorf("wait for accept: %w", err)
+	}
+	if c.Type != "accept" {
+		return fmt.Errorf("%w: %s", ErrTransferRejected, truncate(c.Message, 200))
+	}
+	h := sha256.New()
+	if err := s.stream(ctx, io.TeeReader(io.LimitReader(r, s.t.Size), h)); err != nil {
+		return err
+	}
+	s.sum = hex.EncodeToString(h.Sum(nil))
+	if err := s.sendControl(fileControl{Type: "end", Size: s.t.done.Load(), SHA256: s.sum}); err != nil {
+		return err
+	}
+	c, err = s.control(ctx, fileAnswerTimeout)
+	if err != nil {
+		return fmt.Errorf("wait for verification: %w", err)
+	}
+	if c.Type != "ok" {
+		return fmt.Errorf("%w: receiver says %s", ErrChecksumMismatch, truncate(c.Message, 200))
+	}
+	return nil
+}
+
+// stream sends r in chunks, keeping at most fileHighWater bytes queued.
+func (s *fileSender) stream(ctx context.Context, r io.Reader) error {
+	buf := make([]byte, fileChunk)
+	for {
+		for s.dc.BufferedAmount() > fileHighWater {
+			if err := s.await(ctx, s.low, fileAnswerTimeout); err != nil {
+				return err
+			}
+		}
+		n, err := io.ReadFull(r, buf)
+		if n > 0 {
+			if serr := s.dc.Send(buf[:n]); serr != nil {
+				return fmt.Errorf("%w: %w", ErrTransferInterrupted, serr)
+			}
+			s.t.done.Add(int64(n))
+		}
+		switch {
+		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+			if s.t.done.Load() != s.t.Size {
+				return fmt.Errorf("source ended after %d of %d bytes", s.t.done.Load(), s.t.Size)
+			}
+			return nil
+		case err != nil:
+			return fmt.Errorf("read source: %w", err)
+		}
+		if s.t.done.Load() == s.t.Size {
+			return nil
+		}
+	}
+}
+
+// incoming is the receiving side of one transfer.
+type incoming struct {
+	p   *peer
+	dc  *webrtc.DataChannel
+	log *slog.Logger
+
+	mu       sync.Mutex
+	offer    fileControl
+	offered  bool
+	answered bool
+	w        io.Writer
+	h        hash.Hash
+	t        *Transfer
+	finished bool
+}
+
+// acceptFileChannel handles a "file" channel the remote opened.
+func (p *peer) acceptFileChannel(dc *webrtc.DataChannel) {
+	p.mu.Lock()
+	busy := p.incoming >= maxIncomingPerPeer
+	if !busy {
+		p.incoming++
+	}
+	p.mu.Unlock()
+	in := &incoming{p: p, dc: dc, log: p.log}
+	if busy {
+		dc.OnOpen(func() { in.reply(fileControl{Type: "reject", Message: "too many transfers"}); _ = dc.Close() })
+		return
+	}
+	var release sync.Once
+	dc.OnClose(func() {
+		release.Do(func() {
+			p.mu.Lock()
+			p.incoming--
+			p.mu.Unlock()
+		})
+		in.fail(ErrTransferInterrupted)
+	})
+	dc.OnMessage(in.onMessage)
+	time.AfterFunc(offerTimeout, func() {
+		in.mu.Lock()
+		offered := in.offered
+		in.mu.Unlock()
+		if !offered {
+			_ = dc.Close()
+		}
+	})
+}
+
+func (in *incoming) reply(c fileControl) {
+	b, _ := json.Marshal(c)
+	if err := in.dc.SendText(string(b)); err != nil {
+		in.log.Debug("file reply", slog.Any("err", err))
+	}
+}
+
+func (in *incoming) onMessage(msg webrtc.DataChannelMessage) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.finished {
+		return
+	}
+	if !msg.IsString {
+		in.onChunk(msg.Data)
+		return
+	}
+	var c fileControl
+	if len(msg.Data) > maxFileControl || json.Unmarshal(msg.Data, &c) != nil {
+		in.abortLocked(fmt.Errorf("bad control message"))
+		return
+	}
+	switch {
+	case c.Type == "offer" && !in.offered:
+		in.onOffer(c)
+	case c.Type == "end" && in.t != nil:
+		in.onEnd(c)
+	default:
+		in.abortLocked(fmt.Errorf("unexpected %q message", truncate(c.Type, 32)))
+	}
+}
+
+func (in *incoming) onOffer(c fileControl) {
+	in.offered = true
+	room, ok := in.p.roomFor(c.Room)
+	switch {
+	case !ok:
+		in.rejectLocked("not in that room")
+	case validFileName(c.Name) != nil:
+		in.rejectLocked("bad file name")
+	case c.Size < 0 || c.Size > in.p.opts.maxFileSize:
+		in.rejectLocked(fmt.Sprintf("size %d is over the limit %d", c.Size, in.p.opts.maxFileSize))
+	default:
+		in.offer = c
+		if !in.p.host.emit(room, &IncomingFile{Room: room, From: in.p.Member(), Name: c.Name, Size: c.Size, in: in}) {
+			in.rejectLocked("receiver is busy")
+		}
+	}
+}
+
+func (in *incoming) onChunk(b []byte) {
+	if in.t == nil {
+		in.abortLocked(fmt.Errorf("data before accept"))
+		return
+	}
+	if in.t.done.Load()+int64(len(b)) > in.t.Size {
+		in.abortLocked(fmt.Errorf("%w: more data than the offered %d bytes", ErrChecksumMismatch, in.t.Size))
+		return
+	}
+	in.h.Write(b)
+	if _, err := in.w.Write(b); err != nil {
+		in.abortLocked(fmt.Errorf("write: %w", err))
+		return
+	}
+	in.t.done.Add(int64(len(b)))
+}
+
+func (in *incoming) onEnd(c fileControl) {
+	sum := hex.EncodeToString(in.h.Sum(nil))
+	got := in.t.done.Load()
+	if got != in.t.Size || c.Size != got || !strings.EqualFold(c.SHA256, sum) {
+		in.abortLocked(fmt.Errorf("%w: got %d bytes sha256 %s, sender says %d bytes sha256 %s",
+			ErrChecksumMismatch, got, sum, c.Size, truncate(c.SHA256, 64)))
+		return
+	}
+	in.reply(fileControl{Type: "ok"})
+	in.finished = true
+	in.t.end(nil, sum)
+}
+
+func (in *incoming) rejectLocked(why string) {
+	in.finished = true
+	in.reply(fileControl{Type: "reject", Message: why})
+	go func() { _ = in.dc.Close() }()
+}
+
+// abortLocked ends the transfer with err and tells the sender.
+func (in *incoming) abortLocked(err error) {
+	in.finished = true
+	in.reply(fileControl{Type: "error", Message: err.Error()})
+	if in.t != nil {
+		in.t.end(err, "")
+	}
+	go func() { _ = in.dc.Close() }()
+}
+
+func (in *incoming) fail(err error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.finished {
+		return
+	}
+	in.finished = true
+	if in.t != nil {
+		in.t.end(err, "")
+	}
+}
+
+// Accept receives the file into w. The returned Transfer reports progress;
+// its Err is nil only after size and SHA-256 were verified. On error, what
+// was written to w is incomplete: discard it.
+func (f *IncomingFile) Accept(w io.Writer) (*Transfer, error) {
+	in := f.in
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.answered || in.finished {
+		return nil, fmt.Errorf("file %q: already answered or ended", f.Name)
+	}
+	in.answered = true
+	in.w, in.h = w, sha256.New()
+	in.t = newTransfer(f.Name, f.Size, f.From)
+	in.reply(fileControl{Type: "accept"})
+	return in.t, nil
+}
+
+// Reject refuses the file.
+func (f *IncomingFile) Reject(reason string) {
+	in := f.in
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.answered || in.finished {
+		return
+	}
+	in.answered = true
+	in.rejectLocked(truncate(reason, 200))
+}
+
+// validFileName accepts a bare file name: no directories, no "." or "..",
+// no control characters, at most maxFileName bytes.
+func validFileName(name string) error {
+	if name == "" || len(name) > maxFileName || name == "." || name == ".." ||
+		strings.ContainsAny(name, `/\`) || filepath.Base(name) != name {
+		return fmt.Errorf("file name %q: must be a plain name of 1 to %d bytes", truncate(name, 64), maxFileName)
+	}
+	for _, r := range name {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("file name %q: control characters are not allowed", truncate(name, 64))
+		}
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,48 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/pion/logging"
+)
+
+// LevelTrace is the slog level pion's trace messages are logged at. It sits
+// below slog.LevelDebug so that a debug handler still hides them.
+const LevelTrace = slog.LevelDebug - 4
+
+// NewPionLoggerFactory bridges pion's logging into log. Each pion scope
+// ("ice", "dtls", "pc", ...) becomes a "pion" attribute. Pion's Info
+// messages are routine connection chatter, so they are logged at Debug;
+// warnings and errors keep their level.
+func NewPionLoggerFactory(log *slog.Logger) logging.LoggerFactory {
+	return pionFactory{log: log}
+}
+
+type pionFactory struct{ log *slog.Logger }
+
+func (f pionFactory) NewLogger(scope string) logging.LeveledLogger {
+	return pionLogger{log: f.log.With(slog.String("pion", scope))}
+}
+
+type pionLogger struct{ log *slog.Logger }
+
+func (l pionLogger) logf(level slog.Level, format string, args ...any) {
+	ctx := context.Background()
+	if !l.log.Enabled(ctx, level) {
+		return
+	}
+	l.log.Log(ctx, level, fmt.Sprintf(format, args...))
+}
+
+func (l pionLogger) Trace(msg string)                  { l.logf(LevelTrace, "%s", msg) }
+func (l pionLogger) Tracef(format string, args ...any) { l.logf(LevelTrace, format, args...) }
+func (l pionLogger) Debug(msg string)                  { l.logf(slog.LevelDebug, "%s", msg) }
+func (l pionLogger) Debugf(format string, args ...any) { l.logf(slog.LevelDebug, format, args...) }
+func (l pionLogger) Info(msg string)                   { l.logf(slog.LevelDebug, "%s", msg) }
+func (l pionLogger) Infof(format string, args ...any)  { l.logf(slog.LevelDebug, format, args...) }
+func (l pionLogger) Warn(msg string)                   { l.logf(slog.LevelWarn, "%s", msg) }
+func (l pionLogger) Warnf(format string, args ...any)  { l.logf(slog.LevelWarn, format, args...) }
+func (l pionLogger) Error(msg string)                  { l.logf(slog.LevelError, "%s", msg) }
+func (l pionLogger) Errorf(format string, args ...any) { l.logf(slog.LevelError, format, args...) }

@@ -1,0 +1,77 @@
+package client
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// Option changes how Dial sets up a Client.
+type Option func(*options)
+
+type options struct {
+	log          *slog.Logger
+	hc           *http.Client
+	se           *webrtc.SettingEngine
+	relayOnly    bool
+	noPresence   bool
+	backoffMin   time.Duration
+	backoffMax   time.Duration
+	maxFileSize  int64
+	eventBuffer  int
+	onTokens     func(Tokens)
+	joinTimeout  time.Duration
+	dialTimeout  time.Duration
+	pingInterval time.Duration
+}
+
+func defaultOptions() *options {
+	return &options{
+		log:          slog.New(slog.DiscardHandler),
+		hc:           &http.Client{Timeout: 30 * time.Second},
+		backoffMin:   250 * time.Millisecond,
+		backoffMax:   15 * time.Second,
+		maxFileSize:  4 << 30,
+		eventBuffer:  1024,
+		joinTimeout:  15 * time.Second,
+		dialTimeout:  15 * time.Second,
+		pingInterval: 20 * time.Second,
+	}
+}
+
+// WithLogger sets the logger for the client and, bridged, for pion.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithHTTPClient sets the HTTP client for the API calls.
+func WithHTTPClient(hc *http.Client) Option { return func(o *options) { o.hc = hc } }
+
+// WithSettingEngine sets pion's SettingEngine (for example to include
+// loopback candidates in tests). The client sets its LoggerFactory.
+func WithSettingEngine(se webrtc.SettingEngine) Option {
+	return func(o *options) { o.se = &se }
+}
+
+// WithRelayOnly makes every peer connection use TURN relays only
+// (ICETransportPolicy "relay"), hiding this peer's addresses from others.
+func WithRelayOnly() Option { return func(o *options) { o.relayOnly = true } }
+
+// WithoutPresence asks the server not to send the online list (for bots).
+func WithoutPresence() Option { return func(o *options) { o.noPresence = true } }
+
+// WithReconnectBackoff sets the first and the longest wait between
+// reconnection attempts. Each wait doubles, with jitter.
+func WithReconnectBackoff(first, max time.Duration) Option {
+	return func(o *options) { o.backoffMin, o.backoffMax = first, max }
+}
+
+// WithMaxFileSize sets the largest file accepted from a peer (default 4 GiB).
+func WithMaxFileSize(n int64) Option { return func(o *options) { o.maxFileSize = n } }
+
+// WithEventBuffer sets the size of each event channel (default 1024).
+func WithEventBuffer(n int) Option { return func(o *options) { o.eventBuffer = n } }
+
+// WithTokenCallback is called (from the client's goroutine) whenever the
+// client obtains new tokens, so that a program can store them.
+func WithTokenCallback(f func(Tokens)) Option { return func(o *options) { o.onTokens = f } }

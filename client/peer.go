@@ -1,0 +1,671 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/khadga/khadga/proto"
+)
+
+// Limits that protect a peer from a misbehaving remote.
+const (
+	// peerOpQueue bounds the work queued for one peer's negotiation loop.
+	peerOpQueue = 256
+	// maxPendingCandidates bounds candidates held until a remote
+	// description arrives.
+	maxPendingCandidates = 128
+	// restartMinInterval spaces automatic ICE restarts.
+	restartMinInterval = 3 * time.Second
+	// disconnectedGrace is how long ICE may stay disconnected before the
+	// impolite side restarts it.
+	disconnectedGrace = 4 * time.Second
+	// chatChannelID is the SCTP stream of the negotiated chat channel.
+	chatChannelID = 0
+	// requestFallback is how long the polite side waits for an offer it
+	// asked for before offering itself.
+	requestFallback = 10 * time.Second
+	// maxRequestedTransceivers caps what one request may add.
+	maxRequestedTransceivers = 8
+)
+
+// wireSignal is the data of a signal message: proto.Signal's fields plus
+// renegotiate, which a polite peer sends to ask the impolite peer for an
+// offer. Pion cannot roll back a local offer, so the W3C pattern's polite
+// rollback is impossible with it; instead the polite side never offers to a
+// peer that honours requests. Browsers, which ignore the unknown field,
+// get a direct offer after requestFallback. Exactly one field is set.
+type wireSignal struct {
+	Description *proto.SessionDescription `json:"description,omitempty"`
+	Candidate   *proto.ICECandidate       `json:"candidate,omitempty"`
+	Renegotiate *renegotiate              `json:"renegotiate,omitempty"`
+}
+
+// renegotiate asks for an offer with room for Video and Audio new
+// transceivers, restarting ICE if ICERestart.
+type renegotiate struct {
+	Video      int  `json:"video,omitempty"`
+	Audio      int  `json:"audio,omitempty"`
+	ICERestart bool `json:"ice_restart,omitempty"`
+}
+
+// valid reports whether exactly one field is set.
+func (s wireSignal) valid() bool {
+	n := 0
+	for _, set := range []bool{s.Description != nil, s.Candidate != nil, s.Renegotiate != nil} {
+		if set {
+			n++
+		}
+	}
+	return n == 1
+}
+
+// peerHost is what a peer needs from its owner: a way to send signals, and
+// a way to deliver events to the rooms it shares with us. The Client is the
+// host in production; tests wire two peers directly.
+type peerHost interface {
+	sendSignal(to, room string, s wireSignal) error
+	emit(room string, ev Event) bool
+}
+
+// peer is one remote peer: one PeerConnection, negotiated with the W3C
+// "perfect negotiation" pattern. All signaling-state work runs on one
+// goroutine (run), so there is no makingOffer race to guard: an offer is
+// created and set in one step, and a remote offer that arrives while ours is
+// pending is a collision. The polite side (proto.Polite) rolls its offer
+// back and answers; the impolite side ignores the remote offer.
+type peer struct {
+	id     string
+	self   string
+	polite bool
+	pc     *webrtc.PeerConnection
+	host   peerHost
+	log    *slog.Logger
+	opts   *options
+
+	ops    chan func()
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	// Owned by the run goroutine.
+	ignoreOffer    bool
+	pendingCands   []webrtc.ICECandidateInit
+	restartPending bool
+	offerAgain     bool
+	lastRestart    time.Time
+	gotRemote      bool // a remote description was applied
+	// Polite side: remoteRenegotiates is set once the remote answered a
+	// request with an offer; directOffers once it failed to.
+	remoteRenegotiates bool
+	directOffers       bool
+	requestSeq         int
+	// Impolite side: transceivers the polite side asked room for.
+	wantVideo, wantAudio int
+
+	chat     *webrtc.DataChannel
+	chatOpen atomic.Bool
+
+	mu        sync.Mutex
+	member    proto.Member
+	rooms     map[string]bool
+	incoming  int // open incoming transfers
+	connected bool
+}
+
+// newPeer makes the PeerConnection for remote and starts its loop. The chat
+// channel is negotiated (same id on both sides), so either side's offer
+// carries it and neither waits for the other to open it.
+func newPeer(api *webrtc.API, cfg webrtc.Configuration, self string, remote proto.Member, host peerHost, o *options) (*peer, error) {
+	pc, err := api.NewPeerConnection(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("new peer connection: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &peer{
+		id: remote.Peer, self: self, polite: proto.Polite(self, remote.Peer),
+		pc: pc, host: host, opts: o,
+		log: o.log.With(slog.String("remote", remote.Peer)),
+		ops: make(chan func(), peerOpQueue),
+		ctx: ctx, cancel: cancel, done: make(chan struct{}),
+		member: remote, rooms: map[string]bool{},
+	}
+	p.wire()
+	negotiated := true
+	id := uint16(chatChannelID)
+	p.chat, err = pc.CreateDataChannel("chat", &webrtc.DataChannelInit{Negotiated: &negotiated, ID: &id})
+	if err != nil {
+		cancel()
+		_ = pc.Close()
+		return nil, fmt.Errorf("create chat channel: %w", err)
+	}
+	p.wireChat()
+	go p.run()
+	return p, nil
+}
+
+func (p *peer) wire() {
+	p.pc.OnNegotiationNeeded(func() { p.enqueue(func() { p.negotiate(false) }) })
+	p.pc.OnICECandidate(func(c *webrtc.ICECandidate) {
+		if c == nil {
+			return
+		}
+		init := c.ToJSON()
+		if err := p.host.sendSignal(p.id, p.anyRoom(), wireSignal{Candidate: &proto.ICECandidate{
+			Candidate: init.Candidate, SDPMid: init.SDPMid, SDPMLineIndex: init.SDPMLineIndex,
+			UsernameFragment: init.UsernameFragment,
+		}}); err != nil {
+			p.log.Debug("send candidate", slog.Any("err", err))
+		}
+	})
+	p.pc.OnICEConnectionStateChange(p.onICEState)
+	p.pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		p.log.Debug("peer connection state", slog.String("state", s.String()))
+		m := p.Member()
+		for _, r := range p.Rooms() {
+			p.host.emit(r, &PeerState{Room: r, Member: m, State: s})
+		}
+	})
+	p.pc.OnDataChannel(p.onDataChannel)
+	p.pc.OnTrack(p.onTrack)
+}
+
+// enqueue hands work to the negotiation loop without blocking the caller
+// (often a pion callback or the signaling reader).
+func (p *peer) enqueue(f func()) {
+	select {
+	case p.ops <- f:
+	case <-p.ctx.Done():
+	default:
+		p.log.Warn("peer queue full; dropping work")
+	}
+}
+
+func (p *peer) run() {
+	defer close(p.done)
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case f := <-p.ops:
+			f()
+		}
+	}
+}
+
+// close ends the peer connection and waits for the loop to stop.
+func (p *peer) close() {
+	p.cancel()
+	<-p.done
+	if err := p.pc.Close(); err != nil {
+		p.log.Debug("close peer connection", slog.Any("err", err))
+	}
+}
+
+// negotiate starts a negotiation. The impolite side sends an offer. The
+// polite side asks the impolite side for one instead (see wireSignal):
+// pion cannot roll back a local offer, so two pion peers must never have
+// offers out at once, and only the impolite side ever offers between them.
+func (p *peer) negotiate(restart bool) {
+	if p.ctx.Err() != nil {
+		return
+	}
+	if p.polite && !p.directOffers {
+		p.requestOffer(restart)
+		return
+	}
+	p.offer(restart)
+}
+
+// offer sends an offer if the signaling state allows one. Pion fires
+// negotiationneeded again on returning to stable when changes are still
+// pending, so a skipped call is not lost.
+func (p *peer) offer(restart bool) {
+	if p.pc.SignalingState() != webrtc.SignalingStateStable {
+		p.restartPending = p.restartPending || restart
+		p.offerAgain = true
+		return
+	}
+	restart = restart || p.restartPending
+	p.restartPending, p.offerAgain = false, false
+	p.addWanted(webrtc.RTPCodecTypeVideo, &p.wantVideo)
+	p.addWanted(webrtc.RTPCodecTypeAudio, &p.wantAudio)
+	if restart {
+		p.lastRestart = time.Now()
+	}
+	offer, err := p.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: restart})
+	if err != nil {
+		p.log.Warn("create offer", slog.Any("err", err))
+		return
+	}
+	if err := p.pc.SetLocalDescription(offer); err != nil {
+		p.log.Warn("set local offer", slog.Any("err", err))
+		return
+	}
+	p.log.Debug("sending offer", slog.Bool("ice_restart", restart))
+	p.sendDescription(offer)
+}
+
+// addWanted adds the transceivers a polite peer asked for.
+func (p *peer) addWanted(kind webrtc.RTPCodecType, n *int) {
+	for ; *n > 0; *n-- {
+		if _, err := p.pc.AddTransceiverFromKind(kind, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv}); err != nil {
+			p.log.Warn("add transceiver", slog.Any("err", err))
+		}
+	}
+}
+
+// requestOffer is the polite side's negotiation: it tells the impolite side
+// how many new transceivers of each kind it needs m-lines for, and whether
+// ICE should restart. Before the first remote offer there is nothing to
+// ask: the impolite side always offers first (it has the chat channel).
+func (p *peer) requestOffer(restart bool) {
+	if !p.gotRemote {
+		p.restartPending = p.restartPending || restart
+		return
+	}
+	req := &renegotiate{ICERestart: restart || p.restartPending}
+	p.restartPending = false
+	for _, tr := range p.pc.GetTransceivers() {
+		if tr.Mid() != "" || tr.Sender() == nil || tr.Sender().Track() == nil {
+			continue
+		}
+		switch tr.Kind() {
+		case webrtc.RTPCodecTypeVideo:
+			req.Video++
+		case webrtc.RTPCodecTypeAudio:
+			req.Audio++
+		}
+	}
+	if err := p.host.sendSignal(p.id, p.anyRoom(), wireSignal{Renegotiate: req}); err != nil {
+		p.log.Warn("send renegotiation request", slog.Any("err", err))
+		return
+	}
+	p.log.Debug("asked for an offer", slog.Int("video", req.Video), slog.Int("audio", req.Audio), slog.Bool("ice_restart", req.ICERestart))
+	if p.remoteRenegotiates {
+		return
+	}
+	// A remote that ignores requests (a browser speaking plain perfect
+	// negotiation) gets our own offer after a while.
+	p.requestSeq++
+	seq := p.requestSeq
+	time.AfterFunc(requestFallback, func() {
+		p.enqueue(func() {
+			if seq == p.requestSeq && !p.remoteRenegotiates {
+				p.log.Info("remote did not answer the renegotiation request; offering directly")
+				p.directOffers = true
+				p.offer(req.ICERestart)
+			}
+		})
+	})
+}
+
+// onRenegotiate answers a polite peer's request with an offer that has
+// room for its new transceivers. The added transceivers are sendrecv (with
+// a silent placeholder track, as pion makes them): the polite side's
+// transceiver is sendrecv too, and pion keeps asking to renegotiate while
+// the negotiated direction differs from the transceiver's.
+func (p *peer) onRenegotiate(req renegotiate) {
+	if p.polite {
+		p.log.Debug("ignoring renegotiation request: we are the polite side")
+		return
+	}
+	// Requests that arrive while an offer is out are merged: the polite
+	// side counts all its unmatched transceivers each time, so the largest
+	// count is what it needs.
+	p.wantVideo = min(max(p.wantVideo, req.Video), maxRequestedTransceivers)
+	p.wantAudio = min(max(p.wantAudio, req.Audio), maxRequestedTransceivers)
+	p.offer(req.ICERestart)
+}
+
+func (p *peer) sendDescription(d webrtc.SessionDescription) {
+	err := p.host.sendSignal(p.id, p.anyRoom(), wireSignal{Description: &proto.SessionDescription{Type: d.Type.String(), SDP: d.SDP}})
+	if err != nil {
+		p.log.Warn("send description", slog.String("type", d.Type.String()), slog.Any("err", err))
+	}
+}
+
+// handleSignal queues a signal from the remote peer.
+func (p *peer) handleSignal(s wireSignal) {
+	p.enqueue(func() {
+		switch {
+		case s.Description != nil:
+			p.onDescription(*s.Description)
+		case s.Candidate != nil:
+			p.onCandidate(*s.Candidate)
+		case s.Renegotiate != nil:
+			p.onRenegotiate(*s.Renegotiate)
+		}
+	})
+}
+
+// onDescription is the receiving half of perfect negotiation.
+func (p *peer) onDescription(d proto.SessionDescription) {
+	typ := webrtc.NewSDPType(d.Type)
+	if typ != webrtc.SDPTypeOffer && typ != webrtc.SDPTypeAnswer {
+		p.log.Warn("ignoring description", slog.String("type", d.Type))
+		return
+	}
+	collision := typ == webrtc.SDPTypeOffer && p.pc.SignalingState() != webrtc.SignalingStateStable
+	p.ignoreOffer = !p.polite && collision
+	if p.ignoreOffer {
+		p.log.Debug("offer collision: impolite, ignoring remote offer")
+		return
+	}
+	if typ == webrtc.SDPTypeOffer && p.polite {
+		if p.requestSeq > 0 && !p.directOffers {
+			p.remoteRenegotiates = true
+		}
+		p.requestSeq++ // cancels a pending fallback
+	}
+	if typ == webrtc.SDPTypeAnswer && p.pc.SignalingState() != webrtc.SignalingStateHaveLocalOffer {
+		// An answer to an offer we rolled back.
+		p.log.Debug("ignoring answer in state " + p.pc.SignalingState().String())
+		return
+	}
+	if collision {
+		// Only reachable after a direct offer to a remote that does not
+		// honour renegotiate (see requestOffer): the W3C polite side would
+		// roll back here, which pion cannot do. Keep our offer; the
+		// remote, if it is polite in turn, rolls back.
+		p.log.Warn("offer collision on the polite side; pion cannot roll back, keeping our offer")
+		return
+	}
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: typ, SDP: d.SDP}); err != nil {
+		p.log.Warn("set remote description", slog.String("type", d.Type), slog.Any("err", err))
+		return
+	}
+	p.gotRemote = true
+	p.flushCandidates()
+	if typ == webrtc.SDPTypeOffer {
+		answer, err := p.pc.CreateAnswer(nil)
+		if err != nil {
+			p.log.Warn("create answer", slog.Any("err", err))
+			return
+		}
+		if err := p.pc.SetLocalDescription(answer); err != nil {
+			p.log.Warn("set local answer", slog.Any("err", err))
+			return
+		}
+		p.sendDescription(answer)
+	}
+	if (p.restartPending || p.offerAgain) && p.pc.SignalingState() == webrtc.SignalingStateStable {
+		p.negotiate(p.restartPending)
+	}
+}
+
+func (p *peer) onCandidate(c proto.ICECandidate) {
+	init := webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}
+	if c.Candidate == "" {
+		return // end of candidates; pion needs nothing
+	}
+	if p.pc.RemoteDescription() == nil {
+		if p.ignoreOffer {
+			return
+		}
+		if len(p.pendingCands) < maxPendingCandidates {
+			p.pendingCands = append(p.pendingCands, init)
+		}
+		return
+	}
+	if err := p.pc.AddICECandidate(init); err != nil && !p.ignoreOffer {
+		p.log.Debug("add candidate", slog.Any("err", err))
+	}
+}
+
+func (p *peer) flushCandidates() {
+	for _, c := range p.pendingCands {
+		if err := p.pc.AddICECandidate(c); err != nil {
+			p.log.Debug("add queued candidate", slog.Any("err", err))
+		}
+	}
+	p.pendingCands = nil
+}
+
+// onICEState restarts ICE when it fails, or stays disconnected past a grace
+// period. Only the impolite side restarts on its own, so that the two sides
+// do not race to restart; the polite side answers the restart offer.
+func (p *peer) onICEState(s webrtc.ICEConnectionState) {
+	p.log.Debug("ice state", slog.String("state", s.String()))
+	if p.polite {
+		return
+	}
+	switch s {
+	case webrtc.ICEConnectionStateFailed:
+		p.enqueue(p.autoRestart)
+	case webrtc.ICEConnectionStateDisconnected:
+		time.AfterFunc(disconnectedGrace, func() {
+			if p.pc.ICEConnectionState() == webrtc.ICEConnectionStateDisconnected {
+				p.enqueue(p.autoRestart)
+			}
+		})
+	}
+}
+
+func (p *peer) autoRestart() {
+	st := p.pc.ICEConnectionState()
+	if st != webrtc.ICEConnectionStateFailed && st != webrtc.ICEConnectionStateDisconnected {
+		return
+	}
+	if wait := restartMinInterval - time.Since(p.lastRestart); wait > 0 {
+		time.AfterFunc(wait, func() { p.enqueue(p.autoRestart) })
+		return
+	}
+	p.log.Info("restarting ICE", slog.String("ice_state", st.String()))
+	p.negotiate(true)
+}
+
+// updateICEServers applies fresh ICE servers (from a welcome after a
+// resume). New servers are used from the next ICE restart, so ICE restarts
+// now only if the connection is failed or disconnected: a working
+// connection is left alone.
+func (p *peer) updateICEServers(cfg webrtc.Configuration) {
+	p.enqueue(func() {
+		cur := p.pc.GetConfiguration()
+		cur.ICEServers = cfg.ICEServers
+		if err := p.pc.SetConfiguration(cur); err != nil {
+			p.log.Warn("set configuration", slog.Any("err", err))
+			return
+		}
+		st := p.pc.ICEConnectionState()
+		if st == webrtc.ICEConnectionStateFailed || st == webrtc.ICEConnectionStateDisconnected {
+			p.log.Info("restarting ICE with new servers", slog.String("ice_state", st.String()))
+			p.negotiate(true)
+		}
+	})
+}
+
+// Member returns what we know of the remote peer.
+func (p *peer) Member() proto.Member {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.member
+}
+
+func (p *peer) setMember(m proto.Member) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if m.User != "" {
+		p.member = m
+	}
+}
+
+// Rooms lists the rooms we share with the peer.
+func (p *peer) Rooms() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	rs := make([]string, 0, len(p.rooms))
+	for r := range p.rooms {
+		rs = append(rs, r)
+	}
+	return rs
+}
+
+func (p *peer) inRoom(room string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.rooms[room]
+}
+
+// addRoom records a shared room and reports whether the chat channel is
+// already open, so the caller can tell the room the peer is connected.
+func (p *peer) addRoom(room string) bool {
+	p.mu.Lock()
+	p.rooms[room] = true
+	p.mu.Unlock()
+	return p.chatOpen.Load()
+}
+
+// removeRoom forgets a shared room and reports how many are left.
+func (p *peer) removeRoom(room string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.rooms, room)
+	return len(p.rooms)
+}
+
+func (p *peer) anyRoom() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for r := range p.rooms {
+		return r
+	}
+	return ""
+}
+
+// roomFor picks the room an incoming message belongs to: the one it names if
+// we share it, else none.
+func (p *peer) roomFor(named string) (string, bool) {
+	if named != "" && p.inRoom(named) {
+		return named, true
+	}
+	return "", false
+}
+
+// Info reports the connection's state and selected candidate pair.
+func (p *peer) Info() ConnInfo {
+	info := ConnInfo{State: p.pc.ConnectionState(), ICEState: p.pc.ICEConnectionState()}
+	sctp := p.pc.SCTP()
+	if sctp == nil || sctp.Transport() == nil || sctp.Transport().ICETransport() == nil {
+		return info
+	}
+	pair, err := sctp.Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil || pair.Local == nil || pair.Remote == nil {
+		return info
+	}
+	info.Local, info.Remote = pair.Local.Typ, pair.Remote.Typ
+	info.LocalAddress = fmt.Sprintf("%s:%d", pair.Local.Address, pair.Local.Port)
+	info.RemoteAddress = fmt.Sprintf("%s:%d", pair.Remote.Address, pair.Remote.Port)
+	return info
+}
+
+// ConnInfo describes one peer connection.
+type ConnInfo struct {
+	State    webrtc.PeerConnectionState
+	ICEState webrtc.ICEConnectionState
+	// Local and Remote are the candidate types of the selected pair (host,
+	// srflx, prflx or relay); zero until ICE selects a pair.
+	Local, Remote               webrtc.ICECandidateType
+	LocalAddress, RemoteAddress string
+}
+
+// Relayed reports whether the selected pair goes through a TURN relay.
+func (i ConnInfo) Relayed() bool {
+	return i.Local == webrtc.ICECandidateTypeRelay || i.Remote == webrtc.ICECandidateTypeRelay
+}
+
+// Kind is "relay", "srflx", "prflx" or "host": the most indirect candidate
+// type of the selected pair, or "" before one is selected.
+func (i ConnInfo) Kind() string {
+	order := []webrtc.ICECandidateType{webrtc.ICECandidateTypeRelay, webrtc.ICECandidateTypeSrflx, webrtc.ICECandidateTypePrflx, webrtc.ICECandidateTypeHost}
+	for _, t := range order {
+		if i.Local == t || i.Remote == t {
+			return t.String()
+		}
+	}
+	return ""
+}
+
+// errPeerClosed: the peer connection is gone.
+var errPeerClosed = errors.New("peer connection closed")
+
+// chatMessage is the JSON on the chat channel.
+type chatMessage struct {
+	Room string    `json:"room"`
+	Text string    `json:"text"`
+	Time time.Time `json:"time"`
+}
+
+// MaxMessageText caps a chat message, in bytes.
+const MaxMessageText = 16 << 10
+
+func (p *peer) wireChat() {
+	p.chat.OnOpen(func() {
+		p.chatOpen.Store(true)
+		m, info := p.Member(), p.Info()
+		p.log.Debug("chat open", slog.String("conn", info.Kind()))
+		for _, r := range p.Rooms() {
+			p.host.emit(r, &PeerConnected{Room: r, Member: m, Info: info})
+		}
+	})
+	p.chat.OnClose(func() { p.chatOpen.Store(false) })
+	p.chat.OnMessage(func(msg webrtc.DataChannelMessage) {
+		if !msg.IsString || len(msg.Data) > MaxMessageText+1024 {
+			p.log.Debug("dropping malformed chat message")
+			return
+		}
+		var cm chatMessage
+		if err := json.Unmarshal(msg.Data, &cm); err != nil || len(cm.Text) > MaxMessageText {
+			p.log.Debug("dropping malformed chat message")
+			return
+		}
+		room, ok := p.roomFor(cm.Room)
+		if !ok {
+			p.log.Debug("chat message for a room we do not share")
+			return
+		}
+		p.host.emit(room, &Message{Room: room, From: p.Member(), Text: cm.Text, Time: cm.Time})
+	})
+}
+
+func (p *peer) sendChat(room, text string) error {
+	if !p.chatOpen.Load() {
+		return fmt.Errorf("peer %s: %w", p.id, ErrNotConnected)
+	}
+	b, err := json.Marshal(chatMessage{Room: room, Text: text, Time: time.Now().UTC()})
+	if err != nil {
+		return fmt.Errorf("encode chat message: %w", err)
+	}
+	if err := p.chat.SendText(string(b)); err != nil {
+		return fmt.Errorf("peer %s: send chat: %w", p.id, err)
+	}
+	return nil
+}
+
+func (p *peer) onDataChannel(dc *webrtc.DataChannel) {
+	if dc.Label() == fileLabel {
+		p.acceptFileChannel(dc)
+		return
+	}
+	p.log.Debug("closing unexpected data channel", slog.String("label", dc.Label()))
+	_ = dc.Close()
+}
+
+func (p *peer) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+	room, ok := p.roomFor(track.StreamID())
+	if !ok {
+		room = p.anyRoom()
+	}
+	if room == "" {
+		return
+	}
+	p.log.Debug("incoming track", slog.String("kind", track.Kind().String()), slog.String("codec", track.Codec().MimeType))
+	p.host.emit(room, &IncomingTrack{Room: room, From: p.Member(), Track: track, Receiver: recv, pc: p.pc})
+}

@@ -1,0 +1,267 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+)
+
+func TestPeerChatBothWays(t *testing.T) {
+	a, b, ea, eb := newTestPair(t)
+	waitEvent[*PeerConnected](t, ea, nil)
+	waitEvent[*PeerConnected](t, eb, nil)
+	if err := a.sendChat("r", "hello from a"); err != nil {
+		t.Fatal(err)
+	}
+	m := waitEvent[*Message](t, eb, nil)
+	if m.Text != "hello from a" || m.From.User != "alice" || m.Room != "r" {
+		t.Fatalf("b got %+v", m)
+	}
+	if err := b.sendChat("r", "hello from b"); err != nil {
+		t.Fatal(err)
+	}
+	m = waitEvent[*Message](t, ea, nil)
+	if m.Text != "hello from b" || m.From.User != "bob" {
+		t.Fatalf("a got %+v", m)
+	}
+	// A message naming a room the peers do not share is dropped.
+	if err := a.sendChat("other", "not for you"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.sendChat("r", "after"); err != nil {
+		t.Fatal(err)
+	}
+	if m := waitEvent[*Message](t, eb, nil); m.Text != "after" {
+		t.Fatalf("b got %q, want the message for the shared room only", m.Text)
+	}
+	if info := a.Info(); info.Kind() != "host" && info.Kind() != "prflx" {
+		t.Fatalf("loopback pair should be host or prflx, got %+v", info)
+	}
+}
+
+// TestPeerNegotiationGlare makes both sides offer at once, repeatedly, and
+// both restart ICE at once; the connection must converge and keep working.
+func TestPeerNegotiationGlare(t *testing.T) {
+	a, b, ea, eb := newTestPair(t)
+	waitEvent[*PeerConnected](t, ea, nil)
+	waitEvent[*PeerConnected](t, eb, nil)
+	for i := 0; i < 5; i++ {
+		restart := i%2 == 1
+		a.enqueue(func() { a.negotiate(restart) })
+		b.enqueue(func() { b.negotiate(restart) })
+	}
+	// A renegotiation with new media on both sides at once: each side must
+	// end up receiving the other's track.
+	var tracks []*webrtc.TrackLocalStaticSample
+	for _, p := range []*peer{a, b} {
+		tr, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "v", "r")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.pc.AddTrack(tr); err != nil {
+			t.Fatal(err)
+		}
+		tracks = append(tracks, tr)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		tick := time.NewTicker(20 * time.Millisecond) // a frame rate, not synchronisation
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				for _, tr := range tracks {
+					_ = tr.WriteSample(media.Sample{Data: []byte{0x10, 0, 0, 0}, Duration: 20 * time.Millisecond})
+				}
+			}
+		}
+	}()
+	if tr := waitEvent[*IncomingTrack](t, ea, nil); tr.From.User != "bob" {
+		t.Fatalf("a got a track from %+v", tr.From)
+	}
+	if tr := waitEvent[*IncomingTrack](t, eb, nil); tr.From.User != "alice" {
+		t.Fatalf("b got a track from %+v", tr.From)
+	}
+	for _, p := range []*peer{a, b} {
+		waitStable(t, p)
+	}
+	if err := a.sendChat("r", "still here"); err != nil {
+		t.Fatal(err)
+	}
+	if m := waitEvent[*Message](t, eb, nil); m.Text != "still here" {
+		t.Fatalf("got %q", m.Text)
+	}
+}
+
+// waitStable waits until a peer's negotiation has settled: stable, with
+// both sides' transceivers negotiated, and connected.
+func waitStable(t *testing.T, p *peer) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	for {
+		done := make(chan bool, 1)
+		p.enqueue(func() {
+			ok := p.pc.SignalingState() == webrtc.SignalingStateStable &&
+				p.pc.ConnectionState() == webrtc.PeerConnectionStateConnected
+			for _, tr := range p.pc.GetTransceivers() {
+				ok = ok && tr.Mid() != ""
+			}
+			done <- ok
+		})
+		select {
+		case ok := <-done:
+			if ok {
+				return
+			}
+		case <-ctx.Done():
+			t.Fatalf("peer %s did not settle: signaling %s, connection %s", p.self, p.pc.SignalingState(), p.pc.ConnectionState())
+		}
+		// Let queued signals run before asking again: the check itself
+		// went through the same queue, so this is ordering, not timing.
+		select {
+		case <-ctx.Done():
+		case <-afterOps(p):
+		}
+	}
+}
+
+// afterOps returns a channel closed once everything queued on p so far ran.
+func afterOps(p *peer) <-chan struct{} {
+	ch := make(chan struct{})
+	p.enqueue(func() { close(ch) })
+	return ch
+}
+
+func randomBytes(t *testing.T, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestPeerFileTransfer(t *testing.T) {
+	a, _, ea, eb := newTestPair(t)
+	waitEvent[*PeerConnected](t, ea, nil)
+	waitEvent[*PeerConnected](t, eb, nil)
+	data := randomBytes(t, 5<<20+123)
+	want := sha256.Sum256(data)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	st, err := a.sendFile(ctx, "r", "data.bin", bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := waitEvent[*IncomingFile](t, eb, nil)
+	if f.Name != "data.bin" || f.Size != int64(len(data)) || f.From.User != "alice" {
+		t.Fatalf("offer %+v", f)
+	}
+	var got bytes.Buffer
+	rt, err := f.Accept(&got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Wait(ctx); err != nil {
+		t.Fatalf("receiver: %v", err)
+	}
+	if err := st.Wait(ctx); err != nil {
+		t.Fatalf("sender: %v", err)
+	}
+	if sum := sha256.Sum256(got.Bytes()); sum != want {
+		t.Fatal("received bytes differ")
+	}
+	if rt.SHA256() != hex.EncodeToString(want[:]) || st.SHA256() != rt.SHA256() {
+		t.Fatalf("digests: sender %s receiver %s", st.SHA256(), rt.SHA256())
+	}
+	if d, total := rt.Progress(); d != total {
+		t.Fatalf("receiver progress %d/%d", d, total)
+	}
+}
+
+func TestPeerFileRejected(t *testing.T) {
+	a, _, ea, eb := newTestPair(t)
+	waitEvent[*PeerConnected](t, ea, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	st, err := a.sendFile(ctx, "r", "x.txt", bytes.NewReader([]byte("hello")), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitEvent[*IncomingFile](t, eb, nil).Reject("no thanks")
+	if err := st.Wait(ctx); !errors.Is(err, ErrTransferRejected) {
+		t.Fatalf("sender got %v, want ErrTransferRejected", err)
+	}
+}
+
+// gateReader yields n bytes, then blocks until released.
+type gateReader struct {
+	r       io.Reader
+	n       int64
+	reached chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (g *gateReader) Read(p []byte) (int, error) {
+	if g.n <= 0 {
+		g.once.Do(func() { close(g.reached) })
+		<-g.release
+		return 0, io.ErrUnexpectedEOF
+	}
+	if int64(len(p)) > g.n {
+		p = p[:g.n]
+	}
+	n, err := g.r.Read(p)
+	g.n -= int64(n)
+	return n, err
+}
+
+// TestPeerFileInterrupted closes the sender's connection mid-transfer: the
+// receiver must report ErrTransferInterrupted, not a short file.
+func TestPeerFileInterrupted(t *testing.T) {
+	a, _, ea, eb := newTestPair(t)
+	waitEvent[*PeerConnected](t, ea, nil)
+	data := randomBytes(t, 4<<20)
+	g := &gateReader{r: bytes.NewReader(data), n: 1 << 20, reached: make(chan struct{}), release: make(chan struct{})}
+	defer close(g.release)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if _, err := a.sendFile(ctx, "r", "big.bin", g, int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	f := waitEvent[*IncomingFile](t, eb, nil)
+	var got bytes.Buffer
+	rt, err := f.Accept(&got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-g.reached:
+	case <-ctx.Done():
+		t.Fatal("sender never reached the gate")
+	}
+	if err := a.pc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Wait(ctx); !errors.Is(err, ErrTransferInterrupted) {
+		t.Fatalf("receiver got %v, want ErrTransferInterrupted", err)
+	}
+	if d, total := rt.Progress(); d >= total {
+		t.Fatalf("progress %d/%d: the transfer should have been cut short", d, total)
+	}
+}

@@ -1,0 +1,348 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+	"github.com/pion/webrtc/v4/pkg/media/ivfwriter"
+
+	"github.com/khadga/khadga/proto"
+)
+
+// VideoSource produces encoded video frames. NextSample returns io.EOF when
+// the source has no more frames. client/media has a VP8 test pattern.
+type VideoSource interface {
+	// MimeType is the codec, for example webrtc.MimeTypeVP8.
+	MimeType() string
+	// NextSample returns the next encoded frame and its duration.
+	NextSample(ctx context.Context) (media.Sample, error)
+}
+
+// KeyframeRequester is implemented by sources that can encode a key frame
+// on demand; a Publication calls it when a receiver reports picture loss.
+type KeyframeRequester interface{ RequestKeyframe() }
+
+// ErrRecorderConsent: the peer is a recorder and the user did not consent
+// to send it media (see ConsentToRecording).
+var ErrRecorderConsent = errors.New("peer is a recorder: sending media to it needs the user's consent")
+
+// SendOption changes one Publication.SendTo.
+type SendOption func(*sendOptions)
+
+type sendOptions struct{ recorderOK bool }
+
+// ConsentToRecording records that the user agreed to send this media to a
+// recorder peer. Without it, SendTo refuses peers with the recorder role.
+func ConsentToRecording() SendOption { return func(o *sendOptions) { o.recorderOK = true } }
+
+// Publication is a video track published in a room. It goes only to the
+// peers named in SendTo: publishing sends nothing by itself.
+type Publication struct {
+	room  *Room
+	src   VideoSource
+	track *countingTrack
+	log   *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+	frames atomic.Int64
+
+	mu      sync.Mutex
+	targets map[string]*target
+}
+
+type target struct {
+	p      *peer
+	sender *webrtc.RTPSender
+}
+
+// countingTrack counts bindings, so the publication reads its source only
+// while at least one peer receives it.
+type countingTrack struct {
+	*webrtc.TrackLocalStaticSample
+	bound atomic.Int32
+}
+
+func (t *countingTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	p, err := t.TrackLocalStaticSample.Bind(ctx)
+	if err == nil {
+		t.bound.Add(1)
+	}
+	return p, err
+}
+
+func (t *countingTrack) Unbind(ctx webrtc.TrackLocalContext) error {
+	t.bound.Add(-1)
+	return t.TrackLocalStaticSample.Unbind(ctx)
+}
+
+// PublishVideo starts a video publication in the room. Frames are pulled
+// from src, paced by their durations, only while at least one chosen peer
+// is connected and receiving: a finite source (a file, the test pattern)
+// is not wasted on nobody.
+func (r *Room) PublishVideo(src VideoSource) (*Publication, error) {
+	tr, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: src.MimeType()}, "video", r.name)
+	if err != nil {
+		return nil, fmt.Errorf("new track: %w", err)
+	}
+	ctx, cancel := context.WithCancel(r.c.ctx)
+	pub := &Publication{
+		room: r, src: src, track: &countingTrack{TrackLocalStaticSample: tr},
+		log: r.c.log.With(slog.String("room", r.name), slog.String("track", "video")),
+		ctx: ctx, cancel: cancel, done: make(chan struct{}), targets: map[string]*target{},
+	}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		cancel()
+		return nil, ErrNotInRoom
+	}
+	r.pubs = append(r.pubs, pub)
+	r.mu.Unlock()
+	go pub.pump()
+	return pub, nil
+}
+
+// SendTo starts sending the publication to one member, which triggers a
+// renegotiation with it. A recorder is refused unless ConsentToRecording is
+// given; a member whose role is not yet known is refused the same way.
+func (pub *Publication) SendTo(peerID string, opts ...SendOption) error {
+	var so sendOptions
+	for _, f := range opts {
+		f(&so)
+	}
+	p, err := pub.room.peer(peerID)
+	if err != nil {
+		return err
+	}
+	if role := p.Member().Role; (role == proto.RoleRecorder || role == "") && !so.recorderOK {
+		return fmt.Errorf("peer %s: %w", peerID, ErrRecorderConsent)
+	}
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	if t := pub.targets[peerID]; t != nil && t.p == p {
+		return nil
+	}
+	return pub.attachLocked(p)
+}
+
+func (pub *Publication) attachLocked(p *peer) error {
+	if pub.ctx.Err() != nil {
+		return ErrClosed
+	}
+	sender, err := p.pc.AddTrack(pub.track)
+	if err != nil {
+		return fmt.Errorf("peer %s: add track: %w", p.id, err)
+	}
+	pub.targets[p.id] = &target{p: p, sender: sender}
+	go pub.readRTCP(sender)
+	return nil
+}
+
+// reattach adds the publication again to a peer object that replaced an
+// old one for the same member (after a session that could not resume).
+func (r *Room) reattach(p *peer) {
+	for _, pub := range r.publications() {
+		pub.mu.Lock()
+		if t := pub.targets[p.id]; t != nil && t.p != p {
+			if err := pub.attachLocked(p); err != nil {
+				pub.log.Warn("re-send to peer", slog.String("peer", p.id), slog.Any("err", err))
+			}
+		}
+		pub.mu.Unlock()
+	}
+}
+
+func (r *Room) publications() []*Publication {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*Publication(nil), r.pubs...)
+}
+
+// StopSending stops sending to one member.
+func (pub *Publication) StopSending(peerID string) error {
+	pub.mu.Lock()
+	t := pub.targets[peerID]
+	delete(pub.targets, peerID)
+	pub.mu.Unlock()
+	if t == nil {
+		return nil
+	}
+	if err := t.p.pc.RemoveTrack(t.sender); err != nil && !errors.Is(err, webrtc.ErrConnectionClosed) {
+		return fmt.Errorf("peer %s: remove track: %w", peerID, err)
+	}
+	return nil
+}
+
+// Targets lists the peers the publication is sent to.
+func (pub *Publication) Targets() []string {
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	ids := make([]string, 0, len(pub.targets))
+	for id := range pub.targets {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// Frames counts frames written to the track.
+func (pub *Publication) Frames() int64 { return pub.frames.Load() }
+
+// Done is closed when the source ends or the publication is closed.
+func (pub *Publication) Done() <-chan struct{} { return pub.done }
+
+// Err is why the publication ended: nil when the source reached its end.
+func (pub *Publication) Err() error {
+	select {
+	case <-pub.done:
+		return pub.err
+	default:
+		return nil
+	}
+}
+
+// Close stops the publication and removes its track from every peer.
+func (pub *Publication) Close() error {
+	pub.cancel()
+	<-pub.done
+	for _, id := range pub.Targets() {
+		if err := pub.StopSending(id); err != nil {
+			pub.log.Debug("stop sending", slog.Any("err", err))
+		}
+	}
+	return nil
+}
+
+// readRTCP drains a sender's RTCP (interceptors need it read) and passes
+// picture-loss reports to the source.
+func (pub *Publication) readRTCP(s *webrtc.RTPSender) {
+	for {
+		pkts, _, err := s.ReadRTCP()
+		if err != nil {
+			return
+		}
+		kr, ok := pub.src.(KeyframeRequester)
+		if !ok {
+			continue
+		}
+		for _, pkt := range pkts {
+			switch pkt.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				kr.RequestKeyframe()
+			}
+		}
+	}
+}
+
+// ready reports whether some chosen peer is connected and bound.
+func (pub *Publication) ready() bool {
+	if pub.track.bound.Load() <= 0 {
+		return false
+	}
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	for _, t := range pub.targets {
+		if t.p.pc.ConnectionState() == webrtc.PeerConnectionStateConnected {
+			return true
+		}
+	}
+	return false
+}
+
+// readyPoll is how often a paused publication checks for a receiver.
+const readyPoll = 20 * time.Millisecond
+
+func (pub *Publication) pump() {
+	defer close(pub.done)
+	var next time.Time
+	for {
+		if !pub.ready() {
+			next = time.Time{}
+			if err := pub.wait(readyPoll); err != nil {
+				pub.err = err
+				return
+			}
+			continue
+		}
+		s, err := pub.src.NextSample(pub.ctx)
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			pub.err = fmt.Errorf("video source: %w", err)
+			return
+		}
+		if err := pub.track.WriteSample(s); err != nil {
+			pub.log.Debug("write sample", slog.Any("err", err))
+		}
+		pub.frames.Add(1)
+		if next.IsZero() {
+			next = time.Now()
+		}
+		next = next.Add(s.Duration)
+		if err := pub.wait(time.Until(next)); err != nil {
+			pub.err = err
+			return
+		}
+	}
+}
+
+func (pub *Publication) wait(d time.Duration) error {
+	if d <= 0 {
+		return pub.ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-pub.ctx.Done():
+		return pub.ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// WriteIVF writes a remote VP8 (or VP9, AV1) track to w as IVF until the
+// track ends, ctx is done, or maxFrames frames were written (0: no limit).
+// It returns the number of frames written; a frame is counted when its last
+// packet (RTP marker bit) arrives.
+func WriteIVF(ctx context.Context, track *webrtc.TrackRemote, w io.Writer, maxFrames int) (int, error) {
+	iw, err := ivfwriter.NewWith(w, ivfwriter.WithCodec(track.Codec().MimeType))
+	if err != nil {
+		return 0, fmt.Errorf("ivf writer: %w", err)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = track.SetReadDeadline(time.Now()) })
+	defer stop()
+	frames := 0
+	for maxFrames <= 0 || frames < maxFrames {
+		pkt, _, err := track.ReadRTP()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, io.EOF) {
+				break
+			}
+			_ = iw.Close()
+			return frames, fmt.Errorf("read track: %w", err)
+		}
+		if err := iw.WriteRTP(pkt); err != nil {
+			_ = iw.Close()
+			return frames, fmt.Errorf("write ivf: %w", err)
+		}
+		if pkt.Marker {
+			frames++
+		}
+	}
+	if err := iw.Close(); err != nil {
+		return frames, fmt.Errorf("close ivf: %w", err)
+	}
+	return frames, nil
+}
