@@ -28,10 +28,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 )
 
@@ -187,4 +189,53 @@ func (b *Browser) NewTab(t testing.TB) context.Context {
 		t.Fatalf("chromium: new tab: %v", err)
 	}
 	return ctx
+}
+
+// LogConsole copies the tab's console messages and uncaught exceptions to
+// t.Log until the test ends, so that a failing browser test shows what the
+// page said.
+func LogConsole(t testing.TB, tab context.Context, name string) {
+	ctx, cancel := context.WithCancel(tab)
+	var mu sync.Mutex
+	done := false
+	t.Cleanup(func() { mu.Lock(); done = true; mu.Unlock(); cancel() })
+	logf := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !done {
+			t.Logf(format, args...)
+		}
+	}
+	console := chromedp.Events(ctx, runtime.ConsoleAPICalled)
+	exceptions := chromedp.Events(ctx, runtime.ExceptionThrown)
+	go func() {
+		for ev, err := range console {
+			if err != nil {
+				return
+			}
+			var b strings.Builder
+			for _, a := range ev.Args {
+				if len(a.Value) > 0 {
+					b.Write(a.Value)
+				} else {
+					b.WriteString(a.Description)
+				}
+				b.WriteByte(' ')
+			}
+			logf("%s console.%s: %s", name, ev.Type, b.String())
+		}
+	}()
+	go func() {
+		for ev, err := range exceptions {
+			if err != nil {
+				return
+			}
+			d := ev.ExceptionDetails
+			msg := d.Text
+			if d.Exception != nil {
+				msg += " " + d.Exception.Description
+			}
+			logf("%s exception: %s (%s:%d)", name, msg, d.URL, d.LineNumber)
+		}
+	}()
 }

@@ -42,8 +42,10 @@ export class VideoWindow {
 
     this.root.append(bar, this.video);
     parent.append(this.root);
-    const off = 24 * (index % 8);
-    this.place(Math.min(16 + off, Math.max(0, window.innerWidth - 340)), 80 + off);
+    // New windows open at the bottom right, cascading, where they cover
+    // the least of the page.
+    const off = 28 * (index % 8);
+    this.place(window.innerWidth - 340 - off, window.innerHeight - 270 - off);
     this.size(320, 240);
     this.drag(bar);
     bar.addEventListener('keydown', (e) => this.onKey(e));

@@ -14,6 +14,8 @@ const maxPendingCandidates = 128;
 // long ICE may stay disconnected before the impolite side restarts it.
 const restartMinInterval = 3000;
 const disconnectedGrace = 4000;
+// firstOfferGrace is how long the polite side waits for the first offer.
+const firstOfferGrace = 5000;
 
 export class Peer {
   /**
@@ -75,8 +77,22 @@ export class Peer {
 
   // negotiate is the sending half of perfect negotiation: an implicit offer
   // (setLocalDescription with no argument) sent to the remote.
+  //
+  // The polite side leaves the first offer to the impolite one (both create
+  // the chat channel at once, so both want to negotiate). Perfect
+  // negotiation would resolve that collision, but Chrome can stall ICE
+  // gathering on a transport created by an offer and then rolled back, so
+  // the first exchange avoids the rollback. A timer covers a remote that
+  // never offers.
   async negotiate() {
     if (this.closed) return;
+    if (this.polite && !this.pc.remoteDescription) {
+      if (!this.deferred) {
+        this.deferred = true;
+        setTimeout(() => { if (this.deferred && !this.pc.remoteDescription) { this.deferred = false; this.forced = true; this.negotiate(); } }, firstOfferGrace);
+      }
+      if (!this.forced) return;
+    }
     try {
       this.makingOffer = true;
       await this.pc.setLocalDescription();
@@ -99,6 +115,10 @@ export class Peer {
   async onSignal({ description, candidate }) {
     if (this.closed) return;
     const pc = this.pc;
+    if (globalThis.khadgaDebug) {
+      console.debug('khadga signal from', this.member.user, description ? description.type : 'candidate',
+        candidate ? candidate.candidate : '', 'state', pc.signalingState, 'makingOffer', this.makingOffer, 'ignoreOffer', this.ignoreOffer);
+    }
     if (description) {
       if (description.type !== 'offer' && description.type !== 'answer') return;
       const collision = description.type === 'offer' && (this.makingOffer || pc.signalingState !== 'stable');
@@ -110,11 +130,19 @@ export class Peer {
       if (description.type === 'offer') {
         await pc.setLocalDescription();
         this.signal({ description: pc.localDescription.toJSON() });
+        if (this.deferred) {
+          // Tracks added before the first offer still need their own round.
+          this.deferred = false;
+          if (this.senders.size > 0) this.negotiate();
+        }
       }
     } else if (candidate) {
       if (!candidate.candidate) return; // end of candidates
       if (!pc.remoteDescription) {
-        if (!this.ignoreOffer && this.pending.length < maxPendingCandidates) this.pending.push(candidate);
+        // Kept even while ignoring an offer: a peer that rolls back reuses
+        // its ICE credentials (pion does), and a candidate for credentials
+        // that did not survive fails harmlessly when it is added.
+        if (this.pending.length < maxPendingCandidates) this.pending.push(candidate);
         return;
       }
       try {

@@ -1,0 +1,50 @@
+package e2e_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/khadga/khadga/signaling/signalingtest"
+)
+
+// TestChatBetweenBrowsers: two people register and sign in through the
+// page, see each other online, join a room and chat both ways, peer to peer.
+func TestChatBetweenBrowsers(t *testing.T) {
+	s := signalingtest.Start(t, signalingtest.Options{})
+	alice, bob := openPage(t, s.URL, "alice"), openPage(t, s.URL, "bob")
+	alice.register("alice")
+	bob.register("bob")
+
+	alice.waitFor("bob in the presence column", `document.querySelector('#presence li[data-user="bob"]')`)
+	bob.waitFor("alice in the presence column", `document.querySelector('#presence li[data-user="alice"]')`)
+
+	alice.join("lobby")
+	bob.join("lobby")
+	alice.waitFor("bob listed in lobby", `document.querySelector('#rooms section[data-room="lobby"] li[data-user="bob"]')`)
+	alice.waitConnected("bob")
+	bob.waitConnected("alice")
+
+	hello, reply := "hello bob, from the data channel", "hi alice, same way back"
+	alice.say(hello)
+	bob.waitMessage("alice", hello)
+	bob.say(reply)
+	alice.waitMessage("bob", reply)
+
+	// The server relays only the handshake: no WebSocket frame of either
+	// page carried the text (the pages did use their sockets).
+	for _, p := range []*page{alice, bob} {
+		if len(p.ws.containing(`"type":"signal"`)) == 0 {
+			t.Fatalf("%s: recorded no signal frames (%d frames); the check below would prove nothing", p.name, p.ws.count())
+		}
+		for _, text := range []string{hello, reply} {
+			if got := p.ws.containing(text); len(got) > 0 {
+				t.Errorf("%s: chat text went through the signaling socket: %q", p.name, got[0])
+			}
+		}
+	}
+	// On 127.0.0.1 the pair is direct, and the badge says so.
+	alice.waitFor("a direct badge for bob", `document.querySelector('#rooms li[data-user="bob"] .badge[data-kind="direct"]')`)
+	if kind := eval[string](alice, fmt.Sprintf(`%s.connectionKind()`, peerExpr("bob"))); kind != "direct" {
+		t.Errorf("connection kind %q, want direct", kind)
+	}
+}

@@ -1,0 +1,30 @@
+// Package e2e holds khadga's browser tests: a real signaling server (and,
+// where a test needs it, the embedded TURN server) on 127.0.0.1, and real
+// headless Chromium tabs running the web app and the JavaScript SDK that the
+// server embeds, driven from Go with chromedp. One Chromium process serves
+// the whole test binary (internal/chromium); every simulated user gets a tab
+// in its own browser context, so two users share no cookies or storage.
+//
+// What the tests prove:
+//
+//   - TestChatBetweenBrowsers: two people register and sign in through the
+//     page, see each other in the presence column, join a room and chat both
+//     ways. The text arrives on the RTCDataChannel, and no WebSocket frame of
+//     either page ever carries it: the server relays only the handshake.
+//   - TestVideoBetweenBrowsers: both turn on the (fake) camera and each page
+//     plays the other's video (videoWidth > 0, framesDecoded growing). It
+//     saves a screenshot of the call (see Artifacts).
+//   - TestBrowserAndGoClient: a browser and a Go peer (package client) chat
+//     both ways, and the Go peer receives the browser's VP8 track.
+//   - TestForcedRelay: with the page's "relay only" setting
+//     (iceTransportPolicy "relay"), two browsers connect through the
+//     embedded TURN server, and both badges say "relayed".
+//   - TestResumeAfterDroppedSocket: the page's socket is closed under it; the
+//     app shows its banner, resumes the same session, and chat goes on.
+//   - TestRecorderNeedsOptIn: a recorder-role peer joins; the page marks it
+//     as recording and sends it no track until "Share with recorder" is on.
+//
+// Artifacts (screenshots) go to $KHADGA_ARTIFACTS when set, else to the
+// test's temporary directory. When Chromium is missing the tests skip, or
+// fail when CI=true.
+package e2e
