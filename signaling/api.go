@@ -97,8 +97,18 @@ type credentials struct {
 	Password string `json:"password"`
 }
 
+type registerRequest struct {
+	credentials
+	Email string `json:"email,omitempty"`
+}
+
+type loginRequest struct {
+	credentials
+	Code string `json:"code,omitempty"` // TOTP or recovery code, when the account has 2FA
+}
+
 func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
-	var c credentials
+	var c registerRequest
 	if !decodeBody(w, r, &c) {
 		return
 	}
@@ -110,12 +120,22 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, codeBadRequest, err.Error())
 		return
 	}
+	if c.Email == "" && s.mailer != nil {
+		writeError(w, http.StatusBadRequest, codeBadRequest, "email is required on this server")
+		return
+	}
+	if c.Email != "" {
+		if err := validEmail(c.Email); err != nil {
+			writeError(w, http.StatusBadRequest, codeBadRequest, err.Error())
+			return
+		}
+	}
 	hash, err := s.cfg.Password.Hash(c.Password)
 	if err != nil {
 		s.internalError(w, "hashing a password", err)
 		return
 	}
-	u := store.User{Name: c.Username, PasswordHash: hash, Role: proto.RoleUser, Created: time.Now().UTC()}
+	u := store.User{Name: c.Username, PasswordHash: hash, Role: proto.RoleUser, Created: time.Now().UTC(), Email: c.Email}
 	switch err := s.store.CreateUser(u); {
 	case errors.Is(err, store.ErrUserExists):
 		writeError(w, http.StatusConflict, codeExists, "username is taken")
@@ -124,13 +144,25 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, "creating a user", err)
 		return
 	}
+	if s.mailer != nil {
+		if err := s.startEmailCheck(r, c.Username, c.Email); err != nil {
+			s.log.Error("sending the verification email", slog.String("user", c.Username), slog.Any("err", err))
+			s.store.DeleteUser(c.Username) // let the user try again with the same name
+			writeError(w, http.StatusServiceUnavailable, "email_failed", "could not send the verification email; try again later")
+			return
+		}
+	}
 	s.metrics.registers.Inc()
 	s.audit("register", c.Username, r, "")
-	writeJSON(w, http.StatusCreated, map[string]string{"username": c.Username})
+	answer := map[string]any{"username": c.Username}
+	if s.mailer != nil {
+		answer["email_verification"] = "sent"
+	}
+	writeJSON(w, http.StatusCreated, answer)
 }
 
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
-	var c credentials
+	var c loginRequest
 	if !decodeBody(w, r, &c) {
 		return
 	}
@@ -145,12 +177,23 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	if delay > 0 && !sleepCtx(r, delay) {
 		return
 	}
-	u, ok := s.checkPassword(c)
+	u, ok := s.checkPassword(c.credentials)
 	if !ok {
 		s.metrics.logins.WithLabelValues("failed").Inc()
 		s.limiter.Failure(addr, c.Username, s.cfg.Now())
 		s.audit("login-failed", c.Username, r, "")
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, errBadCredentials)
+		return
+	}
+	if u.TOTP != nil && u.TOTP.Enabled && !s.secondFactor(w, r, u.Name, c.Code) {
+		// A missing or wrong code counts as a failure, so that the limiter
+		// bounds code guessing by someone who knows the password.
+		s.limiter.Failure(addr, c.Username, s.cfg.Now())
+		return
+	}
+	if s.mailer != nil && u.Email != "" && !u.EmailVerified {
+		s.limiter.Success(addr, c.Username, s.cfg.Now())
+		writeError(w, http.StatusForbidden, "email_unverified", "confirm your email address first: open the link we sent you")
 		return
 	}
 	s.limiter.Success(addr, c.Username, s.cfg.Now())
@@ -182,6 +225,27 @@ func (s *Server) checkPassword(c credentials) (store.User, bool) {
 		return store.User{}, false
 	}
 	return u, ok && !u.Disabled
+}
+
+// secondFactor checks and spends the login's TOTP or recovery code,
+// answering the request when it is missing or wrong.
+func (s *Server) secondFactor(w http.ResponseWriter, r *http.Request, user, code string) bool {
+	if code == "" {
+		writeError(w, http.StatusUnauthorized, codeTOTPRequired, "enter the code from your authenticator app")
+		return false
+	}
+	err := s.store.UpdateUser(user, func(u *store.User) error {
+		if u.TOTP == nil || !u.TOTP.Enabled || !s.spendSecondFactor(u, code) {
+			return errTOTPRefused
+		}
+		return nil
+	})
+	if err != nil {
+		s.audit("login-totp-failed", user, r, "")
+		s.userUpdated(w, err, "")
+		return false
+	}
+	return true
 }
 
 type tokenResponse struct {

@@ -57,6 +57,14 @@ type Config struct {
 	// or to clients presenting MetricsToken as a bearer token if it is set.
 	Gatherer     prometheus.Gatherer
 	MetricsToken string
+	// SMTPURL (smtp://user:pass@host:port) turns on the email check at
+	// registration: accounts stay unverified until the emailed link is
+	// opened. SMTPFrom is the sender address. The URL is never logged.
+	SMTPURL  string
+	SMTPFrom string
+	// PublicURL is the server's address as users reach it (for emailed
+	// links); empty means the address each request came in on.
+	PublicURL string
 	// Now is the clock of tokens and tickets; nil means time.Now. Tests
 	// move it to expire tokens without waiting.
 	Now func() time.Time
@@ -116,6 +124,16 @@ func (c *Config) Validate() error {
 	}
 	if c.RefreshTTL < c.AccessTTL {
 		errs = append(errs, fmt.Errorf("refresh lifetime %v is shorter than the access lifetime %v", c.RefreshTTL, c.AccessTTL))
+	}
+	if c.SMTPURL != "" {
+		if _, err := newMailer(c.SMTPURL, c.SMTPFrom); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("public URL %q must be http(s)://host[:port]", c.PublicURL))
+		}
 	}
 	if c.ResumeWindow < 0 || c.ResumeWindow > 10*time.Minute {
 		errs = append(errs, fmt.Errorf("resume window %v must be between 0 and 10m", c.ResumeWindow))

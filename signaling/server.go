@@ -41,6 +41,7 @@ type Server struct {
 	limiter  *auth.LoginLimiter
 	tickets  *auth.Tickets
 	metrics  *metrics
+	mailer   *mailer // nil unless the email check is on
 	hub      *hub.Hub
 	http     *http.Server
 	admin    *http.Server // on the admin socket; nil when off
@@ -73,6 +74,11 @@ func New(cfg Config, ln net.Listener) (*Server, error) {
 func (s *Server) init() error {
 	var err error
 	s.metrics = newMetrics(s.cfg.Registerer)
+	if s.cfg.SMTPURL != "" {
+		if s.mailer, err = newMailer(s.cfg.SMTPURL, s.cfg.SMTPFrom); err != nil {
+			return err
+		}
+	}
 	if s.keys, err = auth.NewKeys(s.store, auth.KeysOptions{Logger: s.log, Now: s.cfg.Now}); err != nil {
 		return err
 	}

@@ -23,6 +23,24 @@ type User struct {
 	Rooms        []string  `json:"rooms,omitempty"`        // room grants for access tokens; empty means any room
 	Disabled     bool      `json:"disabled,omitempty"`
 	Created      time.Time `json:"created"`
+	// TOTP is the second factor, pending until confirmed with a first code.
+	TOTP *TOTP `json:"totp,omitempty"`
+	// Email, when the server checks addresses, must be verified before login.
+	Email         string    `json:"email,omitempty"`
+	EmailVerified bool      `json:"emailVerified,omitempty"`
+	EmailToken    []byte    `json:"emailToken,omitempty"` // SHA-256 of the single-use link token
+	EmailExpires  time.Time `json:"emailExpires,omitzero"`
+}
+
+// TOTP is a user's RFC 6238 second factor.
+type TOTP struct {
+	Secret  string `json:"secret"` // base32
+	Enabled bool   `json:"enabled"`
+	// LastStep is the time step of the last accepted code: a code is
+	// accepted once, so a replay within its window is refused.
+	LastStep int64 `json:"lastStep,omitempty"`
+	// Recovery holds SHA-256 hashes of the unused one-time recovery codes.
+	Recovery [][]byte `json:"recovery,omitempty"`
 }
 
 // validName rejects names that would break the key layout or be absurd.

@@ -1,0 +1,170 @@
+package signaling
+
+import (
+	"encoding/base64"
+	"errors"
+	"net/http"
+
+	"github.com/khadga/khadga/signaling/auth"
+	"github.com/khadga/khadga/signaling/store"
+)
+
+// Second-factor answers, stable codes the browser app switches on.
+const (
+	codeTOTPRequired = "totp_required" // the password was right; send it again with "code"
+	codeTOTPInvalid  = "totp_invalid"
+	codeConflict     = "conflict"
+)
+
+var (
+	// errTOTPRefused aborts a store update whose code did not check.
+	errTOTPRefused = errors.New("totp code refused")
+	// errConflict aborts a store update that the account's state does not allow.
+	errConflict = errors.New("conflict")
+)
+
+// handleTOTPEnroll starts an enrollment: a new secret, pending until
+// confirmed, with its otpauth URL and QR code.
+func (s *Server) handleTOTPEnroll(w http.ResponseWriter, r *http.Request) {
+	claims, ok := s.requireBearer(w, r)
+	if !ok {
+		return
+	}
+	e, err := auth.NewTOTP("khadga", claims.User)
+	if err != nil {
+		s.internalError(w, "generating a TOTP secret", err)
+		return
+	}
+	err = s.store.UpdateUser(claims.User, func(u *store.User) error {
+		if u.TOTP != nil && u.TOTP.Enabled {
+			return errConflict
+		}
+		u.TOTP = &store.TOTP{Secret: e.Secret}
+		return nil
+	})
+	if !s.userUpdated(w, err, "two-factor authentication is already on; disable it first") {
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{
+		"secret": e.Secret, "otpauth_url": e.URL,
+		"qr_png": "data:image/png;base64," + base64.StdEncoding.EncodeToString(e.QRPNG),
+	})
+}
+
+type codeRequest struct {
+	Code string `json:"code"`
+}
+
+// handleTOTPConfirm turns a pending enrollment on with its first code and
+// returns the one-time recovery codes (shown once; only hashes are kept).
+func (s *Server) handleTOTPConfirm(w http.ResponseWriter, r *http.Request) {
+	claims, ok := s.requireBearer(w, r)
+	if !ok {
+		return
+	}
+	var req codeRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	codes, hashes, err := auth.NewRecoveryCodes(auth.RecoveryCodes)
+	if err != nil {
+		s.internalError(w, "generating recovery codes", err)
+		return
+	}
+	err = s.store.UpdateUser(claims.User, func(u *store.User) error {
+		if u.TOTP == nil || u.TOTP.Enabled {
+			return errConflict
+		}
+		step, ok := auth.CheckTOTP(u.TOTP.Secret, req.Code, u.TOTP.LastStep, s.cfg.Now())
+		if !ok {
+			return errTOTPRefused
+		}
+		u.TOTP.Enabled, u.TOTP.LastStep, u.TOTP.Recovery = true, step, hashes
+		return nil
+	})
+	if !s.userUpdated(w, err, "no pending enrollment: enroll first") {
+		return
+	}
+	s.audit("totp-enabled", claims.User, r, "")
+	writeJSON(w, http.StatusOK, map[string]any{"recovery_codes": codes})
+}
+
+type disableRequest struct {
+	Password string `json:"password"`
+	Code     string `json:"code"`
+}
+
+// handleTOTPDisable turns the second factor off; it takes the password and
+// a current code (or a recovery code), so a stolen access token is not enough.
+func (s *Server) handleTOTPDisable(w http.ResponseWriter, r *http.Request) {
+	claims, ok := s.requireBearer(w, r)
+	if !ok {
+		return
+	}
+	var req disableRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if _, ok := s.checkPassword(credentials{Username: claims.User, Password: req.Password}); !ok {
+		writeError(w, http.StatusUnauthorized, codeUnauthorized, errBadCredentials)
+		return
+	}
+	err := s.store.UpdateUser(claims.User, func(u *store.User) error {
+		if u.TOTP == nil || !u.TOTP.Enabled {
+			return errConflict
+		}
+		if !s.spendSecondFactor(u, req.Code) {
+			return errTOTPRefused
+		}
+		u.TOTP = nil
+		return nil
+	})
+	if !s.userUpdated(w, err, "two-factor authentication is not on") {
+		return
+	}
+	s.audit("totp-disabled", claims.User, r, "")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// spendSecondFactor checks code against u's TOTP (a time code newer than the
+// last one used, or an unused recovery code) and records its use in u. The
+// caller runs it inside a store update so that the use is atomic.
+func (s *Server) spendSecondFactor(u *store.User, code string) bool {
+	t := u.TOTP
+	if step, ok := auth.CheckTOTP(t.Secret, code, t.LastStep, s.cfg.Now()); ok {
+		t.LastStep = step
+		return true
+	}
+	if i := auth.MatchRecovery(t.Recovery, code); i >= 0 {
+		t.Recovery = append(t.Recovery[:i], t.Recovery[i+1:]...)
+		return true
+	}
+	return false
+}
+
+// userUpdated answers a failed TOTP store update; it reports whether err was nil.
+func (s *Server) userUpdated(w http.ResponseWriter, err error, conflict string) bool {
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, errConflict):
+		writeError(w, http.StatusConflict, codeConflict, conflict)
+	case errors.Is(err, errTOTPRefused):
+		writeError(w, http.StatusUnauthorized, codeTOTPInvalid, "wrong or already used code")
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusUnauthorized, codeUnauthorized, "account no longer exists")
+	default:
+		s.internalError(w, "updating a user", err)
+	}
+	return false
+}
+
+// requireBearer answers 401 unless the request carries a valid access token.
+func (s *Server) requireBearer(w http.ResponseWriter, r *http.Request) (auth.Claims, bool) {
+	c, err := s.bearer(r)
+	if err != nil {
+		writeError(w, http.StatusUnauthorized, codeUnauthorized, err.Error())
+		return auth.Claims{}, false
+	}
+	return c, true
+}

@@ -1,0 +1,172 @@
+package signaling_test
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+	"github.com/khadga/khadga/signaling"
+	"github.com/khadga/khadga/signaling/signalingtest"
+	"github.com/pquerna/otp/totp"
+)
+
+func TestTOTP(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Now().Unix())
+	now := func() time.Time { return time.Unix(clock.Load(), 0) }
+	s := signalingtest.Start(t, signalingtest.Options{Config: signaling.Config{Now: now}})
+	tok := s.User(t, "alice")
+	authz := []string{"Authorization", "Bearer " + tok.AccessToken}
+
+	code, body := s.Post(t, "/api/totp/enroll", "", authz...)
+	if code != 200 {
+		t.Fatalf("enroll: %d %s", code, body)
+	}
+	var e struct {
+		Secret     string `json:"secret"`
+		OtpauthURL string `json:"otpauth_url"`
+		QrPng      string `json:"qr_png"`
+	}
+	json.Unmarshal(body, &e)
+	if e.Secret == "" || !strings.HasPrefix(e.OtpauthURL, "otpauth://totp/") || !strings.HasPrefix(e.QrPng, "data:image/png;base64,") {
+		t.Fatalf("enroll answer %s", body)
+	}
+	// Until confirmed, login needs no code.
+	s.Login(t, "alice", password)
+
+	if code, _ := s.Post(t, "/api/totp/confirm", map[string]string{"code": "000000"}, authz...); code != 401 {
+		t.Fatalf("confirm with a wrong code: %d", code)
+	}
+	first, _ := totp.GenerateCode(e.Secret, now())
+	code, body = s.Post(t, "/api/totp/confirm", map[string]string{"code": first}, authz...)
+	if code != 200 {
+		t.Fatalf("confirm: %d %s", code, body)
+	}
+	var rc struct {
+		RecoveryCodes []string `json:"recovery_codes"`
+	}
+	json.Unmarshal(body, &rc)
+	if len(rc.RecoveryCodes) != 10 {
+		t.Fatalf("recovery codes: %s", body)
+	}
+
+	login := func(code string) (int, string) {
+		c, b := s.Post(t, "/api/login", map[string]string{"username": "alice", "password": password, "code": code})
+		return c, string(b)
+	}
+	if c, b := login(""); c != 401 || !strings.Contains(b, "totp_required") {
+		t.Fatalf("login without code: %d %s", c, b)
+	}
+	// The confirming code was spent: replaying it in the same window fails.
+	if c, b := login(first); c != 401 || !strings.Contains(b, "totp_invalid") {
+		t.Fatalf("replayed code: %d %s", c, b)
+	}
+	clock.Add(30)
+	next, _ := totp.GenerateCode(e.Secret, now())
+	if c, b := login(next); c != 200 {
+		t.Fatalf("login with a fresh code: %d %s", c, b)
+	}
+	if c, _ := login(next); c != 401 {
+		t.Fatal("the same code worked twice")
+	}
+	if c, b := login(rc.RecoveryCodes[3]); c != 200 {
+		t.Fatalf("login with a recovery code: %d %s", c, b)
+	}
+	if c, _ := login(rc.RecoveryCodes[3]); c != 401 {
+		t.Fatal("a recovery code worked twice")
+	}
+
+	// Disabling needs the password and a code.
+	clock.Add(30)
+	cur, _ := totp.GenerateCode(e.Secret, now())
+	if c, _ := s.Post(t, "/api/totp/disable", map[string]string{"password": "wrong password", "code": cur}, authz...); c != 401 {
+		t.Fatalf("disable with a wrong password: %d", c)
+	}
+	if c, b := s.Post(t, "/api/totp/disable", map[string]string{"password": password, "code": cur}, authz...); c != 204 {
+		t.Fatalf("disable: %d %s", c, b)
+	}
+	if c, b := login(""); c != 200 {
+		t.Fatalf("login after disable: %d %s", c, b)
+	}
+}
+
+// smtpCapture is an in-process SMTP server that keeps what it receives.
+type smtpCapture struct{ msgs chan string }
+
+func (b *smtpCapture) NewSession(*gosmtp.Conn) (gosmtp.Session, error) { return &smtpSession{b}, nil }
+
+type smtpSession struct{ b *smtpCapture }
+
+func (s *smtpSession) Reset()                                 {}
+func (s *smtpSession) Logout() error                          { return nil }
+func (s *smtpSession) Mail(string, *gosmtp.MailOptions) error { return nil }
+func (s *smtpSession) Rcpt(string, *gosmtp.RcptOptions) error { return nil }
+func (s *smtpSession) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	s.b.msgs <- string(b)
+	return err
+}
+
+func TestEmailVerification(t *testing.T) {
+	capture := &smtpCapture{msgs: make(chan string, 4)}
+	srv := gosmtp.NewServer(capture)
+	srv.Domain = "localhost"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	s := signalingtest.Start(t, signalingtest.Options{Config: signaling.Config{
+		SMTPURL: "smtp://" + ln.Addr().String(), SMTPFrom: "khadga@example.org",
+	}})
+	creds := map[string]string{"username": "erin", "password": password}
+	if c, b := s.Post(t, "/api/register", creds); c != 400 || !strings.Contains(string(b), "email is required") {
+		t.Fatalf("register without email: %d %s", c, b)
+	}
+	creds["email"] = "erin@example.org"
+	if c, b := s.Post(t, "/api/register", creds); c != 201 {
+		t.Fatalf("register: %d %s", c, b)
+	}
+	var msg string
+	select {
+	case msg = <-capture.msgs:
+	case <-time.After(signalingtest.Timeout):
+		t.Fatal("no email arrived")
+	}
+	delete(creds, "email")
+	if c, b := s.Post(t, "/api/login", creds); c != 403 || !strings.Contains(string(b), "email_unverified") {
+		t.Fatalf("login before verifying: %d %s", c, b)
+	}
+	link := regexp.MustCompile(`http://\S+/api/verify-email\?\S+`).FindString(msg)
+	if link == "" || !strings.Contains(msg, "To: erin@example.org") {
+		t.Fatalf("no link in the email:\n%s", msg)
+	}
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/?email-verified=1" {
+		t.Fatalf("following the link: %d %v", resp.StatusCode, resp.Header)
+	}
+	s.Login(t, "erin", password)
+	// The link is single-use.
+	resp, err = noRedirect.Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("second use of the link: %d, want 400", resp.StatusCode)
+	}
+}
