@@ -31,6 +31,9 @@ type serveOptions struct {
 	logLevel     string
 	logJSON      bool
 	metricsToken string
+	smtpURL      string
+	smtpFrom     string
+	publicURL    string
 }
 
 func serveFlags(fs *flag.FlagSet) *serveOptions {
@@ -43,6 +46,9 @@ func serveFlags(fs *flag.FlagSet) *serveOptions {
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&o.logJSON, "log-json", false, "log as JSON lines")
 	fs.StringVar(&o.metricsToken, "metrics-token", "", "bearer token that lets non-loopback clients read /metrics (default: loopback only)")
+	fs.StringVar(&o.smtpURL, "smtp-url", "", "smtp://user:pass@host:port: turns on the email check at registration (prefer the environment: it holds a password)")
+	fs.StringVar(&o.smtpFrom, "smtp-from", "", "sender address of verification emails")
+	fs.StringVar(&o.publicURL, "public-url", "", "the server's URL as users reach it, for emailed links (default: the request's host)")
 	return o
 }
 
@@ -90,6 +96,9 @@ func runServe(ctx context.Context, args []string) error {
 		Registerer:     reg,
 		Gatherer:       reg,
 		MetricsToken:   o.metricsToken,
+		SMTPURL:        o.smtpURL,
+		SMTPFrom:       o.smtpFrom,
+		PublicURL:      o.publicURL,
 		ICEServers: func(user string) ([]proto.ICEServer, time.Time) {
 			if t := turnSrv.Load(); t != nil {
 				return t.ICEServers(user)
