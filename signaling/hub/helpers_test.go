@@ -38,8 +38,18 @@ type testServer struct {
 	tweak func(q url.Values, ws *websocket.Conn)
 }
 
-func newTestServer(t testing.TB, cfg Config) *testServer {
+// serverMode says how the test handler upgrades and hands over connections.
+type serverMode struct {
+	up    *websocket.Upgrader // nil: NewUpgrader
+	start bool                // Start instead of ServeConn
+}
+
+func newTestServer(t testing.TB, cfg Config, mode ...serverMode) *testServer {
 	t.Helper()
+	var md serverMode
+	if len(mode) > 0 {
+		md = mode[0]
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
@@ -48,7 +58,10 @@ func newTestServer(t testing.TB, cfg Config) *testServer {
 		t.Fatalf("New: %v", err)
 	}
 	ts := &testServer{t: t, hub: h}
-	up := NewUpgrader(func(*http.Request) bool { return true })
+	up := md.up
+	if up == nil {
+		up = NewUpgrader(func(*http.Request) bool { return true })
+	}
 	ts.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws, err := up.Upgrade(w, r, nil)
 		if err != nil {
@@ -65,7 +78,12 @@ func newTestServer(t testing.TB, cfg Config) *testServer {
 		if g := q.Get("rooms"); g != "" {
 			id.Rooms = strings.Split(g, ",")
 		}
-		_ = h.ServeConn(r.Context(), ws, id, ConnOptions{ResumeToken: q.Get("resume"), Presence: q.Get("presence") == "1"})
+		opts := ConnOptions{ResumeToken: q.Get("resume"), Presence: q.Get("presence") == "1"}
+		if md.start {
+			_ = h.Start(ws, id, opts)
+			return
+		}
+		_ = h.ServeConn(r.Context(), ws, id, opts)
 	}))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), wait)

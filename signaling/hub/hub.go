@@ -100,8 +100,10 @@ func (h *Hub) ServeConn(ctx context.Context, ws *websocket.Conn, id Identity, op
 	}
 	defer h.wg.Done()
 	c := h.newConn(ws, opts)
-	stop := context.AfterFunc(ctx, func() { _ = ws.Close() })
-	defer stop()
+	if ctx.Done() != nil { // Start passes Background: no callback to hold
+		stop := context.AfterFunc(ctx, func() { _ = ws.Close() })
+		defer stop()
+	}
 	h.conns.putIfAbsent(c.key, c)
 	h.stats.conns.Add(1)
 	h.attach(c, id, opts)
@@ -118,6 +120,27 @@ func (h *Hub) ServeConn(ctx context.Context, ws *websocket.Conn, id Identity, op
 		return nil
 	}
 	return fmt.Errorf("hub: connection of peer %s: %w", c.s.member.Peer, err)
+}
+
+// Start serves a connection like ServeConn, but on a goroutine of the hub,
+// and returns at once. The HTTP handler can then return, and net/http frees
+// what it holds for the request: its goroutine, its buffers, the request
+// and its contexts. Use it with an Upgrader from NewUpgrader (which gives
+// the connection its own small buffers); it roughly halves the memory of an
+// idle connection. The connection ends when the client leaves or at
+// Shutdown. Start returns ErrClosed once Shutdown has begun.
+func (h *Hub) Start(ws *websocket.Conn, id Identity, opts ConnOptions) error {
+	if !h.enter() {
+		refuse(ws, h.cfg.WriteWait)
+		return ErrClosed
+	}
+	go func() {
+		defer h.wg.Done()
+		if err := h.ServeConn(context.Background(), ws, id, opts); err != nil && !errors.Is(err, ErrClosed) {
+			h.log.Debug("hub: connection ended", slog.Any("err", err))
+		}
+	}()
+	return nil
 }
 
 // refuse tells a connection that arrived during shutdown to reconnect.

@@ -327,11 +327,33 @@ func noHubGoroutines(t *testing.T) {
 		buf := make([]byte, 1<<20)
 		stacks = string(buf[:runtime.Stack(buf, true)])
 		for _, fn := range []string{"hub.(*conn).writeLoop", "hub.(*Hub).sweep", "hub.(*Hub).ServeConn",
-			"hub.(*presence).flush", "hub.(*Hub).expire", "hub.(*conn).readLoop"} {
+			"hub.(*presence).flush", "hub.(*Hub).expire", "hub.(*conn).readLoop", "hub.(*Hub).Start"} {
 			if strings.Contains(stacks, fn) {
 				return false
 			}
 		}
 		return true
 	})
+}
+
+func TestStartServesWithoutTheHandlerGoroutine(t *testing.T) {
+	ts := newTestServer(t, Config{}, serverMode{start: true})
+	alice := ts.dial("user=alice")
+	bob := ts.dial("user=bob")
+	alice.join("r", "1")
+	bob.join("r", "1")
+	alice.expect(proto.TypePeerJoined)
+	bob.signal(alice.peer(), "", "s", `{"a":1}`)
+	if m := alice.expect(proto.TypeSignal); m.From != bob.peer() {
+		t.Fatalf("from %q", m.From)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := ts.hub.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if code := alice.expectClose(); code != websocket.CloseServiceRestart {
+		t.Fatalf("close code %d", code)
+	}
+	noHubGoroutines(t)
 }

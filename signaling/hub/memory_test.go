@@ -1,0 +1,97 @@
+package hub
+
+import (
+	"bufio"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime/pprof"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// rawDial opens a WebSocket with a hand-written handshake and keeps only the
+// socket: no goroutine and no buffers on the client side, so that the
+// memory measured in this process is the server's.
+func rawDial(tb testing.TB, addr, query string) net.Conn {
+	tb.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	fmt.Fprintf(c, "GET /ws?%s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: khadga.v1\r\n\r\n", query, addr)
+	br := bufio.NewReaderSize(c, 256)
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if line == "\r\n" {
+			break
+		}
+	}
+	return c
+}
+
+// BenchmarkIdleConnMemory reports the heap and stack the server holds per
+// idle authenticated connection (welcome sent, no presence), measured
+// in-process after a GC. The benchmark tool measures RSS in a separate
+// process; this figure is the Go-visible part of it.
+func BenchmarkIdleConnMemory(b *testing.B) {
+	any := func(*http.Request) bool { return true }
+	modes := []struct {
+		name string
+		mode serverMode
+	}{
+		{"ServeConn+NewServeConnUpgrader", serverMode{up: NewServeConnUpgrader(any)}},
+		{"ServeConn+NewUpgrader", serverMode{up: NewUpgrader(any)}},
+		{"Start+NewUpgrader", serverMode{up: NewUpgrader(any), start: true}},
+	}
+	for _, m := range modes {
+		b.Run(m.name, func(b *testing.B) { benchIdle(b, m.mode) })
+	}
+}
+
+func benchIdle(b *testing.B, mode serverMode) {
+	const n = 2000
+	for range b.N {
+		ts := newTestServer(b, Config{Logger: slog.New(slog.DiscardHandler)}, mode)
+		addr := strings.TrimPrefix(ts.srv.URL, "http://")
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		g0 := runtime.NumGoroutine()
+		conns := make([]net.Conn, 0, n)
+		for i := range n {
+			conns = append(conns, rawDial(b, addr, fmt.Sprintf("user=u%d", i)))
+		}
+		eventually(b, "all connections served", func() bool { return ts.hub.Stats().Connections == n })
+		eventually(b, "writers to finish", func() bool {
+			return runtime.NumGoroutine()-g0 <= n+5
+		})
+		time.Sleep(100 * time.Millisecond) // settle for measurement only, not synchronisation
+		runtime.GC()
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		heap := float64(after.HeapInuse) - float64(before.HeapInuse)
+		stack := float64(after.StackInuse) - float64(before.StackInuse)
+		b.ReportMetric(heap/n, "heap-B/conn")
+		b.ReportMetric(stack/n, "stack-B/conn")
+		b.ReportMetric((heap+stack)/n, "B/conn")
+		b.ReportMetric(float64(runtime.NumGoroutine()-g0)/n, "goroutines/conn")
+		if f := os.Getenv("HUB_HEAP_PROFILE"); f != "" {
+			if w, err := os.Create(f); err == nil {
+				_ = pprof.WriteHeapProfile(w)
+				_ = w.Close()
+			}
+		}
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}
+}
