@@ -237,7 +237,7 @@ func TestPipelineLossRequestsKeyFrames(t *testing.T) {
 	}
 }
 
-func TestPipelineQueueDropsWhenWriterStalls(t *testing.T) {
+func TestPipelineWriteErrorKeepsMemoryBounded(t *testing.T) {
 	cfg := OutputConfig{Dir: t.TempDir(), Room: "lab", Size: Size{W: 32, H: 32}, ClipFrames: 100, NoSync: true}
 	out, err := OpenOutput(cfg)
 	if err != nil {
@@ -248,9 +248,8 @@ func TestPipelineQueueDropsWhenWriterStalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Close the output under the writer: it cannot start a clip, so frames
-	// only ever leave the queue by being dropped or discarded; memory stays
-	// bounded by the queue.
+	// Close the output under the writer: it cannot start a clip, reports
+	// that, and discards frames instead of keeping them.
 	out.Close()
 	os.RemoveAll(cfg.Dir)
 	if err := p.ReadRTP(context.Background(), src); err != nil {

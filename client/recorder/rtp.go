@@ -73,15 +73,7 @@ func (p *Pipeline) ReadRTP(ctx context.Context, src RTPReader) error {
 		pidMask  uint16 = 0x7f
 		seenData bool
 	)
-	for {
-		pkt, _, err := src.ReadRTP()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, io.EOF) {
-				return nil
-			}
-			return fmt.Errorf("recorder: read RTP: %w", err)
-		}
-		sb.Push(pkt)
+	pop := func() {
 		for s := sb.Pop(); s != nil; s = sb.Pop() {
 			if len(s.RTPHeaders) == 0 {
 				continue
@@ -105,5 +97,22 @@ func (p *Pipeline) ReadRTP(ctx context.Context, src RTPReader) error {
 			p.Frame(s.Data, s.PacketTimestamp, time.Now(), lost && seenData)
 			seenData = true
 		}
+	}
+	for {
+		pkt, _, err := src.ReadRTP()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				// The stream ended: the frames held back are complete.
+				sb.Flush()
+				pop()
+				return nil
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("recorder: read RTP: %w", err)
+		}
+		sb.Push(pkt)
+		pop()
 	}
 }
