@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/acme"
@@ -142,7 +143,15 @@ type ACME struct {
 	allowed   map[string]bool
 	httpsPort int
 	log       *slog.Logger
+
+	warnMu   sync.Mutex
+	lastWarn map[string]time.Time // by domain; bounded by the domain list
 }
+
+// warnEvery spaces out the warnings about one domain: while the CA is
+// unreachable, every handshake fails the same way (autocert remembers a
+// failed order for a minute).
+const warnEvery = time.Minute
 
 // NewACME validates cfg, creates the cache dir and returns the manager.
 // Nothing is ordered until the first handshake that needs a certificate.
@@ -157,7 +166,7 @@ func NewACME(cfg ACMEConfig) (*ACME, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &ACME{allowed: make(map[string]bool), httpsPort: cfg.HTTPSPort, log: log}
+	a := &ACME{allowed: make(map[string]bool), httpsPort: cfg.HTTPSPort, log: log, lastWarn: make(map[string]time.Time)}
 	if a.httpsPort == 0 {
 		a.httpsPort = 443
 	}
@@ -216,16 +225,31 @@ func (a *ACME) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, err
 	}
 	cert, err := a.m.GetCertificate(hello)
 	if err != nil {
-		// Scanners send any SNI they like; only our own names are news.
-		level := slog.LevelWarn
-		if errors.Is(err, ErrUnknownHost) {
-			level = slog.LevelDebug
-		}
-		a.log.Log(context.Background(), level, "ACME certificate unavailable",
+		a.log.Log(context.Background(), a.failureLevel(hello.ServerName, err), "ACME certificate unavailable",
 			slog.String("server_name", hello.ServerName), slog.Any("err", err))
 		return nil, fmt.Errorf("certs: %w", err)
 	}
 	return cert, nil
+}
+
+// failureLevel is Warn for the first failure of one of our domains in
+// warnEvery and Debug otherwise. Scanners send any SNI they like, so a name
+// that is not ours is never news.
+func (a *ACME) failureLevel(name string, err error) slog.Level {
+	if errors.Is(err, ErrUnknownHost) {
+		return slog.LevelDebug
+	}
+	name = strings.TrimSuffix(strings.ToLower(name), ".")
+	if !a.allowed[name] {
+		return slog.LevelDebug // e.g. a malformed name autocert refused
+	}
+	a.warnMu.Lock()
+	defer a.warnMu.Unlock()
+	if now := time.Now(); now.Sub(a.lastWarn[name]) >= warnEvery {
+		a.lastWarn[name] = now
+		return slog.LevelWarn
+	}
+	return slog.LevelDebug
 }
 
 // TLSConfig returns [TLSConfig] with this source's GetCertificate and the

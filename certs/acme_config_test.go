@@ -2,6 +2,7 @@ package certs
 
 import (
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,5 +88,36 @@ func TestNewACMECreatesPrivateCache(t *testing.T) {
 	conf := a.TLSConfig()
 	if conf.MinVersion < 0x0303 || !strings.Contains(strings.Join(conf.NextProtos, ","), "acme-tls/1") {
 		t.Errorf("TLS config: min version %x, protos %v", conf.MinVersion, conf.NextProtos)
+	}
+}
+
+// TestACMEUnreachableCAWarnsOnce asks for a certificate from a CA that is
+// not there: the handshake fails, and repeated failures for the same domain
+// give one warning, not one per handshake.
+func TestACMEUnreachableCAWarnsOnce(t *testing.T) {
+	log, rec := newLogRecorder(t)
+	a, err := NewACME(ACMEConfig{
+		Domains:      []string{"chat.khadga.test"},
+		CacheDir:     t.TempDir(),
+		DirectoryURL: "https://127.0.0.1:1/dir", // nothing listens on port 1
+		Logger:       log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveTLS(t, a.TLSConfig())
+	for range 3 {
+		if _, err := handshake(t, addr, "chat.khadga.test", nil); err == nil {
+			t.Fatal("handshake succeeded without a certificate")
+		}
+	}
+	if n := countLogs(rec, slog.LevelWarn); n != 1 {
+		t.Errorf("%d warnings for 3 failed handshakes, want 1", n)
+	}
+	if _, err := handshake(t, addr, "other.khadga.test", nil); err == nil {
+		t.Fatal("handshake for an unconfigured name succeeded")
+	}
+	if n := countLogs(rec, slog.LevelWarn); n != 1 {
+		t.Errorf("an unconfigured name added a warning (%d in all)", n)
 	}
 }

@@ -182,13 +182,21 @@ func (s *FileSource) parse(certPEM, keyPEM []byte) (*tls.Certificate, error) {
 	return &cert, nil
 }
 
+// soonExpiry is when a loaded certificate earns a warning: a renewal that
+// was due has not happened.
+const soonExpiry = 7 * 24 * time.Hour
+
 func (s *FileSource) logLoaded(cert *tls.Certificate, reload bool) {
 	msg := "certificate loaded"
 	if reload {
 		msg = "certificate reloaded"
 	}
+	level := slog.LevelInfo
+	if cert.Leaf.NotAfter.Sub(s.now()) < soonExpiry {
+		level, msg = slog.LevelWarn, msg+"; it expires within a week"
+	}
 	fp := sha256.Sum256(cert.Leaf.Raw)
-	s.log.Info(msg,
+	s.log.Log(context.Background(), level, msg,
 		slog.String("subject", cert.Leaf.Subject.CommonName),
 		slog.Any("dns_names", cert.Leaf.DNSNames),
 		slog.Time("not_after", cert.Leaf.NotAfter),

@@ -271,3 +271,13 @@ func TestTLSConfigRefusesOldClients(t *testing.T) {
 		t.Errorf("handshake after the file went away: %v", err)
 	}
 }
+
+func TestFileSourceWarnsNearExpiry(t *testing.T) {
+	log, rec := newLogRecorder(t)
+	c := newTestCert(t, "soon", time.Now().Add(48*time.Hour))
+	files := newPairFiles(t, c)
+	if _, err := NewFileSource(files.cert, files.key, log); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitFor(t, 0, slog.LevelWarn, "expires within a week")
+}
