@@ -1,0 +1,379 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/khadga/khadga/proto"
+	"github.com/khadga/khadga/signaling"
+	"github.com/khadga/khadga/signaling/signalingtest"
+	"github.com/khadga/khadga/turn"
+)
+
+const testPassword = "correct horse battery"
+
+// testServer is a real signaling server, optionally with an embedded TURN
+// server, whose logs are kept so that tests can check what passed through.
+type testServer struct {
+	*signalingtest.Server
+	logs *syncBuffer
+	turn *turn.Server
+	reg  *prometheus.Registry
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startServer(t *testing.T, withTURN bool) *testServer {
+	t.Helper()
+	ts := &testServer{logs: &syncBuffer{}, reg: prometheus.NewRegistry()}
+	var cfg signaling.Config
+	cfg.Logger = slog.New(slog.NewTextHandler(ts.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if withTURN {
+		ts.turn = startTURN(t, ts.reg)
+		cfg.ICEServers = ts.turn.ICEServers
+	}
+	ts.Server = signalingtest.Start(t, signalingtest.Options{Config: cfg})
+	return ts
+}
+
+func startTURN(t *testing.T, reg prometheus.Registerer) *turn.Server {
+	t.Helper()
+	s, err := turn.New(turn.Config{
+		Listen:  "127.0.0.1:0",
+		Realm:   "khadga.test",
+		Secrets: [][]byte{[]byte("client-test-secret")},
+		// Both relays are on 127.0.0.1; allow loopback peers for tests.
+		AllowPeers: []string{"127.0.0.1/32"},
+		UDPSockets: 1,
+		Logger:     testLogger(t),
+		Registerer: reg,
+	})
+	if err != nil {
+		t.Fatalf("turn: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// newClient registers user and dials the server as that user.
+func (ts *testServer) newClient(t *testing.T, user string, opts ...Option) *Client {
+	t.Helper()
+	ts.Register(t, user, testPassword)
+	return ts.dial(t, user, opts...)
+}
+
+func (ts *testServer) dial(t *testing.T, user string, opts ...Option) *Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	base := []Option{WithLogger(testLogger(t).With(slog.String("client", user))), WithSettingEngine(loopbackEngine()),
+		WithReconnectBackoff(50*1e6, 1e9)}
+	c, err := Dial(ctx, ts.URL, Credentials{Username: user, Password: testPassword}, append(base, opts...)...)
+	if err != nil {
+		t.Fatalf("dial as %s: %v", user, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func join(t *testing.T, c *Client, room string) *Room {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	r, err := c.Join(ctx, room)
+	if err != nil {
+		t.Fatalf("%s joins %s: %v", c.Self().User, room, err)
+	}
+	return r
+}
+
+// connected waits until r reports a PeerConnected for each user.
+func connected(t *testing.T, r *Room, users ...string) map[string]proto.Member {
+	t.Helper()
+	got := map[string]proto.Member{}
+	for len(got) < len(users) {
+		ev := waitEvent[*PeerConnected](t, r.events, func(e *PeerConnected) bool {
+			for _, u := range users {
+				if e.Member.User == u {
+					return true
+				}
+			}
+			return false
+		})
+		got[ev.Member.User] = ev.Member
+	}
+	return got
+}
+
+func TestE2EChatBothWaysPeerToPeer(t *testing.T) {
+	ts := startServer(t, false)
+	alice, bob := ts.newClient(t, "alice"), ts.newClient(t, "bob")
+	ra := join(t, alice, "lobby")
+	rb := join(t, bob, "lobby")
+	connected(t, ra, "bob")
+	connected(t, rb, "alice")
+
+	secret1, secret2 := "p2p-marker-4f9c1e", "p2p-marker-77ab02"
+	if n, err := ra.Send(secret1); err != nil || n != 1 {
+		t.Fatalf("alice send: %d, %v", n, err)
+	}
+	if m := waitEvent[*Message](t, rb.events, nil); m.Text != secret1 || m.From.User != "alice" || m.From.Peer != alice.Self().Peer {
+		t.Fatalf("bob got %+v", m)
+	}
+	if n, err := rb.Send(secret2); err != nil || n != 1 {
+		t.Fatalf("bob send: %d, %v", n, err)
+	}
+	if m := waitEvent[*Message](t, ra.events, nil); m.Text != secret2 || m.From.User != "bob" {
+		t.Fatalf("alice got %+v", m)
+	}
+	// The server logged the handshake (at debug level) but never the chat.
+	logs := ts.logs.String()
+	if !strings.Contains(logs, "alice") {
+		t.Fatalf("server logs look empty; the check below would prove nothing:\n%s", logs)
+	}
+	if strings.Contains(logs, secret1) || strings.Contains(logs, secret2) {
+		t.Fatal("a chat message passed through the signaling server")
+	}
+	info, ok := ra.PeerInfo(bob.Self().Peer)
+	if !ok || info.Kind() == "" || info.Relayed() {
+		t.Fatalf("alice's connection to bob: %+v", info)
+	}
+}
+
+func TestE2EFullMeshOfThree(t *testing.T) {
+	ts := startServer(t, false)
+	users := []string{"ann", "ben", "cat"}
+	rooms := map[string]*Room{}
+	for _, u := range users {
+		rooms[u] = join(t, ts.newClient(t, u), "mesh")
+	}
+	for _, u := range users {
+		var others []string
+		for _, o := range users {
+			if o != u {
+				others = append(others, o)
+			}
+		}
+		connected(t, rooms[u], others...)
+	}
+	for _, u := range users {
+		if n, err := rooms[u].Send("hi from " + u); err != nil || n != 2 {
+			t.Fatalf("%s send: %d, %v", u, n, err)
+		}
+	}
+	for _, u := range users {
+		got := map[string]bool{}
+		for len(got) < 2 {
+			m := waitEvent[*Message](t, rooms[u].events, nil)
+			if m.Text != "hi from "+m.From.User || m.From.User == u {
+				t.Fatalf("%s got %+v", u, m)
+			}
+			got[m.From.User] = true
+		}
+	}
+}
+
+func TestE2ESimultaneousNegotiation(t *testing.T) {
+	ts := startServer(t, false)
+	alice, bob := ts.newClient(t, "alice"), ts.newClient(t, "bob")
+	ra, rb := join(t, alice, "glare"), join(t, bob, "glare")
+	connected(t, ra, "bob")
+	connected(t, rb, "alice")
+	pa, _ := ra.peer(bob.Self().Peer)
+	pb, _ := rb.peer(alice.Self().Peer)
+	// Both sides start a negotiation at the same moment, several times,
+	// with ICE restarts in the mix.
+	for i := 0; i < 4; i++ {
+		restart := i == 2
+		pa.enqueue(func() { pa.negotiate(restart) })
+		pb.enqueue(func() { pb.negotiate(restart) })
+	}
+	waitStable(t, pa)
+	waitStable(t, pb)
+	if _, err := ra.Send("after glare"); err != nil {
+		t.Fatal(err)
+	}
+	if m := waitEvent[*Message](t, rb.events, nil); m.Text != "after glare" {
+		t.Fatalf("got %q", m.Text)
+	}
+}
+
+// TestE2EResumeAfterDrop closes a client's WebSocket under it: the client
+// resumes with the same peer id, the peer connection survives, and chat
+// goes on.
+func TestE2EResumeAfterDrop(t *testing.T) {
+	ts := startServer(t, false)
+	alice, bob := ts.newClient(t, "alice"), ts.newClient(t, "bob")
+	ra, rb := join(t, alice, "resume"), join(t, bob, "resume")
+	connected(t, ra, "bob")
+	connected(t, rb, "alice")
+	before := alice.Self().Peer
+	pcBefore, _ := rb.peer(before)
+
+	alice.DropConnection()
+	waitEvent[*Disconnected](t, alice.events, nil)
+	rc := waitEvent[*Reconnected](t, alice.events, nil)
+	if !rc.Resumed || rc.Peer != before || alice.Self().Peer != before {
+		t.Fatalf("reconnect %+v, peer now %s, was %s", rc, alice.Self().Peer, before)
+	}
+	if _, err := ra.Send("after resume"); err != nil {
+		t.Fatal(err)
+	}
+	if m := waitEvent[*Message](t, rb.events, nil); m.Text != "after resume" {
+		t.Fatalf("bob got %q", m.Text)
+	}
+	if pcAfter, _ := rb.peer(before); pcAfter != pcBefore {
+		t.Fatal("bob's peer connection to alice was replaced; it should have survived")
+	}
+	// Signaling still works after the resume: a renegotiation completes.
+	pa, _ := ra.peer(bob.Self().Peer)
+	pa.enqueue(func() { pa.negotiate(true) })
+	waitStable(t, pa)
+	if _, err := rb.Send("and back"); err != nil {
+		t.Fatal(err)
+	}
+	if m := waitEvent[*Message](t, ra.events, nil); m.Text != "and back" {
+		t.Fatalf("alice got %q", m.Text)
+	}
+}
+
+func sendFileE2E(t *testing.T, ra, rb *Room, to string, size int) {
+	t.Helper()
+	data := randomBytes(t, size)
+	want := sha256.Sum256(data)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*testTimeout)
+	defer cancel()
+	st, err := ra.SendFile(ctx, to, "payload.bin", bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := waitEvent[*IncomingFile](t, rb.events, nil)
+	h := sha256.New()
+	rt, err := f.Accept(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Wait(ctx); err != nil {
+		t.Fatalf("receive: %v", err)
+	}
+	if err := st.Wait(ctx); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	if got := h.Sum(nil); !bytes.Equal(got, want[:]) {
+		t.Fatal("SHA-256 differs")
+	}
+}
+
+func TestE2EFile20MiB(t *testing.T) {
+	ts := startServer(t, false)
+	alice, bob := ts.newClient(t, "alice"), ts.newClient(t, "bob")
+	ra, rb := join(t, alice, "files"), join(t, bob, "files")
+	connected(t, ra, "bob")
+	connected(t, rb, "alice")
+	sendFileE2E(t, ra, rb, bob.Self().Peer, 20<<20)
+}
+
+// TestE2EFileInterrupted closes the sending client mid-transfer.
+func TestE2EFileInterrupted(t *testing.T) {
+	ts := startServer(t, false)
+	alice, bob := ts.newClient(t, "alice"), ts.newClient(t, "bob")
+	ra, rb := join(t, alice, "files"), join(t, bob, "files")
+	connected(t, ra, "bob")
+	connected(t, rb, "alice")
+	data := randomBytes(t, 8<<20)
+	g := &gateReader{r: bytes.NewReader(data), n: 2 << 20, reached: make(chan struct{}), release: make(chan struct{})}
+	defer close(g.release)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if _, err := ra.SendFile(ctx, bob.Self().Peer, "cut.bin", g, int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	rt, err := waitEvent[*IncomingFile](t, rb.events, nil).Accept(&bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-g.reached:
+	case <-ctx.Done():
+		t.Fatal("sender never reached the gate")
+	}
+	alice.Close()
+	if err := rt.Wait(ctx); !errors.Is(err, ErrTransferInterrupted) {
+		t.Fatalf("receiver got %v, want ErrTransferInterrupted", err)
+	}
+}
+
+// TestE2ERelayOnly forces TURN on both sides: the selected pair is relay,
+// chat and a file pass, and the embedded TURN server counted the bytes.
+func TestE2ERelayOnly(t *testing.T) {
+	ts := startServer(t, true)
+	alice := ts.newClient(t, "alice", WithRelayOnly())
+	bob := ts.newClient(t, "bob", WithRelayOnly())
+	ra, rb := join(t, alice, "relay"), join(t, bob, "relay")
+	connected(t, ra, "bob")
+	connected(t, rb, "alice")
+	info, _ := ra.PeerInfo(bob.Self().Peer)
+	if !info.Relayed() || info.Kind() != "relay" {
+		t.Fatalf("selected pair %+v, want relay", info)
+	}
+	if _, err := ra.Send("via turn"); err != nil {
+		t.Fatal(err)
+	}
+	if m := waitEvent[*Message](t, rb.events, nil); m.Text != "via turn" {
+		t.Fatalf("got %q", m.Text)
+	}
+	before := relayedBytes(t, ts.reg)
+	sendFileE2E(t, ra, rb, bob.Self().Peer, 2<<20)
+	if after := relayedBytes(t, ts.reg); after-before < 2<<20 {
+		t.Fatalf("TURN relayed %v bytes during a 2 MiB transfer", after-before)
+	}
+}
+
+func relayedBytes(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != "khadga_turn_relayed_bytes_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "direction" && l.GetValue() == "to_peer" {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if sum == 0 {
+		t.Logf("metrics: %s", fmt.Sprint(len(mfs)))
+	}
+	return sum
+}

@@ -1,0 +1,89 @@
+//go:build cgo
+
+package recorder
+
+import (
+	"testing"
+	"time"
+
+	"github.com/khadga/khadga/client/recorder/vpx"
+)
+
+// benchStream encodes n frames of 640x480 VP8 at 30 fps.
+func benchStream(b *testing.B, n int) [][]byte {
+	b.Helper()
+	enc, err := vpx.NewEncoder(vpx.VP8, 640, 480, 30, 1500)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer enc.Close()
+	frames := make([][]byte, n)
+	for i := range frames {
+		pic := movingPicture(640, 480, i)
+		f, err := enc.Encode(pic.Y, pic.U, pic.V, false)
+		if err != nil || f == nil {
+			b.Fatalf("encode %d: %v", i, err)
+		}
+		frames[i] = append([]byte(nil), f...)
+	}
+	return frames
+}
+
+// BenchmarkPipelineVsDecode runs, in each iteration, the same 640x480 VP8
+// stream through plain libvpx decoding and through the whole recorder
+// pipeline with every frame kept (decode + sample + convert + resize to
+// 224x224 + write tar shards with manifest, checksums, contact sheets and
+// fsync), and reports both rates in process CPU time and their ratio.
+// Run it on one core: GOMAXPROCS=1 taskset -c 1 go test -bench PipelineVsDecode.
+func BenchmarkPipelineVsDecode(b *testing.B) {
+	const n = 300
+	frames := benchStream(b, n)
+	var decCPU, pipeCPU time.Duration
+	var decWall, pipeWall time.Duration
+	for b.Loop() {
+		// Plain decode: the floor.
+		c0, w0 := processCPU(), time.Now()
+		dec, err := vpx.NewDecoder(vpx.VP8)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, f := range frames {
+			if img, err := dec.Decode(f); err != nil || img == nil {
+				b.Fatalf("decode: %v", err)
+			}
+		}
+		dec.Close()
+		decCPU += processCPU() - c0
+		decWall += time.Since(w0)
+
+		// The pipeline.
+		dir := b.TempDir()
+		c0, w0 = processCPU(), time.Now()
+		out, err := OpenOutput(OutputConfig{Dir: dir, Room: "bench", Size: Size{224, 224}, ClipFrames: 150})
+		if err != nil {
+			b.Fatal(err)
+		}
+		p, err := NewPipeline(out, TrackInfo{Peer: "p", Codec: vpx.VP8}, TrackOptions{FPS: 0, Fit: FitCrop, QueueFrames: n})
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		for i, f := range frames {
+			p.Frame(f, uint32(i*3000), start, false)
+		}
+		st, err := p.Close()
+		if err != nil || st.Written != n {
+			b.Fatalf("pipeline: %v, stats %+v", err, st)
+		}
+		out.Close()
+		pipeCPU += processCPU() - c0
+		pipeWall += time.Since(w0)
+	}
+	total := float64(b.N * n)
+	decFPS, pipeFPS := total/decCPU.Seconds(), total/pipeCPU.Seconds()
+	b.ReportMetric(decFPS, "decode-frames/s")
+	b.ReportMetric(pipeFPS, "pipeline-frames/s")
+	b.ReportMetric(100*pipeFPS/decFPS, "pipeline-%-of-decode")
+	b.ReportMetric(total/decWall.Seconds(), "decode-wall-frames/s")
+	b.ReportMetric(total/pipeWall.Seconds(), "pipeline-wall-frames/s")
+}
