@@ -230,7 +230,7 @@ func (h *Hub) reportDropped(target string, items []queued) {
 			continue
 		}
 		h.stats.countError(proto.CodePeerUnavailable)
-		msg := errorMsg(it.Ref, proto.CodePeerUnavailable, "signal to peer "+target+" was not delivered: the peer did not come back in time")
+		msg := errorMsg(it.Ref, proto.CodePeerUnavailable, "signal to peer "+target+" was not delivered: the peer left or did not come back in time")
 		_ = h.delivery.Deliver(it.From, Envelope{Msg: msg, Kind: KindReport})
 	}
 }

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"fmt"
 	"sync"
 
 	"github.com/khadga/khadga/proto"
@@ -33,19 +34,31 @@ func (h *Hub) join(c *conn, m *proto.Message) {
 		return
 	}
 	s.roomsMu.Lock()
-	defer s.roomsMu.Unlock()
+	code, reply := h.joinLocked(c, m)
+	s.roomsMu.Unlock()
+	switch {
+	case code != "":
+		c.replyError(m.ID, code, "%s", reply)
+	case reply != "":
+		c.send([]byte(reply))
+	}
+}
+
+// joinLocked does the work of join with s.roomsMu held. It returns an error
+// code and text, or an answer to send once the lock is released (empty if
+// it was queued already).
+func (h *Hub) joinLocked(c *conn, m *proto.Message) (proto.Code, string) {
+	s := c.s
 	if r, ok := s.rooms[m.Room]; ok {
 		// Joining again answers with the members present, which lets a
 		// resumed client refresh its view.
 		r.mu.RLock()
 		peers := membersExcept(r, s)
 		r.mu.RUnlock()
-		c.send(joinedMsg(m.ID, m.Room, peers))
-		return
+		return "", string(joinedMsg(m.ID, m.Room, peers))
 	}
 	if len(s.rooms) >= h.cfg.MaxRoomsPerSession {
-		c.replyError(m.ID, proto.CodeTooManyRooms, "a session may be in at most %d rooms", h.cfg.MaxRoomsPerSession)
-		return
+		return proto.CodeTooManyRooms, fmt.Sprintf("a session may be in at most %d rooms", h.cfg.MaxRoomsPerSession)
 	}
 	for {
 		r, created := h.rooms.getOrCreate(m.Room, func() *room {
@@ -61,14 +74,13 @@ func (h *Hub) join(c *conn, m *proto.Message) {
 		}
 		if len(r.members) >= h.cfg.MaxRoomMembers {
 			r.mu.Unlock()
-			c.replyError(m.ID, proto.CodeRoomFull, "room %s is full (%d members)", m.Room, h.cfg.MaxRoomMembers)
-			return
+			return proto.CodeRoomFull, fmt.Sprintf("room %s is full (%d members)", m.Room, h.cfg.MaxRoomMembers)
 		}
-		peers := membersExcept(r, s)
 		// Answer and announce under the room lock, so that every member
 		// sees joins and leaves in one order, and the joiner gets joined
-		// before any signal sent in answer to peer-joined.
-		c.send(joinedMsg(m.ID, m.Room, peers))
+		// before any signal sent in answer to peer-joined. Nothing here
+		// waits: a joiner whose queue is full is a slow consumer.
+		_ = c.enqueue(queued{Envelope: Envelope{Msg: joinedMsg(m.ID, m.Room, membersExcept(r, s)), Kind: KindEvent}})
 		ev := memberMsg(proto.TypePeerJoined, m.Room, s.member)
 		for peer := range r.members {
 			_ = h.delivery.Deliver(peer, Envelope{Msg: ev, Kind: KindEvent})
@@ -80,7 +92,7 @@ func (h *Hub) join(c *conn, m *proto.Message) {
 			s.rooms = make(map[string]*room)
 		}
 		s.rooms[m.Room] = r
-		return
+		return "", ""
 	}
 }
 
