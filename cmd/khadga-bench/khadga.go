@@ -77,8 +77,18 @@ func spawnKhadga(ctx context.Context, cfg *config, log *slog.Logger) (*process, 
 		os.RemoveAll(dir)
 		return nil, "", err
 	}
+	turnPort, err := freePort()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, "", err
+	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	args := append([]string{"serve", "--http", addr}, cfg.ServerArgs...)
+	// The embedded TURN server stays on: each welcome then carries freshly
+	// minted TURN credentials, as in a real deployment. It listens on
+	// loopback, on a free port, so that it clashes with nothing.
+	args := []string{"serve", "--http", addr, "--data", filepath.Join(dir, "data"),
+		"--turn-listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(turnPort))}
+	args = append(args, cfg.ServerArgs...)
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	p, err := startProcess(cmd, dir, log)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -84,7 +85,7 @@ func relayPhase(ctx context.Context, cfg *config, t target, rate int, log *slog.
 			}
 		}()
 	}
-	cpu0, cpu1 := run.cpuWindow(ctx, t.pid())
+	cpu0, cpu1, self := run.cpuWindow(ctx, t.pid())
 	close(stop)
 	senders.Wait()
 	run.drain(ctx)
@@ -93,6 +94,7 @@ func relayPhase(ctx context.Context, cfg *config, t target, rate int, log *slog.
 	}
 	readers.Wait()
 	res := run.result(peers, cfg, rate, cpu1-cpu0)
+	res.ClientCPUCores = round(self/cfg.Duration.Seconds(), 2)
 	log.Info("relay", slog.String("mode", res.Mode), slog.Float64("signals_per_s", round(res.PerSecond, 0)),
 		slog.Float64("p50_ms", res.P50ms), slog.Float64("p99_ms", res.P99ms), slog.Any("errors", res.Errors))
 	return res, nil
@@ -134,18 +136,21 @@ func openPairs(ctx context.Context, cfg *config, t target) ([]*relayPeer, error)
 }
 
 // cpuWindow waits out the phase and returns the server's CPU seconds at the
-// start and the end of the measured window (0, 0 if unknown).
-func (r *relayRun) cpuWindow(ctx context.Context, pid int) (float64, float64) {
+// start and the end of the measured window (0, 0 if unknown), and the CPU
+// seconds this process used in it.
+func (r *relayRun) cpuWindow(ctx context.Context, pid int) (float64, float64, float64) {
 	_ = sleepCtx(ctx, time.Until(r.base.Add(r.warmEnd)))
 	var c0, c1 float64
 	if pid > 0 {
 		c0, _ = cpuSeconds(pid)
 	}
+	s0, _ := cpuSeconds(os.Getpid())
 	_ = sleepCtx(ctx, time.Until(r.base.Add(r.end)))
 	if pid > 0 {
 		c1, _ = cpuSeconds(pid)
 	}
-	return c0, c1
+	s1, _ := cpuSeconds(os.Getpid())
+	return c0, c1, s1 - s0
 }
 
 // drain waits, at most drainWait, until every signal sent has arrived or

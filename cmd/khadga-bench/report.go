@@ -90,6 +90,7 @@ type relayResult struct {
 	Samples                  int              `json:"samples"`
 	ServerCPUCores           float64          `json:"server_cpu_cores,omitempty"`
 	ServerCPUMicrosPerSignal float64          `json:"server_cpu_us_per_signal,omitempty"`
+	ClientCPUCores           float64          `json:"client_cpu_cores"`
 	Dropped                  int64            `json:"dropped_conns"`
 	Errors                   map[string]int64 `json:"errors"`
 }
@@ -225,7 +226,9 @@ func relayRows(row func(string, func(*targetResult) string), label string, get f
 	}
 	row(label+": signals/s", f(func(r *relayResult) string { return fmt.Sprintf("%.0f", r.PerSecond) }))
 	row(label+": p50 / p99 ms", f(func(r *relayResult) string { return fmt.Sprintf("%.2f / %.2f", r.P50ms, r.P99ms) }))
-	row(label+": server CPU cores", f(func(r *relayResult) string { return fmt.Sprintf("%.2f", r.ServerCPUCores) }))
+	row(label+": server / client CPU cores", f(func(r *relayResult) string {
+		return fmt.Sprintf("%.2f / %.2f", r.ServerCPUCores, r.ClientCPUCores)
+	}))
 	row(label+": errors", f(func(r *relayResult) string {
 		if len(r.Errors) == 0 && r.Dropped == 0 {
 			return "0"
