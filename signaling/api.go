@@ -19,9 +19,10 @@ import (
 	"github.com/khadga/khadga/signaling/store"
 )
 
-// maxBody bounds every JSON request body; the largest legitimate one (a
-// 1024-byte password, JSON-escaped) fits easily.
-const maxBody = 8 << 10
+// maxBody bounds every JSON request body. The largest legitimate one (a
+// 1024-byte password, JSON-escaped) fits easily; a little more room lets an
+// absurd username get its specific "too long" answer instead of 413.
+const maxBody = 16 << 10
 
 // apiError is the body of every error answer: {"error":{"code","message"}}.
 type apiError struct {

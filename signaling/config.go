@@ -68,6 +68,9 @@ type Config struct {
 	// Now is the clock of tokens and tickets; nil means time.Now. Tests
 	// move it to expire tokens without waiting.
 	Now func() time.Time
+	// HeaderTimeout bounds how long a client may take to send its request
+	// headers, against slowloris (default 10 s).
+	HeaderTimeout time.Duration
 	// ShutdownGrace bounds how long Serve waits for clients to get their
 	// reconnect notice when its context ends (default 5 s).
 	ShutdownGrace time.Duration
@@ -90,6 +93,7 @@ func (c *Config) setDefaults() {
 	setDefault(&c.RefreshTTL, 30*24*time.Hour)
 	setDefault(&c.ResumeWindow, 30*time.Second)
 	setDefault(&c.ShutdownGrace, 5*time.Second)
+	setDefault(&c.HeaderTimeout, 10*time.Second)
 	setDefault(&c.ReadLimit, proto.MaxMessageSize)
 	setDefault(&c.MaxRoomsPerSession, 16)
 	setDefault(&c.MaxRoomMembers, 50)

@@ -106,7 +106,7 @@ func (s *Server) init() error {
 	}
 	s.http = &http.Server{
 		Handler:           s.Handler(),
-		ReadHeaderTimeout: 10 * time.Second, // slowloris: a client must finish its headers
+		ReadHeaderTimeout: s.cfg.HeaderTimeout, // slowloris: a client must finish its headers
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,

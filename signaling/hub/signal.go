@@ -14,6 +14,10 @@ import (
 // naming the signal by its id.
 func (h *Hub) forward(c *conn, m *proto.Message) {
 	s := c.s
+	if m.To == s.member.Peer {
+		c.replyError(m.ID, proto.CodeBadMessage, "a signal cannot be addressed to yourself")
+		return
+	}
 	if !h.shareRoom(s, m.To, m.Room) {
 		if _, ok := h.sessions.get(m.To); !ok {
 			c.replyError(m.ID, proto.CodeUnknownPeer, "no peer %s", m.To)

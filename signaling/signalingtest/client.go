@@ -102,6 +102,19 @@ func (c *Client) Next() *proto.Message {
 	}
 }
 
+// NextOrClosed returns the next message, or false once the connection is
+// closed; it fails the test after Timeout.
+func (c *Client) NextOrClosed() (*proto.Message, bool) {
+	c.t.Helper()
+	select {
+	case m, ok := <-c.in:
+		return m, ok
+	case <-time.After(Timeout):
+		c.t.Fatalf("no message within %v", Timeout)
+		return nil, false
+	}
+}
+
 // Expect skips presence messages and returns the next message, failing the
 // test unless it has type typ.
 func (c *Client) Expect(typ string) *proto.Message {
