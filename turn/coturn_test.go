@@ -18,11 +18,13 @@ type uclientResult struct {
 	lost           int
 	lossPercent    float64
 	rttAvg, rttMax float64 // milliseconds
+	transmitSec    int     // uclient's own clock, whole seconds
 }
 
 var (
 	reUclientMsgs = regexp.MustCompile(`tot_send_msgs=(\d+), tot_recv_msgs=(\d+)`)
 	reUclientLost = regexp.MustCompile(`Total lost packets (\d+) \(([\d.]+)%\)`)
+	reUclientTime = regexp.MustCompile(`Total transmit time is (\d+)`)
 	reUclientRTT  = regexp.MustCompile(`Average round trip delay ([\d.]+) ms; min = [\d.]+ ms, max = ([\d.]+) ms`)
 )
 
@@ -43,6 +45,9 @@ func parseUclient(out []byte) (uclientResult, error) {
 	r.lossPercent, _ = strconv.ParseFloat(last(l, 2), 64)
 	r.rttAvg, _ = strconv.ParseFloat(last(rtt, 1), 64)
 	r.rttMax, _ = strconv.ParseFloat(last(rtt, 2), 64)
+	if tt := reUclientTime.FindAllSubmatch(out, -1); len(tt) > 0 {
+		r.transmitSec, _ = strconv.Atoi(last(tt, 1))
+	}
 	return r, nil
 }
 
