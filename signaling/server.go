@@ -116,6 +116,9 @@ func (s *Server) init() error {
 	return nil
 }
 
+// HubStats is a snapshot of the hub's gauges and counters.
+func (s *Server) HubStats() hub.Stats { return s.hub.Stats() }
+
 // Addr is the address the server listens on.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 

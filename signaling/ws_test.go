@@ -219,8 +219,9 @@ func TestResumeThroughTheServer(t *testing.T) {
 	bob.Join("lobby")
 	alice.Expect(proto.TypePeerJoined)
 
-	// Alice's socket drops; Bob signals her while she is away.
+	// Alice's socket drops; once the server has seen it go, Bob signals her.
 	alice.Conn.Close()
+	waitFor(t, "the server to see alice's socket drop", func() bool { return s.HubStats().Connections == 1 })
 	bob.Send(&proto.Message{Type: proto.TypeSignal, ID: "away", To: alice.Welcome.Peer, Data: json.RawMessage(`{"n":1}`)})
 
 	again := s.Connect(t, aliceTok, url.Values{"resume": {alice.Welcome.ResumeToken}})
@@ -242,5 +243,17 @@ func TestResumeThroughTheServer(t *testing.T) {
 	third := s.Connect(t, aliceTok, url.Values{"resume": {alice.Welcome.ResumeToken}})
 	if third.Welcome.Resumed || third.Welcome.Peer == alice.Welcome.Peer {
 		t.Fatalf("a used resume token resumed: %+v", third.Welcome)
+	}
+}
+
+// waitFor polls cond (an observable state of the server) until it holds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(signalingtest.Timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond) // polling observable state, not synchronising
 	}
 }
