@@ -112,19 +112,34 @@ func (s *Scaler) Convert(out []byte, img *I420) error {
 	return nil
 }
 
-// plane resamples one plane's source rectangle to a w×h grid: for each
-// output row, first down the columns into tmp, then along tmp.
+// plane resamples one plane's source rectangle to a w×h grid. Where it
+// shrinks by 2 or more both ways, it first halves the plane with a 2×2 box
+// (cheap, eight pixels a step), as often as that holds, so the filters that
+// follow have few taps. Then, for each output row, it filters down the
+// columns into tmp and along tmp.
 type plane struct {
-	w, h int    // output size
-	hf   taps   // horizontal filter, indices relative to x0
-	vf   taps   // vertical filter, absolute rows
-	x0   int    // first source column any output pixel reads
-	span int    // number of source columns read
-	tmp  []byte // one row after the vertical pass, plus hf.k bytes of slack
+	w, h   int    // output size
+	hf     taps   // horizontal filter, indices relative to x0
+	vf     taps   // vertical filter, absolute rows
+	x0     int    // first source column any output pixel reads
+	span   int    // number of source columns read
+	tmp    []byte // one row after the vertical pass, plus hf.k bytes of slack
+	halves []halfPlane
+}
+
+// halfPlane is the scratch picture of one halving.
+type halfPlane struct {
+	w, h int
+	pix  []byte
 }
 
 func newPlane(srcW, srcH int, sx, sy, sw, sh float64, w, h int) plane {
 	p := plane{w: w, h: h}
+	for sw/float64(w) >= 2 && sh/float64(h) >= 2 && srcW >= 16 && srcH >= 2 {
+		srcW, srcH = srcW/2, srcH/2
+		sx, sy, sw, sh = sx/2, sy/2, sw/2, sh/2
+		p.halves = append(p.halves, halfPlane{w: srcW, h: srcH, pix: make([]byte, srcW*srcH)})
+	}
 	p.hf = makeTaps(srcW, sx, sw, w)
 	p.vf = makeTaps(srcH, sy, sh, h)
 	lo, hi := p.hf.bounds()
@@ -136,7 +151,34 @@ func newPlane(srcW, srcH int, sx, sy, sw, sh float64, w, h int) plane {
 	return p
 }
 
+// halve writes the 2×2 box average of src into h. Four output pixels a
+// step: two 8-byte loads, their even and odd bytes summed in 16-bit lanes.
+func halve(h *halfPlane, src []byte, stride int) {
+	for y := 0; y < h.h; y++ {
+		r0 := src[2*y*stride:]
+		r1 := src[(2*y+1)*stride:]
+		d := h.pix[y*h.w : (y+1)*h.w]
+		x := 0
+		for ; x+4 <= len(d); x += 4 {
+			a := binary.LittleEndian.Uint64(r0[2*x : 2*x+8])
+			b := binary.LittleEndian.Uint64(r1[2*x : 2*x+8])
+			v := a&lanes16 + a>>8&lanes16 + b&lanes16 + b>>8&lanes16
+			v = (v + 0x0002000200020002) >> 2 & lanes16
+			v = (v | v>>8) & 0x0000FFFF0000FFFF
+			v = v | v>>16
+			binary.LittleEndian.PutUint32(d[x:x+4], uint32(v))
+		}
+		for ; x < len(d); x++ {
+			d[x] = uint8((int(r0[2*x]) + int(r0[2*x+1]) + int(r1[2*x]) + int(r1[2*x+1]) + 2) >> 2)
+		}
+	}
+}
+
 func (p *plane) resample(dst []byte, src []byte, stride int) {
+	for i := range p.halves {
+		halve(&p.halves[i], src, stride)
+		src, stride = p.halves[i].pix, p.halves[i].w
+	}
 	k := p.vf.k
 	tmp := p.tmp[:p.span]
 	for y := 0; y < p.h; y++ {
