@@ -377,3 +377,34 @@ func relayedBytes(t *testing.T, reg *prometheus.Registry) float64 {
 	}
 	return sum
 }
+
+// TestE2EResumeWindowPassed reconnects after the server's resume window
+// (2 s in signalingtest): the session is new, so the client joins its
+// rooms again under a new peer id and negotiates anew.
+func TestE2EResumeWindowPassed(t *testing.T) {
+	ts := startServer(t, false)
+	alice := ts.newClient(t, "alice", WithReconnectBackoff(6e9, 6e9)) // first retry after 3-6 s
+	bob := ts.newClient(t, "bob")
+	ra, rb := join(t, alice, "again"), join(t, bob, "again")
+	connected(t, ra, "bob")
+	connected(t, rb, "alice")
+	old := alice.Self().Peer
+
+	alice.DropConnection()
+	rc := waitEvent[*Reconnected](t, alice.events, nil)
+	if rc.Resumed || rc.Peer == old {
+		t.Fatalf("reconnect %+v: want a new session", rc)
+	}
+	waitEvent[*MemberLeft](t, rb.events, func(e *MemberLeft) bool { return e.Member.Peer == old })
+	nm := connected(t, rb, "alice")["alice"]
+	if nm.Peer != rc.Peer {
+		t.Fatalf("bob connected to %s, want alice's new peer %s", nm.Peer, rc.Peer)
+	}
+	connected(t, ra, "bob")
+	if _, err := rb.Send("welcome back"); err != nil {
+		t.Fatal(err)
+	}
+	if m := waitEvent[*Message](t, ra.events, nil); m.Text != "welcome back" {
+		t.Fatalf("alice got %q", m.Text)
+	}
+}

@@ -315,9 +315,15 @@ func (pub *Publication) wait(d time.Duration) error {
 // WriteIVF writes a remote VP8 (or VP9, AV1) track to w as IVF until the
 // track ends, ctx is done, or maxFrames frames were written (0: no limit).
 // It returns the number of frames written; a frame is counted when its last
-// packet (RTP marker bit) arrives.
+// packet (RTP marker bit) arrives. If w is an io.WriteSeeker the header's
+// frame count is filled in at the end. WriteIVF does not close w.
 func WriteIVF(ctx context.Context, track *webrtc.TrackRemote, w io.Writer, maxFrames int) (int, error) {
-	iw, err := ivfwriter.NewWith(w, ivfwriter.WithCodec(track.Codec().MimeType))
+	// Hide Close from ivfwriter, which would close w.
+	var out io.Writer = struct{ io.Writer }{w}
+	if ws, ok := w.(io.WriteSeeker); ok {
+		out = struct{ io.WriteSeeker }{ws}
+	}
+	iw, err := ivfwriter.NewWith(out, ivfwriter.WithCodec(track.Codec().MimeType))
 	if err != nil {
 		return 0, fmt.Errorf("ivf writer: %w", err)
 	}
