@@ -13,6 +13,7 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/khadga/khadga/internal/chromium"
 	"github.com/khadga/khadga/signaling/signalingtest"
@@ -184,28 +185,31 @@ func (p *page) register(user string) {
 		chromedp.WaitVisible(chromedp.ID("username")),
 		chromedp.SendKeys(chromedp.ID("username"), user),
 		chromedp.SendKeys(chromedp.ID("password"), password),
-		chromedp.Click(chromedp.ID("register")),
-		chromedp.WaitVisible(chromedp.ID("app")),
 	)
+	p.press("register")
+	p.do(chromedp.WaitVisible(chromedp.ID("app")))
+	p.waitFor("the welcome", `khadgaApp.client && khadgaApp.client.connected`)
+}
+
+// press activates a button or checkbox from the keyboard (focus, then
+// space), as a keyboard user would; it also avoids clicking at coordinates
+// that a layout change has just moved.
+func (p *page) press(id string) {
+	p.t.Helper()
+	p.do(chromedp.Focus(chromedp.ID(id)), chromedp.KeyEvent(" "))
 }
 
 // join joins a room through the form.
 func (p *page) join(room string) {
 	p.t.Helper()
-	p.do(
-		chromedp.SendKeys(chromedp.ID("room-name"), room),
-		chromedp.Click(chromedp.ID("join")),
-	)
+	p.do(chromedp.SendKeys(chromedp.ID("room-name"), room+kb.Enter))
 	p.waitFor("room "+room+" on the page", fmt.Sprintf(`document.querySelector('#rooms section[data-room=%s]')`, js(room)))
 }
 
 // say sends a chat message through the form.
 func (p *page) say(text string) {
 	p.t.Helper()
-	p.do(
-		chromedp.SendKeys(chromedp.ID("chat-input"), text),
-		chromedp.Click(chromedp.ID("send")),
-	)
+	p.do(chromedp.SendKeys(chromedp.ID("chat-input"), text+kb.Enter))
 }
 
 // waitMessage waits until a message with text from user arrived over a data channel.
@@ -267,4 +271,9 @@ func saveArtifact(t *testing.T, name string, data []byte) string {
 
 func contextWithTimeout(p *page) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(p.tab, waitTimeout)
+}
+
+// evalVoid evaluates a script for its effect.
+func evalVoid(script string) chromedp.Action[chromedp.Void] {
+	return chromedp.Evaluate[chromedp.Void](script)
 }

@@ -56,8 +56,8 @@ func waitVideoPlaying(p *page, user string) videoStats {
 // page plays the other's video. Saves a screenshot of the call.
 func TestVideoBetweenBrowsers(t *testing.T) {
 	_, alice, bob := twoInRoom(t, signalingtest.Options{}, "call")
-	alice.do(chromedp.Click(chromedp.ID("camera")))
-	bob.do(chromedp.Click(chromedp.ID("camera")))
+	alice.press("camera")
+	bob.press("camera")
 
 	a := waitVideoPlaying(alice, "bob")
 	b := waitVideoPlaying(bob, "alice")
