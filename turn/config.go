@@ -25,6 +25,7 @@ const (
 	DefaultUserQuota       = 10
 	DefaultPermissionQuota = 64
 	DefaultMaxTCPConns     = 4096
+	DefaultSocketBuffer    = 4 << 20
 )
 
 // Limits that keep a configuration sane.
@@ -90,6 +91,11 @@ type Config struct {
 	// UDPSockets is the number of SO_REUSEPORT UDP sockets on Listen. 0
 	// means runtime.NumCPU().
 	UDPSockets int
+	// SocketBuffer is the receive and send buffer size asked for every UDP
+	// socket, listeners and relays, so that bursts survive a moment of
+	// scheduling delay (the kernel caps it at net.core.rmem_max and
+	// wmem_max). 0 means DefaultSocketBuffer, negative the OS default.
+	SocketBuffer int
 
 	// Logger receives the server's and pion's logs. Nil discards them.
 	Logger *slog.Logger
@@ -134,6 +140,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.UDPSockets == 0 {
 		c.UDPSockets = runtime.NumCPU()
+	}
+	if c.SocketBuffer == 0 {
+		c.SocketBuffer = DefaultSocketBuffer
 	}
 	if c.now == nil {
 		c.now = time.Now

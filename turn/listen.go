@@ -96,6 +96,7 @@ func bindPort(ctx context.Context, cfg Config, addr netip.AddrPort) (*listeners,
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("listen %s %s: %w", udpNet, addr, err), ls.close())
 		}
+		setBuffers(pc, cfg.SocketBuffer)
 		ls.udp = append(ls.udp, pc)
 		if addr.Port() == 0 {
 			addr = netip.AddrPortFrom(addr.Addr(), uint16(pc.LocalAddr().(*net.UDPAddr).Port))

@@ -11,6 +11,7 @@ import (
 type countingRelay struct {
 	pionturn.RelayAddressGenerator
 	metrics *metrics
+	buffer  int // socket buffer size, <= 0: the OS default
 }
 
 func (r *countingRelay) AllocatePacketConn(network string, port int) (net.PacketConn, net.Addr, error) {
@@ -18,6 +19,7 @@ func (r *countingRelay) AllocatePacketConn(network string, port int) (net.Packet
 	if err != nil {
 		return nil, nil, err
 	}
+	setBuffers(conn, r.buffer)
 	return &countingConn{PacketConn: conn, metrics: r.metrics}, addr, nil
 }
 
@@ -45,4 +47,16 @@ func (c *countingConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 		c.metrics.packetsToPeer.Inc()
 	}
 	return n, err
+}
+
+// setBuffers asks for size-byte receive and send buffers on a UDP socket.
+// The kernel may grant less; that only costs burst tolerance, so errors
+// are ignored.
+func setBuffers(c net.PacketConn, size int) {
+	uc, ok := c.(*net.UDPConn)
+	if !ok || size <= 0 {
+		return
+	}
+	_ = uc.SetReadBuffer(size)
+	_ = uc.SetWriteBuffer(size)
 }

@@ -115,6 +115,7 @@ func (s *Server) relayGenerator(listenIP netip.Addr) pionturn.RelayAddressGenera
 			Address:      bind,
 		},
 		metrics: s.metrics,
+		buffer:  s.cfg.SocketBuffer,
 	}
 }
 
