@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -68,6 +69,9 @@ type Config struct {
 	// Now is the clock of tokens and tickets; nil means time.Now. Tests
 	// move it to expire tokens without waiting.
 	Now func() time.Time
+	// TLS, when set, makes the listener serve HTTPS and WSS with it (HSTS
+	// is then sent on every answer). See package certs for files and ACME.
+	TLS *tls.Config
 	// HeaderTimeout bounds how long a client may take to send its request
 	// headers, against slowloris (default 10 s).
 	HeaderTimeout time.Duration

@@ -134,7 +134,14 @@ func (s *Server) Keys() *auth.Keys { return s.keys }
 func (s *Server) Serve(ctx context.Context) error {
 	s.serving.Store(true)
 	errc := make(chan error, 1)
-	go func() { errc <- s.http.Serve(s.ln) }()
+	go func() {
+		if s.cfg.TLS != nil {
+			s.http.TLSConfig = s.cfg.TLS
+			errc <- s.http.ServeTLS(s.ln, "", "") // ServeTLS keeps the config's ALPN protocols (ACME's acme-tls/1)
+			return
+		}
+		errc <- s.http.Serve(s.ln)
+	}()
 	if s.admin != nil {
 		go s.admin.Serve(s.adminLn)
 	}

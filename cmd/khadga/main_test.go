@@ -65,7 +65,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-var urlRE = regexp.MustCompile(`url=(http://\S+)`)
+var urlRE = regexp.MustCompile(`url=(https?://\S+)`)
 
 // startServe runs `khadga` with no flags in dir. Only the listen addresses
 // come from the environment, so parallel tests and CI never collide on
@@ -74,7 +74,7 @@ func startServe(t *testing.T, dir string, extraEnv ...string) *process {
 	t.Helper()
 	cmd := exec.Command(khadgaBin)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "KHADGA_HTTP=127.0.0.1:0", "KHADGA_TURN_LISTEN=127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "KHADGA_HTTP=127.0.0.1:0", "KHADGA_TURN_LISTEN=127.0.0.1:0", "KHADGA_TURN_TLS_LISTEN=127.0.0.1:0")
 	cmd.Env = append(cmd.Env, extraEnv...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

@@ -34,6 +34,7 @@ type serveOptions struct {
 	smtpURL      string
 	smtpFrom     string
 	publicURL    string
+	tls          tlsOptions
 }
 
 func serveFlags(fs *flag.FlagSet) *serveOptions {
@@ -48,6 +49,12 @@ func serveFlags(fs *flag.FlagSet) *serveOptions {
 	fs.StringVar(&o.metricsToken, "metrics-token", "", "bearer token that lets non-loopback clients read /metrics (default: loopback only)")
 	fs.StringVar(&o.smtpURL, "smtp-url", "", "smtp://user:pass@host:port: turns on the email check at registration (prefer the environment: it holds a password)")
 	fs.StringVar(&o.smtpFrom, "smtp-from", "", "sender address of verification emails")
+	fs.StringVar(&o.tls.cert, "tls-cert", "", "certificate file (PEM chain) for HTTPS, WSS and TURNS; re-read when it changes and on SIGHUP")
+	fs.StringVar(&o.tls.key, "tls-key", "", "private key file (PEM) for --tls-cert")
+	fs.Var(&o.tls.acmeDomains, "acme-domain", "domain to get a certificate for from an ACME CA such as Let's Encrypt (repeatable)")
+	fs.StringVar(&o.tls.acmeEmail, "acme-email", "", "contact email for the ACME account")
+	fs.StringVar(&o.tls.acmeDirectory, "acme-directory", "", "ACME directory URL (default Let's Encrypt; use its staging URL to test)")
+	fs.StringVar(&o.tls.acmeHTTP, "acme-http", ":80", "listen address for ACME HTTP-01 challenges and the redirect to HTTPS")
 	fs.StringVar(&o.publicURL, "public-url", "", "the server's URL as users reach it, for emailed links (default: the request's host)")
 	return o
 }
@@ -106,6 +113,19 @@ func runServe(ctx context.Context, args []string) error {
 			return nil, time.Time{}
 		},
 	}
+	scheme := "http"
+	if o.tls.enabled() {
+		tl, err := startTLS(&o.tls, o.dataDir, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer tl.stop()
+		cfg.TLS, scheme = tl.config, "https"
+		if t.tlsCert == "" {
+			t.getCert = tl.getCert // TURNS on the same certificate
+		}
+	}
 	srv, err := signaling.New(cfg, ln)
 	if err != nil {
 		ln.Close()
@@ -120,7 +140,7 @@ func runServe(ctx context.Context, args []string) error {
 		defer ts.Close()
 		turnSrv.Store(ts)
 	}
-	log.Info("khadga is running", slog.String("url", "http://"+displayAddr(ln.Addr())), slog.String("data", cfg.StorePath()))
+	log.Info("khadga is running", slog.String("url", scheme+"://"+displayAddr(ln.Addr())), slog.String("data", cfg.StorePath()))
 	return srv.Serve(ctx)
 }
 
@@ -134,6 +154,9 @@ func startEmbeddedTURN(o *turnOptions, st *store.Store, log *slog.Logger, reg pr
 	cfg, err := o.turnConfig(log.With(slog.String("component", "turn")), reg)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.GetCertificate == nil && o.getCert != nil {
+		cfg.GetCertificate = o.getCert
 	}
 	if len(cfg.Secrets) == 0 {
 		secret, err := st.Secret(turnSecretName, func() ([]byte, error) {

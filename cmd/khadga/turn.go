@@ -48,6 +48,9 @@ type turnOptions struct {
 	totalQuota      int
 	permissionQuota int
 	sockets         int
+	// getCert is set by khadga serve when its HTTPS certificate should
+	// also serve TURNS (no --turn-tls-cert of its own).
+	getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 }
 
 // turnFlags defines the --turn-* flags on fs.

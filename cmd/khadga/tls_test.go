@@ -1,0 +1,95 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// writeSelfSigned writes a certificate for 127.0.0.1 with the given serial.
+func writeSelfSigned(t *testing.T, dir string, serial int64) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "khadga test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90 * 24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	// Write to temporary names and rename, as a certificate tool would.
+	for path, block := range map[string]*pem.Block{certFile: {Type: "CERTIFICATE", Bytes: der}, keyFile: {Type: "EC PRIVATE KEY", Bytes: kb}} {
+		if err := os.WriteFile(path+".tmp", pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(path+".tmp", path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+func TestServeTLSWithReloadOnSIGHUP(t *testing.T) {
+	dir, certDir := t.TempDir(), t.TempDir()
+	certFile, keyFile, pool := writeSelfSigned(t, certDir, 1)
+	p := startServe(t, dir, "KHADGA_TLS_CERT="+certFile, "KHADGA_TLS_KEY="+keyFile)
+	if !strings.HasPrefix(p.url, "https://") {
+		t.Fatalf("logged URL %s is not https", p.url)
+	}
+	get := func(pool *x509.CertPool) (*http.Response, error) {
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+		return c.Get(p.url + "/healthz")
+	}
+	resp, err := get(pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.TLS.PeerCertificates[0].SerialNumber.Int64() != 1 || !strings.Contains(resp.Header.Get("Strict-Transport-Security"), "max-age=") {
+		t.Fatalf("serial %v, HSTS %q", resp.TLS.PeerCertificates[0].SerialNumber, resp.Header.Get("Strict-Transport-Security"))
+	}
+	old := &tls.Config{MaxVersion: tls.VersionTLS11, InsecureSkipVerify: true}
+	if c, err := tls.Dial("tcp", strings.TrimPrefix(p.url, "https://"), old); err == nil {
+		c.Close()
+		t.Fatal("a TLS 1.1 client connected")
+	}
+
+	_, _, pool2 := writeSelfSigned(t, certDir, 2)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := get(pool2)
+		if err == nil {
+			resp.Body.Close()
+			if resp.TLS.PeerCertificates[0].SerialNumber.Int64() == 2 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the new certificate was not served after SIGHUP: %v\n%s", err, p.logs)
+		}
+		time.Sleep(20 * time.Millisecond) // polling what the server serves, not synchronising
+	}
+	p.stop(t)
+}
