@@ -52,9 +52,9 @@ type Server struct {
 	WSURL   string
 	DataDir string
 	// TURN is the embedded TURN server when Options.TURN was set.
-	TURN    *turn.Server
-	cancel  context.CancelFunc
-	served  chan error
+	TURN   *turn.Server
+	cancel context.CancelFunc
+	served chan error
 }
 
 // CheapPassword is an argon2id cost low enough for tests.
