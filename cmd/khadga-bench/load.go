@@ -11,62 +11,6 @@ import (
 	"time"
 )
 
-// measureTarget starts (or reaches) one target and runs the phases on it.
-// A failed phase is recorded and the next one still runs.
-func measureTarget(ctx context.Context, cfg *config, name string, log *slog.Logger) (*targetResult, error) {
-	log = log.With(slog.String("target", name))
-	var t target
-	var err error
-	switch name {
-	case "khadga":
-		t, err = startKhadga(ctx, cfg, log)
-	default:
-		t, err = startPeerJS(ctx, cfg, log)
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err := t.close(); err != nil {
-			log.Warn("server exit", slog.Any("err", err))
-		}
-	}()
-	maxConns := max(cfg.Open, 2*cfg.Pairs)
-	if len(cfg.Idle) > 0 && cfg.Phases["idle"] {
-		maxConns = max(maxConns, cfg.Idle[len(cfg.Idle)-1])
-	}
-	checkNoFile(log, t.pid(), maxConns)
-
-	res := &targetResult{PID: t.pid(), Errors: map[string]string{}}
-	var errs []error
-	fail := func(phase string, err error) {
-		log.Error("phase failed", slog.String("phase", phase), slog.Any("err", err))
-		res.Errors[phase] = err.Error()
-		errs = append(errs, fmt.Errorf("%s: %w", phase, err))
-	}
-	if cfg.Phases["idle"] {
-		if res.Idle, err = idlePhase(ctx, cfg, t, log); err != nil {
-			fail("idle", err)
-		}
-	}
-	if cfg.Phases["open"] && ctx.Err() == nil {
-		if res.Open, err = openPhase(ctx, cfg, t, log); err != nil {
-			fail("open", err)
-		}
-	}
-	if cfg.Phases["relay-max"] && ctx.Err() == nil {
-		if res.RelayMax, err = relayPhase(ctx, cfg, t, 0, log); err != nil {
-			fail("relay-max", err)
-		}
-	}
-	if cfg.Phases["relay-rate"] && ctx.Err() == nil {
-		if res.RelayRate, err = relayPhase(ctx, cfg, t, cfg.Rate, log); err != nil {
-			fail("relay-rate", err)
-		}
-	}
-	return res, errors.Join(errs...)
-}
-
 // dialMany opens n connections with the given number of concurrent dialers.
 // On failure it returns the connections it opened and the first error.
 func dialMany(ctx context.Context, t target, n, dialers int) ([]*benchConn, error) {

@@ -10,10 +10,13 @@
 //  4. relay-rate: the same at a fixed 10,000 signals/s in total (p50/p99).
 //
 // By default it builds the server from ./cmd/khadga into a temporary
-// directory, runs it as a separate process (so that its RSS is the server's
-// alone) on a temporary data directory, then does the same with the PeerJS
-// server (bench/peerjs, npm package "peer"), in one invocation so that the
-// two sets of figures come from the same conditions:
+// directory and runs it as a separate process (so that its RSS is the
+// server's alone) on a temporary data directory, and starts the PeerJS
+// server (bench/peerjs, npm package "peer") beside it. Each phase then runs
+// on both targets back to back, and the open and relay phases run -rounds
+// times with the order alternating, so that the two sets of figures come
+// from the same conditions on a shared machine; the summary figures are
+// medians over the rounds:
 //
 //	go run ./cmd/khadga-bench                  # both targets, a table
 //	go run ./cmd/khadga-bench -json            # one JSON object
@@ -66,6 +69,7 @@ type config struct {
 	Size     int
 
 	Users   int
+	Rounds  int
 	Verbose bool
 }
 
@@ -103,7 +107,7 @@ func main() {
 func parseConfig(args []string) (*config, error) {
 	cfg := &config{}
 	fs := flag.NewFlagSet("khadga-bench", flag.ContinueOnError)
-	fs.StringVar(&cfg.Target, "target", "both", "what to measure: khadga, peerjs or both (one after the other)")
+	fs.StringVar(&cfg.Target, "target", "both", "what to measure: khadga, peerjs or both (each phase on both, back to back)")
 	fs.StringVar(&cfg.URL, "url", "", "khadga server to target (http://host:port); empty builds and starts one")
 	fs.IntVar(&cfg.PID, "pid", 0, "with -url: the server's process id, for its RSS (0: skip memory)")
 	fs.StringVar(&cfg.ServerBin, "server-bin", "", "khadga binary to start (default: go build ./cmd/khadga into a temp dir)")
@@ -124,6 +128,7 @@ func parseConfig(args []string) (*config, error) {
 	fs.IntVar(&cfg.Window, "window", 1, "relay-max: signals each sender may have in flight")
 	fs.IntVar(&cfg.Size, "size", 1024, "bytes of each signal's payload (the data object)")
 	fs.IntVar(&cfg.Users, "users", 4, "khadga accounts to spread the connections over (one login each)")
+	fs.IntVar(&cfg.Rounds, "rounds", 3, "rounds of the open and relay phases (figures are medians)")
 	fs.BoolVar(&cfg.Verbose, "v", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -148,8 +153,8 @@ func (c *config) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("-target must be khadga, peerjs or both, not %q", c.Target))
 	}
-	if c.Open < 1 || c.Dialers < 1 || c.Pairs < 1 || c.Window < 1 || c.Users < 1 || c.Rate < 1 {
-		errs = append(errs, errors.New("-open, -dialers, -pairs, -window, -users and -rate must be at least 1"))
+	if c.Open < 1 || c.Dialers < 1 || c.Pairs < 1 || c.Window < 1 || c.Users < 1 || c.Rate < 1 || c.Rounds < 1 {
+		errs = append(errs, errors.New("-open, -dialers, -pairs, -window, -users, -rate and -rounds must be at least 1"))
 	}
 	if c.Size < 64 || c.Size > 60000 {
 		errs = append(errs, errors.New("-size must be 64 to 60000 bytes"))
@@ -203,27 +208,16 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 func run(ctx context.Context, cfg *config, log *slog.Logger) (*report, error) {
 	raiseNoFile(log)
 	rep := newReport(cfg)
-	var targets []string
+	names := []string{cfg.Target}
 	if cfg.Target == "both" {
-		targets = []string{"khadga", "peerjs"}
-	} else {
-		targets = []string{cfg.Target}
+		names = []string{"khadga", "peerjs"}
 	}
-	var errs []error
-	for _, name := range targets {
-		res, err := measureTarget(ctx, cfg, name, log)
-		if res != nil {
-			rep.Targets[name] = res
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
-		}
-		if ctx.Err() != nil {
-			break
-		}
+	res, err := measure(ctx, cfg, names, log)
+	for name, r := range res {
+		rep.Targets[name] = r
 	}
 	rep.finish()
-	return rep, errors.Join(errs...)
+	return rep, err
 }
 
 func writeReport(w io.Writer, cfg *config, rep *report) error {

@@ -134,7 +134,7 @@ func TestProc(t *testing.T) {
 func tinyConfig(t *testing.T) *config {
 	cfg, err := parseConfig([]string{
 		"-idle", "20,40", "-settle", "0s", "-heartbeat", "200ms", "-open", "30", "-dialers", "5",
-		"-pairs", "4", "-duration", "500ms", "-warmup", "100ms", "-rate", "400", "-users", "2",
+		"-pairs", "4", "-duration", "500ms", "-warmup", "100ms", "-rate", "400", "-users", "2", "-rounds", "2",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -153,6 +153,9 @@ func checkResult(t *testing.T, res *targetResult, idle bool) {
 	}
 	if res.Open == nil || res.Open.Conns != 30 || res.Open.PerSecond <= 0 {
 		t.Errorf("open = %+v", res.Open)
+	}
+	if len(res.OpenRounds) != 2 || len(res.RelayMaxRounds) != 2 || len(res.RelayRateRounds) != 2 {
+		t.Errorf("rounds: open %d, relay max %d, relay rate %d; want 2 each", len(res.OpenRounds), len(res.RelayMaxRounds), len(res.RelayRateRounds))
 	}
 	for _, r := range []*relayResult{res.RelayMax, res.RelayRate} {
 		if r == nil || r.Received == 0 || r.Samples == 0 || r.P50ms <= 0 || r.P99ms < r.P50ms || len(r.Errors) > 0 || r.Dropped > 0 {
@@ -202,4 +205,43 @@ func TestKhadga(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkResult(t, res, true)
+}
+
+func TestSummaryAndGoals(t *testing.T) {
+	k := &targetResult{
+		Idle:            []idleResult{{Conns: 10000, PerConnBytes: 4000}},
+		OpenRounds:      []*openResult{{PerSecond: 3000}, {PerSecond: 5000}, {PerSecond: 4000}},
+		RelayMaxRounds:  []*relayResult{{PerSecond: 90000, P99ms: 3, Errors: map[string]int64{"rate_limited": 1}}, {PerSecond: 80000, P99ms: 5}, {PerSecond: 100000, P99ms: 4}},
+		RelayRateRounds: []*relayResult{{PerSecond: 10000, P50ms: 0.2, P99ms: 2}},
+	}
+	p := &targetResult{
+		Idle:            []idleResult{{Conns: 10000, PerConnBytes: 5600}},
+		OpenRounds:      []*openResult{{PerSecond: 4500}},
+		RelayMaxRounds:  []*relayResult{{PerSecond: 42000, P99ms: 9}},
+		RelayRateRounds: []*relayResult{{PerSecond: 10000, P50ms: 0.3, P99ms: 1.8}},
+	}
+	k.summarize()
+	p.summarize()
+	if k.Open.PerSecond != 4000 || k.RelayMax.PerSecond != 90000 || k.RelayMax.P99ms != 4 || k.RelayMax.Errors["rate_limited"] != 1 || k.RelayMax.Rounds != 3 {
+		t.Fatalf("medians: open %+v, relay %+v", k.Open, k.RelayMax)
+	}
+	cfg := tinyConfig(t)
+	rep := newReport(cfg)
+	rep.Targets["khadga"], rep.Targets["peerjs"] = k, p
+	rep.finish()
+	want := map[string]bool{
+		"idle_memory_below_peerjs":     true,
+		"relay_max_at_least_2x_peerjs": true,
+		"relay_rate_p99_below_peerjs":  false,
+		"open_faster_than_peerjs":      false,
+	}
+	for g, v := range want {
+		if got, ok := rep.Goals[g]; !ok || got != v {
+			t.Errorf("goal %s = %v, %v; want %v", g, got, ok, v)
+		}
+	}
+	var b strings.Builder
+	if err := rep.table(&b); err != nil || !strings.Contains(b.String(), "90000") {
+		t.Fatalf("table: %v\n%s", err, b.String())
+	}
 }

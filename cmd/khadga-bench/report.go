@@ -43,15 +43,21 @@ type settings struct {
 	Window    int     `json:"window"`
 	Size      int     `json:"payload_bytes"`
 	Users     int     `json:"khadga_users"`
+	Rounds    int     `json:"rounds"`
 }
 
 type targetResult struct {
-	PID       int               `json:"pid,omitempty"`
-	Idle      []idleResult      `json:"idle,omitempty"`
-	Open      *openResult       `json:"open,omitempty"`
-	RelayMax  *relayResult      `json:"relay_max,omitempty"`
-	RelayRate *relayResult      `json:"relay_rate,omitempty"`
-	Errors    map[string]string `json:"errors,omitempty"`
+	PID  int          `json:"pid,omitempty"`
+	Idle []idleResult `json:"idle,omitempty"`
+	// Open, RelayMax and RelayRate hold each figure's median over the
+	// rounds (counts are summed); the *Rounds fields hold every round.
+	Open            *openResult       `json:"open,omitempty"`
+	RelayMax        *relayResult      `json:"relay_max,omitempty"`
+	RelayRate       *relayResult      `json:"relay_rate,omitempty"`
+	OpenRounds      []*openResult     `json:"open_rounds,omitempty"`
+	RelayMaxRounds  []*relayResult    `json:"relay_max_rounds,omitempty"`
+	RelayRateRounds []*relayResult    `json:"relay_rate_rounds,omitempty"`
+	Errors          map[string]string `json:"errors,omitempty"`
 }
 
 type idleResult struct {
@@ -74,6 +80,7 @@ type openResult struct {
 
 type relayResult struct {
 	Mode                     string           `json:"mode"` // max or rate
+	Rounds                   int              `json:"rounds,omitempty"`
 	Pairs                    int              `json:"pairs"`
 	Window                   int              `json:"window,omitempty"`
 	OfferedPerSecond         int              `json:"offered_per_s,omitempty"`
@@ -101,12 +108,12 @@ func newReport(cfg *config) *report {
 		Time: time.Now().UTC().Format(time.RFC3339),
 		Machine: machineInfo{
 			CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), Kernel: strings.TrimSpace(string(kernel)),
-			Note: "load client, server and PeerJS on the same machine; targets measured one after the other",
+			Note: "load client, khadga and PeerJS on the same machine; each phase runs on both targets back to back",
 		},
 		Settings: settings{
 			Idle: cfg.Idle, Heartbeat: cfg.Heartbeat.Seconds(), Settle: cfg.Settle.Seconds(),
 			Open: cfg.Open, Dialers: cfg.Dialers, Pairs: cfg.Pairs, Duration: cfg.Duration.Seconds(),
-			Warmup: cfg.Warmup.Seconds(), Rate: cfg.Rate, Window: cfg.Window, Size: cfg.Size, Users: cfg.Users,
+			Warmup: cfg.Warmup.Seconds(), Rate: cfg.Rate, Window: cfg.Window, Size: cfg.Size, Users: cfg.Users, Rounds: cfg.Rounds,
 		},
 		Targets: map[string]*targetResult{},
 	}
