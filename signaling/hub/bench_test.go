@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/khadga/khadga/proto"
@@ -41,19 +43,28 @@ func benchConn(b *testing.B, ts *testServer, user, room string) (*websocket.Conn
 	}
 }
 
+// cpuTime is the process's user plus system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // BenchmarkRelay relays 1 KiB signals over real WebSocket connections on
 // loopback, from one peer to another in each pair, with at most window
 // signals in flight per pair. Allocations include the clients' (which read
 // raw frames and decode nothing).
 func BenchmarkRelay(b *testing.B) {
-	for _, pairs := range []int{1, 20, 200} {
-		b.Run(fmt.Sprintf("pairs=%d", pairs), func(b *testing.B) { benchRelay(b, pairs) })
+	for _, sock := range []string{"Upgrade", "plain"} {
+		for _, pairs := range []int{1, 20, 200} {
+			b.Run(fmt.Sprintf("%s/pairs=%d", sock, pairs), func(b *testing.B) { benchRelay(b, pairs, sock == "plain") })
+		}
 	}
 }
 
-func benchRelay(b *testing.B, pairs int) {
+func benchRelay(b *testing.B, pairs int, plain bool) {
 	const window = 32
-	ts := newTestServer(b, Config{Logger: slog.New(slog.DiscardHandler), MessageRate: 1e9, MessageBurst: 1 << 30})
+	ts := newTestServer(b, Config{Logger: slog.New(slog.DiscardHandler), MessageRate: 1e9, MessageBurst: 1 << 30}, serverMode{plain: plain})
 	type pair struct {
 		tx, rx *websocket.Conn
 		msg    []byte
@@ -73,6 +84,7 @@ func benchRelay(b *testing.B, pairs int) {
 	}
 	b.SetBytes(int64(len(ps[0].msg)))
 	b.ReportAllocs()
+	cpu0 := cpuTime()
 	b.ResetTimer()
 	var wg sync.WaitGroup
 	for i, p := range ps {
@@ -111,6 +123,9 @@ func benchRelay(b *testing.B, pairs int) {
 	wg.Wait()
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "signals/s")
+	// CPU per signal (server and clients, user and system) is steadier than
+	// wall time on a shared machine.
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(time.Microsecond)/float64(b.N), "cpu-µs/signal")
 	// The counter moves just after the write, so the last may lag a little.
 	eventually(b, "every signal counted", func() bool { return ts.hub.Stats().SignalsRelayed == uint64(b.N) })
 }

@@ -27,6 +27,7 @@ var (
 type conn struct {
 	h        *Hub
 	ws       *websocket.Conn
+	sock     *sockConn // the socket, if Upgrade wrapped it; else nil
 	s        *session // set by attach before anyone else can see c
 	key      string
 	presence bool
@@ -230,12 +231,25 @@ func (c *conn) writeLoop() {
 // errCloseSent ends the writer after it wrote a close frame.
 var errCloseSent = errors.New("hub: close sent")
 
-// writeBatch writes the batch and returns how many items it wrote.
+// writeBatch writes the batch and returns how many items it wrote. On a
+// socket from Upgrade, the batch leaves in one system call.
 func (c *conn) writeBatch(batch []queued) (int, error) {
 	deadline := time.Now().Add(c.h.cfg.WriteWait)
 	if err := c.ws.SetWriteDeadline(deadline); err != nil {
 		return 0, err
 	}
+	if c.sock == nil || len(batch) == 1 {
+		return c.writeItems(batch, deadline)
+	}
+	c.sock.cork()
+	n, err := c.writeItems(batch, deadline)
+	if ferr := c.sock.uncork(); ferr != nil && (err == nil || errors.Is(err, errCloseSent)) {
+		return 0, ferr // what was collected is lost with the socket
+	}
+	return n, err
+}
+
+func (c *conn) writeItems(batch []queued, deadline time.Time) (int, error) {
 	for i := range batch {
 		it := &batch[i]
 		var err error

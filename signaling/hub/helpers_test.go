@@ -42,6 +42,7 @@ type testServer struct {
 type serverMode struct {
 	up    *websocket.Upgrader // nil: NewUpgrader
 	start bool                // Start instead of ServeConn
+	plain bool                // up.Upgrade instead of Upgrade: no sockConn
 }
 
 func newTestServer(t testing.TB, cfg Config, mode ...serverMode) *testServer {
@@ -63,7 +64,13 @@ func newTestServer(t testing.TB, cfg Config, mode ...serverMode) *testServer {
 		up = NewUpgrader(func(*http.Request) bool { return true })
 	}
 	ts.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := up.Upgrade(w, r, nil)
+		upgrade := Upgrade
+		if md.plain {
+			upgrade = func(u *websocket.Upgrader, w http.ResponseWriter, r *http.Request, h http.Header) (*websocket.Conn, error) {
+				return u.Upgrade(w, r, h)
+			}
+		}
+		ws, err := upgrade(up, w, r, nil)
 		if err != nil {
 			return
 		}

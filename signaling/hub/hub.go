@@ -161,6 +161,7 @@ func (h *Hub) newConn(ws *websocket.Conn, opts ConnOptions) *conn {
 		key:      strconv.FormatUint(h.connSeq.Add(1), 36),
 		presence: opts.Presence,
 	}
+	c.sock, _ = ws.NetConn().(*sockConn)
 	now := time.Now().UnixNano()
 	c.lastSeen.Store(now)
 	c.tokens, c.tokensAt = float64(h.cfg.MessageBurst), now

@@ -48,9 +48,10 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 		name string
 		mode serverMode
 	}{
-		{"ServeConn+NewServeConnUpgrader", serverMode{up: NewServeConnUpgrader(any)}},
-		{"ServeConn+NewUpgrader", serverMode{up: NewUpgrader(any)}},
-		{"Start+NewUpgrader", serverMode{up: NewUpgrader(any), start: true}},
+		{"ServeConn+NewServeConnUpgrader", serverMode{up: NewServeConnUpgrader(any), plain: true}},
+		{"ServeConn+NewUpgrader+Upgrade", serverMode{up: NewUpgrader(any)}},
+		{"Start+NewUpgrader", serverMode{up: NewUpgrader(any), start: true, plain: true}},
+		{"Start+NewUpgrader+Upgrade", serverMode{up: NewUpgrader(any), start: true}},
 	}
 	for _, m := range modes {
 		b.Run(m.name, func(b *testing.B) { benchIdle(b, m.mode) })

@@ -226,3 +226,25 @@ func TestRoomGrantsAndLimits(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// TestRelayOnPlainSocket runs the relay on a socket that Upgrade did not
+// wrap (gorilla's own Upgrade, as with TLS), so both write paths are tested.
+func TestRelayOnPlainSocket(t *testing.T) {
+	ts := newTestServer(t, Config{}, serverMode{plain: true})
+	alice := ts.dial("user=alice")
+	bob := ts.dial("user=bob")
+	alice.join("r", "1")
+	bob.join("r", "1")
+	alice.expect(proto.TypePeerJoined)
+	for i := 0; i < 20; i++ {
+		bob.signal(alice.peer(), "", "s", `{"i":1}`)
+	}
+	for i := 0; i < 20; i++ {
+		if m := alice.expect(proto.TypeSignal); m.From != bob.peer() {
+			t.Fatalf("from %q", m.From)
+		}
+	}
+	alice.sendRaw(`{"type":"nope"}`)
+	alice.expectError(proto.CodeUnknownType, "")
+	alice.ping("p")
+}

@@ -232,7 +232,11 @@ func TestSlowConsumerIsDroppedOthersKeepGoing(t *testing.T) {
 	ts := newTestServer(t, Config{SendQueue: 256, AbsentQueue: 8, MessageRate: 1e6, MessageBurst: 1e6, WriteWait: 2 * time.Second})
 	ts.tweak = func(q url.Values, ws *websocket.Conn) {
 		if q.Get("user") == "slow" {
-			_ = ws.NetConn().(interface{ SetWriteBuffer(int) error }).SetWriteBuffer(4096)
+			nc := ws.NetConn()
+			if sc, ok := nc.(*sockConn); ok {
+				nc = sc.Conn
+			}
+			_ = nc.(interface{ SetWriteBuffer(int) error }).SetWriteBuffer(4096)
 		}
 	}
 	slow := ts.dialRaw("user=slow", true) // never reads

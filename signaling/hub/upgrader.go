@@ -34,7 +34,7 @@ func NewUpgrader(checkOrigin func(r *http.Request) bool) *websocket.Upgrader {
 // readBufferSize is the per-connection read buffer of NewUpgrader. A larger
 // message is read straight into the hub's pooled buffer, so this only
 // decides how many small frames one read system call can bring in.
-const readBufferSize = 512
+const readBufferSize = 256
 
 // NewServeConnUpgrader returns an Upgrader for ServeConn: gorilla reuses the
 // read and write buffers net/http already holds for the request instead of
