@@ -28,7 +28,7 @@ type conn struct {
 	h        *Hub
 	ws       *websocket.Conn
 	sock     *sockConn // the socket, if Upgrade wrapped it; else nil
-	s        *session // set by attach before anyone else can see c
+	s        *session  // set by attach before anyone else can see c
 	key      string
 	presence bool
 
