@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/khadga/khadga/signaling/auth"
 	"github.com/khadga/khadga/signaling/signalingtest"
 )

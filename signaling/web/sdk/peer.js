@@ -10,6 +10,7 @@ export function polite(self, other) { return self < other; }
 export const maxMessageText = 16 * 1024;
 const maxChatFrame = maxMessageText + 1024;
 const maxPendingCandidates = 128;
+const maxRequestedTransceivers = 8;
 // restartMinInterval spaces automatic ICE restarts; disconnectedGrace is how
 // long ICE may stay disconnected before the impolite side restarts it.
 const restartMinInterval = 3000;
@@ -112,14 +113,16 @@ export class Peer {
     return this.queue;
   }
 
-  async onSignal({ description, candidate }) {
+  async onSignal({ description, candidate, renegotiate }) {
     if (this.closed) return;
     const pc = this.pc;
     if (globalThis.khadgaDebug) {
       console.debug('khadga signal from', this.member.user, description ? description.type : 'candidate',
         candidate ? candidate.candidate : '', 'state', pc.signalingState, 'makingOffer', this.makingOffer, 'ignoreOffer', this.ignoreOffer);
     }
-    if (description) {
+    if (renegotiate && typeof renegotiate === 'object') {
+      this.onRenegotiate(renegotiate);
+    } else if (description) {
       if (description.type !== 'offer' && description.type !== 'answer') return;
       const collision = description.type === 'offer' && (this.makingOffer || pc.signalingState !== 'stable');
       this.ignoreOffer = !this.polite && collision;
@@ -151,6 +154,22 @@ export class Peer {
         if (!this.ignoreOffer) throw e;
       }
     }
+  }
+
+  // onRenegotiate answers a polite Go peer (package client) that asks the
+  // impolite side for an offer with room for its new tracks: pion cannot
+  // roll back an offer, so the Go client never offers to a peer that
+  // honours these requests. The transceivers are sendrecv, as the Go side
+  // makes them.
+  onRenegotiate(req) {
+    if (this.polite) return;
+    const n = (v) => Math.min(Math.max(Number(v) || 0, 0), maxRequestedTransceivers);
+    let changed = false;
+    for (const [kind, count] of [['video', n(req.video)], ['audio', n(req.audio)]]) {
+      for (let i = 0; i < count; i++) { this.pc.addTransceiver(kind, { direction: 'sendrecv' }); changed = true; }
+    }
+    if (req.ice_restart) { this.pc.restartIce(); changed = true; }
+    if (!changed) this.negotiate(); // nothing for negotiationneeded to notice: offer anyway
   }
 
   // onICEState restarts ICE when it fails or stays disconnected. Only the

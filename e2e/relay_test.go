@@ -1,0 +1,73 @@
+package e2e_test
+
+import (
+	"testing"
+
+	"github.com/khadga/khadga/signaling"
+	"github.com/khadga/khadga/signaling/signalingtest"
+	"github.com/khadga/khadga/turn"
+)
+
+// startTURN runs the embedded TURN server on 127.0.0.1. Its peer-address
+// policy refuses loopback by default; the test allows 127.0.0.1, where both
+// browsers' relays live.
+func startTURN(t *testing.T) *turn.Server {
+	t.Helper()
+	ts, err := turn.New(turn.Config{
+		Listen:       "127.0.0.1:0",
+		Secrets:      [][]byte{[]byte("e2e-turn-secret-0123456789")},
+		AllowPeers:   []string{"127.0.0.1/32"},
+		RelayMinPort: 40000,
+		RelayMaxPort: 40999,
+		UDPSockets:   1,
+		Logger:       signalingtest.Logger(t),
+	})
+	if err != nil {
+		t.Fatalf("TURN: %v", err)
+	}
+	t.Cleanup(func() { ts.Close() })
+	return ts
+}
+
+// TestForcedRelay: with "relay only" ticked before signing in
+// (iceTransportPolicy "relay"), two browsers connect through the embedded
+// TURN server. Their badges say "relayed", the selected candidate pair is
+// relay on both ends, chat works, and the TURN server holds allocations.
+func TestForcedRelay(t *testing.T) {
+	ts := startTURN(t)
+	s := signalingtest.Start(t, signalingtest.Options{Config: signaling.Config{ICEServers: ts.ICEServers}})
+	alice, bob := openPage(t, s.URL, "alice"), openPage(t, s.URL, "bob")
+	alice.others, bob.others = []*page{bob}, []*page{alice}
+	for _, p := range []*page{alice, bob} {
+		p.press("relay-only")
+		if !eval[bool](p, `document.getElementById('relay-only').checked`) {
+			t.Fatalf("%s: relay-only not ticked", p.name)
+		}
+	}
+	alice.register("alice")
+	bob.register("bob")
+	if !eval[bool](alice, `khadgaApp.client.iceServers.some(s => [].concat(s.urls).some(u => u.startsWith('turn:')))`) {
+		t.Fatalf("welcome carried no TURN server: %s", eval[string](alice, `JSON.stringify(khadgaApp.client.iceServers)`))
+	}
+	alice.join("relayed")
+	bob.join("relayed")
+	alice.waitConnected("bob")
+	bob.waitConnected("alice")
+
+	alice.say("through the relay")
+	bob.waitMessage("alice", "through the relay")
+	bob.say("relayed back")
+	alice.waitMessage("bob", "relayed back")
+
+	for _, pair := range [][2]*page{{alice, bob}, {bob, alice}} {
+		p, other := pair[0], pair[1]
+		p.waitFor("a relayed badge", `document.querySelector('#rooms li[data-user=`+js(other.name)+`] .badge[data-kind="relayed"]')`)
+		got := eval[string](p, peerExpr(other.name)+`.candidatePair().then(c => c ? c.local + '/' + c.remote : 'none')`)
+		if got != "relay/relay" {
+			t.Errorf("%s: selected pair %s, want relay/relay", p.name, got)
+		}
+	}
+	if n := ts.AllocationCount(); n < 2 {
+		t.Errorf("TURN server has %d allocations, want at least 2", n)
+	}
+}
