@@ -1,0 +1,237 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/khadga/khadga/client"
+	"github.com/khadga/khadga/proto"
+)
+
+const chatHelp = `commands:
+  /who               members and how each is connected (host, srflx, relay)
+  /online            who is online on the server
+  /send FILE PEER    send a file to a member (user name or peer id)
+  /accept            accept the oldest file offer (saved in --dir)
+  /reject            reject the oldest file offer
+  /quit              leave
+anything else is a chat message to everyone in the room`
+
+func runChat(ctx context.Context, e *env, args []string) error {
+	var c common
+	var dir string
+	fs := newFlags(e, "chat", "chat ROOM",
+		"Line-based chat in ROOM. Messages go peer to peer. Type /help for commands.",
+		"khadga-peer chat lobby --relay")
+	c.register(fs, e, 0)
+	fs.StringVar(&dir, "dir", ".", "where /accept saves files")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fail(exitUsage, "need ROOM")
+	}
+	cl, err := c.dial(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	r, err := c.join(ctx, cl, fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	self := cl.Self()
+	fmt.Fprintf(e.stdout, "* joined %s as %s (peer %s); /help for commands\n", r.Name(), self.User, self.Peer)
+	ch := &chat{e: e, cl: cl, r: r, dir: dir}
+	return ch.loop(ctx)
+}
+
+type chat struct {
+	e      *env
+	cl     *client.Client
+	r      *client.Room
+	dir    string
+	offers []*client.IncomingFile
+}
+
+func (ch *chat) loop(ctx context.Context) error {
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(ch.e.stdin)
+		sc.Buffer(make([]byte, 64<<10), client.MaxMessageText)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-ch.r.Events():
+			if !ok {
+				return fail(exitConnect, "left the room")
+			}
+			ch.roomEvent(ev)
+		case ev, ok := <-ch.cl.Events():
+			if ok {
+				ch.clientEvent(ev)
+			}
+		case line, ok := <-lines:
+			if !ok {
+				return nil
+			}
+			if quit := ch.command(ctx, strings.TrimSpace(line)); quit {
+				return nil
+			}
+		}
+	}
+}
+
+func (ch *chat) say(format string, args ...any) {
+	fmt.Fprintf(ch.e.stdout, format+"\n", args...)
+}
+
+func (ch *chat) roomEvent(ev client.Event) {
+	switch ev := ev.(type) {
+	case *client.MemberJoined:
+		ch.say("* %s joined (%s)", name(ev.Member), ev.Member.Role)
+	case *client.MemberLeft:
+		ch.say("* %s left", name(ev.Member))
+	case *client.PeerConnected:
+		ch.say("* connected to %s (%s)", name(ev.Member), ev.Info.Kind())
+	case *client.PeerState:
+		ch.say("* connection to %s: %s", name(ev.Member), ev.State)
+	case *client.Message:
+		ch.say("[%s] %s: %s", ev.Time.Local().Format("15:04:05"), ev.From.User, ev.Text)
+	case *client.IncomingFile:
+		ch.offers = append(ch.offers, ev)
+		ch.say("* %s offers %s (%d bytes): /accept or /reject", ev.From.User, ev.Name, ev.Size)
+	case *client.IncomingTrack:
+		ch.say("* %s sends %s video (not shown in chat)", ev.From.User, ev.Track.Codec().MimeType)
+	}
+}
+
+func (ch *chat) clientEvent(ev client.Event) {
+	switch ev := ev.(type) {
+	case *client.Presence:
+		if ev.Kind == proto.PresenceFull {
+			ch.say("* online: %s", users(ev.Peers))
+		} else {
+			ch.say("* %s: %s", ev.Kind, users(ev.Peers))
+		}
+	case *client.Disconnected:
+		ch.say("* signaling connection lost (%v); reconnecting", ev.Err)
+	case *client.Reconnected:
+		ch.say("* reconnected (session resumed: %v)", ev.Resumed)
+	}
+}
+
+// command handles one input line and reports whether to quit.
+func (ch *chat) command(ctx context.Context, line string) bool {
+	f := strings.Fields(line)
+	switch {
+	case line == "":
+	case f[0] == "/quit":
+		return true
+	case f[0] == "/help":
+		ch.say("%s", chatHelp)
+	case f[0] == "/who":
+		for _, m := range ch.r.Members() {
+			info, _ := ch.r.PeerInfo(m.Peer)
+			ch.say("  %-16s %-9s peer %s  %s %s", m.User, m.Role, m.Peer, info.State, info.Kind())
+		}
+	case f[0] == "/online":
+		ch.say("* online: %s", users(ch.cl.Online()))
+	case f[0] == "/send" && len(f) == 3:
+		ch.send(ctx, f[1], f[2])
+	case f[0] == "/accept" || f[0] == "/reject":
+		if len(ch.offers) == 0 {
+			ch.say("* no file offers")
+			break
+		}
+		off := ch.offers[0]
+		ch.offers = ch.offers[1:]
+		if f[0] == "/reject" {
+			off.Reject("declined")
+			break
+		}
+		go func() {
+			if err := receive(ch.e, off, ch.dir); err != nil {
+				fmt.Fprintf(ch.e.stderr, "* receiving %s failed: %v\n", off.Name, err)
+			}
+		}()
+	case strings.HasPrefix(f[0], "/"):
+		ch.say("* unknown command; /help lists them")
+	default:
+		n, err := ch.r.Send(line)
+		if err != nil {
+			ch.say("* send: %v", err)
+		} else if n == 0 {
+			ch.say("* nobody is connected yet; message not sent")
+		}
+	}
+	return false
+}
+
+// send runs /send FILE PEER in the background with a progress bar.
+func (ch *chat) send(ctx context.Context, path, who string) {
+	peer := who
+	if ms := ch.r.MembersByUser(who); len(ms) > 0 {
+		peer = ms[0].Peer
+	}
+	file, err := os.Open(path)
+	if err != nil {
+		ch.say("* %v", err)
+		return
+	}
+	fi, err := file.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		file.Close()
+		ch.say("* %s is not a regular file", path)
+		return
+	}
+	t, err := ch.r.SendFile(ctx, peer, filepath.Base(path), file, fi.Size())
+	if err != nil {
+		file.Close()
+		ch.say("* send: %v", err)
+		return
+	}
+	go func() {
+		defer file.Close()
+		if err := watchProgress(ch.e.stderr, t); err != nil {
+			fmt.Fprintf(ch.e.stderr, "* sending %s failed: %v\n", t.Name, err)
+			return
+		}
+		fmt.Fprintf(ch.e.stderr, "* sent %s to %s, verified (sha256 %s)\n", t.Name, who, t.SHA256()[:16])
+	}()
+}
+
+func name(m proto.Member) string {
+	if m.User == "" {
+		return m.Peer
+	}
+	return m.User
+}
+
+func users(ms []proto.Member) string {
+	if len(ms) == 0 {
+		return "nobody"
+	}
+	names := make([]string, 0, len(ms))
+	for _, m := range ms {
+		names = append(names, name(m))
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/khadga/khadga/client"
+	"github.com/khadga/khadga/proto"
+)
+
+func runSend(ctx context.Context, e *env, args []string) error {
+	var c common
+	var room, to string
+	fs := newFlags(e, "send", "send FILE --room ROOM --to USER",
+		"Joins ROOM, waits for USER to connect peer to peer, and sends FILE over its own\ndata channel. Exits 0 only when the receiver has verified size and SHA-256.",
+		"khadga-peer send report.pdf --room team --to bob")
+	c.register(fs, e, 5*time.Minute)
+	fs.StringVar(&room, "room", "", "room to join")
+	fs.StringVar(&to, "to", "", "user to send to")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 || room == "" || to == "" {
+		return fail(exitUsage, "need FILE, --room and --to")
+	}
+	f, err := os.Open(fs.Arg(0))
+	if err != nil {
+		return fail(exitError, "%v", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return fail(exitError, "%s is not a regular file", fs.Arg(0))
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	cl, err := c.dial(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	r, err := c.join(ctx, cl, room)
+	if err != nil {
+		return err
+	}
+	m, err := waitConnected(ctx, r, to)
+	if err != nil {
+		return err
+	}
+	t, err := r.SendFile(ctx, m.Peer, filepath.Base(fs.Arg(0)), f, fi.Size())
+	if err != nil {
+		return fail(exitTransfer, "%v", err)
+	}
+	if err := watchProgress(e.stderr, t); err != nil {
+		return fail(exitTransfer, "%v", err)
+	}
+	fmt.Fprintf(e.stdout, "sent %s (%d bytes, sha256 %s) to %s\n", t.Name, t.Size, t.SHA256(), to)
+	return nil
+}
+
+// waitConnected waits for a member signed in as user to connect.
+func waitConnected(ctx context.Context, r *client.Room, user string) (proto.Member, error) {
+	for {
+		select {
+		case ev, ok := <-r.Events():
+			if !ok {
+				return proto.Member{}, fail(exitConnect, "left the room")
+			}
+			if pc, is := ev.(*client.PeerConnected); is && pc.Member.User == user {
+				return pc.Member, nil
+			}
+		case <-ctx.Done():
+			return proto.Member{}, fail(exitPeer, "%s did not connect: %v", user, ctx.Err())
+		}
+	}
+}
+
+func runRecv(ctx context.Context, e *env, args []string) error {
+	var c common
+	var room, dir, from string
+	var count int
+	fs := newFlags(e, "recv", "recv --room ROOM --dir DIR",
+		"Joins ROOM and saves the files members send into DIR. A file is written under a\ntemporary name and renamed only after its SHA-256 checked out; an existing file\nis never overwritten. Exits after --count files, or with code 5 at --timeout.",
+		"khadga-peer recv --room team --dir ~/Downloads --count 1 --from alice")
+	c.register(fs, e, 10*time.Minute)
+	fs.StringVar(&room, "room", "", "room to join")
+	fs.StringVar(&dir, "dir", ".", "directory to save files in")
+	fs.StringVar(&from, "from", "", "accept files only from this user (others are rejected)")
+	fs.IntVar(&count, "count", 1, "exit after this many files (0: never)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if room == "" || fs.NArg() != 0 {
+		return fail(exitUsage, "need --room and no arguments")
+	}
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return fail(exitError, "%s is not a directory", dir)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	cl, err := c.dial(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	r, err := c.join(ctx, cl, room)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "waiting for files in %s as %s\n", room, cl.Self().User)
+	for got := 0; count == 0 || got < count; {
+		select {
+		case ev, ok := <-r.Events():
+			if !ok {
+				return fail(exitConnect, "left the room")
+			}
+			f, is := ev.(*client.IncomingFile)
+			if !is {
+				continue
+			}
+			if from != "" && f.From.User != from {
+				f.Reject("not accepting files from " + f.From.User)
+				continue
+			}
+			if err := receive(e, f, dir); err != nil {
+				return fail(exitTransfer, "%s from %s: %v", f.Name, f.From.User, err)
+			}
+			got++
+		case <-ctx.Done():
+			return fail(exitPeer, "no file arrived: %v", ctx.Err())
+		}
+	}
+	return nil
+}
+
+// receive saves one file into dir.
+func receive(e *env, f *client.IncomingFile, dir string) error {
+	tmp, err := os.CreateTemp(dir, ".khadga-"+f.Name+".*.part")
+	if err != nil {
+		f.Reject("cannot write")
+		return err
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	t, err := f.Accept(tmp)
+	if err != nil {
+		tmp.Close()
+		return err
+	}
+	terr := watchProgress(e.stderr, t)
+	if err := tmp.Close(); err != nil && terr == nil {
+		terr = err
+	}
+	if terr != nil {
+		return terr
+	}
+	final, err := placeFile(tmp.Name(), dir, f.Name)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "received %s (%d bytes, sha256 %s) from %s\n", final, t.Size, t.SHA256(), f.From.User)
+	return nil
+}
+
+// placeFile links the verified temp file to dir/name, or name.1, name.2,
+// ... if taken: a hard link never replaces an existing file.
+func placeFile(tmp, dir, name string) (string, error) {
+	ext := filepath.Ext(name)
+	stem := strings.TrimSuffix(name, ext)
+	for i := 0; i < 1000; i++ {
+		p := filepath.Join(dir, name)
+		if i > 0 {
+			p = filepath.Join(dir, stem+"."+strconv.Itoa(i)+ext)
+		}
+		err := os.Link(tmp, p)
+		if err == nil {
+			return p, nil
+		}
+		if !errors.Is(err, os.ErrExist) {
+			return "", err
+		}
+	}
+	return "", fmt.Errorf("no free name for %s in %s", name, dir)
+}
