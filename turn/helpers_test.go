@@ -123,6 +123,7 @@ func startClient(t *testing.T, conn net.PacketConn, server, username, password s
 		Conn:           conn,
 		Username:       username,
 		Password:       password,
+		RTO:            time.Second, // fewer retransmissions on a slow CI machine
 		LoggerFactory:  slogFactory{testLogger(t)},
 	})
 	if err != nil {

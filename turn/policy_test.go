@@ -48,8 +48,9 @@ func TestPolicyDeniesPeers(t *testing.T) {
 		c.channelData(channel, leak)
 		channel++
 	}
-	if n := metricValue(t, reg, "khadga_turn_permissions_denied_total", nil); n != float64(2*len(cases)) {
-		t.Errorf("permissions denied %v, want %d", n, 2*len(cases))
+	// At least: the raw client retransmits when an answer is slow.
+	if n := metricValue(t, reg, "khadga_turn_permissions_denied_total", nil); n < float64(2*len(cases)) {
+		t.Errorf("permissions denied %v, want at least %d", n, 2*len(cases))
 	}
 
 	// The server handles one client's messages in order on one socket, so

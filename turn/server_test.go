@@ -41,10 +41,11 @@ func TestRelayUDP(t *testing.T) {
 	peer := listenPeer(t, "127.0.0.2:0")
 	relayRoundTrip(t, relay, peer)
 
-	// Closing deletes the allocation with a Refresh(0) that pion answers
-	// after its event handlers ran, and on the socket that relayed the
-	// ping, so every counter below is final.
-	if err := relay.Close(); err != nil {
+	// A transaction on the same socket after the ping: pion handles a
+	// client's messages in order, so the ping's relay write has been
+	// counted once this is answered. The pong was counted before the
+	// server forwarded it.
+	if err := c.CreatePermission(peer.LocalAddr()); err != nil {
 		t.Fatal(err)
 	}
 	checks := []struct {
@@ -63,9 +64,28 @@ func TestRelayUDP(t *testing.T) {
 			t.Errorf("%s%v = %v, want at least %v", ck.name, ck.labels, got, ck.min)
 		}
 	}
-	if n := metricValue(t, reg, "khadga_turn_allocations_active", nil); n != 0 {
-		t.Errorf("active allocations after close %v, want 0", n)
+	relay.Close()
+}
+
+// TestDeallocate: a Refresh with lifetime 0 deletes the allocation, and the
+// gauge and the user's quota count follow.
+func TestDeallocate(t *testing.T) {
+	s, reg := startServer(t, func(c *Config) { c.UserQuota = 1 })
+	user, pass := mint("henry")
+	c := newRawClient(t, s.UDPAddr(), user, pass)
+	if n := metricValue(t, reg, "khadga_turn_allocations_active", nil); n != 1 {
+		t.Fatalf("active allocations %v, want 1", n)
 	}
+	// Pion deletes the allocation, and runs the event handlers, before it
+	// answers.
+	if res := c.transact(stun.MethodRefresh, true, rawAttr(stun.AttrLifetime, []byte{0, 0, 0, 0})); isError(res) {
+		t.Fatalf("Refresh(0): %v", res)
+	}
+	if n := metricValue(t, reg, "khadga_turn_allocations_active", nil); n != 0 {
+		t.Errorf("active allocations after deallocation %v, want 0", n)
+	}
+	// The user's only slot is free again.
+	newRawClient(t, s.UDPAddr(), user, pass)
 }
 
 func TestAuthRefused(t *testing.T) {
@@ -90,8 +110,9 @@ func TestAuthRefused(t *testing.T) {
 			if !errors.As(err, &te) || te.ErrorCodeAttr.Code != stun.CodeBadRequest {
 				t.Fatalf("Allocate: %v, want a 400 refusal", err)
 			}
-			if n := metricValue(t, reg, "khadga_turn_auth_failures_total", map[string]string{"reason": tc.reason}); n != 1 {
-				t.Errorf("auth failures (%s) = %v, want 1", tc.reason, n)
+			// At least: a client retransmits when the answer is slow.
+			if n := metricValue(t, reg, "khadga_turn_auth_failures_total", map[string]string{"reason": tc.reason}); n < 1 {
+				t.Errorf("auth failures (%s) = %v, want at least 1", tc.reason, n)
 			}
 			if n := metricValue(t, reg, "khadga_turn_allocations_created_total", nil); n != 0 {
 				t.Errorf("allocations created %v, want 0", n)
@@ -205,8 +226,8 @@ func TestUserQuota(t *testing.T) {
 	if _, err := newClient(t, s.UDPAddr(), user, pass).Allocate(); err != nil {
 		t.Fatalf("another user: %v", err)
 	}
-	if n := metricValue(t, reg, "khadga_turn_quota_refusals_total", map[string]string{"quota": "user"}); n != 1 {
-		t.Errorf("user quota refusals %v, want 1", n)
+	if n := metricValue(t, reg, "khadga_turn_quota_refusals_total", map[string]string{"quota": "user"}); n < 1 {
+		t.Errorf("user quota refusals %v, want at least 1", n)
 	}
 	if n := s.AllocationCount(); n != DefaultUserQuota+1 {
 		t.Errorf("AllocationCount %d, want %d", n, DefaultUserQuota+1)
@@ -222,8 +243,8 @@ func TestTotalQuota(t *testing.T) {
 			t.Fatalf("allocation %d: %v", i+1, err)
 		}
 	}
-	if n := metricValue(t, reg, "khadga_turn_quota_refusals_total", map[string]string{"quota": "total"}); n != 1 {
-		t.Errorf("total quota refusals %v, want 1", n)
+	if n := metricValue(t, reg, "khadga_turn_quota_refusals_total", map[string]string{"quota": "total"}); n < 1 {
+		t.Errorf("total quota refusals %v, want at least 1", n)
 	}
 }
 
@@ -248,8 +269,8 @@ func TestPermissionQuota(t *testing.T) {
 	if err := c.CreatePermission(peer(4)); err == nil {
 		t.Fatal("third peer address allowed over a quota of 2")
 	}
-	if n := metricValue(t, reg, "khadga_turn_quota_refusals_total", map[string]string{"quota": "permissions"}); n != 1 {
-		t.Errorf("permission quota refusals %v, want 1", n)
+	if n := metricValue(t, reg, "khadga_turn_quota_refusals_total", map[string]string{"quota": "permissions"}); n < 1 {
+		t.Errorf("permission quota refusals %v, want at least 1", n)
 	}
 }
 
