@@ -234,4 +234,3 @@ func users(ms []proto.Member) string {
 	sort.Strings(names)
 	return strings.Join(names, ", ")
 }
-

@@ -189,4 +189,3 @@ func watchProgress(w io.Writer, t *client.Transfer) error {
 		}
 	}
 }
-
