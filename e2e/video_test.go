@@ -73,6 +73,8 @@ func TestVideoBetweenBrowsers(t *testing.T) {
 		t.Errorf("video window did not move right: %v -> %v", before, after)
 	}
 
+	bob.say("hi alice, I can see you")
+	alice.waitMessage("bob", "hi alice, I can see you")
 	alice.say("the screenshot shows a call")
 	bob.waitMessage("alice", "the screenshot shows a call")
 	alice.do(chromedp.Evaluate[chromedp.Void](`document.activeElement.blur(), window.scrollTo(0, 0)`))
