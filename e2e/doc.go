@@ -23,6 +23,10 @@
 //     app shows its banner, resumes the same session, and chat goes on.
 //   - TestRecorderNeedsOptIn: a recorder-role peer joins; the page marks it
 //     as recording and sends it no track until "Share with recorder" is on.
+//   - TestSessionLifecycle: tokens refresh without a reload, a reload signs
+//     in again from sessionStorage, no token appears in any URL the page
+//     requests, the layout fits a phone-width screen, and signing out
+//     revokes the refresh token.
 //
 // Artifacts (screenshots) go to $KHADGA_ARTIFACTS when set, else to the
 // test's temporary directory. When Chromium is missing the tests skip, or

@@ -34,6 +34,8 @@ type page struct {
 	name string
 	tab  context.Context
 	ws   *frameLog
+	// urls records every URL the page requested, WebSockets included.
+	urls *frameLog
 	// others are the other pages of the test, whose state a failure shows too.
 	others []*page
 }
@@ -75,7 +77,7 @@ func (f *frameLog) count() int {
 func openPage(t *testing.T, url, name string) *page {
 	t.Helper()
 	b := chromium.Shared(t)
-	p := &page{t: t, name: name, tab: b.NewTab(t), ws: &frameLog{}}
+	p := &page{t: t, name: name, tab: b.NewTab(t), ws: &frameLog{}, urls: &frameLog{}}
 	chromium.LogConsole(t, p.tab, name)
 	p.recordFrames()
 	p.do(chromedp.Navigate(url))
@@ -90,6 +92,24 @@ func (p *page) recordFrames() {
 	p.t.Cleanup(cancel)
 	sent := chromedp.Events(ctx, network.WebSocketFrameSent)
 	recv := chromedp.Events(ctx, network.WebSocketFrameReceived)
+	reqs := chromedp.Events(ctx, network.RequestWillBeSent)
+	sockets := chromedp.Events(ctx, network.WebSocketCreated)
+	go func() {
+		for ev, err := range reqs {
+			if err != nil {
+				return
+			}
+			p.urls.add(ev.Request.URL)
+		}
+	}()
+	go func() {
+		for ev, err := range sockets {
+			if err != nil {
+				return
+			}
+			p.urls.add(ev.URL)
+		}
+	}()
 	go func() {
 		for ev, err := range sent {
 			if err != nil {
