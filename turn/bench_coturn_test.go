@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,64 +17,97 @@ import (
 // another client's relay (-y), so every message crosses the server twice.
 const defaultBenchLoad = "-m 100 -n 2000 -l 1000 -z 1"
 
+const benchSecret = "benchmark-secret"
+
 // BenchmarkCoturnComparison runs the same turnutils_uclient load against
-// khadga's server and then against coturn's turnserver (a child process on
-// other loopback ports), one after the other, and reports for each:
-// messages relayed per second, loss, round-trip average and maximum, and
-// server CPU seconds. It runs once whatever b.N is:
+// khadga's TURN server and then against coturn's turnserver (a child
+// process on other loopback ports), and reports for each: messages
+// received per second, loss, round-trip average and maximum, and server CPU
+// seconds. It runs once whatever b.N is:
 //
 //	go test -run '^$' -bench CoturnComparison -benchtime 1x ./turn
 //
-// KHADGA_TURN_BENCH_LOAD replaces the uclient load flags.
+// Environment:
+//
+//	KHADGA_TURN_BENCH_LOAD    uclient load flags (default defaultBenchLoad)
+//	KHADGA_TURN_BENCH_BIN     a khadga binary: run `khadga turn` as a child
+//	                          process instead of the server in this process
+//	KHADGA_TURN_BENCH_ROUNDS  rounds of khadga-then-coturn (default 1)
 func BenchmarkCoturnComparison(b *testing.B) {
 	load := strings.Fields(defaultBenchLoad)
 	if v := os.Getenv("KHADGA_TURN_BENCH_LOAD"); v != "" {
 		load = strings.Fields(v)
 	}
-	const secret = "benchmark-secret"
-	common := append([]string{"-y", "-c", "-W", secret, "-u", "bench"}, load...)
+	rounds := 1
+	if v, err := strconv.Atoi(os.Getenv("KHADGA_TURN_BENCH_ROUNDS")); err == nil && v > 0 {
+		rounds = v
+	}
+	common := append([]string{"-y", "-c", "-W", benchSecret, "-u", "bench"}, load...)
+	b.Logf("load: turnutils_uclient %s -p PORT 127.0.0.1", strings.Join(common, " "))
+	b.Logf("%-8s %10s %10s %8s %6s %10s %10s %8s %8s", "server", "sent", "received", "loss%", "time", "msgs/s", "rtt avg", "rtt max", "cpu s")
+	var last [2]benchRow
+	for i := 0; i < rounds; i++ {
+		port, stop := startBenchKhadga(b)
+		kr, _, _ := runUclient(b, append(append([]string{}, common...), "-p", strconv.Itoa(port), "127.0.0.1"))
+		last[0] = benchRow{"khadga", kr, stop()}
 
+		c := startCoturn(b, benchSecret, 46000, 49999)
+		cr, _, _ := runUclient(b, append(append([]string{}, common...), "-p", strconv.Itoa(c.port), "127.0.0.1"))
+		last[1] = benchRow{"coturn", cr, c.stop()}
+		for _, row := range last {
+			b.Logf("%-8s %10d %10d %8.3f %5ds %10.0f %8.2fms %6.0fms %8.2f", row.name, row.r.sent, row.r.received,
+				row.r.lossPercent, row.r.transmitSec, rate(row.r), row.r.rttAvg, row.r.rttMax, row.cpu.Seconds())
+		}
+	}
+	for _, row := range last {
+		b.ReportMetric(rate(row.r), row.name+"-msgs/s")
+		b.ReportMetric(row.r.lossPercent, row.name+"-loss%")
+		b.ReportMetric(row.cpu.Seconds(), row.name+"-cpu-s")
+	}
+}
+
+type benchRow struct {
+	name string
+	r    uclientResult
+	cpu  time.Duration
+}
+
+// startBenchKhadga starts khadga's server for the benchmark: `khadga turn`
+// from KHADGA_TURN_BENCH_BIN, or New in this process. stop returns the CPU
+// time the server used.
+func startBenchKhadga(b *testing.B) (port int, stop func() time.Duration) {
+	b.Helper()
+	const minPort, maxPort = 42000, 45999
+	if bin := os.Getenv("KHADGA_TURN_BENCH_BIN"); bin != "" {
+		port = freeUDPPort(b)
+		cmd := exec.Command(bin, "turn",
+			"--turn-listen", fmt.Sprintf("127.0.0.1:%d", port),
+			"--turn-allow-peer", "127.0.0.1/32", // the clients' relays, as --allow-loopback-peers for coturn
+			"--turn-user-quota", "-1", // uclient's clients share one user; coturn has no user quota by default
+			"--turn-ports", fmt.Sprintf("%d-%d", minPort, maxPort))
+		cmd.Env = append(os.Environ(), "KHADGA_TURN_SECRET="+benchSecret)
+		c := startChild(b, cmd, port, "TURN server listening")
+		return port, c.stop
+	}
 	s, err := New(Config{
 		Listen:       "127.0.0.1:0",
-		Secrets:      [][]byte{[]byte(secret)},
-		AllowPeers:   []string{"127.0.0.1/32"}, // the clients' relays, as --allow-loopback-peers for coturn
-		UserQuota:    -1,                       // uclient's clients share one user, as coturn has no user quota by default
-		RelayMinPort: 42000, RelayMaxPort: 45999,
+		Secrets:      [][]byte{[]byte(benchSecret)},
+		AllowPeers:   []string{"127.0.0.1/32"},
+		UserQuota:    -1,
+		RelayMinPort: minPort, RelayMaxPort: maxPort,
 		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
 	cpu0 := selfCPU(b)
-	kr, _, kout := runUclient(b, append(append([]string{}, common...), "-p", fmt.Sprint(s.UDPAddr().Port), "127.0.0.1"))
-	kcpu := selfCPU(b) - cpu0
-	if os.Getenv("KHADGA_TURN_BENCH_SHOW") != "" {
-		b.Logf("%s", kout)
+	return s.UDPAddr().Port, func() time.Duration {
+		cpu := selfCPU(b) - cpu0
+		if err := s.Close(); err != nil {
+			b.Error(err)
+		}
+		return cpu
 	}
-	if err := s.Close(); err != nil {
-		b.Fatal(err)
-	}
-
-	c := startCoturn(b, secret, 46000, 49999)
-	cr, _, _ := runUclient(b, append(append([]string{}, common...), "-p", fmt.Sprint(c.port), "127.0.0.1"))
-	ccpu := c.stop()
-
-	b.Logf("load: turnutils_uclient %s", strings.Join(common, " "))
-	b.Logf("%-8s %10s %10s %8s %6s %10s %10s %8s %8s", "server", "sent", "received", "loss%", "time", "msgs/s", "rtt avg", "rtt max", "cpu s")
-	for _, row := range []struct {
-		name string
-		r    uclientResult
-		cpu  time.Duration
-	}{{"khadga", kr, kcpu}, {"coturn", cr, ccpu}} {
-		b.Logf("%-8s %10d %10d %8.3f %5ds %10.0f %8.2fms %6.0fms %8.2f", row.name, row.r.sent, row.r.received,
-			row.r.lossPercent, row.r.transmitSec, rate(row.r), row.r.rttAvg, row.r.rttMax, row.cpu.Seconds())
-	}
-	b.ReportMetric(rate(kr), "khadga-msgs/s")
-	b.ReportMetric(rate(cr), "coturn-msgs/s")
-	b.ReportMetric(kr.lossPercent, "khadga-loss%")
-	b.ReportMetric(cr.lossPercent, "coturn-loss%")
-	b.ReportMetric(kcpu.Seconds(), "khadga-cpu-s")
-	b.ReportMetric(ccpu.Seconds(), "coturn-cpu-s")
 }
 
 // rate is messages received per second of uclient's transmit time (whole

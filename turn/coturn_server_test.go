@@ -15,9 +15,9 @@ import (
 	"time"
 )
 
-// coturnServer is coturn's turnserver daemon run as a child process of the
-// test, never as a system service.
-type coturnServer struct {
+// childServer is a TURN server run as a child process of the test:
+// coturn's turnserver (never as a system service), or a khadga binary.
+type childServer struct {
 	cmd  *exec.Cmd
 	port int
 	done chan struct{}
@@ -25,7 +25,7 @@ type coturnServer struct {
 
 // startCoturn runs turnserver on 127.0.0.1 with the REST secret, and
 // returns once it says its servers are up.
-func startCoturn(t testing.TB, secret string, minPort, maxPort int) *coturnServer {
+func startCoturn(t testing.TB, secret string, minPort, maxPort int) *childServer {
 	t.Helper()
 	bin, err := exec.LookPath("turnserver")
 	if err != nil {
@@ -49,7 +49,13 @@ func startCoturn(t testing.TB, secret string, minPort, maxPort int) *coturnServe
 		"--log-file=stdout", "--pidfile=" + filepath.Join(dir, "turnserver.pid"),
 		"--userdb=" + filepath.Join(dir, "turndb"),
 	}
-	cmd := exec.Command(bin, args...)
+	return startChild(t, exec.Command(bin, args...), port, "Total General servers")
+}
+
+// startChild starts cmd and returns once a line of its output contains
+// ready.
+func startChild(t testing.TB, cmd *exec.Cmd, port int, ready string) *childServer {
+	t.Helper()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -58,14 +64,14 @@ func startCoturn(t testing.TB, secret string, minPort, maxPort int) *coturnServe
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c := &coturnServer{cmd: cmd, port: port, done: make(chan struct{})}
-	ready := make(chan struct{})
+	c := &childServer{cmd: cmd, port: port, done: make(chan struct{})}
+	up := make(chan struct{})
 	go func() {
 		defer close(c.done)
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			if strings.Contains(sc.Text(), "Total General servers") {
-				close(ready)
+			if strings.Contains(sc.Text(), ready) {
+				close(up)
 				break
 			}
 		}
@@ -73,18 +79,18 @@ func startCoturn(t testing.TB, secret string, minPort, maxPort int) *coturnServe
 	}()
 	t.Cleanup(func() { c.stop() })
 	select {
-	case <-ready:
+	case <-up:
 	case <-c.done:
-		t.Fatal("turnserver exited before it was ready")
+		t.Fatalf("%s exited before it was ready", cmd.Path)
 	case <-time.After(waitTimeout):
-		t.Fatal("turnserver did not get ready")
+		t.Fatalf("%s did not get ready", cmd.Path)
 	}
 	return c
 }
 
-// stop ends turnserver (by its pid, never by name) and returns the CPU
-// time it used.
-func (c *coturnServer) stop() time.Duration {
+// stop ends the child (by its pid, never by name) and returns the CPU time
+// it used.
+func (c *childServer) stop() time.Duration {
 	if c.cmd.ProcessState == nil {
 		_ = c.cmd.Process.Signal(syscall.SIGTERM)
 		select {
