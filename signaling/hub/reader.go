@@ -74,7 +74,7 @@ func readLimited(r io.Reader, b []byte, limit int64) ([]byte, bool, error) {
 // handle decodes, checks and runs one message. b is reused after it returns;
 // proto.Decode copies what it keeps.
 func (c *conn) handle(b []byte, now time.Time) {
-	m, err := proto.Decode(b, int(c.h.cfg.ReadLimit))
+	m, err := decode(b, int(c.h.cfg.ReadLimit))
 	if err != nil {
 		var pe *proto.ProtocolError
 		if errors.As(err, &pe) {
