@@ -56,11 +56,11 @@ func BenchmarkCoturnComparison(b *testing.B) {
 		last[1] = benchRow{"coturn", cr, c.stop()}
 		for _, row := range last {
 			b.Logf("%-8s %10d %10d %8.3f %5ds %10.0f %8.2fms %6.0fms %8.2f", row.name, row.r.sent, row.r.received,
-				row.r.lossPercent, row.r.transmitSec, rate(row.r), row.r.rttAvg, row.r.rttMax, row.cpu.Seconds())
+				row.r.lossPercent, row.r.transmitSec, msgRate(row.r), row.r.rttAvg, row.r.rttMax, row.cpu.Seconds())
 		}
 	}
 	for _, row := range last {
-		b.ReportMetric(rate(row.r), row.name+"-msgs/s")
+		b.ReportMetric(msgRate(row.r), row.name+"-msgs/s")
 		b.ReportMetric(row.r.lossPercent, row.name+"-loss%")
 		b.ReportMetric(row.cpu.Seconds(), row.name+"-cpu-s")
 	}
@@ -110,9 +110,9 @@ func startBenchKhadga(b *testing.B) (port int, stop func() time.Duration) {
 	}
 }
 
-// rate is messages received per second of uclient's transmit time (whole
+// msgRate is messages received per second of uclient's transmit time (whole
 // seconds on uclient's clock, so coarse for short runs).
-func rate(r uclientResult) float64 {
+func msgRate(r uclientResult) float64 {
 	if r.transmitSec == 0 {
 		return 0
 	}

@@ -124,7 +124,7 @@ func startClient(t *testing.T, conn net.PacketConn, server, username, password s
 		Username:       username,
 		Password:       password,
 		RTO:            time.Second, // fewer retransmissions on a slow CI machine
-		LoggerFactory:  slogFactory{testLogger(t)},
+		LoggerFactory:  slogFactory{log: testLogger(t)},
 	})
 	if err != nil {
 		t.Fatal(err)

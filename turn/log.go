@@ -6,28 +6,49 @@ import (
 	"log/slog"
 
 	"github.com/pion/logging"
+	"golang.org/x/time/rate"
 )
 
 // levelTrace is below slog's debug, for pion's per-packet trace messages.
 const levelTrace = slog.LevelDebug - 4
 
+// Pion's warnings and errors are mostly about one client's traffic ("failed
+// to send ChannelData", "no permission"), which a client controls; they are
+// rate limited so that none can flood the log.
+const (
+	pionLogRate  = 10 // records per second, sustained
+	pionLogBurst = 50
+)
+
 // slogFactory bridges pion's LoggerFactory to slog.
-type slogFactory struct{ log *slog.Logger }
+type slogFactory struct {
+	log     *slog.Logger
+	limiter *rate.Limiter // nil: no limit (tests)
+}
+
+func newSlogFactory(log *slog.Logger) slogFactory {
+	return slogFactory{log: log, limiter: rate.NewLimiter(pionLogRate, pionLogBurst)}
+}
 
 func (f slogFactory) NewLogger(scope string) logging.LeveledLogger {
-	return slogLogger{f.log.With(slog.String("scope", scope))}
+	return slogLogger{f.log.With(slog.String("scope", scope)), f.limiter}
 }
 
 // slogLogger maps pion's levels onto slog. Pion logs per-request and
-// per-packet events at info and error ("no permission for ...", "failed to
-// send ..."); they are client behaviour, not server faults, so info goes to
-// debug and error to warn, and a client cannot flood the log above debug
-// without also tripping warnings an operator wants to see.
-type slogLogger struct{ log *slog.Logger }
+// per-packet events at info and error; they are client behaviour, not
+// server faults, so info goes to debug and error to warn, and warnings are
+// rate limited.
+type slogLogger struct {
+	log     *slog.Logger
+	limiter *rate.Limiter
+}
 
 func (l slogLogger) logf(level slog.Level, format string, args ...any) {
 	if !l.log.Enabled(context.Background(), level) {
 		return // skip the formatting on the hot path
+	}
+	if level >= slog.LevelWarn && l.limiter != nil && !l.limiter.Allow() {
+		return
 	}
 	l.log.Log(context.Background(), level, fmt.Sprintf(format, args...))
 }

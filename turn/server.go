@@ -75,7 +75,7 @@ func (s *Server) start() error {
 	pion, err := pionturn.NewServer(pionturn.ServerConfig{
 		PacketConnConfigs: s.packetConfigs(listen.Addr(), checker),
 		ListenerConfigs:   s.listenerConfigs(listen.Addr(), checker),
-		LoggerFactory:     slogFactory{s.log.With(slog.String("component", "pion-turn"))},
+		LoggerFactory:     newSlogFactory(s.log.With(slog.String("component", "pion-turn"))),
 		Realm:             cfg.Realm,
 		AuthHandler:       auth.handle,
 		QuotaHandler:      s.quotas.allowAllocation,

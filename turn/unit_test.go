@@ -160,3 +160,23 @@ func TestICEConfigTransports(t *testing.T) {
 		t.Errorf("credentials %q %q", ice[0].Username, ice[0].Credential)
 	}
 }
+
+// TestPionLogBridge: levels map as documented and a flood of pion
+// warnings is cut to the burst.
+func TestPionLogBridge(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	l := newSlogFactory(log).NewLogger("turn")
+	l.Infof("per-request %d", 1)
+	if !strings.Contains(buf.String(), "level=DEBUG") || !strings.Contains(buf.String(), "per-request 1") {
+		t.Errorf("pion info not at debug: %s", buf.String())
+	}
+	buf.Reset()
+	for i := 0; i < 1000; i++ {
+		l.Errorf("failed to send to client %d", i)
+	}
+	n := strings.Count(buf.String(), "level=WARN")
+	if n < pionLogBurst || n > pionLogBurst+pionLogRate*10 {
+		t.Errorf("%d of 1000 pion errors logged, want about the burst of %d", n, pionLogBurst)
+	}
+}

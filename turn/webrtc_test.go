@@ -74,7 +74,7 @@ func newRelayPeer(t *testing.T, s *Server, user string) relayPeer {
 	var se webrtc.SettingEngine
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.LoggerFactory = slogFactory{testLogger(t)}
+	se.LoggerFactory = slogFactory{log: testLogger(t)}
 	ice, _ := s.ICEServers(user)
 	var servers []webrtc.ICEServer
 	for _, e := range ice {
