@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 	"github.com/khadga/khadga/signaling"
 	"github.com/khadga/khadga/signaling/signalingtest"
@@ -97,8 +98,13 @@ func TestTOTP(t *testing.T) {
 	}
 }
 
-// smtpCapture is an in-process SMTP server that keeps what it receives.
-type smtpCapture struct{ msgs chan string }
+// smtpCapture is an in-process SMTP server that keeps what it receives. It
+// accepts PLAIN auth with any credentials and records the password, so that
+// tests can check the server sent it.
+type smtpCapture struct {
+	msgs      chan string
+	passwords chan string
+}
 
 func (b *smtpCapture) NewSession(*gosmtp.Conn) (gosmtp.Session, error) { return &smtpSession{b}, nil }
 
@@ -115,7 +121,7 @@ func (s *smtpSession) Data(r io.Reader) error {
 }
 
 func TestEmailVerification(t *testing.T) {
-	capture := &smtpCapture{msgs: make(chan string, 4)}
+	capture := &smtpCapture{msgs: make(chan string, 4), passwords: make(chan string, 4)}
 	srv := gosmtp.NewServer(capture)
 	srv.Domain = "localhost"
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -136,12 +142,7 @@ func TestEmailVerification(t *testing.T) {
 	if c, b := s.Post(t, "/api/register", creds); c != 201 {
 		t.Fatalf("register: %d %s", c, b)
 	}
-	var msg string
-	select {
-	case msg = <-capture.msgs:
-	case <-time.After(signalingtest.Timeout):
-		t.Fatal("no email arrived")
-	}
+	msg := capture.nextMail(t)
 	delete(creds, "email")
 	if c, b := s.Post(t, "/api/login", creds); c != 403 || !strings.Contains(string(b), "email_unverified") {
 		t.Fatalf("login before verifying: %d %s", c, b)
@@ -168,5 +169,32 @@ func TestEmailVerification(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("second use of the link: %d, want 400", resp.StatusCode)
+	}
+}
+
+// httpClientNoRedirect shows redirects to the test instead of following them.
+var httpClientNoRedirect = http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+func (s *smtpSession) AuthMechanisms() []string { return []string{sasl.Plain} }
+
+func (s *smtpSession) Auth(string) (sasl.Server, error) {
+	return sasl.NewPlainServer(func(_, _, password string) error {
+		select {
+		case s.b.passwords <- password:
+		default:
+		}
+		return nil
+	}), nil
+}
+
+// nextMail waits for the next captured message.
+func (b *smtpCapture) nextMail(t *testing.T) string {
+	t.Helper()
+	select {
+	case m := <-b.msgs:
+		return m
+	case <-time.After(signalingtest.Timeout):
+		t.Fatal("no email arrived")
+		return ""
 	}
 }
