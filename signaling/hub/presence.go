@@ -24,7 +24,11 @@ type presence struct {
 	online  map[string]proto.Member
 	subs    map[*conn]struct{}
 	pending map[string]change
-	full    []byte // cached encoded full list; nil after a change
+	// full is the encoded full list, built at most once per flush: a
+	// subscriber that gets a list older than some pending changes gets
+	// those changes at the next flush, and changes it already saw in the
+	// list arrive again, which is harmless.
+	full []byte
 	timer   *time.Timer
 	stopped bool
 }
@@ -53,7 +57,6 @@ func (p *presence) change(m proto.Member, online bool) {
 	} else {
 		delete(p.online, m.Peer)
 	}
-	p.full = nil
 	p.pending[m.Peer] = change{m, online}
 	if p.timer == nil && !p.stopped {
 		p.timer = time.AfterFunc(p.h.cfg.PresenceInterval, p.flush)
@@ -115,6 +118,7 @@ func (p *presence) flush() {
 		}
 	}
 	clear(p.pending)
+	p.full = nil
 	msgs := p.chunk(proto.PresenceOffline, off, nil)
 	msgs = p.chunk(proto.PresenceOnline, on, msgs)
 	for c := range p.subs {
