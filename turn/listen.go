@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/pion/stun/v3"
@@ -175,10 +176,20 @@ func (c *inspectingPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	return n, addr, err
 }
 
-// streamListener wraps each accepted TCP or TLS connection in a streamConn.
+// streamListener wraps each accepted TCP or TLS connection in a streamConn
+// and tracks them: pion's Close closes the listener but not the
+// connections it accepted, whose goroutines would live on.
 type streamListener struct {
 	net.Listener
 	checker *secretChecker
+
+	mu     sync.Mutex
+	conns  map[*streamConn]struct{}
+	closed bool
+}
+
+func newStreamListener(ln net.Listener, checker *secretChecker) *streamListener {
+	return &streamListener{Listener: ln, checker: checker, conns: make(map[*streamConn]struct{})}
 }
 
 func (l *streamListener) Accept() (net.Conn, error) {
@@ -186,12 +197,40 @@ func (l *streamListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	sc := &streamConn{Conn: c, checker: l.checker}
+	sc := &streamConn{Conn: c, checker: l.checker, owner: l}
 	if l.checker.active() {
 		sc.frames = pionturn.NewSTUNConn(c)
 		sc.buf = make([]byte, frameBufSize)
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil, errors.Join(net.ErrClosed, c.Close())
+	}
+	l.conns[sc] = struct{}{}
 	return sc, nil
+}
+
+// Close closes the listener and every connection it accepted.
+func (l *streamListener) Close() error {
+	err := l.Listener.Close()
+	l.mu.Lock()
+	l.closed = true
+	conns := make([]*streamConn, 0, len(l.conns))
+	for c := range l.conns {
+		conns = append(conns, c)
+	}
+	l.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close() // pion closes them too when their read loop ends
+	}
+	return err
+}
+
+func (l *streamListener) forget(c *streamConn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.conns, c)
 }
 
 // streamConn bounds the TLS handshake and idle time of a TURN-over-TCP
@@ -199,6 +238,7 @@ func (l *streamListener) Accept() (net.Conn, error) {
 // to inspect each one before pion reads it.
 type streamConn struct {
 	net.Conn
+	owner      *streamListener
 	checker    *secretChecker
 	handshaked bool
 	frames     *pionturn.STUNConn // nil with one secret
@@ -232,6 +272,12 @@ func (c *streamConn) Read(p []byte) (int, error) {
 	n := copy(p, c.pending)
 	c.pending = c.pending[n:]
 	return n, nil
+}
+
+// Close closes the connection and drops it from its listener's set.
+func (c *streamConn) Close() error {
+	c.owner.forget(c)
+	return c.Conn.Close()
 }
 
 func (c *streamConn) handshake() error {

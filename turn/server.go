@@ -141,7 +141,7 @@ func (s *Server) listenerConfigs(listenIP netip.Addr, checker *secretChecker) []
 			continue
 		}
 		out = append(out, pionturn.ListenerConfig{
-			Listener:              &streamListener{Listener: ln, checker: checker},
+			Listener:              newStreamListener(ln, checker),
 			RelayAddressGenerator: s.relayGenerator(listenIP),
 			PermissionHandler:     s.permit,
 		})
