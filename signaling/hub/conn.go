@@ -244,7 +244,9 @@ func (c *conn) writeBatch(batch []queued) (int, error) {
 	c.sock.cork()
 	n, err := c.writeItems(batch, deadline)
 	if ferr := c.sock.uncork(); ferr != nil && (err == nil || errors.Is(err, errCloseSent)) {
-		return 0, ferr // what was collected is lost with the socket
+		// The socket failed with the batch collected: keep all of it for a
+		// resume (the client may then see some of it twice).
+		return 0, ferr
 	}
 	return n, err
 }

@@ -104,9 +104,9 @@ func (h *Hub) ServeConn(ctx context.Context, ws *websocket.Conn, id Identity, op
 		stop := context.AfterFunc(ctx, func() { _ = ws.Close() })
 		defer stop()
 	}
-	h.conns.putIfAbsent(c.key, c)
 	h.stats.conns.Add(1)
 	h.attach(c, id, opts)
+	h.conns.putIfAbsent(c.key, c) // after attach: the sweeper reads c.s
 	if h.stopped.Load() {
 		// Shutdown began after enter and may have missed c: restart is
 		// idempotent, so telling it twice is harmless.
