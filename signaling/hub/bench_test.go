@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -51,25 +52,32 @@ func cpuTime() time.Duration {
 }
 
 // BenchmarkRelay relays 1 KiB signals over real WebSocket connections on
-// loopback, from one peer to another in each pair, with at most window
-// signals in flight per pair. Allocations include the clients' (which read
-// raw frames and decode nothing).
+// loopback, from one peer to another in each pair, as fast as possible with
+// at most 32 signals in flight per pair. Allocations include the clients'
+// (which read raw frames and decode nothing).
 func BenchmarkRelay(b *testing.B) {
 	for _, sock := range []string{"Upgrade", "plain"} {
 		for _, pairs := range []int{1, 20, 200} {
-			b.Run(fmt.Sprintf("%s/pairs=%d", sock, pairs), func(b *testing.B) { benchRelay(b, pairs, sock == "plain") })
+			b.Run(fmt.Sprintf("%s/pairs=%d", sock, pairs), func(b *testing.B) { benchRelay(b, pairs, sock == "plain", 0) })
 		}
 	}
 }
 
-func benchRelay(b *testing.B, pairs int, plain bool) {
+// BenchmarkRelayRate relays 1 KiB signals between 200 pairs at a fixed
+// 10,000 signals/s in all, for latency at a moderate load.
+func BenchmarkRelayRate(b *testing.B) {
+	benchRelay(b, 200, false, 10000)
+}
+
+func benchRelay(b *testing.B, pairs int, plain bool, rate float64) {
 	const window = 32
 	ts := newTestServer(b, Config{Logger: slog.New(slog.DiscardHandler), MessageRate: 1e9, MessageBurst: 1 << 30}, serverMode{plain: plain})
 	type pair struct {
 		tx, rx *websocket.Conn
 		msg    []byte
+		lat    []time.Duration
 	}
-	ps := make([]pair, pairs)
+	ps := make([]*pair, pairs)
 	data := `{"candidate":{"candidate":"` + strings.Repeat("a", 1000) + `"}}`
 	for i := range ps {
 		room := fmt.Sprintf("r%d", i)
@@ -80,7 +88,7 @@ func benchRelay(b *testing.B, pairs int, plain bool) {
 			b.Fatal(err)
 		}
 		msg, _ := json.Marshal(proto.Message{Type: proto.TypeSignal, ID: "s", To: rxPeer, Data: json.RawMessage(data)})
-		ps[i] = pair{tx, rx, msg}
+		ps[i] = &pair{tx: tx, rx: rx, msg: msg}
 	}
 	b.SetBytes(int64(len(ps[0].msg)))
 	b.ReportAllocs()
@@ -92,15 +100,23 @@ func benchRelay(b *testing.B, pairs int, plain bool) {
 		if i < b.N%pairs {
 			n++
 		}
-		credit := make(chan struct{}, window)
-		for range window {
-			credit <- struct{}{}
-		}
+		p.lat = make([]time.Duration, 0, n)
+		// sent holds the send times of the signals in flight, in order; its
+		// capacity is the window.
+		sent := make(chan time.Time, window)
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
+			var tick *time.Ticker
+			if rate > 0 {
+				tick = time.NewTicker(time.Duration(float64(pairs) / rate * float64(time.Second)))
+				defer tick.Stop()
+			}
 			for range n {
-				<-credit
+				if tick != nil {
+					<-tick.C
+				}
+				sent <- time.Now()
 				if err := p.tx.WriteMessage(websocket.TextMessage, p.msg); err != nil {
 					b.Error(err)
 					return
@@ -116,7 +132,7 @@ func benchRelay(b *testing.B, pairs int, plain bool) {
 					return
 				}
 				_, _ = io.Copy(io.Discard, r)
-				credit <- struct{}{}
+				p.lat = append(p.lat, time.Since(<-sent))
 			}
 		}()
 	}
@@ -126,6 +142,15 @@ func benchRelay(b *testing.B, pairs int, plain bool) {
 	// CPU per signal (server and clients, user and system) is steadier than
 	// wall time on a shared machine.
 	b.ReportMetric(float64(cpuTime()-cpu0)/float64(time.Microsecond)/float64(b.N), "cpu-µs/signal")
+	var all []time.Duration
+	for _, p := range ps {
+		all = append(all, p.lat...)
+	}
+	slices.Sort(all)
+	if len(all) > 0 {
+		b.ReportMetric(float64(all[len(all)/2])/float64(time.Millisecond), "p50-ms")
+		b.ReportMetric(float64(all[len(all)*99/100])/float64(time.Millisecond), "p99-ms")
+	}
 	// The counter moves just after the write, so the last may lag a little.
 	eventually(b, "every signal counted", func() bool { return ts.hub.Stats().SignalsRelayed == uint64(b.N) })
 }

@@ -28,7 +28,7 @@ type presence struct {
 	// subscriber that gets a list older than some pending changes gets
 	// those changes at the next flush, and changes it already saw in the
 	// list arrive again, which is harmless.
-	full []byte
+	full    []byte
 	timer   *time.Timer
 	stopped bool
 }
