@@ -16,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"github.com/khadga/khadga/internal/chromium"
+	"github.com/khadga/khadga/signaling"
 	"github.com/khadga/khadga/signaling/signalingtest"
 )
 
@@ -26,6 +27,10 @@ func TestMain(m *testing.M) { os.Exit(chromium.Main(m)) }
 const waitTimeout = 45 * time.Second
 
 const password = "correct horse battery"
+
+// resumable is a server whose sessions wait 30 s for a resume: signalingtest's
+// default (2 s) is shorter than a reconnect can take on a loaded CI machine.
+var resumable = signalingtest.Options{Config: signaling.Config{ResumeWindow: 30 * time.Second}}
 
 // page is one simulated person: a tab, in its own browser context, with the
 // app open.

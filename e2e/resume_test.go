@@ -2,15 +2,13 @@ package e2e_test
 
 import (
 	"testing"
-
-	"github.com/khadga/khadga/signaling/signalingtest"
 )
 
 // TestResumeAfterDroppedSocket: the page's WebSocket is closed under it, as a
 // network failure would. The app shows its banner, resumes the same session
 // (same peer id, no leave and join for the others), and chat goes on.
 func TestResumeAfterDroppedSocket(t *testing.T) {
-	_, alice, bob := twoInRoom(t, signalingtest.Options{}, "lobby")
+	_, alice, bob := twoInRoom(t, resumable, "lobby")
 	peer := eval[string](alice, `khadgaApp.client.self.peer`)
 	// Record whether the banner ever shows, and every welcome after this point.
 	alice.do(evalVoid(`

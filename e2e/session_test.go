@@ -16,7 +16,7 @@ import (
 // requests, the layout fits a phone-width screen, and signing out revokes
 // the refresh token.
 func TestSessionLifecycle(t *testing.T) {
-	s := signalingtest.Start(t, signalingtest.Options{})
+	s := signalingtest.Start(t, resumable)
 	alice := openPage(t, s.URL, "alice")
 	alice.register("alice")
 	tokens := []string{
