@@ -361,3 +361,28 @@ func TestStartServesWithoutTheHandlerGoroutine(t *testing.T) {
 	}
 	noHubGoroutines(t)
 }
+
+func TestQueuedSignalsExpireAfterTTL(t *testing.T) {
+	const ttl = 100 * time.Millisecond
+	ts := newTestServer(t, Config{ResumeWindow: time.Minute, AbsentQueueTTL: ttl})
+	alice := ts.dial("user=alice")
+	bob := ts.dial("user=bob")
+	alice.join("r", "1")
+	bob.join("r", "1")
+	alice.expect(proto.TypePeerJoined)
+	drop(t, ts, bob)
+	alice.signal(bob.peer(), "", "old", `{"n":1}`)
+	alice.ping("p") // the signal is queued
+	queued := time.Now()
+	// The TTL is the condition under test, so let it pass.
+	eventually(t, "the TTL to pass", func() bool { return time.Since(queued) > 2*ttl })
+	bob2 := ts.dial("user=bob&resume=" + url.QueryEscape(bob.welcome.ResumeToken))
+	if !bob2.welcome.Resumed {
+		t.Fatalf("welcome %+v", bob2.welcome)
+	}
+	alice.expectError(proto.CodePeerUnavailable, "old")
+	bob2.ping("p") // the expired signal did not come before the pong
+	if st := ts.hub.Stats(); st.Expired != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
