@@ -125,7 +125,7 @@ func parseConfig(args []string) (*config, error) {
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measured length of each relay phase")
 	fs.DurationVar(&cfg.Warmup, "warmup", time.Second, "unmeasured lead-in of each relay phase")
 	fs.IntVar(&cfg.Rate, "rate", 10000, "total signals/s of the relay-rate phase")
-	fs.IntVar(&cfg.Window, "window", 1, "relay-max: signals each sender may have in flight")
+	fs.IntVar(&cfg.Window, "window", 1, "relay-max: signals each pair keeps in flight (each one answered the moment it arrives)")
 	fs.IntVar(&cfg.Size, "size", 1024, "bytes of each signal's payload (the data object)")
 	fs.IntVar(&cfg.Users, "users", 4, "khadga accounts to spread the connections over (one login each)")
 	fs.IntVar(&cfg.Rounds, "rounds", 3, "rounds of the open and relay phases (figures are medians)")

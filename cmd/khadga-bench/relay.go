@@ -27,19 +27,21 @@ const drainWait = 2 * time.Second
 type relayPeer struct {
 	c       *benchConn
 	partner *relayPeer
+	mu      sync.Mutex // guards frame, stamped by the reader and the starter
 	frame   *signalFrame
-	// window holds one token per signal in flight from this peer; the
-	// partner's reader takes one back per signal received.
-	window chan struct{}
-	lat    []int64 // ns, of signals sent after the warm-up, received in time
-	count  int64   // signals received inside the measured window
+	lat     []int64 // ns, of signals sent after the warm-up, received in time
+	count   int64   // signals received inside the measured window
 }
 
 // relayRun is the shared state of one relay phase.
 type relayRun struct {
-	base     time.Time
-	warmEnd  time.Duration // since base
-	end      time.Duration
+	base    time.Time
+	warmEnd time.Duration // since base
+	end     time.Duration
+	// echo (relay-max): a peer answers each signal it receives with one to
+	// its partner at once, from its reader, so that each pair keeps
+	// -window signals in flight with no hand-off between goroutines.
+	echo     bool
 	sent     atomic.Int64
 	answered atomic.Int64 // signals received or refused, at any time
 	errCodes sync.Map     // code -> *atomic.Int64
@@ -51,9 +53,10 @@ func (r *relayRun) countErr(code string) {
 	v.(*atomic.Int64).Add(1)
 }
 
-// relayPhase opens cfg.Pairs pairs and has each peer signal its partner for
-// cfg.Warmup+cfg.Duration: as fast as the window allows (rate 0), or at rate
-// signals/s in total, spread evenly over the senders.
+// relayPhase opens cfg.Pairs pairs and has them signal for
+// cfg.Warmup+cfg.Duration: as fast as they can (rate 0: each pair bounces
+// cfg.Window signals back and forth, a new one sent the moment one
+// arrives), or at rate signals/s in total, spread evenly over all peers.
 func relayPhase(ctx context.Context, cfg *config, t target, rate int, log *slog.Logger) (*relayResult, error) {
 	peers, err := openPairs(ctx, cfg, t)
 	defer func() {
@@ -64,7 +67,7 @@ func relayPhase(ctx context.Context, cfg *config, t target, rate int, log *slog.
 	if err != nil {
 		return nil, err
 	}
-	run := &relayRun{base: time.Now()}
+	run := &relayRun{base: time.Now(), echo: rate == 0}
 	run.warmEnd = cfg.Warmup
 	run.end = cfg.Warmup + cfg.Duration
 	var readers sync.WaitGroup
@@ -74,16 +77,17 @@ func relayPhase(ctx context.Context, cfg *config, t target, rate int, log *slog.
 	}
 	stop := make(chan struct{})
 	var senders sync.WaitGroup
-	for i, p := range peers {
-		senders.Add(1)
-		go func() {
-			defer senders.Done()
-			if rate > 0 {
-				run.sendPaced(p, i, len(peers), rate, stop)
-			} else {
-				run.sendWindowed(p, stop)
+	if rate > 0 {
+		for i, p := range peers {
+			senders.Add(1)
+			go func() { defer senders.Done(); run.sendPaced(p, i, len(peers), rate, stop) }()
+		}
+	} else {
+		for i := 0; i < len(peers); i += 2 {
+			for range cfg.Window {
+				_ = run.send(peers[i])
 			}
-		}()
+		}
 	}
 	cpu0, cpu1, self := run.cpuWindow(ctx, t.pid())
 	close(stop)
@@ -105,7 +109,7 @@ func openPairs(ctx context.Context, cfg *config, t target) ([]*relayPeer, error)
 	conns, err := dialMany(ctx, t, 2*cfg.Pairs, cfg.Dialers)
 	peers := make([]*relayPeer, len(conns))
 	for i, c := range conns {
-		peers[i] = &relayPeer{c: c, window: make(chan struct{}, cfg.Window)}
+		peers[i] = &relayPeer{c: c}
 	}
 	if err != nil {
 		return peers, err
@@ -164,20 +168,17 @@ func (r *relayRun) drain(ctx context.Context) {
 	}
 }
 
-// sendWindowed sends as fast as the partner's receipts free window tokens.
-func (r *relayRun) sendWindowed(p *relayPeer, stop <-chan struct{}) {
-	for {
-		select {
-		case p.window <- struct{}{}:
-		case <-stop:
-			return
-		}
-		if err := p.c.write(p.frame.stamp(int64(time.Since(r.base)))); err != nil {
-			r.countErr("write: " + errText(err))
-			return
-		}
-		r.sent.Add(1)
+// send sends one signal from p to its partner, stamped now.
+func (r *relayRun) send(p *relayPeer) error {
+	p.mu.Lock()
+	err := p.c.write(p.frame.stamp(int64(time.Since(r.base))))
+	p.mu.Unlock()
+	if err != nil {
+		r.countErr("write: " + errText(err))
+		return err
 	}
+	r.sent.Add(1)
+	return nil
 }
 
 // sendPaced sends one signal every n/rate seconds, peer i offset by its
@@ -194,11 +195,9 @@ func (r *relayRun) sendPaced(p *relayPeer, i, n, rate int, stop <-chan struct{})
 		case <-stop:
 			return
 		}
-		if err := p.c.write(p.frame.stamp(int64(time.Since(r.base)))); err != nil {
-			r.countErr("write: " + errText(err))
+		if r.send(p) != nil {
 			return
 		}
-		r.sent.Add(1)
 		next += interval
 		timer.Reset(time.Until(r.base.Add(next)))
 	}
@@ -224,11 +223,10 @@ func (r *relayRun) read(p *relayPeer) {
 		b := buf.Bytes()
 		switch typ := msgType(b); typ {
 		case "signal", "OFFER":
-			select {
-			case <-p.partner.window:
-			default:
-			}
 			r.answered.Add(1)
+			if r.echo && now < r.end {
+				_ = r.send(p)
+			}
 			sentAt, ok := readStamp(b)
 			if !ok {
 				r.countErr("bad payload")
@@ -241,12 +239,12 @@ func (r *relayRun) read(p *relayPeer) {
 				}
 			}
 		case "error", "ERROR", "EXPIRE", "LEAVE":
-			// A refused signal frees its sender's (this peer's) token.
-			select {
-			case <-p.window:
-			default:
-			}
+			// A refused signal was this peer's: send another in its place,
+			// so that the pair keeps its signals in flight.
 			r.answered.Add(1)
+			if r.echo && now < r.end {
+				_ = r.send(p)
+			}
 			r.countErr(errCode(b, typ))
 		}
 	}
