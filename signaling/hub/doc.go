@@ -47,9 +47,12 @@
 // answered with peer_unavailable. Nobody ever blocks on another client's
 // socket, and no lock is held while a socket is written.
 //
-// Every message is decoded once with proto.Decode, and a relayed signal is
-// re-encoded once, into a single buffer, with the server's from: the data is
-// copied as raw JSON, never parsed. Signals are not acknowledged: a signal is
+// Every message is decoded once, and a relayed signal is re-encoded once,
+// into a single buffer, with the server's from: the data is copied as raw
+// JSON, never parsed. Decoding takes a fast path for plain messages (known
+// keys, no escapes) that yields exactly what proto.Decode would, and leaves
+// everything else, errors included, to proto.Decode; a differential test
+// holds the two together. Signals are not acknowledged: a signal is
 // delivered, or its sender gets an error whose ref is the signal's id
 // (unknown_peer, not_in_room, peer_unavailable, also when a kept signal
 // expires before its target comes back).
