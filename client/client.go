@@ -112,6 +112,19 @@ func newAPI(o *options) (*webrtc.API, error) {
 		se = *o.se
 	}
 	se.LoggerFactory = NewPionLoggerFactory(o.log)
+	// A larger SCTP receive window lets file transfers fill the path
+	// (pion's default is 1 MiB), and CRC32c is redundant under DTLS, which
+	// authenticates every record (RFC 9653; used only if both sides agree).
+	se.SetSCTPMaxReceiveBufferSize(8 << 20)
+	se.EnableSCTPZeroChecksum(true)
+	// Recover quickly from a lost packet rather than backing off for up to
+	// a minute (pion's default RTO ceiling).
+	se.SetSCTPRTOMax(time.Second)
+	if o.relayOnly {
+		// ICE waits (2 s by default) before accepting a relay pair in case
+		// a direct one turns up; with relays only, none can.
+		se.SetRelayAcceptanceMinWait(0)
+	}
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterDefaultCodecs(); err != nil {
 		return nil, fmt.Errorf("register codecs: %w", err)

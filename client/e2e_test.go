@@ -49,18 +49,26 @@ func (s *syncBuffer) String() string {
 
 func startServer(t *testing.T, withTURN bool) *testServer {
 	t.Helper()
-	ts := &testServer{logs: &syncBuffer{}, reg: prometheus.NewRegistry()}
-	var cfg signaling.Config
-	cfg.Logger = slog.New(slog.NewTextHandler(ts.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	if withTURN {
-		ts.turn = startTURN(t, ts.reg)
-		cfg.ICEServers = ts.turn.ICEServers
-	}
-	ts.Server = signalingtest.Start(t, signalingtest.Options{Config: cfg})
+	ts := &testServer{logs: &syncBuffer{}}
+	log := slog.New(slog.NewTextHandler(ts.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ts.Server = startQuiet(t, withTURN, log, ts)
 	return ts
 }
 
-func startTURN(t *testing.T, reg prometheus.Registerer) *turn.Server {
+// startQuiet starts the signaling server (and TURN if asked) logging to log.
+func startQuiet(t testing.TB, withTURN bool, log *slog.Logger, ts *testServer) *signalingtest.Server {
+	t.Helper()
+	ts.reg = prometheus.NewRegistry()
+	var cfg signaling.Config
+	cfg.Logger = log
+	if withTURN {
+		ts.turn = startTURN(t, ts.reg, log)
+		cfg.ICEServers = ts.turn.ICEServers
+	}
+	return signalingtest.Start(t, signalingtest.Options{Config: cfg})
+}
+
+func startTURN(t testing.TB, reg prometheus.Registerer, log *slog.Logger) *turn.Server {
 	t.Helper()
 	s, err := turn.New(turn.Config{
 		Listen:  "127.0.0.1:0",
@@ -69,7 +77,7 @@ func startTURN(t *testing.T, reg prometheus.Registerer) *turn.Server {
 		// Both relays are on 127.0.0.1; allow loopback peers for tests.
 		AllowPeers: []string{"127.0.0.1/32"},
 		UDPSockets: 1,
-		Logger:     testLogger(t),
+		Logger:     log,
 		Registerer: reg,
 	})
 	if err != nil {

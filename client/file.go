@@ -38,8 +38,8 @@ const (
 	fileChunk = 32 << 10
 	// fileHighWater and fileLowWater bound the data queued in the channel:
 	// the sender waits above high until pion reports the queue below low.
-	fileHighWater = 1 << 20
-	fileLowWater  = 256 << 10
+	fileHighWater = 2 << 20
+	fileLowWater  = 512 << 10
 	// maxFileControl caps a control message.
 	maxFileControl = 4 << 10
 	// maxFileName caps a file name, in bytes.
