@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -79,14 +80,18 @@ func startBenchKhadga(b *testing.B) (port int, stop func() time.Duration) {
 	b.Helper()
 	const minPort, maxPort = 42000, 45999
 	if bin := os.Getenv("KHADGA_TURN_BENCH_BIN"); bin != "" {
-		port = freeUDPPort(b)
 		cmd := exec.Command(bin, "turn",
-			"--turn-listen", fmt.Sprintf("127.0.0.1:%d", port),
+			"--turn-listen", "127.0.0.1:0",
 			"--turn-allow-peer", "127.0.0.1/32", // the clients' relays, as --allow-loopback-peers for coturn
 			"--turn-user-quota", "-1", // uclient's clients share one user; coturn has no user quota by default
 			"--turn-ports", fmt.Sprintf("%d-%d", minPort, maxPort))
 		cmd.Env = append(os.Environ(), "KHADGA_TURN_SECRET="+benchSecret)
-		c := startChild(b, cmd, port, "TURN server listening")
+		c := startChild(b, cmd, 0, "TURN server listening")
+		m := regexp.MustCompile(`udp=127\.0\.0\.1:(\d+)`).FindStringSubmatch(c.readyLine)
+		if m == nil {
+			b.Fatalf("no UDP address in %q", c.readyLine)
+		}
+		port, _ = strconv.Atoi(m[1])
 		return port, c.stop
 	}
 	s, err := New(Config{

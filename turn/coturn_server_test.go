@@ -18,9 +18,10 @@ import (
 // childServer is a TURN server run as a child process of the test:
 // coturn's turnserver (never as a system service), or a khadga binary.
 type childServer struct {
-	cmd  *exec.Cmd
-	port int
-	done chan struct{}
+	cmd       *exec.Cmd
+	port      int
+	done      chan struct{}
+	readyLine string
 }
 
 // startCoturn runs turnserver on 127.0.0.1 with the REST secret, and
@@ -53,7 +54,7 @@ func startCoturn(t testing.TB, secret string, minPort, maxPort int) *childServer
 }
 
 // startChild starts cmd and returns once a line of its output contains
-// ready.
+// ready; that line is in c.readyLine.
 func startChild(t testing.TB, cmd *exec.Cmd, port int, ready string) *childServer {
 	t.Helper()
 	stdout, err := cmd.StdoutPipe()
@@ -71,6 +72,7 @@ func startChild(t testing.TB, cmd *exec.Cmd, port int, ready string) *childServe
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			if strings.Contains(sc.Text(), ready) {
+				c.readyLine = sc.Text()
 				close(up)
 				break
 			}
