@@ -29,12 +29,12 @@ func restPassword(secret []byte, username string) string {
 	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
 }
 
-// Errors of parseUsername.
+// Errors of parseUsername (the reason label of auth failures).
 var (
-	// ErrBadUsername means a username is not "<unix-expiry>[:<user>]".
-	ErrBadUsername = errors.New("TURN username is not <unix-expiry>:<user>")
-	// ErrExpired means a username's expiry has passed.
-	ErrExpired = errors.New("TURN credentials expired")
+	// errBadUsername means a username is not "<unix-expiry>[:<user>]".
+	errBadUsername = errors.New("TURN username is not <unix-expiry>:<user>")
+	// errExpired means a username's expiry has passed.
+	errExpired = errors.New("TURN credentials expired")
 )
 
 // parseUsername splits a REST username into its expiry and its user. Like
@@ -43,11 +43,11 @@ func parseUsername(username string, now time.Time) (user string, expires time.Ti
 	ts, user, _ := strings.Cut(username, ":")
 	sec, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil || sec <= 0 {
-		return "", time.Time{}, ErrBadUsername
+		return "", time.Time{}, errBadUsername
 	}
 	expires = time.Unix(sec, 0)
 	if !now.Before(expires) {
-		return user, expires, ErrExpired
+		return user, expires, errExpired
 	}
 	return user, expires, nil
 }
@@ -76,7 +76,7 @@ type authenticator struct {
 func (a *authenticator) handle(username, realm string, src net.Addr) ([]byte, bool) {
 	if _, _, err := parseUsername(username, a.now()); err != nil {
 		reason := "malformed"
-		if errors.Is(err, ErrExpired) {
+		if errors.Is(err, errExpired) {
 			reason = "expired"
 		}
 		a.metrics.authFailures.WithLabelValues(reason).Inc()

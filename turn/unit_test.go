@@ -30,11 +30,11 @@ func TestParseUsername(t *testing.T) {
 		{"2000:alice", "alice", nil},
 		{"2000:a:b", "a:b", nil},
 		{"2000", "", nil},
-		{"1000:alice", "alice", ErrExpired},
-		{"999:alice", "alice", ErrExpired},
-		{"alice:2000", "", ErrBadUsername},
-		{"-5:alice", "", ErrBadUsername},
-		{"", "", ErrBadUsername},
+		{"1000:alice", "alice", errExpired},
+		{"999:alice", "alice", errExpired},
+		{"alice:2000", "", errBadUsername},
+		{"-5:alice", "", errBadUsername},
+		{"", "", errBadUsername},
 	}
 	for _, tc := range cases {
 		user, _, err := parseUsername(tc.in, now)
