@@ -539,9 +539,9 @@ func TestKubernetesEnvNamesAreFlags(t *testing.T) {
 // LoadBalancer: every relay port published on its own number, the public IP
 // wired from the ConfigMap into the Service, hostNetwork off.
 func TestKubernetesLoadBalancer(t *testing.T) {
-	dir := k8sDir + "/loadbalancer"
+	dir := "deploy/kubernetes-loadbalancer"
 	k, byKind := kustomizeDir(t, dir)
-	if !slices.Contains(k.Resources, "../") {
+	if !slices.Contains(k.Resources, "../kubernetes") {
 		t.Fatalf("%s does not build on the base: resources %v", dir, k.Resources)
 	}
 	cm := one[configMap](t, byKind, "ConfigMap")
