@@ -57,7 +57,9 @@ func next[T client.Event](t *testing.T, r *client.Room, what string, ok func(T) 
 // TestBrowserAndGoClient: a browser and a Go peer share a room. They chat
 // both ways over the same "chat" data channel convention, and the Go peer
 // receives the browser's camera as VP8: RTP packets arrive, reassemble into
-// frames, and a key frame decodes to the camera's size.
+// frames, and a key frame decodes to the camera's size. The Go peer's test
+// pattern then plays in the page. (Which side is polite depends on the
+// random peer ids; the test logs it.)
 func TestBrowserAndGoClient(t *testing.T) {
 	s := signalingtest.Start(t, signalingtest.Options{})
 	alice := openPage(t, s.URL, "alice")
@@ -71,7 +73,8 @@ func TestBrowserAndGoClient(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Go join: %v", err)
 	}
-	next[*client.PeerConnected](t, room, "a connection to alice", nil)
+	conn := next[*client.PeerConnected](t, room, "a connection to alice", nil)
+	t.Logf("browser is the %s side", map[bool]string{true: "polite", false: "impolite"}[conn.Member.Peer < g.Self().Peer])
 	alice.waitConnected("gopher")
 
 	if n, err := room.Send("hello from Go"); err != nil || n != 1 {
@@ -99,7 +102,9 @@ func TestBrowserAndGoClient(t *testing.T) {
 		t.Logf("key frame request: %v", err)
 	}
 	var ivf bytes.Buffer
-	frames, err := client.WriteIVF(ctx, track.Track, &ivf, 30)
+	readCtx, cancelRead := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancelRead()
+	frames, err := client.WriteIVF(readCtx, track.Track, &ivf, 30)
 	if err != nil || frames < 30 {
 		t.Fatalf("read %d VP8 frames from the browser: %v", frames, err)
 	}
@@ -108,6 +113,26 @@ func TestBrowserAndGoClient(t *testing.T) {
 	if w == 0 || h == 0 {
 		t.Fatal("no VP8 key frame among the frames")
 	}
+
+	// And the other way: the Go peer's test pattern plays in the page.
+	pattern, err := media.NewTestPattern(media.PatternConfig{})
+	if errors.Is(err, media.ErrNoLibvpx) {
+		t.Log("built without cgo: no libvpx to encode the Go peer's video; skipping Go to browser video")
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := room.PublishVideo(pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	if err := pub.SendTo(conn.Member.Peer); err != nil {
+		t.Fatalf("send video to the browser: %v", err)
+	}
+	got := waitVideoPlaying(alice, "gopher")
+	t.Logf("browser plays the Go peer's video: %dpx wide, %d frames", got.Width, got.FramesDecoded)
 }
 
 // firstKeyframe finds the first VP8 key frame in an IVF stream and returns
