@@ -23,6 +23,10 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 }
 
 func TestWelcomeCarriesICEServersAlsoOnResume(t *testing.T) {
+	forModes(t, testWelcomeCarriesICEServersAlsoOnResume)
+}
+
+func testWelcomeCarriesICEServersAlsoOnResume(t *testing.T, mode serverMode) {
 	calls := make(chan string, 4)
 	exp := time.Unix(1_900_000_000, 0)
 	ts := newTestServer(t, Config{ICEServers: func(user string) ([]proto.ICEServer, time.Time) {

@@ -18,7 +18,8 @@
 // once.
 //
 // Each connection has exactly one reader, the goroutine that called
-// ServeConn (or the one Start made for it), and at most one writer, a goroutine that the hub starts when the
+// ServeConn (with Start, a goroutine of the hub, which may hand the role to
+// a fresh one, never two at once), and at most one writer, a goroutine that the hub starts when the
 // connection's send queue becomes non-empty and that exits when it is empty
 // again. An idle connection therefore holds one goroutine, no write buffer
 // (Upgraders from NewUpgrader lend them from a pool) and no read buffer of
@@ -29,17 +30,22 @@
 // Memory per idle connection is dominated by what holds that reader.
 // ServeConn keeps the HTTP handler's goroutine, and with it net/http's
 // request, contexts and 4 KiB read and write buffers: about 22 KiB in all
-// (BenchmarkIdleConnMemory). Start lets the handler return and reads on a
-// fresh goroutine with the small buffers of NewUpgrader: about 7 KiB, of
-// which 4 KiB is the goroutine's stack.
+// (BenchmarkIdleConnMemory). Start lets the handler return and reads on the
+// hub's own goroutines: about 7 KiB, of which 4 KiB is stack, because
+// handling a message grows a stack to 8 KiB and the runtime never shrinks
+// one below 4 KiB.
 //
-// Upgrade (in place of Upgrader.Upgrade) wraps the socket so that reads
-// borrow a 16 KiB pooled buffer only while data is waiting (one read system
-// call brings in many frames of a busy client, and an idle one holds no
-// buffer), and so that the writer corks it: a batch of queued messages
-// leaves in one write system call. On a 2-core machine this cuts the CPU
-// per relayed signal by about a third (BenchmarkRelay). The fastest and
-// leanest setup is therefore NewUpgrader, Upgrade and Start.
+// Upgrade (in place of Upgrader.Upgrade) wraps the socket. Its reads borrow
+// a 16 KiB pooled buffer only while data is waiting, so a busy client's
+// frames arrive many to a system call and an idle one holds no buffer, and
+// they stop at frame ends, so that gorilla never buffers past the frame it
+// reads. That lets a Start reader hand its role to a fresh goroutine once a
+// message leaves nothing to read; the fresh one waits for data in a shallow
+// call on a 2 KiB stack. An idle connection then costs about 5 KiB. The
+// writer corks the socket, so that a batch of queued messages leaves in one
+// write system call: on a 2-core machine this cuts the CPU per relayed
+// signal by about a third (BenchmarkRelay). The fastest and leanest setup
+// is NewUpgrader, Upgrade and Start.
 //
 // The send queue is bounded (Config.SendQueue). A connection whose queue is
 // full is a slow consumer: it is dropped at once (its session may still

@@ -302,3 +302,10 @@ func decodeMember(t testing.TB, m *proto.Message) proto.Member {
 	}
 	return mem
 }
+
+// forModes runs a test with ServeConn and with Start, both on sockets from
+// Upgrade.
+func forModes(t *testing.T, test func(*testing.T, serverMode)) {
+	t.Run("ServeConn", func(t *testing.T) { test(t, serverMode{}) })
+	t.Run("Start", func(t *testing.T) { test(t, serverMode{start: true}) })
+}

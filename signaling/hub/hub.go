@@ -99,11 +99,54 @@ func (h *Hub) ServeConn(ctx context.Context, ws *websocket.Conn, id Identity, op
 		return ErrClosed
 	}
 	defer h.wg.Done()
-	c := h.newConn(ws, opts)
-	if ctx.Done() != nil { // Start passes Background: no callback to hold
-		stop := context.AfterFunc(ctx, func() { _ = ws.Close() })
-		defer stop()
+	stop := context.AfterFunc(ctx, func() { _ = ws.Close() })
+	defer stop()
+	c := h.open(ws, id, opts)
+	return h.close(c, c.readLoop(false))
+}
+
+// Start serves a connection like ServeConn, but returns once welcome is
+// queued, and reads on goroutines of the hub. The HTTP handler can then
+// return, and net/http frees what it holds for the request: its goroutine,
+// its buffers, the request and its contexts. With an Upgrader from
+// NewUpgrader and Upgrade, the reader also hands its role to a fresh
+// goroutine whenever the client goes idle, so that an idle connection
+// holds a small stack and no buffer: about a third of ServeConn's memory
+// per idle connection. The connection ends when the client leaves or at
+// Shutdown. Start returns ErrClosed once Shutdown has begun.
+func (h *Hub) Start(ws *websocket.Conn, id Identity, opts ConnOptions) error {
+	if !h.enter() {
+		refuse(ws, h.cfg.WriteWait)
+		return ErrClosed
 	}
+	c := h.open(ws, id, opts)
+	go c.serve()
+	return nil
+}
+
+// serve runs the reader of a Start connection; it owns one count of h.wg.
+// On an idle socket from Upgrade it first waits for data in a shallow call,
+// so that its stack stays at the 2 KiB a goroutine starts with.
+func (c *conn) serve() {
+	defer c.h.wg.Done()
+	var err error
+	if c.sock != nil && c.sock.idle() {
+		err = c.sock.fill()
+	}
+	if err == nil {
+		err = c.readLoop(true)
+	}
+	if errors.Is(err, errHandoff) {
+		return // a fresh goroutine took over, with its own count
+	}
+	if err := c.h.close(c, err); err != nil {
+		c.h.log.Debug("hub: connection ended", slog.Any("err", err))
+	}
+}
+
+// open attaches a new connection: welcome is queued when it returns.
+func (h *Hub) open(ws *websocket.Conn, id Identity, opts ConnOptions) *conn {
+	c := h.newConn(ws, opts)
 	h.stats.conns.Add(1)
 	h.attach(c, id, opts)
 	h.conns.putIfAbsent(c.key, c) // after attach: the sweeper reads c.s
@@ -112,35 +155,18 @@ func (h *Hub) ServeConn(ctx context.Context, ws *websocket.Conn, id Identity, op
 		// idempotent, so telling it twice is harmless.
 		c.restart()
 	}
-	err := c.readLoop()
+	return c
+}
+
+// close detaches a connection whose reader ended with readErr.
+func (h *Hub) close(c *conn, readErr error) error {
 	h.conns.deleteIf(c.key, func(v *conn) bool { return v == c })
 	h.stats.conns.Add(-1)
-	clean := h.detach(c, err)
+	clean := h.detach(c, readErr)
 	if clean || c.closeQueued() {
 		return nil
 	}
-	return fmt.Errorf("hub: connection of peer %s: %w", c.s.member.Peer, err)
-}
-
-// Start serves a connection like ServeConn, but on a goroutine of the hub,
-// and returns at once. The HTTP handler can then return, and net/http frees
-// what it holds for the request: its goroutine, its buffers, the request
-// and its contexts. Use it with an Upgrader from NewUpgrader (which gives
-// the connection its own small buffers); it roughly halves the memory of an
-// idle connection. The connection ends when the client leaves or at
-// Shutdown. Start returns ErrClosed once Shutdown has begun.
-func (h *Hub) Start(ws *websocket.Conn, id Identity, opts ConnOptions) error {
-	if !h.enter() {
-		refuse(ws, h.cfg.WriteWait)
-		return ErrClosed
-	}
-	go func() {
-		defer h.wg.Done()
-		if err := h.ServeConn(context.Background(), ws, id, opts); err != nil && !errors.Is(err, ErrClosed) {
-			h.log.Debug("hub: connection ended", slog.Any("err", err))
-		}
-	}()
-	return nil
+	return fmt.Errorf("hub: connection of peer %s: %w", c.s.member.Peer, readErr)
 }
 
 // refuse tells a connection that arrived during shutdown to reconnect.

@@ -7,8 +7,10 @@ import (
 	"github.com/khadga/khadga/proto"
 )
 
-func TestKeepalivePingsSilentClients(t *testing.T) {
-	ts := newTestServer(t, Config{PongWait: 400 * time.Millisecond, PingPeriod: 100 * time.Millisecond})
+func TestKeepalivePingsSilentClients(t *testing.T) { forModes(t, testKeepalivePingsSilentClients) }
+
+func testKeepalivePingsSilentClients(t *testing.T, mode serverMode) {
+	ts := newTestServer(t, Config{PongWait: 400 * time.Millisecond, PingPeriod: 100 * time.Millisecond}, mode)
 	c := ts.dialRaw("user=quiet", true)
 	pings := make(chan struct{}, 100)
 	// gorilla's reader calls this for each ping; answer as the default does.
@@ -33,8 +35,10 @@ func TestKeepalivePingsSilentClients(t *testing.T) {
 	}
 }
 
-func TestKeepaliveDropsDeadClients(t *testing.T) {
-	ts := newTestServer(t, Config{PongWait: 300 * time.Millisecond, PingPeriod: 100 * time.Millisecond})
+func TestKeepaliveDropsDeadClients(t *testing.T) { forModes(t, testKeepaliveDropsDeadClients) }
+
+func testKeepaliveDropsDeadClients(t *testing.T, mode serverMode) {
+	ts := newTestServer(t, Config{PongWait: 300 * time.Millisecond, PingPeriod: 100 * time.Millisecond}, mode)
 	dead := ts.dialRaw("user=dead", true) // never reads, so never answers pings
 	_ = dead
 	eventually(t, "the hub to see a connection", func() bool { return ts.hub.Stats().Connections == 1 })

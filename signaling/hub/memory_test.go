@@ -54,11 +54,17 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 		{"Start+NewUpgrader+Upgrade", serverMode{up: NewUpgrader(any), start: true}},
 	}
 	for _, m := range modes {
-		b.Run(m.name, func(b *testing.B) { benchIdle(b, m.mode) })
+		b.Run(m.name, func(b *testing.B) { benchIdle(b, m.mode, false) })
+		// As the benchmark tool's clients do: one heartbeat each, then idle.
+		b.Run(m.name+"+heartbeat", func(b *testing.B) { benchIdle(b, m.mode, true) })
 	}
 }
 
-func benchIdle(b *testing.B, mode serverMode) {
+// heartbeat is a masked text frame holding {"type":"ping","id":"1"}; the
+// all-zero masking key leaves the payload as it is.
+var heartbeat = append([]byte{0x81, 0x80 | 24, 0, 0, 0, 0}, `{"type":"ping","id":"1"}`...)
+
+func benchIdle(b *testing.B, mode serverMode, beat bool) {
 	const n = 2000
 	for range b.N {
 		ts := newTestServer(b, Config{Logger: slog.New(slog.DiscardHandler)}, mode)
@@ -72,6 +78,13 @@ func benchIdle(b *testing.B, mode serverMode) {
 			conns = append(conns, rawDial(b, addr, fmt.Sprintf("user=u%d", i)))
 		}
 		eventually(b, "all connections served", func() bool { return ts.hub.Stats().Connections == n })
+		if beat {
+			for _, c := range conns {
+				if _, err := c.Write(heartbeat); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
 		eventually(b, "writers to finish", func() bool {
 			return runtime.NumGoroutine()-g0 <= n+5
 		})

@@ -15,8 +15,15 @@ import (
 // one borrows a buffer only while it decodes a message.
 var readPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
 
-// readLoop reads messages until the socket fails or closes.
-func (c *conn) readLoop() error {
+// errHandoff ends a reader that handed its role to a fresh goroutine.
+var errHandoff = errors.New("hub: reader handed off")
+
+// readLoop reads messages until the socket fails or closes. With handoff
+// (Start on a socket from Upgrade), when a message leaves nothing more to
+// read, it starts a fresh reader and returns errHandoff: handling messages
+// grows a goroutine's stack to 8 KiB, and the runtime never shrinks a stack
+// below 4 KiB, while a fresh goroutine waits for the next frame in 2 KiB.
+func (c *conn) readLoop(handoff bool) error {
 	limit := c.h.cfg.ReadLimit
 	for {
 		mt, r, err := c.ws.NextReader()
@@ -46,6 +53,13 @@ func (c *conn) readLoop() error {
 		if cap(b) <= 4*int(proto.MaxMessageSize) {
 			*bp = b[:0]
 			readPool.Put(bp)
+		}
+		if handoff && c.sock != nil && c.sock.idle() {
+			// Idle: let a fresh goroutine wait. Its wg count is added while
+			// ours is held, so Shutdown's Wait cannot miss it.
+			c.h.wg.Add(1)
+			go c.serve()
+			return errHandoff
 		}
 	}
 }

@@ -8,8 +8,10 @@ import (
 	"github.com/khadga/khadga/proto"
 )
 
-func TestRelayBetweenRoomMembers(t *testing.T) {
-	ts := newTestServer(t, Config{})
+func TestRelayBetweenRoomMembers(t *testing.T) { forModes(t, testRelayBetweenRoomMembers) }
+
+func testRelayBetweenRoomMembers(t *testing.T, mode serverMode) {
+	ts := newTestServer(t, Config{}, mode)
 	alice := ts.dial("user=alice")
 	bob := ts.dial("user=bob&role=recorder")
 	if alice.peer() == "" || alice.peer() == bob.peer() {
@@ -66,7 +68,11 @@ func TestRelayBetweenRoomMembers(t *testing.T) {
 }
 
 func TestSignalOutsideSharedRoomIsRefused(t *testing.T) {
-	ts := newTestServer(t, Config{})
+	forModes(t, testSignalOutsideSharedRoomIsRefused)
+}
+
+func testSignalOutsideSharedRoomIsRefused(t *testing.T, mode serverMode) {
+	ts := newTestServer(t, Config{}, mode)
 	alice := ts.dial("user=alice")
 	bob := ts.dial("user=bob")
 	carol := ts.dial("user=carol")
@@ -94,8 +100,10 @@ func TestSignalOutsideSharedRoomIsRefused(t *testing.T) {
 	}
 }
 
-func TestSpoofedFromIsRefused(t *testing.T) {
-	ts := newTestServer(t, Config{})
+func TestSpoofedFromIsRefused(t *testing.T) { forModes(t, testSpoofedFromIsRefused) }
+
+func testSpoofedFromIsRefused(t *testing.T, mode serverMode) {
+	ts := newTestServer(t, Config{}, mode)
 	alice := ts.dial("user=alice")
 	bob := ts.dial("user=bob")
 	alice.join("r", "1")
@@ -111,7 +119,11 @@ func TestSpoofedFromIsRefused(t *testing.T) {
 }
 
 func TestBadInputGetsErrorsAndConnectionKeepsWorking(t *testing.T) {
-	ts := newTestServer(t, Config{ReadLimit: 4096})
+	forModes(t, testBadInputGetsErrorsAndConnectionKeepsWorking)
+}
+
+func testBadInputGetsErrorsAndConnectionKeepsWorking(t *testing.T, mode serverMode) {
+	ts := newTestServer(t, Config{ReadLimit: 4096}, mode)
 	alice := ts.dial("user=alice")
 	bob := ts.dial("user=bob")
 	alice.join("r", "1")
@@ -171,8 +183,10 @@ func TestBadInputGetsErrorsAndConnectionKeepsWorking(t *testing.T) {
 	}
 }
 
-func TestRepeatedAbuseCloses(t *testing.T) {
-	ts := newTestServer(t, Config{AbuseLimit: 3})
+func TestRepeatedAbuseCloses(t *testing.T) { forModes(t, testRepeatedAbuseCloses) }
+
+func testRepeatedAbuseCloses(t *testing.T, mode serverMode) {
+	ts := newTestServer(t, Config{AbuseLimit: 3}, mode)
 	c := ts.dial("user=alice")
 	for i := 0; i < 10; i++ {
 		if err := c.ws.WriteMessage(1, []byte("nope")); err != nil {
@@ -187,8 +201,10 @@ func TestRepeatedAbuseCloses(t *testing.T) {
 	}
 }
 
-func TestRateLimit(t *testing.T) {
-	ts := newTestServer(t, Config{MessageRate: 0.5, MessageBurst: 2, AbuseLimit: 100})
+func TestRateLimit(t *testing.T) { forModes(t, testRateLimit) }
+
+func testRateLimit(t *testing.T, mode serverMode) {
+	ts := newTestServer(t, Config{MessageRate: 0.5, MessageBurst: 2, AbuseLimit: 100}, mode)
 	c := ts.dial("user=alice")
 	for _, id := range []string{"1", "2", "3"} {
 		c.send(proto.Message{Type: proto.TypePing, ID: id})
@@ -201,8 +217,10 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
-func TestRoomGrantsAndLimits(t *testing.T) {
-	ts := newTestServer(t, Config{MaxRoomsPerSession: 2, MaxRoomMembers: 2})
+func TestRoomGrantsAndLimits(t *testing.T) { forModes(t, testRoomGrantsAndLimits) }
+
+func testRoomGrantsAndLimits(t *testing.T, mode serverMode) {
+	ts := newTestServer(t, Config{MaxRoomsPerSession: 2, MaxRoomMembers: 2}, mode)
 	g := ts.dial("user=guest&rooms=a,b")
 	g.send(proto.Message{Type: proto.TypeJoin, ID: "1", Room: "secret"})
 	g.expectError(proto.CodeUnauthorized, "1")

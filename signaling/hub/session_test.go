@@ -22,8 +22,10 @@ func drop(t *testing.T, ts *testServer, c *tclient) {
 	eventually(t, "the hub to see the drop", func() bool { return ts.hub.Stats().Connections < before })
 }
 
-func TestResumeWithinWindow(t *testing.T) {
-	ts := newTestServer(t, Config{ResumeWindow: time.Minute})
+func TestResumeWithinWindow(t *testing.T) { forModes(t, testResumeWithinWindow) }
+
+func testResumeWithinWindow(t *testing.T, mode serverMode) {
+	ts := newTestServer(t, Config{ResumeWindow: time.Minute}, mode)
 	alice := ts.dial("user=alice")
 	bob := ts.dial("user=bob")
 	alice.join("r", "1")
@@ -62,8 +64,10 @@ func TestResumeWithinWindow(t *testing.T) {
 	}
 }
 
-func TestResumeTakesOverOpenSocket(t *testing.T) {
-	ts := newTestServer(t, Config{})
+func TestResumeTakesOverOpenSocket(t *testing.T) { forModes(t, testResumeTakesOverOpenSocket) }
+
+func testResumeTakesOverOpenSocket(t *testing.T, mode serverMode) {
+	ts := newTestServer(t, Config{}, mode)
 	bob := ts.dial("user=bob")
 	bob.join("r", "1")
 	bob2 := ts.dial("user=bob&resume=" + url.QueryEscape(bob.welcome.ResumeToken))
@@ -77,8 +81,10 @@ func TestResumeTakesOverOpenSocket(t *testing.T) {
 	}
 }
 
-func TestSessionEndsAfterWindow(t *testing.T) {
-	ts := newTestServer(t, Config{ResumeWindow: 200 * time.Millisecond})
+func TestSessionEndsAfterWindow(t *testing.T) { forModes(t, testSessionEndsAfterWindow) }
+
+func testSessionEndsAfterWindow(t *testing.T, mode serverMode) {
+	ts := newTestServer(t, Config{ResumeWindow: 200 * time.Millisecond}, mode)
 	alice := ts.dial("user=alice&presence=1")
 	bob := ts.dial("user=bob")
 	alice.join("r", "1")
@@ -103,8 +109,10 @@ func TestSessionEndsAfterWindow(t *testing.T) {
 	}
 }
 
-func TestQueuedSignalExpiryIsReported(t *testing.T) {
-	ts := newTestServer(t, Config{ResumeWindow: 200 * time.Millisecond})
+func TestQueuedSignalExpiryIsReported(t *testing.T) { forModes(t, testQueuedSignalExpiryIsReported) }
+
+func testQueuedSignalExpiryIsReported(t *testing.T, mode serverMode) {
+	ts := newTestServer(t, Config{ResumeWindow: 200 * time.Millisecond}, mode)
 	alice := ts.dial("user=alice")
 	bob := ts.dial("user=bob")
 	alice.join("r", "1")
@@ -129,8 +137,10 @@ func TestQueuedSignalExpiryIsReported(t *testing.T) {
 	}
 }
 
-func TestAbsentQueueIsBounded(t *testing.T) {
-	ts := newTestServer(t, Config{AbsentQueue: 2})
+func TestAbsentQueueIsBounded(t *testing.T) { forModes(t, testAbsentQueueIsBounded) }
+
+func testAbsentQueueIsBounded(t *testing.T, mode serverMode) {
+	ts := newTestServer(t, Config{AbsentQueue: 2}, mode)
 	alice := ts.dial("user=alice")
 	bob := ts.dial("user=bob")
 	alice.join("r", "1")
@@ -143,8 +153,10 @@ func TestAbsentQueueIsBounded(t *testing.T) {
 	alice.expectError(proto.CodePeerUnavailable, "3")
 }
 
-func TestResumeWithAnotherUsersToken(t *testing.T) {
-	ts := newTestServer(t, Config{})
+func TestResumeWithAnotherUsersToken(t *testing.T) { forModes(t, testResumeWithAnotherUsersToken) }
+
+func testResumeWithAnotherUsersToken(t *testing.T, mode serverMode) {
+	ts := newTestServer(t, Config{}, mode)
 	alice := ts.dial("user=alice")
 	alice.join("r", "1")
 	mallory := ts.dial("user=mallory&resume=" + url.QueryEscape(alice.welcome.ResumeToken))
@@ -167,8 +179,10 @@ func TestResumeWithAnotherUsersToken(t *testing.T) {
 	}
 }
 
-func TestCleanCloseEndsSessionAtOnce(t *testing.T) {
-	ts := newTestServer(t, Config{ResumeWindow: time.Hour})
+func TestCleanCloseEndsSessionAtOnce(t *testing.T) { forModes(t, testCleanCloseEndsSessionAtOnce) }
+
+func testCleanCloseEndsSessionAtOnce(t *testing.T, mode serverMode) {
+	ts := newTestServer(t, Config{ResumeWindow: time.Hour}, mode)
 	alice := ts.dial("user=alice")
 	bob := ts.dial("user=bob")
 	alice.join("r", "1")
@@ -201,8 +215,10 @@ func waitPresence(t *testing.T, c *tclient, kind, peer string) proto.Presence {
 	}
 }
 
-func TestPresence(t *testing.T) {
-	ts := newTestServer(t, Config{PresenceInterval: 20 * time.Millisecond, MaxPresenceList: 2})
+func TestPresence(t *testing.T) { forModes(t, testPresence) }
+
+func testPresence(t *testing.T, mode serverMode) {
+	ts := newTestServer(t, Config{PresenceInterval: 20 * time.Millisecond, MaxPresenceList: 2}, mode)
 	alice := ts.dial("user=alice&presence=1")
 	m := alice.next()
 	var full proto.Presence
@@ -229,7 +245,11 @@ func TestPresence(t *testing.T) {
 }
 
 func TestSlowConsumerIsDroppedOthersKeepGoing(t *testing.T) {
-	ts := newTestServer(t, Config{SendQueue: 256, AbsentQueue: 8, MessageRate: 1e6, MessageBurst: 1e6, WriteWait: 2 * time.Second})
+	forModes(t, testSlowConsumerIsDroppedOthersKeepGoing)
+}
+
+func testSlowConsumerIsDroppedOthersKeepGoing(t *testing.T, mode serverMode) {
+	ts := newTestServer(t, Config{SendQueue: 256, AbsentQueue: 8, MessageRate: 1e6, MessageBurst: 1e6, WriteWait: 2 * time.Second}, mode)
 	ts.tweak = func(q url.Values, ws *websocket.Conn) {
 		if q.Get("user") == "slow" {
 			nc := ws.NetConn()
@@ -291,7 +311,11 @@ func TestSlowConsumerIsDroppedOthersKeepGoing(t *testing.T) {
 }
 
 func TestShutdownTellsClientsToReconnect(t *testing.T) {
-	ts := newTestServer(t, Config{ResumeWindow: time.Hour, PresenceInterval: time.Hour})
+	forModes(t, testShutdownTellsClientsToReconnect)
+}
+
+func testShutdownTellsClientsToReconnect(t *testing.T, mode serverMode) {
+	ts := newTestServer(t, Config{ResumeWindow: time.Hour, PresenceInterval: time.Hour}, mode)
 	alice := ts.dial("user=alice&presence=1")
 	bob := ts.dial("user=bob")
 	alice.join("r", "1")
@@ -362,9 +386,11 @@ func TestStartServesWithoutTheHandlerGoroutine(t *testing.T) {
 	noHubGoroutines(t)
 }
 
-func TestQueuedSignalsExpireAfterTTL(t *testing.T) {
+func TestQueuedSignalsExpireAfterTTL(t *testing.T) { forModes(t, testQueuedSignalsExpireAfterTTL) }
+
+func testQueuedSignalsExpireAfterTTL(t *testing.T, mode serverMode) {
 	const ttl = 100 * time.Millisecond
-	ts := newTestServer(t, Config{ResumeWindow: time.Minute, AbsentQueueTTL: ttl})
+	ts := newTestServer(t, Config{ResumeWindow: time.Minute, AbsentQueueTTL: ttl}, mode)
 	alice := ts.dial("user=alice")
 	bob := ts.dial("user=bob")
 	alice.join("r", "1")

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"bufio"
+	"encoding/binary"
 	"io"
 	"net"
 	"net/http"
@@ -51,9 +52,17 @@ type sockConn struct {
 	net.Conn
 	rc syscall.RawConn
 
-	// Read state, used only by the connection's reader.
+	// Read state, used only by the connection's reader (one goroutine at a
+	// time). Reads hand out at most one WebSocket frame at a time, so that
+	// gorilla's buffer never holds bytes past the frame it is reading: when
+	// a message has been read and rbuf is empty, nothing at all is waiting,
+	// which lets a reader wait for the next frame in a shallow call (idle,
+	// fill) instead of deep inside gorilla.
 	rbuf       *[]byte
 	roff, rend int
+	left       int64    // bytes of the current frame's payload still to hand out
+	hdr        [14]byte // the current frame's header, as handed out so far
+	hdrN       int
 
 	// wmu orders writes to this one socket (netFD has such a lock too); it
 	// is held during a write, like netFD's, and never with a hub lock.
@@ -65,20 +74,74 @@ type sockConn struct {
 
 func (c *sockConn) Read(p []byte) (int, error) {
 	if c.rbuf == nil {
-		if len(p) >= sockBufSize {
-			return c.Conn.Read(p)
-		}
 		if err := c.fill(); err != nil {
 			return 0, err
 		}
 	}
-	n := copy(p, (*c.rbuf)[c.roff:c.rend])
+	avail := (*c.rbuf)[c.roff:c.rend]
+	var n int
+	if c.left > 0 {
+		n = int(min(int64(len(p)), int64(len(avail)), c.left))
+		copy(p, avail[:n])
+		c.left -= int64(n)
+	} else {
+		// A header: hand out only what it still lacks.
+		n = min(len(p), len(avail), c.hdrLen()-c.hdrN)
+		copy(p, avail[:n])
+		copy(c.hdr[c.hdrN:], avail[:n])
+		c.hdrN += n
+		if c.hdrN == c.hdrLen() {
+			c.left = c.payloadLen()
+			c.hdrN = 0
+		}
+	}
 	c.roff += n
 	if c.roff == c.rend {
 		sockPool.Put(c.rbuf)
 		c.rbuf = nil
 	}
 	return n, nil
+}
+
+// idle reports whether nothing is waiting to be read: no buffered bytes
+// here, and (since reads stop at frame ends) none in gorilla's buffer once
+// a message has been read to its end.
+func (c *sockConn) idle() bool {
+	return c.rbuf == nil && c.left == 0 && c.hdrN == 0
+}
+
+// hdrLen is the length of the current header, as far as it is known.
+func (c *sockConn) hdrLen() int {
+	if c.hdrN < 2 {
+		return 2
+	}
+	n := 2
+	switch c.hdr[1] & 0x7f {
+	case 126:
+		n += 2
+	case 127:
+		n += 8
+	}
+	if c.hdr[1]&0x80 != 0 {
+		n += 4 // masking key
+	}
+	return n
+}
+
+// payloadLen decodes the payload length of a complete header.
+func (c *sockConn) payloadLen() int64 {
+	switch n := c.hdr[1] & 0x7f; n {
+	case 126:
+		return int64(binary.BigEndian.Uint16(c.hdr[2:4]))
+	case 127:
+		v := binary.BigEndian.Uint64(c.hdr[2:10])
+		if v > 1<<62 {
+			v = 1 << 62 // gorilla refuses it anyway
+		}
+		return int64(v)
+	default:
+		return int64(n)
+	}
 }
 
 // fill reads what the socket holds into a pooled buffer. While it waits
