@@ -95,13 +95,16 @@ func TestBadInputSuite(t *testing.T) {
 		}
 	})
 	t.Run("websocket frames", func(t *testing.T) {
-		for _, tc := range wsCases() {
+		for i, tc := range wsCases() {
 			t.Run(tc.name, func(t *testing.T) {
 				count()
+				// A room of its own: sessions of earlier cases may still be
+				// in their resume window and leave later.
+				room := fmt.Sprintf("lobby%d", i)
 				a := s.Connect(t, alice.AccessToken, url.Values{"presence": {"0"}})
 				b := s.Connect(t, bob.AccessToken, url.Values{"presence": {"0"}})
-				a.Join("lobby")
-				b.Join("lobby")
+				a.Join(room)
+				b.Join(room)
 				a.Expect(proto.TypePeerJoined)
 				tc.run(t, s, a, b)
 			})
@@ -309,7 +312,7 @@ func jwtSegment(t *testing.T, c jwt.MapClaims) string {
 	return strings.Split(str, ".")[1]
 }
 
-// wsCase is a hostile act on an open connection (a, in room lobby with b).
+// wsCase is a hostile act on an open connection (a, in a room with b).
 type wsCase struct {
 	name string
 	run  func(t *testing.T, s *signalingtest.Server, a, b *signalingtest.Client)
@@ -359,7 +362,7 @@ func wsCases() []wsCase {
 		{"signal to nobody", expectCode(proto.CodeUnknownPeer, "n", `{"type":"signal","id":"n","to":"nobody","data":{}}`)},
 		{"signal with bad peer id", expectCode(proto.CodeBadMessage, "p", `{"type":"signal","id":"p","to":"../x","data":{}}`)},
 		{"signal to a peer in another room", func(t *testing.T, s *signalingtest.Server, a, b *signalingtest.Client) {
-			b.Send(&proto.Message{Type: proto.TypeLeave, ID: "l", Room: "lobby"})
+			b.Send(&proto.Message{Type: proto.TypeLeave, ID: "l", Room: b.Rooms()[0]})
 			b.Expect(proto.TypeAck)
 			b.Join("elsewhere")
 			a.Expect(proto.TypePeerLeft)

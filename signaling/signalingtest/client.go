@@ -22,6 +22,7 @@ type Client struct {
 	t       testing.TB
 	Conn    *websocket.Conn
 	Welcome proto.Welcome
+	rooms   []string
 	in      chan *proto.Message
 	closed  chan struct{}
 	err     error
@@ -42,7 +43,7 @@ func (s *Server) Connect(t testing.TB, access string, query url.Values) *Client 
 	}
 	c := &Client{t: t, Conn: conn, in: make(chan *proto.Message, 1024), closed: make(chan struct{})}
 	go c.readLoop()
-	t.Cleanup(func() { conn.Close(); <-c.closed })
+	t.Cleanup(func() { c.Close() })
 	w := c.Expect(proto.TypeWelcome)
 	if err := json.Unmarshal(w.Data, &c.Welcome); err != nil {
 		t.Fatalf("welcome data: %v", err)
@@ -102,6 +103,18 @@ func (c *Client) Next() *proto.Message {
 	}
 }
 
+// Close leaves like a well-behaved client: a normal closure (1000) ends
+// the session at once instead of keeping it for its resume window.
+func (c *Client) Close() {
+	deadline := time.Now().Add(time.Second)
+	c.Conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), deadline)
+	c.Conn.Close()
+	<-c.closed
+}
+
+// Rooms lists the rooms this client joined with Join.
+func (c *Client) Rooms() []string { return c.rooms }
+
 // NextOrClosed returns the next message, or false once the connection is
 // closed; it fails the test after Timeout.
 func (c *Client) NextOrClosed() (*proto.Message, bool) {
@@ -150,6 +163,7 @@ func (c *Client) Join(room string) []proto.Member {
 	c.t.Helper()
 	c.Send(&proto.Message{Type: proto.TypeJoin, ID: "join-" + room, Room: room})
 	m := c.Expect(proto.TypeJoined)
+	c.rooms = append(c.rooms, room)
 	var j proto.Joined
 	if err := json.Unmarshal(m.Data, &j); err != nil {
 		c.t.Fatal(err)
