@@ -121,6 +121,9 @@ func TestProc(t *testing.T) {
 	if _, err := cpuSeconds(pid); err != nil {
 		t.Fatal(err)
 	}
+	if io, err := readProcIO(pid); err != nil || io.Reads <= 0 {
+		t.Fatalf("readProcIO = %+v, %v", io, err)
+	}
 	n, err := noFileLimit(pid)
 	if err != nil || n == 0 {
 		t.Fatalf("noFileLimit = %d, %v", n, err)

@@ -130,3 +130,38 @@ func checkNoFile(log *slog.Logger, pid, conns int) {
 			slog.Uint64("limit", lim.Cur), slog.Uint64("need", need))
 	}
 }
+
+// procIO counts a process's read and write system calls.
+type procIO struct {
+	Reads, Writes int64
+}
+
+// readProcIO reads syscr and syscw from /proc/PID/io.
+func readProcIO(pid int) (procIO, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return procIO{}, err
+	}
+	var io procIO
+	var found int
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ": ")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			continue
+		}
+		switch k {
+		case "syscr":
+			io.Reads, found = n, found+1
+		case "syscw":
+			io.Writes, found = n, found+1
+		}
+	}
+	if found != 2 {
+		return io, fmt.Errorf("/proc/%d/io syscr, syscw: %w", pid, errNoField)
+	}
+	return io, nil
+}

@@ -89,7 +89,7 @@ func relayPhase(ctx context.Context, cfg *config, t target, rate int, log *slog.
 			}
 		}
 	}
-	cpu0, cpu1, self := run.cpuWindow(ctx, t.pid())
+	win := run.measureWindow(ctx, t.pid())
 	close(stop)
 	senders.Wait()
 	run.drain(ctx)
@@ -97,8 +97,7 @@ func relayPhase(ctx context.Context, cfg *config, t target, rate int, log *slog.
 		p.c.shut()
 	}
 	readers.Wait()
-	res := run.result(peers, cfg, rate, cpu1-cpu0)
-	res.ClientCPUCores = round(self/cfg.Duration.Seconds(), 2)
+	res := run.result(peers, cfg, rate, win)
 	log.Info("relay", slog.String("mode", res.Mode), slog.Float64("signals_per_s", round(res.PerSecond, 0)),
 		slog.Float64("p50_ms", res.P50ms), slog.Float64("p99_ms", res.P99ms), slog.Any("errors", res.Errors))
 	return res, nil
@@ -139,22 +138,32 @@ func openPairs(ctx context.Context, cfg *config, t target) ([]*relayPeer, error)
 	return peers, nil
 }
 
-// cpuWindow waits out the phase and returns the server's CPU seconds at the
-// start and the end of the measured window (0, 0 if unknown), and the CPU
-// seconds this process used in it.
-func (r *relayRun) cpuWindow(ctx context.Context, pid int) (float64, float64, float64) {
+// window is what the server and this process used in the measured window.
+type window struct {
+	serverCPU, clientCPU float64 // seconds
+	serverIO             procIO  // syscalls
+}
+
+// measureWindow waits out the phase and samples the server (pid 0: unknown)
+// and this process at the start and the end of the measured window.
+func (r *relayRun) measureWindow(ctx context.Context, pid int) window {
+	sample := func() (srv float64, io procIO, self float64) {
+		if pid > 0 {
+			srv, _ = cpuSeconds(pid)
+			io, _ = readProcIO(pid)
+		}
+		self, _ = cpuSeconds(os.Getpid())
+		return srv, io, self
+	}
 	_ = sleepCtx(ctx, time.Until(r.base.Add(r.warmEnd)))
-	var c0, c1 float64
-	if pid > 0 {
-		c0, _ = cpuSeconds(pid)
-	}
-	s0, _ := cpuSeconds(os.Getpid())
+	s0, io0, c0 := sample()
 	_ = sleepCtx(ctx, time.Until(r.base.Add(r.end)))
-	if pid > 0 {
-		c1, _ = cpuSeconds(pid)
+	s1, io1, c1 := sample()
+	if pid <= 0 {
+		s0, s1 = 0, 0
 	}
-	s1, _ := cpuSeconds(os.Getpid())
-	return c0, c1, s1 - s0
+	return window{serverCPU: s1 - s0, clientCPU: c1 - c0,
+		serverIO: procIO{Reads: io1.Reads - io0.Reads, Writes: io1.Writes - io0.Writes}}
 }
 
 // drain waits, at most drainWait, until every signal sent has arrived or
@@ -264,7 +273,7 @@ func errCode(b []byte, typ string) string {
 	return typ
 }
 
-func (r *relayRun) result(peers []*relayPeer, cfg *config, rate int, cpu float64) *relayResult {
+func (r *relayRun) result(peers []*relayPeer, cfg *config, rate int, win window) *relayResult {
 	var lat []int64
 	var count int64
 	for _, p := range peers {
@@ -285,10 +294,13 @@ func (r *relayRun) result(peers []*relayPeer, cfg *config, rate int, cpu float64
 	} else {
 		res.Window = cfg.Window
 	}
-	if cpu > 0 {
+	res.ClientCPUCores = round(win.clientCPU/cfg.Duration.Seconds(), 2)
+	if cpu := win.serverCPU; cpu > 0 {
 		res.ServerCPUCores = round(cpu/cfg.Duration.Seconds(), 2)
 		if count > 0 {
 			res.ServerCPUMicrosPerSignal = round(cpu*1e6/float64(count), 2)
+			res.ServerReadsPerSignal = round(float64(win.serverIO.Reads)/float64(count), 2)
+			res.ServerWritesPerSignal = round(float64(win.serverIO.Writes)/float64(count), 2)
 		}
 	}
 	r.errCodes.Range(func(k, v any) bool {

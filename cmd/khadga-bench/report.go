@@ -79,27 +79,31 @@ type openResult struct {
 }
 
 type relayResult struct {
-	Mode                     string           `json:"mode"` // max or rate
-	Rounds                   int              `json:"rounds,omitempty"`
-	Pairs                    int              `json:"pairs"`
-	Window                   int              `json:"window,omitempty"`
-	OfferedPerSecond         int              `json:"offered_per_s,omitempty"`
-	PayloadBytes             int              `json:"payload_bytes"`
-	FrameBytes               int              `json:"frame_bytes"`
-	Seconds                  float64          `json:"seconds"`
-	Sent                     int64            `json:"sent"`
-	Received                 int64            `json:"received_in_window"`
-	PerSecond                float64          `json:"signals_per_s"`
-	P50ms                    float64          `json:"p50_ms"`
-	P99ms                    float64          `json:"p99_ms"`
-	P999ms                   float64          `json:"p999_ms"`
-	Maxms                    float64          `json:"max_ms"`
-	Samples                  int              `json:"samples"`
-	ServerCPUCores           float64          `json:"server_cpu_cores,omitempty"`
-	ServerCPUMicrosPerSignal float64          `json:"server_cpu_us_per_signal,omitempty"`
-	ClientCPUCores           float64          `json:"client_cpu_cores"`
-	Dropped                  int64            `json:"dropped_conns"`
-	Errors                   map[string]int64 `json:"errors"`
+	Mode                     string  `json:"mode"` // max or rate
+	Rounds                   int     `json:"rounds,omitempty"`
+	Pairs                    int     `json:"pairs"`
+	Window                   int     `json:"window,omitempty"`
+	OfferedPerSecond         int     `json:"offered_per_s,omitempty"`
+	PayloadBytes             int     `json:"payload_bytes"`
+	FrameBytes               int     `json:"frame_bytes"`
+	Seconds                  float64 `json:"seconds"`
+	Sent                     int64   `json:"sent"`
+	Received                 int64   `json:"received_in_window"`
+	PerSecond                float64 `json:"signals_per_s"`
+	P50ms                    float64 `json:"p50_ms"`
+	P99ms                    float64 `json:"p99_ms"`
+	P999ms                   float64 `json:"p999_ms"`
+	Maxms                    float64 `json:"max_ms"`
+	Samples                  int     `json:"samples"`
+	ServerCPUCores           float64 `json:"server_cpu_cores,omitempty"`
+	ServerCPUMicrosPerSignal float64 `json:"server_cpu_us_per_signal,omitempty"`
+	ClientCPUCores           float64 `json:"client_cpu_cores"`
+	// The server's read and write system calls per signal relayed, from
+	// /proc/PID/io: how well it batches.
+	ServerReadsPerSignal  float64          `json:"server_reads_per_signal,omitempty"`
+	ServerWritesPerSignal float64          `json:"server_writes_per_signal,omitempty"`
+	Dropped               int64            `json:"dropped_conns"`
+	Errors                map[string]int64 `json:"errors"`
 }
 
 func newReport(cfg *config) *report {
@@ -235,6 +239,9 @@ func relayRows(row func(string, func(*targetResult) string), label string, get f
 	row(label+": p50 / p99 ms", f(func(r *relayResult) string { return fmt.Sprintf("%.2f / %.2f", r.P50ms, r.P99ms) }))
 	row(label+": server / client CPU cores", f(func(r *relayResult) string {
 		return fmt.Sprintf("%.2f / %.2f", r.ServerCPUCores, r.ClientCPUCores)
+	}))
+	row(label+": server syscalls/signal (r+w)", f(func(r *relayResult) string {
+		return fmt.Sprintf("%.2f + %.2f", r.ServerReadsPerSignal, r.ServerWritesPerSignal)
 	}))
 	row(label+": errors", f(func(r *relayResult) string {
 		if len(r.Errors) == 0 && r.Dropped == 0 {
