@@ -95,7 +95,11 @@ func peerJSDir(dir string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("go env GOMOD: %w (pass -peerjs-dir)", err)
 		}
-		dir = filepath.Join(filepath.Dir(strings.TrimSpace(string(gomod))), "bench", "peerjs")
+		mod := strings.TrimSpace(string(gomod))
+		if mod == "" || mod == os.DevNull {
+			return "", errors.New("not inside the khadga module: run from the repository or pass -peerjs-dir")
+		}
+		dir = filepath.Join(filepath.Dir(mod), "bench", "peerjs")
 	}
 	for _, f := range []string{"server.js", "node_modules/peer/package.json"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
