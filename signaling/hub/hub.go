@@ -130,8 +130,10 @@ func (h *Hub) Start(ws *websocket.Conn, id Identity, opts ConnOptions) error {
 func (c *conn) serve() {
 	defer c.h.wg.Done()
 	var err error
-	if c.sock != nil && c.sock.idle() {
-		err = c.sock.fill()
+	for c.sock != nil && c.sock.idle() && err == nil {
+		if err = c.sock.fill(); err == nil && c.sock.skipPongs() {
+			c.lastSeen.Store(time.Now().UnixNano())
+		}
 	}
 	if err == nil {
 		err = c.readLoop(true)

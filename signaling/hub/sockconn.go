@@ -110,6 +110,30 @@ func (c *sockConn) idle() bool {
 	return c.rbuf == nil && c.left == 0 && c.hdrN == 0
 }
 
+// skipPongs consumes complete pong frames waiting at a frame boundary and
+// reports whether it consumed any. The hub's keepalive pings silent clients,
+// and their pongs would otherwise wake a shallow waiting reader into gorilla,
+// where it would wait again for a data frame on a grown stack. gorilla would
+// only have passed them to the pong handler, which marks the connection
+// alive; the caller does that.
+func (c *sockConn) skipPongs() bool {
+	skipped := false
+	for c.rbuf != nil && c.left == 0 && c.hdrN == 0 {
+		b := (*c.rbuf)[c.roff:c.rend]
+		// FIN and opcode 10, masked (as every client frame is), <= 125 bytes.
+		if len(b) < 6 || b[0] != 0x8a || b[1]&0x80 == 0 || int(b[1]&0x7f) > 125 || len(b) < 6+int(b[1]&0x7f) {
+			return skipped
+		}
+		c.roff += 6 + int(b[1]&0x7f)
+		skipped = true
+		if c.roff == c.rend {
+			sockPool.Put(c.rbuf)
+			c.rbuf = nil
+		}
+	}
+	return skipped
+}
+
 // hdrLen is the length of the current header, as far as it is known.
 func (c *sockConn) hdrLen() int {
 	if c.hdrN < 2 {
