@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -414,5 +416,47 @@ func TestE2EResumeWindowPassed(t *testing.T) {
 	}
 	if m := waitEvent[*Message](t, ra.events, nil); m.Text != "welcome back" {
 		t.Fatalf("alice got %q", m.Text)
+	}
+}
+
+// TestE2ECloseLeavesNoGoroutines: after clients that chatted and moved a
+// file are closed, the goroutine count returns to what it was before they
+// were made (pion's own shutdown included).
+func TestE2ECloseLeavesNoGoroutines(t *testing.T) {
+	ts := startServer(t, false)
+	ts.Register(t, "alice", testPassword)
+	ts.Register(t, "bob", testPassword)
+	base := runtime.NumGoroutine()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	var cs []*Client
+	for _, u := range []string{"alice", "bob"} {
+		c, err := Dial(ctx, ts.URL, Credentials{Username: u, Password: testPassword},
+			WithLogger(testLogger(t)), WithSettingEngine(loopbackEngine()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+	}
+	ra, rb := join(t, cs[0], "leak"), join(t, cs[1], "leak")
+	connected(t, ra, "bob")
+	connected(t, rb, "alice")
+	sendFileE2E(t, ra, rb, cs[1].Self().Peer, 256<<10)
+	for _, c := range cs {
+		c.Close()
+	}
+	// Pion stops some goroutines asynchronously after Close returns: poll
+	// the count, with a generous deadline, instead of sleeping once.
+	deadline := time.Now().Add(testTimeout)
+	for {
+		n := runtime.NumGoroutine()
+		if n <= base+2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines, %d before the clients:\n%s", n, base, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(50 * time.Millisecond) // polling a count, not synchronising
 	}
 }

@@ -9,7 +9,10 @@
 // NewTestPattern return ErrNoLibvpx.
 package media
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // ErrNoLibvpx: the program was built without cgo, so libvpx is not linked.
 var ErrNoLibvpx = errors.New("media: built without libvpx (cgo disabled); rebuild with CGO_ENABLED=1 and libvpx-dev installed")
@@ -45,6 +48,28 @@ func (c *EncoderConfig) defaults() error {
 	}
 	if c.KeyframeInterval <= 0 {
 		c.KeyframeInterval = 2 * c.FPS
+	}
+	return nil
+}
+
+// MaxDimension caps the width and height of a VP8 picture the decoder
+// accepts: a key frame declares its size, and libvpx would allocate for a
+// forged 16383x16383 before finding out the rest is garbage.
+const MaxDimension = 4096
+
+// checkVP8Size reads a VP8 key frame's declared size (RFC 6386, 9.1) and
+// refuses pictures over MaxDimension. Inter frames carry no size.
+func checkVP8Size(frame []byte) error {
+	if frame[0]&1 != 0 {
+		return nil // inter frame
+	}
+	if len(frame) < 10 || frame[3] != 0x9d || frame[4] != 0x01 || frame[5] != 0x2a {
+		return errors.New("media: VP8 key frame without a valid start code")
+	}
+	w := int(frame[6]) | int(frame[7]&0x3f)<<8
+	h := int(frame[8]) | int(frame[9]&0x3f)<<8
+	if w == 0 || h == 0 || w > MaxDimension || h > MaxDimension {
+		return fmt.Errorf("media: VP8 key frame of %dx%d: limit %dx%d", w, h, MaxDimension, MaxDimension)
 	}
 	return nil
 }

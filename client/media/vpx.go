@@ -156,6 +156,7 @@ func (e *Encoder) Close() error {
 type Decoder struct {
 	mu  sync.Mutex
 	ctx *C.vpx_codec_ctx_t
+	vp8 bool
 }
 
 // maxFrame caps one compressed frame handed to the decoder.
@@ -177,7 +178,7 @@ func NewDecoder(codec string) (*Decoder, error) {
 	if ctx == nil {
 		return nil, vpxError("decoder init", code)
 	}
-	return &Decoder{ctx: ctx}, nil
+	return &Decoder{ctx: ctx, vp8: vp9 == 0}, nil
 }
 
 // Decode decodes one compressed frame. It returns the picture as a fresh
@@ -191,6 +192,11 @@ func (d *Decoder) Decode(frame []byte) (*image.YCbCr, error) {
 	}
 	if len(frame) == 0 || len(frame) > maxFrame {
 		return nil, fmt.Errorf("media: frame of %d bytes", len(frame))
+	}
+	if d.vp8 {
+		if err := checkVP8Size(frame); err != nil {
+			return nil, err
+		}
 	}
 	buf := C.CBytes(frame)
 	defer C.free(buf)

@@ -127,26 +127,32 @@ func joinPeer(t *testing.T, s *signalingtest.Server, user, room, peer string, op
 }
 
 // waitFrames waits until the recorder has received at least n frames from
-// user's tracks, or until ctx ends. It polls the recorder's counters: the
-// frames travel in real time, there is no event to wait on.
+// user's tracks, or until none has come for quietFor (frames lost for good
+// never come). It polls the recorder's counters: frames travel in real
+// time, there is no event to wait on.
 func waitFrames(t *testing.T, r *runningRecorder, user string, n int64) int64 {
 	t.Helper()
+	const quietFor = 2 * time.Second
 	deadline := time.Now().Add(e2eTimeout)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	var got int64
+	var last int64
+	lastChange := time.Now()
 	for range tick.C {
-		got = 0
+		var got int64
 		for _, tr := range r.Tracks() {
 			if tr.Info.User == user {
 				got += tr.Stats.Frames
 			}
 		}
-		if got >= n || time.Now().After(deadline) {
+		if got != last {
+			last, lastChange = got, time.Now()
+		}
+		if got >= n || time.Since(lastChange) > quietFor || time.Now().After(deadline) {
 			return got
 		}
 	}
-	return got
+	return last
 }
 
 // patternPicture is frame n of the client's numbered test pattern.
