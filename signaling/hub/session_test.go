@@ -355,7 +355,7 @@ func noHubGoroutines(t *testing.T) {
 		buf := make([]byte, 1<<20)
 		stacks = string(buf[:runtime.Stack(buf, true)])
 		for _, fn := range []string{"hub.(*conn).writeLoop", "hub.(*Hub).sweep", "hub.(*Hub).ServeConn",
-			"hub.(*presence).flush", "hub.(*Hub).expire", "hub.(*conn).readLoop", "hub.(*Hub).Start"} {
+			"hub.(*presence).flush", "hub.(*Hub).expire", "hub.(*conn).readLoop", "hub.(*Hub).Start", "hub.(*conn).serve", "hub.(*sockConn).fill"} {
 			if strings.Contains(stacks, fn) {
 				return false
 			}
