@@ -50,6 +50,9 @@ type Config struct {
 	// LoginLimits tunes the login rate limiter; zero fields take auth's
 	// defaults (slow down after 5 failures, refuse after 10 in 15 min).
 	LoginLimits auth.LimiterOptions
+	// TURNAllocations reports the embedded TURN server's active allocations
+	// for the admin status page; nil means no TURN.
+	TURNAllocations func() int
 	// Password sets the argon2id cost; the zero value is auth's default.
 	Password auth.Params
 	// Registerer receives the server's Prometheus metrics; nil means none.

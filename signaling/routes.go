@@ -15,6 +15,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/totp/confirm", s.handleTOTPConfirm)
 	mux.HandleFunc("POST /api/totp/disable", s.handleTOTPDisable)
 	mux.HandleFunc("GET /api/verify-email", s.handleVerifyEmail)
+	mux.HandleFunc("GET /api/admin/status", s.handleStatus)
 	mux.HandleFunc("GET /ws", s.handleWS)
 	mux.HandleFunc("GET /healthz", s.handleHealth)
 	mux.HandleFunc("GET /readyz", s.handleReady)

@@ -42,6 +42,7 @@ type Server struct {
 	tickets  *auth.Tickets
 	metrics  *metrics
 	mailer   *mailer // nil unless the email check is on
+	started  time.Time
 	hub      *hub.Hub
 	http     *http.Server
 	admin    *http.Server // on the admin socket; nil when off
@@ -63,7 +64,7 @@ func New(cfg Config, ln net.Listener) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("signaling: %w", err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, ln: ln, store: st, done: make(chan struct{})}
+	s := &Server{cfg: cfg, log: cfg.Logger, ln: ln, store: st, done: make(chan struct{}), started: time.Now()}
 	if err := s.init(); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("signaling: %w", err)

@@ -112,6 +112,12 @@ func runServe(ctx context.Context, args []string) error {
 			}
 			return nil, time.Time{}
 		},
+		TURNAllocations: func() int {
+			if t := turnSrv.Load(); t != nil {
+				return t.AllocationCount()
+			}
+			return 0
+		},
 	}
 	scheme := "http"
 	if o.tls.enabled() {

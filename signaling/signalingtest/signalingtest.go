@@ -80,6 +80,7 @@ func Start(t testing.TB, opts Options) *Server {
 	if opts.TURN {
 		ts = startTURN(t, opts.TURNConfig, cfg.Logger)
 		cfg.ICEServers = ts.ICEServers
+		cfg.TURNAllocations = ts.AllocationCount
 	}
 	addr := opts.Addr
 	if addr == "" {
