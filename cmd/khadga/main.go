@@ -48,6 +48,9 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal starts a graceful shutdown; dropping the handler then
+	// lets a second one kill the process at once.
+	go func() { <-ctx.Done(); stop() }()
 	if err := run(ctx, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
