@@ -3,8 +3,8 @@
 package khadga
 
 import (
-	_ "github.com/gorilla/websocket"
 	_ "github.com/golang-jwt/jwt/v5"
+	_ "github.com/gorilla/websocket"
 	_ "github.com/pion/turn/v4"
 	_ "github.com/pion/webrtc/v4"
 	_ "github.com/prometheus/client_golang/prometheus"
