@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -153,5 +155,81 @@ func TestExitCodes(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(alice, storeFile)); !os.IsNotExist(err) {
 		t.Fatalf("tokens file still there: %v", err)
+	}
+}
+
+// lineReader delivers a process's output lines on a channel.
+func lineReader(t *testing.T, r io.Reader) <-chan string {
+	ch := make(chan string, 256)
+	go func() {
+		defer close(ch)
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			ch <- sc.Text()
+		}
+	}()
+	return ch
+}
+
+// waitLine waits for a line containing want.
+func waitLine(t *testing.T, ch <-chan string, want string) {
+	t.Helper()
+	timer := time.NewTimer(30 * time.Second)
+	defer timer.Stop()
+	for {
+		select {
+		case l, ok := <-ch:
+			if !ok {
+				t.Fatalf("output ended before %q", want)
+			}
+			if strings.Contains(l, want) {
+				return
+			}
+		case <-timer.C:
+			t.Fatalf("no line with %q", want)
+		}
+	}
+}
+
+func TestChatProcesses(t *testing.T) {
+	s := signalingtest.Start(t, signalingtest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	dirs := map[string]string{"alice": login(ctx, t, s, "alice"), "bob": login(ctx, t, s, "bob")}
+	type proc struct {
+		cmd *exec.Cmd
+		in  io.WriteCloser
+		out <-chan string
+	}
+	procs := map[string]*proc{}
+	for _, u := range []string{"alice", "bob"} {
+		cmd := peerCmd(ctx, t, dirs[u], "", "chat", "lounge", "--loopback")
+		cmd.Stdin = nil
+		in, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		procs[u] = &proc{cmd: cmd, in: in, out: lineReader(t, out)}
+	}
+	waitLine(t, procs["alice"].out, "connected to bob")
+	waitLine(t, procs["bob"].out, "connected to alice")
+	io.WriteString(procs["alice"].in, "hello bob\n")
+	waitLine(t, procs["bob"].out, "alice: hello bob")
+	io.WriteString(procs["bob"].in, "/who\n")
+	waitLine(t, procs["bob"].out, "peer ") // a /who line: "alice user peer ID connected host"
+	io.WriteString(procs["bob"].in, "hi alice\n")
+	waitLine(t, procs["alice"].out, "bob: hi alice")
+	for u, p := range procs {
+		io.WriteString(p.in, "/quit\n")
+		if code := exitCode(t, p.cmd.Wait()); code != exitOK {
+			t.Fatalf("%s's chat exited %d", u, code)
+		}
 	}
 }
