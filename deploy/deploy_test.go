@@ -27,46 +27,70 @@ func readRepoFile(t *testing.T, path string) string {
 	return string(b)
 }
 
+// binDir holds the binaries the tests build, for the whole test run.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "khadga-deploy-test-")
+	if err != nil {
+		panic(err)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
 var (
+	buildOnce sync.Once
+	buildErr  string
 	flagsOnce sync.Once
 	flagNames map[string]bool
 	flagsErr  string
 )
+
+// binary returns the path of khadga or khadga-healthcheck, built once per
+// test run the way the Dockerfile builds them (CGO_ENABLED=0).
+func binary(t *testing.T, name string) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		for bin, pkg := range map[string]string{"khadga": "./cmd/khadga", "khadga-healthcheck": "./deploy/healthcheck"} {
+			build := exec.CommandContext(ctx, goTool(), "build", "-o", filepath.Join(binDir, bin), pkg)
+			build.Dir = root
+			build.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := build.CombinedOutput(); err != nil {
+				buildErr = "building " + pkg + ": " + err.Error() + "\n" + string(out)
+				return
+			}
+		}
+	})
+	if buildErr != "" {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(binDir, name)
+}
 
 // envLine matches the "(env KHADGA_X)" that `khadga config example` writes
 // after each flag's description.
 var envLine = regexp.MustCompile(`\(env (KHADGA_[A-Z0-9_]+)\)`)
 
 // serveEnvNames returns the KHADGA_* twin of every `khadga serve` flag, as
-// the real binary lists them in `khadga config example`. It builds
-// cmd/khadga the way the Dockerfile does (CGO_ENABLED=0) once per test run.
+// the real binary lists them in `khadga config example`.
 func serveEnvNames(t *testing.T) map[string]bool {
 	t.Helper()
-	flagsOnce.Do(func() {
-		names, err := buildAndList()
-		flagNames, flagsErr = names, err
-	})
+	bin := binary(t, "khadga")
+	flagsOnce.Do(func() { flagNames, flagsErr = listEnvNames(bin) })
 	if flagsErr != "" {
 		t.Fatal(flagsErr)
 	}
 	return flagNames
 }
 
-func buildAndList() (map[string]bool, string) {
-	dir, err := os.MkdirTemp("", "khadga-deploy-test-")
-	if err != nil {
-		return nil, err.Error()
-	}
-	defer os.RemoveAll(dir)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+func listEnvNames(bin string) (map[string]bool, string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	bin := filepath.Join(dir, "khadga")
-	build := exec.CommandContext(ctx, goTool(), "build", "-o", bin, "./cmd/khadga")
-	build.Dir = root
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, "building cmd/khadga: " + err.Error() + "\n" + string(out)
-	}
 	run := exec.CommandContext(ctx, bin, "config", "example")
 	run.Env = cleanEnv()
 	out, err := run.Output()

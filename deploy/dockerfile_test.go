@@ -11,6 +11,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/linter"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
 )
 
 // instruction is one Dockerfile instruction, continuation lines joined.
@@ -25,32 +29,28 @@ type stage struct {
 	instrs     []instruction
 }
 
-// parseDockerfile splits a Dockerfile into its global ARGs and its stages.
-// It understands comments, blank lines and backslash continuations, which
-// is all khadga's Dockerfile uses.
+// parseDockerfile parses a Dockerfile with BuildKit's own parser, checks
+// every instruction as `docker build` would (flags, forms, stage names)
+// with its build checks (linter) on, and returns the global ARGs and the
+// stages, each instruction's text with continuations joined.
 func parseDockerfile(t *testing.T, text string) (globals []instruction, stages []*stage) {
 	t.Helper()
-	var cur strings.Builder
-	var lines []string
-	for _, l := range strings.Split(text, "\n") {
-		trimmed := strings.TrimSpace(l)
-		if strings.HasPrefix(trimmed, "#") || (trimmed == "" && cur.Len() == 0) {
-			continue
-		}
-		if body, ok := strings.CutSuffix(trimmed, `\`); ok {
-			cur.WriteString(body + " ")
-			continue
-		}
-		cur.WriteString(trimmed)
-		lines = append(lines, cur.String())
-		cur.Reset()
+	res, err := parser.Parse(strings.NewReader(text))
+	if err != nil {
+		t.Fatalf("Dockerfile: %v", err)
 	}
-	if cur.Len() > 0 {
-		t.Fatalf("Dockerfile ends inside a continuation: %q", cur.String())
+	for _, w := range res.Warnings {
+		t.Errorf("Dockerfile parser warning: %s", w.Short)
 	}
-	for _, l := range lines {
-		cmd, args, _ := strings.Cut(l, " ")
-		in := instruction{cmd: strings.ToUpper(cmd), args: strings.TrimSpace(args)}
+	lint := linter.New(&linter.Config{Warn: func(rule, _, _, msg string, loc []parser.Range) {
+		t.Errorf("Dockerfile build check %s: %s (%v)", rule, msg, loc)
+	}})
+	if _, _, err := instructions.Parse(res.AST, lint); err != nil {
+		t.Fatalf("Dockerfile: %v", err)
+	}
+	for _, n := range res.AST.Children {
+		_, args, _ := strings.Cut(n.Original, " ")
+		in := instruction{cmd: strings.ToUpper(n.Value), args: strings.Join(strings.Fields(args), " ")}
 		if in.cmd == "FROM" {
 			f := strings.Fields(in.args)
 			s := &stage{from: f[0]}
