@@ -109,3 +109,24 @@ func benchIdle(b *testing.B, mode serverMode, beat bool) {
 		}
 	}
 }
+
+// BenchmarkOpen opens connections from 50 concurrent dialers (raw
+// handshakes, no client goroutines) with Start and Upgrade, and reports
+// connections per second until each is served.
+func BenchmarkOpen(b *testing.B) {
+	ts := newTestServer(b, Config{Logger: slog.New(slog.DiscardHandler), ResumeWindow: time.Second}, serverMode{start: true})
+	addr := strings.TrimPrefix(ts.srv.URL, "http://")
+	b.SetParallelism(25) // 25 x GOMAXPROCS(2) = 50 dialers
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		var conns []net.Conn
+		for pb.Next() {
+			conns = append(conns, rawDial(b, addr, "user=u"))
+		}
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "conns/s")
+}
