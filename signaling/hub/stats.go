@@ -18,7 +18,7 @@ type Stats struct {
 	BytesRelayed   uint64 // bytes of those signals
 	Queued         uint64 // signals kept for an absent peer
 	Expired        uint64 // kept signals dropped (TTL, window or overflow)
-	SlowConsumers  uint64 // connections dropped because their queue filled
+	SlowConsumers  uint64 // connections dropped: send queue full or write timed out
 
 	Errors        map[proto.Code]uint64 // error messages sent, by code
 	ResumesOK     uint64
