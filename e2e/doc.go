@@ -27,6 +27,9 @@
 //     in again from sessionStorage, no token appears in any URL the page
 //     requests, the layout fits a phone-width screen, and signing out
 //     revokes the refresh token.
+//   - TestTwoFactorSignIn: turning on TOTP in the app (QR code, key,
+//     confirmation, recovery codes), then a sign-in that asks for the code,
+//     refuses a wrong one and accepts the right one.
 //
 // Artifacts (screenshots) go to $KHADGA_ARTIFACTS when set, else to the
 // test's temporary directory. When Chromium is missing the tests skip, or

@@ -178,7 +178,7 @@ func (p *page) state() string {
 	defer cancel()
 	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(() => {
 		const k = window.khadgaApp && khadgaApp.client;
-		if (!k) return 'no client';
+		if (!k) return 'no client; sign-in error: ' + document.getElementById('signin-error').textContent;
 		return JSON.stringify({roomsError: document.getElementById('rooms-error').textContent, roomInput: document.getElementById('room-name').value, log: [...document.querySelectorAll('#chat-log li')].map(e => e.textContent).slice(-8), self: k.self, connected: k.connected, rooms: [...k.rooms], peers: [...k.peers.values()].map(p => ({
 			user: p.member.user, polite: p.polite, signaling: p.pc.signalingState, ice: p.pc.iceConnectionState,
 			gathering: p.pc.iceGatheringState, conn: p.pc.connectionState, chat: p.chat.readyState}))});

@@ -63,9 +63,19 @@ async function onLogin(ev) {
   $('signin-error').textContent = '';
   try {
     const { username, password } = credentials();
-    await start(await Session.login(username, password));
+    const code = $('totp-code').value.trim();
+    await start(await Session.login(username, password, { code }));
+    $('totp-code').value = '';
+    $('code-row').hidden = true;
   } catch (e) {
-    $('signin-error').textContent = errorText(e);
+    if (e instanceof ApiError && e.code === 'totp_required') {
+      // The password was right; the account wants its second factor.
+      $('code-row').hidden = false;
+      $('totp-code').focus();
+      $('signin-error').textContent = 'Enter the code from your authenticator app, then sign in again.';
+      return;
+    }
+    $('signin-error').textContent = e instanceof ApiError && e.code === 'totp_invalid' ? 'That code is wrong or already used.' : errorText(e);
   }
 }
 
@@ -73,7 +83,7 @@ async function onRegister() {
   $('signin-error').textContent = '';
   try {
     const { username, password } = credentials();
-    await register('', username, password);
+    await register('', username, password, $('email').value.trim());
     await start(await Session.login(username, password));
   } catch (e) {
     $('signin-error').textContent = e instanceof ApiError && e.status === 409 ? 'That username is taken.' : errorText(e);
@@ -112,6 +122,7 @@ async function signOut(message) {
   for (const w of state.windows.values()) w.remove();
   state.windows.clear();
   for (const id of ['presence', 'rooms', 'chat-log', 'chat-room']) $(id).replaceChildren();
+  resetTOTP();
   $('app').hidden = true;
   $('signin').hidden = false;
   $('whoami').hidden = true;
@@ -342,6 +353,67 @@ function closeWindow(id) {
   state.windows.delete(id);
 }
 
+// ---- two-factor authentication ----
+
+function totpMessage(text) { $('totp-message').textContent = text; }
+
+async function onTOTPEnroll() {
+  totpMessage('');
+  try {
+    const e = await state.session.totpEnroll();
+    $('totp-qr').src = e.qr_png; // a data: URL, which the page's CSP allows for images
+    $('totp-secret').textContent = e.secret;
+    $('totp-setup').hidden = false;
+    $('totp-enroll').hidden = true;
+    $('totp-confirm-code').focus();
+  } catch (err) {
+    if (err instanceof ApiError && err.code === 'conflict') {
+      $('totp-enroll').hidden = true;
+      $('totp-disable-form').hidden = false;
+    }
+    totpMessage(errorText(err));
+  }
+}
+
+async function onTOTPConfirm(ev) {
+  ev.preventDefault();
+  totpMessage('');
+  try {
+    const r = await state.session.totpConfirm($('totp-confirm-code').value.trim());
+    $('totp-setup').hidden = true;
+    $('totp-secret').textContent = '';
+    $('totp-qr').removeAttribute('src');
+    $('totp-recovery-codes').replaceChildren(...(r.recovery_codes || []).map((c) => el('li', {}, c)));
+    $('totp-recovery').hidden = false;
+    $('totp-disable-form').hidden = false;
+  } catch (err) {
+    totpMessage(err instanceof ApiError && err.code === 'totp_invalid' ? 'That code is wrong; try the next one.' : errorText(err));
+  }
+}
+
+async function onTOTPDisable(ev) {
+  ev.preventDefault();
+  totpMessage('');
+  try {
+    await state.session.totpDisable($('totp-disable-password').value, $('totp-disable-code').value.trim());
+    $('totp-disable-password').value = $('totp-disable-code').value = '';
+    $('totp-disable-form').hidden = true;
+    $('totp-recovery').hidden = true;
+    $('totp-enroll').hidden = false;
+    totpMessage('Two-factor authentication is off.');
+  } catch (err) {
+    totpMessage(errorText(err));
+  }
+}
+
+function resetTOTP() {
+  $('totp-setup').hidden = $('totp-recovery').hidden = $('totp-disable-form').hidden = true;
+  $('totp-enroll').hidden = false;
+  $('totp-recovery-codes').replaceChildren();
+  $('totp-secret').textContent = '';
+  totpMessage('');
+}
+
 // ---- start ----
 
 async function restore() {
@@ -362,6 +434,9 @@ function init() {
   $('chat-form').addEventListener('submit', onSend);
   $('camera').addEventListener('click', toggleCamera);
   $('mute').addEventListener('click', toggleMute);
+  $('totp-enroll').addEventListener('click', onTOTPEnroll);
+  $('totp-confirm-form').addEventListener('submit', onTOTPConfirm);
+  $('totp-disable-form').addEventListener('submit', onTOTPDisable);
   $('share-recorder').addEventListener('change', (e) => state.k && state.k.setShareWithRecorder(e.target.checked));
   restore();
 }

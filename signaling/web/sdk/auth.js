@@ -44,9 +44,15 @@ export async function api(server, path, body, accessToken) {
   return data;
 }
 
-/** register creates an account. Username: 3-32 of a-z 0-9 _ - . ; password: 10+ characters. */
-export function register(server, username, password) {
-  return api(server, '/api/register', { username, password });
+/**
+ * register creates an account. Username: 3-32 of a-z 0-9 _ - . ; password:
+ * 10+ characters; email only where the server asks for one (it then sends a
+ * link to confirm it before the first login).
+ */
+export function register(server, username, password, email) {
+  const body = { username, password };
+  if (email) body.email = email;
+  return api(server, '/api/register', body);
 }
 
 /**
@@ -68,10 +74,16 @@ export class Session extends EventTarget {
     this.inflight = null;
   }
 
-  /** login signs in with a username and password. */
+  /**
+   * login signs in with a username and password, and opts.code (a TOTP or
+   * recovery code) when the account has two-factor authentication: without
+   * it such a login fails with ApiError code 'totp_required'.
+   */
   static async login(username, password, opts = {}) {
     const s = new Session(opts);
-    s.apply(await api(s.server, '/api/login', { username, password }));
+    const body = { username, password };
+    if (opts.code) body.code = opts.code;
+    s.apply(await api(s.server, '/api/login', body));
     return s;
   }
 
@@ -149,6 +161,21 @@ export class Session extends EventTarget {
       t = await api(this.server, '/api/ws-ticket', {}, this.access);
     }
     return t.ticket;
+  }
+
+  /** totpEnroll starts turning on two-factor authentication: {secret, otpauth_url, qr_png (a data: URL)}. */
+  async totpEnroll() {
+    return api(this.server, '/api/totp/enroll', {}, await this.accessToken());
+  }
+
+  /** totpConfirm turns it on with a first code, and resolves with {recovery_codes} (shown once). */
+  async totpConfirm(code) {
+    return api(this.server, '/api/totp/confirm', { code }, await this.accessToken());
+  }
+
+  /** totpDisable turns it off; it takes the password and a current (or recovery) code. */
+  async totpDisable(password, code) {
+    return api(this.server, '/api/totp/disable', { password, code }, await this.accessToken());
   }
 
   /** logout revokes the refresh token family and forgets the tokens. */
