@@ -68,12 +68,17 @@ func BenchmarkRelay(b *testing.B) {
 // BenchmarkRelayRate relays 1 KiB signals between 200 pairs at a fixed
 // 10,000 signals/s in all, for latency at a moderate load.
 func BenchmarkRelayRate(b *testing.B) {
-	benchRelay(b, 200, false, 10000)
+	b.Run("Start+Upgrade", func(b *testing.B) { benchRelayMode(b, 200, serverMode{start: true}, 10000) })
+	b.Run("ServeConn+Upgrade", func(b *testing.B) { benchRelayMode(b, 200, serverMode{}, 10000) })
 }
 
 func benchRelay(b *testing.B, pairs int, plain bool, rate float64) {
+	benchRelayMode(b, pairs, serverMode{plain: plain, start: !plain}, rate)
+}
+
+func benchRelayMode(b *testing.B, pairs int, mode serverMode, rate float64) {
 	const window = 32
-	ts := newTestServer(b, Config{Logger: slog.New(slog.DiscardHandler), MessageRate: 1e9, MessageBurst: 1 << 30}, serverMode{plain: plain, start: !plain})
+	ts := newTestServer(b, Config{Logger: slog.New(slog.DiscardHandler), MessageRate: 1e9, MessageBurst: 1 << 30}, mode)
 	type pair struct {
 		tx, rx *websocket.Conn
 		msg    []byte
