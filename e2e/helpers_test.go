@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/network"
+	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
@@ -85,11 +86,34 @@ func openPage(t *testing.T, url, name string) *page {
 	p := &page{t: t, name: name, tab: b.NewTab(t), ws: &frameLog{}, urls: &frameLog{}}
 	chromium.LogConsole(t, p.tab, name)
 	p.recordFrames()
+	p.watchCSP()
 	p.do(chromedp.Navigate(url))
 	if os.Getenv("KHADGA_DEBUG") != "" {
 		p.do(chromedp.Evaluate[chromedp.Void](`globalThis.khadgaDebug = true`))
 	}
 	return p
+}
+
+// watchCSP records every Content-Security-Policy violation of the page
+// (the server's policy forbids inline script and style), and fails the test
+// at its end if there was one.
+func (p *page) watchCSP() {
+	ctx, cancel := context.WithTimeout(p.tab, waitTimeout)
+	defer cancel()
+	_, err := chromedp.Call(ctx, cdppage.AddScriptToEvaluateOnNewDocument, cdppage.AddScriptToEvaluateOnNewDocumentParams{Source: `
+		window.__csp = [];
+		document.addEventListener('securitypolicyviolation', e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));`})
+	if err != nil {
+		p.t.Fatalf("%s: %v", p.name, err)
+	}
+	p.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(p.tab, 5*time.Second)
+		defer cancel()
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`window.__csp || []`))
+		if err == nil && len(v) > 0 {
+			p.t.Errorf("%s: Content-Security-Policy violations: %v", p.name, v)
+		}
+	})
 }
 
 func (p *page) recordFrames() {
