@@ -47,13 +47,16 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	opts := hub.ConnOptions{ResumeToken: q.Get("resume"), Presence: q.Get("presence") != "0"}
-	c, err := upgrader.Upgrade(w, r, nil)
+	c, err := hub.Upgrade(upgrader, w, r, nil)
 	if err != nil {
 		return // gorilla has answered the request
 	}
+	// Start lets this handler return: the hub reads on its own goroutines,
+	// and net/http frees the request's buffers, which keeps idle
+	// connections small.
 	id := hub.Identity{User: claims.User, Role: claims.Role, Rooms: claims.Rooms}
-	if err := s.hub.ServeConn(r.Context(), c, id, opts); err != nil && !errors.Is(err, hub.ErrClosed) {
-		s.log.Debug("websocket ended", slog.String("user", id.User), slog.Any("err", err))
+	if err := s.hub.Start(c, id, opts); err != nil && !errors.Is(err, hub.ErrClosed) {
+		s.log.Debug("websocket not started", slog.String("user", id.User), slog.Any("err", err))
 	}
 }
 
