@@ -226,41 +226,69 @@ func as[T any](t *testing.T, m manifest) T {
 	return v
 }
 
-// knownKeys are the fields these manifests may use at the levels where a
-// misspelt key would be silently dropped by kubectl's lenient apply
-// (container and pod fields); the structs above only read some of them.
-var knownKeys = map[string][]string{
-	"containers": {"name", "image", "args", "command", "env", "envFrom", "ports", "startupProbe", "livenessProbe",
-		"readinessProbe", "resources", "securityContext", "volumeMounts", "imagePullPolicy", "workingDir"},
-	"template.spec": {"hostNetwork", "dnsPolicy", "terminationGracePeriodSeconds", "automountServiceAccountToken",
-		"enableServiceLinks", "securityContext", "containers", "volumes", "nodeSelector", "tolerations", "affinity"},
-	"probe": {"httpGet", "periodSeconds", "timeoutSeconds", "failureThreshold", "successThreshold", "initialDelaySeconds"},
+// knownFields are the fields these manifests may use, by kind and path
+// ("[]" steps into each list item), from the Kubernetes API reference. An
+// unknown field fails `kubectl apply` (strict field validation), which
+// cannot run here; without this check a misspelt probe, say, would only be
+// noticed on a cluster. Paths not listed are not checked.
+var knownFields = map[string]map[string][]string{
+	"StatefulSet": {
+		"": {"apiVersion", "kind", "metadata", "spec"},
+		"spec": {"replicas", "serviceName", "selector", "template", "volumeClaimTemplates", "podManagementPolicy",
+			"updateStrategy", "persistentVolumeClaimRetentionPolicy", "minReadySeconds", "revisionHistoryLimit"},
+		"spec.template.spec": {"hostNetwork", "dnsPolicy", "terminationGracePeriodSeconds", "automountServiceAccountToken",
+			"enableServiceLinks", "securityContext", "containers", "initContainers", "volumes", "nodeSelector",
+			"tolerations", "affinity", "priorityClassName", "serviceAccountName"},
+		"spec.template.spec.securityContext": {"runAsNonRoot", "runAsUser", "runAsGroup", "fsGroup",
+			"fsGroupChangePolicy", "seccompProfile", "supplementalGroups"},
+		"spec.template.spec.containers[]": {"name", "image", "args", "command", "env", "envFrom", "ports",
+			"startupProbe", "livenessProbe", "readinessProbe", "resources", "securityContext", "volumeMounts",
+			"imagePullPolicy", "workingDir"},
+		"spec.template.spec.containers[].securityContext": {"allowPrivilegeEscalation", "readOnlyRootFilesystem",
+			"capabilities", "runAsNonRoot", "runAsUser", "runAsGroup", "privileged", "seccompProfile"},
+		"spec.template.spec.containers[].startupProbe":   probeFields,
+		"spec.template.spec.containers[].livenessProbe":  probeFields,
+		"spec.template.spec.containers[].readinessProbe": probeFields,
+		"spec.template.spec.containers[].resources":      {"requests", "limits"},
+		"spec.template.spec.containers[].ports[]":        {"name", "containerPort", "protocol", "hostPort", "hostIP"},
+		"spec.template.spec.containers[].env[]":          {"name", "value", "valueFrom"},
+		"spec.template.spec.containers[].volumeMounts[]": {"name", "mountPath", "readOnly", "subPath"},
+		"spec.volumeClaimTemplates[].spec":               {"accessModes", "resources", "storageClassName", "volumeMode"},
+	},
+	"Service": {
+		"": {"apiVersion", "kind", "metadata", "spec"},
+		"spec": {"type", "selector", "ports", "clusterIP", "externalTrafficPolicy", "loadBalancerIP",
+			"loadBalancerSourceRanges", "sessionAffinity", "ipFamilyPolicy"},
+		"spec.ports[]": {"name", "port", "targetPort", "protocol", "nodePort"},
+	},
 }
 
-// checkKeys walks a StatefulSet's pod template and fails on fields outside
-// knownKeys.
+var probeFields = []string{"httpGet", "periodSeconds", "timeoutSeconds", "failureThreshold", "successThreshold",
+	"initialDelaySeconds"}
+
+// checkKeys fails on fields of doc outside knownFields for its kind.
 func checkKeys(t *testing.T, file string, doc *yaml.Node) {
 	t.Helper()
-	spec := child(child(child(doc.Content[0], "spec"), "template"), "spec")
-	if spec == nil {
-		return
-	}
-	allow := func(n *yaml.Node, level string) {
-		for i := 0; n != nil && i+1 < len(n.Content); i += 2 {
-			if k := n.Content[i].Value; !slices.Contains(knownKeys[level], k) {
-				t.Errorf("%s: unknown %s field %q", file, level, k)
+	rules := knownFields[child(doc.Content[0], "kind").Value]
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.SequenceNode:
+			for _, item := range n.Content {
+				walk(item, path+"[]")
+			}
+		case yaml.MappingNode:
+			allowed, checked := rules[path]
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := n.Content[i].Value
+				if checked && !slices.Contains(allowed, k) {
+					t.Errorf("%s: unknown field %q in %q", file, k, path)
+				}
+				walk(n.Content[i+1], strings.TrimPrefix(path+"."+k, "."))
 			}
 		}
 	}
-	allow(spec, "template.spec")
-	if cs := child(spec, "containers"); cs != nil {
-		for _, c := range cs.Content {
-			allow(c, "containers")
-			for _, p := range []string{"startupProbe", "livenessProbe", "readinessProbe"} {
-				allow(child(c, p), "probe")
-			}
-		}
-	}
+	walk(doc.Content[0], "")
 }
 
 // child returns the value of key in mapping node n, or nil.
