@@ -27,10 +27,16 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
     mkdir -p /out/data
 
 # ---- recorder-build: the recorder links libvpx through cgo ---------------
-FROM build-base AS recorder-build
+# Its own Go stage, so the apt layer comes before the sources and survives
+# source changes.
+FROM golang:${GO_VERSION}-bookworm AS recorder-build
 RUN apt-get update && \
     apt-get install -y --no-install-recommends libvpx-dev pkg-config && \
     rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN --mount=type=cache,target=/go/pkg/mod go mod download
+COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=1 go build -trimpath -ldflags="-s -w" -o /out/khadga-recorder ./cmd/khadga-recorder && \
     mkdir -p /out/recordings

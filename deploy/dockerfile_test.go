@@ -273,8 +273,10 @@ func TestDockerfileBuilds(t *testing.T) {
 	if goVersion != m[1] {
 		t.Errorf("ARG GO_VERSION=%q, go.mod says go %s", goVersion, m[1])
 	}
-	if base := byName["build-base"]; base == nil || base.from != "golang:${GO_VERSION}-bookworm" {
-		t.Errorf("build-base is not golang:${GO_VERSION}-bookworm")
+	for _, name := range []string{"build-base", "recorder-build"} {
+		if st := byName[name]; st == nil || st.from != "golang:${GO_VERSION}-bookworm" {
+			t.Errorf("%s is not FROM golang:${GO_VERSION}-bookworm", name)
+		}
 	}
 }
 
