@@ -99,6 +99,9 @@ func Dial(ctx context.Context, serverURL string, cred Credentials, opts ...Optio
 		return nil, err
 	}
 	c.welcome(w)
+	c.mu.Lock()
+	c.ws = ws // before Dial returns, so that DropConnection always finds it
+	c.mu.Unlock()
 	c.log.Info("connected", slog.String("peer", w.Peer), slog.String("user", w.User), slog.String("role", w.Role))
 	c.wg.Add(2)
 	go c.connLoop(ws)
@@ -267,6 +270,9 @@ func (c *Client) reconnect() *websocket.Conn {
 			}
 			continue
 		}
+		c.mu.Lock()
+		c.ws = ws
+		c.mu.Unlock()
 		c.afterReconnect(w)
 		return ws
 	}

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -458,5 +459,38 @@ func TestE2ECloseLeavesNoGoroutines(t *testing.T) {
 			t.Fatalf("%d goroutines, %d before the clients:\n%s", n, base, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(50 * time.Millisecond) // polling a count, not synchronising
+	}
+}
+
+// TestE2EReconnectWithExpiredToken moves the server's clock past the
+// access token's expiry and drops the connection: the reconnect is refused
+// with 401, the client refreshes (rotating the refresh token) and gets back
+// in.
+func TestE2EReconnectWithExpiredToken(t *testing.T) {
+	var skew atomic.Int64
+	var cfg signaling.Config
+	cfg.Logger = testLogger(t)
+	cfg.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	ts := &testServer{logs: &syncBuffer{}}
+	ts.Server = signalingtest.Start(t, signalingtest.Options{Config: cfg})
+	ts.Register(t, "alice", testPassword)
+	tokens := make(chan Tokens, 16)
+	c := ts.dial(t, "alice", WithTokenCallback(func(tk Tokens) {
+		select {
+		case tokens <- tk:
+		default:
+		}
+	}))
+	first := <-tokens // from the login
+	skew.Store(int64(time.Until(first.Expiry) + time.Minute))
+	c.DropConnection()
+	waitEvent[*Reconnected](t, c.events, nil)
+	select {
+	case tk := <-tokens:
+		if tk.Refresh == first.Refresh || tk.Access == first.Access {
+			t.Fatal("tokens did not change")
+		}
+	default:
+		t.Fatal("reconnected without refreshing an expired token")
 	}
 }

@@ -26,10 +26,13 @@ func (c *Client) refreshLoop() {
 		}
 		wait := refreshEvery
 		if !t.Expiry.IsZero() {
-			// Refresh at 80% of the remaining lifetime, and at least a
-			// margin before expiry.
+			// Refresh at 80% of the remaining lifetime, or a margin
+			// before expiry if that is later than halfway.
 			left := time.Until(t.Expiry)
-			wait = min(left*4/5, left-refreshMargin)
+			wait = left * 4 / 5
+			if m := left - refreshMargin; m < wait && m > left/2 {
+				wait = m
+			}
 		}
 		if failures > 0 {
 			wait = c.backoff(failures)

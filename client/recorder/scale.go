@@ -282,11 +282,14 @@ func (t *taps) bounds() (lo, hi int) {
 }
 
 // makeTaps builds the filter taking span samples from off (in a line of
-// srcLen samples) to n samples.
+// srcLen samples) to n samples. Shrinking by 2 or more averages each output
+// sample's exact footprint (area); anything less, including the remainder
+// after the 2×2 halvings, interpolates linearly between the two nearest
+// samples, which keeps every filter at two taps on the common path.
 func makeTaps(srcLen int, off, span float64, n int) taps {
 	scale := span / float64(n) // source samples per output sample
 	k := 2
-	if scale > 1 {
+	if scale >= 2 {
 		k = int(math.Ceil(scale)) + 1
 	}
 	t := taps{k: k, start: make([]int32, n), n: make([]int32, n), w: make([]int16, n*k)}
@@ -294,7 +297,7 @@ func makeTaps(srcLen int, off, span float64, n int) taps {
 	for i := 0; i < n; i++ {
 		clear(fw)
 		var first int
-		if scale > 1 { // area: overlap of each source sample with [a, b)
+		if scale >= 2 { // area: overlap of each source sample with [a, b)
 			a, b := off+float64(i)*scale, off+float64(i+1)*scale
 			first = int(math.Floor(a))
 			for j := 0; j < k; j++ {
