@@ -49,9 +49,7 @@ func (c *common) register(fs *flag.FlagSet, e *env, withTimeout time.Duration) {
 	fs.BoolVar(&c.relay, "relay", false, "use TURN relays only (ICE transport policy relay): peers never see your address")
 	fs.BoolVar(&c.loopback, "loopback", false, "also offer 127.0.0.1 candidates (for tests on one machine)")
 	fs.StringVar(&c.logLevel, "log-level", "warn", "log level: debug, info, warn or error")
-	if withTimeout > 0 {
-		fs.DurationVar(&c.timeout, "timeout", withTimeout, "give up after this long")
-	}
+	fs.DurationVar(&c.timeout, "timeout", withTimeout, "give up after this long (0: never)")
 }
 
 // parse parses args, turning --help into errHelp and other problems into
@@ -188,4 +186,12 @@ func watchProgress(w io.Writer, t *client.Transfer) error {
 			progressBar(w, t.Name, d, total, false)
 		}
 	}
+}
+
+// withTimeout applies --timeout (0: none) to ctx.
+func (c *common) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if c.timeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, c.timeout)
 }

@@ -38,7 +38,7 @@ func runSend(ctx context.Context, e *env, args []string) error {
 	if err != nil || !fi.Mode().IsRegular() {
 		return fail(exitError, "%s is not a regular file", fs.Arg(0))
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	cl, err := c.dial(ctx, e)
 	if err != nil {
@@ -102,7 +102,7 @@ func runRecv(ctx context.Context, e *env, args []string) error {
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return fail(exitError, "%s is not a directory", dir)
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	cl, err := c.dial(ctx, e)
 	if err != nil {

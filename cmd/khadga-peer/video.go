@@ -69,11 +69,8 @@ func runVideo(ctx context.Context, e *env, args []string) error {
 			return fail(exitError, "%v", err)
 		}
 	}
-	if c.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.timeout)
-		defer cancel()
-	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
 	cl, err := c.dial(ctx, e)
 	if err != nil {
 		return err
