@@ -321,7 +321,10 @@ func (c *Client) afterReconnect(w proto.Welcome) {
 	}
 	c.emitClient(&Reconnected{Resumed: false, Peer: w.Peer})
 	for _, r := range rooms {
+		// Safe to Add here: connLoop, which runs this, holds the group open.
+		c.wg.Add(1)
 		go func() {
+			defer c.wg.Done()
 			ctx, cancel := context.WithTimeout(c.ctx, c.opts.joinTimeout)
 			defer cancel()
 			if err := c.request(ctx, &proto.Message{Type: proto.TypeJoin, Room: r.name}); err != nil {
