@@ -188,11 +188,16 @@ func idlePhase(ctx context.Context, cfg *config, t target, log *slog.Logger) ([]
 		if err != nil {
 			return out, err
 		}
+		prevN, prevRSS := 0, base
+		if len(out) > 0 {
+			prevN, prevRSS = out[len(out)-1].Conns, out[len(out)-1].RSSBytes
+		}
 		res := idleResult{
 			Conns: n, RSSBeforeBytes: base, RSSBytes: r,
-			PerConnBytes: float64(r-base) / float64(n),
-			OpenSeconds:  opened.Seconds(),
-			Dropped:      ic.dropped.Load(), HeartbeatErrors: ic.hbErrors.Load(),
+			PerConnBytes:  float64(r-base) / float64(n),
+			MarginalBytes: float64(r-prevRSS) / float64(n-prevN),
+			OpenSeconds:   opened.Seconds(),
+			Dropped:       ic.dropped.Load(), HeartbeatErrors: ic.hbErrors.Load(),
 			Received: ic.received.Load(),
 		}
 		out = append(out, res)

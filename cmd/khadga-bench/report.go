@@ -61,10 +61,14 @@ type targetResult struct {
 }
 
 type idleResult struct {
-	Conns           int     `json:"conns"`
-	RSSBeforeBytes  int64   `json:"rss_before_bytes"`
-	RSSBytes        int64   `json:"rss_bytes"`
-	PerConnBytes    float64 `json:"per_conn_bytes"`
+	Conns          int     `json:"conns"`
+	RSSBeforeBytes int64   `json:"rss_before_bytes"`
+	RSSBytes       int64   `json:"rss_bytes"`
+	PerConnBytes   float64 `json:"per_conn_bytes"`
+	// MarginalBytes is the RSS added per connection since the previous
+	// count (since the baseline for the first): it is blind to a baseline
+	// that the runtime shrinks or grows on its own.
+	MarginalBytes   float64 `json:"marginal_bytes_per_conn"`
 	OpenSeconds     float64 `json:"open_s"`
 	Received        int64   `json:"received"`
 	Dropped         int64   `json:"dropped"`
@@ -187,6 +191,12 @@ func (r *report) table(w io.Writer) error {
 				return "-"
 			}
 			return fmt.Sprintf("%.2f", t.Idle[i].PerConnBytes/1024)
+		})
+		row(fmt.Sprintf("idle %d: marginal KiB/conn", n), func(t *targetResult) string {
+			if i >= len(t.Idle) {
+				return "-"
+			}
+			return fmt.Sprintf("%.2f", t.Idle[i].MarginalBytes/1024)
 		})
 		row(fmt.Sprintf("idle %d: RSS MiB (before)", n), func(t *targetResult) string {
 			if i >= len(t.Idle) {
