@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -167,7 +166,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &c) {
 		return
 	}
-	addr := clientAddr(r)
+	addr := s.clientAddr(r)
 	delay, retry := s.limiter.Check(addr, c.Username, s.cfg.Now())
 	if retry > 0 {
 		s.metrics.logins.WithLabelValues("limited").Inc()
@@ -275,7 +274,7 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		if re := (*auth.ReuseError)(nil); errors.As(err, &re) {
 			result = "reuse"
 			s.audit("refresh-reuse", re.User, r, "refresh token family revoked")
-			s.log.Warn("refresh token reused; family revoked", slog.String("user", re.User), slog.String("addr", clientAddr(r)))
+			s.log.Warn("refresh token reused; family revoked", slog.String("user", re.User), slog.String("addr", s.clientAddr(r)))
 		}
 		s.metrics.refreshes.WithLabelValues(result).Inc()
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, "invalid or expired refresh token")
@@ -350,19 +349,10 @@ func (s *Server) internalError(w http.ResponseWriter, what string, err error) {
 }
 
 func (s *Server) audit(kind, user string, r *http.Request, detail string) {
-	ev := store.AuditEvent{Time: time.Now().UTC(), Kind: kind, User: user, Addr: clientAddr(r), Detail: detail}
+	ev := store.AuditEvent{Time: time.Now().UTC(), Kind: kind, User: user, Addr: s.clientAddr(r), Detail: detail}
 	if err := s.store.Audit(ev); err != nil {
 		s.log.Warn("writing the audit log", slog.Any("err", err))
 	}
-}
-
-// clientAddr is the peer's IP, the key for per-address rate limits.
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // sleepCtx waits d unless the request is cancelled first.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -61,6 +63,13 @@ type Config struct {
 	// or to clients presenting MetricsToken as a bearer token if it is set.
 	Gatherer     prometheus.Gatherer
 	MetricsToken string
+	// MetricsListener, when set, serves /metrics there instead of on the
+	// main listener (with MetricsToken if set, else to anyone who can
+	// reach that address).
+	MetricsListener net.Listener
+	// TrustedProxies are the reverse proxies (CIDRs) whose X-Forwarded-For
+	// names the client, for login limits, the audit log and /metrics.
+	TrustedProxies []string
 	// SMTPURL (smtp://user:pass@host:port) turns on the email check at
 	// registration: accounts stay unverified until the emailed link is
 	// opened. SMTPFrom is the sender address. The URL is never logged.
@@ -136,6 +145,11 @@ func (c *Config) Validate() error {
 	if c.RefreshTTL < c.AccessTTL {
 		errs = append(errs, fmt.Errorf("refresh lifetime %v is shorter than the access lifetime %v", c.RefreshTTL, c.AccessTTL))
 	}
+	for _, p := range c.TrustedProxies {
+		if _, err := parsePrefix(p); err != nil {
+			errs = append(errs, fmt.Errorf("trusted proxy %q: %v", p, err))
+		}
+	}
 	if c.SMTPURL != "" {
 		if _, err := newMailer(c.SMTPURL, c.SMTPFrom); err != nil {
 			errs = append(errs, err)
@@ -159,4 +173,19 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("message rate and burst must be positive"))
 	}
 	return errors.Join(errs...)
+}
+
+// parsePrefix reads a CIDR or a bare IP (a /32 or /128).
+func parsePrefix(s string) (netip.Prefix, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	if p.Addr().Is4In6() {
+		return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96), nil
+	}
+	return p.Masked(), nil
 }

@@ -40,8 +40,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-// metricsHandler serves the registry to loopback clients, or to anyone
-// presenting the metrics bearer token when one is configured.
+// metricsHandler serves the registry to loopback clients (after
+// X-Forwarded-For from trusted proxies), or to anyone presenting the metrics
+// bearer token when one is configured, or to anyone on the separate metrics
+// listener.
 func (s *Server) metricsHandler() http.Handler {
 	h := promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -58,6 +60,9 @@ func (s *Server) metricsAllowed(r *http.Request) bool {
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		return ok && subtle.ConstantTimeCompare([]byte(got), []byte(tok)) == 1
 	}
-	ip := net.ParseIP(clientAddr(r))
+	if s.cfg.MetricsListener != nil {
+		return true // its own address: exposure is the operator's choice
+	}
+	ip := net.ParseIP(s.clientAddr(r))
 	return ip != nil && ip.IsLoopback()
 }

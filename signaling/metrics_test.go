@@ -3,6 +3,7 @@ package signaling_test
 import (
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -111,4 +112,67 @@ func getStatus(t *testing.T, s *signalingtest.Server, token string) (int, string
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+func TestTrustedProxy(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	s := signalingtest.Start(t, signalingtest.Options{Config: signaling.Config{
+		Registerer: reg, Gatherer: reg, TrustedProxies: []string{"127.0.0.1"},
+	}})
+	get := func(xff ...string) int {
+		req, _ := http.NewRequest(http.MethodGet, s.URL+"/metrics", nil)
+		for _, h := range xff {
+			req.Header.Add("X-Forwarded-For", h)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get(); code != http.StatusOK {
+		t.Fatalf("direct loopback: %d", code)
+	}
+	// Through the trusted proxy, a remote client is not loopback, and a
+	// client cannot pose as loopback by sending the header itself.
+	if code := get("203.0.113.9"); code != http.StatusForbidden {
+		t.Fatalf("remote client via the proxy: %d, want 403", code)
+	}
+	if code := get("127.0.0.1, 203.0.113.9"); code != http.StatusForbidden {
+		t.Fatalf("spoofed loopback via the proxy: %d, want 403", code)
+	}
+	// Login failures are charged to the real client address in the audit log.
+	req, _ := http.NewRequest(http.MethodPost, s.URL+"/api/login", strings.NewReader(`{"username":"nobody","password":"wrong password"}`))
+	req.Header.Set("X-Forwarded-For", "198.51.100.7")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	events, _ := s.Store().AuditLog(1)
+	if len(events) != 1 || events[0].Addr != "198.51.100.7" {
+		t.Fatalf("audit %+v, want the forwarded address", events)
+	}
+}
+
+func TestSeparateMetricsListener(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := signalingtest.Start(t, signalingtest.Options{Config: signaling.Config{Registerer: reg, Gatherer: reg, MetricsListener: ln}})
+	if code, _ := getMetrics(t, s, ""); code != http.StatusNotFound {
+		t.Fatalf("/metrics on the main listener: %d, want 404", code)
+	}
+	resp, err := http.Get("http://" + ln.Addr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "khadga_hub_connections") {
+		t.Fatalf("/metrics on its own listener: %d", resp.StatusCode)
+	}
 }

@@ -19,7 +19,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /ws", s.handleWS)
 	mux.HandleFunc("GET /healthz", s.handleHealth)
 	mux.HandleFunc("GET /readyz", s.handleReady)
-	if s.cfg.Gatherer != nil {
+	if s.cfg.Gatherer != nil && s.cfg.MetricsListener == nil {
 		mux.Handle("GET /metrics", s.metricsHandler())
 	}
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {

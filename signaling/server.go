@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,25 +33,27 @@ import (
 
 // Server is a running signaling server.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	ln       net.Listener
-	store    *store.Store
-	keys     *auth.Keys
-	sessions *auth.Sessions
-	limiter  *auth.LoginLimiter
-	tickets  *auth.Tickets
-	metrics  *metrics
-	mailer   *mailer // nil unless the email check is on
-	started  time.Time
-	hub      *hub.Hub
-	http     *http.Server
-	admin    *http.Server // on the admin socket; nil when off
-	adminLn  net.Listener
-	serving  atomic.Bool
-	done     chan struct{} // closed by Close
-	closeMu  sync.Once
-	closeErr error
+	cfg         Config
+	log         *slog.Logger
+	ln          net.Listener
+	store       *store.Store
+	keys        *auth.Keys
+	sessions    *auth.Sessions
+	limiter     *auth.LoginLimiter
+	tickets     *auth.Tickets
+	metrics     *metrics
+	mailer      *mailer // nil unless the email check is on
+	started     time.Time
+	trusted     []netip.Prefix // reverse proxies, from Config.TrustedProxies
+	metricsHTTP *http.Server   // on Config.MetricsListener; nil when not set
+	hub         *hub.Hub
+	http        *http.Server
+	admin       *http.Server // on the admin socket; nil when off
+	adminLn     net.Listener
+	serving     atomic.Bool
+	done        chan struct{} // closed by Close
+	closeMu     sync.Once
+	closeErr    error
 }
 
 // New opens the store in cfg.DataDir (creating it and its keys on first run)
@@ -75,6 +78,10 @@ func New(cfg Config, ln net.Listener) (*Server, error) {
 func (s *Server) init() error {
 	var err error
 	s.metrics = newMetrics(s.cfg.Registerer)
+	for _, p := range s.cfg.TrustedProxies {
+		pr, _ := parsePrefix(p) // validated
+		s.trusted = append(s.trusted, pr)
+	}
 	if s.cfg.SMTPURL != "" {
 		if s.mailer, err = newMailer(s.cfg.SMTPURL, s.cfg.SMTPFrom); err != nil {
 			return err
@@ -146,6 +153,12 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.admin != nil {
 		go s.admin.Serve(s.adminLn)
 	}
+	if s.cfg.MetricsListener != nil && s.cfg.Gatherer != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", s.metricsHandler())
+		s.metricsHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: s.cfg.HeaderTimeout}
+		go s.metricsHTTP.Serve(s.cfg.MetricsListener)
+	}
 	go s.purgeLoop(ctx)
 	select {
 	case err := <-errc:
@@ -187,6 +200,9 @@ func (s *Server) Close() error {
 		if s.admin != nil {
 			s.admin.Close()
 			s.adminLn.Close()
+		}
+		if s.cfg.MetricsListener != nil {
+			s.cfg.MetricsListener.Close()
 		}
 		s.closeErr = errors.Join(cerr, s.store.Close())
 	})

@@ -171,7 +171,7 @@ func runToken(ctx context.Context, args []string) error {
 
 func runBackup(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("khadga backup", flag.ContinueOnError)
-	fs.Usage = usage(fs, "khadga backup FILE", "Write a consistent copy of the store, even while the server runs.",
+	fs.Usage = usage(fs, "khadga backup FILE|-", "Write a consistent copy of the store, even while the server runs (- writes to standard output).",
 		"khadga backup /var/backups/khadga-$(date +%F).db")
 	a := addAdminFlags(fs)
 	if err := parseFlags(fs, reorder(args)); err != nil {
@@ -186,10 +186,14 @@ func runBackup(ctx context.Context, args []string) error {
 		return err
 	}
 	defer closeFn()
-	return writeFileAtomic(fs.Arg(0), func(w io.Writer) error {
+	write := func(w io.Writer) error {
 		_, err := adm.Backup(ctx, w)
 		return err
-	})
+	}
+	if fs.Arg(0) == "-" {
+		return write(os.Stdout) // for `kubectl exec ... khadga backup - > backup.db`
+	}
+	return writeFileAtomic(fs.Arg(0), write)
 }
 
 // writeFileAtomic writes through a temporary file renamed into place, so a

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/khadga/khadga/signaling/store"
 )
 
 // khadgaBin is the binary under test, built once by TestMain without cgo,
@@ -186,6 +188,18 @@ func TestAdminCommands(t *testing.T) {
 	backup := filepath.Join(t.TempDir(), "backup.db")
 	if out, err := run(t, dir, "", "backup", backup); err != nil {
 		t.Fatalf("backup: %v\n%s", err, out)
+	}
+	// backup - writes to standard output, for kubectl exec.
+	streamed := filepath.Join(t.TempDir(), "streamed.db")
+	f, _ := os.Create(streamed)
+	cmd := exec.Command(khadgaBin, "backup", "-")
+	cmd.Dir, cmd.Stdout = dir, f
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("backup -: %v", err)
+	}
+	f.Close()
+	if info, err := store.Check(streamed); err != nil || info.Users != 1 {
+		t.Fatalf("streamed backup: %+v %v", info, err)
 	}
 	out, err := run(t, dir, "", "token", "--user", "rec", "--role", "recorder", "--room", "lab", "--ttl", "1h")
 	if err != nil || strings.Count(strings.TrimSpace(strings.Split(out, "\n")[0]), ".") != 2 {

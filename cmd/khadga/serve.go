@@ -31,6 +31,8 @@ type serveOptions struct {
 	logLevel     string
 	logJSON      bool
 	metricsToken string
+	metricsAddr  string
+	trustProxy   listFlag
 	smtpURL      string
 	smtpFrom     string
 	publicURL    string
@@ -47,6 +49,8 @@ func serveFlags(fs *flag.FlagSet) *serveOptions {
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&o.logJSON, "log-json", false, "log as JSON lines")
 	fs.StringVar(&o.metricsToken, "metrics-token", "", "bearer token that lets non-loopback clients read /metrics (default: loopback only)")
+	fs.StringVar(&o.metricsAddr, "metrics", "", "serve /metrics on this separate address instead of the main one")
+	fs.Var(&o.trustProxy, "trust-proxy", "reverse proxy address or CIDR whose X-Forwarded-For names the client (repeatable)")
 	fs.StringVar(&o.smtpURL, "smtp-url", "", "smtp://user:pass@host:port: turns on the email check at registration (prefer the environment: it holds a password)")
 	fs.StringVar(&o.smtpFrom, "smtp-from", "", "sender address of verification emails")
 	fs.StringVar(&o.tls.cert, "tls-cert", "", "certificate file (PEM chain) for HTTPS, WSS and TURNS; re-read when it changes and on SIGHUP")
@@ -130,6 +134,13 @@ func runServe(ctx context.Context, args []string) error {
 		cfg.TLS, scheme = tl.config, "https"
 		if t.tlsCert == "" {
 			t.getCert = tl.getCert // TURNS on the same certificate
+		}
+	}
+	cfg.TrustedProxies = o.trustProxy
+	if o.metricsAddr != "" {
+		if cfg.MetricsListener, err = net.Listen("tcp", o.metricsAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("--metrics %s: %w", o.metricsAddr, err)
 		}
 	}
 	srv, err := signaling.New(cfg, ln)
