@@ -205,7 +205,10 @@ func (p *page) state() string {
 		if (!k) return 'no client; sign-in error: ' + document.getElementById('signin-error').textContent;
 		return JSON.stringify({roomsError: document.getElementById('rooms-error').textContent, roomInput: document.getElementById('room-name').value, log: [...document.querySelectorAll('#chat-log li')].map(e => e.textContent).slice(-8), self: k.self, connected: k.connected, rooms: [...k.rooms], peers: [...k.peers.values()].map(p => ({
 			user: p.member.user, polite: p.polite, signaling: p.pc.signalingState, ice: p.pc.iceConnectionState,
-			gathering: p.pc.iceGatheringState, conn: p.pc.connectionState, chat: p.chat.readyState}))});
+			gathering: p.pc.iceGatheringState, conn: p.pc.connectionState, chat: p.chat.readyState,
+			send: p.pc.getSenders().filter(s => s.track).map(s => s.track.kind),
+			recv: p.pc.getTransceivers().map(t => t.mid + ':' + t.receiver.track.kind + ':' + t.currentDirection + (t.receiver.track.muted ? ':muted' : ''))})),
+			windows: [...document.querySelectorAll('.vwin video')].map(v => v.videoWidth + 'x' + v.videoHeight + (v.paused ? ' paused' : ''))});
 	})()`))
 	if err != nil {
 		return err.Error()

@@ -40,8 +40,11 @@ import (
 // ErrNotFound: no Chromium binary was found.
 var ErrNotFound = errors.New("chromium: no Chromium binary found (install Debian's chromium package, or set KHADGA_CHROMIUM)")
 
-// StartTimeout bounds the browser's start.
-const StartTimeout = 60 * time.Second
+// StartTimeout bounds the browser's start, and TabTimeout the opening of a tab.
+const (
+	StartTimeout = 60 * time.Second
+	TabTimeout   = 30 * time.Second
+)
 
 // Flags are the command-line switches the browser gets, besides chromedp's
 // defaults (headless, no first run, no background networking, ...). They
@@ -181,12 +184,19 @@ func (b *Browser) NewTab(t testing.TB) context.Context {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithNewBrowserContext())
 	t.Cleanup(cancel)
-	tctx, tcancel := context.WithTimeout(ctx, 30*time.Second)
-	defer tcancel()
-	// The first Do creates the target; its timeout is on a child context,
-	// so only this step is bounded, not the tab.
-	if err := chromedp.Do(ctx, chromedp.Func(func(context.Context, *chromedp.Target) error { return tctx.Err() })); err != nil {
-		t.Fatalf("chromium: new tab: %v", err)
+	// The first Do creates the browser context and the target. A timeout on
+	// its context would close the tab when it fires later, so the timeout
+	// runs beside it instead.
+	created := make(chan error, 1)
+	go func() { created <- chromedp.Do(ctx) }()
+	select {
+	case err := <-created:
+		if err != nil {
+			t.Fatalf("chromium: new tab: %v", err)
+		}
+	case <-time.After(TabTimeout):
+		cancel()
+		t.Fatalf("chromium: new tab: no answer after %v", TabTimeout)
 	}
 	return ctx
 }
