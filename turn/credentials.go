@@ -52,13 +52,11 @@ func parseUsername(username string, now time.Time) (user string, expires time.Ti
 	return user, expires, nil
 }
 
-// userOf is the quota key of a REST username: its user part, or the whole
-// string when it does not parse (it then never authenticates anyway).
+// userOf is the quota key of a REST username: its user part, the same as
+// parseUsername's (empty for a bare expiry).
 func userOf(username string) string {
-	if _, user, ok := strings.Cut(username, ":"); ok {
-		return user
-	}
-	return username
+	_, user, _ := strings.Cut(username, ":")
+	return user
 }
 
 // authenticator is pion's AuthHandler for the REST scheme with several

@@ -197,11 +197,8 @@ func (l *streamListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	sc := &streamConn{Conn: c, checker: l.checker, owner: l}
-	if l.checker.active() {
-		sc.frames = pionturn.NewSTUNConn(c)
-		sc.buf = make([]byte, frameBufSize)
-	}
+	sc := &streamConn{Conn: c, checker: l.checker, owner: l,
+		frames: newFrameReader(c), buf: make([]byte, frameBufSize)}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -234,14 +231,15 @@ func (l *streamListener) forget(c *streamConn) {
 }
 
 // streamConn bounds the TLS handshake and idle time of a TURN-over-TCP
-// connection and, with several secrets, cuts the stream into TURN frames
-// to inspect each one before pion reads it.
+// connection, and cuts the stream into whole frames (see frameReader) so
+// that pion reads exactly one frame at a time; with several secrets it
+// inspects each frame before pion reads it.
 type streamConn struct {
 	net.Conn
 	owner      *streamListener
 	checker    *secretChecker
 	handshaked bool
-	frames     *pionturn.STUNConn // nil with one secret
+	frames     *frameReader
 	buf        []byte
 	pending    []byte
 }
@@ -252,22 +250,18 @@ func (c *streamConn) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-	if err := c.Conn.SetReadDeadline(time.Now().Add(tcpIdleTimeout)); err != nil {
-		return 0, err
-	}
-	if c.frames == nil {
-		return c.Conn.Read(p)
-	}
 	for len(c.pending) == 0 {
-		n, src, err := c.frames.ReadFrom(c.buf)
+		if err := c.Conn.SetReadDeadline(time.Now().Add(tcpIdleTimeout)); err != nil {
+			return 0, err
+		}
+		frame, err := c.frames.next(c.buf)
 		if err != nil {
 			return 0, err
 		}
-		if n > len(c.buf) {
-			continue // bigger than pion accepts: it would drop it too
+		if c.checker.active() {
+			c.checker.inspect(frame, c.Conn.RemoteAddr())
 		}
-		c.checker.inspect(c.buf[:n], src)
-		c.pending = c.buf[:n]
+		c.pending = frame
 	}
 	n := copy(p, c.pending)
 	c.pending = c.pending[n:]
