@@ -4,7 +4,11 @@ package vpx
 
 import (
 	"math"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 )
 
 // planes makes picture i of a moving pattern, tightly packed I420.
@@ -75,5 +79,32 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if _, err := NewDecoder("video/H264"); err == nil {
 		t.Error("H.264 decoder made")
+	}
+}
+
+// TestRefusesHugeFrames: a VP9 key frame (found by FuzzDecode) declaring a
+// picture far over the limit is refused before libvpx allocates for it;
+// decoding it took libvpx close to a minute.
+func TestRefusesHugeFrames(t *testing.T) {
+	b, err := os.ReadFile("testdata/fuzz/FuzzDecode/dd3a2653e89f261a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	raw, err := strconv.Unquote(strings.TrimSuffix(strings.TrimPrefix(lines[2], "[]byte("), ")"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := NewDecoder(VP9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	start := time.Now()
+	if _, err := d.Decode([]byte(raw)); err == nil || !strings.Contains(err.Error(), "limit") {
+		t.Errorf("huge frame: %v", err)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Errorf("refusing took %v", el)
 	}
 }
