@@ -229,7 +229,7 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string, want map[s
 // and checks both arrive intact.
 func relayRoundTrip(t *testing.T, relay net.PacketConn, peer *net.UDPConn) {
 	t.Helper()
-	ping := []byte("ping through khadga turn")
+	ping := []byte("ping through khadga turn!") // 25 bytes: padded over TCP
 	if _, err := relay.WriteTo(ping, peer.LocalAddr()); err != nil {
 		t.Fatalf("relay write: %v", err)
 	}

@@ -54,7 +54,7 @@ func TestRelayUDP(t *testing.T) {
 		min    float64
 	}{
 		{"khadga_turn_allocations_created_total", nil, 1},
-		{"khadga_turn_relayed_bytes_total", map[string]string{"direction": "to_peer"}, float64(len("ping through khadga turn"))},
+		{"khadga_turn_relayed_bytes_total", map[string]string{"direction": "to_peer"}, float64(len("ping through khadga turn!"))},
 		{"khadga_turn_relayed_bytes_total", map[string]string{"direction": "from_peer"}, float64(len("pong from the peer"))},
 		{"khadga_turn_relayed_packets_total", map[string]string{"direction": "to_peer"}, 1},
 		{"khadga_turn_relayed_packets_total", map[string]string{"direction": "from_peer"}, 1},
