@@ -18,7 +18,9 @@
 //     both ways, and the Go peer receives the browser's VP8 track.
 //   - TestForcedRelay: with the page's "relay only" setting
 //     (iceTransportPolicy "relay"), two browsers connect through the
-//     embedded TURN server, and both badges say "relayed".
+//     embedded TURN server, and both badges say "relayed". After a resume,
+//     the fresh TURN credentials of the welcome restart ICE on the relayed
+//     connection, and chat goes on.
 //   - TestResumeAfterDroppedSocket: the page's socket is closed under it; the
 //     app shows its banner, resumes the same session, and chat goes on.
 //   - TestRecorderNeedsOptIn: a recorder-role peer joins; the page marks it

@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/khadga/khadga/signaling"
 	"github.com/khadga/khadga/signaling/signalingtest"
@@ -33,9 +34,11 @@ func startTURN(t *testing.T) *turn.Server {
 // (iceTransportPolicy "relay"), two browsers connect through the embedded
 // TURN server. Their badges say "relayed", the selected candidate pair is
 // relay on both ends, chat works, and the TURN server holds allocations.
+// After a resume, the fresh TURN credentials of the welcome trigger an ICE
+// restart, and chat goes on.
 func TestForcedRelay(t *testing.T) {
 	ts := startTURN(t)
-	s := signalingtest.Start(t, signalingtest.Options{Config: signaling.Config{ICEServers: ts.ICEServers}})
+	s := signalingtest.Start(t, signalingtest.Options{Config: signaling.Config{ICEServers: ts.ICEServers, ResumeWindow: 30 * time.Second}})
 	alice, bob := openPage(t, s.URL, "alice"), openPage(t, s.URL, "bob")
 	alice.others, bob.others = []*page{bob}, []*page{alice}
 	for _, p := range []*page{alice, bob} {
@@ -69,5 +72,21 @@ func TestForcedRelay(t *testing.T) {
 	}
 	if n := ts.AllocationCount(); n < 2 {
 		t.Errorf("TURN server has %d allocations, want at least 2", n)
+	}
+
+	// A resume brings fresh TURN credentials in its welcome; a relayed
+	// connection restarts ICE with them (new ICE credentials in the SDP),
+	// and chat goes on through the relay.
+	ufrag := `(` + peerExpr("bob") + `.pc.localDescription.sdp.match(/a=ice-ufrag:(\S+)/) || [])[1]`
+	before := eval[string](alice, ufrag)
+	alice.do(evalVoid(`window.welcomes = []; khadgaApp.client.on('welcome', w => welcomes.push(w)); khadgaApp.client.dropSocket()`))
+	alice.waitFor("a resumed welcome with TURN credentials", `welcomes.length > 0 && welcomes[0].resumed && welcomes[0].ice_servers.some(s => s.credential)`)
+	alice.waitFor("an ICE restart", ufrag+` !== `+js(before)+` && `+peerExpr("bob")+`.pc.connectionState === 'connected'`)
+	alice.say("after the ICE restart")
+	bob.waitMessage("alice", "after the ICE restart")
+	bob.say("still relayed")
+	alice.waitMessage("bob", "still relayed")
+	if got := eval[string](alice, peerExpr("bob")+`.connectionKind()`); got != "relayed" {
+		t.Errorf("after the restart the connection is %q, want relayed", got)
 	}
 }

@@ -42,8 +42,8 @@ var ErrNotFound = errors.New("chromium: no Chromium binary found (install Debian
 
 // StartTimeout bounds the browser's start, and TabTimeout the opening of a tab.
 const (
-	StartTimeout = 60 * time.Second
-	TabTimeout   = 30 * time.Second
+	StartTimeout = 120 * time.Second
+	TabTimeout   = 60 * time.Second
 )
 
 // Flags are the command-line switches the browser gets, besides chromedp's
