@@ -310,3 +310,24 @@ func checkNumpyMatchesGo(t *testing.T, dir string, clips []loadedClip) {
 		}
 	}
 }
+
+// TestRecorderNeedsRecorderRole: a token without the recorder role is
+// refused with ErrNotRecorder, and nothing is recorded.
+func TestRecorderNeedsRecorderRole(t *testing.T) {
+	s := signalingtest.Start(t, signalingtest.Options{})
+	s.Register(t, "mallory", "correct horse battery")
+	tok, _, err := s.Keys().IssueAccess(auth.Claims{User: "mallory", Role: proto.RoleUser}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	rec, err := New(Config{Server: s.URL, Token: tok, Room: "studio", Out: dir, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), e2eTimeout)
+	defer cancel()
+	if err := rec.Run(ctx, nil); !errors.Is(err, ErrNotRecorder) {
+		t.Fatalf("Run with a user token: %v", err)
+	}
+}
