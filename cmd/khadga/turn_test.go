@@ -3,10 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -179,4 +186,83 @@ func TestPrintCredentials(t *testing.T) {
 	if err := printCredentials(&out, o, "", time.Hour, now); err == nil {
 		t.Error("no error without --user")
 	}
+}
+
+// TestKeyPairReloads: --turn-tls-cert is re-read when the file changes, and
+// a broken rewrite keeps the old certificate.
+func TestKeyPairReloads(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writePair := func(name string, mtime time.Time) {
+		t.Helper()
+		c, k := selfSignedPEM(t, name)
+		for f, b := range map[string][]byte{certFile: c, keyFile: k} {
+			if err := os.WriteFile(f, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chtimes(f, mtime, mtime); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	base := time.Now().Add(-time.Hour)
+	writePair("one.test", base)
+	kp, err := newKeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := func() string {
+		t.Helper()
+		c, err := kp.get(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, err := x509.ParseCertificate(c.Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return leaf.Subject.CommonName
+	}
+	if got := name(); got != "one.test" {
+		t.Fatalf("serving %s", got)
+	}
+	writePair("two.test", base.Add(time.Minute))
+	kp.mu.Lock()
+	kp.checked = time.Time{} // skip the 30 s between checks
+	kp.mu.Unlock()
+	if got := name(); got != "two.test" {
+		t.Fatalf("after renewal serving %s, want two.test", got)
+	}
+	if err := os.WriteFile(certFile, []byte("half-written"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(certFile, base.Add(2*time.Minute), base.Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	kp.mu.Lock()
+	kp.checked = time.Time{}
+	kp.mu.Unlock()
+	if got := name(); got != "two.test" {
+		t.Fatalf("after a broken rewrite serving %s, want two.test kept", got)
+	}
+}
+
+func selfSignedPEM(t *testing.T, cn string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
 }
