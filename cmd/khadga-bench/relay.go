@@ -44,6 +44,7 @@ type relayRun struct {
 	echo     bool
 	sent     atomic.Int64
 	answered atomic.Int64 // signals received or refused, at any time
+	closing  atomic.Bool  // the phase is over and the bench closes its connections
 	errCodes sync.Map     // code -> *atomic.Int64
 	dropped  atomic.Int64
 }
@@ -93,6 +94,7 @@ func relayPhase(ctx context.Context, cfg *config, t target, rate int, log *slog.
 	close(stop)
 	senders.Wait()
 	run.drain(ctx)
+	run.closing.Store(true)
 	for _, p := range peers {
 		p.c.shut()
 	}
@@ -179,14 +181,19 @@ func (r *relayRun) drain(ctx context.Context) {
 
 // send sends one signal from p to its partner, stamped now.
 func (r *relayRun) send(p *relayPeer) error {
+	// Counted before the write, so that drain waits for a send in progress.
+	r.sent.Add(1)
 	p.mu.Lock()
 	err := p.c.write(p.frame.stamp(int64(time.Since(r.base))))
 	p.mu.Unlock()
 	if err != nil {
-		r.countErr("write: " + errText(err))
+		r.sent.Add(-1)
+		// The bench closing its own connections is not a failure.
+		if !r.closing.Load() {
+			r.countErr("write: " + errText(err))
+		}
 		return err
 	}
-	r.sent.Add(1)
 	return nil
 }
 
@@ -217,15 +224,14 @@ func (r *relayRun) read(p *relayPeer) {
 	var buf bytes.Buffer
 	for {
 		_, rd, err := p.c.ws.NextReader()
+		if err == nil {
+			buf.Reset()
+			_, err = buf.ReadFrom(rd)
+		}
 		if err != nil {
-			if !isClosed(err) {
+			if !isClosed(err) && !r.closing.Load() {
 				r.dropped.Add(1)
 			}
-			return
-		}
-		buf.Reset()
-		if _, err := buf.ReadFrom(rd); err != nil {
-			r.dropped.Add(1)
 			return
 		}
 		now := time.Since(r.base)
