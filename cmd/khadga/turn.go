@@ -239,8 +239,8 @@ func runTurn(ctx context.Context, args []string) error {
 }
 
 // errNoTURNSecret says how to give the standalone server its secret.
-var errNoTURNSecret = errors.New("khadga turn needs the shared TURN secret that the signaling server mints with: " +
-	"set KHADGA_TURN_SECRET, --turn-secret-file or --turn-secret")
+var errNoTURNSecret = errors.New("turn: no TURN secret: set KHADGA_TURN_SECRET, --turn-secret-file or --turn-secret " +
+	"to the secret the signaling server mints credentials with")
 
 // serveTURN runs a standalone TURN server until ctx ends. ready, if set, is
 // called once it serves (tests use it to learn the ports).
