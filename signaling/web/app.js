@@ -136,7 +136,7 @@ async function signOut(message) {
 
 function wire(k) {
   k.on('presence', ({ online }) => renderPresence(online));
-  k.on('peer-joined', ({ room, peer }) => { renderRoom(room); notice(room, `${peer.user || peer.peer} joined`); });
+  k.on('peer-joined', ({ room, peer, existing }) => { renderRoom(room); notice(room, `${peer.user || peer.peer} ${existing ? 'is here' : 'joined'}`); });
   k.on('peer-left', ({ room, peer }) => { renderRoom(room); notice(room, `${peer.user || peer.peer} left`); });
   k.on('peer-state', ({ peer }) => renderPeer(peer.peer));
   k.on('peer-connected', ({ peer }) => renderPeer(peer.peer));

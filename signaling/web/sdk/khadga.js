@@ -36,7 +36,7 @@ const backoffMax = 15000;
  *
  *   welcome        {peer, user, role, resumed, ...}   each (re)connection
  *   presence       {kind, peers, online}              online is the whole list after the change
- *   peer-joined    {room, peer}                        peer is {peer, user, role}
+ *   peer-joined    {room, peer, existing}              peer is {peer, user, role}; existing: already there when we joined
  *   peer-left      {room, peer}
  *   peer-connected {peer}                               chat channel open
  *   peer-state     {peer, state}                       RTCPeerConnection.connectionState
@@ -279,7 +279,7 @@ export class Khadga extends EventTarget {
     const m = await this.request({ type: 'join', room });
     this.rooms.add(room);
     const members = (m.data && m.data.peers) || [];
-    for (const p of members) this.memberJoined(room, p);
+    for (const p of members) this.memberJoined(room, p, true);
     return members;
   }
 
@@ -292,7 +292,7 @@ export class Khadga extends EventTarget {
     await this.request({ type: 'leave', room });
   }
 
-  memberJoined(room, member) {
+  memberJoined(room, member, existing = false) {
     if (!member || !member.peer || !this.self || member.peer === this.self.peer) return;
     let p = this.peers.get(member.peer);
     if (!p) p = this.newPeer(member);
@@ -300,7 +300,7 @@ export class Khadga extends EventTarget {
     if (member.user) p.member = { ...member };
     if (!p.rooms.has(room)) {
       p.rooms.add(room);
-      this.emit('peer-joined', { room, peer: p.member });
+      this.emit('peer-joined', { room, peer: p.member, existing });
     }
   }
 
