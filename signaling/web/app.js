@@ -100,7 +100,18 @@ async function start(session) {
   const k = new Khadga({ session, relayOnly: $('relay-only').checked });
   state.k = k;
   wire(k);
-  const w = await k.connect();
+  let w;
+  try {
+    w = await k.connect();
+  } catch (e) {
+    // Signed in, but the socket did not open: forget this attempt entirely.
+    state.k = null;
+    state.session = null;
+    k.close();
+    sessionStorage.removeItem(refreshKey);
+    session.logout();
+    throw e;
+  }
   $('whoami').textContent = `Signed in as ${w.user}`;
   $('whoami').hidden = false;
   $('signout').hidden = false;
