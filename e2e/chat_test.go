@@ -4,11 +4,15 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/khadga/khadga/signaling/signalingtest"
 )
 
 // TestChatBetweenBrowsers: two people register and sign in through the
 // page, see each other online, join a room and chat both ways, peer to peer.
+// Then one leaves the room (the other sees it and drops the connection) and
+// signs out (the other's presence column loses him).
 func TestChatBetweenBrowsers(t *testing.T) {
 	s := signalingtest.Start(t, signalingtest.Options{})
 	alice, bob := openPage(t, s.URL, "alice"), openPage(t, s.URL, "bob")
@@ -47,4 +51,16 @@ func TestChatBetweenBrowsers(t *testing.T) {
 	if kind := eval[string](alice, fmt.Sprintf(`%s.connectionKind()`, peerExpr("bob"))); kind != "direct" {
 		t.Errorf("connection kind %q, want direct", kind)
 	}
+
+	// bob leaves the room (its Leave button, from the keyboard): alice sees
+	// him go and closes the peer connection; he is still online.
+	bob.do(chromedp.Focus(chromedp.CSS(`#rooms section[data-room="lobby"] button`)), chromedp.KeyEvent(" "))
+	alice.waitFor("bob gone from lobby", `!document.querySelector('#rooms section[data-room="lobby"] li[data-user="bob"]') && khadgaApp.client.peers.size === 0`)
+	alice.waitFor("the notice that bob left", `[...document.querySelectorAll('#chat-log li.notice')].some(e => e.textContent.includes('bob left'))`)
+	if !eval[bool](alice, `!!document.querySelector('#presence li[data-user="bob"]')`) {
+		t.Error("bob left a room but vanished from the online list")
+	}
+	// Signing out takes him off alice's presence column.
+	bob.press("signout")
+	alice.waitFor("bob offline", `!document.querySelector('#presence li[data-user="bob"]') && document.getElementById('online-count').textContent === '1'`)
 }

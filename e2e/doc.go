@@ -11,6 +11,7 @@
 //     page, see each other in the presence column, join a room and chat both
 //     ways. The text arrives on the RTCDataChannel, and no WebSocket frame of
 //     either page ever carries it: the server relays only the handshake.
+//     Leaving the room and signing out show up live on the other page.
 //   - TestVideoBetweenBrowsers: both turn on the (fake) camera and each page
 //     plays the other's video (videoWidth > 0, framesDecoded growing). It
 //     saves a screenshot of the call (see Artifacts).
