@@ -304,10 +304,16 @@ func (s *fileSender) stream(ctx context.Context, r io.Reader) error {
 	}
 }
 
+// fileChannel is what the receiving side needs of its data channel.
+type fileChannel interface {
+	SendText(string) error
+	Close() error
+}
+
 // incoming is the receiving side of one transfer.
 type incoming struct {
 	p   *peer
-	dc  *webrtc.DataChannel
+	dc  fileChannel
 	log *slog.Logger
 
 	mu       sync.Mutex

@@ -158,14 +158,11 @@ func (r *Recorder) Run(ctx context.Context, ready func(self proto.Member)) error
 	if ready != nil {
 		ready(c.Self())
 	}
+	// Tracks stop reading when ctx ends: each pipeline then writes what it
+	// has queued and finishes its clip.
 	tctx, stopTracks := context.WithCancel(context.Background())
 	defer stopTracks()
-	go func() {
-		// Stop reading tracks when ctx ends: each pipeline then writes what
-		// it has queued and finishes its clip.
-		<-ctx.Done()
-		stopTracks()
-	}()
+	defer context.AfterFunc(ctx, stopTracks)()
 	r.events(ctx, tctx, room)
 	stopTracks()
 	r.wg.Wait()
