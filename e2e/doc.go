@@ -5,7 +5,8 @@
 // the whole test binary (internal/chromium); every simulated user gets a tab
 // in its own browser context, so two users share no cookies or storage.
 //
-// What the tests prove:
+// What the tests prove (every page also fails its test on any
+// Content-Security-Policy violation):
 //
 //   - TestChatBetweenBrowsers: two people register and sign in through the
 //     page, see each other in the presence column, join a room and chat both
@@ -30,6 +31,8 @@
 //     in again from sessionStorage, no token appears in any URL the page
 //     requests, the layout fits a phone-width screen, and signing out
 //     revokes the refresh token.
+//   - TestSDKExamplePage: the documented example page, built on the SDK
+//     alone, chats with a person using the app.
 //   - TestTwoFactorSignIn: turning on TOTP in the app (QR code, key,
 //     confirmation, recovery codes), then a sign-in that asks for the code,
 //     refuses a wrong one and accepts the right one.
