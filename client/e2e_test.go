@@ -362,6 +362,46 @@ func TestE2ERelayOnly(t *testing.T) {
 	if after := relayedBytes(t, ts.reg); after-before < 2<<20 {
 		t.Fatalf("TURN relayed %v bytes during a 2 MiB transfer", after-before)
 	}
+
+	// A resume brings fresh TURN credentials: the relayed connection
+	// restarts ICE onto them (new ICE credentials) and keeps working.
+	pa, _ := ra.peer(bob.Self().Peer)
+	ufrag := localUfrag(pa)
+	alice.DropConnection()
+	if rc := waitEvent[*Reconnected](t, alice.events, nil); !rc.Resumed {
+		t.Fatalf("reconnect %+v", rc)
+	}
+	deadline := time.Now().Add(testTimeout)
+	for localUfrag(pa) == ufrag {
+		if time.Now().After(deadline) {
+			t.Fatal("no ICE restart after the resume on a relayed connection")
+		}
+		time.Sleep(20 * time.Millisecond) // polling a description, not synchronising
+	}
+	waitStable(t, pa)
+	if _, err := ra.Send("still via turn"); err != nil {
+		t.Fatal(err)
+	}
+	if m := waitEvent[*Message](t, rb.events, nil); m.Text != "still via turn" {
+		t.Fatalf("got %q", m.Text)
+	}
+	if info, _ := ra.PeerInfo(bob.Self().Peer); !info.Relayed() {
+		t.Fatalf("after the restart the pair is %+v, want relay", info)
+	}
+}
+
+// localUfrag is the ICE username fragment of p's current local description.
+func localUfrag(p *peer) string {
+	d := p.pc.CurrentLocalDescription()
+	if d == nil {
+		return ""
+	}
+	for _, line := range strings.Split(d.SDP, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "a=ice-ufrag:"); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 func relayedBytes(t *testing.T, reg *prometheus.Registry) float64 {

@@ -463,9 +463,11 @@ func (p *peer) autoRestart() {
 }
 
 // updateICEServers applies fresh ICE servers (from a welcome after a
-// resume). New servers are used from the next ICE restart, so ICE restarts
-// now only if the connection is failed or disconnected: a working
-// connection is left alone.
+// resume). Pion uses new servers from the next gathering, so ICE restarts
+// now only if the connection needs them: it is failed or disconnected, or
+// it goes through a TURN relay, whose allocation must be refreshed with
+// credentials that have not expired (the TURN server checks expiry on
+// every refresh). A direct connection is left alone.
 func (p *peer) updateICEServers(cfg webrtc.Configuration) {
 	p.enqueue(func() {
 		cur := p.pc.GetConfiguration()
@@ -475,8 +477,9 @@ func (p *peer) updateICEServers(cfg webrtc.Configuration) {
 			return
 		}
 		st := p.pc.ICEConnectionState()
-		if st == webrtc.ICEConnectionStateFailed || st == webrtc.ICEConnectionStateDisconnected {
-			p.log.Info("restarting ICE with new servers", slog.String("ice_state", st.String()))
+		down := st == webrtc.ICEConnectionStateFailed || st == webrtc.ICEConnectionStateDisconnected
+		if down || p.Info().Relayed() {
+			p.log.Info("restarting ICE with new servers", slog.String("ice_state", st.String()), slog.Bool("relayed", !down))
 			p.negotiate(true)
 		}
 	})
