@@ -29,8 +29,8 @@
 //     as recording and sends it no track until "Share with recorder" is on.
 //   - TestSessionLifecycle: tokens refresh without a reload, a reload signs
 //     in again from sessionStorage, no token appears in any URL the page
-//     requests, the layout fits a phone-width screen, and signing out
-//     revokes the refresh token.
+//     requests, every control has an accessible name, the layout fits a
+//     phone-width screen, and signing out revokes the refresh token.
 //   - TestSDKExamplePage: the documented example page, built on the SDK
 //     alone, chats with a person using the app.
 //   - TestTwoFactorSignIn: turning on TOTP in the app (QR code, key,

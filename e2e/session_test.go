@@ -44,6 +44,13 @@ func TestSessionLifecycle(t *testing.T) {
 		t.Errorf("whoami %q", got)
 	}
 
+	// Every control has an accessible name: a label, an aria-label or text.
+	if unnamed := eval[[]string](alice, `[...document.querySelectorAll('input, select, button, textarea')]
+		.filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
+		.map(e => e.id || e.outerHTML.slice(0, 60))`); len(unnamed) > 0 {
+		t.Errorf("controls without an accessible name: %v", unnamed)
+	}
+
 	// Phone width: one column, nothing wider than the screen.
 	alice.do(chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
 	alice.join("pocket")
