@@ -17,7 +17,8 @@
 //     plays the other's video (videoWidth > 0, framesDecoded growing). It
 //     saves a screenshot of the call (see Artifacts).
 //   - TestBrowserAndGoClient: a browser and a Go peer (package client) chat
-//     both ways, and the Go peer receives the browser's VP8 track.
+//     both ways, the Go peer receives the browser's VP8 track (and decodes
+//     a key frame), and the Go peer's test pattern plays in the page.
 //   - TestForcedRelay: with the page's "relay only" setting
 //     (iceTransportPolicy "relay"), two browsers connect through the
 //     embedded TURN server, and both badges say "relayed". After a resume,
