@@ -85,7 +85,6 @@ func Dial(ctx context.Context, serverURL string, cred Credentials, opts ...Optio
 		rooms:  map[string]*Room{}, peers: map[string]*peer{},
 		pending: map[string]chan error{}, online: map[string]proto.Member{},
 	}
-	c.ctx, c.cancel = context.WithCancel(context.Background())
 	api, err := newAPI(o)
 	if err != nil {
 		return nil, err
@@ -94,8 +93,10 @@ func Dial(ctx context.Context, serverURL string, cred Credentials, opts ...Optio
 	if err := c.signIn(ctx, cred); err != nil {
 		return nil, err
 	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	ws, w, err := c.dialWS(ctx, "")
 	if err != nil {
+		c.cancel()
 		return nil, err
 	}
 	c.welcome(w)

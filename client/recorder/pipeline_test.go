@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -150,6 +151,7 @@ func recordGenerated(t *testing.T, codec string, frames int, loss, fps float64, 
 	}
 	defer out.Close()
 	src := newGenSource(t, codec, 160, 120, frames, loss)
+	goroutines := runtime.NumGoroutine()
 	p, err := NewPipeline(out, TrackInfo{Peer: "p1", User: "alice", Track: "cam", Codec: codec, Consent: time.Now()},
 		TrackOptions{FPS: fps, Fit: FitCrop, QueueFrames: 1000, Logger: testLogger(t),
 			RequestKeyframe: func() error { src.wantKey = true; return nil }})
@@ -162,6 +164,10 @@ func recordGenerated(t *testing.T, codec string, frames int, loss, fps float64, 
 	st, err := p.Close()
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Close waits for the writer: nothing the pipeline started is left.
+	if n := runtime.NumGoroutine(); n > goroutines {
+		t.Errorf("%d goroutines after Close, %d before NewPipeline", n, goroutines)
 	}
 	return st, src, loadShards(t, cfg.Dir, cfg.Size), cfg
 }
