@@ -147,6 +147,7 @@ func newPlane(srcW, srcH int, sx, sy, sw, sh float64, w, h int) plane {
 	for i := range p.hf.start {
 		p.hf.start[i] -= int32(lo)
 	}
+	p.hf.pack()
 	p.tmp = make([]byte, p.span+p.hf.k)
 	return p
 }
@@ -228,11 +229,14 @@ func verticalPass(tmp []byte, src []byte, base, stride int, w []int16, n int) {
 func horizontalPass(dst []byte, tmp []byte, f *taps) {
 	switch f.k {
 	case 2:
-		for x := range dst {
-			st := int(f.start[x])
-			t, w := tmp[st:st+2:st+2], f.w[2*x:2*x+2:2*x+2]
-			sum := uint32(t[0])*uint32(w[0]) + uint32(t[1])*uint32(w[1])
-			dst[x] = uint8((sum + 128) >> 8)
+		// w0 + w1 = 256, so t0*w0 + t1*w1 = t1*256 + (t0-t1)*w0: one
+		// multiply, and start and w0 come in one packed load.
+		pk := f.packed[:len(dst)]
+		for x, v := range pk {
+			st := int(v >> 9)
+			t := tmp[st : st+2 : st+2]
+			t1 := int32(t[1])
+			dst[x] = uint8((t1<<8 + (int32(t[0])-t1)*int32(v&0x1ff) + 128) >> 8)
 		}
 	case 3:
 		for x := range dst {
@@ -270,6 +274,19 @@ type taps struct {
 	start []int32
 	n     []int32
 	w     []int16
+	// packed holds start<<9 | w[0] per output when k is 2.
+	packed []uint32
+}
+
+// pack fills packed from start and w, once start is final.
+func (t *taps) pack() {
+	if t.k != 2 {
+		return
+	}
+	t.packed = make([]uint32, len(t.start))
+	for i, s := range t.start {
+		t.packed[i] = uint32(s)<<9 | uint32(t.w[2*i])
+	}
 }
 
 func (t *taps) bounds() (lo, hi int) {
