@@ -36,25 +36,15 @@ const (
 	maxRequestedTransceivers = 8
 )
 
-// wireSignal is the data of a signal message: proto.Signal's fields plus
-// renegotiate, which a polite peer sends to ask the impolite peer for an
-// offer. Pion cannot roll back a local offer, so the W3C pattern's polite
-// rollback is impossible with it; instead the polite side never offers to a
-// peer that honours requests. Browsers, which ignore the unknown field,
-// get a direct offer after requestFallback. Exactly one field is set.
-type wireSignal struct {
-	Description *proto.SessionDescription `json:"description,omitempty"`
-	Candidate   *proto.ICECandidate       `json:"candidate,omitempty"`
-	Renegotiate *renegotiate              `json:"renegotiate,omitempty"`
-}
+// wireSignal is the data of a signal message (proto.Signal). Pion cannot
+// roll back a local offer, so the W3C pattern's polite rollback is
+// impossible with it; instead the polite side never offers to a peer that
+// honours proto.Renegotiate requests. Browsers that ignore them get a direct
+// offer after requestFallback. Exactly one field is set.
+type wireSignal proto.Signal
 
-// renegotiate asks for an offer with room for Video and Audio new
-// transceivers, restarting ICE if ICERestart.
-type renegotiate struct {
-	Video      int  `json:"video,omitempty"`
-	Audio      int  `json:"audio,omitempty"`
-	ICERestart bool `json:"ice_restart,omitempty"`
-}
+// renegotiate is the request the polite side sends instead of an offer.
+type renegotiate = proto.Renegotiate
 
 // valid reports whether exactly one field is set.
 func (s wireSignal) valid() bool {

@@ -66,6 +66,10 @@
 //
 //	{"type":"signal","from":"a1","room":"lobby","data":{"description":{"type":"offer","sdp":"v=0..."}}}
 //	{"type":"signal","from":"a1","data":{"candidate":{"candidate":"candidate:1 1 udp ...","sdpMid":"0","sdpMLineIndex":0}}}
+//	{"type":"signal","from":"a1","data":{"renegotiate":{"video":1,"ice_restart":false}}}
+//
+// The third form is the polite peer asking the impolite one for an offer
+// (see Renegotiate): the Go client and the JS SDK both speak it.
 //
 // presence says who is online: a full list first, then changes:
 //

@@ -150,6 +150,21 @@ type Reconnect struct {
 type Signal struct {
 	Description *SessionDescription `json:"description,omitempty"`
 	Candidate   *ICECandidate       `json:"candidate,omitempty"`
+	// Renegotiate is sent by the polite peer to ask the impolite one for an
+	// offer, instead of offering itself. Peers built on pion need it: pion
+	// cannot roll back a local offer, so the W3C pattern's polite rollback is
+	// impossible there. A peer that does not know it (a browser without the
+	// SDK) ignores it, and the polite side then offers after a timeout.
+	Renegotiate *Renegotiate `json:"renegotiate,omitempty"`
+}
+
+// Renegotiate asks for an offer with room for Video and Audio new
+// transceivers (for tracks the polite side wants to add), restarting ICE if
+// ICERestart.
+type Renegotiate struct {
+	Video      int  `json:"video,omitempty"`
+	Audio      int  `json:"audio,omitempty"`
+	ICERestart bool `json:"ice_restart,omitempty"`
 }
 
 // SessionDescription mirrors RTCSessionDescriptionInit.
