@@ -130,7 +130,7 @@ func newAPI(o *options) (*webrtc.API, error) {
 		se.SetRelayAcceptanceMinWait(0)
 	}
 	m := &webrtc.MediaEngine{}
-	if err := m.RegisterDefaultCodecs(); err != nil {
+	if err := registerCodecs(m, o.videoCodecs); err != nil {
 		return nil, fmt.Errorf("register codecs: %w", err)
 	}
 	reg := &interceptor.Registry{}

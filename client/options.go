@@ -25,6 +25,7 @@ type options struct {
 	joinTimeout  time.Duration
 	dialTimeout  time.Duration
 	pingInterval time.Duration
+	videoCodecs  []string // nil: pion's defaults
 }
 
 func defaultOptions() *options {
@@ -75,3 +76,11 @@ func WithEventBuffer(n int) Option { return func(o *options) { o.eventBuffer = n
 // WithTokenCallback is called (from the client's goroutine) whenever the
 // client obtains new tokens, so that a program can store them.
 func WithTokenCallback(f func(Tokens)) Option { return func(o *options) { o.onTokens = f } }
+
+// WithVideoCodecs limits the video codecs this client offers and accepts
+// to the given MIME types (webrtc.MimeTypeVP8, webrtc.MimeTypeVP9), so that
+// a peer that can decode only those (the recorder) is never sent another.
+// Audio is Opus. An empty list means no video codec at all.
+func WithVideoCodecs(mimeTypes ...string) Option {
+	return func(o *options) { o.videoCodecs = append([]string{}, mimeTypes...) }
+}

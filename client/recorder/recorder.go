@@ -140,7 +140,10 @@ func (r *Recorder) Output() *Output { return r.out }
 // nil, is called once the room is joined.
 func (r *Recorder) Run(ctx context.Context, ready func(self proto.Member)) error {
 	defer r.out.Close()
-	opts := append([]client.Option{client.WithLogger(r.log), client.WithoutPresence()}, r.cfg.ClientOptions...)
+	// Offer and accept only the codecs this build decodes, so that no peer
+	// sends video the recorder would have to throw away.
+	opts := append([]client.Option{client.WithLogger(r.log), client.WithoutPresence(),
+		client.WithVideoCodecs(Codecs()...)}, r.cfg.ClientOptions...)
 	c, err := client.Dial(ctx, r.cfg.Server, client.Credentials{AccessToken: r.cfg.Token}, opts...)
 	if err != nil {
 		return fmt.Errorf("recorder: sign in: %w", err)
