@@ -324,7 +324,14 @@ type incoming struct {
 	h        hash.Hash
 	t        *Transfer
 	finished bool
+	// verified is the SHA-256 of a complete, checked file whose "ok" is on
+	// its way to the sender; the transfer ends when the sender closes.
+	verified string
 }
+
+// okGrace bounds how long a verified transfer waits for the sender to
+// close the channel after our "ok" before it is reported done anyway.
+const okGrace = 5 * time.Second
 
 // acceptFileChannel handles a "file" channel the remote opened.
 func (p *peer) acceptFileChannel(dc *webrtc.DataChannel) {
@@ -436,7 +443,13 @@ func (in *incoming) onEnd(c fileControl) {
 	}
 	in.reply(fileControl{Type: "ok"})
 	in.finished = true
-	in.t.end(nil, sum)
+	// Report success only once the sender has read the "ok" (it then closes
+	// the channel): a caller that exits at once, like khadga-peer recv,
+	// would otherwise close the connection with the "ok" still queued, and
+	// the sender would see an interrupted transfer.
+	in.verified = sum
+	t := in.t
+	time.AfterFunc(okGrace, func() { t.end(nil, sum) })
 }
 
 func (in *incoming) rejectLocked(why string) {
@@ -458,6 +471,10 @@ func (in *incoming) abortLocked(err error) {
 func (in *incoming) fail(err error) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	if in.verified != "" {
+		in.t.end(nil, in.verified) // the channel closed after our "ok"
+		return
+	}
 	if in.finished {
 		return
 	}
