@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"log/slog"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/khadga/khadga/internal/testlog"
 	"github.com/khadga/khadga/proto"
 )
 
@@ -19,26 +19,7 @@ const testTimeout = 30 * time.Second
 
 // testLogger writes to t.Log until the test ends, and is silent after:
 // pion goroutines may still log while they shut down.
-func testLogger(t testing.TB) *slog.Logger {
-	w := &tWriter{t: t}
-	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: testLogLevel}))
-}
-
-type tWriter struct {
-	t    testing.TB
-	mu   sync.Mutex
-	done bool
-}
-
-func (w *tWriter) Write(b []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(string(b))
-	}
-	return len(b), nil
-}
+func testLogger(t testing.TB) *slog.Logger { return testlog.New(t, testLogLevel) }
 
 // loopbackEngine lets pion use 127.0.0.1, the only address tests rely on.
 func loopbackEngine() webrtc.SettingEngine {

@@ -2,16 +2,14 @@ package turn
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/khadga/khadga/internal/testlog"
 	pionturn "github.com/pion/turn/v4"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -21,62 +19,8 @@ const waitTimeout = 10 * time.Second
 
 var testSecret = []byte("test-secret-0123456789")
 
-// tlogHandler writes log records to t.Log until the test ends; pion's
-// goroutines may still log after Close returns, when t.Log would panic.
-type tlogHandler struct {
-	mu    *sync.Mutex
-	t     testing.TB
-	done  *bool
-	attrs string
-}
-
-func (h tlogHandler) Enabled(context.Context, slog.Level) bool { return true }
-
-func (h tlogHandler) Handle(_ context.Context, r slog.Record) error {
-	var b strings.Builder
-	b.WriteString(r.Level.String() + " " + r.Message + h.attrs)
-	r.Attrs(func(a slog.Attr) bool {
-		b.WriteString(" " + a.String())
-		return true
-	})
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if !*h.done {
-		h.t.Log(b.String())
-	}
-	return nil
-}
-
-func (h tlogHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	for _, a := range as {
-		h.attrs += " " + a.String()
-	}
-	return h
-}
-
-func (h tlogHandler) WithGroup(string) slog.Handler { return h }
-
-// testLogger logs to t at info and above (pion's debug output is huge).
-func testLogger(t testing.TB) *slog.Logger {
-	h := tlogHandler{mu: new(sync.Mutex), t: t, done: new(bool)}
-	t.Cleanup(func() {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		*h.done = true
-	})
-	return slog.New(levelFilter{h, testLogLevel})
-}
-
-type levelFilter struct {
-	slog.Handler
-	min slog.Level
-}
-
-func (f levelFilter) Enabled(_ context.Context, l slog.Level) bool { return l >= f.min }
-
-func (f levelFilter) WithAttrs(as []slog.Attr) slog.Handler {
-	return levelFilter{f.Handler.WithAttrs(as), f.min}
-}
+// testLogger logs to t at testLogLevel (pion's debug output is huge).
+func testLogger(t testing.TB) *slog.Logger { return testlog.New(t, testLogLevel) }
 
 // startServer runs a server on 127.0.0.1:0 with testSecret; edit adjusts
 // the config. It returns the server and the registry of its metrics.

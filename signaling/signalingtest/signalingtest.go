@@ -8,18 +8,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/khadga/khadga/internal/testlog"
 	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling"
 	"github.com/khadga/khadga/signaling/auth"
@@ -239,43 +238,7 @@ func (s *Server) DialWS(ctx context.Context, access string, query url.Values) (*
 	return d.DialContext(ctx, u, h)
 }
 
-// Logger is a slog.Logger that writes to t.Log until the test ends, and is
-// silent afterwards (goroutines may still log while shutting down).
-func Logger(t testing.TB) *slog.Logger {
-	h := &testHandler{t: t, mu: new(sync.Mutex), done: new(bool)}
-	t.Cleanup(func() { h.mu.Lock(); *h.done = true; h.mu.Unlock() })
-	return slog.New(h)
-}
-
-type testHandler struct {
-	t     testing.TB
-	mu    *sync.Mutex
-	done  *bool
-	attrs []slog.Attr
-}
-
-func (h *testHandler) Enabled(context.Context, slog.Level) bool { return true }
-
-func (h *testHandler) Handle(_ context.Context, r slog.Record) error {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s", r.Level, r.Message)
-	for _, a := range h.attrs {
-		fmt.Fprintf(&b, " %s", a)
-	}
-	r.Attrs(func(a slog.Attr) bool { fmt.Fprintf(&b, " %s", a); return true })
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if !*h.done {
-		h.t.Log(b.String())
-	}
-	return nil
-}
-
-func (h *testHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	c := *h
-	c.attrs = append(append([]slog.Attr{}, h.attrs...), as...)
-	return &c
-}
-
-// WithGroup keeps attributes flat: test output does not need groups.
-func (h *testHandler) WithGroup(string) slog.Handler { return h }
+// Logger is a slog.Logger that writes to t.Log, at debug level, until the
+// test ends, and is silent afterwards (goroutines may still log while
+// shutting down).
+func Logger(t testing.TB) *slog.Logger { return testlog.New(t, slog.LevelDebug) }
