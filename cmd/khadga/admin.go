@@ -62,7 +62,7 @@ func (a *adminFlags) open() (admin.Admin, func(), error) {
 
 func runUser(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("khadga user", flag.ContinueOnError)
-	fs.Usage = usage(fs, "khadga user list|add NAME|delete NAME|disable NAME|enable NAME|role NAME ROLE [flags]",
+	fs.Usage = usage(fs, "khadga user list|add NAME|delete NAME|disable NAME|enable NAME|role NAME ROLE|reset-totp NAME [flags]",
 		"Manage accounts, through the running server's admin socket or, when it is stopped, the store file.",
 		"khadga user add alice --role admin --password - < password.txt")
 	a := addAdminFlags(fs)
@@ -123,6 +123,11 @@ func runUser(ctx context.Context, args []string) error {
 			return err
 		}
 		return adm.SetRole(ctx, rest[1], rest[2])
+	case "reset-totp":
+		if err := need(2); err != nil {
+			return err
+		}
+		return adm.ResetTOTP(ctx, rest[1])
 	}
 	return fmt.Errorf("user: unknown subcommand %q", rest[0])
 }

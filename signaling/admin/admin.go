@@ -28,6 +28,7 @@ type Admin interface {
 	DeleteUser(ctx context.Context, name string) error
 	SetDisabled(ctx context.Context, name string, disabled bool) error
 	SetRole(ctx context.Context, name, role string) error
+	ResetTOTP(ctx context.Context, name string) error
 	MintToken(ctx context.Context, req TokenRequest) (Token, error)
 	Backup(ctx context.Context, w io.Writer) (int64, error)
 }
@@ -158,6 +159,18 @@ func (o *Ops) SetRole(_ context.Context, name, role string) error {
 		o.audit("admin-role", name, "role "+role)
 	}
 	return err
+}
+
+// ResetTOTP turns a user's second factor off, for someone who lost both
+// the authenticator and the recovery codes. It also revokes the user's
+// refresh tokens.
+func (o *Ops) ResetTOTP(_ context.Context, name string) error {
+	err := o.Store.UpdateUser(name, func(u *store.User) error { u.TOTP = nil; return nil })
+	if err != nil {
+		return err
+	}
+	o.audit("admin-reset-totp", name, "")
+	return o.Store.RevokeUserFamilies(name)
 }
 
 // MintToken signs a bot access token. The recorder role is granted only

@@ -94,3 +94,30 @@ func TestCheckRefusesGarbage(t *testing.T) {
 		t.Fatal("Check accepted a garbage file")
 	}
 }
+
+func TestResetTOTP(t *testing.T) {
+	s := signalingtest.Start(t, signalingtest.Options{})
+	s.Register(t, "dana", "a long enough password")
+	err := s.Store().UpdateUser("dana", func(u *store.User) error {
+		u.TOTP = &store.TOTP{Secret: "JBSWY3DPEHPK3PXP", Enabled: true}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := map[string]string{"username": "dana", "password": "a long enough password"}
+	if code, body := s.Post(t, "/api/login", creds); code != 401 || !bytes.Contains(body, []byte("totp_required")) {
+		t.Fatalf("login with 2FA on: %d %s", code, body)
+	}
+	a, err := admin.Dial(filepath.Join(s.DataDir, "admin.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ResetTOTP(context.Background(), "dana"); err != nil {
+		t.Fatal(err)
+	}
+	s.Login(t, "dana", "a long enough password")
+	if err := a.ResetTOTP(context.Background(), "nobody"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("reset of an unknown user: %v", err)
+	}
+}

@@ -65,6 +65,9 @@ func Handler(a Admin) http.Handler {
 			reply(w, nil, a.SetRole(r.Context(), r.PathValue("name"), req.Role))
 		}
 	})
+	mux.HandleFunc("POST /users/{name}/reset-totp", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, nil, a.ResetTOTP(r.Context(), r.PathValue("name")))
+	})
 	mux.HandleFunc("POST /tokens", func(w http.ResponseWriter, r *http.Request) {
 		var req TokenRequest
 		if decode(w, r, &req) {
@@ -198,6 +201,10 @@ func (c *Client) SetDisabled(ctx context.Context, name string, disabled bool) er
 
 func (c *Client) SetRole(ctx context.Context, name, role string) error {
 	return c.call(ctx, http.MethodPost, "/users/"+url.PathEscape(name)+"/role", map[string]string{"role": role}, nil)
+}
+
+func (c *Client) ResetTOTP(ctx context.Context, name string) error {
+	return c.call(ctx, http.MethodPost, "/users/"+url.PathEscape(name)+"/reset-totp", nil, nil)
 }
 
 func (c *Client) MintToken(ctx context.Context, r TokenRequest) (Token, error) {
