@@ -449,7 +449,18 @@ function init() {
   $('totp-confirm-form').addEventListener('submit', onTOTPConfirm);
   $('totp-disable-form').addEventListener('submit', onTOTPDisable);
   $('share-recorder').addEventListener('change', (e) => state.k && state.k.setShareWithRecorder(e.target.checked));
+  emailVerifiedNotice();
   restore();
+}
+
+// emailVerifiedNotice shows that the emailed link worked: the server
+// redirects it to /?email-verified=1.
+function emailVerifiedNotice() {
+  const q = new URLSearchParams(location.search);
+  if (q.get('email-verified') !== '1') return;
+  $('signin-notice').textContent = 'Your email address is confirmed. You can sign in now.';
+  $('signin-notice').hidden = false;
+  history.replaceState(null, '', location.pathname);
 }
 
 init();
