@@ -175,7 +175,10 @@ func TestSignalRelay(t *testing.T) {
 	})
 	t.Run("oversized frame", func(t *testing.T) {
 		big := `{"type":"signal","to":"` + bob.Welcome.Peer + `","data":{"x":"` + strings.Repeat("a", 70<<10) + `"}}`
-		eve.SendRaw([]byte(big))
+		// The server may close while the frame is still being written; the
+		// close code is what counts.
+		eve.Conn.SetWriteDeadline(time.Now().Add(signalingtest.Timeout))
+		eve.Conn.WriteMessage(websocket.TextMessage, []byte(big))
 		err := eve.Closed()
 		if code := signalingtest.CloseCode(err); code != websocket.CloseMessageTooBig {
 			t.Fatalf("close after oversized frame: %v (code %d), want 1009", err, code)
