@@ -36,15 +36,11 @@ func runChat(ctx context.Context, e *env, args []string) error {
 	if fs.NArg() != 1 {
 		return fail(exitUsage, "need ROOM")
 	}
-	cl, err := c.dial(ctx, e)
+	cl, r, err := c.dialJoin(ctx, e, fs.Arg(0))
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	r, err := c.join(ctx, cl, fs.Arg(0))
-	if err != nil {
-		return err
-	}
 	self := cl.Self()
 	fmt.Fprintf(e.stdout, "* joined %s as %s (peer %s); /help for commands\n", r.Name(), self.User, self.Peer)
 	ch := &chat{e: e, cl: cl, r: r, dir: dir}

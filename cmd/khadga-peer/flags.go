@@ -147,6 +147,20 @@ func (c *common) dial(ctx context.Context, e *env) (*client.Client, error) {
 	return cl, nil
 }
 
+// dialJoin signs in and joins room. On success the caller closes the client.
+func (c *common) dialJoin(ctx context.Context, e *env, room string) (*client.Client, *client.Room, error) {
+	cl, err := c.dial(ctx, e)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := c.join(ctx, cl, room)
+	if err != nil {
+		cl.Close()
+		return nil, nil, err
+	}
+	return cl, r, nil
+}
+
 func (c *common) join(ctx context.Context, cl *client.Client, room string) (*client.Room, error) {
 	r, err := cl.Join(ctx, room)
 	if err != nil {

@@ -40,15 +40,11 @@ func runSend(ctx context.Context, e *env, args []string) error {
 	}
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
-	cl, err := c.dial(ctx, e)
+	cl, r, err := c.dialJoin(ctx, e, room)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	r, err := c.join(ctx, cl, room)
-	if err != nil {
-		return err
-	}
 	m, err := waitConnected(ctx, r, to)
 	if err != nil {
 		return err
@@ -104,15 +100,11 @@ func runRecv(ctx context.Context, e *env, args []string) error {
 	}
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
-	cl, err := c.dial(ctx, e)
+	cl, r, err := c.dialJoin(ctx, e, room)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	r, err := c.join(ctx, cl, room)
-	if err != nil {
-		return err
-	}
 	fmt.Fprintf(e.stderr, "waiting for files in %s as %s\n", room, cl.Self().User)
 	for got := 0; count == 0 || got < count; {
 		select {

@@ -71,15 +71,11 @@ func runVideo(ctx context.Context, e *env, args []string) error {
 	}
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
-	cl, err := c.dial(ctx, e)
+	cl, r, err := c.dialJoin(ctx, e, o.room)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	r, err := c.join(ctx, cl, o.room)
-	if err != nil {
-		return err
-	}
 	if src != nil {
 		if pub, err = r.PublishVideo(src); err != nil {
 			return fail(exitError, "%v", err)
