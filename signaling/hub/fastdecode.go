@@ -10,8 +10,8 @@ import (
 // decode is proto.Decode with a fast path for the plain messages clients
 // actually send. proto.Decode runs encoding/json's streaming decoder, which
 // costs about two thirds of the hub's CPU per relayed signal (see
-// BenchmarkDecodeSignal); the fast path does one scan and one json.Valid
-// over the data. It accepts only input whose meaning is unambiguous: known
+// BenchmarkDecodeSignal); the fast path does one scan of the envelope and
+// one syntax check of the data (scanComposite). It accepts only input whose meaning is unambiguous: known
 // lower-case keys without escapes, each at most once; strings without
 // escapes or control characters; v as a small plain integer; data as an
 // object or array. Anything else, and every error, is left to proto.Decode,
@@ -203,35 +203,15 @@ func (p *parser) smallInt() (int, bool) {
 	return n, true
 }
 
-// composite returns the raw bytes of an object or array, checked with
-// json.Valid.
+// composite returns the raw bytes of an object or array, checked by
+// scanComposite.
 func (p *parser) composite() ([]byte, bool) {
 	p.skipSpace()
-	if p.i >= len(p.b) || (p.b[p.i] != '{' && p.b[p.i] != '[') {
+	end, ok := scanComposite(p.b, p.i)
+	if !ok {
 		return nil, false
 	}
-	start, depth := p.i, 0
-	for p.i < len(p.b) {
-		switch p.b[p.i] {
-		case '"':
-			p.i++
-			for p.i < len(p.b) && p.b[p.i] != '"' {
-				if p.b[p.i] == '\\' {
-					p.i++
-				}
-				p.i++
-			}
-		case '{', '[':
-			depth++
-		case '}', ']':
-			depth--
-			if depth == 0 {
-				p.i++
-				raw := p.b[start:p.i]
-				return raw, json.Valid(raw)
-			}
-		}
-		p.i++
-	}
-	return nil, false
+	raw := p.b[p.i:end]
+	p.i = end
+	return raw, true
 }
