@@ -124,6 +124,16 @@ func newAPI(o *options) (*webrtc.API, error) {
 	// Recover quickly from a lost packet rather than backing off for up to
 	// a minute (pion's default RTO ceiling).
 	se.SetSCTPRTOMax(time.Second)
+	// UDP sockets with room for a burst of datagrams (see udpReadBuffer):
+	// with the kernel's default, loopback transfers lost packets to
+	// receive-buffer overflow and stalled for a retransmission timeout.
+	if netUnset(&se) {
+		sn, err := newSocketNet()
+		if err != nil {
+			return nil, err
+		}
+		se.SetNet(sn)
+	}
 	if o.relayOnly {
 		// ICE waits (2 s by default) before accepting a relay pair in case
 		// a direct one turns up; with relays only, none can.

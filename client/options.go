@@ -49,7 +49,8 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 func WithHTTPClient(hc *http.Client) Option { return func(o *options) { o.hc = hc } }
 
 // WithSettingEngine sets pion's SettingEngine (for example to include
-// loopback candidates in tests). The client sets its LoggerFactory.
+// loopback candidates in tests). The client sets its LoggerFactory, and
+// its Net (UDP sockets with larger receive buffers) unless se has one.
 func WithSettingEngine(se webrtc.SettingEngine) Option {
 	return func(o *options) { o.se = &se }
 }
