@@ -38,8 +38,16 @@ const (
 	fileChunk = 32 << 10
 	// fileHighWater and fileLowWater bound the data queued in the channel:
 	// the sender waits above high until pion reports the queue below low.
-	fileHighWater = 2 << 20
-	fileLowWater  = 512 << 10
+	// Pion's buffered amount counts data in flight (sent, not yet acked) as
+	// well as data not yet sent, so the low mark must stay above the
+	// congestion window, or the pipe runs dry before the sender refills it.
+	// The window reached 1 to 2 MB on loopback, and is the bandwidth-delay
+	// product on a real path (100 Mbit/s at 50 ms is 625 KB); the SCTP
+	// receive window (8 MiB, see newAPI) caps it. A 512 KiB low mark left
+	// loopback transfers waiting on the sender; 4 MiB covers up to about
+	// 320 Mbit/s at 100 ms, for at most 8 MiB held per outgoing transfer.
+	fileHighWater = 8 << 20
+	fileLowWater  = 4 << 20
 	// maxFileControl caps a control message.
 	maxFileControl = 4 << 10
 	// maxFileName caps a file name, in bytes.
