@@ -3,6 +3,7 @@
 #   coturn        turnutils_uclient, the TURN interop client (the daemon is never started as a service)
 #   chromium      headless browser tests (Debian's build; no tool downloads its own browser)
 #   libvpx-dev    VP8/VP9 through cgo for the test pattern and the recorder
+#   libyuv-dev    the recorder's SIMD resize and I420->RGB through cgo (linked statically: no runtime package)
 #   python3-numpy numpy reading the recorder's .npy output
 #   pkg-config    for cgo to find libvpx
 # It is idempotent: when everything is present it returns at once.
@@ -12,6 +13,7 @@ need=()
 command -v turnutils_uclient >/dev/null 2>&1 || need+=(coturn)
 command -v chromium >/dev/null 2>&1 || need+=(chromium chromium-driver)
 pkg-config --exists vpx 2>/dev/null || need+=(libvpx-dev pkg-config)
+[ -e /usr/include/libyuv.h ] || need+=(libyuv-dev) # no .pc file in Debian's package
 /usr/bin/python3 -c 'import numpy' 2>/dev/null || need+=(python3 python3-numpy)
 
 if [ ${#need[@]} -eq 0 ]; then
