@@ -87,6 +87,9 @@ type Clip struct {
 	w        io.Writer // f, and hash while the header as written is final
 	head     []byte    // tar: the header written for a full clip
 	dataOff  int64     // where the frame data starts
+	// prealloc: the file was given the size of a full clip's frames up
+	// front, so it must be cut to what was written before the tail.
+	prealloc bool
 }
 
 // StartClip begins a clip for one peer's track. meta's Key, Clip, Room,
@@ -140,6 +143,9 @@ func (c *Clip) begin() error {
 	}
 	off, err := c.f.Seek(0, io.SeekCurrent)
 	c.dataOff = off
+	if err == nil {
+		c.prealloc = preallocate(c.f, off+int64(c.o.cfg.ClipFrames)*int64(c.frameLen))
+	}
 	return err
 }
 
@@ -203,6 +209,9 @@ func (c *Clip) Add(rgb []byte, ts int64, src Size) error {
 
 // Abort removes the partial file.
 func (c *Clip) Abort() {
+	if c.sheet != nil {
+		c.sheet.release()
+	}
 	if c.f != nil {
 		c.f.Close()
 		c.f = nil
@@ -256,6 +265,11 @@ func (c *Clip) Finish(d Drops) (Shard, error) {
 // finishFile writes the rest of the file and returns its SHA-256 and size.
 func (c *Clip) finishFile(meta []byte) (string, int64, error) {
 	var err error
+	if c.prealloc && c.n < c.o.cfg.ClipFrames {
+		if err := c.f.Truncate(c.dataOff + int64(c.n)*int64(c.frameLen)); err != nil {
+			return "", 0, err
+		}
+	}
 	switch c.o.cfg.Format {
 	case FormatTar:
 		err = c.finishTar(meta)
@@ -336,17 +350,21 @@ func (c *Clip) place() error {
 }
 
 func (c *Clip) writeSheet() (string, error) {
-	b, err := c.sheet.png()
-	if err != nil || b == nil {
-		return "", err
-	}
+	defer c.sheet.release()
 	name := fmt.Sprintf("%s-%06d.png", c.o.cfg.Room, c.meta.Clip)
 	tmp := filepath.Join(c.o.cfg.Dir, "."+name+partialSuffix)
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		os.Remove(tmp)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
 		return "", err
 	}
-	if err := os.Rename(tmp, filepath.Join(c.o.cfg.Dir, name)); err != nil {
+	ok, err := c.sheet.writePNG(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && ok {
+		err = os.Rename(tmp, filepath.Join(c.o.cfg.Dir, name))
+	}
+	if err != nil || !ok {
 		os.Remove(tmp)
 		return "", err
 	}

@@ -393,8 +393,21 @@ func TestContactSheet(t *testing.T) {
 	if got := img.Bounds().Size(); got.X != 4*114+2 || got.Y != 4*(112+sheetCaption+2)+2 {
 		t.Errorf("sheet is %v", got)
 	}
-	if len(s.thumbs) != 15 || s.frames[1] != 10 || s.times[1] != 1_000_000 {
-		t.Errorf("sheet kept %d frames: %v at %v", len(s.thumbs), s.frames, s.times)
+	if len(s.frames) != 15 || s.frames[1] != 10 || s.times[1] != 1_000_000 {
+		t.Errorf("sheet kept %d frames: %v at %v", len(s.frames), s.frames, s.times)
+	}
+	// Each thumbnail pixel is the rounded mean of its 2×2 block: check
+	// frame 10's (second cell) along its diagonal.
+	f10 := testFrame(Size{224, 224}, 10)
+	for d := 0; d < 112; d += 7 {
+		r, g, b, _ := img.At(2+114+d, 2+d).RGBA()
+		for c, got := range []uint32{r >> 8, g >> 8, b >> 8} {
+			at := func(x, y int) int { return int(f10[(y*224+x)*3+c]) }
+			want := uint32(at(2*d, 2*d)+at(2*d+1, 2*d)+at(2*d, 2*d+1)+at(2*d+1, 2*d+1)+2) / 4
+			if got != want {
+				t.Fatalf("thumbnail of frame 10 at (%d,%d) channel %d: %d, want %d", d, d, c, got, want)
+			}
+		}
 	}
 	// The caption is drawn: some pure white pixels below the first thumbnail.
 	white := 0
@@ -432,6 +445,7 @@ func readTar(t *testing.T, path string) ([]string, map[string][]byte) {
 	tr := tar.NewReader(f)
 	var names []string
 	files := map[string][]byte{}
+	var want int64 // bytes of headers and padded data so far
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -446,6 +460,12 @@ func readTar(t *testing.T, path string) ([]string, map[string][]byte) {
 		}
 		names = append(names, h.Name)
 		files[h.Name] = b
+		want += 512 + (h.Size+511)/512*512
+	}
+	// Nothing follows the two zero blocks that end the archive (a file
+	// preallocated for a full clip is cut to what was written).
+	if st, err := f.Stat(); err != nil || st.Size() != want+1024 {
+		t.Fatalf("%s: %d bytes, want %d: %v", path, st.Size(), want+1024, err)
 	}
 	return names, files
 }
@@ -486,6 +506,48 @@ func checkNoPartials(t *testing.T, dir string) {
 	for _, e := range ents {
 		if strings.HasSuffix(e.Name(), partialSuffix) {
 			t.Errorf("partial file left: %s", e.Name())
+		}
+	}
+}
+
+// TestContactSheetSmallAndLarge: a clip of three big frames makes a sheet
+// one row of three cells, its thumbnails three halvings down and within
+// one level of each 8×8 block's mean; a second sheet reuses the canvas
+// and shows none of the first.
+func TestContactSheetSmallAndLarge(t *testing.T) {
+	full := Size{520, 300} // halved thrice to 65×37
+	for round := range 2 {
+		s := newSheet(full, 3)
+		frames := make([][]byte, 3)
+		for i := range frames {
+			frames[i] = testFrame(full, i+5*round)
+			s.add(i, frames[i], full, int64(i)*100_000)
+		}
+		b, err := s.png()
+		s.release()
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := png.Decode(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := img.Bounds().Size(); got.X != 3*67+2 || got.Y != 37+sheetCaption+2+2 {
+			t.Fatalf("sheet is %v", got)
+		}
+		for i, f := range frames {
+			for _, p := range [][2]int{{0, 0}, {30, 20}, {64, 36}} {
+				r, _, _, _ := img.At(2+67*i+p[0], 2+p[1]).RGBA()
+				sum := 0
+				for y := 0; y < 8; y++ {
+					for x := 0; x < 8; x++ {
+						sum += int(f[((8*p[1]+y)*full.W+8*p[0]+x)*3])
+					}
+				}
+				if d := int(r>>8) - (sum+32)/64; d < -1 || d > 1 {
+					t.Errorf("round %d cell %d at %v: %d, block mean %d", round, i, p, r>>8, (sum+32)/64)
+				}
+			}
 		}
 	}
 }
