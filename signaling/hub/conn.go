@@ -23,7 +23,8 @@ var (
 // conn is one WebSocket connection of a session. Its reader is the
 // goroutine in ServeConn. Its writer is a goroutine that exists only while
 // the send queue is not empty, so an idle connection holds no writer stack
-// and no write buffer.
+// and no write buffer; a signal for a connection with nothing queued is
+// written by the sender's reader itself (direct.go).
 type conn struct {
 	h        *Hub
 	ws       *websocket.Conn
@@ -42,12 +43,14 @@ type conn struct {
 	closing    bool // a close frame is queued: no more messages
 	closed     bool // nothing more will be written
 	pingQueued bool
+	partial    *partialWrite // the rest of a direct write, for the writer
 	room       chan struct{} // closed when the writer takes a batch; made only when send waits
 	writer     sync.WaitGroup
 
 	// Reader-only state: token buckets for the message rate and for abuse.
 	tokens, abuse     float64
 	tokensAt, abuseAt int64
+	handedOff         int64 // unix nanoseconds of the reader's last hand-off
 }
 
 func (c *conn) peer() string {
@@ -186,6 +189,15 @@ func (c *conn) closeQueued() bool {
 // lock while it writes.
 func (c *conn) writeLoop() {
 	defer c.writer.Done()
+	if err := c.writePartial(); err != nil {
+		c.mu.Lock()
+		c.closed = true
+		c.wakeLocked()
+		c.writing = false
+		c.mu.Unlock()
+		_ = c.ws.Close()
+		return
+	}
 	for {
 		c.mu.Lock()
 		if c.closed || len(c.q) == 0 {

@@ -1,27 +1,35 @@
 package hub
 
 import (
-	"encoding/json"
 	"unicode/utf8"
 
 	"github.com/khadga/khadga/proto"
 )
 
-// decode is proto.Decode with a fast path for the plain messages clients
-// actually send. proto.Decode runs encoding/json's streaming decoder, which
-// costs about two thirds of the hub's CPU per relayed signal (see
-// BenchmarkDecodeSignal); the fast path does one scan of the envelope and
-// one syntax check of the data (scanComposite). It accepts only input whose meaning is unambiguous: known
+// decode is proto.Decode into m, with a fast path for the plain messages
+// clients actually send. proto.Decode runs encoding/json's streaming
+// decoder, which costs about two thirds of the hub's CPU per relayed signal
+// (see BenchmarkDecodeSignal); the fast path does one scan of the envelope
+// and one syntax check of the data (scanComposite), and allocates only the
+// short strings. It accepts only input whose meaning is unambiguous: known
 // lower-case keys without escapes, each at most once; strings without
 // escapes or control characters; v as a small plain integer; data as an
-// object or array. Anything else, and every error, is left to proto.Decode,
-// so the result is always what proto.Decode returns.
+// object or array. Anything else, and every error, is left to
+// proto.Decode, so the result is always what proto.Decode returns.
 // FuzzDecodeMatchesProto checks that claim.
-func decode(b []byte, limit int) (*proto.Message, error) {
-	if m, ok := fastDecode(b, limit); ok {
-		return m, nil
+//
+// m.Data may alias b: it is valid only while b is, which for the hub is
+// until handle returns (forward copies it into the outgoing frame).
+func decode(b []byte, limit int, m *proto.Message) error {
+	if fastDecode(b, limit, m) {
+		return nil
 	}
-	return proto.Decode(b, limit)
+	pm, err := proto.Decode(b, limit)
+	if err != nil {
+		return err
+	}
+	*m = *pm
+	return nil
 }
 
 // Envelope keys, as bits for spotting duplicates.
@@ -36,43 +44,45 @@ const (
 	keyData
 )
 
-func fastDecode(b []byte, limit int) (*proto.Message, bool) {
+// fastDecode decodes b into m and reports whether it could; m is
+// overwritten either way.
+func fastDecode(b []byte, limit int, m *proto.Message) bool {
+	*m = proto.Message{}
 	if limit <= 0 {
 		limit = proto.MaxMessageSize
 	}
 	if len(b) > limit || !utf8.Valid(b) {
-		return nil, false
+		return false
 	}
 	p := parser{b: b}
 	if !p.consume('{') {
-		return nil, false
+		return false
 	}
-	m := new(proto.Message)
 	seen := 0
 	for first := true; ; first = false {
 		if p.consume('}') {
 			if first || !p.atEnd() {
-				return nil, false // {} has no type; data after the object
+				return false // {} has no type; data after the object
 			}
 			break
 		}
 		if !first && !p.consume(',') {
-			return nil, false
+			return false
 		}
 		key, ok := p.str()
 		if !ok || !p.consume(':') {
-			return nil, false
+			return false
 		}
 		bit, ok := p.field(m, key)
 		if !ok || seen&bit != 0 {
-			return nil, false
+			return false
 		}
 		seen |= bit
 	}
 	if m.Type == "" || m.V < 0 || m.V > proto.Version {
-		return nil, false
+		return false
 	}
-	return m, true
+	return true
 }
 
 // field parses the value of key into m and returns the key's bit.
@@ -98,9 +108,7 @@ func (p *parser) field(m *proto.Message, key []byte) (int, bool) {
 		return keyFrom, p.strInto(&m.From)
 	case "data":
 		raw, ok := p.composite()
-		if ok {
-			m.Data = append(json.RawMessage(nil), raw...)
-		}
+		m.Data = raw // aliases b; see decode
 		return keyData, ok
 	}
 	return 0, false

@@ -49,8 +49,8 @@ var decodeSeeds = []string{
 // checkDecode fails if the fast path accepts b but proto.Decode does not
 // return the very same message.
 func checkDecode(t *testing.T, b []byte) {
-	fast, ok := fastDecode(b, 4096)
-	if !ok {
+	fast := new(proto.Message)
+	if !fastDecode(b, 4096, fast) {
 		return
 	}
 	ref, err := proto.Decode(b, 4096)
@@ -66,11 +66,11 @@ func TestFastDecodeMatchesProto(t *testing.T) {
 	accepted := 0
 	for _, s := range decodeSeeds {
 		checkDecode(t, []byte(s))
-		if _, ok := fastDecode([]byte(s), 4096); ok {
+		if fastDecode([]byte(s), 4096, new(proto.Message)) {
 			accepted++
 		}
 		// decode must agree with proto.Decode on errors too.
-		_, err1 := decode([]byte(s), 4096)
+		err1 := decode([]byte(s), 4096, new(proto.Message))
 		_, err2 := proto.Decode([]byte(s), 4096)
 		if (err1 == nil) != (err2 == nil) || (err1 != nil && err1.Error() != err2.Error()) {
 			t.Fatalf("input %q: decode %v, proto.Decode %v", s, err1, err2)
@@ -80,7 +80,7 @@ func TestFastDecodeMatchesProto(t *testing.T) {
 		t.Fatalf("fast path took only %d of the plain seeds", accepted)
 	}
 	big := `{"type":"signal","to":"b","data":{"pad":"` + strings.Repeat("x", 5000) + `"}}`
-	if _, ok := fastDecode([]byte(big), 4096); ok {
+	if fastDecode([]byte(big), 4096, new(proto.Message)) {
 		t.Fatal("fast path ignored the size limit")
 	}
 }
@@ -97,8 +97,8 @@ func BenchmarkFastDecodeSignal(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(msg)))
 	for b.Loop() {
-		m, err := decode(msg, 0)
-		if err != nil {
+		var m proto.Message
+		if err := decode(msg, 0, &m); err != nil {
 			b.Fatal(err)
 		}
 		if err := m.Validate(); err != nil {
@@ -141,7 +141,7 @@ func TestFastDecodeMutations(t *testing.T) {
 			}
 		}
 		checkDecode(t, b)
-		if _, ok := fastDecode(b, 4096); ok {
+		if fastDecode(b, 4096, new(proto.Message)) {
 			accepted++
 		}
 	}

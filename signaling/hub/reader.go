@@ -15,6 +15,12 @@ import (
 // one borrows a buffer only while it decodes a message.
 var readPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
 
+// handoffEvery spaces a connection's hand-offs: a busy connection keeps its
+// reader, whose stack has grown, instead of starting a goroutine per message
+// (a start, its stack growth and usually a wake-up of another thread); one
+// that goes quiet hands off at its next message, such as a heartbeat.
+const handoffEvery = int64(time.Second)
+
 // errHandoff ends a reader that handed its role to a fresh goroutine.
 var errHandoff = errors.New("hub: reader handed off")
 
@@ -54,7 +60,8 @@ func (c *conn) readLoop(handoff bool) error {
 			*bp = b[:0]
 			readPool.Put(bp)
 		}
-		if handoff && c.sock != nil && c.sock.idle() {
+		if handoff && c.sock != nil && c.sock.idle() && now.UnixNano()-c.handedOff >= handoffEvery {
+			c.handedOff = now.UnixNano()
 			// Idle: let a fresh goroutine wait. Its wg count is added while
 			// ours is held, so Shutdown's Wait cannot miss it.
 			c.h.wg.Add(1)
@@ -85,11 +92,12 @@ func readLimited(r io.Reader, b []byte, limit int64) ([]byte, bool, error) {
 	}
 }
 
-// handle decodes, checks and runs one message. b is reused after it returns;
-// proto.Decode copies what it keeps.
+// handle decodes, checks and runs one message. b is reused after it
+// returns, and m.Data may point into it: nothing may keep m.Data.
 func (c *conn) handle(b []byte, now time.Time) {
-	m, err := decode(b, int(c.h.cfg.ReadLimit))
-	if err != nil {
+	var msg proto.Message
+	m := &msg
+	if err := decode(b, int(c.h.cfg.ReadLimit), m); err != nil {
 		var pe *proto.ProtocolError
 		if errors.As(err, &pe) {
 			c.protocolError(pe.ID, pe.Code, pe.Message, now)

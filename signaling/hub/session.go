@@ -86,6 +86,11 @@ func (s *session) deliver(e Envelope) error {
 		return ErrUnknownPeer
 	}
 	if c := s.conn; c != nil {
+		if e.Kind == KindSignal && c.claimDirect(len(e.Msg)) {
+			s.mu.Unlock()
+			c.writeDirect(queued{Envelope: e})
+			return nil
+		}
 		err := c.enqueue(queued{Envelope: e})
 		if err != errConnClosing {
 			s.mu.Unlock()
