@@ -49,7 +49,8 @@ func (c *conn) claimDirect(n int) bool {
 }
 
 // writeDirect writes it after claimDirect, and hands the writer role on to
-// a writer goroutine if anything is left to write.
+// a writer goroutine if anything is left to write. it.Msg may be borrowed
+// (Envelope.Borrowed): it is copied before anything keeps it.
 func (c *conn) writeDirect(it queued) {
 	bp := sockPool.Get().(*[]byte)
 	frame := appendTextFrame((*bp)[:0], it.Msg)
@@ -62,6 +63,7 @@ func (c *conn) writeDirect(it queued) {
 	c.mu.Lock()
 	if n < len(frame) {
 		c.h.stats.partials.Add(1)
+		it.Envelope = it.owned() // kept past Deliver, for a resume
 		c.partial = &partialWrite{rest: frame[n:], buf: bp, it: it}
 	} else {
 		sockPool.Put(bp)
@@ -85,6 +87,7 @@ func (c *conn) failWrite(it queued, torn bool) {
 	c.closed = true
 	c.wakeLocked()
 	c.writing = false
+	it.Envelope = it.owned()
 	c.q = append(keepable([]queued{it}), c.q...)
 	c.mu.Unlock()
 	c.writer.Done()

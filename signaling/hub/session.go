@@ -91,6 +91,7 @@ func (s *session) deliver(e Envelope) error {
 			c.writeDirect(queued{Envelope: e})
 			return nil
 		}
+		e = e.owned()
 		err := c.enqueue(queued{Envelope: e})
 		if err != errConnClosing {
 			s.mu.Unlock()
@@ -101,7 +102,7 @@ func (s *session) deliver(e Envelope) error {
 		}
 		// The connection is going away; keep the message for a resume.
 	}
-	expired, err := s.keepLocked(queued{Envelope: e}, time.Now())
+	expired, err := s.keepLocked(queued{Envelope: e.owned()}, time.Now())
 	s.mu.Unlock()
 	s.h.reportDropped(s.member.Peer, expired)
 	return err

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/khadga/khadga/proto"
 )
@@ -28,8 +29,13 @@ func (h *Hub) forward(c *conn, m *proto.Message) {
 		}
 		return
 	}
-	out := encodeSignal(m.Room, s.member.Peer, m.Data)
-	err := h.delivery.Deliver(m.To, Envelope{Msg: out, Kind: KindSignal, From: s.member.Peer, Ref: m.ID})
+	bp := signalPool.Get().(*[]byte)
+	out := appendSignal((*bp)[:0], m.Room, s.member.Peer, m.Data)
+	err := h.delivery.Deliver(m.To, Envelope{Msg: out, Kind: KindSignal, From: s.member.Peer, Ref: m.ID, Borrowed: true})
+	if cap(out) <= maxPooledSignal {
+		*bp = out[:0]
+		signalPool.Put(bp)
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrUnknownPeer):
@@ -39,19 +45,24 @@ func (h *Hub) forward(c *conn, m *proto.Message) {
 	}
 }
 
-// encodeSignal builds {"type":"signal","room":..,"from":..,"data":..} in one
-// allocation. room and from need no escaping: proto.ValidRoom and randomID
-// allow only [A-Za-z0-9._-]. data is the raw JSON the client sent, already
-// checked by proto.Decode.
-func encodeSignal(room, from string, data json.RawMessage) []byte {
+// signalPool lends the buffers forwarded signals are encoded into: a signal
+// written to its target at once is garbage the moment it is written.
+var signalPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+// maxPooledSignal bounds the buffers signalPool keeps.
+const maxPooledSignal = 16 << 10
+
+// appendSignal appends {"type":"signal","room":..,"from":..,"data":..} to b.
+// room and from need no escaping: proto.ValidRoom and randomID allow only
+// [A-Za-z0-9._-]. data is the raw JSON the client sent, already checked by
+// decode.
+func appendSignal(b []byte, room, from string, data json.RawMessage) []byte {
 	const (
-		head     = `{"type":"signal"`
-		roomKey  = `,"room":"`
-		fromKey  = `,"from":"`
-		dataKey  = `","data":`
-		overhead = len(head) + len(roomKey) + 1 + len(fromKey) + len(dataKey) + 1
+		head    = `{"type":"signal"`
+		roomKey = `,"room":"`
+		fromKey = `,"from":"`
+		dataKey = `","data":`
 	)
-	b := make([]byte, 0, overhead+len(room)+len(from)+len(data))
 	b = append(b, head...)
 	if room != "" {
 		b = append(b, roomKey...)
