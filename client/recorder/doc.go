@@ -25,6 +25,7 @@
 // renamed when complete, so a killed recorder leaves only complete shards;
 // the next run removes any partial file.
 //
-// The decoder needs libvpx through cgo; a build without cgo has the whole
-// output pipeline but reports ErrNoDecoder for every codec.
+// The decoder needs libvpx and the Scaler libyuv, both through cgo; a
+// build without cgo has the whole output pipeline but reports ErrNoDecoder
+// for every codec.
 package recorder

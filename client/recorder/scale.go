@@ -22,8 +22,9 @@ import (
 //
 // A crop is a pointer offset into the decoder's planes, at even luma
 // coordinates so the chroma planes line up; to keep every halving an exact
-// 2:1, the cropped rectangle is trimmed to a multiple of 2^(halvings+1),
-// losing at most a few source pixels at its edges.
+// 2:1, the rectangle read is trimmed to a multiple of a power of two (4
+// for one halving of luma and chroma), losing at most a few source pixels
+// at its edges.
 //
 // A Scaler is not safe for concurrent use; each track has its own.
 type Scaler struct {
@@ -33,7 +34,7 @@ type Scaler struct {
 	rx, ry, rw, rh int
 	// The source rectangle read, in luma pixels (x0, y0 even).
 	x0, y0, sw, sh int
-	// Halving scratch planes, luma then chroma, and the resized planes:
+	// The resizers of the luma and chroma planes, and the resized planes:
 	// luma rw×rh, chroma cw×ch (rw/2×rh/2, or rw×rh when a side is odd).
 	yr, cr     *resizer
 	py, pu, pv yuv.Plane
