@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/khadga/khadga/internal/rawio"
 )
 
 // writeWait bounds every write, so that a stuck server fails the phase
@@ -67,8 +69,18 @@ func (c *benchConn) shut() {
 
 // dialer is shared by all connections of a target. Small buffers keep the
 // bench's own memory modest at 10,000 connections; a 1 KiB signal fits.
+// Sockets use raw system calls (internal/rawio): the load client shares the
+// two cores with the server it measures, so every microsecond it spends per
+// signal is one the server cannot have.
 func newDialer() *websocket.Dialer {
 	return &websocket.Dialer{
+		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return rawio.Wrap(c), nil
+		},
 		HandshakeTimeout: 30 * time.Second,
 		ReadBufferSize:   2048,
 		WriteBufferSize:  2048,

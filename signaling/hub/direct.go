@@ -6,6 +6,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/khadga/khadga/internal/rawio"
 )
 
 // Direct writes. When a signal arrives for a connection with nothing queued
@@ -159,7 +161,7 @@ func (c *sockConn) tryWrite(b []byte) (int, error) {
 	var n int
 	var werr error
 	err := c.rc.Write(func(fd uintptr) bool {
-		n, werr = rawIO(syscall.SYS_WRITE, fd, b)
+		n, werr = rawio.IO(syscall.SYS_WRITE, fd, b)
 		return true // never wait here
 	})
 	switch {

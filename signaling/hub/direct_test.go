@@ -94,3 +94,92 @@ func dialIdle(t *testing.T, ts *testServer, query string) *tclient {
 	t.Cleanup(func() { _ = ws.Close() })
 	return &tclient{t: t, ws: ws, msgs: make(chan *proto.Message, 4096), closed: make(chan struct{})}
 }
+
+// maskedFrame builds a client frame with a non-zero masking key; fin false
+// makes a fragment.
+func maskedFrame(op byte, fin bool, payload []byte) []byte {
+	key := [4]byte{0x37, 0xfa, 0x21, 0x3d}
+	b := []byte{op}
+	if fin {
+		b[0] |= 0x80
+	}
+	if n := len(payload); n < 126 {
+		b = append(b, 0x80|byte(n))
+	} else {
+		b = append(b, 0x80|126, byte(n>>8), byte(n))
+	}
+	b = append(b, key[:]...)
+	for i, c := range payload {
+		b = append(b, c^key[i%4])
+	}
+	return b
+}
+
+// The reader handles whole text frames itself and leaves everything else
+// to gorilla: each of these arrives as the same signal.
+func TestReaderFramePaths(t *testing.T) {
+	ts := newTestServer(t, Config{}, serverMode{start: true})
+	alice := ts.dial("user=alice")
+	bob := ts.dial("user=bob")
+	alice.join("lobby", "j1")
+	bob.join("lobby", "j2")
+	alice.expect(proto.TypePeerJoined)
+	sig := func(i int) []byte {
+		return fmt.Appendf(nil, `{"type":"signal","to":"%s","data":{"i":%d,"pad":"%s"}}`, alice.peer(), i, strings.Repeat("z", 200+i))
+	}
+	raw := bob.ws.UnderlyingConn()
+	write := func(parts ...[]byte) {
+		t.Helper()
+		for _, p := range parts {
+			if _, err := raw.Write(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	expect := func(i int) {
+		t.Helper()
+		m := alice.expect(proto.TypeSignal)
+		if want := fmt.Sprintf(`{"i":%d,"pad":"%s"}`, i, strings.Repeat("z", 200+i)); string(m.Data) != want {
+			t.Fatalf("signal %d: data %.40s…, want %.40s…", i, m.Data, want)
+		}
+	}
+	// 0: one frame, one write.
+	write(maskedFrame(1, true, sig(0)))
+	// 1: a frame in two writes, split inside its header.
+	f1 := maskedFrame(1, true, sig(1))
+	write(f1[:3])
+	write(f1[3:])
+	// 2, 3: two frames in one write.
+	write(append(maskedFrame(1, true, sig(2)), maskedFrame(1, true, sig(3))...))
+	// 4: a fragmented message with a ping between its fragments.
+	s4 := sig(4)
+	write(maskedFrame(1, false, s4[:50]), maskedFrame(9, true, []byte("hi")), maskedFrame(0, true, s4[50:]))
+	// 5, 6: a whole frame and the start of the next in one write; once 5
+	// has arrived, the server holds part of 6, and the rest follows.
+	f6 := maskedFrame(1, true, sig(6))
+	write(append(maskedFrame(1, true, sig(5)), f6[:40]...))
+	for i := range 6 {
+		expect(i)
+	}
+	write(f6[40:])
+	expect(6)
+	// A frame with a reserved bit set is a protocol error gorilla closes on.
+	write([]byte{0xc1, 0x80, 0, 0, 0, 0})
+	eventually(t, "bob's connection closed", func() bool { return ts.hub.Stats().Connections == 1 })
+}
+
+func TestUnmask(t *testing.T) {
+	key := []byte{0x37, 0xfa, 0x21, 0x3d}
+	for n := range 41 {
+		b := make([]byte, n)
+		want := make([]byte, n)
+		for i := range b {
+			b[i] = byte(i * 7)
+			want[i] = b[i] ^ key[i%4]
+		}
+		unmask(key, b)
+		if string(b) != string(want) {
+			t.Fatalf("length %d: % x, want % x", n, b, want)
+		}
+	}
+}

@@ -32,6 +32,23 @@ var errHandoff = errors.New("hub: reader handed off")
 func (c *conn) readLoop(handoff bool) error {
 	limit := c.h.cfg.ReadLimit
 	for {
+		if c.sock != nil {
+			// Whole text frames waiting in the socket's buffer are
+			// handled here, without gorilla's per-message machinery.
+			c.sock.wait()
+			if b, n, ok := c.sock.textFrame(limit); ok {
+				now := time.Now()
+				c.lastSeen.Store(now.UnixNano())
+				if !c.closeQueued() {
+					c.handle(b, now)
+				}
+				c.sock.consume(n)
+				if handoff && c.handOff(now) {
+					return errHandoff
+				}
+				continue
+			}
+		}
 		mt, r, err := c.ws.NextReader()
 		if err != nil {
 			return err
@@ -60,15 +77,24 @@ func (c *conn) readLoop(handoff bool) error {
 			*bp = b[:0]
 			readPool.Put(bp)
 		}
-		if handoff && c.sock != nil && c.sock.idle() && now.UnixNano()-c.handedOff >= handoffEvery {
-			c.handedOff = now.UnixNano()
-			// Idle: let a fresh goroutine wait. Its wg count is added while
-			// ours is held, so Shutdown's Wait cannot miss it.
-			c.h.wg.Add(1)
-			go c.serve()
+		if handoff && c.sock != nil && c.handOff(now) {
 			return errHandoff
 		}
 	}
+}
+
+// handOff starts a fresh reader and reports true if nothing is waiting to
+// be read and the last hand-off was long enough ago.
+func (c *conn) handOff(now time.Time) bool {
+	if !c.sock.idle() || now.UnixNano()-c.handedOff < handoffEvery {
+		return false
+	}
+	c.handedOff = now.UnixNano()
+	// Its wg count is added while ours is held, so Shutdown's Wait cannot
+	// miss it.
+	c.h.wg.Add(1)
+	go c.serve()
+	return true
 }
 
 // readLimited reads r into b, up to limit bytes. It reports tooBig, without

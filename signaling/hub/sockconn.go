@@ -8,9 +8,9 @@ import (
 	"net/http"
 	"sync"
 	"syscall"
-	"unsafe"
 
 	"github.com/gorilla/websocket"
+	"github.com/khadga/khadga/internal/rawio"
 )
 
 // Upgrade is u.Upgrade with a socket that saves system calls and memory:
@@ -64,6 +64,7 @@ type sockConn struct {
 	left       int64    // bytes of the current frame's payload still to hand out
 	hdr        [14]byte // the current frame's header, as handed out so far
 	hdrN       int
+	rerr       error // a failed wait's error, for the next Read
 
 	// wmu orders writes to this one socket (netFD has such a lock too); it
 	// is held during a write, like netFD's, and never with a hub lock.
@@ -75,6 +76,9 @@ type sockConn struct {
 
 func (c *sockConn) Read(p []byte) (int, error) {
 	if c.rbuf == nil {
+		if c.rerr != nil {
+			return 0, c.rerr
+		}
 		if err := c.fill(); err != nil {
 			return 0, err
 		}
@@ -135,6 +139,72 @@ func (c *sockConn) skipPongs() bool {
 	return skipped
 }
 
+// wait blocks, at a frame boundary with nothing buffered, until the
+// socket has data. A read error is kept for the next Read, so that gorilla
+// meets it and reports it as it always does.
+func (c *sockConn) wait() {
+	if c.idle() && c.rerr == nil {
+		c.rerr = c.fill()
+	}
+}
+
+// textFrame returns the payload of a whole message waiting at a frame
+// boundary: one complete, final, masked text frame with 2- or 4-byte header
+// and at most limit bytes, unmasked in place; and the frame's length, for
+// consume. Anything else (control frames, fragments, binary, frames not
+// fully read yet, frames with reserved bits) is left to gorilla. Since
+// sockConn hands gorilla one frame at a time, gorilla's own buffer is empty
+// at a frame boundary, and skipping whole frames behind its back leaves it
+// in the state it expects.
+func (c *sockConn) textFrame(limit int64) ([]byte, int, bool) {
+	if c.rbuf == nil || c.left != 0 || c.hdrN != 0 {
+		return nil, 0, false
+	}
+	b := (*c.rbuf)[c.roff:c.rend]
+	if len(b) < 6 || b[0] != 0x81 || b[1]&0x80 == 0 {
+		return nil, 0, false // not FIN+text, reserved bits, or unmasked
+	}
+	n, h := int(b[1]&0x7f), 2
+	switch n {
+	case 126:
+		if len(b) < 8 {
+			return nil, 0, false
+		}
+		n, h = int(binary.BigEndian.Uint16(b[2:4])), 4
+	case 127:
+		return nil, 0, false // never fits the buffer anyway
+	}
+	if int64(n) > limit || len(b) < h+4+n {
+		return nil, 0, false
+	}
+	payload := b[h+4 : h+4+n]
+	unmask(b[h:h+4], payload)
+	return payload, h + 4 + n, true
+}
+
+// consume drops n bytes handed out by textFrame.
+func (c *sockConn) consume(n int) {
+	c.roff += n
+	if c.roff == c.rend {
+		sockPool.Put(c.rbuf)
+		c.rbuf = nil
+	}
+}
+
+// unmask XORs b with the masking key (RFC 6455 section 5.3), eight bytes
+// at a time.
+func unmask(key, b []byte) {
+	k := uint64(binary.LittleEndian.Uint32(key))
+	k |= k << 32
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], binary.LittleEndian.Uint64(b[i:])^k)
+	}
+	for ; i < len(b); i++ {
+		b[i] ^= key[i&3]
+	}
+}
+
 // hdrLen is the length of the current header, as far as it is known.
 func (c *sockConn) hdrLen() int {
 	if c.hdrN < 2 {
@@ -177,7 +247,7 @@ func (c *sockConn) fill() error {
 	var rerr error
 	err := c.rc.Read(func(fd uintptr) bool {
 		bp := sockPool.Get().(*[]byte)
-		n, rerr = rawIO(syscall.SYS_READ, fd, *bp)
+		n, rerr = rawio.IO(syscall.SYS_READ, fd, *bp)
 		if rerr == syscall.EAGAIN {
 			sockPool.Put(bp)
 			return false // wait until readable, then try again
@@ -222,52 +292,11 @@ func (c *sockConn) Write(p []byte) (int, error) {
 // writeAll writes p, waiting for room in the socket buffer up to the write
 // deadline, as net.Conn.Write does. c.wmu is held.
 func (c *sockConn) writeAll(p []byte) (int, error) {
-	done := 0
-	var werr error
-	err := c.rc.Write(func(fd uintptr) bool {
-		for done < len(p) {
-			n, e := rawIO(syscall.SYS_WRITE, fd, p[done:])
-			if e == syscall.EAGAIN {
-				return false // wait until writable
-			}
-			if e != nil {
-				werr = e
-				return true
-			}
-			done += n
-		}
-		return true
-	})
-	if err == nil {
-		err = werr
-	}
+	n, err := rawio.Write(c.rc, p)
 	if err != nil {
-		return done, &net.OpError{Op: "write", Net: "tcp", Addr: c.RemoteAddr(), Err: err}
+		return n, &net.OpError{Op: "write", Net: "tcp", Addr: c.RemoteAddr(), Err: err}
 	}
-	return done, nil
-}
-
-// rawIO is read(2) or write(2) on a non-blocking socket, retried on EINTR,
-// without the scheduler's system-call bookkeeping (syscall.RawSyscall). On
-// a non-blocking socket these calls never wait, but a loopback write runs
-// the receiving side's network stack inline and can take tens of
-// microseconds; inside syscall.Syscall that makes sysmon hand this
-// thread's P to another thread, and the two futex wake-ups that follow cost
-// more than the write (a third of the server's CPU at 10,000 signals/s).
-func rawIO(trap uintptr, fd uintptr, b []byte) (int, error) {
-	if len(b) == 0 {
-		return 0, nil
-	}
-	for {
-		n, _, e := syscall.RawSyscall(trap, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-		switch e {
-		case 0:
-			return int(n), nil
-		case syscall.EINTR:
-			continue
-		}
-		return 0, e
-	}
+	return n, nil
 }
 
 // cork makes writes collect in a buffer until uncork.
