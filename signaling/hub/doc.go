@@ -19,13 +19,17 @@
 //
 // Each connection has exactly one reader, the goroutine that called
 // ServeConn (with Start, a goroutine of the hub, which may hand the role to
-// a fresh one, never two at once), and at most one writer, a goroutine that the hub starts when the
-// connection's send queue becomes non-empty and that exits when it is empty
-// again. An idle connection therefore holds one goroutine, no write buffer
-// (Upgraders from NewUpgrader lend them from a pool) and no read buffer of
-// the hub's (borrowed from a pool per message). Keepalive is one sweeper
-// goroutine for the whole hub: it pings connections silent for
-// Config.PingPeriod and drops those silent for Config.PongWait.
+// a fresh one, never two at once), and at most one writer. A signal for a
+// connection with nothing queued is written by the sender's reader itself,
+// with one non-blocking write, as an event loop would (direct.go); what the
+// socket does not take, and everything that finds a queue, goes to a writer
+// goroutine that the hub starts when the send queue becomes non-empty and
+// that exits when it is empty again. An idle connection therefore holds one
+// goroutine, no write buffer (Upgraders from NewUpgrader lend them from a
+// pool) and no read buffer of the hub's (borrowed from a pool per message).
+// Keepalive is one sweeper goroutine for the whole hub: it pings
+// connections silent for Config.PingPeriod and drops those silent for
+// Config.PongWait.
 //
 // Memory per idle connection is dominated by what holds that reader.
 // ServeConn keeps the HTTP handler's goroutine, and with it net/http's
@@ -39,13 +43,18 @@
 // a 16 KiB pooled buffer only while data is waiting, so a busy client's
 // frames arrive many to a system call and an idle one holds no buffer, and
 // they stop at frame ends, so that gorilla never buffers past the frame it
-// reads. That lets a Start reader hand its role to a fresh goroutine once a
-// message leaves nothing to read; the fresh one waits for data in a shallow
-// call on a 2 KiB stack. An idle connection then costs about 5 KiB. The
-// writer corks the socket, so that a batch of queued messages leaves in one
-// write system call: on a 2-core machine this cuts the CPU per relayed
-// signal by about a third (BenchmarkRelay). The fastest and leanest setup
-// is NewUpgrader, Upgrade and Start.
+// reads. Whole text frames waiting in that buffer are unmasked and handled
+// by the reader without gorilla; control frames, fragments and partly read
+// frames go through gorilla. A Start reader hands its role to a fresh
+// goroutine when a message leaves nothing to read and its last hand-off
+// was over a second ago: the fresh one waits for data in a shallow call on
+// a 2 KiB stack, so an idle connection costs about 5 KiB, while a busy one
+// keeps its grown stack instead of starting a goroutine per message. Reads
+// and writes on the socket are raw system calls (internal/rawio), which
+// keeps the scheduler from handing the thread's P away during a loopback
+// write. The writer corks the socket, so that a batch of queued messages
+// leaves in one write system call. The fastest and leanest setup is
+// NewUpgrader, Upgrade and Start.
 //
 // The send queue is bounded (Config.SendQueue). A connection whose queue is
 // full is a slow consumer: it is dropped at once (its session may still
@@ -54,11 +63,13 @@
 // socket, and no lock is held while a socket is written.
 //
 // Every message is decoded once, and a relayed signal is re-encoded once,
-// into a single buffer, with the server's from: the data is copied as raw
-// JSON, never parsed. Decoding takes a fast path for plain messages (known
-// keys, no escapes) that yields exactly what proto.Decode would, and leaves
-// everything else, errors included, to proto.Decode; a differential test
-// holds the two together. Signals are not acknowledged: a signal is
+// into a pooled buffer, with the server's from: the data is copied as raw
+// JSON, checked for syntax in one pass but never parsed. Decoding takes a
+// fast path for plain messages (known keys, no escapes) that yields exactly
+// what proto.Decode would, and leaves everything else, errors included, to
+// proto.Decode; differential fuzz tests hold the two together, and the
+// syntax check to json.Valid. A signal written at once allocates nothing
+// but its short ids (Envelope.Borrowed). Signals are not acknowledged: a signal is
 // delivered, or its sender gets an error whose ref is the signal's id
 // (unknown_peer, not_in_room, peer_unavailable, also when a kept signal
 // expires before its target comes back).
