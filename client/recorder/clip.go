@@ -90,6 +90,8 @@ type Clip struct {
 	// prealloc: the file was given the size of a full clip's frames up
 	// front, so it must be cut to what was written before the tail.
 	prealloc bool
+	// dio, when not nil, writes the tar's head and frames (see direct.go).
+	dio *directWriter
 }
 
 // StartClip begins a clip for one peer's track. meta's Key, Clip, Room,
@@ -131,6 +133,12 @@ func (c *Clip) begin() error {
 	switch c.o.cfg.Format {
 	case FormatTar:
 		c.head = c.tarHead(c.o.cfg.ClipFrames)
+		if c.dio = newDirectWriter(c.tmp, 0); c.dio != nil {
+			c.w = io.MultiWriter(c.dio, c.hash)
+			if _, err := c.f.Seek(int64(len(c.head)), io.SeekStart); err != nil {
+				return fmt.Errorf("recorder: clip: %w", err)
+			}
+		}
 		if _, err := c.w.Write(c.head); err != nil {
 			return fmt.Errorf("recorder: clip: %w", err)
 		}
@@ -209,6 +217,10 @@ func (c *Clip) Add(rgb []byte, ts int64, src Size) error {
 
 // Abort removes the partial file.
 func (c *Clip) Abort() {
+	if c.dio != nil {
+		c.dio.close()
+		c.dio = nil
+	}
 	if c.sheet != nil {
 		c.sheet.release()
 	}
@@ -265,6 +277,17 @@ func (c *Clip) Finish(d Drops) (Shard, error) {
 // finishFile writes the rest of the file and returns its SHA-256 and size.
 func (c *Clip) finishFile(meta []byte) (string, int64, error) {
 	var err error
+	if c.dio != nil {
+		end, err := c.dio.finish(c.f)
+		c.dio = nil
+		if err == nil {
+			_, err = c.f.Seek(end, io.SeekStart)
+		}
+		if err != nil {
+			return "", 0, err
+		}
+		c.w = io.MultiWriter(c.f, c.hash)
+	}
 	if c.prealloc && c.n < c.o.cfg.ClipFrames {
 		if err := c.f.Truncate(c.dataOff + int64(c.n)*int64(c.frameLen)); err != nil {
 			return "", 0, err

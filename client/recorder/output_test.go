@@ -551,3 +551,50 @@ func TestContactSheetSmallAndLarge(t *testing.T) {
 		}
 	}
 }
+
+// TestTarShardsLarge writes clips of more than a direct-I/O chunk, full
+// and short, with direct I/O (where the file system has it) and without:
+// every frame byte, the checksum and the file's exact length hold both ways.
+func TestTarShardsLarge(t *testing.T) {
+	for _, direct := range []bool{true, false} {
+		t.Run(fmt.Sprintf("direct=%v", direct), func(t *testing.T) {
+			defer func(v bool) { useDirectIO = v }(useDirectIO)
+			useDirectIO = direct
+			cfg := testOutputConfig(t, FormatTar)
+			cfg.Size, cfg.ClipFrames = Size{224, 224}, 12 // 1.8 MB of frames a full clip
+			probe := filepath.Join(cfg.Dir, "probe")
+			if err := os.WriteFile(probe, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if d := newDirectWriter(probe, 0); d != nil {
+				d.close()
+				t.Logf("direct I/O in use")
+			} else if direct {
+				t.Logf("no direct I/O here: both runs take the buffered path")
+			}
+			os.Remove(probe)
+			o, shards := writeClips(t, cfg, 12, 7)
+			o.Close()
+			for i, sh := range shards {
+				path := filepath.Join(cfg.Dir, sh.File)
+				key := fmt.Sprintf("lab-one_peer%d_%06d", i, i)
+				_, files := readTar(t, path)
+				npy := files[key+".frames.npy"]
+				n := []int{12, 7}[i]
+				if len(npy) != npyHeaderLen+n*224*224*3 {
+					t.Fatalf("%s: frames.npy of %d bytes", sh.File, len(npy))
+				}
+				for j := 0; j < n; j++ {
+					off := npyHeaderLen + j*224*224*3
+					if !bytes.Equal(npy[off:off+224*224*3], testFrame(cfg.Size, j)) {
+						t.Fatalf("%s: frame %d differs", sh.File, j)
+					}
+				}
+				if got := fileSHA(t, path); got != sh.SHA256 {
+					t.Errorf("%s: manifest sha256 %s, file %s", sh.File, sh.SHA256, got)
+				}
+			}
+			checkNoPartials(t, cfg.Dir)
+		})
+	}
+}

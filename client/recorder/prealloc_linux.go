@@ -21,3 +21,9 @@ func preallocate(f *os.File, size int64) bool {
 	}
 	return ferr == nil
 }
+
+// openDirect opens path for writing with O_DIRECT; file systems without
+// direct I/O (tmpfs) refuse it.
+func openDirect(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_WRONLY|syscall.O_DIRECT, 0)
+}
