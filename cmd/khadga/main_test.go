@@ -229,3 +229,26 @@ func TestAdminCommands(t *testing.T) {
 		t.Fatalf("a refused restore changed the store:\n%s", out)
 	}
 }
+
+// khadga serve runs the garbage collector at serverGCPercent unless GOGC
+// says otherwise; /metrics (open to loopback) shows the setting in effect.
+func TestServeGCPercent(t *testing.T) {
+	t.Setenv("GOGC", "") // restored after the test; unset for the first run
+	os.Unsetenv("GOGC")
+	for _, c := range []struct {
+		env  []string
+		want string
+	}{{nil, fmt.Sprint("go_gc_gogc_percent ", serverGCPercent)}, {[]string{"GOGC=100"}, "go_gc_gogc_percent 100"}} {
+		p := startServe(t, t.TempDir(), c.env...)
+		resp, err := http.Get(p.url + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), c.want+"\n") {
+			t.Errorf("env %v: /metrics lacks %q", c.env, c.want)
+		}
+		p.stop(t)
+	}
+}
