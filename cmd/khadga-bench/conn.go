@@ -48,13 +48,20 @@ type benchConn struct {
 	ws *websocket.Conn
 	id string // the peer id the server knows this connection by
 	mu sync.Mutex
+	// renew is when the write deadline, writeWait ahead when set, is next
+	// moved: half-way, so that every write has at least writeWait/2 and
+	// the timer is not reset for each signal.
+	renew time.Time
 }
 
 func (c *benchConn) write(b []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.ws.SetWriteDeadline(time.Now().Add(writeWait)); err != nil {
-		return err
+	if now := time.Now(); now.After(c.renew) {
+		if err := c.ws.SetWriteDeadline(now.Add(writeWait)); err != nil {
+			return err
+		}
+		c.renew = now.Add(writeWait / 2)
 	}
 	return c.ws.WriteMessage(websocket.TextMessage, b)
 }
