@@ -396,15 +396,15 @@ func TestContactSheet(t *testing.T) {
 	if len(s.frames) != 15 || s.frames[1] != 10 || s.times[1] != 1_000_000 {
 		t.Errorf("sheet kept %d frames: %v at %v", len(s.frames), s.frames, s.times)
 	}
-	// Each thumbnail pixel is the rounded mean of its 2×2 block: check
-	// frame 10's (second cell) along its diagonal.
+	// Each thumbnail pixel is the mean of its 2×2 block (within one, as
+	// libyuv rounds): check frame 10's (second cell) along its diagonal.
 	f10 := testFrame(Size{224, 224}, 10)
 	for d := 0; d < 112; d += 7 {
 		r, g, b, _ := img.At(2+114+d, 2+d).RGBA()
 		for c, got := range []uint32{r >> 8, g >> 8, b >> 8} {
 			at := func(x, y int) int { return int(f10[(y*224+x)*3+c]) }
 			want := uint32(at(2*d, 2*d)+at(2*d+1, 2*d)+at(2*d, 2*d+1)+at(2*d+1, 2*d+1)+2) / 4
-			if got != want {
+			if got+1 < want || got > want+1 {
 				t.Fatalf("thumbnail of frame 10 at (%d,%d) channel %d: %d, want %d", d, d, c, got, want)
 			}
 		}
@@ -512,7 +512,7 @@ func checkNoPartials(t *testing.T, dir string) {
 
 // TestContactSheetSmallAndLarge: a clip of three big frames makes a sheet
 // one row of three cells, its thumbnails three halvings down and within
-// one level of each 8×8 block's mean; a second sheet reuses the canvas
+// two levels of each 8×8 block's mean; a second sheet reuses the canvas
 // and shows none of the first.
 func TestContactSheetSmallAndLarge(t *testing.T) {
 	full := Size{520, 300} // halved thrice to 65×37
@@ -544,7 +544,7 @@ func TestContactSheetSmallAndLarge(t *testing.T) {
 						sum += int(f[((8*p[1]+y)*full.W+8*p[0]+x)*3])
 					}
 				}
-				if d := int(r>>8) - (sum+32)/64; d < -1 || d > 1 {
+				if d := int(r>>8) - (sum+32)/64; d < -2 || d > 2 {
 					t.Errorf("round %d cell %d at %v: %d, block mean %d", round, i, p, r>>8, (sum+32)/64)
 				}
 			}

@@ -32,8 +32,10 @@ type Scaler struct {
 	fit      Fit
 	// rect is where the picture lands in the output (smaller under FitPad).
 	rx, ry, rw, rh int
-	// The source rectangle read, in luma pixels (x0, y0 even).
+	// The source rectangle used, in luma pixels (x0, y0 even), and the
+	// columns read around it: pw from x0-ml (see margins).
 	x0, y0, sw, sh int
+	ml, pw         int
 	// The resizers of the luma and chroma planes, and the resized planes:
 	// luma rw×rh, chroma cw×ch (rw/2×rh/2, or rw×rh when a side is odd).
 	yr, cr     *resizer
@@ -89,8 +91,12 @@ func NewScaler(src, dst Size, fit Fit) (*Scaler, error) {
 	}
 	s.x0, s.sw = centre(src.W, sw, unit)
 	s.y0, s.sh = centre(src.H, sh, unit)
-	s.yr = newResizer(s.sw, s.sh, ky, s.rw, s.rh)
-	s.cr = newResizer((s.sw+1)/2, (s.sh+1)/2, kc, s.cw, s.ch)
+	s.ml, s.pw = 0, s.sw
+	if ky > 0 || kc > 0 {
+		s.ml, s.pw = margins(src.W, s.x0, s.sw, unit, max(32<<ky, 64<<kc))
+	}
+	s.yr = newResizer(s.pw, s.sh, ky, s.rw, s.rh, s.ml, s.sw)
+	s.cr = newResizer((s.pw+1)/2, (s.sh+1)/2, kc, s.cw, s.ch, s.ml/2, (s.sw+1)/2)
 	s.py = newPlane(s.rw, s.rh)
 	s.pu = newPlane(s.cw, s.ch)
 	s.pv = newPlane(s.cw, s.ch)
@@ -106,6 +112,21 @@ func halvings(w, h float64, outW, outH int) int {
 		k++
 	}
 	return k
+}
+
+// margins widens the span of sw columns at x0, in a line of n, so that the
+// halved planes' rows are whole multiples of libyuv's 32-sample SIMD steps
+// (its remainders go through plain C and a copy): the read span grows to a
+// multiple of mult, with a left margin ml that is a multiple of unit, if
+// the picture has those columns. The margins are halved with the rest and
+// then left out.
+func margins(n, x0, sw, unit, mult int) (ml, pw int) {
+	pw = (sw + mult - 1) / mult * mult
+	ml = (pw - sw) / 2 / unit * unit
+	if x0-ml < 0 || x0-ml+pw > n {
+		return 0, sw
+	}
+	return ml, pw
 }
 
 // centre picks a span of about want samples, a multiple of unit, centred
@@ -146,9 +167,10 @@ func (s *Scaler) Convert(out []byte, img *I420) error {
 	}
 	out = out[:s.FrameBytes()]
 	cw, ch := (s.src.W+1)/2, (s.src.H+1)/2
-	y := yuv.Plane{Pix: img.Y, Stride: img.YStride, W: s.src.W, H: s.src.H}.Sub(s.x0, s.y0, s.sw, s.sh)
-	u := yuv.Plane{Pix: img.U, Stride: img.UStride, W: cw, H: ch}.Sub(s.x0/2, s.y0/2, (s.sw+1)/2, (s.sh+1)/2)
-	v := yuv.Plane{Pix: img.V, Stride: img.VStride, W: cw, H: ch}.Sub(s.x0/2, s.y0/2, (s.sw+1)/2, (s.sh+1)/2)
+	x := s.x0 - s.ml
+	y := yuv.Plane{Pix: img.Y, Stride: img.YStride, W: s.src.W, H: s.src.H}.Sub(x, s.y0, s.pw, s.sh)
+	u := yuv.Plane{Pix: img.U, Stride: img.UStride, W: cw, H: ch}.Sub(x/2, s.y0/2, (s.pw+1)/2, (s.sh+1)/2)
+	v := yuv.Plane{Pix: img.V, Stride: img.VStride, W: cw, H: ch}.Sub(x/2, s.y0/2, (s.pw+1)/2, (s.sh+1)/2)
 	if err := s.yr.resize(s.py, y); err != nil {
 		return err
 	}
@@ -175,23 +197,27 @@ func (s *Scaler) Convert(out []byte, img *I420) error {
 // transposes cost less than that.
 type resizer struct {
 	halves []yuv.Plane
+	// The columns used, after the halvings: off to off+w of each row.
+	off, w int
 	// Scratch for each pass, W == 0 where a pass is skipped: rows resized
-	// (w×H), transposed (H×w), and resized again (H×W).
+	// (all columns, then the w used), transposed (H×w), and resized again
+	// (H×W).
 	rows, tr, cols yuv.Plane
 }
 
-// newResizer prepares to resize w×h planes, halved k times, to outW×outH.
-func newResizer(w, h, k, outW, outH int) *resizer {
-	r := &resizer{}
+// newResizer prepares to resize the w used columns from off of w×h planes
+// of width pw, halved k times, to outW×outH.
+func newResizer(pw, h, k, outW, outH, off, w int) *resizer {
+	r := &resizer{off: off >> k, w: w >> k}
 	for range k {
-		w, h = w/2, h/2
-		r.halves = append(r.halves, newPlane(w, h))
+		pw, h = pw/2, h/2
+		r.halves = append(r.halves, newPlane(pw, h))
 	}
-	if w != outW {
+	if r.w != outW {
 		if h != outH {
-			r.rows = newPlane(w, outH)
+			r.rows = newPlane(pw, outH)
 		}
-		r.tr = newPlane(outH, w)
+		r.tr = newPlane(outH, r.w)
 		r.cols = newPlane(outH, outW)
 	}
 	return r
@@ -206,7 +232,7 @@ func (r *resizer) resize(dst, src yuv.Plane) error {
 		src = h
 	}
 	if r.tr.W == 0 { // same width: one vertical pass (or a copy)
-		return yuv.ScalePlane(dst, src, yuv.Bilinear)
+		return yuv.ScalePlane(dst, src.Sub(r.off, 0, r.w, src.H), yuv.Bilinear)
 	}
 	if r.rows.W != 0 {
 		if err := yuv.ScalePlane(r.rows, src, yuv.Bilinear); err != nil {
@@ -214,7 +240,7 @@ func (r *resizer) resize(dst, src yuv.Plane) error {
 		}
 		src = r.rows
 	}
-	if err := yuv.Transpose(r.tr, src); err != nil {
+	if err := yuv.Transpose(r.tr, src.Sub(r.off, 0, r.w, src.H)); err != nil {
 		return err
 	}
 	if err := yuv.ScalePlane(r.cols, r.tr, yuv.Bilinear); err != nil {

@@ -16,3 +16,6 @@ func I444ToRGB(rgb []byte, rgbStride int, y, u, v Plane) error { return ErrNoLib
 
 // Transpose returns ErrNoLibyuv.
 func Transpose(dst, src Plane) error { return ErrNoLibyuv }
+
+// HalveRGB returns ErrNoLibyuv.
+func HalveRGB(dst []byte, dstStride int, src []byte, srcStride, w, h int) error { return ErrNoLibyuv }

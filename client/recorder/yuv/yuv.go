@@ -9,6 +9,7 @@ package yuv
 #include <libyuv/scale.h>
 #include <libyuv/convert_argb.h>
 #include <libyuv/rotate.h>
+#include <libyuv/scale_rgb.h>
 */
 import "C"
 
@@ -75,5 +76,22 @@ func Transpose(dst, src Plane) error {
 		return fmt.Errorf("%w: transpose %dx%d to %dx%d", ErrBadPlane, src.W, src.H, dst.W, dst.H)
 	}
 	C.TransposePlane(ptr(src.Pix), C.int(src.Stride), ptr(dst.Pix), C.int(dst.Stride), C.int(src.W), C.int(src.H))
+	return nil
+}
+
+// HalveRGB writes the 2×2 box average of the w×h packed 8-bit three-channel
+// picture src into dst, (w/2)×(h/2); rows are the strides apart. w and h
+// must be even. Each sample is within one of the rounded mean: the SIMD
+// rows average pairs of averages.
+func HalveRGB(dst []byte, dstStride int, src []byte, srcStride, w, h int) error {
+	if w < 2 || h < 2 || w%2 != 0 || h%2 != 0 || srcStride < 3*w || dstStride < 3*(w/2) ||
+		len(src) < (h-1)*srcStride+3*w || len(dst) < (h/2-1)*dstStride+3*(w/2) {
+		return fmt.Errorf("%w: halve RGB %dx%d", ErrBadPlane, w, h)
+	}
+	// Through ARGB inside libyuv; the channel order does not matter here.
+	if C.RGBScale(ptr(src), C.int(srcStride), C.int(w), C.int(h),
+		ptr(dst), C.int(dstStride), C.int(w/2), C.int(h/2), C.kFilterBox) != 0 {
+		return fmt.Errorf("%w: halve RGB %dx%d", ErrBadPlane, w, h)
+	}
 	return nil
 }

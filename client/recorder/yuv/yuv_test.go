@@ -134,3 +134,32 @@ func TestTranspose(t *testing.T) {
 		t.Errorf("wrong shape: %v", err)
 	}
 }
+
+// TestHalveRGB: each output sample is within one of the rounded mean of
+// its 2×2 block, channel by channel, with strides wider than the rows and
+// rows long enough for the SIMD path and its remainder.
+func TestHalveRGB(t *testing.T) {
+	const w, h, ss, ds = 230, 22, 230*3 + 5, 115*3 + 7
+	src := make([]byte, h*ss)
+	for i := range src {
+		src[i] = byte(i*37 + i/ss*11)
+	}
+	dst := make([]byte, (h/2)*ds)
+	if err := HalveRGB(dst, ds, src, ss, w, h); err != nil {
+		t.Fatal(err)
+	}
+	for y := 0; y < h/2; y++ {
+		for x := 0; x < w/2; x++ {
+			for c := 0; c < 3; c++ {
+				at := func(dx, dy int) int { return int(src[(2*y+dy)*ss+(2*x+dx)*3+c]) }
+				want := (at(0, 0) + at(1, 0) + at(0, 1) + at(1, 1) + 2) / 4
+				if got := int(dst[y*ds+x*3+c]); got < want-1 || got > want+1 {
+					t.Fatalf("(%d,%d) channel %d: %d, want %d", x, y, c, got, want)
+				}
+			}
+		}
+	}
+	if err := HalveRGB(dst, ds, src[:(h-1)*ss+3*w-1], ss, w, h); !errors.Is(err, ErrBadPlane) {
+		t.Errorf("short source: %v", err)
+	}
+}
