@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -32,22 +33,8 @@ var errHandoff = errors.New("hub: reader handed off")
 func (c *conn) readLoop(handoff bool) error {
 	limit := c.h.cfg.ReadLimit
 	for {
-		if c.sock != nil {
-			// Whole text frames waiting in the socket's buffer are
-			// handled here, without gorilla's per-message machinery.
-			c.sock.wait()
-			if b, n, ok := c.sock.textFrame(limit); ok {
-				now := time.Now()
-				c.lastSeen.Store(now.UnixNano())
-				if !c.closeQueued() {
-					c.handle(b, now)
-				}
-				c.sock.consume(n)
-				if handoff && c.handOff(now) {
-					return errHandoff
-				}
-				continue
-			}
+		if c.sock != nil && c.readFrames(limit, handoff) {
+			return errHandoff
 		}
 		mt, r, err := c.ws.NextReader()
 		if err != nil {
@@ -95,6 +82,67 @@ func (c *conn) handOff(now time.Time) bool {
 	c.h.wg.Add(1)
 	go c.serve()
 	return true
+}
+
+// readFrames reads the socket and handles whole text frames as they come,
+// without gorilla's per-message machinery, until something else arrives
+// (gorilla reads that), the socket fails (the error waits in c.sock.rerr
+// for gorilla to meet) or the reader hands off (it returns true).
+//
+// It all happens inside one RawConn.Read, which saves a system call per
+// message: when a read drained the socket (it returned less than the
+// buffer), the next wait goes straight to the runtime's poller instead of
+// first trying a read that would return EAGAIN. That is safe only within
+// one RawConn.Read, whose start clears the socket's readiness: inside it,
+// data that arrives after the read marks the socket ready, and the wait
+// returns at once.
+func (c *conn) readFrames(limit int64, handoff bool) bool {
+	s := c.sock
+	if s.rerr != nil {
+		return false
+	}
+	drained, handedOff := false, false
+	var n int
+	var rerr error
+	err := s.rc.Read(func(fd uintptr) bool {
+		for {
+			if s.rbuf == nil {
+				if drained {
+					drained = false
+					return false // wait for data; no read to learn there is none
+				}
+				if n, rerr = s.readOnce(fd); rerr == syscall.EAGAIN {
+					return false
+				}
+				if rerr != nil || n == 0 {
+					return true
+				}
+				drained = n < sockBufSize
+			}
+			var now time.Time
+			for b, size, ok := s.textFrame(limit); ok; b, size, ok = s.textFrame(limit) {
+				now = time.Now()
+				c.lastSeen.Store(now.UnixNano())
+				if !c.closeQueued() {
+					c.handle(b, now)
+				}
+				s.consume(size)
+			}
+			if s.rbuf != nil {
+				rerr, n = nil, 1
+				return true // a frame for gorilla
+			}
+			if handoff && !now.IsZero() && c.handOff(now) {
+				handedOff = true
+				return true
+			}
+		}
+	})
+	if handedOff {
+		return true
+	}
+	s.rerr = s.readErr(err, rerr, n)
+	return false
 }
 
 // readLimited reads r into b, up to limit bytes. It reports tooBig, without

@@ -139,15 +139,6 @@ func (c *sockConn) skipPongs() bool {
 	return skipped
 }
 
-// wait blocks, at a frame boundary with nothing buffered, until the
-// socket has data. A read error is kept for the next Read, so that gorilla
-// meets it and reports it as it always does.
-func (c *sockConn) wait() {
-	if c.idle() && c.rerr == nil {
-		c.rerr = c.fill()
-	}
-}
-
 // textFrame returns the payload of a whole message waiting at a frame
 // boundary: one complete, final, masked text frame with 2- or 4-byte header
 // and at most limit bytes, unmasked in place; and the frame's length, for
@@ -246,19 +237,28 @@ func (c *sockConn) fill() error {
 	var n int
 	var rerr error
 	err := c.rc.Read(func(fd uintptr) bool {
-		bp := sockPool.Get().(*[]byte)
-		n, rerr = rawio.IO(syscall.SYS_READ, fd, *bp)
-		if rerr == syscall.EAGAIN {
-			sockPool.Put(bp)
-			return false // wait until readable, then try again
-		}
-		if n > 0 {
-			c.rbuf, c.roff, c.rend = bp, 0, n
-		} else {
-			sockPool.Put(bp)
-		}
-		return true
+		n, rerr = c.readOnce(fd)
+		return rerr != syscall.EAGAIN // else wait until readable, then try again
 	})
+	return c.readErr(err, rerr, n)
+}
+
+// readOnce reads what the socket holds into a pooled buffer, which it keeps
+// only if it got data.
+func (c *sockConn) readOnce(fd uintptr) (int, error) {
+	bp := sockPool.Get().(*[]byte)
+	n, err := rawio.IO(syscall.SYS_READ, fd, *bp)
+	if err == nil && n > 0 {
+		c.rbuf, c.roff, c.rend = bp, 0, n
+	} else {
+		sockPool.Put(bp)
+	}
+	return n, err
+}
+
+// readErr is the error of a read: err from RawConn.Read, rerr from the
+// system call, io.EOF if it read nothing.
+func (c *sockConn) readErr(err, rerr error, n int) error {
 	switch {
 	case err != nil:
 		return &net.OpError{Op: "read", Net: "tcp", Addr: c.RemoteAddr(), Err: err}
