@@ -133,7 +133,7 @@ func (c *Clip) begin() error {
 	switch c.o.cfg.Format {
 	case FormatTar:
 		c.head = c.tarHead(c.o.cfg.ClipFrames)
-		if c.dio = newDirectWriter(c.tmp, 0); c.dio != nil {
+		if c.dio = newDirectWriter(c.tmp, 0, c.f); c.dio != nil {
 			c.w = io.MultiWriter(c.dio, c.hash)
 			if _, err := c.f.Seek(int64(len(c.head)), io.SeekStart); err != nil {
 				return fmt.Errorf("recorder: clip: %w", err)
@@ -278,7 +278,7 @@ func (c *Clip) Finish(d Drops) (Shard, error) {
 func (c *Clip) finishFile(meta []byte) (string, int64, error) {
 	var err error
 	if c.dio != nil {
-		end, err := c.dio.finish(c.f)
+		end, err := c.dio.finish()
 		c.dio = nil
 		if err == nil {
 			_, err = c.f.Seek(end, io.SeekStart)

@@ -37,17 +37,21 @@ func directBuffer() *[]byte {
 }
 
 // directWriter stages a stream that starts at an aligned file offset and
-// writes it to f, opened for direct I/O, a whole chunk at a time.
+// writes it to f, opened for direct I/O, a whole chunk at a time. If a
+// direct write fails (a file system that opens with O_DIRECT but wants
+// other alignment), it and every later chunk go through plain instead.
 type directWriter struct {
-	f   *os.File
-	buf *[]byte
-	n   int   // bytes staged
-	off int64 // file offset of the staged bytes
+	f     *os.File    // nil once direct writes failed
+	plain io.WriterAt // the file without O_DIRECT
+	buf   *[]byte
+	n     int   // bytes staged
+	off   int64 // file offset of the staged bytes
 }
 
 // newDirectWriter opens path for direct I/O to write from off, which must
-// be aligned. It returns nil when direct I/O is off or not supported.
-func newDirectWriter(path string, off int64) *directWriter {
+// be aligned, with plain, the same file opened without O_DIRECT, as the
+// fallback. It returns nil when direct I/O is off or not supported.
+func newDirectWriter(path string, off int64, plain io.WriterAt) *directWriter {
 	if !useDirectIO || off%directAlign != 0 {
 		return nil
 	}
@@ -55,7 +59,7 @@ func newDirectWriter(path string, off int64) *directWriter {
 	if err != nil {
 		return nil
 	}
-	return &directWriter{f: f, buf: directBuffer(), off: off}
+	return &directWriter{f: f, plain: plain, buf: directBuffer(), off: off}
 }
 
 func (d *directWriter) Write(p []byte) (int, error) {
@@ -65,21 +69,43 @@ func (d *directWriter) Write(p []byte) (int, error) {
 		d.n += k
 		p = p[k:]
 		if d.n == len(*d.buf) {
-			if _, err := d.f.WriteAt(*d.buf, d.off); err != nil {
-				return total - len(p), fmt.Errorf("direct write: %w", err)
+			if err := d.flush(); err != nil {
+				return total - len(p), err
 			}
-			d.off += int64(d.n)
-			d.n = 0
 		}
 	}
 	return total, nil
 }
 
-// finish writes what is still staged to w at its offset, closes the direct
-// handle and returns the offset the stream reached.
-func (d *directWriter) finish(w io.WriterAt) (int64, error) {
-	_, err := w.WriteAt((*d.buf)[:d.n], d.off)
-	end := d.off + int64(d.n)
+// flush writes the staged bytes at their offset.
+func (d *directWriter) flush() error {
+	if d.f != nil {
+		if _, err := d.f.WriteAt((*d.buf)[:d.n], d.off); err == nil {
+			d.off += int64(d.n)
+			d.n = 0
+			return nil
+		}
+		d.f.Close()
+		d.f = nil
+	}
+	if _, err := d.plain.WriteAt((*d.buf)[:d.n], d.off); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	d.off += int64(d.n)
+	d.n = 0
+	return nil
+}
+
+// finish writes what is still staged through plain, as the tail of a
+// stream is not a whole number of blocks, hands the direct handle and the
+// buffer back, and returns the offset the stream reached.
+func (d *directWriter) finish() (int64, error) {
+	if d.f != nil {
+		d.f.Close()
+		d.f = nil
+	}
+	err := d.flush()
+	end := d.off
 	d.close()
 	return end, err
 }
@@ -89,6 +115,9 @@ func (d *directWriter) close() {
 	if d.f != nil {
 		d.f.Close()
 		d.f = nil
+	}
+	if d.buf != nil {
 		directPool.Put(d.buf)
+		d.buf = nil
 	}
 }

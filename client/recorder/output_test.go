@@ -566,7 +566,7 @@ func TestTarShardsLarge(t *testing.T) {
 			if err := os.WriteFile(probe, nil, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if d := newDirectWriter(probe, 0); d != nil {
+			if d := newDirectWriter(probe, 0, nil); d != nil {
 				d.close()
 				t.Logf("direct I/O in use")
 			} else if direct {
@@ -596,5 +596,38 @@ func TestTarShardsLarge(t *testing.T) {
 			}
 			checkNoPartials(t, cfg.Dir)
 		})
+	}
+}
+
+// TestDirectWriterFallsBack: when a direct write fails, that chunk and the
+// rest of the stream go through the plain handle, byte for byte.
+func TestDirectWriterFallsBack(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	d := newDirectWriter(path, 0, f)
+	if d == nil {
+		t.Skip("no direct I/O on this file system")
+	}
+	want := make([]byte, 3*directChunk+777)
+	for i := range want {
+		want[i] = byte(i * 13)
+	}
+	if _, err := d.Write(want[:directChunk+5]); err != nil { // one direct chunk
+		t.Fatal(err)
+	}
+	d.f.Close() // the next direct write fails
+	if _, err := d.Write(want[directChunk+5:]); err != nil {
+		t.Fatal(err)
+	}
+	if end, err := d.finish(); err != nil || end != int64(len(want)) {
+		t.Fatalf("finish: %d, %v", end, err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("file of %d bytes differs from the %d written (%v)", len(got), len(want), err)
 	}
 }
