@@ -17,8 +17,13 @@ import (
 // descheduled for a millisecond, the kernel drops the rest (Udp
 // RcvbufErrors), and SCTP then recovers slowly. A few MiB absorbs the
 // bursts on a fast path (loopback, LAN) and costs nothing on a slow one:
-// the kernel charges buffer memory only for datagrams actually queued. The
-// kernel caps the request at net.core.rmem_max; that is not an error.
+// the kernel charges buffer memory only for datagrams actually queued, and
+// a queue forms only while this process reads slower than the path
+// delivers (then media waits a little instead of being lost). The kernel
+// caps the request at net.core.rmem_max; that is not an error. Behind the
+// socket, pion keeps two fixed 1 MB queues (ICE agent, WebRTC mux) that
+// still drop when the receiver's DTLS and SCTP are the slowest stage, as
+// on loopback; see docs/benchmarks.md, "Go client".
 const udpReadBuffer = 4 << 20
 
 // socketNet is pion's standard network (stdnet) with larger UDP receive
