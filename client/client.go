@@ -110,6 +110,11 @@ func Dial(ctx context.Context, serverURL string, cred Credentials, opts ...Optio
 	return c, nil
 }
 
+// sctpReceiveWindow is the SCTP receive buffer: what a peer may send us
+// that we have not read yet. It caps the data in flight to us, so it must
+// cover the bandwidth-delay product of a fast path.
+const sctpReceiveWindow = 8 << 20
+
 func newAPI(o *options) (*webrtc.API, error) {
 	se := webrtc.SettingEngine{}
 	if o.se != nil {
@@ -119,7 +124,7 @@ func newAPI(o *options) (*webrtc.API, error) {
 	// A larger SCTP receive window lets file transfers fill the path
 	// (pion's default is 1 MiB), and CRC32c is redundant under DTLS, which
 	// authenticates every record (RFC 9653; used only if both sides agree).
-	se.SetSCTPMaxReceiveBufferSize(8 << 20)
+	se.SetSCTPMaxReceiveBufferSize(sctpReceiveWindow)
 	se.EnableSCTPZeroChecksum(true)
 	// Recover quickly from a lost packet rather than backing off for up to
 	// a minute (pion's default RTO ceiling).

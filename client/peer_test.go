@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -206,6 +207,82 @@ func TestPeerFileRejected(t *testing.T) {
 	if err := st.Wait(ctx); !errors.Is(err, ErrTransferRejected) {
 		t.Fatalf("sender got %v, want ErrTransferRejected", err)
 	}
+}
+
+// TestPeerFileBackpressure: a receiver whose writer stops taking bytes
+// stops the sender. The sender reads at most what the receiver took, the
+// SCTP receive window it holds unread (sctpReceiveWindow), the sender's own
+// queue and a few chunks, never the whole source.
+func TestPeerFileBackpressure(t *testing.T) {
+	a, _, ea, eb := newTestPair(t)
+	waitEvent[*PeerConnected](t, ea, nil)
+	waitEvent[*PeerConnected](t, eb, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	const size = 256 << 20
+	src := &countingZeros{}
+	st, err := a.sendFile(ctx, "r", "big.bin", src, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gateWriter{n: 1 << 20, reached: make(chan struct{}), release: make(chan struct{})}
+	t.Cleanup(func() { close(g.release) }) // runs before the peers close
+	if _, err := waitEvent[*IncomingFile](t, eb, nil).Accept(g); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-g.reached:
+	case <-ctx.Done():
+		t.Fatal("the receiver never took its first MiB")
+	}
+	const bound = 1<<20 + sctpReceiveWindow + fileHighWater + 4*fileChunk + 2<<20 // the last 2 MiB are slack
+	// Watch for a while: a sender without backpressure reads the whole
+	// zero source in a fraction of this.
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	watch := time.NewTimer(2 * time.Second)
+	defer watch.Stop()
+	for {
+		if n := src.n.Load(); n > bound {
+			t.Fatalf("sender read %d bytes with the receiver stuck after 1 MiB; bound %d", n, bound)
+		}
+		select {
+		case <-st.Done():
+			t.Fatalf("transfer ended with the receiver stuck: %v", st.Err())
+		case <-tick.C:
+			continue
+		case <-watch.C:
+		}
+		break
+	}
+	t.Logf("sender read %d bytes of %d with the receiver stuck (bound %d)", src.n.Load(), int64(size), int64(bound))
+}
+
+// countingZeros is an endless source of zeros that counts what was read.
+type countingZeros struct{ n atomic.Int64 }
+
+func (z *countingZeros) Read(p []byte) (int, error) {
+	clear(p)
+	z.n.Add(int64(len(p)))
+	return len(p), nil
+}
+
+// gateWriter takes n bytes, then blocks until released.
+type gateWriter struct {
+	n       int64
+	reached chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (g *gateWriter) Write(p []byte) (int, error) {
+	if g.n <= 0 {
+		g.once.Do(func() { close(g.reached) })
+		<-g.release
+		return 0, errors.New("writer released")
+	}
+	g.n -= int64(len(p))
+	return len(p), nil
 }
 
 // gateReader yields n bytes, then blocks until released.
