@@ -45,7 +45,10 @@
 // they stop at frame ends, so that gorilla never buffers past the frame it
 // reads. Whole text frames waiting in that buffer are unmasked and handled
 // by the reader without gorilla; control frames, fragments and partly read
-// frames go through gorilla. A Start reader hands its role to a fresh
+// frames go through gorilla; and as long as whole frames come, the reader
+// stays inside one RawConn.Read, so that a read that drained the socket is
+// followed by a wait, not by a read that would return EAGAIN (one read
+// system call per message). A Start reader hands its role to a fresh
 // goroutine when a message leaves nothing to read and its last hand-off
 // was over a second ago: the fresh one waits for data in a shallow call on
 // a 2 KiB stack, so an idle connection costs about 5 KiB, while a busy one
