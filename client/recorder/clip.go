@@ -3,7 +3,6 @@ package recorder
 import (
 	"archive/tar"
 	"bytes"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -110,7 +109,7 @@ func (o *Output) StartClip(meta ClipMeta) (*Clip, error) {
 		ts:       make([]int64, 0, cfg.ClipFrames),
 		final:    filepath.Join(cfg.Dir, base),
 		tmp:      filepath.Join(cfg.Dir, "."+base+partialSuffix),
-		hash:     sha256.New(),
+		hash:     cfg.Checksum.newHash(),
 	}
 	if !cfg.NoSheets {
 		c.sheet = newSheet(cfg.Size, cfg.ClipFrames)
@@ -261,8 +260,9 @@ func (c *Clip) Finish(d Drops) (Shard, error) {
 	sh := Shard{
 		File: filepath.Base(c.final), Format: c.o.cfg.Format.String(),
 		Samples: []Sample{{Key: c.meta.Key, Peer: c.meta.Peer, User: c.meta.User, Track: c.meta.Track, Frames: c.n}},
-		Frames:  c.n, Bytes: size, SHA256: sum, Time: time.Now().UTC(),
+		Frames:  c.n, Bytes: size, Time: time.Now().UTC(),
 	}
+	c.o.cfg.Checksum.record(&sh, sum)
 	if c.sheet != nil {
 		// A sheet is a convenience: failing to write one loses no data.
 		if name, err := c.writeSheet(); err != nil {
@@ -274,7 +274,8 @@ func (c *Clip) Finish(d Drops) (Shard, error) {
 	return sh, c.o.commit(sh)
 }
 
-// finishFile writes the rest of the file and returns its SHA-256 and size.
+// finishFile writes the rest of the file and returns its checksum, in hex,
+// and its size.
 func (c *Clip) finishFile(meta []byte) (string, int64, error) {
 	var err error
 	if c.dio != nil {
@@ -310,7 +311,7 @@ func (c *Clip) finishFile(meta []byte) (string, int64, error) {
 		return hex.EncodeToString(c.hash.Sum(nil)), size, nil
 	}
 	// The start of the file changed after it was written: hash it again.
-	h := sha256.New()
+	h := c.o.cfg.Checksum.newHash()
 	if _, err := io.Copy(h, io.NewSectionReader(c.f, 0, size)); err != nil {
 		return "", 0, err
 	}

@@ -18,7 +18,7 @@
 //	                         KEY = <room>_<peer>_<clip>
 //	<room>-000000.safetensors  instead, with --format safetensors: "frames", "ts", __metadata__
 //	<room>-000000.png        contact sheet: a grid of the clip's frames with their times
-//	manifest.jsonl           one Shard per line: file, samples, frame counts, sha256
+//	manifest.jsonl           one Shard per line: file, samples, frame counts, crc32 (or sha256)
 //	<room>-chat.jsonl        chat the recorder received: time, peer, user, text
 //
 // Files are written under a hidden temporary name (".NAME.partial") and

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"image/png"
 	"io"
 	"os"
@@ -62,7 +63,13 @@ func writeClips(t *testing.T, cfg OutputConfig, lens ...int) (*Output, []Shard) 
 }
 
 func testOutputConfig(t *testing.T, f Format) OutputConfig {
-	return OutputConfig{Dir: t.TempDir(), Room: "lab.one", Format: f, Size: Size{W: 12, H: 8}, ClipFrames: 5, Logger: testLogger(t)}
+	// Tar shards get the default CRC-32, safetensors files SHA-256, so
+	// that both checksums are tested.
+	sum := ChecksumCRC32
+	if f == FormatSafetensors {
+		sum = ChecksumSHA256
+	}
+	return OutputConfig{Dir: t.TempDir(), Room: "lab.one", Format: f, Checksum: sum, Size: Size{W: 12, H: 8}, ClipFrames: 5, Logger: testLogger(t)}
 }
 
 func TestTarShards(t *testing.T) {
@@ -88,14 +95,14 @@ func TestTarShards(t *testing.T) {
 			len(meta.SourceSizes) != min(2, (wantN+2)/3) || meta.SourceSizes[0] != (SizeRun{0, 640, 480}) {
 			t.Errorf("metadata %+v", meta)
 		}
-		if got := fileSHA(t, path); got != sh.SHA256 || sh.Frames != wantN {
-			t.Errorf("manifest sha256 %s frames %d; file has %s, want %d frames", sh.SHA256, sh.Frames, got, wantN)
+		if !sumMatches(t, path, sh) || sh.Frames != wantN {
+			t.Errorf("manifest checksum %s%s frames %d; want the file's, and %d frames", sh.CRC32, sh.SHA256, sh.Frames, wantN)
 		}
 		if _, err := os.Stat(filepath.Join(cfg.Dir, sh.Sheet)); err != nil || sh.Sheet == "" {
 			t.Errorf("contact sheet %q: %v", sh.Sheet, err)
 		}
 	}
-	if got := readManifest(t, cfg.Dir); len(got) != 2 || got[1].SHA256 != shards[1].SHA256 {
+	if got := readManifest(t, cfg.Dir); len(got) != 2 || got[1].CRC32+got[1].SHA256 != shards[1].CRC32+shards[1].SHA256 {
 		t.Errorf("manifest %+v", got)
 	}
 	checkNoPartials(t, cfg.Dir)
@@ -222,7 +229,7 @@ func TestSafetensors(t *testing.T) {
 		if meta["user"] != "alice" || meta["frames"] != fmt.Sprint(n) || !strings.Contains(meta["source_sizes"], `"width":640`) {
 			t.Errorf("%s: metadata %v", sh.File, meta)
 		}
-		if fileSHA(t, path) != sh.SHA256 {
+		if !sumMatches(t, path, sh) || sh.SHA256 == "" {
 			t.Errorf("%s: manifest checksum does not match the file", sh.File)
 		}
 	}
@@ -490,14 +497,19 @@ func readManifest(t *testing.T, dir string) []Shard {
 	return out
 }
 
-func fileSHA(t *testing.T, path string) string {
+// sumMatches reports whether the manifest line sh has one checksum, and it
+// is the file's.
+func sumMatches(t *testing.T, path string, sh Shard) bool {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
+	if sh.SHA256 != "" {
+		s := sha256.Sum256(b)
+		return sh.CRC32 == "" && sh.SHA256 == hex.EncodeToString(s[:])
+	}
+	return sh.CRC32 == fmt.Sprintf("%08x", crc32.ChecksumIEEE(b))
 }
 
 func checkNoPartials(t *testing.T, dir string) {
@@ -590,8 +602,8 @@ func TestTarShardsLarge(t *testing.T) {
 						t.Fatalf("%s: frame %d differs", sh.File, j)
 					}
 				}
-				if got := fileSHA(t, path); got != sh.SHA256 {
-					t.Errorf("%s: manifest sha256 %s, file %s", sh.File, sh.SHA256, got)
+				if !sumMatches(t, path, sh) {
+					t.Errorf("%s: manifest checksum %s%s is not the file's", sh.File, sh.CRC32, sh.SHA256)
 				}
 			}
 			checkNoPartials(t, cfg.Dir)

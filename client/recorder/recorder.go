@@ -31,6 +31,7 @@ type Config struct {
 	Fit        Fit
 	ClipFrames int // default 150
 	Format     Format
+	Checksum   Checksum // of each shard, in the manifest (default CRC-32)
 	// QueueFrames bounds each track's write queue (default 64).
 	QueueFrames int
 	// MaxTracks caps the tracks recorded at once (default 16); more are ignored.
@@ -93,7 +94,7 @@ func (c *Config) Validate() error {
 }
 
 func (c *Config) outputConfig() OutputConfig {
-	return OutputConfig{Dir: c.Out, Room: c.Room, Format: c.Format, Size: c.Size, ClipFrames: c.ClipFrames,
+	return OutputConfig{Dir: c.Out, Room: c.Room, Format: c.Format, Checksum: c.Checksum, Size: c.Size, ClipFrames: c.ClipFrames,
 		NoSync: c.NoSync, Logger: c.Logger}
 }
 

@@ -79,6 +79,7 @@ func parseFlags(args []string, stderr io.Writer) (recorder.Config, slog.Level, e
 	fit := fs.String("fit", "crop", "fitting to --size: crop, pad or stretch")
 	fs.IntVar(&cfg.ClipFrames, "clip-frames", recorder.DefaultClipFrames, "frames per clip (one clip per shard)")
 	format := fs.String("format", "tar", "output format: tar (WebDataset shards of .npy) or safetensors")
+	checksum := fs.String("checksum", "crc32", "each shard's checksum in manifest.jsonl: crc32 (as Python's zlib.crc32) or sha256")
 	fs.IntVar(&cfg.QueueFrames, "queue", 64, "frames queued per track before the oldest is dropped")
 	fs.IntVar(&cfg.MaxTracks, "max-tracks", recorder.DefaultMaxTracks, "tracks recorded at once")
 	fs.BoolVar(&cfg.NoSync, "no-sync", false, "skip fsync before each rename (faster; shards may not survive a power cut)")
@@ -98,6 +99,9 @@ func parseFlags(args []string, stderr io.Writer) (recorder.Config, slog.Level, e
 		errs = append(errs, err)
 	}
 	if cfg.Format, err = recorder.ParseFormat(*format); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.Checksum, err = recorder.ParseChecksum(*checksum); err != nil {
 		errs = append(errs, err)
 	}
 	if cfg.Room == "" {

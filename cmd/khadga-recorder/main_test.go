@@ -5,10 +5,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"hash/crc32"
 	"image/png"
 	"io"
 	"os"
@@ -45,6 +45,7 @@ func TestFlags(t *testing.T) {
 		{[]string{"--room", "lab"}, 2, "no token"},
 		{[]string{"--token", "x"}, 2, "--room is required"},
 		{[]string{"--token", "x", "--room", "lab", "--format", "hdf5"}, 2, `format "hdf5"`},
+		{[]string{"--token", "x", "--room", "lab", "--checksum", "md5"}, 2, `checksum "md5"`},
 		{[]string{"--token", "x", "--room", "lab", "extra"}, 2, "unexpected arguments"},
 	}
 	for _, c := range cases {
@@ -53,8 +54,8 @@ func TestFlags(t *testing.T) {
 			t.Errorf("%v: exit %d, output %q; want %d and %q", c.args, code, out.String(), c.code, c.want)
 		}
 	}
-	cfg, _, err := parseFlags([]string{"--room", "lab", "--token", "x", "--size", "64x32", "--fit", "pad", "--format", "safetensors"}, io.Discard)
-	if err != nil || cfg.Size != (recorder.Size{W: 64, H: 32}) || cfg.Fit != recorder.FitPad || cfg.Format != recorder.FormatSafetensors || cfg.FPS != 5 || cfg.ClipFrames != 150 {
+	cfg, _, err := parseFlags([]string{"--room", "lab", "--token", "x", "--size", "64x32", "--fit", "pad", "--format", "safetensors", "--checksum", "sha256"}, io.Discard)
+	if err != nil || cfg.Size != (recorder.Size{W: 64, H: 32}) || cfg.Fit != recorder.FitPad || cfg.Format != recorder.FormatSafetensors || cfg.Checksum != recorder.ChecksumSHA256 || cfg.FPS != 5 || cfg.ClipFrames != 150 {
 		t.Errorf("parsed %+v, %v", cfg, err)
 	}
 }
@@ -265,8 +266,7 @@ func checkDir(t *testing.T, dir string) []recorder.Shard {
 		case strings.HasSuffix(name, ".tar"):
 			tars++
 			sh, ok := byName[name]
-			sum := sha256.Sum256(b)
-			if !ok || sh.SHA256 != hex.EncodeToString(sum[:]) {
+			if !ok || sh.CRC32 != fmt.Sprintf("%08x", crc32.ChecksumIEEE(b)) {
 				t.Errorf("%s: not in the manifest with its checksum", name)
 			}
 			if n := tarFrames(t, name, b); n != sh.Frames {
