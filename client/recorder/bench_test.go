@@ -54,12 +54,17 @@ func BenchmarkPipelineVsDecode(b *testing.B) {
 	for _, c := range []struct {
 		name        string
 		kbps, noise int
-	}{{"pattern-1500kbps", 1500, 0}, {"grainy-2500kbps", 2500, 6}} {
-		b.Run(c.name, func(b *testing.B) { benchPipelineVsDecode(b, c.kbps, c.noise) })
+		sum         Checksum
+	}{
+		{"pattern-1500kbps", 1500, 0, ChecksumCRC32},
+		{"grainy-2500kbps", 2500, 6, ChecksumCRC32},
+		{"pattern-1500kbps-sha256", 1500, 0, ChecksumSHA256}, // --checksum sha256
+	} {
+		b.Run(c.name, func(b *testing.B) { benchPipelineVsDecode(b, c.kbps, c.noise, c.sum) })
 	}
 }
 
-func benchPipelineVsDecode(b *testing.B, kbps, noise int) {
+func benchPipelineVsDecode(b *testing.B, kbps, noise int, sum Checksum) {
 	const n = 300
 	frames := benchStream(b, n, kbps, noise)
 	var decCPU, pipeCPU time.Duration
@@ -83,7 +88,7 @@ func benchPipelineVsDecode(b *testing.B, kbps, noise int) {
 		// The pipeline.
 		dir := b.TempDir()
 		c0, w0 = processCPU(), time.Now()
-		out, err := OpenOutput(OutputConfig{Dir: dir, Room: "bench", Size: Size{224, 224}, ClipFrames: 150})
+		out, err := OpenOutput(OutputConfig{Dir: dir, Room: "bench", Checksum: sum, Size: Size{224, 224}, ClipFrames: 150})
 		if err != nil {
 			b.Fatal(err)
 		}
