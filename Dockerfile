@@ -26,12 +26,12 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
     CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/khadga-healthcheck ./deploy/healthcheck && \
     mkdir -p /out/data
 
-# ---- recorder-build: the recorder links libvpx through cgo ---------------
+# ---- recorder-build: the recorder links libvpx and (statically) libyuv ---
 # Its own Go stage, so the apt layer comes before the sources and survives
 # source changes.
 FROM golang:${GO_VERSION}-bookworm AS recorder-build
 RUN apt-get update && \
-    apt-get install -y --no-install-recommends libvpx-dev pkg-config && \
+    apt-get install -y --no-install-recommends libvpx-dev libyuv-dev pkg-config && \
     rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY go.mod go.sum ./

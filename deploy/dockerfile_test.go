@@ -236,8 +236,10 @@ func TestDockerfileBuilds(t *testing.T) {
 		t.Fatal("no recorder-build stage")
 	}
 	rrun := strings.Join(rb.all("RUN"), "\n")
-	if !strings.Contains(rrun, "libvpx-dev") {
-		t.Error("recorder-build does not install libvpx-dev")
+	for _, pkg := range []string{"libvpx-dev", "libyuv-dev"} {
+		if !strings.Contains(rrun, pkg) {
+			t.Errorf("recorder-build does not install %s", pkg)
+		}
 	}
 	if !regexp.MustCompile(`CGO_ENABLED=1 go build [^&]*\./cmd/khadga-recorder\b`).MatchString(rrun) {
 		t.Error("recorder-build does not build ./cmd/khadga-recorder with CGO_ENABLED=1")
