@@ -6,8 +6,10 @@
 #   libyuv-dev    the recorder's SIMD resize and I420->RGB through cgo (linked statically: no runtime package)
 #   python3-numpy numpy reading the recorder's .npy output
 #   pkg-config    for cgo to find libvpx
+# and, with the machine's npm, the PeerJS server khadga-bench compares against.
 # It is idempotent: when everything is present it returns at once.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 need=()
 command -v turnutils_uclient >/dev/null 2>&1 || need+=(coturn)
@@ -15,6 +17,13 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium chromium-driver)
 pkg-config --exists vpx 2>/dev/null || need+=(libvpx-dev pkg-config)
 [ -e /usr/include/libyuv.h ] || need+=(libyuv-dev) # no .pc file in Debian's package
 /usr/bin/python3 -c 'import numpy' 2>/dev/null || need+=(python3 python3-numpy)
+
+# The PeerJS server that khadga-bench compares against (TestPeerJS), from
+# the npm registry with the machine's Node.js. It is a yardstick, not a part
+# of khadga: if npm cannot fetch it, the test says it skipped and why.
+if command -v npm >/dev/null 2>&1 && [ ! -f bench/peerjs/node_modules/peer/package.json ]; then
+	bash bench/peerjs/setup.sh >/dev/null 2>&1 || echo "setup: npm could not install the PeerJS server; TestPeerJS will skip" >&2
+fi
 
 if [ ${#need[@]} -eq 0 ]; then
 	exit 0
