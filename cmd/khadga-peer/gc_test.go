@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,19 +40,22 @@ func TestSetGCPercent(t *testing.T) {
 	if got := gcPercent(); got != 100 {
 		t.Fatalf("GOGC=100: GC percent %d, want 100 (the environment wins)", got)
 	}
+	var help bytes.Buffer
+	usage(&help)
+	if want := fmt.Sprintf("GOGC=%d", peerGCPercent); !strings.Contains(help.String(), want) {
+		t.Errorf("khadga-peer help does not say %s:\n%s", want, help.String())
+	}
 }
 
-// gcLine matches a GODEBUG=gctrace=1 line's heap sizes: "gc 3 @0.1s 2%:
-// ..., 5->6->2 MB, 16 MB goal, ...", the third size being the heap marked
-// live. Not anchored: a progress bar on stderr may precede it.
-var gcLine = regexp.MustCompile(`gc \d+ @[^\n]*? \d+->\d+->(\d+) MB, (\d+) MB goal`)
+// gcLine matches a GODEBUG=gctrace=1 line's heap goal: "gc 3 @0.1s 2%:
+// ..., 5->6->2 MB, 16 MB goal, ...". Not anchored: a progress bar on
+// stderr may precede it.
+var gcLine = regexp.MustCompile(`gc \d+ @[^\n]*? MB, (\d+) MB goal`)
 
-// checkGCTrace checks that the collections in a gctrace ran at percent:
-// the runtime's heap minimum is 4 MB scaled by the GC percent, the first
-// collection's goal is that minimum and no later one is below it, and each
-// goal is at least (1+percent/100) times the heap marked live by the
-// collection before (sizes are truncated to whole MB, which keeps this
-// true).
+// checkGCTrace checks that the collections in a gctrace ran at percent.
+// The runtime's heap minimum is 4 MB scaled by the GC percent (16 MB at
+// 400, 4 MB at 100); the first collection's goal is that minimum, as the
+// heap marked live is still nothing, and no later goal is below it.
 func checkGCTrace(t *testing.T, who, trace string, percent int) {
 	t.Helper()
 	ms := gcLine.FindAllStringSubmatch(trace, -1)
@@ -59,17 +63,11 @@ func checkGCTrace(t *testing.T, who, trace string, percent int) {
 		t.Fatalf("%s: no gctrace lines in:\n%s", who, trace)
 	}
 	minimum := 4 * percent / 100
-	prevLive := 0
 	for i, m := range ms {
-		live, _ := strconv.Atoi(m[1])
-		goal, _ := strconv.Atoi(m[2])
-		if i == 0 && goal != minimum {
-			t.Errorf("%s: first heap goal %d MB, want %d MB (GC percent %d): %s", who, goal, minimum, percent, m[0])
+		goal, _ := strconv.Atoi(m[1])
+		if (i == 0 && goal != minimum) || goal < minimum {
+			t.Errorf("%s: heap goal %d MB, not GC percent %d (minimum %d MB): %s", who, goal, percent, minimum, m[0])
 		}
-		if goal < minimum || goal < prevLive*(100+percent)/100 {
-			t.Errorf("%s: heap goal %d MB after %d MB live, not GC percent %d: %s", who, goal, prevLive, percent, m[0])
-		}
-		prevLive = live
 	}
 }
 

@@ -114,4 +114,9 @@ Run "khadga-peer COMMAND --help" for a command's flags and an example.
 
 Exit codes: 0 ok, 1 error, 2 usage, 3 auth, 4 server or room, 5 peer not
 reached, 6 file transfer failed.`)
+	fmt.Fprintf(w, `
+Garbage collection: khadga-peer runs Go's collector at GOGC=%d, as moving
+data through WebRTC allocates a lot and a peer holds little memory; set
+the GOGC environment variable to choose otherwise.
+`, peerGCPercent)
 }
