@@ -105,7 +105,10 @@ const peerGCPercent = 400
 // ("gogc=default": GOGC, or Go's 100) and as khadga-peer runs it
 // ("gogc=400"). Pion allocates about 20 bytes per byte moved, so the
 // collector's setting shows in the throughput. The in-process server and
-// TURN relay run under the same setting, being in the same process.
+// TURN relay run under the same setting, being in the same process. The
+// sub-benchmark that runs second in a process has stalled more often, so
+// compare the settings one per process ("-bench FileThroughput/direct/gogc=400$";
+// docs/benchmarks.md).
 func BenchmarkFileThroughput(b *testing.B) {
 	for _, relay := range []bool{false, true} {
 		name := map[bool]string{false: "direct", true: "relay"}[relay]
