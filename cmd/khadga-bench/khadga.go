@@ -292,6 +292,17 @@ func (t *khadgaTarget) pair(ctx context.Context, a, b *benchConn, room string) e
 			return fmt.Errorf("join %s: %w", room, err)
 		}
 	}
+	// A last round trip on each: after its pong (which follows a's
+	// peer-joined) the server sends nothing unasked, so gorilla holds no
+	// bytes it has read ahead when the relay's own reader takes over.
+	for _, c := range []*benchConn{a, b} {
+		if err := c.write([]byte(`{"type":"ping","id":"sync"}`)); err != nil {
+			return fmt.Errorf("sync %s: %w", room, err)
+		}
+		if err := awaitType(c, proto.TypePong); err != nil {
+			return fmt.Errorf("sync %s: %w", room, err)
+		}
+	}
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -246,5 +247,39 @@ func TestSummaryAndGoals(t *testing.T) {
 	var b strings.Builder
 	if err := rep.table(&b); err != nil || !strings.Contains(b.String(), "90000") {
 		t.Fatalf("table: %v\n%s", err, b.String())
+	}
+}
+
+func TestServerFrame(t *testing.T) {
+	long := bytes.Repeat([]byte("x"), 300)
+	cases := []struct {
+		name    string
+		in      []byte
+		n       int
+		op      byte
+		payload []byte
+		bad     bool
+	}{
+		{"empty", nil, 0, 0, nil, false},
+		{"short text", append([]byte{0x81, 2}, "hi"...), 4, opText, []byte("hi"), false},
+		{"partial", []byte{0x81, 5, 'h'}, 0, 0, nil, false},
+		{"16-bit length", append([]byte{0x81, 126, 1, 44}, long...), 304, opText, long, false},
+		{"16-bit header cut", []byte{0x81, 126, 1}, 0, 0, nil, false},
+		{"64-bit length", append([]byte{0x81, 127, 0, 0, 0, 0, 0, 0, 1, 44}, long...), 310, opText, long, false},
+		{"ping", []byte{0x89, 1, 'p'}, 3, opPing, []byte("p"), false},
+		{"close", []byte{0x88, 2, 3, 232}, 4, opClose, []byte{3, 232}, false},
+		{"fragment", []byte{0x01, 1, 'a'}, 0, 0, nil, true},
+		{"masked", []byte{0x81, 0x81, 0, 0, 0, 0, 'a'}, 0, 0, nil, true},
+		{"reserved bit", []byte{0xc1, 1, 'a'}, 0, 0, nil, true},
+		{"huge", []byte{0x81, 127, 0, 0, 0, 1, 0, 0, 0, 0}, 0, 0, nil, true},
+	}
+	for _, c := range cases {
+		f, n, err := serverFrame(c.in)
+		if (err != nil) != c.bad || n != c.n || (n > 0 && (f.op != c.op || !bytes.Equal(f.payload, c.payload))) {
+			t.Errorf("%s: frame %+v, n %d, err %v", c.name, f, n, err)
+		}
+	}
+	if closeCode([]byte{3, 232}) != 1000 || closeCode(nil) != 1005 {
+		t.Error("closeCode")
 	}
 }

@@ -96,6 +96,10 @@ func Wrap(c net.Conn) net.Conn {
 	return &Conn{Conn: c, rc: rc}
 }
 
+// RawConn is the socket's syscall.RawConn, for a reader that runs its own
+// loop (see IO).
+func (c *Conn) RawConn() syscall.RawConn { return c.rc }
+
 func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
