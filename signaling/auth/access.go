@@ -101,13 +101,19 @@ func (k *Keys) IssueAccess(c Claims, ttl time.Duration) (string, time.Time, erro
 // tokens fail), the kid must name a non-retired key, exp is required, iss,
 // aud and typ must be khadga's, with Options.Leeway of clock skew. It
 // returns an error wrapping ErrTokenExpired for an expired but otherwise
-// valid token and ErrTokenInvalid for everything else.
+// valid token and ErrTokenInvalid for everything else. A token that passed
+// once is remembered (verifiedCache) until it expires or its key is
+// retired, so that presenting it again skips the signature check.
 func (k *Keys) VerifyAccess(token string) (Claims, error) {
 	if len(token) > MaxTokenLen {
 		return Claims{}, fmt.Errorf("%w: token longer than %d bytes", ErrTokenInvalid, MaxTokenLen)
 	}
+	now := k.now()
+	if c, ok := k.verified.get(token, now, k.leeway, k.hasKID); ok {
+		return c, nil
+	}
 	var jc jwtClaims
-	_, err := k.parser.ParseWithClaims(token, &jc, k.keyFunc)
+	t, err := k.parser.ParseWithClaims(token, &jc, k.keyFunc)
 	if err != nil {
 		// The parser checks the signature before the claims, so an expired
 		// error always comes from a genuine token; it still must be an
@@ -121,5 +127,7 @@ func (k *Keys) VerifyAccess(token string) (Claims, error) {
 	if jc.IssuedAt != nil {
 		c.IssuedAt = jc.IssuedAt.Time
 	}
+	kid, _ := t.Header["kid"].(string)
+	k.verified.put(token, c, kid)
 	return c, nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -222,5 +223,46 @@ func TestRotateAndRetire(t *testing.T) {
 	}
 	if err := k.Retire("nope"); !errors.Is(err, ErrUnknownKey) {
 		t.Errorf("retire unknown err = %v", err)
+	}
+}
+
+// A token verified once is served from the cache (no signature check:
+// a few allocations instead of dozens), and only that exact token is.
+func TestVerifiedCache(t *testing.T) {
+	clk := newClock()
+	k := newKeys(t, openStore(t), clk)
+	tok, _, err := k.IssueAccess(Claims{User: "ann", Role: "user", Rooms: []string{"lab"}}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := k.VerifyAccess(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := testing.AllocsPerRun(20, func() {
+		k.verified = verifiedCache{}
+		_, _ = k.VerifyAccess(tok)
+	})
+	cached := testing.AllocsPerRun(100, func() {
+		c, err := k.VerifyAccess(tok)
+		if err != nil || c.User != "ann" || c.ID != first.ID || len(c.Rooms) != 1 {
+			t.Fatalf("cached verify: %+v, %v", c, err)
+		}
+	})
+	if cached > 2 || full < 10 {
+		t.Fatalf("allocations per verify: %v cached, %v in full; want the cache to skip the parse", cached, full)
+	}
+	// The same token with its last signature character changed is not
+	// the cached one, and is refused.
+	forged := tok[:len(tok)-1] + string("AB"[strings.IndexByte("AB", tok[len(tok)-1])+1&1])
+	if _, err := k.VerifyAccess(forged); !errors.Is(err, ErrTokenInvalid) {
+		t.Fatalf("forged token: %v", err)
+	}
+	// The cache stays bounded.
+	for i := range maxVerified + 10 {
+		k.verified.put(fmt.Sprint("t", i), first, "kid")
+	}
+	if n := len(k.verified.m); n > maxVerified {
+		t.Fatalf("cache holds %d entries, limit %d", n, maxVerified)
 	}
 }

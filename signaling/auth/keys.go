@@ -57,6 +57,8 @@ type Keys struct {
 	signKey ed25519.PrivateKey
 	verify  map[string]ed25519.PublicKey // kid -> key, non-retired only
 	newest  time.Time                    // Created of the newest stored key
+
+	verified verifiedCache // access tokens already verified
 }
 
 // NewKeys loads the signing keys from st, creating and storing a first key
@@ -206,6 +208,14 @@ func (k *Keys) keyFunc(t *jwt.Token) (any, error) {
 		return nil, fmt.Errorf("unknown kid %q", kid)
 	}
 	return pub, nil
+}
+
+// hasKID reports whether kid names a current verification key.
+func (k *Keys) hasKID(kid string) bool {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	_, ok := k.verify[kid]
+	return ok
 }
 
 // randomString returns n random bytes, base64url-encoded without padding.
