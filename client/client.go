@@ -112,8 +112,14 @@ func Dial(ctx context.Context, serverURL string, cred Credentials, opts ...Optio
 
 // sctpReceiveWindow is the SCTP receive buffer: what a peer may send us
 // that we have not read yet. It caps the data in flight to us, so it must
-// cover the bandwidth-delay product of a fast path.
-const sctpReceiveWindow = 8 << 20
+// cover the bandwidth-delay product of a fast path: 2 MiB is 168 Mbit/s at
+// 100 ms. It must not be much larger: behind the socket, pion queues
+// incoming datagrams in two fixed 1 MB buffers (ICE agent, WebRTC mux),
+// and a sender's burst into a larger window overflows them when this
+// process decrypts slower than the burst arrives; a lost retransmission
+// then costs pion's 1 s minimum RTO. On loopback 8 MiB gave 44 to 55 MB/s
+// direct with those stalls, 2 MiB 49 to 58 (docs/benchmarks.md).
+const sctpReceiveWindow = 2 << 20
 
 func newAPI(o *options) (*webrtc.API, error) {
 	se := webrtc.SettingEngine{}
@@ -122,7 +128,7 @@ func newAPI(o *options) (*webrtc.API, error) {
 	}
 	se.LoggerFactory = NewPionLoggerFactory(o.log)
 	// A larger SCTP receive window lets file transfers fill the path
-	// (pion's default is 1 MiB), and CRC32c is redundant under DTLS, which
+	// (pion's default is 1 MiB; see sctpReceiveWindow), and CRC32c is redundant under DTLS, which
 	// authenticates every record (RFC 9653; used only if both sides agree).
 	se.SetSCTPMaxReceiveBufferSize(sctpReceiveWindow)
 	se.EnableSCTPZeroChecksum(true)
