@@ -195,7 +195,7 @@ func (c *conn) writeLoop() {
 		c.wakeLocked()
 		c.writing = false
 		c.mu.Unlock()
-		_ = c.ws.Close()
+		c.dropAfterWriteError(err)
 		return
 	}
 	for {
@@ -226,18 +226,23 @@ func (c *conn) writeLoop() {
 			c.mu.Unlock()
 			putQueue(batch)
 			if !errors.Is(err, errCloseSent) {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					// The client stopped reading: a slow consumer too.
-					c.h.stats.slow.Add(1)
-					c.h.log.Info("hub: dropping slow consumer", "peer", c.peer(), "reason", "write timeout")
-				}
-				_ = c.ws.Close()
+				c.dropAfterWriteError(err)
 			}
 			return
 		}
 		putQueue(batch)
 	}
+}
+
+// dropAfterWriteError closes the socket after a failed write. A write that
+// timed out means the client stopped reading: a slow consumer too.
+func (c *conn) dropAfterWriteError(err error) {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		c.h.stats.slow.Add(1)
+		c.h.log.Info("hub: dropping slow consumer", "peer", c.peer(), "reason", "write timeout")
+	}
+	_ = c.ws.Close()
 }
 
 // errCloseSent ends the writer after it wrote a close frame.
