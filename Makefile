@@ -3,13 +3,18 @@
 GO ?= go
 FUZZTIME ?= 30s
 
-.PHONY: test setup vet build-static fuzz bench
+.PHONY: test setup tidy vet build-static fuzz bench
 
-test: setup vet build-static
+test: setup tidy vet build-static
 	$(GO) test -race -count=1 -timeout 25m ./...
 
 setup:
 	@bash scripts/setup.sh
+
+# go.mod and go.sum must be exactly what `go mod tidy` makes of the imports:
+# every requirement the code imports is direct, the rest indirect.
+tidy:
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
