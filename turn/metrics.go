@@ -13,6 +13,7 @@ type metrics struct {
 	created      prometheus.Counter
 	authFailures *prometheus.CounterVec
 	denied       prometheus.Counter
+	selfDropped  prometheus.Counter
 	quota        *prometheus.CounterVec
 
 	// Children resolved once: the relay path is hot.
@@ -47,6 +48,10 @@ func newMetrics() (*metrics, []prometheus.Collector) {
 			Namespace: ns, Subsystem: sub, Name: "permissions_denied_total",
 			Help: "CreatePermission and ChannelBind peers refused by the peer-address policy.",
 		}),
+		selfDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "self_port_drops_total",
+			Help: "Relayed datagrams dropped because they were for, or from, a port of the server's own address that is not a relay socket.",
+		}),
 		quota: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "quota_refusals_total",
 			Help: "Requests refused by a quota (user, total, permissions).",
@@ -56,7 +61,7 @@ func newMetrics() (*metrics, []prometheus.Collector) {
 		packetsToPeer:   packets.WithLabelValues("to_peer"),
 		packetsFromPeer: packets.WithLabelValues("from_peer"),
 	}
-	return m, []prometheus.Collector{m.active, m.created, m.authFailures, m.denied, m.quota, bytes, packets}
+	return m, []prometheus.Collector{m.active, m.created, m.authFailures, m.denied, m.selfDropped, m.quota, bytes, packets}
 }
 
 // register registers cs on r, undoing the ones done if one fails.

@@ -39,13 +39,17 @@ func mustPrefixes(ss ...string) []netip.Prefix {
 }
 
 // peerPolicy decides which peer addresses an allocation may reach. An
-// explicit allow wins over every deny; then the built-in ranges, the
-// operator's deny ranges and the server's own addresses are denied;
-// anything else is allowed.
+// explicit allow wins over every deny; then the server's relay addresses
+// are allowed, at their relay ports only (see relayOnly); then the
+// built-in ranges, the operator's deny ranges and the server's other own
+// addresses are denied; anything else is allowed.
 type peerPolicy struct {
 	allow []netip.Prefix
 	deny  []netip.Prefix
 	self  map[netip.Addr]bool
+	// relay are the own addresses where relay sockets listen: the relay
+	// address given to clients, and the address the sockets are bound to.
+	relay map[netip.Addr]bool
 }
 
 func newPeerPolicy(allow, deny []netip.Prefix, self []netip.Addr) *peerPolicy {
@@ -57,7 +61,24 @@ func newPeerPolicy(allow, deny []netip.Prefix, self []netip.Addr) *peerPolicy {
 	for _, ip := range self {
 		p.self[ip.Unmap().WithZone("")] = true
 	}
+	p.relay = make(map[netip.Addr]bool)
 	return p
+}
+
+// relayAt marks own addresses where the relay sockets can be reached. Two
+// allocations of this server then reach each other (both peers relayed
+// through it, as coturn allows), while every other port of these
+// addresses stays denied by relayOnly where relayed packets are written:
+// TURN permissions are per IP (RFC 8656 9), so the permission check cannot
+// tell a relay port from the HTTP, metrics or admin port.
+func (p *peerPolicy) relayAt(ips ...netip.Addr) {
+	for _, ip := range ips {
+		ip = ip.Unmap().WithZone("")
+		if ip.IsValid() && !ip.IsUnspecified() {
+			p.relay[ip] = true
+			p.self[ip] = true
+		}
+	}
 }
 
 // allowed reports whether ip may be a peer. IPv4-mapped IPv6 addresses are
@@ -67,10 +88,8 @@ func (p *peerPolicy) allowed(ip netip.Addr) bool {
 		return false
 	}
 	ip = ip.Unmap().WithZone("")
-	for _, a := range p.allow {
-		if a.Contains(ip) {
-			return true
-		}
+	if p.explicit(ip) || p.relay[ip] {
+		return true
 	}
 	if p.self[ip] {
 		return false
@@ -81,6 +100,26 @@ func (p *peerPolicy) allowed(ip netip.Addr) bool {
 		}
 	}
 	return true
+}
+
+// explicit reports whether an operator's allow range covers ip (unmapped).
+func (p *peerPolicy) explicit(ip netip.Addr) bool {
+	for _, a := range p.allow {
+		if a.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// relayOnly reports whether traffic between a relay socket and ip must be
+// limited to the server's live relay ports: ip is one of the server's own
+// addresses that no allow range opened. Only the relay addresses pass
+// allowed for such an ip, so the check matters there; it holds for the
+// others too, whatever reaches them.
+func (p *peerPolicy) relayOnly(ip netip.Addr) bool {
+	ip = ip.Unmap().WithZone("")
+	return p.self[ip] && !p.explicit(ip)
 }
 
 // allowedIP is allowed for pion's net.IP.

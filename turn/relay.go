@@ -2,15 +2,19 @@ package turn
 
 import (
 	"net"
+	"net/netip"
+	"sync"
 
 	pionturn "github.com/pion/turn/v4"
 )
 
 // countingRelay wraps a RelayAddressGenerator so that every relay socket
-// counts the bytes and packets it carries.
+// counts the bytes and packets it carries, registers its port while it is
+// open, and talks to the server's own addresses only at relay ports.
 type countingRelay struct {
 	pionturn.RelayAddressGenerator
 	metrics *metrics
+	guard   *selfGuard
 	buffer  int // socket buffer size, <= 0: the OS default
 }
 
@@ -20,33 +24,124 @@ func (r *countingRelay) AllocatePacketConn(network string, port int) (net.Packet
 		return nil, nil, err
 	}
 	setBuffers(conn, r.buffer)
-	return &countingConn{PacketConn: conn, metrics: r.metrics}, addr, nil
+	rc := &relayConn{PacketConn: conn, metrics: r.metrics, guard: r.guard}
+	if ua, ok := conn.LocalAddr().(*net.UDPAddr); ok {
+		rc.port = uint16(ua.Port)
+		r.guard.open(rc.port)
+	}
+	return rc, addr, nil
 }
 
-// countingConn is a relay socket that counts what it carries. Reads are
-// datagrams arriving from peers (pion drops those without a permission
-// after reading them); writes are datagrams sent to peers.
-type countingConn struct {
+// selfGuard keeps relayed traffic away from the server's own ports. Peers
+// on the server's own addresses are allowed only when the other end is a
+// relay socket of this server, open at the time: that is how two
+// allocations of one server reach each other, and it never reaches a
+// listener, the HTTP, metrics or admin port, or any other socket.
+type selfGuard struct {
+	policy  *peerPolicy
+	metrics *metrics
+
+	mu    sync.RWMutex
+	ports map[uint16]bool // ports of the open relay sockets
+}
+
+func newSelfGuard(p *peerPolicy, m *metrics) *selfGuard {
+	return &selfGuard{policy: p, metrics: m, ports: make(map[uint16]bool)}
+}
+
+func (g *selfGuard) open(port uint16) {
+	g.mu.Lock()
+	g.ports[port] = true
+	g.mu.Unlock()
+}
+
+func (g *selfGuard) closed(port uint16) {
+	g.mu.Lock()
+	delete(g.ports, port)
+	g.mu.Unlock()
+}
+
+// permits reports whether a relay socket may exchange datagrams with addr.
+// The common case, a peer that is not one of the server's addresses, costs
+// two map lookups.
+func (g *selfGuard) permits(addr net.Addr) bool {
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok {
+		return false
+	}
+	ip, ok := netip.AddrFromSlice(ua.IP)
+	if !ok {
+		return false
+	}
+	ip = ip.Unmap()
+	if !g.policy.relayOnly(ip) {
+		return true
+	}
+	if !g.policy.relay[ip] || ua.Port < 1 || ua.Port > 65535 {
+		return false
+	}
+	g.mu.RLock()
+	open := g.ports[uint16(ua.Port)]
+	g.mu.RUnlock()
+	return open
+}
+
+// relayConn is a relay socket that counts what it carries and keeps to the
+// selfGuard. Reads are datagrams arriving from peers (pion drops those
+// without a permission after reading them); writes are datagrams sent to
+// peers.
+type relayConn struct {
 	net.PacketConn
 	metrics *metrics
+	guard   *selfGuard
+	port    uint16
+
+	closeOnce sync.Once
 }
 
-func (c *countingConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	n, addr, err := c.PacketConn.ReadFrom(p)
-	if err == nil {
+// ReadFrom drops datagrams from the server's own addresses that do not
+// come from a relay socket (a local process sending from the server's
+// address), so that they never reach the client as if from a peer.
+func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(p)
+		if err != nil {
+			return n, addr, err
+		}
+		if !c.guard.permits(addr) {
+			c.metrics.selfDropped.Inc()
+			continue
+		}
 		c.metrics.bytesFromPeer.Add(float64(n))
 		c.metrics.packetsFromPeer.Inc()
+		return n, addr, nil
 	}
-	return n, addr, err
 }
 
-func (c *countingConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+// WriteTo sends to a peer. A datagram for a port of the server's own
+// address that is not an open relay socket is dropped silently, as a
+// firewall would: an error would only make pion log every such packet.
+func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	if !c.guard.permits(addr) {
+		c.metrics.selfDropped.Inc()
+		return len(p), nil
+	}
 	n, err := c.PacketConn.WriteTo(p, addr)
 	if err == nil {
 		c.metrics.bytesToPeer.Add(float64(n))
 		c.metrics.packetsToPeer.Inc()
 	}
 	return n, err
+}
+
+// Close closes the socket and forgets its port.
+func (c *relayConn) Close() error {
+	c.closeOnce.Do(func() {
+		if c.port != 0 {
+			c.guard.closed(c.port)
+		}
+	})
+	return c.PacketConn.Close()
 }
 
 // setBuffers asks for size-byte receive and send buffers on a UDP socket.

@@ -23,6 +23,7 @@ type Server struct {
 	collectors []prometheus.Collector
 	quotas     *quotas
 	policy     *peerPolicy
+	guard      *selfGuard
 	relayIP    netip.Addr
 
 	closeOnce sync.Once
@@ -61,6 +62,8 @@ func (s *Server) start() error {
 	s.relayIP = relayIP(cfg, listen.Addr(), s.log)
 	s.policy = newPeerPolicy(mustParsePrefixes(cfg.AllowPeers), mustParsePrefixes(cfg.DenyPeers),
 		selfAddrs(s.relayIP, listen.Addr(), s.ls))
+	s.policy.relayAt(s.relayIP, relayBind(listen.Addr()))
+	s.guard = newSelfGuard(s.policy, s.metrics)
 	s.policy.warnOpenings(s.log)
 
 	if cfg.Registerer != nil {
@@ -101,20 +104,27 @@ func mustParsePrefixes(ss []string) []netip.Prefix {
 	return out
 }
 
-// relayGenerator is a fresh relay port allocator that counts traffic.
-func (s *Server) relayGenerator(listenIP netip.Addr) pionturn.RelayAddressGenerator {
-	bind := "0.0.0.0" // pion relays over UDP/IPv4 only
+// relayBind is the address relay sockets bind to: the listen IP, or all
+// IPv4 addresses (pion relays over UDP/IPv4 only).
+func relayBind(listenIP netip.Addr) netip.Addr {
 	if listenIP.Is4() && !listenIP.IsUnspecified() {
-		bind = listenIP.String()
+		return listenIP
 	}
+	return netip.IPv4Unspecified()
+}
+
+// relayGenerator is a fresh relay port allocator that counts traffic and
+// keeps to the self guard.
+func (s *Server) relayGenerator(listenIP netip.Addr) pionturn.RelayAddressGenerator {
 	return &countingRelay{
 		RelayAddressGenerator: &pionturn.RelayAddressGeneratorPortRange{
 			RelayAddress: net.IP(s.relayIP.AsSlice()),
 			MinPort:      uint16(s.cfg.RelayMinPort),
 			MaxPort:      uint16(s.cfg.RelayMaxPort),
-			Address:      bind,
+			Address:      relayBind(listenIP).String(),
 		},
 		metrics: s.metrics,
+		guard:   s.guard,
 		buffer:  s.cfg.SocketBuffer,
 	}
 }

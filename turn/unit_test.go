@@ -80,6 +80,24 @@ func TestPolicy(t *testing.T) {
 	if p.allowed(netip.Addr{}) || p.allowedIP(nil) {
 		t.Error("the invalid address is allowed")
 	}
+
+	// Once relays listen on the server's address, it is allowed as a
+	// peer, but only relay ports may be used there (relayOnly); an
+	// explicitly allowed own address stays fully open.
+	self := netip.MustParseAddr("198.51.100.1")
+	if p.relayOnly(netip.MustParseAddr("8.8.8.8")) {
+		t.Error("relayOnly for a public peer")
+	}
+	p.relayAt(self, netip.IPv4Unspecified())
+	if !p.allowed(self) || !p.relayOnly(self) || !p.relayOnly(netip.MustParseAddr("::ffff:198.51.100.1")) {
+		t.Errorf("relay address %s: allowed %v, relayOnly %v; want both", self, p.allowed(self), p.relayOnly(self))
+	}
+	if p.allowed(netip.IPv4Unspecified()) {
+		t.Error("the unspecified bind address became a relay address")
+	}
+	if own := netip.MustParseAddr("203.0.113.7"); p.relayOnly(own) {
+		t.Errorf("%s is explicitly allowed, yet limited to relay ports", own)
+	}
 }
 
 func TestPolicyWarnsOnOpenings(t *testing.T) {
