@@ -32,6 +32,10 @@ const (
 const (
 	maxUDPSockets = 256
 	maxSecrets    = 16
+	// MinSecretLen is the shortest TURN secret accepted. Every user gets
+	// an (expiry:user, HMAC) pair, which is enough to guess a weak secret
+	// offline; 16 random bytes put that out of reach.
+	MinSecretLen = 16
 	// maxCredentialTTL keeps a leaked credential from living for ever.
 	maxCredentialTTL = 30 * 24 * time.Hour
 )
@@ -215,8 +219,13 @@ func validateSecrets(secrets [][]byte) []error {
 		errs = append(errs, fmt.Errorf("%d TURN secrets: at most %d", len(secrets), maxSecrets))
 	}
 	for i, s := range secrets {
-		if len(s) == 0 {
+		switch {
+		case len(s) == 0:
 			errs = append(errs, fmt.Errorf("TURN secret %d is empty", i+1))
+		case len(s) < MinSecretLen:
+			errs = append(errs, fmt.Errorf("TURN secret %d is %d bytes, want at least %d: "+
+				"credentials handed to every user let anyone guess a short secret offline "+
+				"(make one with: openssl rand -base64 32)", i+1, len(s), MinSecretLen))
 		}
 	}
 	return errs

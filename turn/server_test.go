@@ -125,7 +125,7 @@ func TestAuthRefused(t *testing.T) {
 // accepted, over UDP and over TCP (where the stream is cut into frames to
 // find the secret).
 func TestSecretRotation(t *testing.T) {
-	newSecret, oldSecret := []byte("new-secret"), []byte("old-secret")
+	newSecret, oldSecret := []byte("new-secret-0123456789"), []byte("old-secret-0123456789")
 	s, _ := startServer(t, func(c *Config) {
 		c.Secrets = [][]byte{newSecret, oldSecret}
 		allowPeer2(c)

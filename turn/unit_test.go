@@ -3,6 +3,7 @@ package turn
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -150,7 +151,7 @@ func TestValidateReportsEverything(t *testing.T) {
 	if !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("Validate = %v, want ErrInvalidConfig", err)
 	}
-	for _, want := range []string{"listen", "public IP", "relay ports", "secret 2 is empty",
+	for _, want := range []string{"listen", "public IP", "relay ports", "secret 1 is 2 bytes, want at least 16", "secret 2 is empty",
 		"credential TTL", "bad-allow", "bad-deny", "UDP sockets"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
@@ -159,8 +160,20 @@ func TestValidateReportsEverything(t *testing.T) {
 	if err := (Config{}).Validate(); err == nil || !strings.Contains(err.Error(), "no TURN secret") {
 		t.Errorf("Validate without secret = %v", err)
 	}
-	if err := (Config{Secrets: [][]byte{[]byte("x")}}).Validate(); err != nil {
+	if err := (Config{Secrets: [][]byte{[]byte("sixteen-bytes-ok")}}).Validate(); err != nil {
 		t.Errorf("defaults with a secret: %v", err)
+	}
+}
+
+// TestShortSecretRefused: a secret under MinSecretLen bytes is refused with
+// a message that says why; a 1-byte one passed before (issue 14, point 13).
+func TestShortSecretRefused(t *testing.T) {
+	for _, secret := range []string{"x", "fifteen-bytes!!"} {
+		_, err := New(Config{Listen: "127.0.0.1:0", Secrets: [][]byte{[]byte(secret)}})
+		want := fmt.Sprintf("TURN secret 1 is %d bytes, want at least %d", len(secret), MinSecretLen)
+		if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "offline") {
+			t.Errorf("New with a %d-byte secret: %v", len(secret), err)
+		}
 	}
 }
 

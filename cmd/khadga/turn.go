@@ -223,7 +223,7 @@ func (kp *keyPair) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 func runTurn(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("khadga turn", flag.ContinueOnError)
 	fs.Usage = usage(fs, "khadga turn [flags]", "Run only the TURN server (coturn-compatible REST-secret credentials).",
-		"KHADGA_TURN_SECRET=s3cret khadga turn --turn-public-ip 203.0.113.7 --turn-metrics 127.0.0.1:9641")
+		"KHADGA_TURN_SECRET=$(openssl rand -base64 32) khadga turn --turn-public-ip 203.0.113.7 --turn-metrics 127.0.0.1:9641")
 	o := turnFlags(fs)
 	metricsAddr := fs.String("turn-metrics", "", "address serving /metrics for this TURN server (empty: none)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
@@ -311,7 +311,7 @@ func runTurnCredentials(_ context.Context, args []string) error {
 	fs := flag.NewFlagSet("khadga turn-credentials", flag.ContinueOnError)
 	fs.Usage = usage(fs, "khadga turn-credentials --user NAME [--ttl 1h] [--turn-secret S]",
 		"Print TURN REST credentials (the first secret mints), and the URLs when --turn-public-ip or --turn-url-host is set.",
-		"KHADGA_TURN_SECRET=s3cret khadga turn-credentials --user alice --ttl 1h")
+		"KHADGA_TURN_SECRET=$(cat turn.secret) khadga turn-credentials --user alice --ttl 1h")
 	o := turnFlags(fs)
 	user := fs.String("user", "", "user name inside the credentials (required)")
 	ttl := fs.Duration("ttl", 0, "lifetime (default: --turn-ttl)")
@@ -334,6 +334,9 @@ func printCredentials(w io.Writer, o *turnOptions, user string, ttl time.Duratio
 	}
 	if len(secrets) == 0 {
 		return errors.New("turn-credentials: no secret: set KHADGA_TURN_SECRET, --turn-secret-file or --turn-secret")
+	}
+	if len(secrets[0]) < turn.MinSecretLen {
+		return fmt.Errorf("turn-credentials: the secret is %d bytes, want at least %d", len(secrets[0]), turn.MinSecretLen)
 	}
 	username, password, expires := turn.Mint(secrets[0], user, ttl, now)
 	fmt.Fprintf(w, "username: %s\npassword: %s\nexpires:  %s\n", username, password, expires.UTC().Format(time.RFC3339))
