@@ -36,6 +36,8 @@ const (
 	// an (expiry:user, HMAC) pair, which is enough to guess a weak secret
 	// offline; 16 random bytes put that out of reach.
 	MinSecretLen = 16
+	// localAddrsEvery is how often the host's addresses are re-read.
+	localAddrsEvery = 5 * time.Second
 	// maxCredentialTTL keeps a leaked credential from living for ever.
 	maxCredentialTTL = 30 * 24 * time.Hour
 )
@@ -108,6 +110,9 @@ type Config struct {
 
 	// now is the clock for credential expiry; tests replace it.
 	now func() time.Time
+	// localAddrsEvery is how often the host's addresses are re-read for the
+	// peer policy; tests shorten it.
+	localAddrsEvery time.Duration
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -150,6 +155,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.now == nil {
 		c.now = time.Now
+	}
+	if c.localAddrsEvery == 0 {
+		c.localAddrsEvery = localAddrsEvery
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -2,32 +2,40 @@ package turn
 
 import (
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
+	"sync/atomic"
 )
 
 // builtinDenied are the peer ranges a public relay must never reach: a TURN
 // client could otherwise use the server to talk to the host itself, the
 // private network behind it, or the cloud metadata service.
 var builtinDenied = mustPrefixes(
-	"0.0.0.0/8",      // "this network", unspecified
-	"10.0.0.0/8",     // RFC 1918
-	"100.64.0.0/10",  // shared address space (carrier-grade NAT)
-	"127.0.0.0/8",    // loopback
-	"169.254.0.0/16", // link-local, cloud metadata 169.254.169.254
-	"172.16.0.0/12",  // RFC 1918
-	"192.0.0.0/24",   // IETF protocol assignments
-	"192.168.0.0/16", // RFC 1918
-	"198.18.0.0/15",  // benchmarking
-	"224.0.0.0/4",    // multicast
-	"240.0.0.0/4",    // reserved, broadcast 255.255.255.255
-	"::/128",         // unspecified
-	"::1/128",        // loopback
-	"64:ff9b::/96",   // NAT64, reaches IPv4 space through a translator
-	"64:ff9b:1::/48", // local-use NAT64 (RFC 8215)
-	"fc00::/7",       // unique local
-	"fe80::/10",      // link-local
-	"ff00::/8",       // multicast
+	"0.0.0.0/8",        // "this network", unspecified
+	"10.0.0.0/8",       // RFC 1918
+	"100.64.0.0/10",    // shared address space (carrier-grade NAT)
+	"127.0.0.0/8",      // loopback
+	"169.254.0.0/16",   // link-local, cloud metadata 169.254.169.254
+	"172.16.0.0/12",    // RFC 1918
+	"192.0.0.0/24",     // IETF protocol assignments
+	"192.0.2.0/24",     // TEST-NET-1, documentation: nothing real lives there
+	"192.168.0.0/16",   // RFC 1918
+	"198.18.0.0/15",    // benchmarking
+	"198.51.100.0/24",  // TEST-NET-2, documentation
+	"203.0.113.0/24",   // TEST-NET-3, documentation
+	"168.63.129.16/32", // Azure's platform address (DHCP, DNS, health probes, the wire server)
+	"224.0.0.0/4",      // multicast
+	"240.0.0.0/4",      // reserved, broadcast 255.255.255.255
+	"::/128",           // unspecified
+	"::1/128",          // loopback
+	"64:ff9b::/96",     // NAT64, reaches IPv4 space through a translator
+	"64:ff9b:1::/48",   // local-use NAT64 (RFC 8215)
+	"2001:db8::/32",    // documentation
+	"3fff::/20",        // documentation (RFC 9637)
+	"fc00::/7",         // unique local
+	"fe80::/10",        // link-local
+	"ff00::/8",         // multicast
 )
 
 func mustPrefixes(ss ...string) []netip.Prefix {
@@ -43,12 +51,22 @@ func mustPrefixes(ss ...string) []netip.Prefix {
 // are allowed, at their relay ports only (see relayOnly); then the
 // built-in ranges, the operator's deny ranges and the server's other own
 // addresses are denied; anything else is allowed.
+//
+// The server's own addresses are the fixed ones it was started with (relay
+// and listen IPs) and every address of the host's interfaces, whatever IP
+// it listens on: a relay bound to one address still reaches services on
+// the others. Interfaces change (DHCP, a VPN, a cloud's secondary IP), so
+// the server re-reads them while it runs (setLocal); reads of the set are
+// lock-free.
 type peerPolicy struct {
 	allow []netip.Prefix
 	deny  []netip.Prefix
-	self  map[netip.Addr]bool
+	fixed []netip.Addr // set before serving (newPeerPolicy, relayAt)
+	local []netip.Addr // the last interface addresses; only setLocal uses it
+	self  atomic.Pointer[map[netip.Addr]bool]
 	// relay are the own addresses where relay sockets listen: the relay
 	// address given to clients, and the address the sockets are bound to.
+	// Set before serving, read-only afterwards.
 	relay map[netip.Addr]bool
 }
 
@@ -56,12 +74,10 @@ func newPeerPolicy(allow, deny []netip.Prefix, self []netip.Addr) *peerPolicy {
 	p := &peerPolicy{
 		allow: allow,
 		deny:  append(append([]netip.Prefix(nil), builtinDenied...), deny...),
-		self:  make(map[netip.Addr]bool),
+		fixed: self,
+		relay: make(map[netip.Addr]bool),
 	}
-	for _, ip := range self {
-		p.self[ip.Unmap().WithZone("")] = true
-	}
-	p.relay = make(map[netip.Addr]bool)
+	p.setLocal(nil)
 	return p
 }
 
@@ -70,15 +86,40 @@ func newPeerPolicy(allow, deny []netip.Prefix, self []netip.Addr) *peerPolicy {
 // through it, as coturn allows), while every other port of these
 // addresses stays denied by relayOnly where relayed packets are written:
 // TURN permissions are per IP (RFC 8656 9), so the permission check cannot
-// tell a relay port from the HTTP, metrics or admin port.
+// tell a relay port from the HTTP, metrics or admin port. Call it before
+// serving.
 func (p *peerPolicy) relayAt(ips ...netip.Addr) {
 	for _, ip := range ips {
 		ip = ip.Unmap().WithZone("")
 		if ip.IsValid() && !ip.IsUnspecified() {
 			p.relay[ip] = true
-			p.self[ip] = true
+			p.fixed = append(p.fixed, ip)
 		}
 	}
+	p.setLocal(p.local)
+}
+
+// setLocal replaces the host's interface addresses in the self set and
+// reports whether the set changed. Calls must not overlap.
+func (p *peerPolicy) setLocal(local []netip.Addr) bool {
+	p.local = local
+	m := make(map[netip.Addr]bool, len(p.fixed)+len(local))
+	for _, ip := range p.fixed {
+		m[ip.Unmap().WithZone("")] = true
+	}
+	for _, ip := range local {
+		m[ip.Unmap().WithZone("")] = true
+	}
+	if old := p.self.Load(); old != nil && maps.Equal(*old, m) {
+		return false
+	}
+	p.self.Store(&m)
+	return true
+}
+
+// isSelf reports whether ip is one of the server's own addresses.
+func (p *peerPolicy) isSelf(ip netip.Addr) bool {
+	return (*p.self.Load())[ip.Unmap().WithZone("")]
 }
 
 // allowed reports whether ip may be a peer. IPv4-mapped IPv6 addresses are
@@ -91,7 +132,7 @@ func (p *peerPolicy) allowed(ip netip.Addr) bool {
 	if p.explicit(ip) || p.relay[ip] {
 		return true
 	}
-	if p.self[ip] {
+	if p.isSelf(ip) {
 		return false
 	}
 	for _, d := range p.deny {
@@ -119,7 +160,7 @@ func (p *peerPolicy) explicit(ip netip.Addr) bool {
 // others too, whatever reaches them.
 func (p *peerPolicy) relayOnly(ip netip.Addr) bool {
 	ip = ip.Unmap().WithZone("")
-	return p.self[ip] && !p.explicit(ip)
+	return p.isSelf(ip) && !p.explicit(ip)
 }
 
 // allowedIP is allowed for pion's net.IP.
@@ -139,11 +180,26 @@ func (p *peerPolicy) warnOpenings(log *slog.Logger) {
 					slog.String("allow", a.String()), slog.String("denied", d.String()))
 			}
 		}
-		for ip := range p.self {
+		for ip := range *p.self.Load() {
 			if a.Contains(ip) {
 				log.Warn("TURN peer allow opens one of the server's own addresses",
 					slog.String("allow", a.String()), slog.String("address", ip.String()))
 			}
 		}
 	}
+}
+
+// interfaceAddrs lists the addresses of the host's interfaces.
+func interfaceAddrs() ([]netip.Addr, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]netip.Addr, 0, len(addrs))
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			out = append(out, p.Addr())
+		}
+	}
+	return out, nil
 }

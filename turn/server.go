@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	pionturn "github.com/pion/turn/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +27,8 @@ type Server struct {
 	guard      *selfGuard
 	relayIP    netip.Addr
 
+	stop      chan struct{} // closed by Close
+	watchDone chan struct{} // closed when watchLocalAddrs returns
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -36,7 +39,7 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger}
+	s := &Server{cfg: cfg, log: cfg.Logger, stop: make(chan struct{}), watchDone: make(chan struct{})}
 	s.metrics, s.collectors = newMetrics()
 	s.quotas = newQuotas(cfg, s.metrics)
 
@@ -63,6 +66,7 @@ func (s *Server) start() error {
 	s.policy = newPeerPolicy(mustParsePrefixes(cfg.AllowPeers), mustParsePrefixes(cfg.DenyPeers),
 		selfAddrs(s.relayIP, listen.Addr(), s.ls))
 	s.policy.relayAt(s.relayIP, relayBind(listen.Addr()))
+	s.refreshLocalAddrs()
 	s.guard = newSelfGuard(s.policy, s.metrics)
 	s.policy.warnOpenings(s.log)
 
@@ -91,7 +95,38 @@ func (s *Server) start() error {
 		return fmt.Errorf("start pion TURN: %w", err)
 	}
 	s.pion = pion
+	go s.watchLocalAddrs()
 	return nil
+}
+
+// refreshLocalAddrs re-reads the host's interface addresses into the peer
+// policy's self set.
+func (s *Server) refreshLocalAddrs() {
+	addrs, err := interfaceAddrs()
+	if err != nil {
+		s.log.Warn("TURN: reading the host's addresses", slog.Any("err", err))
+		return
+	}
+	if s.policy.setLocal(addrs) {
+		s.log.Debug("TURN: the host's addresses, denied as peers", slog.Any("addrs", addrs))
+	}
+}
+
+// watchLocalAddrs re-reads the host's addresses every LocalAddrsEvery
+// until Close, so that an address added while the server runs (DHCP, a
+// VPN, a cloud's secondary IP) is denied as a peer too.
+func (s *Server) watchLocalAddrs() {
+	defer close(s.watchDone)
+	t := time.NewTicker(s.cfg.localAddrsEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.refreshLocalAddrs()
+		}
+	}
 }
 
 func mustParsePrefixes(ss []string) []netip.Prefix {
@@ -206,6 +241,8 @@ func (s *Server) events() pionturn.EventHandler {
 // close.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		close(s.stop)
+		<-s.watchDone
 		err := s.pion.Close()
 		s.quotas.reset()
 		s.metrics.active.Set(0)
@@ -262,19 +299,14 @@ func relayIP(cfg Config, listenIP netip.Addr, log *slog.Logger) netip.Addr {
 	return netip.AddrFrom4([4]byte{127, 0, 0, 1})
 }
 
-// selfAddrs are the server's own addresses, denied as peers so that nobody
-// relays into its admin or metrics ports: the relay IP, the listen IP, and
-// every interface address when listening on all of them.
+// selfAddrs are the server's fixed addresses, denied as peers so that
+// nobody relays into its admin or metrics ports: the relay IP and the
+// listen IPs. The host's interface addresses join them in the policy, and
+// are re-read while the server runs (watchLocalAddrs).
 func selfAddrs(relay, listenIP netip.Addr, ls *listeners) []netip.Addr {
 	out := []netip.Addr{relay}
 	if !listenIP.IsUnspecified() {
 		out = append(out, listenIP)
-	} else if addrs, err := net.InterfaceAddrs(); err == nil {
-		for _, a := range addrs {
-			if p, err := netip.ParsePrefix(a.String()); err == nil {
-				out = append(out, p.Addr())
-			}
-		}
 	}
 	if ls.tls != nil {
 		if ap, err := netip.ParseAddrPort(ls.tls.Addr().String()); err == nil && !ap.Addr().IsUnspecified() {

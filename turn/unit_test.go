@@ -58,6 +58,9 @@ func TestPolicy(t *testing.T) {
 		"224.0.0.1", "239.255.255.250", "255.255.255.255", "240.0.0.1", "192.0.0.8",
 		"198.18.0.1", "198.19.255.255", "fc00::1", "fd12:3456::1", "ff02::1",
 		"64:ff9b::7f00:1", "64:ff9b::808:808", "64:ff9b:1::1",
+		"192.0.2.1", "198.51.100.9", "203.0.113.8", "::ffff:203.0.113.8", // documentation ranges
+		"2001:db8::1", "3fff::1", // IPv6 documentation ranges
+		"168.63.129.16", "::ffff:168.63.129.16", // Azure's platform address
 		"8.8.4.4",        // operator deny
 		"198.51.100.1",   // the server's own address
 		"::ffff:8.8.4.4", // operator deny, mapped
@@ -65,7 +68,7 @@ func TestPolicy(t *testing.T) {
 	allowed := []string{
 		"8.8.8.8", "1.1.1.1", "2001:4860:4860::8888", "::ffff:8.8.8.8",
 		"10.1.2.3",    // allow wins over RFC 1918
-		"203.0.113.7", // allow wins over the server's own address
+		"203.0.113.7", // allow wins over the server's own address and a documentation range
 		"172.32.0.1", "100.128.0.1", "198.20.0.1",
 	}
 	for _, s := range denied {
