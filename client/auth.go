@@ -22,8 +22,12 @@ const maxAPIResponse = 64 << 10
 // in over /api/login, or AccessToken (and, to keep it fresh, RefreshToken)
 // for a token from `khadga token` or an earlier login.
 type Credentials struct {
-	Username     string
-	Password     string
+	Username string
+	Password string
+	// Code is the second factor (a TOTP or recovery code) of an account
+	// that has two-factor authentication on. It is spent by the first
+	// sign-in; reconnections use the refresh token.
+	Code         string
 	AccessToken  string
 	RefreshToken string
 }
@@ -51,13 +55,33 @@ func (e *APIError) Error() string {
 	return fmt.Sprintf("server answered %d %s: %s", e.Status, e.Code, e.Message)
 }
 
-// ErrUnauthorized matches (with errors.Is) an APIError with status 401: wrong
-// credentials, or a refresh token that is expired, revoked or reused.
-var ErrUnauthorized = errors.New("unauthorized")
+// Errors that an APIError matches with errors.Is.
+var (
+	// ErrUnauthorized: status 401, wrong credentials, or a refresh token
+	// that is expired, revoked or reused.
+	ErrUnauthorized = errors.New("unauthorized")
+	// ErrTOTPRequired: the password was right, and the account wants its
+	// second factor; log in again with the code. It is also ErrUnauthorized.
+	ErrTOTPRequired = errors.New("second factor required")
+	// ErrTOTPInvalid: the second factor was wrong or already used.
+	ErrTOTPInvalid = errors.New("second factor refused")
+	// ErrEmailUnverified: the account's email address is not confirmed yet.
+	ErrEmailUnverified = errors.New("email address not confirmed")
+)
 
-// Is makes errors.Is(err, ErrUnauthorized) true for a 401 answer.
+// Is makes errors.Is match an answer against the errors above.
 func (e *APIError) Is(target error) bool {
-	return target == ErrUnauthorized && e.Status == http.StatusUnauthorized
+	switch target {
+	case ErrUnauthorized:
+		return e.Status == http.StatusUnauthorized
+	case ErrTOTPRequired:
+		return e.Code == "totp_required"
+	case ErrTOTPInvalid:
+		return e.Code == "totp_invalid"
+	case ErrEmailUnverified:
+		return e.Code == "email_unverified"
+	}
+	return false
 }
 
 type tokenResponse struct {
@@ -67,9 +91,42 @@ type tokenResponse struct {
 	TokenType    string `json:"token_type"`
 }
 
-// Login signs in with a username and password.
-func Login(ctx context.Context, hc *http.Client, serverURL, username, password string) (Tokens, error) {
-	return postTokens(ctx, hc, serverURL, "/api/login", map[string]string{"username": username, "password": password})
+// Login signs in with a username and password, and code, the second factor
+// (a TOTP or recovery code), for an account that has two-factor
+// authentication on; pass "" otherwise. Without the code such an account's
+// login fails with ErrTOTPRequired, which tells the caller to ask for it.
+func Login(ctx context.Context, hc *http.Client, serverURL, username, password, code string) (Tokens, error) {
+	body := map[string]string{"username": username, "password": password}
+	if code != "" {
+		body["code"] = code
+	}
+	return postTokens(ctx, hc, serverURL, "/api/login", body)
+}
+
+// Registration is the server's answer to Register.
+type Registration struct {
+	Username string `json:"username"`
+	// EmailVerification is "sent" when the server mailed a link that must
+	// be opened before the first login.
+	EmailVerification string `json:"email_verification,omitempty"`
+}
+
+// Register creates an account. email is needed only on servers that check
+// email addresses (they answer 400 without one); pass "" otherwise.
+func Register(ctx context.Context, hc *http.Client, serverURL, username, password, email string) (Registration, error) {
+	body := map[string]string{"username": username, "password": password}
+	if email != "" {
+		body["email"] = email
+	}
+	b, err := postJSON(ctx, hc, serverURL, "/api/register", body)
+	if err != nil {
+		return Registration{}, err
+	}
+	var r Registration
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Registration{}, fmt.Errorf("decode /api/register answer: %w", err)
+	}
+	return r, nil
 }
 
 // Refresh trades a refresh token for fresh tokens. Refresh tokens rotate:

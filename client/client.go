@@ -166,7 +166,7 @@ func (c *Client) signIn(ctx context.Context, cred Credentials) error {
 	switch {
 	case cred.Password != "":
 		var err error
-		if t, err = Login(ctx, c.opts.hc, c.server, cred.Username, cred.Password); err != nil {
+		if t, err = Login(ctx, c.opts.hc, c.server, cred.Username, cred.Password, cred.Code); err != nil {
 			return fmt.Errorf("log in: %w", err)
 		}
 	case cred.AccessToken != "":

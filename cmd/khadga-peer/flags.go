@@ -44,7 +44,7 @@ func newFlags(e *env, name, synopsis, about, example string) *flag.FlagSet {
 }
 
 func (c *common) register(fs *flag.FlagSet, e *env, withTimeout time.Duration) {
-	fs.StringVar(&c.server, "server", "", "server URL (default: the one used at login)")
+	fs.StringVar(&c.server, "server", "", "server URL (default: the one used at login, else $KHADGA_SERVER)")
 	fs.StringVar(&c.configDir, "config", e.configDir, "directory of the stored tokens (default: the user config dir + /khadga)")
 	fs.BoolVar(&c.relay, "relay", false, "use TURN relays only (ICE transport policy relay): peers never see your address")
 	fs.BoolVar(&c.loopback, "loopback", false, "also offer 127.0.0.1 candidates (for tests on one machine)")
@@ -131,6 +131,9 @@ func (c *common) dial(ctx context.Context, e *env) (*client.Client, error) {
 				log.Warn("could not save the refreshed tokens", slog.Any("err", err))
 			}
 		}))
+	}
+	if server == "" {
+		server = os.Getenv("KHADGA_SERVER")
 	}
 	if server == "" {
 		return nil, fail(exitUsage, "no server: pass --server or log in first")

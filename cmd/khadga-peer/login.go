@@ -1,58 +1,168 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/khadga/khadga/client"
+	"github.com/khadga/khadga/internal/prompt"
 )
 
-func runLogin(ctx context.Context, e *env, args []string) error {
-	var c common
-	var user string
-	fs := newFlags(e, "login", "login --server URL --user NAME",
-		"Signs in and stores the tokens in the config dir (file mode 0600). The password\nis read from the first line of standard input, or from KHADGA_PASSWORD.",
-		"echo 'my long password' | khadga-peer login --server https://khadga.example.org --user alice")
-	c.register(fs, e, 0)
-	fs.StringVar(&user, "user", os.Getenv("KHADGA_USER"), "username")
+// defaultServer is where register and login go without --server:
+// $KHADGA_SERVER, else the address `khadga` serves on by default.
+func defaultServer() string {
+	if s := os.Getenv("KHADGA_SERVER"); s != "" {
+		return s
+	}
+	return "http://127.0.0.1:8080"
+}
+
+// account are the flags of register and login.
+type account struct {
+	common
+	user string
+}
+
+func (a *account) parse(e *env, fs *flag.FlagSet, args []string) error {
+	a.register(fs, e, 0)
+	// Unlike the other commands, these have no stored server to fall back on.
+	srv := fs.Lookup("server")
+	srv.Usage = "server URL (default $KHADGA_SERVER, else the address khadga serves on by default)"
+	srv.DefValue, a.server = defaultServer(), defaultServer()
+	fs.StringVar(&a.user, "user", os.Getenv("KHADGA_USER"), "username (default $KHADGA_USER; asked for on a terminal)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if c.server == "" || user == "" {
-		return fail(exitUsage, "--server and --user are required")
+	if fs.NArg() != 0 {
+		return fail(exitUsage, "unexpected argument %q", fs.Arg(0))
 	}
-	password := os.Getenv("KHADGA_PASSWORD")
-	if password == "" {
-		fmt.Fprint(e.stderr, "password: ")
-		line, err := bufio.NewReader(e.stdin).ReadString('\n')
-		if err != nil && line == "" {
-			return fail(exitUsage, "no password on standard input")
+	if a.user == "" && prompt.IsTerminal(e.stdin) {
+		u, err := prompt.Line(e.stdin, e.stderr, "username: ")
+		if err != nil {
+			return fail(exitUsage, "%v", err)
 		}
-		password = strings.TrimRight(line, "\r\n")
+		a.user = u
 	}
-	hc := &http.Client{Timeout: 30 * time.Second}
-	t, err := client.Login(ctx, hc, c.server, user, password)
+	if a.user == "" {
+		return fail(exitUsage, "--user is required (or KHADGA_USER)")
+	}
+	return nil
+}
+
+// password is $KHADGA_PASSWORD, or what the person types (twice, when
+// choosing it), or the first line of standard input.
+func (a *account) password(e *env, choosing bool) (string, error) {
+	if p := os.Getenv("KHADGA_PASSWORD"); p != "" {
+		return p, nil
+	}
+	read := prompt.Password
+	if choosing {
+		read = prompt.NewPassword
+	}
+	p, err := read(e.stdin, e.stderr, "password for "+a.user+": ")
 	if err != nil {
-		if errors.Is(err, client.ErrUnauthorized) {
-			return fail(exitAuth, "%v", err)
-		}
+		return "", fail(exitUsage, "password: %v", err)
+	}
+	return p, nil
+}
+
+// apiFail turns an API error into the exit code that says what failed.
+func apiFail(err error) error {
+	var ae *client.APIError
+	switch {
+	case errors.Is(err, client.ErrUnauthorized), errors.Is(err, client.ErrEmailUnverified):
+		return fail(exitAuth, "%v", err)
+	case errors.As(err, &ae) && ae.Status/100 == 4:
+		return fail(exitUsage, "%v", err)
+	default:
 		return fail(exitConnect, "%v", err)
 	}
-	dir, err := c.dir()
+}
+
+func runRegister(ctx context.Context, e *env, args []string) error {
+	var a account
+	var email string
+	fs := newFlags(e, "register", "register --user NAME [--server URL] [--email ADDRESS]",
+		"Creates an account and signs in, storing the tokens like login does. The new\npassword (10 characters or more) is asked for twice on a terminal, else read\nfrom the first line of standard input, or from KHADGA_PASSWORD. Where the\nserver checks email addresses it mails a link to open before the first login.",
+		"khadga-peer register --server https://khadga.example.org --user alice")
+	fs.StringVar(&email, "email", "", "email address, where the server asks for one")
+	if err := a.parse(e, fs, args); err != nil {
+		return err
+	}
+	password, err := a.password(e, true)
 	if err != nil {
 		return err
 	}
-	if err := saveStore(dir, &store{Server: c.server, User: user, Access: t.Access, Refresh: t.Refresh, Expiry: t.Expiry}); err != nil {
+	hc := &http.Client{Timeout: 30 * time.Second}
+	reg, err := client.Register(ctx, hc, a.server, a.user, password, email)
+	if err != nil {
+		var ae *client.APIError
+		if errors.As(err, &ae) && ae.Status == http.StatusConflict {
+			return fail(exitAuth, "the username %s is taken", a.user)
+		}
+		return apiFail(err)
+	}
+	if reg.EmailVerification == "sent" {
+		fmt.Fprintf(e.stdout, "registered %s; open the link sent to %s, then run: khadga-peer login --server %s --user %s\n", a.user, email, a.server, a.user)
+		return nil
+	}
+	t, err := client.Login(ctx, hc, a.server, a.user, password, "")
+	if err != nil {
+		return apiFail(err)
+	}
+	return a.save(e, "registered and signed in", t)
+}
+
+func runLogin(ctx context.Context, e *env, args []string) error {
+	var a account
+	var code string
+	fs := newFlags(e, "login", "login --user NAME [--server URL] [--totp-code CODE]",
+		"Signs in and stores the tokens in the config dir (file mode 0600). The password\nis asked for on a terminal, else read from the first line of standard input, or\nfrom KHADGA_PASSWORD. An account with two-factor authentication also needs the\ncode from the authenticator app (or a recovery code): --totp-code, or typed at\nthe prompt on a terminal.",
+		"echo 'my long password' | khadga-peer login --server https://khadga.example.org --user alice")
+	fs.StringVar(&code, "totp-code", "", "second factor: the authenticator app's code or a recovery code")
+	if err := a.parse(e, fs, args); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "signed in as %s; tokens in %s\n", user, filepath.Join(dir, storeFile))
+	password, err := a.password(e, false)
+	if err != nil {
+		return err
+	}
+	hc := &http.Client{Timeout: 30 * time.Second}
+	t, err := client.Login(ctx, hc, a.server, a.user, password, code)
+	if errors.Is(err, client.ErrTOTPRequired) && code == "" {
+		if !prompt.IsTerminal(e.stdin) {
+			return fail(exitAuth, "%s has two-factor authentication: pass --totp-code with the code from the authenticator app", a.user)
+		}
+		if code, err = prompt.Line(e.stdin, e.stderr, "code from your authenticator app (or a recovery code): "); err != nil {
+			return fail(exitUsage, "code: %v", err)
+		}
+		t, err = client.Login(ctx, hc, a.server, a.user, password, code)
+	}
+	if errors.Is(err, client.ErrTOTPInvalid) {
+		return fail(exitAuth, "that code is wrong or already used")
+	}
+	if err != nil {
+		return apiFail(err)
+	}
+	return a.save(e, "signed in", t)
+}
+
+// save stores the tokens and says where.
+func (a *account) save(e *env, what string, t client.Tokens) error {
+	dir, err := a.dir()
+	if err != nil {
+		return err
+	}
+	if err := saveStore(dir, &store{Server: a.server, User: a.user, Access: t.Access, Refresh: t.Refresh, Expiry: t.Expiry}); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s as %s; tokens in %s\n", what, a.user, filepath.Join(dir, storeFile))
 	return nil
 }
 

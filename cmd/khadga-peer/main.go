@@ -45,6 +45,7 @@ type command struct {
 }
 
 var commands = []command{
+	{"register", "create an account, sign in and store the tokens", runRegister},
 	{"login", "sign in and store the tokens", runLogin},
 	{"logout", "revoke and forget the stored tokens", runLogout},
 	{"chat", "chat in a room (line based)", runChat},
@@ -103,11 +104,11 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "khadga-peer: a khadga peer for the terminal; chat, files and video go peer to peer.")
 	fmt.Fprintln(w, "\nUsage: khadga-peer COMMAND [flags] [args]\n\nCommands:")
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-7s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, `
 Example:
-  khadga-peer login --server https://khadga.example.org --user alice
+  khadga-peer register --server https://khadga.example.org --user alice
   khadga-peer chat lobby
 
 Run "khadga-peer COMMAND --help" for a command's flags and an example.

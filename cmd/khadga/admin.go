@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -13,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/khadga/khadga/internal/prompt"
 	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling/admin"
 	"github.com/khadga/khadga/signaling/auth"
@@ -64,10 +64,10 @@ func runUser(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("khadga user", flag.ContinueOnError)
 	fs.Usage = usage(fs, "khadga user list|add NAME|delete NAME|disable NAME|enable NAME|role NAME ROLE|reset-totp NAME [flags]",
 		"Manage accounts, through the running server's admin socket or, when it is stopped, the store file.",
-		"khadga user add alice --role admin --password - < password.txt")
+		"khadga user add alice --role admin     # asks for the password (twice) on a terminal; a pipe gives one line")
 	a := addAdminFlags(fs)
 	role := fs.String("role", proto.RoleUser, "role for add: user or admin")
-	password := fs.String("password", "-", "password for add; - reads one line from standard input")
+	password := fs.String("password", "-", "password for add; - asks on a terminal (without echo), or reads one line of standard input")
 	if err := parseFlags(fs, reorder(args)); err != nil {
 		return err
 	}
@@ -103,7 +103,7 @@ func runUser(ctx context.Context, args []string) error {
 		if err := need(2); err != nil {
 			return err
 		}
-		pw, err := readPassword(*password, os.Stdin)
+		pw, err := readPassword(*password, os.Stdin, os.Stderr, rest[1])
 		if err != nil {
 			return err
 		}
@@ -132,16 +132,17 @@ func runUser(ctx context.Context, args []string) error {
 	return fmt.Errorf("user: unknown subcommand %q", rest[0])
 }
 
-// readPassword returns v, or one line of r when v is "-".
-func readPassword(v string, r io.Reader) (string, error) {
+// readPassword returns v, or when v is "-" the password for user typed at
+// the terminal (twice, without echo) or one line of in.
+func readPassword(v string, in io.Reader, out io.Writer, user string) (string, error) {
 	if v != "-" {
 		return v, nil
 	}
-	line, err := bufio.NewReader(r).ReadString('\n')
-	if err != nil && !(errors.Is(err, io.EOF) && line != "") {
+	pw, err := prompt.NewPassword(in, out, "password for "+user+": ")
+	if err != nil {
 		return "", fmt.Errorf("reading the password from standard input: %w", err)
 	}
-	return strings.TrimRight(line, "\r\n"), nil
+	return pw, nil
 }
 
 func runToken(ctx context.Context, args []string) error {

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/khadga/khadga/internal/ptytest"
+)
+
+// TestUserAddAsksOnTerminal: at a terminal, `khadga user add` shows a
+// prompt, reads the password twice without echo, and refuses two that
+// differ; the account works with that password.
+func TestUserAddAsksOnTerminal(t *testing.T) {
+	dir := t.TempDir()
+	add := func(typed ...string) (string, error) {
+		ctl, tty, err := ptytest.Open()
+		if err != nil {
+			t.Skip(err)
+		}
+		scr := ptytest.Watch(t, ctl)
+		cmd := exec.Command(khadgaBin, "user", "add", "carol")
+		cmd.Dir, cmd.Stdin, cmd.Stdout, cmd.Stderr = dir, tty, tty, tty
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		tty.Close() // the child holds its own copy
+		at := 0
+		for i, s := range typed {
+			at = scr.Expect(t, at, []string{"password for carol: ", "again: "}[i], 30*time.Second)
+			ctl.WriteString(s + "\n")
+		}
+		err = cmd.Wait()
+		return scr.Closed(t, 10*time.Second), err
+	}
+	shown, err := add("first long password", "second long password")
+	if err == nil || !strings.Contains(shown, "differ") {
+		t.Fatalf("two different passwords: %v\n%s", err, shown)
+	}
+	shown, err = add("a long enough password", "a long enough password")
+	if err != nil {
+		t.Fatalf("user add: %v\n%s", err, shown)
+	}
+	if strings.Contains(shown, "long enough") {
+		t.Fatalf("the password was echoed:\n%s", shown)
+	}
+	p := startServe(t, dir)
+	if code, body := post(t, p.url+"/api/login", `{"username":"carol","password":"a long enough password"}`); code != 200 {
+		t.Fatalf("login with the typed password: %d %s", code, body)
+	}
+	p.stop(t)
+}
