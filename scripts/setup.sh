@@ -6,6 +6,8 @@
 #   libyuv-dev    the recorder's SIMD resize and I420->RGB through cgo (linked statically: no runtime package)
 #   python3-numpy numpy reading the recorder's .npy output
 #   pkg-config    for cgo to find libvpx
+#   iproute2      ip netns, veth and bridges for the network lab (e2e/networks)
+#   nftables      the lab routers' NAT, firewall and loss
 # and, with the machine's npm, the PeerJS server khadga-bench compares against.
 # It is idempotent: when everything is present it returns at once.
 set -euo pipefail
@@ -17,6 +19,8 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium chromium-driver)
 pkg-config --exists vpx 2>/dev/null || need+=(libvpx-dev pkg-config)
 [ -e /usr/include/libyuv.h ] || need+=(libyuv-dev) # no .pc file in Debian's package
 /usr/bin/python3 -c 'import numpy' 2>/dev/null || need+=(python3 python3-numpy)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v nft >/dev/null 2>&1 || need+=(nftables)
 
 # The PeerJS server that khadga-bench compares against (TestPeerJS), from
 # the npm registry with the machine's Node.js. It is a yardstick, not a part

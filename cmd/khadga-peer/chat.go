@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/khadga/khadga/client"
 	"github.com/khadga/khadga/proto"
@@ -43,7 +44,7 @@ func runChat(ctx context.Context, e *env, args []string) error {
 	defer cl.Close()
 	self := cl.Self()
 	fmt.Fprintf(e.stdout, "* joined %s as %s (peer %s); /help for commands\n", r.Name(), self.User, self.Peer)
-	ch := &chat{e: e, cl: cl, r: r, dir: dir}
+	ch := &chat{e: e, cl: cl, r: r, dir: dir, joined: c.joined}
 	return ch.loop(ctx)
 }
 
@@ -52,6 +53,7 @@ type chat struct {
 	cl     *client.Client
 	r      *client.Room
 	dir    string
+	joined time.Time
 	offers []*client.IncomingFile
 }
 
@@ -104,7 +106,7 @@ func (ch *chat) roomEvent(ev client.Event) {
 	case *client.MemberLeft:
 		ch.say("* %s left", name(ev.Member))
 	case *client.PeerConnected:
-		ch.say("* connected to %s (%s)", name(ev.Member), ev.Info.Kind())
+		ch.say("* %s", connectedLine(ev, ch.joined))
 	case *client.PeerState:
 		ch.say("* connection to %s: %s", name(ev.Member), ev.State)
 	case *client.Message:

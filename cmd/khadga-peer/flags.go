@@ -28,6 +28,7 @@ type common struct {
 	loopback  bool
 	logLevel  string
 	timeout   time.Duration
+	joined    time.Time // when dialJoin asked to join
 }
 
 // newFlags makes a command's flag set with its description and example.
@@ -150,12 +151,14 @@ func (c *common) dial(ctx context.Context, e *env) (*client.Client, error) {
 	return cl, nil
 }
 
-// dialJoin signs in and joins room. On success the caller closes the client.
+// dialJoin signs in and joins room. On success the caller closes the
+// client. It notes when it asked to join, for connectedLine.
 func (c *common) dialJoin(ctx context.Context, e *env, room string) (*client.Client, *client.Room, error) {
 	cl, err := c.dial(ctx, e)
 	if err != nil {
 		return nil, nil, err
 	}
+	c.joined = time.Now()
 	r, err := c.join(ctx, cl, room)
 	if err != nil {
 		cl.Close()

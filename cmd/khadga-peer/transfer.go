@@ -45,7 +45,7 @@ func runSend(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer cl.Close()
-	m, err := waitConnected(ctx, r, to)
+	m, err := waitConnected(ctx, e, r, to, c.joined)
 	if err != nil {
 		return err
 	}
@@ -60,8 +60,9 @@ func runSend(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// waitConnected waits for a member signed in as user to connect.
-func waitConnected(ctx context.Context, r *client.Room, user string) (proto.Member, error) {
+// waitConnected waits for a member signed in as user to connect, and
+// tells the user how.
+func waitConnected(ctx context.Context, e *env, r *client.Room, user string, joined time.Time) (proto.Member, error) {
 	for {
 		select {
 		case ev, ok := <-r.Events():
@@ -69,6 +70,7 @@ func waitConnected(ctx context.Context, r *client.Room, user string) (proto.Memb
 				return proto.Member{}, fail(exitConnect, "left the room")
 			}
 			if pc, is := ev.(*client.PeerConnected); is && pc.Member.User == user {
+				fmt.Fprintln(e.stderr, connectedLine(pc, joined))
 				return pc.Member, nil
 			}
 		case <-ctx.Done():
@@ -111,6 +113,9 @@ func runRecv(ctx context.Context, e *env, args []string) error {
 		case ev, ok := <-r.Events():
 			if !ok {
 				return fail(exitConnect, "left the room")
+			}
+			if pc, is := ev.(*client.PeerConnected); is {
+				fmt.Fprintln(e.stderr, connectedLine(pc, c.joined))
 			}
 			f, is := ev.(*client.IncomingFile)
 			if !is {

@@ -100,6 +100,7 @@ func runVideo(ctx context.Context, e *env, args []string) error {
 			}
 			switch ev := ev.(type) {
 			case *client.PeerConnected:
+				fmt.Fprintln(e.stderr, connectedLine(ev, c.joined))
 				if pub != nil && o.wants(ev.Member) {
 					var opts []client.SendOption
 					if o.consent {

@@ -1,0 +1,202 @@
+package networks_test
+
+import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+const password = "correct horse battery"
+
+// metricsAddr is where the server serves /metrics: loopback of the public
+// namespace, which the test reaches through netlab's dialer.
+const metricsAddr = "127.0.0.1:9100"
+
+// server is khadga serve running in the world's public namespace, as an
+// operator would run it on a host with a public address: a real process
+// with the real flags, so that the lab tests the binary people deploy.
+type server struct {
+	w      *world
+	p      *proc
+	dir    string
+	caFile string // the lab CA, which signed the TURNS certificate
+}
+
+// startServer adds the users and starts khadga serve with the embedded
+// TURN server on UDP and TCP 3478 and TURNS on 5349, the peers' public
+// range allowed (and not the server's own address), and waits until it is
+// ready.
+func (w *world) startServer(users ...string) *server {
+	w.t.Helper()
+	s := &server{w: w, dir: w.t.TempDir()}
+	khadga := binary(w.t, "khadga")
+	data := filepath.Join(s.dir, "data")
+	for _, u := range users {
+		cmd := exec.Command(khadga, "user", "add", u, "--data", data, "--password", "-")
+		cmd.Stdin = strings.NewReader(password + "\n")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			w.t.Fatalf("khadga user add %s: %v\n%s", u, err, out)
+		}
+	}
+	cert, key := s.makeCerts()
+	s.p = start(w.t, w.pub, "khadga serve", labEnv(), khadga, "serve",
+		"--http", httpAddr, "--data", data, "--metrics", metricsAddr,
+		"--turn-listen", serverIP+":3478",
+		"--turn-tls-listen", serverIP+":5349", "--turn-tls-cert", cert, "--turn-tls-key", key,
+		"--turn-allow-peer", publicRange)
+	s.waitReady()
+	return s
+}
+
+// waitReady polls /readyz from inside the public namespace.
+func (s *server) waitReady() {
+	s.w.t.Helper()
+	hc := s.w.pub.HTTPClient()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		res, err := hc.Get(serverURL + "/readyz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case <-s.p.done:
+			s.w.t.Fatalf("khadga serve exited: %v\n%s", s.p.err, s.p.output())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.w.t.Fatalf("khadga serve not ready after %v: %v\n%s", waitTimeout, err, s.p.output())
+		}
+	}
+}
+
+// makeCerts writes a lab CA and a TURNS certificate for the server's IP
+// signed by it, and returns the certificate and key files. Peers trust
+// the CA through SSL_CERT_FILE.
+func (s *server) makeCerts() (certFile, keyFile string) {
+	t := s.w.t
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "khadga lab CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: serverIP},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP(serverIP)},
+		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.caFile = filepath.Join(s.dir, "ca.pem")
+	certFile, keyFile = filepath.Join(s.dir, "turns.pem"), filepath.Join(s.dir, "turns.key")
+	for path, block := range map[string]*pem.Block{
+		s.caFile: {Type: "CERTIFICATE", Bytes: caDER},
+		certFile: {Type: "CERTIFICATE", Bytes: der},
+		keyFile:  {Type: "PRIVATE KEY", Bytes: keyDER},
+	} {
+		if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return certFile, keyFile
+}
+
+// metrics reads the server's Prometheus metrics: each sample's value by
+// its name with labels, as in the text format (`name{l="v"}`).
+func (s *server) metrics() map[string]float64 {
+	s.w.t.Helper()
+	res, err := s.w.pub.HTTPClient().Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		s.w.t.Fatalf("metrics: %v", err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		s.w.t.Fatalf("metrics: %s", res.Status)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			out[line[:i]] = v
+		}
+	}
+	return out
+}
+
+// turnCounts are the TURN figures a topology checks.
+type turnCounts struct {
+	allocations      float64 // created
+	toPeer, fromPeer float64 // bytes relayed
+	denied           float64
+}
+
+func (s *server) turn() turnCounts {
+	m := s.metrics()
+	return turnCounts{
+		allocations: m["khadga_turn_allocations_created_total"],
+		toPeer:      m[`khadga_turn_relayed_bytes_total{direction="to_peer"}`],
+		fromPeer:    m[`khadga_turn_relayed_bytes_total{direction="from_peer"}`],
+		denied:      m["khadga_turn_permissions_denied_total"],
+	}
+}
+
+// peerEnv is the environment of a khadga-peer signed in as user.
+func (s *server) peerEnv(t *testing.T, user string) []string {
+	return labEnv("KHADGA_USER="+user, "KHADGA_PASSWORD="+password,
+		"KHADGA_PEER_CONFIG="+t.TempDir(), "SSL_CERT_FILE="+s.caFile)
+}
+
+// peer starts khadga-peer COMMAND in the site's host namespace as user.
+func (s *server) peer(t *testing.T, at *site, user string, args ...string) *proc {
+	t.Helper()
+	args = append(args, "--server", serverURL)
+	return start(t, at.host, fmt.Sprintf("khadga-peer %s (%s)", args[0], user), s.peerEnv(t, user), binary(t, "khadga-peer"), args...)
+}

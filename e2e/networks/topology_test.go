@@ -1,0 +1,91 @@
+package networks_test
+
+import (
+	"testing"
+)
+
+// fileSize is what alice sends bob in topologies 1 to 4.
+const fileSize = 4 << 20
+
+// TestEndpointIndependentNAT is topology 1: alice and bob each behind a
+// router that masquerades (endpoint-independent mapping). ICE connects
+// them directly through the addresses the embedded STUN server reported,
+// and the file goes peer to peer: the TURN server relays only ICE's
+// checks of the relay pairs, never the file. Pion names a pair's local
+// end by its socket (host) and the remote end as ICE first heard from it
+// (the router's address, peer-reflexive or server-reflexive).
+func TestEndpointIndependentNAT(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, "t1")
+	a, b := w.addSite("a", eim, ""), w.addSite("b", eim, "")
+	s := w.startServer("alice", "bob")
+	r := s.call(t, a, b, callOpts{room: "nat", fileSize: fileSize})
+	for who, c := range map[string]conn{"alice": r.alice, "bob": r.bob} {
+		wantConn(t, who, c, "direct", "", "")
+		if c.remote != "srflx" && c.remote != "prflx" {
+			t.Errorf("%s: remote end %s, want the other router's address (srflx or prflx)", who, c.remote)
+		}
+	}
+	tc := s.turn()
+	if tc.toPeer > fileSize/64 || tc.fromPeer > fileSize/64 {
+		t.Errorf("TURN relayed %.0f bytes to and %.0f from peers during a direct %d-byte transfer", tc.toPeer, tc.fromPeer, fileSize)
+	}
+	record(t, 1, "both behind endpoint-independent NAT", r, tc)
+}
+
+// TestSymmetricNAT is topology 2: both routers give every destination a
+// new random port (masquerade random,fully-random), so no reflexive
+// address works and the call goes through the embedded TURN server.
+func TestSymmetricNAT(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, "t2")
+	a, b := w.addSite("a", symmetric, ""), w.addSite("b", symmetric, "")
+	s := w.startServer("alice", "bob")
+	r := s.call(t, a, b, callOpts{room: "sym", fileSize: fileSize})
+	for who, c := range map[string]conn{"alice": r.alice, "bob": r.bob} {
+		wantConn(t, who, c, "relayed", "", "")
+	}
+	tc := wantRelayed(t, s, 2)
+	record(t, 2, "both behind symmetric NAT", r, tc)
+}
+
+// TestRelayOnlyOnPublicSegment is topology 3, the defect of issue 15:
+// alice and bob sit on the public segment in relay-only mode, so each
+// one's only candidate is its relay on the server's own address. The
+// server allows the peers' range and not its own address, yet the two
+// relays reach each other.
+func TestRelayOnlyOnPublicSegment(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, "t3")
+	a, b := w.addSite("a", onPublic, ""), w.addSite("b", onPublic, "")
+	s := w.startServer("alice", "bob")
+	r := s.call(t, a, b, callOpts{room: "relay", relay: true, fileSize: fileSize})
+	for who, c := range map[string]conn{"alice": r.alice, "bob": r.bob} {
+		wantConn(t, who, c, "relayed", "relay", "relay")
+	}
+	tc := wantRelayed(t, s, 2)
+	record(t, 3, "both relay-only on the public segment", r, tc)
+}
+
+// wantRelayed checks that the TURN server made the allocations and
+// carried the file.
+func wantRelayed(t *testing.T, s *server, allocations float64) turnCounts {
+	t.Helper()
+	tc := s.turn()
+	if tc.allocations < allocations {
+		t.Errorf("TURN allocations created %v, want at least %v", tc.allocations, allocations)
+	}
+	// The file leaves a relay socket for a peer once whether one side
+	// relays or both (then it also arrives at the other relay).
+	if tc.toPeer < fileSize {
+		t.Errorf("TURN relayed %.0f bytes to peers, want at least the %d-byte file", tc.toPeer, fileSize)
+	}
+	return tc
+}
+
+// record logs a topology's row of the results table in docs/networks.md.
+func record(t *testing.T, n int, what string, r callResult, tc turnCounts) {
+	t.Logf("RESULT topology %d (%s): alice %s %s/%s, bob %s %s/%s; join to open %v and %v; file %.1f MiB/s; TURN allocations %.0f, relayed %.0f bytes to peers",
+		n, what, r.alice.label, r.alice.local, r.alice.remote, r.bob.label, r.bob.local, r.bob.remote,
+		r.alice.joinToOpen, r.bob.joinToOpen, r.mibps(), tc.allocations, tc.toPeer)
+}

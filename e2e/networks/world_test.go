@@ -1,0 +1,172 @@
+package networks_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/khadga/khadga/internal/netlab"
+)
+
+// The lab's addresses, all from the documentation ranges. The public
+// segment is 203.0.113.0/26: the server at .1, router WAN ends and hosts
+// that sit on the public segment from .32 on. The server is started with
+// --turn-allow-peer for 203.0.113.32/27 only, the peers' public range, so
+// that its own address is never allowed by hand. Each site's private side
+// is a /28 of 198.51.100.0/24.
+const (
+	serverIP    = "203.0.113.1"
+	publicCIDR  = "/26"
+	publicRange = "203.0.113.32/27"
+	httpAddr    = serverIP + ":8080"
+	serverURL   = "http://" + httpAddr
+)
+
+// NAT kinds of a site's router.
+type natKind int
+
+const (
+	// onPublic: no router; the host sits on the public segment.
+	onPublic natKind = iota
+	// eim: nftables masquerade, which keeps the source port, so the
+	// mapping is endpoint independent: STUN's answer is the address
+	// other peers can reach after a hole punch.
+	eim
+	// symmetric: masquerade random,fully-random, a new random port for
+	// every destination, so the address STUN reports is of no use to a
+	// peer.
+	symmetric
+)
+
+// world is one lab network: a public namespace with the khadga server,
+// and sites, each a host namespace, behind its own router namespace or
+// on the public segment.
+type world struct {
+	t     *testing.T
+	lab   *netlab.Lab
+	pub   *netlab.Netns
+	sites map[string]*site
+	n     int // sites made, for addresses
+}
+
+// site is one peer's place: its host namespace, and its router (nil on
+// the public segment).
+type site struct {
+	name   string
+	host   *netlab.Netns
+	router *netlab.Netns
+	nat    natKind
+	wanIP  string // the router's public address, or the host's
+	hostIP string
+}
+
+// newWorld makes the public segment: a bridge in the public namespace,
+// holding the server's address.
+func newWorld(t *testing.T, name string) *world {
+	t.Helper()
+	w := &world{t: t, lab: netlab.New(t, name), sites: map[string]*site{}}
+	w.pub = w.lab.Netns("pub")
+	w.pub.Bridge("br0", serverIP+publicCIDR)
+	return w
+}
+
+// addSite adds a site: with a router doing nat, or on the public
+// segment. extra is more nftables rules for the router (a filter table).
+func (w *world) addSite(name string, nat natKind, extra string) *site {
+	w.t.Helper()
+	i := w.n
+	w.n++
+	s := &site{name: name, nat: nat, host: w.lab.Netns(name)}
+	w.sites[name] = s
+	port := fmt.Sprintf("p%d", i) // the bridge port in the public namespace
+	s.wanIP = fmt.Sprintf("203.0.113.%d", 33+i)
+	if nat == onPublic {
+		s.hostIP = s.wanIP
+		w.lab.Link(s.host, "eth0", s.hostIP+publicCIDR, w.pub, port, "")
+		w.pub.IP("link", "set", port, "master", "br0")
+		return s
+	}
+	s.router = w.lab.Netns("r" + name)
+	w.lab.Link(s.router, "wan", s.wanIP+publicCIDR, w.pub, port, "")
+	w.pub.IP("link", "set", port, "master", "br0")
+	w.attach(s, 16*i)
+	s.router.Forward()
+	w.setNAT(s, nat, extra)
+	return s
+}
+
+// attach links the site's host to its router on the private /28 that
+// starts at 198.51.100.base, and routes the host through it. The host has
+// no other route: nothing it sends leaves the lab.
+func (w *world) attach(s *site, base int) {
+	w.t.Helper()
+	gw := fmt.Sprintf("198.51.100.%d", base+1)
+	s.hostIP = fmt.Sprintf("198.51.100.%d", base+2)
+	w.lab.Link(s.host, "eth0", s.hostIP+"/28", s.router, "lan", gw+"/28")
+	s.host.IP("route", "add", "default", "via", gw)
+}
+
+// setNAT replaces the router's rules: NAT of the given kind out of "wan",
+// a firewall that drops what arrives for the router itself unasked, as
+// home routers do, plus extra (more tables).
+//
+// The firewall matters for hole punching: a peer's first check that
+// reaches the router before its own host has sent anything would
+// otherwise be taken in (and answered with ICMP), and the kernel would
+// keep that flow in conntrack, so the host's own packets to the peer
+// would then leave on another port. Dropped in the input hook, the flow
+// is never confirmed and leaves no trace.
+func (w *world) setNAT(s *site, nat natKind, extra string) {
+	w.t.Helper()
+	s.router.FlushNft()
+	how := "masquerade"
+	if nat == symmetric {
+		how = "masquerade random,fully-random"
+	}
+	s.router.Nft(fmt.Sprintf(`table ip nat {
+	chain post { type nat hook postrouting priority srcnat; oifname "wan" %s; }
+}
+table inet fw {
+	chain input {
+		type filter hook input priority filter; policy drop;
+		ct state established,related accept
+		iifname { "lo", "lan" } accept
+	}
+}
+%s`, how, extra))
+	s.nat = nat
+}
+
+// dropUDP is a router filter that drops every UDP datagram it would
+// forward, both ways: the site can use TCP only.
+const dropUDP = `table inet filter {
+	chain fwd { type filter hook forward priority filter; meta l4proto udp drop; }
+}`
+
+// dropUDPAndTURNTCP also drops TCP to the TURN port 3478, so that only
+// TURNS (TLS on 5349) and the signaling server's HTTP port get through.
+const dropUDPAndTURNTCP = `table inet filter {
+	chain fwd { type filter hook forward priority filter; meta l4proto udp drop; tcp dport 3478 drop; }
+}`
+
+// lossy drops 5% of what the router forwards, in both directions, at
+// random.
+const lossy = `table inet filter {
+	chain fwd { type filter hook forward priority filter; numgen random mod 100 < 5 drop; }
+}`
+
+// env is the process environment for programs in the lab: no proxy
+// settings from the host (they would send traffic out of the lab).
+func labEnv(extra ...string) []string {
+	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}
+	return append(env, extra...)
+}
+
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return -1
+	}, strings.ToLower(s))
+}

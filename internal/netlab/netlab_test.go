@@ -1,0 +1,64 @@
+package netlab_test
+
+import (
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/khadga/khadga/internal/netlab"
+)
+
+// TestMasquerade: a host behind a router that masquerades reaches a
+// server on the public side, which sees the router's address; the lab's
+// namespaces are gone after its cleanup.
+func TestMasquerade(t *testing.T) {
+	var names []string
+	t.Run("lab", func(t *testing.T) {
+		lab := netlab.New(t, "nt")
+		pub, router, host := lab.Netns("pub"), lab.Netns("r"), lab.Netns("h")
+		lab.Link(router, "wan", "", pub, "r0", "")
+		pub.Bridge("br0", "203.0.113.1/26", "r0")
+		router.IP("addr", "add", "203.0.113.33/26", "dev", "wan")
+		lab.Link(host, "eth0", "198.51.100.2/28", router, "lan", "198.51.100.1/28")
+		host.IP("route", "add", "default", "via", "198.51.100.1")
+		router.Forward()
+		router.Nft(`table ip nat {
+	chain post { type nat hook postrouting priority srcnat; oifname "wan" masquerade; }
+}`)
+		names = []string{pub.SystemName(), router.SystemName(), host.SystemName()}
+
+		srv, err := pub.ListenPacket("udp4", "203.0.113.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Close()
+		c, err := host.ListenPacket("udp4", "0.0.0.0:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.WriteTo([]byte("hello"), srv.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 64)
+		srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, from, err := srv.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("server read: %v", err)
+		}
+		if string(buf[:n]) != "hello" || from.(*net.UDPAddr).IP.String() != "203.0.113.33" {
+			t.Fatalf("server got %q from %v, want hello from the router 203.0.113.33", buf[:n], from)
+		}
+		// The host's own namespace has no such address: the socket is
+		// the lab's.
+		if _, err := net.ListenPacket("udp4", "203.0.113.1:0"); err == nil {
+			t.Fatal("203.0.113.1 is bound in the host's namespace")
+		}
+	})
+	for _, n := range names {
+		if _, err := os.Stat("/run/netns/" + n); !os.IsNotExist(err) {
+			t.Errorf("namespace %s still there after cleanup (%v)", n, err)
+		}
+	}
+}
