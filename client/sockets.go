@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"reflect"
+	"time"
 
 	"github.com/pion/transport/v5"
 	"github.com/pion/transport/v5/stdnet"
@@ -110,6 +111,27 @@ func (s socketNet) DialUDP(network string, laddr, raddr *net.UDPAddr) (transport
 	}
 	bufferSocket(c)
 	return c, nil
+}
+
+// turnDialTimeout bounds the TCP connects to TURN servers (turn: with
+// transport=tcp, and turns:). Pion dials them with no deadline, so behind
+// a firewall that drops the SYNs a connect hung for the kernel's two
+// minutes of retries, and closing the peer connection waited for it (seen
+// in the network lab, e2e/networks, topology 4). A TURN server that takes
+// longer than this to accept is of no use to a call anyway.
+const turnDialTimeout = 10 * time.Second
+
+// DialTCP connects like stdnet, within turnDialTimeout.
+func (s socketNet) DialTCP(network string, laddr, raddr *net.TCPAddr) (transport.TCPConn, error) {
+	d := net.Dialer{Timeout: turnDialTimeout}
+	if laddr != nil {
+		d.LocalAddr = laddr
+	}
+	c, err := d.Dial(network, raddr.String())
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.TCPConn), nil
 }
 
 // netUnset reports whether se leaves pion to pick its network, so that a

@@ -2,6 +2,7 @@ package networks_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -19,6 +20,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/khadga/khadga/client"
+	"github.com/khadga/khadga/proto"
 )
 
 const password = "correct horse battery"
@@ -199,4 +205,52 @@ func (s *server) peer(t *testing.T, at *site, user string, args ...string) *proc
 	t.Helper()
 	args = append(args, "--server", serverURL)
 	return start(t, at.host, fmt.Sprintf("khadga-peer %s (%s)", args[0], user), s.peerEnv(t, user), binary(t, "khadga-peer"), args...)
+}
+
+// wantTransports signs in and checks that the welcome's ice_servers list
+// every transport the server runs: STUN, TURN over UDP and TCP, TURNS.
+func (s *server) wantTransports(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	tok, err := client.Login(ctx, s.w.pub.HTTPClient(), serverURL, "alice", password, "")
+	if err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	d := websocket.Dialer{NetDialContext: s.w.pub.DialContext, Subprotocols: []string{proto.Subprotocol}}
+	h := http.Header{}
+	h.Set("Authorization", "Bearer "+tok.Access)
+	ws, _, err := d.DialContext(ctx, "ws://"+httpAddr+"/ws", h)
+	if err != nil {
+		t.Fatalf("websocket: %v", err)
+	}
+	defer ws.Close()
+	_, b, err := ws.ReadMessage()
+	if err != nil {
+		t.Fatalf("read welcome: %v", err)
+	}
+	m, err := proto.Decode(b, len(b))
+	if err != nil {
+		t.Fatalf("welcome: %v", err)
+	}
+	var w proto.Welcome
+	if err := m.DecodeData(&w); err != nil {
+		t.Fatalf("welcome: %v", err)
+	}
+	got := map[string]bool{}
+	for _, is := range w.ICEServers {
+		for _, u := range is.URLs {
+			got[u] = true
+		}
+	}
+	for _, u := range []string{
+		"stun:" + serverIP + ":3478",
+		"turn:" + serverIP + ":3478?transport=udp",
+		"turn:" + serverIP + ":3478?transport=tcp",
+		"turns:" + serverIP + ":5349?transport=tcp",
+	} {
+		if !got[u] {
+			t.Errorf("welcome's ice_servers lack %s: %+v", u, w.ICEServers)
+		}
+	}
 }

@@ -89,3 +89,31 @@ func record(t *testing.T, n int, what string, r callResult, tc turnCounts) {
 		n, what, r.alice.label, r.alice.local, r.alice.remote, r.bob.label, r.bob.local, r.bob.remote,
 		r.alice.joinToOpen, r.bob.joinToOpen, r.mibps(), tc.allocations, tc.toPeer)
 }
+
+// TestUDPBlocked is topology 4: alice's router drops every UDP datagram,
+// so STUN and TURN over UDP are gone for her and only TCP gets through.
+// The welcome lists every transport the server has (STUN, TURN over UDP
+// and TCP, TURNS), and the call is carried by TURN over TCP, or, when the
+// router also drops TCP to port 3478, by TURNS on 5349 alone.
+func TestUDPBlocked(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, filter string
+	}{
+		{"turn-tcp", dropUDP},
+		{"turns", dropUDPAndTURNTCP},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t, "t4"+tc.name[len(tc.name)-1:])
+			a, b := w.addSite("a", eim, tc.filter), w.addSite("b", eim, "")
+			s := w.startServer("alice", "bob")
+			s.wantTransports(t)
+			r := s.call(t, a, b, callOpts{room: "tcp", fileSize: fileSize})
+			wantConn(t, "alice", r.alice, "relayed", "relay", "")
+			wantConn(t, "bob", r.bob, "relayed", "", "relay")
+			tcs := wantRelayed(t, s, 1)
+			record(t, 4, "alice's UDP dropped, "+tc.name, r, tcs)
+		})
+	}
+}

@@ -140,19 +140,19 @@ table inet fw {
 // dropUDP is a router filter that drops every UDP datagram it would
 // forward, both ways: the site can use TCP only.
 const dropUDP = `table inet filter {
-	chain fwd { type filter hook forward priority filter; meta l4proto udp drop; }
+	chain forward { type filter hook forward priority filter; meta l4proto udp drop; }
 }`
 
 // dropUDPAndTURNTCP also drops TCP to the TURN port 3478, so that only
 // TURNS (TLS on 5349) and the signaling server's HTTP port get through.
 const dropUDPAndTURNTCP = `table inet filter {
-	chain fwd { type filter hook forward priority filter; meta l4proto udp drop; tcp dport 3478 drop; }
+	chain forward { type filter hook forward priority filter; meta l4proto udp drop; tcp dport 3478 drop; }
 }`
 
 // lossy drops 5% of what the router forwards, in both directions, at
 // random.
 const lossy = `table inet filter {
-	chain fwd { type filter hook forward priority filter; numgen random mod 100 < 5 drop; }
+	chain forward { type filter hook forward priority filter; numgen random mod 100 < 5 drop; }
 }`
 
 // env is the process environment for programs in the lab: no proxy
