@@ -2,11 +2,13 @@ package signaling
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -39,6 +41,7 @@ const (
 	codeInternal     = "internal"
 	codeNotFound     = "not_found"
 	codeMethod       = "method_not_allowed"
+	codeBusy         = "busy"
 )
 
 // errBadCredentials is the one answer to a wrong password and an unknown
@@ -60,8 +63,12 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 
 // decodeBody reads a JSON object of at most maxBody bytes into v, refusing
 // unknown fields and trailing data. On failure it has answered the request.
+// The body must be declared application/json: a browser sends that type
+// from another site only after a CORS preflight, which this server never
+// grants, whereas an empty or form type is a "simple" request that any page
+// can make its visitors' browsers send.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		writeError(w, http.StatusUnsupportedMediaType, codeBadRequest, "content type must be application/json")
 		return false
 	}
@@ -130,9 +137,23 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	hash, err := s.cfg.Password.Hash(c.Password)
-	if err != nil {
-		s.internalError(w, "hashing a password", err)
+	if ok, retry := s.registers.Allow(auth.AddrKey(s.clientAddr(r)), s.cfg.Now()); !ok {
+		tooMany(w, retry, "too many registrations from your address; try again later")
+		return
+	}
+	// A taken name is answered before hashing: the answer says so anyway,
+	// and the hash is the expensive part.
+	if _, err := s.store.GetUser(c.Username); err == nil {
+		writeError(w, http.StatusConflict, codeExists, "username is taken")
+		return
+	}
+	var hash string
+	var herr error
+	if err := s.hashGate.Do(r.Context(), func() { hash, herr = s.cfg.Password.Hash(c.Password) }); s.hashBusy(w, err) {
+		return
+	}
+	if herr != nil {
+		s.internalError(w, "hashing a password", herr)
 		return
 	}
 	u := store.User{Name: c.Username, PasswordHash: hash, Role: proto.RoleUser, Created: time.Now().UTC(), Email: c.Email}
@@ -145,7 +166,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.mailer != nil {
-		if err := s.startEmailCheck(r, c.Username, c.Email); err != nil {
+		if err := s.startEmailCheck(c.Username, c.Email); err != nil {
 			s.log.Error("sending the verification email", slog.String("user", c.Username), slog.Any("err", err))
 			s.store.DeleteUser(c.Username) // let the user try again with the same name
 			writeError(w, http.StatusServiceUnavailable, "email_failed", "could not send the verification email; try again later")
@@ -166,37 +187,38 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &c) {
 		return
 	}
-	addr := s.clientAddr(r)
-	delay, retry := s.limiter.Check(addr, c.Username, s.cfg.Now())
-	if retry > 0 {
-		s.metrics.logins.WithLabelValues("limited").Inc()
-		w.Header().Set("Retry-After", strconv.Itoa(int((retry+time.Second-1)/time.Second)))
-		writeError(w, http.StatusTooManyRequests, codeRateLimited, "too many failed logins; try again later")
+	addr, key := s.clientAddr(r), limiterUser(c.credentials)
+	if ok, limited := s.limitCheck(w, r, addr, key); !ok {
+		if limited {
+			s.metrics.logins.WithLabelValues("limited").Inc()
+		}
 		return
 	}
-	if delay > 0 && !sleepCtx(r, delay) {
+	u, ok, err := s.checkPassword(r, c.credentials)
+	if err != nil {
+		s.limiter.Cancel(addr, key, s.cfg.Now())
+		s.hashBusy(w, err)
 		return
 	}
-	u, ok := s.checkPassword(c.credentials)
 	if !ok {
 		s.metrics.logins.WithLabelValues("failed").Inc()
-		s.limiter.Failure(addr, c.Username, s.cfg.Now())
-		s.audit("login-failed", c.Username, r, "")
+		s.limiter.Failure(addr, key, s.cfg.Now())
+		s.audit("login-failed", key, r, "")
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, errBadCredentials)
 		return
 	}
 	if u.TOTP != nil && u.TOTP.Enabled && !s.secondFactor(w, r, u.Name, c.Code) {
 		// A missing or wrong code counts as a failure, so that the limiter
 		// bounds code guessing by someone who knows the password.
-		s.limiter.Failure(addr, c.Username, s.cfg.Now())
+		s.limiter.Failure(addr, key, s.cfg.Now())
 		return
 	}
 	if s.mailer != nil && u.Email != "" && !u.EmailVerified {
-		s.limiter.Success(addr, c.Username, s.cfg.Now())
+		s.limiter.Success(addr, key, s.cfg.Now())
 		writeError(w, http.StatusForbidden, "email_unverified", "confirm your email address first: open the link we sent you")
 		return
 	}
-	s.limiter.Success(addr, c.Username, s.cfg.Now())
+	s.limiter.Success(addr, key, s.cfg.Now())
 	pair, err := s.sessions.Login(u)
 	if err != nil {
 		s.internalError(w, "issuing tokens", err)
@@ -207,9 +229,65 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, tokenPair(pair))
 }
 
-// checkPassword verifies c, spending the same time whether or not the user
-// exists. Disabled accounts fail like a wrong password.
-func (s *Server) checkPassword(c credentials) (store.User, bool) {
+// limiterUser is the account key of c for the login limiter: its
+// username once it is a valid one, else none, so that junk names (up to
+// 16 KiB) never become keys (issue 14, point 7).
+func limiterUser(c credentials) string {
+	if proto.ValidUsername(c.Username) != nil {
+		return ""
+	}
+	return c.Username
+}
+
+// limitCheck puts a password or second-factor check for user (a valid
+// name or "") from addr under the login limits: it answers 429 when they
+// refuse, and waits their delay. Every endpoint that checks a password or
+// a code goes through it, so that none is an oracle the limits do not see
+// (issue 14, point 2). When it returns ok, the caller must report the
+// outcome with limiter.Failure, Success or Cancel. limited says it refused.
+func (s *Server) limitCheck(w http.ResponseWriter, r *http.Request, addr, user string) (ok, limited bool) {
+	delay, retry := s.limiter.Check(addr, user, s.cfg.Now())
+	if retry > 0 {
+		tooMany(w, retry, "too many failed attempts; try again later")
+		return false, true
+	}
+	if delay > 0 && !sleepCtx(r, delay) {
+		s.limiter.Cancel(addr, user, s.cfg.Now())
+		return false, false
+	}
+	return true, false
+}
+
+// tooMany answers 429 with a Retry-After of retry, rounded up to seconds.
+func tooMany(w http.ResponseWriter, retry time.Duration, msg string) {
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int((retry+time.Second-1)/time.Second))))
+	writeError(w, http.StatusTooManyRequests, codeRateLimited, msg)
+}
+
+// hashBusy answers 503 when err says the password workers and their queue
+// are full (or the client left while waiting), and reports whether it did.
+func (s *Server) hashBusy(w http.ResponseWriter, err error) bool {
+	switch {
+	case errors.Is(err, auth.ErrBusy):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, codeBusy, "the server is busy checking passwords; try again in a moment")
+		return true
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return true // the client is gone; nobody reads an answer
+	}
+	return false
+}
+
+// checkPassword verifies c under the hash gate, spending the same time
+// whether or not the user exists. Disabled accounts fail like a wrong
+// password. An error means the password was not checked (the server is
+// busy, or the client left).
+func (s *Server) checkPassword(r *http.Request, c credentials) (u store.User, ok bool, err error) {
+	err = s.hashGate.Do(r.Context(), func() { u, ok = s.verifyPassword(c) })
+	return u, ok, err
+}
+
+func (s *Server) verifyPassword(c credentials) (store.User, bool) {
 	if proto.ValidUsername(c.Username) != nil || len(c.Password) > proto.MaxPassword {
 		s.cfg.Password.DummyVerify(c.Password)
 		return store.User{}, false
@@ -302,8 +380,12 @@ func (s *Server) handleTicket(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, err.Error())
 		return
 	}
-	t, err := s.tickets.Issue(claims)
-	if err != nil {
+	t, err := s.tickets.Issue(claims, s.clientAddr(r))
+	switch {
+	case errors.Is(err, auth.ErrTicketQuota):
+		tooMany(w, auth.DefaultTicketTTL, "too many unused tickets for your account or address; use or let expire the ones you have")
+		return
+	case err != nil:
 		writeError(w, http.StatusServiceUnavailable, codeRateLimited, "too many open tickets; try again")
 		return
 	}

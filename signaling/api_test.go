@@ -126,6 +126,7 @@ func TestLoginRateLimit(t *testing.T) {
 	var retryAfter string
 	for i := 0; i < 30 && last != http.StatusTooManyRequests; i++ {
 		req, _ := http.NewRequest(http.MethodPost, s.URL+"/api/login", strings.NewReader(`{"username":"carol","password":"not the password"}`))
+		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

@@ -229,6 +229,12 @@ func httpCases(alice signalingtest.Tokens) []httpCase {
 		{"refresh huge token", "/api/refresh", `{"refresh_token":"` + strings.Repeat("r", 10000) + `"}`, 401, "unauthorized", nil},
 		{"logout garbage", "/api/logout", `{"refresh_token":"a.b.c"}`, 401, "unauthorized", nil},
 		{"wrong content type", "/api/login", `username=alice&password=x`, 415, "bad_request", []string{"Content-Type", "application/x-www-form-urlencoded"}},
+		// A page on another site can make a browser POST these without a
+		// CORS preflight (issue 14, point 6).
+		{"empty content type", "/api/login", `{"username":"alice","password":"x"}`, 415, "bad_request", []string{"Content-Type", ""}},
+		{"text/plain content type", "/api/register", `{"username":"csrf","password":"0123456789"}`, 415, "bad_request", []string{"Content-Type", "text/plain"}},
+		{"multipart content type", "/api/logout", `{"refresh_token":"a.b"}`, 415, "bad_request", []string{"Content-Type", "multipart/form-data; boundary=x"}},
+		{"JSON look-alike content type", "/api/login", `{"username":"alice","password":"x"}`, 415, "bad_request", []string{"Content-Type", "application/jsonp"}},
 		{"totp confirm with no enrollment", "/api/totp/confirm", `{"code":"123456"}`, 409, "conflict", bearerA},
 		{"totp disable with wrong password", "/api/totp/disable", `{"password":"nope nope nope","code":"123456"}`, 401, "unauthorized", bearerA},
 		{"unknown endpoint", "/api/admin", `{}`, 404, "not_found", nil},

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -57,6 +58,18 @@ type Config struct {
 	TURNAllocations func() int
 	// Password sets the argon2id cost; the zero value is auth's default.
 	Password auth.Params
+	// PasswordWorkers bounds the password hashes and checks (registration,
+	// login, anything that takes a password) running at once; each holds
+	// Password.Memory. Four times as many wait, for up to 5 s; beyond
+	// that the server answers 503. Default: the number of cores.
+	PasswordWorkers int
+	// RegistrationsPerHour caps new accounts per client address (IPv6 per
+	// /64), in bursts of as many (default 10).
+	RegistrationsPerHour int
+	// TicketsPerUser and TicketsPerAddr cap the unredeemed WebSocket
+	// tickets of one user and of one address (defaults 8 and 64).
+	TicketsPerUser int
+	TicketsPerAddr int
 	// Registerer receives the server's Prometheus metrics; nil means none.
 	Registerer prometheus.Registerer
 	// Gatherer, when set, is served on /metrics: to loopback clients only,
@@ -75,8 +88,9 @@ type Config struct {
 	// opened. SMTPFrom is the sender address. The URL is never logged.
 	SMTPURL  string
 	SMTPFrom string
-	// PublicURL is the server's address as users reach it (for emailed
-	// links); empty means the address each request came in on.
+	// PublicURL is the server's address as users reach it. Emailed links
+	// are built from it, never from a request's Host header (which the
+	// client chooses), so it is required with SMTPURL.
 	PublicURL string
 	// Now is the clock of tokens and tickets; nil means time.Now. Tests
 	// move it to expire tokens without waiting.
@@ -121,6 +135,10 @@ func (c *Config) setDefaults() {
 	if c.Password == (auth.Params{}) {
 		c.Password = auth.DefaultParams
 	}
+	setDefault(&c.PasswordWorkers, runtime.GOMAXPROCS(0))
+	setDefault(&c.RegistrationsPerHour, 10)
+	setDefault(&c.TicketsPerUser, auth.DefaultTicketsUser)
+	setDefault(&c.TicketsPerAddr, auth.DefaultTicketsAddr)
 }
 
 func setDefault[T comparable](v *T, def T) {
@@ -155,6 +173,10 @@ func (c *Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	if c.SMTPURL != "" && c.PublicURL == "" {
+		errs = append(errs, errors.New("the email check (SMTP URL) needs the public URL (--public-url https://chat.example.org): "+
+			"emailed links are built from it, never from a request's Host header, which anyone can set"))
+	}
 	if c.PublicURL != "" {
 		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("public URL %q must be http(s)://host[:port]", c.PublicURL))
@@ -168,6 +190,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxRoomsPerSession < 1 || c.MaxRoomMembers < 2 {
 		errs = append(errs, errors.New("max rooms per session must be at least 1 and max room members at least 2"))
+	}
+	if c.PasswordWorkers < 1 || c.RegistrationsPerHour < 1 || c.TicketsPerUser < 1 || c.TicketsPerAddr < 1 {
+		errs = append(errs, errors.New("password workers, registrations per hour and tickets per user and address must be positive"))
 	}
 	if c.MessageRate <= 0 || c.MessageBurst < 1 {
 		errs = append(errs, errors.New("message rate and burst must be positive"))

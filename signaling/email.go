@@ -111,7 +111,7 @@ func validEmail(s string) error {
 
 // startEmailCheck stores a fresh single-use verification token for u and
 // mails the link. It runs inside registration, before the answer.
-func (s *Server) startEmailCheck(r *http.Request, user, email string) error {
+func (s *Server) startEmailCheck(user, email string) error {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
 		return err
@@ -125,23 +125,10 @@ func (s *Server) startEmailCheck(r *http.Request, user, email string) error {
 	if err != nil {
 		return err
 	}
-	link := s.baseURL(r) + "/api/verify-email?" + url.Values{"user": {user}, "token": {tok}}.Encode()
+	link := strings.TrimSuffix(s.cfg.PublicURL, "/") + "/api/verify-email?" + url.Values{"user": {user}, "token": {tok}}.Encode()
 	body := fmt.Sprintf("Hello %s,\n\nopen this link to confirm your email address for khadga:\n\n%s\n\n"+
 		"The link works once, for %v. If you did not sign up, ignore this message.\n", user, link, EmailLinkTTL)
 	return s.mailer.send(email, "Confirm your khadga account", body)
-}
-
-// baseURL is the public URL of the server for links: the configured one, or
-// the one the request came in on.
-func (s *Server) baseURL(r *http.Request) string {
-	if s.cfg.PublicURL != "" {
-		return strings.TrimSuffix(s.cfg.PublicURL, "/")
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
 }
 
 // handleVerifyEmail follows an emailed link: the token must match, be

@@ -145,6 +145,7 @@ func TestTrustedProxy(t *testing.T) {
 	// Login failures are charged to the real client address in the audit log.
 	req, _ := http.NewRequest(http.MethodPost, s.URL+"/api/login", strings.NewReader(`{"username":"nobody","password":"wrong password"}`))
 	req.Header.Set("X-Forwarded-For", "198.51.100.7")
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

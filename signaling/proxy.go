@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -17,7 +18,11 @@ func (s *Server) clientAddr(r *http.Request) string {
 	if err != nil {
 		host = r.RemoteAddr
 	}
-	if len(s.trusted) == 0 || !s.isTrusted(host) {
+	if len(s.trusted) == 0 {
+		s.warnUntrustedProxy(host, r)
+		return host
+	}
+	if !s.isTrusted(host) {
 		return host
 	}
 	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
@@ -46,4 +51,23 @@ func (s *Server) isTrusted(ip string) bool {
 		}
 	}
 	return false
+}
+
+// warnUntrustedProxy logs once, when requests come from a loopback or
+// private address and no proxy is trusted: that is what a reverse proxy on
+// the same host or network looks like, and then every client shares its
+// address, so that one client's failed logins slow down or block the
+// others (docs/deploy.md, "Behind a reverse proxy").
+func (s *Server) warnUntrustedProxy(host string, r *http.Request) {
+	if s.proxyWarned.Load() {
+		return
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil || !(a.Unmap().IsLoopback() || a.Unmap().IsPrivate()) || s.proxyWarned.Swap(true) {
+		return
+	}
+	s.log.Warn("requests come from a loopback or private address and no reverse proxy is trusted: "+
+		"if khadga runs behind a proxy, set --trust-proxy to its address and have it send X-Forwarded-For, "+
+		"or every client shares one address for the login and registration limits",
+		slog.String("addr", host), slog.Bool("x_forwarded_for", r.Header.Get("X-Forwarded-For") != ""))
 }

@@ -5,13 +5,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"log/slog"
-	"net"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
 
-	gosmtp "github.com/emersion/go-smtp"
 	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling"
 	"github.com/khadga/khadga/signaling/signalingtest"
@@ -41,23 +39,14 @@ func (l *lockedBuffer) String() string {
 // token) with the server logging at debug level, then greps the logs, the
 // error answers and /metrics for every secret involved.
 func TestSecretsNeverLogged(t *testing.T) {
-	capture := &smtpCapture{msgs: make(chan string, 4), passwords: make(chan string, 4)}
-	smtpSrv := gosmtp.NewServer(capture)
-	smtpSrv.Domain = "localhost"
-	smtpSrv.AllowInsecureAuth = true
-	smtpLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go smtpSrv.Serve(smtpLn)
-	t.Cleanup(func() { smtpSrv.Close() })
+	capture, smtpAddr := startSMTP(t)
 
 	logs := &lockedBuffer{}
 	reg := prometheus.NewRegistry()
 	const smtpPassword = "smtp-pass-Zq81"
 	s := signalingtest.Start(t, signalingtest.Options{TURN: true, Config: signaling.Config{
 		Logger:   slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		SMTPURL:  "smtp://mailer:" + smtpPassword + "@" + smtpLn.Addr().String(),
+		SMTPURL:  "smtp://mailer:" + smtpPassword + "@" + smtpAddr,
 		SMTPFrom: "khadga@example.org", Registerer: reg, Gatherer: reg,
 	}})
 

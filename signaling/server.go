@@ -29,7 +29,12 @@ import (
 	"github.com/khadga/khadga/signaling/auth"
 	"github.com/khadga/khadga/signaling/hub"
 	"github.com/khadga/khadga/signaling/store"
+	"github.com/prometheus/client_golang/prometheus"
 )
+
+// hashWait bounds how long a request waits for a password worker before
+// the server answers 503.
+const hashWait = 5 * time.Second
 
 // Server is a running signaling server.
 type Server struct {
@@ -40,11 +45,14 @@ type Server struct {
 	keys        *auth.Keys
 	sessions    *auth.Sessions
 	limiter     *auth.LoginLimiter
+	hashGate    *auth.HashGate    // bounds argon2id work (issue 14, point 1)
+	registers   *auth.RateLimiter // registrations per address
 	tickets     *auth.Tickets
 	metrics     *metrics
 	mailer      *mailer // nil unless the email check is on
 	started     time.Time
 	trusted     []netip.Prefix // reverse proxies, from Config.TrustedProxies
+	proxyWarned atomic.Bool    // the missing --trust-proxy warning was logged
 	metricsHTTP *http.Server   // on Config.MetricsListener; nil when not set
 	hub         *hub.Hub
 	http        *http.Server
@@ -94,7 +102,16 @@ func (s *Server) init() error {
 		AccessTTL: s.cfg.AccessTTL, RefreshTTL: s.cfg.RefreshTTL, Now: s.cfg.Now,
 	})
 	s.limiter = auth.NewLoginLimiter(s.cfg.LoginLimits)
-	s.tickets = auth.NewTickets(auth.TicketsOptions{Now: s.cfg.Now})
+	if s.cfg.Registerer != nil {
+		if err := s.cfg.Registerer.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "khadga_login_limiter_keys", Help: "Client addresses and accounts the login limiter tracks.",
+		}, func() float64 { return float64(s.limiter.Len()) })); err != nil {
+			return err
+		}
+	}
+	s.hashGate = auth.NewHashGate(s.cfg.PasswordWorkers, 4*s.cfg.PasswordWorkers, hashWait)
+	s.registers = auth.NewRateLimiter(float64(s.cfg.RegistrationsPerHour)/3600, s.cfg.RegistrationsPerHour, 100_000)
+	s.tickets = auth.NewTickets(auth.TicketsOptions{Now: s.cfg.Now, PerUser: s.cfg.TicketsPerUser, PerAddr: s.cfg.TicketsPerAddr})
 	s.hub, err = hub.New(hub.Config{
 		Logger:             s.log,
 		ResumeWindow:       s.cfg.ResumeWindow,

@@ -71,6 +71,10 @@ func (s *Server) handleTOTPConfirm(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, "generating recovery codes", err)
 		return
 	}
+	addr := s.clientAddr(r)
+	if ok, _ := s.limitCheck(w, r, addr, claims.User); !ok {
+		return
+	}
 	err = s.store.UpdateUser(claims.User, func(u *store.User) error {
 		if u.TOTP == nil || u.TOTP.Enabled {
 			return errConflict
@@ -82,6 +86,7 @@ func (s *Server) handleTOTPConfirm(w http.ResponseWriter, r *http.Request) {
 		u.TOTP.Enabled, u.TOTP.LastStep, u.TOTP.Recovery = true, step, hashes
 		return nil
 	})
+	s.settleCode(addr, claims.User, err)
 	if !s.userUpdated(w, err, "no pending enrollment: enroll first") {
 		return
 	}
@@ -105,11 +110,25 @@ func (s *Server) handleTOTPDisable(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	if _, ok := s.checkPassword(credentials{Username: claims.User, Password: req.Password}); !ok {
+	// The password and the code go through the login limits: without them
+	// this endpoint was a password oracle (issue 14, point 2).
+	addr := s.clientAddr(r)
+	if ok, _ := s.limitCheck(w, r, addr, claims.User); !ok {
+		return
+	}
+	_, ok, err := s.checkPassword(r, credentials{Username: claims.User, Password: req.Password})
+	if err != nil {
+		s.limiter.Cancel(addr, claims.User, s.cfg.Now())
+		s.hashBusy(w, err)
+		return
+	}
+	if !ok {
+		s.limiter.Failure(addr, claims.User, s.cfg.Now())
+		s.audit("totp-disable-failed", claims.User, r, "wrong password")
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, errBadCredentials)
 		return
 	}
-	err := s.store.UpdateUser(claims.User, func(u *store.User) error {
+	err = s.store.UpdateUser(claims.User, func(u *store.User) error {
 		if u.TOTP == nil || !u.TOTP.Enabled {
 			return errConflict
 		}
@@ -119,6 +138,7 @@ func (s *Server) handleTOTPDisable(w http.ResponseWriter, r *http.Request) {
 		u.TOTP = nil
 		return nil
 	})
+	s.settleCode(addr, claims.User, err)
 	if !s.userUpdated(w, err, "two-factor authentication is not on") {
 		return
 	}
@@ -140,6 +160,21 @@ func (s *Server) spendSecondFactor(u *store.User, code string) bool {
 		return true
 	}
 	return false
+}
+
+// settleCode reports to the login limiter how a store update that checked
+// a second factor ended: a refused code is a failure, a passed one a
+// success, anything else (no enrollment, a store error) neither.
+func (s *Server) settleCode(addr, user string, err error) {
+	now := s.cfg.Now()
+	switch {
+	case err == nil:
+		s.limiter.Success(addr, user, now)
+	case errors.Is(err, errTOTPRefused):
+		s.limiter.Failure(addr, user, now)
+	default:
+		s.limiter.Cancel(addr, user, now)
+	}
 }
 
 // userUpdated answers a failed TOTP store update; it reports whether err was nil.

@@ -120,19 +120,27 @@ func (s *smtpSession) Data(r io.Reader) error {
 	return err
 }
 
-func TestEmailVerification(t *testing.T) {
+// startSMTP runs an in-process SMTP server that captures what it gets,
+// and returns it and its address.
+func startSMTP(t *testing.T) (*smtpCapture, string) {
+	t.Helper()
 	capture := &smtpCapture{msgs: make(chan string, 4), passwords: make(chan string, 4)}
 	srv := gosmtp.NewServer(capture)
 	srv.Domain = "localhost"
+	srv.AllowInsecureAuth = true
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
+	return capture, ln.Addr().String()
+}
 
+func TestEmailVerification(t *testing.T) {
+	capture, smtpAddr := startSMTP(t)
 	s := signalingtest.Start(t, signalingtest.Options{Config: signaling.Config{
-		SMTPURL: "smtp://" + ln.Addr().String(), SMTPFrom: "khadga@example.org",
+		SMTPURL: "smtp://" + smtpAddr, SMTPFrom: "khadga@example.org",
 	}})
 	creds := map[string]string{"username": "erin", "password": password}
 	if c, b := s.Post(t, "/api/register", creds); c != 400 || !strings.Contains(string(b), "email is required") {

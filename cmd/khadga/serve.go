@@ -60,7 +60,7 @@ func serveFlags(fs *flag.FlagSet) *serveOptions {
 	fs.StringVar(&o.tls.acmeEmail, "acme-email", "", "contact email for the ACME account")
 	fs.StringVar(&o.tls.acmeDirectory, "acme-directory", "", "ACME directory URL (default Let's Encrypt; use its staging URL to test)")
 	fs.StringVar(&o.tls.acmeHTTP, "acme-http", ":80", "listen address for ACME HTTP-01 challenges and the redirect to HTTPS")
-	fs.StringVar(&o.publicURL, "public-url", "", "the server's URL as users reach it, for emailed links (default: the request's host)")
+	fs.StringVar(&o.publicURL, "public-url", "", "the server's URL as users reach it, e.g. https://chat.example.org; required with --smtp-url (emailed links)")
 	return o
 }
 

@@ -57,7 +57,7 @@ func Example() {
 	fmt.Println(next.RefreshToken != pair.RefreshToken, err != nil)
 
 	// POST /api/ws-ticket, then GET /ws?ticket=...
-	ticket, _ := tickets.Issue(claims)
+	ticket, _ := tickets.Issue(claims, "192.0.2.1")
 	c, ok := tickets.Redeem(ticket, time.Now())
 	fmt.Println(c.User, ok)
 	// Output:

@@ -54,7 +54,7 @@ func FuzzParseRefresh(f *testing.F) {
 func FuzzRedeem(f *testing.F) {
 	clk := newClock()
 	tk := NewTickets(TicketsOptions{Now: clk.Now})
-	if _, err := tk.Issue(Claims{User: "ann"}); err != nil {
+	if _, err := tk.Issue(Claims{User: "ann"}, "192.0.2.1"); err != nil {
 		f.Fatal(err)
 	}
 	f.Add("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")

@@ -17,6 +17,9 @@ type LimiterOptions struct {
 	MaxDelay   time.Duration // cap on the delay; default 8s
 	MaxKeys    int           // tracked addresses+accounts; oldest evicted past it; default 100_000
 	PendingTTL time.Duration // how long an unsettled Check counts as in flight; default 1m
+	// Spared is how many attempts on untouched accounts (see LoginLimiter)
+	// one blocked address may have in flight; default 2.
+	Spared int
 }
 
 func (o *LimiterOptions) setDefaults() {
@@ -41,6 +44,9 @@ func (o *LimiterOptions) setDefaults() {
 	if o.PendingTTL <= 0 {
 		o.PendingTTL = time.Minute
 	}
+	if o.Spared <= 0 {
+		o.Spared = 2
+	}
 }
 
 // LoginLimiter counts failed logins per client address and per account.
@@ -56,6 +62,16 @@ func (o *LimiterOptions) setDefaults() {
 // firing many logins in parallel would have them all checked before the
 // first failure was recorded.
 //
+// An address over its limit does not lock out accounts it never touched:
+// behind a reverse proxy or a NAT many people share one address, and one of
+// them failing logins for made-up names must not keep the others out. An
+// attempt on an account with no failure, block or attempt in flight in the
+// window gets through a blocked address, after MaxDelay and with at most
+// Spared such attempts in flight per address. Someone spraying one
+// password over many accounts from a blocked address so gets one guess per
+// account and window, MaxDelay apart; an account that failed once is
+// refused like before.
+//
 // Memory is bounded: at most MaxKeys keys are tracked, the least recently
 // touched are evicted first, and stale keys are dropped as new attempts
 // arrive. The clock is passed in so tests need no sleeps. Safe for
@@ -70,6 +86,7 @@ type LoginLimiter struct {
 
 type limitEntry struct {
 	key           string
+	spared        int // attempts let through this blocked address (see Check)
 	failures      int
 	first         time.Time // first failure of the current window
 	last          time.Time // last touched
@@ -94,19 +111,62 @@ func (l *LoginLimiter) Check(addr, user string, now time.Time) (delay, retryAfte
 	defer l.mu.Unlock()
 	l.sweep(now)
 	keys := l.keysFor(addr, user)
+	var addrRetry time.Duration
 	for _, k := range keys {
 		d, r := l.verdict(k, now)
-		delay, retryAfter = max(delay, d), max(retryAfter, r)
+		if k == accountKey(user) && r > 0 {
+			return 0, r
+		}
+		if k != accountKey(user) {
+			addrRetry = r
+		}
+		delay = max(delay, d)
 	}
-	if retryAfter > 0 {
-		return 0, retryAfter
+	spare := false
+	if addrRetry > 0 {
+		if user == "" || l.touched(accountKey(user), now) {
+			return 0, addrRetry
+		}
+		if spare = l.spare(addrKey(addr), now); !spare {
+			return 0, time.Second
+		}
+		delay = l.opts.MaxDelay
 	}
 	for _, k := range keys {
 		e := l.touch(k, now)
 		e.pending++
 		e.pendingExpiry = now.Add(l.opts.PendingTTL)
+		if spare && k == addrKey(addr) {
+			e.spared++
+		}
 	}
 	return delay, 0
+}
+
+// touched reports whether key (an account) has failures, a block or an
+// attempt in flight in the window.
+func (l *LoginLimiter) touched(key string, now time.Time) bool {
+	el, ok := l.keys[key]
+	if !ok {
+		return false
+	}
+	e := el.Value.(*limitEntry)
+	return now.Before(e.blockedUntil) || l.pendingCount(e, now) > 0 ||
+		(e.failures > 0 && now.Sub(e.first) < l.opts.Window)
+}
+
+// spare reports whether the blocked address key may have one more attempt
+// on an untouched account in flight.
+func (l *LoginLimiter) spare(key string, now time.Time) bool {
+	el, ok := l.keys[key]
+	if !ok {
+		return true
+	}
+	e := el.Value.(*limitEntry)
+	if l.pendingCount(e, now) == 0 {
+		e.spared = 0 // lapsed with the attempts in flight
+	}
+	return e.spared < l.opts.Spared
 }
 
 // Failure records a failed login from addr for user and settles the
@@ -133,6 +193,19 @@ func (l *LoginLimiter) Success(addr, user string, now time.Time) {
 	}
 	if el, ok := l.keys[addrKey(addr)]; ok {
 		settle(el.Value.(*limitEntry), now)
+	}
+}
+
+// Cancel settles an attempt Check recorded that was never decided (the
+// server was too busy to check the password, or the client went away),
+// counting neither a failure nor a success.
+func (l *LoginLimiter) Cancel(addr, user string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, k := range l.keysFor(addr, user) {
+		if el, ok := l.keys[k]; ok {
+			settle(el.Value.(*limitEntry), now)
+		}
 	}
 }
 
@@ -215,6 +288,9 @@ func (l *LoginLimiter) pendingCount(e *limitEntry, now time.Time) int {
 func settle(e *limitEntry, now time.Time) {
 	if e.pending > 0 {
 		e.pending--
+	}
+	if e.spared > e.pending {
+		e.spared = e.pending
 	}
 	e.last = now
 }

@@ -36,13 +36,15 @@ func TestLimiterSlowsThenBlocks(t *testing.T) {
 	if r <= 0 || r > 15*time.Minute {
 		t.Fatalf("after 10 failures retryAfter = %v, want (0, 15m]", r)
 	}
-	// The account is blocked from any address, the address for any account.
+	// The account is blocked from any address; the address only slows an
+	// account it never touched (TestLimiterSparesUntouchedAccounts).
 	if _, r := l.Check("198.51.100.1", "ann", now); r <= 0 {
 		t.Error("account not blocked from another address")
 	}
-	if _, r := l.Check("192.0.2.7", "bob", now); r <= 0 {
-		t.Error("address not blocked for another account")
+	if d, r := l.Check("192.0.2.7", "bob", now); r != 0 || d != 8*time.Second {
+		t.Errorf("untouched account behind the blocked address: delay %v retry %v, want 8s 0", d, r)
 	}
+	l.Success("192.0.2.7", "bob", now)
 	if d, r := l.Check("198.51.100.1", "bob", now); d != 0 || r != 0 {
 		t.Errorf("unrelated pair limited: %v %v", d, r)
 	}
@@ -160,8 +162,11 @@ func TestLimiterCountsAttemptsInFlight(t *testing.T) {
 	for range allowed {
 		l.Failure("192.0.2.7", "victim", now)
 	}
-	if _, r := l.Check("192.0.2.7", "other", now); r < 10*time.Minute {
+	if _, r := l.Check("192.0.2.7", "victim", now); r < 10*time.Minute {
 		t.Errorf("after 10 failures retryAfter = %v, want the window", r)
+	}
+	if _, r := l.Check("192.0.2.7", "", now); r < 10*time.Minute {
+		t.Errorf("after 10 failures, no account: retryAfter = %v, want the window", r)
 	}
 
 	// Attempts abandoned between Check and Failure/Success lapse.
@@ -182,5 +187,47 @@ func TestLimiterCountsAttemptsInFlight(t *testing.T) {
 			t.Fatal("sequential successful logins were refused")
 		}
 		l3.Success("203.0.113.5", "ann", now)
+	}
+}
+
+// TestLimiterSparesUntouchedAccounts: an address blocked for failures on
+// made-up names (everyone behind one proxy) does not lock out an account
+// it never touched: the attempt passes after MaxDelay, at most Spared at a
+// time; an account that failed is refused like before (issue 14, point 5).
+func TestLimiterSparesUntouchedAccounts(t *testing.T) {
+	l := NewLoginLimiter(LimiterOptions{Spared: 2})
+	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	const proxy = "127.0.0.1"
+	for i := range 10 {
+		user := fmt.Sprint("made-up-", i)
+		if _, r := l.Check(proxy, user, now); r > 0 {
+			t.Fatalf("attempt %d refused", i)
+		}
+		l.Failure(proxy, user, now)
+	}
+	if _, r := l.Check(proxy, "made-up-0", now); r < 10*time.Minute {
+		t.Fatalf("a failed account behind the blocked address: retryAfter %v, want the window", r)
+	}
+	d, r := l.Check(proxy, "alice", now)
+	if r != 0 || d != 8*time.Second {
+		t.Fatalf("an untouched account behind the blocked address: delay %v retry %v, want 8s and 0", d, r)
+	}
+	if d, r := l.Check(proxy, "bob", now); r != 0 || d == 0 {
+		t.Fatalf("second spared attempt: delay %v retry %v", d, r)
+	}
+	if _, r := l.Check(proxy, "carol", now); r != time.Second {
+		t.Fatalf("third spared attempt in flight: retry %v, want 1s", r)
+	}
+	if _, r := l.Check(proxy, "alice", now); r == 0 {
+		t.Fatal("a second attempt on alice while hers is in flight was let through")
+	}
+	l.Success(proxy, "alice", now)
+	l.Failure(proxy, "bob", now) // bob's guess was wrong: bob is touched now
+	if d, r := l.Check(proxy, "alice", now); r != 0 || d != 8*time.Second {
+		t.Fatalf("alice again after her success: delay %v retry %v", d, r)
+	}
+	l.Success(proxy, "alice", now)
+	if _, r := l.Check(proxy, "bob", now); r == 0 {
+		t.Fatal("bob, who failed from the blocked address, was let through")
 	}
 }

@@ -9,37 +9,53 @@ import (
 
 // Ticket defaults.
 const (
-	DefaultTicketTTL = 30 * time.Second
-	DefaultMaxTicket = 100_000
-	ticketBytes      = 32
+	DefaultTicketTTL   = 30 * time.Second
+	DefaultMaxTicket   = 100_000
+	DefaultTicketsUser = 8
+	DefaultTicketsAddr = 64
+	ticketBytes        = 32
 )
 
-// ErrTooManyTickets is returned by Issue when MaxTickets unexpired tickets
-// exist. Answer 503 and let the client retry.
-var ErrTooManyTickets = errors.New("auth: too many outstanding websocket tickets")
+var (
+	// ErrTooManyTickets is returned by Issue when MaxTickets unexpired
+	// tickets exist. Answer 503 and let the client retry.
+	ErrTooManyTickets = errors.New("auth: too many outstanding websocket tickets")
+	// ErrTicketQuota is returned by Issue when the user or the address
+	// already holds its share of outstanding tickets. Answer 429: it
+	// clears as they are redeemed or expire.
+	ErrTicketQuota = errors.New("auth: too many outstanding websocket tickets for this user or address")
+)
 
 // TicketsOptions configures Tickets. Zero fields take the defaults.
 type TicketsOptions struct {
 	TTL        time.Duration    // default DefaultTicketTTL
 	MaxTickets int              // default DefaultMaxTicket
+	PerUser    int              // outstanding tickets one user may hold; default DefaultTicketsUser
+	PerAddr    int              // outstanding tickets one address (IPv6 /64) may hold; default DefaultTicketsAddr
 	Now        func() time.Time // clock for Issue; default time.Now
 }
 
 // Tickets hands out single-use, short-lived WebSocket tickets. A client
 // that holds an access token POSTs for a ticket and puts it in the
 // WebSocket URL, so the long-lived credential never appears in a URL that
-// proxies may log. Tickets live in memory only. Safe for concurrent use.
+// proxies may log. Tickets live in memory only. A client needs one ticket
+// per connection, so each user and each address may hold only a few
+// unredeemed ones: one user cannot fill the table and lock every browser
+// out. Safe for concurrent use.
 type Tickets struct {
 	opts TicketsOptions
 
-	mu    sync.Mutex
-	live  map[string]ticket
-	queue []queued // issue order, so expiry order: the TTL is fixed
-	head  int      // first unswept element of queue
+	mu      sync.Mutex
+	live    map[string]ticket
+	queue   []queued // issue order, so expiry order: the TTL is fixed
+	head    int      // first unswept element of queue
+	perUser map[string]int
+	perAddr map[string]int
 }
 
 type ticket struct {
 	claims  Claims
+	addr    string // addrKey of the client it was issued to
 	expires time.Time
 }
 
@@ -59,16 +75,29 @@ func NewTickets(opts TicketsOptions) *Tickets {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Tickets{opts: opts, live: make(map[string]ticket)}
+	if opts.PerUser <= 0 {
+		opts.PerUser = DefaultTicketsUser
+	}
+	if opts.PerAddr <= 0 {
+		opts.PerAddr = DefaultTicketsAddr
+	}
+	return &Tickets{opts: opts, live: make(map[string]ticket),
+		perUser: make(map[string]int), perAddr: make(map[string]int)}
 }
 
-// Issue returns a new ticket (32 random bytes, base64url) that redeems to
-// c once within the TTL. ErrTooManyTickets when the table is full.
-func (t *Tickets) Issue(c Claims) (string, error) {
+// Issue returns a new ticket (32 random bytes, base64url) for a client at
+// addr that redeems to c once within the TTL. ErrTicketQuota when c.User or
+// addr holds its share of unredeemed tickets, ErrTooManyTickets when the
+// table is full.
+func (t *Tickets) Issue(c Claims, addr string) (string, error) {
 	now := t.opts.Now()
+	ak := addrKey(addr)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.sweep(now)
+	if t.perUser[c.User] >= t.opts.PerUser || t.perAddr[ak] >= t.opts.PerAddr {
+		return "", ErrTicketQuota
+	}
 	// Redeemed tickets stay queued until they expire; counting the queue
 	// bounds memory even when tickets are redeemed at once.
 	if len(t.queue)-t.head >= t.opts.MaxTickets {
@@ -76,9 +105,24 @@ func (t *Tickets) Issue(c Claims) (string, error) {
 	}
 	id := randomString(ticketBytes)
 	exp := now.Add(t.opts.TTL)
-	t.live[id] = ticket{claims: c, expires: exp}
+	t.live[id] = ticket{claims: c, addr: ak, expires: exp}
+	t.perUser[c.User]++
+	t.perAddr[ak]++
 	t.queue = append(t.queue, queued{id: id, expires: exp})
 	return id, nil
+}
+
+// drop removes a live ticket and its counts.
+func (t *Tickets) drop(id string, tk ticket) {
+	delete(t.live, id)
+	decr(t.perUser, tk.claims.User)
+	decr(t.perAddr, tk.addr)
+}
+
+func decr(m map[string]int, k string) {
+	if m[k]--; m[k] <= 0 {
+		delete(m, k)
+	}
 }
 
 // Redeem consumes the ticket and returns its claims, or false if it is
@@ -94,7 +138,7 @@ func (t *Tickets) Redeem(id string, now time.Time) (Claims, bool) {
 	if !ok {
 		return Claims{}, false
 	}
-	delete(t.live, id)
+	t.drop(id, tk)
 	if !now.Before(tk.expires) {
 		return Claims{}, false
 	}
@@ -112,7 +156,9 @@ func (t *Tickets) Len() int {
 // the queue once half of it is dead.
 func (t *Tickets) sweep(now time.Time) {
 	for t.head < len(t.queue) && !now.Before(t.queue[t.head].expires) {
-		delete(t.live, t.queue[t.head].id)
+		if tk, ok := t.live[t.queue[t.head].id]; ok {
+			t.drop(t.queue[t.head].id, tk)
+		}
 		t.queue[t.head] = queued{}
 		t.head++
 	}

@@ -89,6 +89,9 @@ func Start(t testing.TB, opts Options) *Server {
 	if err != nil {
 		t.Fatalf("signalingtest: listen: %v", err)
 	}
+	if cfg.SMTPURL != "" && cfg.PublicURL == "" {
+		cfg.PublicURL = "http://" + ln.Addr().String() // emailed links need it
+	}
 	srv, err := signaling.New(cfg, ln)
 	if err != nil {
 		ln.Close()
