@@ -93,6 +93,13 @@ type Options struct {
 	Output io.Writer
 	// Logf receives chromedp's errors; nil discards them.
 	Logf func(string, ...any)
+	// Netns runs the browser in this network namespace (a name that
+	// `ip netns` knows), through `ip netns exec`, so that its WebRTC
+	// meets the namespace's routers and NATs. chromedp drives it over a
+	// pipe, which the namespace does not affect. Empty: the test's own.
+	Netns string
+	// ExtraFlags are more command-line switches, over Flags.
+	ExtraFlags map[string]any
 }
 
 // Browser is one running Chromium process.
@@ -136,6 +143,12 @@ func Start(opts Options) (*Browser, error) {
 	)
 	for k, v := range Flags {
 		allocOpts = append(allocOpts, chromedp.Flag(k, v))
+	}
+	for k, v := range opts.ExtraFlags {
+		allocOpts = append(allocOpts, chromedp.Flag(k, v))
+	}
+	if opts.Netns != "" {
+		allocOpts = append(allocOpts, chromedp.ModifyCmdFunc(inNetns(opts.Netns)))
 	}
 	allocCtx, allocCancel := chromedp.NewExecAllocator(context.Background(), allocOpts...)
 	var ctxOpts []chromedp.ContextOption

@@ -256,7 +256,11 @@ export class Peer {
     return info.local === 'relay' || info.remote === 'relay' ? 'relayed' : 'direct';
   }
 
-  /** candidatePair returns the selected pair's candidate types {local, remote}, or null. */
+  /**
+   * candidatePair returns the selected pair's candidate types {local, remote}
+   * and, for a local relay candidate, how it reaches the TURN server
+   * (relayProtocol: udp, tcp or tls), or null.
+   */
   async candidatePair() {
     if (this.closed) return null;
     const stats = await this.pc.getStats();
@@ -267,7 +271,7 @@ export class Peer {
     if (!pair) return null;
     const l = stats.get(pair.localCandidateId), r = stats.get(pair.remoteCandidateId);
     if (!l || !r) return null;
-    return { local: l.candidateType, remote: r.candidateType };
+    return { local: l.candidateType, remote: r.candidateType, relayProtocol: l.relayProtocol || '' };
   }
 
   close() {

@@ -1,0 +1,155 @@
+package networks_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+
+	"github.com/khadga/khadga/internal/chromium"
+)
+
+// TestChromium runs topologies 2 and 4 with the web app in headless
+// Chromium, against a Go peer (khadga-peer chat). One browser serves
+// both: it runs in alice's namespace through `ip netns exec`, and the
+// routers are set up for one topology after the other.
+func TestChromium(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, "tc")
+	a, b := w.addSite("a", symmetric, ""), w.addSite("b", symmetric, "")
+	s := w.startServer("alice", "bob")
+	br, err := chromium.Start(chromium.Options{
+		Netns: a.host.SystemName(),
+		// The app is served over plain HTTP from a lab address; let it
+		// use the camera and WebCrypto as on a real HTTPS server.
+		ExtraFlags: map[string]any{"unsafely-treat-insecure-origin-as-secure": serverURL},
+	})
+	if err != nil {
+		if chromiumRequired() {
+			t.Fatalf("Chromium: %v", err)
+		}
+		t.Skipf("skipping: %v", err)
+	}
+	t.Cleanup(func() { br.Close() })
+
+	t.Run("symmetric", func(t *testing.T) {
+		r := browserCall(t, br, s, b, "sym")
+		if r.label != "relayed" || r.local != "relay" && r.remote != "relay" {
+			t.Errorf("browser connected %+v, want relayed", r)
+		}
+		t.Logf("RESULT topology 2 (Chromium and Go, both behind symmetric NAT): browser %s %s/%s over %s; join to open %v",
+			r.label, r.local, r.remote, or(r.relayProtocol, "-"), r.joinToOpen)
+	})
+	w.setNAT(a, eim, dropUDP)
+	w.setNAT(b, eim, "")
+	t.Run("udp-blocked", func(t *testing.T) {
+		r := browserCall(t, br, s, b, "tcp")
+		if r.label != "relayed" || r.local != "relay" || r.relayProtocol != "tcp" && r.relayProtocol != "tls" {
+			t.Errorf("browser connected %+v, want through a relay reached over TCP or TLS", r)
+		}
+		t.Logf("RESULT topology 4 (Chromium's UDP dropped, Go behind endpoint-independent NAT): browser %s %s/%s over %s; join to open %v",
+			r.label, r.local, r.remote, r.relayProtocol, r.joinToOpen)
+	})
+}
+
+// browserConn is how the page says it connected.
+type browserConn struct {
+	label, local, remote, relayProtocol string
+	joinToOpen                          time.Duration
+}
+
+// browserCall signs alice in on a fresh tab, has bob (khadga-peer chat at
+// b) in room, joins, and checks chat both ways, the badge, and the
+// selected pair.
+func browserCall(t *testing.T, br *chromium.Browser, s *server, b *site, room string) browserConn {
+	t.Helper()
+	bob := s.peer(t, b, "bob", "chat", room)
+	bob.waitLine(`\* joined ` + room)
+	tab := br.NewTab(t)
+	chromium.LogConsole(t, tab, "alice")
+	pg := &page{t: t, tab: tab}
+	pg.do(chromedp.Navigate(serverURL))
+	pg.do(
+		chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.SendKeys(chromedp.ID("username"), "alice"),
+		chromedp.SendKeys(chromedp.ID("password"), password+kb.Enter),
+		chromedp.WaitVisible(chromedp.ID("app")),
+	)
+	pg.waitFor("the welcome", `khadgaApp.client && khadgaApp.client.connected`)
+	pg.do(chromedp.Evaluate[chromedp.Void](`window.__open = 0; khadgaApp.client.on('peer-connected', () => { window.__open ||= performance.now(); }); window.__join = performance.now();`))
+	pg.do(chromedp.SendKeys(chromedp.ID("room-name"), room+kb.Enter))
+	pg.waitFor("a connection to bob", `[...khadgaApp.client.peers.values()].some(p => p.member.user === 'bob' && p.chat.readyState === 'open')`)
+	bob.waitLine(`\* ` + connectedRe)
+
+	pg.do(chromedp.SendKeys(chromedp.ID("chat-input"), "hello from chromium"+kb.Enter))
+	bob.waitLine(`\] alice: hello from chromium$`)
+	bob.say("hello from khadga-peer")
+	pg.waitFor("bob's message", `[...document.querySelectorAll('#chat-log li.msg[data-from="bob"][data-transport="datachannel"] .text')].some(e => e.textContent === 'hello from khadga-peer')`)
+	pg.waitFor("a badge for bob", `document.querySelector('#rooms li[data-user="bob"] .badge[data-kind="relayed"], #rooms li[data-user="bob"] .badge[data-kind="direct"]')`)
+
+	var c browserConn
+	raw := eval[string](pg, `(async () => {
+		const p = [...khadgaApp.client.peers.values()].find(p => p.member.user === 'bob');
+		const pair = await p.candidatePair();
+		const badge = document.querySelector('#rooms li[data-user="bob"] .badge').dataset.kind;
+		return JSON.stringify({label: badge, local: pair.local, remote: pair.remote, proto: pair.relayProtocol, ms: window.__open - window.__join});
+	})()`)
+	var v struct {
+		Label, Local, Remote, Proto string
+		MS                          float64
+	}
+	if err := json.Unmarshal([]byte(raw), &v); err != nil {
+		t.Fatalf("page said %s: %v", raw, err)
+	}
+	c = browserConn{label: v.Label, local: v.Local, remote: v.Remote, relayProtocol: v.Proto, joinToOpen: time.Duration(v.MS * float64(time.Millisecond))}
+	bob.say("/quit")
+	if code := bob.wait(); code != 0 {
+		t.Errorf("khadga-peer exited %d", code)
+	}
+	return c
+}
+
+// page is one browser tab of a test.
+type page struct {
+	t   *testing.T
+	tab context.Context
+}
+
+func (p *page) do(actions ...chromedp.Action[chromedp.Void]) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.tab, waitTimeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		p.t.Fatalf("browser: %v", err)
+	}
+}
+
+func (p *page) waitFor(what, js string) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.tab, waitTimeout+5*time.Second)
+	defer cancel()
+	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](js,
+		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(waitTimeout)))
+	if err != nil {
+		p.t.Fatalf("browser: waiting for %s: %v", what, err)
+	}
+}
+
+func eval[T any](p *page, js string) T {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.tab, waitTimeout)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js, chromedp.EvalAwaitPromise))
+	if err != nil {
+		p.t.Fatalf("browser: evaluate: %v", err)
+	}
+	return v
+}
+
+// chromiumRequired: under CI the browser must run, as chromium.Shared
+// demands.
+func chromiumRequired() bool { return os.Getenv("CI") == "true" }
