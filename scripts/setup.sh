@@ -8,6 +8,7 @@
 #   pkg-config    for cgo to find libvpx
 #   iproute2      ip netns, veth and bridges for the network lab (e2e/networks)
 #   nftables      the lab routers' NAT, firewall and loss
+#   nginx-light, caddy  the reverse proxy examples in deploy/proxy, run in front of khadga (never as services)
 # and, with the machine's npm, the PeerJS server khadga-bench compares against.
 # It is idempotent: when everything is present it returns at once.
 set -euo pipefail
@@ -21,6 +22,8 @@ pkg-config --exists vpx 2>/dev/null || need+=(libvpx-dev pkg-config)
 /usr/bin/python3 -c 'import numpy' 2>/dev/null || need+=(python3 python3-numpy)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
+command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
+command -v caddy >/dev/null 2>&1 || need+=(caddy)
 
 # The PeerJS server that khadga-bench compares against (TestPeerJS), from
 # the npm registry with the machine's Node.js. It is a yardstick, not a part
@@ -43,3 +46,5 @@ apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # Debian starts coturn's daemon on install on some images; khadga's tests only use its client.
 if command -v systemctl >/dev/null 2>&1; then systemctl disable --now coturn >/dev/null 2>&1 || true; fi
 pkill -x turnserver >/dev/null 2>&1 || true
+# Likewise nginx and Caddy: the tests run them in the foreground on their own ports.
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now nginx caddy >/dev/null 2>&1 || true; fi
