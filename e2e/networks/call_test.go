@@ -124,3 +124,25 @@ func or(s, def string) string {
 	}
 	return s
 }
+
+// video has alice at a send bob at b the test pattern with khadga-peer
+// video, and bob record it; it returns the frames bob recorded.
+func (s *server) video(t *testing.T, a, b *site, room string, frames int) int {
+	t.Helper()
+	dir := t.TempDir()
+	bob := s.peer(t, b, "bob", "video", "--room", room, "--record-to", dir)
+	alice := s.peer(t, a, "alice", "video", "--room", room, "--pattern", "--frames", strconv.Itoa(frames), "--to", "bob")
+	alice.waitLine(`sending video to bob`)
+	alice.waitLineFor(`sent \d+ frames`, 2*waitTimeout)
+	if code := alice.wait(); code != 0 {
+		t.Errorf("khadga-peer video (alice) exited %d", code)
+	}
+	// Alice's peer connection closed with her process: the track ends.
+	m := bob.waitLine(`recorded (\d+) frames from alice to (\S+)`)
+	bob.stop()
+	n, _ := strconv.Atoi(m[1])
+	if fi, err := os.Stat(m[2]); err != nil || fi.Size() < int64(n)*100 {
+		t.Errorf("recording %s: %v, %d frames", m[2], err, n)
+	}
+	return n
+}

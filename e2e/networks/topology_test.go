@@ -35,7 +35,8 @@ func TestEndpointIndependentNAT(t *testing.T) {
 
 // TestSymmetricNAT is topology 2: both routers give every destination a
 // new random port (masquerade random,fully-random), so no reflexive
-// address works and the call goes through the embedded TURN server.
+// address works and the call goes through the embedded TURN server:
+// chat, a file with its checksum, and video.
 func TestSymmetricNAT(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, "t2")
@@ -47,6 +48,11 @@ func TestSymmetricNAT(t *testing.T) {
 	}
 	tc := wantRelayed(t, s, 2)
 	record(t, 2, "both behind symmetric NAT", r, tc)
+	if n := s.video(t, a, b, "sym", 60); n < 45 {
+		t.Errorf("bob recorded %d of 60 frames", n)
+	} else {
+		t.Logf("RESULT topology 2 video: bob recorded %d of 60 frames", n)
+	}
 }
 
 // TestRelayOnlyOnPublicSegment is topology 3, the defect of issue 15:
