@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Installs what khadga's tests need on a fresh Debian machine:
+#   build-essential  a C compiler: go test -race needs cgo (and libvpx through cgo); make too
+#   make, git     make test itself; the Makefile lists files with git ls-files
 #   coturn        turnutils_uclient, the TURN interop client (the daemon is never started as a service)
 #   chromium      headless browser tests (Debian's build; no tool downloads its own browser)
 #   libvpx-dev    VP8/VP9 through cgo for the test pattern and the recorder
@@ -15,6 +17,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
+command -v gcc >/dev/null 2>&1 || need+=(build-essential)
+command -v make >/dev/null 2>&1 || need+=(make)
+command -v git >/dev/null 2>&1 || need+=(git)
 command -v turnutils_uclient >/dev/null 2>&1 || need+=(coturn)
 command -v chromium >/dev/null 2>&1 || need+=(chromium chromium-driver)
 pkg-config --exists vpx 2>/dev/null || need+=(libvpx-dev pkg-config)
@@ -36,13 +41,17 @@ if [ ${#need[@]} -eq 0 ]; then
 	exit 0
 fi
 if [ "$(id -u)" != 0 ]; then
-	echo "setup: missing ${need[*]}; run 'make test' as root (or: sudo apt-get install ${need[*]})" >&2
+	echo "setup: the tests need these Debian packages, which are missing: ${need[*]}" >&2
+	echo "setup: install them with: sudo apt-get install ${need[*]}" >&2
+	echo "setup: (or run 'sudo bash scripts/setup.sh', or 'make test' as root)" >&2
 	exit 1
 fi
 echo "setup: installing ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+if ! apt-get update -qq || ! apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; then
+	echo "setup: apt-get could not install: ${need[*]}" >&2
+	exit 1
+fi
 # Debian starts coturn's daemon on install on some images; khadga's tests only use its client.
 if command -v systemctl >/dev/null 2>&1; then systemctl disable --now coturn >/dev/null 2>&1 || true; fi
 pkill -x turnserver >/dev/null 2>&1 || true

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -60,6 +61,9 @@ func runVideo(ctx context.Context, e *env, args []string) error {
 	if o.pattern {
 		var err error
 		if src, err = media.NewTestPattern(media.PatternConfig{Frames: o.frames, FPS: o.fps}); err != nil {
+			if errors.Is(err, media.ErrNoLibvpx) {
+				return fail(exitError, "%s", needCgo)
+			}
 			return fail(exitError, "%v", err)
 		}
 		defer src.Close()
@@ -124,6 +128,12 @@ func runVideo(ctx context.Context, e *env, args []string) error {
 		}
 	}
 }
+
+// needCgo says how to get a khadga-peer that can encode video. The README
+// names the same packages (its test checks this message against it).
+const needCgo = "--pattern encodes VP8 with libvpx, and this khadga-peer was built without cgo. " +
+	"Install a C compiler and libvpx (Debian: sudo apt-get install build-essential pkg-config libvpx-dev), " +
+	"then build again with cgo (the default once gcc is on the PATH): go build ./cmd/khadga-peer"
 
 func (o *videoOpts) wants(m proto.Member) bool {
 	for _, u := range o.to {

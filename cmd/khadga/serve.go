@@ -91,9 +91,9 @@ func runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	setGCPercent()
-	ln, err := net.Listen("tcp", o.http)
+	ln, err := listenTCP("--http", o.http)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", o.http, err)
+		return err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

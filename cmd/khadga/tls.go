@@ -4,9 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -85,9 +83,9 @@ func startACME(o *tlsOptions, dataDir string, log *slog.Logger) (*tlsSetup, erro
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", o.acmeHTTP)
+	ln, err := listenTCP("--acme-http (HTTP-01 challenges and the redirect to HTTPS)", o.acmeHTTP)
 	if err != nil {
-		return nil, fmt.Errorf("--acme-http %s (HTTP-01 challenges and the redirect to HTTPS): %w", o.acmeHTTP, err)
+		return nil, err
 	}
 	hs := &http.Server{Handler: a.HTTPHandler(nil), ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
