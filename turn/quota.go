@@ -4,23 +4,42 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 )
+
+// reserveTTL bounds how long a reservation waits for pion to report the
+// allocation it was made for. Pion creates the allocation right after
+// asking the QuotaHandler, on the same goroutine, and reports a failure
+// through OnAllocationError; the lapse only guards against a path that
+// reports neither.
+const reserveTTL = 10 * time.Second
 
 // quotas counts allocations per user and in total, and peer addresses per
 // allocation, from pion's allocation and permission events.
 //
 // Pion asks the QuotaHandler before it creates an allocation and reports
-// the creation afterwards, so two allocations of one user handled at the
-// same instant on different sockets can both pass: a quota may be exceeded
-// by at most one allocation per UDP socket, never more.
+// the creation afterwards. Counting only at the report let concurrent
+// requests of one user all pass the check (a quota of 2 gave 3 allocations
+// with 400 TCP connections), so the QuotaHandler reserves: it counts the
+// allocation at once, under the lock that checked the quota, and the
+// report turns the reservation into the allocation, or the error releases
+// it. Reservations are keyed by the client's transport address, which is
+// the allocation's (one allocation per 5-tuple).
 type quotas struct {
 	userMax, totalMax, permMax int // negative: no cap
 	metrics                    *metrics
+	now                        func() time.Time
 
-	mu      sync.Mutex
-	total   int
-	perUser map[string]int                     // user -> open allocations
-	perms   map[string]map[netip.Addr]struct{} // client address -> peers
+	mu       sync.Mutex
+	total    int                                // allocations and reservations
+	perUser  map[string]int                     // user -> allocations and reservations
+	reserved map[string]reservation             // client address -> a reservation
+	perms    map[string]map[netip.Addr]struct{} // client address -> peers
+}
+
+type reservation struct {
+	user    string
+	expires time.Time
 }
 
 func newQuotas(cfg Config, m *metrics) *quotas {
@@ -29,7 +48,9 @@ func newQuotas(cfg Config, m *metrics) *quotas {
 		totalMax: cfg.TotalQuota,
 		permMax:  cfg.PermissionQuota,
 		metrics:  m,
+		now:      cfg.now,
 		perUser:  make(map[string]int),
+		reserved: make(map[string]reservation),
 		perms:    make(map[string]map[netip.Addr]struct{}),
 	}
 }
@@ -38,12 +59,16 @@ func newQuotas(cfg Config, m *metrics) *quotas {
 // listener).
 func addrKey(a net.Addr) string { return a.Network() + "|" + a.String() }
 
-// allowAllocation is pion's QuotaHandler. The user is the part of the REST
-// username after the expiry, so fresh credentials do not reset the count.
-func (q *quotas) allowAllocation(username, _ string, _ net.Addr) bool {
+// allowAllocation is pion's QuotaHandler: it checks the quotas and, when
+// they allow one more, reserves it for src. The user is the part of the
+// REST username after the expiry, so fresh credentials do not reset the
+// count.
+func (q *quotas) allowAllocation(username, _ string, src net.Addr) bool {
 	user := userOf(username)
+	now := q.now()
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.lapse(now)
 	switch {
 	case q.totalMax >= 0 && q.total >= q.totalMax:
 		q.metrics.quota.WithLabelValues("total").Inc()
@@ -52,26 +77,65 @@ func (q *quotas) allowAllocation(username, _ string, _ net.Addr) bool {
 		q.metrics.quota.WithLabelValues("user").Inc()
 		return false
 	}
+	k := addrKey(src)
+	if old, ok := q.reserved[k]; ok {
+		q.release(old.user) // an earlier request of this 5-tuple that never finished
+	}
+	q.reserved[k] = reservation{user: user, expires: now.Add(reserveTTL)}
+	q.total++
+	q.perUser[user]++
 	return true
 }
 
-func (q *quotas) allocationCreated(username string) {
-	user := userOf(username)
+// allocationCreated turns src's reservation into the allocation (or counts
+// it, if there was none).
+func (q *quotas) allocationCreated(username string, src net.Addr) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	k := addrKey(src)
+	if _, ok := q.reserved[k]; ok {
+		delete(q.reserved, k)
+		return
+	}
 	q.total++
-	q.perUser[user]++
+	q.perUser[userOf(username)]++
+}
+
+// allocationFailed releases src's reservation, if any: pion reported an
+// error for its request after the quota check (no relay port, say).
+func (q *quotas) allocationFailed(src net.Addr) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	k := addrKey(src)
+	if r, ok := q.reserved[k]; ok {
+		delete(q.reserved, k)
+		q.release(r.user)
+	}
 }
 
 func (q *quotas) allocationDeleted(username string, src net.Addr) {
-	user := userOf(username)
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.release(userOf(username))
+	delete(q.perms, addrKey(src))
+}
+
+// release uncounts one allocation or reservation of user. q.mu is held.
+func (q *quotas) release(user string) {
 	q.total--
 	if q.perUser[user]--; q.perUser[user] <= 0 {
 		delete(q.perUser, user)
 	}
-	delete(q.perms, addrKey(src))
+}
+
+// lapse releases reservations that pion never reported on. q.mu is held.
+func (q *quotas) lapse(now time.Time) {
+	for k, r := range q.reserved {
+		if now.After(r.expires) {
+			delete(q.reserved, k)
+			q.release(r.user)
+		}
+	}
 }
 
 // allowPermission reports whether the allocation of src may add peer. A
@@ -127,5 +191,6 @@ func (q *quotas) reset() {
 	defer q.mu.Unlock()
 	q.total = 0
 	clear(q.perUser)
+	clear(q.reserved)
 	clear(q.perms)
 }

@@ -219,9 +219,12 @@ func (s *Server) events() pionturn.EventHandler {
 		OnAllocationCreated: func(src, _ net.Addr, _, username, _ string, relay net.Addr, _ int) {
 			s.metrics.created.Inc()
 			s.metrics.active.Inc()
-			s.quotas.allocationCreated(username)
+			s.quotas.allocationCreated(username, src)
 			s.log.Debug("TURN allocation created", slog.String("client", src.String()),
 				slog.String("user", userOf(username)), slog.String("relay", relay.String()))
+		},
+		OnAllocationError: func(src, _ net.Addr, _, _ string) {
+			s.quotas.allocationFailed(src)
 		},
 		OnAllocationDeleted: func(src, _ net.Addr, _, username, _ string) {
 			s.metrics.active.Dec()

@@ -1,0 +1,157 @@
+package turn
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/stun/v3"
+)
+
+// readStreamSTUN reads one STUN message from a TURN-over-TCP stream.
+func readStreamSTUN(c net.Conn) (*stun.Message, error) {
+	hdr := make([]byte, stunHeaderLen)
+	if _, err := io.ReadFull(c, hdr); err != nil {
+		return nil, err
+	}
+	body := make([]byte, binary.BigEndian.Uint16(hdr[2:4]))
+	if _, err := io.ReadFull(c, body); err != nil {
+		return nil, err
+	}
+	m := &stun.Message{Raw: append(hdr, body...)}
+	return m, m.Decode()
+}
+
+// tcpAllocate opens a TCP connection and asks for a relay as a client
+// does: an unauthenticated Allocate for the realm and nonce, then, once
+// start is closed, the authenticated one. It returns whether that one
+// succeeded; the connection stays open until the test ends.
+func tcpAllocate(t *testing.T, server *net.TCPAddr, user, pass string, ready *sync.WaitGroup, start <-chan struct{}) (bool, error) {
+	c, err := net.DialTimeout("tcp4", server.String(), waitTimeout)
+	if err != nil {
+		ready.Done()
+		return false, err
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(4 * waitTimeout))
+	transport := rawAttr(attrRequestedTransport, []byte{protoUDP, 0, 0, 0})
+	first := stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest), transport, stun.Fingerprint)
+	if _, err := c.Write(first.Raw); err != nil {
+		ready.Done()
+		return false, err
+	}
+	res, err := readStreamSTUN(c)
+	ready.Done()
+	if err != nil {
+		return false, err
+	}
+	var realm stun.Realm
+	var nonce stun.Nonce
+	if realm.GetFrom(res) != nil || nonce.GetFrom(res) != nil {
+		return false, fmt.Errorf("no realm or nonce in %v", res)
+	}
+	<-start
+	req := stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest), transport,
+		stun.NewUsername(user), realm, nonce, stun.NewLongTermIntegrity(user, realm.String(), pass), stun.Fingerprint)
+	if _, err := c.Write(req.Raw); err != nil {
+		return false, err
+	}
+	if res, err = readStreamSTUN(c); err != nil {
+		return false, err
+	}
+	return res.Type.Class == stun.ClassSuccessResponse, nil
+}
+
+// TestUserQuotaUnderConcurrency: 400 TCP connections of one user send
+// their authenticated Allocate at the same moment; with a quota of 2, at
+// most 2 get a relay. The quota used to be checked before and counted
+// after the allocation, and such a burst got more (issue 14, point 14).
+func TestUserQuotaUnderConcurrency(t *testing.T) {
+	const conns, quota = 400, 2
+	s, _ := startServer(t, func(c *Config) { c.UserQuota = quota })
+	user, pass := mint("greedy")
+	var ready, done sync.WaitGroup
+	start := make(chan struct{})
+	var mu sync.Mutex
+	granted, failed := 0, 0
+	for range conns {
+		ready.Add(1)
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			ok, err := tcpAllocate(t, s.TCPAddr(), user, pass, &ready, start)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed++
+			}
+			if ok {
+				granted++
+			}
+		}()
+	}
+	ready.Wait()
+	close(start)
+	done.Wait()
+	if failed > 0 {
+		t.Errorf("%d of %d connections failed", failed, conns)
+	}
+	if granted > quota {
+		t.Fatalf("%d allocations granted to one user with a quota of %d", granted, quota)
+	}
+	if granted == 0 {
+		t.Fatal("no allocation granted")
+	}
+	if n := s.AllocationCount(); n != granted {
+		t.Errorf("AllocationCount %d, want %d", n, granted)
+	}
+}
+
+// TestQuotaReservesAtOnce: pion asks the QuotaHandler, creates the
+// allocation, then reports it. Requests whose reports have not come yet
+// must count: of 400 checks for one user before any report, only the
+// quota's worth pass, and a failed allocation gives its place back. This
+// is the window that concurrent connections hit (issue 14, point 14).
+func TestQuotaReservesAtOnce(t *testing.T) {
+	m, _ := newMetrics()
+	q := newQuotas(Config{UserQuota: 2, TotalQuota: 3, PermissionQuota: 1}.WithDefaults(), m)
+	src := func(i int) net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 10000 + i} }
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	passed := []int{}
+	for i := range 400 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if q.allowAllocation("2000000000:greedy", "khadga", src(i)) {
+				mu.Lock()
+				passed = append(passed, i)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(passed) != 2 {
+		t.Fatalf("%d of 400 concurrent checks passed with a quota of 2", len(passed))
+	}
+	q.allocationCreated("2000000000:greedy", src(passed[0]))
+	q.allocationFailed(src(passed[1])) // no relay port, say: the place is free again
+	if !q.allowAllocation("2000000000:greedy", "khadga", src(1000)) {
+		t.Fatal("the place of a failed allocation was not given back")
+	}
+	if q.allowAllocation("2000000000:greedy", "khadga", src(1001)) {
+		t.Fatal("a third allocation passed the user quota")
+	}
+	if !q.allowAllocation("2000000000:other", "khadga", src(1002)) || q.allowAllocation("2000000000:third", "khadga", src(1003)) {
+		t.Fatal("the total quota of 3 does not count reservations")
+	}
+	// A reservation that pion never reports on lapses.
+	q.now = func() time.Time { return time.Now().Add(2 * reserveTTL) }
+	if !q.allowAllocation("2000000000:third", "khadga", src(1003)) {
+		t.Fatal("lapsed reservations still count")
+	}
+}
