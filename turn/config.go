@@ -113,6 +113,11 @@ type Config struct {
 	// localAddrsEvery is how often the host's addresses are re-read for the
 	// peer policy; tests shorten it.
 	localAddrsEvery time.Duration
+	// authTimeout and unauthPerIP bound TCP and TLS connections that have
+	// not authenticated (defaultAuthTimeout, defaultUnauthPerIP); tests
+	// change them.
+	authTimeout time.Duration
+	unauthPerIP int
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -158,6 +163,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.localAddrsEvery == 0 {
 		c.localAddrsEvery = localAddrsEvery
+	}
+	if c.authTimeout == 0 {
+		c.authTimeout = defaultAuthTimeout
+	}
+	if c.unauthPerIP == 0 {
+		c.unauthPerIP = defaultUnauthPerIP
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

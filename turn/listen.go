@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/stun/v3"
@@ -22,11 +23,17 @@ const (
 	// frameBufSize matches pion's inbound MTU (1600): pion drops bigger
 	// frames, so there is no point inspecting them.
 	frameBufSize = 1600
-	// tlsHandshakeTimeout bounds a TLS handshake, so a silent client cannot
-	// hold a connection slot.
-	tlsHandshakeTimeout = 10 * time.Second
-	// tcpIdleTimeout closes a TCP or TLS connection that sends nothing. A
-	// live TURN client refreshes its permissions every few minutes.
+	// defaultAuthTimeout is how long a TCP or TLS connection may take,
+	// from accept, to present valid credentials (TLS handshake included).
+	// A client needs one round trip for the nonce and one to authenticate;
+	// anything slower only holds one of MaxTCPConns slots.
+	defaultAuthTimeout = 10 * time.Second
+	// defaultUnauthPerIP caps the connections of one client IP that have
+	// not authenticated yet; more are closed at accept.
+	defaultUnauthPerIP = 16
+	// tcpIdleTimeout closes an authenticated TCP or TLS connection that
+	// sends nothing. A live TURN client refreshes its permissions every few
+	// minutes.
 	tcpIdleTimeout = 20 * time.Minute
 )
 
@@ -178,34 +185,90 @@ func (c *inspectingPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 
 // streamListener wraps each accepted TCP or TLS connection in a streamConn
 // and tracks them: pion's Close closes the listener but not the
-// connections it accepted, whose goroutines would live on.
+// connections it accepted, whose goroutines would live on. It also keeps
+// unauthenticated connections short and few: each must authenticate
+// within authTimeout of its accept (authenticated marks it, from pion's
+// OnAuth event), and one client IP may hold at most unauthPerIP of them.
 type streamListener struct {
 	net.Listener
-	checker *secretChecker
+	checker     *secretChecker
+	authTimeout time.Duration
+	unauthPerIP int
+	refused     func() // counts a connection closed at accept
 
 	mu     sync.Mutex
 	conns  map[*streamConn]struct{}
+	byAddr map[string]*streamConn // remote address -> connection
+	unauth map[netip.Addr]int     // client IP -> unauthenticated connections
 	closed bool
 }
 
 func newStreamListener(ln net.Listener, checker *secretChecker) *streamListener {
-	return &streamListener{Listener: ln, checker: checker, conns: make(map[*streamConn]struct{})}
+	return &streamListener{Listener: ln, checker: checker,
+		authTimeout: defaultAuthTimeout, unauthPerIP: defaultUnauthPerIP, refused: func() {},
+		conns: make(map[*streamConn]struct{}), byAddr: make(map[string]*streamConn), unauth: make(map[netip.Addr]int)}
 }
 
+// Accept returns the next connection, closing at once those of a client IP
+// that already holds unauthPerIP unauthenticated ones. It never returns
+// an error for them: pion stops accepting on the first error.
 func (l *streamListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if sc, err := l.track(c); sc != nil || err != nil {
+			return sc, err
+		}
+		l.refused()
+		_ = c.Close()
 	}
-	sc := &streamConn{Conn: c, checker: l.checker, owner: l,
-		frames: newFrameReader(c), buf: make([]byte, frameBufSize)}
+}
+
+// track registers c, or returns nil, nil when its IP is over the cap.
+func (l *streamListener) track(c net.Conn) (*streamConn, error) {
+	ip := remoteIP(c)
+	sc := &streamConn{Conn: c, checker: l.checker, owner: l, ip: ip,
+		deadline: time.Now().Add(l.authTimeout), frames: newFrameReader(c), buf: make([]byte, frameBufSize)}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
 		return nil, errors.Join(net.ErrClosed, c.Close())
 	}
+	if l.unauth[ip] >= l.unauthPerIP {
+		return nil, nil
+	}
+	l.unauth[ip]++
 	l.conns[sc] = struct{}{}
+	l.byAddr[c.RemoteAddr().String()] = sc
 	return sc, nil
+}
+
+func remoteIP(c net.Conn) netip.Addr {
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// authenticated marks the connection from src as authenticated: from now
+// on it lives as long as it is used.
+func (l *streamListener) authenticated(src net.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c, ok := l.byAddr[src.String()]
+	if !ok || c.authed.Load() {
+		return
+	}
+	c.authed.Store(true)
+	l.uncountLocked(c.ip)
+}
+
+func (l *streamListener) uncountLocked(ip netip.Addr) {
+	if l.unauth[ip]--; l.unauth[ip] <= 0 {
+		delete(l.unauth, ip)
+	}
 }
 
 // Close closes the listener and every connection it accepted.
@@ -227,17 +290,29 @@ func (l *streamListener) Close() error {
 func (l *streamListener) forget(c *streamConn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if _, ok := l.conns[c]; !ok {
+		return
+	}
 	delete(l.conns, c)
+	if l.byAddr[c.RemoteAddr().String()] == c {
+		delete(l.byAddr, c.RemoteAddr().String())
+	}
+	if !c.authed.Load() {
+		l.uncountLocked(c.ip)
+	}
 }
 
-// streamConn bounds the TLS handshake and idle time of a TURN-over-TCP
-// connection, and cuts the stream into whole frames (see frameReader) so
-// that pion reads exactly one frame at a time; with several secrets it
-// inspects each frame before pion reads it.
+// streamConn bounds the TLS handshake, the time to authenticate and the
+// idle time of a TURN-over-TCP connection, and cuts the stream into whole
+// frames (see frameReader) so that pion reads exactly one frame at a time;
+// with several secrets it inspects each frame before pion reads it.
 type streamConn struct {
 	net.Conn
 	owner      *streamListener
 	checker    *secretChecker
+	ip         netip.Addr
+	deadline   time.Time   // to authenticate by, from accept
+	authed     atomic.Bool // set by the listener from pion's OnAuth
 	handshaked bool
 	frames     *frameReader
 	buf        []byte
@@ -251,7 +326,11 @@ func (c *streamConn) Read(p []byte) (int, error) {
 		}
 	}
 	for len(c.pending) == 0 {
-		if err := c.Conn.SetReadDeadline(time.Now().Add(tcpIdleTimeout)); err != nil {
+		deadline := c.deadline
+		if c.authed.Load() {
+			deadline = time.Now().Add(tcpIdleTimeout)
+		}
+		if err := c.Conn.SetReadDeadline(deadline); err != nil {
 			return 0, err
 		}
 		frame, err := c.frames.next(c.buf)
@@ -280,7 +359,7 @@ func (c *streamConn) handshake() error {
 	if !ok {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), tlsHandshakeTimeout)
+	ctx, cancel := context.WithDeadline(context.Background(), c.deadline)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return fmt.Errorf("TLS handshake: %w", err)

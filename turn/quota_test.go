@@ -1,7 +1,9 @@
 package turn
 
 import (
+	"crypto/tls"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -37,6 +39,11 @@ func tcpAllocate(t *testing.T, server *net.TCPAddr, user, pass string, ready *sy
 		return false, err
 	}
 	t.Cleanup(func() { c.Close() })
+	return tcpAllocateOn(c, user, pass, ready, start)
+}
+
+// tcpAllocateOn is tcpAllocate on an open connection.
+func tcpAllocateOn(c net.Conn, user, pass string, ready *sync.WaitGroup, start <-chan struct{}) (bool, error) {
 	c.SetDeadline(time.Now().Add(4 * waitTimeout))
 	transport := rawAttr(attrRequestedTransport, []byte{protoUDP, 0, 0, 0})
 	first := stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest), transport, stun.Fingerprint)
@@ -72,7 +79,10 @@ func tcpAllocate(t *testing.T, server *net.TCPAddr, user, pass string, ready *sy
 // after the allocation, and such a burst got more (issue 14, point 14).
 func TestUserQuotaUnderConcurrency(t *testing.T) {
 	const conns, quota = 400, 2
-	s, _ := startServer(t, func(c *Config) { c.UserQuota = quota })
+	s, _ := startServer(t, func(c *Config) {
+		c.UserQuota = quota
+		c.unauthPerIP = conns // all from 127.0.0.1: the burst, not the per-IP cap, is tested here
+	})
 	user, pass := mint("greedy")
 	var ready, done sync.WaitGroup
 	start := make(chan struct{})
@@ -154,4 +164,115 @@ func TestQuotaReservesAtOnce(t *testing.T) {
 	if !q.allowAllocation("2000000000:third", "khadga", src(1003)) {
 		t.Fatal("lapsed reservations still count")
 	}
+}
+
+// waitClosed reads from c until the server closes it, and returns how
+// long that took; the test fails if it stays open for limit.
+func waitClosed(t *testing.T, c net.Conn, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	c.SetReadDeadline(start.Add(limit))
+	buf := make([]byte, 1500)
+	for {
+		if _, err := c.Read(buf); err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("the connection is still open after %v", limit)
+			}
+			return time.Since(start)
+		}
+	}
+}
+
+// TestUnauthenticatedStreams: a TCP or TLS connection that does not
+// authenticate is closed within authTimeout of its accept, even when it
+// keeps talking; one that authenticated stays; and one client IP holds at
+// most unauthPerIP unauthenticated connections. Before, each could hold
+// one of MaxTCPConns slots for 20 minutes (issue 14, point 15).
+func TestUnauthenticatedStreams(t *testing.T) {
+	cert, _ := selfSigned(t)
+	const timeout = 500 * time.Millisecond
+	s, reg := startServer(t, func(c *Config) {
+		c.authTimeout, c.unauthPerIP = timeout, 3
+		c.TLSListen = "127.0.0.1:0"
+		c.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cert, nil }
+	})
+	dial := func(addr net.Addr, src string) net.Conn {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		c, err := d.Dial("tcp4", addr.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	t.Run("silent", func(t *testing.T) {
+		for _, addr := range []net.Addr{s.TCPAddr(), s.TLSAddr()} {
+			if d := waitClosed(t, dial(addr, "127.0.0.1"), waitTimeout); d > timeout+time.Second {
+				t.Errorf("a silent connection to %v was closed after %v", addr, d)
+			}
+		}
+	})
+	t.Run("talking without credentials", func(t *testing.T) {
+		c := dial(s.TCPAddr(), "127.0.0.1")
+		start := time.Now()
+		for time.Since(start) < 2*timeout {
+			m := stun.MustBuild(stun.TransactionID, stun.BindingRequest, stun.Fingerprint)
+			if _, err := c.Write(m.Raw); err != nil {
+				break // closed: the point
+			}
+			if _, err := readStreamSTUN(c); err != nil {
+				break
+			}
+		}
+		waitClosed(t, c, waitTimeout)
+		if d := time.Since(start); d > timeout+time.Second {
+			t.Errorf("binding requests kept an unauthenticated connection for %v", d)
+		}
+	})
+	t.Run("authenticated stays", func(t *testing.T) {
+		user, pass := mint("patient")
+		var ready sync.WaitGroup
+		ready.Add(1)
+		start := make(chan struct{})
+		close(start)
+		c, err := net.DialTimeout("tcp4", s.TCPAddr().String(), waitTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if ok, err := tcpAllocateOn(c, user, pass, &ready, start); !ok || err != nil {
+			t.Fatalf("allocate: %v %v", ok, err)
+		}
+		time.Sleep(3 * timeout) // waiting out the deadline that must not apply
+		m := stun.MustBuild(stun.TransactionID, stun.BindingRequest, stun.Fingerprint)
+		c.SetDeadline(time.Now().Add(waitTimeout))
+		if _, err := c.Write(m.Raw); err != nil {
+			t.Fatal(err)
+		}
+		if res, err := readStreamSTUN(c); err != nil || res.Type != stun.BindingSuccess {
+			t.Fatalf("an authenticated connection after %v: %v %v", 3*timeout, res, err)
+		}
+	})
+	t.Run("per IP", func(t *testing.T) {
+		for range 3 {
+			dial(s.TCPAddr(), "127.0.0.3")
+		}
+		if d := waitClosed(t, dial(s.TCPAddr(), "127.0.0.3"), waitTimeout); d > timeout/2 {
+			t.Errorf("the 4th unauthenticated connection of one IP was closed after %v, want at once", d)
+		}
+		other := dial(s.TCPAddr(), "127.0.0.4")
+		m := stun.MustBuild(stun.TransactionID, stun.BindingRequest, stun.Fingerprint)
+		other.SetDeadline(time.Now().Add(timeout / 2))
+		if _, err := other.Write(m.Raw); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := readStreamSTUN(other); err != nil {
+			t.Fatalf("another IP is refused too: %v", err)
+		}
+		if n := metricValue(t, reg, "khadga_turn_quota_refusals_total", map[string]string{"quota": "unauthenticated_per_ip"}); n < 1 {
+			t.Errorf("refusals %v, want at least 1", n)
+		}
+	})
 }

@@ -25,6 +25,7 @@ type Server struct {
 	quotas     *quotas
 	policy     *peerPolicy
 	guard      *selfGuard
+	streams    []*streamListener // TCP and TLS, for OnAuth
 	relayIP    netip.Addr
 
 	stop      chan struct{} // closed by Close
@@ -185,8 +186,12 @@ func (s *Server) listenerConfigs(listenIP netip.Addr, checker *secretChecker) []
 		if ln == nil {
 			continue
 		}
+		sl := newStreamListener(ln, checker)
+		sl.authTimeout, sl.unauthPerIP = s.cfg.authTimeout, s.cfg.unauthPerIP
+		sl.refused = s.metrics.quota.WithLabelValues("unauthenticated_per_ip").Inc
+		s.streams = append(s.streams, sl)
 		out = append(out, pionturn.ListenerConfig{
-			Listener:              newStreamListener(ln, checker),
+			Listener:              sl,
 			RelayAddressGenerator: s.relayGenerator(listenIP),
 			PermissionHandler:     s.permit,
 		})
@@ -210,6 +215,11 @@ func (s *Server) permit(client net.Addr, peer net.IP) bool {
 func (s *Server) events() pionturn.EventHandler {
 	return pionturn.EventHandler{
 		OnAuth: func(src, _ net.Addr, _, username, _, method string, ok bool) {
+			if ok && src.Network() == "tcp" {
+				for _, sl := range s.streams {
+					sl.authenticated(src)
+				}
+			}
 			if !ok {
 				s.metrics.authFailures.WithLabelValues("integrity").Inc()
 				s.log.Debug("TURN auth failed", slog.String("client", src.String()),
