@@ -109,6 +109,9 @@ func (ch *chat) roomEvent(ev client.Event) {
 		ch.say("* %s", connectedLine(ev, ch.joined))
 	case *client.PeerState:
 		ch.say("* connection to %s: %s", name(ev.Member), ev.State)
+		if m, ok := failed(ev); ok {
+			ch.say("* %s", failedLine(m))
+		}
 	case *client.Message:
 		ch.say("[%s] %s: %s", ev.Time.Local().Format("15:04:05"), ev.From.User, ev.Text)
 	case *client.IncomingFile:

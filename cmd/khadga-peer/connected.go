@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/pion/webrtc/v4"
+
 	"github.com/khadga/khadga/client"
+	"github.com/khadga/khadga/proto"
 )
 
 // connectedLine tells the user how a new peer connection goes: "direct"
@@ -20,4 +23,22 @@ func connectedLine(ev *client.PeerConnected, joined time.Time) string {
 	}
 	return fmt.Sprintf("connected to %s: %s (local %s, remote %s) %d ms after joining",
 		name(ev.Member), label, ev.Info.Local, ev.Info.Remote, time.Since(joined).Milliseconds())
+}
+
+// failedLine explains a peer connection that ICE gave up on, instead of
+// leaving the user to wait: no path worked, direct or through the TURN
+// relay, and what usually causes that. The client keeps retrying (an ICE
+// restart), so the line says so.
+func failedLine(m proto.Member) string {
+	return fmt.Sprintf("cannot reach %s: no network path worked, neither direct nor through the server's TURN relay; "+
+		"a firewall on your side or theirs probably blocks UDP and the TURN ports (3478 UDP and TCP, 5349 TLS). Still trying",
+		name(m))
+}
+
+// failed reports whether ev says a peer connection failed.
+func failed(ev client.Event) (proto.Member, bool) {
+	if ps, ok := ev.(*client.PeerState); ok && ps.State == webrtc.PeerConnectionStateFailed {
+		return ps.Member, true
+	}
+	return proto.Member{}, false
 }

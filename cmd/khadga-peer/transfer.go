@@ -73,6 +73,9 @@ func waitConnected(ctx context.Context, e *env, r *client.Room, user string, joi
 				fmt.Fprintln(e.stderr, connectedLine(pc, joined))
 				return pc.Member, nil
 			}
+			if m, ok := failed(ev); ok && m.User == user {
+				fmt.Fprintln(e.stderr, failedLine(m))
+			}
 		case <-ctx.Done():
 			return proto.Member{}, fail(exitPeer, "%s did not connect: %v", user, ctx.Err())
 		}
@@ -116,6 +119,9 @@ func runRecv(ctx context.Context, e *env, args []string) error {
 			}
 			if pc, is := ev.(*client.PeerConnected); is {
 				fmt.Fprintln(e.stderr, connectedLine(pc, c.joined))
+			}
+			if m, ok := failed(ev); ok {
+				fmt.Fprintln(e.stderr, failedLine(m))
 			}
 			f, is := ev.(*client.IncomingFile)
 			if !is {

@@ -102,6 +102,9 @@ func runVideo(ctx context.Context, e *env, args []string) error {
 			if !ok {
 				return fail(exitConnect, "left the room")
 			}
+			if m, ok := failed(ev); ok {
+				fmt.Fprintln(e.stderr, failedLine(m))
+			}
 			switch ev := ev.(type) {
 			case *client.PeerConnected:
 				fmt.Fprintln(e.stderr, connectedLine(ev, c.joined))

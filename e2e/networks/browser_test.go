@@ -54,6 +54,16 @@ func TestChromium(t *testing.T) {
 		t.Logf("RESULT topology 4 (Chromium's UDP dropped, Go behind endpoint-independent NAT): browser %s %s/%s over %s; join to open %v",
 			r.label, r.local, r.remote, r.relayProtocol, r.joinToOpen)
 	})
+	w.setNAT(a, eim, onlyHTTP)
+	t.Run("nothing-works", func(t *testing.T) {
+		bob := s.peer(t, b, "bob", "chat", "none")
+		bob.waitLine(`\* joined none`)
+		pg := signIn(t, br)
+		pg.do(chromedp.SendKeys(chromedp.ID("room-name"), "none"+kb.Enter))
+		pg.waitForWithin("a notice that no path works", `[...document.querySelectorAll('#chat-log li.peer-notice')].some(e => e.textContent.includes('Cannot reach bob: no network path worked'))`, 2*waitTimeout)
+		pg.waitFor("a 'no path' badge", `document.querySelector('#rooms li[data-user="bob"] .badge[data-kind="failed"]')?.textContent === 'no path'`)
+		bob.waitLine(`\* cannot reach alice: no network path worked`)
+	})
 }
 
 // browserConn is how the page says it connected.
@@ -69,17 +79,7 @@ func browserCall(t *testing.T, br *chromium.Browser, s *server, b *site, room st
 	t.Helper()
 	bob := s.peer(t, b, "bob", "chat", room)
 	bob.waitLine(`\* joined ` + room)
-	tab := br.NewTab(t)
-	chromium.LogConsole(t, tab, "alice")
-	pg := &page{t: t, tab: tab}
-	pg.do(chromedp.Navigate(serverURL))
-	pg.do(
-		chromedp.WaitVisible(chromedp.ID("username")),
-		chromedp.SendKeys(chromedp.ID("username"), "alice"),
-		chromedp.SendKeys(chromedp.ID("password"), password+kb.Enter),
-		chromedp.WaitVisible(chromedp.ID("app")),
-	)
-	pg.waitFor("the welcome", `khadgaApp.client && khadgaApp.client.connected`)
+	pg := signIn(t, br)
 	pg.do(chromedp.Evaluate[chromedp.Void](`window.__open = 0; khadgaApp.client.on('peer-connected', () => { window.__open ||= performance.now(); }); window.__join = performance.now();`))
 	pg.do(chromedp.SendKeys(chromedp.ID("room-name"), room+kb.Enter))
 	pg.waitFor("a connection to bob", `[...khadgaApp.client.peers.values()].some(p => p.member.user === 'bob' && p.chat.readyState === 'open')`)
@@ -113,6 +113,23 @@ func browserCall(t *testing.T, br *chromium.Browser, s *server, b *site, room st
 	return c
 }
 
+// signIn opens a tab and signs alice in.
+func signIn(t *testing.T, br *chromium.Browser) *page {
+	t.Helper()
+	tab := br.NewTab(t)
+	chromium.LogConsole(t, tab, "alice")
+	pg := &page{t: t, tab: tab}
+	pg.do(chromedp.Navigate(serverURL))
+	pg.do(
+		chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.SendKeys(chromedp.ID("username"), "alice"),
+		chromedp.SendKeys(chromedp.ID("password"), password+kb.Enter),
+		chromedp.WaitVisible(chromedp.ID("app")),
+	)
+	pg.waitFor("the welcome", `khadgaApp.client && khadgaApp.client.connected`)
+	return pg
+}
+
 // page is one browser tab of a test.
 type page struct {
 	t   *testing.T
@@ -130,10 +147,15 @@ func (p *page) do(actions ...chromedp.Action[chromedp.Void]) {
 
 func (p *page) waitFor(what, js string) {
 	p.t.Helper()
-	ctx, cancel := context.WithTimeout(p.tab, waitTimeout+5*time.Second)
+	p.waitForWithin(what, js, waitTimeout)
+}
+
+func (p *page) waitForWithin(what, js string, timeout time.Duration) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.tab, timeout+5*time.Second)
 	defer cancel()
 	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](js,
-		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(waitTimeout)))
+		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(timeout)))
 	if err != nil {
 		p.t.Fatalf("browser: waiting for %s: %v", what, err)
 	}

@@ -124,3 +124,20 @@ func TestUDPBlocked(t *testing.T) {
 		})
 	}
 }
+
+// TestNothingWorks: alice's router lets through only the signaling
+// server's HTTP port, so no path exists, direct or relayed. Both
+// khadga-peers say so in plain words within a minute (ICE gives up after
+// pion's 25 s), instead of waiting without end.
+func TestNothingWorks(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, "tn")
+	a, b := w.addSite("a", eim, onlyHTTP), w.addSite("b", eim, "")
+	s := w.startServer("alice", "bob")
+	alice := s.peer(t, a, "alice", "chat", "none")
+	bob := s.peer(t, b, "bob", "chat", "none")
+	for _, p := range []*proc{alice, bob} {
+		m := p.waitLine(`\* (cannot reach \w+: no network path worked.*)`)
+		t.Logf("%s: %s", p.name, m[1])
+	}
+}

@@ -149,6 +149,12 @@ const dropUDPAndTURNTCP = `table inet filter {
 	chain forward { type filter hook forward priority filter; meta l4proto udp drop; tcp dport 3478 drop; }
 }`
 
+// onlyHTTP lets through nothing but TCP to the signaling server's HTTP
+// port: no UDP, no TURN over TCP or TLS. No call can work.
+const onlyHTTP = `table inet filter {
+	chain forward { type filter hook forward priority filter; meta l4proto udp drop; tcp dport { 3478, 5349 } drop; }
+}`
+
 // lossy drops 5% of what the router forwards, in both directions, at
 // random.
 const lossy = `table inet filter {

@@ -151,7 +151,11 @@ function wire(k) {
   k.on('peer-left', ({ room, peer }) => { renderRoom(room); notice(room, `${peer.user || peer.peer} left`); });
   k.on('peer-state', ({ peer }) => renderPeer(peer.peer));
   k.on('peer-connected', ({ peer }) => renderPeer(peer.peer));
-  k.on('peer-failed', ({ peer }) => noticeAll(peer, `Connection to ${peer.user} failed; trying again…`));
+  k.on('peer-failed', ({ peer }) => {
+    noticeAll(peer, `Cannot reach ${peer.user}: no network path worked, neither direct nor through the server's TURN relay. ` +
+      'A firewall on your side or theirs probably blocks UDP and the TURN ports (3478 UDP and TCP, 5349 TLS). Still trying…');
+    renderPeer(peer.peer);
+  });
   k.on('peer-reconnected', ({ peer }) => noticeAll(peer, `Connection to ${peer.user} is back.`));
   k.on('peer-closed', ({ peer }) => closeWindow(peer.peer));
   k.on('message', addMessage);
@@ -210,7 +214,7 @@ function memberItem(m) {
   return el('li', { 'data-peer': m.peer, 'data-user': m.user },
     el('span', { class: 'dot ' + st, 'aria-hidden': 'true' }), m.user || m.peer, roleMark(m),
     el('span', { class: 'state' }, st),
-    el('span', { class: 'badge', 'data-peer': m.peer, 'data-kind': p && p.kind ? p.kind : '' }, p && p.kind ? p.kind : '…'));
+    el('span', { class: 'badge', 'data-peer': m.peer, 'data-kind': p && p.kind ? p.kind : '' }, p && p.kind ? badgeText[p.kind] || p.kind : '…'));
 }
 
 function renderPeer(id) {
@@ -218,18 +222,29 @@ function renderPeer(id) {
   if (p) for (const r of p.rooms) renderRoom(r);
 }
 
-// updateBadges reads each peer's selected candidate pair: direct or relayed.
+const badgeText = { direct: 'direct', relayed: 'relayed', failed: 'no path' };
+const badgeTitle = {
+  direct: 'Directly between you',
+  relayed: 'Through the TURN relay',
+  failed: 'No network path worked, direct or relayed; still trying',
+};
+
+// updateBadges reads each peer's selected candidate pair: direct or
+// relayed, or failed when ICE found no path.
 async function updateBadges() {
   const k = state.k;
   if (!k) return;
   for (const p of k.peers.values()) {
-    const kind = await p.connectionKind().catch(() => '');
+    // A failed connection says so, rather than spinning: ICE tried every
+    // path it had.
+    const down = p.pc.iceConnectionState === 'failed' || (p.stalled && p.chat.readyState !== 'open');
+    const kind = down ? 'failed' : await p.connectionKind().catch(() => '');
     if (kind === p.kind) continue;
     p.kind = kind;
     for (const b of document.querySelectorAll(`.badge[data-peer="${CSS.escape(p.id)}"]`)) {
       b.dataset.kind = kind;
-      b.textContent = kind || '…';
-      b.title = kind === 'relayed' ? 'Through the TURN relay' : 'Directly between you';
+      b.textContent = badgeText[kind] || '…';
+      b.title = badgeTitle[kind] || 'Connecting…';
     }
   }
 }

@@ -40,7 +40,7 @@ const backoffMax = 15000;
  *   peer-left      {room, peer}
  *   peer-connected {peer}                               chat channel open
  *   peer-state     {peer, state}                       RTCPeerConnection.connectionState
- *   peer-failed    {peer}                               ICE failed (a restart follows)
+ *   peer-failed    {peer, stalled}                      ICE failed (a restart follows), or stalled: no path within connectGrace (20 s)
  *   peer-reconnected {peer}                             connected again after a failure
  *   message        {room, from, text, time, transport} transport is 'datachannel'
  *   track          {peer, track, stream}

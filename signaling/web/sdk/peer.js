@@ -17,6 +17,11 @@ const restartMinInterval = 3000;
 const disconnectedGrace = 4000;
 // firstOfferGrace is how long the polite side waits for the first offer.
 const firstOfferGrace = 5000;
+// connectGrace is how long a new connection may take before the page is
+// told that no path works yet ('peer-failed' with stalled set). ICE alone
+// may never say 'failed': while a TURN server's TCP port drops the
+// connection attempts, gathering does not end, and ICE keeps checking.
+export const connectGrace = 20000;
 
 export class Peer {
   /**
@@ -42,6 +47,8 @@ export class Peer {
     this.senders = new Map(); // MediaStreamTrack -> RTCRtpSender
     this.closed = false;
     this.everConnected = false;
+    this.stalled = false; // no path found within connectGrace
+    this.watchdog = setTimeout(() => this.checkStalled(), connectGrace);
     this.pc = new RTCPeerConnection(o.config);
     this.chat = this.pc.createDataChannel('chat', { negotiated: true, id: 0 });
     this.wire();
@@ -71,7 +78,11 @@ export class Peer {
       this.emit('track', { peer: this.member, track, stream });
     };
     pc.ondatachannel = ({ channel }) => channel.close(); // only the negotiated chat channel is spoken here
-    this.chat.onopen = () => this.emit('peer-connected', { peer: this.member });
+    this.chat.onopen = () => {
+      this.stalled = false;
+      clearTimeout(this.watchdog);
+      this.emit('peer-connected', { peer: this.member });
+    };
     this.chat.onclose = () => this.emit('peer-disconnected', { peer: this.member });
     this.chat.onmessage = (e) => this.onChat(e.data);
   }
@@ -185,6 +196,14 @@ export class Peer {
     }
   }
 
+  // checkStalled tells the page when the first connection has not come up
+  // in connectGrace, so that it can say so instead of spinning.
+  checkStalled() {
+    if (this.closed || this.chat.readyState === 'open') return;
+    this.stalled = true;
+    this.emit('peer-failed', { peer: this.member, stalled: true });
+  }
+
   restartICE() {
     if (this.closed) return;
     const wait = this.lastRestart + restartMinInterval - Date.now();
@@ -277,6 +296,7 @@ export class Peer {
   close() {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.watchdog);
     this.chat.close();
     this.pc.close();
   }
