@@ -73,21 +73,14 @@ func startQuiet(t testing.TB, withTURN bool, log *slog.Logger, ts *testServer) *
 
 func startTURN(t testing.TB, reg prometheus.Registerer, log *slog.Logger) *turn.Server {
 	t.Helper()
-	s, err := turn.New(turn.Config{
-		Listen:  "127.0.0.1:0",
+	return signalingtest.StartTURN(t, turn.Config{
 		Realm:   "khadga.test",
 		Secrets: [][]byte{[]byte("client-test-secret")},
 		// Both relays are on 127.0.0.1; allow loopback peers for tests.
 		AllowPeers: []string{"127.0.0.1/32"},
-		UDPSockets: 1,
 		Logger:     log,
 		Registerer: reg,
 	})
-	if err != nil {
-		t.Fatalf("turn: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
 }
 
 // newClient registers user and dials the server as that user.

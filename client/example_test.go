@@ -87,7 +87,7 @@ func exampleServer(ctx context.Context) (url string, stop func()) {
 	if err != nil {
 		log.Fatal(err)
 	}
-	srv, err := signaling.New(signaling.Config{DataDir: dir, AdminSocket: "off", Password: signalingtest.CheapPassword}, ln)
+	srv, err := signaling.New(signaling.Config{DataDir: dir, Password: signalingtest.CheapPassword}, ln)
 	if err != nil {
 		log.Fatal(err)
 	}

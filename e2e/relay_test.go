@@ -14,20 +14,12 @@ import (
 // browsers' relays live.
 func startTURN(t *testing.T) *turn.Server {
 	t.Helper()
-	ts, err := turn.New(turn.Config{
-		Listen:       "127.0.0.1:0",
+	return signalingtest.StartTURN(t, turn.Config{
 		Secrets:      [][]byte{[]byte("e2e-turn-secret-0123456789")},
 		AllowPeers:   []string{"127.0.0.1/32"},
 		RelayMinPort: 40000,
 		RelayMaxPort: 40999,
-		UDPSockets:   1,
-		Logger:       signalingtest.Logger(t),
 	})
-	if err != nil {
-		t.Fatalf("TURN: %v", err)
-	}
-	t.Cleanup(func() { ts.Close() })
-	return ts
 }
 
 // TestForcedRelay: with "relay only" ticked before signing in

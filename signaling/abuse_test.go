@@ -73,7 +73,7 @@ func TestCSPConnectSources(t *testing.T) {
 // start without a public URL, and a registration that sends another Host
 // still gets a link to the public URL (issue 14, point 4).
 func TestEmailLinksUsePublicURL(t *testing.T) {
-	_, err := signaling.New(signaling.Config{DataDir: t.TempDir(), AdminSocket: "off",
+	_, err := signaling.New(signaling.Config{DataDir: t.TempDir(),
 		SMTPURL: "smtp://127.0.0.1:25", SMTPFrom: "khadga@example.org"}, nil)
 	if err == nil || !strings.Contains(err.Error(), "needs the public URL (--public-url") {
 		t.Fatalf("New with SMTP and no public URL: %v", err)

@@ -6,15 +6,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"net/url"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
 
+	"github.com/khadga/khadga/internal/cidr"
 	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling/auth"
+	"github.com/khadga/khadga/signaling/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -25,9 +26,14 @@ type Config struct {
 	Logger *slog.Logger
 	// DataDir holds the bbolt store (khadga.db). Created on first run.
 	DataDir string
-	// AdminSocket is the unix socket for admin commands while the server
-	// runs (mode 0600); empty means DataDir/admin.sock, "off" disables it.
-	AdminSocket string
+	// Store is the store to serve from, already open; nil means New opens
+	// the one in DataDir. Either way the server closes it.
+	Store *store.Store
+	// AdminListener, when set, serves the admin commands (`khadga user`,
+	// `token`, `backup`) while the server holds the store: the caller opens
+	// it (admin.Listen makes the 0600 unix socket) and the server closes
+	// it. Nil means no admin socket.
+	AdminListener net.Listener
 	// AllowedOrigins lists browser origins (scheme://host[:port]) allowed to
 	// open the WebSocket besides the server's own origin.
 	AllowedOrigins []string
@@ -107,7 +113,14 @@ type Config struct {
 }
 
 // StorePath is the bbolt file inside DataDir.
-func (c *Config) StorePath() string { return filepath.Join(c.DataDir, "khadga.db") }
+func (c Config) StorePath() string { return filepath.Join(c.DataDir, "khadga.db") }
+
+// WithDefaults returns c with every zero field set to its default, as New
+// applies them, so that a caller can Validate before New.
+func (c Config) WithDefaults() Config {
+	c.setDefaults()
+	return c
+}
 
 func (c *Config) setDefaults() {
 	if c.Logger == nil {
@@ -115,9 +128,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.DataDir == "" {
 		c.DataDir = "khadga-data"
-	}
-	if c.AdminSocket == "" {
-		c.AdminSocket = filepath.Join(c.DataDir, "admin.sock")
 	}
 	setDefault(&c.AccessTTL, 15*time.Minute)
 	setDefault(&c.RefreshTTL, 30*24*time.Hour)
@@ -164,8 +174,8 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("refresh lifetime %v is shorter than the access lifetime %v", c.RefreshTTL, c.AccessTTL))
 	}
 	for _, p := range c.TrustedProxies {
-		if _, err := parsePrefix(p); err != nil {
-			errs = append(errs, fmt.Errorf("trusted proxy %q: %v", p, err))
+		if _, err := cidr.Parse(p); err != nil {
+			errs = append(errs, fmt.Errorf("trusted proxy: %w", err))
 		}
 	}
 	if c.SMTPURL != "" {
@@ -198,19 +208,4 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("message rate and burst must be positive"))
 	}
 	return errors.Join(errs...)
-}
-
-// parsePrefix reads a CIDR or a bare IP (a /32 or /128).
-func parsePrefix(s string) (netip.Prefix, error) {
-	if a, err := netip.ParseAddr(s); err == nil {
-		return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
-	}
-	p, err := netip.ParsePrefix(s)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	if p.Addr().Is4In6() {
-		return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96), nil
-	}
-	return p.Masked(), nil
 }

@@ -25,6 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/khadga/khadga/internal/cidr"
 	"github.com/khadga/khadga/signaling/admin"
 	"github.com/khadga/khadga/signaling/auth"
 	"github.com/khadga/khadga/signaling/hub"
@@ -56,28 +57,34 @@ type Server struct {
 	metricsHTTP *http.Server   // on Config.MetricsListener; nil when not set
 	hub         *hub.Hub
 	http        *http.Server
-	admin       *http.Server // on the admin socket; nil when off
-	adminLn     net.Listener
+	admin       *http.Server // on Config.AdminListener; nil when not set
 	serving     atomic.Bool
 	done        chan struct{} // closed by Close
 	closeMu     sync.Once
 	closeErr    error
 }
 
-// New opens the store in cfg.DataDir (creating it and its keys on first run)
-// and prepares a server on ln. Serve starts it.
+// New prepares a server on ln with the store cfg.Store, or else the one it
+// opens in cfg.DataDir (creating it and its keys on first run). Serve
+// starts it. The listeners and the store are the server's from then on,
+// closed by Close; New leaves them to the caller when it fails.
 func New(cfg Config, ln net.Listener) (*Server, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("signaling: invalid config: %w", err)
 	}
-	st, err := store.Open(cfg.StorePath(), store.Options{Logger: cfg.Logger})
-	if err != nil {
-		return nil, fmt.Errorf("signaling: %w", err)
+	st := cfg.Store
+	if st == nil {
+		var err error
+		if st, err = store.Open(cfg.StorePath(), store.Options{Logger: cfg.Logger}); err != nil {
+			return nil, fmt.Errorf("signaling: %w", err)
+		}
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, ln: ln, store: st, done: make(chan struct{}), started: time.Now()}
 	if err := s.init(); err != nil {
-		st.Close()
+		if cfg.Store == nil {
+			st.Close()
+		}
 		return nil, fmt.Errorf("signaling: %w", err)
 	}
 	return s, nil
@@ -87,7 +94,7 @@ func (s *Server) init() error {
 	var err error
 	s.metrics = newMetrics(s.cfg.Registerer)
 	for _, p := range s.cfg.TrustedProxies {
-		pr, _ := parsePrefix(p) // validated
+		pr, _ := cidr.Parse(p) // validated
 		s.trusted = append(s.trusted, pr)
 	}
 	if s.cfg.SMTPURL != "" {
@@ -126,9 +133,7 @@ func (s *Server) init() error {
 	if err != nil {
 		return err
 	}
-	if err := s.listenAdmin(); err != nil {
-		return err
-	}
+	s.admin = s.adminServer()
 	s.http = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: s.cfg.HeaderTimeout, // slowloris: a client must finish its headers
@@ -168,7 +173,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		errc <- s.http.Serve(s.ln)
 	}()
 	if s.admin != nil {
-		go s.admin.Serve(s.adminLn)
+		go s.admin.Serve(s.cfg.AdminListener)
 	}
 	if s.cfg.MetricsListener != nil && s.cfg.Gatherer != nil {
 		mux := http.NewServeMux()
@@ -216,7 +221,7 @@ func (s *Server) Close() error {
 		s.ln.Close() // in case Serve never ran; an error means it was closed already
 		if s.admin != nil {
 			s.admin.Close()
-			s.adminLn.Close()
+			s.cfg.AdminListener.Close()
 		}
 		if s.cfg.MetricsListener != nil {
 			s.cfg.MetricsListener.Close()
@@ -226,24 +231,19 @@ func (s *Server) Close() error {
 	return s.closeErr
 }
 
-// listenAdmin opens the admin socket, where `khadga user`, `token` and
-// `backup` reach the store while this process holds it.
-func (s *Server) listenAdmin() error {
-	if s.cfg.AdminSocket == "off" {
+// adminServer serves the admin operations on Config.AdminListener, where
+// `khadga user`, `token` and `backup` reach the store while this process
+// holds it; nil without a listener.
+func (s *Server) adminServer() *http.Server {
+	if s.cfg.AdminListener == nil {
 		return nil
-	}
-	ln, err := admin.Listen(s.cfg.AdminSocket)
-	if err != nil {
-		return err
 	}
 	ops := &admin.Ops{Store: s.store, Keys: s.keys, Password: s.cfg.Password,
 		Audit: func(kind, user, detail string) {
 			s.store.Audit(store.AuditEvent{Time: time.Now().UTC(), Kind: kind, User: user, Addr: "admin-socket", Detail: detail})
 		}}
-	s.adminLn = ln
-	s.admin = &http.Server{Handler: admin.Handler(ops), ReadHeaderTimeout: 10 * time.Second,
+	return &http.Server{Handler: admin.Handler(ops), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
-	return nil
 }
 
 // purgeLoop drops expired refresh families once an hour.

@@ -95,13 +95,12 @@ func startBenchKhadga(b *testing.B) (port int, stop func() time.Duration) {
 		return port, c.stop
 	}
 	s, err := New(Config{
-		Listen:       "127.0.0.1:0",
 		Secrets:      [][]byte{[]byte(benchSecret)},
 		AllowPeers:   []string{"127.0.0.1/32"},
 		UserQuota:    -1,
 		RelayMinPort: minPort, RelayMaxPort: maxPort,
 		Logger: slog.New(slog.DiscardHandler),
-	})
+	}, listen(b, ListenConfig{Addr: "127.0.0.1:0"}))
 	if err != nil {
 		b.Fatal(err)
 	}

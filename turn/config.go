@@ -7,10 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"runtime"
 	"strconv"
 	"time"
 
+	"github.com/khadga/khadga/internal/cidr"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -44,20 +44,16 @@ const (
 
 // Config configures a Server. The zero value of every field means its
 // default; WithDefaults shows the effective values. Only Secrets is required.
+// The sockets are not part of it: New takes them as Listeners.
 type Config struct {
-	// Listen is the host:port served over both UDP and TCP. Port 0 picks a
-	// free port (tests); the UDP and TCP listeners then share it.
-	Listen string
-	// TLSListen is the host:port for TURNS, used only when GetCertificate is
-	// set.
-	TLSListen string
-	// GetCertificate turns TURNS on. It is called for every TLS handshake,
-	// so a certificate manager can rotate certificates underneath.
+	// GetCertificate is the certificate of TURNS, required with a TLS
+	// listener. It is called for every TLS handshake, so a certificate
+	// manager can rotate certificates underneath.
 	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 
 	// PublicIP is the IPv4 address given to clients as the relay address,
-	// for servers behind NAT or in containers. Empty: the listen IP, or the
-	// first global address of the host when listening on 0.0.0.0.
+	// for servers behind NAT or in containers. Empty: the UDP listeners' IP,
+	// or the first global address of the host when they listen on 0.0.0.0.
 	PublicIP string
 	// URLHost is the host put into stun:/turn:/turns: URLs. Empty: PublicIP.
 	// Set it to the certificate's name when TURNS is on.
@@ -94,13 +90,11 @@ type Config struct {
 	// 0 means DefaultMaxTCPConns.
 	MaxTCPConns int
 
-	// UDPSockets is the number of SO_REUSEPORT UDP sockets on Listen. 0
-	// means runtime.NumCPU().
-	UDPSockets int
-	// SocketBuffer is the receive and send buffer size asked for every UDP
-	// socket, listeners and relays, so that bursts survive a moment of
-	// scheduling delay (the kernel caps it at net.core.rmem_max and
-	// wmem_max). 0 means DefaultSocketBuffer, negative the OS default.
+	// SocketBuffer is the receive and send buffer size asked for every relay
+	// socket (ListenConfig has its own for the listeners), so that bursts
+	// survive a moment of scheduling delay (the kernel caps it at
+	// net.core.rmem_max and wmem_max). 0 means DefaultSocketBuffer,
+	// negative the OS default.
 	SocketBuffer int
 
 	// Logger receives the server's and pion's logs. Nil discards them.
@@ -122,12 +116,6 @@ type Config struct {
 
 // WithDefaults returns c with every zero field set to its default.
 func (c Config) WithDefaults() Config {
-	if c.Listen == "" {
-		c.Listen = DefaultListen
-	}
-	if c.TLSListen == "" {
-		c.TLSListen = DefaultTLSListen
-	}
 	if c.RelayMinPort == 0 {
 		c.RelayMinPort = DefaultRelayMinPort
 	}
@@ -151,9 +139,6 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxTCPConns == 0 {
 		c.MaxTCPConns = DefaultMaxTCPConns
-	}
-	if c.UDPSockets == 0 {
-		c.UDPSockets = runtime.NumCPU()
 	}
 	if c.SocketBuffer == 0 {
 		c.SocketBuffer = DefaultSocketBuffer
@@ -187,14 +172,6 @@ func (c Config) Validate() error {
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf(format, args...))
 	}
-	if _, err := parseHostPort(c.Listen); err != nil {
-		bad("listen %q: %w", c.Listen, err)
-	}
-	if c.GetCertificate != nil {
-		if _, err := parseHostPort(c.TLSListen); err != nil {
-			bad("TLS listen %q: %w", c.TLSListen, err)
-		}
-	}
 	if c.PublicIP != "" {
 		if ip, err := netip.ParseAddr(c.PublicIP); err != nil || !ip.Unmap().Is4() {
 			bad("public IP %q: want an IPv4 address (pion relays over UDP/IPv4)", c.PublicIP)
@@ -208,20 +185,17 @@ func (c Config) Validate() error {
 		bad("credential TTL %v: want between 1m and %v", c.CredentialTTL, maxCredentialTTL)
 	}
 	for _, s := range c.AllowPeers {
-		if _, err := parsePrefix(s); err != nil {
+		if _, err := cidr.Parse(s); err != nil {
 			bad("allow peer: %w", err)
 		}
 	}
 	for _, s := range c.DenyPeers {
-		if _, err := parsePrefix(s); err != nil {
+		if _, err := cidr.Parse(s); err != nil {
 			bad("deny peer: %w", err)
 		}
 	}
 	if c.MaxTCPConns < 1 {
 		bad("max TCP connections %d: want at least 1", c.MaxTCPConns)
-	}
-	if c.UDPSockets < 1 || c.UDPSockets > maxUDPSockets {
-		bad("UDP sockets %d: want 1 to %d", c.UDPSockets, maxUDPSockets)
 	}
 	if len(errs) == 0 {
 		return nil
@@ -268,26 +242,4 @@ func parseHostPort(s string) (netip.AddrPort, error) {
 		return netip.AddrPort{}, fmt.Errorf("bad port %q", port)
 	}
 	return netip.AddrPortFrom(ip.Unmap(), uint16(p)), nil
-}
-
-// parsePrefix parses a CIDR or a bare IP (a /32 or /128).
-func parsePrefix(s string) (netip.Prefix, error) {
-	if p, err := netip.ParsePrefix(s); err == nil {
-		return unmapPrefix(p.Masked()), nil
-	}
-	ip, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is neither a CIDR nor an IP", s)
-	}
-	ip = ip.Unmap().WithZone("")
-	return netip.PrefixFrom(ip, ip.BitLen()), nil
-}
-
-// unmapPrefix turns ::ffff:a.b.c.d/n (n >= 96) into a.b.c.d/(n-96), so that
-// the policy compares unmapped addresses with unmapped prefixes.
-func unmapPrefix(p netip.Prefix) netip.Prefix {
-	if p.Addr().Is4In6() && p.Bits() >= 96 {
-		return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-	}
-	return p
 }

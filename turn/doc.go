@@ -21,8 +21,16 @@
 //   - Prometheus metrics: allocations, authentication failures, policy
 //     denials, quota refusals, and bytes and packets relayed.
 //
-// A Server is built from a Config with New, which opens the listeners and
-// starts serving at once, and stopped with Close. ICEServers mints fresh
-// credentials in the browser's RTCIceServer shape; ICEConfig does the same
-// for a signaling server that does not run the TURN server itself.
+// The caller owns listening, as with pion's ServerConfig and tailscale's
+// derp server: Listen opens the usual sockets (UDP with SO_REUSEPORT and
+// TCP on one port, TLS on another), or the caller opens its own, and New
+// takes them with a Config and starts serving at once:
+//
+//	ls, err := turn.Listen(ctx, turn.ListenConfig{Addr: "0.0.0.0:3478"})
+//	srv, err := turn.New(turn.Config{Secrets: secrets}, ls)
+//	defer srv.Close() // closes ls too
+//
+// ICEServers mints fresh credentials in the browser's RTCIceServer shape;
+// ICEConfig does the same for a signaling server that does not run the TURN
+// server itself.
 package turn

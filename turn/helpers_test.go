@@ -2,6 +2,7 @@ package turn
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"log/slog"
 	"net"
@@ -22,22 +23,30 @@ var testSecret = []byte("test-secret-0123456789")
 // testLogger logs to t at testLogLevel (pion's debug output is huge).
 func testLogger(t testing.TB) *slog.Logger { return testlog.New(t, testLogLevel) }
 
-// startServer runs a server on 127.0.0.1:0 with testSecret; edit adjusts
+// testListen is where test servers listen: two UDP sockets and TCP on one
+// free port of 127.0.0.1.
+var testListen = ListenConfig{Addr: "127.0.0.1:0", UDPSockets: 2}
+
+// startServer runs a server on testListen with testSecret; edit adjusts
 // the config. It returns the server and the registry of its metrics.
 func startServer(t *testing.T, edit func(*Config)) (*Server, *prometheus.Registry) {
 	t.Helper()
+	return startServerOn(t, testListen, edit)
+}
+
+// startServerOn is startServer on the listeners lc describes.
+func startServerOn(t *testing.T, lc ListenConfig, edit func(*Config)) (*Server, *prometheus.Registry) {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	cfg := Config{
-		Listen:     "127.0.0.1:0",
 		Secrets:    [][]byte{testSecret},
-		UDPSockets: 2,
 		Logger:     testLogger(t),
 		Registerer: reg,
 	}
 	if edit != nil {
 		edit(&cfg)
 	}
-	s, err := New(cfg)
+	s, err := New(cfg, listen(t, lc))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -47,6 +56,16 @@ func startServer(t *testing.T, edit func(*Config)) (*Server, *prometheus.Registr
 		}
 	})
 	return s, reg
+}
+
+// listen opens the listeners lc describes.
+func listen(t testing.TB, lc ListenConfig) *Listeners {
+	t.Helper()
+	ls, err := Listen(context.Background(), lc)
+	if err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	return ls
 }
 
 // newClient is a pion TURN client over UDP to s, listening already.

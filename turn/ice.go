@@ -65,9 +65,11 @@ func (s *Server) ICEConfig() ICEConfig {
 	c := ICEConfig{
 		Host:    host,
 		UDPPort: s.UDPAddr().Port,
-		TCPPort: s.TCPAddr().Port,
 		Secret:  s.cfg.Secrets[0],
 		TTL:     s.cfg.CredentialTTL,
+	}
+	if a := s.TCPAddr(); a != nil {
+		c.TCPPort = a.Port
 	}
 	if a := s.TLSAddr(); a != nil {
 		c.TLSPort = a.Port

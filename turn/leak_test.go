@@ -14,11 +14,9 @@ import (
 func TestCloseLeavesNoGoroutines(t *testing.T) {
 	before := runtime.NumGoroutine()
 	s, err := New(Config{
-		Listen:     "127.0.0.1:0",
 		Secrets:    [][]byte{testSecret, []byte("second-secret-0123456789")}, // the inspecting wrappers too
-		UDPSockets: 2,
 		AllowPeers: []string{"127.0.0.2/32"},
-	})
+	}, listen(t, testListen))
 	if err != nil {
 		t.Fatal(err)
 	}

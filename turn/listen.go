@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,24 +38,86 @@ const (
 	tcpIdleTimeout = 20 * time.Minute
 )
 
-// listeners are the sockets a Server serves on.
-type listeners struct {
-	udp []net.PacketConn
-	tcp net.Listener
-	tls net.Listener // nil when TURNS is off
+// Listeners are the sockets a Server serves on. The caller opens them, with
+// Listen or in any other way (as pion's own ServerConfig takes packet conns
+// and listeners), and New owns them from then on: it closes them when it
+// fails and in Close.
+type Listeners struct {
+	// UDP are sockets bound to one address, at least one. Pion reads each
+	// socket from one goroutine, so Listen binds several with SO_REUSEPORT
+	// and the kernel spreads clients over them.
+	UDP []net.PacketConn
+	// TCP accepts TURN over TCP; nil leaves TCP out.
+	TCP net.Listener
+	// TLS accepts TURNS: the server speaks TLS on it with
+	// Config.GetCertificate, which must then be set. Nil leaves TURNS out.
+	TLS net.Listener
 }
 
-func (l *listeners) close() error {
+// Close closes every socket.
+func (l *Listeners) Close() error {
 	var errs []error
-	for _, c := range l.udp {
+	for _, c := range l.UDP {
 		errs = append(errs, c.Close())
 	}
-	for _, ln := range []net.Listener{l.tcp, l.tls} {
+	for _, ln := range []net.Listener{l.TCP, l.TLS} {
 		if ln != nil {
 			errs = append(errs, ln.Close())
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// ListenConfig says where Listen binds. The zero value of every field means
+// its default.
+type ListenConfig struct {
+	// Addr is the host:port served over both UDP and TCP (default
+	// DefaultListen). Port 0 picks a free port, shared by UDP and TCP.
+	Addr string
+	// TLSAddr is the host:port for TURNS; empty opens no TLS listener.
+	TLSAddr string
+	// UDPSockets is the number of SO_REUSEPORT UDP sockets on Addr (default
+	// runtime.NumCPU(); one where SO_REUSEPORT is missing).
+	UDPSockets int
+	// SocketBuffer is the buffer size asked for each UDP socket, as
+	// Config.SocketBuffer is for the relays.
+	SocketBuffer int
+}
+
+// WithDefaults returns c with every zero field set to its default.
+func (c ListenConfig) WithDefaults() ListenConfig {
+	if c.Addr == "" {
+		c.Addr = DefaultListen
+	}
+	if c.UDPSockets == 0 {
+		c.UDPSockets = runtime.NumCPU()
+	}
+	if c.SocketBuffer == 0 {
+		c.SocketBuffer = DefaultSocketBuffer
+	}
+	return c
+}
+
+// Validate reports every problem of c (after defaults) at once, joined into
+// one error that wraps ErrInvalidConfig.
+func (c ListenConfig) Validate() error {
+	c = c.WithDefaults()
+	var errs []error
+	if _, err := parseHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("listen %q: %w", c.Addr, err))
+	}
+	if c.TLSAddr != "" {
+		if _, err := parseHostPort(c.TLSAddr); err != nil {
+			errs = append(errs, fmt.Errorf("TLS listen %q: %w", c.TLSAddr, err))
+		}
+	}
+	if c.UDPSockets < 1 || c.UDPSockets > maxUDPSockets {
+		errs = append(errs, fmt.Errorf("UDP sockets %d: want 1 to %d", c.UDPSockets, maxUDPSockets))
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
 }
 
 // networks returns the udp and tcp network names for ip's family.
@@ -65,17 +128,20 @@ func networks(ip netip.Addr) (udp, tcp string) {
 	return "udp6", "tcp6"
 }
 
-// openListeners binds cfg.UDPSockets UDP sockets and one TCP listener on
-// cfg.Listen, and the TLS listener when TURNS is on. With port 0, the first
-// UDP socket picks the port and the others follow it.
-func openListeners(ctx context.Context, cfg Config) (*listeners, error) {
-	addr, err := parseHostPort(cfg.Listen)
-	if err != nil {
+// Listen binds c.UDPSockets UDP sockets and one TCP listener on c.Addr,
+// and the TLS listener when c.TLSAddr is set. With port 0, the first UDP
+// socket picks the port and the others follow it; if TCP finds that port
+// taken, Listen tries again with another.
+func Listen(ctx context.Context, c ListenConfig) (*Listeners, error) {
+	c = c.WithDefaults()
+	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	var ls *listeners
+	addr, _ := parseHostPort(c.Addr) // validated
+	var ls *Listeners
+	var err error
 	for attempt := 0; ; attempt++ {
-		ls, err = bindPort(ctx, cfg, addr)
+		ls, err = bindPort(ctx, c, addr)
 		if err == nil || addr.Port() != 0 || attempt+1 >= bindAttempts {
 			break
 		}
@@ -83,29 +149,29 @@ func openListeners(ctx context.Context, cfg Config) (*listeners, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.GetCertificate != nil {
-		if ls.tls, err = listenTLS(ctx, cfg); err != nil {
-			return nil, errors.Join(err, ls.close())
+	if c.TLSAddr != "" {
+		if ls.TLS, err = listenTCP(ctx, c.TLSAddr); err != nil {
+			return nil, errors.Join(err, ls.Close())
 		}
 	}
 	return ls, nil
 }
 
-func bindPort(ctx context.Context, cfg Config, addr netip.AddrPort) (*listeners, error) {
+func bindPort(ctx context.Context, c ListenConfig, addr netip.AddrPort) (*Listeners, error) {
 	udpNet, tcpNet := networks(addr.Addr())
-	sockets := cfg.UDPSockets
+	sockets := c.UDPSockets
 	if !reusePortSupported {
 		sockets = 1
 	}
 	lc := net.ListenConfig{Control: reusePort}
-	ls := &listeners{}
+	ls := &Listeners{}
 	for i := 0; i < sockets; i++ {
 		pc, err := lc.ListenPacket(ctx, udpNet, addr.String())
 		if err != nil {
-			return nil, errors.Join(fmt.Errorf("listen %s %s: %w", udpNet, addr, err), ls.close())
+			return nil, errors.Join(fmt.Errorf("listen %s %s: %w", udpNet, addr, err), ls.Close())
 		}
-		setBuffers(pc, cfg.SocketBuffer)
-		ls.udp = append(ls.udp, pc)
+		setBuffers(pc, c.SocketBuffer)
+		ls.UDP = append(ls.UDP, pc)
 		if addr.Port() == 0 {
 			addr = netip.AddrPortFrom(addr.Addr(), uint16(pc.LocalAddr().(*net.UDPAddr).Port))
 		}
@@ -113,14 +179,14 @@ func bindPort(ctx context.Context, cfg Config, addr netip.AddrPort) (*listeners,
 	var plain net.ListenConfig
 	tcp, err := plain.Listen(ctx, tcpNet, addr.String())
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("listen %s %s: %w", tcpNet, addr, err), ls.close())
+		return nil, errors.Join(fmt.Errorf("listen %s %s: %w", tcpNet, addr, err), ls.Close())
 	}
-	ls.tcp = netutil.LimitListener(tcp, cfg.MaxTCPConns)
+	ls.TCP = tcp
 	return ls, nil
 }
 
-func listenTLS(ctx context.Context, cfg Config) (net.Listener, error) {
-	addr, err := parseHostPort(cfg.TLSListen)
+func listenTCP(ctx context.Context, hostPort string) (net.Listener, error) {
+	addr, err := parseHostPort(hostPort)
 	if err != nil {
 		return nil, err
 	}
@@ -130,8 +196,44 @@ func listenTLS(ctx context.Context, cfg Config) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen TLS %s: %w", addr, err)
 	}
-	conf := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cfg.GetCertificate}
-	return tls.NewListener(netutil.LimitListener(ln, cfg.MaxTCPConns), conf), nil
+	return ln, nil
+}
+
+// serving are the listeners as the server uses them: TCP and TLS capped at
+// Config.MaxTCPConns connections each, TLS with the server's certificate.
+func serving(ls *Listeners, cfg Config) *Listeners {
+	out := &Listeners{UDP: ls.UDP}
+	if ls.TCP != nil {
+		out.TCP = netutil.LimitListener(ls.TCP, cfg.MaxTCPConns)
+	}
+	if ls.TLS != nil {
+		conf := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cfg.GetCertificate}
+		out.TLS = tls.NewListener(netutil.LimitListener(ls.TLS, cfg.MaxTCPConns), conf)
+	}
+	return out
+}
+
+// check reports what New cannot serve with.
+func (l *Listeners) check(cfg Config) error {
+	var errs []error
+	if len(l.UDP) == 0 {
+		errs = append(errs, errors.New("no UDP socket: give at least one"))
+	}
+	for i, c := range l.UDP {
+		if _, ok := c.LocalAddr().(*net.UDPAddr); !ok {
+			errs = append(errs, fmt.Errorf("UDP socket %d is on %s, not UDP", i+1, c.LocalAddr().Network()))
+		}
+	}
+	switch {
+	case l.TLS != nil && cfg.GetCertificate == nil:
+		errs = append(errs, errors.New("a TLS listener without a certificate (GetCertificate)"))
+	case l.TLS == nil && cfg.GetCertificate != nil:
+		errs = append(errs, errors.New("a certificate (GetCertificate) without a TLS listener"))
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
 }
 
 // secretChecker finds which of several secrets signed a message, for the

@@ -16,10 +16,7 @@ import (
 // server listens on 127.0.0.3, so that 127.0.0.1 is loopback and not its
 // relay address (see TestRelayToOwnAddress for that one).
 func TestPolicyDeniesPeers(t *testing.T) {
-	s, reg := startServer(t, func(c *Config) {
-		allowPeer2(c)
-		c.Listen = "127.0.0.3:0"
-	})
+	s, reg := startServerOn(t, ListenConfig{Addr: "127.0.0.3:0", UDPSockets: 2}, allowPeer2)
 	victim := listenPeer(t, "127.0.0.1:0")
 	control := listenPeer(t, "127.0.0.2:0")
 	port := victim.LocalAddr().(*net.UDPAddr).Port

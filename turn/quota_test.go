@@ -192,9 +192,8 @@ func waitClosed(t *testing.T, c net.Conn, limit time.Duration) time.Duration {
 func TestUnauthenticatedStreams(t *testing.T) {
 	cert, _ := selfSigned(t)
 	const timeout = 500 * time.Millisecond
-	s, reg := startServer(t, func(c *Config) {
+	s, reg := startServerOn(t, ListenConfig{Addr: "127.0.0.1:0", TLSAddr: "127.0.0.1:0"}, func(c *Config) {
 		c.authTimeout, c.unauthPerIP = timeout, 3
-		c.TLSListen = "127.0.0.1:0"
 		c.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cert, nil }
 	})
 	dial := func(addr net.Addr, src string) net.Conn {

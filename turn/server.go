@@ -1,7 +1,6 @@
 package turn
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/khadga/khadga/internal/cidr"
 	pionturn "github.com/pion/turn/v4"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -19,7 +19,7 @@ type Server struct {
 	cfg        Config
 	log        *slog.Logger
 	pion       *pionturn.Server
-	ls         *listeners
+	ls         *Listeners // as served: capped, TLS wrapped
 	metrics    *metrics
 	collectors []prometheus.Collector
 	quotas     *quotas
@@ -34,27 +34,25 @@ type Server struct {
 	closeErr  error
 }
 
-// New validates cfg, opens the listeners and starts serving.
-func New(cfg Config) (*Server, error) {
-	cfg = cfg.WithDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, err
+// New validates cfg and starts serving on ls, which it owns from then on:
+// it closes them if it fails, and Close closes them.
+func New(cfg Config, ls *Listeners) (*Server, error) {
+	if ls == nil {
+		return nil, fmt.Errorf("%w: no listeners", ErrInvalidConfig)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, stop: make(chan struct{}), watchDone: make(chan struct{})}
+	cfg = cfg.WithDefaults()
+	if err := errors.Join(cfg.Validate(), ls.check(cfg)); err != nil {
+		return nil, errors.Join(err, ls.Close())
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, ls: serving(ls, cfg), stop: make(chan struct{}), watchDone: make(chan struct{})}
 	s.metrics, s.collectors = newMetrics()
 	s.quotas = newQuotas(cfg, s.metrics)
-
-	ls, err := openListeners(context.Background(), cfg)
-	if err != nil {
-		return nil, fmt.Errorf("TURN listen: %w", err)
-	}
-	s.ls = ls
 	if err := s.start(); err != nil {
-		return nil, errors.Join(err, ls.close())
+		return nil, errors.Join(err, ls.Close())
 	}
 	s.log.Info("TURN server listening",
-		slog.String("udp", s.UDPAddr().String()), slog.Int("udp_sockets", len(ls.udp)),
-		slog.String("tcp", s.TCPAddr().String()), slog.Bool("tls", ls.tls != nil),
+		slog.String("udp", s.UDPAddr().String()), slog.Int("udp_sockets", len(ls.UDP)),
+		slog.Any("tcp", s.TCPAddr()), slog.Bool("tls", ls.TLS != nil),
 		slog.String("relay_ip", s.relayIP.String()), slog.String("realm", cfg.Realm))
 	return s, nil
 }
@@ -62,11 +60,12 @@ func New(cfg Config) (*Server, error) {
 // start builds the policy and hands the listeners to pion.
 func (s *Server) start() error {
 	cfg := s.cfg
-	listen, _ := parseHostPort(cfg.Listen) // validated
-	s.relayIP = relayIP(cfg, listen.Addr(), s.log)
-	s.policy = newPeerPolicy(mustParsePrefixes(cfg.AllowPeers), mustParsePrefixes(cfg.DenyPeers),
-		selfAddrs(s.relayIP, listen.Addr(), s.ls))
-	s.policy.relayAt(s.relayIP, relayBind(listen.Addr()))
+	listenIP := s.UDPAddr().AddrPort().Addr().Unmap()
+	s.relayIP = relayIP(cfg, listenIP, s.log)
+	allow, _ := cidr.ParseAll(cfg.AllowPeers) // validated
+	deny, _ := cidr.ParseAll(cfg.DenyPeers)
+	s.policy = newPeerPolicy(allow, deny, selfAddrs(s.relayIP, listenIP, s.ls))
+	s.policy.relayAt(s.relayIP, relayBind(listenIP))
 	s.refreshLocalAddrs()
 	s.guard = newSelfGuard(s.policy, s.metrics)
 	s.policy.warnOpenings(s.log)
@@ -81,8 +80,8 @@ func (s *Server) start() error {
 	auth := &authenticator{secrets: cfg.Secrets, hints: hints, metrics: s.metrics, now: cfg.now}
 
 	pion, err := pionturn.NewServer(pionturn.ServerConfig{
-		PacketConnConfigs: s.packetConfigs(listen.Addr(), checker),
-		ListenerConfigs:   s.listenerConfigs(listen.Addr(), checker),
+		PacketConnConfigs: s.packetConfigs(listenIP, checker),
+		ListenerConfigs:   s.listenerConfigs(listenIP, checker),
 		LoggerFactory:     newSlogFactory(s.log.With(slog.String("component", "pion-turn"))),
 		Realm:             cfg.Realm,
 		AuthHandler:       auth.handle,
@@ -130,16 +129,6 @@ func (s *Server) watchLocalAddrs() {
 	}
 }
 
-func mustParsePrefixes(ss []string) []netip.Prefix {
-	out := make([]netip.Prefix, 0, len(ss))
-	for _, s := range ss {
-		if p, err := parsePrefix(s); err == nil { // validated
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
 // relayBind is the address relay sockets bind to: the listen IP, or all
 // IPv4 addresses (pion relays over UDP/IPv4 only).
 func relayBind(listenIP netip.Addr) netip.Addr {
@@ -166,8 +155,8 @@ func (s *Server) relayGenerator(listenIP netip.Addr) pionturn.RelayAddressGenera
 }
 
 func (s *Server) packetConfigs(listenIP netip.Addr, checker *secretChecker) []pionturn.PacketConnConfig {
-	out := make([]pionturn.PacketConnConfig, 0, len(s.ls.udp))
-	for _, pc := range s.ls.udp {
+	out := make([]pionturn.PacketConnConfig, 0, len(s.ls.UDP))
+	for _, pc := range s.ls.UDP {
 		if checker.active() {
 			pc = &inspectingPacketConn{PacketConn: pc, checker: checker}
 		}
@@ -182,7 +171,7 @@ func (s *Server) packetConfigs(listenIP netip.Addr, checker *secretChecker) []pi
 
 func (s *Server) listenerConfigs(listenIP netip.Addr, checker *secretChecker) []pionturn.ListenerConfig {
 	var out []pionturn.ListenerConfig
-	for _, ln := range []net.Listener{s.ls.tcp, s.ls.tls} {
+	for _, ln := range []net.Listener{s.ls.TCP, s.ls.TLS} {
 		if ln == nil {
 			continue
 		}
@@ -273,17 +262,20 @@ func (s *Server) Close() error {
 func (s *Server) AllocationCount() int { return s.pion.AllocationCount() }
 
 // UDPAddr is the bound UDP address (all UDP sockets share it).
-func (s *Server) UDPAddr() *net.UDPAddr { return s.ls.udp[0].LocalAddr().(*net.UDPAddr) }
+func (s *Server) UDPAddr() *net.UDPAddr { return s.ls.UDP[0].LocalAddr().(*net.UDPAddr) }
 
-// TCPAddr is the bound TCP address.
-func (s *Server) TCPAddr() *net.TCPAddr { return s.ls.tcp.Addr().(*net.TCPAddr) }
+// TCPAddr is the bound TCP address, nil without a TCP listener.
+func (s *Server) TCPAddr() *net.TCPAddr { return tcpAddr(s.ls.TCP) }
 
 // TLSAddr is the bound TURNS address, nil when TLS is off.
-func (s *Server) TLSAddr() *net.TCPAddr {
-	if s.ls.tls == nil {
+func (s *Server) TLSAddr() *net.TCPAddr { return tcpAddr(s.ls.TLS) }
+
+func tcpAddr(ln net.Listener) *net.TCPAddr {
+	if ln == nil {
 		return nil
 	}
-	return s.ls.tls.Addr().(*net.TCPAddr)
+	a, _ := ln.Addr().(*net.TCPAddr)
+	return a
 }
 
 // RelayIP is the address clients are given for their relays.
@@ -316,13 +308,13 @@ func relayIP(cfg Config, listenIP netip.Addr, log *slog.Logger) netip.Addr {
 // nobody relays into its admin or metrics ports: the relay IP and the
 // listen IPs. The host's interface addresses join them in the policy, and
 // are re-read while the server runs (watchLocalAddrs).
-func selfAddrs(relay, listenIP netip.Addr, ls *listeners) []netip.Addr {
+func selfAddrs(relay, listenIP netip.Addr, ls *Listeners) []netip.Addr {
 	out := []netip.Addr{relay}
 	if !listenIP.IsUnspecified() {
 		out = append(out, listenIP)
 	}
-	if ls.tls != nil {
-		if ap, err := netip.ParseAddrPort(ls.tls.Addr().String()); err == nil && !ap.Addr().IsUnspecified() {
+	if ls.TLS != nil {
+		if ap, err := netip.ParseAddrPort(ls.TLS.Addr().String()); err == nil && !ap.Addr().IsUnspecified() {
 			out = append(out, ap.Addr())
 		}
 	}

@@ -301,8 +301,7 @@ func TestICEServersWork(t *testing.T) {
 
 func TestTLS(t *testing.T) {
 	cert, pool := selfSigned(t)
-	s, _ := startServer(t, func(c *Config) {
-		c.TLSListen = "127.0.0.1:0"
+	s, _ := startServerOn(t, ListenConfig{Addr: "127.0.0.1:0", TLSAddr: "127.0.0.1:0"}, func(c *Config) {
 		c.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cert, nil }
 		c.URLHost = "turn.test"
 		allowPeer2(c)
@@ -324,14 +323,11 @@ func TestTLS(t *testing.T) {
 // TestManySockets: clients spread over several SO_REUSEPORT sockets all
 // get served.
 func TestManySockets(t *testing.T) {
-	s, _ := startServer(t, func(c *Config) {
-		c.UDPSockets = 4
-		allowPeer2(c)
-	})
+	s, _ := startServerOn(t, ListenConfig{Addr: "127.0.0.1:0", UDPSockets: 4}, allowPeer2)
 	if !reusePortSupported {
 		t.Skip("no SO_REUSEPORT here")
 	}
-	if n := len(s.ls.udp); n != 4 {
+	if n := len(s.ls.UDP); n != 4 {
 		t.Fatalf("%d UDP sockets, want 4", n)
 	}
 	peer := listenPeer(t, "127.0.0.2:0")

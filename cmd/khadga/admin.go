@@ -3,46 +3,40 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/khadga/khadga/internal/prompt"
-	"github.com/khadga/khadga/proto"
+	"github.com/khadga/khadga/signaling"
 	"github.com/khadga/khadga/signaling/admin"
 	"github.com/khadga/khadga/signaling/auth"
 	"github.com/khadga/khadga/signaling/store"
 )
 
-// adminFlags are shared by the admin commands: where the data is.
-type adminFlags struct {
-	dataDir string
-	socket  string
-}
+// adminSocketName is the admin socket's file in the data directory.
+const adminSocketName = "admin.sock"
 
-func addAdminFlags(fs *flag.FlagSet) *adminFlags {
-	a := &adminFlags{}
-	fs.StringVar(&a.dataDir, "data", "khadga-data", "data directory of the server")
-	fs.StringVar(&a.socket, "admin-socket", "", "admin socket of a running server (default DATA/admin.sock)")
-	return a
+// adminConfig are the settings every admin command has: where the data is.
+type adminConfig struct {
+	Data   string `yaml:"data" default:"khadga-data" usage:"data directory of the server"`
+	Socket string `yaml:"admin-socket" usage:"admin socket of a running server (default DATA/admin.sock)"`
 }
 
 // open reaches the store: through the running server's admin socket if there
 // is one, else by opening the file (the server is stopped).
-func (a *adminFlags) open() (admin.Admin, func(), error) {
-	sock := a.socket
+func (a *adminConfig) open() (admin.Admin, func(), error) {
+	sock := a.Socket
 	if sock == "" {
-		sock = filepath.Join(a.dataDir, "admin.sock")
+		sock = filepath.Join(a.Data, adminSocketName)
 	}
 	if c, err := admin.Dial(sock); err == nil {
 		return c, func() {}, nil
 	}
-	st, err := store.Open(filepath.Join(a.dataDir, "khadga.db"), store.Options{Timeout: 2 * time.Second})
+	st, err := store.Open(a.storePath(), store.Options{Timeout: 2 * time.Second})
 	if err != nil {
 		if errors.Is(err, store.ErrInUse) {
 			return nil, nil, fmt.Errorf("the store is in use but the admin socket %s does not answer: %w", sock, err)
@@ -60,22 +54,31 @@ func (a *adminFlags) open() (admin.Admin, func(), error) {
 	return ops, func() { st.Close() }, nil
 }
 
+// storePath is the store file in the data directory, where the server has it.
+func (a *adminConfig) storePath() string { return signaling.Config{DataDir: a.Data}.StorePath() }
+
+// userConfig is the configuration of `khadga user`.
+type userConfig struct {
+	Admin    adminConfig `yaml:",inline"`
+	Role     string      `yaml:"role" default:"user" usage:"role for add: user or admin"`
+	Password string      `yaml:"password" default:"-" usage:"password for add; - asks on a terminal (without echo), or reads one line of standard input"`
+}
+
+var userCommand = command("khadga user",
+	"khadga user list|add NAME|delete NAME|disable NAME|enable NAME|role NAME ROLE|reset-totp NAME [flags]",
+	"Manage accounts, through the running server's admin socket or, when it is stopped, the store file.",
+	"khadga user add alice --role admin     # asks for the password (twice) on a terminal; a pipe gives one line")
+
 func runUser(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("khadga user", flag.ContinueOnError)
-	fs.Usage = usage(fs, "khadga user list|add NAME|delete NAME|disable NAME|enable NAME|role NAME ROLE|reset-totp NAME [flags]",
-		"Manage accounts, through the running server's admin socket or, when it is stopped, the store file.",
-		"khadga user add alice --role admin     # asks for the password (twice) on a terminal; a pipe gives one line")
-	a := addAdminFlags(fs)
-	role := fs.String("role", proto.RoleUser, "role for add: user or admin")
-	password := fs.String("password", "-", "password for add; - asks on a terminal (without echo), or reads one line of standard input")
-	if err := parseFlags(fs, reorder(args)); err != nil {
+	var c userConfig
+	rest, err := load(&c, userCommand, args)
+	if err != nil {
 		return err
 	}
-	rest := fs.Args()
 	if len(rest) == 0 {
-		fs.Usage()
-		return errors.New("user: missing subcommand")
+		return errors.New("user: missing subcommand (khadga user --help lists them)")
 	}
+	a := &c.Admin
 	adm, closeFn, err := a.open()
 	if err != nil {
 		return err
@@ -103,11 +106,11 @@ func runUser(ctx context.Context, args []string) error {
 		if err := need(2); err != nil {
 			return err
 		}
-		pw, err := readPassword(*password, os.Stdin, os.Stderr, rest[1])
+		pw, err := readPassword(c.Password, os.Stdin, os.Stderr, rest[1])
 		if err != nil {
 			return err
 		}
-		return adm.AddUser(ctx, rest[1], pw, *role)
+		return adm.AddUser(ctx, rest[1], pw, c.Role)
 	case "delete":
 		if err := need(2); err != nil {
 			return err
@@ -145,22 +148,26 @@ func readPassword(v string, in io.Reader, out io.Writer, user string) (string, e
 	return pw, nil
 }
 
+// tokenConfig is the configuration of `khadga token`.
+type tokenConfig struct {
+	Admin adminConfig   `yaml:",inline"`
+	User  string        `yaml:"user" usage:"user name the token is for"`
+	Role  string        `yaml:"role" default:"user" usage:"role: user, admin or recorder"`
+	Rooms []string      `yaml:"room" usage:"room the token may join (repeatable; required for recorder)"`
+	TTL   time.Duration `yaml:"ttl" default:"24h" usage:"lifetime (at most 720h)"`
+}
+
+var tokenCommand = command("khadga token", "khadga token --user NAME [--role recorder --room ROOM] [--ttl 24h]",
+	"Mint an access token for a bot. The recorder role can only be had this way.",
+	"khadga token --user rec --role recorder --room lab --ttl 24h")
+
 func runToken(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("khadga token", flag.ContinueOnError)
-	fs.Usage = usage(fs, "khadga token --user NAME [--role recorder --room ROOM] [--ttl 24h]",
-		"Mint an access token for a bot. The recorder role can only be had this way.",
-		"khadga token --user rec --role recorder --room lab --ttl 24h")
-	a := addAdminFlags(fs)
-	var req admin.TokenRequest
-	var rooms listFlag
-	fs.StringVar(&req.User, "user", "", "user name the token is for")
-	fs.StringVar(&req.Role, "role", proto.RoleUser, "role: user, admin or recorder")
-	fs.Var(&rooms, "room", "room the token may join (repeatable; required for recorder)")
-	fs.DurationVar(&req.TTL, "ttl", 24*time.Hour, "lifetime (at most 720h)")
-	if err := parseFlags(fs, args); err != nil {
+	var c tokenConfig
+	if err := loadNoArgs(&c, tokenCommand, args); err != nil {
 		return err
 	}
-	req.Rooms = rooms
+	req := admin.TokenRequest{User: c.User, Role: c.Role, Rooms: c.Rooms, TTL: c.TTL}
+	a := &c.Admin
 	adm, closeFn, err := a.open()
 	if err != nil {
 		return err
@@ -175,17 +182,18 @@ func runToken(ctx context.Context, args []string) error {
 	return nil
 }
 
+var backupCommand = command("khadga backup", "khadga backup FILE|-",
+	"Write a consistent copy of the store, even while the server runs (- writes to standard output).",
+	"khadga backup /var/backups/khadga-$(date +%F).db")
+
 func runBackup(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("khadga backup", flag.ContinueOnError)
-	fs.Usage = usage(fs, "khadga backup FILE|-", "Write a consistent copy of the store, even while the server runs (- writes to standard output).",
-		"khadga backup /var/backups/khadga-$(date +%F).db")
-	a := addAdminFlags(fs)
-	if err := parseFlags(fs, reorder(args)); err != nil {
+	var a adminConfig
+	rest, err := load(&a, backupCommand, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return errors.New("backup: want one FILE")
+	if len(rest) != 1 {
+		return errors.New("backup: want one FILE (khadga backup --help)")
 	}
 	adm, closeFn, err := a.open()
 	if err != nil {
@@ -196,10 +204,10 @@ func runBackup(ctx context.Context, args []string) error {
 		_, err := adm.Backup(ctx, w)
 		return err
 	}
-	if fs.Arg(0) == "-" {
+	if rest[0] == "-" {
 		return write(os.Stdout) // for `kubectl exec ... khadga backup - > backup.db`
 	}
-	return writeFileAtomic(fs.Arg(0), write)
+	return writeFileAtomic(rest[0], write)
 }
 
 // writeFileAtomic writes through a temporary file renamed into place, so a
@@ -228,73 +236,42 @@ func writeFileAtomic(path string, write func(io.Writer) error) error {
 	return os.Rename(f.Name(), path)
 }
 
-// reorder moves flags before positional arguments, so that
-// `khadga user add alice --role admin` works like `--role admin add alice`.
-func reorder(args []string) []string {
-	var flags, pos []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		switch {
-		case a == "--":
-			pos = append(pos, args[i+1:]...)
-			i = len(args)
-		case strings.HasPrefix(a, "-") && a != "-":
-			flags = append(flags, a)
-			if !strings.Contains(a, "=") && i+1 < len(args) && !isBoolFlag(a) {
-				flags = append(flags, args[i+1])
-				i++
-			}
-		default:
-			pos = append(pos, a)
-		}
-	}
-	return append(flags, pos...)
-}
-
-// isBoolFlag reports whether a takes no value: only help does among the
-// admin commands' flags.
-func isBoolFlag(a string) bool {
-	switch strings.TrimLeft(a, "-") {
-	case "h", "help":
-		return true
-	}
-	return false
-}
+var restoreCommand = command("khadga restore", "khadga restore FILE",
+	"Replace the store with a backup after checking it. The server must be stopped.",
+	"khadga restore /var/backups/khadga-2026-11-27.db")
 
 func runRestore(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("khadga restore", flag.ContinueOnError)
-	fs.Usage = usage(fs, "khadga restore FILE", "Replace the store with a backup after checking it. The server must be stopped.",
-		"khadga restore /var/backups/khadga-2026-11-27.db")
-	a := addAdminFlags(fs)
-	if err := parseFlags(fs, reorder(args)); err != nil {
+	var a adminConfig
+	rest, err := load(&a, restoreCommand, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return errors.New("restore: want one FILE")
+	if len(rest) != 1 {
+		return errors.New("restore: want one FILE (khadga restore --help)")
 	}
-	info, err := store.Check(fs.Arg(0))
+	backup := rest[0]
+	info, err := store.Check(backup)
 	if err != nil {
 		return fmt.Errorf("restore: the backup is not usable, nothing was changed: %w", err)
 	}
-	live := filepath.Join(a.dataDir, "khadga.db")
+	live := a.storePath()
 	// Holding the live store proves the server is stopped while we swap it.
 	st, err := store.Open(live, store.Options{Timeout: 2 * time.Second})
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
 	defer st.Close()
-	src, err := os.Open(fs.Arg(0))
+	src, err := os.Open(backup)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	if err := os.MkdirAll(a.dataDir, 0o700); err != nil {
+	if err := os.MkdirAll(a.Data, 0o700); err != nil {
 		return err
 	}
 	if err := writeFileAtomic(live, func(w io.Writer) error { _, err := io.Copy(w, src); return err }); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
-	fmt.Fprintf(os.Stderr, "restored %s (schema %d, %d users)\n", fs.Arg(0), info.Version, info.Users)
+	fmt.Fprintf(os.Stderr, "restored %s (schema %d, %d users)\n", backup, info.Version, info.Users)
 	return nil
 }

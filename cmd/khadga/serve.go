@@ -2,222 +2,166 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"flag"
-	"fmt"
+	"errors"
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
-	"sync/atomic"
 	"time"
 
-	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling"
+	"github.com/khadga/khadga/signaling/admin"
 	"github.com/khadga/khadga/signaling/store"
-	"github.com/khadga/khadga/turn"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
-// serveOptions are the flags of `khadga serve`.
-type serveOptions struct {
-	http         string
-	dataDir      string
-	origins      listFlag
-	accessTTL    time.Duration
-	resumeWindow time.Duration
-	logLevel     string
-	logJSON      bool
-	metricsToken string
-	metricsAddr  string
-	trustProxy   listFlag
-	smtpURL      string
-	smtpFrom     string
-	publicURL    string
-	tls          tlsOptions
+// serveConfig is the configuration of `khadga serve`.
+type serveConfig struct {
+	HTTP         string        `yaml:"http" default:"127.0.0.1:8080" usage:"HTTP listen address"`
+	Data         string        `yaml:"data" default:"khadga-data" usage:"data directory (holds the bbolt store)"`
+	AllowOrigins []string      `yaml:"allow-origin" usage:"extra browser origin allowed to open the WebSocket, scheme://host[:port] (repeatable)"`
+	AccessTTL    time.Duration `yaml:"access-ttl" default:"15m" usage:"lifetime of access tokens"`
+	ResumeWindow time.Duration `yaml:"resume-window" default:"30s" usage:"how long a dropped session can resume"`
+	MetricsToken string        `yaml:"metrics-token" usage:"bearer token that lets non-loopback clients read /metrics (default: loopback only)"`
+	Metrics      string        `yaml:"metrics" usage:"serve /metrics on this separate address instead of the main one"`
+	TrustProxy   []string      `yaml:"trust-proxy" usage:"reverse proxy address or CIDR whose X-Forwarded-For names the client (repeatable)"`
+	SMTPURL      string        `yaml:"smtp-url" usage:"smtp://user:pass@host:port: turns on the email check at registration (prefer the environment: it holds a password)"`
+	SMTPFrom     string        `yaml:"smtp-from" usage:"sender address of verification emails"`
+	PublicURL    string        `yaml:"public-url" usage:"the server's URL as users reach it, e.g. https://chat.example.org; required with --smtp-url (emailed links)"`
+	Log          logConfig     `yaml:",inline"`
+	TLS          tlsConfig     `yaml:",inline"`
+	TURN         turnConfig    `yaml:",inline"`
 }
 
-func serveFlags(fs *flag.FlagSet) *serveOptions {
-	o := &serveOptions{}
-	fs.StringVar(&o.http, "http", "127.0.0.1:8080", "HTTP listen address")
-	fs.StringVar(&o.dataDir, "data", "khadga-data", "data directory (holds the bbolt store)")
-	fs.Var(&o.origins, "allow-origin", "extra browser origin allowed to open the WebSocket, scheme://host[:port] (repeatable)")
-	fs.DurationVar(&o.accessTTL, "access-ttl", 15*time.Minute, "lifetime of access tokens")
-	fs.DurationVar(&o.resumeWindow, "resume-window", 30*time.Second, "how long a dropped session can resume")
-	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	fs.BoolVar(&o.logJSON, "log-json", false, "log as JSON lines")
-	fs.StringVar(&o.metricsToken, "metrics-token", "", "bearer token that lets non-loopback clients read /metrics (default: loopback only)")
-	fs.StringVar(&o.metricsAddr, "metrics", "", "serve /metrics on this separate address instead of the main one")
-	fs.Var(&o.trustProxy, "trust-proxy", "reverse proxy address or CIDR whose X-Forwarded-For names the client (repeatable)")
-	fs.StringVar(&o.smtpURL, "smtp-url", "", "smtp://user:pass@host:port: turns on the email check at registration (prefer the environment: it holds a password)")
-	fs.StringVar(&o.smtpFrom, "smtp-from", "", "sender address of verification emails")
-	fs.StringVar(&o.tls.cert, "tls-cert", "", "certificate file (PEM chain) for HTTPS, WSS and TURNS; re-read when it changes and on SIGHUP")
-	fs.StringVar(&o.tls.key, "tls-key", "", "private key file (PEM) for --tls-cert")
-	fs.Var(&o.tls.acmeDomains, "acme-domain", "domain to get a certificate for from an ACME CA such as Let's Encrypt (repeatable)")
-	fs.StringVar(&o.tls.acmeEmail, "acme-email", "", "contact email for the ACME account")
-	fs.StringVar(&o.tls.acmeDirectory, "acme-directory", "", "ACME directory URL (default Let's Encrypt; use its staging URL to test)")
-	fs.StringVar(&o.tls.acmeHTTP, "acme-http", ":80", "listen address for ACME HTTP-01 challenges and the redirect to HTTPS")
-	fs.StringVar(&o.publicURL, "public-url", "", "the server's URL as users reach it, e.g. https://chat.example.org; required with --smtp-url (emailed links)")
-	return o
+var serveCommand = command("khadga serve", "khadga [serve] [flags]",
+	"Run the signaling server with its embedded TURN server.",
+	"khadga serve --http 0.0.0.0:8080 --turn-public-ip 203.0.113.7")
+
+// Validate reports every problem of the configuration, the signaling
+// server's and the TURN server's checks included, before anything starts.
+func (c *serveConfig) Validate() error {
+	sc := c.signalingConfig().WithDefaults()
+	return errors.Join(sc.Validate(), c.TLS.validate(), c.TURN.validate(true))
 }
 
-// newLogger builds the process logger; every package gets it injected.
-func newLogger(level string, asJSON bool) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
+// signalingConfig is the part of signaling.Config that settings choose.
+func (c *serveConfig) signalingConfig() signaling.Config {
+	return signaling.Config{
+		DataDir:        c.Data,
+		AllowedOrigins: c.AllowOrigins,
+		AccessTTL:      c.AccessTTL,
+		ResumeWindow:   c.ResumeWindow,
+		MetricsToken:   c.MetricsToken,
+		TrustedProxies: c.TrustProxy,
+		SMTPURL:        c.SMTPURL,
+		SMTPFrom:       c.SMTPFrom,
+		PublicURL:      c.PublicURL,
 	}
-	opts := &slog.HandlerOptions{Level: l}
-	if asJSON {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
 }
 
+// runServe is `khadga serve`. It opens every listener and the store, and
+// hands them to the TURN and signaling servers, which own them from then on.
 func runServe(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("khadga serve", flag.ContinueOnError)
-	fs.Usage = usage(fs, "khadga [serve] [flags]", "Run the signaling server with its embedded TURN server.",
-		"khadga serve --http 0.0.0.0:8080 --turn-public-ip 203.0.113.7")
-	o := serveFlags(fs)
-	t := turnFlags(fs)
-	if err := parseFlags(fs, args); err != nil {
+	var c serveConfig
+	if err := loadNoArgs(&c, serveCommand, args); err != nil {
 		return err
 	}
-	log, err := newLogger(o.logLevel, o.logJSON)
-	if err != nil {
-		return err
-	}
+	log := c.Log.logger()
 	setGCPercent()
-	ln, err := listenTCP("--http", o.http)
+	tl, err := c.TLS.start(c.Data, log)
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	// The hub asks for ICE servers at each welcome; the TURN server starts
-	// after the store is open, because its default secret lives there.
-	var turnSrv atomic.Pointer[turn.Server]
-	cfg := signaling.Config{
-		Logger:         log,
-		DataDir:        o.dataDir,
-		AllowedOrigins: o.origins,
-		AccessTTL:      o.accessTTL,
-		ResumeWindow:   o.resumeWindow,
-		Registerer:     reg,
-		Gatherer:       reg,
-		MetricsToken:   o.metricsToken,
-		SMTPURL:        o.smtpURL,
-		SMTPFrom:       o.smtpFrom,
-		PublicURL:      o.publicURL,
-		ICEServers: func(user string) ([]proto.ICEServer, time.Time) {
-			if t := turnSrv.Load(); t != nil {
-				return t.ICEServers(user)
-			}
-			return nil, time.Time{}
-		},
-		TURNAllocations: func() int {
-			if t := turnSrv.Load(); t != nil {
-				return t.AllocationCount()
-			}
-			return 0
-		},
-	}
-	scheme := "http"
-	if o.tls.enabled() {
-		tl, err := startTLS(&o.tls, o.dataDir, log)
-		if err != nil {
-			ln.Close()
-			return err
-		}
-		defer tl.stop()
-		cfg.TLS, scheme = tl.config, "https"
-		if t.tlsCert == "" {
-			t.getCert = tl.getCert // TURNS on the same certificate
-		}
-	}
-	cfg.TrustedProxies = o.trustProxy
-	if o.metricsAddr != "" {
-		if cfg.MetricsListener, err = net.Listen("tcp", o.metricsAddr); err != nil {
-			ln.Close()
-			return fmt.Errorf("--metrics %s: %w", o.metricsAddr, err)
-		}
-	}
-	srv, err := signaling.New(cfg, ln)
+	defer tl.close()
+	h, err := c.open(log)
 	if err != nil {
-		ln.Close()
 		return err
 	}
-	defer srv.Close()
-	if t.enabled() {
-		ts, err := startEmbeddedTURN(t, srv.Store(), log, reg)
+	reg := newRegistry()
+	cfg := c.signalingConfig()
+	cfg.Logger, cfg.Registerer, cfg.Gatherer = log, reg, reg
+	cfg.Store, cfg.AdminListener, cfg.MetricsListener = h.store, h.admin, h.metrics
+	if tl != nil {
+		cfg.TLS = tl.config
+	}
+	if c.TURN.enabled() {
+		ts, err := c.TURN.start(ctx, h.store, tl.certificate(), log.With(slog.String("component", "turn")), reg)
 		if err != nil {
+			h.close()
 			return err
 		}
 		defer ts.Close()
-		turnSrv.Store(ts)
+		cfg.ICEServers, cfg.TURNAllocations = ts.ICEServers, ts.AllocationCount
 	}
-	log.Info("khadga is running", slog.String("url", scheme+"://"+displayAddr(ln.Addr())), slog.String("data", cfg.StorePath()))
+	srv, err := signaling.New(cfg, h.http)
+	if err != nil {
+		h.close()
+		return err
+	}
+	defer srv.Close()
+	log.Info("khadga is running", slog.String("url", c.url(tl != nil, h.http.Addr())), slog.String("data", cfg.StorePath()))
 	return srv.Serve(ctx)
 }
 
-// turnSecretName is the store key of the TURN secret generated on first run.
-const turnSecretName = "turn-rest-secret"
-
-// startEmbeddedTURN starts the TURN server of `khadga serve`. Without
-// --turn-secret it uses the secret kept in the store, generated on first
-// run, which `khadga turn` nodes can be given to share the load.
-func startEmbeddedTURN(o *turnOptions, st *store.Store, log *slog.Logger, reg prometheus.Registerer) (*turn.Server, error) {
-	cfg, err := o.turnConfig(log.With(slog.String("component", "turn")), reg)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.GetCertificate == nil && o.getCert != nil {
-		cfg.GetCertificate = o.getCert
-	}
-	if len(cfg.Secrets) == 0 {
-		secret, err := st.Secret(turnSecretName, func() ([]byte, error) {
-			b := make([]byte, 32)
-			if _, err := rand.Read(b); err != nil {
-				return nil, err
-			}
-			return []byte(base64.RawURLEncoding.EncodeToString(b)), nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("TURN secret: %w", err)
-		}
-		cfg.Secrets = [][]byte{secret}
-	}
-	return turn.New(cfg) // it logs its addresses
+// held is what `khadga serve` opens before the servers take it over.
+type held struct {
+	http, metrics, admin net.Listener // metrics nil without --metrics
+	store                *store.Store
 }
 
-// displayAddr turns a listen address into one a browser can open.
-func displayAddr(a net.Addr) string {
+// open listens on the HTTP and metrics addresses, opens the store, and
+// then takes the admin socket: holding the store's lock first proves that
+// no other server uses this data directory, so a socket file left there is
+// stale.
+func (c *serveConfig) open(log *slog.Logger) (*held, error) {
+	h := &held{}
+	var err error
+	if h.http, err = listenTCP("--http", c.HTTP); err != nil {
+		return nil, err
+	}
+	if c.Metrics != "" {
+		if h.metrics, err = listenTCP("--metrics", c.Metrics); err != nil {
+			h.close()
+			return nil, err
+		}
+	}
+	if h.store, err = store.Open(c.signalingConfig().StorePath(), store.Options{Logger: log}); err != nil {
+		h.close()
+		return nil, err
+	}
+	if h.admin, err = admin.Listen(filepath.Join(c.Data, adminSocketName)); err != nil {
+		h.close()
+		return nil, err
+	}
+	return h, nil
+}
+
+// close closes whatever was opened, when no server took it over.
+func (h *held) close() {
+	for _, ln := range []net.Listener{h.http, h.metrics, h.admin} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+	if h.store != nil {
+		h.store.Close()
+	}
+}
+
+// url is the address to open in a browser: listening on every interface
+// shows as localhost.
+func (c *serveConfig) url(https bool, a net.Addr) string {
+	scheme := "http"
+	if https {
+		scheme = "https"
+	}
 	s := a.String()
 	if strings.HasPrefix(s, "0.0.0.0:") || strings.HasPrefix(s, "[::]:") {
 		_, port, _ := net.SplitHostPort(s)
-		return "localhost:" + port
+		s = "localhost:" + port
 	}
-	return s
-}
-
-// usage prints a command's synopsis, flags (with their environment twins)
-// and an example.
-func usage(fs *flag.FlagSet, synopsis, what, example string) func() {
-	return func() {
-		w := fs.Output()
-		fmt.Fprintf(w, "usage: %s\n\n%s\n\nflags (each also read from its KHADGA_* environment variable):\n", synopsis, what)
-		fs.VisitAll(func(f *flag.Flag) {
-			fmt.Fprintf(w, "  --%s (%s)\n    \t%s", f.Name, envName(f.Name), f.Usage)
-			if f.DefValue != "" {
-				fmt.Fprintf(w, " (default %s)", f.DefValue)
-			}
-			fmt.Fprintln(w)
-		})
-		fmt.Fprintf(w, "\nexample:\n  %s\n", example)
-	}
+	return scheme + "://" + s
 }
 
 // serverGCPercent is the garbage collector's target for khadga serve when

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -15,41 +16,73 @@ import (
 	"github.com/khadga/khadga/certs"
 )
 
-// tlsOptions are the flags that turn on HTTPS, WSS and TURNS.
-type tlsOptions struct {
-	cert, key     string
-	acmeDomains   listFlag
-	acmeEmail     string
-	acmeDirectory string
-	acmeHTTP      string
+// tlsConfig are the settings that turn on HTTPS, WSS and TURNS.
+type tlsConfig struct {
+	Cert          string   `yaml:"tls-cert" usage:"certificate file (PEM chain) for HTTPS, WSS and TURNS; re-read when it changes and on SIGHUP"`
+	Key           string   `yaml:"tls-key" usage:"private key file (PEM) for --tls-cert"`
+	ACMEDomains   []string `yaml:"acme-domain" usage:"domain to get a certificate for from an ACME CA such as Let's Encrypt (repeatable)"`
+	ACMEEmail     string   `yaml:"acme-email" usage:"contact email for the ACME account"`
+	ACMEDirectory string   `yaml:"acme-directory" usage:"ACME directory URL (default Let's Encrypt; use its staging URL to test)"`
+	ACMEHTTP      string   `yaml:"acme-http" default:":80" usage:"listen address for ACME HTTP-01 challenges and the redirect to HTTPS"`
 }
 
-func (o *tlsOptions) enabled() bool { return o.cert != "" || len(o.acmeDomains) > 0 }
+func (c *tlsConfig) enabled() bool { return c.Cert != "" || len(c.ACMEDomains) > 0 }
 
-// tlsSetup is the certificate source of a running server.
+func (c *tlsConfig) validate() error {
+	switch {
+	case c.Cert != "" && len(c.ACMEDomains) > 0:
+		return errors.New("--tls-cert and --acme-domain exclude each other")
+	case (c.Cert == "") != (c.Key == ""):
+		return errors.New("--tls-cert and --tls-key go together")
+	case c.Cert != "":
+		if _, err := certs.NewFileSource(c.Cert, c.Key, nil); err != nil {
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+	}
+	return nil
+}
+
+// tlsSetup is the certificate source of a running server. A nil *tlsSetup
+// is TLS switched off.
 type tlsSetup struct {
 	getCert certs.GetCertificateFunc
 	config  *tls.Config
 	stop    func() // ends the reload loop or the ACME HTTP listener
 }
 
-// startTLS loads the certificate source: files (reloaded when they change
-// and on SIGHUP) or ACME (with its HTTP-01 listener that redirects
-// everything else to HTTPS).
-func startTLS(o *tlsOptions, dataDir string, log *slog.Logger) (*tlsSetup, error) {
-	switch {
-	case o.cert != "" && len(o.acmeDomains) > 0:
-		return nil, errors.New("--tls-cert and --acme-domain exclude each other")
-	case (o.cert == "") != (o.key == ""):
-		return nil, errors.New("--tls-cert and --tls-key go together")
-	case o.cert != "":
-		return startFileTLS(o, log.With(slog.String("component", "tls")))
+// certificate is the certificate source, nil when TLS is off.
+func (t *tlsSetup) certificate() certs.GetCertificateFunc {
+	if t == nil {
+		return nil
 	}
-	return startACME(o, dataDir, log.With(slog.String("component", "acme")))
+	return t.getCert
 }
 
-func startFileTLS(o *tlsOptions, log *slog.Logger) (*tlsSetup, error) {
-	src, err := certs.NewFileSource(o.cert, o.key, log)
+// close stops the certificate source.
+func (t *tlsSetup) close() {
+	if t != nil {
+		t.stop()
+	}
+}
+
+// start loads the certificate source: files (reloaded when they change
+// and on SIGHUP) or ACME (with its HTTP-01 listener that redirects
+// everything else to HTTPS). It returns nil when TLS is off.
+func (c *tlsConfig) start(dataDir string, log *slog.Logger) (*tlsSetup, error) {
+	switch {
+	case !c.enabled():
+		return nil, nil
+	case c.Cert != "":
+		return startCertFiles(c.Cert, c.Key, log.With(slog.String("component", "tls")))
+	}
+	return c.startACME(dataDir, log.With(slog.String("component", "acme")))
+}
+
+// startCertFiles serves the key pair in certFile and keyFile
+// (certs.FileSource, with its size limit and expiry check), reloading it
+// when the files change and on SIGHUP until stop.
+func startCertFiles(certFile, keyFile string, log *slog.Logger) (*tlsSetup, error) {
+	src, err := certs.NewFileSource(certFile, keyFile, log)
 	if err != nil {
 		return nil, err
 	}
@@ -75,15 +108,15 @@ func startFileTLS(o *tlsOptions, log *slog.Logger) (*tlsSetup, error) {
 	return &tlsSetup{getCert: src.GetCertificate, config: certs.TLSConfig(src.GetCertificate), stop: stop}, nil
 }
 
-func startACME(o *tlsOptions, dataDir string, log *slog.Logger) (*tlsSetup, error) {
+func (c *tlsConfig) startACME(dataDir string, log *slog.Logger) (*tlsSetup, error) {
 	a, err := certs.NewACME(certs.ACMEConfig{
-		Domains: o.acmeDomains, Email: o.acmeEmail, DirectoryURL: o.acmeDirectory,
+		Domains: c.ACMEDomains, Email: c.ACMEEmail, DirectoryURL: c.ACMEDirectory,
 		CacheDir: filepath.Join(dataDir, "acme"), Logger: log,
 	})
 	if err != nil {
 		return nil, err
 	}
-	ln, err := listenTCP("--acme-http (HTTP-01 challenges and the redirect to HTTPS)", o.acmeHTTP)
+	ln, err := listenTCP("--acme-http (HTTP-01 challenges and the redirect to HTTPS)", c.ACMEHTTP)
 	if err != nil {
 		return nil, err
 	}

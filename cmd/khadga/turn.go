@@ -3,9 +3,9 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,9 +14,10 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/khadga/khadga/certs"
+	"github.com/khadga/khadga/signaling/store"
 	"github.com/khadga/khadga/turn"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -27,116 +28,125 @@ import (
 // `khadga serve`.
 const turnOff = "off"
 
-// turnOptions are the --turn-* flags, shared by `khadga serve` (embedded
-// TURN) and `khadga turn` (standalone), so that both read the same flags
-// and KHADGA_TURN_* variables.
-type turnOptions struct {
-	listen          string
-	tlsListen       string
-	tlsCert         string
-	tlsKey          string
-	publicIP        string
-	urlHost         string
-	ports           string
-	realm           string
-	secrets         listFlag
-	secretFile      string
-	ttl             time.Duration
-	allowPeers      listFlag
-	denyPeers       listFlag
-	userQuota       int
-	totalQuota      int
-	permissionQuota int
-	sockets         int
-	// getCert is set by khadga serve when its HTTPS certificate should
-	// also serve TURNS (no --turn-tls-cert of its own).
-	getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+// turnConfig are the --turn-* settings, shared by `khadga serve` (embedded
+// TURN), `khadga turn` (standalone) and `khadga turn-credentials`, so that
+// all read the same flags and KHADGA_TURN_* variables. The defaults are
+// package turn's (TestDefaultsAreTurnDefaults).
+type turnConfig struct {
+	Listen          string        `yaml:"turn-listen" default:"0.0.0.0:3478" usage:"TURN UDP and TCP listen address (\"off\" disables the embedded TURN server)"`
+	TLSListen       string        `yaml:"turn-tls-listen" default:"0.0.0.0:5349" usage:"TURNS (TLS) listen address, used when --turn-tls-cert is set"`
+	TLSCert         string        `yaml:"turn-tls-cert" usage:"TURNS certificate file (PEM chain); re-read when it changes and on SIGHUP"`
+	TLSKey          string        `yaml:"turn-tls-key" usage:"TURNS private key file (PEM)"`
+	PublicIP        string        `yaml:"turn-public-ip" usage:"public IPv4 address given out for relays (behind NAT, in containers); default: the listen IP or the host's first global IPv4"`
+	URLHost         string        `yaml:"turn-url-host" usage:"host name put in turn:/turns: URLs (the certificate's name for TURNS); default: the public IP"`
+	Ports           portRange     `yaml:"turn-ports" default:"49152-65535" usage:"relay port range MIN-MAX"`
+	Realm           string        `yaml:"turn-realm" default:"khadga" usage:"TURN realm"`
+	Secrets         []string      `yaml:"turn-secret" usage:"TURN REST shared secret, comma-separated for several (any accepted, the first mints); prefer the environment or --turn-secret-file"`
+	SecretFile      string        `yaml:"turn-secret-file" usage:"file with TURN secrets, one a line (# comments), after any --turn-secret"`
+	TTL             time.Duration `yaml:"turn-ttl" default:"12h" usage:"lifetime of minted TURN credentials"`
+	AllowPeers      []string      `yaml:"turn-allow-peer" usage:"peer CIDR allowed even if denied otherwise, built-in ranges included (repeatable)"`
+	DenyPeers       []string      `yaml:"turn-deny-peer" usage:"peer CIDR denied on top of the built-in private and reserved ranges (repeatable)"`
+	UserQuota       int           `yaml:"turn-user-quota" default:"10" usage:"allocations per user (-1: no cap)"`
+	TotalQuota      int           `yaml:"turn-total-quota" usage:"allocations on the server (0: the relay port range, -1: no cap)"`
+	PermissionQuota int           `yaml:"turn-permission-quota" default:"64" usage:"peer addresses per allocation (-1: no cap)"`
+	Sockets         int           `yaml:"turn-sockets" usage:"UDP sockets on the listen port (SO_REUSEPORT); 0: one per CPU"`
 }
 
-// turnFlags defines the --turn-* flags on fs.
-func turnFlags(fs *flag.FlagSet) *turnOptions {
-	o := &turnOptions{}
-	fs.StringVar(&o.listen, "turn-listen", turn.DefaultListen, `TURN UDP and TCP listen address ("off" disables the embedded TURN server)`)
-	fs.StringVar(&o.tlsListen, "turn-tls-listen", turn.DefaultTLSListen, "TURNS (TLS) listen address, used when --turn-tls-cert is set")
-	fs.StringVar(&o.tlsCert, "turn-tls-cert", "", "TURNS certificate file (PEM chain); re-read when it changes")
-	fs.StringVar(&o.tlsKey, "turn-tls-key", "", "TURNS private key file (PEM)")
-	fs.StringVar(&o.publicIP, "turn-public-ip", "", "public IPv4 address given out for relays (behind NAT, in containers); default: the listen IP or the host's first global IPv4")
-	fs.StringVar(&o.urlHost, "turn-url-host", "", "host name put in turn:/turns: URLs (the certificate's name for TURNS); default: the public IP")
-	fs.StringVar(&o.ports, "turn-ports", fmt.Sprintf("%d-%d", turn.DefaultRelayMinPort, turn.DefaultRelayMaxPort), "relay port range MIN-MAX")
-	fs.StringVar(&o.realm, "turn-realm", turn.DefaultRealm, "TURN realm")
-	fs.Var(&o.secrets, "turn-secret", "TURN REST shared secret, comma-separated for several (any accepted, the first mints); prefer the environment or --turn-secret-file")
-	fs.StringVar(&o.secretFile, "turn-secret-file", "", "file with TURN secrets, one a line (# comments), after any --turn-secret")
-	fs.DurationVar(&o.ttl, "turn-ttl", turn.DefaultCredentialTTL, "lifetime of minted TURN credentials")
-	fs.Var(&o.allowPeers, "turn-allow-peer", "peer CIDR allowed even if denied otherwise, built-in ranges included (repeatable)")
-	fs.Var(&o.denyPeers, "turn-deny-peer", "peer CIDR denied on top of the built-in private and reserved ranges (repeatable)")
-	fs.IntVar(&o.userQuota, "turn-user-quota", turn.DefaultUserQuota, "allocations per user (-1: no cap)")
-	fs.IntVar(&o.totalQuota, "turn-total-quota", 0, "allocations on the server (0: the relay port range, -1: no cap)")
-	fs.IntVar(&o.permissionQuota, "turn-permission-quota", turn.DefaultPermissionQuota, "peer addresses per allocation (-1: no cap)")
-	fs.IntVar(&o.sockets, "turn-sockets", 0, "UDP sockets on the listen port (SO_REUSEPORT); 0: one per CPU")
-	return o
+// portRange is a relay port range, written MIN-MAX.
+type portRange struct{ Min, Max int }
+
+func (r *portRange) UnmarshalText(b []byte) error {
+	a, z, ok := strings.Cut(string(b), "-")
+	lo, err1 := strconv.Atoi(strings.TrimSpace(a))
+	hi, err2 := strconv.Atoi(strings.TrimSpace(z))
+	if !ok || err1 != nil || err2 != nil {
+		return fmt.Errorf("%q: want MIN-MAX", b)
+	}
+	r.Min, r.Max = lo, hi
+	return nil
 }
+
+func (r portRange) MarshalText() ([]byte, error) { return fmt.Appendf(nil, "%d-%d", r.Min, r.Max), nil }
 
 // enabled reports whether the embedded TURN server should run.
-func (o *turnOptions) enabled() bool { return o.listen != turnOff }
+func (c *turnConfig) enabled() bool { return c.Listen != turnOff }
 
 // maxSecretFile bounds the secret file: a few lines by nature.
 const maxSecretFile = 64 << 10
 
-// turnConfig turns the options into a turn.Config. Secrets may come out
-// empty: `khadga serve` then adds the one kept in its store, and
-// `khadga turn` refuses to start. Every problem is reported at once.
-func (o *turnOptions) turnConfig(log *slog.Logger, reg prometheus.Registerer) (turn.Config, error) {
-	var errs []error
-	cfg := turn.Config{
-		Listen:          o.listen,
-		TLSListen:       o.tlsListen,
-		PublicIP:        o.publicIP,
-		URLHost:         o.urlHost,
-		Realm:           o.realm,
-		CredentialTTL:   o.ttl,
-		AllowPeers:      o.allowPeers,
-		DenyPeers:       o.denyPeers,
-		UserQuota:       o.userQuota,
-		TotalQuota:      o.totalQuota,
-		PermissionQuota: o.permissionQuota,
-		UDPSockets:      o.sockets,
+// server turns the settings into a turn.Config, without a certificate.
+// Secrets may come out empty: `khadga serve` then adds the one kept in its
+// store, and `khadga turn` refuses to start.
+func (c *turnConfig) server(log *slog.Logger, reg prometheus.Registerer) (turn.Config, error) {
+	secrets, err := c.readSecrets()
+	return turn.Config{
+		PublicIP:        c.PublicIP,
+		URLHost:         c.URLHost,
+		RelayMinPort:    c.Ports.Min,
+		RelayMaxPort:    c.Ports.Max,
+		Realm:           c.Realm,
+		Secrets:         secrets,
+		CredentialTTL:   c.TTL,
+		AllowPeers:      c.AllowPeers,
+		DenyPeers:       c.DenyPeers,
+		UserQuota:       c.UserQuota,
+		TotalQuota:      c.TotalQuota,
+		PermissionQuota: c.PermissionQuota,
 		Logger:          log,
 		Registerer:      reg,
+	}, err
+}
+
+// listenConfig is where the TURN server listens; withTLS adds the TURNS
+// listener.
+func (c *turnConfig) listenConfig(withTLS bool) turn.ListenConfig {
+	lc := turn.ListenConfig{Addr: c.Listen, UDPSockets: c.Sockets}
+	if withTLS {
+		lc.TLSAddr = c.TLSListen
 	}
-	var err error
-	if cfg.RelayMinPort, cfg.RelayMaxPort, err = parsePortRange(o.ports); err != nil {
-		errs = append(errs, fmt.Errorf("--turn-ports: %w", err))
-	}
-	secrets, err := o.readSecrets()
-	if err != nil {
-		errs = append(errs, err)
-	}
-	cfg.Secrets = secrets
-	switch {
-	case o.tlsCert != "" && o.tlsKey != "":
-		kp, err := newKeyPair(o.tlsCert, o.tlsKey)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("--turn-tls-cert/--turn-tls-key: %w", err))
-		} else {
-			cfg.GetCertificate = kp.get
+	return lc
+}
+
+// validate checks every TURN setting that can be checked before starting.
+// storeSecret says the store supplies a secret when none is given.
+func (c *turnConfig) validate(storeSecret bool) error {
+	if c.Listen == turnOff {
+		if storeSecret {
+			return nil // the embedded server is off
 		}
-	case o.tlsCert != "" || o.tlsKey != "":
-		errs = append(errs, errors.New("--turn-tls-cert and --turn-tls-key go together"))
+		return errors.New("--turn-listen is off")
 	}
-	return cfg, errors.Join(errs...)
+	cfg, err := c.server(nil, nil)
+	errs := []error{err}
+	switch {
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		errs = append(errs, errors.New("--turn-tls-cert and --turn-tls-key go together"))
+	case c.TLSCert != "":
+		if _, err := certs.NewFileSource(c.TLSCert, c.TLSKey, nil); err != nil {
+			errs = append(errs, fmt.Errorf("--turn-tls-cert/--turn-tls-key: %w", err))
+		}
+	}
+	if len(cfg.Secrets) == 0 && !storeSecret {
+		errs = append(errs, errNoTURNSecret)
+	}
+	if len(cfg.Secrets) == 0 {
+		cfg.Secrets = [][]byte{[]byte("checked elsewhere")}
+	}
+	errs = append(errs, cfg.Validate(), c.listenConfig(c.TLSCert != "").Validate())
+	return errors.Join(errs...)
 }
 
 // readSecrets returns the --turn-secret values, then the lines of
 // --turn-secret-file.
-func (o *turnOptions) readSecrets() ([][]byte, error) {
+func (c *turnConfig) readSecrets() ([][]byte, error) {
 	var out [][]byte
-	for _, s := range o.secrets {
+	for _, s := range c.Secrets {
 		out = append(out, []byte(s))
 	}
-	if o.secretFile == "" {
+	if c.SecretFile == "" {
 		return out, nil
 	}
-	f, err := os.Open(o.secretFile)
+	f, err := os.Open(c.SecretFile)
 	if err != nil {
 		return out, fmt.Errorf("--turn-secret-file: %w", err)
 	}
@@ -148,94 +158,101 @@ func (o *turnOptions) readSecrets() ([][]byte, error) {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return out, fmt.Errorf("--turn-secret-file %s: %w", o.secretFile, err)
+		return out, fmt.Errorf("--turn-secret-file %s: %w", c.SecretFile, err)
 	}
 	return out, nil
 }
 
-// parsePortRange parses "MIN-MAX".
-func parsePortRange(s string) (lo, hi int, err error) {
-	a, b, ok := strings.Cut(s, "-")
-	if !ok {
-		return 0, 0, fmt.Errorf("%q: want MIN-MAX", s)
-	}
-	if lo, err = strconv.Atoi(strings.TrimSpace(a)); err == nil {
-		hi, err = strconv.Atoi(strings.TrimSpace(b))
-	}
+// turnSecretName is the store key of the TURN secret generated on first run.
+const turnSecretName = "turn-rest-secret"
+
+// start opens the TURN listeners and starts the server: TURNS when there
+// is a certificate, --turn-tls-cert's or else fallback (khadga serve's
+// HTTPS one); without --turn-secret, with the secret kept in st (nil for
+// the standalone server), generated on first run, which `khadga turn`
+// nodes can be given to share the load. Closing the server closes the
+// certificate source it started.
+func (c *turnConfig) start(ctx context.Context, st *store.Store, fallback certs.GetCertificateFunc,
+	log *slog.Logger, reg prometheus.Registerer) (*turnServer, error) {
+	cfg, err := c.server(log, reg)
 	if err != nil {
-		return 0, 0, fmt.Errorf("%q: want MIN-MAX: %w", s, err)
-	}
-	return lo, hi, nil
-}
-
-// keyPair serves a certificate from files and re-reads them when their
-// modification time changes (renewal by certbot or similar), checking at
-// most every keyPairCheck.
-type keyPair struct {
-	certFile, keyFile string
-
-	mu      sync.Mutex
-	cert    *tls.Certificate
-	mtime   time.Time
-	checked time.Time
-}
-
-const keyPairCheck = 30 * time.Second
-
-func newKeyPair(certFile, keyFile string) (*keyPair, error) {
-	kp := &keyPair{certFile: certFile, keyFile: keyFile}
-	if err := kp.load(); err != nil {
 		return nil, err
 	}
-	return kp, nil
-}
-
-func (kp *keyPair) load() error {
-	st, err := os.Stat(kp.certFile)
-	if err != nil {
-		return err
+	if len(cfg.Secrets) == 0 && st != nil {
+		secret, err := st.Secret(turnSecretName, newTURNSecret)
+		if err != nil {
+			return nil, fmt.Errorf("TURN secret: %w", err)
+		}
+		cfg.Secrets = [][]byte{secret}
 	}
-	cert, err := tls.LoadX509KeyPair(kp.certFile, kp.keyFile)
-	if err != nil {
-		return err
+	if len(cfg.Secrets) == 0 {
+		return nil, errNoTURNSecret
 	}
-	kp.cert, kp.mtime = &cert, st.ModTime()
-	return nil
-}
-
-func (kp *keyPair) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	kp.mu.Lock()
-	defer kp.mu.Unlock()
-	if now := time.Now(); now.Sub(kp.checked) >= keyPairCheck {
-		kp.checked = now
-		if st, err := os.Stat(kp.certFile); err == nil && !st.ModTime().Equal(kp.mtime) {
-			// A failed reload keeps the old certificate: a half-written
-			// renewal must not take TURNS down.
-			_ = kp.load()
+	var own *tlsSetup // --turn-tls-cert's
+	if c.TLSCert != "" {
+		if own, err = startCertFiles(c.TLSCert, c.TLSKey, log.With(slog.String("component", "turn-tls"))); err != nil {
+			return nil, err
+		}
+		fallback = own.getCert
+	}
+	cfg.GetCertificate = fallback
+	ls, err := turn.Listen(ctx, c.listenConfig(cfg.GetCertificate != nil))
+	if err == nil {
+		var srv *turn.Server
+		if srv, err = turn.New(cfg, ls); err == nil {
+			return &turnServer{Server: srv, certs: own}, nil // it logs its addresses
 		}
 	}
-	return kp.cert, nil
+	own.close()
+	return nil, err
 }
+
+// turnServer is a running TURN server with the certificate source it uses.
+type turnServer struct {
+	*turn.Server
+	certs *tlsSetup // nil without --turn-tls-cert
+}
+
+// Close stops the server, then its certificate source. A nil server is off.
+func (s *turnServer) Close() error {
+	if s == nil {
+		return nil
+	}
+	err := s.Server.Close()
+	s.certs.close()
+	return err
+}
+
+func newTURNSecret() ([]byte, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	return []byte(base64.RawURLEncoding.EncodeToString(b)), nil
+}
+
+// turnCommandConfig is the configuration of `khadga turn`.
+type turnCommandConfig struct {
+	TURN    turnConfig `yaml:",inline"`
+	Metrics string     `yaml:"turn-metrics" usage:"address serving /metrics for this TURN server (empty: none)"`
+	Log     logConfig  `yaml:",inline"`
+}
+
+func (c *turnCommandConfig) Validate() error { return c.TURN.validate(false) }
+
+var turnCommand = command("khadga turn", "khadga turn [flags]",
+	"Run only the TURN server (coturn-compatible REST-secret credentials).",
+	"KHADGA_TURN_SECRET=$(openssl rand -base64 32) khadga turn --turn-public-ip 203.0.113.7 --turn-metrics 127.0.0.1:9641")
 
 // runTurn is `khadga turn`: the TURN server alone, for operators who host
 // TURN on separate machines. It shares only the secret with the signaling
 // server.
 func runTurn(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("khadga turn", flag.ContinueOnError)
-	fs.Usage = usage(fs, "khadga turn [flags]", "Run only the TURN server (coturn-compatible REST-secret credentials).",
-		"KHADGA_TURN_SECRET=$(openssl rand -base64 32) khadga turn --turn-public-ip 203.0.113.7 --turn-metrics 127.0.0.1:9641")
-	o := turnFlags(fs)
-	metricsAddr := fs.String("turn-metrics", "", "address serving /metrics for this TURN server (empty: none)")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	logJSON := fs.Bool("log-json", false, "log as JSON lines")
-	if err := parseFlags(fs, args); err != nil {
+	var c turnCommandConfig
+	if err := loadNoArgs(&c, turnCommand, args); err != nil {
 		return err
 	}
-	log, err := newLogger(*logLevel, *logJSON)
-	if err != nil {
-		return err
-	}
-	return serveTURN(ctx, o, *metricsAddr, log, nil)
+	return serveTURN(ctx, &c, c.Log.logger(), nil)
 }
 
 // errNoTURNSecret says how to give the standalone server its secret.
@@ -244,28 +261,16 @@ var errNoTURNSecret = errors.New("turn: no TURN secret: set KHADGA_TURN_SECRET, 
 
 // serveTURN runs a standalone TURN server until ctx ends. ready, if set, is
 // called once it serves (tests use it to learn the ports).
-func serveTURN(ctx context.Context, o *turnOptions, metricsAddr string, log *slog.Logger, ready func(*turn.Server, net.Addr)) error {
-	if !o.enabled() {
-		return errors.New("khadga turn: --turn-listen is off")
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	cfg, err := o.turnConfig(log, reg)
-	if err != nil {
-		return err
-	}
-	if len(cfg.Secrets) == 0 {
-		return errNoTURNSecret
-	}
-	srv, err := turn.New(cfg)
+func serveTURN(ctx context.Context, c *turnCommandConfig, log *slog.Logger, ready func(*turn.Server, net.Addr)) error {
+	reg := newRegistry()
+	srv, err := c.TURN.start(ctx, nil, nil, log, reg)
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
-
 	var metricsLn net.Listener
-	if metricsAddr != "" {
-		if metricsLn, err = net.Listen("tcp", metricsAddr); err != nil {
+	if c.Metrics != "" {
+		if metricsLn, err = net.Listen("tcp", c.Metrics); err != nil {
 			return fmt.Errorf("--turn-metrics: %w", err)
 		}
 		stop := serveMetrics(metricsLn, reg, log)
@@ -277,11 +282,19 @@ func serveTURN(ctx context.Context, o *turnOptions, metricsAddr string, log *slo
 		if metricsLn != nil {
 			ma = metricsLn.Addr()
 		}
-		ready(srv, ma)
+		ready(srv.Server, ma)
 	}
 	<-ctx.Done()
 	log.Info("TURN server stopping", slog.Int("allocations", srv.AllocationCount()))
 	return srv.Close()
+}
+
+// newRegistry is a Prometheus registry with the Go runtime and process
+// collectors.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
 }
 
 // serveMetrics serves reg on ln's /metrics until the returned stop is
@@ -305,59 +318,70 @@ func serveMetrics(ln net.Listener, reg *prometheus.Registry, log *slog.Logger) (
 	}
 }
 
+// credentialsConfig is the configuration of `khadga turn-credentials`.
+type credentialsConfig struct {
+	TURN turnConfig    `yaml:",inline"`
+	User string        `yaml:"user" usage:"user name inside the credentials (required)"`
+	TTL  time.Duration `yaml:"ttl" usage:"lifetime (default: --turn-ttl)"`
+}
+
+func (c *credentialsConfig) Validate() error {
+	var errs []error
+	if c.User == "" {
+		errs = append(errs, errors.New("turn-credentials: --user is required"))
+	}
+	if secrets, err := c.TURN.readSecrets(); err != nil {
+		errs = append(errs, err)
+	} else if len(secrets) == 0 {
+		errs = append(errs, errors.New("turn-credentials: no secret: set KHADGA_TURN_SECRET, --turn-secret-file or --turn-secret"))
+	} else if len(secrets[0]) < turn.MinSecretLen {
+		errs = append(errs, fmt.Errorf("turn-credentials: the secret is %d bytes, want at least %d", len(secrets[0]), turn.MinSecretLen))
+	}
+	if _, _, err := net.SplitHostPort(c.TURN.Listen); err != nil && c.TURN.urlHost() != "" {
+		errs = append(errs, fmt.Errorf("--turn-listen: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+var credentialsCommand = command("khadga turn-credentials", "khadga turn-credentials --user NAME [--ttl 1h] [--turn-secret S]",
+	"Print TURN REST credentials (the first secret mints), and the URLs when --turn-public-ip or --turn-url-host is set.",
+	"KHADGA_TURN_SECRET=$(cat turn.secret) khadga turn-credentials --user alice --ttl 1h")
+
 // runTurnCredentials is `khadga turn-credentials`: it prints a TURN REST
 // username and password for an operator to test a TURN server with.
 func runTurnCredentials(_ context.Context, args []string) error {
-	fs := flag.NewFlagSet("khadga turn-credentials", flag.ContinueOnError)
-	fs.Usage = usage(fs, "khadga turn-credentials --user NAME [--ttl 1h] [--turn-secret S]",
-		"Print TURN REST credentials (the first secret mints), and the URLs when --turn-public-ip or --turn-url-host is set.",
-		"KHADGA_TURN_SECRET=$(cat turn.secret) khadga turn-credentials --user alice --ttl 1h")
-	o := turnFlags(fs)
-	user := fs.String("user", "", "user name inside the credentials (required)")
-	ttl := fs.Duration("ttl", 0, "lifetime (default: --turn-ttl)")
-	if err := parseFlags(fs, args); err != nil {
+	var c credentialsConfig
+	if err := loadNoArgs(&c, credentialsCommand, args); err != nil {
 		return err
 	}
-	return printCredentials(os.Stdout, o, *user, *ttl, time.Now())
+	return printCredentials(os.Stdout, &c, time.Now())
 }
 
-func printCredentials(w io.Writer, o *turnOptions, user string, ttl time.Duration, now time.Time) error {
-	if user == "" {
-		return errors.New("turn-credentials: --user is required")
+// urlHost is the host of the turn: URLs, empty when none is configured.
+func (c *turnConfig) urlHost() string {
+	if c.URLHost != "" {
+		return c.URLHost
 	}
+	return c.PublicIP
+}
+
+// printCredentials prints credentials for a validated c.
+func printCredentials(w io.Writer, c *credentialsConfig, now time.Time) error {
+	ttl := c.TTL
 	if ttl <= 0 {
-		ttl = o.ttl
+		ttl = c.TURN.TTL
 	}
-	secrets, err := o.readSecrets()
+	secrets, err := c.TURN.readSecrets()
 	if err != nil {
 		return err
 	}
-	if len(secrets) == 0 {
-		return errors.New("turn-credentials: no secret: set KHADGA_TURN_SECRET, --turn-secret-file or --turn-secret")
-	}
-	if len(secrets[0]) < turn.MinSecretLen {
-		return fmt.Errorf("turn-credentials: the secret is %d bytes, want at least %d", len(secrets[0]), turn.MinSecretLen)
-	}
-	username, password, expires := turn.Mint(secrets[0], user, ttl, now)
+	username, password, expires := turn.Mint(secrets[0], c.User, ttl, now)
 	fmt.Fprintf(w, "username: %s\npassword: %s\nexpires:  %s\n", username, password, expires.UTC().Format(time.RFC3339))
-	if host := firstNonEmpty(o.urlHost, o.publicIP); host != "" {
-		_, port, err := net.SplitHostPort(o.listen)
-		if err != nil {
-			return fmt.Errorf("--turn-listen: %w", err)
-		}
+	if host := c.TURN.urlHost(); host != "" {
+		_, port, _ := net.SplitHostPort(c.TURN.Listen) // validated
 		p, _ := strconv.Atoi(port)
-		ice, _ := turn.ICEConfig{Host: host, UDPPort: p, TCPPort: p, Secret: secrets[0], TTL: ttl}.ICEServers(user, now)
+		ice, _ := turn.ICEConfig{Host: host, UDPPort: p, TCPPort: p, Secret: secrets[0], TTL: ttl}.ICEServers(c.User, now)
 		fmt.Fprintf(w, "urls:     %s\n", strings.Join(ice[len(ice)-1].URLs, " "))
 	}
 	return nil
-}
-
-// firstNonEmpty returns the first non-empty string.
-func firstNonEmpty(ss ...string) string {
-	for _, s := range ss {
-		if s != "" {
-			return s
-		}
-	}
-	return ""
 }

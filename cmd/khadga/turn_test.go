@@ -6,11 +6,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"io"
 	"log/slog"
 	"math/big"
@@ -24,19 +24,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/khadga/khadga/certs"
 	"github.com/khadga/khadga/turn"
 	pionturn "github.com/pion/turn/v4"
 )
 
-func parseTurnFlags(t *testing.T, args ...string) *turnOptions {
+// loadTurn loads `khadga turn`'s configuration from args.
+func loadTurn(t *testing.T, args ...string) (*turnCommandConfig, error) {
 	t.Helper()
-	fs := flag.NewFlagSet("test", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	o := turnFlags(fs)
-	if err := parseFlags(fs, args); err != nil {
-		t.Fatalf("parseFlags: %v", err)
-	}
-	return o
+	var c turnCommandConfig
+	cmd := turnCommand
+	cmd.Output = io.Discard
+	err := loadNoArgs(&c, cmd, args)
+	return &c, err
 }
 
 func TestTurnConfigFromFlagsAndEnv(t *testing.T) {
@@ -46,9 +46,12 @@ func TestTurnConfigFromFlagsAndEnv(t *testing.T) {
 	}
 	t.Setenv("KHADGA_TURN_SECRET", "env-one-0123456789, env-two-0123456789")
 	t.Setenv("KHADGA_TURN_ALLOW_PEER", "10.1.0.0/16,192.168.5.5")
-	o := parseTurnFlags(t, "--turn-ports", "50000-50100", "--turn-secret-file", secretFile,
+	c, err := loadTurn(t, "--turn-ports", "50000-50100", "--turn-secret-file", secretFile,
 		"--turn-deny-peer", "8.8.4.0/24", "--turn-ttl", "1h", "--turn-user-quota", "3")
-	cfg, err := o.turnConfig(slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := c.TURN.server(slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,8 +68,8 @@ func TestTurnConfigFromFlagsAndEnv(t *testing.T) {
 	if !slices.Equal(cfg.AllowPeers, []string{"10.1.0.0/16", "192.168.5.5"}) || !slices.Equal(cfg.DenyPeers, []string{"8.8.4.0/24"}) {
 		t.Errorf("peers allow %v deny %v", cfg.AllowPeers, cfg.DenyPeers)
 	}
-	if cfg.CredentialTTL != time.Hour || cfg.UserQuota != 3 || cfg.Listen != turn.DefaultListen {
-		t.Errorf("ttl %v quota %d listen %q", cfg.CredentialTTL, cfg.UserQuota, cfg.Listen)
+	if lc := c.TURN.listenConfig(false); cfg.CredentialTTL != time.Hour || cfg.UserQuota != 3 || lc.Addr != turn.DefaultListen || lc.TLSAddr != "" {
+		t.Errorf("ttl %v quota %d listen %+v", cfg.CredentialTTL, cfg.UserQuota, lc)
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("Validate: %v", err)
@@ -74,9 +77,9 @@ func TestTurnConfigFromFlagsAndEnv(t *testing.T) {
 }
 
 func TestTurnConfigReportsEveryProblem(t *testing.T) {
-	o := parseTurnFlags(t, "--turn-ports", "lots", "--turn-secret-file", "/nonexistent/secret", "--turn-tls-cert", "c.pem")
-	_, err := o.turnConfig(slog.New(slog.DiscardHandler), nil)
-	for _, want := range []string{"--turn-ports", "--turn-secret-file", "go together"} {
+	_, err := loadTurn(t, "--turn-ports", "2000-1000", "--turn-secret-file", "/nonexistent/secret", "--turn-tls-cert", "c.pem",
+		"--turn-sockets", "1000", "--turn-listen", "nowhere")
+	for _, want := range []string{"relay ports 2000-1000", "--turn-secret-file", "go together", "UDP sockets 1000", `listen "nowhere"`, "no TURN secret"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v lacks %q", err, want)
 		}
@@ -89,6 +92,48 @@ func TestTurnRequiresSecret(t *testing.T) {
 	if !errors.Is(err, errNoTURNSecret) || !strings.Contains(err.Error(), "KHADGA_TURN_SECRET") {
 		t.Fatalf("runTurn without a secret: %v", err)
 	}
+	if _, err := loadTurn(t, "--turn-listen", "off", "--turn-secret", "turn-test-secret-0123"); err == nil || !strings.Contains(err.Error(), "--turn-listen is off") {
+		t.Fatalf("khadga turn with --turn-listen off: %v", err)
+	}
+}
+
+// TestTurnCertificateFiles: --turn-tls-cert is read with certs.FileSource,
+// so its size limit applies, and a good pair serves TURNS.
+func TestTurnCertificateFiles(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	c, k := selfSignedPEM(t, "turn.test")
+	big := append(c, bytes.Repeat([]byte("\n"), certs.MaxFileSize)...)
+	for f, b := range map[string][]byte{certFile: big, keyFile: k} {
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := loadTurn(t, "--turn-secret", "turn-test-secret-0123", "--turn-tls-cert", certFile, "--turn-tls-key", keyFile)
+	if !errors.Is(err, certs.ErrFileTooLarge) {
+		t.Fatalf("an oversized certificate file: %v, want certs.ErrFileTooLarge", err)
+	}
+	if err := os.WriteFile(certFile, c, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tc, err := loadTurn(t, "--turn-secret", "turn-test-secret-0123", "--turn-tls-cert", certFile, "--turn-tls-key", keyFile,
+		"--turn-listen", "127.0.0.1:0", "--turn-tls-listen", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := tc.TURN.start(context.Background(), nil, nil, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	conn, err := tls.Dial("tcp", srv.TLSAddr().String(), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatalf("TURNS handshake: %v", err)
+	}
+	defer conn.Close()
+	if cn := conn.ConnectionState().PeerCertificates[0].Subject.CommonName; cn != "turn.test" {
+		t.Errorf("TURNS serves %q, want turn.test", cn)
+	}
 }
 
 // TestStandaloneTURN runs `khadga turn` as the command does, takes
@@ -96,7 +141,10 @@ func TestTurnRequiresSecret(t *testing.T) {
 // and finds the allocation on the standalone /metrics.
 func TestStandaloneTURN(t *testing.T) {
 	t.Setenv("KHADGA_TURN_SECRET", "standalone-secret")
-	o := parseTurnFlags(t, "--turn-listen", "127.0.0.1:0", "--turn-sockets", "2")
+	o, err := loadTurn(t, "--turn-listen", "127.0.0.1:0", "--turn-sockets", "2", "--turn-metrics", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	type started struct {
@@ -106,7 +154,7 @@ func TestStandaloneTURN(t *testing.T) {
 	ready := make(chan started, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- serveTURN(ctx, o, "127.0.0.1:0", slog.New(slog.DiscardHandler), func(s *turn.Server, m net.Addr) {
+		done <- serveTURN(ctx, o, slog.New(slog.DiscardHandler), func(s *turn.Server, m net.Addr) {
 			ready <- started{s, m}
 		})
 	}()
@@ -120,7 +168,7 @@ func TestStandaloneTURN(t *testing.T) {
 	}
 
 	var out bytes.Buffer
-	if err := printCredentials(&out, parseTurnFlags(t), "ops", time.Hour, time.Now()); err != nil {
+	if err := printCredentials(&out, loadCredentials(t, "--user", "ops", "--ttl", "1h"), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	m := regexp.MustCompile(`username: (\S+)\npassword: (\S+)\n`).FindStringSubmatch(out.String())
@@ -169,12 +217,24 @@ func TestStandaloneTURN(t *testing.T) {
 	}
 }
 
+// loadCredentials loads `khadga turn-credentials`' configuration from args.
+func loadCredentials(t *testing.T, args ...string) *credentialsConfig {
+	t.Helper()
+	var c credentialsConfig
+	cmd := credentialsCommand
+	cmd.Output = io.Discard
+	if err := loadNoArgs(&c, cmd, args); err != nil {
+		t.Fatal(err)
+	}
+	return &c
+}
+
 func TestPrintCredentials(t *testing.T) {
 	t.Setenv("KHADGA_TURN_SECRET", "print-credentials-secret")
-	o := parseTurnFlags(t, "--turn-public-ip", "203.0.113.7")
+	c := loadCredentials(t, "--turn-public-ip", "203.0.113.7", "--user", "alice", "--ttl", "1h")
 	var out bytes.Buffer
 	now := time.Unix(1700000000-3600, 0)
-	if err := printCredentials(&out, o, "alice", time.Hour, now); err != nil {
+	if err := printCredentials(&out, c, now); err != nil {
 		t.Fatal(err)
 	}
 	want := "username: 1700000000:alice\npassword: y8z8eDBsOuNvBprEqlknIclJQiA=\n" +
@@ -183,12 +243,17 @@ func TestPrintCredentials(t *testing.T) {
 	if out.String() != want {
 		t.Errorf("printed:\n%s\nwant:\n%s", out.String(), want)
 	}
-	if err := printCredentials(&out, o, "", time.Hour, now); err == nil {
-		t.Error("no error without --user")
+	t.Setenv("KHADGA_TURN_SECRET", "")
+	var cc credentialsConfig
+	err := loadNoArgs(&cc, credentialsCommand, []string{"--turn-public-ip", "203.0.113.7", "--turn-listen", "nowhere"})
+	for _, want := range []string{"--user is required", "no secret", "--turn-listen"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
 	}
 	t.Setenv("KHADGA_TURN_SECRET", "s3cret")
-	short := parseTurnFlags(t)
-	if err := printCredentials(&out, short, "alice", time.Hour, now); err == nil || !strings.Contains(err.Error(), "at least 16") {
+	err = loadNoArgs(&cc, credentialsCommand, []string{"--user", "alice"})
+	if err == nil || !strings.Contains(err.Error(), "at least 16") {
 		t.Errorf("a 6-byte secret minted credentials: %v", err)
 	}
 }
@@ -206,65 +271,6 @@ func TestShortTURNSecretRefused(t *testing.T) {
 		"--turn-listen", "127.0.0.1:0", "--log-level", "error"})
 	if err == nil || !strings.Contains(err.Error(), "TURN secret 1 is 15 bytes, want at least 16") {
 		t.Fatalf("khadga serve with a 15-byte secret: %v", err)
-	}
-}
-
-// TestKeyPairReloads: --turn-tls-cert is re-read when the file changes, and
-// a broken rewrite keeps the old certificate.
-func TestKeyPairReloads(t *testing.T) {
-	dir := t.TempDir()
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	writePair := func(name string, mtime time.Time) {
-		t.Helper()
-		c, k := selfSignedPEM(t, name)
-		for f, b := range map[string][]byte{certFile: c, keyFile: k} {
-			if err := os.WriteFile(f, b, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Chtimes(f, mtime, mtime); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	base := time.Now().Add(-time.Hour)
-	writePair("one.test", base)
-	kp, err := newKeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := func() string {
-		t.Helper()
-		c, err := kp.get(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		leaf, err := x509.ParseCertificate(c.Certificate[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		return leaf.Subject.CommonName
-	}
-	if got := name(); got != "one.test" {
-		t.Fatalf("serving %s", got)
-	}
-	writePair("two.test", base.Add(time.Minute))
-	kp.mu.Lock()
-	kp.checked = time.Time{} // skip the 30 s between checks
-	kp.mu.Unlock()
-	if got := name(); got != "two.test" {
-		t.Fatalf("after renewal serving %s, want two.test", got)
-	}
-	if err := os.WriteFile(certFile, []byte("half-written"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chtimes(certFile, base.Add(2*time.Minute), base.Add(2*time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	kp.mu.Lock()
-	kp.checked = time.Time{}
-	kp.mu.Unlock()
-	if got := name(); got != "two.test" {
-		t.Fatalf("after a broken rewrite serving %s, want two.test kept", got)
 	}
 }
 

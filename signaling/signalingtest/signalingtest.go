@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,12 +22,14 @@ import (
 	"github.com/khadga/khadga/internal/testlog"
 	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling"
+	"github.com/khadga/khadga/signaling/admin"
 	"github.com/khadga/khadga/signaling/auth"
 	"github.com/khadga/khadga/turn"
 )
 
 // Options adjust the test server. Config's zero fields take test-friendly
-// defaults: cheap password hashing and a short resume window.
+// defaults: cheap password hashing, a short resume window, and the admin
+// socket at DataDir/admin.sock, as khadga serve has it.
 type Options struct {
 	Config signaling.Config
 	// DataDir reuses a data directory (to test restarts); empty means a new temp dir.
@@ -37,8 +40,7 @@ type Options struct {
 	// free port) and puts its credentials in every welcome. Its peer policy
 	// allows 127.0.0.1, which tests need and production denies.
 	TURN bool
-	// TURNConfig adjusts that TURN server (Listen, Secrets and AllowPeers
-	// get test values when empty).
+	// TURNConfig adjusts that TURN server (see StartTURN).
 	TURNConfig turn.Config
 }
 
@@ -77,7 +79,11 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 	var ts *turn.Server
 	if opts.TURN {
-		ts = startTURN(t, opts.TURNConfig, cfg.Logger)
+		tc := opts.TURNConfig
+		if tc.Logger == nil {
+			tc.Logger = cfg.Logger
+		}
+		ts = StartTURN(t, tc)
 		cfg.ICEServers = ts.ICEServers
 		cfg.TURNAllocations = ts.AllocationCount
 	}
@@ -92,9 +98,16 @@ func Start(t testing.TB, opts Options) *Server {
 	if cfg.SMTPURL != "" && cfg.PublicURL == "" {
 		cfg.PublicURL = "http://" + ln.Addr().String() // emailed links need it
 	}
+	if cfg.AdminListener == nil {
+		if cfg.AdminListener, err = admin.Listen(filepath.Join(cfg.DataDir, "admin.sock")); err != nil {
+			ln.Close()
+			t.Fatalf("signalingtest: %v", err)
+		}
+	}
 	srv, err := signaling.New(cfg, ln)
 	if err != nil {
 		ln.Close()
+		cfg.AdminListener.Close()
 		t.Fatalf("signalingtest: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -106,12 +119,12 @@ func Start(t testing.TB, opts Options) *Server {
 	return s
 }
 
-// startTURN starts a TURN server for a test and closes it when the test ends.
-func startTURN(t testing.TB, cfg turn.Config, log *slog.Logger) *turn.Server {
+// StartTURN starts a TURN server for a test on 127.0.0.1 (one UDP socket
+// and TCP on one free port) and closes it when the test ends. Secrets and
+// AllowPeers get test values when empty: a test secret, and 127.0.0.1,
+// where the tests' relays and peers live (production denies loopback).
+func StartTURN(t testing.TB, cfg turn.Config) *turn.Server {
 	t.Helper()
-	if cfg.Listen == "" {
-		cfg.Listen = "127.0.0.1:0"
-	}
 	if len(cfg.Secrets) == 0 {
 		cfg.Secrets = [][]byte{[]byte("signalingtest-turn-secret")}
 	}
@@ -119,9 +132,13 @@ func startTURN(t testing.TB, cfg turn.Config, log *slog.Logger) *turn.Server {
 		cfg.AllowPeers = []string{"127.0.0.1/32"}
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = log
+		cfg.Logger = Logger(t)
 	}
-	ts, err := turn.New(cfg)
+	ls, err := turn.Listen(context.Background(), turn.ListenConfig{Addr: "127.0.0.1:0", UDPSockets: 1})
+	if err != nil {
+		t.Fatalf("signalingtest: TURN: %v", err)
+	}
+	ts, err := turn.New(cfg, ls)
 	if err != nil {
 		t.Fatalf("signalingtest: TURN: %v", err)
 	}

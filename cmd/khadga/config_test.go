@@ -1,0 +1,205 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/khadga/khadga/internal/config"
+	"github.com/khadga/khadga/proto"
+	"github.com/khadga/khadga/turn"
+)
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "khadga.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// loadServe loads serve's configuration from args without starting it.
+func loadServe(t *testing.T, args ...string) (*serveConfig, error) {
+	t.Helper()
+	var c serveConfig
+	cmd := serveCommand
+	cmd.Output = new(strings.Builder)
+	err := loadNoArgs(&c, cmd, args)
+	return &c, err
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	path := writeConfig(t, "http: 127.0.0.1:7000\nresume-window: 10s\ndata: /from/file\nallow-origin: [https://a.example, https://b.example]\nturn-user-quota: 4\n")
+	t.Setenv("KHADGA_DATA", "/from/env")
+	t.Setenv("KHADGA_TURN_USER_QUOTA", "5")
+	c, err := loadServe(t, "--config", path, "--resume-window", "45s", "--turn-user-quota", "6")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTP != "127.0.0.1:7000" {
+		t.Errorf("http = %q, want the file's value", c.HTTP)
+	}
+	if c.Data != "/from/env" {
+		t.Errorf("data = %q, want the environment's value over the file's", c.Data)
+	}
+	if c.ResumeWindow != 45*time.Second || c.TURN.UserQuota != 6 {
+		t.Errorf("resume-window = %v, turn-user-quota = %d, want the command line's values", c.ResumeWindow, c.TURN.UserQuota)
+	}
+	if got := strings.Join(c.AllowOrigins, ","); got != "https://a.example,https://b.example" {
+		t.Errorf("allow-origin = %q", got)
+	}
+	if c.AccessTTL != 15*time.Minute {
+		t.Errorf("access-ttl = %v, want the default", c.AccessTTL)
+	}
+}
+
+func TestConfigFileFromEnvironment(t *testing.T) {
+	t.Setenv("KHADGA_CONFIG", writeConfig(t, "turn-listen: \"off\"\n"))
+	c, err := loadServe(t)
+	if err != nil || c.TURN.enabled() {
+		t.Fatalf("turn-listen %q, %v: want the file KHADGA_CONFIG names", c.TURN.Listen, err)
+	}
+}
+
+func TestConfigListOverride(t *testing.T) {
+	t.Setenv("KHADGA_ALLOW_ORIGIN", "https://env.example")
+	c, err := loadServe(t, "--allow-origin", "https://cli.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.AllowOrigins, ","); got != "https://cli.example" {
+		t.Fatalf("allow-origin = %q, want the command line's list only", got)
+	}
+}
+
+// TestConfigReportsEveryProblem: the file's, the environment's and the
+// checks' problems come at once, the file's with their line and key. A
+// nested value, which the old map[string]any decoding turned into the
+// string "map[...]", is one of them.
+func TestConfigReportsEveryProblem(t *testing.T) {
+	path := writeConfig(t, "htp: 1\nresume-window: soon\nturn-colour: blue\nhttp:\n  host: 0.0.0.0\n  port: 8080\nturn-ports: lots\naccess-ttl: 48h\n")
+	t.Setenv("KHADGA_RESUME_WINDOW", "")
+	os.Unsetenv("KHADGA_RESUME_WINDOW")
+	t.Setenv("KHADGA_TURN_TTL", "forever")
+	_, err := loadServe(t, "--config="+path, "--turn-deny-peer", "nonsense")
+	if err == nil {
+		t.Fatal("bad config accepted")
+	}
+	for _, want := range []string{
+		path + ":1: htp: unknown key",
+		path + `:2: resume-window: "soon" is not a duration`,
+		path + ":3: turn-colour: unknown key",
+		path + ":4: http: want a single value, got a mapping",
+		path + `:7: turn-ports: "lots": want MIN-MAX`,
+		`KHADGA_TURN_TTL: "forever" is not a duration`,
+		"access token lifetime 48h0m0s must be between 1m and 24h", // signaling's Validate
+		`deny peer: "nonsense" is neither a CIDR nor an IP`,        // turn's Validate
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %s:\n%v", want, err)
+		}
+	}
+}
+
+func TestConfigRefusesArguments(t *testing.T) {
+	if _, err := loadServe(t, "extra"); err == nil || !strings.Contains(err.Error(), `unexpected arguments ["extra"]`) {
+		t.Errorf("serve with an argument: %v", err)
+	}
+}
+
+// TestExampleConfigLoads: `khadga config example`, uncommented, is a valid
+// file that loads as the defaults, with every setting of serve in it.
+func TestExampleConfigLoads(t *testing.T) {
+	var def serveConfig
+	if err := config.Defaults(&def); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := config.Example(&b, &def, serveCommand); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, l := range strings.Split(b.String(), "\n") {
+		if strings.HasPrefix(l, "# ") && !strings.Contains(l, "(env KHADGA_") {
+			lines = append(lines, strings.TrimPrefix(l, "# "))
+		}
+	}
+	if len(lines) < 35 {
+		t.Fatalf("example has only %d settings:\n%s", len(lines), b.String())
+	}
+	c, err := loadServe(t, "--config", writeConfig(t, strings.Join(lines, "\n")+"\n"))
+	if err != nil {
+		t.Fatalf("the example config does not load: %v\n%s", err, strings.Join(lines, "\n"))
+	}
+	if !reflect.DeepEqual(*c, def) {
+		t.Errorf("the example loads as\n%+v\nwant the defaults\n%+v", *c, def)
+	}
+}
+
+// TestDefaultsAreLibraryDefaults: the default tags repeat package turn's
+// and proto's constants; this keeps them equal.
+func TestDefaultsAreLibraryDefaults(t *testing.T) {
+	var s serveConfig
+	var u userConfig
+	var k tokenConfig
+	for _, c := range []any{&s, &u, &k} {
+		if err := config.Defaults(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lc := turn.ListenConfig{}.WithDefaults()
+	tc := turn.Config{}.WithDefaults()
+	for _, g := range []struct {
+		name      string
+		got, want any
+	}{
+		{"turn-listen", s.TURN.Listen, lc.Addr},
+		{"turn-tls-listen", s.TURN.TLSListen, turn.DefaultTLSListen},
+		{"turn-ports", s.TURN.Ports, portRange{tc.RelayMinPort, tc.RelayMaxPort}},
+		{"turn-realm", s.TURN.Realm, tc.Realm},
+		{"turn-ttl", s.TURN.TTL, tc.CredentialTTL},
+		{"turn-user-quota", s.TURN.UserQuota, tc.UserQuota},
+		{"turn-permission-quota", s.TURN.PermissionQuota, tc.PermissionQuota},
+		{"user --role", u.Role, proto.RoleUser},
+		{"token --role", k.Role, proto.RoleUser},
+	} {
+		if g.got != g.want {
+			t.Errorf("%s default %v, library default %v", g.name, g.got, g.want)
+		}
+	}
+}
+
+// TestHelpNamesEveryVariable: --help lists each flag with its KHADGA_*
+// variable and default, for every command.
+func TestHelpNamesEveryVariable(t *testing.T) {
+	for _, c := range []struct {
+		cfg  any
+		cmd  config.Command
+		want []string
+	}{
+		{&serveConfig{}, serveCommand, []string{"--http (KHADGA_HTTP)", "(default 127.0.0.1:8080)", "--turn-ports (KHADGA_TURN_PORTS)", "(default 49152-65535)", "--config FILE (KHADGA_CONFIG)"}},
+		{&turnCommandConfig{}, turnCommand, []string{"--turn-metrics (KHADGA_TURN_METRICS)", "--log-json (KHADGA_LOG_JSON)"}},
+		{&credentialsConfig{}, credentialsCommand, []string{"--user (KHADGA_USER)", "--turn-secret (KHADGA_TURN_SECRET)"}},
+		{&userConfig{}, userCommand, []string{"--admin-socket (KHADGA_ADMIN_SOCKET)", "--password (KHADGA_PASSWORD)", "(default -)"}},
+		{&tokenConfig{}, tokenCommand, []string{"--room (KHADGA_ROOM)", "(default 24h0m0s)"}},
+		{&adminConfig{}, backupCommand, []string{"--data (KHADGA_DATA)", "(default khadga-data)"}},
+	} {
+		var out strings.Builder
+		cmd := c.cmd
+		cmd.Output = &out
+		if _, err := load(c.cfg, cmd, []string{"--help"}); !errors.Is(err, flag.ErrHelp) {
+			t.Fatalf("%s --help: %v", cmd.Name, err)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("%s --help lacks %q:\n%s", cmd.Name, w, out.String())
+			}
+		}
+	}
+}
