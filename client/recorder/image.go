@@ -19,6 +19,18 @@ func (s Size) String() string { return fmt.Sprintf("%dx%d", s.W, s.H) }
 // Valid reports whether both sides are in 1..MaxSide.
 func (s Size) Valid() bool { return s.W > 0 && s.H > 0 && s.W <= MaxSide && s.H <= MaxSide }
 
+// MarshalText writes s as ParseSize reads it.
+func (s Size) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText reads s as ParseSize does, for flags and config files.
+func (s *Size) UnmarshalText(b []byte) error {
+	x, err := ParseSize(string(b))
+	if err == nil {
+		*s = x
+	}
+	return err
+}
+
 // ParseSize parses "WxH", for example "224x224".
 func ParseSize(v string) (Size, error) {
 	w, h, ok := strings.Cut(strings.ToLower(v), "x")
@@ -58,6 +70,18 @@ func (f Fit) String() string {
 		return "stretch"
 	}
 	return "fit(" + strconv.Itoa(int(f)) + ")"
+}
+
+// MarshalText writes f as ParseFit reads it.
+func (f Fit) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
+
+// UnmarshalText reads f as ParseFit does, for flags and config files.
+func (f *Fit) UnmarshalText(b []byte) error {
+	x, err := ParseFit(string(b))
+	if err == nil {
+		*f = x
+	}
+	return err
 }
 
 // ParseFit parses "crop", "pad" or "stretch".

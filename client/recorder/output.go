@@ -44,6 +44,18 @@ func (f Format) ext() string {
 	return ".tar"
 }
 
+// MarshalText writes f as ParseFormat reads it.
+func (f Format) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
+
+// UnmarshalText reads f as ParseFormat does, for flags and config files.
+func (f *Format) UnmarshalText(b []byte) error {
+	x, err := ParseFormat(string(b))
+	if err == nil {
+		*f = x
+	}
+	return err
+}
+
 // ParseFormat parses "tar" or "safetensors".
 func ParseFormat(v string) (Format, error) {
 	switch v {
@@ -74,6 +86,18 @@ func (c Checksum) String() string {
 		return "sha256"
 	}
 	return "crc32"
+}
+
+// MarshalText writes c as ParseChecksum reads it.
+func (c Checksum) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
+
+// UnmarshalText reads c as ParseChecksum does, for flags and config files.
+func (c *Checksum) UnmarshalText(b []byte) error {
+	x, err := ParseChecksum(string(b))
+	if err == nil {
+		*c = x
+	}
+	return err
 }
 
 // ParseChecksum parses "crc32" or "sha256".

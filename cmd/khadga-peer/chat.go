@@ -23,28 +23,31 @@ const chatHelp = `commands:
   /quit              leave
 anything else is a chat message to everyone in the room`
 
+// chatConfig is the configuration of `khadga-peer chat`.
+type chatConfig struct {
+	common `yaml:",inline"`
+	Dir    string `yaml:"dir" default:"." usage:"where /accept saves files"`
+}
+
 func runChat(ctx context.Context, e *env, args []string) error {
-	var c common
-	var dir string
-	fs := newFlags(e, "chat", "chat ROOM",
+	var c chatConfig
+	rest, err := parse(e, &c, &c.common, 0, peerCommand(e, "chat", "chat ROOM",
 		"Line-based chat in ROOM. Messages go peer to peer. Type /help for commands.",
-		"khadga-peer chat lobby --relay")
-	c.register(fs, e, 0)
-	fs.StringVar(&dir, "dir", ".", "where /accept saves files")
-	if err := parse(fs, args); err != nil {
+		"khadga-peer chat lobby --relay"), args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if len(rest) != 1 {
 		return fail(exitUsage, "need ROOM")
 	}
-	cl, r, err := c.dialJoin(ctx, e, fs.Arg(0))
+	cl, r, err := c.dialJoin(ctx, e, rest[0])
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
 	self := cl.Self()
 	fmt.Fprintf(e.stdout, "* joined %s as %s (peer %s); /help for commands\n", r.Name(), self.User, self.Peer)
-	ch := &chat{e: e, cl: cl, r: r, dir: dir, joined: c.joined}
+	ch := &chat{e: e, cl: cl, r: r, dir: c.Dir, joined: c.joined}
 	return ch.loop(ctx)
 }
 

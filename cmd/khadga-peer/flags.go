@@ -15,79 +15,65 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/khadga/khadga/client"
+	"github.com/khadga/khadga/internal/config"
 )
 
 // errHelp: --help was asked for and printed.
 var errHelp = errors.New("help shown")
 
-// common are the flags every connecting command takes.
+// Configuration: each command has one typed struct, the settings every
+// connecting command takes (common) inlined into it. Package
+// internal/config fills it from the defaults in its tags, then the
+// KHADGA_PEER_* environment (--relay is KHADGA_PEER_RELAY; --config, the
+// token directory, is KHADGA_PEER_CONFIG as it always was), then the flags,
+// and calls its Validate. khadga-peer reads no config file: its --config
+// names the directory of the stored tokens. To add a setting, add a field
+// with its tags to the command's struct (see package internal/config).
+
+// common are the settings every connecting command takes. --server has no
+// KHADGA_PEER_* variable: KHADGA_SERVER is read after the stored server.
 type common struct {
-	server    string
-	configDir string
-	relay     bool
-	loopback  bool
-	logLevel  string
-	timeout   time.Duration
-	joined    time.Time // when dialJoin asked to join
+	Server    string        `yaml:"server" env:"-" usage:"server URL (default: the one used at login, else $KHADGA_SERVER)"`
+	ConfigDir string        `yaml:"config" usage:"directory of the stored tokens (default: the user config dir + /khadga)"`
+	Relay     bool          `yaml:"relay" usage:"use TURN relays only (ICE transport policy relay): peers never see your address"`
+	Loopback  bool          `yaml:"loopback" usage:"also offer 127.0.0.1 candidates (for tests on one machine)"`
+	LogLevel  slog.Level    `yaml:"log-level" default:"warn" usage:"log level: debug, info, warn or error"`
+	Timeout   time.Duration `yaml:"timeout" usage:"give up after this long (0: never)"` // each command sets its default
+	joined    time.Time     // when dialJoin asked to join
 }
 
-// newFlags makes a command's flag set with its description and example.
-func newFlags(e *env, name, synopsis, about, example string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	fs.Usage = func() {
-		w := fs.Output()
-		fmt.Fprintf(w, "Usage: khadga-peer %s\n\n%s\n\nFlags:\n", synopsis, about)
-		fs.PrintDefaults()
-		fmt.Fprintf(w, "\nExample:\n  %s\n", example)
+// peerCommand describes a khadga-peer command for internal/config.
+func peerCommand(e *env, name, synopsis, about, example string) config.Command {
+	return config.Command{Name: "khadga-peer " + name, Synopsis: "khadga-peer " + synopsis, About: about,
+		Example: example, EnvPrefix: "KHADGA_PEER_", Output: e.stderr}
+}
+
+// parse fills cfg, whose common part is c, from its defaults (the tags, the
+// token directory of e, and timeout), the environment and args. It
+// returns the positional arguments; --help becomes errHelp and every other
+// problem a usage error.
+func parse(e *env, cfg any, c *common, timeout time.Duration, cmd config.Command, args []string) ([]string, error) {
+	if err := config.Defaults(cfg); err != nil {
+		return nil, err
 	}
-	return fs
-}
-
-func (c *common) register(fs *flag.FlagSet, e *env, withTimeout time.Duration) {
-	fs.StringVar(&c.server, "server", "", "server URL (default: the one used at login, else $KHADGA_SERVER)")
-	fs.StringVar(&c.configDir, "config", e.configDir, "directory of the stored tokens (default: the user config dir + /khadga)")
-	fs.BoolVar(&c.relay, "relay", false, "use TURN relays only (ICE transport policy relay): peers never see your address")
-	fs.BoolVar(&c.loopback, "loopback", false, "also offer 127.0.0.1 candidates (for tests on one machine)")
-	fs.StringVar(&c.logLevel, "log-level", "warn", "log level: debug, info, warn or error")
-	fs.DurationVar(&c.timeout, "timeout", withTimeout, "give up after this long (0: never)")
-}
-
-// parse parses args, turning --help into errHelp and other problems into
-// usage errors.
-func parse(fs *flag.FlagSet, args []string) error {
-	// Allow flags after positional arguments ("chat lobby --relay").
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return errHelp
-			}
-			return fail(exitUsage, "%v", err)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+	c.ConfigDir, c.Timeout = e.configDir, timeout
+	rest, err := config.Load(cfg, cmd, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil, errHelp
 	}
-	return fs.Parse(append([]string{"--"}, pos...))
+	if err != nil {
+		return nil, fail(exitUsage, "%v", err)
+	}
+	return rest, nil
 }
 
 func (c *common) logger(e *env) *slog.Logger {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(c.logLevel)); err != nil {
-		lv = slog.LevelWarn
-	}
-	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: lv}))
+	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: c.LogLevel}))
 }
 
 func (c *common) dir() (string, error) {
-	if c.configDir != "" {
-		return c.configDir, nil
-	}
-	if d := os.Getenv("KHADGA_PEER_CONFIG"); d != "" {
-		return d, nil
+	if c.ConfigDir != "" {
+		return c.ConfigDir, nil
 	}
 	base, err := os.UserConfigDir()
 	if err != nil {
@@ -105,16 +91,16 @@ func (c *common) dial(ctx context.Context, e *env) (*client.Client, error) {
 	}
 	log := c.logger(e)
 	opts := []client.Option{client.WithLogger(log)}
-	if c.relay {
+	if c.Relay {
 		opts = append(opts, client.WithRelayOnly())
 	}
-	if c.loopback {
+	if c.Loopback {
 		var se webrtc.SettingEngine
 		se.SetIncludeLoopbackCandidate(true)
 		opts = append(opts, client.WithSettingEngine(se))
 	}
 	var cred client.Credentials
-	server := c.server
+	server := c.Server
 	if u, p := os.Getenv("KHADGA_USER"), os.Getenv("KHADGA_PASSWORD"); u != "" && p != "" {
 		cred = client.Credentials{Username: u, Password: p}
 	} else {
@@ -210,8 +196,8 @@ func watchProgress(w io.Writer, t *client.Transfer) error {
 
 // withTimeout applies --timeout (0: none) to ctx.
 func (c *common) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
-	if c.timeout <= 0 {
+	if c.Timeout <= 0 {
 		return context.WithCancel(ctx)
 	}
-	return context.WithTimeout(ctx, c.timeout)
+	return context.WithTimeout(ctx, c.Timeout)
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net/http"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/khadga/khadga/client"
+	"github.com/khadga/khadga/internal/config"
 	"github.com/khadga/khadga/internal/prompt"
 )
 
@@ -23,33 +23,34 @@ func defaultServer() string {
 	return "http://127.0.0.1:8080"
 }
 
-// account are the flags of register and login.
+// account are the settings of register and login.
 type account struct {
-	common
-	user string
+	common `yaml:",inline"`
+	User   string `yaml:"user" env:"KHADGA_USER" usage:"username (default $KHADGA_USER; asked for on a terminal)"`
 }
 
-func (a *account) parse(e *env, fs *flag.FlagSet, args []string) error {
-	a.register(fs, e, 0)
-	// Unlike the other commands, these have no stored server to fall back on.
-	srv := fs.Lookup("server")
-	srv.Usage = "server URL (default $KHADGA_SERVER, else the address khadga serves on by default)"
-	srv.DefValue, a.server = defaultServer(), defaultServer()
-	fs.StringVar(&a.user, "user", os.Getenv("KHADGA_USER"), "username (default $KHADGA_USER; asked for on a terminal)")
-	if err := parse(fs, args); err != nil {
+// parse loads cfg, whose account part is a. Without --server it goes to
+// defaultServer: unlike the other commands, these have no stored server to
+// fall back on. Without a user it asks for one on a terminal.
+func (a *account) parse(e *env, cfg any, cmd config.Command, args []string) error {
+	rest, err := parse(e, cfg, &a.common, 0, cmd, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 0 {
-		return fail(exitUsage, "unexpected argument %q", fs.Arg(0))
+	if len(rest) != 0 {
+		return fail(exitUsage, "unexpected argument %q", rest[0])
 	}
-	if a.user == "" && prompt.IsTerminal(e.stdin) {
+	if a.Server == "" {
+		a.Server = defaultServer()
+	}
+	if a.User == "" && prompt.IsTerminal(e.stdin) {
 		u, err := prompt.Line(e.stdin, e.stderr, "username: ")
 		if err != nil {
 			return fail(exitUsage, "%v", err)
 		}
-		a.user = u
+		a.User = u
 	}
-	if a.user == "" {
+	if a.User == "" {
 		return fail(exitUsage, "--user is required (or KHADGA_USER)")
 	}
 	return nil
@@ -65,7 +66,7 @@ func (a *account) password(e *env, choosing bool) (string, error) {
 	if choosing {
 		read = prompt.NewPassword
 	}
-	p, err := read(e.stdin, e.stderr, "password for "+a.user+": ")
+	p, err := read(e.stdin, e.stderr, "password for "+a.User+": ")
 	if err != nil {
 		return "", fail(exitUsage, "password: %v", err)
 	}
@@ -85,64 +86,74 @@ func apiFail(err error) error {
 	}
 }
 
+// registerConfig is the configuration of `khadga-peer register`.
+type registerConfig struct {
+	account `yaml:",inline"`
+	Email   string `yaml:"email" usage:"email address, where the server asks for one"`
+}
+
 func runRegister(ctx context.Context, e *env, args []string) error {
-	var a account
-	var email string
-	fs := newFlags(e, "register", "register --user NAME [--server URL] [--email ADDRESS]",
+	var c registerConfig
+	a := &c.account
+	if err := a.parse(e, &c, peerCommand(e, "register", "register --user NAME [--server URL] [--email ADDRESS]",
 		"Creates an account and signs in, storing the tokens like login does. The new\npassword (10 characters or more) is asked for twice on a terminal, else read\nfrom the first line of standard input, or from KHADGA_PASSWORD. Where the\nserver checks email addresses it mails a link to open before the first login.",
-		"khadga-peer register --server https://khadga.example.org --user alice")
-	fs.StringVar(&email, "email", "", "email address, where the server asks for one")
-	if err := a.parse(e, fs, args); err != nil {
+		"khadga-peer register --server https://khadga.example.org --user alice"), args); err != nil {
 		return err
 	}
+	email := c.Email
 	password, err := a.password(e, true)
 	if err != nil {
 		return err
 	}
 	hc := &http.Client{Timeout: 30 * time.Second}
-	reg, err := client.Register(ctx, hc, a.server, a.user, password, email)
+	reg, err := client.Register(ctx, hc, a.Server, a.User, password, email)
 	if err != nil {
 		var ae *client.APIError
 		if errors.As(err, &ae) && ae.Status == http.StatusConflict {
-			return fail(exitAuth, "the username %s is taken", a.user)
+			return fail(exitAuth, "the username %s is taken", a.User)
 		}
 		return apiFail(err)
 	}
 	if reg.EmailVerification == "sent" {
-		fmt.Fprintf(e.stdout, "registered %s; open the link sent to %s, then run: khadga-peer login --server %s --user %s\n", a.user, email, a.server, a.user)
+		fmt.Fprintf(e.stdout, "registered %s; open the link sent to %s, then run: khadga-peer login --server %s --user %s\n", a.User, email, a.Server, a.User)
 		return nil
 	}
-	t, err := client.Login(ctx, hc, a.server, a.user, password, "")
+	t, err := client.Login(ctx, hc, a.Server, a.User, password, "")
 	if err != nil {
 		return apiFail(err)
 	}
 	return a.save(e, "registered and signed in", t)
 }
 
+// loginConfig is the configuration of `khadga-peer login`.
+type loginConfig struct {
+	account  `yaml:",inline"`
+	TOTPCode string `yaml:"totp-code" usage:"second factor: the authenticator app's code or a recovery code"`
+}
+
 func runLogin(ctx context.Context, e *env, args []string) error {
-	var a account
-	var code string
-	fs := newFlags(e, "login", "login --user NAME [--server URL] [--totp-code CODE]",
+	var c loginConfig
+	a := &c.account
+	if err := a.parse(e, &c, peerCommand(e, "login", "login --user NAME [--server URL] [--totp-code CODE]",
 		"Signs in and stores the tokens in the config dir (file mode 0600). The password\nis asked for on a terminal, else read from the first line of standard input, or\nfrom KHADGA_PASSWORD. An account with two-factor authentication also needs the\ncode from the authenticator app (or a recovery code): --totp-code, or typed at\nthe prompt on a terminal.",
-		"echo 'my long password' | khadga-peer login --server https://khadga.example.org --user alice")
-	fs.StringVar(&code, "totp-code", "", "second factor: the authenticator app's code or a recovery code")
-	if err := a.parse(e, fs, args); err != nil {
+		"echo 'my long password' | khadga-peer login --server https://khadga.example.org --user alice"), args); err != nil {
 		return err
 	}
+	code := c.TOTPCode
 	password, err := a.password(e, false)
 	if err != nil {
 		return err
 	}
 	hc := &http.Client{Timeout: 30 * time.Second}
-	t, err := client.Login(ctx, hc, a.server, a.user, password, code)
+	t, err := client.Login(ctx, hc, a.Server, a.User, password, code)
 	if errors.Is(err, client.ErrTOTPRequired) && code == "" {
 		if !prompt.IsTerminal(e.stdin) {
-			return fail(exitAuth, "%s has two-factor authentication: pass --totp-code with the code from the authenticator app", a.user)
+			return fail(exitAuth, "%s has two-factor authentication: pass --totp-code with the code from the authenticator app", a.User)
 		}
 		if code, err = prompt.Line(e.stdin, e.stderr, "code from your authenticator app (or a recovery code): "); err != nil {
 			return fail(exitUsage, "code: %v", err)
 		}
-		t, err = client.Login(ctx, hc, a.server, a.user, password, code)
+		t, err = client.Login(ctx, hc, a.Server, a.User, password, code)
 	}
 	if errors.Is(err, client.ErrTOTPInvalid) {
 		return fail(exitAuth, "that code is wrong or already used")
@@ -159,20 +170,23 @@ func (a *account) save(e *env, what string, t client.Tokens) error {
 	if err != nil {
 		return err
 	}
-	if err := saveStore(dir, &store{Server: a.server, User: a.user, Access: t.Access, Refresh: t.Refresh, Expiry: t.Expiry}); err != nil {
+	if err := saveStore(dir, &store{Server: a.Server, User: a.User, Access: t.Access, Refresh: t.Refresh, Expiry: t.Expiry}); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "%s as %s; tokens in %s\n", what, a.user, filepath.Join(dir, storeFile))
+	fmt.Fprintf(e.stdout, "%s as %s; tokens in %s\n", what, a.User, filepath.Join(dir, storeFile))
 	return nil
 }
 
 func runLogout(ctx context.Context, e *env, args []string) error {
 	var c common
-	fs := newFlags(e, "logout", "logout", "Revokes the stored refresh token on the server and deletes the stored tokens.",
-		"khadga-peer logout")
-	c.register(fs, e, 0)
-	if err := parse(fs, args); err != nil {
+	rest, err := parse(e, &c, &c, 0, peerCommand(e, "logout", "logout",
+		"Revokes the stored refresh token on the server and deletes the stored tokens.",
+		"khadga-peer logout"), args)
+	if err != nil {
 		return err
+	}
+	if len(rest) != 0 {
+		return fail(exitUsage, "unexpected arguments %q", rest)
 	}
 	dir, err := c.dir()
 	if err != nil {
@@ -182,7 +196,7 @@ func runLogout(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fail(exitAuth, "not signed in: %v", err)
 	}
-	server := c.server
+	server := c.Server
 	if server == "" {
 		server = st.Server
 	}

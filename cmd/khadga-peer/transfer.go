@@ -14,29 +14,33 @@ import (
 	"github.com/khadga/khadga/proto"
 )
 
+// sendConfig is the configuration of `khadga-peer send`.
+type sendConfig struct {
+	common `yaml:",inline"`
+	Room   string `yaml:"room" usage:"room to join"`
+	To     string `yaml:"to" usage:"user to send to"`
+}
+
 func runSend(ctx context.Context, e *env, args []string) error {
-	var c common
-	var room, to string
-	fs := newFlags(e, "send", "send FILE --room ROOM --to USER",
+	var c sendConfig
+	rest, err := parse(e, &c, &c.common, 5*time.Minute, peerCommand(e, "send", "send FILE --room ROOM --to USER",
 		"Joins ROOM, waits for USER to connect peer to peer, and sends FILE over its own\ndata channel. Exits 0 only when the receiver has verified size and SHA-256.",
-		"khadga-peer send report.pdf --room team --to bob")
-	c.register(fs, e, 5*time.Minute)
-	fs.StringVar(&room, "room", "", "room to join")
-	fs.StringVar(&to, "to", "", "user to send to")
-	if err := parse(fs, args); err != nil {
+		"khadga-peer send report.pdf --room team --to bob"), args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 || room == "" || to == "" {
+	if len(rest) != 1 || c.Room == "" || c.To == "" {
 		return fail(exitUsage, "need FILE, --room and --to")
 	}
-	f, err := os.Open(fs.Arg(0))
+	room, to, file := c.Room, c.To, rest[0]
+	f, err := os.Open(file)
 	if err != nil {
 		return fail(exitError, "%v", err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil || !fi.Mode().IsRegular() {
-		return fail(exitError, "%s is not a regular file", fs.Arg(0))
+		return fail(exitError, "%s is not a regular file", file)
 	}
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
@@ -49,7 +53,7 @@ func runSend(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	t, err := r.SendFile(ctx, m.Peer, filepath.Base(fs.Arg(0)), f, fi.Size())
+	t, err := r.SendFile(ctx, m.Peer, filepath.Base(file), f, fi.Size())
 	if err != nil {
 		return fail(exitTransfer, "%v", err)
 	}
@@ -82,24 +86,27 @@ func waitConnected(ctx context.Context, e *env, r *client.Room, user string, joi
 	}
 }
 
+// recvConfig is the configuration of `khadga-peer recv`.
+type recvConfig struct {
+	common `yaml:",inline"`
+	Room   string `yaml:"room" usage:"room to join"`
+	Dir    string `yaml:"dir" default:"." usage:"directory to save files in"`
+	From   string `yaml:"from" usage:"accept files only from this user (others are rejected)"`
+	Count  int    `yaml:"count" default:"1" usage:"exit after this many files (0: never)"`
+}
+
 func runRecv(ctx context.Context, e *env, args []string) error {
-	var c common
-	var room, dir, from string
-	var count int
-	fs := newFlags(e, "recv", "recv --room ROOM --dir DIR",
+	var c recvConfig
+	rest, err := parse(e, &c, &c.common, 10*time.Minute, peerCommand(e, "recv", "recv --room ROOM --dir DIR",
 		"Joins ROOM and saves the files members send into DIR. A file is written under a\ntemporary name and renamed only after its SHA-256 checked out; an existing file\nis never overwritten. Exits after --count files, or with code 5 at --timeout.",
-		"khadga-peer recv --room team --dir ~/Downloads --count 1 --from alice")
-	c.register(fs, e, 10*time.Minute)
-	fs.StringVar(&room, "room", "", "room to join")
-	fs.StringVar(&dir, "dir", ".", "directory to save files in")
-	fs.StringVar(&from, "from", "", "accept files only from this user (others are rejected)")
-	fs.IntVar(&count, "count", 1, "exit after this many files (0: never)")
-	if err := parse(fs, args); err != nil {
+		"khadga-peer recv --room team --dir ~/Downloads --count 1 --from alice"), args)
+	if err != nil {
 		return err
 	}
-	if room == "" || fs.NArg() != 0 {
+	if c.Room == "" || len(rest) != 0 {
 		return fail(exitUsage, "need --room and no arguments")
 	}
+	room, dir, from, count := c.Room, c.Dir, c.From, c.Count
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return fail(exitError, "%s is not a directory", dir)
 	}

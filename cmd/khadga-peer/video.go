@@ -3,64 +3,54 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/khadga/khadga/client"
 	"github.com/khadga/khadga/client/media"
 	"github.com/khadga/khadga/proto"
 )
 
-// listFlag is a repeatable string flag.
-type listFlag []string
+// videoConfig is the configuration of `khadga-peer video`.
+type videoConfig struct {
+	common   `yaml:",inline"`
+	Room     string   `yaml:"room" usage:"room to join"`
+	Pattern  bool     `yaml:"pattern" usage:"send the test pattern"`
+	Frames   int      `yaml:"frames" usage:"stop the pattern after this many frames (0: run until interrupted)"`
+	FPS      int      `yaml:"fps" default:"30" usage:"pattern frame rate"`
+	To       []string `yaml:"to" usage:"user to send video to (repeatable; \"all\" for every non-recorder member)"`
+	Consent  bool     `yaml:"consent-recording" usage:"also send to members with the recorder role named in --to"`
+	RecordTo string   `yaml:"record-to" usage:"write received video tracks as IVF files in this directory"`
+}
 
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
-
-var _ flag.Value = (*listFlag)(nil)
-
-type videoOpts struct {
-	room     string
-	pattern  bool
-	frames   int
-	fps      int
-	to       listFlag
-	consent  bool
-	recordTo string
+func (c *videoConfig) Validate() error {
+	if c.Room == "" || (!c.Pattern && c.RecordTo == "") {
+		return errors.New("need --room and --pattern and/or --record-to")
+	}
+	if c.Pattern && len(c.To) == 0 {
+		return errors.New("--pattern needs --to: video goes only to users you choose")
+	}
+	return nil
 }
 
 func runVideo(ctx context.Context, e *env, args []string) error {
-	var c common
-	var o videoOpts
-	fs := newFlags(e, "video", "video --room ROOM [--pattern --to USER] [--record-to DIR]",
+	var c videoConfig
+	rest, err := parse(e, &c, &c.common, 0, peerCommand(e, "video", "video --room ROOM [--pattern --to USER] [--record-to DIR]",
 		"Sends the synthetic VP8 test pattern (moving picture plus frame counter) to the\nusers named with --to, and/or records the video others send as IVF files.\nVideo goes only to the users you name; a recorder gets it only with\n--consent-recording. Needs a build with cgo and libvpx for --pattern.",
-		"khadga-peer video --room studio --pattern --frames 300 --to bob --record-to ./rec")
-	c.register(fs, e, 0)
-	fs.StringVar(&o.room, "room", "", "room to join")
-	fs.BoolVar(&o.pattern, "pattern", false, "send the test pattern")
-	fs.IntVar(&o.frames, "frames", 0, "stop the pattern after this many frames (0: run until interrupted)")
-	fs.IntVar(&o.fps, "fps", 30, "pattern frame rate")
-	fs.Var(&o.to, "to", "user to send video to (repeatable; \"all\" for every non-recorder member)")
-	fs.BoolVar(&o.consent, "consent-recording", false, "also send to members with the recorder role named in --to")
-	fs.StringVar(&o.recordTo, "record-to", "", "write received video tracks as IVF files in this directory")
-	if err := parse(fs, args); err != nil {
+		"khadga-peer video --room studio --pattern --frames 300 --to bob --record-to ./rec"), args)
+	if err != nil {
 		return err
 	}
-	if o.room == "" || (!o.pattern && o.recordTo == "") {
-		return fail(exitUsage, "need --room and --pattern and/or --record-to")
+	if len(rest) != 0 {
+		return fail(exitUsage, "unexpected arguments %q", rest)
 	}
-	if o.pattern && len(o.to) == 0 {
-		return fail(exitUsage, "--pattern needs --to: video goes only to users you choose")
-	}
-	var pub *client.Publication
 	var src *media.TestPattern
-	if o.pattern {
-		var err error
-		if src, err = media.NewTestPattern(media.PatternConfig{Frames: o.frames, FPS: o.fps}); err != nil {
+	if c.Pattern {
+		if src, err = media.NewTestPattern(media.PatternConfig{Frames: c.Frames, FPS: c.FPS}); err != nil {
 			if errors.Is(err, media.ErrNoLibvpx) {
 				return fail(exitError, "%s", needCgo)
 			}
@@ -68,63 +58,69 @@ func runVideo(ctx context.Context, e *env, args []string) error {
 		}
 		defer src.Close()
 	}
-	if o.recordTo != "" {
-		if err := os.MkdirAll(o.recordTo, 0o755); err != nil {
+	if c.RecordTo != "" {
+		if err := os.MkdirAll(c.RecordTo, 0o755); err != nil {
 			return fail(exitError, "%v", err)
 		}
 	}
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
-	cl, r, err := c.dialJoin(ctx, e, o.room)
+	cl, r, err := c.dialJoin(ctx, e, c.Room)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
+	v := &videoSession{c: &c, e: e, r: r, joined: c.joined}
 	if src != nil {
-		if pub, err = r.PublishVideo(src); err != nil {
+		if v.pub, err = r.PublishVideo(src); err != nil {
 			return fail(exitError, "%v", err)
 		}
 	}
-	var recs sync.WaitGroup
-	defer recs.Wait()
+	defer v.recs.Wait()
+	return v.run(ctx)
+}
+
+// videoSession is a joined room sending the pattern and recording tracks.
+type videoSession struct {
+	c      *videoConfig
+	e      *env
+	r      *client.Room
+	pub    *client.Publication // nil without --pattern
+	joined time.Time           // when it asked to join, for connectedLine
+	recs   sync.WaitGroup      // one per track being recorded
+}
+
+// run handles the room's events until ctx ends, the room is left, or the
+// pattern sent its --frames when nothing is recorded.
+func (v *videoSession) run(ctx context.Context) error {
 	var done <-chan struct{}
-	if pub != nil && o.frames > 0 && o.recordTo == "" {
-		done = pub.Done()
+	if v.pub != nil && v.c.Frames > 0 && v.c.RecordTo == "" {
+		done = v.pub.Done()
 	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-done:
-			fmt.Fprintf(e.stdout, "sent %d frames\n", pub.Frames())
-			return pub.Err()
-		case ev, ok := <-r.Events():
+			fmt.Fprintf(v.e.stdout, "sent %d frames\n", v.pub.Frames())
+			return v.pub.Err()
+		case ev, ok := <-v.r.Events():
 			if !ok {
 				return fail(exitConnect, "left the room")
 			}
 			if m, ok := failed(ev); ok {
-				fmt.Fprintln(e.stderr, failedLine(m))
+				fmt.Fprintln(v.e.stderr, failedLine(m))
 			}
 			switch ev := ev.(type) {
 			case *client.PeerConnected:
-				fmt.Fprintln(e.stderr, connectedLine(ev, c.joined))
-				if pub != nil && o.wants(ev.Member) {
-					var opts []client.SendOption
-					if o.consent {
-						opts = append(opts, client.ConsentToRecording())
-					}
-					if err := pub.SendTo(ev.Member.Peer, opts...); err != nil {
-						fmt.Fprintf(e.stderr, "not sending to %s: %v\n", ev.Member.User, err)
-					} else {
-						fmt.Fprintf(e.stderr, "sending video to %s\n", ev.Member.User)
-					}
-				}
+				fmt.Fprintln(v.e.stderr, connectedLine(ev, v.joined))
+				v.send(ev.Member)
 			case *client.IncomingTrack:
-				if o.recordTo != "" {
-					recs.Add(1)
+				if v.c.RecordTo != "" {
+					v.recs.Add(1)
 					go func() {
-						defer recs.Done()
-						record(ctx, e, ev, o.recordTo)
+						defer v.recs.Done()
+						record(ctx, v.e, ev, v.c.RecordTo)
 					}()
 				}
 			}
@@ -138,8 +134,24 @@ const needCgo = "--pattern encodes VP8 with libvpx, and this khadga-peer was bui
 	"Install a C compiler and libvpx (Debian: sudo apt-get install build-essential pkg-config libvpx-dev), " +
 	"then build again with cgo (the default once gcc is on the PATH): go build ./cmd/khadga-peer"
 
-func (o *videoOpts) wants(m proto.Member) bool {
-	for _, u := range o.to {
+// send starts sending the pattern to m if --to names it.
+func (v *videoSession) send(m proto.Member) {
+	if v.pub == nil || !v.c.wants(m) {
+		return
+	}
+	var opts []client.SendOption
+	if v.c.Consent {
+		opts = append(opts, client.ConsentToRecording())
+	}
+	if err := v.pub.SendTo(m.Peer, opts...); err != nil {
+		fmt.Fprintf(v.e.stderr, "not sending to %s: %v\n", m.User, err)
+	} else {
+		fmt.Fprintf(v.e.stderr, "sending video to %s\n", m.User)
+	}
+}
+
+func (c *videoConfig) wants(m proto.Member) bool {
+	for _, u := range c.To {
 		if u == m.User || (u == "all" && m.Role != proto.RoleRecorder) {
 			return true
 		}

@@ -5,10 +5,15 @@
 //
 //	khadga-recorder --server https://khadga.example --room lab --out ./data
 //
-// The token comes from --token-file, or the KHADGA_TOKEN environment
-// variable, or --token (visible to other users in the process list). The
-// first SIGINT or SIGTERM finishes the clips being written and exits; a
-// second one exits at once (the next run removes any partial file).
+// Settings come from a YAML file (--config or KHADGA_RECORDER_CONFIG, keys
+// as the flags), then KHADGA_RECORDER_* variables (--out is
+// KHADGA_RECORDER_OUT), then the flags; `khadga-recorder --help` lists them.
+// To add one, add a field with its tags to settings (see package
+// internal/config). The token comes from --token-file, or the KHADGA_TOKEN
+// environment variable, or --token (visible to other users in the process
+// list). The first SIGINT or SIGTERM finishes the clips being written and
+// exits; a second one exits at once (the next run removes any partial
+// file).
 package main
 
 import (
@@ -24,6 +29,7 @@ import (
 	"syscall"
 
 	"github.com/khadga/khadga/client/recorder"
+	"github.com/khadga/khadga/internal/config"
 )
 
 func main() {
@@ -32,7 +38,7 @@ func main() {
 
 // run parses args, records until a signal, and returns the exit code.
 func run(args []string, stderr io.Writer) int {
-	cfg, level, err := parseFlags(args, stderr)
+	cfg, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -45,7 +51,6 @@ func run(args []string, stderr io.Writer) int {
 			"Rebuild it with CGO_ENABLED=1 and libvpx-dev installed (Debian: apt-get install libvpx-dev pkg-config).")
 		return 1
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	rec, err := recorder.New(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "khadga-recorder: %v\n", err)
@@ -65,65 +70,84 @@ func run(args []string, stderr io.Writer) int {
 	return 0
 }
 
-func parseFlags(args []string, stderr io.Writer) (recorder.Config, slog.Level, error) {
-	var cfg recorder.Config
-	fs := flag.NewFlagSet("khadga-recorder", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.Server, "server", "http://127.0.0.1:8080", "khadga server base URL")
-	token := fs.String("token", "", "access token with the recorder role (prefer KHADGA_TOKEN or --token-file)")
-	tokenFile := fs.String("token-file", "", "file holding the access token")
-	fs.StringVar(&cfg.Room, "room", "", "room to join and record (required)")
-	fs.StringVar(&cfg.Out, "out", "recordings", "output directory")
-	fs.Float64Var(&cfg.FPS, "fps", recorder.DefaultFPS, "frames per second to keep, by capture time (-1: every frame)")
-	size := fs.String("size", recorder.DefaultSize.String(), "output frame size WxH")
-	fit := fs.String("fit", "crop", "fitting to --size: crop, pad or stretch")
-	fs.IntVar(&cfg.ClipFrames, "clip-frames", recorder.DefaultClipFrames, "frames per clip (one clip per shard)")
-	format := fs.String("format", "tar", "output format: tar (WebDataset shards of .npy) or safetensors")
-	checksum := fs.String("checksum", "crc32", "each shard's checksum in manifest.jsonl: crc32 (as Python's zlib.crc32) or sha256")
-	fs.IntVar(&cfg.QueueFrames, "queue", 64, "frames queued per track before the oldest is dropped")
-	fs.IntVar(&cfg.MaxTracks, "max-tracks", recorder.DefaultMaxTracks, "tracks recorded at once")
-	fs.BoolVar(&cfg.NoSync, "no-sync", false, "skip fsync before each rename (faster; shards may not survive a power cut)")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
-		return cfg, 0, err
-	}
-	if fs.NArg() > 0 {
-		return cfg, 0, fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
+// settings is the recorder's configuration.
+type settings struct {
+	Server      string            `yaml:"server" default:"http://127.0.0.1:8080" usage:"khadga server base URL"`
+	Token       string            `yaml:"token" env:"KHADGA_TOKEN" usage:"access token with the recorder role (prefer KHADGA_TOKEN or --token-file)"`
+	TokenFile   string            `yaml:"token-file" usage:"file holding the access token (over --token and KHADGA_TOKEN)"`
+	Room        string            `yaml:"room" usage:"room to join and record (required)"`
+	Out         string            `yaml:"out" default:"recordings" usage:"output directory"`
+	FPS         float64           `yaml:"fps" default:"5" usage:"frames per second to keep, by capture time (-1: every frame)"`
+	Size        recorder.Size     `yaml:"size" default:"224x224" usage:"output frame size WxH"`
+	Fit         recorder.Fit      `yaml:"fit" default:"crop" usage:"fitting to --size: crop, pad or stretch"`
+	ClipFrames  int               `yaml:"clip-frames" default:"150" usage:"frames per clip (one clip per shard)"`
+	Format      recorder.Format   `yaml:"format" default:"tar" usage:"output format: tar (WebDataset shards of .npy) or safetensors"`
+	Checksum    recorder.Checksum `yaml:"checksum" default:"crc32" usage:"each shard's checksum in manifest.jsonl: crc32 (as Python's zlib.crc32) or sha256"`
+	QueueFrames int               `yaml:"queue" default:"64" usage:"frames queued per track before the oldest is dropped"`
+	MaxTracks   int               `yaml:"max-tracks" default:"16" usage:"tracks recorded at once"`
+	NoSync      bool              `yaml:"no-sync" usage:"skip fsync before each rename (faster; shards may not survive a power cut)"`
+	LogLevel    slog.Level        `yaml:"log-level" default:"info" usage:"debug, info, warn or error"`
+}
+
+var command = config.Command{
+	Name:      "khadga-recorder",
+	Synopsis:  "khadga-recorder --room ROOM [flags]",
+	About:     "Record the video that peers in ROOM choose to send, as training tensors.",
+	Example:   "KHADGA_TOKEN=$(khadga token --user rec --role recorder --room lab) khadga-recorder --room lab --out ./data",
+	EnvPrefix: "KHADGA_RECORDER_",
+	FileFlag:  "config",
+}
+
+// Validate reports every problem at once, the recorder's own checks
+// included.
+func (c *settings) Validate() error {
 	var errs []error
-	var err error
-	if cfg.Size, err = recorder.ParseSize(*size); err != nil {
-		errs = append(errs, err)
-	}
-	if cfg.Fit, err = recorder.ParseFit(*fit); err != nil {
-		errs = append(errs, err)
-	}
-	if cfg.Format, err = recorder.ParseFormat(*format); err != nil {
-		errs = append(errs, err)
-	}
-	if cfg.Checksum, err = recorder.ParseChecksum(*checksum); err != nil {
-		errs = append(errs, err)
-	}
-	if cfg.Room == "" {
+	if c.Room == "" {
 		errs = append(errs, errors.New("--room is required"))
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		errs = append(errs, fmt.Errorf("--log-level: %w", err))
+	rc, err := c.recorder(io.Discard)
+	if err != nil {
+		errs = append(errs, err)
 	}
-	cfg.Token = *token
-	if env := os.Getenv("KHADGA_TOKEN"); cfg.Token == "" && env != "" {
-		cfg.Token = env
-	}
-	if *tokenFile != "" {
-		b, err := os.ReadFile(*tokenFile)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("--token-file: %w", err))
-		}
-		cfg.Token = strings.TrimSpace(string(b))
-	}
-	if cfg.Token == "" {
+	if rc.Token == "" {
 		errs = append(errs, errors.New("no token: set KHADGA_TOKEN, --token-file or --token (mint one with `khadga token --role recorder`)"))
+	} else if err := rc.Validate(); err != nil {
+		errs = append(errs, err)
 	}
-	return cfg, level, errors.Join(errs...)
+	return errors.Join(errs...)
+}
+
+// recorder builds the recorder's Config, reading --token-file.
+func (c *settings) recorder(stderr io.Writer) (recorder.Config, error) {
+	rc := recorder.Config{
+		Server: c.Server, Token: c.Token, Room: c.Room, Out: c.Out, FPS: c.FPS, Size: c.Size, Fit: c.Fit,
+		ClipFrames: c.ClipFrames, Format: c.Format, Checksum: c.Checksum, QueueFrames: c.QueueFrames,
+		MaxTracks: c.MaxTracks, NoSync: c.NoSync,
+		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.LogLevel})),
+	}
+	if c.TokenFile != "" {
+		b, err := os.ReadFile(c.TokenFile)
+		if err != nil {
+			return rc, fmt.Errorf("--token-file: %w", err)
+		}
+		rc.Token = strings.TrimSpace(string(b))
+	}
+	return rc, nil
+}
+
+func parseFlags(args []string, stderr io.Writer) (recorder.Config, error) {
+	var c settings
+	if err := config.Defaults(&c); err != nil {
+		return recorder.Config{}, err
+	}
+	cmd := command
+	cmd.Output = stderr
+	rest, err := config.Load(&c, cmd, args)
+	if err != nil {
+		return recorder.Config{}, err
+	}
+	if len(rest) > 0 {
+		return recorder.Config{}, fmt.Errorf("unexpected arguments %q", rest)
+	}
+	return c.recorder(stderr)
 }

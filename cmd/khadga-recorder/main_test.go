@@ -54,9 +54,48 @@ func TestFlags(t *testing.T) {
 			t.Errorf("%v: exit %d, output %q; want %d and %q", c.args, code, out.String(), c.code, c.want)
 		}
 	}
-	cfg, _, err := parseFlags([]string{"--room", "lab", "--token", "x", "--size", "64x32", "--fit", "pad", "--format", "safetensors", "--checksum", "sha256"}, io.Discard)
+	cfg, err := parseFlags([]string{"--room", "lab", "--token", "x", "--size", "64x32", "--fit", "pad", "--format", "safetensors", "--checksum", "sha256"}, io.Discard)
 	if err != nil || cfg.Size != (recorder.Size{W: 64, H: 32}) || cfg.Fit != recorder.FitPad || cfg.Format != recorder.FormatSafetensors || cfg.Checksum != recorder.ChecksumSHA256 || cfg.FPS != 5 || cfg.ClipFrames != 150 {
 		t.Errorf("parsed %+v, %v", cfg, err)
+	}
+}
+
+// TestConfigLayers: a YAML file, then KHADGA_RECORDER_* variables (the
+// token's is KHADGA_TOKEN), then flags, and --token-file over every token.
+func TestConfigLayers(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "recorder.yaml")
+	if err := os.WriteFile(file, []byte("room: lab\nfps: 2\nsize: 64x48\nformat: safetensors\nout: /from/file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KHADGA_RECORDER_OUT", "/from/env")
+	t.Setenv("KHADGA_RECORDER_FPS", "3")
+	t.Setenv("KHADGA_TOKEN", "env-token")
+	cfg, err := parseFlags([]string{"--config", file, "--fps", "4"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Room != "lab" || cfg.Size != (recorder.Size{W: 64, H: 48}) || cfg.Format != recorder.FormatSafetensors {
+		t.Errorf("file settings lost: %+v", cfg)
+	}
+	if cfg.Out != "/from/env" || cfg.FPS != 4 || cfg.Token != "env-token" {
+		t.Errorf("out %q fps %g token %q: want the environment's out, the flag's fps, KHADGA_TOKEN", cfg.Out, cfg.FPS, cfg.Token)
+	}
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte("file-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err = parseFlags([]string{"--config", file, "--token", "flag-token", "--token-file", tokenFile}, io.Discard); err != nil || cfg.Token != "file-token" {
+		t.Errorf("token %q, %v: want --token-file's", cfg.Token, err)
+	}
+	if err := os.WriteFile(file, []byte("room: lab\nsize: {w: 1}\nfit: zoom\nroom: again\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = parseFlags([]string{"--config", file}, io.Discard)
+	for _, want := range []string{file + ":2: size: want a single value, got a mapping", file + `:3: fit: fit "zoom"`, file + ":4: room: repeated"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
 	}
 }
 
