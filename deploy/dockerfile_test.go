@@ -15,6 +15,8 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/linter"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/patternmatcher"
+	"github.com/moby/patternmatcher/ignorefile"
 )
 
 // instruction is one Dockerfile instruction, continuation lines joined.
@@ -340,9 +342,17 @@ func dockerEnv(s *stage) map[string]string {
 // healthcheck and the recorder import, their embedded files, go.mod and
 // go.sum).
 func TestDockerignore(t *testing.T) {
-	patterns := parseDockerignore(readRepoFile(t, ".dockerignore"))
+	patterns := parseDockerignore(t, readRepoFile(t, ".dockerignore"))
+	ignored := func(path string) bool {
+		t.Helper()
+		out, err := patterns.MatchesOrParentMatches(path)
+		if err != nil {
+			t.Fatalf(".dockerignore against %s: %v", path, err)
+		}
+		return out
+	}
 	for _, p := range []string{".git/HEAD", "khadga-data/khadga.db", "khadga", "bench/peerjs/node_modules/x/index.js"} {
-		if !ignored(patterns, p) {
+		if !ignored(p) {
 			t.Errorf(".dockerignore keeps %s in the build context", p)
 		}
 	}
@@ -388,60 +398,26 @@ func TestDockerignore(t *testing.T) {
 		t.Fatalf("go list found only %d files: %v", len(need), need)
 	}
 	for _, p := range need {
-		if ignored(patterns, p) {
+		if ignored(p) {
 			t.Errorf(".dockerignore leaves out %s, which the image builds need", p)
 		}
 	}
 }
 
-type ignorePattern struct {
-	re     *regexp.Regexp
-	negate bool
-}
-
-// parseDockerignore turns .dockerignore lines into matchers with Docker's
-// rules: paths from the context root, * within a path element, ** across
+// parseDockerignore reads .dockerignore with the parser and matcher that
+// Docker and BuildKit use to filter the build context (moby/patternmatcher):
+// paths from the context root, * within a path element, ** across
 // elements, ! re-includes, and a pattern that matches a directory covers
 // everything under it.
-func parseDockerignore(text string) []ignorePattern {
-	var ps []ignorePattern
-	for _, l := range strings.Split(text, "\n") {
-		l = strings.TrimSpace(l)
-		if l == "" || strings.HasPrefix(l, "#") {
-			continue
-		}
-		neg := strings.HasPrefix(l, "!")
-		l = strings.TrimPrefix(strings.TrimPrefix(l, "!"), "/")
-		var re strings.Builder
-		re.WriteString("^")
-		for i := 0; i < len(l); i++ {
-			switch c := l[i]; {
-			case strings.HasPrefix(l[i:], "**/"):
-				re.WriteString("(.*/)?")
-				i += 2
-			case strings.HasPrefix(l[i:], "**"):
-				re.WriteString(".*")
-				i++
-			case c == '*':
-				re.WriteString("[^/]*")
-			case c == '?':
-				re.WriteString("[^/]")
-			default:
-				re.WriteString(regexp.QuoteMeta(string(c)))
-			}
-		}
-		re.WriteString("(/.*)?$")
-		ps = append(ps, ignorePattern{re: regexp.MustCompile(re.String()), negate: neg})
+func parseDockerignore(t *testing.T, text string) *patternmatcher.PatternMatcher {
+	t.Helper()
+	lines, err := ignorefile.ReadAll(strings.NewReader(text))
+	if err != nil {
+		t.Fatalf(".dockerignore: %v", err)
 	}
-	return ps
-}
-
-func ignored(ps []ignorePattern, path string) bool {
-	out := false
-	for _, p := range ps {
-		if p.re.MatchString(path) {
-			out = !p.negate
-		}
+	pm, err := patternmatcher.New(lines)
+	if err != nil {
+		t.Fatalf(".dockerignore: %v", err)
 	}
-	return out
+	return pm
 }
