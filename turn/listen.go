@@ -238,9 +238,40 @@ func (l *Listeners) check(cfg Config) error {
 
 // secretChecker finds which of several secrets signed a message, for the
 // authenticator (see secretHints).
+//
+// Trying every secret costs a key derivation and an HMAC each, for every
+// message anyone sends with a MESSAGE-INTEGRITY attribute, authenticated
+// or not. The work per message is bounded: a username that is malformed
+// or expired costs nothing (the authenticator refuses it anyway); a
+// username whose secret was found before is tried with that secret first
+// (known, a bounded cache), which settles every message of a client with
+// credentials after its first; and trying the other secrets, a full scan,
+// takes one of the source IP's scan tokens (scanBurst, refilled at
+// scanRate a second) when it finds nothing. Without a token only the
+// known secret, or the first one (which mints), is tried.
 type secretChecker struct {
 	secrets [][]byte
 	hints   *secretHints
+	now     func() time.Time // nil: time.Now
+
+	mu    sync.Mutex
+	known map[string]int        // username -> index of the secret that verified it
+	scans map[netip.Addr]bucket // source IP -> failed-scan tokens
+	hmacs atomic.Int64          // secrets tried, for tests and benchmarks
+}
+
+// Bounds of the secret checker's work and memory.
+const (
+	scanRate  = 2.0  // failed full scans a second per source IP, sustained
+	scanBurst = 10.0 // and in a burst
+	maxKnown  = 4096 // remembered usernames; the cache is emptied when full
+	maxScans  = 4096 // source IPs with a scan budget; emptied when full
+)
+
+// bucket is a token bucket: tokens at time at.
+type bucket struct {
+	tokens float64
+	at     time.Time
 }
 
 func (c *secretChecker) active() bool { return len(c.secrets) > 1 }
@@ -262,13 +293,90 @@ func (c *secretChecker) inspect(b []byte, src net.Addr) {
 		return
 	}
 	u, r := username.String(), realm.String()
-	for i, s := range c.secrets {
-		key := pionturn.GenerateAuthKey(u, r, restPassword(s, u))
+	now := time.Now()
+	if c.now != nil {
+		now = c.now()
+	}
+	if _, _, err := parseUsername(u, now); err != nil {
+		return
+	}
+	try, full := c.candidates(u, src, now)
+	for _, i := range try {
+		c.hmacs.Add(1)
+		key := pionturn.GenerateAuthKey(u, r, restPassword(c.secrets[i], u))
 		if stun.MessageIntegrity(key).Check(m) == nil {
 			c.hints.put(src, u, i)
+			c.remember(u, i)
 			return
 		}
 	}
+	if full {
+		c.charge(src)
+	}
+}
+
+// candidates are the indexes of the secrets to try for username from src,
+// in order: the one known for it, if any, and then, while src has a scan
+// token, all the others (full); without a token, the known one or else
+// the first. A username can be known under the wrong secret when two
+// servers in the middle of a rotation mint it in the same second.
+func (c *secretChecker) candidates(username string, src net.Addr, now time.Time) (try []int, full bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	known, isKnown := c.known[username]
+	if c.scans == nil || len(c.scans) >= maxScans {
+		c.scans = make(map[netip.Addr]bucket)
+	}
+	ip := srcIP(src)
+	bk, ok := c.scans[ip]
+	if !ok {
+		bk = bucket{tokens: scanBurst, at: now}
+	}
+	bk.tokens = min(scanBurst, bk.tokens+now.Sub(bk.at).Seconds()*scanRate)
+	bk.at = now
+	c.scans[ip] = bk
+	first := 0
+	if isKnown {
+		first = known
+	}
+	try = append(try, first)
+	if bk.tokens < 1 {
+		return try, false
+	}
+	for i := range c.secrets {
+		if i != first {
+			try = append(try, i)
+		}
+	}
+	return try, true
+}
+
+// charge spends a scan token of src: a full scan found no secret.
+func (c *secretChecker) charge(src net.Addr) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ip := srcIP(src)
+	if bk, ok := c.scans[ip]; ok {
+		bk.tokens--
+		c.scans[ip] = bk
+	}
+}
+
+// remember records that secret i verified username.
+func (c *secretChecker) remember(username string, i int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.known == nil || len(c.known) >= maxKnown {
+		c.known = make(map[string]int)
+	}
+	c.known[username] = i
+}
+
+func srcIP(a net.Addr) netip.Addr {
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
 }
 
 // inspectingPacketConn runs the secret checker on every datagram read.

@@ -275,3 +275,64 @@ func TestUnauthenticatedStreams(t *testing.T) {
 		}
 	})
 }
+
+// TestSecretWorkBounded: with 16 secrets, a client sending messages with
+// MESSAGE-INTEGRITY made with none of them makes the server try every
+// secret only for its first few messages (scanBurst), then only the first;
+// a client with credentials of the last secret, from another address, is
+// served, and its later messages cost one try each. Before, every message
+// cost 16 (issue 14, point 16).
+func TestSecretWorkBounded(t *testing.T) {
+	secrets := make([][]byte, maxSecrets)
+	for i := range secrets {
+		secrets[i] = []byte(fmt.Sprintf("rotation-secret-%02d", i))
+	}
+	s, _ := startServer(t, func(c *Config) { c.Secrets = secrets })
+	const n = 300
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	user, pass, _ := Mint([]byte("a secret the server does not have"), "mallory", time.Hour, time.Now())
+	for range n {
+		m := stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest),
+			rawAttr(attrRequestedTransport, []byte{protoUDP, 0, 0, 0}), stun.NewUsername(user), stun.NewRealm(DefaultRealm),
+			stun.NewNonce("nonce"), stun.NewLongTermIntegrity(user, DefaultRealm, pass), stun.Fingerprint)
+		if _, err := conn.WriteTo(m.Raw, s.UDPAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every message is answered (stale nonce): once all answers are in,
+	// every message went through the checker.
+	conn.SetReadDeadline(time.Now().Add(waitTimeout))
+	buf := make([]byte, 1500)
+	for got := 0; got < n; got++ {
+		if _, _, err := conn.ReadFrom(buf); err != nil {
+			t.Fatalf("%d answers of %d: %v", got, n, err)
+		}
+	}
+	if tried, bound := s.checker.hmacs.Load(), int64(n+maxSecrets*scanBurst); tried > bound {
+		t.Fatalf("%d forged messages made the server try %d secrets, want at most %d", n, tried, bound)
+	}
+
+	before := s.checker.hmacs.Load()
+	goodUser, goodPass, _ := Mint(secrets[len(secrets)-1], "alice", time.Hour, time.Now())
+	other, err := net.ListenPacket("udp4", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := startClient(t, other, s.UDPAddr().String(), goodUser, goodPass)
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatalf("a client of the last secret: %v", err)
+	}
+	defer relay.Close()
+	first := s.checker.hmacs.Load() - before
+	if _, err := c.Allocate(); err == nil { // authenticated, answered 437
+		t.Fatal("a second Allocate on one 5-tuple succeeded")
+	}
+	if later := s.checker.hmacs.Load() - before - first; later > 1 {
+		t.Errorf("a known username cost %d tries after its first message, want at most 1", later)
+	}
+}

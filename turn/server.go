@@ -26,6 +26,7 @@ type Server struct {
 	policy     *peerPolicy
 	guard      *selfGuard
 	streams    []*streamListener // TCP and TLS, for OnAuth
+	checker    *secretChecker
 	relayIP    netip.Addr
 
 	stop      chan struct{} // closed by Close
@@ -76,7 +77,8 @@ func (s *Server) start() error {
 		}
 	}
 	hints := newSecretHints()
-	checker := &secretChecker{secrets: cfg.Secrets, hints: hints}
+	s.checker = &secretChecker{secrets: cfg.Secrets, hints: hints, now: cfg.now}
+	checker := s.checker
 	auth := &authenticator{secrets: cfg.Secrets, hints: hints, metrics: s.metrics, now: cfg.now}
 
 	pion, err := pionturn.NewServer(pionturn.ServerConfig{
