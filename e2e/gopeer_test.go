@@ -12,6 +12,7 @@ import (
 
 	"github.com/khadga/khadga/client"
 	"github.com/khadga/khadga/client/media"
+	"github.com/khadga/khadga/client/media/vpx"
 	"github.com/khadga/khadga/signaling/signalingtest"
 )
 
@@ -116,7 +117,7 @@ func TestBrowserAndGoClient(t *testing.T) {
 
 	// And the other way: the Go peer's test pattern plays in the page.
 	pattern, err := media.NewTestPattern(media.PatternConfig{})
-	if errors.Is(err, media.ErrNoLibvpx) {
+	if errors.Is(err, vpx.ErrNoLibvpx) {
 		t.Log("built without cgo: no libvpx to encode the Go peer's video; skipping Go to browser video")
 		return
 	}
@@ -144,7 +145,7 @@ func firstKeyframe(t *testing.T, ivf []byte) (w, h int) {
 		t.Fatalf("IVF: %v", err)
 	}
 	dec, err := media.NewDecoder(webrtc.MimeTypeVP8)
-	if err != nil && !errors.Is(err, media.ErrNoLibvpx) {
+	if err != nil && !errors.Is(err, vpx.ErrNoLibvpx) {
 		t.Fatalf("decoder: %v", err)
 	}
 	if dec != nil {

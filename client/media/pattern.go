@@ -10,6 +10,8 @@ import (
 	"time"
 
 	pmedia "github.com/pion/webrtc/v4/pkg/media"
+
+	"github.com/khadga/khadga/client/media/vpx"
 )
 
 // The frame counter is drawn as two rows of counterBits square blocks at
@@ -129,24 +131,30 @@ type PatternConfig struct {
 	FPS int
 	// Frames is how many frames to produce before io.EOF; 0 means no end.
 	Frames int
-	// BitrateKbps and KeyframeInterval are passed to the encoder.
-	BitrateKbps      int
+	// BitrateKbps is the encoder's target (default 800).
+	BitrateKbps int
+	// KeyframeInterval is the largest distance between key frames (default
+	// 2 seconds' worth).
 	KeyframeInterval int
 }
+
+// patternSpeed is libvpx's cpu-used for the pattern: fast enough for a
+// peer that also decodes, better looking than the real-time maximum.
+const patternSpeed = 8
 
 // TestPattern is a VP8 video source (it satisfies client.VideoSource): the
 // moving pattern of DrawTestPattern, encoded with libvpx, frame n carrying
 // counter n from 0.
 type TestPattern struct {
 	cfg   PatternConfig
-	enc   *Encoder
+	enc   *vpx.Encoder
 	img   *image.YCbCr
 	n     int
 	keyRq atomic.Bool
 }
 
 // NewTestPattern makes a test-pattern source. Without cgo it returns
-// ErrNoLibvpx.
+// vpx.ErrNoLibvpx.
 func NewTestPattern(cfg PatternConfig) (*TestPattern, error) {
 	if cfg.Width == 0 && cfg.Height == 0 {
 		cfg.Width, cfg.Height = 320, 240
@@ -160,7 +168,11 @@ func NewTestPattern(cfg PatternConfig) (*TestPattern, error) {
 	if cfg.Frames < 0 {
 		return nil, errors.New("media: Frames must not be negative")
 	}
-	enc, err := NewEncoder(EncoderConfig{Width: cfg.Width, Height: cfg.Height, FPS: cfg.FPS, BitrateKbps: cfg.BitrateKbps, KeyframeInterval: cfg.KeyframeInterval})
+	if cfg.KeyframeInterval <= 0 {
+		cfg.KeyframeInterval = 2 * cfg.FPS
+	}
+	enc, err := vpx.NewEncoder(vpx.EncoderConfig{Codec: vpx.VP8, Width: cfg.Width, Height: cfg.Height, FPS: cfg.FPS,
+		BitrateKbps: cfg.BitrateKbps, KeyframeInterval: cfg.KeyframeInterval, Speed: patternSpeed})
 	if err != nil {
 		return nil, err
 	}
@@ -179,10 +191,12 @@ func (p *TestPattern) NextSample(ctx context.Context) (pmedia.Sample, error) {
 		return pmedia.Sample{}, io.EOF
 	}
 	DrawTestPattern(p.img, p.n)
-	data, _, err := p.enc.Encode(p.img, p.n == 0 || p.keyRq.Swap(false))
+	frame, _, err := p.enc.Encode(&vpx.Image{Width: p.cfg.Width, Height: p.cfg.Height, Y: p.img.Y, U: p.img.Cb, V: p.img.Cr,
+		YStride: p.img.YStride, UStride: p.img.CStride, VStride: p.img.CStride}, p.n == 0 || p.keyRq.Swap(false))
 	if err != nil {
 		return pmedia.Sample{}, err
 	}
+	data := append([]byte(nil), frame...) // the encoder reuses its buffer
 	p.n++
 	return pmedia.Sample{Data: data, Duration: time.Second / time.Duration(p.cfg.FPS)}, nil
 }

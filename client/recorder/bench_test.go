@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/khadga/khadga/client/recorder/vpx"
+	"github.com/khadga/khadga/client/media/vpx"
 )
 
 // benchStream encodes n frames of 640x480 VP8 at 30 fps and kbps. noise
@@ -16,7 +16,7 @@ import (
 // webcam's stream expensive to decode.
 func benchStream(b *testing.B, n, kbps, noise int) [][]byte {
 	b.Helper()
-	enc, err := vpx.NewEncoder(vpx.VP8, 640, 480, 30, kbps)
+	enc, err := vpx.NewEncoder(vpx.EncoderConfig{Codec: vpx.VP8, Width: 640, Height: 480, FPS: 30, BitrateKbps: kbps})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -31,7 +31,7 @@ func benchStream(b *testing.B, n, kbps, noise int) [][]byte {
 				pic.Y[j] = uint8(min(max(int(v)+int(seed>>24)%(2*noise+1)-noise, 0), 255))
 			}
 		}
-		f, err := enc.Encode(pic.Y, pic.U, pic.V, false)
+		f, _, err := enc.Encode(pic.vpx(), false)
 		if err != nil || f == nil {
 			b.Fatalf("encode %d: %v", i, err)
 		}

@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/khadga/khadga/client/recorder/vpx"
+	"github.com/khadga/khadga/client/media/vpx"
 )
 
 // ErrNoDecoder: this build cannot decode the codec (no libvpx without cgo,

@@ -20,7 +20,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 
-	"github.com/khadga/khadga/client/recorder/vpx"
+	"github.com/khadga/khadga/client/media/vpx"
 )
 
 // movingPicture is source picture i: a pattern that moves a lot from frame
@@ -43,6 +43,12 @@ func movingPicture(w, h, i int) *I420 {
 	return RGBToI420(rgb, w, h)
 }
 
+// vpx is the picture as the encoder takes it.
+func (m *I420) vpx() *vpx.Image {
+	return &vpx.Image{Width: m.Width, Height: m.Height, Y: m.Y, U: m.U, V: m.V,
+		YStride: m.YStride, UStride: m.UStride, VStride: m.VStride}
+}
+
 // genSource encodes pictures on demand and packetizes them like a WebRTC
 // sender, dropping packets at random; a PLI makes the next frame a key
 // frame, as a real sender's encoder does.
@@ -61,7 +67,7 @@ type genSource struct {
 }
 
 func newGenSource(t *testing.T, codec string, w, h, frames int, loss float64) *genSource {
-	enc, err := vpx.NewEncoder(codec, w, h, 30, 1500)
+	enc, err := vpx.NewEncoder(vpx.EncoderConfig{Codec: codec, Width: w, Height: h, FPS: 30, BitrateKbps: 1500})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +86,7 @@ func (g *genSource) ReadRTP() (*rtp.Packet, interceptor.Attributes, error) {
 			return nil, nil, io.EOF
 		}
 		pic := movingPicture(g.w, g.h, g.next)
-		frame, err := g.enc.Encode(pic.Y, pic.U, pic.V, g.wantKey)
+		frame, _, err := g.enc.Encode(pic.vpx(), g.wantKey)
 		if err != nil {
 			return nil, nil, err
 		}

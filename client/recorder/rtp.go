@@ -12,7 +12,7 @@ import (
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4/pkg/media/samplebuilder"
 
-	"github.com/khadga/khadga/client/recorder/vpx"
+	"github.com/khadga/khadga/client/media/vpx"
 )
 
 // RTPReader is where a track's packets come from; *webrtc.TrackRemote is one.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/khadga/khadga/client"
 	"github.com/khadga/khadga/client/media"
+	"github.com/khadga/khadga/client/media/vpx"
 	"github.com/khadga/khadga/proto"
 )
 
@@ -51,7 +52,7 @@ func runVideo(ctx context.Context, e *env, args []string) error {
 	var src *media.TestPattern
 	if c.Pattern {
 		if src, err = media.NewTestPattern(media.PatternConfig{Frames: c.Frames, FPS: c.FPS}); err != nil {
-			if errors.Is(err, media.ErrNoLibvpx) {
+			if errors.Is(err, vpx.ErrNoLibvpx) {
 				return fail(exitError, "%s", needCgo)
 			}
 			return fail(exitError, "%v", err)

@@ -45,17 +45,8 @@ import (
 	"unsafe"
 )
 
-// Limits on what a remote sender can make the decoder do.
-const (
-	// MaxFrameBytes caps one encoded frame handed to the decoder.
-	MaxFrameBytes = 8 << 20
-	// MaxSide and MaxPixels cap the picture size a frame may declare; it is
-	// checked before libvpx allocates for it.
-	MaxSide   = 4096
-	MaxPixels = 4096 * 2304
-)
-
-// Decoder decodes one VP8 or VP9 stream. It is not safe for concurrent use.
+// Decoder decodes one VP8 or VP9 stream, in order. It is not safe for
+// concurrent use.
 type Decoder struct {
 	ctx   *C.vpx_codec_ctx_t
 	codec string
@@ -64,15 +55,16 @@ type Decoder struct {
 // Codecs lists the codecs this build decodes.
 func Codecs() []string { return []string{VP8, VP9} }
 
-// NewDecoder makes a single-threaded decoder for codec (VP8 or VP9).
+// NewDecoder makes a single-threaded decoder for codec: VP8 or VP9, as a
+// MIME type ("video/VP8") or a bare name ("vp8"), in any case.
 func NewDecoder(codec string) (*Decoder, error) {
+	codec, err := canonical(codec)
+	if err != nil {
+		return nil, err
+	}
 	vp9 := 0
-	switch codec {
-	case VP8:
-	case VP9:
+	if codec == VP9 {
 		vp9 = 1
-	default:
-		return nil, fmt.Errorf("%w: %q", ErrCodec, codec)
 	}
 	ctx := (*C.vpx_codec_ctx_t)(C.calloc(1, C.size_t(unsafe.Sizeof(C.vpx_codec_ctx_t{}))))
 	if err := C.khadga_dec_init(ctx, C.int(vp9), 1); err != C.VPX_CODEC_OK {
@@ -82,7 +74,7 @@ func NewDecoder(codec string) (*Decoder, error) {
 	return &Decoder{ctx: ctx, codec: codec}, nil
 }
 
-// Codec is the decoder's codec.
+// Codec is the decoder's codec, VP8 or VP9.
 func (d *Decoder) Codec() string { return d.codec }
 
 // Decode decodes one frame. It returns nil and no error when the frame

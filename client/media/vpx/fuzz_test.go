@@ -9,18 +9,18 @@ import "testing"
 // error or a picture whose planes hold its size, never crash.
 func FuzzDecode(f *testing.F) {
 	for _, codec := range []string{VP8, VP9} {
-		enc, err := NewEncoder(codec, 64, 48, 30, 300)
+		enc, err := NewEncoder(EncoderConfig{Codec: codec, Width: 64, Height: 48, FPS: 30, BitrateKbps: 300})
 		if err != nil {
 			f.Fatal(err)
 		}
 		y, u, v := planes(64, 48, 0)
-		key, err := enc.Encode(y, u, v, true)
+		key, _, err := enc.Encode(packed(64, 48, y, u, v), true)
 		if err != nil {
 			f.Fatal(err)
 		}
 		f.Add(codec == VP9, append([]byte(nil), key...))
 		y, u, v = planes(64, 48, 1)
-		inter, _ := enc.Encode(y, u, v, false)
+		inter, _, _ := enc.Encode(packed(64, 48, y, u, v), false)
 		f.Add(codec == VP9, append([]byte(nil), inter...))
 		enc.Close()
 	}

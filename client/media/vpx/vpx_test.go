@@ -3,6 +3,7 @@
 package vpx
 
 import (
+	"errors"
 	"math"
 	"os"
 	"strconv"
@@ -27,6 +28,12 @@ func planes(w, h, i int) (y, u, v []byte) {
 	return y, u, v
 }
 
+// packed is a w×h picture of tightly packed planes.
+func packed(w, h int, y, u, v []byte) *Image {
+	cw := (w + 1) / 2
+	return &Image{Width: w, Height: h, Y: y, U: u, V: v, YStride: w, UStride: cw, VStride: cw}
+}
+
 func lumaPSNR(img *Image, y []byte) float64 {
 	var se float64
 	for r := 0; r < img.Height; r++ {
@@ -42,7 +49,7 @@ func TestRoundTrip(t *testing.T) {
 	for _, codec := range []string{VP8, VP9} {
 		t.Run(codec, func(t *testing.T) {
 			const w, h = 160, 120
-			enc, err := NewEncoder(codec, w, h, 30, 800)
+			enc, err := NewEncoder(EncoderConfig{Codec: codec, Width: w, Height: h, FPS: 30, BitrateKbps: 800})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -54,12 +61,12 @@ func TestRoundTrip(t *testing.T) {
 			defer dec.Close()
 			for i := 0; i < 12; i++ {
 				y, u, v := planes(w, h, i)
-				frame, err := enc.Encode(y, u, v, i == 8)
+				frame, isKey, err := enc.Encode(packed(w, h, y, u, v), i == 8)
 				if err != nil || frame == nil {
 					t.Fatalf("encode %d: %v (frame %v)", i, err, frame != nil)
 				}
-				if key := IsKeyFrame(codec, frame); key != (i == 0 || i == 8) {
-					t.Errorf("frame %d: key frame %v", i, key)
+				if key := IsKeyFrame(codec, frame); key != (i == 0 || i == 8) || isKey != key {
+					t.Errorf("frame %d: key frame %v, encoder says %v", i, key, isKey)
 				}
 				img, err := dec.Decode(frame)
 				if err != nil || img == nil {
@@ -77,8 +84,22 @@ func TestRoundTrip(t *testing.T) {
 			}
 		})
 	}
-	if _, err := NewDecoder("video/H264"); err == nil {
-		t.Error("H.264 decoder made")
+	if _, err := NewDecoder("video/H264"); !errors.Is(err, ErrCodec) {
+		t.Errorf("H.264 decoder: %v, want ErrCodec", err)
+	}
+	for _, name := range []string{"VP8", "vp8", "video/vp9", "VIDEO/VP9"} {
+		d, err := NewDecoder(name)
+		if err != nil {
+			t.Errorf("NewDecoder(%q): %v", name, err)
+			continue
+		}
+		if want := "video/" + strings.ToUpper(name[len(name)-3:]); d.Codec() != want {
+			t.Errorf("NewDecoder(%q).Codec() = %q, want %q", name, d.Codec(), want)
+		}
+		d.Close()
+	}
+	if _, err := NewEncoder(EncoderConfig{Width: 15, Height: 16}); err == nil {
+		t.Error("odd width accepted")
 	}
 }
 

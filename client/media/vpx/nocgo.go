@@ -24,10 +24,10 @@ func (d *Decoder) Close() error { return nil }
 type Encoder struct{}
 
 // NewEncoder returns ErrNoLibvpx.
-func NewEncoder(codec string, w, h, fps, kbps int) (*Encoder, error) { return nil, ErrNoLibvpx }
+func NewEncoder(EncoderConfig) (*Encoder, error) { return nil, ErrNoLibvpx }
 
 // Encode returns ErrNoLibvpx.
-func (e *Encoder) Encode(y, u, v []byte, key bool) ([]byte, error) { return nil, ErrNoLibvpx }
+func (e *Encoder) Encode(*Image, bool) ([]byte, bool, error) { return nil, false, ErrNoLibvpx }
 
 // Close does nothing.
 func (e *Encoder) Close() error { return nil }
