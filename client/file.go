@@ -32,6 +32,9 @@ import (
 //
 // The receiver hashes what it writes and checks size and SHA-256 against
 // "end"; a channel that closes before "ok" is an interrupted transfer.
+// Either side cancels by sending {"type":"error","message":M} and closing
+// the channel (closing alone works too; the message says why). The web
+// app's SDK (signaling/web/sdk/files.js) speaks the same protocol.
 const (
 	fileLabel = "file"
 	// fileChunk is the size of one binary message.
@@ -285,6 +288,9 @@ func (s *fileSender) run(ctx context.Context, room string, r io.Reader) error {
 func (s *fileSender) stream(ctx context.Context, r io.Reader) error {
 	buf := make([]byte, fileChunk)
 	for {
+		if err := s.cancelled(); err != nil {
+			return err
+		}
 		for s.dc.BufferedAmount() > fileHighWater {
 			if err := s.await(ctx, s.low, fileAnswerTimeout); err != nil {
 				return err
@@ -309,6 +315,17 @@ func (s *fileSender) stream(ctx context.Context, r io.Reader) error {
 		if s.t.done.Load() == s.t.Size {
 			return nil
 		}
+	}
+}
+
+// cancelled reports a receiver that gave up mid-transfer (it sends
+// "error", then closes), with its reason.
+func (s *fileSender) cancelled() error {
+	select {
+	case c := <-s.ctrl:
+		return fmt.Errorf("%w: receiver says %s", ErrTransferInterrupted, truncate(c.Message, 200))
+	default:
+		return nil
 	}
 }
 
@@ -401,6 +418,13 @@ func (in *incoming) onMessage(msg webrtc.DataChannelMessage) {
 		in.onOffer(c)
 	case c.Type == "end" && in.t != nil:
 		in.onEnd(c)
+	case c.Type == "error" && in.offered:
+		// The sender cancelled.
+		in.finished = true
+		if in.t != nil {
+			in.t.end(fmt.Errorf("%w: sender says %s", ErrTransferInterrupted, truncate(c.Message, 200)), "")
+		}
+		go func() { _ = in.dc.Close() }()
 	default:
 		in.abortLocked(fmt.Errorf("unexpected %q message", truncate(c.Type, 32)))
 	}

@@ -208,7 +208,8 @@ func (p *page) state() string {
 			gathering: p.pc.iceGatheringState, conn: p.pc.connectionState, chat: p.chat.readyState,
 			send: p.pc.getSenders().filter(s => s.track).map(s => s.track.kind),
 			recv: p.pc.getTransceivers().map(t => t.mid + ':' + t.receiver.track.kind + ':' + t.currentDirection + (t.receiver.track.muted ? ':muted' : ''))})),
-			windows: [...document.querySelectorAll('.vwin video')].map(v => v.videoWidth + 'x' + v.videoHeight + (v.paused ? ' paused' : ''))});
+			windows: [...document.querySelectorAll('.vwin video')].map(v => v.videoWidth + 'x' + v.videoHeight + (v.paused ? ' paused' : '')),
+			transfers: (khadgaApp.transfers || []).map(t => [t.direction, t.name, t.state, t.done, t.error].join(':'))});
 	})()`))
 	if err != nil {
 		return err.Error()

@@ -14,6 +14,8 @@ const state = {
   camera: null, // MediaStream from getUserMedia
   windows: new Map(), // peer id -> VideoWindow
   badgeTimer: 0,
+  transfers: new Map(), // transfer id -> {t, li, url}
+  pickFor: null, // {peer, room}: who the file picker's files go to
 };
 
 // Tests and curious people can reach the live objects from the console.
@@ -21,6 +23,7 @@ window.khadgaApp = {
   get client() { return state.k; },
   get session() { return state.session; },
   get camera() { return state.camera; },
+  get transfers() { return [...state.transfers.values()].map((x) => x.t); },
 };
 
 function el(tag, attrs = {}, ...children) {
@@ -132,6 +135,7 @@ async function signOut(message) {
   state.session = null;
   for (const w of state.windows.values()) w.remove();
   state.windows.clear();
+  clearTransfers();
   for (const id of ['presence', 'rooms', 'chat-log', 'chat-room']) $(id).replaceChildren();
   resetTOTP();
   $('app').hidden = true;
@@ -159,6 +163,7 @@ function wire(k) {
   k.on('peer-reconnected', ({ peer }) => noticeAll(peer, `Connection to ${peer.user} is back.`));
   k.on('peer-closed', ({ peer }) => closeWindow(peer.peer));
   k.on('message', addMessage);
+  k.on('file-offer', ({ transfer }) => showTransfer(transfer));
   k.on('track', onTrack);
   k.on('track-removed', ({ peer, stream }) => { if (stream.getTracks().length === 0) closeWindow(peer.peer); });
   k.on('disconnected', ({ retryIn }) => showBanner(`Connection to the server lost. Reconnecting in ${Math.ceil(retryIn / 1000)} s… Calls in progress keep going.`));
@@ -201,20 +206,45 @@ function renderRoom(room) {
   const k = state.k;
   if (!k || !k.rooms.has(room)) return;
   const s = roomSection(room);
-  const items = k.members(room).map((m) => memberItem(m));
+  const items = k.members(room).map((m) => memberItem(m, room));
   if (items.length === 0) items.push(el('li', { class: 'empty' }, 'Nobody else here yet.'));
   s.querySelector('.members').replaceChildren(...items);
   const recorder = [...k.peers.values()].some((p) => p.isRecorder);
   $('recorder-note').hidden = !recorder;
 }
 
-function memberItem(m) {
+function memberItem(m, room) {
   const p = state.k.peers.get(m.peer);
   const st = p ? p.pc.connectionState : 'new';
-  return el('li', { 'data-peer': m.peer, 'data-user': m.user },
+  const send = el('button', { type: 'button', class: 'secondary send-file', 'data-peer': m.peer, 'data-user': m.user,
+    'aria-label': `Send a file to ${m.user || m.peer}` }, 'Send file');
+  send.disabled = st !== 'connected';
+  send.addEventListener('click', () => { state.pickFor = { peer: m.peer, room }; $('file-picker').click(); });
+  const li = el('li', { 'data-peer': m.peer, 'data-user': m.user },
     el('span', { class: 'dot ' + st, 'aria-hidden': 'true' }), m.user || m.peer, roleMark(m),
     el('span', { class: 'state' }, st),
-    el('span', { class: 'badge', 'data-peer': m.peer, 'data-kind': p && p.kind ? p.kind : '' }, p && p.kind ? badgeText[p.kind] || p.kind : '…'));
+    el('span', { class: 'badge', 'data-peer': m.peer, 'data-kind': p && p.kind ? p.kind : '' }, p && p.kind ? badgeText[p.kind] || p.kind : '…'),
+    send);
+  acceptDrops(li, m.peer, room);
+  return li;
+}
+
+// acceptDrops makes li a drop target: files dropped on it go to peer.
+function acceptDrops(li, peer, room) {
+  const hasFiles = (e) => e.dataTransfer && [...e.dataTransfer.types].includes('Files');
+  li.addEventListener('dragover', (e) => {
+    if (!hasFiles(e)) return;
+    e.preventDefault();
+    e.dataTransfer.dropEffect = 'copy';
+    li.classList.add('drop');
+  });
+  li.addEventListener('dragleave', () => li.classList.remove('drop'));
+  li.addEventListener('drop', (e) => {
+    if (!hasFiles(e)) return;
+    e.preventDefault();
+    li.classList.remove('drop');
+    for (const f of e.dataTransfer.files) sendFileTo(peer, room, f);
+  });
 }
 
 function renderPeer(id) {
@@ -318,6 +348,115 @@ function onSend(ev) {
   addMessage({ room, from: me, text, time: new Date(), transport: 'self' });
   if (n === 0) notice(room, 'Nobody received that: no peer in this room is connected yet.');
   $('chat-input').value = '';
+}
+
+// ---- files ----
+
+const maxListedTransfers = 50;
+
+function sendFileTo(peer, room, file) {
+  try {
+    showTransfer(state.k.sendFile(peer, file, { room }));
+  } catch (e) {
+    notice(room, `Could not send ${file.name}: ${errorText(e)}`);
+  }
+}
+
+function onPick() {
+  const to = state.pickFor;
+  const files = [...$('file-picker').files];
+  $('file-picker').value = '';
+  state.pickFor = null;
+  if (to && state.k) for (const f of files) sendFileTo(to.peer, to.room, f);
+}
+
+function mib(n) { return n < 1024 * 1024 ? `${Math.ceil(n / 1024)} KiB` : `${(n / 1048576).toFixed(1)} MiB`; }
+
+// showTransfer lists a transfer in the Files card and keeps its row up to date.
+function showTransfer(t) {
+  const who = t.peer.user || t.peer.peer;
+  const bar = el('progress', { max: Math.max(t.size, 1), value: 0, 'aria-label': `${t.name} progress` });
+  const status = el('span', { class: 'status' });
+  const actions = el('span', { class: 'actions' });
+  const li = el('li', { 'data-transfer': t.id, 'data-direction': t.direction, 'data-state': t.state, 'data-name': t.name, 'data-user': who },
+    el('span', { class: 'what' }, el('strong', {}, t.name), t.direction === 'out' ? ` to ${who}` : ` from ${who}`, ` (${mib(t.size)}) in ${t.room}`),
+    actions, bar, status);
+  const entry = { t, li, url: '' };
+  state.transfers.set(t.id, entry);
+  let pending = false;
+  const render = () => {
+    pending = false;
+    li.dataset.state = t.state;
+    bar.value = t.done;
+    status.textContent = transferStatus(t);
+    renderActions(entry, actions);
+  };
+  const soon = () => { if (!pending) { pending = true; setTimeout(render, 100); } };
+  t.addEventListener('progress', soon);
+  t.addEventListener('state', render);
+  t.addEventListener('end', () => {
+    if (t.file) entry.url = URL.createObjectURL(t.file);
+    render();
+  });
+  render();
+  $('transfers').prepend(li);
+  pruneTransfers();
+  if (t.direction === 'in') noticeAll(t.peer, `${who} offers you ${t.name} (${mib(t.size)}); see Files.`);
+}
+
+function transferStatus(t) {
+  const pct = t.size ? Math.floor((100 * t.done) / t.size) : 100;
+  const who = t.peer.user || t.peer.peer;
+  switch (t.state) {
+    case 'opening': return 'Connecting…';
+    case 'offered': return t.direction === 'out' ? `Waiting for ${who} to accept…` : `${who} offers this file.`;
+    case 'sending': return `Sending: ${pct} %`;
+    case 'receiving': return `Receiving: ${pct} %`;
+    case 'verifying': return `Sent; ${who} is checking it…`;
+    case 'done': return `${t.direction === 'out' ? 'Sent' : 'Received'}; SHA-256 verified (${t.sha256.slice(0, 16)}…)`;
+    case 'rejected': return `Declined: ${t.error}`;
+    case 'cancelled': return `Cancelled: ${t.error}`;
+    default: return `Failed: ${t.error}`;
+  }
+}
+
+function renderActions(entry, actions) {
+  const { t } = entry;
+  const button = (label, cls, fn) => {
+    const b = el('button', { type: 'button', class: cls, 'aria-label': `${label} ${t.name}` }, label);
+    b.addEventListener('click', fn);
+    return b;
+  };
+  const items = [];
+  if (t.direction === 'in' && t.state === 'offered') {
+    items.push(button('Accept', 'accept', () => t.accept()), button('Decline', 'secondary decline', () => t.reject('declined')));
+  } else if (!t.ended) {
+    items.push(button('Cancel', 'secondary cancel', () => t.cancel()));
+  } else if (entry.url) {
+    items.push(el('a', { href: entry.url, download: t.name, class: 'save' }, 'Save'));
+  }
+  const now = [...actions.children].map((c) => c.className).join();
+  if (now !== items.map((c) => c.className).join()) actions.replaceChildren(...items);
+}
+
+// pruneTransfers keeps the list short, dropping the oldest finished rows.
+function pruneTransfers() {
+  for (const [id, e] of state.transfers) {
+    if (state.transfers.size <= maxListedTransfers) break;
+    if (!e.t.ended) continue;
+    if (e.url) URL.revokeObjectURL(e.url);
+    e.li.remove();
+    state.transfers.delete(id);
+  }
+}
+
+function clearTransfers() {
+  for (const e of state.transfers.values()) {
+    e.t.cancel('signed out');
+    if (e.url) URL.revokeObjectURL(e.url);
+  }
+  state.transfers.clear();
+  $('transfers').replaceChildren();
 }
 
 // ---- camera ----
@@ -464,6 +603,9 @@ function init() {
   $('totp-confirm-form').addEventListener('submit', onTOTPConfirm);
   $('totp-disable-form').addEventListener('submit', onTOTPDisable);
   $('share-recorder').addEventListener('change', (e) => state.k && state.k.setShareWithRecorder(e.target.checked));
+  $('file-picker').addEventListener('change', onPick);
+  // A file dropped beside a member would make the browser open it instead.
+  for (const type of ['dragover', 'drop']) document.addEventListener(type, (e) => { if (!e.defaultPrevented) e.preventDefault(); });
   emailVerifiedNotice();
   restore();
 }

@@ -13,8 +13,10 @@
 
 import { Session, ApiError, api, register } from './auth.js';
 import { Peer, polite, maxMessageText } from './peer.js';
+import { Transfer, validFileName, defaultMaxFileSize } from './files.js';
+import { SHA256 } from './sha256.js';
 
-export { Session, ApiError, api, register, polite, maxMessageText };
+export { Session, ApiError, api, register, polite, maxMessageText, Transfer, SHA256, validFileName };
 
 /** Subprotocol is the WebSocket subprotocol of protocol version 1. */
 export const Subprotocol = 'khadga.v1';
@@ -43,6 +45,7 @@ const backoffMax = 15000;
  *   peer-failed    {peer, stalled}                      ICE failed (a restart follows), or stalled: no path within connectGrace (20 s)
  *   peer-reconnected {peer}                             connected again after a failure
  *   message        {room, from, text, time, transport} transport is 'datachannel'
+ *   file-offer     {peer, room, transfer}             a peer offers a file: transfer.accept() or .reject(reason)
  *   track          {peer, track, stream}
  *   track-removed  {peer, track, stream}
  *   disconnected   {code, reason, retryIn}             socket lost, reconnecting
@@ -61,6 +64,7 @@ export class Khadga extends EventTarget {
    * @param {boolean} [opts.relayOnly] iceTransportPolicy 'relay': media only through TURN
    * @param {boolean} [opts.presence] false asks the server not to send the online list
    * @param {boolean} [opts.shareWithRecorder] send media to recorder peers (default false)
+   * @param {number} [opts.maxFileSize] largest file accepted from a peer, in bytes (default 1 GiB: it is held in memory)
    */
   constructor(opts = {}) {
     super();
@@ -320,7 +324,7 @@ export class Khadga extends EventTarget {
     const config = { iceServers: this.iceServers };
     if (this.opts.relayOnly) config.iceTransportPolicy = 'relay';
     const p = new Peer({
-      self: this.self.peer, member, config,
+      self: this.self.peer, member, config, maxFileSize: this.opts.maxFileSize || defaultMaxFileSize,
       signal: (data) => this.write({ type: 'signal', to: member.peer, room: [...p.rooms][0] || undefined, data }),
       emit: (type, detail) => this.emit(type, detail),
     });
@@ -363,6 +367,21 @@ export class Khadga extends EventTarget {
       if (p.rooms.has(room) && p.sendChat(room, this.self.user, text)) n++;
     }
     return n;
+  }
+
+  /**
+   * sendFile offers file (a File, or a Blob and a name) to the member with
+   * peer id peerID, in room (default: the first room shared with it), and
+   * sends it peer to peer once accepted. It returns a Transfer: listen to
+   * its 'progress' and 'end' events, or await transfer.finished; its state
+   * is 'done' only when the receiver verified size and SHA-256.
+   */
+  sendFile(peerID, file, { room, name } = {}) {
+    const p = this.peers.get(peerID);
+    if (!p) throw new Error(`no peer ${peerID}`);
+    const r = room || [...p.rooms][0];
+    if (!r || !p.rooms.has(r)) throw new Error(`peer ${peerID} is not in room ${room}`);
+    return p.sendFile(r, file, name);
   }
 
   /** addTrack sends track (in stream) to every peer, recorders only after setShareWithRecorder(true). */

@@ -2,6 +2,9 @@
 // negotiation" pattern, and the negotiated "chat" data channel (id 0) that
 // the Go client (package client) opens on its side too. The peer whose id
 // sorts first is polite (proto.Polite), so both sides agree without talking.
+// Files travel on channels of their own (files.js).
+
+import { fileLabel, maxIncomingPerPeer, defaultMaxFileSize, receiveFile, sendFile } from './files.js';
 
 /** polite reports whether self is the polite side with other (as proto.Polite). */
 export function polite(self, other) { return self < other; }
@@ -31,6 +34,7 @@ export class Peer {
    * @param {RTCConfiguration} o.config
    * @param {(signal: object) => void} o.signal sends a signal to the remote
    * @param {(type: string, detail: object) => void} o.emit
+   * @param {number} [o.maxFileSize] largest file accepted from this peer
    */
   constructor(o) {
     this.id = o.member.peer;
@@ -49,6 +53,8 @@ export class Peer {
     this.everConnected = false;
     this.stalled = false; // no path found within connectGrace
     this.watchdog = setTimeout(() => this.checkStalled(), connectGrace);
+    this.incomingFiles = 0;
+    this.maxFileSize = o.maxFileSize || defaultMaxFileSize;
     this.pc = new RTCPeerConnection(o.config);
     this.chat = this.pc.createDataChannel('chat', { negotiated: true, id: 0 });
     this.wire();
@@ -77,7 +83,9 @@ export class Peer {
       stream.onremovetrack = (e) => this.emit('track-removed', { peer: this.member, track: e.track, stream });
       this.emit('track', { peer: this.member, track, stream });
     };
-    pc.ondatachannel = ({ channel }) => channel.close(); // only the negotiated chat channel is spoken here
+    // Besides the negotiated chat channel, a peer opens one "file" channel
+    // per file it sends; anything else is closed.
+    pc.ondatachannel = ({ channel }) => (channel.label === fileLabel ? this.onFileChannel(channel) : channel.close());
     this.chat.onopen = () => {
       this.stalled = false;
       clearTimeout(this.watchdog);
@@ -251,6 +259,26 @@ export class Peer {
     if (this.chat.readyState !== 'open') return false;
     this.chat.send(JSON.stringify({ room, text, sender, time: new Date().toISOString() }));
     return true;
+  }
+
+  // onFileChannel takes a file the remote sends, up to maxIncomingPerPeer at once.
+  onFileChannel(channel) {
+    if (this.incomingFiles >= maxIncomingPerPeer) {
+      channel.onopen = () => { channel.send(JSON.stringify({ type: 'reject', message: 'too many transfers' })); channel.close(); };
+      return;
+    }
+    this.incomingFiles++;
+    channel.addEventListener('close', () => { this.incomingFiles--; });
+    receiveFile(channel, {
+      peer: this.member, rooms: this.rooms, maxFileSize: this.maxFileSize,
+      offer: (transfer) => { this.emit('file-offer', { peer: this.member, room: transfer.room, transfer }); return true; },
+    });
+  }
+
+  /** sendFile offers file to this peer in room; it returns the Transfer (see files.js). */
+  sendFile(room, file, name) {
+    if (this.closed || this.pc.connectionState !== 'connected') throw new Error(`not connected to ${this.member.user || this.id}`);
+    return sendFile(this.pc, this.member, room, file, name);
   }
 
   addTrack(track, stream) {
