@@ -293,13 +293,13 @@ func (s *fileSender) stream(ctx context.Context, r io.Reader) error {
 		}
 		for s.dc.BufferedAmount() > fileHighWater {
 			if err := s.await(ctx, s.low, fileAnswerTimeout); err != nil {
-				return err
+				return s.interrupted(err)
 			}
 		}
 		n, err := io.ReadFull(r, buf)
 		if n > 0 {
 			if serr := s.dc.Send(buf[:n]); serr != nil {
-				return fmt.Errorf("%w: %w", ErrTransferInterrupted, serr)
+				return s.interrupted(fmt.Errorf("%w: %w", ErrTransferInterrupted, serr))
 			}
 			s.t.done.Add(int64(n))
 		}
@@ -316,6 +316,26 @@ func (s *fileSender) stream(ctx context.Context, r io.Reader) error {
 			return nil
 		}
 	}
+}
+
+// interrupted explains a transfer that stopped with err: a receiver that
+// cancelled said why just before it closed the channel. Pion delivers that
+// message before it reports the close, which a failed send can precede,
+// so this waits (briefly) for the close first.
+func (s *fileSender) interrupted(err error) error {
+	if !errors.Is(err, ErrTransferInterrupted) {
+		return err
+	}
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case <-s.closed:
+	case <-t.C:
+	}
+	if c := s.cancelled(); c != nil {
+		return c
+	}
+	return err
 }
 
 // cancelled reports a receiver that gave up mid-transfer (it sends

@@ -26,6 +26,17 @@
 //     connection, and chat goes on.
 //   - TestResumeAfterDroppedSocket: the page's socket is closed under it; the
 //     app shows its banner, resumes the same session, and chat goes on.
+//   - TestFilesBetweenBrowsers: alice sends bob a 20 MiB file through the
+//     file picker (the browser hands its dialog to the test) and a small one
+//     dragged onto bob's row; bob accepts, both pages show the progress to
+//     the end and the verified SHA-256, and the file bob can save hashes
+//     (with WebCrypto) to the sender's digest. A declined offer, an offer
+//     withdrawn by the sender and a transfer the receiver cancels halfway
+//     each end the same way on both pages.
+//   - TestFilesBrowserAndKhadgaPeer: the page and the khadga-peer binary
+//     exchange 20 MiB files both ways (recv saves the page's file byte for
+//     byte; the page verifies send's), both showing progress; a transfer
+//     the page cancels makes khadga-peer send exit 6 with the page's reason.
 //   - TestRecorderNeedsOptIn: a recorder-role peer joins; the page marks it
 //     as recording and sends it no track until "Share with recorder" is on.
 //   - TestSessionLifecycle: tokens refresh without a reload, a reload signs

@@ -1,20 +1,27 @@
 package e2e_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/dom"
 	"github.com/chromedp/cdproto/input"
 	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+
+	"github.com/khadga/khadga/signaling/signalingtest"
 )
 
 // randomFile writes size random bytes to a file called name and returns
@@ -222,5 +229,125 @@ func TestFilesBetweenBrowsers(t *testing.T) {
 	}
 	if eval[bool](bob, fmt.Sprintf(`!!document.querySelector(%s) || !!%s.file`, js(transferRow("in", "halfway.bin")+" a.save"), transferJS("in", "halfway.bin"))) {
 		t.Error("bob is offered a partial file to save")
+	}
+}
+
+var peerBin struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+// khadgaPeer builds the khadga-peer binary once per test binary (with cgo
+// where there is a C compiler, as go build does by default).
+func khadgaPeer(t *testing.T) string {
+	t.Helper()
+	peerBin.once.Do(func() {
+		if peerBin.dir, peerBin.err = os.MkdirTemp("", "khadga-e2e-bin"); peerBin.err != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(peerBin.dir, "khadga-peer"), "github.com/khadga/khadga/cmd/khadga-peer").CombinedOutput()
+		if err != nil {
+			peerBin.err = fmt.Errorf("building khadga-peer: %v\n%s", err, out)
+		}
+	})
+	if peerBin.err != nil {
+		t.Fatal(peerBin.err)
+	}
+	return filepath.Join(peerBin.dir, "khadga-peer")
+}
+
+// peerProcess runs khadga-peer as the user whose tokens are in configDir.
+func peerProcess(ctx context.Context, t *testing.T, configDir string, args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, khadgaPeer(t), args...)
+	cmd.Env = append(os.Environ(), "KHADGA_PEER_CONFIG="+configDir, "KHADGA_USER=", "KHADGA_PASSWORD=")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	return cmd, &stdout, &stderr
+}
+
+// TestFilesBrowserAndKhadgaPeer: the web app and khadga-peer speak the same
+// file protocol both ways. A 20 MiB file from the page arrives in
+// khadga-peer recv's directory byte for byte; a 20 MiB file from
+// khadga-peer send arrives in the page with the same SHA-256; both show
+// their progress to the end. When the page cancels halfway, khadga-peer
+// send fails with the page's reason and its transfer exit code.
+func TestFilesBrowserAndKhadgaPeer(t *testing.T) {
+	s := signalingtest.Start(t, resumable)
+	alice := openPage(t, s.URL, "alice")
+	alice.register("alice")
+	alice.join("drop")
+	alice.watchProgress()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	s.Register(t, "gopher", password)
+	cfg := t.TempDir()
+	login, out, _ := peerProcess(ctx, t, cfg, "login", "--server", s.URL, "--user", "gopher")
+	login.Stdin, login.Stderr = strings.NewReader(password+"\n"), out
+	if err := login.Run(); err != nil {
+		t.Fatalf("khadga-peer login: %v\n%s", err, out)
+	}
+
+	const size = 20 << 20
+	big, bigSum := randomFile(t, "big.bin", size)
+	inbox := t.TempDir()
+	recv, recvOut, recvErr := peerProcess(ctx, t, cfg, "recv", "--room", "drop", "--dir", inbox, "--count", "1", "--from", "alice", "--loopback", "--timeout", "2m")
+	if err := recv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitConnected("gopher")
+	alice.pickFiles("gopher", big)
+	alice.waitTransfer("out", "big.bin", "done")
+	if err := recv.Wait(); err != nil {
+		t.Fatalf("khadga-peer recv: %v\n%s\n%s", err, recvOut, recvErr)
+	}
+	got, err := os.ReadFile(filepath.Join(inbox, "big.bin"))
+	if sum := sha256.Sum256(got); err != nil || hex.EncodeToString(sum[:]) != bigSum {
+		t.Fatalf("khadga-peer saved big.bin: %v, %d bytes\n%s", err, len(got), recvOut)
+	}
+	if !strings.Contains(recvOut.String(), "sha256 "+bigSum+") from alice") || !strings.Contains(recvErr.String(), "100% 20.0/20.0 MiB") {
+		t.Errorf("khadga-peer recv output:\n%s\n%s", recvOut, recvErr)
+	}
+	alice.checkProgress("out", "big.bin", size)
+
+	src, srcSum := randomFile(t, "from-peer.bin", size)
+	send, sendOut, sendErr := peerProcess(ctx, t, cfg, "send", src, "--room", "drop", "--to", "alice", "--loopback", "--timeout", "2m")
+	if err := send.Start(); err != nil {
+		t.Fatal(err)
+	}
+	alice.pressIn(transferRow("in", "from-peer.bin"), "accept")
+	alice.waitTransfer("in", "from-peer.bin", "done")
+	if err := send.Wait(); err != nil {
+		t.Fatalf("khadga-peer send: %v\n%s\n%s", err, sendOut, sendErr)
+	}
+	if got := alice.receivedSum("from-peer.bin"); got != srcSum {
+		t.Fatalf("the page's file hashes to %s, want %s", got, srcSum)
+	}
+	if !strings.Contains(sendOut.String(), "sha256 "+srcSum+") to alice") || !strings.Contains(sendErr.String(), "100% 20.0/20.0 MiB") {
+		t.Errorf("khadga-peer send output:\n%s\n%s", sendOut, sendErr)
+	}
+	alice.checkProgress("in", "from-peer.bin", size)
+
+	// The page cancels as soon as the first bytes arrive.
+	alice.do(evalVoid(`khadgaApp.client.on('file-offer', ({transfer}) => {
+		if (transfer.name !== 'cut.bin') return;
+		transfer.addEventListener('progress', () => {
+			const b = document.querySelector('#transfers li[data-transfer="' + transfer.id + '"] button.cancel');
+			if (b) b.click();
+		});
+	})`))
+	cut, _ := randomFile(t, "cut.bin", 8<<20)
+	send, sendOut, sendErr = peerProcess(ctx, t, cfg, "send", cut, "--room", "drop", "--to", "alice", "--loopback", "--timeout", "2m")
+	if err := send.Start(); err != nil {
+		t.Fatal(err)
+	}
+	alice.pressIn(transferRow("in", "cut.bin"), "accept")
+	alice.waitTransfer("in", "cut.bin", "cancelled")
+	err = send.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 6 || !strings.Contains(sendErr.String(), "receiver says cancelled by the receiver") {
+		t.Fatalf("khadga-peer send of a cancelled file: %v, want exit 6 with the page's reason\n%s\n%s", err, sendOut, sendErr)
 	}
 }

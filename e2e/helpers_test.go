@@ -21,7 +21,13 @@ import (
 	"github.com/khadga/khadga/signaling/signalingtest"
 )
 
-func TestMain(m *testing.M) { os.Exit(chromium.Main(m)) }
+func TestMain(m *testing.M) {
+	code := chromium.Main(m)
+	if peerBin.dir != "" {
+		os.RemoveAll(peerBin.dir)
+	}
+	os.Exit(code)
+}
 
 // waitTimeout bounds every wait on a page. It is generous: CI machines are
 // slow and shared, and a passing test never waits for it.
