@@ -37,6 +37,11 @@
 //     exchange 20 MiB files both ways (recv saves the page's file byte for
 //     byte; the page verifies send's), both showing progress; a transfer
 //     the page cancels makes khadga-peer send exit 6 with the page's reason.
+//   - TestSDKFromAnotherOrigin: a site served on a second 127.0.0.1
+//     listener (another origin) and listed with --allow-origin imports
+//     /sdk/khadga.js from the server, signs in, mints a ticket, connects,
+//     joins and chats with a person in the app; a site on an unlisted
+//     origin can neither import the SDK nor call the API.
 //   - TestRecorderNeedsOptIn: a recorder-role peer joins; the page marks it
 //     as recording and sends it no track until "Share with recorder" is on.
 //   - TestSessionLifecycle: tokens refresh without a reload, a reload signs

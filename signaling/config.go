@@ -34,8 +34,9 @@ type Config struct {
 	// it (admin.Listen makes the 0600 unix socket) and the server closes
 	// it. Nil means no admin socket.
 	AdminListener net.Listener
-	// AllowedOrigins lists browser origins (scheme://host[:port]) allowed to
-	// open the WebSocket besides the server's own origin.
+	// AllowedOrigins lists browser origins (scheme://host[:port]) besides
+	// the server's own whose pages may open the WebSocket, call the API and
+	// import the SDK (CORS; see cors.go).
 	AllowedOrigins []string
 	// AccessTTL is the lifetime of access tokens (default 15 min).
 	AccessTTL time.Duration

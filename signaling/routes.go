@@ -30,7 +30,7 @@ func (s *Server) Handler() http.Handler {
 		writeError(w, http.StatusNotFound, codeNotFound, "no such API endpoint or method")
 	})
 	mux.Handle("/", webApp())
-	return s.securityHeaders(mux)
+	return s.securityHeaders(s.cors(mux))
 }
 
 // securityHeaders sets the headers every answer carries: a strict CSP with

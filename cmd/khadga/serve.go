@@ -20,7 +20,7 @@ import (
 type serveConfig struct {
 	HTTP         string        `yaml:"http" default:"127.0.0.1:8080" usage:"HTTP listen address"`
 	Data         string        `yaml:"data" default:"khadga-data" usage:"data directory (holds the bbolt store)"`
-	AllowOrigins []string      `yaml:"allow-origin" usage:"extra browser origin allowed to open the WebSocket, scheme://host[:port] (repeatable)"`
+	AllowOrigins []string      `yaml:"allow-origin" usage:"extra browser origin whose pages may open the WebSocket, call the API and import the SDK, scheme://host[:port] (repeatable)"`
 	AccessTTL    time.Duration `yaml:"access-ttl" default:"15m" usage:"lifetime of access tokens"`
 	ResumeWindow time.Duration `yaml:"resume-window" default:"30s" usage:"how long a dropped session can resume"`
 	MetricsToken string        `yaml:"metrics-token" usage:"bearer token that lets non-loopback clients read /metrics (default: loopback only)"`
