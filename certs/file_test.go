@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -147,6 +148,45 @@ func TestFileSourcePoll(t *testing.T) {
 	if got, want := servedSerial(t, addr, c3), c3.leaf.SerialNumber.String(); got != want {
 		t.Fatalf("after the fix the poll served %s, want the third cert %s", got, want)
 	}
+}
+
+// TestFileSourcePollsAtTheInterval: Run looks at the files once every
+// interval, DefaultPoll when given none: a pair written just after a look
+// is served from the next look on, not a second before. The clock is
+// synctest's, so the test checks the exact interval and takes no time.
+func TestFileSourcePollsAtTheInterval(t *testing.T) {
+	year := time.Now().Add(365 * 24 * time.Hour)
+	c1, c2 := newTestCert(t, "first", year), newTestCert(t, "second", year)
+	files := newPairFiles(t, c1)
+	synctest.Test(t, func(t *testing.T) {
+		src, err := NewFileSource(files.cert, files.key, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- src.Run(ctx, 0) }()
+		serving := func() string { return src.Certificate().Leaf.Subject.CommonName }
+
+		for round, c := range []testCert{c2, c1} {
+			time.Sleep(time.Second) // just after a look (or the start)
+			files.write(t, c)
+			time.Sleep(DefaultPoll - 2*time.Second)
+			synctest.Wait()
+			if got := serving(); got == c.leaf.Subject.CommonName {
+				t.Fatalf("round %d: %s served %v after the files changed, before the next look", round, got, DefaultPoll-time.Second)
+			}
+			time.Sleep(time.Second) // the look
+			synctest.Wait()
+			if got, want := serving(), c.leaf.Subject.CommonName; got != want {
+				t.Fatalf("round %d: serving %s a poll interval on, want %s", round, got, want)
+			}
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run returned %v", err)
+		}
+	})
 }
 
 // TestFileSourcePollLogsOnce checks that a bad pair left on disk is logged

@@ -2,8 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -14,6 +12,12 @@ import (
 
 	"github.com/khadga/khadga/proto"
 )
+
+// This file holds a peer's life (newPeer, its loop, close) and the
+// negotiation of its connection. What a peer carries lives beside it:
+// peer_chat.go (the chat channel), peer_channels.go (files and tracks the
+// remote opens), peer_rooms.go (the member record and shared rooms) and
+// peer_info.go (the selected candidate pair).
 
 // Limits that protect a peer from a misbehaving remote.
 const (
@@ -473,192 +477,4 @@ func (p *peer) updateICEServers(cfg webrtc.Configuration) {
 			p.negotiate(true)
 		}
 	})
-}
-
-// Member returns what we know of the remote peer.
-func (p *peer) Member() proto.Member {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.member
-}
-
-func (p *peer) setMember(m proto.Member) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if m.User != "" {
-		p.member = m
-	}
-}
-
-// Rooms lists the rooms we share with the peer.
-func (p *peer) Rooms() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	rs := make([]string, 0, len(p.rooms))
-	for r := range p.rooms {
-		rs = append(rs, r)
-	}
-	return rs
-}
-
-func (p *peer) inRoom(room string) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.rooms[room]
-}
-
-// addRoom records a shared room and reports whether the chat channel is
-// already open, so the caller can tell the room the peer is connected.
-func (p *peer) addRoom(room string) bool {
-	p.mu.Lock()
-	p.rooms[room] = true
-	p.mu.Unlock()
-	return p.chatOpen.Load()
-}
-
-// removeRoom forgets a shared room and reports how many are left.
-func (p *peer) removeRoom(room string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	delete(p.rooms, room)
-	return len(p.rooms)
-}
-
-func (p *peer) anyRoom() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for r := range p.rooms {
-		return r
-	}
-	return ""
-}
-
-// roomFor picks the room an incoming message belongs to: the one it names if
-// we share it, else none.
-func (p *peer) roomFor(named string) (string, bool) {
-	if named != "" && p.inRoom(named) {
-		return named, true
-	}
-	return "", false
-}
-
-// Info reports the connection's state and selected candidate pair.
-func (p *peer) Info() ConnInfo {
-	info := ConnInfo{State: p.pc.ConnectionState(), ICEState: p.pc.ICEConnectionState()}
-	sctp := p.pc.SCTP()
-	if sctp == nil || sctp.Transport() == nil || sctp.Transport().ICETransport() == nil {
-		return info
-	}
-	pair, err := sctp.Transport().ICETransport().GetSelectedCandidatePair()
-	if err != nil || pair == nil || pair.Local == nil || pair.Remote == nil {
-		return info
-	}
-	info.Local, info.Remote = pair.Local.Typ, pair.Remote.Typ
-	info.LocalAddress = fmt.Sprintf("%s:%d", pair.Local.Address, pair.Local.Port)
-	info.RemoteAddress = fmt.Sprintf("%s:%d", pair.Remote.Address, pair.Remote.Port)
-	return info
-}
-
-// ConnInfo describes one peer connection.
-type ConnInfo struct {
-	State    webrtc.PeerConnectionState
-	ICEState webrtc.ICEConnectionState
-	// Local and Remote are the candidate types of the selected pair (host,
-	// srflx, prflx or relay); zero until ICE selects a pair.
-	Local, Remote               webrtc.ICECandidateType
-	LocalAddress, RemoteAddress string
-}
-
-// Relayed reports whether the selected pair goes through a TURN relay.
-func (i ConnInfo) Relayed() bool {
-	return i.Local == webrtc.ICECandidateTypeRelay || i.Remote == webrtc.ICECandidateTypeRelay
-}
-
-// Kind is "relay", "srflx", "prflx" or "host": the most indirect candidate
-// type of the selected pair, or "" before one is selected.
-func (i ConnInfo) Kind() string {
-	order := []webrtc.ICECandidateType{webrtc.ICECandidateTypeRelay, webrtc.ICECandidateTypeSrflx, webrtc.ICECandidateTypePrflx, webrtc.ICECandidateTypeHost}
-	for _, t := range order {
-		if i.Local == t || i.Remote == t {
-			return t.String()
-		}
-	}
-	return ""
-}
-
-// errPeerClosed: the peer connection is gone.
-var errPeerClosed = errors.New("peer connection closed")
-
-// chatMessage is the JSON on the chat channel.
-type chatMessage struct {
-	Room string    `json:"room"`
-	Text string    `json:"text"`
-	Time time.Time `json:"time"`
-}
-
-// MaxMessageText caps a chat message, in bytes.
-const MaxMessageText = 16 << 10
-
-func (p *peer) wireChat() {
-	p.chat.OnOpen(func() {
-		p.chatOpen.Store(true)
-		m, info := p.Member(), p.Info()
-		p.log.Debug("chat open", slog.String("conn", info.Kind()))
-		for _, r := range p.Rooms() {
-			p.host.emit(r, &PeerConnected{Room: r, Member: m, Info: info})
-		}
-	})
-	p.chat.OnClose(func() { p.chatOpen.Store(false) })
-	p.chat.OnMessage(func(msg webrtc.DataChannelMessage) {
-		if !msg.IsString || len(msg.Data) > MaxMessageText+1024 {
-			p.log.Debug("dropping malformed chat message")
-			return
-		}
-		var cm chatMessage
-		if err := json.Unmarshal(msg.Data, &cm); err != nil || len(cm.Text) > MaxMessageText {
-			p.log.Debug("dropping malformed chat message")
-			return
-		}
-		room, ok := p.roomFor(cm.Room)
-		if !ok {
-			p.log.Debug("chat message for a room we do not share")
-			return
-		}
-		p.host.emit(room, &Message{Room: room, From: p.Member(), Text: cm.Text, Time: cm.Time})
-	})
-}
-
-func (p *peer) sendChat(room, text string) error {
-	if !p.chatOpen.Load() {
-		return fmt.Errorf("peer %s: %w", p.id, ErrNotConnected)
-	}
-	b, err := json.Marshal(chatMessage{Room: room, Text: text, Time: time.Now().UTC()})
-	if err != nil {
-		return fmt.Errorf("encode chat message: %w", err)
-	}
-	if err := p.chat.SendText(string(b)); err != nil {
-		return fmt.Errorf("peer %s: send chat: %w", p.id, err)
-	}
-	return nil
-}
-
-func (p *peer) onDataChannel(dc *webrtc.DataChannel) {
-	if dc.Label() == fileLabel {
-		p.acceptFileChannel(dc)
-		return
-	}
-	p.log.Debug("closing unexpected data channel", slog.String("label", dc.Label()))
-	_ = dc.Close()
-}
-
-func (p *peer) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
-	room, ok := p.roomFor(track.StreamID())
-	if !ok {
-		room = p.anyRoom()
-	}
-	if room == "" {
-		return
-	}
-	p.log.Debug("incoming track", slog.String("kind", track.Kind().String()), slog.String("codec", track.Codec().MimeType))
-	p.host.emit(room, &IncomingTrack{Room: room, From: p.Member(), Track: track, Receiver: recv, pc: p.pc})
 }

@@ -66,8 +66,10 @@ func TestClockUnwrapsRTPTime(t *testing.T) {
 
 func TestQueueDropsOldest(t *testing.T) {
 	q := NewQueue(3)
+	var rgb [][]byte
 	for i := 0; i < 5; i++ {
-		if !q.Push(Frame{RGB: []byte{byte(i)}, TS: int64(i)}) {
+		rgb = append(rgb, []byte{byte(i)})
+		if !q.Push(Frame{RGB: rgb[i], TS: int64(i)}) {
 			t.Fatal("push refused on an open queue")
 		}
 	}
@@ -93,8 +95,10 @@ func TestQueueDropsOldest(t *testing.T) {
 	if _, ok, done := q.Pop(); ok || !done {
 		t.Fatalf("drained closed queue: ok %v done %v", ok, done)
 	}
-	// Dropped buffers come back for reuse.
-	if b := q.Buffer(1); len(b) != 1 {
-		t.Fatalf("buffer of len %d", len(b))
+	// The dropped frames' buffers come back for reuse, oldest first.
+	for i := 0; i < 2; i++ {
+		if b := q.Buffer(1); len(b) != 1 || &b[0] != &rgb[i][0] {
+			t.Fatalf("buffer %d of len %d is not dropped frame %d's", i, len(b), i)
+		}
 	}
 }

@@ -1,0 +1,70 @@
+package client
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// Chat travels on the negotiated data channel "chat" that newPeer opens
+// with every peer: one JSON message per text, naming the room it is for.
+
+// errPeerClosed: the peer connection is gone.
+var errPeerClosed = errors.New("peer connection closed")
+
+// chatMessage is the JSON on the chat channel.
+type chatMessage struct {
+	Room string    `json:"room"`
+	Text string    `json:"text"`
+	Time time.Time `json:"time"`
+}
+
+// MaxMessageText caps a chat message, in bytes.
+const MaxMessageText = 16 << 10
+
+func (p *peer) wireChat() {
+	p.chat.OnOpen(func() {
+		p.chatOpen.Store(true)
+		m, info := p.Member(), p.Info()
+		p.log.Debug("chat open", slog.String("conn", info.Kind()))
+		for _, r := range p.Rooms() {
+			p.host.emit(r, &PeerConnected{Room: r, Member: m, Info: info})
+		}
+	})
+	p.chat.OnClose(func() { p.chatOpen.Store(false) })
+	p.chat.OnMessage(func(msg webrtc.DataChannelMessage) {
+		if !msg.IsString || len(msg.Data) > MaxMessageText+1024 {
+			p.log.Debug("dropping malformed chat message")
+			return
+		}
+		var cm chatMessage
+		if err := json.Unmarshal(msg.Data, &cm); err != nil || len(cm.Text) > MaxMessageText {
+			p.log.Debug("dropping malformed chat message")
+			return
+		}
+		room, ok := p.roomFor(cm.Room)
+		if !ok {
+			p.log.Debug("chat message for a room we do not share")
+			return
+		}
+		p.host.emit(room, &Message{Room: room, From: p.Member(), Text: cm.Text, Time: cm.Time})
+	})
+}
+
+func (p *peer) sendChat(room, text string) error {
+	if !p.chatOpen.Load() {
+		return fmt.Errorf("peer %s: %w", p.id, ErrNotConnected)
+	}
+	b, err := json.Marshal(chatMessage{Room: room, Text: text, Time: time.Now().UTC()})
+	if err != nil {
+		return fmt.Errorf("encode chat message: %w", err)
+	}
+	if err := p.chat.SendText(string(b)); err != nil {
+		return fmt.Errorf("peer %s: send chat: %w", p.id, err)
+	}
+	return nil
+}
