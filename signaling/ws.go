@@ -2,11 +2,13 @@ package signaling
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/khadga/khadga/proto"
@@ -14,10 +16,16 @@ import (
 	"github.com/khadga/khadga/signaling/hub"
 )
 
-// upgrader is the hub's, which keeps idle connections small. Origin is
-// checked in handleWS before the upgrade, with a specific answer; gorilla's
-// own check would only say 403.
-var upgrader = hub.NewUpgrader(func(*http.Request) bool { return true })
+// upgrader does the HTTP half of the WebSocket handshake; the hub takes
+// the raw connection after it (Hub.Accept). With no buffer sizes set,
+// gorilla reuses net/http's buffers for the handshake instead of
+// allocating its own. Origin is checked in handleWS before the upgrade,
+// with a specific answer; gorilla's own check would only say 403.
+var upgrader = websocket.Upgrader{
+	HandshakeTimeout: 10 * time.Second,
+	Subprotocols:     proto.Subprotocols,
+	CheckOrigin:      func(*http.Request) bool { return true },
+}
 
 // handleWS authenticates the request and hands the connection to the hub.
 // Everything that can be refused is refused before the upgrade, with an HTTP
@@ -45,18 +53,24 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, err.Error())
 		return
 	}
+	if n, limit := s.hub.UserConns(claims.User); n >= limit {
+		s.metrics.wsRefused.WithLabelValues("conns").Inc()
+		writeError(w, http.StatusTooManyRequests, "too_many_connections",
+			fmt.Sprintf("user %s already has %d connections open", claims.User, limit))
+		return
+	}
 	q := r.URL.Query()
 	opts := hub.ConnOptions{ResumeToken: q.Get("resume"), Presence: q.Get("presence") != "0"}
-	c, err := hub.Upgrade(upgrader, w, r, nil)
+	ws, err := upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return // gorilla has answered the request
 	}
-	// Start lets this handler return: the hub reads on its own goroutines,
+	// Accept lets this handler return: the hub reads on its own goroutines,
 	// and net/http frees the request's buffers, which keeps idle
-	// connections small.
+	// connections small. The same hub code serves ws:// and wss://.
 	id := hub.Identity{User: claims.User, Role: claims.Role, Rooms: claims.Rooms}
-	if err := s.hub.Start(c, id, opts); err != nil && !errors.Is(err, hub.ErrClosed) {
-		s.log.Debug("websocket not started", slog.String("user", id.User), slog.Any("err", err))
+	if err := s.hub.Accept(ws.NetConn(), id, opts); err != nil && !errors.Is(err, hub.ErrClosed) {
+		s.log.Info("websocket refused", slog.String("user", id.User), slog.Any("err", err))
 	}
 }
 

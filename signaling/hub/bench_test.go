@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,7 +21,7 @@ import (
 // reads raw frames so that the client costs as little as possible.
 func benchConn(b *testing.B, ts *testServer, user, room string) (*websocket.Conn, string) {
 	b.Helper()
-	d := websocket.Dialer{Subprotocols: proto.Subprotocols}
+	d := websocket.Dialer{Subprotocols: proto.Subprotocols, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
 	ws, _, err := d.Dial("ws"+strings.TrimPrefix(ts.srv.URL, "http")+"/ws?user="+user, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -56,11 +57,9 @@ func cpuTime() time.Duration {
 // at most 32 signals in flight per pair. Allocations include the clients'
 // (which read raw frames and decode nothing).
 func BenchmarkRelay(b *testing.B) {
-	// Start+Upgrade is the recommended setup; ServeConn+plain is gorilla's
-	// own socket on the HTTP handler's goroutine.
-	for _, sock := range []string{"Start+Upgrade", "ServeConn+plain"} {
+	for _, md := range []serverMode{{}, {tls: true}} {
 		for _, pairs := range []int{1, 20, 200} {
-			b.Run(fmt.Sprintf("%s/pairs=%d", sock, pairs), func(b *testing.B) { benchRelay(b, pairs, sock == "ServeConn+plain", 0) })
+			b.Run(fmt.Sprintf("%s/pairs=%d", md, pairs), func(b *testing.B) { benchRelayMode(b, pairs, md, 0) })
 		}
 	}
 }
@@ -68,17 +67,15 @@ func BenchmarkRelay(b *testing.B) {
 // BenchmarkRelayRate relays 1 KiB signals between 200 pairs at a fixed
 // 10,000 signals/s in all, for latency at a moderate load.
 func BenchmarkRelayRate(b *testing.B) {
-	b.Run("Start+Upgrade", func(b *testing.B) { benchRelayMode(b, 200, serverMode{start: true}, 10000) })
-	b.Run("ServeConn+Upgrade", func(b *testing.B) { benchRelayMode(b, 200, serverMode{}, 10000) })
-}
-
-func benchRelay(b *testing.B, pairs int, plain bool, rate float64) {
-	benchRelayMode(b, pairs, serverMode{plain: plain, start: !plain}, rate)
+	for _, md := range []serverMode{{}, {tls: true}} {
+		b.Run(md.String(), func(b *testing.B) { benchRelayMode(b, 200, md, 10000) })
+	}
 }
 
 func benchRelayMode(b *testing.B, pairs int, mode serverMode, rate float64) {
 	const window = 32
-	ts := newTestServer(b, Config{Logger: slog.New(slog.DiscardHandler), MessageRate: 1e9, MessageBurst: 1 << 30}, mode)
+	ts := newTestServer(b, Config{Logger: slog.New(slog.DiscardHandler), MessageRate: 1e9, MessageBurst: 1 << 30,
+		SignalBytesRate: 1 << 30, SignalBurstBytes: 1 << 30}, mode)
 	type pair struct {
 		tx, rx *websocket.Conn
 		msg    []byte

@@ -38,9 +38,14 @@ type Config struct {
 	ResumeWindow time.Duration
 	// ReadLimit caps one incoming message (default proto.MaxMessageSize).
 	ReadLimit int64
-	// SendQueue is the per-connection outgoing queue length (default 256).
-	// When it is full the connection is dropped as a slow consumer.
-	SendQueue int
+	// SendQueue and SendQueueBytes bound each connection's outgoing queue
+	// (defaults 256 messages, 1 MiB). A signal that finds the queue at
+	// either limit is refused and its sender told (peer_unavailable);
+	// other messages may take it to twice the limits, beyond which the
+	// client is not reading and its connection is dropped as a slow
+	// consumer.
+	SendQueue      int
+	SendQueueBytes int
 	// WriteWait bounds one batch of socket writes (default 10s).
 	WriteWait time.Duration
 	// PongWait is how long a connection may stay silent (no message, no
@@ -53,6 +58,13 @@ type Config struct {
 	// (default 200/s, burst 400). Over the limit a message gets rate_limited.
 	MessageRate  float64
 	MessageBurst int
+	// SignalBytesRate and SignalBurstBytes limit the bytes of signal data
+	// each connection sends (defaults 512 KiB/s, burst 2 MiB), so that the
+	// sender of a flood is refused before its target's queue fills.
+	SignalBytesRate  int
+	SignalBurstBytes int
+	// MaxConnsPerUser caps one user's open connections (default 32).
+	MaxConnsPerUser int
 	// AbuseLimit is how many protocol errors (bad, oversized, unknown or
 	// rate limited messages) a connection may cause in a burst before it is
 	// closed with 1008; the allowance refills at one per second (default 20).
@@ -76,12 +88,19 @@ type Config struct {
 	ICEServers func(user string) ([]proto.ICEServer, time.Time)
 	// Registerer, if set, receives the hub's Prometheus metrics.
 	Registerer prometheus.Registerer
+	// Delivery carries messages to other sessions; nil means
+	// LocalDelivery, this hub's sessions alone.
+	Delivery Delivery
 }
 
 // Defaults.
 const (
 	DefaultResumeWindow       = 30 * time.Second
 	DefaultSendQueue          = 256
+	DefaultSendQueueBytes     = 1 << 20
+	DefaultSignalBytesRate    = 512 << 10
+	DefaultSignalBurstBytes   = 2 << 20
+	DefaultMaxConnsPerUser    = 32
 	DefaultWriteWait          = 10 * time.Second
 	DefaultPongWait           = 60 * time.Second
 	DefaultMessageRate        = 200
@@ -104,6 +123,10 @@ func (c Config) withDefaults() Config {
 		c.ReadLimit = proto.MaxMessageSize
 	}
 	setInt(&c.SendQueue, DefaultSendQueue)
+	setInt(&c.SendQueueBytes, DefaultSendQueueBytes)
+	setInt(&c.SignalBytesRate, DefaultSignalBytesRate)
+	setInt(&c.SignalBurstBytes, DefaultSignalBurstBytes)
+	setInt(&c.MaxConnsPerUser, DefaultMaxConnsPerUser)
 	setDur(&c.WriteWait, DefaultWriteWait)
 	setDur(&c.PongWait, DefaultPongWait)
 	setDur(&c.PingPeriod, c.PongWait*9/10)
@@ -144,6 +167,10 @@ func (c Config) validate() error {
 	positive("ResumeWindow", c.ResumeWindow > 0)
 	positive("ReadLimit", c.ReadLimit > 0)
 	positive("SendQueue", c.SendQueue > 0)
+	positive("SendQueueBytes", c.SendQueueBytes > 0)
+	positive("SignalBytesRate", c.SignalBytesRate > 0)
+	positive("SignalBurstBytes", c.SignalBurstBytes > 0)
+	positive("MaxConnsPerUser", c.MaxConnsPerUser > 0)
 	positive("WriteWait", c.WriteWait > 0)
 	positive("PongWait", c.PongWait > 0)
 	positive("PingPeriod", c.PingPeriod > 0)
@@ -158,6 +185,9 @@ func (c Config) validate() error {
 	positive("MaxPresenceList", c.MaxPresenceList > 0)
 	if c.PingPeriod >= c.PongWait {
 		errs = append(errs, fmt.Errorf("hub: PingPeriod (%v) must be below PongWait (%v)", c.PingPeriod, c.PongWait))
+	}
+	if int64(c.SignalBurstBytes) < c.ReadLimit {
+		errs = append(errs, fmt.Errorf("hub: SignalBurstBytes (%d) must be at least ReadLimit (%d), or the largest signals are never allowed", c.SignalBurstBytes, c.ReadLimit))
 	}
 	if c.AbsentQueue > c.SendQueue {
 		errs = append(errs, fmt.Errorf("hub: AbsentQueue (%d) must not exceed SendQueue (%d)", c.AbsentQueue, c.SendQueue))

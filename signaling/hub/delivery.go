@@ -82,7 +82,10 @@ type Delivery interface {
 	Presence(m proto.Member, online bool)
 }
 
-// localDelivery delivers to sessions of this hub.
+// LocalDelivery delivers to the sessions of h alone: the single-node
+// Delivery, and what a multi-node one uses for peers on its own node.
+func LocalDelivery(h *Hub) Delivery { return localDelivery{h} }
+
 type localDelivery struct{ h *Hub }
 
 func (d localDelivery) Deliver(peer string, e Envelope) error {

@@ -2,12 +2,12 @@ package hub
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"runtime"
 	"strings"
 	"testing"
@@ -28,21 +28,27 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// testServer is a hub behind a tiny HTTP handler that upgrades and calls
-// ServeConn with the identity given in the query string.
+// testServer is a hub behind a tiny HTTP handler that upgrades with
+// gorilla and hands the raw connection to Accept, with the identity given
+// in the query string.
 type testServer struct {
 	t   testing.TB
 	hub *Hub
 	srv *httptest.Server
-	// tweak, if set, sees each server-side connection before it is served.
-	tweak func(q url.Values, ws *websocket.Conn)
+	tls bool
 }
 
-// serverMode says how the test handler upgrades and hands over connections.
+// serverMode says how clients reach the hub: ws:// (plain TCP) or wss://
+// (TLS in process). The same hub code serves both.
 type serverMode struct {
-	up    *websocket.Upgrader // nil: NewUpgrader
-	start bool                // Start instead of ServeConn
-	plain bool                // up.Upgrade instead of Upgrade: no sockConn
+	tls bool
+}
+
+func (m serverMode) String() string {
+	if m.tls {
+		return "wss"
+	}
+	return "ws"
 }
 
 func newTestServer(t testing.TB, cfg Config, mode ...serverMode) *testServer {
@@ -58,26 +64,14 @@ func newTestServer(t testing.TB, cfg Config, mode ...serverMode) *testServer {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	ts := &testServer{t: t, hub: h}
-	up := md.up
-	if up == nil {
-		up = NewUpgrader(func(*http.Request) bool { return true })
-	}
-	ts.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		upgrade := Upgrade
-		if md.plain {
-			upgrade = func(u *websocket.Upgrader, w http.ResponseWriter, r *http.Request, h http.Header) (*websocket.Conn, error) {
-				return u.Upgrade(w, r, h)
-			}
-		}
-		ws, err := upgrade(up, w, r, nil)
+	ts := &testServer{t: t, hub: h, tls: md.tls}
+	up := websocket.Upgrader{Subprotocols: proto.Subprotocols, CheckOrigin: func(*http.Request) bool { return true }}
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := up.Upgrade(w, r, nil)
 		if err != nil {
 			return
 		}
 		q := r.URL.Query()
-		if ts.tweak != nil {
-			ts.tweak(q, ws)
-		}
 		id := Identity{User: q.Get("user"), Role: q.Get("role")}
 		if id.Role == "" {
 			id.Role = proto.RoleUser
@@ -86,12 +80,13 @@ func newTestServer(t testing.TB, cfg Config, mode ...serverMode) *testServer {
 			id.Rooms = strings.Split(g, ",")
 		}
 		opts := ConnOptions{ResumeToken: q.Get("resume"), Presence: q.Get("presence") == "1"}
-		if md.start {
-			_ = h.Start(ws, id, opts)
-			return
-		}
-		_ = h.ServeConn(r.Context(), ws, id, opts)
-	}))
+		_ = h.Accept(ws.NetConn(), id, opts)
+	})
+	if md.tls {
+		ts.srv = httptest.NewTLSServer(handler)
+	} else {
+		ts.srv = httptest.NewServer(handler)
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		defer cancel()
@@ -130,7 +125,8 @@ func (ts *testServer) dial(query string) *tclient {
 // never reads.
 func (ts *testServer) dialRaw(query string, noRead bool) *tclient {
 	ts.t.Helper()
-	d := websocket.Dialer{Subprotocols: proto.Subprotocols, HandshakeTimeout: wait}
+	d := websocket.Dialer{Subprotocols: proto.Subprotocols, HandshakeTimeout: wait,
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
 	if noRead {
 		d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
@@ -303,9 +299,9 @@ func decodeMember(t testing.TB, m *proto.Message) proto.Member {
 	return mem
 }
 
-// forModes runs a test with ServeConn and with Start, both on sockets from
-// Upgrade.
+// forModes runs a test over ws:// and over wss://.
 func forModes(t *testing.T, test func(*testing.T, serverMode)) {
-	t.Run("ServeConn", func(t *testing.T) { test(t, serverMode{}) })
-	t.Run("Start", func(t *testing.T) { test(t, serverMode{start: true}) })
+	for _, md := range []serverMode{{}, {tls: true}} {
+		t.Run(md.String(), func(t *testing.T) { test(t, md) })
+	}
 }

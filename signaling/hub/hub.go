@@ -6,33 +6,39 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/khadga/khadga/proto"
+	"github.com/khadga/khadga/signaling/wsconn"
 )
 
-// ErrClosed is returned by ServeConn once Shutdown has begun: the connection
-// was told to reconnect and closed without being served.
-var ErrClosed = errors.New("hub: shut down")
-
-// closeGrace is how long the hub waits for a client's answer to its close
-// frame before it drops the socket.
-const closeGrace = 2 * time.Second
+// Errors of Accept.
+var (
+	// ErrClosed means Shutdown has begun: the connection was told to
+	// reconnect and closed without being served.
+	ErrClosed = errors.New("hub: shut down")
+	// ErrTooManyConnections means the user already has
+	// Config.MaxConnsPerUser connections; the connection was closed with
+	// 1008 and a reason saying so.
+	ErrTooManyConnections = errors.New("hub: too many connections for this user")
+)
 
 // Hub holds the sessions, rooms and presence of one signaling node and runs
 // its WebSocket connections. Build it with New; stop it with Shutdown.
 type Hub struct {
 	cfg      Config
+	wscfg    *wsconn.Config
 	log      *slog.Logger
 	delivery Delivery
 	sessions *shardedMap[*session] // by peer id
 	tokens   *shardedMap[*session] // by sha256 of the resume token
 	rooms    *shardedMap[*room]    // by name
 	conns    *shardedMap[*conn]    // by connection key
+	users    *userCounts
 	presence *presence
 	stats    counters
 	connSeq  atomic.Uint64
@@ -54,17 +60,28 @@ func New(cfg Config) (*Hub, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	wscfg := wsconn.Config{
+		ReadLimit:  cfg.ReadLimit,
+		WriteWait:  cfg.WriteWait,
+		QueueLen:   cfg.SendQueue,
+		QueueBytes: cfg.SendQueueBytes,
+	}.WithDefaults()
 	h := &Hub{
 		cfg:      cfg,
+		wscfg:    &wscfg,
 		log:      cfg.Logger,
 		sessions: newShardedMap[*session](),
 		tokens:   newShardedMap[*session](),
 		rooms:    newShardedMap[*room](),
 		conns:    newShardedMap[*conn](),
+		users:    newUserCounts(),
 		quit:     make(chan struct{}),
 		waitDone: make(chan struct{}),
 	}
-	h.delivery = localDelivery{h}
+	h.delivery = cfg.Delivery
+	if h.delivery == nil {
+		h.delivery = LocalDelivery(h)
+	}
 	h.presence = newPresence(h)
 	if cfg.Registerer != nil {
 		if err := cfg.Registerer.Register(collector{h}); err != nil {
@@ -88,67 +105,50 @@ func (h *Hub) enter() bool {
 	return true
 }
 
-// ServeConn runs one upgraded, authenticated connection until it ends: it
-// sends welcome first, then reads on the calling goroutine. It returns nil
-// when the client or the hub closed the connection cleanly, and the read
-// error otherwise. When it returns, nothing of the connection runs any more;
-// its session lives on for the resume window.
-func (h *Hub) ServeConn(ctx context.Context, ws *websocket.Conn, id Identity, opts ConnOptions) error {
+// Accept serves an upgraded, authenticated WebSocket connection, plain or
+// TLS: it queues welcome, starts the connection's reader on a goroutine of
+// the hub, and returns. The caller (an HTTP handler) can then return, which
+// frees what net/http held for the request. The connection ends when the
+// client leaves or at Shutdown. Accept returns ErrClosed once Shutdown has
+// begun, and ErrTooManyConnections when the user is at its limit; in both
+// cases the connection was closed with a reason.
+func (h *Hub) Accept(nc net.Conn, id Identity, opts ConnOptions) error {
 	if !h.enter() {
-		refuse(ws, h.cfg.WriteWait)
+		refuse(nc, h.wscfg, proto.New(proto.TypeReconnect, proto.Reconnect{After: 1000}), 1012, "server restart")
 		return ErrClosed
 	}
-	defer h.wg.Done()
-	stop := context.AfterFunc(ctx, func() { _ = ws.Close() })
-	defer stop()
-	c := h.open(ws, id, opts)
-	return h.close(c, c.readLoop(false))
-}
-
-// Start serves a connection like ServeConn, but returns once welcome is
-// queued, and reads on goroutines of the hub. The HTTP handler can then
-// return, and net/http frees what it holds for the request: its goroutine,
-// its buffers, the request and its contexts. With an Upgrader from
-// NewUpgrader and Upgrade, the reader also hands its role to a fresh
-// goroutine whenever the client goes idle, so that an idle connection
-// holds a small stack and no buffer: about a third of ServeConn's memory
-// per idle connection. The connection ends when the client leaves or at
-// Shutdown. Start returns ErrClosed once Shutdown has begun.
-func (h *Hub) Start(ws *websocket.Conn, id Identity, opts ConnOptions) error {
-	if !h.enter() {
-		refuse(ws, h.cfg.WriteWait)
-		return ErrClosed
+	if !h.users.add(id.User, h.cfg.MaxConnsPerUser) {
+		h.wg.Done()
+		h.stats.countError(proto.CodeRateLimited)
+		text := fmt.Sprintf("user %s already has %d connections", id.User, h.cfg.MaxConnsPerUser)
+		refuse(nc, h.wscfg, proto.NewError("", proto.CodeRateLimited, "%s", text), 1008, "too many connections")
+		return ErrTooManyConnections
 	}
-	c := h.open(ws, id, opts)
-	go c.serve()
+	c := h.open(nc, id, opts)
+	go c.run()
 	return nil
 }
 
-// serve runs the reader of a Start connection; it owns one count of h.wg.
-// On an idle socket from Upgrade it first waits for data in a shallow call,
-// so that its stack stays at the 2 KiB a goroutine starts with.
-func (c *conn) serve() {
+// run is the connection's reader; it owns one count of h.wg.
+func (c *conn) run() {
 	defer c.h.wg.Done()
-	var err error
-	for c.sock != nil && c.sock.idle() && err == nil {
-		if err = c.sock.fill(); err == nil && c.sock.skipPongs() {
-			c.lastSeen.Store(time.Now().UnixNano())
-		}
-	}
-	if err == nil {
-		err = c.readLoop(true)
-	}
-	if errors.Is(err, errHandoff) {
-		return // a fresh goroutine took over, with its own count
-	}
-	if err := c.h.close(c, err); err != nil {
-		c.h.log.Debug("hub: connection ended", slog.Any("err", err))
-	}
+	res := c.ws.Serve(c)
+	c.h.close(c, res)
 }
 
 // open attaches a new connection: welcome is queued when it returns.
-func (h *Hub) open(ws *websocket.Conn, id Identity, opts ConnOptions) *conn {
-	c := h.newConn(ws, opts)
+func (h *Hub) open(nc net.Conn, id Identity, opts ConnOptions) *conn {
+	c := &conn{
+		h:        h,
+		key:      strconv.FormatUint(h.connSeq.Add(1), 36),
+		user:     id.User,
+		presence: opts.Presence,
+	}
+	c.ws = wsconn.New[queued](nc, h.wscfg)
+	now := time.Now().UnixNano()
+	c.tokens, c.tokensAt = float64(h.cfg.MessageBurst), now
+	c.bytes, c.bytesAt = float64(h.cfg.SignalBurstBytes), now
+	c.abuse, c.abuseAt = float64(h.cfg.AbuseLimit), now
 	h.stats.conns.Add(1)
 	h.attach(c, id, opts)
 	h.conns.putIfAbsent(c.key, c) // after attach: the sweeper reads c.s
@@ -160,53 +160,42 @@ func (h *Hub) open(ws *websocket.Conn, id Identity, opts ConnOptions) *conn {
 	return c
 }
 
-// close detaches a connection whose reader ended with readErr.
-func (h *Hub) close(c *conn, readErr error) error {
+// close detaches a connection whose reader ended.
+func (h *Hub) close(c *conn, res wsconn.Result[queued]) {
 	h.conns.deleteIf(c.key, func(v *conn) bool { return v == c })
 	h.stats.conns.Add(-1)
-	clean := h.detach(c, readErr)
-	if clean || c.closeQueued() {
-		return nil
+	h.users.remove(c.user)
+	if errors.Is(res.Err, wsconn.ErrSlowConsumer) {
+		h.stats.slow.Add(1)
+		h.log.Info("hub: dropped a slow consumer", slog.String("peer", c.peer()), slog.Any("err", res.Err))
 	}
-	return fmt.Errorf("hub: connection of peer %s: %w", c.s.member.Peer, readErr)
+	h.detach(c, res)
+	if res.Err != nil && res.ServerCode == 0 {
+		h.log.Debug("hub: connection ended", slog.String("peer", c.peer()), slog.Any("err", res.Err))
+	}
 }
 
-// refuse tells a connection that arrived during shutdown to reconnect.
-func refuse(ws *websocket.Conn, wait time.Duration) {
-	deadline := time.Now().Add(wait)
-	_ = ws.SetWriteDeadline(deadline)
-	if b, err := proto.New(proto.TypeReconnect, proto.Reconnect{After: 1000}).Encode(); err == nil {
-		_ = ws.WriteMessage(websocket.TextMessage, b)
+// refuse tells a connection the hub will not serve why, and closes it. It
+// runs on the accepting goroutine, with every write bounded by WriteWait.
+func refuse(nc net.Conn, cfg *wsconn.Config, m *proto.Message, code int, reason string) {
+	ws := wsconn.New[queued](nc, cfg)
+	if b, err := m.Encode(); err == nil {
+		_ = ws.Send(queued{Envelope: Envelope{Msg: b, Kind: KindEvent}})
 	}
-	_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseServiceRestart, "server restart"), deadline)
-	_ = ws.Close()
+	ws.Close(code, reason)
+	ws.Serve(refusedHandler{})
 }
 
-func (h *Hub) newConn(ws *websocket.Conn, opts ConnOptions) *conn {
-	c := &conn{
-		h:        h,
-		ws:       ws,
-		key:      strconv.FormatUint(h.connSeq.Add(1), 36),
-		presence: opts.Presence,
-	}
-	c.sock, _ = ws.NetConn().(*sockConn)
-	now := time.Now().UnixNano()
-	c.lastSeen.Store(now)
-	c.tokens, c.tokensAt = float64(h.cfg.MessageBurst), now
-	c.abuse, c.abuseAt = float64(h.cfg.AbuseLimit), now
-	// The hard limit lets the reader see a message somewhat over ReadLimit,
-	// so it can answer too_large before closing with 1009; beyond it gorilla
-	// closes with 1009 on its own without reading the payload.
-	ws.SetReadLimit(2*h.cfg.ReadLimit + 4096)
-	ws.SetPongHandler(func(string) error {
-		c.lastSeen.Store(time.Now().UnixNano())
-		return nil
-	})
-	return c
-}
+// refusedHandler ignores what a refused client sends while its close is on
+// the way.
+type refusedHandler struct{}
+
+func (refusedHandler) Message(bool, []byte) {}
+func (refusedHandler) TooLarge(int64)       {}
 
 // sweep pings silent connections and drops dead ones. One goroutine for the
 // whole hub instead of a timer per connection keeps idle connections cheap.
+// It never blocks: Ping and Kill only queue and wake.
 func (h *Hub) sweep() {
 	defer h.wg.Done()
 	every := h.cfg.PingPeriod / 4
@@ -224,15 +213,14 @@ func (h *Hub) sweep() {
 		case <-t.C:
 		}
 		buf = h.conns.collect(buf[:0])
-		now := time.Now().UnixNano()
+		now := time.Now()
 		for _, c := range buf {
-			idle := time.Duration(now - c.lastSeen.Load())
+			idle := now.Sub(c.ws.LastSeen())
 			switch {
 			case idle > h.cfg.PongWait:
-				h.log.Debug("hub: dropping silent connection", slog.String("peer", c.peer()))
-				_ = c.ws.Close()
+				c.ws.Kill(fmt.Errorf("hub: no frame for %v", idle.Round(time.Millisecond)))
 			case idle >= h.cfg.PingPeriod:
-				c.ping()
+				c.ws.Ping()
 			}
 		}
 		clear(buf)
@@ -242,7 +230,8 @@ func (h *Hub) sweep() {
 // Shutdown tells every client to reconnect (a reconnect message, then close
 // code 1012), stops accepting connections and timers, and waits for every
 // connection and goroutine of the hub to end. If ctx ends first, it drops
-// the remaining sockets, waits for their goroutines and returns ctx.Err().
+// the remaining connections, waits for their goroutines (which a drop wakes
+// at once) and returns ctx.Err().
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	first := !h.stopping
@@ -272,7 +261,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	for _, c := range h.conns.collect(nil) {
-		_ = c.ws.Close()
+		c.ws.Kill(errors.New("hub: shutdown deadline"))
 	}
 	<-h.waitDone
 	return ctx.Err()
@@ -281,6 +270,13 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 // restart queues a reconnect message and close code 1012.
 func (c *conn) restart() {
 	after := 250 + rand.IntN(1750) // spread the reconnect storm over ~2s
-	b, _ := proto.New(proto.TypeReconnect, proto.Reconnect{After: after}).Encode()
-	c.closeWith(b, websocket.CloseServiceRestart)
+	c.closeWith(proto.New(proto.TypeReconnect, proto.Reconnect{After: after}), 1012, "server restart")
+}
+
+// closeWith queues m, then closes the connection with code and reason.
+func (c *conn) closeWith(m *proto.Message, code int, reason string) {
+	if b, err := m.Encode(); err == nil {
+		_ = c.ws.Send(queued{Envelope: Envelope{Msg: b, Kind: KindEvent}})
+	}
+	c.ws.Close(code, reason)
 }

@@ -5,8 +5,8 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/khadga/khadga/proto"
+	"github.com/khadga/khadga/signaling/wsconn"
 )
 
 // attach binds a new connection to a session: the one its resume token
@@ -104,57 +104,43 @@ func (h *Hub) resume(c *conn, id Identity, tok string, ice []proto.ICEServer, ex
 	h.tokens.deleteIf(hash, func(v *session) bool { return v == s })
 	s.tokenHash = newHash
 
-	old := s.conn
 	c.s = s
 	h.stats.resumesOK.Add(1) // before welcome, so that a client that sees it sees the count
-	c.mu.Lock()
-	c.pushLocked(queued{Envelope: Envelope{Msg: h.welcome(s, newTok, true, rooms, ice, expires), Kind: KindEvent}})
-	c.mu.Unlock()
 	var pending []queued
-	if old != nil {
+	if old := s.conn; old != nil {
 		// The old socket is still open (the client saw the drop first):
-		// take over what it has not written yet.
-		old.mu.Lock()
-		old.closed = true
-		old.wakeLocked()
-		pending = keepable(old.q)
-		old.mu.Unlock()
+		// take over what it has not written yet, and drop it.
+		pending = keepable(old.ws.Takeover(errResumedElsewhere))
 	}
 	expired := s.expireLocked(time.Now())
 	pending = append(pending, s.absent...)
 	s.absent = nil
-	c.mu.Lock()
-	for _, it := range pending {
-		c.pushLocked(it)
-	}
-	c.mu.Unlock()
+	c.send(h.welcome(s, newTok, true, rooms, ice, expires))
+	_ = c.ws.SendAll(pending) // bounded by the old queue and AbsentQueue
 	s.conn = c
 	s.mu.Unlock()
-	if old != nil {
-		_ = old.ws.Close()
-	}
 	h.reportDropped(s.member.Peer, expired)
 	return true
 }
 
+// errResumedElsewhere ends a connection whose session a new connection
+// resumed.
+var errResumedElsewhere = errors.New("hub: session resumed on another connection")
+
 // detach unbinds a finished connection from its session. A client that
 // closed with 1000 has left: its session ends now. Otherwise the session
-// waits the resume window, keeping what was queued for it. It reports
-// whether the close was clean.
-func (h *Hub) detach(c *conn, readErr error) bool {
-	left := c.finish()
+// waits the resume window, keeping what was queued for it.
+func (h *Hub) detach(c *conn, res wsconn.Result[queued]) {
 	if c.presence {
 		h.presence.unsubscribe(c)
 	}
-	var ce *websocket.CloseError
-	clean := errors.As(readErr, &ce) &&
-		(ce.Code == websocket.CloseNormalClosure || ce.Code == websocket.CloseGoingAway || ce.Code == websocket.CloseServiceRestart)
-	leaving := clean && ce.Code == websocket.CloseNormalClosure && !c.closeQueued()
+	leaving := res.ClientCode == 1000 && res.ServerCode == 0
+	left := keepable(res.Unsent)
 	s := c.s
 	s.mu.Lock()
 	if s.conn != c || s.ended {
 		s.mu.Unlock()
-		return clean // taken over by a resume
+		return // taken over by a resume
 	}
 	s.conn = nil
 	var dropped []queued
@@ -173,14 +159,25 @@ func (h *Hub) detach(c *conn, readErr error) bool {
 		s.mu.Unlock()
 		h.reportDropped(s.member.Peer, dropped)
 		h.endSession(s, kept)
-		return clean
+		return
 	}
 	if !h.stopped.Load() {
 		s.timer = time.AfterFunc(h.cfg.ResumeWindow, func() { h.expire(s) })
 	}
 	s.mu.Unlock()
 	h.reportDropped(s.member.Peer, dropped)
-	return clean
+}
+
+// keepable returns the messages worth keeping for a resume: not presence,
+// which a resumed connection gets afresh.
+func keepable(items []queued) []queued {
+	out := items[:0]
+	for _, it := range items {
+		if it.Kind != KindPresence {
+			out = append(out, it)
+		}
+	}
+	return out
 }
 
 // expire ends a session whose resume window passed without a resume.
@@ -222,7 +219,7 @@ func (h *Hub) endSession(s *session, kept []queued) {
 // delivered. No lock may be held.
 func (h *Hub) reportDropped(target string, items []queued) {
 	for _, it := range items {
-		if it.Kind != KindSignal || it.ctl != ctlNone {
+		if it.Kind != KindSignal {
 			continue
 		}
 		h.stats.expired.Add(1)

@@ -2,14 +2,13 @@ package hub
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"runtime"
 	"runtime/pprof"
-	"strings"
 	"testing"
 	"time"
 )
@@ -17,9 +16,16 @@ import (
 // rawDial opens a WebSocket with a hand-written handshake and keeps only the
 // socket: no goroutine and no buffers on the client side, so that the
 // memory measured in this process is the server's.
-func rawDial(tb testing.TB, addr, query string) net.Conn {
+func rawDial(tb testing.TB, ts *testServer, query string) net.Conn {
 	tb.Helper()
-	c, err := net.Dial("tcp", addr)
+	addr := ts.srv.Listener.Addr().String()
+	var c net.Conn
+	var err error
+	if ts.tls {
+		c, err = tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	} else {
+		c, err = net.Dial("tcp", addr)
+	}
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -43,20 +49,10 @@ func rawDial(tb testing.TB, addr, query string) net.Conn {
 // in-process after a GC. The benchmark tool measures RSS in a separate
 // process; this figure is the Go-visible part of it.
 func BenchmarkIdleConnMemory(b *testing.B) {
-	any := func(*http.Request) bool { return true }
-	modes := []struct {
-		name string
-		mode serverMode
-	}{
-		{"ServeConn+NewServeConnUpgrader", serverMode{up: NewServeConnUpgrader(any), plain: true}},
-		{"ServeConn+NewUpgrader+Upgrade", serverMode{up: NewUpgrader(any)}},
-		{"Start+NewUpgrader", serverMode{up: NewUpgrader(any), start: true, plain: true}},
-		{"Start+NewUpgrader+Upgrade", serverMode{up: NewUpgrader(any), start: true}},
-	}
-	for _, m := range modes {
-		b.Run(m.name, func(b *testing.B) { benchIdle(b, m.mode, false) })
+	for _, md := range []serverMode{{}, {tls: true}} {
+		b.Run(md.String(), func(b *testing.B) { benchIdle(b, md, false) })
 		// As the benchmark tool's clients do: one heartbeat each, then idle.
-		b.Run(m.name+"+heartbeat", func(b *testing.B) { benchIdle(b, m.mode, true) })
+		b.Run(md.String()+"+heartbeat", func(b *testing.B) { benchIdle(b, md, true) })
 	}
 }
 
@@ -68,14 +64,13 @@ func benchIdle(b *testing.B, mode serverMode, beat bool) {
 	const n = 2000
 	for range b.N {
 		ts := newTestServer(b, Config{Logger: slog.New(slog.DiscardHandler)}, mode)
-		addr := strings.TrimPrefix(ts.srv.URL, "http://")
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
 		g0 := runtime.NumGoroutine()
 		conns := make([]net.Conn, 0, n)
 		for i := range n {
-			conns = append(conns, rawDial(b, addr, fmt.Sprintf("user=u%d", i)))
+			conns = append(conns, rawDial(b, ts, fmt.Sprintf("user=u%d", i)))
 		}
 		eventually(b, "all connections served", func() bool { return ts.hub.Stats().Connections == n })
 		if beat {
@@ -111,17 +106,16 @@ func benchIdle(b *testing.B, mode serverMode, beat bool) {
 }
 
 // BenchmarkOpen opens connections from 50 concurrent dialers (raw
-// handshakes, no client goroutines) with Start and Upgrade, and reports
+// handshakes, no client goroutines), and reports
 // connections per second until each is served.
 func BenchmarkOpen(b *testing.B) {
-	ts := newTestServer(b, Config{Logger: slog.New(slog.DiscardHandler), ResumeWindow: time.Second}, serverMode{start: true})
-	addr := strings.TrimPrefix(ts.srv.URL, "http://")
+	ts := newTestServer(b, Config{Logger: slog.New(slog.DiscardHandler), ResumeWindow: time.Second})
 	b.SetParallelism(25) // 25 x GOMAXPROCS(2) = 50 dialers
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		var conns []net.Conn
 		for pb.Next() {
-			conns = append(conns, rawDial(b, addr, "user=u"))
+			conns = append(conns, rawDial(b, ts, "user=u"))
 		}
 		for _, c := range conns {
 			_ = c.Close()

@@ -71,7 +71,7 @@ func (p *presence) subscribe(c *conn) {
 		p.full = p.encodeFull()
 	}
 	p.subs[c] = struct{}{}
-	_ = c.enqueue(queued{Envelope: Envelope{Msg: p.full, Kind: KindPresence}})
+	_ = c.ws.Send(queued{Envelope: Envelope{Msg: p.full, Kind: KindPresence}})
 }
 
 func (p *presence) unsubscribe(c *conn) {
@@ -123,7 +123,7 @@ func (p *presence) flush() {
 	msgs = p.chunk(proto.PresenceOnline, on, msgs)
 	for c := range p.subs {
 		for _, b := range msgs {
-			if c.enqueue(queued{Envelope: Envelope{Msg: b, Kind: KindPresence}}) != nil {
+			if c.ws.Send(queued{Envelope: Envelope{Msg: b, Kind: KindPresence}}) != nil {
 				break
 			}
 		}

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -245,24 +246,26 @@ func testRoomGrantsAndLimits(t *testing.T, mode serverMode) {
 	}
 }
 
-// TestRelayOnPlainSocket runs the relay on a socket that Upgrade did not
-// wrap (gorilla's own Upgrade, as with TLS), so both write paths are tested.
-func TestRelayOnPlainSocket(t *testing.T) {
-	ts := newTestServer(t, Config{}, serverMode{plain: true})
+// A sender pays for the bytes it sends: past its signal byte rate its
+// signals are refused with rate_limited, and the target sees none of them.
+func TestSignalByteRate(t *testing.T) { forModes(t, testSignalByteRate) }
+
+func testSignalByteRate(t *testing.T, mode serverMode) {
+	ts := newTestServer(t, Config{SignalBytesRate: 1 << 10, SignalBurstBytes: 64 << 10, AbuseLimit: 100}, mode)
 	alice := ts.dial("user=alice")
 	bob := ts.dial("user=bob")
 	alice.join("r", "1")
 	bob.join("r", "1")
 	alice.expect(proto.TypePeerJoined)
-	for i := 0; i < 20; i++ {
-		bob.signal(alice.peer(), "", "s", `{"i":1}`)
+	data := `{"pad":"` + strings.Repeat("x", 20<<10) + `"}`
+	for i := range 3 { // 60 KiB: within the burst
+		bob.signal(alice.peer(), "", fmt.Sprint("ok", i), data)
+		alice.expect(proto.TypeSignal)
 	}
-	for i := 0; i < 20; i++ {
-		if m := alice.expect(proto.TypeSignal); m.From != bob.peer() {
-			t.Fatalf("from %q", m.From)
-		}
+	bob.signal(alice.peer(), "", "over", data)
+	bob.expectError(proto.CodeRateLimited, "over")
+	bob.signal(alice.peer(), "", "small", `{"i":1}`) // what is left of the burst still allows this
+	if m := alice.expect(proto.TypeSignal); string(m.Data) != `{"i":1}` {
+		t.Fatalf("alice got %s, want only the small signal after the refused one", m.Data)
 	}
-	alice.sendRaw(`{"type":"nope"}`)
-	alice.expectError(proto.CodeUnknownType, "")
-	alice.ping("p")
 }

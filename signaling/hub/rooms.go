@@ -80,7 +80,7 @@ func (h *Hub) joinLocked(c *conn, m *proto.Message) (proto.Code, string) {
 		// sees joins and leaves in one order, and the joiner gets joined
 		// before any signal sent in answer to peer-joined. Nothing here
 		// waits: a joiner whose queue is full is a slow consumer.
-		_ = c.enqueue(queued{Envelope: Envelope{Msg: joinedMsg(m.ID, m.Room, membersExcept(r, s)), Kind: KindEvent}})
+		c.send(joinedMsg(m.ID, m.Room, membersExcept(r, s)))
 		ev := memberMsg(proto.TypePeerJoined, m.Room, s.member)
 		for peer := range r.members {
 			_ = h.delivery.Deliver(peer, Envelope{Msg: ev, Kind: KindEvent})

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/khadga/khadga/proto"
+	"github.com/khadga/khadga/signaling/wsconn"
 )
 
 // session is one peer: its id, user, role and rooms. It outlives its
@@ -35,18 +36,11 @@ type session struct {
 // queued is one message in a send queue or an absent queue.
 type queued struct {
 	Envelope
-	at   int64 // unix nanoseconds it was queued while absent
-	ctl  ctlKind
-	code int // close code for ctlClose
+	at int64 // unix nanoseconds it was kept while the session was absent
 }
 
-type ctlKind uint8
-
-const (
-	ctlNone ctlKind = iota
-	ctlPing
-	ctlClose
-)
+// Payload is the message's text (wsconn.Message).
+func (q queued) Payload() []byte { return q.Msg }
 
 // randomID returns n random bytes, base64url without padding: safe in URLs
 // and in proto's peer id alphabet.
@@ -77,32 +71,40 @@ func (h *Hub) newResumeToken(s *session) string {
 	return tok
 }
 
-// deliver queues e on the session's connection, or in its absent queue.
-// Lock order: session.mu, then conn.mu.
+// deliver queues e on the session's connection, or in its absent queue
+// while its socket is away. A signal is offered: a full queue refuses it,
+// and its sender is told (the sender pays for a flood, not the receiver).
+// Anything else is sent: a queue over twice its limits means the client is
+// not reading, and its connection is dropped. Neither ever blocks.
+// Lock order: session.mu, then the connection's (a leaf).
 func (s *session) deliver(e Envelope) error {
 	s.mu.Lock()
 	if s.ended {
 		s.mu.Unlock()
 		return ErrUnknownPeer
 	}
+	it := queued{Envelope: e.owned()}
 	if c := s.conn; c != nil {
-		if e.Kind == KindSignal && c.claimDirect(len(e.Msg)) {
-			s.mu.Unlock()
-			c.writeDirect(queued{Envelope: e})
-			return nil
+		var err error
+		if e.Kind == KindSignal {
+			err = c.ws.Offer(it)
+		} else {
+			err = c.ws.Send(it)
 		}
-		e = e.owned()
-		err := c.enqueue(queued{Envelope: e})
-		if err != errConnClosing {
+		if err != wsconn.ErrClosing {
 			s.mu.Unlock()
 			if err != nil {
 				return ErrPeerUnavailable
+			}
+			if e.Kind == KindSignal {
+				s.h.stats.signals.Add(1)
+				s.h.stats.bytes.Add(uint64(len(e.Msg)))
 			}
 			return nil
 		}
 		// The connection is going away; keep the message for a resume.
 	}
-	expired, err := s.keepLocked(queued{Envelope: e.owned()}, time.Now())
+	expired, err := s.keepLocked(it, time.Now())
 	s.mu.Unlock()
 	s.h.reportDropped(s.member.Peer, expired)
 	return err
@@ -111,7 +113,7 @@ func (s *session) deliver(e Envelope) error {
 // keepLocked adds it to the absent queue, dropping expired entries first;
 // it returns those for the caller to report once s.mu is released.
 func (s *session) keepLocked(it queued, now time.Time) (expired []queued, err error) {
-	if it.Kind == KindPresence || it.ctl != ctlNone {
+	if it.Kind == KindPresence {
 		return nil, nil
 	}
 	if len(s.absent) >= s.h.cfg.AbsentQueue {

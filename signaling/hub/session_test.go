@@ -244,21 +244,18 @@ func testPresence(t *testing.T, mode serverMode) {
 	waitPresence(t, carol, proto.PresenceOffline, bob.peer())
 }
 
+// A client that never reads is flooded with large signals by another: the
+// flooder is refused (peer_unavailable once the target's queue is at its
+// limits, rate_limited past its byte rate), the others in the hub keep
+// relaying, and the reader that never reads is dropped when a write to it
+// makes no progress for WriteWait.
 func TestSlowConsumerIsDroppedOthersKeepGoing(t *testing.T) {
 	forModes(t, testSlowConsumerIsDroppedOthersKeepGoing)
 }
 
 func testSlowConsumerIsDroppedOthersKeepGoing(t *testing.T, mode serverMode) {
-	ts := newTestServer(t, Config{SendQueue: 256, AbsentQueue: 8, MessageRate: 1e6, MessageBurst: 1e6, WriteWait: 2 * time.Second}, mode)
-	ts.tweak = func(q url.Values, ws *websocket.Conn) {
-		if q.Get("user") == "slow" {
-			nc := ws.NetConn()
-			if sc, ok := nc.(*sockConn); ok {
-				nc = sc.Conn
-			}
-			_ = nc.(interface{ SetWriteBuffer(int) error }).SetWriteBuffer(4096)
-		}
-	}
+	ts := newTestServer(t, Config{AbsentQueue: 8, MessageRate: 1e6, MessageBurst: 1e6, WriteWait: time.Second,
+		SignalBytesRate: 1 << 30, SignalBurstBytes: 1 << 30}, mode)
 	slow := ts.dialRaw("user=slow", true) // never reads
 	flood := ts.dial("user=flood")
 	a := ts.dial("user=a")
@@ -277,21 +274,13 @@ func testSlowConsumerIsDroppedOthersKeepGoing(t *testing.T, mode serverMode) {
 	}
 	target := peers[0].Peer
 
-	pad := strings.Repeat("x", 8000)
+	pad := strings.Repeat("x", 60000)
+	msg, _ := json.Marshal(proto.Message{Type: proto.TypeSignal, ID: "f", To: target, Data: json.RawMessage(`{"pad":"` + pad + `"}`)})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for i := 0; i < 2000; i++ {
-			select {
-			case <-flood.closed:
-				return
-			default:
-			}
-			b, _ := json.Marshal(proto.Message{Type: proto.TypeSignal, ID: "f", To: target, Data: json.RawMessage(`{"pad":"` + pad + `"}`)})
-			if flood.ws.WriteMessage(websocket.TextMessage, b) != nil {
-				return
-			}
-			if ts.hub.Stats().SlowConsumers > 0 {
+		for range 200 {
+			if flood.ws.WriteMessage(websocket.TextMessage, msg) != nil {
 				return
 			}
 		}
@@ -304,10 +293,16 @@ func testSlowConsumerIsDroppedOthersKeepGoing(t *testing.T, mode serverMode) {
 		a.expect(proto.TypeSignal)
 	}
 	<-done
-	// Dropped when its queue filled, or when a write to it timed out.
-	eventually(t, "the slow consumer to be dropped", func() bool { return ts.hub.Stats().SlowConsumers >= 1 })
 	flood.expectError(proto.CodePeerUnavailable, "f")
+	eventually(t, "the slow consumer to be dropped", func() bool { return ts.hub.Stats().SlowConsumers >= 1 })
 	a.ping("p")
+	// The flooder is still connected: past its refused signals, a pong.
+	flood.send(proto.Message{Type: proto.TypePing, ID: "alive"})
+	for m := flood.next(); m.Type != proto.TypePong || m.Ref != "alive"; m = flood.next() {
+		if m.Type != proto.TypeError || m.Ref != "f" {
+			t.Fatalf("flooder got %s %s, want errors for its signals then a pong", m.Type, m.Data)
+		}
+	}
 }
 
 func TestShutdownTellsClientsToReconnect(t *testing.T) {
@@ -354,8 +349,8 @@ func noHubGoroutines(t *testing.T) {
 	eventually(t, "hub goroutines to end", func() bool {
 		buf := make([]byte, 1<<20)
 		stacks = string(buf[:runtime.Stack(buf, true)])
-		for _, fn := range []string{"hub.(*conn).writeLoop", "hub.(*Hub).sweep", "hub.(*Hub).ServeConn",
-			"hub.(*presence).flush", "hub.(*Hub).expire", "hub.(*conn).readLoop", "hub.(*Hub).Start", "hub.(*conn).serve", "hub.(*sockConn).fill"} {
+		for _, fn := range []string{"hub.(*conn).run", "hub.(*Hub).sweep", "hub.(*presence).flush",
+			"hub.(*Hub).expire", "wsconn.(*Conn[...]).writeLoop", "wsconn.(*Conn[...]).Serve"} {
 			if strings.Contains(stacks, fn) {
 				return false
 			}
@@ -364,8 +359,10 @@ func noHubGoroutines(t *testing.T) {
 	})
 }
 
-func TestStartServesWithoutTheHandlerGoroutine(t *testing.T) {
-	ts := newTestServer(t, Config{}, serverMode{start: true})
+// The HTTP handler returns once Accept has queued welcome: the hub serves
+// the connection on its own goroutines, and Shutdown ends them all.
+func TestServesAfterTheHandlerReturned(t *testing.T) {
+	ts := newTestServer(t, Config{})
 	alice := ts.dial("user=alice")
 	bob := ts.dial("user=bob")
 	alice.join("r", "1")

@@ -39,7 +39,6 @@ type counters struct {
 
 	signals, bytes, queued, expired, slow atomic.Uint64
 	resumesOK, resumesFailed              atomic.Uint64
-	partials                              atomic.Uint64     // direct writes the socket took only part of
 	errors                                [16]atomic.Uint64 // indexed like codes; last slot for unknown codes
 }
 

@@ -1,0 +1,383 @@
+package wsconn
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+func TestEchoAndCloseHandshake(t *testing.T) { forModes(t, testEchoAndCloseHandshake) }
+
+func testEchoAndCloseHandshake(t *testing.T, md mode) {
+	s := newServer(t, md, Config{}, echo)
+	ws, h := s.dial()
+	big := strings.Repeat("x", 40<<10) // larger than a pooled read buffer
+	for _, m := range []string{"hello", "", big, "after big"} {
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+		expectMsg(t, h, "text:"+m)
+		_ = ws.SetReadDeadline(time.Now().Add(wait))
+		_, b, err := ws.ReadMessage()
+		if err != nil || string(b) != m {
+			t.Fatalf("echo of %.20q: %.20q, %v", m, b, err)
+		}
+	}
+	if err := ws.WriteMessage(websocket.BinaryMessage, []byte{1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	expectMsg(t, h, "binary:\x01\x02")
+	msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye")
+	if err := ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(wait)); err != nil {
+		t.Fatal(err)
+	}
+	if code := closeCodeOf(t, ws); code != websocket.CloseNormalClosure {
+		t.Errorf("server answered close with %d, want 1000", code)
+	}
+	r := s.result()
+	if r.Err != nil || r.ClientCode != 1000 || r.ServerCode != 0 {
+		t.Errorf("result %+v, want a clean close by the client with 1000", r)
+	}
+}
+
+func TestPingGetsPong(t *testing.T) { forModes(t, testPingGetsPong) }
+
+func testPingGetsPong(t *testing.T, md mode) {
+	s := newServer(t, md, Config{}, echo)
+	ws, _ := s.dial()
+	pong := make(chan string, 1)
+	ws.SetPongHandler(func(p string) error { pong <- p; return nil })
+	go func() {
+		for {
+			if _, _, err := ws.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	if err := ws.WriteControl(websocket.PingMessage, []byte("p1"), time.Now().Add(wait)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-pong:
+		if p != "p1" {
+			t.Errorf("pong %q, want p1", p)
+		}
+	case <-time.After(wait):
+		t.Fatal("no pong")
+	}
+}
+
+func TestFragmentsWithControlFramesBetween(t *testing.T) {
+	forModes(t, testFragmentsWithControlFramesBetween)
+}
+
+func testFragmentsWithControlFramesBetween(t *testing.T, md mode) {
+	s := newServer(t, md, Config{}, nil)
+	nc, h := s.dialRaw(md)
+	var b []byte
+	b = append(b, clientFrame(false, opText, []byte("he"))...)
+	b = append(b, clientFrame(true, opPing, []byte("x"))...)
+	b = append(b, clientFrame(false, opContinuation, []byte("ll"))...)
+	b = append(b, clientFrame(true, opContinuation, []byte("o"))...)
+	b = append(b, clientFrame(true, opText, []byte("next"))...)
+	// Byte by byte: every frame arrives split at every point.
+	for i := range b {
+		if _, err := nc.Write(b[i : i+1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expectMsg(t, h, "text:hello")
+	expectMsg(t, h, "text:next")
+}
+
+func TestProtocolErrorCloses1002(t *testing.T) { forModes(t, testProtocolErrorCloses1002) }
+
+func testProtocolErrorCloses1002(t *testing.T, md mode) {
+	s := newServer(t, md, Config{}, nil)
+	nc, _ := s.dialRaw(md)
+	if _, err := nc.Write([]byte{0x81, 0x02, 'h', 'i'}); err != nil { // unmasked
+		t.Fatal(err)
+	}
+	if code := rawCloseCode(t, nc); code != 1002 {
+		t.Errorf("close code %d, want 1002", code)
+	}
+	r := s.result()
+	var pe *ProtocolError
+	if !errors.As(r.Err, &pe) || !strings.Contains(pe.Reason, "bad MASK") {
+		t.Errorf("result error %v, want a protocol error about the mask", r.Err)
+	}
+}
+
+// rawCloseCode reads frames from a raw client until the server's close.
+func rawCloseCode(t testing.TB, nc io.Reader) int {
+	t.Helper()
+	if d, ok := nc.(interface{ SetReadDeadline(time.Time) error }); ok {
+		_ = d.SetReadDeadline(time.Now().Add(wait))
+	}
+	all, _ := io.ReadAll(nc) // the server closes after its close frame
+	for len(all) >= 2 {
+		op, n := all[0]&0x0f, int(all[1]&0x7f)
+		hl := 2
+		if n == 126 {
+			n, hl = int(all[2])<<8|int(all[3]), 4
+		}
+		if len(all) < hl+n {
+			break
+		}
+		if op == opClose && n >= 2 {
+			return int(all[hl])<<8 | int(all[hl+1])
+		}
+		all = all[hl+n:]
+	}
+	t.Fatalf("no close frame from the server")
+	return 0
+}
+
+func TestTooLargeSaysWhyThenCloses1009(t *testing.T) { forModes(t, testTooLarge) }
+
+func testTooLarge(t *testing.T, md mode) {
+	s := newServer(t, md, Config{ReadLimit: 1000}, nil)
+	ws, h := s.dial()
+	h.onMsg = nil
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		_ = ws.WriteMessage(websocket.TextMessage, bytes.Repeat([]byte("y"), 1001))
+	}()
+	select {
+	case n := <-h.tooLarge:
+		if n != 1001 {
+			t.Errorf("TooLarge(%d), want 1001", n)
+		}
+	case <-time.After(wait):
+		t.Fatal("TooLarge never called")
+	}
+	if code := closeCodeOf(t, ws); code != websocket.CloseMessageTooBig {
+		t.Errorf("close code %d, want 1009", code)
+	}
+	if r := s.result(); !errors.Is(r.Err, ErrTooLarge) || r.ServerCode != 1009 {
+		t.Errorf("result %+v, want ErrTooLarge and server code 1009", r)
+	}
+	<-sent
+}
+
+func TestServerCloseWritesQueuedFirst(t *testing.T) { forModes(t, testServerClose) }
+
+func testServerClose(t *testing.T, md mode) {
+	s := newServer(t, md, Config{}, func(c *Conn[msg], _ bool, b []byte) {
+		_ = c.Send(msg("last words"))
+		c.Close(1012, "restart")
+		if err := c.Send(msg("too late")); !errors.Is(err, ErrClosing) {
+			panic("Send after Close: " + errString(err))
+		}
+	})
+	ws, _ := s.dial()
+	if err := ws.WriteMessage(websocket.TextMessage, []byte("go")); err != nil {
+		t.Fatal(err)
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(wait))
+	if _, b, err := ws.ReadMessage(); err != nil || string(b) != "last words" {
+		t.Fatalf("read %q, %v; want the message queued before Close", b, err)
+	}
+	_, _, err := ws.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != 1012 || ce.Text != "restart" {
+		t.Fatalf("read %v, want close 1012 restart", err)
+	}
+	// gorilla answered the close; the server ends cleanly.
+	if r := s.result(); r.Err != nil || r.ServerCode != 1012 || r.ClientCode != 1012 {
+		t.Errorf("result %+v, want a clean close started by the server", r)
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "nil"
+	}
+	return err.Error()
+}
+
+// A client that never answers our close is dropped after CloseGrace.
+func TestCloseGraceBoundsTheWait(t *testing.T) { forModes(t, testCloseGrace) }
+
+func testCloseGrace(t *testing.T, md mode) {
+	s := newServer(t, md, Config{CloseGrace: 100 * time.Millisecond}, func(c *Conn[msg], _ bool, b []byte) {
+		c.Close(1000, "")
+	})
+	nc, _ := s.dialRaw(md)
+	if _, err := nc.Write(clientFrame(true, opText, []byte("x"))); err != nil {
+		t.Fatal(err)
+	}
+	r := s.result() // the raw client reads nothing and never answers
+	if r.ServerCode != 1000 || r.ClientCode != 0 || r.Err == nil {
+		t.Errorf("result %+v, want the server's close unanswered", r)
+	}
+}
+
+// The freeze of issue 12, at the transport: a handler that kills and
+// closes connections (its own among them) from inside Message, while
+// holding a lock that other readers want, must not block anyone.
+func TestKillAndCloseFromInsideHandlersNeverBlock(t *testing.T) {
+	forModes(t, testKillFromHandler)
+}
+
+func testKillFromHandler(t *testing.T, md mode) {
+	var mu sync.Mutex // a "hub lock"
+	var all []*Conn[msg]
+	s := newServer(t, md, Config{}, func(c *Conn[msg], _ bool, b []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, o := range all {
+			switch string(b) {
+			case "kill":
+				o.Kill(errors.New("killed by a neighbour"))
+			case "close":
+				o.Close(1001, "")
+			}
+		}
+	})
+	var clients []*websocket.Conn
+	for range 4 {
+		ws, h := s.dial()
+		mu.Lock()
+		all = append(all, h.c)
+		mu.Unlock()
+		clients = append(clients, ws)
+	}
+	if err := clients[0].WriteMessage(websocket.TextMessage, []byte("kill")); err != nil {
+		t.Fatal(err)
+	}
+	for range clients {
+		if r := s.result(); r.Err == nil || !strings.Contains(r.Err.Error(), "killed by a neighbour") {
+			t.Errorf("result error %v, want the kill's reason", r.Err)
+		}
+	}
+}
+
+// A client that stops reading: Offer refuses at the limits without
+// changing anything, Send past twice the limits kills the connection, and
+// nobody blocks.
+func TestQueueLimitsOfferAndSend(t *testing.T) { forModes(t, testQueueLimits) }
+
+func testQueueLimits(t *testing.T, md mode) {
+	s := newServer(t, md, Config{QueueLen: 4, QueueBytes: 1 << 20, WriteWait: wait}, nil)
+	_, h := s.dial() // the client never reads
+	c := h.c
+	// Fill the socket so that the writer blocks and the queue fills.
+	big := msg(bytes.Repeat([]byte("z"), 60<<10))
+	deadline := time.Now().Add(wait)
+	for {
+		err := c.Offer(big)
+		if errors.Is(err, ErrQueueFull) {
+			break
+		}
+		if err != nil || time.Now().After(deadline) {
+			t.Fatalf("Offer: %v", err)
+		}
+	}
+	if err := c.Offer(msg("x")); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("Offer at the limit: %v, want ErrQueueFull", err)
+	}
+	var err error
+	for i := 0; i < 10 && err == nil; i++ {
+		err = c.Send(msg("event"))
+	}
+	if !errors.Is(err, ErrSlowConsumer) {
+		t.Fatalf("Send past twice the limit: %v, want ErrSlowConsumer", err)
+	}
+	r := s.result()
+	if !errors.Is(r.Err, ErrSlowConsumer) || len(r.Unsent) == 0 {
+		t.Errorf("result error %v with %d unsent, want ErrSlowConsumer and the queue", r.Err, len(r.Unsent))
+	}
+}
+
+// A write that makes no progress for WriteWait marks a slow consumer.
+func TestWriteTimeoutIsASlowConsumer(t *testing.T) { forModes(t, testWriteTimeout) }
+
+func testWriteTimeout(t *testing.T, md mode) {
+	s := newServer(t, md, Config{WriteWait: 200 * time.Millisecond, QueueLen: 1 << 20, QueueBytes: 1 << 30}, nil)
+	_, h := s.dial()
+	big := msg(bytes.Repeat([]byte("z"), 60<<10))
+	for i := 0; i < 400; i++ { // 24 MB: more than the socket buffers hold
+		if err := h.c.Offer(big); err != nil {
+			break
+		}
+	}
+	if r := s.result(); !errors.Is(r.Err, ErrSlowConsumer) {
+		t.Errorf("result error %v, want ErrSlowConsumer", r.Err)
+	}
+}
+
+// A client that sends pings (or requests) without reading the answers is
+// held back by TCP, not dropped, while it keeps reading eventually.
+func TestReaderHoldsBackWhileQueueIsFull(t *testing.T) { forModes(t, testHoldBack) }
+
+func testHoldBack(t *testing.T, md mode) {
+	const n = 300
+	s := newServer(t, md, Config{QueueLen: 8}, echo)
+	ws, _ := s.dial()
+	sent := make(chan error, 1)
+	go func() {
+		for i := range n {
+			if err := ws.WriteMessage(websocket.TextMessage, []byte{byte(i)}); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	_ = ws.SetReadDeadline(time.Now().Add(wait))
+	for i := range n {
+		_, b, err := ws.ReadMessage()
+		if err != nil || len(b) != 1 || b[0] != byte(i) {
+			t.Fatalf("answer %d: %v %v", i, b, err)
+		}
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTakeoverHandsOverTheQueue(t *testing.T) { forModes(t, testTakeover) }
+
+func testTakeover(t *testing.T, md mode) {
+	s := newServer(t, md, Config{}, nil)
+	_, h := s.dial()
+	// Block the writer behind a socket that is not read, so that the
+	// last messages stay queued.
+	big := msg(bytes.Repeat([]byte("z"), 60<<10))
+	for h.c.Offer(big) == nil {
+	}
+	got := h.c.Takeover(errors.New("resumed elsewhere"))
+	if len(got) == 0 {
+		t.Fatal("Takeover returned nothing although the queue was full")
+	}
+	r := s.result()
+	if len(r.Unsent) != 0 || r.Err == nil || r.Err.Error() != "resumed elsewhere" {
+		t.Errorf("result %v with %d unsent, want the takeover's reason and nothing unsent", r.Err, len(r.Unsent))
+	}
+}
+
+// An idle connection holds no read buffer: a read buffer is borrowed only
+// while bytes are being handled. Checked by the pool's content: buffers
+// come back after each burst.
+func TestIdleConnectionReturnsItsReadBuffer(t *testing.T) { forModes(t, testIdleBuffer) }
+
+func testIdleBuffer(t *testing.T, md mode) {
+	s := newServer(t, md, Config{}, echo)
+	ws, _ := s.dial()
+	if err := ws.WriteMessage(websocket.TextMessage, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(wait))
+	if _, _, err := ws.ReadMessage(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the idle connection to return its read buffer", func() bool { return borrowed.Load() == 0 })
+}

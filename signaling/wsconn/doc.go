@@ -1,0 +1,73 @@
+// Package wsconn is the server side of one WebSocket connection (RFC 6455)
+// after the HTTP upgrade: frames in, frames out, a bounded send queue,
+// keepalive hooks and a close that never blocks whoever asks for it. It
+// runs over any net.Conn, so plain TCP (ws://) and in-process TLS (wss://)
+// take the same code; only the way an idle connection waits for its next
+// bytes differs, behind one small interface (source).
+//
+// The hub (package hub) builds its sessions, rooms and presence on top of
+// it and never touches a socket.
+//
+// # Who reads, who writes, who closes, what may block
+//
+// Reader: the goroutine that calls Serve, one per connection. It is the only
+// goroutine that reads the socket, the only one that calls the Handler, and
+// the only one that closes the socket, which it does after the writer has
+// exited and with no lock held. It blocks in socket reads and in the Handler.
+//
+// Writer: at most one goroutine at a time, started by whoever queues into an
+// empty queue and exiting when the queue is empty again, so that an idle
+// connection has no writer. It is the only goroutine that writes the socket:
+// data, pings, pongs and the close frame all go through the queue, so no
+// control frame can land inside a data frame. It blocks only in socket
+// writes, each bounded by Config.WriteWait.
+//
+// Everyone else (handlers of other connections, timers, the keepalive
+// sweeper, code holding hub locks) may call Send, Offer, Ping, Close and
+// Kill. These never block and never do socket I/O: they change the
+// connection's state under its mutex, which is a leaf (nothing is locked
+// under it), and wake the reader or the writer. A wake-up is a deadline in
+// the past (SetReadDeadline, SetWriteDeadline), which makes a blocked read or
+// write return at once without closing anything.
+//
+// Closing is therefore a state change plus a wake-up. Close queues a close
+// frame behind what is queued and refuses further messages; the reader then
+// waits Config.CloseGrace for the client's answer. Kill drops the connection
+// now: the reader and the writer wake, the writer exits, the reader closes
+// the socket. Serve returns what was queued but not written, so that the
+// caller can keep it for a resumed session.
+//
+// # Send queue and slow consumers
+//
+// The queue is bounded in messages and in bytes. Offer, for messages the
+// connection's client did not ask for and that have a sender who can be
+// told (relayed signals), refuses a message once the queue holds
+// Config.QueueLen messages or Config.QueueBytes bytes: the sender pays for a
+// flood, not the receiver. Send, for everything else, admits up to twice
+// those limits; beyond them the client is not reading, and the connection
+// is killed as a slow consumer (ErrSlowConsumer) without blocking the
+// caller. A write that makes no progress for Config.WriteWait kills it too.
+// The reader holds back (stops reading the socket) while the queue is over
+// the Offer limits, so that a client that sends requests faster than it
+// reads the answers is slowed by TCP rather than dropped.
+//
+// # Buffers
+//
+// An idle connection holds no read or write buffer. The reader borrows a
+// pooled buffer when bytes arrive and returns it when every frame in it has
+// been handled; the writer borrows one per batch, and a batch of queued
+// messages leaves in one write. On Unix, a plain TCP socket is waited on for
+// readiness through syscall.RawConn before any buffer is taken (its
+// callback only reads; nothing is handled inside it). Elsewhere, and over
+// TLS, the reader waits in a Read of a 16-byte array of its own.
+//
+// # Frames
+//
+// The reader follows RFC 6455 as gorilla/websocket does, and a differential
+// fuzz test holds the two together: client frames must be masked; reserved
+// bits, unknown opcodes, control frames over 125 bytes or fragmented, and
+// fragments out of order are protocol errors (close 1002); a message over
+// Config.ReadLimit is refused with close 1009 (Handler.TooLarge runs first,
+// to say why); pings are answered with pongs; a close frame is answered with
+// a close frame of the same code.
+package wsconn

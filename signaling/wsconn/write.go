@@ -1,0 +1,196 @@
+package wsconn
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Opcodes (RFC 6455 section 5.2).
+const (
+	opContinuation = 0x0
+	opText         = 0x1
+	opBinary       = 0x2
+	opClose        = 0x8
+	opPing         = 0x9
+	opPong         = 0xa
+)
+
+// maxControlPayload is the largest payload of a control frame.
+const maxControlPayload = 125
+
+// writeChunk is the most one socket write carries, so that WriteWait
+// bounds the time to move one chunk, not a whole large batch: a client on
+// a slow link that keeps reading is not taken for a slow consumer.
+const writeChunk = 64 << 10
+
+// startWriterLocked starts the writer unless it runs or the connection is
+// dead. c.mu is held.
+func (c *Conn[M]) startWriterLocked() {
+	if c.writing || c.state == stateDead {
+		return
+	}
+	c.writing = true
+	c.writer.Add(1)
+	go c.writeLoop()
+}
+
+// batch is what the writer takes from the connection in one go.
+type batch[M Message] struct {
+	pong    []byte
+	hasPong bool
+	ping    bool
+	msgs    []M
+	close   []byte // nil: no close frame
+}
+
+// writeLoop writes what is queued, a batch at a time, and exits when there
+// is nothing left, after a close frame, or once the connection is dead.
+func (c *Conn[M]) writeLoop() {
+	defer c.writer.Done()
+	for {
+		b, ok := c.take()
+		if !ok {
+			return
+		}
+		err := c.write(&b)
+		if b.msgs != nil {
+			putQueue(b.msgs)
+		}
+		if err != nil {
+			if isTimeout(err) && !c.dead.Load() {
+				err = fmt.Errorf("%w: a write made no progress for %v", ErrSlowConsumer, c.cfg.WriteWait)
+			}
+			c.Kill(err)
+			continue // take sees the connection dead and ends the loop
+		}
+		if b.close != nil {
+			c.closeWritten()
+		}
+	}
+}
+
+// take hands the writer everything queued, or reports that it should exit
+// (and marks it gone, under the same lock).
+func (c *Conn[M]) take() (batch[M], bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	idle := len(c.q) == 0 && !c.ping && !c.hasPong && c.close == nil
+	if c.state == stateDead || c.closeSent || idle {
+		c.writing = false
+		if len(c.q) == 0 {
+			c.dropQueueLocked()
+		}
+		return batch[M]{}, false
+	}
+	b := batch[M]{pong: c.pong, hasPong: c.hasPong, ping: c.ping, msgs: c.q, close: c.close}
+	c.pong, c.hasPong, c.ping = nil, false, false
+	c.q, c.qBytes = nil, 0
+	if b.close != nil {
+		c.close = nil
+		c.closeSent = true // nothing is written after it
+	}
+	c.wakeRoomLocked()
+	return b, true
+}
+
+// closeWritten starts the wait for the client's answer to our close frame.
+func (c *Conn[M]) closeWritten() {
+	_ = c.nc.SetReadDeadline(time.Now().Add(c.cfg.CloseGrace))
+	if c.dead.Load() {
+		_ = c.nc.SetReadDeadline(longAgo) // a Kill raced the line above
+	}
+}
+
+// write encodes the batch into one pooled buffer and writes it.
+func (c *Conn[M]) write(b *batch[M]) error {
+	bp := writePool.Get().(*[]byte)
+	buf := (*bp)[:0]
+	if b.hasPong {
+		buf = appendFrame(buf, opPong, b.pong)
+	}
+	if b.ping {
+		buf = appendFrame(buf, opPing, nil)
+	}
+	for i := range b.msgs {
+		buf = appendFrame(buf, opText, b.msgs[i].Payload())
+	}
+	if b.close != nil {
+		buf = appendFrame(buf, opClose, b.close)
+	}
+	err := c.writeAll(buf)
+	if cap(buf) <= maxPooledWrite {
+		clear(buf) // the pool must not keep other people's messages
+		*bp = buf[:0]
+		writePool.Put(bp)
+	}
+	return err
+}
+
+// writeAll writes buf in chunks, each with its own deadline.
+func (c *Conn[M]) writeAll(buf []byte) error {
+	for len(buf) > 0 {
+		n := min(len(buf), writeChunk)
+		if err := c.nc.SetWriteDeadline(time.Now().Add(c.cfg.WriteWait)); err != nil {
+			return err
+		}
+		if c.dead.Load() {
+			return errKilledWhileWriting // a Kill raced the deadline above
+		}
+		if _, err := c.nc.Write(buf[:n]); err != nil {
+			return err
+		}
+		buf = buf[n:]
+	}
+	return nil
+}
+
+var errKilledWhileWriting = errors.New("wsconn: killed")
+
+// appendFrame appends one unmasked, final frame (server frames are never
+// masked).
+func appendFrame(b []byte, op byte, payload []byte) []byte {
+	n := len(payload)
+	switch {
+	case n <= 125:
+		b = append(b, 0x80|op, byte(n))
+	case n <= 0xffff:
+		b = append(b, 0x80|op, 126, byte(n>>8), byte(n))
+	default:
+		b = append(b, 0x80|op, 127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	return append(b, payload...)
+}
+
+// writePool lends write buffers for one batch.
+var writePool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// maxPooledWrite bounds the buffers writePool keeps.
+const maxPooledWrite = 256 << 10
+
+// queuePools lend send-queue slices, one pool per message type, so that an
+// idle connection holds none.
+var queuePools sync.Map // reflect-free key: *M's zero value type -> *sync.Pool
+
+func queuePool[M Message]() *sync.Pool {
+	var key *M
+	if p, ok := queuePools.Load(key); ok {
+		return p.(*sync.Pool)
+	}
+	p, _ := queuePools.LoadOrStore(key, &sync.Pool{New: func() any { q := make([]M, 0, 16); return &q }})
+	return p.(*sync.Pool)
+}
+
+func getQueue[M Message]() []M { return (*queuePool[M]().Get().(*[]M))[:0] }
+
+func putQueue[M Message](q []M) {
+	if cap(q) > 1024 {
+		return
+	}
+	clear(q[:cap(q)])
+	q = q[:0]
+	queuePool[M]().Put(&q)
+}
