@@ -71,11 +71,20 @@
 // The third form is the polite peer asking the impolite one for an offer
 // (see Renegotiate): the Go client and the JS SDK both speak it.
 //
-// presence says who is online: a full list first, then changes:
+// presence says who is online: a full list first, then changes. The
+// server's scope decides whom it shows (ScopeGlobal: everyone online, the
+// first ones by name and all of them as a count; ScopeRooms: the peers in
+// rooms one shares). Changes are coalesced, a few times a second at most;
+// count alone changes at most every few seconds. Clients ignore kinds they
+// do not know:
 //
-//	{"type":"presence","data":{"kind":"full","peers":[{"peer":"b1","user":"bob","role":"user"}]}}
-//	{"type":"presence","data":{"kind":"online","peers":[{"peer":"c1","user":"rec","role":"recorder"}]}}
-//	{"type":"presence","data":{"kind":"offline","peers":[{"peer":"c1","user":"rec","role":"recorder"}]}}
+//	{"type":"presence","data":{"kind":"full","peers":[{"peer":"b1","user":"bob","role":"user"}],"count":1,"scope":"global"}}
+//	{"type":"presence","data":{"kind":"online","peers":[{"peer":"c1","user":"rec","role":"recorder"}],"count":2}}
+//	{"type":"presence","data":{"kind":"offline","peers":[{"peer":"c1","user":"rec","role":"recorder"}],"count":1}}
+//	{"type":"presence","data":{"kind":"count","peers":[],"count":5230}}
+//
+// A full list cut at the server's limit says so ("truncated":true), and
+// count then says how many are online in all.
 //
 // ack, pong and error answer requests by ref:
 //

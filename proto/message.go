@@ -119,18 +119,35 @@ type PeerLeft struct {
 
 // Presence kinds.
 const (
-	PresenceFull    = "full"    // Peers is everyone online
+	PresenceFull    = "full"    // Peers is everyone online (that the scope shows)
 	PresenceOnline  = "online"  // Peers came online
 	PresenceOffline = "offline" // Peers went offline
+	PresenceCount   = "count"   // only Count changed; Peers is empty
+)
+
+// Presence scopes: whom a connection's presence feed shows.
+const (
+	// ScopeGlobal shows everyone online, the first MaxPresenceList of them
+	// by name and the rest as a count.
+	ScopeGlobal = "global"
+	// ScopeRooms shows the peers one shares a room with.
+	ScopeRooms = "rooms"
 )
 
 // Presence tells who is online. The first presence on a connection is a
-// "full" list; later ones are changes.
+// "full" list; later ones are changes. Clients must ignore kinds they do
+// not know.
 type Presence struct {
 	Kind  string   `json:"kind"`
 	Peers []Member `json:"peers"`
-	// Truncated is set when a full list was cut at the server's limit.
+	// Truncated is set when a full list was cut at the server's limit:
+	// Count says how many are online in all.
 	Truncated bool `json:"truncated,omitempty"`
+	// Count is how many are online in the scope, listed or not (global
+	// scope only; 0 when unknown).
+	Count int `json:"count,omitempty"`
+	// Scope is the feed's scope, ScopeGlobal or ScopeRooms (full lists only).
+	Scope string `json:"scope,omitempty"`
 }
 
 // Error is the data of an error message.

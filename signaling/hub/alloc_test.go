@@ -19,10 +19,10 @@ func TestForwardPathAllocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Shutdown(t.Context())
-	r := &room{name: "r", members: map[string]*session{}}
+	r := newRoom("r")
 	a := &session{h: h, member: proto.Member{Peer: "a1"}, rooms: map[string]*room{"r": r}}
 	b := &session{h: h, member: proto.Member{Peer: "b1"}, rooms: map[string]*room{"r": r}}
-	r.members["a1"], r.members["b1"] = a, b
+	r.set(func(m map[string]*session) { m["a1"], m["b1"] = a, b })
 	h.sessions.putIfAbsent("a1", a)
 	h.sessions.putIfAbsent("b1", b)
 	data := json.RawMessage(`{"candidate":{"candidate":"` + strings.Repeat("a", 1000) + `"}}`)

@@ -78,10 +78,14 @@ type Config struct {
 	// resume window). AbsentQueue must not exceed SendQueue.
 	AbsentQueue    int
 	AbsentQueueTTL time.Duration
+	// PresenceScope is whom a presence subscriber sees: proto.ScopeGlobal
+	// (default: everyone online, the first MaxPresenceList by name and the
+	// rest as a count) or proto.ScopeRooms (the peers in rooms it shares).
+	PresenceScope string
 	// PresenceInterval coalesces presence changes (default 250ms).
 	PresenceInterval time.Duration
-	// MaxPresenceList caps the full presence list and one change message
-	// (default 1000).
+	// MaxPresenceList caps the peers a presence list shows (default 100):
+	// the global window, or one subscriber's rooms-scope list.
 	MaxPresenceList int
 	// ICEServers returns STUN/TURN servers with fresh credentials, and when
 	// they expire, for each welcome (also on resume). Nil sends [].
@@ -110,7 +114,7 @@ const (
 	DefaultMaxRoomMembers     = 1000
 	DefaultAbsentQueue        = 64
 	DefaultPresenceInterval   = 250 * time.Millisecond
-	DefaultMaxPresenceList    = 1000
+	DefaultMaxPresenceList    = 100
 )
 
 // withDefaults fills zero fields.
@@ -139,6 +143,9 @@ func (c Config) withDefaults() Config {
 	setInt(&c.MaxRoomMembers, DefaultMaxRoomMembers)
 	setInt(&c.AbsentQueue, DefaultAbsentQueue)
 	setDur(&c.AbsentQueueTTL, c.ResumeWindow)
+	if c.PresenceScope == "" {
+		c.PresenceScope = proto.ScopeGlobal
+	}
 	setDur(&c.PresenceInterval, DefaultPresenceInterval)
 	setInt(&c.MaxPresenceList, DefaultMaxPresenceList)
 	return c
@@ -183,6 +190,9 @@ func (c Config) validate() error {
 	positive("AbsentQueueTTL", c.AbsentQueueTTL > 0)
 	positive("PresenceInterval", c.PresenceInterval > 0)
 	positive("MaxPresenceList", c.MaxPresenceList > 0)
+	if c.PresenceScope != proto.ScopeGlobal && c.PresenceScope != proto.ScopeRooms {
+		errs = append(errs, fmt.Errorf("hub: PresenceScope must be %q or %q, not %q", proto.ScopeGlobal, proto.ScopeRooms, c.PresenceScope))
+	}
 	if c.PingPeriod >= c.PongWait {
 		errs = append(errs, fmt.Errorf("hub: PingPeriod (%v) must be below PongWait (%v)", c.PingPeriod, c.PongWait))
 	}

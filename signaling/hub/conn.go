@@ -2,6 +2,8 @@ package hub
 
 import (
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/khadga/khadga/signaling/wsconn"
 )
@@ -17,6 +19,11 @@ type conn struct {
 	key      string
 	user     string
 	presence bool
+
+	// busy is when the handler now running started (unix nanoseconds), 0
+	// when none runs: a handler never waits on another client, and tests
+	// hold the hub to that (Hub.Stuck).
+	busy atomic.Int64
 
 	// Reader-only state: token buckets for the message rate, the signal
 	// byte rate and abuse.
@@ -80,4 +87,18 @@ func (u *userCounts) count(user string) int {
 // limit with a clear answer, and Accept enforces it in any case.
 func (h *Hub) UserConns(user string) (n, limit int) {
 	return h.users.count(user), h.cfg.MaxConnsPerUser
+}
+
+// Stuck returns the peers whose message handler has been running for longer
+// than d. A handler only queues and never waits on another client, so this
+// is empty unless something is wrong; the stress tests watch it.
+func (h *Hub) Stuck(d time.Duration) []string {
+	var stuck []string
+	now := time.Now().UnixNano()
+	for _, c := range h.conns.collect(nil) {
+		if t := c.busy.Load(); t != 0 && now-t > int64(d) {
+			stuck = append(stuck, c.peer())
+		}
+	}
+	return stuck
 }

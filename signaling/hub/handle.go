@@ -13,6 +13,8 @@ import (
 // m.Data may point into it: nothing may keep m.Data.
 func (c *conn) Message(text bool, b []byte) {
 	now := time.Now()
+	c.busy.Store(now.UnixNano())
+	defer c.busy.Store(0)
 	if !text {
 		c.protocolError("", proto.CodeBadMessage, "binary frames are not accepted; send one JSON object per text frame", now)
 		return

@@ -65,23 +65,7 @@ func newTestServer(t testing.TB, cfg Config, mode ...serverMode) *testServer {
 		t.Fatalf("New: %v", err)
 	}
 	ts := &testServer{t: t, hub: h, tls: md.tls}
-	up := websocket.Upgrader{Subprotocols: proto.Subprotocols, CheckOrigin: func(*http.Request) bool { return true }}
-	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := up.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		q := r.URL.Query()
-		id := Identity{User: q.Get("user"), Role: q.Get("role")}
-		if id.Role == "" {
-			id.Role = proto.RoleUser
-		}
-		if g := q.Get("rooms"); g != "" {
-			id.Rooms = strings.Split(g, ",")
-		}
-		opts := ConnOptions{ResumeToken: q.Get("resume"), Presence: q.Get("presence") == "1"}
-		_ = h.Accept(ws.NetConn(), id, opts)
-	})
+	handler := ts.handler()
 	if md.tls {
 		ts.srv = httptest.NewTLSServer(handler)
 	} else {
@@ -96,6 +80,49 @@ func newTestServer(t testing.TB, cfg Config, mode ...serverMode) *testServer {
 		ts.srv.Close()
 	})
 	return ts
+}
+
+// also returns a second front for the same hub, over the other scheme.
+func (ts *testServer) also(tlsOn bool) *testServer {
+	o := &testServer{t: ts.t, hub: ts.hub, tls: tlsOn}
+	if tlsOn {
+		o.srv = httptest.NewTLSServer(ts.handler())
+	} else {
+		o.srv = httptest.NewServer(ts.handler())
+	}
+	ts.t.Cleanup(o.srv.Close)
+	return o
+}
+
+// handler upgrades with gorilla and hands the raw connection to Accept.
+func (ts *testServer) handler() http.Handler {
+	h := ts.hub
+	up := websocket.Upgrader{Subprotocols: proto.Subprotocols, CheckOrigin: func(*http.Request) bool { return true }}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		q := r.URL.Query()
+		if q.Get("sndbuf") != "" {
+			// A small server-side send buffer, so that a client that never
+			// reads fills its queue after kilobytes, not megabytes.
+			nc := ws.NetConn()
+			if tc, ok := nc.(*tls.Conn); ok {
+				nc = tc.NetConn()
+			}
+			_ = nc.(*net.TCPConn).SetWriteBuffer(4096)
+		}
+		id := Identity{User: q.Get("user"), Role: q.Get("role")}
+		if id.Role == "" {
+			id.Role = proto.RoleUser
+		}
+		if g := q.Get("rooms"); g != "" {
+			id.Rooms = strings.Split(g, ",")
+		}
+		opts := ConnOptions{ResumeToken: q.Get("resume"), Presence: q.Get("presence") == "1"}
+		_ = h.Accept(ws.NetConn(), id, opts)
+	})
 }
 
 // tclient is a test WebSocket client. A goroutine reads every message into

@@ -1,36 +1,65 @@
 package hub
 
 import (
+	"container/list"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/khadga/khadga/proto"
 )
 
-// presence keeps who is online, once for the whole hub, and feeds the
-// connections that asked for it: a full list when they subscribe, then the
-// changes coalesced over Config.PresenceInterval. The encoded full list is
-// shared by every subscriber until the next change.
+// presence feeds the connections that asked for it (ConnOptions.Presence)
+// with who is online, in one of two scopes (Config.PresenceScope):
 //
-// A change costs O(subscribers) per interval, not per change: coalescing is
-// what keeps 10,000 connections coming and going affordable.
+//   - proto.ScopeGlobal: everyone online, in the order they came. The first
+//     Config.MaxPresenceList are shown by name (the window), the rest only
+//     counted. A subscriber gets the window once, then the window's changes,
+//     coalesced over Config.PresenceInterval into at most two messages, and
+//     count-only changes at most every countEvery. What one subscriber
+//     costs is therefore bounded however many are online, and a
+//     connect/disconnect loop costs one message per subscriber per
+//     interval however fast it runs.
+//   - proto.ScopeRooms: the peers one shares a room with. Joins and leaves
+//     record, for each member of the room whose view changes, who appeared
+//     or disappeared; each such watcher gets its changes at the next flush,
+//     through Delivery (so a watcher on another node gets them too).
+//
+// Lock order: room.mu -> presence.mu -> wsconn's lock. Nothing that runs
+// under presence.mu takes a session or room lock.
 type presence struct {
-	h *Hub
+	h     *Hub
+	scope string
+	limit int // Config.MaxPresenceList
 
-	// mu guards the fields below. Lock order: presence.mu, then conn.mu.
-	// Changes are queued under mu so that every subscriber sees them in one
-	// order, after its full list.
-	mu      sync.Mutex
-	online  map[string]proto.Member
-	subs    map[*conn]struct{}
-	pending map[string]change
-	// full is the encoded full list, built at most once per flush: a
-	// subscriber that gets a list older than some pending changes gets
-	// those changes at the next flush, and changes it already saw in the
-	// list arrive again, which is harmless.
-	full    []byte
-	timer   *time.Timer
-	stopped bool
+	mu        sync.Mutex
+	subs      map[*conn]struct{} // local subscribers (global scope)
+	timer     *time.Timer
+	lastFlush time.Time
+	stopped   bool
+
+	// Global scope. The window now (order, up to hidden) may differ from
+	// the window as subscribers know it (published, as of the last
+	// flush); changes is the difference. A new subscriber gets published,
+	// so that every subscriber applies the same changes to the same list.
+	order     list.List                // *onlineEntry, oldest first
+	byPeer    map[string]*list.Element // into order
+	hidden    *list.Element            // the first entry past the window; nil if none
+	published map[string]proto.Member  // the window subscribers know
+	changes   map[string]change        // from published to the window now
+	full      []byte                   // published, encoded; nil until needed
+	countSent int                      // the count subscribers know
+	countAt   time.Time                // when they heard it
+
+	// Rooms scope: per watcher's peer id, the changes it has not heard.
+	views map[string]map[string]change
+}
+
+type onlineEntry struct {
+	m     proto.Member
+	shown bool // in the window
 }
 
 type change struct {
@@ -40,35 +69,141 @@ type change struct {
 
 func newPresence(h *Hub) *presence {
 	return &presence{
-		h:       h,
-		online:  make(map[string]proto.Member),
-		subs:    make(map[*conn]struct{}),
-		pending: make(map[string]change),
+		h:         h,
+		scope:     h.cfg.PresenceScope,
+		limit:     h.cfg.MaxPresenceList,
+		subs:      make(map[*conn]struct{}),
+		byPeer:    make(map[string]*list.Element),
+		published: make(map[string]proto.Member),
+		changes:   make(map[string]change),
+		views:     make(map[string]map[string]change),
 	}
 }
 
-// change records that m came online or went offline; the next flush tells
-// the subscribers.
+// countEvery spaces count-only updates: a busy server's count changes all
+// the time, and nobody needs it more often.
+func (p *presence) countEvery() time.Duration { return 10 * p.h.cfg.PresenceInterval }
+
+// change records that m came online or went offline (Delivery.Presence).
 func (p *presence) change(m proto.Member, online bool) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if online {
-		p.online[m.Peer] = m
+		p.addLocked(m)
 	} else {
-		delete(p.online, m.Peer)
+		p.removeLocked(m.Peer)
 	}
-	p.pending[m.Peer] = change{m, online}
-	if p.timer == nil && !p.stopped {
-		p.timer = time.AfterFunc(p.h.cfg.PresenceInterval, p.flush)
+	views := p.scheduleLocked()
+	p.mu.Unlock()
+	p.deliverViews(views)
+}
+
+// addLocked appends m to the online list, in the window if it has room.
+func (p *presence) addLocked(m proto.Member) {
+	if _, ok := p.byPeer[m.Peer]; ok {
+		return
+	}
+	e := &onlineEntry{m: m}
+	el := p.order.PushBack(e)
+	p.byPeer[m.Peer] = el
+	if p.hidden == nil && p.order.Len() <= p.limit {
+		e.shown = true
+		p.windowChangeLocked(m, true)
+	} else if p.hidden == nil {
+		p.hidden = el
 	}
 }
 
-// subscribe queues the full list for c and adds it to the feed.
+// removeLocked takes peer off the online list; if it was shown, the first
+// hidden entry takes its place in the window.
+func (p *presence) removeLocked(peer string) {
+	el, ok := p.byPeer[peer]
+	if !ok {
+		return
+	}
+	e := el.Value.(*onlineEntry)
+	if p.hidden == el {
+		p.hidden = el.Next()
+	}
+	delete(p.byPeer, peer)
+	p.order.Remove(el)
+	if !e.shown {
+		return
+	}
+	p.windowChangeLocked(e.m, false)
+	if p.hidden != nil {
+		next := p.hidden.Value.(*onlineEntry)
+		next.shown = true
+		p.hidden = p.hidden.Next()
+		p.windowChangeLocked(next.m, true)
+	}
+}
+
+// windowChangeLocked notes a change of the window for the next flush: a
+// difference from the published window, so that a peer that came and went
+// within one interval costs nothing.
+func (p *presence) windowChangeLocked(m proto.Member, online bool) {
+	if _, known := p.published[m.Peer]; known == online {
+		delete(p.changes, m.Peer)
+		return
+	}
+	p.changes[m.Peer] = change{m, online}
+}
+
+// roomChange records that peer appeared (online) in, or disappeared from,
+// watcher's view in rooms scope. It runs under the room's lock, so it never
+// flushes: the timer does.
+func (p *presence) roomChange(watcher string, m proto.Member, online bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	v := p.views[watcher]
+	if v == nil {
+		v = make(map[string]change)
+		p.views[watcher] = v
+	}
+	if prev, ok := v[m.Peer]; ok && prev.online != online {
+		delete(v, m.Peer)
+	} else {
+		v[m.Peer] = change{m, online}
+	}
+	p.armLocked(max(p.h.cfg.PresenceInterval-time.Since(p.lastFlush), 0))
+}
+
+// scheduleLocked flushes now if the last flush was at least an interval
+// ago (a lone change is told at once), or arms the flush for when it will
+// be (a burst is told once). It returns the rooms-scope changes to deliver
+// once p.mu is released.
+func (p *presence) scheduleLocked() map[string]map[string]change {
+	if p.timer != nil || p.stopped {
+		return nil
+	}
+	if wait := p.h.cfg.PresenceInterval - time.Since(p.lastFlush); wait > 0 {
+		p.armLocked(wait)
+		return nil
+	}
+	return p.flushLocked()
+}
+
+// armLocked arms the flush timer unless it is armed.
+func (p *presence) armLocked(after time.Duration) {
+	if p.timer == nil && !p.stopped {
+		p.timer = time.AfterFunc(after, p.flush)
+	}
+}
+
+// subscribe adds c to the feed and queues its first message, the full list.
+// It runs when c is attached to its session.
 func (p *presence) subscribe(c *conn) {
+	if p.scope == proto.ScopeRooms {
+		// Computed after the connection is attached, so that a change
+		// that happens meanwhile is either in this list or in a later
+		// change (which arrives after it): the client's view ends right.
+		_ = c.ws.Send(queued{Envelope: Envelope{Msg: p.roomsFull(c.s), Kind: KindPresence}})
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.full == nil {
-		p.full = p.encodeFull()
+		p.full = p.encodeWindowLocked()
 	}
 	p.subs[c] = struct{}{}
 	_ = c.ws.Send(queued{Envelope: Envelope{Msg: p.full, Kind: KindPresence}})
@@ -80,47 +215,110 @@ func (p *presence) unsubscribe(c *conn) {
 	p.mu.Unlock()
 }
 
-// encodeFull encodes the online list, cut at MaxPresenceList. p.mu is held.
-func (p *presence) encodeFull() []byte {
-	limit := p.h.cfg.MaxPresenceList
-	peers := make([]proto.Member, 0, min(len(p.online), limit))
-	for _, m := range p.online {
-		if len(peers) == limit {
-			break
+// encodeWindowLocked encodes the published window as a full list, sorted
+// by user and peer id.
+func (p *presence) encodeWindowLocked() []byte {
+	peers := slices.SortedFunc(maps.Values(p.published), func(a, b proto.Member) int {
+		if a.User != b.User {
+			return strings.Compare(a.User, b.User)
 		}
-		peers = append(peers, m)
+		return strings.Compare(a.Peer, b.Peer)
+	})
+	if peers == nil {
+		peers = []proto.Member{}
 	}
-	b, _ := proto.New(proto.TypePresence, proto.Presence{
-		Kind: proto.PresenceFull, Peers: peers, Truncated: len(p.online) > limit,
-	}).Encode()
-	return b
+	return encodePresence(proto.Presence{Kind: proto.PresenceFull, Peers: peers,
+		Truncated: p.countSent > len(peers), Count: p.countSent, Scope: proto.ScopeGlobal})
 }
 
-// flush sends the coalesced changes to every subscriber: offline first, then
-// online, each cut into messages of at most MaxPresenceList peers.
+// roomsFull lists the peers s shares a room with, cut at the limit.
+func (p *presence) roomsFull(s *session) []byte {
+	seen := map[string]proto.Member{}
+	truncated := false
+	s.roomsMu.RLock()
+	for _, r := range s.rooms {
+		for peer, o := range *r.members.Load() {
+			if o == s {
+				continue
+			}
+			if len(seen) == p.limit {
+				truncated = true
+				break
+			}
+			seen[peer] = o.member
+		}
+	}
+	s.roomsMu.RUnlock()
+	peers := slices.Collect(maps.Values(seen))
+	if peers == nil {
+		peers = []proto.Member{}
+	}
+	return encodePresence(proto.Presence{Kind: proto.PresenceFull, Peers: peers, Truncated: truncated, Scope: proto.ScopeRooms})
+}
+
+// flush sends what changed since the last flush: the timer's callback.
 func (p *presence) flush() {
 	if !p.h.enter() {
 		return
 	}
 	defer p.h.wg.Done()
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.timer = nil
-	if len(p.pending) == 0 {
-		return
+	views := p.flushLocked()
+	p.mu.Unlock()
+	p.deliverViews(views)
+}
+
+// flushLocked sends the global scope's changes and takes the rooms scope's,
+// which the caller delivers once p.mu is released.
+func (p *presence) flushLocked() map[string]map[string]change {
+	p.lastFlush = time.Now()
+	var views map[string]map[string]change
+	if len(p.views) > 0 {
+		views, p.views = p.views, make(map[string]map[string]change)
 	}
-	var on, off []proto.Member
-	for _, ch := range p.pending {
-		if ch.online {
-			on = append(on, ch.m)
-		} else {
-			off = append(off, ch.m)
+	p.flushGlobalLocked()
+	return views
+}
+
+// deliverViews delivers rooms-scope changes to their watchers, through
+// Delivery (a watcher may be on another node). No lock may be held.
+func (p *presence) deliverViews(views map[string]map[string]change) {
+	for watcher, v := range views {
+		for _, b := range p.encodeChanges(v, 0) {
+			_ = p.h.delivery.Deliver(watcher, Envelope{Msg: b, Kind: KindPresence})
 		}
 	}
-	clear(p.pending)
+}
+
+// flushGlobalLocked sends the window's changes, or a count that changed, to
+// every local subscriber. Sends never block: a subscriber that does not
+// read is dropped by its own connection.
+func (p *presence) flushGlobalLocked() {
+	count := p.order.Len()
+	var msgs [][]byte
+	switch {
+	case len(p.changes) > 0:
+		msgs = p.encodeChanges(p.changes, count)
+		for peer, ch := range p.changes {
+			if ch.online {
+				p.published[peer] = ch.m
+			} else {
+				delete(p.published, peer)
+			}
+		}
+		clear(p.changes)
+	case count != p.countSent:
+		if wait := p.countEvery() - time.Since(p.countAt); wait > 0 {
+			p.armLocked(wait)
+			return
+		}
+		msgs = [][]byte{encodePresence(proto.Presence{Kind: proto.PresenceCount, Peers: []proto.Member{}, Count: count})}
+	default:
+		return
+	}
+	p.countSent, p.countAt = count, time.Now()
 	p.full = nil
-	msgs := p.chunk(proto.PresenceOffline, off, nil)
-	msgs = p.chunk(proto.PresenceOnline, on, msgs)
 	for c := range p.subs {
 		for _, b := range msgs {
 			if c.ws.Send(queued{Envelope: Envelope{Msg: b, Kind: KindPresence}}) != nil {
@@ -130,14 +328,30 @@ func (p *presence) flush() {
 	}
 }
 
-func (p *presence) chunk(kind string, peers []proto.Member, msgs [][]byte) [][]byte {
-	for len(peers) > 0 {
-		n := min(len(peers), p.h.cfg.MaxPresenceList)
-		b, _ := proto.New(proto.TypePresence, proto.Presence{Kind: kind, Peers: peers[:n]}).Encode()
-		msgs = append(msgs, b)
-		peers = peers[n:]
+// encodeChanges encodes changes as an offline message, then an online one
+// (either left out when empty), each with count (0: none).
+func (p *presence) encodeChanges(changes map[string]change, count int) [][]byte {
+	var on, off []proto.Member
+	for _, ch := range changes {
+		if ch.online {
+			on = append(on, ch.m)
+		} else {
+			off = append(off, ch.m)
+		}
+	}
+	var msgs [][]byte
+	if len(off) > 0 {
+		msgs = append(msgs, encodePresence(proto.Presence{Kind: proto.PresenceOffline, Peers: off, Count: count}))
+	}
+	if len(on) > 0 {
+		msgs = append(msgs, encodePresence(proto.Presence{Kind: proto.PresenceOnline, Peers: on, Count: count}))
 	}
 	return msgs
+}
+
+func encodePresence(pr proto.Presence) []byte {
+	b, _ := proto.New(proto.TypePresence, pr).Encode()
+	return b
 }
 
 // stop cancels a pending flush; Shutdown calls it.

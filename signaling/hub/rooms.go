@@ -2,7 +2,9 @@ package hub
 
 import (
 	"fmt"
+	"maps"
 	"sync"
+	"sync/atomic"
 
 	"github.com/khadga/khadga/proto"
 )
@@ -11,18 +13,35 @@ import (
 // it has members; the last one out marks it dead and removes it, and a join
 // that finds a dead room looks it up again.
 type room struct {
-	name    string
-	mu      sync.RWMutex
-	members map[string]*session // by peer id
-	dead    bool
+	name string
+	// mu serialises changes of membership with the events they cause, so
+	// that every member sees joins and leaves in one order.
+	mu   sync.Mutex
+	dead bool
+	// members is replaced, never changed, under mu: the signal path reads
+	// it without a lock, so signals never wait for a join's fan-out.
+	members atomic.Pointer[map[string]*session] // by peer id
+}
+
+func newRoom(name string) *room {
+	r := &room{name: name}
+	m := make(map[string]*session)
+	r.members.Store(&m)
+	return r
 }
 
 // has reports whether peer is a member.
 func (r *room) has(peer string) bool {
-	r.mu.RLock()
-	_, ok := r.members[peer]
-	r.mu.RUnlock()
+	_, ok := (*r.members.Load())[peer]
 	return ok
+}
+
+// set replaces the membership with a copy of m changed by f. r.mu is held.
+func (r *room) set(f func(m map[string]*session)) map[string]*session {
+	next := maps.Clone(*r.members.Load())
+	f(next)
+	r.members.Store(&next)
+	return next
 }
 
 // join adds c's session to a room and answers joined; the other members get
@@ -52,18 +71,13 @@ func (h *Hub) joinLocked(c *conn, m *proto.Message) (proto.Code, string) {
 	if r, ok := s.rooms[m.Room]; ok {
 		// Joining again answers with the members present, which lets a
 		// resumed client refresh its view.
-		r.mu.RLock()
-		peers := membersExcept(r, s)
-		r.mu.RUnlock()
-		return "", string(joinedMsg(m.ID, m.Room, peers))
+		return "", string(joinedMsg(m.ID, m.Room, membersExcept(r, s)))
 	}
 	if len(s.rooms) >= h.cfg.MaxRoomsPerSession {
 		return proto.CodeTooManyRooms, fmt.Sprintf("a session may be in at most %d rooms", h.cfg.MaxRoomsPerSession)
 	}
 	for {
-		r, created := h.rooms.getOrCreate(m.Room, func() *room {
-			return &room{name: m.Room, members: make(map[string]*session)}
-		})
+		r, created := h.rooms.getOrCreate(m.Room, func() *room { return newRoom(m.Room) })
 		if created {
 			h.stats.rooms.Add(1)
 		}
@@ -72,7 +86,7 @@ func (h *Hub) joinLocked(c *conn, m *proto.Message) (proto.Code, string) {
 			r.mu.Unlock()
 			continue
 		}
-		if len(r.members) >= h.cfg.MaxRoomMembers {
+		if len(*r.members.Load()) >= h.cfg.MaxRoomMembers {
 			r.mu.Unlock()
 			return proto.CodeRoomFull, fmt.Sprintf("room %s is full (%d members)", m.Room, h.cfg.MaxRoomMembers)
 		}
@@ -81,11 +95,15 @@ func (h *Hub) joinLocked(c *conn, m *proto.Message) (proto.Code, string) {
 		// before any signal sent in answer to peer-joined. Nothing here
 		// waits: a joiner whose queue is full is a slow consumer.
 		c.send(joinedMsg(m.ID, m.Room, membersExcept(r, s)))
+		// The joiner is a member before anyone hears of it, so that a
+		// member who answers peer-joined at once finds it in the room.
+		before := *r.members.Load()
+		r.set(func(m map[string]*session) { m[s.member.Peer] = s })
 		ev := memberMsg(proto.TypePeerJoined, m.Room, s.member)
-		for peer := range r.members {
+		for peer, o := range before {
 			_ = h.delivery.Deliver(peer, Envelope{Msg: ev, Kind: KindEvent})
+			h.roomPresence(s, o, r, true)
 		}
-		r.members[s.member.Peer] = s
 		r.mu.Unlock()
 		h.stats.members.Add(1)
 		if s.rooms == nil {
@@ -129,22 +147,39 @@ func (h *Hub) leaveAll(s *session) {
 func (h *Hub) removeMember(r *room, s *session) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.members[s.member.Peer]; !ok {
+	if !r.has(s.member.Peer) {
 		return
 	}
-	delete(r.members, s.member.Peer)
+	members := r.set(func(m map[string]*session) { delete(m, s.member.Peer) })
 	h.stats.members.Add(-1)
 	ev, _ := (&proto.Message{Type: proto.TypePeerLeft, Room: r.name,
 		Data: mustJSON(proto.PeerLeft{Peer: s.member.Peer})}).Encode()
-	for peer := range r.members {
+	for peer, o := range members {
 		_ = h.delivery.Deliver(peer, Envelope{Msg: ev, Kind: KindEvent})
+		h.roomPresence(s, o, r, false)
 	}
-	if len(r.members) == 0 {
+	if len(members) == 0 {
 		r.dead = true
 		if h.rooms.deleteIf(r.name, func(v *room) bool { return v == r }) {
 			h.stats.rooms.Add(-1)
 		}
 	}
+}
+
+// roomPresence tells the presence feed (rooms scope) that s and o now see
+// each other (s joined r) or no longer do (s left r), unless they share
+// another room. The caller holds s.roomsMu, and s.rooms does not hold r.
+func (h *Hub) roomPresence(s, o *session, r *room, joined bool) {
+	if h.cfg.PresenceScope != proto.ScopeRooms {
+		return
+	}
+	for name, r2 := range s.rooms {
+		if name != r.name && r2.has(o.member.Peer) {
+			return
+		}
+	}
+	h.presence.roomChange(o.member.Peer, s.member, joined)
+	h.presence.roomChange(s.member.Peer, o.member, joined)
 }
 
 // shareRoom reports whether s and peer share a room (room, if it is set).
@@ -164,10 +199,11 @@ func (h *Hub) shareRoom(s *session, peer, room string) bool {
 	return false
 }
 
-// membersExcept lists r's members other than s. r.mu is held.
+// membersExcept lists r's members other than s.
 func membersExcept(r *room, s *session) []proto.Member {
-	peers := make([]proto.Member, 0, len(r.members))
-	for _, o := range r.members {
+	members := *r.members.Load()
+	peers := make([]proto.Member, 0, len(members))
+	for _, o := range members {
 		if o != s {
 			peers = append(peers, o.member)
 		}

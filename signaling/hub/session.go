@@ -83,6 +83,10 @@ func (s *session) deliver(e Envelope) error {
 		s.mu.Unlock()
 		return ErrUnknownPeer
 	}
+	if e.Kind == KindPresence && (s.conn == nil || !s.conn.presence) {
+		s.mu.Unlock()
+		return nil // presence is for subscribed connections only, and never kept
+	}
 	it := queued{Envelope: e.owned()}
 	if c := s.conn; c != nil {
 		var err error

@@ -84,9 +84,10 @@ func testResumeTakesOverOpenSocket(t *testing.T, mode serverMode) {
 func TestSessionEndsAfterWindow(t *testing.T) { forModes(t, testSessionEndsAfterWindow) }
 
 func testSessionEndsAfterWindow(t *testing.T, mode serverMode) {
-	ts := newTestServer(t, Config{ResumeWindow: 200 * time.Millisecond}, mode)
+	ts := newTestServer(t, Config{ResumeWindow: 200 * time.Millisecond, PresenceInterval: 10 * time.Millisecond}, mode)
 	alice := ts.dial("user=alice&presence=1")
 	bob := ts.dial("user=bob")
+	waitPresence(t, alice, proto.PresenceOnline, bob.peer())
 	alice.join("r", "1")
 	bob.join("r", "1")
 	alice.expect(proto.TypePeerJoined)
@@ -220,11 +221,11 @@ func TestPresence(t *testing.T) { forModes(t, testPresence) }
 func testPresence(t *testing.T, mode serverMode) {
 	ts := newTestServer(t, Config{PresenceInterval: 20 * time.Millisecond, MaxPresenceList: 2}, mode)
 	alice := ts.dial("user=alice&presence=1")
-	m := alice.next()
-	var full proto.Presence
-	_ = json.Unmarshal(m.Data, &full)
-	if m.Type != proto.TypePresence || full.Kind != proto.PresenceFull || len(full.Peers) != 1 || full.Peers[0].Peer != alice.peer() {
-		t.Fatalf("first presence %s %s", m.Type, m.Data)
+	full := nextPresence(t, alice)
+	// A lone change is told at once, so alice's list has her in it.
+	if full.Kind != proto.PresenceFull || len(full.Peers) != 1 || full.Peers[0].Peer != alice.peer() ||
+		full.Count != 1 || full.Scope != proto.ScopeGlobal {
+		t.Fatalf("first presence %+v", full)
 	}
 	bob := ts.dial("user=bob&role=admin")
 	p := waitPresence(t, alice, proto.PresenceOnline, bob.peer())
@@ -233,15 +234,44 @@ func testPresence(t *testing.T, mode serverMode) {
 			t.Fatalf("member %+v", mem)
 		}
 	}
+	// The window holds two: carol is counted, not listed.
 	carol := ts.dial("user=carol&presence=1")
-	m = carol.next()
-	_ = json.Unmarshal(m.Data, &full)
-	if full.Kind != proto.PresenceFull || len(full.Peers) != 2 || !full.Truncated {
-		t.Fatalf("capped full list %s", m.Data)
+	if full = nextPresence(t, carol); full.Kind != proto.PresenceFull || len(full.Peers) != 2 {
+		t.Fatalf("carol's full list %+v, want the two-peer window", full)
 	}
+	waitCount(t, alice, 3)
+	waitCount(t, carol, 3)
+	// Bob leaves: carol moves into the window.
 	_ = bob.ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
 	waitPresence(t, alice, proto.PresenceOffline, bob.peer())
+	waitPresence(t, alice, proto.PresenceOnline, carol.peer())
 	waitPresence(t, carol, proto.PresenceOffline, bob.peer())
+	if p := waitPresence(t, carol, proto.PresenceOnline, carol.peer()); p.Count != 2 {
+		t.Fatalf("count after bob left: %+v", p)
+	}
+}
+
+// nextPresence returns the next message, which must be presence.
+func nextPresence(t *testing.T, c *tclient) proto.Presence {
+	t.Helper()
+	m := c.next()
+	var p proto.Presence
+	if m.Type != proto.TypePresence || json.Unmarshal(m.Data, &p) != nil {
+		t.Fatalf("got %s %s, want presence", m.Type, m.Data)
+	}
+	return p
+}
+
+// waitCount waits for a presence message that says count peers are online.
+func waitCount(t *testing.T, c *tclient, count int) {
+	t.Helper()
+	for {
+		m := c.next()
+		var p proto.Presence
+		if m.Type == proto.TypePresence && json.Unmarshal(m.Data, &p) == nil && p.Count == count {
+			return
+		}
+	}
 }
 
 // A client that never reads is flooded with large signals by another: the

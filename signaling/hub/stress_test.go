@@ -1,0 +1,318 @@
+package hub
+
+import (
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/khadga/khadga/proto"
+)
+
+// stressDuration is how long TestStress runs: 30 s, or HUB_STRESS_DURATION
+// for a longer soak.
+func stressDuration(t *testing.T) time.Duration {
+	if v := os.Getenv("HUB_STRESS_DURATION"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("HUB_STRESS_DURATION: %v", err)
+		}
+		return d
+	}
+	return 30 * time.Second
+}
+
+// TestStress runs 200 clients against one hub, half over ws:// and half
+// over wss://, for 30 s. Each joins and leaves rooms, signals, resumes,
+// closes abruptly or cleanly, floods, sends garbage and stops reading for
+// a while, at random. A watchdog stops the test with every goroutine's
+// stack if a handler runs for more than 5 s; a probe pair keeps relaying
+// throughout; at the end every session has ended, Shutdown returns in time
+// and the goroutine count is back to where it started.
+func TestStress(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stress test: not in -short")
+	}
+	baseline := runtime.NumGoroutine()
+	ts := newTestServer(t, Config{
+		ResumeWindow: 2 * time.Second, WriteWait: 3 * time.Second,
+		// Keepalive that the machine's load cannot trip: a client whose
+		// reader is starved of CPU for seconds is not dead.
+		PingPeriod: time.Second, PongWait: 15 * time.Second,
+		SendQueue: 32, SendQueueBytes: 64 << 10, AbsentQueue: 16,
+		PresenceInterval: 50 * time.Millisecond, MaxConnsPerUser: 8,
+	})
+	wss := ts.also(true)
+	probe := watchdog(t, ts.hub, 5*time.Second)
+
+	pa, pb := ts.dial("user=probe-a"), wss.dial("user=probe-b")
+	pa.join("probe", "1")
+	pb.join("probe", "1")
+	pa.expect(proto.TypePeerJoined)
+	relay := startRelayerEvery(pa, pb, 20*time.Millisecond)
+
+	reg := &registry{}
+	end := time.Now().Add(stressDuration(t))
+	var wg sync.WaitGroup
+	var stats stressStats
+	for i := range 200 {
+		front := ts
+		if i%2 == 1 {
+			front = wss
+		}
+		sc := &stressClient{front: front, user: fmt.Sprint("u", i%60), reg: reg, stats: &stats,
+			rng: rand.New(rand.NewPCG(uint64(i), 42))}
+		wg.Add(1)
+		go func() { defer wg.Done(); sc.run(end) }()
+	}
+	wg.Wait()
+	rtts := relay.finish(t)
+	t.Logf("stress: %s; hub %+v", stats.String(), ts.hub.Stats())
+	// A stall that lasts is the watchdog's to catch (5 s); the probe checks
+	// that relaying never stopped for that long either.
+	checkRelayWithin(t, rtts, 5*time.Second)
+	pa.ws.Close()
+	pb.ws.Close()
+
+	eventually(t, "every session to end", func() bool {
+		st := ts.hub.Stats()
+		return st.Connections == 0 && st.Sessions == 0 && st.Rooms == 0 && st.Members == 0
+	})
+	shutdownWithin(t, ts, probe, 5*time.Second)
+	ts.srv.Close()
+	wss.srv.Close()
+	eventually(t, "goroutines back to the baseline", func() bool { return runtime.NumGoroutine() <= baseline+2 })
+}
+
+// registry is every peer id seen, for picking signal targets (many stale).
+type registry struct {
+	mu    sync.Mutex
+	peers []string
+}
+
+func (r *registry) add(p string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.peers = append(r.peers, p)
+}
+
+func (r *registry) pick(rng *rand.Rand) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.peers) == 0 {
+		return "nobody"
+	}
+	return r.peers[rng.IntN(len(r.peers))]
+}
+
+type stressStats struct {
+	dials, resumes, drops, closes, signals, joins, pauses, refused atomic.Int64
+}
+
+func (s *stressStats) String() string {
+	return fmt.Sprintf("%d dials (%d resumed), %d abrupt drops, %d clean closes, %d signals, %d joins, %d reading pauses, %d refused dials",
+		s.dials.Load(), s.resumes.Load(), s.drops.Load(), s.closes.Load(), s.signals.Load(), s.joins.Load(), s.pauses.Load(), s.refused.Load())
+}
+
+// stressClient is one randomly behaving client. Its goroutine writes; a
+// reader goroutine per connection reads (and sometimes stops reading).
+type stressClient struct {
+	front  *testServer
+	user   string
+	reg    *registry
+	stats  *stressStats
+	rng    *rand.Rand
+	ws     *websocket.Conn
+	rooms  []string
+	resume string
+	pause  atomic.Int64 // unix nanoseconds until which the reader does not read
+	done   chan struct{}
+	mu     sync.Mutex // guards resume and near, set by the reader
+	near   []string   // peers seen in this client's rooms
+}
+
+var stressRooms = []string{"r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9"}
+
+func (c *stressClient) run(end time.Time) {
+	defer c.disconnect(false)
+	for time.Now().Before(end) {
+		if c.ws == nil {
+			c.connect()
+		} else {
+			c.act()
+		}
+		// Pacing of the load, not synchronisation: about four actions a
+		// second each. The test is about concurrency, not throughput, and
+		// runs under -race on a shared 2-core machine: saturating it would
+		// only measure the scheduler's queue.
+		time.Sleep(time.Duration(50+c.rng.IntN(400)) * time.Millisecond)
+	}
+}
+
+func (c *stressClient) connect() {
+	q := url.Values{"user": {c.user}}
+	c.mu.Lock()
+	if c.resume != "" && c.rng.IntN(4) > 0 {
+		q.Set("resume", c.resume)
+		c.stats.resumes.Add(1)
+	}
+	c.mu.Unlock()
+	if c.rng.IntN(3) == 0 {
+		q.Set("presence", "1")
+	}
+	d := websocket.Dialer{Subprotocols: proto.Subprotocols, HandshakeTimeout: wait,
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	u := "ws" + strings.TrimPrefix(c.front.srv.URL, "http") + "/ws?" + q.Encode()
+	ws, _, err := d.Dial(u, nil)
+	if err != nil {
+		c.stats.refused.Add(1)
+		return
+	}
+	c.stats.dials.Add(1)
+	c.ws, c.rooms, c.done = ws, nil, make(chan struct{})
+	go c.read(ws, c.done)
+}
+
+// read consumes what the hub sends, noting the resume token and peer ids.
+func (c *stressClient) read(ws *websocket.Conn, done chan struct{}) {
+	defer close(done)
+	for {
+		if until := c.pause.Load(); until != 0 {
+			time.Sleep(time.Until(time.Unix(0, until))) // the behaviour under test: not reading
+			c.pause.Store(0)
+		}
+		_, b, err := ws.ReadMessage()
+		if err != nil {
+			return
+		}
+		var m proto.Message
+		if json.Unmarshal(b, &m) != nil {
+			continue
+		}
+		switch m.Type {
+		case proto.TypeWelcome:
+			var w proto.Welcome
+			if json.Unmarshal(m.Data, &w) == nil {
+				c.mu.Lock()
+				c.resume = w.ResumeToken
+				c.mu.Unlock()
+				c.reg.add(w.Peer)
+			}
+		case proto.TypeJoined:
+			var j proto.Joined
+			if json.Unmarshal(m.Data, &j) == nil {
+				for _, p := range j.Peers {
+					c.note(p.Peer)
+				}
+			}
+		case proto.TypePeerJoined:
+			var p proto.Member
+			if json.Unmarshal(m.Data, &p) == nil {
+				c.note(p.Peer)
+			}
+		}
+	}
+}
+
+// note remembers a peer seen in one of this client's rooms (the last 32).
+func (c *stressClient) note(peer string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.near = append(c.near, peer)
+	if len(c.near) > 32 {
+		c.near = c.near[1:]
+	}
+}
+
+// target picks a signal's target: mostly a peer seen in a shared room,
+// sometimes any peer ever seen (often gone, or sharing no room).
+func (c *stressClient) target() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.near) > 0 && c.rng.IntN(5) > 0 {
+		return c.near[c.rng.IntN(len(c.near))]
+	}
+	return c.reg.pick(c.rng)
+}
+
+func (c *stressClient) act() {
+	var err error
+	switch n := c.rng.IntN(100); {
+	case n < 35:
+		room := ""
+		if len(c.rooms) > 0 && c.rng.IntN(2) == 0 {
+			room = c.rooms[c.rng.IntN(len(c.rooms))]
+		}
+		err = c.send(proto.Message{Type: proto.TypeSignal, ID: "s", To: c.target(), Room: room,
+			Data: json.RawMessage(`{"pad":"` + strings.Repeat("x", c.rng.IntN(4000)) + `"}`)})
+		c.stats.signals.Add(1)
+	case n < 55:
+		room := stressRooms[c.rng.IntN(len(stressRooms))]
+		err = c.send(proto.Message{Type: proto.TypeJoin, ID: "j", Room: room})
+		c.rooms = append(c.rooms, room)
+		c.stats.joins.Add(1)
+	case n < 65 && len(c.rooms) > 0:
+		i := c.rng.IntN(len(c.rooms))
+		err = c.send(proto.Message{Type: proto.TypeLeave, ID: "l", Room: c.rooms[i]})
+		c.rooms = append(c.rooms[:i], c.rooms[i+1:]...)
+	case n < 72:
+		err = c.send(proto.Message{Type: proto.TypePing, ID: "p"})
+	case n < 76:
+		err = c.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":`)) // garbage
+	case n < 80:
+		// Stop reading for up to 3 s: the queue fills, and the hub may
+		// take this client for a slow consumer.
+		c.pause.Store(time.Now().Add(time.Duration(c.rng.IntN(3000)) * time.Millisecond).UnixNano())
+		c.stats.pauses.Add(1)
+	case n < 85:
+		// A burst of signals to one peer, as fast as TCP takes them.
+		to := c.target()
+		for i := 0; i < 20 && err == nil; i++ {
+			err = c.send(proto.Message{Type: proto.TypeSignal, ID: "b", To: to, Data: json.RawMessage(`{"i":1}`)})
+		}
+	case n < 90:
+		c.disconnect(true)
+	case n < 93:
+		c.disconnect(false)
+	}
+	if err != nil {
+		c.disconnect(true) // the hub dropped us: reconnect (and resume) next time
+	}
+}
+
+func (c *stressClient) send(m proto.Message) error {
+	b, _ := json.Marshal(m)
+	_ = c.ws.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	return c.ws.WriteMessage(websocket.TextMessage, b)
+}
+
+// disconnect drops the socket abruptly (the session waits for a resume),
+// or closes it with 1000 (the session ends).
+func (c *stressClient) disconnect(abrupt bool) {
+	if c.ws == nil {
+		return
+	}
+	if abrupt {
+		c.stats.drops.Add(1)
+	} else {
+		c.stats.closes.Add(1)
+		_ = c.ws.WriteControl(websocket.CloseMessage,
+			websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+		c.mu.Lock()
+		c.resume = ""
+		c.mu.Unlock()
+	}
+	_ = c.ws.NetConn().Close()
+	c.pause.Store(0)
+	<-c.done
+	c.ws = nil
+}
