@@ -53,6 +53,17 @@ type Config struct {
 	// (default 200), with bursts of MessageBurst (default 400).
 	MessageRate  float64
 	MessageBurst int
+	// SignalBytesRate and SignalBurstBytes limit the signal bytes each
+	// connection sends per second (defaults: the hub's, 512 KiB/s and 2 MiB).
+	SignalBytesRate  int
+	SignalBurstBytes int
+	// MaxConnsPerUser caps one user's open WebSockets (default: the hub's, 32).
+	MaxConnsPerUser int
+	// PresenceScope is "global" (default: everyone online, the first
+	// MaxPresenceList listed) or "rooms" (the peers in rooms one shares).
+	PresenceScope string
+	// MaxPresenceList caps a presence list (default: the hub's, 100).
+	MaxPresenceList int
 	// ICEServers returns the STUN/TURN servers for a user's welcome, with the
 	// expiry of their credentials. Nil means none (the embedded TURN server
 	// fills it in khadga serve).

@@ -29,6 +29,7 @@ type serveConfig struct {
 	SMTPURL      string        `yaml:"smtp-url" usage:"smtp://user:pass@host:port: turns on the email check at registration (prefer the environment: it holds a password)"`
 	SMTPFrom     string        `yaml:"smtp-from" usage:"sender address of verification emails"`
 	PublicURL    string        `yaml:"public-url" usage:"the server's URL as users reach it, e.g. https://chat.example.org; required with --smtp-url (emailed links)"`
+	WS           wsConfig      `yaml:",inline"`
 	Log          logConfig     `yaml:",inline"`
 	TLS          tlsConfig     `yaml:",inline"`
 	TURN         turnConfig    `yaml:",inline"`
@@ -57,7 +58,26 @@ func (c *serveConfig) signalingConfig() signaling.Config {
 		SMTPURL:        c.SMTPURL,
 		SMTPFrom:       c.SMTPFrom,
 		PublicURL:      c.PublicURL,
+
+		MessageRate:      c.WS.MessageRate,
+		MessageBurst:     c.WS.MessageBurst,
+		SignalBytesRate:  c.WS.SignalBytesRate,
+		SignalBurstBytes: c.WS.SignalBurstBytes,
+		MaxConnsPerUser:  c.WS.MaxConnsPerUser,
+		PresenceScope:    c.WS.Presence,
+		MaxPresenceList:  c.WS.PresenceList,
 	}
+}
+
+// wsConfig are the limits of WebSocket clients and the presence feed.
+type wsConfig struct {
+	MessageRate      float64 `yaml:"ws-message-rate" default:"200" usage:"WebSocket messages per second per connection (over it: rate_limited)"`
+	MessageBurst     int     `yaml:"ws-message-burst" default:"400" usage:"WebSocket messages a connection may send at once above --ws-message-rate"`
+	SignalBytesRate  int     `yaml:"ws-signal-bytes-rate" default:"524288" usage:"bytes of signal data per second per connection"`
+	SignalBurstBytes int     `yaml:"ws-signal-burst-bytes" default:"2097152" usage:"bytes of signal data a connection may send at once above --ws-signal-bytes-rate"`
+	MaxConnsPerUser  int     `yaml:"max-conns-per-user" default:"32" usage:"open WebSockets per user"`
+	Presence         string  `yaml:"presence" default:"global" usage:"whom presence shows: global (everyone online, the first --presence-list listed) or rooms (the peers in rooms one shares)"`
+	PresenceList     int     `yaml:"presence-list" default:"100" usage:"most peers a presence list shows; more are counted"`
 }
 
 // runServe is `khadga serve`. It opens every listener and the store, and
