@@ -25,6 +25,11 @@ const maxPeers = 256
 var (
 	// ErrClosed: the client was closed.
 	ErrClosed = errors.New("client closed")
+	// ErrRevoked: the server ended the session because its credentials
+	// were revoked (signed out, account disabled or deleted, role changed,
+	// signing key retired). Disconnected.Err wraps it, with the server's
+	// reason; the client reconnects only if its tokens still refresh.
+	ErrRevoked = errors.New("session revoked by the server")
 	// ErrUnknownPeer: no member of the room has that peer id.
 	ErrUnknownPeer = errors.New("unknown peer")
 )
@@ -255,6 +260,9 @@ func (c *Client) connLoop(ws *websocket.Conn) {
 		err := c.serve(ws)
 		if c.ctx.Err() != nil {
 			return
+		}
+		if ce := (*websocket.CloseError)(nil); errors.As(err, &ce) && ce.Code == proto.CloseRevoked {
+			err = fmt.Errorf("%w: %s", ErrRevoked, ce.Text)
 		}
 		c.log.Warn("signaling connection lost", slog.Any("err", err))
 		c.emitClient(&Disconnected{Err: err})

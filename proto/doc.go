@@ -97,6 +97,14 @@
 //
 //	{"type":"reconnect","data":{"after":500}}
 //
+// When the credentials of a session are revoked (sign-out, an account
+// disabled or deleted, a role changed, a signing key retired) the server
+// sends an error with code revoked and closes with code 4401
+// (CloseRevoked), the reason in the close frame; the session cannot be
+// resumed:
+//
+//	{"type":"error","data":{"code":"revoked","message":"your account was disabled"}}
+//
 // # Client to server
 //
 //	{"type":"join","id":"1","room":"lobby"}
@@ -111,6 +119,7 @@
 //
 // Error codes are stable (see Code): bad_message, too_large, unknown_type,
 // not_in_room, unknown_peer, unauthorized, rate_limited,
-// unsupported_version, room_full, too_many_rooms, peer_unavailable, internal.
+// unsupported_version, room_full, too_many_rooms, peer_unavailable, internal,
+// revoked.
 // A bad message gets an error and the connection keeps working.
 package proto

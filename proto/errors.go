@@ -33,7 +33,18 @@ const (
 	CodePeerUnavailable Code = "peer_unavailable"
 	// CodeInternal: the server failed; the request may be retried.
 	CodeInternal Code = "internal"
+	// CodeRevoked: the session's credentials were revoked (signed out,
+	// account disabled or deleted, role changed, signing key retired). It
+	// comes just before the server closes with CloseRevoked; the message
+	// says why.
+	CodeRevoked Code = "revoked"
 )
+
+// CloseRevoked is the WebSocket close code of a session whose credentials
+// were revoked, with the reason in the close frame. Reconnecting needs
+// valid credentials: a client that can refresh its tokens gets a new
+// session (with its current role and rooms); one that cannot is signed out.
+const CloseRevoked = 4401
 
 // ProtocolError is a decoding or validation failure with the code the server
 // answers it with.

@@ -352,6 +352,7 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		if re := (*auth.ReuseError)(nil); errors.As(err, &re) {
 			result = "reuse"
 			s.audit("refresh-reuse", re.User, r, "refresh token family revoked")
+			s.closer.CloseLogin(re.User, re.Family, proto.CodeRevoked, reasonReuse)
 			s.log.Warn("refresh token reused; family revoked", slog.String("user", re.User), slog.String("addr", s.clientAddr(r)))
 		}
 		s.metrics.refreshes.WithLabelValues(result).Inc()
@@ -367,9 +368,13 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	if err := s.sessions.Logout(req.RefreshToken); err != nil {
+	f, err := s.sessions.Logout(req.RefreshToken)
+	if err != nil {
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, "invalid refresh token")
 		return
+	}
+	if f.User != "" {
+		s.closer.CloseLogin(f.User, f.ID, proto.CodeRevoked, reasonSignedOut)
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -392,7 +397,9 @@ func (s *Server) handleTicket(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"ticket": t, "expires_in": int(auth.DefaultTicketTTL / time.Second)})
 }
 
-// bearer verifies the request's "Authorization: Bearer" access token.
+// bearer verifies the request's "Authorization: Bearer" access token and
+// the account behind it (account): the claims carry its current role and
+// rooms.
 func (s *Server) bearer(r *http.Request) (auth.Claims, error) {
 	h := r.Header.Get("Authorization")
 	tok, ok := strings.CutPrefix(h, "Bearer ")
@@ -406,6 +413,10 @@ func (s *Server) bearer(r *http.Request) (auth.Claims, error) {
 		}
 		return auth.Claims{}, errors.New("invalid access token")
 	}
+	if c, err = s.account(c); err != nil {
+		return auth.Claims{}, err
+	}
+	s.keyUsers.seen(c.Key, c.User, c.Expires, s.cfg.Now())
 	return c, nil
 }
 

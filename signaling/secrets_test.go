@@ -84,8 +84,12 @@ func TestSecretsNeverLogged(t *testing.T) {
 	var next signalingtest.Tokens
 	json.Unmarshal(post("/api/refresh", map[string]string{"refresh_token": tok.RefreshToken}), &next)
 	post("/api/refresh", map[string]string{"refresh_token": tok.RefreshToken}) // reuse: revokes the family
+	// The family is revoked, so its access tokens no longer open a socket:
+	// sign in again.
+	var fresh signalingtest.Tokens
+	json.Unmarshal(post("/api/login", map[string]string{"username": "alice", "password": pw}), &fresh)
 
-	a := s.Connect(t, next.AccessToken, nil)
+	a := s.Connect(t, fresh.AccessToken, nil)
 	post("/api/register", map[string]string{"username": "bob", "password": pw, "email": "bob@example.org"})
 	bobMail := capture.nextMail(t)
 	bobLink := bobMail[strings.Index(bobMail, "http://"):]
@@ -100,7 +104,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	sdp := `{"description":{"type":"offer","sdp":"v=0 o=- SECRET-SDP-BODY"}}`
 	a.Send(&proto.Message{Type: proto.TypeSignal, To: b.Welcome.Peer, Data: json.RawMessage(sdp)})
 	b.Expect(proto.TypeSignal)
-	again := s.Connect(t, next.AccessToken, url.Values{"resume": {a.Welcome.ResumeToken}})
+	again := s.Connect(t, fresh.AccessToken, url.Values{"resume": {a.Welcome.ResumeToken}})
 	_ = again
 	_, metrics := getMetrics(t, s, "")
 

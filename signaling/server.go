@@ -56,6 +56,8 @@ type Server struct {
 	proxyWarned atomic.Bool    // the missing --trust-proxy warning was logged
 	metricsHTTP *http.Server   // on Config.MetricsListener; nil when not set
 	hub         *hub.Hub
+	closer      sessionCloser // the hub's side of revocation (revoke.go)
+	keyUsers    keyUsers      // who authenticated with which signing key
 	http        *http.Server
 	admin       *http.Server // on Config.AdminListener; nil when not set
 	serving     atomic.Bool
@@ -102,7 +104,7 @@ func (s *Server) init() error {
 			return err
 		}
 	}
-	if s.keys, err = auth.NewKeys(s.store, auth.KeysOptions{Logger: s.log, Now: s.cfg.Now}); err != nil {
+	if s.keys, err = auth.NewKeys(s.store, auth.KeysOptions{Logger: s.log, Now: s.cfg.Now, Retired: s.keyRetired}); err != nil {
 		return err
 	}
 	s.sessions = auth.NewSessions(s.store, s.keys, auth.SessionsOptions{
@@ -118,7 +120,8 @@ func (s *Server) init() error {
 	}
 	s.hashGate = auth.NewHashGate(s.cfg.PasswordWorkers, 4*s.cfg.PasswordWorkers, hashWait)
 	s.registers = auth.NewRateLimiter(float64(s.cfg.RegistrationsPerHour)/3600, s.cfg.RegistrationsPerHour, 100_000)
-	s.tickets = auth.NewTickets(auth.TicketsOptions{Now: s.cfg.Now, PerUser: s.cfg.TicketsPerUser, PerAddr: s.cfg.TicketsPerAddr})
+	s.tickets = auth.NewTickets(auth.TicketsOptions{Now: s.cfg.Now, PerUser: s.cfg.TicketsPerUser, PerAddr: s.cfg.TicketsPerAddr,
+		Recheck: s.account})
 	s.hub, err = hub.New(hub.Config{
 		Logger:             s.log,
 		ResumeWindow:       s.cfg.ResumeWindow,
@@ -138,6 +141,11 @@ func (s *Server) init() error {
 	if err != nil {
 		return err
 	}
+	closer := hubCloser{hub: s.hub}
+	if !closer.canCloseSessions() {
+		s.log.Debug("the hub cannot end sessions: revoked credentials end sessions only at their next connection")
+	}
+	s.closer = closer
 	s.admin = s.adminServer()
 	s.http = &http.Server{
 		Handler:           s.Handler(),
@@ -246,7 +254,9 @@ func (s *Server) adminServer() *http.Server {
 	ops := &admin.Ops{Store: s.store, Keys: s.keys, Password: s.cfg.Password,
 		Audit: func(kind, user, detail string) {
 			s.store.Audit(store.AuditEvent{Time: time.Now().UTC(), Kind: kind, User: user, Addr: "admin-socket", Detail: detail})
-		}}
+		},
+		Revoked: s.endUser,
+	}
 	return &http.Server{Handler: admin.Handler(ops), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 }

@@ -70,6 +70,25 @@ type Ops struct {
 	Password auth.Params // zero means auth.DefaultParams
 	// Audit records what an operation did; nil means no audit.
 	Audit func(kind, user, detail string)
+	// Revoked, when set, is told that user's credentials were revoked (the
+	// account deleted, disabled, given another role, or its second factor
+	// reset), with a reason for the user, so that a running server ends
+	// the user's live sessions at once.
+	Revoked func(user, reason string)
+}
+
+// Reasons given to users whose sessions an admin operation ended.
+const (
+	ReasonDeleted   = "your account was deleted"
+	ReasonDisabled  = "your account was disabled"
+	ReasonRole      = "your role changed; connect again"
+	ReasonTOTPReset = "your two-factor authentication was reset; sign in again"
+)
+
+func (o *Ops) revoked(user, reason string) {
+	if o.Revoked != nil {
+		o.Revoked(user, reason)
+	}
 }
 
 var _ Admin = (*Ops)(nil)
@@ -132,7 +151,9 @@ func (o *Ops) DeleteUser(_ context.Context, name string) error {
 		return err
 	}
 	o.audit("admin-delete-user", name, "")
-	return o.Store.RevokeUserFamilies(name)
+	err := o.Store.RevokeUserFamilies(name)
+	o.revoked(name, ReasonDeleted)
+	return err
 }
 
 // SetDisabled disables (or enables) a user. Disabling revokes its refresh
@@ -144,12 +165,15 @@ func (o *Ops) SetDisabled(_ context.Context, name string, disabled bool) error {
 	}
 	o.audit("admin-disable-user", name, fmt.Sprintf("disabled=%t", disabled))
 	if disabled {
-		return o.Store.RevokeUserFamilies(name)
+		err := o.Store.RevokeUserFamilies(name)
+		o.revoked(name, ReasonDisabled)
+		return err
 	}
 	return nil
 }
 
-// SetRole changes a user's role; it applies from the next token refresh.
+// SetRole changes a user's role. Live sessions end (Revoked) and come
+// back with the new role; tokens carry it from their next refresh.
 func (o *Ops) SetRole(_ context.Context, name, role string) error {
 	if role != proto.RoleUser && role != proto.RoleAdmin {
 		return badRequest("role must be user or admin")
@@ -157,6 +181,7 @@ func (o *Ops) SetRole(_ context.Context, name, role string) error {
 	err := o.Store.UpdateUser(name, func(u *store.User) error { u.Role = role; return nil })
 	if err == nil {
 		o.audit("admin-role", name, "role "+role)
+		o.revoked(name, ReasonRole)
 	}
 	return err
 }
@@ -170,7 +195,9 @@ func (o *Ops) ResetTOTP(_ context.Context, name string) error {
 		return err
 	}
 	o.audit("admin-reset-totp", name, "")
-	return o.Store.RevokeUserFamilies(name)
+	err = o.Store.RevokeUserFamilies(name)
+	o.revoked(name, ReasonTOTPReset)
+	return err
 }
 
 // MintToken signs a bot access token. The recorder role is granted only

@@ -34,7 +34,11 @@ type Claims struct {
 	User  string   // sub
 	Role  string   // proto.RoleUser, proto.RoleRecorder, proto.RoleAdmin
 	Rooms []string // room grants; empty means any room
+	// Login is the sign-in the token was issued for (its refresh-token
+	// family, claim "sid"); empty for bot tokens from `khadga token`.
+	Login string
 	// Set by IssueAccess and filled in by VerifyAccess; ignored on input.
+	Key      string    // kid: the signing key
 	ID       string    // jti
 	IssuedAt time.Time // iat
 	Expires  time.Time // exp
@@ -44,6 +48,7 @@ type Claims struct {
 type jwtClaims struct {
 	Role  string   `json:"role"`
 	Rooms []string `json:"rooms,omitempty"`
+	Sid   string   `json:"sid,omitempty"`
 	Typ   string   `json:"typ"`
 	jwt.RegisteredClaims
 }
@@ -73,6 +78,7 @@ func (k *Keys) IssueAccess(c Claims, ttl time.Duration) (string, time.Time, erro
 	claims := &jwtClaims{
 		Role:  c.Role,
 		Rooms: c.Rooms,
+		Sid:   c.Login,
 		Typ:   TypeAccess,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    Issuer,
@@ -123,11 +129,11 @@ func (k *Keys) VerifyAccess(token string) (Claims, error) {
 		}
 		return Claims{}, fmt.Errorf("%w: %w", ErrTokenInvalid, err)
 	}
-	c := Claims{User: jc.Subject, Role: jc.Role, Rooms: jc.Rooms, ID: jc.ID, Expires: jc.ExpiresAt.Time}
+	kid, _ := t.Header["kid"].(string)
+	c := Claims{User: jc.Subject, Role: jc.Role, Rooms: jc.Rooms, Login: jc.Sid, Key: kid, ID: jc.ID, Expires: jc.ExpiresAt.Time}
 	if jc.IssuedAt != nil {
 		c.IssuedAt = jc.IssuedAt.Time
 	}
-	kid, _ := t.Header["kid"].(string)
 	k.verified.put(token, c, kid)
 	return c, nil
 }

@@ -35,6 +35,9 @@ type KeysOptions struct {
 	Leeway time.Duration
 	// Logger receives key creation and rotation messages. Default: discard.
 	Logger *slog.Logger
+	// Retired, if set, is called after Retire retired kid, so that the
+	// sessions opened with its tokens can be ended.
+	Retired func(kid string)
 }
 
 // DefaultLeeway is the clock skew VerifyAccess tolerates by default.
@@ -45,12 +48,13 @@ const DefaultLeeway = 30 * time.Second
 // JWT kid header, and verifies against every non-retired key by kid. Keys is
 // safe for concurrent use.
 type Keys struct {
-	st     *store.Store
-	now    func() time.Time
-	leeway time.Duration
-	log    *slog.Logger
-	parser *jwt.Parser
-	rotMu  sync.Mutex // serialises Rotate and Retire (store write + Reload)
+	st      *store.Store
+	now     func() time.Time
+	leeway  time.Duration
+	log     *slog.Logger
+	retired func(kid string)
+	parser  *jwt.Parser
+	rotMu   sync.Mutex // serialises Rotate and Retire (store write + Reload)
 
 	mu      sync.RWMutex
 	signKID string
@@ -73,7 +77,7 @@ func NewKeys(st *store.Store, opts KeysOptions) (*Keys, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	k := &Keys{st: st, now: opts.Now, leeway: opts.Leeway, log: opts.Logger}
+	k := &Keys{st: st, now: opts.Now, leeway: opts.Leeway, log: opts.Logger, retired: opts.Retired}
 	k.parser = jwt.NewParser(
 		jwt.WithValidMethods([]string{AlgEdDSA}),
 		jwt.WithIssuer(Issuer),
@@ -183,7 +187,13 @@ func (k *Keys) Retire(kid string) error {
 		return fmt.Errorf("auth: retire key: %w", err)
 	}
 	k.log.Info("jwt signing key retired", slog.String("kid", kid))
-	return k.Reload()
+	if err := k.Reload(); err != nil {
+		return err
+	}
+	if k.retired != nil {
+		k.retired(kid)
+	}
+	return nil
 }
 
 // SigningKID returns the kid new tokens are signed with.

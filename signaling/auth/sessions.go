@@ -101,7 +101,7 @@ func (s *Sessions) Login(u store.User) (Pair, error) {
 	if err := s.st.CreateFamily(f); err != nil {
 		return Pair{}, fmt.Errorf("auth: login: %w", err)
 	}
-	return s.pair(u, id+"."+secret)
+	return s.pair(u, id, secret)
 }
 
 // Refresh rotates refreshToken: the presented token stops working and a new
@@ -137,30 +137,40 @@ func (s *Sessions) Refresh(refreshToken string) (Pair, error) {
 		_ = s.st.RevokeFamily(id)
 		return Pair{}, fmt.Errorf("auth: refresh: %w", err)
 	}
-	return s.pair(u, id+"."+next)
+	return s.pair(u, id, next)
 }
 
-// Logout revokes the family of refreshToken. Unknown or already revoked
-// families are not an error (logout is idempotent); a malformed token is
+// Logout revokes the family of refreshToken and returns it (its ID and
+// User; zero if it was unknown). Unknown or already revoked families are
+// not an error (logout is idempotent); a malformed token is
 // ErrTokenInvalid. The family id is 128 random bits that only ever appear
 // inside refresh tokens, so knowing it is proof enough to end that session.
-func (s *Sessions) Logout(refreshToken string) error {
+func (s *Sessions) Logout(refreshToken string) (store.Family, error) {
 	id, _, ok := parseRefresh(refreshToken)
 	if !ok {
-		return fmt.Errorf("%w: malformed refresh token", ErrTokenInvalid)
+		return store.Family{}, fmt.Errorf("%w: malformed refresh token", ErrTokenInvalid)
+	}
+	f, err := s.st.GetFamily(id)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Family{}, nil
+	}
+	if err != nil {
+		return store.Family{}, fmt.Errorf("auth: logout: %w", err)
 	}
 	if err := s.st.RevokeFamily(id); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("auth: logout: %w", err)
+		return store.Family{}, fmt.Errorf("auth: logout: %w", err)
 	}
-	return nil
+	return f, nil
 }
 
-func (s *Sessions) pair(u store.User, refresh string) (Pair, error) {
-	access, _, err := s.keys.IssueAccess(Claims{User: u.Name, Role: u.Role, Rooms: u.Rooms}, s.opts.AccessTTL)
+// pair issues an access token for u's sign-in family and the refresh token
+// family.secret.
+func (s *Sessions) pair(u store.User, family, secret string) (Pair, error) {
+	access, _, err := s.keys.IssueAccess(Claims{User: u.Name, Role: u.Role, Rooms: u.Rooms, Login: family}, s.opts.AccessTTL)
 	if err != nil {
 		return Pair{}, err
 	}
-	return Pair{AccessToken: access, RefreshToken: refresh, ExpiresIn: int(s.opts.AccessTTL / time.Second)}, nil
+	return Pair{AccessToken: access, RefreshToken: family + "." + secret, ExpiresIn: int(s.opts.AccessTTL / time.Second)}, nil
 }
 
 // parseRefresh splits <familyID>.<secret> and checks both parts are

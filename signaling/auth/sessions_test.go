@@ -106,16 +106,20 @@ func TestRefreshReuseRevokesFamily(t *testing.T) {
 func TestLogout(t *testing.T) {
 	f := newSessFixture(t)
 	p, _ := f.s.Login(f.ann)
-	if err := f.s.Logout(p.RefreshToken); err != nil {
+	fam, err := f.s.Logout(p.RefreshToken)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if c, _ := f.keys.VerifyAccess(p.AccessToken); fam.User != f.ann.Name || fam.ID != c.Login || c.Login == "" {
+		t.Errorf("Logout returned family %q of %q; the access token's sign-in is %q", fam.ID, fam.User, c.Login)
 	}
 	if _, err := f.s.Refresh(p.RefreshToken); !errors.Is(err, ErrTokenInvalid) {
 		t.Fatalf("refresh after logout err = %v", err)
 	}
-	if err := f.s.Logout(p.RefreshToken); err != nil {
+	if _, err := f.s.Logout(p.RefreshToken); err != nil {
 		t.Errorf("second logout err = %v, want nil", err)
 	}
-	if err := f.s.Logout("garbage"); !errors.Is(err, ErrTokenInvalid) {
+	if _, err := f.s.Logout("garbage"); !errors.Is(err, ErrTokenInvalid) {
 		t.Errorf("malformed logout err = %v", err)
 	}
 }

@@ -33,6 +33,10 @@ type TicketsOptions struct {
 	PerUser    int              // outstanding tickets one user may hold; default DefaultTicketsUser
 	PerAddr    int              // outstanding tickets one address (IPv6 /64) may hold; default DefaultTicketsAddr
 	Now        func() time.Time // clock for Issue; default time.Now
+	// Recheck, if set, runs on a ticket's claims when it is redeemed and
+	// may refuse them or bring them up to date (the account may have been
+	// disabled, or its role changed, since the ticket was issued).
+	Recheck func(Claims) (Claims, error)
 }
 
 // Tickets hands out single-use, short-lived WebSocket tickets. A client
@@ -131,6 +135,16 @@ func (t *Tickets) Redeem(id string, now time.Time) (Claims, bool) {
 	if len(id) != base64.RawURLEncoding.EncodedLen(ticketBytes) {
 		return Claims{}, false
 	}
+	c, ok := t.take(id, now)
+	if !ok || t.opts.Recheck == nil {
+		return c, ok
+	}
+	c, err := t.opts.Recheck(c) // outside the lock: it may read the store
+	return c, err == nil
+}
+
+// take consumes the ticket and returns its claims if it was live at now.
+func (t *Tickets) take(id string, now time.Time) (Claims, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.sweep(now)

@@ -1,0 +1,192 @@
+package signaling
+
+import (
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/khadga/khadga/proto"
+	"github.com/khadga/khadga/signaling/auth"
+	"github.com/khadga/khadga/signaling/store"
+)
+
+// Revocation reaching live sessions (issue 14, point 9).
+//
+// Access tokens live for minutes and a WebSocket for as long as it is open,
+// so revoking credentials in the store is not enough: the places that
+// revoke (sign-out, an account disabled, deleted or given another role, a
+// signing key retired) also tell the hub, through sessionCloser, to end
+// the sessions those credentials opened, at once and with a reason the
+// SDK and the Go client show. Every connection, a resume included, is
+// authenticated again against the store (account): the user must still
+// exist and be enabled, the sign-in must not be revoked, and the identity
+// handed to the hub carries the account's current role and room grants.
+
+// sessionCloser is what revocation needs from the hub. Both methods end
+// sessions, connected or waiting for a resume: each of their connections
+// gets an error with code and reason, then the close code
+// proto.CloseRevoked with reason, their resume tokens stop working, their
+// rooms get peer-left and presence says offline. They return how many
+// sessions ended.
+type sessionCloser interface {
+	// CloseUser ends every session of user.
+	CloseUser(user string, code proto.Code, reason string) int
+	// CloseLogin ends the sessions of user opened with tokens of one
+	// sign-in (hub.Identity.Login, the refresh-token family of
+	// auth.Claims.Login), leaving the user's other sign-ins connected.
+	CloseLogin(user, login string, code proto.Code, reason string) int
+}
+
+// hubCloser adapts the hub to sessionCloser with what the hub offers: a
+// hub without CloseLogin ends all of the user's sessions at sign-out (more
+// than needed, never less: the other sign-ins reconnect with a new
+// session), and a hub without CloseUser cannot end live sessions at all,
+// which only the re-check at the next connection then covers.
+type hubCloser struct{ hub any }
+
+func (h hubCloser) CloseUser(user string, code proto.Code, reason string) int {
+	if c, ok := h.hub.(interface {
+		CloseUser(string, proto.Code, string) int
+	}); ok {
+		return c.CloseUser(user, code, reason)
+	}
+	return 0
+}
+
+func (h hubCloser) CloseLogin(user, login string, code proto.Code, reason string) int {
+	if c, ok := h.hub.(interface {
+		CloseLogin(string, string, proto.Code, string) int
+	}); ok {
+		return c.CloseLogin(user, login, code, reason)
+	}
+	return h.CloseUser(user, code, reason)
+}
+
+// canCloseSessions reports whether the hub can end live sessions.
+func (h hubCloser) canCloseSessions() bool {
+	_, ok := h.hub.(interface {
+		CloseUser(string, proto.Code, string) int
+	})
+	return ok
+}
+
+// Reasons given to clients whose sessions end; the admin operations give
+// their own (admin.Reason*).
+const (
+	reasonSignedOut = "signed out"
+	reasonKey       = "the server retired the key of your sign-in; sign in again"
+	reasonReuse     = "your sign-in was used from elsewhere; sign in again"
+)
+
+// errRevoked is what account answers for credentials that no longer hold.
+var errRevoked = errors.New("signed out, or the account is disabled or deleted")
+
+// account checks claims, from an access token or a ticket, against the
+// store: a sign-in's user must exist and be enabled and its family must
+// be alive; the claims then get the account's current role and room
+// grants. A bot token (no sign-in) is refused only for a disabled
+// account of its name; its role and rooms are the ones an admin minted.
+func (s *Server) account(c auth.Claims) (auth.Claims, error) {
+	u, err := s.store.GetUser(c.User)
+	switch {
+	case errors.Is(err, store.ErrNotFound) && c.Login == "":
+		return c, nil // a bot that is no account
+	case err != nil:
+		return auth.Claims{}, errRevoked
+	case u.Disabled:
+		return auth.Claims{}, errRevoked
+	case c.Login == "":
+		return c, nil
+	}
+	f, err := s.store.GetFamily(c.Login)
+	if err != nil || f.Revoked || f.User != c.User || !s.cfg.Now().Before(f.Expires) {
+		return auth.Claims{}, errRevoked
+	}
+	c.Role, c.Rooms = u.Role, u.Rooms
+	return c, nil
+}
+
+// keyUsers remembers which users authenticated with tokens of which
+// signing key, until those tokens expire, so that retiring a key ends
+// their sessions. At most maxKeyUsers pairs are kept; past that the
+// oldest-expiring are forgotten, and those users' sessions end at their
+// next connection instead (the key no longer verifies).
+type keyUsers struct {
+	mu sync.Mutex
+	m  map[string]map[string]time.Time // kid -> user -> latest token expiry
+	n  int
+}
+
+const maxKeyUsers = 100_000
+
+func (k *keyUsers) seen(kid, user string, expires, now time.Time) {
+	if kid == "" {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.m == nil {
+		k.m = make(map[string]map[string]time.Time)
+	}
+	users := k.m[kid]
+	if users == nil {
+		users = make(map[string]time.Time)
+		k.m[kid] = users
+	}
+	if old, ok := users[user]; ok {
+		if expires.After(old) {
+			users[user] = expires
+		}
+		return
+	}
+	if k.n >= maxKeyUsers {
+		k.forget(now)
+	}
+	if k.n < maxKeyUsers {
+		users[user] = expires
+		k.n++
+	}
+}
+
+// forget drops expired pairs. k.mu is held.
+func (k *keyUsers) forget(now time.Time) {
+	for kid, users := range k.m {
+		for u, exp := range users {
+			if !now.Before(exp) {
+				delete(users, u)
+				k.n--
+			}
+		}
+		if len(users) == 0 {
+			delete(k.m, kid)
+		}
+	}
+}
+
+// take removes and returns the users of kid.
+func (k *keyUsers) take(kid string) []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	users := k.m[kid]
+	delete(k.m, kid)
+	k.n -= len(users)
+	out := make([]string, 0, len(users))
+	for u := range users {
+		out = append(out, u)
+	}
+	return out
+}
+
+// endUser ends every live session of user, for reason.
+func (s *Server) endUser(user, reason string) {
+	n := s.closer.CloseUser(user, proto.CodeRevoked, reason)
+	s.log.Info("sessions ended", slog.String("user", user), slog.String("reason", reason), slog.Int("sessions", n))
+}
+
+// keyRetired ends the sessions of every user who authenticated with kid.
+func (s *Server) keyRetired(kid string) {
+	for _, u := range s.keyUsers.take(kid) {
+		s.endUser(u, reasonKey)
+	}
+}
