@@ -50,6 +50,12 @@
 //     phone-width screen, and signing out revokes the refresh token.
 //   - TestSDKExamplePage: the documented example page, built on the SDK
 //     alone, chats with a person using the app.
+//   - TestPasswordChange: the app refuses a wrong current password and a
+//     mistyped repeat, changes the password while the session goes on,
+//     and then only the new password signs in.
+//   - TestResendVerification: after a link expired unopened, signing in
+//     offers to send it again; with the mistyped address corrected, the
+//     new link arrives there, confirms the account and signing in works.
 //   - TestTwoFactorSignIn: turning on TOTP in the app (QR code, key,
 //     confirmation, recovery codes), then a sign-in that asks for the code,
 //     refuses a wrong one and accepts the right one.

@@ -48,6 +48,7 @@ type Server struct {
 	limiter     *auth.LoginLimiter
 	hashGate    *auth.HashGate    // bounds argon2id work (issue 14, point 1)
 	registers   *auth.RateLimiter // registrations per address
+	resends     *auth.RateLimiter // verification emails per account and per address
 	tickets     *auth.Tickets
 	metrics     *metrics
 	mailer      *mailer // nil unless the email check is on
@@ -120,6 +121,7 @@ func (s *Server) init() error {
 	}
 	s.hashGate = auth.NewHashGate(s.cfg.PasswordWorkers, 4*s.cfg.PasswordWorkers, hashWait)
 	s.registers = auth.NewRateLimiter(float64(s.cfg.RegistrationsPerHour)/3600, s.cfg.RegistrationsPerHour, 100_000)
+	s.resends = auth.NewRateLimiter(1.0/resendEvery, resendBurst, 100_000)
 	s.tickets = auth.NewTickets(auth.TicketsOptions{Now: s.cfg.Now, PerUser: s.cfg.TicketsPerUser, PerAddr: s.cfg.TicketsPerAddr,
 		Recheck: s.account})
 	s.hub, err = hub.New(hub.Config{

@@ -2,7 +2,7 @@
 // no build step. Every text that comes from the network is put on the page
 // with textContent, never as HTML.
 
-import { Session, Khadga, register, ApiError } from '/sdk/khadga.js';
+import { Session, Khadga, register, resendVerification, ApiError } from '/sdk/khadga.js';
 import { VideoWindow } from '/videowindow.js';
 
 const $ = (id) => document.getElementById(id);
@@ -64,6 +64,7 @@ function credentials() {
 async function onLogin(ev) {
   ev.preventDefault();
   $('signin-error').textContent = '';
+  $('resend-row').hidden = true;
   try {
     const { username, password } = credentials();
     const code = $('totp-code').value.trim();
@@ -78,17 +79,43 @@ async function onLogin(ev) {
       $('signin-error').textContent = 'Enter the code from your authenticator app, then sign in again.';
       return;
     }
+    if (unverified(e)) return;
     $('signin-error').textContent = e instanceof ApiError && e.code === 'totp_invalid' ? 'That code is wrong or already used.' : errorText(e);
+  }
+}
+
+// unverified shows how to get a new link when e says the account's email
+// address is not confirmed yet.
+function unverified(e) {
+  if (!(e instanceof ApiError) || e.code !== 'email_unverified') return false;
+  $('signin-error').textContent = 'Confirm your email address first: open the link we sent you.';
+  $('resend-row').hidden = false;
+  return true;
+}
+
+async function onResend() {
+  $('signin-error').textContent = '';
+  try {
+    const { username, password } = credentials();
+    const email = $('email').value.trim();
+    await resendVerification('', username, password, email);
+    $('signin-notice').textContent = `A new link is on its way${email ? ' to ' + email : ''}. Open it, then sign in.`;
+    $('signin-notice').hidden = false;
+    $('resend-row').hidden = true;
+  } catch (e) {
+    $('signin-error').textContent = errorText(e);
   }
 }
 
 async function onRegister() {
   $('signin-error').textContent = '';
+  $('resend-row').hidden = true;
   try {
     const { username, password } = credentials();
     await register('', username, password, $('email').value.trim());
     await start(await Session.login(username, password));
   } catch (e) {
+    if (unverified(e)) return;
     $('signin-error').textContent = e instanceof ApiError && e.status === 409 ? 'That username is taken.' : errorText(e);
   }
 }
@@ -137,7 +164,7 @@ async function signOut(message) {
   state.windows.clear();
   clearTransfers();
   for (const id of ['presence', 'rooms', 'chat-log', 'chat-room']) $(id).replaceChildren();
-  resetTOTP();
+  resetSecurity();
   $('app').hidden = true;
   $('signin').hidden = false;
   $('whoami').hidden = true;
@@ -571,12 +598,34 @@ async function onTOTPDisable(ev) {
   }
 }
 
-function resetTOTP() {
+// ---- password ----
+
+async function onPasswordChange(ev) {
+  ev.preventDefault();
+  const msg = $('password-message');
+  msg.className = 'error';
+  const current = $('current-password').value;
+  const next = $('new-password').value;
+  if ([...next].length < 10) { msg.textContent = 'The new password needs at least 10 characters.'; return; }
+  if (next !== $('new-password-again').value) { msg.textContent = 'The two new passwords differ.'; return; }
+  try {
+    await state.session.changePassword(current, next);
+    for (const id of ['current-password', 'new-password', 'new-password-again']) $(id).value = '';
+    msg.className = 'note';
+    msg.textContent = 'Password changed. Your other sessions are signed out.';
+  } catch (e) {
+    msg.textContent = e instanceof ApiError && e.status === 401 ? 'The current password is wrong.' : errorText(e);
+  }
+}
+
+function resetSecurity() {
   $('totp-setup').hidden = $('totp-recovery').hidden = $('totp-disable-form').hidden = true;
   $('totp-enroll').hidden = false;
   $('totp-recovery-codes').replaceChildren();
   $('totp-secret').textContent = '';
   totpMessage('');
+  for (const id of ['current-password', 'new-password', 'new-password-again']) $(id).value = '';
+  $('password-message').textContent = '';
 }
 
 // ---- start ----
@@ -604,6 +653,8 @@ function init() {
   $('totp-disable-form').addEventListener('submit', onTOTPDisable);
   $('share-recorder').addEventListener('change', (e) => state.k && state.k.setShareWithRecorder(e.target.checked));
   $('file-picker').addEventListener('change', onPick);
+  $('password-form').addEventListener('submit', onPasswordChange);
+  $('resend').addEventListener('click', onResend);
   // A file dropped beside a member would make the browser open it instead.
   for (const type of ['dragover', 'drop']) document.addEventListener(type, (e) => { if (!e.defaultPrevented) e.preventDefault(); });
   emailVerifiedNotice();

@@ -56,6 +56,18 @@ export function register(server, username, password, email) {
 }
 
 /**
+ * resendVerification mails a fresh verification link to an account whose
+ * email address is not confirmed yet (the previous link stops working);
+ * email, if given, corrects the address first. It takes the password, and
+ * the server limits how often it may be asked (ApiError 429 with retryAfter).
+ */
+export function resendVerification(server, username, password, email) {
+  const body = { username, password };
+  if (email) body.email = email;
+  return api(server, '/api/resend-verification', body);
+}
+
+/**
  * Session is a signed-in user: it holds the access and refresh tokens in
  * memory, refreshes them before the access token expires (refresh tokens
  * rotate), and mints WebSocket tickets. Events (EventTarget):
@@ -176,6 +188,15 @@ export class Session extends EventTarget {
   /** totpDisable turns it off; it takes the password and a current (or recovery) code. */
   async totpDisable(password, code) {
     return api(this.server, '/api/totp/disable', { password, code }, await this.accessToken());
+  }
+
+  /**
+   * changePassword sets a new password; it takes the current one. The
+   * server signs out every other session of the account and answers with
+   * fresh tokens for this one, which the session takes ('tokens' fires).
+   */
+  async changePassword(current, next) {
+    this.apply(await api(this.server, '/api/password', { password: current, new_password: next }, await this.accessToken()));
   }
 
   /** logout revokes the refresh token family and forgets the tokens. */

@@ -1,0 +1,166 @@
+package signaling
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/khadga/khadga/proto"
+	"github.com/khadga/khadga/signaling/auth"
+	"github.com/khadga/khadga/signaling/store"
+)
+
+// Resending the verification email: per account and per address, a burst
+// of resendBurst, then one every resendEvery. A person whose link expired
+// needs one; nobody needs a stream of them.
+const (
+	resendBurst = 3
+	resendEvery = 600 // seconds
+)
+
+type passwordRequest struct {
+	Password    string `json:"password"` // the current one
+	NewPassword string `json:"new_password"`
+}
+
+// handlePassword changes the signed-in user's password. It takes the
+// current password, so that a stolen access token is not enough, and puts
+// that check under the login limits like every other. Every refresh-token
+// family of the user is revoked (other sessions end when their access
+// token expires, within AccessTTL), and the answer is a fresh token pair
+// for this session.
+func (s *Server) handlePassword(w http.ResponseWriter, r *http.Request) {
+	claims, ok := s.requireBearer(w, r)
+	if !ok {
+		return
+	}
+	var req passwordRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if err := proto.ValidPassword(req.NewPassword); err != nil {
+		writeError(w, http.StatusBadRequest, codeBadRequest, "new password: "+err.Error())
+		return
+	}
+	addr := s.clientAddr(r)
+	if ok, _ := s.limitCheck(w, r, addr, claims.User); !ok {
+		return
+	}
+	u, ok, err := s.checkPassword(r, credentials{Username: claims.User, Password: req.Password})
+	if err != nil {
+		s.limiter.Cancel(addr, claims.User, s.cfg.Now())
+		s.hashBusy(w, err)
+		return
+	}
+	if !ok {
+		s.limiter.Failure(addr, claims.User, s.cfg.Now())
+		s.audit("password-change-failed", claims.User, r, "wrong password")
+		writeError(w, http.StatusUnauthorized, codeUnauthorized, "the current password is wrong")
+		return
+	}
+	s.limiter.Success(addr, claims.User, s.cfg.Now())
+	var hash string
+	var herr error
+	if err := s.hashGate.Do(r.Context(), func() { hash, herr = s.cfg.Password.Hash(req.NewPassword) }); s.hashBusy(w, err) {
+		return
+	}
+	if herr != nil {
+		s.internalError(w, "hashing a password", herr)
+		return
+	}
+	err = s.store.UpdateUser(u.Name, func(u *store.User) error { u.PasswordHash = hash; return nil })
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusUnauthorized, codeUnauthorized, "account no longer exists")
+		return
+	}
+	if err == nil {
+		err = s.store.RevokeUserFamilies(u.Name)
+	}
+	if err != nil {
+		s.internalError(w, "changing a password", err)
+		return
+	}
+	pair, err := s.sessions.Login(u)
+	if err != nil {
+		s.internalError(w, "issuing tokens", err)
+		return
+	}
+	s.audit("password-changed", u.Name, r, "")
+	writeJSON(w, http.StatusOK, tokenPair(pair))
+}
+
+type resendRequest struct {
+	credentials
+	// Email corrects the address the link goes to, while it is unconfirmed.
+	Email string `json:"email,omitempty"`
+}
+
+// handleResendVerification mails a fresh verification link (the old one
+// stops working) to an account whose address is not confirmed yet, so that
+// an expired link or a mistyped address does not leave its username stuck.
+// It takes the username and password, under the login limits, and is
+// rate-limited per account and per address.
+func (s *Server) handleResendVerification(w http.ResponseWriter, r *http.Request) {
+	if s.mailer == nil {
+		writeError(w, http.StatusNotFound, codeNotFound, "this server does not check email addresses")
+		return
+	}
+	var req resendRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if req.Email != "" {
+		if err := validEmail(req.Email); err != nil {
+			writeError(w, http.StatusBadRequest, codeBadRequest, err.Error())
+			return
+		}
+	}
+	addr, key := s.clientAddr(r), limiterUser(req.credentials)
+	if ok, _ := s.limitCheck(w, r, addr, key); !ok {
+		return
+	}
+	u, ok, err := s.checkPassword(r, req.credentials)
+	if err != nil {
+		s.limiter.Cancel(addr, key, s.cfg.Now())
+		s.hashBusy(w, err)
+		return
+	}
+	if !ok {
+		s.limiter.Failure(addr, key, s.cfg.Now())
+		writeError(w, http.StatusUnauthorized, codeUnauthorized, errBadCredentials)
+		return
+	}
+	s.limiter.Success(addr, key, s.cfg.Now())
+	if u.EmailVerified || (u.Email == "" && req.Email == "") {
+		writeError(w, http.StatusConflict, codeConflict, "this account's email address is confirmed already: sign in")
+		return
+	}
+	for _, k := range []string{"u:" + u.Name, auth.AddrKey(addr)} {
+		if ok, retry := s.resends.Allow(k, s.cfg.Now()); !ok {
+			tooMany(w, retry, "a verification email was sent a moment ago; check your inbox (and spam folder), or try again later")
+			return
+		}
+	}
+	email := u.Email
+	if req.Email != "" && req.Email != u.Email {
+		err := s.store.UpdateUser(u.Name, func(u *store.User) error {
+			if u.EmailVerified {
+				return errConflict
+			}
+			u.Email = req.Email
+			return nil
+		})
+		if err != nil {
+			s.userUpdated(w, err, "this account's email address is confirmed already: sign in")
+			return
+		}
+		email = req.Email
+	}
+	if err := s.startEmailCheck(u.Name, email); err != nil {
+		s.log.Error("sending the verification email", slog.String("user", u.Name), slog.Any("err", err))
+		writeError(w, http.StatusServiceUnavailable, "email_failed", "could not send the verification email; try again later")
+		return
+	}
+	s.audit("email-resent", u.Name, r, "")
+	writeJSON(w, http.StatusAccepted, map[string]string{"email_verification": "sent"})
+}

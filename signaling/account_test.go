@@ -1,0 +1,149 @@
+package signaling_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/khadga/khadga/signaling"
+	"github.com/khadga/khadga/signaling/signalingtest"
+)
+
+// TestPasswordChange: a signed-in user changes the password with the
+// current one. A wrong current password, a too short new one or no token
+// change nothing; afterwards only the new password signs in, every older
+// session's refresh token is revoked, and the answer's tokens work.
+func TestPasswordChange(t *testing.T) {
+	s := signalingtest.Start(t, signalingtest.Options{})
+	first := s.User(t, "alice")
+	second := s.Login(t, "alice", password)
+	bearer := []string{"Authorization", "Bearer " + first.AccessToken}
+	const newPassword = "a brand new passphrase"
+	for _, c := range []struct {
+		name   string
+		body   map[string]string
+		header []string
+		status int
+	}{
+		{"wrong current password", map[string]string{"password": "not my password", "new_password": newPassword}, bearer, 401},
+		{"new one too short", map[string]string{"password": password, "new_password": "short"}, bearer, 400},
+		{"no token", map[string]string{"password": password, "new_password": newPassword}, nil, 401},
+	} {
+		if code, body := s.Post(t, "/api/password", c.body, c.header...); code != c.status {
+			t.Fatalf("%s: %d %s, want %d", c.name, code, body, c.status)
+		}
+	}
+	s.Login(t, "alice", password) // unchanged so far
+	code, body := s.Post(t, "/api/password", map[string]string{"password": password, "new_password": newPassword}, bearer...)
+	var fresh signalingtest.Tokens
+	if code != 200 || json.Unmarshal(body, &fresh) != nil || fresh.AccessToken == "" || fresh.RefreshToken == "" {
+		t.Fatalf("change: %d %s", code, body)
+	}
+	if code, body := s.Post(t, "/api/login", map[string]string{"username": "alice", "password": password}); code != 401 {
+		t.Fatalf("the old password still signs in: %d %s", code, body)
+	}
+	s.Login(t, "alice", newPassword)
+	for name, rt := range map[string]string{"first": first.RefreshToken, "second": second.RefreshToken} {
+		if code, _ := s.Post(t, "/api/refresh", map[string]string{"refresh_token": rt}); code != 401 {
+			t.Errorf("the %s session's refresh token still works: %d", name, code)
+		}
+	}
+	if code, body := s.Post(t, "/api/refresh", map[string]string{"refresh_token": fresh.RefreshToken}); code != 200 {
+		t.Fatalf("the new refresh token: %d %s", code, body)
+	}
+}
+
+// clock is a test clock for Config.Now.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+var linkRE = regexp.MustCompile(`http://\S+/api/verify-email\?\S+`)
+
+// TestResendVerification: a user whose link expired (and who mistyped the
+// address) gets a new link at the corrected address with the password,
+// and signs in after opening it; the old link stays dead. Resends are
+// refused with a wrong password, once confirmed, past the rate limit
+// (until time passes), and on a server without email checks.
+func TestResendVerification(t *testing.T) {
+	capture, smtpAddr := startSMTP(t)
+	clk := &clock{now: time.Now()}
+	s := signalingtest.Start(t, signalingtest.Options{Config: signaling.Config{
+		SMTPURL: "smtp://" + smtpAddr, SMTPFrom: "khadga@example.org", Now: clk.Now,
+	}})
+	creds := map[string]string{"username": "erin", "password": password, "email": "erin@exmaple.org"}
+	if c, b := s.Post(t, "/api/register", creds); c != 201 {
+		t.Fatalf("register: %d %s", c, b)
+	}
+	stale := linkRE.FindString(capture.nextMail(t))
+	clk.add(signaling.EmailLinkTTL + time.Hour)
+	if resp, err := httpClientNoRedirect.Get(stale); err != nil || resp.StatusCode != 400 {
+		t.Fatalf("expired link: %v %v", resp, err)
+	}
+	if c, b := s.Post(t, "/api/resend-verification", map[string]string{"username": "erin", "password": "not the password"}); c != 401 {
+		t.Fatalf("resend with a wrong password: %d %s", c, b)
+	}
+	if c, b := s.Post(t, "/api/resend-verification", map[string]string{"username": "erin", "password": password, "email": "erin@example.org"}); c != 202 {
+		t.Fatalf("resend: %d %s", c, b)
+	}
+	msg := capture.nextMail(t)
+	if !strings.Contains(msg, "To: erin@example.org\r\n") {
+		t.Fatalf("the new link did not go to the corrected address:\n%s", msg)
+	}
+	if resp, err := httpClientNoRedirect.Get(stale); err != nil || resp.StatusCode != 400 {
+		t.Fatalf("the old link came back to life: %v %v", resp, err)
+	}
+	resp, err := httpClientNoRedirect.Get(linkRE.FindString(msg))
+	if err != nil || resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the new link: %v %v", resp, err)
+	}
+	s.Login(t, "erin", password)
+	if c, b := s.Post(t, "/api/resend-verification", map[string]string{"username": "erin", "password": password}); c != 409 {
+		t.Fatalf("resend once confirmed: %d %s", c, b)
+	}
+
+	// One address may ask resendBurst (3) times, then once every 10 minutes.
+	creds = map[string]string{"username": "frank", "password": password, "email": "frank@example.org"}
+	if c, b := s.Post(t, "/api/register", creds); c != 201 {
+		t.Fatalf("register: %d %s", c, b)
+	}
+	capture.nextMail(t)
+	delete(creds, "email")
+	for i := 0; i < 2; i++ { // erin's resend was the address's first
+		if c, b := s.Post(t, "/api/resend-verification", creds); c != 202 {
+			t.Fatalf("resend %d: %d %s", i+1, c, b)
+		}
+		capture.nextMail(t)
+	}
+	req, _ := http.NewRequest("POST", s.URL+"/api/resend-verification", strings.NewReader(`{"username":"frank","password":"`+password+`"}`))
+	req.Header.Set("Content-Type", "application/json")
+	over, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	over.Body.Close()
+	if over.StatusCode != 429 || over.Header.Get("Retry-After") == "" {
+		t.Fatalf("a resend past the limit: %d, Retry-After %q", over.StatusCode, over.Header.Get("Retry-After"))
+	}
+	clk.add(10 * time.Minute)
+	if c, b := s.Post(t, "/api/resend-verification", creds); c != 202 {
+		t.Fatalf("resend 10 minutes later: %d %s", c, b)
+	}
+
+	plain := signalingtest.Start(t, signalingtest.Options{})
+	if c, b := plain.Post(t, "/api/resend-verification", creds); c != 404 {
+		t.Fatalf("resend without email checks: %d %s", c, b)
+	}
+}
