@@ -26,9 +26,10 @@ type passwordRequest struct {
 // handlePassword changes the signed-in user's password. It takes the
 // current password, so that a stolen access token is not enough, and puts
 // that check under the login limits like every other. Every refresh-token
-// family of the user is revoked (other sessions end when their access
-// token expires, within AccessTTL), and the answer is a fresh token pair
-// for this session.
+// family of the user is revoked, and the answer is a fresh token pair for
+// this session. The sessions of the account's other sign-ins end (the
+// hub closes them); this one's socket stays, and reconnects with the new
+// tokens.
 func (s *Server) handlePassword(w http.ResponseWriter, r *http.Request) {
 	claims, ok := s.requireBearer(w, r)
 	if !ok {
@@ -73,8 +74,9 @@ func (s *Server) handlePassword(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, "account no longer exists")
 		return
 	}
+	var revoked []string
 	if err == nil {
-		err = s.store.RevokeUserFamilies(u.Name)
+		revoked, err = s.store.RevokeUserFamilyIDs(u.Name)
 	}
 	if err != nil {
 		s.internalError(w, "changing a password", err)
@@ -85,9 +87,19 @@ func (s *Server) handlePassword(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, "issuing tokens", err)
 		return
 	}
+	// The other sign-ins end now; this one goes on with the new tokens.
+	for _, f := range revoked {
+		if f != claims.Login {
+			s.closer.CloseLogin(u.Name, f, proto.CodeRevoked, reasonPassword)
+		}
+	}
 	s.audit("password-changed", u.Name, r, "")
 	writeJSON(w, http.StatusOK, tokenPair(pair))
 }
+
+// reasonPassword is what the other sessions of an account are told when
+// its password changes.
+const reasonPassword = "the account's password was changed; sign in again"
 
 type resendRequest struct {
 	credentials

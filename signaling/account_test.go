@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling"
+	"github.com/khadga/khadga/signaling/hub"
 	"github.com/khadga/khadga/signaling/signalingtest"
 )
 
@@ -52,9 +54,42 @@ func TestPasswordChange(t *testing.T) {
 			t.Errorf("the %s session's refresh token still works: %d", name, code)
 		}
 	}
+	// Connections authenticate against the store: the old sign-ins' access
+	// tokens no longer open one, the new one does.
+	if code := dialWith(t, s, second.AccessToken, nil); code != http.StatusUnauthorized {
+		t.Errorf("another sign-in's access token after the change: %d, want 401", code)
+	}
+	if code := dialWith(t, s, fresh.AccessToken, nil); code != http.StatusSwitchingProtocols {
+		t.Errorf("the new access token: %d, want 101", code)
+	}
 	if code, body := s.Post(t, "/api/refresh", map[string]string{"refresh_token": fresh.RefreshToken}); code != 200 {
 		t.Fatalf("the new refresh token: %d %s", code, body)
 	}
+}
+
+// TestPasswordChangeEndsOtherSessions: the live session of another sign-in
+// ends with the reason when the password changes; the session that changed
+// it goes on.
+func TestPasswordChangeEndsOtherSessions(t *testing.T) {
+	if _, ok := any((*hub.Hub)(nil)).(interface {
+		CloseLogin(string, string, proto.Code, string) int
+	}); !ok {
+		t.Skip("the hub has no CloseLogin(user, login string, code proto.Code, reason string) int yet (signaling/revoke.go, sessionCloser)")
+	}
+	s := signalingtest.Start(t, signalingtest.Options{})
+	mine := s.User(t, "alice")
+	other := s.Login(t, "alice", password)
+	here, there := s.Connect(t, mine.AccessToken, nil), s.Connect(t, other.AccessToken, nil)
+	if code, body := s.Post(t, "/api/password", map[string]string{"password": password, "new_password": "a brand new passphrase"},
+		"Authorization", "Bearer "+mine.AccessToken); code != 200 {
+		t.Fatalf("change: %d %s", code, body)
+	}
+	e := there.ExpectError(proto.CodeRevoked, "")
+	if err := there.Closed(); signalingtest.CloseCode(err) != proto.CloseRevoked || !strings.Contains(e.Message, "password was changed") {
+		t.Fatalf("the other sign-in's session: %v, error %q", err, e.Message)
+	}
+	here.Send(&proto.Message{Type: proto.TypePing, ID: "p1"})
+	here.Expect(proto.TypePong)
 }
 
 // clock is a test clock for Config.Now.

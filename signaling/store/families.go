@@ -181,7 +181,15 @@ func (s *Store) RevokeFamily(id string) error {
 // RevokeUserFamilies revokes every family of the user (password change,
 // disabling an account, "log out everywhere"). No error if there are none.
 func (s *Store) RevokeUserFamilies(user string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	_, err := s.RevokeUserFamilyIDs(user)
+	return err
+}
+
+// RevokeUserFamilyIDs is RevokeUserFamilies, returning the ids of the
+// families it revoked, so that the caller can end the sessions they opened.
+func (s *Store) RevokeUserFamilyIDs(user string) ([]string, error) {
+	var ids []string
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketFamilies)
 		for _, k := range userFamilyKeys(tx, user) {
 			id := k[len(user)+1+8:]
@@ -196,9 +204,14 @@ func (s *Store) RevokeUserFamilies(user string) error {
 			if err := putJSON(b, id, f); err != nil {
 				return err
 			}
+			ids = append(ids, string(id))
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return ids, nil
 }
 
 // PurgeExpired deletes every family whose Expires is at or before now,
