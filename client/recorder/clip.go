@@ -1,14 +1,9 @@
 package recorder
 
 import (
-	"archive/tar"
-	"bytes"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -71,7 +66,10 @@ func (d Drops) Sub(e Drops) Drops {
 var ErrEmptyClip = errors.New("recorder: empty clip")
 
 // Clip is one clip being written: frames stream into a partial file that is
-// renamed into place when the clip is finished.
+// renamed into place when the clip is finished. What precedes and follows
+// the frames is the format's business (shardFormat: tarShard,
+// safetensorsShard); Clip keeps the frames, their times, the metadata and
+// the contact sheet.
 type Clip struct {
 	o        *Output
 	meta     ClipMeta
@@ -79,18 +77,18 @@ type Clip struct {
 	frameLen int
 	ts       []int64
 	sheet    *sheet
-	f        *os.File
-	tmp      string
+	format   shardFormat
+	file     *clipFile // nil once finished or aborted
 	final    string
-	hash     hash.Hash
-	w        io.Writer // f, and hash while the header as written is final
-	head     []byte    // tar: the header written for a full clip
-	dataOff  int64     // where the frame data starts
-	// prealloc: the file was given the size of a full clip's frames up
-	// front, so it must be cut to what was written before the tail.
-	prealloc bool
-	// dio, when not nil, writes the tar's head and frames (see direct.go).
-	dio *directWriter
+}
+
+// shardFormat writes what one format puts around a clip's frames.
+type shardFormat interface {
+	// begin writes what precedes the frames of a full clip.
+	begin(f *clipFile) error
+	// end writes what follows n frames, with their capture times and the
+	// metadata (JSON), and rewrites what begin wrote if it depends on n.
+	end(f *clipFile, n int, ts []int64, meta []byte) error
 }
 
 // StartClip begins a clip for one peer's track. meta's Key, Clip, Room,
@@ -108,74 +106,28 @@ func (o *Output) StartClip(meta ClipMeta) (*Clip, error) {
 		frameLen: cfg.Size.W * cfg.Size.H * 3,
 		ts:       make([]int64, 0, cfg.ClipFrames),
 		final:    filepath.Join(cfg.Dir, base),
-		tmp:      filepath.Join(cfg.Dir, "."+base+partialSuffix),
-		hash:     cfg.Checksum.newHash(),
+	}
+	switch cfg.Format {
+	case FormatTar:
+		c.format = &tarShard{key: meta.Key, size: cfg.Size, full: cfg.ClipFrames,
+			mtime: meta.ConsentTime.Truncate(time.Second)} // whole seconds: no PAX time record
+	case FormatSafetensors:
+		c.format = &safetensorsShard{size: cfg.Size}
 	}
 	if !cfg.NoSheets {
 		c.sheet = newSheet(cfg.Size, cfg.ClipFrames)
 	}
-	f, err := os.OpenFile(c.tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := createClipFile(filepath.Join(cfg.Dir, "."+base+partialSuffix), cfg.Checksum)
 	if err != nil {
 		return nil, fmt.Errorf("recorder: clip: %w", err)
 	}
-	c.f = f
-	c.w = io.MultiWriter(f, c.hash)
-	if err := c.begin(); err != nil {
+	c.file = f
+	if err := c.format.begin(f); err != nil {
 		c.Abort()
-		return nil, err
+		return nil, fmt.Errorf("recorder: clip: %w", err)
 	}
+	f.reserve(int64(cfg.ClipFrames) * int64(c.frameLen))
 	return c, nil
-}
-
-// begin writes what precedes the frames, assuming the clip will be full.
-func (c *Clip) begin() error {
-	switch c.o.cfg.Format {
-	case FormatTar:
-		c.head = c.tarHead(c.o.cfg.ClipFrames)
-		if c.dio = newDirectWriter(c.tmp, 0, c.f); c.dio != nil {
-			c.w = io.MultiWriter(c.dio, c.hash)
-			if _, err := c.f.Seek(int64(len(c.head)), io.SeekStart); err != nil {
-				return fmt.Errorf("recorder: clip: %w", err)
-			}
-		}
-		if _, err := c.w.Write(c.head); err != nil {
-			return fmt.Errorf("recorder: clip: %w", err)
-		}
-	case FormatSafetensors:
-		// The header is written last, into space reserved here.
-		c.w = c.f
-		if _, err := c.f.Seek(stReserve, io.SeekStart); err != nil {
-			return fmt.Errorf("recorder: clip: %w", err)
-		}
-	}
-	off, err := c.f.Seek(0, io.SeekCurrent)
-	c.dataOff = off
-	if err == nil {
-		c.prealloc = preallocate(c.f, off+int64(c.o.cfg.ClipFrames)*int64(c.frameLen))
-	}
-	return err
-}
-
-// tarHead is the tar header of KEY.frames.npy plus the .npy header, for
-// n frames. Its length does not depend on n.
-func (c *Clip) tarHead(n int) []byte {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	size := int64(npyHeaderLen) + int64(n)*int64(c.frameLen)
-	// WriteHeader writes the header blocks at once; the data follows in the file.
-	_ = tw.WriteHeader(c.tarEntry(c.meta.Key+".frames.npy", size))
-	s := c.o.cfg.Size
-	buf.Write(npyHeader("|u1", n, s.H, s.W, 3))
-	return buf.Bytes()
-}
-
-func (c *Clip) tarEntry(name string, size int64) *tar.Header {
-	return &tar.Header{
-		Typeflag: tar.TypeReg, Name: name, Size: size, Mode: 0o644,
-		// Whole seconds, so the header never needs a PAX time record.
-		ModTime: c.meta.ConsentTime.Truncate(time.Second),
-		Format:  tar.FormatPAX,
-	}
 }
 
 // Len is the number of frames written so far.
@@ -190,13 +142,16 @@ func (c *Clip) Meta() ClipMeta { return c.meta }
 // Add appends one RGB frame (W×H×3 at the output size) captured at ts Unix
 // microseconds and decoded at src.
 func (c *Clip) Add(rgb []byte, ts int64, src Size) error {
+	if c.file == nil {
+		return fmt.Errorf("recorder: clip %s is finished", c.meta.Key)
+	}
 	if c.Full() {
 		return fmt.Errorf("recorder: clip %s is full", c.meta.Key)
 	}
 	if len(rgb) != c.frameLen {
 		return fmt.Errorf("recorder: frame of %d bytes, want %d", len(rgb), c.frameLen)
 	}
-	if _, err := c.w.Write(rgb); err != nil {
+	if _, err := c.file.Write(rgb); err != nil {
 		return fmt.Errorf("recorder: clip %s: %w", c.meta.Key, err)
 	}
 	if c.n == 0 {
@@ -216,18 +171,13 @@ func (c *Clip) Add(rgb []byte, ts int64, src Size) error {
 
 // Abort removes the partial file.
 func (c *Clip) Abort() {
-	if c.dio != nil {
-		c.dio.close()
-		c.dio = nil
-	}
 	if c.sheet != nil {
 		c.sheet.release()
 	}
-	if c.f != nil {
-		c.f.Close()
-		c.f = nil
+	if c.file != nil {
+		c.file.remove()
+		c.file = nil
 	}
-	os.Remove(c.tmp)
 }
 
 // Finish completes the clip with the drops counted during it: it writes the
@@ -235,7 +185,7 @@ func (c *Clip) Abort() {
 // sheet and adds the shard to the manifest. A clip with no frames is removed
 // and ErrEmptyClip returned.
 func (c *Clip) Finish(d Drops) (Shard, error) {
-	if c.f == nil {
+	if c.file == nil {
 		return Shard{}, fmt.Errorf("recorder: clip %s already finished", c.meta.Key)
 	}
 	if c.n == 0 {
@@ -249,7 +199,12 @@ func (c *Clip) Finish(d Drops) (Shard, error) {
 		c.Abort()
 		return Shard{}, fmt.Errorf("recorder: clip metadata: %w", err)
 	}
-	sum, size, err := c.finishFile(meta)
+	var sum string
+	var size int64
+	err = c.format.end(c.file, c.n, c.ts, meta)
+	if err == nil {
+		sum, size, err = c.file.checksum()
+	}
 	if err == nil {
 		err = c.place()
 	}
@@ -274,97 +229,16 @@ func (c *Clip) Finish(d Drops) (Shard, error) {
 	return sh, c.o.commit(sh)
 }
 
-// finishFile writes the rest of the file and returns its checksum, in hex,
-// and its size.
-func (c *Clip) finishFile(meta []byte) (string, int64, error) {
-	var err error
-	if c.dio != nil {
-		end, err := c.dio.finish()
-		c.dio = nil
-		if err == nil {
-			_, err = c.f.Seek(end, io.SeekStart)
-		}
-		if err != nil {
-			return "", 0, err
-		}
-		c.w = io.MultiWriter(c.f, c.hash)
-	}
-	if c.prealloc && c.n < c.o.cfg.ClipFrames {
-		if err := c.f.Truncate(c.dataOff + int64(c.n)*int64(c.frameLen)); err != nil {
-			return "", 0, err
-		}
-	}
-	switch c.o.cfg.Format {
-	case FormatTar:
-		err = c.finishTar(meta)
-	case FormatSafetensors:
-		err = c.finishSafetensors(meta)
-	}
-	if err != nil {
-		return "", 0, err
-	}
-	size, err := c.f.Seek(0, io.SeekEnd)
-	if err != nil {
-		return "", 0, err
-	}
-	if c.w != io.Writer(c.f) { // hashed while writing
-		return hex.EncodeToString(c.hash.Sum(nil)), size, nil
-	}
-	// The start of the file changed after it was written: hash it again.
-	h := c.o.cfg.Checksum.newHash()
-	if _, err := io.Copy(h, io.NewSectionReader(c.f, 0, size)); err != nil {
-		return "", 0, err
-	}
-	return hex.EncodeToString(h.Sum(nil)), size, nil
-}
-
-func (c *Clip) finishTar(meta []byte) error {
-	if c.n != c.o.cfg.ClipFrames {
-		// A short clip: patch the sizes in the headers written up front.
-		head := c.tarHead(c.n)
-		if len(head) != len(c.head) {
-			return fmt.Errorf("tar header changed length (%d, %d)", len(head), len(c.head))
-		}
-		if _, err := c.f.WriteAt(head, 0); err != nil {
-			return err
-		}
-		c.w = c.f
-	}
-	dataLen := int64(npyHeaderLen) + int64(c.n)*int64(c.frameLen)
-	if pad := (512 - dataLen%512) % 512; pad > 0 {
-		if _, err := c.w.Write(make([]byte, pad)); err != nil {
-			return err
-		}
-	}
-	tw := tar.NewWriter(c.w)
-	for _, e := range []struct {
-		name string
-		data []byte
-	}{{".ts.npy", npyInt64(c.ts)}, {".json", meta}} {
-		if err := tw.WriteHeader(c.tarEntry(c.meta.Key+e.name, int64(len(e.data)))); err != nil {
-			return err
-		}
-		if _, err := tw.Write(e.data); err != nil {
-			return err
-		}
-	}
-	return tw.Close()
-}
-
 // place makes the partial file the shard, durably unless NoSync.
 func (c *Clip) place() error {
 	sync := !c.o.cfg.NoSync
-	if sync {
-		if err := c.f.Sync(); err != nil {
-			return err
-		}
-	}
-	err := c.f.Close()
-	c.f = nil
-	if err != nil {
+	if err := c.file.close(sync); err != nil {
 		return err
 	}
-	if err := os.Rename(c.tmp, c.final); err != nil {
+	tmp := c.file.path
+	c.file = nil
+	if err := os.Rename(tmp, c.final); err != nil {
+		os.Remove(tmp)
 		return err
 	}
 	if sync {

@@ -8,12 +8,16 @@ import (
 	"unsafe"
 )
 
-// Frames reach a tar shard's file with direct I/O where the file system
-// allows it: staged into an aligned buffer and written from there by DMA,
-// without the kernel's copy into the page cache, its writeback at fsync, or
-// the cache lines both take from the decoder. A recorder never reads its
-// shards back, so the page cache bought it nothing. The tail of a clip,
-// which is not a whole number of blocks, goes through the ordinary handle.
+// A clip's file is written with direct I/O where the file system allows
+// it (clipFile uses a directWriter from offset 0 until its first patch):
+// staged into an aligned buffer and written from there by DMA, without the
+// kernel's copy into the page cache, its writeback at fsync, or the cache
+// lines both take from the decoder. A recorder never reads its shards
+// back, so the page cache bought it nothing. The tail of a clip, which is
+// not a whole number of blocks, goes through the ordinary handle. Together
+// with preallocation (prealloc_linux.go) this keeps the pipeline at 80% of
+// plain decoding on the pattern stream, where buffered writes fall below
+// it (docs/benchmarks.md, Recorder).
 const (
 	directAlign = 4096    // offset, length and memory alignment of each write
 	directChunk = 1 << 20 // bytes staged per write

@@ -566,7 +566,9 @@ func TestContactSheetSmallAndLarge(t *testing.T) {
 
 // TestTarShardsLarge writes clips of more than a direct-I/O chunk, full
 // and short, with direct I/O (where the file system has it) and without:
-// every frame byte, the checksum and the file's exact length hold both ways.
+// every frame byte, the checksum (summed while writing for the full clip,
+// read back for the short one, whose head is rewritten) and the file's
+// exact length hold both ways.
 func TestTarShardsLarge(t *testing.T) {
 	for _, direct := range []bool{true, false} {
 		t.Run(fmt.Sprintf("direct=%v", direct), func(t *testing.T) {
@@ -605,6 +607,9 @@ func TestTarShardsLarge(t *testing.T) {
 				if !sumMatches(t, path, sh) {
 					t.Errorf("%s: manifest checksum %s%s is not the file's", sh.File, sh.CRC32, sh.SHA256)
 				}
+				if st, err := os.Stat(path); err != nil || st.Size() != sh.Bytes {
+					t.Errorf("%s: %v bytes on disk, manifest says %d (%v)", sh.File, st.Size(), sh.Bytes, err)
+				}
 			}
 			checkNoPartials(t, cfg.Dir)
 		})
@@ -642,4 +647,50 @@ func TestDirectWriterFallsBack(t *testing.T) {
 	if err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("file of %d bytes differs from the %d written (%v)", len(got), len(want), err)
 	}
+}
+
+// TestSafetensorsLargeHeader: a clip whose source changed size at every
+// frame has a header over the 64 KiB reserved for it; the data moves
+// behind it, still 8-byte aligned, and the checksum is the moved file's.
+func TestSafetensorsLargeHeader(t *testing.T) {
+	cfg := testOutputConfig(t, FormatSafetensors)
+	cfg.Size, cfg.ClipFrames = Size{2, 2}, 3000
+	o, err := OpenOutput(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	c, err := o.StartClip(ClipMeta{Peer: "p", User: "u", Track: "t", Codec: "video/VP8"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 2500
+	for i := 0; i < n; i++ {
+		if err := c.Add(testFrame(cfg.Size, i), testTS(i), Size{640 + 2*i, 480}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sh, err := c.Finish(Drops{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(cfg.Dir, sh.File)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hl := binary.LittleEndian.Uint64(b); hl+8 <= stReserve {
+		t.Fatalf("header of %d bytes: the test wants one over the reserve", hl)
+	}
+	tensors, meta := checkSafetensors(t, b)
+	if len(tensors["frames"]) != n*12 || !bytes.Equal(tensors["frames"][12*7:12*8], testFrame(cfg.Size, 7)) {
+		t.Errorf("frames of %d bytes, or frame 7 differs", len(tensors["frames"]))
+	}
+	if !strings.Contains(meta["source_sizes"], fmt.Sprintf(`"width":%d`, 640+2*(n-1))) {
+		t.Errorf("the last size run is missing from the metadata")
+	}
+	if !sumMatches(t, path, sh) || sh.Bytes != int64(len(b)) {
+		t.Errorf("manifest checksum or size (%d) is not the file's (%d bytes)", sh.Bytes, len(b))
+	}
+	checkNoPartials(t, cfg.Dir)
 }

@@ -5,10 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"io"
-	"os"
 	"strconv"
-	"strings"
 )
 
 // stReserve is where a safetensors clip's data starts: 8 bytes of header
@@ -17,6 +14,13 @@ import (
 // stream to disk meanwhile. A header that outgrows the space moves the data.
 const stReserve = 64 << 10
 
+// safetensorsShard writes a clip as one .safetensors file with tensors
+// "frames" (U8 [T, H, W, 3]) and "ts" (I64 [T]) and the metadata in
+// __metadata__.
+type safetensorsShard struct {
+	size Size
+}
+
 // stTensor is one entry of a safetensors header.
 type stTensor struct {
 	DType       string   `json:"dtype"`
@@ -24,9 +28,42 @@ type stTensor struct {
 	DataOffsets [2]int64 `json:"data_offsets"`
 }
 
-// stHeader builds the JSON header: frames U8 [T,H,W,3], then ts I64 [T],
+// begin reserves the header's space.
+func (s *safetensorsShard) begin(f *clipFile) error {
+	_, err := f.Write(bytes.Repeat([]byte{' '}, stReserve))
+	return err
+}
+
+func (s *safetensorsShard) end(f *clipFile, n int, ts []int64, meta []byte) error {
+	b := make([]byte, 8*len(ts))
+	for i, t := range ts {
+		binary.LittleEndian.PutUint64(b[8*i:], uint64(t))
+	}
+	if _, err := f.Write(b); err != nil {
+		return err
+	}
+	h, err := s.header(n, meta)
+	if err != nil {
+		return err
+	}
+	if 8+len(h) > stReserve {
+		pad := (8 - len(h)%8) % 8 // keep the data 8-byte aligned
+		h = append(h, bytes.Repeat([]byte{' '}, pad)...)
+		head := append(binary.LittleEndian.AppendUint64(nil, uint64(len(h))), h...)
+		if err := f.rewrite(head, stReserve); err != nil {
+			return fmt.Errorf("safetensors header: %w", err)
+		}
+		return nil
+	}
+	head := bytes.Repeat([]byte{' '}, stReserve)
+	binary.LittleEndian.PutUint64(head, uint64(stReserve-8))
+	copy(head[8:], h)
+	return f.patch(head, 0)
+}
+
+// header builds the JSON header: frames U8 [T,H,W,3], then ts I64 [T],
 // and the metadata as string values (the format allows only strings there).
-func (c *Clip) stHeader(meta []byte) ([]byte, error) {
+func (s *safetensorsShard) header(n int, meta []byte) ([]byte, error) {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(meta, &fields); err != nil {
 		return nil, err
@@ -39,65 +76,11 @@ func (c *Clip) stHeader(meta []byte) ([]byte, error) {
 			md[k] = string(v)
 		}
 	}
-	s := c.o.cfg.Size
-	frames := int64(c.n) * int64(c.frameLen)
+	frames := int64(n) * int64(s.size.W) * int64(s.size.H) * 3
 	h := map[string]any{
 		"__metadata__": md,
-		"frames":       stTensor{"U8", []int{c.n, s.H, s.W, 3}, [2]int64{0, frames}},
-		"ts":           stTensor{"I64", []int{c.n}, [2]int64{frames, frames + 8*int64(c.n)}},
+		"frames":       stTensor{"U8", []int{n, s.size.H, s.size.W, 3}, [2]int64{0, frames}},
+		"ts":           stTensor{"I64", []int{n}, [2]int64{frames, frames + 8*int64(n)}},
 	}
 	return json.Marshal(h)
-}
-
-func (c *Clip) finishSafetensors(meta []byte) error {
-	ts := make([]byte, 8*len(c.ts))
-	for i, t := range c.ts {
-		binary.LittleEndian.PutUint64(ts[8*i:], uint64(t))
-	}
-	if _, err := c.f.Write(ts); err != nil {
-		return err
-	}
-	h, err := c.stHeader(meta)
-	if err != nil {
-		return err
-	}
-	if 8+len(h) > stReserve {
-		return c.moveSafetensors(h)
-	}
-	head := make([]byte, stReserve)
-	binary.LittleEndian.PutUint64(head, uint64(stReserve-8))
-	copy(head[8:], h)
-	copy(head[8+len(h):], bytes.Repeat([]byte{' '}, stReserve-8-len(h)))
-	_, err = c.f.WriteAt(head, 0)
-	return err
-}
-
-// moveSafetensors rewrites the file with a header larger than the reserved
-// space: a rare case (a source that changed size very often).
-func (c *Clip) moveSafetensors(h []byte) error {
-	pad := (8 - len(h)%8) % 8 // keep the data 8-byte aligned
-	h = append(h, bytes.Repeat([]byte{' '}, pad)...)
-	tmp2 := strings.TrimSuffix(c.tmp, partialSuffix) + ".move" + partialSuffix
-	f2, err := os.OpenFile(tmp2, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	var n [8]byte
-	binary.LittleEndian.PutUint64(n[:], uint64(len(h)))
-	_, err = f2.Write(append(n[:], h...))
-	if err == nil {
-		end, _ := c.f.Seek(0, io.SeekEnd)
-		_, err = io.Copy(f2, io.NewSectionReader(c.f, stReserve, end-stReserve))
-	}
-	if err == nil {
-		err = os.Rename(tmp2, c.tmp)
-	}
-	if err != nil {
-		f2.Close()
-		os.Remove(tmp2)
-		return fmt.Errorf("safetensors header: %w", err)
-	}
-	c.f.Close()
-	c.f = f2
-	return nil
 }
