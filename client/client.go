@@ -115,6 +115,13 @@ func Dial(ctx context.Context, serverURL string, cred Credentials, opts ...Optio
 	return c, nil
 }
 
+// ICE timeouts (see newAPI): pion's failed timeout is kept.
+const (
+	iceDisconnectedTimeout = 3 * time.Second
+	iceFailedTimeout       = 25 * time.Second
+	iceKeepalive           = time.Second
+)
+
 // sctpReceiveWindow is the SCTP receive buffer: what a peer may send us
 // that we have not read yet. It caps the data in flight to us, so it must
 // cover the bandwidth-delay product of a fast path: 2 MiB is 168 Mbit/s at
@@ -130,6 +137,12 @@ func newAPI(o *options) (*webrtc.API, error) {
 	se := webrtc.SettingEngine{}
 	if o.se != nil {
 		se = *o.se
+	} else {
+		// Notice a broken path in 3 s rather than pion's 5: with a
+		// keepalive each second, ICE says disconnected after three
+		// unanswered ones, and the restart follows (disconnectedGrace).
+		// A caller's own SettingEngine keeps its timeouts.
+		se.SetICETimeouts(iceDisconnectedTimeout, iceFailedTimeout, iceKeepalive)
 	}
 	se.LoggerFactory = NewPionLoggerFactory(o.log)
 	// A larger SCTP receive window lets file transfers fill the path

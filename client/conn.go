@@ -106,6 +106,32 @@ func readMessage(ws *websocket.Conn) (*proto.Message, error) {
 	return proto.Decode(b, maxIncoming)
 }
 
+// probeWait is how long the signaling connection has to show it is alive
+// after a probe (see probeSignaling).
+const probeWait = 2 * time.Second
+
+// probeSignaling checks the signaling connection now rather than at the
+// next ping: a peer connection dropped, and if the network changed (a new
+// address, a new router), the WebSocket died with it, silently, and ICE
+// restart offers and answers would go into it and be lost. The server
+// must answer a ping, or send anything, within probeWait; otherwise the
+// reader's deadline ends the connection, and the client reconnects and
+// resumes at once. WriteControl and SetReadDeadline are safe beside the
+// reader and the writer; the reader moves the deadline on with whatever
+// arrives.
+func (c *Client) probeSignaling() {
+	c.mu.Lock()
+	ws := c.ws
+	c.mu.Unlock()
+	if ws == nil {
+		return // reconnecting already
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(probeWait))
+	if err := ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+		c.log.Debug("signaling probe", slog.Any("err", err))
+	}
+}
+
 // serve runs one connection: a reader that dispatches messages and a writer
 // that drains the send queue and pings. It returns when either fails.
 func (c *Client) serve(ws *websocket.Conn) error {

@@ -54,6 +54,9 @@ func (h *pipeHost) sendSignal(_, _ string, s wireSignal) error {
 	}
 }
 
+// probeSignaling: the pipe has no connection to check.
+func (h *pipeHost) probeSignaling() {}
+
 func (h *pipeHost) emit(_ string, ev Event) bool {
 	select {
 	case h.events <- ev:

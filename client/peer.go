@@ -29,8 +29,11 @@ const (
 	// restartMinInterval spaces automatic ICE restarts.
 	restartMinInterval = 3 * time.Second
 	// disconnectedGrace is how long ICE may stay disconnected before the
-	// impolite side restarts it.
-	disconnectedGrace = 4 * time.Second
+	// impolite side restarts it. ICE itself waits iceDisconnectedTimeout
+	// without an answer to its keepalives before it says disconnected,
+	// so a restart starts some 4 s after the path broke: a call survives
+	// a network change within 10 s (docs/networks.md, topology 6).
+	disconnectedGrace = time.Second
 	// chatChannelID is the SCTP stream of the negotiated chat channel.
 	chatChannelID = 0
 	// requestFallback is how long the polite side waits for an offer it
@@ -38,6 +41,9 @@ const (
 	requestFallback = 10 * time.Second
 	// maxRequestedTransceivers caps what one request may add.
 	maxRequestedTransceivers = 8
+	// offerResendAfter is how long an offer stays unanswered before a
+	// restart request from the polite side makes us send it again.
+	offerResendAfter = 2 * time.Second
 )
 
 // wireSignal is the data of a signal message (proto.Signal). Pion cannot
@@ -67,6 +73,9 @@ func (s wireSignal) valid() bool {
 type peerHost interface {
 	sendSignal(to, room string, s wireSignal) error
 	emit(room string, ev Event) bool
+	// probeSignaling checks the signaling connection soon: a peer
+	// connection dropped, and the network may have changed under both.
+	probeSignaling()
 }
 
 // peer is one remote peer: one PeerConnection, negotiated with the W3C
@@ -95,7 +104,8 @@ type peer struct {
 	restartPending bool
 	offerAgain     bool
 	lastRestart    time.Time
-	gotRemote      bool // a remote description was applied
+	offerSent      time.Time // when our current offer went out
+	gotRemote      bool      // a remote description was applied
 	// Polite side: remoteRenegotiates is set once the remote answered a
 	// request with an offer; directOffers once it failed to.
 	remoteRenegotiates bool
@@ -244,6 +254,7 @@ func (p *peer) offer(restart bool) {
 		return
 	}
 	p.log.Debug("sending offer", slog.Bool("ice_restart", restart))
+	p.offerSent = time.Now()
 	p.sendDescription(offer)
 }
 
@@ -316,7 +327,30 @@ func (p *peer) onRenegotiate(req renegotiate) {
 	// count is what it needs.
 	p.wantVideo = min(max(p.wantVideo, req.Video), maxRequestedTransceivers)
 	p.wantAudio = min(max(p.wantAudio, req.Audio), maxRequestedTransceivers)
+	if req.ICERestart {
+		// An ICE restart asked for while our offer has long been out: the
+		// polite side never got it (it went down with a signaling
+		// connection that died under a network change), or it would
+		// have answered.
+		p.resendOffer(offerResendAfter)
+	}
 	p.offer(req.ICERestart)
+}
+
+// resendOffer sends our offer again, with the candidates gathered since,
+// if it has been out unanswered for at least age: the remote may have
+// lost it. The age keeps a duplicate from crossing a quick answer in an
+// ordinary glare, where a late answer to the copy could be taken for the
+// answer to a newer offer.
+func (p *peer) resendOffer(age time.Duration) {
+	if p.pc.SignalingState() != webrtc.SignalingStateHaveLocalOffer || time.Since(p.offerSent) < age {
+		return
+	}
+	if d := p.pc.PendingLocalDescription(); d != nil {
+		p.log.Info("sending our unanswered offer again")
+		p.offerSent = time.Now()
+		p.sendDescription(*d)
+	}
 }
 
 func (p *peer) sendDescription(d webrtc.SessionDescription) {
@@ -428,6 +462,10 @@ func (p *peer) flushCandidates() {
 // do not race to restart; the polite side answers the restart offer.
 func (p *peer) onICEState(s webrtc.ICEConnectionState) {
 	p.log.Debug("ice state", slog.String("state", s.String()))
+	if s == webrtc.ICEConnectionStateDisconnected || s == webrtc.ICEConnectionStateFailed {
+		// A restart needs signaling, which may be as dead as the path.
+		p.host.probeSignaling()
+	}
 	if p.polite {
 		return
 	}
@@ -470,6 +508,9 @@ func (p *peer) updateICEServers(cfg webrtc.Configuration) {
 			p.log.Warn("set configuration", slog.Any("err", err))
 			return
 		}
+		// Signals sent while the old connection was dying may be lost:
+		// an offer still unanswered goes out again.
+		p.resendOffer(0)
 		st := p.pc.ICEConnectionState()
 		down := st == webrtc.ICEConnectionStateFailed || st == webrtc.ICEConnectionStateDisconnected
 		if down || p.Info().Relayed() {

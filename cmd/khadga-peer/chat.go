@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pion/webrtc/v4"
+
 	"github.com/khadga/khadga/client"
 	"github.com/khadga/khadga/proto"
 )
@@ -47,7 +49,7 @@ func runChat(ctx context.Context, e *env, args []string) error {
 	defer cl.Close()
 	self := cl.Self()
 	fmt.Fprintf(e.stdout, "* joined %s as %s (peer %s); /help for commands\n", r.Name(), self.User, self.Peer)
-	ch := &chat{e: e, cl: cl, r: r, dir: c.Dir, joined: c.joined}
+	ch := &chat{e: e, cl: cl, r: r, dir: c.Dir, joined: c.joined, down: map[string]time.Time{}}
 	return ch.loop(ctx)
 }
 
@@ -58,6 +60,7 @@ type chat struct {
 	dir    string
 	joined time.Time
 	offers []*client.IncomingFile
+	down   map[string]time.Time // peers whose connection dropped, since when
 }
 
 func (ch *chat) loop(ctx context.Context) error {
@@ -111,10 +114,7 @@ func (ch *chat) roomEvent(ev client.Event) {
 	case *client.PeerConnected:
 		ch.say("* %s", connectedLine(ev, ch.joined))
 	case *client.PeerState:
-		ch.say("* connection to %s: %s", name(ev.Member), ev.State)
-		if m, ok := failed(ev); ok {
-			ch.say("* %s", failedLine(m))
-		}
+		ch.peerState(ev)
 	case *client.Message:
 		ch.say("[%s] %s: %s", ev.Time.Local().Format("15:04:05"), ev.From.User, ev.Text)
 	case *client.IncomingFile:
@@ -122,6 +122,32 @@ func (ch *chat) roomEvent(ev client.Event) {
 		ch.say("* %s offers %s (%d bytes): /accept or /reject", ev.From.User, ev.Name, ev.Size)
 	case *client.IncomingTrack:
 		ch.say("* %s sends %s video (not shown in chat)", ev.From.User, ev.Track.Codec().MimeType)
+	}
+}
+
+// peerState tells the user how a peer connection is doing, in words for
+// the moments that matter: it dropped (the client restarts ICE), it is
+// back, or no path works at all.
+func (ch *chat) peerState(ev *client.PeerState) {
+	who := name(ev.Member)
+	switch ev.State {
+	case webrtc.PeerConnectionStateDisconnected:
+		if _, was := ch.down[ev.Member.Peer]; !was {
+			ch.down[ev.Member.Peer] = time.Now()
+			ch.say("* lost the connection to %s (the network changed or broke); reconnecting", who)
+		}
+	case webrtc.PeerConnectionStateConnected:
+		if since, was := ch.down[ev.Member.Peer]; was {
+			delete(ch.down, ev.Member.Peer)
+			info, _ := ch.r.PeerInfo(ev.Member.Peer)
+			ch.say("* %s", backLine(ev.Member, info, since))
+			return
+		}
+		ch.say("* connection to %s: %s", who, ev.State)
+	case webrtc.PeerConnectionStateFailed:
+		ch.say("* %s", failedLine(ev.Member))
+	default:
+		ch.say("* connection to %s: %s", who, ev.State)
 	}
 }
 

@@ -42,3 +42,16 @@ func failed(ev client.Event) (proto.Member, bool) {
 	}
 	return proto.Member{}, false
 }
+
+// backLine tells the user a dropped connection works again, how, and
+// after how long.
+//
+//	connection to bob is back: direct (local host, remote prflx) after 6120 ms
+func backLine(m proto.Member, info client.ConnInfo, since time.Time) string {
+	label := "direct"
+	if info.Relayed() {
+		label = "relayed"
+	}
+	return fmt.Sprintf("connection to %s is back: %s (local %s, remote %s) after %d ms",
+		name(m), label, info.Local, info.Remote, time.Since(since).Milliseconds())
+}

@@ -21,6 +21,7 @@ func TestChromium(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, "tc")
 	a, b := w.addSite("a", symmetric, ""), w.addSite("b", symmetric, "")
+	c := w.addRouter("c", eim)
 	s := w.startServer("alice", "bob")
 	br, err := chromium.Start(chromium.Options{
 		Netns: a.host.SystemName(),
@@ -63,6 +64,30 @@ func TestChromium(t *testing.T) {
 		pg.waitForWithin("a notice that no path works", `[...document.querySelectorAll('#chat-log li.peer-notice')].some(e => e.textContent.includes('Cannot reach bob: no network path worked'))`, 2*waitTimeout)
 		pg.waitFor("a 'no path' badge", `document.querySelector('#rooms li[data-user="bob"] .badge[data-kind="failed"]')?.textContent === 'no path'`)
 		bob.waitLine(`\* cannot reach alice: no network path worked`)
+	})
+	w.setNAT(a, eim, "")
+	t.Run("network-change", func(t *testing.T) {
+		bob := s.peer(t, b, "bob", "chat", "move")
+		bob.waitLine(`\* joined move`)
+		pg := signIn(t, br)
+		pg.do(chromedp.SendKeys(chromedp.ID("room-name"), "move"+kb.Enter))
+		pg.waitFor("a connection to bob", `[...khadgaApp.client.peers.values()].some(p => p.member.user === 'bob' && p.chat.readyState === 'open')`)
+		bob.waitLine(`\* ` + connectedRe)
+
+		moved := time.Now()
+		w.move(a, c)
+		bob.say("after the move")
+		pg.waitForWithin("bob's message after the move", `[...document.querySelectorAll('#chat-log li.msg[data-from="bob"] .text')].some(e => e.textContent === 'after the move')`, 3*resumeWithin)
+		back := time.Since(moved)
+		pg.do(chromedp.SendKeys(chromedp.ID("chat-input"), "browser is back"+kb.Enter))
+		bob.waitLineFor(`\] alice: browser is back$`, resumeWithin)
+		t.Logf("RESULT topology 6 (Chromium moves to another router mid-call, Go peer): chat back %v after the move", back.Round(time.Millisecond))
+		if back > resumeWithin {
+			t.Errorf("chat came back %v after the move, want within %v", back, resumeWithin)
+		}
+		pg.waitFor("a notice that the connection dropped", `[...document.querySelectorAll('#chat-log li.peer-notice')].some(e => e.textContent.includes('Lost the connection to bob'))`)
+		pg.waitFor("a notice that it is back", `[...document.querySelectorAll('#chat-log li.peer-notice')].some(e => e.textContent.includes('Connection to bob is back'))`)
+		bob.waitLine(`\* connection to alice is back: `)
 	})
 }
 
@@ -120,6 +145,9 @@ func signIn(t *testing.T, br *chromium.Browser) *page {
 	chromium.LogConsole(t, tab, "alice")
 	pg := &page{t: t, tab: tab}
 	pg.do(chromedp.Navigate(serverURL))
+	if os.Getenv("KHADGA_DEBUG") != "" {
+		pg.do(chromedp.Evaluate[chromedp.Void](`globalThis.khadgaDebug = true`))
+	}
 	pg.do(
 		chromedp.WaitVisible(chromedp.ID("username")),
 		chromedp.SendKeys(chromedp.ID("username"), "alice"),

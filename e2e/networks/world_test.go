@@ -95,6 +95,38 @@ func (w *world) addSite(name string, nat natKind, extra string) *site {
 	return s
 }
 
+// addRouter adds a router on the public segment with an empty private
+// side, for a host to move to (move).
+func (w *world) addRouter(name string, nat natKind) *site {
+	w.t.Helper()
+	i := w.n
+	w.n++
+	s := &site{name: name, nat: nat, router: w.lab.Netns("r" + name)}
+	port := fmt.Sprintf("p%d", i)
+	s.wanIP = fmt.Sprintf("203.0.113.%d", 33+i)
+	w.lab.Link(s.router, "wan", s.wanIP+publicCIDR, w.pub, port, "")
+	w.pub.IP("link", "set", port, "master", "br0")
+	s.router.Forward()
+	w.setNAT(s, nat, "")
+	return s
+}
+
+// move takes the host of from off its router (its interface and address
+// go away) and puts it behind to's router, on to's private side.
+func (w *world) move(from, to *site) {
+	w.t.Helper()
+	from.host.IP("link", "del", "eth0") // the veth pair goes with it
+	i := 0
+	for j, s := range []string{"a", "b", "c", "d", "e", "f"} {
+		if s == to.name {
+			i = j
+		}
+	}
+	to.host = from.host
+	w.attach(to, 16*i)
+	from.hostIP, from.router, from.wanIP = to.hostIP, to.router, to.wanIP
+}
+
 // attach links the site's host to its router on the private /28 that
 // starts at 198.51.100.base, and routes the host through it. The host has
 // no other route: nothing it sends leaves the lab.

@@ -187,6 +187,7 @@ function wire(k) {
       'A firewall on your side or theirs probably blocks UDP and the TURN ports (3478 UDP and TCP, 5349 TLS). Still trying…');
     renderPeer(peer.peer);
   });
+  k.on('peer-interrupted', ({ peer }) => noticeAll(peer, `Lost the connection to ${peer.user} (the network changed or broke); reconnecting…`));
   k.on('peer-reconnected', ({ peer }) => noticeAll(peer, `Connection to ${peer.user} is back.`));
   k.on('peer-closed', ({ peer }) => closeWindow(peer.peer));
   k.on('message', addMessage);

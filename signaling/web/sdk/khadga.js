@@ -28,6 +28,9 @@ const requestTimeout = 15000;
 // A ping every pingInterval; no answer within pongTimeout means a dead socket.
 const pingInterval = 20000;
 const pongTimeout = 10000;
+// probeTimeout is how long the socket has to answer when a peer connection
+// dropped (probe).
+const probeTimeout = 1500;
 const backoffMin = 250;
 const backoffMax = 15000;
 
@@ -42,8 +45,9 @@ const backoffMax = 15000;
  *   peer-left      {room, peer}
  *   peer-connected {peer}                               chat channel open
  *   peer-state     {peer, state}                       RTCPeerConnection.connectionState
+ *   peer-interrupted {peer}                             a connection that was up dropped (the network changed or broke); ICE restarts
  *   peer-failed    {peer, stalled}                      ICE failed (a restart follows), or stalled: no path within connectGrace (20 s)
- *   peer-reconnected {peer}                             connected again after a failure
+ *   peer-reconnected {peer}                             connected again after peer-interrupted
  *   message        {room, from, text, time, transport} transport is 'datachannel'
  *   file-offer     {peer, room, transfer}             a peer offers a file: transfer.accept() or .reject(reason)
  *   track          {peer, track, stream}
@@ -151,6 +155,7 @@ export class Khadga extends EventTarget {
         if (!welcomed) reject(new Error(`khadga: WebSocket closed before welcome (${e.code})`));
         else this.onDrop(e);
       };
+      ws.abandon = (code, reason) => { ws.onclose({ code, reason }); ws.close(code, reason); };
     });
   }
 
@@ -182,11 +187,29 @@ export class Khadga extends EventTarget {
 
   startPinger() {
     clearInterval(this.pinger);
-    this.pinger = setInterval(() => {
-      this.request({ type: 'ping' }, pongTimeout).catch(() => {
-        if (this.ws) this.ws.close(4000, 'no pong'); // dead socket: reconnect
-      });
-    }, pingInterval);
+    this.pinger = setInterval(() => this.ping(pongTimeout), pingInterval);
+  }
+
+  // ping gives up on a socket that does not answer within timeout. A dead
+  // socket may not say so for minutes, even after close() (the closing
+  // handshake waits for the server too), so the SDK stops using it at
+  // once and reconnects.
+  ping(timeout) {
+    const ws = this.ws;
+    if (!ws || !this.connected) return;
+    this.request({ type: 'ping' }, timeout).catch(() => {
+      if (this.ws === ws) ws.abandon(4000, 'no pong');
+    });
+  }
+
+  // probe checks the signaling connection now: a peer connection dropped,
+  // the network may have changed, and ICE restart offers and answers need
+  // a live socket. Probes while one is out are folded into it.
+  probe() {
+    if (this.probing) return;
+    this.probing = true;
+    setTimeout(() => { this.probing = false; }, probeTimeout);
+    this.ping(probeTimeout);
   }
 
   // onDrop reconnects with backoff and resumes the session.
@@ -327,6 +350,7 @@ export class Khadga extends EventTarget {
       self: this.self.peer, member, config, maxFileSize: this.opts.maxFileSize || defaultMaxFileSize,
       signal: (data) => this.write({ type: 'signal', to: member.peer, room: [...p.rooms][0] || undefined, data }),
       emit: (type, detail) => this.emit(type, detail),
+      probe: () => this.probe(),
     });
     this.peers.set(member.peer, p);
     if (!p.isRecorder || this.shareWithRecorder) {

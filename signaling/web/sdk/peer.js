@@ -15,11 +15,17 @@ const maxChatFrame = maxMessageText + 1024;
 const maxPendingCandidates = 128;
 const maxRequestedTransceivers = 8;
 // restartMinInterval spaces automatic ICE restarts; disconnectedGrace is how
-// long ICE may stay disconnected before the impolite side restarts it.
+// long ICE may stay disconnected before the impolite side restarts it. The
+// browser's ICE already waited a few seconds without answers before saying
+// disconnected, so a short grace keeps a call that lost its path (a
+// network change) within 10 s of coming back, as the Go client does.
 const restartMinInterval = 3000;
-const disconnectedGrace = 4000;
+const disconnectedGrace = 1000;
 // firstOfferGrace is how long the polite side waits for the first offer.
 const firstOfferGrace = 5000;
+// offerResendAfter is how long an offer stays unanswered before a restart
+// request from a polite Go peer makes us send it again.
+const offerResendAfter = 2000;
 // connectGrace is how long a new connection may take before the page is
 // told that no path works yet ('peer-failed' with stalled set). ICE alone
 // may never say 'failed': while a TURN server's TCP port drops the
@@ -35,6 +41,7 @@ export class Peer {
    * @param {(signal: object) => void} o.signal sends a signal to the remote
    * @param {(type: string, detail: object) => void} o.emit
    * @param {number} [o.maxFileSize] largest file accepted from this peer
+   * @param {() => void} [o.probe] checks the signaling connection now
    */
   constructor(o) {
     this.id = o.member.peer;
@@ -43,6 +50,9 @@ export class Peer {
     this.polite = polite(o.self, this.id);
     this.signal = o.signal;
     this.emit = o.emit;
+    this.probe = o.probe || (() => {});
+    this.interrupted = false; // a connection that was up went down
+    this.offerSent = 0;
     this.makingOffer = false;
     this.ignoreOffer = false;
     this.pending = [];
@@ -72,9 +82,14 @@ export class Peer {
     pc.onconnectionstatechange = () => {
       const state = pc.connectionState;
       if (state === 'connected') {
-        const reconnected = this.everConnected;
+        const reconnected = this.everConnected && this.interrupted;
         this.everConnected = true;
+        this.interrupted = false;
         if (reconnected) this.emit('peer-reconnected', { peer: this.member });
+      }
+      if ((state === 'disconnected' || state === 'failed') && this.everConnected && !this.interrupted && !this.closed) {
+        this.interrupted = true;
+        this.emit('peer-interrupted', { peer: this.member });
       }
       this.emit('peer-state', { peer: this.member, state });
     };
@@ -116,6 +131,7 @@ export class Peer {
     try {
       this.makingOffer = true;
       await this.pc.setLocalDescription();
+      this.offerSent = Date.now();
       this.signal({ description: this.pc.localDescription.toJSON() });
     } catch (e) {
       this.emit('warning', { peer: this.member, message: 'offer failed: ' + e.message });
@@ -187,7 +203,7 @@ export class Peer {
     for (const [kind, count] of [['video', n(req.video)], ['audio', n(req.audio)]]) {
       for (let i = 0; i < count; i++) { this.pc.addTransceiver(kind, { direction: 'sendrecv' }); changed = true; }
     }
-    if (req.ice_restart) { this.pc.restartIce(); changed = true; }
+    if (req.ice_restart) { this.resendOffer(offerResendAfter); this.pc.restartIce(); changed = true; }
     if (!changed) this.negotiate(); // nothing for negotiationneeded to notice: offer anyway
   }
 
@@ -197,6 +213,9 @@ export class Peer {
   onICEState() {
     const s = this.pc.iceConnectionState;
     if (s === 'failed') this.emit('peer-failed', { peer: this.member });
+    // A restart needs signaling, which may have died with the path (a
+    // network change): have it checked now rather than at the next ping.
+    if ((s === 'disconnected' || s === 'failed') && !this.closed) this.probe();
     if (this.polite || this.closed) return;
     if (s === 'failed') this.restartICE();
     if (s === 'disconnected') {
@@ -210,6 +229,18 @@ export class Peer {
     if (this.closed || this.chat.readyState === 'open') return;
     this.stalled = true;
     this.emit('peer-failed', { peer: this.member, stalled: true });
+  }
+
+  // resendOffer sends our unanswered offer again, for a remote that may
+  // have lost it with a signaling connection that died under a network
+  // change; a remote that got it answers twice, and the second answer is
+  // ignored.
+  // The age keeps a copy from crossing a quick answer in an ordinary glare.
+  resendOffer(age) {
+    if (this.closed || this.pc.signalingState !== 'have-local-offer' || this.makingOffer) return;
+    if (Date.now() - this.offerSent < age) return;
+    this.offerSent = Date.now();
+    this.signal({ description: this.pc.localDescription.toJSON() });
   }
 
   restartICE() {
@@ -233,6 +264,7 @@ export class Peer {
       this.emit('warning', { peer: this.member, message: 'setConfiguration: ' + e.message });
       return;
     }
+    this.resendOffer(0); // signals sent while the old socket died may be lost
     const s = this.pc.iceConnectionState;
     const down = s === 'failed' || s === 'disconnected';
     if (down || (await this.connectionKind()) === 'relayed') this.restartICE();

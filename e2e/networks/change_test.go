@@ -1,0 +1,47 @@
+package networks_test
+
+import (
+	"testing"
+	"time"
+)
+
+// resumeWithin is how soon a call must come back after the network
+// changes under it.
+const resumeWithin = 10 * time.Second
+
+// TestNetworkChange is topology 6: in the middle of a call, alice moves
+// from her router to another one (as a laptop goes from Wi-Fi to a phone's
+// hotspot): her old interface and address are gone, and she has a new
+// address behind a new router. Her signaling connection reconnects and
+// resumes, ICE restarts, and chat flows again within resumeWithin; both
+// khadga-peers tell their users.
+func TestNetworkChange(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, "t6")
+	a, b := w.addSite("a", eim, ""), w.addSite("b", eim, "")
+	c := w.addRouter("c", eim)
+	s := w.startServer("alice", "bob")
+	alice := s.peer(t, a, "alice", "chat", "move")
+	bob := s.peer(t, b, "bob", "chat", "move")
+	alice.waitLine(`\* ` + connectedRe)
+	bob.waitLine(`\* ` + connectedRe)
+	alice.say("before the move")
+	bob.waitLine(`\] alice: before the move$`)
+
+	moved := time.Now()
+	w.move(a, c)
+	bob.say("after the move")
+	alice.waitLineFor(`\] bob: after the move$`, 3*resumeWithin)
+	back := time.Since(moved)
+	alice.say("alice is back")
+	bob.waitLineFor(`\] alice: alice is back$`, resumeWithin)
+	// Both users were told, in words, that the call dropped and is back.
+	for _, p := range []*proc{alice, bob} {
+		p.waitLine(`\* lost the connection to \w+ \(the network changed or broke\); reconnecting`)
+		t.Logf("%s: %s", p.name, p.waitLine(`\* (connection to \w+ is back: .*)`)[1])
+	}
+	t.Logf("RESULT topology 6 (alice moves to another router mid-call): chat back %v after the move", back.Round(time.Millisecond))
+	if back > resumeWithin {
+		t.Errorf("chat came back %v after the move, want within %v", back, resumeWithin)
+	}
+}
