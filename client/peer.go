@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,9 +42,6 @@ const (
 	requestFallback = 10 * time.Second
 	// maxRequestedTransceivers caps what one request may add.
 	maxRequestedTransceivers = 8
-	// offerResendAfter is how long an offer stays unanswered before a
-	// restart request from the polite side makes us send it again.
-	offerResendAfter = 2 * time.Second
 )
 
 // wireSignal is the data of a signal message (proto.Signal). Pion cannot
@@ -104,8 +102,7 @@ type peer struct {
 	restartPending bool
 	offerAgain     bool
 	lastRestart    time.Time
-	offerSent      time.Time // when our current offer went out
-	gotRemote      bool      // a remote description was applied
+	gotRemote      bool // a remote description was applied
 	// Polite side: remoteRenegotiates is set once the remote answered a
 	// request with an offer; directOffers once it failed to.
 	remoteRenegotiates bool
@@ -254,7 +251,6 @@ func (p *peer) offer(restart bool) {
 		return
 	}
 	p.log.Debug("sending offer", slog.Bool("ice_restart", restart))
-	p.offerSent = time.Now()
 	p.sendDescription(offer)
 }
 
@@ -328,27 +324,24 @@ func (p *peer) onRenegotiate(req renegotiate) {
 	p.wantVideo = min(max(p.wantVideo, req.Video), maxRequestedTransceivers)
 	p.wantAudio = min(max(p.wantAudio, req.Audio), maxRequestedTransceivers)
 	if req.ICERestart {
-		// An ICE restart asked for while our offer has long been out: the
-		// polite side never got it (it went down with a signaling
-		// connection that died under a network change), or it would
-		// have answered.
-		p.resendOffer(offerResendAfter)
+		// An ICE restart asked for while our offer is out: the polite
+		// side may never have got it (it went down with a signaling
+		// connection that died under a network change). A copy it did
+		// get is answered again (duplicate).
+		p.resendOffer()
 	}
 	p.offer(req.ICERestart)
 }
 
-// resendOffer sends our offer again, with the candidates gathered since,
-// if it has been out unanswered for at least age: the remote may have
-// lost it. The age keeps a duplicate from crossing a quick answer in an
-// ordinary glare, where a late answer to the copy could be taken for the
-// answer to a newer offer.
-func (p *peer) resendOffer(age time.Duration) {
-	if p.pc.SignalingState() != webrtc.SignalingStateHaveLocalOffer || time.Since(p.offerSent) < age {
+// resendOffer sends our unanswered offer again, with the candidates
+// gathered since: the remote may have lost it. Both sides recognise the
+// copies (duplicate), so one that crosses a quick answer does no harm.
+func (p *peer) resendOffer() {
+	if p.pc.SignalingState() != webrtc.SignalingStateHaveLocalOffer {
 		return
 	}
 	if d := p.pc.PendingLocalDescription(); d != nil {
 		p.log.Info("sending our unanswered offer again")
-		p.offerSent = time.Now()
 		p.sendDescription(*d)
 	}
 }
@@ -379,6 +372,9 @@ func (p *peer) onDescription(d proto.SessionDescription) {
 	typ := webrtc.NewSDPType(d.Type)
 	if typ != webrtc.SDPTypeOffer && typ != webrtc.SDPTypeAnswer {
 		p.log.Warn("ignoring description", slog.String("type", d.Type))
+		return
+	}
+	if p.duplicate(typ, d.SDP) {
 		return
 	}
 	collision := typ == webrtc.SDPTypeOffer && p.pc.SignalingState() != webrtc.SignalingStateStable
@@ -427,6 +423,47 @@ func (p *peer) onDescription(d proto.SessionDescription) {
 	if (p.restartPending || p.offerAgain) && p.pc.SignalingState() == webrtc.SignalingStateStable {
 		p.negotiate(p.restartPending)
 	}
+}
+
+// duplicate recognises a description we already applied, sent again by
+// a remote that feared it lost (resendOffer): same origin line (session
+// id and version), whatever candidates were added since. A copy of the
+// offer we answered gets that answer again, so an offerer still waiting
+// can go on; a copy of the answer we applied is dropped, so it can never
+// be taken for the answer to a newer offer.
+func (p *peer) duplicate(typ webrtc.SDPType, sdp string) bool {
+	origin := sdpOrigin(sdp)
+	if origin == "" {
+		return false
+	}
+	switch {
+	case typ == webrtc.SDPTypeOffer && p.pc.SignalingState() == webrtc.SignalingStateStable:
+		rd, ld := p.pc.CurrentRemoteDescription(), p.pc.CurrentLocalDescription()
+		if rd == nil || ld == nil || rd.Type != webrtc.SDPTypeOffer || sdpOrigin(rd.SDP) != origin {
+			return false
+		}
+		p.log.Info("offer received again; sending our answer again")
+		p.sendDescription(*ld)
+		return true
+	case typ == webrtc.SDPTypeAnswer:
+		rd := p.pc.CurrentRemoteDescription()
+		if rd == nil || rd.Type != webrtc.SDPTypeAnswer || sdpOrigin(rd.SDP) != origin {
+			return false
+		}
+		p.log.Debug("answer received again; ignoring it")
+		return true
+	}
+	return false
+}
+
+// sdpOrigin is the o= line of an SDP body, "" if it has none.
+func sdpOrigin(sdp string) string {
+	for line := range strings.Lines(sdp) {
+		if strings.HasPrefix(line, "o=") {
+			return strings.TrimRight(line, "\r\n")
+		}
+	}
+	return ""
 }
 
 func (p *peer) onCandidate(c proto.ICECandidate) {
@@ -510,7 +547,7 @@ func (p *peer) updateICEServers(cfg webrtc.Configuration) {
 		}
 		// Signals sent while the old connection was dying may be lost:
 		// an offer still unanswered goes out again.
-		p.resendOffer(0)
+		p.resendOffer()
 		st := p.pc.ICEConnectionState()
 		down := st == webrtc.ICEConnectionStateFailed || st == webrtc.ICEConnectionStateDisconnected
 		if down || p.Info().Relayed() {

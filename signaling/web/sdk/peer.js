@@ -23,14 +23,17 @@ const restartMinInterval = 3000;
 const disconnectedGrace = 1000;
 // firstOfferGrace is how long the polite side waits for the first offer.
 const firstOfferGrace = 5000;
-// offerResendAfter is how long an offer stays unanswered before a restart
-// request from a polite Go peer makes us send it again.
-const offerResendAfter = 2000;
 // connectGrace is how long a new connection may take before the page is
 // told that no path works yet ('peer-failed' with stalled set). ICE alone
 // may never say 'failed': while a TURN server's TCP port drops the
 // connection attempts, gathering does not end, and ICE keeps checking.
 export const connectGrace = 20000;
+
+/** sdpOrigin is the o= line of an SDP body, '' if none. */
+function sdpOrigin(sdp) {
+  const m = /^o=.*$/m.exec(sdp || '');
+  return m ? m[0].trim() : '';
+}
 
 export class Peer {
   /**
@@ -52,7 +55,6 @@ export class Peer {
     this.emit = o.emit;
     this.probe = o.probe || (() => {});
     this.interrupted = false; // a connection that was up went down
-    this.offerSent = 0;
     this.makingOffer = false;
     this.ignoreOffer = false;
     this.pending = [];
@@ -131,7 +133,6 @@ export class Peer {
     try {
       this.makingOffer = true;
       await this.pc.setLocalDescription();
-      this.offerSent = Date.now();
       this.signal({ description: this.pc.localDescription.toJSON() });
     } catch (e) {
       this.emit('warning', { peer: this.member, message: 'offer failed: ' + e.message });
@@ -159,6 +160,7 @@ export class Peer {
       this.onRenegotiate(renegotiate);
     } else if (description) {
       if (description.type !== 'offer' && description.type !== 'answer') return;
+      if (this.duplicate(description)) return;
       const collision = description.type === 'offer' && (this.makingOffer || pc.signalingState !== 'stable');
       this.ignoreOffer = !this.polite && collision;
       if (this.ignoreOffer) return;
@@ -203,7 +205,7 @@ export class Peer {
     for (const [kind, count] of [['video', n(req.video)], ['audio', n(req.audio)]]) {
       for (let i = 0; i < count; i++) { this.pc.addTransceiver(kind, { direction: 'sendrecv' }); changed = true; }
     }
-    if (req.ice_restart) { this.resendOffer(offerResendAfter); this.pc.restartIce(); changed = true; }
+    if (req.ice_restart) { this.resendOffer(); this.pc.restartIce(); changed = true; }
     if (!changed) this.negotiate(); // nothing for negotiationneeded to notice: offer anyway
   }
 
@@ -231,15 +233,30 @@ export class Peer {
     this.emit('peer-failed', { peer: this.member, stalled: true });
   }
 
+  // duplicate recognises a description applied already and sent again by a
+  // remote that feared it lost (resendOffer): same o= line (session id and
+  // version). A copy of the offer we answered gets that answer again; a
+  // copy of the answer we applied is dropped, so that it is never taken for
+  // the answer to a newer offer.
+  duplicate(d) {
+    const origin = sdpOrigin(d.sdp);
+    const cur = this.pc.currentRemoteDescription;
+    if (!origin || !cur || cur.type !== d.type || sdpOrigin(cur.sdp) !== origin) return false;
+    if (d.type === 'offer') {
+      if (this.pc.signalingState !== 'stable' || !this.pc.currentLocalDescription) return false;
+      this.signal({ description: this.pc.currentLocalDescription.toJSON() });
+    }
+    return true;
+  }
+
   // resendOffer sends our unanswered offer again, for a remote that may
   // have lost it with a signaling connection that died under a network
   // change; a remote that got it answers twice, and the second answer is
   // ignored.
-  // The age keeps a copy from crossing a quick answer in an ordinary glare.
-  resendOffer(age) {
+  // Both sides recognise copies (duplicate), so one that crosses a quick
+  // answer does no harm.
+  resendOffer() {
     if (this.closed || this.pc.signalingState !== 'have-local-offer' || this.makingOffer) return;
-    if (Date.now() - this.offerSent < age) return;
-    this.offerSent = Date.now();
     this.signal({ description: this.pc.localDescription.toJSON() });
   }
 
@@ -264,7 +281,7 @@ export class Peer {
       this.emit('warning', { peer: this.member, message: 'setConfiguration: ' + e.message });
       return;
     }
-    this.resendOffer(0); // signals sent while the old socket died may be lost
+    this.resendOffer(); // signals sent while the old socket died may be lost
     const s = this.pc.iceConnectionState;
     const down = s === 'failed' || s === 'disconnected';
     if (down || (await this.connectionKind()) === 'relayed') this.restartICE();
