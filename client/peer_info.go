@@ -20,7 +20,24 @@ func (p *peer) Info() ConnInfo {
 	info.Local, info.Remote = pair.Local.Typ, pair.Remote.Typ
 	info.LocalAddress = fmt.Sprintf("%s:%d", pair.Local.Address, pair.Local.Port)
 	info.RemoteAddress = fmt.Sprintf("%s:%d", pair.Remote.Address, pair.Remote.Port)
+	if pair.Local.Typ == webrtc.ICECandidateTypeRelay {
+		info.RelayProtocol = p.relayProtocol(pair.Local)
+	}
 	return info
+}
+
+// relayProtocol is how our relay candidate c reaches its TURN server:
+// "udp", "tcp" or "tls", from the candidate's stats (pion exposes it
+// nowhere else); "" if the stats do not say.
+func (p *peer) relayProtocol(c *webrtc.ICECandidate) string {
+	for _, s := range p.pc.GetStats() {
+		cs, ok := s.(webrtc.ICECandidateStats)
+		if ok && cs.Type == webrtc.StatsTypeLocalCandidate && cs.CandidateType == webrtc.ICECandidateTypeRelay &&
+			cs.IP == c.Address && cs.Port == int32(c.Port) {
+			return cs.RelayProtocol
+		}
+	}
+	return ""
 }
 
 // ConnInfo describes one peer connection.
@@ -31,6 +48,9 @@ type ConnInfo struct {
 	// srflx, prflx or relay); zero until ICE selects a pair.
 	Local, Remote               webrtc.ICECandidateType
 	LocalAddress, RemoteAddress string
+	// RelayProtocol is how our relay reaches the TURN server when the
+	// local end is a relay candidate: "udp", "tcp" or "tls".
+	RelayProtocol string
 }
 
 // Relayed reports whether the selected pair goes through a TURN relay.

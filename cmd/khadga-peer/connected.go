@@ -12,17 +12,27 @@ import (
 
 // connectedLine tells the user how a new peer connection goes: "direct"
 // (peer to peer, possibly through NATs) or "relayed" (through the TURN
-// server), the candidate types of the pair ICE selected, and the time
-// since we asked to join the room. Tests parse it, so keep its shape:
+// server), the candidate types of the pair ICE selected (and how our
+// relay reaches the TURN server), and the time since we asked to join the
+// room. Tests parse it, so keep its shape:
 //
-//	connected to bob: relayed (local relay, remote srflx) 212 ms after joining
+//	connected to bob: relayed (local relay over tcp, remote srflx) 212 ms after joining
 func connectedLine(ev *client.PeerConnected, joined time.Time) string {
+	return fmt.Sprintf("connected to %s: %s %d ms after joining", name(ev.Member), pairText(ev.Info), time.Since(joined).Milliseconds())
+}
+
+// pairText is "direct (local host, remote prflx)" or "relayed (local
+// relay over tcp, remote srflx)".
+func pairText(info client.ConnInfo) string {
 	label := "direct"
-	if ev.Info.Relayed() {
+	if info.Relayed() {
 		label = "relayed"
 	}
-	return fmt.Sprintf("connected to %s: %s (local %s, remote %s) %d ms after joining",
-		name(ev.Member), label, ev.Info.Local, ev.Info.Remote, time.Since(joined).Milliseconds())
+	local := info.Local.String()
+	if info.RelayProtocol != "" {
+		local += " over " + info.RelayProtocol
+	}
+	return fmt.Sprintf("%s (local %s, remote %s)", label, local, info.Remote)
 }
 
 // failedLine explains a peer connection that ICE gave up on, instead of
@@ -48,10 +58,5 @@ func failed(ev client.Event) (proto.Member, bool) {
 //
 //	connection to bob is back: direct (local host, remote prflx) after 6120 ms
 func backLine(m proto.Member, info client.ConnInfo, since time.Time) string {
-	label := "direct"
-	if info.Relayed() {
-		label = "relayed"
-	}
-	return fmt.Sprintf("connection to %s is back: %s (local %s, remote %s) after %d ms",
-		name(m), label, info.Local, info.Remote, time.Since(since).Milliseconds())
+	return fmt.Sprintf("connection to %s is back: %s after %d ms", name(m), pairText(info), time.Since(since).Milliseconds())
 }

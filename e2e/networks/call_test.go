@@ -12,18 +12,19 @@ import (
 )
 
 // connectedRe matches khadga-peer's connectedLine.
-const connectedRe = `connected to (\S+): (direct|relayed) \(local (\w+), remote (\w+)\) (\d+) ms after joining`
+const connectedRe = `connected to (\S+): (direct|relayed) \(local (\w+)(?: over (\w+))?, remote (\w+)\) (\d+) ms after joining`
 
 // conn is how one khadga-peer says it connected.
 type conn struct {
 	label         string // direct or relayed
 	local, remote string // candidate types of the selected pair
+	relayProto    string // udp, tcp or tls when local is a relay
 	joinToOpen    time.Duration
 }
 
 func parseConn(m []string) conn {
-	ms, _ := strconv.Atoi(m[5])
-	return conn{label: m[2], local: m[3], remote: m[4], joinToOpen: time.Duration(ms) * time.Millisecond}
+	ms, _ := strconv.Atoi(m[6])
+	return conn{label: m[2], local: m[3], relayProto: m[4], remote: m[5], joinToOpen: time.Duration(ms) * time.Millisecond}
 }
 
 // callResult is what a call between two Go peers showed.

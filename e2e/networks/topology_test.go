@@ -68,6 +68,9 @@ func TestRelayOnlyOnPublicSegment(t *testing.T) {
 	r := s.call(t, a, b, callOpts{room: "relay", relay: true, fileSize: fileSize})
 	for who, c := range map[string]conn{"alice": r.alice, "bob": r.bob} {
 		wantConn(t, who, c, "relayed", "relay", "relay")
+		if c.relayProto != "udp" {
+			t.Errorf("%s's relay reaches the TURN server over %q, want udp", who, c.relayProto)
+		}
 	}
 	tc := wantRelayed(t, s, 2)
 	record(t, 3, "both relay-only on the public segment", r, tc)
@@ -92,8 +95,8 @@ func wantRelayed(t *testing.T, s *server, allocations float64) turnCounts {
 
 // record logs a topology's row of the results table in docs/networks.md.
 func record(t *testing.T, n int, what string, r callResult, tc turnCounts) {
-	t.Logf("RESULT topology %d (%s): alice %s %s/%s, bob %s %s/%s; join to open %v and %v; file %.1f MiB/s; TURN allocations %.0f, relayed %.0f bytes to and %.0f from peers",
-		n, what, r.alice.label, r.alice.local, r.alice.remote, r.bob.label, r.bob.local, r.bob.remote,
+	t.Logf("RESULT topology %d (%s): alice %s %s%s/%s, bob %s %s%s/%s; join to open %v and %v; file %.1f MiB/s; TURN allocations %.0f, relayed %.0f bytes to and %.0f from peers",
+		n, what, r.alice.label, r.alice.local, over(r.alice.relayProto), r.alice.remote, r.bob.label, r.bob.local, over(r.bob.relayProto), r.bob.remote,
 		r.alice.joinToOpen, r.bob.joinToOpen, r.mibps(), tc.allocations, tc.toPeer, tc.fromPeer)
 }
 
@@ -119,6 +122,9 @@ func TestUDPBlocked(t *testing.T) {
 			r := s.call(t, a, b, callOpts{room: "tcp", fileSize: fileSize})
 			wantConn(t, "alice", r.alice, "relayed", "relay", "")
 			wantConn(t, "bob", r.bob, "relayed", "", "relay")
+			if want := map[string]string{"turn-tcp": "tcp", "turns": "tls"}[tc.name]; r.alice.relayProto != want {
+				t.Errorf("alice's relay reaches the TURN server over %q, want %q", r.alice.relayProto, want)
+			}
 			tcs := wantRelayed(t, s, 1)
 			record(t, 4, "alice's UDP dropped, "+tc.name, r, tcs)
 		})
@@ -140,4 +146,11 @@ func TestNothingWorks(t *testing.T) {
 		m := p.waitLine(`\* (cannot reach \w+: no network path worked.*)`)
 		t.Logf("%s: %s", p.name, m[1])
 	}
+}
+
+func over(proto string) string {
+	if proto == "" {
+		return ""
+	}
+	return " over " + proto
 }
