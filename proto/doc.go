@@ -105,6 +105,9 @@
 //
 //	{"type":"error","data":{"code":"revoked","message":"your account was disabled"}}
 //
+// A connection over the user's limit of open connections gets an error
+// with code rate_limited and close code 4429 (CloseTooManyConnections).
+//
 // # Client to server
 //
 //	{"type":"join","id":"1","room":"lobby"}

@@ -46,6 +46,11 @@ const (
 // session (with its current role and rooms); one that cannot is signed out.
 const CloseRevoked = 4401
 
+// CloseTooManyConnections is the WebSocket close code of a connection over
+// the user's limit of open connections (hub.Config.MaxConnsPerUser); close
+// another first.
+const CloseTooManyConnections = 4429
+
 // ProtocolError is a decoding or validation failure with the code the server
 // answers it with.
 type ProtocolError struct {

@@ -16,6 +16,9 @@ type Identity struct {
 	Role string
 	// Rooms are the room grants from the token; empty means any room.
 	Rooms []string
+	// KeyID names the key that signed the token, so that retiring a key can
+	// end the sessions it let in (Hub.Revoke).
+	KeyID string
 }
 
 // ConnOptions are the per-connection choices of the client.

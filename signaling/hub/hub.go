@@ -121,7 +121,7 @@ func (h *Hub) Accept(nc net.Conn, id Identity, opts ConnOptions) error {
 		h.wg.Done()
 		h.stats.countError(proto.CodeRateLimited)
 		text := fmt.Sprintf("user %s already has %d connections", id.User, h.cfg.MaxConnsPerUser)
-		refuse(nc, h.wscfg, proto.NewError("", proto.CodeRateLimited, "%s", text), 1008, "too many connections")
+		refuse(nc, h.wscfg, proto.NewError("", proto.CodeRateLimited, "%s", text), proto.CloseTooManyConnections, "too many connections")
 		return ErrTooManyConnections
 	}
 	c := h.open(nc, id, opts)

@@ -3,6 +3,7 @@ package hub
 import (
 	"errors"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/khadga/khadga/proto"
@@ -64,7 +65,7 @@ func (h *Hub) welcome(s *session, token string, resumed bool, rooms []string, ic
 // id is known to nobody until the presence announcement, so welcome, queued
 // just before it, is the first message on c.
 func (h *Hub) newSession(c *conn, id Identity, ice []proto.ICEServer, expires int64) {
-	s := &session{h: h, grants: id.Rooms, conn: c}
+	s := &session{h: h, grants: id.Rooms, keyID: id.KeyID, conn: c}
 	c.s = s
 	for {
 		s.member = proto.Member{Peer: randomID(12), User: id.User, Role: id.Role}
@@ -81,11 +82,18 @@ func (h *Hub) newSession(c *conn, id Identity, ice []proto.ICEServer, expires in
 // resume takes over the session named by tok, if it is this user's and
 // still alive. The token is single-use: a fresh one goes in the welcome. A
 // token of another user is ignored, not consumed, so it cannot be used to
-// knock a session out.
+// knock a session out. The connection's token is checked afresh by the
+// HTTP handler; if its role or room grants differ from the session's (the
+// account changed), the session ends and the client gets a new one, so
+// that nobody keeps what was taken away.
 func (h *Hub) resume(c *conn, id Identity, tok string, ice []proto.ICEServer, expires int64) bool {
 	hash := hashToken(tok)
 	s, ok := h.tokens.get(hash)
 	if !ok || s.member.User != id.User {
+		return false
+	}
+	if s.member.Role != id.Role || !slices.Equal(s.grants, id.Rooms) {
+		h.revoke(s, "the account changed")
 		return false
 	}
 	rooms := s.roomList()
@@ -139,8 +147,12 @@ func (h *Hub) detach(c *conn, res wsconn.Result[queued]) {
 	s := c.s
 	s.mu.Lock()
 	if s.conn != c || s.ended {
+		ended := s.ended
 		s.mu.Unlock()
-		return // taken over by a resume
+		if ended {
+			h.reportDropped(s.member.Peer, left) // revoked while its signals waited
+		}
+		return // taken over by a resume, or revoked
 	}
 	s.conn = nil
 	var dropped []queued
@@ -230,4 +242,46 @@ func (h *Hub) reportDropped(target string, items []queued) {
 		msg := errorMsg(it.Ref, proto.CodePeerUnavailable, "signal to peer "+target+" was not delivered: the peer left or did not come back in time")
 		_ = h.delivery.Deliver(it.From, Envelope{Msg: msg, Kind: KindReport})
 	}
+}
+
+// Revoke ends, for good, every session whose identity matches: its
+// connection gets an error (unauthorized, with reason) and close code
+// proto.CloseRevoked, and the session ends at once instead of waiting for
+// a resume. It is for signing out, disabling or deleting a user, and
+// retiring a signing key; it returns how many sessions it ended.
+func (h *Hub) Revoke(match func(Identity) bool, reason string) int {
+	n := 0
+	for _, s := range h.sessions.collect(nil) {
+		id := Identity{User: s.member.User, Role: s.member.Role, Rooms: s.grants, KeyID: s.keyID}
+		if match(id) && h.revoke(s, reason) {
+			n++
+		}
+	}
+	return n
+}
+
+// revoke ends s and closes its connection, if it has one. It reports
+// whether s was still alive.
+func (h *Hub) revoke(s *session, reason string) bool {
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return false
+	}
+	s.ended = true
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	c := s.conn
+	kept := s.absent
+	s.absent = nil
+	s.mu.Unlock()
+	h.stats.revoked.Add(1)
+	h.log.Info("hub: session revoked", slog.String("peer", s.member.Peer), slog.String("user", s.member.User), slog.String("reason", reason))
+	if c != nil {
+		c.closeWith(proto.NewError("", proto.CodeUnauthorized, "session ended: %s; sign in again", reason), proto.CloseRevoked, reason)
+	}
+	h.endSession(s, kept)
+	return true
 }

@@ -18,6 +18,7 @@ type session struct {
 	h      *Hub
 	member proto.Member // peer, user, role; immutable
 	grants []string     // room grants from the token; empty means any
+	keyID  string       // the key of the token that opened the session
 
 	// roomsMu guards rooms. Only the session's own reader and its end change
 	// it; the signal path reads it.

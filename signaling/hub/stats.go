@@ -23,6 +23,7 @@ type Stats struct {
 	Errors        map[proto.Code]uint64 // error messages sent, by code
 	ResumesOK     uint64
 	ResumesFailed uint64 // resume tokens that were wrong, expired or another user's
+	Revoked       uint64 // sessions ended by Revoke (or a resume with a changed account)
 }
 
 // codes lists the error codes counted by Stats.Errors.
@@ -38,7 +39,7 @@ type counters struct {
 	sessions, conns, rooms, members atomic.Int64
 
 	signals, bytes, queued, expired, slow atomic.Uint64
-	resumesOK, resumesFailed              atomic.Uint64
+	resumesOK, resumesFailed, revoked     atomic.Uint64
 	errors                                [16]atomic.Uint64 // indexed like codes; last slot for unknown codes
 }
 
@@ -67,6 +68,7 @@ func (h *Hub) Stats() Stats {
 		SlowConsumers:  c.slow.Load(),
 		ResumesOK:      c.resumesOK.Load(),
 		ResumesFailed:  c.resumesFailed.Load(),
+		Revoked:        c.revoked.Load(),
 		Errors:         make(map[proto.Code]uint64),
 	}
 	for i, k := range codes {

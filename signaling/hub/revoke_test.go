@@ -1,0 +1,85 @@
+package hub
+
+import (
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/khadga/khadga/proto"
+)
+
+// Revoke ends a user's sessions for good: the client is told why and
+// closed with CloseRevoked, the others see it leave at once (not after the
+// resume window), its resume token is dead, and a signal that waited for
+// it is reported to its sender.
+func TestRevoke(t *testing.T) { forModes(t, testRevoke) }
+
+func testRevoke(t *testing.T, mode serverMode) {
+	ts := newTestServer(t, Config{ResumeWindow: time.Hour}, mode)
+	alice := ts.dial("user=alice")
+	bob := ts.dial("user=bob")
+	bob2 := ts.dial("user=bob")
+	alice.join("r", "1")
+	bob.join("r", "1")
+	alice.expect(proto.TypePeerJoined)
+	drop(t, ts, bob2) // one of bob's sessions is away, waiting to resume
+	n := ts.hub.Revoke(func(id Identity) bool { return id.User == "bob" }, "user disabled")
+	if n != 2 {
+		t.Fatalf("Revoke ended %d sessions, want bob's 2", n)
+	}
+	e := bob.expectError(proto.CodeUnauthorized, "")
+	if e.Message == "" {
+		t.Fatal("no reason in the error")
+	}
+	if code := bob.expectClose(); code != proto.CloseRevoked {
+		t.Fatalf("close code %d, want %d", code, proto.CloseRevoked)
+	}
+	if m := alice.expect(proto.TypePeerLeft); m.Room != "r" {
+		t.Fatalf("peer-left %+v", m)
+	}
+	back := ts.dial("user=bob&resume=" + url.QueryEscape(bob2.welcome.ResumeToken))
+	if back.welcome.Resumed {
+		t.Fatal("a revoked session resumed")
+	}
+	if st := ts.hub.Stats(); st.Revoked != 2 || st.Sessions != 2 {
+		t.Fatalf("stats %+v, want 2 revoked and alice's and the new bob's sessions", st)
+	}
+}
+
+// A resume with a token whose role or grants differ from the session's (the
+// account changed) gets a new session; the old one ends.
+func TestResumeWithChangedAccountStartsAfresh(t *testing.T) {
+	forModes(t, testResumeChangedAccount)
+}
+
+func testResumeChangedAccount(t *testing.T, mode serverMode) {
+	ts := newTestServer(t, Config{ResumeWindow: time.Hour}, mode)
+	alice := ts.dial("user=alice")
+	bob := ts.dial("user=bob&role=admin")
+	alice.join("r", "1")
+	bob.join("r", "1")
+	alice.expect(proto.TypePeerJoined)
+	drop(t, ts, bob)
+	back := ts.dial("user=bob&role=user&resume=" + url.QueryEscape(bob.welcome.ResumeToken))
+	if back.welcome.Resumed || back.peer() == bob.peer() || back.welcome.Role != proto.RoleUser {
+		t.Fatalf("welcome %+v: a downgraded account kept its session", back.welcome)
+	}
+	if m := alice.expect(proto.TypePeerLeft); m.Room != "r" {
+		t.Fatalf("peer-left %+v", m)
+	}
+}
+
+// Accept enforces the per-user connection limit with a reason.
+func TestTooManyConnections(t *testing.T) { forModes(t, testTooManyConnections) }
+
+func testTooManyConnections(t *testing.T, mode serverMode) {
+	ts := newTestServer(t, Config{MaxConnsPerUser: 2}, mode)
+	ts.dial("user=carol")
+	ts.dial("user=carol")
+	third := ts.dialRaw("user=carol", false)
+	third.expectError(proto.CodeRateLimited, "")
+	if code := third.expectClose(); code != proto.CloseTooManyConnections {
+		t.Fatalf("close code %d, want %d", code, proto.CloseTooManyConnections)
+	}
+	ts.dial("user=dave") // others are not affected
+}
