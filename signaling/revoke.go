@@ -23,7 +23,7 @@ import (
 // exist and be enabled, the sign-in must not be revoked, and the identity
 // handed to the hub carries the account's current role and room grants.
 
-// sessionCloser is what revocation needs from the hub. Both methods end
+// sessionCloser is what revocation needs from the hub (*hub.Hub). Both methods end
 // sessions, connected or waiting for a resume: each of their connections
 // gets an error with code and reason, then the close code
 // proto.CloseRevoked with reason, their resume tokens stop working, their
@@ -36,39 +36,6 @@ type sessionCloser interface {
 	// sign-in (hub.Identity.Login, the refresh-token family of
 	// auth.Claims.Login), leaving the user's other sign-ins connected.
 	CloseLogin(user, login string, code proto.Code, reason string) int
-}
-
-// hubCloser adapts the hub to sessionCloser with what the hub offers: a
-// hub without CloseLogin ends all of the user's sessions at sign-out (more
-// than needed, never less: the other sign-ins reconnect with a new
-// session), and a hub without CloseUser cannot end live sessions at all,
-// which only the re-check at the next connection then covers.
-type hubCloser struct{ hub any }
-
-func (h hubCloser) CloseUser(user string, code proto.Code, reason string) int {
-	if c, ok := h.hub.(interface {
-		CloseUser(string, proto.Code, string) int
-	}); ok {
-		return c.CloseUser(user, code, reason)
-	}
-	return 0
-}
-
-func (h hubCloser) CloseLogin(user, login string, code proto.Code, reason string) int {
-	if c, ok := h.hub.(interface {
-		CloseLogin(string, string, proto.Code, string) int
-	}); ok {
-		return c.CloseLogin(user, login, code, reason)
-	}
-	return h.CloseUser(user, code, reason)
-}
-
-// canCloseSessions reports whether the hub can end live sessions.
-func (h hubCloser) canCloseSessions() bool {
-	_, ok := h.hub.(interface {
-		CloseUser(string, proto.Code, string) int
-	})
-	return ok
 }
 
 // Reasons given to clients whose sessions end; the admin operations give

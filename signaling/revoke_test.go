@@ -14,20 +14,13 @@ import (
 	"github.com/khadga/khadga/client"
 	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling/admin"
-	"github.com/khadga/khadga/signaling/hub"
+
 	"github.com/khadga/khadga/signaling/signalingtest"
 )
 
 // hubEndsSessions reports whether the hub offers what revocation needs to
 // end live sessions (signaling's sessionCloser). Until it does, the tests
 // of live sessions skip and say so.
-func hubEndsSessions() bool {
-	_, ok := any((*hub.Hub)(nil)).(interface {
-		CloseUser(string, proto.Code, string) int
-	})
-	return ok
-}
-
 func adminOf(t *testing.T, s *signalingtest.Server) admin.Admin {
 	t.Helper()
 	a, err := admin.Dial(filepath.Join(s.DataDir, "admin.sock"))
@@ -129,9 +122,6 @@ func TestRevocationAtConnect(t *testing.T) {
 // session cannot be resumed; a resume gets the current role (issue 14,
 // point 9).
 func TestRevocationEndsLiveSessions(t *testing.T) {
-	if !hubEndsSessions() {
-		t.Skip("the hub has no CloseUser(user string, code proto.Code, reason string) int yet (signaling/revoke.go, sessionCloser)")
-	}
 	s := signalingtest.Start(t, signalingtest.Options{})
 	a := adminOf(t, s)
 	ctx := context.Background()

@@ -143,11 +143,7 @@ func (s *Server) init() error {
 	if err != nil {
 		return err
 	}
-	closer := hubCloser{hub: s.hub}
-	if !closer.canCloseSessions() {
-		s.log.Debug("the hub cannot end sessions: revoked credentials end sessions only at their next connection")
-	}
-	s.closer = closer
+	s.closer = s.hub
 	s.admin = s.adminServer()
 	s.http = &http.Server{
 		Handler:           s.Handler(),

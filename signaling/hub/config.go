@@ -16,6 +16,10 @@ type Identity struct {
 	Role string
 	// Rooms are the room grants from the token; empty means any room.
 	Rooms []string
+	// Login is the sign-in the token was issued for (its refresh-token
+	// family), empty for a bot token, so that signing out ends that
+	// sign-in's sessions alone (Hub.CloseLogin).
+	Login string
 	// KeyID names the key that signed the token, so that retiring a key can
 	// end the sessions it let in (Hub.Revoke).
 	KeyID string

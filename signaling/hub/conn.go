@@ -89,14 +89,13 @@ func (h *Hub) UserConns(user string) (n, limit int) {
 	return h.users.count(user), h.cfg.MaxConnsPerUser
 }
 
-// Stuck returns the peers whose message handler has been running for longer
-// than d. A handler only queues and never waits on another client, so this
+// Stuck returns the peers whose message handler has been running since
+// before t. A handler only queues and never waits on another client, so this
 // is empty unless something is wrong; the stress tests watch it.
-func (h *Hub) Stuck(d time.Duration) []string {
+func (h *Hub) Stuck(t time.Time) []string {
 	var stuck []string
-	now := time.Now().UnixNano()
 	for _, c := range h.conns.collect(nil) {
-		if t := c.busy.Load(); t != 0 && now-t > int64(d) {
+		if b := c.busy.Load(); b != 0 && b < t.UnixNano() {
 			stuck = append(stuck, c.peer())
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"sort"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,10 +21,17 @@ import (
 // of h runs for longer than limit, or if a probe does not return within
 // limit: a deadlock must fail loudly, not hang the suite. It returns the
 // probe runner; it stops when the test ends.
+//
+// Time here is the time the process could run (runClock): on a machine so
+// loaded that the whole process stalls for seconds (the OS does not run
+// it, or the garbage collector waits for threads the OS does not run), a
+// handler that waits meanwhile is not stuck. A deadlock stops only the
+// goroutines in it, while the clock goes on.
 func watchdog(t testing.TB, h *Hub, limit time.Duration) func(what string, f func()) {
 	t.Helper()
 	stop := make(chan struct{})
 	t.Cleanup(func() { close(stop) })
+	clock := runTime()
 	go func() {
 		tick := time.NewTicker(limit / 10)
 		defer tick.Stop()
@@ -32,7 +41,7 @@ func watchdog(t testing.TB, h *Hub, limit time.Duration) func(what string, f fun
 				return
 			case <-tick.C:
 			}
-			if stuck := h.Stuck(limit); len(stuck) > 0 {
+			if stuck := h.Stuck(clock.wallAgo(limit)); len(stuck) > 0 {
 				die(fmt.Sprintf("handlers of %v running for over %v", stuck, limit))
 			}
 		}
@@ -40,16 +49,80 @@ func watchdog(t testing.TB, h *Hub, limit time.Duration) func(what string, f fun
 	return func(what string, f func()) {
 		done := make(chan struct{})
 		go func() {
-			select {
-			case <-done:
-			case <-stop:
-			case <-time.After(limit):
-				die(what + " did not return within " + limit.String())
+			start := clock.now()
+			tick := time.NewTicker(limit / 10)
+			defer tick.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-stop:
+					return
+				case <-tick.C:
+					if clock.now()-start > limit {
+						die(what + " did not return within " + limit.String())
+					}
+				}
 			}
 		}()
 		f()
 		close(done)
 	}
+}
+
+// runClock measures the time the process could run: it ticks every 10 ms
+// and counts at most 20 ms per tick, so a stall of the whole process (no
+// tick) adds nothing. wallAgo maps a span of run time back to wall time.
+type runClock struct {
+	mu      sync.Mutex
+	run     time.Duration // run time so far
+	samples []clockSample // the last minute, oldest first
+}
+
+type clockSample struct {
+	wall time.Time
+	run  time.Duration
+}
+
+// runTime is the package's run clock, started at its first use and
+// running until the test binary exits.
+var runTime = sync.OnceValue(func() *runClock {
+	c := &runClock{samples: []clockSample{{wall: time.Now()}}}
+	go func() {
+		tick := time.NewTicker(10 * time.Millisecond)
+		last := time.Now()
+		for now := range tick.C {
+			{
+				c.mu.Lock()
+				c.run += min(now.Sub(last), 20*time.Millisecond)
+				c.samples = append(c.samples, clockSample{now, c.run})
+				if len(c.samples) > 6000 {
+					c.samples = c.samples[1:]
+				}
+				c.mu.Unlock()
+				last = now
+			}
+		}
+	}()
+	return c
+})
+
+func (c *runClock) now() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.run
+}
+
+// wallAgo returns the wall time at which the run clock read d less than now.
+func (c *runClock) wallAgo(d time.Duration) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	target := c.run - d
+	i := sort.Search(len(c.samples), func(i int) bool { return c.samples[i].run > target })
+	if i == 0 {
+		return c.samples[0].wall.Add(-time.Nanosecond) // older than the history: nothing is that old
+	}
+	return c.samples[i-1].wall
 }
 
 func die(why string) {
@@ -84,14 +157,18 @@ func startRelayerEvery(a, b *tclient, interval time.Duration) *relayer {
 				return
 			default:
 			}
-			start := time.Now()
+			start, runStart := time.Now(), runTime().now()
 			if r.err = relayOnce(a, b, sa); r.err != nil {
 				return
 			}
 			if r.err = relayOnce(b, a, sb); r.err != nil {
 				return
 			}
-			r.rtts = append(r.rtts, time.Since(start))
+			// A stall of the whole process on a loaded machine is not the
+			// hub's: a round trip counts at most the run time it took
+			// (runClock, to its 10 ms tick).
+			wall, run := time.Since(start), runTime().now()-runStart+10*time.Millisecond
+			r.rtts = append(r.rtts, min(wall, run))
 			if interval > 0 {
 				time.Sleep(interval - time.Since(start)%interval) // pacing the probe
 			}

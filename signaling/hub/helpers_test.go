@@ -17,8 +17,9 @@ import (
 	"github.com/khadga/khadga/proto"
 )
 
-// wait is the generous timeout of every expectation: CI machines are slow.
-const wait = 10 * time.Second
+// wait is the generous timeout of every expectation: CI machines are slow,
+// and a machine shared with other work can stall a -race binary for seconds.
+const wait = 30 * time.Second
 
 type testWriter struct{ t testing.TB }
 
@@ -169,6 +170,16 @@ func (ts *testServer) dialRaw(query string, noRead bool) *tclient {
 		ts.t.Fatalf("dial: %v", err)
 	}
 	c := &tclient{t: ts.t, ws: ws, msgs: make(chan *proto.Message, 4096), closed: make(chan struct{})}
+	// gorilla's default answer to a ping gives its pong one second: a
+	// process starved of CPU by a loaded machine misses that, and the
+	// client's reader then fails. Give it the test's patience.
+	ws.SetPingHandler(func(data string) error {
+		err := ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(wait))
+		if err == websocket.ErrCloseSent {
+			return nil
+		}
+		return err
+	})
 	ts.t.Cleanup(func() { _ = ws.Close() })
 	if !noRead {
 		go c.read()

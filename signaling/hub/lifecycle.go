@@ -65,7 +65,7 @@ func (h *Hub) welcome(s *session, token string, resumed bool, rooms []string, ic
 // id is known to nobody until the presence announcement, so welcome, queued
 // just before it, is the first message on c.
 func (h *Hub) newSession(c *conn, id Identity, ice []proto.ICEServer, expires int64) {
-	s := &session{h: h, grants: id.Rooms, keyID: id.KeyID, conn: c}
+	s := &session{h: h, grants: id.Rooms, login: id.Login, keyID: id.KeyID, conn: c}
 	c.s = s
 	for {
 		s.member = proto.Member{Peer: randomID(12), User: id.User, Role: id.Role}
@@ -93,7 +93,7 @@ func (h *Hub) resume(c *conn, id Identity, tok string, ice []proto.ICEServer, ex
 		return false
 	}
 	if s.member.Role != id.Role || !slices.Equal(s.grants, id.Rooms) {
-		h.revoke(s, "the account changed")
+		h.revoke(s, proto.CodeRevoked, "the account changed")
 		return false
 	}
 	rooms := s.roomList()
@@ -163,7 +163,9 @@ func (h *Hub) detach(c *conn, res wsconn.Result[queued]) {
 	for i := range left {
 		left[i].at = time.Now().UnixNano()
 	}
-	s.absent = append(left, s.absent...)
+	// Clip: dropped shares left's array past its end, and is read after
+	// the lock is released; the absent queue must not grow into it.
+	s.absent = append(slices.Clip(left), s.absent...)
 	if leaving {
 		s.ended = true
 		kept := s.absent
@@ -245,24 +247,37 @@ func (h *Hub) reportDropped(target string, items []queued) {
 }
 
 // Revoke ends, for good, every session whose identity matches: its
-// connection gets an error (unauthorized, with reason) and close code
+// connection gets an error with code and reason, then close code
 // proto.CloseRevoked, and the session ends at once instead of waiting for
-// a resume. It is for signing out, disabling or deleting a user, and
-// retiring a signing key; it returns how many sessions it ended.
-func (h *Hub) Revoke(match func(Identity) bool, reason string) int {
+// a resume (its rooms see it leave, its resume token dies, signals that
+// waited for it are reported to their senders). It is for signing out,
+// disabling, deleting or re-roling a user, and retiring a signing key; it
+// returns how many sessions it ended.
+func (h *Hub) Revoke(match func(Identity) bool, code proto.Code, reason string) int {
 	n := 0
 	for _, s := range h.sessions.collect(nil) {
-		id := Identity{User: s.member.User, Role: s.member.Role, Rooms: s.grants, KeyID: s.keyID}
-		if match(id) && h.revoke(s, reason) {
+		id := Identity{User: s.member.User, Role: s.member.Role, Rooms: s.grants, Login: s.login, KeyID: s.keyID}
+		if match(id) && h.revoke(s, code, reason) {
 			n++
 		}
 	}
 	return n
 }
 
+// CloseUser ends every session of user (Revoke).
+func (h *Hub) CloseUser(user string, code proto.Code, reason string) int {
+	return h.Revoke(func(id Identity) bool { return id.User == user }, code, reason)
+}
+
+// CloseLogin ends the sessions of user opened with tokens of one sign-in
+// (Identity.Login), leaving the user's other sign-ins connected (Revoke).
+func (h *Hub) CloseLogin(user, login string, code proto.Code, reason string) int {
+	return h.Revoke(func(id Identity) bool { return id.User == user && id.Login == login }, code, reason)
+}
+
 // revoke ends s and closes its connection, if it has one. It reports
 // whether s was still alive.
-func (h *Hub) revoke(s *session, reason string) bool {
+func (h *Hub) revoke(s *session, code proto.Code, reason string) bool {
 	s.mu.Lock()
 	if s.ended {
 		s.mu.Unlock()
@@ -280,7 +295,7 @@ func (h *Hub) revoke(s *session, reason string) bool {
 	h.stats.revoked.Add(1)
 	h.log.Info("hub: session revoked", slog.String("peer", s.member.Peer), slog.String("user", s.member.User), slog.String("reason", reason))
 	if c != nil {
-		c.closeWith(proto.NewError("", proto.CodeUnauthorized, "session ended: %s; sign in again", reason), proto.CloseRevoked, reason)
+		c.closeWith(proto.NewError("", code, "%s", reason), proto.CloseRevoked, reason)
 	}
 	h.endSession(s, kept)
 	return true

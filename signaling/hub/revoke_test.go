@@ -23,13 +23,12 @@ func testRevoke(t *testing.T, mode serverMode) {
 	bob.join("r", "1")
 	alice.expect(proto.TypePeerJoined)
 	drop(t, ts, bob2) // one of bob's sessions is away, waiting to resume
-	n := ts.hub.Revoke(func(id Identity) bool { return id.User == "bob" }, "user disabled")
+	n := ts.hub.CloseUser("bob", proto.CodeRevoked, "user disabled")
 	if n != 2 {
 		t.Fatalf("Revoke ended %d sessions, want bob's 2", n)
 	}
-	e := bob.expectError(proto.CodeUnauthorized, "")
-	if e.Message == "" {
-		t.Fatal("no reason in the error")
+	if e := bob.expectError(proto.CodeRevoked, ""); e.Message != "user disabled" {
+		t.Fatalf("error message %q, want the reason", e.Message)
 	}
 	if code := bob.expectClose(); code != proto.CloseRevoked {
 		t.Fatalf("close code %d, want %d", code, proto.CloseRevoked)

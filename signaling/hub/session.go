@@ -18,7 +18,8 @@ type session struct {
 	h      *Hub
 	member proto.Member // peer, user, role; immutable
 	grants []string     // room grants from the token; empty means any
-	keyID  string       // the key of the token that opened the session
+	login  string       // the sign-in of the token that opened the session
+	keyID  string       // the key of that token
 
 	// roomsMu guards rooms. Only the session's own reader and its end change
 	// it; the signal path reads it.
