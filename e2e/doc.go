@@ -42,6 +42,14 @@
 //     /sdk/khadga.js from the server, signs in, mints a ticket, connects,
 //     joins and chats with a person in the app; a site on an unlisted
 //     origin can neither import the SDK nor call the API.
+//   - TestChatStaysAcrossReconnects: the chat stays on screen when the
+//     server restarts (new sessions) and when a page reloads (it signs in,
+//     rejoins its room and puts the kept log back, no message twice); chat
+//     goes on after each, and signing out forgets the kept log.
+//   - TestPeerFailureNotice: two relay-only pages connected through TURN
+//     over TCP lose the relay when the TURN server stops; Chrome fails the
+//     connection, the SDK reports peer-failed, and both pages say the
+//     connection to the other was lost (no firewall hint).
 //   - TestRecorderNeedsOptIn: a recorder-role peer joins; the page marks it
 //     as recording and sends it no track until "Share with recorder" is on.
 //   - TestSessionLifecycle: tokens refresh without a reload, a reload signs

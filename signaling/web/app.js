@@ -15,6 +15,7 @@ const state = {
   windows: new Map(), // peer id -> VideoWindow
   badgeTimer: 0,
   transfers: new Map(), // transfer id -> {t, li, url}
+  kept: [], // the chat log entries kept in sessionStorage
   pickFor: null, // {peer, room}: who the file picker's files go to
 };
 
@@ -157,7 +158,8 @@ async function signOut(message) {
   const k = state.k;
   state.k = null; // before close, so that its 'closed' event does not sign out twice
   if (k) k.close();
-  sessionStorage.removeItem(refreshKey);
+  for (const key of [refreshKey, logKey, roomsKey]) sessionStorage.removeItem(key);
+  state.kept = [];
   if (state.session) await state.session.logout();
   state.session = null;
   for (const w of state.windows.values()) w.remove();
@@ -182,9 +184,16 @@ function wire(k) {
   k.on('peer-left', ({ room, peer }) => { renderRoom(room); notice(room, `${peer.user || peer.peer} left`); });
   k.on('peer-state', ({ peer }) => renderPeer(peer.peer));
   k.on('peer-connected', ({ peer }) => renderPeer(peer.peer));
-  k.on('peer-failed', ({ peer }) => {
-    noticeAll(peer, `Cannot reach ${peer.user}: no network path worked, neither direct nor through the server's TURN relay. ` +
-      'A firewall on your side or theirs probably blocks UDP and the TURN ports (3478 UDP and TCP, 5349 TLS). Still trying…');
+  k.on('peer-failed', ({ peer, stalled }) => {
+    const p = k.peers.get(peer.peer);
+    if (p && p.everConnected && !stalled) {
+      // It worked before, and peer-interrupted has said the path went
+      // away; a firewall is not the likely cause.
+      if (!p.interrupted) noticeAll(peer, `Lost the connection to ${peer.user}; reconnecting…`);
+    } else {
+      noticeAll(peer, `Cannot reach ${peer.user}: no network path worked, neither direct nor through the server's TURN relay. ` +
+        'A firewall on your side or theirs probably blocks UDP and the TURN ports (3478 UDP and TCP, 5349 TLS). Still trying…');
+    }
     renderPeer(peer.peer);
   });
   k.on('peer-interrupted', ({ peer }) => noticeAll(peer, `Lost the connection to ${peer.user} (the network changed or broke); reconnecting…`));
@@ -321,6 +330,7 @@ async function onJoin(ev) {
     await state.k.join(room);
     roomSection(room);
     renderRoom(room);
+    keepRooms();
     $('room-name').value = '';
     $('chat-input').focus();
   } catch (e) {
@@ -330,6 +340,7 @@ async function onJoin(ev) {
 
 async function leaveRoom(room) {
   try { await state.k.leave(room); } catch (e) { $('rooms-error').textContent = errorText(e); }
+  keepRooms();
   const s = document.querySelector(`#rooms section[data-room="${CSS.escape(room)}"]`);
   if (s) s.remove();
   const o = [...$('chat-room').options].find((x) => x.value === room);
@@ -340,11 +351,68 @@ async function leaveRoom(room) {
 
 function fmtTime(t) { return t.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }); }
 
+// The chat log is also kept in this tab's sessionStorage, like the refresh
+// token: a reload signs in again, rejoins the rooms and puts the log back,
+// so that what was said stays on screen. Signing out forgets it.
+const logKey = 'khadga.chat';
+const roomsKey = 'khadga.rooms';
+const maxKeptEntries = 200;
+const maxKeptChars = 256 * 1024;
+
 function addMessage({ room, from, text, time, transport }) {
-  append(el('li', { class: 'msg', 'data-room': room, 'data-from': from.user, 'data-transport': transport },
-    el('time', { dateTime: time.toISOString() }, fmtTime(time)), ' ',
-    el('span', { class: 'room-tag' }, room), ' ',
-    el('strong', {}, from.user || from.peer), ' ', el('span', { class: 'text' }, text)));
+  logEntry({ kind: 'msg', room, from: { user: from.user, peer: from.peer }, text, time: time.toISOString(), transport });
+}
+
+// logEntry puts one message or notice on screen and keeps it, unless it
+// is being put back from storage.
+function logEntry(e, restoring = false) {
+  const time = new Date(e.time);
+  const stamp = el('time', { dateTime: e.time }, fmtTime(time));
+  if (e.kind === 'msg') {
+    append(el('li', { class: 'msg', 'data-room': e.room, 'data-from': e.from.user, 'data-transport': e.transport },
+      stamp, ' ', el('span', { class: 'room-tag' }, e.room), ' ',
+      el('strong', {}, e.from.user || e.from.peer), ' ', el('span', { class: 'text' }, e.text)));
+  } else {
+    const attrs = { class: e.peer ? 'notice peer-notice' : 'notice' };
+    if (e.room !== undefined) attrs['data-room'] = e.room;
+    if (e.peer) attrs['data-peer'] = e.peer;
+    append(el('li', attrs, stamp, ' ', e.text));
+  }
+  if (!restoring) keepEntry(e);
+}
+
+function keepEntry(e) {
+  state.kept.push(e);
+  let chars = state.kept.reduce((n, x) => n + x.text.length, 0);
+  while (state.kept.length > maxKeptEntries || chars > maxKeptChars) chars -= state.kept.shift().text.length;
+  try { sessionStorage.setItem(logKey, JSON.stringify(state.kept)); } catch { /* storage full: the screen still has it */ }
+}
+
+function keepRooms() {
+  if (state.k) sessionStorage.setItem(roomsKey, JSON.stringify([...state.k.rooms]));
+}
+
+// restoreLog puts the kept log back on screen after a reload.
+function restoreLog() {
+  let kept = [];
+  try { kept = JSON.parse(sessionStorage.getItem(logKey) || '[]'); } catch { kept = []; }
+  state.kept = Array.isArray(kept) ? kept.filter((e) => e && typeof e.text === 'string' && typeof e.time === 'string') : [];
+  for (const e of state.kept) logEntry(e, true);
+}
+
+async function rejoinKeptRooms() {
+  let rooms = [];
+  try { rooms = JSON.parse(sessionStorage.getItem(roomsKey) || '[]'); } catch { rooms = []; }
+  for (const room of Array.isArray(rooms) ? rooms : []) {
+    if (typeof room !== 'string' || state.k.rooms.has(room)) continue;
+    try {
+      await state.k.join(room);
+      roomSection(room);
+      renderRoom(room);
+    } catch (e) {
+      noticeEverywhere(`Could not join ${room} again: ${errorText(e)}`);
+    }
+  }
 }
 
 function append(li) {
@@ -356,14 +424,14 @@ function append(li) {
 }
 
 function notice(room, text) {
-  append(el('li', { class: 'notice', 'data-room': room }, el('time', {}, fmtTime(new Date())), ' ', text));
+  logEntry({ kind: 'notice', room, text, time: new Date().toISOString() });
 }
 function noticeAll(peer, text) {
   const p = state.k && state.k.peers.get(peer.peer);
   const rooms = p ? [...p.rooms] : [];
-  append(el('li', { class: 'notice peer-notice', 'data-peer': peer.peer, 'data-room': rooms.join(' ') }, el('time', {}, fmtTime(new Date())), ' ', text));
+  logEntry({ kind: 'notice', room: rooms.join(' '), peer: peer.peer, text, time: new Date().toISOString() });
 }
-function noticeEverywhere(text) { append(el('li', { class: 'notice' }, el('time', {}, fmtTime(new Date())), ' ', text)); }
+function noticeEverywhere(text) { logEntry({ kind: 'notice', text, time: new Date().toISOString() }); }
 
 function onSend(ev) {
   ev.preventDefault();
@@ -634,11 +702,16 @@ function resetSecurity() {
 async function restore() {
   const rt = sessionStorage.getItem(refreshKey);
   if (!rt) return;
+  restoreLog(); // first, so that it comes before what the new connection says
   try {
     await start(await Session.fromRefreshToken(rt));
   } catch {
-    sessionStorage.removeItem(refreshKey);
+    for (const key of [refreshKey, logKey, roomsKey]) sessionStorage.removeItem(key);
+    state.kept = [];
+    $('chat-log').replaceChildren();
+    return;
   }
+  await rejoinKeptRooms();
 }
 
 function init() {

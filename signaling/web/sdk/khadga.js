@@ -46,7 +46,7 @@ const backoffMax = 15000;
  *   peer-connected {peer}                               chat channel open
  *   peer-state     {peer, state}                       RTCPeerConnection.connectionState
  *   peer-interrupted {peer}                             a connection that was up dropped (the network changed or broke); ICE restarts
- *   peer-failed    {peer, stalled}                      ICE failed (a restart follows), or stalled: no path within connectGrace (20 s)
+ *   peer-failed    {peer, stalled}                      ICE or the connection failed (a restart follows), or stalled: no path within connectGrace (20 s)
  *   peer-reconnected {peer}                             connected again after peer-interrupted
  *   message        {room, from, text, time, transport} transport is 'datachannel'
  *   file-offer     {peer, room, transfer}             a peer offers a file: transfer.accept() or .reject(reason)

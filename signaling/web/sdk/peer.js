@@ -87,12 +87,14 @@ export class Peer {
         const reconnected = this.everConnected && this.interrupted;
         this.everConnected = true;
         this.interrupted = false;
+        this.failing = false;
         if (reconnected) this.emit('peer-reconnected', { peer: this.member });
       }
       if ((state === 'disconnected' || state === 'failed') && this.everConnected && !this.interrupted && !this.closed) {
         this.interrupted = true;
         this.emit('peer-interrupted', { peer: this.member });
       }
+      if (state === 'failed') this.failed();
       this.emit('peer-state', { peer: this.member, state });
     };
     pc.ontrack = ({ track, streams }) => {
@@ -214,7 +216,7 @@ export class Peer {
   // sides never race; the polite side answers the restart offer.
   onICEState() {
     const s = this.pc.iceConnectionState;
-    if (s === 'failed') this.emit('peer-failed', { peer: this.member });
+    if (s === 'failed') this.failed();
     // A restart needs signaling, which may have died with the path (a
     // network change): have it checked now rather than at the next ping.
     if ((s === 'disconnected' || s === 'failed') && !this.closed) this.probe();
@@ -223,6 +225,15 @@ export class Peer {
     if (s === 'disconnected') {
       setTimeout(() => { if (this.pc.iceConnectionState === 'disconnected') this.restartICE(); }, disconnectedGrace);
     }
+  }
+
+  // failed tells the page once per failure, whether ICE said so or the
+  // connection as a whole did: when a TURN relay's TCP connection drops,
+  // Chrome fails the connection while ICE stays 'disconnected'.
+  failed() {
+    if (this.failing || this.closed) return;
+    this.failing = true;
+    this.emit('peer-failed', { peer: this.member });
   }
 
   // checkStalled tells the page when the first connection has not come up
