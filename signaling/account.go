@@ -43,23 +43,10 @@ func (s *Server) handlePassword(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, codeBadRequest, "new password: "+err.Error())
 		return
 	}
-	addr := s.clientAddr(r)
-	if ok, _ := s.limitCheck(w, r, addr, claims.User); !ok {
-		return
-	}
-	u, ok, err := s.checkPassword(r, credentials{Username: claims.User, Password: req.Password})
-	if err != nil {
-		s.limiter.Cancel(addr, claims.User, s.cfg.Now())
-		s.hashBusy(w, err)
-		return
-	}
+	u, ok := s.passwordOK(w, r, claims.User, credentials{Username: claims.User, Password: req.Password}, "the current password is wrong", "password-change-failed")
 	if !ok {
-		s.limiter.Failure(addr, claims.User, s.cfg.Now())
-		s.audit("password-change-failed", claims.User, r, "wrong password")
-		writeError(w, http.StatusUnauthorized, codeUnauthorized, "the current password is wrong")
 		return
 	}
-	s.limiter.Success(addr, claims.User, s.cfg.Now())
 	var hash string
 	var herr error
 	if err := s.hashGate.Do(r.Context(), func() { hash, herr = s.cfg.Password.Hash(req.NewPassword) }); s.hashBusy(w, err) {
@@ -69,7 +56,7 @@ func (s *Server) handlePassword(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, "hashing a password", herr)
 		return
 	}
-	err = s.store.UpdateUser(u.Name, func(u *store.User) error { u.PasswordHash = hash; return nil })
+	err := s.store.UpdateUser(u.Name, func(u *store.User) error { u.PasswordHash = hash; return nil })
 	if errors.Is(err, store.ErrNotFound) {
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, "account no longer exists")
 		return
@@ -101,6 +88,34 @@ func (s *Server) handlePassword(w http.ResponseWriter, r *http.Request) {
 // its password changes.
 const reasonPassword = "the account's password was changed; sign in again"
 
+// passwordOK checks c's password under the login limits (key is the
+// account's limiter key) and reports the outcome to them. When it returns
+// false it has answered: 429 past the limits, 503 when the password
+// workers are busy, 401 with refused for a wrong password (written to the
+// audit log as auditKind, if set).
+func (s *Server) passwordOK(w http.ResponseWriter, r *http.Request, key string, c credentials, refused, auditKind string) (store.User, bool) {
+	addr := s.clientAddr(r)
+	if ok, _ := s.limitCheck(w, r, addr, key); !ok {
+		return store.User{}, false
+	}
+	u, ok, err := s.checkPassword(r, c)
+	switch {
+	case err != nil:
+		s.limiter.Cancel(addr, key, s.cfg.Now())
+		s.hashBusy(w, err)
+		return store.User{}, false
+	case !ok:
+		s.limiter.Failure(addr, key, s.cfg.Now())
+		if auditKind != "" {
+			s.audit(auditKind, key, r, "")
+		}
+		writeError(w, http.StatusUnauthorized, codeUnauthorized, refused)
+		return store.User{}, false
+	}
+	s.limiter.Success(addr, key, s.cfg.Now())
+	return u, true
+}
+
 type resendRequest struct {
 	credentials
 	// Email corrects the address the link goes to, while it is unconfirmed.
@@ -127,22 +142,11 @@ func (s *Server) handleResendVerification(w http.ResponseWriter, r *http.Request
 			return
 		}
 	}
-	addr, key := s.clientAddr(r), limiterUser(req.credentials)
-	if ok, _ := s.limitCheck(w, r, addr, key); !ok {
-		return
-	}
-	u, ok, err := s.checkPassword(r, req.credentials)
-	if err != nil {
-		s.limiter.Cancel(addr, key, s.cfg.Now())
-		s.hashBusy(w, err)
-		return
-	}
+	u, ok := s.passwordOK(w, r, limiterUser(req.credentials), req.credentials, errBadCredentials, "")
 	if !ok {
-		s.limiter.Failure(addr, key, s.cfg.Now())
-		writeError(w, http.StatusUnauthorized, codeUnauthorized, errBadCredentials)
 		return
 	}
-	s.limiter.Success(addr, key, s.cfg.Now())
+	addr := s.clientAddr(r)
 	if u.EmailVerified || (u.Email == "" && req.Email == "") {
 		writeError(w, http.StatusConflict, codeConflict, "this account's email address is confirmed already: sign in")
 		return
