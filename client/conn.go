@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -51,6 +52,7 @@ func (c *Client) dialWS(ctx context.Context, resume string) (*websocket.Conn, pr
 		Subprotocols:     []string{proto.Subprotocol},
 		HandshakeTimeout: c.opts.dialTimeout,
 		Proxy:            http.ProxyFromEnvironment,
+		TLSClientConfig:  tlsConfigOf(c.opts.hc),
 	}
 	ws, resp, err := d.DialContext(ctx, u, h)
 	if err != nil {
@@ -222,4 +224,17 @@ func (c *Client) backoff(n int) time.Duration {
 	}
 	d = min(d, c.opts.backoffMax)
 	return d/2 + rand.N(d/2+1)
+}
+
+// tlsConfigOf returns the TLS settings of hc's transport (WithHTTPClient),
+// so that the WebSocket trusts what the API calls trust (a private CA, say).
+// Nil means the defaults.
+func tlsConfigOf(hc *http.Client) *tls.Config {
+	if hc == nil {
+		return nil
+	}
+	if t, ok := hc.Transport.(*http.Transport); ok && t.TLSClientConfig != nil {
+		return t.TLSClientConfig.Clone()
+	}
+	return nil
 }

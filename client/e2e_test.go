@@ -168,6 +168,28 @@ func TestE2EChatBothWaysPeerToPeer(t *testing.T) {
 	}
 }
 
+// TestE2EChatOverTLS: the same chat through a server with in-process TLS
+// (wss://, as khadga serve runs with a certificate), the clients trusting
+// its certificate through WithHTTPClient, for the API and the WebSocket.
+func TestE2EChatOverTLS(t *testing.T) {
+	ts := &testServer{logs: &syncBuffer{}}
+	ts.Server = signalingtest.Start(t, signalingtest.Options{TLS: true})
+	if !strings.HasPrefix(ts.WSURL, "wss://") {
+		t.Fatalf("server at %s, want wss", ts.WSURL)
+	}
+	hc := WithHTTPClient(signalingtest.HTTPClient())
+	alice, bob := ts.newClient(t, "alice", hc), ts.newClient(t, "bob", hc)
+	ra, rb := join(t, alice, "lobby"), join(t, bob, "lobby")
+	connected(t, ra, "bob")
+	connected(t, rb, "alice")
+	if n, err := ra.Send("over tls"); err != nil || n != 1 {
+		t.Fatalf("alice send: %d, %v", n, err)
+	}
+	if m := waitEvent[*Message](t, rb.events, nil); m.Text != "over tls" {
+		t.Fatalf("bob got %+v", m)
+	}
+}
+
 func TestE2EFullMeshOfThree(t *testing.T) {
 	ts := startServer(t, false)
 	users := []string{"ann", "ben", "cat"}

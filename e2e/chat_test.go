@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
@@ -63,4 +64,22 @@ func TestChatBetweenBrowsers(t *testing.T) {
 	// Signing out takes him off alice's presence column.
 	bob.press("signout")
 	alice.waitFor("bob offline", `!document.querySelector('#presence li[data-user="bob"]') && document.getElementById('online-count').textContent === '1'`)
+}
+
+// TestChatOverTLS: the web app served over HTTPS by a server with
+// in-process TLS, as khadga serve runs with a certificate; the page's
+// WebSocket is wss://, and two people chat through it peer to peer.
+func TestChatOverTLS(t *testing.T) {
+	s, alice, bob := twoInRoom(t, signalingtest.Options{TLS: true}, "lobby")
+	if !strings.HasPrefix(s.URL, "https://") {
+		t.Fatalf("server at %s, want https", s.URL)
+	}
+	alice.say("hello over wss")
+	bob.waitMessage("alice", "hello over wss")
+	if got := alice.urls.containing("wss://"); len(got) == 0 {
+		t.Fatalf("the page opened no wss:// socket")
+	}
+	if got := alice.urls.containing("ws://"); len(got) > 0 {
+		t.Fatalf("the page opened a plain socket: %s", got[0])
+	}
 }

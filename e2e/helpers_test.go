@@ -22,6 +22,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// The browser trusts the certificate of servers started with
+	// signalingtest.Options.TLS, and that one alone.
+	chromium.Flags["ignore-certificate-errors-spki-list"] = signalingtest.TLSCertSPKI()
 	code := chromium.Main(m)
 	if peerBin.dir != "" {
 		os.RemoveAll(peerBin.dir)

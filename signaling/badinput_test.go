@@ -30,6 +30,31 @@ type httpCase struct {
 	header           []string // pairs
 }
 
+// runWSCase runs a hostile WebSocket case between alice and bob, in a room
+// of its own: sessions of earlier cases may still be in their resume window
+// and leave later.
+func runWSCase(t *testing.T, s *signalingtest.Server, alice, bob signalingtest.Tokens, i int, tc wsCase) {
+	t.Helper()
+	room := fmt.Sprintf("lobby%d", i)
+	a := s.Connect(t, alice.AccessToken, url.Values{"presence": {"0"}})
+	b := s.Connect(t, bob.AccessToken, url.Values{"presence": {"0"}})
+	a.Join(room)
+	b.Join(room)
+	a.Expect(proto.TypePeerJoined)
+	tc.run(t, s, a, b)
+}
+
+// TestBadWebSocketFramesOverTLS sends the suite's hostile frames to a server
+// with in-process TLS: wss:// runs the same hub code, and must answer the
+// same way.
+func TestBadWebSocketFramesOverTLS(t *testing.T) {
+	s := signalingtest.Start(t, signalingtest.Options{TLS: true})
+	alice, bob := s.User(t, "alice"), s.User(t, "bob")
+	for i, tc := range wsCases() {
+		t.Run(tc.name, func(t *testing.T) { runWSCase(t, s, alice, bob, i, tc) })
+	}
+}
+
 // TestBadInputSuite sends more than sixty hostile inputs. Each must get its
 // specific status or error code; afterwards the server must be ready, its
 // stored users unchanged, its goroutines back to their baseline and its
@@ -98,15 +123,7 @@ func TestBadInputSuite(t *testing.T) {
 		for i, tc := range wsCases() {
 			t.Run(tc.name, func(t *testing.T) {
 				count()
-				// A room of its own: sessions of earlier cases may still be
-				// in their resume window and leave later.
-				room := fmt.Sprintf("lobby%d", i)
-				a := s.Connect(t, alice.AccessToken, url.Values{"presence": {"0"}})
-				b := s.Connect(t, bob.AccessToken, url.Values{"presence": {"0"}})
-				a.Join(room)
-				b.Join(room)
-				a.Expect(proto.TypePeerJoined)
-				tc.run(t, s, a, b)
+				runWSCase(t, s, alice, bob, i, tc)
 			})
 		}
 	})
@@ -407,7 +424,7 @@ func wsCases() []wsCase {
 			// A dialer with a 16-byte write buffer sends one message as
 			// thousands of continuation frames.
 			tok := s.Login(t, "alice", password).AccessToken
-			d := websocket.Dialer{Subprotocols: []string{proto.Subprotocol}, WriteBufferSize: 16}
+			d := websocket.Dialer{Subprotocols: []string{proto.Subprotocol}, WriteBufferSize: 16, TLSClientConfig: signalingtest.ClientTLS()}
 			c, _, err := d.Dial(s.WSURL+"?presence=0", bearer(tok))
 			if err != nil {
 				t.Fatal(err)

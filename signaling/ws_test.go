@@ -24,7 +24,8 @@ import (
 // (or 101) and the body.
 func dialStatus(t *testing.T, s *signalingtest.Server, h http.Header, protocols []string, query string) (int, string) {
 	t.Helper()
-	d := websocket.Dialer{Subprotocols: protocols, HandshakeTimeout: signalingtest.Timeout}
+	d := websocket.Dialer{Subprotocols: protocols, HandshakeTimeout: signalingtest.Timeout,
+		TLSClientConfig: signalingtest.ClientTLS()}
 	u := s.WSURL
 	if query != "" {
 		u += "?" + query
@@ -43,11 +44,22 @@ func dialStatus(t *testing.T, s *signalingtest.Server, h http.Header, protocols 
 
 func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
 
-func TestWebSocketAuth(t *testing.T) {
+// forSchemes runs a test against a plain server (ws://) and one with
+// in-process TLS (wss://), as khadga serve runs with --tls-cert or ACME:
+// the same hub code serves both.
+func forSchemes(t *testing.T, test func(t *testing.T, opts signalingtest.Options)) {
+	t.Run("ws", func(t *testing.T) { test(t, signalingtest.Options{}) })
+	t.Run("wss", func(t *testing.T) { test(t, signalingtest.Options{TLS: true}) })
+}
+
+func TestWebSocketAuth(t *testing.T) { forSchemes(t, testWebSocketAuth) }
+
+func testWebSocketAuth(t *testing.T, opts signalingtest.Options) {
 	var clock atomic.Int64
 	clock.Store(time.Now().UnixNano())
 	now := func() time.Time { return time.Unix(0, clock.Load()) }
-	s := signalingtest.Start(t, signalingtest.Options{Config: signaling.Config{Now: now, AllowedOrigins: []string{"https://app.example"}}})
+	opts.Config = signaling.Config{Now: now, AllowedOrigins: []string{"https://app.example"}}
+	s := signalingtest.Start(t, opts)
 	tok := s.User(t, "alice")
 	v1 := []string{proto.Subprotocol}
 
@@ -120,8 +132,10 @@ func TestWebSocketAuth(t *testing.T) {
 	})
 }
 
-func TestSignalRelay(t *testing.T) {
-	s := signalingtest.Start(t, signalingtest.Options{})
+func TestSignalRelay(t *testing.T) { forSchemes(t, testSignalRelay) }
+
+func testSignalRelay(t *testing.T, opts signalingtest.Options) {
+	s := signalingtest.Start(t, opts)
 	alice := s.Connect(t, s.User(t, "alice").AccessToken, nil)
 	bob := s.Connect(t, s.User(t, "bob").AccessToken, nil)
 	eve := s.Connect(t, s.User(t, "eve").AccessToken, nil)
@@ -190,7 +204,11 @@ func TestSignalRelay(t *testing.T) {
 }
 
 func TestGracefulShutdownAsksClientsToReconnect(t *testing.T) {
-	s := signalingtest.Start(t, signalingtest.Options{})
+	forSchemes(t, testGracefulShutdown)
+}
+
+func testGracefulShutdown(t *testing.T, opts signalingtest.Options) {
+	s := signalingtest.Start(t, opts)
 	c := s.Connect(t, s.User(t, "alice").AccessToken, nil)
 	done := make(chan error, 1)
 	go func() { done <- s.Stop() }()
@@ -213,8 +231,11 @@ func TestGracefulShutdownAsksClientsToReconnect(t *testing.T) {
 	}
 }
 
-func TestResumeThroughTheServer(t *testing.T) {
-	s := signalingtest.Start(t, signalingtest.Options{Config: signaling.Config{ResumeWindow: 20 * time.Second}})
+func TestResumeThroughTheServer(t *testing.T) { forSchemes(t, testResumeThroughTheServer) }
+
+func testResumeThroughTheServer(t *testing.T, opts signalingtest.Options) {
+	opts.Config = signaling.Config{ResumeWindow: 20 * time.Second}
+	s := signalingtest.Start(t, opts)
 	aliceTok := s.User(t, "alice").AccessToken
 	alice := s.Connect(t, aliceTok, nil)
 	bob := s.Connect(t, s.User(t, "bob").AccessToken, nil)

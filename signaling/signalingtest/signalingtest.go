@@ -7,6 +7,7 @@ package signalingtest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -42,15 +43,23 @@ type Options struct {
 	TURN bool
 	// TURNConfig adjusts that TURN server (see StartTURN).
 	TURNConfig turn.Config
+	// TLS serves HTTPS and WSS in process, as khadga serve does with a
+	// certificate, with a certificate made for the tests: ClientTLS and
+	// HTTPClient trust it, and so does the shared browser of the e2e tests.
+	TLS bool
 }
 
 // Server is a running test server.
 type Server struct {
 	*signaling.Server
-	// URL is the server's base URL, http://127.0.0.1:PORT.
+	// URL is the server's base URL, http://127.0.0.1:PORT (https with
+	// Options.TLS).
 	URL string
-	// WSURL is the WebSocket endpoint, ws://127.0.0.1:PORT/ws.
-	WSURL   string
+	// WSURL is the WebSocket endpoint, ws://127.0.0.1:PORT/ws (wss).
+	WSURL string
+	// Client is an HTTP client for the server (it trusts the test
+	// certificate).
+	Client  *http.Client
 	DataDir string
 	// TURN is the embedded TURN server when Options.TURN was set.
 	TURN   *turn.Server
@@ -104,6 +113,11 @@ func Start(t testing.TB, opts Options) *Server {
 			t.Fatalf("signalingtest: %v", err)
 		}
 	}
+	scheme := "http"
+	if opts.TLS {
+		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{testCert()}}
+		scheme = "https"
+	}
 	srv, err := signaling.New(cfg, ln)
 	if err != nil {
 		ln.Close()
@@ -111,7 +125,9 @@ func Start(t testing.TB, opts Options) *Server {
 		t.Fatalf("signalingtest: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{Server: srv, URL: "http://" + ln.Addr().String(), WSURL: "ws://" + ln.Addr().String() + "/ws",
+	s := &Server{Server: srv, URL: scheme + "://" + ln.Addr().String(),
+		WSURL:   strings.Replace(scheme, "http", "ws", 1) + "://" + ln.Addr().String() + "/ws",
+		Client:  HTTPClient(),
 		DataDir: cfg.DataDir, TURN: ts, cancel: cancel, served: make(chan error, 1)}
 	go func() { s.served <- srv.Serve(ctx) }()
 	t.Cleanup(func() { s.Stop() })
@@ -161,7 +177,7 @@ func (s *Server) waitReady(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		resp, err := http.Get(s.URL + "/readyz")
+		resp, err := s.Client.Get(s.URL + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -206,7 +222,7 @@ func (s *Server) Post(t testing.TB, path string, body any, header ...string) (in
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.Client.Do(req)
 	if err != nil {
 		t.Fatalf("POST %s: %v", path, err)
 	}
@@ -254,7 +270,8 @@ func (s *Server) DialWS(ctx context.Context, access string, query url.Values) (*
 	if access != "" {
 		h.Set("Authorization", "Bearer "+access)
 	}
-	d := websocket.Dialer{Subprotocols: []string{proto.Subprotocol}, HandshakeTimeout: 10 * time.Second}
+	d := websocket.Dialer{Subprotocols: []string{proto.Subprotocol}, HandshakeTimeout: 10 * time.Second,
+		TLSClientConfig: ClientTLS()}
 	return d.DialContext(ctx, u, h)
 }
 
