@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -10,9 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -20,7 +20,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/khadga/khadga/proto"
 )
 
@@ -29,28 +28,36 @@ const benchPassword = "khadga-bench-password"
 
 // khadgaTarget is a khadga server, started by the bench or given by -url.
 type khadgaTarget struct {
-	base    string // http://host:port
+	base    string // http(s)://host:port
 	wsURL   string
-	proc    *process
-	dataDir string // of the server the bench started
+	proc    *process // of the server the bench started, else nil
+	dataDir string   // of the server the bench started
 	serverP int
 	tokens  []string
+	feed    bool // connections ask for the presence feed
 	next    atomic.Uint64
-	dialer  *websocket.Dialer
+	cl      *client
 	log     *slog.Logger
 }
 
-func startKhadga(ctx context.Context, cfg *config, log *slog.Logger) (*khadgaTarget, error) {
-	t := &khadgaTarget{dialer: newDialer(), log: log, base: strings.TrimRight(cfg.URL, "/"), serverP: cfg.PID}
+// startKhadga starts a fresh server for cl's scheme (or takes -url's) and
+// gets its tokens. presence says whether connections open the presence
+// feed (?presence=1, as the web app does) or not (?presence=0).
+func startKhadga(ctx context.Context, cfg *config, env *runEnv, cl *client, presence bool, log *slog.Logger) (*khadgaTarget, error) {
+	t := &khadgaTarget{cl: cl, log: log, base: strings.TrimRight(cfg.URL, "/"), serverP: cfg.PID, feed: presence}
 	if t.base == "" {
-		p, base, err := spawnKhadga(ctx, cfg, log)
+		p, base, err := spawnKhadga(ctx, cfg, env, cl, log)
 		if err != nil {
 			return nil, err
 		}
 		t.proc, t.base, t.serverP = p, base, p.cmd.Process.Pid
 		t.dataDir = filepath.Join(p.dir, "data")
 	}
-	t.wsURL = "ws" + strings.TrimPrefix(t.base, "http") + "/ws?presence=0"
+	q := "0"
+	if presence {
+		q = "1"
+	}
+	t.wsURL = "ws" + strings.TrimPrefix(t.base, "http") + "/ws?presence=" + q
 	if err := t.mintTokens(ctx, cfg.Users); err != nil {
 		log.Info("khadga token failed; registering and logging in instead", slog.Any("err", err))
 		t.tokens = nil
@@ -88,107 +95,6 @@ func (t *khadgaTarget) mintTokens(ctx context.Context, users int) error {
 	}
 	t.log.Info("khadga tokens minted", slog.Int("users", users))
 	return nil
-}
-
-// spawnKhadga builds (unless -server-bin) and starts a server on a free port
-// with a fresh data directory: its working directory is a temp dir, so the
-// default ./khadga-data lands there.
-func spawnKhadga(ctx context.Context, cfg *config, log *slog.Logger) (*process, string, error) {
-	dir, err := os.MkdirTemp("", "khadga-bench-")
-	if err != nil {
-		return nil, "", err
-	}
-	bin := cfg.ServerBin
-	if bin == "" {
-		bin = filepath.Join(dir, "khadga")
-		if err := buildKhadga(ctx, bin, log); err != nil {
-			os.RemoveAll(dir)
-			return nil, "", err
-		}
-	}
-	port, err := freePort()
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, "", err
-	}
-	turnPort, err := freePort()
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, "", err
-	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	// The embedded TURN server stays on: each welcome then carries freshly
-	// minted TURN credentials, as in a real deployment. It listens on
-	// loopback, on a free port, so that it clashes with nothing.
-	args := []string{"serve", "--http", addr, "--data", filepath.Join(dir, "data"),
-		"--turn-listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(turnPort))}
-	args = append(args, cfg.ServerArgs...)
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = dir
-	p, err := startProcess(cmd, dir, log)
-	if err != nil {
-		return nil, "", err
-	}
-	base := "http://" + addr
-	if err := waitHTTP(ctx, base+"/readyz", p); err != nil {
-		_ = p.stop()
-		return nil, "", fmt.Errorf("khadga server did not become ready: %w\n%s", err, p.logTail())
-	}
-	log.Info("khadga server ready", slog.String("url", base), slog.Int("pid", cmd.Process.Pid))
-	return p, base, nil
-}
-
-// buildKhadga runs go build for ./cmd/khadga of the module the bench runs in.
-func buildKhadga(ctx context.Context, out string, log *slog.Logger) error {
-	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
-		return fmt.Errorf("go env GOMOD: %w", err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(gomod)))
-	if root == "." || root == "" || strings.HasSuffix(strings.TrimSpace(string(gomod)), os.DevNull) {
-		return errors.New("not inside the khadga module: run from the repository or pass -server-bin or -url")
-	}
-	log.Info("building the khadga server", slog.String("module", root))
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/khadga")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/khadga: %w\n%s", err, b)
-	}
-	return nil
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-// waitHTTP polls url until it answers 200, the process exits, or 60 s pass.
-func waitHTTP(ctx context.Context, url string, p *process) error {
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-p.done:
-			return fmt.Errorf("server exited: %w", p.err)
-		case <-tick.C:
-		}
-	}
 }
 
 // login registers cfg.Users accounts (an existing one is fine) and logs each
@@ -236,7 +142,7 @@ func (t *khadgaTarget) post(ctx context.Context, path string, body any) (int, []
 			return 0, nil, err
 		}
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := t.cl.http.Do(req)
 		if err != nil {
 			return 0, nil, fmt.Errorf("POST %s: %w", path, err)
 		}
@@ -255,14 +161,13 @@ func (t *khadgaTarget) post(ctx context.Context, path string, body any) (int, []
 	}
 }
 
-func (t *khadgaTarget) name() string { return "khadga" }
-func (t *khadgaTarget) pid() int     { return t.serverP }
+func (t *khadgaTarget) pid() int { return t.serverP }
 
 func (t *khadgaTarget) dial(ctx context.Context) (*benchConn, error) {
 	tok := t.tokens[t.next.Add(1)%uint64(len(t.tokens))]
 	h := http.Header{}
 	h.Set("Authorization", "Bearer "+tok)
-	d := *t.dialer
+	d := *t.cl.dialer
 	d.Subprotocols = proto.Subprotocols
 	ws, err := dialWS(ctx, &d, t.wsURL, h)
 	if err != nil {
@@ -278,7 +183,7 @@ func (t *khadgaTarget) dial(ctx context.Context) (*benchConn, error) {
 		ws.Close()
 		return nil, fmt.Errorf("first message is %q, want a welcome with a peer id", m.Type)
 	}
-	return &benchConn{ws: ws, id: w.Peer}, nil
+	return t.cl.conn(ws, w.Peer), nil
 }
 
 // pair joins a and b to room, each waiting for its joined.
@@ -321,6 +226,8 @@ func awaitType(c *benchConn, want string) error {
 		}
 	}
 }
+
+func (t *khadgaTarget) presence() bool { return t.feed }
 
 func (t *khadgaTarget) heartbeat() []byte { return []byte(`{"type":"ping"}`) }
 

@@ -1,13 +1,20 @@
+//go:build linux
+
 package main
 
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
-	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -29,8 +36,8 @@ func (w tWriter) Write(b []byte) (int, error) {
 }
 
 func TestSignalFrame(t *testing.T) {
-	for _, tg := range []target{&khadgaTarget{}, &peerJSTarget{}} {
-		t.Run(tg.name(), func(t *testing.T) {
+	for name, tg := range map[string]target{nameKhadga: &khadgaTarget{}, namePeerJS: &peerJSTarget{}} {
+		t.Run(name, func(t *testing.T) {
 			f := newSignalFrame(tg, "peer-7", 1024)
 			b := f.stamp(1234567890123)
 			if !json.Valid(b) {
@@ -41,7 +48,7 @@ func TestSignalFrame(t *testing.T) {
 				t.Fatal(err)
 			}
 			payload := m["data"]
-			if tg.name() == "peerjs" {
+			if name == namePeerJS {
 				payload = m["payload"]
 			}
 			if len(payload) != 1024 {
@@ -51,7 +58,7 @@ func TestSignalFrame(t *testing.T) {
 			if !ok || got != 1234567890123 {
 				t.Errorf("readStamp = %d, %v; want 1234567890123", got, ok)
 			}
-			want := map[string]string{"khadga": "signal", "peerjs": "OFFER"}[tg.name()]
+			want := map[string]string{nameKhadga: "signal", namePeerJS: "OFFER"}[name]
 			if typ := msgType(b); typ != want {
 				t.Errorf("msgType = %q, want %q", typ, want)
 			}
@@ -99,10 +106,22 @@ func TestParseConfig(t *testing.T) {
 		cfg.Rate != 10000 || cfg.Open != 1000 || cfg.Dialers != 50 || cfg.Heartbeat != 5*time.Second || len(cfg.Phases) != 4 {
 		t.Fatalf("defaults differ from issue 2's loads: %+v", cfg)
 	}
+	want := []combo{{schemeWS, clientTuned}, {schemeWS, clientPlain}, {schemeWSS, clientTuned}, {schemeWSS, clientPlain}}
+	if got := cfg.combos(); !slices.Equal(got, want) {
+		t.Fatalf("combos = %v, want every scheme with every client: %v", got, want)
+	}
+	if got := cfg.targetNames(); !slices.Equal(got, []string{nameKhadga, nameKhadgaPresence, namePeerJS}) {
+		t.Fatalf("targets = %v", got)
+	}
 	for _, bad := range [][]string{
 		{"-target", "nats"},
 		{"-idle", "5000,1000"},
 		{"-phases", "idle,dance"},
+		{"-schemes", "ws,http"},
+		{"-clients", "tuned,fast"},
+		{"-url", "ftp://127.0.0.1:1"},
+		{"-url", "http://127.0.0.1:1", "-schemes", "wss"},
+		{"-url", "http://127.0.0.1:1", "-schemes", "ws,wss"},
 		{"-size", "10"},
 		{"-pid", "12"},
 		{"extra"},
@@ -111,9 +130,33 @@ func TestParseConfig(t *testing.T) {
 			t.Errorf("parseConfig(%q) accepted", bad)
 		}
 	}
+	for _, tt := range []struct {
+		args    []string
+		combos  []combo
+		targets []string
+	}{
+		{[]string{"-schemes", " wss , ws", "-clients", "plain"}, []combo{{schemeWS, clientPlain}, {schemeWSS, clientPlain}}, nil},
+		{[]string{"-url", "https://127.0.0.1:1", "-clients", "tuned"}, []combo{{schemeWSS, clientTuned}}, nil},
+		{[]string{"-url", "http://127.0.0.1:1", "-schemes", "ws", "-clients", "plain,plain"}, []combo{{schemeWS, clientPlain}}, nil},
+		{[]string{"-phases", "open,relay-max", "-schemes", "ws", "-clients", "tuned"}, []combo{{schemeWS, clientTuned}}, []string{nameKhadga, namePeerJS}},
+		{[]string{"-target", "khadga", "-schemes", "ws", "-clients", "tuned"}, []combo{{schemeWS, clientTuned}}, []string{nameKhadga, nameKhadgaPresence}},
+		{[]string{"-target", "peerjs", "-schemes", "ws", "-clients", "tuned"}, []combo{{schemeWS, clientTuned}}, []string{namePeerJS}},
+	} {
+		cfg, err := parseConfig(tt.args)
+		if err != nil {
+			t.Errorf("parseConfig(%q): %v", tt.args, err)
+			continue
+		}
+		if got := cfg.combos(); !slices.Equal(got, tt.combos) {
+			t.Errorf("parseConfig(%q): combos %v, want %v", tt.args, got, tt.combos)
+		}
+		if got := cfg.targetNames(); tt.targets != nil && !slices.Equal(got, tt.targets) {
+			t.Errorf("parseConfig(%q): targets %v, want %v", tt.args, got, tt.targets)
+		}
+	}
 }
 
-func TestProc(t *testing.T) {
+func TestProcFS(t *testing.T) {
 	pid := os.Getpid()
 	r, err := rss(pid)
 	if err != nil || r < 1<<20 {
@@ -134,32 +177,84 @@ func TestProc(t *testing.T) {
 	}
 }
 
-// tinyConfig runs every phase at a size that takes seconds.
-func tinyConfig(t *testing.T) *config {
-	cfg, err := parseConfig([]string{
+// tinyConfig runs every phase at a size that takes seconds; args come on
+// top.
+func tinyConfig(t *testing.T, args ...string) *config {
+	cfg, err := parseConfig(append([]string{
 		"-idle", "20,40", "-settle", "0s", "-heartbeat", "200ms", "-open", "30", "-dialers", "5",
 		"-pairs", "4", "-duration", "500ms", "-warmup", "100ms", "-rate", "400", "-users", "2", "-rounds", "2",
-	})
+	}, args...))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return cfg
 }
 
-// checkResult asserts that every phase produced figures.
-func checkResult(t *testing.T, res *targetResult, idle bool) {
+// runTiny runs cfg and checks that every combination it asked for
+// produced figures on every target.
+func runTiny(t *testing.T, cfg *config) *report {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := run(ctx, cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(rep.Runs), len(cfg.combos()); got != want {
+		t.Fatalf("%d combinations measured, want %d", got, want)
+	}
+	for i, c := range rep.Runs {
+		if c.combo != cfg.combos()[i] {
+			t.Errorf("run %d is %v, want %v", i, c.combo, cfg.combos()[i])
+		}
+		for _, name := range cfg.targetNames() {
+			t.Run(c.combo.String()+"/"+name, func(t *testing.T) {
+				checkResult(t, name, c.Targets[name], cfg.Rounds)
+			})
+		}
+	}
+	for _, want := range []string{"issue 12 floors", `"runs": [`} {
+		cfg.JSON = strings.HasPrefix(want, `"`)
+		var b strings.Builder
+		if err := writeReport(&b, cfg, rep); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("report (json %v) lacks %q:\n%s", cfg.JSON, want, b.String())
+		}
+	}
+	return rep
+}
+
+// checkResult asserts that every phase produced figures: khadga-presence
+// runs the idle phase only, and its connections (only theirs) get presence.
+func checkResult(t *testing.T, name string, res *targetResult, rounds int) {
+	t.Helper()
+	if res == nil {
+		t.Fatal("no figures")
+	}
 	if len(res.Errors) > 0 {
 		t.Fatalf("phases failed: %v", res.Errors)
 	}
-	if idle && (len(res.Idle) != 2 || res.Idle[1].Conns != 40 || res.Idle[1].RSSBytes <= 0 || res.Idle[1].Dropped != 0) {
+	if len(res.Idle) != 2 || res.Idle[1].Conns != 40 || res.Idle[1].RSSBytes <= 0 || res.Idle[1].Dropped != 0 || len(res.Idle[1].Errors) != 0 {
 		t.Errorf("idle = %+v", res.Idle)
+	}
+	if len(res.Idle) == 2 {
+		if presence := res.Idle[1].Presence; name == nameKhadgaPresence && presence < 40 || name != nameKhadgaPresence && presence != 0 {
+			t.Errorf("idle connections read %d presence messages", presence)
+		}
+	}
+	if name == nameKhadgaPresence {
+		if res.Open != nil || res.RelayMax != nil || res.RelayRate != nil {
+			t.Errorf("the presence server ran more than the idle phase: %+v", res)
+		}
+		return
 	}
 	if res.Open == nil || res.Open.Conns != 30 || res.Open.PerSecond <= 0 {
 		t.Errorf("open = %+v", res.Open)
 	}
-	if len(res.OpenRounds) != 2 || len(res.RelayMaxRounds) != 2 || len(res.RelayRateRounds) != 2 {
-		t.Errorf("rounds: open %d, relay max %d, relay rate %d; want 2 each", len(res.OpenRounds), len(res.RelayMaxRounds), len(res.RelayRateRounds))
+	if len(res.OpenRounds) != rounds || len(res.RelayMaxRounds) != rounds || len(res.RelayRateRounds) != rounds {
+		t.Errorf("rounds: open %d, relay max %d, relay rate %d; want %d each", len(res.OpenRounds), len(res.RelayMaxRounds), len(res.RelayRateRounds), rounds)
 	}
 	for _, r := range []*relayResult{res.RelayMax, res.RelayRate} {
 		if r == nil || r.Received == 0 || r.Samples == 0 || r.P50ms <= 0 || r.P99ms < r.P50ms || len(r.Errors) > 0 || r.Dropped > 0 {
@@ -168,85 +263,144 @@ func checkResult(t *testing.T, res *targetResult, idle bool) {
 	}
 }
 
+// peerJSInstalled says whether the PeerJS server can run here.
+func peerJSInstalled(t *testing.T, cfg *config) bool {
+	if _, err := exec.LookPath(cfg.Node); err != nil {
+		t.Log("node not installed")
+		return false
+	}
+	if _, err := peerJSDir(""); err != nil {
+		t.Log(err)
+		return false
+	}
+	return true
+}
+
+// The runs against real servers take seconds each, mostly waiting for a
+// steady RSS, so they run in parallel; they check that every phase works,
+// not its figures.
+
+// TestPeerJS measures PeerJS alone, over ws with the tuned client (its own
+// frame reader), in two rounds.
 func TestPeerJS(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts a Node.js server")
 	}
-	cfg := tinyConfig(t)
-	if _, err := exec.LookPath(cfg.Node); err != nil {
-		t.Skip("node not installed")
+	cfg := tinyConfig(t, "-target", "peerjs", "-schemes", "ws", "-clients", "tuned")
+	if !peerJSInstalled(t, cfg) {
+		t.Skip("PeerJS not available")
 	}
-	if _, err := peerJSDir(""); err != nil {
-		t.Skipf("%v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	res, err := measureTarget(ctx, cfg, "peerjs", testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkResult(t, res, true)
-	rep := newReport(cfg)
-	rep.Targets["peerjs"] = res
-	cfg.JSON = true
-	if err := writeReport(io.Discard, cfg, rep); err != nil {
-		t.Fatal(err)
-	}
+	runTiny(t, cfg)
 }
 
+// TestKhadga measures an in-process server with both clients. Its RSS is
+// the test's, so the idle figures only show that the phase runs.
 func TestKhadga(t *testing.T) {
+	t.Parallel()
 	// Four pairs as fast as they go exceed the default 200 messages/s per
-	// connection; this test checks the bench, not the limit.
-	s := signalingtest.Start(t, signalingtest.Options{Config: signaling.Config{MessageRate: 1e6, MessageBurst: 1e6}})
-	cfg := tinyConfig(t)
-	// The server runs in this process: its RSS is the test's, so the idle
-	// figures only show that the phase runs.
-	cfg.URL, cfg.PID = s.URL, os.Getpid()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	res, err := measureTarget(ctx, cfg, "khadga", testLogger(t))
-	if err != nil {
-		t.Fatal(err)
+	// connection; this test checks the bench, not the limit. The idle
+	// phase runs twice on this one server, so a user's connections from the
+	// first may still be closing when the second opens its own.
+	s := signalingtest.Start(t, signalingtest.Options{Config: signaling.Config{
+		MessageRate: 1e6, MessageBurst: 1e6, MaxConnsPerUser: 1000}})
+	cfg := tinyConfig(t, "-target", "khadga", "-url", s.URL, "-pid", strconv.Itoa(os.Getpid()), "-rounds", "1")
+	rep := runTiny(t, cfg)
+	if note := rep.Runs[0].Targets[nameKhadgaPresence].Note; note == "" {
+		t.Error("the presence figures do not say that they share the -url server")
 	}
-	checkResult(t, res, true)
 }
 
-func TestSummaryAndGoals(t *testing.T) {
+// TestSpawnedWSSPlain is the smoke run of a wss combination: khadga started
+// by the bench with its certificate (and PeerJS with the same, when
+// installed), measured with the plain client.
+func TestSpawnedWSSPlain(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("builds and starts khadga")
+	}
+	// As in TestKhadga, the relay phases of this test would exceed the
+	// default rate; the flag also shows in the report.
+	cfg := tinyConfig(t, "-schemes", "wss", "-clients", "plain", "-rounds", "1",
+		"-server-arg=--ws-message-rate=1000000", "-server-arg=--ws-message-burst=1000000")
+	if !peerJSInstalled(t, cfg) {
+		cfg.Target = nameKhadga
+	}
+	rep := runTiny(t, cfg)
+	if rep.Settings.MessageRate != "set by khadga_server_args" || rep.Settings.MaxConnsPerUser != benchMaxConnsPerUser {
+		t.Errorf("settings = %+v", rep.Settings)
+	}
+	c := rep.Runs[0]
+	if c.Scheme != schemeWSS || c.Client != clientPlain {
+		t.Errorf("measured %v", c.combo)
+	}
+	if cfg.Target == "both" && len(c.Floors) != len(floors) {
+		t.Errorf("floors = %v, want all %d", c.Floors, len(floors))
+	}
+}
+
+func TestFloors(t *testing.T) {
 	k := &targetResult{
-		Idle:            []idleResult{{Conns: 10000, PerConnBytes: 4000}},
+		Idle:            []idleResult{{Conns: 5000, PerConnBytes: 9000}, {Conns: 10000, PerConnBytes: 4000}},
 		OpenRounds:      []*openResult{{PerSecond: 3000}, {PerSecond: 5000}, {PerSecond: 4000}},
 		RelayMaxRounds:  []*relayResult{{PerSecond: 90000, P99ms: 3, Errors: map[string]int64{"rate_limited": 1}}, {PerSecond: 80000, P99ms: 5}, {PerSecond: 100000, P99ms: 4}},
 		RelayRateRounds: []*relayResult{{PerSecond: 10000, P50ms: 0.2, P99ms: 2}},
 	}
+	kp := &targetResult{Idle: []idleResult{{Conns: 5000, PerConnBytes: 1000}, {Conns: 10000, PerConnBytes: 6000}}}
 	p := &targetResult{
-		Idle:            []idleResult{{Conns: 10000, PerConnBytes: 5600}},
+		Idle:            []idleResult{{Conns: 5000, PerConnBytes: 5600}, {Conns: 10000, PerConnBytes: 5600}},
 		OpenRounds:      []*openResult{{PerSecond: 4500}},
 		RelayMaxRounds:  []*relayResult{{PerSecond: 42000, P99ms: 9}},
 		RelayRateRounds: []*relayResult{{PerSecond: 10000, P50ms: 0.3, P99ms: 1.8}},
 	}
-	k.summarize()
-	p.summarize()
+	for _, r := range []*targetResult{k, kp, p} {
+		r.summarize()
+	}
 	if k.Open.PerSecond != 4000 || k.RelayMax.PerSecond != 90000 || k.RelayMax.P99ms != 4 || k.RelayMax.Errors["rate_limited"] != 1 || k.RelayMax.Rounds != 3 {
 		t.Fatalf("medians: open %+v, relay %+v", k.Open, k.RelayMax)
 	}
-	cfg := tinyConfig(t)
-	rep := newReport(cfg)
-	rep.Targets["khadga"], rep.Targets["peerjs"] = k, p
-	rep.finish()
+	c := &comboResult{combo: combo{schemeWSS, clientPlain}, Targets: map[string]*targetResult{nameKhadga: k, nameKhadgaPresence: kp, namePeerJS: p}}
+	c.finish(10000)
 	want := map[string]bool{
-		"idle_memory_below_peerjs":     true,
-		"relay_max_at_least_2x_peerjs": true,
-		"relay_rate_p99_below_peerjs":  false,
-		"open_faster_than_peerjs":      false,
+		"idle_memory_below_peerjs":          true,
+		"idle_presence_memory_below_peerjs": false, // at 10,000, not at 5,000
+		"relay_max_at_least_2x_peerjs":      true,
+		"relay_rate_p99_below_peerjs":       false,
+		"open_faster_than_peerjs":           false,
 	}
-	for g, v := range want {
-		if got, ok := rep.Goals[g]; !ok || got != v {
-			t.Errorf("goal %s = %v, %v; want %v", g, got, ok, v)
+	if !maps.Equal(c.Floors, want) {
+		t.Errorf("floors = %v, want %v", c.Floors, want)
+	}
+	if c.Ratios["relay_max_signals_per_s"] != 2.143 || c.Ratios["idle_presence_bytes_per_conn"] != 1.071 {
+		t.Errorf("ratios = %v", c.Ratios)
+	}
+	// A missing figure checks no floor, nor does a p99 without samples.
+	k.Idle = k.Idle[:1]
+	k.RelayRate.P99ms = 0
+	c.finish(10000)
+	if _, ok := c.Floors["idle_memory_below_peerjs"]; ok {
+		t.Errorf("idle floor checked without the figure at 10,000: %v", c.Floors)
+	}
+	if _, ok := c.Floors["relay_rate_p99_below_peerjs"]; ok {
+		t.Errorf("p99 floor checked without khadga's p99: %v", c.Floors)
+	}
+	rep := newReport(tinyConfig(t))
+	rep.Runs = []*comboResult{c}
+	var b strings.Builder
+	if err := rep.table(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"plain client over wss", "90000", "MISSED (1.07)", "met (2.14)"} {
+		if !strings.Contains(b.String(), s) {
+			t.Errorf("table lacks %q:\n%s", s, b.String())
 		}
 	}
-	var b strings.Builder
-	if err := rep.table(&b); err != nil || !strings.Contains(b.String(), "90000") {
-		t.Fatalf("table: %v\n%s", err, b.String())
+	js, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(js), `"runs":[{"scheme":"wss","client":"plain","targets":{`) {
+		t.Errorf("JSON does not group by combination: %.200s", js)
 	}
 }
 
@@ -281,5 +435,42 @@ func TestServerFrame(t *testing.T) {
 	}
 	if closeCode([]byte{3, 232}) != 1000 || closeCode(nil) != 1005 {
 		t.Error("closeCode")
+	}
+}
+
+// TestBenchCert checks the wss certificate: it verifies for 127.0.0.1
+// against the pool the clients use (and not against the system's alone),
+// its key pair loads, and the key file is the owner's only.
+func TestBenchCert(t *testing.T) {
+	bc, err := writeBenchCert(t.TempDir(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.LoadX509KeyPair(bc.certFile, bc.keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: bc.roots(false), DNSName: "127.0.0.1"}); err != nil {
+		t.Errorf("does not verify for 127.0.0.1: %v", err)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: bc.roots(false), DNSName: "localhost"}); err == nil {
+		t.Error("verifies for localhost too")
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: x509.NewCertPool(), DNSName: "127.0.0.1"}); err == nil {
+		t.Error("verifies without being trusted")
+	}
+	if _, ok := leaf.PublicKey.(*ecdsa.PublicKey); !ok {
+		t.Errorf("key is %T, want ECDSA", leaf.PublicKey)
+	}
+	fi, err := os.Stat(bc.keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode %v, want 0600", fi.Mode().Perm())
 	}
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -17,8 +19,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-
-	"github.com/gorilla/websocket"
 )
 
 // errNoPeerJS is returned when bench/peerjs has not been set up.
@@ -40,19 +40,25 @@ type peerJSTarget struct {
 	stdin  io.WriteCloser
 	run    string
 	next   atomic.Uint64
-	dialer *websocket.Dialer
+	cl     *client
 }
 
-func startPeerJS(ctx context.Context, cfg *config, log *slog.Logger) (*peerJSTarget, error) {
+// startPeerJS starts server.js for cl's scheme: with wss, it serves https
+// and wss with the bench's certificate (PeerServer's ssl option).
+func startPeerJS(ctx context.Context, cfg *config, env *runEnv, cl *client, log *slog.Logger) (*peerJSTarget, error) {
 	dir, err := peerJSDir(cfg.PeerJSDir)
 	if err != nil {
 		return nil, err
 	}
-	tmp, err := os.MkdirTemp("", "khadga-bench-peerjs-")
+	tmp, err := os.MkdirTemp(env.dir, "peerjs-")
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(cfg.Node, filepath.Join(dir, "server.js"), "0", strconv.Itoa(peerJSLimit))
+	args := []string{filepath.Join(dir, "server.js"), "0", strconv.Itoa(peerJSLimit)}
+	if cl.scheme == schemeWSS {
+		args = append(args, env.cert.keyFile, env.cert.certFile)
+	}
+	cmd := exec.Command(cfg.Node, args...)
 	cmd.Dir = dir
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -80,9 +86,9 @@ func startPeerJS(ctx context.Context, cfg *config, log *slog.Logger) (*peerJSTar
 	t := &peerJSTarget{
 		proc:   p,
 		stdin:  stdin,
-		wsBase: fmt.Sprintf("ws://127.0.0.1:%d/peerjs?key=peerjs", port),
+		wsBase: fmt.Sprintf("%s://127.0.0.1:%d/peerjs?key=peerjs", cl.scheme, port),
 		run:    hex.EncodeToString(run),
-		dialer: newDialer(),
+		cl:     cl,
 	}
 	log.Info("PeerJS server ready", slog.Int("port", port), slog.Int("pid", cmd.Process.Pid))
 	return t, nil
@@ -138,12 +144,11 @@ func readPort(ctx context.Context, out io.Reader, p *process) (int, error) {
 	}
 }
 
-func (t *peerJSTarget) name() string { return "peerjs" }
-func (t *peerJSTarget) pid() int     { return t.proc.cmd.Process.Pid }
+func (t *peerJSTarget) pid() int { return t.proc.cmd.Process.Pid }
 
 func (t *peerJSTarget) dial(ctx context.Context) (*benchConn, error) {
 	id := fmt.Sprintf("b%s-%d", t.run, t.next.Add(1))
-	ws, err := dialWS(ctx, t.dialer, t.wsBase+"&id="+id+"&token=tok"+id, nil)
+	ws, err := dialWS(ctx, t.cl.dialer, t.wsBase+"&id="+id+"&token=tok"+id, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -159,11 +164,14 @@ func (t *peerJSTarget) dial(ctx context.Context) (*benchConn, error) {
 		ws.Close()
 		return nil, fmt.Errorf("first message is %q %s, want OPEN", m.Type, m.Payload)
 	}
-	return &benchConn{ws: ws, id: id}, nil
+	return t.cl.conn(ws, id), nil
 }
 
 // pair does nothing: PeerJS relays between any two ids.
 func (t *peerJSTarget) pair(context.Context, *benchConn, *benchConn, string) error { return nil }
+
+// presence is false: PeerJS has no presence feed.
+func (t *peerJSTarget) presence() bool { return false }
 
 func (t *peerJSTarget) heartbeat() []byte { return []byte(`{"type":"HEARTBEAT"}`) }
 

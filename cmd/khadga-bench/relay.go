@@ -1,25 +1,17 @@
+//go:build linux
+
 package main
 
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"math"
-	"net"
 	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
-
-	"github.com/gorilla/websocket"
-	"github.com/khadga/khadga/internal/rawio"
 )
 
 // drainWait is how long the bench waits, after the senders stop, for
@@ -224,9 +216,21 @@ func (r *relayRun) sendPaced(p *relayPeer, i, n, rate int, stop <-chan struct{})
 }
 
 // read handles everything the server sends to p until the connection
-// closes: through readRaw when the socket allows it, else through gorilla.
+// closes, as p's client reads (see client.go): the plain client with
+// gorilla's ReadMessage, the tuned one with its own frame reader over ws
+// and with gorilla's NextReader into one reused buffer over wss.
 func (r *relayRun) read(p *relayPeer) {
-	if rc, ok := p.c.ws.NetConn().(*rawio.Conn); ok {
+	if p.c.plain {
+		for {
+			_, b, err := p.c.ws.ReadMessage()
+			if err != nil {
+				r.ended(err)
+				return
+			}
+			r.handle(p, b)
+		}
+	}
+	if rc, ok := p.c.ws.NetConn().(*rawConn); ok {
 		r.readRaw(p, rc)
 		return
 	}
@@ -255,8 +259,8 @@ func (r *relayRun) ended(err error) {
 // handle takes one message from the server to p.
 func (r *relayRun) handle(p *relayPeer, b []byte) {
 	now := time.Since(r.base)
-	switch typ := msgType(b); typ {
-	case "signal", "OFFER":
+	switch typ := msgType(b); {
+	case typ == "signal" || typ == "OFFER":
 		r.answered.Add(1)
 		if r.echo && now < r.end {
 			_ = r.send(p)
@@ -272,7 +276,7 @@ func (r *relayRun) handle(p *relayPeer, b []byte) {
 				p.lat = append(p.lat, int64(now)-sentAt)
 			}
 		}
-	case "error", "ERROR", "EXPIRE", "LEAVE":
+	case isErrorType(typ):
 		// A refused signal was this peer's: send another in its place,
 		// so that the pair keeps its signals in flight.
 		r.answered.Add(1)
@@ -281,141 +285,6 @@ func (r *relayRun) handle(p *relayPeer, b []byte) {
 		}
 		r.countErr(errCode(b, typ))
 	}
-}
-
-// readRaw is read without gorilla, for the relay's many small messages: it
-// parses the server's frames itself and stays inside one RawConn.Read, so
-// that a read that drained the socket is followed by a wait for the
-// poller, not by a read that returns EAGAIN (the server's reader does the
-// same). The load client shares the cores with the server it measures, so
-// what it saves goes to the server. Before the phase, every message of the
-// set-up has been read whole by gorilla and the servers send nothing
-// unasked, so gorilla holds no buffered bytes when this starts.
-func (r *relayRun) readRaw(p *relayPeer, c *rawio.Conn) {
-	buf := make([]byte, 32<<10)
-	start, end := 0, 0
-	drained := false
-	var rerr error
-	err := c.RawConn().Read(func(fd uintptr) bool {
-		for {
-			for {
-				f, n, err := serverFrame(buf[start:end])
-				if err != nil {
-					rerr = err
-					return true
-				}
-				if n == 0 {
-					break // incomplete
-				}
-				start += n
-				switch f.op {
-				case opText:
-					r.handle(p, f.payload)
-				case opClose:
-					rerr = &websocket.CloseError{Code: closeCode(f.payload)}
-					return true
-				case opPing:
-					_ = p.c.ws.WriteControl(websocket.PongMessage, f.payload, time.Now().Add(writeWait))
-				}
-			}
-			if start == end {
-				start, end = 0, 0
-			} else if end == len(buf) {
-				end = copy(buf, buf[start:end])
-				start = 0
-			}
-			if drained {
-				drained = false
-				return false // wait for more; no read to learn there is none
-			}
-			n, err := rawio.IO(syscall.SYS_READ, fd, buf[end:])
-			switch {
-			case err == syscall.EAGAIN:
-				return false
-			case err != nil:
-				rerr = err
-				return true
-			case n == 0:
-				rerr = io.EOF
-				return true
-			}
-			drained = n < len(buf)-end
-			end += n
-		}
-	})
-	if err == nil {
-		err = rerr
-	}
-	r.ended(err)
-}
-
-// WebSocket opcodes (RFC 6455 section 5.2).
-const (
-	opText  = 1
-	opClose = 8
-	opPing  = 9
-)
-
-// frame is one frame from the server.
-type frame struct {
-	op      byte
-	payload []byte
-}
-
-// serverFrame parses the frame at the start of b: n is its length, 0 if b
-// holds only part of it. A server frame is never masked; the bench's
-// servers send whole text messages, so a fragment is an error here.
-func serverFrame(b []byte) (frame, int, error) {
-	if len(b) < 2 {
-		return frame{}, 0, nil
-	}
-	fin, op := b[0]&0x80 != 0, b[0]&0x0f
-	if !fin || b[0]&0x70 != 0 || b[1]&0x80 != 0 {
-		return frame{}, 0, fmt.Errorf("unexpected frame header %#x %#x", b[0], b[1])
-	}
-	n, h := int(b[1]&0x7f), 2
-	switch n {
-	case 126:
-		if len(b) < 4 {
-			return frame{}, 0, nil
-		}
-		n, h = int(binary.BigEndian.Uint16(b[2:4])), 4
-	case 127:
-		if len(b) < 10 {
-			return frame{}, 0, nil
-		}
-		v := binary.BigEndian.Uint64(b[2:10])
-		if v > 16<<10 {
-			return frame{}, 0, fmt.Errorf("a %d-byte frame", v)
-		}
-		n, h = int(v), 10
-	}
-	if len(b) < h+n {
-		return frame{}, 0, nil
-	}
-	return frame{op: op, payload: b[h : h+n]}, h + n, nil
-}
-
-// closeCode is the status code of a close frame's payload.
-func closeCode(payload []byte) int {
-	if len(payload) < 2 {
-		return websocket.CloseNoStatusReceived
-	}
-	return int(binary.BigEndian.Uint16(payload))
-}
-
-// errCode names a server error for the report: khadga's data.code, or the
-// PeerJS message type.
-func errCode(b []byte, typ string) string {
-	var m struct {
-		Data struct {
-			Code string `json:"code"`
-		} `json:"data"`
-	}
-	if typ == "error" && json.Unmarshal(b, &m) == nil && m.Data.Code != "" {
-		return m.Data.Code
-	}
-	return typ
 }
 
 func (r *relayRun) result(peers []*relayPeer, cfg *config, rate int, win window) *relayResult {
@@ -453,33 +322,4 @@ func (r *relayRun) result(peers []*relayPeer, cfg *config, rate int, win window)
 		return true
 	})
 	return res
-}
-
-// percentile returns the q-quantile of sorted (nearest rank), 0 if empty.
-func percentile(sorted []int64, q float64) int64 {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(math.Ceil(q*float64(len(sorted)))) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
-}
-
-func ms(ns int64) float64 { return round(float64(ns)/1e6, 3) }
-
-// isClosed reports whether err is the end of a connection the bench closed
-// or closed normally, rather than a drop by the server.
-func isClosed(err error) bool {
-	return errors.Is(err, net.ErrClosed) ||
-		websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway)
-}
-
-func errText(err error) string {
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return "timeout"
-	}
-	if errors.Is(err, net.ErrClosed) {
-		return "closed"
-	}
-	return "broken"
 }

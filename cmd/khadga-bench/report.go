@@ -1,26 +1,22 @@
+//go:build linux
+
 package main
 
 import (
-	"fmt"
-	"io"
-	"math"
 	"os"
 	"runtime"
 	"strings"
-	"text/tabwriter"
 	"time"
 )
 
 // report is everything one invocation measured; -json prints it whole.
 type report struct {
-	Time     string                   `json:"time"`
-	Machine  machineInfo              `json:"machine"`
-	Settings settings                 `json:"settings"`
-	Targets  map[string]*targetResult `json:"targets"`
-	// Ratios compare khadga with PeerJS (khadga / PeerJS) when both ran.
-	Ratios map[string]float64 `json:"ratios,omitempty"`
-	// Goals are issue 2's targets for khadga against PeerJS: true if met.
-	Goals map[string]bool `json:"goals,omitempty"`
+	Time     string      `json:"time"`
+	Machine  machineInfo `json:"machine"`
+	Settings settings    `json:"settings"`
+	// Runs holds one result per combination of scheme and client, in the
+	// order they ran, each with fresh servers.
+	Runs []*comboResult `json:"runs"`
 }
 
 type machineInfo struct {
@@ -31,23 +27,45 @@ type machineInfo struct {
 }
 
 type settings struct {
-	Idle      []int   `json:"idle_conns"`
-	Heartbeat float64 `json:"heartbeat_s"`
-	Settle    float64 `json:"settle_s"`
-	Open      int     `json:"open_conns"`
-	Dialers   int     `json:"dialers"`
-	Pairs     int     `json:"pairs"`
-	Duration  float64 `json:"duration_s"`
-	Warmup    float64 `json:"warmup_s"`
-	Rate      int     `json:"rate"`
-	Window    int     `json:"window"`
-	Size      int     `json:"payload_bytes"`
-	Users     int     `json:"khadga_users"`
-	Rounds    int     `json:"rounds"`
+	Schemes   []string `json:"schemes"`
+	Clients   []string `json:"clients"`
+	Idle      []int    `json:"idle_conns"`
+	Heartbeat float64  `json:"heartbeat_s"`
+	Settle    float64  `json:"settle_s"`
+	Open      int      `json:"open_conns"`
+	Dialers   int      `json:"dialers"`
+	Pairs     int      `json:"pairs"`
+	Duration  float64  `json:"duration_s"`
+	Warmup    float64  `json:"warmup_s"`
+	Rate      int      `json:"rate"`
+	Window    int      `json:"window"`
+	Size      int      `json:"payload_bytes"`
+	Users     int      `json:"khadga_users"`
+	Rounds    int      `json:"rounds"`
+	// What the started khadga servers run with beyond their defaults.
+	MaxConnsPerUser int      `json:"khadga_max_conns_per_user"`
+	ServerArgs      []string `json:"khadga_server_args,omitempty"`
+	MessageRate     string   `json:"khadga_ws_message_rate"`
 }
 
+// comboResult is one combination's figures, the ratios khadga/PeerJS and
+// issue 12's floors.
+type comboResult struct {
+	combo
+	// Targets are khadga, khadga-presence (the idle phase with the
+	// presence feed on) and peerjs.
+	Targets map[string]*targetResult `json:"targets"`
+	// Ratios are khadga / PeerJS (khadga-presence / PeerJS for
+	// idle_presence_bytes_per_conn), when both have the figure.
+	Ratios map[string]float64 `json:"ratios,omitempty"`
+	// Floors are issue 12's: true when khadga meets it.
+	Floors map[string]bool `json:"floors,omitempty"`
+}
+
+// targetResult is what one target measured in one combination.
 type targetResult struct {
 	PID  int          `json:"pid,omitempty"`
+	Note string       `json:"note,omitempty"`
 	Idle []idleResult `json:"idle,omitempty"`
 	// Open, RelayMax and RelayRate hold each figure's median over the
 	// rounds (counts are summed); the *Rounds fields hold every round.
@@ -68,11 +86,17 @@ type idleResult struct {
 	// MarginalBytes is the RSS added per connection since the previous
 	// count (since the baseline for the first): it is blind to a baseline
 	// that the runtime shrinks or grows on its own.
-	MarginalBytes   float64 `json:"marginal_bytes_per_conn"`
-	OpenSeconds     float64 `json:"open_s"`
-	Received        int64   `json:"received"`
-	Dropped         int64   `json:"dropped"`
-	HeartbeatErrors int64   `json:"heartbeat_errors"`
+	MarginalBytes float64 `json:"marginal_bytes_per_conn"`
+	OpenSeconds   float64 `json:"open_s"`
+	// Received counts the messages the idle connections read (pongs;
+	// presence lists and changes with presence on), since the phase began.
+	Received        int64 `json:"received"`
+	ReceivedBytes   int64 `json:"received_bytes"`
+	Presence        int64 `json:"presence_received"` // of Received
+	Dropped         int64 `json:"dropped"`
+	HeartbeatErrors int64 `json:"heartbeat_errors"`
+	// Errors counts the server's error answers by code (rate_limited, …).
+	Errors map[string]int64 `json:"errors,omitempty"`
 }
 
 type openResult struct {
@@ -112,157 +136,94 @@ type relayResult struct {
 
 func newReport(cfg *config) *report {
 	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	rate := "khadga serve's default"
+	if strings.Contains(strings.Join(cfg.ServerArgs, " "), "--ws-message-") {
+		rate = "set by khadga_server_args"
+	}
 	return &report{
 		Time: time.Now().UTC().Format(time.RFC3339),
 		Machine: machineInfo{
 			CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), Kernel: strings.TrimSpace(string(kernel)),
-			Note: "load client, khadga and PeerJS on the same machine; each phase runs on both targets back to back",
+			Note: "load client, khadga and PeerJS on the same machine; each phase runs on every target back to back",
 		},
 		Settings: settings{
+			Schemes: cfg.Schemes, Clients: cfg.Clients,
 			Idle: cfg.Idle, Heartbeat: cfg.Heartbeat.Seconds(), Settle: cfg.Settle.Seconds(),
 			Open: cfg.Open, Dialers: cfg.Dialers, Pairs: cfg.Pairs, Duration: cfg.Duration.Seconds(),
 			Warmup: cfg.Warmup.Seconds(), Rate: cfg.Rate, Window: cfg.Window, Size: cfg.Size, Users: cfg.Users, Rounds: cfg.Rounds,
+			MaxConnsPerUser: benchMaxConnsPerUser, ServerArgs: cfg.ServerArgs, MessageRate: rate,
 		},
-		Targets: map[string]*targetResult{},
 	}
 }
 
-// finish computes ratios and goals when both targets have figures.
-func (r *report) finish() {
-	k, p := r.Targets["khadga"], r.Targets["peerjs"]
-	if k == nil || p == nil {
+// floors are issue 12's floors for khadga against PeerJS, each a bound on
+// one ratio (khadga / PeerJS).
+var floors = []struct {
+	name, label, ratio string
+	met                func(ratio float64) bool
+}{
+	{"relay_max_at_least_2x_peerjs", "relay max >= 2x PeerJS", "relay_max_signals_per_s", func(x float64) bool { return x >= 2 }},
+	{"relay_rate_p99_below_peerjs", "relay at -rate: p99 < PeerJS", "relay_rate_p99", func(x float64) bool { return x < 1 }},
+	{"idle_memory_below_peerjs", "idle KiB/conn < PeerJS", "idle_bytes_per_conn", func(x float64) bool { return x < 1 }},
+	{"idle_presence_memory_below_peerjs", "idle KiB/conn, presence on < PeerJS", "idle_presence_bytes_per_conn", func(x float64) bool { return x < 1 }},
+	{"open_faster_than_peerjs", "open conns/s > PeerJS", "open_conns_per_s", func(x float64) bool { return x > 1 }},
+}
+
+// finish computes the ratios and checks the floors, for the figures that
+// both khadga and PeerJS have. The idle floors take the figure at
+// largestIdle connections only.
+func (r *comboResult) finish(largestIdle int) {
+	k, kp, p := r.Targets[nameKhadga], r.Targets[nameKhadgaPresence], r.Targets[namePeerJS]
+	if p == nil || (k == nil && kp == nil) {
 		return
 	}
-	r.Ratios, r.Goals = map[string]float64{}, map[string]bool{}
-	if ki, pi := lastIdle(k), lastIdle(p); ki != nil && pi != nil && pi.PerConnBytes > 0 {
-		r.Ratios["idle_bytes_per_conn"] = round(ki.PerConnBytes/pi.PerConnBytes, 3)
-		r.Goals["idle_memory_below_peerjs"] = ki.PerConnBytes < pi.PerConnBytes
-	}
-	if k.RelayMax != nil && p.RelayMax != nil && p.RelayMax.PerSecond > 0 {
-		r.Ratios["relay_max_signals_per_s"] = round(k.RelayMax.PerSecond/p.RelayMax.PerSecond, 3)
-		r.Goals["relay_max_at_least_2x_peerjs"] = k.RelayMax.PerSecond >= 2*p.RelayMax.PerSecond
-		if p.RelayMax.P99ms > 0 {
-			r.Ratios["relay_max_p99"] = round(k.RelayMax.P99ms/p.RelayMax.P99ms, 3)
+	raw := map[string]float64{}
+	// A figure of zero or less is no measurement (no latency samples, an
+	// RSS that fell): it checks no floor.
+	ratio := func(name string, num, den float64) {
+		if num > 0 && den > 0 {
+			raw[name] = num / den
 		}
 	}
-	if k.RelayRate != nil && p.RelayRate != nil && p.RelayRate.P99ms > 0 {
-		r.Ratios["relay_rate_p50"] = round(k.RelayRate.P50ms/max(p.RelayRate.P50ms, 1e-9), 3)
-		r.Ratios["relay_rate_p99"] = round(k.RelayRate.P99ms/p.RelayRate.P99ms, 3)
-		r.Goals["relay_rate_p99_below_peerjs"] = k.RelayRate.P99ms < p.RelayRate.P99ms
+	if pi := idleAt(p, largestIdle); pi != nil {
+		if ki := idleAt(k, largestIdle); ki != nil {
+			ratio("idle_bytes_per_conn", ki.PerConnBytes, pi.PerConnBytes)
+		}
+		if ki := idleAt(kp, largestIdle); ki != nil {
+			ratio("idle_presence_bytes_per_conn", ki.PerConnBytes, pi.PerConnBytes)
+		}
 	}
-	if k.Open != nil && p.Open != nil && p.Open.PerSecond > 0 {
-		r.Ratios["open_conns_per_s"] = round(k.Open.PerSecond/p.Open.PerSecond, 3)
-		r.Goals["open_faster_than_peerjs"] = k.Open.PerSecond > p.Open.PerSecond
+	if k != nil && k.RelayMax != nil && p.RelayMax != nil {
+		ratio("relay_max_signals_per_s", k.RelayMax.PerSecond, p.RelayMax.PerSecond)
+		ratio("relay_max_p99", k.RelayMax.P99ms, p.RelayMax.P99ms)
+	}
+	if k != nil && k.RelayRate != nil && p.RelayRate != nil {
+		ratio("relay_rate_p50", k.RelayRate.P50ms, p.RelayRate.P50ms)
+		ratio("relay_rate_p99", k.RelayRate.P99ms, p.RelayRate.P99ms)
+	}
+	if k != nil && k.Open != nil && p.Open != nil {
+		ratio("open_conns_per_s", k.Open.PerSecond, p.Open.PerSecond)
+	}
+	r.Ratios, r.Floors = map[string]float64{}, map[string]bool{}
+	for name, x := range raw {
+		r.Ratios[name] = round(x, 3)
+	}
+	for _, f := range floors {
+		if x, ok := raw[f.ratio]; ok {
+			r.Floors[f.name] = f.met(x)
+		}
 	}
 }
 
-func lastIdle(t *targetResult) *idleResult {
-	if len(t.Idle) == 0 {
+// idleAt is t's idle figure at n connections, nil if it has none.
+func idleAt(t *targetResult, n int) *idleResult {
+	if t == nil {
 		return nil
 	}
-	return &t.Idle[len(t.Idle)-1]
-}
-
-// table prints the figures side by side, one column per target.
-func (r *report) table(w io.Writer) error {
-	names := []string{}
-	for _, n := range []string{"khadga", "peerjs"} {
-		if r.Targets[n] != nil {
-			names = append(names, n)
+	for i := range t.Idle {
+		if t.Idle[i].Conns == n {
+			return &t.Idle[i]
 		}
-	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	row := func(label string, f func(*targetResult) string) {
-		fmt.Fprint(tw, label, "\t")
-		for _, n := range names {
-			fmt.Fprint(tw, f(r.Targets[n]), "\t")
-		}
-		fmt.Fprintln(tw)
-	}
-	row("", func(*targetResult) string { return "" })
-	fmt.Fprint(tw, "figure\t")
-	for _, n := range names {
-		fmt.Fprint(tw, n, "\t")
-	}
-	fmt.Fprintln(tw)
-	for i, n := range r.Settings.Idle {
-		row(fmt.Sprintf("idle %d: KiB/conn", n), func(t *targetResult) string {
-			if i >= len(t.Idle) {
-				return "-"
-			}
-			return fmt.Sprintf("%.2f", t.Idle[i].PerConnBytes/1024)
-		})
-		row(fmt.Sprintf("idle %d: marginal KiB/conn", n), func(t *targetResult) string {
-			if i >= len(t.Idle) {
-				return "-"
-			}
-			return fmt.Sprintf("%.2f", t.Idle[i].MarginalBytes/1024)
-		})
-		row(fmt.Sprintf("idle %d: RSS MiB (before)", n), func(t *targetResult) string {
-			if i >= len(t.Idle) {
-				return "-"
-			}
-			return fmt.Sprintf("%.1f (%.1f)", float64(t.Idle[i].RSSBytes)/(1<<20), float64(t.Idle[i].RSSBeforeBytes)/(1<<20))
-		})
-	}
-	row(fmt.Sprintf("open %d, %d dialers: conns/s", r.Settings.Open, r.Settings.Dialers), func(t *targetResult) string {
-		if t.Open == nil {
-			return "-"
-		}
-		return fmt.Sprintf("%.0f", t.Open.PerSecond)
-	})
-	relayRows(row, "relay max", func(t *targetResult) *relayResult { return t.RelayMax })
-	relayRows(row, fmt.Sprintf("relay %d/s", r.Settings.Rate), func(t *targetResult) *relayResult { return t.RelayRate })
-	row("errors", func(t *targetResult) string {
-		if len(t.Errors) == 0 {
-			return "none"
-		}
-		return fmt.Sprint(len(t.Errors), " phase(s) failed")
-	})
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	for _, n := range names {
-		for phase, e := range r.Targets[n].Errors {
-			fmt.Fprintf(w, "%s %s: %s\n", n, phase, e)
-		}
-	}
-	for k, v := range r.Ratios {
-		fmt.Fprintf(w, "ratio %s (khadga/peerjs): %.3f\n", k, v)
-	}
-	for k, v := range r.Goals {
-		fmt.Fprintf(w, "goal %s: %v\n", k, v)
 	}
 	return nil
-}
-
-func relayRows(row func(string, func(*targetResult) string), label string, get func(*targetResult) *relayResult) {
-	f := func(fn func(*relayResult) string) func(*targetResult) string {
-		return func(t *targetResult) string {
-			if r := get(t); r != nil {
-				return fn(r)
-			}
-			return "-"
-		}
-	}
-	row(label+": signals/s", f(func(r *relayResult) string { return fmt.Sprintf("%.0f", r.PerSecond) }))
-	row(label+": p50 / p99 ms", f(func(r *relayResult) string { return fmt.Sprintf("%.2f / %.2f", r.P50ms, r.P99ms) }))
-	row(label+": server / client CPU cores", f(func(r *relayResult) string {
-		return fmt.Sprintf("%.2f / %.2f", r.ServerCPUCores, r.ClientCPUCores)
-	}))
-	row(label+": server syscalls/signal (r+w)", f(func(r *relayResult) string {
-		return fmt.Sprintf("%.2f + %.2f", r.ServerReadsPerSignal, r.ServerWritesPerSignal)
-	}))
-	row(label+": errors", f(func(r *relayResult) string {
-		if len(r.Errors) == 0 && r.Dropped == 0 {
-			return "0"
-		}
-		return fmt.Sprintf("%v dropped=%d", r.Errors, r.Dropped)
-	}))
-}
-
-// round rounds x to d decimals, so that the JSON stays readable.
-func round(x float64, d int) float64 {
-	p := math.Pow(10, float64(d))
-	return math.Round(x*p) / p
 }

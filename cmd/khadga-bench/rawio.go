@@ -1,14 +1,19 @@
-// Package rawio reads and writes non-blocking sockets with raw system calls.
+//go:build linux
+
+package main
+
+// The tuned client's sockets read and write with raw system calls.
 //
 // A read or write on a non-blocking socket never waits, but a loopback
 // write runs the receiving side's network stack inline and can take tens of
 // microseconds. Inside syscall.Syscall that lets the Go scheduler's sysmon
 // hand the thread's P to another thread, and the futex wake-ups that follow
-// cost more than the write itself (a third of the signaling server's CPU at
-// 10,000 signals/s). syscall.RawSyscall skips that bookkeeping; waiting for
-// a socket is still done by the runtime's poller, through syscall.RawConn,
-// so deadlines keep working.
-package rawio
+// cost more than the write itself. syscall.RawSyscall skips that
+// bookkeeping; waiting for a socket is still done by the runtime's poller,
+// through syscall.RawConn, so deadlines keep working. The load client
+// shares the cores with the server it measures: what it saves goes to the
+// server. (The server once did the same; since issue 12 only the bench
+// does, so this lives here and builds on Linux only.)
 
 import (
 	"io"
@@ -17,10 +22,10 @@ import (
 	"unsafe"
 )
 
-// IO is read(2) (trap syscall.SYS_READ) or write(2) (syscall.SYS_WRITE) of
-// b on the non-blocking socket fd, retried on EINTR. It returns
+// rawIO is read(2) (trap syscall.SYS_READ) or write(2) (syscall.SYS_WRITE)
+// of b on the non-blocking socket fd, retried on EINTR. It returns
 // syscall.EAGAIN when the socket has nothing to read or no room.
-func IO(trap, fd uintptr, b []byte) (int, error) {
+func rawIO(trap, fd uintptr, b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
@@ -36,13 +41,13 @@ func IO(trap, fd uintptr, b []byte) (int, error) {
 	}
 }
 
-// Read reads into p, waiting (up to the read deadline) until the socket
+// rawRead reads into p, waiting (up to the read deadline) until the socket
 // has data. It returns 0 and no error at end of stream.
-func Read(rc syscall.RawConn, p []byte) (int, error) {
+func rawRead(rc syscall.RawConn, p []byte) (int, error) {
 	var n int
 	var rerr error
 	err := rc.Read(func(fd uintptr) bool {
-		n, rerr = IO(syscall.SYS_READ, fd, p)
+		n, rerr = rawIO(syscall.SYS_READ, fd, p)
 		return rerr != syscall.EAGAIN // else wait until readable
 	})
 	if err != nil {
@@ -51,14 +56,14 @@ func Read(rc syscall.RawConn, p []byte) (int, error) {
 	return n, rerr
 }
 
-// Write writes all of p, waiting (up to the write deadline) for room in the
-// socket buffer, and returns how much was written.
-func Write(rc syscall.RawConn, p []byte) (int, error) {
+// rawWrite writes all of p, waiting (up to the write deadline) for room in
+// the socket buffer, and returns how much was written.
+func rawWrite(rc syscall.RawConn, p []byte) (int, error) {
 	done := 0
 	var werr error
 	err := rc.Write(func(fd uintptr) bool {
 		for done < len(p) {
-			n, e := IO(syscall.SYS_WRITE, fd, p[done:])
+			n, e := rawIO(syscall.SYS_WRITE, fd, p[done:])
 			if e == syscall.EAGAIN {
 				return false // wait until writable
 			}
@@ -76,15 +81,15 @@ func Write(rc syscall.RawConn, p []byte) (int, error) {
 	return done, werr
 }
 
-// Conn is a net.Conn whose Read and Write use raw system calls.
-type Conn struct {
+// rawConn is a net.Conn whose Read and Write use raw system calls.
+type rawConn struct {
 	net.Conn
 	rc syscall.RawConn
 }
 
-// Wrap returns c with raw reads and writes if it is a socket (a
+// wrapRaw returns c with raw reads and writes if it is a socket (a
 // syscall.Conn), else c itself.
-func Wrap(c net.Conn) net.Conn {
+func wrapRaw(c net.Conn) net.Conn {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return c
@@ -93,18 +98,14 @@ func Wrap(c net.Conn) net.Conn {
 	if err != nil {
 		return c
 	}
-	return &Conn{Conn: c, rc: rc}
+	return &rawConn{Conn: c, rc: rc}
 }
 
-// RawConn is the socket's syscall.RawConn, for a reader that runs its own
-// loop (see IO).
-func (c *Conn) RawConn() syscall.RawConn { return c.rc }
-
-func (c *Conn) Read(p []byte) (int, error) {
+func (c *rawConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	n, err := Read(c.rc, p)
+	n, err := rawRead(c.rc, p)
 	switch {
 	case err != nil:
 		return n, &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
@@ -114,8 +115,8 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (c *Conn) Write(p []byte) (int, error) {
-	n, err := Write(c.rc, p)
+func (c *rawConn) Write(p []byte) (int, error) {
+	n, err := rawWrite(c.rc, p)
 	if err != nil {
 		return n, &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 	}

@@ -1,3 +1,7 @@
+//go:build linux
+
+// Figures read from /proc, and the open-file limits.
+
 package main
 
 import (

@@ -1,105 +1,31 @@
+//go:build linux
+
 package main
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// dialMany opens n connections with the given number of concurrent dialers.
-// On failure it returns the connections it opened and the first error.
-func dialMany(ctx context.Context, t target, n, dialers int) ([]*benchConn, error) {
-	conns := make([]*benchConn, n)
-	var next atomic.Int64
-	var failed atomic.Int64
-	var firstErr error
-	var once sync.Once
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	for range min(dialers, n) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n || ctx.Err() != nil {
-					return
-				}
-				c, err := t.dial(ctx)
-				if err != nil {
-					failed.Add(1)
-					once.Do(func() { firstErr = err; cancel() })
-					return
-				}
-				conns[i] = c
-			}
-		}()
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return compact(conns), fmt.Errorf("%d of %d connections failed, first: %w", failed.Load(), n, firstErr)
-	}
-	return conns, nil
-}
-
-func compact(conns []*benchConn) []*benchConn {
-	out := conns[:0]
-	for _, c := range conns {
-		if c != nil {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-// shutAll closes conns in parallel.
-func shutAll(conns []*benchConn) {
-	var wg sync.WaitGroup
-	ch := make(chan *benchConn)
-	for range 50 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for c := range ch {
-				c.shut()
-			}
-		}()
-	}
-	for _, c := range conns {
-		ch <- c
-	}
-	close(ch)
-	wg.Wait()
-}
-
-// openPhase times opening and authenticating cfg.Open connections.
-func openPhase(ctx context.Context, cfg *config, t target, log *slog.Logger) (*openResult, error) {
-	start := time.Now()
-	conns, err := dialMany(ctx, t, cfg.Open, cfg.Dialers)
-	d := time.Since(start)
-	defer shutAll(conns)
-	if err != nil {
-		return nil, err
-	}
-	r := &openResult{Conns: cfg.Open, Dialers: cfg.Dialers, Seconds: d.Seconds(), PerSecond: float64(cfg.Open) / d.Seconds()}
-	log.Info("open", slog.Int("conns", r.Conns), slog.Float64("conns_per_s", round(r.PerSecond, 0)))
-	return r, nil
-}
-
 // idleConns holds the idle phase's connections, reads and discards what
-// the server sends, and sends each a heartbeat once a period, spread evenly.
+// the server sends (pongs, and with presence on the presence list and its
+// changes), counting error answers by code, and sends each connection a
+// heartbeat once a period, spread evenly.
 type idleConns struct {
 	mu       sync.Mutex
 	conns    []*benchConn
 	received atomic.Int64
+	bytes    atomic.Int64
+	presence atomic.Int64
+	listed   atomic.Int64 // connections that have read a presence message
 	dropped  atomic.Int64
 	hbErrors atomic.Int64
+	errCodes sync.Map // code -> *atomic.Int64
 	readers  sync.WaitGroup
 }
 
@@ -108,22 +34,49 @@ func (ic *idleConns) add(cs []*benchConn) {
 		ic.readers.Add(1)
 		go func() {
 			defer ic.readers.Done()
-			for {
-				_, r, err := c.ws.NextReader()
-				if err != nil {
-					if !isClosed(err) {
-						ic.dropped.Add(1)
-					}
-					return
-				}
-				_, _ = io.Copy(io.Discard, r)
-				ic.received.Add(1)
-			}
+			ic.read(c)
 		}()
 	}
 	ic.mu.Lock()
 	ic.conns = append(ic.conns, cs...)
 	ic.mu.Unlock()
+}
+
+// read reads c until it closes, as any client would: one message at a time.
+func (ic *idleConns) read(c *benchConn) {
+	listed := false
+	for {
+		_, b, err := c.ws.ReadMessage()
+		if err != nil {
+			if !isClosed(err) {
+				ic.dropped.Add(1)
+			}
+			return
+		}
+		ic.received.Add(1)
+		ic.bytes.Add(int64(len(b)))
+		typ := msgType(b)
+		if typ == "presence" {
+			ic.presence.Add(1)
+			if !listed {
+				listed = true
+				ic.listed.Add(1)
+			}
+		}
+		if isErrorType(typ) {
+			v, _ := ic.errCodes.LoadOrStore(errCode(b, typ), new(atomic.Int64))
+			v.(*atomic.Int64).Add(1)
+		}
+	}
+}
+
+func (ic *idleConns) errors() map[string]int64 {
+	out := map[string]int64{}
+	ic.errCodes.Range(func(k, v any) bool {
+		out[k.(string)] = v.(*atomic.Int64).Load()
+		return true
+	})
+	return out
 }
 
 // heartbeats runs until ctx ends: every tick it pings the connections whose
@@ -181,6 +134,11 @@ func idlePhase(ctx context.Context, cfg *config, t target, log *slog.Logger) ([]
 			return out, fmt.Errorf("at %d connections: %w", len(ic.conns), err)
 		}
 		opened := time.Since(start)
+		if t.presence() {
+			if err := ic.awaitPresence(ctx, n); err != nil {
+				return out, err
+			}
+		}
 		if err := sleepCtx(ctx, cfg.Settle); err != nil {
 			return out, err
 		}
@@ -188,23 +146,50 @@ func idlePhase(ctx context.Context, cfg *config, t target, log *slog.Logger) ([]
 		if err != nil {
 			return out, err
 		}
-		prevN, prevRSS := 0, base
-		if len(out) > 0 {
-			prevN, prevRSS = out[len(out)-1].Conns, out[len(out)-1].RSSBytes
-		}
-		res := idleResult{
-			Conns: n, RSSBeforeBytes: base, RSSBytes: r,
-			PerConnBytes:  float64(r-base) / float64(n),
-			MarginalBytes: float64(r-prevRSS) / float64(n-prevN),
-			OpenSeconds:   opened.Seconds(),
-			Dropped:       ic.dropped.Load(), HeartbeatErrors: ic.hbErrors.Load(),
-			Received: ic.received.Load(),
-		}
+		res := ic.result(n, base, r, out)
+		res.OpenSeconds = opened.Seconds()
 		out = append(out, res)
 		log.Info("idle", slog.Int("conns", n), slog.Int64("rss_kib", r>>10),
-			slog.Float64("per_conn_kib", round(res.PerConnBytes/1024, 2)), slog.Int64("dropped", res.Dropped))
+			slog.Float64("per_conn_kib", round(res.PerConnBytes/1024, 2)), slog.Int64("received", res.Received),
+			slog.Int64("dropped", res.Dropped), slog.Any("errors", res.Errors))
 	}
 	return out, nil
+}
+
+// presenceWait bounds the wait for every idle connection's presence list.
+const presenceWait = 60 * time.Second
+
+// awaitPresence waits until all n connections have read a presence
+// message, so that the memory is read with the feed running everywhere
+// even at a short -settle.
+func (ic *idleConns) awaitPresence(ctx context.Context, n int) error {
+	deadline := time.Now().Add(presenceWait)
+	for ic.listed.Load() < int64(n) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("after %v, %d of %d connections have had a presence list", presenceWait, ic.listed.Load(), n)
+		}
+		if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// result is the figure at n connections: RSS r against the baseline and
+// against the previous count in prev.
+func (ic *idleConns) result(n int, base, r int64, prev []idleResult) idleResult {
+	prevN, prevRSS := 0, base
+	if len(prev) > 0 {
+		prevN, prevRSS = prev[len(prev)-1].Conns, prev[len(prev)-1].RSSBytes
+	}
+	return idleResult{
+		Conns: n, RSSBeforeBytes: base, RSSBytes: r,
+		PerConnBytes:  float64(r-base) / float64(n),
+		MarginalBytes: float64(r-prevRSS) / float64(n-prevN),
+		Received:      ic.received.Load(), ReceivedBytes: ic.bytes.Load(), Presence: ic.presence.Load(),
+		Dropped: ic.dropped.Load(), HeartbeatErrors: ic.hbErrors.Load(),
+		Errors: ic.errors(),
+	}
 }
 
 // stableRSS waits until the server's RSS stops falling (a Go server hands

@@ -1,4 +1,6 @@
-package rawio
+//go:build linux
+
+package main
 
 import (
 	"bytes"
@@ -11,8 +13,8 @@ import (
 	"time"
 )
 
-// pair returns both ends of a real TCP connection on 127.0.0.1, wrapped.
-func pair(t *testing.T) (a, b net.Conn) {
+// rawPair returns both ends of a real TCP connection on 127.0.0.1, wrapped.
+func rawPair(t *testing.T) (a, b net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -32,9 +34,9 @@ func pair(t *testing.T) (a, b net.Conn) {
 	if s == nil {
 		t.Fatal("accept failed")
 	}
-	a, b = Wrap(c), Wrap(s)
-	if _, ok := a.(*Conn); !ok {
-		t.Fatalf("Wrap(%T) did not wrap", c)
+	a, b = wrapRaw(c), wrapRaw(s)
+	if _, ok := a.(*rawConn); !ok {
+		t.Fatalf("wrapRaw(%T) did not wrap", c)
 	}
 	t.Cleanup(func() { a.Close(); b.Close() })
 	return a, b
@@ -42,9 +44,9 @@ func pair(t *testing.T) (a, b net.Conn) {
 
 // Eight MiB through a socket whose buffers are far smaller: writes must
 // wait for room and reads for data, and every byte arrive in order.
-func TestCopyThroughSmallBuffers(t *testing.T) {
-	a, b := pair(t)
-	if err := a.(*Conn).Conn.(*net.TCPConn).SetWriteBuffer(16 << 10); err != nil {
+func TestRawCopyThroughSmallBuffers(t *testing.T) {
+	a, b := rawPair(t)
+	if err := a.(*rawConn).Conn.(*net.TCPConn).SetWriteBuffer(16 << 10); err != nil {
 		t.Fatal(err)
 	}
 	want := make([]byte, 8<<20)
@@ -67,8 +69,8 @@ func TestCopyThroughSmallBuffers(t *testing.T) {
 	}
 }
 
-func TestDeadlinesAndClose(t *testing.T) {
-	a, b := pair(t)
+func TestRawDeadlinesAndClose(t *testing.T) {
+	a, b := rawPair(t)
 	if err := b.SetReadDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
@@ -100,11 +102,11 @@ func TestDeadlinesAndClose(t *testing.T) {
 	}
 }
 
-func TestWrapLeavesOtherConnsAlone(t *testing.T) {
+func TestWrapRawLeavesOtherConnsAlone(t *testing.T) {
 	c1, c2 := net.Pipe()
 	defer c1.Close()
 	defer c2.Close()
-	if Wrap(c1) != c1 {
-		t.Fatal("Wrap wrapped a net.Pipe conn, which has no file descriptor")
+	if wrapRaw(c1) != c1 {
+		t.Fatal("wrapRaw wrapped a net.Pipe conn, which has no file descriptor")
 	}
 }

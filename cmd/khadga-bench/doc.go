@@ -1,0 +1,43 @@
+// Command khadga-bench measures a khadga signaling server, and the PeerJS
+// server as a yardstick, under the loads of issues 2 and 12:
+//
+//  1. idle: server memory (RSS) per idle authenticated connection at 1,000,
+//     5,000 and 10,000 connections, each sending a heartbeat every 5 s;
+//     khadga twice, with its presence feed off (?presence=0) and on
+//     (?presence=1, as the web app opens it), PeerJS (which has no
+//     presence) once;
+//  2. open: the time to open and authenticate 1,000 connections with 50
+//     dialers;
+//  3. relay-max: a 1 KiB signal relayed between 200 concurrent pairs for
+//     10 s as fast as possible (signals/s, p50/p99 latency);
+//  4. relay-rate: the same at a fixed 10,000 signals/s in total (p50/p99).
+//
+// One run covers every combination of scheme (-schemes ws,wss) and load
+// client (-clients tuned,plain). The tuned client is lean, so that the
+// server gets the cores: raw system calls, small buffers and, over ws, its
+// own frame reader in the relay phases. The plain client is
+// gorilla/websocket as users run it: the default dialer, one WriteMessage
+// per signal, a ReadMessage loop. For wss the bench makes a self-signed
+// certificate for 127.0.0.1, which both servers present and the clients
+// trust.
+//
+// Each combination starts fresh servers: khadga, built from ./cmd/khadga
+// into a temporary directory and run as a separate process (so that its
+// RSS is the server's alone) on a temporary data directory; a second one
+// for the idle phase with presence on; and the PeerJS server
+// (bench/peerjs, npm package "peer"). Each phase then runs on every target
+// back to back, and the open and relay phases run -rounds times with the
+// order alternating, so that the figures come from the same conditions on
+// a shared machine; the summary figures are medians over the rounds, and
+// the floors of issue 12 are checked for each combination:
+//
+//	go run ./cmd/khadga-bench                  # everything, a table per combination
+//	go run ./cmd/khadga-bench -json            # one JSON object
+//	go run ./cmd/khadga-bench -schemes wss -clients plain
+//	go run ./cmd/khadga-bench -target khadga -url http://127.0.0.1:8080 -pid 1234
+//
+// Latency is measured by a send timestamp inside each signal's payload; the
+// load client runs on the same machine as the server. The bench reads
+// /proc and uses Linux system calls, so it runs on Linux only; elsewhere it
+// builds to a command that says so.
+package main

@@ -1,0 +1,154 @@
+//go:build linux
+
+package main
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"text/tabwriter"
+)
+
+// table prints a table per combination, one column per target, then the
+// floors of every combination side by side.
+func (r *report) table(w io.Writer) error {
+	for _, c := range r.Runs {
+		fmt.Fprintf(w, "\n== %s client over %s\n", c.Client, c.Scheme)
+		if err := c.table(w, r.Settings); err != nil {
+			return err
+		}
+	}
+	return r.floorTable(w)
+}
+
+// table prints one combination's figures, errors and ratios.
+func (c *comboResult) table(w io.Writer, s settings) error {
+	var names []string
+	for _, n := range []string{nameKhadga, nameKhadgaPresence, namePeerJS} {
+		if c.Targets[n] != nil {
+			names = append(names, n)
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	row := func(label string, f func(*targetResult) string) {
+		fmt.Fprint(tw, label, "\t")
+		for _, n := range names {
+			fmt.Fprint(tw, f(c.Targets[n]), "\t")
+		}
+		fmt.Fprintln(tw)
+	}
+	row("figure", func(*targetResult) string { return "" })
+	fmt.Fprint(tw, "\t")
+	for _, n := range names {
+		fmt.Fprint(tw, n, "\t")
+	}
+	fmt.Fprintln(tw)
+	for i, n := range s.Idle {
+		idleRows(row, i, n)
+	}
+	row(fmt.Sprintf("open %d, %d dialers: conns/s", s.Open, s.Dialers), func(t *targetResult) string {
+		if t.Open == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.0f", t.Open.PerSecond)
+	})
+	relayRows(row, "relay max", func(t *targetResult) *relayResult { return t.RelayMax })
+	relayRows(row, fmt.Sprintf("relay %d/s", s.Rate), func(t *targetResult) *relayResult { return t.RelayRate })
+	row("failed phases", func(t *targetResult) string { return fmt.Sprint(len(t.Errors)) })
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, n := range names {
+		t := c.Targets[n]
+		if t.Note != "" {
+			fmt.Fprintf(w, "%s: %s\n", n, t.Note)
+		}
+		for _, phase := range slices.Sorted(maps.Keys(t.Errors)) {
+			fmt.Fprintf(w, "%s %s: %s\n", n, phase, t.Errors[phase])
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.Ratios)) {
+		fmt.Fprintf(w, "ratio %s (khadga/peerjs): %.3f\n", k, c.Ratios[k])
+	}
+	return nil
+}
+
+// idleRows prints the figures at the i-th idle count, n connections.
+func idleRows(row func(string, func(*targetResult) string), i, n int) {
+	f := func(fn func(*idleResult) string) func(*targetResult) string {
+		return func(t *targetResult) string {
+			if i >= len(t.Idle) {
+				return "-"
+			}
+			return fn(&t.Idle[i])
+		}
+	}
+	row(fmt.Sprintf("idle %d: KiB/conn", n), f(func(r *idleResult) string { return fmt.Sprintf("%.2f", r.PerConnBytes/1024) }))
+	row(fmt.Sprintf("idle %d: marginal KiB/conn", n), f(func(r *idleResult) string { return fmt.Sprintf("%.2f", r.MarginalBytes/1024) }))
+	row(fmt.Sprintf("idle %d: RSS MiB (before)", n), f(func(r *idleResult) string {
+		return fmt.Sprintf("%.1f (%.1f)", float64(r.RSSBytes)/(1<<20), float64(r.RSSBeforeBytes)/(1<<20))
+	}))
+	row(fmt.Sprintf("idle %d: messages in (presence), KiB", n), f(func(r *idleResult) string {
+		return fmt.Sprintf("%d (%d), %.0f", r.Received, r.Presence, float64(r.ReceivedBytes)/1024)
+	}))
+	row(fmt.Sprintf("idle %d: errors", n), f(func(r *idleResult) string {
+		if len(r.Errors) == 0 && r.Dropped == 0 && r.HeartbeatErrors == 0 {
+			return "0"
+		}
+		return fmt.Sprintf("%v dropped=%d heartbeat=%d", r.Errors, r.Dropped, r.HeartbeatErrors)
+	}))
+}
+
+func relayRows(row func(string, func(*targetResult) string), label string, get func(*targetResult) *relayResult) {
+	f := func(fn func(*relayResult) string) func(*targetResult) string {
+		return func(t *targetResult) string {
+			if r := get(t); r != nil {
+				return fn(r)
+			}
+			return "-"
+		}
+	}
+	row(label+": signals/s", f(func(r *relayResult) string { return fmt.Sprintf("%.0f", r.PerSecond) }))
+	row(label+": p50 / p99 ms", f(func(r *relayResult) string { return fmt.Sprintf("%.2f / %.2f", r.P50ms, r.P99ms) }))
+	row(label+": server / client CPU cores", f(func(r *relayResult) string {
+		return fmt.Sprintf("%.2f / %.2f", r.ServerCPUCores, r.ClientCPUCores)
+	}))
+	row(label+": server syscalls/signal (r+w)", f(func(r *relayResult) string {
+		return fmt.Sprintf("%.2f + %.2f", r.ServerReadsPerSignal, r.ServerWritesPerSignal)
+	}))
+	row(label+": errors", f(func(r *relayResult) string {
+		if len(r.Errors) == 0 && r.Dropped == 0 {
+			return "0"
+		}
+		return fmt.Sprintf("%v dropped=%d", r.Errors, r.Dropped)
+	}))
+}
+
+// floorTable prints issue 12's floors, a column per combination: met or
+// MISSED with the ratio khadga/PeerJS, "-" when a figure is missing.
+func (r *report) floorTable(w io.Writer) error {
+	fmt.Fprintln(w, "\n== issue 12 floors (ratio khadga/peerjs)")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprint(tw, "floor\t")
+	for _, c := range r.Runs {
+		fmt.Fprint(tw, c.combo, "\t")
+	}
+	fmt.Fprintln(tw)
+	for _, f := range floors {
+		fmt.Fprint(tw, f.label, "\t")
+		for _, c := range r.Runs {
+			met, ok := c.Floors[f.name]
+			switch {
+			case !ok:
+				fmt.Fprint(tw, "-\t")
+			case met:
+				fmt.Fprintf(tw, "met (%.2f)\t", c.Ratios[f.ratio])
+			default:
+				fmt.Fprintf(tw, "MISSED (%.2f)\t", c.Ratios[f.ratio])
+			}
+		}
+		fmt.Fprintln(tw)
+	}
+	return tw.Flush()
+}
