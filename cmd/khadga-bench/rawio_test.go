@@ -79,8 +79,10 @@ func TestRawDeadlinesAndClose(t *testing.T) {
 		t.Fatalf("read past the deadline: %v, want a timeout", err)
 	}
 	// A full socket and a passed write deadline: Write returns what it
-	// wrote and a timeout.
-	if err := a.SetWriteDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
+	// wrote and a timeout. The deadline leaves the write a second to start
+	// (a deadline already past when it starts writes nothing), far more
+	// than it needs on a loaded machine; nobody reads, so it then waits.
+	if err := a.SetWriteDeadline(time.Now().Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	n, err := a.Write(make([]byte, 64<<20))
