@@ -380,7 +380,12 @@ func (p *peer) onDescription(d proto.SessionDescription) {
 	collision := typ == webrtc.SDPTypeOffer && p.pc.SignalingState() != webrtc.SignalingStateStable
 	p.ignoreOffer = !p.polite && collision
 	if p.ignoreOffer {
+		// The polite side rolls back and answers our offer, if it has
+		// it: it may not (lost with a signaling connection that died
+		// under a network change), and then both would wait for ever.
+		// A copy it already had is answered again (duplicate).
 		p.log.Debug("offer collision: impolite, ignoring remote offer")
+		p.resendOffer()
 		return
 	}
 	if typ == webrtc.SDPTypeOffer && p.polite {

@@ -44,4 +44,10 @@ func TestNetworkChange(t *testing.T) {
 	if back > resumeWithin {
 		t.Errorf("chat came back %v after the move, want within %v", back, resumeWithin)
 	}
+	for _, p := range []*proc{alice, bob} {
+		p.say("/quit")
+		if code := p.wait(); code != 0 {
+			t.Errorf("%s exited %d", p.name, code)
+		}
+	}
 }
