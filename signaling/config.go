@@ -28,7 +28,7 @@ type Config struct {
 	DataDir string
 	// Store is the store to serve from, already open; nil means New opens
 	// the one in DataDir. Either way the server closes it.
-	Store *store.Store
+	Store store.Backend
 	// AdminListener, when set, serves the admin commands (`khadga user`,
 	// `token`, `backup`) while the server holds the store: the caller opens
 	// it (admin.Listen makes the 0600 unix socket) and the server closes

@@ -42,7 +42,7 @@ type Server struct {
 	cfg         Config
 	log         *slog.Logger
 	ln          net.Listener
-	store       *store.Store
+	store       store.Backend
 	keys        *auth.Keys
 	sessions    *auth.Sessions
 	limiter     *auth.LoginLimiter
@@ -164,7 +164,7 @@ func (s *Server) HubStats() hub.Stats { return s.hub.Stats() }
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
 // Store is the server's store, for admin commands running in-process.
-func (s *Server) Store() *store.Store { return s.store }
+func (s *Server) Store() store.Backend { return s.store }
 
 // Keys signs and verifies access tokens (for `khadga token` in-process).
 func (s *Server) Keys() *auth.Keys { return s.keys }

@@ -127,7 +127,7 @@ func runServe(ctx context.Context, args []string) error {
 // held is what `khadga serve` opens before the servers take it over.
 type held struct {
 	http, metrics, admin net.Listener // metrics nil without --metrics
-	store                *store.Store
+	store                store.Backend
 }
 
 // open listens on the HTTP and metrics addresses, opens the store, and

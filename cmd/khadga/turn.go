@@ -172,7 +172,7 @@ const turnSecretName = "turn-rest-secret"
 // the standalone server), generated on first run, which `khadga turn`
 // nodes can be given to share the load. Closing the server closes the
 // certificate source it started.
-func (c *turnConfig) start(ctx context.Context, st *store.Store, fallback certs.GetCertificateFunc,
+func (c *turnConfig) start(ctx context.Context, st store.Backend, fallback certs.GetCertificateFunc,
 	log *slog.Logger, reg prometheus.Registerer) (*turnServer, error) {
 	cfg, err := c.server(log, reg)
 	if err != nil {

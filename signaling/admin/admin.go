@@ -65,7 +65,7 @@ var ErrBadRequest = errors.New("admin: bad request")
 
 // Ops implements Admin over an open store and signing keys.
 type Ops struct {
-	Store    *store.Store
+	Store    store.Backend
 	Keys     *auth.Keys
 	Password auth.Params // zero means auth.DefaultParams
 	// Audit records what an operation did; nil means no audit.

@@ -48,7 +48,7 @@ const DefaultLeeway = 30 * time.Second
 // JWT kid header, and verifies against every non-retired key by kid. Keys is
 // safe for concurrent use.
 type Keys struct {
-	st      *store.Store
+	st      store.Backend
 	now     func() time.Time
 	leeway  time.Duration
 	log     *slog.Logger
@@ -67,7 +67,7 @@ type Keys struct {
 
 // NewKeys loads the signing keys from st, creating and storing a first key
 // if there is no usable one.
-func NewKeys(st *store.Store, opts KeysOptions) (*Keys, error) {
+func NewKeys(st store.Backend, opts KeysOptions) (*Keys, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}

@@ -68,13 +68,13 @@ type SessionsOptions struct {
 // Sessions issues token pairs and rotates refresh tokens. It is safe for
 // concurrent use; all state is in the store.
 type Sessions struct {
-	st   *store.Store
+	st   store.Backend
 	keys *Keys
 	opts SessionsOptions
 }
 
 // NewSessions returns Sessions over st and keys.
-func NewSessions(st *store.Store, keys *Keys, opts SessionsOptions) *Sessions {
+func NewSessions(st store.Backend, keys *Keys, opts SessionsOptions) *Sessions {
 	if opts.AccessTTL <= 0 {
 		opts.AccessTTL = DefaultAccessTTL
 	}

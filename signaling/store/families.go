@@ -37,7 +37,9 @@ func familyIndexKey(f Family) []byte {
 func userPrefix(user string) []byte { return append([]byte(user), 0) }
 
 // CreateFamily stores a new family. ID, User, Current and Expires are
-// required; a zero Created is set to now. If the user then holds more than
+// required; a zero Created is set to now. The user must exist (ErrNotFound
+// otherwise), so that a login racing the account's deletion leaves no
+// family behind. If the user then holds more than
 // Options.MaxFamiliesPerUser families, the oldest ones are deleted.
 func (s *Store) CreateFamily(f Family) error {
 	if err := validName("family", f.ID); err != nil {
@@ -53,6 +55,9 @@ func (s *Store) CreateFamily(f Family) error {
 		f.Created = time.Now().UTC()
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketUsers).Get([]byte(f.User)) == nil {
+			return fmt.Errorf("create family: user %q: %w", f.User, ErrNotFound)
+		}
 		b := tx.Bucket(bucketFamilies)
 		if b.Get([]byte(f.ID)) != nil {
 			return fmt.Errorf("create family: %w", ErrFamilyExists)
@@ -246,4 +251,29 @@ func (s *Store) PurgeExpired(now time.Time) (int, error) {
 		return 0, fmt.Errorf("purge expired families: %w", err)
 	}
 	return n, nil
+}
+
+// ListFamilies returns every family, revoked and expired ones included, by
+// user and then creation time (for backups and migrations).
+func (s *Store) ListFamilies() ([]Family, error) {
+	var out []Family
+	err := s.db.View(func(tx *bolt.Tx) error {
+		fams := tx.Bucket(bucketFamilies)
+		return tx.Bucket(bucketUserFamily).ForEach(func(k, _ []byte) error {
+			user, _, ok := bytes.Cut(k, []byte{0})
+			if !ok || len(k) < len(user)+1+8 {
+				return fmt.Errorf("corrupt family index key %q", k)
+			}
+			var f Family
+			if err := getJSON(fams, k[len(user)+1+8:], &f); err != nil {
+				return fmt.Errorf("family of %q: %w", user, err)
+			}
+			out = append(out, f)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list families: %w", err)
+	}
+	return out, nil
 }

@@ -110,8 +110,8 @@ func (s *Store) Secret(name string, generate func() ([]byte, error)) ([]byte, er
 		if err != nil {
 			return fmt.Errorf("generate: %w", err)
 		}
-		if len(v) == 0 || len(v) > MaxSecretLen {
-			return fmt.Errorf("%w: generated secret has %d bytes", ErrInvalid, len(v))
+		if err := checkSecret(v); err != nil {
+			return err
 		}
 		out = bytes.Clone(v)
 		return b.Put([]byte(name), out)
@@ -124,4 +124,54 @@ func wrapSecretErr(name string, err error) error {
 		return nil
 	}
 	return fmt.Errorf("secret %q: %w", name, err)
+}
+
+// UpdateSecret atomically replaces the named secret with fn(old), where
+// old is nil if there is none yet, and returns the new value. fn returns
+// 1..MaxSecretLen bytes; if it fails nothing is written. fn must be quick,
+// must not call the store, and may run more than once (see Backend).
+func (s *Store) UpdateSecret(name string, fn func(old []byte) ([]byte, error)) ([]byte, error) {
+	if err := validName("secret", name); err != nil {
+		return nil, err
+	}
+	var out []byte
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSecrets)
+		v, err := fn(bytes.Clone(b.Get([]byte(name))))
+		if err != nil {
+			return err
+		}
+		if err := checkSecret(v); err != nil {
+			return err
+		}
+		out = bytes.Clone(v)
+		return b.Put([]byte(name), out)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("update secret %q: %w", name, err)
+	}
+	return out, nil
+}
+
+// Secrets returns every named secret (for backups and migrations).
+func (s *Store) Secrets() (map[string][]byte, error) {
+	out := make(map[string][]byte)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSecrets).ForEach(func(k, v []byte) error {
+			out[string(k)] = bytes.Clone(v)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list secrets: %w", err)
+	}
+	return out, nil
+}
+
+// checkSecret bounds a secret's size.
+func checkSecret(v []byte) error {
+	if len(v) == 0 || len(v) > MaxSecretLen {
+		return fmt.Errorf("%w: secret has %d bytes, want 1..%d", ErrInvalid, len(v), MaxSecretLen)
+	}
+	return nil
 }

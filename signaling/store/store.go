@@ -1,12 +1,20 @@
-// Package store keeps khadga's durable state in one bbolt file: users,
-// refresh-token families, JWT signing keys, named secrets (such as the TURN
-// REST secret) and a bounded audit log.
+// Package store keeps khadga's durable state: users (with their TOTP and
+// email state), refresh-token families, JWT signing keys, named secrets
+// (such as the TURN REST secrets) and a bounded audit log.
 //
-// Every change is a single bbolt update transaction, so a crash loses nothing
-// that was acknowledged, and every read-modify-write (for example rotating a
-// refresh token) is atomic. Values are JSON, which lets later versions add
-// fields (TOTP, email) without a migration. Structural changes go through the
-// migrations table in schema.go.
+// Backend is the contract the rest of khadga uses. It has two
+// implementations: *Store here, one bbolt file for a single process, and
+// kvstore.Store, NATS JetStream key-value for a cluster (--nats). Package
+// storetest holds the one conformance suite both pass; Copy moves every
+// record from one Backend to another (backups, migrations). Whoever adds a
+// method to Backend implements it in both and adds its conformance case;
+// see Backend's doc.
+//
+// In *Store every change is a single bbolt update transaction, so a crash
+// loses nothing that was acknowledged, and every read-modify-write (for
+// example rotating a refresh token) is atomic. Values are JSON, which lets
+// later versions add fields without a migration. Structural changes go
+// through the migrations table in schema.go.
 //
 // bbolt locks the file for one process at a time. A second Open of the same
 // file fails after Options.Timeout with ErrInUse instead of hanging; admin
@@ -81,6 +89,10 @@ type Options struct {
 	MaxFamiliesPerUser int
 	// Logger receives open and migration messages. Default: discard.
 	Logger *slog.Logger
+	// NoSync skips the fsync after each change. Only for a scratch file
+	// that is written once and then copied out (kvstore's backups): a
+	// crash can corrupt such a file.
+	NoSync bool
 }
 
 func (o *Options) setDefaults() {
@@ -117,7 +129,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("store: create directory: %w", err)
 	}
-	db, err := bolt.Open(path, fileMode, &bolt.Options{Timeout: opts.Timeout})
+	db, err := bolt.Open(path, fileMode, &bolt.Options{Timeout: opts.Timeout, NoSync: opts.NoSync})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("store: open %s: %w (waited %s for the file lock; stop the server or use its admin interface)", path, ErrInUse, opts.Timeout)
 	}

@@ -99,29 +99,6 @@ func TestSecondOpenFailsFast(t *testing.T) {
 	}
 }
 
-func TestReopenKeepsData(t *testing.T) {
-	s := openTemp(t, Options{})
-	if err := s.CreateUser(User{Name: "ann", Role: "user", PasswordHash: "h"}); err != nil {
-		t.Fatal(err)
-	}
-	path := s.Path()
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Ping(); err == nil {
-		t.Error("Ping after Close succeeded")
-	}
-	s2, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s2.Close()
-	u, err := s2.GetUser("ann")
-	if err != nil || u.PasswordHash != "h" || u.Role != "user" {
-		t.Fatalf("after reopen GetUser = %+v, %v", u, err)
-	}
-}
-
 func TestSchemaVersion(t *testing.T) {
 	s := openTemp(t, Options{})
 	var v uint64
@@ -150,40 +127,6 @@ func TestOpenRejectsNonStoreFile(t *testing.T) {
 	}
 	if _, err := Open(path, Options{}); err == nil {
 		t.Fatal("Open of a junk file succeeded")
-	}
-}
-
-func TestBackupIsValidStore(t *testing.T) {
-	s := openTemp(t, Options{})
-	for _, n := range []string{"ann", "bob"} {
-		if err := s.CreateUser(User{Name: n, Role: "user"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := s.Secret("turn", func() ([]byte, error) { return []byte("s3cret"), nil }); err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	n, err := s.WriteTo(&buf)
-	if err != nil || n != int64(buf.Len()) || n == 0 {
-		t.Fatalf("WriteTo = %d, %v (buffer %d)", n, err, buf.Len())
-	}
-	path := filepath.Join(t.TempDir(), "backup.db")
-	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b, err := Open(path, Options{})
-	if err != nil {
-		t.Fatalf("open backup: %v", err)
-	}
-	defer b.Close()
-	users, err := b.ListUsers()
-	if err != nil || len(users) != 2 || users[0].Name != "ann" || users[1].Name != "bob" {
-		t.Fatalf("backup users = %+v, %v", users, err)
-	}
-	sec, err := b.Secret("turn", func() ([]byte, error) { return nil, errors.New("must not generate") })
-	if err != nil || string(sec) != "s3cret" {
-		t.Fatalf("backup secret = %q, %v", sec, err)
 	}
 }
 
