@@ -346,6 +346,10 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
+	if auth.IsBotRefresh(req.RefreshToken) {
+		s.refreshBot(w, r, req.RefreshToken)
+		return
+	}
 	pair, err := s.sessions.Refresh(req.RefreshToken)
 	if err != nil {
 		result := "failed"
@@ -357,6 +361,20 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		}
 		s.metrics.refreshes.WithLabelValues(result).Inc()
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, "invalid or expired refresh token")
+		return
+	}
+	s.metrics.refreshes.WithLabelValues("ok").Inc()
+	writeJSON(w, http.StatusOK, tokenPair(pair))
+}
+
+// refreshBot trades a bot refresh token (`khadga token --refresh`) for an
+// access token; the refresh token stays the same.
+func (s *Server) refreshBot(w http.ResponseWriter, r *http.Request, tok string) {
+	pair, err := s.bots.Refresh(tok)
+	if err != nil {
+		s.metrics.refreshes.WithLabelValues("failed").Inc()
+		s.log.Info("bot refresh refused", slog.String("addr", s.clientAddr(r)), slog.Any("err", err))
+		writeError(w, http.StatusUnauthorized, codeUnauthorized, "invalid, revoked or expired bot token")
 		return
 	}
 	s.metrics.refreshes.WithLabelValues("ok").Inc()

@@ -179,8 +179,8 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("allowed origin %q must be scheme://host[:port]", o))
 		}
 	}
-	if c.AccessTTL < time.Minute || c.AccessTTL > 24*time.Hour {
-		errs = append(errs, fmt.Errorf("access token lifetime %v must be between 1m and 24h", c.AccessTTL))
+	if c.AccessTTL < time.Minute || c.AccessTTL > auth.MaxAccessTTL {
+		errs = append(errs, fmt.Errorf("access token lifetime %v must be between 1m and %v", c.AccessTTL, auth.MaxAccessTTL))
 	}
 	if c.RefreshTTL < c.AccessTTL {
 		errs = append(errs, fmt.Errorf("refresh lifetime %v is shorter than the access lifetime %v", c.RefreshTTL, c.AccessTTL))

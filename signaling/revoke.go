@@ -52,18 +52,22 @@ var errRevoked = errors.New("signed out, or the account is disabled or deleted")
 // account checks claims, from an access token or a ticket, against the
 // store: a sign-in's user must exist and be enabled and its family must
 // be alive; the claims then get the account's current role and room
-// grants. A bot token (no sign-in) is refused only for a disabled
-// account of its name; its role and rooms are the ones an admin minted.
+// grants. A bot's token must come from a bot token that is recorded,
+// unrevoked and unexpired, and is refused for a disabled account of its
+// name; its role and rooms are the ones an admin minted.
 func (s *Server) account(c auth.Claims) (auth.Claims, error) {
+	if c.Bot && !s.botAlive(c) {
+		return auth.Claims{}, errRevoked
+	}
 	u, err := s.store.GetUser(c.User)
 	switch {
-	case errors.Is(err, store.ErrNotFound) && c.Login == "":
+	case errors.Is(err, store.ErrNotFound) && (c.Login == "" || c.Bot):
 		return c, nil // a bot that is no account
 	case err != nil:
 		return auth.Claims{}, errRevoked
 	case u.Disabled:
 		return auth.Claims{}, errRevoked
-	case c.Login == "":
+	case c.Login == "" || c.Bot:
 		return c, nil
 	}
 	f, err := s.store.GetFamily(c.Login)
@@ -72,6 +76,13 @@ func (s *Server) account(c auth.Claims) (auth.Claims, error) {
 	}
 	c.Role, c.Rooms = u.Role, u.Rooms
 	return c, nil
+}
+
+// botAlive reports whether the bot token behind a bot's access token is
+// still good: recorded for this user, not revoked, not expired.
+func (s *Server) botAlive(c auth.Claims) bool {
+	t, err := s.store.GetBotToken(c.Login)
+	return err == nil && t.User == c.User && t.Revoked.IsZero() && s.cfg.Now().Before(t.Expires)
 }
 
 // keyUsers remembers which users authenticated with tokens of which
@@ -146,8 +157,18 @@ func (k *keyUsers) take(kid string) []string {
 }
 
 // endUser ends every live session of user, for reason.
-func (s *Server) endUser(user, reason string) {
-	n := s.closer.CloseUser(user, proto.CodeRevoked, reason)
+func (s *Server) endUser(user, reason string) { s.endSessions(user, "", reason) }
+
+// endSessions ends the live sessions of user opened with the tokens of one
+// sign-in or bot token (login), or every one of them when login is empty,
+// for reason: the admin operations' Revoked.
+func (s *Server) endSessions(user, login, reason string) {
+	var n int
+	if login == "" {
+		n = s.closer.CloseUser(user, proto.CodeRevoked, reason)
+	} else {
+		n = s.closer.CloseLogin(user, login, proto.CodeRevoked, reason)
+	}
 	s.log.Info("sessions ended", slog.String("user", user), slog.String("reason", reason), slog.Int("sessions", n))
 }
 

@@ -45,6 +45,7 @@ type Server struct {
 	store       store.Backend
 	keys        *auth.Keys
 	sessions    *auth.Sessions
+	bots        *auth.Bots
 	limiter     *auth.LoginLimiter
 	hashGate    *auth.HashGate    // bounds argon2id work (issue 14, point 1)
 	registers   *auth.RateLimiter // registrations per address
@@ -111,6 +112,7 @@ func (s *Server) init() error {
 	s.sessions = auth.NewSessions(s.store, s.keys, auth.SessionsOptions{
 		AccessTTL: s.cfg.AccessTTL, RefreshTTL: s.cfg.RefreshTTL, Now: s.cfg.Now,
 	})
+	s.bots = auth.NewBots(s.store, s.keys, auth.BotsOptions{AccessTTL: s.cfg.AccessTTL, Now: s.cfg.Now, Logger: s.log})
 	s.limiter = auth.NewLoginLimiter(s.cfg.LoginLimits)
 	if s.cfg.Registerer != nil {
 		if err := s.cfg.Registerer.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -249,17 +251,18 @@ func (s *Server) adminServer() *http.Server {
 	if s.cfg.AdminListener == nil {
 		return nil
 	}
-	ops := &admin.Ops{Store: s.store, Keys: s.keys, Password: s.cfg.Password,
+	ops := &admin.Ops{Store: s.store, Keys: s.keys, Bots: s.bots, Password: s.cfg.Password,
 		Audit: func(kind, user, detail string) {
 			s.store.Audit(store.AuditEvent{Time: time.Now().UTC(), Kind: kind, User: user, Addr: "admin-socket", Detail: detail})
 		},
-		Revoked: s.endUser,
+		Revoked: s.endSessions,
 	}
 	return &http.Server{Handler: admin.Handler(ops), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 }
 
-// purgeLoop drops expired refresh families once an hour.
+// purgeLoop drops expired refresh families and bot tokens, and retires
+// the signing keys whose tokens have all expired, once an hour.
 func (s *Server) purgeLoop(ctx context.Context) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
@@ -274,6 +277,14 @@ func (s *Server) purgeLoop(ctx context.Context) {
 				s.log.Warn("purging expired refresh tokens", slog.Any("err", err))
 			} else if n > 0 {
 				s.log.Debug("purged expired refresh tokens", slog.Int("families", n))
+			}
+			if n, err := s.store.PurgeExpiredBotTokens(now); err != nil {
+				s.log.Warn("purging expired bot tokens", slog.Any("err", err))
+			} else if n > 0 {
+				s.log.Debug("purged expired bot tokens", slog.Int("tokens", n))
+			}
+			if _, err := s.keys.RetireDue(); err != nil {
+				s.log.Warn("retiring rotated-out signing keys", slog.Any("err", err))
 			}
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -48,7 +49,8 @@ func (a *adminConfig) open() (admin.Admin, func(), error) {
 		st.Close()
 		return nil, nil, err
 	}
-	ops := &admin.Ops{Store: st, Keys: keys, Audit: func(kind, user, detail string) {
+	bots := auth.NewBots(st, keys, auth.BotsOptions{})
+	ops := &admin.Ops{Store: st, Keys: keys, Bots: bots, Audit: func(kind, user, detail string) {
 		st.Audit(store.AuditEvent{Time: time.Now().UTC(), Kind: kind, User: user, Addr: "cli", Detail: detail})
 	}}
 	return ops, func() { st.Close() }, nil
@@ -61,12 +63,13 @@ func (a *adminConfig) storePath() string { return signaling.Config{DataDir: a.Da
 type userConfig struct {
 	Admin    adminConfig `yaml:",inline"`
 	Role     string      `yaml:"role" default:"user" usage:"role for add: user or admin"`
-	Password string      `yaml:"password" default:"-" usage:"password for add; - asks on a terminal (without echo), or reads one line of standard input"`
+	Password string      `yaml:"password" default:"-" usage:"password for add and passwd; - asks on a terminal (without echo), or reads one line of standard input"`
 }
 
 var userCommand = command("khadga user",
-	"khadga user list|add NAME|delete NAME|disable NAME|enable NAME|role NAME ROLE|reset-totp NAME [flags]",
-	"Manage accounts, through the running server's admin socket or, when it is stopped, the store file.",
+	"khadga user list|add NAME|passwd NAME|delete NAME|disable NAME|enable NAME|role NAME ROLE|reset-totp NAME [flags]",
+	"Manage accounts, through the running server's admin socket or, when it is stopped, the store file.\n"+
+		"passwd sets a new password and ends the user's sign-ins; disable ends every session of the user at once.",
 	"khadga user add alice --role admin     # asks for the password (twice) on a terminal; a pipe gives one line")
 
 func runUser(ctx context.Context, args []string) error {
@@ -111,6 +114,15 @@ func runUser(ctx context.Context, args []string) error {
 			return err
 		}
 		return adm.AddUser(ctx, rest[1], pw, c.Role)
+	case "passwd":
+		if err := need(2); err != nil {
+			return err
+		}
+		pw, err := readPassword(c.Password, os.Stdin, os.Stderr, rest[1])
+		if err != nil {
+			return err
+		}
+		return adm.SetPassword(ctx, rest[1], pw)
 	case "delete":
 		if err := need(2); err != nil {
 			return err
@@ -150,36 +162,143 @@ func readPassword(v string, in io.Reader, out io.Writer, user string) (string, e
 
 // tokenConfig is the configuration of `khadga token`.
 type tokenConfig struct {
-	Admin adminConfig   `yaml:",inline"`
-	User  string        `yaml:"user" usage:"user name the token is for"`
-	Role  string        `yaml:"role" default:"user" usage:"role: user, admin or recorder"`
-	Rooms []string      `yaml:"room" usage:"room the token may join (repeatable; required for recorder)"`
-	TTL   time.Duration `yaml:"ttl" default:"24h" usage:"lifetime (at most 720h)"`
+	Admin   adminConfig   `yaml:",inline"`
+	User    string        `yaml:"user" usage:"user name the token is for"`
+	Role    string        `yaml:"role" default:"user" usage:"role: user, admin or recorder"`
+	Rooms   []string      `yaml:"room" usage:"room the token may join (repeatable; required for recorder)"`
+	Refresh bool          `yaml:"refresh" usage:"mint a refresh token, which the bot trades for short access tokens as long as it lives, instead of an access token"`
+	TTL     time.Duration `yaml:"ttl" usage:"lifetime: an access token 24h by default, at most 720h; a refresh token 2160h (90 days) by default, at most 8760h"`
 }
 
-var tokenCommand = command("khadga token", "khadga token --user NAME [--role recorder --room ROOM] [--ttl 24h]",
-	"Mint an access token for a bot. The recorder role can only be had this way.",
-	"khadga token --user rec --role recorder --room lab --ttl 24h")
+var tokenCommand = command("khadga token",
+	"khadga token --user NAME [--role recorder --room ROOM] [--refresh] [--ttl D] | khadga token list | khadga token revoke ID",
+	"Mint a bot token (the recorder role can only be had this way), list the tokens minted, or revoke one.\n"+
+		"A revoked token works no more, and the sessions it opened end at once.",
+	"khadga token --user rec --role recorder --room lab --refresh > rec.token")
 
 func runToken(ctx context.Context, args []string) error {
 	var c tokenConfig
-	if err := loadNoArgs(&c, tokenCommand, args); err != nil {
+	rest, err := load(&c, tokenCommand, args)
+	if err != nil {
 		return err
 	}
-	req := admin.TokenRequest{User: c.User, Role: c.Role, Rooms: c.Rooms, TTL: c.TTL}
-	a := &c.Admin
+	adm, closeFn, err := c.Admin.open()
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	switch {
+	case len(rest) == 0:
+		return mintToken(ctx, adm, &c)
+	case rest[0] == "list" && len(rest) == 1:
+		ts, err := adm.ListTokens(ctx)
+		if err != nil {
+			return err
+		}
+		return printTokens(os.Stdout, ts, time.Now())
+	case rest[0] == "revoke" && len(rest) == 2:
+		if err := adm.RevokeToken(ctx, rest[1]); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "revoked %s\n", rest[1])
+		return nil
+	}
+	return fmt.Errorf("token: unexpected arguments %q (khadga token --help)", rest)
+}
+
+func mintToken(ctx context.Context, adm admin.Admin, c *tokenConfig) error {
+	tok, err := adm.MintToken(ctx, admin.TokenRequest{User: c.User, Role: c.Role, Rooms: c.Rooms, TTL: c.TTL, Refresh: c.Refresh})
+	if err != nil {
+		return err
+	}
+	fmt.Println(tok.Token)
+	fmt.Fprintf(os.Stderr, "id %s, expires %s\n", tok.ID, tok.Expires.Format(time.RFC3339))
+	return nil
+}
+
+// printTokens writes the `khadga token list` table.
+func printTokens(out io.Writer, ts []admin.TokenInfo, now time.Time) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tUSER\tROLE\tROOMS\tKIND\tEXPIRES\tSTATE\tLAST USED")
+	for _, t := range ts {
+		state := "active"
+		switch {
+		case !t.Revoked.IsZero():
+			state = "revoked " + t.Revoked.Format(time.RFC3339)
+		case !now.Before(t.Expires):
+			state = "expired"
+		}
+		used := "-"
+		if !t.LastUsed.IsZero() {
+			used = t.LastUsed.Format(time.RFC3339)
+		}
+		rooms := strings.Join(t.Rooms, ",")
+		if rooms == "" {
+			rooms = "*"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.User, t.Role, rooms, t.Kind,
+			t.Expires.Format(time.RFC3339), state, used)
+	}
+	return w.Flush()
+}
+
+var keysCommand = command("khadga keys", "khadga keys list|rotate|retire KID",
+	"Manage the keys that sign access tokens. rotate signs with a new key from now on; the old one keeps\n"+
+		"verifying until every token it signed has expired, so nobody is signed out. retire stops a key at once\n"+
+		"(a leaked key): its tokens are refused and the sessions they opened end.",
+	"khadga keys rotate")
+
+func runKeys(ctx context.Context, args []string) error {
+	var a adminConfig
+	rest, err := load(&a, keysCommand, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) == 0 {
+		return errors.New("keys: missing subcommand (khadga keys --help lists them)")
+	}
 	adm, closeFn, err := a.open()
 	if err != nil {
 		return err
 	}
 	defer closeFn()
-	tok, err := adm.MintToken(ctx, req)
-	if err != nil {
-		return err
+	switch {
+	case rest[0] == "list" && len(rest) == 1:
+		ks, err := adm.ListKeys(ctx)
+		if err != nil {
+			return err
+		}
+		return printKeys(os.Stdout, ks, time.Now())
+	case rest[0] == "rotate" && len(rest) == 1:
+		kid, err := adm.RotateKey(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Println(kid)
+		return nil
+	case rest[0] == "retire" && len(rest) == 2:
+		return adm.RetireKey(ctx, rest[1])
 	}
-	fmt.Println(tok.Token)
-	fmt.Fprintf(os.Stderr, "expires %s\n", tok.Expires.Format(time.RFC3339))
-	return nil
+	return fmt.Errorf("keys: unexpected arguments %q (khadga keys --help)", rest)
+}
+
+// printKeys writes the `khadga keys list` table.
+func printKeys(out io.Writer, ks []auth.KeyInfo, now time.Time) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "KID\tCREATED\tSTATE")
+	for _, k := range ks {
+		state := "verifying until " + k.RetireAt.Format(time.RFC3339)
+		switch {
+		case k.Retired || (!k.RetireAt.IsZero() && !now.Before(k.RetireAt)):
+			state = "retired"
+		case k.Signing:
+			state = "signing"
+		case k.RetireAt.IsZero():
+			state = "verifying"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\n", k.ID, k.Created.Format(time.RFC3339), state)
+	}
+	return w.Flush()
 }
 
 var backupCommand = command("khadga backup", "khadga backup FILE|-",

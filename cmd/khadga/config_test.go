@@ -187,7 +187,8 @@ func TestHelpNamesEveryVariable(t *testing.T) {
 		{&turnCommandConfig{}, turnCommand, []string{"--turn-metrics (KHADGA_TURN_METRICS)", "--log-json (KHADGA_LOG_JSON)"}},
 		{&credentialsConfig{}, credentialsCommand, []string{"--user (KHADGA_USER)", "--turn-secret (KHADGA_TURN_SECRET)"}},
 		{&userConfig{}, userCommand, []string{"--admin-socket (KHADGA_ADMIN_SOCKET)", "--password (KHADGA_PASSWORD)", "(default -)"}},
-		{&tokenConfig{}, tokenCommand, []string{"--room (KHADGA_ROOM)", "(default 24h0m0s)"}},
+		{&tokenConfig{}, tokenCommand, []string{"--room (KHADGA_ROOM)", "--refresh (KHADGA_REFRESH)", "at most 8760h\n"}},
+		{&adminConfig{}, keysCommand, []string{"--data (KHADGA_DATA)", "khadga keys list|rotate|retire KID"}},
 		{&adminConfig{}, backupCommand, []string{"--data (KHADGA_DATA)", "(default khadga-data)"}},
 	} {
 		var out strings.Builder

@@ -5,7 +5,8 @@
 //	khadga turn [flags]      run only the TURN server
 //	khadga turn-credentials  print TURN REST credentials for testing
 //	khadga user ...          manage accounts
-//	khadga token ...         mint a bot (e.g. recorder) token
+//	khadga token ...         mint, list and revoke bot (e.g. recorder) tokens
+//	khadga keys ...          list, rotate and retire the token signing keys
 //	khadga backup FILE       hot copy of the store
 //	khadga restore FILE      replace the store with a checked backup (server stopped)
 //	khadga config example    print the documented default config file
@@ -30,6 +31,7 @@ var commands = map[string]func(ctx context.Context, args []string) error{
 	"turn-credentials": runTurnCredentials,
 	"user":             runUser,
 	"token":            runToken,
+	"keys":             runKeys,
 	"backup":           runBackup,
 	"restore":          runRestore,
 	"config":           runConfig,
@@ -43,7 +45,7 @@ func main() {
 	}
 	run, ok := commands[name]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "khadga: unknown command %q (commands: serve, turn, turn-credentials, user, token, backup, restore, config)\n", name)
+		fmt.Fprintf(os.Stderr, "khadga: unknown command %q (commands: serve, turn, turn-credentials, user, token, keys, backup, restore, config)\n", name)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

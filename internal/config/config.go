@@ -375,7 +375,7 @@ func (c Command) usage(w io.Writer, ss []setting) {
 			fmt.Fprintf(w, " (%s)", s.env)
 		}
 		fmt.Fprintf(w, "\n    \t%s", s.usage)
-		if d := s.String(); d != "" && d != "false" && d != "0" {
+		if d := s.String(); d != "" && d != "false" && d != "0" && d != "0s" {
 			fmt.Fprintf(w, " (default %s)", d)
 		}
 		fmt.Fprintln(w)

@@ -1,5 +1,6 @@
-// Package admin holds khadga's admin operations (users, roles, bot tokens,
-// backups) and serves them on a local unix socket.
+// Package admin holds khadga's admin operations (users, roles, passwords,
+// bot tokens, signing keys, backups) and serves them on a local unix
+// socket.
 //
 // bbolt lets one process open the store at a time, so the admin commands
 // reach it in one of two ways: while the server runs, through the admin
@@ -29,7 +30,13 @@ type Admin interface {
 	SetDisabled(ctx context.Context, name string, disabled bool) error
 	SetRole(ctx context.Context, name, role string) error
 	ResetTOTP(ctx context.Context, name string) error
+	SetPassword(ctx context.Context, name, password string) error
 	MintToken(ctx context.Context, req TokenRequest) (Token, error)
+	ListTokens(ctx context.Context) ([]TokenInfo, error)
+	RevokeToken(ctx context.Context, id string) error
+	ListKeys(ctx context.Context) ([]auth.KeyInfo, error)
+	RotateKey(ctx context.Context) (string, error)
+	RetireKey(ctx context.Context, kid string) error
 	Backup(ctx context.Context, w io.Writer) (int64, error)
 }
 
@@ -41,23 +48,46 @@ type UserInfo struct {
 	Created  time.Time `json:"created"`
 }
 
-// TokenRequest asks for a bot access token (`khadga token`).
+// TokenRequest asks for a bot token (`khadga token`).
 type TokenRequest struct {
 	User  string        `json:"user"`
 	Role  string        `json:"role"`
 	Rooms []string      `json:"rooms"`
-	TTL   time.Duration `json:"ttl"`
+	TTL   time.Duration `json:"ttl"` // 0: DefaultTokenTTL, or DefaultRefreshTTL with Refresh
+	// Refresh asks for a refresh token, which the bot trades for short
+	// access tokens for as long as it lives (see package auth, Bots).
+	Refresh bool `json:"refresh,omitempty"`
 }
 
-// Token is a minted access token.
+// Token is a minted bot token.
 type Token struct {
 	Token   string    `json:"token"`
+	ID      string    `json:"id"` // what `khadga token list` shows and `revoke` takes
 	Expires time.Time `json:"expires"`
 }
 
-// MaxTokenTTL bounds bot tokens: they cannot be revoked one by one (only by
-// rotating the signing key), so they must not live forever.
-const MaxTokenTTL = 30 * 24 * time.Hour
+// TokenInfo is a recorded bot token as `khadga token list` shows it.
+type TokenInfo struct {
+	ID       string    `json:"id"`
+	Kind     string    `json:"kind"` // access or refresh
+	User     string    `json:"user"`
+	Role     string    `json:"role"`
+	Rooms    []string  `json:"rooms"`
+	Created  time.Time `json:"created"`
+	Expires  time.Time `json:"expires"`
+	Revoked  time.Time `json:"revoked,omitzero"`
+	LastUsed time.Time `json:"last_used,omitzero"`
+}
+
+// Bot token lifetimes.
+const (
+	// MaxTokenTTL bounds bot access tokens; MaxRefreshTTL bot refresh tokens.
+	MaxTokenTTL   = auth.MaxBotAccessTTL
+	MaxRefreshTTL = auth.MaxBotRefreshTTL
+	// DefaultTokenTTL and DefaultRefreshTTL apply when TokenRequest.TTL is 0.
+	DefaultTokenTTL   = 24 * time.Hour
+	DefaultRefreshTTL = 90 * 24 * time.Hour
+)
 
 // ErrBadRequest wraps every refusal caused by the request itself (an
 // invalid name, role or ttl), as opposed to a failure of the store.
@@ -67,27 +97,32 @@ var ErrBadRequest = errors.New("admin: bad request")
 type Ops struct {
 	Store    store.Backend
 	Keys     *auth.Keys
+	Bots     *auth.Bots
 	Password auth.Params // zero means auth.DefaultParams
 	// Audit records what an operation did; nil means no audit.
 	Audit func(kind, user, detail string)
-	// Revoked, when set, is told that user's credentials were revoked (the
-	// account deleted, disabled, given another role, or its second factor
-	// reset), with a reason for the user, so that a running server ends
-	// the user's live sessions at once.
-	Revoked func(user, reason string)
+	// Revoked, when set, is told that credentials of user were revoked,
+	// with a reason for the user, so that a running server ends the live
+	// sessions they opened at once: all of the user's when login is empty
+	// (the account deleted, disabled, given another role, or its second
+	// factor reset), else those of one sign-in or bot token (its password
+	// changed, a bot token revoked).
+	Revoked func(user, login, reason string)
 }
 
 // Reasons given to users whose sessions an admin operation ended.
 const (
-	ReasonDeleted   = "your account was deleted"
-	ReasonDisabled  = "your account was disabled"
-	ReasonRole      = "your role changed; connect again"
-	ReasonTOTPReset = "your two-factor authentication was reset; sign in again"
+	ReasonDeleted      = "your account was deleted"
+	ReasonDisabled     = "your account was disabled"
+	ReasonRole         = "your role changed; connect again"
+	ReasonTOTPReset    = "your two-factor authentication was reset; sign in again"
+	ReasonPassword     = "an administrator changed your password; sign in again"
+	ReasonTokenRevoked = "an administrator revoked this bot's token"
 )
 
-func (o *Ops) revoked(user, reason string) {
+func (o *Ops) revoked(user, login, reason string) {
 	if o.Revoked != nil {
-		o.Revoked(user, reason)
+		o.Revoked(user, login, reason)
 	}
 }
 
@@ -103,6 +138,15 @@ func (o *Ops) audit(kind, user, detail string) {
 	if o.Audit != nil {
 		o.Audit(kind, user, detail)
 	}
+}
+
+// hash hashes a password with the configured argon2id cost.
+func (o *Ops) hash(password string) (string, error) {
+	params := o.Password
+	if params == (auth.Params{}) {
+		params = auth.DefaultParams
+	}
+	return params.Hash(password)
 }
 
 // ListUsers lists every user.
@@ -130,11 +174,7 @@ func (o *Ops) AddUser(_ context.Context, name, password, role string) error {
 	if role != proto.RoleUser && role != proto.RoleAdmin {
 		return badRequest("role must be user or admin")
 	}
-	params := o.Password
-	if params == (auth.Params{}) {
-		params = auth.DefaultParams
-	}
-	hash, err := params.Hash(password)
+	hash, err := o.hash(password)
 	if err != nil {
 		return err
 	}
@@ -152,7 +192,7 @@ func (o *Ops) DeleteUser(_ context.Context, name string) error {
 	}
 	o.audit("admin-delete-user", name, "")
 	err := o.Store.RevokeUserFamilies(name)
-	o.revoked(name, ReasonDeleted)
+	o.revoked(name, "", ReasonDeleted)
 	return err
 }
 
@@ -166,7 +206,7 @@ func (o *Ops) SetDisabled(_ context.Context, name string, disabled bool) error {
 	o.audit("admin-disable-user", name, fmt.Sprintf("disabled=%t", disabled))
 	if disabled {
 		err := o.Store.RevokeUserFamilies(name)
-		o.revoked(name, ReasonDisabled)
+		o.revoked(name, "", ReasonDisabled)
 		return err
 	}
 	return nil
@@ -181,7 +221,7 @@ func (o *Ops) SetRole(_ context.Context, name, role string) error {
 	err := o.Store.UpdateUser(name, func(u *store.User) error { u.Role = role; return nil })
 	if err == nil {
 		o.audit("admin-role", name, "role "+role)
-		o.revoked(name, ReasonRole)
+		o.revoked(name, "", ReasonRole)
 	}
 	return err
 }
@@ -196,12 +236,12 @@ func (o *Ops) ResetTOTP(_ context.Context, name string) error {
 	}
 	o.audit("admin-reset-totp", name, "")
 	err = o.Store.RevokeUserFamilies(name)
-	o.revoked(name, ReasonTOTPReset)
+	o.revoked(name, "", ReasonTOTPReset)
 	return err
 }
 
-// MintToken signs a bot access token. The recorder role is granted only
-// here: the server refuses it to anyone without such a token.
+// MintToken mints and records a bot token. The recorder role is granted
+// only here: the server refuses it to anyone without such a token.
 func (o *Ops) MintToken(_ context.Context, r TokenRequest) (Token, error) {
 	if err := proto.ValidUsername(r.User); err != nil {
 		return Token{}, badRequest("%v", err)
@@ -209,8 +249,17 @@ func (o *Ops) MintToken(_ context.Context, r TokenRequest) (Token, error) {
 	if !roles[r.Role] {
 		return Token{}, badRequest("role must be user, admin or recorder")
 	}
-	if r.TTL <= 0 || r.TTL > MaxTokenTTL {
-		return Token{}, badRequest("ttl must be between 1s and %v", MaxTokenTTL)
+	limit := MaxTokenTTL
+	if r.Refresh {
+		limit = MaxRefreshTTL
+	}
+	switch {
+	case r.TTL == 0 && r.Refresh:
+		r.TTL = DefaultRefreshTTL
+	case r.TTL == 0:
+		r.TTL = DefaultTokenTTL
+	case r.TTL < time.Second || r.TTL > limit:
+		return Token{}, badRequest("ttl must be between 1s and %v", limit)
 	}
 	for _, room := range r.Rooms {
 		if err := proto.ValidRoom(room); err != nil {
@@ -220,12 +269,97 @@ func (o *Ops) MintToken(_ context.Context, r TokenRequest) (Token, error) {
 	if r.Role == proto.RoleRecorder && len(r.Rooms) == 0 {
 		return Token{}, badRequest("a recorder token must name the rooms it may join (--room)")
 	}
-	tok, exp, err := o.Keys.IssueAccess(auth.Claims{User: r.User, Role: r.Role, Rooms: r.Rooms}, r.TTL)
+	tok, rec, err := o.Bots.Mint(auth.BotRequest{User: r.User, Role: r.Role, Rooms: r.Rooms, TTL: r.TTL, Refresh: r.Refresh})
+	if errors.Is(err, store.ErrTooManyBotTokens) {
+		return Token{}, badRequest("%v", err)
+	}
 	if err != nil {
 		return Token{}, err
 	}
-	o.audit("admin-token", r.User, fmt.Sprintf("role %s rooms %v ttl %v", r.Role, r.Rooms, r.TTL))
-	return Token{Token: tok, Expires: exp}, nil
+	o.audit("admin-token", r.User, fmt.Sprintf("id %s kind %s role %s rooms %v ttl %v", rec.ID, rec.Kind, r.Role, r.Rooms, r.TTL))
+	return Token{Token: tok, ID: rec.ID, Expires: rec.Expires}, nil
+}
+
+// ListTokens lists the recorded bot tokens, expired ones until the server
+// purges them.
+func (o *Ops) ListTokens(context.Context) ([]TokenInfo, error) {
+	ts, err := o.Store.ListBotTokens()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]TokenInfo, len(ts))
+	for i, t := range ts {
+		out[i] = TokenInfo{ID: t.ID, Kind: t.Kind, User: t.User, Role: t.Role, Rooms: t.Rooms,
+			Created: t.Created, Expires: t.Expires, Revoked: t.Revoked, LastUsed: t.LastUsed}
+	}
+	return out, nil
+}
+
+// RevokeToken revokes a bot token: it buys no more access tokens, the
+// access tokens it carries are refused, and the sessions they opened end.
+func (o *Ops) RevokeToken(_ context.Context, id string) error {
+	if id == "" || len(id) > store.MaxNameLen {
+		return badRequest("a token id, as khadga token list shows it")
+	}
+	rec, err := o.Bots.Revoke(id)
+	if err != nil {
+		return err
+	}
+	o.audit("admin-token-revoke", rec.User, "id "+id)
+	o.revoked(rec.User, rec.ID, ReasonTokenRevoked)
+	return nil
+}
+
+// SetPassword sets a user's password, for someone who forgot theirs. The
+// user's sign-ins end: their refresh tokens are revoked and the sessions
+// they opened closed. Bot tokens under the same name are not touched.
+func (o *Ops) SetPassword(_ context.Context, name, password string) error {
+	if err := proto.ValidPassword(password); err != nil {
+		return badRequest("%v", err)
+	}
+	hash, err := o.hash(password)
+	if err != nil {
+		return err
+	}
+	if err := o.Store.UpdateUser(name, func(u *store.User) error { u.PasswordHash = hash; return nil }); err != nil {
+		return err
+	}
+	o.audit("admin-password", name, "")
+	logins, err := o.Store.RevokeUserFamilyIDs(name)
+	for _, l := range logins {
+		o.revoked(name, l, ReasonPassword)
+	}
+	return err
+}
+
+// ListKeys describes the signing keys.
+func (o *Ops) ListKeys(context.Context) ([]auth.KeyInfo, error) { return o.Keys.List() }
+
+// RotateKey makes a new signing key. The old one keeps verifying until its
+// tokens expire; sessions stay connected.
+func (o *Ops) RotateKey(context.Context) (string, error) {
+	kid, err := o.Keys.Rotate()
+	if err == nil {
+		o.audit("admin-key-rotate", "", "new kid "+kid)
+	}
+	return kid, err
+}
+
+// RetireKey stops a key from verifying at once, for a key that leaked:
+// its tokens are refused and the sessions they opened end (the server's
+// KeysOptions.Retired). The signing key cannot be retired; rotate first.
+func (o *Ops) RetireKey(_ context.Context, kid string) error {
+	if kid == o.Keys.SigningKID() {
+		return badRequest("key %s signs new tokens: rotate first (khadga keys rotate), then retire it", kid)
+	}
+	err := o.Keys.Retire(kid)
+	if errors.Is(err, auth.ErrUnknownKey) {
+		return fmt.Errorf("%w: no active signing key %q", store.ErrNotFound, kid)
+	}
+	if err == nil {
+		o.audit("admin-key-retire", "", "kid "+kid)
+	}
+	return err
 }
 
 // Backup writes a consistent copy of the store to w while it stays in use.

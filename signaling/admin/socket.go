@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 
+	"github.com/khadga/khadga/signaling/auth"
 	"github.com/khadga/khadga/signaling/store"
 )
 
@@ -68,12 +69,36 @@ func Handler(a Admin) http.Handler {
 	mux.HandleFunc("POST /users/{name}/reset-totp", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, nil, a.ResetTOTP(r.Context(), r.PathValue("name")))
 	})
+	mux.HandleFunc("POST /users/{name}/password", func(w http.ResponseWriter, r *http.Request) {
+		var req struct{ Password string }
+		if decode(w, r, &req) {
+			reply(w, nil, a.SetPassword(r.Context(), r.PathValue("name"), req.Password))
+		}
+	})
 	mux.HandleFunc("POST /tokens", func(w http.ResponseWriter, r *http.Request) {
 		var req TokenRequest
 		if decode(w, r, &req) {
 			tok, err := a.MintToken(r.Context(), req)
 			reply(w, tok, err)
 		}
+	})
+	mux.HandleFunc("GET /tokens", func(w http.ResponseWriter, r *http.Request) {
+		ts, err := a.ListTokens(r.Context())
+		reply(w, ts, err)
+	})
+	mux.HandleFunc("POST /tokens/{id}/revoke", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, nil, a.RevokeToken(r.Context(), r.PathValue("id")))
+	})
+	mux.HandleFunc("GET /keys", func(w http.ResponseWriter, r *http.Request) {
+		ks, err := a.ListKeys(r.Context())
+		reply(w, ks, err)
+	})
+	mux.HandleFunc("POST /keys/rotate", func(w http.ResponseWriter, r *http.Request) {
+		kid, err := a.RotateKey(r.Context())
+		reply(w, map[string]string{"kid": kid}, err)
+	})
+	mux.HandleFunc("POST /keys/{kid}/retire", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, nil, a.RetireKey(r.Context(), r.PathValue("kid")))
 	})
 	mux.HandleFunc("GET /backup", func(w http.ResponseWriter, r *http.Request) {
 		// Buffer so that a failed backup is an error, not a truncated file.
@@ -211,6 +236,36 @@ func (c *Client) MintToken(ctx context.Context, r TokenRequest) (Token, error) {
 	var t Token
 	err := c.call(ctx, http.MethodPost, "/tokens", r, &t)
 	return t, err
+}
+
+func (c *Client) SetPassword(ctx context.Context, name, password string) error {
+	return c.call(ctx, http.MethodPost, "/users/"+url.PathEscape(name)+"/password", map[string]string{"password": password}, nil)
+}
+
+func (c *Client) ListTokens(ctx context.Context) ([]TokenInfo, error) {
+	var ts []TokenInfo
+	err := c.call(ctx, http.MethodGet, "/tokens", nil, &ts)
+	return ts, err
+}
+
+func (c *Client) RevokeToken(ctx context.Context, id string) error {
+	return c.call(ctx, http.MethodPost, "/tokens/"+url.PathEscape(id)+"/revoke", nil, nil)
+}
+
+func (c *Client) ListKeys(ctx context.Context) ([]auth.KeyInfo, error) {
+	var ks []auth.KeyInfo
+	err := c.call(ctx, http.MethodGet, "/keys", nil, &ks)
+	return ks, err
+}
+
+func (c *Client) RotateKey(ctx context.Context) (string, error) {
+	var r struct{ Kid string }
+	err := c.call(ctx, http.MethodPost, "/keys/rotate", nil, &r)
+	return r.Kid, err
+}
+
+func (c *Client) RetireKey(ctx context.Context, kid string) error {
+	return c.call(ctx, http.MethodPost, "/keys/"+url.PathEscape(kid)+"/retire", nil, nil)
 }
 
 func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {

@@ -34,9 +34,13 @@ type Claims struct {
 	User  string   // sub
 	Role  string   // proto.RoleUser, proto.RoleRecorder, proto.RoleAdmin
 	Rooms []string // room grants; empty means any room
-	// Login is the sign-in the token was issued for (its refresh-token
-	// family, claim "sid"); empty for bot tokens from `khadga token`.
+	// Login is the sign-in the token was issued for (claim "sid"): its
+	// refresh-token family, or for a bot (Bot) the id of the bot token it
+	// comes from. Empty for bot tokens minted before bot tokens were
+	// recorded.
 	Login string
+	// Bot says Login names a bot token (store.BotToken), not a family.
+	Bot bool
 	// Set by IssueAccess and filled in by VerifyAccess; ignored on input.
 	Key      string    // kid: the signing key
 	ID       string    // jti
@@ -49,6 +53,7 @@ type jwtClaims struct {
 	Role  string   `json:"role"`
 	Rooms []string `json:"rooms,omitempty"`
 	Sid   string   `json:"sid,omitempty"`
+	Bot   bool     `json:"bot,omitempty"`
 	Typ   string   `json:"typ"`
 	jwt.RegisteredClaims
 }
@@ -62,6 +67,8 @@ func (c *jwtClaims) Validate() error {
 		return errors.New("missing sub")
 	case c.ID == "":
 		return errors.New("missing jti")
+	case c.Bot && c.Sid == "":
+		return errors.New("a bot token without its id (sid)")
 	}
 	return nil
 }
@@ -79,6 +86,7 @@ func (k *Keys) IssueAccess(c Claims, ttl time.Duration) (string, time.Time, erro
 		Role:  c.Role,
 		Rooms: c.Rooms,
 		Sid:   c.Login,
+		Bot:   c.Bot,
 		Typ:   TypeAccess,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    Issuer,
@@ -130,7 +138,7 @@ func (k *Keys) VerifyAccess(token string) (Claims, error) {
 		return Claims{}, fmt.Errorf("%w: %w", ErrTokenInvalid, err)
 	}
 	kid, _ := t.Header["kid"].(string)
-	c := Claims{User: jc.Subject, Role: jc.Role, Rooms: jc.Rooms, Login: jc.Sid, Key: kid, ID: jc.ID, Expires: jc.ExpiresAt.Time}
+	c := Claims{User: jc.Subject, Role: jc.Role, Rooms: jc.Rooms, Login: jc.Sid, Bot: jc.Bot, Key: kid, ID: jc.ID, Expires: jc.ExpiresAt.Time}
 	if jc.IssuedAt != nil {
 		c.IssuedAt = jc.IssuedAt.Time
 	}

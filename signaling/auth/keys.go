@@ -43,6 +43,12 @@ type KeysOptions struct {
 // DefaultLeeway is the clock skew VerifyAccess tolerates by default.
 const DefaultLeeway = 30 * time.Second
 
+// MaxAccessTTL is the longest lifetime of the access tokens of a sign-in
+// (signaling.Config.AccessTTL is at most this): a rotated-out key verifies
+// for at least this long. Bot tokens may live longer; their keys record it
+// (store.SigningKey.TokensUntil).
+const MaxAccessTTL = 24 * time.Hour
+
 // Keys signs and verifies access tokens with the Ed25519 keys kept in the
 // store. It signs with the newest non-retired key, putting its id in the
 // JWT kid header, and verifies against every non-retired key by kid. Keys is
@@ -56,11 +62,12 @@ type Keys struct {
 	parser  *jwt.Parser
 	rotMu   sync.Mutex // serialises Rotate and Retire (store write + Reload)
 
-	mu      sync.RWMutex
-	signKID string
-	signKey ed25519.PrivateKey
-	verify  map[string]ed25519.PublicKey // kid -> key, non-retired only
-	newest  time.Time                    // Created of the newest stored key
+	mu       sync.RWMutex
+	signKID  string
+	signKey  ed25519.PrivateKey
+	verify   map[string]ed25519.PublicKey // kid -> key, non-retired only
+	retireAt map[string]time.Time         // kid -> when it stops verifying, for rotated keys
+	newest   time.Time                    // Created of the newest stored key
 
 	verified verifiedCache // access tokens already verified
 }
@@ -107,6 +114,7 @@ func (k *Keys) Reload() error {
 		return fmt.Errorf("auth: load signing keys: %w", err)
 	}
 	verify := make(map[string]ed25519.PublicKey)
+	retireAt := make(map[string]time.Time)
 	var signKID string
 	var signKey ed25519.PrivateKey
 	var newest time.Time
@@ -120,10 +128,13 @@ func (k *Keys) Reload() error {
 			return fmt.Errorf("auth: signing key %q: %w", sk.ID, err)
 		}
 		verify[sk.ID] = priv.Public().(ed25519.PublicKey)
+		if !sk.RetireAt.IsZero() {
+			retireAt[sk.ID] = sk.RetireAt
+		}
 		signKID, signKey = sk.ID, priv
 	}
 	k.mu.Lock()
-	k.signKID, k.signKey, k.verify, k.newest = signKID, signKey, verify, newest
+	k.signKID, k.signKey, k.verify, k.retireAt, k.newest = signKID, signKey, verify, retireAt, newest
 	k.mu.Unlock()
 	return nil
 }
@@ -139,11 +150,17 @@ func privateKey(b []byte) (ed25519.PrivateKey, error) {
 	return nil, fmt.Errorf("bad Ed25519 key length %d", len(b))
 }
 
-// Rotate creates a new key, stores it and makes it the signing key. Older
-// keys keep verifying until retired. It returns the new kid.
+// Rotate creates a new key, stores it and makes it the signing key. The
+// keys it replaces keep verifying until every token they signed has
+// expired (their RetireAt: MaxAccessTTL from now, or the expiry of the
+// longest-lived bot token they signed, if later), then stop. It returns
+// the new kid.
 func (k *Keys) Rotate() (string, error) {
 	k.rotMu.Lock()
 	defer k.rotMu.Unlock()
+	if err := k.scheduleRetirement(); err != nil {
+		return "", err
+	}
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return "", fmt.Errorf("auth: generate key: %w", err)
@@ -166,6 +183,90 @@ func (k *Keys) Rotate() (string, error) {
 	}
 	k.log.Info("jwt signing key created", slog.String("kid", kid))
 	return kid, nil
+}
+
+// scheduleRetirement gives every active key that has no RetireAt yet the
+// time its last token expires, before a new key takes over signing. A key
+// scheduled and then not replaced (the new key failed to store) just
+// retires early for no reason; the caller reports the error.
+func (k *Keys) scheduleRetirement() error {
+	stored, err := k.st.SigningKeys()
+	if err != nil {
+		return fmt.Errorf("auth: load signing keys: %w", err)
+	}
+	now := k.now().UTC()
+	for _, sk := range stored {
+		if sk.Retired || !sk.RetireAt.IsZero() {
+			continue
+		}
+		at := now.Add(MaxAccessTTL)
+		if sk.TokensUntil.After(at) {
+			at = sk.TokensUntil
+		}
+		at = at.Add(k.leeway)
+		if err := k.st.UpdateSigningKey(sk.ID, func(s *store.SigningKey) error { s.RetireAt = at; return nil }); err != nil {
+			return fmt.Errorf("auth: schedule key retirement: %w", err)
+		}
+		k.log.Info("jwt signing key rotated out; it verifies until its tokens expire",
+			slog.String("kid", sk.ID), slog.Time("retire_at", at))
+	}
+	return nil
+}
+
+// RetireDue retires the keys whose RetireAt has passed (they verify
+// nothing from then on anyway: keyFunc checks RetireAt) and returns their
+// ids. It does not call KeysOptions.Retired: every token those keys signed
+// has expired, so no session needs ending.
+func (k *Keys) RetireDue() ([]string, error) {
+	k.rotMu.Lock()
+	defer k.rotMu.Unlock()
+	stored, err := k.st.SigningKeys()
+	if err != nil {
+		return nil, fmt.Errorf("auth: load signing keys: %w", err)
+	}
+	now := k.now()
+	var done []string
+	for _, sk := range stored {
+		if sk.Retired || sk.RetireAt.IsZero() || now.Before(sk.RetireAt) {
+			continue
+		}
+		if err := k.st.RetireSigningKey(sk.ID); err != nil {
+			return done, fmt.Errorf("auth: retire key: %w", err)
+		}
+		k.log.Info("jwt signing key retired: its tokens have expired", slog.String("kid", sk.ID))
+		done = append(done, sk.ID)
+	}
+	if len(done) == 0 {
+		return nil, nil
+	}
+	return done, k.Reload()
+}
+
+// KeyInfo describes a signing key, without its material.
+type KeyInfo struct {
+	ID      string    `json:"id"`
+	Created time.Time `json:"created"`
+	// Signing: new tokens are signed with this key.
+	Signing bool `json:"signing"`
+	// RetireAt is when a rotated-out key stops verifying; zero for the
+	// signing key.
+	RetireAt time.Time `json:"retire_at,omitzero"`
+	Retired  bool      `json:"retired"`
+}
+
+// List describes every key, oldest first.
+func (k *Keys) List() ([]KeyInfo, error) {
+	stored, err := k.st.SigningKeys()
+	if err != nil {
+		return nil, fmt.Errorf("auth: load signing keys: %w", err)
+	}
+	signing := k.SigningKID()
+	out := make([]KeyInfo, len(stored))
+	for i, sk := range stored {
+		out[i] = KeyInfo{ID: sk.ID, Created: sk.Created, Signing: sk.ID == signing && !sk.Retired,
+			RetireAt: sk.RetireAt, Retired: sk.Retired}
+	}
+	return out, nil
 }
 
 // Retire stops kid from verifying (and signing). Tokens signed with it are
@@ -211,20 +312,29 @@ func (k *Keys) keyFunc(t *jwt.Token) (any, error) {
 		return nil, fmt.Errorf("unexpected signing method %v", t.Header["alg"])
 	}
 	kid, _ := t.Header["kid"].(string)
-	k.mu.RLock()
-	pub, ok := k.verify[kid]
-	k.mu.RUnlock()
+	pub, ok := k.verifyKey(kid)
 	if !ok {
 		return nil, fmt.Errorf("unknown kid %q", kid)
 	}
 	return pub, nil
 }
 
+// verifyKey returns kid's public key while it verifies: not retired, and
+// before its RetireAt if it was rotated out.
+func (k *Keys) verifyKey(kid string) (ed25519.PublicKey, bool) {
+	k.mu.RLock()
+	pub, ok := k.verify[kid]
+	at, rotated := k.retireAt[kid]
+	k.mu.RUnlock()
+	if ok && rotated && !k.now().Before(at) {
+		return nil, false
+	}
+	return pub, ok
+}
+
 // hasKID reports whether kid names a current verification key.
 func (k *Keys) hasKID(kid string) bool {
-	k.mu.RLock()
-	defer k.mu.RUnlock()
-	_, ok := k.verify[kid]
+	_, ok := k.verifyKey(kid)
 	return ok
 }
 

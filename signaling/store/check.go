@@ -19,6 +19,7 @@ type CheckInfo struct {
 	SigningKeys int
 	Secrets     int
 	AuditEvents int
+	BotTokens   int
 }
 
 // maxCheckErrors bounds how many bbolt consistency errors Check collects.
@@ -90,6 +91,12 @@ func inspect(tx *bolt.Tx, info *CheckInfo) error {
 		{bucketUsers, &info.Users}, {bucketFamilies, &info.Families},
 		{bucketKeys, &info.SigningKeys}, {bucketSecrets, &info.Secrets},
 		{bucketAudit, &info.AuditEvents}, {bucketUserFamily, new(int)},
+	}
+	if v >= 2 { // older files are migrated when opened
+		counts = append(counts, struct {
+			bucket []byte
+			n      *int
+		}{bucketBotTokens, &info.BotTokens})
 	}
 	for _, c := range counts {
 		b := tx.Bucket(c.bucket)

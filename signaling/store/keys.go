@@ -22,6 +22,12 @@ type SigningKey struct {
 	Private []byte    `json:"private"`
 	Created time.Time `json:"created"`
 	Retired bool      `json:"retired,omitempty"`
+	// TokensUntil is the latest expiry of a long-lived token (a bot access
+	// token) signed with the key; short session tokens are not counted.
+	TokensUntil time.Time `json:"tokensUntil,omitzero"`
+	// RetireAt, set when a newer key took over signing, is when the key
+	// stops verifying: once every token it signed has expired.
+	RetireAt time.Time `json:"retireAt,omitzero"`
 }
 
 // SigningKeys returns every signing key, retired ones included, oldest
@@ -73,13 +79,26 @@ func (s *Store) AddSigningKey(k SigningKey) error {
 
 // RetireSigningKey marks the key retired. ErrNotFound if unknown.
 func (s *Store) RetireSigningKey(id string) error {
+	return s.UpdateSigningKey(id, func(k *SigningKey) error { k.Retired = true; return nil })
+}
+
+// UpdateSigningKey atomically reads the key, applies fn and writes the
+// result; nothing is written if fn fails. fn must not change ID or the key
+// material. ErrNotFound if unknown.
+func (s *Store) UpdateSigningKey(id string, fn func(*SigningKey) error) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketKeys)
 		var k SigningKey
 		if err := getJSON(b, []byte(id), &k); err != nil {
-			return fmt.Errorf("retire signing key %q: %w", id, err)
+			return fmt.Errorf("update signing key %q: %w", id, err)
 		}
-		k.Retired = true
+		alg, priv := k.Alg, k.Private
+		if err := fn(&k); err != nil {
+			return fmt.Errorf("update signing key %q: %w", id, err)
+		}
+		if k.ID != id || k.Alg != alg || !bytes.Equal(k.Private, priv) {
+			return fmt.Errorf("update signing key %q: %w: id and key material cannot change", id, ErrInvalid)
+		}
 		return putJSON(b, []byte(id), k)
 	})
 }

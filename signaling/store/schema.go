@@ -2,8 +2,10 @@ package store
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -17,6 +19,7 @@ var (
 	bucketKeys       = []byte("signing_keys") // key id -> JSON SigningKey
 	bucketSecrets    = []byte("secrets")      // name -> raw bytes
 	bucketAudit      = []byte("audit")        // seq (be64) -> JSON AuditEvent
+	bucketBotTokens  = []byte("bot_tokens")   // token id -> JSON BotToken (schema 2)
 )
 
 var keyVersion = []byte("version")
@@ -26,11 +29,12 @@ var keyVersion = []byte("version")
 // To change the schema, append a step; never edit or reorder existing ones.
 var migrations = []func(tx *bolt.Tx) error{
 	0: createV1,
+	1: addBotTokens,
 }
 
 // SchemaVersion is the schema this binary writes. It must equal
 // len(migrations); TestSchemaVersion checks that.
-const SchemaVersion uint64 = 1
+const SchemaVersion uint64 = 2
 
 // createV1 creates every bucket of schema version 1.
 func createV1(tx *bolt.Tx) error {
@@ -42,6 +46,41 @@ func createV1(tx *bolt.Tx) error {
 	}
 	return nil
 }
+
+// addBotTokens (schema 2) records bot tokens, so that they can be listed
+// and revoked. Bot tokens minted before it are access tokens nobody
+// recorded, signed with the keys present now and living at most
+// LegacyBotTokenTTL: each of those keys is marked as having signed tokens
+// until then, so that rotating it keeps it verifying while they may live.
+func addBotTokens(tx *bolt.Tx) error {
+	if _, err := tx.CreateBucketIfNotExists(bucketBotTokens); err != nil {
+		return fmt.Errorf("create bucket %s: %w", bucketBotTokens, err)
+	}
+	until := time.Now().UTC().Add(LegacyBotTokenTTL)
+	b := tx.Bucket(bucketKeys)
+	var marked []SigningKey
+	err := b.ForEach(func(k, v []byte) error {
+		var key SigningKey
+		if err := json.Unmarshal(v, &key); err != nil {
+			return fmt.Errorf("decode signing key %q: %w", k, err)
+		}
+		if !key.Retired && key.TokensUntil.Before(until) {
+			key.TokensUntil = until
+			marked = append(marked, key)
+		}
+		return nil
+	})
+	for _, key := range marked { // not inside ForEach, which must not write
+		if err == nil {
+			err = putJSON(b, []byte(key.ID), key)
+		}
+	}
+	return err
+}
+
+// LegacyBotTokenTTL is the longest a bot token minted before schema 2
+// could live (the old `khadga token --ttl` limit).
+const LegacyBotTokenTTL = 30 * 24 * time.Hour
 
 // readVersion returns the stored schema version, 0 for an empty file.
 func readVersion(tx *bolt.Tx) (uint64, error) {

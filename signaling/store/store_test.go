@@ -105,8 +105,8 @@ func TestSchemaVersion(t *testing.T) {
 	if err := s.db.View(func(tx *bolt.Tx) (err error) { v, err = readVersion(tx); return }); err != nil {
 		t.Fatal(err)
 	}
-	if v != 1 || SchemaVersion != 1 || uint64(len(migrations)) != SchemaVersion {
-		t.Fatalf("version = %d (SchemaVersion %d), want 1", v, SchemaVersion)
+	if v != 2 || SchemaVersion != 2 || uint64(len(migrations)) != SchemaVersion {
+		t.Fatalf("version = %d (SchemaVersion %d), want 2", v, SchemaVersion)
 	}
 	// Pretend a newer khadga wrote the file.
 	if err := s.db.Update(func(tx *bolt.Tx) error { return writeVersion(tx, SchemaVersion+1) }); err != nil {

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"encoding/json"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestOperatorCommands runs the operator's chores as written in
+// docs/operations.md, with the built binary: through the admin socket
+// while the server runs, and on the store file when it is stopped.
+func TestOperatorCommands(t *testing.T) {
+	dir := t.TempDir()
+	p := startServe(t, dir)
+	mustRun := func(stdin string, args ...string) string {
+		t.Helper()
+		out, err := run(t, dir, stdin, args...)
+		if err != nil {
+			t.Fatalf("khadga %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	login := func(password string) int {
+		t.Helper()
+		code, _ := post(t, p.url+"/api/login", `{"username":"alice","password":"`+password+`"}`)
+		return code
+	}
+	mustRun("first long password\n", "user", "add", "alice")
+	mustRun("second long password\n", "user", "passwd", "alice")
+	if login("first long password") != 401 || login("second long password") != 200 {
+		t.Fatal("user passwd did not replace the password")
+	}
+	mustRun("", "user", "disable", "alice")
+	if login("second long password") != 401 {
+		t.Fatal("a disabled user signed in")
+	}
+	if out := mustRun("", "user", "list"); !regexp.MustCompile(`alice\s+user\s+true`).MatchString(out) {
+		t.Fatalf("user list does not show alice disabled:\n%s", out)
+	}
+	mustRun("", "user", "enable", "alice")
+	if login("second long password") != 200 {
+		t.Fatal("an enabled user cannot sign in")
+	}
+
+	out := mustRun("", "token", "--user", "rec", "--role", "recorder", "--room", "lab", "--refresh")
+	tok := strings.TrimSpace(strings.Split(out, "\n")[0])
+	id := regexp.MustCompile(`id (\S+),`).FindStringSubmatch(out)
+	if !strings.HasPrefix(tok, "kbt_") || id == nil {
+		t.Fatalf("token --refresh printed:\n%s", out)
+	}
+	refresh := func() int {
+		t.Helper()
+		body, _ := json.Marshal(map[string]string{"refresh_token": tok})
+		code, _ := post(t, p.url+"/api/refresh", string(body))
+		return code
+	}
+	if refresh() != 200 {
+		t.Fatal("the bot refresh token buys no access token")
+	}
+	if out := mustRun("", "token", "list"); !regexp.MustCompile(id[1] + `\s+rec\s+recorder\s+lab\s+refresh\s+\S+\s+active\s+20`).MatchString(out) {
+		t.Fatalf("token list:\n%s", out)
+	}
+	mustRun("", "token", "revoke", id[1])
+	if refresh() != 401 {
+		t.Fatal("a revoked bot token still buys access tokens")
+	}
+	if out := mustRun("", "token", "list"); !strings.Contains(out, "revoked 20") {
+		t.Fatalf("token list after revoke:\n%s", out)
+	}
+	if out, err := run(t, dir, "", "token", "revoke", "nope"); err == nil || !strings.Contains(out, "not found") {
+		t.Fatalf("revoking an unknown token: %v\n%s", err, out)
+	}
+
+	old := strings.Fields(strings.Split(mustRun("", "keys", "list"), "\n")[1])[0]
+	kid := strings.TrimSpace(mustRun("", "keys", "rotate"))
+	keys := mustRun("", "keys", "list")
+	if !regexp.MustCompile(old+`\s+\S+\s+verifying until 20`).MatchString(keys) || !regexp.MustCompile(kid+`\s+\S+\s+signing`).MatchString(keys) {
+		t.Fatalf("keys list after rotate (old %s, new %s):\n%s", old, kid, keys)
+	}
+	if login("second long password") != 200 {
+		t.Fatal("sign-in after the rotation failed")
+	}
+	p.stop(t)
+
+	// Stopped: the same commands open the store file.
+	mustRun("third long password\n", "user", "passwd", "alice")
+	third := strings.TrimSpace(mustRun("", "keys", "rotate"))
+	if keys := mustRun("", "keys", "list"); !strings.Contains(keys, third+" ") || strings.Count(keys, "verifying until") != 2 {
+		t.Fatalf("keys list after an offline rotation:\n%s", keys)
+	}
+	if out := mustRun("", "token", "list"); !strings.Contains(out, id[1]) {
+		t.Fatalf("token list on the file:\n%s", out)
+	}
+	p = startServe(t, dir)
+	if login("second long password") != 401 || login("third long password") != 200 {
+		t.Fatal("the password set on the stopped server's file does not hold")
+	}
+	p.stop(t)
+}
