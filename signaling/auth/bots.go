@@ -56,13 +56,13 @@ type BotsOptions struct {
 // Bots mints bot tokens and trades bot refresh tokens for access tokens.
 // It is safe for concurrent use; all state is in the store.
 type Bots struct {
-	st   *store.Store
+	st   store.Backend
 	keys *Keys
 	opts BotsOptions
 }
 
 // NewBots returns Bots over st and keys.
-func NewBots(st *store.Store, keys *Keys, opts BotsOptions) *Bots {
+func NewBots(st store.Backend, keys *Keys, opts BotsOptions) *Bots {
 	if opts.AccessTTL <= 0 {
 		opts.AccessTTL = DefaultAccessTTL
 	}

@@ -15,7 +15,8 @@ import (
 // Every method is one atomic step: a change is either wholly visible to
 // every later call, on every node, or not at all. Read-modify-write
 // methods (UpdateUser, RotateFamily, RevokeFamily, RevokeUserFamilyIDs,
-// CreateFamily's cap, RetireSigningKey, UpdateSecret, PurgeExpired) retry
+// CreateFamily's cap, RetireSigningKey, UpdateSigningKey, UpdateBotToken,
+// UpdateSecret, PurgeExpired, PurgeExpiredBotTokens) retry
 // by themselves when another writer got there first, and return
 // ErrConflict only when they lost too many times in a row. Their fn
 // arguments may therefore run more than once: they must change only
@@ -52,6 +53,14 @@ type Backend interface {
 	SigningKeys() ([]SigningKey, error)
 	AddSigningKey(k SigningKey) error
 	RetireSigningKey(id string) error
+	UpdateSigningKey(id string, fn func(*SigningKey) error) error
+
+	// Bot tokens (`khadga token`), so that they can be listed and revoked.
+	CreateBotToken(t BotToken) error
+	GetBotToken(id string) (BotToken, error)
+	ListBotTokens() ([]BotToken, error)
+	UpdateBotToken(id string, fn func(*BotToken) error) (BotToken, error)
+	PurgeExpiredBotTokens(now time.Time) (int, error)
 
 	// Named secrets (the TURN REST secrets).
 	Secret(name string, generate func() ([]byte, error)) ([]byte, error)

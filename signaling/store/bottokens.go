@@ -85,7 +85,8 @@ func (s *Store) GetBotToken(id string) (BotToken, error) {
 	return t, nil
 }
 
-// ListBotTokens returns every bot token, by user, then creation time.
+// ListBotTokens returns every bot token, by user, then creation time,
+// with the secret hashes (Copy carries them).
 func (s *Store) ListBotTokens() ([]BotToken, error) {
 	var out []BotToken
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -94,7 +95,6 @@ func (s *Store) ListBotTokens() ([]BotToken, error) {
 			if err := json.Unmarshal(v, &t); err != nil {
 				return fmt.Errorf("decode bot token %q: %w", k, err)
 			}
-			t.Secret = nil // nobody listing needs it
 			out = append(out, t)
 			return nil
 		})
@@ -112,7 +112,7 @@ func (s *Store) ListBotTokens() ([]BotToken, error) {
 }
 
 // UpdateBotToken atomically reads the token, applies fn and writes the
-// result; nothing is written if fn fails. fn must not change ID, Kind,
+// result; nothing is written if fn fails (fn's error is returned wrapped). fn must not change ID, Kind,
 // User or Secret. It returns the token as written. ErrNotFound if unknown.
 func (s *Store) UpdateBotToken(id string, fn func(*BotToken) error) (BotToken, error) {
 	var t BotToken

@@ -9,7 +9,7 @@ import (
 
 // CopyStats counts what Copy copied.
 type CopyStats struct {
-	Users, Families, SigningKeys, Secrets, AuditEvents int
+	Users, Families, SigningKeys, BotTokens, Secrets, AuditEvents int
 }
 
 // Copy copies every record of src into dst, through the Backend methods:
@@ -55,6 +55,9 @@ func Copy(dst, src Backend) (CopyStats, error) {
 	if st.SigningKeys, err = copyKeys(dst, src); err != nil {
 		return st, err
 	}
+	if st.BotTokens, err = copyBotTokens(dst, src); err != nil {
+		return st, err
+	}
 	if st.Secrets, err = copySecrets(dst, src); err != nil {
 		return st, err
 	}
@@ -73,6 +76,19 @@ func copyKeys(dst, src Backend) (int, error) {
 		}
 	}
 	return len(keys), nil
+}
+
+func copyBotTokens(dst, src Backend) (int, error) {
+	ts, err := src.ListBotTokens()
+	if err != nil {
+		return 0, err
+	}
+	for _, t := range ts {
+		if err := dst.CreateBotToken(t); err != nil {
+			return 0, fmt.Errorf("copy bot token %q: %w", t.ID, err)
+		}
+	}
+	return len(ts), nil
 }
 
 func copySecrets(dst, src Backend) (int, error) {

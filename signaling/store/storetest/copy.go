@@ -14,7 +14,7 @@ import (
 
 // Fill writes one of every kind of record into s: users (one with TOTP
 // and email state), families (one rotated, one revoked), signing keys (one
-// retired), secrets and audit events. Tests of copies (reopen, backup,
+// retired), bot tokens (one revoked), secrets and audit events. Tests of copies (reopen, backup,
 // migrate) fill one store and compare another with Same.
 func Fill(t *testing.T, s store.Backend) {
 	t.Helper()
@@ -47,6 +47,18 @@ func Fill(t *testing.T, s store.Backend) {
 	if err := s.RetireSigningKey("k1"); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.UpdateSigningKey("k2", func(k *store.SigningKey) error { k.TokensUntil = far; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []store.BotToken{
+		{ID: "b1", Kind: store.BotRefresh, User: "rec", Role: "recorder", Rooms: []string{"lab"}, Secret: []byte("hash"),
+			Created: t0, Expires: far, LastUsed: t0.Add(time.Minute)},
+		{ID: "b2", Kind: store.BotAccess, User: "cam", Role: "user", Created: t0, Expires: far, Revoked: t0.Add(time.Hour)},
+	} {
+		if err := s.CreateBotToken(b); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if _, err := s.Secret("turn-rest-secret", func() ([]byte, error) { return []byte("s3cret"), nil }); err != nil {
 		t.Fatal(err)
 	}
@@ -64,6 +76,7 @@ type contents struct {
 	Users    []store.User
 	Families []store.Family
 	Keys     []store.SigningKey
+	Bots     []store.BotToken
 	Secrets  map[string][]byte
 	Audit    []store.AuditEvent
 }
@@ -79,6 +92,9 @@ func read(t *testing.T, s store.Backend) contents {
 		t.Fatal(err)
 	}
 	if c.Keys, err = s.SigningKeys(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Bots, err = s.ListBotTokens(); err != nil {
 		t.Fatal(err)
 	}
 	if c.Secrets, err = s.Secrets(); err != nil {
@@ -156,7 +172,7 @@ func testBackupIsValidStore(t *testing.T, c Config) {
 		t.Fatal(err)
 	}
 	info, err := store.Check(path)
-	if err != nil || info.Users != 2 || info.Families != 3 || info.SigningKeys != 2 || info.Secrets != 1 || info.AuditEvents != 3 {
+	if err != nil || info.Users != 2 || info.Families != 3 || info.SigningKeys != 2 || info.BotTokens != 2 || info.Secrets != 1 || info.AuditEvents != 3 {
 		t.Fatalf("Check(backup) = %+v, %v", info, err)
 	}
 	b, err := store.Open(path, store.Options{})

@@ -62,6 +62,8 @@ func Run(t *testing.T, c Config) {
 		{"TwoNodesRotateOneWins", testTwoNodesRotateOneWins},
 		{"ReuseRevokesOnEveryNode", testReuseRevokesOnEveryNode},
 		{"SigningKeys", testSigningKeys},
+		{"UpdateSigningKey", testUpdateSigningKey},
+		{"BotTokens", testBotTokens},
 		{"SecretGetOrCreate", testSecretGetOrCreate},
 		{"SecretConcurrentAgree", testSecretConcurrentAgree},
 		{"UpdateSecret", testUpdateSecret},
