@@ -7,14 +7,13 @@ import (
 	"github.com/khadga/khadga/proto"
 )
 
-// Errors of Delivery.Deliver.
+// Errors of delivery.
 var (
 	// ErrUnknownPeer means no session has the peer id (or it has ended).
 	ErrUnknownPeer = errors.New("hub: unknown peer")
 	// ErrPeerUnavailable means the session exists but cannot take the
-	// message: its connection's send queue overflowed (and the connection
-	// was dropped as a slow consumer), or its socket is away and its absent
-	// queue is full.
+	// message: its connection's send queue is at its limits, its socket is
+	// away and its absent queue is full, or its node is gone.
 	ErrPeerUnavailable = errors.New("hub: peer unavailable")
 )
 
@@ -34,9 +33,6 @@ const (
 	// a fresh full list when it resumes.
 	KindPresence
 	// KindReport is an error telling a sender that its signal was dropped.
-	// It may exceed the send-queue limit up to twice it: when a target's
-	// queue is dropped, many reports go to its senders at once, and their
-	// number is bounded by the signals those senders sent.
 	KindReport
 )
 
@@ -49,11 +45,8 @@ type Envelope struct {
 	// From and Ref name the sender's peer id and request id of a signal, so
 	// that a drop can be reported to the sender.
 	From, Ref string
-	// Borrowed says Msg is valid only until Deliver returns: a Delivery
-	// that keeps the message (queues it, or sends it on asynchronously)
-	// must keep a copy. Signals are borrowed, so that one written to its
-	// target at once costs no allocation (and, at 10,000 signals/s, no
-	// garbage collection five times a second).
+	// Borrowed says Msg is valid only until the call that hands it over
+	// returns: whoever keeps it (a queue) keeps a copy.
 	Borrowed bool
 }
 
@@ -66,36 +59,73 @@ func (e Envelope) owned() Envelope {
 	return e
 }
 
-// Delivery carries messages to sessions by peer id. The hub uses it for
-// everything it sends to a session other than the one whose request it is
-// handling, so that a multi-node version (NATS subjects per node, with
-// JetStream KV for the session directory) can replace the local one without
-// reshaping the hub. Deliver and Presence never block on a socket.
-type Delivery interface {
-	// Deliver hands e to the session with id peer. It returns
-	// ErrUnknownPeer or ErrPeerUnavailable when it cannot; otherwise the
-	// message is queued on the session's connection, or in its absent queue
-	// while its socket is away.
-	Deliver(peer string, e Envelope) error
-	// Presence announces that a session came online (or went offline), for
-	// every presence subscriber on every node.
-	Presence(m proto.Member, online bool)
+// SessionState is what the nodes of a cluster know of a session: enough to
+// route to it, to check who shares a room with it, to show it in presence,
+// and to resume it on any node.
+type SessionState struct {
+	Member proto.Member
+	// Node is the node that holds the session (its connection, or its
+	// absent queue while the socket is away).
+	Node   string
+	Rooms  []string
+	Grants []string // room grants of its token; empty means any
+	Login  string   // the sign-in of its token
+	KeyID  string   // the key of its token
+	// TokenHash is the SHA-256 of its current resume token.
+	TokenHash []byte
 }
 
-// LocalDelivery delivers to the sessions of h alone: the single-node
-// Delivery, and what a multi-node one uses for peers on its own node.
-func LocalDelivery(h *Hub) Delivery { return localDelivery{h} }
+// Delivery carries what crosses nodes. The hub uses it to reach sessions
+// that another node holds (their stand-ins here are proxies, made by
+// Apply), to tell the other nodes about its own sessions, and to resume a
+// session that another node holds. A single node has nowhere to carry
+// anything: nil in Config means LocalDelivery. Package cluster is the
+// multi-node Delivery, over NATS.
+//
+// No method may block on a socket or wait on another node while the hub
+// holds a lock: Deliver, Publish and Gone only queue (they are called under
+// room and session locks); Claim is called with no hub lock held.
+type Delivery interface {
+	// Deliver carries e to peer, a session held by node. A failure comes
+	// back later, as a report to e's sender (e.From) if it has one. It
+	// returns ErrPeerUnavailable at once if node is known to be gone.
+	Deliver(node, peer string, e Envelope) error
+	// Publish tells the other nodes the state of a session of this node:
+	// it started, resumed, or joined or left a room. Gone tells them that
+	// it ended.
+	Publish(st SessionState)
+	Gone(peer string)
+	// Claim takes, for a resume on this node, the session of another node
+	// that tokenHash names, if it is user's: it returns the session's state
+	// and the messages that waited for it, and the other node lets it go
+	// (Release). It returns ErrUnknownPeer if no session has that token.
+	Claim(tokenHash []byte, user string) (SessionState, []Envelope, error)
+}
 
-type localDelivery struct{ h *Hub }
+// LocalDelivery is the Delivery of a single node: no session is anywhere
+// else.
+func LocalDelivery() Delivery { return localDelivery{} }
 
-func (d localDelivery) Deliver(peer string, e Envelope) error {
-	s, ok := d.h.sessions.get(peer)
+type localDelivery struct{}
+
+func (localDelivery) Deliver(string, string, Envelope) error { return ErrUnknownPeer }
+func (localDelivery) Publish(SessionState)                   {}
+func (localDelivery) Gone(string)                            {}
+func (localDelivery) Claim([]byte, string) (SessionState, []Envelope, error) {
+	return SessionState{}, nil, ErrUnknownPeer
+}
+
+// send delivers e to the session with id peer, wherever it is: queued on
+// its connection here, kept in its absent queue, or carried to its node.
+func (h *Hub) send(peer string, e Envelope) error {
+	s, ok := h.sessions.get(peer)
 	if !ok {
 		return ErrUnknownPeer
 	}
 	return s.deliver(e)
 }
 
-func (d localDelivery) Presence(m proto.Member, online bool) {
-	d.h.presence.change(m, online)
-}
+// DeliverLocal delivers e, which came from another node, to peer: the
+// entry point of messages that Delivery carried here. A session that
+// moved on meanwhile gets it where it is now.
+func (h *Hub) DeliverLocal(peer string, e Envelope) error { return h.send(peer, e) }

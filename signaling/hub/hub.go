@@ -80,7 +80,7 @@ func New(cfg Config) (*Hub, error) {
 	}
 	h.delivery = cfg.Delivery
 	if h.delivery == nil {
-		h.delivery = LocalDelivery(h)
+		h.delivery = LocalDelivery()
 	}
 	h.presence = newPresence(h)
 	if cfg.Registerer != nil {

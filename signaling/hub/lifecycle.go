@@ -76,7 +76,8 @@ func (h *Hub) newSession(c *conn, id Identity, ice []proto.ICEServer, expires in
 	h.stats.sessions.Add(1)
 	tok := h.newResumeToken(s)
 	c.send(h.welcome(s, tok, false, nil, ice, expires))
-	h.delivery.Presence(s.member, true)
+	h.presence.change(s.member, true)
+	s.publish()
 }
 
 // resume takes over the session named by tok, if it is this user's and
@@ -89,7 +90,10 @@ func (h *Hub) newSession(c *conn, id Identity, ice []proto.ICEServer, expires in
 func (h *Hub) resume(c *conn, id Identity, tok string, ice []proto.ICEServer, expires int64) bool {
 	hash := hashToken(tok)
 	s, ok := h.tokens.get(hash)
-	if !ok || s.member.User != id.User {
+	if !ok {
+		return h.claim(c, id, hash, ice, expires)
+	}
+	if s.member.User != id.User {
 		return false
 	}
 	if s.member.Role != id.Role || !slices.Equal(s.grants, id.Rooms) {
@@ -129,6 +133,82 @@ func (h *Hub) resume(c *conn, id Identity, tok string, ice []proto.ICEServer, ex
 	s.mu.Unlock()
 	h.reportDropped(s.member.Peer, expired)
 	return true
+}
+
+// claim resumes on this node a session that another node holds: Delivery
+// finds it by its token and takes it from its node, with what waited for
+// it. The session keeps its peer id and rooms, and the other members see
+// no leave or join.
+func (h *Hub) claim(c *conn, id Identity, hash string, ice []proto.ICEServer, expires int64) bool {
+	st, pending, err := h.delivery.Claim([]byte(hash), id.User)
+	if err != nil {
+		return false
+	}
+	s := h.takeProxy(st)
+	if st.Member.Role != id.Role || !slices.Equal(st.Grants, id.Rooms) {
+		// The account changed: the claimed session ends, the client gets
+		// a new one (as for a resume on the same node).
+		s.mu.Lock()
+		s.setNodeLocked("")
+		s.mu.Unlock()
+		h.stats.sessions.Add(1)
+		h.revoke(s, proto.CodeRevoked, "the account changed")
+		return false
+	}
+	s.roomsMu.Lock()
+	defer s.roomsMu.Unlock()
+	newTok := randomID(32)
+	newHash := hashToken(newTok)
+	h.tokens.putIfAbsent(newHash, s)
+	c.s = s
+	h.stats.resumesOK.Add(1)
+	s.mu.Lock()
+	s.setNodeLocked("")
+	s.tokenHash = newHash
+	c.send(h.welcome(s, newTok, true, st.Rooms, ice, expires))
+	items := make([]queued, len(pending))
+	for i, e := range pending {
+		items[i] = queued{Envelope: e.owned()}
+	}
+	_ = c.ws.SendAll(items)
+	s.conn = c
+	s.mu.Unlock()
+	// Rooms the proxy had not joined yet (this node had not heard of them):
+	// this node's members hear of them now.
+	for _, name := range st.Rooms {
+		if _, ok := s.rooms[name]; !ok {
+			h.addRemoteMemberLocked(s, name)
+		}
+	}
+	h.stats.sessions.Add(1)
+	h.delivery.Publish(s.stateLocked())
+	h.log.Debug("hub: session claimed from another node", slog.String("peer", s.member.Peer), slog.String("node", st.Node))
+	return true
+}
+
+// takeProxy returns the session object for st, a session this node is
+// claiming: its proxy, or a new one if this node had none (or only one
+// that had ended).
+func (h *Hub) takeProxy(st SessionState) *session {
+	for {
+		s, created := h.sessions.getOrCreate(st.Member.Peer, func() *session {
+			return &session{h: h, member: st.Member, grants: st.Grants, login: st.Login, keyID: st.KeyID}
+		})
+		if created {
+			h.presence.change(st.Member, true)
+			return s
+		}
+		s.mu.Lock()
+		ended := s.ended
+		s.mu.Unlock()
+		if !ended {
+			if !s.local() {
+				h.stats.remote.Add(-1)
+			}
+			return s
+		}
+		h.sessions.deleteIf(st.Member.Peer, func(v *session) bool { return v == s })
+	}
 }
 
 // errResumedElsewhere ends a connection whose session a new connection
@@ -224,7 +304,8 @@ func (h *Hub) endSession(s *session, kept []queued) {
 	s.mu.Unlock()
 	h.tokens.deleteIf(hash, func(v *session) bool { return v == s })
 	h.leaveAll(s)
-	h.delivery.Presence(s.member, false)
+	h.presence.change(s.member, false)
+	h.delivery.Gone(s.member.Peer)
 	h.stats.sessions.Add(-1)
 	h.reportDropped(s.member.Peer, kept)
 }
@@ -242,7 +323,7 @@ func (h *Hub) reportDropped(target string, items []queued) {
 		}
 		h.stats.countError(proto.CodePeerUnavailable)
 		msg := errorMsg(it.Ref, proto.CodePeerUnavailable, "signal to peer "+target+" was not delivered: the peer left or did not come back in time")
-		_ = h.delivery.Deliver(it.From, Envelope{Msg: msg, Kind: KindReport})
+		_ = h.send(it.From, Envelope{Msg: msg, Kind: KindReport})
 	}
 }
 
@@ -256,6 +337,9 @@ func (h *Hub) reportDropped(target string, items []queued) {
 func (h *Hub) Revoke(match func(Identity) bool, code proto.Code, reason string) int {
 	n := 0
 	for _, s := range h.sessions.collect(nil) {
+		if !s.local() {
+			continue // its own node revokes it
+		}
 		id := Identity{User: s.member.User, Role: s.member.Role, Rooms: s.grants, Login: s.login, KeyID: s.keyID}
 		if match(id) && h.revoke(s, code, reason) {
 			n++

@@ -286,7 +286,7 @@ func (p *presence) flushLocked() map[string]map[string]change {
 func (p *presence) deliverViews(views map[string]map[string]change) {
 	for watcher, v := range views {
 		for _, b := range p.encodeChanges(v, 0) {
-			_ = p.h.delivery.Deliver(watcher, Envelope{Msg: b, Kind: KindPresence})
+			_ = p.h.send(watcher, Envelope{Msg: b, Kind: KindPresence})
 		}
 	}
 }

@@ -95,22 +95,32 @@ func (h *Hub) joinLocked(c *conn, m *proto.Message) (proto.Code, string) {
 		// before any signal sent in answer to peer-joined. Nothing here
 		// waits: a joiner whose queue is full is a slow consumer.
 		c.send(joinedMsg(m.ID, m.Room, membersExcept(r, s)))
-		// The joiner is a member before anyone hears of it, so that a
-		// member who answers peer-joined at once finds it in the room.
-		before := *r.members.Load()
-		r.set(func(m map[string]*session) { m[s.member.Peer] = s })
-		ev := memberMsg(proto.TypePeerJoined, m.Room, s.member)
-		for peer, o := range before {
-			_ = h.delivery.Deliver(peer, Envelope{Msg: ev, Kind: KindEvent})
-			h.roomPresence(s, o, r, true)
-		}
+		h.addMemberLocked(r, s)
 		r.mu.Unlock()
-		h.stats.members.Add(1)
 		if s.rooms == nil {
 			s.rooms = make(map[string]*room)
 		}
 		s.rooms[m.Room] = r
+		h.delivery.Publish(s.stateLocked())
 		return "", ""
+	}
+}
+
+// addMemberLocked makes s a member of r and tells r's members on this node
+// (each other node tells its own, when it learns of the join). s is a
+// member before anyone hears of it, so that a member who answers
+// peer-joined at once finds it in the room. r.mu and s.roomsMu are held,
+// and s.rooms does not hold r yet.
+func (h *Hub) addMemberLocked(r *room, s *session) {
+	before := *r.members.Load()
+	r.set(func(m map[string]*session) { m[s.member.Peer] = s })
+	h.stats.members.Add(1)
+	ev := memberMsg(proto.TypePeerJoined, r.name, s.member)
+	for _, o := range before {
+		if o.local() {
+			_ = o.deliver(Envelope{Msg: ev, Kind: KindEvent})
+		}
+		h.roomPresence(s, o, r, true)
 	}
 }
 
@@ -123,11 +133,16 @@ func (h *Hub) leave(c *conn, m *proto.Message) {
 		delete(s.rooms, m.Room)
 		h.removeMember(r, s)
 	}
+	var st SessionState
+	if ok {
+		st = s.stateLocked()
+	}
 	s.roomsMu.Unlock()
 	if !ok {
 		c.replyError(m.ID, proto.CodeNotInRoom, "you are not in room %s", m.Room)
 		return
 	}
+	h.delivery.Publish(st)
 	c.send(refMsg(proto.TypeAck, m.ID))
 }
 
@@ -141,9 +156,9 @@ func (h *Hub) leaveAll(s *session) {
 	}
 }
 
-// removeMember deletes s from r, tells the others, and removes r when it is
-// empty. Lock order: s.roomsMu (held by the caller), r.mu, then the shard
-// lock of h.rooms.
+// removeMember deletes s from r, tells r's members on this node, and
+// removes r when it is empty. Lock order: s.roomsMu (held by the caller),
+// r.mu, then the shard lock of h.rooms.
 func (h *Hub) removeMember(r *room, s *session) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -154,8 +169,10 @@ func (h *Hub) removeMember(r *room, s *session) {
 	h.stats.members.Add(-1)
 	ev, _ := (&proto.Message{Type: proto.TypePeerLeft, Room: r.name,
 		Data: mustJSON(proto.PeerLeft{Peer: s.member.Peer})}).Encode()
-	for peer, o := range members {
-		_ = h.delivery.Deliver(peer, Envelope{Msg: ev, Kind: KindEvent})
+	for _, o := range members {
+		if o.local() {
+			_ = o.deliver(Envelope{Msg: ev, Kind: KindEvent})
+		}
 		h.roomPresence(s, o, r, false)
 	}
 	if len(members) == 0 {
@@ -168,9 +185,10 @@ func (h *Hub) removeMember(r *room, s *session) {
 
 // roomPresence tells the presence feed (rooms scope) that s and o now see
 // each other (s joined r) or no longer do (s left r), unless they share
-// another room. The caller holds s.roomsMu, and s.rooms does not hold r.
+// another room. Each node tells its own sessions' views. The caller holds
+// s.roomsMu, and s.rooms does not hold r.
 func (h *Hub) roomPresence(s, o *session, r *room, joined bool) {
-	if h.cfg.PresenceScope != proto.ScopeRooms {
+	if h.cfg.PresenceScope != proto.ScopeRooms || (!s.local() && !o.local()) {
 		return
 	}
 	for name, r2 := range s.rooms {
@@ -178,8 +196,12 @@ func (h *Hub) roomPresence(s, o *session, r *room, joined bool) {
 			return
 		}
 	}
-	h.presence.roomChange(o.member.Peer, s.member, joined)
-	h.presence.roomChange(s.member.Peer, o.member, joined)
+	if o.local() {
+		h.presence.roomChange(o.member.Peer, s.member, joined)
+	}
+	if s.local() {
+		h.presence.roomChange(s.member.Peer, o.member, joined)
+	}
 }
 
 // shareRoom reports whether s and peer share a room (room, if it is set).

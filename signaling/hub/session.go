@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/khadga/khadga/proto"
@@ -26,13 +27,48 @@ type session struct {
 	roomsMu sync.RWMutex
 	rooms   map[string]*room
 
-	// mu guards the fields below.
+	// mu guards the fields below. A proxy (a session another node holds)
+	// has only node, and ended.
 	mu        sync.Mutex
+	node      string   // the node that holds it, if another; "" if this one
 	conn      *conn    // nil while the socket is away
 	absent    []queued // messages kept while away, oldest first
 	timer     *time.Timer
 	tokenHash string // sha256 of the current resume token, raw bytes
 	ended     bool
+
+	// proxy mirrors node != "" for lock-free reads on the fan-out paths.
+	proxy atomic.Bool
+}
+
+// local reports whether this node holds s (else it is a proxy).
+func (s *session) local() bool { return !s.proxy.Load() }
+
+// setNode makes s a proxy of node, or local when node is "". s.mu is held.
+func (s *session) setNodeLocked(node string) {
+	s.node = node
+	s.proxy.Store(node != "")
+}
+
+// state is s's SessionState, for Delivery.Publish. s.roomsMu is held (read
+// or write); it takes s.mu.
+func (s *session) stateLocked() SessionState {
+	s.mu.Lock()
+	tok := []byte(s.tokenHash)
+	s.mu.Unlock()
+	rooms := make([]string, 0, len(s.rooms))
+	for name := range s.rooms {
+		rooms = append(rooms, name)
+	}
+	return SessionState{Member: s.member, Rooms: rooms, Grants: s.grants, Login: s.login, KeyID: s.keyID, TokenHash: tok}
+}
+
+// publish tells the other nodes s's state. It takes s.roomsMu.
+func (s *session) publish() {
+	s.roomsMu.RLock()
+	st := s.stateLocked()
+	s.roomsMu.RUnlock()
+	s.h.delivery.Publish(st)
 }
 
 // queued is one message in a send queue or an absent queue.
@@ -74,16 +110,21 @@ func (h *Hub) newResumeToken(s *session) string {
 }
 
 // deliver queues e on the session's connection, or in its absent queue
-// while its socket is away. A signal is offered: a full queue refuses it,
-// and its sender is told (the sender pays for a flood, not the receiver).
-// Anything else is sent: a queue over twice its limits means the client is
-// not reading, and its connection is dropped. Neither ever blocks.
+// while its socket is away, or hands it to Delivery for the node that holds
+// a proxy's session. A signal is offered: a full queue refuses it, and its
+// sender is told (the sender pays for a flood, not the receiver). Anything
+// else is sent: a queue over twice its limits means the client is not
+// reading, and its connection is dropped. None of it ever blocks.
 // Lock order: session.mu, then the connection's (a leaf).
 func (s *session) deliver(e Envelope) error {
 	s.mu.Lock()
 	if s.ended {
 		s.mu.Unlock()
 		return ErrUnknownPeer
+	}
+	if node := s.node; node != "" {
+		s.mu.Unlock()
+		return s.h.delivery.Deliver(node, s.member.Peer, e)
 	}
 	if e.Kind == KindPresence && (s.conn == nil || !s.conn.presence) {
 		s.mu.Unlock()

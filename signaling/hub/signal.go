@@ -31,7 +31,7 @@ func (h *Hub) forward(c *conn, m *proto.Message) {
 	}
 	bp := signalPool.Get().(*[]byte)
 	out := appendSignal((*bp)[:0], m.Room, s.member.Peer, m.Data)
-	err := h.delivery.Deliver(m.To, Envelope{Msg: out, Kind: KindSignal, From: s.member.Peer, Ref: m.ID, Borrowed: true})
+	err := h.send(m.To, Envelope{Msg: out, Kind: KindSignal, From: s.member.Peer, Ref: m.ID, Borrowed: true})
 	if cap(out) <= maxPooledSignal {
 		*bp = out[:0]
 		signalPool.Put(bp)

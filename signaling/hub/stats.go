@@ -9,7 +9,8 @@ import (
 
 // Stats is a snapshot of the hub's gauges and counters.
 type Stats struct {
-	Sessions    int // live sessions, connected or within their resume window
+	Sessions    int // live sessions of this node, connected or within their resume window
+	Remote      int // sessions other nodes hold (their proxies here)
 	Connections int // open WebSocket connections
 	Rooms       int
 	Members     int // room memberships, summed over rooms
@@ -37,6 +38,7 @@ var codes = []proto.Code{
 // counters are updated with atomics: no lock on any hot path.
 type counters struct {
 	sessions, conns, rooms, members atomic.Int64
+	remote                          atomic.Int64 // proxies of other nodes' sessions
 
 	signals, bytes, queued, expired, slow atomic.Uint64
 	resumesOK, resumesFailed, revoked     atomic.Uint64
@@ -58,6 +60,7 @@ func (h *Hub) Stats() Stats {
 	c := &h.stats
 	st := Stats{
 		Sessions:       int(c.sessions.Load()),
+		Remote:         int(c.remote.Load()),
 		Connections:    int(c.conns.Load()),
 		Rooms:          int(c.rooms.Load()),
 		Members:        int(c.members.Load()),

@@ -2,8 +2,10 @@ package wsconn
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -303,14 +305,27 @@ func TestWriteTimeoutIsASlowConsumer(t *testing.T) { forModes(t, testWriteTimeou
 func testWriteTimeout(t *testing.T, md mode) {
 	s := newServer(t, md, Config{WriteWait: 200 * time.Millisecond, QueueLen: 1 << 20, QueueBytes: 1 << 30}, nil)
 	_, h := s.dial()
+	smallSocket(t, h.c.NetConn())
 	big := msg(bytes.Repeat([]byte("z"), 60<<10))
-	for i := 0; i < 400; i++ { // 24 MB: more than the socket buffers hold
+	for i := 0; i < 40; i++ { // 2.4 MB: more than the small socket holds
 		if err := h.c.Offer(big); err != nil {
 			break
 		}
 	}
 	if r := s.result(); !errors.Is(r.Err, ErrSlowConsumer) {
 		t.Errorf("result error %v, want ErrSlowConsumer", r.Err)
+	}
+}
+
+// smallSocket shrinks the server side's send buffer, so that a client that
+// does not read fills it after kilobytes, not megabytes.
+func smallSocket(t *testing.T, nc net.Conn) {
+	t.Helper()
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	if err := nc.(*net.TCPConn).SetWriteBuffer(4096); err != nil {
+		t.Fatal(err)
 	}
 }
 

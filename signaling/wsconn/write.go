@@ -104,10 +104,27 @@ func (c *Conn[M]) closeWritten() {
 	}
 }
 
-// write encodes the batch into one pooled buffer and writes it.
+// write encodes the batch into a pooled buffer and writes it, a chunk of
+// about writeChunk bytes at a time: a batch of many small messages leaves
+// in one system call, and a large batch is never copied whole.
 func (c *Conn[M]) write(b *batch[M]) error {
 	bp := writePool.Get().(*[]byte)
 	buf := (*bp)[:0]
+	used := 0 // the most of buf this batch filled
+	defer func() {
+		if cap(buf) <= maxPooledWrite {
+			clear(buf[:max(used, len(buf))]) // the pool must not keep other people's messages
+			*bp = buf[:0]
+			writePool.Put(bp)
+		}
+	}()
+	var err error
+	flush := func() {
+		if len(buf) >= writeChunk && err == nil {
+			err = c.writeAll(buf)
+			used, buf = max(used, len(buf)), buf[:0]
+		}
+	}
 	if b.hasPong {
 		buf = appendFrame(buf, opPong, b.pong)
 	}
@@ -116,20 +133,20 @@ func (c *Conn[M]) write(b *batch[M]) error {
 	}
 	for i := range b.msgs {
 		buf = appendFrame(buf, opText, b.msgs[i].Payload())
+		flush()
 	}
 	if b.close != nil {
 		buf = appendFrame(buf, opClose, b.close)
 	}
-	err := c.writeAll(buf)
-	if cap(buf) <= maxPooledWrite {
-		clear(buf) // the pool must not keep other people's messages
-		*bp = buf[:0]
-		writePool.Put(bp)
+	if err == nil && len(buf) > 0 {
+		err = c.writeAll(buf)
 	}
 	return err
 }
 
-// writeAll writes buf in chunks, each with its own deadline.
+// writeAll writes buf in chunks, each with its own deadline, so that
+// WriteWait bounds the time one chunk takes: a client on a slow link that
+// keeps reading is not taken for a slow consumer.
 func (c *Conn[M]) writeAll(buf []byte) error {
 	for len(buf) > 0 {
 		n := min(len(buf), writeChunk)
