@@ -48,6 +48,11 @@ type Envelope struct {
 	// Borrowed says Msg is valid only until the call that hands it over
 	// returns: whoever keeps it (a queue) keeps a copy.
 	Borrowed bool
+	// Origin and Seq name a signal that came from another node, so that
+	// its node can be told when it reaches a connection (Delivery.Delivered)
+	// after waiting in an absent queue. Zero for everything else.
+	Origin string
+	Seq    uint64
 }
 
 // owned returns e with a Msg of its own, safe to keep.
@@ -100,6 +105,10 @@ type Delivery interface {
 	// and the messages that waited for it, and the other node lets it go
 	// (Release). It returns ErrUnknownPeer if no session has that token.
 	Claim(tokenHash []byte, user string) (SessionState, []Envelope, error)
+	// Delivered tells the nodes that messages from them (Origin, Seq),
+	// which had waited for a session whose socket was away, reached its
+	// connection.
+	Delivered(es []Envelope)
 }
 
 // LocalDelivery is the Delivery of a single node: no session is anywhere
@@ -114,6 +123,7 @@ func (localDelivery) Gone(string)                            {}
 func (localDelivery) Claim([]byte, string) (SessionState, []Envelope, error) {
 	return SessionState{}, nil, ErrUnknownPeer
 }
+func (localDelivery) Delivered([]Envelope) {}
 
 // send delivers e to the session with id peer, wherever it is: queued on
 // its connection here, kept in its absent queue, or carried to its node.
@@ -126,6 +136,28 @@ func (h *Hub) send(peer string, e Envelope) error {
 }
 
 // DeliverLocal delivers e, which came from another node, to peer: the
-// entry point of messages that Delivery carried here. A session that
-// moved on meanwhile gets it where it is now.
-func (h *Hub) DeliverLocal(peer string, e Envelope) error { return h.send(peer, e) }
+// entry point of messages that Delivery carried here. held says e waits in
+// the absent queue of a session whose socket is away (Delivered follows
+// if it reaches a connection). A session that moved on meanwhile gets e
+// where it is now.
+func (h *Hub) DeliverLocal(peer string, e Envelope) (held bool, err error) {
+	s, ok := h.sessions.get(peer)
+	if !ok {
+		return false, ErrUnknownPeer
+	}
+	return s.deliverHeld(e)
+}
+
+// delivered tells Delivery which of items came from other nodes and have
+// now reached a connection.
+func (h *Hub) delivered(items []queued) {
+	var es []Envelope
+	for _, it := range items {
+		if it.Seq != 0 {
+			es = append(es, it.Envelope)
+		}
+	}
+	if len(es) > 0 {
+		h.delivery.Delivered(es)
+	}
+}

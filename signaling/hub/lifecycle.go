@@ -131,7 +131,9 @@ func (h *Hub) resume(c *conn, id Identity, tok string, ice []proto.ICEServer, ex
 	_ = c.ws.SendAll(pending) // bounded by the old queue and AbsentQueue
 	s.conn = c
 	s.mu.Unlock()
+	h.delivered(pending)
 	h.reportDropped(s.member.Peer, expired)
+	s.publish()
 	return true
 }
 
@@ -173,6 +175,7 @@ func (h *Hub) claim(c *conn, id Identity, hash string, ice []proto.ICEServer, ex
 	_ = c.ws.SendAll(items)
 	s.conn = c
 	s.mu.Unlock()
+	h.delivered(items)
 	// Rooms the proxy had not joined yet (this node had not heard of them):
 	// this node's members hear of them now.
 	for _, name := range st.Rooms {

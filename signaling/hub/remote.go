@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"time"
 )
 
 // Sessions of other nodes. In a cluster, each node keeps a proxy for every
@@ -189,4 +190,67 @@ func (h *Hub) Release(tokenHash []byte, user, node string) (SessionState, []Enve
 	}
 	h.log.Debug("hub: session released to another node", slog.String("peer", s.member.Peer), slog.String("node", node))
 	return st, out, nil
+}
+
+// Handover makes a session of this node a proxy of node, which has taken it
+// (its client resumed there) without Release reaching this node: the
+// cluster learns it from the directory. It returns what waited for the
+// session, for node.
+func (h *Hub) Handover(peer, node string) []Envelope {
+	s, ok := h.sessions.get(peer)
+	if !ok || !s.local() {
+		return nil
+	}
+	s.mu.Lock()
+	tok := s.tokenHash
+	s.mu.Unlock()
+	_, pending, err := h.Release([]byte(tok), s.member.User, node)
+	if err != nil {
+		return nil
+	}
+	return pending
+}
+
+// IsLocal reports whether this node holds the session peer.
+func (h *Hub) IsLocal(peer string) bool {
+	s, ok := h.sessions.get(peer)
+	return ok && s.local()
+}
+
+// ResumeWindow is how long a session whose socket dropped waits for its
+// client (Config.ResumeWindow).
+func (h *Hub) ResumeWindow() time.Duration { return h.cfg.ResumeWindow }
+
+// EndSessions ends every session of this node now, as if its resume window
+// had passed: after Shutdown, on a node that is leaving a cluster, for the
+// sessions whose clients did not resume on another node.
+func (h *Hub) EndSessions() {
+	for _, s := range h.sessions.collect(nil) {
+		if !s.local() {
+			continue
+		}
+		s.mu.Lock()
+		if s.ended {
+			s.mu.Unlock()
+			continue
+		}
+		s.ended = true
+		if s.timer != nil {
+			s.timer.Stop()
+			s.timer = nil
+		}
+		kept := s.absent
+		s.absent = nil
+		s.mu.Unlock()
+		h.endSession(s, kept)
+	}
+}
+
+// RoomMembers is how many sessions, of any node, this node sees in room.
+func (h *Hub) RoomMembers(room string) int {
+	r, ok := h.rooms.get(room)
+	if !ok {
+		return 0
+	}
+	return len(*r.members.Load())
 }

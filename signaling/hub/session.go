@@ -117,18 +117,25 @@ func (h *Hub) newResumeToken(s *session) string {
 // reading, and its connection is dropped. None of it ever blocks.
 // Lock order: session.mu, then the connection's (a leaf).
 func (s *session) deliver(e Envelope) error {
+	_, err := s.deliverHeld(e)
+	return err
+}
+
+// deliverHeld is deliver that also reports whether e waits in the absent
+// queue.
+func (s *session) deliverHeld(e Envelope) (held bool, err error) {
 	s.mu.Lock()
 	if s.ended {
 		s.mu.Unlock()
-		return ErrUnknownPeer
+		return false, ErrUnknownPeer
 	}
 	if node := s.node; node != "" {
 		s.mu.Unlock()
-		return s.h.delivery.Deliver(node, s.member.Peer, e)
+		return false, s.h.delivery.Deliver(node, s.member.Peer, e)
 	}
 	if e.Kind == KindPresence && (s.conn == nil || !s.conn.presence) {
 		s.mu.Unlock()
-		return nil // presence is for subscribed connections only, and never kept
+		return false, nil // presence is for subscribed connections only, and never kept
 	}
 	it := queued{Envelope: e.owned()}
 	if c := s.conn; c != nil {
@@ -141,20 +148,20 @@ func (s *session) deliver(e Envelope) error {
 		if err != wsconn.ErrClosing {
 			s.mu.Unlock()
 			if err != nil {
-				return ErrPeerUnavailable
+				return false, ErrPeerUnavailable
 			}
 			if e.Kind == KindSignal {
 				s.h.stats.signals.Add(1)
 				s.h.stats.bytes.Add(uint64(len(e.Msg)))
 			}
-			return nil
+			return false, nil
 		}
 		// The connection is going away; keep the message for a resume.
 	}
 	expired, err := s.keepLocked(it, time.Now())
 	s.mu.Unlock()
 	s.h.reportDropped(s.member.Peer, expired)
-	return err
+	return err == nil, err
 }
 
 // keepLocked adds it to the absent queue, dropping expired entries first;

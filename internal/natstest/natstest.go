@@ -1,0 +1,172 @@
+// Package natstest starts real NATS servers, with JetStream, inside the
+// test process: one server, or a cluster of several with routes between
+// them, on 127.0.0.1 with ports of their own and stores in the test's temp
+// dir. They stop when the test ends. Nothing here fakes NATS: it is the
+// nats-server the cluster runs in production, started in process.
+package natstest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// readyWait bounds a server's start, and a cluster's JetStream election.
+const readyWait = 30 * time.Second
+
+// Start starts one NATS server with JetStream.
+func Start(t testing.TB) *server.Server {
+	t.Helper()
+	opts := options(t, "n0")
+	s := start(t, opts)
+	waitJetStream(t, s)
+	return s
+}
+
+// Cluster is n NATS servers with routes between them, as a 3-server
+// production cluster runs: JetStream replicates across them.
+type Cluster struct {
+	t       testing.TB
+	Servers []*server.Server
+	opts    []*server.Options
+}
+
+// StartCluster starts a cluster of n servers and waits until JetStream has
+// a leader.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t}
+	ports := freePorts(t, n)
+	var routes []*url.URL
+	for _, p := range ports {
+		routes = append(routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", p)})
+	}
+	for i := range n {
+		o := options(t, fmt.Sprintf("n%d", i))
+		o.Cluster = server.ClusterOpts{Name: "khadga-test", Host: "127.0.0.1", Port: ports[i]}
+		o.Routes = routes
+		c.opts = append(c.opts, o)
+		c.Servers = append(c.Servers, start(t, o))
+	}
+	for _, s := range c.Servers {
+		waitJetStream(t, s)
+	}
+	return c
+}
+
+// URLs is the client URLs of the servers that run, comma-separated, as
+// nats.Connect and khadga's --nats take them.
+func (c *Cluster) URLs() string {
+	var us []string
+	for _, s := range c.Servers {
+		if s.Running() {
+			us = append(us, s.ClientURL())
+		}
+	}
+	return strings.Join(us, ",")
+}
+
+// Stop stops server i, as a crash would (no lame-duck mode).
+func (c *Cluster) Stop(i int) {
+	c.Servers[i].Shutdown()
+	c.Servers[i].WaitForShutdown()
+}
+
+// Restart starts server i again with its old options (ports and store).
+func (c *Cluster) Restart(i int) {
+	c.t.Helper()
+	c.Servers[i] = start(c.t, c.opts[i])
+}
+
+func options(t testing.TB, name string) *server.Options {
+	return &server.Options{
+		ServerName: name,
+		Host:       "127.0.0.1",
+		Port:       -1,
+		JetStream:  true,
+		StoreDir:   t.TempDir(),
+		NoLog:      true,
+		NoSigs:     true,
+	}
+}
+
+func start(t testing.TB, o *server.Options) *server.Server {
+	t.Helper()
+	s, err := server.NewServer(o)
+	if err != nil {
+		t.Fatalf("natstest: %v", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(readyWait) {
+		s.Shutdown()
+		t.Fatalf("natstest: server %s not ready", o.ServerName)
+	}
+	t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	return s
+}
+
+// waitJetStream waits until JetStream answers on s (in a cluster: until it
+// has elected its meta leader).
+func waitJetStream(t testing.TB, s *server.Server) {
+	t.Helper()
+	nc := Connect(t, s.ClientURL())
+	defer nc.Close()
+	deadline := time.Now().Add(readyWait)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := js.AccountInfo(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("natstest: JetStream not available on %s", s.Name())
+		}
+		time.Sleep(50 * time.Millisecond) // polling the server's own API, not synchronising on internals
+	}
+}
+
+// Connect opens a client connection that keeps trying to reconnect, and
+// closes it when the test ends.
+func Connect(t testing.TB, urls string) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(urls, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatalf("natstest: connect %s: %v", urls, err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var ls []net.Listener
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return ports
+}

@@ -1,0 +1,113 @@
+package cluster
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/khadga/khadga/proto"
+	"github.com/khadga/khadga/signaling/hub"
+)
+
+// A claim moves a session to the node where its client resumed. The new
+// node asks the old one, on the old one's claim subject, with the resume
+// token's hash; the old one lets the session go (hub.Release) and answers
+// with its state and what waited for it. If the old node does not answer
+// (it is gone), the new node takes the session from the directory, without
+// what waited on the old node: the senders of those signals hear from
+// their own nodes when the old node is found gone.
+
+type claimRequest struct {
+	Hash []byte `json:"hash"`
+	User string `json:"user"`
+	Node string `json:"node"`
+}
+
+type claimReply struct {
+	OK      bool          `json:"ok"`
+	Rooms   []string      `json:"rooms,omitempty"`
+	Grants  []string      `json:"grants,omitempty"`
+	Login   string        `json:"login,omitempty"`
+	Key     string        `json:"key,omitempty"`
+	Member  proto.Member  `json:"member"`
+	Pending []claimedItem `json:"pending,omitempty"`
+}
+
+type claimedItem struct {
+	Kind   hub.Kind `json:"kind"`
+	Msg    []byte   `json:"msg"`
+	From   string   `json:"from,omitempty"`
+	Ref    string   `json:"ref,omitempty"`
+	Origin string   `json:"origin,omitempty"`
+	Seq    uint64   `json:"seq,omitempty"`
+}
+
+// Claim takes, for a resume on this node, a session another node holds
+// (hub.Delivery).
+func (n *Node) Claim(tokenHash []byte, user string) (hub.SessionState, []hub.Envelope, error) {
+	st, ok := n.dir.byToken(tokenHash)
+	if !ok || st.Member.User != user {
+		n.stats.claims.WithLabelValues("unknown").Inc()
+		return hub.SessionState{}, nil, hub.ErrUnknownPeer
+	}
+	req, _ := json.Marshal(claimRequest{Hash: tokenHash, User: user, Node: n.id})
+	m, err := n.nc.Request(n.subject("node", st.Node, "claim"), req, n.cfg.ClaimTimeout)
+	switch {
+	case err == nil:
+		var r claimReply
+		if json.Unmarshal(m.Data, &r) != nil || !r.OK {
+			n.stats.claims.WithLabelValues("refused").Inc()
+			return hub.SessionState{}, nil, hub.ErrUnknownPeer
+		}
+		n.dir.claimed(st.Member.Peer)
+		n.stats.claims.WithLabelValues("handed").Inc()
+		out := hub.SessionState{Member: r.Member, Node: st.Node, Rooms: r.Rooms, Grants: r.Grants,
+			Login: r.Login, KeyID: r.Key, TokenHash: tokenHash}
+		return out, fromClaimed(r.Pending), nil
+	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrTimeout):
+		// Its node is gone (or cut off): take the session as the directory
+		// has it.
+		n.dir.claimed(st.Member.Peer)
+		n.stats.claims.WithLabelValues("taken").Inc()
+		n.log.Info("cluster: took a session whose node did not answer", slog.String("peer", st.Member.Peer),
+			slog.String("peer_node", st.Node), slog.Any("err", err))
+		return st, nil, nil
+	default:
+		n.stats.claims.WithLabelValues("failed").Inc()
+		return hub.SessionState{}, nil, err
+	}
+}
+
+// onClaim answers another node's claim of a session of this node.
+func (n *Node) onClaim(m *nats.Msg) {
+	var req claimRequest
+	if json.Unmarshal(m.Data, &req) != nil || !validToken(req.Node) {
+		n.stats.badMessages.Inc()
+		return
+	}
+	var r claimReply
+	st, pending, err := n.hub.Release(req.Hash, req.User, req.Node)
+	if err == nil {
+		r = claimReply{OK: true, Member: st.Member, Rooms: st.Rooms, Grants: st.Grants, Login: st.Login, Key: st.KeyID}
+		for _, e := range pending {
+			r.Pending = append(r.Pending, claimedItem{Kind: e.Kind, Msg: e.Msg, From: e.From, Ref: e.Ref, Origin: e.Origin, Seq: e.Seq})
+		}
+	}
+	b, _ := json.Marshal(r)
+	if err := m.Respond(b); err != nil {
+		n.stats.publishErrors.Inc()
+	}
+}
+
+func fromClaimed(items []claimedItem) []hub.Envelope {
+	out := make([]hub.Envelope, 0, len(items))
+	for _, it := range items {
+		if it.Kind < hub.KindSignal || it.Kind > hub.KindReport || len(it.Msg) > maxMsgLen {
+			continue
+		}
+		out = append(out, hub.Envelope{Msg: it.Msg, Kind: it.Kind, From: it.From, Ref: it.Ref, Origin: it.Origin, Seq: it.Seq})
+	}
+	return out
+}

@@ -1,0 +1,137 @@
+package cluster
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/khadga/khadga/internal/natstest"
+	"github.com/khadga/khadga/proto"
+	"github.com/khadga/khadga/signaling/hub"
+)
+
+// Two nodes on one NATS server: peers on different nodes join a room, see
+// each other join, relay signals both ways, and see each other in
+// presence.
+func TestRelayAcrossNodes(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	a := startNode(t, "a", urls, fastConfig(), hub.Config{})
+	b := startNode(t, "b", urls, fastConfig(), hub.Config{})
+	alice := a.dial("user=alice&presence=1")
+	bob := b.dial("user=bob&presence=1")
+	alice.join("lobby")
+	eventually(t, "node b to know alice's room", func() bool { return b.hub.RoomMembers("lobby") == 1 })
+	peers := bob.join("lobby")
+	if len(peers) != 1 || peers[0].Peer != alice.peer() {
+		t.Fatalf("bob's joined %+v, want alice (on the other node)", peers)
+	}
+	alice.expectPeerJoined(bob.peer())
+	alice.signal(bob.peer(), "s1", `{"offer":1}`)
+	if m := bob.expectSignal(alice.peer()); string(m.Data) != `{"offer":1}` {
+		t.Fatalf("bob got %s", m.Data)
+	}
+	bob.signal(alice.peer(), "s2", `{"answer":1}`)
+	alice.expectSignal(bob.peer())
+	// Presence reaches every node.
+	eventually(t, "alice to see bob online", func() bool { return alice.sees(bob.peer()) })
+	eventually(t, "bob to see alice online", func() bool { return bob.sees(alice.peer()) })
+}
+
+// A client whose socket dropped resumes on another node: same peer id and
+// rooms, the signal sent to it meanwhile arrives, and the others see no
+// leave or join.
+func TestResumeOnAnotherNode(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	a := startNode(t, "a", urls, fastConfig(), hub.Config{})
+	b := startNode(t, "b", urls, fastConfig(), hub.Config{ResumeWindow: time.Minute})
+	c := startNode(t, "c", urls, fastConfig(), hub.Config{})
+	alice := a.dial("user=alice")
+	bob := b.dial("user=bob")
+	alice.join("lobby")
+	bob.join("lobby")
+	alice.expectPeerJoined(bob.peer())
+	dropSocket(bob)
+	eventually(t, "b to see bob's socket drop", func() bool { return b.hub.Stats().Connections == 0 })
+	alice.signal(bob.peer(), "while-away", `{"n":1}`)
+	alice.send(proto.Message{Type: proto.TypePing, ID: "p1"})
+	alice.await(proto.TypePong, nil) // the signal reached b, and waits there
+
+	back := c.dial("user=bob&resume=" + url.QueryEscape(bob.welcome.ResumeToken))
+	if !back.welcome.Resumed || back.peer() != bob.peer() || len(back.welcome.Rooms) != 1 {
+		t.Fatalf("welcome on c %+v, want bob's session resumed with its room", back.welcome)
+	}
+	if m := back.expectSignal(alice.peer()); string(m.Data) != `{"n":1}` {
+		t.Fatalf("the waiting signal: %s", m.Data)
+	}
+	// Signals now go to c, both ways.
+	alice.signal(bob.peer(), "after", `{"n":2}`)
+	back.expectSignal(alice.peer())
+	back.signal(alice.peer(), "back", `{"n":3}`)
+	alice.expectSignal(bob.peer())
+	// alice saw no peer-left: her next message answers her own ping.
+	alice.send(proto.Message{Type: proto.TypePing, ID: "p2"})
+	for m := alice.next(); m.Type != proto.TypePong; m = alice.next() {
+		if m.Type == proto.TypePeerLeft || m.Type == proto.TypePeerJoined {
+			t.Fatalf("alice saw %s across the resume", m.Type)
+		}
+	}
+	if st := b.hub.Stats(); st.Sessions != 0 || st.Remote != 2 {
+		t.Fatalf("node b after the move: %+v", st)
+	}
+}
+
+// Joins on different nodes at the same moment converge: whoever answered
+// joined without the other hears peer-joined a moment later.
+func TestConcurrentJoinsConverge(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	nodes := []*testNode{
+		startNode(t, "a", urls, fastConfig(), hub.Config{}),
+		startNode(t, "b", urls, fastConfig(), hub.Config{}),
+		startNode(t, "c", urls, fastConfig(), hub.Config{}),
+	}
+	var clients []*client
+	for i, n := range nodes {
+		for j := range 3 {
+			clients = append(clients, n.dial(fmt.Sprintf("user=u%d%d", i, j)))
+		}
+	}
+	known := make([]map[string]bool, len(clients))
+	done := make(chan int)
+	for i, c := range clients {
+		go func() {
+			c.send(proto.Message{Type: proto.TypeJoin, ID: "j", Room: "busy"})
+			done <- i
+		}()
+	}
+	for range clients {
+		<-done
+	}
+	for i, c := range clients {
+		known[i] = map[string]bool{}
+		for len(known[i]) < len(clients)-1 {
+			m := c.next()
+			switch m.Type {
+			case proto.TypeJoined:
+				var j proto.Joined
+				_ = json.Unmarshal(m.Data, &j)
+				for _, p := range j.Peers {
+					known[i][p.Peer] = true
+				}
+			case proto.TypePeerJoined:
+				var mem proto.Member
+				_ = json.Unmarshal(m.Data, &mem)
+				known[i][mem.Peer] = true
+			}
+		}
+		if known[i][c.peer()] {
+			t.Fatalf("%s was told it joined itself", c.welcome.User)
+		}
+	}
+	for _, n := range nodes {
+		if got := n.hub.RoomMembers("busy"); got != len(clients) {
+			t.Errorf("node %s sees %d members in busy, want %d", n.name, got, len(clients))
+		}
+	}
+}

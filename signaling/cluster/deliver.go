@@ -1,0 +1,109 @@
+package cluster
+
+import (
+	"errors"
+	"log/slog"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/khadga/khadga/signaling/hub"
+)
+
+// Deliver carries e to peer on node (hub.Delivery). A signal is tracked
+// until its node says what became of it (tracker); everything else is
+// sent and forgotten, as a room event to a gone node would be lost anyway.
+func (n *Node) Deliver(node, peer string, e hub.Envelope) error {
+	if n.live.isGone(node) {
+		return hub.ErrPeerUnavailable
+	}
+	d := delivery{kind: e.Kind, to: peer, from: e.From, ref: e.Ref, origin: n.id, msg: e.Msg}
+	if e.Kind == hub.KindSignal && e.From != "" {
+		d.seq = n.track.add(e.From, e.Ref, peer, node)
+	}
+	if !n.out.publish(n.subject("node", node), appendDeliver(nil, d)) {
+		if d.seq != 0 {
+			n.track.forget(d.seq)
+		}
+		return hub.ErrPeerUnavailable
+	}
+	n.stats.delivered.Inc()
+	return nil
+}
+
+// Delivered tells the origin nodes of held signals that they reached their
+// sessions (hub.Delivery).
+func (n *Node) Delivered(es []hub.Envelope) {
+	byOrigin := map[string][]uint64{}
+	for _, e := range es {
+		if e.Origin == n.id {
+			n.track.done(e.Seq)
+			continue
+		}
+		byOrigin[e.Origin] = append(byOrigin[e.Origin], e.Seq)
+	}
+	for origin, seqs := range byOrigin {
+		n.out.delivered(origin, seqs)
+	}
+}
+
+// onNodeMessage handles what other nodes send this one: deliveries for its
+// sessions, and the fates of the signals it sent.
+func (n *Node) onNodeMessage(m *nats.Msg) {
+	if len(m.Data) == 0 {
+		return
+	}
+	var err error
+	switch m.Data[0] {
+	case opDeliver:
+		err = n.onDeliver(m.Data)
+	case opAck:
+		var acks []ack
+		if acks, err = decodeAcks(m.Data); err == nil {
+			for _, a := range acks {
+				n.track.settle(a)
+			}
+		}
+	case opDelivered:
+		var seqs []uint64
+		if seqs, err = decodeDelivered(m.Data); err == nil {
+			for _, s := range seqs {
+				n.track.done(s)
+			}
+		}
+	default:
+		err = errBadMessage
+	}
+	if err != nil {
+		n.stats.badMessages.Inc()
+		n.log.Warn("cluster: bad message from another node", slog.Any("err", err))
+	}
+}
+
+// onDeliver hands a delivery to the hub and acks a signal to its origin.
+func (n *Node) onDeliver(b []byte) error {
+	d, err := decodeDeliver(b)
+	if err != nil {
+		return err
+	}
+	n.stats.received.Inc()
+	e := hub.Envelope{Msg: d.msg, Kind: d.kind, From: d.from, Ref: d.ref, Borrowed: true, Origin: d.origin, Seq: d.seq}
+	held, err := n.hub.DeliverLocal(d.to, e)
+	if d.seq == 0 {
+		return nil
+	}
+	a := ack{seq: d.seq}
+	switch {
+	case errors.Is(err, hub.ErrUnknownPeer):
+		a.status = ackUnknown
+	case err != nil:
+		a.status = ackUnavailable
+	case held:
+		a.status = ackHeld
+	}
+	if d.origin == n.id {
+		n.track.settle(a) // delivered to a session that moved here meanwhile
+	} else {
+		n.out.ack(d.origin, a)
+	}
+	return nil
+}

@@ -1,0 +1,184 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// liveness tells which nodes are alive. Every node says so on the
+// heartbeat subject every Heartbeat; one not heard for DeadAfter is gone:
+// the signals sent to it are reported to their senders at once, and after
+// OrphanGrace (time for its clients to resume on other nodes) its sessions
+// that did not move are removed, and shown offline, everywhere. A node that
+// drains says so, and is not taken for gone while its clients move; one
+// that leaves says goodbye, and is gone at once (its sessions have ended or
+// moved by then).
+type liveness struct {
+	n        *Node
+	mu       sync.Mutex
+	nodes    map[string]*nodeState
+	draining bool
+}
+
+type nodeState struct {
+	seen     time.Time // last heartbeat, or when its first session was seen
+	gone     time.Time // when it was found gone; zero while alive
+	cleaned  bool      // its sessions were removed
+	draining bool
+}
+
+// heartbeat is what a node says on the heartbeat subject.
+type heartbeat struct {
+	Node     string `json:"node"`
+	Draining bool   `json:"draining,omitempty"`
+	Bye      bool   `json:"bye,omitempty"`
+}
+
+func newLiveness(n *Node) *liveness { return &liveness{n: n, nodes: map[string]*nodeState{}} }
+
+func (l *liveness) onHeartbeat(m *nats.Msg) {
+	var hb heartbeat
+	if json.Unmarshal(m.Data, &hb) != nil || !validToken(hb.Node) {
+		l.n.stats.badMessages.Inc()
+		return
+	}
+	if hb.Node == l.n.id {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.state(hb.Node)
+	if hb.Bye {
+		if st.gone.IsZero() {
+			st.gone = time.Now().Add(-l.n.cfg.OrphanGrace) // nothing left to wait for
+		}
+		return
+	}
+	st.seen, st.draining = time.Now(), hb.Draining
+	if !st.gone.IsZero() {
+		l.n.log.Info("cluster: a node taken for gone is back", slog.String("peer_node", hb.Node))
+		st.gone, st.cleaned = time.Time{}, false
+	}
+}
+
+// saw notes a node that holds a session, so that a node that dies before
+// its first heartbeat is found gone too.
+func (l *liveness) saw(node string) {
+	if node == l.n.id {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.state(node)
+}
+
+func (l *liveness) state(node string) *nodeState {
+	st := l.nodes[node]
+	if st == nil {
+		st = &nodeState{seen: time.Now()}
+		l.nodes[node] = st
+	}
+	return st
+}
+
+// isGone reports whether node was found gone.
+func (l *liveness) isGone(node string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.nodes[node]
+	return st != nil && !st.gone.IsZero()
+}
+
+func (l *liveness) setDraining() {
+	l.mu.Lock()
+	l.draining = true
+	l.mu.Unlock()
+	l.beat(false)
+}
+
+// bye tells the others this node is leaving for good.
+func (l *liveness) bye() {
+	l.beat(true)
+	_ = l.n.nc.Flush()
+}
+
+func (l *liveness) beat(bye bool) {
+	l.mu.Lock()
+	hb := heartbeat{Node: l.n.id, Draining: l.draining, Bye: bye}
+	l.mu.Unlock()
+	b, _ := json.Marshal(hb)
+	if err := l.n.nc.Publish(l.n.subject("hb"), b); err != nil {
+		l.n.stats.publishErrors.Inc()
+	}
+}
+
+// run beats and checks the others until ctx ends.
+func (l *liveness) run(ctx context.Context) {
+	beat := time.NewTicker(l.n.cfg.Heartbeat)
+	defer beat.Stop()
+	check := time.NewTicker(l.n.cfg.Heartbeat / 4)
+	defer check.Stop()
+	l.beat(false)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-beat.C:
+			l.beat(false)
+		case now := <-check.C:
+			l.check(now)
+		}
+	}
+}
+
+// check finds nodes gone, and removes the sessions of those gone for
+// longer than OrphanGrace.
+func (l *liveness) check(now time.Time) {
+	var gone, orphaned []string
+	l.mu.Lock()
+	alive := 0
+	for node, st := range l.nodes {
+		switch {
+		case st.gone.IsZero() && now.Sub(st.seen) > l.n.cfg.DeadAfter:
+			st.gone = now
+			gone = append(gone, node)
+		case !st.gone.IsZero() && !st.cleaned && now.Sub(st.gone) >= l.n.cfg.OrphanGrace:
+			st.cleaned = true
+			orphaned = append(orphaned, node)
+		case st.gone.IsZero():
+			alive++
+		}
+	}
+	l.mu.Unlock()
+	l.n.stats.nodes.Set(float64(alive + 1))
+	for _, node := range gone {
+		l.n.stats.nodeDeaths.Inc()
+		l.n.log.Warn("cluster: a node is gone; its sessions wait for their clients to resume elsewhere",
+			slog.String("peer_node", node), slog.Duration("grace", l.n.cfg.OrphanGrace))
+		l.n.track.failNode(node)
+	}
+	for _, node := range orphaned {
+		l.removeOrphans(node)
+	}
+}
+
+// removeOrphans removes the sessions of a gone node that did not move:
+// here (this node's members see them leave, presence shows them offline)
+// and from the directory (every node tries; the revision lets one win).
+func (l *liveness) removeOrphans(node string) {
+	n := l.n.hub.RemoveNode(node)
+	ctx, cancel := context.WithTimeout(l.n.ctx, 5*time.Second)
+	defer cancel()
+	for peer, rev := range l.n.dir.ofNode(node) {
+		if err := l.n.kv.Delete(ctx, peer, jetstream.LastRevision(rev)); err != nil && !isConflict(err) {
+			l.n.stats.kvErrors.Inc()
+		}
+	}
+	l.n.log.Info("cluster: sessions of a gone node removed", slog.String("peer_node", node), slog.Int("sessions", n))
+}

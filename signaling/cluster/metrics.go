@@ -1,0 +1,71 @@
+package cluster
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are a node's Prometheus metrics: what an operator watches to see
+// the cluster's health from one node.
+type metrics struct {
+	n                                      *Node
+	delivered, received                    prometheus.Counter
+	badMessages, publishErrors, outboxFull prometheus.Counter
+	kvErrors, nodeDeaths                   prometheus.Counter
+	pending, nodes                         prometheus.Gauge
+	lost, claims                           *prometheus.CounterVec
+	kvLatency                              prometheus.Histogram
+}
+
+func newMetrics(n *Node) *metrics {
+	c := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: "khadga_cluster_" + name, Help: help})
+	}
+	g := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{Name: "khadga_cluster_" + name, Help: help})
+	}
+	return &metrics{
+		n:             n,
+		delivered:     c("deliveries_sent_total", "Messages sent to sessions on other nodes."),
+		received:      c("deliveries_received_total", "Messages from other nodes for sessions of this node."),
+		badMessages:   c("bad_messages_total", "Messages from the cluster that could not be read."),
+		publishErrors: c("publish_errors_total", "NATS publishes that failed."),
+		outboxFull:    c("outbox_full_total", "Deliveries refused because the outbox to NATS was full."),
+		kvErrors:      c("kv_errors_total", "Session directory (JetStream KV) operations that failed."),
+		nodeDeaths:    c("node_deaths_total", "Nodes found gone (no heartbeat)."),
+		pending:       g("signals_pending", "Signals sent to other nodes whose fate is not known yet."),
+		nodes:         g("nodes_alive", "Nodes alive, this one included."),
+		lost: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "khadga_cluster_signals_lost_total",
+			Help: "Signals to other nodes reported to their senders as not delivered, by reason."}, []string{"reason"}),
+		claims: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "khadga_cluster_claims_total",
+			Help: "Sessions taken from other nodes for a resume here, by result."}, []string{"result"}),
+		kvLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "khadga_cluster_kv_seconds",
+			Help: "Latency of session directory writes.", Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14)}),
+	}
+}
+
+func (m *metrics) register(r prometheus.Registerer) error {
+	rtt := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "khadga_cluster_nats_rtt_seconds",
+		Help: "Round trip to the NATS server, measured at scrape time."}, func() float64 {
+		d, err := m.n.nc.RTT()
+		if err != nil {
+			return -1
+		}
+		return d.Seconds()
+	})
+	msgs := func(name, help string, get func() uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "khadga_cluster_nats_" + name, Help: help},
+			func() float64 { return float64(get()) })
+	}
+	for _, col := range []prometheus.Collector{m.delivered, m.received, m.badMessages, m.publishErrors, m.outboxFull,
+		m.kvErrors, m.nodeDeaths, m.pending, m.nodes, m.lost, m.claims, m.kvLatency, rtt,
+		msgs("messages_in_total", "Messages this node received from NATS.", func() uint64 { return m.n.nc.Stats().InMsgs }),
+		msgs("messages_out_total", "Messages this node sent to NATS.", func() uint64 { return m.n.nc.Stats().OutMsgs }),
+		msgs("bytes_in_total", "Bytes this node received from NATS.", func() uint64 { return m.n.nc.Stats().InBytes }),
+		msgs("bytes_out_total", "Bytes this node sent to NATS.", func() uint64 { return m.n.nc.Stats().OutBytes }),
+	} {
+		if err := r.Register(col); err != nil {
+			return err
+		}
+	}
+	return nil
+}

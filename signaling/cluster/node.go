@@ -1,0 +1,268 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/khadga/khadga/signaling/hub"
+)
+
+// Config configures a Node. Zero fields take the defaults named on them.
+type Config struct {
+	// NodeID names this node; default a random one. Node ids are never
+	// reused: a restarted node is a new node.
+	NodeID string
+	// Subject is the prefix of every subject the cluster uses (default
+	// "khadga"); clusters that share a NATS system need their own.
+	Subject string
+	// Bucket is the JetStream KV bucket of the session directory (default
+	// "khadga-sessions"), with Replicas replicas (default 1; 3 in a
+	// 3-server NATS cluster).
+	Bucket   string
+	Replicas int
+	// Heartbeat is how often a node says it is alive (default 1s), and
+	// DeadAfter how long the others wait without a word before they take
+	// it for gone (default 3s). OrphanGrace is how long a gone node's
+	// sessions stay, for their clients to resume on another node, before
+	// the others show them offline (default 5s).
+	Heartbeat   time.Duration
+	DeadAfter   time.Duration
+	OrphanGrace time.Duration
+	// AckWait bounds the wait for a node to say what became of a signal
+	// sent to it (default 5s); HeldWait bounds the wait for a signal held
+	// for an absent session to reach it (default: the hub's resume window
+	// plus AckWait). Past them the sender is told the signal was not
+	// delivered.
+	AckWait  time.Duration
+	HeldWait time.Duration
+	// ClaimTimeout bounds the wait for the node that holds a session a
+	// client resumes elsewhere (default 2s).
+	ClaimTimeout time.Duration
+	// Outbox is how many messages may wait to go to NATS (default 65536);
+	// past it a cross-node delivery fails at once.
+	Outbox     int
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+func (c *Config) setDefaults() {
+	if c.NodeID == "" {
+		var b [10]byte
+		_, _ = rand.Read(b[:])
+		c.NodeID = strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+	}
+	if c.Subject == "" {
+		c.Subject = "khadga"
+	}
+	if c.Bucket == "" {
+		c.Bucket = "khadga-sessions"
+	}
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
+	setDur(&c.Heartbeat, time.Second)
+	setDur(&c.DeadAfter, 3*time.Second)
+	setDur(&c.OrphanGrace, 5*time.Second)
+	setDur(&c.AckWait, 5*time.Second)
+	setDur(&c.ClaimTimeout, 2*time.Second)
+	if c.Outbox <= 0 {
+		c.Outbox = 1 << 16
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+func setDur(d *time.Duration, def time.Duration) {
+	if *d <= 0 {
+		*d = def
+	}
+}
+
+// validate reports every problem at once.
+func (c *Config) validate() error {
+	var errs []error
+	if !validToken(c.NodeID) {
+		errs = append(errs, fmt.Errorf("cluster: node id %q: use letters, digits, - and _ only", c.NodeID))
+	}
+	for _, part := range strings.Split(c.Subject, ".") {
+		if !validToken(part) {
+			errs = append(errs, fmt.Errorf("cluster: subject prefix %q: use dot-separated letters, digits, - and _", c.Subject))
+			break
+		}
+	}
+	if c.DeadAfter < 2*c.Heartbeat {
+		errs = append(errs, fmt.Errorf("cluster: DeadAfter (%v) must be at least two heartbeats (%v)", c.DeadAfter, c.Heartbeat))
+	}
+	return errors.Join(errs...)
+}
+
+// validToken reports whether s is a safe NATS subject token and KV key part.
+func validToken(s string) bool {
+	if s == "" || len(s) > maxIDLen {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// Node is one khadga node of a cluster: the hub's Delivery over NATS. Build
+// it with New, give it to hub.New as Config.Delivery, then Start it with
+// that hub; Drain and Close it when the node stops.
+type Node struct {
+	cfg Config
+	id  string
+	nc  *nats.Conn
+	kv  jetstream.KeyValue
+	log *slog.Logger
+	hub *hub.Hub
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	subs   []*nats.Subscription
+
+	out   *outbox
+	dir   *directory
+	live  *liveness
+	track *tracker
+	stats *metrics
+}
+
+// New prepares a node on an open NATS connection (which the caller owns
+// and closes after the node): it makes the directory's KV bucket if it is
+// missing. Nothing is sent until Start.
+func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Node, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: jetstream: %w", err)
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      cfg.Bucket,
+		Description: "khadga: the sessions of every node (peer id -> state)",
+		History:     1,
+		Replicas:    cfg.Replicas,
+		Storage:     jetstream.MemoryStorage, // sessions do not outlive the cluster's processes
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: session directory %s: %w", cfg.Bucket, err)
+	}
+	n := &Node{cfg: cfg, id: cfg.NodeID, nc: nc, kv: kv, log: cfg.Logger.With(slog.String("node", cfg.NodeID))}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.stats = newMetrics(n)
+	n.out = newOutbox(n)
+	n.dir = newDirectory(n)
+	n.live = newLiveness(n)
+	n.track = newTracker(n)
+	if cfg.Registerer != nil {
+		if err := n.stats.register(cfg.Registerer); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+// ID is the node's id.
+func (n *Node) ID() string { return n.id }
+
+// Start connects the node to h and the cluster: it loads the directory
+// (every other node's sessions become proxies in h), subscribes to its
+// subjects and starts its heartbeat. It returns when the directory is
+// loaded, so that h knows the cluster's sessions before it serves anyone.
+func (n *Node) Start(ctx context.Context, h *hub.Hub) error {
+	n.hub = h
+	if n.cfg.HeldWait <= 0 {
+		n.cfg.HeldWait = h.ResumeWindow() + n.cfg.AckWait
+	}
+	for subj, handler := range map[string]nats.MsgHandler{
+		n.subject("node", n.id):          n.onNodeMessage,
+		n.subject("node", n.id, "claim"): n.onClaim,
+		n.subject("hb"):                  n.live.onHeartbeat,
+		n.subject("revoke"):              n.onRevoke,
+	} {
+		sub, err := n.nc.Subscribe(subj, handler)
+		if err != nil {
+			n.Close()
+			return fmt.Errorf("cluster: subscribe %s: %w", subj, err)
+		}
+		n.subs = append(n.subs, sub)
+	}
+	n.run(n.out.run)
+	n.run(n.dir.write)
+	n.run(n.live.run)
+	n.run(n.track.run)
+	if err := n.dir.load(ctx); err != nil {
+		n.Close()
+		return err
+	}
+	n.log.Info("cluster: node started", slog.Int("sessions_elsewhere", h.Stats().Remote))
+	return nil
+}
+
+// run starts f on a goroutine that Close waits for.
+func (n *Node) run(f func(ctx context.Context)) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f(n.ctx)
+	}()
+}
+
+// subject joins the cluster's prefix and parts with dots.
+func (n *Node) subject(parts ...string) string {
+	return n.cfg.Subject + "." + strings.Join(parts, ".")
+}
+
+// Drain hands this node's sessions over to the others: it tells them it
+// is leaving (so that they do not take it for dead while its clients
+// resume elsewhere), waits until every session of the hub has been claimed
+// by another node or ctx ends, then ends the sessions that are left, so
+// that everyone sees them offline, and says goodbye. Call it after the
+// hub's Shutdown (which told every client to reconnect).
+func (n *Node) Drain(ctx context.Context) {
+	n.live.setDraining()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for n.hub.Stats().Sessions > 0 {
+		select {
+		case <-ctx.Done():
+			n.log.Info("cluster: drain deadline: ending the sessions that did not move", slog.Int("sessions", n.hub.Stats().Sessions))
+			n.hub.EndSessions()
+			n.dir.flush(context.Background())
+			n.live.bye()
+			return
+		case <-tick.C:
+		}
+	}
+	n.dir.flush(ctx)
+	n.live.bye()
+}
+
+// Close stops the node's goroutines and subscriptions. It does not close
+// the NATS connection.
+func (n *Node) Close() {
+	for _, s := range n.subs {
+		_ = s.Unsubscribe()
+	}
+	n.cancel()
+	n.wg.Wait()
+}

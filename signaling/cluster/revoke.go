@@ -1,0 +1,59 @@
+package cluster
+
+import (
+	"encoding/json"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/khadga/khadga/proto"
+)
+
+// Revocation across the cluster: signing out, disabling or deleting a user
+// and retiring a key end the user's sessions on every node. The node where
+// it happens ends its own at once and tells the others on the revoke
+// subject. Node implements package signaling's session closer.
+
+type revocation struct {
+	Node   string     `json:"node"`
+	User   string     `json:"user"`
+	Login  string     `json:"login,omitempty"` // empty: every sign-in of User
+	Code   proto.Code `json:"code"`
+	Reason string     `json:"reason"`
+}
+
+// CloseUser ends every session of user, on every node. It returns how many
+// of this node's sessions ended (the others end theirs as they hear).
+func (n *Node) CloseUser(user string, code proto.Code, reason string) int {
+	n.broadcastRevocation(revocation{User: user, Code: code, Reason: reason})
+	return n.hub.CloseUser(user, code, reason)
+}
+
+// CloseLogin ends the sessions of one sign-in of user, on every node.
+func (n *Node) CloseLogin(user, login string, code proto.Code, reason string) int {
+	n.broadcastRevocation(revocation{User: user, Login: login, Code: code, Reason: reason})
+	return n.hub.CloseLogin(user, login, code, reason)
+}
+
+func (n *Node) broadcastRevocation(r revocation) {
+	r.Node = n.id
+	b, _ := json.Marshal(r)
+	if !n.out.publish(n.subject("revoke"), b) {
+		n.log.Warn("cluster: could not tell the other nodes of a revocation: outbox full")
+	}
+}
+
+func (n *Node) onRevoke(m *nats.Msg) {
+	var r revocation
+	if json.Unmarshal(m.Data, &r) != nil || r.User == "" {
+		n.stats.badMessages.Inc()
+		return
+	}
+	if r.Node == n.id {
+		return // this node ended its own when it sent it
+	}
+	if r.Login != "" {
+		n.hub.CloseLogin(r.User, r.Login, r.Code, r.Reason)
+	} else {
+		n.hub.CloseUser(r.User, r.Code, r.Reason)
+	}
+}
