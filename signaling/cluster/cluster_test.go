@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -134,4 +135,115 @@ func TestConcurrentJoinsConverge(t *testing.T) {
 			t.Errorf("node %s sees %d members in busy, want %d", n.name, got, len(clients))
 		}
 	}
+}
+
+// A node dies without a word: its clients that resume on another node
+// within the grace keep their sessions (the others see no flicker); the
+// session of one that does not come back is shown offline and leaves its
+// rooms within 10 s; a signal that was on its way to the dead node is
+// reported to its sender, not lost silently.
+func TestNodeDeath(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	a := startNode(t, "a", urls, fastConfig(), hub.Config{})
+	b := startNode(t, "b", urls, fastConfig(), hub.Config{ResumeWindow: time.Minute})
+	c := startNode(t, "c", urls, fastConfig(), hub.Config{})
+	alice := a.dial("user=alice&presence=1")
+	bob := b.dial("user=bob")     // will resume on c
+	carol := b.dial("user=carol") // will not come back
+	for _, cl := range []*client{alice, bob, carol} {
+		cl.join("lobby")
+	}
+	eventually(t, "every node to know the room", func() bool {
+		return a.hub.RoomMembers("lobby") == 3 && c.hub.RoomMembers("lobby") == 3
+	})
+	eventually(t, "alice to see carol online", func() bool { return alice.sees(carol.peer()) })
+
+	b.kill()
+	died := time.Now()
+	// A signal sent into the gap, before b is found gone.
+	alice.signal(carol.peer(), "into-the-gap", `{"n":1}`)
+	back := c.dial("user=bob&resume=" + url.QueryEscape(bob.welcome.ResumeToken))
+	if !back.welcome.Resumed || back.peer() != bob.peer() {
+		t.Fatalf("bob's resume on c after b died: %+v", back.welcome)
+	}
+	m := alice.await(proto.TypeError, func(m *proto.Message) bool { return m.Ref == "into-the-gap" })
+	var e proto.Error
+	_ = json.Unmarshal(m.Data, &e)
+	if e.Code != proto.CodePeerUnavailable {
+		t.Fatalf("the signal into the gap: %s, want peer_unavailable", m.Data)
+	}
+	// Carol leaves the room and goes offline for everyone, in time; bob,
+	// who came back, does not.
+	left := alice.await(proto.TypePeerLeft, nil)
+	var pl proto.PeerLeft
+	_ = json.Unmarshal(left.Data, &pl)
+	if pl.Peer != carol.peer() {
+		t.Fatalf("peer-left %s, want carol (bob resumed)", left.Data)
+	}
+	eventually(t, "alice to see carol offline", func() bool { return !alice.sees(carol.peer()) })
+	if took := time.Since(died); took > 10*time.Second {
+		t.Errorf("carol shown offline %v after b died, want within 10 s", took)
+	}
+	if !alice.sees(bob.peer()) {
+		t.Error("bob, who resumed, is shown offline")
+	}
+	alice.signal(bob.peer(), "to-bob", `{"n":2}`)
+	back.expectSignal(alice.peer())
+}
+
+// SIGTERM on a node: it tells its clients to reconnect, they resume on the
+// others, and nobody sees an error or a leave.
+func TestDrainMovesClients(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	a := startNode(t, "a", urls, fastConfig(), hub.Config{})
+	b := startNode(t, "b", urls, fastConfig(), hub.Config{ResumeWindow: time.Minute})
+	alice := a.dial("user=alice")
+	bob := b.dial("user=bob")
+	alice.join("lobby")
+	bob.join("lobby")
+	alice.expectPeerJoined(bob.peer())
+
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		_ = b.hub.Shutdown(ctx)
+		b.node.Drain(ctx)
+	}()
+	bob.await(proto.TypeReconnect, nil)
+	start := time.Now()
+	back := a.dial("user=bob&resume=" + url.QueryEscape(bob.welcome.ResumeToken))
+	if !back.welcome.Resumed || back.peer() != bob.peer() {
+		t.Fatalf("bob's resume after the drain notice: %+v", back.welcome)
+	}
+	<-drained
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the drain took %v after bob moved, want within 5 s", took)
+	}
+	alice.signal(bob.peer(), "after", `{"n":1}`)
+	back.expectSignal(alice.peer())
+	alice.send(proto.Message{Type: proto.TypePing, ID: "p"})
+	for m := alice.next(); m.Type != proto.TypePong; m = alice.next() {
+		if m.Type == proto.TypePeerLeft || m.Type == proto.TypeError {
+			t.Fatalf("alice saw %s %s during the drain", m.Type, m.Data)
+		}
+	}
+}
+
+// Revoking a user ends its sessions on every node.
+func TestRevocationReachesEveryNode(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	a := startNode(t, "a", urls, fastConfig(), hub.Config{})
+	b := startNode(t, "b", urls, fastConfig(), hub.Config{})
+	mallory := b.dial("user=mallory")
+	a.node.CloseUser("mallory", proto.CodeRevoked, "account disabled")
+	m := mallory.await(proto.TypeError, nil)
+	var e proto.Error
+	_ = json.Unmarshal(m.Data, &e)
+	if e.Code != proto.CodeRevoked || e.Message != "account disabled" {
+		t.Fatalf("mallory on node b got %s", m.Data)
+	}
+	<-mallory.closed
+	eventually(t, "node a to drop mallory's proxy", func() bool { return a.hub.Stats().Remote == 0 })
 }
