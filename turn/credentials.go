@@ -65,7 +65,7 @@ func userOf(username string) string {
 // message's MESSAGE-INTEGRITY first (see secretHints) and leave a hint of
 // which one matched.
 type authenticator struct {
-	secrets [][]byte
+	secrets *secretSet
 	hints   *secretHints
 	metrics *metrics
 	now     func() time.Time
@@ -80,13 +80,15 @@ func (a *authenticator) handle(username, realm string, src net.Addr) ([]byte, bo
 		a.metrics.authFailures.WithLabelValues(reason).Inc()
 		return nil, false
 	}
-	i := 0
-	if len(a.secrets) > 1 {
-		if j, ok := a.hints.take(src, username); ok {
-			i = j
+	secrets := a.secrets.load()
+	secret := secrets[0]
+	if len(secrets) > 1 {
+		// A hint left just before SetSecrets dropped its secret is not used.
+		if h, ok := a.hints.take(src, username); ok && index(secrets, h) >= 0 {
+			secret = h
 		}
 	}
-	return pionturn.GenerateAuthKey(username, realm, restPassword(a.secrets[i], username)), true
+	return pionturn.GenerateAuthKey(username, realm, restPassword(secret, username)), true
 }
 
 // maxHints bounds the hint table. Only messages that carry valid
@@ -94,37 +96,37 @@ func (a *authenticator) handle(username, realm string, src net.Addr) ([]byte, bo
 // tiny in practice; the bound only guards against surprises.
 const maxHints = 4096
 
-// secretHints remembers, per client address and username, which secret
+// secretHints remembers, per client address and username, the secret that
 // verified the message a listener just read. Pion reads a socket and then
 // handles the message on the same goroutine, so the hint is consumed by the
 // AuthHandler right after it is left.
 type secretHints struct {
 	mu sync.Mutex
-	m  map[string]int
+	m  map[string][]byte
 }
 
 func newSecretHints() *secretHints {
-	return &secretHints{m: make(map[string]int)}
+	return &secretHints{m: make(map[string][]byte)}
 }
 
 func hintKey(src net.Addr, username string) string {
 	return src.Network() + "|" + src.String() + "|" + username
 }
 
-func (h *secretHints) put(src net.Addr, username string, i int) {
+func (h *secretHints) put(src net.Addr, username string, secret []byte) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if len(h.m) >= maxHints {
 		clear(h.m)
 	}
-	h.m[hintKey(src, username)] = i
+	h.m[hintKey(src, username)] = secret
 }
 
-func (h *secretHints) take(src net.Addr, username string) (int, bool) {
+func (h *secretHints) take(src net.Addr, username string) ([]byte, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	k := hintKey(src, username)
-	i, ok := h.m[k]
+	secret, ok := h.m[k]
 	delete(h.m, k)
-	return i, ok
+	return secret, ok
 }

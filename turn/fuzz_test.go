@@ -35,7 +35,7 @@ func FuzzInspect(f *testing.F) {
 	f.Add([]byte{0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42})
 	src := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		c := &secretChecker{secrets: [][]byte{[]byte("a"), []byte("b")}, hints: newSecretHints()}
+		c := &secretChecker{secrets: newSecretSet([][]byte{[]byte("a"), []byte("b")}), hints: newSecretHints()}
 		orig := bytes.Clone(b)
 		c.inspect(b, src)
 		if !bytes.Equal(b, orig) {
@@ -61,7 +61,7 @@ func FuzzStreamFraming(f *testing.F) {
 			client.Write(b) //nolint:errcheck // the reader may stop early
 			client.Close()
 		}()
-		ln := newStreamListener(nil, &secretChecker{secrets: [][]byte{[]byte("a"), []byte("b")}, hints: newSecretHints()})
+		ln := newStreamListener(nil, &secretChecker{secrets: newSecretSet([][]byte{[]byte("a"), []byte("b")}), hints: newSecretHints()})
 		sc := &streamConn{Conn: server, owner: ln, checker: ln.checker,
 			frames: newFrameReader(server), buf: make([]byte, frameBufSize)}
 		p := make([]byte, frameBufSize)

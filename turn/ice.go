@@ -65,7 +65,7 @@ func (s *Server) ICEConfig() ICEConfig {
 	c := ICEConfig{
 		Host:    host,
 		UDPPort: s.UDPAddr().Port,
-		Secret:  s.cfg.Secrets[0],
+		Secret:  s.secrets.load()[0],
 		TTL:     s.cfg.CredentialTTL,
 	}
 	if a := s.TCPAddr(); a != nil {

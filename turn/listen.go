@@ -250,12 +250,12 @@ func (l *Listeners) check(cfg Config) error {
 // scanRate a second) when it finds nothing. Without a token only the
 // known secret, or the first one (which mints), is tried.
 type secretChecker struct {
-	secrets [][]byte
+	secrets *secretSet
 	hints   *secretHints
 	now     func() time.Time // nil: time.Now
 
 	mu    sync.Mutex
-	known map[string]int        // username -> index of the secret that verified it
+	known map[string]string     // username -> the secret that verified it
 	scans map[netip.Addr]bucket // source IP -> failed-scan tokens
 	hmacs atomic.Int64          // secrets tried, for tests and benchmarks
 }
@@ -274,14 +274,15 @@ type bucket struct {
 	at     time.Time
 }
 
-func (c *secretChecker) active() bool { return len(c.secrets) > 1 }
+func (c *secretChecker) active() bool { return len(c.secrets.load()) > 1 }
 
 // inspect leaves a hint when b is a STUN message whose MESSAGE-INTEGRITY
 // verifies with one of the secrets. It works on a copy: pion decodes b
 // itself afterwards.
 func (c *secretChecker) inspect(b []byte, src net.Addr) {
-	if !stun.IsMessage(b) {
-		return // ChannelData: the hot path, no credentials
+	secrets := c.secrets.load()
+	if len(secrets) < 2 || !stun.IsMessage(b) {
+		return // one secret needs no hint; ChannelData (the hot path) has no credentials
 	}
 	m := &stun.Message{Raw: append([]byte(nil), b...)}
 	if err := m.Decode(); err != nil || !m.Contains(stun.AttrMessageIntegrity) {
@@ -300,13 +301,13 @@ func (c *secretChecker) inspect(b []byte, src net.Addr) {
 	if _, _, err := parseUsername(u, now); err != nil {
 		return
 	}
-	try, full := c.candidates(u, src, now)
+	try, full := c.candidates(secrets, u, src, now)
 	for _, i := range try {
 		c.hmacs.Add(1)
-		key := pionturn.GenerateAuthKey(u, r, restPassword(c.secrets[i], u))
+		key := pionturn.GenerateAuthKey(u, r, restPassword(secrets[i], u))
 		if stun.MessageIntegrity(key).Check(m) == nil {
-			c.hints.put(src, u, i)
-			c.remember(u, i)
+			c.hints.put(src, u, secrets[i])
+			c.remember(u, secrets[i])
 			return
 		}
 	}
@@ -320,10 +321,14 @@ func (c *secretChecker) inspect(b []byte, src net.Addr) {
 // token, all the others (full); without a token, the known one or else
 // the first. A username can be known under the wrong secret when two
 // servers in the middle of a rotation mint it in the same second.
-func (c *secretChecker) candidates(username string, src net.Addr, now time.Time) (try []int, full bool) {
+func (c *secretChecker) candidates(secrets [][]byte, username string, src net.Addr, now time.Time) (try []int, full bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	known, isKnown := c.known[username]
+	known := -1
+	if k, ok := c.known[username]; ok {
+		known = index(secrets, []byte(k))
+	}
+	isKnown := known >= 0
 	if c.scans == nil || len(c.scans) >= maxScans {
 		c.scans = make(map[netip.Addr]bucket)
 	}
@@ -343,7 +348,7 @@ func (c *secretChecker) candidates(username string, src net.Addr, now time.Time)
 	if bk.tokens < 1 {
 		return try, false
 	}
-	for i := range c.secrets {
+	for i := range secrets {
 		if i != first {
 			try = append(try, i)
 		}
@@ -362,14 +367,22 @@ func (c *secretChecker) charge(src net.Addr) {
 	}
 }
 
-// remember records that secret i verified username.
-func (c *secretChecker) remember(username string, i int) {
+// remember records that secret verified username.
+func (c *secretChecker) remember(username string, secret []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.known == nil || len(c.known) >= maxKnown {
-		c.known = make(map[string]int)
+		c.known = make(map[string]string)
 	}
-	c.known[username] = i
+	c.known[username] = string(secret)
+}
+
+// forget drops what remember learnt, after the secrets changed: a removed
+// secret's usernames should not keep their place, nor hold memory.
+func (c *secretChecker) forget() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.known = nil
 }
 
 func srcIP(a net.Addr) netip.Addr {

@@ -27,6 +27,7 @@ type Server struct {
 	guard      *selfGuard
 	streams    []*streamListener // TCP and TLS, for OnAuth
 	checker    *secretChecker
+	secrets    *secretSet // Config.Secrets, then SetSecrets's
 	relayIP    netip.Addr
 
 	stop      chan struct{} // closed by Close
@@ -77,9 +78,10 @@ func (s *Server) start() error {
 		}
 	}
 	hints := newSecretHints()
-	s.checker = &secretChecker{secrets: cfg.Secrets, hints: hints, now: cfg.now}
+	s.secrets = newSecretSet(cfg.Secrets)
+	s.checker = &secretChecker{secrets: s.secrets, hints: hints, now: cfg.now}
 	checker := s.checker
-	auth := &authenticator{secrets: cfg.Secrets, hints: hints, metrics: s.metrics, now: cfg.now}
+	auth := &authenticator{secrets: s.secrets, hints: hints, metrics: s.metrics, now: cfg.now}
 
 	pion, err := pionturn.NewServer(pionturn.ServerConfig{
 		PacketConnConfigs: s.packetConfigs(listenIP, checker),
@@ -159,9 +161,9 @@ func (s *Server) relayGenerator(listenIP netip.Addr) pionturn.RelayAddressGenera
 func (s *Server) packetConfigs(listenIP netip.Addr, checker *secretChecker) []pionturn.PacketConnConfig {
 	out := make([]pionturn.PacketConnConfig, 0, len(s.ls.UDP))
 	for _, pc := range s.ls.UDP {
-		if checker.active() {
-			pc = &inspectingPacketConn{PacketConn: pc, checker: checker}
-		}
+		// Always: SetSecrets may add a second secret later. With one, the
+		// checker returns at once.
+		pc = &inspectingPacketConn{PacketConn: pc, checker: checker}
 		out = append(out, pionturn.PacketConnConfig{
 			PacketConn:            pc,
 			RelayAddressGenerator: s.relayGenerator(listenIP),

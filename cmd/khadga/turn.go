@@ -42,7 +42,7 @@ type turnConfig struct {
 	Ports           portRange     `yaml:"turn-ports" default:"49152-65535" usage:"relay port range MIN-MAX"`
 	Realm           string        `yaml:"turn-realm" default:"khadga" usage:"TURN realm"`
 	Secrets         []string      `yaml:"turn-secret" usage:"TURN REST shared secret, comma-separated for several (any accepted, the first mints); prefer the environment or --turn-secret-file"`
-	SecretFile      string        `yaml:"turn-secret-file" usage:"file with TURN secrets, one a line (# comments), after any --turn-secret"`
+	SecretFile      string        `yaml:"turn-secret-file" usage:"file with TURN secrets, one a line (# comments), after any --turn-secret; re-read when it changes and on SIGHUP (put the new secret first, keep the old one for --turn-ttl)"`
 	TTL             time.Duration `yaml:"turn-ttl" default:"12h" usage:"lifetime of minted TURN credentials"`
 	AllowPeers      []string      `yaml:"turn-allow-peer" usage:"peer CIDR allowed even if denied otherwise, built-in ranges included (repeatable)"`
 	DenyPeers       []string      `yaml:"turn-deny-peer" usage:"peer CIDR denied on top of the built-in private and reserved ranges (repeatable)"`
@@ -199,25 +199,29 @@ func (c *turnConfig) start(ctx context.Context, st store.Backend, fallback certs
 	ls, err := turn.Listen(ctx, c.listenConfig(cfg.GetCertificate != nil))
 	if err == nil {
 		var srv *turn.Server
-		if srv, err = turn.New(cfg, ls); err == nil {
-			return &turnServer{Server: srv, certs: own}, nil // it logs its addresses
+		if srv, err = turn.New(cfg, ls); err == nil { // it logs its addresses
+			return &turnServer{Server: srv, certs: own, stopWatch: c.watchSecrets(srv, cfg.Secrets, log)}, nil
 		}
 	}
 	own.close()
 	return nil, err
 }
 
-// turnServer is a running TURN server with the certificate source it uses.
+// turnServer is a running TURN server with the certificate source and the
+// secret file watcher it uses.
 type turnServer struct {
 	*turn.Server
-	certs *tlsSetup // nil without --turn-tls-cert
+	certs     *tlsSetup // nil without --turn-tls-cert
+	stopWatch func()    // ends the --turn-secret-file watcher
 }
 
-// Close stops the server, then its certificate source. A nil server is off.
+// Close stops the secret watcher, the server, then its certificate
+// source. A nil server is off.
 func (s *turnServer) Close() error {
 	if s == nil {
 		return nil
 	}
+	s.stopWatch()
 	err := s.Server.Close()
 	s.certs.close()
 	return err

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/khadga/khadga/turn"
+)
+
+// secretPoll is how often --turn-secret-file is looked at for a change.
+// A look is one stat; the file is read only when its size or time moved.
+const secretPoll = 5 * time.Second
+
+// secretWatcher re-reads the TURN secrets (--turn-secret, then the lines
+// of --turn-secret-file) when the file changes and on SIGHUP, and gives
+// them to the running server, which keeps its allocations: rotating the
+// secret needs no restart. A file that does not read, or gives no or bad
+// secrets, is logged once and changes nothing.
+type secretWatcher struct {
+	cfg     *turnConfig
+	srv     *turn.Server
+	log     *slog.Logger
+	stamp   fileStamp
+	current [32]byte // hash of the secrets in use
+	lastErr string
+}
+
+type fileStamp struct {
+	mod  time.Time
+	size int64
+}
+
+func stampOf(path string) (fileStamp, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}, err
+	}
+	return fileStamp{fi.ModTime(), fi.Size()}, nil
+}
+
+// watchSecrets starts watching --turn-secret-file for srv, which was
+// started with secrets; stop ends it. Without a file there is nothing to
+// watch.
+func (c *turnConfig) watchSecrets(srv *turn.Server, secrets [][]byte, log *slog.Logger) (stop func()) {
+	if c.SecretFile == "" {
+		return func() {}
+	}
+	w := &secretWatcher{cfg: c, srv: srv, log: log, current: hashSecrets(secrets)}
+	w.stamp, _ = stampOf(c.SecretFile)
+	ctx, cancel := context.WithCancel(context.Background())
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.run(ctx, hup)
+	}()
+	return func() { signal.Stop(hup); cancel(); <-done }
+}
+
+func (w *secretWatcher) run(ctx context.Context, hup <-chan os.Signal) {
+	t := time.NewTicker(secretPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			w.reload("SIGHUP")
+		case <-t.C:
+			if st, err := stampOf(w.cfg.SecretFile); err != nil || st != w.stamp {
+				w.reload("file changed")
+			}
+		}
+	}
+}
+
+// reload reads the secrets and hands them to the server if they changed.
+func (w *secretWatcher) reload(why string) {
+	w.stamp, _ = stampOf(w.cfg.SecretFile)
+	secrets, err := w.cfg.readSecrets()
+	if err == nil && len(secrets) == 0 {
+		err = errors.New("--turn-secret-file gives no secret")
+	}
+	sum := hashSecrets(secrets)
+	if err == nil && sum == w.current {
+		return
+	}
+	if err == nil {
+		err = w.srv.SetSecrets(secrets)
+	}
+	if err != nil {
+		if err.Error() != w.lastErr {
+			w.lastErr = err.Error()
+			w.log.Error("TURN secrets not reloaded; the ones in use stay", slog.String("why", why), slog.Any("err", err))
+		}
+		return
+	}
+	w.current, w.lastErr = sum, ""
+	w.log.Info("TURN secrets reloaded", slog.String("why", why), slog.Int("secrets", len(secrets)))
+}
+
+// hashSecrets tells one list of secrets from another without keeping them
+// twice.
+func hashSecrets(secrets [][]byte) [32]byte {
+	var b bytes.Buffer
+	for _, s := range secrets {
+		b.Write(s)
+		b.WriteByte('\n')
+	}
+	return sha256.Sum256(b.Bytes())
+}
