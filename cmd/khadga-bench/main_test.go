@@ -178,11 +178,12 @@ func TestProcFS(t *testing.T) {
 }
 
 // tinyConfig runs every phase at a size that takes seconds; args come on
-// top.
+// top. The relay window is a second, so that a loaded machine still
+// delivers signals inside it.
 func tinyConfig(t *testing.T, args ...string) *config {
 	cfg, err := parseConfig(append([]string{
 		"-idle", "20,40", "-settle", "0s", "-heartbeat", "200ms", "-open", "30", "-dialers", "5",
-		"-pairs", "4", "-duration", "500ms", "-warmup", "100ms", "-rate", "400", "-users", "2", "-rounds", "2",
+		"-pairs", "4", "-duration", "1s", "-warmup", "100ms", "-rate", "400", "-users", "2", "-rounds", "2",
 	}, args...))
 	if err != nil {
 		t.Fatal(err)
