@@ -335,8 +335,14 @@ func TestSpawnedWSSPlain(t *testing.T) {
 	if c.Scheme != schemeWSS || c.Client != clientPlain {
 		t.Errorf("measured %v", c.combo)
 	}
-	if cfg.Target == "both" && len(c.Floors) != len(floors) {
-		t.Errorf("floors = %v, want all %d", c.Floors, len(floors))
+	// The relay and open figures are always positive; the idle ones at 40
+	// connections are noise that may be negative, which checks no floor.
+	if cfg.Target == "both" {
+		for _, f := range []string{"relay_max_at_least_2x_peerjs", "relay_rate_p99_below_peerjs", "open_faster_than_peerjs"} {
+			if _, ok := c.Floors[f]; !ok {
+				t.Errorf("floor %s not checked: %v", f, c.Floors)
+			}
+		}
 	}
 }
 
