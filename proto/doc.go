@@ -111,9 +111,33 @@
 // # Client to server
 //
 //	{"type":"join","id":"1","room":"lobby"}
+//	{"type":"join","id":"6","room":"standup","data":{"invite":"Qm9vdHN0cmFwcGVkSW52aXRl"}}
 //	{"type":"leave","id":"2","room":"lobby"}
 //	{"type":"signal","id":"5","to":"b1","data":{"description":{"type":"answer","sdp":"v=0..."}}}
 //	{"type":"ping","id":"3"}
+//
+// # Rooms, owners and invites
+//
+// A room exists while it has members; joining creates it. A room holds at
+// most the server's limit of people (its sessions count once per user: a
+// user with three tabs in a room takes one place), and is then room_full.
+// A signed-in user may also claim a room name over the HTTP API (PUT
+// /api/rooms/{name}, see docs/protocol.md) and become its owner; the
+// owner may set a lower member cap and require an invite, a token the
+// server makes and the owner shares (the web app puts it in a link). A
+// join to such a room carries the invite in its data, as above. Without
+// one the server answers invite_required, with a wrong or replaced one
+// bad_invite:
+//
+//	{"type":"error","ref":"6","data":{"code":"invite_required","message":"room standup needs an invite; ask its owner for the link"}}
+//	{"type":"error","ref":"6","data":{"code":"bad_invite","message":"that invite is not valid for room standup (wrong, or replaced by a newer one)"}}
+//
+// The owner, and a session whose token grants that room by name (a bot
+// token minted for it), join without an invite and above the owner's cap.
+// An invite to a room that needs none is ignored, and a join without
+// data behaves as it always did: clients that know nothing of owners keep
+// working in every room that does not require an invite. Settings apply
+// to joins: members already in a room stay when its owner changes them.
 //
 // A signal may name a room, and then both peers must be in it. Signals get no
 // ack: a signal is delivered, or its sender gets an error with its id as ref.
@@ -123,6 +147,6 @@
 // Error codes are stable (see Code): bad_message, too_large, unknown_type,
 // not_in_room, unknown_peer, unauthorized, rate_limited,
 // unsupported_version, room_full, too_many_rooms, peer_unavailable, internal,
-// revoked.
+// revoked, invite_required, bad_invite.
 // A bad message gets an error and the connection keeps working.
 package proto

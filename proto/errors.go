@@ -25,8 +25,16 @@ const (
 	CodeRateLimited Code = "rate_limited"
 	// CodeUnsupportedVersion: the message's v is newer than the server's.
 	CodeUnsupportedVersion Code = "unsupported_version"
-	// CodeRoomFull: the room has as many members as the server allows.
+	// CodeRoomFull: the room has as many people as it allows (the
+	// server's limit, or a lower one its owner set). People count once,
+	// however many sessions they have in the room.
 	CodeRoomFull Code = "room_full"
+	// CodeInviteRequired: the room's owner requires an invite, and the
+	// join carried none.
+	CodeInviteRequired Code = "invite_required"
+	// CodeBadInvite: the join's invite is not the room's current one (a
+	// wrong link, or the owner made a new one or dropped the invite).
+	CodeBadInvite Code = "bad_invite"
 	// CodeTooManyRooms: the session is in as many rooms as the server allows.
 	CodeTooManyRooms Code = "too_many_rooms"
 	// CodePeerUnavailable: the target's queue is full; the signal was dropped.

@@ -12,6 +12,7 @@ func FuzzDecode(f *testing.F) {
 	for _, s := range []string{
 		`{"type":"signal","id":"1","to":"p2","data":{"description":{"type":"offer","sdp":"v=0"}}}`,
 		`{"type":"join","id":"1","room":"lobby"}`,
+		`{"type":"join","id":"2","room":"lobby","data":{"invite":"abc"}}`,
 		`{"type":"ping","v":1}`,
 		`{"type":"x","data":[1,{"a":null}]}`,
 		`{"type":"signal","from":"p","to":"q","data":{}}`,

@@ -13,6 +13,10 @@ import (
 //
 //	1  first version: welcome, join/joined, leave, peer-joined/left, signal,
 //	   presence, ping/pong, ack, error, reconnect.
+//	   Later additions that old peers need not know: presence count and
+//	   scope; join data {"invite"} and the codes invite_required and
+//	   bad_invite (rooms with an owner); revoked. A client that sends no
+//	   join data gets exactly the version 1 behaviour.
 const Version = 1
 
 // Subprotocol is the WebSocket subprotocol for Version. The client offers it
@@ -105,6 +109,32 @@ type Member struct {
 	Peer string `json:"peer"`
 	User string `json:"user"`
 	Role string `json:"role"`
+}
+
+// Join is the optional data of a join. Invite is the token of an invite
+// link, for a room whose owner requires one (CodeInviteRequired,
+// CodeBadInvite); a join without data is a join without an invite.
+type Join struct {
+	Invite string `json:"invite,omitempty"`
+}
+
+// JoinData returns the data of a join message, checked: no data is the
+// zero Join. Every failure is a *ProtocolError (bad_message).
+func (m *Message) JoinData() (Join, error) {
+	var j Join
+	if len(m.Data) == 0 {
+		return j, nil
+	}
+	if m.Data[0] != '{' {
+		return j, protoErr(CodeBadMessage, "join data must be an object")
+	}
+	if err := m.DecodeData(&j); err != nil {
+		return j, err
+	}
+	if err := ValidInvite(j.Invite); j.Invite != "" && err != nil {
+		return j, protoErr(CodeBadMessage, "join: "+err.Error())
+	}
+	return j, nil
 }
 
 // Joined answers a join with the members already present (not the joiner).

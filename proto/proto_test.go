@@ -54,7 +54,15 @@ func TestValidate(t *testing.T) {
 		{"join without room", `{"type":"join"}`, CodeBadMessage},
 		{"join bad room", `{"type":"join","room":"a/../b"}`, CodeBadMessage},
 		{"join long room", `{"type":"join","room":"` + strings.Repeat("r", 65) + `"}`, CodeBadMessage},
-		{"join with data", `{"type":"join","room":"r","data":{}}`, CodeBadMessage},
+		{"join with empty data", `{"type":"join","room":"r","data":{}}`, ""},
+		{"join with invite", `{"type":"join","room":"r","data":{"invite":"Qm9v-dH_N0"}}`, ""},
+		{"join with unknown data", `{"type":"join","room":"r","data":{"invite":"a","x":1}}`, CodeBadMessage},
+		{"join with bad invite", `{"type":"join","room":"r","data":{"invite":"a b"}}`, CodeBadMessage},
+		{"join with long invite", `{"type":"join","room":"r","data":{"invite":"` + strings.Repeat("i", MaxInvite+1) + `"}}`, CodeBadMessage},
+		{"join with invite not a string", `{"type":"join","room":"r","data":{"invite":7}}`, CodeBadMessage},
+		{"join data not an object", `{"type":"join","room":"r","data":"invite"}`, CodeBadMessage},
+		{"join with to", `{"type":"join","room":"r","to":"p2"}`, CodeBadMessage},
+		{"leave with data", `{"type":"leave","room":"r","data":{"invite":"a"}}`, CodeBadMessage},
 		{"long id", `{"type":"ping","id":"` + strings.Repeat("i", 65) + `"}`, CodeBadMessage},
 		{"server type", `{"type":"welcome"}`, CodeUnknownType},
 		{"unknown type", `{"type":"dance"}`, CodeUnknownType},
@@ -146,5 +154,18 @@ func TestDecodeErrorNamesTheMessage(t *testing.T) {
 	var pe *ProtocolError
 	if !errors.As(err, &pe) || pe.Code != CodeUnsupportedVersion || pe.ID != "q7" {
 		t.Fatalf("err = %#v, want unsupported_version naming id q7", err)
+	}
+}
+
+func TestJoinData(t *testing.T) {
+	m, err := Decode([]byte(`{"type":"join","room":"r","data":{"invite":"tok-1"}}`), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j, err := m.JoinData(); err != nil || j.Invite != "tok-1" {
+		t.Fatalf("JoinData = %+v, %v; want invite tok-1", j, err)
+	}
+	if j, err := (&Message{Type: TypeJoin, Room: "r"}).JoinData(); err != nil || j.Invite != "" {
+		t.Fatalf("JoinData without data = %+v, %v; want the zero Join", j, err)
 	}
 }

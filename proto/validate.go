@@ -15,6 +15,7 @@ const (
 	MinPassword   = 10
 	MaxPassword   = 1024
 	MaxSignalData = MaxMessageSize
+	MaxInvite     = 64
 )
 
 // ValidUsername checks a username: 3 to 32 characters of a-z, 0-9, '_',
@@ -60,6 +61,15 @@ func ValidRoom(s string) error {
 	return nil
 }
 
+// ValidInvite checks an invite token: 1 to 64 characters of A-Z, a-z,
+// 0-9, '_', '-' and '.' (the server makes them base64url).
+func ValidInvite(s string) error {
+	if len(s) == 0 || len(s) > MaxInvite || !token(s) {
+		return fmt.Errorf("invite must be 1 to %d characters of A-Z, a-z, 0-9, '_', '-' and '.'", MaxInvite)
+	}
+	return nil
+}
+
 // token reports whether s is made only of A-Z, a-z, 0-9, '_', '-' and '.'.
 func token(s string) bool {
 	for i := 0; i < len(s); i++ {
@@ -85,12 +95,22 @@ func (m *Message) Validate() error {
 		return protoErr(CodeBadMessage, "ref is set by the server; clients must not send it")
 	}
 	switch m.Type {
-	case TypeJoin, TypeLeave:
+	case TypeJoin:
 		if err := ValidRoom(m.Room); err != nil {
-			return protoErr(CodeBadMessage, m.Type+": "+err.Error())
+			return protoErr(CodeBadMessage, "join: "+err.Error())
+		}
+		if m.To != "" {
+			return protoErr(CodeBadMessage, "join takes room and, optionally, data {\"invite\"}")
+		}
+		if _, err := m.JoinData(); err != nil {
+			return err
+		}
+	case TypeLeave:
+		if err := ValidRoom(m.Room); err != nil {
+			return protoErr(CodeBadMessage, "leave: "+err.Error())
 		}
 		if m.To != "" || len(m.Data) != 0 {
-			return protoErr(CodeBadMessage, m.Type+" takes only room")
+			return protoErr(CodeBadMessage, "leave takes only room")
 		}
 	case TypeSignal:
 		if m.To == "" || len(m.To) > MaxPeerID || !token(m.To) {

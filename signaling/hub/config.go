@@ -78,8 +78,18 @@ type Config struct {
 	AbuseLimit int
 	// MaxRoomsPerSession caps the rooms one session is in (default 16).
 	MaxRoomsPerSession int
-	// MaxRoomMembers caps the members of one room (default 1000).
+	// MaxRoomMembers caps the people in one room (default 1000). A user's
+	// sessions count once, so that one user cannot fill a room.
 	MaxRoomMembers int
+	// RoomPolicy, if set, is asked before a session joins a room it is not
+	// in, with the join's invite (empty without one). It returns the
+	// room's own cap on people (0, or more than MaxRoomMembers, means
+	// MaxRoomMembers), or an error refusing the join: a
+	// *proto.ProtocolError is answered with its code and message (such as
+	// invite_required), anything else with internal. It runs on the
+	// joining connection's reader with no hub lock held, so it may read a
+	// store; it must not wait on other connections.
+	RoomPolicy func(room string, id Identity, invite string) (maxMembers int, err error)
 	// AbsentQueue caps the messages kept for a session whose socket dropped
 	// (default 64); AbsentQueueTTL is how long one is kept (default the
 	// resume window). AbsentQueue must not exceed SendQueue.

@@ -96,7 +96,16 @@
 // shutdown and goroutine accounting and is never held with another lock.
 // Senders of dropped signals are told after every lock is released. No lock
 // is held during a socket read or write: only readers and writers do
-// those, and they hold none.
+// those, and they hold none. Config.RoomPolicy, which may read a store,
+// is called by join before it takes any lock.
+//
+// # Rooms
+//
+// A room's limit counts people, not sessions: room.users counts each
+// user's sessions under room.mu, and a join is room_full only when it
+// would add a user past the limit (Config.MaxRoomMembers, or the lower cap
+// Config.RoomPolicy returns). Whether a user may join at all (an owner's
+// invite) is the policy's to say; the hub has no notion of owners.
 //
 // # Goroutines
 //

@@ -343,7 +343,7 @@ func (h *Hub) Revoke(match func(Identity) bool, code proto.Code, reason string) 
 		if !s.local() {
 			continue // its own node revokes it
 		}
-		id := Identity{User: s.member.User, Role: s.member.Role, Rooms: s.grants, Login: s.login, KeyID: s.keyID}
+		id := s.identity()
 		if match(id) && h.revoke(s, code, reason) {
 			n++
 		}

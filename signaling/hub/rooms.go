@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"sync"
@@ -18,13 +19,17 @@ type room struct {
 	// that every member sees joins and leaves in one order.
 	mu   sync.Mutex
 	dead bool
+	// users counts the sessions of each user in the room, under mu: the
+	// member limit counts people, so that one user's sessions cannot
+	// fill a room (issue 14, point 12).
+	users map[string]int
 	// members is replaced, never changed, under mu: the signal path reads
 	// it without a lock, so signals never wait for a join's fan-out.
 	members atomic.Pointer[map[string]*session] // by peer id
 }
 
 func newRoom(name string) *room {
-	r := &room{name: name}
+	r := &room{name: name, users: make(map[string]int)}
 	m := make(map[string]*session)
 	r.members.Store(&m)
 	return r
@@ -52,8 +57,13 @@ func (h *Hub) join(c *conn, m *proto.Message) {
 		c.replyError(m.ID, proto.CodeUnauthorized, "your token does not grant room %s", m.Room)
 		return
 	}
+	limit, code, text := h.roomLimit(s, m)
+	if code != "" {
+		c.replyError(m.ID, code, "%s", text)
+		return
+	}
 	s.roomsMu.Lock()
-	code, reply := h.joinLocked(c, m)
+	code, reply := h.joinLocked(c, m, limit)
 	s.roomsMu.Unlock()
 	switch {
 	case code != "":
@@ -63,10 +73,33 @@ func (h *Hub) join(c *conn, m *proto.Message) {
 	}
 }
 
-// joinLocked does the work of join with s.roomsMu held. It returns an error
-// code and text, or an answer to send once the lock is released (empty if
-// it was queued already).
-func (h *Hub) joinLocked(c *conn, m *proto.Message) (proto.Code, string) {
+// roomLimit asks Config.RoomPolicy whether s may join m.Room and how many
+// people the room holds, before any lock is taken: the policy may read a
+// store. A session already in the room is not asked again.
+func (h *Hub) roomLimit(s *session, m *proto.Message) (int, proto.Code, string) {
+	limit := h.cfg.MaxRoomMembers
+	if h.cfg.RoomPolicy == nil || s.inRoom(m.Room) {
+		return limit, "", ""
+	}
+	j, _ := m.JoinData() // Validate has checked it
+	n, err := h.cfg.RoomPolicy(m.Room, s.identity(), j.Invite)
+	var pe *proto.ProtocolError
+	switch {
+	case errors.As(err, &pe):
+		return 0, pe.Code, pe.Message
+	case err != nil:
+		h.log.Error("hub: room policy", "room", m.Room, "err", err)
+		return 0, proto.CodeInternal, "could not check the room's settings; try again"
+	case n > 0 && n < limit:
+		limit = n
+	}
+	return limit, "", ""
+}
+
+// joinLocked does the work of join with s.roomsMu held: limit is how many
+// people the room holds. It returns an error code and text, or an answer
+// to send once the lock is released (empty if it was queued already).
+func (h *Hub) joinLocked(c *conn, m *proto.Message, limit int) (proto.Code, string) {
 	s := c.s
 	if r, ok := s.rooms[m.Room]; ok {
 		// Joining again answers with the members present, which lets a
@@ -86,9 +119,9 @@ func (h *Hub) joinLocked(c *conn, m *proto.Message) (proto.Code, string) {
 			r.mu.Unlock()
 			continue
 		}
-		if len(*r.members.Load()) >= h.cfg.MaxRoomMembers {
+		if r.users[s.member.User] == 0 && len(r.users) >= limit {
 			r.mu.Unlock()
-			return proto.CodeRoomFull, fmt.Sprintf("room %s is full (%d members)", m.Room, h.cfg.MaxRoomMembers)
+			return proto.CodeRoomFull, fmt.Sprintf("room %s is full (%d people)", m.Room, limit)
 		}
 		// Answer and announce under the room lock, so that every member
 		// sees joins and leaves in one order, and the joiner gets joined
@@ -114,6 +147,7 @@ func (h *Hub) joinLocked(c *conn, m *proto.Message) (proto.Code, string) {
 func (h *Hub) addMemberLocked(r *room, s *session) {
 	before := *r.members.Load()
 	r.set(func(m map[string]*session) { m[s.member.Peer] = s })
+	r.users[s.member.User]++ // sessions on other nodes count too
 	h.stats.members.Add(1)
 	ev := memberMsg(proto.TypePeerJoined, r.name, s.member)
 	for _, o := range before {
@@ -166,6 +200,9 @@ func (h *Hub) removeMember(r *room, s *session) {
 		return
 	}
 	members := r.set(func(m map[string]*session) { delete(m, s.member.Peer) })
+	if r.users[s.member.User]--; r.users[s.member.User] <= 0 {
+		delete(r.users, s.member.User)
+	}
 	h.stats.members.Add(-1)
 	ev, _ := (&proto.Message{Type: proto.TypePeerLeft, Room: r.name,
 		Data: mustJSON(proto.PeerLeft{Peer: s.member.Peer})}).Encode()

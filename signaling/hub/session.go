@@ -210,6 +210,19 @@ func (s *session) roomList() []string {
 	return names
 }
 
+// inRoom reports whether the session is in room.
+func (s *session) inRoom(room string) bool {
+	s.roomsMu.RLock()
+	defer s.roomsMu.RUnlock()
+	_, ok := s.rooms[room]
+	return ok
+}
+
+// identity is the Identity the session was opened with.
+func (s *session) identity() Identity {
+	return Identity{User: s.member.User, Role: s.member.Role, Rooms: s.grants, Login: s.login, KeyID: s.keyID}
+}
+
 // granted reports whether the token allows joining room.
 func (s *session) granted(room string) bool {
 	if len(s.grants) == 0 {

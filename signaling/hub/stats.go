@@ -33,6 +33,7 @@ var codes = []proto.Code{
 	proto.CodeNotInRoom, proto.CodeUnknownPeer, proto.CodeUnauthorized,
 	proto.CodeRateLimited, proto.CodeUnsupportedVersion, proto.CodeRoomFull,
 	proto.CodeTooManyRooms, proto.CodePeerUnavailable, proto.CodeInternal,
+	proto.CodeInviteRequired, proto.CodeBadInvite,
 }
 
 // counters are updated with atomics: no lock on any hot path.
