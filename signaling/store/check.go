@@ -20,6 +20,7 @@ type CheckInfo struct {
 	Secrets     int
 	AuditEvents int
 	BotTokens   int
+	Rooms       int // claimed rooms (schema 3)
 }
 
 // maxCheckErrors bounds how many bbolt consistency errors Check collects.
@@ -97,6 +98,12 @@ func inspect(tx *bolt.Tx, info *CheckInfo) error {
 			bucket []byte
 			n      *int
 		}{bucketBotTokens, &info.BotTokens})
+	}
+	if v >= 3 {
+		counts = append(counts, []struct {
+			bucket []byte
+			n      *int
+		}{{bucketRooms, &info.Rooms}, {bucketUserRoom, new(int)}}...)
 	}
 	for _, c := range counts {
 		b := tx.Bucket(c.bucket)

@@ -20,6 +20,8 @@ var (
 	bucketSecrets    = []byte("secrets")      // name -> raw bytes
 	bucketAudit      = []byte("audit")        // seq (be64) -> JSON AuditEvent
 	bucketBotTokens  = []byte("bot_tokens")   // token id -> JSON BotToken (schema 2)
+	bucketRooms      = []byte("rooms")        // room name -> JSON Room (schema 3)
+	bucketUserRoom   = []byte("user_room")    // owner 0x00 room -> empty (schema 3)
 )
 
 var keyVersion = []byte("version")
@@ -30,11 +32,12 @@ var keyVersion = []byte("version")
 var migrations = []func(tx *bolt.Tx) error{
 	0: createV1,
 	1: addBotTokens,
+	2: addRooms,
 }
 
 // SchemaVersion is the schema this binary writes. It must equal
 // len(migrations); TestSchemaVersion checks that.
-const SchemaVersion uint64 = 2
+const SchemaVersion uint64 = 3
 
 // createV1 creates every bucket of schema version 1.
 func createV1(tx *bolt.Tx) error {
@@ -81,6 +84,16 @@ func addBotTokens(tx *bolt.Tx) error {
 // LegacyBotTokenTTL is the longest a bot token minted before schema 2
 // could live (the old `khadga token --ttl` limit).
 const LegacyBotTokenTTL = 30 * 24 * time.Hour
+
+// addRooms (schema 3) adds room settings (rooms.go).
+func addRooms(tx *bolt.Tx) error {
+	for _, b := range [][]byte{bucketRooms, bucketUserRoom} {
+		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+			return fmt.Errorf("create bucket %s: %w", b, err)
+		}
+	}
+	return nil
+}
 
 // readVersion returns the stored schema version, 0 for an empty file.
 func readVersion(tx *bolt.Tx) (uint64, error) {

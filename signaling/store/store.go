@@ -1,6 +1,7 @@
 // Package store keeps khadga's durable state: users (with their TOTP and
 // email state), refresh-token families, JWT signing keys, named secrets
-// (such as the TURN REST secrets) and a bounded audit log.
+// (such as the TURN REST secrets), the settings of claimed rooms and a
+// bounded audit log.
 //
 // Backend is the contract the rest of khadga uses. It has two
 // implementations: *Store here, one bbolt file for a single process, and

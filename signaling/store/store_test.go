@@ -105,8 +105,8 @@ func TestSchemaVersion(t *testing.T) {
 	if err := s.db.View(func(tx *bolt.Tx) (err error) { v, err = readVersion(tx); return }); err != nil {
 		t.Fatal(err)
 	}
-	if v != 2 || SchemaVersion != 2 || uint64(len(migrations)) != SchemaVersion {
-		t.Fatalf("version = %d (SchemaVersion %d), want 2", v, SchemaVersion)
+	if v != 3 || SchemaVersion != 3 || uint64(len(migrations)) != SchemaVersion {
+		t.Fatalf("version = %d (SchemaVersion %d), want 3", v, SchemaVersion)
 	}
 	// Pretend a newer khadga wrote the file.
 	if err := s.db.Update(func(tx *bolt.Tx) error { return writeVersion(tx, SchemaVersion+1) }); err != nil {
@@ -138,6 +138,9 @@ func TestCheck(t *testing.T) {
 	if err := s.Audit(AuditEvent{Kind: "login"}); err != nil {
 		t.Fatal(err)
 	}
+	if _, _, err := s.SetRoom("lobby", "ann", 1, func(*Room) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
 	// The live file is locked: Check says so instead of hanging.
 	if _, err := Check(s.Path()); !errors.Is(err, ErrInUse) {
 		t.Fatalf("Check of a live store err = %v, want ErrInUse", err)
@@ -151,7 +154,7 @@ func TestCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	info, err := Check(path)
-	if err != nil || info.Version != SchemaVersion || info.Users != 1 || info.AuditEvents != 1 ||
+	if err != nil || info.Version != SchemaVersion || info.Users != 1 || info.AuditEvents != 1 || info.Rooms != 1 ||
 		info.Size != int64(buf.Len()) {
 		t.Fatalf("Check = %+v, %v", info, err)
 	}

@@ -105,7 +105,8 @@ func (s *Store) UpdateUser(name string, fn func(*User) error) error {
 }
 
 // DeleteUser removes the user and all their refresh-token families, so
-// outstanding refresh tokens stop working at once. ErrNotFound if absent.
+// outstanding refresh tokens stop working at once, and releases their
+// rooms. ErrNotFound if absent.
 func (s *Store) DeleteUser(name string) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketUsers)
@@ -113,6 +114,9 @@ func (s *Store) DeleteUser(name string) error {
 			return fmt.Errorf("delete user %q: %w", name, ErrNotFound)
 		}
 		if err := b.Delete([]byte(name)); err != nil {
+			return err
+		}
+		if err := deleteUserRooms(tx, name); err != nil {
 			return err
 		}
 		return deleteUserFamilies(tx, name)
