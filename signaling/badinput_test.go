@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -82,6 +83,29 @@ func TestBadInputSuite(t *testing.T) {
 				code, body := s.Post(t, tc.path, tc.body, tc.header...)
 				assertError(t, code, body, tc.status, tc.code)
 			})
+		}
+	})
+	t.Run("rooms", func(t *testing.T) {
+		for _, tc := range roomCases() {
+			t.Run(tc.name, func(t *testing.T) {
+				count()
+				req, _ := http.NewRequest("PUT", s.URL+tc.path, strings.NewReader(tc.body))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Authorization", "Bearer "+alice.AccessToken)
+				for i := 0; i+1 < len(tc.header); i += 2 {
+					req.Header.Set(tc.header[i], tc.header[i+1])
+				}
+				resp, err := s.Client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				assertError(t, resp.StatusCode, body, tc.status, tc.code)
+			})
+		}
+		if rooms, err := s.Store().RoomsOwnedBy("alice"); err != nil || len(rooms) != 0 {
+			t.Fatalf("refused claims stored rooms: %+v, %v", rooms, err)
 		}
 	})
 	t.Run("tokens", func(t *testing.T) {
@@ -267,6 +291,23 @@ func httpCases(alice signalingtest.Tokens) []httpCase {
 	return cs
 }
 
+// roomCases are hostile claims of a room (PUT /api/rooms/{name}) by a
+// signed-in user: none may claim anything.
+func roomCases() []httpCase {
+	return []httpCase{
+		{"room name with a slash", "/api/rooms/a%2Fb", `{}`, 400, "bad_request", nil},
+		{"room name with a NUL", "/api/rooms/a%00b", `{}`, 400, "bad_request", nil},
+		{"65-character room name", "/api/rooms/" + strings.Repeat("r", 65), `{}`, 400, "bad_request", nil},
+		{"homoglyph room name", "/api/rooms/%D0%B0lice", `{}`, 400, "bad_request", nil},
+		{"room cap of a billion", "/api/rooms/lobby", `{"max_members":1000000000}`, 400, "bad_request", nil},
+		{"room cap overflowing int", "/api/rooms/lobby", `{"max_members":99999999999999999999}`, 400, "bad_request", nil},
+		{"room owner in the body", "/api/rooms/lobby", `{"owner":"bob"}`, 400, "bad_request", nil},
+		{"room invite chosen by the client", "/api/rooms/lobby", `{"invite":"mytoken"}`, 400, "bad_request", nil},
+		{"room settings as text", "/api/rooms/lobby", `{}`, 415, "bad_request", []string{"Content-Type", "text/plain"}},
+		{"1 MiB room settings", "/api/rooms/lobby", `{"max_members":` + strings.Repeat("1", 1<<20) + `}`, 413, "too_large", nil},
+	}
+}
+
 // hostileTokens are access tokens an attacker might present.
 func hostileTokens(t *testing.T, s *signalingtest.Server, alice signalingtest.Tokens) map[string]string {
 	now := time.Now()
@@ -393,6 +434,10 @@ func wsCases() []wsCase {
 			a.ExpectError(proto.CodeNotInRoom, "o")
 		}},
 		{"join a bad room name", expectCode(proto.CodeBadMessage, "j", `{"type":"join","id":"j","room":"../../admin"}`)},
+		{"join with a hostile invite", expectCode(proto.CodeBadMessage, "i", `{"type":"join","id":"i","room":"r","data":{"invite":"../\u0000"}}`)},
+		{"join with a 10,000-byte invite", expectCode(proto.CodeBadMessage, "i", `{"type":"join","id":"i","room":"r","data":{"invite":"`+strings.Repeat("i", 10000)+`"}}`)},
+		{"join with unknown data", expectCode(proto.CodeBadMessage, "i", `{"type":"join","id":"i","room":"r","data":{"owner":true}}`)},
+		{"join with data not an object", expectCode(proto.CodeBadMessage, "i", `{"type":"join","id":"i","room":"r","data":["invite"]}`)},
 		{"join 10,000 rooms", func(t *testing.T, _ *signalingtest.Server, a, _ *signalingtest.Client) {
 			a.Conn.SetWriteDeadline(time.Now().Add(signalingtest.Timeout))
 			for i := range 10000 {

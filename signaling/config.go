@@ -46,9 +46,13 @@ type Config struct {
 	ResumeWindow time.Duration
 	// ReadLimit is the largest WebSocket message accepted (default 64 KiB).
 	ReadLimit int64
-	// MaxRoomsPerSession and MaxRoomMembers bound rooms (defaults 16 and 50).
+	// MaxRoomsPerSession and MaxRoomMembers bound rooms (defaults 16 and
+	// 50). Members are counted in people: a user's sessions count once.
 	MaxRoomsPerSession int
 	MaxRoomMembers     int
+	// MaxOwnedRooms caps the rooms one user may claim (default 10), so
+	// that claiming cannot squat names in bulk.
+	MaxOwnedRooms int
 	// MessageRate is each connection's sustained message rate per second
 	// (default 200), with bursts of MessageBurst (default 400).
 	MessageRate  float64
@@ -149,6 +153,7 @@ func (c *Config) setDefaults() {
 	setDefault(&c.ReadLimit, proto.MaxMessageSize)
 	setDefault(&c.MaxRoomsPerSession, 16)
 	setDefault(&c.MaxRoomMembers, 50)
+	setDefault(&c.MaxOwnedRooms, 10)
 	setDefault(&c.MessageRate, 200)
 	setDefault(&c.MessageBurst, 400)
 	if c.Now == nil {
@@ -210,8 +215,8 @@ func (c *Config) Validate() error {
 	if c.ReadLimit < 1024 || c.ReadLimit > 1<<20 {
 		errs = append(errs, fmt.Errorf("read limit %d must be between 1 KiB and 1 MiB", c.ReadLimit))
 	}
-	if c.MaxRoomsPerSession < 1 || c.MaxRoomMembers < 2 {
-		errs = append(errs, errors.New("max rooms per session must be at least 1 and max room members at least 2"))
+	if c.MaxRoomsPerSession < 1 || c.MaxRoomMembers < 2 || c.MaxOwnedRooms < 1 {
+		errs = append(errs, errors.New("max rooms per session and max owned rooms must be at least 1, and max room members at least 2"))
 	}
 	if c.PasswordWorkers < 1 || c.RegistrationsPerHour < 1 || c.TicketsPerUser < 1 || c.TicketsPerAddr < 1 {
 		errs = append(errs, errors.New("password workers, registrations per hour and tickets per user and address must be positive"))

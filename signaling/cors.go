@@ -20,7 +20,7 @@ import (
 // an Origin (programs, not browsers) and from the server's own origin pass
 // untouched.
 const (
-	corsAPIMethods = "GET, POST"
+	corsAPIMethods = "GET, POST, PUT, DELETE"
 	corsSDKMethods = "GET"
 	corsHeaders    = "Authorization, Content-Type"
 	// corsMaxAge lets a browser reuse a preflight answer for ten minutes.

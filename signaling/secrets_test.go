@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -36,7 +37,7 @@ func (l *lockedBuffer) String() string {
 
 // TestSecretsNeverLogged runs a full session (register with email, login,
 // tickets, WebSocket, signals, refresh, a failed login, a reused refresh
-// token) with the server logging at debug level, then greps the logs, the
+// token, a room invite made and used) with the server logging at debug level, then greps the logs, the
 // error answers and /metrics for every secret involved.
 func TestSecretsNeverLogged(t *testing.T) {
 	capture, smtpAddr := startSMTP(t)
@@ -104,6 +105,12 @@ func TestSecretsNeverLogged(t *testing.T) {
 	sdp := `{"description":{"type":"offer","sdp":"v=0 o=- SECRET-SDP-BODY"}}`
 	a.Send(&proto.Message{Type: proto.TypeSignal, To: b.Welcome.Peer, Data: json.RawMessage(sdp)})
 	b.Expect(proto.TypeSignal)
+	code, body, _ := call(t, s, "PUT", "/api/rooms/hideout", fresh.AccessToken, roomReq{Invite: true})
+	invite := settings(t, code, body, http.StatusCreated).InviteToken
+	b.Send(&proto.Message{Type: proto.TypeJoin, ID: "h1", Room: "hideout", Data: json.RawMessage(`{"invite":"` + invite[:10] + `x"}`)})
+	b.ExpectError(proto.CodeBadInvite, "h1")
+	b.Send(&proto.Message{Type: proto.TypeJoin, ID: "h2", Room: "hideout", Data: json.RawMessage(`{"invite":"` + invite + `"}`)})
+	b.Expect(proto.TypeJoined)
 	again := s.Connect(t, fresh.AccessToken, url.Values{"resume": {a.Welcome.ResumeToken}})
 	_ = again
 	_, metrics := getMetrics(t, s, "")
@@ -127,6 +134,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 		"resume token":    a.Welcome.ResumeToken,
 		"email link":      linkToken,
 		"SDP body":        "SECRET-SDP-BODY",
+		"room invite":     invite,
 	}
 	s.Stop()
 	for what, secret := range secrets {
@@ -139,7 +147,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 		if strings.Contains(metrics, secret) {
 			t.Errorf("/metrics contains the %s", what)
 		}
-		if what != "access token" && what != "refresh token" && what != "refresh secret" && what != "ticket" &&
+		if what != "access token" && what != "refresh token" && what != "refresh secret" && what != "ticket" && what != "room invite" &&
 			strings.Contains(answers.String(), secret) {
 			t.Errorf("an HTTP answer contains the %s", what)
 		}

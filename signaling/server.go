@@ -50,6 +50,7 @@ type Server struct {
 	hashGate    *auth.HashGate    // bounds argon2id work (issue 14, point 1)
 	registers   *auth.RateLimiter // registrations per address
 	resends     *auth.RateLimiter // verification emails per account and per address
+	roomWrites  *auth.RateLimiter // room claims and changes per user
 	tickets     *auth.Tickets
 	metrics     *metrics
 	mailer      *mailer // nil unless the email check is on
@@ -124,6 +125,7 @@ func (s *Server) init() error {
 	s.hashGate = auth.NewHashGate(s.cfg.PasswordWorkers, 4*s.cfg.PasswordWorkers, hashWait)
 	s.registers = auth.NewRateLimiter(float64(s.cfg.RegistrationsPerHour)/3600, s.cfg.RegistrationsPerHour, 100_000)
 	s.resends = auth.NewRateLimiter(1.0/resendEvery, resendBurst, 100_000)
+	s.roomWrites = auth.NewRateLimiter(roomWritesPerHour/3600.0, roomWriteBurst, 100_000)
 	s.tickets = auth.NewTickets(auth.TicketsOptions{Now: s.cfg.Now, PerUser: s.cfg.TicketsPerUser, PerAddr: s.cfg.TicketsPerAddr,
 		Recheck: s.account})
 	s.hub, err = hub.New(hub.Config{
@@ -139,6 +141,7 @@ func (s *Server) init() error {
 		MaxPresenceList:    s.cfg.MaxPresenceList,
 		MaxRoomsPerSession: s.cfg.MaxRoomsPerSession,
 		MaxRoomMembers:     s.cfg.MaxRoomMembers,
+		RoomPolicy:         s.roomPolicy,
 		ICEServers:         s.cfg.ICEServers,
 		Registerer:         s.cfg.Registerer,
 	})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/khadga/khadga/internal/config"
 	"github.com/khadga/khadga/proto"
+	"github.com/khadga/khadga/signaling"
 	"github.com/khadga/khadga/turn"
 )
 
@@ -87,7 +88,7 @@ func TestConfigReportsEveryProblem(t *testing.T) {
 	t.Setenv("KHADGA_RESUME_WINDOW", "")
 	os.Unsetenv("KHADGA_RESUME_WINDOW")
 	t.Setenv("KHADGA_TURN_TTL", "forever")
-	_, err := loadServe(t, "--config="+path, "--turn-deny-peer", "nonsense")
+	_, err := loadServe(t, "--config="+path, "--turn-deny-peer", "nonsense", "--max-owned-rooms", "-1")
 	if err == nil {
 		t.Fatal("bad config accepted")
 	}
@@ -100,6 +101,7 @@ func TestConfigReportsEveryProblem(t *testing.T) {
 		`KHADGA_TURN_TTL: "forever" is not a duration`,
 		"access token lifetime 48h0m0s must be between 1m and 24h", // signaling's Validate
 		`deny peer: "nonsense" is neither a CIDR nor an IP`,        // turn's Validate
+		"max owned rooms must be at least 1",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not say %s:\n%v", want, err)
@@ -142,8 +144,8 @@ func TestExampleConfigLoads(t *testing.T) {
 	}
 }
 
-// TestDefaultsAreLibraryDefaults: the default tags repeat package turn's
-// and proto's constants; this keeps them equal.
+// TestDefaultsAreLibraryDefaults: the default tags repeat package turn's,
+// signaling's and proto's defaults; this keeps them equal.
 func TestDefaultsAreLibraryDefaults(t *testing.T) {
 	var s serveConfig
 	var u userConfig
@@ -153,6 +155,7 @@ func TestDefaultsAreLibraryDefaults(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	sc := signaling.Config{}.WithDefaults()
 	lc := turn.ListenConfig{}.WithDefaults()
 	tc := turn.Config{}.WithDefaults()
 	for _, g := range []struct {
@@ -166,6 +169,8 @@ func TestDefaultsAreLibraryDefaults(t *testing.T) {
 		{"turn-ttl", s.TURN.TTL, tc.CredentialTTL},
 		{"turn-user-quota", s.TURN.UserQuota, tc.UserQuota},
 		{"turn-permission-quota", s.TURN.PermissionQuota, tc.PermissionQuota},
+		{"max-room-members", s.Rooms.MaxRoomMembers, sc.MaxRoomMembers},
+		{"max-owned-rooms", s.Rooms.MaxOwnedRooms, sc.MaxOwnedRooms},
 		{"user --role", u.Role, proto.RoleUser},
 		{"token --role", k.Role, proto.RoleUser},
 	} {

@@ -30,6 +30,7 @@ type serveConfig struct {
 	SMTPFrom     string        `yaml:"smtp-from" usage:"sender address of verification emails"`
 	PublicURL    string        `yaml:"public-url" usage:"the server's URL as users reach it, e.g. https://chat.example.org; required with --smtp-url (emailed links)"`
 	WS           wsConfig      `yaml:",inline"`
+	Rooms        roomsConfig   `yaml:",inline"`
 	Log          logConfig     `yaml:",inline"`
 	TLS          tlsConfig     `yaml:",inline"`
 	TURN         turnConfig    `yaml:",inline"`
@@ -66,7 +67,16 @@ func (c *serveConfig) signalingConfig() signaling.Config {
 		MaxConnsPerUser:  c.WS.MaxConnsPerUser,
 		PresenceScope:    c.WS.Presence,
 		MaxPresenceList:  c.WS.PresenceList,
+
+		MaxRoomMembers: c.Rooms.MaxRoomMembers,
+		MaxOwnedRooms:  c.Rooms.MaxOwnedRooms,
 	}
+}
+
+// roomsConfig are the limits of rooms and of their owners.
+type roomsConfig struct {
+	MaxRoomMembers int `yaml:"max-room-members" default:"50" usage:"people in one room (a user's sessions count once); an owner may set a lower cap"`
+	MaxOwnedRooms  int `yaml:"max-owned-rooms" default:"10" usage:"rooms one user may claim as owner (PUT /api/rooms/NAME)"`
 }
 
 // wsConfig are the limits of WebSocket clients and the presence feed.

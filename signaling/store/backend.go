@@ -16,7 +16,8 @@ import (
 // every later call, on every node, or not at all. Read-modify-write
 // methods (UpdateUser, RotateFamily, RevokeFamily, RevokeUserFamilyIDs,
 // CreateFamily's cap, RetireSigningKey, UpdateSigningKey, UpdateBotToken,
-// UpdateSecret, PurgeExpired, PurgeExpiredBotTokens) retry
+// UpdateSecret, PurgeExpired, PurgeExpiredBotTokens, SetRoom with its
+// per-owner limit, UpdateRoom, DeleteRoom) retry
 // by themselves when another writer got there first, and return
 // ErrConflict only when they lost too many times in a row. Their fn
 // arguments may therefore run more than once: they must change only
@@ -66,6 +67,15 @@ type Backend interface {
 	Secret(name string, generate func() ([]byte, error)) ([]byte, error)
 	UpdateSecret(name string, fn func(old []byte) ([]byte, error)) ([]byte, error)
 	Secrets() (map[string][]byte, error)
+
+	// Room settings: claimed rooms, their owners, caps and invite hashes.
+	// DeleteUser releases the user's rooms.
+	GetRoom(name string) (Room, error)
+	SetRoom(name, owner string, maxOwned int, fn func(*Room) error) (Room, bool, error)
+	UpdateRoom(name, owner string, fn func(*Room) error) (Room, error)
+	DeleteRoom(name, owner string) error
+	RoomsOwnedBy(owner string) ([]Room, error)
+	ListRooms() ([]Room, error)
 
 	// The bounded audit log.
 	Audit(ev AuditEvent) error

@@ -9,14 +9,14 @@ import (
 
 // CopyStats counts what Copy copied.
 type CopyStats struct {
-	Users, Families, SigningKeys, BotTokens, Secrets, AuditEvents int
+	Users, Families, SigningKeys, BotTokens, Secrets, Rooms, AuditEvents int
 }
 
 // Copy copies every record of src into dst, through the Backend methods:
 // users, then their refresh-token families (revoked and rotated state
 // included, so an outstanding refresh token keeps working exactly once
 // more), signing keys (retired ones included), secrets (replacing dst's of
-// the same name) and the audit log (oldest first; dst numbers the events
+// the same name), room settings and the audit log (oldest first; dst numbers the events
 // anew). It is how `khadga migrate` moves a single-node store into a
 // cluster, and how the cluster's backups and restores go to and from the
 // bbolt file format.
@@ -61,6 +61,9 @@ func Copy(dst, src Backend) (CopyStats, error) {
 	if st.Secrets, err = copySecrets(dst, src); err != nil {
 		return st, err
 	}
+	if st.Rooms, err = copyRooms(dst, src); err != nil {
+		return st, err
+	}
 	st.AuditEvents, err = copyAudit(dst, src)
 	return st, err
 }
@@ -102,6 +105,25 @@ func copySecrets(dst, src Backend) (int, error) {
 		}
 	}
 	return len(secrets), nil
+}
+
+func copyRooms(dst, src Backend) (n int, err error) {
+	rooms, err := src.ListRooms()
+	if err != nil {
+		return 0, err
+	}
+	for _, r := range rooms {
+		// No limit on owned rooms: the source kept its own.
+		_, _, err := dst.SetRoom(r.Name, r.Owner, math.MaxInt, func(d *Room) error { *d = r; return nil })
+		if errors.Is(err, ErrNotFound) {
+			continue // its owner was deleted after ListUsers: not in this copy
+		}
+		if err != nil {
+			return n, fmt.Errorf("copy room %q: %w", r.Name, err)
+		}
+		n++
+	}
+	return n, nil
 }
 
 func copyAudit(dst, src Backend) (int, error) {

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -77,10 +78,25 @@ func (s *Store) GetRoom(name string) (Room, error) {
 // SetRoom claims the room for owner, or changes it if owner has it
 // already, in one transaction: fn changes the settings (it must not change
 // Name or Owner, and must not call the Store). Claiming fails with
-// ErrTooManyRooms when owner already owns maxOwned rooms, and with
-// ErrRoomOwned when someone else owns it. It returns the stored settings
-// and whether the room was claimed now.
+// ErrTooManyRooms when owner already owns maxOwned rooms, with ErrNotFound
+// when owner is no account (a bot token's user, or an account deleted
+// meanwhile: DeleteUser releases rooms, and nothing may be left to a name
+// that someone registers later), and with ErrRoomOwned when someone else
+// owns the room. It returns the stored settings
+// and whether the room was claimed now. fn may run more than once in a
+// backend that retries (see Backend).
 func (s *Store) SetRoom(name, owner string, maxOwned int, fn func(*Room) error) (Room, bool, error) {
+	return s.setRoom(name, owner, maxOwned, true, fn)
+}
+
+// UpdateRoom is SetRoom for a room owner has claimed already: it never
+// claims one (ErrNotFound).
+func (s *Store) UpdateRoom(name, owner string, fn func(*Room) error) (Room, error) {
+	r, _, err := s.setRoom(name, owner, 0, false, fn)
+	return r, err
+}
+
+func (s *Store) setRoom(name, owner string, maxOwned int, claim bool, fn func(*Room) error) (Room, bool, error) {
 	if err := errors.Join(validName("room", name), validName("owner", owner)); err != nil {
 		return Room{}, false, err
 	}
@@ -90,7 +106,12 @@ func (s *Store) SetRoom(name, owner string, maxOwned int, fn func(*Room) error) 
 		b := tx.Bucket(bucketRooms)
 		var r Room
 		switch err := getJSON(b, []byte(name), &r); {
+		case errors.Is(err, ErrNotFound) && !claim:
+			return err
 		case errors.Is(err, ErrNotFound):
+			if tx.Bucket(bucketUsers).Get([]byte(owner)) == nil {
+				return fmt.Errorf("owner %q is no account: %w", owner, ErrNotFound)
+			}
 			if ownedRooms(tx, owner, maxOwned) >= maxOwned {
 				return ErrTooManyRooms
 			}
@@ -166,6 +187,25 @@ func (s *Store) RoomsOwnedBy(owner string) ([]Room, error) {
 	return rooms, nil
 }
 
+// ListRooms lists every claimed room, by name (for Copy).
+func (s *Store) ListRooms() ([]Room, error) {
+	var rooms []Room
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketRooms).ForEach(func(k, v []byte) error {
+			var r Room
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("decode room %q: %w", k, err)
+			}
+			rooms = append(rooms, r)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list rooms: %w", err)
+	}
+	return rooms, nil
+}
+
 // deleteUserRooms releases every room of a deleted user, so that a new
 // account with the same name does not inherit them.
 func deleteUserRooms(tx *bolt.Tx, owner string) error {
@@ -190,6 +230,9 @@ func deleteUserRooms(tx *bolt.Tx, owner string) error {
 // ownedRooms counts owner's rooms, stopping at limit.
 func ownedRooms(tx *bolt.Tx, owner string, limit int) int {
 	n := 0
+	if limit <= 0 {
+		return 0
+	}
 	_ = forOwnedRooms(tx, owner, func([]byte) error {
 		if n++; n >= limit {
 			return errStop

@@ -14,8 +14,9 @@ import (
 
 // Fill writes one of every kind of record into s: users (one with TOTP
 // and email state), families (one rotated, one revoked), signing keys (one
-// retired), bot tokens (one revoked), secrets and audit events. Tests of copies (reopen, backup,
-// migrate) fill one store and compare another with Same.
+// retired), bot tokens (one revoked), secrets, a room with an invite and
+// audit events. Tests of copies (reopen, backup, migrate) fill one store
+// and compare another with Same.
 func Fill(t *testing.T, s store.Backend) {
 	t.Helper()
 	if err := s.CreateUser(store.User{Name: "ann", PasswordHash: "$argon2id$ann", Role: "admin", Rooms: []string{"lab"},
@@ -62,6 +63,12 @@ func Fill(t *testing.T, s store.Backend) {
 	if _, err := s.Secret("turn-rest-secret", func() ([]byte, error) { return []byte("s3cret"), nil }); err != nil {
 		t.Fatal(err)
 	}
+	if _, _, err := s.SetRoom("lab", "ann", 10, func(r *store.Room) error {
+		r.MaxMembers, r.InviteHash, r.Created = 7, store.HashInvite("invite"), t0
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	for i, kind := range []string{"login", "login-failed", "refresh-reuse"} {
 		if err := s.Audit(store.AuditEvent{Time: t0.Add(time.Duration(i) * time.Minute), Kind: kind, User: "ann",
 			Addr: "192.0.2.1", Detail: "d"}); err != nil {
@@ -78,6 +85,7 @@ type contents struct {
 	Keys     []store.SigningKey
 	Bots     []store.BotToken
 	Secrets  map[string][]byte
+	Rooms    []store.Room
 	Audit    []store.AuditEvent
 }
 
@@ -98,6 +106,9 @@ func read(t *testing.T, s store.Backend) contents {
 		t.Fatal(err)
 	}
 	if c.Secrets, err = s.Secrets(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Rooms, err = s.ListRooms(); err != nil {
 		t.Fatal(err)
 	}
 	if c.Audit, err = s.AuditLog(1 << 30); err != nil {
@@ -172,7 +183,8 @@ func testBackupIsValidStore(t *testing.T, c Config) {
 		t.Fatal(err)
 	}
 	info, err := store.Check(path)
-	if err != nil || info.Users != 2 || info.Families != 3 || info.SigningKeys != 2 || info.BotTokens != 2 || info.Secrets != 1 || info.AuditEvents != 3 {
+	if err != nil || info.Users != 2 || info.Families != 3 || info.SigningKeys != 2 || info.BotTokens != 2 || info.Secrets != 1 ||
+		info.AuditEvents != 3 || info.Rooms != 1 {
 		t.Fatalf("Check(backup) = %+v, %v", info, err)
 	}
 	b, err := store.Open(path, store.Options{})
@@ -181,4 +193,20 @@ func testBackupIsValidStore(t *testing.T, c Config) {
 	}
 	defer b.Close()
 	Same(t, s, b)
+}
+
+// testCopyKeepsEverything: Copy into a fresh store of the same backend
+// carries every record, and says how many of each.
+func testCopyKeepsEverything(t *testing.T, c Config) {
+	src, _ := open(t, c, Limits{})
+	dst, _ := open(t, c, Limits{})
+	Fill(t, src)
+	st, err := store.Copy(dst, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st != (store.CopyStats{Users: 2, Families: 3, SigningKeys: 2, BotTokens: 2, Secrets: 1, Rooms: 1, AuditEvents: 3}) {
+		t.Fatalf("Copy = %+v", st)
+	}
+	Same(t, src, dst)
 }

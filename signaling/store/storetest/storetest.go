@@ -67,10 +67,13 @@ func Run(t *testing.T, c Config) {
 		{"SecretGetOrCreate", testSecretGetOrCreate},
 		{"SecretConcurrentAgree", testSecretConcurrentAgree},
 		{"UpdateSecret", testUpdateSecret},
+		{"Rooms", testRooms},
+		{"RoomClaimsRace", testRoomClaimsRace},
 		{"AuditLog", testAuditLog},
 		{"AuditTruncatesAndStamps", testAuditTruncatesAndStamps},
 		{"ReopenKeepsEverything", testReopenKeepsEverything},
 		{"BackupIsValidStore", testBackupIsValidStore},
+		{"CopyKeepsEverything", testCopyKeepsEverything},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, c) })
