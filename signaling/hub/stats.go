@@ -90,6 +90,7 @@ type collector struct{ h *Hub }
 var (
 	descSessions = prometheus.NewDesc("khadga_hub_sessions", "Live sessions, connected or within their resume window.", nil, nil)
 	descConns    = prometheus.NewDesc("khadga_hub_connections", "Open WebSocket connections.", nil, nil)
+	descRemote   = prometheus.NewDesc("khadga_hub_remote_sessions", "Sessions other nodes of a cluster hold, known here as proxies.", nil, nil)
 	descRooms    = prometheus.NewDesc("khadga_hub_rooms", "Rooms with members.", nil, nil)
 	descMembers  = prometheus.NewDesc("khadga_hub_room_members", "Room memberships summed over rooms.", nil, nil)
 	descSignals  = prometheus.NewDesc("khadga_hub_signals_relayed_total", "Signals written to their target.", nil, nil)
@@ -102,7 +103,7 @@ var (
 )
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSessions, descConns, descRooms, descMembers,
+	for _, d := range []*prometheus.Desc{descSessions, descConns, descRemote, descRooms, descMembers,
 		descSignals, descBytes, descQueued, descExpired, descSlow, descErrors, descResumes} {
 		ch <- d
 	}
@@ -118,6 +119,7 @@ func (col collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(descSessions, st.Sessions)
 	gauge(descConns, st.Connections)
+	gauge(descRemote, st.Remote)
 	gauge(descRooms, st.Rooms)
 	gauge(descMembers, st.Members)
 	counter(descSignals, st.SignalsRelayed)
