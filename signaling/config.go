@@ -29,6 +29,11 @@ type Config struct {
 	// Store is the store to serve from, already open; nil means New opens
 	// the one in DataDir. Either way the server closes it.
 	Store store.Backend
+	// Cluster, when set, makes this server one node of a cluster (khadga
+	// serve --nats): the hub reaches the other nodes' sessions through it,
+	// revocations reach every node, and shutdown drains this node's
+	// sessions to the others. Nil: a single node.
+	Cluster Cluster
 	// AdminListener, when set, serves the admin commands (`khadga user`,
 	// `token`, `backup`) while the server holds the store: the caller opens
 	// it (admin.Listen makes the 0600 unix socket) and the server closes

@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"sync"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling/auth"
+	"github.com/khadga/khadga/signaling/hub"
 	"github.com/khadga/khadga/signaling/store"
 )
 
@@ -36,6 +38,17 @@ type sessionCloser interface {
 	// sign-in (hub.Identity.Login, the refresh-token family of
 	// auth.Claims.Login), leaving the user's other sign-ins connected.
 	CloseLogin(user, login string, code proto.Code, reason string) int
+}
+
+// Cluster is what a node of a cluster needs from package cluster's Node:
+// the hub's Delivery, started with the hub, revocation on every node, and
+// a drain that moves this node's sessions to the others at shutdown.
+type Cluster interface {
+	hub.Delivery
+	sessionCloser
+	Start(ctx context.Context, h *hub.Hub) error
+	Drain(ctx context.Context)
+	Close()
 }
 
 // Reasons given to clients whose sessions end; the admin operations give

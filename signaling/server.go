@@ -144,11 +144,20 @@ func (s *Server) init() error {
 		RoomPolicy:         s.roomPolicy,
 		ICEServers:         s.cfg.ICEServers,
 		Registerer:         s.cfg.Registerer,
+		Delivery:           s.clusterDelivery(),
 	})
 	if err != nil {
 		return err
 	}
 	s.closer = s.hub
+	if c := s.cfg.Cluster; c != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := c.Start(ctx, s.hub); err != nil {
+			return fmt.Errorf("joining the cluster: %w", err)
+		}
+		s.closer = c
+	}
 	s.admin = s.adminServer()
 	s.http = &http.Server{
 		Handler:           s.Handler(),
@@ -161,6 +170,9 @@ func (s *Server) init() error {
 	}
 	return nil
 }
+
+// Hub is the server's hub (for in-process tools and tests).
+func (s *Server) Hub() *hub.Hub { return s.hub }
 
 // HubStats is a snapshot of the hub's gauges and counters.
 func (s *Server) HubStats() hub.Stats { return s.hub.Stats() }
@@ -215,8 +227,15 @@ func (s *Server) shutdown() error {
 	s.log.Info("shutting down: telling clients to reconnect")
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
 	defer cancel()
-	herr := s.hub.Shutdown(ctx)
+	// Stop accepting first, so that clients told to reconnect land on
+	// another node (or, on one node, find this one gone).
 	serr := s.http.Shutdown(ctx)
+	herr := s.hub.Shutdown(ctx)
+	if s.cfg.Cluster != nil {
+		// The clients reconnect to the other nodes and claim their
+		// sessions from this one, which answers until they all moved.
+		s.cfg.Cluster.Drain(ctx)
+	}
 	if errors.Is(serr, context.DeadlineExceeded) {
 		serr = nil // idle keep-alive connections are closed by Close below
 	}
@@ -241,6 +260,9 @@ func (s *Server) Close() error {
 		}
 		if s.cfg.MetricsListener != nil {
 			s.cfg.MetricsListener.Close()
+		}
+		if s.cfg.Cluster != nil {
+			s.cfg.Cluster.Close()
 		}
 		s.closeErr = errors.Join(cerr, s.store.Close())
 	})
@@ -291,4 +313,12 @@ func (s *Server) purgeLoop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// clusterDelivery is the hub's Delivery: the cluster's, or nil (one node).
+func (s *Server) clusterDelivery() hub.Delivery {
+	if s.cfg.Cluster == nil {
+		return nil
+	}
+	return s.cfg.Cluster
 }

@@ -20,11 +20,14 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/khadga/khadga/internal/natstest"
 	"github.com/khadga/khadga/internal/testlog"
 	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling"
 	"github.com/khadga/khadga/signaling/admin"
 	"github.com/khadga/khadga/signaling/auth"
+	"github.com/khadga/khadga/signaling/cluster"
+	"github.com/khadga/khadga/signaling/store"
 	"github.com/khadga/khadga/turn"
 )
 
@@ -47,6 +50,15 @@ type Options struct {
 	// certificate, with a certificate made for the tests: ClientTLS and
 	// HTTPClient trust it, and so does the shared browser of the e2e tests.
 	TLS bool
+	// NATS makes the server a node of a cluster on those NATS servers
+	// (comma-separated URLs; see internal/natstest), with Cluster's
+	// settings (fast failure detection when zero).
+	NATS    string
+	Cluster cluster.Config
+	// Store, if set, is the store the server uses instead of opening one
+	// in DataDir; the server does not close it. In-process clusters share
+	// one.
+	Store store.Backend
 }
 
 // Server is a running test server.
@@ -113,6 +125,12 @@ func Start(t testing.TB, opts Options) *Server {
 			t.Fatalf("signalingtest: %v", err)
 		}
 	}
+	if opts.Store != nil {
+		cfg.Store = unclosed{opts.Store}
+	}
+	if opts.NATS != "" {
+		cfg.Cluster = startCluster(t, opts, cfg.Logger)
+	}
 	scheme := "http"
 	if opts.TLS {
 		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{testCert()}}
@@ -160,6 +178,14 @@ func StartTURN(t testing.TB, cfg turn.Config) *turn.Server {
 	}
 	t.Cleanup(func() { ts.Close() })
 	return ts
+}
+
+// Kill stops the server as a crash would, as far as a process can: every
+// socket dropped at once, no drain, and (for a cluster node) no goodbye:
+// the other nodes find it gone by its missing heartbeats.
+func (s *Server) Kill() {
+	_ = s.Server.Close()
+	s.Stop()
 }
 
 // Stop shuts the server down gracefully (clients get a reconnect notice) and
@@ -279,3 +305,29 @@ func (s *Server) DialWS(ctx context.Context, access string, query url.Values) (*
 // test ends, and is silent afterwards (goroutines may still log while
 // shutting down).
 func Logger(t testing.TB) *slog.Logger { return testlog.New(t, slog.LevelDebug) }
+
+// startCluster makes the cluster node of a test server.
+func startCluster(t testing.TB, opts Options, log *slog.Logger) *cluster.Node {
+	t.Helper()
+	cc := opts.Cluster
+	if cc.Heartbeat == 0 {
+		cc.Heartbeat, cc.DeadAfter, cc.OrphanGrace = 200*time.Millisecond, 600*time.Millisecond, time.Second
+	}
+	if cc.Logger == nil {
+		cc.Logger = log
+	}
+	nc := natstest.Connect(t, opts.NATS)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := cluster.New(ctx, cc, nc)
+	if err != nil {
+		t.Fatalf("signalingtest: cluster: %v", err)
+	}
+	return n
+}
+
+// unclosed is a store that a server does not close: several in-process
+// nodes share it.
+type unclosed struct{ store.Backend }
+
+func (unclosed) Close() error { return nil }
