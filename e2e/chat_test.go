@@ -7,7 +7,10 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/khadga/khadga/internal/natstest"
+	"github.com/khadga/khadga/signaling/cluster"
 	"github.com/khadga/khadga/signaling/signalingtest"
+	"github.com/khadga/khadga/signaling/store"
 )
 
 // TestChatBetweenBrowsers: two people register and sign in through the
@@ -82,4 +85,35 @@ func TestChatOverTLS(t *testing.T) {
 	if got := alice.urls.containing("ws://"); len(got) > 0 {
 		t.Fatalf("the page opened a plain socket: %s", got[0])
 	}
+}
+
+// TestChatAcrossClusterNodes: the chat of two browsers, one on each of two
+// khadga nodes of a cluster (NATS with JetStream, in process): they see
+// each other, connect peer to peer through a handshake that crosses the
+// nodes, and chat.
+func TestChatAcrossClusterNodes(t *testing.T) {
+	nats := natstest.Start(t)
+	st, err := store.Open(t.TempDir()+"/khadga.db", store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	node := func(id string) *signalingtest.Server {
+		return signalingtest.Start(t, signalingtest.Options{NATS: nats.ClientURL(), Store: st,
+			Cluster: cluster.Config{NodeID: id}})
+	}
+	a, b := node("a"), node("b")
+	alice, bob := openPage(t, a.URL, "alice"), openPage(t, b.URL, "bob")
+	alice.others, bob.others = []*page{bob}, []*page{alice}
+	alice.register("alice")
+	bob.register("bob")
+	alice.waitFor("bob (on node b) in the presence column", `document.querySelector('#presence li[data-user="bob"]')`)
+	alice.join("lobby")
+	bob.join("lobby")
+	alice.waitConnected("bob")
+	bob.waitConnected("alice")
+	alice.say("hello across the cluster")
+	bob.waitMessage("alice", "hello across the cluster")
+	bob.say("and back")
+	alice.waitMessage("bob", "and back")
 }
