@@ -9,6 +9,13 @@
 //	go srv.Serve(ctx) // returns after ctx ends and clients were told to reconnect
 //	defer srv.Close()
 //
+// It opens no socket itself: the caller listens, and hands in the other
+// listeners too (Config.AdminListener from admin.Listen, and
+// Config.MetricsListener), and may hand in an open store (Config.Store).
+// The server closes what it was given. khadga serve opens the store first,
+// takes the TURN secret from it and starts the TURN server, so that the
+// signaling server gets the TURN server's ICEServers at New.
+//
 // Its parts live in sub-packages: store (the bbolt file), auth (passwords,
 // tokens, login limits, tickets) and hub (sessions, rooms, relay).
 package signaling
