@@ -26,6 +26,7 @@ const (
 	DefaultPermissionQuota = 64
 	DefaultMaxTCPConns     = 4096
 	DefaultSocketBuffer    = 4 << 20
+	DefaultPublicIPEvery   = 5 * time.Minute
 )
 
 // Limits that keep a configuration sane.
@@ -55,6 +56,17 @@ type Config struct {
 	// for servers behind NAT or in containers. Empty: the UDP listeners' IP,
 	// or the first global address of the host when they listen on 0.0.0.0.
 	PublicIP string
+	// PublicIPSTUN, instead of PublicIP, names a STUN server (host:port)
+	// to ask for the public IP, for a server whose address changes (a home
+	// line): the relay address is what that server sees as the source of
+	// a binding request from here. It is asked at start and every
+	// PublicIPEvery after; a change applies to new allocations and new
+	// ICE servers, open allocations keep theirs. No STUN server is ever
+	// asked unless named here.
+	PublicIPSTUN string
+	// PublicIPEvery is how often PublicIPSTUN is asked again (default
+	// DefaultPublicIPEvery; after a failure, within a minute).
+	PublicIPEvery time.Duration
 	// URLHost is the host put into stun:/turn:/turns: URLs. Empty: PublicIP.
 	// Set it to the certificate's name when TURNS is on.
 	URLHost string
@@ -107,6 +119,9 @@ type Config struct {
 	// localAddrsEvery is how often the host's addresses are re-read for the
 	// peer policy; tests shorten it.
 	localAddrsEvery time.Duration
+	// onPublicIP, if set, is told the result of every PublicIPSTUN check
+	// (tests wait on it).
+	onPublicIP func(netip.Addr, error)
 	// authTimeout and unauthPerIP bound TCP and TLS connections that have
 	// not authenticated (defaultAuthTimeout, defaultUnauthPerIP); tests
 	// change them.
@@ -146,6 +161,9 @@ func (c Config) WithDefaults() Config {
 	if c.now == nil {
 		c.now = time.Now
 	}
+	if c.PublicIPEvery == 0 {
+		c.PublicIPEvery = DefaultPublicIPEvery
+	}
 	if c.localAddrsEvery == 0 {
 		c.localAddrsEvery = localAddrsEvery
 	}
@@ -175,6 +193,17 @@ func (c Config) Validate() error {
 	if c.PublicIP != "" {
 		if ip, err := netip.ParseAddr(c.PublicIP); err != nil || !ip.Unmap().Is4() {
 			bad("public IP %q: want an IPv4 address (pion relays over UDP/IPv4)", c.PublicIP)
+		}
+	}
+	if c.PublicIPSTUN != "" {
+		if c.PublicIP != "" {
+			bad("a public IP and a STUN server to discover it exclude each other")
+		}
+		if _, _, err := net.SplitHostPort(c.PublicIPSTUN); err != nil {
+			bad("public IP STUN server %q: want host:port", c.PublicIPSTUN)
+		}
+		if c.PublicIPEvery < time.Second || c.PublicIPEvery > 24*time.Hour {
+			bad("public IP check interval %v: want between 1s and 24h", c.PublicIPEvery)
 		}
 	}
 	if c.RelayMinPort < 1 || c.RelayMaxPort > 65535 || c.RelayMinPort > c.RelayMaxPort {

@@ -60,7 +60,7 @@ func (c ICEConfig) hostPort(port int) string {
 func (s *Server) ICEConfig() ICEConfig {
 	host := s.cfg.URLHost
 	if host == "" {
-		host = s.relayIP.String()
+		host = s.RelayIP().String()
 	}
 	c := ICEConfig{
 		Host:    host,

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 )
 
@@ -52,22 +53,26 @@ func mustPrefixes(ss ...string) []netip.Prefix {
 // built-in ranges, the operator's deny ranges and the server's other own
 // addresses are denied; anything else is allowed.
 //
-// The server's own addresses are the fixed ones it was started with (relay
-// and listen IPs) and every address of the host's interfaces, whatever IP
-// it listens on: a relay bound to one address still reaches services on
-// the others. Interfaces change (DHCP, a VPN, a cloud's secondary IP), so
-// the server re-reads them while it runs (setLocal); reads of the set are
-// lock-free.
+// The server's own addresses are its listen IPs, its relay addresses
+// (relayAt: the public IP, which Config.PublicIPSTUN can change while it
+// runs) and every address of the host's interfaces, whatever IP it listens
+// on: a relay bound to one address still reaches services on the others.
+// Interfaces change (DHCP, a VPN, a cloud's secondary IP), so the server
+// re-reads them while it runs (setLocal). Reads of the sets are lock-free.
 type peerPolicy struct {
 	allow []netip.Prefix
 	deny  []netip.Prefix
-	fixed []netip.Addr // set before serving (newPeerPolicy, relayAt)
-	local []netip.Addr // the last interface addresses; only setLocal uses it
-	self  atomic.Pointer[map[netip.Addr]bool]
+
+	mu     sync.Mutex   // serialises the setters below
+	fixed  []netip.Addr // listen addresses, set before serving
+	relays []netip.Addr // relayAt's
+	local  []netip.Addr // the last interface addresses
+
+	// Read lock-free on every permission and relayed datagram.
+	self atomic.Pointer[map[netip.Addr]bool]
 	// relay are the own addresses where relay sockets listen: the relay
 	// address given to clients, and the address the sockets are bound to.
-	// Set before serving, read-only afterwards.
-	relay map[netip.Addr]bool
+	relay atomic.Pointer[map[netip.Addr]bool]
 }
 
 func newPeerPolicy(allow, deny []netip.Prefix, self []netip.Addr) *peerPolicy {
@@ -75,40 +80,54 @@ func newPeerPolicy(allow, deny []netip.Prefix, self []netip.Addr) *peerPolicy {
 		allow: allow,
 		deny:  append(append([]netip.Prefix(nil), builtinDenied...), deny...),
 		fixed: self,
-		relay: make(map[netip.Addr]bool),
 	}
+	p.relay.Store(&map[netip.Addr]bool{})
 	p.setLocal(nil)
 	return p
 }
 
-// relayAt marks own addresses where the relay sockets can be reached. Two
-// allocations of this server then reach each other (both peers relayed
-// through it, as coturn allows), while every other port of these
-// addresses stays denied by relayOnly where relayed packets are written:
-// TURN permissions are per IP (RFC 8656 9), so the permission check cannot
-// tell a relay port from the HTTP, metrics or admin port. Call it before
-// serving.
+// relayAt sets the own addresses where the relay sockets can be reached,
+// replacing the ones set before (the public IP changed). Two allocations
+// of this server then reach each other (both peers relayed through it, as
+// coturn allows), while every other port of these addresses stays denied
+// by relayOnly where relayed packets are written: TURN permissions are
+// per IP (RFC 8656 9), so the permission check cannot tell a relay port
+// from the HTTP, metrics or admin port.
 func (p *peerPolicy) relayAt(ips ...netip.Addr) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := make(map[netip.Addr]bool)
+	p.relays = p.relays[:0]
 	for _, ip := range ips {
 		ip = ip.Unmap().WithZone("")
 		if ip.IsValid() && !ip.IsUnspecified() {
-			p.relay[ip] = true
-			p.fixed = append(p.fixed, ip)
+			m[ip] = true
+			p.relays = append(p.relays, ip)
 		}
 	}
-	p.setLocal(p.local)
+	p.relay.Store(&m)
+	p.rebuildLocked()
 }
 
+// isRelay reports whether ip (unmapped) is one of relayAt's addresses.
+func (p *peerPolicy) isRelay(ip netip.Addr) bool { return (*p.relay.Load())[ip] }
+
 // setLocal replaces the host's interface addresses in the self set and
-// reports whether the set changed. Calls must not overlap.
+// reports whether the set changed.
 func (p *peerPolicy) setLocal(local []netip.Addr) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.local = local
-	m := make(map[netip.Addr]bool, len(p.fixed)+len(local))
-	for _, ip := range p.fixed {
-		m[ip.Unmap().WithZone("")] = true
-	}
-	for _, ip := range local {
-		m[ip.Unmap().WithZone("")] = true
+	return p.rebuildLocked()
+}
+
+// rebuildLocked recomputes the self set; p.mu is held.
+func (p *peerPolicy) rebuildLocked() bool {
+	m := make(map[netip.Addr]bool, len(p.fixed)+len(p.relays)+len(p.local))
+	for _, list := range [][]netip.Addr{p.fixed, p.relays, p.local} {
+		for _, ip := range list {
+			m[ip.Unmap().WithZone("")] = true
+		}
 	}
 	if old := p.self.Load(); old != nil && maps.Equal(*old, m) {
 		return false
@@ -129,7 +148,7 @@ func (p *peerPolicy) allowed(ip netip.Addr) bool {
 		return false
 	}
 	ip = ip.Unmap().WithZone("")
-	if p.explicit(ip) || p.relay[ip] {
+	if p.explicit(ip) || p.isRelay(ip) {
 		return true
 	}
 	if p.isSelf(ip) {

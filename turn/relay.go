@@ -13,6 +13,7 @@ import (
 // open, and talks to the server's own addresses only at relay ports.
 type countingRelay struct {
 	pionturn.RelayAddressGenerator
+	relayIP func() netip.Addr // the address to give out now
 	metrics *metrics
 	guard   *selfGuard
 	buffer  int // socket buffer size, <= 0: the OS default
@@ -22,6 +23,9 @@ func (r *countingRelay) AllocatePacketConn(network string, port int) (net.Packet
 	conn, addr, err := r.RelayAddressGenerator.AllocatePacketConn(network, port)
 	if err != nil {
 		return nil, nil, err
+	}
+	if ua, ok := addr.(*net.UDPAddr); ok && r.relayIP != nil {
+		addr = &net.UDPAddr{IP: net.IP(r.relayIP().AsSlice()), Port: ua.Port}
 	}
 	setBuffers(conn, r.buffer)
 	rc := &relayConn{PacketConn: conn, metrics: r.metrics, guard: r.guard}
@@ -77,7 +81,7 @@ func (g *selfGuard) permits(addr net.Addr) bool {
 	if !g.policy.relayOnly(ip) {
 		return true
 	}
-	if !g.policy.relay[ip] || ua.Port < 1 || ua.Port > 65535 {
+	if !g.policy.isRelay(ip) || ua.Port < 1 || ua.Port > 65535 {
 		return false
 	}
 	g.mu.RLock()

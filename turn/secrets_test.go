@@ -48,25 +48,25 @@ func TestSetSecretsKeepsAllocations(t *testing.T) {
 		t.Fatal("after SetSecrets, ICEServers does not mint with the new first secret")
 	}
 	nu, np, _ := Mint(newSecret, "nina", time.Hour, time.Now())
-	if r, err := newClient(t, s.UDPAddr(), nu, np).Allocate(); err != nil {
+	fresh, err := newClient(t, s.UDPAddr(), nu, np).Allocate()
+	if err != nil {
 		t.Fatalf("the new secret is refused: %v", err)
-	} else {
-		r.Close()
 	}
+	defer fresh.Close()
 	// The old allocations relay to new peers: their permission requests
 	// authenticate with the old secret, still listed.
 	for name, r := range relays {
 		t.Run(name, func(t *testing.T) { relayRoundTrip(t, r, listenPeer(t, "127.0.0.3:0")) })
 	}
-	if n := s.AllocationCount(); n != 2 {
-		t.Fatalf("%d allocations after the rotation, want the 2 opened before", n)
+	if n := s.AllocationCount(); n != 3 {
+		t.Fatalf("%d allocations after the rotation, want the 2 opened before and the new one", n)
 	}
 
 	if err := s.SetSecrets([][]byte{newSecret}); err != nil {
 		t.Fatal(err)
 	}
-	if n := s.AllocationCount(); n != 2 {
-		t.Fatalf("dropping the old secret dropped allocations: %d left", n)
+	if n := s.AllocationCount(); n != 3 {
+		t.Fatalf("dropping the old secret dropped allocations: %d left of 3", n)
 	}
 	if err := clients["udp"].CreatePermission(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 4), Port: 9}); err == nil {
 		t.Fatal("a request with a dropped secret's credentials was accepted")

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/khadga/khadga/internal/cidr"
@@ -28,10 +29,12 @@ type Server struct {
 	streams    []*streamListener // TCP and TLS, for OnAuth
 	checker    *secretChecker
 	secrets    *secretSet // Config.Secrets, then SetSecrets's
-	relayIP    netip.Addr
+	relayIP    atomic.Pointer[netip.Addr]
+	listenIP   netip.Addr
+	publicIPOK bool // the first PublicIPSTUN check succeeded
 
-	stop      chan struct{} // closed by Close
-	watchDone chan struct{} // closed when watchLocalAddrs returns
+	stop      chan struct{}  // closed by Close
+	loops     sync.WaitGroup // watchLocalAddrs, watchPublicIP
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -46,7 +49,7 @@ func New(cfg Config, ls *Listeners) (*Server, error) {
 	if err := errors.Join(cfg.Validate(), ls.check(cfg)); err != nil {
 		return nil, errors.Join(err, ls.Close())
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, ls: serving(ls, cfg), stop: make(chan struct{}), watchDone: make(chan struct{})}
+	s := &Server{cfg: cfg, log: cfg.Logger, ls: serving(ls, cfg), stop: make(chan struct{})}
 	s.metrics, s.collectors = newMetrics()
 	s.quotas = newQuotas(cfg, s.metrics)
 	if err := s.start(); err != nil {
@@ -55,7 +58,7 @@ func New(cfg Config, ls *Listeners) (*Server, error) {
 	s.log.Info("TURN server listening",
 		slog.String("udp", s.UDPAddr().String()), slog.Int("udp_sockets", len(ls.UDP)),
 		slog.Any("tcp", s.TCPAddr()), slog.Bool("tls", ls.TLS != nil),
-		slog.String("relay_ip", s.relayIP.String()), slog.String("realm", cfg.Realm))
+		slog.String("relay_ip", s.RelayIP().String()), slog.String("realm", cfg.Realm))
 	return s, nil
 }
 
@@ -63,11 +66,11 @@ func New(cfg Config, ls *Listeners) (*Server, error) {
 func (s *Server) start() error {
 	cfg := s.cfg
 	listenIP := s.UDPAddr().AddrPort().Addr().Unmap()
-	s.relayIP = relayIP(cfg, listenIP, s.log)
+	s.listenIP = listenIP
 	allow, _ := cidr.ParseAll(cfg.AllowPeers) // validated
 	deny, _ := cidr.ParseAll(cfg.DenyPeers)
-	s.policy = newPeerPolicy(allow, deny, selfAddrs(s.relayIP, listenIP, s.ls))
-	s.policy.relayAt(s.relayIP, relayBind(listenIP))
+	s.policy = newPeerPolicy(allow, deny, selfAddrs(listenIP, s.ls))
+	s.setRelayIP(s.firstRelayIP())
 	s.refreshLocalAddrs()
 	s.guard = newSelfGuard(s.policy, s.metrics)
 	s.policy.warnOpenings(s.log)
@@ -99,7 +102,12 @@ func (s *Server) start() error {
 		return fmt.Errorf("start pion TURN: %w", err)
 	}
 	s.pion = pion
+	s.loops.Add(1)
 	go s.watchLocalAddrs()
+	if cfg.PublicIPSTUN != "" {
+		s.loops.Add(1)
+		go s.watchPublicIP()
+	}
 	return nil
 }
 
@@ -120,7 +128,7 @@ func (s *Server) refreshLocalAddrs() {
 // until Close, so that an address added while the server runs (DHCP, a
 // VPN, a cloud's secondary IP) is denied as a peer too.
 func (s *Server) watchLocalAddrs() {
-	defer close(s.watchDone)
+	defer s.loops.Done()
 	t := time.NewTicker(s.cfg.localAddrsEvery)
 	defer t.Stop()
 	for {
@@ -142,12 +150,14 @@ func relayBind(listenIP netip.Addr) netip.Addr {
 	return netip.IPv4Unspecified()
 }
 
-// relayGenerator is a fresh relay port allocator that counts traffic and
-// keeps to the self guard.
+// relayGenerator is a fresh relay port allocator that counts traffic,
+// keeps to the self guard, and gives out the relay address current at
+// each allocation.
 func (s *Server) relayGenerator(listenIP netip.Addr) pionturn.RelayAddressGenerator {
 	return &countingRelay{
+		relayIP: s.RelayIP,
 		RelayAddressGenerator: &pionturn.RelayAddressGeneratorPortRange{
-			RelayAddress: net.IP(s.relayIP.AsSlice()),
+			RelayAddress: net.IP(s.RelayIP().AsSlice()), // replaced per allocation
 			MinPort:      uint16(s.cfg.RelayMinPort),
 			MaxPort:      uint16(s.cfg.RelayMaxPort),
 			Address:      relayBind(listenIP).String(),
@@ -248,7 +258,7 @@ func (s *Server) events() pionturn.EventHandler {
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
-		<-s.watchDone
+		s.loops.Wait()
 		err := s.pion.Close()
 		s.quotas.reset()
 		s.metrics.active.Set(0)
@@ -282,16 +292,40 @@ func tcpAddr(ln net.Listener) *net.TCPAddr {
 	return a
 }
 
-// RelayIP is the address clients are given for their relays.
-func (s *Server) RelayIP() netip.Addr { return s.relayIP }
+// RelayIP is the address clients are given for their relays now.
+func (s *Server) RelayIP() netip.Addr { return *s.relayIP.Load() }
 
-// relayIP picks the relay address: the configured public IP, the listen IP,
-// or the host's first global IPv4 address.
-func relayIP(cfg Config, listenIP netip.Addr, log *slog.Logger) netip.Addr {
+// setRelayIP makes ip the relay address of new allocations and of the
+// ICE servers, and one of the server's own addresses for the peer policy.
+// Open allocations keep the address they were given.
+func (s *Server) setRelayIP(ip netip.Addr) {
+	s.relayIP.Store(&ip)
+	s.policy.relayAt(ip, relayBind(s.listenIP))
+}
+
+// firstRelayIP picks the relay address at start: the configured public
+// IP, the one the STUN server reports (PublicIPSTUN), the listen IP, or
+// the host's first global IPv4 address.
+func (s *Server) firstRelayIP() netip.Addr {
+	cfg := s.cfg
 	if cfg.PublicIP != "" {
 		ip, _ := netip.ParseAddr(cfg.PublicIP) // validated
 		return ip.Unmap()
 	}
+	if cfg.PublicIPSTUN != "" {
+		ip, err := s.askPublicIP()
+		if err == nil {
+			s.publicIPOK = true
+			return ip
+		}
+		s.log.Warn("TURN: asking the STUN server for the public IP failed; trying again soon",
+			slog.String("stun", cfg.PublicIPSTUN), slog.Any("err", err))
+	}
+	return defaultRelayIP(s.listenIP, s.log)
+}
+
+// defaultRelayIP is the listen IP, or the host's first global IPv4 address.
+func defaultRelayIP(listenIP netip.Addr, log *slog.Logger) netip.Addr {
 	if listenIP.Is4() && !listenIP.IsUnspecified() {
 		return listenIP
 	}
@@ -308,12 +342,12 @@ func relayIP(cfg Config, listenIP netip.Addr, log *slog.Logger) netip.Addr {
 	return netip.AddrFrom4([4]byte{127, 0, 0, 1})
 }
 
-// selfAddrs are the server's fixed addresses, denied as peers so that
-// nobody relays into its admin or metrics ports: the relay IP and the
-// listen IPs. The host's interface addresses join them in the policy, and
-// are re-read while the server runs (watchLocalAddrs).
-func selfAddrs(relay, listenIP netip.Addr, ls *Listeners) []netip.Addr {
-	out := []netip.Addr{relay}
+// selfAddrs are the server's listen IPs, denied as peers so that nobody
+// relays into its admin or metrics ports. The relay address (relayAt) and
+// the host's interface addresses join them in the policy, and are updated
+// while the server runs (watchPublicIP, watchLocalAddrs).
+func selfAddrs(listenIP netip.Addr, ls *Listeners) []netip.Addr {
+	var out []netip.Addr
 	if !listenIP.IsUnspecified() {
 		out = append(out, listenIP)
 	}

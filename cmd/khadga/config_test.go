@@ -171,6 +171,7 @@ func TestDefaultsAreLibraryDefaults(t *testing.T) {
 		{"turn-permission-quota", s.TURN.PermissionQuota, tc.PermissionQuota},
 		{"max-room-members", s.Rooms.MaxRoomMembers, sc.MaxRoomMembers},
 		{"max-owned-rooms", s.Rooms.MaxOwnedRooms, sc.MaxOwnedRooms},
+		{"turn-public-ip-interval", s.TURN.PublicIPEvery, tc.PublicIPEvery},
 		{"user --role", u.Role, proto.RoleUser},
 		{"token --role", k.Role, proto.RoleUser},
 	} {

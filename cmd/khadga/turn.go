@@ -37,7 +37,9 @@ type turnConfig struct {
 	TLSListen       string        `yaml:"turn-tls-listen" default:"0.0.0.0:5349" usage:"TURNS (TLS) listen address, used when --turn-tls-cert is set"`
 	TLSCert         string        `yaml:"turn-tls-cert" usage:"TURNS certificate file (PEM chain); re-read when it changes and on SIGHUP"`
 	TLSKey          string        `yaml:"turn-tls-key" usage:"TURNS private key file (PEM)"`
-	PublicIP        string        `yaml:"turn-public-ip" usage:"public IPv4 address given out for relays (behind NAT, in containers); default: the listen IP or the host's first global IPv4"`
+	PublicIP        string        `yaml:"turn-public-ip" usage:"public IPv4 address given out for relays (behind NAT, in containers), or auto: ask --turn-public-ip-stun, and again every --turn-public-ip-interval; default: the listen IP or the host's first global IPv4"`
+	PublicIPSTUN    string        `yaml:"turn-public-ip-stun" usage:"STUN server (host:port) that --turn-public-ip auto asks for the public IP"`
+	PublicIPEvery   time.Duration `yaml:"turn-public-ip-interval" default:"5m" usage:"how often --turn-public-ip auto asks again (a changed address goes to new allocations)"`
 	URLHost         string        `yaml:"turn-url-host" usage:"host name put in turn:/turns: URLs (the certificate's name for TURNS); default: the public IP"`
 	Ports           portRange     `yaml:"turn-ports" default:"49152-65535" usage:"relay port range MIN-MAX"`
 	Realm           string        `yaml:"turn-realm" default:"khadga" usage:"TURN realm"`
@@ -68,6 +70,9 @@ func (r *portRange) UnmarshalText(b []byte) error {
 
 func (r portRange) MarshalText() ([]byte, error) { return fmt.Appendf(nil, "%d-%d", r.Min, r.Max), nil }
 
+// publicIPAuto as --turn-public-ip asks a STUN server for it.
+const publicIPAuto = "auto"
+
 // enabled reports whether the embedded TURN server should run.
 func (c *turnConfig) enabled() bool { return c.Listen != turnOff }
 
@@ -79,8 +84,14 @@ const maxSecretFile = 64 << 10
 // store, and `khadga turn` refuses to start.
 func (c *turnConfig) server(log *slog.Logger, reg prometheus.Registerer) (turn.Config, error) {
 	secrets, err := c.readSecrets()
+	publicIP, stunServer := c.PublicIP, ""
+	if publicIP == publicIPAuto {
+		publicIP, stunServer = "", c.PublicIPSTUN
+	}
 	return turn.Config{
-		PublicIP:        c.PublicIP,
+		PublicIP:        publicIP,
+		PublicIPSTUN:    stunServer,
+		PublicIPEvery:   c.PublicIPEvery,
 		URLHost:         c.URLHost,
 		RelayMinPort:    c.Ports.Min,
 		RelayMaxPort:    c.Ports.Max,
@@ -118,6 +129,12 @@ func (c *turnConfig) validate(storeSecret bool) error {
 	}
 	cfg, err := c.server(nil, nil)
 	errs := []error{err}
+	switch {
+	case c.PublicIP == publicIPAuto && c.PublicIPSTUN == "":
+		errs = append(errs, errors.New("--turn-public-ip auto needs --turn-public-ip-stun HOST:PORT, the STUN server to ask"))
+	case c.PublicIP != publicIPAuto && c.PublicIPSTUN != "":
+		errs = append(errs, errors.New("--turn-public-ip-stun is used only with --turn-public-ip auto"))
+	}
 	switch {
 	case (c.TLSCert == "") != (c.TLSKey == ""):
 		errs = append(errs, errors.New("--turn-tls-cert and --turn-tls-key go together"))
@@ -361,9 +378,10 @@ func runTurnCredentials(_ context.Context, args []string) error {
 	return printCredentials(os.Stdout, &c, time.Now())
 }
 
-// urlHost is the host of the turn: URLs, empty when none is configured.
+// urlHost is the host of the turn: URLs, empty when none is configured
+// (or the public IP is only known to the running server).
 func (c *turnConfig) urlHost() string {
-	if c.URLHost != "" {
+	if c.URLHost != "" || c.PublicIP == publicIPAuto {
 		return c.URLHost
 	}
 	return c.PublicIP
