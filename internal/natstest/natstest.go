@@ -25,10 +25,26 @@ const readyWait = 30 * time.Second
 // Start starts one NATS server with JetStream.
 func Start(t testing.TB) *server.Server {
 	t.Helper()
-	opts := options(t, "n0")
+	opts := options("n0", t.TempDir())
 	s := start(t, opts)
 	waitJetStream(t, s)
 	return s
+}
+
+// New starts one NATS server with JetStream and its store in dir, for a
+// TestMain that shares one server among a package's tests (each test then
+// uses names of its own); the caller shuts it down. Tests use Start.
+func New(dir string) (*server.Server, error) {
+	s, err := server.NewServer(options("shared", dir))
+	if err != nil {
+		return nil, fmt.Errorf("natstest: %w", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(readyWait) {
+		s.Shutdown()
+		return nil, fmt.Errorf("natstest: server not ready after %v", readyWait)
+	}
+	return s, nil
 }
 
 // Cluster is n NATS servers with routes between them, as a 3-server
@@ -40,7 +56,9 @@ type Cluster struct {
 }
 
 // StartCluster starts a cluster of n servers and waits until JetStream has
-// a leader.
+// a leader. StartCluster(t, 1) is one standalone server that Stop and
+// Restart can take away and bring back (on the same port, with the same
+// store).
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t}
@@ -50,9 +68,11 @@ func StartCluster(t testing.TB, n int) *Cluster {
 		routes = append(routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", p)})
 	}
 	for i := range n {
-		o := options(t, fmt.Sprintf("n%d", i))
-		o.Cluster = server.ClusterOpts{Name: "khadga-test", Host: "127.0.0.1", Port: ports[i]}
-		o.Routes = routes
+		o := options(fmt.Sprintf("n%d", i), t.TempDir())
+		if n > 1 {
+			o.Cluster = server.ClusterOpts{Name: "khadga-test", Host: "127.0.0.1", Port: ports[i]}
+			o.Routes = routes
+		}
 		c.opts = append(c.opts, o)
 		c.Servers = append(c.Servers, start(t, o))
 	}
@@ -86,13 +106,13 @@ func (c *Cluster) Restart(i int) {
 	c.Servers[i] = start(c.t, c.opts[i])
 }
 
-func options(t testing.TB, name string) *server.Options {
+func options(name, dir string) *server.Options {
 	return &server.Options{
 		ServerName: name,
 		Host:       "127.0.0.1",
 		Port:       -1,
 		JetStream:  true,
-		StoreDir:   t.TempDir(),
+		StoreDir:   dir,
 		NoLog:      true,
 		NoSigs:     true,
 	}
@@ -100,7 +120,8 @@ func options(t testing.TB, name string) *server.Options {
 
 func start(t testing.TB, o *server.Options) *server.Server {
 	t.Helper()
-	s, err := server.NewServer(o)
+	cp := *o // the server keeps its options; o changes below
+	s, err := server.NewServer(&cp)
 	if err != nil {
 		t.Fatalf("natstest: %v", err)
 	}
@@ -113,6 +134,9 @@ func start(t testing.TB, o *server.Options) *server.Server {
 		s.Shutdown()
 		s.WaitForShutdown()
 	})
+	// Keep the port the kernel chose, so that a restart comes back on it
+	// and clients reconnect.
+	o.Port = s.Addr().(*net.TCPAddr).Port
 	return s
 }
 

@@ -36,13 +36,7 @@ type AuditEvent struct {
 // than Options.AuditMax events plus some slack, the oldest are deleted in
 // the same transaction, so trimming is occasional and each trim is bounded.
 func (s *Store) Audit(ev AuditEvent) error {
-	if ev.Time.IsZero() {
-		ev.Time = time.Now().UTC()
-	}
-	ev.Kind = truncate(ev.Kind, maxAuditField)
-	ev.User = truncate(ev.User, maxAuditField)
-	ev.Addr = truncate(ev.Addr, maxAuditField)
-	ev.Detail = truncate(ev.Detail, maxAuditDetail)
+	ev = ev.Bounded(time.Now())
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketAudit)
 		seq, err := b.NextSequence()
@@ -86,13 +80,34 @@ func (s *Store) trimAudit(b *bolt.Bucket, last uint64) error {
 	return nil
 }
 
-// AuditLog returns up to limit events, newest first. A limit that is not
-// positive means DefaultAuditPage; it is capped at Options.AuditMax.
-func (s *Store) AuditLog(limit int) ([]AuditEvent, error) {
+// Bounded returns ev as every Backend stores it: a zero Time set to now
+// (UTC), and fields that come from the network truncated to their limits
+// (256 bytes, 2048 for Detail) without splitting a UTF-8 sequence.
+func (ev AuditEvent) Bounded(now time.Time) AuditEvent {
+	if ev.Time.IsZero() {
+		ev.Time = now.UTC()
+	}
+	ev.Kind = truncate(ev.Kind, maxAuditField)
+	ev.User = truncate(ev.User, maxAuditField)
+	ev.Addr = truncate(ev.Addr, maxAuditField)
+	ev.Detail = truncate(ev.Detail, maxAuditDetail)
+	return ev
+}
+
+// AuditPage is the number of events AuditLog returns for limit: limit,
+// or DefaultAuditPage when it is not positive, at most max (the events
+// kept).
+func AuditPage(limit, max int) int {
 	if limit <= 0 {
 		limit = DefaultAuditPage
 	}
-	limit = min(limit, s.opts.AuditMax)
+	return min(limit, max)
+}
+
+// AuditLog returns up to limit events, newest first. A limit that is not
+// positive means DefaultAuditPage; it is capped at Options.AuditMax.
+func (s *Store) AuditLog(limit int) ([]AuditEvent, error) {
+	limit = AuditPage(limit, s.opts.AuditMax)
 	var out []AuditEvent
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketAudit).Cursor()

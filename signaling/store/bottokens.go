@@ -46,20 +46,50 @@ type BotToken struct {
 	LastUsed time.Time `json:"lastUsed,omitzero"`
 }
 
+// Checked validates a new bot token and fills a zero Created with now, as
+// CreateBotToken does in every Backend.
+func (t BotToken) Checked(now time.Time) (BotToken, error) {
+	if err := validName("bot token", t.ID); err != nil {
+		return t, err
+	}
+	if err := validName("user", t.User); err != nil {
+		return t, err
+	}
+	if (t.Kind != BotAccess && t.Kind != BotRefresh) || t.Expires.IsZero() || (t.Kind == BotRefresh) != (len(t.Secret) > 0) {
+		return t, fmt.Errorf("%w: bot token needs a kind, an expiry, and a secret hash exactly when it is a refresh token", ErrInvalid)
+	}
+	if t.Created.IsZero() {
+		t.Created = now.UTC()
+	}
+	return t, nil
+}
+
+// SameIdentity is UpdateBotToken's rule, for every Backend: fn may not
+// change the token's ID, Kind, User or Secret (ErrInvalid).
+func (t BotToken) SameIdentity(was BotToken) error {
+	if t.ID != was.ID || t.Kind != was.Kind || t.User != was.User || string(t.Secret) != string(was.Secret) {
+		return fmt.Errorf("%w: id, kind, user and secret cannot change", ErrInvalid)
+	}
+	return nil
+}
+
+// SortBotTokens sorts tokens by user, then creation time, as
+// ListBotTokens returns them.
+func SortBotTokens(ts []BotToken) {
+	slices.SortFunc(ts, func(a, b BotToken) int {
+		if c := strings.Compare(a.User, b.User); c != 0 {
+			return c
+		}
+		return a.Created.Compare(b.Created)
+	})
+}
+
 // CreateBotToken stores a new bot token. ID, Kind, User and Expires are
 // required; a zero Created is set to now.
 func (s *Store) CreateBotToken(t BotToken) error {
-	if err := validName("bot token", t.ID); err != nil {
+	t, err := t.Checked(time.Now())
+	if err != nil {
 		return err
-	}
-	if err := validName("user", t.User); err != nil {
-		return err
-	}
-	if (t.Kind != BotAccess && t.Kind != BotRefresh) || t.Expires.IsZero() || (t.Kind == BotRefresh) != (len(t.Secret) > 0) {
-		return fmt.Errorf("%w: bot token needs a kind, an expiry, and a secret hash exactly when it is a refresh token", ErrInvalid)
-	}
-	if t.Created.IsZero() {
-		t.Created = time.Now().UTC()
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketBotTokens)
@@ -102,12 +132,7 @@ func (s *Store) ListBotTokens() ([]BotToken, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list bot tokens: %w", err)
 	}
-	slices.SortFunc(out, func(a, b BotToken) int {
-		if c := strings.Compare(a.User, b.User); c != 0 {
-			return c
-		}
-		return a.Created.Compare(b.Created)
-	})
+	SortBotTokens(out)
 	return out, nil
 }
 
@@ -125,8 +150,8 @@ func (s *Store) UpdateBotToken(id string, fn func(*BotToken) error) (BotToken, e
 		if err := fn(&t); err != nil {
 			return err
 		}
-		if t.ID != was.ID || t.Kind != was.Kind || t.User != was.User || string(t.Secret) != string(was.Secret) {
-			return fmt.Errorf("%w: id, kind, user and secret cannot change", ErrInvalid)
+		if err := t.SameIdentity(was); err != nil {
+			return err
 		}
 		return putJSON(b, []byte(id), t)
 	})

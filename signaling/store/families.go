@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -24,6 +25,25 @@ type Family struct {
 	Expires    time.Time `json:"expires"` // absolute end of the family; rotation does not extend it
 }
 
+// Checked validates a new family and fills a zero Created with now, as
+// CreateFamily does in every Backend: f as it is stored, or an error
+// wrapping ErrInvalid.
+func (f Family) Checked(now time.Time) (Family, error) {
+	if err := validName("family", f.ID); err != nil {
+		return f, err
+	}
+	if err := validName("user", f.User); err != nil {
+		return f, err
+	}
+	if len(f.Current) == 0 || f.Expires.IsZero() {
+		return f, fmt.Errorf("%w: family needs Current and Expires", ErrInvalid)
+	}
+	if f.Created.IsZero() {
+		f.Created = now.UTC()
+	}
+	return f, nil
+}
+
 // familyIndexKey is the user_family key: user NUL created-ns id. Sorting by
 // creation time lets CreateFamily drop a user's oldest family cheaply.
 func familyIndexKey(f Family) []byte {
@@ -42,17 +62,9 @@ func userPrefix(user string) []byte { return append([]byte(user), 0) }
 // family behind. If the user then holds more than
 // Options.MaxFamiliesPerUser families, the oldest ones are deleted.
 func (s *Store) CreateFamily(f Family) error {
-	if err := validName("family", f.ID); err != nil {
+	f, err := f.Checked(time.Now())
+	if err != nil {
 		return err
-	}
-	if err := validName("user", f.User); err != nil {
-		return err
-	}
-	if len(f.Current) == 0 || f.Expires.IsZero() {
-		return fmt.Errorf("%w: family needs Current and Expires", ErrInvalid)
-	}
-	if f.Created.IsZero() {
-		f.Created = time.Now().UTC()
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketUsers).Get([]byte(f.User)) == nil {
@@ -141,32 +153,44 @@ func (s *Store) RotateFamily(id string, presentedHash, nextHash []byte, now time
 		return Family{}, fmt.Errorf("rotate family: %w: empty next hash", ErrInvalid)
 	}
 	var f Family
-	var reuse bool
+	var reuse error
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketFamilies)
 		if err := getJSON(b, []byte(id), &f); err != nil {
 			return err
 		}
-		if f.Revoked || !now.Before(f.Expires) {
-			return ErrRevoked
+		err := f.Rotate(presentedHash, nextHash, now)
+		if errors.Is(err, ErrTokenReuse) {
+			reuse, err = err, nil // commit the revocation, report after
 		}
-		if subtle.ConstantTimeCompare(presentedHash, f.Current) != 1 {
-			// Returning nil commits the revocation; the error is reported
-			// after the transaction.
-			reuse, f.Revoked = true, true
-			return putJSON(b, []byte(id), f)
+		if err != nil {
+			return err
 		}
-		f.Current = bytes.Clone(nextHash)
-		f.Generation++
 		return putJSON(b, []byte(id), f)
 	})
 	if err != nil {
 		return Family{}, fmt.Errorf("rotate family: %w", err)
 	}
-	if reuse {
-		return f, fmt.Errorf("rotate family of user %q: %w", f.User, ErrTokenReuse)
+	return f, reuse
+}
+
+// Rotate applies RotateFamily's rule to f, for every Backend: ErrRevoked
+// if f is revoked or now is at or past Expires (f unchanged); if
+// presentedHash is not Current (constant-time compare), f is revoked and
+// the error wraps ErrTokenReuse (naming the user); otherwise Current
+// becomes nextHash and Generation is incremented. Unless the error is
+// ErrRevoked, f changed and must be written.
+func (f *Family) Rotate(presentedHash, nextHash []byte, now time.Time) error {
+	if f.Revoked || !now.Before(f.Expires) {
+		return ErrRevoked
 	}
-	return f, nil
+	if subtle.ConstantTimeCompare(presentedHash, f.Current) != 1 {
+		f.Revoked = true
+		return fmt.Errorf("rotate family of user %q: %w", f.User, ErrTokenReuse)
+	}
+	f.Current = bytes.Clone(nextHash)
+	f.Generation++
+	return nil
 }
 
 // RevokeFamily marks the family revoked (logout). ErrNotFound if unknown.

@@ -30,6 +30,41 @@ type SigningKey struct {
 	RetireAt time.Time `json:"retireAt,omitzero"`
 }
 
+// Checked validates a new key and fills a zero Created with now, as
+// AddSigningKey does in every Backend.
+func (k SigningKey) Checked(now time.Time) (SigningKey, error) {
+	if err := validName("signing key", k.ID); err != nil {
+		return k, err
+	}
+	if k.Alg == "" || len(k.Private) == 0 {
+		return k, fmt.Errorf("%w: signing key needs Alg and Private", ErrInvalid)
+	}
+	if k.Created.IsZero() {
+		k.Created = now.UTC()
+	}
+	return k, nil
+}
+
+// SameMaterial is UpdateSigningKey's rule, for every Backend: fn may not
+// change the key's ID, Alg or Private (ErrInvalid).
+func (k SigningKey) SameMaterial(was SigningKey) error {
+	if k.ID != was.ID || k.Alg != was.Alg || !bytes.Equal(k.Private, was.Private) {
+		return fmt.Errorf("%w: id and key material cannot change", ErrInvalid)
+	}
+	return nil
+}
+
+// SortKeys sorts keys oldest first (by Created, then ID), as
+// SigningKeys returns them.
+func SortKeys(keys []SigningKey) {
+	slices.SortFunc(keys, func(a, b SigningKey) int {
+		if c := a.Created.Compare(b.Created); c != 0 {
+			return c
+		}
+		return bytes.Compare([]byte(a.ID), []byte(b.ID))
+	})
+}
+
 // SigningKeys returns every signing key, retired ones included, oldest
 // first (by Created, then ID).
 func (s *Store) SigningKeys() ([]SigningKey, error) {
@@ -47,26 +82,16 @@ func (s *Store) SigningKeys() ([]SigningKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list signing keys: %w", err)
 	}
-	slices.SortFunc(keys, func(a, b SigningKey) int {
-		if c := a.Created.Compare(b.Created); c != 0 {
-			return c
-		}
-		return bytes.Compare([]byte(a.ID), []byte(b.ID))
-	})
+	SortKeys(keys)
 	return keys, nil
 }
 
 // AddSigningKey stores a new key. ErrKeyExists if the ID is taken. A zero
 // Created is set to now.
 func (s *Store) AddSigningKey(k SigningKey) error {
-	if err := validName("signing key", k.ID); err != nil {
+	k, err := k.Checked(time.Now())
+	if err != nil {
 		return err
-	}
-	if k.Alg == "" || len(k.Private) == 0 {
-		return fmt.Errorf("%w: signing key needs Alg and Private", ErrInvalid)
-	}
-	if k.Created.IsZero() {
-		k.Created = time.Now().UTC()
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketKeys)
@@ -92,12 +117,12 @@ func (s *Store) UpdateSigningKey(id string, fn func(*SigningKey) error) error {
 		if err := getJSON(b, []byte(id), &k); err != nil {
 			return fmt.Errorf("update signing key %q: %w", id, err)
 		}
-		alg, priv := k.Alg, k.Private
+		was := k
 		if err := fn(&k); err != nil {
 			return fmt.Errorf("update signing key %q: %w", id, err)
 		}
-		if k.ID != id || k.Alg != alg || !bytes.Equal(k.Private, priv) {
-			return fmt.Errorf("update signing key %q: %w: id and key material cannot change", id, ErrInvalid)
+		if err := k.SameMaterial(was); err != nil {
+			return fmt.Errorf("update signing key %q: %w", id, err)
 		}
 		return putJSON(b, []byte(id), k)
 	})
@@ -129,7 +154,7 @@ func (s *Store) Secret(name string, generate func() ([]byte, error)) ([]byte, er
 		if err != nil {
 			return fmt.Errorf("generate: %w", err)
 		}
-		if err := checkSecret(v); err != nil {
+		if err := CheckSecret(v); err != nil {
 			return err
 		}
 		out = bytes.Clone(v)
@@ -160,7 +185,7 @@ func (s *Store) UpdateSecret(name string, fn func(old []byte) ([]byte, error)) (
 		if err != nil {
 			return err
 		}
-		if err := checkSecret(v); err != nil {
+		if err := CheckSecret(v); err != nil {
 			return err
 		}
 		out = bytes.Clone(v)
@@ -187,8 +212,9 @@ func (s *Store) Secrets() (map[string][]byte, error) {
 	return out, nil
 }
 
-// checkSecret bounds a secret's size.
-func checkSecret(v []byte) error {
+// CheckSecret returns an error wrapping ErrInvalid unless v has
+// 1..MaxSecretLen bytes, as every Backend requires of a secret.
+func CheckSecret(v []byte) error {
 	if len(v) == 0 || len(v) > MaxSecretLen {
 		return fmt.Errorf("%w: secret has %d bytes, want 1..%d", ErrInvalid, len(v), MaxSecretLen)
 	}

@@ -47,6 +47,10 @@ func HashInvite(invite string) []byte {
 	return sum[:]
 }
 
+// Validate checks a room's settings as SetRoom stores them, for every
+// Backend: an error wrapping ErrInvalid.
+func (r Room) Validate() error { return r.validate() }
+
 func (r Room) validate() error {
 	if err := validName("room", r.Name); err != nil {
 		return err

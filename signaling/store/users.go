@@ -43,6 +43,23 @@ type TOTP struct {
 	Recovery [][]byte `json:"recovery,omitempty"`
 }
 
+// Checked validates a new user and fills a zero Created with now, as
+// CreateUser does in every Backend.
+func (u User) Checked(now time.Time) (User, error) {
+	if err := validName("user", u.Name); err != nil {
+		return u, err
+	}
+	if u.Created.IsZero() {
+		u.Created = now.UTC()
+	}
+	return u, nil
+}
+
+// ValidName returns an error wrapping ErrInvalid unless name is a valid
+// user, family, key or secret name (kind says which, for the message):
+// 1..MaxNameLen bytes without NUL. Every Backend applies it.
+func ValidName(kind, name string) error { return validName(kind, name) }
+
 // validName rejects names that would break the key layout or be absurd.
 // NUL is the separator in the user_family index.
 func validName(kind, name string) error {
@@ -55,11 +72,9 @@ func validName(kind, name string) error {
 // CreateUser stores a new user. It returns ErrUserExists if the name is
 // taken. A zero Created is set to the current time.
 func (s *Store) CreateUser(u User) error {
-	if err := validName("user", u.Name); err != nil {
+	u, err := u.Checked(time.Now())
+	if err != nil {
 		return err
-	}
-	if u.Created.IsZero() {
-		u.Created = time.Now().UTC()
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketUsers)

@@ -1,0 +1,468 @@
+// Package natsconn connects a khadga process to its NATS cluster: the
+// one connection a node uses for JetStream key-value (package kvstore) and
+// for the cross-node hub. cmd/khadga fills Options from --nats,
+// --nats-creds and the --nats-tls-* settings; Connect returns a *Conn.
+//
+//	c, err := natsconn.Connect(opts) // returns at once, even if NATS is down
+//	defer c.Close()
+//	st, err := kvstore.Open(ctx, c, kvstore.Options{Replicas: 3})
+//	... c.NATS() for core publish/subscribe, c.JetStream() for streams ...
+//	if err := c.Ready(); err != nil { /* /readyz answers 503 */ }
+//
+// # Connection behaviour
+//
+// The connection never gives up: it reconnects forever, every
+// ReconnectWait plus jitter, to any server of the list and any the
+// cluster announces. A process may start before NATS does; Connect then
+// returns a connection that is still trying. Nothing is queued while it
+// is disconnected (the reconnect buffer is off): a publish fails at once,
+// so that a signal bound for another node is reported to its sender
+// instead of being delivered late or silently dropped. Pings every
+// PingInterval find a dead server within three intervals.
+//
+// # Readiness
+//
+// Ready reports whether the node can use NATS now: the connection is up
+// and JetStream answered the last probe. The probe (an account info
+// request) runs every ProbeInterval, at once after a reconnect, and
+// whenever a user of JetStream calls Unavailable after a request failed
+// in a way that suggests JetStream is gone (a timeout, no responders, no
+// quorum). A disconnect makes Ready fail at once. While Ready fails,
+// kvstore refuses requests immediately (store.ErrUnavailable) instead of
+// letting each one wait for its timeout, and the HTTP API answers 503.
+//
+// # Logging
+//
+// The connection's events (connect, disconnect with its reason,
+// reconnect, lame duck mode, asynchronous errors such as slow consumers)
+// and readiness changes go to the injected slog.Logger. Server URLs are
+// logged without their credentials.
+package natsconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Defaults of Options.
+const (
+	DefaultReconnectWait = time.Second
+	DefaultPingInterval  = 5 * time.Second
+	DefaultProbeInterval = 2 * time.Second
+	DefaultTimeout       = 2 * time.Second
+)
+
+// Options configure the connection. Only URLs is required.
+type Options struct {
+	// URLs are the NATS servers (nats://, tls://, ws:// or wss://, with
+	// optional user:password@). Each element may hold several,
+	// comma-separated, as --nats takes them.
+	URLs []string
+	// Creds is a NATS credentials file (user JWT and NKey seed).
+	Creds string
+	// CAFile verifies the servers' certificates; CertFile and KeyFile are
+	// the client certificate for servers that require mutual TLS.
+	CAFile, CertFile, KeyFile string
+	// Name identifies the connection in the servers' monitoring (connz).
+	Name string
+	// Logger receives the connection's events; nil discards them.
+	Logger *slog.Logger
+	// ReconnectWait is the pause between reconnect attempts (plus up to
+	// as much jitter). Default DefaultReconnectWait.
+	ReconnectWait time.Duration
+	// PingInterval is how often the server is pinged; two unanswered
+	// pings mark it dead. Default DefaultPingInterval.
+	PingInterval time.Duration
+	// ProbeInterval is how often JetStream is probed. Default
+	// DefaultProbeInterval.
+	ProbeInterval time.Duration
+	// Timeout bounds a dial and a probe. Default DefaultTimeout.
+	Timeout time.Duration
+}
+
+// Enabled reports whether any server is configured (cluster mode).
+func (o Options) Enabled() bool { return len(o.Servers()) > 0 }
+
+// Servers returns the server URLs, the comma-separated lists split.
+func (o Options) Servers() []string {
+	var out []string
+	for _, u := range o.URLs {
+		for _, s := range strings.Split(u, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// Validate reports every problem with the options at once. It does not
+// connect. Error messages never include a URL's password.
+func (o Options) Validate() error {
+	var errs []error
+	for _, s := range o.Servers() {
+		u, err := url.Parse(s)
+		if err != nil || u.Host == "" || !validScheme(u.Scheme) {
+			errs = append(errs, fmt.Errorf("NATS URL %q: want nats://, tls://, ws:// or wss://host:port", redact(s)))
+		}
+	}
+	for _, f := range []struct{ flag, path string }{{"--nats-creds", o.Creds}, {"--nats-ca", o.CAFile},
+		{"--nats-cert", o.CertFile}, {"--nats-key", o.KeyFile}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f.flag, err))
+		}
+	}
+	if (o.CertFile == "") != (o.KeyFile == "") {
+		errs = append(errs, errors.New("--nats-cert and --nats-key go together"))
+	}
+	if !o.Enabled() && (o.Creds != "" || o.CAFile != "" || o.CertFile != "") {
+		errs = append(errs, errors.New("NATS credentials or TLS files are set but no --nats server"))
+	}
+	return errors.Join(errs...)
+}
+
+func validScheme(s string) bool {
+	switch s {
+	case "nats", "tls", "ws", "wss":
+		return true
+	}
+	return false
+}
+
+// redact hides the password of a URL, for messages and logs.
+func redact(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		if i := strings.LastIndex(s, "@"); i >= 0 { // unparsable: hide everything before the host
+			return "***" + s[i:]
+		}
+		return s
+	}
+	return u.Redacted()
+}
+
+func (o *Options) setDefaults() {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.ReconnectWait <= 0 {
+		o.ReconnectWait = DefaultReconnectWait
+	}
+	if o.PingInterval <= 0 {
+		o.PingInterval = DefaultPingInterval
+	}
+	if o.ProbeInterval <= 0 {
+		o.ProbeInterval = DefaultProbeInterval
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+}
+
+// ErrNotReady wraps the reason Ready gives when NATS cannot be used.
+var ErrNotReady = errors.New("NATS not ready")
+
+// Conn is a NATS connection with JetStream and a readiness state. It is
+// safe for concurrent use.
+type Conn struct {
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	opts Options
+	log  *slog.Logger
+
+	checksMu sync.Mutex
+	checks   map[int]func(context.Context) error // AddCheck's, by id
+	nextID   int
+
+	ready   atomic.Bool
+	reason  atomic.Pointer[string] // why not ready
+	rtt     atomic.Int64           // nanoseconds, of the last probe
+	probeCh chan struct{}          // asks the prober for a probe now
+	stop    chan struct{}          // closed by Close
+	done    sync.WaitGroup
+	once    sync.Once
+}
+
+// Connect starts the connection and returns at once: when no server
+// answers yet it keeps trying in the background and Ready says why it is
+// not ready. It fails only for invalid options.
+func Connect(o Options) (*Conn, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	if !o.Enabled() {
+		return nil, errors.New("natsconn: no NATS server configured")
+	}
+	o.setDefaults()
+	c := &Conn{opts: o, log: o.Logger, probeCh: make(chan struct{}, 1), stop: make(chan struct{})}
+	c.setNotReady("connecting")
+	nc, err := nats.Connect(strings.Join(o.Servers(), ","), c.natsOptions()...)
+	if err != nil {
+		return nil, fmt.Errorf("natsconn: %w", err)
+	}
+	c.nc = nc
+	if c.js, err = jetstream.New(nc); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("natsconn: %w", err)
+	}
+	c.done.Add(1)
+	go c.prober()
+	if !nc.IsConnected() { // else onConnect logs and probes
+		c.log.Warn("NATS not reachable yet; retrying in the background", slog.Any("servers", redactAll(o.Servers())))
+	}
+	return c, nil
+}
+
+func redactAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = redact(s)
+	}
+	return out
+}
+
+// natsOptions are the client options: reconnect forever, no buffering
+// while disconnected, quick dead-server detection, and slog for events.
+func (c *Conn) natsOptions() []nats.Option {
+	o := c.opts
+	opts := []nats.Option{
+		nats.Name(o.Name),
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(o.ReconnectWait),
+		nats.ReconnectJitter(o.ReconnectWait, o.ReconnectWait),
+		nats.ReconnectBufSize(-1),
+		nats.PingInterval(o.PingInterval),
+		nats.MaxPingsOutstanding(2),
+		nats.Timeout(o.Timeout),
+		nats.ConnectHandler(c.onConnect),
+		nats.DisconnectErrHandler(c.onDisconnect),
+		nats.ReconnectHandler(c.onReconnect),
+		nats.ClosedHandler(func(*nats.Conn) { c.log.Info("NATS connection closed") }),
+		nats.ErrorHandler(c.onAsyncError),
+		nats.LameDuckModeHandler(func(nc *nats.Conn) {
+			c.log.Warn("NATS server entering lame duck mode; will reconnect elsewhere", slog.String("url", nc.ConnectedUrlRedacted()))
+		}),
+		nats.DiscoveredServersHandler(func(nc *nats.Conn) {
+			c.log.Debug("NATS servers discovered", slog.Any("servers", redactAll(nc.DiscoveredServers())))
+		}),
+	}
+	if o.Creds != "" {
+		opts = append(opts, nats.UserCredentials(o.Creds))
+	}
+	if o.CAFile != "" {
+		opts = append(opts, nats.RootCAs(o.CAFile))
+	}
+	if o.CertFile != "" {
+		opts = append(opts, nats.ClientCert(o.CertFile, o.KeyFile))
+	}
+	return opts
+}
+
+func (c *Conn) onConnect(nc *nats.Conn) {
+	c.log.Info("NATS connected", slog.String("url", nc.ConnectedUrlRedacted()), slog.String("server", nc.ConnectedServerName()))
+	c.ProbeNow()
+}
+
+func (c *Conn) onDisconnect(_ *nats.Conn, err error) {
+	c.setNotReady("disconnected from NATS")
+	if err != nil {
+		c.log.Warn("NATS disconnected", slog.Any("err", err))
+	} else {
+		c.log.Warn("NATS disconnected")
+	}
+}
+
+func (c *Conn) onReconnect(nc *nats.Conn) {
+	c.log.Info("NATS reconnected", slog.String("url", nc.ConnectedUrlRedacted()), slog.String("server", nc.ConnectedServerName()))
+	c.ProbeNow()
+}
+
+func (c *Conn) onAsyncError(_ *nats.Conn, sub *nats.Subscription, err error) {
+	if sub != nil {
+		c.log.Warn("NATS subscription error", slog.String("subject", sub.Subject), slog.Any("err", err))
+		return
+	}
+	c.log.Warn("NATS error", slog.Any("err", err))
+}
+
+// NATS is the core connection, for publish and subscribe.
+func (c *Conn) NATS() *nats.Conn { return c.nc }
+
+// JetStream is the JetStream context over the connection.
+func (c *Conn) JetStream() jetstream.JetStream { return c.js }
+
+// Ready returns nil when the connection is up and JetStream answered its
+// last probe, else an error wrapping ErrNotReady that says why.
+func (c *Conn) Ready() error {
+	if c.ready.Load() && c.nc.IsConnected() {
+		return nil
+	}
+	reason := "disconnected from NATS"
+	if r := c.reason.Load(); r != nil && c.nc.IsConnected() {
+		reason = *r
+	}
+	return fmt.Errorf("%w: %s", ErrNotReady, reason)
+}
+
+// RTT is the round trip of the last successful JetStream probe.
+func (c *Conn) RTT() time.Duration { return time.Duration(c.rtt.Load()) }
+
+// Unavailable tells the connection that a JetStream request failed with
+// err. If err suggests that JetStream is gone (a timeout, no responders,
+// JetStream not enabled or without quorum), the connection is marked not
+// ready at once and probed, so that other requests fail fast until the
+// probe succeeds. It reports whether err was such an error.
+func (c *Conn) Unavailable(err error) bool {
+	if !IsUnavailable(err) {
+		return false
+	}
+	c.setNotReady("JetStream unavailable: " + err.Error())
+	c.ProbeNow()
+	return true
+}
+
+// IsUnavailable reports whether err means that NATS or JetStream could
+// not be reached, as opposed to an answer (not found, wrong revision).
+func IsUnavailable(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode == jetstream.JSErrCodeJetStreamNotEnabled ||
+			apiErr.ErrorCode == jetstream.JSErrCodeJetStreamNotEnabledForAccount ||
+			apiErr.Code == 503
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoHeartbeat) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionReconnecting) ||
+		errors.Is(err, nats.ErrReconnectBufExceeded) || errors.Is(err, nats.ErrDisconnected) ||
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount)
+}
+
+// ProbeNow asks for a JetStream probe without waiting for it.
+func (c *Conn) ProbeNow() {
+	select {
+	case c.probeCh <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
+// prober probes JetStream every ProbeInterval and when asked.
+func (c *Conn) prober() {
+	defer c.done.Done()
+	t := time.NewTicker(c.opts.ProbeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		case <-c.probeCh:
+		}
+		c.probe()
+	}
+}
+
+// AddCheck adds a check to the probe: the connection is ready only while
+// every check succeeds. The server answers the account info request that
+// the probe makes on its own, even when JetStream has lost its quorum, so
+// a user of replicated streams adds a check that needs the quorum (kvstore
+// writes a key). check gets the probe's timeout. The returned function
+// removes it.
+func (c *Conn) AddCheck(check func(ctx context.Context) error) (remove func()) {
+	c.checksMu.Lock()
+	defer c.checksMu.Unlock()
+	if c.checks == nil {
+		c.checks = make(map[int]func(context.Context) error)
+	}
+	id := c.nextID
+	c.nextID++
+	c.checks[id] = check
+	c.ProbeNow()
+	return func() {
+		c.checksMu.Lock()
+		defer c.checksMu.Unlock()
+		delete(c.checks, id)
+	}
+}
+
+// probe asks JetStream for the account's info, runs the checks, and
+// records the outcome.
+func (c *Conn) probe() {
+	if !c.nc.IsConnected() {
+		c.setNotReady("disconnected from NATS")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
+	defer cancel()
+	start := time.Now()
+	_, err := c.js.AccountInfo(ctx)
+	if err != nil {
+		c.setNotReady("JetStream unavailable: " + err.Error())
+		return
+	}
+	c.rtt.Store(int64(time.Since(start)))
+	c.checksMu.Lock()
+	checks := slices.Collect(maps.Values(c.checks))
+	c.checksMu.Unlock()
+	for _, check := range checks {
+		if err := check(ctx); err != nil {
+			c.setNotReady("JetStream unavailable: " + err.Error())
+			return
+		}
+	}
+	if !c.ready.Swap(true) {
+		c.log.Info("NATS JetStream ready", slog.String("url", c.nc.ConnectedUrlRedacted()), slog.Duration("rtt", c.RTT()))
+	}
+}
+
+func (c *Conn) setNotReady(reason string) {
+	c.reason.Store(&reason)
+	if c.ready.Swap(false) {
+		c.log.Warn("NATS not ready", slog.String("reason", reason))
+	}
+}
+
+// WaitReady waits until Ready succeeds or ctx ends, probing every
+// ProbeInterval meanwhile.
+func (c *Conn) WaitReady(ctx context.Context) error {
+	t := time.NewTicker(c.opts.ProbeInterval / 4)
+	defer t.Stop()
+	for {
+		err := c.Ready()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (%w)", err, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// Close closes the connection and stops the prober; it waits for the
+// prober to return. It is safe to call more than once.
+func (c *Conn) Close() {
+	c.once.Do(func() {
+		close(c.stop)
+		c.nc.Close()
+		c.done.Wait()
+	})
+}

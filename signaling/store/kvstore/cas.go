@@ -1,0 +1,151 @@
+package kvstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/khadga/khadga/signaling/store"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// maxAttempts bounds the tries of one read-modify-write; the method's
+// OpTimeout bounds them too.
+const maxAttempts = 32
+
+// modify is one read-modify-write of key k in kv, as one atomic step: it
+// reads the record and its revision, lets fn change it, and writes it
+// with that revision, starting again from a fresh read when another
+// writer got there first. An absent record is ErrNotFound unless create
+// is set; fn then gets the zero T and exists false, and the write creates
+// the key. fn returns whether to write; its error is returned either way,
+// after the write when there is one (so RotateFamily can commit a
+// revocation and report reuse).
+func modify[T any](ctx context.Context, s *Store, op string, kv jetstream.KeyValue, k string, create bool,
+	fn func(v *T, exists bool) (write bool, err error)) error {
+	for attempt := range maxAttempts {
+		var v T
+		rev, err := get(ctx, kv, k, &v)
+		if errors.Is(err, store.ErrNotFound) && create {
+			err = nil
+		}
+		if err != nil {
+			return err
+		}
+		write, ferr := fn(&v, rev != 0)
+		if !write {
+			return ferr
+		}
+		data, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		if rev == 0 {
+			_, err = kv.Create(ctx, k, data)
+		} else {
+			_, err = kv.Update(ctx, k, data, rev)
+		}
+		if err == nil {
+			return ferr
+		}
+		if !conflict(err) {
+			return err
+		}
+		s.metrics.conflict(op)
+		if err := backoff(ctx, attempt); err != nil {
+			return err
+		}
+	}
+	return store.ErrConflict
+}
+
+// remove deletes key k once fn, given the record, agrees (fn's error is
+// returned without deleting), retrying if the record changes meanwhile.
+// ErrNotFound if it is absent.
+func remove[T any](ctx context.Context, s *Store, op string, kv jetstream.KeyValue, k string, fn func(v *T) error) error {
+	for attempt := range maxAttempts {
+		var v T
+		rev, err := get(ctx, kv, k, &v)
+		if err != nil {
+			return err
+		}
+		if err := fn(&v); err != nil {
+			return err
+		}
+		err = kv.Delete(ctx, k, jetstream.LastRevision(rev))
+		if err == nil || !conflict(err) {
+			return err
+		}
+		s.metrics.conflict(op)
+		if err := backoff(ctx, attempt); err != nil {
+			return err
+		}
+	}
+	return store.ErrConflict
+}
+
+// get decodes the record at k into v and returns its revision, or
+// ErrNotFound.
+func get(ctx context.Context, kv jetstream.KeyValue, k string, v any) (uint64, error) {
+	e, err := kv.Get(ctx, k)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, store.ErrNotFound
+	}
+	if err != nil {
+		return 0, err
+	}
+	if err := json.Unmarshal(e.Value(), v); err != nil {
+		return 0, fmt.Errorf("decode %s/%s: %w", kv.Bucket(), k, err)
+	}
+	return e.Revision(), nil
+}
+
+// conflict reports whether a write lost to another writer.
+func conflict(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists)
+}
+
+// backoff waits a little before another attempt, longer each time and
+// jittered, so that writers racing for one record spread out.
+func backoff(ctx context.Context, attempt int) error {
+	d := min(time.Millisecond<<min(attempt, 6), 50*time.Millisecond)
+	t := time.NewTimer(d/2 + rand.N(d/2+1))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// list decodes every record of kv, in no particular order.
+func list[T any](ctx context.Context, kv jetstream.KeyValue) ([]T, error) {
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, err
+	}
+	defer w.Stop()
+	var out []T
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, fmt.Errorf("list %s: watcher stopped", kv.Bucket())
+			}
+			if e == nil { // every current record has been delivered
+				return out, nil
+			}
+			var v T
+			if err := json.Unmarshal(e.Value(), &v); err != nil {
+				return nil, fmt.Errorf("decode %s/%s: %w", kv.Bucket(), e.Key(), err)
+			}
+			out = append(out, v)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("list %s: %w", kv.Bucket(), ctx.Err())
+		}
+	}
+}

@@ -1,0 +1,307 @@
+// Package kvstore implements the store contract (store.Backend) on NATS
+// JetStream key-value buckets, for a cluster of khadga nodes that share
+// their accounts (`khadga serve --nats`). Package storetest's conformance
+// suite runs against it and against bbolt.
+//
+// # Buckets
+//
+// With the default prefix "khadga":
+//
+//	khadga-accounts      user name -> {"user": User, "families": [Family...], "rooms": [Room...]}
+//	khadga-families      family id -> user name (an index, each entry with a TTL)
+//	khadga-rooms         room name -> {"name", "owner"} (an index: see rooms.go)
+//	khadga-signing-keys  key id    -> SigningKey
+//	khadga-bot-tokens    token id  -> BotToken
+//	khadga-secrets       name      -> {"name", "value" (base64)}
+//	khadga-health        "probe"   -> the time of the last readiness write
+//	khadga-audit         a stream (not a bucket) on subject khadga.audit
+//
+// Every bucket keeps one revision per key, on file storage, with
+// Options.Replicas copies (1 for a single NATS server, 3 in a three-server
+// cluster). Names become keys by keeping ASCII letters, digits, '-' and
+// '_' and writing every other byte as '=' and two hex digits, so any name
+// the store accepts is a valid key, two names never share one, and keys
+// stay readable in `nats kv ls`.
+//
+// # One atomic step
+//
+// KV has no transactions across keys, so the records are laid out for
+// every change to be one write of one key. A user's refresh-token
+// families live in the user's own record: creating one (with the cap on
+// families per user), rotating, revoking one or all, and deleting the
+// account with all its sessions are each one compare-and-swap. The
+// families bucket only maps a family id to its user; its entries are
+// written before the family and expire on their own (KV per-key TTL), so
+// an entry whose family is gone just means "not found".
+//
+// A read-modify-write reads the record and its revision, applies the
+// change, and writes with Update(key, value, revision): if another node
+// wrote the record in between, the write fails and the step starts again
+// from a fresh read, with a jittered back-off, up to maxAttempts times
+// (then store.ErrConflict). This is what keeps refresh rotation atomic
+// across nodes: two nodes presenting the same refresh token both read
+// revision r; one writes r+1; the other's write fails, it reads again,
+// finds the secret already rotated away, and so revokes the family, as
+// the reuse rule says. Exactly one of them succeeds.
+//
+// # Availability
+//
+// Every method first asks the connection whether NATS and JetStream are
+// ready (natsconn.Conn.Ready) and fails at once with store.ErrUnavailable
+// if not; each then gets Options.OpTimeout for all its requests. A request
+// that times out or finds no JetStream marks the connection not ready, so
+// that the methods after it fail fast until the connection's probe
+// succeeds again. The store adds a write to the probe (the health bucket):
+// a NATS server that has lost the quorum of its cluster still answers
+// reads from its replica, but a node must not count as ready when it
+// cannot write a login.
+package kvstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"sync/atomic"
+	"time"
+
+	"github.com/khadga/khadga/internal/natsconn"
+	"github.com/khadga/khadga/signaling/store"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Defaults of Options.
+const (
+	DefaultPrefix      = "khadga"
+	DefaultReplicas    = 1
+	DefaultAuditMaxAge = 90 * 24 * time.Hour
+	DefaultOpTimeout   = 5 * time.Second
+	// listTimeout bounds a method that reads a whole bucket (ListUsers,
+	// PurgeExpired, backups).
+	listTimeout = 2 * time.Minute
+	// maxRecord bounds a value in the buckets: an account with
+	// MaxFamiliesPerUser families fits many times over.
+	maxRecord = 256 << 10
+	// maxFamiliesPerUser bounds Options.MaxFamiliesPerUser so that an
+	// account record stays well under maxRecord.
+	maxFamiliesPerUser = 500
+	// indexGrace is how long a family's index entry outlives the family's
+	// expiry, so that PurgeExpired finds and counts the family first.
+	indexGrace = 24 * time.Hour
+)
+
+// Options configure a Store. The zero value is usable.
+type Options struct {
+	// Prefix names the buckets and the audit stream and subject, so that
+	// several khadga deployments (or tests) can share one NATS cluster.
+	// Letters, digits, '-' and '_'. Default DefaultPrefix.
+	Prefix string
+	// Replicas is how many NATS servers keep each bucket (1..5). Default
+	// DefaultReplicas; use 3 in a three-server cluster. Changing it on an
+	// existing deployment updates the buckets when a node opens them.
+	Replicas int
+	// AuditMax and AuditMaxAge bound the audit stream: the oldest events
+	// are dropped past either. Defaults store.DefaultAuditMax and
+	// DefaultAuditMaxAge.
+	AuditMax    int
+	AuditMaxAge time.Duration
+	// MaxFamiliesPerUser is store.Options.MaxFamiliesPerUser (at most 500).
+	MaxFamiliesPerUser int
+	// OpTimeout bounds each method's requests. Default DefaultOpTimeout.
+	OpTimeout time.Duration
+	// Registerer receives the store's metrics; nil means none.
+	Registerer prometheus.Registerer
+	// Logger receives setup and failure messages; nil discards them.
+	Logger *slog.Logger
+}
+
+var validPrefix = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
+
+func (o *Options) setDefaults() error {
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	if o.Replicas == 0 {
+		o.Replicas = DefaultReplicas
+	}
+	if o.AuditMax <= 0 {
+		o.AuditMax = store.DefaultAuditMax
+	}
+	if o.AuditMaxAge <= 0 {
+		o.AuditMaxAge = DefaultAuditMaxAge
+	}
+	if o.MaxFamiliesPerUser <= 0 {
+		o.MaxFamiliesPerUser = store.DefaultMaxFamiliesPerUser
+	}
+	if o.OpTimeout <= 0 {
+		o.OpTimeout = DefaultOpTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	var errs []error
+	if !validPrefix.MatchString(o.Prefix) {
+		errs = append(errs, fmt.Errorf("prefix %q: want 1..32 letters, digits, '-' or '_'", o.Prefix))
+	}
+	if o.Replicas < 1 || o.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("replicas %d: want 1..5", o.Replicas))
+	}
+	if o.MaxFamiliesPerUser > maxFamiliesPerUser {
+		errs = append(errs, fmt.Errorf("max families per user %d: at most %d", o.MaxFamiliesPerUser, maxFamiliesPerUser))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("kvstore: %w: %w", store.ErrInvalid, errors.Join(errs...))
+	}
+	return nil
+}
+
+// Store is the JetStream KV implementation of store.Backend. It is safe
+// for concurrent use, and any number of Stores on any number of nodes may
+// share the same buckets.
+type Store struct {
+	conn     *natsconn.Conn
+	opts     Options
+	log      *slog.Logger
+	metrics  *metrics
+	accounts jetstream.KeyValue
+	families jetstream.KeyValue
+	keys     jetstream.KeyValue
+	secrets  jetstream.KeyValue
+	bots     jetstream.KeyValue
+	rooms    jetstream.KeyValue
+	health   jetstream.KeyValue // one key, written by the readiness check
+	audit    jetstream.Stream
+	subject  string // of the audit stream
+	closed   atomic.Bool
+	uncheck  func() // removes the readiness check
+}
+
+var _ store.Backend = (*Store)(nil)
+
+// Open creates the buckets and the audit stream if they do not exist (or
+// updates their replicas and limits), and returns the Store. While NATS
+// cannot be reached it keeps trying, logging each failure, until ctx ends.
+// The connection stays the caller's: Close does not close it.
+func Open(ctx context.Context, conn *natsconn.Conn, opts Options) (*Store, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	s := &Store{conn: conn, opts: opts, log: opts.Logger, subject: opts.Prefix + ".audit"}
+	var err error
+	if s.metrics, err = newMetrics(opts.Registerer); err != nil {
+		return nil, err
+	}
+	for {
+		err = s.setup(ctx)
+		if err == nil || !natsconn.IsUnavailable(err) && !errors.Is(err, natsconn.ErrNotReady) {
+			break
+		}
+		s.log.Warn("waiting for NATS JetStream to create the store's buckets", slog.Any("err", err))
+		if err := conn.WaitReady(ctx); err != nil {
+			return nil, fmt.Errorf("kvstore: %w", err)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kvstore: %w", err)
+	}
+	s.uncheck = conn.AddCheck(s.check)
+	return s, nil
+}
+
+// check is the store's part of the connection's readiness probe: a write,
+// which needs the quorum of the buckets' replicas. Reads do not (any
+// replica answers them), and the account info that the connection asks
+// for is answered without one.
+func (s *Store) check(ctx context.Context) error {
+	_, err := s.health.Put(ctx, "probe", []byte(time.Now().UTC().Format(time.RFC3339Nano)))
+	return err
+}
+
+// setup creates or updates every bucket and the stream.
+func (s *Store) setup(ctx context.Context) error {
+	if err := s.conn.WaitReady(ctx); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.OpTimeout)
+	defer cancel()
+	js := s.conn.JetStream()
+	bucket := func(name, desc string, markerTTL time.Duration) (jetstream.KeyValue, error) {
+		return js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: s.opts.Prefix + "-" + name, Description: "khadga " + desc, History: 1,
+			MaxValueSize: maxRecord, Storage: jetstream.FileStorage, Replicas: s.opts.Replicas,
+			LimitMarkerTTL: markerTTL,
+		})
+	}
+	var err error
+	if s.accounts, err = bucket("accounts", "accounts and their refresh-token families", 0); err != nil {
+		return err
+	}
+	if s.families, err = bucket("families", "refresh-token family id to user", time.Minute); err != nil {
+		return err
+	}
+	if s.keys, err = bucket("signing-keys", "JWT signing keys", 0); err != nil {
+		return err
+	}
+	if s.secrets, err = bucket("secrets", "named secrets (TURN REST secrets)", 0); err != nil {
+		return err
+	}
+	if s.bots, err = bucket("bot-tokens", "bot tokens", 0); err != nil {
+		return err
+	}
+	if s.rooms, err = bucket("rooms", "room name to owner (the settings are in the owner's account)", 0); err != nil {
+		return err
+	}
+	if s.health, err = bucket("health", "readiness probe writes", 0); err != nil {
+		return err
+	}
+	s.audit, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: s.opts.Prefix + "-audit", Description: "khadga audit log", Subjects: []string{s.subject},
+		MaxMsgs: int64(s.opts.AuditMax), MaxAge: s.opts.AuditMaxAge, Discard: jetstream.DiscardOld,
+		MaxMsgSize: 8 << 10, Storage: jetstream.FileStorage, Replicas: s.opts.Replicas,
+	})
+	return err
+}
+
+// Close stops the store: later calls fail. The connection stays open.
+func (s *Store) Close() error {
+	if !s.closed.Swap(true) {
+		s.uncheck()
+	}
+	return nil
+}
+
+// Ping checks that NATS and JetStream answer, for readiness probes.
+func (s *Store) Ping() error {
+	return s.do("ping", s.opts.OpTimeout, func(ctx context.Context) error {
+		_, err := s.accounts.Status(ctx)
+		return err
+	})
+}
+
+// errClosed is returned by every method after Close.
+var errClosed = errors.New("kvstore: closed")
+
+// do runs one method's requests in fn: it fails at once if the store is
+// closed or NATS is not ready, gives fn timeout for all its requests,
+// turns a failure that means NATS is gone into store.ErrUnavailable
+// (marking the connection not ready), and records the metrics.
+func (s *Store) do(op string, timeout time.Duration, fn func(ctx context.Context) error) (err error) {
+	start := time.Now()
+	defer func() {
+		if err != nil && !errors.Is(err, store.ErrUnavailable) && s.conn.Unavailable(err) {
+			err = fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+		}
+		s.metrics.observe(op, time.Since(start), err)
+	}()
+	if s.closed.Load() {
+		return errClosed
+	}
+	if err := s.conn.Ready(); err != nil {
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return fn(ctx)
+}
