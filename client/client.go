@@ -43,6 +43,30 @@ type ServerError struct {
 
 func (e *ServerError) Error() string { return fmt.Sprintf("server: %s: %s", e.Code, e.Message) }
 
+// Errors that a ServerError matches with errors.Is, by its code.
+var (
+	// ErrRoomFull: the room holds as many people as it allows.
+	ErrRoomFull = errors.New("room full")
+	// ErrInviteRequired: the room's owner requires an invite (WithInvite).
+	ErrInviteRequired = errors.New("room needs an invite")
+	// ErrBadInvite: the invite is not the room's current one: a wrong
+	// link, or the owner made a new one since.
+	ErrBadInvite = errors.New("invite not valid for the room")
+)
+
+// Is makes errors.Is match a ServerError against the errors above.
+func (e *ServerError) Is(target error) bool {
+	switch target {
+	case ErrRoomFull:
+		return e.Code == proto.CodeRoomFull
+	case ErrInviteRequired:
+		return e.Code == proto.CodeInviteRequired
+	case ErrBadInvite:
+		return e.Code == proto.CodeBadInvite
+	}
+	return false
+}
+
 // Client is a signed-in khadga peer: one signaling connection, kept alive
 // across drops, and one WebRTC peer connection per remote peer it shares a
 // room with. Its methods are safe for concurrent use.
@@ -370,7 +394,7 @@ func (c *Client) afterReconnect(w proto.Welcome) {
 			defer c.wg.Done()
 			ctx, cancel := context.WithTimeout(c.ctx, c.opts.joinTimeout)
 			defer cancel()
-			if err := c.request(ctx, &proto.Message{Type: proto.TypeJoin, Room: r.name}); err != nil {
+			if err := c.request(ctx, r.joinMsg()); err != nil {
 				c.log.Warn("rejoin failed", slog.String("room", r.name), slog.Any("err", err))
 			}
 		}()

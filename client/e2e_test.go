@@ -549,3 +549,42 @@ func TestE2EReconnectWithExpiredToken(t *testing.T) {
 		t.Fatal("reconnected without refreshing an expired token")
 	}
 }
+
+// TestE2EJoinByInvite: a room whose owner requires an invite refuses a
+// join without one (ErrInviteRequired) or with a wrong one (ErrBadInvite),
+// and takes the right one; after a reconnection that starts a new session
+// the client joins again with the invite it was given.
+func TestE2EJoinByInvite(t *testing.T) {
+	ts := startServer(t, false)
+	alice := ts.newClient(t, "alice")
+	bob := ts.newClient(t, "bob", WithReconnectBackoff(6e9, 6e9)) // first retry after 3-6 s: past the resume window
+	invite := ts.ClaimRoom(t, alice.Tokens().Access, "club")
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if _, err := bob.Join(ctx, "club"); !errors.Is(err, ErrInviteRequired) {
+		t.Fatalf("join without an invite: %v, want ErrInviteRequired", err)
+	}
+	if _, err := bob.Join(ctx, "club", WithInvite("not-the-invite-at-all")); !errors.Is(err, ErrBadInvite) {
+		t.Fatalf("join with a wrong invite: %v, want ErrBadInvite", err)
+	}
+	if _, err := bob.Join(ctx, "club", WithInvite("bad invite!")); err == nil || errors.Is(err, ErrBadInvite) {
+		t.Fatalf("join with a malformed invite: %v, want a local error", err)
+	}
+	rb, err := bob.Join(ctx, "club", WithInvite(invite))
+	if err != nil {
+		t.Fatalf("join with the invite: %v", err)
+	}
+	ra := join(t, alice, "club") // the owner needs none
+	connected(t, ra, "bob")
+	connected(t, rb, "alice")
+
+	old := bob.Self().Peer
+	bob.DropConnection()
+	rc := waitEvent[*Reconnected](t, bob.events, nil)
+	if rc.Resumed || rc.Peer == old {
+		t.Fatalf("reconnect %+v: want a new session", rc)
+	}
+	if nm := connected(t, ra, "bob")["bob"]; nm.Peer != rc.Peer {
+		t.Fatalf("alice connected to %s, want bob's new peer %s, joined again with the invite", nm.Peer, rc.Peer)
+	}
+}

@@ -19,8 +19,9 @@ var ErrNotInRoom = errors.New("not in room")
 // Room is a joined room. Its Events channel reports what happens in it, in
 // order, and is closed when the room is left or the client is closed.
 type Room struct {
-	c    *Client
-	name string
+	c      *Client
+	name   string
+	invite string // sent again when a new session rejoins
 
 	events  chan Event
 	dropped atomic.Int64
@@ -31,14 +32,34 @@ type Room struct {
 	closed  bool
 }
 
+// JoinOption changes one Join.
+type JoinOption func(*Room)
+
+// WithInvite joins with the invite token of a room whose owner requires
+// one: the token of an invite link (its invite= part). The client keeps
+// it, to join again after a reconnection that starts a new session. A
+// room that needs no invite ignores it.
+func WithInvite(token string) JoinOption { return func(r *Room) { r.invite = token } }
+
 // Join enters a room. The returned Room's Events start with a
 // MemberJoined for each member already there; the client connects to each
-// of them peer to peer (PeerConnected when the chat channel opens).
-func (c *Client) Join(ctx context.Context, room string) (*Room, error) {
+// of them peer to peer (PeerConnected when the chat channel opens). A room
+// whose owner requires an invite refuses a join without the right one with
+// ErrInviteRequired or ErrBadInvite (see WithInvite); a full one with
+// ErrRoomFull.
+func (c *Client) Join(ctx context.Context, room string, opts ...JoinOption) (*Room, error) {
 	if err := proto.ValidRoom(room); err != nil {
 		return nil, fmt.Errorf("join %q: %w", room, err)
 	}
 	r := &Room{c: c, name: room, events: make(chan Event, c.opts.eventBuffer), members: map[string]proto.Member{}}
+	for _, o := range opts {
+		o(r)
+	}
+	if r.invite != "" {
+		if err := proto.ValidInvite(r.invite); err != nil {
+			return nil, fmt.Errorf("join %q: %w", room, err)
+		}
+	}
 	c.mu.Lock()
 	switch {
 	case c.closed:
@@ -55,12 +76,22 @@ func (c *Client) Join(ctx context.Context, room string) (*Room, error) {
 		ctx, cancel = context.WithTimeout(ctx, c.opts.joinTimeout)
 		defer cancel()
 	}
-	if err := c.request(ctx, &proto.Message{Type: proto.TypeJoin, Room: room}); err != nil {
+	if err := c.request(ctx, r.joinMsg()); err != nil {
 		c.forgetRoom(r)
 		return nil, fmt.Errorf("join %q: %w", room, err)
 	}
 	c.log.Info("joined room", slog.String("room", room), slog.Int("members", len(r.Members())))
 	return r, nil
+}
+
+// joinMsg is the join request for r, with its invite if it has one.
+func (r *Room) joinMsg() *proto.Message {
+	if r.invite == "" {
+		return &proto.Message{Type: proto.TypeJoin, Room: r.name}
+	}
+	m := proto.New(proto.TypeJoin, proto.Join{Invite: r.invite})
+	m.Room = r.name
+	return m
 }
 
 // Name is the room's name.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,6 +40,7 @@ type common struct {
 	Loopback  bool          `yaml:"loopback" usage:"also offer 127.0.0.1 candidates (for tests on one machine)"`
 	LogLevel  slog.Level    `yaml:"log-level" default:"warn" usage:"log level: debug, info, warn or error"`
 	Timeout   time.Duration `yaml:"timeout" usage:"give up after this long (0: never)"` // each command sets its default
+	Invite    string        `yaml:"invite" usage:"invite to a room whose owner requires one: the token, or the whole invite link"`
 	joined    time.Time     // when dialJoin asked to join
 }
 
@@ -154,11 +156,34 @@ func (c *common) dialJoin(ctx context.Context, e *env, room string) (*client.Cli
 }
 
 func (c *common) join(ctx context.Context, cl *client.Client, room string) (*client.Room, error) {
-	r, err := cl.Join(ctx, room)
-	if err != nil {
+	var opts []client.JoinOption
+	if c.Invite != "" {
+		opts = append(opts, client.WithInvite(inviteToken(c.Invite)))
+	}
+	r, err := cl.Join(ctx, room, opts...)
+	switch {
+	case errors.Is(err, client.ErrInviteRequired):
+		return nil, fail(exitConnect, "room %s needs an invite: pass --invite with the link its owner shared", room)
+	case errors.Is(err, client.ErrBadInvite):
+		return nil, fail(exitConnect, "that invite is not valid for room %s: it is mistyped, or its owner made a new one", room)
+	case err != nil:
 		return nil, fail(exitConnect, "%v", err)
 	}
 	return r, nil
+}
+
+// inviteToken is the invite of an invite link
+// (https://host/#room=R&invite=T), or s itself when it is a bare token.
+func inviteToken(s string) string {
+	_, frag, ok := strings.Cut(s, "#")
+	if !ok {
+		return s
+	}
+	q, err := url.ParseQuery(frag)
+	if err != nil || q.Get("invite") == "" {
+		return s // the join refuses it with a clear error
+	}
+	return q.Get("invite")
 }
 
 // progressBar renders "name [=====     ]  45% 12.3 MiB/27.0 MiB".

@@ -120,25 +120,31 @@ func TestExitCodes(t *testing.T) {
 	if err := os.WriteFile(src, []byte("hi"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	link := s.URL + "/#room=club&invite=" + s.ClaimRoom(t, s.User(t, "carol").AccessToken, "club")
 	cases := []struct {
 		name string
 		dir  string
 		args []string
 		want int
+		says string
 	}{
-		{"no args", alice, nil, exitUsage},
-		{"unknown command", alice, []string{"dance"}, exitUsage},
-		{"help", alice, []string{"send", "--help"}, exitOK},
-		{"missing flags", alice, []string{"send", src}, exitUsage},
-		{"not signed in", t.TempDir(), []string{"send", src, "--room", "r", "--to", "bob"}, exitAuth},
-		{"peer never comes", alice, []string{"send", src, "--room", "r", "--to", "nobody", "--timeout", "2s"}, exitPeer},
-		{"bad room", alice, []string{"recv", "--room", "no/slash", "--timeout", "5s"}, exitConnect},
+		{"no args", alice, nil, exitUsage, ""},
+		{"unknown command", alice, []string{"dance"}, exitUsage, ""},
+		{"help", alice, []string{"send", "--help"}, exitOK, ""},
+		{"missing flags", alice, []string{"send", src}, exitUsage, ""},
+		{"not signed in", t.TempDir(), []string{"send", src, "--room", "r", "--to", "bob"}, exitAuth, ""},
+		{"peer never comes", alice, []string{"send", src, "--room", "r", "--to", "nobody", "--timeout", "2s"}, exitPeer, ""},
+		{"bad room", alice, []string{"recv", "--room", "no/slash", "--timeout", "5s"}, exitConnect, ""},
+		{"room needs an invite", alice, []string{"recv", "--room", "club", "--timeout", "5s"}, exitConnect, "room club needs an invite"},
+		{"wrong invite", alice, []string{"recv", "--room", "club", "--invite", "WrongWrongWrong", "--timeout", "5s"}, exitConnect, "not valid for room club"},
+		// Joined with the link; then nobody comes.
+		{"invite link", alice, []string{"send", src, "--room", "club", "--to", "nobody", "--invite", link, "--timeout", "2s"}, exitPeer, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := peerCmd(ctx, t, tc.dir, "", tc.args...).CombinedOutput()
-			if code := exitCode(t, err); code != tc.want {
-				t.Fatalf("exit %d, want %d:\n%s", code, tc.want, out)
+			if code := exitCode(t, err); code != tc.want || !strings.Contains(string(out), tc.says) {
+				t.Fatalf("exit %d, want %d saying %q:\n%s", code, tc.want, tc.says, out)
 			}
 		})
 	}

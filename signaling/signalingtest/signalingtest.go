@@ -286,6 +286,31 @@ func (s *Server) User(t testing.TB, name string) Tokens {
 	return s.Login(t, name, "correct horse battery")
 }
 
+// ClaimRoom claims room for the holder of access, requiring an invite
+// (PUT /api/rooms/{room}), and returns the invite token; it fails the test
+// on any other answer than 201.
+func (s *Server) ClaimRoom(t testing.TB, access, room string) string {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPut, s.URL+"/api/rooms/"+url.PathEscape(room), strings.NewReader(`{"invite":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+access)
+	resp, err := s.Client.Do(req)
+	if err != nil {
+		t.Fatalf("claim %s: %v", room, err)
+	}
+	defer resp.Body.Close()
+	var rs struct {
+		InviteToken string `json:"invite_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&rs); err != nil || resp.StatusCode != http.StatusCreated || rs.InviteToken == "" {
+		t.Fatalf("claim %s: %d %v", room, resp.StatusCode, err)
+	}
+	return rs.InviteToken
+}
+
 // DialWS opens /ws with the bearer token and the query (may be empty).
 func (s *Server) DialWS(ctx context.Context, access string, query url.Values) (*websocket.Conn, *http.Response, error) {
 	u := s.WSURL
