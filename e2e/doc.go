@@ -67,6 +67,11 @@
 //   - TestTwoFactorSignIn: turning on TOTP in the app (QR code, key,
 //     confirmation, recovery codes), then a sign-in that asks for the code,
 //     refuses a wrong one and accepts the right one.
+//   - TestInviteLink: a room's "Invite link" button makes its user the
+//     owner and shows a link; someone who knows only the room's name is
+//     refused; a person who opens the link registers, lands in the room and
+//     chats, and is back in it after a reload. The token stays in the
+//     fragment: it leaves the address bar, and no request URL carries it.
 //
 // Artifacts (screenshots) go to $KHADGA_ARTIFACTS when set, else to the
 // test's temporary directory. When Chromium is missing the tests skip, or

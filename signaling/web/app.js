@@ -4,6 +4,7 @@
 
 import { Session, Khadga, register, resendVerification, ApiError } from '/sdk/khadga.js';
 import { VideoWindow } from '/videowindow.js';
+import { takeInvite, makeInviteLink } from '/invites.js';
 
 const $ = (id) => document.getElementById(id);
 const refreshKey = 'khadga.refresh'; // sessionStorage: survives a reload, not the tab
@@ -150,6 +151,7 @@ async function start(session) {
   $('app').hidden = false;
   $('room-name').focus();
   state.badgeTimer = setInterval(updateBadges, 2000);
+  await joinInvite();
 }
 
 async function signOut(message) {
@@ -158,7 +160,7 @@ async function signOut(message) {
   const k = state.k;
   state.k = null; // before close, so that its 'closed' event does not sign out twice
   if (k) k.close();
-  for (const key of [refreshKey, logKey, roomsKey]) sessionStorage.removeItem(key);
+  for (const key of [refreshKey, logKey, roomsKey, invitesKey]) sessionStorage.removeItem(key);
   state.kept = [];
   if (state.session) await state.session.logout();
   state.session = null;
@@ -230,8 +232,11 @@ function roomSection(room) {
   if (s) return s;
   const leave = el('button', { type: 'button', class: 'secondary', 'aria-label': `Leave room ${room}` }, 'Leave');
   leave.addEventListener('click', () => leaveRoom(room));
+  const invite = el('button', { type: 'button', class: 'secondary invite', 'aria-label': `Make an invite link for room ${room}` }, 'Invite link');
+  invite.addEventListener('click', () => onInviteLink(room));
   s = el('section', { class: 'room', 'data-room': room, 'aria-label': `Room ${room}` },
-    el('div', { class: 'row room-head' }, el('h3', {}, room), leave),
+    el('div', { class: 'row room-head' }, el('h3', {}, room), leave, invite),
+    el('div', { class: 'invite-box', hidden: true }),
     el('ul', { class: 'people members', 'aria-label': `Members of ${room}` }));
   $('rooms').append(s);
   $('chat-room').append(el('option', { value: room }, room));
@@ -338,6 +343,66 @@ async function onJoin(ev) {
   }
 }
 
+// onInviteLink makes room the user's (if nobody owns it) with a new
+// invite, and shows the link: from then on only people who have it (and
+// the owner) can join.
+async function onInviteLink(room) {
+  const box = roomSection(room).querySelector('.invite-box');
+  box.hidden = false;
+  box.replaceChildren(el('p', { class: 'note' }, 'Making a link…'));
+  let link;
+  try {
+    link = await makeInviteLink(state.session, room);
+  } catch (e) {
+    box.replaceChildren(el('p', { class: 'error', role: 'alert' }, errorText(e)));
+    return;
+  }
+  const field = el('input', { readOnly: true, value: link, 'data-invite-link': room, 'aria-label': `Invite link for room ${room}` });
+  const copy = el('button', { type: 'button', class: 'secondary' }, 'Copy');
+  copy.addEventListener('click', () => { field.select(); navigator.clipboard.writeText(link).catch(() => {}); });
+  box.replaceChildren(el('div', { class: 'row' }, field, copy),
+    el('p', { class: 'note' }, `You own ${room}. Only people with this link can join it now; a new link stops this one working.`));
+  field.focus();
+  field.select();
+}
+
+// The invite this page was opened with (takeInvite), kept in the tab until
+// the user is signed in and has joined with it.
+const inviteKey = 'khadga.invite';
+
+function showInvite() {
+  const inv = takeInvite();
+  if (inv) sessionStorage.setItem(inviteKey, JSON.stringify(inv));
+  const kept = pendingInvite();
+  if (!kept) return;
+  $('signin-notice').textContent = `You are invited to room ${kept.room}. Sign in or register to join it.`;
+  $('signin-notice').hidden = false;
+}
+
+function pendingInvite() {
+  try {
+    const inv = JSON.parse(sessionStorage.getItem(inviteKey) || 'null');
+    return inv && typeof inv.room === 'string' && typeof inv.invite === 'string' ? inv : null;
+  } catch { return null; }
+}
+
+// joinInvite joins the room of the invite the page was opened with, once
+// signed in.
+async function joinInvite() {
+  const inv = pendingInvite();
+  if (!inv || !state.k) return;
+  sessionStorage.removeItem(inviteKey);
+  $('signin-notice').hidden = true;
+  try {
+    await state.k.join(inv.room, { invite: inv.invite });
+    roomSection(inv.room);
+    renderRoom(inv.room);
+    keepRooms();
+  } catch (e) {
+    $('rooms-error').textContent = `Could not join ${inv.room} with the invite: ${errorText(e)}`;
+  }
+}
+
 async function leaveRoom(room) {
   try { await state.k.leave(room); } catch (e) { $('rooms-error').textContent = errorText(e); }
   keepRooms();
@@ -356,6 +421,7 @@ function fmtTime(t) { return t.toLocaleTimeString([], { hour: '2-digit', minute:
 // so that what was said stays on screen. Signing out forgets it.
 const logKey = 'khadga.chat';
 const roomsKey = 'khadga.rooms';
+const invitesKey = 'khadga.invites'; // room -> invite, for rooms joined with one
 const maxKeptEntries = 200;
 const maxKeptChars = 256 * 1024;
 
@@ -389,7 +455,9 @@ function keepEntry(e) {
 }
 
 function keepRooms() {
-  if (state.k) sessionStorage.setItem(roomsKey, JSON.stringify([...state.k.rooms]));
+  if (!state.k) return;
+  sessionStorage.setItem(roomsKey, JSON.stringify([...state.k.rooms]));
+  sessionStorage.setItem(invitesKey, JSON.stringify(Object.fromEntries(state.k.invites)));
 }
 
 // restoreLog puts the kept log back on screen after a reload.
@@ -402,11 +470,14 @@ function restoreLog() {
 
 async function rejoinKeptRooms() {
   let rooms = [];
+  let invites = {};
   try { rooms = JSON.parse(sessionStorage.getItem(roomsKey) || '[]'); } catch { rooms = []; }
+  try { invites = JSON.parse(sessionStorage.getItem(invitesKey) || '{}') || {}; } catch { invites = {}; }
   for (const room of Array.isArray(rooms) ? rooms : []) {
     if (typeof room !== 'string' || state.k.rooms.has(room)) continue;
+    const invite = typeof invites[room] === 'string' ? invites[room] : '';
     try {
-      await state.k.join(room);
+      await state.k.join(room, { invite });
       roomSection(room);
       renderRoom(room);
     } catch (e) {
@@ -706,7 +777,7 @@ async function restore() {
   try {
     await start(await Session.fromRefreshToken(rt));
   } catch {
-    for (const key of [refreshKey, logKey, roomsKey]) sessionStorage.removeItem(key);
+    for (const key of [refreshKey, logKey, roomsKey, invitesKey]) sessionStorage.removeItem(key);
     state.kept = [];
     $('chat-log').replaceChildren();
     return;
@@ -732,6 +803,10 @@ function init() {
   // A file dropped beside a member would make the browser open it instead.
   for (const type of ['dragover', 'drop']) document.addEventListener(type, (e) => { if (!e.defaultPrevented) e.preventDefault(); });
   emailVerifiedNotice();
+  showInvite();
+  // An invite link opened in a tab that shows the app already changes only
+  // the fragment: no reload, so read it here.
+  window.addEventListener('hashchange', () => { showInvite(); joinInvite(); });
   restore();
 }
 

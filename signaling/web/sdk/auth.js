@@ -21,16 +21,19 @@ export class ApiError extends Error {
 const maxAnswer = 64 * 1024;
 
 /**
- * api POSTs a JSON body to path on server ('' means this page's origin) and
- * returns the decoded answer (null for 204). It throws ApiError.
+ * api sends a JSON body to path on server ('' means this page's origin)
+ * with method (default POST; GET and DELETE send no body) and returns the
+ * decoded answer (null for 204). It throws ApiError.
  */
-export async function api(server, path, body, accessToken) {
-  const headers = { 'Content-Type': 'application/json' };
+export async function api(server, path, body, accessToken, method = 'POST') {
+  const headers = {};
   if (accessToken) headers.Authorization = 'Bearer ' + accessToken;
-  const res = await fetch((server || '') + path, {
-    method: 'POST', headers, body: JSON.stringify(body || {}),
-    credentials: 'omit', cache: 'no-store', referrerPolicy: 'no-referrer',
-  });
+  const init = { method, headers, credentials: 'omit', cache: 'no-store', referrerPolicy: 'no-referrer' };
+  if (method !== 'GET' && method !== 'DELETE') {
+    headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body || {});
+  }
+  const res = await fetch((server || '') + path, init);
   if (res.status === 204) return null;
   const text = await res.text();
   let data = null;
@@ -199,6 +202,39 @@ export class Session extends EventTarget {
     this.apply(await api(this.server, '/api/password', { password: current, new_password: next }, await this.accessToken()));
   }
 
+  // ---- rooms with owners: settings are {room, owner, max_members, invite, created} ----
+
+  /** room resolves with a room's settings; ApiError 404 (code not_found) when nobody owns it. */
+  async room(name) {
+    return api(this.server, roomPath(name), null, await this.accessToken(), 'GET');
+  }
+
+  /** myRooms resolves with {rooms: [settings], max_owned}: the rooms this user owns. */
+  async myRooms() {
+    return api(this.server, '/api/rooms', null, await this.accessToken(), 'GET');
+  }
+
+  /**
+   * claimRoom makes this user the owner of a room nobody owns, or changes
+   * one it owns: opts.maxMembers caps the people in it (0: the server's
+   * limit), opts.invite requires an invite. The answer carries
+   * invite_token when it made one (shown once: the server keeps a hash).
+   */
+  async claimRoom(name, opts = {}) {
+    const body = { max_members: opts.maxMembers || 0, invite: !!opts.invite };
+    return api(this.server, roomPath(name), body, await this.accessToken(), 'PUT');
+  }
+
+  /** newInvite makes a new invite token for a room this user owns (the old one stops working): {invite_token, ...}. */
+  async newInvite(name) {
+    return api(this.server, roomPath(name) + '/invite', {}, await this.accessToken());
+  }
+
+  /** releaseRoom gives up ownership (an admin may release any room). */
+  async releaseRoom(name) {
+    return api(this.server, roomPath(name), null, await this.accessToken(), 'DELETE');
+  }
+
   /** logout revokes the refresh token family and forgets the tokens. */
   async logout() {
     clearTimeout(this.timer);
@@ -207,3 +243,5 @@ export class Session extends EventTarget {
     if (rt) await api(this.server, '/api/logout', { refresh_token: rt }).catch(() => {});
   }
 }
+
+function roomPath(name) { return '/api/rooms/' + encodeURIComponent(name); }

@@ -80,6 +80,7 @@ export class Khadga extends EventTarget {
     this.resumeWindow = 0;
     this.iceServers = [];
     this.rooms = new Set();
+    this.invites = new Map(); // room -> the invite it was joined with, to join again
     this.peers = new Map(); // peer id -> Peer
     this.online = new Map(); // peer id -> member
     this.local = new Map(); // MediaStreamTrack -> MediaStream
@@ -180,7 +181,9 @@ export class Khadga extends EventTarget {
       for (const p of this.peers.values()) this.dropPeer(p);
       const rooms = [...this.rooms];
       this.rooms.clear();
-      for (const r of rooms) this.join(r).catch((e) => this.emit('warning', { message: `rejoin ${r}: ${e.message}` }));
+      for (const r of rooms) {
+        this.join(r, { invite: this.invites.get(r) }).catch((e) => this.emit('warning', { message: `rejoin ${r}: ${e.message}` }));
+      }
     }
     this.emit('reconnected', { resumed, peer: w.peer });
   }
@@ -301,10 +304,18 @@ export class Khadga extends EventTarget {
     this.emit('presence', { kind: d.kind, peers, online: [...this.online.values()], truncated: !!d.truncated });
   }
 
-  /** join enters a room and resolves with the members already there. */
-  async join(room) {
-    const m = await this.request({ type: 'join', room });
+  /**
+   * join enters a room and resolves with the members already there.
+   * opts.invite is the invite token of a room whose owner requires one (the
+   * SDK keeps it, to join again after a reconnection with a new session).
+   * Without the right one the join rejects with an Error whose code is
+   * 'invite_required' or 'bad_invite'; a full room gives 'room_full'.
+   */
+  async join(room, opts = {}) {
+    const invite = opts.invite || '';
+    const m = await this.request(invite ? { type: 'join', room, data: { invite } } : { type: 'join', room });
     this.rooms.add(room);
+    if (invite) this.invites.set(room, invite);
     const members = (m.data && m.data.peers) || [];
     for (const p of members) this.memberJoined(room, p, true);
     return members;
@@ -313,6 +324,7 @@ export class Khadga extends EventTarget {
   /** leave leaves a room; peer connections shared only through it close. */
   async leave(room) {
     this.rooms.delete(room);
+    this.invites.delete(room);
     for (const p of [...this.peers.values()]) {
       if (p.rooms.delete(room) && p.rooms.size === 0) this.dropPeer(p);
     }
