@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -42,6 +43,9 @@ const (
 	codeNotFound     = "not_found"
 	codeMethod       = "method_not_allowed"
 	codeBusy         = "busy"
+	// codeUnavailable: the store cannot be reached (in a cluster: NATS or
+	// its JetStream quorum is down); nothing was decided, try again.
+	codeUnavailable = "unavailable"
 )
 
 // errBadCredentials is the one answer to a wrong password and an unknown
@@ -265,8 +269,12 @@ func tooMany(w http.ResponseWriter, retry time.Duration, msg string) {
 }
 
 // hashBusy answers 503 when err says the password workers and their queue
-// are full (or the client left while waiting), and reports whether it did.
+// are full or the store is unavailable (or the client left while
+// waiting), and reports whether it did.
 func (s *Server) hashBusy(w http.ResponseWriter, err error) bool {
+	if storeDown(w, err) {
+		return true
+	}
 	switch {
 	case errors.Is(err, auth.ErrBusy):
 		w.Header().Set("Retry-After", "1")
@@ -281,28 +289,34 @@ func (s *Server) hashBusy(w http.ResponseWriter, err error) bool {
 // checkPassword verifies c under the hash gate, spending the same time
 // whether or not the user exists. Disabled accounts fail like a wrong
 // password. An error means the password was not checked (the server is
-// busy, or the client left).
+// busy, the store unavailable, or the client left).
 func (s *Server) checkPassword(r *http.Request, c credentials) (u store.User, ok bool, err error) {
-	err = s.hashGate.Do(r.Context(), func() { u, ok = s.verifyPassword(c) })
-	return u, ok, err
+	var verr error
+	err = s.hashGate.Do(r.Context(), func() { u, ok, verr = s.verifyPassword(c) })
+	return u, ok, cmp.Or(err, verr)
 }
 
-func (s *Server) verifyPassword(c credentials) (store.User, bool) {
+// verifyPassword checks c; its error is the store's being unavailable,
+// which must not count as a wrong password.
+func (s *Server) verifyPassword(c credentials) (store.User, bool, error) {
 	if proto.ValidUsername(c.Username) != nil || len(c.Password) > proto.MaxPassword {
 		s.cfg.Password.DummyVerify(c.Password)
-		return store.User{}, false
+		return store.User{}, false, nil
 	}
 	u, err := s.store.GetUser(c.Username)
+	if errors.Is(err, store.ErrUnavailable) {
+		return store.User{}, false, err
+	}
 	if err != nil {
 		s.cfg.Password.DummyVerify(c.Password)
-		return store.User{}, false
+		return store.User{}, false, nil
 	}
 	ok, err := auth.VerifyPassword(u.PasswordHash, c.Password)
 	if err != nil {
 		s.log.Error("verifying a stored password hash", slog.String("user", u.Name), slog.Any("err", err))
-		return store.User{}, false
+		return store.User{}, false, nil
 	}
-	return u, ok && !u.Disabled
+	return u, ok && !u.Disabled, nil
 }
 
 // secondFactor checks and spends the login's TOTP or recovery code,
@@ -351,6 +365,9 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pair, err := s.sessions.Refresh(req.RefreshToken)
+	if storeDown(w, err) {
+		return
+	}
 	if err != nil {
 		result := "failed"
 		if re := (*auth.ReuseError)(nil); errors.As(err, &re) {
@@ -371,6 +388,9 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 // access token; the refresh token stays the same.
 func (s *Server) refreshBot(w http.ResponseWriter, r *http.Request, tok string) {
 	pair, err := s.bots.Refresh(tok)
+	if storeDown(w, err) {
+		return
+	}
 	if err != nil {
 		s.metrics.refreshes.WithLabelValues("failed").Inc()
 		s.log.Info("bot refresh refused", slog.String("addr", s.clientAddr(r)), slog.Any("err", err))
@@ -399,6 +419,9 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleTicket(w http.ResponseWriter, r *http.Request) {
 	claims, err := s.bearer(r)
+	if storeDown(w, err) {
+		return
+	}
 	if err != nil {
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, err.Error())
 		return
@@ -448,13 +471,33 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.store.Ping(); err != nil {
-		writeError(w, http.StatusServiceUnavailable, "not_ready", "store unavailable")
+		// The reason (NATS disconnected, no JetStream quorum) is for the
+		// operator; it never holds a credential.
+		writeError(w, http.StatusServiceUnavailable, "not_ready", "store unavailable: "+err.Error())
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
+// storeDown answers 503 when err says the store cannot be reached (a
+// cluster without NATS), so that clients retry instead of taking it for a
+// refusal (such as a wrong password or a dead refresh token), and reports
+// whether it did.
+func storeDown(w http.ResponseWriter, err error) bool {
+	if !errors.Is(err, store.ErrUnavailable) {
+		return false
+	}
+	w.Header().Set("Retry-After", "5")
+	writeError(w, http.StatusServiceUnavailable, codeUnavailable,
+		"the account store cannot be reached right now (the cluster lost its NATS connection); nothing was changed, try again in a moment")
+	return true
+}
+
 func (s *Server) internalError(w http.ResponseWriter, what string, err error) {
+	if storeDown(w, err) {
+		s.log.Warn(what, slog.Any("err", err))
+		return
+	}
 	s.log.Error(what, slog.Any("err", err))
 	writeError(w, http.StatusInternalServerError, codeInternal, "internal error")
 }

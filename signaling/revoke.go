@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -69,11 +70,15 @@ var errRevoked = errors.New("signed out, or the account is disabled or deleted")
 // unrevoked and unexpired, and is refused for a disabled account of its
 // name; its role and rooms are the ones an admin minted.
 func (s *Server) account(c auth.Claims) (auth.Claims, error) {
-	if c.Bot && !s.botAlive(c) {
-		return auth.Claims{}, errRevoked
+	if c.Bot {
+		if alive, err := s.botAlive(c); err != nil || !alive {
+			return auth.Claims{}, cmp.Or(err, errRevoked)
+		}
 	}
 	u, err := s.store.GetUser(c.User)
 	switch {
+	case errors.Is(err, store.ErrUnavailable):
+		return auth.Claims{}, err // not a refusal: the caller answers 503
 	case errors.Is(err, store.ErrNotFound) && (c.Login == "" || c.Bot):
 		return c, nil // a bot that is no account
 	case err != nil:
@@ -84,6 +89,9 @@ func (s *Server) account(c auth.Claims) (auth.Claims, error) {
 		return c, nil
 	}
 	f, err := s.store.GetFamily(c.Login)
+	if errors.Is(err, store.ErrUnavailable) {
+		return auth.Claims{}, err
+	}
 	if err != nil || f.Revoked || f.User != c.User || !s.cfg.Now().Before(f.Expires) {
 		return auth.Claims{}, errRevoked
 	}
@@ -92,10 +100,14 @@ func (s *Server) account(c auth.Claims) (auth.Claims, error) {
 }
 
 // botAlive reports whether the bot token behind a bot's access token is
-// still good: recorded for this user, not revoked, not expired.
-func (s *Server) botAlive(c auth.Claims) bool {
+// still good: recorded for this user, not revoked, not expired. Its error
+// is the store's being unavailable.
+func (s *Server) botAlive(c auth.Claims) (bool, error) {
 	t, err := s.store.GetBotToken(c.Login)
-	return err == nil && t.User == c.User && t.Revoked.IsZero() && s.cfg.Now().Before(t.Expires)
+	if errors.Is(err, store.ErrUnavailable) {
+		return false, err
+	}
+	return err == nil && t.User == c.User && t.Revoked.IsZero() && s.cfg.Now().Before(t.Expires), nil
 }
 
 // keyUsers remembers which users authenticated with tokens of which

@@ -217,6 +217,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		go s.metricsHTTP.Serve(s.cfg.MetricsListener)
 	}
 	go s.purgeLoop(ctx)
+	go s.followKeys(ctx)
 	select {
 	case err := <-errc:
 		s.serving.Store(false)
@@ -291,6 +292,27 @@ func (s *Server) adminServer() *http.Server {
 	}
 	return &http.Server{Handler: admin.Handler(ops), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+}
+
+// followKeys reloads the signing keys whenever any node changes them, so
+// that every node verifies the tokens every other signs, signs with the
+// newest key, and stops verifying a retired one at once. A store of one
+// process reports no change but its own.
+func (s *Server) followKeys(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	s.store.WatchSigningKeys(ctx, func() {
+		if err := s.keys.Reload(); err != nil {
+			s.log.Warn("reloading the signing keys another node changed", slog.Any("err", err))
+		}
+	})
 }
 
 // purgeLoop drops expired refresh families and bot tokens, and retires

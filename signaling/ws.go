@@ -48,6 +48,10 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	claims, err := s.wsClaims(r)
+	if storeDown(w, err) {
+		s.metrics.wsRefused.WithLabelValues("unavailable").Inc()
+		return
+	}
 	if err != nil {
 		s.metrics.wsRefused.WithLabelValues("auth").Inc()
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, err.Error())

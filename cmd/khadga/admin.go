@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,9 +13,11 @@ import (
 	"time"
 
 	"github.com/khadga/khadga/internal/prompt"
+	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling"
 	"github.com/khadga/khadga/signaling/admin"
 	"github.com/khadga/khadga/signaling/auth"
+	"github.com/khadga/khadga/signaling/cluster"
 	"github.com/khadga/khadga/signaling/store"
 )
 
@@ -23,13 +26,18 @@ const adminSocketName = "admin.sock"
 
 // adminConfig are the settings every admin command has: where the data is.
 type adminConfig struct {
-	Data   string `yaml:"data" default:"khadga-data" usage:"data directory of the server"`
-	Socket string `yaml:"admin-socket" usage:"admin socket of a running server (default DATA/admin.sock)"`
+	Data   string     `yaml:"data" default:"khadga-data" usage:"data directory of the server"`
+	Socket string     `yaml:"admin-socket" usage:"admin socket of a running server (default DATA/admin.sock)"`
+	NATS   natsConfig `yaml:",inline"`
 }
 
-// open reaches the store: through the running server's admin socket if there
-// is one, else by opening the file (the server is stopped).
+// open reaches the store: with --nats the cluster's, else through the
+// running server's admin socket if there is one, else by opening the file
+// (the server is stopped).
 func (a *adminConfig) open() (admin.Admin, func(), error) {
+	if a.NATS.enabled() {
+		return a.openCluster()
+	}
 	sock := a.Socket
 	if sock == "" {
 		sock = filepath.Join(a.Data, adminSocketName)
@@ -54,6 +62,57 @@ func (a *adminConfig) open() (admin.Admin, func(), error) {
 		st.Audit(store.AuditEvent{Time: time.Now().UTC(), Kind: kind, User: user, Addr: "cli", Detail: detail})
 	}}
 	return ops, func() { st.Close() }, nil
+}
+
+// openCluster runs the admin operations on the cluster's store; the
+// sessions they end, they end on every node.
+func (a *adminConfig) openCluster() (admin.Admin, func(), error) {
+	ctx, cancel := context.WithTimeout(context.Background(), natsOpenWait)
+	defer cancel()
+	ns, err := a.NATS.open(ctx, "khadga admin", adminLogger(), nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	keys, err := auth.NewKeys(ns.store, auth.KeysOptions{})
+	if err != nil {
+		ns.close()
+		return nil, nil, err
+	}
+	ops := &admin.Ops{Store: ns.store, Keys: keys, Bots: auth.NewBots(ns.store, keys, auth.BotsOptions{}),
+		Audit: func(kind, user, detail string) {
+			ns.store.Audit(store.AuditEvent{Time: time.Now().UTC(), Kind: kind, User: user, Addr: "cli", Detail: detail})
+		},
+		Revoked: func(user, login, reason string) {
+			if err := cluster.Revoke(ns.conn.NATS(), a.NATS.Subject, user, login, proto.CodeRevoked, reason); err != nil {
+				fmt.Fprintf(os.Stderr, "could not tell the nodes to end %s's sessions: %v\n", user, err)
+			}
+		},
+	}
+	return ops, ns.close, nil
+}
+
+// openStore opens the store itself, not the admin operations: the
+// cluster's with --nats, else the file of a stopped server.
+func (a *adminConfig) openStore(ctx context.Context) (store.Backend, func(), error) {
+	if a.NATS.enabled() {
+		ctx, cancel := context.WithTimeout(ctx, natsOpenWait)
+		defer cancel()
+		ns, err := a.NATS.open(ctx, "khadga admin", adminLogger(), nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		return ns.store, ns.close, nil
+	}
+	st, err := store.Open(a.storePath(), store.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, func() { st.Close() }, nil
+}
+
+// adminLogger shows the admin commands' warnings (NATS not reachable yet).
+func adminLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 // storePath is the store file in the data directory, where the server has it.
@@ -356,7 +415,8 @@ func writeFileAtomic(path string, write func(io.Writer) error) error {
 }
 
 var restoreCommand = command("khadga restore", "khadga restore FILE",
-	"Replace the store with a backup after checking it. The server must be stopped.",
+	"Replace the store with a backup after checking it. The server must be stopped; with --nats the cluster's data "+
+		"is replaced instead (restart the nodes afterwards, so that they load the restored signing keys).",
 	"khadga restore /var/backups/khadga-2026-11-27.db")
 
 func runRestore(ctx context.Context, args []string) error {
@@ -372,6 +432,9 @@ func runRestore(ctx context.Context, args []string) error {
 	info, err := store.Check(backup)
 	if err != nil {
 		return fmt.Errorf("restore: the backup is not usable, nothing was changed: %w", err)
+	}
+	if a.NATS.enabled() {
+		return restoreCluster(ctx, &a, backup, info)
 	}
 	live := a.storePath()
 	// Holding the live store proves the server is stopped while we swap it.

@@ -19,7 +19,7 @@ func TestEveryMetricIsDocumented(t *testing.T) {
 	// turn/metrics.go builds names from Namespace "khadga", Subsystem "turn".
 	turnName := regexp.MustCompile(`Subsystem: sub, Name: "([a-z_]+)"`)
 	var names []string
-	for _, dir := range []string{"../../signaling", "../../signaling/hub", "../../turn"} {
+	for _, dir := range []string{"../../signaling", "../../signaling/hub", "../../turn", "../../signaling/store/kvstore", "../../internal/natsconn"} {
 		files, _ := filepath.Glob(filepath.Join(dir, "*.go"))
 		for _, f := range files {
 			if strings.HasSuffix(f, "_test.go") {

@@ -1,15 +1,20 @@
 // Command khadga is khadga's server: the signaling service with its embedded
 // TURN server, the standalone TURN server, and the admin commands.
 //
-//	khadga [serve] [flags]   run the server (the default)
-//	khadga turn [flags]      run only the TURN server
-//	khadga turn-credentials  print TURN REST credentials for testing
-//	khadga user ...          manage accounts
-//	khadga token ...         mint, list and revoke bot (e.g. recorder) tokens
-//	khadga keys ...          list, rotate and retire the token signing keys
-//	khadga backup FILE       hot copy of the store
-//	khadga restore FILE      replace the store with a checked backup (server stopped)
-//	khadga config example    print the documented default config file
+//	khadga [serve] [flags]     run the server (the default)
+//	khadga turn [flags]        run only the TURN server
+//	khadga turn-credentials    print TURN REST credentials for testing
+//	khadga turn-secret rotate  rotate the TURN secret kept in the store
+//	khadga user ...            manage accounts
+//	khadga token ...           mint, list and revoke bot (e.g. recorder) tokens
+//	khadga keys ...            list, rotate and retire the token signing keys
+//	khadga backup FILE         hot copy of the store
+//	khadga restore FILE        replace the store with a checked backup
+//	khadga migrate             copy a single-node store into a cluster
+//	khadga config example      print the documented default config file
+//
+// With --nats URL[,URL...] khadga runs as a node of a cluster, and the
+// admin commands, backup and restore work on the cluster's store.
 //
 // Every flag has a KHADGA_* environment twin: --http is KHADGA_HTTP.
 package main
@@ -34,6 +39,8 @@ var commands = map[string]func(ctx context.Context, args []string) error{
 	"keys":             runKeys,
 	"backup":           runBackup,
 	"restore":          runRestore,
+	"migrate":          runMigrate,
+	"turn-secret":      runTurnSecret,
 	"config":           runConfig,
 }
 
@@ -45,7 +52,7 @@ func main() {
 	}
 	run, ok := commands[name]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "khadga: unknown command %q (commands: serve, turn, turn-credentials, user, token, keys, backup, restore, config)\n", name)
+		fmt.Fprintf(os.Stderr, "khadga: unknown command %q (commands: serve, turn, turn-credentials, turn-secret, user, token, keys, backup, restore, migrate, config)\n", name)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -11,9 +12,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/khadga/khadga/internal/natsconn"
 	"github.com/khadga/khadga/signaling"
 	"github.com/khadga/khadga/signaling/admin"
+	"github.com/khadga/khadga/signaling/cluster"
 	"github.com/khadga/khadga/signaling/store"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // serveConfig is the configuration of `khadga serve`.
@@ -34,6 +38,7 @@ type serveConfig struct {
 	Log          logConfig     `yaml:",inline"`
 	TLS          tlsConfig     `yaml:",inline"`
 	TURN         turnConfig    `yaml:",inline"`
+	NATS         natsConfig    `yaml:",inline"`
 }
 
 var serveCommand = command("khadga serve", "khadga [serve] [flags]",
@@ -44,7 +49,7 @@ var serveCommand = command("khadga serve", "khadga [serve] [flags]",
 // server's and the TURN server's checks included, before anything starts.
 func (c *serveConfig) Validate() error {
 	sc := c.signalingConfig().WithDefaults()
-	return errors.Join(sc.Validate(), c.TLS.validate(), c.TURN.validate(true))
+	return errors.Join(sc.Validate(), c.TLS.validate(), c.TURN.validate(true), c.NATS.validate())
 }
 
 // signalingConfig is the part of signaling.Config that settings choose.
@@ -104,14 +109,21 @@ func runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	defer tl.close()
-	h, err := c.open(log)
+	reg := newRegistry()
+	h, err := c.open(ctx, log, reg)
 	if err != nil {
 		return err
 	}
-	reg := newRegistry()
+	defer h.nats.close() // after the server, which closes the store and the cluster node
 	cfg := c.signalingConfig()
 	cfg.Logger, cfg.Registerer, cfg.Gatherer = log, reg, reg
 	cfg.Store, cfg.AdminListener, cfg.MetricsListener = h.store, h.admin, h.metrics
+	if h.nats != nil {
+		if cfg.Cluster, err = c.clusterNode(ctx, h.nats, log, reg); err != nil {
+			h.close()
+			return err
+		}
+	}
 	if tl != nil {
 		cfg.TLS = tl.config
 	}
@@ -130,7 +142,11 @@ func runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	defer srv.Close()
-	log.Info("khadga is running", slog.String("url", c.url(tl != nil, h.http.Addr())), slog.String("data", cfg.StorePath()))
+	where := slog.String("data", cfg.StorePath())
+	if h.nats != nil {
+		where = slog.Any("nats", natsconn.RedactAll(c.NATS.options("", nil).Servers()))
+	}
+	log.Info("khadga is running", slog.String("url", c.url(tl != nil, h.http.Addr())), where)
 	return srv.Serve(ctx)
 }
 
@@ -138,13 +154,15 @@ func runServe(ctx context.Context, args []string) error {
 type held struct {
 	http, metrics, admin net.Listener // metrics nil without --metrics
 	store                store.Backend
+	nats                 *natsStore // with --nats: the connection and store (store is its store)
 }
 
-// open listens on the HTTP and metrics addresses, opens the store, and
-// then takes the admin socket: holding the store's lock first proves that
-// no other server uses this data directory, so a socket file left there is
-// stale.
-func (c *serveConfig) open(log *slog.Logger) (*held, error) {
+// open listens on the HTTP and metrics addresses, opens the store (the
+// bbolt file, or with --nats the cluster's, waiting for NATS until ctx
+// ends), and then takes the admin socket: holding the bbolt store's lock
+// first proves that no other server uses this data directory, so a socket
+// file left there is stale.
+func (c *serveConfig) open(ctx context.Context, log *slog.Logger, reg prometheus.Registerer) (*held, error) {
 	h := &held{}
 	var err error
 	if h.http, err = listenTCP("--http", c.HTTP); err != nil {
@@ -156,7 +174,7 @@ func (c *serveConfig) open(log *slog.Logger) (*held, error) {
 			return nil, err
 		}
 	}
-	if h.store, err = store.Open(c.signalingConfig().StorePath(), store.Options{Logger: log}); err != nil {
+	if err := c.openStore(ctx, h, log, reg); err != nil {
 		h.close()
 		return nil, err
 	}
@@ -167,6 +185,35 @@ func (c *serveConfig) open(log *slog.Logger) (*held, error) {
 	return h, nil
 }
 
+// openStore opens the bbolt store in the data directory, or with --nats
+// the cluster's.
+func (c *serveConfig) openStore(ctx context.Context, h *held, log *slog.Logger, reg prometheus.Registerer) error {
+	if !c.NATS.enabled() {
+		var err error
+		h.store, err = store.Open(c.signalingConfig().StorePath(), store.Options{Logger: log})
+		return err
+	}
+	if err := os.MkdirAll(c.Data, 0o700); err != nil { // for the admin socket and certificates
+		return err
+	}
+	ns, err := c.NATS.open(ctx, "khadga serve", log, reg)
+	if err != nil {
+		return err
+	}
+	h.nats, h.store = ns, ns.store
+	return nil
+}
+
+// clusterNode makes this server a node of the cluster on ns's connection.
+func (c *serveConfig) clusterNode(ctx context.Context, ns *natsStore, log *slog.Logger, reg prometheus.Registerer) (*cluster.Node, error) {
+	node, err := cluster.New(ctx, cluster.Config{Subject: c.NATS.Subject, Bucket: c.NATS.Subject + "-sessions",
+		Replicas: c.NATS.Replicas, Logger: log.With(slog.String("component", "cluster")), Registerer: reg}, ns.conn.NATS())
+	if err != nil {
+		return nil, fmt.Errorf("joining the cluster: %w", err)
+	}
+	return node, nil
+}
+
 // close closes whatever was opened, when no server took it over.
 func (h *held) close() {
 	for _, ln := range []net.Listener{h.http, h.metrics, h.admin} {
@@ -174,7 +221,9 @@ func (h *held) close() {
 			ln.Close()
 		}
 	}
-	if h.store != nil {
+	if h.nats != nil {
+		h.nats.close()
+	} else if h.store != nil {
 		h.store.Close()
 	}
 }

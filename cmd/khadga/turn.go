@@ -185,22 +185,22 @@ const turnSecretName = "turn-rest-secret"
 
 // start opens the TURN listeners and starts the server: TURNS when there
 // is a certificate, --turn-tls-cert's or else fallback (khadga serve's
-// HTTPS one); without --turn-secret, with the secret kept in st (nil for
-// the standalone server), generated on first run, which `khadga turn`
-// nodes can be given to share the load. Closing the server closes the
-// certificate source it started.
+// HTTPS one); without --turn-secret, with the secrets kept in st (nil for
+// the standalone server without --nats), generated on first run, which
+// `khadga turn` nodes share (through --nats, or given the secret) and
+// follow when the cluster's change (turnstore.go). Closing the server
+// closes the certificate source it started.
 func (c *turnConfig) start(ctx context.Context, st store.Backend, fallback certs.GetCertificateFunc,
 	log *slog.Logger, reg prometheus.Registerer) (*turnServer, error) {
 	cfg, err := c.server(log, reg)
 	if err != nil {
 		return nil, err
 	}
-	if len(cfg.Secrets) == 0 && st != nil {
-		secret, err := st.Secret(turnSecretName, newTURNSecret)
-		if err != nil {
-			return nil, fmt.Errorf("TURN secret: %w", err)
+	fromStore := len(cfg.Secrets) == 0 && st != nil
+	if fromStore {
+		if cfg.Secrets, err = storedTURNSecrets(st); err != nil {
+			return nil, err
 		}
-		cfg.Secrets = [][]byte{secret}
 	}
 	if len(cfg.Secrets) == 0 {
 		return nil, errNoTURNSecret
@@ -217,7 +217,11 @@ func (c *turnConfig) start(ctx context.Context, st store.Backend, fallback certs
 	if err == nil {
 		var srv *turn.Server
 		if srv, err = turn.New(cfg, ls); err == nil { // it logs its addresses
-			return &turnServer{Server: srv, certs: own, stopWatch: c.watchSecrets(srv, cfg.Secrets, log)}, nil
+			stop := c.watchSecrets(srv, cfg.Secrets, log)
+			if fromStore {
+				stop = watchStoredSecrets(st, srv, cfg.Secrets, log)
+			}
+			return &turnServer{Server: srv, certs: own, stopWatch: stop}, nil
 		}
 	}
 	own.close()
@@ -225,11 +229,11 @@ func (c *turnConfig) start(ctx context.Context, st store.Backend, fallback certs
 }
 
 // turnServer is a running TURN server with the certificate source and the
-// secret file watcher it uses.
+// secret watcher it uses.
 type turnServer struct {
 	*turn.Server
 	certs     *tlsSetup // nil without --turn-tls-cert
-	stopWatch func()    // ends the --turn-secret-file watcher
+	stopWatch func()    // ends the --turn-secret-file or the store's watcher
 }
 
 // Close stops the secret watcher, the server, then its certificate
@@ -257,12 +261,16 @@ type turnCommandConfig struct {
 	TURN    turnConfig `yaml:",inline"`
 	Metrics string     `yaml:"turn-metrics" usage:"address serving /metrics for this TURN server (empty: none)"`
 	Log     logConfig  `yaml:",inline"`
+	// With --nats the secrets come from the cluster's store, and follow it.
+	NATS natsConfig `yaml:",inline"`
 }
 
-func (c *turnCommandConfig) Validate() error { return c.TURN.validate(false) }
+func (c *turnCommandConfig) Validate() error {
+	return errors.Join(c.TURN.validate(c.NATS.enabled()), c.NATS.validate())
+}
 
 var turnCommand = command("khadga turn", "khadga turn [flags]",
-	"Run only the TURN server (coturn-compatible REST-secret credentials).",
+	"Run only the TURN server (coturn-compatible REST-secret credentials). With --nats it takes its secrets from the cluster, and follows their rotation.",
 	"KHADGA_TURN_SECRET=$(openssl rand -base64 32) khadga turn --turn-public-ip 203.0.113.7 --turn-metrics 127.0.0.1:9641")
 
 // runTurn is `khadga turn`: the TURN server alone, for operators who host
@@ -284,7 +292,16 @@ var errNoTURNSecret = errors.New("turn: no TURN secret: set KHADGA_TURN_SECRET, 
 // called once it serves (tests use it to learn the ports).
 func serveTURN(ctx context.Context, c *turnCommandConfig, log *slog.Logger, ready func(*turn.Server, net.Addr)) error {
 	reg := newRegistry()
-	srv, err := c.TURN.start(ctx, nil, nil, log, reg)
+	var st store.Backend
+	if c.NATS.enabled() {
+		ns, err := c.NATS.open(ctx, "khadga turn", log, reg)
+		if err != nil {
+			return err
+		}
+		defer ns.close()
+		st = ns.store
+	}
+	srv, err := c.TURN.start(ctx, st, nil, log, reg)
 	if err != nil {
 		return err
 	}

@@ -116,7 +116,7 @@ func (o Options) Validate() error {
 	for _, s := range o.Servers() {
 		u, err := url.Parse(s)
 		if err != nil || u.Host == "" || !validScheme(u.Scheme) {
-			errs = append(errs, fmt.Errorf("NATS URL %q: want nats://, tls://, ws:// or wss://host:port", redact(s)))
+			errs = append(errs, fmt.Errorf("NATS URL %q: want nats://, tls://, ws:// or wss://host:port", Redact(s)))
 		}
 	}
 	for _, f := range []struct{ flag, path string }{{"--nats-creds", o.Creds}, {"--nats-ca", o.CAFile},
@@ -145,8 +145,8 @@ func validScheme(s string) bool {
 	return false
 }
 
-// redact hides the password of a URL, for messages and logs.
-func redact(s string) string {
+// Redact hides the password of a NATS URL, for messages and logs.
+func Redact(s string) string {
 	u, err := url.Parse(s)
 	if err != nil || u.User == nil {
 		if i := strings.LastIndex(s, "@"); i >= 0 { // unparsable: hide everything before the host
@@ -224,15 +224,16 @@ func Connect(o Options) (*Conn, error) {
 	c.done.Add(1)
 	go c.prober()
 	if !nc.IsConnected() { // else onConnect logs and probes
-		c.log.Warn("NATS not reachable yet; retrying in the background", slog.Any("servers", redactAll(o.Servers())))
+		c.log.Warn("NATS not reachable yet; retrying in the background", slog.Any("servers", RedactAll(o.Servers())))
 	}
 	return c, nil
 }
 
-func redactAll(ss []string) []string {
+// RedactAll is Redact of each URL.
+func RedactAll(ss []string) []string {
 	out := make([]string, len(ss))
 	for i, s := range ss {
-		out[i] = redact(s)
+		out[i] = Redact(s)
 	}
 	return out
 }
@@ -260,7 +261,7 @@ func (c *Conn) natsOptions() []nats.Option {
 			c.log.Warn("NATS server entering lame duck mode; will reconnect elsewhere", slog.String("url", nc.ConnectedUrlRedacted()))
 		}),
 		nats.DiscoveredServersHandler(func(nc *nats.Conn) {
-			c.log.Debug("NATS servers discovered", slog.Any("servers", redactAll(nc.DiscoveredServers())))
+			c.log.Debug("NATS servers discovered", slog.Any("servers", RedactAll(nc.DiscoveredServers())))
 		}),
 	}
 	if o.Creds != "" {

@@ -57,3 +57,21 @@ func (n *Node) onRevoke(m *nats.Msg) {
 		n.hub.CloseUser(r.User, r.Code, r.Reason)
 	}
 }
+
+// Revoke ends sessions on every node of the cluster whose subject prefix
+// is subject (Config.Subject, "" for the default), from a process that is
+// no node: `khadga user disable --nats ...` and the other admin commands.
+// login "" ends every session of user.
+func Revoke(nc *nats.Conn, subject, user, login string, code proto.Code, reason string) error {
+	if subject == "" {
+		subject = "khadga"
+	}
+	b, err := json.Marshal(revocation{User: user, Login: login, Code: code, Reason: reason})
+	if err != nil {
+		return err
+	}
+	if err := nc.Publish(subject+".revoke", b); err != nil {
+		return err
+	}
+	return nc.Flush()
+}

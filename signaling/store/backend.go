@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"io"
 	"time"
@@ -76,6 +77,14 @@ type Backend interface {
 	DeleteRoom(name, owner string) error
 	RoomsOwnedBy(owner string) ([]Room, error)
 	ListRooms() ([]Room, error)
+
+	// Changes made by other nodes. Each calls fn at the start (WatchSecret
+	// with the secret's value, if it exists) and after every change any
+	// node makes, until ctx ends, one call at a time. A store of one
+	// process has no other writers: after the first call it waits for ctx.
+	// (The in-process users reload after their own changes.)
+	WatchSigningKeys(ctx context.Context, fn func())
+	WatchSecret(ctx context.Context, name string, fn func(value []byte))
 
 	// The bounded audit log.
 	Audit(ev AuditEvent) error

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -219,4 +220,25 @@ func CheckSecret(v []byte) error {
 		return fmt.Errorf("%w: secret has %d bytes, want 1..%d", ErrInvalid, len(v), MaxSecretLen)
 	}
 	return nil
+}
+
+// WatchSigningKeys calls fn once and waits for ctx: one process holds a
+// bbolt store, so no other node changes its keys (see Backend).
+func (s *Store) WatchSigningKeys(ctx context.Context, fn func()) {
+	fn()
+	<-ctx.Done()
+}
+
+// WatchSecret calls fn with the secret's value, if it exists, and waits
+// for ctx (see Backend).
+func (s *Store) WatchSecret(ctx context.Context, name string, fn func([]byte)) {
+	var v []byte
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		v = bytes.Clone(tx.Bucket(bucketSecrets).Get([]byte(name)))
+		return nil
+	})
+	if v != nil {
+		fn(v)
+	}
+	<-ctx.Done()
 }

@@ -3,10 +3,12 @@ package kvstore
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/khadga/khadga/signaling/store"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // secret is a record of the secrets bucket: the name (keys are escaped)
@@ -91,4 +93,21 @@ func (s *Store) Secrets() (map[string][]byte, error) {
 		out[sec.Name] = sec.Value
 	}
 	return out, nil
+}
+
+// WatchSecret calls fn with the named secret's value now, if it exists,
+// and after every change any node makes, until ctx ends (see watch). fn
+// runs on the watch's goroutine, one call at a time.
+func (s *Store) WatchSecret(ctx context.Context, name string, fn func(value []byte)) {
+	s.watch(ctx, s.secrets, key(name), func(e jetstream.KeyValueEntry) {
+		if e == nil || e.Operation() != jetstream.KeyValuePut {
+			return // deleted by Clear: a restore writes it again
+		}
+		var sec secret
+		if err := json.Unmarshal(e.Value(), &sec); err != nil {
+			s.log.Warn("a secret does not decode", "name", name, "err", err)
+			return
+		}
+		fn(sec.Value)
+	})
 }

@@ -69,6 +69,8 @@ func Run(t *testing.T, c Config) {
 		{"UpdateSecret", testUpdateSecret},
 		{"Rooms", testRooms},
 		{"RoomClaimsRace", testRoomClaimsRace},
+		{"WatchSecret", testWatchSecret},
+		{"WatchSigningKeys", testWatchSigningKeys},
 		{"AuditLog", testAuditLog},
 		{"AuditTruncatesAndStamps", testAuditTruncatesAndStamps},
 		{"ReopenKeepsEverything", testReopenKeepsEverything},

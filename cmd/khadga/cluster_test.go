@@ -1,0 +1,233 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/khadga/khadga/internal/natstest"
+	"github.com/khadga/khadga/internal/testlog"
+	"github.com/khadga/khadga/signaling/store"
+	"github.com/khadga/khadga/turn"
+)
+
+// tokens is what login and refresh answer.
+type tokens struct {
+	Access  string `json:"access_token"`
+	Refresh string `json:"refresh_token"`
+}
+
+func login(t *testing.T, url, user, password string) tokens {
+	t.Helper()
+	code, body := post(t, url+"/api/login", `{"username":"`+user+`","password":"`+password+`"}`)
+	if code != http.StatusOK {
+		t.Fatalf("login %s at %s: %d %s", user, url, code, body)
+	}
+	var tok tokens
+	json.Unmarshal([]byte(body), &tok)
+	return tok
+}
+
+// refreshAt trades rt at url and checks the status; it returns the new pair.
+func refreshAt(t *testing.T, url, rt string, want int) tokens {
+	t.Helper()
+	code, body := post(t, url+"/api/refresh", `{"refresh_token":"`+rt+`"}`)
+	if code != want {
+		t.Fatalf("refresh at %s: %d %s, want %d", url, code, body, want)
+	}
+	var tok tokens
+	json.Unmarshal([]byte(body), &tok)
+	return tok
+}
+
+// bearerOK checks that url accepts access for a WebSocket ticket: the
+// token verifies there (its signing key is known) and its account is alive.
+func bearerOK(t *testing.T, url, access string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url+"/api/ws-ticket", nil)
+	req.Header.Set("Authorization", "Bearer "+access)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("ticket with the access token at %s: %d", url, resp.StatusCode)
+	}
+}
+
+const alicePassword = "correct horse battery"
+
+// TestServeOnNATS runs two `khadga serve --nats` nodes on one NATS server:
+// an account made on one signs in on the other, a refresh token from one
+// rotates on the other, and the admin commands, backup and restore work
+// on the cluster with --nats.
+func TestServeOnNATS(t *testing.T) {
+	nats := natstest.Start(t).ClientURL()
+	env := []string{"KHADGA_NATS=" + nats, "KHADGA_TURN_LISTEN=off"}
+	n1 := startServe(t, t.TempDir(), env...)
+	n2 := startServe(t, t.TempDir(), env...)
+	if code, body := post(t, n1.url+"/api/register", `{"username":"alice","password":"`+alicePassword+`"}`); code != 201 {
+		t.Fatalf("register on node 1: %d %s", code, body)
+	}
+	tok := login(t, n2.url, "alice", alicePassword)
+	bearerOK(t, n1.url, tok.Access)
+	next := refreshAt(t, n1.url, tok.Refresh, http.StatusOK)
+	refreshAt(t, n2.url, tok.Refresh, http.StatusUnauthorized)  // reuse, seen on the other node
+	refreshAt(t, n1.url, next.Refresh, http.StatusUnauthorized) // the family is revoked everywhere
+
+	dir := t.TempDir() // no data of its own: everything is in the cluster
+	if out, err := run(t, dir, "a long admin password\n", "user", "add", "root", "--role", "admin", "--nats", nats); err != nil {
+		t.Fatalf("user add --nats: %v\n%s", err, out)
+	}
+	login(t, n2.url, "root", "a long admin password")
+	backup := filepath.Join(t.TempDir(), "cluster.db")
+	if out, err := run(t, dir, "", "backup", backup, "--nats", nats); err != nil {
+		t.Fatalf("backup --nats: %v\n%s", err, out)
+	}
+	if info, err := store.Check(backup); err != nil || info.Users != 2 || info.SigningKeys == 0 || info.Families != 2 {
+		t.Fatalf("the cluster's backup: %+v, %v", info, err)
+	}
+	if out, err := run(t, dir, "", "user", "delete", "root", "--nats", nats); err != nil {
+		t.Fatalf("user delete --nats: %v\n%s", err, out)
+	}
+	if out, _ := run(t, dir, "", "user", "list", "--nats", nats); strings.Contains(out, "root") || !strings.Contains(out, "alice") {
+		t.Fatalf("user list --nats after delete:\n%s", out)
+	}
+	if out, err := run(t, dir, "", "restore", backup, "--nats", nats); err != nil || !strings.Contains(out, "2 users") {
+		t.Fatalf("restore --nats: %v\n%s", err, out)
+	}
+	login(t, n1.url, "root", "a long admin password")
+	n1.stop(t)
+	n2.stop(t)
+}
+
+// TestMigrateIntoCluster moves a single-node install into a cluster: the
+// users sign in there, an access token issued by the old server is valid
+// (the signing keys came along), and a refresh token issued there works
+// exactly once more, after which rotation and the reuse rule behave as
+// before.
+func TestMigrateIntoCluster(t *testing.T) {
+	dir := t.TempDir()
+	single := startServe(t, dir)
+	if code, body := post(t, single.url+"/api/register", `{"username":"alice","password":"`+alicePassword+`"}`); code != 201 {
+		t.Fatalf("register: %d %s", code, body)
+	}
+	tok := refreshAt(t, single.url, login(t, single.url, "alice", alicePassword).Refresh, http.StatusOK)
+	single.stop(t)
+
+	nats := natstest.Start(t).ClientURL()
+	from := filepath.Join(dir, "khadga-data", "khadga.db")
+	out, err := run(t, t.TempDir(), "", "migrate", "--nats", nats, "--from", from)
+	if err != nil || !strings.Contains(out, "1 users, 1 refresh-token families") {
+		t.Fatalf("migrate: %v\n%s", err, out)
+	}
+	node := startServe(t, t.TempDir(), "KHADGA_NATS="+nats, "KHADGA_TURN_LISTEN=off")
+	bearerOK(t, node.url, tok.Access)
+	next := refreshAt(t, node.url, tok.Refresh, http.StatusOK) // the old token, once
+	refreshAt(t, node.url, tok.Refresh, http.StatusUnauthorized)
+	refreshAt(t, node.url, next.Refresh, http.StatusUnauthorized) // reuse revoked the family
+	login(t, node.url, "alice", alicePassword)
+
+	if out, err := run(t, t.TempDir(), "", "migrate", "--nats", nats, "--from", from); err == nil || !strings.Contains(out, "holds 1 users already") {
+		t.Fatalf("a second migrate: %v\n%s", err, out)
+	}
+	node.stop(t)
+}
+
+// TestTURNSecretsFollowTheCluster runs two `khadga turn --nats` servers on
+// one NATS server: both take the cluster's secret, and a rotation reaches
+// both without a restart; the previous secret keeps working until the
+// next rotation drops it.
+func TestTURNSecretsFollowTheCluster(t *testing.T) {
+	nats := natstest.Start(t).ClientURL()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var servers []*turn.Server
+	done := make(chan error, 2)
+	for range 2 {
+		o, err := loadTurn(t, "--turn-listen", "127.0.0.1:0", "--nats", nats)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ready := make(chan *turn.Server, 1)
+		go func() {
+			done <- serveTURN(ctx, o, testlog.New(t, slog.LevelInfo), func(s *turn.Server, _ net.Addr) { ready <- s })
+		}()
+		select {
+		case s := <-ready:
+			servers = append(servers, s)
+		case err := <-done:
+			t.Fatalf("serveTURN: %v", err)
+		case <-time.After(20 * time.Second):
+			t.Fatal("serveTURN did not start")
+		}
+	}
+	var a adminConfig
+	a.NATS.URLs, a.NATS.Replicas, a.NATS.Subject = []string{nats}, 1, "khadga"
+	st, closeFn, err := a.openStore(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFn()
+	first, err := storedTURNSecrets(st)
+	if err != nil || len(first) != 1 {
+		t.Fatalf("stored secrets %d, %v", len(first), err)
+	}
+	for _, s := range servers {
+		if !bytes.Equal(s.ICEConfig().Secret, first[0]) {
+			t.Fatal("a TURN server does not mint with the cluster's secret")
+		}
+		if _, _, err := allocate(t, s.UDPAddr().String(), string(first[0])); err != nil {
+			t.Fatalf("allocate with the cluster's secret: %v", err)
+		}
+	}
+
+	rotate := func() []byte {
+		t.Helper()
+		if _, err := rotateTURNSecret(st); err != nil {
+			t.Fatal(err)
+		}
+		secrets, err := storedTURNSecrets(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, s := range servers {
+			deadline := time.Now().Add(10 * time.Second)
+			for !bytes.Equal(s.ICEConfig().Secret, secrets[0]) {
+				if time.Now().After(deadline) {
+					t.Fatalf("TURN server %d still mints with the old secret 10 s after the rotation", i)
+				}
+				time.Sleep(20 * time.Millisecond) // polling the server under a deadline
+			}
+		}
+		return secrets[0]
+	}
+	second := rotate()
+	for _, s := range servers {
+		for _, secret := range [][]byte{second, first[0]} { // the new one, and the previous one still
+			if _, _, err := allocate(t, s.UDPAddr().String(), string(secret)); err != nil {
+				t.Fatalf("allocate after a rotation: %v", err)
+			}
+		}
+	}
+	rotate()
+	for _, s := range servers {
+		if _, _, err := allocate(t, s.UDPAddr().String(), string(first[0])); err == nil {
+			t.Fatal("the secret two rotations old still allocates")
+		}
+	}
+	cancel()
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatalf("serveTURN: %v", err)
+		}
+	}
+}

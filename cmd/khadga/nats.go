@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"time"
+
+	"github.com/khadga/khadga/internal/natsconn"
+	"github.com/khadga/khadga/signaling/store/kvstore"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// natsConfig is cluster mode: with --nats, khadga serve is one node of a
+// cluster and keeps its accounts in JetStream KV instead of the bbolt
+// file, khadga turn takes its secrets from there, and the admin commands
+// work on the cluster's store. Shared by all of them.
+type natsConfig struct {
+	URLs     []string `yaml:"nats" usage:"NATS server URLs, comma-separated (nats://host:4222,...): run as one node of a cluster, with accounts in JetStream KV instead of the bbolt file"`
+	Creds    string   `yaml:"nats-creds" usage:"NATS credentials file (user JWT and NKey seed)"`
+	CA       string   `yaml:"nats-ca" usage:"CA certificate file (PEM) that verifies the NATS servers' TLS certificates"`
+	Cert     string   `yaml:"nats-cert" usage:"client certificate file (PEM) for NATS servers that require mutual TLS"`
+	Key      string   `yaml:"nats-key" usage:"private key file (PEM) of --nats-cert"`
+	Replicas int      `yaml:"nats-replicas" default:"1" usage:"copies of each JetStream bucket and stream: 1 for one NATS server, 3 for a three-server cluster"`
+	Subject  string   `yaml:"nats-subject" default:"khadga" usage:"prefix of the cluster's subjects, buckets and streams; deployments that share one NATS system each need their own"`
+}
+
+// natsOpenWait bounds how long an admin command waits for NATS.
+const natsOpenWait = 15 * time.Second
+
+var validSubject = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
+
+func (c *natsConfig) enabled() bool { return c.options("", nil).Enabled() }
+
+// validate checks the NATS settings without connecting.
+func (c *natsConfig) validate() error {
+	if !c.enabled() {
+		return c.options("", nil).Validate() // files without a server
+	}
+	errs := []error{c.options("", nil).Validate()}
+	if !validSubject.MatchString(c.Subject) {
+		errs = append(errs, fmt.Errorf("--nats-subject %q: 1 to 32 letters, digits, - and _", c.Subject))
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("--nats-replicas %d: want 1 to 5", c.Replicas))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *natsConfig) options(name string, log *slog.Logger) natsconn.Options {
+	return natsconn.Options{URLs: c.URLs, Creds: c.Creds, CAFile: c.CA, CertFile: c.Cert, KeyFile: c.Key,
+		Name: name, Logger: log}
+}
+
+// natsStore is a connection to the cluster with the store on it.
+type natsStore struct {
+	conn  *natsconn.Conn
+	store *kvstore.Store
+}
+
+// open connects (name identifies this process to the NATS servers) and
+// opens the store, waiting for NATS until ctx ends. reg, if set, gets
+// the connection's and the store's metrics.
+func (c *natsConfig) open(ctx context.Context, name string, log *slog.Logger, reg prometheus.Registerer) (*natsStore, error) {
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	conn, err := natsconn.Connect(c.options(name, log.With(slog.String("component", "nats"))))
+	if err != nil {
+		return nil, err
+	}
+	if reg != nil {
+		if err := conn.Register(reg); err != nil {
+			conn.Close()
+			return nil, err
+		}
+	}
+	st, err := kvstore.Open(ctx, conn, kvstore.Options{Prefix: c.Subject, Replicas: c.Replicas, Registerer: reg,
+		Logger: log.With(slog.String("component", "kvstore"))})
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("opening the store on NATS: %w", err)
+	}
+	return &natsStore{conn: conn, store: st}, nil
+}
+
+// close closes the store, then the connection. A nil natsStore is off.
+func (n *natsStore) close() {
+	if n != nil {
+		n.store.Close()
+		n.conn.Close()
+	}
+}

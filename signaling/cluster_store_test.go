@@ -1,0 +1,132 @@
+package signaling_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/khadga/khadga/internal/natsconn"
+	"github.com/khadga/khadga/internal/natstest"
+	"github.com/khadga/khadga/internal/testlog"
+	"github.com/khadga/khadga/signaling/signalingtest"
+	"github.com/khadga/khadga/signaling/store/kvstore"
+)
+
+// TestStoreOnNATSUnavailable runs a server on the JetStream KV store and
+// stops its NATS server: /readyz says not ready, and logins and refreshes
+// are refused at once with 503 and a message (not "wrong password", not
+// "signed out"). When NATS is back, everything works again with the same
+// tokens, without a restart.
+func TestStoreOnNATSUnavailable(t *testing.T) {
+	nats := natstest.StartCluster(t, 1) // one server that can be restarted
+	s := signalingtest.Start(t, signalingtest.Options{Store: kvNode(t, nats.URLs())})
+	s.Register(t, "alice", password)
+	tok := s.Login(t, "alice", password)
+	waitReady(t, s, http.StatusOK)
+
+	nats.Stop(0)
+	waitReady(t, s, http.StatusServiceUnavailable)
+	for _, req := range []struct {
+		path string
+		body map[string]string
+	}{
+		{"/api/login", map[string]string{"username": "alice", "password": password}},
+		{"/api/refresh", map[string]string{"refresh_token": tok.RefreshToken}},
+	} {
+		start := time.Now()
+		code, body := s.Post(t, req.path, req.body)
+		assertError(t, code, body, http.StatusServiceUnavailable, "unavailable")
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("%s took %v with NATS down; want an answer at once", req.path, d)
+		}
+	}
+
+	nats.Restart(0)
+	waitReady(t, s, http.StatusOK)
+	refresh(t, s, tok.RefreshToken, http.StatusOK) // the outage rotated nothing
+	s.Login(t, "alice", password)
+}
+
+// kvNode opens the KV store on its own NATS connection, as one node does.
+func kvNode(t *testing.T, urls string) *kvstore.Store {
+	t.Helper()
+	conn, err := natsconn.Connect(natsconn.Options{URLs: []string{urls}, Logger: testlog.New(t, slog.LevelInfo),
+		ReconnectWait: 50 * time.Millisecond, ProbeInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, err := kvstore.Open(ctx, conn, kvstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// TestSigningKeysFollowTheCluster: a key rotated on one node verifies on
+// another at once, and a retired key stops verifying everywhere, without
+// a restart.
+func TestSigningKeysFollowTheCluster(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	a := signalingtest.Start(t, signalingtest.Options{Store: kvNode(t, urls)})
+	b := signalingtest.Start(t, signalingtest.Options{Store: kvNode(t, urls)})
+	a.Register(t, "alice", password)
+	old := a.Login(t, "alice", password)
+	if _, err := a.Keys().Rotate(); err != nil {
+		t.Fatal(err)
+	}
+	tok := a.Login(t, "alice", password) // signed with the new key
+	waitFor(t, "node b verifies node a's new key", func() bool { return ticket(t, b, tok.AccessToken) == http.StatusOK })
+	kid := keyID(t, old.AccessToken)
+	if err := a.Keys().Retire(kid); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "node b stops verifying the retired key", func() bool { return ticket(t, b, old.AccessToken) == http.StatusUnauthorized })
+}
+
+// ticket asks s for a WebSocket ticket with access and returns the status.
+func ticket(t *testing.T, s *signalingtest.Server, access string) int {
+	t.Helper()
+	code, _ := s.Post(t, "/api/ws-ticket", "{}", "Authorization", "Bearer "+access)
+	return code
+}
+
+// keyID is the kid in a JWT's header.
+func keyID(t *testing.T, jwt string) string {
+	t.Helper()
+	head, _, _ := strings.Cut(jwt, ".")
+	b, err := base64.RawURLEncoding.DecodeString(head)
+	var h struct{ Kid string }
+	if err != nil || json.Unmarshal(b, &h) != nil || h.Kid == "" {
+		t.Fatalf("no kid in %q", head)
+	}
+	return h.Kid
+}
+
+// waitReady polls /readyz until it answers want.
+func waitReady(t *testing.T, s *signalingtest.Server, want int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := s.Client.Get(s.URL + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz still %d, want %d", resp.StatusCode, want)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the endpoint under a deadline
+	}
+}
