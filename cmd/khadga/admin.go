@@ -230,7 +230,7 @@ type tokenConfig struct {
 }
 
 var tokenCommand = command("khadga token",
-	"khadga token --user NAME [--role recorder --room ROOM] [--refresh] [--ttl D] | khadga token list | khadga token revoke ID",
+	"khadga token --user NAME [--role recorder --room ROOM] [--refresh] [--ttl D] | khadga token list | khadga token revoke [--] ID",
 	"Mint a bot token (the recorder role can only be had this way), list the tokens minted, or revoke one.\n"+
 		"A revoked token works no more, and the sessions it opened end at once.",
 	"khadga token --user rec --role recorder --room lab --refresh > rec.token")
@@ -301,7 +301,7 @@ func printTokens(out io.Writer, ts []admin.TokenInfo, now time.Time) error {
 	return w.Flush()
 }
 
-var keysCommand = command("khadga keys", "khadga keys list|rotate|retire KID",
+var keysCommand = command("khadga keys", "khadga keys list|rotate|retire [--] KID",
 	"Manage the keys that sign access tokens. rotate signs with a new key from now on; the old one keeps\n"+
 		"verifying until every token it signed has expired, so nobody is signed out. retire stops a key at once\n"+
 		"(a leaked key): its tokens are refused and the sessions they opened end.",

@@ -96,7 +96,7 @@ func (b *Bots) Mint(r BotRequest) (string, store.BotToken, error) {
 		return "", store.BotToken{}, fmt.Errorf("auth: bot token: need a user and a lifetime between 1s and %v", limit)
 	}
 	now := b.opts.Now().UTC().Truncate(time.Second)
-	rec := store.BotToken{ID: randomString(familyIDBytes), Kind: kind, User: r.User, Role: r.Role, Rooms: r.Rooms,
+	rec := store.BotToken{ID: randomName(familyIDBytes), Kind: kind, User: r.User, Role: r.Role, Rooms: r.Rooms,
 		Created: now, Expires: now.Add(r.TTL)}
 	var tok string
 	if r.Refresh {

@@ -84,3 +84,13 @@ func TestBotAccessTokenMarksItsKey(t *testing.T) {
 		t.Fatalf("old key %+v; want tokens until %v, retiring a leeway later", ks[0], rec.Expires)
 	}
 }
+
+// An id that starts with '-' reads as a flag on the command line
+// ("khadga token revoke -3ii..." failed in CI): one in 64 random ids did.
+func TestTypedIDsNeverStartWithADash(t *testing.T) {
+	for i := 0; i < 5000; i++ {
+		if s := randomName(familyIDBytes); s[0] == '-' {
+			t.Fatalf("draw %d: %q starts with a dash", i, s)
+		}
+	}
+}

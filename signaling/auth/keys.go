@@ -165,7 +165,7 @@ func (k *Keys) Rotate() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("auth: generate key: %w", err)
 	}
-	kid := randomString(12)
+	kid := randomName(12)
 	// Keys sign in Created order, so the new key must be strictly newest
 	// even if the clock stepped back or did not move.
 	created := k.now().UTC()
@@ -343,4 +343,15 @@ func randomString(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // crypto/rand.Read never returns an error (Go 1.24+)
 	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// randomName is randomString for an identifier an operator types (a key id,
+// a bot token id): it never starts with '-', which a command line would
+// take for a flag. Redrawing costs under a bit of the n*8.
+func randomName(n int) string {
+	for {
+		if s := randomString(n); s[0] != '-' {
+			return s
+		}
+	}
 }
