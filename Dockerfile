@@ -3,7 +3,7 @@
 # khadga's container images. Two targets:
 #
 #   docker build -t khadga .                                   # server (the default, last stage)
-#   docker build --target recorder -t khadga-recorder .        # recorder (cgo + libvpx)
+#   docker build --target recorder -t khadga-recorder .        # recorder (cgo + libvpx, libopus)
 #
 # The server is a static binary (CGO_ENABLED=0) on distroless/static, running
 # as the distroless "nonroot" user (65532). Its data lives in the volume at
@@ -26,12 +26,12 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
     CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/khadga-healthcheck ./deploy/healthcheck && \
     mkdir -p /out/data
 
-# ---- recorder-build: the recorder links libvpx and (statically) libyuv ---
+# ---- recorder-build: the recorder links libvpx, libopus and (statically) libyuv
 # Its own Go stage, so the apt layer comes before the sources and survives
 # source changes.
 FROM golang:${GO_VERSION}-bookworm AS recorder-build
 RUN apt-get update && \
-    apt-get install -y --no-install-recommends libvpx-dev libyuv-dev pkg-config && \
+    apt-get install -y --no-install-recommends libvpx-dev libyuv-dev libopus-dev pkg-config && \
     rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY go.mod go.sum ./
@@ -41,10 +41,10 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
     CGO_ENABLED=1 go build -trimpath -ldflags="-s -w" -o /out/khadga-recorder ./cmd/khadga-recorder && \
     mkdir -p /out/recordings
 
-# ---- recorder: Debian slim with the libvpx runtime -----------------------
+# ---- recorder: Debian slim with the libvpx and libopus runtimes ----------
 FROM debian:bookworm-slim AS recorder
 RUN apt-get update && \
-    apt-get install -y --no-install-recommends libvpx7 ca-certificates && \
+    apt-get install -y --no-install-recommends libvpx7 libopus0 ca-certificates && \
     rm -rf /var/lib/apt/lists/* && \
     useradd --system --uid 10001 --user-group --home-dir /nonexistent --shell /usr/sbin/nologin khadga
 COPY --from=recorder-build /out/khadga-recorder /usr/local/bin/khadga-recorder

@@ -238,7 +238,7 @@ func TestDockerfileBuilds(t *testing.T) {
 		t.Fatal("no recorder-build stage")
 	}
 	rrun := strings.Join(rb.all("RUN"), "\n")
-	for _, pkg := range []string{"libvpx-dev", "libyuv-dev"} {
+	for _, pkg := range []string{"libvpx-dev", "libyuv-dev", "libopus-dev"} {
 		if !strings.Contains(rrun, pkg) {
 			t.Errorf("recorder-build does not install %s", pkg)
 		}
@@ -250,8 +250,10 @@ func TestDockerfileBuilds(t *testing.T) {
 	if !strings.HasPrefix(r.from, "debian:bookworm") {
 		t.Errorf("recorder runs on %s, want debian:bookworm-slim (libvpx7)", r.from)
 	}
-	if !strings.Contains(strings.Join(r.all("RUN"), "\n"), "libvpx7") {
-		t.Error("recorder stage does not install the libvpx7 runtime")
+	for _, pkg := range []string{"libvpx7", "libopus0"} {
+		if !strings.Contains(strings.Join(r.all("RUN"), "\n"), pkg) {
+			t.Errorf("recorder stage does not install the %s runtime", pkg)
+		}
 	}
 	nonRootUser(t, r)
 	if e := execForm(t, "ENTRYPOINT", r.last(t, "ENTRYPOINT")); len(e) == 0 || filepath.Base(e[0]) != "khadga-recorder" {

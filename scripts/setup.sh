@@ -6,6 +6,7 @@
 #   chromium      headless browser tests (Debian's build; no tool downloads its own browser)
 #   libvpx-dev    VP8/VP9 through cgo for the test pattern and the recorder
 #   libyuv-dev    the recorder's SIMD resize and I420->RGB through cgo (linked statically: no runtime package)
+#   libopus-dev   Opus through cgo: the recorder decodes peers' audio, test peers send a tone
 #   python3-numpy numpy reading the recorder's .npy output
 #   pkg-config    for cgo to find libvpx
 #   iproute2      ip netns, veth and bridges for the network lab (e2e/networks)
@@ -24,6 +25,7 @@ command -v turnutils_uclient >/dev/null 2>&1 || need+=(coturn)
 command -v chromium >/dev/null 2>&1 || need+=(chromium chromium-driver)
 pkg-config --exists vpx 2>/dev/null || need+=(libvpx-dev pkg-config)
 [ -e /usr/include/libyuv.h ] || need+=(libyuv-dev) # no .pc file in Debian's package
+pkg-config --exists opus 2>/dev/null || need+=(libopus-dev pkg-config)
 /usr/bin/python3 -c 'import numpy' 2>/dev/null || need+=(python3 python3-numpy)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v nft >/dev/null 2>&1 || need+=(nftables)

@@ -151,6 +151,7 @@ type TestPattern struct {
 	img   *image.YCbCr
 	n     int
 	keyRq atomic.Bool
+	first atomic.Int64 // Unix ns when frame 0 was ready, 0 before
 }
 
 // NewTestPattern makes a test-pattern source. Without cgo it returns
@@ -197,8 +198,21 @@ func (p *TestPattern) NextSample(ctx context.Context) (pmedia.Sample, error) {
 		return pmedia.Sample{}, err
 	}
 	data := append([]byte(nil), frame...) // the encoder reuses its buffer
+	if p.n == 0 {
+		p.first.Store(time.Now().UnixNano())
+	}
 	p.n++
 	return pmedia.Sample{Data: data, Duration: time.Second / time.Duration(p.cfg.FPS)}, nil
+}
+
+// Started is when frame 0 was ready to send, zero before. A publication
+// paces frame n to Started + n/FPS, so another source (a tone that beeps
+// on some frames) can keep in step with it.
+func (p *TestPattern) Started() time.Time {
+	if ns := p.first.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
 }
 
 // RequestKeyframe makes the next frame a key frame (on a receiver's PLI).
