@@ -19,8 +19,9 @@ import (
 const maxAPIResponse = 64 << 10
 
 // Credentials say how the client signs in. Set Username and Password to log
-// in over /api/login, or AccessToken (and, to keep it fresh, RefreshToken)
-// for a token from `khadga token` or an earlier login.
+// in over /api/login, AccessToken (and, to keep it fresh, RefreshToken)
+// for an earlier login's tokens, or see TokenCredentials for a token from
+// `khadga token`.
 type Credentials struct {
 	Username string
 	Password string
@@ -30,6 +31,22 @@ type Credentials struct {
 	Code         string
 	AccessToken  string
 	RefreshToken string
+}
+
+// BotRefreshPrefix starts the bot refresh tokens that `khadga token
+// --refresh` mints.
+const BotRefreshPrefix = "kbt_"
+
+// TokenCredentials are the credentials of a bot token from `khadga token`:
+// a bot refresh token (BotRefreshPrefix) is RefreshToken, which the client
+// trades for short access tokens and renews them with before they expire
+// for as long as it lives (it does not rotate); anything else is an
+// access token, used until it expires.
+func TokenCredentials(token string) Credentials {
+	if strings.HasPrefix(token, BotRefreshPrefix) {
+		return Credentials{RefreshToken: token}
+	}
+	return Credentials{AccessToken: token}
 }
 
 // Tokens is what /api/login and /api/refresh return.

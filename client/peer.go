@@ -112,6 +112,9 @@ type peer struct {
 
 	chat     *webrtc.DataChannel
 	chatOpen atomic.Bool
+	// pendingConsent holds consent messages until the chat channel opens
+	// (consent.go); guarded by mu.
+	pendingConsent map[string]consentMessage
 
 	mu        sync.Mutex
 	member    proto.Member

@@ -29,6 +29,7 @@ const MaxMessageText = 16 << 10
 func (p *peer) wireChat() {
 	p.chat.OnOpen(func() {
 		p.chatOpen.Store(true)
+		p.flushConsent()
 		m, info := p.Member(), p.Info()
 		p.log.Debug("chat open", slog.String("conn", info.Kind()))
 		for _, r := range p.Rooms() {
@@ -39,6 +40,10 @@ func (p *peer) wireChat() {
 	p.chat.OnMessage(func(msg webrtc.DataChannelMessage) {
 		if !msg.IsString || len(msg.Data) > MaxMessageText+1024 {
 			p.log.Debug("dropping malformed chat message")
+			return
+		}
+		if isConsent(msg) {
+			p.onConsent(msg.Data)
 			return
 		}
 		var cm chatMessage

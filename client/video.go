@@ -65,6 +65,9 @@ type Publication struct {
 type target struct {
 	p      *peer
 	sender *webrtc.RTPSender
+	// consent: the peer is a recorder, and the user consented (SendTo
+	// with ConsentToRecording); the recorder was told (consent.go).
+	consent bool
 }
 
 // countingTrack counts bindings, so the publication reads its source only
@@ -92,14 +95,21 @@ func (t *countingTrack) Unbind(ctx webrtc.TrackLocalContext) error {
 // is connected and receiving: a finite source (a file, the test pattern)
 // is not wasted on nobody.
 func (r *Room) PublishVideo(src VideoSource) (*Publication, error) {
-	tr, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: src.MimeType()}, "video", r.name)
+	return r.publish(src, webrtc.RTPCodecCapability{MimeType: src.MimeType()}, "video")
+}
+
+// publish starts a publication of src as a track with id kind in the
+// room's stream, so that the receiver knows the room and that the room's
+// audio and video go together.
+func (r *Room) publish(src VideoSource, capability webrtc.RTPCodecCapability, kind string) (*Publication, error) {
+	tr, err := webrtc.NewTrackLocalStaticSample(capability, kind, r.name)
 	if err != nil {
 		return nil, fmt.Errorf("new track: %w", err)
 	}
 	ctx, cancel := context.WithCancel(r.c.ctx)
 	pub := &Publication{
 		room: r, src: src, track: &countingTrack{TrackLocalStaticSample: tr},
-		log: r.c.log.With(slog.String("room", r.name), slog.String("track", "video")),
+		log: r.c.log.With(slog.String("room", r.name), slog.String("track", kind)),
 		ctx: ctx, cancel: cancel, done: make(chan struct{}), targets: map[string]*target{},
 	}
 	r.mu.Lock()
@@ -134,7 +144,15 @@ func (pub *Publication) SendTo(peerID string, opts ...SendOption) error {
 	if t := pub.targets[peerID]; t != nil && t.p == p {
 		return nil
 	}
-	return pub.attachLocked(p)
+	if err := pub.attachLocked(p); err != nil {
+		return err
+	}
+	if p.Member().Role == proto.RoleRecorder {
+		// Consent is granted now; the recorder records from now on.
+		pub.targets[peerID].consent = true
+		p.sendConsent(pub.room.name, true)
+	}
+	return nil
 }
 
 func (pub *Publication) attachLocked(p *peer) error {
@@ -145,7 +163,8 @@ func (pub *Publication) attachLocked(p *peer) error {
 	if err != nil {
 		return fmt.Errorf("peer %s: add track: %w", p.id, err)
 	}
-	pub.targets[p.id] = &target{p: p, sender: sender}
+	consent := pub.targets[p.id] != nil && pub.targets[p.id].consent
+	pub.targets[p.id] = &target{p: p, sender: sender, consent: consent}
 	go pub.readRTCP(sender)
 	return nil
 }
@@ -158,6 +177,8 @@ func (r *Room) reattach(p *peer) {
 		if t := pub.targets[p.id]; t != nil && t.p != p {
 			if err := pub.attachLocked(p); err != nil {
 				pub.log.Warn("re-send to peer", slog.String("peer", p.id), slog.Any("err", err))
+			} else if t.consent {
+				p.sendConsent(r.name, true) // the new peer object knows nothing yet
 			}
 		}
 		pub.mu.Unlock()
@@ -178,6 +199,9 @@ func (pub *Publication) StopSending(peerID string) error {
 	pub.mu.Unlock()
 	if t == nil {
 		return nil
+	}
+	if t.consent && !pub.room.consentsTo(peerID) {
+		t.p.sendConsent(pub.room.name, false) // nothing of this room goes to it now
 	}
 	if err := t.p.pc.RemoveTrack(t.sender); err != nil && !errors.Is(err, webrtc.ErrConnectionClosed) {
 		return fmt.Errorf("peer %s: remove track: %w", peerID, err)
@@ -280,7 +304,7 @@ func (pub *Publication) pump() {
 			return
 		}
 		if err != nil {
-			pub.err = fmt.Errorf("video source: %w", err)
+			pub.err = fmt.Errorf("media source: %w", err)
 			return
 		}
 		if err := pub.track.WriteSample(s); err != nil {

@@ -47,6 +47,10 @@ type Config struct {
 	AccessTTL time.Duration
 	// RefreshTTL is the lifetime of a refresh-token family (default 30 days).
 	RefreshTTL time.Duration
+	// BotAccessTTL is the lifetime of the access tokens a bot refresh
+	// token (`khadga token --refresh`) buys (default AccessTTL). A bot
+	// renews them before they expire.
+	BotAccessTTL time.Duration
 	// ResumeWindow is how long a dropped session waits for its client (default 30 s).
 	ResumeWindow time.Duration
 	// ReadLimit is the largest WebSocket message accepted (default 64 KiB).
@@ -152,6 +156,7 @@ func (c *Config) setDefaults() {
 	}
 	setDefault(&c.AccessTTL, 15*time.Minute)
 	setDefault(&c.RefreshTTL, 30*24*time.Hour)
+	setDefault(&c.BotAccessTTL, c.AccessTTL)
 	setDefault(&c.ResumeWindow, 30*time.Second)
 	setDefault(&c.ShutdownGrace, 5*time.Second)
 	setDefault(&c.HeaderTimeout, 10*time.Second)
@@ -191,6 +196,9 @@ func (c *Config) Validate() error {
 	}
 	if c.AccessTTL < time.Minute || c.AccessTTL > auth.MaxAccessTTL {
 		errs = append(errs, fmt.Errorf("access token lifetime %v must be between 1m and %v", c.AccessTTL, auth.MaxAccessTTL))
+	}
+	if c.BotAccessTTL < time.Second || c.BotAccessTTL > auth.MaxAccessTTL {
+		errs = append(errs, fmt.Errorf("bot access token lifetime %v must be between 1s and %v", c.BotAccessTTL, auth.MaxAccessTTL))
 	}
 	if c.RefreshTTL < c.AccessTTL {
 		errs = append(errs, fmt.Errorf("refresh lifetime %v is shorter than the access lifetime %v", c.RefreshTTL, c.AccessTTL))

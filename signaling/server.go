@@ -120,7 +120,7 @@ func (s *Server) init() error {
 	s.sessions = auth.NewSessions(s.store, s.keys, auth.SessionsOptions{
 		AccessTTL: s.cfg.AccessTTL, RefreshTTL: s.cfg.RefreshTTL, Now: s.cfg.Now,
 	})
-	s.bots = auth.NewBots(s.store, s.keys, auth.BotsOptions{AccessTTL: s.cfg.AccessTTL, Now: s.cfg.Now, Logger: s.log})
+	s.bots = auth.NewBots(s.store, s.keys, auth.BotsOptions{AccessTTL: s.cfg.BotAccessTTL, Now: s.cfg.Now, Logger: s.log})
 	s.limiter = auth.NewLoginLimiter(s.cfg.LoginLimits)
 	if s.cfg.Registerer != nil {
 		if err := s.cfg.Registerer.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

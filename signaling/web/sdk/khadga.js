@@ -339,6 +339,7 @@ export class Khadga extends EventTarget {
     if (member.user) p.member = { ...member };
     if (!p.rooms.has(room)) {
       p.rooms.add(room);
+      if (p.consent) p.sendConsent([room]);
       this.emit('peer-joined', { room, peer: p.member, existing });
     }
   }
@@ -368,6 +369,7 @@ export class Khadga extends EventTarget {
     if (!p.isRecorder || this.shareWithRecorder) {
       for (const [track, stream] of this.local) p.addTrack(track, stream);
     }
+    if (p.isRecorder && this.shareWithRecorder) p.setConsent(true);
     return p;
   }
 
@@ -435,11 +437,16 @@ export class Khadga extends EventTarget {
     for (const p of this.peers.values()) p.removeTrack(track);
   }
 
-  /** setShareWithRecorder switches sending media to recorder-role peers on or off. */
+  /**
+   * setShareWithRecorder switches sending media to recorder-role peers on
+   * or off, and tells them that the user consents to being recorded, or
+   * no longer does (they record only while the user consents).
+   */
   setShareWithRecorder(on) {
     this.shareWithRecorder = !!on;
     for (const p of this.peers.values()) {
       if (!p.isRecorder) continue;
+      p.setConsent(this.shareWithRecorder); // first, so the recorder knows when consent came
       for (const [track, stream] of this.local) on ? p.addTrack(track, stream) : p.removeTrack(track);
     }
   }

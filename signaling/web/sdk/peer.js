@@ -108,6 +108,7 @@ export class Peer {
     this.chat.onopen = () => {
       this.stalled = false;
       clearTimeout(this.watchdog);
+      if (this.consent) this.sendConsent([...this.rooms]);
       this.emit('peer-connected', { peer: this.member });
     };
     this.chat.onclose = () => this.emit('peer-disconnected', { peer: this.member });
@@ -312,6 +313,25 @@ export class Peer {
       room: room || [...this.rooms][0] || '', from: this.member, text: m.text,
       time: isNaN(time) ? new Date() : time, transport: 'datachannel', channel: this.chat.label,
     });
+  }
+
+  /**
+   * setConsent tells a recorder peer that the user consents to being
+   * recorded in the rooms shared with it, or no longer does: at once, or
+   * when the chat channel opens. The recorder records what it gets only
+   * while the user consents, and logs when consent came and went.
+   */
+  setConsent(granted) {
+    granted = !!granted;
+    if (!!this.consent === granted) return;
+    this.consent = granted;
+    this.sendConsent([...this.rooms]);
+  }
+
+  /** sendConsent sends the consent in force for rooms, if the channel is open. */
+  sendConsent(rooms) {
+    if (this.chat.readyState !== 'open') return; // onopen sends it
+    for (const room of rooms) this.chat.send(JSON.stringify({ room, consent: !!this.consent, time: new Date().toISOString() }));
   }
 
   /** sendChat sends one chat message; false when the channel is not open. */
