@@ -349,10 +349,29 @@ func (n *newcomer) runChecked(ctx context.Context, srv *server, line string) {
 		if _, err := client.Login(ctx, hc, srv.url, words[3], readmePassword, ""); err != nil {
 			t.Fatalf("after %q, %s cannot log in: %v", line, words[3], err)
 		}
+	case is("khadga", "token", "list"):
+		if out := n.run(ctx, line, ""); !strings.Contains(out, "rec") || !strings.Contains(out, "active") {
+			t.Fatalf("%q does not list the recorder's token:\n%s", line, out)
+		}
+	case is("khadga", "token") && strings.Contains(line, "--refresh >"):
+		n.run(ctx, line, "")
+		tok, err := os.ReadFile(filepath.Join(n.dir, words[len(words)-1]))
+		if err != nil || !strings.HasPrefix(string(tok), client.BotRefreshPrefix) {
+			t.Fatalf("%q wrote %q: %v", line, tok, err)
+		}
+		hc := &http.Client{Timeout: 30 * time.Second}
+		if _, err := client.Refresh(ctx, hc, srv.url, strings.TrimSpace(string(tok))); err != nil {
+			t.Fatalf("the token %q wrote buys no access token: %v", line, err)
+		}
 	case is("khadga", "token"):
 		out := n.run(ctx, line, "")
 		if first := strings.SplitN(strings.TrimSpace(out), "\n", 2)[0]; strings.Count(first, ".") != 2 {
 			t.Fatalf("%q printed no token:\n%s", line, out)
+		}
+	case is("khadga", "keys", "rotate"):
+		kid := strings.TrimSpace(n.run(ctx, line, ""))
+		if out := n.run(ctx, "khadga keys list", ""); !strings.Contains(out, kid+" ") || !strings.Contains(out, "signing") || !strings.Contains(out, "verifying until") {
+			t.Fatalf("after %q (kid %q), keys list:\n%s", line, kid, out)
 		}
 	case is("khadga", "backup"):
 		n.run(ctx, line, "")

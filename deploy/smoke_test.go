@@ -68,7 +68,7 @@ func TestComposeRecorderRuns(t *testing.T) {
 	rec := buildRecorder(t)
 	compose := mustLoadCompose(t).Services["khadga"]
 	srv := startServer(t, serviceEnv(compose.Environment))
-	tok, err := srv.admin("token", "--user", "rec", "--role", "recorder", "--room", "lab", "--ttl", "1h")
+	tok, err := srv.admin("token", "--user", "rec", "--role", "recorder", "--room", "lab", "--refresh")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestComposeRecorderRuns(t *testing.T) {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	p2 := startProcess(t, cmd, func(line []byte) string {
-		if bytes.Contains(line, []byte("msg=recording ")) && bytes.Contains(line, []byte("room=lab")) {
+		if bytes.Contains(line, []byte("msg=recording ")) && bytes.Contains(line, []byte("rooms=[lab]")) {
 			return "joined"
 		}
 		return ""

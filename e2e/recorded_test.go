@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"archive/tar"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -21,9 +22,11 @@ import (
 	"github.com/khadga/khadga/signaling/signalingtest"
 )
 
-// TestBrowserIsRecorded: alice turns on Chromium's fake camera and opts in
-// to the recorder; khadga-recorder's bot receives her VP8 and writes a
-// shard whose frames are 224x224 RGB.
+// TestBrowserIsRecorded: alice turns on Chromium's fake camera and
+// microphone and opts in to the recorder; khadga-recorder's bot logs her
+// consent when she gives it, receives her VP8 and Opus, and writes a shard
+// whose frames are 224x224 RGB, with her audio at 16 kHz beside them and
+// the consent time in the clip's metadata.
 func TestBrowserIsRecorded(t *testing.T) {
 	if len(recorder.Codecs()) == 0 {
 		t.Skip("built without cgo: the recorder has no libvpx to decode with")
@@ -43,7 +46,7 @@ func TestBrowserIsRecorded(t *testing.T) {
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
 	out := t.TempDir()
-	rec, err := recorder.New(recorder.Config{Server: s.URL, Token: token, Room: "lab", Out: out, FPS: 5, ClipFrames: 10,
+	rec, err := recorder.New(recorder.Config{Server: s.URL, Token: token, Rooms: []string{"lab"}, Out: out, FPS: 5, ClipFrames: 10,
 		NoSync: true, Logger: signalingtest.Logger(t), ClientOptions: []client.Option{client.WithSettingEngine(se)}})
 	if err != nil {
 		t.Fatal(err)
@@ -73,35 +76,65 @@ func TestBrowserIsRecorded(t *testing.T) {
 	if len(shards) == 0 {
 		t.Fatalf("no shard in %s", out)
 	}
+	members := readTar(t, shards[0])
+	var key string
+	for name := range members {
+		if k, ok := strings.CutSuffix(name, ".frames.npy"); ok {
+			key = k
+		}
+	}
 	shape := regexp.MustCompile(`'shape': \((\d+), (\d+), (\d+), (\d+)\)`)
-	f, err := os.Open(shards[0])
+	m := shape.FindStringSubmatch(string(members[key+".frames.npy"][:128]))
+	if m == nil || m[2] != "224" || m[3] != "224" || m[4] != "3" || m[1] == "0" {
+		t.Fatalf("%s.frames.npy: header %q, want shape (T, 224, 224, 3)", key, members[key+".frames.npy"][:128])
+	}
+	if !strings.HasPrefix(key, "lab_") {
+		t.Fatalf("sample key %s does not name the room", key)
+	}
+	var meta recorder.ClipMeta
+	if err := json.Unmarshal(members[key+".json"], &meta); err != nil {
+		t.Fatal(err)
+	}
+	a := meta.Audio
+	if a == nil || a.Rate != 16000 || a.Samples == 0 || a.Missing >= a.Samples || !strings.Contains(string(members[key+".audio.npy"][:128]), "'<f4'") {
+		t.Fatalf("the clip's audio: %+v, header %q", a, members[key+".audio.npy"])
+	}
+	var consent recorder.ConsentLine
+	line, err := os.ReadFile(filepath.Join(out, "lab-consent.jsonl"))
+	if err != nil || json.Unmarshal(line, &consent) != nil || consent.User != "alice" || !consent.Granted {
+		t.Fatalf("consent log %q: %v", line, err)
+	}
+	if !meta.ConsentTime.Equal(consent.Time) || meta.ConsentTime.UnixMicro() > meta.StartUS {
+		t.Fatalf("consent_time %v, logged %v, first frame %v: want the logged grant, before the frames",
+			meta.ConsentTime, consent.Time, time.UnixMicro(meta.StartUS))
+	}
+	t.Logf("%s: %s frames of 224x224 from the browser's camera, %d audio samples (%d missing, %s sync), consent at %v",
+		key, m[1], a.Samples, a.Missing, a.Sync, consent.Time)
+}
+
+// readTar reads every member of a tar file.
+func readTar(t *testing.T, path string) map[string][]byte {
+	t.Helper()
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	out := map[string][]byte{}
 	tr := tar.NewReader(f)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
-			t.Fatal("no frames.npy in the shard")
+			return out
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.HasSuffix(h.Name, ".frames.npy") {
-			continue
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
 		}
-		head := make([]byte, 128)
-		io.ReadFull(tr, head)
-		m := shape.FindStringSubmatch(string(head))
-		if m == nil || m[2] != "224" || m[3] != "224" || m[4] != "3" || m[1] == "0" {
-			t.Fatalf("%s header %q, want shape (T, 224, 224, 3)", h.Name, head)
-		}
-		if !strings.Contains(h.Name, "lab_") {
-			t.Fatalf("sample key %s does not name the room", h.Name)
-		}
-		t.Logf("%s: %s frames of 224x224 from the browser's camera", h.Name, m[1])
-		return
+		out[h.Name] = b
 	}
 }
 

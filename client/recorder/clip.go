@@ -34,10 +34,13 @@ type ClipMeta struct {
 	SourceSizes []SizeRun `json:"source_sizes"`
 	// Dropped counts frames lost during this clip, by cause.
 	Dropped Drops `json:"dropped"`
-	// ConsentTime is when the peer's track reached the recorder. Peers send
-	// to a recorder only after their user opted in, so this is when consent
-	// took effect.
+	// ConsentTime is when the peer's consent to being recorded reached the
+	// recorder (its client says so when its user grants it, before any
+	// media; see client.RecordingConsent and the room's consent log).
 	ConsentTime time.Time `json:"consent_time"`
+	// Audio describes KEY.audio.npy, the peer's audio over the clip's
+	// span; absent when the peer sent none.
+	Audio *AudioMeta `json:"audio,omitempty"`
 }
 
 // SizeRun says frames from From on were decoded at Width×Height.
@@ -80,15 +83,17 @@ type Clip struct {
 	format   shardFormat
 	file     *clipFile // nil once finished or aborted
 	final    string
+	audio    []float32 // SetAudio's, nil without audio
 }
 
 // shardFormat writes what one format puts around a clip's frames.
 type shardFormat interface {
 	// begin writes what precedes the frames of a full clip.
 	begin(f *clipFile) error
-	// end writes what follows n frames, with their capture times and the
-	// metadata (JSON), and rewrites what begin wrote if it depends on n.
-	end(f *clipFile, n int, ts []int64, meta []byte) error
+	// end writes what follows n frames, with their capture times, the
+	// audio (nil: none) and the metadata (JSON), and rewrites what begin
+	// wrote if it depends on n.
+	end(f *clipFile, n int, ts []int64, audio []float32, meta []byte) error
 }
 
 // StartClip begins a clip for one peer's track. meta's Key, Clip, Room,
@@ -169,6 +174,12 @@ func (c *Clip) Add(rgb []byte, ts int64, src Size) error {
 	return nil
 }
 
+// SetAudio gives the clip its audio (16 kHz mono float32 over the clip's
+// span, as AudioMeta describes), written at Finish.
+func (c *Clip) SetAudio(samples []float32, meta AudioMeta) {
+	c.audio, c.meta.Audio = samples, &meta
+}
+
 // Abort removes the partial file.
 func (c *Clip) Abort() {
 	if c.sheet != nil {
@@ -207,7 +218,7 @@ func (c *Clip) Finish(d Drops) (Shard, error) {
 	// stall at the end of a track, and did not without).
 	err = c.file.endDirect()
 	if err == nil {
-		err = c.format.end(c.file, c.n, c.ts, meta)
+		err = c.format.end(c.file, c.n, c.ts, c.audio, meta)
 	}
 	if err == nil {
 		sum, size, err = c.file.checksum()

@@ -58,19 +58,22 @@ func (r *runningRecorder) stop(t *testing.T) {
 	}
 }
 
-// startRecorder mints a recorder token for room (as `khadga token` will)
-// and runs a Recorder into dir.
+// startRecorder mints a recorder token for the rooms (room, or those edit
+// sets, as `khadga token` will) unless edit sets one, and runs a Recorder
+// into dir.
 func startRecorder(t *testing.T, s *signalingtest.Server, room, dir string, edit func(*Config)) *runningRecorder {
 	t.Helper()
-	s.Register(t, "rec", "correct horse battery")
-	tok, _, err := s.Keys().IssueAccess(auth.Claims{User: "rec", Role: proto.RoleRecorder, Rooms: []string{room}}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := Config{Server: s.URL, Token: tok, Room: room, Out: dir, NoSync: true, Logger: testLogger(t),
+	cfg := Config{Server: s.URL, Rooms: []string{room}, Out: dir, NoSync: true, Logger: testLogger(t),
 		ClientOptions: []client.Option{client.WithSettingEngine(loopbackEngine())}}
 	if edit != nil {
 		edit(&cfg)
+	}
+	if cfg.Token == "" {
+		tok, _, err := s.Keys().IssueAccess(auth.Claims{User: "rec", Role: proto.RoleRecorder, Rooms: cfg.Rooms}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Token = tok
 	}
 	rec, err := New(cfg)
 	if err != nil {
@@ -321,7 +324,7 @@ func TestRecorderNeedsRecorderRole(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	rec, err := New(Config{Server: s.URL, Token: tok, Room: "studio", Out: dir, Logger: testLogger(t)})
+	rec, err := New(Config{Server: s.URL, Token: tok, Rooms: []string{"studio"}, Out: dir, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package recorder
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -47,6 +48,17 @@ func npyInt64(v []int64) []byte {
 	copy(b, h)
 	for i, x := range v {
 		binary.LittleEndian.PutUint64(b[len(h)+8*i:], uint64(x))
+	}
+	return b
+}
+
+// npyFloat32 encodes v as a .npy float32 [len(v)] array.
+func npyFloat32(v []float32) []byte {
+	h := npyHeader("<f4", len(v))
+	b := make([]byte, len(h)+4*len(v))
+	copy(b, h)
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(b[len(h)+4*i:], math.Float32bits(x))
 	}
 	return b
 }

@@ -26,7 +26,8 @@ type TrackInfo struct {
 	Track string
 	// Codec is the MIME type, video/VP8 or video/VP9.
 	Codec string
-	// Consent is when the track reached the recorder.
+	// Consent is when the peer's consent to being recorded reached the
+	// recorder (client.RecordingConsent).
 	Consent time.Time
 }
 
@@ -40,6 +41,9 @@ type TrackOptions struct {
 	// RequestKeyframe asks the sender for a key frame (an RTCP PLI).
 	RequestKeyframe func() error
 	Logger          *slog.Logger
+	// The peer's audio, which each clip takes its span of (audio.go).
+	av    *avSync
+	audio *audioTimeline
 }
 
 // TrackStats counts what happened to a track.
@@ -121,6 +125,9 @@ func NewPipeline(out *Output, info TrackInfo, opts TrackOptions) (*Pipeline, err
 func (p *Pipeline) Frame(data []byte, rtpTS uint32, arrival time.Time, lost bool) {
 	p.frames.Add(1)
 	ts := p.clock.Time(rtpTS, arrival)
+	if p.opts.av != nil {
+		p.opts.av.videoFrame(rtpTS, ts)
+	}
 	if lost {
 		p.gaps.Add(1)
 		p.waitKey = true
@@ -199,6 +206,7 @@ func (p *Pipeline) writeLoop() {
 		if clip == nil {
 			return
 		}
+		p.addAudio(clip)
 		sh, err := clip.Finish(p.drops().Sub(start))
 		clip = nil
 		if err != nil {
@@ -245,6 +253,25 @@ func (p *Pipeline) writeLoop() {
 				finish()
 			}
 		}
+	}
+}
+
+// addAudio gives clip the peer's audio over its frames' span: from the
+// first frame to one frame interval past the last.
+func (p *Pipeline) addAudio(clip *Clip) {
+	if p.opts.audio == nil || clip.Len() == 0 {
+		return
+	}
+	m := clip.Meta()
+	step := int64(1_000_000 / 30)
+	switch {
+	case p.opts.FPS > 0:
+		step = int64(1_000_000 / p.opts.FPS)
+	case clip.Len() > 1:
+		step = (m.EndUS - m.StartUS) / int64(clip.Len()-1)
+	}
+	if samples, meta, ok := p.opts.audio.span(p.opts.av, m.StartUS, m.EndUS+step); ok {
+		clip.SetAudio(samples, meta)
 	}
 }
 

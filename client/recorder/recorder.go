@@ -5,12 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/pion/webrtc/v4"
 
 	"github.com/khadga/khadga/client"
 	"github.com/khadga/khadga/proto"
@@ -20,9 +19,14 @@ import (
 type Config struct {
 	// Server is the khadga server's base URL, for example https://khadga.example.
 	Server string
-	// Token is an access token with the recorder role (from `khadga token`).
+	// Token is a token with the recorder role from `khadga token`: a bot
+	// refresh token (--refresh), which the recorder renews its access
+	// tokens with for as long as it lives, or an access token, which
+	// works until it expires.
 	Token string
-	Room  string
+	// Rooms are the rooms to join and record, each into its own output:
+	// Out itself for one room, Out/ROOM for each of several.
+	Rooms []string
 	// Out is the output directory.
 	Out string
 	// FPS is the sampling rate (default 5); negative keeps every frame.
@@ -34,8 +38,11 @@ type Config struct {
 	Checksum   Checksum // of each shard, in the manifest (default CRC-32)
 	// QueueFrames bounds each track's write queue (default 64).
 	QueueFrames int
-	// MaxTracks caps the tracks recorded at once (default 16); more are ignored.
+	// MaxTracks caps the tracks, audio and video, recorded at once
+	// (default 16); more are ignored.
 	MaxTracks int
+	// NoAudio leaves peers' audio out of the clips.
+	NoAudio bool
 	// NoSync skips fsync (see OutputConfig.NoSync).
 	NoSync bool
 	Logger *slog.Logger
@@ -43,11 +50,14 @@ type Config struct {
 	ClientOptions []client.Option
 }
 
-// Defaults.
+// Defaults and limits.
 const (
 	DefaultFPS        = 5
 	DefaultClipFrames = 150
 	DefaultMaxTracks  = 16
+	// MaxRooms caps the rooms one recorder joins (the server's default
+	// cap on rooms per session).
+	MaxRooms = 16
 )
 
 // DefaultSize is the default output frame size.
@@ -78,7 +88,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("server %q: want an http:// or https:// URL", c.Server))
 	}
 	if c.Token == "" {
-		errs = append(errs, errors.New("no token: mint one with `khadga token --role recorder`"))
+		errs = append(errs, errors.New("no token: mint one with `khadga token --role recorder --refresh`"))
 	}
 	if c.FPS > 240 {
 		errs = append(errs, fmt.Errorf("fps %g: at most 240", c.FPS))
@@ -86,35 +96,54 @@ func (c *Config) Validate() error {
 	if c.MaxTracks < 1 || c.MaxTracks > 1024 {
 		errs = append(errs, fmt.Errorf("max tracks %d: want 1..1024", c.MaxTracks))
 	}
-	oc := c.outputConfig()
-	if err := oc.Validate(); err != nil {
-		errs = append(errs, err)
+	switch {
+	case len(c.Rooms) == 0:
+		errs = append(errs, errors.New("no room to record"))
+	case len(c.Rooms) > MaxRooms:
+		errs = append(errs, fmt.Errorf("%d rooms: at most %d", len(c.Rooms), MaxRooms))
+	}
+	seen := map[string]bool{}
+	for _, room := range c.Rooms {
+		if seen[room] {
+			errs = append(errs, fmt.Errorf("room %q listed twice", room))
+		}
+		seen[room] = true
+		oc := c.outputConfig(room)
+		if err := oc.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
 
-func (c *Config) outputConfig() OutputConfig {
-	return OutputConfig{Dir: c.Out, Room: c.Room, Format: c.Format, Checksum: c.Checksum, Size: c.Size, ClipFrames: c.ClipFrames,
+// outputConfig is room's output: Out, or Out/room with several rooms.
+func (c *Config) outputConfig(room string) OutputConfig {
+	dir := c.Out
+	if len(c.Rooms) > 1 && validRoom(room) == nil {
+		dir = filepath.Join(c.Out, room)
+	}
+	return OutputConfig{Dir: dir, Room: room, Format: c.Format, Checksum: c.Checksum, Size: c.Size, ClipFrames: c.ClipFrames,
 		NoSync: c.NoSync, Logger: c.Logger}
 }
 
 // ErrNotRecorder: the token does not carry the recorder role.
 var ErrNotRecorder = errors.New("recorder: the token's role is not recorder")
 
-// Recorder is the recorder bot: a khadga peer in one room that records the
-// video peers choose to send it and the text they send it. It never asks
-// for media; a peer's client sends to it only after its user opted in.
+// Recorder is the recorder bot: a khadga peer in one or more rooms that
+// records the video and audio peers choose to send it, from when they
+// consent, and the text they send it. It never asks for media; a peer's
+// client sends to it only after its user opted in, and says when.
 type Recorder struct {
-	cfg    Config
-	log    *slog.Logger
-	out    *Output
-	mu     sync.Mutex
-	tracks map[string]*Pipeline // recording now, by peer/track/ssrc
-	done   []TrackReport
-	wg     sync.WaitGroup
+	cfg   Config
+	log   *slog.Logger
+	rooms map[string]*roomRec
+	mu    sync.Mutex
+	live  map[string]*liveTrack // recording or waiting for consent, by key
+	done  []TrackReport
+	wg    sync.WaitGroup
 }
 
-// New checks cfg and opens the output directory.
+// New checks cfg and opens each room's output directory.
 func New(cfg Config) (*Recorder, error) {
 	cfg.setDefaults()
 	if cfg.FPS < 0 {
@@ -126,26 +155,42 @@ func New(cfg Config) (*Recorder, error) {
 	if len(Codecs()) == 0 {
 		return nil, fmt.Errorf("recorder: %w", ErrNoDecoder)
 	}
-	out, err := OpenOutput(cfg.outputConfig())
-	if err != nil {
-		return nil, err
+	r := &Recorder{cfg: cfg, log: cfg.Logger, rooms: map[string]*roomRec{}, live: map[string]*liveTrack{}}
+	for _, room := range cfg.Rooms {
+		rr, err := openRoom(cfg.outputConfig(room), cfg.Logger.With(slog.String("room", room)), audioKept(cfg.ClipFrames, cfg.FPS))
+		if err != nil {
+			r.closeRooms()
+			return nil, err
+		}
+		r.rooms[room] = rr
 	}
-	return &Recorder{cfg: cfg, log: cfg.Logger, out: out, tracks: map[string]*Pipeline{}}, nil
+	return r, nil
 }
 
-// Output is where the recorder writes.
-func (r *Recorder) Output() *Output { return r.out }
+// Output is where the recorder writes room's shards.
+func (r *Recorder) Output(room string) *Output {
+	if rr := r.rooms[room]; rr != nil {
+		return rr.out
+	}
+	return nil
+}
 
-// Run signs in, joins the room and records until ctx is done. Then it
-// finishes every open clip, leaves, and closes the output. ready, if not
-// nil, is called once the room is joined.
+func (r *Recorder) closeRooms() {
+	for _, rr := range r.rooms {
+		rr.close()
+	}
+}
+
+// Run signs in, joins the rooms and records until ctx is done. Then it
+// finishes every open clip, leaves, and closes the outputs. ready, if not
+// nil, is called once every room is joined.
 func (r *Recorder) Run(ctx context.Context, ready func(self proto.Member)) error {
-	defer r.out.Close()
+	defer r.closeRooms()
 	// Offer and accept only the codecs this build decodes, so that no peer
 	// sends video the recorder would have to throw away.
 	opts := append([]client.Option{client.WithLogger(r.log), client.WithoutPresence(),
 		client.WithVideoCodecs(Codecs()...)}, r.cfg.ClientOptions...)
-	c, err := client.Dial(ctx, r.cfg.Server, client.Credentials{AccessToken: r.cfg.Token}, opts...)
+	c, err := client.Dial(ctx, r.cfg.Server, client.TokenCredentials(r.cfg.Token), opts...)
 	if err != nil {
 		return fmt.Errorf("recorder: sign in: %w", err)
 	}
@@ -153,12 +198,16 @@ func (r *Recorder) Run(ctx context.Context, ready func(self proto.Member)) error
 	if role := c.Self().Role; role != proto.RoleRecorder {
 		return fmt.Errorf("%w (it is %q)", ErrNotRecorder, role)
 	}
-	room, err := c.Join(ctx, r.cfg.Room)
-	if err != nil {
-		return fmt.Errorf("recorder: join %s: %w", r.cfg.Room, err)
+	joined := make(map[string]*client.Room, len(r.cfg.Rooms))
+	for _, name := range r.cfg.Rooms {
+		room, err := c.Join(ctx, name)
+		if err != nil {
+			return fmt.Errorf("recorder: join %s: %w", name, err)
+		}
+		joined[name] = room
 	}
-	r.log.Info("recording", slog.String("room", r.cfg.Room), slog.String("peer", c.Self().Peer),
-		slog.String("out", r.cfg.Out), slog.Any("codecs", Codecs()))
+	r.log.Info("recording", slog.Any("rooms", r.cfg.Rooms), slog.String("peer", c.Self().Peer),
+		slog.String("out", r.cfg.Out), slog.Any("codecs", Codecs()), slog.Bool("audio", r.audio()))
 	if ready != nil {
 		ready(c.Self())
 	}
@@ -167,14 +216,18 @@ func (r *Recorder) Run(ctx context.Context, ready func(self proto.Member)) error
 	tctx, stopTracks := context.WithCancel(context.Background())
 	defer stopTracks()
 	defer context.AfterFunc(ctx, stopTracks)()
-	r.events(ctx, tctx, room)
+	var rooms sync.WaitGroup
+	for name, room := range joined {
+		rooms.Go(func() { r.events(ctx, tctx, r.rooms[name], room) })
+	}
+	rooms.Wait()
 	stopTracks()
 	r.wg.Wait()
-	r.log.Info("stopped", slog.String("room", r.cfg.Room))
+	r.log.Info("stopped", slog.Any("rooms", r.cfg.Rooms))
 	return nil
 }
 
-func (r *Recorder) events(ctx, tctx context.Context, room *client.Room) {
+func (r *Recorder) events(ctx, tctx context.Context, rr *roomRec, room *client.Room) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -185,64 +238,21 @@ func (r *Recorder) events(ctx, tctx context.Context, room *client.Room) {
 			}
 			switch e := ev.(type) {
 			case *client.IncomingTrack:
-				r.track(tctx, e)
+				r.track(tctx, rr, e)
+			case *client.RecordingConsent:
+				rr.consent(e)
 			case *client.Message:
-				if err := r.out.WriteChat(ChatLine{Time: time.Now().UTC(), Peer: e.From.Peer, User: e.From.User, Text: e.Text}); err != nil {
-					r.log.Error("chat not written", "err", err)
+				if err := rr.out.WriteChat(ChatLine{Time: time.Now().UTC(), Peer: e.From.Peer, User: e.From.User, Text: e.Text}); err != nil {
+					rr.log.Error("chat not written", "err", err)
 				}
 			case *client.MemberJoined:
-				r.log.Info("member joined", slog.String("peer", e.Member.Peer), slog.String("user", e.Member.User))
+				rr.log.Info("member joined", slog.String("peer", e.Member.Peer), slog.String("user", e.Member.User))
 			case *client.MemberLeft:
-				r.log.Info("member left", slog.String("peer", e.Member.Peer), slog.String("user", e.Member.User))
+				rr.log.Info("member left", slog.String("peer", e.Member.Peer), slog.String("user", e.Member.User))
+				rr.left(e.Member)
 			}
 		}
 	}
-}
-
-// track starts recording an incoming video track in its own goroutine.
-func (r *Recorder) track(ctx context.Context, e *client.IncomingTrack) {
-	tr := e.Track
-	codec := tr.Codec().MimeType
-	log := r.log.With(slog.String("peer", e.From.Peer), slog.String("user", e.From.User), slog.String("codec", codec))
-	if tr.Kind() != webrtc.RTPCodecTypeVideo {
-		log.Info("ignoring a non-video track")
-		return
-	}
-	if !slices.ContainsFunc(Codecs(), func(c string) bool { return strings.EqualFold(c, codec) }) {
-		log.Warn("ignoring a track in a codec this build cannot decode")
-		return
-	}
-	key := e.From.Peer + "/" + tr.ID() + "/" + fmt.Sprint(tr.SSRC())
-	r.mu.Lock()
-	if len(r.tracks) >= r.cfg.MaxTracks {
-		r.mu.Unlock()
-		log.Warn("ignoring a track: too many tracks", slog.Int("max", r.cfg.MaxTracks))
-		return
-	}
-	p, err := NewPipeline(r.out, TrackInfo{
-		Peer: e.From.Peer, User: e.From.User, Track: tr.ID(), Codec: canonicalCodec(codec), Consent: time.Now(),
-	}, TrackOptions{
-		FPS: r.cfg.FPS, Fit: r.cfg.Fit, QueueFrames: r.cfg.QueueFrames, Logger: log, RequestKeyframe: e.RequestKeyframe,
-	})
-	if err != nil {
-		r.mu.Unlock()
-		log.Error("cannot record track", "err", err)
-		return
-	}
-	r.tracks[key] = p
-	r.mu.Unlock()
-	log.Info("recording track", slog.String("track", tr.ID()))
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		err := p.ReadRTP(ctx, tr)
-		st, cerr := p.Close()
-		log.Info("track ended", slog.Any("stats", st), slog.Any("err", errors.Join(err, cerr)))
-		r.mu.Lock()
-		delete(r.tracks, key)
-		r.done = append(r.done, TrackReport{Info: p.info, Stats: st})
-		r.mu.Unlock()
-	}()
 }
 
 // canonicalCodec spells a MIME type the way vpx names it.
@@ -258,16 +268,21 @@ func canonicalCodec(m string) string {
 // TrackReport is what happened to one recorded track.
 type TrackReport struct {
 	Info  TrackInfo
-	Stats TrackStats
+	Stats TrackStats  // video
+	Audio *AudioStats // audio tracks only
 }
 
-// Tracks reports every track recorded so far, finished ones first.
+// Tracks reports every track recorded so far, finished ones first. A
+// track whose peer withdrew consent and granted it again is reported once
+// per stretch of consent.
 func (r *Recorder) Tracks() []TrackReport {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := slices.Clone(r.done)
-	for _, p := range r.tracks {
-		out = append(out, TrackReport{Info: p.info, Stats: p.Stats()})
+	for _, t := range r.live {
+		if rep, ok := t.report(); ok {
+			out = append(out, rep)
+		}
 	}
 	return out
 }

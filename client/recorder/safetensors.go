@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 )
 
@@ -15,8 +16,8 @@ import (
 const stReserve = 64 << 10
 
 // safetensorsShard writes a clip as one .safetensors file with tensors
-// "frames" (U8 [T, H, W, 3]) and "ts" (I64 [T]) and the metadata in
-// __metadata__.
+// "frames" (U8 [T, H, W, 3]), "ts" (I64 [T]), with audio "audio" (F32
+// [S]), and the metadata in __metadata__.
 type safetensorsShard struct {
 	size Size
 }
@@ -34,15 +35,18 @@ func (s *safetensorsShard) begin(f *clipFile) error {
 	return err
 }
 
-func (s *safetensorsShard) end(f *clipFile, n int, ts []int64, meta []byte) error {
-	b := make([]byte, 8*len(ts))
+func (s *safetensorsShard) end(f *clipFile, n int, ts []int64, audio []float32, meta []byte) error {
+	b := make([]byte, 8*len(ts), 8*len(ts)+4*len(audio))
 	for i, t := range ts {
 		binary.LittleEndian.PutUint64(b[8*i:], uint64(t))
+	}
+	for _, v := range audio {
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
 	}
 	if _, err := f.Write(b); err != nil {
 		return err
 	}
-	h, err := s.header(n, meta)
+	h, err := s.header(n, audio, meta)
 	if err != nil {
 		return err
 	}
@@ -62,8 +66,9 @@ func (s *safetensorsShard) end(f *clipFile, n int, ts []int64, meta []byte) erro
 }
 
 // header builds the JSON header: frames U8 [T,H,W,3], then ts I64 [T],
-// and the metadata as string values (the format allows only strings there).
-func (s *safetensorsShard) header(n int, meta []byte) ([]byte, error) {
+// then audio F32 [S] if there is audio, and the metadata as string values
+// (the format allows only strings there).
+func (s *safetensorsShard) header(n int, audio []float32, meta []byte) ([]byte, error) {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(meta, &fields); err != nil {
 		return nil, err
@@ -81,6 +86,10 @@ func (s *safetensorsShard) header(n int, meta []byte) ([]byte, error) {
 		"__metadata__": md,
 		"frames":       stTensor{"U8", []int{n, s.size.H, s.size.W, 3}, [2]int64{0, frames}},
 		"ts":           stTensor{"I64", []int{n}, [2]int64{frames, frames + 8*int64(n)}},
+	}
+	if audio != nil {
+		at := frames + 8*int64(n)
+		h["audio"] = stTensor{"F32", []int{len(audio)}, [2]int64{at, at + 4*int64(len(audio))}}
 	}
 	return json.Marshal(h)
 }

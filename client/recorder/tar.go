@@ -8,7 +8,8 @@ import (
 )
 
 // tarShard writes a clip as a WebDataset tar shard of one sample:
-// KEY.frames.npy (uint8 [N, H, W, 3]), KEY.ts.npy (int64 [N]) and KEY.json.
+// KEY.frames.npy (uint8 [N, H, W, 3]), KEY.ts.npy (int64 [N]), with audio
+// KEY.audio.npy (float32 [S]), and KEY.json.
 // The frames stream into the first member, whose tar and .npy headers are
 // written for a full clip up front; a clip that ends short gets them
 // rewritten for its length, which is the same number of bytes.
@@ -44,7 +45,7 @@ func (t *tarShard) begin(f *clipFile) error {
 	return err
 }
 
-func (t *tarShard) end(f *clipFile, n int, ts []int64, meta []byte) error {
+func (t *tarShard) end(f *clipFile, n int, ts []int64, audio []float32, meta []byte) error {
 	if n != t.full {
 		head := t.head(n)
 		if len(head) != t.begun {
@@ -61,10 +62,15 @@ func (t *tarShard) end(f *clipFile, n int, ts []int64, meta []byte) error {
 		}
 	}
 	tw := tar.NewWriter(f)
-	for _, e := range []struct {
+	type member struct {
 		name string
 		data []byte
-	}{{".ts.npy", npyInt64(ts)}, {".json", meta}} {
+	}
+	members := []member{{".ts.npy", npyInt64(ts)}}
+	if audio != nil {
+		members = append(members, member{".audio.npy", npyFloat32(audio)})
+	}
+	for _, e := range append(members, member{".json", meta}) {
 		if err := tw.WriteHeader(t.entry(t.key+e.name, int64(len(e.data)))); err != nil {
 			return err
 		}

@@ -1,9 +1,9 @@
 // Command khadga-recorder is khadga's recorder bot: it signs in with a
-// recorder-role token, joins a room, and writes the video that peers choose
-// to send it as training tensors (see package client/recorder and
-// docs/recorder.md).
+// recorder-role token, joins one or more rooms, and writes the video and
+// audio that peers choose to send it as training tensors (see package
+// client/recorder and docs/recorder.md).
 //
-//	khadga-recorder --server https://khadga.example --room lab --out ./data
+//	khadga-recorder --server https://khadga.example --room lab,studio --out ./data
 //
 // Settings come from a YAML file (--config or KHADGA_RECORDER_CONFIG, keys
 // as the flags), then KHADGA_RECORDER_* variables (--out is
@@ -11,7 +11,9 @@
 // To add one, add a field with its tags to settings (see package
 // internal/config). The token comes from --token-file, or the KHADGA_TOKEN
 // environment variable, or --token (visible to other users in the process
-// list). The first SIGINT or SIGTERM finishes the clips being written and
+// list). A bot refresh token (`khadga token --refresh`) lets the recorder
+// run unattended for as long as it lives: it renews its access tokens
+// before they expire. The first SIGINT or SIGTERM finishes the clips being written and
 // exits; a second one exits at once (the next run removes any partial
 // file).
 package main
@@ -48,7 +50,7 @@ func run(args []string, stderr io.Writer) int {
 	}
 	if len(recorder.Codecs()) == 0 {
 		fmt.Fprintln(stderr, "khadga-recorder: this binary was built without libvpx (cgo disabled), so it cannot decode video.\n"+
-			"Rebuild it with CGO_ENABLED=1 and libvpx-dev installed (Debian: apt-get install libvpx-dev pkg-config).")
+			"Rebuild it with CGO_ENABLED=1 and libvpx-dev installed (Debian: apt-get install libvpx-dev libyuv-dev libopus-dev pkg-config).")
 		return 1
 	}
 	rec, err := recorder.New(cfg)
@@ -73,9 +75,9 @@ func run(args []string, stderr io.Writer) int {
 // settings is the recorder's configuration.
 type settings struct {
 	Server      string            `yaml:"server" default:"http://127.0.0.1:8080" usage:"khadga server base URL"`
-	Token       string            `yaml:"token" env:"KHADGA_TOKEN" usage:"access token with the recorder role (prefer KHADGA_TOKEN or --token-file)"`
-	TokenFile   string            `yaml:"token-file" usage:"file holding the access token (over --token and KHADGA_TOKEN)"`
-	Room        string            `yaml:"room" usage:"room to join and record (required)"`
+	Token       string            `yaml:"token" env:"KHADGA_TOKEN" usage:"token with the recorder role from khadga token: a refresh token (--refresh, renewed for months) or an access token (prefer KHADGA_TOKEN or --token-file)"`
+	TokenFile   string            `yaml:"token-file" usage:"file holding the token (over --token and KHADGA_TOKEN)"`
+	Rooms       []string          `yaml:"room" usage:"room to join and record (required; several: a,b,c, each written to OUT/ROOM)"`
 	Out         string            `yaml:"out" default:"recordings" usage:"output directory"`
 	FPS         float64           `yaml:"fps" default:"5" usage:"frames per second to keep, by capture time (-1: every frame)"`
 	Size        recorder.Size     `yaml:"size" default:"224x224" usage:"output frame size WxH"`
@@ -84,7 +86,8 @@ type settings struct {
 	Format      recorder.Format   `yaml:"format" default:"tar" usage:"output format: tar (WebDataset shards of .npy) or safetensors"`
 	Checksum    recorder.Checksum `yaml:"checksum" default:"crc32" usage:"each shard's checksum in manifest.jsonl: crc32 (as Python's zlib.crc32) or sha256"`
 	QueueFrames int               `yaml:"queue" default:"64" usage:"frames queued per track before the oldest is dropped"`
-	MaxTracks   int               `yaml:"max-tracks" default:"16" usage:"tracks recorded at once"`
+	MaxTracks   int               `yaml:"max-tracks" default:"16" usage:"tracks (video and audio) recorded at once"`
+	NoAudio     bool              `yaml:"no-audio" usage:"leave peers' audio out (by default it is written as 16 kHz float32 beside each clip's frames)"`
 	NoSync      bool              `yaml:"no-sync" usage:"skip fsync before each rename (faster; shards may not survive a power cut)"`
 	LogLevel    slog.Level        `yaml:"log-level" default:"info" usage:"debug, info, warn or error"`
 }
@@ -92,8 +95,8 @@ type settings struct {
 var command = config.Command{
 	Name:      "khadga-recorder",
 	Synopsis:  "khadga-recorder --room ROOM [flags]",
-	About:     "Record the video that peers in ROOM choose to send, as training tensors.",
-	Example:   "KHADGA_TOKEN=$(khadga token --user rec --role recorder --room lab) khadga-recorder --room lab --out ./data",
+	About:     "Record the video and audio that peers in ROOM choose to send, as training tensors.",
+	Example:   "khadga token --user rec --role recorder --room lab --refresh > rec.token && khadga-recorder --token-file rec.token --room lab --out ./data",
 	EnvPrefix: "KHADGA_RECORDER_",
 	FileFlag:  "config",
 }
@@ -102,17 +105,20 @@ var command = config.Command{
 // included.
 func (c *settings) Validate() error {
 	var errs []error
-	if c.Room == "" {
+	if len(c.Rooms) == 0 {
 		errs = append(errs, errors.New("--room is required"))
 	}
 	rc, err := c.recorder(io.Discard)
 	if err != nil {
 		errs = append(errs, err)
 	}
-	if rc.Token == "" {
-		errs = append(errs, errors.New("no token: set KHADGA_TOKEN, --token-file or --token (mint one with `khadga token --role recorder`)"))
-	} else if err := rc.Validate(); err != nil {
-		errs = append(errs, err)
+	switch {
+	case rc.Token == "":
+		errs = append(errs, errors.New("no token: set KHADGA_TOKEN, --token-file or --token (mint one with `khadga token --role recorder --refresh`)"))
+	case len(c.Rooms) > 0: // the recorder's own checks, which would repeat the missing room
+		if err := rc.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -120,9 +126,9 @@ func (c *settings) Validate() error {
 // recorder builds the recorder's Config, reading --token-file.
 func (c *settings) recorder(stderr io.Writer) (recorder.Config, error) {
 	rc := recorder.Config{
-		Server: c.Server, Token: c.Token, Room: c.Room, Out: c.Out, FPS: c.FPS, Size: c.Size, Fit: c.Fit,
+		Server: c.Server, Token: c.Token, Rooms: c.Rooms, Out: c.Out, FPS: c.FPS, Size: c.Size, Fit: c.Fit,
 		ClipFrames: c.ClipFrames, Format: c.Format, Checksum: c.Checksum, QueueFrames: c.QueueFrames,
-		MaxTracks: c.MaxTracks, NoSync: c.NoSync,
+		MaxTracks: c.MaxTracks, NoAudio: c.NoAudio, NoSync: c.NoSync,
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.LogLevel})),
 	}
 	if c.TokenFile != "" {

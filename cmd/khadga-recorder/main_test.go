@@ -55,8 +55,17 @@ func TestFlags(t *testing.T) {
 		}
 	}
 	cfg, err := parseFlags([]string{"--room", "lab", "--token", "x", "--size", "64x32", "--fit", "pad", "--format", "safetensors", "--checksum", "sha256"}, io.Discard)
-	if err != nil || cfg.Size != (recorder.Size{W: 64, H: 32}) || cfg.Fit != recorder.FitPad || cfg.Format != recorder.FormatSafetensors || cfg.Checksum != recorder.ChecksumSHA256 || cfg.FPS != 5 || cfg.ClipFrames != 150 {
+	if err != nil || cfg.Size != (recorder.Size{W: 64, H: 32}) || cfg.Fit != recorder.FitPad || cfg.Format != recorder.FormatSafetensors || cfg.Checksum != recorder.ChecksumSHA256 || cfg.FPS != 5 || cfg.ClipFrames != 150 || cfg.NoAudio {
 		t.Errorf("parsed %+v, %v", cfg, err)
+	}
+	cfg, err = parseFlags([]string{"--room", "north,south", "--room", "east", "--token", "x", "--no-audio"}, io.Discard)
+	if err != nil || strings.Join(cfg.Rooms, " ") != "north south east" || !cfg.NoAudio {
+		t.Errorf("several rooms: %v, audio off %v: %v", cfg.Rooms, cfg.NoAudio, err)
+	}
+	for _, bad := range [][]string{{"--room", "a,a"}, {"--room", "../x"}} {
+		if _, err := parseFlags(append(bad, "--token", "x"), io.Discard); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
 	}
 }
 
@@ -75,7 +84,7 @@ func TestConfigLayers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Room != "lab" || cfg.Size != (recorder.Size{W: 64, H: 48}) || cfg.Format != recorder.FormatSafetensors {
+	if len(cfg.Rooms) != 1 || cfg.Rooms[0] != "lab" || cfg.Size != (recorder.Size{W: 64, H: 48}) || cfg.Format != recorder.FormatSafetensors {
 		t.Errorf("file settings lost: %+v", cfg)
 	}
 	if cfg.Out != "/from/env" || cfg.FPS != 4 || cfg.Token != "env-token" {
@@ -315,7 +324,7 @@ func checkDir(t *testing.T, dir string) []recorder.Shard {
 			if _, err := png.Decode(bytes.NewReader(b)); err != nil {
 				t.Errorf("%s: %v", name, err)
 			}
-		case name == "manifest.jsonl" || name == "lab-chat.jsonl":
+		case name == "manifest.jsonl" || name == "lab-chat.jsonl" || name == "lab-consent.jsonl":
 		default:
 			t.Errorf("unexpected file %s", name)
 		}

@@ -1,0 +1,99 @@
+package recorder
+
+import (
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+)
+
+// packets is an RTPReader of n packets; before each, hook may act.
+type packets struct {
+	n, i int
+	hook func(i int)
+}
+
+func (p *packets) ReadRTP() (*rtp.Packet, interceptor.Attributes, error) {
+	if p.i >= p.n {
+		return nil, nil, io.EOF
+	}
+	if p.hook != nil {
+		p.hook(p.i)
+	}
+	p.i++
+	return &rtp.Packet{Header: rtp.Header{SequenceNumber: uint16(p.i - 1)}}, nil, nil
+}
+
+// TestConsentGate: packets before the grant are dropped, those after it
+// pass with the grant's time, a withdrawal ends the stretch, and a new
+// grant starts a new one with its own time.
+func TestConsentGate(t *testing.T) {
+	var c consentState
+	t1, t2 := time.Unix(100, 0), time.Unix(200, 0)
+	src := &packets{n: 10, hook: func(i int) {
+		switch i {
+		case 3:
+			c.set(true, t1)
+		case 6:
+			c.set(false, t1.Add(time.Second))
+		case 8:
+			c.set(true, t2)
+		}
+	}}
+	g := &consentReader{src: src, c: &c}
+	at, err := g.await()
+	if err != nil || !at.Equal(t1) || g.dropped != 3 {
+		t.Fatalf("await = %v, %v after dropping %d; want %v after 3", at, err, g.dropped, t1)
+	}
+	var got []uint16
+	for {
+		p, _, err := g.ReadRTP()
+		if errors.Is(err, errConsentWithdrawn) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, p.SequenceNumber)
+	}
+	if len(got) != 3 || got[0] != 3 || got[2] != 5 {
+		t.Fatalf("recorded packets %v, want 3 4 5", got)
+	}
+	at, err = g.await()
+	if err != nil || !at.Equal(t2) {
+		t.Fatalf("second grant: %v %v", at, err)
+	}
+	if p, _, err := g.ReadRTP(); err != nil || p.SequenceNumber != 8 {
+		t.Fatalf("first packet of the second stretch: %v %v", p, err)
+	}
+}
+
+// TestConsentChangesBounded: repeats change nothing, and a peer that
+// toggles past maxConsentChanges is taken as withdrawn.
+func TestConsentChangesBounded(t *testing.T) {
+	var c consentState
+	now := time.Unix(1, 0)
+	if changed, _ := c.set(false, now); changed {
+		t.Fatal("a withdrawal with nothing granted counted as a change")
+	}
+	for i := range maxConsentChanges {
+		if changed, limited := c.set(i%2 == 0, now); !changed || limited {
+			t.Fatalf("change %d: changed %v limited %v", i, changed, limited)
+		}
+		if changed, _ := c.set(i%2 == 0, now); changed {
+			t.Fatal("a repeat counted as a change")
+		}
+	}
+	if _, _, ok := c.current(); ok {
+		t.Fatal("want withdrawn after an even number of changes")
+	}
+	if changed, limited := c.set(true, now); changed || !limited {
+		t.Fatalf("past the limit: changed %v limited %v", changed, limited)
+	}
+	if _, _, ok := c.current(); ok {
+		t.Fatal("a grant past the limit took effect")
+	}
+}
