@@ -8,6 +8,7 @@ import (
 	"image"
 	"io"
 	"testing"
+	"time"
 )
 
 func TestPatternEncodeDecodeKeepsCounter(t *testing.T) {
@@ -77,5 +78,34 @@ func TestCounterRoundTripUncompressed(t *testing.T) {
 	flat := image.NewYCbCr(image.Rect(0, 0, 256, 64), image.YCbCrSubsampleRatio420)
 	if _, ok := ReadCounter(flat); ok {
 		t.Fatal("flat picture read as a counter")
+	}
+}
+
+// TestPatternStarted: Started is zero until frame 0 is made, then the time
+// it was made, and later frames leave it alone: the start time a tone
+// beeping in step with the frames counts from.
+func TestPatternStarted(t *testing.T) {
+	p, err := NewTestPattern(PatternConfig{Frames: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if !p.Started().IsZero() {
+		t.Fatalf("started at %v before any frame", p.Started())
+	}
+	before := time.Now()
+	if _, err := p.NextSample(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	after := time.Now()
+	start := p.Started()
+	if start.Before(before) || start.After(after) {
+		t.Fatalf("started at %v, want between %v and %v", start, before, after)
+	}
+	if _, err := p.NextSample(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !p.Started().Equal(start) {
+		t.Fatalf("frame 1 moved the start from %v to %v", start, p.Started())
 	}
 }

@@ -51,7 +51,7 @@ func TestAudioTimeline(t *testing.T) {
 // time, whatever each stream's arrival; before them, by arrival.
 func TestAudioSpanBySenderReports(t *testing.T) {
 	a := newAudioTimeline(10 * time.Second)
-	var s avSync
+	s := newAVSync()
 	arrival := time.UnixMicro(5_000_000)
 	// Audio RTP 48000 is sender time 10 s; its packet arrives at 5 s on
 	// the recorder's clock.
@@ -62,7 +62,7 @@ func TestAudioSpanBySenderReports(t *testing.T) {
 	}
 	a.write(tick/ticksPerSample, samples)
 
-	got, meta, ok := a.span(&s, 5_000_000+500_000, 5_000_000+500_000+1000)
+	got, meta, ok := a.span(s, 5_000_000+500_000, 5_000_000+500_000+1000)
 	if !ok || meta.Sync != "arrival" || meta.Samples != 16 || got[0] != 8000 {
 		t.Fatalf("arrival: %+v first %v", meta, got[0])
 	}
@@ -73,12 +73,42 @@ func TestAudioSpanBySenderReports(t *testing.T) {
 	s.report(true, &rtcp.SenderReport{NTPTime: ntp(10_100_000), RTPTime: 9000})
 	s.videoFrame(9000, 7_000_000)
 	// ts.npy 7 s is sender 10.1 s: audio sample 1600 (0.1 s in).
-	got, meta, ok = a.span(&s, 7_000_000, 7_000_000+1000)
+	got, meta, ok = a.span(s, 7_000_000, 7_000_000+1000)
 	if !ok || meta.Sync != "rtcp" || meta.Missing != 0 || math.Abs(float64(got[0])-1600) > 1 {
 		t.Fatalf("rtcp: %+v first %v, want sample 1600", meta, got[0])
 	}
-	if _, _, ok := newAudioTimeline(time.Second).span(&s, 0, 1000); ok {
+	if _, _, ok := newAudioTimeline(time.Second).span(s, 0, 1000); ok {
 		t.Fatal("a peer that sent no audio has an audio span")
+	}
+}
+
+// TestSenderReportsLateWriter: a sender whose writes fall behind (pion
+// reports the time of the last write) reports its RTP times late, never
+// early; the punctual report of the recent ones places the stream, until
+// one says the timing changed for good.
+func TestSenderReportsLateWriter(t *testing.T) {
+	h := streamReports{rate: 90000}
+	// RTP 90000·k is truly sender time k s; reports at k = 1..6, late by:
+	late := []int64{3_000, 1_000, 40_000, 2_000, 77_000, 5_000}
+	for i, l := range late {
+		k := int64(i + 1)
+		h.add(senderReport{ntpUS: k*1_000_000 + l, rtp: uint32(90000 * k)})
+	}
+	best, _ := h.best()
+	if got := h.at(best, 90000*10); got != 10_001_000 {
+		t.Fatalf("RTP of 10 s placed at %d µs, want 10001000 (the 1 ms late report)", got)
+	}
+	// A pause: the sender went on 2 s later with the next RTP time.
+	h.add(senderReport{ntpUS: 9_000_000, rtp: 90000 * 7})
+	if best, _ := h.best(); len(h.all) != 1 || h.at(best, 90000*7) != 9_000_000 {
+		t.Fatalf("after a 2 s jump: %d reports kept, RTP of 7 s at %d µs, want the new report alone", len(h.all), h.at(best, 90000*7))
+	}
+	// Reports older than the window go.
+	for k := int64(8); k < 30; k++ {
+		h.add(senderReport{ntpUS: (k + 2) * 1_000_000, rtp: uint32(90000 * k)})
+	}
+	if n := len(h.all); n > reportsKept || h.all[0].ntpUS < 31_000_000-reportsWindow.Microseconds() {
+		t.Fatalf("%d reports kept, oldest at %d µs", n, h.all[0].ntpUS)
 	}
 }
 

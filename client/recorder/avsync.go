@@ -2,6 +2,7 @@ package recorder
 
 import (
 	"sync"
+	"time"
 
 	"github.com/pion/rtcp"
 )
@@ -20,12 +21,71 @@ import (
 // have reported (a second or so), the audio is placed by its own first
 // packet's arrival, as the frames are ("arrival"), which leaves it off by
 // the difference of the two streams' delays.
+//
+// A sender report is only as good as the sender's idea of when its last
+// packet was captured. Browsers take it from the capture clock; pion's
+// report interceptor (the Go client, khadga-peer) takes the time the last
+// frame was written, so a sender that falls behind (a slow encode on a
+// loaded machine) reports its RTP times late by as much, never early: a
+// report 77 ms late put a whole clip's audio 77 ms off. So each stream
+// keeps its recent reports (reportsKept, at most reportsWindow old) and
+// uses the one that places the stream earliest, the most punctual. A
+// report later than that by more than reportsJump means the stream's
+// timing changed (a sender that paused and went on with the next RTP
+// time): the reports start over from it.
 
-// senderReport is the last RTCP sender report of one stream.
+// senderReport is one RTCP sender report of a stream.
 type senderReport struct {
 	ntpUS int64  // the sender's wall clock, Unix µs
 	rtp   uint32 // the RTP time it maps to
-	ok    bool
+}
+
+// What a stream keeps of its sender reports (pion sends one a second).
+const (
+	reportsKept   = 8
+	reportsWindow = 10 * time.Second
+	reportsJump   = 500 * time.Millisecond
+)
+
+// streamReports are a stream's recent sender reports, oldest first.
+type streamReports struct {
+	rate int64 // the RTP clock
+	all  []senderReport
+}
+
+// at is the sender time of RTP time rtp by report r, Unix µs.
+func (h *streamReports) at(r senderReport, rtp uint32) int64 {
+	return r.ntpUS + int64(int32(rtp-r.rtp))*1_000_000/h.rate
+}
+
+// add records a report, forgetting the old ones, or all of them when it
+// says the stream's timing changed.
+func (h *streamReports) add(r senderReport) {
+	if best, ok := h.best(); ok && r.ntpUS-h.at(best, r.rtp) > reportsJump.Microseconds() {
+		h.all = h.all[:0]
+	}
+	h.all = append(h.all, r)
+	drop := max(0, len(h.all)-reportsKept)
+	for drop < len(h.all)-1 && r.ntpUS-h.all[drop].ntpUS > reportsWindow.Microseconds() {
+		drop++
+	}
+	h.all = append(h.all[:0], h.all[drop:]...)
+}
+
+// best is the kept report that places the newest one's RTP time
+// earliest.
+func (h *streamReports) best() (senderReport, bool) {
+	if len(h.all) == 0 {
+		return senderReport{}, false
+	}
+	newest := h.all[len(h.all)-1]
+	best := newest
+	for _, r := range h.all {
+		if h.at(r, newest.rtp) < h.at(best, newest.rtp) {
+			best = r
+		}
+	}
+	return best, true
 }
 
 // ntpUnixUS turns an NTP timestamp (seconds since 1900, 32.32 fixed
@@ -40,8 +100,8 @@ func ntpUnixUS(ntp uint64) int64 {
 // avSync holds what places one peer's audio against its video.
 type avSync struct {
 	mu    sync.Mutex
-	video senderReport
-	audio senderReport
+	video streamReports
+	audio streamReports
 	frame struct { // the latest video frame
 		rtp uint32
 		us  int64
@@ -49,15 +109,19 @@ type avSync struct {
 	}
 }
 
+func newAVSync() *avSync {
+	return &avSync{video: streamReports{rate: 90000}, audio: streamReports{rate: audioRTPRate}}
+}
+
 // report records a sender report of the video (video true) or audio stream.
 func (s *avSync) report(video bool, sr *rtcp.SenderReport) {
-	r := senderReport{ntpUS: ntpUnixUS(sr.NTPTime), rtp: sr.RTPTime, ok: true}
+	r := senderReport{ntpUS: ntpUnixUS(sr.NTPTime), rtp: sr.RTPTime}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if video {
-		s.video = r
+		s.video.add(r)
 	} else {
-		s.audio = r
+		s.audio.add(r)
 	}
 }
 
@@ -73,14 +137,15 @@ func (s *avSync) videoFrame(rtp uint32, us int64) {
 func (s *avSync) audioRTP(us int64) (uint32, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.video.ok || !s.audio.ok || !s.frame.ok {
+	video, vok := s.video.best()
+	audio, aok := s.audio.best()
+	if !vok || !aok || !s.frame.ok {
 		return 0, false
 	}
 	// The sender's clock at the latest frame, by the video report.
-	frameNTP := s.video.ntpUS + int64(int32(s.frame.rtp-s.video.rtp))*1_000_000/90000
-	d := s.frame.us - frameNTP // from the sender's clock to ts.npy's
+	d := s.frame.us - s.video.at(video, s.frame.rtp) // from the sender's clock to ts.npy's
 	ntp := us - d
-	return s.audio.rtp + uint32(int32((ntp-s.audio.ntpUS)*audioRTPRate/1_000_000)), true
+	return audio.rtp + uint32(int32((ntp-audio.ntpUS)*audioRTPRate/1_000_000)), true
 }
 
 // readReports reads a receiver's RTCP with read (the interceptors need it

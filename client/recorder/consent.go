@@ -151,7 +151,7 @@ type roomRec struct {
 type peerRec struct {
 	member  proto.Member
 	consent consentState
-	sync    avSync
+	sync    *avSync
 	audio   *audioTimeline
 	tracks  int  // tracks being handled; guarded by roomRec.mu
 	gone    bool // the member left
@@ -188,7 +188,7 @@ func (rr *roomRec) peerLocked(m proto.Member) *peerRec {
 		}
 		return nil
 	}
-	p := &peerRec{member: m, audio: newAudioTimeline(rr.kept)}
+	p := &peerRec{member: m, sync: newAVSync(), audio: newAudioTimeline(rr.kept)}
 	rr.peers[m.Peer] = p
 	return p
 }

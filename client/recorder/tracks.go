@@ -85,7 +85,7 @@ func (r *Recorder) track(ctx context.Context, rr *roomRec, e *client.IncomingTra
 		defer r.wg.Done()
 		stop := context.AfterFunc(ctx, func() { e.Receiver.SetReadDeadline(time.Now()) })
 		defer stop()
-		readReports(func() ([]rtcp.Packet, error) { pkts, _, err := e.Receiver.ReadRTCP(); return pkts, err }, &p.sync, video)
+		readReports(func() ([]rtcp.Packet, error) { pkts, _, err := e.Receiver.ReadRTCP(); return pkts, err }, p.sync, video)
 	}()
 	go func() {
 		defer r.wg.Done()
@@ -131,7 +131,7 @@ func consented(ctx context.Context, p *peerRec, src RTPReader, log *slog.Logger,
 
 func (r *Recorder) recordVideo(ctx context.Context, rr *roomRec, p *peerRec, lt *liveTrack, info TrackInfo, e *client.IncomingTrack, log *slog.Logger) {
 	opts := TrackOptions{FPS: r.cfg.FPS, Fit: r.cfg.Fit, QueueFrames: r.cfg.QueueFrames, Logger: log,
-		RequestKeyframe: e.RequestKeyframe, av: &p.sync}
+		RequestKeyframe: e.RequestKeyframe, av: p.sync}
 	if r.audio() {
 		opts.audio = p.audio
 	}

@@ -62,6 +62,37 @@ func TestToneRoundTrip(t *testing.T) {
 	}
 }
 
+// TestToneSchedule: sample k of a tone is made for the wall time of its
+// first call plus k × 20 ms, 960 ticks of the RTP clock apart, whenever it
+// is asked for: On sees the times the receiver's RTP clock gives the
+// audio, so a beep can be put at a known time.
+func TestToneSchedule(t *testing.T) {
+	var asked []time.Time
+	src, err := NewTone(ToneConfig{On: func(at time.Time) bool { asked = append(asked, at); return true }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	before := time.Now()
+	for range 3 {
+		if _, err := src.NextSample(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(asked) != 3*960 {
+		t.Fatalf("On asked %d times for 3 packets, want %d", len(asked), 3*960)
+	}
+	first := asked[0]
+	if first.Before(before) || first.After(time.Now()) {
+		t.Fatalf("first sample for %v, want the first call's time (after %v)", first, before)
+	}
+	for k := range 3 {
+		if got, want := asked[k*960].Sub(first), time.Duration(k)*20*time.Millisecond; got != want {
+			t.Errorf("packet %d made for first + %v, want + %v", k, got, want)
+		}
+	}
+}
+
 // TestDecodeRefuses: an oversized packet and garbage are errors, not
 // crashes, and the decoder keeps working.
 func TestDecodeRefuses(t *testing.T) {
