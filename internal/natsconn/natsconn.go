@@ -186,9 +186,10 @@ type Conn struct {
 	opts Options
 	log  *slog.Logger
 
-	checksMu sync.Mutex
-	checks   map[int]func(context.Context) error // AddCheck's, by id
-	nextID   int
+	checksMu    sync.Mutex                          // guards the three below
+	checks      map[int]func(context.Context) error // AddCheck's, by id
+	nextID      int
+	reconnected chan struct{} // closed at the next reconnect (Reconnected)
 
 	ready   atomic.Bool
 	reason  atomic.Pointer[string] // why not ready
@@ -210,7 +211,8 @@ func Connect(o Options) (*Conn, error) {
 		return nil, errors.New("natsconn: no NATS server configured")
 	}
 	o.setDefaults()
-	c := &Conn{opts: o, log: o.Logger, probeCh: make(chan struct{}, 1), stop: make(chan struct{})}
+	c := &Conn{opts: o, log: o.Logger, probeCh: make(chan struct{}, 1), stop: make(chan struct{}),
+		reconnected: make(chan struct{})}
 	c.setNotReady("connecting")
 	nc, err := nats.Connect(strings.Join(o.Servers(), ","), c.natsOptions()...)
 	if err != nil {
@@ -292,7 +294,22 @@ func (c *Conn) onDisconnect(_ *nats.Conn, err error) {
 
 func (c *Conn) onReconnect(nc *nats.Conn) {
 	c.log.Info("NATS reconnected", slog.String("url", nc.ConnectedUrlRedacted()), slog.String("server", nc.ConnectedServerName()))
+	c.checksMu.Lock()
+	close(c.reconnected)
+	c.reconnected = make(chan struct{})
+	c.checksMu.Unlock()
 	c.ProbeNow()
+}
+
+// Reconnected returns a channel that is closed when the connection next
+// comes back after a disconnect. A JetStream watch (a push consumer) may
+// not survive its server's restart, and finds out only after missing
+// heartbeats for many seconds; kvstore starts its watches again at once
+// when this fires.
+func (c *Conn) Reconnected() <-chan struct{} {
+	c.checksMu.Lock()
+	defer c.checksMu.Unlock()
+	return c.reconnected
 }
 
 func (c *Conn) onAsyncError(_ *nats.Conn, sub *nats.Subscription, err error) {

@@ -132,14 +132,18 @@ func (s *Store) CreateFamily(f store.Family) error {
 	}
 	err = s.do("create_family", s.opts.OpTimeout, func(ctx context.Context) error {
 		ttl := max(time.Until(f.Expires), 0) + indexGrace
-		if _, err := s.families.Create(ctx, key(f.ID), []byte(f.User), jetstream.KeyTTL(ttl)); err != nil {
+		err := again(ctx, func() error {
+			_, err := s.families.Create(ctx, key(f.ID), []byte(f.User), jetstream.KeyTTL(ttl))
+			return err
+		})
+		if err != nil {
 			if errors.Is(err, jetstream.ErrKeyExists) {
 				return store.ErrFamilyExists
 			}
 			return err
 		}
 		var evicted []store.Family
-		err := modify(ctx, s, "create_family", s.accounts, key(f.User), false, func(a *account, _ bool) (bool, error) {
+		err = modify(ctx, s, "create_family", s.accounts, key(f.User), false, func(a *account, _ bool) (bool, error) {
 			a.Families = append(a.Families, f)
 			slices.SortStableFunc(a.Families, func(x, y store.Family) int { return x.Created.Compare(y.Created) })
 			n := max(len(a.Families)-s.opts.MaxFamiliesPerUser, 0)
@@ -172,7 +176,8 @@ func (s *Store) dropIndex(ctx context.Context, fams []store.Family) {
 
 // owner finds the user of family id through the index.
 func (s *Store) owner(ctx context.Context, id string) (string, error) {
-	e, err := s.families.Get(ctx, key(id))
+	var e jetstream.KeyValueEntry
+	err := again(ctx, func() (err error) { e, err = s.families.Get(ctx, key(id)); return err })
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return "", store.ErrNotFound
 	}

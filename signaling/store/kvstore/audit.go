@@ -22,8 +22,10 @@ func (s *Store) Audit(ev store.AuditEvent) error {
 		return err
 	}
 	err = s.do("audit", s.opts.OpTimeout, func(ctx context.Context) error {
-		_, err := s.conn.JetStream().Publish(ctx, s.subject, data)
-		return err
+		return again(ctx, func() error {
+			_, err := s.conn.JetStream().Publish(ctx, s.subject, data)
+			return err
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
@@ -35,7 +37,8 @@ func (s *Store) Audit(ev store.AuditEvent) error {
 func (s *Store) AuditLog(limit int) (evs []store.AuditEvent, err error) {
 	limit = store.AuditPage(limit, s.opts.AuditMax)
 	err = s.do("audit_log", listTimeout, func(ctx context.Context) error {
-		info, err := s.audit.Info(ctx)
+		var info *jetstream.StreamInfo
+		err := again(ctx, func() (err error) { info, err = s.audit.Info(ctx); return err })
 		if err != nil || info.State.Msgs == 0 {
 			return err
 		}

@@ -37,6 +37,13 @@ func TestUnavailableFailsFastAndRecovers(t *testing.T) {
 	conn := connect(t, nats.URLs())
 	s := openStore(t, conn, Options{OpTimeout: 3 * time.Second})
 	storetest.Fill(t, s)
+	secrets := make(chan string, 8)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.WatchSecret(ctx, "turn-rest-secret", func(v []byte) { secrets <- string(v) })
+	if v := <-secrets; v != "s3cret" {
+		t.Fatalf("watched secret %q", v)
+	}
 
 	nats.Stop(0)
 	waitFor(t, 5*time.Second, "connection marked not ready", func() bool { return conn.Ready() != nil })
@@ -62,6 +69,18 @@ func TestUnavailableFailsFastAndRecovers(t *testing.T) {
 	}
 	if _, err := s.RotateFamily("fa1", []byte("h1"), []byte("h2"), t0); err != nil {
 		t.Fatalf("rotate after NATS came back: %v", err)
+	}
+	// The watch outlived the outage.
+	if _, err := s.UpdateSecret("turn-rest-secret", func([]byte) ([]byte, error) { return []byte("next"), nil }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case v := <-secrets:
+		if v != "next" {
+			t.Fatalf("watched secret after the outage %q, want next", v)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the secret's watch did not survive the NATS outage")
 	}
 }
 

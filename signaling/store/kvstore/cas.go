@@ -9,12 +9,38 @@ import (
 	"time"
 
 	"github.com/khadga/khadga/signaling/store"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // maxAttempts bounds the tries of one read-modify-write; the method's
 // OpTimeout bounds them too.
 const maxAttempts = 32
+
+// electionWait is how long a request keeps trying while nobody answers
+// it: a stream whose leader's server stopped elects another in a second
+// or two, and meanwhile its requests find no responders. Past it the
+// request fails (ErrUnavailable) rather than making the client wait.
+const electionWait = 3 * time.Second
+
+// again runs one request, and again while it finds no responders (nobody
+// received it, so it is safe to send again), for up to electionWait.
+func again(ctx context.Context, req func() error) error {
+	start := time.Now()
+	for {
+		err := req()
+		if !errors.Is(err, nats.ErrNoResponders) || time.Since(start) > electionWait {
+			return err
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
 
 // modify is one read-modify-write of key k in kv, as one atomic step: it
 // reads the record and its revision, lets fn change it, and writes it
@@ -43,11 +69,14 @@ func modify[T any](ctx context.Context, s *Store, op string, kv jetstream.KeyVal
 		if err != nil {
 			return err
 		}
-		if rev == 0 {
-			_, err = kv.Create(ctx, k, data)
-		} else {
-			_, err = kv.Update(ctx, k, data, rev)
-		}
+		err = again(ctx, func() (err error) {
+			if rev == 0 {
+				_, err = kv.Create(ctx, k, data)
+			} else {
+				_, err = kv.Update(ctx, k, data, rev)
+			}
+			return err
+		})
 		if err == nil {
 			return ferr
 		}
@@ -75,7 +104,7 @@ func remove[T any](ctx context.Context, s *Store, op string, kv jetstream.KeyVal
 		if err := fn(&v); err != nil {
 			return err
 		}
-		err = kv.Delete(ctx, k, jetstream.LastRevision(rev))
+		err = again(ctx, func() error { return kv.Delete(ctx, k, jetstream.LastRevision(rev)) })
 		if err == nil || !conflict(err) {
 			return err
 		}
@@ -90,7 +119,8 @@ func remove[T any](ctx context.Context, s *Store, op string, kv jetstream.KeyVal
 // get decodes the record at k into v and returns its revision, or
 // ErrNotFound.
 func get(ctx context.Context, kv jetstream.KeyValue, k string, v any) (uint64, error) {
-	e, err := kv.Get(ctx, k)
+	var e jetstream.KeyValueEntry
+	err := again(ctx, func() (err error) { e, err = kv.Get(ctx, k); return err })
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return 0, store.ErrNotFound
 	}
@@ -124,7 +154,8 @@ func backoff(ctx context.Context, attempt int) error {
 
 // list decodes every record of kv, in no particular order.
 func list[T any](ctx context.Context, kv jetstream.KeyValue) ([]T, error) {
-	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	var w jetstream.KeyWatcher
+	err := again(ctx, func() (err error) { w, err = kv.WatchAll(ctx, jetstream.IgnoreDeletes()); return err })
 	if err != nil {
 		return nil, err
 	}

@@ -51,10 +51,18 @@
 // if not; each then gets Options.OpTimeout for all its requests. A request
 // that times out or finds no JetStream marks the connection not ready, so
 // that the methods after it fail fast until the connection's probe
-// succeeds again. The store adds a write to the probe (the health bucket):
-// a NATS server that has lost the quorum of its cluster still answers
-// reads from its replica, but a node must not count as ready when it
-// cannot write a login.
+// succeeds again. One failure is waited out instead: a request that finds
+// no responders, which is what a bucket's requests find for a second or
+// two while its replicas elect a new leader after the old one's server
+// stopped, is sent again for up to electionWait (nobody received it, so
+// sending it again is safe).
+//
+// The store adds a write to the probe (the health bucket): a NATS server
+// that has lost the quorum of its cluster still answers reads from its
+// replica, but a node must not count as ready when it cannot write a
+// login. Watches (WatchSigningKeys, WatchSecret) start again from the
+// last revision they saw whenever the connection comes back, so a change
+// made during an outage reaches every node once NATS returns.
 package kvstore
 
 import (

@@ -161,11 +161,14 @@ func (c *roomChange) try(ctx context.Context) (sealed bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	if rev == 0 {
-		_, err = c.s.rooms.Create(ctx, key(c.name), data)
-	} else {
-		_, err = c.s.rooms.Update(ctx, key(c.name), data, rev)
-	}
+	err = again(ctx, func() (err error) {
+		if rev == 0 {
+			_, err = c.s.rooms.Create(ctx, key(c.name), data)
+		} else {
+			_, err = c.s.rooms.Update(ctx, key(c.name), data, rev)
+		}
+		return err
+	})
 	if err == nil || !conflict(err) {
 		return err == nil, err
 	}
