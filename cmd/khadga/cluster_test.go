@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/khadga/khadga/internal/config"
 	"github.com/khadga/khadga/internal/natstest"
 	"github.com/khadga/khadga/internal/testlog"
 	"github.com/khadga/khadga/signaling/store"
@@ -171,7 +172,10 @@ func TestTURNSecretsFollowTheCluster(t *testing.T) {
 		}
 	}
 	var a adminConfig
-	a.NATS.URLs, a.NATS.Replicas, a.NATS.Subject = []string{nats}, 1, "khadga"
+	if err := config.Defaults(&a); err != nil {
+		t.Fatal(err)
+	}
+	a.NATS.URLs = []string{nats}
 	st, closeFn, err := a.openStore(ctx)
 	if err != nil {
 		t.Fatal(err)

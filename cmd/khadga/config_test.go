@@ -13,6 +13,8 @@ import (
 	"github.com/khadga/khadga/internal/config"
 	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling"
+	"github.com/khadga/khadga/signaling/store"
+	"github.com/khadga/khadga/signaling/store/kvstore"
 	"github.com/khadga/khadga/turn"
 )
 
@@ -174,6 +176,10 @@ func TestDefaultsAreLibraryDefaults(t *testing.T) {
 		{"turn-public-ip-interval", s.TURN.PublicIPEvery, tc.PublicIPEvery},
 		{"user --role", u.Role, proto.RoleUser},
 		{"token --role", k.Role, proto.RoleUser},
+		{"nats-replicas", s.NATS.Replicas, kvstore.DefaultReplicas},
+		{"nats-subject", s.NATS.Subject, kvstore.DefaultPrefix},
+		{"nats-audit-max", s.NATS.AuditMax, store.DefaultAuditMax},
+		{"nats-audit-age", s.NATS.AuditMaxAge, kvstore.DefaultAuditMaxAge},
 	} {
 		if g.got != g.want {
 			t.Errorf("%s default %v, library default %v", g.name, g.got, g.want)

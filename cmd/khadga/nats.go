@@ -25,6 +25,9 @@ type natsConfig struct {
 	Key      string   `yaml:"nats-key" usage:"private key file (PEM) of --nats-cert"`
 	Replicas int      `yaml:"nats-replicas" default:"1" usage:"copies of each JetStream bucket and stream: 1 for one NATS server, 3 for a three-server cluster"`
 	Subject  string   `yaml:"nats-subject" default:"khadga" usage:"prefix of the cluster's subjects, buckets and streams; deployments that share one NATS system each need their own"`
+	// The audit stream's bounds; the oldest events go past either.
+	AuditMax    int           `yaml:"nats-audit-max" default:"100000" usage:"audit events the cluster keeps"`
+	AuditMaxAge time.Duration `yaml:"nats-audit-age" default:"2160h" usage:"how long the cluster keeps an audit event"`
 }
 
 // natsOpenWait bounds how long an admin command waits for NATS.
@@ -45,6 +48,9 @@ func (c *natsConfig) validate() error {
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("--nats-replicas %d: want 1 to 5", c.Replicas))
+	}
+	if c.AuditMax < 1 || c.AuditMaxAge < time.Hour {
+		errs = append(errs, fmt.Errorf("--nats-audit-max %d and --nats-audit-age %v: want at least 1 and 1h", c.AuditMax, c.AuditMaxAge))
 	}
 	return errors.Join(errs...)
 }
@@ -78,7 +84,7 @@ func (c *natsConfig) open(ctx context.Context, name string, log *slog.Logger, re
 		}
 	}
 	st, err := kvstore.Open(ctx, conn, kvstore.Options{Prefix: c.Subject, Replicas: c.Replicas, Registerer: reg,
-		Logger: log.With(slog.String("component", "kvstore"))})
+		AuditMax: c.AuditMax, AuditMaxAge: c.AuditMaxAge, Logger: log.With(slog.String("component", "kvstore"))})
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("opening the store on NATS: %w", err)
