@@ -83,6 +83,16 @@ func TestServeOnNATS(t *testing.T) {
 	next := refreshAt(t, n1.url, tok.Refresh, http.StatusOK)
 	refreshAt(t, n2.url, tok.Refresh, http.StatusUnauthorized)  // reuse, seen on the other node
 	refreshAt(t, n1.url, next.Refresh, http.StatusUnauthorized) // the family is revoked everywhere
+	// What an operator sees of the cluster on a node: every metric is
+	// documented, and these are the ones the cluster's docs point to.
+	found := metricsDocumented(t, n1.url)
+	for _, m := range []string{"khadga_nats_ready", "khadga_nats_jetstream_rtt_seconds", "khadga_cluster_nats_rtt_seconds",
+		"khadga_cluster_nats_messages_in_total", "khadga_cluster_nats_messages_out_total", "khadga_kv_operations_total",
+		"khadga_kv_operation_seconds", "khadga_cluster_kv_errors_total"} {
+		if !found[m] {
+			t.Errorf("node 1's /metrics has no %s", m)
+		}
+	}
 
 	dir := t.TempDir() // no data of its own: everything is in the cluster
 	if out, err := run(t, dir, "a long admin password\n", "user", "add", "root", "--role", "admin", "--nats", nats); err != nil {

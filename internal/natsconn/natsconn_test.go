@@ -70,15 +70,32 @@ func TestReadyFollowsTheServer(t *testing.T) {
 	if err := c.Register(reg); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := testutil.GatherAndCount(reg, "khadga_nats_ready"); err != nil || n != 1 {
+	if n, err := testutil.GatherAndCount(reg, "khadga_nats_ready", "khadga_nats_jetstream_rtt_seconds",
+		"khadga_nats_reconnects_total"); err != nil || n != 3 {
 		t.Fatalf("metrics: %d, %v", n, err)
 	}
+	if c.RTT() <= 0 {
+		t.Fatalf("ready, with a probe round trip of %v", c.RTT())
+	}
 
+	back := c.Reconnected()
 	nats.Stop(0)
 	waitFor(t, func() bool { return errors.Is(c.Ready(), ErrNotReady) })
 	nats.Restart(0)
 	if err := c.WaitReady(ctx); err != nil {
 		t.Fatalf("not ready after the server came back: %v", err)
+	}
+	select {
+	case <-back: // closed before the probe that made it ready
+	default:
+		t.Fatal("ready again, but Reconnected's channel is still open")
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP khadga_nats_reconnects_total Reconnections to NATS.
+# TYPE khadga_nats_reconnects_total counter
+khadga_nats_reconnects_total 1
+`), "khadga_nats_reconnects_total"); err != nil {
+		t.Fatal(err)
 	}
 
 	failing := errors.New("quorum lost")
