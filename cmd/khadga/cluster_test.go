@@ -52,15 +52,8 @@ func refreshAt(t *testing.T, url, rt string, want int) tokens {
 // token verifies there (its signing key is known) and its account is alive.
 func bearerOK(t *testing.T, url, access string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, url+"/api/ws-ticket", nil)
-	req.Header.Set("Authorization", "Bearer "+access)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("ticket with the access token at %s: %d", url, resp.StatusCode)
+	if code := ticketStatus(t, url, access); code != http.StatusOK {
+		t.Fatalf("ticket with the access token at %s: %d", url, code)
 	}
 }
 

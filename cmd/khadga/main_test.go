@@ -127,13 +127,22 @@ func (p *process) stop(t *testing.T) {
 
 func post(t *testing.T, url, body string) (int, string) {
 	t.Helper()
-	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	code, b, err := tryPost(url, body)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return code, b
+}
+
+// tryPost is post for goroutines other than the test's.
+func tryPost(url, body string) (int, string, error) {
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return resp.StatusCode, string(b), nil
 }
 
 func run(t *testing.T, dir string, stdin string, args ...string) (string, error) {

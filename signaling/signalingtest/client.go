@@ -31,9 +31,16 @@ type Client struct {
 // Connect opens a WebSocket with the access token and waits for welcome.
 func (s *Server) Connect(t testing.TB, access string, query url.Values) *Client {
 	t.Helper()
+	return ConnectURL(t, s.WSURL, access, query)
+}
+
+// ConnectURL is Connect to the WebSocket endpoint wsURL of any khadga
+// server, such as a `khadga serve` process.
+func ConnectURL(t testing.TB, wsURL, access string, query url.Values) *Client {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
-	conn, resp, err := s.DialWS(ctx, access, query)
+	conn, resp, err := DialURL(ctx, wsURL, access, query)
 	if err != nil {
 		status := 0
 		if resp != nil {
@@ -100,6 +107,20 @@ func (c *Client) Next() *proto.Message {
 	case <-time.After(Timeout):
 		c.t.Fatalf("no message within %v", Timeout)
 		return nil
+	}
+}
+
+// NextWithin returns the next message, or false if none comes within d
+// or the connection is closed. It never fails the test, so that a test
+// can wait on several clients at once.
+func (c *Client) NextWithin(d time.Duration) (*proto.Message, bool) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case m, ok := <-c.in:
+		return m, ok
+	case <-t.C:
+		return nil, false
 	}
 }
 

@@ -313,7 +313,13 @@ func (s *Server) ClaimRoom(t testing.TB, access, room string) string {
 
 // DialWS opens /ws with the bearer token and the query (may be empty).
 func (s *Server) DialWS(ctx context.Context, access string, query url.Values) (*websocket.Conn, *http.Response, error) {
-	u := s.WSURL
+	return DialURL(ctx, s.WSURL, access, query)
+}
+
+// DialURL opens the WebSocket endpoint wsURL (ws://host:port/ws) of any
+// khadga server, such as a `khadga serve` process, as DialWS does.
+func DialURL(ctx context.Context, wsURL, access string, query url.Values) (*websocket.Conn, *http.Response, error) {
+	u := wsURL
 	if len(query) > 0 {
 		u += "?" + query.Encode()
 	}
