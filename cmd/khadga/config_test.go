@@ -200,7 +200,7 @@ func TestHelpNamesEveryVariable(t *testing.T) {
 		{&credentialsConfig{}, credentialsCommand, []string{"--user (KHADGA_USER)", "--turn-secret (KHADGA_TURN_SECRET)"}},
 		{&userConfig{}, userCommand, []string{"--admin-socket (KHADGA_ADMIN_SOCKET)", "--password (KHADGA_PASSWORD)", "(default -)"}},
 		{&tokenConfig{}, tokenCommand, []string{"--room (KHADGA_ROOM)", "--refresh (KHADGA_REFRESH)", "at most 8760h\n"}},
-		{&adminConfig{}, keysCommand, []string{"--data (KHADGA_DATA)", "khadga keys list|rotate|retire KID"}},
+		{&adminConfig{}, keysCommand, []string{"--data (KHADGA_DATA)", "khadga keys list|rotate|retire [--] KID"}},
 		{&adminConfig{}, backupCommand, []string{"--data (KHADGA_DATA)", "(default khadga-data)"}},
 	} {
 		var out strings.Builder
