@@ -153,9 +153,10 @@ type server struct {
 	bin, addr, data string
 }
 
-// startServer starts `khadga serve` with settings, then loopback listeners
-// on free ports and a new data directory, and waits until it runs.
-func startServer(t *testing.T, settings map[string]string) *server {
+// startServer starts `khadga serve` with args and settings, then loopback
+// listeners on free ports and a new data directory, and waits until it
+// runs.
+func startServer(t *testing.T, settings map[string]string, args ...string) *server {
 	t.Helper()
 	khadga := binary(t, "khadga")
 	// A short path: the admin socket's path must fit a sockaddr_un.
@@ -164,7 +165,7 @@ func startServer(t *testing.T, settings map[string]string) *server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(data) })
-	cmd := exec.Command(khadga, "serve")
+	cmd := exec.Command(khadga, append([]string{"serve"}, args...)...)
 	cmd.Env = cleanEnv()
 	for k, v := range settings {
 		cmd.Env = append(cmd.Env, k+"="+v)
