@@ -192,6 +192,12 @@ func decodeFile(t *testing.T, path string) []manifest {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return decodeDocs(t, path, b)
+}
+
+// decodeDocs decodes every document of b, which came from path.
+func decodeDocs(t *testing.T, path string, b []byte) []manifest {
+	t.Helper()
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	var out []manifest
 	for {
@@ -243,7 +249,7 @@ var knownFields = map[string]map[string][]string{
 			"fsGroupChangePolicy", "seccompProfile", "supplementalGroups"},
 		"spec.template.spec.containers[]": {"name", "image", "args", "command", "env", "envFrom", "ports",
 			"startupProbe", "livenessProbe", "readinessProbe", "resources", "securityContext", "volumeMounts",
-			"imagePullPolicy", "workingDir"},
+			"imagePullPolicy", "workingDir", "lifecycle"},
 		"spec.template.spec.containers[].securityContext": {"allowPrivilegeEscalation", "readOnlyRootFilesystem",
 			"capabilities", "runAsNonRoot", "runAsUser", "runAsGroup", "privileged", "seccompProfile"},
 		"spec.template.spec.containers[].startupProbe":   probeFields,
@@ -258,9 +264,34 @@ var knownFields = map[string]map[string][]string{
 	"Service": {
 		"": {"apiVersion", "kind", "metadata", "spec"},
 		"spec": {"type", "selector", "ports", "clusterIP", "externalTrafficPolicy", "loadBalancerIP",
-			"loadBalancerSourceRanges", "sessionAffinity", "ipFamilyPolicy"},
+			"loadBalancerSourceRanges", "sessionAffinity", "ipFamilyPolicy", "publishNotReadyAddresses"},
 		"spec.ports[]": {"name", "port", "targetPort", "protocol", "nodePort"},
 	},
+}
+
+func init() {
+	// A Deployment's pod template is a StatefulSet's; its spec has its own
+	// fields.
+	d := map[string][]string{
+		"spec": {"replicas", "selector", "template", "strategy", "minReadySeconds", "revisionHistoryLimit",
+			"progressDeadlineSeconds"},
+		"spec.strategy":               {"type", "rollingUpdate"},
+		"spec.strategy.rollingUpdate": {"maxSurge", "maxUnavailable"},
+	}
+	for path, fields := range knownFields["StatefulSet"] {
+		if strings.HasPrefix(path, "spec.template") || path == "" {
+			d[path] = fields
+		}
+	}
+	knownFields["Deployment"] = d
+	knownFields["PodDisruptionBudget"] = map[string][]string{
+		"":     {"apiVersion", "kind", "metadata", "spec"},
+		"spec": {"minAvailable", "maxUnavailable", "selector", "unhealthyPodEvictionPolicy"},
+	}
+	for _, kind := range []string{"StatefulSet", "Deployment"} {
+		knownFields[kind]["spec.template.spec.containers[].lifecycle"] = []string{"preStop", "postStart"}
+		knownFields[kind]["spec.template.spec.containers[].lifecycle.preStop"] = []string{"sleep", "exec", "httpGet"}
+	}
 }
 
 var probeFields = []string{"httpGet", "periodSeconds", "timeoutSeconds", "failureThreshold", "successThreshold",
