@@ -14,7 +14,11 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
 
-const k8sClusterDir = "deploy/kubernetes-cluster"
+const (
+	k8sClusterDir = "deploy/kubernetes-cluster"
+	// natsStatefulSet names the NATS StatefulSet; its pods are nats-0, ...
+	natsStatefulSet = "nats"
+)
 
 // kustomizeBuild runs `kustomize build dir` with kustomize's own library
 // (what `kubectl apply -k` runs) and decodes what it would apply.
@@ -204,10 +208,10 @@ func selects(sel, labels map[string]string) bool {
 // three by the names the headless Service gives them.
 func TestKubernetesClusterNATS(t *testing.T) {
 	byKind := kustomizeBuild(t, k8sClusterDir)
-	sts := named[clusterPod](t, byKind, "StatefulSet", "nats")
+	sts := named[clusterPod](t, byKind, "StatefulSet", natsStatefulSet)
 	s := sts.Spec
 	if s.Replicas == nil || *s.Replicas != 3 {
-		t.Fatalf("NATS replicas %v, want 3", s.Replicas)
+		t.Fatalf("NATS replicas %s, want 3", intPtr(s.Replicas))
 	}
 	svc := named[headlessService](t, byKind, "Service", s.ServiceName)
 	if svc.Spec.ClusterIP != "None" || !svc.Spec.PublishNotReadyAddresses {
@@ -269,7 +273,7 @@ func TestKubernetesClusterNATS(t *testing.T) {
 		routes = append(routes, r.Host)
 	}
 	for i := range *s.Replicas {
-		want = append(want, fmt.Sprintf("%s-%d.%s:%d", sts.objName(byKind), i, s.ServiceName, o.Cluster.Port))
+		want = append(want, fmt.Sprintf("%s-%d.%s:%d", natsStatefulSet, i, s.ServiceName, o.Cluster.Port))
 	}
 	slices.Sort(routes)
 	if o.Cluster.Name == "" || !slices.Equal(routes, want) {
@@ -286,14 +290,6 @@ func TestKubernetesClusterNATS(t *testing.T) {
 		t.Error("NATS has no /healthz readiness probe")
 	}
 	checkPDB(t, byKind, labels)
-}
-
-// objName is the StatefulSet's name; its pods are NAME-0, NAME-1, ...
-func (clusterPod) objName(byKind map[string][]manifest) string {
-	for _, m := range byKind["StatefulSet"] {
-		return m.obj.Metadata.Name
-	}
-	return ""
 }
 
 // checkPDB fails unless a PodDisruptionBudget covers the pods with labels
@@ -323,7 +319,7 @@ func TestKubernetesClusterNodes(t *testing.T) {
 	d := named[clusterPod](t, byKind, "Deployment", "khadga")
 	s := d.Spec
 	if s.Replicas == nil || *s.Replicas != 3 {
-		t.Fatalf("khadga replicas %v, want 3", s.Replicas)
+		t.Fatalf("khadga replicas %s, want 3", intPtr(s.Replicas))
 	}
 	labels := s.Template.Metadata.Labels
 	if !selects(s.Selector.MatchLabels, labels) || !selects(named[service](t, byKind, "Service", "khadga").Spec.Selector, labels) {
@@ -340,10 +336,10 @@ func TestKubernetesClusterNodes(t *testing.T) {
 			cm = named[configMap](t, byKind, "ConfigMap", e.ConfigMapRef.Name)
 		}
 	}
-	natsSts := named[clusterPod](t, byKind, "StatefulSet", "nats")
+	natsSts := named[clusterPod](t, byKind, "StatefulSet", natsStatefulSet)
 	var want []string
 	for i := range *natsSts.Spec.Replicas {
-		want = append(want, fmt.Sprintf("nats://nats-%d.%s:%d", i, natsSts.Spec.ServiceName, natsClientPort))
+		want = append(want, fmt.Sprintf("nats://%s-%d.%s:%d", natsStatefulSet, i, natsSts.Spec.ServiceName, natsClientPort))
 	}
 	if got := strings.Split(cm.Data["KHADGA_NATS"], ","); !slices.Equal(got, want) {
 		t.Errorf("KHADGA_NATS %v, want every NATS server %v", got, want)
@@ -393,7 +389,7 @@ func TestKubernetesClusterNodes(t *testing.T) {
 		t.Error("no preStop pause: the Service would still send clients to a node that stopped accepting")
 	}
 	if g := s.Template.Spec.TerminationGracePeriodSeconds; g == nil || *g < pause+30 {
-		t.Errorf("terminationGracePeriodSeconds %v, want at least the preStop %d s + 30 s for the drain", g, pause)
+		t.Errorf("terminationGracePeriodSeconds %s, want at least the preStop %d s + 30 s for the drain", intPtr(g), pause)
 	}
 	// hostNetwork (TURN on each node's address): one pod a node, and no
 	// surge pod that would need a fourth node's ports.
@@ -408,4 +404,11 @@ func TestKubernetesClusterNodes(t *testing.T) {
 			t.Errorf("maxSurge %v with hostNetwork, want 0", s.Strategy.RollingUpdate.MaxSurge)
 		}
 	}
+}
+
+func intPtr(p *int) string {
+	if p == nil {
+		return "unset"
+	}
+	return fmt.Sprint(*p)
 }
