@@ -75,6 +75,9 @@ type Client struct {
 	opts   *options
 	log    *slog.Logger
 	api    *webrtc.API
+	// reports sends the RTCP sender reports of every peer connection,
+	// by the publications' capture clocks (senderreport.go).
+	reports *senderReports
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -114,7 +117,8 @@ func Dial(ctx context.Context, serverURL string, cred Credentials, opts ...Optio
 		rooms:  map[string]*Room{}, peers: map[string]*peer{},
 		pending: map[string]chan error{}, online: map[string]proto.Member{},
 	}
-	api, err := newAPI(o)
+	c.reports = &senderReports{}
+	api, err := newAPI(o, c.reports)
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +161,7 @@ const (
 // direct with those stalls, 2 MiB 49 to 58 (docs/benchmarks.md).
 const sctpReceiveWindow = 2 << 20
 
-func newAPI(o *options) (*webrtc.API, error) {
+func newAPI(o *options, sr *senderReports) (*webrtc.API, error) {
 	se := webrtc.SettingEngine{}
 	if o.se != nil {
 		se = *o.se
@@ -197,7 +201,7 @@ func newAPI(o *options) (*webrtc.API, error) {
 		return nil, fmt.Errorf("register codecs: %w", err)
 	}
 	reg := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(m, reg); err != nil {
+	if err := registerInterceptors(m, reg, sr); err != nil {
 		return nil, fmt.Errorf("register interceptors: %w", err)
 	}
 	return webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg)), nil

@@ -74,7 +74,7 @@ func newTestPair(t *testing.T) (a, b *peer, ea, eb chan Event) {
 	o.log = testLogger(t)
 	se := loopbackEngine()
 	o.se = &se
-	api, err := newAPI(o)
+	api, err := newAPI(o, &senderReports{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,6 +57,9 @@ type Publication struct {
 	done   chan struct{}
 	err    error
 	frames atomic.Int64
+	// clock is the current sample's place on the pump's schedule, which
+	// the senders' RTCP reports give as its capture time (senderreport.go).
+	clock captureClock
 
 	mu      sync.Mutex
 	targets map[string]*target
@@ -163,7 +166,12 @@ func (pub *Publication) attachLocked(p *peer) error {
 	if err != nil {
 		return fmt.Errorf("peer %s: add track: %w", p.id, err)
 	}
-	consent := pub.targets[p.id] != nil && pub.targets[p.id].consent
+	consent := false
+	if old := pub.targets[p.id]; old != nil {
+		consent = old.consent
+		pub.room.c.reports.untrack(old.sender)
+	}
+	pub.room.c.reports.track(sender, &pub.clock)
 	pub.targets[p.id] = &target{p: p, sender: sender, consent: consent}
 	go pub.readRTCP(sender)
 	return nil
@@ -200,6 +208,7 @@ func (pub *Publication) StopSending(peerID string) error {
 	if t == nil {
 		return nil
 	}
+	pub.room.c.reports.untrack(t.sender)
 	if t.consent && !pub.room.consentsTo(peerID) {
 		t.p.sendConsent(pub.room.name, false) // nothing of this room goes to it now
 	}
@@ -307,13 +316,14 @@ func (pub *Publication) pump() {
 			pub.err = fmt.Errorf("media source: %w", err)
 			return
 		}
+		if next.IsZero() {
+			next = time.Now() // the schedule starts with the first sample made
+		}
+		pub.clock.set(next) // when this sample was meant to be, for the sender reports
 		if err := pub.track.WriteSample(s); err != nil {
 			pub.log.Debug("write sample", slog.Any("err", err))
 		}
 		pub.frames.Add(1)
-		if next.IsZero() {
-			next = time.Now()
-		}
 		next = next.Add(s.Duration)
 		if err := pub.wait(time.Until(next)); err != nil {
 			pub.err = err
