@@ -121,7 +121,7 @@ func consented(ctx context.Context, p *peerRec, src RTPReader, log *slog.Logger,
 		err = record(g, at)
 		if !errors.Is(err, errConsentWithdrawn) {
 			if err != nil {
-				log.Warn("track ended", "err", err)
+				log.Warn("recording failed", "err", err)
 			}
 			return
 		}
@@ -146,7 +146,7 @@ func (r *Recorder) recordVideo(ctx context.Context, rr *roomRec, p *peerRec, lt 
 		st, cerr := pl.Close()
 		lt.set(info, nil, nil)
 		r.finished(TrackReport{Info: info, Stats: st})
-		log.Info("recording stopped", slog.Any("stats", st), slog.Any("err", cerr))
+		log.Info("track ended", slog.Any("stats", st), slog.Any("err", cerr))
 		return err
 	})
 }
@@ -164,7 +164,7 @@ func (r *Recorder) recordAudio(ctx context.Context, p *peerRec, lt *liveTrack, i
 		st := at2.stats()
 		lt.set(info, nil, nil)
 		r.finished(TrackReport{Info: info, Audio: &st})
-		log.Info("audio recording stopped", slog.Any("stats", st))
+		log.Info("audio track ended", slog.Any("stats", st))
 		return err
 	})
 }
