@@ -480,16 +480,24 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 }
 
 // storeDown answers 503 when err says the store cannot be reached (a
-// cluster without NATS), so that clients retry instead of taking it for a
-// refusal (such as a wrong password or a dead refresh token), and reports
-// whether it did.
+// cluster without NATS), or that a change lost to other writers of the
+// same record too many times in a row (store.ErrConflict: many nodes
+// changing one account at once), so that clients retry instead of taking
+// it for a refusal (such as a wrong password or a dead refresh token),
+// and reports whether it did. Neither changed anything.
 func storeDown(w http.ResponseWriter, err error) bool {
-	if !errors.Is(err, store.ErrUnavailable) {
+	switch {
+	case errors.Is(err, store.ErrUnavailable):
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, codeUnavailable,
+			"the account store cannot be reached right now (the cluster lost its NATS connection); nothing was changed, try again in a moment")
+	case errors.Is(err, store.ErrConflict):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, codeUnavailable,
+			"too many changes to this account at once; nothing was changed, try again in a moment")
+	default:
 		return false
 	}
-	w.Header().Set("Retry-After", "5")
-	writeError(w, http.StatusServiceUnavailable, codeUnavailable,
-		"the account store cannot be reached right now (the cluster lost its NATS connection); nothing was changed, try again in a moment")
 	return true
 }
 
