@@ -442,6 +442,34 @@ func TestOutputConfigValidate(t *testing.T) {
 	}
 }
 
+// TestConfigRooms: several rooms go to OUT/ROOM, one room to OUT; a room
+// listed twice, a bad name and too many rooms are each named.
+func TestConfigRooms(t *testing.T) {
+	c := Config{Server: "http://127.0.0.1:1", Token: "x", Out: "/rec", Rooms: []string{"north", "south"}}
+	c.setDefaults()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if dir := c.outputConfig("south").Dir; dir != filepath.Join("/rec", "south") {
+		t.Fatalf("south writes to %s, want /rec/south", dir)
+	}
+	if dir := (&Config{Out: "/rec", Rooms: []string{"lab"}}).outputConfig("lab").Dir; dir != "/rec" {
+		t.Fatalf("a single room writes to %s, want /rec", dir)
+	}
+	c.Rooms = []string{"north", "../up", "north"}
+	err := c.Validate()
+	if err == nil || !strings.Contains(err.Error(), `room "north" listed twice`) || !strings.Contains(err.Error(), "../up") {
+		t.Fatalf("rooms %q: %v", c.Rooms, err)
+	}
+	c.Rooms = make([]string, MaxRooms+1)
+	for i := range c.Rooms {
+		c.Rooms[i] = fmt.Sprintf("r%d", i)
+	}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%d rooms: at most %d", MaxRooms+1, MaxRooms)) {
+		t.Fatalf("%d rooms: %v", len(c.Rooms), err)
+	}
+}
+
 func readTar(t *testing.T, path string) ([]string, map[string][]byte) {
 	t.Helper()
 	f, err := os.Open(path)
