@@ -85,7 +85,7 @@ func TestAudioSpanBySenderReports(t *testing.T) {
 // TestSenderReportsLateWriter: a sender whose writes fall behind (pion
 // reports the time of the last write) reports its RTP times late, never
 // early; the punctual report of the recent ones places the stream, until
-// one says the timing changed for good.
+// one says the timing changed for good or a new track's reports come.
 func TestSenderReportsLateWriter(t *testing.T) {
 	h := streamReports{rate: 90000}
 	// RTP 90000·k is truly sender time k s; reports at k = 1..6, late by:
@@ -103,9 +103,14 @@ func TestSenderReportsLateWriter(t *testing.T) {
 	if best, _ := h.best(); len(h.all) != 1 || h.at(best, 90000*7) != 9_000_000 {
 		t.Fatalf("after a 2 s jump: %d reports kept, RTP of 7 s at %d µs, want the new report alone", len(h.all), h.at(best, 90000*7))
 	}
+	// A new track (its SSRC) with RTP times of its own: its reports alone.
+	h.add(senderReport{ssrc: 2, ntpUS: 9_500_000, rtp: 12345})
+	if best, _ := h.best(); len(h.all) != 1 || best.ssrc != 2 {
+		t.Fatalf("after a new SSRC: %d reports kept, best of SSRC %d", len(h.all), best.ssrc)
+	}
 	// Reports older than the window go.
 	for k := int64(8); k < 30; k++ {
-		h.add(senderReport{ntpUS: (k + 2) * 1_000_000, rtp: uint32(90000 * k)})
+		h.add(senderReport{ssrc: 2, ntpUS: (k + 2) * 1_000_000, rtp: uint32(90000 * k)})
 	}
 	if n := len(h.all); n > reportsKept || h.all[0].ntpUS < 31_000_000-reportsWindow.Microseconds() {
 		t.Fatalf("%d reports kept, oldest at %d µs", n, h.all[0].ntpUS)

@@ -32,10 +32,12 @@ import (
 // uses the one that places the stream earliest, the most punctual. A
 // report later than that by more than reportsJump means the stream's
 // timing changed (a sender that paused and went on with the next RTP
-// time): the reports start over from it.
+// time), and one of another SSRC is of a new track: the reports start
+// over from it.
 
 // senderReport is one RTCP sender report of a stream.
 type senderReport struct {
+	ssrc  uint32 // the stream's
 	ntpUS int64  // the sender's wall clock, Unix µs
 	rtp   uint32 // the RTP time it maps to
 }
@@ -59,9 +61,10 @@ func (h *streamReports) at(r senderReport, rtp uint32) int64 {
 }
 
 // add records a report, forgetting the old ones, or all of them when it
-// says the stream's timing changed.
+// is of another stream (a new track of the peer's, with RTP times of its
+// own) or says the stream's timing changed.
 func (h *streamReports) add(r senderReport) {
-	if best, ok := h.best(); ok && r.ntpUS-h.at(best, r.rtp) > reportsJump.Microseconds() {
+	if best, ok := h.best(); ok && (best.ssrc != r.ssrc || r.ntpUS-h.at(best, r.rtp) > reportsJump.Microseconds()) {
 		h.all = h.all[:0]
 	}
 	h.all = append(h.all, r)
@@ -115,7 +118,7 @@ func newAVSync() *avSync {
 
 // report records a sender report of the video (video true) or audio stream.
 func (s *avSync) report(video bool, sr *rtcp.SenderReport) {
-	r := senderReport{ntpUS: ntpUnixUS(sr.NTPTime), rtp: sr.RTPTime}
+	r := senderReport{ssrc: sr.SSRC, ntpUS: ntpUnixUS(sr.NTPTime), rtp: sr.RTPTime}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if video {
