@@ -3,6 +3,7 @@ package networks_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"github.com/khadga/khadga/internal/chromium"
+	"github.com/khadga/khadga/proto"
 )
 
 // TestChromium runs topologies 2 and 4 with the web app in headless
@@ -21,7 +23,7 @@ func TestChromium(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, "tc")
 	a, b := w.addSite("a", symmetric, ""), w.addSite("b", symmetric, "")
-	c := w.addRouter("c", eim)
+	c, d, e := w.addRouter("c", eim), w.addRouter("d", eim), w.addRouter("e", eim)
 	s := w.startServer("alice", "bob")
 	br, err := chromium.Start(chromium.Options{
 		Netns: a.host.SystemName(),
@@ -66,29 +68,141 @@ func TestChromium(t *testing.T) {
 		bob.waitLine(`\* cannot reach alice: no network path worked`)
 	})
 	w.setNAT(a, eim, "")
+	// Topology 6 twice, once for each side of perfect negotiation: the
+	// polite side leaves ICE restarts to the impolite one, so the two
+	// roles take different paths back (the roles follow from the peer
+	// ids, which the server draws at random; drawRoles draws until it
+	// gets the one it wants).
 	t.Run("network-change", func(t *testing.T) {
-		bob := s.peer(t, b, "bob", "chat", "move")
-		bob.waitLine(`\* joined move`)
-		pg := signIn(t, br)
-		pg.do(chromedp.SendKeys(chromedp.ID("room-name"), "move"+kb.Enter))
-		pg.waitFor("a connection to bob", `[...khadgaApp.client.peers.values()].some(p => p.member.user === 'bob' && p.chat.readyState === 'open')`)
-		bob.waitLine(`\* ` + connectedRe)
-
-		moved := time.Now()
-		w.move(a, c)
-		bob.say("after the move")
-		pg.waitForWithin("bob's message after the move", `[...document.querySelectorAll('#chat-log li.msg[data-from="bob"] .text')].some(e => e.textContent === 'after the move')`, 3*resumeWithin)
-		back := time.Since(moved)
-		pg.do(chromedp.SendKeys(chromedp.ID("chat-input"), "browser is back"+kb.Enter))
-		bob.waitLineFor(`\] alice: browser is back$`, resumeWithin)
-		t.Logf("RESULT topology 6 (Chromium moves to another router mid-call, Go peer): chat back %v after the move", back.Round(time.Millisecond))
-		if back > resumeWithin {
-			t.Errorf("chat came back %v after the move, want within %v", back, resumeWithin)
-		}
-		pg.waitFor("a notice that the connection dropped", `[...document.querySelectorAll('#chat-log li.peer-notice')].some(e => e.textContent.includes('Lost the connection to bob'))`)
-		pg.waitFor("a notice that it is back", `[...document.querySelectorAll('#chat-log li.peer-notice')].some(e => e.textContent.includes('Connection to bob is back'))`)
-		bob.waitLine(`\* connection to alice is back: `)
+		t.Run("browser-impolite", func(t *testing.T) { browserMove(t, w, br, s, a, b, c, moveCase{}) })
+		t.Run("browser-polite", func(t *testing.T) { browserMove(t, w, br, s, a, b, d, moveCase{polite: true}) })
+		t.Run("browser-polite-offer-lost", func(t *testing.T) {
+			browserMove(t, w, br, s, a, b, e, moveCase{polite: true, loseOffer: true})
+		})
 	})
+}
+
+// moveCase is one run of topology 6 from the browser.
+type moveCase struct {
+	// polite is the browser's side of perfect negotiation.
+	polite bool
+	// loseOffer has the browser's signaling connection come back at once
+	// after the move, before its ICE notices anything, and bob's ICE
+	// restart offer lost anyway (the page drops what bob sends from that
+	// offer on, until the browser sends a description of its own), as
+	// when the offer went into the old connection just before the page
+	// noticed it was dead. Nothing in the resume then restarts ICE: the
+	// browser must do so itself when its ICE says the path is gone.
+	loseOffer bool
+}
+
+// browserMove is topology 6 with the browser at a as the one that moves,
+// to router to, in a call with bob (khadga-peer chat at b): chat must flow
+// again within resumeWithin, and both users are told.
+func browserMove(t *testing.T, w *world, br *chromium.Browser, s *server, a, b, to *site, mc moveCase) {
+	polite := mc.polite
+	room := fmt.Sprintf("move-%v-%v", mc.polite, mc.loseOffer)
+	bob, pg := drawRoles(t, br, s, b, room, polite)
+	pg.do(chromedp.SendKeys(chromedp.ID("room-name"), room+kb.Enter))
+	pg.waitFor("a connection to bob", `[...khadgaApp.client.peers.values()].some(p => p.member.user === 'bob' && p.chat.readyState === 'open')`)
+	bob.waitLine(`\* ` + connectedRe)
+	if got := eval[bool](pg, `[...khadgaApp.client.peers.values()].find(p => p.member.user === 'bob').polite`); got != polite {
+		t.Fatalf("the browser's peer is polite=%v, want %v", got, polite)
+	}
+
+	pg.do(chromedp.Evaluate[chromedp.Void](timelineJS))
+	if mc.loseOffer {
+		pg.do(chromedp.Evaluate[chromedp.Void](loseOfferJS))
+	}
+	moved := time.Now()
+	w.move(a, to)
+	if mc.loseOffer {
+		pg.do(chromedp.Evaluate[chromedp.Void](`khadgaApp.client.ws.abandon(4000, 'the test says the network changed')`))
+	}
+	defer func() {
+		t.Logf("page timeline (ms after the move): %s", eval[string](pg, `JSON.stringify(window.__timeline)`))
+	}()
+	bob.say("after the move")
+	pg.waitForWithin("bob's message after the move", `[...document.querySelectorAll('#chat-log li.msg[data-from="bob"] .text')].some(e => e.textContent === 'after the move')`, 3*resumeWithin)
+	back := time.Since(moved)
+	pg.do(chromedp.SendKeys(chromedp.ID("chat-input"), "browser is back"+kb.Enter))
+	bob.waitLineFor(`\] alice: browser is back$`, resumeWithin)
+	t.Logf("RESULT topology 6 (Chromium moves to another router mid-call, Go peer; browser polite=%v, restart offer lost=%v): chat back %v after the move", polite, mc.loseOffer, back.Round(time.Millisecond))
+	if back > resumeWithin {
+		t.Errorf("chat came back %v after the move, want within %v", back, resumeWithin)
+	}
+	pg.waitFor("a notice that the connection dropped", `[...document.querySelectorAll('#chat-log li.peer-notice')].some(e => e.textContent.includes('Lost the connection to bob'))`)
+	pg.waitFor("a notice that it is back", `[...document.querySelectorAll('#chat-log li.peer-notice')].some(e => e.textContent.includes('Connection to bob is back'))`)
+	bob.waitLine(`\* connection to alice is back: `)
+	if mc.loseOffer {
+		if n := eval[int](pg, `window.__lost`); n == 0 {
+			t.Errorf("the page dropped nothing from bob: his restart offer came after the browser's own")
+		} else {
+			t.Logf("the page dropped bob's restart offer and %d signals after it", n-1)
+		}
+	}
+	bob.say("/quit")
+	if code := bob.wait(); code != 0 {
+		t.Errorf("khadga-peer exited %d", code)
+	}
+}
+
+// timelineJS has the page note, from now on, what its client and its one
+// peer connection go through, in milliseconds from now
+// (window.__timeline), for the log: it tells which step of a comeback was
+// slow or missing.
+const timelineJS = `(() => {
+	const c = khadgaApp.client, p = [...c.peers.values()][0], t0 = performance.now();
+	const note = (what, detail) => window.__timeline.push([Math.round(performance.now() - t0), what, detail || '']);
+	window.__timeline = [];
+	for (const ty of ['disconnected', 'reconnected', 'peer-interrupted', 'peer-reconnected', 'peer-failed', 'warning']) {
+		c.on(ty, (d) => note(ty, d.code || d.message));
+	}
+	p.pc.addEventListener('iceconnectionstatechange', () => note('ice', p.pc.iceConnectionState));
+	p.pc.addEventListener('signalingstatechange', () => note('signaling', p.pc.signalingState));
+})()`
+
+// loseOfferJS makes the page drop every signal from its one remote peer
+// from the first offer on, until the page sends a description itself.
+const loseOfferJS = `(() => {
+	const c = khadgaApp.client, p = [...c.peers.values()][0];
+	window.__lost = 0;
+	let over = false;
+	const send = p.signal;
+	p.signal = (d) => { if (d.description && window.__lost > 0) over = true; send(d); };
+	const onSignal = c.onSignal.bind(c);
+	c.onSignal = (m) => {
+		const offer = m.data && m.data.description && m.data.description.type === 'offer';
+		if (!over && m.from === p.id && (offer || window.__lost > 0)) { window.__lost++; return; }
+		onSignal(m);
+	};
+})()`
+
+// drawRoles starts bob (khadga-peer chat in room, at b) and signs alice
+// in on a fresh tab until alice is the polite side with bob, or not, as
+// asked (proto.Polite compares the peer ids, which the server draws at
+// random). Both are drawn anew on each try: with one side kept, the other
+// may have almost no chance (an id starting with "0" is below nearly every
+// other), while a fresh pair is a coin toss, and 20 misses in a row happen
+// once in a million runs. A tab that drew wrong is left on an empty page,
+// which ends its session.
+func drawRoles(t *testing.T, br *chromium.Browser, s *server, b *site, room string, polite bool) (*proc, *page) {
+	t.Helper()
+	for range 20 {
+		bob := s.peer(t, b, "bob", "chat", room)
+		bobID := bob.waitLine(`\* joined \S+ as bob \(peer ([\w-]+)\)`)[1]
+		pg := signIn(t, br)
+		if proto.Polite(eval[string](pg, `khadgaApp.client.self.peer`), bobID) == polite {
+			return bob, pg
+		}
+		pg.do(chromedp.Navigate("about:blank"))
+		bob.say("/quit")
+		if code := bob.wait(); code != 0 {
+			t.Fatalf("khadga-peer exited %d", code)
+		}
+	}
+	t.Fatalf("20 pairs of sessions in a row drew the wrong sides of perfect negotiation")
+	return nil, nil
 }
 
 // browserConn is how the page says it connected.

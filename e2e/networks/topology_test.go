@@ -104,14 +104,15 @@ func record(t *testing.T, n int, what string, r callResult, tc turnCounts) {
 // TestUDPBlocked is topology 4: alice's router drops every UDP datagram,
 // so STUN and TURN over UDP are gone for her and only TCP gets through.
 // The welcome lists every transport the server has (STUN, TURN over UDP
-// and TCP, TURNS), and the call is carried by TURN over TCP, or, when the
-// router also drops TCP to port 3478, by TURNS on 5349 alone.
+// and TCP, TURNS), and the call is carried by TURN over TCP when the
+// router also drops TCP to 5349, or by TURNS on 5349 when it drops TCP to
+// 3478 instead (with both open, either may win; see dropUDPAndTURNS).
 func TestUDPBlocked(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name, filter string
 	}{
-		{"turn-tcp", dropUDP},
+		{"turn-tcp", dropUDPAndTURNS},
 		{"turns", dropUDPAndTURNTCP},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

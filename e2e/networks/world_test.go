@@ -175,6 +175,15 @@ const dropUDP = `table inet filter {
 	chain forward { type filter hook forward priority filter; meta l4proto udp drop; }
 }`
 
+// dropUDPAndTURNS also drops TCP to the TURNS port 5349, so that TURN
+// over TCP on 3478 is the only relay left. With both TCP and TLS open,
+// either may carry the call: ICE nominates the best pair that has
+// succeeded once its wait for relay pairs (2 s) is over, and under load
+// the TLS pair sometimes succeeds before the TCP one.
+const dropUDPAndTURNS = `table inet filter {
+	chain forward { type filter hook forward priority filter; meta l4proto udp drop; tcp dport 5349 drop; }
+}`
+
 // dropUDPAndTURNTCP also drops TCP to the TURN port 3478, so that only
 // TURNS (TLS on 5349) and the signaling server's HTTP port get through.
 const dropUDPAndTURNTCP = `table inet filter {

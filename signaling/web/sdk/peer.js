@@ -19,8 +19,11 @@ const maxRequestedTransceivers = 8;
 // browser's ICE already waited a few seconds without answers before saying
 // disconnected, so a short grace keeps a call that lost its path (a
 // network change) within 10 s of coming back, as the Go client does.
+// politeGrace is the polite side's, a little longer, so that the impolite
+// side's restart offer usually comes first (see onICEState).
 const restartMinInterval = 3000;
 const disconnectedGrace = 1000;
+const politeGrace = 1500;
 // firstOfferGrace is how long the polite side waits for the first offer.
 const firstOfferGrace = 5000;
 // connectGrace is how long a new connection may take before the page is
@@ -212,20 +215,29 @@ export class Peer {
     if (!changed) this.negotiate(); // nothing for negotiationneeded to notice: offer anyway
   }
 
-  // onICEState restarts ICE when it fails or stays disconnected. Only the
-  // impolite side restarts on its own, as the Go client does, so the two
-  // sides never race; the polite side answers the restart offer.
+  // onICEState restarts ICE when it fails or stays disconnected. The
+  // impolite side restarts at once on failure and after disconnectedGrace;
+  // the polite side waits politeGrace in either case and restarts only if
+  // nothing came of the wait. Its restart is not redundant: the impolite
+  // side's restart offer may have been lost with a signaling connection that
+  // died under a network change, our own connection may have resumed
+  // before ICE noticed (so the resume did not restart it), and then the
+  // impolite side waits for an answer while we wait for an offer, for
+  // ever. Our offer ends that: a Go peer ignores it and sends its own again
+  // (which we roll back to and answer); a browser rolls back to ours or
+  // has us roll back to its own, as perfect negotiation does.
   onICEState() {
     const s = this.pc.iceConnectionState;
     if (s === 'failed') this.failed();
+    if ((s !== 'disconnected' && s !== 'failed') || this.closed) return;
     // A restart needs signaling, which may have died with the path (a
     // network change): have it checked now rather than at the next ping.
-    if ((s === 'disconnected' || s === 'failed') && !this.closed) this.probe();
-    if (this.polite || this.closed) return;
-    if (s === 'failed') this.restartICE();
-    if (s === 'disconnected') {
-      setTimeout(() => { if (this.pc.iceConnectionState === 'disconnected') this.restartICE(); }, disconnectedGrace);
-    }
+    this.probe();
+    if (!this.polite && s === 'failed') { this.restartICE(); return; }
+    setTimeout(() => {
+      const now = this.pc.iceConnectionState;
+      if (now === 'disconnected' || now === 'failed') this.restartICE();
+    }, this.polite ? politeGrace : disconnectedGrace);
   }
 
   // failed tells the page once per failure, whether ICE said so or the
@@ -275,7 +287,11 @@ export class Peer {
   restartICE() {
     if (this.closed) return;
     const wait = this.lastRestart + restartMinInterval - Date.now();
-    if (wait > 0) { setTimeout(() => this.restartICE(), wait); return; }
+    if (wait > 0) {
+      // One deferred restart stands for every request made meanwhile.
+      if (!this.restartTimer) this.restartTimer = setTimeout(() => { this.restartTimer = 0; this.restartICE(); }, wait);
+      return;
+    }
     this.lastRestart = Date.now();
     this.pc.restartIce(); // fires negotiationneeded with an ICE-restart offer
   }
@@ -405,6 +421,7 @@ export class Peer {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.watchdog);
+    clearTimeout(this.restartTimer);
     this.chat.close();
     this.pc.close();
   }
