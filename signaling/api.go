@@ -476,6 +476,12 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "not_ready", "store unavailable: "+err.Error())
 		return
 	}
+	if c := s.cfg.Cluster; c != nil {
+		if err := c.Ready(); err != nil {
+			writeError(w, http.StatusServiceUnavailable, "not_ready", "cluster unavailable: "+err.Error())
+			return
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 

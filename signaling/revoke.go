@@ -50,6 +50,10 @@ type Cluster interface {
 	Start(ctx context.Context, h *hub.Hub) error
 	Drain(ctx context.Context)
 	Close()
+	// Ready reports why the node cannot serve (NATS or its JetStream
+	// unreachable), or nil: /readyz says so, and a load balancer sends
+	// clients elsewhere.
+	Ready() error
 }
 
 // Reasons given to clients whose sessions end; the admin operations give

@@ -43,8 +43,12 @@ func startCluster(t *testing.T, n int) (*natstest.Cluster, []*signalingtest.Serv
 	for i := range n {
 		nodes = append(nodes, signalingtest.Start(t, signalingtest.Options{
 			NATS: nats.URLs(), Store: st,
-			Cluster: cluster.Config{NodeID: string(rune('a' + i)), Replicas: 3},
-			Config:  signaling.Config{ResumeWindow: 30 * time.Second},
+			// Production timings: a node is gone after 3 s without a
+			// heartbeat (a NATS server failover takes less), and its
+			// sessions wait 5 s more for their clients.
+			Cluster: cluster.Config{NodeID: string(rune('a' + i)), Replicas: 3,
+				Heartbeat: time.Second, DeadAfter: 3 * time.Second, OrphanGrace: 5 * time.Second},
+			Config: signaling.Config{ResumeWindow: 30 * time.Second},
 		}))
 	}
 	return nats, nodes
@@ -301,4 +305,58 @@ func TestDrain(t *testing.T) {
 func isReconnect(err error) bool {
 	return strings.Contains(err.Error(), "1012") || strings.Contains(err.Error(), "reconnect") ||
 		strings.Contains(err.Error(), "restart")
+}
+
+// ready asks a node's /readyz.
+func ready(t *testing.T, s *signalingtest.Server) int {
+	t.Helper()
+	resp, err := s.Client.Get(s.URL + "/readyz")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// NATS loses servers: with one of three down the cluster carries on; with
+// two down JetStream has no quorum, and every node says it is not ready;
+// when they come back, so does the cluster.
+func TestNATSServersFail(t *testing.T) {
+	nats, nodes := startCluster(t, 2)
+	nodes[0].Register(t, "alice", password)
+	nodes[0].Register(t, "bob", password)
+	alice, bob := dial(t, nodes[0], "alice"), dial(t, nodes[1], "bob")
+	ra, rb := join(t, alice, "lobby"), join(t, bob, "lobby")
+	wait[*client.PeerConnected](t, ra.Events(), nil)
+	wait[*client.PeerConnected](t, rb.Events(), nil)
+
+	nats.Stop(2)
+	for _, n := range nodes {
+		if code := ready(t, n); code != 200 {
+			t.Fatalf("with one NATS server of three down, /readyz %d, want 200", code)
+		}
+	}
+	carol := dial(t, nodes[1], "alice") // a new connection still works across nodes
+	rc := join(t, carol, "side")
+	ra2 := join(t, alice, "side")
+	wait[*client.PeerConnected](t, ra2.Events(), nil)
+	wait[*client.PeerConnected](t, rc.Events(), nil)
+
+	nats.Stop(1)
+	deadline := time.Now().Add(timeout)
+	for ready(t, nodes[0]) == 200 || ready(t, nodes[1]) == 200 {
+		if time.Now().After(deadline) {
+			t.Fatal("with two NATS servers of three down, the nodes still say they are ready")
+		}
+		time.Sleep(100 * time.Millisecond) // polling /readyz, as a load balancer does
+	}
+	nats.Restart(1)
+	nats.Restart(2)
+	deadline = time.Now().Add(timeout)
+	for ready(t, nodes[0]) != 200 || ready(t, nodes[1]) != 200 {
+		if time.Now().After(deadline) {
+			t.Fatal("the nodes did not become ready again when NATS came back")
+		}
+		time.Sleep(100 * time.Millisecond) // polling /readyz
+	}
 }

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -35,6 +36,11 @@ type directory struct {
 	order   []string
 	wake    chan struct{}
 	idle    chan struct{} // closed when pending is empty, for flush; nil when not waited on
+
+	// The watch: one at a time; apply is serialised across a restart.
+	wmu     sync.Mutex
+	watcher jetstream.KeyWatcher
+	applyMu sync.Mutex
 
 	// What the watch has seen of every session, and the revisions and
 	// epochs of entries.
@@ -183,21 +189,22 @@ func isConflict(err error) bool {
 	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
 }
 
-// reread learns an entry's current revision after a conflict. It reports
-// whether another node holds the session at a higher epoch, in which case
-// this node lets its session go.
+// reread learns an entry's current revision after a conflict, from the
+// stream's leader (a KV get may be served by a replica that lags, whose
+// revision would conflict again). It reports whether another node holds
+// the session at a higher epoch, in which case this node lets it go.
 func (d *directory) reread(ctx context.Context, peer string, epoch uint64) (lost bool) {
-	e, err := d.n.kv.Get(ctx, peer)
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-		d.setRevision(peer, 0, epoch)
-		return false
-	}
+	rev, value, err := d.leaderGet(ctx, peer)
 	if err != nil {
 		return false
 	}
+	if value == nil { // no entry, or a deleted one
+		d.setRevision(peer, rev, epoch)
+		return false
+	}
 	var r record
-	if json.Unmarshal(e.Value(), &r) != nil {
-		d.setRevision(peer, e.Revision(), epoch)
+	if json.Unmarshal(value, &r) != nil {
+		d.setRevision(peer, rev, epoch)
 		return false
 	}
 	if r.Node != d.n.id && r.Epoch > epoch {
@@ -206,8 +213,41 @@ func (d *directory) reread(ctx context.Context, peer string, epoch uint64) (lost
 		}
 		return true
 	}
-	d.setRevision(peer, e.Revision(), max(epoch, r.Epoch))
+	d.setRevision(peer, rev, max(epoch, r.Epoch))
 	return false
+}
+
+// leaderGet reads peer's last entry from the stream's leader with the
+// JetStream API: its revision, and its value (nil if there is none, or it
+// is a delete or purge marker; the revision is then the marker's, or 0).
+func (d *directory) leaderGet(ctx context.Context, peer string) (uint64, []byte, error) {
+	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + d.n.cfg.Bucket + "." + peer})
+	m, err := d.n.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+d.n.cfg.Bucket, req)
+	if err != nil {
+		return 0, nil, err
+	}
+	var resp struct {
+		Message *struct {
+			Seq  uint64 `json:"seq"`
+			Data []byte `json:"data"`
+			Hdrs []byte `json:"hdrs"`
+		} `json:"message"`
+		Error *struct {
+			Code int `json:"code"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return 0, nil, err
+	}
+	switch {
+	case resp.Error != nil && resp.Error.Code == 404:
+		return 0, nil, nil
+	case resp.Error != nil || resp.Message == nil:
+		return 0, nil, errors.New("cluster: the directory's leader did not answer")
+	case bytes.Contains(resp.Message.Hdrs, []byte("KV-Operation")):
+		return resp.Message.Seq, nil, nil // a delete or purge marker
+	}
+	return resp.Message.Seq, resp.Message.Data, nil
 }
 
 // revision returns the last known revision and epoch of peer's entry; a
@@ -264,18 +304,56 @@ func (d *directory) flush(ctx context.Context) {
 // load starts the watch and returns when it has delivered every existing
 // entry, so that the hub knows the cluster's sessions before it serves.
 func (d *directory) load(ctx context.Context) error {
-	w, err := d.n.kv.WatchAll(d.n.ctx)
+	loaded, err := d.startWatch()
 	if err != nil {
-		return fmt.Errorf("cluster: watch the session directory: %w", err)
+		return err
 	}
-	loaded := make(chan struct{})
-	d.n.run(func(ctx context.Context) { d.watch(w, loaded) })
 	select {
 	case <-loaded:
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("cluster: loading the session directory: %w", ctx.Err())
 	}
+}
+
+// rewatch restarts the watch: after NATS reconnects, a new watch is
+// faster than waiting for the old one to notice its server is gone. The
+// new one delivers every current entry again; apply skips what it knows.
+func (d *directory) rewatch() {
+	d.n.run(func(ctx context.Context) {
+		for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+			_, err := d.startWatch()
+			if err == nil {
+				return
+			}
+			d.n.stats.kvErrors.Inc()
+			d.n.log.Warn("cluster: restarting the directory watch; will retry", slog.Any("err", err))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait): // JetStream may be electing a leader
+			}
+		}
+	})
+}
+
+// startWatch stops the current watch, if any, and starts a new one. The
+// returned channel closes when it has delivered the existing entries.
+func (d *directory) startWatch() (<-chan struct{}, error) {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	if d.watcher != nil {
+		_ = d.watcher.Stop()
+		d.watcher = nil
+	}
+	w, err := d.n.kv.WatchAll(d.n.ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: watch the session directory: %w", err)
+	}
+	d.watcher = w
+	loaded := make(chan struct{})
+	d.n.run(func(ctx context.Context) { d.watch(w, loaded) })
+	return loaded, nil
 }
 
 // watch applies the directory's entries as they come; the first nil entry
@@ -290,13 +368,18 @@ func (d *directory) watch(w jetstream.KeyWatcher, loaded chan struct{}) {
 			}
 			continue
 		}
+		d.applyMu.Lock()
 		d.apply(e)
+		d.applyMu.Unlock()
 	}
 }
 
 // apply takes one directory entry into the hub.
 func (d *directory) apply(e jetstream.KeyValueEntry) {
 	peer := e.Key()
+	if d.stale(peer, e.Revision()) {
+		return // a watch restarted: already applied
+	}
 	if e.Operation() != jetstream.KeyValuePut {
 		d.forget(peer)
 		if d.n.hub.IsLocal(peer) {
@@ -334,6 +417,15 @@ func (d *directory) apply(e jetstream.KeyValueEntry) {
 // remember records an entry the watch delivered. Revisions only go up: an
 // entry older than one this node already knows (its own write's, say) does
 // not move it back.
+// stale reports whether the entry at rev is older than what this node
+// knows of peer.
+func (d *directory) stale(peer string, rev uint64) bool {
+	d.imu.Lock()
+	defer d.imu.Unlock()
+	e, ok := d.byPeer[peer]
+	return ok && e.st.Member.Peer != "" && e.rev > rev
+}
+
 func (d *directory) remember(peer string, st hub.SessionState, rev, epoch uint64) {
 	d.imu.Lock()
 	defer d.imu.Unlock()

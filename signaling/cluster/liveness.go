@@ -20,10 +20,11 @@ import (
 // that leaves says goodbye, and is gone at once (its sessions have ended or
 // moved by then).
 type liveness struct {
-	n        *Node
-	mu       sync.Mutex
-	nodes    map[string]*nodeState
-	draining bool
+	n          *Node
+	mu         sync.Mutex
+	nodes      map[string]*nodeState
+	draining   bool
+	reconnects uint64 // the NATS connection's, at the last check
 }
 
 type nodeState struct {
@@ -140,6 +141,15 @@ func (l *liveness) run(ctx context.Context) {
 // check finds nodes gone, and removes the sessions of those gone for
 // longer than OrphanGrace.
 func (l *liveness) check(now time.Time) {
+	if r := l.n.nc.Stats().Reconnects; r != l.reconnects {
+		// NATS came back: write this node's sessions again, as entries may
+		// have been lost with a server.
+		l.reconnects = r
+		l.n.dir.rewatch()
+		for _, st := range l.n.hub.LocalStates() {
+			l.n.Publish(st)
+		}
+	}
 	var gone, orphaned []string
 	l.mu.Lock()
 	alive := 0

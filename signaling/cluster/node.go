@@ -137,6 +137,10 @@ type Node struct {
 	wg     sync.WaitGroup
 	subs   []*nats.Subscription
 
+	readyMu  sync.Mutex
+	readyAt  time.Time
+	readyErr error
+
 	out   *outbox
 	dir   *directory
 	live  *liveness
@@ -161,7 +165,10 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Node, error) {
 		Description: "khadga: the sessions of every node (peer id -> state)",
 		History:     1,
 		Replicas:    cfg.Replicas,
-		Storage:     jetstream.MemoryStorage, // sessions do not outlive the cluster's processes
+		// On disk, so that a NATS restart keeps the directory; entries of
+		// nodes that did not survive it are removed like those of any
+		// node that is gone.
+		Storage: jetstream.FileStorage,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: session directory %s: %w", cfg.Bucket, err)
@@ -265,4 +272,29 @@ func (n *Node) Close() {
 	}
 	n.cancel()
 	n.wg.Wait()
+}
+
+// Ready reports why this node cannot serve as part of the cluster, or nil:
+// its NATS connection must be up and the session directory reachable. The
+// answer is kept for a second, so that frequent probes cost nothing.
+func (n *Node) Ready() error {
+	n.readyMu.Lock()
+	defer n.readyMu.Unlock()
+	if time.Since(n.readyAt) < time.Second {
+		return n.readyErr
+	}
+	n.readyAt, n.readyErr = time.Now(), n.checkReady()
+	return n.readyErr
+}
+
+func (n *Node) checkReady() error {
+	if st := n.nc.Status(); st != nats.CONNECTED {
+		return fmt.Errorf("NATS %s", strings.ToLower(st.String()))
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, 2*time.Second)
+	defer cancel()
+	if _, err := n.kv.Status(ctx); err != nil {
+		return fmt.Errorf("session directory: %w", err)
+	}
+	return nil
 }
