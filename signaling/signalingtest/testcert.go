@@ -55,9 +55,11 @@ func ClientTLS() *tls.Config {
 	return &tls.Config{RootCAs: pool}
 }
 
-// HTTPClient is an HTTP client that trusts the test certificate.
+// HTTPClient is an HTTP client that trusts the test certificate. It keeps
+// no idle connections: tests that count goroutines see none of its own.
 func HTTPClient() *http.Client {
-	return &http.Client{Transport: &http.Transport{TLSClientConfig: ClientTLS()}, Timeout: 30 * time.Second}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: ClientTLS(), DisableKeepAlives: true},
+		Timeout: 30 * time.Second}
 }
 
 // TLSCertSPKI is the base64 SHA-256 of the test certificate's public key,
