@@ -8,6 +8,7 @@ package cluster_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -233,10 +234,21 @@ func TestNodeFailure(t *testing.T) {
 	for _, i := range moving {
 		text := "still here, " + users[i]
 		if n, err := rooms[alice].Send(text); err != nil || n != len(users)-1 {
-			t.Fatalf("alice's message reached %d peers (%v), want %d", n, err, len(users)-1)
+			t.Fatalf("alice's message reached %d peers (%v), want %d; her connections: %s", n, err, len(users)-1, peerStates(rooms[alice]))
 		}
 		wait[*client.Message](t, rooms[i].Events(), func(m *client.Message) bool { return m.Text == text })
 	}
+}
+
+// peerStates describes r's members and the state of the connection to
+// each, for a failure message.
+func peerStates(r *client.Room) string {
+	var b strings.Builder
+	for _, m := range r.Members() {
+		info, ok := r.PeerInfo(m.Peer)
+		fmt.Fprintf(&b, "%s/%s: %v (peer %v, ICE %v); ", m.User, m.Peer, ok, info.State, info.ICEState)
+	}
+	return b.String()
 }
 
 // SIGTERM on a node (a graceful stop): it stops taking connections, tells

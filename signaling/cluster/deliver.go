@@ -63,6 +63,8 @@ func (n *Node) onNodeMessage(m *nats.Msg) {
 				n.track.settle(a)
 			}
 		}
+	case opState:
+		err = n.onState(m.Data)
 	case opDelivered:
 		var seqs []uint64
 		if seqs, err = decodeDelivered(m.Data); err == nil {

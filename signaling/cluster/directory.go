@@ -16,46 +16,74 @@ import (
 	"github.com/khadga/khadga/signaling/hub"
 )
 
-// directory is the cluster's session directory: one JetStream KV entry per
-// session (key: peer id), written by the node that holds the session and
-// watched by every node. What a node learns from it becomes proxies in its
-// hub (hub.Apply, hub.Remove); it also finds sessions by resume token for a
-// claim. Writes are queued and coalesced per session (the latest state
-// wins), so that the hub's Publish never waits on NATS.
+// directory is the cluster's view of every session: who it is, which node
+// holds it, its rooms and its resume token's hash. The node that holds a
+// session is the only one that writes its state, and it writes it two
+// ways:
 //
-// Every write is a compare-and-swap on the entry's revision, and carries
-// the session's epoch, which a claim raises: a node that lost a session to
-// another (its client resumed there) may still have a write queued, and
-// that write then fails on the revision and yields to the higher epoch
-// instead of taking the session back.
+//   - at once to every other node's subject, in the same stream as the
+//     signals it sends there, so that a node always learns of a join before
+//     it gets a signal that the joiner sent in answer to joined (NATS keeps
+//     one publisher's messages in order on one subscription);
+//   - to the session's entry in a JetStream KV bucket (key: peer id), which
+//     every node watches: what a node missed (it started later, its NATS
+//     server failed) it learns there, and a resume on any node finds the
+//     session there by its token.
+//
+// Both carry a stamp, (epoch, version): the version grows with every
+// change, and the epoch with every move to another node (a claim), so that
+// whatever order the two ways deliver in, a node applies a session's state
+// only if it is newer than what it has. What a node learns becomes proxies
+// in its hub (hub.Apply, hub.Remove).
+//
+// KV writes are queued and coalesced per session (the latest state wins),
+// so that the hub's Publish never waits on NATS, and each is a
+// compare-and-swap on the entry's revision: a node that lost a session to
+// another may still have a write queued, and that write then fails and
+// yields to the higher epoch instead of taking the session back.
 type directory struct {
 	n *Node
 
 	mu      sync.Mutex
-	pending map[string]*hub.SessionState // peer -> state to write; nil: delete
+	pending map[string]*queuedState // peer -> what to write
 	order   []string
 	wake    chan struct{}
-	idle    chan struct{} // closed when pending is empty, for flush; nil when not waited on
+	idle    chan struct{} // closed when pending is empty, for flush
 
-	// The watch: one at a time; apply is serialised across a restart.
+	// The watch: one at a time; applying is serialised across restarts
+	// and with the direct path.
 	wmu     sync.Mutex
 	watcher jetstream.KeyWatcher
 	applyMu sync.Mutex
 
-	// What the watch has seen of every session, and the revisions and
-	// epochs of entries.
+	// What this node knows of every session.
 	imu    sync.Mutex
-	byPeer map[string]entry
+	byPeer map[string]*entry
 	byTok  map[string]string // token hash -> peer (other nodes' sessions)
 }
 
-type entry struct {
-	st    hub.SessionState
-	rev   uint64
-	epoch uint64
+// stamp orders the states of one session.
+type stamp struct{ Epoch, Ver uint64 }
+
+func (a stamp) after(b stamp) bool {
+	return a.Epoch > b.Epoch || a.Epoch == b.Epoch && a.Ver > b.Ver
 }
 
-// record is a session as the directory stores it (JSON).
+type entry struct {
+	st      hub.SessionState
+	applied stamp  // the newest state applied, from either way
+	kv      stamp  // the newest state seen in the KV watch
+	rev     uint64 // the entry's KV revision, for compare-and-swap
+	gone    bool   // removed (kept until the KV entry is gone too)
+}
+
+// queuedState is a KV write waiting: a state, or a removal (st nil).
+type queuedState struct {
+	st *hub.SessionState
+	at stamp
+}
+
+// record is a session as the directory stores and sends it (JSON).
 type record struct {
 	User   string   `json:"user"`
 	Role   string   `json:"role"`
@@ -65,30 +93,190 @@ type record struct {
 	Login  string   `json:"login,omitempty"`
 	Key    string   `json:"key,omitempty"`
 	Token  []byte   `json:"tok,omitempty"`
-	// Epoch counts the session's moves between nodes: a claim raises it.
-	Epoch uint64 `json:"epoch"`
+	Epoch  uint64   `json:"epoch"`
+	Ver    uint64   `json:"ver"`
 }
+
+func toRecord(st *hub.SessionState, at stamp) record {
+	return record{User: st.Member.User, Role: st.Member.Role, Node: st.Node, Rooms: st.Rooms, Grants: st.Grants,
+		Login: st.Login, Key: st.KeyID, Token: st.TokenHash, Epoch: at.Epoch, Ver: at.Ver}
+}
+
+func (r record) state(peer string) hub.SessionState {
+	return hub.SessionState{Member: proto.Member{Peer: peer, User: r.User, Role: r.Role}, Node: r.Node,
+		Rooms: r.Rooms, Grants: r.Grants, Login: r.Login, KeyID: r.Key, TokenHash: r.Token}
+}
+
+// stateMsg is a state sent directly to another node: opState and JSON.
+type stateMsg struct {
+	Peer   string  `json:"peer"`
+	Gone   bool    `json:"gone,omitempty"`
+	Record *record `json:"record,omitempty"`
+	Epoch  uint64  `json:"epoch"`
+	Ver    uint64  `json:"ver"`
+}
+
+const opState = 'S'
 
 func newDirectory(n *Node) *directory {
-	return &directory{n: n, pending: map[string]*hub.SessionState{}, wake: make(chan struct{}, 1),
-		byPeer: map[string]entry{}, byTok: map[string]string{}}
+	return &directory{n: n, pending: map[string]*queuedState{}, wake: make(chan struct{}, 1),
+		byPeer: map[string]*entry{}, byTok: map[string]string{}}
 }
 
-// Publish queues a local session's state for the directory (hub.Delivery).
+// Publish tells the other nodes the state of a local session
+// (hub.Delivery).
 func (n *Node) Publish(st hub.SessionState) {
 	st.Node = n.id
-	n.dir.queue(st.Member.Peer, &st)
+	at := n.dir.local(st)
+	n.dir.queue(st.Member.Peer, &queuedState{st: &st, at: at})
+	r := toRecord(&st, at)
+	n.sendState(stateMsg{Peer: st.Member.Peer, Record: &r, Epoch: at.Epoch, Ver: at.Ver})
 }
 
-// Gone queues the removal of a local session (hub.Delivery).
-func (n *Node) Gone(peer string) { n.dir.queue(peer, nil) }
+// Gone tells the other nodes that a local session ended (hub.Delivery).
+func (n *Node) Gone(peer string) {
+	at := n.dir.next(peer)
+	n.dir.markGone(peer)
+	n.dir.queue(peer, &queuedState{at: at})
+	n.sendState(stateMsg{Peer: peer, Gone: true, Epoch: at.Epoch, Ver: at.Ver})
+}
 
-func (d *directory) queue(peer string, st *hub.SessionState) {
+// sendState sends a state to every other node alive.
+func (n *Node) sendState(m stateMsg) {
+	b, _ := json.Marshal(m)
+	msg := append([]byte{opState}, b...)
+	for _, node := range n.live.alive() {
+		if !n.out.publish(n.subject("node", node), msg) {
+			return // the directory write still carries it
+		}
+	}
+}
+
+// onState applies a state another node sent directly.
+func (n *Node) onState(b []byte) error {
+	var m stateMsg
+	if err := json.Unmarshal(b[1:], &m); err != nil || !validToken(m.Peer) || (!m.Gone && m.Record == nil) {
+		return errBadMessage
+	}
+	at := stamp{m.Epoch, m.Ver}
+	n.dir.applyMu.Lock()
+	defer n.dir.applyMu.Unlock()
+	if m.Gone {
+		n.dir.applyGone(m.Peer, at)
+		return nil
+	}
+	if !validToken(m.Record.Node) {
+		return errBadMessage
+	}
+	n.dir.applyState(m.Peer, m.Record.state(m.Peer), at)
+	return nil
+}
+
+// local records a local session's new state and returns its stamp. The
+// entry must say that this node holds the session now: a session claimed
+// from a node that died still has that node's state here, and the
+// clean-up of the dead node's sessions (ofNode) would remove it.
+func (d *directory) local(st hub.SessionState) stamp {
+	d.imu.Lock()
+	defer d.imu.Unlock()
+	e := d.entryLocked(st.Member.Peer)
+	if len(e.st.TokenHash) > 0 {
+		delete(d.byTok, string(e.st.TokenHash)) // it lists other nodes' sessions only
+	}
+	e.st, e.gone = st, false
+	return d.nextLocked(e)
+}
+
+// next returns the stamp of a local session's next state.
+func (d *directory) next(peer string) stamp {
+	d.imu.Lock()
+	defer d.imu.Unlock()
+	return d.nextLocked(d.entryLocked(peer))
+}
+
+func (d *directory) nextLocked(e *entry) stamp {
+	e.applied = stamp{max(e.applied.Epoch, 1), e.applied.Ver + 1}
+	return e.applied
+}
+
+// markGone notes that a local session ended, so that its KV removal, when
+// the watch shows it, forgets it.
+func (d *directory) markGone(peer string) {
+	d.imu.Lock()
+	defer d.imu.Unlock()
+	d.entryLocked(peer).gone = true
+}
+
+// claimed raises the epoch of a session this node takes from another.
+func (d *directory) claimed(peer string) {
+	d.imu.Lock()
+	defer d.imu.Unlock()
+	e := d.entryLocked(peer)
+	e.applied = stamp{max(e.applied.Epoch, e.kv.Epoch) + 1, 0}
+}
+
+func (d *directory) entryLocked(peer string) *entry {
+	e := d.byPeer[peer]
+	if e == nil {
+		e = &entry{}
+		d.byPeer[peer] = e
+	}
+	return e
+}
+
+// applyState takes a state of another node's session into the hub, if it
+// is newer than what this node has. d.applyMu is held.
+func (d *directory) applyState(peer string, st hub.SessionState, at stamp) {
+	d.imu.Lock()
+	e := d.entryLocked(peer)
+	newer := at.after(e.applied)
+	if newer {
+		if len(e.st.TokenHash) > 0 {
+			delete(d.byTok, string(e.st.TokenHash))
+		}
+		e.st, e.applied, e.gone = st, at, false
+		if len(st.TokenHash) > 0 && st.Node != d.n.id {
+			d.byTok[string(st.TokenHash)] = peer
+		}
+	}
+	d.imu.Unlock()
+	if !newer || st.Node == d.n.id {
+		return
+	}
+	d.n.live.saw(st.Node)
+	if d.n.hub.IsLocal(peer) {
+		// Another node took a session of this node (its client resumed
+		// there) without asking, or before asking: let it go, with what
+		// waited for it.
+		for _, env := range d.n.hub.Handover(peer, st.Node) {
+			_ = d.n.Deliver(st.Node, peer, env)
+		}
+	}
+	d.n.hub.Apply(st)
+}
+
+// applyGone removes another node's session that ended, if the news is
+// newer than what this node has. d.applyMu is held.
+func (d *directory) applyGone(peer string, at stamp) {
+	d.imu.Lock()
+	e := d.entryLocked(peer)
+	newer := at.after(e.applied)
+	if newer {
+		delete(d.byTok, string(e.st.TokenHash))
+		e.applied, e.gone = at, true
+	}
+	d.imu.Unlock()
+	if newer && !d.n.hub.IsLocal(peer) {
+		d.n.hub.Remove(peer)
+	}
+}
+
+func (d *directory) queue(peer string, q *queuedState) {
 	d.mu.Lock()
 	if _, ok := d.pending[peer]; !ok {
 		d.order = append(d.order, peer)
 	}
-	d.pending[peer] = st
+	d.pending[peer] = q
 	d.mu.Unlock()
 	select {
 	case d.wake <- struct{}{}:
@@ -119,17 +307,17 @@ func (d *directory) write(ctx context.Context) {
 func (d *directory) writeQueued(ctx context.Context) (failed bool) {
 	d.mu.Lock()
 	order, pending := d.order, d.pending
-	d.order, d.pending = nil, map[string]*hub.SessionState{}
+	d.order, d.pending = nil, map[string]*queuedState{}
 	d.mu.Unlock()
 	for _, peer := range order {
-		st := pending[peer]
-		if err := d.put(ctx, peer, st); err != nil {
+		q := pending[peer]
+		if err := d.put(ctx, peer, q); err != nil {
 			failed = true
 			d.n.stats.kvErrors.Inc()
 			d.n.log.Warn("cluster: directory write failed; will retry", slog.String("peer", peer), slog.Any("err", err))
 			d.mu.Lock()
 			if _, newer := d.pending[peer]; !newer {
-				d.pending[peer] = st
+				d.pending[peer] = q
 				d.order = append(d.order, peer)
 			}
 			d.mu.Unlock()
@@ -144,27 +332,26 @@ func (d *directory) writeQueued(ctx context.Context) (failed bool) {
 	return failed
 }
 
-// put writes a session's state (nil: removes it), as a compare-and-swap
-// on the last revision this node knows. On a conflict it reads what is
-// there: a higher epoch of another node means the session moved on (this
-// node lets it go); otherwise it retries on the new revision.
-func (d *directory) put(ctx context.Context, peer string, st *hub.SessionState) error {
+// put writes a session's state (or removes it), as a compare-and-swap on
+// the last revision this node knows. On a conflict it reads what is there:
+// a higher epoch of another node means the session moved on (this node
+// lets it go); otherwise it retries on the new revision.
+func (d *directory) put(ctx context.Context, peer string, q *queuedState) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	start := time.Now()
 	defer func() { d.n.stats.kvLatency.Observe(time.Since(start).Seconds()) }()
 	for range 4 {
-		rev, epoch := d.revision(peer)
+		rev := d.revision(peer)
 		var err error
 		var next uint64
 		switch {
-		case st == nil && rev == 0:
+		case q.st == nil && rev == 0:
 			return nil
-		case st == nil:
+		case q.st == nil:
 			err = d.n.kv.Delete(ctx, peer, jetstream.LastRevision(rev))
 		default:
-			b, _ := json.Marshal(record{User: st.Member.User, Role: st.Member.Role, Node: st.Node, Rooms: st.Rooms,
-				Grants: st.Grants, Login: st.Login, Key: st.KeyID, Token: st.TokenHash, Epoch: epoch})
+			b, _ := json.Marshal(toRecord(q.st, q.at))
 			if rev == 0 {
 				next, err = d.n.kv.Create(ctx, peer, b)
 			} else {
@@ -172,13 +359,13 @@ func (d *directory) put(ctx context.Context, peer string, st *hub.SessionState) 
 			}
 		}
 		if err == nil {
-			d.setRevision(peer, next, epoch)
+			d.setRevision(peer, next)
 			return nil
 		}
 		if !isConflict(err) {
 			return err
 		}
-		if lost := d.reread(ctx, peer, epoch); lost {
+		if lost := d.reread(ctx, peer, q.at); lost {
 			return nil
 		}
 	}
@@ -193,27 +380,22 @@ func isConflict(err error) bool {
 // stream's leader (a KV get may be served by a replica that lags, whose
 // revision would conflict again). It reports whether another node holds
 // the session at a higher epoch, in which case this node lets it go.
-func (d *directory) reread(ctx context.Context, peer string, epoch uint64) (lost bool) {
+func (d *directory) reread(ctx context.Context, peer string, mine stamp) (lost bool) {
 	rev, value, err := d.leaderGet(ctx, peer)
 	if err != nil {
 		return false
 	}
-	if value == nil { // no entry, or a deleted one
-		d.setRevision(peer, rev, epoch)
-		return false
-	}
+	d.setRevision(peer, rev)
 	var r record
-	if json.Unmarshal(value, &r) != nil {
-		d.setRevision(peer, rev, epoch)
+	if value == nil || json.Unmarshal(value, &r) != nil {
 		return false
 	}
-	if r.Node != d.n.id && r.Epoch > epoch {
+	if r.Node != d.n.id && r.Epoch > mine.Epoch {
 		for _, env := range d.n.hub.Handover(peer, r.Node) {
 			_ = d.n.Deliver(r.Node, peer, env)
 		}
 		return true
 	}
-	d.setRevision(peer, rev, max(epoch, r.Epoch))
 	return false
 }
 
@@ -250,37 +432,19 @@ func (d *directory) leaderGet(ctx context.Context, peer string) (uint64, []byte,
 	return resp.Message.Seq, resp.Message.Data, nil
 }
 
-// revision returns the last known revision and epoch of peer's entry; a
-// session this node never saw starts at epoch 1.
-func (d *directory) revision(peer string) (rev, epoch uint64) {
+func (d *directory) revision(peer string) uint64 {
 	d.imu.Lock()
 	defer d.imu.Unlock()
-	e, ok := d.byPeer[peer]
-	if !ok {
-		return 0, 1
+	if e := d.byPeer[peer]; e != nil {
+		return e.rev
 	}
-	return e.rev, max(e.epoch, 1)
+	return 0
 }
 
-func (d *directory) setRevision(peer string, rev, epoch uint64) {
+func (d *directory) setRevision(peer string, rev uint64) {
 	d.imu.Lock()
 	defer d.imu.Unlock()
-	e := d.byPeer[peer]
-	e.rev, e.epoch = rev, epoch
-	if rev == 0 && e.st.Member.Peer == "" {
-		delete(d.byPeer, peer)
-		return
-	}
-	d.byPeer[peer] = e
-}
-
-// claimed raises the epoch of a session this node takes from another.
-func (d *directory) claimed(peer string) {
-	d.imu.Lock()
-	defer d.imu.Unlock()
-	e := d.byPeer[peer]
-	e.epoch++
-	d.byPeer[peer] = e
+	d.entryLocked(peer).rev = rev
 }
 
 // flush waits until every queued write is done, or ctx ends.
@@ -316,9 +480,10 @@ func (d *directory) load(ctx context.Context) error {
 	}
 }
 
-// rewatch restarts the watch: after NATS reconnects, a new watch is
-// faster than waiting for the old one to notice its server is gone. The
-// new one delivers every current entry again; apply skips what it knows.
+// rewatch restarts the watch, retrying while JetStream elects a leader:
+// after NATS reconnects, a new watch is faster than waiting for the old
+// one to notice its server is gone. The new one delivers every current
+// entry again; the stamps make that harmless.
 func (d *directory) rewatch() {
 	d.n.run(func(ctx context.Context) {
 		for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
@@ -331,7 +496,7 @@ func (d *directory) rewatch() {
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(wait): // JetStream may be electing a leader
+			case <-time.After(wait):
 			}
 		}
 	})
@@ -346,7 +511,7 @@ func (d *directory) startWatch() (<-chan struct{}, error) {
 		_ = d.watcher.Stop()
 		d.watcher = nil
 	}
-	w, err := d.n.kv.WatchAll(d.n.ctx)
+	w, err := d.n.kv.Watch(d.n.ctx, "*") // peer ids only: see healthKey
 	if err != nil {
 		return nil, fmt.Errorf("cluster: watch the session directory: %w", err)
 	}
@@ -369,26 +534,16 @@ func (d *directory) watch(w jetstream.KeyWatcher, loaded chan struct{}) {
 			continue
 		}
 		d.applyMu.Lock()
-		d.apply(e)
+		d.applyEntry(e)
 		d.applyMu.Unlock()
 	}
 }
 
-// apply takes one directory entry into the hub.
-func (d *directory) apply(e jetstream.KeyValueEntry) {
+// applyEntry takes one KV entry. d.applyMu is held.
+func (d *directory) applyEntry(e jetstream.KeyValueEntry) {
 	peer := e.Key()
-	if d.stale(peer, e.Revision()) {
-		return // a watch restarted: already applied
-	}
 	if e.Operation() != jetstream.KeyValuePut {
-		d.forget(peer)
-		if d.n.hub.IsLocal(peer) {
-			// Another node removed a session this node holds (it took this
-			// node for gone): write it again.
-			d.republish(peer)
-			return
-		}
-		d.n.hub.Remove(peer)
+		d.applyDeleted(peer, e.Revision())
 		return
 	}
 	var r record
@@ -396,58 +551,38 @@ func (d *directory) apply(e jetstream.KeyValueEntry) {
 		d.n.stats.badMessages.Inc()
 		return
 	}
-	st := hub.SessionState{Member: proto.Member{Peer: peer, User: r.User, Role: r.Role}, Node: r.Node,
-		Rooms: r.Rooms, Grants: r.Grants, Login: r.Login, KeyID: r.Key, TokenHash: r.Token}
-	d.remember(peer, st, e.Revision(), r.Epoch)
-	if r.Node == d.n.id {
-		return // the echo of this node's own write
+	at := stamp{r.Epoch, r.Ver}
+	d.imu.Lock()
+	en := d.entryLocked(peer)
+	en.rev = max(en.rev, e.Revision())
+	if at.after(en.kv) {
+		en.kv = at
 	}
-	d.n.live.saw(r.Node)
-	if d.n.hub.IsLocal(peer) {
-		// Another node took a session of this node (its client resumed
-		// there) without asking, or before asking: let it go, with what
-		// waited for it.
-		for _, env := range d.n.hub.Handover(peer, r.Node) {
-			_ = d.n.Deliver(r.Node, peer, env)
-		}
-	}
-	d.n.hub.Apply(st)
+	d.imu.Unlock()
+	d.applyState(peer, r.state(peer), at)
 }
 
-// remember records an entry the watch delivered. Revisions only go up: an
-// entry older than one this node already knows (its own write's, say) does
-// not move it back.
-// stale reports whether the entry at rev is older than what this node
-// knows of peer.
-func (d *directory) stale(peer string, rev uint64) bool {
+// applyDeleted takes a removed KV entry: the session ended, or its node
+// was gone and another node removed it. A newer state that came directly
+// (a client that resumed elsewhere) wins: its own entry follows.
+func (d *directory) applyDeleted(peer string, rev uint64) {
 	d.imu.Lock()
-	defer d.imu.Unlock()
-	e, ok := d.byPeer[peer]
-	return ok && e.st.Member.Peer != "" && e.rev > rev
-}
-
-func (d *directory) remember(peer string, st hub.SessionState, rev, epoch uint64) {
-	d.imu.Lock()
-	defer d.imu.Unlock()
-	old, ok := d.byPeer[peer]
-	if ok && old.rev > rev {
-		return
-	}
-	if ok && string(old.st.TokenHash) != string(st.TokenHash) {
-		delete(d.byTok, string(old.st.TokenHash))
-	}
-	d.byPeer[peer] = entry{st: st, rev: rev, epoch: max(epoch, old.epoch)}
-	if len(st.TokenHash) > 0 && st.Node != d.n.id {
-		d.byTok[string(st.TokenHash)] = peer
-	}
-}
-
-func (d *directory) forget(peer string) {
-	d.imu.Lock()
-	defer d.imu.Unlock()
-	if old, ok := d.byPeer[peer]; ok {
-		delete(d.byTok, string(old.st.TokenHash))
+	e := d.entryLocked(peer)
+	e.rev = max(e.rev, rev)
+	newer := e.applied.after(e.kv) && !e.gone
+	local := d.n.hub.IsLocal(peer)
+	if !newer && !local {
+		delete(d.byTok, string(e.st.TokenHash))
 		delete(d.byPeer, peer)
+	}
+	d.imu.Unlock()
+	switch {
+	case local:
+		// Another node removed a session this node holds (it took this
+		// node for gone): write it again.
+		d.republish(peer)
+	case !newer:
+		d.n.hub.Remove(peer)
 	}
 }
 
@@ -456,10 +591,11 @@ func (d *directory) byToken(hash []byte) (hub.SessionState, bool) {
 	d.imu.Lock()
 	defer d.imu.Unlock()
 	peer, ok := d.byTok[string(hash)]
-	if !ok {
+	e := d.byPeer[peer]
+	if !ok || e == nil || e.gone {
 		return hub.SessionState{}, false
 	}
-	return d.byPeer[peer].st, true
+	return e.st, true
 }
 
 // ofNode lists the sessions the directory has for node, with revisions.

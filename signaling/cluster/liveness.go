@@ -88,6 +88,19 @@ func (l *liveness) state(node string) *nodeState {
 	return st
 }
 
+// alive lists the other nodes alive, as far as this node knows.
+func (l *liveness) alive() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]string, 0, len(l.nodes))
+	for node, st := range l.nodes {
+		if st.gone.IsZero() {
+			out = append(out, node)
+		}
+	}
+	return out
+}
+
 // isGone reports whether node was found gone.
 func (l *liveness) isGone(node string) bool {
 	l.mu.Lock()

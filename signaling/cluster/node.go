@@ -255,13 +255,23 @@ func (n *Node) Drain(ctx context.Context) {
 			n.log.Info("cluster: drain deadline: ending the sessions that did not move", slog.Int("sessions", n.hub.Stats().Sessions))
 			n.hub.EndSessions()
 			n.dir.flush(context.Background())
-			n.live.bye()
+			n.bye()
 			return
 		case <-tick.C:
 		}
 	}
 	n.dir.flush(ctx)
+	n.bye()
+}
+
+// bye tells the others that this node leaves, and removes its readiness
+// probe key, which would otherwise stay behind (a restarted node has a new
+// id).
+func (n *Node) bye() {
 	n.live.bye()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = n.kv.Purge(ctx, healthKey(n.id))
 }
 
 // Close stops the node's goroutines and subscriptions. It does not close
@@ -293,8 +303,16 @@ func (n *Node) checkReady() error {
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, 2*time.Second)
 	defer cancel()
-	if _, err := n.kv.Status(ctx); err != nil {
+	// A write, not a read: a stream leader that lost its quorum may still
+	// answer reads (its status) for a while, but no write succeeds
+	// without a quorum, and neither would the node's sessions' writes.
+	if _, err := n.kv.Put(ctx, healthKey(n.id), []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
 		return fmt.Errorf("session directory: %w", err)
 	}
 	return nil
 }
+
+// healthKey is a node's readiness probe key in the directory bucket. Its
+// dot keeps it out of the directory's watch, which takes single-token keys
+// (peer ids, which have no dot) only.
+func healthKey(node string) string { return "health." + node }

@@ -14,6 +14,7 @@ import (
 //	deliver:   'D' kind seq:uvarint to from ref origin msg...
 //	ack:       'A' n:uvarint (seq:uvarint status:byte){n}
 //	delivered: 'H' n:uvarint (seq:uvarint){n}
+//	state:     'S' JSON (directory.go: a session's state, or its end)
 //
 // A string is its length (uvarint) and its bytes. Everything is bounded:
 // a decoder refuses what no node sends (errBadMessage).
