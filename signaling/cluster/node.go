@@ -137,9 +137,10 @@ type Node struct {
 	wg     sync.WaitGroup
 	subs   []*nats.Subscription
 
-	readyMu  sync.Mutex
-	readyAt  time.Time
-	readyErr error
+	readyMu     sync.Mutex
+	readyAt     time.Time
+	readyErr    error
+	probeFailed time.Time // since when the probe write fails; zero if it works
 
 	out   *outbox
 	dir   *directory
@@ -254,7 +255,11 @@ func (n *Node) Drain(ctx context.Context) {
 		case <-ctx.Done():
 			n.log.Info("cluster: drain deadline: ending the sessions that did not move", slog.Int("sessions", n.hub.Stats().Sessions))
 			n.hub.EndSessions()
-			n.dir.flush(context.Background())
+			// The ends are written if NATS takes them soon; if it has
+			// no quorum, the others remove them once this node is gone.
+			fctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			n.dir.flush(fctx)
+			cancel()
 			n.bye()
 			return
 		case <-tick.C:
@@ -306,11 +311,27 @@ func (n *Node) checkReady() error {
 	// A write, not a read: a stream leader that lost its quorum may still
 	// answer reads (its status) for a while, but no write succeeds
 	// without a quorum, and neither would the node's sessions' writes.
-	if _, err := n.kv.Put(ctx, healthKey(n.id), []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
-		return fmt.Errorf("session directory: %w", err)
+	// Writes also fail for a second or two while JetStream elects a new
+	// leader (one NATS server of three stopped), which the directory
+	// rides out by retrying: only failures for longer than
+	// unreadyAfter make the node unready, so that it does not flap.
+	_, err := n.kv.Put(ctx, healthKey(n.id), []byte(time.Now().UTC().Format(time.RFC3339Nano)))
+	switch {
+	case err == nil:
+		n.probeFailed = time.Time{}
+		return nil
+	case n.probeFailed.IsZero():
+		n.probeFailed = time.Now()
 	}
-	return nil
+	if time.Since(n.probeFailed) < unreadyAfter {
+		return nil
+	}
+	return fmt.Errorf("session directory: no write for %v: %w", time.Since(n.probeFailed).Round(time.Second), err)
 }
+
+// unreadyAfter is how long the readiness probe's writes must fail before
+// the node says it is not ready: longer than a JetStream leader election.
+const unreadyAfter = 3 * time.Second
 
 // healthKey is a node's readiness probe key in the directory bucket. Its
 // dot keeps it out of the directory's watch, which takes single-token keys
