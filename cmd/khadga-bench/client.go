@@ -37,6 +37,10 @@ type client struct {
 	http *http.Client
 }
 
+// presence says whether this client's connections open the presence
+// feed: the plain client, as users' clients, does; the tuned one does not.
+func (c *client) presence() bool { return c.mode == clientPlain }
+
 // newClient builds the client of combination cb. roots are the
 // certificates trusted for wss (nil: the system's): the bench's own
 // self-signed one, never InsecureSkipVerify.

@@ -187,14 +187,14 @@ func (c *config) validate() error {
 }
 
 // targetNames lists the targets a combination starts, in the order each
-// phase visits them. khadga-presence is a second khadga server for the idle
-// phase with the presence feed on; it runs no other phase.
+// phase visits them. khadga-idle is a second khadga server for the idle
+// phase with the presence feed the other way; it runs no other phase.
 func (c *config) targetNames() []string {
 	var out []string
 	if c.Target != namePeerJS {
 		out = append(out, nameKhadga)
 		if c.Phases["idle"] {
-			out = append(out, nameKhadgaPresence)
+			out = append(out, nameKhadgaIdle)
 		}
 	}
 	if c.Target != nameKhadga {

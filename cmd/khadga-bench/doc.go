@@ -17,14 +17,18 @@
 // server gets the cores: raw system calls, small buffers and, over ws, its
 // own frame reader in the relay phases. The plain client is
 // gorilla/websocket as users run it: the default dialer, one WriteMessage
-// per signal, a ReadMessage loop. For wss the bench makes a self-signed
+// per signal, a ReadMessage loop, and the presence feed on in every phase
+// (?presence=1, as the web app opens it), so that its figures are those
+// of what users run. The tuned client leaves the feed off except in the
+// second idle run. For wss the bench makes a self-signed
 // certificate for 127.0.0.1, which both servers present and the clients
 // trust.
 //
 // Each combination starts fresh servers: khadga, built from ./cmd/khadga
 // into a temporary directory and run as a separate process (so that its
 // RSS is the server's alone) on a temporary data directory; a second one
-// for the idle phase with presence on; and the PeerJS server
+// (khadga-idle) for the idle phase with the presence feed the other way;
+// and the PeerJS server
 // (bench/peerjs, npm package "peer"). Each phase then runs on every target
 // back to back, and the open and relay phases run -rounds times with the
 // order alternating, so that the figures come from the same conditions on

@@ -110,7 +110,7 @@ func TestParseConfig(t *testing.T) {
 	if got := cfg.combos(); !slices.Equal(got, want) {
 		t.Fatalf("combos = %v, want every scheme with every client: %v", got, want)
 	}
-	if got := cfg.targetNames(); !slices.Equal(got, []string{nameKhadga, nameKhadgaPresence, namePeerJS}) {
+	if got := cfg.targetNames(); !slices.Equal(got, []string{nameKhadga, nameKhadgaIdle, namePeerJS}) {
 		t.Fatalf("targets = %v", got)
 	}
 	for _, bad := range [][]string{
@@ -139,7 +139,7 @@ func TestParseConfig(t *testing.T) {
 		{[]string{"-url", "https://127.0.0.1:1", "-clients", "tuned"}, []combo{{schemeWSS, clientTuned}}, nil},
 		{[]string{"-url", "http://127.0.0.1:1", "-schemes", "ws", "-clients", "plain,plain"}, []combo{{schemeWS, clientPlain}}, nil},
 		{[]string{"-phases", "open,relay-max", "-schemes", "ws", "-clients", "tuned"}, []combo{{schemeWS, clientTuned}}, []string{nameKhadga, namePeerJS}},
-		{[]string{"-target", "khadga", "-schemes", "ws", "-clients", "tuned"}, []combo{{schemeWS, clientTuned}}, []string{nameKhadga, nameKhadgaPresence}},
+		{[]string{"-target", "khadga", "-schemes", "ws", "-clients", "tuned"}, []combo{{schemeWS, clientTuned}}, []string{nameKhadga, nameKhadgaIdle}},
 		{[]string{"-target", "peerjs", "-schemes", "ws", "-clients", "tuned"}, []combo{{schemeWS, clientTuned}}, []string{namePeerJS}},
 	} {
 		cfg, err := parseConfig(tt.args)
@@ -210,7 +210,7 @@ func runTiny(t *testing.T, cfg *config) *report {
 		}
 		for _, name := range cfg.targetNames() {
 			t.Run(c.combo.String()+"/"+name, func(t *testing.T) {
-				checkResult(t, name, c.Targets[name], cfg.Rounds)
+				checkResult(t, c.combo, name, c.Targets[name], cfg.Rounds)
 			})
 		}
 	}
@@ -227,12 +227,18 @@ func runTiny(t *testing.T, cfg *config) *report {
 	return rep
 }
 
-// checkResult asserts that every phase produced figures: khadga-presence
-// runs the idle phase only, and its connections (only theirs) get presence.
-func checkResult(t *testing.T, name string, res *targetResult, rounds int) {
+// checkResult asserts that every phase produced figures: khadga-idle runs
+// the idle phase only; khadga's connections open the presence feed with
+// the plain client, khadga-idle's with the tuned one, PeerJS's never, and
+// only those that open it get presence.
+func checkResult(t *testing.T, cb combo, name string, res *targetResult, rounds int) {
 	t.Helper()
 	if res == nil {
 		t.Fatal("no figures")
+	}
+	plain := cb.Client == clientPlain
+	if want := map[string]bool{nameKhadga: plain, nameKhadgaIdle: !plain}[name]; res.Presence != want {
+		t.Errorf("presence feed %v, want %v", res.Presence, want)
 	}
 	if len(res.Errors) > 0 {
 		t.Fatalf("phases failed: %v", res.Errors)
@@ -241,13 +247,13 @@ func checkResult(t *testing.T, name string, res *targetResult, rounds int) {
 		t.Errorf("idle = %+v", res.Idle)
 	}
 	if len(res.Idle) == 2 {
-		if presence := res.Idle[1].Presence; name == nameKhadgaPresence && presence < 40 || name != nameKhadgaPresence && presence != 0 {
+		if presence := res.Idle[1].Presence; res.Presence && presence < 40 || !res.Presence && presence != 0 {
 			t.Errorf("idle connections read %d presence messages", presence)
 		}
 	}
-	if name == nameKhadgaPresence {
+	if name == nameKhadgaIdle {
 		if res.Open != nil || res.RelayMax != nil || res.RelayRate != nil {
-			t.Errorf("the presence server ran more than the idle phase: %+v", res)
+			t.Errorf("the idle-only server ran more than the idle phase: %+v", res)
 		}
 		return
 	}
@@ -307,7 +313,7 @@ func TestKhadga(t *testing.T) {
 		MessageRate: 1e6, MessageBurst: 1e6, MaxConnsPerUser: 1000}})
 	cfg := tinyConfig(t, "-target", "khadga", "-url", s.URL, "-pid", strconv.Itoa(os.Getpid()), "-rounds", "1")
 	rep := runTiny(t, cfg)
-	if note := rep.Runs[0].Targets[nameKhadgaPresence].Note; note == "" {
+	if note := rep.Runs[0].Targets[nameKhadgaIdle].Note; note == "" {
 		t.Error("the presence figures do not say that they share the -url server")
 	}
 }
@@ -353,7 +359,7 @@ func TestFloors(t *testing.T) {
 		RelayMaxRounds:  []*relayResult{{PerSecond: 90000, P99ms: 3, Errors: map[string]int64{"rate_limited": 1}}, {PerSecond: 80000, P99ms: 5}, {PerSecond: 100000, P99ms: 4}},
 		RelayRateRounds: []*relayResult{{PerSecond: 10000, P50ms: 0.2, P99ms: 2}},
 	}
-	kp := &targetResult{Idle: []idleResult{{Conns: 5000, PerConnBytes: 1000}, {Conns: 10000, PerConnBytes: 6000}}}
+	kp := &targetResult{Presence: true, Idle: []idleResult{{Conns: 5000, PerConnBytes: 1000}, {Conns: 10000, PerConnBytes: 6000}}}
 	p := &targetResult{
 		Idle:            []idleResult{{Conns: 5000, PerConnBytes: 5600}, {Conns: 10000, PerConnBytes: 5600}},
 		OpenRounds:      []*openResult{{PerSecond: 4500}},
@@ -366,7 +372,7 @@ func TestFloors(t *testing.T) {
 	if k.Open.PerSecond != 4000 || k.RelayMax.PerSecond != 90000 || k.RelayMax.P99ms != 4 || k.RelayMax.Errors["rate_limited"] != 1 || k.RelayMax.Rounds != 3 {
 		t.Fatalf("medians: open %+v, relay %+v", k.Open, k.RelayMax)
 	}
-	c := &comboResult{combo: combo{schemeWSS, clientPlain}, Targets: map[string]*targetResult{nameKhadga: k, nameKhadgaPresence: kp, namePeerJS: p}}
+	c := &comboResult{combo: combo{schemeWSS, clientPlain}, Targets: map[string]*targetResult{nameKhadga: k, nameKhadgaIdle: kp, namePeerJS: p}}
 	c.finish(10000)
 	want := map[string]bool{
 		"idle_memory_below_peerjs":          true,

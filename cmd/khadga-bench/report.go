@@ -52,11 +52,12 @@ type settings struct {
 // issue 12's floors.
 type comboResult struct {
 	combo
-	// Targets are khadga, khadga-presence (the idle phase with the
-	// presence feed on) and peerjs.
+	// Targets are khadga, khadga-idle (the idle phase with the presence
+	// feed the other way) and peerjs.
 	Targets map[string]*targetResult `json:"targets"`
-	// Ratios are khadga / PeerJS (khadga-presence / PeerJS for
-	// idle_presence_bytes_per_conn), when both have the figure.
+	// Ratios are khadga / PeerJS, when both have the figure; the idle
+	// ones are by presence feed (idle_presence_bytes_per_conn with it on,
+	// idle_bytes_per_conn with it off), from whichever khadga had it so.
 	Ratios map[string]float64 `json:"ratios,omitempty"`
 	// Floors are issue 12's: true when khadga meets it.
 	Floors map[string]bool `json:"floors,omitempty"`
@@ -64,9 +65,11 @@ type comboResult struct {
 
 // targetResult is what one target measured in one combination.
 type targetResult struct {
-	PID  int          `json:"pid,omitempty"`
-	Note string       `json:"note,omitempty"`
-	Idle []idleResult `json:"idle,omitempty"`
+	PID int `json:"pid,omitempty"`
+	// Presence says whether the connections opened the presence feed.
+	Presence bool         `json:"presence"`
+	Note     string       `json:"note,omitempty"`
+	Idle     []idleResult `json:"idle,omitempty"`
 	// Open, RelayMax and RelayRate hold each figure's median over the
 	// rounds (counts are summed); the *Rounds fields hold every round.
 	Open            *openResult       `json:"open,omitempty"`
@@ -173,8 +176,8 @@ var floors = []struct {
 // both khadga and PeerJS have. The idle floors take the figure at
 // largestIdle connections only.
 func (r *comboResult) finish(largestIdle int) {
-	k, kp, p := r.Targets[nameKhadga], r.Targets[nameKhadgaPresence], r.Targets[namePeerJS]
-	if p == nil || (k == nil && kp == nil) {
+	k, p := r.Targets[nameKhadga], r.Targets[namePeerJS]
+	if p == nil {
 		return
 	}
 	raw := map[string]float64{}
@@ -186,11 +189,11 @@ func (r *comboResult) finish(largestIdle int) {
 		}
 	}
 	if pi := idleAt(p, largestIdle); pi != nil {
-		if ki := idleAt(k, largestIdle); ki != nil {
-			ratio("idle_bytes_per_conn", ki.PerConnBytes, pi.PerConnBytes)
-		}
-		if ki := idleAt(kp, largestIdle); ki != nil {
-			ratio("idle_presence_bytes_per_conn", ki.PerConnBytes, pi.PerConnBytes)
+		for _, kt := range []*targetResult{k, r.Targets[nameKhadgaIdle]} {
+			if ki := idleAt(kt, largestIdle); ki != nil {
+				ratio(map[bool]string{false: "idle_bytes_per_conn", true: "idle_presence_bytes_per_conn"}[kt.Presence],
+					ki.PerConnBytes, pi.PerConnBytes)
+			}
 		}
 	}
 	if k != nil && k.RelayMax != nil && p.RelayMax != nil {

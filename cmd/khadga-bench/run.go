@@ -79,7 +79,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) (*report, error) {
 type benchTarget struct {
 	name     string
 	t        target
-	idleOnly bool // khadga-presence: the idle phase only
+	idleOnly bool // khadga-idle: the idle phase only
 	stopped  bool
 	log      *slog.Logger
 	res      *targetResult
@@ -132,8 +132,8 @@ func measureCombo(ctx context.Context, cfg *config, env *runEnv, cb combo, log *
 			continue
 		}
 		checkNoFile(l, t.pid(), cfg.maxConns())
-		b := &benchTarget{name: name, t: t, idleOnly: name == nameKhadgaPresence, log: l,
-			res: &targetResult{PID: t.pid(), Errors: map[string]string{}}}
+		b := &benchTarget{name: name, t: t, idleOnly: name == nameKhadgaIdle, log: l,
+			res: &targetResult{PID: t.pid(), Presence: t.presence(), Errors: map[string]string{}}}
 		if b.idleOnly && cfg.URL != "" {
 			b.res.Note = "the -url server, after khadga's idle phase: its baseline is not a fresh process's"
 		}
@@ -201,9 +201,9 @@ func runRound(ctx context.Context, cfg *config, b *benchTarget) {
 func startTarget(ctx context.Context, cfg *config, env *runEnv, cl *client, name string, log *slog.Logger) (target, error) {
 	switch name {
 	case nameKhadga:
-		return startKhadga(ctx, cfg, env, cl, false, log)
-	case nameKhadgaPresence:
-		return startKhadga(ctx, cfg, env, cl, true, log)
+		return startKhadga(ctx, cfg, env, cl, cl.presence(), log)
+	case nameKhadgaIdle:
+		return startKhadga(ctx, cfg, env, cl, !cl.presence(), log)
 	}
 	return startPeerJS(ctx, cfg, env, cl, log)
 }

@@ -25,7 +25,7 @@ func (r *report) table(w io.Writer) error {
 // table prints one combination's figures, errors and ratios.
 func (c *comboResult) table(w io.Writer, s settings) error {
 	var names []string
-	for _, n := range []string{nameKhadga, nameKhadgaPresence, namePeerJS} {
+	for _, n := range []string{nameKhadga, nameKhadgaIdle, namePeerJS} {
 		if c.Targets[n] != nil {
 			names = append(names, n)
 		}
@@ -44,6 +44,12 @@ func (c *comboResult) table(w io.Writer, s settings) error {
 		fmt.Fprint(tw, n, "\t")
 	}
 	fmt.Fprintln(tw)
+	row("presence feed", func(t *targetResult) string {
+		if t.Presence {
+			return "on"
+		}
+		return "off"
+	})
 	for i, n := range s.Idle {
 		idleRows(row, i, n)
 	}

@@ -23,12 +23,16 @@ const writeWait = 10 * time.Second
 
 // Target names, as the report keys them.
 const (
+	// nameKhadga is the khadga server of every phase. Its connections
+	// open the presence feed as the web app does (?presence=1) with the
+	// plain client, and leave it off with the tuned one (whose own frame
+	// reader wants a quiet socket in the relay phases).
 	nameKhadga = "khadga"
-	// nameKhadgaPresence is a khadga server of its own for the idle phase
-	// with the presence feed on, so that its memory starts from a fresh
-	// process as the other two do.
-	nameKhadgaPresence = "khadga-presence"
-	namePeerJS         = "peerjs"
+	// nameKhadgaIdle is a khadga server of its own for the idle phase with
+	// the presence feed the other way, so that both figures exist for each
+	// client and its memory starts from a fresh process as the others' do.
+	nameKhadgaIdle = "khadga-idle"
+	namePeerJS     = "peerjs"
 )
 
 // target is one server under test: khadga or PeerJS.
