@@ -3,6 +3,9 @@ package netlab_test
 import (
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,5 +63,59 @@ func TestMasquerade(t *testing.T) {
 		if _, err := os.Stat("/run/netns/" + n); !os.IsNotExist(err) {
 			t.Errorf("namespace %s still there after cleanup (%v)", n, err)
 		}
+	}
+}
+
+// Without root, the lab skips its tests, except under CI=true, where it
+// fails them: a CI that cannot build namespaces must not pass by skipping
+// the whole lab. The test binary runs itself as the user nobody.
+func TestNoRootSkipsExceptUnderCI(t *testing.T) {
+	if os.Getenv("NETLAB_AS_NOBODY") == "1" {
+		netlab.New(t, "nb")
+		t.Fatal("New returned without root")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run itself as another user")
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("needs setpriv (util-linux) to drop root")
+	}
+	// A copy nobody can run: the go build cache is root's alone.
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "netlab-nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	bin := filepath.Join(dir, "netlab.test")
+	b, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run := func(ci string) (string, error) {
+		cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", bin,
+			"-test.run=^TestNoRootSkipsExceptUnderCI$", "-test.v")
+		cmd.Dir = dir
+		cmd.Env = []string{"NETLAB_AS_NOBODY=1", "CI=" + ci, "PATH=" + os.Getenv("PATH")}
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := run("")
+	if err != nil || !strings.Contains(out, "SKIP") || !strings.Contains(out, "need root") {
+		t.Errorf("without root and without CI: %v, want a skip naming root:\n%s", err, out)
+	}
+	out, err = run("true")
+	if err == nil || !strings.Contains(out, "the network lab must run under CI") {
+		t.Errorf("without root under CI=true: %v, want a failure:\n%s", err, out)
 	}
 }
