@@ -32,7 +32,7 @@ func testWelcomeCarriesICEServersAlsoOnResume(t *testing.T, mode serverMode) {
 	ts := newTestServer(t, Config{ICEServers: func(user string) ([]proto.ICEServer, time.Time) {
 		calls <- user
 		return []proto.ICEServer{{URLs: []string{"turn:127.0.0.1:3478"}, Username: "u:" + user, Credential: "c"}}, exp
-	}})
+	}}, mode)
 	alice := ts.dial("user=alice")
 	w := alice.welcome
 	if len(w.ICEServers) != 1 || w.ICEServers[0].Username != "u:alice" || w.ICEServersExpire != exp.Unix() || w.ResumeWindow != 30 {
