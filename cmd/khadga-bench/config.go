@@ -44,6 +44,19 @@ type config struct {
 	Users   int
 	Rounds  int
 	Verbose bool
+
+	// Cluster is the nodes of the khadga-cluster target (0: none), on one
+	// NATS server, the nats-server binary NATSBin (default: built).
+	Cluster int
+	NATSBin string
+	// Scale, when set, is the scale run instead of the combinations:
+	// Scale idle connections over ScaleNodes nodes from ScaleProcs load
+	// processes (0: enough to keep each under maxConnsPerProcess), then
+	// ScaleSignals signals between random peers on different nodes.
+	Scale        int
+	ScaleNodes   int
+	ScaleProcs   int
+	ScaleSignals int
 }
 
 // allPhases lists the phases in the order they run.
@@ -114,6 +127,12 @@ func parseConfig(args []string) (*config, error) {
 	fs.IntVar(&cfg.Users, "users", 4, "khadga accounts to spread the connections over (one token each)")
 	fs.IntVar(&cfg.Rounds, "rounds", 3, "rounds of the open and relay phases (figures are medians)")
 	fs.BoolVar(&cfg.Verbose, "v", false, "debug logging")
+	fs.IntVar(&cfg.Cluster, "cluster", 0, "also measure a khadga cluster of this many nodes (khadga serve --nats, each a process of its own) on one NATS server, each pair's peers on different nodes (0: none)")
+	fs.StringVar(&cfg.NATSBin, "nats-bin", "", "nats-server binary for -cluster and -scale (default: go build github.com/nats-io/nats-server/v2 into a temp dir)")
+	fs.IntVar(&cfg.Scale, "scale", 0, "instead of the phases: hold this many idle connections on a -scale-nodes cluster, signal between random peers on different nodes, report memory and NATS traffic (0: off)")
+	fs.IntVar(&cfg.ScaleNodes, "scale-nodes", 5, "khadga nodes of the scale run")
+	fs.IntVar(&cfg.ScaleProcs, "scale-procs", 0, "load processes of the scale run (0: enough that each holds at most 18,000 connections)")
+	fs.IntVar(&cfg.ScaleSignals, "scale-signals", 5, "signals between random peers on different nodes in the scale run, each one asserted")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -183,6 +202,7 @@ func (c *config) validate() error {
 	if c.PID != 0 && c.URL == "" {
 		errs = append(errs, errors.New("-pid needs -url"))
 	}
+	errs = append(errs, c.validateCluster())
 	return errors.Join(errs...)
 }
 
@@ -196,6 +216,9 @@ func (c *config) targetNames() []string {
 		if c.Phases["idle"] {
 			out = append(out, nameKhadgaIdle)
 		}
+	}
+	if c.Cluster > 0 && c.Target != namePeerJS {
+		out = append(out, nameCluster)
 	}
 	if c.Target != nameKhadga {
 		out = append(out, namePeerJS)

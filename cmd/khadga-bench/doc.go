@@ -40,6 +40,18 @@
 //	go run ./cmd/khadga-bench -schemes wss -clients plain
 //	go run ./cmd/khadga-bench -target khadga -url http://127.0.0.1:8080 -pid 1234
 //
+// With -cluster N a run also measures khadga-cluster, issue 13's cluster:
+// nats-server (built from the module cache, the version go.mod requires)
+// with JetStream on 127.0.0.1 as a process of its own, and N `khadga serve
+// --nats` nodes, each a process with its own ports and data dir.
+// Connections go to the nodes in turn, and every relay pair has its peers
+// on different nodes, so that each signal crosses NATS. Its memory is the
+// sum of the nodes' RSS, with NATS's apart, and its server CPU is the
+// nodes', with NATS's apart. Its floors: relay max at least PeerJS's, and
+// p99 at -rate at most 3 ms.
+//
+//	go run ./cmd/khadga-bench -cluster 3
+//
 // Latency is measured by a send timestamp inside each signal's payload; the
 // load client runs on the same machine as the server. The bench reads
 // /proc and uses Linux system calls, so it runs on Linux only; elsewhere it

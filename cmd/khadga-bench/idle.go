@@ -103,17 +103,24 @@ func (ic *idleConns) heartbeats(ctx context.Context, frame []byte, period time.D
 }
 
 // idlePhase opens connections up to each count, lets them idle with
-// heartbeats for cfg.Settle, and reads the server's RSS.
+// heartbeats for cfg.Settle, and reads the server's RSS (a cluster's: the
+// sum over its nodes, and its NATS server's apart).
 func idlePhase(ctx context.Context, cfg *config, t target, log *slog.Logger) ([]idleResult, error) {
-	pid := t.pid()
-	if pid == 0 {
+	pids, nats := serverPIDs(t)
+	if len(pids) == 0 {
 		return nil, errors.New("server pid unknown (pass -pid with -url); memory not measured")
 	}
-	base, err := stableRSS(ctx, pid)
+	base, err := stableRSS(ctx, pids...)
 	if err != nil {
 		return nil, err
 	}
-	log.Info("idle: baseline", slog.Int64("rss_kib", base>>10))
+	var natsBase int64
+	if nats > 0 {
+		if natsBase, err = rss(nats); err != nil {
+			return nil, err
+		}
+	}
+	log.Info("idle: baseline", slog.Int64("rss_kib", base>>10), slog.Int64("nats_rss_kib", natsBase>>10))
 	ic := &idleConns{}
 	hbCtx, stopHB := context.WithCancel(ctx)
 	var hbDone sync.WaitGroup
@@ -142,12 +149,19 @@ func idlePhase(ctx context.Context, cfg *config, t target, log *slog.Logger) ([]
 		if err := sleepCtx(ctx, cfg.Settle); err != nil {
 			return out, err
 		}
-		r, err := rss(pid)
+		r, err := rssSum(pids)
 		if err != nil {
 			return out, err
 		}
 		res := ic.result(n, base, r, out)
 		res.OpenSeconds = opened.Seconds()
+		if nats > 0 {
+			if res.NATSRSSBytes, err = rss(nats); err != nil {
+				return out, err
+			}
+			res.Nodes, res.NATSRSSBeforeBytes = len(pids), natsBase
+			res.NATSPerConnBytes = float64(res.NATSRSSBytes-natsBase) / float64(n)
+		}
 		out = append(out, res)
 		log.Info("idle", slog.Int("conns", n), slog.Int64("rss_kib", r>>10),
 			slog.Float64("per_conn_kib", round(res.PerConnBytes/1024, 2)), slog.Int64("received", res.Received),
@@ -192,11 +206,11 @@ func (ic *idleConns) result(n int, base, r int64, prev []idleResult) idleResult 
 	}
 }
 
-// stableRSS waits until the server's RSS stops falling (a Go server hands
-// freed memory, say argon2's from the logins, back to the OS over a few
-// seconds) and returns it. It waits at most 30 s.
-func stableRSS(ctx context.Context, pid int) (int64, error) {
-	last, err := rss(pid)
+// stableRSS waits until the servers' RSS (summed) stops falling (a Go
+// server hands freed memory, say argon2's from the logins, back to the OS
+// over a few seconds) and returns it. It waits at most 30 s.
+func stableRSS(ctx context.Context, pids ...int) (int64, error) {
+	last, err := rssSum(pids)
 	if err != nil {
 		return 0, err
 	}
@@ -205,7 +219,7 @@ func stableRSS(ctx context.Context, pid int) (int64, error) {
 		if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
 			return 0, err
 		}
-		r, err := rss(pid)
+		r, err := rssSum(pids)
 		if err != nil {
 			return 0, err
 		}

@@ -33,6 +33,7 @@ type khadgaTarget struct {
 	proc    *process // of the server the bench started, else nil
 	dataDir string   // of the server the bench started
 	serverP int
+	natsURL string // of a cluster node: its tokens are minted on the cluster
 	tokens  []string
 	feed    bool // connections ask for the presence feed
 	next    atomic.Uint64
@@ -42,11 +43,17 @@ type khadgaTarget struct {
 
 // startKhadga starts a fresh server for cl's scheme (or takes -url's) and
 // gets its tokens. presence says whether connections open the presence
-// feed (?presence=1, as the web app does) or not (?presence=0).
-func startKhadga(ctx context.Context, cfg *config, env *runEnv, cl *client, presence bool, log *slog.Logger) (*khadgaTarget, error) {
-	t := &khadgaTarget{cl: cl, log: log, base: strings.TrimRight(cfg.URL, "/"), serverP: cfg.PID, feed: presence}
+// feed (?presence=1, as the web app does) or not (?presence=0). With
+// natsURL it starts a cluster node on that NATS server (khadga serve
+// --nats).
+func startKhadga(ctx context.Context, cfg *config, env *runEnv, cl *client, presence bool, natsURL string, log *slog.Logger) (*khadgaTarget, error) {
+	t := &khadgaTarget{cl: cl, log: log, base: strings.TrimRight(cfg.URL, "/"), serverP: cfg.PID, feed: presence, natsURL: natsURL}
 	if t.base == "" {
-		p, base, err := spawnKhadga(ctx, cfg, env, cl, log)
+		var extra []string
+		if natsURL != "" {
+			extra = []string{"--nats", natsURL}
+		}
+		p, base, err := spawnKhadga(ctx, cfg, env, cl, log, extra...)
 		if err != nil {
 			return nil, err
 		}
@@ -81,7 +88,11 @@ func (t *khadgaTarget) mintTokens(ctx context.Context, users int) error {
 	_, _ = rand.Read(run)
 	for i := range users {
 		name := fmt.Sprintf("bench-%s-%d", hex.EncodeToString(run), i)
-		cmd := exec.CommandContext(ctx, t.proc.cmd.Path, "token", "--user", name, "--data", t.dataDir, "--ttl", "2h")
+		store := []string{"--data", t.dataDir}
+		if t.natsURL != "" {
+			store = []string{"--nats", t.natsURL}
+		}
+		cmd := exec.CommandContext(ctx, t.proc.cmd.Path, append([]string{"token", "--user", name, "--ttl", "2h"}, store...)...)
 		out, err := cmd.Output()
 		tok := strings.TrimSpace(string(out))
 		if err != nil || tok == "" || strings.ContainsAny(tok, " \n") {
@@ -197,6 +208,12 @@ func (t *khadgaTarget) pair(ctx context.Context, a, b *benchConn, room string) e
 			return fmt.Errorf("join %s: %w", room, err)
 		}
 	}
+	// a hears of b's join before either signals: on a cluster it reaches
+	// a's node over NATS, and until then that node would refuse a's
+	// signals to b as signals to a peer who shares no room with a.
+	if err := awaitPeerJoined(a, b.id); err != nil {
+		return fmt.Errorf("join %s: %w", room, err)
+	}
 	// A last round trip on each: after its pong (which follows a's
 	// peer-joined) the server sends nothing unasked, so gorilla holds no
 	// bytes it has read ahead when the relay's own reader takes over.
@@ -221,6 +238,25 @@ func awaitType(c *benchConn, want string) error {
 		switch m.Type {
 		case want:
 			return nil
+		case proto.TypeError:
+			return fmt.Errorf("server error: %s", m.Data)
+		}
+	}
+}
+
+// awaitPeerJoined reads c until a peer-joined for peer.
+func awaitPeerJoined(c *benchConn, peer string) error {
+	for {
+		var m proto.Message
+		if _, err := readJSON(c.ws, &m, 30*time.Second); err != nil {
+			return fmt.Errorf("waiting for peer-joined %s: %w", peer, err)
+		}
+		switch m.Type {
+		case proto.TypePeerJoined:
+			var mem proto.Member
+			if json.Unmarshal(m.Data, &mem) == nil && mem.Peer == peer {
+				return nil
+			}
 		case proto.TypeError:
 			return fmt.Errorf("server error: %s", m.Data)
 		}

@@ -26,8 +26,9 @@ const benchMaxConnsPerUser = 100000
 // spawnKhadga starts env's khadga binary on a free port with a fresh data
 // directory: its working directory is a temp dir, so the default
 // ./khadga-data lands there too. With wss it serves https and wss with the
-// bench's certificate.
-func spawnKhadga(ctx context.Context, cfg *config, env *runEnv, cl *client, log *slog.Logger) (*process, string, error) {
+// bench's certificate. extra comes after the bench's arguments and
+// -server-arg's.
+func spawnKhadga(ctx context.Context, cfg *config, env *runEnv, cl *client, log *slog.Logger, extra ...string) (*process, string, error) {
 	dir, err := os.MkdirTemp(env.dir, "khadga-")
 	if err != nil {
 		return nil, "", err
@@ -55,6 +56,7 @@ func spawnKhadga(ctx context.Context, cfg *config, env *runEnv, cl *client, log 
 		args = append(args, "--tls-cert", env.cert.certFile, "--tls-key", env.cert.keyFile, "--turn-tls-listen", turnsAddr)
 	}
 	args = append(args, cfg.ServerArgs...)
+	args = append(args, extra...)
 	cmd := exec.Command(env.bin, args...)
 	cmd.Dir = dir
 	p, err := startProcess(cmd, dir, log)
@@ -81,13 +83,9 @@ func freeAddr() (string, error) {
 
 // buildKhadga runs go build for ./cmd/khadga of the module the bench runs in.
 func buildKhadga(ctx context.Context, out string, log *slog.Logger) error {
-	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	root, err := moduleRoot(ctx)
 	if err != nil {
-		return fmt.Errorf("go env GOMOD: %w", err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(gomod)))
-	if root == "." || root == "" || strings.HasSuffix(strings.TrimSpace(string(gomod)), os.DevNull) {
-		return errors.New("not inside the khadga module: run from the repository or pass -server-bin or -url")
+		return err
 	}
 	log.Info("building the khadga server", slog.String("module", root))
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/khadga")
@@ -97,4 +95,17 @@ func buildKhadga(ctx context.Context, out string, log *slog.Logger) error {
 		return fmt.Errorf("go build ./cmd/khadga: %w\n%s", err, b)
 	}
 	return nil
+}
+
+// moduleRoot is the directory of the khadga module the bench runs in.
+func moduleRoot(ctx context.Context) (string, error) {
+	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	root := filepath.Dir(strings.TrimSpace(string(gomod)))
+	if root == "." || root == "" || strings.HasSuffix(strings.TrimSpace(string(gomod)), os.DevNull) {
+		return "", errors.New("not inside the khadga module: run from the repository or pass -server-bin or -url")
+	}
+	return root, nil
 }

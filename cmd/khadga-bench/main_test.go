@@ -237,7 +237,7 @@ func checkResult(t *testing.T, cb combo, name string, res *targetResult, rounds 
 		t.Fatal("no figures")
 	}
 	plain := cb.Client == clientPlain
-	if want := map[string]bool{nameKhadga: plain, nameKhadgaIdle: !plain}[name]; res.Presence != want {
+	if want := map[string]bool{nameKhadga: plain, nameKhadgaIdle: !plain, nameCluster: plain}[name]; res.Presence != want {
 		t.Errorf("presence feed %v, want %v", res.Presence, want)
 	}
 	if len(res.Errors) > 0 {

@@ -86,7 +86,8 @@ func relayPhase(ctx context.Context, cfg *config, t target, rate int, log *slog.
 			}
 		}
 	}
-	win := run.measureWindow(ctx, t.pid())
+	nodes, nats := serverPIDs(t)
+	win := run.measureWindow(ctx, nodes, nats)
 	close(stop)
 	senders.Wait()
 	run.drain(ctx)
@@ -101,9 +102,13 @@ func relayPhase(ctx context.Context, cfg *config, t target, rate int, log *slog.
 	return res, nil
 }
 
-// openPairs dials 2*cfg.Pairs connections and pairs them up.
+// openPairs dials 2*cfg.Pairs connections and pairs them up, each pair's
+// peers on different nodes of a cluster.
 func openPairs(ctx context.Context, cfg *config, t target) ([]*relayPeer, error) {
 	conns, err := dialMany(ctx, t, 2*cfg.Pairs, cfg.Dialers)
+	if err == nil {
+		conns = crossNodeOrder(conns)
+	}
 	peers := make([]*relayPeer, len(conns))
 	for i, c := range conns {
 		peers[i] = &relayPeer{c: c}
@@ -139,29 +144,35 @@ func openPairs(ctx context.Context, cfg *config, t target) ([]*relayPeer, error)
 // window is what the server and this process used in the measured window.
 type window struct {
 	serverCPU, clientCPU float64 // seconds
+	natsCPU              float64 // seconds, of a cluster's NATS server
 	serverIO             procIO  // syscalls
 }
 
-// measureWindow waits out the phase and samples the server (pid 0: unknown)
-// and this process at the start and the end of the measured window.
-func (r *relayRun) measureWindow(ctx context.Context, pid int) window {
-	sample := func() (srv float64, io procIO, self float64) {
-		if pid > 0 {
-			srv, _ = cpuSeconds(pid)
-			io, _ = readProcIO(pid)
+// measureWindow waits out the phase and samples the server's processes
+// (summed; none: unknown), the NATS server (0: none) and this process at
+// the start and the end of the measured window.
+func (r *relayRun) measureWindow(ctx context.Context, pids []int, nats int) window {
+	sample := func() (w window) {
+		for _, pid := range pids {
+			cpu, _ := cpuSeconds(pid)
+			io, _ := readProcIO(pid)
+			w.serverCPU += cpu
+			w.serverIO.Reads += io.Reads
+			w.serverIO.Writes += io.Writes
 		}
-		self, _ = cpuSeconds(os.Getpid())
-		return srv, io, self
+		if nats > 0 {
+			w.natsCPU, _ = cpuSeconds(nats)
+		}
+		w.clientCPU, _ = cpuSeconds(os.Getpid())
+		return w
 	}
 	_ = sleepCtx(ctx, time.Until(r.base.Add(r.warmEnd)))
-	s0, io0, c0 := sample()
+	w0 := sample()
 	_ = sleepCtx(ctx, time.Until(r.base.Add(r.end)))
-	s1, io1, c1 := sample()
-	if pid <= 0 {
-		s0, s1 = 0, 0
-	}
-	return window{serverCPU: s1 - s0, clientCPU: c1 - c0,
-		serverIO: procIO{Reads: io1.Reads - io0.Reads, Writes: io1.Writes - io0.Writes}}
+	w1 := sample()
+	return window{serverCPU: w1.serverCPU - w0.serverCPU, clientCPU: w1.clientCPU - w0.clientCPU,
+		natsCPU:  w1.natsCPU - w0.natsCPU,
+		serverIO: procIO{Reads: w1.serverIO.Reads - w0.serverIO.Reads, Writes: w1.serverIO.Writes - w0.serverIO.Writes}}
 }
 
 // drain waits, at most drainWait, until every signal sent has arrived or
@@ -309,6 +320,7 @@ func (r *relayRun) result(peers []*relayPeer, cfg *config, rate int, win window)
 		res.Window = cfg.Window
 	}
 	res.ClientCPUCores = round(win.clientCPU/cfg.Duration.Seconds(), 2)
+	res.NATSCPUCores = round(win.natsCPU/cfg.Duration.Seconds(), 2)
 	if cpu := win.serverCPU; cpu > 0 {
 		res.ServerCPUCores = round(cpu/cfg.Duration.Seconds(), 2)
 		if count > 0 {

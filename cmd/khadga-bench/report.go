@@ -61,6 +61,11 @@ type comboResult struct {
 	Ratios map[string]float64 `json:"ratios,omitempty"`
 	// Floors are issue 12's: true when khadga meets it.
 	Floors map[string]bool `json:"floors,omitempty"`
+	// ClusterFigures and ClusterFloors are issue 13's, for
+	// khadga-cluster (-cluster N): its relay max over PeerJS's and over
+	// khadga's, and its p99 at -rate in ms.
+	ClusterFigures map[string]float64 `json:"cluster_figures,omitempty"`
+	ClusterFloors  map[string]bool    `json:"cluster_floors,omitempty"`
 }
 
 // targetResult is what one target measured in one combination.
@@ -91,6 +96,12 @@ type idleResult struct {
 	// that the runtime shrinks or grows on its own.
 	MarginalBytes float64 `json:"marginal_bytes_per_conn"`
 	OpenSeconds   float64 `json:"open_s"`
+	// A cluster's RSS is the sum over its Nodes; its NATS server's RSS
+	// is apart.
+	Nodes              int     `json:"nodes,omitempty"`
+	NATSRSSBeforeBytes int64   `json:"nats_rss_before_bytes,omitempty"`
+	NATSRSSBytes       int64   `json:"nats_rss_bytes,omitempty"`
+	NATSPerConnBytes   float64 `json:"nats_per_conn_bytes,omitempty"`
 	// Received counts the messages the idle connections read (pongs;
 	// presence lists and changes with presence on), since the phase began.
 	Received        int64 `json:"received"`
@@ -129,6 +140,9 @@ type relayResult struct {
 	ServerCPUCores           float64 `json:"server_cpu_cores,omitempty"`
 	ServerCPUMicrosPerSignal float64 `json:"server_cpu_us_per_signal,omitempty"`
 	ClientCPUCores           float64 `json:"client_cpu_cores"`
+	// NATSCPUCores is a cluster's NATS server's; ServerCPUCores is then
+	// the sum over its nodes.
+	NATSCPUCores float64 `json:"nats_cpu_cores,omitempty"`
 	// The server's read and write system calls per signal relayed, from
 	// /proc/PID/io: how well it batches.
 	ServerReadsPerSignal  float64          `json:"server_reads_per_signal,omitempty"`
@@ -176,6 +190,7 @@ var floors = []struct {
 // both khadga and PeerJS have. The idle floors take the figure at
 // largestIdle connections only.
 func (r *comboResult) finish(largestIdle int) {
+	r.finishCluster()
 	k, p := r.Targets[nameKhadga], r.Targets[namePeerJS]
 	if p == nil {
 		return
@@ -229,4 +244,37 @@ func idleAt(t *targetResult, n int) *idleResult {
 		}
 	}
 	return nil
+}
+
+// clusterFloors are issue 13's floors for khadga-cluster, each a bound on
+// one of ClusterFigures.
+var clusterFloors = []struct {
+	name, label, figure string
+	met                 func(float64) bool
+}{
+	{"cluster_relay_max_at_least_peerjs", "cross-node relay max >= PeerJS (ratio)", "relay_max_per_peerjs", func(x float64) bool { return x >= 1 }},
+	{"cluster_relay_rate_p99_at_most_3ms", "cross-node p99 at -rate <= 3 ms (ms)", "relay_rate_p99_ms", func(x float64) bool { return x <= 3 }},
+}
+
+// finishCluster computes the cluster's figures and checks its floors.
+// A figure of zero or less is no measurement and checks no floor.
+func (r *comboResult) finishCluster() {
+	c := r.Targets[nameCluster]
+	if c == nil {
+		return
+	}
+	r.ClusterFigures, r.ClusterFloors = map[string]float64{}, map[string]bool{}
+	for name, other := range map[string]*targetResult{"relay_max_per_peerjs": r.Targets[namePeerJS], "relay_max_per_khadga": r.Targets[nameKhadga]} {
+		if other != nil && c.RelayMax != nil && other.RelayMax != nil && c.RelayMax.PerSecond > 0 && other.RelayMax.PerSecond > 0 {
+			r.ClusterFigures[name] = round(c.RelayMax.PerSecond/other.RelayMax.PerSecond, 3)
+		}
+	}
+	if c.RelayRate != nil && c.RelayRate.P99ms > 0 {
+		r.ClusterFigures["relay_rate_p99_ms"] = c.RelayRate.P99ms
+	}
+	for _, f := range clusterFloors {
+		if x, ok := r.ClusterFigures[f.figure]; ok {
+			r.ClusterFloors[f.name] = f.met(x)
+		}
+	}
 }

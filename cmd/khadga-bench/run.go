@@ -16,10 +16,11 @@ import (
 
 // runEnv is what every combination of a run shares.
 type runEnv struct {
-	dir   string         // temp dir: the binary, the certificate, the servers' dirs
-	bin   string         // the khadga binary to start
-	cert  *benchCert     // nil without wss
-	roots *x509.CertPool // what the clients trust for wss
+	dir     string         // temp dir: the binary, the certificate, the servers' dirs
+	bin     string         // the khadga binary to start
+	natsBin string         // the nats-server binary, for -cluster and -scale
+	cert    *benchCert     // nil without wss
+	roots   *x509.CertPool // what the clients trust for wss
 }
 
 // prepare builds khadga once for the whole run (unless -server-bin or
@@ -29,10 +30,17 @@ func prepare(ctx context.Context, cfg *config, log *slog.Logger) (*runEnv, error
 	if err != nil {
 		return nil, err
 	}
-	env := &runEnv{dir: dir, bin: cfg.ServerBin}
+	env := &runEnv{dir: dir, bin: cfg.ServerBin, natsBin: cfg.NATSBin}
 	if cfg.URL == "" && cfg.Target != namePeerJS && env.bin == "" {
 		env.bin = filepath.Join(dir, "khadga")
 		if err := buildKhadga(ctx, env.bin, log); err != nil {
+			env.close()
+			return nil, err
+		}
+	}
+	if (cfg.Cluster > 0 || cfg.Scale > 0) && env.natsBin == "" {
+		env.natsBin = filepath.Join(dir, "nats-server")
+		if err := buildNATS(ctx, env.natsBin, log); err != nil {
 			env.close()
 			return nil, err
 		}
@@ -201,9 +209,11 @@ func runRound(ctx context.Context, cfg *config, b *benchTarget) {
 func startTarget(ctx context.Context, cfg *config, env *runEnv, cl *client, name string, log *slog.Logger) (target, error) {
 	switch name {
 	case nameKhadga:
-		return startKhadga(ctx, cfg, env, cl, cl.presence(), log)
+		return startKhadga(ctx, cfg, env, cl, cl.presence(), "", log)
 	case nameKhadgaIdle:
-		return startKhadga(ctx, cfg, env, cl, !cl.presence(), log)
+		return startKhadga(ctx, cfg, env, cl, !cl.presence(), "", log)
+	case nameCluster:
+		return startCluster(ctx, cfg, env, cl, cfg.Cluster, cl.presence(), log)
 	}
 	return startPeerJS(ctx, cfg, env, cl, log)
 }

@@ -35,6 +35,7 @@ func relayMedian(rounds []*relayResult) *relayResult {
 	m.ServerCPUCores = f(func(x *relayResult) float64 { return x.ServerCPUCores })
 	m.ServerCPUMicrosPerSignal = f(func(x *relayResult) float64 { return x.ServerCPUMicrosPerSignal })
 	m.ClientCPUCores = f(func(x *relayResult) float64 { return x.ClientCPUCores })
+	m.NATSCPUCores = f(func(x *relayResult) float64 { return x.NATSCPUCores })
 	m.ServerReadsPerSignal = f(func(x *relayResult) float64 { return x.ServerReadsPerSignal })
 	m.ServerWritesPerSignal = f(func(x *relayResult) float64 { return x.ServerWritesPerSignal })
 	m.Sent, m.Received, m.Samples, m.Dropped = 0, 0, 0, 0

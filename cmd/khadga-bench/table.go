@@ -25,7 +25,7 @@ func (r *report) table(w io.Writer) error {
 // table prints one combination's figures, errors and ratios.
 func (c *comboResult) table(w io.Writer, s settings) error {
 	var names []string
-	for _, n := range []string{nameKhadga, nameKhadgaIdle, namePeerJS} {
+	for _, n := range []string{nameKhadga, nameKhadgaIdle, nameCluster, namePeerJS} {
 		if c.Targets[n] != nil {
 			names = append(names, n)
 		}
@@ -50,8 +50,12 @@ func (c *comboResult) table(w io.Writer, s settings) error {
 		}
 		return "off"
 	})
+	cluster := c.Targets[nameCluster] != nil
 	for i, n := range s.Idle {
 		idleRows(row, i, n)
+		if cluster {
+			natsIdleRow(row, i, n)
+		}
 	}
 	row(fmt.Sprintf("open %d, %d dialers: conns/s", s.Open, s.Dialers), func(t *targetResult) string {
 		if t.Open == nil {
@@ -59,8 +63,8 @@ func (c *comboResult) table(w io.Writer, s settings) error {
 		}
 		return fmt.Sprintf("%.0f", t.Open.PerSecond)
 	})
-	relayRows(row, "relay max", func(t *targetResult) *relayResult { return t.RelayMax })
-	relayRows(row, fmt.Sprintf("relay %d/s", s.Rate), func(t *targetResult) *relayResult { return t.RelayRate })
+	relayRows(row, "relay max", cluster, func(t *targetResult) *relayResult { return t.RelayMax })
+	relayRows(row, fmt.Sprintf("relay %d/s", s.Rate), cluster, func(t *targetResult) *relayResult { return t.RelayRate })
 	row("failed phases", func(t *targetResult) string { return fmt.Sprint(len(t.Errors)) })
 	if err := tw.Flush(); err != nil {
 		return err
@@ -106,7 +110,21 @@ func idleRows(row func(string, func(*targetResult) string), i, n int) {
 	}))
 }
 
-func relayRows(row func(string, func(*targetResult) string), label string, get func(*targetResult) *relayResult) {
+// natsIdleRow prints a cluster's NATS server's memory at the i-th idle
+// count, n connections ("-" for the other targets).
+func natsIdleRow(row func(string, func(*targetResult) string), i, n int) {
+	row(fmt.Sprintf("idle %d: NATS RSS MiB (before), KiB/conn", n), func(t *targetResult) string {
+		if i >= len(t.Idle) || t.Idle[i].NATSRSSBytes == 0 {
+			return "-"
+		}
+		r := t.Idle[i]
+		return fmt.Sprintf("%.1f (%.1f), %.2f", float64(r.NATSRSSBytes)/(1<<20), float64(r.NATSRSSBeforeBytes)/(1<<20), r.NATSPerConnBytes/1024)
+	})
+}
+
+// relayRows prints one relay phase's figures; with a cluster, its NATS
+// server's CPU too (the server's is then the sum over the nodes).
+func relayRows(row func(string, func(*targetResult) string), label string, cluster bool, get func(*targetResult) *relayResult) {
 	f := func(fn func(*relayResult) string) func(*targetResult) string {
 		return func(t *targetResult) string {
 			if r := get(t); r != nil {
@@ -120,6 +138,9 @@ func relayRows(row func(string, func(*targetResult) string), label string, get f
 	row(label+": server / client CPU cores", f(func(r *relayResult) string {
 		return fmt.Sprintf("%.2f / %.2f", r.ServerCPUCores, r.ClientCPUCores)
 	}))
+	if cluster {
+		row(label+": NATS CPU cores", f(func(r *relayResult) string { return fmt.Sprintf("%.2f", r.NATSCPUCores) }))
+	}
 	row(label+": server syscalls/signal (r+w)", f(func(r *relayResult) string {
 		return fmt.Sprintf("%.2f + %.2f", r.ServerReadsPerSignal, r.ServerWritesPerSignal)
 	}))
@@ -152,6 +173,40 @@ func (r *report) floorTable(w io.Writer) error {
 				fmt.Fprintf(tw, "met (%.2f)\t", c.Ratios[f.ratio])
 			default:
 				fmt.Fprintf(tw, "MISSED (%.2f)\t", c.Ratios[f.ratio])
+			}
+		}
+		fmt.Fprintln(tw)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return r.clusterFloorTable(w)
+}
+
+// clusterFloorTable prints issue 13's floors for khadga-cluster, a column
+// per combination, if any combination measured it.
+func (r *report) clusterFloorTable(w io.Writer) error {
+	if !slices.ContainsFunc(r.Runs, func(c *comboResult) bool { return c.ClusterFloors != nil }) {
+		return nil
+	}
+	fmt.Fprintln(w, "\n== issue 13 floors (khadga-cluster)")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprint(tw, "floor\t")
+	for _, c := range r.Runs {
+		fmt.Fprint(tw, c.combo, "\t")
+	}
+	fmt.Fprintln(tw)
+	for _, f := range clusterFloors {
+		fmt.Fprint(tw, f.label, "\t")
+		for _, c := range r.Runs {
+			met, ok := c.ClusterFloors[f.name]
+			switch {
+			case !ok:
+				fmt.Fprint(tw, "-\t")
+			case met:
+				fmt.Fprintf(tw, "met (%.2f)\t", c.ClusterFigures[f.figure])
+			default:
+				fmt.Fprintf(tw, "MISSED (%.2f)\t", c.ClusterFigures[f.figure])
 			}
 		}
 		fmt.Fprintln(tw)

@@ -64,6 +64,7 @@ type target interface {
 type benchConn struct {
 	ws    *websocket.Conn
 	id    string // the peer id the server knows this connection by
+	node  int    // which node of a cluster it is on (0 otherwise)
 	plain bool   // dialed by the plain client (see client.go)
 	mu    sync.Mutex
 	// renew is when the tuned client next moves the write deadline,

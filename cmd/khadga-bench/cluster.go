@@ -1,0 +1,169 @@
+//go:build linux
+
+// The khadga-cluster target (-cluster N): N khadga nodes on one NATS
+// server, each a process of its own.
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+)
+
+// nameCluster is the cluster target, as the report keys it.
+const nameCluster = "khadga-cluster"
+
+// clusterTarget is N `khadga serve --nats` nodes on one nats-server.
+// Connections go to the nodes in turn, and the relay phases pair peers on
+// different nodes (crossNodeOrder), so that every signal crosses NATS.
+type clusterTarget struct {
+	nats  *natsServer
+	nodes []*khadgaTarget
+	next  atomic.Uint64
+}
+
+// startCluster starts nats-server, then n nodes on it, each with its own
+// --http and --turn-listen ports and data dir; each node mints its own
+// tokens (khadga token --nats: they are good on every node).
+func startCluster(ctx context.Context, cfg *config, env *runEnv, cl *client, n int, presence bool, log *slog.Logger) (*clusterTarget, error) {
+	ns, err := startNATS(ctx, env, log)
+	if err != nil {
+		return nil, err
+	}
+	t := &clusterTarget{nats: ns}
+	for i := range n {
+		kt, err := startKhadga(ctx, cfg, env, cl, presence, ns.url, log.With(slog.Int("node", i)))
+		if err != nil {
+			_ = t.close()
+			return nil, fmt.Errorf("node %d: %w", i, err)
+		}
+		t.nodes = append(t.nodes, kt)
+	}
+	return t, nil
+}
+
+// validateCluster checks the -cluster and -scale flags.
+func (c *config) validateCluster() error {
+	var errs []error
+	if c.Cluster < 0 || c.Cluster == 1 {
+		errs = append(errs, errors.New("-cluster must be 0 (none) or at least 2: each pair's peers are on different nodes"))
+	}
+	if c.Cluster > 0 && (c.URL != "" || c.Target == namePeerJS) {
+		errs = append(errs, errors.New("-cluster starts its own nodes: not with -url or -target peerjs"))
+	}
+	if c.Scale < 0 || c.Scale > 0 && c.Scale < 2*c.ScaleNodes {
+		errs = append(errs, errors.New("-scale must be 0 (off) or at least two connections per node"))
+	}
+	if c.Scale > 0 && (c.URL != "" || c.Cluster > 0) {
+		errs = append(errs, errors.New("-scale is a run of its own: not with -url or -cluster"))
+	}
+	if c.ScaleNodes < 2 || c.ScaleProcs < 0 || c.ScaleSignals < 1 {
+		errs = append(errs, errors.New("-scale-nodes must be at least 2, -scale-procs at least 0, -scale-signals at least 1"))
+	}
+	return errors.Join(errs...)
+}
+
+func (t *clusterTarget) pid() int { return t.nodes[0].pid() }
+
+func (t *clusterTarget) nodePIDs() []int {
+	var out []int
+	for _, n := range t.nodes {
+		out = append(out, n.pid())
+	}
+	return out
+}
+
+func (t *clusterTarget) natsPID() int { return t.nats.pid() }
+
+// dial opens a connection on the next node in turn.
+func (t *clusterTarget) dial(ctx context.Context) (*benchConn, error) {
+	i := int((t.next.Add(1) - 1) % uint64(len(t.nodes)))
+	c, err := t.nodes[i].dial(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("node %d: %w", i, err)
+	}
+	c.node = i
+	return c, nil
+}
+
+// pair joins a and b, which must be on different nodes, to room.
+func (t *clusterTarget) pair(ctx context.Context, a, b *benchConn, room string) error {
+	if a.node == b.node {
+		return fmt.Errorf("pair %s: both peers on node %d; want different nodes", room, a.node)
+	}
+	return t.nodes[0].pair(ctx, a, b, room)
+}
+
+func (t *clusterTarget) presence() bool                 { return t.nodes[0].presence() }
+func (t *clusterTarget) heartbeat() []byte              { return t.nodes[0].heartbeat() }
+func (t *clusterTarget) signalPrefix(dst string) []byte { return t.nodes[0].signalPrefix(dst) }
+func (t *clusterTarget) signalSuffix() []byte           { return t.nodes[0].signalSuffix() }
+
+// close stops the nodes, then NATS.
+func (t *clusterTarget) close() error {
+	var errs []error
+	for _, n := range t.nodes {
+		errs = append(errs, n.close())
+	}
+	return errors.Join(append(errs, t.nats.stop())...)
+}
+
+// servers is implemented by a target of several processes: its memory
+// and CPU are the sum over nodePIDs, and NATS's (natsPID) are reported
+// apart.
+type servers interface {
+	nodePIDs() []int
+	natsPID() int
+}
+
+// serverPIDs returns t's server processes (none when unknown) and its
+// NATS server's (0 if none).
+func serverPIDs(t target) (nodes []int, nats int) {
+	if s, ok := t.(servers); ok {
+		return s.nodePIDs(), s.natsPID()
+	}
+	if pid := t.pid(); pid > 0 {
+		return []int{pid}, 0
+	}
+	return nil, 0
+}
+
+// rssSum is the sum of the processes' RSS.
+func rssSum(pids []int) (int64, error) {
+	var sum int64
+	for _, pid := range pids {
+		r, err := rss(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += r
+	}
+	return sum, nil
+}
+
+// crossNodeOrder orders conns so that neighbours are on different nodes
+// where it can: round-robin over the nodes, each node's connections in
+// their order. Connections of one node (every target but the cluster) keep
+// their order.
+func crossNodeOrder(conns []*benchConn) []*benchConn {
+	var byNode [][]*benchConn
+	for _, c := range conns {
+		for len(byNode) <= c.node {
+			byNode = append(byNode, nil)
+		}
+		byNode[c.node] = append(byNode[c.node], c)
+	}
+	out := make([]*benchConn, 0, len(conns))
+	for len(out) < len(conns) {
+		for i, q := range byNode {
+			if len(q) > 0 {
+				out = append(out, q[0])
+				byNode[i] = q[1:]
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,75 @@
+//go:build linux
+
+package main
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestCluster is the smoke run of -cluster 2: a nats-server and two
+// `khadga serve --nats` nodes, built and started as the bench runs them,
+// measured beside a single khadga (and PeerJS, when installed) with every
+// relay pair split over the two nodes.
+func TestCluster(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("builds and starts khadga and nats-server")
+	}
+	// The tuned client's four pairs go faster than a connection may send
+	// by default, in messages and in bytes; this test checks the bench.
+	cfg := tinyConfig(t, "-cluster", "2", "-schemes", "ws", "-clients", "tuned", "-rounds", "1",
+		"-server-arg=--ws-message-rate=1000000", "-server-arg=--ws-message-burst=1000000",
+		"-server-arg=--ws-signal-bytes-rate=1000000000", "-server-arg=--ws-signal-burst-bytes=1000000000")
+	if !peerJSInstalled(t, cfg) {
+		cfg.Target = nameKhadga
+	}
+	if !slices.Contains(cfg.targetNames(), nameCluster) {
+		t.Fatalf("targets %v lack %s", cfg.targetNames(), nameCluster)
+	}
+	rep := runTiny(t, cfg)
+	c := rep.Runs[0]
+	res := c.Targets[nameCluster]
+	for _, r := range res.Idle {
+		if r.Nodes != 2 || r.NATSRSSBytes <= 0 || r.NATSRSSBeforeBytes <= 0 {
+			t.Errorf("cluster idle figures lack the nodes or NATS: %+v", r)
+		}
+	}
+	if _, ok := c.ClusterFloors["cluster_relay_rate_p99_at_most_3ms"]; !ok {
+		t.Errorf("p99 floor not checked: %v", c.ClusterFigures)
+	}
+	if _, ok := c.ClusterFloors["cluster_relay_max_at_least_peerjs"]; !ok && cfg.Target == "both" {
+		t.Errorf("relay max floor not checked: %v", c.ClusterFigures)
+	}
+	var b strings.Builder
+	if err := rep.table(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{nameCluster, "NATS RSS MiB", "issue 13 floors"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+func TestCrossNodeOrder(t *testing.T) {
+	var conns []*benchConn
+	for i := range 11 {
+		conns = append(conns, &benchConn{id: string(rune('a' + i)), node: i % 3})
+	}
+	slices.Reverse(conns)
+	got := crossNodeOrder(conns)
+	if len(got) != len(conns) {
+		t.Fatalf("%d connections, want %d", len(got), len(conns))
+	}
+	for i := 0; i+1 < len(got); i += 2 {
+		if got[i].node == got[i+1].node {
+			t.Errorf("pair %d: both on node %d", i/2, got[i].node)
+		}
+	}
+	one := []*benchConn{{id: "x"}, {id: "y"}, {id: "z"}}
+	if got := crossNodeOrder(slices.Clone(one)); !slices.Equal(got, one) {
+		t.Errorf("one node: order changed")
+	}
+}
