@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
 	"sync/atomic"
 )
 
@@ -25,22 +27,40 @@ type clusterTarget struct {
 	next  atomic.Uint64
 }
 
-// startCluster starts nats-server, then n nodes on it, each with its own
-// --http and --turn-listen ports and data dir; each node mints its own
-// tokens (khadga token --nats: they are good on every node).
+// startCluster starts nats-server, then n nodes on it at once, each with
+// its own --http and --turn-listen ports and data dir, and mints the
+// tokens on the cluster (khadga token --nats: they are good on every
+// node).
 func startCluster(ctx context.Context, cfg *config, env *runEnv, cl *client, n int, presence bool, log *slog.Logger) (*clusterTarget, error) {
 	ns, err := startNATS(ctx, env, log)
 	if err != nil {
 		return nil, err
 	}
-	t := &clusterTarget{nats: ns}
+	t := &clusterTarget{nats: ns, nodes: make([]*khadgaTarget, n)}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
 	for i := range n {
-		kt, err := startKhadga(ctx, cfg, env, cl, presence, ns.url, log.With(slog.Int("node", i)))
-		if err != nil {
-			_ = t.close()
-			return nil, fmt.Errorf("node %d: %w", i, err)
-		}
-		t.nodes = append(t.nodes, kt)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t.nodes[i], errs[i] = newKhadgaTarget(ctx, cfg, env, cl, presence, ns.url, log.With(slog.Int("node", i)))
+			if errs[i] != nil {
+				errs[i] = fmt.Errorf("node %d: %w", i, errs[i])
+			}
+		}()
+	}
+	wg.Wait()
+	err = errors.Join(errs...)
+	if err == nil {
+		err = t.nodes[0].getTokens(ctx, cfg.Users)
+	}
+	if err != nil {
+		t.nodes = slices.DeleteFunc(t.nodes, func(k *khadgaTarget) bool { return k == nil })
+		_ = t.close()
+		return nil, err
+	}
+	for _, k := range t.nodes[1:] {
+		k.tokens = t.nodes[0].tokens
 	}
 	return t, nil
 }
@@ -102,13 +122,18 @@ func (t *clusterTarget) heartbeat() []byte              { return t.nodes[0].hear
 func (t *clusterTarget) signalPrefix(dst string) []byte { return t.nodes[0].signalPrefix(dst) }
 func (t *clusterTarget) signalSuffix() []byte           { return t.nodes[0].signalSuffix() }
 
-// close stops the nodes, then NATS.
+// close stops the nodes, all at once (each drains for up to its shutdown
+// grace, 5 s), then NATS.
 func (t *clusterTarget) close() error {
-	var errs []error
-	for _, n := range t.nodes {
-		errs = append(errs, n.close())
+	errs := make([]error, len(t.nodes)+1)
+	var wg sync.WaitGroup
+	for i, n := range t.nodes {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = n.close() }()
 	}
-	return errors.Join(append(errs, t.nats.stop())...)
+	wg.Wait()
+	errs[len(t.nodes)] = t.nats.stop()
+	return errors.Join(errs...)
 }
 
 // servers is implemented by a target of several processes: its memory

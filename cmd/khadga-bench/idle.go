@@ -55,6 +55,12 @@ func (ic *idleConns) read(c *benchConn) {
 		}
 		ic.received.Add(1)
 		ic.bytes.Add(int64(len(b)))
+		if tap := c.tap.Load(); tap != nil {
+			select {
+			case *tap <- b:
+			default:
+			}
+		}
 		typ := msgType(b)
 		if typ == "presence" {
 			ic.presence.Add(1)

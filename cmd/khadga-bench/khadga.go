@@ -43,10 +43,23 @@ type khadgaTarget struct {
 
 // startKhadga starts a fresh server for cl's scheme (or takes -url's) and
 // gets its tokens. presence says whether connections open the presence
-// feed (?presence=1, as the web app does) or not (?presence=0). With
-// natsURL it starts a cluster node on that NATS server (khadga serve
-// --nats).
-func startKhadga(ctx context.Context, cfg *config, env *runEnv, cl *client, presence bool, natsURL string, log *slog.Logger) (*khadgaTarget, error) {
+// feed (?presence=1, as the web app does) or not (?presence=0).
+func startKhadga(ctx context.Context, cfg *config, env *runEnv, cl *client, presence bool, log *slog.Logger) (*khadgaTarget, error) {
+	t, err := newKhadgaTarget(ctx, cfg, env, cl, presence, "", log)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.getTokens(ctx, cfg.Users); err != nil {
+		_ = t.close()
+		return nil, err
+	}
+	return t, nil
+}
+
+// newKhadgaTarget starts a fresh server (or takes -url's), without
+// tokens. With natsURL it starts a cluster node on that NATS server
+// (khadga serve --nats).
+func newKhadgaTarget(ctx context.Context, cfg *config, env *runEnv, cl *client, presence bool, natsURL string, log *slog.Logger) (*khadgaTarget, error) {
 	t := &khadgaTarget{cl: cl, log: log, base: strings.TrimRight(cfg.URL, "/"), serverP: cfg.PID, feed: presence, natsURL: natsURL}
 	if t.base == "" {
 		var extra []string
@@ -65,15 +78,17 @@ func startKhadga(ctx context.Context, cfg *config, env *runEnv, cl *client, pres
 		q = "1"
 	}
 	t.wsURL = "ws" + strings.TrimPrefix(t.base, "http") + "/ws?presence=" + q
-	if err := t.mintTokens(ctx, cfg.Users); err != nil {
-		log.Info("khadga token failed; registering and logging in instead", slog.Any("err", err))
-		t.tokens = nil
-		if err := t.login(ctx, cfg.Users); err != nil {
-			_ = t.close()
-			return nil, err
-		}
-	}
 	return t, nil
+}
+
+// getTokens mints users' tokens, or registers and logs in users.
+func (t *khadgaTarget) getTokens(ctx context.Context, users int) error {
+	if err := t.mintTokens(ctx, users); err != nil {
+		t.log.Info("khadga token failed; registering and logging in instead", slog.Any("err", err))
+		t.tokens = nil
+		return t.login(ctx, users)
+	}
+	return nil
 }
 
 // mintTokens gets access tokens from `khadga token` through the admin

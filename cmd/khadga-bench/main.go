@@ -16,6 +16,9 @@ import (
 )
 
 func main() {
+	if os.Getenv(roleEnv) == roleLoad {
+		os.Exit(loadMain())
+	}
 	cfg, err := parseConfig(os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)

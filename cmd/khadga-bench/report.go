@@ -17,6 +17,9 @@ type report struct {
 	// Runs holds one result per combination of scheme and client, in the
 	// order they ran, each with fresh servers.
 	Runs []*comboResult `json:"runs"`
+	// Scale is the scale run's (-scale), which runs instead of the
+	// combinations.
+	Scale *scaleResult `json:"scale,omitempty"`
 }
 
 type machineInfo struct {

@@ -68,6 +68,10 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) (*report, error) {
 	}
 	defer env.close()
 	rep := newReport(cfg)
+	if cfg.Scale > 0 {
+		rep.Scale, err = scaleRun(ctx, cfg, env, log)
+		return rep, err
+	}
 	var errs []error
 	for _, cb := range cfg.combos() {
 		if err := ctx.Err(); err != nil {
@@ -209,9 +213,9 @@ func runRound(ctx context.Context, cfg *config, b *benchTarget) {
 func startTarget(ctx context.Context, cfg *config, env *runEnv, cl *client, name string, log *slog.Logger) (target, error) {
 	switch name {
 	case nameKhadga:
-		return startKhadga(ctx, cfg, env, cl, cl.presence(), "", log)
+		return startKhadga(ctx, cfg, env, cl, cl.presence(), log)
 	case nameKhadgaIdle:
-		return startKhadga(ctx, cfg, env, cl, !cl.presence(), "", log)
+		return startKhadga(ctx, cfg, env, cl, !cl.presence(), log)
 	case nameCluster:
 		return startCluster(ctx, cfg, env, cl, cfg.Cluster, cl.presence(), log)
 	}

@@ -13,6 +13,10 @@ import (
 // table prints a table per combination, one column per target, then the
 // floors of every combination side by side.
 func (r *report) table(w io.Writer) error {
+	if r.Scale != nil {
+		r.Scale.table(w)
+		return nil
+	}
 	for _, c := range r.Runs {
 		fmt.Fprintf(w, "\n== %s client over %s\n", c.Client, c.Scheme)
 		if err := c.table(w, r.Settings); err != nil {

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -62,10 +63,14 @@ type target interface {
 
 // benchConn is one WebSocket connection of the load.
 type benchConn struct {
-	ws    *websocket.Conn
-	id    string // the peer id the server knows this connection by
-	node  int    // which node of a cluster it is on (0 otherwise)
-	plain bool   // dialed by the plain client (see client.go)
+	ws   *websocket.Conn
+	id   string // the peer id the server knows this connection by
+	node int    // which node of a cluster it is on (0 otherwise)
+	// tap, when set, gets each message the idle phase's reader reads, or
+	// drops it when full: the scale run's load processes watch a
+	// connection this way.
+	tap   atomic.Pointer[chan []byte]
+	plain bool // dialed by the plain client (see client.go)
 	mu    sync.Mutex
 	// renew is when the tuned client next moves the write deadline,
 	// writeWait ahead when set: half-way, so that every write has at least
@@ -88,6 +93,16 @@ func (c *benchConn) write(b []byte) error {
 	}
 	return c.ws.WriteMessage(websocket.TextMessage, b)
 }
+
+// startTap starts copying what c's idle reader reads to the channel it
+// returns.
+func (c *benchConn) startTap() <-chan []byte {
+	ch := make(chan []byte, 64)
+	c.tap.Store(&ch)
+	return ch
+}
+
+func (c *benchConn) stopTap() { c.tap.Store(nil) }
 
 // shut closes the connection with a normal-closure frame, so that the
 // server ends the session at once instead of keeping it for a resume.
