@@ -83,16 +83,22 @@ func freeAddr() (string, error) {
 
 // buildKhadga runs go build for ./cmd/khadga of the module the bench runs in.
 func buildKhadga(ctx context.Context, out string, log *slog.Logger) error {
+	return goBuild(ctx, out, "./cmd/khadga", log)
+}
+
+// goBuild builds pkg, as the module the bench runs in requires it, into
+// out, without cgo.
+func goBuild(ctx context.Context, out, pkg string, log *slog.Logger) error {
 	root, err := moduleRoot(ctx)
 	if err != nil {
 		return err
 	}
-	log.Info("building the khadga server", slog.String("module", root))
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/khadga")
+	log.Info("building", slog.String("package", pkg), slog.String("module", root))
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/khadga: %w\n%s", err, b)
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
 	}
 	return nil
 }

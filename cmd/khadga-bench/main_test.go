@@ -125,6 +125,12 @@ func TestParseConfig(t *testing.T) {
 		{"-size", "10"},
 		{"-pid", "12"},
 		{"extra"},
+		{"-cluster", "1"},
+		{"-cluster", "2", "-url", "http://127.0.0.1:1"},
+		{"-cluster", "2", "-target", "peerjs"},
+		{"-scale", "5"},
+		{"-scale", "1000", "-cluster", "2"},
+		{"-scale", "1000", "-scale-nodes", "1"},
 	} {
 		if _, err := parseConfig(bad); err == nil {
 			t.Errorf("parseConfig(%q) accepted", bad)
@@ -141,6 +147,7 @@ func TestParseConfig(t *testing.T) {
 		{[]string{"-phases", "open,relay-max", "-schemes", "ws", "-clients", "tuned"}, []combo{{schemeWS, clientTuned}}, []string{nameKhadga, namePeerJS}},
 		{[]string{"-target", "khadga", "-schemes", "ws", "-clients", "tuned"}, []combo{{schemeWS, clientTuned}}, []string{nameKhadga, nameKhadgaIdle}},
 		{[]string{"-target", "peerjs", "-schemes", "ws", "-clients", "tuned"}, []combo{{schemeWS, clientTuned}}, []string{namePeerJS}},
+		{[]string{"-cluster", "3", "-phases", "relay-max", "-schemes", "ws", "-clients", "tuned"}, []combo{{schemeWS, clientTuned}}, []string{nameKhadga, nameCluster, namePeerJS}},
 	} {
 		cfg, err := parseConfig(tt.args)
 		if err != nil {

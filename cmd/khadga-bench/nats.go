@@ -31,18 +31,7 @@ type natsServer struct {
 // root of github.com/nats-io/nats-server/v2, at the version go.mod
 // requires, is the nats-server command itself.
 func buildNATS(ctx context.Context, out string, log *slog.Logger) error {
-	root, err := moduleRoot(ctx)
-	if err != nil {
-		return err
-	}
-	log.Info("building nats-server", slog.String("module", root))
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "github.com/nats-io/nats-server/v2")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build github.com/nats-io/nats-server/v2: %w\n%s", err, b)
-	}
-	return nil
+	return goBuild(ctx, out, "github.com/nats-io/nats-server/v2", log)
 }
 
 // startNATS starts env's nats-server with JetStream, its store in a temp

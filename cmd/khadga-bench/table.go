@@ -157,60 +157,59 @@ func relayRows(row func(string, func(*targetResult) string), label string, clust
 }
 
 // floorTable prints issue 12's floors, a column per combination: met or
-// MISSED with the ratio khadga/PeerJS, "-" when a figure is missing.
+// MISSED with the ratio khadga/PeerJS, "-" when a figure is missing; then
+// issue 13's for khadga-cluster, if any combination measured it.
 func (r *report) floorTable(w io.Writer) error {
-	fmt.Fprintln(w, "\n== issue 12 floors (ratio khadga/peerjs)")
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprint(tw, "floor\t")
-	for _, c := range r.Runs {
-		fmt.Fprint(tw, c.combo, "\t")
-	}
-	fmt.Fprintln(tw)
+	var rows []floorRow
 	for _, f := range floors {
-		fmt.Fprint(tw, f.label, "\t")
-		for _, c := range r.Runs {
+		rows = append(rows, floorRow{f.label, func(c *comboResult) (bool, bool, float64) {
 			met, ok := c.Floors[f.name]
-			switch {
-			case !ok:
-				fmt.Fprint(tw, "-\t")
-			case met:
-				fmt.Fprintf(tw, "met (%.2f)\t", c.Ratios[f.ratio])
-			default:
-				fmt.Fprintf(tw, "MISSED (%.2f)\t", c.Ratios[f.ratio])
-			}
-		}
-		fmt.Fprintln(tw)
+			return met, ok, c.Ratios[f.ratio]
+		}})
 	}
-	if err := tw.Flush(); err != nil {
+	if err := r.floorSection(w, "issue 12 floors (ratio khadga/peerjs)", rows); err != nil {
 		return err
 	}
-	return r.clusterFloorTable(w)
-}
-
-// clusterFloorTable prints issue 13's floors for khadga-cluster, a column
-// per combination, if any combination measured it.
-func (r *report) clusterFloorTable(w io.Writer) error {
 	if !slices.ContainsFunc(r.Runs, func(c *comboResult) bool { return c.ClusterFloors != nil }) {
 		return nil
 	}
-	fmt.Fprintln(w, "\n== issue 13 floors (khadga-cluster)")
+	rows = nil
+	for _, f := range clusterFloors {
+		rows = append(rows, floorRow{f.label, func(c *comboResult) (bool, bool, float64) {
+			met, ok := c.ClusterFloors[f.name]
+			return met, ok, c.ClusterFigures[f.figure]
+		}})
+	}
+	return r.floorSection(w, "issue 13 floors (khadga-cluster)", rows)
+}
+
+// floorRow is one floor of a section: its label, and whether a
+// combination met it, had the figure at all, and the figure.
+type floorRow struct {
+	label string
+	get   func(*comboResult) (met, ok bool, figure float64)
+}
+
+// floorSection prints a table of floors, a column per combination.
+func (r *report) floorSection(w io.Writer, title string, rows []floorRow) error {
+	fmt.Fprintf(w, "\n== %s\n", title)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprint(tw, "floor\t")
 	for _, c := range r.Runs {
 		fmt.Fprint(tw, c.combo, "\t")
 	}
 	fmt.Fprintln(tw)
-	for _, f := range clusterFloors {
+	for _, f := range rows {
 		fmt.Fprint(tw, f.label, "\t")
 		for _, c := range r.Runs {
-			met, ok := c.ClusterFloors[f.name]
+			met, ok, x := f.get(c)
 			switch {
 			case !ok:
 				fmt.Fprint(tw, "-\t")
 			case met:
-				fmt.Fprintf(tw, "met (%.2f)\t", c.ClusterFigures[f.figure])
+				fmt.Fprintf(tw, "met (%.2f)\t", x)
 			default:
-				fmt.Fprintf(tw, "MISSED (%.2f)\t", c.ClusterFigures[f.figure])
+				fmt.Fprintf(tw, "MISSED (%.2f)\t", x)
 			}
 		}
 		fmt.Fprintln(tw)
