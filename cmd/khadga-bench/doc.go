@@ -52,6 +52,21 @@
 //
 //	go run ./cmd/khadga-bench -cluster 3
 //
+// -scale N is a run of its own instead: N idle authenticated connections
+// (presence feed off, a heartbeat every -heartbeat) spread over
+// -scale-nodes nodes (5) on one nats-server. The connections are held by
+// load processes, the bench re-executed with KHADGA_BENCH_ROLE=load, at
+// most 18,000 each (-scale-procs), so that no process passes the
+// machine's descriptor limit; the bench checks each node's limit against
+// its share plus the descriptors it holds of its own before it starts.
+// It reports the nodes' RSS per connection (NATS's apart), NATS's traffic
+// per idle connection (from nats-server's /varz, against the same window
+// before any connection), the most descriptors any process held, and
+// asserts -scale-signals signals, each between two random peers on
+// different nodes that join a room of their own:
+//
+//	go run ./cmd/khadga-bench -scale 99750 -scale-nodes 5
+//
 // Latency is measured by a send timestamp inside each signal's payload; the
 // load client runs on the same machine as the server. The bench reads
 // /proc and uses Linux system calls, so it runs on Linux only; elsewhere it

@@ -27,6 +27,9 @@ type machineInfo struct {
 	GoVersion string `json:"go_version"`
 	Kernel    string `json:"kernel,omitempty"`
 	Note      string `json:"note"`
+	// LoadAvg is /proc/loadavg when the run started and when it ended:
+	// the machine is shared.
+	LoadAvg [2]string `json:"loadavg"`
 }
 
 type settings struct {
@@ -49,6 +52,9 @@ type settings struct {
 	MaxConnsPerUser int      `json:"khadga_max_conns_per_user"`
 	ServerArgs      []string `json:"khadga_server_args,omitempty"`
 	MessageRate     string   `json:"khadga_ws_message_rate"`
+	// Cluster is -cluster's nodes; the scale run's settings are in its
+	// result.
+	Cluster int `json:"cluster_nodes,omitempty"`
 }
 
 // comboResult is one combination's figures, the ratios khadga/PeerJS and
@@ -164,7 +170,8 @@ func newReport(cfg *config) *report {
 		Time: time.Now().UTC().Format(time.RFC3339),
 		Machine: machineInfo{
 			CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), Kernel: strings.TrimSpace(string(kernel)),
-			Note: "load client, khadga and PeerJS on the same machine; each phase runs on every target back to back",
+			LoadAvg: [2]string{loadAvg()},
+			Note:    "load client, khadga and PeerJS on the same machine; each phase runs on every target back to back",
 		},
 		Settings: settings{
 			Schemes: cfg.Schemes, Clients: cfg.Clients,
@@ -172,6 +179,7 @@ func newReport(cfg *config) *report {
 			Open: cfg.Open, Dialers: cfg.Dialers, Pairs: cfg.Pairs, Duration: cfg.Duration.Seconds(),
 			Warmup: cfg.Warmup.Seconds(), Rate: cfg.Rate, Window: cfg.Window, Size: cfg.Size, Users: cfg.Users, Rounds: cfg.Rounds,
 			MaxConnsPerUser: benchMaxConnsPerUser, ServerArgs: cfg.ServerArgs, MessageRate: rate,
+			Cluster: cfg.Cluster,
 		},
 	}
 }
@@ -280,4 +288,11 @@ func (r *comboResult) finishCluster() {
 			r.ClusterFloors[f.name] = f.met(x)
 		}
 	}
+}
+
+// loadAvg is the first three fields of /proc/loadavg.
+func loadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	return strings.Join(f[:min(3, len(f))], " ")
 }

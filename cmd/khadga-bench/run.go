@@ -68,6 +68,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) (*report, error) {
 	}
 	defer env.close()
 	rep := newReport(cfg)
+	defer func() { rep.Machine.LoadAvg[1] = loadAvg() }()
 	if cfg.Scale > 0 {
 		rep.Scale, err = scaleRun(ctx, cfg, env, log)
 		return rep, err

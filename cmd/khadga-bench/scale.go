@@ -41,6 +41,7 @@ type scaleResult struct {
 	Conns        int     `json:"conns"`
 	Nodes        int     `json:"nodes"`
 	Procs        int     `json:"load_processes"`
+	Heartbeat    float64 `json:"heartbeat_s"`
 	ConnsPerNode []int   `json:"conns_per_node"`
 	OpenSeconds  float64 `json:"open_s"`
 	// Memory: the nodes' RSS summed, before the first connection and
@@ -86,7 +87,7 @@ type loadProc struct {
 
 // scaleRun runs the scale run in env.
 func scaleRun(ctx context.Context, cfg *config, env *runEnv, log *slog.Logger) (*scaleResult, error) {
-	res := &scaleResult{Conns: cfg.Scale, Nodes: cfg.ScaleNodes, MaxFDs: map[string]int{}}
+	res := &scaleResult{Conns: cfg.Scale, Nodes: cfg.ScaleNodes, Heartbeat: cfg.Heartbeat.Seconds(), MaxFDs: map[string]int{}}
 	cl := newClient(combo{Scheme: schemeWS, Client: clientTuned}, nil)
 	defer cl.close()
 	ct, err := startScaleCluster(ctx, cfg, env, cl, log)
@@ -472,7 +473,7 @@ func (res *scaleResult) table(w io.Writer) {
 	kib := func(b float64) string { return fmt.Sprintf("%.2f", b/1024) }
 	mib := func(b int64) string { return fmt.Sprintf("%.1f", float64(b)/(1<<20)) }
 	fmt.Fprintf(w, "\n== scale: %d idle connections over %d nodes, %d load processes\n", res.Conns, res.Nodes, res.Procs)
-	fmt.Fprintf(w, "connections per node: %v, opened in %.1f s\n", res.ConnsPerNode, res.OpenSeconds)
+	fmt.Fprintf(w, "connections per node: %v, opened in %.1f s, a heartbeat each every %.0f s\n", res.ConnsPerNode, res.OpenSeconds, res.Heartbeat)
 	fmt.Fprintf(w, "nodes' RSS: %s MiB (before %s): %s KiB/conn\n", mib(res.NodesRSSBytes), mib(res.NodesRSSBeforeBytes), kib(res.PerConnBytes))
 	fmt.Fprintf(w, "NATS RSS: %s MiB (before %s): %s KiB/conn\n", mib(res.NATSRSSBytes), mib(res.NATSRSSBeforeBytes), kib(res.NATSPerConnBytes))
 	fmt.Fprintf(w, "load processes' RSS: %s MiB\n", mib(res.LoadRSSBytes))
