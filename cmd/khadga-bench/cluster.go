@@ -169,10 +169,11 @@ func rssSum(pids []int) (int64, error) {
 	return sum, nil
 }
 
-// crossNodeOrder orders conns so that neighbours are on different nodes
-// where it can: round-robin over the nodes, each node's connections in
-// their order. Connections of one node (every target but the cluster) keep
-// their order.
+// crossNodeOrder orders conns so that each pair of neighbours (0 and 1,
+// 2 and 3, …) is on two different nodes where it can: each pair takes
+// one connection from each of the two nodes with the most left, in the
+// order they came. Connections of one node (every target but the
+// cluster) keep their order.
 func crossNodeOrder(conns []*benchConn) []*benchConn {
 	var byNode [][]*benchConn
 	for _, c := range conns {
@@ -182,12 +183,19 @@ func crossNodeOrder(conns []*benchConn) []*benchConn {
 		byNode[c.node] = append(byNode[c.node], c)
 	}
 	out := make([]*benchConn, 0, len(conns))
+	order := make([]int, len(byNode))
 	for len(out) < len(conns) {
-		for i, q := range byNode {
-			if len(q) > 0 {
-				out = append(out, q[0])
-				byNode[i] = q[1:]
-			}
+		for i := range order {
+			order[i] = i
+		}
+		slices.SortStableFunc(order, func(a, b int) int { return len(byNode[b]) - len(byNode[a]) })
+		take := 2
+		if len(order) < 2 || len(byNode[order[1]]) == 0 {
+			take = 1 // one node left: its connections pair among themselves
+		}
+		for _, i := range order[:take] {
+			out = append(out, byNode[i][0])
+			byNode[i] = byNode[i][1:]
 		}
 	}
 	return out

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -54,18 +55,28 @@ func TestCluster(t *testing.T) {
 }
 
 func TestCrossNodeOrder(t *testing.T) {
-	var conns []*benchConn
-	for i := range 11 {
-		conns = append(conns, &benchConn{id: string(rune('a' + i)), node: i % 3})
-	}
-	slices.Reverse(conns)
-	got := crossNodeOrder(conns)
-	if len(got) != len(conns) {
-		t.Fatalf("%d connections, want %d", len(got), len(conns))
-	}
-	for i := 0; i+1 < len(got); i += 2 {
-		if got[i].node == got[i+1].node {
-			t.Errorf("pair %d: both on node %d", i/2, got[i].node)
+	// 400 connections dialed in turn over 3 nodes, starting anywhere:
+	// whichever node has the one more, every pair is on two nodes.
+	for _, tt := range []struct{ n, nodes, first int }{{400, 3, 0}, {400, 3, 1}, {400, 3, 2}, {11, 3, 0}, {8, 2, 1}, {12, 5, 3}} {
+		var conns []*benchConn
+		for i := range tt.n {
+			conns = append(conns, &benchConn{id: fmt.Sprint(i), node: (tt.first + i) % tt.nodes})
+		}
+		got := crossNodeOrder(slices.Clone(conns))
+		if len(got) != len(conns) {
+			t.Fatalf("%+v: %d connections, want %d", tt, len(got), len(conns))
+		}
+		seen := map[*benchConn]bool{}
+		for _, c := range got {
+			seen[c] = true
+		}
+		if len(seen) != len(conns) {
+			t.Errorf("%+v: %d distinct connections, want %d", tt, len(seen), len(conns))
+		}
+		for i := 0; i+1 < len(got); i += 2 {
+			if got[i].node == got[i+1].node {
+				t.Errorf("%+v: pair %d: both on node %d", tt, i/2, got[i].node)
+			}
 		}
 	}
 	one := []*benchConn{{id: "x"}, {id: "y"}, {id: "z"}}
