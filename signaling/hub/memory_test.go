@@ -50,9 +50,11 @@ func rawDial(tb testing.TB, ts *testServer, query string) net.Conn {
 // process; this figure is the Go-visible part of it.
 func BenchmarkIdleConnMemory(b *testing.B) {
 	for _, md := range []serverMode{{}, {tls: true}} {
-		b.Run(md.String(), func(b *testing.B) { benchIdle(b, md, false) })
+		b.Run(md.String(), func(b *testing.B) { benchIdle(b, md, false, false) })
 		// As the benchmark tool's clients do: one heartbeat each, then idle.
-		b.Run(md.String()+"+heartbeat", func(b *testing.B) { benchIdle(b, md, true) })
+		b.Run(md.String()+"+heartbeat", func(b *testing.B) { benchIdle(b, md, true, false) })
+		// And with the presence feed, as the web app opens it.
+		b.Run(md.String()+"+heartbeat+presence", func(b *testing.B) { benchIdle(b, md, true, true) })
 	}
 }
 
@@ -60,7 +62,7 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 // all-zero masking key leaves the payload as it is.
 var heartbeat = append([]byte{0x81, 0x80 | 24, 0, 0, 0, 0}, `{"type":"ping","id":"1"}`...)
 
-func benchIdle(b *testing.B, mode serverMode, beat bool) {
+func benchIdle(b *testing.B, mode serverMode, beat, presence bool) {
 	const n = 2000
 	for range b.N {
 		ts := newTestServer(b, Config{Logger: slog.New(slog.DiscardHandler)}, mode)
@@ -70,7 +72,7 @@ func benchIdle(b *testing.B, mode serverMode, beat bool) {
 		g0 := runtime.NumGoroutine()
 		conns := make([]net.Conn, 0, n)
 		for i := range n {
-			conns = append(conns, rawDial(b, ts, fmt.Sprintf("user=u%d", i)))
+			conns = append(conns, rawDial(b, ts, fmt.Sprintf("user=u%d&presence=%d", i, map[bool]int{true: 1}[presence])))
 		}
 		eventually(b, "all connections served", func() bool { return ts.hub.Stats().Connections == n })
 		if beat {

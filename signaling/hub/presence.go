@@ -3,6 +3,7 @@ package hub
 import (
 	"container/list"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -319,14 +320,25 @@ func (p *presence) flushGlobalLocked() {
 	}
 	p.countSent, p.countAt = count, time.Now()
 	p.full = nil
+	n := 0
 	for c := range p.subs {
 		for _, b := range msgs {
 			if c.ws.Send(queued{Envelope: Envelope{Msg: b, Kind: KindPresence}}) != nil {
 				break
 			}
 		}
+		// Each Send to an idle connection starts its writer, with a
+		// stack; let them run and end every so often, so that a flush to
+		// 10,000 subscribers has a few dozen writers at a time, not
+		// 10,000 stacks at once (memory the process keeps afterwards).
+		if n++; n%writerBurst == 0 {
+			runtime.Gosched()
+		}
 	}
 }
+
+// writerBurst is how many subscribers a flush serves before it yields.
+const writerBurst = 64
 
 // encodeChanges encodes changes as an offline message, then an online one
 // (either left out when empty), each with count (0: none).
