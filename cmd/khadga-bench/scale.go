@@ -86,7 +86,7 @@ type loadProc struct {
 }
 
 // scaleRun runs the scale run in env.
-func scaleRun(ctx context.Context, cfg *config, env *runEnv, log *slog.Logger) (*scaleResult, error) {
+func scaleRun(ctx context.Context, cfg *config, env *runEnv, log *slog.Logger) (_ *scaleResult, err error) {
 	res := &scaleResult{Conns: cfg.Scale, Nodes: cfg.ScaleNodes, Heartbeat: cfg.Heartbeat.Seconds(), MaxFDs: map[string]int{}}
 	cl := newClient(combo{Scheme: schemeWS, Client: clientTuned}, nil)
 	defer cl.close()
@@ -95,6 +95,13 @@ func scaleRun(ctx context.Context, cfg *config, env *runEnv, log *slog.Logger) (
 		return nil, err
 	}
 	defer func() {
+		if err != nil {
+			// What the servers said, before their dirs go.
+			for i, n := range ct.nodes {
+				log.Warn("node's log", slog.Int("node", i), slog.String("tail", n.proc.logTail()))
+			}
+			log.Warn("nats-server's log", slog.String("tail", ct.nats.proc.logTail()))
+		}
 		if err := ct.close(); err != nil {
 			log.Warn("stopping the cluster", slog.Any("err", err))
 		}
