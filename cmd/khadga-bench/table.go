@@ -17,6 +17,9 @@ func (r *report) table(w io.Writer) error {
 		r.Scale.table(w)
 		return nil
 	}
+	if len(r.Runs) == 0 {
+		return nil // a scale run that failed before its figures
+	}
 	for _, c := range r.Runs {
 		fmt.Fprintf(w, "\n== %s client over %s\n", c.Client, c.Scheme)
 		if err := c.table(w, r.Settings); err != nil {
