@@ -14,8 +14,10 @@ import (
 	"github.com/khadga/khadga/turn"
 )
 
-// secretPoll is how often --turn-secret-file is looked at for a change.
-// A look is one stat; the file is read only when its size or time moved.
+// secretPoll is how often --turn-secret-file is read for a change. The
+// file is read and its secrets compared, not its size and time: two
+// versions of the same size written within one tick of the kernel's
+// coarse file clock have the same time, and the second was missed.
 const secretPoll = 5 * time.Second
 
 // secretWatcher re-reads the TURN secrets (--turn-secret, then the lines
@@ -27,22 +29,8 @@ type secretWatcher struct {
 	cfg     *turnConfig
 	srv     *turn.Server
 	log     *slog.Logger
-	stamp   fileStamp
 	current [32]byte // hash of the secrets in use
 	lastErr string
-}
-
-type fileStamp struct {
-	mod  time.Time
-	size int64
-}
-
-func stampOf(path string) (fileStamp, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fileStamp{}, err
-	}
-	return fileStamp{fi.ModTime(), fi.Size()}, nil
 }
 
 // watchSecrets starts watching --turn-secret-file for srv, which was
@@ -53,7 +41,6 @@ func (c *turnConfig) watchSecrets(srv *turn.Server, secrets [][]byte, log *slog.
 		return func() {}
 	}
 	w := &secretWatcher{cfg: c, srv: srv, log: log, current: hashSecrets(secrets)}
-	w.stamp, _ = stampOf(c.SecretFile)
 	ctx, cancel := context.WithCancel(context.Background())
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -75,16 +62,14 @@ func (w *secretWatcher) run(ctx context.Context, hup <-chan os.Signal) {
 		case <-hup:
 			w.reload("SIGHUP")
 		case <-t.C:
-			if st, err := stampOf(w.cfg.SecretFile); err != nil || st != w.stamp {
-				w.reload("file changed")
-			}
+			w.reload("file changed") // quiet when nothing changed
 		}
 	}
 }
 
-// reload reads the secrets and hands them to the server if they changed.
+// reload reads the secrets and hands them to the server if they changed;
+// it logs a change, and a failure once until it changes.
 func (w *secretWatcher) reload(why string) {
-	w.stamp, _ = stampOf(w.cfg.SecretFile)
 	secrets, err := w.cfg.readSecrets()
 	if err == nil && len(secrets) == 0 {
 		err = errors.New("--turn-secret-file gives no secret")
