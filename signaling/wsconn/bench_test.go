@@ -2,10 +2,7 @@ package wsconn
 
 import (
 	"bytes"
-	"net/http"
 	"testing"
-
-	"github.com/gorilla/websocket"
 )
 
 // BenchmarkRead compares the reader with gorilla/websocket's on the same
@@ -34,14 +31,8 @@ func BenchmarkRead(b *testing.B) {
 	})
 	b.Run("gorilla", func(b *testing.B) {
 		b.SetBytes(int64(len(stream)))
-		req, _ := http.NewRequest("GET", "http://x/", nil)
-		req.Header.Set("Upgrade", "websocket")
-		req.Header.Set("Connection", "Upgrade")
-		req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
-		req.Header.Set("Sec-WebSocket-Version", "13")
-		up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
 		for b.Loop() {
-			ws, err := up.Upgrade(&hijacker{nc: newScriptConn(stream, nil)}, req, nil)
+			ws, err := gorillaServer(newScriptConn(stream, nil))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -63,13 +63,7 @@ type outcome struct {
 
 func gorillaReads(t *testing.T, data, cuts []byte) outcome {
 	nc := newScriptConn(data, cuts)
-	req, _ := http.NewRequest("GET", "http://x/", nil)
-	req.Header.Set("Upgrade", "websocket")
-	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
-	req.Header.Set("Sec-WebSocket-Version", "13")
-	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
-	ws, err := up.Upgrade(&hijacker{nc: nc}, req, nil)
+	ws, err := gorillaServer(nc)
 	if err != nil {
 		t.Fatalf("gorilla upgrade: %v", err)
 	}
@@ -116,6 +110,18 @@ func wsconnReads(t *testing.T, data, cuts []byte) outcome {
 		out.End = "eof"
 	}
 	return out
+}
+
+// gorillaServer is gorilla/websocket's server side of nc, upgraded from a
+// request that nc never sees (its answer goes to nc).
+func gorillaServer(nc net.Conn) (*websocket.Conn, error) {
+	req, _ := http.NewRequest("GET", "http://x/", nil)
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
+	return up.Upgrade(&hijacker{nc: nc}, req, nil)
 }
 
 func msgString(text bool, b []byte) string {
