@@ -430,18 +430,46 @@ func (res *scaleResult) signal(ctx context.Context, cfg *config, procs []*loadPr
 		if _, err := b.p.ask(ctx, loadCommand{Op: "expect", Conn: b.i, Peer: pa.ID}, "expecting"); err != nil {
 			return fmt.Errorf("signal %d: %w", k, err)
 		}
-		if _, err := a.p.ask(ctx, loadCommand{Op: "send", Conn: a.i, Peer: pb.ID}, "sent"); err != nil {
-			return fmt.Errorf("signal %d: %s sends: %w", k, pa.ID, err)
-		}
-		got, err := b.p.await(ctx, "received")
+		got, err := sendAndReceive(ctx, a.p, b.p, loadCommand{Op: "send", Conn: a.i, Peer: pb.ID})
 		if err != nil {
-			return fmt.Errorf("signal %d from %s (node %d) to %s (node %d) not delivered: %w", k, pa.ID, pa.Node, pb.ID, pb.Node, err)
+			return fmt.Errorf("signal %d from %s (node %d) to %s (node %d): %w", k, pa.ID, pa.Node, pb.ID, pb.Node, err)
 		}
 		s := scaleSignal{From: pa.ID, To: pb.ID, FromNode: pa.Node, ToNode: pb.Node, Ms: got.Ms}
 		res.Signals = append(res.Signals, s)
 		log.Info("scale: signal delivered", slog.Any("signal", s))
 	}
 	return nil
+}
+
+// sendAndReceive has from send a signal and returns to's "received". When
+// one load process holds both peers, its "sent" and "received" may come
+// in either order (the receiving side answers from its own goroutine).
+func sendAndReceive(ctx context.Context, from, to *loadProc, send loadCommand) (loadEvent, error) {
+	if from != to {
+		if _, err := from.ask(ctx, send, "sent"); err != nil {
+			return loadEvent{}, fmt.Errorf("send: %w", err)
+		}
+		return to.await(ctx, "received")
+	}
+	if err := from.in.Encode(send); err != nil {
+		return loadEvent{}, err
+	}
+	var got loadEvent
+	seen := map[string]bool{}
+	for !seen["sent"] || !seen["received"] {
+		e, err := from.next(ctx, time.After(2*tapWait))
+		if err != nil {
+			return loadEvent{}, err
+		}
+		if (e.Event != "sent" && e.Event != "received") || seen[e.Event] {
+			return loadEvent{}, fmt.Errorf("answered %q, want sent and received", e.Event)
+		}
+		seen[e.Event] = true
+		if e.Event == "received" {
+			got = e
+		}
+	}
+	return got, nil
 }
 
 // collectStats sums what the load processes' connections saw, and fails
