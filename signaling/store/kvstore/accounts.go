@@ -176,15 +176,15 @@ func (s *Store) dropIndex(ctx context.Context, fams []store.Family) {
 
 // owner finds the user of family id through the index.
 func (s *Store) owner(ctx context.Context, id string) (string, error) {
-	var e jetstream.KeyValueEntry
-	err := again(ctx, func() (err error) { e, err = s.families.Get(ctx, key(id)); return err })
+	var user []byte
+	err := again(ctx, func() (err error) { user, _, err = s.families.latest(ctx, key(id)); return err })
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return "", store.ErrNotFound
 	}
 	if err != nil {
 		return "", err
 	}
-	return string(e.Value()), nil
+	return string(user), nil
 }
 
 // modifyFamily applies fn to family id in its user's record, in one step.

@@ -32,12 +32,8 @@ func again(ctx context.Context, req func() error) error {
 		if !errors.Is(err, nats.ErrNoResponders) || time.Since(start) > electionWait {
 			return err
 		}
-		t := time.NewTimer(100 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if pause(ctx, 100*time.Millisecond) != nil {
 			return err
-		case <-t.C:
 		}
 	}
 }
@@ -50,7 +46,7 @@ func again(ctx context.Context, req func() error) error {
 // the key. fn returns whether to write; its error is returned either way,
 // after the write when there is one (so RotateFamily can commit a
 // revocation and report reuse).
-func modify[T any](ctx context.Context, s *Store, op string, kv jetstream.KeyValue, k string, create bool,
+func modify[T any](ctx context.Context, s *Store, op string, kv *bucket, k string, create bool,
 	fn func(v *T, exists bool) (write bool, err error)) error {
 	for attempt := range maxAttempts {
 		var v T
@@ -94,7 +90,7 @@ func modify[T any](ctx context.Context, s *Store, op string, kv jetstream.KeyVal
 // remove deletes key k once fn, given the record, agrees (fn's error is
 // returned without deleting), retrying if the record changes meanwhile.
 // ErrNotFound if it is absent.
-func remove[T any](ctx context.Context, s *Store, op string, kv jetstream.KeyValue, k string, fn func(v *T) error) error {
+func remove[T any](ctx context.Context, s *Store, op string, kv *bucket, k string, fn func(v *T) error) error {
 	for attempt := range maxAttempts {
 		var v T
 		rev, err := get(ctx, kv, k, &v)
@@ -118,19 +114,20 @@ func remove[T any](ctx context.Context, s *Store, op string, kv jetstream.KeyVal
 
 // get decodes the record at k into v and returns its revision, or
 // ErrNotFound.
-func get(ctx context.Context, kv jetstream.KeyValue, k string, v any) (uint64, error) {
-	var e jetstream.KeyValueEntry
-	err := again(ctx, func() (err error) { e, err = kv.Get(ctx, k); return err })
+func get(ctx context.Context, kv *bucket, k string, v any) (uint64, error) {
+	var data []byte
+	var rev uint64
+	err := again(ctx, func() (err error) { data, rev, err = kv.latest(ctx, k); return err })
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return 0, store.ErrNotFound
 	}
 	if err != nil {
 		return 0, err
 	}
-	if err := json.Unmarshal(e.Value(), v); err != nil {
+	if err := json.Unmarshal(data, v); err != nil {
 		return 0, fmt.Errorf("decode %s/%s: %w", kv.Bucket(), k, err)
 	}
-	return e.Revision(), nil
+	return rev, nil
 }
 
 // conflict reports whether a write lost to another writer.
@@ -142,7 +139,12 @@ func conflict(err error) bool {
 // jittered, so that writers racing for one record spread out.
 func backoff(ctx context.Context, attempt int) error {
 	d := min(time.Millisecond<<min(attempt, 6), 50*time.Millisecond)
-	t := time.NewTimer(d/2 + rand.N(d/2+1))
+	return pause(ctx, d/2+rand.N(d/2+1))
+}
+
+// pause waits for d, or until ctx ends and returns its error.
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:

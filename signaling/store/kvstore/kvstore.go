@@ -173,13 +173,13 @@ type Store struct {
 	opts     Options
 	log      *slog.Logger
 	metrics  *metrics
-	accounts jetstream.KeyValue
-	families jetstream.KeyValue
-	keys     jetstream.KeyValue
-	secrets  jetstream.KeyValue
-	bots     jetstream.KeyValue
-	rooms    jetstream.KeyValue
-	health   jetstream.KeyValue // one key, written by the readiness check
+	accounts *bucket
+	families *bucket
+	keys     *bucket
+	secrets  *bucket
+	bots     *bucket
+	rooms    *bucket
+	health   *bucket // one key, written by the readiness check
 	audit    jetstream.Stream
 	subject  string // of the audit stream
 	closed   atomic.Bool
@@ -219,9 +219,9 @@ func Open(ctx context.Context, conn *natsconn.Conn, opts Options) (*Store, error
 }
 
 // check is the store's part of the connection's readiness probe: a write,
-// which needs the quorum of the buckets' replicas. Reads do not (any
-// replica answers them), and the account info that the connection asks
-// for is answered without one.
+// which needs the quorum of the buckets' replicas (a leader that has lost
+// its quorum may still answer reads, and the account info that the
+// connection asks for is answered without one).
 func (s *Store) check(ctx context.Context) error {
 	_, err := s.health.Put(ctx, "probe", []byte(time.Now().UTC().Format(time.RFC3339Nano)))
 	return err
@@ -235,12 +235,13 @@ func (s *Store) setup(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.OpTimeout)
 	defer cancel()
 	js := s.conn.JetStream()
-	bucket := func(name, desc string, markerTTL time.Duration) (jetstream.KeyValue, error) {
-		return js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	bucket := func(name, desc string, markerTTL time.Duration) (*bucket, error) {
+		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket: s.opts.Prefix + "-" + name, Description: "khadga " + desc, History: 1,
 			MaxValueSize: maxRecord, Storage: jetstream.FileStorage, Replicas: s.opts.Replicas,
 			LimitMarkerTTL: markerTTL,
 		})
+		return &bucket{kv, s.conn.NATS()}, err
 	}
 	var err error
 	if s.accounts, err = bucket("accounts", "accounts and their refresh-token families", 0); err != nil {
