@@ -91,8 +91,9 @@ type moveCase struct {
 	// restart offer lost anyway (the page drops what bob sends from that
 	// offer on, until the browser sends a description of its own), as
 	// when the offer went into the old connection just before the page
-	// noticed it was dead. Nothing in the resume then restarts ICE: the
-	// browser must do so itself when its ICE says the path is gone.
+	// noticed it was dead. Nothing in the resume then restarts ICE (the
+	// page takes its path for a direct one, see loseOfferJS): the browser
+	// must do so itself when its ICE says the path is gone.
 	loseOffer bool
 }
 
@@ -164,8 +165,14 @@ const timelineJS = `(() => {
 
 // loseOfferJS makes the page drop every signal from its one remote peer
 // from the first offer on, until the page sends a description itself.
+// It also has the page take its path for a direct one: a resume restarts
+// ICE on a relayed path (for the fresh TURN credentials), which would
+// bring the call back before the browser's ICE noticed anything, and the
+// case is the one where nothing but the browser's ICE can restart it (the
+// pair the two sides pick is direct in some runs and relayed in others).
 const loseOfferJS = `(() => {
 	const c = khadgaApp.client, p = [...c.peers.values()][0];
+	p.connectionKind = async () => 'direct';
 	window.__lost = 0;
 	let over = false;
 	const send = p.signal;
