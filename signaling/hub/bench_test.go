@@ -75,7 +75,8 @@ func BenchmarkRelayRate(b *testing.B) {
 func benchRelayMode(b *testing.B, pairs int, mode serverMode, rate float64) {
 	const window = 32
 	ts := newTestServer(b, Config{Logger: slog.New(slog.DiscardHandler), MessageRate: 1e9, MessageBurst: 1 << 30,
-		SignalBytesRate: 1 << 30, SignalBurstBytes: 1 << 30}, mode)
+		SignalBytesRate: 1 << 30, SignalBurstBytes: 1 << 30,
+		MaxConnsPerUser: 2 * pairs}, mode) // two users stand for a user per connection
 	type pair struct {
 		tx, rx *websocket.Conn
 		msg    []byte

@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"bytes"
 	"errors"
 
 	"github.com/khadga/khadga/proto"
@@ -53,15 +52,6 @@ type Envelope struct {
 	// after waiting in an absent queue. Zero for everything else.
 	Origin string
 	Seq    uint64
-}
-
-// owned returns e with a Msg of its own, safe to keep.
-func (e Envelope) owned() Envelope {
-	if e.Borrowed {
-		e.Msg = bytes.Clone(e.Msg)
-		e.Borrowed = false
-	}
-	return e
 }
 
 // SessionState is what the nodes of a cluster know of a session: enough to
@@ -154,7 +144,9 @@ func (h *Hub) delivered(items []queued) {
 	var es []Envelope
 	for _, it := range items {
 		if it.Seq != 0 {
-			es = append(es, it.Envelope)
+			e := it.Envelope
+			e.Msg = nil // the writer may have written it and given it back
+			es = append(es, e)
 		}
 	}
 	if len(es) > 0 {

@@ -170,7 +170,7 @@ func (h *Hub) claim(c *conn, id Identity, hash string, ice []proto.ICEServer, ex
 	c.send(h.welcome(s, newTok, true, st.Rooms, ice, expires))
 	items := make([]queued, len(pending))
 	for i, e := range pending {
-		items[i] = queued{Envelope: e.owned()}
+		items[i] = keep(e)
 	}
 	_ = c.ws.SendAll(items)
 	s.conn = c

@@ -74,11 +74,36 @@ func (s *session) publish() {
 // queued is one message in a send queue or an absent queue.
 type queued struct {
 	Envelope
-	at int64 // unix nanoseconds it was kept while the session was absent
+	at  int64   // unix nanoseconds it was kept while the session was absent
+	buf *[]byte // Msg's buffer, from msgPool; nil if Msg is not pooled
+}
+
+// keep makes e an entry that owns its message, for a queue. A borrowed
+// message is copied into a buffer from msgPool, which the entry gives
+// back once the writer has written it (Release). An entry that is dropped
+// instead leaves its buffer to the collector. An entry lives in one queue
+// at a time (a connection's, then maybe an absent queue, then a resumed
+// connection's), so a buffer is given back once, by the one writer.
+func keep(e Envelope) queued {
+	if !e.Borrowed {
+		return queued{Envelope: e}
+	}
+	bp := msgPool.Get().(*[]byte)
+	e.Msg = append((*bp)[:0], e.Msg...)
+	e.Borrowed = false
+	return queued{Envelope: e, buf: bp}
 }
 
 // Payload is the message's text (wsconn.Message).
 func (q queued) Payload() []byte { return q.Msg }
+
+// Release gives a pooled message buffer back (wsconn.Message): the writer
+// calls it once the message is written, and nothing reads it after.
+func (q queued) Release() {
+	if q.buf != nil {
+		putMsgBuf(q.buf, q.Msg)
+	}
+}
 
 // randomID returns n random bytes, base64url without padding: safe in URLs
 // and in proto's peer id alphabet.
@@ -137,7 +162,7 @@ func (s *session) deliverHeld(e Envelope) (held bool, err error) {
 		s.mu.Unlock()
 		return false, nil // presence is for subscribed connections only, and never kept
 	}
-	it := queued{Envelope: e.owned()}
+	it := keep(e)
 	if c := s.conn; c != nil {
 		var err error
 		if e.Kind == KindSignal {
@@ -148,6 +173,7 @@ func (s *session) deliverHeld(e Envelope) (held bool, err error) {
 		if err != wsconn.ErrClosing {
 			s.mu.Unlock()
 			if err != nil {
+				it.Release() // refused: never queued
 				return false, ErrPeerUnavailable
 			}
 			if e.Kind == KindSignal {

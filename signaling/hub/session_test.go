@@ -3,8 +3,11 @@ package hub
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"net/url"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -438,4 +441,68 @@ func testQueuedSignalsExpireAfterTTL(t *testing.T, mode serverMode) {
 	if st := ts.hub.Stats(); st.Expired != 1 {
 		t.Fatalf("stats %+v", st)
 	}
+}
+
+func TestSignalsArriveIntact(t *testing.T) { forModes(t, testSignalsArriveIntact) }
+
+// testSignalsArriveIntact has three senders relay distinct signals to bob
+// as fast as they can, live, into his absent queue while he is away, and
+// after his resume: every signal must arrive once and unchanged. Queued
+// signals live in pooled buffers that the writer gives back once it has
+// written them; a buffer given back too early would be written over by
+// another signal, one user's signal leaking into another's.
+func testSignalsArriveIntact(t *testing.T, mode serverMode) {
+	const perRound = 150
+	ts := newTestServer(t, Config{ResumeWindow: time.Minute, MessageRate: 1e6, MessageBurst: 1e6,
+		SignalBytesRate: 1 << 30, SignalBurstBytes: 1 << 30, SendQueue: 4 * perRound, SendQueueBytes: 16 << 20,
+		AbsentQueue: 3 * perRound}, mode)
+	bob := ts.dial("user=bob")
+	bob.join("r", "1")
+	senders := map[string]*tclient{}
+	for _, name := range []string{"alice", "carol", "dave"} {
+		c := ts.dial("user=" + name)
+		c.join("r", "1")
+		for _, other := range append(slices.Collect(maps.Values(senders)), bob) {
+			other.expect(proto.TypePeerJoined)
+		}
+		senders[name] = c
+	}
+	send := func(n int) {
+		t.Helper()
+		for i := range perRound {
+			for name, s := range senders {
+				k := fmt.Sprintf("%s-%d-%d", name, n, i)
+				s.signal(bob.peer(), "r", k, `{"k":"`+k+`","p":"`+strings.Repeat(k, 1+i%60)+`"}`)
+			}
+		}
+	}
+	seen := map[string]bool{}
+	receive := func(c *tclient) {
+		t.Helper()
+		for range perRound * len(senders) {
+			m := c.expect(proto.TypeSignal)
+			var d struct{ K, P string }
+			if err := json.Unmarshal(m.Data, &d); err != nil {
+				t.Fatalf("signal data %s: %v", m.Data, err)
+			}
+			var name string
+			var i int
+			if _, err := fmt.Sscanf(strings.ReplaceAll(d.K, "-", " "), "%s %d %d", &name, new(int), &i); err != nil ||
+				senders[name] == nil || m.From != senders[name].peer() || d.P != strings.Repeat(d.K, 1+i%60) || seen[d.K] {
+				t.Fatalf("signal from %s is not one that was sent, or came twice: %s", m.From, m.Data)
+			}
+			seen[d.K] = true
+		}
+	}
+	send(0)
+	receive(bob)
+	drop(t, ts, bob)
+	send(1) // into bob's absent queue
+	for _, s := range senders {
+		s.ping("sent") // every signal was accepted: an error would come first
+	}
+	bob2 := ts.dial("user=bob&resume=" + url.QueryEscape(bob.welcome.ResumeToken))
+	receive(bob2)
+	send(2)
+	receive(bob2)
 }

@@ -29,13 +29,10 @@ func (h *Hub) forward(c *conn, m *proto.Message) {
 		}
 		return
 	}
-	bp := signalPool.Get().(*[]byte)
+	bp := msgPool.Get().(*[]byte)
 	out := appendSignal((*bp)[:0], m.Room, s.member.Peer, m.Data)
 	err := h.send(m.To, Envelope{Msg: out, Kind: KindSignal, From: s.member.Peer, Ref: m.ID, Borrowed: true})
-	if cap(out) <= maxPooledSignal {
-		*bp = out[:0]
-		signalPool.Put(bp)
-	}
+	putMsgBuf(bp, out)
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrUnknownPeer):
@@ -45,12 +42,26 @@ func (h *Hub) forward(c *conn, m *proto.Message) {
 	}
 }
 
-// signalPool lends the buffers forwarded signals are encoded into: a signal
-// written to its target at once is garbage the moment it is written.
-var signalPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+// msgPool lends message buffers: the ones forwarded signals are encoded
+// into, and the copies that queue entries keep of borrowed messages until
+// the writer has written them (queued.Release). A relayed signal then
+// allocates nothing of its size, so the collector runs several times less
+// often, and each of its stop-the-world pauses is a latency spike for
+// every connection (on a busy 2-core machine, a millisecond or more while
+// the other thread waits for a core).
+var msgPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
 
-// maxPooledSignal bounds the buffers signalPool keeps.
-const maxPooledSignal = 16 << 10
+// maxPooledMsg bounds the buffers msgPool keeps.
+const maxPooledMsg = 16 << 10
+
+// putMsgBuf gives b, which was borrowed in bp, back to msgPool, unless it
+// grew past maxPooledMsg.
+func putMsgBuf(bp *[]byte, b []byte) {
+	if cap(b) <= maxPooledMsg {
+		*bp = b[:0]
+		msgPool.Put(bp)
+	}
+}
 
 // appendSignal appends {"type":"signal","room":..,"from":..,"data":..} to b.
 // room and from need no escaping: proto.ValidRoom and randomID allow only

@@ -14,6 +14,11 @@ type Message interface {
 	// Payload is the text the message is sent as. It must not change while
 	// the message is queued.
 	Payload() []byte
+	// Release is called by the writer once the message is written (or
+	// its write failed), after which the connection does not touch it, so
+	// that its buffer can be used again. Messages that are dropped or
+	// handed back (Result.Unsent, Takeover) are not released.
+	Release()
 }
 
 // Handler receives what the reader reads. Its methods run on the reader

@@ -20,6 +20,7 @@ const wait = 10 * time.Second
 type msg []byte
 
 func (m msg) Payload() []byte { return m }
+func (m msg) Release()        {}
 
 // mode is one way a connection reaches the reader: the three paths the
 // package has.

@@ -56,6 +56,9 @@ func (c *Conn[M]) writeLoop() {
 			return
 		}
 		err := c.write(&b)
+		for i := range b.msgs {
+			b.msgs[i].Release()
+		}
 		if b.msgs != nil {
 			putQueue(b.msgs)
 		}
