@@ -20,7 +20,8 @@ func (n *Node) Deliver(node, peer string, e hub.Envelope) error {
 	if e.Kind == hub.KindSignal && e.From != "" {
 		d.seq = n.track.add(e.From, e.Ref, peer, node)
 	}
-	if !n.out.publish(n.subject("node", node), appendDeliver(nil, d)) {
+	bp := deliverPool.Get().(*[]byte)
+	if !n.out.publishPooled(n.subject("node", node), bp, appendDeliver((*bp)[:0], d)) {
 		if d.seq != 0 {
 			n.track.forget(d.seq)
 		}

@@ -15,35 +15,79 @@ import (
 type outbox struct {
 	n     *Node
 	mu    sync.Mutex
+	batch       // what waits
+	spare batch // the last one published, emptied, for the next swap
+	count int
+	wake  chan struct{}
+}
+
+// batch is what the outbox holds between two runs of its publisher.
+type batch struct {
 	msgs  []outMsg            // deliveries, in order
 	acks  map[string][]ack    // per origin node
 	notes map[string][]uint64 // delivered notices, per origin node
-	count int
-	wake  chan struct{}
+}
+
+func newBatch() batch { return batch{acks: map[string][]ack{}, notes: map[string][]uint64{}} }
+
+// reset empties b, keeping its storage for the next batch.
+func (b *batch) reset() {
+	clear(b.msgs)
+	b.msgs = b.msgs[:0]
+	clear(b.acks)
+	clear(b.notes)
 }
 
 type outMsg struct {
 	subject string
 	data    []byte
+	pooled  *[]byte // data's buffer, from deliverPool; nil if data is not pooled
 }
 
 func newOutbox(n *Node) *outbox {
-	return &outbox{n: n, acks: map[string][]ack{}, notes: map[string][]uint64{}, wake: make(chan struct{}, 1)}
+	return &outbox{n: n, batch: newBatch(), spare: newBatch(), wake: make(chan struct{}, 1)}
 }
 
 // publish queues data for subject; it reports false if the outbox is full.
+// The outbox publishes data later, so the caller must not change it.
 func (o *outbox) publish(subject string, data []byte) bool {
+	return o.add(outMsg{subject: subject, data: data})
+}
+
+// publishPooled is publish for data in a buffer from deliverPool, which
+// the outbox gives back once data is published (or refused).
+func (o *outbox) publishPooled(subject string, bp *[]byte, data []byte) bool {
+	return o.add(outMsg{subject: subject, data: data, pooled: bp})
+}
+
+func (o *outbox) add(m outMsg) bool {
 	o.mu.Lock()
 	if o.count >= o.n.cfg.Outbox {
 		o.mu.Unlock()
 		o.n.stats.outboxFull.Inc()
+		m.release()
 		return false
 	}
-	o.msgs = append(o.msgs, outMsg{subject, data})
+	o.msgs = append(o.msgs, m)
 	o.count++
 	o.mu.Unlock()
 	o.poke()
 	return true
+}
+
+// deliverPool lends the buffers deliveries are encoded into: NATS copies
+// what it publishes, so a delivery's buffer is free again once published,
+// and a relayed signal allocates nothing of its size on its way out.
+var deliverPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+// maxPooledDeliver bounds the buffers deliverPool keeps.
+const maxPooledDeliver = 16 << 10
+
+func (m outMsg) release() {
+	if m.pooled != nil && cap(m.data) <= maxPooledDeliver {
+		*m.pooled = m.data[:0]
+		deliverPool.Put(m.pooled)
+	}
 }
 
 // ack queues the fate of a delivered signal for its origin node.
@@ -79,26 +123,38 @@ func (o *outbox) run(ctx context.Context) {
 			return
 		case <-o.wake:
 		}
+		// Swap in the spare batch, publish the full one, and keep its
+		// storage as the next spare: a busy outbox allocates no maps.
 		o.mu.Lock()
-		msgs, acks, notes := o.msgs, o.acks, o.notes
-		o.msgs, o.acks, o.notes, o.count = nil, map[string][]ack{}, map[string][]uint64{}, 0
+		b := o.batch
+		o.batch, o.spare, o.count = o.spare, batch{}, 0
 		o.mu.Unlock()
-		for _, m := range msgs {
-			o.send(m.subject, m.data)
+		o.flush(&b)
+		b.reset()
+		o.mu.Lock()
+		o.spare = b
+		o.mu.Unlock()
+	}
+}
+
+// flush publishes a batch.
+func (o *outbox) flush(b *batch) {
+	for _, m := range b.msgs {
+		o.send(m.subject, m.data)
+		m.release()
+	}
+	for node, as := range b.acks {
+		for len(as) > 0 {
+			k := min(len(as), maxBatch)
+			o.send(o.n.subject("node", node), appendAcks(nil, as[:k]))
+			as = as[k:]
 		}
-		for node, as := range acks {
-			for len(as) > 0 {
-				k := min(len(as), maxBatch)
-				o.send(o.n.subject("node", node), appendAcks(nil, as[:k]))
-				as = as[k:]
-			}
-		}
-		for node, seqs := range notes {
-			for len(seqs) > 0 {
-				k := min(len(seqs), maxBatch)
-				o.send(o.n.subject("node", node), appendDelivered(nil, seqs[:k]))
-				seqs = seqs[k:]
-			}
+	}
+	for node, seqs := range b.notes {
+		for len(seqs) > 0 {
+			k := min(len(seqs), maxBatch)
+			o.send(o.n.subject("node", node), appendDelivered(nil, seqs[:k]))
+			seqs = seqs[k:]
 		}
 	}
 }
