@@ -158,6 +158,39 @@ func connectedAll(t *testing.T, r *client.Room, me string, users []string) {
 	}
 }
 
+// lobbyOfThree starts a cluster of three nodes behind a balancer that
+// spreads connections over them, registers users, and has each dial
+// through the balancer and join "lobby".
+func lobbyOfThree(t *testing.T, users []string) ([]*signalingtest.Server, []*client.Client, []*client.Room) {
+	t.Helper()
+	_, nodes := startCluster(t, 3)
+	lb := newBalancer(t, nodes[0].URL, nodes[1].URL, nodes[2].URL)
+	for _, u := range users {
+		nodes[0].Register(t, u, password)
+	}
+	lbServer := &signalingtest.Server{URL: lb.URL()}
+	var cs []*client.Client
+	var rooms []*client.Room
+	for _, u := range users {
+		c := dial(t, lbServer, u)
+		cs = append(cs, c)
+		rooms = append(rooms, join(t, c, "lobby"))
+	}
+	return nodes, cs, rooms
+}
+
+// heldBy returns the indexes of the clients whose sessions node n holds.
+func heldBy(t *testing.T, nodes []*signalingtest.Server, cs []*client.Client, n int) []int {
+	t.Helper()
+	var held []int
+	for i, c := range cs {
+		if placed(t, nodes, c) == n {
+			held = append(held, i)
+		}
+	}
+	return held
+}
+
 // placed finds the node that holds a client's session.
 func placed(t *testing.T, nodes []*signalingtest.Server, c *client.Client) int {
 	t.Helper()
@@ -174,20 +207,8 @@ func placed(t *testing.T, nodes []*signalingtest.Server, c *client.Client) int {
 // resume on the other nodes within 5 s and chat on; a session whose client
 // does not come back is shown offline to everyone within 10 s.
 func TestNodeFailure(t *testing.T) {
-	_, nodes := startCluster(t, 3)
-	lb := newBalancer(t, nodes[0].URL, nodes[1].URL, nodes[2].URL)
 	users := []string{"alice", "bob", "carol", "dave", "erin", "frank"}
-	for _, u := range users {
-		nodes[0].Register(t, u, password)
-	}
-	lbServer := &signalingtest.Server{URL: lb.URL()}
-	var cs []*client.Client
-	var rooms []*client.Room
-	for _, u := range users {
-		c := dial(t, lbServer, u)
-		cs = append(cs, c)
-		rooms = append(rooms, join(t, c, "lobby"))
-	}
+	nodes, cs, rooms := lobbyOfThree(t, users)
 	connectedAll(t, rooms[0], "alice", users)
 	alice := 0
 	victim := -1
@@ -196,12 +217,7 @@ func TestNodeFailure(t *testing.T) {
 			victim = n
 		}
 	}
-	var moving []int
-	for i := range cs {
-		if placed(t, nodes, cs[i]) == victim {
-			moving = append(moving, i)
-		}
-	}
+	moving := heldBy(t, nodes, cs, victim)
 	// One more session on the victim, of a client that will not come back.
 	ghost := nodes[victim].User(t, "ghost")
 	gc := nodes[victim].Connect(t, ghost.AccessToken, nil)
@@ -255,30 +271,13 @@ func peerStates(r *client.Room) string {
 // its clients to reconnect, and they resume on the others within 5 s; the
 // chat goes on and nobody gets an error.
 func TestDrain(t *testing.T) {
-	_, nodes := startCluster(t, 3)
-	lb := newBalancer(t, nodes[0].URL, nodes[1].URL, nodes[2].URL)
 	users := []string{"alice", "bob", "carol", "dave"}
-	for _, u := range users {
-		nodes[0].Register(t, u, password)
-	}
-	lbServer := &signalingtest.Server{URL: lb.URL()}
-	var cs []*client.Client
-	var rooms []*client.Room
-	for _, u := range users {
-		c := dial(t, lbServer, u)
-		cs = append(cs, c)
-		rooms = append(rooms, join(t, c, "lobby"))
-	}
+	nodes, cs, rooms := lobbyOfThree(t, users)
 	for i, r := range rooms {
 		connectedAll(t, r, users[i], users)
 	}
 	victim := placed(t, nodes, cs[1])
-	var moving []int
-	for i := range cs {
-		if placed(t, nodes, cs[i]) == victim {
-			moving = append(moving, i)
-		}
-	}
+	moving := heldBy(t, nodes, cs, victim)
 	start := time.Now()
 	go nodes[victim].Stop()
 	for _, i := range moving {
