@@ -46,8 +46,12 @@ func TestRelayAcrossNodes(t *testing.T) {
 // that the outbox gives back once NATS has its copy, and queued on the
 // receiving node in pooled buffers too.
 func TestSignalsArriveIntactAcrossNodes(t *testing.T) {
+	const n = 300
 	urls := natstest.Start(t).ClientURL()
-	fast := hub.Config{MessageRate: 1e6, MessageBurst: 1e6, SignalBytesRate: 1 << 30, SignalBurstBytes: 1 << 30}
+	// Limits that let the signals through however slowly the test's
+	// clients read on a loaded machine: the queue takes all of them.
+	fast := hub.Config{MessageRate: 1e6, MessageBurst: 1e6, SignalBytesRate: 1 << 30, SignalBurstBytes: 1 << 30,
+		SendQueue: 4 * n, SendQueueBytes: 16 << 20}
 	a := startNode(t, "a", urls, fastConfig(), fast)
 	b := startNode(t, "b", urls, fastConfig(), fast)
 	alice := a.dial("user=alice")
@@ -56,7 +60,6 @@ func TestSignalsArriveIntactAcrossNodes(t *testing.T) {
 	eventually(t, "node b to know alice's room", func() bool { return b.hub.RoomMembers("lobby") == 1 })
 	bob.join("lobby")
 	alice.expectPeerJoined(bob.peer())
-	const n = 300
 	payload := func(from string, i int) string {
 		k := fmt.Sprintf("%s-%d", from, i)
 		return `{"k":"` + k + `","p":"` + strings.Repeat(k, 1+i%50) + `"}`
