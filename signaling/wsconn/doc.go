@@ -58,10 +58,11 @@
 // been handled; the writer borrows one per batch, and a batch of queued
 // messages leaves in one write. Once a batch is written the writer calls
 // each message's Release, and touches it no more, so that the messages'
-// owner (the hub) can keep them in pooled buffers too. On Unix, a plain TCP socket is waited on for
-// readiness through syscall.RawConn before any buffer is taken (its
-// callback only reads; nothing is handled inside it). Elsewhere, and over
-// TLS, the reader waits in a Read of a 16-byte array of its own.
+// owner (the hub) can keep them in pooled buffers too. On Unix, a plain
+// TCP socket is waited on for readiness through syscall.RawConn before any
+// buffer is taken (its callback only reads; nothing is handled inside it).
+// Elsewhere, and over TLS, the reader waits in a Read of a 16-byte array
+// of its own.
 //
 // # Frames
 //
