@@ -65,8 +65,9 @@ func spawnKhadga(ctx context.Context, cfg *config, env *runEnv, cl *client, log 
 	}
 	base := cl.httpScheme() + "://" + addr
 	if err := waitHTTP(ctx, cl.http, base+"/readyz", p); err != nil {
+		tail := p.logTail() // before stop, which removes the log
 		_ = p.stop()
-		return nil, "", fmt.Errorf("khadga server did not become ready: %w\n%s", err, p.logTail())
+		return nil, "", fmt.Errorf("khadga server did not become ready: %w\n%s", err, tail)
 	}
 	log.Info("khadga server ready", slog.String("url", base), slog.Int("pid", cmd.Process.Pid))
 	return p, base, nil

@@ -59,8 +59,9 @@ func startNATS(ctx context.Context, env *runEnv, log *slog.Logger) (*natsServer,
 	n := &natsServer{proc: p, url: fmt.Sprintf("nats://127.0.0.1:%d", port),
 		monitor: fmt.Sprintf("http://127.0.0.1:%d", mport), hc: &http.Client{Timeout: 10 * time.Second}}
 	if err := waitHTTP(ctx, n.hc, n.monitor+"/healthz?js-enabled-only=true", p); err != nil {
+		tail := p.logTail() // before stop, which removes the log
 		_ = p.stop()
-		return nil, fmt.Errorf("nats-server did not become ready: %w\n%s", err, p.logTail())
+		return nil, fmt.Errorf("nats-server did not become ready: %w\n%s", err, tail)
 	}
 	log.Info("nats-server ready", slog.String("url", n.url), slog.Int("pid", n.pid()))
 	return n, nil

@@ -77,8 +77,9 @@ func startPeerJS(ctx context.Context, cfg *config, env *runEnv, cl *client, log 
 	port, err := readPort(ctx, out, p)
 	if err != nil {
 		stdin.Close()
+		tail := p.logTail() // before stop, which removes the log
 		_ = p.stop()
-		return nil, fmt.Errorf("PeerJS server did not start: %w\n%s", err, p.logTail())
+		return nil, fmt.Errorf("PeerJS server did not start: %w\n%s", err, tail)
 	}
 	go func() { _, _ = io.Copy(io.Discard, out) }()
 	run := make([]byte, 3)
