@@ -179,8 +179,18 @@ func TestThreeServerCluster(t *testing.T) {
 	t.Logf("phase: refused at %v", time.Since(begin))
 	c.Restart(1)
 	c.Restart(2)
-	// Each bucket elects its leader on its own: wait until both nodes can
-	// write every bucket a rotation needs again.
+	// Each bucket elects its leader on its own, so ready must mean that
+	// every bucket has one: a read of each then succeeds at once (a join
+	// that read its room while the rooms bucket still had no leader
+	// failed, after the node had said it was ready).
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.conn.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	readsEveryBucket(t, a)
+	t.Logf("phase: ready at %v", time.Since(begin))
+	// Wait until both nodes can write every bucket a rotation needs again.
 	touch := func(s *Store) bool { return s.UpdateUser("ann", func(*store.User) error { return nil }) == nil }
 	var f3 string
 	waitFor(t, 20*time.Second, "both nodes usable again", func() bool {
@@ -233,6 +243,25 @@ func TestReadsSeeEarlierWrites(t *testing.T) {
 		}
 		if f, err := r.GetFamily(id); err != nil || !f.Revoked {
 			t.Fatalf("%s read on another node right after its revocation: %+v, %v; want revoked", id, f, err)
+		}
+	}
+}
+
+// readsEveryBucket reads from each of s's buckets, failing on anything
+// but a value or "not found".
+func readsEveryBucket(t *testing.T, s *Store) {
+	t.Helper()
+	reads := map[string]func() error{
+		"accounts":     func() error { _, err := s.GetUser("ann"); return err },
+		"families":     func() error { _, err := s.GetFamily("absent"); return err },
+		"rooms":        func() error { _, err := s.GetRoom("lobby"); return err },
+		"bot-tokens":   func() error { _, err := s.GetBotToken("absent"); return err },
+		"signing-keys": func() error { _, err := s.SigningKeys(); return err },
+		"secrets":      func() error { _, err := s.Secrets(); return err },
+	}
+	for name, read := range reads {
+		if err := read(); err != nil && !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("read from %s once ready: %v", name, err)
 		}
 	}
 }

@@ -17,25 +17,41 @@ import (
 // OpTimeout bounds them too.
 const maxAttempts = 32
 
-// electionWait is how long a request keeps trying while nobody answers
-// it: a stream whose leader's server stopped elects another in a second
-// or two, and meanwhile its requests find no responders. Past it the
+// electionWait is how long a request keeps trying while its stream has
+// no leader: a stream whose leader's server stopped elects another in a
+// second or a few, and meanwhile its requests find no responders or are
+// answered "JetStream system temporarily unavailable". Past it the
 // request fails (ErrUnavailable) rather than making the client wait.
 const electionWait = 3 * time.Second
 
-// again runs one request, and again while it finds no responders (nobody
-// received it, so it is safe to send again), for up to electionWait.
+// again runs one request, and again while its stream elects a leader
+// (nobody acted on it, so it is safe to send again), for up to
+// electionWait.
 func again(ctx context.Context, req func() error) error {
 	start := time.Now()
 	for {
 		err := req()
-		if !errors.Is(err, nats.ErrNoResponders) || time.Since(start) > electionWait {
+		if !electing(err) || time.Since(start) > electionWait {
 			return err
 		}
 		if pause(ctx, 100*time.Millisecond) != nil {
 			return err
 		}
 	}
+}
+
+// jsClusterNotAvailable is the JetStream API's error code for "JetStream
+// system temporarily unavailable", which a stream's replicas answer
+// while the stream has no leader (nats-server's JSClusterNotAvailErr;
+// nats.go has no constant for it).
+const jsClusterNotAvailable jetstream.ErrorCode = 10008
+
+// electing reports whether err means that the request's stream has no
+// leader at the moment: nobody answered, or a replica said so.
+func electing(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, nats.ErrNoResponders) ||
+		errors.As(err, &apiErr) && apiErr.ErrorCode == jsClusterNotAvailable
 }
 
 // modify is one read-modify-write of key k in kv, as one atomic step: it

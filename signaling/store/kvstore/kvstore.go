@@ -52,15 +52,18 @@
 // that times out or finds no JetStream marks the connection not ready, so
 // that the methods after it fail fast until the connection's probe
 // succeeds again. One failure is waited out instead: a request that finds
-// no responders, which is what a bucket's requests find for a second or
-// two while its replicas elect a new leader after the old one's server
-// stopped, is sent again for up to electionWait (nobody received it, so
-// sending it again is safe).
+// leader for its bucket (no responders, or "JetStream system temporarily
+// unavailable"), which is what a bucket's requests find for a second or a
+// few while its replicas elect a new leader, is sent again for up to
+// electionWait (nobody acted on it, so sending it again is safe).
 //
-// The store adds a write to the probe (the health bucket): a NATS server
-// that has lost the quorum of its cluster still answers reads from its
-// replica, but a node must not count as ready when it cannot write a
-// login. Watches (WatchSigningKeys, WatchSecret) start again from the
+// The store adds two things to the probe. A write (the health bucket): a
+// NATS server that has lost the quorum of its cluster still answers reads
+// from its replica, but a node must not count as ready when it cannot
+// write a login. And a read from every bucket's leader: each bucket is a
+// stream that elects its leader on its own, so after the quorum returns
+// one bucket may be writable while another still has no leader, and a
+// node must not count as ready while a join cannot read its room. Watches (WatchSigningKeys, WatchSecret) start again from the
 // last revision they saw whenever the connection comes back, so a change
 // made during an outage reaches every node once NATS returns.
 package kvstore
@@ -221,10 +224,18 @@ func Open(ctx context.Context, conn *natsconn.Conn, opts Options) (*Store, error
 // check is the store's part of the connection's readiness probe: a write,
 // which needs the quorum of the buckets' replicas (a leader that has lost
 // its quorum may still answer reads, and the account info that the
-// connection asks for is answered without one).
+// connection asks for is answered without one), and a read that only a
+// leader answers from every bucket, since each elects its own.
 func (s *Store) check(ctx context.Context) error {
-	_, err := s.health.Put(ctx, "probe", []byte(time.Now().UTC().Format(time.RFC3339Nano)))
-	return err
+	if _, err := s.health.Put(ctx, "probe", []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
+		return err
+	}
+	for _, b := range []*bucket{s.accounts, s.families, s.keys, s.secrets, s.bots, s.rooms} {
+		if _, _, err := b.latest(ctx, "probe"); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("bucket %s: %w", b.Bucket(), err)
+		}
+	}
+	return nil
 }
 
 // setup creates or updates every bucket and the stream.
