@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/pion/logging"
+	"github.com/pion/webrtc/v4"
 )
 
 // LevelTrace is the slog level pion's trace messages are logged at. It sits
@@ -33,7 +34,23 @@ func (l pionLogger) logf(level slog.Level, format string, args ...any) {
 	if !l.log.Enabled(ctx, level) {
 		return
 	}
-	l.log.Log(ctx, level, fmt.Sprintf(format, args...))
+	l.log.Log(ctx, level, fmt.Sprintf(format, lockedArgs(args)...))
+}
+
+// lockedArgs replaces each remote track among a log call's arguments with
+// a summary read through the track's own (locked) getters. pion logs "got
+// new track: %+v" with the *TrackRemote itself (PeerConnection.onTrack),
+// and fmt reading the track's fields without its lock races with a
+// renegotiation that sets them (the race detector caught it in a test
+// with debug logging on).
+func lockedArgs(args []any) []any {
+	for i, a := range args {
+		if t, ok := a.(*webrtc.TrackRemote); ok && t != nil {
+			args[i] = fmt.Sprintf("{ID:%s StreamID:%s Kind:%s SSRC:%d RID:%s Codec:%s}",
+				t.ID(), t.StreamID(), t.Kind(), t.SSRC(), t.RID(), t.Codec().MimeType)
+		}
+	}
+	return args
 }
 
 func (l pionLogger) Trace(msg string)                  { l.logf(LevelTrace, "%s", msg) }

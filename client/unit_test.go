@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/khadga/khadga/proto"
+	"github.com/pion/webrtc/v4"
 )
 
 func TestPionLogsGoToSlog(t *testing.T) {
@@ -24,6 +25,18 @@ func TestPionLogsGoToSlog(t *testing.T) {
 	}
 	if strings.Contains(out, "chatter") || strings.Contains(out, "chatty") {
 		t.Fatalf("debug-level pion logs leaked at info: %q", out)
+	}
+}
+
+// TestPionTrackLogIsLocked: pion logs a remote track with %+v; the
+// bridge prints it through the track's locked getters, not its fields.
+func TestPionTrackLogIsLocked(t *testing.T) {
+	var buf bytes.Buffer
+	l := NewPionLoggerFactory(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))).NewLogger("pc")
+	l.Debugf("got new track: %+v", &webrtc.TrackRemote{})
+	out := buf.String()
+	if !strings.Contains(out, "got new track: {ID: StreamID: Kind:unknown SSRC:0") || strings.Contains(out, "mu:") {
+		t.Fatalf("track logged as %q; want the getters' summary", out)
 	}
 }
 

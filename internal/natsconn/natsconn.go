@@ -27,7 +27,11 @@
 // request) runs every ProbeInterval, at once after a reconnect, and
 // whenever a user of JetStream calls Unavailable after a request failed
 // in a way that suggests JetStream is gone (a timeout, no responders, no
-// quorum). A disconnect makes Ready fail at once. While Ready fails,
+// quorum). A disconnect makes Ready fail at once, and so does an
+// Unavailable request; a probe of a ready connection that fails the way a
+// leader election makes requests fail (unanswered, or "temporarily
+// unavailable") is given electionGrace before it counts, so that losing
+// one NATS server of three does not make every node flap. While Ready fails,
 // kvstore refuses requests immediately (store.ErrUnavailable) instead of
 // letting each one wait for its timeout, and the HTTP API answers 503.
 //
@@ -191,13 +195,16 @@ type Conn struct {
 	nextID      int
 	reconnected chan struct{} // closed at the next reconnect (Reconnected)
 
-	ready   atomic.Bool
-	reason  atomic.Pointer[string] // why not ready
-	rtt     atomic.Int64           // nanoseconds, of the last probe
-	probeCh chan struct{}          // asks the prober for a probe now
-	stop    chan struct{}          // closed by Close
-	done    sync.WaitGroup
-	once    sync.Once
+	ready  atomic.Bool
+	reason atomic.Pointer[string] // why not ready
+	rtt    atomic.Int64           // nanoseconds, of the last probe
+	// failingSince is when the probe began to fail (zero while it
+	// succeeds); only the prober uses it.
+	failingSince time.Time
+	probeCh      chan struct{} // asks the prober for a probe now
+	stop         chan struct{} // closed by Close
+	done         sync.WaitGroup
+	once         sync.Once
 }
 
 // Connect starts the connection and returns at once: when no server
@@ -420,20 +427,48 @@ func (c *Conn) AddCheck(check func(ctx context.Context) error) (remove func()) {
 	}
 }
 
+// electionGrace is how long a ready connection's probe may fail for
+// want of a leader before the connection is marked not ready. Stopping
+// one NATS server of three leaves JetStream's meta group, and each stream
+// whose leader it was, without a leader for a second or a few (more when
+// a server dies instead of shutting down), while every other request
+// works: readiness must not flap for that. Requests that do fail still
+// mark the connection at once (Unavailable), and a connection that is
+// not ready gets no grace.
+const electionGrace = 5 * time.Second
+
 // probe asks JetStream for the account's info, runs the checks, and
-// records the outcome.
+// records the outcome. Only the prober goroutine calls it.
 func (c *Conn) probe() {
 	if !c.nc.IsConnected() {
 		c.setNotReady("disconnected from NATS")
 		return
 	}
+	err := c.probeOnce()
+	switch {
+	case err == nil:
+		c.failingSince = time.Time{}
+		if !c.ready.Swap(true) {
+			c.log.Info("NATS JetStream ready", slog.String("url", c.nc.ConnectedUrlRedacted()), slog.Duration("rtt", c.RTT()))
+		}
+		return
+	case c.failingSince.IsZero():
+		c.failingSince = time.Now()
+	}
+	if c.ready.Load() && electing(err) && time.Since(c.failingSince) < electionGrace {
+		c.log.Debug("NATS probe failed; waiting out a leader election", slog.Any("err", err))
+		return
+	}
+	c.setNotReady("JetStream unavailable: " + err.Error())
+}
+
+// probeOnce asks JetStream for the account's info and runs the checks.
+func (c *Conn) probeOnce() error {
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
 	defer cancel()
 	start := time.Now()
-	_, err := c.js.AccountInfo(ctx)
-	if err != nil {
-		c.setNotReady("JetStream unavailable: " + err.Error())
-		return
+	if _, err := c.js.AccountInfo(ctx); err != nil {
+		return err
 	}
 	c.rtt.Store(int64(time.Since(start)))
 	c.checksMu.Lock()
@@ -441,13 +476,33 @@ func (c *Conn) probe() {
 	c.checksMu.Unlock()
 	for _, check := range checks {
 		if err := check(ctx); err != nil {
-			c.setNotReady("JetStream unavailable: " + err.Error())
-			return
+			return err
 		}
 	}
-	if !c.ready.Swap(true) {
-		c.log.Info("NATS JetStream ready", slog.String("url", c.nc.ConnectedUrlRedacted()), slog.Duration("rtt", c.RTT()))
-	}
+	return nil
+}
+
+// jsClusterNotAvailable is the JetStream API's error code for "JetStream
+// system temporarily unavailable", which a group's members answer while
+// it has no leader (nats-server's JSClusterNotAvailErr; nats.go has no
+// constant for it).
+const jsClusterNotAvailable jetstream.ErrorCode = 10008
+
+// Leaderless reports whether err means that a JetStream request found no
+// leader to act on it: nobody answered, or a replica said that its group
+// has none. Nothing acted on such a request, so it is safe to send again
+// once a leader is elected.
+func Leaderless(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, nats.ErrNoResponders) ||
+		errors.As(err, &apiErr) && apiErr.ErrorCode == jsClusterNotAvailable
+}
+
+// electing reports whether a probe's err may come from a leader
+// election: no leader, or a request that an unelected leader left
+// unanswered until its timeout.
+func electing(err error) bool {
+	return Leaderless(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)
 }
 
 func (c *Conn) setNotReady(reason string) {

@@ -3,15 +3,18 @@ package natsconn
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/khadga/khadga/internal/natstest"
 	"github.com/khadga/khadga/internal/testlog"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -107,6 +110,67 @@ khadga_nats_reconnects_total 1
 	if err := c.WaitReady(ctx); err != nil {
 		t.Fatalf("not ready after the failing check went: %v", err)
 	}
+}
+
+// TestReadyRidesOutLeaderElection: stopping the NATS server of three
+// that leads JetStream leaves the meta group without a leader for a
+// while, and the probe's account info request unanswered; the connection
+// (to another server) stays ready meanwhile, as every request that needs
+// no new leader still works. A probe that keeps timing out (a quorum
+// lost) makes it not ready once the grace is over.
+func TestReadyRidesOutLeaderElection(t *testing.T) {
+	nats := natstest.StartCluster(t, 3)
+	leader := slices.IndexFunc(nats.Servers, func(s *server.Server) bool { return s.JetStreamIsLeader() })
+	other := (leader + 1) % 3
+	c, err := Connect(Options{URLs: []string{nats.Servers[other].ClientURL()}, Logger: testlog.New(t, slog.LevelInfo),
+		ReconnectWait: 50 * time.Millisecond, ProbeInterval: 50 * time.Millisecond, Timeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	nats.Stop(leader)
+	start := time.Now()
+	var elected time.Duration
+	for elected == 0 || time.Since(start) < elected+2*time.Second { // the probes in flight end too
+		if err := c.Ready(); err != nil {
+			t.Fatalf("%v after the meta leader stopped: %v", time.Since(start), err)
+		}
+		ask, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		_, err := c.JetStream().AccountInfo(ask)
+		cancel()
+		if err == nil && elected == 0 {
+			elected = time.Since(start)
+		}
+		if ctx.Err() != nil {
+			t.Fatal("no new meta leader in 10 s")
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition for a while
+	}
+	t.Logf("a new meta leader answered after %v; ready throughout and 2 s beyond", elected)
+
+	// A check that times out, as a write to a stream without a leader
+	// does: ready for the grace, then not.
+	c.AddCheck(func(context.Context) error { return fmt.Errorf("write: %w", context.DeadlineExceeded) })
+	start = time.Now()
+	for time.Since(start) < time.Second {
+		if err := c.Ready(); err != nil {
+			t.Fatalf("%v after the check began to time out: %v; want ready for %v", time.Since(start), err, electionGrace)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition for a while
+	}
+	deadline := time.Now().Add(electionGrace + 5*time.Second)
+	for c.Ready() == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("still ready %v after the check began to time out", time.Since(start))
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition under a deadline
+	}
+	t.Logf("not ready %v after the check began to time out: %v", time.Since(start), c.Ready())
 }
 
 func waitFor(t *testing.T, cond func() bool) {

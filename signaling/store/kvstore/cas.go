@@ -8,8 +8,8 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/khadga/khadga/internal/natsconn"
 	"github.com/khadga/khadga/signaling/store"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -31,27 +31,13 @@ func again(ctx context.Context, req func() error) error {
 	start := time.Now()
 	for {
 		err := req()
-		if !electing(err) || time.Since(start) > electionWait {
+		if !natsconn.Leaderless(err) || time.Since(start) > electionWait {
 			return err
 		}
 		if pause(ctx, 100*time.Millisecond) != nil {
 			return err
 		}
 	}
-}
-
-// jsClusterNotAvailable is the JetStream API's error code for "JetStream
-// system temporarily unavailable", which a stream's replicas answer
-// while the stream has no leader (nats-server's JSClusterNotAvailErr;
-// nats.go has no constant for it).
-const jsClusterNotAvailable jetstream.ErrorCode = 10008
-
-// electing reports whether err means that the request's stream has no
-// leader at the moment: nobody answered, or a replica said so.
-func electing(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.Is(err, nats.ErrNoResponders) ||
-		errors.As(err, &apiErr) && apiErr.ErrorCode == jsClusterNotAvailable
 }
 
 // modify is one read-modify-write of key k in kv, as one atomic step: it

@@ -60,12 +60,17 @@
 // The store adds two things to the probe. A write (the health bucket): a
 // NATS server that has lost the quorum of its cluster still answers reads
 // from its replica, but a node must not count as ready when it cannot
-// write a login. And a read from every bucket's leader: each bucket is a
-// stream that elects its leader on its own, so after the quorum returns
-// one bucket may be writable while another still has no leader, and a
-// node must not count as ready while a join cannot read its room. Watches (WatchSigningKeys, WatchSecret) start again from the
-// last revision they saw whenever the connection comes back, so a change
-// made during an outage reaches every node once NATS returns.
+// write a login. And, for a connection that is not ready, a read from
+// every bucket's leader: each bucket is a stream that elects its leader
+// on its own, so after the quorum returns one bucket may be writable
+// while another still has no leader, and a node must not become ready
+// while a join cannot read its room. (A ready connection skips those
+// reads: a bucket electing a new leader after one server of three
+// stopped is waited out by its requests.)
+//
+// Watches (WatchSigningKeys, WatchSecret) start again from the last
+// revision they saw whenever the connection comes back, so a change made
+// during an outage reaches every node once NATS returns.
 package kvstore
 
 import (
@@ -221,14 +226,21 @@ func Open(ctx context.Context, conn *natsconn.Conn, opts Options) (*Store, error
 	return s, nil
 }
 
-// check is the store's part of the connection's readiness probe: a write,
-// which needs the quorum of the buckets' replicas (a leader that has lost
-// its quorum may still answer reads, and the account info that the
-// connection asks for is answered without one), and a read that only a
-// leader answers from every bucket, since each elects its own.
+// check is the store's part of the connection's readiness probe. A
+// write, always: it needs the quorum of the buckets' replicas (a leader
+// that has lost its quorum may still answer reads, and the account info
+// that the connection asks for is answered without one). And, to become
+// ready again, a read that only a leader answers from every bucket,
+// since each elects its own after the quorum returns. A ready connection
+// is not asked for those reads: one bucket electing a new leader after a
+// server of three stopped is waited out by each request (again), not a
+// reason to turn every request away.
 func (s *Store) check(ctx context.Context) error {
 	if _, err := s.health.Put(ctx, "probe", []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
 		return err
+	}
+	if s.conn.Ready() == nil {
+		return nil
 	}
 	for _, b := range []*bucket{s.accounts, s.families, s.keys, s.secrets, s.bots, s.rooms} {
 		if _, _, err := b.latest(ctx, "probe"); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
