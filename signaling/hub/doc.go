@@ -23,10 +23,12 @@
 // The hub never touches a socket. Each connection is a wsconn.Conn, whose
 // package doc is the contract; in short:
 //
-//   - One reader per connection, a goroutine of the hub (conn.run). It is
-//     the only goroutine that calls the hub's handlers for that connection
-//     (conn.Message) and the only one that closes its socket, after Serve
-//     has stopped the writer, with no lock held.
+//   - One reader per connection at a time, started by Accept
+//     (wsconn.Conn.Start; an idle connection's reader is a fresh goroutine
+//     with a small stack, see wsconn). It is the only goroutine that calls
+//     the hub's handlers for that connection (conn.Message) and the only
+//     one that closes its socket, after stopping the writer, with no lock
+//     held; then it calls conn.ended.
 //   - At most one writer per connection, started when its queue becomes
 //     non-empty and gone when it is empty, so an idle connection has none.
 //     Pings, pongs and close frames go through the same queue.
@@ -111,8 +113,9 @@
 //
 // Every goroutine is accounted for: each connection's reader, the sweeper
 // and timer callbacks (resume windows, presence flushes) in the hub's
-// WaitGroup, and each writer in its connection's, which Serve waits for
-// before it returns. Keepalive is one sweeper for the whole hub: it pings
+// WaitGroup (a reader's count runs from Accept to conn.ended, whichever
+// goroutine is the reader by then), and each writer in its connection's,
+// which the reader waits for before it ends. Keepalive is one sweeper for the whole hub: it pings
 // connections silent for Config.PingPeriod and kills those silent for
 // Config.PongWait. Shutdown sends every client a reconnect message and
 // close code 1012, stops the timers and waits for all of them; past its

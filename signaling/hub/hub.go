@@ -125,14 +125,14 @@ func (h *Hub) Accept(nc net.Conn, id Identity, opts ConnOptions) error {
 		return ErrTooManyConnections
 	}
 	c := h.open(nc, id, opts)
-	go c.run()
+	c.ws.Start(c, c.ended)
 	return nil
 }
 
-// run is the connection's reader; it owns one count of h.wg.
-func (c *conn) run() {
+// ended runs on the connection's reader once the connection has ended.
+// The reader owns one count of h.wg, from Accept until here.
+func (c *conn) ended(res wsconn.Result[queued]) {
 	defer c.h.wg.Done()
-	res := c.ws.Serve(c)
 	c.h.close(c, res)
 }
 

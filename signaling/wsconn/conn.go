@@ -3,6 +3,7 @@ package wsconn
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -62,6 +63,10 @@ type Config struct {
 	// 256 messages, 1 MiB); Send admits up to twice as much.
 	QueueLen   int
 	QueueBytes int
+	// IdleAfter is the gap between a connection's last two frames past
+	// which the reader, once it has handled them, waits for more on a
+	// fresh goroutine with a small stack (default 1s; see the package doc).
+	IdleAfter time.Duration
 
 	// portable makes plain TCP sockets wait like TLS ones do (smallSource),
 	// so that tests run the portable path on Unix too.
@@ -75,6 +80,7 @@ const (
 	DefaultCloseGrace = 2 * time.Second
 	DefaultQueueLen   = 256
 	DefaultQueueBytes = 1 << 20
+	DefaultIdleAfter  = time.Second
 )
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -93,6 +99,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.QueueBytes <= 0 {
 		c.QueueBytes = DefaultQueueBytes
+	}
+	if c.IdleAfter <= 0 {
+		c.IdleAfter = DefaultIdleAfter
 	}
 	return c
 }
@@ -116,27 +125,35 @@ type Conn[M Message] struct {
 	lastSeen atomic.Int64 // unix nanoseconds of the last frame read
 	dead     atomic.Bool  // state == stateDead, for the reader's per-frame check
 
+	// The reader's own state, here rather than in its locals because the
+	// reader changes goroutines (waitIdle).
+	rb  readBuf
+	fs  fragments
+	gap int64 // nanoseconds between the last two frames read (quiet)
+
 	// mu guards the fields below. It is a leaf: nothing is locked under it.
-	mu        sync.Mutex
-	state     state
-	q         []M
-	qBytes    int
-	writing   bool   // a writer goroutine runs
-	ping      bool   // a ping is waiting to be written
-	pong      []byte // the payload of a pong waiting to be written
-	hasPong   bool
-	close     []byte // the payload of a close frame waiting to be written
-	closeSent bool
-	closeCode int           // the code of the close the server started, 0 if none
-	room      chan struct{} // closed when the writer empties the queue; made by a holding-back reader
-	cause     error         // why the connection was killed
-	writer    sync.WaitGroup
+	mu           sync.Mutex
+	state        state
+	q            []M
+	qBytes       int
+	writing      bool          // a writer goroutine runs (or lingers)
+	wake         chan struct{} // set while the writer lingers; a send wakes it
+	writerStarts int           // how many writers were started, for tests
+	ping         bool          // a ping is waiting to be written
+	pong         []byte        // the payload of a pong waiting to be written
+	hasPong      bool
+	close        []byte // the payload of a close frame waiting to be written
+	closeSent    bool
+	closeCode    int           // the code of the close the server started, 0 if none
+	room         chan struct{} // closed when the writer empties the queue; made by a holding-back reader
+	cause        error         // why the connection was killed
+	writer       sync.WaitGroup
 }
 
 // New wraps an upgraded connection. cfg must have been through
 // WithDefaults; it is shared, not copied. Nothing runs until Serve.
 func New[M Message](nc net.Conn, cfg *Config) *Conn[M] {
-	c := &Conn[M]{nc: nc, cfg: cfg, src: newSource(nc, cfg.portable)}
+	c := &Conn[M]{nc: nc, cfg: cfg, src: newSource(nc, cfg.portable), gap: math.MaxInt64}
 	c.lastSeen.Store(time.Now().UnixNano())
 	return c
 }
@@ -264,6 +281,7 @@ func (c *Conn[M]) kill(err error, take bool) (taken []M) {
 	c.dead.Store(true)
 	c.cause = err
 	c.wakeRoomLocked()
+	c.wakeWriterLocked()
 	writing := c.writing
 	c.mu.Unlock()
 	// The wake-ups: a deadline in the past makes a blocked read or write
@@ -317,11 +335,59 @@ func (e *ProtocolError) Error() string { return "wsconn: protocol error: " + e.R
 // closed with 1009.
 var ErrTooLarge = errors.New("wsconn: message too large")
 
-// Serve runs the connection's reader until the connection ends, then closes
-// the socket and returns how it ended. Call it once, on the goroutine that
-// is to be the reader.
+// Start runs the connection's reader, from a goroutine of its own, until
+// the connection ends; then it closes the socket and calls done with how
+// it ended, on the reader's goroutine. Call Start or Serve once.
+func (c *Conn[M]) Start(h Handler, done func(Result[M])) {
+	go c.waitIdle(h, done) // nothing has been read: the connection is quiet
+}
+
+// Serve is Start on the calling goroutine, which returns how the
+// connection ended once it has. (While the connection is idle the reader
+// is another goroutine, and the caller's waits for it.)
 func (c *Conn[M]) Serve(h Handler) Result[M] {
-	clientCode, err := c.readLoop(h)
+	ended := make(chan Result[M], 1)
+	c.serve(h, func(r Result[M]) { ended <- r })
+	return <-ended
+}
+
+// serve reads until the connection ends or goes quiet: then the reader
+// moves to a fresh goroutine, waitIdle, and this one returns.
+func (c *Conn[M]) serve(h Handler, done func(Result[M])) {
+	clientCode, err, idle := c.readLoop(h)
+	if idle {
+		go c.waitIdle(h, done)
+		return
+	}
+	done(c.end(clientCode, err))
+}
+
+// waitIdle is the reader of a quiet connection. Its goroutine is fresh, and
+// holds nothing but the wait for bytes, so its stack stays at the
+// runtime's smallest (2 KiB): a goroutine that has handled messages keeps
+// the larger stack they needed (4 KiB or more) for as long as it lives,
+// and an idle connection would hold that for nothing. Once bytes come it
+// goes on as the reader, on this goroutine.
+func (c *Conn[M]) waitIdle(h Handler, done func(Result[M])) {
+	waiting.Add(1)
+	bp, n, err := c.src.await()
+	waiting.Add(-1)
+	if err != nil {
+		done(c.end(0, err))
+		return
+	}
+	c.rb.bp, c.rb.r, c.rb.w = bp, 0, n
+	c.serve(h, done)
+}
+
+// waiting counts the readers that wait in waitIdle, for tests.
+var waiting atomic.Int64
+
+// end finishes the connection after its reader stopped: it answers or
+// starts the closing handshake, lets the writer finish, closes the socket,
+// and returns how the connection ended.
+func (c *Conn[M]) end(clientCode int, err error) Result[M] {
+	c.rb.release()
 	switch {
 	case clientCode != 0:
 		c.answerClose(clientCode)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -395,4 +396,43 @@ func testIdleBuffer(t *testing.T, md mode) {
 		t.Fatal(err)
 	}
 	eventually(t, "the idle connection to return its read buffer", func() bool { return borrowed.Load() == 0 })
+}
+
+// The writer lingers after a batch, so that the next message on a busy
+// connection needs no new goroutine, and exits once the connection has
+// been quiet for writerLinger, so that an idle connection holds none.
+func TestWriterLingersThenExits(t *testing.T) { forModes(t, testWriterLingers) }
+
+func testWriterLingers(t *testing.T, md mode) {
+	s := newServer(t, md, Config{}, echo)
+	ws, h := s.dial()
+	writer := func() (running bool, starts int) {
+		h.c.mu.Lock()
+		defer h.c.mu.Unlock()
+		return h.c.writing, h.c.writerStarts
+	}
+	roundTrip := func(text string) {
+		t.Helper()
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(text)); err != nil {
+			t.Fatal(err)
+		}
+		_ = ws.SetReadDeadline(time.Now().Add(wait))
+		if _, b, err := ws.ReadMessage(); err != nil || string(b) != text {
+			t.Fatalf("echo of %q: %q, %v", text, b, err)
+		}
+	}
+	for i := range 20 {
+		roundTrip(fmt.Sprint("m", i)) // each well within writerLinger of the one before
+	}
+	// One writer, or a few if the loaded machine stalled a round trip
+	// past writerLinger; a writer per batch would be 20.
+	if _, starts := writer(); starts > 3 {
+		t.Errorf("20 echoes in a row started %d writers; want 1", starts)
+	}
+	eventually(t, "the writer of a quiet connection to exit", func() bool { running, _ := writer(); return !running })
+	_, before := writer()
+	roundTrip("after")
+	if _, starts := writer(); starts != before+1 {
+		t.Errorf("an echo after the writer exited started %d writers; want 1", starts-before)
+	}
 }

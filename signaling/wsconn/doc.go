@@ -10,14 +10,25 @@
 //
 // # Who reads, who writes, who closes, what may block
 //
-// Reader: the goroutine that calls Serve, one per connection. It is the only
-// goroutine that reads the socket, the only one that calls the Handler, and
-// the only one that closes the socket, which it does after the writer has
-// exited and with no lock held. It blocks in socket reads and in the Handler.
+// Reader: one goroutine at a time per connection (Start starts it; Serve
+// runs it on the caller's). It is the only goroutine that reads the socket,
+// the only one that calls the Handler, and the only one that closes the
+// socket, which it does after the writer has exited and with no lock held.
+// It blocks in socket reads and in the Handler. When the connection is
+// quiet (nothing was read for a second before the last frame, or nothing
+// yet), the reader hands over to a fresh goroutine that only waits for the
+// next bytes and then goes on as the reader: a goroutine keeps the largest
+// stack it ever needed, and handling a message needs 4 KiB or more, while
+// the wait fits in the runtime's smallest, 2 KiB. An idle connection then
+// costs that much stack, not twice or four times it. A busy connection
+// keeps its reader, so that its messages do not each pay for a new
+// goroutine.
 //
 // Writer: at most one goroutine at a time, started by whoever queues into an
-// empty queue and exiting when the queue is empty again, so that an idle
-// connection has no writer. It is the only goroutine that writes the socket:
+// empty queue while none runs. When the queue is empty it lingers for
+// 100 ms (woken through a channel by whoever queues next) and then exits,
+// so that a busy connection keeps one writer and an idle connection has
+// none. It is the only goroutine that writes the socket:
 // data, pings, pongs and the close frame all go through the queue, so no
 // control frame can land inside a data frame. It blocks only in socket
 // writes, each bounded by Config.WriteWait.
@@ -28,7 +39,8 @@
 // connection's state under its mutex, which is a leaf (nothing is locked
 // under it), and wake the reader or the writer. A wake-up is a deadline in
 // the past (SetReadDeadline, SetWriteDeadline), which makes a blocked read or
-// write return at once without closing anything.
+// write return at once without closing anything, or a send on the lingering
+// writer's channel, which has room for it.
 //
 // Closing is therefore a state change plus a wake-up. Close queues a close
 // frame behind what is queued and refuses further messages; the reader then

@@ -10,43 +10,47 @@ import (
 	"unicode/utf8"
 )
 
-// readLoop reads frames until the connection ends. It returns the code of
+// readLoop reads frames until the connection ends, or until it has read
+// all it was given and the connection is quiet (idle true: the caller
+// waits for more on a fresh goroutine, waitIdle). It returns the code of
 // the client's close frame (0 if none came) and the error that ended it.
-func (c *Conn[M]) readLoop(h Handler) (clientCode int, err error) {
-	var rb readBuf
-	defer rb.release()
-	var fs fragments
+func (c *Conn[M]) readLoop(h Handler) (clientCode int, err error, idle bool) {
+	rb, fs := &c.rb, &c.fs
 	for {
 		if c.dead.Load() {
-			return 0, errKilledWhileReading
+			return 0, errKilledWhileReading, false
 		}
 		if rb.empty() {
 			rb.release()
+			if c.quiet() && !fs.inMessage {
+				return 0, nil, true
+			}
 			if rb.bp, rb.w, err = c.src.await(); err != nil {
-				return 0, err
+				return 0, err, false
 			}
 			rb.r = 0
 		}
-		f, err := rb.frame(c.src, &fs, c.cfg.ReadLimit)
+		f, err := rb.frame(c.src, fs, c.cfg.ReadLimit)
 		if err != nil {
 			if errors.Is(err, ErrTooLarge) {
 				h.TooLarge(fs.size)
 			}
-			return 0, err
+			return 0, err, false
 		}
-		c.lastSeen.Store(time.Now().UnixNano())
+		now := time.Now().UnixNano()
+		c.gap = now - c.lastSeen.Swap(now)
 		switch f.op {
 		case opPing:
 			c.queuePong(f.payload)
 		case opPong:
 		case opClose:
 			code, err := parseClose(f.payload)
-			return code, err
+			return code, err, false
 		default:
 			if msg, text, ok := fs.add(f); ok {
 				open, err := c.ready()
 				if err != nil {
-					return 0, err
+					return 0, err, false
 				}
 				if open {
 					h.Message(text, msg)
@@ -57,6 +61,13 @@ func (c *Conn[M]) readLoop(h Handler) (clientCode int, err error) {
 		fs.done()
 	}
 }
+
+// quiet reports whether the reader, having handled all it read, should
+// wait for the next bytes on a fresh goroutine (waitIdle): before the
+// first frame, and when the last two came more than Config.IdleAfter
+// apart. A busy connection keeps its goroutine, so that its messages do
+// not each pay for a new one and for its stack's growth.
+func (c *Conn[M]) quiet() bool { return c.gap > int64(c.cfg.IdleAfter) }
 
 var errKilledWhileReading = errors.New("wsconn: killed")
 

@@ -26,15 +26,36 @@ const maxControlPayload = 125
 // a slow link that keeps reading is not taken for a slow consumer.
 const writeChunk = 64 << 10
 
-// startWriterLocked starts the writer unless it runs or the connection is
-// dead. c.mu is held.
+// writerLinger is how long the writer waits for more to write before it
+// exits. Starting a goroutine per batch cost more than the batch on a
+// busy connection (and new goroutines start with a stack sized from the
+// average the runtime last saw, which the writer outgrows); an idle
+// connection still holds no writer once this has passed.
+const writerLinger = 100 * time.Millisecond
+
+// startWriterLocked starts the writer, or wakes it if it waits for more,
+// unless the connection is dead. c.mu is held.
 func (c *Conn[M]) startWriterLocked() {
-	if c.writing || c.state == stateDead {
-		return
+	switch {
+	case c.state == stateDead:
+	case c.writing:
+		c.wakeWriterLocked()
+	default:
+		c.writing = true
+		c.writerStarts++
+		c.writer.Add(1)
+		go c.writeLoop()
 	}
-	c.writing = true
-	c.writer.Add(1)
-	go c.writeLoop()
+}
+
+// wakeWriterLocked wakes a writer that lingers. c.mu is held. The wake
+// channel has room for the one send it ever gets: c.wake is cleared with
+// it.
+func (c *Conn[M]) wakeWriterLocked() {
+	if c.wake != nil {
+		c.wake <- struct{}{}
+		c.wake = nil
+	}
 }
 
 // batch is what the writer takes from the connection in one go.
@@ -46,14 +67,33 @@ type batch[M Message] struct {
 	close   []byte // nil: no close frame
 }
 
-// writeLoop writes what is queued, a batch at a time, and exits when there
-// is nothing left, after a close frame, or once the connection is dead.
+// writeLoop writes what is queued, a batch at a time. When nothing is
+// left it lingers for writerLinger and exits if nothing came; it exits at
+// once after a close frame, or once the connection is dead.
 func (c *Conn[M]) writeLoop() {
 	defer c.writer.Done()
+	var linger *time.Timer
+	var wake chan struct{} // made at the first linger, kept while the writer runs
+	defer func() {
+		if linger != nil {
+			linger.Stop()
+		}
+	}()
 	for {
-		b, ok := c.take()
-		if !ok {
+		b, idle, ok := c.take(&wake)
+		switch {
+		case !ok:
 			return
+		case idle:
+			if linger == nil {
+				linger = time.NewTimer(writerLinger)
+			} else {
+				linger.Reset(writerLinger)
+			}
+			if !c.linger(wake, linger) {
+				return
+			}
+			continue
 		}
 		err := c.write(&b)
 		for i := range b.msgs {
@@ -75,20 +115,26 @@ func (c *Conn[M]) writeLoop() {
 	}
 }
 
-// take hands the writer everything queued, or reports that it should exit
-// (and marks it gone, under the same lock).
-func (c *Conn[M]) take() (batch[M], bool) {
+// take hands the writer everything queued. With nothing queued on an
+// open connection it reports idle, and sets c.wake to *wake (made if
+// nil) for the writer to linger on; it reports that the writer should
+// exit (and marks it gone, under the same lock) once the connection is
+// dead or its close frame was taken.
+func (c *Conn[M]) take(wake *chan struct{}) (b batch[M], idle, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	idle := len(c.q) == 0 && !c.ping && !c.hasPong && c.close == nil
-	if c.state == stateDead || c.closeSent || idle {
-		c.writing = false
-		if len(c.q) == 0 {
-			c.dropQueueLocked()
-		}
-		return batch[M]{}, false
+	if c.state == stateDead || c.closeSent {
+		c.writerGoneLocked()
+		return b, false, false
 	}
-	b := batch[M]{pong: c.pong, hasPong: c.hasPong, ping: c.ping, msgs: c.q, close: c.close}
+	if len(c.q) == 0 && !c.ping && !c.hasPong && c.close == nil {
+		if *wake == nil {
+			*wake = make(chan struct{}, 1)
+		}
+		c.wake = *wake
+		return b, true, true
+	}
+	b = batch[M]{pong: c.pong, hasPong: c.hasPong, ping: c.ping, msgs: c.q, close: c.close}
 	c.pong, c.hasPong, c.ping = nil, false, false
 	c.q, c.qBytes = nil, 0
 	if b.close != nil {
@@ -96,7 +142,37 @@ func (c *Conn[M]) take() (batch[M], bool) {
 		c.closeSent = true // nothing is written after it
 	}
 	c.wakeRoomLocked()
-	return b, true
+	return b, false, true
+}
+
+// linger waits until wake is signalled or t fires. It reports whether
+// the writer should go on (it was woken); if not, the writer is marked
+// gone under the lock that a sender would have taken to wake it.
+func (c *Conn[M]) linger(wake chan struct{}, t *time.Timer) bool {
+	select {
+	case <-wake:
+	case <-t.C:
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	woken := c.wake != wake // a sender (or Kill) cleared it
+	if !woken {
+		c.wake = nil
+		c.writerGoneLocked()
+	}
+	select {
+	case <-wake: // the send of a wake that raced the timer
+	default:
+	}
+	return woken
+}
+
+// writerGoneLocked records that the writer exits. c.mu is held.
+func (c *Conn[M]) writerGoneLocked() {
+	c.writing = false
+	if len(c.q) == 0 {
+		c.dropQueueLocked()
+	}
 }
 
 // closeWritten starts the wait for the client's answer to our close frame.
