@@ -27,9 +27,11 @@ const maxControlPayload = 125
 const writeChunk = 64 << 10
 
 // writerLinger is how long the writer waits for more to write before it
-// exits. Starting a goroutine per batch cost more than the batch on a
-// busy connection (and new goroutines start with a stack sized from the
-// average the runtime last saw, which the writer outgrows); an idle
+// exits: between one and two of these periods of quiet (a ticker, so that
+// no timer is reset per batch). On a busy connection a goroutine per
+// batch cost more than the wake-up: new goroutines start with a stack
+// sized from the average the runtime last saw, small once idle readers
+// wait on 2 KiB stacks, and the writer grew its stack every time. An idle
 // connection still holds no writer once this has passed.
 const writerLinger = 100 * time.Millisecond
 
@@ -72,11 +74,12 @@ type batch[M Message] struct {
 // once after a close frame, or once the connection is dead.
 func (c *Conn[M]) writeLoop() {
 	defer c.writer.Done()
-	var linger *time.Timer
+	var tick *time.Ticker  // made at the first linger: no timer to reset per batch
 	var wake chan struct{} // made at the first linger, kept while the writer runs
+	busy := false          // a batch was written since the last tick
 	defer func() {
-		if linger != nil {
-			linger.Stop()
+		if tick != nil {
+			tick.Stop()
 		}
 	}()
 	for {
@@ -85,16 +88,15 @@ func (c *Conn[M]) writeLoop() {
 		case !ok:
 			return
 		case idle:
-			if linger == nil {
-				linger = time.NewTimer(writerLinger)
-			} else {
-				linger.Reset(writerLinger)
+			if tick == nil {
+				tick = time.NewTicker(writerLinger)
 			}
-			if !c.linger(wake, linger) {
+			if !c.linger(wake, tick.C, &busy) {
 				return
 			}
 			continue
 		}
+		busy = true
 		err := c.write(&b)
 		for i := range b.msgs {
 			b.msgs[i].Release()
@@ -145,26 +147,34 @@ func (c *Conn[M]) take(wake *chan struct{}) (b batch[M], idle, ok bool) {
 	return b, false, true
 }
 
-// linger waits until wake is signalled or t fires. It reports whether
-// the writer should go on (it was woken); if not, the writer is marked
-// gone under the lock that a sender would have taken to wake it.
-func (c *Conn[M]) linger(wake chan struct{}, t *time.Timer) bool {
-	select {
-	case <-wake:
-	case <-t.C:
+// linger waits until wake is signalled, or until a tick finds that
+// nothing was written since the tick before (so the writer exits after
+// one to two writerLinger periods of quiet). It reports whether the
+// writer should go on (it was woken); if not, the writer is marked gone
+// under the lock that a sender would have taken to wake it.
+func (c *Conn[M]) linger(wake chan struct{}, tick <-chan time.Time, busy *bool) bool {
+	for {
+		select {
+		case <-wake: // the sender cleared c.wake with its send
+			return true
+		case <-tick:
+		}
+		if *busy {
+			*busy = false
+			continue
+		}
+		c.mu.Lock()
+		woken := c.wake != wake // a sender (or Kill) cleared it, and sent
+		if !woken {
+			c.wake = nil
+			c.writerGoneLocked()
+		}
+		c.mu.Unlock()
+		if woken {
+			<-wake // sent under the lock, before it was cleared
+		}
+		return woken
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	woken := c.wake != wake // a sender (or Kill) cleared it
-	if !woken {
-		c.wake = nil
-		c.writerGoneLocked()
-	}
-	select {
-	case <-wake: // the send of a wake that raced the timer
-	default:
-	}
-	return woken
 }
 
 // writerGoneLocked records that the writer exits. c.mu is held.
