@@ -26,7 +26,7 @@
 //
 // Writer: at most one goroutine at a time, started by whoever queues into an
 // empty queue while none runs. When the queue is empty it lingers for
-// 100-200 ms (woken through a channel by whoever queues next), then exits,
+// 25-50 ms (woken through a channel by whoever queues next), then exits,
 // so that a busy connection keeps one writer and an idle connection has
 // none. It is the only goroutine that writes the socket:
 // data, pings, pongs and the close frame all go through the queue, so no
