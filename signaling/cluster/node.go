@@ -326,7 +326,7 @@ func (n *Node) checkReady() error {
 	if time.Since(n.probeFailed) < unreadyAfter {
 		return nil
 	}
-	return fmt.Errorf("session directory: no write for %v: %w", time.Since(n.probeFailed).Round(time.Second), err)
+	return fmt.Errorf("session directory: no write to NATS JetStream for %v: %w", time.Since(n.probeFailed).Round(time.Second), err)
 }
 
 // unreadyAfter is how long the readiness probe's writes must fail before

@@ -87,6 +87,7 @@ export class Peer {
     pc.onconnectionstatechange = () => {
       const state = pc.connectionState;
       if (state === 'connected') {
+        this.connectedAt = Date.now();
         const reconnected = this.everConnected && this.interrupted;
         this.everConnected = true;
         this.interrupted = false;
@@ -234,6 +235,12 @@ export class Peer {
     // network change): have it checked now rather than at the next ping.
     this.probe();
     if (!this.polite && s === 'failed') { this.restartICE(); return; }
+    // A polite side whose signaling resumed since the path last worked
+    // does not wait for the impolite side's offer: it most likely went to
+    // the socket that died with the network change (ICE noticed the
+    // change only now, seconds after the socket did).
+    const resumedSince = (this.resumedAt || 0) > (this.connectedAt || 0);
+    if (this.polite && resumedSince) { this.restartICE(); return; }
     setTimeout(() => {
       const now = this.pc.iceConnectionState;
       if (now === 'disconnected' || now === 'failed') this.restartICE();
@@ -305,6 +312,7 @@ export class Peer {
     if (this.closed) return;
     const cfg = this.pc.getConfiguration();
     cfg.iceServers = iceServers;
+    this.resumedAt = Date.now();
     try { this.pc.setConfiguration(cfg); } catch (e) {
       this.emit('warning', { peer: this.member, message: 'setConfiguration: ' + e.message });
       return;
