@@ -186,8 +186,10 @@ func TestPasswordWorkBounded(t *testing.T) {
 	if bound := uint64(8 * 19); grown > bound {
 		t.Errorf("the heap grew by %d MiB under 48 concurrent password requests, want at most %d (a few 19 MiB hashes)", grown, bound)
 	}
-	if statuses[http.StatusCreated] == 0 || statuses[http.StatusServiceUnavailable] == 0 {
-		t.Errorf("answers %v: want some accounts created and some 503", statuses)
+	// Which requests get a worker is up to the scheduler: logins (401,
+	// the work done for a wrong password) may take every slot.
+	if statuses[http.StatusCreated]+statuses[http.StatusUnauthorized] == 0 || statuses[http.StatusServiceUnavailable] == 0 {
+		t.Errorf("answers %v: want some requests hashed (201 or 401) and some 503", statuses)
 	}
 	for code := range statuses {
 		if code != http.StatusCreated && code != http.StatusUnauthorized && code != http.StatusServiceUnavailable {
