@@ -58,17 +58,7 @@ func TestValidate(t *testing.T) {
 // succeeds again once it is back; the checks added with AddCheck count.
 func TestReadyFollowsTheServer(t *testing.T) {
 	nats := natstest.StartCluster(t, 1) // restartable
-	c, err := Connect(Options{URLs: []string{nats.URLs()}, Logger: testlog.New(t, slog.LevelInfo),
-		ReconnectWait: 50 * time.Millisecond, ProbeInterval: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := c.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
+	c, ctx := connectReady(t, Options{URLs: []string{nats.URLs()}, ProbeInterval: 100 * time.Millisecond})
 	reg := prometheus.NewRegistry()
 	if err := c.Register(reg); err != nil {
 		t.Fatal(err)
@@ -122,17 +112,8 @@ func TestReadyRidesOutLeaderElection(t *testing.T) {
 	nats := natstest.StartCluster(t, 3)
 	leader := slices.IndexFunc(nats.Servers, func(s *server.Server) bool { return s.JetStreamIsLeader() })
 	other := (leader + 1) % 3
-	c, err := Connect(Options{URLs: []string{nats.Servers[other].ClientURL()}, Logger: testlog.New(t, slog.LevelInfo),
-		ReconnectWait: 50 * time.Millisecond, ProbeInterval: 50 * time.Millisecond, Timeout: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := c.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
+	c, ctx := connectReady(t, Options{URLs: []string{nats.Servers[other].ClientURL()},
+		ProbeInterval: 50 * time.Millisecond, Timeout: 200 * time.Millisecond})
 	nats.Stop(leader)
 	start := time.Now()
 	var elected time.Duration
@@ -171,6 +152,25 @@ func TestReadyRidesOutLeaderElection(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // polling a condition under a deadline
 	}
 	t.Logf("not ready %v after the check began to time out: %v", time.Since(start), c.Ready())
+}
+
+// connectReady connects with o (a test logger, quick reconnects) and
+// waits until the connection is ready. The context it returns (10 s) is
+// for the test's later waits.
+func connectReady(t *testing.T, o Options) (*Conn, context.Context) {
+	t.Helper()
+	o.Logger, o.ReconnectWait = testlog.New(t, slog.LevelInfo), 50*time.Millisecond
+	c, err := Connect(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	if err := c.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return c, ctx
 }
 
 func waitFor(t *testing.T, cond func() bool) {
