@@ -496,7 +496,7 @@ func storeDown(w http.ResponseWriter, err error) bool {
 	case errors.Is(err, store.ErrUnavailable):
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, codeUnavailable,
-			"the account store cannot be reached right now (the cluster lost its NATS connection); nothing was changed, try again in a moment")
+			"the account store cannot be reached right now (NATS JetStream did not answer in time, or this node is not connected to it); nothing was changed, try again in a moment")
 	case errors.Is(err, store.ErrConflict):
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, codeUnavailable,

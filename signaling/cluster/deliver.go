@@ -6,6 +6,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/khadga/khadga/internal/bufpool"
 	"github.com/khadga/khadga/signaling/hub"
 )
 
@@ -20,7 +21,7 @@ func (n *Node) Deliver(node, peer string, e hub.Envelope) error {
 	if e.Kind == hub.KindSignal && e.From != "" {
 		d.seq = n.track.add(e.From, e.Ref, peer, node)
 	}
-	bp := deliverPool.Get().(*[]byte)
+	bp := bufpool.Get()
 	if !n.out.publishPooled(n.subject("node", node), bp, appendDeliver((*bp)[:0], d)) {
 		if d.seq != 0 {
 			n.track.forget(d.seq)

@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"sync"
+
+	"github.com/khadga/khadga/internal/bufpool"
 )
 
 // outbox is where everything this node sends to other nodes waits for the
@@ -41,7 +43,7 @@ func (b *batch) reset() {
 type outMsg struct {
 	subject string
 	data    []byte
-	pooled  *[]byte // data's buffer, from deliverPool; nil if data is not pooled
+	pooled  *[]byte // data's buffer, from bufpool; nil if data is not pooled
 }
 
 func newOutbox(n *Node) *outbox {
@@ -54,7 +56,7 @@ func (o *outbox) publish(subject string, data []byte) bool {
 	return o.add(outMsg{subject: subject, data: data})
 }
 
-// publishPooled is publish for data in a buffer from deliverPool, which
+// publishPooled is publish for data in a buffer from bufpool, which
 // the outbox gives back once data is published (or refused).
 func (o *outbox) publishPooled(subject string, bp *[]byte, data []byte) bool {
 	return o.add(outMsg{subject: subject, data: data, pooled: bp})
@@ -75,18 +77,9 @@ func (o *outbox) add(m outMsg) bool {
 	return true
 }
 
-// deliverPool lends the buffers deliveries are encoded into: NATS copies
-// what it publishes, so a delivery's buffer is free again once published,
-// and a relayed signal allocates nothing of its size on its way out.
-var deliverPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
-
-// maxPooledDeliver bounds the buffers deliverPool keeps.
-const maxPooledDeliver = 16 << 10
-
 func (m outMsg) release() {
-	if m.pooled != nil && cap(m.data) <= maxPooledDeliver {
-		*m.pooled = m.data[:0]
-		deliverPool.Put(m.pooled)
+	if m.pooled != nil {
+		bufpool.Put(m.pooled, m.data)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/khadga/khadga/internal/bufpool"
 	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling/wsconn"
 )
@@ -75,11 +76,11 @@ func (s *session) publish() {
 type queued struct {
 	Envelope
 	at  int64   // unix nanoseconds it was kept while the session was absent
-	buf *[]byte // Msg's buffer, from msgPool; nil if Msg is not pooled
+	buf *[]byte // Msg's buffer, from bufpool; nil if Msg is not pooled
 }
 
 // keep makes e an entry that owns its message, for a queue. A borrowed
-// message is copied into a buffer from msgPool, which the entry gives
+// message is copied into a buffer from bufpool, which the entry gives
 // back once the writer has written it (Release). An entry that is dropped
 // instead leaves its buffer to the collector. An entry lives in one queue
 // at a time (a connection's, then maybe an absent queue, then a resumed
@@ -88,7 +89,7 @@ func keep(e Envelope) queued {
 	if !e.Borrowed {
 		return queued{Envelope: e}
 	}
-	bp := msgPool.Get().(*[]byte)
+	bp := bufpool.Get()
 	e.Msg = append((*bp)[:0], e.Msg...)
 	e.Borrowed = false
 	return queued{Envelope: e, buf: bp}
@@ -101,7 +102,7 @@ func (q queued) Payload() []byte { return q.Msg }
 // calls it once the message is written, and nothing reads it after.
 func (q queued) Release() {
 	if q.buf != nil {
-		putMsgBuf(q.buf, q.Msg)
+		bufpool.Put(q.buf, q.Msg)
 	}
 }
 

@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 
+	"github.com/khadga/khadga/internal/bufpool"
 	"github.com/khadga/khadga/proto"
 )
 
@@ -29,37 +29,16 @@ func (h *Hub) forward(c *conn, m *proto.Message) {
 		}
 		return
 	}
-	bp := msgPool.Get().(*[]byte)
+	bp := bufpool.Get()
 	out := appendSignal((*bp)[:0], m.Room, s.member.Peer, m.Data)
 	err := h.send(m.To, Envelope{Msg: out, Kind: KindSignal, From: s.member.Peer, Ref: m.ID, Borrowed: true})
-	putMsgBuf(bp, out)
+	bufpool.Put(bp, out)
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrUnknownPeer):
 		c.replyError(m.ID, proto.CodeUnknownPeer, "no peer %s", m.To)
 	default:
 		c.replyError(m.ID, proto.CodePeerUnavailable, "peer %s cannot take signals now; the signal was dropped", m.To)
-	}
-}
-
-// msgPool lends message buffers: the ones forwarded signals are encoded
-// into, and the copies that queue entries keep of borrowed messages until
-// the writer has written them (queued.Release). A relayed signal then
-// allocates nothing of its size, so the collector runs several times less
-// often, and each of its stop-the-world pauses is a latency spike for
-// every connection (on a busy 2-core machine, a millisecond or more while
-// the other thread waits for a core).
-var msgPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
-
-// maxPooledMsg bounds the buffers msgPool keeps.
-const maxPooledMsg = 16 << 10
-
-// putMsgBuf gives b, which was borrowed in bp, back to msgPool, unless it
-// grew past maxPooledMsg.
-func putMsgBuf(bp *[]byte, b []byte) {
-	if cap(b) <= maxPooledMsg {
-		*bp = b[:0]
-		msgPool.Put(bp)
 	}
 }
 
