@@ -25,7 +25,8 @@ type idleConns struct {
 	listed   atomic.Int64 // connections that have read a presence message
 	dropped  atomic.Int64
 	hbErrors atomic.Int64
-	errCodes sync.Map // code -> *atomic.Int64
+	refused  atomic.Int64 // rounds of dials refused for now and retried (loadStats.Refused)
+	errCodes sync.Map     // code -> *atomic.Int64
 	readers  sync.WaitGroup
 }
 

@@ -74,11 +74,18 @@ type loadPeer struct {
 
 // loadStats is what a load process's connections saw.
 type loadStats struct {
-	Received        int64            `json:"received"`
-	Dropped         int64            `json:"dropped"`
-	HeartbeatErrors int64            `json:"heartbeat_errors"`
-	Errors          map[string]int64 `json:"errors,omitempty"`
+	Received        int64 `json:"received"`
+	Dropped         int64 `json:"dropped"`
+	HeartbeatErrors int64 `json:"heartbeat_errors"`
+	// Refused counts the rounds of dials that a node refused for now
+	// (503, Retry-After) and that were tried again.
+	Refused int64            `json:"refused_retried"`
+	Errors  map[string]int64 `json:"errors,omitempty"`
 }
+
+// maxRefused is how long a load process goes on retrying refused dials
+// with none opening before it gives up.
+const maxRefused = time.Minute
 
 // tapWait bounds the wait for an answer on a tapped connection.
 const tapWait = 10 * time.Second
@@ -134,11 +141,28 @@ func runLoad(ctx context.Context, in *bufio.Reader, out *eventWriter, log *slog.
 	go func() { defer hb.Done(); ic.heartbeats(hbCtx, t.heartbeat(), spec.Heartbeat) }()
 	defer func() { stopHB(); hb.Wait() }()
 	const chunk = 500
+	var stalled time.Time // since when refusals have let no connection open; zero: none
 	for len(ic.conns) < spec.Conns {
 		cs, err := dialMany(ctx, t, min(chunk, spec.Conns-len(ic.conns)), spec.Dialers)
 		ic.add(cs)
+		if len(cs) > 0 {
+			stalled = time.Time{}
+		}
 		if err != nil {
-			return fmt.Errorf("at %d connections: %w", len(ic.conns), err)
+			var later errRetryLater
+			if !errors.As(err, &later) || !stalled.IsZero() && time.Since(stalled) > maxRefused {
+				return fmt.Errorf("at %d connections: %w", len(ic.conns), err)
+			}
+			// Refused for now (the node's store did not answer in time):
+			// wait and try again, as a client does.
+			if stalled.IsZero() {
+				stalled = time.Now()
+			}
+			ic.refused.Add(1)
+			log.Warn("scale: a node refused connections for now; retrying", slog.Int("opened", len(ic.conns)), slog.Any("err", err))
+			if err := sleepCtx(ctx, min(later.after, 5*time.Second)); err != nil {
+				return err
+			}
 		}
 		out.send(loadEvent{Event: "progress", Opened: len(ic.conns)})
 	}
@@ -195,7 +219,7 @@ func serveCommands(ctx context.Context, in *bufio.Reader, out *eventWriter, ic *
 			out.send(loadEvent{Event: "sent", Conn: cmd.Conn})
 		case "stats":
 			out.send(loadEvent{Event: "stats", Stats: &loadStats{Received: ic.received.Load(), Dropped: ic.dropped.Load(),
-				HeartbeatErrors: ic.hbErrors.Load(), Errors: ic.errors()}})
+				HeartbeatErrors: ic.hbErrors.Load(), Refused: ic.refused.Load(), Errors: ic.errors()}})
 		default:
 			out.send(loadEvent{Event: "error", Error: fmt.Sprintf("unknown op %q", cmd.Op)})
 		}

@@ -486,6 +486,7 @@ func (res *scaleResult) collectStats(procs []*loadProc) error {
 		res.Stats.Received += e.Stats.Received
 		res.Stats.Dropped += e.Stats.Dropped
 		res.Stats.HeartbeatErrors += e.Stats.HeartbeatErrors
+		res.Stats.Refused += e.Stats.Refused
 		for k, v := range e.Stats.Errors {
 			res.Stats.Errors[k] += v
 		}
@@ -523,6 +524,6 @@ func (res *scaleResult) table(w io.Writer) {
 	for _, s := range res.Signals {
 		fmt.Fprintf(w, "signal %s (node %d) -> %s (node %d): delivered in %.2f ms\n", s.From, s.FromNode, s.To, s.ToNode, s.Ms)
 	}
-	fmt.Fprintf(w, "idle connections: %d messages in, %d dropped, %d heartbeat errors, errors %v\n",
-		res.Stats.Received, res.Stats.Dropped, res.Stats.HeartbeatErrors, res.Stats.Errors)
+	fmt.Fprintf(w, "idle connections: %d messages in, %d dropped, %d heartbeat errors, errors %v; %d rounds of dials refused for now (503) and retried\n",
+		res.Stats.Received, res.Stats.Dropped, res.Stats.HeartbeatErrors, res.Stats.Errors, res.Stats.Refused)
 }

@@ -4,6 +4,9 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -92,5 +95,39 @@ func TestScaleTooManyForTheLimit(t *testing.T) {
 	err = checkScaleFDs(cfg, ct, &res)
 	if limit, _ := noFileLimit(os.Getpid()); limit <= 20000 && (err == nil || !strings.Contains(err.Error(), "at most")) {
 		t.Fatalf("20,000 connections a node under a limit of %d: %v", limit, err)
+	}
+}
+
+// TestRetryAfter: the scale run's load processes wait and dial again
+// only when a node says "not now" (503 with Retry-After), as a client
+// does; any other refusal stops the run.
+func TestRetryAfter(t *testing.T) {
+	for _, c := range []struct {
+		status int
+		header string
+		want   time.Duration
+		ok     bool
+	}{
+		{http.StatusServiceUnavailable, "5", 5 * time.Second, true},
+		{http.StatusServiceUnavailable, "", 0, false},
+		{http.StatusServiceUnavailable, "soon", 0, false},
+		{http.StatusTooManyRequests, "5", 0, false},
+		{http.StatusUnauthorized, "", 0, false},
+	} {
+		resp := &http.Response{StatusCode: c.status, Header: http.Header{}}
+		if c.header != "" {
+			resp.Header.Set("Retry-After", c.header)
+		}
+		later, ok := retryAfter(resp)
+		if ok != c.ok || later.after != c.want {
+			t.Errorf("%d Retry-After %q: %v, %v; want %v, %v", c.status, c.header, later.after, ok, c.want, c.ok)
+		}
+		if ok {
+			err := fmt.Errorf("dial: %w", fmt.Errorf("%w (%w)", errors.New("websocket: bad handshake"), later))
+			var got errRetryLater
+			if !errors.As(err, &got) || got.after != c.want {
+				t.Errorf("the dial error does not carry the wait: %v", err)
+			}
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -112,6 +113,22 @@ func (c *benchConn) shut() {
 	_ = c.ws.Close()
 }
 
+// errRetryLater is a dial that the server refused for now: 503 with
+// Retry-After, as a node answers while its account store cannot be
+// reached. A real client waits that long and tries again.
+type errRetryLater struct{ after time.Duration }
+
+func (e errRetryLater) Error() string { return "refused for now, retry after " + e.after.String() }
+
+// retryAfter recognises such an answer.
+func retryAfter(resp *http.Response) (errRetryLater, bool) {
+	secs, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+	if resp.StatusCode != http.StatusServiceUnavailable || err != nil || secs < 0 {
+		return errRetryLater{}, false
+	}
+	return errRetryLater{after: time.Duration(secs) * time.Second}, true
+}
+
 // dialWS opens url and explains a refused upgrade with the server's answer.
 func dialWS(ctx context.Context, d *websocket.Dialer, url string, h http.Header) (*websocket.Conn, error) {
 	ws, resp, err := d.DialContext(ctx, url, h)
@@ -119,6 +136,9 @@ func dialWS(ctx context.Context, d *websocket.Dialer, url string, h http.Header)
 		if resp != nil {
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 			resp.Body.Close()
+			if later, ok := retryAfter(resp); ok {
+				err = fmt.Errorf("%w (%w)", err, later)
+			}
 			return nil, fmt.Errorf("dial %s: %s: %s: %w", redact(url), resp.Status, bytes.TrimSpace(body), err)
 		}
 		return nil, fmt.Errorf("dial %s: %w", redact(url), err)
