@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,6 +36,8 @@ func loopbackEngine() webrtc.SettingEngine {
 type pipeHost struct {
 	to     chan wireSignal
 	events chan Event
+	mu     sync.Mutex
+	sent   []wireSignal // every signal, in the order sent
 }
 
 func (h *pipeHost) sendSignal(_, _ string, s wireSignal) error {
@@ -42,6 +45,9 @@ func (h *pipeHost) sendSignal(_, _ string, s wireSignal) error {
 	if err != nil {
 		return err
 	}
+	h.mu.Lock()
+	h.sent = append(h.sent, s)
+	h.mu.Unlock()
 	var s2 wireSignal
 	if err := json.Unmarshal(b, &s2); err != nil {
 		return err

@@ -161,12 +161,19 @@ func (p *peer) wire() {
 			return
 		}
 		init := c.ToJSON()
-		if err := p.host.sendSignal(p.id, p.anyRoom(), wireSignal{Candidate: &proto.ICECandidate{
-			Candidate: init.Candidate, SDPMid: init.SDPMid, SDPMLineIndex: init.SDPMLineIndex,
-			UsernameFragment: init.UsernameFragment,
-		}}); err != nil {
-			p.log.Debug("send candidate", slog.Any("err", err))
-		}
+		// Sent from the negotiation loop, so after the description
+		// whose SetLocalDescription started this gathering: pion
+		// gathers at once, from its own goroutine, and a candidate of
+		// an ICE restart that overtook its offer or answer would reach
+		// a remote that does not know its ufrag yet, which drops it.
+		p.enqueue(func() {
+			if err := p.host.sendSignal(p.id, p.anyRoom(), wireSignal{Candidate: &proto.ICECandidate{
+				Candidate: init.Candidate, SDPMid: init.SDPMid, SDPMLineIndex: init.SDPMLineIndex,
+				UsernameFragment: init.UsernameFragment,
+			}}); err != nil {
+				p.log.Debug("send candidate", slog.Any("err", err))
+			}
+		})
 	})
 	p.pc.OnICEConnectionStateChange(p.onICEState)
 	p.pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {

@@ -8,6 +8,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -104,6 +106,50 @@ func TestPeerNegotiationGlare(t *testing.T) {
 	}
 	if m := waitEvent[*Message](t, eb, nil); m.Text != "still here" {
 		t.Fatalf("got %q", m.Text)
+	}
+}
+
+// TestCandidatesFollowTheirDescription: a candidate goes out only after
+// the description that carries its ufrag. Pion gathers from its own
+// goroutine as soon as SetLocalDescription runs; a candidate of an ICE
+// restart that overtook its offer or answer reached a remote that did not
+// know the new ufrag yet, which dropped it, and the restarted connection
+// then had no candidates and never connected (seen under load in
+// TestE2ESimultaneousNegotiation).
+func TestCandidatesFollowTheirDescription(t *testing.T) {
+	a, b, ea, eb := newTestPair(t)
+	waitEvent[*PeerConnected](t, ea, nil)
+	waitEvent[*PeerConnected](t, eb, nil)
+	for range 6 {
+		b.enqueue(func() { b.negotiate(true) })
+		waitStable(t, b)
+		waitStable(t, a)
+	}
+	for _, p := range []*peer{a, b} {
+		h := p.host.(*pipeHost)
+		h.mu.Lock()
+		sent := slices.Clone(h.sent)
+		h.mu.Unlock()
+		described := map[string]bool{}
+		ufrags := 0
+		for i, s := range sent {
+			switch {
+			case s.Description != nil:
+				for line := range strings.Lines(s.Description.SDP) {
+					if u, ok := strings.CutPrefix(strings.TrimSpace(line), "a=ice-ufrag:"); ok && !described[u] {
+						described[u] = true
+						ufrags++
+					}
+				}
+			case s.Candidate != nil && s.Candidate.UsernameFragment != nil:
+				if u := *s.Candidate.UsernameFragment; !described[u] {
+					t.Fatalf("%s: signal %d is a candidate for ufrag %s, sent before any description with it", p.self, i, u)
+				}
+			}
+		}
+		if ufrags < 6 {
+			t.Fatalf("%s described %d ufrags; want the first and at least 5 restarts", p.self, ufrags)
+		}
 	}
 }
 
