@@ -59,6 +59,9 @@
 // most 18,000 each (-scale-procs), so that no process passes the
 // machine's descriptor limit; the bench checks each node's limit against
 // its share plus the descriptors it holds of its own before it starts.
+// A dial that a node refuses for now (503 with Retry-After, while its
+// store does not answer in time) is waited out and tried again, as a
+// client would, and counted.
 // It reports the nodes' RSS per connection (NATS's apart), NATS's traffic
 // per idle connection (from nats-server's /varz, against the same window
 // before any connection), the most descriptors any process held, and
