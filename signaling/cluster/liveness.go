@@ -132,12 +132,13 @@ func (l *liveness) beat(bye bool) {
 	}
 }
 
-// run beats and checks the others until ctx ends.
-func (l *liveness) run(ctx context.Context) {
+// beats sends this node's heartbeat until ctx ends. Nothing else runs on
+// this goroutine: a beat that waited behind a slow check or KV request
+// could come later than DeadAfter, and the others would take this healthy
+// node for gone.
+func (l *liveness) beats(ctx context.Context) {
 	beat := time.NewTicker(l.n.cfg.Heartbeat)
 	defer beat.Stop()
-	check := time.NewTicker(l.n.cfg.Heartbeat / 4)
-	defer check.Stop()
 	l.beat(false)
 	for {
 		select {
@@ -145,6 +146,18 @@ func (l *liveness) run(ctx context.Context) {
 			return
 		case <-beat.C:
 			l.beat(false)
+		}
+	}
+}
+
+// checks looks for nodes gone until ctx ends.
+func (l *liveness) checks(ctx context.Context) {
+	check := time.NewTicker(l.n.cfg.Heartbeat / 4)
+	defer check.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
 		case now := <-check.C:
 			l.check(now)
 		}
@@ -187,16 +200,18 @@ func (l *liveness) check(now time.Time) {
 		l.n.track.failNode(node)
 	}
 	for _, node := range orphaned {
-		l.removeOrphans(node)
+		// One KV request per session: a big node's take seconds, during
+		// which the checks must go on.
+		l.n.run(func(ctx context.Context) { l.removeOrphans(ctx, node) })
 	}
 }
 
 // removeOrphans removes the sessions of a gone node that did not move:
 // here (this node's members see them leave, presence shows them offline)
 // and from the directory (every node tries; the revision lets one win).
-func (l *liveness) removeOrphans(node string) {
+func (l *liveness) removeOrphans(ctx context.Context, node string) {
 	n := l.n.hub.RemoveNode(node)
-	ctx, cancel := context.WithTimeout(l.n.ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	for peer, rev := range l.n.dir.ofNode(node) {
 		if err := l.n.kv.Delete(ctx, peer, jetstream.LastRevision(rev)); err != nil && !isConflict(err) {

@@ -216,7 +216,8 @@ func (n *Node) Start(ctx context.Context, h *hub.Hub) error {
 	}
 	n.run(n.out.run)
 	n.run(n.dir.write)
-	n.run(n.live.run)
+	n.run(n.live.beats)
+	n.run(n.live.checks)
 	n.run(n.track.run)
 	if err := n.dir.load(ctx); err != nil {
 		n.Close()

@@ -1,0 +1,79 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/khadga/khadga/internal/natstest"
+	"github.com/khadga/khadga/signaling/hub"
+)
+
+// A node that removes a dead node's sessions (one KV request each, seconds
+// for a big node) keeps beating: a gap longer than DeadAfter would make
+// every other node take it for gone too (its signals failed, its sessions
+// orphaned), while the cluster is recovering from the first death.
+func TestOrphanRemovalKeepsHeartbeats(t *testing.T) {
+	const orphans = 3000
+	urls := natstest.Start(t).ClientURL()
+	cfg := fastConfig()
+	obs := natstest.Connect(t, urls)
+	js, err := jetstream.New(obs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.CreateOrUpdateKeyValue(context.Background(), jetstream.KeyValueConfig{
+		Bucket: "khadga-sessions", Description: "khadga: the sessions of every node (peer id -> state)",
+		History: 1, Replicas: 1, Storage: jetstream.FileStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A node "x" that held many sessions and died before a started.
+	for i := range orphans {
+		r := record{User: fmt.Sprint("u", i), Role: "user", Node: "x", Epoch: 1, Ver: 1}
+		b, _ := json.Marshal(r)
+		if _, err := kv.Put(context.Background(), fmt.Sprintf("p%05d", i), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	var beats []time.Time
+	sub, err := obs.Subscribe("khadga.hb", func(m *nats.Msg) {
+		var hb heartbeat
+		if json.Unmarshal(m.Data, &hb) == nil && hb.Node == "a" {
+			mu.Lock()
+			beats = append(beats, time.Now())
+			mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	a := startNode(t, "a", urls, cfg, hub.Config{})
+	if got := a.hub.Stats().Remote; got != orphans {
+		t.Fatalf("a loaded %d of x's sessions", got)
+	}
+	eventually(t, "x's sessions removed", func() bool { return a.hub.Stats().Remote == 0 })
+	// a few more beats after the removal
+	mu.Lock()
+	n := len(beats)
+	mu.Unlock()
+	eventually(t, "two more beats", func() bool { mu.Lock(); defer mu.Unlock(); return len(beats) >= n+2 })
+	mu.Lock()
+	defer mu.Unlock()
+	var worst time.Duration
+	for i := 1; i < len(beats); i++ {
+		worst = max(worst, beats[i].Sub(beats[i-1]))
+	}
+	t.Logf("heartbeat %v, DeadAfter %v, longest gap between a's beats: %v", cfg.Heartbeat, cfg.DeadAfter, worst)
+	if worst > cfg.DeadAfter {
+		t.Fatalf("node a went %v without a heartbeat while removing a dead node's %d sessions (DeadAfter %v): the others take it for gone", worst, orphans, cfg.DeadAfter)
+	}
+}
