@@ -12,9 +12,10 @@ import (
 )
 
 // TestTwoFactorSignIn: a user turns on two-factor authentication in the app
-// (the QR code shows under the page's CSP, the key is confirmed with a code
-// and recovery codes are shown), and from then on signing in asks for a
-// code: a wrong one is refused, the right one signs in.
+// (the QR code shows under the page's CSP, the key is confirmed with the
+// password and a code, and recovery codes are shown), and from then on
+// signing in asks for a code: a wrong one is refused, the right one signs
+// in.
 func TestTwoFactorSignIn(t *testing.T) {
 	s := signalingtest.Start(t, signalingtest.Options{})
 	alice := openPage(t, s.URL, "alice")
@@ -29,7 +30,7 @@ func TestTwoFactorSignIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	alice.do(chromedp.SendKeys(chromedp.ID("totp-confirm-code"), code+kb.Enter))
+	alice.do(chromedp.SendKeys(chromedp.ID("totp-confirm-password"), password), chromedp.SendKeys(chromedp.ID("totp-confirm-code"), code+kb.Enter))
 	alice.waitFor("the recovery codes", `!document.getElementById('totp-recovery').hidden && document.querySelectorAll('#totp-recovery-codes li').length === 10`)
 
 	alice.press("signout")

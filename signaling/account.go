@@ -95,6 +95,26 @@ const reasonPassword = "the account's password was changed; sign in again"
 // audit log as auditKind, if set).
 func (s *Server) passwordOK(w http.ResponseWriter, r *http.Request, key string, c credentials, refused, auditKind string) (store.User, bool) {
 	addr := s.clientAddr(r)
+	u, ok := s.passwordChecked(w, r, addr, key, c, refused, auditKind)
+	if !ok {
+		return store.User{}, false
+	}
+	if u.TOTP != nil && u.TOTP.Enabled {
+		// A password alone does not sign in to this account, so it does
+		// not clear the failures its wrong codes counted: else someone who
+		// knows the password could guess codes at /api/login without
+		// limit, clearing the count here between guesses.
+		s.limiter.Cancel(addr, key, s.cfg.Now())
+	} else {
+		s.limiter.Success(addr, key, s.cfg.Now())
+	}
+	return u, true
+}
+
+// passwordChecked is passwordOK for a request that goes on to check a
+// second factor: a right password leaves the attempt open, and the caller
+// settles it once the code is checked (settleCode).
+func (s *Server) passwordChecked(w http.ResponseWriter, r *http.Request, addr, key string, c credentials, refused, auditKind string) (store.User, bool) {
 	if ok, _ := s.limitCheck(w, r, addr, key); !ok {
 		return store.User{}, false
 	}
@@ -107,12 +127,11 @@ func (s *Server) passwordOK(w http.ResponseWriter, r *http.Request, key string, 
 	case !ok:
 		s.limiter.Failure(addr, key, s.cfg.Now())
 		if auditKind != "" {
-			s.audit(auditKind, key, r, "")
+			s.audit(auditKind, key, r, "wrong password")
 		}
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, refused)
 		return store.User{}, false
 	}
-	s.limiter.Success(addr, key, s.cfg.Now())
 	return u, true
 }
 

@@ -51,28 +51,25 @@ func (s *Server) handleTOTPEnroll(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-type codeRequest struct {
-	Code string `json:"code"`
+type passwordCodeRequest struct {
+	Password string `json:"password"`
+	Code     string `json:"code"`
 }
 
-// handleTOTPConfirm turns a pending enrollment on with its first code and
-// returns the one-time recovery codes (shown once; only hashes are kept).
+// handleTOTPConfirm turns a pending enrollment on with the password and
+// its first code, and returns the one-time recovery codes (shown once;
+// only hashes are kept). It takes the password so that a stolen access
+// token is not enough to bind the account to someone else's authenticator
+// (its owner could then neither sign in nor turn 2FA off).
 func (s *Server) handleTOTPConfirm(w http.ResponseWriter, r *http.Request) {
-	claims, ok := s.requireBearer(w, r)
+	claims, req, addr, ok := s.passwordThenCode(w, r, "totp-confirm-failed")
 	if !ok {
-		return
-	}
-	var req codeRequest
-	if !decodeBody(w, r, &req) {
 		return
 	}
 	codes, hashes, err := auth.NewRecoveryCodes(auth.RecoveryCodes)
 	if err != nil {
+		s.limiter.Cancel(addr, claims.User, s.cfg.Now())
 		s.internalError(w, "generating recovery codes", err)
-		return
-	}
-	addr := s.clientAddr(r)
-	if ok, _ := s.limitCheck(w, r, addr, claims.User); !ok {
 		return
 	}
 	err = s.store.UpdateUser(claims.User, func(u *store.User) error {
@@ -94,41 +91,14 @@ func (s *Server) handleTOTPConfirm(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"recovery_codes": codes})
 }
 
-type disableRequest struct {
-	Password string `json:"password"`
-	Code     string `json:"code"`
-}
-
 // handleTOTPDisable turns the second factor off; it takes the password and
 // a current code (or a recovery code), so a stolen access token is not enough.
 func (s *Server) handleTOTPDisable(w http.ResponseWriter, r *http.Request) {
-	claims, ok := s.requireBearer(w, r)
+	claims, req, addr, ok := s.passwordThenCode(w, r, "totp-disable-failed")
 	if !ok {
 		return
 	}
-	var req disableRequest
-	if !decodeBody(w, r, &req) {
-		return
-	}
-	// The password and the code go through the login limits: without them
-	// this endpoint was a password oracle (issue 14, point 2).
-	addr := s.clientAddr(r)
-	if ok, _ := s.limitCheck(w, r, addr, claims.User); !ok {
-		return
-	}
-	_, ok, err := s.checkPassword(r, credentials{Username: claims.User, Password: req.Password})
-	if err != nil {
-		s.limiter.Cancel(addr, claims.User, s.cfg.Now())
-		s.hashBusy(w, err)
-		return
-	}
-	if !ok {
-		s.limiter.Failure(addr, claims.User, s.cfg.Now())
-		s.audit("totp-disable-failed", claims.User, r, "wrong password")
-		writeError(w, http.StatusUnauthorized, codeUnauthorized, errBadCredentials)
-		return
-	}
-	err = s.store.UpdateUser(claims.User, func(u *store.User) error {
+	err := s.store.UpdateUser(claims.User, func(u *store.User) error {
 		if u.TOTP == nil || !u.TOTP.Enabled {
 			return errConflict
 		}
@@ -144,6 +114,22 @@ func (s *Server) handleTOTPDisable(w http.ResponseWriter, r *http.Request) {
 	}
 	s.audit("totp-disabled", claims.User, r, "")
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// passwordThenCode reads a {"password","code"} request of the signed-in
+// user and checks the password under the login limits (without them these
+// endpoints were a password oracle: issue 14, point 2). When it returns
+// true the attempt is open: the caller checks the code and settles it
+// (settleCode). When it returns false it has answered.
+func (s *Server) passwordThenCode(w http.ResponseWriter, r *http.Request, auditKind string) (auth.Claims, passwordCodeRequest, string, bool) {
+	var req passwordCodeRequest
+	claims, ok := s.requireBearer(w, r)
+	if !ok || !decodeBody(w, r, &req) {
+		return claims, req, "", false
+	}
+	addr := s.clientAddr(r)
+	_, ok = s.passwordChecked(w, r, addr, claims.User, credentials{Username: claims.User, Password: req.Password}, errBadCredentials, auditKind)
+	return claims, req, addr, ok
 }
 
 // spendSecondFactor checks code against u's TOTP (a time code newer than the

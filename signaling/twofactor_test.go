@@ -2,10 +2,12 @@ package signaling_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 	"github.com/khadga/khadga/signaling"
+	"github.com/khadga/khadga/signaling/auth"
 	"github.com/khadga/khadga/signaling/signalingtest"
 	"github.com/pquerna/otp/totp"
 )
@@ -42,11 +45,20 @@ func TestTOTP(t *testing.T) {
 	// Until confirmed, login needs no code.
 	s.Login(t, "alice", password)
 
-	if code, _ := s.Post(t, "/api/totp/confirm", map[string]string{"code": "000000"}, authz...); code != 401 {
+	if code, _ := s.Post(t, "/api/totp/confirm", map[string]string{"password": password, "code": "000000"}, authz...); code != 401 {
 		t.Fatalf("confirm with a wrong code: %d", code)
 	}
 	first, _ := totp.GenerateCode(e.Secret, now())
-	code, body = s.Post(t, "/api/totp/confirm", map[string]string{"code": first}, authz...)
+	// The access token alone is not enough: whoever holds a stolen one
+	// could bind the account to their authenticator and lock its owner
+	// out (neither sign-in nor turning 2FA off works without the code).
+	for _, pw := range []string{"", "wrong password"} {
+		if code, body := s.Post(t, "/api/totp/confirm", map[string]string{"password": pw, "code": first}, authz...); code != 401 || !strings.Contains(string(body), "unauthorized") {
+			t.Fatalf("confirm with password %q: %d %s, want 401 unauthorized", pw, code, body)
+		}
+	}
+	s.Login(t, "alice", password) // still no code asked
+	code, body = s.Post(t, "/api/totp/confirm", map[string]string{"password": password, "code": first}, authz...)
 	if code != 200 {
 		t.Fatalf("confirm: %d %s", code, body)
 	}
@@ -205,4 +217,70 @@ func (b *smtpCapture) nextMail(t *testing.T) string {
 		t.Fatal("no email arrived")
 		return ""
 	}
+}
+
+// TestPasswordAloneKeepsCodeLimit: someone who knows the password but not
+// the authenticator guesses codes at /api/login, each from a new address,
+// and between guesses proves the password alone at
+// /api/resend-verification. That must not clear the account's failures:
+// the per-account limit still stops the guessing.
+func TestPasswordAloneKeepsCodeLimit(t *testing.T) {
+	capture, smtpAddr := startSMTP(t)
+	var clock atomic.Int64
+	clock.Store(time.Now().Unix())
+	now := func() time.Time { return time.Unix(clock.Load(), 0) }
+	s := signalingtest.Start(t, signalingtest.Options{Config: signaling.Config{
+		SMTPURL: "smtp://" + smtpAddr, SMTPFrom: "khadga@example.org", Now: now,
+		TrustedProxies: []string{"127.0.0.1/32"},
+		LoginLimits:    auth.LimiterOptions{SlowAfter: 50, BlockAfter: 3},
+	}})
+	creds := map[string]string{"username": "erin", "password": password, "email": "erin@example.org"}
+	if c, b := s.Post(t, "/api/register", creds); c != 201 {
+		t.Fatalf("register: %d %s", c, b)
+	}
+	link := regexp.MustCompile(`http://\S+/api/verify-email\?\S+`).FindString(capture.nextMail(t))
+	resp, err := httpClientNoRedirect.Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	tok := s.Login(t, "erin", password)
+	authz := []string{"Authorization", "Bearer " + tok.AccessToken}
+	_, body := s.Post(t, "/api/totp/enroll", "", authz...)
+	var e struct{ Secret string }
+	if err := json.Unmarshal(body, &e); err != nil {
+		t.Fatalf("enroll: %s", body)
+	}
+	first, _ := totp.GenerateCode(e.Secret, now())
+	if c, b := s.Post(t, "/api/totp/confirm", map[string]string{"password": password, "code": first}, authz...); c != 200 {
+		t.Fatalf("confirm: %d %s", c, b)
+	}
+	wrongCode := func() string {
+		c, _ := totp.GenerateCode(e.Secret, now())
+		n, _ := strconv.Atoi(c)
+		return fmt.Sprintf("%06d", (n+500000)%1000000)
+	}
+	guesses := 0
+	for round := range 5 {
+		for range 2 {
+			c, b := s.Post(t, "/api/login", map[string]string{"username": "erin", "password": password, "code": wrongCode()},
+				"X-Forwarded-For", fmt.Sprintf("203.0.113.%d", 10+round))
+			if c == http.StatusTooManyRequests {
+				if guesses < 3 {
+					t.Fatalf("limited after %d wrong codes, want 3 (BlockAfter)", guesses)
+				}
+				return
+			}
+			if c != http.StatusUnauthorized {
+				t.Fatalf("wrong code: %d %s", c, b)
+			}
+			guesses++
+		}
+		c, b := s.Post(t, "/api/resend-verification", map[string]string{"username": "erin", "password": password},
+			"X-Forwarded-For", fmt.Sprintf("203.0.113.%d", 100+round))
+		if c != http.StatusConflict {
+			t.Fatalf("resend-verification on a confirmed account: %d %s, want 409", c, b)
+		}
+	}
+	t.Fatalf("%d wrong codes on one account with BlockAfter 3, never limited: the password alone cleared the account's count", guesses)
 }

@@ -96,7 +96,7 @@ func enableTOTP(t *testing.T, s *signalingtest.Server, access string) (secret, r
 		t.Fatalf("enroll: %d %s", status, body)
 	}
 	code, _ := totp.GenerateCode(enr.Secret, time.Now())
-	status, body = s.Post(t, "/api/totp/confirm", map[string]string{"code": code}, auth...)
+	status, body = s.Post(t, "/api/totp/confirm", map[string]string{"password": password, "code": code}, auth...)
 	var conf struct {
 		RecoveryCodes []string `json:"recovery_codes"`
 	}

@@ -697,7 +697,7 @@ async function onTOTPEnroll() {
     $('totp-secret').textContent = e.secret;
     $('totp-setup').hidden = false;
     $('totp-enroll').hidden = true;
-    $('totp-confirm-code').focus();
+    $('totp-confirm-password').focus();
   } catch (err) {
     if (err instanceof ApiError && err.code === 'conflict') {
       $('totp-enroll').hidden = true;
@@ -711,7 +711,8 @@ async function onTOTPConfirm(ev) {
   ev.preventDefault();
   totpMessage('');
   try {
-    const r = await state.session.totpConfirm($('totp-confirm-code').value.trim());
+    const r = await state.session.totpConfirm($('totp-confirm-password').value, $('totp-confirm-code').value.trim());
+    $('totp-confirm-password').value = '';
     $('totp-setup').hidden = true;
     $('totp-secret').textContent = '';
     $('totp-qr').removeAttribute('src');
@@ -719,7 +720,8 @@ async function onTOTPConfirm(ev) {
     $('totp-recovery').hidden = false;
     $('totp-disable-form').hidden = false;
   } catch (err) {
-    totpMessage(err instanceof ApiError && err.code === 'totp_invalid' ? 'That code is wrong; try the next one.' : errorText(err));
+    totpMessage(err instanceof ApiError && err.code === 'totp_invalid' ? 'That code is wrong; try the next one.'
+      : err instanceof ApiError && err.code === 'unauthorized' ? 'The password is wrong.' : errorText(err));
   }
 }
 

@@ -183,9 +183,12 @@ export class Session extends EventTarget {
     return api(this.server, '/api/totp/enroll', {}, await this.accessToken());
   }
 
-  /** totpConfirm turns it on with a first code, and resolves with {recovery_codes} (shown once). */
-  async totpConfirm(code) {
-    return api(this.server, '/api/totp/confirm', { code }, await this.accessToken());
+  /**
+   * totpConfirm turns it on with the password and a first code, and resolves with {recovery_codes} (shown once).
+   * The password is asked so that a stolen access token cannot bind the account to another authenticator.
+   */
+  async totpConfirm(password, code) {
+    return api(this.server, '/api/totp/confirm', { password, code }, await this.accessToken());
   }
 
   /** totpDisable turns it off; it takes the password and a current (or recovery) code. */
