@@ -407,6 +407,9 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f, err := s.sessions.Logout(req.RefreshToken)
+	if storeDown(w, err) {
+		return // the sign-in still works: the client may try again
+	}
 	if err != nil {
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, "invalid refresh token")
 		return

@@ -2,16 +2,19 @@ package signaling_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/khadga/khadga/signaling"
 	"github.com/khadga/khadga/signaling/auth"
 	"github.com/khadga/khadga/signaling/signalingtest"
+	"github.com/khadga/khadga/signaling/store"
 )
 
 const password = "correct horse battery"
@@ -179,5 +182,63 @@ func TestProbes(t *testing.T) {
 		if resp.Header.Get("X-Content-Type-Options") != "nosniff" || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'") {
 			t.Errorf("%s: security headers missing: %v", p, resp.Header)
 		}
+	}
+}
+
+// flakyUsers is a store whose next GetUser (fail) or GetFamily
+// (failFamily) fails as an unreachable JetStream does, once armed.
+type flakyUsers struct {
+	store.Backend
+	fail, failFamily atomic.Bool
+}
+
+func (f *flakyUsers) GetFamily(id string) (store.Family, error) {
+	if f.failFamily.CompareAndSwap(true, false) {
+		return store.Family{}, fmt.Errorf("%w: injected: no answer from JetStream in time", store.ErrUnavailable)
+	}
+	return f.Backend.GetFamily(id)
+}
+
+func (f *flakyUsers) GetUser(name string) (store.User, error) {
+	if f.fail.CompareAndSwap(true, false) {
+		return store.User{}, fmt.Errorf("%w: injected: no answer from JetStream in time", store.ErrUnavailable)
+	}
+	return f.Backend.GetUser(name)
+}
+
+// TestRefreshStoreHiccup: a refresh that fails because the store cannot
+// be reached answers 503 "nothing was changed, try again", and that is
+// true: the retry it asks for works, and the family is neither rotated to
+// a secret nobody received nor revoked as replayed. A logout in the same
+// state answers 503 too, not the 401 of a bad token (after which a client
+// would believe its sign-in ended).
+func TestRefreshStoreHiccup(t *testing.T) {
+	bolt, err := store.Open(filepath.Join(t.TempDir(), "khadga.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bolt.Close() })
+	st := &flakyUsers{Backend: bolt}
+	s := signalingtest.Start(t, signalingtest.Options{Store: st})
+	s.Register(t, "ann", password)
+	tok := s.Login(t, "ann", password)
+
+	st.fail.Store(true)
+	code, body := s.Post(t, "/api/refresh", map[string]string{"refresh_token": tok.RefreshToken})
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(body), "nothing was changed") {
+		t.Fatalf("refresh while the store is unreachable: %d %s, want 503 nothing was changed", code, body)
+	}
+	next := refresh(t, s, tok.RefreshToken, http.StatusOK)
+	f, err := bolt.GetFamily(strings.SplitN(tok.RefreshToken, ".", 2)[0])
+	if err != nil || f.Revoked || f.Generation != 1 {
+		t.Fatalf("family after the hiccup and one retry: %+v, %v; want live, generation 1", f, err)
+	}
+
+	st.failFamily.Store(true)
+	if code, body := s.Post(t, "/api/logout", map[string]string{"refresh_token": next.RefreshToken}); code != http.StatusServiceUnavailable {
+		t.Fatalf("logout while the store is unreachable: %d %s, want 503", code, body)
+	}
+	if code, body := s.Post(t, "/api/logout", map[string]string{"refresh_token": next.RefreshToken}); code != http.StatusNoContent {
+		t.Fatalf("logout retried: %d %s, want 204", code, body)
 	}
 }

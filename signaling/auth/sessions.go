@@ -2,6 +2,7 @@ package auth
 
 import (
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -109,14 +110,33 @@ func (s *Sessions) Login(u store.User) (Pair, error) {
 // token carries the current role and room grants, and a disabled or deleted
 // user gets ErrUserDisabled (and the family is revoked). Errors:
 // ErrTokenInvalid (malformed, unknown, revoked or expired), a *ReuseError
-// (errors.Is ErrTokenReuse) when an old token is replayed, ErrUserDisabled.
+// (errors.Is ErrTokenReuse) when an old token is replayed, ErrUserDisabled,
+// and store errors (such as store.ErrUnavailable), after which the token
+// still works: the rotation is the last step, so nothing can fail after it
+// and leave the client with a token that was rotated away.
 func (s *Sessions) Refresh(refreshToken string) (Pair, error) {
 	id, secret, ok := parseRefresh(refreshToken)
 	if !ok {
 		return Pair{}, fmt.Errorf("%w: malformed refresh token", ErrTokenInvalid)
 	}
+	f, err := s.st.GetFamily(id)
+	if errors.Is(err, store.ErrNotFound) {
+		return Pair{}, fmt.Errorf("%w: %w", ErrTokenInvalid, err)
+	}
+	if err != nil {
+		return Pair{}, fmt.Errorf("auth: refresh: %w", err)
+	}
+	u, err := s.st.GetUser(f.User)
+	if errors.Is(err, store.ErrNotFound) || err == nil && u.Disabled {
+		// Best effort: a deleted user's families are already gone.
+		_ = s.st.RevokeFamily(id)
+		return Pair{}, fmt.Errorf("auth: refresh: %w", ErrUserDisabled)
+	}
+	if err != nil {
+		return Pair{}, fmt.Errorf("auth: refresh: %w", err)
+	}
 	next := randomString(refreshSecBytes)
-	f, err := s.st.RotateFamily(id, hashSecret(secret), hashSecret(next), s.opts.Now())
+	f, err = s.st.RotateFamily(id, hashSecret(secret), hashSecret(next), s.opts.Now())
 	switch {
 	case errors.Is(err, store.ErrTokenReuse):
 		return Pair{}, &ReuseError{User: f.User, Family: f.ID}
@@ -125,28 +145,17 @@ func (s *Sessions) Refresh(refreshToken string) (Pair, error) {
 	case err != nil:
 		return Pair{}, fmt.Errorf("auth: refresh: %w", err)
 	}
-	u, err := s.st.GetUser(f.User)
-	if err == nil && u.Disabled {
-		err = ErrUserDisabled
-	}
-	if errors.Is(err, store.ErrNotFound) {
-		err = ErrUserDisabled
-	}
-	if err != nil {
-		// Best effort: a deleted user's families are already gone.
-		_ = s.st.RevokeFamily(id)
-		return Pair{}, fmt.Errorf("auth: refresh: %w", err)
-	}
 	return s.pair(u, id, next)
 }
 
 // Logout revokes the family of refreshToken and returns it (its ID and
 // User; zero if it was unknown). Unknown or already revoked families are
-// not an error (logout is idempotent); a malformed token is
-// ErrTokenInvalid. The family id is 128 random bits that only ever appear
-// inside refresh tokens, so knowing it is proof enough to end that session.
+// not an error (logout is idempotent). A malformed token, or one whose
+// secret is not the family's current one, is ErrTokenInvalid and changes
+// nothing: the family id alone is not proof, as every access token of the
+// sign-in carries it (claim "sid").
 func (s *Sessions) Logout(refreshToken string) (store.Family, error) {
-	id, _, ok := parseRefresh(refreshToken)
+	id, secret, ok := parseRefresh(refreshToken)
 	if !ok {
 		return store.Family{}, fmt.Errorf("%w: malformed refresh token", ErrTokenInvalid)
 	}
@@ -156,6 +165,12 @@ func (s *Sessions) Logout(refreshToken string) (store.Family, error) {
 	}
 	if err != nil {
 		return store.Family{}, fmt.Errorf("auth: logout: %w", err)
+	}
+	if f.Revoked {
+		return f, nil
+	}
+	if subtle.ConstantTimeCompare(hashSecret(secret), f.Current) != 1 {
+		return store.Family{}, fmt.Errorf("%w: not the sign-in's current refresh token", ErrTokenInvalid)
 	}
 	if err := s.st.RevokeFamily(id); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return store.Family{}, fmt.Errorf("auth: logout: %w", err)

@@ -106,6 +106,15 @@ func TestRefreshReuseRevokesFamily(t *testing.T) {
 func TestLogout(t *testing.T) {
 	f := newSessFixture(t)
 	p, _ := f.s.Login(f.ann)
+	// The family id alone (every access token carries it) is not enough.
+	id, _, _ := strings.Cut(p.RefreshToken, ".")
+	if _, err := f.s.Logout(id + ".not-the-secret"); !errors.Is(err, ErrTokenInvalid) {
+		t.Fatalf("logout with the family id and a wrong secret: err = %v, want ErrTokenInvalid", err)
+	}
+	if _, err := f.s.Refresh(p.RefreshToken); err != nil {
+		t.Fatalf("the sign-in ended by a logout without its secret: %v", err)
+	}
+	p, _ = f.s.Login(f.ann)
 	fam, err := f.s.Logout(p.RefreshToken)
 	if err != nil {
 		t.Fatal(err)
