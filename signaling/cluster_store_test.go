@@ -13,6 +13,8 @@ import (
 	"github.com/khadga/khadga/internal/natsconn"
 	"github.com/khadga/khadga/internal/natstest"
 	"github.com/khadga/khadga/internal/testlog"
+	"github.com/khadga/khadga/proto"
+	"github.com/khadga/khadga/signaling/auth"
 	"github.com/khadga/khadga/signaling/signalingtest"
 	"github.com/khadga/khadga/signaling/store/kvstore"
 )
@@ -90,6 +92,39 @@ func TestSigningKeysFollowTheCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "node b stops verifying the retired key", func() bool { return ticket(t, b, old.AccessToken) == http.StatusUnauthorized })
+}
+
+// TestKeyRetirementEndsSessionsEverywhere: a key retired by an admin
+// command (its own store connection, no node) ends the sessions opened
+// with its tokens on every node, each of which hears of it by its watch
+// of the keys; not only on the node where it was retired.
+func TestKeyRetirementEndsSessionsEverywhere(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	a := signalingtest.Start(t, signalingtest.Options{Store: kvNode(t, urls), NATS: urls})
+	b := signalingtest.Start(t, signalingtest.Options{Store: kvNode(t, urls), NATS: urls})
+	a.Register(t, "wit", password)
+	a.Register(t, "vic", password)
+	wit := a.Login(t, "wit", password)
+	vic := a.Login(t, "vic", password)
+	kid := keyID(t, vic.AccessToken)
+	witOnA := a.Connect(t, wit.AccessToken, nil)
+	vicOnB := b.Connect(t, vic.AccessToken, nil)
+
+	admin, err := auth.NewKeys(kvNode(t, urls), auth.KeysOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Rotate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Retire(kid); err != nil {
+		t.Fatal(err)
+	}
+	witOnA.ExpectError(proto.CodeRevoked, "")
+	vicOnB.ExpectError(proto.CodeRevoked, "")
+	if code := ticket(t, b, vic.AccessToken); code != http.StatusUnauthorized {
+		t.Fatalf("a ticket for a token of the retired key: %d, want 401", code)
+	}
 }
 
 // ticket asks s for a WebSocket ticket with access and returns the status.

@@ -35,7 +35,8 @@ type KeysOptions struct {
 	Leeway time.Duration
 	// Logger receives key creation and rotation messages. Default: discard.
 	Logger *slog.Logger
-	// Retired, if set, is called after Retire retired kid, so that the
+	// Retired, if set, is called when kid is found retired before its
+	// time (Retire, in this process or another: Reload), so that the
 	// sessions opened with its tokens can be ended.
 	Retired func(kid string)
 }
@@ -107,7 +108,10 @@ func NewKeys(st store.Backend, opts KeysOptions) (*Keys, error) {
 }
 
 // Reload re-reads the keys from the store, for example after another
-// process rotated them.
+// process rotated them. A key it finds retired before its time (Retire,
+// here or in another process: not RetireDue) is reported to
+// KeysOptions.Retired, so that every process that reloads ends the
+// sessions opened with its tokens.
 func (k *Keys) Reload() error {
 	stored, err := k.st.SigningKeys()
 	if err != nil {
@@ -133,9 +137,22 @@ func (k *Keys) Reload() error {
 		}
 		signKID, signKey = sk.ID, priv
 	}
+	now := k.now()
 	k.mu.Lock()
+	var retired []string
+	for _, sk := range stored {
+		_, was := k.verify[sk.ID]
+		if was && sk.Retired && (sk.RetireAt.IsZero() || now.Before(sk.RetireAt)) {
+			retired = append(retired, sk.ID)
+		}
+	}
 	k.signKID, k.signKey, k.verify, k.retireAt, k.newest = signKID, signKey, verify, retireAt, newest
 	k.mu.Unlock()
+	if k.retired != nil {
+		for _, kid := range retired {
+			k.retired(kid)
+		}
+	}
 	return nil
 }
 
@@ -288,13 +305,7 @@ func (k *Keys) Retire(kid string) error {
 		return fmt.Errorf("auth: retire key: %w", err)
 	}
 	k.log.Info("jwt signing key retired", slog.String("kid", kid))
-	if err := k.Reload(); err != nil {
-		return err
-	}
-	if k.retired != nil {
-		k.retired(kid)
-	}
-	return nil
+	return k.Reload() // which reports kid to KeysOptions.Retired
 }
 
 // SigningKID returns the kid new tokens are signed with.
