@@ -230,12 +230,14 @@ func (h *Hub) detach(c *conn, res wsconn.Result[queued]) {
 	s := c.s
 	s.mu.Lock()
 	if s.conn != c || s.ended {
-		ended := s.ended
 		s.mu.Unlock()
-		if ended {
-			h.reportDropped(s.member.Peer, left) // revoked while its signals waited
-		}
-		return // taken over by a resume, or revoked
+		// Revoked while its signals waited, or resumed on a connection
+		// that took over after this one's queue was taken (so Takeover
+		// found nothing): either way they reach nobody now, and their
+		// senders are told. Handing them to the new connection would put
+		// them behind newer ones.
+		h.reportDropped(s.member.Peer, left)
+		return
 	}
 	s.conn = nil
 	var dropped []queued

@@ -106,6 +106,11 @@ func (h *Hub) joinLocked(c *conn, m *proto.Message, limit int) (proto.Code, stri
 		// resumed client refresh its view.
 		return "", string(joinedMsg(m.ID, m.Room, membersExcept(r, s)))
 	}
+	if s.isEnded() {
+		// Revoked while the join was on its way (RoomPolicy may read a
+		// store): leaveAll has run, and would never take it out again.
+		return proto.CodeRevoked, "this session has ended"
+	}
 	if len(s.rooms) >= h.cfg.MaxRoomsPerSession {
 		return proto.CodeTooManyRooms, fmt.Sprintf("a session may be in at most %d rooms", h.cfg.MaxRoomsPerSession)
 	}

@@ -245,6 +245,14 @@ func (s *session) inRoom(room string) bool {
 	return ok
 }
 
+// isEnded reports whether the session has ended. Lock order: after
+// roomsMu and room.mu, as session.mu.
+func (s *session) isEnded() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ended
+}
+
 // identity is the Identity the session was opened with.
 func (s *session) identity() Identity {
 	return Identity{User: s.member.User, Role: s.member.Role, Rooms: s.grants, Login: s.login, KeyID: s.keyID}

@@ -1,0 +1,71 @@
+package hub
+
+import (
+	"testing"
+	"time"
+
+	"github.com/khadga/khadga/proto"
+)
+
+// TestUnsentWhenResumeRacesDetach: the signals still queued on a
+// connection when it ends are handed to detach (Result.Unsent), which
+// keeps them for a resume. A client that resumes after the old reader took
+// them but before detach took s.mu leaves the old detach finding s.conn !=
+// c: the signals must still reach the resumed session or be reported to
+// their sender, never vanish. Holding presence.mu (which detach takes
+// first) opens that window every time ("race"); "control" is the usual
+// order.
+func TestUnsentWhenResumeRacesDetach(t *testing.T) {
+	t.Run("control", func(t *testing.T) { testUnsentResume(t, false) })
+	t.Run("race", func(t *testing.T) { testUnsentResume(t, true) })
+}
+
+func testUnsentResume(t *testing.T, hold bool) {
+	ts := newTestServer(t, Config{SendQueue: 16, AbsentQueue: 16})
+	alice := ts.dial("user=alice")
+	alice.join("lobby", "j")
+	sb := newStuckBob(t, ts, alice, "&presence=1")
+
+	var bconn *conn
+	for _, c := range ts.hub.conns.collect(nil) {
+		if c.peer() == sb.welcome.Peer {
+			bconn = c
+		}
+	}
+	if hold {
+		ts.hub.presence.mu.Lock()
+	}
+	_ = sb.bob.ws.NetConn().Close() // the client's socket drops (RST: unread data)
+	eventually(t, "bob's old connection to end", func() bool {
+		_, ok := ts.hub.conns.get(bconn.key)
+		return !ok
+	})
+	bob2 := ts.dial("user=bob&resume=" + sb.welcome.ResumeToken)
+	if !bob2.welcome.Resumed {
+		t.Fatal("resume failed")
+	}
+	if hold {
+		ts.hub.presence.mu.Unlock()
+	}
+
+	// Signal lastID was queued (not written) when bob's socket dropped: it
+	// must reach bob's resumed connection, or alice must hear it was not
+	// delivered.
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case m := <-bob2.msgs:
+			if m.Type == proto.TypeSignal && signalID(m) == sb.lastID {
+				t.Logf("bob2 got signal %s", sb.lastID)
+				return
+			}
+		case m := <-alice.msgs:
+			if m.Type == proto.TypeError && m.Ref == sb.lastID {
+				t.Logf("alice told signal %s was not delivered", sb.lastID)
+				return
+			}
+		case <-deadline:
+			t.Fatalf("signal %s (queued when bob's socket dropped) was neither delivered to the resumed session nor reported to alice", sb.lastID)
+		}
+	}
+}
