@@ -147,6 +147,7 @@ type Conn[M Message] struct {
 	closeCode    int           // the code of the close the server started, 0 if none
 	room         chan struct{} // closed when the writer empties the queue; made by a holding-back reader
 	cause        error         // why the connection was killed
+	kept         []M           // the queue when the client's close came: never written, returned in Result.Unsent
 	writer       sync.WaitGroup
 }
 
@@ -270,7 +271,8 @@ func (c *Conn[M]) Takeover(err error) []M { return c.kill(err, true) }
 func (c *Conn[M]) kill(err error, take bool) (taken []M) {
 	c.mu.Lock()
 	if take {
-		taken = append([]M(nil), c.q...)
+		taken = append(c.kept, c.q...)
+		c.kept = nil
 		c.dropQueueLocked()
 	}
 	if c.state == stateDead {
@@ -410,7 +412,8 @@ func (c *Conn[M]) end(clientCode int, err error) Result[M] {
 		err = c.cause // if killed by someone else, say why, not "i/o timeout"
 	}
 	res := Result[M]{Err: err, ClientCode: clientCode, ServerCode: c.closeCode}
-	res.Unsent = append([]M(nil), c.q...)
+	res.Unsent = append(c.kept, c.q...)
+	c.kept = nil
 	c.dropQueueLocked()
 	c.mu.Unlock()
 	c.writer.Wait() // one started between the two waits found the connection dead
@@ -423,7 +426,9 @@ func (c *Conn[M]) end(clientCode int, err error) Result[M] {
 
 // answerClose answers the client's close frame with its code, unless the
 // server's close went first. Queued messages are not written: the client
-// is leaving, and a resumed session gets them from Result.Unsent.
+// is leaving (a browser drops every message that arrives after its
+// close()), and a resumed session gets them from Result.Unsent, or their
+// senders are told. Only a batch the writer is already writing goes out.
 func (c *Conn[M]) answerClose(code int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -431,6 +436,8 @@ func (c *Conn[M]) answerClose(code int) {
 		return
 	}
 	c.state = stateClosing
+	c.kept = append([]M(nil), c.q...)
+	c.dropQueueLocked()
 	if code == closeNoStatus {
 		c.close = []byte{}
 	} else {

@@ -436,3 +436,50 @@ func testWriterLingers(t *testing.T, md mode) {
 		t.Errorf("an echo after the writer exited started %d writers; want 1", starts-before)
 	}
 }
+
+// When the client's close frame arrives, what waits in the queue is not
+// written (a browser drops every message that comes after its close()):
+// it comes back in Result.Unsent for a resumed session, and only the
+// batch the writer was already writing goes out before the close answer.
+func TestClientCloseKeepsTheQueue(t *testing.T) { forModes(t, testClientCloseKeeps) }
+
+func testClientCloseKeeps(t *testing.T, md mode) {
+	s := newServer(t, md, Config{QueueLen: 64, QueueBytes: 64 << 20}, nil)
+	ws, h := s.dial()
+	smallSocket(t, h.c.NetConn())
+	// A message far larger than both sockets' buffers keeps the writer in
+	// one write until the client reads.
+	big := bytes.Repeat([]byte("z"), 8<<20)
+	if err := h.c.Send(msg(big)); err != nil {
+		t.Fatal(err)
+	}
+	queueEmpty := func() bool { h.c.mu.Lock(); defer h.c.mu.Unlock(); return len(h.c.q) == 0 && h.c.writing }
+	eventually(t, "the writer to take the big message", queueEmpty)
+	for _, m := range []string{"a", "b", "c"} {
+		if err := h.c.Send(msg(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(4000, "no pong"), time.Now().Add(wait)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the server to read the close", func() bool { h.c.mu.Lock(); defer h.c.mu.Unlock(); return h.c.state != stateOpen })
+
+	_ = ws.SetReadDeadline(time.Now().Add(wait))
+	if _, b, err := ws.ReadMessage(); err != nil || len(b) != len(big) {
+		t.Fatalf("read %d bytes, %v; want the big message that was being written", len(b), err)
+	}
+	_, b, err := ws.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != 4000 {
+		t.Fatalf("read %q, %v; want the close answer (4000) next", b, err)
+	}
+	r := s.result()
+	var unsent []string
+	for _, m := range r.Unsent {
+		unsent = append(unsent, string(m))
+	}
+	if strings.Join(unsent, ",") != "a,b,c" || r.ClientCode != 4000 {
+		t.Errorf("result: client code %d, unsent %q; want 4000 and a,b,c", r.ClientCode, unsent)
+	}
+}
