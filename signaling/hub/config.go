@@ -70,7 +70,10 @@ type Config struct {
 	// sender of a flood is refused before its target's queue fills.
 	SignalBytesRate  int
 	SignalBurstBytes int
-	// MaxConnsPerUser caps one user's open connections (default 32).
+	// MaxConnsPerUser caps one user's open connections (default 32), and
+	// its sessions: a session outlives its socket by ResumeWindow, and a
+	// new one past the cap ends the user's oldest session waiting for a
+	// resume.
 	MaxConnsPerUser int
 	// AbuseLimit is how many protocol errors (bad, oversized, unknown or
 	// rate limited messages) a connection may cause in a burst before it is

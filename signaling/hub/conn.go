@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,16 +46,63 @@ func (c *conn) send(b []byte) {
 	_ = c.ws.Send(queued{Envelope: Envelope{Msg: b, Kind: KindEvent}})
 }
 
-// userCounts counts each user's open connections, for
-// Config.MaxConnsPerUser.
+// userCounts counts each user's open connections, and lists its sessions
+// that wait for a resume, for Config.MaxConnsPerUser. Its lock is a leaf.
 type userCounts struct {
-	mu sync.Mutex
-	n  map[string]int
+	mu      sync.Mutex
+	n       map[string]int
+	waiting map[string][]*session // oldest first; entries no longer awaiting are stale
 }
 
-func newUserCounts() *userCounts { return &userCounts{n: make(map[string]int)} }
+func newUserCounts() *userCounts {
+	return &userCounts{n: make(map[string]int), waiting: make(map[string][]*session)}
+}
 
-// add counts one more connection of user, unless that would exceed limit.
+// wait lists s, whose socket went away, as waiting for a resume.
+func (u *userCounts) wait(s *session) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	user := s.member.User
+	u.setLocked(user, append(u.liveLocked(user), s))
+}
+
+// unwait takes s, which has ended, off its user's list.
+func (u *userCounts) unwait(s *session) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	user := s.member.User
+	u.setLocked(user, slices.DeleteFunc(u.liveLocked(user), func(o *session) bool { return o == s }))
+}
+
+// evictable takes off user's list, and returns, its oldest waiting
+// sessions beyond what limit leaves beside its open connections.
+func (u *userCounts) evictable(user string, limit int) []*session {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	w := u.liveLocked(user)
+	n := min(u.n[user]+len(w)-limit, len(w))
+	if n <= 0 {
+		u.setLocked(user, w)
+		return nil
+	}
+	out := slices.Clone(w[:n])
+	u.setLocked(user, w[n:])
+	return out
+}
+
+// liveLocked returns user's list without its stale entries.
+func (u *userCounts) liveLocked(user string) []*session {
+	return slices.DeleteFunc(u.waiting[user], func(o *session) bool { return !o.awaiting.Load() })
+}
+
+func (u *userCounts) setLocked(user string, w []*session) {
+	if len(w) == 0 {
+		delete(u.waiting, user)
+		return
+	}
+	u.waiting[user] = w
+}
+
 func (u *userCounts) add(user string, limit int) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()

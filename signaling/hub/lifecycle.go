@@ -65,6 +65,13 @@ func (h *Hub) welcome(s *session, token string, resumed bool, rooms []string, ic
 // id is known to nobody until the presence announcement, so welcome, queued
 // just before it, is the first message on c.
 func (h *Hub) newSession(c *conn, id Identity, ice []proto.ICEServer, expires int64) {
+	// A session outlives its socket by the resume window: without this,
+	// a user reconnecting without its resume token could hold any number
+	// of sessions, each a member of its rooms.
+	for _, old := range h.users.evictable(id.User, h.cfg.MaxConnsPerUser) {
+		h.log.Debug("hub: ended a session waiting for a resume: its user opened too many", slog.String("peer", old.member.Peer))
+		h.expire(old)
+	}
 	s := &session{h: h, grants: id.Rooms, login: id.Login, keyID: id.KeyID, conn: c}
 	c.s = s
 	for {
@@ -130,6 +137,7 @@ func (h *Hub) resume(c *conn, id Identity, tok string, ice []proto.ICEServer, ex
 	c.send(h.welcome(s, newTok, true, rooms, ice, expires))
 	_ = c.ws.SendAll(pending) // bounded by the old queue and AbsentQueue
 	s.conn = c
+	s.awaiting.Store(false)
 	s.mu.Unlock()
 	h.delivered(pending)
 	h.reportDropped(s.member.Peer, expired)
@@ -263,7 +271,9 @@ func (h *Hub) detach(c *conn, res wsconn.Result[queued]) {
 	if !h.stopped.Load() {
 		s.timer = time.AfterFunc(h.cfg.ResumeWindow, func() { h.expire(s) })
 	}
+	s.awaiting.Store(true)
 	s.mu.Unlock()
+	h.users.wait(s)
 	h.reportDropped(s.member.Peer, dropped)
 }
 
@@ -286,12 +296,15 @@ func (h *Hub) expire(s *session) {
 	}
 	defer h.wg.Done()
 	s.mu.Lock()
-	if s.ended || s.conn != nil {
+	if s.ended || s.conn != nil || !s.local() {
 		s.mu.Unlock()
 		return
 	}
 	s.ended = true
-	s.timer = nil
+	if s.timer != nil {
+		s.timer.Stop() // ended early, by evict
+		s.timer = nil
+	}
 	kept := s.absent
 	s.absent = nil
 	s.mu.Unlock()
@@ -306,7 +319,9 @@ func (h *Hub) endSession(s *session, kept []queued) {
 	h.sessions.deleteIf(s.member.Peer, func(v *session) bool { return v == s })
 	s.mu.Lock()
 	hash := s.tokenHash
+	s.awaiting.Store(false)
 	s.mu.Unlock()
+	h.users.unwait(s)
 	h.tokens.deleteIf(hash, func(v *session) bool { return v == s })
 	h.leaveAll(s)
 	h.presence.change(s.member, false)

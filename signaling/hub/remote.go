@@ -167,6 +167,7 @@ func (h *Hub) Release(tokenHash []byte, user, node string) (SessionState, []Enve
 		s.timer.Stop()
 		s.timer = nil
 	}
+	s.awaiting.Store(false)
 	var pending []queued
 	if c := s.conn; c != nil {
 		pending = keepable(c.ws.Takeover(errResumedElsewhere))

@@ -40,6 +40,10 @@ type session struct {
 
 	// proxy mirrors node != "" for lock-free reads on the fan-out paths.
 	proxy atomic.Bool
+	// awaiting is set while the session waits for its client to resume
+	// (its socket is away), so that userCounts can tell its list's stale
+	// entries without s.mu. Set and cleared under s.mu.
+	awaiting atomic.Bool
 }
 
 // local reports whether this node holds s (else it is a proxy).
