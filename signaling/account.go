@@ -74,12 +74,14 @@ func (s *Server) handlePassword(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, "issuing tokens", err)
 		return
 	}
-	// The other sign-ins end now; this one goes on with the new tokens.
+	// The other sign-ins end now; this one goes on with the new tokens,
+	// and its sockets with the new sign-in, so that signing out ends them.
 	for _, f := range revoked {
 		if f != claims.Login {
 			s.closer.CloseLogin(u.Name, f, proto.CodeRevoked, reasonPassword)
 		}
 	}
+	s.closer.MoveLogin(u.Name, claims.Login, pair.Family())
 	s.audit("password-changed", u.Name, r, "")
 	writeJSON(w, http.StatusOK, tokenPair(pair))
 }

@@ -165,3 +165,28 @@ func waitReady(t *testing.T, s *signalingtest.Server, want int) {
 		time.Sleep(50 * time.Millisecond) // polling the endpoint under a deadline
 	}
 }
+
+// TestSignOutAfterPasswordChangeAcrossNodes: the socket of the sign-in
+// that changed the password goes on with the new sign-in on every node,
+// so that signing out on one node closes it on another.
+func TestSignOutAfterPasswordChangeAcrossNodes(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	a := signalingtest.Start(t, signalingtest.Options{Store: kvNode(t, urls), NATS: urls})
+	b := signalingtest.Start(t, signalingtest.Options{Store: kvNode(t, urls), NATS: urls})
+	a.Register(t, "pat", password)
+	tok := a.Login(t, "pat", password)
+	onB := b.Connect(t, tok.AccessToken, nil)
+
+	code, body := a.Post(t, "/api/password", map[string]string{"password": password, "new_password": "a brand new passphrase"},
+		"Authorization", "Bearer "+tok.AccessToken)
+	var fresh signalingtest.Tokens
+	if code != 200 || json.Unmarshal(body, &fresh) != nil {
+		t.Fatalf("password change: %d %s", code, body)
+	}
+	onB.Send(&proto.Message{Type: proto.TypePing, ID: "after-change"})
+	onB.Expect(proto.TypePong) // the change did not end it
+	if code, _ := a.Post(t, "/api/logout", map[string]string{"refresh_token": fresh.RefreshToken}); code != http.StatusNoContent {
+		t.Fatalf("logout: %d", code)
+	}
+	onB.ExpectError(proto.CodeRevoked, "")
+}

@@ -39,6 +39,9 @@ type sessionCloser interface {
 	// sign-in (hub.Identity.Login, the refresh-token family of
 	// auth.Claims.Login), leaving the user's other sign-ins connected.
 	CloseLogin(user, login string, code proto.Code, reason string) int
+	// MoveLogin gives the sessions of user's sign-in from to sign-in to,
+	// which replaces it (a password change).
+	MoveLogin(user, from, to string) int
 }
 
 // Cluster is what a node of a cluster needs from package cluster's Node:

@@ -205,3 +205,25 @@ func TestRevocationEndsLiveSessions(t *testing.T) {
 		}
 	})
 }
+
+// TestSignOutAfterPasswordChange: after a password change the device goes
+// on with a fresh token pair (a new sign-in), and its live socket with it:
+// signing out on that device then closes the socket.
+func TestSignOutAfterPasswordChange(t *testing.T) {
+	s := signalingtest.Start(t, signalingtest.Options{})
+	tok := s.User(t, "pat")
+	c := s.Connect(t, tok.AccessToken, nil)
+
+	code, body := s.Post(t, "/api/password", map[string]string{"password": password, "new_password": "a brand new passphrase"},
+		"Authorization", "Bearer "+tok.AccessToken)
+	var fresh signalingtest.Tokens
+	if code != 200 || json.Unmarshal(body, &fresh) != nil {
+		t.Fatalf("password change: %d %s", code, body)
+	}
+	if code, _ := s.Post(t, "/api/logout", map[string]string{"refresh_token": fresh.RefreshToken}); code != http.StatusNoContent {
+		t.Fatalf("logout: %d", code)
+	}
+	if err := c.Closed(); signalingtest.CloseCode(err) != proto.CloseRevoked {
+		t.Fatalf("closed with %v, want %d", err, proto.CloseRevoked)
+	}
+}

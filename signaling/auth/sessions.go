@@ -59,6 +59,13 @@ type Pair struct {
 	ExpiresIn    int    `json:"expiresIn"` // access token lifetime, seconds
 }
 
+// Family is the id of p's refresh-token family: the sign-in its access
+// token names (Claims.Login).
+func (p Pair) Family() string {
+	id, _, _ := parseRefresh(p.RefreshToken)
+	return id
+}
+
 // SessionsOptions configures Sessions. The zero value is usable.
 type SessionsOptions struct {
 	AccessTTL  time.Duration    // default DefaultAccessTTL

@@ -16,7 +16,8 @@ import (
 type revocation struct {
 	Node   string     `json:"node"`
 	User   string     `json:"user"`
-	Login  string     `json:"login,omitempty"` // empty: every sign-in of User
+	Login  string     `json:"login,omitempty"`   // empty: every sign-in of User
+	MoveTo string     `json:"move_to,omitempty"` // not an end: Login's sessions move to this sign-in
 	Code   proto.Code `json:"code"`
 	Reason string     `json:"reason"`
 }
@@ -32,6 +33,13 @@ func (n *Node) CloseUser(user string, code proto.Code, reason string) int {
 func (n *Node) CloseLogin(user, login string, code proto.Code, reason string) int {
 	n.broadcastRevocation(revocation{User: user, Login: login, Code: code, Reason: reason})
 	return n.hub.CloseLogin(user, login, code, reason)
+}
+
+// MoveLogin gives the sessions of one sign-in of user another, on every
+// node (a password change).
+func (n *Node) MoveLogin(user, from, to string) int {
+	n.broadcastRevocation(revocation{User: user, Login: from, MoveTo: to})
+	return n.hub.MoveLogin(user, from, to)
 }
 
 func (n *Node) broadcastRevocation(r revocation) {
@@ -51,9 +59,12 @@ func (n *Node) onRevoke(m *nats.Msg) {
 	if r.Node == n.id {
 		return // this node ended its own when it sent it
 	}
-	if r.Login != "" {
+	switch {
+	case r.MoveTo != "" && r.Login != "":
+		n.hub.MoveLogin(r.User, r.Login, r.MoveTo)
+	case r.Login != "":
 		n.hub.CloseLogin(r.User, r.Login, r.Code, r.Reason)
-	} else {
+	default:
 		n.hub.CloseUser(r.User, r.Code, r.Reason)
 	}
 }

@@ -137,6 +137,7 @@ func (h *Hub) resume(c *conn, id Identity, tok string, ice []proto.ICEServer, ex
 	c.send(h.welcome(s, newTok, true, rooms, ice, expires))
 	_ = c.ws.SendAll(pending) // bounded by the old queue and AbsentQueue
 	s.conn = c
+	s.login, s.keyID = id.Login, id.KeyID
 	s.awaiting.Store(false)
 	s.mu.Unlock()
 	h.delivered(pending)
@@ -182,6 +183,7 @@ func (h *Hub) claim(c *conn, id Identity, hash string, ice []proto.ICEServer, ex
 	}
 	_ = c.ws.SendAll(items)
 	s.conn = c
+	s.login, s.keyID = id.Login, id.KeyID
 	s.mu.Unlock()
 	h.delivered(items)
 	// Rooms the proxy had not joined yet (this node had not heard of them):
@@ -377,6 +379,30 @@ func (h *Hub) CloseUser(user string, code proto.Code, reason string) int {
 // (Identity.Login), leaving the user's other sign-ins connected (Revoke).
 func (h *Hub) CloseLogin(user, login string, code proto.Code, reason string) int {
 	return h.Revoke(func(id Identity) bool { return id.User == user && id.Login == login }, code, reason)
+}
+
+// MoveLogin gives the sessions of user opened with tokens of sign-in from
+// the sign-in to (a password change gives the sign-in that made it new
+// tokens, of a new refresh-token family): signing out to then ends them.
+// It returns how many it moved.
+func (h *Hub) MoveLogin(user, from, to string) int {
+	n := 0
+	for _, s := range h.sessions.collect(nil) {
+		if !s.local() || s.member.User != user {
+			continue
+		}
+		s.mu.Lock()
+		moved := !s.ended && s.login == from
+		if moved {
+			s.login = to
+		}
+		s.mu.Unlock()
+		if moved {
+			s.publish()
+			n++
+		}
+	}
+	return n
 }
 
 // revoke ends s and closes its connection, if it has one. It reports

@@ -20,8 +20,6 @@ type session struct {
 	h      *Hub
 	member proto.Member // peer, user, role; immutable
 	grants []string     // room grants from the token; empty means any
-	login  string       // the sign-in of the token that opened the session
-	keyID  string       // the key of that token
 
 	// roomsMu guards rooms. Only the session's own reader and its end change
 	// it; the signal path reads it.
@@ -37,6 +35,11 @@ type session struct {
 	timer     *time.Timer
 	tokenHash string // sha256 of the current resume token, raw bytes
 	ended     bool
+	// login and keyID are the sign-in and signing key of the token of the
+	// session's connection: the one that opened it, then the one of each
+	// resume, so that signing out or retiring a key reaches the socket
+	// that sign-in or key authenticated.
+	login, keyID string
 
 	// proxy mirrors node != "" for lock-free reads on the fan-out paths.
 	proxy atomic.Bool
@@ -60,12 +63,13 @@ func (s *session) setNodeLocked(node string) {
 func (s *session) stateLocked() SessionState {
 	s.mu.Lock()
 	tok := []byte(s.tokenHash)
+	login, keyID := s.login, s.keyID
 	s.mu.Unlock()
 	rooms := make([]string, 0, len(s.rooms))
 	for name := range s.rooms {
 		rooms = append(rooms, name)
 	}
-	return SessionState{Member: s.member, Rooms: rooms, Grants: s.grants, Login: s.login, KeyID: s.keyID, TokenHash: tok}
+	return SessionState{Member: s.member, Rooms: rooms, Grants: s.grants, Login: login, KeyID: keyID, TokenHash: tok}
 }
 
 // publish tells the other nodes s's state. It takes s.roomsMu.
@@ -257,8 +261,11 @@ func (s *session) isEnded() bool {
 	return s.ended
 }
 
-// identity is the Identity the session was opened with.
+// identity is the Identity of the session: of the token that opened it,
+// with the sign-in and key of the last resume (or MoveLogin).
 func (s *session) identity() Identity {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return Identity{User: s.member.User, Role: s.member.Role, Rooms: s.grants, Login: s.login, KeyID: s.keyID}
 }
 
