@@ -15,9 +15,12 @@ import (
 // node asks the old one, on the old one's claim subject, with the resume
 // token's hash; the old one lets the session go (hub.Release) and answers
 // with its state and what waited for it. If the old node does not answer
-// (it is gone), the new node takes the session from the directory, without
-// what waited on the old node: the senders of those signals hear from
-// their own nodes when the old node is found gone.
+// (it is gone, or slower than ClaimTimeout), the new node takes the
+// session from the directory, without what waited on the old node: the
+// senders of those signals hear from their own nodes, when the old node
+// is found gone or when their signals' fate does not come back in time.
+// Every signal in an answer is tracked by its sender's node for that: an
+// answer the claimer gave up on is not read by anyone.
 
 type claimRequest struct {
 	Hash []byte `json:"hash"`
@@ -92,6 +95,12 @@ func (n *Node) onClaim(m *nats.Msg) {
 	if err == nil {
 		r = claimReply{OK: true, Member: st.Member, Rooms: st.Rooms, Grants: st.Grants, Login: st.Login, Key: st.KeyID}
 		for _, e := range pending {
+			if e.Kind == hub.KindSignal && e.Seq == 0 && e.From != "" {
+				// A signal of this node's own sender: tracked from here on,
+				// like any this node sends, so that if the claimer gave up
+				// waiting and never reads this answer, the sender hears.
+				e.Origin, e.Seq = n.id, n.track.add(e.From, e.Ref, st.Member.Peer, req.Node)
+			}
 			r.Pending = append(r.Pending, claimedItem{Kind: e.Kind, Msg: e.Msg, From: e.From, Ref: e.Ref, Origin: e.Origin, Seq: e.Seq})
 		}
 	}

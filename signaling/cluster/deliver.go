@@ -48,6 +48,19 @@ func (n *Node) Delivered(es []hub.Envelope) {
 	}
 }
 
+// Undelivered tells the origin nodes of held signals that they will not
+// reach their sessions (hub.Delivery): each origin tells the sender once.
+func (n *Node) Undelivered(es []hub.Envelope) {
+	for _, e := range es {
+		a := ack{seq: e.Seq, status: ackUnavailable}
+		if e.Origin == n.id {
+			n.track.settle(a)
+		} else {
+			n.out.ack(e.Origin, a)
+		}
+	}
+}
+
 // onNodeMessage handles what other nodes send this one: deliveries for its
 // sessions, and the fates of the signals it sent.
 func (n *Node) onNodeMessage(m *nats.Msg) {

@@ -124,8 +124,11 @@ func (t *tracker) expire(now time.Time) {
 	t.mu.Unlock()
 	for _, s := range late {
 		if s.held {
-			// Its node would have reported a drop; the session did not
-			// come back in time.
+			// Its node says when a held signal is delivered or dropped
+			// (Delivered, Undelivered); past HeldWait that word was lost,
+			// for example with a claim's answer that came too late.
+			t.n.stats.lost.WithLabelValues("held_no_answer").Inc()
+			t.report(s, proto.CodePeerUnavailable, fmt.Sprintf("signal to peer %s was not delivered: it did not reach the peer in time", s.to))
 			continue
 		}
 		t.n.stats.lost.WithLabelValues("no_answer").Inc()

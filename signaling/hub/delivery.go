@@ -97,8 +97,11 @@ type Delivery interface {
 	Claim(tokenHash []byte, user string) (SessionState, []Envelope, error)
 	// Delivered tells the nodes that messages from them (Origin, Seq),
 	// which had waited for a session whose socket was away, reached its
-	// connection.
+	// connection. Undelivered tells them that such messages will not
+	// reach it (the session ended, or its queue was full): their nodes
+	// tell the senders.
 	Delivered(es []Envelope)
+	Undelivered(es []Envelope)
 }
 
 // LocalDelivery is the Delivery of a single node: no session is anywhere
@@ -113,7 +116,8 @@ func (localDelivery) Gone(string)                            {}
 func (localDelivery) Claim([]byte, string) (SessionState, []Envelope, error) {
 	return SessionState{}, nil, ErrUnknownPeer
 }
-func (localDelivery) Delivered([]Envelope) {}
+func (localDelivery) Delivered([]Envelope)   {}
+func (localDelivery) Undelivered([]Envelope) {}
 
 // send delivers e to the session with id peer, wherever it is: queued on
 // its connection here, kept in its absent queue, or carried to its node.

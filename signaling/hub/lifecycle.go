@@ -335,17 +335,28 @@ func (h *Hub) endSession(s *session, kept []queued) {
 // reportDropped tells the senders of dropped signals that theirs were not
 // delivered. No lock may be held.
 func (h *Hub) reportDropped(target string, items []queued) {
+	var tracked []Envelope
 	for _, it := range items {
 		if it.Kind != KindSignal {
 			continue
 		}
 		h.stats.expired.Add(1)
+		if it.Seq != 0 {
+			// Its node tracks it, and tells its sender once (Undelivered).
+			e := it.Envelope
+			e.Msg = nil
+			tracked = append(tracked, e)
+			continue
+		}
 		if it.From == "" {
 			continue
 		}
 		h.stats.countError(proto.CodePeerUnavailable)
 		msg := errorMsg(it.Ref, proto.CodePeerUnavailable, "signal to peer "+target+" was not delivered: the peer left or did not come back in time")
 		_ = h.send(it.From, Envelope{Msg: msg, Kind: KindReport})
+	}
+	if len(tracked) > 0 {
+		h.delivery.Undelivered(tracked)
 	}
 }
 
