@@ -49,3 +49,30 @@ func TestRevokeDuringJoin(t *testing.T) {
 		t.Fatalf("bob's join answered %s %s: the revoked session still takes the room's place", m.Type, m.Data)
 	}
 }
+
+// TestReleasedSessionKeepsItsRooms: a leave that the old connection was
+// handling when its session went to another node (Release, a resume
+// there) does not change the rooms, which are the new node's now: the
+// other members see no peer-left.
+func TestReleasedSessionKeepsItsRooms(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	alice := ts.dial("user=alice")
+	bob := ts.dial("user=bob")
+	alice.join("lobby", "1")
+	bob.join("lobby", "2")
+	alice.expect(proto.TypePeerJoined)
+	var old *conn
+	for _, c := range ts.hub.conns.collect(nil) {
+		if c.peer() == bob.peer() {
+			old = c
+		}
+	}
+	if _, _, err := ts.hub.Release([]byte(hashToken(bob.welcome.ResumeToken)), "bob", "other-node"); err != nil {
+		t.Fatal(err)
+	}
+	ts.hub.leave(old, &proto.Message{Type: proto.TypeLeave, ID: "late", Room: "lobby"})
+	if n := ts.hub.RoomMembers("lobby"); n != 2 {
+		t.Fatalf("lobby has %d members after a late leave of a released session, want 2", n)
+	}
+	alice.ping("after")
+}

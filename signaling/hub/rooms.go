@@ -106,10 +106,10 @@ func (h *Hub) joinLocked(c *conn, m *proto.Message, limit int) (proto.Code, stri
 		// resumed client refresh its view.
 		return "", string(joinedMsg(m.ID, m.Room, membersExcept(r, s)))
 	}
-	if s.isEnded() {
+	if !s.servedHere() {
 		// Revoked while the join was on its way (RoomPolicy may read a
 		// store): leaveAll has run, and would never take it out again.
-		return proto.CodeRevoked, "this session has ended"
+		return proto.CodeRevoked, errEndedHere
 	}
 	if len(s.rooms) >= h.cfg.MaxRoomsPerSession {
 		return proto.CodeTooManyRooms, fmt.Sprintf("a session may be in at most %d rooms", h.cfg.MaxRoomsPerSession)
@@ -167,6 +167,11 @@ func (h *Hub) addMemberLocked(r *room, s *session) {
 func (h *Hub) leave(c *conn, m *proto.Message) {
 	s := c.s
 	s.roomsMu.Lock()
+	if !s.servedHere() {
+		s.roomsMu.Unlock()
+		c.replyError(m.ID, proto.CodeRevoked, "%s", errEndedHere)
+		return
+	}
 	r, ok := s.rooms[m.Room]
 	if ok {
 		delete(s.rooms, m.Room)

@@ -253,13 +253,20 @@ func (s *session) inRoom(room string) bool {
 	return ok
 }
 
-// isEnded reports whether the session has ended. Lock order: after
-// roomsMu and room.mu, as session.mu.
-func (s *session) isEnded() bool {
+// servedHere reports whether the session has neither ended nor gone to
+// another node (Release): only then may its connection here change its
+// rooms. A message its old connection was handling when that happened
+// must not (the rooms of a released session are its new node's). Lock
+// order: after roomsMu and room.mu, as session.mu.
+func (s *session) servedHere() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.ended
+	return !s.ended && s.node == ""
 }
+
+// errEndedHere answers a request of a connection whose session ended or
+// went to another node while the request was on its way.
+const errEndedHere = "this session has ended here"
 
 // identity is the Identity of the session: of the token that opened it,
 // with the sign-in and key of the last resume (or MoveLogin).
