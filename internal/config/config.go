@@ -375,7 +375,9 @@ func (c Command) usage(w io.Writer, ss []setting) {
 			fmt.Fprintf(w, " (%s)", s.env)
 		}
 		fmt.Fprintf(w, "\n    \t%s", s.usage)
-		if d := s.String(); d != "" && d != "false" && d != "0" && d != "0s" {
+		// The default tag, never the value the file and environment gave:
+		// help goes to logs, and some settings are secrets.
+		if d := s.def; d != "" && d != "false" && d != "0" && d != "0s" {
 			fmt.Fprintf(w, " (default %s)", d)
 		}
 		fmt.Fprintln(w)

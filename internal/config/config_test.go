@@ -261,10 +261,15 @@ func TestCommandLine(t *testing.T) {
 	}
 }
 
+// TestHelp: --help (and the usage a mistyped flag prints) shows each
+// setting's default from its tag, never what the environment or the file
+// set: help goes to logs, and some settings are secrets.
 func TestHelp(t *testing.T) {
 	var out strings.Builder
 	cmd := testCmd
 	cmd.Output = &out
+	t.Setenv("TEST_TOKEN", "do-not-log-this-token")
+	t.Setenv("KT_HTTP", "0.0.0.0:9999")
 	_, err := Load(newConfig(t), cmd, []string{"--help"})
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("--help: %v", err)
@@ -272,11 +277,16 @@ func TestHelp(t *testing.T) {
 	for _, want := range []string{
 		"Usage: test [flags]", "A test command.", "each also read from its KT_* environment variable",
 		"--config FILE (KT_CONFIG)", "--http (KT_HTTP)\n    \tlisten address (default 127.0.0.1:8080)",
-		"--token (TEST_TOKEN)", "--secret\n", "--log-level (KT_LOG_LEVEL)\n    \tlog level (default INFO)",
+		"--token (TEST_TOKEN)", "--secret\n", "--log-level (KT_LOG_LEVEL)\n    \tlog level (default info)",
 		"Example:\n  test --http :80",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("help lacks %q:\n%s", want, out.String())
+		}
+	}
+	for _, secret := range []string{"do-not-log-this-token", "9999"} {
+		if strings.Contains(out.String(), secret) {
+			t.Errorf("help shows %q, a value from the environment:\n%s", secret, out.String())
 		}
 	}
 }
