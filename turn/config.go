@@ -122,9 +122,9 @@ type Config struct {
 	// onPublicIP, if set, is told the result of every PublicIPSTUN check
 	// (tests wait on it).
 	onPublicIP func(netip.Addr, error)
-	// authTimeout and unauthPerIP bound TCP and TLS connections that have
-	// not authenticated (defaultAuthTimeout, defaultUnauthPerIP); tests
-	// change them.
+	// authTimeout and unauthPerIP bound TCP and TLS connections that hold
+	// no allocation (defaultAuthTimeout, defaultUnauthPerIP); tests change
+	// them.
 	authTimeout time.Duration
 	unauthPerIP int
 }

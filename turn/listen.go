@@ -25,15 +25,16 @@ const (
 	// frames, so there is no point inspecting them.
 	frameBufSize = 1600
 	// defaultAuthTimeout is how long a TCP or TLS connection may take,
-	// from accept, to present valid credentials (TLS handshake included).
-	// A client needs one round trip for the nonce and one to authenticate;
-	// anything slower only holds one of MaxTCPConns slots.
+	// from accept (or from the end of its allocation), to get an
+	// allocation with valid credentials (TLS handshake included). A client
+	// needs one round trip for the nonce and one to allocate; anything
+	// slower, or refused, only holds one of MaxTCPConns slots.
 	defaultAuthTimeout = 10 * time.Second
-	// defaultUnauthPerIP caps the connections of one client IP that have
-	// not authenticated yet; more are closed at accept.
+	// defaultUnauthPerIP caps the connections of one client IP that hold
+	// no allocation yet; more are closed at accept.
 	defaultUnauthPerIP = 16
-	// tcpIdleTimeout closes an authenticated TCP or TLS connection that
-	// sends nothing. A live TURN client refreshes its permissions every few
+	// tcpIdleTimeout closes a TCP or TLS connection with an allocation
+	// that sends nothing. A live TURN client refreshes its permissions every few
 	// minutes.
 	tcpIdleTimeout = 20 * time.Minute
 )
@@ -409,9 +410,10 @@ func (c *inspectingPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 // streamListener wraps each accepted TCP or TLS connection in a streamConn
 // and tracks them: pion's Close closes the listener but not the
 // connections it accepted, whose goroutines would live on. It also keeps
-// unauthenticated connections short and few: each must authenticate
-// within authTimeout of its accept (authenticated marks it, from pion's
-// OnAuth event), and one client IP may hold at most unauthPerIP of them.
+// connections without an allocation short and few: each must allocate
+// within authTimeout of its accept (allocated marks it, from pion's
+// OnAllocationCreated event), and one client IP may hold at most
+// unauthPerIP of them.
 type streamListener struct {
 	net.Listener
 	checker     *secretChecker
@@ -453,7 +455,8 @@ func (l *streamListener) Accept() (net.Conn, error) {
 func (l *streamListener) track(c net.Conn) (*streamConn, error) {
 	ip := remoteIP(c)
 	sc := &streamConn{Conn: c, checker: l.checker, owner: l, ip: ip,
-		deadline: time.Now().Add(l.authTimeout), frames: newFrameReader(c), buf: make([]byte, frameBufSize)}
+		frames: newFrameReader(c), buf: make([]byte, frameBufSize)}
+	sc.deadline.Store(time.Now().Add(l.authTimeout).UnixNano())
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -475,9 +478,13 @@ func remoteIP(c net.Conn) netip.Addr {
 	return netip.Addr{}
 }
 
-// authenticated marks the connection from src as authenticated: from now
-// on it lives as long as it is used.
-func (l *streamListener) authenticated(src net.Addr) {
+// allocated marks the connection from src as holding an allocation: from
+// now on it lives as long as it is used. Authenticating is not enough:
+// pion checks credentials before the quotas, so a connection whose
+// allocations the user quota refuses would otherwise hold one of
+// MaxTCPConns slots for as long as it sends a message every
+// tcpIdleTimeout, and one user's refused connections could fill them all.
+func (l *streamListener) allocated(src net.Addr) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	c, ok := l.byAddr[src.String()]
@@ -486,6 +493,22 @@ func (l *streamListener) authenticated(src net.Addr) {
 	}
 	c.authed.Store(true)
 	l.uncountLocked(c.ip)
+}
+
+// released puts the connection from src, whose allocation ended, back on
+// the clock: it may allocate again within authTimeout, or it is closed.
+func (l *streamListener) released(src net.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c, ok := l.byAddr[src.String()]
+	if !ok || !c.authed.Load() {
+		return
+	}
+	deadline := time.Now().Add(l.authTimeout)
+	c.deadline.Store(deadline.UnixNano())
+	c.authed.Store(false)
+	l.unauth[c.ip]++
+	_ = c.Conn.SetReadDeadline(deadline) // wakes a read waiting on the idle timeout
 }
 
 func (l *streamListener) uncountLocked(ip netip.Addr) {
@@ -525,7 +548,7 @@ func (l *streamListener) forget(c *streamConn) {
 	}
 }
 
-// streamConn bounds the TLS handshake, the time to authenticate and the
+// streamConn bounds the TLS handshake, the time to allocate and the
 // idle time of a TURN-over-TCP connection, and cuts the stream into whole
 // frames (see frameReader) so that pion reads exactly one frame at a time;
 // with several secrets it inspects each frame before pion reads it.
@@ -534,8 +557,8 @@ type streamConn struct {
 	owner      *streamListener
 	checker    *secretChecker
 	ip         netip.Addr
-	deadline   time.Time   // to authenticate by, from accept
-	authed     atomic.Bool // set by the listener from pion's OnAuth
+	deadline   atomic.Int64 // unix ns to allocate by, from accept or the end of an allocation
+	authed     atomic.Bool  // holds an allocation: set by the listener from pion's events
 	handshaked bool
 	frames     *frameReader
 	buf        []byte
@@ -549,12 +572,16 @@ func (c *streamConn) Read(p []byte) (int, error) {
 		}
 	}
 	for len(c.pending) == 0 {
-		deadline := c.deadline
-		if c.authed.Load() {
+		authed := c.authed.Load()
+		deadline := time.Unix(0, c.deadline.Load())
+		if authed {
 			deadline = time.Now().Add(tcpIdleTimeout)
 		}
 		if err := c.Conn.SetReadDeadline(deadline); err != nil {
 			return 0, err
+		}
+		if authed && !c.authed.Load() {
+			continue // released meanwhile: its short deadline, not the idle one
 		}
 		frame, err := c.frames.next(c.buf)
 		if err != nil {
@@ -582,7 +609,7 @@ func (c *streamConn) handshake() error {
 	if !ok {
 		return nil
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), c.deadline)
+	ctx, cancel := context.WithDeadline(context.Background(), time.Unix(0, c.deadline.Load()))
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return fmt.Errorf("TLS handshake: %w", err)

@@ -194,6 +194,7 @@ func TestUnauthenticatedStreams(t *testing.T) {
 	const timeout = 500 * time.Millisecond
 	s, _ := startServerOn(t, ListenConfig{Addr: "127.0.0.1:0", TLSAddr: "127.0.0.1:0"}, func(c *Config) {
 		c.authTimeout = timeout
+		c.UserQuota = 1
 		c.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cert, nil }
 	})
 	dial := func(addr net.Addr, src string) net.Conn {
@@ -252,6 +253,29 @@ func TestUnauthenticatedStreams(t *testing.T) {
 		}
 		if res, err := readStreamSTUN(c); err != nil || res.Type != stun.BindingSuccess {
 			t.Fatalf("an authenticated connection after %v: %v %v", 3*timeout, res, err)
+		}
+	})
+	t.Run("refused allocation", func(t *testing.T) {
+		// Valid credentials whose allocation the user quota refuses do
+		// not keep the connection: pion authenticates before it checks
+		// quotas, and one user's refused connections must not fill
+		// MaxTCPConns for everyone.
+		user, pass := mint("greedy")
+		var conns []net.Conn
+		for i := range 2 {
+			var ready sync.WaitGroup
+			ready.Add(1)
+			start := make(chan struct{})
+			close(start)
+			c := dial(s.TCPAddr(), "127.0.0.1")
+			ok, err := tcpAllocateOn(c, user, pass, &ready, start)
+			if err != nil || ok != (i == 0) {
+				t.Fatalf("allocation %d: granted %v, %v; want only the first granted (quota 1)", i, ok, err)
+			}
+			conns = append(conns, c)
+		}
+		if d := waitClosed(t, conns[1], waitTimeout); d > timeout+3*time.Second {
+			t.Errorf("a connection whose allocation was refused was closed after %v", d)
 		}
 	})
 	t.Run("per IP", func(t *testing.T) {

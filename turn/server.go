@@ -218,11 +218,6 @@ func (s *Server) permit(client net.Addr, peer net.IP) bool {
 func (s *Server) events() pionturn.EventHandler {
 	return pionturn.EventHandler{
 		OnAuth: func(src, _ net.Addr, _, username, _, method string, ok bool) {
-			if ok && src.Network() == "tcp" {
-				for _, sl := range s.streams {
-					sl.authenticated(src)
-				}
-			}
 			if !ok {
 				s.metrics.authFailures.WithLabelValues("integrity").Inc()
 				s.log.Debug("TURN auth failed", slog.String("client", src.String()),
@@ -233,6 +228,11 @@ func (s *Server) events() pionturn.EventHandler {
 			s.metrics.created.Inc()
 			s.metrics.active.Inc()
 			s.quotas.allocationCreated(username, src)
+			if src.Network() == "tcp" {
+				for _, sl := range s.streams {
+					sl.allocated(src)
+				}
+			}
 			s.log.Debug("TURN allocation created", slog.String("client", src.String()),
 				slog.String("user", userOf(username)), slog.String("relay", relay.String()))
 		},
@@ -242,6 +242,11 @@ func (s *Server) events() pionturn.EventHandler {
 		OnAllocationDeleted: func(src, _ net.Addr, _, username, _ string) {
 			s.metrics.active.Dec()
 			s.quotas.allocationDeleted(username, src)
+			if src.Network() == "tcp" {
+				for _, sl := range s.streams {
+					sl.released(src)
+				}
+			}
 		},
 		OnPermissionCreated: func(src, _ net.Addr, _, _, _ string, _ net.Addr, peer net.IP) {
 			s.quotas.permissionCreated(src, peer)
