@@ -593,3 +593,42 @@ func TestE2EJoinByInvite(t *testing.T) {
 		t.Fatalf("alice connected to %s, want bob's new peer %s, joined again with the invite", nm.Peer, rc.Peer)
 	}
 }
+
+// TestConsentWithdrawalNeverDropped: a consumer whose room events back up
+// (a chatty room, a recorder's slow disk) loses chat, but never a
+// withdrawal of consent, which waits for room: a recorder that missed one
+// would go on recording someone who said no.
+func TestConsentWithdrawalNeverDropped(t *testing.T) {
+	ts := startServer(t, false)
+	const buf = 32
+	alice := ts.newClient(t, "alice")
+	rec := ts.newClient(t, "rec", WithEventBuffer(buf))
+	ra, rr := join(t, alice, "lab"), join(t, rec, "lab")
+	connected(t, ra, "rec")
+	connected(t, rr, "alice")
+	p, err := ra.peer(rec.Self().Peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As SendTo(..., ConsentToRecording()) does for a recorder.
+	p.setMember(proto.Member{Peer: rec.Self().Peer, User: "rec", Role: proto.RoleRecorder})
+	p.sendConsent("lab", true)
+	waitEvent[*RecordingConsent](t, rr.events, func(e *RecordingConsent) bool { return e.Granted })
+
+	// The consumer is busy: alice chats past its buffer, then withdraws
+	// (as StopSending does), on the same ordered channel.
+	for i := range buf + 8 {
+		if _, err := ra.Send(fmt.Sprintf("msg %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.sendConsent("lab", false)
+	deadline := time.Now().Add(testTimeout)
+	for rr.Dropped() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no chat was dropped: the buffer never filled")
+		}
+		time.Sleep(5 * time.Millisecond) // polling a counter, not waiting for an event
+	}
+	waitEvent[*RecordingConsent](t, rr.events, func(e *RecordingConsent) bool { return !e.Granted })
+}

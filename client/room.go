@@ -25,6 +25,8 @@ type Room struct {
 
 	events  chan Event
 	dropped atomic.Int64
+	done    chan struct{}  // closed when the room closes, before events
+	waiting sync.WaitGroup // emitters waiting for room in events
 
 	mu      sync.Mutex
 	members map[string]proto.Member
@@ -51,7 +53,7 @@ func (c *Client) Join(ctx context.Context, room string, opts ...JoinOption) (*Ro
 	if err := proto.ValidRoom(room); err != nil {
 		return nil, fmt.Errorf("join %q: %w", room, err)
 	}
-	r := &Room{c: c, name: room, events: make(chan Event, c.opts.eventBuffer), members: map[string]proto.Member{}}
+	r := &Room{c: c, name: room, events: make(chan Event, c.opts.eventBuffer), done: make(chan struct{}), members: map[string]proto.Member{}}
 	for _, o := range opts {
 		o(r)
 	}
@@ -97,7 +99,10 @@ func (r *Room) joinMsg() *proto.Message {
 // Name is the room's name.
 func (r *Room) Name() string { return r.name }
 
-// Events delivers the room's events; see Event for the types.
+// Events delivers the room's events; see Event for the types. A consumer
+// that falls behind by the buffer (WithEventBuffer) loses events (Dropped
+// counts them), except RecordingConsent, which waits for it: the peer
+// that sent it waits meanwhile.
 func (r *Room) Events() <-chan Event { return r.events }
 
 // Dropped counts events lost because the consumer fell behind.
@@ -252,7 +257,11 @@ func (r *Room) removeMember(m proto.Member) {
 }
 
 // emit delivers ev without blocking; it reports false if ev was dropped.
+// A RecordingConsent is never dropped: it waits for room (emitWaiting).
 func (r *Room) emit(ev Event) bool {
+	if _, ok := ev.(*RecordingConsent); ok {
+		return r.emitWaiting(ev)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -268,11 +277,38 @@ func (r *Room) emit(ev Event) bool {
 	}
 }
 
+// emitWaiting delivers ev, waiting while the consumer is behind, until the
+// room closes. It is for what a consumer must not miss: a recorder that
+// lost a withdrawal of consent (to a flood of chat ahead of it) would
+// record someone who said no. The wait holds up only the goroutine that
+// emits, the sending peer's chat channel: that peer's own messages wait
+// behind it.
+func (r *Room) emitWaiting(ev Event) bool {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return false
+	}
+	r.waiting.Add(1)
+	r.mu.Unlock()
+	defer r.waiting.Done()
+	select {
+	case r.events <- ev:
+		return true
+	case <-r.done:
+		return false
+	}
+}
+
 func (r *Room) closeEvents() {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.closed {
-		r.closed = true
-		close(r.events)
+	if r.closed {
+		r.mu.Unlock()
+		return
 	}
+	r.closed = true
+	close(r.done)
+	r.mu.Unlock()
+	r.waiting.Wait() // every waiting emitter sees done and leaves
+	close(r.events)
 }
