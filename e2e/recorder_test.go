@@ -73,3 +73,38 @@ func TestRecorderNeedsOptIn(t *testing.T) {
 	alice.press("share-recorder")
 	alice.waitFor("no track to the recorder after opting out", recPeer+`.pc.getSenders().filter(s => s.track).length === 0`)
 }
+
+// TestUnknownRoleGetsNoMedia: a signal can overtake the peer-joined that
+// announces its sender (in a cluster it does), and the page then makes a
+// peer whose role it does not know yet. That peer may be a recorder, so it
+// gets no track until peer-joined says: none if it is a recorder (alice
+// did not opt in), the camera's if it is a user.
+func TestUnknownRoleGetsNoMedia(t *testing.T) {
+	s := signalingtest.Start(t, signalingtest.Options{})
+	alice := openPage(t, s.URL, "alice")
+	alice.register("alice")
+	alice.join("room")
+	alice.press("camera")
+	alice.waitFor("the camera", `khadgaApp.camera && khadgaApp.client.local.size === 2`)
+	senders := func(step, peer string, want int) {
+		t.Helper()
+		got := eval[int](alice, fmt.Sprintf(`khadgaApp.client.peers.get(%s).senders.size`, js(peer)))
+		if got != want {
+			t.Fatalf("%s: the page gives peer %s %d tracks, want %d", step, peer, got, want)
+		}
+	}
+	signal := func(peer string) {
+		eval[bool](alice, fmt.Sprintf(`(khadgaApp.client.onSignal({from: %s, room: 'room', data: {}}), true)`, js(peer)))
+	}
+	joined := func(peer, user, role string) {
+		eval[bool](alice, fmt.Sprintf(`(khadgaApp.client.memberJoined('room', {peer: %s, user: %s, role: %s}), true)`, js(peer), js(user), js(role)))
+	}
+	signal("recpeer0001")
+	senders("a signal before peer-joined", "recpeer0001", 0)
+	joined("recpeer0001", "rec", "recorder")
+	senders("peer-joined says recorder", "recpeer0001", 0)
+	signal("bobpeer0001")
+	senders("a signal before peer-joined", "bobpeer0001", 0)
+	joined("bobpeer0001", "bob", "user")
+	senders("peer-joined says user", "bobpeer0001", 2)
+}

@@ -336,7 +336,10 @@ export class Khadga extends EventTarget {
     let p = this.peers.get(member.peer);
     if (!p) p = this.newPeer(member);
     if (!p) return;
-    if (member.user) p.member = { ...member };
+    if (member.user) {
+      p.member = { ...member };
+      this.shareMedia(p); // its role may have been unknown until now
+    }
     if (!p.rooms.has(room)) {
       p.rooms.add(room);
       if (p.consent) p.sendConsent([room]);
@@ -366,11 +369,21 @@ export class Khadga extends EventTarget {
       probe: () => this.probe(),
     });
     this.peers.set(member.peer, p);
-    if (!p.isRecorder || this.shareWithRecorder) {
-      for (const [track, stream] of this.local) p.addTrack(track, stream);
-    }
-    if (p.isRecorder && this.shareWithRecorder) p.setConsent(true);
+    this.shareMedia(p);
     return p;
+  }
+
+  /**
+   * shareMedia gives p the local tracks, or takes them back, by its role:
+   * a recorder gets them only while the user shares with recorders. A peer
+   * whose role is not known yet (its signal overtook its peer-joined) may
+   * be a recorder, so it gets none until peer-joined says.
+   */
+  shareMedia(p) {
+    const roleKnown = !!p.member.user;
+    const send = roleKnown && (!p.isRecorder || this.shareWithRecorder);
+    if (p.isRecorder && this.shareWithRecorder) p.setConsent(true);
+    for (const [track, stream] of this.local) send ? p.addTrack(track, stream) : p.removeTrack(track);
   }
 
   dropPeer(p) {
@@ -427,7 +440,7 @@ export class Khadga extends EventTarget {
     stream = stream || new MediaStream([track]);
     this.local.set(track, stream);
     for (const p of this.peers.values()) {
-      if (!p.isRecorder || this.shareWithRecorder) p.addTrack(track, stream);
+      if (p.member.user && (!p.isRecorder || this.shareWithRecorder)) p.addTrack(track, stream);
     }
   }
 
