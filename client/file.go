@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/pion/webrtc/v4"
 
@@ -573,7 +575,9 @@ func validFileName(name string) error {
 		return fmt.Errorf("file name %q: must be a plain name of 1 to %d bytes", truncate(name, 64), maxFileName)
 	}
 	for _, r := range name {
-		if r < 0x20 || r == 0x7f {
+		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) || r == utf8.RuneError {
+			// C0 and C1 controls reach terminals as escapes; bidi controls
+			// make "exe.pdf" of "fdp.exe".
 			return fmt.Errorf("file name %q: control characters are not allowed", truncate(name, 64))
 		}
 	}

@@ -86,7 +86,8 @@ func TestValidFileName(t *testing.T) {
 			t.Errorf("%q refused: %v", ok, err)
 		}
 	}
-	for _, bad := range []string{"", ".", "..", "../etc/passwd", "a/b", `a\b`, "/abs", "tab\there", "nl\n", "del\x7f", strings.Repeat("x", 256)} {
+	for _, bad := range []string{"", ".", "..", "../etc/passwd", "a/b", `a\b`, "/abs", "tab\there", "nl\n", "del\x7f", strings.Repeat("x", 256),
+		"csi\u009b2J", "invoice\u202efdp.exe", "bad\xffutf8"} {
 		if err := validFileName(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}

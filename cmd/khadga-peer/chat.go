@@ -7,8 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/pion/webrtc/v4"
 
@@ -101,8 +103,27 @@ func (ch *chat) loop(ctx context.Context) error {
 	}
 }
 
+// say prints one line. What peers wrote (chat text, names) goes through
+// it: control characters, newlines included, are shown escaped, so that a
+// peer can neither forge a line that reads as someone else's nor send the
+// terminal escapes.
 func (ch *chat) say(format string, args ...any) {
-	fmt.Fprintf(ch.e.stdout, format+"\n", args...)
+	fmt.Fprintln(ch.e.stdout, printable(fmt.Sprintf(format, args...)))
+}
+
+// printable escapes the control and bidi characters of s as Go does in a
+// quoted string (invalid UTF-8 shows as U+FFFD).
+func printable(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func (ch *chat) roomEvent(ev client.Event) {

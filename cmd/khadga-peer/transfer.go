@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/khadga/khadga/client"
 	"github.com/khadga/khadga/proto"
@@ -139,7 +140,13 @@ func runRecv(ctx context.Context, e *env, args []string) error {
 				continue
 			}
 			if err := receive(e, f, dir); err != nil {
-				return fail(exitTransfer, "%s from %s: %v", f.Name, f.From.User, err)
+				if from != "" {
+					return fail(exitTransfer, "%s from %s: %v", f.Name, f.From.User, err)
+				}
+				// Any member may offer a file: one that fails must not end
+				// the wait for the others.
+				fmt.Fprintf(e.stderr, "%s\n", printable(fmt.Sprintf("%s from %s failed: %v", f.Name, f.From.User, err)))
+				continue
 			}
 			got++
 		case <-ctx.Done():
@@ -151,7 +158,9 @@ func runRecv(ctx context.Context, e *env, args []string) error {
 
 // receive saves one file into dir.
 func receive(e *env, f *client.IncomingFile, dir string) error {
-	tmp, err := os.CreateTemp(dir, ".khadga-"+f.Name+".*.part")
+	// Not named after the file: a name of up to 255 bytes, the protocol's
+	// limit, would not leave room for the prefix and suffix.
+	tmp, err := os.CreateTemp(dir, ".khadga-*.part")
 	if err != nil {
 		f.Reject("cannot write")
 		return err
@@ -178,14 +187,17 @@ func receive(e *env, f *client.IncomingFile, dir string) error {
 }
 
 // placeFile links the verified temp file to dir/name, or name.1, name.2,
-// ... if taken: a hard link never replaces an existing file.
+// ... if taken: a hard link never replaces an existing file. The stem is
+// shortened where the number would make the name longer than a file
+// system takes (255 bytes).
 func placeFile(tmp, dir, name string) (string, error) {
 	ext := filepath.Ext(name)
 	stem := strings.TrimSuffix(name, ext)
 	for i := 0; i < 1000; i++ {
 		p := filepath.Join(dir, name)
 		if i > 0 {
-			p = filepath.Join(dir, stem+"."+strconv.Itoa(i)+ext)
+			n := "." + strconv.Itoa(i) + ext
+			p = filepath.Join(dir, truncateUTF8(stem, maxNameBytes-len(n))+n)
 		}
 		err := os.Link(tmp, p)
 		if err == nil {
@@ -196,4 +208,21 @@ func placeFile(tmp, dir, name string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no free name for %s in %s", name, dir)
+}
+
+// maxNameBytes is the longest file name Linux file systems take.
+const maxNameBytes = 255
+
+// truncateUTF8 cuts s to at most n bytes, at a rune boundary.
+func truncateUTF8(s string, n int) string {
+	if n <= 0 {
+		return ""
+	}
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
