@@ -208,17 +208,51 @@ func (p *peerPolicy) warnOpenings(log *slog.Logger) {
 	}
 }
 
-// interfaceAddrs lists the addresses of the host's interfaces.
+// interfaceAddrs lists the addresses of the host's interfaces, and the
+// broadcast address of each IPv4 one.
 func interfaceAddrs() ([]netip.Addr, error) {
 	addrs, err := net.InterfaceAddrs()
 	if err != nil {
 		return nil, err
 	}
-	out := make([]netip.Addr, 0, len(addrs))
+	prefixes := make([]netip.Prefix, 0, len(addrs))
 	for _, a := range addrs {
 		if p, err := netip.ParsePrefix(a.String()); err == nil {
-			out = append(out, p.Addr())
+			prefixes = append(prefixes, p)
 		}
 	}
-	return out, nil
+	return ownAddrs(prefixes), nil
+}
+
+// ownAddrs is the addresses of interfaces with these prefixes, and the
+// directed broadcast address of each IPv4 subnet: Go's UDP sockets, the
+// relay's too, may send to broadcast addresses, and a packet to one
+// reaches every host of the server's segment.
+func ownAddrs(prefixes []netip.Prefix) []netip.Addr {
+	out := make([]netip.Addr, 0, 2*len(prefixes))
+	for _, p := range prefixes {
+		out = append(out, p.Addr())
+		if b, ok := broadcastOf(p); ok {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// broadcastOf returns the directed broadcast address of an IPv4 subnet
+// (its host bits all ones); none for /31 and /32, which have none.
+func broadcastOf(p netip.Prefix) (netip.Addr, bool) {
+	if !p.Addr().Unmap().Is4() || p.Bits() >= 31 || p.Bits() < 0 {
+		return netip.Addr{}, false
+	}
+	a := p.Addr().Unmap().As4()
+	bits := p.Bits()
+	for i := range a {
+		for b := range 8 {
+			if i*8+b >= bits {
+				a[i] |= 0x80 >> b
+			}
+		}
+	}
+	return netip.AddrFrom4(a), true
 }

@@ -3,6 +3,7 @@ package turn
 import (
 	"bytes"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -176,4 +177,36 @@ func exchange(t *testing.T, from, to net.PacketConn, toAddr net.Addr, msg, never
 		}
 	}
 	t.Fatalf("%q never arrived between the relays", msg)
+}
+
+// TestPolicyDeniesSubnetBroadcast: the directed broadcast address of each
+// IPv4 subnet the host sits on is one of its own: a relay socket may send
+// to it (Go sets SO_BROADCAST on UDP sockets), and a packet to it reaches
+// every host of the server's segment. Addresses computed only; nothing is
+// sent.
+func TestPolicyDeniesSubnetBroadcast(t *testing.T) {
+	for _, c := range []struct {
+		prefix, want string
+	}{
+		{"100.1.2.3/24", "100.1.2.255"},
+		{"100.1.2.3/20", "100.1.15.255"},
+		{"100.1.2.3/30", "100.1.2.3"},
+	} {
+		b, ok := broadcastOf(netip.MustParsePrefix(c.prefix))
+		if !ok || b.String() != c.want {
+			t.Errorf("broadcastOf(%s) = %v %v, want %s", c.prefix, b, ok, c.want)
+		}
+	}
+	for _, p := range []string{"100.1.2.3/31", "100.1.2.3/32", "2001:db8::1/64"} {
+		if b, ok := broadcastOf(netip.MustParsePrefix(p)); ok {
+			t.Errorf("broadcastOf(%s) = %v, want none", p, b)
+		}
+	}
+	p := newPeerPolicy(nil, nil, nil)
+	p.setLocal(ownAddrs([]netip.Prefix{netip.MustParsePrefix("100.1.2.3/24")}))
+	for ip, want := range map[string]bool{"100.1.2.255": false, "100.1.2.3": false, "100.1.2.4": true, "100.1.3.255": true} {
+		if got := p.allowed(netip.MustParseAddr(ip)); got != want {
+			t.Errorf("allowed(%s) = %v, want %v", ip, got, want)
+		}
+	}
 }
