@@ -288,13 +288,51 @@ func (p *peer) onCandidate(c proto.ICECandidate) {
 		}
 		return
 	}
+	if !p.countCandidate() {
+		return
+	}
 	if err := p.pc.AddICECandidate(init); err != nil && !p.ignoreOffer {
 		p.log.Debug("add candidate", slog.Any("err", err))
 	}
 }
 
+// countCandidate counts a remote candidate against maxRemoteCandidates
+// for the remote's current ICE credentials, and reports whether it may be
+// used. An ICE restart (new credentials) counts afresh: pion drops the
+// old candidates then.
+func (p *peer) countCandidate() bool {
+	if uf := remoteUfrag(p.pc.RemoteDescription()); uf != p.candUfrag {
+		p.candUfrag, p.candCount = uf, 0
+	}
+	if p.candCount >= maxRemoteCandidates {
+		if p.candCount == maxRemoteCandidates {
+			p.log.Warn("ignoring the remote's candidates past the limit", slog.Int("max", maxRemoteCandidates))
+			p.candCount++ // warn once
+		}
+		return false
+	}
+	p.candCount++
+	return true
+}
+
+// remoteUfrag is the first a=ice-ufrag of d, "" if none.
+func remoteUfrag(d *webrtc.SessionDescription) string {
+	if d == nil {
+		return ""
+	}
+	for line := range strings.Lines(d.SDP) {
+		if uf, ok := strings.CutPrefix(line, "a=ice-ufrag:"); ok {
+			return strings.TrimRight(uf, "\r\n")
+		}
+	}
+	return ""
+}
+
 func (p *peer) flushCandidates() {
 	for _, c := range p.pendingCands {
+		if !p.countCandidate() {
+			break
+		}
 		if err := p.pc.AddICECandidate(c); err != nil {
 			p.log.Debug("add queued candidate", slog.Any("err", err))
 		}

@@ -26,6 +26,11 @@ const (
 	// maxPendingCandidates bounds candidates held until a remote
 	// description arrives.
 	maxPendingCandidates = 128
+	// maxRemoteCandidates bounds the candidates taken from a remote for
+	// one set of its ICE credentials: pion keeps, pairs and checks every
+	// one (sending STUN to the address it names), and a browser sends a
+	// few dozen.
+	maxRemoteCandidates = 256
 	// restartMinInterval spaces automatic ICE restarts.
 	restartMinInterval = 3 * time.Second
 	// disconnectedGrace is how long ICE may stay disconnected before the
@@ -98,6 +103,8 @@ type peer struct {
 	// Owned by the run goroutine.
 	ignoreOffer    bool
 	pendingCands   []webrtc.ICECandidateInit
+	candUfrag      string // the remote ICE ufrag the candidates below count for
+	candCount      int    // candidates given to pion for it
 	restartPending bool
 	offerAgain     bool
 	lastRestart    time.Time

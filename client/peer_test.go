@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
+
+	"github.com/khadga/khadga/proto"
 )
 
 func TestPeerChatBothWays(t *testing.T) {
@@ -386,5 +389,42 @@ func TestPeerFileInterrupted(t *testing.T) {
 	}
 	if d, total := rt.Progress(); d >= total {
 		t.Fatalf("progress %d/%d: the transfer should have been cut short", d, total)
+	}
+}
+
+// TestRemoteCandidatesBounded: a remote may trickle candidates without
+// end once a description is set; pion would keep, pair and check each
+// (sending STUN wherever they point). Past maxRemoteCandidates for one set
+// of the remote's ICE credentials they are ignored, and the connection
+// stays up.
+func TestRemoteCandidatesBounded(t *testing.T) {
+	a, _, ea, _ := newTestPair(t)
+	waitEvent[*PeerConnected](t, ea, nil)
+	const n = maxRemoteCandidates + 300
+	sync := func() {
+		done := make(chan struct{})
+		a.enqueue(func() { close(done) })
+		<-done
+	}
+	for i := range n {
+		a.handleSignal(wireSignal{Candidate: &proto.ICECandidate{
+			Candidate: fmt.Sprintf("candidate:%d 1 udp 2130706431 127.0.0.1 %d typ host", i+100, 20000+i),
+		}})
+		if i%200 == 199 {
+			sync() // the loop's queue holds peerOpQueue
+		}
+	}
+	sync()
+	var count int
+	a.enqueue(func() { count = a.candCount })
+	sync()
+	if count > maxRemoteCandidates+1 { // +1: the warning's mark
+		t.Fatalf("%d of %d trickled candidates given to pion, want at most %d", count, n, maxRemoteCandidates)
+	}
+	if count < maxRemoteCandidates {
+		t.Fatalf("only %d candidates counted: the flood did not reach the limit", count)
+	}
+	if s := a.pc.ConnectionState(); s != webrtc.PeerConnectionStateConnected {
+		t.Fatalf("connection %s after the flood", s)
 	}
 }

@@ -13,6 +13,10 @@ export function polite(self, other) { return self < other; }
 export const maxMessageText = 16 * 1024;
 const maxChatFrame = maxMessageText + 1024;
 const maxPendingCandidates = 128;
+// maxRemoteCandidates bounds the candidates taken from a remote for one set
+// of its ICE credentials (a browser sends a few dozen): each is kept, paired
+// and checked, with STUN sent wherever it points.
+const maxRemoteCandidates = 256;
 const maxRequestedTransceivers = 8;
 // restartMinInterval spaces automatic ICE restarts; disconnectedGrace is how
 // long ICE may stay disconnected before the impolite side restarts it. The
@@ -61,6 +65,8 @@ export class Peer {
     this.makingOffer = false;
     this.ignoreOffer = false;
     this.pending = [];
+    this.candUfrag = ''; // the remote ICE ufrag candCount counts for
+    this.candCount = 0;
     this.queue = Promise.resolve();
     this.lastRestart = 0;
     this.senders = new Map(); // MediaStreamTrack -> RTCRtpSender
@@ -173,7 +179,7 @@ export class Peer {
       if (this.ignoreOffer) return;
       if (description.type === 'answer' && pc.signalingState !== 'have-local-offer') return; // answer to a rolled-back offer
       await pc.setRemoteDescription(description); // rolls back our offer implicitly when polite
-      for (const c of this.pending.splice(0)) await pc.addIceCandidate(c).catch(() => {});
+      for (const c of this.pending.splice(0)) if (this.countCandidate()) await pc.addIceCandidate(c).catch(() => {});
       if (description.type === 'offer') {
         await pc.setLocalDescription();
         this.signal({ description: pc.localDescription.toJSON() });
@@ -192,12 +198,23 @@ export class Peer {
         if (this.pending.length < maxPendingCandidates) this.pending.push(candidate);
         return;
       }
+      if (!this.countCandidate()) return;
       try {
         await pc.addIceCandidate(candidate);
       } catch (e) {
         if (!this.ignoreOffer) throw e;
       }
     }
+  }
+
+  /** countCandidate counts a remote candidate for the remote's current ICE ufrag; false past the limit. */
+  countCandidate() {
+    const m = /^a=ice-ufrag:(.*)$/m.exec((this.pc.remoteDescription && this.pc.remoteDescription.sdp) || '');
+    const ufrag = m ? m[1].trim() : '';
+    if (ufrag !== this.candUfrag) { this.candUfrag = ufrag; this.candCount = 0; }
+    if (this.candCount >= maxRemoteCandidates) return false;
+    this.candCount++;
+    return true;
   }
 
   // onRenegotiate answers a polite Go peer (package client) that asks the
