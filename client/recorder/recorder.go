@@ -39,7 +39,8 @@ type Config struct {
 	// QueueFrames bounds each track's write queue (default 64).
 	QueueFrames int
 	// MaxTracks caps the tracks, audio and video, recorded at once
-	// (default 16); more are ignored.
+	// (default 16); one peer takes at most half of them, and at most 4.
+	// More wait, their packets dropped, until a slot frees.
 	MaxTracks int
 	// NoAudio leaves peers' audio out of the clips.
 	NoAudio bool
@@ -139,6 +140,8 @@ type Recorder struct {
 	rooms map[string]*roomRec
 	mu    sync.Mutex
 	live  map[string]*liveTrack // recording or waiting for consent, by key
+	per   map[string]int        // live tracks per room/peer
+	freed chan struct{}         // closed (and replaced) when a live track ends
 	done  []TrackReport
 	wg    sync.WaitGroup
 }
@@ -155,7 +158,8 @@ func New(cfg Config) (*Recorder, error) {
 	if len(Codecs()) == 0 {
 		return nil, fmt.Errorf("recorder: %w", ErrNoDecoder)
 	}
-	r := &Recorder{cfg: cfg, log: cfg.Logger, rooms: map[string]*roomRec{}, live: map[string]*liveTrack{}}
+	r := &Recorder{cfg: cfg, log: cfg.Logger, rooms: map[string]*roomRec{}, live: map[string]*liveTrack{},
+		per: map[string]int{}, freed: make(chan struct{})}
 	for _, room := range cfg.Rooms {
 		rr, err := openRoom(cfg.outputConfig(room), cfg.Logger.With(slog.String("room", room)), audioKept(cfg.ClipFrames, cfg.FPS))
 		if err != nil {

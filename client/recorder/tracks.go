@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -64,21 +65,95 @@ func (r *Recorder) track(ctx context.Context, rr *roomRec, e *client.IncomingTra
 		log.Info("ignoring an audio track", slog.Bool("audio_on", r.audio()))
 		return
 	}
-	key := rr.name + "/" + e.From.Peer + "/" + tr.ID() + "/" + fmt.Sprint(tr.SSRC())
+	peer := rr.name + "/" + e.From.Peer
+	key := peer + "/" + tr.ID() + "/" + fmt.Sprint(tr.SSRC())
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		lt, p := r.admit(ctx, rr, e, key, peer, log)
+		if lt != nil {
+			r.record(ctx, rr, e, lt, p, key, peer, video, log)
+		}
+	}()
+}
+
+// maxTracksPerPeer is one peer's share of Config.MaxTracks: a peer sends
+// a video and an audio track, and one peer must not take every slot.
+func (r *Recorder) maxTracksPerPeer() int { return max(1, min(4, r.cfg.MaxTracks/2)) }
+
+// admit takes a slot for the track, waiting while there is none: the
+// track is read and its packets dropped meanwhile, and a slot that frees
+// (another track ended) is tried again, so that a peer who arrives while
+// the slots are full is recorded once one frees. It returns nil when the
+// track ended, or ctx was done, first.
+func (r *Recorder) admit(ctx context.Context, rr *roomRec, e *client.IncomingTrack, key, peer string, log *slog.Logger) (*liveTrack, *peerRec) {
+	warned := false
+	for {
+		r.mu.Lock()
+		if len(r.live) < r.cfg.MaxTracks && r.per[peer] < r.maxTracksPerPeer() {
+			p := rr.hold(e.From)
+			if p == nil {
+				r.mu.Unlock()
+				return nil, nil
+			}
+			lt := &liveTrack{}
+			r.live[key] = lt
+			r.per[peer]++
+			r.mu.Unlock()
+			if warned {
+				_ = e.Track.SetReadDeadline(time.Time{})
+				e.RequestKeyframe()
+			}
+			return lt, p
+		}
+		freed := r.freed
+		r.mu.Unlock()
+		if !warned {
+			warned = true
+			log.Warn("a track waits for a slot: too many tracks", slog.Int("max", r.cfg.MaxTracks), slog.Int("max_per_peer", r.maxTracksPerPeer()))
+		}
+		if !drainUntil(ctx, e.Track, freed) {
+			return nil, nil
+		}
+	}
+}
+
+// drainUntil reads and drops the track's packets until freed is closed
+// (true), or the track ends or ctx is done (false).
+func drainUntil(ctx context.Context, tr *webrtc.TrackRemote, freed <-chan struct{}) bool {
+	for {
+		select {
+		case <-freed:
+			return true
+		case <-ctx.Done():
+			return false
+		default:
+		}
+		_ = tr.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, _, err := tr.ReadRTP(); err != nil {
+			if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+				return false
+			}
+		}
+	}
+}
+
+// release gives back a track's slot.
+func (r *Recorder) release(key, peer string) {
 	r.mu.Lock()
-	if len(r.live) >= r.cfg.MaxTracks {
-		r.mu.Unlock()
-		log.Warn("ignoring a track: too many tracks", slog.Int("max", r.cfg.MaxTracks))
-		return
+	delete(r.live, key)
+	if r.per[peer]--; r.per[peer] <= 0 {
+		delete(r.per, peer)
 	}
-	p := rr.hold(e.From)
-	if p == nil {
-		r.mu.Unlock()
-		return
-	}
-	lt := &liveTrack{}
-	r.live[key] = lt
+	close(r.freed)
+	r.freed = make(chan struct{})
 	r.mu.Unlock()
+}
+
+// record handles an admitted track until it ends.
+func (r *Recorder) record(ctx context.Context, rr *roomRec, e *client.IncomingTrack, lt *liveTrack, p *peerRec, key, peer string, video bool, log *slog.Logger) {
+	tr := e.Track
+	codec := tr.Codec().MimeType
 	log.Info("track arrived; recording it while its peer consents", slog.String("track", tr.ID()), slog.String("kind", tr.Kind().String()))
 	r.wg.Add(2)
 	go func() {
@@ -90,9 +165,7 @@ func (r *Recorder) track(ctx context.Context, rr *roomRec, e *client.IncomingTra
 	go func() {
 		defer r.wg.Done()
 		defer func() {
-			r.mu.Lock()
-			delete(r.live, key)
-			r.mu.Unlock()
+			r.release(key, peer)
 			rr.release(p)
 		}()
 		info := TrackInfo{Peer: e.From.Peer, User: e.From.User, Track: tr.ID(), Codec: canonicalCodec(codec)}

@@ -1,0 +1,121 @@
+//go:build cgo
+
+package recorder
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/khadga/khadga/client"
+	"github.com/khadga/khadga/client/media"
+	"github.com/khadga/khadga/signaling/signalingtest"
+)
+
+// logWatch passes records on and reports those whose message contains one
+// of the watched strings, with the user attribute.
+type logWatch struct {
+	slog.Handler
+	seen  chan string // "message|user"
+	attrs []slog.Attr
+}
+
+func (h *logWatch) Handle(ctx context.Context, r slog.Record) error {
+	user := ""
+	for _, a := range h.attrs {
+		if a.Key == "user" {
+			user = a.Value.String()
+		}
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "user" {
+			user = a.Value.String()
+		}
+		return true
+	})
+	for _, w := range []string{"too many tracks", "track ended", "track arrived"} {
+		if strings.Contains(r.Message, w) {
+			select {
+			case h.seen <- w + "|" + user:
+			default:
+			}
+		}
+	}
+	return h.Handler.Handle(ctx, r)
+}
+func (h *logWatch) WithAttrs(as []slog.Attr) slog.Handler {
+	return &logWatch{Handler: h.Handler.WithAttrs(as), seen: h.seen, attrs: append(append([]slog.Attr{}, h.attrs...), as...)}
+}
+func (h *logWatch) WithGroup(g string) slog.Handler {
+	return &logWatch{Handler: h.Handler.WithGroup(g), seen: h.seen, attrs: h.attrs}
+}
+
+// TestTrackWaitsForASlot: with every slot taken (MaxTracks), a consenting
+// peer's track waits, its packets read and dropped, and is recorded once a
+// slot frees; it is not turned away for good.
+func TestTrackWaitsForASlot(t *testing.T) {
+	s := signalingtest.Start(t, signalingtest.Options{})
+	dir := t.TempDir()
+	w := &logWatch{Handler: testLogger(t).Handler(), seen: make(chan string, 256)}
+	rec := startRecorder(t, s, "studio", dir, func(c *Config) { c.MaxTracks = 1; c.NoAudio = true; c.Logger = slog.New(w) })
+	_, mallory := joinPeer(t, s, "mallory", "studio", rec.self.Peer)
+	_, alice := joinPeer(t, s, "alice", "studio", rec.self.Peer)
+	wait := func(what string) {
+		t.Helper()
+		timer := time.NewTimer(e2eTimeout)
+		defer timer.Stop()
+		for {
+			select {
+			case got := <-w.seen:
+				if got == what {
+					return
+				}
+			case <-timer.C:
+				t.Fatalf("no %q in the recorder's log", what)
+			}
+		}
+	}
+	publish := func(r *client.Room, frames int) *client.Publication {
+		src, err := media.NewTestPattern(media.PatternConfig{Frames: frames, FPS: 30})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { src.Close() })
+		pub, err := r.PublishVideo(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pub.Close() })
+		if err := pub.SendTo(rec.self.Peer, client.ConsentToRecording()); err != nil {
+			t.Fatal(err)
+		}
+		return pub
+	}
+	mpub := publish(mallory, 30)
+	wait("track arrived|mallory")
+	apub := publish(alice, 600)
+	wait("too many tracks|alice")
+	// mallory stops: her track ends and frees the slot.
+	<-mpub.Done()
+	mpub.Close()
+	wait("track ended|mallory")
+	wait("track arrived|alice")
+	deadline := time.Now().Add(e2eTimeout)
+	for {
+		for _, tr := range rec.Tracks() {
+			if tr.Info.User == "alice" {
+				return
+			}
+		}
+		select {
+		case <-apub.Done():
+			t.Fatalf("alice's publication ended before her track was recorded: %v", apub.Err())
+		case <-time.After(50 * time.Millisecond): // polling the recorder's report
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("alice consented and a slot freed, but her track is not recorded")
+		}
+	}
+}
