@@ -35,6 +35,12 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, codeBadRequest, "this endpoint speaks WebSocket only")
 		return
 	}
+	if msg := handshakeError(r); msg != "" {
+		// Checked before the ticket is redeemed: an upgrade that gorilla
+		// would refuse after that would spend the client's ticket.
+		writeError(w, http.StatusBadRequest, codeBadRequest, msg)
+		return
+	}
 	if !offersSubprotocol(r) {
 		s.metrics.wsRefused.WithLabelValues("version").Inc()
 		writeError(w, http.StatusBadRequest, "unsupported_version",
@@ -76,6 +82,20 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	if err := s.hub.Accept(ws.NetConn(), id, opts); err != nil && !errors.Is(err, hub.ErrClosed) {
 		s.log.Info("websocket refused", slog.String("user", id.User), slog.Any("err", err))
 	}
+}
+
+// handshakeError is what an opening handshake lacks that gorilla's
+// Upgrade requires (RFC 6455 section 4.2.1), "" if nothing.
+func handshakeError(r *http.Request) string {
+	switch {
+	case r.Method != http.MethodGet:
+		return "a WebSocket opens with GET"
+	case r.Header.Get("Sec-WebSocket-Version") != "13":
+		return "unsupported WebSocket version: want Sec-WebSocket-Version 13"
+	case len(r.Header.Get("Sec-WebSocket-Key")) != 24:
+		return "missing or malformed Sec-WebSocket-Key"
+	}
+	return ""
 }
 
 // wsClaims authenticates a WebSocket request by its bearer header or by a

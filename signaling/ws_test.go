@@ -123,6 +123,33 @@ func testWebSocketAuth(t *testing.T, opts signalingtest.Options) {
 		}
 	})
 
+	t.Run("a refused handshake does not spend the ticket", func(t *testing.T) {
+		code, body := s.Post(t, "/api/ws-ticket", "", "Authorization", "Bearer "+tok.AccessToken)
+		if code != 200 {
+			t.Fatalf("ticket: %d %s", code, body)
+		}
+		var tk struct{ Ticket string }
+		json.Unmarshal(body, &tk)
+		q := "ticket=" + url.QueryEscape(tk.Ticket)
+		req, err := http.NewRequest(http.MethodGet, s.URL+"/ws?"+q, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header = http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}, "Origin": {s.URL},
+			"Sec-Websocket-Version": {"8"}, "Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="}, "Sec-Websocket-Protocol": v1}
+		resp, err := s.Client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 400 {
+			t.Fatalf("version 8: %d, want 400", resp.StatusCode)
+		}
+		if code, body := dialStatus(t, s, http.Header{"Origin": {s.URL}}, v1, q); code != 101 {
+			t.Fatalf("the ticket after a refused handshake: %d %s, want 101", code, body)
+		}
+	})
+
 	t.Run("expired token", func(t *testing.T) {
 		clock.Add(int64(16 * time.Minute))
 		code, body := dialStatus(t, s, bearer(tok.AccessToken), v1, "")
