@@ -179,21 +179,15 @@ func (s *Server) handleResendVerification(w http.ResponseWriter, r *http.Request
 		}
 	}
 	email := u.Email
-	if req.Email != "" && req.Email != u.Email {
-		err := s.store.UpdateUser(u.Name, func(u *store.User) error {
-			if u.EmailVerified {
-				return errConflict
-			}
-			u.Email = req.Email
-			return nil
-		})
-		if err != nil {
-			s.userUpdated(w, err, "this account's email address is confirmed already: sign in")
-			return
-		}
+	if req.Email != "" {
 		email = req.Email
 	}
-	if err := s.startEmailCheck(u.Name, email); err != nil {
+	err := s.startEmailCheck(u.Name, email)
+	switch {
+	case errors.Is(err, errConflict), errors.Is(err, store.ErrNotFound):
+		s.userUpdated(w, err, "this account's email address is confirmed already: sign in")
+		return
+	case err != nil:
 		s.log.Error("sending the verification email", slog.String("user", u.Name), slog.Any("err", err))
 		writeError(w, http.StatusServiceUnavailable, "email_failed", "could not send the verification email; try again later")
 		return

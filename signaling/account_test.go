@@ -3,9 +3,11 @@ package signaling_test
 import (
 	"encoding/json"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/khadga/khadga/signaling"
 	"github.com/khadga/khadga/signaling/hub"
 	"github.com/khadga/khadga/signaling/signalingtest"
+	"github.com/khadga/khadga/signaling/store"
 )
 
 // TestPasswordChange: a signed-in user changes the password with the
@@ -180,5 +183,73 @@ func TestResendVerification(t *testing.T) {
 	plain := signalingtest.Start(t, signalingtest.Options{})
 	if c, b := plain.Post(t, "/api/resend-verification", creds); c != 404 {
 		t.Fatalf("resend without email checks: %d %s", c, b)
+	}
+}
+
+// tokenHoldingStore holds, once armed, the first UpdateUser that stores a
+// new email token, until released: another request runs meanwhile, as it
+// can between two transactions in production.
+type tokenHoldingStore struct {
+	store.Backend
+	armed   atomic.Bool
+	paused  chan struct{}
+	release chan struct{}
+}
+
+func (h *tokenHoldingStore) UpdateUser(name string, fn func(*store.User) error) error {
+	if h.armed.Load() {
+		if u, err := h.Backend.GetUser(name); err == nil {
+			before := string(u.EmailToken)
+			if fn(&u) == nil && string(u.EmailToken) != before && h.armed.CompareAndSwap(true, false) {
+				close(h.paused)
+				<-h.release
+			}
+		}
+	}
+	return h.Backend.UpdateUser(name, fn)
+}
+
+// TestVerifyLinkConfirmsOnlyItsAddress: a resend to a new address, and the
+// link mailed to the old one opened meanwhile, cannot leave the account
+// confirmed with the new address, which never got a link: the address and
+// its token change in one update, and a token is bound to its address.
+func TestVerifyLinkConfirmsOnlyItsAddress(t *testing.T) {
+	capture, smtpAddr := startSMTP(t)
+	bs, err := store.Open(filepath.Join(t.TempDir(), "khadga.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bs.Close() })
+	hs := &tokenHoldingStore{Backend: bs, paused: make(chan struct{}), release: make(chan struct{})}
+	s := signalingtest.Start(t, signalingtest.Options{Store: hs, Config: signaling.Config{
+		SMTPURL: "smtp://" + smtpAddr, SMTPFrom: "khadga@example.org",
+	}})
+	creds := map[string]string{"username": "mallory", "password": password, "email": "mallory@attacker.example"}
+	if c, b := s.Post(t, "/api/register", creds); c != 201 {
+		t.Fatalf("register: %d %s", c, b)
+	}
+	own := linkRE.FindString(capture.nextMail(t))
+
+	hs.armed.Store(true)
+	done := make(chan int, 1)
+	go func() {
+		c, _ := s.Post(t, "/api/resend-verification", map[string]string{
+			"username": "mallory", "password": password, "email": "victim@example.org"})
+		done <- c
+	}()
+	<-hs.paused // the resend is about to store the victim's token
+	resp, err := httpClientNoRedirect.Get(own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	close(hs.release)
+	<-done
+	u, err := bs.GetUser("mallory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.EmailVerified && u.Email != "mallory@attacker.example" {
+		t.Fatalf("the link mailed to mallory@attacker.example confirmed %s, which never got one", u.Email)
 	}
 }

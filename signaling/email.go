@@ -110,16 +110,24 @@ func validEmail(s string) error {
 }
 
 // startEmailCheck stores a fresh single-use verification token for u and
-// mails the link. It runs inside registration, before the answer.
+// mails the link to email, which becomes u's address in the same store
+// update (errConflict if u's address is confirmed already and email is
+// another). It runs inside registration, before the answer, and for a
+// resend.
 func (s *Server) startEmailCheck(user, email string) error {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
 		return err
 	}
 	tok := base64.RawURLEncoding.EncodeToString(b)
-	sum := sha256.Sum256([]byte(tok))
 	err := s.store.UpdateUser(user, func(u *store.User) error {
-		u.EmailToken, u.EmailExpires = sum[:], s.cfg.Now().Add(EmailLinkTTL)
+		if u.Email != email {
+			if u.EmailVerified {
+				return errConflict
+			}
+			u.Email = email
+		}
+		u.EmailToken, u.EmailExpires = emailTokenHash(tok, email), s.cfg.Now().Add(EmailLinkTTL)
 		return nil
 	})
 	if err != nil {
@@ -131,14 +139,21 @@ func (s *Server) startEmailCheck(user, email string) error {
 	return s.mailer.send(email, "Confirm your khadga account", body)
 }
 
+// emailTokenHash is what the store keeps of a link's token: bound to the
+// address the link went to, so that a link confirms that address only,
+// never one the account changed to after it was sent.
+func emailTokenHash(tok, email string) []byte {
+	sum := sha256.Sum256([]byte(tok + "\x00" + email))
+	return sum[:]
+}
+
 // handleVerifyEmail follows an emailed link: the token must match, be
 // unexpired and unused. It redirects to the app with the result.
 func (s *Server) handleVerifyEmail(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	user, tok := q.Get("user"), q.Get("token")
-	sum := sha256.Sum256([]byte(tok))
 	err := s.store.UpdateUser(user, func(u *store.User) error {
-		if len(u.EmailToken) == 0 || subtle.ConstantTimeCompare(u.EmailToken, sum[:]) != 1 || s.cfg.Now().After(u.EmailExpires) {
+		if len(u.EmailToken) == 0 || subtle.ConstantTimeCompare(u.EmailToken, emailTokenHash(tok, u.Email)) != 1 || s.cfg.Now().After(u.EmailExpires) {
 			return errConflict
 		}
 		u.EmailVerified, u.EmailToken, u.EmailExpires = true, nil, time.Time{}
