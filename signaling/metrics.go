@@ -63,6 +63,7 @@ func (s *Server) metricsAllowed(r *http.Request) bool {
 	if s.cfg.MetricsListener != nil {
 		return true // its own address: exposure is the operator's choice
 	}
-	ip := net.ParseIP(s.clientAddr(r))
-	return ip != nil && ip.IsLoopback()
+	addr, known := s.clientAddrKnown(r)
+	ip := net.ParseIP(addr)
+	return known && ip != nil && ip.IsLoopback()
 }

@@ -142,6 +142,13 @@ func TestTrustedProxy(t *testing.T) {
 	if code := get("127.0.0.1, 203.0.113.9"); code != http.StatusForbidden {
 		t.Fatalf("spoofed loopback via the proxy: %d, want 403", code)
 	}
+	// Proxies write a port, brackets, or "unknown": the first two are read,
+	// and a hop that cannot be read never passes for loopback.
+	for _, hop := range []string{"203.0.113.9:4711", "[2001:db8::1]", "[2001:db8::1]:4711", "unknown", "203.0.113.9, unknown"} {
+		if code := get(hop); code != http.StatusForbidden {
+			t.Errorf("remote client %q via the proxy: %d, want 403", hop, code)
+		}
+	}
 	// Login failures are charged to the real client address in the audit log.
 	req, _ := http.NewRequest(http.MethodPost, s.URL+"/api/login", strings.NewReader(`{"username":"nobody","password":"wrong password"}`))
 	req.Header.Set("X-Forwarded-For", "198.51.100.7")

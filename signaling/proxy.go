@@ -14,29 +14,62 @@ import (
 // X-Forwarded-For: the rightmost address that is not itself a trusted proxy,
 // so a client cannot spoof it by sending the header itself.
 func (s *Server) clientAddr(r *http.Request) string {
+	addr, _ := s.clientAddrKnown(r)
+	return addr
+}
+
+// clientAddrKnown is clientAddr, and whether the address is the client's:
+// false when a trusted proxy's X-Forwarded-For has a hop it cannot read
+// (such as "unknown") where the client should be, and addr is then the
+// last proxy's. (A request from a trusted address without the header is
+// that address's own: a local scraper, say.) That is the
+// key the login limits share for such requests, but it must never pass
+// for the client's own address (a proxy on loopback is not a loopback
+// client: /metrics).
+func (s *Server) clientAddrKnown(r *http.Request) (addr string, known bool) {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
 	}
 	if len(s.trusted) == 0 {
 		s.warnUntrustedProxy(host, r)
-		return host
+		return host, true
 	}
 	if !s.isTrusted(host) {
-		return host
+		return host, true
 	}
-	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	xff := r.Header.Values("X-Forwarded-For")
+	if len(xff) == 0 {
+		return host, true
+	}
+	hops := strings.Split(strings.Join(xff, ","), ",")
 	for i := len(hops) - 1; i >= 0; i-- {
-		hop := strings.TrimSpace(hops[i])
-		if _, err := netip.ParseAddr(hop); err != nil {
-			break // malformed: stop at the last address we can trust
+		hop, ok := parseHop(hops[i])
+		if !ok {
+			return host, false // stop at the last address we can trust
 		}
 		host = hop
 		if !s.isTrusted(hop) {
-			break
+			return host, true
 		}
 	}
-	return host
+	return host, true // every hop in a trusted range: the leftmost is the client
+}
+
+// parseHop reads one X-Forwarded-For entry: an IP, or an IP with a port,
+// or a bracketed IPv6 address, as proxies write them.
+func parseHop(s string) (string, bool) {
+	s = strings.TrimSpace(s)
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.String(), true
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().String(), true
+	}
+	if a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")); err == nil {
+		return a.String(), true
+	}
+	return "", false
 }
 
 func (s *Server) isTrusted(ip string) bool {
