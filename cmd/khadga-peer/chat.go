@@ -103,12 +103,20 @@ func (ch *chat) loop(ctx context.Context) error {
 	}
 }
 
-// say prints one line. What peers wrote (chat text, names) goes through
-// it: control characters, newlines included, are shown escaped, so that a
-// peer can neither forge a line that reads as someone else's nor send the
-// terminal escapes.
+// say prints a line. What peers wrote (chat text, names) goes through it
+// as args, whose control characters, newlines included, are shown
+// escaped, so that a peer can neither forge a line that reads as someone
+// else's nor send the terminal escapes; format is ours.
 func (ch *chat) say(format string, args ...any) {
-	fmt.Fprintln(ch.e.stdout, printable(fmt.Sprintf(format, args...)))
+	for i, a := range args {
+		switch a := a.(type) {
+		case string:
+			args[i] = printable(a)
+		case error, fmt.Stringer:
+			args[i] = printable(fmt.Sprint(a))
+		}
+	}
+	fmt.Fprintf(ch.e.stdout, format+"\n", args...)
 }
 
 // printable escapes the control and bidi characters of s as Go does in a
@@ -195,7 +203,7 @@ func (ch *chat) command(ctx context.Context, line string) bool {
 	case f[0] == "/quit":
 		return true
 	case f[0] == "/help":
-		ch.say("%s", chatHelp)
+		fmt.Fprintln(ch.e.stdout, chatHelp)
 	case f[0] == "/who":
 		for _, m := range ch.r.Members() {
 			info, _ := ch.r.PeerInfo(m.Peer)

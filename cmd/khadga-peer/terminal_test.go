@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,5 +64,15 @@ func TestLongFileNamesArePlaced(t *testing.T) {
 		if filepath.Base(got) != want || len(filepath.Base(got)) > 255 {
 			t.Errorf("file %d placed as %q (%d bytes), want %q", i, filepath.Base(got), len(filepath.Base(got)), want)
 		}
+	}
+}
+
+// TestHelpKeepsItsLines: our own text, the help, keeps its newlines.
+func TestHelpKeepsItsLines(t *testing.T) {
+	var out bytes.Buffer
+	ch := &chat{e: &env{stdout: &out}, down: map[string]time.Time{}}
+	ch.command(context.Background(), "/help")
+	if n := strings.Count(out.String(), "\n"); n < 5 {
+		t.Fatalf("/help printed %d lines: %q", n, out.String())
 	}
 }

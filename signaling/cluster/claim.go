@@ -45,6 +45,7 @@ type claimedItem struct {
 	Ref    string   `json:"ref,omitempty"`
 	Origin string   `json:"origin,omitempty"`
 	Seq    uint64   `json:"seq,omitempty"`
+	Held   bool     `json:"held,omitempty"`
 }
 
 // Claim takes, for a resume on this node, a session another node holds
@@ -99,9 +100,11 @@ func (n *Node) onClaim(m *nats.Msg) {
 				// A signal of this node's own sender: tracked from here on,
 				// like any this node sends, so that if the claimer gave up
 				// waiting and never reads this answer, the sender hears.
+				// The claimer queues it on the resumed connection at once
+				// and says so (Delivered), well within AckWait.
 				e.Origin, e.Seq = n.id, n.track.add(e.From, e.Ref, st.Member.Peer, req.Node)
 			}
-			r.Pending = append(r.Pending, claimedItem{Kind: e.Kind, Msg: e.Msg, From: e.From, Ref: e.Ref, Origin: e.Origin, Seq: e.Seq})
+			r.Pending = append(r.Pending, claimedItem{Kind: e.Kind, Msg: e.Msg, From: e.From, Ref: e.Ref, Origin: e.Origin, Seq: e.Seq, Held: e.Held})
 		}
 	}
 	b, _ := json.Marshal(r)
@@ -116,7 +119,7 @@ func fromClaimed(items []claimedItem) []hub.Envelope {
 		if it.Kind < hub.KindSignal || it.Kind > hub.KindReport || len(it.Msg) > maxMsgLen {
 			continue
 		}
-		out = append(out, hub.Envelope{Msg: it.Msg, Kind: it.Kind, From: it.From, Ref: it.Ref, Origin: it.Origin, Seq: it.Seq})
+		out = append(out, hub.Envelope{Msg: it.Msg, Kind: it.Kind, From: it.From, Ref: it.Ref, Origin: it.Origin, Seq: it.Seq, Held: it.Held})
 	}
 	return out
 }

@@ -18,12 +18,17 @@ func (n *Node) Deliver(node, peer string, e hub.Envelope) error {
 		return hub.ErrPeerUnavailable
 	}
 	d := delivery{kind: e.Kind, to: peer, from: e.From, ref: e.Ref, origin: n.id, msg: e.Msg}
-	if e.Kind == hub.KindSignal && e.From != "" {
+	switch {
+	case e.Held && e.Seq != 0:
+		// A held signal handed on (Handover): its origin still tracks it,
+		// and hears its fate from node directly.
+		d.origin, d.seq = e.Origin, e.Seq
+	case e.Kind == hub.KindSignal && e.From != "":
 		d.seq = n.track.add(e.From, e.Ref, peer, node)
 	}
 	bp := bufpool.Get()
 	if !n.out.publishPooled(n.subject("node", node), bp, appendDeliver((*bp)[:0], d)) {
-		if d.seq != 0 {
+		if d.seq != 0 && d.origin == n.id {
 			n.track.forget(d.seq)
 		}
 		return hub.ErrPeerUnavailable

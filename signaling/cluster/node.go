@@ -206,6 +206,7 @@ func (n *Node) Start(ctx context.Context, h *hub.Hub) error {
 		n.subject("node", n.id, "claim"): n.onClaim,
 		n.subject("hb"):                  n.live.onHeartbeat,
 		n.subject("revoke"):              n.onRevoke,
+		n.subject("relogin"):             n.onRevoke,
 	} {
 		sub, err := n.nc.Subscribe(subj, handler)
 		if err != nil {

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"encoding/json"
+	"log/slog"
 
 	"github.com/nats-io/nats.go"
 
@@ -17,7 +18,7 @@ type revocation struct {
 	Node   string     `json:"node"`
 	User   string     `json:"user"`
 	Login  string     `json:"login,omitempty"`   // empty: every sign-in of User
-	MoveTo string     `json:"move_to,omitempty"` // not an end: Login's sessions move to this sign-in
+	MoveTo string     `json:"move_to,omitempty"` // on the relogin subject: Login's sessions move to this sign-in
 	Code   proto.Code `json:"code"`
 	Reason string     `json:"reason"`
 }
@@ -36,17 +37,21 @@ func (n *Node) CloseLogin(user, login string, code proto.Code, reason string) in
 }
 
 // MoveLogin gives the sessions of one sign-in of user another, on every
-// node (a password change).
+// node (a password change). It has a subject of its own: a node of an
+// older version, during a rolling update, would take it on the revoke
+// subject for a sign-out of the sign-in that changed the password.
 func (n *Node) MoveLogin(user, from, to string) int {
-	n.broadcastRevocation(revocation{User: user, Login: from, MoveTo: to})
+	n.broadcast("relogin", revocation{User: user, Login: from, MoveTo: to})
 	return n.hub.MoveLogin(user, from, to)
 }
 
-func (n *Node) broadcastRevocation(r revocation) {
+func (n *Node) broadcastRevocation(r revocation) { n.broadcast("revoke", r) }
+
+func (n *Node) broadcast(subject string, r revocation) {
 	r.Node = n.id
 	b, _ := json.Marshal(r)
-	if !n.out.publish(n.subject("revoke"), b) {
-		n.log.Warn("cluster: could not tell the other nodes of a revocation: outbox full")
+	if !n.out.publish(n.subject(subject), b) {
+		n.log.Warn("cluster: could not tell the other nodes: outbox full", slog.String("subject", subject))
 	}
 }
 
@@ -60,8 +65,10 @@ func (n *Node) onRevoke(m *nats.Msg) {
 		return // this node ended its own when it sent it
 	}
 	switch {
-	case r.MoveTo != "" && r.Login != "":
-		n.hub.MoveLogin(r.User, r.Login, r.MoveTo)
+	case m.Subject == n.subject("relogin"):
+		if r.Login != "" && r.MoveTo != "" {
+			n.hub.MoveLogin(r.User, r.Login, r.MoveTo)
+		}
 	case r.Login != "":
 		n.hub.CloseLogin(r.User, r.Login, r.Code, r.Reason)
 	default:

@@ -58,12 +58,14 @@ func newUserCounts() *userCounts {
 	return &userCounts{n: make(map[string]int), waiting: make(map[string][]*session)}
 }
 
-// wait lists s, whose socket went away, as waiting for a resume.
+// wait lists s, whose socket went away, as waiting for a resume: once,
+// though a session that resumed and dropped again has an entry already.
 func (u *userCounts) wait(s *session) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	user := s.member.User
-	u.setLocked(user, append(u.liveLocked(user), s))
+	w := slices.DeleteFunc(u.liveLocked(user), func(o *session) bool { return o == s })
+	u.setLocked(user, append(w, s))
 }
 
 // unwait takes s, which has ended, off its user's list.

@@ -52,6 +52,12 @@ type Envelope struct {
 	// after waiting in an absent queue. Zero for everything else.
 	Origin string
 	Seq    uint64
+	// Held says such a signal waited in an absent queue, so its node was
+	// told so and still tracks it: only Delivered or Undelivered settle
+	// it. (One queued on a live connection was acked delivered, and its
+	// node forgot it: if it is dropped after all, the hub tells the sender
+	// itself.)
+	Held bool
 }
 
 // SessionState is what the nodes of a cluster know of a session: enough to

@@ -135,6 +135,7 @@ func (h *Hub) resume(c *conn, id Identity, tok string, ice []proto.ICEServer, ex
 	pending = append(pending, s.absent...)
 	s.absent = nil
 	c.send(h.welcome(s, newTok, true, rooms, ice, expires))
+	onConnection(pending)
 	_ = c.ws.SendAll(pending) // bounded by the old queue and AbsentQueue
 	s.conn = c
 	s.login, s.keyID = id.Login, id.KeyID
@@ -181,6 +182,7 @@ func (h *Hub) claim(c *conn, id Identity, hash string, ice []proto.ICEServer, ex
 	for i, e := range pending {
 		items[i] = keep(e)
 	}
+	onConnection(items)
 	_ = c.ws.SendAll(items)
 	s.conn = c
 	s.login, s.keyID = id.Login, id.KeyID
@@ -221,6 +223,15 @@ func (h *Hub) takeProxy(st SessionState) *session {
 			return s
 		}
 		h.sessions.deleteIf(st.Member.Peer, func(v *session) bool { return v == s })
+	}
+}
+
+// onConnection marks items, about to be queued on a connection, as no
+// longer held: h.delivered tells their nodes now, which forget them, so a
+// later drop is for the hub to report.
+func onConnection(items []queued) {
+	for i := range items {
+		items[i].Held = false
 	}
 }
 
@@ -341,7 +352,7 @@ func (h *Hub) reportDropped(target string, items []queued) {
 			continue
 		}
 		h.stats.expired.Add(1)
-		if it.Seq != 0 {
+		if it.Seq != 0 && it.Held {
 			// Its node tracks it, and tells its sender once (Undelivered).
 			e := it.Envelope
 			e.Msg = nil

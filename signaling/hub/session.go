@@ -193,6 +193,7 @@ func (s *session) deliverHeld(e Envelope) (held bool, err error) {
 		}
 		// The connection is going away; keep the message for a resume.
 	}
+	it.Held = e.Seq != 0 // its node hears "held" from our answer
 	expired, err := s.keepLocked(it, time.Now())
 	s.mu.Unlock()
 	s.h.reportDropped(s.member.Peer, expired)

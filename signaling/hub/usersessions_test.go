@@ -39,3 +39,29 @@ func TestSessionsPerUserBounded(t *testing.T) {
 		t.Fatal("the oldest waiting session, ended to make room, was resumed")
 	}
 }
+
+// TestFlappingSessionCountsOnce: a session that dropped, resumed and
+// dropped again waits once, not once per drop: with two sessions under a
+// cap of two, a new one does not end it.
+func TestFlappingSessionCountsOnce(t *testing.T) {
+	ts := newTestServer(t, Config{MaxConnsPerUser: 2})
+	a := ts.dial("user=bob")
+	tok := a.welcome.ResumeToken
+	gone := func() {
+		_ = a.ws.NetConn().Close() // drop, no close frame
+		eventually(t, "the socket to be gone", func() bool { k, _ := ts.hub.UserConns("bob"); return k == 0 })
+	}
+	for range 2 {
+		gone()
+		a = ts.dial("user=bob&resume=" + tok)
+		if !a.welcome.Resumed {
+			t.Fatal("resume failed")
+		}
+		tok = a.welcome.ResumeToken
+	}
+	gone()
+	_ = ts.dial("user=bob") // a second session: two, under a cap of two
+	if back := ts.dial("user=bob&resume=" + tok); !back.welcome.Resumed {
+		t.Fatal("bob's only waiting session was ended by his second session, within the cap")
+	}
+}
