@@ -96,12 +96,15 @@ func (n *Node) onClaim(m *nats.Msg) {
 	if err == nil {
 		r = claimReply{OK: true, Member: st.Member, Rooms: st.Rooms, Grants: st.Grants, Login: st.Login, Key: st.KeyID}
 		for _, e := range pending {
-			if e.Kind == hub.KindSignal && e.Seq == 0 && e.From != "" {
-				// A signal of this node's own sender: tracked from here on,
-				// like any this node sends, so that if the claimer gave up
-				// waiting and never reads this answer, the sender hears.
-				// The claimer queues it on the resumed connection at once
-				// and says so (Delivered), well within AckWait.
+			if e.Kind == hub.KindSignal && !e.Held && e.From != "" {
+				// A signal no node tracks (this node's own sender's, or one
+				// whose node was told it was delivered to the connection
+				// this claim took over): tracked from here on, like any
+				// this node sends, so that if the claimer gave up waiting
+				// and never reads this answer, the sender hears. The
+				// claimer queues it on the resumed connection at once and
+				// says so (Delivered), well within AckWait. A held one's
+				// node tracks it already.
 				e.Origin, e.Seq = n.id, n.track.add(e.From, e.Ref, st.Member.Peer, req.Node)
 			}
 			r.Pending = append(r.Pending, claimedItem{Kind: e.Kind, Msg: e.Msg, From: e.From, Ref: e.Ref, Origin: e.Origin, Seq: e.Seq, Held: e.Held})

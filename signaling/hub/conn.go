@@ -105,6 +105,7 @@ func (u *userCounts) setLocked(user string, w []*session) {
 	u.waiting[user] = w
 }
 
+// add counts one more connection of user, unless that would exceed limit.
 func (u *userCounts) add(user string, limit int) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()

@@ -315,7 +315,7 @@ func (h *Hub) expire(s *session) {
 	}
 	s.ended = true
 	if s.timer != nil {
-		s.timer.Stop() // ended early, by evict
+		s.timer.Stop() // ended early: its user opened too many (newSession)
 		s.timer = nil
 	}
 	kept := s.absent
