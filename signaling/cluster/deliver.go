@@ -2,11 +2,13 @@ package cluster
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/khadga/khadga/internal/bufpool"
+	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling/hub"
 )
 
@@ -28,13 +30,30 @@ func (n *Node) Deliver(node, peer string, e hub.Envelope) error {
 	}
 	bp := bufpool.Get()
 	if !n.out.publishPooled(n.subject("node", node), bp, appendDeliver((*bp)[:0], d)) {
-		if d.seq != 0 && d.origin == n.id {
-			n.track.forget(d.seq)
+		if d.seq != 0 && !e.Held {
+			n.track.forget(d.seq) // added above; the caller is told
 		}
 		return hub.ErrPeerUnavailable
 	}
 	n.stats.delivered.Inc()
 	return nil
+}
+
+// handOn delivers to node, which took the session peer, what waited for
+// it here (Handover). A signal that cannot go is reported to its sender:
+// by its origin, for a held one (Undelivered), else here.
+func (n *Node) handOn(node, peer string, es []hub.Envelope) {
+	for _, e := range es {
+		err := n.Deliver(node, peer, e)
+		switch {
+		case err == nil || e.Kind != hub.KindSignal:
+		case e.Held && e.Seq != 0:
+			n.Undelivered([]hub.Envelope{e})
+		case e.From != "":
+			n.track.report(&tracked{from: e.From, ref: e.Ref, to: peer}, proto.CodePeerUnavailable,
+				fmt.Sprintf("signal to peer %s was not delivered: it could not follow the peer to its new server", peer))
+		}
+	}
 }
 
 // Delivered tells the origin nodes of held signals that they reached their

@@ -248,9 +248,7 @@ func (d *directory) applyState(peer string, st hub.SessionState, at stamp) {
 		// Another node took a session of this node (its client resumed
 		// there) without asking, or before asking: let it go, with what
 		// waited for it.
-		for _, env := range d.n.hub.Handover(peer, st.Node) {
-			_ = d.n.Deliver(st.Node, peer, env)
-		}
+		d.n.handOn(st.Node, peer, d.n.hub.Handover(peer, st.Node))
 	}
 	d.n.hub.Apply(st)
 }
@@ -391,9 +389,7 @@ func (d *directory) reread(ctx context.Context, peer string, mine stamp) (lost b
 		return false
 	}
 	if r.Node != d.n.id && r.Epoch > mine.Epoch {
-		for _, env := range d.n.hub.Handover(peer, r.Node) {
-			_ = d.n.Deliver(r.Node, peer, env)
-		}
+		d.n.handOn(r.Node, peer, d.n.hub.Handover(peer, r.Node))
 		return true
 	}
 	return false
