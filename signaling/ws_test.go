@@ -107,13 +107,7 @@ func testWebSocketAuth(t *testing.T, opts signalingtest.Options) {
 	}
 
 	t.Run("ticket is single-use", func(t *testing.T) {
-		code, body := s.Post(t, "/api/ws-ticket", "", "Authorization", "Bearer "+tok.AccessToken)
-		if code != 200 {
-			t.Fatalf("ticket: %d %s", code, body)
-		}
-		var tk struct{ Ticket string }
-		json.Unmarshal(body, &tk)
-		q := "ticket=" + url.QueryEscape(tk.Ticket)
+		q := ticketQuery(t, s, tok.AccessToken)
 		origin := http.Header{"Origin": {s.URL}} // a browser on the server's own origin
 		if code, body := dialStatus(t, s, origin, v1, q); code != 101 {
 			t.Fatalf("first use: %d %s", code, body)
@@ -124,13 +118,7 @@ func testWebSocketAuth(t *testing.T, opts signalingtest.Options) {
 	})
 
 	t.Run("a refused handshake does not spend the ticket", func(t *testing.T) {
-		code, body := s.Post(t, "/api/ws-ticket", "", "Authorization", "Bearer "+tok.AccessToken)
-		if code != 200 {
-			t.Fatalf("ticket: %d %s", code, body)
-		}
-		var tk struct{ Ticket string }
-		json.Unmarshal(body, &tk)
-		q := "ticket=" + url.QueryEscape(tk.Ticket)
+		q := ticketQuery(t, s, tok.AccessToken)
 		req, err := http.NewRequest(http.MethodGet, s.URL+"/ws?"+q, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -157,6 +145,18 @@ func testWebSocketAuth(t *testing.T, opts signalingtest.Options) {
 			t.Fatalf("got %d %q, want 401 expired", code, body)
 		}
 	})
+}
+
+// ticketQuery asks s for a WebSocket ticket with access and returns the
+// query that presents it.
+func ticketQuery(t *testing.T, s *signalingtest.Server, access string) string {
+	t.Helper()
+	code, body := s.Post(t, "/api/ws-ticket", "", "Authorization", "Bearer "+access)
+	var tk struct{ Ticket string }
+	if code != 200 || json.Unmarshal(body, &tk) != nil {
+		t.Fatalf("ticket: %d %s", code, body)
+	}
+	return "ticket=" + url.QueryEscape(tk.Ticket)
 }
 
 func TestSignalRelay(t *testing.T) { forSchemes(t, testSignalRelay) }

@@ -46,8 +46,10 @@
 // frame behind what is queued and refuses further messages; the reader then
 // waits Config.CloseGrace for the client's answer. Kill drops the connection
 // now: the reader and the writer wake, the writer exits, the reader closes
-// the socket. Serve returns what was queued but not written, so that the
-// caller can keep it for a resumed session.
+// the socket. A client's close frame is answered at once: what is queued
+// then is not written (a browser drops what comes after its close()).
+// Serve returns what was queued but not written, so that the caller can
+// keep it for a resumed session.
 //
 // # Send queue and slow consumers
 //
