@@ -1,6 +1,7 @@
 package kvstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -67,14 +68,10 @@ func modify[T any](ctx context.Context, s *Store, op string, kv *bucket, k strin
 		if err != nil {
 			return err
 		}
-		err = again(ctx, func() (err error) {
-			if rev == 0 {
-				_, err = kv.Create(ctx, k, data)
-			} else {
-				_, err = kv.Update(ctx, k, data, rev)
-			}
-			return err
-		})
+		err = again(ctx, func() error { return cas(ctx, kv, k, data, rev) })
+		if answerLost(err) {
+			err = s.settle(op, kv, k, data, rev, err)
+		}
 		if err == nil {
 			return ferr
 		}
@@ -87,6 +84,63 @@ func modify[T any](ctx context.Context, s *Store, op string, kv *bucket, k strin
 		}
 	}
 	return store.ErrConflict
+}
+
+// cas writes data at k if the record is still at revision rev (absent,
+// for rev 0).
+func cas(ctx context.Context, kv *bucket, k string, data []byte, rev uint64) (err error) {
+	if rev == 0 {
+		_, err = kv.Create(ctx, k, data)
+	} else {
+		_, err = kv.Update(ctx, k, data, rev)
+	}
+	return err
+}
+
+// answerLost reports whether err leaves a write's outcome unknown: the
+// request timed out or its connection failed, so the server may have
+// applied it. An answer from JetStream (an API error, a revision
+// mismatch) and a request nobody received (no responders) are outcomes.
+func answerLost(err error) bool {
+	var apiErr *jetstream.APIError
+	return err != nil && !conflict(err) && !natsconn.Leaderless(err) && !errors.As(err, &apiErr)
+}
+
+// settle finds out what became of a compare-and-swap whose answer was
+// lost (lost, the error), with a fresh OpTimeout, since the operation's
+// own may be spent. Without it, a refresh applied whose answer timed out
+// would be reported as failed; the client's retry with the same token
+// would then find it rotated away and revoke the family as reuse, signing
+// the user out for a slow answer. It reads the record: our data there
+// means the write was applied (nil). The record still at rev means it was
+// not, so far; the same write is sent again, and as it expects the same
+// revision, at most one of the two can apply. A record another writer
+// changed is a conflict (the caller starts again from a fresh read). If
+// the read fails too, the outcome stays unknown and lost is returned.
+func (s *Store) settle(op string, kv *bucket, k string, data []byte, rev uint64, lost error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.OpTimeout)
+	defer cancel()
+	s.metrics.answerLost(op)
+	for range 3 {
+		cur, curRev, err := kv.latest(ctx, k)
+		switch {
+		case err == nil && bytes.Equal(cur, data):
+			return nil
+		case err == nil && curRev != rev, errors.Is(err, jetstream.ErrKeyNotFound) && rev != 0:
+			return jetstream.ErrKeyRevisionMismatch
+		case err != nil && !errors.Is(err, jetstream.ErrKeyNotFound):
+			return lost
+		}
+		if err := cas(ctx, kv, k, data, rev); !conflict(err) {
+			if answerLost(err) {
+				return lost
+			}
+			return err // applied now (nil), or refused
+		}
+		// Conflict: the first write landed meanwhile, or another
+		// writer's did; the next read tells which.
+	}
+	return lost
 }
 
 // remove deletes key k once fn, given the record, agrees (fn's error is

@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"regexp"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/khadga/khadga/signaling/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,15 +38,14 @@ func TestKeys(t *testing.T) {
 	}
 }
 
-// TestRotationRaceIsCompareAndSwap makes the race of two nodes exact: node
-// A reads the family, node B rotates it, then A writes. A's write must
-// fail on the revision, and A's retry must see the rotated secret and
-// revoke the family as reuse.
-func TestRotationRaceIsCompareAndSwap(t *testing.T) {
+// twoNodesWithFamily opens two stores on one prefix, as two nodes would,
+// with user ann and her refresh family f at token hash h0. a's metrics go
+// to reg.
+func twoNodesWithFamily(t *testing.T) (a, b *Store, reg *prometheus.Registry) {
 	prefix := newPrefix()
-	reg := prometheus.NewRegistry()
-	a := openStore(t, connect(t, shared.ClientURL()), Options{Prefix: prefix, Registerer: reg})
-	b := openStore(t, connect(t, shared.ClientURL()), Options{Prefix: prefix})
+	reg = prometheus.NewRegistry()
+	a = openStore(t, connect(t, shared.ClientURL()), Options{Prefix: prefix, Registerer: reg})
+	b = openStore(t, connect(t, shared.ClientURL()), Options{Prefix: prefix})
 	if err := a.CreateUser(store.User{Name: "ann"}); err != nil {
 		t.Fatal(err)
 	}
@@ -50,6 +53,15 @@ func TestRotationRaceIsCompareAndSwap(t *testing.T) {
 	if err := a.CreateFamily(f); err != nil {
 		t.Fatal(err)
 	}
+	return a, b, reg
+}
+
+// TestRotationRaceIsCompareAndSwap makes the race of two nodes exact: node
+// A reads the family, node B rotates it, then A writes. A's write must
+// fail on the revision, and A's retry must see the rotated secret and
+// revoke the family as reuse.
+func TestRotationRaceIsCompareAndSwap(t *testing.T) {
+	a, b, reg := twoNodesWithFamily(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	attempts := 0
@@ -122,5 +134,82 @@ func TestOptionsValidated(t *testing.T) {
 		if _, err := Open(context.Background(), nil, o); !errors.Is(err, store.ErrInvalid) {
 			t.Errorf("Open(%+v) err = %v, want ErrInvalid", o, err)
 		}
+	}
+}
+
+// lossy loses the answer of one Update, as a timeout or a dropped
+// connection would: applied says whether the write reached JetStream
+// first; meanwhile runs before it (another node's write).
+type lossy struct {
+	jetstream.KeyValue
+	armed     atomic.Bool
+	applied   bool
+	meanwhile func()
+}
+
+func (l *lossy) Update(ctx context.Context, k string, v []byte, rev uint64) (uint64, error) {
+	if !l.armed.CompareAndSwap(true, false) {
+		return l.KeyValue.Update(ctx, k, v, rev)
+	}
+	if l.meanwhile != nil {
+		l.meanwhile()
+	}
+	if l.applied {
+		if _, err := l.KeyValue.Update(ctx, k, v, rev); err != nil {
+			return 0, err
+		}
+	}
+	return 0, nats.ErrTimeout
+}
+
+// TestLostAnswerIsSettled: a refresh rotation whose answer is lost is
+// reported as what it was. Applied, it is a success (reported as a
+// failure, the client's retry with the same token would find it rotated
+// away and revoke the family: a user signed out for a slow answer). Not
+// applied, it is sent again, once. Overtaken by another node's rotation of
+// the same token, it is that race: reuse, and the family revoked.
+func TestLostAnswerIsSettled(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		applied   bool
+		overtaken bool
+	}{{"applied", true, false}, {"not applied", false, false}, {"overtaken", false, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b, _ := twoNodesWithFamily(t)
+			l := &lossy{KeyValue: a.accounts.KeyValue, applied: tc.applied}
+			if tc.overtaken {
+				l.meanwhile = func() {
+					if _, err := b.RotateFamily("f", []byte("h0"), []byte("hb"), t0); err != nil {
+						t.Errorf("node b: %v", err)
+					}
+				}
+			}
+			l.armed.Store(true)
+			a.accounts.KeyValue = l
+
+			_, err := a.RotateFamily("f", []byte("h0"), []byte("h1"), t0)
+			got, gerr := b.GetFamily("f")
+			if gerr != nil {
+				t.Fatal(gerr)
+			}
+			if l.armed.Load() {
+				t.Fatal("no answer was lost: the test did not run its case")
+			}
+			if tc.overtaken {
+				if !errors.Is(err, store.ErrTokenReuse) || !got.Revoked || string(got.Current) != "hb" {
+					t.Fatalf("err %v, family %+v; want reuse after b's rotation, family revoked", err, got)
+				}
+				return
+			}
+			if err != nil || got.Revoked || string(got.Current) != "h1" || got.Generation != 1 {
+				t.Fatalf("err %v, family %+v; want the rotation to h1, reported as done", err, got)
+			}
+			if _, err := a.RotateFamily("f", []byte("h1"), []byte("h2"), t0); err != nil {
+				t.Fatalf("the new token: %v", err)
+			}
+			if n := testutil.ToFloat64(a.metrics.lostAnswer.WithLabelValues("rotate_family")); n != 1 {
+				t.Errorf("lost answers counted = %v, want 1", n)
+			}
+		})
 	}
 }

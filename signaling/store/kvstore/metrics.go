@@ -10,11 +10,12 @@ import (
 
 // metrics count the store's methods on this node: how many, how they
 // ended, how long they took, and how often a compare-and-swap lost to
-// another writer and was retried.
+// another writer and was retried, or lost its answer and was settled.
 type metrics struct {
-	ops       *prometheus.CounterVec   // by op and result
-	seconds   *prometheus.HistogramVec // by op
-	conflicts *prometheus.CounterVec   // by op
+	ops        *prometheus.CounterVec   // by op and result
+	seconds    *prometheus.HistogramVec // by op
+	conflicts  *prometheus.CounterVec   // by op
+	lostAnswer *prometheus.CounterVec   // by op
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -32,9 +33,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "khadga_kv_conflicts_total",
 			Help: "Compare-and-swap writes that lost to another writer (another node or goroutine) and were retried, by operation.",
 		}, []string{"op"}),
+		lostAnswer: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "khadga_kv_answers_lost_total",
+			Help: "Compare-and-swap writes whose answer was lost (a timeout, a dropped connection), so that the store read the record back to learn whether the write was applied, by operation.",
+		}, []string{"op"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.ops, m.seconds, m.conflicts} {
+		for _, c := range []prometheus.Collector{m.ops, m.seconds, m.conflicts, m.lostAnswer} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
@@ -49,6 +54,8 @@ func (m *metrics) observe(op string, d time.Duration, err error) {
 }
 
 func (m *metrics) conflict(op string) { m.conflicts.WithLabelValues(op).Inc() }
+
+func (m *metrics) answerLost(op string) { m.lostAnswer.WithLabelValues(op).Inc() }
 
 // answers are the errors that are the store's answer, not its failure.
 var answers = []error{store.ErrNotFound, store.ErrUserExists, store.ErrKeyExists, store.ErrFamilyExists,
