@@ -3,7 +3,6 @@ package signaling_test
 import (
 	"encoding/json"
 	"net/http"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -215,11 +214,7 @@ func (h *tokenHoldingStore) UpdateUser(name string, fn func(*store.User) error) 
 // its token change in one update, and a token is bound to its address.
 func TestVerifyLinkConfirmsOnlyItsAddress(t *testing.T) {
 	capture, smtpAddr := startSMTP(t)
-	bs, err := store.Open(filepath.Join(t.TempDir(), "khadga.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { bs.Close() })
+	bs := openBolt(t)
 	hs := &tokenHoldingStore{Backend: bs, paused: make(chan struct{}), release: make(chan struct{})}
 	s := signalingtest.Start(t, signalingtest.Options{Store: hs, Config: signaling.Config{
 		SMTPURL: "smtp://" + smtpAddr, SMTPFrom: "khadga@example.org",

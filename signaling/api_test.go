@@ -206,6 +206,18 @@ func (f *flakyUsers) GetUser(name string) (store.User, error) {
 	return f.Backend.GetUser(name)
 }
 
+// openBolt opens a store in a temporary directory, for a test that wraps
+// it to inject a fault.
+func openBolt(t *testing.T) *store.Store {
+	t.Helper()
+	bs, err := store.Open(filepath.Join(t.TempDir(), "khadga.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bs.Close() })
+	return bs
+}
+
 // TestRefreshStoreHiccup: a refresh that fails because the store cannot
 // be reached answers 503 "nothing was changed, try again", and that is
 // true: the retry it asks for works, and the family is neither rotated to
@@ -213,11 +225,7 @@ func (f *flakyUsers) GetUser(name string) (store.User, error) {
 // state answers 503 too, not the 401 of a bad token (after which a client
 // would believe its sign-in ended).
 func TestRefreshStoreHiccup(t *testing.T) {
-	bolt, err := store.Open(filepath.Join(t.TempDir(), "khadga.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { bolt.Close() })
+	bolt := openBolt(t)
 	st := &flakyUsers{Backend: bolt}
 	s := signalingtest.Start(t, signalingtest.Options{Store: st})
 	s.Register(t, "ann", password)

@@ -25,6 +25,10 @@ import (
 // authenticated again against the store (account): the user must still
 // exist and be enabled, the sign-in must not be revoked, and the identity
 // handed to the hub carries the account's current role and room grants.
+// A revocation that lands between that check and the session's start is
+// not missed either: the identity carries when it was checked
+// (hub.Identity.Checked), and the hub ends a session that attaches after a
+// revocation made since then that matches it.
 
 // sessionCloser is what revocation needs from the hub (*hub.Hub). Both methods end
 // sessions, connected or waiting for a resume: each of their connections

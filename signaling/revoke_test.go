@@ -8,12 +8,14 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/khadga/khadga/client"
 	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling/admin"
+	"github.com/khadga/khadga/signaling/store"
 
 	"github.com/khadga/khadga/signaling/signalingtest"
 )
@@ -225,5 +227,50 @@ func TestSignOutAfterPasswordChange(t *testing.T) {
 	}
 	if err := c.Closed(); signalingtest.CloseCode(err) != proto.CloseRevoked {
 		t.Fatalf("closed with %v, want %d", err, proto.CloseRevoked)
+	}
+}
+
+// signOutAfterCheck is a store whose next read of one family, the check of
+// a connection's sign-in, is followed by a sign-out of that sign-in before
+// the check returns: the connection was checked while the sign-in was
+// alive, and its session attaches after the hub ran the sign-out.
+type signOutAfterCheck struct {
+	store.Backend
+	family  string
+	armed   atomic.Bool
+	signOut func()
+}
+
+func (s *signOutAfterCheck) GetFamily(id string) (store.Family, error) {
+	f, err := s.Backend.GetFamily(id)
+	if id == s.family && s.armed.CompareAndSwap(true, false) {
+		s.signOut()
+	}
+	return f, err
+}
+
+// TestSignOutDuringConnect: a sign-out that lands between a connection's
+// check against the store and its session ends that session as it
+// attaches, with the reason; without it the session would live for as
+// long as its socket stayed open.
+func TestSignOutDuringConnect(t *testing.T) {
+	bolt := openBolt(t)
+	st := &signOutAfterCheck{Backend: bolt}
+	s := signalingtest.Start(t, signalingtest.Options{Store: st})
+	tok := s.User(t, "sam")
+	st.family, _, _ = strings.Cut(tok.RefreshToken, ".")
+	st.signOut = func() {
+		if code, body := s.Post(t, "/api/logout", map[string]string{"refresh_token": tok.RefreshToken}); code != http.StatusNoContent {
+			t.Errorf("logout: %d %s", code, body)
+		}
+	}
+	st.armed.Store(true)
+	c := s.Connect(t, tok.AccessToken, nil)
+	if st.armed.Load() {
+		t.Fatal("the connection's check did not read the family: the test did not run its case")
+	}
+	e := c.ExpectError(proto.CodeRevoked, "")
+	if err := c.Closed(); signalingtest.CloseCode(err) != proto.CloseRevoked || !strings.Contains(e.Message, "signed out") {
+		t.Fatalf("close %v, error %q; want %d, signed out", err, e.Message, proto.CloseRevoked)
 	}
 }

@@ -53,6 +53,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "bad_origin", "origin not allowed")
 		return
 	}
+	checked := time.Now() // before the store is read (hub.Identity.Checked)
 	claims, err := s.wsClaims(r)
 	if storeDown(w, err) {
 		s.metrics.wsRefused.WithLabelValues("unavailable").Inc()
@@ -78,7 +79,8 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	// Accept lets this handler return: the hub reads on its own goroutines,
 	// and net/http frees the request's buffers, which keeps idle
 	// connections small. The same hub code serves ws:// and wss://.
-	id := hub.Identity{User: claims.User, Role: claims.Role, Rooms: claims.Rooms, Login: claims.Login, KeyID: claims.Key}
+	id := hub.Identity{User: claims.User, Role: claims.Role, Rooms: claims.Rooms, Login: claims.Login, KeyID: claims.Key,
+		Checked: checked}
 	if err := s.hub.Accept(ws.NetConn(), id, opts); err != nil && !errors.Is(err, hub.ErrClosed) {
 		s.log.Info("websocket refused", slog.String("user", id.User), slog.Any("err", err))
 	}

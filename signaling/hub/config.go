@@ -23,6 +23,12 @@ type Identity struct {
 	// KeyID names the key that signed the token, so that retiring a key can
 	// end the sessions it let in (Hub.Revoke).
 	KeyID string
+	// Checked is when the credentials were checked against the store (the
+	// account exists and is enabled, the sign-in is alive), by the clock
+	// of this process. A revocation the hub ran since then that matches
+	// the session ends it as soon as it attaches (revocations.go). Zero
+	// skips that check.
+	Checked time.Time
 }
 
 // ConnOptions are the per-connection choices of the client.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -114,7 +115,10 @@ func (ts *testServer) handler() http.Handler {
 			}
 			_ = nc.(*net.TCPConn).SetWriteBuffer(4096)
 		}
-		id := Identity{User: q.Get("user"), Role: q.Get("role")}
+		id := Identity{User: q.Get("user"), Role: q.Get("role"), Login: q.Get("login")}
+		if ns, err := strconv.ParseInt(q.Get("checked"), 10, 64); err == nil {
+			id.Checked = time.Unix(0, ns)
+		}
 		if id.Role == "" {
 			id.Role = proto.RoleUser
 		}

@@ -40,6 +40,7 @@ type Hub struct {
 	conns    *shardedMap[*conn]    // by connection key
 	users    *userCounts
 	presence *presence
+	revoked  revocations // recent ones, for connections that attach after them
 	stats    counters
 	connSeq  atomic.Uint64
 

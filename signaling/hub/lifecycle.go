@@ -25,6 +25,9 @@ func (h *Hub) attach(c *conn, id Identity, opts ConnOptions) {
 	if !resumed {
 		h.newSession(c, id, ice, expires)
 	}
+	if h.revokedMeanwhile(c, id.Checked) {
+		return
+	}
 	if c.presence {
 		h.presence.subscribe(c)
 	}
@@ -379,6 +382,7 @@ func (h *Hub) reportDropped(target string, items []queued) {
 // disabling, deleting or re-roling a user, and retiring a signing key; it
 // returns how many sessions it ended.
 func (h *Hub) Revoke(match func(Identity) bool, code proto.Code, reason string) int {
+	h.revoked.add(revocation{at: time.Now(), match: match, code: code, reason: reason})
 	n := 0
 	for _, s := range h.sessions.collect(nil) {
 		if !s.local() {

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"net/url"
+	"strconv"
 	"testing"
 	"time"
 
@@ -81,4 +82,49 @@ func testTooManyConnections(t *testing.T, mode serverMode) {
 		t.Fatalf("close code %d, want %d", code, proto.CloseTooManyConnections)
 	}
 	ts.dial("user=dave") // others are not affected
+}
+
+// A connection whose credentials were checked before a revocation, and
+// whose session attaches after the hub ran it (or is claimed from another
+// node while it passed), is ended as it attaches: told why and closed with
+// CloseRevoked. A connection checked after the revocation, or of another
+// sign-in than the one signed out, is not.
+func TestRevocationReachesLateAttach(t *testing.T) { forModes(t, testRevocationLateAttach) }
+
+func testRevocationLateAttach(t *testing.T, mode serverMode) {
+	ts := newTestServer(t, Config{ResumeWindow: time.Hour}, mode)
+	checked := func() string { return "&checked=" + strconv.FormatInt(time.Now().UnixNano(), 10) }
+	ts.dial("user=alice")
+	beforeBan, beforeSignOut := checked(), checked()
+	if n := ts.hub.CloseUser("bob", proto.CodeRevoked, "user disabled"); n != 0 {
+		t.Fatalf("CloseUser ended %d sessions; bob had none yet", n)
+	}
+	if n := ts.hub.CloseLogin("carol", "L1", proto.CodeRevoked, "signed out"); n != 0 {
+		t.Fatalf("CloseLogin ended %d sessions; carol had none yet", n)
+	}
+
+	late := ts.dial("user=bob" + beforeBan)
+	if e := late.expectError(proto.CodeRevoked, ""); e.Message != "user disabled" {
+		t.Fatalf("error message %q, want the revocation's reason", e.Message)
+	}
+	if code := late.expectClose(); code != proto.CloseRevoked {
+		t.Fatalf("close code %d, want %d", code, proto.CloseRevoked)
+	}
+	lateLogin := ts.dial("user=carol&login=L1" + beforeSignOut)
+	lateLogin.expectError(proto.CodeRevoked, "")
+	if code := lateLogin.expectClose(); code != proto.CloseRevoked {
+		t.Fatalf("close code %d, want %d", code, proto.CloseRevoked)
+	}
+
+	after := ts.dial("user=bob" + checked())
+	other := ts.dial("user=carol&login=L2" + beforeSignOut)
+	after.ping("p") // both still open
+	other.ping("p")
+	if st := ts.hub.Stats(); st.Revoked != 2 {
+		t.Fatalf("stats %+v, want the 2 late sessions revoked", st)
+	}
+	// The revoked sessions were online for a moment; they are not now.
+	eventually(t, "only alice's, bob's and carol's later sessions", func() bool {
+		return ts.hub.Stats().Sessions == 3
+	})
 }

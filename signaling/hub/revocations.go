@@ -1,0 +1,86 @@
+package hub
+
+import (
+	"sync"
+	"time"
+
+	"github.com/khadga/khadga/proto"
+)
+
+// A revocation reaches the sessions the hub holds when it runs (Revoke),
+// but a connection's credentials are checked against the store before its
+// session exists: a connection checked just before a sign-out was written,
+// whose session attached just after the hub ran the revocation, or a
+// session claimed from another node while the revocation passed both
+// (the old node holds a proxy by then, the new one nothing yet), would
+// escape it and live for as long as its socket stays open. So the hub
+// remembers its revocations for a while, and a connection that attaches
+// ends at once if one made after its credentials were checked
+// (Identity.Checked) matches its session. A revocation is recorded before
+// the hub looks at its sessions, and a connection looks at the record
+// after its session is in place: whichever comes second sees the other.
+
+// revocationMemory is how long the hub remembers a revocation: more than
+// any connection takes from its check against the store to its session
+// (an upgrade, and a claim of at most a few seconds).
+const revocationMemory = time.Minute
+
+// maxRevocations bounds what the hub remembers; past it, the oldest are
+// forgotten first.
+const maxRevocations = 4096
+
+type revocation struct {
+	at     time.Time
+	match  func(Identity) bool
+	code   proto.Code
+	reason string
+}
+
+type revocations struct {
+	mu   sync.Mutex
+	list []revocation // oldest first
+}
+
+// add records r, made now.
+func (l *revocations) add(r revocation) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.forget(r.at.Add(-revocationMemory))
+	if len(l.list) >= maxRevocations {
+		l.list = l.list[1:]
+	}
+	l.list = append(l.list, r)
+}
+
+// forget drops what was made before t.
+func (l *revocations) forget(t time.Time) {
+	i := 0
+	for i < len(l.list) && l.list[i].at.Before(t) {
+		i++
+	}
+	if i > 0 {
+		l.list = append(l.list[:0:0], l.list[i:]...)
+	}
+}
+
+// since returns the latest revocation made at or after t that matches id.
+func (l *revocations) since(id Identity, t time.Time) (revocation, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := len(l.list) - 1; i >= 0 && !l.list[i].at.Before(t); i-- {
+		if l.list[i].match(id) {
+			return l.list[i], true
+		}
+	}
+	return revocation{}, false
+}
+
+// revokedMeanwhile ends c's session, just attached, if a revocation made
+// since c's credentials were checked matches it. It reports whether it did.
+func (h *Hub) revokedMeanwhile(c *conn, checked time.Time) bool {
+	if checked.IsZero() {
+		return false
+	}
+	r, ok := h.revoked.since(c.s.identity(), checked)
+	return ok && h.revoke(c.s, r.code, r.reason)
+}
