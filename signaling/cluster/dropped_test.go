@@ -137,3 +137,31 @@ func TestQueuedThenDroppedIsReported(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseSendsWhatWaits: what waits in the outbox when a node closes
+// (the last acks and hand-ons of a drain) is published, not dropped with
+// its publisher. The publisher is stopped first, as Close's cancel can
+// stop it before its next run; an ack then waits, as one would.
+func TestCloseSendsWhatWaits(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	a := startNode(t, "a", urls, fastConfig(), hub.Config{})
+	obs := natstest.Connect(t, urls)
+	sub, err := obs.SubscribeSync(a.node.subject("node", "elsewhere"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := obs.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	a.node.cancel()
+	a.node.wg.Wait()
+	a.node.out.ack("elsewhere", ack{seq: 7, status: ackDelivered})
+	a.stop()
+	m, err := sub.NextMsg(wait)
+	if err != nil {
+		t.Fatalf("the waiting ack was not published: %v", err)
+	}
+	if acks, err := decodeAcks(m.Data); err != nil || len(acks) != 1 || acks[0].seq != 7 {
+		t.Fatalf("published %v (%v), want the ack of 7", acks, err)
+	}
+}

@@ -281,14 +281,16 @@ func (n *Node) bye() {
 	_ = n.kv.Purge(ctx, healthKey(n.id))
 }
 
-// Close stops the node's goroutines and subscriptions. It does not close
-// the NATS connection.
+// Close stops the node's goroutines and subscriptions, and publishes what
+// still waits in the outbox. It does not close the NATS connection.
 func (n *Node) Close() {
 	for _, s := range n.subs {
 		_ = s.Unsubscribe()
 	}
 	n.cancel()
 	n.wg.Wait()
+	n.out.flushRest()
+	_ = n.nc.FlushTimeout(time.Second)
 }
 
 // Ready reports why this node cannot serve as part of the cluster, or nil:

@@ -130,6 +130,17 @@ func (o *outbox) run(ctx context.Context) {
 	}
 }
 
+// flushRest publishes what waits, once the publisher has stopped (Close):
+// the last acks and hand-ons of a node that leaves would otherwise go with
+// it, and their senders would hear "not delivered" for signals that were.
+func (o *outbox) flushRest() {
+	o.mu.Lock()
+	b := o.batch
+	o.batch, o.count = newBatch(), 0
+	o.mu.Unlock()
+	o.flush(&b)
+}
+
 // flush publishes a batch.
 func (o *outbox) flush(b *batch) {
 	for _, m := range b.msgs {
