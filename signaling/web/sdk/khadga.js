@@ -45,7 +45,7 @@ const backoffMax = 15000;
  *   peer-left      {room, peer}
  *   peer-connected {peer}                               chat channel open
  *   peer-state     {peer, state}                       RTCPeerConnection.connectionState
- *   peer-interrupted {peer}                             a connection that was up dropped (the network changed or broke); ICE restarts
+ *   peer-interrupted {peer, network}                    a connection that was up dropped (the network changed or broke); ICE restarts. network: the browser said its network changed, and the restart began at once
  *   peer-failed    {peer, stalled}                      ICE or the connection failed (a restart follows), or stalled: no path within connectGrace (20 s)
  *   peer-reconnected {peer}                             connected again after peer-interrupted
  *   message        {room, from, text, time, transport} transport is 'datachannel'
@@ -105,7 +105,28 @@ export class Khadga extends EventTarget {
   /** connect opens the signaling socket and resolves with the welcome. */
   async connect() {
     this.closedByUser = false;
+    this.watchNetwork(true);
     return this.open('');
+  }
+
+  // watchNetwork follows the browser's word that the network changed
+  // (Wi-Fi to a phone's hotspot): the browser knows within milliseconds,
+  // while ICE calls a path gone only when its checks have failed for
+  // seconds (5-8 s in Chromium), and the signaling socket, bound to the old
+  // address, dies silently. On the word, networkChanged checks the socket
+  // and restarts ICE with every peer at once.
+  watchNetwork(on) {
+    if (!this.onNetwork) this.onNetwork = () => this.networkChanged();
+    const op = on ? 'addEventListener' : 'removeEventListener';
+    globalThis[op]?.('online', this.onNetwork);
+    globalThis.navigator?.connection?.[op]?.('change', this.onNetwork);
+  }
+
+  networkChanged() {
+    // Offline, a restart would gather no candidates: wait for 'online'.
+    if (this.closedByUser || globalThis.navigator?.onLine === false) return;
+    this.probe(); // a dead socket is given up after probeTimeout, and resumed
+    for (const p of this.peers.values()) p.networkChanged();
   }
 
   async ticket() {
@@ -479,6 +500,7 @@ export class Khadga extends EventTarget {
   close() {
     if (this.closedByUser) return;
     this.closedByUser = true;
+    this.watchNetwork(false);
     clearTimeout(this.retryTimer);
     clearInterval(this.pinger);
     for (const p of [...this.peers.values()]) this.dropPeer(p);

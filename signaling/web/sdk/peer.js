@@ -308,6 +308,39 @@ export class Peer {
     this.signal({ description: this.pc.localDescription.toJSON() });
   }
 
+  // networkChanged restarts ICE on a connection that was up, when the
+  // browser says the network changed: the pair it used may be gone with
+  // the old address, and ICE would take seconds to notice. A restart on a
+  // path that still works costs one offer and answer; its offer, if the
+  // signaling socket died meanwhile, is sent again after the resume
+  // (setICEServers).
+  //
+  // The page is told, as when ICE itself calls the path gone: the call
+  // freezes until the restart has picked a new pair, and that pick
+  // (selectedcandidatepairchange) is when it is back. A browser without
+  // that event restarts quietly: nothing would say when it was back.
+  networkChanged() {
+    if (this.closed || !this.everConnected) return;
+    const ice = this.pc.sctp?.transport?.iceTransport;
+    if (ice && 'onselectedcandidatepairchange' in ice && !this.interrupted) {
+      if (!this.watchingPair) {
+        this.watchingPair = true;
+        ice.addEventListener('selectedcandidatepairchange', () => this.pairChanged());
+      }
+      this.interrupted = true;
+      this.emit('peer-interrupted', { peer: this.member, network: true });
+    }
+    this.restartICE();
+  }
+
+  // pairChanged ends an interruption that a network change began, once the
+  // restart has a new pair and the connection is up.
+  pairChanged() {
+    if (!this.interrupted || this.closed || this.pc.connectionState !== 'connected') return;
+    this.interrupted = false;
+    this.emit('peer-reconnected', { peer: this.member });
+  }
+
   restartICE() {
     if (this.closed) return;
     const wait = this.lastRestart + restartMinInterval - Date.now();
