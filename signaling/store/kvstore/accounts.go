@@ -1,6 +1,7 @@
 package kvstore
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -188,14 +189,19 @@ func (s *Store) owner(ctx context.Context, id string) (string, error) {
 }
 
 // modifyFamily applies fn to family id in its user's record, in one step.
-// ErrNotFound if the family or its user is gone.
-func (s *Store) modifyFamily(op, id string, fn func(f *store.Family) (bool, error)) (f store.Family, err error) {
+// ErrNotFound if the family or its user is gone. ours, if set, recognises
+// fn's change in a family (modifyKnowing).
+func (s *Store) modifyFamily(op, id string, fn func(f *store.Family) (bool, error), ours func(f *store.Family) bool) (f store.Family, err error) {
+	var oursIn func(a *account) bool
+	if ours != nil {
+		oursIn = func(a *account) bool { i := a.family(id); return i >= 0 && ours(&a.Families[i]) }
+	}
 	err = s.do(op, s.opts.OpTimeout, func(ctx context.Context) error {
 		user, err := s.owner(ctx, id)
 		if err != nil {
 			return err
 		}
-		return modify(ctx, s, op, s.accounts, key(user), false, func(a *account, _ bool) (bool, error) {
+		return modifyKnowing(ctx, s, op, s.accounts, key(user), false, func(a *account, _ bool) (bool, error) {
 			i := a.family(id)
 			if i < 0 {
 				return false, store.ErrNotFound
@@ -203,14 +209,14 @@ func (s *Store) modifyFamily(op, id string, fn func(f *store.Family) (bool, erro
 			write, err := fn(&a.Families[i])
 			f = a.Families[i]
 			return write, err
-		})
+		}, oursIn)
 	})
 	return f, err
 }
 
 // GetFamily returns the family or store.ErrNotFound.
 func (s *Store) GetFamily(id string) (store.Family, error) {
-	f, err := s.modifyFamily("get_family", id, func(*store.Family) (bool, error) { return false, nil })
+	f, err := s.modifyFamily("get_family", id, func(*store.Family) (bool, error) { return false, nil }, nil)
 	if err != nil {
 		return store.Family{}, fmt.Errorf("get family: %w", err)
 	}
@@ -225,10 +231,12 @@ func (s *Store) RotateFamily(id string, presentedHash, nextHash []byte, now time
 	if len(nextHash) == 0 {
 		return store.Family{}, fmt.Errorf("rotate family: %w: empty next hash", store.ErrInvalid)
 	}
+	// The new hash is random: a family that holds it holds this rotation,
+	// whatever was written to the user's record after it.
 	f, err := s.modifyFamily("rotate_family", id, func(f *store.Family) (bool, error) {
 		err := f.Rotate(presentedHash, nextHash, now)
 		return !errors.Is(err, store.ErrRevoked), err
-	})
+	}, func(f *store.Family) bool { return bytes.Equal(f.Current, nextHash) })
 	switch {
 	case errors.Is(err, store.ErrTokenReuse):
 		return f, err
@@ -244,7 +252,7 @@ func (s *Store) RevokeFamily(id string) error {
 		write := !f.Revoked
 		f.Revoked = true
 		return write, nil
-	})
+	}, func(f *store.Family) bool { return f.Revoked })
 	if err != nil {
 		return fmt.Errorf("revoke family: %w", err)
 	}

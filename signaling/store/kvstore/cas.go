@@ -51,6 +51,16 @@ func again(ctx context.Context, req func() error) error {
 // revocation and report reuse).
 func modify[T any](ctx context.Context, s *Store, op string, kv *bucket, k string, create bool,
 	fn func(v *T, exists bool) (write bool, err error)) error {
+	return modifyKnowing(ctx, s, op, kv, k, create, fn, nil)
+}
+
+// modifyKnowing is modify for a write that it can recognise in a record
+// that other writers changed after it: ours reports whether a record
+// holds it. When a write's answer is lost (settle), the record alone
+// tells whether it was applied only while nobody else wrote since; a
+// refresh rotation, whose new hash is random, can be told even then.
+func modifyKnowing[T any](ctx context.Context, s *Store, op string, kv *bucket, k string, create bool,
+	fn func(v *T, exists bool) (write bool, err error), ours func(cur *T) bool) error {
 	for attempt := range maxAttempts {
 		var v T
 		rev, err := get(ctx, kv, k, &v)
@@ -70,7 +80,7 @@ func modify[T any](ctx context.Context, s *Store, op string, kv *bucket, k strin
 		}
 		err = again(ctx, func() error { return cas(ctx, kv, k, data, rev) })
 		if answerLost(err) {
-			err = s.settle(op, kv, k, data, rev, err)
+			err = settle(s, op, kv, k, data, rev, err, ours)
 		}
 		if err == nil {
 			return ferr
@@ -112,12 +122,13 @@ func answerLost(err error) bool {
 // would be reported as failed; the client's retry with the same token
 // would then find it rotated away and revoke the family as reuse, signing
 // the user out for a slow answer. It reads the record: our data there
-// means the write was applied (nil). The record still at rev means it was
-// not, so far; the same write is sent again, and as it expects the same
+// (or, with ours, a record that holds our write under later ones) means
+// the write was applied (nil). The record still at rev means it was not,
+// so far; the same write is sent again, and as it expects the same
 // revision, at most one of the two can apply. A record another writer
 // changed is a conflict (the caller starts again from a fresh read). If
 // the read fails too, the outcome stays unknown and lost is returned.
-func (s *Store) settle(op string, kv *bucket, k string, data []byte, rev uint64, lost error) error {
+func settle[T any](s *Store, op string, kv *bucket, k string, data []byte, rev uint64, lost error, ours func(*T) bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.OpTimeout)
 	defer cancel()
 	s.metrics.answerLost(op)
@@ -125,6 +136,8 @@ func (s *Store) settle(op string, kv *bucket, k string, data []byte, rev uint64,
 		cur, curRev, err := kv.latest(ctx, k)
 		switch {
 		case err == nil && bytes.Equal(cur, data):
+			return nil
+		case err == nil && curRev != rev && holds(cur, ours):
 			return nil
 		case err == nil && curRev != rev, errors.Is(err, jetstream.ErrKeyNotFound) && rev != 0:
 			return jetstream.ErrKeyRevisionMismatch
@@ -141,6 +154,13 @@ func (s *Store) settle(op string, kv *bucket, k string, data []byte, rev uint64,
 		// writer's did; the next read tells which.
 	}
 	return lost
+}
+
+// holds reports whether the record data holds a write that ours
+// recognises.
+func holds[T any](data []byte, ours func(*T) bool) bool {
+	var v T
+	return ours != nil && json.Unmarshal(data, &v) == nil && ours(&v)
 }
 
 // remove deletes key k once fn, given the record, agrees (fn's error is

@@ -139,12 +139,13 @@ func TestOptionsValidated(t *testing.T) {
 
 // lossy loses the answer of one Update, as a timeout or a dropped
 // connection would: applied says whether the write reached JetStream
-// first; meanwhile runs before it (another node's write).
+// first; meanwhile runs before it and after it (another node's write)
+// before the answer is lost.
 type lossy struct {
 	jetstream.KeyValue
-	armed     atomic.Bool
-	applied   bool
-	meanwhile func()
+	armed            atomic.Bool
+	applied          bool
+	meanwhile, after func()
 }
 
 func (l *lossy) Update(ctx context.Context, k string, v []byte, rev uint64) (uint64, error) {
@@ -159,13 +160,17 @@ func (l *lossy) Update(ctx context.Context, k string, v []byte, rev uint64) (uin
 			return 0, err
 		}
 	}
+	if l.after != nil {
+		l.after()
+	}
 	return 0, nats.ErrTimeout
 }
 
 // TestLostAnswerIsSettled: a refresh rotation whose answer is lost is
 // reported as what it was. Applied, it is a success (reported as a
 // failure, the client's retry with the same token would find it rotated
-// away and revoke the family: a user signed out for a slow answer). Not
+// away and revoke the family: a user signed out for a slow answer), also
+// when another sign-in of the user changed the record after it. Not
 // applied, it is sent again, once. Overtaken by another node's rotation of
 // the same token, it is that race: reuse, and the family revoked.
 func TestLostAnswerIsSettled(t *testing.T) {
@@ -173,13 +178,23 @@ func TestLostAnswerIsSettled(t *testing.T) {
 		name      string
 		applied   bool
 		overtaken bool
-	}{{"applied", true, false}, {"not applied", false, false}, {"overtaken", false, true}} {
+		later     bool // another family of the user is written after it
+	}{{"applied", true, false, false}, {"applied, then the record changed", true, false, true},
+		{"not applied", false, false, false}, {"overtaken", false, true, false}} {
 		t.Run(tc.name, func(t *testing.T) {
 			a, b, _ := twoNodesWithFamily(t)
 			l := &lossy{KeyValue: a.accounts.KeyValue, applied: tc.applied}
 			if tc.overtaken {
 				l.meanwhile = func() {
 					if _, err := b.RotateFamily("f", []byte("h0"), []byte("hb"), t0); err != nil {
+						t.Errorf("node b: %v", err)
+					}
+				}
+			}
+			if tc.later {
+				l.after = func() {
+					g := store.Family{ID: "g", User: "ann", Current: []byte("g0"), Created: t0, Expires: time.Now().Add(time.Hour)}
+					if err := b.CreateFamily(g); err != nil {
 						t.Errorf("node b: %v", err)
 					}
 				}
