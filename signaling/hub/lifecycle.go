@@ -382,7 +382,7 @@ func (h *Hub) reportDropped(target string, items []queued) {
 // disabling, deleting or re-roling a user, and retiring a signing key; it
 // returns how many sessions it ended.
 func (h *Hub) Revoke(match func(Identity) bool, code proto.Code, reason string) int {
-	h.revoked.add(revocation{at: time.Now(), match: match, code: code, reason: reason})
+	h.revoked.add(revocation{match: match, code: code, reason: reason})
 	n := 0
 	for _, s := range h.sessions.collect(nil) {
 		if !s.local() {

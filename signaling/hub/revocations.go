@@ -41,10 +41,12 @@ type revocations struct {
 	list []revocation // oldest first
 }
 
-// add records r, made now.
+// add records r, made now: stamped under the lock, so that the list stays
+// in the order of the stamps, which since and forget rely on.
 func (l *revocations) add(r revocation) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	r.at = time.Now()
 	l.forget(r.at.Add(-revocationMemory))
 	if len(l.list) >= maxRevocations {
 		l.list = l.list[1:]

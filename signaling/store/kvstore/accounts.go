@@ -232,11 +232,14 @@ func (s *Store) RotateFamily(id string, presentedHash, nextHash []byte, now time
 		return store.Family{}, fmt.Errorf("rotate family: %w: empty next hash", store.ErrInvalid)
 	}
 	// The new hash is random: a family that holds it holds this rotation,
-	// whatever was written to the user's record after it.
+	// whatever was written to the user's record after it; a revocation
+	// for reuse is held by a revoked family.
+	var reuse bool
 	f, err := s.modifyFamily("rotate_family", id, func(f *store.Family) (bool, error) {
 		err := f.Rotate(presentedHash, nextHash, now)
+		reuse = errors.Is(err, store.ErrTokenReuse)
 		return !errors.Is(err, store.ErrRevoked), err
-	}, func(f *store.Family) bool { return bytes.Equal(f.Current, nextHash) })
+	}, func(f *store.Family) bool { return reuse && f.Revoked || !reuse && bytes.Equal(f.Current, nextHash) })
 	switch {
 	case errors.Is(err, store.ErrTokenReuse):
 		return f, err

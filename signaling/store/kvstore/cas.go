@@ -125,9 +125,10 @@ func answerLost(err error) bool {
 // (or, with ours, a record that holds our write under later ones) means
 // the write was applied (nil). The record still at rev means it was not,
 // so far; the same write is sent again, and as it expects the same
-// revision, at most one of the two can apply. A record another writer
-// changed is a conflict (the caller starts again from a fresh read). If
-// the read fails too, the outcome stays unknown and lost is returned.
+// revision, at most one of the two can apply. A record changed since is a
+// conflict if ours says it does not hold our write (the caller starts
+// again from a fresh read); without ours the outcome stays unknown, as it
+// does when the read fails, and lost is returned.
 func settle[T any](s *Store, op string, kv *bucket, k string, data []byte, rev uint64, lost error, ours func(*T) bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.OpTimeout)
 	defer cancel()
@@ -137,10 +138,16 @@ func settle[T any](s *Store, op string, kv *bucket, k string, data []byte, rev u
 		switch {
 		case err == nil && bytes.Equal(cur, data):
 			return nil
-		case err == nil && curRev != rev && holds(cur, ours):
-			return nil
+		case err == nil && curRev != rev && ours != nil:
+			if holds(cur, ours) {
+				return nil
+			}
+			return jetstream.ErrKeyRevisionMismatch // not applied, and now it cannot be
 		case err == nil && curRev != rev, errors.Is(err, jetstream.ErrKeyNotFound) && rev != 0:
-			return jetstream.ErrKeyRevisionMismatch
+			// Changed since: by our write and then another, or by another
+			// alone. Without ours nothing tells which, and running fn again
+			// on a record that holds our write would apply it twice.
+			return lost
 		case err != nil && !errors.Is(err, jetstream.ErrKeyNotFound):
 			return lost
 		}

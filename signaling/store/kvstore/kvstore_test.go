@@ -228,3 +228,70 @@ func TestLostAnswerIsSettled(t *testing.T) {
 		})
 	}
 }
+
+// TestLostAnswerNeverAppliesTwice: a write whose answer is lost, and
+// whose record another writer changed before it could be read back, is
+// reported as failed (its outcome unknown), not written again: without a
+// way to recognise it (as a rotation has), running it again on a record
+// that holds it already would apply it twice (two copies of a family,
+// each counted against the user's limit).
+func TestLostAnswerNeverAppliesTwice(t *testing.T) {
+	a, b, _ := twoNodesWithFamily(t)
+	l := &lossy{KeyValue: a.accounts.KeyValue, applied: true, after: func() {
+		if err := b.RevokeFamily("f"); err != nil {
+			t.Errorf("node b: %v", err)
+		}
+	}}
+	l.armed.Store(true)
+	a.accounts.KeyValue = l
+	g := store.Family{ID: "g", User: "ann", Current: []byte("g0"), Created: t0, Expires: time.Now().Add(time.Hour)}
+	err := a.CreateFamily(g)
+	if l.armed.Load() {
+		t.Fatal("no answer was lost: the test did not run its case")
+	}
+	if err == nil {
+		t.Error("CreateFamily reported success for a write whose outcome it could not know")
+	}
+	var acct account
+	if _, err := get(context.Background(), b.accounts, key("ann"), &acct); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range acct.Families {
+		if f.ID == "g" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("family g is in ann's record %d times, want once (written, and not again)", n)
+	}
+}
+
+// TestLostAnswerOfReuse: a replayed token's revocation whose answer is
+// lost, under a later write of another sign-in, is still reported as
+// reuse (so that the sign-in's sessions end with that reason), not as a
+// family found revoked.
+func TestLostAnswerOfReuse(t *testing.T) {
+	a, b, _ := twoNodesWithFamily(t)
+	if _, err := a.RotateFamily("f", []byte("h0"), []byte("h1"), t0); err != nil {
+		t.Fatal(err)
+	}
+	l := &lossy{KeyValue: a.accounts.KeyValue, applied: true, after: func() {
+		g := store.Family{ID: "g", User: "ann", Current: []byte("g0"), Created: t0, Expires: time.Now().Add(time.Hour)}
+		if err := b.CreateFamily(g); err != nil {
+			t.Errorf("node b: %v", err)
+		}
+	}}
+	l.armed.Store(true)
+	a.accounts.KeyValue = l
+	_, err := a.RotateFamily("f", []byte("h0"), []byte("h2"), t0) // h0 was rotated away: a replay
+	if l.armed.Load() {
+		t.Fatal("no answer was lost: the test did not run its case")
+	}
+	if !errors.Is(err, store.ErrTokenReuse) {
+		t.Fatalf("err %v, want token reuse", err)
+	}
+	if f, err := b.GetFamily("f"); err != nil || !f.Revoked {
+		t.Fatalf("family %+v, %v; want revoked", f, err)
+	}
+}

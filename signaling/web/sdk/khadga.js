@@ -115,11 +115,22 @@ export class Khadga extends EventTarget {
   // seconds (5-8 s in Chromium), and the signaling socket, bound to the old
   // address, dies silently. On the word, networkChanged checks the socket
   // and restarts ICE with every peer at once.
+  // A connection 'change' counts only when its type changes: Chrome fires
+  // it for new estimates of bandwidth and round trip too.
   watchNetwork(on) {
-    if (!this.onNetwork) this.onNetwork = () => this.networkChanged();
+    const conn = globalThis.navigator?.connection;
+    if (!this.onOnline) {
+      this.onOnline = () => this.networkChanged();
+      this.onConnChange = () => {
+        if (conn.type === this.netType) return;
+        this.netType = conn.type;
+        this.networkChanged();
+      };
+    }
+    this.netType = conn?.type;
     const op = on ? 'addEventListener' : 'removeEventListener';
-    globalThis[op]?.('online', this.onNetwork);
-    globalThis.navigator?.connection?.[op]?.('change', this.onNetwork);
+    globalThis[op]?.('online', this.onOnline);
+    conn?.[op]?.('change', this.onConnChange);
   }
 
   networkChanged() {

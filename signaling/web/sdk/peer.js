@@ -26,6 +26,9 @@ const maxRequestedTransceivers = 8;
 // politeGrace is the polite side's, a little longer, so that the impolite
 // side's restart offer usually comes first (see onICEState).
 const restartMinInterval = 3000;
+// networkGrace is how long a restart after a network change has to pick a
+// new pair before a connection that stayed up is taken to be back.
+const networkGrace = 8000;
 const disconnectedGrace = 1000;
 const politeGrace = 1500;
 // firstOfferGrace is how long the polite side waits for the first offer.
@@ -329,6 +332,10 @@ export class Peer {
       }
       this.interrupted = true;
       this.emit('peer-interrupted', { peer: this.member, network: true });
+      // A restart that never picks a pair (its offer unanswered) on a
+      // path that kept working must not leave the page saying "lost".
+      clearTimeout(this.networkTimer);
+      this.networkTimer = setTimeout(() => this.pairChanged(), networkGrace);
     }
     this.restartICE();
   }
@@ -337,6 +344,7 @@ export class Peer {
   // restart has a new pair and the connection is up.
   pairChanged() {
     if (!this.interrupted || this.closed || this.pc.connectionState !== 'connected') return;
+    clearTimeout(this.networkTimer);
     this.interrupted = false;
     this.emit('peer-reconnected', { peer: this.member });
   }
@@ -480,6 +488,7 @@ export class Peer {
     this.closed = true;
     clearTimeout(this.watchdog);
     clearTimeout(this.restartTimer);
+    clearTimeout(this.networkTimer);
     this.chat.close();
     this.pc.close();
   }
