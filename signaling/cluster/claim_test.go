@@ -1,7 +1,9 @@
 package cluster
 
 import (
+	"encoding/json"
 	"net/url"
+	"strconv"
 	"testing"
 	"time"
 
@@ -51,4 +53,38 @@ func TestLateClaimAnswerLosesNothingSilently(t *testing.T) {
 	}
 	// Lost with the answer: cath hears of it (b tracked it), within AckWait.
 	cath.await(proto.TypeError, func(m *proto.Message) bool { return m.Ref == "while-away" })
+}
+
+// TestRevocationDuringClaim: a revocation that reaches the claiming node
+// before the claimed session is in place there (the old node holds only a
+// proxy by then, and heard nothing yet) still ends the session when it
+// attaches, on the node that heard it. Here node b hears the revocation
+// and node a never does: without b's memory of it, bob would live on b.
+func TestRevocationDuringClaim(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	a := startNode(t, "a", urls, fastConfig(), hub.Config{ResumeWindow: time.Minute})
+	b := startNode(t, "b", urls, fastConfig(), hub.Config{})
+	alice := a.dial("user=alice")
+	bob := a.dial("user=bob")
+	alice.join("lobby")
+	bob.join("lobby")
+	alice.expectPeerJoined(bob.peer())
+	dropSocket(bob)
+	eventually(t, "a to see bob's socket drop", func() bool { return a.hub.Stats().Connections == 1 })
+	eventually(t, "b to know bob's session", func() bool { return b.hub.Stats().Remote == 2 })
+
+	checked := strconv.FormatInt(time.Now().UnixNano(), 10) // the resuming connection's check
+	if n := b.hub.CloseUser("bob", proto.CodeRevoked, "user disabled"); n != 0 {
+		t.Fatalf("b ended %d of bob's sessions; it held none", n)
+	}
+	back := b.dial("user=bob&checked=" + checked + "&resume=" + url.QueryEscape(bob.welcome.ResumeToken))
+	if !back.welcome.Resumed || back.peer() != bob.peer() {
+		t.Fatalf("welcome on b %+v, want bob's session claimed", back.welcome)
+	}
+	m := back.await(proto.TypeError, nil)
+	var e proto.Error
+	if err := json.Unmarshal(m.Data, &e); err != nil || e.Code != proto.CodeRevoked || e.Message != "user disabled" {
+		t.Fatalf("error %s, want revoked: user disabled", m.Data)
+	}
+	alice.await(proto.TypePeerLeft, func(m *proto.Message) bool { return m.Room == "lobby" })
 }

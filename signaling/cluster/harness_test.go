@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -71,6 +72,9 @@ func startNode(t *testing.T, name, urls string, cfg Config, hcfg hub.Config) *te
 		}
 		q := r.URL.Query()
 		id := hub.Identity{User: q.Get("user"), Role: proto.RoleUser}
+		if ns, err := strconv.ParseInt(q.Get("checked"), 10, 64); err == nil {
+			id.Checked = time.Unix(0, ns)
+		}
 		_ = h.Accept(ws.NetConn(), id, hub.ConnOptions{ResumeToken: q.Get("resume"), Presence: q.Get("presence") == "1"})
 	}))
 	t.Cleanup(tn.stop)
