@@ -23,11 +23,7 @@ func TestHandoverKeepsTheOrigin(t *testing.T) {
 	b := startNode(t, "b", urls, fastConfig(), hub.Config{ResumeWindow: time.Minute})
 	c := startNode(t, "c", urls, fastConfig(), hub.Config{})
 
-	alice := a.dial("user=alice")
-	bob := b.dial("user=bob")
-	alice.join("lobby")
-	bob.join("lobby")
-	alice.expectPeerJoined(bob.peer())
+	alice, bob := inLobby(a, b)
 	dropSocket(bob)
 	eventually(t, "b to see bob's socket drop", func() bool { return b.hub.Stats().Connections == 0 })
 	alice.signal(bob.peer(), "while-away", `{"n":1}`)

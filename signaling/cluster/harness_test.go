@@ -274,6 +274,16 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// inLobby dials alice at an and bob at bn; both join lobby, and it
+// returns once alice has seen bob join.
+func inLobby(an, bn *testNode) (alice, bob *client) {
+	alice, bob = an.dial("user=alice"), bn.dial("user=bob")
+	alice.join("lobby")
+	bob.join("lobby")
+	alice.expectPeerJoined(bob.peer())
+	return alice, bob
+}
+
 func dropSocket(c *client) {
 	_ = c.ws.NetConn().Close()
 	<-c.closed
