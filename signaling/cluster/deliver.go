@@ -43,15 +43,27 @@ func (n *Node) Deliver(node, peer string, e hub.Envelope) error {
 // it here (Handover). A signal that cannot go is reported to its sender:
 // by its origin, for a held one (Undelivered), else here.
 func (n *Node) handOn(node, peer string, es []hub.Envelope) {
+	moved := map[string][]uint64{} // held signals handed on, by origin
 	for _, e := range es {
 		err := n.Deliver(node, peer, e)
 		switch {
+		case err == nil && e.Kind == hub.KindSignal && e.Held && e.Seq != 0:
+			moved[e.Origin] = append(moved[e.Origin], e.Seq)
 		case err == nil || e.Kind != hub.KindSignal:
 		case e.Held && e.Seq != 0:
 			n.Undelivered([]hub.Envelope{e})
 		case e.From != "":
 			n.track.report(&tracked{from: e.From, ref: e.Ref, to: peer}, proto.CodePeerUnavailable,
 				fmt.Sprintf("signal to peer %s was not delivered: it could not follow the peer to its new server", peer))
+		}
+	}
+	// Their origins track them at node from now on: if this node dies,
+	// they are not reported lost while node may still deliver them.
+	for origin, seqs := range moved {
+		if origin == n.id {
+			n.track.moved(node, seqs)
+		} else if !n.out.publish(n.subject("node", origin), appendMoved(nil, node, seqs)) {
+			n.log.Debug("cluster: could not tell a signal's origin where it went: outbox full", slog.String("peer_node", origin))
 		}
 	}
 }
@@ -110,6 +122,12 @@ func (n *Node) onNodeMessage(m *nats.Msg) {
 			for _, s := range seqs {
 				n.track.done(s)
 			}
+		}
+	case opMoved:
+		var node string
+		var seqs []uint64
+		if node, seqs, err = decodeMoved(m.Data); err == nil {
+			n.track.moved(node, seqs)
 		}
 	default:
 		err = errBadMessage

@@ -145,14 +145,7 @@ func TestQueuedThenDroppedIsReported(t *testing.T) {
 func TestCloseSendsWhatWaits(t *testing.T) {
 	urls := natstest.Start(t).ClientURL()
 	a := startNode(t, "a", urls, fastConfig(), hub.Config{})
-	obs := natstest.Connect(t, urls)
-	sub, err := obs.SubscribeSync(a.node.subject("node", "elsewhere"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := obs.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	sub := listen(t, urls, a.node.subject("node", "elsewhere"))
 	a.node.cancel()
 	a.node.wg.Wait()
 	a.node.out.ack("elsewhere", ack{seq: 7, status: ackDelivered})

@@ -17,9 +17,7 @@ func TestHandOnThatCannotGoIsReported(t *testing.T) {
 	urls := natstest.Start(t).ClientURL()
 	a := startNode(t, "a", urls, fastConfig(), hub.Config{})
 	alice := a.dial("user=alice")
-	tr := a.node.track
-	held := tr.add(alice.peer(), "held", "bobpeer", "c")
-	tr.settle(ack{seq: held, status: ackHeld})
+	held := trackHeld(a, alice.peer(), "held", "bobpeer", "c")
 
 	a.node.out.mu.Lock()
 	saved := a.node.out.count

@@ -2,8 +2,11 @@ package cluster
 
 import (
 	"net/url"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/khadga/khadga/internal/natstest"
 	"github.com/khadga/khadga/proto"
@@ -70,4 +73,67 @@ func heldOn(a *testNode) bool {
 		}
 	}
 	return false
+}
+
+// TestHandedOnSignalFollowsItsNode: a held signal that its node handed on
+// to another (Handover) is tracked by its origin at the new node, from
+// the hand-on's word (moved): the old node's death does not report it
+// lost while the new node may still deliver it; the new node's does.
+func TestHandedOnSignalFollowsItsNode(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	a := startNode(t, "a", urls, fastConfig(), hub.Config{})
+	alice := a.dial("user=alice")
+	tr := a.node.track
+	seq := trackHeld(a, alice.peer(), "r1", "bob-peer", "b")
+
+	obs := natstest.Connect(t, urls)
+	for _, bad := range [][]byte{appendMoved(nil, "no.dots", []uint64{seq}), appendMoved(nil, "c", []uint64{seq})[:3]} {
+		if err := obs.Publish(a.node.subject("node", "a"), bad); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := obs.Publish(a.node.subject("node", "a"), appendMoved(nil, "c", []uint64{seq})); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a to track the signal at c", func() bool {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		return tr.m[seq] != nil && tr.m[seq].node == "c"
+	})
+	if n := testutil.ToFloat64(a.node.stats.badMessages); n != 2 {
+		t.Errorf("bad messages counted %v, want the 2 malformed moves", n)
+	}
+
+	tr.failNode("b")
+	alice.send(proto.Message{Type: proto.TypePing, ID: "p"})
+	for m := alice.next(); m.Type != proto.TypePong; m = alice.next() {
+		if m.Type == proto.TypeError && m.Ref == "r1" {
+			t.Fatalf("b's death reported the signal c holds: %s", m.Data)
+		}
+	}
+	tr.failNode("c")
+	m := alice.await(proto.TypeError, func(m *proto.Message) bool { return m.Ref == "r1" })
+	if !strings.Contains(string(m.Data), "its server is gone") {
+		t.Fatalf("report %s, want the new node's death", m.Data)
+	}
+}
+
+// TestHandOnTellsTheOrigin: a node that hands a held signal on tells the
+// signal's origin where it went.
+func TestHandOnTellsTheOrigin(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	b := startNode(t, "b", urls, fastConfig(), hub.Config{})
+	sub := listen(t, urls, b.node.subject("node", "z"))
+	b.node.handOn("c", "bob-peer", []hub.Envelope{
+		{Kind: hub.KindSignal, Held: true, Origin: "z", Seq: 42, From: "alice-peer", Ref: "r1", Msg: []byte(`{}`)},
+		{Kind: hub.KindSignal, Held: true, Origin: "z", Seq: 43, From: "alice-peer", Ref: "r2", Msg: []byte(`{}`)},
+	})
+	m, err := sub.NextMsg(wait)
+	if err != nil {
+		t.Fatalf("origin z heard nothing: %v", err)
+	}
+	node, seqs, err := decodeMoved(m.Data)
+	if err != nil || node != "c" || len(seqs) != 2 || seqs[0] != 42 || seqs[1] != 43 {
+		t.Fatalf("moved %q %v (%v), want c [42 43]", node, seqs, err)
+	}
 }

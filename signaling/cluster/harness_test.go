@@ -274,6 +274,29 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// listen subscribes a connection of its own to subject, and returns once
+// NATS has the subscription.
+func listen(t *testing.T, urls, subject string) *nats.Subscription {
+	t.Helper()
+	obs := natstest.Connect(t, urls)
+	sub, err := obs.SubscribeSync(subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := obs.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return sub
+}
+
+// trackHeld has tn track a signal from -> to sent to node, which said it
+// holds it for an absent session, and returns its sequence number.
+func trackHeld(tn *testNode, from, ref, to, node string) uint64 {
+	seq := tn.node.track.add(from, ref, to, node)
+	tn.node.track.settle(ack{seq: seq, status: ackHeld})
+	return seq
+}
+
 // inLobby dials alice at an and bob at bn; both join lobby, and it
 // returns once alice has seen bob join.
 func inLobby(an, bn *testNode) (alice, bob *client) {

@@ -79,6 +79,17 @@ func (t *tracker) settle(a ack) {
 	}
 }
 
+// moved notes that the signals seqs are now at node (handed on there).
+func (t *tracker) moved(node string, seqs []uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, seq := range seqs {
+		if s := t.m[seq]; s != nil {
+			s.node = node
+		}
+	}
+}
+
 // failNode reports every signal sent to node, which is gone.
 func (t *tracker) failNode(node string) {
 	t.mu.Lock()

@@ -14,6 +14,7 @@ import (
 //	deliver:   'D' kind seq:uvarint to from ref origin msg...
 //	ack:       'A' n:uvarint (seq:uvarint status:byte){n}
 //	delivered: 'H' n:uvarint (seq:uvarint){n}
+//	moved:     'M' node n:uvarint (seq:uvarint){n}
 //	state:     'S' JSON (directory.go: a session's state, or its end)
 //
 // A string is its length (uvarint) and its bytes. Everything is bounded:
@@ -22,6 +23,7 @@ const (
 	opDeliver   = 'D'
 	opAck       = 'A'
 	opDelivered = 'H'
+	opMoved     = 'M'
 )
 
 // Fates of a delivered signal, in an ack.
@@ -169,12 +171,7 @@ func decodeAcks(b []byte) ([]ack, error) {
 }
 
 func appendDelivered(b []byte, seqs []uint64) []byte {
-	b = append(b, opDelivered)
-	b = binary.AppendUvarint(b, uint64(len(seqs)))
-	for _, s := range seqs {
-		b = binary.AppendUvarint(b, s)
-	}
-	return b
+	return appendSeqs(append(b, opDelivered), seqs)
 }
 
 func decodeDelivered(b []byte) ([]uint64, error) {
@@ -182,6 +179,39 @@ func decodeDelivered(b []byte) ([]uint64, error) {
 	if r.byte() != opDelivered {
 		return nil, errBadMessage
 	}
+	return r.seqs()
+}
+
+// appendMoved says that the signals seqs, which the receiver sent to this
+// node, were handed on to node (Handover): the receiver tracks them there.
+func appendMoved(b []byte, node string, seqs []uint64) []byte {
+	return appendSeqs(appendString(append(b, opMoved), node), seqs)
+}
+
+func decodeMoved(b []byte) (string, []uint64, error) {
+	r := reader{b: b}
+	if r.byte() != opMoved {
+		return "", nil, errBadMessage
+	}
+	node := r.string(maxIDLen)
+	if r.err != nil || !validToken(node) {
+		return "", nil, errBadMessage
+	}
+	seqs, err := r.seqs()
+	return node, seqs, err
+}
+
+// appendSeqs appends a count and that many sequence numbers.
+func appendSeqs(b []byte, seqs []uint64) []byte {
+	b = binary.AppendUvarint(b, uint64(len(seqs)))
+	for _, s := range seqs {
+		b = binary.AppendUvarint(b, s)
+	}
+	return b
+}
+
+// seqs reads what appendSeqs wrote, which must end the message.
+func (r *reader) seqs() ([]uint64, error) {
 	n := r.uvarint()
 	if r.err != nil || n > maxBatch || n > uint64(len(r.b)) {
 		return nil, errBadMessage
