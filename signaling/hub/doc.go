@@ -16,7 +16,12 @@
 // peers see no leave or join across a resume. When the window passes, the
 // session ends: its rooms get peer-left and presence says offline. A client
 // that closes with 1000 (normal closure) has left, and its session ends at
-// once.
+// once. Revoke (sign-out, a disabled account, a retired key) ends the
+// sessions it matches at once; it is remembered for a minute, and a
+// connection whose credentials were checked before it (Identity.Checked)
+// and that attaches after it is ended as it attaches (revocations.go).
+// Ending a session only queues the close, as everything outside a
+// connection's own goroutines does (below).
 //
 // # The connection model
 //
