@@ -274,3 +274,39 @@ func TestSignOutDuringConnect(t *testing.T) {
 		t.Fatalf("close %v, error %q; want %d, signed out", err, e.Message, proto.CloseRevoked)
 	}
 }
+
+// TestPasswordChangeDuringConnect: a password change that lands between a
+// connection's check and its session moves that session to the new
+// sign-in as it attaches, so that signing out of the new sign-in ends it;
+// without it the socket would stay on the old sign-in and outlive the
+// sign-out.
+func TestPasswordChangeDuringConnect(t *testing.T) {
+	bolt := openBolt(t)
+	st := &signOutAfterCheck{Backend: bolt}
+	s := signalingtest.Start(t, signalingtest.Options{Store: st})
+	tok := s.User(t, "pia")
+	st.family, _, _ = strings.Cut(tok.RefreshToken, ".")
+	var fresh signalingtest.Tokens
+	st.signOut = func() {
+		code, body := s.Post(t, "/api/password", map[string]string{"password": password, "new_password": "a brand new passphrase"},
+			"Authorization", "Bearer "+tok.AccessToken)
+		if code != 200 || json.Unmarshal(body, &fresh) != nil {
+			t.Errorf("password change: %d %s", code, body)
+		}
+	}
+	st.armed.Store(true)
+	c := s.Connect(t, tok.AccessToken, nil)
+	if st.armed.Load() || fresh.RefreshToken == "" {
+		t.Fatal("the password change did not run during the connection's check: the test did not run its case")
+	}
+	c.Send(&proto.Message{Type: proto.TypePing, ID: "moved"}) // moved, not closed
+	if pong := c.Expect(proto.TypePong); pong.Ref != "moved" {
+		t.Fatalf("pong for %q", pong.Ref)
+	}
+	if code, _ := s.Post(t, "/api/logout", map[string]string{"refresh_token": fresh.RefreshToken}); code != http.StatusNoContent {
+		t.Fatalf("logout: %d", code)
+	}
+	if err := c.Closed(); signalingtest.CloseCode(err) != proto.CloseRevoked {
+		t.Fatalf("closed with %v, want %d", err, proto.CloseRevoked)
+	}
+}

@@ -20,6 +20,8 @@
 // sessions it matches at once; it is remembered for a minute, and a
 // connection whose credentials were checked before it (Identity.Checked)
 // and that attaches after it is ended as it attaches (revocations.go).
+// MoveLogin (a password change) is remembered the same way, so that such a
+// connection attaches on the new sign-in.
 // Ending a session only queues the close, as everything outside a
 // connection's own goroutines does (below).
 //

@@ -410,25 +410,32 @@ func (h *Hub) CloseLogin(user, login string, code proto.Code, reason string) int
 // MoveLogin gives the sessions of user opened with tokens of sign-in from
 // the sign-in to (a password change gives the sign-in that made it new
 // tokens, of a new refresh-token family): signing out to then ends them.
-// It returns how many it moved.
+// Like a revocation, it also reaches sessions whose connections were
+// checked before it and attach after it (revocations.go). It returns how
+// many it moved.
 func (h *Hub) MoveLogin(user, from, to string) int {
+	h.revoked.add(revocation{match: func(id Identity) bool { return id.User == user && id.Login == from }, moveTo: to})
 	n := 0
 	for _, s := range h.sessions.collect(nil) {
-		if !s.local() || s.member.User != user {
-			continue
-		}
-		s.mu.Lock()
-		moved := !s.ended && s.login == from
-		if moved {
-			s.login = to
-		}
-		s.mu.Unlock()
-		if moved {
-			s.publish()
+		if s.local() && s.member.User == user && h.moveSession(s, from, to) {
 			n++
 		}
 	}
 	return n
+}
+
+// moveSession gives s the sign-in to if it has from and has not ended.
+func (h *Hub) moveSession(s *session, from, to string) bool {
+	s.mu.Lock()
+	moved := !s.ended && s.login == from
+	if moved {
+		s.login = to
+	}
+	s.mu.Unlock()
+	if moved {
+		s.publish()
+	}
+	return moved
 }
 
 // revoke ends s and closes its connection, if it has one. It reports

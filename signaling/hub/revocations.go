@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -16,7 +17,10 @@ import (
 // escape it and live for as long as its socket stays open. So the hub
 // remembers its revocations for a while, and a connection that attaches
 // ends at once if one made after its credentials were checked
-// (Identity.Checked) matches its session. A revocation is recorded before
+// (Identity.Checked) matches its session. A move of a sign-in's sessions
+// to another sign-in (MoveLogin, for a password change) is remembered the
+// same way, so that such a connection is moved as it attaches and a later
+// sign-out of the new sign-in ends it too. A change is recorded before
 // the hub looks at its sessions, and a connection looks at the record
 // after its session is in place: whichever comes second sees the other.
 
@@ -34,6 +38,7 @@ type revocation struct {
 	match  func(Identity) bool
 	code   proto.Code
 	reason string
+	moveTo string // set for a move: the sign-in the matching sessions get, instead of ending
 }
 
 type revocations struct {
@@ -65,24 +70,37 @@ func (l *revocations) forget(t time.Time) {
 	}
 }
 
-// since returns the latest revocation made at or after t that matches id.
-func (l *revocations) since(id Identity, t time.Time) (revocation, bool) {
+// since returns, oldest first, what was recorded at or after t.
+func (l *revocations) since(t time.Time) []revocation {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for i := len(l.list) - 1; i >= 0 && !l.list[i].at.Before(t); i-- {
-		if l.list[i].match(id) {
-			return l.list[i], true
-		}
+	i := len(l.list)
+	for i > 0 && !l.list[i-1].at.Before(t) {
+		i--
 	}
-	return revocation{}, false
+	if i == len(l.list) {
+		return nil
+	}
+	return slices.Clone(l.list[i:])
 }
 
-// revokedMeanwhile ends c's session, just attached, if a revocation made
-// since c's credentials were checked matches it. It reports whether it did.
+// revokedMeanwhile applies to c's session, just attached, what was
+// recorded since c's credentials were checked, in order: a move changes
+// its sign-in (which later revocations then see), a revocation ends it.
+// It reports whether the session was ended.
 func (h *Hub) revokedMeanwhile(c *conn, checked time.Time) bool {
 	if checked.IsZero() {
 		return false
 	}
-	r, ok := h.revoked.since(c.s.identity(), checked)
-	return ok && h.revoke(c.s, r.code, r.reason)
+	for _, r := range h.revoked.since(checked) {
+		id := c.s.identity()
+		switch {
+		case !r.match(id):
+		case r.moveTo != "":
+			h.moveSession(c.s, id.Login, r.moveTo)
+		default:
+			return h.revoke(c.s, r.code, r.reason)
+		}
+	}
+	return false
 }

@@ -128,3 +128,35 @@ func testRevocationLateAttach(t *testing.T, mode serverMode) {
 		return ts.hub.Stats().Sessions == 3
 	})
 }
+
+// A password change moves its sign-in's sessions to the new sign-in; a
+// connection checked before the move and attached after it is moved as it
+// attaches, so that signing out of the new sign-in ends it too.
+func TestMoveReachesLateAttach(t *testing.T) { forModes(t, testMoveLateAttach) }
+
+func testMoveLateAttach(t *testing.T, mode serverMode) {
+	ts := newTestServer(t, Config{ResumeWindow: time.Hour}, mode)
+	checked := func() string { return "&checked=" + strconv.FormatInt(time.Now().UnixNano(), 10) }
+	beforeMove := checked()
+	if n := ts.hub.MoveLogin("carol", "L1", "L2"); n != 0 {
+		t.Fatalf("MoveLogin moved %d sessions; carol had none yet", n)
+	}
+	// Revoked before the move: the late connection still on L1 must not
+	// be taken for one of L2's.
+	if n := ts.hub.CloseLogin("carol", "L0", proto.CodeRevoked, "signed out"); n != 0 {
+		t.Fatalf("CloseLogin ended %d sessions; carol had none yet", n)
+	}
+	late := ts.dial("user=carol&login=L1" + beforeMove)
+	untouched := ts.dial("user=carol&login=L1" + checked()) // checked after the move
+	late.ping("p")
+	untouched.ping("p")
+
+	if n := ts.hub.CloseLogin("carol", "L2", proto.CodeRevoked, "signed out"); n != 1 {
+		t.Fatalf("signing out of L2 ended %d sessions, want the late one", n)
+	}
+	late.expectError(proto.CodeRevoked, "")
+	if code := late.expectClose(); code != proto.CloseRevoked {
+		t.Fatalf("close code %d, want %d", code, proto.CloseRevoked)
+	}
+	untouched.ping("p")
+}
