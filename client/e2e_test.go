@@ -74,14 +74,20 @@ func startQuiet(t testing.TB, withTURN bool, log *slog.Logger, ts *testServer) *
 
 func startTURN(t testing.TB, reg prometheus.Registerer, log *slog.Logger) *turn.Server {
 	t.Helper()
-	return signalingtest.StartTURN(t, turn.Config{
+	cfg := turn.Config{
 		Realm:   "khadga.test",
 		Secrets: [][]byte{[]byte("client-test-secret")},
 		// Both relays are on 127.0.0.1; allow loopback peers for tests.
 		AllowPeers: []string{"127.0.0.1/32"},
 		Logger:     log,
 		Registerer: reg,
-	})
+	}
+	if _, ok := t.(*testing.B); ok {
+		// Benchmarks measure the client and the relay path, not the
+		// operator's cap (tests keep the default, as users get it).
+		cfg.UserBandwidth = -1
+	}
+	return signalingtest.StartTURN(t, cfg)
 }
 
 // newClient registers user and dials the server as that user.

@@ -84,6 +84,7 @@ func startBenchKhadga(b *testing.B) (port int, stop func() time.Duration) {
 			"--turn-listen", "127.0.0.1:0",
 			"--turn-allow-peer", "127.0.0.1/32", // the clients' relays, as --allow-loopback-peers for coturn
 			"--turn-user-quota", "-1", // uclient's clients share one user; coturn has no user quota by default
+			"--turn-user-bandwidth", "-1", // nor a bandwidth cap (max-bps)
 			"--turn-ports", fmt.Sprintf("%d-%d", minPort, maxPort))
 		cmd.Env = append(os.Environ(), "KHADGA_TURN_SECRET="+benchSecret)
 		c := startChild(b, cmd, 0, "TURN server listening")
@@ -95,10 +96,11 @@ func startBenchKhadga(b *testing.B) (port int, stop func() time.Duration) {
 		return port, c.stop
 	}
 	s, err := New(Config{
-		Secrets:      [][]byte{[]byte(benchSecret)},
-		AllowPeers:   []string{"127.0.0.1/32"},
-		UserQuota:    -1,
-		RelayMinPort: minPort, RelayMaxPort: maxPort,
+		Secrets:       [][]byte{[]byte(benchSecret)},
+		AllowPeers:    []string{"127.0.0.1/32"},
+		UserQuota:     -1,
+		UserBandwidth: -1,
+		RelayMinPort:  minPort, RelayMaxPort: maxPort,
 		Logger: slog.New(slog.DiscardHandler),
 	}, listen(b, ListenConfig{Addr: "127.0.0.1:0"}))
 	if err != nil {

@@ -24,6 +24,7 @@ const (
 	DefaultCredentialTTL   = 12 * time.Hour
 	DefaultUserQuota       = 10
 	DefaultPermissionQuota = 64
+	DefaultUserBandwidth   = 16 << 20
 	DefaultMaxTCPConns     = 4096
 	DefaultSocketBuffer    = 4 << 20
 	DefaultPublicIPEvery   = 5 * time.Minute
@@ -98,6 +99,11 @@ type Config struct {
 	// PermissionQuota caps the peer addresses of one allocation. 0 means
 	// DefaultPermissionQuota, negative means no cap.
 	PermissionQuota int
+	// UserBandwidth caps the bytes per second one user's allocations on
+	// this server relay, each direction apart (a burst of up to one
+	// second's worth passes at once); datagrams over it are dropped. 0
+	// means DefaultUserBandwidth, negative means no cap.
+	UserBandwidth int
 	// MaxTCPConns caps concurrent TCP and TLS connections per listener.
 	// 0 means DefaultMaxTCPConns.
 	MaxTCPConns int
@@ -151,6 +157,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.PermissionQuota == 0 {
 		c.PermissionQuota = DefaultPermissionQuota
+	}
+	if c.UserBandwidth == 0 {
+		c.UserBandwidth = DefaultUserBandwidth
 	}
 	if c.MaxTCPConns == 0 {
 		c.MaxTCPConns = DefaultMaxTCPConns

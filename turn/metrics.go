@@ -17,8 +17,9 @@ type metrics struct {
 	quota        *prometheus.CounterVec
 
 	// Children resolved once: the relay path is hot.
-	bytesToPeer, bytesFromPeer     prometheus.Counter
-	packetsToPeer, packetsFromPeer prometheus.Counter
+	bytesToPeer, bytesFromPeer                 prometheus.Counter
+	packetsToPeer, packetsFromPeer             prometheus.Counter
+	overBandwidthToPeer, overBandwidthFromPeer prometheus.Counter
 }
 
 func newMetrics() (*metrics, []prometheus.Collector) {
@@ -30,6 +31,10 @@ func newMetrics() (*metrics, []prometheus.Collector) {
 	packets := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: ns, Subsystem: sub, Name: "relayed_packets_total",
 		Help: "Datagrams relayed: to_peer leaves a relay socket, from_peer arrives at one.",
+	}, []string{"direction"})
+	overBandwidth := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Subsystem: sub, Name: "bandwidth_drops_total",
+		Help: "Datagrams dropped because their user was over the relay bandwidth (--turn-user-bandwidth), by direction.",
 	}, []string{"direction"})
 	m := &metrics{
 		active: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -60,8 +65,11 @@ func newMetrics() (*metrics, []prometheus.Collector) {
 		bytesFromPeer:   bytes.WithLabelValues("from_peer"),
 		packetsToPeer:   packets.WithLabelValues("to_peer"),
 		packetsFromPeer: packets.WithLabelValues("from_peer"),
+
+		overBandwidthToPeer:   overBandwidth.WithLabelValues("to_peer"),
+		overBandwidthFromPeer: overBandwidth.WithLabelValues("from_peer"),
 	}
-	return m, []prometheus.Collector{m.active, m.created, m.authFailures, m.denied, m.selfDropped, m.quota, bytes, packets}
+	return m, []prometheus.Collector{m.active, m.created, m.authFailures, m.denied, m.selfDropped, m.quota, bytes, packets, overBandwidth}
 }
 
 // register registers cs on r, undoing the ones done if one fails.

@@ -4,6 +4,9 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
+
+	"golang.org/x/time/rate"
 
 	pionturn "github.com/pion/turn/v4"
 )
@@ -16,7 +19,8 @@ type countingRelay struct {
 	relayIP func() netip.Addr // the address to give out now
 	metrics *metrics
 	guard   *selfGuard
-	buffer  int // socket buffer size, <= 0: the OS default
+	bw      *bandwidth // nil: no cap
+	buffer  int        // socket buffer size, <= 0: the OS default
 }
 
 func (r *countingRelay) AllocatePacketConn(network string, port int) (net.PacketConn, net.Addr, error) {
@@ -28,10 +32,11 @@ func (r *countingRelay) AllocatePacketConn(network string, port int) (net.Packet
 		addr = &net.UDPAddr{IP: net.IP(r.relayIP().AsSlice()), Port: ua.Port}
 	}
 	setBuffers(conn, r.buffer)
-	rc := &relayConn{PacketConn: conn, metrics: r.metrics, guard: r.guard}
+	rc := &relayConn{PacketConn: conn, metrics: r.metrics, guard: r.guard, bw: r.bw}
 	if ua, ok := conn.LocalAddr().(*net.UDPAddr); ok {
 		rc.port = uint16(ua.Port)
 		r.guard.open(rc.port)
+		r.bw.opened(rc)
 	}
 	return rc, addr, nil
 }
@@ -91,21 +96,34 @@ func (g *selfGuard) permits(addr net.Addr) bool {
 }
 
 // relayConn is a relay socket that counts what it carries and keeps to the
-// selfGuard. Reads are datagrams arriving from peers (pion drops those
-// without a permission after reading them); writes are datagrams sent to
-// peers.
+// selfGuard and its user's bandwidth. Reads are datagrams arriving from
+// peers (pion drops those without a permission after reading them);
+// writes are datagrams sent to peers.
 type relayConn struct {
 	net.PacketConn
 	metrics *metrics
 	guard   *selfGuard
+	bw      *bandwidth
 	port    uint16
+
+	budget atomic.Pointer[budget] // the user's, once the allocation names it; nil: no cap
+	user   string                 // whose budget; written under bw.mu
 
 	closeOnce sync.Once
 }
 
+// limits returns the socket's budget's limiters, nil when it has none.
+func (c *relayConn) limits() (toPeer, fromPeer *rate.Limiter) {
+	if bg := c.budget.Load(); bg != nil {
+		return bg.toPeer, bg.fromPeer
+	}
+	return nil, nil
+}
+
 // ReadFrom drops datagrams from the server's own addresses that do not
 // come from a relay socket (a local process sending from the server's
-// address), so that they never reach the client as if from a peer.
+// address), so that they never reach the client as if from a peer, and
+// datagrams over the user's bandwidth.
 func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	for {
 		n, addr, err := c.PacketConn.ReadFrom(p)
@@ -116,6 +134,10 @@ func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 			c.metrics.selfDropped.Inc()
 			continue
 		}
+		if _, from := c.limits(); !allow(from, n) {
+			c.metrics.overBandwidthFromPeer.Inc()
+			continue
+		}
 		c.metrics.bytesFromPeer.Add(float64(n))
 		c.metrics.packetsFromPeer.Inc()
 		return n, addr, nil
@@ -124,10 +146,15 @@ func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 
 // WriteTo sends to a peer. A datagram for a port of the server's own
 // address that is not an open relay socket is dropped silently, as a
-// firewall would: an error would only make pion log every such packet.
+// firewall would (an error would only make pion log every such packet),
+// and so is one over the user's bandwidth.
 func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	if !c.guard.permits(addr) {
 		c.metrics.selfDropped.Inc()
+		return len(p), nil
+	}
+	if to, _ := c.limits(); !allow(to, len(p)) {
+		c.metrics.overBandwidthToPeer.Inc()
 		return len(p), nil
 	}
 	n, err := c.PacketConn.WriteTo(p, addr)
@@ -144,6 +171,7 @@ func (c *relayConn) Close() error {
 		if c.port != 0 {
 			c.guard.closed(c.port)
 		}
+		c.bw.closed(c)
 	})
 	return c.PacketConn.Close()
 }

@@ -26,6 +26,7 @@ type Server struct {
 	quotas     *quotas
 	policy     *peerPolicy
 	guard      *selfGuard
+	bandwidth  *bandwidth        // nil: no cap
 	streams    []*streamListener // TCP and TLS, for OnAuth
 	checker    *secretChecker
 	secrets    *secretSet // Config.Secrets, then SetSecrets's
@@ -73,6 +74,7 @@ func (s *Server) start() error {
 	s.setRelayIP(s.firstRelayIP())
 	s.refreshLocalAddrs()
 	s.guard = newSelfGuard(s.policy, s.metrics)
+	s.bandwidth = newBandwidth(cfg.UserBandwidth)
 	s.policy.warnOpenings(s.log)
 
 	if cfg.Registerer != nil {
@@ -164,6 +166,7 @@ func (s *Server) relayGenerator(listenIP netip.Addr) pionturn.RelayAddressGenera
 		},
 		metrics: s.metrics,
 		guard:   s.guard,
+		bw:      s.bandwidth,
 		buffer:  s.cfg.SocketBuffer,
 	}
 }
@@ -228,6 +231,7 @@ func (s *Server) events() pionturn.EventHandler {
 			s.metrics.created.Inc()
 			s.metrics.active.Inc()
 			s.quotas.allocationCreated(username, src)
+			s.bandwidth.assign(relay, userOf(username))
 			if src.Network() == "tcp" {
 				for _, sl := range s.streams {
 					sl.allocated(src)
