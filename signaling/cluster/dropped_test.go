@@ -8,10 +8,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/nats-io/nats.go"
 
 	"github.com/khadga/khadga/internal/natstest"
 	"github.com/khadga/khadga/proto"
@@ -156,5 +158,68 @@ func TestCloseSendsWhatWaits(t *testing.T) {
 	}
 	if acks, err := decodeAcks(m.Data); err != nil || len(acks) != 1 || acks[0].seq != 7 {
 		t.Fatalf("published %v (%v), want the ack of 7", acks, err)
+	}
+}
+
+// TestCloseWaitsForHandlers: a delivery whose handler is running when the
+// node closes is acked to its sender's node; Close used to publish what
+// waited while the handler went on, and the ack it queued after that was
+// never sent (its sender heard "not delivered" for a delivered signal).
+func TestCloseWaitsForHandlers(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	a := startNode(t, "a", urls, fastConfig(), hub.Config{})
+	b := startNode(t, "b", urls, fastConfig(), hub.Config{})
+	alice, bob := inLobby(a, b)
+	acks := listen(t, urls, b.node.subject("node", "b"))
+
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	hook := func(m *nats.Msg) {
+		if len(m.Data) > 0 && m.Data[0] == opDeliver {
+			once.Do(func() { close(entered); <-release })
+		}
+	}
+	a.node.testHookHandle.Store(&hook)
+	bob.signal(alice.peer(), "s1", `{"sdp":"x"}`)
+	select {
+	case <-entered:
+	case <-time.After(wait):
+		t.Fatal("the signal never reached node a")
+	}
+	closed := make(chan struct{})
+	go func() { a.node.Close(); close(closed) }()
+	eventually(t, "Close to wait for the handler, or to return", func() bool {
+		select {
+		case <-closed:
+			return true
+		default:
+		}
+		if a.node.handling.TryRLock() {
+			a.node.handling.RUnlock()
+			return false
+		}
+		return true // a writer, Close, waits for the handler
+	})
+	close(release)
+	select {
+	case <-closed:
+	case <-time.After(wait):
+		t.Fatal("Close did not return once the handler ended")
+	}
+	for {
+		m, err := acks.NextMsg(wait)
+		if err != nil {
+			t.Fatalf("no ack for the signal whose handler ran during Close: %v", err)
+		}
+		if len(m.Data) == 0 || m.Data[0] != opAck {
+			continue
+		}
+		if as, err := decodeAcks(m.Data); err != nil || len(as) != 1 || as[0].status != ackDelivered {
+			t.Fatalf("ack %v (%v), want one, delivered", as, err)
+		}
+		break
+	}
+	if a.node.out.publish(b.node.subject("node", "b"), []byte{opAck}) {
+		t.Fatal("the outbox of a closed node took a message it will never send")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -137,6 +138,17 @@ type Node struct {
 	wg     sync.WaitGroup
 	subs   []*nats.Subscription
 
+	// handling lets Close wait for the subscription handlers that are
+	// running (nats.go's Unsubscribe does not): each handler holds it
+	// shared, and Close takes it whole once it has unsubscribed, so that
+	// what they queue goes out with the outbox's last flush. closed, under
+	// it, turns away any handler that starts later.
+	handling sync.RWMutex
+	closed   bool
+	// testHookHandle, if set, runs in every handler before the message
+	// is handled (tests hold a handler there).
+	testHookHandle atomic.Pointer[func(*nats.Msg)]
+
 	readyMu     sync.Mutex
 	readyAt     time.Time
 	readyErr    error
@@ -208,7 +220,7 @@ func (n *Node) Start(ctx context.Context, h *hub.Hub) error {
 		n.subject("revoke"):              n.onRevoke,
 		n.subject("relogin"):             n.onRevoke,
 	} {
-		sub, err := n.nc.Subscribe(subj, handler)
+		sub, err := n.nc.Subscribe(subj, n.handler(handler))
 		if err != nil {
 			n.Close()
 			return fmt.Errorf("cluster: subscribe %s: %w", subj, err)
@@ -226,6 +238,21 @@ func (n *Node) Start(ctx context.Context, h *hub.Hub) error {
 	}
 	n.log.Info("cluster: node started", slog.Int("sessions_elsewhere", h.Stats().Remote))
 	return nil
+}
+
+// handler wraps h for Close to wait for (Node.handling).
+func (n *Node) handler(h nats.MsgHandler) nats.MsgHandler {
+	return func(m *nats.Msg) {
+		n.handling.RLock()
+		defer n.handling.RUnlock()
+		if n.closed {
+			return
+		}
+		if hook := n.testHookHandle.Load(); hook != nil {
+			(*hook)(m)
+		}
+		h(m)
+	}
 }
 
 // run starts f on a goroutine that Close waits for.
@@ -281,13 +308,18 @@ func (n *Node) bye() {
 	_ = n.kv.Purge(ctx, healthKey(n.id))
 }
 
-// Close stops the node's goroutines and subscriptions, and publishes what
-// still waits in the outbox. It does not close the NATS connection.
+// Close stops the node's goroutines and subscriptions, waits for the
+// handlers that are running, and publishes what still waits in the outbox
+// (a delivery after that is refused). It does not close the NATS
+// connection.
 func (n *Node) Close() {
 	for _, s := range n.subs {
 		_ = s.Unsubscribe()
 	}
 	n.cancel()
+	n.handling.Lock() // the handlers running now end: they block on nothing Close holds
+	n.closed = true
+	n.handling.Unlock()
 	n.wg.Wait()
 	n.out.flushRest()
 	_ = n.nc.FlushTimeout(time.Second)

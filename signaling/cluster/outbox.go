@@ -21,6 +21,7 @@ type outbox struct {
 	spare batch // the last one published, emptied, for the next swap
 	count int
 	wake  chan struct{}
+	done  bool // flushRest ran: nothing more will be published
 }
 
 // batch is what the outbox holds between two runs of its publisher.
@@ -64,6 +65,11 @@ func (o *outbox) publishPooled(subject string, bp *[]byte, data []byte) bool {
 
 func (o *outbox) add(m outMsg) bool {
 	o.mu.Lock()
+	if o.done {
+		o.mu.Unlock()
+		m.release()
+		return false // the node is closed: refused, so that the hub tells the sender now
+	}
 	if o.count >= o.n.cfg.Outbox {
 		o.mu.Unlock()
 		o.n.stats.outboxFull.Inc()
@@ -86,6 +92,11 @@ func (m outMsg) release() {
 // ack queues the fate of a delivered signal for its origin node.
 func (o *outbox) ack(origin string, a ack) {
 	o.mu.Lock()
+	if o.done {
+		o.mu.Unlock()
+		o.send(o.n.subject("node", origin), appendAcks(nil, []ack{a})) // late: no publisher is left to merge it
+		return
+	}
 	o.acks[origin] = append(o.acks[origin], a)
 	o.count++
 	o.mu.Unlock()
@@ -95,6 +106,11 @@ func (o *outbox) ack(origin string, a ack) {
 // delivered queues notices that held signals reached their sessions.
 func (o *outbox) delivered(origin string, seqs []uint64) {
 	o.mu.Lock()
+	if o.done {
+		o.mu.Unlock()
+		o.send(o.n.subject("node", origin), appendDelivered(nil, seqs)) // late, as in ack
+		return
+	}
 	o.notes[origin] = append(o.notes[origin], seqs...)
 	o.count += len(seqs)
 	o.mu.Unlock()
@@ -136,7 +152,7 @@ func (o *outbox) run(ctx context.Context) {
 func (o *outbox) flushRest() {
 	o.mu.Lock()
 	b := o.batch
-	o.batch, o.count = newBatch(), 0
+	o.batch, o.count, o.done = newBatch(), 0, true
 	o.mu.Unlock()
 	o.flush(&b)
 }
