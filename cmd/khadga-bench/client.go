@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/khadga/khadga/internal/rawsock"
 )
 
 // client is the load client of one combination: how it dials both servers,
@@ -67,7 +69,7 @@ func tunedDialer(tc *tls.Config) *websocket.Dialer {
 			if err != nil {
 				return nil, err
 			}
-			return wrapRaw(c), nil
+			return rawsock.Wrap(c), nil
 		},
 		TLSClientConfig:  tc,
 		HandshakeTimeout: 30 * time.Second,

@@ -32,7 +32,8 @@ type clusterTarget struct {
 // tokens on the cluster (khadga token --nats: they are good on every
 // node).
 func startCluster(ctx context.Context, cfg *config, env *runEnv, cl *client, n int, presence bool, log *slog.Logger) (*clusterTarget, error) {
-	ns, err := startNATS(ctx, env, log)
+	procs := cfg.procsFor(n)
+	ns, err := startNATS(ctx, env, procs, log)
 	if err != nil {
 		return nil, err
 	}
@@ -43,7 +44,7 @@ func startCluster(ctx context.Context, cfg *config, env *runEnv, cl *client, n i
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			t.nodes[i], errs[i] = newKhadgaTarget(ctx, cfg, env, cl, presence, ns.url, log.With(slog.Int("node", i)))
+			t.nodes[i], errs[i] = newKhadgaTarget(ctx, cfg, env, cl, presence, ns.url, procs, log.With(slog.Int("node", i)))
 			if errs[i] != nil {
 				errs[i] = fmt.Errorf("node %d: %w", i, errs[i])
 			}

@@ -4,6 +4,8 @@ package main
 
 import (
 	"fmt"
+	"os/exec"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -47,7 +49,10 @@ func TestCluster(t *testing.T) {
 	if err := rep.table(&b); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{nameCluster, "NATS RSS MiB", "issue 13 floors"} {
+	if want := max(1, runtime.NumCPU()/3); rep.Settings.ClusterProcs != want {
+		t.Errorf("cluster GOMAXPROCS reported %d, want each process's share of %d cores, %d", rep.Settings.ClusterProcs, runtime.NumCPU(), want)
+	}
+	for _, want := range []string{nameCluster, "NATS RSS MiB", "issue 13 floors", "2 nodes and NATS, GOMAXPROCS"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, b.String())
 		}
@@ -82,5 +87,28 @@ func TestCrossNodeOrder(t *testing.T) {
 	one := []*benchConn{{id: "x"}, {id: "y"}, {id: "z"}}
 	if got := crossNodeOrder(slices.Clone(one)); !slices.Equal(got, one) {
 		t.Errorf("one node: order changed")
+	}
+}
+
+func TestProcsFor(t *testing.T) {
+	for _, tt := range []struct{ flag, nodes, want int }{
+		{nodeProcsShare, 3, max(1, runtime.NumCPU()/4)},
+		{nodeProcsShare, 1000, 1},
+		{0, 3, 0},
+		{2, 3, 2},
+	} {
+		cfg := &config{NodeProcs: tt.flag}
+		if got := cfg.procsFor(tt.nodes); got != tt.want {
+			t.Errorf("-node-procs %d, %d nodes: GOMAXPROCS %d, want %d", tt.flag, tt.nodes, got, tt.want)
+		}
+	}
+	cmd := exec.Command("true")
+	setProcs(cmd, 3)
+	if !slices.Contains(cmd.Env, "GOMAXPROCS=3") {
+		t.Errorf("environment %v lacks GOMAXPROCS=3", cmd.Env)
+	}
+	cmd = exec.Command("true")
+	if setProcs(cmd, 0); cmd.Env != nil {
+		t.Errorf("GOMAXPROCS 0 changed the environment: %v", cmd.Env)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"net/url"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,6 +50,9 @@ type config struct {
 	// NATS server, the nats-server binary NATSBin (default: built).
 	Cluster int
 	NATSBin string
+	// NodeProcs is the GOMAXPROCS of each cluster node and of NATS
+	// (nodeProcsShare: their share of the cores; 0: Go's default).
+	NodeProcs int
 	// Scale, when set, is the scale run instead of the combinations:
 	// Scale idle connections over ScaleNodes nodes from ScaleProcs load
 	// processes (0: enough to keep each under maxConnsPerProcess), then
@@ -57,6 +61,23 @@ type config struct {
 	ScaleNodes   int
 	ScaleProcs   int
 	ScaleSignals int
+}
+
+// nodeProcsShare as -node-procs gives each cluster process its share of
+// the cores.
+const nodeProcsShare = -1
+
+// procsFor is the GOMAXPROCS of each process of a cluster of nodes nodes
+// and one NATS server, 0 for Go's default: nodes that share one machine
+// each take their share of its cores, as nodes on machines of their own,
+// or in containers each limited to its share (which Go's GOMAXPROCS
+// follows), would; each believing it has every core makes them hand work
+// between threads that wait for the same cores.
+func (c *config) procsFor(nodes int) int {
+	if c.NodeProcs != nodeProcsShare {
+		return c.NodeProcs
+	}
+	return max(1, runtime.NumCPU()/(nodes+1))
 }
 
 // allPhases lists the phases in the order they run.
@@ -128,6 +149,7 @@ func parseConfig(args []string) (*config, error) {
 	fs.IntVar(&cfg.Rounds, "rounds", 3, "rounds of the open and relay phases (figures are medians)")
 	fs.BoolVar(&cfg.Verbose, "v", false, "debug logging")
 	fs.IntVar(&cfg.Cluster, "cluster", 0, "also measure a khadga cluster of this many nodes (khadga serve --nats, each a process of its own) on one NATS server, each pair's peers on different nodes (0: none)")
+	fs.IntVar(&cfg.NodeProcs, "node-procs", nodeProcsShare, "GOMAXPROCS of each cluster node and of the NATS server, -cluster and -scale (-1: each one's share of the cores, max(1, cores / (nodes + 1)), as that many one-node machines would have; 0: Go's default, every core)")
 	fs.StringVar(&cfg.NATSBin, "nats-bin", "", "nats-server binary for -cluster and -scale (default: go build github.com/nats-io/nats-server/v2 into a temp dir)")
 	fs.IntVar(&cfg.Scale, "scale", 0, "instead of the phases: hold this many idle connections on a -scale-nodes cluster, signal between random peers on different nodes, report memory and NATS traffic (0: off)")
 	fs.IntVar(&cfg.ScaleNodes, "scale-nodes", 5, "khadga nodes of the scale run")

@@ -45,7 +45,7 @@ type khadgaTarget struct {
 // gets its tokens. presence says whether connections open the presence
 // feed (?presence=1, as the web app does) or not (?presence=0).
 func startKhadga(ctx context.Context, cfg *config, env *runEnv, cl *client, presence bool, log *slog.Logger) (*khadgaTarget, error) {
-	t, err := newKhadgaTarget(ctx, cfg, env, cl, presence, "", log)
+	t, err := newKhadgaTarget(ctx, cfg, env, cl, presence, "", 0, log)
 	if err != nil {
 		return nil, err
 	}
@@ -59,14 +59,14 @@ func startKhadga(ctx context.Context, cfg *config, env *runEnv, cl *client, pres
 // newKhadgaTarget starts a fresh server (or takes -url's), without
 // tokens. With natsURL it starts a cluster node on that NATS server
 // (khadga serve --nats).
-func newKhadgaTarget(ctx context.Context, cfg *config, env *runEnv, cl *client, presence bool, natsURL string, log *slog.Logger) (*khadgaTarget, error) {
+func newKhadgaTarget(ctx context.Context, cfg *config, env *runEnv, cl *client, presence bool, natsURL string, procs int, log *slog.Logger) (*khadgaTarget, error) {
 	t := &khadgaTarget{cl: cl, log: log, base: strings.TrimRight(cfg.URL, "/"), serverP: cfg.PID, feed: presence, natsURL: natsURL}
 	if t.base == "" {
 		var extra []string
 		if natsURL != "" {
 			extra = []string{"--nats", natsURL}
 		}
-		p, base, err := spawnKhadga(ctx, cfg, env, cl, log, extra...)
+		p, base, err := spawnKhadga(ctx, cfg, env, cl, procs, log, extra...)
 		if err != nil {
 			return nil, err
 		}

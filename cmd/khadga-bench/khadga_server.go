@@ -27,8 +27,8 @@ const benchMaxConnsPerUser = 100000
 // directory: its working directory is a temp dir, so the default
 // ./khadga-data lands there too. With wss it serves https and wss with the
 // bench's certificate. extra comes after the bench's arguments and
-// -server-arg's.
-func spawnKhadga(ctx context.Context, cfg *config, env *runEnv, cl *client, log *slog.Logger, extra ...string) (*process, string, error) {
+// -server-arg's. procs, if positive, is its GOMAXPROCS.
+func spawnKhadga(ctx context.Context, cfg *config, env *runEnv, cl *client, procs int, log *slog.Logger, extra ...string) (*process, string, error) {
 	dir, err := os.MkdirTemp(env.dir, "khadga-")
 	if err != nil {
 		return nil, "", err
@@ -59,6 +59,7 @@ func spawnKhadga(ctx context.Context, cfg *config, env *runEnv, cl *client, log 
 	args = append(args, extra...)
 	cmd := exec.Command(env.bin, args...)
 	cmd.Dir = dir
+	setProcs(cmd, procs)
 	p, err := startProcess(cmd, dir, log)
 	if err != nil {
 		return nil, "", err
@@ -71,6 +72,13 @@ func spawnKhadga(ctx context.Context, cfg *config, env *runEnv, cl *client, log 
 	}
 	log.Info("khadga server ready", slog.String("url", base), slog.Int("pid", cmd.Process.Pid))
 	return p, base, nil
+}
+
+// setProcs runs cmd with GOMAXPROCS procs, if positive.
+func setProcs(cmd *exec.Cmd, procs int) {
+	if procs > 0 {
+		cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(procs))
+	}
 }
 
 // freeAddr is 127.0.0.1 with a port free now.

@@ -35,8 +35,9 @@ func buildNATS(ctx context.Context, out string, log *slog.Logger) error {
 }
 
 // startNATS starts env's nats-server with JetStream, its store in a temp
-// dir, and waits until JetStream is up.
-func startNATS(ctx context.Context, env *runEnv, log *slog.Logger) (*natsServer, error) {
+// dir, and waits until JetStream is up. procs, if positive, is its
+// GOMAXPROCS.
+func startNATS(ctx context.Context, env *runEnv, procs int, log *slog.Logger) (*natsServer, error) {
 	dir, err := os.MkdirTemp(env.dir, "nats-")
 	if err != nil {
 		return nil, err
@@ -52,6 +53,7 @@ func startNATS(ctx context.Context, env *runEnv, log *slog.Logger) (*natsServer,
 	cmd := exec.Command(env.natsBin, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-m", strconv.Itoa(mport),
 		"-n", "khadga-bench", "-js", "-sd", filepath.Join(dir, "store"))
 	cmd.Dir = dir
+	setProcs(cmd, procs)
 	p, err := startProcess(cmd, dir, log)
 	if err != nil {
 		return nil, err

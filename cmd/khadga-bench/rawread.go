@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/khadga/khadga/internal/rawsock"
 )
 
 // readRaw is read without gorilla, for the relay's many small messages: it
@@ -22,12 +24,12 @@ import (
 // Before the phase, every message of the set-up has been read whole by
 // gorilla and the servers send nothing unasked (presence is off in the
 // relay phases), so gorilla holds no buffered bytes when this starts.
-func (r *relayRun) readRaw(p *relayPeer, c *rawConn) {
+func (r *relayRun) readRaw(p *relayPeer, c *rawsock.Conn) {
 	buf := make([]byte, 32<<10)
 	start, end := 0, 0
 	drained := false
 	var rerr error
-	err := c.rc.Read(func(fd uintptr) bool {
+	err := c.Raw().Read(func(fd uintptr) bool {
 		for {
 			for {
 				f, n, err := serverFrame(buf[start:end])
@@ -59,7 +61,7 @@ func (r *relayRun) readRaw(p *relayPeer, c *rawConn) {
 				drained = false
 				return false // wait for more; no read to learn there is none
 			}
-			n, err := rawIO(syscall.SYS_READ, fd, buf[end:])
+			n, err := rawsock.IO(syscall.SYS_READ, fd, buf[end:])
 			switch {
 			case err == syscall.EAGAIN:
 				return false

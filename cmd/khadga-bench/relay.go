@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/khadga/khadga/internal/rawsock"
 )
 
 // drainWait is how long the bench waits, after the senders stop, for
@@ -241,7 +243,7 @@ func (r *relayRun) read(p *relayPeer) {
 			r.handle(p, b)
 		}
 	}
-	if rc, ok := p.c.ws.NetConn().(*rawConn); ok {
+	if rc, ok := p.c.ws.NetConn().(*rawsock.Conn); ok {
 		r.readRaw(p, rc)
 		return
 	}

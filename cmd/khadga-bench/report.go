@@ -55,6 +55,9 @@ type settings struct {
 	// Cluster is -cluster's nodes; the scale run's settings are in its
 	// result.
 	Cluster int `json:"cluster_nodes,omitempty"`
+	// ClusterProcs is the GOMAXPROCS of each node and of NATS (0: Go's
+	// default, every core).
+	ClusterProcs int `json:"cluster_gomaxprocs,omitempty"`
 }
 
 // comboResult is one combination's figures, the ratios khadga/PeerJS and
@@ -179,9 +182,18 @@ func newReport(cfg *config) *report {
 			Open: cfg.Open, Dialers: cfg.Dialers, Pairs: cfg.Pairs, Duration: cfg.Duration.Seconds(),
 			Warmup: cfg.Warmup.Seconds(), Rate: cfg.Rate, Window: cfg.Window, Size: cfg.Size, Users: cfg.Users, Rounds: cfg.Rounds,
 			MaxConnsPerUser: benchMaxConnsPerUser, ServerArgs: cfg.ServerArgs, MessageRate: rate,
-			Cluster: cfg.Cluster,
+			Cluster: cfg.Cluster, ClusterProcs: clusterProcs(cfg),
 		},
 	}
+}
+
+// clusterProcs is the GOMAXPROCS -cluster's processes run with, 0 without
+// a cluster or at Go's default.
+func clusterProcs(cfg *config) int {
+	if cfg.Cluster == 0 {
+		return 0
+	}
+	return cfg.procsFor(cfg.Cluster)
 }
 
 // floors are issue 12's floors for khadga against PeerJS, each a bound on

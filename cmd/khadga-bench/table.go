@@ -183,7 +183,11 @@ func (r *report) floorTable(w io.Writer) error {
 			return met, ok, c.ClusterFigures[f.figure]
 		}})
 	}
-	return r.floorSection(w, "issue 13 floors (khadga-cluster)", rows)
+	procs := "Go's default GOMAXPROCS"
+	if r.Settings.ClusterProcs > 0 {
+		procs = fmt.Sprintf("GOMAXPROCS %d", r.Settings.ClusterProcs)
+	}
+	return r.floorSection(w, fmt.Sprintf("issue 13 floors (khadga-cluster: %d nodes and NATS, %s each)", r.Settings.Cluster, procs), rows)
 }
 
 // floorRow is one floor of a section: its label, and whether a

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/khadga/khadga/internal/rawsock"
 )
 
 // Message is what a send queue holds: the encoded text of one message.
@@ -119,6 +121,7 @@ const (
 // reader with Serve; see the package doc for who may call what.
 type Conn[M Message] struct {
 	nc  net.Conn
+	w   net.Conn // nc, or nc writing with raw system calls (rawsock)
 	cfg *Config
 	src source
 
@@ -154,7 +157,10 @@ type Conn[M Message] struct {
 // New wraps an upgraded connection. cfg must have been through
 // WithDefaults; it is shared, not copied. Nothing runs until Serve.
 func New[M Message](nc net.Conn, cfg *Config) *Conn[M] {
-	c := &Conn[M]{nc: nc, cfg: cfg, src: newSource(nc, cfg.portable), gap: math.MaxInt64}
+	c := &Conn[M]{nc: nc, w: nc, cfg: cfg, src: newSource(nc, cfg.portable), gap: math.MaxInt64}
+	if !cfg.portable {
+		c.w = rawsock.Wrap(nc)
+	}
 	c.lastSeen.Store(time.Now().UnixNano())
 	return c
 }

@@ -65,7 +65,7 @@ func (s *rawSource) readReady(fd uintptr) bool {
 		s.bp = getReadBuf()
 	}
 	for {
-		s.n, s.err = syscall.Read(int(fd), *s.bp)
+		s.n, s.err = sysRead(fd, *s.bp)
 		if s.err != syscall.EINTR {
 			break
 		}

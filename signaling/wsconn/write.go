@@ -248,7 +248,7 @@ func (c *Conn[M]) writeAll(buf []byte) error {
 		if c.dead.Load() {
 			return errKilledWhileWriting // a Kill raced the deadline above
 		}
-		if _, err := c.nc.Write(buf[:n]); err != nil {
+		if _, err := c.w.Write(buf[:n]); err != nil {
 			return err
 		}
 		buf = buf[n:]

@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package rawsock
 
 import (
 	"bytes"
@@ -34,9 +34,9 @@ func rawPair(t *testing.T) (a, b net.Conn) {
 	if s == nil {
 		t.Fatal("accept failed")
 	}
-	a, b = wrapRaw(c), wrapRaw(s)
-	if _, ok := a.(*rawConn); !ok {
-		t.Fatalf("wrapRaw(%T) did not wrap", c)
+	a, b = Wrap(c), Wrap(s)
+	if _, ok := a.(*Conn); !ok {
+		t.Fatalf("Wrap(%T) did not wrap", c)
 	}
 	t.Cleanup(func() { a.Close(); b.Close() })
 	return a, b
@@ -46,7 +46,7 @@ func rawPair(t *testing.T) (a, b net.Conn) {
 // wait for room and reads for data, and every byte arrive in order.
 func TestRawCopyThroughSmallBuffers(t *testing.T) {
 	a, b := rawPair(t)
-	if err := a.(*rawConn).Conn.(*net.TCPConn).SetWriteBuffer(16 << 10); err != nil {
+	if err := a.(*Conn).Conn.(*net.TCPConn).SetWriteBuffer(16 << 10); err != nil {
 		t.Fatal(err)
 	}
 	want := make([]byte, 8<<20)
@@ -104,11 +104,11 @@ func TestRawDeadlinesAndClose(t *testing.T) {
 	}
 }
 
-func TestWrapRawLeavesOtherConnsAlone(t *testing.T) {
+func TestWrapLeavesOtherConnsAlone(t *testing.T) {
 	c1, c2 := net.Pipe()
 	defer c1.Close()
 	defer c2.Close()
-	if wrapRaw(c1) != c1 {
-		t.Fatal("wrapRaw wrapped a net.Pipe conn, which has no file descriptor")
+	if Wrap(c1) != c1 {
+		t.Fatal("Wrap wrapped a net.Pipe conn, which has no file descriptor")
 	}
 }
