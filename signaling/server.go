@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/khadga/khadga/internal/cidr"
+	"github.com/khadga/khadga/internal/rawsock"
 	"github.com/khadga/khadga/signaling/admin"
 	"github.com/khadga/khadga/signaling/auth"
 	"github.com/khadga/khadga/signaling/hub"
@@ -202,7 +203,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	go func() {
 		if s.cfg.TLS != nil {
 			s.http.TLSConfig = s.cfg.TLS
-			errc <- s.http.ServeTLS(s.ln, "", "") // ServeTLS keeps the config's ALPN protocols (ACME's acme-tls/1)
+			// ServeTLS keeps the config's ALPN protocols (ACME's
+			// acme-tls/1). TLS reads and writes its socket with raw
+			// system calls, as wsconn does a plain one (rawsock).
+			errc <- s.http.ServeTLS(rawListener{s.ln}, "", "")
 			return
 		}
 		errc <- s.http.Serve(s.ln)
@@ -350,4 +354,16 @@ func (s *Server) clusterDelivery() hub.Delivery {
 		return nil
 	}
 	return s.cfg.Cluster
+}
+
+// rawListener hands out its connections wrapped by rawsock: for TLS,
+// whose record layer reads and writes the socket itself.
+type rawListener struct{ net.Listener }
+
+func (l rawListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return rawsock.Wrap(c), nil
 }
