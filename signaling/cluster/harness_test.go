@@ -48,7 +48,10 @@ func startNode(t *testing.T, name, urls string, cfg Config, hcfg hub.Config) *te
 	t.Helper()
 	log := testlog.New(t, slog.LevelInfo).With("node", name)
 	nc := natstest.Connect(t, urls)
-	cfg.NodeID, cfg.Logger = name, log
+	cfg.NodeID = name
+	if cfg.Logger == nil {
+		cfg.Logger = log
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	node, err := New(ctx, cfg, nc)

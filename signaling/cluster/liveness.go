@@ -32,6 +32,9 @@ type nodeState struct {
 	gone     time.Time // when it was found gone; zero while alive
 	cleaned  bool      // its sessions were removed
 	draining bool
+	// window is the resume window it said it has (0: it did not say,
+	// an older node), told once to the log if it differs from ours.
+	window time.Duration
 }
 
 // heartbeat is what a node says on the heartbeat subject.
@@ -39,6 +42,10 @@ type heartbeat struct {
 	Node     string `json:"node"`
 	Draining bool   `json:"draining,omitempty"`
 	Bye      bool   `json:"bye,omitempty"`
+	// WindowMS is the node's resume window: a signal held for an absent
+	// session is tracked by its sender's node for the holder's window,
+	// so nodes must agree on it.
+	WindowMS int64 `json:"resume_window_ms,omitempty"`
 }
 
 func newLiveness(n *Node) *liveness { return &liveness{n: n, nodes: map[string]*nodeState{}} }
@@ -62,9 +69,26 @@ func (l *liveness) onHeartbeat(m *nats.Msg) {
 		return
 	}
 	st.seen, st.draining = time.Now(), hb.Draining
+	l.compareWindow(hb.Node, st, time.Duration(hb.WindowMS)*time.Millisecond)
 	if !st.gone.IsZero() {
 		l.n.log.Info("cluster: a node taken for gone is back", slog.String("peer_node", hb.Node))
 		st.gone, st.cleaned = time.Time{}, false
+	}
+}
+
+// compareWindow warns, once per node and window, when another node's
+// resume window differs from this one's: a signal held for an absent
+// session on the node with the longer window can reach it after its
+// sender, told by the node with the shorter one, heard "not delivered".
+func (l *liveness) compareWindow(node string, st *nodeState, window time.Duration) {
+	ours := l.n.hub.ResumeWindow()
+	if window == 0 || window == st.window {
+		return
+	}
+	st.window = window
+	if window != ours {
+		l.n.log.Warn("cluster: another node has a different resume window; give every node the same --resume-window",
+			slog.String("peer_node", node), slog.Duration("its", window), slog.Duration("ours", ours))
 	}
 }
 
@@ -124,7 +148,7 @@ func (l *liveness) bye() {
 
 func (l *liveness) beat(bye bool) {
 	l.mu.Lock()
-	hb := heartbeat{Node: l.n.id, Draining: l.draining, Bye: bye}
+	hb := heartbeat{Node: l.n.id, Draining: l.draining, Bye: bye, WindowMS: l.n.hub.ResumeWindow().Milliseconds()}
 	l.mu.Unlock()
 	b, _ := json.Marshal(hb)
 	if err := l.n.nc.Publish(l.n.subject("hb"), b); err != nil {

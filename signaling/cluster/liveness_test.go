@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -76,4 +78,64 @@ func TestOrphanRemovalKeepsHeartbeats(t *testing.T) {
 	if worst > cfg.DeadAfter {
 		t.Fatalf("node a went %v without a heartbeat while removing a dead node's %d sessions (DeadAfter %v): the others take it for gone", worst, orphans, cfg.DeadAfter)
 	}
+}
+
+// TestResumeWindowMismatchIsLogged: nodes say their resume window in their
+// heartbeats, and a node whose window differs from another's says so in
+// its log, once, naming the node.
+func TestResumeWindowMismatchIsLogged(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	rec := &warnings{}
+	cfg := fastConfig()
+	cfg.Logger = slog.New(rec)
+	a := startNode(t, "a", urls, cfg, hub.Config{ResumeWindow: 30 * time.Second})
+	startNode(t, "b", urls, fastConfig(), hub.Config{ResumeWindow: 30 * time.Second})
+	startNode(t, "c", urls, fastConfig(), hub.Config{ResumeWindow: 5 * time.Second})
+	eventually(t, "a to hear b's and c's windows", func() bool {
+		a.node.live.mu.Lock()
+		defer a.node.live.mu.Unlock()
+		b, c := a.node.live.nodes["b"], a.node.live.nodes["c"]
+		return b != nil && c != nil && b.window == 30*time.Second && c.window == 5*time.Second
+	})
+	// Two heartbeats of c's later, still one warning, for c only.
+	a.node.live.mu.Lock()
+	first := a.node.live.nodes["c"].seen
+	a.node.live.mu.Unlock()
+	eventually(t, "two more of c's heartbeats", func() bool {
+		a.node.live.mu.Lock()
+		defer a.node.live.mu.Unlock()
+		return a.node.live.nodes["c"].seen.Sub(first) >= 2*fastConfig().Heartbeat*3/4
+	})
+	got := rec.all()
+	if len(got) != 1 || !strings.Contains(got[0], "different resume window") || !strings.Contains(got[0], "peer_node=c") {
+		t.Fatalf("warnings %q, want one about c's resume window", got)
+	}
+}
+
+// warnings is a slog.Handler that keeps the warnings it is given.
+type warnings struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (w *warnings) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (w *warnings) WithAttrs([]slog.Attr) slog.Handler           { return w }
+func (w *warnings) WithGroup(string) slog.Handler                { return w }
+
+func (w *warnings) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString(r.Message)
+	r.Attrs(func(a slog.Attr) bool { fmt.Fprintf(&b, " %s=%v", a.Key, a.Value); return true })
+	w.mu.Lock()
+	w.msgs = append(w.msgs, b.String())
+	w.mu.Unlock()
+	return nil
+}
+
+func (w *warnings) count() int { w.mu.Lock(); defer w.mu.Unlock(); return len(w.msgs) }
+
+func (w *warnings) all() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.msgs...)
 }
