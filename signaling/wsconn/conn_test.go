@@ -270,33 +270,56 @@ func TestQueueLimitsOfferAndSend(t *testing.T) { forModes(t, testQueueLimits) }
 
 func testQueueLimits(t *testing.T, md mode) {
 	s := newServer(t, md, Config{QueueLen: 4, QueueBytes: 1 << 20, WriteWait: wait}, nil)
-	_, h := s.dial() // the client never reads
+	ws, h := s.dial() // the client never reads
 	c := h.c
-	// Fill the socket so that the writer blocks and the queue fills.
-	big := msg(bytes.Repeat([]byte("z"), 60<<10))
-	deadline := time.Now().Add(wait)
-	for {
-		err := c.Offer(big)
-		if errors.Is(err, ErrQueueFull) {
-			break
-		}
-		if err != nil || time.Now().After(deadline) {
-			t.Fatalf("Offer: %v", err)
+	// Block the writer for good: it takes a message far larger than both
+	// sockets' buffers, fixed small (the kernel would grow them as ACKs
+	// come in), and the client never reads. Only then is what the queue
+	// holds up to the test.
+	smallSocket(t, c.NetConn())
+	smallReadSocket(t, ws.NetConn())
+	if err := c.Offer(msg(bytes.Repeat([]byte("z"), 8<<20))); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the writer takes the large message", func() bool { return c.queued() == 0 })
+	for i := range 4 {
+		if err := c.Offer(msg("offered")); err != nil {
+			t.Fatalf("Offer %d of 4: %v", i+1, err)
 		}
 	}
 	if err := c.Offer(msg("x")); !errors.Is(err, ErrQueueFull) {
 		t.Fatalf("Offer at the limit: %v, want ErrQueueFull", err)
 	}
-	var err error
-	for i := 0; i < 10 && err == nil; i++ {
-		err = c.Send(msg("event"))
+	for i := range 4 {
+		if err := c.Send(msg("sent")); err != nil {
+			t.Fatalf("Send %d of 4 past the limit: %v", i+1, err)
+		}
 	}
-	if !errors.Is(err, ErrSlowConsumer) {
+	if err := c.Send(msg("sent")); !errors.Is(err, ErrSlowConsumer) {
 		t.Fatalf("Send past twice the limit: %v, want ErrSlowConsumer", err)
 	}
 	r := s.result()
-	if !errors.Is(r.Err, ErrSlowConsumer) || len(r.Unsent) == 0 {
-		t.Errorf("result error %v with %d unsent, want ErrSlowConsumer and the queue", r.Err, len(r.Unsent))
+	if !errors.Is(r.Err, ErrSlowConsumer) || len(r.Unsent) != 8 {
+		t.Errorf("result error %v with %d unsent, want ErrSlowConsumer and the 8 queued", r.Err, len(r.Unsent))
+	}
+}
+
+// queued is how many messages wait for the writer.
+func (c *Conn[M]) queued() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.q)
+}
+
+// waitUntil polls cond until it holds, failing the test after wait.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting until %s", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -326,6 +349,18 @@ func smallSocket(t *testing.T, nc net.Conn) {
 		nc = tc.NetConn()
 	}
 	if err := nc.(*net.TCPConn).SetWriteBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// smallReadSocket fixes a client socket's receive buffer small, so that
+// what a client that never reads can hold stays bounded.
+func smallReadSocket(t *testing.T, nc net.Conn) {
+	t.Helper()
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	if err := nc.(*net.TCPConn).SetReadBuffer(4096); err != nil {
 		t.Fatal(err)
 	}
 }
