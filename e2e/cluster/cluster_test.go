@@ -17,6 +17,7 @@ import (
 
 	"github.com/khadga/khadga/client"
 	"github.com/khadga/khadga/internal/natstest"
+	"github.com/khadga/khadga/internal/stacks"
 	"github.com/khadga/khadga/signaling"
 	"github.com/khadga/khadga/signaling/cluster"
 	"github.com/khadga/khadga/signaling/signalingtest"
@@ -101,7 +102,7 @@ func wait[T client.Event](t *testing.T, ch <-chan client.Event, ok func(T) bool)
 			}
 		case <-timer.C:
 			var zero T
-			t.Fatalf("timed out waiting for %T", zero)
+			t.Fatalf("timed out waiting for %T\n%s", zero, stacks.Summary())
 			return zero
 		}
 	}

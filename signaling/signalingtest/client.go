@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/khadga/khadga/internal/stacks"
 	"github.com/khadga/khadga/proto"
 )
 
@@ -105,7 +106,7 @@ func (c *Client) Next() *proto.Message {
 		}
 		return m
 	case <-time.After(Timeout):
-		c.t.Fatalf("no message within %v", Timeout)
+		c.t.Fatalf("no message within %v\n%s", Timeout, stacks.Summary())
 		return nil
 	}
 }
@@ -144,7 +145,7 @@ func (c *Client) NextOrClosed() (*proto.Message, bool) {
 	case m, ok := <-c.in:
 		return m, ok
 	case <-time.After(Timeout):
-		c.t.Fatalf("no message within %v", Timeout)
+		c.t.Fatalf("no message within %v\n%s", Timeout, stacks.Summary())
 		return nil, false
 	}
 }
@@ -203,7 +204,7 @@ func (c *Client) Closed() error {
 				return c.err
 			}
 		case <-time.After(Timeout):
-			c.t.Fatalf("connection still open after %v", Timeout)
+			c.t.Fatalf("connection still open after %v\n%s", Timeout, stacks.Summary())
 		}
 	}
 }
