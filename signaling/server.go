@@ -241,15 +241,24 @@ func (s *Server) shutdown() error {
 	defer cancel()
 	// Stop accepting first, so that clients told to reconnect land on
 	// another node (or, on one node, find this one gone).
-	serr := s.http.Shutdown(ctx)
+	_ = s.ln.Close()
+	// HTTP requests finish meanwhile, not before: net/http's Shutdown
+	// waits up to five seconds for a connection that has sent no request
+	// yet (a proxy's spare connection, a port scan), which would leave
+	// the WebSocket clients no grace at all.
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- s.http.Shutdown(ctx) }()
 	herr := s.hub.Shutdown(ctx)
 	if s.cfg.Cluster != nil {
 		// The clients reconnect to the other nodes and claim their
 		// sessions from this one, which answers until they all moved.
 		s.cfg.Cluster.Drain(ctx)
 	}
-	if errors.Is(serr, context.DeadlineExceeded) {
-		serr = nil // idle keep-alive connections are closed by Close below
+	serr := <-httpDone
+	if errors.Is(serr, context.DeadlineExceeded) || errors.Is(serr, net.ErrClosed) {
+		// Idle and silent connections are closed by Close below; the
+		// listener was closed above.
+		serr = nil
 	}
 	return errors.Join(herr, serr, s.Close())
 }

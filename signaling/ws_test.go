@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -255,6 +256,40 @@ func testGracefulShutdown(t *testing.T, opts signalingtest.Options) {
 	defer cancel()
 	if _, _, err := s.DialWS(ctx, "x", nil); err == nil {
 		t.Fatal("server still accepts after shutdown")
+	}
+}
+
+// A connection that sends no request (a proxy's spare connection, a port
+// scan) holds up net/http's Shutdown for five seconds. It must not eat the
+// WebSocket clients' shutdown grace: they are told to reconnect at once,
+// and the shutdown ends cleanly.
+func TestShutdownIsNotHeldUpByASilentConnection(t *testing.T) {
+	forSchemes(t, testShutdownSilentConn)
+}
+
+func testShutdownSilentConn(t *testing.T, opts signalingtest.Options) {
+	opts.Config.ShutdownGrace = 3 * time.Second
+	s := signalingtest.Start(t, opts)
+	c := s.Connect(t, s.User(t, "alice").AccessToken, nil)
+	u, _ := url.Parse(s.URL)
+	silent, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	done := make(chan error, 1)
+	go func() { done <- s.Stop() }()
+	c.Expect(proto.TypeReconnect)
+	if code := signalingtest.CloseCode(c.Closed()); code != websocket.CloseServiceRestart {
+		t.Fatalf("close code %d, want 1012", code)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("stop: %v", err)
+		}
+	case <-time.After(signalingtest.Timeout):
+		t.Fatal("Stop did not return")
 	}
 }
 

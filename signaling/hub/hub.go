@@ -232,7 +232,7 @@ func (h *Hub) sweep() {
 // code 1012), stops accepting connections and timers, and waits for every
 // connection and goroutine of the hub to end. If ctx ends first, it drops
 // the remaining connections, waits for their goroutines (which a drop wakes
-// at once) and returns ctx.Err().
+// at once) and returns an error that wraps ctx.Err().
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	first := !h.stopping
@@ -261,11 +261,12 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
-	for _, c := range h.conns.collect(nil) {
+	left := h.conns.collect(nil)
+	for _, c := range left {
 		c.ws.Kill(errors.New("hub: shutdown deadline"))
 	}
 	<-h.waitDone
-	return ctx.Err()
+	return fmt.Errorf("hub: %d connections were still open at the shutdown deadline and were dropped: %w", len(left), ctx.Err())
 }
 
 // restart queues a reconnect message and close code 1012.
