@@ -270,18 +270,9 @@ func TestQueueLimitsOfferAndSend(t *testing.T) { forModes(t, testQueueLimits) }
 
 func testQueueLimits(t *testing.T, md mode) {
 	s := newServer(t, md, Config{QueueLen: 4, QueueBytes: 1 << 20, WriteWait: wait}, nil)
-	ws, h := s.dial() // the client never reads
+	_, h := s.dial() // the client never reads
 	c := h.c
-	// Block the writer for good: it takes a message far larger than both
-	// sockets' buffers, fixed small (the kernel would grow them as ACKs
-	// come in), and the client never reads. Only then is what the queue
-	// holds up to the test.
-	smallSocket(t, c.NetConn())
-	smallReadSocket(t, ws.NetConn())
-	if err := c.Offer(msg(bytes.Repeat([]byte("z"), 8<<20))); err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, "the writer takes the large message", func() bool { return c.queued() == 0 })
+	blockWriter(t, c)
 	for i := range 4 {
 		if err := c.Offer(msg("offered")); err != nil {
 			t.Fatalf("Offer %d of 4: %v", i+1, err)
@@ -301,25 +292,6 @@ func testQueueLimits(t *testing.T, md mode) {
 	r := s.result()
 	if !errors.Is(r.Err, ErrSlowConsumer) || len(r.Unsent) != 8 {
 		t.Errorf("result error %v with %d unsent, want ErrSlowConsumer and the 8 queued", r.Err, len(r.Unsent))
-	}
-}
-
-// queued is how many messages wait for the writer.
-func (c *Conn[M]) queued() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.q)
-}
-
-// waitUntil polls cond until it holds, failing the test after wait.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting until %s", what)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -353,16 +325,21 @@ func smallSocket(t *testing.T, nc net.Conn) {
 	}
 }
 
-// smallReadSocket fixes a client socket's receive buffer small, so that
-// what a client that never reads can hold stays bounded.
-func smallReadSocket(t *testing.T, nc net.Conn) {
+// blockWriter keeps c's writer in one write until its client reads: the
+// server's send buffer is fixed small (the kernel would grow it as ACKs
+// come in), and the writer takes a message far larger than it and the
+// client's receive buffer (which grows only as the client reads). Only
+// then is what c's queue holds up to the test. It returns the message.
+func blockWriter(t *testing.T, c *Conn[msg]) []byte {
 	t.Helper()
-	if tc, ok := nc.(*tls.Conn); ok {
-		nc = tc.NetConn()
-	}
-	if err := nc.(*net.TCPConn).SetReadBuffer(4096); err != nil {
+	smallSocket(t, c.NetConn())
+	big := bytes.Repeat([]byte("z"), 8<<20)
+	if err := c.Send(msg(big)); err != nil {
 		t.Fatal(err)
 	}
+	taken := func() bool { c.mu.Lock(); defer c.mu.Unlock(); return len(c.q) == 0 && c.writing }
+	eventually(t, "the writer to take the large message", taken)
+	return big
 }
 
 // A client that sends pings (or requests) without reading the answers is
@@ -400,14 +377,15 @@ func TestTakeoverHandsOverTheQueue(t *testing.T) { forModes(t, testTakeover) }
 func testTakeover(t *testing.T, md mode) {
 	s := newServer(t, md, Config{}, nil)
 	_, h := s.dial()
-	// Block the writer behind a socket that is not read, so that the
-	// last messages stay queued.
-	big := msg(bytes.Repeat([]byte("z"), 60<<10))
-	for h.c.Offer(big) == nil {
+	blockWriter(t, h.c)
+	for _, m := range []string{"a", "b", "c"} {
+		if err := h.c.Send(msg(m)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	got := h.c.Takeover(errors.New("resumed elsewhere"))
-	if len(got) == 0 {
-		t.Fatal("Takeover returned nothing although the queue was full")
+	if len(got) != 3 || string(got[0]) != "a" || string(got[2]) != "c" {
+		t.Fatalf("Takeover returned %q, want the 3 queued in order", got)
 	}
 	r := s.result()
 	if len(r.Unsent) != 0 || r.Err == nil || r.Err.Error() != "resumed elsewhere" {
@@ -481,15 +459,7 @@ func TestClientCloseKeepsTheQueue(t *testing.T) { forModes(t, testClientCloseKee
 func testClientCloseKeeps(t *testing.T, md mode) {
 	s := newServer(t, md, Config{QueueLen: 64, QueueBytes: 64 << 20}, nil)
 	ws, h := s.dial()
-	smallSocket(t, h.c.NetConn())
-	// A message far larger than both sockets' buffers keeps the writer in
-	// one write until the client reads.
-	big := bytes.Repeat([]byte("z"), 8<<20)
-	if err := h.c.Send(msg(big)); err != nil {
-		t.Fatal(err)
-	}
-	queueEmpty := func() bool { h.c.mu.Lock(); defer h.c.mu.Unlock(); return len(h.c.q) == 0 && h.c.writing }
-	eventually(t, "the writer to take the big message", queueEmpty)
+	big := blockWriter(t, h.c)
 	for _, m := range []string{"a", "b", "c"} {
 		if err := h.c.Send(msg(m)); err != nil {
 			t.Fatal(err)
