@@ -429,7 +429,7 @@ func (s *Server) handleTicket(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, err.Error())
 		return
 	}
-	t, err := s.tickets.Issue(claims, s.clientAddr(r))
+	t, err := s.issueTicket(claims, s.clientAddr(r))
 	switch {
 	case errors.Is(err, auth.ErrTicketQuota):
 		tooMany(w, auth.DefaultTicketTTL, "too many unused tickets for your account or address; use or let expire the ones you have")

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -170,11 +171,7 @@ func waitReady(t *testing.T, s *signalingtest.Server, want int) {
 // that changed the password goes on with the new sign-in on every node,
 // so that signing out on one node closes it on another.
 func TestSignOutAfterPasswordChangeAcrossNodes(t *testing.T) {
-	urls := natstest.Start(t).ClientURL()
-	a := signalingtest.Start(t, signalingtest.Options{Store: kvNode(t, urls), NATS: urls})
-	b := signalingtest.Start(t, signalingtest.Options{Store: kvNode(t, urls), NATS: urls})
-	a.Register(t, "pat", password)
-	tok := a.Login(t, "pat", password)
+	a, b, tok := twoNodes(t)
 	onB := b.Connect(t, tok.AccessToken, nil)
 
 	code, body := a.Post(t, "/api/password", map[string]string{"password": password, "new_password": "a brand new passphrase"},
@@ -189,4 +186,43 @@ func TestSignOutAfterPasswordChangeAcrossNodes(t *testing.T) {
 		t.Fatalf("logout: %d", code)
 	}
 	onB.ExpectError(proto.CodeRevoked, "")
+}
+
+// TestTicketOnAnotherNode: behind a load balancer, a browser's ticket
+// request and its WebSocket often reach different nodes. A ticket works
+// on any node of the cluster, once.
+func TestTicketOnAnotherNode(t *testing.T) {
+	a, b, tok := twoNodes(t)
+	q, err := url.ParseQuery(ticketQuery(t, a, tok.AccessToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	onB := b.Connect(t, "", q)
+	if onB.Welcome.User != "pat" {
+		t.Errorf("welcome for %q, want pat", onB.Welcome.User)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), signalingtest.Timeout)
+	defer cancel()
+	for _, s := range []*signalingtest.Server{a, b} {
+		if _, resp, err := s.DialWS(ctx, "", q); err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("the spent ticket again: %v, want 401", err)
+		}
+	}
+	// A ticket that names a node that is not there is refused, not
+	// waited on for long.
+	q.Set("ticket", "nosuchnode00000~"+strings.Repeat("A", 43))
+	if _, resp, err := b.DialWS(ctx, "", q); err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a ticket of an unknown node: %v, want 401", err)
+	}
+}
+
+// twoNodes starts two nodes of a cluster on one NATS server, with the
+// account pat, and signs pat in on the first.
+func twoNodes(t *testing.T) (a, b *signalingtest.Server, tok signalingtest.Tokens) {
+	t.Helper()
+	urls := natstest.Start(t).ClientURL()
+	a = signalingtest.Start(t, signalingtest.Options{Store: kvNode(t, urls), NATS: urls})
+	b = signalingtest.Start(t, signalingtest.Options{Store: kvNode(t, urls), NATS: urls})
+	a.Register(t, "pat", password)
+	return a, b, a.Login(t, "pat", password)
 }

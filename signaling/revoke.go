@@ -61,6 +61,13 @@ type Cluster interface {
 	// unreachable), or nil: /readyz says so, and a load balancer sends
 	// clients elsewhere.
 	Ready() error
+	// ID names the node in the WebSocket tickets it issues, so that
+	// another node presented one asks it (RedeemTicket), and the node
+	// answers such requests with ServeTickets' function (called before
+	// Start).
+	ID() string
+	ServeTickets(redeem func(ticket string) (claims []byte, ok bool))
+	RedeemTicket(node, ticket string) (claims []byte, ok bool)
 }
 
 // Reasons given to clients whose sessions end; the admin operations give

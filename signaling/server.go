@@ -161,6 +161,7 @@ func (s *Server) init() error {
 	if c := s.cfg.Cluster; c != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
+		c.ServeTickets(s.redeemForNode)
 		if err := c.Start(ctx, s.hub); err != nil {
 			return fmt.Errorf("joining the cluster: %w", err)
 		}

@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -104,13 +105,56 @@ func handshakeError(r *http.Request) string {
 // one-time ticket in the query (browsers cannot set headers).
 func (s *Server) wsClaims(r *http.Request) (auth.Claims, error) {
 	if t := r.URL.Query().Get("ticket"); t != "" {
-		c, ok := s.tickets.Redeem(t, s.cfg.Now())
+		c, ok := s.redeemTicket(t)
 		if !ok {
 			return auth.Claims{}, errors.New("invalid, used or expired ticket")
 		}
 		return c, nil
 	}
 	return s.bearer(r)
+}
+
+// A cluster node's tickets start with its id and a dot (base64url has no
+// dots), so that any node can have the issuer redeem them.
+const ticketNodeSep = "."
+
+// issueTicket issues a ticket for claims, named for this node in a
+// cluster.
+func (s *Server) issueTicket(c auth.Claims, addr string) (string, error) {
+	t, err := s.tickets.Issue(c, addr)
+	if err != nil || s.cfg.Cluster == nil {
+		return t, err
+	}
+	return s.cfg.Cluster.ID() + ticketNodeSep + t, nil
+}
+
+// redeemTicket spends t here, or, if another node of the cluster issued
+// it, there.
+func (s *Server) redeemTicket(t string) (auth.Claims, bool) {
+	node, id, named := strings.Cut(t, ticketNodeSep)
+	switch {
+	case s.cfg.Cluster == nil || !named:
+		return s.tickets.Redeem(t, s.cfg.Now())
+	case node == s.cfg.Cluster.ID():
+		return s.tickets.Redeem(id, s.cfg.Now())
+	}
+	b, ok := s.cfg.Cluster.RedeemTicket(node, id)
+	var c auth.Claims
+	if !ok || json.Unmarshal(b, &c) != nil || c.User == "" {
+		return auth.Claims{}, false
+	}
+	return c, true
+}
+
+// redeemForNode spends, for another node, a ticket this one issued, and
+// returns its claims encoded (Cluster.ServeTickets).
+func (s *Server) redeemForNode(id string) ([]byte, bool) {
+	c, ok := s.tickets.Redeem(id, s.cfg.Now())
+	if !ok {
+		return nil, false
+	}
+	b, err := json.Marshal(c)
+	return b, err == nil
 }
 
 func offersSubprotocol(r *http.Request) bool {

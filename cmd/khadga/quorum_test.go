@@ -99,8 +99,11 @@ func TestNATSQuorum(t *testing.T) {
 	t.Logf("quorum back: both nodes ready and signing in within %v", time.Since(begin))
 	refreshAt(t, n1.url, tok.Refresh, http.StatusOK) // the refusals changed nothing
 	// New sockets, each user on the other node this time.
-	alice2 := signalingtest.ConnectURL(t, wsURL(n2.url), login(t, n2.url, "alice", alicePassword).Access, nil)
-	bob2 := signalingtest.ConnectURL(t, wsURL(n1.url), login(t, n1.url, "bob", alicePassword).Access, nil)
+	aliceTok, bobTok := login(t, n2.url, "alice", alicePassword).Access, login(t, n1.url, "bob", alicePassword).Access
+	opensSockets(t, n2.url, aliceTok)
+	opensSockets(t, n1.url, bobTok)
+	alice2 := signalingtest.ConnectURL(t, wsURL(n2.url), aliceTok, nil)
+	bob2 := signalingtest.ConnectURL(t, wsURL(n1.url), bobTok, nil)
 	alice2.Join("after")
 	bob2.Join("after")
 	relays(t, alice2, bob2, "after")
@@ -126,6 +129,30 @@ func signsIn(t *testing.T, url string) {
 			t.Fatalf("login at %s still %d after 15 s: %s", url, code, body)
 		}
 		time.Sleep(100 * time.Millisecond) // the client's retry, as Retry-After asks
+	}
+}
+
+// opensSockets waits until url takes a WebSocket with access, as a client
+// that retries on 503 does: after a quorum returns, JetStream elects each
+// bucket's leader in turn, and the socket's account check may read one
+// that signsIn's login did not.
+func opensSockets(t *testing.T, url, access string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		conn, resp, err := signalingtest.DialURL(ctx, wsURL(url), access, nil)
+		cancel()
+		switch {
+		case err == nil:
+			conn.Close()
+			return
+		case resp == nil || resp.StatusCode != http.StatusServiceUnavailable:
+			t.Fatalf("a socket at %s after the quorum came back: %v", url, err)
+		case time.Now().After(deadline):
+			t.Fatalf("a socket at %s still refused with 503 after 15 s", url)
+		}
+		time.Sleep(100 * time.Millisecond) // the client's retry
 	}
 }
 

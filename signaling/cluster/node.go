@@ -154,6 +154,8 @@ type Node struct {
 	readyErr    error
 	probeFailed time.Time // since when the probe write fails; zero if it works
 
+	redeem func(ticket string) ([]byte, bool) // ServeTickets; set before Start
+
 	out   *outbox
 	dir   *directory
 	live  *liveness
@@ -214,11 +216,12 @@ func (n *Node) Start(ctx context.Context, h *hub.Hub) error {
 		n.cfg.HeldWait = h.ResumeWindow() + n.cfg.AckWait
 	}
 	for subj, handler := range map[string]nats.MsgHandler{
-		n.subject("node", n.id):          n.onNodeMessage,
-		n.subject("node", n.id, "claim"): n.onClaim,
-		n.subject("hb"):                  n.live.onHeartbeat,
-		n.subject("revoke"):              n.onRevoke,
-		n.subject("relogin"):             n.onRevoke,
+		n.subject("node", n.id):           n.onNodeMessage,
+		n.subject("node", n.id, "claim"):  n.onClaim,
+		n.subject("node", n.id, "ticket"): n.onTicket,
+		n.subject("hb"):                   n.live.onHeartbeat,
+		n.subject("revoke"):               n.onRevoke,
+		n.subject("relogin"):              n.onRevoke,
 	} {
 		sub, err := n.nc.Subscribe(subj, n.handler(handler))
 		if err != nil {
