@@ -143,9 +143,10 @@ func (s *Server) watchPublicIP() {
 			lastErr = err.Error()
 		case ip != s.RelayIP():
 			lastErr = ""
+			old := s.RelayIP()
+			s.setRelayIP(ip) // before the log line says so: an operator (or a test) may act on it
 			s.log.Info("TURN public IP changed; new allocations get the new relay address",
-				slog.String("old", s.RelayIP().String()), slog.String("new", ip.String()))
-			s.setRelayIP(ip)
+				slog.String("old", old.String()), slog.String("new", ip.String()))
 		default:
 			lastErr = ""
 		}
