@@ -2,6 +2,9 @@ package e2e_test
 
 import (
 	"fmt"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -92,6 +95,31 @@ func TestChatOverTLS(t *testing.T) {
 // each other, connect peer to peer through a handshake that crosses the
 // nodes, and chat.
 func TestChatAcrossClusterNodes(t *testing.T) {
+	a, b := twoNodes(t)
+	chatOfTwo(t, openPage(t, a.URL, "alice"), openPage(t, b.URL, "bob"), "across the cluster")
+}
+
+// TestChatWhenTicketAndSocketReachDifferentNodes: behind a load balancer
+// a page's API requests and its WebSocket can reach different nodes. Here
+// a proxy sends every WebSocket to node b and everything else to node a:
+// both browsers sign in and get their tickets on a, and open their
+// sockets on b, which has a redeem them.
+func TestChatWhenTicketAndSocketReachDifferentNodes(t *testing.T) {
+	a, b := twoNodes(t)
+	front := splitProxy(t, a.URL, b.URL)
+	chatOfTwo(t, openPage(t, front, "alice"), openPage(t, front, "bob"), "through the proxy")
+	if n := a.HubStats().Connections; n != 0 {
+		t.Errorf("node a holds %d WebSockets, want none: the proxy sends them all to b", n)
+	}
+	if n := b.HubStats().Connections; n != 2 {
+		t.Errorf("node b holds %d WebSockets, want the 2 browsers'", n)
+	}
+}
+
+// twoNodes starts two khadga nodes of a cluster (NATS with JetStream, in
+// process) that share one store, as nodes share JetStream KV.
+func twoNodes(t *testing.T) (a, b *signalingtest.Server) {
+	t.Helper()
 	nats := natstest.Start(t)
 	st, err := store.Open(t.TempDir()+"/khadga.db", store.Options{})
 	if err != nil {
@@ -102,18 +130,50 @@ func TestChatAcrossClusterNodes(t *testing.T) {
 		return signalingtest.Start(t, signalingtest.Options{NATS: nats.ClientURL(), Store: st,
 			Cluster: cluster.Config{NodeID: id}})
 	}
-	a, b := node("a"), node("b")
-	alice, bob := openPage(t, a.URL, "alice"), openPage(t, b.URL, "bob")
+	return node("a"), node("b")
+}
+
+// chatOfTwo has alice and bob register, see each other, join a room,
+// connect peer to peer and chat both ways.
+func chatOfTwo(t *testing.T, alice, bob *page, where string) {
+	t.Helper()
 	alice.others, bob.others = []*page{bob}, []*page{alice}
 	alice.register("alice")
 	bob.register("bob")
-	alice.waitFor("bob (on node b) in the presence column", `document.querySelector('#presence li[data-user="bob"]')`)
+	alice.waitFor("bob in the presence column", `document.querySelector('#presence li[data-user="bob"]')`)
 	alice.join("lobby")
 	bob.join("lobby")
 	alice.waitConnected("bob")
 	bob.waitConnected("alice")
-	alice.say("hello across the cluster")
-	bob.waitMessage("alice", "hello across the cluster")
+	alice.say("hello " + where)
+	bob.waitMessage("alice", "hello "+where)
 	bob.say("and back")
 	alice.waitMessage("bob", "and back")
+}
+
+// splitProxy is an HTTP reverse proxy that sends WebSocket upgrades to
+// sockets and every other request to api (both base URLs), keeping the
+// Host header, as a load balancer in front of both would. It returns its
+// URL.
+func splitProxy(t *testing.T, api, sockets string) string {
+	t.Helper()
+	apiURL, err := url.Parse(api)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wsURL, err := url.Parse(sockets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		if strings.EqualFold(r.In.Header.Get("Upgrade"), "websocket") {
+			r.SetURL(wsURL)
+		} else {
+			r.SetURL(apiURL)
+		}
+		r.Out.Host = r.In.Host
+	}}
+	srv := httptest.NewServer(proxy)
+	t.Cleanup(srv.Close)
+	return srv.URL
 }
