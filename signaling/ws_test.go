@@ -238,20 +238,7 @@ func TestGracefulShutdownAsksClientsToReconnect(t *testing.T) {
 func testGracefulShutdown(t *testing.T, opts signalingtest.Options) {
 	s := signalingtest.Start(t, opts)
 	c := s.Connect(t, s.User(t, "alice").AccessToken, nil)
-	done := make(chan error, 1)
-	go func() { done <- s.Stop() }()
-	c.Expect(proto.TypeReconnect)
-	if code := signalingtest.CloseCode(c.Closed()); code != websocket.CloseServiceRestart {
-		t.Fatalf("close code %d, want 1012", code)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("stop: %v", err)
-		}
-	case <-time.After(signalingtest.Timeout):
-		t.Fatal("Stop did not return")
-	}
+	stopTellingToReconnect(t, s, c)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if _, _, err := s.DialWS(ctx, "x", nil); err == nil {
@@ -277,6 +264,13 @@ func testShutdownSilentConn(t *testing.T, opts signalingtest.Options) {
 		t.Fatal(err)
 	}
 	defer silent.Close()
+	stopTellingToReconnect(t, s, c)
+}
+
+// stopTellingToReconnect stops s and checks that c is told to reconnect
+// and closed with 1012, and that Stop returns no error.
+func stopTellingToReconnect(t *testing.T, s *signalingtest.Server, c *signalingtest.Client) {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- s.Stop() }()
 	c.Expect(proto.TypeReconnect)
