@@ -134,7 +134,9 @@ func (p *proc) read(r io.Reader) {
 	}
 }
 
-// stop ends the process: SIGTERM, and SIGKILL after a while.
+// stop ends the process: SIGTERM; if it has not exited 10 s later,
+// SIGQUIT, which has a Go program print every goroutine's stack (into its
+// output, which a failing test shows) and exit; SIGKILL 5 s after that.
 func (p *proc) stop() {
 	select {
 	case <-p.done:
@@ -142,11 +144,24 @@ func (p *proc) stop() {
 	default:
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	if p.exitsWithin(10 * time.Second) {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+	if p.exitsWithin(5 * time.Second) {
+		return
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// exitsWithin reports whether the process exits within d.
+func (p *proc) exitsWithin(d time.Duration) bool {
 	select {
 	case <-p.done:
-	case <-time.After(5 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
+		return true
+	case <-time.After(d):
+		return false
 	}
 }
 
