@@ -69,8 +69,13 @@ func (s *Server) handlePassword(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, "changing a password", err)
 		return
 	}
+	u.PasswordHash = hash // as stored: Login checks it is still so
 	pair, err := s.sessions.Login(u)
-	if err != nil {
+	switch {
+	case errors.Is(err, auth.ErrCredentialsChanged), errors.Is(err, auth.ErrUserDisabled):
+		writeError(w, http.StatusConflict, codeConflict, "the password was changed again, or the account disabled, meanwhile; sign in again")
+		return
+	case err != nil:
 		s.internalError(w, "issuing tokens", err)
 		return
 	}

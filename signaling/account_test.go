@@ -2,7 +2,9 @@ package signaling_test
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -246,5 +248,83 @@ func TestVerifyLinkConfirmsOnlyItsAddress(t *testing.T) {
 	}
 	if u.EmailVerified && u.Email != "mallory@attacker.example" {
 		t.Fatalf("the link mailed to mallory@attacker.example confirmed %s, which never got one", u.Email)
+	}
+}
+
+// gatedStore holds the next CreateFamily, once armed, until released.
+type gatedStore struct {
+	store.Backend
+	armed   atomic.Bool
+	reached chan struct{}
+	release chan struct{}
+}
+
+func (g *gatedStore) CreateFamily(f store.Family) error {
+	if g.armed.CompareAndSwap(true, false) {
+		close(g.reached)
+		<-g.release
+	}
+	return g.Backend.CreateFamily(f)
+}
+
+// TestLoginRacingPasswordChange: a login that checked the old password
+// just before the password changed does not get a sign-in that outlives
+// the change. The change revokes the sign-ins that exist; this login's is
+// stored after that (the store holds it there), so the login must notice.
+func TestLoginRacingPasswordChange(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "k.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	g := &gatedStore{Backend: st, reached: make(chan struct{}), release: make(chan struct{})}
+	s := signalingtest.Start(t, signalingtest.Options{Store: g})
+	s.Register(t, "alice", password)
+	owner := s.Login(t, "alice", password)
+
+	g.armed.Store(true)
+	type answer struct {
+		code int
+		body []byte
+	}
+	done := make(chan answer, 1)
+	go func() { // not s.Post: its t.Fatal must not run off the test's goroutine
+		resp, err := http.Post(s.URL+"/api/login", "application/json",
+			strings.NewReader(`{"username":"alice","password":"`+password+`"}`))
+		if err != nil {
+			done <- answer{0, []byte(err.Error())}
+			return
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		done <- answer{resp.StatusCode, body}
+	}()
+	select {
+	case <-g.reached: // the old password passed; the sign-in is not stored yet
+	case <-time.After(signalingtest.Timeout):
+		t.Fatal("the login never reached CreateFamily")
+	}
+	code, body := s.Post(t, "/api/password", map[string]string{"password": password, "new_password": "a brand new password"},
+		"Authorization", "Bearer "+owner.AccessToken)
+	if code != http.StatusOK {
+		t.Fatalf("password change: %d %s", code, body)
+	}
+	close(g.release)
+	a := <-done
+	if a.code != http.StatusUnauthorized {
+		t.Fatalf("the login with the old password: %d %s, want 401", a.code, a.body)
+	}
+	fams, err := st.ListFamilies()
+	if err != nil {
+		t.Fatal(err)
+	}
+	alive := 0
+	for _, f := range fams {
+		if !f.Revoked {
+			alive++
+		}
+	}
+	if alive != 1 {
+		t.Errorf("%d live sign-ins, want 1 (the password change's own)", alive)
 	}
 }

@@ -224,7 +224,16 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	s.limiter.Success(addr, key, s.cfg.Now())
 	pair, err := s.sessions.Login(u)
-	if err != nil {
+	switch {
+	case errors.Is(err, auth.ErrCredentialsChanged), errors.Is(err, auth.ErrUserDisabled):
+		// The password changed, or the account was disabled, while this
+		// login checked the old state; its sign-in is revoked.
+		s.metrics.logins.WithLabelValues("failed").Inc()
+		writeError(w, http.StatusUnauthorized, codeUnauthorized, errBadCredentials)
+		return
+	case storeDown(w, err):
+		return
+	case err != nil:
 		s.internalError(w, "issuing tokens", err)
 		return
 	}
@@ -435,7 +444,8 @@ func (s *Server) handleTicket(w http.ResponseWriter, r *http.Request) {
 		tooMany(w, auth.DefaultTicketTTL, "too many unused tickets for your account or address; use or let expire the ones you have")
 		return
 	case err != nil:
-		writeError(w, http.StatusServiceUnavailable, codeRateLimited, "too many open tickets; try again")
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "this server holds as many unused tickets as it can; try again in a moment")
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"ticket": t, "expires_in": int(auth.DefaultTicketTTL / time.Second)})

@@ -237,7 +237,7 @@ func TestRefreshStoreHiccup(t *testing.T) {
 		t.Fatalf("refresh while the store is unreachable: %d %s, want 503 nothing was changed", code, body)
 	}
 	next := refresh(t, s, tok.RefreshToken, http.StatusOK)
-	f, err := bolt.GetFamily(strings.SplitN(tok.RefreshToken, ".", 2)[0])
+	f, err := bolt.GetFamily(sidOf(t, s, tok.AccessToken))
 	if err != nil || f.Revoked || f.Generation != 1 {
 		t.Fatalf("family after the hiccup and one retry: %+v, %v; want live, generation 1", f, err)
 	}
@@ -249,4 +249,29 @@ func TestRefreshStoreHiccup(t *testing.T) {
 	if code, body := s.Post(t, "/api/logout", map[string]string{"refresh_token": next.RefreshToken}); code != http.StatusNoContent {
 		t.Fatalf("logout retried: %d %s, want 204", code, body)
 	}
+}
+
+// TestRefreshWithTheSid: the sign-in's id, which every access token
+// carries (claim sid) and anyone who sees one can read, with a made-up
+// secret is no refresh token: refused, and the owner's sign-in goes on.
+// It used to count as the replay of an old token and sign the owner out.
+func TestRefreshWithTheSid(t *testing.T) {
+	s := signalingtest.Start(t, signalingtest.Options{})
+	tok := s.User(t, "alice")
+	forged := sidOf(t, s, tok.AccessToken) + "." + strings.Repeat("A", 43)
+	code, body := s.Post(t, "/api/refresh", map[string]string{"refresh_token": forged})
+	assertError(t, code, body, http.StatusUnauthorized, "unauthorized")
+	if code, body := s.Post(t, "/api/refresh", map[string]string{"refresh_token": tok.RefreshToken}); code != http.StatusOK {
+		t.Fatalf("the owner's refresh after a refresh with only the sid: %d %s, want 200", code, body)
+	}
+}
+
+// sidOf is the sign-in (refresh-token family) an access token names.
+func sidOf(t *testing.T, s *signalingtest.Server, access string) string {
+	t.Helper()
+	c, err := s.Keys().VerifyAccess(access)
+	if err != nil || c.Login == "" {
+		t.Fatalf("access token names no sign-in: %+v, %v", c, err)
+	}
+	return c.Login
 }

@@ -159,6 +159,9 @@ func (s *Server) handleVerifyEmail(w http.ResponseWriter, r *http.Request) {
 		u.EmailVerified, u.EmailToken, u.EmailExpires = true, nil, time.Time{}
 		return nil
 	})
+	if storeDown(w, err) {
+		return // the link still works: nothing was changed
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "link_invalid", "this link is invalid, used or expired")
 		return

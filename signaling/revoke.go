@@ -81,6 +81,10 @@ const (
 // errRevoked is what account answers for credentials that no longer hold.
 var errRevoked = errors.New("signed out, or the account is disabled or deleted")
 
+// errKeyRetired is what account answers for claims whose signing key was
+// retired after they were verified (a ticket bought before).
+var errKeyRetired = errors.New("the key that signed this sign-in was retired; sign in again")
+
 // account checks claims, from an access token or a ticket, against the
 // store: a sign-in's user must exist and be enabled and its family must
 // be alive; the claims then get the account's current role and room
@@ -88,6 +92,11 @@ var errRevoked = errors.New("signed out, or the account is disabled or deleted")
 // unrevoked and unexpired, and is refused for a disabled account of its
 // name; its role and rooms are the ones an admin minted.
 func (s *Server) account(c auth.Claims) (auth.Claims, error) {
+	if !s.keys.Verifies(c.Key) {
+		// A ticket's claims were checked when it was bought; the key that
+		// signed them may have been retired since.
+		return auth.Claims{}, errKeyRetired
+	}
 	if c.Bot {
 		if alive, err := s.botAlive(c); err != nil || !alive {
 			return auth.Claims{}, cmp.Or(err, errRevoked)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/khadga/khadga/signaling"
 	"github.com/khadga/khadga/signaling/auth"
 	"github.com/khadga/khadga/signaling/signalingtest"
+	"github.com/khadga/khadga/signaling/store"
 	"github.com/pquerna/otp/totp"
 )
 
@@ -189,6 +191,58 @@ func TestEmailVerification(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("second use of the link: %d, want 400", resp.StatusCode)
+	}
+}
+
+// downStore fails every UpdateUser as an unreachable store does while
+// down is set.
+type downStore struct {
+	store.Backend
+	down atomic.Bool
+}
+
+func (d *downStore) UpdateUser(name string, fn func(*store.User) error) error {
+	if d.down.Load() {
+		return fmt.Errorf("update user: %w", store.ErrUnavailable)
+	}
+	return d.Backend.UpdateUser(name, fn)
+}
+
+// TestVerifyLinkWhileTheStoreIsDown: a link followed while the store
+// cannot be reached is answered 503 with Retry-After, not "invalid", and
+// still works afterwards.
+func TestVerifyLinkWhileTheStoreIsDown(t *testing.T) {
+	capture, smtpAddr := startSMTP(t)
+	st, err := store.Open(filepath.Join(t.TempDir(), "k.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	d := &downStore{Backend: st}
+	s := signalingtest.Start(t, signalingtest.Options{Store: d, Config: signaling.Config{
+		SMTPURL: "smtp://" + smtpAddr, SMTPFrom: "khadga@example.org",
+	}})
+	if c, b := s.Post(t, "/api/register", map[string]string{"username": "erin", "password": password, "email": "erin@example.org"}); c != 201 {
+		t.Fatalf("register: %d %s", c, b)
+	}
+	link := regexp.MustCompile(`http://\S+/api/verify-email\?\S+`).FindString(capture.nextMail(t))
+	d.down.Store(true)
+	resp, err := httpClientNoRedirect.Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "unavailable") {
+		t.Fatalf("the link while the store is down: %d %v %s, want 503 unavailable with Retry-After", resp.StatusCode, resp.Header, body)
+	}
+	d.down.Store(false)
+	if resp, err = httpClientNoRedirect.Get(link); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the link once the store is back: %d, want 303", resp.StatusCode)
 	}
 }
 

@@ -123,7 +123,7 @@ func (k *Keys) VerifyAccess(token string) (Claims, error) {
 		return Claims{}, fmt.Errorf("%w: token longer than %d bytes", ErrTokenInvalid, MaxTokenLen)
 	}
 	now := k.now()
-	if c, ok := k.verified.get(token, now, k.leeway, k.hasKID); ok {
+	if c, ok := k.verified.get(token, now, k.leeway, k.Verifies); ok {
 		return c, nil
 	}
 	var jc jwtClaims

@@ -343,8 +343,9 @@ func (k *Keys) verifyKey(kid string) (ed25519.PublicKey, bool) {
 	return pub, ok
 }
 
-// hasKID reports whether kid names a current verification key.
-func (k *Keys) hasKID(kid string) bool {
+// Verifies reports whether tokens signed with kid still verify: the key
+// is known, not retired, and not past the end of its rotation.
+func (k *Keys) Verifies(kid string) bool {
 	_, ok := k.verifyKey(kid)
 	return ok
 }

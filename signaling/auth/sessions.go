@@ -18,8 +18,14 @@ const (
 	DefaultRefreshTTL = 30 * 24 * time.Hour
 )
 
-// Refresh token layout: <familyID>.<secret>, both base64url without
-// padding. The family id is 16 random bytes, the secret 32.
+// Refresh token layout: <key>.<secret>, both base64url without padding:
+// the family's key is 16 random bytes, the secret 32. The family's id,
+// which every access token of the sign-in carries (claim "sid") and
+// anyone who sees one can read, is a one-way hash of the key (familyID):
+// the id alone proves nothing, so presenting it with a made-up secret
+// cannot pass for the replay of an old token, which revokes the family.
+// Families made before keys (store.Family.Keyed false) have the key as
+// their id, and keep the old rule until they expire.
 const (
 	familyIDBytes   = 16
 	refreshSecBytes = 32
@@ -35,6 +41,10 @@ var (
 	// ErrUserDisabled is returned by Login and Refresh when the account is
 	// disabled or no longer exists.
 	ErrUserDisabled = errors.New("auth: account disabled or deleted")
+	// ErrCredentialsChanged is returned by Login when the account's
+	// password changed, or the account was disabled, while the login ran:
+	// the sign-in it would have made is revoked.
+	ErrCredentialsChanged = errors.New("auth: the account's password changed during the sign-in")
 )
 
 // ReuseError is the error Refresh returns on refresh-token reuse. It
@@ -57,14 +67,12 @@ type Pair struct {
 	AccessToken  string `json:"accessToken"`
 	RefreshToken string `json:"refreshToken"`
 	ExpiresIn    int    `json:"expiresIn"` // access token lifetime, seconds
+	family       string
 }
 
 // Family is the id of p's refresh-token family: the sign-in its access
 // token names (Claims.Login).
-func (p Pair) Family() string {
-	id, _, _ := parseRefresh(p.RefreshToken)
-	return id
-}
+func (p Pair) Family() string { return p.family }
 
 // SessionsOptions configures Sessions. The zero value is usable.
 type SessionsOptions struct {
@@ -95,21 +103,68 @@ func NewSessions(st store.Backend, keys *Keys, opts SessionsOptions) *Sessions {
 	return &Sessions{st: st, keys: keys, opts: opts}
 }
 
-// Login starts a new refresh family for u (whose password the caller has
-// already checked) and returns the first pair. ErrUserDisabled if
-// u.Disabled.
+// Login starts a new refresh family for u, as read from the store before
+// the caller checked its password, and returns the first pair.
+// ErrUserDisabled if u.Disabled. ErrCredentialsChanged if the store's u
+// has another password or is disabled once the family is stored: a
+// password change revokes the families that exist when it is made, so a
+// login that checked the old password and stored its family after that
+// revocation must revoke its own.
 func (s *Sessions) Login(u store.User) (Pair, error) {
 	if u.Disabled {
 		return Pair{}, ErrUserDisabled
 	}
 	now := s.opts.Now()
-	id, secret := randomString(familyIDBytes), randomString(refreshSecBytes)
-	f := store.Family{ID: id, User: u.Name, Current: hashSecret(secret),
+	key, secret := randomString(familyIDBytes), randomString(refreshSecBytes)
+	f := store.Family{ID: familyID(key), Keyed: true, User: u.Name, Current: hashSecret(secret),
 		Created: now.UTC(), Expires: now.Add(s.opts.RefreshTTL).UTC()}
 	if err := s.st.CreateFamily(f); err != nil {
 		return Pair{}, fmt.Errorf("auth: login: %w", err)
 	}
-	return s.pair(u, id, secret)
+	if err := s.unchanged(u); err != nil {
+		if rerr := s.st.RevokeFamily(f.ID); rerr != nil {
+			return Pair{}, fmt.Errorf("auth: login: %w, and its sign-in could not be revoked: %w", err, rerr)
+		}
+		return Pair{}, err
+	}
+	return s.pair(u, f.ID, key, secret)
+}
+
+// unchanged reports, as an error, whether the store's account u has
+// another password than u, or is gone or disabled.
+func (s *Sessions) unchanged(u store.User) error {
+	now, err := s.st.GetUser(u.Name)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return ErrUserDisabled
+	case err != nil:
+		return fmt.Errorf("auth: login: %w", err)
+	case now.Disabled:
+		return ErrUserDisabled
+	case now.PasswordHash != u.PasswordHash:
+		return ErrCredentialsChanged
+	}
+	return nil
+}
+
+// familyID is the id of the family whose refresh tokens start with key.
+func familyID(key string) string {
+	h := sha256.Sum256([]byte("khadga refresh family\x00" + key))
+	return base64.RawURLEncoding.EncodeToString(h[:familyIDBytes])
+}
+
+// family finds the family of a refresh token's key.
+func (s *Sessions) family(key string) (store.Family, error) {
+	f, err := s.st.GetFamily(familyID(key))
+	if !errors.Is(err, store.ErrNotFound) {
+		return f, err
+	}
+	f, err = s.st.GetFamily(key) // a family made before keys
+	if err == nil && f.Keyed {
+		// key is a keyed family's id, which access tokens show: no proof.
+		return store.Family{}, fmt.Errorf("family: %w", store.ErrNotFound)
+	}
+	return f, err
 }
 
 // Refresh rotates refreshToken: the presented token stops working and a new
@@ -122,11 +177,11 @@ func (s *Sessions) Login(u store.User) (Pair, error) {
 // still works: the rotation is the last step, so nothing can fail after it
 // and leave the client with a token that was rotated away.
 func (s *Sessions) Refresh(refreshToken string) (Pair, error) {
-	id, secret, ok := parseRefresh(refreshToken)
+	key, secret, ok := parseRefresh(refreshToken)
 	if !ok {
 		return Pair{}, fmt.Errorf("%w: malformed refresh token", ErrTokenInvalid)
 	}
-	f, err := s.st.GetFamily(id)
+	f, err := s.family(key)
 	if errors.Is(err, store.ErrNotFound) {
 		return Pair{}, fmt.Errorf("%w: %w", ErrTokenInvalid, err)
 	}
@@ -136,14 +191,14 @@ func (s *Sessions) Refresh(refreshToken string) (Pair, error) {
 	u, err := s.st.GetUser(f.User)
 	if errors.Is(err, store.ErrNotFound) || err == nil && u.Disabled {
 		// Best effort: a deleted user's families are already gone.
-		_ = s.st.RevokeFamily(id)
+		_ = s.st.RevokeFamily(f.ID)
 		return Pair{}, fmt.Errorf("auth: refresh: %w", ErrUserDisabled)
 	}
 	if err != nil {
 		return Pair{}, fmt.Errorf("auth: refresh: %w", err)
 	}
 	next := randomString(refreshSecBytes)
-	f, err = s.st.RotateFamily(id, hashSecret(secret), hashSecret(next), s.opts.Now())
+	f, err = s.st.RotateFamily(f.ID, hashSecret(secret), hashSecret(next), s.opts.Now())
 	switch {
 	case errors.Is(err, store.ErrTokenReuse):
 		return Pair{}, &ReuseError{User: f.User, Family: f.ID}
@@ -152,7 +207,7 @@ func (s *Sessions) Refresh(refreshToken string) (Pair, error) {
 	case err != nil:
 		return Pair{}, fmt.Errorf("auth: refresh: %w", err)
 	}
-	return s.pair(u, id, next)
+	return s.pair(u, f.ID, key, next)
 }
 
 // Logout revokes the family of refreshToken and returns it (its ID and
@@ -162,11 +217,11 @@ func (s *Sessions) Refresh(refreshToken string) (Pair, error) {
 // nothing: the family id alone is not proof, as every access token of the
 // sign-in carries it (claim "sid").
 func (s *Sessions) Logout(refreshToken string) (store.Family, error) {
-	id, secret, ok := parseRefresh(refreshToken)
+	key, secret, ok := parseRefresh(refreshToken)
 	if !ok {
 		return store.Family{}, fmt.Errorf("%w: malformed refresh token", ErrTokenInvalid)
 	}
-	f, err := s.st.GetFamily(id)
+	f, err := s.family(key)
 	if errors.Is(err, store.ErrNotFound) {
 		return store.Family{}, nil
 	}
@@ -179,23 +234,23 @@ func (s *Sessions) Logout(refreshToken string) (store.Family, error) {
 	if subtle.ConstantTimeCompare(hashSecret(secret), f.Current) != 1 {
 		return store.Family{}, fmt.Errorf("%w: not the sign-in's current refresh token", ErrTokenInvalid)
 	}
-	if err := s.st.RevokeFamily(id); err != nil && !errors.Is(err, store.ErrNotFound) {
+	if err := s.st.RevokeFamily(f.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return store.Family{}, fmt.Errorf("auth: logout: %w", err)
 	}
 	return f, nil
 }
 
 // pair issues an access token for u's sign-in family and the refresh token
-// family.secret.
-func (s *Sessions) pair(u store.User, family, secret string) (Pair, error) {
+// key.secret.
+func (s *Sessions) pair(u store.User, family, key, secret string) (Pair, error) {
 	access, _, err := s.keys.IssueAccess(Claims{User: u.Name, Role: u.Role, Rooms: u.Rooms, Login: family}, s.opts.AccessTTL)
 	if err != nil {
 		return Pair{}, err
 	}
-	return Pair{AccessToken: access, RefreshToken: family + "." + secret, ExpiresIn: int(s.opts.AccessTTL / time.Second)}, nil
+	return Pair{AccessToken: access, RefreshToken: key + "." + secret, ExpiresIn: int(s.opts.AccessTTL / time.Second), family: family}, nil
 }
 
-// parseRefresh splits <familyID>.<secret> and checks both parts are
+// parseRefresh splits <key>.<secret> and checks both parts are
 // canonical base64url of the right length.
 func parseRefresh(tok string) (id, secret string, ok bool) {
 	if len(tok) > MaxRefreshTokenLen {

@@ -43,16 +43,17 @@ func TestLoginRefresh(t *testing.T) {
 	if p.ExpiresIn != 300 || p.AccessToken == "" {
 		t.Fatalf("pair = %+v", p)
 	}
-	id, secret, ok := parseRefresh(p.RefreshToken)
+	key, secret, ok := parseRefresh(p.RefreshToken)
 	if !ok || len(secret) < 43 {
-		t.Fatalf("refresh token %q does not parse as family.secret", p.RefreshToken)
+		t.Fatalf("refresh token %q does not parse as key.secret", p.RefreshToken)
 	}
-	fam, err := f.st.GetFamily(id)
-	if err != nil || fam.User != "ann" || strings.Contains(string(fam.Current), secret) {
+	// The family's id, which access tokens show, is not the token's key.
+	fam, err := f.st.GetFamily(p.Family())
+	if err != nil || fam.User != "ann" || !fam.Keyed || fam.ID == key || fam.ID != familyID(key) || strings.Contains(string(fam.Current), secret) {
 		t.Fatalf("family = %+v, %v", fam, err)
 	}
 	c, err := f.keys.VerifyAccess(p.AccessToken)
-	if err != nil || c.User != "ann" || c.Role != "user" {
+	if err != nil || c.User != "ann" || c.Role != "user" || c.Login != fam.ID {
 		t.Fatalf("access claims = %+v, %v", c, err)
 	}
 
@@ -65,7 +66,7 @@ func TestLoginRefresh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p2.RefreshToken == p.RefreshToken || !strings.HasPrefix(p2.RefreshToken, id+".") {
+	if p2.RefreshToken == p.RefreshToken || !strings.HasPrefix(p2.RefreshToken, key+".") || p2.Family() != fam.ID {
 		t.Fatalf("refresh did not rotate within the family: %q -> %q", p.RefreshToken, p2.RefreshToken)
 	}
 	if c, _ := f.keys.VerifyAccess(p2.AccessToken); c.Role != "admin" {
@@ -100,6 +101,93 @@ func TestRefreshReuseRevokesFamily(t *testing.T) {
 	}
 	if _, err := f.s.Refresh(other.RefreshToken); err != nil {
 		t.Fatalf("other family hit by reuse: %v", err)
+	}
+}
+
+// The family id is in every access token (claim sid), which anyone who
+// sees one can read without the key. With a made-up secret it is no
+// refresh token of the family: refused, and the sign-in goes on (before,
+// it counted as the replay of an old token and revoked the family).
+func TestFamilyIDIsNoRefreshToken(t *testing.T) {
+	f := newSessFixture(t)
+	p, _ := f.s.Login(f.ann)
+	c, err := f.keys.VerifyAccess(p.AccessToken)
+	if err != nil || c.Login == "" {
+		t.Fatalf("claims %+v, %v", c, err)
+	}
+	forged := c.Login + "." + randomString(refreshSecBytes)
+	if _, err := f.s.Refresh(forged); !errors.Is(err, ErrTokenInvalid) || errors.Is(err, ErrTokenReuse) {
+		t.Fatalf("refresh with the sid and a made-up secret: err = %v, want ErrTokenInvalid", err)
+	}
+	if fam, err := f.s.Logout(forged); fam.ID != "" || (err != nil && !errors.Is(err, ErrTokenInvalid)) {
+		t.Fatalf("logout with the sid and a made-up secret: %+v, %v; want no family", fam, err)
+	}
+	if _, err := f.s.Refresh(p.RefreshToken); err != nil {
+		t.Fatalf("the sign-in after the forged refresh: %v", err)
+	}
+}
+
+// A family made before refresh tokens had keys (its id is the token's
+// first part) still refreshes, and a replay of its old token still
+// revokes it, until it expires.
+func TestFamilyFromBeforeKeys(t *testing.T) {
+	f := newSessFixture(t)
+	id, secret := randomString(familyIDBytes), randomString(refreshSecBytes)
+	if err := f.st.CreateFamily(store.Family{ID: id, User: "ann", Current: hashSecret(secret), Expires: f.clk.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	old := id + "." + secret
+	p, err := f.s.Refresh(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := f.keys.VerifyAccess(p.AccessToken); p.Family() != id || c.Login != id || !strings.HasPrefix(p.RefreshToken, id+".") {
+		t.Fatalf("refreshed pair names family %q (claims %q), token %q; want %q", p.Family(), c.Login, p.RefreshToken, id)
+	}
+	if _, err := f.s.Refresh(old); !errors.Is(err, ErrTokenReuse) {
+		t.Fatalf("replay of a keyless family's old token: err = %v, want ErrTokenReuse", err)
+	}
+}
+
+// A login that checked the old password and stores its sign-in after a
+// password change revoked the account's sign-ins revokes its own: it
+// would otherwise outlive the change that was meant to lock out whoever
+// knows the old password.
+func TestLoginDuringPasswordChange(t *testing.T) {
+	f := newSessFixture(t)
+	read := f.ann // the login read the account, and checked "pw" against it
+	newHash, err := cheapParams.Hash("a new password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.st.UpdateUser("ann", func(u *store.User) error { u.PasswordHash = newHash; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.st.RevokeUserFamilyIDs("ann"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.s.Login(read); !errors.Is(err, ErrCredentialsChanged) {
+		t.Fatalf("login with the old password's read: err = %v, want ErrCredentialsChanged", err)
+	}
+	fams, err := f.st.ListFamilies()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fam := range fams {
+		if !fam.Revoked {
+			t.Errorf("family %s of %s is alive after the login refused itself", fam.ID, fam.User)
+		}
+	}
+	if len(fams) != 1 {
+		t.Errorf("%d families, want the refused login's one, revoked", len(fams))
+	}
+	// Disabled meanwhile: the same.
+	if err := f.st.UpdateUser("ann", func(u *store.User) error { u.Disabled = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	read.PasswordHash = newHash
+	if _, err := f.s.Login(read); !errors.Is(err, ErrUserDisabled) {
+		t.Fatalf("login of an account disabled meanwhile: err = %v, want ErrUserDisabled", err)
 	}
 }
 

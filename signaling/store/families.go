@@ -16,13 +16,16 @@ import (
 // secret for the family means an old token was replayed (stolen), so the
 // whole family is revoked.
 type Family struct {
-	ID         string    `json:"id"`
-	User       string    `json:"user"`
-	Current    []byte    `json:"current"` // hash of the current secret
-	Generation int       `json:"generation"`
-	Revoked    bool      `json:"revoked,omitempty"`
-	Created    time.Time `json:"created"`
-	Expires    time.Time `json:"expires"` // absolute end of the family; rotation does not extend it
+	ID         string `json:"id"`
+	User       string `json:"user"`
+	Current    []byte `json:"current"` // hash of the current secret
+	Generation int    `json:"generation"`
+	// Keyed families have an id derived from a key only their refresh
+	// tokens hold (auth); the others, made before, have the key as id.
+	Keyed   bool      `json:"keyed,omitempty"`
+	Revoked bool      `json:"revoked,omitempty"`
+	Created time.Time `json:"created"`
+	Expires time.Time `json:"expires"` // absolute end of the family; rotation does not extend it
 }
 
 // Checked validates a new family and fills a zero Created with now, as
