@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -266,7 +267,7 @@ func (s *fileSender) run(ctx context.Context, room string, r io.Reader) error {
 		return fmt.Errorf("wait for accept: %w", err)
 	}
 	if c.Type != "accept" {
-		return fmt.Errorf("%w: %s", ErrTransferRejected, truncate(c.Message, 200))
+		return fmt.Errorf("%w: %s", ErrTransferRejected, peerText(c.Message, 200))
 	}
 	h := sha256.New()
 	if err := s.stream(ctx, io.TeeReader(io.LimitReader(r, s.t.Size), h)); err != nil {
@@ -281,7 +282,7 @@ func (s *fileSender) run(ctx context.Context, room string, r io.Reader) error {
 		return fmt.Errorf("wait for verification: %w", err)
 	}
 	if c.Type != "ok" {
-		return fmt.Errorf("%w: receiver says %s", ErrChecksumMismatch, truncate(c.Message, 200))
+		return fmt.Errorf("%w: receiver says %s", ErrChecksumMismatch, peerText(c.Message, 200))
 	}
 	return nil
 }
@@ -345,7 +346,7 @@ func (s *fileSender) interrupted(err error) error {
 func (s *fileSender) cancelled() error {
 	select {
 	case c := <-s.ctrl:
-		return fmt.Errorf("%w: receiver says %s", ErrTransferInterrupted, truncate(c.Message, 200))
+		return fmt.Errorf("%w: receiver says %s", ErrTransferInterrupted, peerText(c.Message, 200))
 	default:
 		return nil
 	}
@@ -444,11 +445,11 @@ func (in *incoming) onMessage(msg webrtc.DataChannelMessage) {
 		// The sender cancelled.
 		in.finished = true
 		if in.t != nil {
-			in.t.end(fmt.Errorf("%w: sender says %s", ErrTransferInterrupted, truncate(c.Message, 200)), "")
+			in.t.end(fmt.Errorf("%w: sender says %s", ErrTransferInterrupted, peerText(c.Message, 200)), "")
 		}
 		go func() { _ = in.dc.Close() }()
 	default:
-		in.abortLocked(fmt.Errorf("unexpected %q message", truncate(c.Type, 32)))
+		in.abortLocked(fmt.Errorf("unexpected \"%s\" message", peerText(c.Type, 32)))
 	}
 }
 
@@ -492,7 +493,7 @@ func (in *incoming) onEnd(c fileControl) {
 	got := in.t.done.Load()
 	if got != in.t.Size || c.Size != got || !strings.EqualFold(c.SHA256, sum) {
 		in.abortLocked(fmt.Errorf("%w: got %d bytes sha256 %s, sender says %d bytes sha256 %s",
-			ErrChecksumMismatch, got, sum, c.Size, truncate(c.SHA256, 64)))
+			ErrChecksumMismatch, got, sum, c.Size, peerText(c.SHA256, 64)))
 		return
 	}
 	in.reply(fileControl{Type: "ok"})
@@ -564,7 +565,7 @@ func (f *IncomingFile) Reject(reason string) {
 		return
 	}
 	in.answered = true
-	in.rejectLocked(truncate(reason, 200))
+	in.rejectLocked(peerText(reason, 200))
 }
 
 // validFileName accepts a bare file name: no directories, no "." or "..",
@@ -572,21 +573,46 @@ func (f *IncomingFile) Reject(reason string) {
 func validFileName(name string) error {
 	if name == "" || len(name) > maxFileName || name == "." || name == ".." ||
 		strings.ContainsAny(name, `/\`) || filepath.Base(name) != name {
-		return fmt.Errorf("file name %q: must be a plain name of 1 to %d bytes", truncate(name, 64), maxFileName)
+		return fmt.Errorf("file name \"%s\": must be a plain name of 1 to %d bytes", peerText(name, 64), maxFileName)
 	}
 	for _, r := range name {
 		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) || r == utf8.RuneError {
 			// C0 and C1 controls reach terminals as escapes; bidi controls
 			// make "exe.pdf" of "fdp.exe".
-			return fmt.Errorf("file name %q: control characters are not allowed", truncate(name, 64))
+			return fmt.Errorf("file name \"%s\": control characters are not allowed", peerText(name, 64))
 		}
 	}
 	return nil
 }
 
-func truncate(s string, n int) string {
+// peerText makes a remote peer's text (a transfer's reason) fit for an
+// error message that may reach a terminal or a log: Printable, cut to
+// about n bytes at a character.
+func peerText(s string, n int) string {
+	s = Printable(s)
 	if len(s) <= n {
 		return s
 	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
 	return s[:n] + "…"
+}
+
+// Printable shows a remote peer's text with its control and bidi
+// characters escaped as Go quotes them (invalid UTF-8 shows as U+FFFD),
+// so that printed on a terminal it can neither send escape sequences (to
+// move the cursor, set the title, or write the clipboard with OSC 52) nor
+// forge or reorder a line.
+func Printable(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }

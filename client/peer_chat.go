@@ -26,6 +26,12 @@ type chatMessage struct {
 // MaxMessageText caps a chat message, in bytes.
 const MaxMessageText = 16 << 10
 
+// maxChatFrame caps a chat frame: JSON may spell one byte of text in six
+// (Go writes '<' as \u003c, and any encoder a control character), and
+// the envelope takes the rest. A message within MaxMessageText must
+// arrive whatever it holds.
+const maxChatFrame = 6*MaxMessageText + 1024
+
 func (p *peer) wireChat() {
 	p.chat.OnOpen(func() {
 		p.chatOpen.Store(true)
@@ -38,7 +44,7 @@ func (p *peer) wireChat() {
 	})
 	p.chat.OnClose(func() { p.chatOpen.Store(false) })
 	p.chat.OnMessage(func(msg webrtc.DataChannelMessage) {
-		if !msg.IsString || len(msg.Data) > MaxMessageText+1024 {
+		if !msg.IsString || len(msg.Data) > maxChatFrame {
 			p.log.Debug("dropping malformed chat message")
 			return
 		}

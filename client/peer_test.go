@@ -252,9 +252,33 @@ func TestPeerFileRejected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitEvent[*IncomingFile](t, eb, nil).Reject("no thanks")
-	if err := st.Wait(ctx); !errors.Is(err, ErrTransferRejected) {
+	// The reason is the remote's text: its terminal escapes (here OSC 52,
+	// which writes the clipboard) must not reach the sender's terminal.
+	waitEvent[*IncomingFile](t, eb, nil).Reject("no thanks\x1b]52;c;cm0gLXJmIH4=\x07")
+	err = st.Wait(ctx)
+	if !errors.Is(err, ErrTransferRejected) {
 		t.Fatalf("sender got %v, want ErrTransferRejected", err)
+	}
+	if msg := err.Error(); strings.ContainsAny(msg, "\x1b\x07") || !strings.Contains(msg, `no thanks\x1b]52`) {
+		t.Fatalf("sender's error %q: want the reason with its control characters escaped", msg)
+	}
+}
+
+func TestPeerText(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"plain", 200, "plain"},
+		{"a\x1b[2Jb\u202e", 200, `a\x1b[2Jb\u202e`},
+		{"\u0085next line", 200, `\u0085next line`},
+		{"ééé", 3, "é…"}, // cut at a character, not inside one
+		{"abcdef", 3, "abc…"},
+	} {
+		if got := peerText(c.in, c.n); got != c.want {
+			t.Errorf("peerText(%q, %d) = %q, want %q", c.in, c.n, got, c.want)
+		}
 	}
 }
 
@@ -426,5 +450,27 @@ func TestRemoteCandidatesBounded(t *testing.T) {
 	}
 	if s := a.pc.ConnectionState(); s != webrtc.PeerConnectionStateConnected {
 		t.Fatalf("connection %s after the flood", s)
+	}
+}
+
+// TestChatWithinTheLimitArrives: a message within MaxMessageText arrives
+// whatever it holds. JSON spells '<', '>' and '&' in six bytes each, and
+// a receiver that capped the frame near MaxMessageText dropped such a
+// message without a word while the sender counted it delivered.
+func TestChatWithinTheLimitArrives(t *testing.T) {
+	a, _, ea, eb := newTestPair(t)
+	waitEvent[*PeerConnected](t, ea, nil)
+	waitEvent[*PeerConnected](t, eb, nil)
+	text := strings.Repeat("<\x01&", MaxMessageText/3) // every byte six in JSON
+	if len(text) > MaxMessageText {
+		t.Fatal("test text too long")
+	}
+	for _, m := range []string{text, "after"} {
+		if err := a.sendChat("r", m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m := waitEvent[*Message](t, eb, nil); m.Text != text {
+		t.Fatalf("b got %d bytes %.20q..., want the %d-byte message first", len(m.Text), m.Text, len(text))
 	}
 }

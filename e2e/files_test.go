@@ -230,6 +230,20 @@ func TestFilesBetweenBrowsers(t *testing.T) {
 	if eval[bool](bob, fmt.Sprintf(`!!document.querySelector(%s) || !!%s.file`, js(transferRow("in", "halfway.bin")+" a.save"), transferJS("in", "halfway.bin"))) {
 		t.Error("bob is offered a partial file to save")
 	}
+
+	// The SDK refuses the names the Go client refuses: C1 and bidi
+	// controls as well as C0 ("invoice\u202efdp.exe" shows as
+	// "invoiceexe.pdf"), and text that is not well-formed.
+	names := `["ok.txt", "a\x1bb", "a\u0085b", "invoice\u202efdp.exe", "a\u2066b", "a\u200fb", "\ufffd.txt", "a\ud800b"]`
+	why := eval[[]string](alice, `import('/sdk/khadga.js').then(m => `+names+`.map(m.validFileName))`)
+	if len(why) != 8 || why[0] != "" {
+		t.Fatalf("validFileName: %q", why)
+	}
+	for i, w := range why[1:] {
+		if w == "" {
+			t.Errorf("validFileName accepts name %d of %s", i+1, names)
+		}
+	}
 }
 
 var peerBin struct {

@@ -7,10 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/pion/webrtc/v4"
 
@@ -111,28 +109,14 @@ func (ch *chat) say(format string, args ...any) {
 	for i, a := range args {
 		switch a := a.(type) {
 		case string:
-			args[i] = printable(a)
+			args[i] = client.Printable(a)
 		case error, fmt.Stringer:
-			args[i] = printable(fmt.Sprint(a))
+			args[i] = client.Printable(fmt.Sprint(a))
 		}
 	}
 	fmt.Fprintf(ch.e.stdout, format+"\n", args...)
 }
 
-// printable escapes the control and bidi characters of s as Go does in a
-// quoted string (invalid UTF-8 shows as U+FFFD).
-func printable(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
-			q := strconv.QuoteRune(r)
-			b.WriteString(q[1 : len(q)-1])
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
 
 func (ch *chat) roomEvent(ev client.Event) {
 	switch ev := ev.(type) {

@@ -145,7 +145,7 @@ func runRecv(ctx context.Context, e *env, args []string) error {
 				}
 				// Any member may offer a file: one that fails must not end
 				// the wait for the others.
-				fmt.Fprintf(e.stderr, "%s\n", printable(fmt.Sprintf("%s from %s failed: %v", f.Name, f.From.User, err)))
+				fmt.Fprintf(e.stderr, "%s\n", client.Printable(fmt.Sprintf("%s from %s failed: %v", f.Name, f.From.User, err)))
 				continue
 			}
 			got++

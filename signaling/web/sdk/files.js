@@ -44,8 +44,12 @@ export function validFileName(name) {
   if (typeof name !== 'string' || bytes === 0 || bytes > maxFileName || name === '.' || name === '..' || /[/\\]/.test(name)) {
     return `file name must be a plain name of 1 to ${maxFileName} bytes`;
   }
+  // C0 and C1 controls reach terminals as escapes; bidi controls make
+  // "exe.pdf" of "fdp.exe"; a lone surrogate is no text (as Go's check).
   // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(name)) return 'file name must not contain control characters';
+  if (/[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufffd]/.test(name) || !name.isWellFormed()) {
+    return 'file name must not contain control characters';
+  }
   return '';
 }
 

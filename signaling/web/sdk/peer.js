@@ -11,7 +11,9 @@ export function polite(self, other) { return self < other; }
 
 // Limits that protect a page from a misbehaving remote.
 export const maxMessageText = 16 * 1024;
-const maxChatFrame = maxMessageText + 1024;
+// JSON may spell one byte of text in six (\u001b; Go's encoder writes '<'
+// as \u003c): a message within maxMessageText must arrive whatever it holds.
+const maxChatFrame = 6 * maxMessageText + 1024;
 const maxPendingCandidates = 128;
 // maxRemoteCandidates bounds the candidates taken from a remote for one set
 // of its ICE credentials (a browser sends a few dozen): each is kept, paired
