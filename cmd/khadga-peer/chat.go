@@ -117,7 +117,6 @@ func (ch *chat) say(format string, args ...any) {
 	fmt.Fprintf(ch.e.stdout, format+"\n", args...)
 }
 
-
 func (ch *chat) roomEvent(ev client.Event) {
 	switch ev := ev.(type) {
 	case *client.MemberJoined:
