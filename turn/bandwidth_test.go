@@ -83,6 +83,55 @@ func TestUserBandwidth(t *testing.T) {
 	})
 }
 
+// TestStrangerCannotSpendBandwidth: datagrams that reach a relay socket
+// from an address the allocation has no permission for are not charged to
+// its user, nor counted as relayed: a relay address is in every ICE
+// candidate, and a stranger who floods it must not use up the budget the
+// user's real peer needs.
+func TestStrangerCannotSpendBandwidth(t *testing.T) {
+	s, reg := startServer(t, func(c *Config) {
+		c.AllowPeers = []string{"127.0.0.2/32"}
+		c.UserBandwidth = 1024 // a burst of maxDatagram, then 1 KiB/s
+	})
+	u, p := mint("alice")
+	relay, err := newClient(t, s.UDPAddr(), u, p).Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { relay.Close() })
+	peer := listenPeer(t, "127.0.0.2:0")
+	if _, err := relay.WriteTo([]byte("a permission for the peer"), peer.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	readWithin(t, peer)
+
+	// More than the burst, in datagrams few enough for the socket's
+	// buffer. The relay socket reads in arrival order, so the peer's
+	// datagram after them is read after all of them.
+	stranger := listenPeer(t, "127.0.0.3:0")
+	junk := make([]byte, 1400)
+	for range maxDatagram/len(junk) + 10 {
+		if _, err := stranger.WriteTo(junk, relay.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	media := make([]byte, 1200) // more than a second's refill
+	copy(media, "media from the permitted peer")
+	if _, err := peer.WriteTo(media, relay.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	if got, from := readWithin(t, relay); string(got) != string(media) {
+		t.Fatalf("the client got %q from %v, want the peer's datagram", got, from)
+	}
+	from := map[string]string{"direction": "from_peer"}
+	if n := metricValue(t, reg, "khadga_turn_relayed_packets_total", from); n != 1 {
+		t.Errorf("%v datagrams counted as relayed from peers, want only the peer's 1", n)
+	}
+	if n := metricValue(t, reg, "khadga_turn_bandwidth_drops_total", from); n != 0 {
+		t.Errorf("%v datagrams dropped over the bandwidth", n)
+	}
+}
+
 // settle waits until the server accounted for all count datagrams sent in
 // direction, relayed or dropped, and returns how many were each.
 func settle(t *testing.T, reg *prometheus.Registry, direction string, count int) (relayed, dropped int) {

@@ -28,14 +28,14 @@ func (r *countingRelay) AllocatePacketConn(network string, port int) (net.Packet
 	if err != nil {
 		return nil, nil, err
 	}
+	rc := &relayConn{PacketConn: conn, metrics: r.metrics, guard: r.guard, bw: r.bw}
 	if ua, ok := addr.(*net.UDPAddr); ok && r.relayIP != nil {
 		addr = &net.UDPAddr{IP: net.IP(r.relayIP().AsSlice()), Port: ua.Port}
 	}
 	setBuffers(conn, r.buffer)
-	rc := &relayConn{PacketConn: conn, metrics: r.metrics, guard: r.guard, bw: r.bw}
 	if ua, ok := conn.LocalAddr().(*net.UDPAddr); ok {
 		rc.port = uint16(ua.Port)
-		r.guard.open(rc.port)
+		r.guard.open(rc)
 		r.bw.opened(rc)
 	}
 	return rc, addr, nil
@@ -51,23 +51,37 @@ type selfGuard struct {
 	metrics *metrics
 
 	mu    sync.RWMutex
-	ports map[uint16]bool // ports of the open relay sockets
+	ports map[uint16]*relayConn // the open relay sockets, by port
 }
 
 func newSelfGuard(p *peerPolicy, m *metrics) *selfGuard {
-	return &selfGuard{policy: p, metrics: m, ports: make(map[uint16]bool)}
+	return &selfGuard{policy: p, metrics: m, ports: make(map[uint16]*relayConn)}
 }
 
-func (g *selfGuard) open(port uint16) {
+func (g *selfGuard) open(c *relayConn) {
 	g.mu.Lock()
-	g.ports[port] = true
+	g.ports[c.port] = c
 	g.mu.Unlock()
 }
 
-func (g *selfGuard) closed(port uint16) {
+func (g *selfGuard) closed(c *relayConn) {
 	g.mu.Lock()
-	delete(g.ports, port)
+	if g.ports[c.port] == c {
+		delete(g.ports, c.port)
+	}
 	g.mu.Unlock()
+}
+
+// conn returns the open relay socket at relay's port, nil if none: pion's
+// events name an allocation's relay address, never its socket.
+func (g *selfGuard) conn(relay net.Addr) *relayConn {
+	ua, ok := relay.(*net.UDPAddr)
+	if !ok || ua.Port < 1 || ua.Port > 65535 {
+		return nil
+	}
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.ports[uint16(ua.Port)]
 }
 
 // permits reports whether a relay socket may exchange datagrams with addr.
@@ -90,21 +104,21 @@ func (g *selfGuard) permits(addr net.Addr) bool {
 		return false
 	}
 	g.mu.RLock()
-	open := g.ports[uint16(ua.Port)]
+	open := g.ports[uint16(ua.Port)] != nil
 	g.mu.RUnlock()
 	return open
 }
 
 // relayConn is a relay socket that counts what it carries and keeps to the
 // selfGuard and its user's bandwidth. Reads are datagrams arriving from
-// peers (pion drops those without a permission after reading them);
-// writes are datagrams sent to peers.
+// peers; writes are datagrams sent to peers.
 type relayConn struct {
 	net.PacketConn
 	metrics *metrics
 	guard   *selfGuard
 	bw      *bandwidth
 	port    uint16
+	peers   relayPeers // whom the allocation relays from
 
 	budget atomic.Pointer[budget] // the user's, once the allocation names it; nil: no cap
 	user   string                 // whose budget; written under bw.mu
@@ -124,6 +138,14 @@ func (c *relayConn) limits() (toPeer, fromPeer *rate.Limiter) {
 // come from a relay socket (a local process sending from the server's
 // address), so that they never reach the client as if from a peer, and
 // datagrams over the user's bandwidth.
+//
+// Only datagrams the allocation relays are charged to the user and
+// counted: a relay address is in every ICE candidate, and anyone who
+// learns it could otherwise spend the user's budget with junk and make the
+// real peers' datagrams drop. The others go on to pion uncharged, which
+// drops them (RFC 8656 10.3): pion stays the one that decides, so a
+// permission it has just installed, a moment before its event reaches
+// relayPeers, still relays.
 func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	for {
 		n, addr, err := c.PacketConn.ReadFrom(p)
@@ -133,6 +155,9 @@ func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		if !c.guard.permits(addr) {
 			c.metrics.selfDropped.Inc()
 			continue
+		}
+		if !c.peers.relays(addr) {
+			return n, addr, nil
 		}
 		if _, from := c.limits(); !allow(from, n) {
 			c.metrics.overBandwidthFromPeer.Inc()
@@ -169,11 +194,85 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 func (c *relayConn) Close() error {
 	c.closeOnce.Do(func() {
 		if c.port != 0 {
-			c.guard.closed(c.port)
+			c.guard.closed(c)
 		}
 		c.bw.closed(c)
 	})
 	return c.PacketConn.Close()
+}
+
+// relayPeers are the peers an allocation relays datagrams from (RFC 8656
+// 10.3): the IPs it holds a permission for, and the transport addresses
+// it has bound a channel to (pion relays a bound channel's datagrams even
+// after its permission lapsed). Pion's permission and channel events keep
+// them; the relay socket reads them for every datagram.
+type relayPeers struct {
+	mu    sync.RWMutex
+	perms map[netip.Addr]struct{}
+	chans map[netip.AddrPort]struct{}
+}
+
+// relays reports whether the allocation relays datagrams from addr.
+func (p *relayPeers) relays(addr net.Addr) bool {
+	ap, ok := udpAddrPort(addr)
+	if !ok {
+		return false
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if _, ok := p.perms[ap.Addr()]; ok {
+		return true
+	}
+	_, ok = p.chans[ap]
+	return ok
+}
+
+func (p *relayPeers) permit(ip net.IP, on bool) {
+	a, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return
+	}
+	a = a.Unmap()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if on {
+		if p.perms == nil {
+			p.perms = make(map[netip.Addr]struct{})
+		}
+		p.perms[a] = struct{}{}
+	} else {
+		delete(p.perms, a)
+	}
+}
+
+func (p *relayPeers) bind(peer net.Addr, on bool) {
+	ap, ok := udpAddrPort(peer)
+	if !ok {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if on {
+		if p.chans == nil {
+			p.chans = make(map[netip.AddrPort]struct{})
+		}
+		p.chans[ap] = struct{}{}
+	} else {
+		delete(p.chans, ap)
+	}
+}
+
+// udpAddrPort is addr's address and port, the address unmapped.
+func udpAddrPort(addr net.Addr) (netip.AddrPort, bool) {
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok {
+		return netip.AddrPort{}, false
+	}
+	ip, ok := netip.AddrFromSlice(ua.IP)
+	if !ok || ua.Port < 0 || ua.Port > 65535 {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(ip.Unmap(), uint16(ua.Port)), true
 }
 
 // setBuffers asks for size-byte receive and send buffers on a UDP socket.

@@ -252,11 +252,27 @@ func (s *Server) events() pionturn.EventHandler {
 				}
 			}
 		},
-		OnPermissionCreated: func(src, _ net.Addr, _, _, _ string, _ net.Addr, peer net.IP) {
+		OnPermissionCreated: func(src, _ net.Addr, _, _, _ string, relay net.Addr, peer net.IP) {
 			s.quotas.permissionCreated(src, peer)
+			if c := s.guard.conn(relay); c != nil {
+				c.peers.permit(peer, true)
+			}
 		},
-		OnPermissionDeleted: func(src, _ net.Addr, _, _, _ string, _ net.Addr, peer net.IP) {
+		OnPermissionDeleted: func(src, _ net.Addr, _, _, _ string, relay net.Addr, peer net.IP) {
 			s.quotas.permissionDeleted(src, peer)
+			if c := s.guard.conn(relay); c != nil {
+				c.peers.permit(peer, false)
+			}
+		},
+		OnChannelCreated: func(src, _ net.Addr, _, _, _ string, relay, peer net.Addr, _ uint16) {
+			if c := s.guard.conn(relay); c != nil {
+				c.peers.bind(peer, true)
+			}
+		},
+		OnChannelDeleted: func(src, _ net.Addr, _, _, _ string, relay, peer net.Addr, _ uint16) {
+			if c := s.guard.conn(relay); c != nil {
+				c.peers.bind(peer, false)
+			}
 		},
 	}
 }
