@@ -24,6 +24,7 @@ const (
 	DefaultCredentialTTL   = 12 * time.Hour
 	DefaultUserQuota       = 10
 	DefaultPermissionQuota = 64
+	DefaultChannelQuota    = 64
 	DefaultUserBandwidth   = 16 << 20
 	DefaultMaxTCPConns     = 4096
 	DefaultSocketBuffer    = 4 << 20
@@ -99,6 +100,9 @@ type Config struct {
 	// PermissionQuota caps the peer addresses of one allocation. 0 means
 	// DefaultPermissionQuota, negative means no cap.
 	PermissionQuota int
+	// ChannelQuota caps the channels one allocation binds (ChannelBind).
+	// 0 means DefaultChannelQuota, negative means no cap.
+	ChannelQuota int
 	// UserBandwidth caps the bytes per second one user's allocations on
 	// this server relay, each direction apart (a burst of up to one
 	// second's worth passes at once); datagrams over it are dropped. 0
@@ -157,6 +161,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.PermissionQuota == 0 {
 		c.PermissionQuota = DefaultPermissionQuota
+	}
+	if c.ChannelQuota == 0 {
+		c.ChannelQuota = DefaultChannelQuota
 	}
 	if c.UserBandwidth == 0 {
 		c.UserBandwidth = DefaultUserBandwidth

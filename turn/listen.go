@@ -393,18 +393,48 @@ func srcIP(a net.Addr) netip.Addr {
 	return netip.Addr{}
 }
 
-// inspectingPacketConn runs the secret checker on every datagram read.
+// inspectingPacketConn runs the secret checker on every datagram read,
+// and notes the channel a ChannelBind request asks for (see permit).
 type inspectingPacketConn struct {
 	net.PacketConn
 	checker *secretChecker
+	channel atomic.Uint32 // channelBindOf the datagram read last
 }
 
 func (c *inspectingPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	n, addr, err := c.PacketConn.ReadFrom(p)
 	if err == nil {
 		c.checker.inspect(p[:n], addr)
+		c.channel.Store(uint32(channelBindOf(p[:n])))
 	}
 	return n, addr, err
+}
+
+// channelBind is the channel number of the request pion is handling, if
+// it is a ChannelBind, else 0. Pion calls the permission handler while it
+// handles a request, on the goroutine that read it and before it reads
+// the next.
+func (c *inspectingPacketConn) channelBind() uint16 { return uint16(c.channel.Load()) }
+
+// channelBindType is the message type of a ChannelBind request.
+var channelBindType = stun.NewType(stun.MethodChannelBind, stun.ClassRequest).Value()
+
+// channelBindOf returns the CHANNEL-NUMBER of b if b is a ChannelBind
+// request, else 0 (never a valid channel number, RFC 8656 12). Every
+// other message costs a look at its first two bytes.
+func channelBindOf(b []byte) uint16 {
+	if len(b) < 2 || uint16(b[0])<<8|uint16(b[1]) != channelBindType || !stun.IsMessage(b) {
+		return 0
+	}
+	m := &stun.Message{Raw: append([]byte(nil), b...)}
+	if m.Decode() != nil {
+		return 0
+	}
+	v, err := m.Get(stun.AttrChannelNumber)
+	if err != nil || len(v) < 2 {
+		return 0
+	}
+	return uint16(v[0])<<8 | uint16(v[1])
 }
 
 // streamListener wraps each accepted TCP or TLS connection in a streamConn
@@ -495,6 +525,18 @@ func (l *streamListener) allocated(src net.Addr) {
 	l.uncountLocked(c.ip)
 }
 
+// channelBind is the channelBind of the request pion is handling on the
+// connection from src (see inspectingPacketConn.channelBind).
+func (l *streamListener) channelBind(src net.Addr) uint16 {
+	l.mu.Lock()
+	c, ok := l.byAddr[src.String()]
+	l.mu.Unlock()
+	if !ok {
+		return 0
+	}
+	return uint16(c.channel.Load())
+}
+
 // released puts the connection from src, whose allocation ended, back on
 // the clock: it may allocate again within authTimeout, or it is closed.
 func (l *streamListener) released(src net.Addr) {
@@ -563,6 +605,7 @@ type streamConn struct {
 	frames     *frameReader
 	buf        []byte
 	pending    []byte
+	channel    atomic.Uint32 // channelBindOf the frame read last
 }
 
 func (c *streamConn) Read(p []byte) (int, error) {
@@ -590,6 +633,7 @@ func (c *streamConn) Read(p []byte) (int, error) {
 		if c.checker.active() {
 			c.checker.inspect(frame, c.Conn.RemoteAddr())
 		}
+		c.channel.Store(uint32(channelBindOf(frame)))
 		c.pending = frame
 	}
 	n := copy(p, c.pending)

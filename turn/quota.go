@@ -14,8 +14,9 @@ import (
 // reports neither.
 const reserveTTL = 10 * time.Second
 
-// quotas counts allocations per user and in total, and peer addresses per
-// allocation, from pion's allocation and permission events.
+// quotas counts allocations per user and in total, and peer addresses and
+// channels per allocation, from pion's allocation, permission and channel
+// events.
 //
 // Pion asks the QuotaHandler before it creates an allocation and reports
 // the creation afterwards. Counting only at the report let concurrent
@@ -26,15 +27,16 @@ const reserveTTL = 10 * time.Second
 // it. Reservations are keyed by the client's transport address, which is
 // the allocation's (one allocation per 5-tuple).
 type quotas struct {
-	userMax, totalMax, permMax int // negative: no cap
-	metrics                    *metrics
-	now                        func() time.Time
+	userMax, totalMax, permMax, chanMax int // negative: no cap
+	metrics                             *metrics
+	now                                 func() time.Time
 
 	mu       sync.Mutex
 	total    int                                // allocations and reservations
 	perUser  map[string]int                     // user -> allocations and reservations
 	reserved map[string]reservation             // client address -> a reservation
 	perms    map[string]map[netip.Addr]struct{} // client address -> peers
+	chans    map[string]map[uint16]struct{}     // client address -> channel numbers
 }
 
 type reservation struct {
@@ -47,11 +49,13 @@ func newQuotas(cfg Config, m *metrics) *quotas {
 		userMax:  cfg.UserQuota,
 		totalMax: cfg.TotalQuota,
 		permMax:  cfg.PermissionQuota,
+		chanMax:  cfg.ChannelQuota,
 		metrics:  m,
 		now:      cfg.now,
 		perUser:  make(map[string]int),
 		reserved: make(map[string]reservation),
 		perms:    make(map[string]map[netip.Addr]struct{}),
+		chans:    make(map[string]map[uint16]struct{}),
 	}
 }
 
@@ -118,6 +122,7 @@ func (q *quotas) allocationDeleted(username string, src net.Addr) {
 	defer q.mu.Unlock()
 	q.release(userOf(username))
 	delete(q.perms, addrKey(src))
+	delete(q.chans, addrKey(src))
 }
 
 // release uncounts one allocation or reservation of user. q.mu is held.
@@ -152,6 +157,46 @@ func (q *quotas) allowPermission(src net.Addr, peer netip.Addr) bool {
 	}
 	q.metrics.quota.WithLabelValues("permissions").Inc()
 	return false
+}
+
+// allowChannel reports whether the allocation of src may bind channel. A
+// channel it already has is a refresh and always allowed. Pion keeps up
+// to 16,384 channels an allocation, each with a timer, and looks through
+// them in turn for every datagram it relays; the permission quota does
+// not bound them, since channels to one peer IP need one permission.
+func (q *quotas) allowChannel(src net.Addr, channel uint16) bool {
+	if q.chanMax < 0 {
+		return true
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	set := q.chans[addrKey(src)]
+	if _, ok := set[channel]; ok || len(set) < q.chanMax {
+		return true
+	}
+	q.metrics.quota.WithLabelValues("channels").Inc()
+	return false
+}
+
+// channelBound records that the allocation of src bound channel (on) or
+// lost it.
+func (q *quotas) channelBound(src net.Addr, channel uint16, on bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	k := addrKey(src)
+	set := q.chans[k]
+	if on {
+		if set == nil {
+			set = make(map[uint16]struct{})
+			q.chans[k] = set
+		}
+		set[channel] = struct{}{}
+		return
+	}
+	delete(set, channel)
+	if len(set) == 0 {
+		delete(q.chans, k)
+	}
 }
 
 func (q *quotas) permissionCreated(src net.Addr, peer net.IP) {
@@ -193,4 +238,5 @@ func (q *quotas) reset() {
 	clear(q.perUser)
 	clear(q.reserved)
 	clear(q.perms)
+	clear(q.chans)
 }

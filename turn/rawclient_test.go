@@ -139,6 +139,75 @@ func (c *rawClient) transact(method stun.Method, auth bool, attrs ...stun.Setter
 	return nil
 }
 
+// transactAuth is an authenticated transact.
+func (c *rawClient) transactAuth(method stun.Method, attrs ...stun.Setter) *stun.Message {
+	c.t.Helper()
+	return c.transact(method, true, attrs...)
+}
+
+// rawStreamClient is rawClient over TCP: one allocation on one
+// connection, requests answered in order.
+type rawStreamClient struct {
+	t                     *testing.T
+	conn                  net.Conn
+	username, pass, realm string
+	nonce                 stun.Nonce
+}
+
+// newRawStreamClient allocates a UDP relay on server over TCP.
+func newRawStreamClient(t *testing.T, server *net.TCPAddr, username, pass string) *rawStreamClient {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp4", server.String(), waitTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	c := &rawStreamClient{t: t, conn: conn, username: username, pass: pass}
+	transport := rawAttr(attrRequestedTransport, []byte{protoUDP, 0, 0, 0})
+	res := c.roundTrip(stun.MethodAllocate, false, transport)
+	var realm stun.Realm
+	if realm.GetFrom(res) != nil || c.nonce.GetFrom(res) != nil {
+		t.Fatalf("first Allocate: no realm or nonce in %v", res)
+	}
+	c.realm = realm.String()
+	if res := c.transact(stun.MethodAllocate, transport); res.Type.Class != stun.ClassSuccessResponse {
+		t.Fatalf("Allocate refused: %v", res)
+	}
+	return c
+}
+
+// transact sends an authenticated request and returns its answer.
+func (c *rawStreamClient) transact(method stun.Method, attrs ...stun.Setter) *stun.Message {
+	c.t.Helper()
+	return c.roundTrip(method, true, attrs...)
+}
+
+func (c *rawStreamClient) roundTrip(method stun.Method, auth bool, attrs ...stun.Setter) *stun.Message {
+	c.t.Helper()
+	setters := []stun.Setter{stun.TransactionID, stun.NewType(method, stun.ClassRequest)}
+	setters = append(setters, attrs...)
+	if auth {
+		setters = append(setters, stun.NewUsername(c.username), stun.NewRealm(c.realm), c.nonce,
+			stun.NewLongTermIntegrity(c.username, c.realm, c.pass))
+	}
+	req := stun.MustBuild(append(setters, stun.Fingerprint)...)
+	if err := c.conn.SetDeadline(time.Now().Add(waitTimeout)); err != nil {
+		c.t.Fatal(err)
+	}
+	if _, err := c.conn.Write(req.Raw); err != nil {
+		c.t.Fatal(err)
+	}
+	for {
+		res, err := readStreamSTUN(c.conn)
+		if err != nil {
+			c.t.Fatalf("answer to %v: %v", method, err)
+		}
+		if res.TransactionID == req.TransactionID {
+			return res
+		}
+	}
+}
+
 // send is a Send indication (RFC 5766 10.1): data for a peer, no answer.
 func (c *rawClient) send(peer *net.UDPAddr, data []byte) {
 	c.t.Helper()

@@ -176,11 +176,13 @@ func (s *Server) packetConfigs(listenIP netip.Addr, checker *secretChecker) []pi
 	for _, pc := range s.ls.UDP {
 		// Always: SetSecrets may add a second secret later. With one, the
 		// checker returns at once.
-		pc = &inspectingPacketConn{PacketConn: pc, checker: checker}
+		ic := &inspectingPacketConn{PacketConn: pc, checker: checker}
 		out = append(out, pionturn.PacketConnConfig{
-			PacketConn:            pc,
+			PacketConn:            ic,
 			RelayAddressGenerator: s.relayGenerator(listenIP),
-			PermissionHandler:     s.permit,
+			PermissionHandler: func(client net.Addr, peer net.IP) bool {
+				return s.permit(client, peer, ic.channelBind())
+			},
 		})
 	}
 	return out
@@ -199,20 +201,32 @@ func (s *Server) listenerConfigs(listenIP netip.Addr, checker *secretChecker) []
 		out = append(out, pionturn.ListenerConfig{
 			Listener:              sl,
 			RelayAddressGenerator: s.relayGenerator(listenIP),
-			PermissionHandler:     s.permit,
+			PermissionHandler: func(client net.Addr, peer net.IP) bool {
+				return s.permit(client, peer, sl.channelBind(client))
+			},
 		})
 	}
 	return out
 }
 
 // permit is pion's PermissionHandler, consulted for every CreatePermission
-// and ChannelBind: the peer policy first, then the permission quota.
-func (s *Server) permit(client net.Addr, peer net.IP) bool {
+// and ChannelBind: the peer policy first, then the channel quota when
+// channel is the number a ChannelBind asks for (0: a CreatePermission),
+// then the permission quota.
+//
+// Pion does not tell the handler which request asks. The listener that
+// read the request does (channelBind): pion reads a client's messages
+// from one goroutine and handles each before it reads the next, so the
+// message its reader returned last is the one being handled.
+func (s *Server) permit(client net.Addr, peer net.IP, channel uint16) bool {
 	ip, ok := netip.AddrFromSlice(peer)
 	if !ok || !s.policy.allowed(ip) {
 		s.metrics.denied.Inc()
 		s.log.Debug("TURN peer denied by policy",
 			slog.String("client", client.String()), slog.String("peer", peer.String()))
+		return false
+	}
+	if channel != 0 && !s.quotas.allowChannel(client, channel) {
 		return false
 	}
 	return s.quotas.allowPermission(client, ip.Unmap())
@@ -264,12 +278,14 @@ func (s *Server) events() pionturn.EventHandler {
 				c.peers.permit(peer, false)
 			}
 		},
-		OnChannelCreated: func(src, _ net.Addr, _, _, _ string, relay, peer net.Addr, _ uint16) {
+		OnChannelCreated: func(src, _ net.Addr, _, _, _ string, relay, peer net.Addr, number uint16) {
+			s.quotas.channelBound(src, number, true)
 			if c := s.guard.conn(relay); c != nil {
 				c.peers.bind(peer, true)
 			}
 		},
-		OnChannelDeleted: func(src, _ net.Addr, _, _, _ string, relay, peer net.Addr, _ uint16) {
+		OnChannelDeleted: func(src, _ net.Addr, _, _, _ string, relay, peer net.Addr, number uint16) {
+			s.quotas.channelBound(src, number, false)
 			if c := s.guard.conn(relay); c != nil {
 				c.peers.bind(peer, false)
 			}

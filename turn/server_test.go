@@ -274,6 +274,49 @@ func TestPermissionQuota(t *testing.T) {
 	}
 }
 
+// TestChannelQuota: the channels of one allocation are capped apart from
+// its peer addresses: channels to many ports of one permitted IP need one
+// permission, and pion would keep 16,384 of them, each looked through for
+// every relayed datagram. Refreshing a bound channel is not a new one.
+// Over UDP and TCP, whose listeners tell the permission handler a
+// ChannelBind from a CreatePermission each their own way.
+func TestChannelQuota(t *testing.T) {
+	for _, network := range []string{"udp", "tcp"} {
+		t.Run(network, func(t *testing.T) {
+			s, reg := startServer(t, func(c *Config) {
+				c.AllowPeers = []string{"127.0.0.2/32"}
+				c.PermissionQuota = 1
+				c.ChannelQuota = 3
+			})
+			u, p := mint("alice")
+			transact := newRawClient(t, s.UDPAddr(), u, p).transactAuth
+			if network == "tcp" {
+				transact = newRawStreamClient(t, s.TCPAddr(), u, p).transact
+			}
+			bind := func(number uint16, port int) *stun.Message {
+				return transact(stunChannelBind, channelNumber(number), xorPeer(net.IPv4(127, 0, 0, 2), port, false))
+			}
+			for i := range 3 {
+				if res := bind(uint16(0x4000+i), 10000+i); isError(res) {
+					t.Fatalf("channel %d of 3 refused: %v", i+1, res)
+				}
+			}
+			if res := bind(0x4003, 10003); !isError(res) {
+				t.Fatal("a fourth channel bound over a quota of 3")
+			}
+			if res := bind(0x4001, 10001); isError(res) {
+				t.Fatalf("refreshing a bound channel refused: %v", res)
+			}
+			if res := transact(stunCreatePermission, xorPeer(net.IPv4(127, 0, 0, 2), 9, false)); isError(res) {
+				t.Fatalf("a permission for the bound peer refused at the channel quota: %v", res)
+			}
+			if n := metricValue(t, reg, "khadga_turn_quota_refusals_total", map[string]string{"quota": "channels"}); n != 1 {
+				t.Errorf("channel quota refusals %v, want 1", n)
+			}
+		})
+	}
+}
+
 func TestICEServersWork(t *testing.T) {
 	s, _ := startServer(t, nil)
 	ice, expires := s.ICEServers("frank")

@@ -171,6 +171,7 @@ func TestDefaultsAreLibraryDefaults(t *testing.T) {
 		{"turn-ttl", s.TURN.TTL, tc.CredentialTTL},
 		{"turn-user-quota", s.TURN.UserQuota, tc.UserQuota},
 		{"turn-permission-quota", s.TURN.PermissionQuota, tc.PermissionQuota},
+		{"turn-channel-quota", s.TURN.ChannelQuota, tc.ChannelQuota},
 		{"turn-user-bandwidth", s.TURN.UserBandwidth, tc.UserBandwidth},
 		{"max-room-members", s.Rooms.MaxRoomMembers, sc.MaxRoomMembers},
 		{"max-owned-rooms", s.Rooms.MaxOwnedRooms, sc.MaxOwnedRooms},

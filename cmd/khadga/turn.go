@@ -51,6 +51,7 @@ type turnConfig struct {
 	UserQuota       int           `yaml:"turn-user-quota" default:"10" usage:"allocations per user (-1: no cap)"`
 	TotalQuota      int           `yaml:"turn-total-quota" usage:"allocations on the server (0: the relay port range, -1: no cap)"`
 	PermissionQuota int           `yaml:"turn-permission-quota" default:"64" usage:"peer addresses per allocation (-1: no cap)"`
+	ChannelQuota    int           `yaml:"turn-channel-quota" default:"64" usage:"channels (ChannelBind) per allocation (-1: no cap)"`
 	UserBandwidth   int           `yaml:"turn-user-bandwidth" default:"16777216" usage:"bytes per second one user's allocations may relay on this server, each direction apart; more is dropped (-1: no cap)"`
 	Sockets         int           `yaml:"turn-sockets" usage:"UDP sockets on the listen port (SO_REUSEPORT); 0: one per CPU"`
 }
@@ -104,6 +105,7 @@ func (c *turnConfig) server(log *slog.Logger, reg prometheus.Registerer) (turn.C
 		UserQuota:       c.UserQuota,
 		TotalQuota:      c.TotalQuota,
 		PermissionQuota: c.PermissionQuota,
+		ChannelQuota:    c.ChannelQuota,
 		UserBandwidth:   c.UserBandwidth,
 		Logger:          log,
 		Registerer:      reg,
