@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -63,15 +64,17 @@ type peerPolicy struct {
 	allow []netip.Prefix
 	deny  []netip.Prefix
 
-	mu     sync.Mutex   // serialises the setters below
-	fixed  []netip.Addr // listen addresses, set before serving
-	relays []netip.Addr // relayAt's
-	local  []netip.Addr // the last interface addresses
+	mu     sync.Mutex         // serialises the setters below
+	fixed  []netip.Addr       // listen addresses, set before serving
+	relays []netip.Addr       // relayAt's
+	held   map[netip.Addr]int // relay addresses given to open allocations -> how many
+	local  []netip.Addr       // the last interface addresses
 
 	// Read lock-free on every permission and relayed datagram.
 	self atomic.Pointer[map[netip.Addr]bool]
 	// relay are the own addresses where relay sockets listen: the relay
-	// address given to clients, and the address the sockets are bound to.
+	// address given to clients (now, and to open allocations before a
+	// change), and the address the sockets are bound to.
 	relay atomic.Pointer[map[netip.Addr]bool]
 }
 
@@ -81,7 +84,6 @@ func newPeerPolicy(allow, deny []netip.Prefix, self []netip.Addr) *peerPolicy {
 		deny:  append(append([]netip.Prefix(nil), builtinDenied...), deny...),
 		fixed: self,
 	}
-	p.relay.Store(&map[netip.Addr]bool{})
 	p.setLocal(nil)
 	return p
 }
@@ -93,23 +95,54 @@ func newPeerPolicy(allow, deny []netip.Prefix, self []netip.Addr) *peerPolicy {
 // by relayOnly where relayed packets are written: TURN permissions are
 // per IP (RFC 8656 9), so the permission check cannot tell a relay port
 // from the HTTP, metrics or admin port.
+//
+// An address replaced here stays a relay address, and one of the
+// server's own, while an open allocation was given it (hold): it may
+// still route to the server (a NAT keeps mappings, or the change was
+// only the STUN server's view), and until the last such allocation
+// closes, its TURN listener and other ports must stay out of reach.
 func (p *peerPolicy) relayAt(ips ...netip.Addr) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	m := make(map[netip.Addr]bool)
 	p.relays = p.relays[:0]
 	for _, ip := range ips {
 		ip = ip.Unmap().WithZone("")
 		if ip.IsValid() && !ip.IsUnspecified() {
-			m[ip] = true
 			p.relays = append(p.relays, ip)
 		}
 	}
-	p.relay.Store(&m)
 	p.rebuildLocked()
 }
 
-// isRelay reports whether ip (unmapped) is one of relayAt's addresses.
+// hold records that an open relay socket was given ip as its relay
+// address, and release that it closed; see relayAt.
+func (p *peerPolicy) hold(ip netip.Addr) {
+	ip = ip.Unmap().WithZone("")
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.held == nil {
+		p.held = make(map[netip.Addr]int)
+	}
+	if p.held[ip]++; p.held[ip] == 1 && !p.isRelay(ip) {
+		p.rebuildLocked()
+	}
+}
+
+func (p *peerPolicy) release(ip netip.Addr) {
+	ip = ip.Unmap().WithZone("")
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.held[ip]--; p.held[ip] > 0 {
+		return
+	}
+	delete(p.held, ip)
+	if !slices.Contains(p.relays, ip) {
+		p.rebuildLocked()
+	}
+}
+
+// isRelay reports whether ip (unmapped) is one of relayAt's addresses, or
+// one an open allocation holds.
 func (p *peerPolicy) isRelay(ip netip.Addr) bool { return (*p.relay.Load())[ip] }
 
 // setLocal replaces the host's interface addresses in the self set and
@@ -121,10 +154,26 @@ func (p *peerPolicy) setLocal(local []netip.Addr) bool {
 	return p.rebuildLocked()
 }
 
-// rebuildLocked recomputes the self set; p.mu is held.
+// rebuildLocked recomputes the relay and self sets, and reports whether
+// the self set changed; p.mu is held.
 func (p *peerPolicy) rebuildLocked() bool {
-	m := make(map[netip.Addr]bool, len(p.fixed)+len(p.relays)+len(p.local))
-	for _, list := range [][]netip.Addr{p.fixed, p.relays, p.local} {
+	relay := make(map[netip.Addr]bool, len(p.relays)+len(p.held))
+	for _, ip := range p.relays {
+		relay[ip] = true
+	}
+	for ip := range p.held {
+		if ip.IsValid() && !ip.IsUnspecified() {
+			relay[ip] = true
+		}
+	}
+	if old := p.relay.Load(); old == nil || !maps.Equal(*old, relay) {
+		p.relay.Store(&relay)
+	}
+	m := make(map[netip.Addr]bool, len(p.fixed)+len(relay)+len(p.local))
+	for ip := range relay {
+		m[ip] = true
+	}
+	for _, list := range [][]netip.Addr{p.fixed, p.local} {
 		for _, ip := range list {
 			m[ip.Unmap().WithZone("")] = true
 		}

@@ -86,6 +86,10 @@ func TestPublicIPFromSTUN(t *testing.T) {
 	if n := s.AllocationCount(); n != 2 {
 		t.Fatalf("%d allocations, want the old one still open and the new one", n)
 	}
+	oldIP := netip.MustParseAddr("203.0.113.7")
+	if !s.policy.isRelay(oldIP) || !s.policy.relayOnly(oldIP) {
+		t.Fatal("the old relay IP, still given to an open allocation, is no longer port-restricted")
+	}
 	// The old allocation still relays (its address was the NAT's; the
 	// sockets are the same).
 	peer := listenPeer(t, "127.0.0.2:0")
@@ -95,6 +99,9 @@ func TestPublicIPFromSTUN(t *testing.T) {
 	if got, _ := readWithin(t, peer); string(got) != "still relaying after the change" {
 		t.Fatalf("peer got %q", got)
 	}
+
+	old.Close()
+	waitFor(t, "the old relay IP to leave the relay set", func() bool { return !s.policy.isRelay(oldIP) })
 
 	f.Silent(true)
 	waitCheck(t, checks, "a failure for a silent server", func(c ipCheck) bool { return c.err != nil })

@@ -30,7 +30,9 @@ func (r *countingRelay) AllocatePacketConn(network string, port int) (net.Packet
 	}
 	rc := &relayConn{PacketConn: conn, metrics: r.metrics, guard: r.guard, bw: r.bw}
 	if ua, ok := addr.(*net.UDPAddr); ok && r.relayIP != nil {
-		addr = &net.UDPAddr{IP: net.IP(r.relayIP().AsSlice()), Port: ua.Port}
+		rc.given = r.relayIP()
+		addr = &net.UDPAddr{IP: net.IP(rc.given.AsSlice()), Port: ua.Port}
+		r.guard.policy.hold(rc.given)
 	}
 	setBuffers(conn, r.buffer)
 	if ua, ok := conn.LocalAddr().(*net.UDPAddr); ok {
@@ -118,6 +120,7 @@ type relayConn struct {
 	guard   *selfGuard
 	bw      *bandwidth
 	port    uint16
+	given   netip.Addr // the relay address the allocation was given, held in the policy
 	peers   relayPeers // whom the allocation relays from
 
 	budget atomic.Pointer[budget] // the user's, once the allocation names it; nil: no cap
@@ -195,6 +198,9 @@ func (c *relayConn) Close() error {
 	c.closeOnce.Do(func() {
 		if c.port != 0 {
 			c.guard.closed(c)
+		}
+		if c.given.IsValid() {
+			c.guard.policy.release(c.given)
 		}
 		c.bw.closed(c)
 	})

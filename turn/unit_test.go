@@ -45,6 +45,38 @@ func TestParseUsername(t *testing.T) {
 	}
 }
 
+// TestOldRelayIPHeldWhileAllocated: when the public IP changes, the old
+// relay address stays a relay address, reachable only at relay ports,
+// while an allocation given it is open (it may still route to the
+// server); once the last one closes it is an ordinary address again.
+func TestOldRelayIPHeldWhileAllocated(t *testing.T) {
+	p := newPeerPolicy(nil, nil, nil)
+	old, fresh := netip.MustParseAddr("198.51.200.7"), netip.MustParseAddr("198.51.201.8")
+	p.relayAt(old, netip.IPv4Unspecified())
+	p.hold(old)
+	p.hold(old)
+	p.relayAt(fresh, netip.IPv4Unspecified())
+	for _, ip := range []netip.Addr{old, fresh} {
+		if !p.isRelay(ip) || !p.relayOnly(ip) {
+			t.Fatalf("%v after the change: relay %v, port-restricted %v; want both", ip, p.isRelay(ip), p.relayOnly(ip))
+		}
+	}
+	p.release(old)
+	if !p.relayOnly(old) {
+		t.Fatal("the old relay IP opened with one of its two allocations still open")
+	}
+	p.release(old)
+	if p.isRelay(old) || p.relayOnly(old) || !p.allowed(old) {
+		t.Fatalf("the old relay IP after its last allocation: relay %v, port-restricted %v, allowed %v; want an ordinary peer",
+			p.isRelay(old), p.relayOnly(old), p.allowed(old))
+	}
+	p.hold(fresh)
+	p.release(fresh)
+	if !p.isRelay(fresh) || !p.relayOnly(fresh) {
+		t.Fatal("the current relay IP left the relay set when an allocation closed")
+	}
+}
+
 func TestPolicy(t *testing.T) {
 	p := newPeerPolicy(
 		[]netip.Prefix{netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("203.0.113.7/32")},
