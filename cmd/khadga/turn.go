@@ -221,10 +221,7 @@ func (c *turnConfig) start(ctx context.Context, st store.Backend, fallback certs
 	if err == nil {
 		var srv *turn.Server
 		if srv, err = turn.New(cfg, ls); err == nil { // it logs its addresses
-			stop := c.watchSecrets(srv, cfg.Secrets, log)
-			if fromStore {
-				stop = watchStoredSecrets(st, srv, cfg.Secrets, log)
-			}
+			stop := c.followSecrets(st, fromStore, srv, cfg.Secrets, log)
 			return &turnServer{Server: srv, certs: own, stopWatch: stop}, nil
 		}
 	}
@@ -237,10 +234,10 @@ func (c *turnConfig) start(ctx context.Context, st store.Backend, fallback certs
 type turnServer struct {
 	*turn.Server
 	certs     *tlsSetup // nil without --turn-tls-cert
-	stopWatch func()    // ends the --turn-secret-file or the store's watcher
+	stopWatch func()    // ends the --turn-secret-file and the store's watchers
 }
 
-// Close stops the secret watcher, the server, then its certificate
+// Close stops the secret watchers, the server, then its certificate
 // source. A nil server is off.
 func (s *turnServer) Close() error {
 	if s == nil {

@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/khadga/khadga/signaling/store"
 	"github.com/khadga/khadga/turn"
 )
 
@@ -27,20 +29,80 @@ const secretPoll = 5 * time.Second
 // secrets, is logged once and changes nothing.
 type secretWatcher struct {
 	cfg     *turnConfig
-	srv     *turn.Server
+	set     func([][]byte) error // the server's SetSecrets, or secretPrecedence's
 	log     *slog.Logger
 	current [32]byte // hash of the secrets in use
 	lastErr string
 }
 
-// watchSecrets starts watching --turn-secret-file for srv, which was
-// started with secrets; stop ends it. Without a file there is nothing to
-// watch.
-func (c *turnConfig) watchSecrets(srv *turn.Server, secrets [][]byte, log *slog.Logger) (stop func()) {
+// followSecrets starts the watchers of the secrets srv was started with:
+// --turn-secret-file's, and the store's when they came from st
+// (fromStore: the file, if any, gave none). stop ends both.
+//
+// The store's secrets serve until the file gives some; from then on the
+// file's replace them for good (docs/turn.md), and the store is no longer
+// followed: a rotation in the cluster must not undo the operator's file.
+func (c *turnConfig) followSecrets(st store.Backend, fromStore bool, srv *turn.Server, secrets [][]byte, log *slog.Logger) (stop func()) {
+	if !fromStore {
+		return c.watchSecrets(srv.SetSecrets, secrets, log)
+	}
+	p := &secretPrecedence{srv: srv}
+	p.stopStore = sync.OnceFunc(watchStoredSecrets(st, p.fromStore, secrets, log))
+	stopFile := c.watchSecrets(func(s [][]byte) error { return p.fromFile(s, log) }, secrets, log)
+	return func() {
+		stopFile()
+		p.stopStore()
+	}
+}
+
+// errSecretsFromFile refuses the store's secrets once --turn-secret-file
+// gave some.
+var errSecretsFromFile = errors.New("the TURN secrets come from --turn-secret-file")
+
+// secretPrecedence applies the file's and the store's secrets in
+// followSecrets's order. One lock orders the two watchers' SetSecrets, so
+// a store change that races the file's first secrets cannot land after
+// them.
+type secretPrecedence struct {
+	srv       *turn.Server
+	stopStore func() // idempotent
+
+	mu       sync.Mutex
+	fileGave bool
+}
+
+func (p *secretPrecedence) fromStore(secrets [][]byte) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.fileGave {
+		return errSecretsFromFile
+	}
+	return p.srv.SetSecrets(secrets)
+}
+
+func (p *secretPrecedence) fromFile(secrets [][]byte, log *slog.Logger) error {
+	p.mu.Lock()
+	err := p.srv.SetSecrets(secrets)
+	first := err == nil && !p.fileGave
+	if first {
+		p.fileGave = true
+	}
+	p.mu.Unlock()
+	if first {
+		p.stopStore() // outside the lock: its watcher may be waiting for it
+		log.Info("TURN secrets come from --turn-secret-file from now on; the store's are no longer followed")
+	}
+	return err
+}
+
+// watchSecrets starts watching --turn-secret-file, whose secrets it hands
+// to set; the server was started with secrets. stop ends it. Without a
+// file there is nothing to watch.
+func (c *turnConfig) watchSecrets(set func([][]byte) error, secrets [][]byte, log *slog.Logger) (stop func()) {
 	if c.SecretFile == "" {
 		return func() {}
 	}
-	w := &secretWatcher{cfg: c, srv: srv, log: log, current: hashSecrets(secrets)}
+	w := &secretWatcher{cfg: c, set: set, log: log, current: hashSecrets(secrets)}
 	ctx, cancel := context.WithCancel(context.Background())
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -79,7 +141,7 @@ func (w *secretWatcher) reload(why string) {
 		return
 	}
 	if err == nil {
-		err = w.srv.SetSecrets(secrets)
+		err = w.set(secrets)
 	}
 	if err != nil {
 		if err.Error() != w.lastErr {

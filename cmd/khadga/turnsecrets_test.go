@@ -2,11 +2,15 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"context"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -15,6 +19,11 @@ import (
 
 	pionturn "github.com/pion/turn/v4"
 
+	"github.com/khadga/khadga/internal/config"
+	"github.com/khadga/khadga/internal/natstest"
+	"github.com/khadga/khadga/internal/stacks"
+	"github.com/khadga/khadga/internal/testlog"
+	"github.com/khadga/khadga/signaling/store"
 	"github.com/khadga/khadga/turn"
 )
 
@@ -234,5 +243,139 @@ func TestTurnSecretFileRotation(t *testing.T) {
 				t.Fatal("a secret was logged")
 			}
 		})
+	}
+}
+
+// logLines is a slog destination that feeds a logWatch line by line.
+type logLines struct{ *logWatch }
+
+func (l logLines) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		l.add(line)
+	}
+	return len(p), nil
+}
+
+// TestSecretWatchersEndWithTheServer: a --turn-secret-file that gives no
+// secret at start (the store's serves until it does) has both the file's
+// and the store's watcher running; Close ends both. The file watcher used
+// to outlive it, polling, registered for SIGHUP, and setting the secrets
+// of a closed server.
+func TestSecretWatchersEndWithTheServer(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(filepath.Join(dir, "khadga.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	file := filepath.Join(dir, "turn.secret")
+	if err := os.WriteFile(file, []byte("# filled in later\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var c turnConfig // as khadga serve has it
+	if err := config.Defaults(&c); err != nil {
+		t.Fatal(err)
+	}
+	c.Listen, c.Sockets, c.SecretFile = "127.0.0.1:0", 1, file
+	ts, err := c.start(context.Background(), st, nil, testlog.New(t, slog.LevelInfo), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !watcherRunning() {
+		t.Fatal("no --turn-secret-file watcher while the server runs")
+	}
+	if err := ts.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if watcherRunning() { // Close waits for the watchers it stops
+		t.Fatalf("the --turn-secret-file watcher outlives Close:\n%s", stacks.Summary())
+	}
+}
+
+// watcherRunning reports whether a secretWatcher's loop is running.
+func watcherRunning() bool {
+	buf := make([]byte, 1<<20)
+	return strings.Contains(string(buf[:runtime.Stack(buf, true)]), "(*secretWatcher).run")
+}
+
+// TestSecretFileOverridesStore: with --nats and a --turn-secret-file that
+// gives no secret at start, the cluster's secrets serve and follow a
+// rotation; once the file gives secrets they replace the cluster's for
+// good, as docs/turn.md says: a later rotation in the cluster changes
+// nothing.
+func TestSecretFileOverridesStore(t *testing.T) {
+	nats := natstest.Start(t).ClientURL()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	file := filepath.Join(t.TempDir(), "turn.secret")
+	write := func(lines ...string) {
+		t.Helper()
+		tmp := file + ".tmp"
+		if err := os.WriteFile(tmp, []byte("# TURN secrets\n"+strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, file); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write()
+	o, err := loadTurn(t, "--turn-listen", "127.0.0.1:0", "--turn-sockets", "1", "--nats", nats, "--turn-secret-file", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := newLogWatch()
+	log := slog.New(slog.NewTextHandler(logLines{logs}, nil))
+	ready, done := make(chan *turn.Server, 1), make(chan error, 1)
+	go func() { done <- serveTURN(ctx, o, log, func(s *turn.Server, _ net.Addr) { ready <- s }) }()
+	var srv *turn.Server
+	select {
+	case srv = <-ready:
+	case err := <-done:
+		t.Fatalf("serveTURN: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("serveTURN did not start")
+	}
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serveTURN: %v", err)
+		}
+	}()
+	var a adminConfig
+	if err := config.Defaults(&a); err != nil {
+		t.Fatal(err)
+	}
+	a.NATS.URLs = []string{nats}
+	st, closeFn, err := a.openStore(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFn()
+	rotate := func() {
+		t.Helper()
+		if _, err := rotateTURNSecret(st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cluster := regexp.MustCompile(`TURN secrets reloaded.*changed in the cluster`)
+	fromFile := regexp.MustCompile(`TURN secrets reloaded.*file changed`)
+
+	rotate()
+	logs.waitFor(t, cluster, 1)
+	write(firstTURNSecret)
+	logs.waitFor(t, fromFile, 1)
+	if !bytes.Equal(srv.ICEConfig().Secret, []byte(firstTURNSecret)) {
+		t.Fatal("the file's secret does not mint")
+	}
+	rotate()
+	// The cluster's watcher sees a rotation within milliseconds; the
+	// file's next change is seen at the next poll, seconds later.
+	write(secondTURNSecret, firstTURNSecret)
+	logs.waitFor(t, fromFile, 2)
+	if got := len(cluster.FindAllString(logs.String(), -1)); got != 1 {
+		t.Fatalf("the cluster's secrets were applied %d times, want once, before the file gave secrets:\n%s", got, logs)
+	}
+	if !bytes.Equal(srv.ICEConfig().Secret, []byte(secondTURNSecret)) {
+		t.Fatal("the file's newest secret does not mint")
 	}
 }

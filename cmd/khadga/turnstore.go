@@ -9,7 +9,6 @@ import (
 	"os"
 
 	"github.com/khadga/khadga/signaling/store"
-	"github.com/khadga/khadga/turn"
 )
 
 // The TURN REST secrets kept in the store (turnSecretName), when no
@@ -67,10 +66,11 @@ func rotateTURNSecret(st store.Backend) (int, error) {
 	return len(parseTURNSecrets(v)), nil
 }
 
-// watchStoredSecrets hands the store's TURN secrets to srv whenever a node
+// watchStoredSecrets hands the store's TURN secrets to set whenever a node
 // changes them (with bbolt, only the server's own process could, and it
-// is stopped for a rotation); stop ends it.
-func watchStoredSecrets(st store.Backend, srv *turn.Server, current [][]byte, log *slog.Logger) (stop func()) {
+// is stopped for a rotation); stop ends it. set refuses with
+// errSecretsFromFile once --turn-secret-file gives the secrets.
+func watchStoredSecrets(st store.Backend, set func([][]byte) error, current [][]byte, log *slog.Logger) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	sum := hashSecrets(current)
@@ -81,7 +81,11 @@ func watchStoredSecrets(st store.Backend, srv *turn.Server, current [][]byte, lo
 			if hashSecrets(secrets) == sum {
 				return
 			}
-			if err := srv.SetSecrets(secrets); err != nil {
+			err := set(secrets)
+			if errors.Is(err, errSecretsFromFile) {
+				return
+			}
+			if err != nil {
 				log.Error("TURN secrets from the cluster not applied; the ones in use stay", slog.Any("err", err))
 				return
 			}
