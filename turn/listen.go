@@ -248,8 +248,9 @@ func (l *Listeners) check(cfg Config) error {
 // (known, a bounded cache), which settles every message of a client with
 // credentials after its first; and trying the other secrets, a full scan,
 // takes one of the source IP's scan tokens (scanBurst, refilled at
-// scanRate a second) when it finds nothing. Without a token only the
-// known secret, or the first one (which mints), is tried.
+// scanRate a second; an IPv6 /64 shares one budget) when it finds
+// nothing. Without a token only the known secret, or the first one (which
+// mints), is tried.
 type secretChecker struct {
 	secrets *secretSet
 	hints   *secretHints
@@ -257,7 +258,7 @@ type secretChecker struct {
 
 	mu    sync.Mutex
 	known map[string]string     // username -> the secret that verified it
-	scans map[netip.Addr]bucket // source IP -> failed-scan tokens
+	scans map[netip.Addr]bucket // scanKey -> failed-scan tokens
 	hmacs atomic.Int64          // secrets tried, for tests and benchmarks
 }
 
@@ -333,7 +334,7 @@ func (c *secretChecker) candidates(secrets [][]byte, username string, src net.Ad
 	if c.scans == nil || len(c.scans) >= maxScans {
 		c.scans = make(map[netip.Addr]bucket)
 	}
-	ip := srcIP(src)
+	ip := scanKey(src)
 	bk, ok := c.scans[ip]
 	if !ok {
 		bk = bucket{tokens: scanBurst, at: now}
@@ -361,7 +362,7 @@ func (c *secretChecker) candidates(secrets [][]byte, username string, src net.Ad
 func (c *secretChecker) charge(src net.Addr) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ip := srcIP(src)
+	ip := scanKey(src)
 	if bk, ok := c.scans[ip]; ok {
 		bk.tokens--
 		c.scans[ip] = bk
@@ -384,6 +385,18 @@ func (c *secretChecker) forget() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.known = nil
+}
+
+// scanKey is whose scan tokens a message from a spends: its IP, or for
+// IPv6 its /64, which one host usually holds whole and can spread its
+// messages over (signaling/auth keys its limits on addresses so too).
+func scanKey(a net.Addr) netip.Addr {
+	ip := srcIP(a)
+	if ip.Is6() {
+		p, _ := ip.WithZone("").Prefix(64)
+		return p.Addr()
+	}
+	return ip
 }
 
 func srcIP(a net.Addr) netip.Addr {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -363,5 +364,31 @@ func TestSecretWorkBounded(t *testing.T) {
 	}
 	if later := s.checker.hmacs.Load() - before - first; later > 1 {
 		t.Errorf("a known username cost %d tries after its first message, want at most 1", later)
+	}
+}
+
+// TestSecretScansPerIPv6Prefix: the addresses of one IPv6 /64, which one
+// host usually holds whole, share one budget of full secret scans; another
+// /64, and an IPv4 address, have their own.
+func TestSecretScansPerIPv6Prefix(t *testing.T) {
+	now := time.Unix(1000, 0)
+	c := &secretChecker{now: func() time.Time { return now }}
+	secrets := [][]byte{[]byte("first"), []byte("second")}
+	from := func(ip string) net.Addr { return net.UDPAddrFromAddrPort(netip.MustParseAddrPort(ip)) }
+	for i := range int(scanBurst) {
+		// A new address of the /64 for every failed scan.
+		src := from(fmt.Sprintf("[2001:db8:1:2::%x]:3478", i+1))
+		if _, full := c.candidates(secrets, "1:user", src, now); !full {
+			t.Fatalf("scan %d of the /64 refused within the burst", i+1)
+		}
+		c.charge(src)
+	}
+	if _, full := c.candidates(secrets, "1:user", from("[2001:db8:1:2:ffff::1]:3478"), now); full {
+		t.Fatal("a fresh address of a /64 that spent its scans got a full scan")
+	}
+	for _, other := range []string{"[2001:db8:1:3::1]:3478", "192.0.2.1:3478"} {
+		if _, full := c.candidates(secrets, "1:user", from(other), now); !full {
+			t.Fatalf("%s lost its scans to another /64", other)
+		}
 	}
 }
