@@ -281,21 +281,22 @@ func TestSecretWatchersEndWithTheServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !watcherRunning() {
+	if !strings.Contains(allStacks(), "(*turnConfig).watchSecrets.func") {
 		t.Fatal("no --turn-secret-file watcher while the server runs")
 	}
 	if err := ts.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if watcherRunning() { // Close waits for the watchers it stops
+	// Close waits for the watchers it stops to leave their loops.
+	if strings.Contains(allStacks(), "(*secretWatcher).run") {
 		t.Fatalf("the --turn-secret-file watcher outlives Close:\n%s", stacks.Summary())
 	}
 }
 
-// watcherRunning reports whether a secretWatcher's loop is running.
-func watcherRunning() bool {
+// allStacks is every goroutine's stack.
+func allStacks() string {
 	buf := make([]byte, 1<<20)
-	return strings.Contains(string(buf[:runtime.Stack(buf, true)]), "(*secretWatcher).run")
+	return string(buf[:runtime.Stack(buf, true)])
 }
 
 // TestSecretFileOverridesStore: with --nats and a --turn-secret-file that
