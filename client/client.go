@@ -396,13 +396,64 @@ func (c *Client) afterReconnect(w proto.Welcome) {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			ctx, cancel := context.WithTimeout(c.ctx, c.opts.joinTimeout)
-			defer cancel()
-			if err := c.request(ctx, r.joinMsg()); err != nil {
-				c.log.Warn("rejoin failed", slog.String("room", r.name), slog.Any("err", err))
-			}
+			c.rejoin(r)
 		}()
 	}
+}
+
+// rejoin joins r again after a reconnect that lost the session. A refusal
+// that asking again will not change (the room now wants an invite, or is
+// full) ends the room: RoomLost, then its Events close, so that an app
+// does not sit in a room it is no longer in. Anything else (a timeout,
+// the socket dropping again, rate_limited) is tried again after a pause
+// that grows to rejoinMaxPause, until it takes, the room is left, or the
+// client closes. A join of a room the session is in already is answered
+// as a join, so a retry after a lost answer does no harm.
+func (c *Client) rejoin(r *Room) {
+	pause := rejoinFirstPause
+	for {
+		ctx, cancel := context.WithTimeout(c.ctx, c.opts.joinTimeout)
+		err := c.request(ctx, r.joinMsg())
+		cancel()
+		if err == nil || c.ctx.Err() != nil || !c.holds(r) {
+			return
+		}
+		if se := (*ServerError)(nil); errors.As(err, &se) && se.Code != proto.CodeRateLimited && se.Code != proto.CodeInternal {
+			c.log.Warn("rejoin refused; the room is lost", slog.String("room", r.name), slog.Any("err", err))
+			c.roomLost(r, err)
+			return
+		}
+		c.log.Warn("rejoin failed; trying again", slog.String("room", r.name), slog.Any("err", err), slog.Duration("in", pause))
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, rejoinMaxPause)
+	}
+}
+
+// Pauses between attempts to rejoin a room (rejoin).
+const (
+	rejoinFirstPause = time.Second
+	rejoinMaxPause   = 30 * time.Second
+)
+
+// holds reports whether r is still one of the client's rooms.
+func (c *Client) holds(r *Room) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rooms[r.name] == r
+}
+
+// roomLost ends r, which the server will not let the client back into,
+// once: RoomLost, then its Events close.
+func (c *Client) roomLost(r *Room, err error) {
+	if !c.holds(r) || !r.lost.CompareAndSwap(false, true) {
+		return
+	}
+	r.emit(&RoomLost{Room: r.name, Err: err})
+	c.forgetRoom(r)
 }
 
 // request sends m with a fresh id and waits for its joined/ack or error.

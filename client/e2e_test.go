@@ -600,6 +600,44 @@ func TestE2EJoinByInvite(t *testing.T) {
 	}
 }
 
+// TestE2ERoomLostOnRejoin: after a reconnection that starts a new
+// session, a rejoin the server refuses for good (the room's owner has
+// required invites since, and the client has none) ends the room: the
+// app gets RoomLost with the reason, then the room's Events close. It used
+// to be logged only, leaving the app in a room it was no longer in.
+func TestE2ERoomLostOnRejoin(t *testing.T) {
+	ts := startServer(t, false)
+	alice := ts.newClient(t, "alice")
+	bob := ts.newClient(t, "bob", WithReconnectBackoff(6e9, 6e9)) // first retry after 3-6 s: past the resume window
+	rb := join(t, bob, "club")
+	ts.ClaimRoom(t, alice.Tokens().Access, "club") // invites from now on; bob, inside, stays
+
+	old := bob.Self().Peer
+	bob.DropConnection()
+	if rc := waitEvent[*Reconnected](t, bob.events, nil); rc.Resumed || rc.Peer == old {
+		t.Fatalf("reconnect %+v: want a new session", rc)
+	}
+	lost := waitEvent[*RoomLost](t, rb.events, nil)
+	if lost.Room != "club" || !errors.Is(lost.Err, ErrInviteRequired) {
+		t.Fatalf("RoomLost %+v: want club, with ErrInviteRequired", lost)
+	}
+	timer := time.NewTimer(testTimeout)
+	defer timer.Stop()
+	for {
+		select {
+		case _, ok := <-rb.Events():
+			if !ok {
+				if _, err := bob.Join(context.Background(), "club", WithInvite("not-the-invite-at-all")); !errors.Is(err, ErrBadInvite) {
+					t.Fatalf("joining again after the loss: %v, want the server's ErrBadInvite (the room is forgotten)", err)
+				}
+				return
+			}
+		case <-timer.C:
+			t.Fatal("the lost room's Events did not close")
+		}
+	}
+}
+
 // TestConsentWithdrawalNeverDropped: a consumer whose room events back up
 // (a chatty room, a recorder's slow disk) loses chat, but never a
 // withdrawal of consent, which waits for room: a recorder that missed one

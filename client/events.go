@@ -12,8 +12,8 @@ import (
 // Event is something that happened in a room or on the connection. Rooms
 // deliver them on Room.Events and the client on Client.Events, in order.
 // The concrete types are *MemberJoined, *MemberLeft, *PeerConnected,
-// *PeerState, *Message, *IncomingFile, *IncomingTrack (room events) and
-// *Presence, *Disconnected, *Reconnected (client events).
+// *PeerState, *Message, *IncomingFile, *IncomingTrack, *RoomLost (room
+// events) and *Presence, *Disconnected, *Reconnected (client events).
 //
 // Event channels are buffered. A consumer that falls more than the buffer
 // behind loses events (the client logs and counts them rather than stall
@@ -90,6 +90,14 @@ type Presence struct {
 	Peers []proto.Member
 }
 
+// RoomLost: after a reconnect that lost the session, the server refused
+// to let the client back into the room (Err says why: it now wants an
+// invite, it is full, ...). The room's Events channel closes after it.
+type RoomLost struct {
+	Room string
+	Err  error
+}
+
 // Disconnected: the signaling connection dropped; the client is
 // reconnecting. Peer connections stay up meanwhile.
 type Disconnected struct{ Err error }
@@ -110,5 +118,6 @@ func (*Message) event()       {}
 func (*IncomingFile) event()  {}
 func (*IncomingTrack) event() {}
 func (*Presence) event()      {}
+func (*RoomLost) event()      {}
 func (*Disconnected) event()  {}
 func (*Reconnected) event()   {}

@@ -76,6 +76,13 @@ func (h *pipeHost) emit(_ string, ev Event) bool {
 // connected through pipeHosts.
 func newTestPair(t *testing.T) (a, b *peer, ea, eb chan Event) {
 	t.Helper()
+	return newTestPairVia(t, func(h *pipeHost) peerHost { return h })
+}
+
+// newTestPairVia is newTestPair with a's signals sent through via(its
+// pipeHost), which may lose or change them.
+func newTestPairVia(t *testing.T, via func(*pipeHost) peerHost) (a, b *peer, ea, eb chan Event) {
+	t.Helper()
 	o := defaultOptions()
 	o.log = testLogger(t)
 	se := loopbackEngine()
@@ -87,7 +94,7 @@ func newTestPair(t *testing.T) (a, b *peer, ea, eb chan Event) {
 	ha := &pipeHost{to: make(chan wireSignal, 1024), events: make(chan Event, 1024)}
 	hb := &pipeHost{to: make(chan wireSignal, 1024), events: make(chan Event, 1024)}
 	cfg := webrtc.Configuration{}
-	a, err = newPeer(api, cfg, "pa", proto.Member{Peer: "pb", User: "bob", Role: proto.RoleUser}, ha, o)
+	a, err = newPeer(api, cfg, "pa", proto.Member{Peer: "pb", User: "bob", Role: proto.RoleUser}, via(ha), o)
 	if err != nil {
 		t.Fatal(err)
 	}

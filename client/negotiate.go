@@ -149,6 +149,22 @@ func (p *peer) resendOffer() {
 	}
 }
 
+// resendAnswer sends our last answer again, if we are stable after
+// answering: the remote may have lost it with a signaling connection that
+// died, and it would then wait for it in have-local-offer for ever, every
+// later negotiation with it stalled (nothing else brings an answer back).
+// A remote that had it drops the copy (duplicate); one that offered again
+// since has applied it, so the copy is a duplicate there too.
+func (p *peer) resendAnswer() {
+	if p.pc.SignalingState() != webrtc.SignalingStateStable {
+		return
+	}
+	if d := p.pc.CurrentLocalDescription(); d != nil && d.Type == webrtc.SDPTypeAnswer {
+		p.log.Info("sending our last answer again")
+		p.sendDescription(*d)
+	}
+}
+
 func (p *peer) sendDescription(d webrtc.SessionDescription) {
 	err := p.host.sendSignal(p.id, p.anyRoom(), wireSignal{Description: &proto.SessionDescription{Type: d.Type.String(), SDP: d.SDP}})
 	if err != nil {
@@ -392,8 +408,10 @@ func (p *peer) updateICEServers(cfg webrtc.Configuration) {
 			return
 		}
 		// Signals sent while the old connection was dying may be lost:
-		// an offer still unanswered goes out again.
+		// an offer still unanswered goes out again, and so does our last
+		// answer.
 		p.resendOffer()
+		p.resendAnswer()
 		st := p.pc.ICEConnectionState()
 		down := st == webrtc.ICEConnectionStateFailed || st == webrtc.ICEConnectionStateDisconnected
 		if down || p.Info().Relayed() {

@@ -474,3 +474,55 @@ func TestChatWithinTheLimitArrives(t *testing.T) {
 		t.Fatalf("b got %d bytes %.20q..., want the %d-byte message first", len(m.Text), m.Text, len(text))
 	}
 }
+
+// loseAnswer loses the next answer it is asked to send, as a signaling
+// socket that dies loses what its writer had taken from the queue.
+type loseAnswer struct {
+	*pipeHost
+	armed atomic.Bool
+	lost  chan struct{}
+}
+
+func (h *loseAnswer) sendSignal(to, room string, s wireSignal) error {
+	if s.Description != nil && s.Description.Type == "answer" && h.armed.CompareAndSwap(true, false) {
+		close(h.lost)
+		return nil
+	}
+	return h.pipeHost.sendSignal(to, room, s)
+}
+
+// TestLostAnswerAfterResume: an answer lost with a dying signaling socket
+// is sent again once the socket resumes. Before, only an unanswered offer
+// was: the offerer waited in have-local-offer for ever, and no later
+// track or transfer between the two was ever negotiated.
+func TestLostAnswerAfterResume(t *testing.T) {
+	var h *loseAnswer
+	a, b, _, _ := newTestPairVia(t, func(p *pipeHost) peerHost {
+		h = &loseAnswer{pipeHost: p, lost: make(chan struct{})}
+		return h
+	})
+	waitStable(t, a)
+	waitStable(t, b)
+
+	// b (impolite) adds a track and offers; a's answer is lost.
+	h.armed.Store(true)
+	tr, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "v", "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.pc.AddTrack(tr); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-h.lost:
+	case <-time.After(testTimeout):
+		t.Fatal("a never answered")
+	}
+	<-afterOps(a)
+	if st := b.pc.SignalingState(); st != webrtc.SignalingStateHaveLocalOffer {
+		t.Fatalf("b is %s after its answer was lost, want have-local-offer", st)
+	}
+	a.updateICEServers(webrtc.Configuration{}) // a's socket resumed: a new welcome
+	waitStable(t, b)
+	waitStable(t, a)
+}

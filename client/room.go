@@ -27,6 +27,7 @@ type Room struct {
 	dropped atomic.Int64
 	done    chan struct{}  // closed when the room closes, before events
 	waiting sync.WaitGroup // emitters waiting for room in events
+	lost    atomic.Bool    // the server refused a rejoin (Client.roomLost)
 
 	mu      sync.Mutex
 	members map[string]proto.Member

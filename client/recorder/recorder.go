@@ -241,6 +241,8 @@ func (r *Recorder) events(ctx, tctx context.Context, rr *roomRec, room *client.R
 				return
 			}
 			switch e := ev.(type) {
+			case *client.RoomLost:
+				rr.log.Error("the server did not let the recorder back into the room after a reconnect; it records no more there", slog.Any("err", e.Err))
 			case *client.IncomingTrack:
 				r.track(tctx, rr, e)
 			case *client.RecordingConsent:

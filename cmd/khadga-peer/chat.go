@@ -119,6 +119,8 @@ func (ch *chat) say(format string, args ...any) {
 
 func (ch *chat) roomEvent(ev client.Event) {
 	switch ev := ev.(type) {
+	case *client.RoomLost:
+		ch.say("* the server did not let us back into the room after a reconnect: %v", ev.Err)
 	case *client.MemberJoined:
 		ch.say("* %s joined (%s)", name(ev.Member), ev.Member.Role)
 	case *client.MemberLeft:

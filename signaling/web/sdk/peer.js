@@ -313,6 +313,16 @@ export class Peer {
     this.signal({ description: this.pc.localDescription.toJSON() });
   }
 
+  // resendAnswer sends our last answer again, if we are stable after
+  // answering: a remote that lost it with a signaling connection that died
+  // would wait in have-local-offer for ever. A remote that had it drops the
+  // copy (duplicate).
+  resendAnswer() {
+    const d = this.pc.currentLocalDescription;
+    if (this.closed || this.pc.signalingState !== 'stable' || !d || d.type !== 'answer') return;
+    this.signal({ description: d.toJSON() });
+  }
+
   // networkChanged restarts ICE on a connection that was up, when the
   // browser says the network changed: the pair it used may be gone with
   // the old address, and ICE would take seconds to notice. A restart on a
@@ -377,7 +387,10 @@ export class Peer {
       this.emit('warning', { peer: this.member, message: 'setConfiguration: ' + e.message });
       return;
     }
-    this.resendOffer(); // signals sent while the old socket died may be lost
+    // Signals sent while the old socket died may be lost: an unanswered
+    // offer goes out again, and so does our last answer.
+    this.resendOffer();
+    this.resendAnswer();
     const s = this.pc.iceConnectionState;
     const down = s === 'failed' || s === 'disconnected';
     if (down || (await this.connectionKind()) === 'relayed') this.restartICE();
