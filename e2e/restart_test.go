@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +34,20 @@ func TestServerRestart(t *testing.T) {
 		p.waitConnected("gopher")
 		p.waitConnected("gordon")
 	}
+	// A second room, which alice's page and gordon are in, and whose owner
+	// requires invites from now on (they, inside already, stay): after the
+	// restart neither may come back, and both are told.
+	eval[any](alice, `khadgaApp.client.join('annex').then(() => {
+		khadgaApp.client.on('room-lost', (e) => { window.__roomLost = e; });
+		return true;
+	})`)
+	ctx, cancel := contextWithTimeout(alice)
+	annex, err := g2.Join(ctx, "annex")
+	cancel()
+	if err != nil {
+		t.Fatalf("gordon join annex: %v", err)
+	}
+	s.ClaimRoom(t, g1.Tokens().Access, "annex")
 
 	addr, dir := strings.TrimPrefix(s.URL, "http://"), s.DataDir
 	if err := s.Stop(); err != nil {
@@ -71,6 +86,12 @@ func TestServerRestart(t *testing.T) {
 		}
 	}
 
+	// The page was told it lost annex, which left the page: chat goes to
+	// standup.
+	alice.waitFor("room-lost for annex, and annex off the page", `!!window.__roomLost && window.__roomLost.room === 'annex' &&
+		window.__roomLost.code === 'invite_required' && !document.querySelector('#rooms section[data-room="annex"]') &&
+		document.getElementById('chat-room').value === 'standup'`)
+
 	// Chat flows both ways between browsers and Go clients.
 	for _, p := range []*page{alice, bob} {
 		p.waitConnected("gopher")
@@ -86,4 +107,8 @@ func TestServerRestart(t *testing.T) {
 	alice.waitMessage("gopher", "gopher is back")
 	bob.waitMessage("gopher", "gopher is back")
 	next[*client.Message](t, rooms["gordon"], "gordon hearing gopher", func(m *client.Message) bool { return m.Text == "gopher is back" })
+
+	if lost := next[*client.RoomLost](t, annex, "gordon losing annex", nil); !errors.Is(lost.Err, client.ErrInviteRequired) {
+		t.Errorf("gordon lost annex with %v, want ErrInviteRequired", lost.Err)
+	}
 }

@@ -210,6 +210,10 @@ function wire(k) {
     showBanner('');
     noticeEverywhere(resumed ? 'Reconnected to the server.' : 'Reconnected with a new session; rejoining rooms.');
   });
+  k.on('room-lost', ({ room, message }) => {
+    forgetRoom(room);
+    noticeEverywhere(`The server did not let you back into ${room} after the reconnect: ${message}`);
+  });
   k.on('error', ({ message }) => noticeEverywhere('Server: ' + message));
   k.on('closed', () => { if (state.k === k) signOut('Signed out.'); });
 }
@@ -405,6 +409,11 @@ async function joinInvite() {
 
 async function leaveRoom(room) {
   try { await state.k.leave(room); } catch (e) { $('rooms-error').textContent = errorText(e); }
+  forgetRoom(room);
+}
+
+// forgetRoom takes a room we are no longer in off the page.
+function forgetRoom(room) {
   keepRooms();
   const s = document.querySelector(`#rooms section[data-room="${CSS.escape(room)}"]`);
   if (s) s.remove();

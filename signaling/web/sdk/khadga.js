@@ -54,6 +54,7 @@ const backoffMax = 15000;
  *   track-removed  {peer, track, stream}
  *   disconnected   {code, reason, retryIn}             socket lost, reconnecting
  *   reconnected    {resumed, peer}
+ *   room-lost      {room, code, message}               after a new session, the server refused to let us back in (code: invite_required, room_full, ...)
  *   error          {code, message, ref}                 an error message from the server
  *   warning        {message, peer?}
  *   closed         {}                                  close() was called, or sign-in failed for good
@@ -80,6 +81,7 @@ export class Khadga extends EventTarget {
     this.resumeWindow = 0;
     this.iceServers = [];
     this.rooms = new Set();
+    this.rejoining = new Set(); // rooms to join again after a new session (rejoin)
     this.invites = new Map(); // room -> the invite it was joined with, to join again
     this.peers = new Map(); // peer id -> Peer
     this.online = new Map(); // peer id -> member
@@ -213,9 +215,7 @@ export class Khadga extends EventTarget {
       for (const p of this.peers.values()) this.dropPeer(p);
       const rooms = [...this.rooms];
       this.rooms.clear();
-      for (const r of rooms) {
-        this.join(r, { invite: this.invites.get(r) }).catch((e) => this.emit('warning', { message: `rejoin ${r}: ${e.message}` }));
-      }
+      for (const r of rooms) { this.rejoining.add(r); this.rejoin(r); }
     }
     this.emit('reconnected', { resumed, peer: w.peer });
   }
@@ -353,8 +353,34 @@ export class Khadga extends EventTarget {
     return members;
   }
 
+  // rejoin joins room again after a reconnect that lost the session. A
+  // refusal that asking again will not change (the room now wants an
+  // invite, or is full) ends the room: 'room-lost'. Anything else (no
+  // answer, the socket dropping again, rate_limited) is tried again after
+  // a pause from 1 s doubling to 30 s, until it takes, the room is left,
+  // or the client closes. A join of a room the session is in already is
+  // answered as a join, so a retry after a lost answer does no harm.
+  async rejoin(room, pause = 1000) {
+    if (this.closedByUser || !this.rejoining.has(room)) return;
+    try {
+      await this.join(room, { invite: this.invites.get(room) });
+      this.rejoining.delete(room);
+    } catch (e) {
+      if (this.closedByUser || !this.rejoining.has(room)) return;
+      if (e.code && e.code !== 'rate_limited' && e.code !== 'internal') {
+        this.rejoining.delete(room);
+        this.invites.delete(room);
+        this.emit('room-lost', { room, code: e.code, message: e.message });
+        return;
+      }
+      this.emit('warning', { message: `rejoin ${room}: ${e.message}; trying again` });
+      setTimeout(() => this.rejoin(room, Math.min(2 * pause, 30000)), pause);
+    }
+  }
+
   /** leave leaves a room; peer connections shared only through it close. */
   async leave(room) {
+    this.rejoining.delete(room);
     this.rooms.delete(room);
     this.invites.delete(room);
     for (const p of [...this.peers.values()]) {
