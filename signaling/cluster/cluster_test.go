@@ -203,7 +203,7 @@ func TestNodeDeath(t *testing.T) {
 	// c's clean-up of b's sessions must not take bob, who is c's now
 	// (it did: a flicker of bob for everyone, when c's directory still
 	// had b's state of bob).
-	if _, ok := c.node.dir.ofNode("b")[bob.peer()]; ok {
+	if c.dirNode(bob.peer()) == "b" {
 		t.Error("c's directory still counts bob, who resumed on c, among b's sessions")
 	}
 	m := alice.await(proto.TypeError, func(m *proto.Message) bool { return m.Ref == "into-the-gap" })

@@ -207,12 +207,18 @@ func (d *directory) markGone(peer string) {
 	d.entryLocked(peer).gone = true
 }
 
-// claimed raises the epoch of a session this node takes from another.
+// claimed raises the epoch of a session this node takes from another, and
+// marks it as this node's at once, so that the clean-up of its old node's
+// sessions (dropNode), if that node is gone, leaves it alone.
 func (d *directory) claimed(peer string) {
 	d.imu.Lock()
 	defer d.imu.Unlock()
 	e := d.entryLocked(peer)
 	e.applied = stamp{max(e.applied.Epoch, e.kv.Epoch) + 1, 0}
+	if len(e.st.TokenHash) > 0 {
+		delete(d.byTok, string(e.st.TokenHash))
+	}
+	e.st.Node, e.gone = d.n.id, false
 }
 
 func (d *directory) entryLocked(peer string) *entry {
@@ -243,6 +249,9 @@ func (d *directory) applyState(peer string, st hub.SessionState, at stamp) {
 	if !newer || st.Node == d.n.id {
 		return
 	}
+	// Before the proxy is made: a node whose sessions were removed as
+	// gone must be watched again, so that these are removed too if it
+	// does not speak up.
 	d.n.live.saw(st.Node)
 	if d.n.hub.IsLocal(peer) {
 		// Another node took a session of this node (its client resumed
@@ -594,14 +603,23 @@ func (d *directory) byToken(hash []byte) (hub.SessionState, bool) {
 	return e.st, true
 }
 
-// ofNode lists the sessions the directory has for node, with revisions.
-func (d *directory) ofNode(node string) map[string]uint64 {
+// dropNode forgets the sessions the directory has for node, a node gone,
+// and returns them with their revisions, for their KV removal. Forgotten,
+// not kept with their stamps: if node was only cut off from this node (or
+// this node from NATS), the watch, restarted when it is heard again,
+// brings the same states with the same stamps, and they must be applied
+// again.
+func (d *directory) dropNode(node string) map[string]uint64 {
 	d.imu.Lock()
 	defer d.imu.Unlock()
 	out := map[string]uint64{}
 	for peer, e := range d.byPeer {
 		if e.st.Node == node {
 			out[peer] = e.rev
+			if len(e.st.TokenHash) > 0 {
+				delete(d.byTok, string(e.st.TokenHash))
+			}
+			delete(d.byPeer, peer)
 		}
 	}
 	return out

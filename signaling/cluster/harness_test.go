@@ -3,7 +3,9 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -310,7 +312,111 @@ func inLobby(an, bn *testNode) (alice, bob *client) {
 	return alice, bob
 }
 
+// dirNode is the node that tn's directory says holds peer ("" if it has
+// no entry for it).
+func (tn *testNode) dirNode(peer string) string {
+	tn.node.dir.imu.Lock()
+	defer tn.node.dir.imu.Unlock()
+	if e := tn.node.dir.byPeer[peer]; e != nil {
+		return e.st.Node
+	}
+	return ""
+}
+
 func dropSocket(c *client) {
 	_ = c.ws.NetConn().Close()
 	<-c.closed
+}
+
+// tcpProxy forwards a port to a NATS server and can cut every connection.
+type tcpProxy struct {
+	t      *testing.T
+	addr   string
+	target string
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  []net.Conn
+}
+
+func newProxy(t *testing.T, target string) *tcpProxy {
+	p := &tcpProxy{t: t, addr: "127.0.0.1:0", target: target}
+	p.up()
+	p.addr = p.ln.Addr().String()
+	t.Cleanup(p.cut)
+	return p
+}
+
+func (p *tcpProxy) up() {
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			d, err := net.Dial("tcp", p.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, d)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(d, c); d.Close() }()
+			go func() { _, _ = io.Copy(c, d); c.Close() }()
+		}
+	}()
+}
+
+func (p *tcpProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// startNodeOn is startNode on a given connection.
+func startNodeOn(t *testing.T, name string, nc *nats.Conn, cfg Config, hcfg hub.Config) *testNode {
+	t.Helper()
+	log := testlog.New(t, slog.LevelInfo).With("node", name)
+	cfg.NodeID = name
+	cfg.Logger = log
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	node, err := New(ctx, cfg, nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hcfg.Logger, hcfg.Delivery = log, node
+	h, err := hub.New(hcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := node.Start(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	tn := &testNode{t: t, name: name, hub: h, node: node, nc: nc}
+	up := websocket.Upgrader{Subprotocols: proto.Subprotocols, CheckOrigin: func(*http.Request) bool { return true }}
+	tn.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		q := r.URL.Query()
+		_ = h.Accept(ws.NetConn(), hub.Identity{User: q.Get("user"), Role: proto.RoleUser}, hub.ConnOptions{ResumeToken: q.Get("resume")})
+	}))
+	t.Cleanup(tn.stop)
+	return tn
 }

@@ -60,19 +60,29 @@ func (l *liveness) onHeartbeat(m *nats.Msg) {
 		return
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	st := l.state(hb.Node)
 	if hb.Bye {
 		if st.gone.IsZero() {
 			st.gone = time.Now().Add(-l.n.cfg.OrphanGrace) // nothing left to wait for
 		}
+		l.mu.Unlock()
 		return
 	}
 	st.seen, st.draining = time.Now(), hb.Draining
 	l.compareWindow(hb.Node, st, time.Duration(hb.WindowMS)*time.Millisecond)
+	cleaned := st.cleaned
 	if !st.gone.IsZero() {
 		l.n.log.Info("cluster: a node taken for gone is back", slog.String("peer_node", hb.Node))
 		st.gone, st.cleaned = time.Time{}, false
+	}
+	l.mu.Unlock()
+	if cleaned {
+		// Its sessions were removed here, and forgotten (dropNode): read
+		// them again. After a cut between this node and NATS the restart
+		// of the watch on reconnecting does that too, but a node can also
+		// be cut off from this one with both connections up (a NATS
+		// cluster that split), and then nothing else would.
+		l.n.dir.rewatch()
 	}
 }
 
@@ -93,14 +103,19 @@ func (l *liveness) compareWindow(node string, st *nodeState, window time.Duratio
 }
 
 // saw notes a node that holds a session, so that a node that dies before
-// its first heartbeat is found gone too.
+// its first heartbeat is found gone too. A node whose sessions were
+// removed as gone is watched afresh: a session of it that comes later (a
+// state that was on its way, or the watch read again) is removed in turn
+// if the node stays silent.
 func (l *liveness) saw(node string) {
 	if node == l.n.id {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.state(node)
+	if st := l.state(node); st.cleaned {
+		st.seen, st.gone, st.cleaned = time.Now(), time.Time{}, false
+	}
 }
 
 func (l *liveness) state(node string) *nodeState {
@@ -233,11 +248,17 @@ func (l *liveness) check(now time.Time) {
 // removeOrphans removes the sessions of a gone node that did not move:
 // here (this node's members see them leave, presence shows them offline)
 // and from the directory (every node tries; the revision lets one win).
+// This node forgets their states, so that if the node was only cut off it
+// learns them again (liveness.onHeartbeat, dropNode). Both under the
+// directory's applyMu, so that no state is applied between the two.
 func (l *liveness) removeOrphans(ctx context.Context, node string) {
+	l.n.dir.applyMu.Lock()
+	orphans := l.n.dir.dropNode(node)
 	n := l.n.hub.RemoveNode(node)
+	l.n.dir.applyMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	for peer, rev := range l.n.dir.ofNode(node) {
+	for peer, rev := range orphans {
 		if err := l.n.kv.Delete(ctx, peer, jetstream.LastRevision(rev)); err != nil && !isConflict(err) {
 			l.n.stats.kvErrors.Inc()
 		}

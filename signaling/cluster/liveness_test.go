@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/khadga/khadga/internal/natstest"
 	"github.com/khadga/khadga/signaling/hub"
@@ -78,6 +79,45 @@ func TestOrphanRemovalKeepsHeartbeats(t *testing.T) {
 	if worst > cfg.DeadAfter {
 		t.Fatalf("node a went %v without a heartbeat while removing a dead node's %d sessions (DeadAfter %v): the others take it for gone", worst, orphans, cfg.DeadAfter)
 	}
+}
+
+// A node cut off from NATS for longer than DeadAfter+OrphanGrace takes the
+// others for gone and removes their sessions (its KV removals fail: a
+// production node's connection buffers nothing while it is down). Once
+// NATS is back, it knows them again: it forgot their states when it
+// removed them, and the watch, restarted on reconnecting, brings the same
+// states back (before, their stamps were not newer than what it had kept,
+// and bob stayed missing on a, offline and out of lobby, for good).
+func TestPartitionedNodeRelearnsOtherNodesSessions(t *testing.T) {
+	srv := natstest.Start(t)
+	urls := srv.ClientURL()
+	p := newProxy(t, strings.TrimPrefix(urls, "nats://"))
+	// as khadga serve connects: no buffering while disconnected
+	nc, err := nats.Connect("nats://"+p.addr, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectBufSize(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	a := startNodeOn(t, "a", nc, fastConfig(), hub.Config{})
+	b := startNode(t, "b", urls, fastConfig(), hub.Config{})
+	alice, bob := inLobby(a, b)
+	if got := a.hub.RoomMembers("lobby"); got != 2 {
+		t.Fatalf("a sees %d in lobby", got)
+	}
+	failed := testutil.ToFloat64(a.node.stats.kvErrors)
+	p.cut()
+	eventually(t, "a to remove b's sessions", func() bool { return a.hub.Stats().Remote == 0 })
+	eventually(t, "a's KV removal of bob to fail", func() bool { return testutil.ToFloat64(a.node.stats.kvErrors) > failed })
+	p.up()
+	eventually(t, "a to reconnect", func() bool { return nc.IsConnected() })
+	eventually(t, "b to know alice again", func() bool { return b.hub.Stats().Remote == 1 })
+	eventually(t, "a to know bob again, in lobby", func() bool {
+		return a.hub.Stats().Remote == 1 && a.hub.RoomMembers("lobby") == 2
+	})
+	bob.signal(alice.peer(), "s1", `{}`)
+	alice.expectSignal(bob.peer())
+	alice.signal(bob.peer(), "s2", `{}`)
+	bob.expectSignal(alice.peer())
 }
 
 // TestResumeWindowMismatchIsLogged: nodes say their resume window in their
