@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -60,6 +61,16 @@ type directory struct {
 	imu    sync.Mutex
 	byPeer map[string]*entry
 	byTok  map[string]string // token hash -> peer (other nodes' sessions)
+	// tombs lists the tombstones (entries of ended sessions) oldest
+	// first, for sweep to remove once they are older than tombstoneTTL.
+	tombs []tomb
+}
+
+// tomb is a tombstone in directory.tombs: it is still there if its entry
+// is gone with the same goneAt (a newer state revives an entry).
+type tomb struct {
+	peer string
+	at   time.Time
 }
 
 // stamp orders the states of one session.
@@ -74,8 +85,21 @@ type entry struct {
 	applied stamp  // the newest state applied, from either way
 	kv      stamp  // the newest state seen in the KV watch
 	rev     uint64 // the entry's KV revision, for compare-and-swap
-	gone    bool   // removed (kept until the KV entry is gone too)
+	// gone marks a tombstone: the session ended. It is kept, with its
+	// stamp, so that an older state that comes late (the other way, or a
+	// Publish that raced with the end) does not bring the session back,
+	// and removed tombstoneTTL after goneAt. goneAt is zero while the
+	// KV removal of a session of this node is still to be written: it
+	// needs the entry's revision.
+	gone   bool
+	goneAt time.Time
 }
+
+// tombstoneTTL is how long the directory keeps an ended session's entry
+// (Config.tombstoneTTL): far longer than the two ways of a state (direct
+// and KV watch) can be apart, short enough that a busy node's ended
+// sessions cost little.
+const tombstoneTTL = time.Minute
 
 // queuedState is a KV write waiting: a state, or a removal (st nil).
 type queuedState struct {
@@ -121,6 +145,44 @@ const opState = 'S'
 func newDirectory(n *Node) *directory {
 	return &directory{n: n, pending: map[string]*queuedState{}, wake: make(chan struct{}, 1),
 		byPeer: map[string]*entry{}, byTok: map[string]string{}}
+}
+
+// buryLocked makes e, peer's entry, a tombstone from now on. d.imu is held.
+func (d *directory) buryLocked(peer string, e *entry) {
+	if len(e.st.TokenHash) > 0 {
+		delete(d.byTok, string(e.st.TokenHash))
+	}
+	e.gone, e.goneAt = true, time.Now()
+	d.tombs = append(d.tombs, tomb{peer: peer, at: e.goneAt})
+}
+
+// sweep removes tombstones older than the TTL, until ctx ends.
+func (d *directory) sweep(ctx context.Context) {
+	tick := time.NewTicker(max(d.n.cfg.tombstoneTTL/4, 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			d.sweepOnce(now)
+		}
+	}
+}
+
+func (d *directory) sweepOnce(now time.Time) {
+	d.imu.Lock()
+	defer d.imu.Unlock()
+	i := 0
+	for ; i < len(d.tombs) && now.Sub(d.tombs[i].at) >= d.n.cfg.tombstoneTTL; i++ {
+		t := d.tombs[i]
+		if e := d.byPeer[t.peer]; e != nil && e.gone && e.goneAt.Equal(t.at) {
+			delete(d.byPeer, t.peer)
+		}
+	}
+	if i > 0 {
+		d.tombs = slices.Clone(d.tombs[i:])
+	}
 }
 
 // Publish tells the other nodes the state of a local session
@@ -175,7 +237,7 @@ func (n *Node) onState(b []byte) error {
 // local records a local session's new state and returns its stamp. The
 // entry must say that this node holds the session now: a session claimed
 // from a node that died still has that node's state here, and the
-// clean-up of the dead node's sessions (ofNode) would remove it.
+// clean-up of the dead node's sessions (dropNode) would remove it.
 func (d *directory) local(st hub.SessionState) stamp {
 	d.imu.Lock()
 	defer d.imu.Unlock()
@@ -199,12 +261,23 @@ func (d *directory) nextLocked(e *entry) stamp {
 	return e.applied
 }
 
-// markGone notes that a local session ended, so that its KV removal, when
-// the watch shows it, forgets it.
+// markGone notes that a local session ended: its entry is a tombstone
+// whose clock starts when its KV removal is written (removed).
 func (d *directory) markGone(peer string) {
 	d.imu.Lock()
 	defer d.imu.Unlock()
-	d.entryLocked(peer).gone = true
+	e := d.entryLocked(peer)
+	e.gone, e.goneAt = true, time.Time{}
+}
+
+// removed notes that the KV removal of a local session that ended is
+// written (or there was nothing to remove): its tombstone's clock starts.
+func (d *directory) removed(peer string) {
+	d.imu.Lock()
+	defer d.imu.Unlock()
+	if e := d.byPeer[peer]; e != nil && e.gone && e.goneAt.IsZero() {
+		d.buryLocked(peer, e)
+	}
 }
 
 // claimed raises the epoch of a session this node takes from another, and
@@ -218,6 +291,8 @@ func (d *directory) claimed(peer string) {
 	if len(e.st.TokenHash) > 0 {
 		delete(d.byTok, string(e.st.TokenHash))
 	}
+	// A tombstone too: its old node's clean-up may have removed its KV
+	// entry since the claim found it.
 	e.st.Node, e.gone = d.n.id, false
 }
 
@@ -263,14 +338,15 @@ func (d *directory) applyState(peer string, st hub.SessionState, at stamp) {
 }
 
 // applyGone removes another node's session that ended, if the news is
-// newer than what this node has. d.applyMu is held.
+// newer than what this node has; its entry stays a while as a tombstone.
+// d.applyMu is held.
 func (d *directory) applyGone(peer string, at stamp) {
 	d.imu.Lock()
 	e := d.entryLocked(peer)
 	newer := at.after(e.applied)
 	if newer {
-		delete(d.byTok, string(e.st.TokenHash))
-		e.applied, e.gone = at, true
+		e.applied = at
+		d.buryLocked(peer, e)
 	}
 	d.imu.Unlock()
 	if newer && !d.n.hub.IsLocal(peer) {
@@ -354,9 +430,13 @@ func (d *directory) put(ctx context.Context, peer string, q *queuedState) error 
 		var next uint64
 		switch {
 		case q.st == nil && rev == 0:
+			d.removed(peer) // never written
 			return nil
 		case q.st == nil:
-			err = d.n.kv.Delete(ctx, peer, jetstream.LastRevision(rev))
+			if err = d.n.kv.Delete(ctx, peer, jetstream.LastRevision(rev)); err == nil {
+				d.removed(peer)
+				return nil
+			}
 		default:
 			b, _ := json.Marshal(toRecord(q.st, q.at))
 			if rev == 0 {
@@ -446,10 +526,14 @@ func (d *directory) revision(peer string) uint64 {
 	return 0
 }
 
+// setRevision records peer's KV revision, if the directory still has an
+// entry for it: one the watch has removed meanwhile stays removed.
 func (d *directory) setRevision(peer string, rev uint64) {
 	d.imu.Lock()
 	defer d.imu.Unlock()
-	d.entryLocked(peer).rev = rev
+	if e := d.byPeer[peer]; e != nil {
+		e.rev = rev
+	}
 }
 
 // flush waits until every queued write is done, or ctx ends.
@@ -569,16 +653,19 @@ func (d *directory) applyEntry(e jetstream.KeyValueEntry) {
 
 // applyDeleted takes a removed KV entry: the session ended, or its node
 // was gone and another node removed it. A newer state that came directly
-// (a client that resumed elsewhere) wins: its own entry follows.
+// (a client that resumed elsewhere) wins: its own entry follows. An entry
+// this node has becomes a tombstone (a direct state or Gone may still
+// come); it makes none for a session it does not know.
 func (d *directory) applyDeleted(peer string, rev uint64) {
 	d.imu.Lock()
-	e := d.entryLocked(peer)
-	e.rev = max(e.rev, rev)
-	newer := e.applied.after(e.kv) && !e.gone
 	local := d.n.hub.IsLocal(peer)
-	if !newer && !local {
-		delete(d.byTok, string(e.st.TokenHash))
-		delete(d.byPeer, peer)
+	newer := false
+	if e := d.byPeer[peer]; e != nil {
+		e.rev = max(e.rev, rev)
+		newer = e.applied.after(e.kv) && !e.gone
+		if !newer && !local && (!e.gone || e.goneAt.IsZero()) {
+			d.buryLocked(peer, e)
+		}
 	}
 	d.imu.Unlock()
 	switch {
@@ -605,10 +692,9 @@ func (d *directory) byToken(hash []byte) (hub.SessionState, bool) {
 
 // dropNode forgets the sessions the directory has for node, a node gone,
 // and returns them with their revisions, for their KV removal. Forgotten,
-// not kept with their stamps: if node was only cut off from this node (or
-// this node from NATS), the watch, restarted when it is heard again,
-// brings the same states with the same stamps, and they must be applied
-// again.
+// not kept as tombstones: if node was only cut off from this node (or this
+// node from NATS), the watch, restarted when it is heard again, brings the
+// same states with the same stamps, and they must be applied again.
 func (d *directory) dropNode(node string) map[string]uint64 {
 	d.imu.Lock()
 	defer d.imu.Unlock()

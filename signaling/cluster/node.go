@@ -55,6 +55,10 @@ type Config struct {
 	Outbox     int
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+
+	// tombstoneTTL is how long the directory keeps an ended session's
+	// entry (default tombstoneTTL); tests shorten it.
+	tombstoneTTL time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -77,6 +81,7 @@ func (c *Config) setDefaults() {
 	setDur(&c.OrphanGrace, 5*time.Second)
 	setDur(&c.AckWait, 5*time.Second)
 	setDur(&c.ClaimTimeout, 2*time.Second)
+	setDur(&c.tombstoneTTL, tombstoneTTL)
 	if c.Outbox <= 0 {
 		c.Outbox = 1 << 16
 	}
@@ -232,6 +237,7 @@ func (n *Node) Start(ctx context.Context, h *hub.Hub) error {
 	}
 	n.run(n.out.run)
 	n.run(n.dir.write)
+	n.run(n.dir.sweep)
 	n.run(n.live.beats)
 	n.run(n.live.checks)
 	n.run(n.track.run)
