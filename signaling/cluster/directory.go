@@ -188,8 +188,14 @@ func (d *directory) sweepOnce(now time.Time) {
 // Publish tells the other nodes the state of a local session
 // (hub.Delivery).
 func (n *Node) Publish(st hub.SessionState) {
+	if hook := n.testHookPublish.Load(); hook != nil {
+		(*hook)(st)
+	}
 	st.Node = n.id
-	at := n.dir.local(st)
+	at, ok := n.dir.local(st)
+	if !ok {
+		return // it ended meanwhile: its Gone is out, and must stay the last word
+	}
 	n.dir.queue(st.Member.Peer, &queuedState{st: &st, at: at})
 	r := toRecord(&st, at)
 	n.sendState(stateMsg{Peer: st.Member.Peer, Record: &r, Epoch: at.Epoch, Ver: at.Ver})
@@ -238,15 +244,24 @@ func (n *Node) onState(b []byte) error {
 // entry must say that this node holds the session now: a session claimed
 // from a node that died still has that node's state here, and the
 // clean-up of the dead node's sessions (dropNode) would remove it.
-func (d *directory) local(st hub.SessionState) stamp {
+//
+// It refuses (false) a state of a session that has ended: the hub takes a
+// session's state and publishes it without a lock, so a revocation or an
+// expiry can end the session in between, and its Gone must not be undone
+// by the late state. Peer ids are never reused, and an ended session is
+// never resumed, so no state can legitimately follow a Gone.
+func (d *directory) local(st hub.SessionState) (stamp, bool) {
 	d.imu.Lock()
 	defer d.imu.Unlock()
 	e := d.entryLocked(st.Member.Peer)
+	if e.gone {
+		return stamp{}, false
+	}
 	if len(e.st.TokenHash) > 0 {
 		delete(d.byTok, string(e.st.TokenHash)) // it lists other nodes' sessions only
 	}
-	e.st, e.gone = st, false
-	return d.nextLocked(e)
+	e.st = st
+	return d.nextLocked(e), true
 }
 
 // next returns the stamp of a local session's next state.
@@ -282,7 +297,8 @@ func (d *directory) removed(peer string) {
 
 // claimed raises the epoch of a session this node takes from another, and
 // marks it as this node's at once, so that the clean-up of its old node's
-// sessions (dropNode), if that node is gone, leaves it alone.
+// sessions (dropNode), if that node is gone, leaves it alone, and a Publish
+// of it is not refused.
 func (d *directory) claimed(peer string) {
 	d.imu.Lock()
 	defer d.imu.Unlock()
@@ -354,10 +370,16 @@ func (d *directory) applyGone(peer string, at stamp) {
 	}
 }
 
+// queue queues a write of peer's entry, in place of an older one that
+// waits (two callers that took their stamps in one order may queue in the
+// other).
 func (d *directory) queue(peer string, q *queuedState) {
 	d.mu.Lock()
-	if _, ok := d.pending[peer]; !ok {
+	if old, ok := d.pending[peer]; !ok {
 		d.order = append(d.order, peer)
+	} else if old.at.after(q.at) {
+		d.mu.Unlock()
+		return
 	}
 	d.pending[peer] = q
 	d.mu.Unlock()

@@ -1,13 +1,18 @@
 package cluster
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/khadga/khadga/internal/natstest"
+	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling/hub"
 )
 
@@ -37,4 +42,53 @@ func dirSize(tn *testNode) int {
 	tn.node.dir.imu.Lock()
 	defer tn.node.dir.imu.Unlock()
 	return len(tn.node.dir.byPeer)
+}
+
+// The hub takes a session's state and hands it to Publish with no lock
+// held, so a revocation (or an expiry) can end the session in between, and
+// its Gone then comes before the Publish of the state taken earlier. That
+// Publish must not bring the session back: it did, with a newer stamp than
+// the Gone's, on every node and in the KV bucket, for good (a ghost online
+// in its rooms that nobody would ever remove).
+func TestPublishAfterGoneDoesNotResurrect(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	a := startNode(t, "a", urls, fastConfig(), hub.Config{})
+	b := startNode(t, "b", urls, fastConfig(), hub.Config{})
+	var once sync.Once
+	hook := func(st hub.SessionState) {
+		if st.Member.User == "alice" {
+			// alice's first state is taken: end her before it goes out.
+			once.Do(func() { a.hub.CloseUser("alice", proto.CodeRevoked, "signed out") })
+		}
+	}
+	a.node.testHookPublish.Store(&hook)
+	alice := a.dial("user=alice")
+	<-alice.closed
+	eventually(t, "alice's session to end on a", func() bool { return a.hub.Stats().Sessions == 0 })
+	// carol's state goes to b after alice's, on the same subject, and to
+	// the KV bucket after alice's, by the same writer.
+	carol := a.dial("user=carol")
+	eventually(t, "b to know carol", func() bool { return b.dirNode(carol.peer()) == "a" })
+	if got := b.hub.Stats().Remote; got != 1 || dirAlive(b, alice.peer()) {
+		t.Fatalf("b has %d sessions of a (alice alive in its directory: %v); want carol's only", got, dirAlive(b, alice.peer()))
+	}
+	kv := a.node.kv
+	eventually(t, "carol's KV entry", func() bool {
+		_, err := kv.Get(context.Background(), carol.peer())
+		return err == nil
+	})
+	if e, err := kv.Get(context.Background(), alice.peer()); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("alice, who ended, is in the KV bucket: %v %v", e, err)
+	}
+	if dirAlive(a, alice.peer()) {
+		t.Fatalf("a's directory has alice, who ended, as alive")
+	}
+}
+
+// dirAlive reports whether tn's directory has peer as a live session.
+func dirAlive(tn *testNode, peer string) bool {
+	tn.node.dir.imu.Lock()
+	defer tn.node.dir.imu.Unlock()
+	e := tn.node.dir.byPeer[peer]
+	return e != nil && !e.gone
 }

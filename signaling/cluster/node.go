@@ -153,6 +153,9 @@ type Node struct {
 	// testHookHandle, if set, runs in every handler before the message
 	// is handled (tests hold a handler there).
 	testHookHandle atomic.Pointer[func(*nats.Msg)]
+	// testHookPublish, if set, runs at the start of every Publish (tests
+	// end the session there, as a revocation racing with it would).
+	testHookPublish atomic.Pointer[func(hub.SessionState)]
 
 	readyMu     sync.Mutex
 	readyAt     time.Time
