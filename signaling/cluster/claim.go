@@ -36,6 +36,10 @@ type claimReply struct {
 	Key     string        `json:"key,omitempty"`
 	Member  proto.Member  `json:"member"`
 	Pending []claimedItem `json:"pending,omitempty"`
+	// Order is what the old node expects next of each node's numbered
+	// signals to the session (order.go): the ones before are delivered
+	// or in Pending, the ones from there on still to come.
+	Order map[string]uint64 `json:"order,omitempty"`
 }
 
 type claimedItem struct {
@@ -66,6 +70,7 @@ func (n *Node) Claim(tokenHash []byte, user string) (hub.SessionState, []hub.Env
 			return hub.SessionState{}, nil, hub.ErrUnknownPeer
 		}
 		n.dir.claimed(st.Member.Peer)
+		n.ord.install(r.Member.Peer, r.Order)
 		n.stats.claims.WithLabelValues("handed").Inc()
 		out := hub.SessionState{Member: r.Member, Node: st.Node, Rooms: r.Rooms, Grants: r.Grants,
 			Login: r.Login, KeyID: r.Key, TokenHash: tokenHash}
@@ -74,6 +79,7 @@ func (n *Node) Claim(tokenHash []byte, user string) (hub.SessionState, []hub.Env
 		// Its node is gone (or cut off): take the session as the directory
 		// has it.
 		n.dir.claimed(st.Member.Peer)
+		n.ord.install(st.Member.Peer, nil)
 		n.stats.claims.WithLabelValues("taken").Inc()
 		n.log.Info("cluster: took a session whose node did not answer", slog.String("peer", st.Member.Peer),
 			slog.String("peer_node", st.Node), slog.Any("err", err))
@@ -92,9 +98,23 @@ func (n *Node) onClaim(m *nats.Msg) {
 		return
 	}
 	var r claimReply
+	var order map[string]uint64
+	// Release and what this node expected next of the session's numbered
+	// signals, together: a signal handled in between would be neither
+	// here nor counted.
+	n.ord.inMu.Lock()
 	st, pending, err := n.hub.Release(req.Hash, req.User, req.Node)
+	var early []delivery
 	if err == nil {
-		r = claimReply{OK: true, Member: st.Member, Rooms: st.Rooms, Grants: st.Grants, Login: st.Login, Key: st.KeyID}
+		order, early = n.ord.takeLocked(st.Member.Peer)
+		// Those that came early go on to the new node, which orders them.
+		for _, d := range early {
+			n.deliverNow(d)
+		}
+	}
+	n.ord.inMu.Unlock()
+	if err == nil {
+		r = claimReply{OK: true, Member: st.Member, Rooms: st.Rooms, Grants: st.Grants, Login: st.Login, Key: st.KeyID, Order: order}
 		for _, e := range pending {
 			if e.Kind == hub.KindSignal && !e.Held && e.From != "" {
 				// A signal no node tracks (this node's own sender's, or one

@@ -84,3 +84,67 @@ func TestRevocationDuringClaim(t *testing.T) {
 	}
 	alice.await(proto.TypePeerLeft, func(m *proto.Message) bool { return m.Room == "lobby" })
 }
+
+// TestSignalOrderAcrossResume: signals alice streams to bob while bob
+// resumes on another node reach bob's new socket in the order she sent
+// them. They did not: signals on their way to bob's old node (b), which
+// it forwards to the new one (c), came after newer ones that a sent
+// straight to c once it heard of the move, and one that reached c during
+// the claim went back to b and came round again later.
+func TestSignalOrderAcrossResume(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	fast := hub.Config{MessageRate: 1e6, MessageBurst: 1e6, SignalBytesRate: 1 << 30, SignalBurstBytes: 1 << 30,
+		SendQueue: 1 << 14, SendQueueBytes: 64 << 20, AbsentQueue: 1 << 14, ResumeWindow: time.Minute}
+	a := startNode(t, "a", urls, fastConfig(), fast)
+	b := startNode(t, "b", urls, fastConfig(), fast)
+	c := startNode(t, "c", urls, fastConfig(), fast)
+	alice, bob := inLobby(a, b)
+	eventually(t, "c to know both", func() bool { return c.hub.RoomMembers("lobby") == 2 })
+
+	stop := make(chan struct{})
+	sent := make(chan int, 1)
+	go func() {
+		pace := time.NewTicker(50 * time.Microsecond) // a steady stream, not a flood
+		defer pace.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				sent <- i
+				return
+			case <-pace.C:
+			}
+			alice.signal(bob.peer(), "s"+strconv.Itoa(i), `{"i":`+strconv.Itoa(i)+`}`)
+		}
+	}()
+	signalNo := func(m *proto.Message) int {
+		var d struct{ I int }
+		_ = json.Unmarshal(m.Data, &d)
+		return d.I
+	}
+	// The stream reaches bob on b; then bob's socket drops and he resumes
+	// on c while it flows.
+	bob.await(proto.TypeSignal, func(m *proto.Message) bool { return signalNo(m) >= 50 })
+	dropSocket(bob)
+	back := c.dial("user=bob&resume=" + url.QueryEscape(bob.welcome.ResumeToken))
+	if !back.welcome.Resumed {
+		t.Fatalf("bob did not resume on c: %+v", back.welcome)
+	}
+	last, got := -1, 0
+	check := func() {
+		m := back.await(proto.TypeSignal, nil)
+		i := signalNo(m)
+		if i <= last {
+			t.Fatalf("bob got signal %d after %d (%d received on the new socket)", i, last, got)
+		}
+		last, got = i, got+1
+	}
+	for got < 500 {
+		check()
+	}
+	close(stop)
+	n := <-sent
+	for last < n-1 {
+		check()
+	}
+	t.Logf("%d signals in order on the new socket", got)
+}

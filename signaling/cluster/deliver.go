@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -20,6 +21,14 @@ func (n *Node) Deliver(node, peer string, e hub.Envelope) error {
 		return hub.ErrPeerUnavailable
 	}
 	d := delivery{kind: e.Kind, to: peer, from: e.From, ref: e.Ref, origin: n.id, msg: e.Msg}
+	if e.Kind == hub.KindSignal && n.live.numbered(node) {
+		// Numbered once, by the first node that sends it to another;
+		// forwarded with its number (order.go).
+		d.osrc, d.oseq = e.OrderNode, e.OrderSeq
+		if d.oseq == 0 {
+			d.osrc, d.oseq = n.id, n.ord.number(peer)
+		}
+	}
 	switch {
 	case e.Held && e.Seq != 0:
 		// A held signal handed on (Handover): its origin still tracks it,
@@ -105,7 +114,7 @@ func (n *Node) onNodeMessage(m *nats.Msg) {
 	}
 	var err error
 	switch m.Data[0] {
-	case opDeliver:
+	case opDeliver, opNumbered:
 		err = n.onDeliver(m.Data)
 	case opAck:
 		var acks []ack
@@ -139,16 +148,34 @@ func (n *Node) onNodeMessage(m *nats.Msg) {
 }
 
 // onDeliver hands a delivery to the hub and acks a signal to its origin.
+// A numbered signal for a session of this node waits for those numbered
+// before it (order.go); one for a session elsewhere goes on with its
+// number.
 func (n *Node) onDeliver(b []byte) error {
 	d, err := decodeDeliver(b)
 	if err != nil {
 		return err
 	}
 	n.stats.received.Inc()
-	e := hub.Envelope{Msg: d.msg, Kind: d.kind, From: d.from, Ref: d.ref, Borrowed: true, Origin: d.origin, Seq: d.seq}
+	if d.oseq != 0 && d.kind == hub.KindSignal {
+		n.ord.inMu.Lock()
+		defer n.ord.inMu.Unlock()
+		if n.hub.IsLocal(d.to) {
+			n.ord.admitLocked(d, time.Now(), n.deliverNow)
+			return nil
+		}
+	}
+	n.deliverNow(d)
+	return nil
+}
+
+// deliverNow hands d to the hub and acks a signal to its origin.
+func (n *Node) deliverNow(d delivery) {
+	e := hub.Envelope{Msg: d.msg, Kind: d.kind, From: d.from, Ref: d.ref, Borrowed: true, Origin: d.origin, Seq: d.seq,
+		OrderNode: d.osrc, OrderSeq: d.oseq}
 	held, err := n.hub.DeliverLocal(d.to, e)
 	if d.seq == 0 {
-		return nil
+		return
 	}
 	a := ack{seq: d.seq}
 	switch {
@@ -164,5 +191,4 @@ func (n *Node) onDeliver(b []byte) error {
 	} else {
 		n.out.ack(d.origin, a)
 	}
-	return nil
 }

@@ -367,6 +367,7 @@ func (d *directory) applyGone(peer string, at stamp) {
 	d.imu.Unlock()
 	if newer && !d.n.hub.IsLocal(peer) {
 		d.n.hub.Remove(peer)
+		d.n.ord.forget(peer)
 	}
 }
 
@@ -697,6 +698,7 @@ func (d *directory) applyDeleted(peer string, rev uint64) {
 		d.republish(peer)
 	case !newer:
 		d.n.hub.Remove(peer)
+		d.n.ord.forget(peer)
 	}
 }
 

@@ -175,7 +175,7 @@ func TestCloseWaitsForHandlers(t *testing.T) {
 	entered, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	hook := func(m *nats.Msg) {
-		if len(m.Data) > 0 && m.Data[0] == opDeliver {
+		if len(m.Data) > 0 && (m.Data[0] == opDeliver || m.Data[0] == opNumbered) {
 			once.Do(func() { close(entered); <-release })
 		}
 	}

@@ -35,6 +35,8 @@ type nodeState struct {
 	// window is the resume window it said it has (0: it did not say,
 	// an older node), told once to the log if it differs from ours.
 	window time.Duration
+	// numbered: it said it takes numbered signals.
+	numbered bool
 }
 
 // heartbeat is what a node says on the heartbeat subject.
@@ -46,6 +48,8 @@ type heartbeat struct {
 	// session is tracked by its sender's node for the holder's window,
 	// so nodes must agree on it.
 	WindowMS int64 `json:"resume_window_ms,omitempty"`
+	// Numbered says the node takes numbered signals (opNumbered).
+	Numbered bool `json:"numbered,omitempty"`
 }
 
 func newLiveness(n *Node) *liveness { return &liveness{n: n, nodes: map[string]*nodeState{}} }
@@ -68,7 +72,7 @@ func (l *liveness) onHeartbeat(m *nats.Msg) {
 		l.mu.Unlock()
 		return
 	}
-	st.seen, st.draining = time.Now(), hb.Draining
+	st.seen, st.draining, st.numbered = time.Now(), hb.Draining, hb.Numbered
 	l.compareWindow(hb.Node, st, time.Duration(hb.WindowMS)*time.Millisecond)
 	cleaned := st.cleaned
 	if !st.gone.IsZero() {
@@ -140,6 +144,14 @@ func (l *liveness) alive() []string {
 	return out
 }
 
+// numbered reports whether node said it takes numbered signals.
+func (l *liveness) numbered(node string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.nodes[node]
+	return st != nil && st.numbered
+}
+
 // isGone reports whether node was found gone.
 func (l *liveness) isGone(node string) bool {
 	l.mu.Lock()
@@ -163,7 +175,7 @@ func (l *liveness) bye() {
 
 func (l *liveness) beat(bye bool) {
 	l.mu.Lock()
-	hb := heartbeat{Node: l.n.id, Draining: l.draining, Bye: bye, WindowMS: l.n.hub.ResumeWindow().Milliseconds()}
+	hb := heartbeat{Node: l.n.id, Draining: l.draining, Bye: bye, WindowMS: l.n.hub.ResumeWindow().Milliseconds(), Numbered: true}
 	l.mu.Unlock()
 	b, _ := json.Marshal(hb)
 	if err := l.n.nc.Publish(l.n.subject("hb"), b); err != nil {
@@ -259,6 +271,7 @@ func (l *liveness) removeOrphans(ctx context.Context, node string) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	for peer, rev := range orphans {
+		l.n.ord.forget(peer)
 		if err := l.n.kv.Delete(ctx, peer, jetstream.LastRevision(rev)); err != nil && !isConflict(err) {
 			l.n.stats.kvErrors.Inc()
 		}

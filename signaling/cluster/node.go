@@ -168,6 +168,7 @@ type Node struct {
 	dir   *directory
 	live  *liveness
 	track *tracker
+	ord   *orderer
 	stats *metrics
 }
 
@@ -203,6 +204,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Node, error) {
 	n.dir = newDirectory(n)
 	n.live = newLiveness(n)
 	n.track = newTracker(n)
+	n.ord = newOrderer(n)
 	if cfg.Registerer != nil {
 		if err := n.stats.register(cfg.Registerer); err != nil {
 			return nil, err
@@ -244,6 +246,7 @@ func (n *Node) Start(ctx context.Context, h *hub.Hub) error {
 	n.run(n.live.beats)
 	n.run(n.live.checks)
 	n.run(n.track.run)
+	n.run(n.ord.run)
 	if err := n.dir.load(ctx); err != nil {
 		n.Close()
 		return err

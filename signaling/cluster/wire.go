@@ -12,6 +12,7 @@ import (
 // The hub's message itself goes last, as it is: no copy into base64.
 //
 //	deliver:   'D' kind seq:uvarint to from ref origin msg...
+//	numbered:  'O' kind seq:uvarint oseq:uvarint to from ref origin osrc msg...
 //	ack:       'A' n:uvarint (seq:uvarint status:byte){n}
 //	delivered: 'H' n:uvarint (seq:uvarint){n}
 //	moved:     'M' node n:uvarint (seq:uvarint){n}
@@ -21,6 +22,7 @@ import (
 // a decoder refuses what no node sends (errBadMessage).
 const (
 	opDeliver   = 'D'
+	opNumbered  = 'O' // a deliver with its order (order.go), to nodes that say they take it
 	opAck       = 'A'
 	opDelivered = 'H'
 	opMoved     = 'M'
@@ -52,7 +54,11 @@ type delivery struct {
 	from   string
 	ref    string
 	origin string
-	msg    []byte
+	// osrc and oseq are a signal's order: the node that numbered it for
+	// its target, and the number (order.go); zero if it has none.
+	osrc string
+	oseq uint64
+	msg  []byte
 }
 
 func appendString(b []byte, s string) []byte {
@@ -60,13 +66,24 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
+// appendDeliver appends d, numbered (opNumbered) if it has an order.
 func appendDeliver(b []byte, d delivery) []byte {
-	b = append(b, opDeliver, byte(d.kind))
+	op := byte(opDeliver)
+	if d.oseq != 0 {
+		op = opNumbered
+	}
+	b = append(b, op, byte(d.kind))
 	b = binary.AppendUvarint(b, d.seq)
+	if op == opNumbered {
+		b = binary.AppendUvarint(b, d.oseq)
+	}
 	b = appendString(b, d.to)
 	b = appendString(b, d.from)
 	b = appendString(b, d.ref)
 	b = appendString(b, d.origin)
+	if op == opNumbered {
+		b = appendString(b, d.osrc)
+	}
 	return append(b, d.msg...)
 }
 
@@ -114,16 +131,26 @@ func (r *reader) string(limit int) string {
 // aliases b.
 func decodeDeliver(b []byte) (delivery, error) {
 	r := reader{b: b}
-	if r.byte() != opDeliver {
+	op := r.byte()
+	if op != opDeliver && op != opNumbered {
 		return delivery{}, errBadMessage
 	}
 	var d delivery
 	d.kind = hub.Kind(r.byte())
 	d.seq = r.uvarint()
+	if op == opNumbered {
+		d.oseq = r.uvarint()
+	}
 	d.to = r.string(maxIDLen)
 	d.from = r.string(maxIDLen)
 	d.ref = r.string(maxIDLen)
 	d.origin = r.string(maxIDLen)
+	if op == opNumbered {
+		d.osrc = r.string(maxIDLen)
+		if r.err == nil && (d.oseq == 0 || !validToken(d.osrc)) {
+			r.err = errBadMessage
+		}
+	}
 	if r.err != nil || len(r.b) > maxMsgLen || d.kind < hub.KindSignal || d.kind > hub.KindReport {
 		return delivery{}, errBadMessage
 	}

@@ -52,6 +52,12 @@ type Envelope struct {
 	// after waiting in an absent queue. Zero for everything else.
 	Origin string
 	Seq    uint64
+	// OrderNode and OrderSeq are a signal's place in the order of the
+	// signals that node sent to its target, for the target's node to keep
+	// across a move to another node (package cluster). The hub only
+	// carries them.
+	OrderNode string
+	OrderSeq  uint64
 	// Held says such a signal waited in an absent queue, so its node was
 	// told so and still tracks it: only Delivered or Undelivered settle
 	// it. (One queued on a live connection was acked delivered, and its
