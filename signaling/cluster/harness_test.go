@@ -392,7 +392,9 @@ func startNodeOn(t *testing.T, name string, nc *nats.Conn, cfg Config, hcfg hub.
 	t.Helper()
 	log := testlog.New(t, slog.LevelInfo).With("node", name)
 	cfg.NodeID = name
-	cfg.Logger = log
+	if cfg.Logger == nil {
+		cfg.Logger = log
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	node, err := New(ctx, cfg, nc)
