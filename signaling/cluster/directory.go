@@ -203,6 +203,7 @@ func (n *Node) Publish(st hub.SessionState) {
 
 // Gone tells the other nodes that a local session ended (hub.Delivery).
 func (n *Node) Gone(peer string) {
+	n.ord.forget(peer) // its numbering, if it was another node's once (a leaf lock)
 	at := n.dir.next(peer)
 	n.dir.markGone(peer)
 	n.dir.queue(peer, &queuedState{at: at})
