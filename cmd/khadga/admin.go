@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -33,17 +34,21 @@ type adminConfig struct {
 
 // open reaches the store: with --nats the cluster's, else through the
 // running server's admin socket if there is one, else by opening the file
-// (the server is stopped).
-func (a *adminConfig) open() (admin.Admin, func(), error) {
+// (the server is stopped). A command that only reads (backup) passes
+// existing: it refuses a data directory without a store, where opening
+// would make an empty one and a backup of it would look fine.
+func (a *adminConfig) open(existing bool) (admin.Admin, func(), error) {
 	if a.NATS.enabled() {
 		return a.openCluster()
 	}
-	sock := a.Socket
-	if sock == "" {
-		sock = filepath.Join(a.Data, adminSocketName)
-	}
+	sock := a.socket()
 	if c, err := admin.Dial(sock); err == nil {
 		return c, func() {}, nil
+	}
+	if existing {
+		if err := mustExist(a.storePath()); err != nil {
+			return nil, nil, err
+		}
 	}
 	st, err := store.Open(a.storePath(), store.Options{Timeout: 2 * time.Second})
 	if err != nil {
@@ -115,6 +120,23 @@ func adminLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
+// socket is the running server's admin socket.
+func (a *adminConfig) socket() string {
+	if a.Socket != "" {
+		return a.Socket
+	}
+	return filepath.Join(a.Data, adminSocketName)
+}
+
+// mustExist refuses a store file that is not there, naming where it was
+// looked for.
+func mustExist(path string) error {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("no store at %s and no server's admin socket beside it: give --data the server's data directory (or --nats for a cluster)", path)
+	}
+	return nil
+}
+
 // storePath is the store file in the data directory, where the server has it.
 func (a *adminConfig) storePath() string { return signaling.Config{DataDir: a.Data}.StorePath() }
 
@@ -141,7 +163,7 @@ func runUser(ctx context.Context, args []string) error {
 		return errors.New("user: missing subcommand (khadga user --help lists them)")
 	}
 	a := &c.Admin
-	adm, closeFn, err := a.open()
+	adm, closeFn, err := a.open(false)
 	if err != nil {
 		return err
 	}
@@ -241,7 +263,7 @@ func runToken(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	adm, closeFn, err := c.Admin.open()
+	adm, closeFn, err := c.Admin.open(false)
 	if err != nil {
 		return err
 	}
@@ -316,7 +338,7 @@ func runKeys(ctx context.Context, args []string) error {
 	if len(rest) == 0 {
 		return errors.New("keys: missing subcommand (khadga keys --help lists them)")
 	}
-	adm, closeFn, err := a.open()
+	adm, closeFn, err := a.open(false)
 	if err != nil {
 		return err
 	}
@@ -373,7 +395,7 @@ func runBackup(ctx context.Context, args []string) error {
 	if len(rest) != 1 {
 		return errors.New("backup: want one FILE (khadga backup --help)")
 	}
-	adm, closeFn, err := a.open()
+	adm, closeFn, err := a.open(true)
 	if err != nil {
 		return err
 	}
@@ -435,6 +457,13 @@ func runRestore(ctx context.Context, args []string) error {
 	}
 	if a.NATS.enabled() {
 		return restoreCluster(ctx, &a, backup, info)
+	}
+	if _, err := admin.Dial(a.socket()); err == nil {
+		// A server runs on this data directory. A single node holds the
+		// store's lock too, but a cluster node keeps its data in NATS: the
+		// file swapped here would change nothing.
+		return errors.New("restore: a server answers on the admin socket " + a.socket() +
+			": stop it first, or, for a cluster node, restore into the cluster with --nats")
 	}
 	live := a.storePath()
 	// Holding the live store proves the server is stopped while we swap it.

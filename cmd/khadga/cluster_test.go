@@ -17,6 +17,7 @@ import (
 	"github.com/khadga/khadga/internal/testlog"
 	"github.com/khadga/khadga/signaling/store"
 	"github.com/khadga/khadga/turn"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // tokens is what login and refresh answer.
@@ -236,5 +237,75 @@ func TestTURNSecretsFollowTheCluster(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatalf("serveTURN: %v", err)
 		}
+	}
+}
+
+// TestAdminCommandsKeepTheClustersReplicas: an admin command run with
+// --nats and without the nodes' --nats-replicas (as docs/cluster.md shows
+// it, through docker compose exec) leaves the buckets and the audit stream
+// as the nodes made them. It used to bring every one of them down to one
+// copy.
+func TestAdminCommandsKeepTheClustersReplicas(t *testing.T) {
+	nats := natstest.StartCluster(t, 3)
+	var c natsConfig
+	if err := config.Defaults(&c); err != nil {
+		t.Fatal(err)
+	}
+	c.URLs, c.Replicas = []string{nats.URLs()}, 3
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ns, err := c.openNode(ctx, "node", adminLogger(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.close()
+	js, err := jetstream.New(natstest.Connect(t, nats.URLs()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	replicas := func(name string) int {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.Config.Replicas
+	}
+	streams := []string{"KV_khadga-accounts", "KV_khadga-families", "KV_khadga-signing-keys", "khadga-audit"}
+	for _, s := range streams {
+		if r := replicas(s); r != 3 {
+			t.Fatalf("the node made %s with %d replicas, want 3", s, r)
+		}
+	}
+	if out, err := run(t, t.TempDir(), "", "user", "list", "--nats", nats.Servers[0].ClientURL()); err != nil {
+		t.Fatalf("user list: %v\n%s", err, out)
+	}
+	for _, s := range streams {
+		if r := replicas(s); r != 3 {
+			t.Errorf("after khadga user list --nats URL: %s has %d replicas, want 3", s, r)
+		}
+	}
+}
+
+// TestRestoreRefusesARunningNode: restore without --nats on a cluster
+// node's data directory (whose data is in NATS, not in the file) is
+// refused while the node answers on the admin socket, and says to use
+// --nats. It used to swap a file the node never reads and say "restored".
+func TestRestoreRefusesARunningNode(t *testing.T) {
+	nats := natstest.Start(t).ClientURL()
+	dir := t.TempDir()
+	startServe(t, dir, "KHADGA_NATS="+nats, "KHADGA_TURN_LISTEN=off")
+	if out, err := run(t, dir, alicePassword+"\n", "user", "add", "alice"); err != nil {
+		t.Fatalf("user add: %v %s", err, out)
+	}
+	if out, err := run(t, dir, "", "backup", "b.db"); err != nil {
+		t.Fatalf("backup: %v %s", err, out)
+	}
+	out, err := run(t, dir, "", "restore", "b.db")
+	if err == nil || !strings.Contains(out, "--nats") {
+		t.Fatalf("restore on a running node: %v\n%s; want a refusal that names --nats", err, out)
 	}
 }

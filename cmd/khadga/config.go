@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 
 	"github.com/khadga/khadga/internal/config"
 )
@@ -36,8 +37,25 @@ import (
 // has a KHADGA_* variable, and --config (KHADGA_CONFIG) names the file.
 func command(name, synopsis, about, example string) config.Command {
 	return config.Command{Name: name, Synopsis: synopsis, About: about, Example: example,
-		EnvPrefix: "KHADGA_", FileFlag: "config"}
+		EnvPrefix: "KHADGA_", FileFlag: "config", SharedKeys: sharedKey}
 }
+
+// sharedKey reports whether key is a file key of some khadga command. One
+// file serves them all (the admin commands read the server's, as
+// KHADGA_CONFIG in a container's environment has them do), so a command
+// skips the others' keys and refuses only a key no command knows, a typo.
+func sharedKey(key string) bool { return fileKeys()[key] }
+
+var fileKeys = sync.OnceValue(func() map[string]bool {
+	keys := map[string]bool{}
+	for _, cfg := range []any{&serveConfig{}, &turnCommandConfig{}, &credentialsConfig{}, &userConfig{},
+		&tokenConfig{}, &adminConfig{}, &migrateConfig{}} {
+		for _, k := range config.Keys(cfg) {
+			keys[k] = true
+		}
+	}
+	return keys
+})
 
 // load fills cfg from its defaults, the config file, the environment and
 // args, and returns the positional arguments.

@@ -218,3 +218,22 @@ func TestHelpNamesEveryVariable(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminCommandsReadTheServersFile: the admin commands take the
+// server's config file (as KHADGA_CONFIG in a container's environment has
+// them do): they skip the keys of other commands and keep refusing a key
+// no command knows. They used to refuse the first serve key.
+func TestAdminCommandsReadTheServersFile(t *testing.T) {
+	path := writeConfig(t, "http: 0.0.0.0:8443\ndata: /var/lib/khadga\nmetrics-token: abc\nturn-listen: off\n")
+	var c userConfig
+	if _, err := load(&c, userCommand, []string{"list", "--config", path}); err != nil {
+		t.Fatalf("khadga user list --config with the server's file: %v", err)
+	}
+	if c.Admin.Data != "/var/lib/khadga" {
+		t.Fatalf("data %q, want the file's", c.Admin.Data)
+	}
+	typo := writeConfig(t, "data: /var/lib/khadga\ndatta: /tmp\n")
+	if _, err := load(&c, userCommand, []string{"list", "--config", typo}); err == nil || !strings.Contains(err.Error(), "datta: unknown key") {
+		t.Fatalf("a key no command knows: %v, want unknown key", err)
+	}
+}

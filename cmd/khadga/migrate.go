@@ -33,6 +33,9 @@ func runMigrate(ctx context.Context, args []string) error {
 	if !c.NATS.enabled() {
 		return errors.New("migrate: --nats is required: the cluster to copy into")
 	}
+	if err := mustExist(c.From); err != nil {
+		return fmt.Errorf("migrate: --from: %w", err)
+	}
 	// Opening the file takes its lock: the single-node server is stopped.
 	src, err := store.Open(c.From, store.Options{Timeout: 2 * time.Second})
 	if err != nil {

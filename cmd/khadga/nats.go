@@ -68,8 +68,22 @@ type natsStore struct {
 
 // open connects (name identifies this process to the NATS servers) and
 // opens the store, waiting for NATS until ctx ends. reg, if set, gets
-// the connection's and the store's metrics.
+// the connection's and the store's metrics. The buckets and the stream are
+// made if missing but never changed: the cluster's settings are its
+// nodes' (openNode), and an admin command or a TURN node run without
+// --nats-replicas must not take a 3-replica cluster down to one copy.
 func (c *natsConfig) open(ctx context.Context, name string, log *slog.Logger, reg prometheus.Registerer) (*natsStore, error) {
+	return c.connect(ctx, name, log, reg, true)
+}
+
+// openNode is open for a node (khadga serve), whose --nats-replicas and
+// audit bounds are the cluster's: it brings the buckets and the stream to
+// them.
+func (c *natsConfig) openNode(ctx context.Context, name string, log *slog.Logger, reg prometheus.Registerer) (*natsStore, error) {
+	return c.connect(ctx, name, log, reg, false)
+}
+
+func (c *natsConfig) connect(ctx context.Context, name string, log *slog.Logger, reg prometheus.Registerer, keep bool) (*natsStore, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
@@ -83,7 +97,7 @@ func (c *natsConfig) open(ctx context.Context, name string, log *slog.Logger, re
 			return nil, err
 		}
 	}
-	st, err := kvstore.Open(ctx, conn, kvstore.Options{Prefix: c.Subject, Replicas: c.Replicas, Registerer: reg,
+	st, err := kvstore.Open(ctx, conn, kvstore.Options{Prefix: c.Subject, Replicas: c.Replicas, KeepSettings: keep, Registerer: reg,
 		AuditMax: c.AuditMax, AuditMaxAge: c.AuditMaxAge, Logger: log.With(slog.String("component", "kvstore"))})
 	if err != nil {
 		conn.Close()

@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -97,4 +99,25 @@ func TestOperatorCommands(t *testing.T) {
 		t.Fatal("the password set on the stopped server's file does not hold")
 	}
 	p.stop(t)
+}
+
+// TestBackupNeedsAStore: a backup (or a migrate) where there is no store
+// and no server (a cron job without --data, a typo) fails and says where
+// it looked. It used to make an empty store there, back that up and exit
+// 0, every night.
+func TestBackupNeedsAStore(t *testing.T) {
+	dir := t.TempDir()
+	out, err := run(t, dir, "", "backup", "nightly.db")
+	if err == nil || !strings.Contains(out, "no store at") {
+		t.Fatalf("backup with no store: %v\n%s", err, out)
+	}
+	for _, f := range []string{"nightly.db", "khadga-data/khadga.db"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			t.Errorf("%s was made", f)
+		}
+	}
+	out, err = run(t, dir, "", "migrate", "--nats", "nats://127.0.0.1:1", "--from", filepath.Join(dir, "nope.db"))
+	if err == nil || !strings.Contains(out, "no store at") {
+		t.Fatalf("migrate from no store: %v\n%s", err, out)
+	}
 }

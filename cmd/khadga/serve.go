@@ -196,7 +196,7 @@ func (c *serveConfig) openStore(ctx context.Context, h *held, log *slog.Logger, 
 	if err := os.MkdirAll(c.Data, 0o700); err != nil { // for the admin socket and certificates
 		return err
 	}
-	ns, err := c.NATS.open(ctx, "khadga serve", log, reg)
+	ns, err := c.NATS.openNode(ctx, "khadga serve", log, reg)
 	if err != nil {
 		return err
 	}

@@ -78,6 +78,10 @@ type Command struct {
 	// FileFlag is the flag that names the YAML file (its environment
 	// variable follows EnvPrefix). Empty means the command reads no file.
 	FileFlag string
+	// SharedKeys, if set, names the keys of other commands that may share
+	// the file (the admin commands read the server's): they are skipped,
+	// where another unknown key is an error.
+	SharedKeys func(key string) bool
 	// Output receives --help; nil means standard error.
 	Output io.Writer
 }
@@ -237,7 +241,7 @@ func Load(cfg any, cmd Command, args []string) ([]string, error) {
 	ss := settings(cfg, cmd.EnvPrefix)
 	var errs []error
 	if path := cmd.filePath(args); path != "" {
-		errs = append(errs, readFile(path, ss)...)
+		errs = append(errs, readFile(path, ss, cmd.SharedKeys)...)
 	}
 	for _, s := range ss {
 		if val, ok := os.LookupEnv(s.env); ok && s.env != "" {
@@ -416,4 +420,14 @@ func Example(w io.Writer, cfg any, cmd Command) error {
 	b.WriteByte('\n')
 	_, err := w.Write(b.Bytes())
 	return err
+}
+
+// Keys lists the file keys of the struct cfg points to, for
+// Command.SharedKeys.
+func Keys(cfg any) []string {
+	var keys []string
+	for _, s := range settings(cfg, "") {
+		keys = append(keys, s.key)
+	}
+	return keys
 }

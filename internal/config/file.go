@@ -12,8 +12,9 @@ import (
 )
 
 // readFile applies the YAML file at path to the settings and returns every
-// problem, each naming the file, the line and the key.
-func readFile(path string, ss []setting) []error {
+// problem, each naming the file, the line and the key. Keys that shared
+// reports (another command's) are skipped.
+func readFile(path string, ss []setting, shared func(string) bool) []error {
 	root, err := parseFile(path)
 	if err != nil {
 		return []error{err}
@@ -39,6 +40,8 @@ func readFile(path string, ss []setting) []error {
 		switch {
 		case k.Kind != yaml.ScalarNode:
 			errs = append(errs, fmt.Errorf("%s:%d: a key must be a name, got %s", path, k.Line, kindName(k)))
+			continue
+		case !ok && shared != nil && shared(k.Value):
 			continue
 		case !ok:
 			bad("unknown key")

@@ -118,6 +118,11 @@ type Options struct {
 	// DefaultReplicas; use 3 in a three-server cluster. Changing it on an
 	// existing deployment updates the buckets when a node opens them.
 	Replicas int
+	// KeepSettings opens existing buckets and the stream as they are,
+	// making only those missing (with Replicas and the audit bounds): for
+	// a process that does not own the deployment's settings, such as an
+	// admin command run without the nodes' flags.
+	KeepSettings bool
 	// AuditMax and AuditMaxAge bound the audit stream: the oldest events
 	// are dropped past either. Defaults store.DefaultAuditMax and
 	// DefaultAuditMaxAge.
@@ -259,11 +264,21 @@ func (s *Store) setup(ctx context.Context) error {
 	defer cancel()
 	js := s.conn.JetStream()
 	bucket := func(name, desc string, markerTTL time.Duration) (*bucket, error) {
-		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		cfg := jetstream.KeyValueConfig{
 			Bucket: s.opts.Prefix + "-" + name, Description: "khadga " + desc, History: 1,
 			MaxValueSize: maxRecord, Storage: jetstream.FileStorage, Replicas: s.opts.Replicas,
 			LimitMarkerTTL: markerTTL,
-		})
+		}
+		if !s.opts.KeepSettings {
+			kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+			return &bucket{kv, s.conn.NATS()}, err
+		}
+		kv, err := js.KeyValue(ctx, cfg.Bucket)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			if kv, err = js.CreateKeyValue(ctx, cfg); errors.Is(err, jetstream.ErrBucketExists) {
+				kv, err = js.KeyValue(ctx, cfg.Bucket) // made by another process meanwhile
+			}
+		}
 		return &bucket{kv, s.conn.NATS()}, err
 	}
 	var err error
@@ -288,11 +303,20 @@ func (s *Store) setup(ctx context.Context) error {
 	if s.health, err = bucket("health", "readiness probe writes", 0); err != nil {
 		return err
 	}
-	s.audit, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	audit := jetstream.StreamConfig{
 		Name: s.opts.Prefix + "-audit", Description: "khadga audit log", Subjects: []string{s.subject},
 		MaxMsgs: int64(s.opts.AuditMax), MaxAge: s.opts.AuditMaxAge, Discard: jetstream.DiscardOld,
 		MaxMsgSize: 8 << 10, Storage: jetstream.FileStorage, Replicas: s.opts.Replicas,
-	})
+	}
+	if !s.opts.KeepSettings {
+		s.audit, err = js.CreateOrUpdateStream(ctx, audit)
+		return err
+	}
+	if s.audit, err = js.Stream(ctx, audit.Name); errors.Is(err, jetstream.ErrStreamNotFound) {
+		if s.audit, err = js.CreateStream(ctx, audit); errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			s.audit, err = js.Stream(ctx, audit.Name)
+		}
+	}
 	return err
 }
 
