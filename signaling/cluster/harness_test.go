@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -307,7 +308,12 @@ func trackHeld(tn *testNode, from, ref, to, node string) uint64 {
 func inLobby(an, bn *testNode) (alice, bob *client) {
 	alice, bob = an.dial("user=alice"), bn.dial("user=bob")
 	alice.join("lobby")
-	bob.join("lobby")
+	// Both nodes must know both members: bob's node may hear of alice's
+	// join after bob's own, and until then it refuses bob's signals to
+	// her as between peers who share no room.
+	if !slices.ContainsFunc(bob.join("lobby"), func(m proto.Member) bool { return m.Peer == alice.peer() }) {
+		bob.expectPeerJoined(alice.peer())
+	}
 	alice.expectPeerJoined(bob.peer())
 	return alice, bob
 }

@@ -18,7 +18,13 @@ import (
 // that did not move are removed, and shown offline, everywhere. A node that
 // drains says so, and is not taken for gone while its clients move; one
 // that leaves says goodbye, and is gone at once (its sessions have ended or
-// moved by then).
+// moved by then; what is still attributed to it is removed after
+// byeGrace).
+// byeGrace is how long the sessions still attributed to a node that said
+// goodbye wait before they are removed: the new states of those that
+// moved are on their way from their new nodes.
+const byeGrace = 2 * time.Second
+
 type liveness struct {
 	n          *Node
 	mu         sync.Mutex
@@ -67,7 +73,11 @@ func (l *liveness) onHeartbeat(m *nats.Msg) {
 	st := l.state(hb.Node)
 	if hb.Bye {
 		if st.gone.IsZero() {
-			st.gone = time.Now().Add(-l.n.cfg.OrphanGrace) // nothing left to wait for
+			// Its sessions have ended or moved, but the new states of
+			// those that moved come from their new nodes, and may come
+			// after this: removing them now would show them leave and
+			// join again. A short grace, not the whole OrphanGrace.
+			st.gone = time.Now().Add(-l.n.cfg.OrphanGrace + min(byeGrace, l.n.cfg.OrphanGrace))
 		}
 		l.mu.Unlock()
 		return
