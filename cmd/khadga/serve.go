@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -104,7 +106,7 @@ func runServe(ctx context.Context, args []string) error {
 	}
 	log := c.Log.logger()
 	setGCPercent()
-	tl, err := c.TLS.start(c.Data, log)
+	tl, err := c.TLS.start(c.Data, c.httpsPort(), log)
 	if err != nil {
 		return err
 	}
@@ -255,4 +257,22 @@ func setGCPercent() {
 	if _, ok := os.LookupEnv("GOGC"); !ok {
 		debug.SetGCPercent(serverGCPercent)
 	}
+}
+
+// httpsPort is the port users reach HTTPS on, for the ACME listener's
+// redirect from plain HTTP: --public-url's when it is set (a port forward
+// from 443 to another --http port is invisible from here), else --http's.
+func (c *serveConfig) httpsPort() int {
+	if u, err := url.Parse(c.PublicURL); err == nil && u.Scheme == "https" {
+		if p, err := strconv.Atoi(u.Port()); err == nil {
+			return p
+		}
+		return 443
+	}
+	if _, p, err := net.SplitHostPort(c.HTTP); err == nil {
+		if n, err := strconv.Atoi(p); err == nil && n > 0 {
+			return n
+		}
+	}
+	return 443
 }

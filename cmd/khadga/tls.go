@@ -67,15 +67,15 @@ func (t *tlsSetup) close() {
 
 // start loads the certificate source: files (reloaded when they change
 // and on SIGHUP) or ACME (with its HTTP-01 listener that redirects
-// everything else to HTTPS). It returns nil when TLS is off.
-func (c *tlsConfig) start(dataDir string, log *slog.Logger) (*tlsSetup, error) {
+// everything else to HTTPS on httpsPort). It returns nil when TLS is off.
+func (c *tlsConfig) start(dataDir string, httpsPort int, log *slog.Logger) (*tlsSetup, error) {
 	switch {
 	case !c.enabled():
 		return nil, nil
 	case c.Cert != "":
 		return startCertFiles(c.Cert, c.Key, log.With(slog.String("component", "tls")))
 	}
-	return c.startACME(dataDir, log.With(slog.String("component", "acme")))
+	return c.startACME(dataDir, httpsPort, log.With(slog.String("component", "acme")))
 }
 
 // startCertFiles serves the key pair in certFile and keyFile
@@ -108,10 +108,10 @@ func startCertFiles(certFile, keyFile string, log *slog.Logger) (*tlsSetup, erro
 	return &tlsSetup{getCert: src.GetCertificate, config: certs.TLSConfig(src.GetCertificate), stop: stop}, nil
 }
 
-func (c *tlsConfig) startACME(dataDir string, log *slog.Logger) (*tlsSetup, error) {
+func (c *tlsConfig) startACME(dataDir string, httpsPort int, log *slog.Logger) (*tlsSetup, error) {
 	a, err := certs.NewACME(certs.ACMEConfig{
 		Domains: c.ACMEDomains, Email: c.ACMEEmail, DirectoryURL: c.ACMEDirectory,
-		CacheDir: filepath.Join(dataDir, "acme"), Logger: log,
+		CacheDir: filepath.Join(dataDir, "acme"), HTTPSPort: httpsPort, Logger: log,
 	})
 	if err != nil {
 		return nil, err

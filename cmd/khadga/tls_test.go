@@ -93,3 +93,24 @@ func TestServeTLSWithReloadOnSIGHUP(t *testing.T) {
 	}
 	p.stop(t)
 }
+
+// TestACMERedirectPort: the ACME listener's redirect from plain HTTP goes
+// to the port users reach HTTPS on: --public-url's when it is set, else
+// --http's. It went to 443 whatever the server listened on.
+func TestACMERedirectPort(t *testing.T) {
+	for _, c := range []struct {
+		http, public string
+		want         int
+	}{
+		{":443", "", 443},
+		{"0.0.0.0:8443", "", 8443},
+		{"[::]:8443", "https://chat.example.org", 443},         // a port forward from 443
+		{":443", "https://chat.example.org:9443", 9443},        // one to 443 from another
+		{"127.0.0.1:8080", "http://chat.example.org:80", 8080}, // not an HTTPS URL: --http's
+	} {
+		s := serveConfig{HTTP: c.http, PublicURL: c.public}
+		if got := s.httpsPort(); got != c.want {
+			t.Errorf("--http %s --public-url %q: redirect to port %d, want %d", c.http, c.public, got, c.want)
+		}
+	}
+}
