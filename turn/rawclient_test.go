@@ -103,14 +103,7 @@ func xorPeer(ip net.IP, port int, mapped bool) stun.Setter {
 // CI machine can).
 func (c *rawClient) transact(method stun.Method, auth bool, attrs ...stun.Setter) *stun.Message {
 	c.t.Helper()
-	setters := []stun.Setter{stun.TransactionID, stun.NewType(method, stun.ClassRequest)}
-	setters = append(setters, attrs...)
-	if auth {
-		setters = append(setters, stun.NewUsername(c.username), stun.NewRealm(c.realm), c.nonce,
-			stun.NewLongTermIntegrity(c.username, c.realm, c.pass))
-	}
-	setters = append(setters, stun.Fingerprint)
-	req := stun.MustBuild(setters...)
+	req := buildRequest(method, attrs, auth, c.username, c.realm, c.pass, c.nonce)
 	buf := make([]byte, 1500)
 	deadline := time.Now().Add(waitTimeout)
 	for time.Now().Before(deadline) {
@@ -184,13 +177,7 @@ func (c *rawStreamClient) transact(method stun.Method, attrs ...stun.Setter) *st
 
 func (c *rawStreamClient) roundTrip(method stun.Method, auth bool, attrs ...stun.Setter) *stun.Message {
 	c.t.Helper()
-	setters := []stun.Setter{stun.TransactionID, stun.NewType(method, stun.ClassRequest)}
-	setters = append(setters, attrs...)
-	if auth {
-		setters = append(setters, stun.NewUsername(c.username), stun.NewRealm(c.realm), c.nonce,
-			stun.NewLongTermIntegrity(c.username, c.realm, c.pass))
-	}
-	req := stun.MustBuild(append(setters, stun.Fingerprint)...)
+	req := buildRequest(method, attrs, auth, c.username, c.realm, c.pass, c.nonce)
 	if err := c.conn.SetDeadline(time.Now().Add(waitTimeout)); err != nil {
 		c.t.Fatal(err)
 	}
@@ -240,3 +227,15 @@ const (
 	stunCreatePermission = stun.MethodCreatePermission
 	stunChannelBind      = stun.MethodChannelBind
 )
+
+// buildRequest builds a request with a fresh transaction id and attrs,
+// signed with the long-term credentials if auth.
+func buildRequest(method stun.Method, attrs []stun.Setter, auth bool, username, realm, pass string, nonce stun.Nonce) *stun.Message {
+	setters := []stun.Setter{stun.TransactionID, stun.NewType(method, stun.ClassRequest)}
+	setters = append(setters, attrs...)
+	if auth {
+		setters = append(setters, stun.NewUsername(username), stun.NewRealm(realm), nonce,
+			stun.NewLongTermIntegrity(username, realm, pass))
+	}
+	return stun.MustBuild(append(setters, stun.Fingerprint)...)
+}

@@ -175,16 +175,7 @@ func TestTURNSecretsFollowTheCluster(t *testing.T) {
 			t.Fatal("serveTURN did not start")
 		}
 	}
-	var a adminConfig
-	if err := config.Defaults(&a); err != nil {
-		t.Fatal(err)
-	}
-	a.NATS.URLs = []string{nats}
-	st, closeFn, err := a.openStore(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeFn()
+	st := clusterStore(ctx, t, nats)
 	first, err := storedTURNSecrets(st)
 	if err != nil || len(first) != 1 {
 		t.Fatalf("stored secrets %d, %v", len(first), err)
@@ -308,4 +299,21 @@ func TestRestoreRefusesARunningNode(t *testing.T) {
 	if err == nil || !strings.Contains(out, "--nats") {
 		t.Fatalf("restore on a running node: %v\n%s; want a refusal that names --nats", err, out)
 	}
+}
+
+// clusterStore opens the store of the cluster on nats as an admin command
+// does, closed when the test ends.
+func clusterStore(ctx context.Context, t *testing.T, nats string) store.Backend {
+	t.Helper()
+	var a adminConfig
+	if err := config.Defaults(&a); err != nil {
+		t.Fatal(err)
+	}
+	a.NATS.URLs = []string{nats}
+	st, closeFn, err := a.openStore(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(closeFn)
+	return st
 }

@@ -342,16 +342,7 @@ func TestSecretFileOverridesStore(t *testing.T) {
 			t.Errorf("serveTURN: %v", err)
 		}
 	}()
-	var a adminConfig
-	if err := config.Defaults(&a); err != nil {
-		t.Fatal(err)
-	}
-	a.NATS.URLs = []string{nats}
-	st, closeFn, err := a.openStore(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeFn()
+	st := clusterStore(ctx, t, nats)
 	rotate := func() {
 		t.Helper()
 		if _, err := rotateTURNSecret(st); err != nil {

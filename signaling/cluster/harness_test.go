@@ -49,8 +49,14 @@ type testNode struct {
 
 func startNode(t *testing.T, name, urls string, cfg Config, hcfg hub.Config) *testNode {
 	t.Helper()
+	return startNodeOn(t, name, natstest.Connect(t, urls), cfg, hcfg)
+}
+
+// startNodeOn is startNode on a given connection (one through a proxy
+// that can cut it, say).
+func startNodeOn(t *testing.T, name string, nc *nats.Conn, cfg Config, hcfg hub.Config) *testNode {
+	t.Helper()
 	log := testlog.New(t, slog.LevelInfo).With("node", name)
-	nc := natstest.Connect(t, urls)
 	cfg.NodeID = name
 	if cfg.Logger == nil {
 		cfg.Logger = log
@@ -391,40 +397,4 @@ func (p *tcpProxy) cut() {
 		c.Close()
 	}
 	p.conns = nil
-}
-
-// startNodeOn is startNode on a given connection.
-func startNodeOn(t *testing.T, name string, nc *nats.Conn, cfg Config, hcfg hub.Config) *testNode {
-	t.Helper()
-	log := testlog.New(t, slog.LevelInfo).With("node", name)
-	cfg.NodeID = name
-	if cfg.Logger == nil {
-		cfg.Logger = log
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	node, err := New(ctx, cfg, nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hcfg.Logger, hcfg.Delivery = log, node
-	h, err := hub.New(hcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := node.Start(ctx, h); err != nil {
-		t.Fatal(err)
-	}
-	tn := &testNode{t: t, name: name, hub: h, node: node, nc: nc}
-	up := websocket.Upgrader{Subprotocols: proto.Subprotocols, CheckOrigin: func(*http.Request) bool { return true }}
-	tn.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := up.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		q := r.URL.Query()
-		_ = h.Accept(ws.NetConn(), hub.Identity{User: q.Get("user"), Role: proto.RoleUser}, hub.ConnOptions{ResumeToken: q.Get("resume")})
-	}))
-	t.Cleanup(tn.stop)
-	return tn
 }
