@@ -69,3 +69,37 @@ func testUnsentResume(t *testing.T, hold bool) {
 		}
 	}
 }
+
+// TestInFlightSignalFollowsTheResume: a signal the writer had taken from
+// the queue but not written whole when the socket dropped (bob stopped
+// reading in the middle of alice's 60 KB "big") reaches the resumed
+// session first, ahead of the signals queued behind it (of which the
+// absent queue keeps what it can, the rest reported to alice). It used to vanish:
+// neither written, nor kept, nor reported to alice.
+func TestInFlightSignalFollowsTheResume(t *testing.T) {
+	ts := newTestServer(t, Config{SendQueue: 16, AbsentQueue: 16})
+	alice := ts.dial("user=alice")
+	alice.join("lobby", "j")
+	sb := newStuckBob(t, ts, alice, "")
+
+	_ = sb.bob.ws.NetConn().Close() // the client's socket drops
+	eventually(t, "bob's old connection to end", func() bool {
+		for _, c := range ts.hub.conns.collect(nil) {
+			if c.peer() == sb.welcome.Peer {
+				return false
+			}
+		}
+		return true
+	})
+	bob2 := ts.dial("user=bob&resume=" + sb.welcome.ResumeToken)
+	if !bob2.welcome.Resumed {
+		t.Fatal("resume failed")
+	}
+	m := bob2.next()
+	for m.Type != proto.TypeSignal {
+		m = bob2.next()
+	}
+	if id := signalID(m); id != "big" {
+		t.Fatalf("bob2's first signal is %s, want big (the one in flight), ahead of those queued behind it", id)
+	}
+}

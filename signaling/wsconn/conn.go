@@ -150,7 +150,7 @@ type Conn[M Message] struct {
 	closeCode    int           // the code of the close the server started, 0 if none
 	room         chan struct{} // closed when the writer empties the queue; made by a holding-back reader
 	cause        error         // why the connection was killed
-	kept         []M           // the queue when the client's close came: never written, returned in Result.Unsent
+	kept         []M           // returned in Result.Unsent: a failed batch's messages not written whole, then the queue when the client's close came
 	writer       sync.WaitGroup
 }
 
@@ -271,7 +271,8 @@ func (c *Conn[M]) Kill(err error) { c.kill(err, false) }
 // Takeover kills the connection like Kill and takes the messages still in
 // its queue, which Serve will then not return: a resumed session moves them
 // onto its new connection. What the writer had already taken is written
-// to the old socket, or lost with it.
+// to the old socket, or, if that write fails, returned in Result.Unsent
+// (its messages not written whole).
 func (c *Conn[M]) Takeover(err error) []M { return c.kill(err, true) }
 
 func (c *Conn[M]) kill(err error, take bool) (taken []M) {
@@ -329,7 +330,8 @@ type Result[M Message] struct {
 	ClientCode int
 	// ServerCode is the code of the close the server started, 0 if none.
 	ServerCode int
-	// Unsent are the messages queued but not written, in order.
+	// Unsent are the messages queued but not written whole, in order:
+	// those the writer had taken when its write failed first.
 	Unsent []M
 }
 

@@ -272,7 +272,7 @@ func testQueueLimits(t *testing.T, md mode) {
 	s := newServer(t, md, Config{QueueLen: 4, QueueBytes: 1 << 20, WriteWait: wait}, nil)
 	_, h := s.dial() // the client never reads
 	c := h.c
-	blockWriter(t, c)
+	big := blockWriter(t, c)
 	for i := range 4 {
 		if err := c.Offer(msg("offered")); err != nil {
 			t.Fatalf("Offer %d of 4: %v", i+1, err)
@@ -289,9 +289,10 @@ func testQueueLimits(t *testing.T, md mode) {
 	if err := c.Send(msg("sent")); !errors.Is(err, ErrSlowConsumer) {
 		t.Fatalf("Send past twice the limit: %v, want ErrSlowConsumer", err)
 	}
+	// Unsent: the message the writer could not finish, then the 8 queued.
 	r := s.result()
-	if !errors.Is(r.Err, ErrSlowConsumer) || len(r.Unsent) != 8 {
-		t.Errorf("result error %v with %d unsent, want ErrSlowConsumer and the 8 queued", r.Err, len(r.Unsent))
+	if !errors.Is(r.Err, ErrSlowConsumer) || len(r.Unsent) != 9 || !bytes.Equal(r.Unsent[0], big) {
+		t.Errorf("result error %v with %d unsent, want ErrSlowConsumer, the unfinished message and the 8 queued", r.Err, len(r.Unsent))
 	}
 }
 
@@ -377,7 +378,7 @@ func TestTakeoverHandsOverTheQueue(t *testing.T) { forModes(t, testTakeover) }
 func testTakeover(t *testing.T, md mode) {
 	s := newServer(t, md, Config{}, nil)
 	_, h := s.dial()
-	blockWriter(t, h.c)
+	big := blockWriter(t, h.c)
 	for _, m := range []string{"a", "b", "c"} {
 		if err := h.c.Send(msg(m)); err != nil {
 			t.Fatal(err)
@@ -387,9 +388,12 @@ func testTakeover(t *testing.T, md mode) {
 	if len(got) != 3 || string(got[0]) != "a" || string(got[2]) != "c" {
 		t.Fatalf("Takeover returned %q, want the 3 queued in order", got)
 	}
+	// The message the writer had taken and could not finish comes back in
+	// Unsent, for the hub to report to its sender: handed to the new
+	// connection after the queue, it would arrive out of order.
 	r := s.result()
-	if len(r.Unsent) != 0 || r.Err == nil || r.Err.Error() != "resumed elsewhere" {
-		t.Errorf("result %v with %d unsent, want the takeover's reason and nothing unsent", r.Err, len(r.Unsent))
+	if len(r.Unsent) != 1 || !bytes.Equal(r.Unsent[0], big) || r.Err == nil || r.Err.Error() != "resumed elsewhere" {
+		t.Errorf("result %v with %d unsent, want the takeover's reason and the unfinished message", r.Err, len(r.Unsent))
 	}
 }
 
@@ -486,5 +490,59 @@ func testClientCloseKeeps(t *testing.T, md mode) {
 	}
 	if strings.Join(unsent, ",") != "a,b,c" || r.ClientCode != 4000 {
 		t.Errorf("result: client code %d, unsent %q; want 4000 and a,b,c", r.ClientCode, unsent)
+	}
+}
+
+type ignoreMessages struct{}
+
+func (ignoreMessages) Message(bool, []byte) {}
+func (ignoreMessages) TooLarge(int64)       {}
+
+// TestInFlightBatchIsUnsent: messages the writer took from the queue but
+// did not write whole when the socket failed come back in Result.Unsent,
+// ahead of those queued after them. They used to be dropped with the
+// batch: the hub could neither keep them for a resume nor tell their
+// senders.
+func TestInFlightBatchIsUnsent(t *testing.T) {
+	srv, cli := net.Pipe() // a write waits until the client reads, which it never does
+	cfg := Config{}.WithDefaults()
+	cfg.portable = true
+	c := New[msg](srv, &cfg)
+	res := make(chan Result[msg], 1)
+	c.Start(ignoreMessages{}, func(r Result[msg]) { res <- r })
+	if err := c.Send(msg("A")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the writer to take A", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.q) == 0 && c.writing
+	})
+	if err := c.Send(msg("B")); err != nil {
+		t.Fatal(err)
+	}
+	_ = cli.Close() // the socket fails: A's write ends with none of it written
+	var r Result[msg]
+	select {
+	case r = <-res:
+	case <-time.After(wait):
+		t.Fatal("no result")
+	}
+	var unsent []string
+	for _, m := range r.Unsent {
+		unsent = append(unsent, string(m))
+	}
+	if len(unsent) != 2 || unsent[0] != "A" || unsent[1] != "B" {
+		t.Fatalf("Result.Unsent %q, want [A B]: the message in flight, then the queued one", unsent)
+	}
+}
+
+func TestWholeFrames(t *testing.T) {
+	b := batch[msg]{hasPong: true, pong: []byte("p"), msgs: []msg{msg("aa"), msg(strings.Repeat("x", 200)), msg("c")}}
+	// pong 3 bytes, "aa" 4, the 200-byte one 204, "c" 3: ends at 3, 7, 211, 214.
+	for _, c := range []struct{ written, want int }{{0, 0}, {6, 0}, {7, 1}, {210, 1}, {211, 2}, {213, 2}, {214, 3}} {
+		if got := wholeFrames(&b, c.written); got != c.want {
+			t.Errorf("wholeFrames after %d bytes = %d, want %d", c.written, got, c.want)
+		}
 	}
 }

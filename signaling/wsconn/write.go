@@ -100,10 +100,11 @@ func (c *Conn[M]) writeLoop() {
 			continue
 		}
 		busy = true
-		err := c.write(&b)
-		for i := range b.msgs {
+		sent, err := c.write(&b)
+		for i := range b.msgs[:sent] {
 			b.msgs[i].Release()
 		}
+		c.keepUnsent(b.msgs[sent:])
 		if b.msgs != nil {
 			putQueue(b.msgs)
 		}
@@ -188,6 +189,21 @@ func (c *Conn[M]) writerGoneLocked() {
 	}
 }
 
+// keepUnsent puts back the messages of a batch whose write failed before
+// their frames were written whole, ahead of what was kept since (the
+// queue at the client's close, queued after them): Result.Unsent returns
+// them, so that a resumed session gets them again, or, if a resume took
+// the queue over meanwhile, their senders are told (the hub's detach).
+// A message the client got only part of never reached it.
+func (c *Conn[M]) keepUnsent(ms []M) {
+	if len(ms) == 0 {
+		return
+	}
+	c.mu.Lock()
+	c.kept = append(append(make([]M, 0, len(ms)+len(c.kept)), ms...), c.kept...)
+	c.mu.Unlock()
+}
+
 // closeWritten starts the wait for the client's answer to our close frame.
 func (c *Conn[M]) closeWritten() {
 	_ = c.nc.SetReadDeadline(time.Now().Add(c.cfg.CloseGrace))
@@ -198,8 +214,9 @@ func (c *Conn[M]) closeWritten() {
 
 // write encodes the batch into a pooled buffer and writes it, a chunk of
 // about writeChunk bytes at a time: a batch of many small messages leaves
-// in one system call, and a large batch is never copied whole.
-func (c *Conn[M]) write(b *batch[M]) error {
+// in one system call, and a large batch is never copied whole. It returns
+// how many of b.msgs were written whole: all of them unless err.
+func (c *Conn[M]) write(b *batch[M]) (sent int, err error) {
 	bp := writePool.Get().(*[]byte)
 	buf := (*bp)[:0]
 	used := 0 // the most of buf this batch filled
@@ -210,10 +227,12 @@ func (c *Conn[M]) write(b *batch[M]) error {
 			writePool.Put(bp)
 		}
 	}()
-	var err error
+	written := 0 // bytes of the batch the socket took
 	flush := func() {
 		if len(buf) >= writeChunk && err == nil {
-			err = c.writeAll(buf)
+			var n int
+			n, err = c.writeAll(buf)
+			written += n
 			used, buf = max(used, len(buf)), buf[:0]
 		}
 	}
@@ -231,29 +250,67 @@ func (c *Conn[M]) write(b *batch[M]) error {
 		buf = appendFrame(buf, opClose, b.close)
 	}
 	if err == nil && len(buf) > 0 {
-		err = c.writeAll(buf)
+		var n int
+		n, err = c.writeAll(buf)
+		written += n
 	}
-	return err
+	if err == nil {
+		return len(b.msgs), nil
+	}
+	return wholeFrames(b, written), err
+}
+
+// wholeFrames counts the messages of b whose frames lie whole in the
+// first written bytes of it (its pong and ping frames go first).
+func wholeFrames[M Message](b *batch[M], written int) int {
+	end := 0
+	if b.hasPong {
+		end += frameLen(len(b.pong))
+	}
+	if b.ping {
+		end += frameLen(0)
+	}
+	for i := range b.msgs {
+		if end += frameLen(len(b.msgs[i].Payload())); end > written {
+			return i
+		}
+	}
+	return len(b.msgs)
+}
+
+// frameLen is the length of appendFrame's frame of an n-byte payload.
+func frameLen(n int) int {
+	switch {
+	case n <= 125:
+		return 2 + n
+	case n <= 0xffff:
+		return 4 + n
+	}
+	return 10 + n
 }
 
 // writeAll writes buf in chunks, each with its own deadline, so that
 // WriteWait bounds the time one chunk takes: a client on a slow link that
 // keeps reading is not taken for a slow consumer.
-func (c *Conn[M]) writeAll(buf []byte) error {
-	for len(buf) > 0 {
-		n := min(len(buf), writeChunk)
+//
+// It returns how many bytes the socket took.
+func (c *Conn[M]) writeAll(buf []byte) (int, error) {
+	done := 0
+	for done < len(buf) {
+		n := min(len(buf)-done, writeChunk)
 		if err := c.nc.SetWriteDeadline(time.Now().Add(c.cfg.WriteWait)); err != nil {
-			return err
+			return done, err
 		}
 		if c.dead.Load() {
-			return errKilledWhileWriting // a Kill raced the deadline above
+			return done, errKilledWhileWriting // a Kill raced the deadline above
 		}
-		if _, err := c.w.Write(buf[:n]); err != nil {
-			return err
+		w, err := c.w.Write(buf[done : done+n])
+		done += w
+		if err != nil {
+			return done, err
 		}
-		buf = buf[n:]
 	}
-	return nil
+	return done, nil
 }
 
 var errKilledWhileWriting = errors.New("wsconn: killed")
