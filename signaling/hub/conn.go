@@ -27,9 +27,9 @@ type conn struct {
 	busy atomic.Int64
 
 	// Reader-only state: token buckets for the message rate, the signal
-	// byte rate and abuse.
-	tokens, bytes, abuse       float64
-	tokensAt, bytesAt, abuseAt int64
+	// byte rate, joins and leaves, and abuse.
+	tokens, bytes, rooms, abuse         float64
+	tokensAt, bytesAt, roomsAt, abuseAt int64
 }
 
 func (c *conn) peer() string {

@@ -51,10 +51,17 @@ func (c *conn) Message(text bool, b []byte) {
 			return
 		}
 		c.h.forward(c, m)
-	case proto.TypeJoin:
-		c.h.join(c, m)
-	case proto.TypeLeave:
-		c.h.leave(c, m)
+	case proto.TypeJoin, proto.TypeLeave:
+		if !c.allowRoomChange(now) {
+			c.protocolError(m.ID, proto.CodeRateLimited,
+				fmt.Sprintf("over %d joins and leaves per second", roomChangeRate), now)
+			return
+		}
+		if m.Type == proto.TypeJoin {
+			c.h.join(c, m)
+		} else {
+			c.h.leave(c, m)
+		}
 	case proto.TypePing:
 		c.send(refMsg(proto.TypePong, m.ID))
 	}
@@ -78,6 +85,23 @@ func (c *conn) allow(now time.Time) bool {
 func (c *conn) allowBytes(n int, now time.Time) bool {
 	return take(&c.bytes, &c.bytesAt, now, float64(c.h.cfg.SignalBytesRate), float64(c.h.cfg.SignalBurstBytes), float64(n))
 }
+
+// allowRoomChange takes a join or a leave from its own bucket. Each one
+// reaches every member of the room (peer-joined, peer-left), uncoalesced,
+// so without a bound of its own one user's sessions flapping in and out
+// of a room at the message rate would fill every member's queue, and
+// drop members on slower links as slow consumers.
+func (c *conn) allowRoomChange(now time.Time) bool {
+	return take(&c.rooms, &c.roomsAt, now, roomChangeRate, c.h.roomChangeBurst(), 1)
+}
+
+// roomChangeRate is the joins and leaves a connection may make per
+// second once it has spent its burst (roomChangeBurst).
+const roomChangeRate = 2
+
+// roomChangeBurst lets a connection leave and join again every room it
+// may be in at once, as a client that reconnects does.
+func (h *Hub) roomChangeBurst() float64 { return float64(2 * h.cfg.MaxRoomsPerSession) }
 
 // take is a token bucket: it refills at rate per second up to burst, and
 // takes n tokens if it has them.

@@ -149,6 +149,7 @@ func (h *Hub) open(nc net.Conn, id Identity, opts ConnOptions) *conn {
 	now := time.Now().UnixNano()
 	c.tokens, c.tokensAt = float64(h.cfg.MessageBurst), now
 	c.bytes, c.bytesAt = float64(h.cfg.SignalBurstBytes), now
+	c.rooms, c.roomsAt = h.roomChangeBurst(), now
 	c.abuse, c.abuseAt = float64(h.cfg.AbuseLimit), now
 	h.stats.conns.Add(1)
 	h.attach(c, id, opts)

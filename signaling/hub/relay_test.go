@@ -269,3 +269,38 @@ func testSignalByteRate(t *testing.T, mode serverMode) {
 		t.Fatalf("alice got %s, want only the small signal after the refused one", m.Data)
 	}
 }
+
+// TestJoinLeaveRate: joins and leaves have a bucket of their own, of two
+// per room a session may be in, refilled at roomChangeRate. Each reaches
+// every member of the room uncoalesced: at the message rate, one user
+// flapping in and out of a room filled every member's queue and dropped
+// members on slower links as slow consumers.
+func TestJoinLeaveRate(t *testing.T) { forModes(t, testJoinLeaveRate) }
+
+func testJoinLeaveRate(t *testing.T, mode serverMode) {
+	ts := newTestServer(t, Config{MaxRoomsPerSession: 2, AbuseLimit: 100}, mode)
+	alice := ts.dial("user=alice")
+	alice.join("lobby", "j")
+	mallory := ts.dial("user=mallory")
+	for i, typ := range []string{proto.TypeJoin, proto.TypeLeave, proto.TypeJoin, proto.TypeLeave, proto.TypeJoin} {
+		mallory.send(proto.Message{Type: typ, ID: fmt.Sprint(i + 1), Room: "lobby"})
+	}
+	m := mallory.next()
+	for m.Type != proto.TypeError {
+		m = mallory.next()
+	}
+	var e proto.Error
+	if err := json.Unmarshal(m.Data, &e); err != nil || e.Code != proto.CodeRateLimited || m.Ref != "5" {
+		t.Fatalf("error %s (ref %q), want rate_limited for the 5th: the burst is 4", m.Data, m.Ref)
+	}
+	alice.send(proto.Message{Type: proto.TypePing, ID: "p"})
+	events := 0
+	for m := alice.next(); m.Type != proto.TypePong; m = alice.next() {
+		if m.Type == proto.TypePeerJoined || m.Type == proto.TypePeerLeft {
+			events++
+		}
+	}
+	if events != 4 {
+		t.Fatalf("alice got %d peer-joined and peer-left, want the 4 of the burst", events)
+	}
+}
