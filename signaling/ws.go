@@ -65,13 +65,13 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, err.Error())
 		return
 	}
-	if n, limit := s.hub.UserConns(claims.User); n >= limit {
+	q := r.URL.Query()
+	if n, limit := s.hub.UserConns(claims.User); n >= limit && !s.hub.TakesOver(claims.User, q.Get("resume")) {
 		s.metrics.wsRefused.WithLabelValues("conns").Inc()
 		writeError(w, http.StatusTooManyRequests, "too_many_connections",
 			fmt.Sprintf("user %s already has %d connections open", claims.User, limit))
 		return
 	}
-	q := r.URL.Query()
 	opts := hub.ConnOptions{ResumeToken: q.Get("resume"), Presence: q.Get("presence") != "0"}
 	ws, err := upgrader.Upgrade(w, r, nil)
 	if err != nil {

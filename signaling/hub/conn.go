@@ -140,6 +140,25 @@ func (h *Hub) UserConns(user string) (n, limit int) {
 	return h.users.count(user), h.cfg.MaxConnsPerUser
 }
 
+// TakesOver reports whether resumeToken resumes a session of user on this
+// hub whose old connection is still open (the client saw the drop
+// first): the resume ends that connection, so the new one does not count
+// against the user's limit. A user at the limit could not resume
+// otherwise until the server noticed the old socket was dead, up to a
+// minute later.
+func (h *Hub) TakesOver(user, resumeToken string) bool {
+	if resumeToken == "" {
+		return false
+	}
+	s, ok := h.tokens.get(hashToken(resumeToken))
+	if !ok || s.member.User != user {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.ended && s.conn != nil
+}
+
 // Stuck returns the peers whose message handler has been running since
 // before t. A handler only queues and never waits on another client, so this
 // is empty unless something is wrong; the stress tests watch it.

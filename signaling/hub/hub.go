@@ -118,7 +118,11 @@ func (h *Hub) Accept(nc net.Conn, id Identity, opts ConnOptions) error {
 		refuse(nc, h.wscfg, proto.New(proto.TypeReconnect, proto.Reconnect{After: 1000}), 1012, "server restart")
 		return ErrClosed
 	}
-	if !h.users.add(id.User, h.cfg.MaxConnsPerUser) {
+	limit := h.cfg.MaxConnsPerUser
+	if h.TakesOver(id.User, opts.ResumeToken) {
+		limit++ // the old connection ends as this one resumes
+	}
+	if !h.users.add(id.User, limit) {
 		h.wg.Done()
 		h.stats.countError(proto.CodeRateLimited)
 		text := fmt.Sprintf("user %s already has %d connections", id.User, h.cfg.MaxConnsPerUser)

@@ -65,3 +65,29 @@ func TestFlappingSessionCountsOnce(t *testing.T) {
 		t.Fatal("bob's only waiting session was ended by his second session, within the cap")
 	}
 }
+
+// TestResumeAtTheConnectionLimit: a user at MaxConnsPerUser whose client
+// saw its socket drop before the server did resumes over the old, still
+// open connection, which the resume ends. It used to be refused as one
+// connection too many until the server noticed the dead socket, up to a
+// minute later. A new session at the limit is still refused.
+func TestResumeAtTheConnectionLimit(t *testing.T) {
+	ts := newTestServer(t, Config{MaxConnsPerUser: 1})
+	old := ts.dial("user=bob")
+	if k, limit := ts.hub.UserConns("bob"); k != limit || !ts.hub.TakesOver("bob", old.welcome.ResumeToken) || ts.hub.TakesOver("eve", old.welcome.ResumeToken) {
+		t.Fatalf("bob at %d of %d connections; his token should take over his open connection, and only his", k, limit)
+	}
+	back := ts.dial("user=bob&resume=" + old.welcome.ResumeToken)
+	if !back.welcome.Resumed || back.welcome.Peer != old.welcome.Peer {
+		t.Fatalf("resume at the limit: %+v, want the same session", back.welcome)
+	}
+	if code := old.expectClose(); code == 0 {
+		t.Fatal("the old connection did not end")
+	}
+	eventually(t, "one connection of bob's", func() bool { k, _ := ts.hub.UserConns("bob"); return k == 1 })
+	extra := ts.dialRaw("user=bob", false)
+	extra.expectError(proto.CodeRateLimited, "")
+	if code := extra.expectClose(); code != proto.CloseTooManyConnections {
+		t.Fatalf("a new session past the limit: close code %d, want %d", code, proto.CloseTooManyConnections)
+	}
+}
