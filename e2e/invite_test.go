@@ -57,6 +57,19 @@ func TestInviteLink(t *testing.T) {
 	bob.waitFor("club again, with the kept invite", `khadgaApp.client.rooms.has('club') && document.querySelector('#rooms section[data-room="club"]')`)
 	bob.waitConnected("alice")
 
+	// The link put into a signed-in tab's address bar (another page that
+	// holds the tab can do that) does not join by itself: a join sends
+	// the camera and microphone to the room. The tab asks, and joins on
+	// the click.
+	carol.do(evalVoid(`location.hash = ` + js("#room=club&invite="+token)))
+	carol.waitFor("the offer to join", `!document.getElementById('invite-offer').hidden &&
+		!!document.querySelector('#invite-offer button.join-invite')`)
+	if eval[bool](carol, `khadgaApp.client.rooms.has('club')`) {
+		t.Fatal("carol's tab joined club from a fragment change without asking")
+	}
+	carol.do(chromedp.Focus(chromedp.CSS(`#invite-offer button.join-invite`)), chromedp.KeyEvent(" "))
+	carol.waitFor("club joined on the click", `khadgaApp.client.rooms.has('club') && document.querySelector('#rooms section[data-room="club"]')`)
+
 	if len(bob.ws.containing(fmt.Sprintf(`"invite":%q`, token))) == 0 {
 		t.Fatal("bob's socket never sent the invite; the check below would prove nothing")
 	}

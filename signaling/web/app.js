@@ -390,13 +390,25 @@ function pendingInvite() {
   } catch { return null; }
 }
 
+// offerInvite asks a signed-in user to join the room of an invite that
+// came in a fragment change, with a button; joinInvite joins on the click.
+function offerInvite() {
+  const inv = pendingInvite();
+  if (!inv || !state.k) return;
+  const join = el('button', { type: 'button', class: 'join-invite' }, `Join ${inv.room}`);
+  join.addEventListener('click', joinInvite);
+  $('invite-offer').replaceChildren(`You are invited to room ${inv.room}. `, join);
+  $('invite-offer').hidden = false;
+}
+
 // joinInvite joins the room of the invite the page was opened with, once
-// signed in.
+// signed in (or, for one that came later, when the user says so).
 async function joinInvite() {
   const inv = pendingInvite();
   if (!inv || !state.k) return;
   sessionStorage.removeItem(inviteKey);
   $('signin-notice').hidden = true;
+  $('invite-offer').hidden = true;
   try {
     await state.k.join(inv.room, { invite: inv.invite });
     roomSection(inv.room);
@@ -816,8 +828,10 @@ function init() {
   emailVerifiedNotice();
   showInvite();
   // An invite link opened in a tab that shows the app already changes only
-  // the fragment: no reload, so read it here.
-  window.addEventListener('hashchange', () => { showInvite(); joinInvite(); });
+  // the fragment: no reload, so read it here. Signed in, it asks first:
+  // another page that holds this tab (window.open) can change its
+  // fragment, and a join sends the camera and microphone to the room.
+  window.addEventListener('hashchange', () => { showInvite(); offerInvite(); });
   restore();
 }
 
