@@ -42,6 +42,9 @@ func (n *Node) Deliver(node, peer string, e hub.Envelope) error {
 		if d.seq != 0 && !e.Held {
 			n.track.forget(d.seq) // added above; the caller is told
 		}
+		if d.osrc == n.id && e.OrderSeq == 0 {
+			n.ord.unnumber(peer, d.oseq) // else the next would wait for it
+		}
 		return hub.ErrPeerUnavailable
 	}
 	n.stats.delivered.Inc()

@@ -204,8 +204,7 @@ func (n *Node) Publish(st hub.SessionState) {
 // Gone tells the other nodes that a local session ended (hub.Delivery).
 func (n *Node) Gone(peer string) {
 	n.ord.forget(peer) // its numbering, if it was another node's once (a leaf lock)
-	at := n.dir.next(peer)
-	n.dir.markGone(peer)
+	at := n.dir.end(peer)
 	n.dir.queue(peer, &queuedState{at: at})
 	n.sendState(stateMsg{Peer: peer, Gone: true, Epoch: at.Epoch, Ver: at.Ver})
 }
@@ -265,25 +264,23 @@ func (d *directory) local(st hub.SessionState) (stamp, bool) {
 	return d.nextLocked(e), true
 }
 
-// next returns the stamp of a local session's next state.
-func (d *directory) next(peer string) stamp {
+// end notes that a local session ended and returns the stamp of its end.
+// Its entry is a tombstone from then on, whose clock starts when its KV
+// removal is written (removed). One step: a Publish of the session that
+// raced with its end (local) must either come before the end's stamp or
+// find the tombstone, never take a stamp after it.
+func (d *directory) end(peer string) stamp {
 	d.imu.Lock()
 	defer d.imu.Unlock()
-	return d.nextLocked(d.entryLocked(peer))
+	e := d.entryLocked(peer)
+	at := d.nextLocked(e)
+	e.gone, e.goneAt = true, time.Time{}
+	return at
 }
 
 func (d *directory) nextLocked(e *entry) stamp {
 	e.applied = stamp{max(e.applied.Epoch, 1), e.applied.Ver + 1}
 	return e.applied
-}
-
-// markGone notes that a local session ended: its entry is a tombstone
-// whose clock starts when its KV removal is written (removed).
-func (d *directory) markGone(peer string) {
-	d.imu.Lock()
-	defer d.imu.Unlock()
-	e := d.entryLocked(peer)
-	e.gone, e.goneAt = true, time.Time{}
 }
 
 // removed notes that the KV removal of a local session that ended is

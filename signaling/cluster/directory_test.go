@@ -92,3 +92,19 @@ func dirAlive(tn *testNode, peer string) bool {
 	e := tn.node.dir.byPeer[peer]
 	return e != nil && !e.gone
 }
+
+// TestNoStateAfterTheEnd: once a local session's end has its stamp, a
+// Publish that raced with it is refused. The end used to take its stamp
+// and mark the entry gone in two steps, and a Publish between them took a
+// later stamp: the session lived on everywhere as a ghost.
+func TestNoStateAfterTheEnd(t *testing.T) {
+	d := newDirectory(&Node{id: "a"})
+	st := hub.SessionState{Member: proto.Member{Peer: "p1", User: "bob"}}
+	if _, ok := d.local(st); !ok {
+		t.Fatal("a live session's state refused")
+	}
+	end := d.end("p1")
+	if at, ok := d.local(st); ok {
+		t.Fatalf("a state after the end (stamp %v) was taken, with stamp %v", end, at)
+	}
+}

@@ -126,9 +126,16 @@ func (l *liveness) saw(node string) {
 		return
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if st := l.state(node); st.cleaned {
+	st := l.state(node)
+	cleaned := st.cleaned
+	if cleaned {
 		st.seen, st.gone, st.cleaned = time.Now(), time.Time{}, false
+	}
+	l.mu.Unlock()
+	if cleaned {
+		// Its heartbeat, which would have read its sessions again
+		// (onHeartbeat), now finds it not cleaned: read them here.
+		l.n.dir.rewatch()
 	}
 }
 

@@ -82,6 +82,18 @@ func (o *orderer) number(peer string) uint64 {
 	return o.out[peer]
 }
 
+// unnumber gives back seq, the number of a signal to peer that was never
+// sent, if no later one was given meanwhile: the target would otherwise
+// hold the next signal orderWait for it. A later one stays, and the next
+// waits once.
+func (o *orderer) unnumber(peer string, seq uint64) {
+	o.outMu.Lock()
+	defer o.outMu.Unlock()
+	if o.out[peer] == seq {
+		o.out[peer]--
+	}
+}
+
 // forget drops the numbering of the signals to peer, a session of another
 // node that ended.
 func (o *orderer) forget(peer string) {
@@ -112,10 +124,11 @@ func (o *orderer) admitLocked(d delivery, now time.Time, deliver func(delivery))
 		return
 	case d.oseq > st.next:
 		i, found := slices.BinarySearchFunc(st.early, d.oseq, func(e delivery, seq uint64) int { return cmpU(e.oseq, seq) })
-		if !found {
-			d.msg = bytes.Clone(d.msg)
-			st.early = slices.Insert(st.early, i, d)
+		if found {
+			return // a copy: its wait goes on as it was
 		}
+		d.msg = bytes.Clone(d.msg)
+		st.early = slices.Insert(st.early, i, d)
 		if len(st.early) == 1 {
 			st.since = now
 			o.waiting[st] = struct{}{}

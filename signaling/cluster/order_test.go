@@ -65,6 +65,17 @@ func TestOrderAdmit(t *testing.T) {
 			t.Fatalf("the missing one, late: due %v, want [1]", got)
 		}
 	})
+	t.Run("a copy does not restart the wait", func(t *testing.T) {
+		o := newOrderer(nil)
+		o.install("bob", map[string]uint64{"a": 1})
+		admit(o, sig("a", 3))
+		st := o.in["bob"]["a"]
+		first := st.since
+		o.admitLocked(sig("a", 3), now.Add(time.Second), func(delivery) { t.Fatal("a copy of an early one was handed on") })
+		if !st.since.Equal(first) || len(st.early) != 1 {
+			t.Fatalf("after a copy: waiting since %v (was %v), %d early", st.since, first, len(st.early))
+		}
+	})
 	t.Run("a claim takes the order", func(t *testing.T) {
 		o := newOrderer(nil)
 		admit(o, sig("a", 7))
@@ -99,5 +110,24 @@ func TestNumberedDeliverRoundTrip(t *testing.T) {
 	d.oseq = 0
 	if b := appendDeliver(nil, d); b[0] != opDeliver {
 		t.Fatalf("an unnumbered deliver has op %q", b[0])
+	}
+}
+
+// TestUnnumber: the number of a signal that was never sent is given back
+// while no later one was given, so that the target does not hold the next
+// one for it.
+func TestUnnumber(t *testing.T) {
+	o := newOrderer(nil)
+	if n := o.number("bob"); n != 1 {
+		t.Fatalf("first number %d", n)
+	}
+	o.unnumber("bob", 1)
+	if n := o.number("bob"); n != 1 {
+		t.Fatalf("after giving 1 back: %d, want 1 again", n)
+	}
+	o.number("bob") // 2
+	o.unnumber("bob", 1)
+	if n := o.number("bob"); n != 3 {
+		t.Fatalf("giving back a number with a later one out: next %d, want 3", n)
 	}
 }

@@ -444,7 +444,7 @@ func (c *Conn[M]) answerClose(code int) {
 		return
 	}
 	c.state = stateClosing
-	c.kept = append([]M(nil), c.q...)
+	c.kept = append(c.kept, c.q...) // after what a failed write put back
 	c.dropQueueLocked()
 	if code == closeNoStatus {
 		c.close = []byte{}

@@ -546,3 +546,23 @@ func TestWholeFrames(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseAfterAFailedWrite: a client's close that comes after a failed
+// write put its unfinished messages back keeps them ahead of the queue;
+// it used to replace them with the queue.
+func TestCloseAfterAFailedWrite(t *testing.T) {
+	srv, cli := net.Pipe()
+	defer cli.Close()
+	cfg := Config{}.WithDefaults()
+	c := New[msg](srv, &cfg)
+	c.keepUnsent([]msg{msg("unfinished")})
+	c.mu.Lock()
+	c.q = append(c.q, msg("queued")) // as queued after the batch, with no writer to take it
+	c.mu.Unlock()
+	c.answerClose(1000)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.kept) != 2 || string(c.kept[0]) != "unfinished" || string(c.kept[1]) != "queued" {
+		t.Fatalf("kept %q, want [unfinished queued]", c.kept)
+	}
+}
