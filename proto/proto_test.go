@@ -53,6 +53,9 @@ func TestValidate(t *testing.T) {
 		{"signal without data", `{"type":"signal","to":"p2"}`, CodeBadMessage},
 		{"join without room", `{"type":"join"}`, CodeBadMessage},
 		{"join bad room", `{"type":"join","room":"a/../b"}`, CodeBadMessage},
+		{"join room ..", `{"type":"join","room":".."}`, CodeBadMessage}, // a URL path cleans it away: never claimable
+		{"join room .", `{"type":"join","room":"."}`, CodeBadMessage},
+		{"join room .a.", `{"type":"join","room":".a."}`, ""},
 		{"join long room", `{"type":"join","room":"` + strings.Repeat("r", 65) + `"}`, CodeBadMessage},
 		{"join with empty data", `{"type":"join","room":"r","data":{}}`, ""},
 		{"join with invite", `{"type":"join","room":"r","data":{"invite":"Qm9v-dH_N0"}}`, ""},

@@ -58,6 +58,11 @@ func ValidRoom(s string) error {
 	if !token(s) {
 		return fmt.Errorf("room name may contain only A-Z, a-z, 0-9, '_', '-' and '.'")
 	}
+	if s == "." || s == ".." {
+		// A URL path cleans them away (/api/rooms/.. is /api/): such a
+		// room could be met in but never claimed or protected.
+		return fmt.Errorf("room name must not be %q", s)
+	}
 	return nil
 }
 
