@@ -566,3 +566,47 @@ func TestCloseAfterAFailedWrite(t *testing.T) {
 		t.Fatalf("kept %q, want [unfinished queued]", c.kept)
 	}
 }
+
+// trickle is a source that hands out data a few bytes a read, then io.EOF.
+type trickle struct {
+	data []byte
+	per  int
+}
+
+func (s *trickle) await() (*[]byte, int, error) { panic("not used") }
+
+func (s *trickle) read(p []byte) (int, error) {
+	if len(s.data) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, s.data[:min(len(s.data), s.per, len(p))])
+	s.data = s.data[n:]
+	return n, nil
+}
+
+// TestLargeFrameBufferGrowsWithItsBytes: the buffer for a frame larger
+// than a pooled one grows as the frame's bytes come, not to the size its
+// header names: a header and a trickle held 64 KiB (128 with fragments)
+// per connection for as long as the client liked.
+func TestLargeFrameBufferGrowsWithItsBytes(t *testing.T) {
+	const size = 64 << 10
+	payload := bytes.Repeat([]byte("y"), size)
+	rb := readBuf{bp: getReadBuf()}
+	defer rb.release()
+	src := &trickle{data: payload[:100], per: 10}
+	if err := rb.ensure(src, size); err == nil {
+		t.Fatal("ensure had all of a frame whose bytes never came")
+	}
+	if n := len(*rb.bp); n != readBufSize {
+		t.Fatalf("100 bytes of a %d-byte frame hold a %d-byte buffer, want the pooled %d", size, n, readBufSize)
+	}
+	rb.release()
+	rb = readBuf{bp: getReadBuf()}
+	src = &trickle{data: payload, per: 3000}
+	if err := rb.ensure(src, size); err != nil {
+		t.Fatal(err)
+	}
+	if got := (*rb.bp)[rb.r : rb.r+size]; !bytes.Equal(got, payload) {
+		t.Fatal("the frame's bytes came out changed")
+	}
+}

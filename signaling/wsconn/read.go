@@ -202,17 +202,20 @@ func (rb *readBuf) ensure(src source, n int) error {
 	for rb.w-rb.r < n {
 		buf := *rb.bp
 		if rb.r+n > len(buf) {
-			if n > len(buf) {
-				// A frame larger than a pooled buffer gets one of its own;
-				// putReadBuf drops it when the reader is done with it.
-				nb := make([]byte, n)
+			switch {
+			case n <= len(buf):
+				rb.w = copy(buf, buf[rb.r:rb.w])
+				rb.r = 0
+			case rb.r > 0 || rb.w == len(buf):
+				// A frame larger than a pooled buffer gets one of its own,
+				// grown (doubling) as its bytes come rather than sized by
+				// its header, so that a header alone, or a trickle, holds
+				// little; putReadBuf drops it when the reader is done.
+				nb := make([]byte, min(n, 2*max(len(buf), rb.w-rb.r)))
 				borrowed.Add(1)
 				rb.w = copy(nb, buf[rb.r:rb.w])
 				putReadBuf(rb.bp)
 				rb.bp, rb.r, buf = &nb, 0, nb
-			} else {
-				rb.w = copy(buf, buf[rb.r:rb.w])
-				rb.r = 0
 			}
 		}
 		m, err := src.read(buf[rb.w:])
