@@ -72,7 +72,12 @@
 // been handled; the writer borrows one per batch, and a batch of queued
 // messages leaves in one write. Once a batch is written the writer calls
 // each message's Release, and touches it no more, so that the messages'
-// owner (the hub) can keep them in pooled buffers too. On Unix, a plain
+// owner (the hub) can keep them in pooled buffers too. A write that fails
+// releases only the messages whose frames the socket took whole; the
+// others go back ahead of the queue and come out in Result.Unsent, so
+// that nothing accepted is lost without a word. A frame larger than a
+// pooled read buffer gets a buffer of its own that grows as its bytes
+// come. On Unix, a plain
 // TCP socket is waited on for readiness through syscall.RawConn before any
 // buffer is taken (its callback only reads; nothing is handled inside it).
 // Elsewhere, and over TLS, the reader waits in a Read of a 16-byte array
