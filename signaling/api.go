@@ -316,7 +316,7 @@ func (s *Server) verifyPassword(c credentials) (store.User, bool, error) {
 	if errors.Is(err, store.ErrUnavailable) {
 		return store.User{}, false, err
 	}
-	if err != nil {
+	if err != nil || u.Bot { // a bot's name has no password
 		s.cfg.Password.DummyVerify(c.Password)
 		return store.User{}, false, nil
 	}

@@ -114,6 +114,8 @@ func (s *Server) account(c auth.Claims) (auth.Claims, error) {
 		return auth.Claims{}, errRevoked
 	case c.Login == "" || c.Bot:
 		return c, nil
+	case u.Bot:
+		return auth.Claims{}, errRevoked // a sign-in of an account since deleted
 	}
 	f, err := s.store.GetFamily(c.Login)
 	if errors.Is(err, store.ErrUnavailable) {

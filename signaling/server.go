@@ -329,9 +329,21 @@ func (s *Server) followKeys(ctx context.Context) {
 	})
 }
 
-// purgeLoop drops expired refresh families and bot tokens, and retires
-// the signing keys whose tokens have all expired, once an hour.
+// holdBotNames holds the names of bot tokens minted by a version that did
+// not (admin.HoldBotNames), so that nobody can register them.
+func (s *Server) holdBotNames() {
+	if n, err := admin.HoldBotNames(s.store); err != nil {
+		s.log.Warn("holding the names of bot tokens", slog.Any("err", err))
+	} else if n > 0 {
+		s.log.Info("held the names of bot tokens minted before names were held", slog.Int("names", n))
+	}
+}
+
+// purgeLoop holds the names of older bot tokens, then drops expired
+// refresh families and bot tokens, and retires the signing keys whose
+// tokens have all expired, once an hour.
 func (s *Server) purgeLoop(ctx context.Context) {
+	s.holdBotNames()
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {

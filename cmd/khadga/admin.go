@@ -183,7 +183,11 @@ func runUser(ctx context.Context, args []string) error {
 		w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(w, "NAME\tROLE\tDISABLED\tCREATED")
 		for _, u := range us {
-			fmt.Fprintf(w, "%s\t%s\t%t\t%s\n", u.Name, u.Role, u.Disabled, u.Created.Format(time.RFC3339))
+			role := u.Role
+			if u.Bot {
+				role = "(bot's name)"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%t\t%s\n", u.Name, role, u.Disabled, u.Created.Format(time.RFC3339))
 		}
 		return w.Flush()
 	case "add":

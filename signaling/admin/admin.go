@@ -46,6 +46,9 @@ type UserInfo struct {
 	Role     string    `json:"role"`
 	Disabled bool      `json:"disabled"`
 	Created  time.Time `json:"created"`
+	// Bot says the name is held for bot tokens, not an account that
+	// signs in (store.User.Bot).
+	Bot bool `json:"bot,omitempty"`
 }
 
 // TokenRequest asks for a bot token (`khadga token`).
@@ -157,7 +160,7 @@ func (o *Ops) ListUsers(context.Context) ([]UserInfo, error) {
 	}
 	out := make([]UserInfo, len(us))
 	for i, u := range us {
-		out[i] = UserInfo{Name: u.Name, Role: u.Role, Disabled: u.Disabled, Created: u.Created}
+		out[i] = UserInfo{Name: u.Name, Role: u.Role, Disabled: u.Disabled, Created: u.Created, Bot: u.Bot}
 	}
 	return out, nil
 }
@@ -179,13 +182,31 @@ func (o *Ops) AddUser(_ context.Context, name, password, role string) error {
 		return err
 	}
 	if err := o.Store.CreateUser(store.User{Name: name, PasswordHash: hash, Role: role, Created: time.Now().UTC()}); err != nil {
-		return err
+		return o.whyTaken(name, err)
 	}
 	o.audit("admin-add-user", name, "role "+role)
 	return nil
 }
 
-// DeleteUser deletes a user and revokes its refresh tokens.
+// whyTaken says, when err is ErrUserExists, whether the name is an account
+// or held for bot tokens.
+func (o *Ops) whyTaken(name string, err error) error {
+	if !errors.Is(err, store.ErrUserExists) {
+		return err
+	}
+	if u, gerr := o.Store.GetUser(name); gerr == nil && u.Bot {
+		return fmt.Errorf("%w: %s is a bot's name (khadga token list); bots sign in with tokens", err, name)
+	}
+	return err
+}
+
+// errBotName refuses to give a bot's name what only an account has.
+func errBotName(name string) error {
+	return badRequest("%s is a bot's name (khadga token list): it has no password or role of its own", name)
+}
+
+// DeleteUser deletes a user and revokes its refresh tokens. Deleting a
+// bot's name lets anyone register it again; the bot's tokens still work.
 func (o *Ops) DeleteUser(_ context.Context, name string) error {
 	if err := o.Store.DeleteUser(name); err != nil {
 		return err
@@ -218,7 +239,13 @@ func (o *Ops) SetRole(_ context.Context, name, role string) error {
 	if role != proto.RoleUser && role != proto.RoleAdmin {
 		return badRequest("role must be user or admin")
 	}
-	err := o.Store.UpdateUser(name, func(u *store.User) error { u.Role = role; return nil })
+	err := o.Store.UpdateUser(name, func(u *store.User) error {
+		if u.Bot {
+			return errBotName(name)
+		}
+		u.Role = role
+		return nil
+	})
 	if err == nil {
 		o.audit("admin-role", name, "role "+role)
 		o.revoked(name, "", ReasonRole)
@@ -269,6 +296,9 @@ func (o *Ops) MintToken(_ context.Context, r TokenRequest) (Token, error) {
 	if r.Role == proto.RoleRecorder && len(r.Rooms) == 0 {
 		return Token{}, badRequest("a recorder token must name the rooms it may join (--room)")
 	}
+	if err := o.holdBotName(r.User); err != nil {
+		return Token{}, err
+	}
 	tok, rec, err := o.Bots.Mint(auth.BotRequest{User: r.User, Role: r.Role, Rooms: r.Rooms, TTL: r.TTL, Refresh: r.Refresh})
 	if errors.Is(err, store.ErrTooManyBotTokens) {
 		return Token{}, badRequest("%v", err)
@@ -278,6 +308,49 @@ func (o *Ops) MintToken(_ context.Context, r TokenRequest) (Token, error) {
 	}
 	o.audit("admin-token", r.User, fmt.Sprintf("id %s kind %s role %s rooms %v ttl %v", rec.ID, rec.Kind, r.Role, r.Rooms, r.TTL))
 	return Token{Token: tok, ID: rec.ID, Expires: rec.Expires}, nil
+}
+
+// holdBotName keeps name, which a bot goes by from now on, from being
+// registered by anyone else (store.User.Bot). An account of that name
+// stays as it is: minting for it is the admin's choice to share the name
+// (and the account's connection limit) with the bot.
+func (o *Ops) holdBotName(name string) error { return holdName(o.Store, name) }
+
+func holdName(st store.Backend, name string) error {
+	err := st.CreateUser(store.User{Name: name, Bot: true, Created: time.Now().UTC()})
+	if errors.Is(err, store.ErrUserExists) {
+		return nil
+	}
+	return err
+}
+
+// HoldBotNames holds the names of the live bot tokens minted before names
+// were held (see Ops.MintToken), as a server does when it starts. It
+// returns how many names it holds afresh.
+func HoldBotNames(st store.Backend) (int, error) {
+	ts, err := st.ListBotTokens()
+	if err != nil {
+		return 0, err
+	}
+	seen, n := map[string]bool{}, 0
+	now := time.Now()
+	for _, t := range ts {
+		if seen[t.User] || !t.Revoked.IsZero() || !now.Before(t.Expires) {
+			continue
+		}
+		seen[t.User] = true
+		switch _, err := st.GetUser(t.User); {
+		case err == nil:
+			continue // an account, or a name held already
+		case !errors.Is(err, store.ErrNotFound):
+			return n, err
+		}
+		if err := holdName(st, t.User); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }
 
 // ListTokens lists the recorded bot tokens, expired ones until the server
@@ -321,7 +394,14 @@ func (o *Ops) SetPassword(_ context.Context, name, password string) error {
 	if err != nil {
 		return err
 	}
-	if err := o.Store.UpdateUser(name, func(u *store.User) error { u.PasswordHash = hash; return nil }); err != nil {
+	err = o.Store.UpdateUser(name, func(u *store.User) error {
+		if u.Bot {
+			return errBotName(name)
+		}
+		u.PasswordHash = hash
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	o.audit("admin-password", name, "")

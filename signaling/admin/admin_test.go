@@ -81,7 +81,8 @@ func TestAdminSocketWhileServing(t *testing.T) {
 			t.Fatal(err)
 		}
 		info, err := store.Check(path)
-		if err != nil || info.Users != 1 || info.Version != store.SchemaVersion {
+		// root, and the name the bot token above holds.
+		if err != nil || info.Users != 2 || info.Version != store.SchemaVersion {
 			t.Fatalf("backup check: %+v %v", info, err)
 		}
 	})

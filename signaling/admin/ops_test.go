@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -304,5 +305,91 @@ func TestRetireKey(t *testing.T) {
 	}
 	if err := a.RetireKey(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("retire unknown: %v", err)
+	}
+}
+
+// TestBotNamesAreHeld: minting a bot token holds the bot's name, so that
+// nobody registers it and passes for the bot or uses up its connections;
+// the held name never signs in and takes no password or role. An account
+// of the name stays the admin's to share with a bot, as before.
+func TestBotNamesAreHeld(t *testing.T) {
+	s := signalingtest.Start(t, signalingtest.Options{})
+	a := dialAdmin(t, s)
+	ctx := context.Background()
+	acc, err := a.MintToken(ctx, admin.TokenRequest{User: "rec", Role: proto.RoleRecorder, Rooms: []string{"lab"}, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body := s.Post(t, "/api/register", map[string]string{"username": "rec", "password": pw})
+	if code != http.StatusConflict || !strings.Contains(string(body), "taken") {
+		t.Fatalf("registering a bot's name: %d %s, want 409 taken", code, body)
+	}
+	if code, _ := s.Post(t, "/api/login", map[string]string{"username": "rec", "password": ""}); code != http.StatusUnauthorized {
+		t.Errorf("login as a bot's name with no password: %d, want 401", code)
+	}
+	if err := a.AddUser(ctx, "rec", pw, proto.RoleUser); !errors.Is(err, store.ErrUserExists) || !strings.Contains(err.Error(), "bot's name") {
+		t.Errorf("user add of a bot's name: %v, want ErrUserExists naming the bot", err)
+	}
+	if err := a.SetPassword(ctx, "rec", pw); !errors.Is(err, admin.ErrBadRequest) {
+		t.Errorf("user passwd of a bot's name: %v, want ErrBadRequest", err)
+	}
+	if err := a.SetRole(ctx, "rec", proto.RoleAdmin); !errors.Is(err, admin.ErrBadRequest) {
+		t.Errorf("user role of a bot's name: %v, want ErrBadRequest", err)
+	}
+	us, err := a.ListUsers(ctx)
+	if err != nil || len(us) != 1 || us[0].Name != "rec" || !us[0].Bot {
+		t.Fatalf("user list: %+v %v, want rec as a bot's name", us, err)
+	}
+	if c := s.Connect(t, acc.Token, nil); c.Welcome.User != "rec" || c.Welcome.Role != proto.RoleRecorder {
+		t.Fatalf("the bot's welcome: %+v", c.Welcome)
+	}
+
+	// An account first: the mint shares its name, and it signs in as ever.
+	s.User(t, "ann")
+	if _, err := a.MintToken(ctx, admin.TokenRequest{User: "ann", Role: proto.RoleUser, TTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	s.Login(t, "ann", pw)
+}
+
+// TestHoldBotNames: a server holds the names of live bot tokens minted
+// before names were held, and only those.
+func TestHoldBotNames(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "khadga.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Now()
+	for i, bt := range []store.BotToken{
+		{User: "rec", Expires: now.Add(time.Hour)},
+		{User: "rec", Expires: now.Add(2 * time.Hour)},
+		{User: "old", Expires: now.Add(-time.Minute)},
+		{User: "gone", Expires: now.Add(time.Hour), Revoked: now},
+		{User: "ann", Expires: now.Add(time.Hour)},
+	} {
+		bt.ID, bt.Kind, bt.Role = fmt.Sprintf("t%d", i), store.BotAccess, proto.RoleUser
+		if err := st.CreateBotToken(bt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.CreateUser(store.User{Name: "ann", PasswordHash: "$argon2id$x", Role: proto.RoleUser}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := admin.HoldBotNames(st); n != 1 || err != nil {
+		t.Fatalf("HoldBotNames: %d, %v; want 1 name (rec)", n, err)
+	}
+	for name, bot := range map[string]bool{"rec": true, "ann": false} {
+		if u, err := st.GetUser(name); err != nil || u.Bot != bot {
+			t.Errorf("%s: %+v %v, want bot %t", name, u, err, bot)
+		}
+	}
+	for _, name := range []string{"old", "gone"} {
+		if _, err := st.GetUser(name); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%s, a dead token's name, is held: %v", name, err)
+		}
+	}
+	if n, err := admin.HoldBotNames(st); n != 0 || err != nil {
+		t.Errorf("again: %d, %v; want 0", n, err)
 	}
 }

@@ -30,6 +30,11 @@ type User struct {
 	EmailVerified bool      `json:"emailVerified,omitempty"`
 	EmailToken    []byte    `json:"emailToken,omitempty"` // SHA-256 of the single-use link token
 	EmailExpires  time.Time `json:"emailExpires,omitzero"`
+	// Bot marks a name held for bot tokens (`khadga token`): it has no
+	// password and never signs in. Holding it keeps anyone from
+	// registering a bot's name and passing for it, or using up the
+	// connections it may open.
+	Bot bool `json:"bot,omitempty"`
 }
 
 // TOTP is a user's RFC 6238 second factor.

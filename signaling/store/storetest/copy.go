@@ -13,7 +13,7 @@ import (
 )
 
 // Fill writes one of every kind of record into s: users (one with TOTP
-// and email state), families (one rotated, one revoked), signing keys (one
+// and email state, and a bot's name), families (one rotated, one revoked), signing keys (one
 // retired), bot tokens (one revoked), secrets, a room with an invite and
 // audit events. Tests of copies (reopen, backup, migrate) fill one store
 // and compare another with Same.
@@ -26,6 +26,9 @@ func Fill(t *testing.T, s store.Backend) {
 	}
 	if err := s.CreateUser(store.User{Name: "bob.b", PasswordHash: "$argon2id$bob", Role: "user", Created: t0,
 		Disabled: true, Email: "bob@example.org", EmailToken: []byte("tok"), EmailExpires: t0.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateUser(store.User{Name: "rec", Bot: true, Created: t0}); err != nil {
 		t.Fatal(err)
 	}
 	far := time.Now().Add(24 * time.Hour).UTC().Truncate(time.Second)
