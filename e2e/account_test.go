@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"io"
 	"net"
+	"net/http"
 	"regexp"
 	"strings"
 	"sync"
@@ -137,4 +138,37 @@ func TestResendVerification(t *testing.T) {
 	erin.waitFor("the confirmation", `document.getElementById('signin-notice').textContent.includes('confirmed')`)
 	erin.do(chromedp.SendKeys(chromedp.ID("username"), "erin"), chromedp.SendKeys(chromedp.ID("password"), password+kb.Enter))
 	erin.waitFor("signed in", `khadgaApp.client && khadgaApp.client.connected && !document.getElementById('app').hidden`)
+}
+
+// TestPasswordResetInBrowser: someone who forgot their password asks for
+// a link from the sign-in form, opens it, chooses a new password there
+// (the link's token leaves the address bar), and signs in with it.
+func TestPasswordResetInBrowser(t *testing.T) {
+	box, smtpAddr := startMailbox(t)
+	s := signalingtest.Start(t, signalingtest.Options{Config: signaling.Config{
+		SMTPURL: "smtp://" + smtpAddr, SMTPFrom: "khadga@example.org",
+	}})
+	if c, b := s.Post(t, "/api/register", map[string]string{"username": "lena", "password": password, "email": "lena@example.org"}); c != 201 {
+		t.Fatalf("register: %d %s", c, b)
+	}
+	verify := regexp.MustCompile(`http://\S+/api/verify-email\?\S+`).FindString(box.next(t))
+	if resp, err := http.Get(verify); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("verify: %v %v", resp, err)
+	}
+
+	lena := openPage(t, s.URL, "lena")
+	lena.do(chromedp.WaitVisible(chromedp.ID("username")), chromedp.SendKeys(chromedp.ID("username"), "lena"))
+	lena.press("forgot")
+	lena.waitFor("the notice", `document.getElementById('signin-notice').textContent.includes('on its way')`)
+	msg := box.next(t)
+	link := regexp.MustCompile(`http://\S+/#\S+`).FindString(msg)
+	if !strings.Contains(msg, "To: lena@example.org\r\n") || !strings.Contains(link, "reset=lena") {
+		t.Fatalf("the reset email:\n%s", msg)
+	}
+	lena.do(chromedp.Navigate(link))
+	lena.waitFor("the new-password form", `!document.getElementById('reset').hidden && location.hash === ''`)
+	lena.do(chromedp.SendKeys(chromedp.ID("reset-password"), "a brand new password"+kb.Enter))
+	lena.waitFor("the password changed", `document.getElementById('signin-notice').textContent.includes('password is changed') && document.getElementById('reset').hidden`)
+	lena.do(chromedp.SendKeys(chromedp.ID("password"), "a brand new password"+kb.Enter))
+	lena.waitFor("signed in", `khadgaApp.client && khadgaApp.client.connected && !document.getElementById('app').hidden`)
 }

@@ -47,13 +47,8 @@ func (s *Server) handlePassword(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var hash string
-	var herr error
-	if err := s.hashGate.Do(r.Context(), func() { hash, herr = s.cfg.Password.Hash(req.NewPassword) }); s.hashBusy(w, err) {
-		return
-	}
-	if herr != nil {
-		s.internalError(w, "hashing a password", herr)
+	hash, ok := s.hashPassword(w, r, req.NewPassword)
+	if !ok {
 		return
 	}
 	err := s.store.UpdateUser(u.Name, func(u *store.User) error { u.PasswordHash = hash; return nil })

@@ -151,13 +151,8 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, codeExists, "username is taken")
 		return
 	}
-	var hash string
-	var herr error
-	if err := s.hashGate.Do(r.Context(), func() { hash, herr = s.cfg.Password.Hash(c.Password) }); s.hashBusy(w, err) {
-		return
-	}
-	if herr != nil {
-		s.internalError(w, "hashing a password", herr)
+	hash, ok := s.hashPassword(w, r, c.Password)
+	if !ok {
 		return
 	}
 	u := store.User{Name: c.Username, PasswordHash: hash, Role: proto.RoleUser, Created: time.Now().UTC(), Email: c.Email}
@@ -293,6 +288,21 @@ func (s *Server) hashBusy(w http.ResponseWriter, err error) bool {
 		return true // the client is gone; nobody reads an answer
 	}
 	return false
+}
+
+// hashPassword hashes a new password under the hash gate; when it returns
+// false it has answered (503 busy, or 500).
+func (s *Server) hashPassword(w http.ResponseWriter, r *http.Request, password string) (string, bool) {
+	var hash string
+	var herr error
+	if err := s.hashGate.Do(r.Context(), func() { hash, herr = s.cfg.Password.Hash(password) }); s.hashBusy(w, err) {
+		return "", false
+	}
+	if herr != nil {
+		s.internalError(w, "hashing a password", herr)
+		return "", false
+	}
+	return hash, true
 }
 
 // checkPassword verifies c under the hash gate, spending the same time

@@ -16,6 +16,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/logout", s.handleLogout)
 	mux.HandleFunc("POST /api/password", s.handlePassword)
 	mux.HandleFunc("POST /api/resend-verification", s.handleResendVerification)
+	mux.HandleFunc("POST /api/password-reset", s.handleResetRequest)
+	mux.HandleFunc("POST /api/password-reset/confirm", s.handleResetConfirm)
 	mux.HandleFunc("POST /api/ws-ticket", s.handleTicket)
 	mux.HandleFunc("POST /api/totp/enroll", s.handleTOTPEnroll)
 	mux.HandleFunc("POST /api/totp/confirm", s.handleTOTPConfirm)

@@ -30,6 +30,11 @@ type User struct {
 	EmailVerified bool      `json:"emailVerified,omitempty"`
 	EmailToken    []byte    `json:"emailToken,omitempty"` // SHA-256 of the single-use link token
 	EmailExpires  time.Time `json:"emailExpires,omitzero"`
+	// ResetToken is the SHA-256 of a password-reset link's token, bound to
+	// PasswordHash so that the link works once, and not at all after any
+	// other password change.
+	ResetToken   []byte    `json:"resetToken,omitempty"`
+	ResetExpires time.Time `json:"resetExpires,omitzero"`
 	// Bot marks a name held for bot tokens (`khadga token`): it has no
 	// password and never signs in. Holding it keeps anyone from
 	// registering a bot's name and passing for it, or using up the

@@ -2,7 +2,7 @@
 // no build step. Every text that comes from the network is put on the page
 // with textContent, never as HTML.
 
-import { Session, Khadga, register, resendVerification, ApiError } from '/sdk/khadga.js';
+import { Session, Khadga, register, resendVerification, requestPasswordReset, resetPassword, ApiError } from '/sdk/khadga.js';
 import { VideoWindow } from '/videowindow.js';
 import { takeInvite, makeInviteLink } from '/invites.js';
 
@@ -18,6 +18,7 @@ const state = {
   transfers: new Map(), // transfer id -> {t, li, url}
   kept: [], // the chat log entries kept in sessionStorage
   pickFor: null, // {peer, room}: who the file picker's files go to
+  reset: null, // {user, token} of the password-reset link the page was opened with
 };
 
 // Tests and curious people can reach the live objects from the console.
@@ -120,6 +121,63 @@ async function onRegister() {
     if (unverified(e)) return;
     $('signin-error').textContent = e instanceof ApiError && e.status === 409 ? 'That username is taken.' : errorText(e);
   }
+}
+
+// onForgot asks for a password-reset link for the username typed in.
+async function onForgot() {
+  $('signin-error').textContent = '';
+  const username = $('username').value.trim().toLowerCase();
+  if (!/^[a-z0-9][a-z0-9_.-]{2,31}$/.test(username)) {
+    $('signin-error').textContent = 'Type your username first, then ask for the link.';
+    return;
+  }
+  try {
+    await requestPasswordReset('', username);
+    $('signin-notice').textContent = `If ${username} has a confirmed email address, a link to choose a new password is on its way.`;
+    $('signin-notice').hidden = false;
+  } catch (e) {
+    $('signin-error').textContent = errorText(e);
+  }
+}
+
+// takeReset shows the new-password form when the page was opened from a
+// password-reset link (#reset=<username>&token=<token>), and takes the
+// fragment out of the address bar and the history.
+function takeReset() {
+  const q = new URLSearchParams(location.hash.slice(1));
+  const user = q.get('reset') || '', token = q.get('token') || '';
+  if (!user || !token) return;
+  history.replaceState(null, '', location.pathname + location.search);
+  state.reset = { user, token };
+  $('reset-for').textContent = `for ${user}`;
+  $('reset-error').textContent = '';
+  $('reset').hidden = false;
+  $('reset-password').focus();
+}
+
+async function onReset(ev) {
+  ev.preventDefault();
+  const r = state.reset;
+  const pw = $('reset-password').value;
+  if (!r) return;
+  if ([...pw].length < 10) {
+    $('reset-error').textContent = 'Password: at least 10 characters.';
+    return;
+  }
+  try {
+    await resetPassword('', r.user, r.token, pw);
+  } catch (e) {
+    $('reset-error').textContent = e instanceof ApiError && e.code === 'link_invalid'
+      ? 'This link is invalid, used or expired. Ask for a new one with "Forgot password?".'
+      : errorText(e);
+    return;
+  }
+  state.reset = null;
+  $('reset-password').value = '';
+  $('reset').hidden = true;
+  $('username').value = r.user;
+  $('signin-notice').textContent = 'Your password is changed, and you are signed out everywhere. Sign in with the new password.';
+  $('signin-notice').hidden = false;
 }
 
 async function start(session) {
@@ -823,15 +881,18 @@ function init() {
   $('file-picker').addEventListener('change', onPick);
   $('password-form').addEventListener('submit', onPasswordChange);
   $('resend').addEventListener('click', onResend);
+  $('forgot').addEventListener('click', onForgot);
+  $('reset-form').addEventListener('submit', onReset);
   // A file dropped beside a member would make the browser open it instead.
   for (const type of ['dragover', 'drop']) document.addEventListener(type, (e) => { if (!e.defaultPrevented) e.preventDefault(); });
   emailVerifiedNotice();
+  takeReset();
   showInvite();
   // An invite link opened in a tab that shows the app already changes only
   // the fragment: no reload, so read it here. Signed in, it asks first:
   // another page that holds this tab (window.open) can change its
   // fragment, and a join sends the camera and microphone to the room.
-  window.addEventListener('hashchange', () => { showInvite(); offerInvite(); });
+  window.addEventListener('hashchange', () => { takeReset(); showInvite(); offerInvite(); });
   restore();
 }
 

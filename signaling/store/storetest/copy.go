@@ -25,7 +25,8 @@ func Fill(t *testing.T, s store.Backend) {
 		t.Fatal(err)
 	}
 	if err := s.CreateUser(store.User{Name: "bob.b", PasswordHash: "$argon2id$bob", Role: "user", Created: t0,
-		Disabled: true, Email: "bob@example.org", EmailToken: []byte("tok"), EmailExpires: t0.Add(time.Hour)}); err != nil {
+		Disabled: true, Email: "bob@example.org", EmailToken: []byte("tok"), EmailExpires: t0.Add(time.Hour),
+		ResetToken: []byte("rst"), ResetExpires: t0.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.CreateUser(store.User{Name: "rec", Bot: true, Created: t0}); err != nil {
@@ -186,7 +187,7 @@ func testBackupIsValidStore(t *testing.T, c Config) {
 		t.Fatal(err)
 	}
 	info, err := store.Check(path)
-	if err != nil || info.Users != 2 || info.Families != 3 || info.SigningKeys != 2 || info.BotTokens != 2 || info.Secrets != 1 ||
+	if err != nil || info.Users != 3 || info.Families != 3 || info.SigningKeys != 2 || info.BotTokens != 2 || info.Secrets != 1 ||
 		info.AuditEvents != 3 || info.Rooms != 1 {
 		t.Fatalf("Check(backup) = %+v, %v", info, err)
 	}
@@ -208,7 +209,7 @@ func testCopyKeepsEverything(t *testing.T, c Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st != (store.CopyStats{Users: 2, Families: 3, SigningKeys: 2, BotTokens: 2, Secrets: 1, Rooms: 1, AuditEvents: 3}) {
+	if st != (store.CopyStats{Users: 3, Families: 3, SigningKeys: 2, BotTokens: 2, Secrets: 1, Rooms: 1, AuditEvents: 3}) {
 		t.Fatalf("Copy = %+v", st)
 	}
 	Same(t, src, dst)

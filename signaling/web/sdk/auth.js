@@ -71,6 +71,27 @@ export function resendVerification(server, username, password, email) {
 }
 
 /**
+ * requestPasswordReset asks the server to mail a password-reset link to
+ * the account's confirmed email address, where the server checks
+ * addresses (404 otherwise). The answer is the same whether or not the
+ * account exists or has a confirmed address; the server limits how often
+ * one client address may ask (ApiError 429 with retryAfter).
+ */
+export function requestPasswordReset(server, username) {
+  return api(server, '/api/password-reset', { username });
+}
+
+/**
+ * resetPassword sets a new password with the token of a reset link (its
+ * fragment holds reset=<username>&token=<token>); every sign-in of the
+ * account ends. ApiError code 'link_invalid' when the link was used,
+ * expired, or replaced by a newer one.
+ */
+export function resetPassword(server, username, token, newPassword) {
+  return api(server, '/api/password-reset/confirm', { username, token, new_password: newPassword });
+}
+
+/**
  * Session is a signed-in user: it holds the access and refresh tokens in
  * memory, refreshes them before the access token expires (refresh tokens
  * rotate), and mints WebSocket tickets. Events (EventTarget):

@@ -11,12 +11,12 @@
 // The server (signaling) only relays the WebRTC handshake: chat travels on
 // RTCDataChannels and media on RTP, peer to peer. See docs/sdk.md for the API.
 
-import { Session, ApiError, api, register, resendVerification } from './auth.js';
+import { Session, ApiError, api, register, resendVerification, requestPasswordReset, resetPassword } from './auth.js';
 import { Peer, polite, maxMessageText } from './peer.js';
 import { Transfer, validFileName, defaultMaxFileSize } from './files.js';
 import { SHA256 } from './sha256.js';
 
-export { Session, ApiError, api, register, resendVerification, polite, maxMessageText, Transfer, SHA256, validFileName };
+export { Session, ApiError, api, register, resendVerification, requestPasswordReset, resetPassword, polite, maxMessageText, Transfer, SHA256, validFileName };
 
 /** Subprotocol is the WebSocket subprotocol of protocol version 1. */
 export const Subprotocol = 'khadga.v1';

@@ -1,0 +1,198 @@
+package signaling
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/khadga/khadga/proto"
+	"github.com/khadga/khadga/signaling/auth"
+	"github.com/khadga/khadga/signaling/store"
+)
+
+// Password reset by email, for someone who forgot their password, on a
+// server that checks email addresses (--smtp-url). They ask with their
+// username at /api/password-reset; if the account has a confirmed address,
+// a single-use link goes there. It opens the web app, which sets the new
+// password at /api/password-reset/confirm. The store keeps a hash of the
+// link's token bound to the password hash it replaces, so the link works
+// once, for ResetLinkTTL, and not at all after any other password change.
+// A reset ends the account's sign-ins, as `khadga user passwd` does; a
+// second factor stays on and is asked at the next sign-in.
+//
+// The answer to a request is the same whether or not the account exists
+// or has a confirmed address, and requests are limited per client address
+// (429) and, silently, per account, so that nobody floods a mailbox.
+
+// ResetLinkTTL is how long an emailed password-reset link works.
+const ResetLinkTTL = time.Hour
+
+// errNoResetAddress: the account cannot get a reset link (no confirmed
+// address, disabled, or a bot's name).
+var errNoResetAddress = errors.New("no confirmed email address to send a reset link to")
+
+const noEmailMsg = "this server sends no email: ask its administrator to set a new password (khadga user passwd)"
+
+type resetRequest struct {
+	Username string `json:"username"`
+}
+
+type resetConfirmRequest struct {
+	Username    string `json:"username"`
+	Token       string `json:"token"`
+	NewPassword string `json:"new_password"`
+}
+
+// handleResetRequest mails a reset link when the account has a confirmed
+// address; its answer (202) does not say whether it did.
+func (s *Server) handleResetRequest(w http.ResponseWriter, r *http.Request) {
+	if s.mailer == nil {
+		writeError(w, http.StatusNotFound, codeNotFound, noEmailMsg)
+		return
+	}
+	var req resetRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if err := proto.ValidUsername(req.Username); err != nil {
+		writeError(w, http.StatusBadRequest, codeBadRequest, err.Error())
+		return
+	}
+	now := s.cfg.Now()
+	if ok, retry := s.resends.Allow(auth.AddrKey(s.clientAddr(r)), now); !ok {
+		tooMany(w, retry, "too many emails asked for from your address; try again later")
+		return
+	}
+	if ok, _ := s.resends.Allow("reset:"+req.Username, now); ok {
+		err := s.sendResetLink(req.Username)
+		switch {
+		case err == nil:
+			s.audit("password-reset-sent", req.Username, r, "")
+		case errors.Is(err, errNoResetAddress), errors.Is(err, store.ErrNotFound):
+		case storeDown(w, err):
+			return // nothing was sent, and the answer says nothing of the account
+		default:
+			// Said to nobody but the operator: the answer would tell that
+			// the account has a confirmed address.
+			s.log.Error("sending a password-reset email", slog.String("user", req.Username), slog.Any("err", err))
+		}
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{
+		"password_reset": "if this account has a confirmed email address, a link is on its way"})
+}
+
+// sendResetLink stores a fresh reset token for user (the previous link
+// stops working) and mails the link to the account's confirmed address.
+func (s *Server) sendResetLink(user string) error {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return err
+	}
+	tok := base64.RawURLEncoding.EncodeToString(b)
+	var email string
+	err := s.store.UpdateUser(user, func(u *store.User) error {
+		if u.Bot || u.Disabled || !u.EmailVerified || u.Email == "" {
+			return errNoResetAddress
+		}
+		u.ResetToken, u.ResetExpires = resetTokenHash(tok, u.PasswordHash), s.cfg.Now().Add(ResetLinkTTL)
+		email = u.Email
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// The token travels in the fragment, which browsers send to no server
+	// (no access log, no Referer keeps it).
+	link := strings.TrimSuffix(s.cfg.PublicURL, "/") + "/#" + url.Values{"reset": {user}, "token": {tok}}.Encode()
+	body := fmt.Sprintf("Hello %s,\n\nopen this link to choose a new password for khadga:\n\n%s\n\n"+
+		"The link works once, for %v. If you did not ask for it, ignore this message: your password stays as it is.\n",
+		user, link, ResetLinkTTL)
+	return s.mailer.send(email, "Reset your khadga password", body)
+}
+
+// resetTokenHash is what the store keeps of a reset link's token: bound to
+// the password hash the reset replaces.
+func resetTokenHash(tok, passwordHash string) []byte {
+	sum := sha256.Sum256([]byte(tok + "\x00" + passwordHash))
+	return sum[:]
+}
+
+// resetTokenOK reports whether tok is u's live reset token.
+func resetTokenOK(u *store.User, tok string, now time.Time) bool {
+	return len(u.ResetToken) > 0 && !u.Bot && !u.Disabled && now.Before(u.ResetExpires) &&
+		subtle.ConstantTimeCompare(u.ResetToken, resetTokenHash(tok, u.PasswordHash)) == 1
+}
+
+// handleResetConfirm sets a new password with a reset link's token and
+// ends the account's sign-ins. The token is checked before the password
+// is hashed, so a wrong one costs the server a store read, and failures
+// count against the client address's email limit.
+func (s *Server) handleResetConfirm(w http.ResponseWriter, r *http.Request) {
+	if s.mailer == nil {
+		writeError(w, http.StatusNotFound, codeNotFound, noEmailMsg)
+		return
+	}
+	var req resetConfirmRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if err := proto.ValidPassword(req.NewPassword); err != nil {
+		writeError(w, http.StatusBadRequest, codeBadRequest, "new password: "+err.Error())
+		return
+	}
+	u, err := s.store.GetUser(req.Username)
+	if storeDown(w, err) {
+		return
+	}
+	if err != nil || !resetTokenOK(&u, req.Token, s.cfg.Now()) {
+		s.resetRefused(w, r)
+		return
+	}
+	hash, ok := s.hashPassword(w, r, req.NewPassword)
+	if !ok {
+		return
+	}
+	err = s.store.UpdateUser(u.Name, func(u *store.User) error {
+		if !resetTokenOK(u, req.Token, s.cfg.Now()) {
+			return errConflict // used, or the password changed, meanwhile
+		}
+		u.PasswordHash, u.ResetToken, u.ResetExpires = hash, nil, time.Time{}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errConflict), errors.Is(err, store.ErrNotFound):
+		s.resetRefused(w, r)
+		return
+	case err != nil:
+		s.internalError(w, "resetting a password", err)
+		return
+	}
+	s.audit("password-reset", u.Name, r, "")
+	logins, err := s.store.RevokeUserFamilyIDs(u.Name)
+	for _, l := range logins {
+		s.endSessions(u.Name, l, reasonPassword)
+	}
+	if err != nil {
+		s.internalError(w, "ending the sign-ins of a reset account", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"username": u.Name})
+}
+
+// resetRefused answers a reset with a token that is not (or no longer)
+// the account's, counting it against the client address.
+func (s *Server) resetRefused(w http.ResponseWriter, r *http.Request) {
+	if ok, retry := s.resends.Allow(auth.AddrKey(s.clientAddr(r)), s.cfg.Now()); !ok {
+		tooMany(w, retry, "too many failed password resets from your address; try again later")
+		return
+	}
+	writeError(w, http.StatusBadRequest, "link_invalid", "this link is invalid, used or expired; ask for a new one")
+}

@@ -1,0 +1,218 @@
+package signaling_test
+
+import (
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/khadga/khadga/proto"
+	"github.com/khadga/khadga/signaling"
+	"github.com/khadga/khadga/signaling/signalingtest"
+)
+
+var resetLinkRE = regexp.MustCompile(`http://\S+/#\S+`)
+
+// resetServer starts a server that checks email addresses, behind a
+// trusted proxy (the test) that names each request's client address.
+func resetServer(t *testing.T) (*signalingtest.Server, *smtpCapture, *clock) {
+	capture, smtpAddr := startSMTP(t)
+	clk := &clock{now: time.Now()}
+	s := signalingtest.Start(t, signalingtest.Options{Config: signaling.Config{
+		SMTPURL: "smtp://" + smtpAddr, SMTPFrom: "khadga@example.org", Now: clk.Now,
+		TrustedProxies: []string{"127.0.0.1/32"},
+	}})
+	return s, capture, clk
+}
+
+// confirmedUser registers user with an address and opens the link.
+func confirmedUser(t *testing.T, s *signalingtest.Server, capture *smtpCapture, user string) {
+	t.Helper()
+	creds := map[string]string{"username": user, "password": password, "email": user + "@example.org"}
+	if c, b := s.Post(t, "/api/register", creds, "X-Forwarded-For", "198.51.100.1"); c != 201 {
+		t.Fatalf("register %s: %d %s", user, c, b)
+	}
+	resp, err := httpClientNoRedirect.Get(linkRE.FindString(capture.nextMail(t)))
+	if err != nil || resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("verify %s: %v %v", user, resp, err)
+	}
+}
+
+// resetLink reads the user and token from a reset email.
+func resetLink(t *testing.T, msg string) (user, token string) {
+	t.Helper()
+	link := resetLinkRE.FindString(msg)
+	u, err := url.Parse(link)
+	if err != nil || link == "" {
+		t.Fatalf("no reset link in:\n%s", msg)
+	}
+	q, _ := url.ParseQuery(u.Fragment)
+	return q.Get("reset"), q.Get("token")
+}
+
+// TestPasswordReset: someone who forgot their password gets a single-use
+// link at the account's confirmed address and sets a new password with
+// it; every sign-in of the account ends. Asking for an unknown account,
+// or one without a confirmed address, answers the same and sends nothing.
+func TestPasswordReset(t *testing.T) {
+	s, capture, _ := resetServer(t)
+	confirmedUser(t, s, capture, "gina")
+	old := s.Login(t, "gina", password)
+	live := s.Connect(t, old.AccessToken, nil)
+	if c, b := s.Post(t, "/api/register", map[string]string{"username": "hugo", "password": password, "email": "hugo@example.org"}); c != 201 {
+		t.Fatalf("register hugo: %d %s", c, b)
+	}
+	capture.nextMail(t) // hugo's verification link, never opened
+
+	ask := func(user string) []byte {
+		t.Helper()
+		c, b := s.Post(t, "/api/password-reset", map[string]string{"username": user}, "X-Forwarded-For", "198.51.100.2")
+		if c != http.StatusAccepted {
+			t.Fatalf("reset for %s: %d %s", user, c, b)
+		}
+		return b
+	}
+	// Nothing is sent for nobody or for hugo: the next email is gina's.
+	if a, b := string(ask("nobody")), string(ask("hugo")); a != b {
+		t.Errorf("the answers differ: %s / %s", a, b)
+	}
+	ask("gina")
+	msg := capture.nextMail(t)
+	if !strings.Contains(msg, "To: gina@example.org\r\n") {
+		t.Fatalf("the reset email did not go to gina's address:\n%s", msg)
+	}
+	user, token := resetLink(t, msg)
+	if user != "gina" || len(token) < 40 {
+		t.Fatalf("link for %q with token %q", user, token)
+	}
+
+	confirm := func(token, pw string) (int, []byte) {
+		return s.Post(t, "/api/password-reset/confirm", map[string]string{"username": "gina", "token": token, "new_password": pw},
+			"X-Forwarded-For", "198.51.100.3")
+	}
+	if c, b := confirm(token, "short"); c != 400 || !strings.Contains(string(b), "new password") {
+		t.Errorf("a short password: %d %s", c, b)
+	}
+	if c, b := confirm(token[:len(token)-2]+"AA", "a new long password"); c != 400 || !strings.Contains(string(b), "link_invalid") {
+		t.Errorf("a wrong token: %d %s", c, b)
+	}
+	if c, b := confirm(token, "a new long password"); c != 200 {
+		t.Fatalf("reset: %d %s", c, b)
+	}
+	e := live.ExpectError(proto.CodeRevoked, "")
+	if !strings.Contains(e.Message, "password") {
+		t.Errorf("the live session ended with %q", e.Message)
+	}
+	if c, _ := s.Post(t, "/api/refresh", map[string]string{"refresh_token": old.RefreshToken}); c != 401 {
+		t.Errorf("the old sign-in's refresh token: %d, want 401", c)
+	}
+	if c, _ := s.Post(t, "/api/login", map[string]string{"username": "gina", "password": password}); c != 401 {
+		t.Errorf("the old password: %d, want 401", c)
+	}
+	s.Login(t, "gina", "a new long password")
+	if c, b := confirm(token, "yet another password"); c != 400 {
+		t.Errorf("the link used twice: %d %s", c, b)
+	}
+}
+
+// TestPasswordResetLinkDies: a reset link stops working when it expires,
+// when a newer one is sent, and when the password changes another way.
+func TestPasswordResetLinkDies(t *testing.T) {
+	s, capture, clk := resetServer(t)
+	confirmedUser(t, s, capture, "ivan")
+	link := func(addr string) string {
+		t.Helper()
+		if c, b := s.Post(t, "/api/password-reset", map[string]string{"username": "ivan"}, "X-Forwarded-For", addr); c != 202 {
+			t.Fatalf("reset: %d %s", c, b)
+		}
+		_, tok := resetLink(t, capture.nextMail(t))
+		return tok
+	}
+	confirm := func(tok string) int {
+		c, _ := s.Post(t, "/api/password-reset/confirm", map[string]string{"username": "ivan", "token": tok, "new_password": "a new long password"},
+			"X-Forwarded-For", "203.0.113.9")
+		return c
+	}
+	expired := link("203.0.113.1")
+	clk.add(signaling.ResetLinkTTL + time.Minute)
+	if c := confirm(expired); c != 400 {
+		t.Errorf("an expired link: %d, want 400", c)
+	}
+	older := link("203.0.113.2")
+	newer := link("203.0.113.3")
+	if c := confirm(older); c != 400 {
+		t.Errorf("a link after a newer one was sent: %d, want 400", c)
+	}
+	tok := s.Login(t, "ivan", password)
+	if c, b := s.Post(t, "/api/password", map[string]string{"password": password, "new_password": "changed by ivan himself"},
+		"Authorization", "Bearer "+tok.AccessToken); c != 200 {
+		t.Fatalf("password change: %d %s", c, b)
+	}
+	if c := confirm(newer); c != 400 {
+		t.Errorf("a link after the password changed: %d, want 400", c)
+	}
+	s.Login(t, "ivan", "changed by ivan himself")
+}
+
+// TestPasswordResetLimits: one client address may ask three times, then
+// once every ten minutes (429 with Retry-After); one account gets at most
+// as many emails, whoever asks, and the others hear nothing of it; failed
+// confirmations count against the address; a server without email checks
+// has no reset (404).
+func TestPasswordResetLimits(t *testing.T) {
+	s, capture, clk := resetServer(t)
+	confirmedUser(t, s, capture, "joe")
+	confirmedUser(t, s, capture, "kim")
+	ask := func(user, addr string) int {
+		c, _ := s.Post(t, "/api/password-reset", map[string]string{"username": user}, "X-Forwarded-For", addr)
+		return c
+	}
+	for i := range 3 {
+		if c := ask("nobody", "198.51.100.20"); c != 202 {
+			t.Fatalf("ask %d: %d", i+1, c)
+		}
+	}
+	if c := ask("nobody", "198.51.100.20"); c != 429 {
+		t.Fatalf("a fourth ask from one address: %d, want 429", c)
+	}
+	// Four asks for joe from four addresses: three emails. Then kim's is
+	// the next email, so the fourth sent none.
+	for i, addr := range []string{"198.51.100.21", "198.51.100.22", "198.51.100.23", "198.51.100.24"} {
+		if c := ask("joe", addr); c != 202 {
+			t.Fatalf("ask %d for joe: %d", i+1, c)
+		}
+		if i < 3 {
+			if msg := capture.nextMail(t); !strings.Contains(msg, "To: joe@example.org") {
+				t.Fatalf("email %d:\n%s", i+1, msg)
+			}
+		}
+	}
+	ask("kim", "198.51.100.25")
+	if msg := capture.nextMail(t); !strings.Contains(msg, "To: kim@example.org") {
+		t.Fatalf("after joe's limit, the next email:\n%s", msg)
+	}
+	bad := func() int {
+		c, _ := s.Post(t, "/api/password-reset/confirm", map[string]string{"username": "joe", "token": "guess", "new_password": "a new long password"},
+			"X-Forwarded-For", "198.51.100.26")
+		return c
+	}
+	for i := range 3 {
+		if c := bad(); c != 400 {
+			t.Fatalf("wrong token %d: %d, want 400", i+1, c)
+		}
+	}
+	if c := bad(); c != 429 {
+		t.Fatalf("a fourth wrong token from one address: %d, want 429", c)
+	}
+	clk.add(10 * time.Minute)
+	if c := bad(); c != 400 {
+		t.Errorf("ten minutes later: %d, want 400", c)
+	}
+
+	plain := signalingtest.Start(t, signalingtest.Options{})
+	if c, b := plain.Post(t, "/api/password-reset", map[string]string{"username": "joe"}); c != 404 || !strings.Contains(string(b), "khadga user passwd") {
+		t.Errorf("reset without email checks: %d %s", c, b)
+	}
+}
