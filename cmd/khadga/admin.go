@@ -34,9 +34,10 @@ type adminConfig struct {
 
 // open reaches the store: with --nats the cluster's, else through the
 // running server's admin socket if there is one, else by opening the file
-// (the server is stopped). A command that only reads (backup) passes
-// existing: it refuses a data directory without a store, where opening
-// would make an empty one and a backup of it would look fine.
+// (the server is stopped). Every command but those that may set up a new
+// store (user add, minting a token) passes existing: it refuses a data
+// directory without a store, where opening would make an empty one, and
+// a backup or a list of it would look fine.
 func (a *adminConfig) open(existing bool) (admin.Admin, func(), error) {
 	if a.NATS.enabled() {
 		return a.openCluster()
@@ -163,7 +164,10 @@ func runUser(ctx context.Context, args []string) error {
 		return errors.New("user: missing subcommand (khadga user --help lists them)")
 	}
 	a := &c.Admin
-	adm, closeFn, err := a.open(false)
+	// Only add may make the store: a first admin account before the
+	// server's first start. Anything else on a mistyped --data would
+	// leave an empty store there and say "not found" or list nobody.
+	adm, closeFn, err := a.open(rest[0] != "add")
 	if err != nil {
 		return err
 	}
@@ -267,7 +271,7 @@ func runToken(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	adm, closeFn, err := c.Admin.open(false)
+	adm, closeFn, err := c.Admin.open(len(rest) > 0) // minting may make the store; list and revoke need one
 	if err != nil {
 		return err
 	}
@@ -342,7 +346,7 @@ func runKeys(ctx context.Context, args []string) error {
 	if len(rest) == 0 {
 		return errors.New("keys: missing subcommand (khadga keys --help lists them)")
 	}
-	adm, closeFn, err := a.open(false)
+	adm, closeFn, err := a.open(true)
 	if err != nil {
 		return err
 	}

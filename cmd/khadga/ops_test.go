@@ -101,9 +101,9 @@ func TestOperatorCommands(t *testing.T) {
 	p.stop(t)
 }
 
-// TestBackupNeedsAStore: a backup (or a migrate) where there is no store
-// and no server (a cron job without --data, a typo) fails and says where
-// it looked. It used to make an empty store there, back that up and exit
+// TestBackupNeedsAStore: a backup (or a migrate, or a list) where there
+// is no store and no server (a cron job without --data, a typo) fails and
+// says where it looked. It used to make an empty store there, back that up and exit
 // 0, every night.
 func TestBackupNeedsAStore(t *testing.T) {
 	dir := t.TempDir()
@@ -119,5 +119,20 @@ func TestBackupNeedsAStore(t *testing.T) {
 	out, err = run(t, dir, "", "migrate", "--nats", "nats://127.0.0.1:1", "--from", filepath.Join(dir, "nope.db"))
 	if err == nil || !strings.Contains(out, "no store at") {
 		t.Fatalf("migrate from no store: %v\n%s", err, out)
+	}
+	// So do the other admin commands, but for those that may set a new
+	// store up: user add (a first admin before the first start) and
+	// minting a token.
+	for _, args := range [][]string{{"user", "list"}, {"user", "delete", "root"}, {"token", "list"}, {"keys", "list"}} {
+		out, err := run(t, dir, "", args...)
+		if err == nil || !strings.Contains(out, "no store at") {
+			t.Errorf("%v with no store: %v\n%s", args, err, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "khadga-data")); err == nil {
+		t.Error("a command with no store made the data directory")
+	}
+	if out, err := run(t, dir, "a long admin password\n", "user", "add", "root", "--role", "admin"); err != nil {
+		t.Fatalf("user add with no store: %v\n%s", err, out)
 	}
 }

@@ -295,6 +295,14 @@ func (c *Conn) onConnect(nc *nats.Conn) {
 }
 
 func (c *Conn) onDisconnect(_ *nats.Conn, err error) {
+	select {
+	case <-c.stop:
+		// Close hung up: nothing an operator need hear of (every admin
+		// command with --nats ends this way).
+		c.ready.Store(false)
+		return
+	default:
+	}
 	c.setNotReady("disconnected from NATS")
 	if err != nil {
 		c.log.Warn("NATS disconnected", slog.Any("err", err))

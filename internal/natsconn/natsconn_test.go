@@ -192,3 +192,41 @@ func TestIsUnavailable(t *testing.T) {
 		t.Error("a timeout did not count")
 	}
 }
+
+// logRecords is a slog handler that hands every record to a channel.
+type logRecords chan slog.Record
+
+func (l logRecords) Enabled(context.Context, slog.Level) bool      { return true }
+func (l logRecords) Handle(_ context.Context, r slog.Record) error { l <- r; return nil }
+func (l logRecords) WithAttrs([]slog.Attr) slog.Handler            { return l }
+func (l logRecords) WithGroup(string) slog.Handler                 { return l }
+
+// TestCloseIsQuiet: closing the connection on purpose, as every admin
+// command with --nats does when it ends, logs no warning.
+func TestCloseIsQuiet(t *testing.T) {
+	srv := natstest.Start(t)
+	recs := make(logRecords, 64)
+	c, err := Connect(Options{URLs: []string{srv.ClientURL()}, Logger: slog.New(recs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	for {
+		select {
+		case r := <-recs:
+			if r.Level >= slog.LevelWarn {
+				t.Errorf("closing logged %s %q", r.Level, r.Message)
+			}
+			if r.Message == "NATS connection closed" { // nats.go's last callback
+				return
+			}
+		case <-ctx.Done():
+			t.Fatal("no record of the connection closing")
+		}
+	}
+}
