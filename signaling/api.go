@@ -540,7 +540,13 @@ func (s *Server) internalError(w http.ResponseWriter, what string, err error) {
 }
 
 func (s *Server) audit(kind, user string, r *http.Request, detail string) {
-	ev := store.AuditEvent{Time: time.Now().UTC(), Kind: kind, User: user, Addr: s.clientAddr(r), Detail: detail}
+	s.auditFrom(kind, user, s.clientAddr(r), detail)
+}
+
+// auditFrom writes an audit event of a request from addr that has been
+// answered already.
+func (s *Server) auditFrom(kind, user, addr, detail string) {
+	ev := store.AuditEvent{Time: time.Now().UTC(), Kind: kind, User: user, Addr: addr, Detail: detail}
 	if err := s.store.Audit(ev); err != nil {
 		s.log.Warn("writing the audit log", slog.Any("err", err))
 	}

@@ -29,11 +29,17 @@ import (
 // second factor stays on and is asked at the next sign-in.
 //
 // The answer to a request is the same whether or not the account exists
-// or has a confirmed address, and requests are limited per client address
-// (429) and, silently, per account, so that nobody floods a mailbox.
+// or has a confirmed address, and comes before any email is sent (its
+// timing would tell otherwise). Requests are limited per client address
+// (429) and, silently, per account, so that nobody floods a mailbox; at
+// most maxResetMails emails are on their way at once, and one asked for
+// past that is dropped (and logged): the person asks again.
 
 // ResetLinkTTL is how long an emailed password-reset link works.
 const ResetLinkTTL = time.Hour
+
+// maxResetMails bounds the password-reset emails being sent at once.
+const maxResetMails = 4
 
 // errNoResetAddress: the account cannot get a reset link (no confirmed
 // address, disabled, or a bot's name).
@@ -72,21 +78,40 @@ func (s *Server) handleResetRequest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ok, _ := s.resends.Allow("reset:"+req.Username, now); ok {
-		err := s.sendResetLink(req.Username)
-		switch {
-		case err == nil:
-			s.audit("password-reset-sent", req.Username, r, "")
-		case errors.Is(err, errNoResetAddress), errors.Is(err, store.ErrNotFound):
-		case storeDown(w, err):
-			return // nothing was sent, and the answer says nothing of the account
-		default:
-			// Said to nobody but the operator: the answer would tell that
-			// the account has a confirmed address.
-			s.log.Error("sending a password-reset email", slog.String("user", req.Username), slog.Any("err", err))
-		}
+		s.startResetMail(req.Username, s.clientAddr(r))
 	}
 	writeJSON(w, http.StatusAccepted, map[string]string{
 		"password_reset": "if this account has a confirmed email address, a link is on its way"})
+}
+
+// startResetMail sends user's reset link, if the account has a confirmed
+// address, on a goroutine of its own, unless maxResetMails are on their
+// way already. What goes wrong is said to the operator alone.
+func (s *Server) startResetMail(user, addr string) {
+	s.mailsMu.Lock()
+	defer s.mailsMu.Unlock()
+	select {
+	case <-s.done:
+		return // closing: the store is about to close
+	default:
+	}
+	select {
+	case s.resetMails <- struct{}{}:
+	default:
+		s.log.Warn("a password-reset email was dropped: too many on their way at once", slog.String("user", user))
+		return
+	}
+	s.mailsWG.Add(1)
+	go func() {
+		defer func() { <-s.resetMails; s.mailsWG.Done() }()
+		switch err := s.sendResetLink(user); {
+		case err == nil:
+			s.auditFrom("password-reset-sent", user, addr, "")
+		case errors.Is(err, errNoResetAddress), errors.Is(err, store.ErrNotFound):
+		default:
+			s.log.Error("sending a password-reset email", slog.String("user", user), slog.Any("err", err))
+		}
+	}()
 }
 
 // sendResetLink stores a fresh reset token for user (the previous link

@@ -1,9 +1,12 @@
 package signaling_test
 
 import (
+	"context"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,7 +34,7 @@ func resetServer(t *testing.T) (*signalingtest.Server, *smtpCapture, *clock) {
 func confirmedUser(t *testing.T, s *signalingtest.Server, capture *smtpCapture, user string) {
 	t.Helper()
 	creds := map[string]string{"username": user, "password": password, "email": user + "@example.org"}
-	if c, b := s.Post(t, "/api/register", creds, "X-Forwarded-For", "198.51.100.1"); c != 201 {
+	if c, b := s.Post(t, "/api/register", creds, "X-Forwarded-For", "198.51.100."+strconv.Itoa(len(user))); c != 201 {
 		t.Fatalf("register %s: %d %s", user, c, b)
 	}
 	resp, err := httpClientNoRedirect.Get(linkRE.FindString(capture.nextMail(t)))
@@ -216,3 +219,57 @@ func TestPasswordResetLimits(t *testing.T) {
 		t.Errorf("reset without email checks: %d %s", c, b)
 	}
 }
+
+// TestPasswordResetMailsBounded: the answer comes before the email is
+// sent, and at most four are on their way at once; one asked for past
+// that is dropped (and logged), not queued.
+func TestPasswordResetMailsBounded(t *testing.T) {
+	capture, smtpAddr := startSMTP(t)
+	recs := make(logRecords, 256)
+	s := signalingtest.Start(t, signalingtest.Options{Config: signaling.Config{
+		SMTPURL: "smtp://" + smtpAddr, SMTPFrom: "khadga@example.org", Logger: slog.New(recs),
+		TrustedProxies: []string{"127.0.0.1/32"},
+	}})
+	users := []string{"mia", "nils", "olga", "pete", "quinn"}
+	for _, u := range users {
+		confirmedUser(t, s, capture, u)
+	}
+	capture.holding.Store(true)
+	for i, u := range users {
+		if c, b := s.Post(t, "/api/password-reset", map[string]string{"username": u}, "X-Forwarded-For", "203.0.113."+strconv.Itoa(i+1)); c != 202 {
+			t.Fatalf("reset for %s: %d %s (the answer waited for the mail?)", u, c, b)
+		}
+	}
+	dropped := false
+	for !dropped {
+		select {
+		case r := <-recs:
+			dropped = strings.Contains(r.Message, "password-reset email was dropped")
+		default:
+			t.Fatal("no fifth email was dropped while four were on their way")
+		}
+	}
+	close(capture.release)
+	got := map[string]bool{}
+	for range 4 {
+		user, _ := resetLink(t, capture.nextMail(t))
+		got[user] = true
+	}
+	if got["quinn"] || len(got) != 4 {
+		t.Errorf("emails for %v; want mia, nils, olga and pete", got)
+	}
+}
+
+// logRecords is a slog handler that hands every record to a channel.
+type logRecords chan slog.Record
+
+func (l logRecords) Enabled(context.Context, slog.Level) bool { return true }
+func (l logRecords) Handle(_ context.Context, r slog.Record) error {
+	select {
+	case l <- r:
+	default: // a full channel drops; the test looks for one record
+	}
+	return nil
+}
+func (l logRecords) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l logRecords) WithGroup(string) slog.Handler      { return l }

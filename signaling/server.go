@@ -75,6 +75,14 @@ type Server struct {
 	done        chan struct{} // closed by Close
 	closeMu     sync.Once
 	closeErr    error
+
+	// resetMails holds a slot for each password-reset email being sent
+	// (reset.go), after the answer; mailsWG waits for them at Close, and
+	// mailsMu orders a new one against Close (none starts once done is
+	// closed).
+	resetMails chan struct{}
+	mailsWG    sync.WaitGroup
+	mailsMu    sync.Mutex
 }
 
 // New prepares a server on ln with the store cfg.Store, or else the one it
@@ -133,6 +141,7 @@ func (s *Server) init() error {
 	s.hashGate = auth.NewHashGate(s.cfg.PasswordWorkers, 4*s.cfg.PasswordWorkers, hashWait)
 	s.registers = auth.NewRateLimiter(float64(s.cfg.RegistrationsPerHour)/3600, s.cfg.RegistrationsPerHour, 100_000)
 	s.resends = auth.NewRateLimiter(1.0/resendEvery, resendBurst, 100_000)
+	s.resetMails = make(chan struct{}, maxResetMails)
 	s.roomWrites = auth.NewRateLimiter(roomWritesPerHour/3600.0, roomWriteBurst, 100_000)
 	s.tickets = auth.NewTickets(auth.TicketsOptions{Now: s.cfg.Now, PerUser: s.cfg.TicketsPerUser, PerAddr: s.cfg.TicketsPerAddr,
 		Recheck: s.account})
@@ -286,6 +295,9 @@ func (s *Server) Close() error {
 		if s.cfg.Cluster != nil {
 			s.cfg.Cluster.Close()
 		}
+		s.mailsMu.Lock() // a reset mail that saw done open has been counted
+		s.mailsMu.Unlock()
+		s.mailsWG.Wait() // each is bounded by the mailer's timeout
 		s.closeErr = errors.Join(cerr, s.store.Close())
 	})
 	return s.closeErr

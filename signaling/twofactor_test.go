@@ -118,6 +118,9 @@ func TestTOTP(t *testing.T) {
 type smtpCapture struct {
 	msgs      chan string
 	passwords chan string
+	// While holding, each message waits for release before it is taken.
+	holding atomic.Bool
+	release chan struct{}
 }
 
 func (b *smtpCapture) NewSession(*gosmtp.Conn) (gosmtp.Session, error) { return &smtpSession{b}, nil }
@@ -129,6 +132,9 @@ func (s *smtpSession) Logout() error                          { return nil }
 func (s *smtpSession) Mail(string, *gosmtp.MailOptions) error { return nil }
 func (s *smtpSession) Rcpt(string, *gosmtp.RcptOptions) error { return nil }
 func (s *smtpSession) Data(r io.Reader) error {
+	if s.b.holding.Load() {
+		<-s.b.release
+	}
 	b, err := io.ReadAll(r)
 	s.b.msgs <- string(b)
 	return err
@@ -138,7 +144,7 @@ func (s *smtpSession) Data(r io.Reader) error {
 // and returns it and its address.
 func startSMTP(t *testing.T) (*smtpCapture, string) {
 	t.Helper()
-	capture := &smtpCapture{msgs: make(chan string, 4), passwords: make(chan string, 4)}
+	capture := &smtpCapture{msgs: make(chan string, 4), passwords: make(chan string, 4), release: make(chan struct{})}
 	srv := gosmtp.NewServer(capture)
 	srv.Domain = "localhost"
 	srv.AllowInsecureAuth = true
