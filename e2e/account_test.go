@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -58,6 +59,35 @@ func TestPasswordChange(t *testing.T) {
 	alice.waitFor("the refusal of the old password", `document.getElementById('signin-error').textContent.includes('invalid')`)
 	signIn(newPassword)
 	alice.waitFor("signed in with the new password", `khadgaApp.client && khadgaApp.client.connected && !document.getElementById('app').hidden`)
+}
+
+// TestDeleteAccountInBrowser: a user deletes their account from the
+// settings: without ticking the box, or with a wrong password, nothing
+// happens; with both, the page signs out saying so, and the account no
+// longer signs in.
+func TestDeleteAccountInBrowser(t *testing.T) {
+	s := signalingtest.Start(t, signalingtest.Options{})
+	tess := openPage(t, s.URL, "tess")
+	tess.register("tess")
+	tess.press("delete-title") // opens the <details>
+	attempt := func(pw string, tick bool) string {
+		tess.do(evalVoid(`document.getElementById('delete-message').textContent = ''; document.getElementById('delete-password').value = ''`),
+			evalVoid(fmt.Sprintf(`document.getElementById('delete-confirm').checked = %t`, tick)),
+			chromedp.SendKeys(chromedp.ID("delete-password"), pw+kb.Enter))
+		tess.waitFor("an answer", `document.getElementById('delete-message').textContent !== '' || !document.getElementById('signin').hidden`)
+		return eval[string](tess, `document.getElementById('delete-message').textContent`)
+	}
+	if got := attempt(password, false); !strings.Contains(got, "Tick the box") {
+		t.Fatalf("without the box: %q", got)
+	}
+	if got := attempt("not my password", true); !strings.Contains(got, "password is wrong") {
+		t.Fatalf("a wrong password: %q", got)
+	}
+	attempt(password, true)
+	tess.waitFor("signed out, saying why", `!document.getElementById('signin').hidden && document.getElementById('signin-error').textContent.includes('deleted')`)
+	if c, _ := s.Post(t, "/api/login", map[string]string{"username": "tess", "password": password}); c != 401 {
+		t.Fatalf("login to the deleted account: %d, want 401", c)
+	}
 }
 
 // mailbox is an in-process SMTP server keeping the messages it gets.

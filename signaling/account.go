@@ -195,3 +195,66 @@ func (s *Server) handleResendVerification(w http.ResponseWriter, r *http.Request
 	s.audit("email-resent", u.Name, r, "")
 	writeJSON(w, http.StatusAccepted, map[string]string{"email_verification": "sent"})
 }
+
+// reasonDeleted is what the sessions of an account that its user deleted
+// are told.
+const reasonDeleted = "this account was deleted"
+
+// handleDeleteAccount deletes the signed-in user's account for good: its
+// sign-ins end, the rooms it owns are released (store.DeleteUser), and the
+// name is free to be registered again. It takes the password under the
+// login limits, and the second factor's code when the account has one, so
+// that a stolen access token cannot delete an account. Sessions of a bot
+// token of the same name (an admin's choice) go on.
+func (s *Server) handleDeleteAccount(w http.ResponseWriter, r *http.Request) {
+	claims, req, addr, ok := s.passwordThenCode(w, r, "account-delete-failed")
+	if !ok || !s.deletionCode(w, addr, claims.User, req.Code) {
+		return
+	}
+	logins, err := s.store.RevokeUserFamilyIDs(claims.User)
+	if err == nil {
+		err = s.store.DeleteUser(claims.User)
+	}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusUnauthorized, codeUnauthorized, "account no longer exists")
+		return
+	case err != nil:
+		s.internalError(w, "deleting an account", err)
+		return
+	}
+	for _, l := range logins {
+		s.closer.CloseLogin(claims.User, l, proto.CodeRevoked, reasonDeleted)
+	}
+	s.audit("account-deleted", claims.User, r, "")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// deletionCode checks and spends the second factor of user, whose password
+// passwordThenCode checked, when the account has one, and settles the
+// attempt with the login limits. When it returns false it has answered.
+func (s *Server) deletionCode(w http.ResponseWriter, addr, user, code string) bool {
+	now := s.cfg.Now()
+	u, err := s.store.GetUser(user)
+	if err != nil {
+		s.limiter.Cancel(addr, user, now)
+		return s.userUpdated(w, err, "")
+	}
+	if u.TOTP == nil || !u.TOTP.Enabled {
+		s.limiter.Success(addr, user, now)
+		return true
+	}
+	if code == "" {
+		s.limiter.Cancel(addr, user, now)
+		writeError(w, http.StatusUnauthorized, codeTOTPRequired, "enter the code from your authenticator app")
+		return false
+	}
+	err = s.store.UpdateUser(user, func(u *store.User) error {
+		if u.TOTP == nil || !u.TOTP.Enabled || !s.spendSecondFactor(u, code) {
+			return errTOTPRefused
+		}
+		return nil
+	})
+	s.settleCode(addr, user, err)
+	return s.userUpdated(w, err, "")
+}

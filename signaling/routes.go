@@ -15,6 +15,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/refresh", s.handleRefresh)
 	mux.HandleFunc("POST /api/logout", s.handleLogout)
 	mux.HandleFunc("POST /api/password", s.handlePassword)
+	mux.HandleFunc("POST /api/account/delete", s.handleDeleteAccount)
 	mux.HandleFunc("POST /api/resend-verification", s.handleResendVerification)
 	mux.HandleFunc("POST /api/password-reset", s.handleResetRequest)
 	mux.HandleFunc("POST /api/password-reset/confirm", s.handleResetConfirm)

@@ -839,14 +839,36 @@ async function onPasswordChange(ev) {
   }
 }
 
+// ---- deleting the account ----
+
+async function onDeleteAccount(ev) {
+  ev.preventDefault();
+  const msg = $('delete-message');
+  if (!$('delete-confirm').checked) {
+    msg.textContent = 'Tick the box first: deleting cannot be undone.';
+    return;
+  }
+  try {
+    await state.session.deleteAccount($('delete-password').value, $('delete-code').value.trim());
+  } catch (e) {
+    msg.textContent = !(e instanceof ApiError) ? errorText(e)
+      : e.code === 'totp_required' ? 'Enter the code from your authenticator app as well.'
+        : e.code === 'totp_invalid' ? 'That code is wrong or already used.'
+          : e.status === 401 ? 'The password is wrong.' : errorText(e);
+    return;
+  }
+  await signOut('Your account is deleted.');
+}
+
 function resetSecurity() {
   $('totp-setup').hidden = $('totp-recovery').hidden = $('totp-disable-form').hidden = true;
   $('totp-enroll').hidden = false;
   $('totp-recovery-codes').replaceChildren();
   $('totp-secret').textContent = '';
   totpMessage('');
-  for (const id of ['current-password', 'new-password', 'new-password-again']) $(id).value = '';
-  $('password-message').textContent = '';
+  for (const id of ['current-password', 'new-password', 'new-password-again', 'delete-password', 'delete-code']) $(id).value = '';
+  $('delete-confirm').checked = false;
+  $('password-message').textContent = $('delete-message').textContent = '';
 }
 
 // ---- start ----
@@ -880,6 +902,7 @@ function init() {
   $('share-recorder').addEventListener('change', (e) => state.k && state.k.setShareWithRecorder(e.target.checked));
   $('file-picker').addEventListener('change', onPick);
   $('password-form').addEventListener('submit', onPasswordChange);
+  $('delete-form').addEventListener('submit', onDeleteAccount);
   $('resend').addEventListener('click', onResend);
   $('forgot').addEventListener('click', onForgot);
   $('reset-form').addEventListener('submit', onReset);

@@ -226,6 +226,21 @@ export class Session extends EventTarget {
     this.apply(await api(this.server, '/api/password', { password: current, new_password: next }, await this.accessToken()));
   }
 
+  /**
+   * deleteAccount deletes the signed-in user's account for good: every
+   * sign-in ends, the rooms it owns are released, and its name is free to
+   * be registered again. It takes the password, and the second factor's
+   * code (or a recovery code) when that is on: ApiError code
+   * 'totp_required' without one. The session forgets its tokens.
+   */
+  async deleteAccount(password, code) {
+    const body = { password };
+    if (code) body.code = code;
+    await api(this.server, '/api/account/delete', body, await this.accessToken());
+    clearTimeout(this.timer);
+    this.access = this.refreshToken = '';
+  }
+
   // ---- rooms with owners: settings are {room, owner, max_members, invite, created} ----
 
   /** room resolves with a room's settings; ApiError 404 (code not_found) when nobody owns it. */
