@@ -103,8 +103,9 @@ type Config struct {
 	TicketsPerAddr int
 	// Registerer receives the server's Prometheus metrics; nil means none.
 	Registerer prometheus.Registerer
-	// Gatherer, when set, is served on /metrics: to loopback clients only,
-	// or to clients presenting MetricsToken as a bearer token if it is set.
+	// Gatherer, when set, is served on /metrics. If MetricsToken is set,
+	// only to clients presenting it as a bearer token (loopback included);
+	// otherwise to loopback clients only.
 	Gatherer     prometheus.Gatherer
 	MetricsToken string
 	// MetricsListener, when set, serves /metrics there instead of on the

@@ -40,10 +40,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-// metricsHandler serves the registry to loopback clients (after
-// X-Forwarded-For from trusted proxies), or to anyone presenting the metrics
-// bearer token when one is configured, or to anyone on the separate metrics
-// listener.
+// metricsHandler serves the registry. With a metrics token configured it
+// serves only requests presenting it as a bearer token, loopback and the
+// separate metrics listener included. Without one it serves loopback
+// clients (after X-Forwarded-For from trusted proxies), and anyone on the
+// separate metrics listener.
 func (s *Server) metricsHandler() http.Handler {
 	h := promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

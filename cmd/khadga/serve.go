@@ -29,8 +29,8 @@ type serveConfig struct {
 	AllowOrigins []string      `yaml:"allow-origin" usage:"extra browser origin whose pages may open the WebSocket, call the API and import the SDK, scheme://host[:port] (repeatable)"`
 	AccessTTL    time.Duration `yaml:"access-ttl" default:"15m" usage:"lifetime of access tokens"`
 	ResumeWindow time.Duration `yaml:"resume-window" default:"30s" usage:"how long a dropped session can resume"`
-	MetricsToken string        `yaml:"metrics-token" usage:"bearer token that lets non-loopback clients read /metrics (default: loopback only)"`
-	Metrics      string        `yaml:"metrics" usage:"serve /metrics on this separate address instead of the main one"`
+	MetricsToken string        `yaml:"metrics-token" usage:"bearer token required on every /metrics request, loopback and --metrics included (default: none: /metrics answers loopback only, or anyone on --metrics)"`
+	Metrics      string        `yaml:"metrics" usage:"serve /metrics on this separate address instead of the main one (to anyone who reaches it unless --metrics-token is set)"`
 	TrustProxy   []string      `yaml:"trust-proxy" usage:"reverse proxy address or CIDR whose X-Forwarded-For names the client (repeatable)"`
 	SMTPURL      string        `yaml:"smtp-url" usage:"smtp://user:pass@host:port: turns on the email check at registration (prefer the environment: it holds a password)"`
 	SMTPFrom     string        `yaml:"smtp-from" usage:"sender address of verification emails"`
