@@ -446,7 +446,7 @@ func writeFileAtomic(path string, write func(io.Writer) error) error {
 
 var restoreCommand = command("khadga restore", "khadga restore FILE",
 	"Replace the store with a backup after checking it. The server must be stopped; with --nats the cluster's data "+
-		"is replaced instead (restart the nodes afterwards, so that they load the restored signing keys).",
+		"is replaced instead, while the nodes run: they follow at once (they watch the signing keys and TURN secrets).",
 	"khadga restore /var/backups/khadga-2026-11-27.db")
 
 func runRestore(ctx context.Context, args []string) error {
