@@ -9,17 +9,20 @@
 //	    ─► Sampler (fixed fps by RTP capture time) ─► Scaler (I420 → RGB, resize, fit)
 //	    ─► Queue (bounded, drops oldest) ─► Clip ─► shard + manifest + contact sheet
 //
-// Output, in one directory (see OpenOutput):
+// Output, one directory per room (see OpenOutput): Config.Out itself with
+// one room, Out/<room> for each of several:
 //
 //	<room>-000000.tar        one clip per shard, WebDataset style:
 //	                           KEY.frames.npy  uint8 [T,H,W,3] RGB, NumPy v1.0, C order
 //	                           KEY.ts.npy      int64 [T] capture times, Unix µs
+//	                           KEY.audio.npy   float32 [S] 16 kHz mono, only when the peer sent audio
 //	                           KEY.json        ClipMeta (room, peer, user, codec, sizes, drops, ...)
 //	                         KEY = <room>_<peer>_<clip>
-//	<room>-000000.safetensors  instead, with --format safetensors: "frames", "ts", __metadata__
+//	<room>-000000.safetensors  instead, with --format safetensors: "frames", "ts", "audio", __metadata__
 //	<room>-000000.png        contact sheet: a grid of the clip's frames with their times
 //	manifest.jsonl           one Shard per line: file, samples, frame counts, crc32 (or sha256)
 //	<room>-chat.jsonl        chat the recorder received: time, peer, user, text
+//	<room>-consent.jsonl     each peer's consent as it was granted and withdrawn
 //
 // Files are written under a hidden temporary name (".NAME.partial") and
 // renamed when complete, so a killed recorder leaves only complete shards;
