@@ -131,10 +131,7 @@ func (c *common) dial(ctx context.Context, e *env) (*client.Client, error) {
 	defer cancel()
 	cl, err := client.Dial(dctx, server, cred, opts...)
 	if err != nil {
-		if errors.Is(err, client.ErrUnauthorized) {
-			return nil, fail(exitAuth, "%v", err)
-		}
-		return nil, fail(exitConnect, "%v", err)
+		return nil, apiFail(err)
 	}
 	return cl, nil
 }

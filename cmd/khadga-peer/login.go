@@ -73,16 +73,36 @@ func (a *account) password(e *env, choosing bool) (string, error) {
 	return p, nil
 }
 
-// apiFail turns an API error into the exit code that says what failed.
+// apiFail turns an error from the server's API into the exit code that
+// says what failed (apiExit), with when to retry if the server said.
 func apiFail(err error) error {
+	var ae *client.APIError
+	if errors.As(err, &ae) && ae.RetryAfter > 0 {
+		return fail(apiExit(err), "%v (retry after %v)", err, ae.RetryAfter)
+	}
+	return fail(apiExit(err), "%v", err)
+}
+
+// apiExit is the exit code for an error from the server's API: the
+// credentials refused (401, 403) exitAuth; the server not reached, rate
+// limiting (429) or failing (5xx), all worth trying again later,
+// exitConnect; any other refusal (400 and the rest of 4xx: what was asked
+// is wrong) exitUsage.
+func apiExit(err error) int {
 	var ae *client.APIError
 	switch {
 	case errors.Is(err, client.ErrUnauthorized), errors.Is(err, client.ErrEmailUnverified):
-		return fail(exitAuth, "%v", err)
-	case errors.As(err, &ae) && ae.Status/100 == 4:
-		return fail(exitUsage, "%v", err)
+		return exitAuth
+	case !errors.As(err, &ae):
+		return exitConnect // no answer: unreachable, timed out, cut off
+	case ae.Status == http.StatusUnauthorized, ae.Status == http.StatusForbidden:
+		return exitAuth
+	case ae.Status == http.StatusTooManyRequests, ae.Status/100 == 5:
+		return exitConnect
+	case ae.Status/100 == 4:
+		return exitUsage
 	default:
-		return fail(exitConnect, "%v", err)
+		return exitConnect
 	}
 }
 

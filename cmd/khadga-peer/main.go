@@ -19,8 +19,8 @@ const (
 	exitOK       = 0
 	exitError    = 1 // anything else
 	exitUsage    = 2 // bad command line
-	exitAuth     = 3 // not signed in, or credentials refused
-	exitConnect  = 4 // server unreachable, or joining the room failed
+	exitAuth     = 3 // not signed in, or credentials refused (401, 403)
+	exitConnect  = 4 // server unreachable, rate limiting (429) or failing (5xx), or joining the room failed
 	exitPeer     = 5 // the peer did not show up or connect in time
 	exitTransfer = 6 // a file transfer was rejected, interrupted or corrupt
 )
@@ -113,8 +113,9 @@ Example:
 
 Run "khadga-peer COMMAND --help" for a command's flags and an example.
 
-Exit codes: 0 ok, 1 error, 2 usage, 3 auth, 4 server or room, 5 peer not
-reached, 6 file transfer failed.`)
+Exit codes: 0 ok, 1 error, 2 usage, 3 not signed in or credentials refused,
+4 server unreachable, rate limiting or failing (try again later) or room
+refused, 5 peer not reached, 6 file transfer failed.`)
 	fmt.Fprintf(w, `
 Garbage collection: khadga-peer runs Go's collector at GOGC=%d, as moving
 data through WebRTC allocates a lot and a peer holds little memory; set
