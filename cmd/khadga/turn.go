@@ -34,7 +34,7 @@ const turnOff = "off"
 // package turn's (TestDefaultsAreTurnDefaults).
 type turnConfig struct {
 	Listen          string        `yaml:"turn-listen" default:"0.0.0.0:3478" usage:"TURN UDP and TCP listen address (\"off\" disables the embedded TURN server)"`
-	TLSListen       string        `yaml:"turn-tls-listen" default:"0.0.0.0:5349" usage:"TURNS (TLS) listen address, used when --turn-tls-cert is set"`
+	TLSListen       string        `yaml:"turn-tls-listen" default:"0.0.0.0:5349" usage:"TURNS (TLS) listen address, used when there is a certificate: --turn-tls-cert, or in khadga serve the HTTPS one (--tls-cert or --acme-domain)"`
 	TLSCert         string        `yaml:"turn-tls-cert" usage:"TURNS certificate file (PEM chain); re-read when it changes and on SIGHUP"`
 	TLSKey          string        `yaml:"turn-tls-key" usage:"TURNS private key file (PEM)"`
 	PublicIP        string        `yaml:"turn-public-ip" usage:"public IPv4 address given out for relays (behind NAT, in containers), or auto: ask --turn-public-ip-stun, and again every --turn-public-ip-interval; default: the listen IP or the host's first global IPv4"`
