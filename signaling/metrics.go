@@ -49,7 +49,11 @@ func (s *Server) metricsHandler() http.Handler {
 	h := promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !s.metricsAllowed(r) {
-			writeError(w, http.StatusForbidden, codeUnauthorized, "metrics are served to loopback or with the metrics token")
+			msg := "metrics are served to loopback clients only"
+			if s.cfg.MetricsToken != "" {
+				msg = "metrics are served with the metrics token (Authorization: Bearer), to loopback clients too"
+			}
+			writeError(w, http.StatusForbidden, codeUnauthorized, msg)
 			return
 		}
 		h.ServeHTTP(w, r)

@@ -63,8 +63,8 @@ func TestMetrics(t *testing.T) {
 func TestMetricsToken(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	s := signalingtest.Start(t, signalingtest.Options{Config: signaling.Config{Registerer: reg, Gatherer: reg, MetricsToken: "scrape-secret"}})
-	if code, _ := getMetrics(t, s, ""); code != http.StatusForbidden {
-		t.Fatalf("no token: %d, want 403", code)
+	if code, body := getMetrics(t, s, ""); code != http.StatusForbidden || !strings.Contains(body, "metrics token") {
+		t.Fatalf("no token, from loopback: %d %s, want 403 saying the token is needed", code, body)
 	}
 	if code, _ := getMetrics(t, s, "wrong"); code != http.StatusForbidden {
 		t.Fatalf("wrong token: %d, want 403", code)
