@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling/auth"
@@ -52,16 +53,17 @@ func (s *Server) handlePassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err := s.store.UpdateUser(u.Name, func(u *store.User) error { u.PasswordHash = hash; return nil })
-	if errors.Is(err, store.ErrNotFound) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, "account no longer exists")
 		return
-	}
-	var revoked []string
-	if err == nil {
-		revoked, err = s.store.RevokeUserFamilyIDs(u.Name)
-	}
-	if err != nil {
+	case err != nil:
 		s.internalError(w, "changing a password", err)
+		return
+	}
+	revoked, err := s.revokeAfterPasswordWrite(u.Name)
+	if err != nil {
+		s.signInsOutlived(w, u.Name, err)
 		return
 	}
 	u.PasswordHash = hash // as stored: Login checks it is still so
@@ -89,6 +91,35 @@ func (s *Server) handlePassword(w http.ResponseWriter, r *http.Request) {
 // reasonPassword is what the other sessions of an account are told when
 // its password changes.
 const reasonPassword = "the account's password was changed; sign in again"
+
+// revokeAfterPasswordWrite revokes every refresh-token family of user once
+// a new password is in place. It tries three times when the store does not
+// answer: revoking is idempotent, and by now an answer may no longer say
+// "nothing was changed". It returns the families it revoked.
+func (s *Server) revokeAfterPasswordWrite(user string) ([]string, error) {
+	var err error
+	for wait := 100 * time.Millisecond; ; wait *= 3 {
+		var ids []string
+		if ids, err = s.store.RevokeUserFamilyIDs(user); err == nil {
+			return ids, nil
+		}
+		if wait > 300*time.Millisecond || !errors.Is(err, store.ErrUnavailable) && !errors.Is(err, store.ErrConflict) {
+			return nil, err
+		}
+		time.Sleep(wait)
+	}
+}
+
+// signInsOutlived answers a password change whose new password is in place
+// but whose revocation of the account's sign-ins failed: saying "nothing
+// was changed" would be false, and the person needs to know that other
+// sign-ins may live on.
+func (s *Server) signInsOutlived(w http.ResponseWriter, user string, err error) {
+	s.log.Error("ending the sign-ins of an account whose password changed", slog.String("user", user), slog.Any("err", err))
+	w.Header().Set("Retry-After", "5")
+	writeError(w, http.StatusServiceUnavailable, codeUnavailable,
+		"the new password is in place, but the account's other sign-ins could not all be ended: sign in with the new password and change it once more to end them")
+}
 
 // passwordOK checks c's password under the login limits (key is the
 // account's limiter key) and reports the outcome to them. When it returns

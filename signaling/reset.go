@@ -185,6 +185,14 @@ func (s *Server) handleResetConfirm(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	// The sign-ins end before the password changes, so that a store that
+	// fails here has changed nothing the link cannot redo; and again after,
+	// for any that came in between.
+	before, err := s.store.RevokeUserFamilyIDs(u.Name)
+	if err != nil {
+		s.internalError(w, "ending the sign-ins of an account being reset", err)
+		return
+	}
 	err = s.store.UpdateUser(u.Name, func(u *store.User) error {
 		if !resetTokenOK(u, req.Token, s.cfg.Now()) {
 			return errConflict // used, or the password changed, meanwhile
@@ -201,12 +209,12 @@ func (s *Server) handleResetConfirm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.audit("password-reset", u.Name, r, "")
-	logins, err := s.store.RevokeUserFamilyIDs(u.Name)
-	for _, l := range logins {
+	after, err := s.revokeAfterPasswordWrite(u.Name)
+	for _, l := range append(before, after...) {
 		s.endSessions(u.Name, l, reasonPassword)
 	}
 	if err != nil {
-		s.internalError(w, "ending the sign-ins of a reset account", err)
+		s.signInsOutlived(w, u.Name, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"username": u.Name})

@@ -2,18 +2,21 @@ package signaling_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling"
 	"github.com/khadga/khadga/signaling/signalingtest"
+	"github.com/khadga/khadga/signaling/store"
 )
 
 var resetLinkRE = regexp.MustCompile(`http://\S+/#\S+`)
@@ -273,3 +276,98 @@ func (l logRecords) Handle(_ context.Context, r slog.Record) error {
 }
 func (l logRecords) WithAttrs([]slog.Attr) slog.Handler { return l }
 func (l logRecords) WithGroup(string) slog.Handler      { return l }
+
+// revokeFailing is a store whose RevokeUserFamilyIDs fails as unavailable
+// while failing is set; calls counts them.
+type revokeFailing struct {
+	store.Backend
+	failing atomic.Bool
+	calls   atomic.Int32
+}
+
+func (d *revokeFailing) RevokeUserFamilyIDs(name string) ([]string, error) {
+	d.calls.Add(1)
+	if d.failing.Load() {
+		return nil, fmt.Errorf("revoke: %w", store.ErrUnavailable)
+	}
+	return d.Backend.RevokeUserFamilyIDs(name)
+}
+
+// failAfter makes every call after the next n fail.
+type failAfter struct {
+	*revokeFailing
+	n atomic.Int32
+}
+
+func (d *failAfter) RevokeUserFamilyIDs(name string) ([]string, error) {
+	if d.n.Add(-1) < 0 {
+		d.failing.Store(true)
+	}
+	return d.revokeFailing.RevokeUserFamilyIDs(name)
+}
+
+// TestResetWhileTheStoreFails: a reset whose sign-ins cannot be ended
+// before the password changes changes nothing (503), and the link then
+// still works and ends them; one whose sign-ins cannot be ended after the
+// password changed says that the new password is in place and the other
+// sign-ins may live on, never "nothing was changed".
+func TestResetWhileTheStoreFails(t *testing.T) {
+	capture, smtpAddr := startSMTP(t)
+	d := &failAfter{revokeFailing: &revokeFailing{Backend: openBolt(t)}}
+	d.n.Store(1 << 30)
+	s := signalingtest.Start(t, signalingtest.Options{Store: d, Config: signaling.Config{
+		SMTPURL: "smtp://" + smtpAddr, SMTPFrom: "khadga@example.org", TrustedProxies: []string{"127.0.0.1/32"},
+	}})
+	confirmedUser(t, s, capture, "gina")
+	intruder := s.Login(t, "gina", password)
+	link := func(addr string) string {
+		t.Helper()
+		s.Post(t, "/api/password-reset", map[string]string{"username": "gina"}, "X-Forwarded-For", addr)
+		_, tok := resetLink(t, capture.nextMail(t))
+		return tok
+	}
+	confirm := func(tok, pw string) (int, []byte) {
+		return s.Post(t, "/api/password-reset/confirm", map[string]string{"username": "gina", "token": tok, "new_password": pw},
+			"X-Forwarded-For", "198.51.100.7")
+	}
+	tok := link("198.51.100.5")
+	d.failing.Store(true)
+	if c, b := confirm(tok, "a new long password"); c != 503 || !strings.Contains(string(b), "nothing was changed") {
+		t.Fatalf("reset while revoking fails: %d %s, want 503 nothing was changed", c, b)
+	}
+	d.failing.Store(false)
+	if c, b := confirm(tok, "a new long password"); c != 200 {
+		t.Fatalf("the retry: %d %s", c, b)
+	}
+	if c, _ := s.Post(t, "/api/refresh", map[string]string{"refresh_token": intruder.RefreshToken}); c != 401 {
+		t.Errorf("the intruder's sign-in outlived the reset: %d", c)
+	}
+
+	// Revoking works before the write and fails after it.
+	tok = link("198.51.100.6")
+	d.n.Store(1)
+	c, b := confirm(tok, "another long password")
+	if c != 503 || !strings.Contains(string(b), "new password is in place") {
+		t.Fatalf("reset whose second revocation fails: %d %s, want 503 saying the password is in place", c, b)
+	}
+	d.failing.Store(false)
+	d.n.Store(1 << 30)
+	s.Login(t, "gina", "another long password")
+}
+
+// TestPasswordChangeWhileTheStoreFails: a password change whose sign-ins
+// cannot be ended says the new password is in place, not "nothing was
+// changed".
+func TestPasswordChangeWhileTheStoreFails(t *testing.T) {
+	d := &revokeFailing{Backend: openBolt(t)}
+	s := signalingtest.Start(t, signalingtest.Options{Store: d})
+	tok := s.User(t, "hal")
+	d.failing.Store(true)
+	c, b := s.Post(t, "/api/password", map[string]string{"password": password, "new_password": "a new long password"},
+		"Authorization", "Bearer "+tok.AccessToken)
+	if c != 503 || !strings.Contains(string(b), "new password is in place") || d.calls.Load() != 3 {
+		t.Fatalf("change while revoking fails: %d %s after %d tries, want 503 saying the password is in place after 3", c, b, d.calls.Load())
+	}
+	d.failing.Store(false)
+	s.Login(t, "hal", "a new long password")
+}
