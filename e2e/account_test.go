@@ -197,8 +197,12 @@ func TestPasswordResetInBrowser(t *testing.T) {
 	}
 	lena.do(chromedp.Navigate(link))
 	lena.waitFor("the new-password form", `!document.getElementById('reset').hidden && location.hash === ''`)
+	if got := eval[string](lena, `document.getElementById('reset-for').textContent`); !strings.Contains(got, "lena") {
+		t.Errorf("the form does not name the account: %q", got)
+	}
 	lena.do(chromedp.SendKeys(chromedp.ID("reset-password"), "a brand new password"+kb.Enter))
-	lena.waitFor("the password changed", `document.getElementById('signin-notice').textContent.includes('password is changed') && document.getElementById('reset').hidden`)
-	lena.do(chromedp.SendKeys(chromedp.ID("password"), "a brand new password"+kb.Enter))
+	lena.waitFor("the password changed", `document.getElementById('signin-notice').textContent.includes('is changed') && document.getElementById('reset').hidden`)
+	lena.do(evalVoid(`document.getElementById('username').value = ''`), chromedp.SendKeys(chromedp.ID("username"), "lena"),
+		chromedp.SendKeys(chromedp.ID("password"), "a brand new password"+kb.Enter))
 	lena.waitFor("signed in", `khadgaApp.client && khadgaApp.client.connected && !document.getElementById('app').hidden`)
 }

@@ -21,29 +21,52 @@ import (
 // Password reset by email, for someone who forgot their password, on a
 // server that checks email addresses (--smtp-url). They ask with their
 // username at /api/password-reset; if the account has a confirmed address,
-// a single-use link goes there. It opens the web app, which sets the new
-// password at /api/password-reset/confirm. The store keeps a hash of the
-// link's token bound to the password hash it replaces, so the link works
-// once, for ResetLinkTTL, and not at all after any other password change.
-// A reset ends the account's sign-ins, as `khadga user passwd` does; a
-// second factor stays on and is asked at the next sign-in.
+// a link goes there. It opens the web app, which sets the new password at
+// /api/password-reset/confirm. The store keeps a hash of each link's token
+// bound to the password hash it would replace, so a link works for
+// ResetLinkTTL and dies with any password change, its own reset included.
+// A newer link leaves the older ones working: anybody may ask for a link
+// to anybody's account, and that must not kill the one its owner is
+// about to open. A reset ends the account's sign-ins, as `khadga user
+// passwd` does; a second factor stays on and is asked at the next sign-in.
 //
 // The answer to a request is the same whether or not the account exists
 // or has a confirmed address, and comes before any email is sent (its
-// timing would tell otherwise). Requests are limited per client address
-// (429) and, silently, per account, so that nobody floods a mailbox; at
-// most maxResetMails emails are on their way at once, and one asked for
-// past that is dropped (and logged): the person asks again.
+// timing would tell otherwise). Asks are limited per client address (429);
+// an account gets at most resetsPerWindow links per resetWindow, counted
+// in its store record (so on every node of a cluster alike) and silently
+// past that, so that nobody floods a mailbox; at most maxResetMails emails
+// are on their way at once, and one asked for past that is dropped (and
+// logged): the person asks again. Failed confirmations are limited per
+// client address on their own.
 
 // ResetLinkTTL is how long an emailed password-reset link works.
 const ResetLinkTTL = time.Hour
 
+// The links an account may get: resetsPerWindow per resetWindow.
+const (
+	resetsPerWindow = 3
+	resetWindow     = 30 * time.Minute
+)
+
 // maxResetMails bounds the password-reset emails being sent at once.
 const maxResetMails = 4
+
+// Limits per client address: asks for a link (resetAskBurst, then one
+// every resetAskEvery seconds), and failed confirmations.
+const (
+	resetAskBurst  = 20
+	resetAskEvery  = 30
+	resetFailBurst = 10
+	resetFailEvery = 60
+)
 
 // errNoResetAddress: the account cannot get a reset link (no confirmed
 // address, disabled, or a bot's name).
 var errNoResetAddress = errors.New("no confirmed email address to send a reset link to")
+
+// errResetBudget: the account had resetsPerWindow links lately.
+var errResetBudget = errors.New("enough reset links were sent to this account lately")
 
 const noEmailMsg = "this server sends no email: ask its administrator to set a new password (khadga user passwd)"
 
@@ -72,14 +95,11 @@ func (s *Server) handleResetRequest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, codeBadRequest, err.Error())
 		return
 	}
-	now := s.cfg.Now()
-	if ok, retry := s.resends.Allow(auth.AddrKey(s.clientAddr(r)), now); !ok {
-		tooMany(w, retry, "too many emails asked for from your address; try again later")
+	if ok, retry := s.resetAsks.Allow(auth.AddrKey(s.clientAddr(r)), s.cfg.Now()); !ok {
+		tooMany(w, retry, "too many password resets asked for from your address; try again later")
 		return
 	}
-	if ok, _ := s.resends.Allow("reset:"+req.Username, now); ok {
-		s.startResetMail(req.Username, s.clientAddr(r))
-	}
+	s.startResetMail(req.Username, s.clientAddr(r))
 	writeJSON(w, http.StatusAccepted, map[string]string{
 		"password_reset": "if this account has a confirmed email address, a link is on its way"})
 }
@@ -107,15 +127,15 @@ func (s *Server) startResetMail(user, addr string) {
 		switch err := s.sendResetLink(user); {
 		case err == nil:
 			s.auditFrom("password-reset-sent", user, addr, "")
-		case errors.Is(err, errNoResetAddress), errors.Is(err, store.ErrNotFound):
+		case errors.Is(err, errNoResetAddress), errors.Is(err, errResetBudget), errors.Is(err, store.ErrNotFound):
 		default:
 			s.log.Error("sending a password-reset email", slog.String("user", user), slog.Any("err", err))
 		}
 	}()
 }
 
-// sendResetLink stores a fresh reset token for user (the previous link
-// stops working) and mails the link to the account's confirmed address.
+// sendResetLink stores a fresh reset token for user, within the account's
+// budget, and mails the link to the account's confirmed address.
 func (s *Server) sendResetLink(user string) error {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
@@ -127,7 +147,18 @@ func (s *Server) sendResetLink(user string) error {
 		if u.Bot || u.Disabled || !u.EmailVerified || u.Email == "" {
 			return errNoResetAddress
 		}
-		u.ResetToken, u.ResetExpires = resetTokenHash(tok, u.PasswordHash), s.cfg.Now().Add(ResetLinkTTL)
+		now := s.cfg.Now()
+		u.Resets = liveResets(u.Resets, now)
+		recent := 0
+		for _, l := range u.Resets {
+			if now.Sub(l.Sent) < resetWindow {
+				recent++
+			}
+		}
+		if recent >= resetsPerWindow {
+			return errResetBudget
+		}
+		u.Resets = append(u.Resets, store.ResetLink{Token: resetTokenHash(tok, u.PasswordHash), Sent: now.UTC()})
 		email = u.Email
 		return nil
 	})
@@ -150,16 +181,34 @@ func resetTokenHash(tok, passwordHash string) []byte {
 	return sum[:]
 }
 
-// resetTokenOK reports whether tok is u's live reset token.
+// liveResets drops the links that expired by now. The budget keeps the
+// rest few: resetsPerWindow per resetWindow over ResetLinkTTL.
+func liveResets(ls []store.ResetLink, now time.Time) []store.ResetLink {
+	var out []store.ResetLink
+	for _, l := range ls {
+		if now.Before(l.Sent.Add(ResetLinkTTL)) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// resetTokenOK reports whether tok is one of u's live reset tokens.
 func resetTokenOK(u *store.User, tok string, now time.Time) bool {
-	return len(u.ResetToken) > 0 && !u.Bot && !u.Disabled && now.Before(u.ResetExpires) &&
-		subtle.ConstantTimeCompare(u.ResetToken, resetTokenHash(tok, u.PasswordHash)) == 1
+	if u.Bot || u.Disabled {
+		return false
+	}
+	want, ok := resetTokenHash(tok, u.PasswordHash), 0
+	for _, l := range liveResets(u.Resets, now) {
+		ok |= subtle.ConstantTimeCompare(l.Token, want)
+	}
+	return ok == 1
 }
 
 // handleResetConfirm sets a new password with a reset link's token and
 // ends the account's sign-ins. The token is checked before the password
 // is hashed, so a wrong one costs the server a store read, and failures
-// count against the client address's email limit.
+// count against the client address.
 func (s *Server) handleResetConfirm(w http.ResponseWriter, r *http.Request) {
 	if s.mailer == nil {
 		writeError(w, http.StatusNotFound, codeNotFound, noEmailMsg)
@@ -197,7 +246,7 @@ func (s *Server) handleResetConfirm(w http.ResponseWriter, r *http.Request) {
 		if !resetTokenOK(u, req.Token, s.cfg.Now()) {
 			return errConflict // used, or the password changed, meanwhile
 		}
-		u.PasswordHash, u.ResetToken, u.ResetExpires = hash, nil, time.Time{}
+		u.PasswordHash, u.Resets = hash, nil // the others died with the old hash
 		return nil
 	})
 	switch {
@@ -223,7 +272,7 @@ func (s *Server) handleResetConfirm(w http.ResponseWriter, r *http.Request) {
 // resetRefused answers a reset with a token that is not (or no longer)
 // the account's, counting it against the client address.
 func (s *Server) resetRefused(w http.ResponseWriter, r *http.Request) {
-	if ok, retry := s.resends.Allow(auth.AddrKey(s.clientAddr(r)), s.cfg.Now()); !ok {
+	if ok, retry := s.resetFails.Allow(auth.AddrKey(s.clientAddr(r)), s.cfg.Now()); !ok {
 		tooMany(w, retry, "too many failed password resets from your address; try again later")
 		return
 	}

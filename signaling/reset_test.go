@@ -124,7 +124,9 @@ func TestPasswordReset(t *testing.T) {
 }
 
 // TestPasswordResetLinkDies: a reset link stops working when it expires,
-// when a newer one is sent, and when the password changes another way.
+// and every link dies when the password changes, by a reset or otherwise.
+// A newer link leaves the older ones working: a stranger asking for a
+// link to someone's account does not kill the one its owner is opening.
 func TestPasswordResetLinkDies(t *testing.T) {
 	s, capture, clk := resetServer(t)
 	confirmedUser(t, s, capture, "ivan")
@@ -136,37 +138,44 @@ func TestPasswordResetLinkDies(t *testing.T) {
 		_, tok := resetLink(t, capture.nextMail(t))
 		return tok
 	}
-	confirm := func(tok string) int {
-		c, _ := s.Post(t, "/api/password-reset/confirm", map[string]string{"username": "ivan", "token": tok, "new_password": "a new long password"},
+	confirm := func(tok, pw string) int {
+		c, _ := s.Post(t, "/api/password-reset/confirm", map[string]string{"username": "ivan", "token": tok, "new_password": pw},
 			"X-Forwarded-For", "203.0.113.9")
 		return c
 	}
 	expired := link("203.0.113.1")
 	clk.add(signaling.ResetLinkTTL + time.Minute)
-	if c := confirm(expired); c != 400 {
+	if c := confirm(expired, "a new long password"); c != 400 {
 		t.Errorf("an expired link: %d, want 400", c)
 	}
-	older := link("203.0.113.2")
-	newer := link("203.0.113.3")
-	if c := confirm(older); c != 400 {
-		t.Errorf("a link after a newer one was sent: %d, want 400", c)
+	owners := link("203.0.113.2")
+	strangers := link("203.0.113.3")
+	if c := confirm(owners, "the owner's new password"); c != 200 {
+		t.Fatalf("the owner's link after a stranger asked for another: %d, want 200", c)
 	}
-	tok := s.Login(t, "ivan", password)
-	if c, b := s.Post(t, "/api/password", map[string]string{"password": password, "new_password": "changed by ivan himself"},
+	if c := confirm(strangers, "a stranger's password"); c != 400 {
+		t.Errorf("another link after a reset: %d, want 400", c)
+	}
+	s.Login(t, "ivan", "the owner's new password")
+
+	clk.add(signaling.ResetLinkTTL) // a fresh budget
+	newer := link("203.0.113.4")
+	tok := s.Login(t, "ivan", "the owner's new password")
+	if c, b := s.Post(t, "/api/password", map[string]string{"password": "the owner's new password", "new_password": "changed by ivan himself"},
 		"Authorization", "Bearer "+tok.AccessToken); c != 200 {
 		t.Fatalf("password change: %d %s", c, b)
 	}
-	if c := confirm(newer); c != 400 {
+	if c := confirm(newer, "a new long password"); c != 400 {
 		t.Errorf("a link after the password changed: %d, want 400", c)
 	}
 	s.Login(t, "ivan", "changed by ivan himself")
 }
 
-// TestPasswordResetLimits: one client address may ask three times, then
-// once every ten minutes (429 with Retry-After); one account gets at most
-// as many emails, whoever asks, and the others hear nothing of it; failed
-// confirmations count against the address; a server without email checks
-// has no reset (404).
+// TestPasswordResetLimits: one client address may ask 20 times, then once
+// every 30 s (429 with Retry-After); one account gets at most three links
+// in half an hour, whoever asks, and the others hear nothing of it; failed
+// confirmations count against the address on their own (10, then one a
+// minute); a server without email checks has no reset (404).
 func TestPasswordResetLimits(t *testing.T) {
 	s, capture, clk := resetServer(t)
 	confirmedUser(t, s, capture, "joe")
@@ -175,18 +184,18 @@ func TestPasswordResetLimits(t *testing.T) {
 		c, _ := s.Post(t, "/api/password-reset", map[string]string{"username": user}, "X-Forwarded-For", addr)
 		return c
 	}
-	for i := range 3 {
+	for i := range 20 {
 		if c := ask("nobody", "198.51.100.20"); c != 202 {
 			t.Fatalf("ask %d: %d", i+1, c)
 		}
 	}
 	if c := ask("nobody", "198.51.100.20"); c != 429 {
-		t.Fatalf("a fourth ask from one address: %d, want 429", c)
+		t.Fatalf("a 21st ask from one address: %d, want 429", c)
 	}
-	// Four asks for joe from four addresses: three emails. Then kim's is
-	// the next email, so the fourth sent none.
-	for i, addr := range []string{"198.51.100.21", "198.51.100.22", "198.51.100.23", "198.51.100.24"} {
-		if c := ask("joe", addr); c != 202 {
+	// Four asks for joe: three emails. Then kim's is the next email, so
+	// the fourth sent none.
+	for i := range 4 {
+		if c := ask("joe", "198.51.100.21"); c != 202 {
 			t.Fatalf("ask %d for joe: %d", i+1, c)
 		}
 		if i < 3 {
@@ -195,26 +204,35 @@ func TestPasswordResetLimits(t *testing.T) {
 			}
 		}
 	}
-	ask("kim", "198.51.100.25")
+	ask("kim", "198.51.100.22")
 	if msg := capture.nextMail(t); !strings.Contains(msg, "To: kim@example.org") {
 		t.Fatalf("after joe's limit, the next email:\n%s", msg)
 	}
-	bad := func() int {
+	clk.add(31 * time.Minute)
+	ask("joe", "198.51.100.23")
+	if msg := capture.nextMail(t); !strings.Contains(msg, "To: joe@example.org") {
+		t.Fatalf("joe's after half an hour:\n%s", msg)
+	}
+
+	bad := func(addr string) int {
 		c, _ := s.Post(t, "/api/password-reset/confirm", map[string]string{"username": "joe", "token": "guess", "new_password": "a new long password"},
-			"X-Forwarded-For", "198.51.100.26")
+			"X-Forwarded-For", addr)
 		return c
 	}
-	for i := range 3 {
-		if c := bad(); c != 400 {
+	for i := range 10 {
+		if c := bad("198.51.100.26"); c != 400 {
 			t.Fatalf("wrong token %d: %d, want 400", i+1, c)
 		}
 	}
-	if c := bad(); c != 429 {
-		t.Fatalf("a fourth wrong token from one address: %d, want 429", c)
+	if c := bad("198.51.100.26"); c != 429 {
+		t.Fatalf("an 11th wrong token from one address: %d, want 429", c)
 	}
-	clk.add(10 * time.Minute)
-	if c := bad(); c != 400 {
-		t.Errorf("ten minutes later: %d, want 400", c)
+	if c := ask("kim", "198.51.100.26"); c != 202 {
+		t.Errorf("an ask from an address whose confirmations failed: %d, want 202 (a bucket of its own)", c)
+	}
+	clk.add(time.Minute)
+	if c := bad("198.51.100.26"); c != 400 {
+		t.Errorf("a minute later: %d, want 400", c)
 	}
 
 	plain := signalingtest.Start(t, signalingtest.Options{})
@@ -370,4 +388,38 @@ func TestPasswordChangeWhileTheStoreFails(t *testing.T) {
 	}
 	d.failing.Store(false)
 	s.Login(t, "hal", "a new long password")
+}
+
+// TestPasswordResetOfADisabledAccount: a disabled account gets no link,
+// and a link it got before does not work while it is disabled.
+func TestPasswordResetOfADisabledAccount(t *testing.T) {
+	s, capture, _ := resetServer(t)
+	confirmedUser(t, s, capture, "uma")
+	confirmedUser(t, s, capture, "vera")
+	ask := func(user string) {
+		t.Helper()
+		if c, b := s.Post(t, "/api/password-reset", map[string]string{"username": user}, "X-Forwarded-For", "198.51.100.30"); c != 202 {
+			t.Fatalf("reset for %s: %d %s", user, c, b)
+		}
+	}
+	ask("uma")
+	_, tok := resetLink(t, capture.nextMail(t))
+	disable := func(on bool) {
+		if err := s.Store().UpdateUser("uma", func(u *store.User) error { u.Disabled = on; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	disable(true)
+	if c, b := s.Post(t, "/api/password-reset/confirm", map[string]string{"username": "uma", "token": tok, "new_password": "a new long password"}); c != 400 {
+		t.Errorf("a disabled account's link: %d %s, want 400", c, b)
+	}
+	ask("uma")
+	ask("vera")
+	if user, _ := resetLink(t, capture.nextMail(t)); user != "vera" {
+		t.Errorf("a disabled account got a link (the next email is %s's)", user)
+	}
+	disable(false)
+	if c, b := s.Post(t, "/api/password-reset/confirm", map[string]string{"username": "uma", "token": tok, "new_password": "a new long password"}); c != 200 {
+		t.Errorf("the link once enabled again: %d %s, want 200", c, b)
+	}
 }

@@ -58,6 +58,8 @@ type Server struct {
 	hashGate    *auth.HashGate    // bounds argon2id work (issue 14, point 1)
 	registers   *auth.RateLimiter // registrations per address
 	resends     *auth.RateLimiter // verification emails per account and per address
+	resetAsks   *auth.RateLimiter // password-reset asks per address
+	resetFails  *auth.RateLimiter // failed password-reset confirmations per address
 	roomWrites  *auth.RateLimiter // room claims and changes per user
 	tickets     *auth.Tickets
 	metrics     *metrics
@@ -141,6 +143,8 @@ func (s *Server) init() error {
 	s.hashGate = auth.NewHashGate(s.cfg.PasswordWorkers, 4*s.cfg.PasswordWorkers, hashWait)
 	s.registers = auth.NewRateLimiter(float64(s.cfg.RegistrationsPerHour)/3600, s.cfg.RegistrationsPerHour, 100_000)
 	s.resends = auth.NewRateLimiter(1.0/resendEvery, resendBurst, 100_000)
+	s.resetAsks = auth.NewRateLimiter(1.0/resetAskEvery, resetAskBurst, 100_000)
+	s.resetFails = auth.NewRateLimiter(1.0/resetFailEvery, resetFailBurst, 100_000)
 	s.resetMails = make(chan struct{}, maxResetMails)
 	s.roomWrites = auth.NewRateLimiter(roomWritesPerHour/3600.0, roomWriteBurst, 100_000)
 	s.tickets = auth.NewTickets(auth.TicketsOptions{Now: s.cfg.Now, PerUser: s.cfg.TicketsPerUser, PerAddr: s.cfg.TicketsPerAddr,

@@ -30,16 +30,21 @@ type User struct {
 	EmailVerified bool      `json:"emailVerified,omitempty"`
 	EmailToken    []byte    `json:"emailToken,omitempty"` // SHA-256 of the single-use link token
 	EmailExpires  time.Time `json:"emailExpires,omitzero"`
-	// ResetToken is the SHA-256 of a password-reset link's token, bound to
-	// PasswordHash so that the link works once, and not at all after any
-	// other password change.
-	ResetToken   []byte    `json:"resetToken,omitempty"`
-	ResetExpires time.Time `json:"resetExpires,omitzero"`
+	// Resets are the password-reset links emailed lately, newest last.
+	Resets []ResetLink `json:"resets,omitempty"`
 	// Bot marks a name held for bot tokens (`khadga token`): it has no
 	// password and never signs in. Holding it keeps anyone from
 	// registering a bot's name and passing for it, or using up the
 	// connections it may open.
 	Bot bool `json:"bot,omitempty"`
+}
+
+// ResetLink is one emailed password-reset link: the SHA-256 of its token,
+// bound to the PasswordHash it would replace (so every link dies with any
+// password change), and when it was sent.
+type ResetLink struct {
+	Token []byte    `json:"token"`
+	Sent  time.Time `json:"sent"`
 }
 
 // TOTP is a user's RFC 6238 second factor.

@@ -142,14 +142,18 @@ async function onForgot() {
 
 // takeReset shows the new-password form when the page was opened from a
 // password-reset link (#reset=<username>&token=<token>), and takes the
-// fragment out of the address bar and the history.
+// fragment out of the address bar and the history. Signed in, it does
+// nothing. The form names the account plainly: a page that holds this tab
+// can set the fragment to a link of its own account, and a password typed
+// into it would sign the person in there.
 function takeReset() {
   const q = new URLSearchParams(location.hash.slice(1));
   const user = q.get('reset') || '', token = q.get('token') || '';
   if (!user || !token) return;
   history.replaceState(null, '', location.pathname + location.search);
+  if (state.session) return;
   state.reset = { user, token };
-  $('reset-for').textContent = `for ${user}`;
+  $('reset-for').replaceChildren('for the account ', el('strong', {}, user), ' (check that it is yours)');
   $('reset-error').textContent = '';
   $('reset').hidden = false;
   $('reset-password').focus();
@@ -168,15 +172,14 @@ async function onReset(ev) {
     await resetPassword('', r.user, r.token, pw);
   } catch (e) {
     $('reset-error').textContent = e instanceof ApiError && e.code === 'link_invalid'
-      ? 'This link is invalid, used or expired. Ask for a new one with "Forgot password?".'
+      ? 'This link is invalid, expired, or the password was changed since it was sent. Ask for a new one with "Forgot password?".'
       : errorText(e);
     return;
   }
   state.reset = null;
   $('reset-password').value = '';
   $('reset').hidden = true;
-  $('username').value = r.user;
-  $('signin-notice').textContent = 'Your password is changed, and you are signed out everywhere. Sign in with the new password.';
+  $('signin-notice').textContent = `The password of ${r.user} is changed, and it is signed out everywhere. Sign in with the new password.`;
   $('signin-notice').hidden = false;
 }
 

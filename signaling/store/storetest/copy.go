@@ -26,7 +26,7 @@ func Fill(t *testing.T, s store.Backend) {
 	}
 	if err := s.CreateUser(store.User{Name: "bob.b", PasswordHash: "$argon2id$bob", Role: "user", Created: t0,
 		Disabled: true, Email: "bob@example.org", EmailToken: []byte("tok"), EmailExpires: t0.Add(time.Hour),
-		ResetToken: []byte("rst"), ResetExpires: t0.Add(time.Hour)}); err != nil {
+		Resets: []store.ResetLink{{Token: []byte("rst"), Sent: t0}}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.CreateUser(store.User{Name: "rec", Bot: true, Created: t0}); err != nil {

@@ -84,8 +84,8 @@ export function requestPasswordReset(server, username) {
 /**
  * resetPassword sets a new password with the token of a reset link (its
  * fragment holds reset=<username>&token=<token>); every sign-in of the
- * account ends. ApiError code 'link_invalid' when the link was used,
- * expired, or replaced by a newer one.
+ * account ends. ApiError code 'link_invalid' when the link expired or the
+ * password changed since it was sent (a reset with any link included).
  */
 export function resetPassword(server, username, token, newPassword) {
   return api(server, '/api/password-reset/confirm', { username, token, new_password: newPassword });
