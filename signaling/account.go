@@ -258,6 +258,11 @@ func (s *Server) handleDeleteAccount(w http.ResponseWriter, r *http.Request) {
 		s.closer.CloseLogin(claims.User, l, proto.CodeRevoked, reasonDeleted)
 	}
 	s.audit("account-deleted", claims.User, r, "")
+	// Bot tokens of the same name go on; their name stays held (else the
+	// hourly pass holds it).
+	if live, err := s.bots.Live(claims.User); err != nil || live > 0 && s.bots.HoldName(claims.User) != nil {
+		s.log.Warn("holding the name of a deleted account that bot tokens share", slog.String("user", claims.User), slog.Any("err", err))
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 

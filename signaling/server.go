@@ -346,18 +346,19 @@ func (s *Server) followKeys(ctx context.Context) {
 }
 
 // holdBotNames holds the names of bot tokens minted by a version that did
-// not (admin.HoldBotNames), so that nobody can register them.
+// not (auth.Bots.HoldLiveNames), and of those whose account was deleted
+// another way, so that nobody can register them.
 func (s *Server) holdBotNames() {
-	if n, err := admin.HoldBotNames(s.store); err != nil {
+	if n, err := s.bots.HoldLiveNames(); err != nil {
 		s.log.Warn("holding the names of bot tokens", slog.Any("err", err))
 	} else if n > 0 {
 		s.log.Info("held the names of bot tokens minted before names were held", slog.Int("names", n))
 	}
 }
 
-// purgeLoop holds the names of older bot tokens, then drops expired
-// refresh families and bot tokens, and retires the signing keys whose
-// tokens have all expired, once an hour.
+// purgeLoop holds the names of live bot tokens, then, once an hour, does
+// so again, drops expired refresh families and bot tokens, and retires
+// the signing keys whose tokens have all expired.
 func (s *Server) purgeLoop(ctx context.Context) {
 	s.holdBotNames()
 	t := time.NewTicker(time.Hour)
@@ -369,6 +370,7 @@ func (s *Server) purgeLoop(ctx context.Context) {
 		case <-s.done:
 			return
 		case now := <-t.C:
+			s.holdBotNames() // again, should the store not have answered at the start
 			if n, err := s.store.PurgeExpired(now); err != nil {
 				s.log.Warn("purging expired refresh tokens", slog.Any("err", err))
 			} else if n > 0 {

@@ -34,8 +34,8 @@ type adminConfig struct {
 
 // open reaches the store: with --nats the cluster's, else through the
 // running server's admin socket if there is one, else by opening the file
-// (the server is stopped). Every command but those that may set up a new
-// store (user add, minting a token) passes existing: it refuses a data
+// (the server is stopped). Every command but user add, which may set up a
+// new store with a first admin, passes existing: it refuses a data
 // directory without a store, where opening would make an empty one, and
 // a backup or a list of it would look fine.
 func (a *adminConfig) open(existing bool) (admin.Admin, func(), error) {
@@ -257,6 +257,7 @@ type tokenConfig struct {
 	Rooms   []string      `yaml:"room" usage:"room the token may join (repeatable; required for recorder)"`
 	Refresh bool          `yaml:"refresh" usage:"mint a refresh token, which the bot trades for short access tokens as long as it lives, instead of an access token"`
 	TTL     time.Duration `yaml:"ttl" usage:"lifetime: an access token 24h by default, at most 720h; a refresh token 2160h (90 days) by default, at most 8760h"`
+	Share   bool          `yaml:"share-account" usage:"let the bot go by the name of an existing account, sharing its connection limit (refused otherwise)"`
 }
 
 var tokenCommand = command("khadga token",
@@ -271,7 +272,9 @@ func runToken(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	adm, closeFn, err := c.Admin.open(len(rest) > 0) // minting may make the store; list and revoke need one
+	// A token minted into a store no server uses (a mistyped --data) would
+	// be refused by the real one.
+	adm, closeFn, err := c.Admin.open(true)
 	if err != nil {
 		return err
 	}
@@ -296,7 +299,7 @@ func runToken(ctx context.Context, args []string) error {
 }
 
 func mintToken(ctx context.Context, adm admin.Admin, c *tokenConfig) error {
-	tok, err := adm.MintToken(ctx, admin.TokenRequest{User: c.User, Role: c.Role, Rooms: c.Rooms, TTL: c.TTL, Refresh: c.Refresh})
+	tok, err := adm.MintToken(ctx, admin.TokenRequest{User: c.User, Role: c.Role, Rooms: c.Rooms, TTL: c.TTL, Refresh: c.Refresh, ShareAccount: c.Share})
 	if err != nil {
 		return err
 	}

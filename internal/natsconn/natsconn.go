@@ -519,6 +519,12 @@ func electing(err error) bool {
 
 func (c *Conn) setNotReady(reason string) {
 	c.reason.Store(&reason)
+	select {
+	case <-c.stop:
+		c.ready.Store(false) // closing: a probe in flight failed with it
+		return
+	default:
+	}
 	if c.ready.Swap(false) {
 		c.log.Warn("NATS not ready", slog.String("reason", reason))
 	}

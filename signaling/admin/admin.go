@@ -60,6 +60,9 @@ type TokenRequest struct {
 	// Refresh asks for a refresh token, which the bot trades for short
 	// access tokens for as long as it lives (see package auth, Bots).
 	Refresh bool `json:"refresh,omitempty"`
+	// ShareAccount lets a bot go by the name of an existing account (the
+	// two share its connection limit); without it that is refused.
+	ShareAccount bool `json:"share_account,omitempty"`
 }
 
 // Token is a minted bot token.
@@ -205,15 +208,31 @@ func errBotName(name string) error {
 	return badRequest("%s is a bot's name (khadga token list): it has no password or role of its own", name)
 }
 
-// DeleteUser deletes a user and revokes its refresh tokens. Deleting a
-// bot's name lets anyone register it again; the bot's tokens still work.
+// DeleteUser deletes a user and revokes its refresh tokens. A name held
+// for bots is refused while tokens of it work (revoke them first: the name
+// would be free for anyone to pass for the bot); an account whose name
+// live bot tokens share becomes a held name.
 func (o *Ops) DeleteUser(_ context.Context, name string) error {
+	u, err := o.Store.GetUser(name)
+	if err != nil {
+		return err
+	}
+	live, err := o.Bots.Live(name)
+	if err != nil {
+		return err
+	}
+	if u.Bot && live > 0 {
+		return badRequest("%s is held for %d bot token(s) that still work: revoke them first (khadga token list, khadga token revoke ID)", name, live)
+	}
 	if err := o.Store.DeleteUser(name); err != nil {
 		return err
 	}
 	o.audit("admin-delete-user", name, "")
-	err := o.Store.RevokeUserFamilies(name)
+	err = o.Store.RevokeUserFamilies(name)
 	o.revoked(name, "", ReasonDeleted)
+	if live > 0 {
+		err = errors.Join(err, o.Bots.HoldName(name))
+	}
 	return err
 }
 
@@ -296,7 +315,7 @@ func (o *Ops) MintToken(_ context.Context, r TokenRequest) (Token, error) {
 	if r.Role == proto.RoleRecorder && len(r.Rooms) == 0 {
 		return Token{}, badRequest("a recorder token must name the rooms it may join (--room)")
 	}
-	if err := o.holdBotName(r.User); err != nil {
+	if err := o.botName(r.User, r.ShareAccount); err != nil {
 		return Token{}, err
 	}
 	tok, rec, err := o.Bots.Mint(auth.BotRequest{User: r.User, Role: r.Role, Rooms: r.Rooms, TTL: r.TTL, Refresh: r.Refresh})
@@ -310,47 +329,22 @@ func (o *Ops) MintToken(_ context.Context, r TokenRequest) (Token, error) {
 	return Token{Token: tok, ID: rec.ID, Expires: rec.Expires}, nil
 }
 
-// holdBotName keeps name, which a bot goes by from now on, from being
-// registered by anyone else (store.User.Bot). An account of that name
-// stays as it is: minting for it is the admin's choice to share the name
-// (and the account's connection limit) with the bot.
-func (o *Ops) holdBotName(name string) error { return holdName(o.Store, name) }
-
-func holdName(st store.Backend, name string) error {
-	err := st.CreateUser(store.User{Name: name, Bot: true, Created: time.Now().UTC()})
-	if errors.Is(err, store.ErrUserExists) {
-		return nil
+// botName holds name for a bot (auth.Bots.HoldName). An account of that
+// name is refused unless share says the admin means the bot to share it
+// (and its connection limit): someone may have registered the name a bot
+// was meant to have.
+func (o *Ops) botName(name string, share bool) error {
+	u, err := o.Store.GetUser(name)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return o.Bots.HoldName(name)
+	case err != nil:
+		return err
+	case !u.Bot && !share:
+		return badRequest("%s is an account (role %s, created %s): give the bot a name of its own, or pass --share-account if it is meant to share this account's name and connection limit",
+			name, u.Role, u.Created.Format(time.DateOnly))
 	}
-	return err
-}
-
-// HoldBotNames holds the names of the live bot tokens minted before names
-// were held (see Ops.MintToken), as a server does when it starts. It
-// returns how many names it holds afresh.
-func HoldBotNames(st store.Backend) (int, error) {
-	ts, err := st.ListBotTokens()
-	if err != nil {
-		return 0, err
-	}
-	seen, n := map[string]bool{}, 0
-	now := time.Now()
-	for _, t := range ts {
-		if seen[t.User] || !t.Revoked.IsZero() || !now.Before(t.Expires) {
-			continue
-		}
-		seen[t.User] = true
-		switch _, err := st.GetUser(t.User); {
-		case err == nil:
-			continue // an account, or a name held already
-		case !errors.Is(err, store.ErrNotFound):
-			return n, err
-		}
-		if err := holdName(st, t.User); err != nil {
-			return n, err
-		}
-		n++
-	}
-	return n, nil
+	return nil
 }
 
 // ListTokens lists the recorded bot tokens, expired ones until the server

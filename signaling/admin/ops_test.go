@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -310,8 +309,9 @@ func TestRetireKey(t *testing.T) {
 
 // TestBotNamesAreHeld: minting a bot token holds the bot's name, so that
 // nobody registers it and passes for the bot or uses up its connections;
-// the held name never signs in and takes no password or role. An account
-// of the name stays the admin's to share with a bot, as before.
+// the held name never signs in, takes no password or role, and is not
+// deleted while a token of it works. Minting for an account's name takes
+// --share-account; deleting that account leaves the name held.
 func TestBotNamesAreHeld(t *testing.T) {
 	s := signalingtest.Start(t, signalingtest.Options{})
 	a := dialAdmin(t, s)
@@ -344,52 +344,34 @@ func TestBotNamesAreHeld(t *testing.T) {
 		t.Fatalf("the bot's welcome: %+v", c.Welcome)
 	}
 
-	// An account first: the mint shares its name, and it signs in as ever.
+	// While a token of it works, the held name is not deleted: it would
+	// be free for anyone to pass for the bot.
+	if err := a.DeleteUser(ctx, "rec"); !errors.Is(err, admin.ErrBadRequest) || !strings.Contains(err.Error(), "revoke them first") {
+		t.Errorf("deleting a held name with a live token: %v, want ErrBadRequest", err)
+	}
+	if err := a.RevokeToken(ctx, acc.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.DeleteUser(ctx, "rec"); err != nil {
+		t.Errorf("deleting the held name once its tokens are revoked: %v", err)
+	}
+
+	// An account first (someone registered the name the bot was meant to
+	// have): minting for it is refused, unless the admin means the bot to
+	// share it; the account signs in as ever.
 	s.User(t, "ann")
-	if _, err := a.MintToken(ctx, admin.TokenRequest{User: "ann", Role: proto.RoleUser, TTL: time.Hour}); err != nil {
+	if _, err := a.MintToken(ctx, admin.TokenRequest{User: "ann", Role: proto.RoleUser, TTL: time.Hour}); !errors.Is(err, admin.ErrBadRequest) || !strings.Contains(err.Error(), "--share-account") {
+		t.Fatalf("minting for an account's name: %v, want ErrBadRequest naming --share-account", err)
+	}
+	if _, err := a.MintToken(ctx, admin.TokenRequest{User: "ann", Role: proto.RoleUser, TTL: time.Hour, ShareAccount: true}); err != nil {
 		t.Fatal(err)
 	}
 	s.Login(t, "ann", pw)
-}
-
-// TestHoldBotNames: a server holds the names of live bot tokens minted
-// before names were held, and only those.
-func TestHoldBotNames(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), "khadga.db"), store.Options{})
-	if err != nil {
+	// Deleting the account leaves the name held for the bot's live token.
+	if err := a.DeleteUser(ctx, "ann"); err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	now := time.Now()
-	for i, bt := range []store.BotToken{
-		{User: "rec", Expires: now.Add(time.Hour)},
-		{User: "rec", Expires: now.Add(2 * time.Hour)},
-		{User: "old", Expires: now.Add(-time.Minute)},
-		{User: "gone", Expires: now.Add(time.Hour), Revoked: now},
-		{User: "ann", Expires: now.Add(time.Hour)},
-	} {
-		bt.ID, bt.Kind, bt.Role = fmt.Sprintf("t%d", i), store.BotAccess, proto.RoleUser
-		if err := st.CreateBotToken(bt); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := st.CreateUser(store.User{Name: "ann", PasswordHash: "$argon2id$x", Role: proto.RoleUser}); err != nil {
-		t.Fatal(err)
-	}
-	if n, err := admin.HoldBotNames(st); n != 1 || err != nil {
-		t.Fatalf("HoldBotNames: %d, %v; want 1 name (rec)", n, err)
-	}
-	for name, bot := range map[string]bool{"rec": true, "ann": false} {
-		if u, err := st.GetUser(name); err != nil || u.Bot != bot {
-			t.Errorf("%s: %+v %v, want bot %t", name, u, err, bot)
-		}
-	}
-	for _, name := range []string{"old", "gone"} {
-		if _, err := st.GetUser(name); !errors.Is(err, store.ErrNotFound) {
-			t.Errorf("%s, a dead token's name, is held: %v", name, err)
-		}
-	}
-	if n, err := admin.HoldBotNames(st); n != 0 || err != nil {
-		t.Errorf("again: %d, %v; want 0", n, err)
+	if code, _ := s.Post(t, "/api/register", map[string]string{"username": "ann", "password": pw}); code != http.StatusConflict {
+		t.Errorf("registering the name of a deleted account that a live bot token shares: %d, want 409", code)
 	}
 }

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -92,5 +93,47 @@ func TestTypedIDsNeverStartWithADash(t *testing.T) {
 		if s := randomName(familyIDBytes); s[0] == '-' {
 			t.Fatalf("draw %d: %q starts with a dash", i, s)
 		}
+	}
+}
+
+// TestHoldLiveNames: a server holds the names of live bot tokens minted
+// before names were held, and only those; an account keeps its name.
+func TestHoldLiveNames(t *testing.T) {
+	st := openStore(t)
+	b := NewBots(st, nil, BotsOptions{})
+	now := time.Now()
+	for i, bt := range []store.BotToken{
+		{User: "rec", Expires: now.Add(time.Hour)},
+		{User: "rec", Expires: now.Add(2 * time.Hour)},
+		{User: "old", Expires: now.Add(-time.Minute)},
+		{User: "gone", Expires: now.Add(time.Hour), Revoked: now},
+		{User: "ann", Expires: now.Add(time.Hour)},
+	} {
+		bt.ID, bt.Kind, bt.Role = fmt.Sprintf("t%d", i), store.BotAccess, "user"
+		if err := st.CreateBotToken(bt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.CreateUser(store.User{Name: "ann", PasswordHash: "$argon2id$x", Role: "user"}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.HoldLiveNames(); n != 1 || err != nil {
+		t.Fatalf("HoldLiveNames: %d, %v; want 1 name (rec)", n, err)
+	}
+	for name, bot := range map[string]bool{"rec": true, "ann": false} {
+		if u, err := st.GetUser(name); err != nil || u.Bot != bot {
+			t.Errorf("%s: %+v %v, want bot %t", name, u, err, bot)
+		}
+	}
+	for _, name := range []string{"old", "gone"} {
+		if _, err := st.GetUser(name); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%s, a dead token's name, is held: %v", name, err)
+		}
+	}
+	if n, err := b.HoldLiveNames(); n != 0 || err != nil {
+		t.Errorf("again: %d, %v; want 0", n, err)
+	}
+	if n, err := b.Live("rec"); n != 2 || err != nil {
+		t.Errorf("Live(rec): %d, %v; want 2", n, err)
 	}
 }
