@@ -120,10 +120,11 @@ func TestBackupNeedsAStore(t *testing.T) {
 	if err == nil || !strings.Contains(out, "no store at") {
 		t.Fatalf("migrate from no store: %v\n%s", err, out)
 	}
-	// So do the other admin commands, but for those that may set a new
-	// store up: user add (a first admin before the first start) and
-	// minting a token.
-	for _, args := range [][]string{{"user", "list"}, {"user", "delete", "root"}, {"token", "list"}, {"keys", "list"}} {
+	// So do the other admin commands, minting a token included (the real
+	// server would refuse it), but for user add, which may set a new store
+	// up with a first admin before the first start.
+	for _, args := range [][]string{{"user", "list"}, {"user", "delete", "root"}, {"token", "list"}, {"keys", "list"},
+		{"token", "--user", "rec", "--role", "recorder", "--room", "lab"}} {
 		out, err := run(t, dir, "", args...)
 		if err == nil || !strings.Contains(out, "no store at") {
 			t.Errorf("%v with no store: %v\n%s", args, err, out)
