@@ -123,6 +123,98 @@ func TestPartitionedNodeRelearnsOtherNodesSessions(t *testing.T) {
 	bob.expectSignal(alice.peer())
 }
 
+// A node that removed another's sessions as gone, whose first word from
+// that node again is a session's state rather than a heartbeat (a state
+// that was on its way, or the node back and publishing before its first
+// beat), reads the directory again (liveness.saw): the state resets the
+// node's "cleaned" mark, so its heartbeats, which would have done it,
+// later find nothing to do, and the sessions that did not change since
+// (carol's, idle) would stay missing here for good (without the re-read
+// in saw, this test times out waiting for carol).
+//
+// Node a takes b for gone as check does, and removes b's sessions as
+// removeOrphans does, with its KV removals failing (a node on the
+// minority side of a split NATS cluster): the directory keeps them, and b,
+// which sees no removal, writes nothing again. a handles none of b's
+// heartbeats meanwhile (its heartbeat handler is held), and never takes b
+// for gone on its own (DeadAfter far beyond the test).
+func TestStateBeforeHeartbeatRereadsDirectory(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	cfg := fastConfig()
+	cfg.DeadAfter = 10 * wait
+	a := startNode(t, "a", urls, cfg, hub.Config{})
+	b := startNode(t, "b", urls, fastConfig(), hub.Config{})
+	alice, bob := inLobby(a, b)
+	carol := b.dial("user=carol")
+	carol.join("lobby")
+	alice.expectPeerJoined(carol.peer())
+	// a must have seen the newest states of bob and carol in its KV
+	// watch too: one seen only after the removal below would bring them
+	// back without any re-read.
+	eventually(t, "a's watch to show bob's and carol's newest states", func() bool {
+		a.node.dir.imu.Lock()
+		defer a.node.dir.imu.Unlock()
+		for _, p := range []string{bob.peer(), carol.peer()} {
+			e := a.node.dir.byPeer[p]
+			if e == nil || e.applied == (stamp{}) || e.kv != e.applied {
+				return false
+			}
+		}
+		return true
+	})
+
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { close(release) }) // before the nodes stop: Close waits for handlers
+	hbSubject := a.node.subject("hb")
+	hook := func(m *nats.Msg) {
+		if m.Subject == hbSubject {
+			once.Do(func() { close(entered); <-release })
+		}
+	}
+	a.node.testHookHandle.Store(&hook)
+	select {
+	case <-entered: // no heartbeat is being handled at a, and none will be
+	case <-time.After(wait):
+		t.Fatal("no heartbeat reached node a")
+	}
+
+	l := a.node.live
+	l.mu.Lock()
+	st := l.nodes["b"]
+	st.gone, st.cleaned = time.Now(), true
+	l.mu.Unlock()
+	failed, cancel := context.WithCancel(context.Background())
+	cancel() // every KV removal fails
+	l.removeOrphans(failed, "b")
+	if got := a.hub.RoomMembers("lobby"); got != 1 {
+		t.Fatalf("a sees %d in lobby after removing b's sessions, want 1", got)
+	}
+	js, err := jetstream.New(natstest.Connect(t, urls))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(context.Background(), "khadga-sessions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Get(context.Background(), carol.peer()); err != nil {
+		t.Fatalf("carol's directory entry: %v; the test needs it kept", err)
+	}
+
+	// bob's new state reaches a before any heartbeat of b.
+	bob.join("elsewhere")
+	eventually(t, "a to know carol again, without a heartbeat of b", func() bool {
+		return a.dirNode(carol.peer()) == "b" && a.hub.RoomMembers("lobby") == 3
+	})
+	l.mu.Lock()
+	cleaned := st.cleaned
+	l.mu.Unlock()
+	if cleaned {
+		t.Fatal("b is still marked cleaned at a after a state of its came")
+	}
+}
+
 // TestResumeWindowMismatchIsLogged: nodes say their resume window in their
 // heartbeats, and a node whose window differs from another's says so in
 // its log, once, naming the node.
