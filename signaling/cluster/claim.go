@@ -70,7 +70,7 @@ func (n *Node) Claim(tokenHash []byte, user string) (hub.SessionState, []hub.Env
 			return hub.SessionState{}, nil, hub.ErrUnknownPeer
 		}
 		n.dir.claimed(st.Member.Peer)
-		n.ord.install(r.Member.Peer, r.Order)
+		n.ord.install(r.Member.Peer, r.Order, true)
 		n.stats.claims.WithLabelValues("handed").Inc()
 		out := hub.SessionState{Member: r.Member, Node: st.Node, Rooms: r.Rooms, Grants: r.Grants,
 			Login: r.Login, KeyID: r.Key, TokenHash: tokenHash}
@@ -79,7 +79,7 @@ func (n *Node) Claim(tokenHash []byte, user string) (hub.SessionState, []hub.Env
 		// Its node is gone (or cut off): take the session as the directory
 		// has it.
 		n.dir.claimed(st.Member.Peer)
-		n.ord.install(st.Member.Peer, nil)
+		n.ord.install(st.Member.Peer, nil, false)
 		n.stats.claims.WithLabelValues("taken").Inc()
 		n.log.Info("cluster: took a session whose node did not answer", slog.String("peer", st.Member.Peer),
 			slog.String("peer_node", st.Node), slog.Any("err", err))

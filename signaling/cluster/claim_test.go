@@ -4,8 +4,11 @@ import (
 	"encoding/json"
 	"net/url"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/khadga/khadga/internal/natstest"
 	"github.com/khadga/khadga/proto"
@@ -91,7 +94,16 @@ func TestRevocationDuringClaim(t *testing.T) {
 // it forwards to the new one (c), came after newer ones that a sent
 // straight to c once it heard of the move, and one that reached c during
 // the claim went back to b and came round again later.
+//
+// Resumed on a, alice's own node, the signals still on their way to b come
+// back to a after the claim, and those alice sends after it go from her to
+// bob inside a: they must wait for the first (Node.Order).
 func TestSignalOrderAcrossResume(t *testing.T) {
+	t.Run("on a third node", func(t *testing.T) { signalOrderAcrossResume(t, "c") })
+	t.Run("on the sender's node", func(t *testing.T) { signalOrderAcrossResume(t, "a") })
+}
+
+func signalOrderAcrossResume(t *testing.T, onto string) {
 	urls := natstest.Start(t).ClientURL()
 	fast := hub.Config{MessageRate: 1e6, MessageBurst: 1e6, SignalBytesRate: 1 << 30, SignalBurstBytes: 1 << 30,
 		SendQueue: 1 << 14, SendQueueBytes: 64 << 20, AbsentQueue: 1 << 14, ResumeWindow: time.Minute}
@@ -100,6 +112,20 @@ func TestSignalOrderAcrossResume(t *testing.T) {
 	c := startNode(t, "c", urls, fastConfig(), fast)
 	alice, bob := inLobby(a, b)
 	eventually(t, "c to know both", func() bool { return c.hub.RoomMembers("lobby") == 2 })
+	// A node numbers (and forwards numbered) only what it sends to nodes
+	// it heard say they take numbers, in their heartbeats.
+	nodes := []*testNode{a, b, c}
+	eventually(t, "every node to hear that the others take numbered signals", func() bool {
+		for _, n := range nodes {
+			for _, o := range nodes {
+				if n != o && !n.node.live.numbered(o.name) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	to := map[string]*testNode{"a": a, "c": c}[onto]
 
 	stop := make(chan struct{})
 	sent := make(chan int, 1)
@@ -125,9 +151,9 @@ func TestSignalOrderAcrossResume(t *testing.T) {
 	// on c while it flows.
 	bob.await(proto.TypeSignal, func(m *proto.Message) bool { return signalNo(m) >= 50 })
 	dropSocket(bob)
-	back := c.dial("user=bob&resume=" + url.QueryEscape(bob.welcome.ResumeToken))
+	back := to.dial("user=bob&resume=" + url.QueryEscape(bob.welcome.ResumeToken))
 	if !back.welcome.Resumed {
-		t.Fatalf("bob did not resume on c: %+v", back.welcome)
+		t.Fatalf("bob did not resume on %s: %+v", onto, back.welcome)
 	}
 	last, got := -1, 0
 	check := func() {
@@ -147,4 +173,97 @@ func TestSignalOrderAcrossResume(t *testing.T) {
 		check()
 	}
 	t.Logf("%d signals in order on the new socket", got)
+}
+
+// TestSignalOrderAcrossResumeOntoSendersNode: alice, on node b, signals
+// bob, on node a; bob's socket drops and he resumes on b, alice's own
+// node, while her signals s1 and s2 are still on their way to a. a
+// forwards them back to b, a hop after the claim, and alice's next signal,
+// s3, goes from her to bob inside b: it must not overtake them (an ICE
+// candidate before its offer). It did: signals from a sender on the node
+// a peer resumes on went straight to the peer.
+//
+// a's handling of b's messages is held while alice sends s1 and s2, so
+// that the claim finds neither (deterministic: normally the order in which
+// a signal and the claim leave b and are handled on a decides it). With a
+// signal s0 delivered before, a's answer to the claim says which of b's
+// signals it expects next; without, b expects all it numbered for bob,
+// from the first. And if s1 and s2 do not come back in time, s3 waits no
+// longer than orderWait (and they, late, follow it).
+func TestSignalOrderAcrossResumeOntoSendersNode(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		before bool // s0 reaches bob on a first
+		lost   bool // s1 and s2 come back only after s3 is delivered
+	}{
+		{"first signals", false, false},
+		{"the claim's answer names b", true, false},
+		{"the wait is bounded", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			urls := natstest.Start(t).ClientURL()
+			a := startNode(t, "a", urls, fastConfig(), hub.Config{ResumeWindow: time.Minute})
+			b := startNode(t, "b", urls, fastConfig(), hub.Config{})
+			alice, bob := inLobby(b, a)
+			// Until b hears a's heartbeat, it numbers nothing it sends there.
+			eventually(t, "b to hear that a takes numbered signals", func() bool { return b.node.live.numbered("a") })
+			if tc.before {
+				alice.signal(bob.peer(), "s0", `{"n":0}`)
+				bob.expectSignal(alice.peer())
+			}
+			dropSocket(bob)
+			eventually(t, "a to see bob's socket drop", func() bool { return a.hub.Stats().Connections == 0 })
+
+			entered, release := make(chan struct{}), make(chan struct{})
+			var once, released sync.Once
+			free := func() { released.Do(func() { close(release) }) }
+			t.Cleanup(free) // before the nodes stop: Close waits for handlers
+			hook := func(m *nats.Msg) {
+				if len(m.Data) > 0 && (m.Data[0] == opDeliver || m.Data[0] == opNumbered) {
+					once.Do(func() { close(entered); <-release })
+				}
+			}
+			a.node.testHookHandle.Store(&hook)
+			alice.signal(bob.peer(), "s1", `{"n":1}`)
+			alice.signal(bob.peer(), "s2", `{"n":2}`)
+			alice.send(proto.Message{Type: proto.TypePing, ID: "p0"})
+			alice.await(proto.TypePong, nil) // b has sent both to a
+			select {
+			case <-entered:
+			case <-time.After(wait):
+				t.Fatal("alice's signals never reached node a")
+			}
+
+			back := b.dial("user=bob&resume=" + url.QueryEscape(bob.welcome.ResumeToken))
+			if !back.welcome.Resumed || back.peer() != bob.peer() {
+				t.Fatalf("resume on b: %+v", back.welcome)
+			}
+			sent := time.Now()
+			alice.signal(bob.peer(), "s3", `{"n":3}`)
+			want := []string{`{"n":1}`, `{"n":2}`, `{"n":3}`}
+			if tc.lost {
+				m := back.expectSignal(alice.peer())
+				t.Logf("s3 reached bob %v after it was sent, s1 and s2 still held on a", time.Since(sent).Round(time.Millisecond))
+				if string(m.Data) != `{"n":3}` {
+					t.Fatalf("bob got %s, want s3 alone", m.Data)
+				}
+				want = want[:2] // late, delivered as they come
+			} else {
+				alice.send(proto.Message{Type: proto.TypePing, ID: "p1"})
+				alice.await(proto.TypePong, nil) // b has handled s3
+			}
+			free()
+			for _, w := range want {
+				if m := back.expectSignal(alice.peer()); string(m.Data) != w {
+					t.Fatalf("bob got %s from alice, want %s", m.Data, w)
+				}
+			}
+			// Nothing of b's is on its way any more: the hub is told to
+			// send alice's signals to bob straight again.
+			eventually(t, "b's order of its own signals to bob to end", func() bool {
+				_, done := b.node.Order(bob.peer(), hub.Envelope{Kind: hub.KindSignal})
+				return done
+			})
+		})
+	}
 }

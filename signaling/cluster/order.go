@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/khadga/khadga/signaling/hub"
 )
 
 // Signals keep their order across a move. A session that resumes on
@@ -29,9 +31,21 @@ import (
 // that they take numbered signals (an older node in a rolling update
 // gets them unnumbered, as before).
 //
-// What this does not order: a sender on the claiming node itself, whose
-// signals to the session went through the old node until the claim and
-// go straight to the session after it.
+// A sender on the claiming node itself sent its signals to the session
+// through the old node until the claim, and would send them straight to
+// the session after it, past those still coming back from the old node.
+// So, after a claim, the hub offers this node's signals to the session to
+// Order first: while any that this node numbered for it before may still
+// come (from the number the old node's answer says it expects of this
+// node, or from 1 if the answer does not say: the old node, and those
+// before it, which would have handed it on, took none of them), each is
+// numbered after them and waits with them, at most orderWait. Once none
+// may still come, and no sooner than orderWait after the claim (a signal
+// whose sender found the session still on the old node just as it became
+// local here is numbered a moment later), the hub sends them straight
+// again. Where a claim had no answer (its old node gone), the chain of
+// answers is broken; a later claim that does not hear of this node's
+// signals then waits for numbers that will not come, orderWait once.
 type orderer struct {
 	n *Node
 
@@ -53,6 +67,10 @@ type inOrder struct {
 	early   []delivery // sorted by oseq; their msg is a copy
 	since   time.Time  // when the oldest early one came
 	touched time.Time  // when a signal came, or the state was installed
+	// until, for this node's own signals to a session it claimed, is the
+	// earliest the hub may stop offering them to Order (orderWait after
+	// the claim).
+	until time.Time
 }
 
 // orderIdle is how long the order of a session that is not (or no longer)
@@ -199,24 +217,63 @@ func (o *orderer) takeLocked(peer string) (map[string]uint64, []delivery) {
 }
 
 // install sets what this node expects next of each node for a session it
-// has claimed, before the session is local here.
-func (o *orderer) install(peer string, next map[string]uint64) {
+// has claimed, before the session is local here, from the old node's
+// answer; with own (an answer came), of this node's own signals too: from
+// 1 if the answer does not say (the old node took none of them, nor did
+// the nodes before it, which would have handed that on: any it numbered
+// may still be on their way).
+func (o *orderer) install(peer string, next map[string]uint64, own bool) {
+	now := time.Now()
 	o.inMu.Lock()
 	defer o.inMu.Unlock()
 	for _, st := range o.in[peer] {
 		delete(o.waiting, st)
 	}
 	delete(o.in, peer)
-	if len(next) == 0 {
-		return
-	}
-	bySrc := make(map[string]*inOrder, len(next))
+	bySrc := make(map[string]*inOrder, len(next)+1)
 	for src, seq := range next {
 		if validToken(src) && seq > 0 {
-			bySrc[src] = &inOrder{next: seq, touched: time.Now()}
+			bySrc[src] = &inOrder{next: seq, touched: now}
 		}
 	}
-	o.in[peer] = bySrc
+	if own {
+		st := bySrc[o.n.id]
+		if st == nil {
+			st = &inOrder{next: 1, touched: now}
+			bySrc[o.n.id] = st
+		}
+		st.until = now.Add(orderWait)
+	}
+	if len(bySrc) > 0 {
+		o.in[peer] = bySrc
+	}
+}
+
+// Order takes a signal from a session of this node to peer, a session
+// this node claimed (hub.Delivery), while signals this node sent to peer
+// before may still come back from the old node: it numbers it after them
+// and delivers it in its turn (admitLocked), a failure reported to its
+// sender through the tracker, as for a signal from another node. It is
+// done once none may still come and orderWait has passed since the claim.
+func (n *Node) Order(peer string, e hub.Envelope) (taken, done bool) {
+	o := n.ord
+	now := time.Now()
+	o.inMu.Lock()
+	defer o.inMu.Unlock()
+	st := o.in[peer][n.id]
+	if st == nil || !n.hub.IsLocal(peer) {
+		return false, true // no order of its own, or it moved on
+	}
+	o.outMu.Lock()
+	last := o.out[peer]
+	o.outMu.Unlock()
+	if st.next > last && len(st.early) == 0 {
+		return false, !now.Before(st.until) // none on its way: straight to it
+	}
+	d := delivery{kind: hub.KindSignal, to: peer, from: e.From, ref: e.Ref, origin: n.id, osrc: n.id, oseq: o.number(peer), msg: e.Msg}
+	d.seq = n.track.add(e.From, e.Ref, peer, n.id)
+	o.admitLocked(d, now, n.deliverNow)
+	return true, false
 }
 
 // run delivers the signals that waited orderWait for those before them,

@@ -40,7 +40,7 @@ func TestOrderAdmit(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := newOrderer(nil)
-			o.install("bob", tc.install)
+			o.install("bob", tc.install, false)
 			for i, seq := range tc.in {
 				if got := admit(o, sig("a", seq)); !slices.Equal(got, tc.want[i]) {
 					t.Fatalf("after %v: due %v, want %v", tc.in[:i+1], got, tc.want[i])
@@ -50,7 +50,7 @@ func TestOrderAdmit(t *testing.T) {
 	}
 	t.Run("the wait ends", func(t *testing.T) {
 		o := newOrderer(nil)
-		o.install("bob", map[string]uint64{"a": 1})
+		o.install("bob", map[string]uint64{"a": 1}, false)
 		admit(o, sig("a", 3))
 		admit(o, sig("a", 2))
 		var released []delivery
@@ -67,7 +67,7 @@ func TestOrderAdmit(t *testing.T) {
 	})
 	t.Run("a copy does not restart the wait", func(t *testing.T) {
 		o := newOrderer(nil)
-		o.install("bob", map[string]uint64{"a": 1})
+		o.install("bob", map[string]uint64{"a": 1}, false)
 		admit(o, sig("a", 3))
 		st := o.in["bob"]["a"]
 		first := st.since

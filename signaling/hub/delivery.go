@@ -91,7 +91,8 @@ type SessionState struct {
 //
 // No method may block on a socket or wait on another node while the hub
 // holds a lock: Deliver, Publish and Gone only queue (they are called under
-// room and session locks); Claim is called with no hub lock held.
+// room and session locks); Claim and Order are called with no hub lock
+// held.
 type Delivery interface {
 	// Deliver carries e to peer, a session held by node. A failure comes
 	// back later, as a report to e's sender (e.From) if it has one. It
@@ -107,6 +108,15 @@ type Delivery interface {
 	// and the messages that waited for it, and the other node lets it go
 	// (Release). It returns ErrUnknownPeer if no session has that token.
 	Claim(tokenHash []byte, user string) (SessionState, []Envelope, error)
+	// Order is offered each signal from a session of this node to peer,
+	// a session this node claimed, until it reports done (the hub asks
+	// again after peer's next claim): signals to peer that this node sent
+	// before the claim may still come back from the old node, and a
+	// later one must not overtake them. If it takes e (taken), it
+	// delivers e with DeliverLocal in its turn, and reports a failure to
+	// e's sender itself; else the hub delivers e. It must not block:
+	// it may only hold e back for a bounded time.
+	Order(peer string, e Envelope) (taken, done bool)
 	// Delivered tells the nodes that messages from them (Origin, Seq),
 	// which had waited for a session whose socket was away, reached its
 	// connection. Undelivered tells them that such messages will not
@@ -128,8 +138,9 @@ func (localDelivery) Gone(string)                            {}
 func (localDelivery) Claim([]byte, string) (SessionState, []Envelope, error) {
 	return SessionState{}, nil, ErrUnknownPeer
 }
-func (localDelivery) Delivered([]Envelope)   {}
-func (localDelivery) Undelivered([]Envelope) {}
+func (localDelivery) Order(string, Envelope) (bool, bool) { return false, true }
+func (localDelivery) Delivered([]Envelope)                {}
+func (localDelivery) Undelivered([]Envelope)              {}
 
 // send delivers e to the session with id peer, wherever it is: queued on
 // its connection here, kept in its absent queue, or carried to its node.

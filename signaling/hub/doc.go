@@ -91,6 +91,11 @@
 // online) for the presence feed. LocalDelivery looks the peer up in this
 // hub's session directory; a multi-node one publishes to the node that
 // holds the peer. Deliver only queues, so it may be called under hub locks.
+// A signal from a session of this node to one this node claimed from
+// another (its client resumed here) is first offered to Delivery.Order,
+// with no lock held, until Order says it is done: signals this node sent
+// to the session before the claim may still be on their way through the
+// old node, and Order holds later ones behind them, for a bounded time.
 //
 // # Lock order
 //

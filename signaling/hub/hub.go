@@ -43,6 +43,7 @@ type Hub struct {
 	revoked  revocations // recent ones, for connections that attach after them
 	stats    counters
 	connSeq  atomic.Uint64
+	claimSeq atomic.Uint64 // numbers claims, for session.ordered
 
 	// mu guards stopping and every wg.Add, so that Shutdown's wg.Wait never
 	// races an Add.

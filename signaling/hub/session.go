@@ -47,6 +47,12 @@ type session struct {
 	// (its socket is away), so that userCounts can tell its list's stale
 	// entries without s.mu. Set and cleared under s.mu.
 	awaiting atomic.Bool
+	// ordered is set, to the claim's number (Hub.claimSeq), when this node
+	// claims the session from another, and cleared when Delivery.Order
+	// says it is done: meanwhile signals from this node's sessions to it
+	// are offered to Order first (relay). The number keeps a done that
+	// raced with a newer claim from clearing that claim's.
+	ordered atomic.Uint64
 }
 
 // local reports whether this node holds s (else it is a proxy).

@@ -31,7 +31,7 @@ func (h *Hub) forward(c *conn, m *proto.Message) {
 	}
 	bp := bufpool.Get()
 	out := appendSignal((*bp)[:0], m.Room, s.member.Peer, m.Data)
-	err := h.send(m.To, Envelope{Msg: out, Kind: KindSignal, From: s.member.Peer, Ref: m.ID, Borrowed: true})
+	err := h.relay(m.To, Envelope{Msg: out, Kind: KindSignal, From: s.member.Peer, Ref: m.ID, Borrowed: true})
 	bufpool.Put(bp, out)
 	switch {
 	case err == nil:
@@ -40,6 +40,30 @@ func (h *Hub) forward(c *conn, m *proto.Message) {
 	default:
 		c.replyError(m.ID, proto.CodePeerUnavailable, "peer %s cannot take signals now; the signal was dropped", m.To)
 	}
+}
+
+// relay delivers e, a signal from a session of this node, to the session
+// with id peer, as send does. If this node claimed that session from
+// another (a resume here), e is offered to Delivery.Order first, until it
+// is done: signals sent to the session before the claim may still be on
+// their way through the old node, and e must not overtake them. Only
+// signals from this node's sessions come here; those Delivery carries
+// here (DeliverLocal) never reach Order.
+func (h *Hub) relay(peer string, e Envelope) error {
+	s, ok := h.sessions.get(peer)
+	if !ok {
+		return ErrUnknownPeer
+	}
+	if claim := s.ordered.Load(); claim != 0 {
+		taken, done := h.delivery.Order(peer, e)
+		if done {
+			s.ordered.CompareAndSwap(claim, 0)
+		}
+		if taken {
+			return nil
+		}
+	}
+	return s.deliver(e)
 }
 
 // appendSignal appends {"type":"signal","room":..,"from":..,"data":..} to b.
