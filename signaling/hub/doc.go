@@ -85,12 +85,15 @@
 //
 // # Delivery
 //
-// Everything the hub sends to a session other than the one whose request it
-// is handling goes through the Delivery interface (Config.Delivery):
-// Deliver(peer, Envelope) for signals and room events, Presence(member,
-// online) for the presence feed. LocalDelivery looks the peer up in this
-// hub's session directory; a multi-node one publishes to the node that
-// holds the peer. Deliver only queues, so it may be called under hub locks.
+// Everything the hub sends to a session held by another node goes through
+// the Delivery interface (Config.Delivery): Deliver(node, peer, Envelope)
+// for signals and room events; Publish and Gone tell the other nodes of
+// this node's sessions (their rooms and presence come from that); Claim
+// takes over a session whose client resumed here from another node, and
+// Delivered and Undelivered report what happened to messages that waited.
+// The local one (the default) has no other node; a multi-node one
+// publishes to the node that holds the peer. Deliver only queues, so it
+// may be called under hub locks.
 // A signal from a session of this node to one this node claimed from
 // another (its client resumed here) is first offered to Delivery.Order,
 // with no lock held, until Order says it is done: signals this node sent
