@@ -160,13 +160,10 @@ func (ts *testServer) dialRaw(query string, noRead bool) *tclient {
 	d := websocket.Dialer{Subprotocols: proto.Subprotocols, HandshakeTimeout: wait,
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
 	if noRead {
-		d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-			if err == nil {
-				_ = c.(*net.TCPConn).SetReadBuffer(4096)
-			}
-			return c, err
-		}
+		// A small receive buffer, set before the connection is made: set
+		// after, it leaves the window already offered (64 KiB and more)
+		// open, and a client that never reads still takes that much.
+		d.NetDialContext = (&net.Dialer{Control: smallReceiveBuffer}).DialContext
 	}
 	u := "ws" + strings.TrimPrefix(ts.srv.URL, "http") + "/ws?" + query
 	ws, _, err := d.Dial(u, nil)
