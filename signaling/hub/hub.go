@@ -44,6 +44,9 @@ type Hub struct {
 	stats    counters
 	connSeq  atomic.Uint64
 	claimSeq atomic.Uint64 // numbers claims, for session.ordered
+	// testHookRelayLoaded, if set, runs in relay right after it loads
+	// session.ordered (tests: a claim between the load and the delivery).
+	testHookRelayLoaded atomic.Pointer[func()]
 
 	// mu guards stopping and every wg.Add, so that Shutdown's wg.Wait never
 	// races an Add.

@@ -179,7 +179,7 @@ func (h *Hub) claim(c *conn, id Identity, hash string, ice []proto.ICEServer, ex
 	h.stats.resumesOK.Add(1)
 	s.mu.Lock()
 	s.setNodeLocked("")
-	s.ordered.Store(h.claimSeq.Add(1)) // with the switch: no signal of this node's finds it local and not ordered
+	s.ordered.Store(h.claimSeq.Add(1)) // with the switch, under s.mu: relay looks again under it (deliverChecked)
 	s.tokenHash = newHash
 	c.send(h.welcome(s, newTok, true, st.Rooms, ice, expires))
 	items := make([]queued, len(pending))

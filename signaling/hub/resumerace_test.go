@@ -1,6 +1,8 @@
 package hub
 
 import (
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,5 +103,60 @@ func TestInFlightSignalFollowsTheResume(t *testing.T) {
 	}
 	if id := signalID(m); id != "big" {
 		t.Fatalf("bob2's first signal is %s, want big (the one in flight), ahead of those queued behind it", id)
+	}
+}
+
+// orderSpy is a Delivery whose only session elsewhere is bob, on node A,
+// and which counts the signals offered to Order (taking none).
+type orderSpy struct {
+	bob    SessionState
+	orders atomic.Int32
+}
+
+func (d *orderSpy) Deliver(string, string, Envelope) error { return nil }
+func (d *orderSpy) Publish(SessionState)                   {}
+func (d *orderSpy) Gone(string)                            {}
+func (d *orderSpy) Claim([]byte, string) (SessionState, []Envelope, error) {
+	return d.bob, nil, nil
+}
+func (d *orderSpy) Order(string, Envelope) (bool, bool) { d.orders.Add(1); return false, false }
+func (d *orderSpy) Delivered([]Envelope)                {}
+func (d *orderSpy) Undelivered([]Envelope)              {}
+
+// TestSignalThatRacesTheClaimIsOrdered: alice's signal to bob, a session
+// of node A, loads bob's ordered flag (not set: bob is A's) just before
+// bob's client resumes here, and delivers after the claim made bob local.
+// It must still be offered to Delivery.Order, like any signal of this
+// node's to a session it claimed: signals alice sent before may still be
+// coming back from A. It went straight onto bob's connection, unnumbered.
+func TestSignalThatRacesTheClaimIsOrdered(t *testing.T) {
+	bob := proto.Member{Peer: "bobbobbobbobbobb", User: "bob", Role: proto.RoleUser}
+	spy := &orderSpy{bob: SessionState{Member: bob, Node: "A", Rooms: []string{"lobby"}}}
+	ts := newTestServer(t, Config{Delivery: spy})
+	ts.hub.Apply(spy.bob)
+	alice := ts.dial("user=alice")
+	alice.join("lobby", "j1")
+
+	loaded, proceed := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	hook := func() { once.Do(func() { close(loaded); <-proceed }) }
+	ts.hub.testHookRelayLoaded.Store(&hook)
+	t.Cleanup(func() { ts.hub.testHookRelayLoaded.Store(nil) })
+	alice.signal(bob.Peer, "", "s3", `{"n":3}`)
+	select {
+	case <-loaded: // alice's relay found bob not ordered, and waits
+	case <-time.After(wait):
+		t.Fatal("alice's signal never reached relay")
+	}
+
+	back := ts.dial("user=bob&resume=anything") // the spy's Claim hands bob over
+	s, _ := ts.hub.sessions.get(bob.Peer)
+	if !back.welcome.Resumed || !s.local() || s.ordered.Load() == 0 {
+		t.Fatalf("bob's claim: welcome %+v, local %v, ordered %d", back.welcome, s.local(), s.ordered.Load())
+	}
+	close(proceed)
+	m := back.expect(proto.TypeSignal)
+	if n := spy.orders.Load(); n != 1 {
+		t.Fatalf("signal %s reached the claimed session offered to Order %d times, want once", m.Data, n)
 	}
 }

@@ -51,7 +51,9 @@ type session struct {
 	// claims the session from another, and cleared when Delivery.Order
 	// says it is done: meanwhile signals from this node's sessions to it
 	// are offered to Order first (relay). The number keeps a done that
-	// raced with a newer claim from clearing that claim's.
+	// raced with a newer claim from clearing that claim's. The claim sets
+	// it under mu, as it makes the session local, so that relay, which
+	// reads it with no lock, can look again under mu (deliverChecked).
 	ordered atomic.Uint64
 }
 
@@ -164,6 +166,14 @@ func (s *session) deliver(e Envelope) error {
 // deliverHeld is deliver that also reports whether e waits in the absent
 // queue.
 func (s *session) deliverHeld(e Envelope) (held bool, err error) {
+	return s.deliverChecked(e, false)
+}
+
+// deliverChecked is deliverHeld. With unordered, e is a signal of this
+// node's that relay found s not ordered for: if s is local and ordered
+// now, a claim made it so since (Hub.claim sets both under s.mu), and e
+// is not delivered: it gets errMustOrder.
+func (s *session) deliverChecked(e Envelope, unordered bool) (held bool, err error) {
 	s.mu.Lock()
 	if s.ended {
 		s.mu.Unlock()
@@ -172,6 +182,10 @@ func (s *session) deliverHeld(e Envelope) (held bool, err error) {
 	if node := s.node; node != "" {
 		s.mu.Unlock()
 		return false, s.h.delivery.Deliver(node, s.member.Peer, e)
+	}
+	if unordered && s.ordered.Load() != 0 {
+		s.mu.Unlock()
+		return false, errMustOrder
 	}
 	if e.Kind == KindPresence && (s.conn == nil || !s.conn.presence) {
 		s.mu.Unlock()

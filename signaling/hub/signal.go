@@ -49,12 +49,27 @@ func (h *Hub) forward(c *conn, m *proto.Message) {
 // their way through the old node, and e must not overtake them. Only
 // signals from this node's sessions come here; those Delivery carries
 // here (DeliverLocal) never reach Order.
+//
+// The flag is read with no lock, and a claim may make the session local
+// between the read and the delivery: the delivery looks again under s.mu,
+// which the claim holds as it sets both (errMustOrder).
 func (h *Hub) relay(peer string, e Envelope) error {
 	s, ok := h.sessions.get(peer)
 	if !ok {
 		return ErrUnknownPeer
 	}
-	if claim := s.ordered.Load(); claim != 0 {
+	for {
+		claim := s.ordered.Load()
+		if hook := h.testHookRelayLoaded.Load(); hook != nil {
+			(*hook)()
+		}
+		if claim == 0 {
+			_, err := s.deliverChecked(e, true)
+			if !errors.Is(err, errMustOrder) {
+				return err
+			}
+			continue // claimed since the load: to Order
+		}
 		taken, done := h.delivery.Order(peer, e)
 		if done {
 			s.ordered.CompareAndSwap(claim, 0)
@@ -62,9 +77,14 @@ func (h *Hub) relay(peer string, e Envelope) error {
 		if taken {
 			return nil
 		}
+		return s.deliver(e)
 	}
-	return s.deliver(e)
 }
+
+// errMustOrder is what relay's delivery of a signal it found not ordered
+// gets when the session was claimed (became local, and ordered) since: the
+// signal was not delivered, and relay offers it to Delivery.Order.
+var errMustOrder = errors.New("hub: the session was claimed: the signal goes to Order")
 
 // appendSignal appends {"type":"signal","room":..,"from":..,"data":..} to b.
 // room and from need no escaping: proto.ValidRoom and randomID allow only
