@@ -188,17 +188,22 @@ func signalOrderAcrossResume(t *testing.T, onto string) {
 // a signal and the claim leave b and are handled on a decides it). With a
 // signal s0 delivered before, a's answer to the claim says which of b's
 // signals it expects next; without, b expects all it numbered for bob,
-// from the first. And if s1 and s2 do not come back in time, s3 waits no
-// longer than orderWait (and they, late, follow it).
+// from the first: b's order of its own signals to bob starts at the
+// number the answer names (checked directly: a b that expected 1 anyway
+// would deliver the same signals in the same order, only orderWait
+// later). And if s1 and s2 do not come back in time, s3 waits orderWait
+// for them, and no more than run's next look after that (they, late,
+// follow it).
 func TestSignalOrderAcrossResumeOntoSendersNode(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		before bool // s0 reaches bob on a first
-		lost   bool // s1 and s2 come back only after s3 is delivered
+		before bool   // s0 reaches bob on a first
+		lost   bool   // s1 and s2 come back only after s3 is delivered
+		next   uint64 // the first of b's numbers b expects after the claim
 	}{
-		{"first signals", false, false},
-		{"the claim's answer names b", true, false},
-		{"the wait is bounded", false, true},
+		{"first signals", false, false, 1},
+		{"the claim's answer names b", true, false, 2},
+		{"the wait is bounded", false, true, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			urls := natstest.Start(t).ClientURL()
@@ -238,15 +243,32 @@ func TestSignalOrderAcrossResumeOntoSendersNode(t *testing.T) {
 			if !back.welcome.Resumed || back.peer() != bob.peer() {
 				t.Fatalf("resume on b: %+v", back.welcome)
 			}
+			b.node.ord.inMu.Lock()
+			own := b.node.ord.in[bob.peer()][b.name]
+			var next uint64
+			if own != nil {
+				next = own.next
+			}
+			b.node.ord.inMu.Unlock()
+			if next != tc.next {
+				t.Fatalf("after the claim b expects its own signals to bob from %d (0: no order), want from %d", next, tc.next)
+			}
 			sent := time.Now()
 			alice.signal(bob.peer(), "s3", `{"n":3}`)
 			want := []string{`{"n":1}`, `{"n":2}`, `{"n":3}`}
 			if tc.lost {
 				m := back.expectSignal(alice.peer())
-				t.Logf("s3 reached bob %v after it was sent, s1 and s2 still held on a", time.Since(sent).Round(time.Millisecond))
+				took := time.Since(sent)
 				if string(m.Data) != `{"n":3}` {
 					t.Fatalf("bob got %s, want s3 alone", m.Data)
 				}
+				// At least orderWait: it is let go only when its wait,
+				// which began after sent, is over. At most run's next
+				// look after that, with slack for a loaded machine.
+				if limit := orderWait + orderTick + time.Second; took < orderWait || took > limit {
+					t.Fatalf("s3 reached bob %v after it was sent, s1 and s2 still held on a; want %v to %v", took, orderWait, limit)
+				}
+				t.Logf("s3 reached bob %v after it was sent, s1 and s2 still held on a", took.Round(time.Millisecond))
 				want = want[:2] // late, delivered as they come
 			} else {
 				alice.send(proto.Message{Type: proto.TypePing, ID: "p1"})

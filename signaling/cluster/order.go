@@ -20,16 +20,17 @@ import (
 //
 // So every node numbers the signals it sends to each session of another
 // node (1, 2, 3, ... per target; a forwarded signal keeps its number and
-// the node that gave it), and the node that holds the target delivers
-// each node's signals in that order: one that comes early waits, for at
-// most orderWait, for those before it. What the old node expects next
-// from each node goes to the new one in the claim's answer, so that the
-// new node knows which signals are still on their way. A signal whose
-// predecessors never come (one was refused on the way) waits orderWait
-// once; one that comes after its successors were delivered is delivered
-// at once. A node numbers only for nodes that said, in their heartbeats,
-// that they take numbered signals (an older node in a rolling update
-// gets them unnumbered, as before).
+// the node that gave it), and the node that holds the target delivers each
+// node's signals in that order: one that comes early waits for those
+// before it, orderWait at most without one of them coming (run looks every
+// orderTick, so it is let go up to orderTick later: 250 to 312.5 ms). What
+// the old node expects next from each node goes to the new one in the
+// claim's answer, so that the new node knows which signals are still on
+// their way. A signal whose predecessors never come (one was refused on
+// the way) waits that long once; one that comes after its successors were
+// delivered is delivered at once. A node numbers only for nodes that said,
+// in their heartbeats, that they take numbered signals (an older node in a
+// rolling update gets them unnumbered, as before).
 //
 // A sender on the claiming node itself sent its signals to the session
 // through the old node until the claim, and would send them straight to
@@ -39,13 +40,14 @@ import (
 // come (from the number the old node's answer says it expects of this
 // node, or from 1 if the answer does not say: the old node, and those
 // before it, which would have handed it on, took none of them), each is
-// numbered after them and waits with them, at most orderWait. Once none
-// may still come, and no sooner than orderWait after the claim (a signal
-// whose sender found the session still on the old node just as it became
-// local here is numbered a moment later), the hub sends them straight
-// again. Where a claim had no answer (its old node gone), the chain of
-// answers is broken; a later claim that does not hear of this node's
-// signals then waits for numbers that will not come, orderWait once.
+// numbered after them and waits with them, as long as they would. Once
+// none may still come, and no sooner than orderWait after the claim (a
+// signal whose sender found the session still on the old node just as it
+// became local here is numbered a moment later), the hub sends them
+// straight again. Where a claim had no answer (its old node gone), the
+// chain of answers is broken; a later claim that does not hear of this
+// node's signals then waits for numbers that will not come, orderWait (and
+// up to orderTick) once.
 type orderer struct {
 	n *Node
 
@@ -79,10 +81,14 @@ type inOrder struct {
 // called under hub locks, which a delivery takes under o.inMu.
 const orderIdle = 10 * time.Second
 
-// orderWait bounds how long a signal that came early waits for those
-// before it: far longer than the extra hop through a session's old node,
-// far shorter than AckWait.
+// orderWait is how long signals that came early wait, with none of
+// those before them coming, before run lets them go: far longer than the
+// extra hop through a session's old node, far shorter than AckWait.
 const orderWait = 250 * time.Millisecond
+
+// orderTick is how often run looks for waits that are over: one ends
+// between orderWait and orderWait+orderTick after it began.
+const orderTick = orderWait / 4
 
 // maxEarly bounds the early signals kept per session and node: past it
 // they are all delivered, as if their wait were over.
@@ -276,10 +282,10 @@ func (n *Node) Order(peer string, e hub.Envelope) (taken, done bool) {
 	return true, false
 }
 
-// run delivers the signals that waited orderWait for those before them,
-// until ctx ends.
+// run delivers, every orderTick, the signals that waited orderWait for
+// those before them, until ctx ends.
 func (o *orderer) run(ctx context.Context) {
-	tick := time.NewTicker(orderWait / 4)
+	tick := time.NewTicker(orderTick)
 	defer tick.Stop()
 	idle := time.NewTicker(orderIdle)
 	defer idle.Stop()
