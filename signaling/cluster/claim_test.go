@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"net/url"
 	"strconv"
@@ -287,5 +288,88 @@ func TestSignalOrderAcrossResumeOntoSendersNode(t *testing.T) {
 				return done
 			})
 		})
+	}
+}
+
+// TestHandoverTakesEarlySignalsAlong: as in
+// TestSignalOrderAcrossResumeOntoSendersNode, bob resumes on b, alice's
+// node, while her s1 and s2 are held on a, and her s3 waits in b's order
+// for them. Then bob's client resumes on c, whose claim b does not answer:
+// c takes bob from the directory, and b lets him go when the directory
+// tells it (Handover). s3 must go on to c then, as an answered claim
+// sends what waits on: it stayed in b's order until run let it go, and
+// alice's s4, sent straight to c, overtook it.
+func TestHandoverTakesEarlySignalsAlong(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	a := startNode(t, "a", urls, fastConfig(), hub.Config{ResumeWindow: time.Minute})
+	b := startNode(t, "b", urls, fastConfig(), hub.Config{ResumeWindow: time.Minute})
+	c := startNode(t, "c", urls, fastConfig(), hub.Config{})
+	alice, bob := inLobby(b, a)
+	eventually(t, "b to hear that a and c take numbered signals", func() bool {
+		return b.node.live.numbered("a") && b.node.live.numbered("c")
+	})
+	dropSocket(bob)
+	eventually(t, "a to see bob's socket drop", func() bool { return a.hub.Stats().Connections == 0 })
+
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once, released sync.Once
+	t.Cleanup(func() { released.Do(func() { close(release) }) }) // before the nodes stop
+	hook := func(m *nats.Msg) {
+		if len(m.Data) > 0 && (m.Data[0] == opDeliver || m.Data[0] == opNumbered) {
+			once.Do(func() { close(entered); <-release })
+		}
+	}
+	a.node.testHookHandle.Store(&hook)
+	alice.signal(bob.peer(), "s1", `{"n":1}`)
+	alice.signal(bob.peer(), "s2", `{"n":2}`)
+	select {
+	case <-entered:
+	case <-time.After(wait):
+		t.Fatal("alice's signals never reached node a")
+	}
+	onB := b.dial("user=bob&resume=" + url.QueryEscape(bob.welcome.ResumeToken))
+	if !onB.welcome.Resumed {
+		t.Fatalf("resume on b: %+v", onB.welcome)
+	}
+	alice.signal(bob.peer(), "s3", `{"n":3}`)
+	alice.send(proto.Message{Type: proto.TypePing, ID: "p1"})
+	alice.await(proto.TypePong, nil) // b has handled s3
+	// s3 waits for s1 and s2 for as long as the test takes: the hand-over,
+	// not run, must send it on.
+	o := b.node.ord
+	o.inMu.Lock()
+	st := o.in[bob.peer()][b.name]
+	early := st != nil && len(st.early) == 1
+	if early {
+		st.since = time.Now().Add(time.Hour)
+	}
+	o.inMu.Unlock()
+	if !early {
+		t.Fatal("s3 does not wait in b's order")
+	}
+
+	// b stops answering claims: c takes bob from the directory.
+	for _, s := range b.node.subs {
+		if s.Subject == b.node.subject("node", "b", "claim") {
+			if err := s.Unsubscribe(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	tok := sha256.Sum256([]byte(onB.welcome.ResumeToken))
+	eventually(t, "c to know bob's new token", func() bool {
+		st, ok := c.node.dir.byToken(tok[:])
+		return ok && st.Node == "b"
+	})
+	onC := c.dial("user=bob&resume=" + url.QueryEscape(onB.welcome.ResumeToken))
+	if !onC.welcome.Resumed {
+		t.Fatalf("resume on c: %+v", onC.welcome)
+	}
+	eventually(t, "b to let bob go", func() bool { return !b.hub.IsLocal(bob.peer()) })
+	alice.signal(bob.peer(), "s4", `{"n":4}`)
+	for _, w := range []string{`{"n":3}`, `{"n":4}`} {
+		if m := onC.expectSignal(alice.peer()); string(m.Data) != w {
+			t.Fatalf("bob got %s from alice on c, want %s", m.Data, w)
+		}
 	}
 }

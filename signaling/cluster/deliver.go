@@ -51,6 +51,28 @@ func (n *Node) Deliver(node, peer string, e hub.Envelope) error {
 	return nil
 }
 
+// handOver lets node have peer, a session of this node that node took
+// without a claim reaching this node (the directory says so): what waited
+// for it goes on to node (handOn), then the numbered signals that came
+// early for it and wait in its order, which node orders, as onClaim sends
+// them on. All under o.inMu, with the hub's Handover: a numbered signal
+// handled in between would find the session gone and go on ahead of
+// them; and early ones left behind would follow only when run gives up
+// on them, after those sent to node since (this node's own, which relay
+// sends straight to node once the session is not local).
+func (n *Node) handOver(peer, node string) {
+	n.ord.inMu.Lock()
+	defer n.ord.inMu.Unlock()
+	n.handOn(node, peer, n.hub.Handover(peer, node))
+	if n.hub.IsLocal(peer) {
+		return // still here: Handover did not let it go
+	}
+	_, early := n.ord.takeLocked(peer)
+	for _, d := range early {
+		n.deliverNow(d)
+	}
+}
+
 // handOn delivers to node, which took the session peer, what waited for
 // it here (Handover). A signal that cannot go is reported to its sender:
 // by its origin, for a held one (Undelivered), else here.

@@ -346,7 +346,7 @@ func (d *directory) applyState(peer string, st hub.SessionState, at stamp) {
 		// Another node took a session of this node (its client resumed
 		// there) without asking, or before asking: let it go, with what
 		// waited for it.
-		d.n.handOn(st.Node, peer, d.n.hub.Handover(peer, st.Node))
+		d.n.handOver(peer, st.Node)
 	}
 	d.n.hub.Apply(st)
 }

@@ -26,11 +26,13 @@ import (
 // orderTick, so it is let go up to orderTick later: 250 to 312.5 ms). What
 // the old node expects next from each node goes to the new one in the
 // claim's answer, so that the new node knows which signals are still on
-// their way. A signal whose predecessors never come (one was refused on
-// the way) waits that long once; one that comes after its successors were
-// delivered is delivered at once. A node numbers only for nodes that said,
-// in their heartbeats, that they take numbered signals (an older node in a
-// rolling update gets them unnumbered, as before).
+// their way, and those that came early go on to it, to wait there (also
+// when the old node hears of the move only from the directory: handOver).
+// A signal whose predecessors never come (one was refused on the way)
+// waits that long once; one that comes after its successors were delivered
+// is delivered at once. A node numbers only for nodes that said, in their
+// heartbeats, that they take numbered signals (an older node in a rolling
+// update gets them unnumbered, as before).
 //
 // A sender on the claiming node itself sent its signals to the session
 // through the old node until the claim, and would send them straight to
@@ -55,8 +57,10 @@ type orderer struct {
 	out   map[string]uint64 // target peer -> the last number given
 
 	// inMu is held while a numbered signal for a local session is
-	// delivered, and across a claim's Release and the hand-over of what
-	// it expected, so that no signal slips between the two.
+	// delivered, and across a claim's Release (or a Handover) and the
+	// hand-over of what it expected, so that no signal slips between the
+	// two. It is taken under the directory's applyMu (handOver), never
+	// the reverse.
 	inMu    sync.Mutex
 	in      map[string]map[string]*inOrder // target peer -> numbering node -> state
 	waiting map[*inOrder]struct{}          // those with early signals, for run
