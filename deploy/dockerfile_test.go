@@ -353,10 +353,20 @@ func TestDockerignore(t *testing.T) {
 		}
 		return out
 	}
-	for _, p := range []string{".git/HEAD", "khadga-data/khadga.db", "khadga", "bench/peerjs/node_modules/x/index.js"} {
+	for _, p := range []string{".git/HEAD", "khadga-data/khadga.db", "khadga", "bench/peerjs/node_modules/x/index.js",
+		// Local settings and secrets, wherever they are.
+		"docker-compose.override.yml", ".env", ".env.production", "deploy/.env", "khadga-secrets.yaml",
+		"deploy/cluster/nats-secret.yaml", "privkey.pem", "certs/live/fullchain.pem", "tls/server.key", "nats.creds",
+		// The deployment files.
+		"docker-compose.yml", "deploy/kubernetes/statefulset.yaml", "deploy/kubernetes-cluster/nats-config.yaml",
+		"deploy/kubernetes/secret.example.yaml"} {
 		if !ignored(p) {
 			t.Errorf(".dockerignore keeps %s in the build context", p)
 		}
+	}
+	// The secret patterns spare examples (outside the deployment folders).
+	if ignored("examples/secret.example.yaml") {
+		t.Error(".dockerignore leaves out examples/secret.example.yaml: an example has no secret")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
