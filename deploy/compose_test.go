@@ -301,3 +301,56 @@ func compactRange(ports []int) string {
 	}
 	return fmt.Sprintf("%d ports %d..%d", len(ports), ports[0], ports[len(ports)-1])
 }
+
+// docBlocks returns the fenced code blocks of lang in a docs page.
+func docBlocks(t *testing.T, page, lang string) []string {
+	t.Helper()
+	var out []string
+	for _, m := range regexp.MustCompile("(?s)```"+lang+"\n(.*?)```").FindAllStringSubmatch(readRepoFile(t, page), -1) {
+		out = append(out, m[1])
+	}
+	return out
+}
+
+// TestComposeACMEOverride: the docs/deploy.md override that serves HTTPS
+// with ACME, merged onto docker-compose.yml as compose merges it: its
+// variables are real flags, HTTPS is published, and since it publishes
+// TURNS, the turn: URLs carry the certificate's name (a turns: URL with
+// the IP fails the clients' certificate check).
+func TestComposeACMEOverride(t *testing.T) {
+	var override string
+	for _, b := range docBlocks(t, "docs/deploy.md", "yaml") {
+		if strings.Contains(b, "KHADGA_ACME_DOMAIN") {
+			override = b
+		}
+	}
+	if override == "" {
+		t.Fatal("docs/deploy.md has no yaml block with KHADGA_ACME_DOMAIN")
+	}
+	file := filepath.Join(t.TempDir(), "docker-compose.override.yml")
+	writeFile(t, file, override)
+	opts, err := cli.NewProjectOptions([]string{filepath.Join(root, composeFile), file},
+		cli.WithWorkingDirectory(root), cli.WithEnv([]string{"KHADGA_PUBLIC_IP=" + testPublicIP}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := opts.LoadProject(context.Background())
+	if err != nil {
+		t.Fatalf("the override does not load onto %s: %v", composeFile, err)
+	}
+	k := p.Services["khadga"]
+	checkEnvNames(t, "docs/deploy.md ACME override", sortedKeys(k.Environment))
+	targets := map[string]bool{}
+	for _, pc := range k.Ports {
+		targets[fmt.Sprintf("%d/%s", pc.Target, pc.Protocol)] = true
+	}
+	if https := listenPort(t, envValue(t, k, "KHADGA_HTTP")); !targets[fmt.Sprintf("%d/tcp", https)] {
+		t.Errorf("KHADGA_HTTP's port %d is not published: %v", https, sortedKeys(targets))
+	}
+	if targets["5349/tcp"] {
+		domain := envValue(t, k, "KHADGA_ACME_DOMAIN")
+		if host, ok := k.Environment["KHADGA_TURN_URL_HOST"]; !ok || host == nil || *host != domain {
+			t.Errorf("TURNS is published but KHADGA_TURN_URL_HOST is %v, want the certificate's name %s", host, domain)
+		}
+	}
+}
