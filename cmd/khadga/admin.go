@@ -447,9 +447,10 @@ func writeFileAtomic(path string, write func(io.Writer) error) error {
 	return os.Rename(f.Name(), path)
 }
 
-var restoreCommand = command("khadga restore", "khadga restore FILE",
-	"Replace the store with a backup after checking it. The server must be stopped; with --nats the cluster's data "+
-		"is replaced instead, while the nodes run: they follow at once (they watch the signing keys and TURN secrets).",
+var restoreCommand = command("khadga restore", "khadga restore FILE|-",
+	"Replace the store with a backup after checking it (- reads it from standard input). The server must be stopped; "+
+		"with --nats the cluster's data is replaced instead, while the nodes run: they follow at once (they watch the "+
+		"signing keys and TURN secrets).",
 	"khadga restore /var/backups/khadga-2026-11-27.db")
 
 func runRestore(ctx context.Context, args []string) error {
@@ -461,13 +462,29 @@ func runRestore(ctx context.Context, args []string) error {
 	if len(rest) != 1 {
 		return errors.New("restore: want one FILE (khadga restore --help)")
 	}
-	backup := rest[0]
+	backup, name := rest[0], rest[0]
+	if backup == "-" {
+		// Into the data directory, the store's own file system, unless the
+		// data goes to the cluster.
+		dir := a.Data
+		if a.NATS.enabled() {
+			dir = os.TempDir()
+		}
+		if backup, err = spoolStdin(dir); err != nil {
+			return fmt.Errorf("restore: %w; nothing was changed", err)
+		}
+		defer os.Remove(backup)
+		name = "the backup from standard input"
+	}
+	if err := readable(backup); err != nil {
+		return fmt.Errorf("restore: cannot read the backup, nothing was changed: %w", err)
+	}
 	info, err := store.Check(backup)
 	if err != nil {
 		return fmt.Errorf("restore: the backup is not usable, nothing was changed: %w", err)
 	}
 	if a.NATS.enabled() {
-		return restoreCluster(ctx, &a, backup, info)
+		return restoreCluster(ctx, &a, backup, name, info)
 	}
 	if _, err := admin.Dial(a.socket()); err == nil {
 		// A server runs on this data directory. A single node holds the
@@ -494,6 +511,47 @@ func runRestore(ctx context.Context, args []string) error {
 	if err := writeFileAtomic(live, func(w io.Writer) error { _, err := io.Copy(w, src); return err }); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
-	fmt.Fprintf(os.Stderr, "restored %s (schema %d, %d users)\n", backup, info.Version, info.Users)
+	fmt.Fprintf(os.Stderr, "restored %s (schema %d, %d users)\n", name, info.Version, info.Users)
 	return nil
+}
+
+// spoolStdin copies standard input into a new file in dir (made if
+// missing) and returns its path, for `khadga restore -`: a backup piped
+// in (`docker compose run -T ... restore - < backup.db`) needs no copy
+// into the container, whose user could not read a file copied there
+// (khadga backup writes 0600). The caller removes the file.
+func spoolStdin(dir string) (string, error) {
+	if fi, err := os.Stdin.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+		return "", errors.New("standard input is a terminal: pipe the backup in (khadga restore - < backup.db)")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp(dir, ".khadga-restore-*") // 0600
+	if err != nil {
+		return "", err
+	}
+	_, err = io.Copy(f, os.Stdin)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("reading standard input: %w", err)
+	}
+	return f.Name(), nil
+}
+
+// readable says why path cannot be read, if it cannot. The store's check
+// would report an unreadable file as a bad one ("not usable"), which sends
+// an operator after a corrupt backup instead of its permissions.
+func readable(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			err = fmt.Errorf("%w (it must be readable by uid %d; or pipe it in: khadga restore - < FILE)", err, os.Getuid())
+		}
+		return err
+	}
+	return f.Close()
 }

@@ -9,7 +9,7 @@
 //	khadga token ...           mint, list and revoke bot (e.g. recorder) tokens
 //	khadga keys ...            list, rotate and retire the token signing keys
 //	khadga backup FILE         hot copy of the store
-//	khadga restore FILE        replace the store with a checked backup
+//	khadga restore FILE|-      replace the store with a checked backup (- reads standard input)
 //	khadga migrate             copy a single-node store into a cluster
 //	khadga config example      print the documented default config file
 //

@@ -67,7 +67,7 @@ func runMigrate(ctx context.Context, args []string) error {
 
 // restoreCluster replaces the cluster's data with the backup file: it
 // empties every bucket and the audit stream, then copies the backup in.
-func restoreCluster(ctx context.Context, a *adminConfig, backup string, info store.CheckInfo) error {
+func restoreCluster(ctx context.Context, a *adminConfig, backup, name string, info store.CheckInfo) error {
 	// Opening a store may migrate its schema: work on a copy of the backup.
 	dir, err := os.MkdirTemp("", "khadga-restore-*")
 	if err != nil {
@@ -97,7 +97,7 @@ func restoreCluster(ctx context.Context, a *adminConfig, backup string, info sto
 	if err != nil {
 		return fmt.Errorf("restore: %w (the cluster holds a partial copy: run the restore again)", err)
 	}
-	printCopied(os.Stderr, fmt.Sprintf("restored %s (schema %d) into the cluster", backup, info.Version), st)
+	printCopied(os.Stderr, fmt.Sprintf("restored %s (schema %d) into the cluster", name, info.Version), st)
 	return nil
 }
 
