@@ -14,6 +14,13 @@
 #   nginx-light, caddy  the reverse proxy examples in deploy/proxy, run in front of khadga (never as services)
 # and, with the machine's npm, the PeerJS server khadga-bench compares against.
 # It is idempotent: when everything is present it returns at once.
+#
+# coturn, nginx and caddy come with services that Debian starts on install.
+# The tests only run their programs, in the foreground on ports of their own,
+# so while it installs this script forbids services to start (a temporary
+# /usr/sbin/policy-rc.d that answers 101), and afterwards it disables the
+# services of the packages it installed itself. Services that were there
+# before it ran are never touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,12 +57,37 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "setup: installing ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
+
+# The packages this run installs that bring a service, and the service.
+declare -A service_of=([coturn]=coturn [nginx-light]=nginx [caddy]=caddy)
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q ' installed$'; }
+ours=()
+for pkg in "${need[@]}"; do
+	if [ -n "${service_of[$pkg]:-}" ] && ! installed "$pkg"; then ours+=("$pkg"); fi
+done
+
+# invoke-rc.d and deb-systemd-invoke, which the packages' scripts start
+# their services with, ask policy-rc.d first; 101 means "not allowed".
+# Made only if there is none (a container image may have its own), and
+# removed however this script ends. SETUP_POLICY_RC_D is for the tests.
+policy_rc_d=${SETUP_POLICY_RC_D:-/usr/sbin/policy-rc.d}
+if (set -C && printf '#!/bin/sh\n# scripts/setup.sh (khadga) while it installs packages; removed when it ends.\nexit 101\n' >"$policy_rc_d") 2>/dev/null; then
+	trap 'rm -f "$policy_rc_d"' EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	chmod 755 "$policy_rc_d"
+fi
+
+status=0
 if ! apt-get update -qq || ! apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; then
 	echo "setup: apt-get could not install: ${need[*]}" >&2
-	exit 1
+	status=1
 fi
-# Debian starts coturn's daemon on install on some images; khadga's tests only use its client.
-if command -v systemctl >/dev/null 2>&1; then systemctl disable --now coturn >/dev/null 2>&1 || true; fi
-pkill -x turnserver >/dev/null 2>&1 || true
-# Likewise nginx and Caddy: the tests run them in the foreground on their own ports.
-if command -v systemctl >/dev/null 2>&1; then systemctl disable --now nginx caddy >/dev/null 2>&1 || true; fi
+# Installed now (all, or some before apt-get failed), so enabled for the
+# next boot: disable them, and stop any that started all the same.
+for pkg in "${ours[@]}"; do
+	if installed "$pkg" && command -v systemctl >/dev/null 2>&1; then
+		systemctl disable --now "${service_of[$pkg]}" >/dev/null 2>&1 || true
+	fi
+done
+exit $status
