@@ -236,71 +236,156 @@ func as[T any](t *testing.T, m manifest) T {
 // ("[]" steps into each list item), from the Kubernetes API reference. An
 // unknown field fails `kubectl apply` (strict field validation), which
 // cannot run here; without this check a misspelt probe, say, would only be
-// noticed on a cluster. Paths not listed are not checked.
+// noticed on a cluster. Every level the manifests use has a rule (see
+// TestKnownFieldsCoverTheManifests); paths not listed are not checked.
 var knownFields = map[string]map[string][]string{
 	"StatefulSet": {
-		"": {"apiVersion", "kind", "metadata", "spec"},
+		// $patch: a kustomize patch that deletes the object.
+		"":         {"apiVersion", "kind", "metadata", "spec", "$patch"},
+		"metadata": metadataFields,
 		"spec": {"replicas", "serviceName", "selector", "template", "volumeClaimTemplates", "podManagementPolicy",
 			"updateStrategy", "persistentVolumeClaimRetentionPolicy", "minReadySeconds", "revisionHistoryLimit"},
-		"spec.template.spec": {"hostNetwork", "dnsPolicy", "terminationGracePeriodSeconds", "automountServiceAccountToken",
-			"enableServiceLinks", "securityContext", "containers", "initContainers", "volumes", "nodeSelector",
-			"tolerations", "affinity", "priorityClassName", "serviceAccountName"},
-		"spec.template.spec.securityContext": {"runAsNonRoot", "runAsUser", "runAsGroup", "fsGroup",
-			"fsGroupChangePolicy", "seccompProfile", "supplementalGroups"},
-		"spec.template.spec.containers[]": {"name", "image", "args", "command", "env", "envFrom", "ports",
-			"startupProbe", "livenessProbe", "readinessProbe", "resources", "securityContext", "volumeMounts",
-			"imagePullPolicy", "workingDir", "lifecycle"},
-		"spec.template.spec.containers[].securityContext": {"allowPrivilegeEscalation", "readOnlyRootFilesystem",
-			"capabilities", "runAsNonRoot", "runAsUser", "runAsGroup", "privileged", "seccompProfile"},
-		"spec.template.spec.containers[].startupProbe":   probeFields,
-		"spec.template.spec.containers[].livenessProbe":  probeFields,
-		"spec.template.spec.containers[].readinessProbe": probeFields,
-		"spec.template.spec.containers[].resources":      {"requests", "limits"},
-		"spec.template.spec.containers[].ports[]":        {"name", "containerPort", "protocol", "hostPort", "hostIP"},
-		"spec.template.spec.containers[].env[]":          {"name", "value", "valueFrom"},
-		"spec.template.spec.containers[].volumeMounts[]": {"name", "mountPath", "readOnly", "subPath"},
-		"spec.volumeClaimTemplates[].spec":               {"accessModes", "resources", "storageClassName", "volumeMode"},
+		"spec.selector":                              selectorFields,
+		"spec.updateStrategy":                        {"type", "rollingUpdate"},
+		"spec.volumeClaimTemplates[]":                {"metadata", "spec"},
+		"spec.volumeClaimTemplates[].metadata":       {"name", "labels", "annotations"},
+		"spec.volumeClaimTemplates[].spec":           {"accessModes", "resources", "storageClassName", "volumeMode"},
+		"spec.volumeClaimTemplates[].spec.resources": {"requests", "limits"},
 	},
 	"Service": {
-		"": {"apiVersion", "kind", "metadata", "spec"},
+		"":         {"apiVersion", "kind", "metadata", "spec"},
+		"metadata": metadataFields,
 		"spec": {"type", "selector", "ports", "clusterIP", "externalTrafficPolicy", "loadBalancerIP",
 			"loadBalancerSourceRanges", "sessionAffinity", "ipFamilyPolicy", "publishNotReadyAddresses"},
 		"spec.ports[]": {"name", "port", "targetPort", "protocol", "nodePort"},
 	},
+	"PodDisruptionBudget": {
+		"":              {"apiVersion", "kind", "metadata", "spec"},
+		"metadata":      metadataFields,
+		"spec":          {"minAvailable", "maxUnavailable", "selector", "unhealthyPodEvictionPolicy"},
+		"spec.selector": selectorFields,
+	},
+	"ConfigMap": {
+		"":         {"apiVersion", "kind", "metadata", "data", "binaryData", "immutable"},
+		"metadata": metadataFields,
+	},
+	"Secret": {
+		"":         {"apiVersion", "kind", "metadata", "type", "data", "stringData", "immutable"},
+		"metadata": metadataFields,
+	},
+	"Namespace": {
+		"":         {"apiVersion", "kind", "metadata"},
+		"metadata": metadataFields,
+	},
+	"Kustomization": {
+		"": {"apiVersion", "kind", "namespace", "resources", "patches", "images", "replacements", "labels",
+			"configMapGenerator", "secretGenerator", "generatorOptions", "components"},
+		"patches[]":                       {"path", "patch", "target"},
+		"images[]":                        {"name", "newName", "newTag", "digest"},
+		"replacements[]":                  {"source", "targets", "path"},
+		"replacements[].source":           {"kind", "name", "namespace", "group", "version", "fieldPath", "options"},
+		"replacements[].targets[]":        {"select", "reject", "fieldPaths", "options"},
+		"replacements[].targets[].select": {"kind", "name", "namespace", "group", "version"},
+	},
+}
+
+var (
+	metadataFields = []string{"name", "namespace", "labels", "annotations"}
+	selectorFields = []string{"matchLabels", "matchExpressions"}
+	probeFields    = []string{"httpGet", "exec", "tcpSocket", "grpc", "periodSeconds", "timeoutSeconds",
+		"failureThreshold", "successThreshold", "initialDelaySeconds", "terminationGracePeriodSeconds"}
+	affinityTermFields = []string{"topologyKey", "labelSelector", "namespaces", "namespaceSelector",
+		"matchLabelKeys", "mismatchLabelKeys"}
+)
+
+// podTemplateFields are the rules of a pod template at spec.template,
+// shared by StatefulSet and Deployment.
+func podTemplateFields() map[string][]string {
+	const pod, c = "spec.template.spec", "spec.template.spec.containers[]"
+	f := map[string][]string{
+		"spec.template":          {"metadata", "spec"},
+		"spec.template.metadata": {"labels", "annotations"},
+		pod: {"hostNetwork", "dnsPolicy", "terminationGracePeriodSeconds", "automountServiceAccountToken",
+			"enableServiceLinks", "securityContext", "containers", "initContainers", "volumes", "nodeSelector",
+			"tolerations", "affinity", "topologySpreadConstraints", "priorityClassName", "serviceAccountName"},
+		pod + ".securityContext": {"runAsNonRoot", "runAsUser", "runAsGroup", "fsGroup",
+			"fsGroupChangePolicy", "seccompProfile", "supplementalGroups"},
+		pod + ".securityContext.seccompProfile": {"type", "localhostProfile"},
+		pod + ".affinity":                       {"podAntiAffinity", "podAffinity", "nodeAffinity"},
+		pod + ".topologySpreadConstraints[]": {"maxSkew", "topologyKey", "whenUnsatisfiable", "labelSelector",
+			"minDomains", "nodeAffinityPolicy", "nodeTaintsPolicy", "matchLabelKeys"},
+		pod + ".topologySpreadConstraints[].labelSelector": selectorFields,
+		pod + ".volumes[]":           {"name", "emptyDir", "configMap", "secret", "persistentVolumeClaim", "projected"},
+		pod + ".volumes[].emptyDir":  {"medium", "sizeLimit"},
+		pod + ".volumes[].configMap": {"name", "items", "defaultMode", "optional"},
+		pod + ".volumes[].secret":    {"secretName", "items", "defaultMode", "optional"},
+		c: {"name", "image", "args", "command", "env", "envFrom", "ports", "startupProbe", "livenessProbe",
+			"readinessProbe", "resources", "securityContext", "volumeMounts", "imagePullPolicy", "workingDir", "lifecycle"},
+		c + ".securityContext": {"allowPrivilegeEscalation", "readOnlyRootFilesystem", "capabilities", "runAsNonRoot",
+			"runAsUser", "runAsGroup", "privileged", "seccompProfile"},
+		c + ".securityContext.capabilities":    {"add", "drop"},
+		c + ".resources":                       {"requests", "limits"},
+		c + ".ports[]":                         {"name", "containerPort", "protocol", "hostPort", "hostIP"},
+		c + ".env[]":                           {"name", "value", "valueFrom"},
+		c + ".env[].valueFrom":                 {"secretKeyRef", "configMapKeyRef", "fieldRef", "resourceFieldRef"},
+		c + ".env[].valueFrom.secretKeyRef":    {"name", "key", "optional"},
+		c + ".env[].valueFrom.configMapKeyRef": {"name", "key", "optional"},
+		c + ".env[].valueFrom.fieldRef":        {"fieldPath", "apiVersion"},
+		c + ".envFrom[]":                       {"configMapRef", "secretRef", "prefix"},
+		c + ".envFrom[].configMapRef":          {"name", "optional"},
+		c + ".envFrom[].secretRef":             {"name", "optional"},
+		c + ".volumeMounts[]":                  {"name", "mountPath", "readOnly", "subPath"},
+		c + ".lifecycle":                       {"preStop", "postStart"},
+		c + ".lifecycle.preStop":               {"sleep", "exec", "httpGet"},
+		c + ".lifecycle.preStop.sleep":         {"seconds"},
+		c + ".lifecycle.preStop.exec":          {"command"},
+	}
+	for _, p := range []string{"startupProbe", "livenessProbe", "readinessProbe"} {
+		f[c+"."+p] = probeFields
+		f[c+"."+p+".httpGet"] = []string{"path", "port", "scheme", "host", "httpHeaders"}
+		f[c+"."+p+".exec"] = []string{"command"}
+	}
+	for _, kind := range []string{"podAntiAffinity", "podAffinity"} {
+		a := pod + ".affinity." + kind
+		f[a] = []string{"requiredDuringSchedulingIgnoredDuringExecution", "preferredDuringSchedulingIgnoredDuringExecution"}
+		f[a+".requiredDuringSchedulingIgnoredDuringExecution[]"] = affinityTermFields
+		f[a+".requiredDuringSchedulingIgnoredDuringExecution[].labelSelector"] = selectorFields
+		f[a+".preferredDuringSchedulingIgnoredDuringExecution[]"] = []string{"weight", "podAffinityTerm"}
+		f[a+".preferredDuringSchedulingIgnoredDuringExecution[].podAffinityTerm"] = affinityTermFields
+		f[a+".preferredDuringSchedulingIgnoredDuringExecution[].podAffinityTerm.labelSelector"] = selectorFields
+	}
+	return f
 }
 
 func init() {
+	maps.Copy(knownFields["StatefulSet"], podTemplateFields())
 	// A Deployment's pod template is a StatefulSet's; its spec has its own
 	// fields.
 	d := map[string][]string{
+		"":         {"apiVersion", "kind", "metadata", "spec"},
+		"metadata": metadataFields,
 		"spec": {"replicas", "selector", "template", "strategy", "minReadySeconds", "revisionHistoryLimit",
 			"progressDeadlineSeconds"},
+		"spec.selector":               selectorFields,
 		"spec.strategy":               {"type", "rollingUpdate"},
 		"spec.strategy.rollingUpdate": {"maxSurge", "maxUnavailable"},
 	}
-	for path, fields := range knownFields["StatefulSet"] {
-		if strings.HasPrefix(path, "spec.template") || path == "" {
-			d[path] = fields
-		}
-	}
+	maps.Copy(d, podTemplateFields())
 	knownFields["Deployment"] = d
-	knownFields["PodDisruptionBudget"] = map[string][]string{
-		"":     {"apiVersion", "kind", "metadata", "spec"},
-		"spec": {"minAvailable", "maxUnavailable", "selector", "unhealthyPodEvictionPolicy"},
-	}
-	for _, kind := range []string{"StatefulSet", "Deployment"} {
-		knownFields[kind]["spec.template.spec.containers[].lifecycle"] = []string{"preStop", "postStart"}
-		knownFields[kind]["spec.template.spec.containers[].lifecycle.preStop"] = []string{"sleep", "exec", "httpGet"}
-	}
 }
-
-var probeFields = []string{"httpGet", "periodSeconds", "timeoutSeconds", "failureThreshold", "successThreshold",
-	"initialDelaySeconds"}
 
 // checkKeys fails on fields of doc outside knownFields for its kind.
 func checkKeys(t *testing.T, file string, doc *yaml.Node) {
 	t.Helper()
+	for _, e := range unknownFields(doc) {
+		t.Errorf("%s: %s", file, e)
+	}
+}
+
+// unknownFields lists the fields of doc outside knownFields for its kind.
+func unknownFields(doc *yaml.Node) []string {
 	rules := knownFields[child(doc.Content[0], "kind").Value]
+	var out []string
 	var walk func(n *yaml.Node, path string)
 	walk = func(n *yaml.Node, path string) {
 		switch n.Kind {
@@ -313,13 +398,14 @@ func checkKeys(t *testing.T, file string, doc *yaml.Node) {
 			for i := 0; i+1 < len(n.Content); i += 2 {
 				k := n.Content[i].Value
 				if checked && !slices.Contains(allowed, k) {
-					t.Errorf("%s: unknown field %q in %q", file, k, path)
+					out = append(out, fmt.Sprintf("unknown field %q in %q", k, path))
 				}
 				walk(n.Content[i+1], strings.TrimPrefix(path+"."+k, "."))
 			}
 		}
 	}
 	walk(doc.Content[0], "")
+	return out
 }
 
 // child returns the value of key in mapping node n, or nil.
@@ -363,22 +449,36 @@ func kustomizeDir(t *testing.T, dir string) (kustomization, map[string][]manifes
 			byKind[m.obj.Kind] = append(byKind[m.obj.Kind], m)
 		}
 	}
-	// Every manifest in the directory is applied, but for examples that
-	// must be filled in first.
-	entries, err := os.ReadDir(filepath.Join(root, dir))
+	missing, err := unlisted(filepath.Join(root, dir), listed)
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, n := range missing {
+		t.Errorf("%s/%s is not listed in its kustomization.yaml", dir, n)
+	}
+	return k, byKind
+}
+
+// unlisted returns the manifests in dir that are not among listed (by
+// file name): every manifest in a directory is applied, but for examples
+// that must be filled in first.
+func unlisted(dir string, listed map[string]bool) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
 	for _, e := range entries {
 		n := e.Name()
-		if e.IsDir() || !strings.HasSuffix(n, ".yaml") || n == "kustomization.yaml" || strings.HasSuffix(n, ".example.yaml") {
+		if e.IsDir() || !(strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".yml")) || n == "kustomization.yaml" ||
+			strings.HasSuffix(n, ".example.yaml") {
 			continue
 		}
 		if !listed[n] {
-			t.Errorf("%s/%s is not listed in its kustomization.yaml", dir, n)
+			out = append(out, n)
 		}
 	}
-	return k, byKind
+	return out, nil
 }
 
 func one[T any](t *testing.T, byKind map[string][]manifest, kind string) T {
@@ -658,5 +758,151 @@ func TestKubernetesLoadBalancer(t *testing.T) {
 	}
 	if !wired {
 		t.Error("KHADGA_TURN_PUBLIC_IP is not replaced into the Service's spec.loadBalancerIP")
+	}
+}
+
+// k8sDirs are the kustomizations: the base and its overlays.
+var k8sDirs = []string{k8sDir, "deploy/kubernetes-loadbalancer", "deploy/kubernetes-cluster"}
+
+// TestKubernetesManifestsListed: in every kustomization directory each
+// manifest decodes, passes knownFields, and is listed in its
+// kustomization.yaml (examples aside).
+func TestKubernetesManifestsListed(t *testing.T) {
+	for _, dir := range k8sDirs {
+		t.Run(filepath.Base(dir), func(t *testing.T) { kustomizeDir(t, dir) })
+	}
+}
+
+// TestUnlistedManifestFails: a manifest dropped into the cluster overlay
+// but not listed in its kustomization is reported (kubectl apply -k would
+// silently leave it out).
+func TestUnlistedManifestFails(t *testing.T) {
+	k, _ := kustomizeDir(t, "deploy/kubernetes-cluster")
+	listed := map[string]bool{}
+	for _, r := range k.Resources {
+		listed[filepath.Base(r)] = true
+	}
+	for _, p := range k.Patches {
+		listed[filepath.Base(p.Path)] = true
+	}
+	dir := t.TempDir()
+	entries, err := os.ReadDir(filepath.Join(root, "deploy/kubernetes-cluster"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range append(entries, nil) {
+		name := "networkpolicy-extra.yaml"
+		if e != nil {
+			name = e.Name()
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("kind: ConfigMap\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := unlisted(dir, listed)
+	if err != nil || !slices.Equal(got, []string{"networkpolicy-extra.yaml"}) {
+		t.Fatalf("unlisted = %v, %v; want [networkpolicy-extra.yaml]", got, err)
+	}
+}
+
+// TestKnownFieldsCatchTypos: a misspelt field at levels the manifests use
+// is reported.
+func TestKnownFieldsCatchTypos(t *testing.T) {
+	for _, c := range []struct{ file, from, to string }{
+		{"deploy/kubernetes-cluster/deployment.yaml", "sizeLimit:", "sizeLimt:"},
+		{"deploy/kubernetes-cluster/deployment.yaml", "topologyKey:", "topologykey:"},
+		{"deploy/kubernetes-cluster/deployment.yaml", "requiredDuringSchedulingIgnoredDuringExecution:", "requiredDuringScheduling:"},
+		{"deploy/kubernetes-cluster/deployment.yaml", "matchLabels:", "matchLabel:"},
+		{"deploy/kubernetes-cluster/deployment.yaml", "      labels:", "      label:"},
+		{"deploy/kubernetes-cluster/deployment.yaml", "optional: true", "optinal: true"},
+		{"deploy/kubernetes-cluster/deployment.yaml", "seconds: 5", "second: 5"},
+		{"deploy/kubernetes-cluster/nats-statefulset.yaml", "fieldPath:", "fieldpath:"},
+		{"deploy/kubernetes-cluster/nats-statefulset.yaml", "accessModes:", "accesModes:"},
+		{"deploy/kubernetes-cluster/nats-statefulset.yaml", "name: nats-config", "nme: nats-config"},
+		{"deploy/kubernetes-cluster/pdb.yaml", "maxUnavailable:", "maxUnavailble:"},
+		{"deploy/kubernetes/statefulset.yaml", "path: /readyz", "pth: /readyz"},
+		{"deploy/kubernetes/statefulset.yaml", "type: RuntimeDefault", "typ: RuntimeDefault"},
+		{"deploy/kubernetes/statefulset.yaml", "configMapRef:", "configmapRef:"},
+		{"deploy/kubernetes/configmap.yaml", "\ndata:", "\ndta:"},
+		{"deploy/kubernetes-loadbalancer/kustomization.yaml", "fieldPaths:", "fieldPath:"},
+	} {
+		text := readRepoFile(t, c.file)
+		if !strings.Contains(text, c.from) {
+			t.Fatalf("%s has no %q", c.file, c.from)
+		}
+		var doc yaml.Node
+		if err := yaml.Unmarshal([]byte(strings.Replace(text, c.from, c.to, 1)), &doc); err != nil {
+			t.Fatal(err)
+		}
+		field := strings.TrimSpace(strings.Split(c.to, ":")[0])
+		if !slices.ContainsFunc(unknownFields(&doc), func(e string) bool { return strings.Contains(e, strconv.Quote(field)) }) {
+			t.Errorf("%s with %q for %q: no unknown field reported (%v)", c.file, c.to, c.from, unknownFields(&doc))
+		}
+	}
+}
+
+// freeForm are the paths whose keys are the user's (labels, data,
+// resource names), which knownFields cannot list.
+func freeForm(kind, path string) bool {
+	for _, s := range []string{"labels", "annotations", "matchLabels", "data", "stringData", "requests", "limits",
+		"nodeSelector"} {
+		if path == s || strings.HasSuffix(path, "."+s) {
+			return true
+		}
+	}
+	return kind == "Service" && path == "spec.selector"
+}
+
+// TestKnownFieldsCoverTheManifests: every mapping in every manifest and
+// in what kustomize builds has a rule or holds the user's own keys, so
+// that knownFields checks every level the manifests use (a new level
+// without a rule would go unchecked).
+func TestKnownFieldsCoverTheManifests(t *testing.T) {
+	var docs []manifest
+	for _, dir := range k8sDirs {
+		_, byKind := kustomizeDir(t, dir)
+		for _, ms := range byKind {
+			docs = append(docs, ms...)
+		}
+		docs = append(docs, decodeFile(t, dir+"/kustomization.yaml")...)
+		for _, ms := range kustomizeBuild(t, dir) {
+			docs = append(docs, ms...)
+		}
+	}
+	examples, _ := filepath.Glob(filepath.Join(root, "deploy", "kubernetes*", "*.example.yaml"))
+	for _, e := range examples {
+		rel, _ := filepath.Rel(root, e)
+		docs = append(docs, decodeFile(t, filepath.ToSlash(rel))...)
+	}
+	missing := map[string]bool{}
+	for _, m := range docs {
+		rules := knownFields[m.obj.Kind]
+		if rules == nil {
+			t.Errorf("%s: kind %s has no knownFields rules", m.file, m.obj.Kind)
+			continue
+		}
+		var walk func(n *yaml.Node, path string)
+		walk = func(n *yaml.Node, path string) {
+			switch n.Kind {
+			case yaml.SequenceNode:
+				for _, item := range n.Content {
+					walk(item, path+"[]")
+				}
+			case yaml.MappingNode:
+				if freeForm(m.obj.Kind, path) {
+					return
+				}
+				if _, ok := rules[path]; !ok {
+					missing[m.obj.Kind+" "+path] = true
+				}
+				for i := 0; i+1 < len(n.Content); i += 2 {
+					walk(n.Content[i+1], strings.TrimPrefix(path+"."+n.Content[i].Value, "."))
+				}
+			}
+		}
+		walk(m.node.Content[0], "")
+	}
+	for _, k := range sortedKeys(missing) {
+		t.Errorf("no knownFields rule for %s", k)
 	}
 }
