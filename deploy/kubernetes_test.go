@@ -906,3 +906,49 @@ func TestKnownFieldsCoverTheManifests(t *testing.T) {
 		t.Errorf("no knownFields rule for %s", k)
 	}
 }
+
+// docSection is the part of page under heading (a whole line such as
+// "### Ingress"), up to the next heading of the same or a higher level
+// outside code blocks.
+func docSection(t *testing.T, page, heading string) string {
+	t.Helper()
+	text := readRepoFile(t, page)
+	i := strings.Index(text, "\n"+heading+"\n")
+	if i < 0 {
+		t.Fatalf("%s has no %q", page, heading)
+	}
+	level := strings.Index(heading, " ")
+	var out strings.Builder
+	inCode := false
+	for _, line := range strings.SplitAfter(text[i+len(heading)+2:], "\n") {
+		if strings.HasPrefix(line, "```") {
+			inCode = !inCode
+		}
+		if h := len(line) - len(strings.TrimLeft(line, "#")); !inCode && h > 0 && h <= level && strings.HasPrefix(line[h:], " ") {
+			break
+		}
+		out.WriteString(line)
+	}
+	return out.String()
+}
+
+// TestKubernetesTrustProxy: behind an Ingress every request comes from
+// the controller's pod, so the ConfigMap that every shape applies carries
+// KHADGA_TRUST_PROXY (a real flag) for the operator to fill in, and the
+// Ingress section of docs/deploy.md asks for it and for the clients'
+// addresses at the controller.
+func TestKubernetesTrustProxy(t *testing.T) {
+	for _, dir := range k8sDirs {
+		cm := named[configMap](t, kustomizeBuild(t, dir), "ConfigMap", "khadga-config")
+		if _, ok := cm.Data["KHADGA_TRUST_PROXY"]; !ok {
+			t.Errorf("%s: the ConfigMap has no KHADGA_TRUST_PROXY: behind the Ingress every client shares the controller's address", dir)
+		}
+		checkEnvNames(t, dir+" ConfigMap", sortedKeys(cm.Data))
+	}
+	ingress := docSection(t, "docs/deploy.md", "### Ingress")
+	for _, want := range []string{"KHADGA_TRUST_PROXY", "externalTrafficPolicy: Local", "PROXY protocol"} {
+		if !strings.Contains(ingress, want) {
+			t.Errorf("docs/deploy.md, Ingress: no %q", want)
+		}
+	}
+}
