@@ -382,6 +382,13 @@ func TestKubernetesClusterNodes(t *testing.T) {
 			t.Errorf("%s probe %+v, want GET /healthz", name, pr)
 		}
 	}
+	// A node waits for NATS before /healthz answers: its startup probe
+	// must wait at least as long as NATS's own is allowed to start.
+	if ns := natsSts.Spec.Template.Spec.Containers[0].StartupProbe; c.StartupProbe != nil && ns != nil &&
+		c.StartupProbe.budget() < ns.budget() {
+		t.Errorf("khadga's startup probe gives up after %v, NATS's after %v: a slow NATS start would restart every node",
+			c.StartupProbe.budget(), ns.budget())
+	}
 	// SIGTERM comes after preStop; the drain then takes up to the
 	// server's shutdown grace, and the base's 30 s covers that.
 	pause := c.Lifecycle.PreStop.Sleep.Seconds

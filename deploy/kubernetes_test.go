@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -176,6 +177,21 @@ type probe struct {
 		Path string `yaml:"path"`
 		Port any    `yaml:"port"`
 	} `yaml:"httpGet"`
+	PeriodSeconds    int `yaml:"periodSeconds"`
+	FailureThreshold int `yaml:"failureThreshold"`
+}
+
+// budget is how long the probe may fail before the kubelet acts (for a
+// startup probe: kills the container), with Kubernetes' defaults.
+func (p *probe) budget() time.Duration {
+	period, threshold := p.PeriodSeconds, p.FailureThreshold
+	if period == 0 {
+		period = 10
+	}
+	if threshold == 0 {
+		threshold = 3
+	}
+	return time.Duration(period*threshold) * time.Second
 }
 
 // manifest is one decoded YAML document of a file.
