@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"sigs.k8s.io/kustomize/api/krusty"
@@ -107,19 +108,21 @@ type clusterPod struct {
 					} `yaml:"podAntiAffinity"`
 				} `yaml:"affinity"`
 				Containers []clusterContainer `yaml:"containers"`
-				Volumes    []struct {
-					Name      string    `yaml:"name"`
-					EmptyDir  *struct{} `yaml:"emptyDir"`
-					ConfigMap *struct {
-						Name string `yaml:"name"`
-					} `yaml:"configMap"`
-				} `yaml:"volumes"`
+				Volumes    []volume           `yaml:"volumes"`
 			} `yaml:"spec"`
 		} `yaml:"template"`
 		VolumeClaimTemplates []struct {
 			Metadata metadata `yaml:"metadata"`
 		} `yaml:"volumeClaimTemplates"`
 	} `yaml:"spec"`
+}
+
+type volume struct {
+	Name      string    `yaml:"name"`
+	EmptyDir  *struct{} `yaml:"emptyDir"`
+	ConfigMap *struct {
+		Name string `yaml:"name"`
+	} `yaml:"configMap"`
 }
 
 type affinityTerm struct {
@@ -150,6 +153,9 @@ type clusterContainer struct {
 			Sleep struct {
 				Seconds int `yaml:"seconds"`
 			} `yaml:"sleep"`
+			Exec struct {
+				Command []string `yaml:"command"`
+			} `yaml:"exec"`
 		} `yaml:"preStop"`
 	} `yaml:"lifecycle"`
 }
@@ -290,6 +296,31 @@ func TestKubernetesClusterNATS(t *testing.T) {
 		t.Error("NATS has no /healthz readiness probe")
 	}
 	checkPDB(t, byKind, labels)
+	// One server a node, required: two on one node would take two copies
+	// and the quorum with it.
+	if !slices.ContainsFunc(s.Template.Spec.Affinity.PodAntiAffinity.Required, func(r affinityTerm) bool {
+		return r.TopologyKey == "kubernetes.io/hostname" && selects(r.LabelSelector.MatchLabels, labels)
+	}) {
+		t.Error("NATS pods without a required anti-affinity on kubernetes.io/hostname")
+	}
+	// Lame duck mode before SIGTERM: preStop signals the server through
+	// the pid file the configuration writes, on a writable volume, and the
+	// grace period covers the whole lame duck mode.
+	pre := c.Lifecycle.PreStop.Exec.Command
+	if o.PidFile == "" || !slices.Equal(pre, []string{"nats-server", "--signal", "ldm=" + o.PidFile}) {
+		t.Errorf("preStop %q, want nats-server --signal ldm=PIDFILE with the configuration's pid_file %q", pre, o.PidFile)
+	}
+	if dir := filepath.Dir(o.PidFile); mounts["pid"] != dir || !slices.ContainsFunc(s.Template.Spec.Volumes, func(v volume) bool {
+		return v.Name == "pid" && v.EmptyDir != nil
+	}) {
+		t.Errorf("the pid file's directory %s is not an emptyDir mount (the root file system is read-only): mounts %v", dir, mounts)
+	}
+	ldm := o.LameDuckGracePeriod + o.LameDuckDuration
+	if g := s.Template.Spec.TerminationGracePeriodSeconds; o.LameDuckDuration == 0 || g == nil ||
+		time.Duration(*g)*time.Second < ldm+10*time.Second {
+		t.Errorf("terminationGracePeriodSeconds %s, want lame duck mode (%v + %v) and 10 s of margin", intPtr(g),
+			o.LameDuckGracePeriod, o.LameDuckDuration)
+	}
 }
 
 // checkPDB fails unless a PodDisruptionBudget covers the pods with labels
