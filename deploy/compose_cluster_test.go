@@ -26,6 +26,9 @@ var (
 const (
 	clusterCaddyfile = "deploy/cluster/Caddyfile"
 	natsClientPort   = 4222
+	// The NATS passwords the tests give (hex, as the docs ask).
+	testNATSPassword  = "5f2c9a7e1d3b8046c2e9f1a0b7d4e3c6"
+	testRoutePassword = "a90d3e6f2b7c1845e0f9d2c3b6a7e8f1"
 )
 
 // TestComposeClusterProfile: the cluster profile adds exactly the three

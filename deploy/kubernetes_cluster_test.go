@@ -1,16 +1,26 @@
 package deploy_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/khadga/khadga/internal/natsconn"
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.yaml.in/yaml/v3"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
@@ -64,7 +74,8 @@ func TestKubernetesOverlaysBuild(t *testing.T) {
 		k8sDir:                           {"Namespace": 1, "ConfigMap": 1, "Service": 1, "StatefulSet": 1},
 		"deploy/kubernetes-loadbalancer": {"Namespace": 1, "ConfigMap": 1, "Service": 2, "StatefulSet": 1},
 		// The single node's StatefulSet is gone; NATS's is there.
-		k8sClusterDir: {"Namespace": 1, "ConfigMap": 2, "Service": 2, "StatefulSet": 1, "Deployment": 1, "PodDisruptionBudget": 2},
+		k8sClusterDir: {"Namespace": 1, "ConfigMap": 2, "Service": 2, "StatefulSet": 1, "Deployment": 1, "PodDisruptionBudget": 2,
+			"NetworkPolicy": 1},
 	} {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			byKind := kustomizeBuild(t, dir)
@@ -133,7 +144,11 @@ type affinityTerm struct {
 }
 
 type clusterContainer struct {
-	Image   string   `yaml:"image"`
+	Image string `yaml:"image"`
+	Ports []struct {
+		Name          string `yaml:"name"`
+		ContainerPort int    `yaml:"containerPort"`
+	} `yaml:"ports"`
 	Args    []string `yaml:"args"`
 	EnvFrom []struct {
 		ConfigMapRef *struct {
@@ -162,12 +177,15 @@ type clusterContainer struct {
 
 type envVar struct {
 	Name      string `yaml:"name"`
+	Value     string `yaml:"value"`
 	ValueFrom *struct {
 		FieldRef *struct {
 			FieldPath string `yaml:"fieldPath"`
 		} `yaml:"fieldRef"`
 		SecretKeyRef *struct {
-			Name string `yaml:"name"`
+			Name     string `yaml:"name"`
+			Key      string `yaml:"key"`
+			Optional bool   `yaml:"optional"`
 		} `yaml:"secretKeyRef"`
 	} `yaml:"valueFrom"`
 }
@@ -244,27 +262,13 @@ func TestKubernetesClusterNATS(t *testing.T) {
 	}) {
 		t.Error("the NATS container gets no POD_NAME from metadata.name (its server_name)")
 	}
-	// The configuration file, from its ConfigMap, parsed by nats-server.
+	// The configuration file, from its ConfigMap, parsed by nats-server
+	// with the environment the kubelet gives pod nats-1.
 	mounts := map[string]string{}
 	for _, m := range c.VolumeMounts {
 		mounts[m.Name] = m.MountPath
 	}
-	confPath := flagValue(c.Args, "config")
-	var conf string
-	for _, v := range s.Template.Spec.Volumes {
-		if v.ConfigMap != nil && strings.HasPrefix(confPath, mounts[v.Name]+"/") {
-			conf = named[configMap](t, byKind, "ConfigMap", v.ConfigMap.Name).Data[strings.TrimPrefix(confPath, mounts[v.Name]+"/")]
-		}
-	}
-	if conf == "" {
-		t.Fatalf("--config %q is not a file of a mounted ConfigMap (args %v)", confPath, c.Args)
-	}
-	file := filepath.Join(t.TempDir(), "nats.conf")
-	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("POD_NAME", "nats-1")
-	o, err := natsserver.ProcessConfigFile(file)
+	o, err := processNATSConf(t, k8sNATSConf(t, byKind, sts), podEnv(t, c.Env, "nats-1", testSecrets))
 	if err != nil {
 		t.Fatalf("nats-server refuses the configuration: %v", err)
 	}
@@ -370,11 +374,14 @@ func TestKubernetesClusterNodes(t *testing.T) {
 	natsSts := named[clusterPod](t, byKind, "StatefulSet", natsStatefulSet)
 	var want []string
 	for i := range *natsSts.Spec.Replicas {
-		want = append(want, fmt.Sprintf("nats://%s-%d.%s:%d", natsStatefulSet, i, natsSts.Spec.ServiceName, natsClientPort))
+		want = append(want, fmt.Sprintf("%s-%d.%s:%d", natsStatefulSet, i, natsSts.Spec.ServiceName, natsClientPort))
 	}
-	if got := strings.Split(cm.Data["KHADGA_NATS"], ","); !slices.Equal(got, want) {
-		t.Errorf("KHADGA_NATS %v, want every NATS server %v", got, want)
+	// KHADGA_NATS carries the password, so it is the pod's, from the
+	// Secret, and not the ConfigMap's.
+	if _, ok := cm.Data["KHADGA_NATS"]; ok {
+		t.Error("the ConfigMap sets KHADGA_NATS: its URLs carry the NATS password, which belongs in the Secret")
 	}
+	checkNATSURLs(t, k8sClusterDir+" KHADGA_NATS", podEnv(t, c.Env, "khadga-x", testSecrets)["KHADGA_NATS"], want)
 	if got := cm.Data["KHADGA_NATS_REPLICAS"]; got != fmt.Sprint(*natsSts.Spec.Replicas) {
 		t.Errorf("KHADGA_NATS_REPLICAS %q, want %d (a copy on each NATS server)", got, *natsSts.Spec.Replicas)
 	}
@@ -449,4 +456,393 @@ func intPtr(p *int) string {
 		return "unset"
 	}
 	return fmt.Sprint(*p)
+}
+
+// testSecrets are the Secrets the tests give the pods: the NATS
+// passwords an operator would create (nats-secret.example.yaml).
+var testSecrets = map[string]map[string]string{
+	"nats-auth": {"khadga-password": testNATSPassword, "route-password": testRoutePassword},
+}
+
+// envRef is a $(NAME) reference in an env value, which the kubelet
+// expands from the variables defined before it.
+var envRef = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
+
+// podEnv is the environment the kubelet gives a container of pod from
+// env: values with $(NAME) expanded from the variables before them (a
+// reference to one defined later, or not at all, stays as it is),
+// metadata.name from the pod's name, and Secret keys from secrets; a
+// missing Secret key of a reference that is not optional fails the test,
+// since the pod would not start.
+func podEnv(t *testing.T, env []envVar, pod string, secrets map[string]map[string]string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, e := range env {
+		switch {
+		case e.ValueFrom == nil:
+			out[e.Name] = envRef.ReplaceAllStringFunc(e.Value, func(ref string) string {
+				if v, ok := out[envRef.FindStringSubmatch(ref)[1]]; ok {
+					return v
+				}
+				return ref
+			})
+		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.name":
+			out[e.Name] = pod
+		case e.ValueFrom.SecretKeyRef != nil:
+			ref := e.ValueFrom.SecretKeyRef
+			v, ok := secrets[ref.Name][ref.Key]
+			if !ok && !ref.Optional {
+				t.Fatalf("%s: Secret %s has no key %s", e.Name, ref.Name, ref.Key)
+			}
+			if ok {
+				out[e.Name] = v
+			}
+		default:
+			t.Fatalf("%s: a value source the test does not know", e.Name)
+		}
+	}
+	return out
+}
+
+// k8sNATSConf is the nats.conf the NATS container reads (--config), from
+// the ConfigMap mounted there.
+func k8sNATSConf(t *testing.T, byKind map[string][]manifest, sts clusterPod) string {
+	t.Helper()
+	c := sts.Spec.Template.Spec.Containers[0]
+	mounts := map[string]string{}
+	for _, m := range c.VolumeMounts {
+		mounts[m.Name] = m.MountPath
+	}
+	confPath := flagValue(c.Args, "config")
+	for _, v := range sts.Spec.Template.Spec.Volumes {
+		if v.ConfigMap != nil && strings.HasPrefix(confPath, mounts[v.Name]+"/") {
+			if conf := named[configMap](t, byKind, "ConfigMap", v.ConfigMap.Name).Data[strings.TrimPrefix(confPath, mounts[v.Name]+"/")]; conf != "" {
+				return conf
+			}
+		}
+	}
+	t.Fatalf("--config %q is not a file of a mounted ConfigMap (args %v)", confPath, c.Args)
+	return ""
+}
+
+// processNATSConf parses a nats-server configuration as nats-server does,
+// with env in the process environment (the configuration's $NAMEs).
+func processNATSConf(t *testing.T, conf string, env map[string]string) (*natsserver.Options, error) {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	file := filepath.Join(t.TempDir(), "nats.conf")
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return natsserver.ProcessConfigFile(file)
+}
+
+// checkNATSURLs fails unless urls (KHADGA_NATS) names exactly the servers
+// hosts, each as the user khadga with testNATSPassword.
+func checkNATSURLs(t *testing.T, where, urls string, hosts []string) {
+	t.Helper()
+	var got []string
+	for _, s := range strings.Split(urls, ",") {
+		u, err := url.Parse(s)
+		if err != nil {
+			t.Errorf("%s: %v", where, err) // url's errors leave the password out
+			continue
+		}
+		got = append(got, u.Host)
+		if pw, _ := u.User.Password(); u.User.Username() != "khadga" || pw != testNATSPassword {
+			t.Errorf("%s: %s does not carry the user khadga and its password from the Secret", where, natsconn.Redact(s))
+		}
+	}
+	if !slices.Equal(got, hosts) {
+		t.Errorf("%s names %v, want every NATS server %v", where, got, hosts)
+	}
+}
+
+// checkNATSAuth fails unless o lets in one client user, khadga, with
+// khadgaPW and nobody anonymously, and routes only with the route user's
+// password, which every route URL carries.
+func checkNATSAuth(t *testing.T, where string, o *natsserver.Options, khadgaPW, routePW string) {
+	t.Helper()
+	if len(o.Users) != 1 || o.Users[0].Username != "khadga" || o.Users[0].Password != khadgaPW || khadgaPW == "" {
+		t.Errorf("%s: NATS users %d; want only khadga, with the password from the Secret", where, len(o.Users))
+	}
+	if o.NoAuthUser != "" || o.Username != "" || o.Authorization != "" || len(o.Nkeys) > 0 {
+		t.Errorf("%s: NATS takes other clients too (no_auth_user %q, user %q, token set %v, nkeys %d)", where,
+			o.NoAuthUser, o.Username, o.Authorization != "", len(o.Nkeys))
+	}
+	if o.Cluster.Username == "" || o.Cluster.Password != routePW || routePW == "" {
+		t.Errorf("%s: routes are not authorised with the route password (cluster user %q)", where, o.Cluster.Username)
+	}
+	for _, r := range o.Routes {
+		if pw, _ := r.User.Password(); r.User.Username() != o.Cluster.Username || pw != routePW {
+			t.Errorf("%s: route %s does not carry the route credentials", where, r.Host)
+		}
+	}
+}
+
+// checkNATSAuthServes starts a standalone nats-server with o's
+// authorization (its cluster, addresses and store replaced) and checks
+// who gets in: nobody without khadga's password (nor with the routes'),
+// and khadgaURL, pointed at it, with JetStream.
+func checkNATSAuthServes(t *testing.T, o *natsserver.Options, khadgaURL string) {
+	t.Helper()
+	cp := *o
+	cp.Host, cp.Port, cp.HTTPHost, cp.HTTPPort = "127.0.0.1", -1, "", 0
+	cp.Cluster, cp.Routes = natsserver.ClusterOpts{}, nil
+	cp.StoreDir, cp.PidFile = t.TempDir(), ""
+	cp.NoLog, cp.NoSigs = true, true
+	s, err := natsserver.NewServer(&cp)
+	if err != nil {
+		t.Fatalf("nats-server: %v", err)
+	}
+	go s.Start()
+	t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	if !s.ReadyForConnections(30 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	addr := s.Addr().String()
+	for _, u := range []string{"nats://" + addr, "nats://khadga:wrong@" + addr, "nats://khadga:@" + addr,
+		"nats://route:" + testRoutePassword + "@" + addr} {
+		if nc, err := nats.Connect(u); !errors.Is(err, nats.ErrAuthorization) {
+			if nc != nil {
+				nc.Close()
+			}
+			t.Errorf("NATS client %s: %v, want an authorization violation", natsconn.Redact(u), err)
+		}
+	}
+	u, err := url.Parse(strings.Split(khadgaURL, ",")[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Host = addr
+	nc, err := nats.Connect(u.String())
+	if err != nil {
+		t.Fatalf("khadga's URL is refused: %v", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.AccountInfo(ctx); err != nil {
+		t.Errorf("JetStream for khadga's user: %v", err)
+	}
+}
+
+// TestKubernetesClusterNATSAuth: the NATS servers take only the user
+// khadga, with the password from the Secret nats-auth, and routes only
+// with the route password; the khadga pods' KHADGA_NATS carries the same
+// password, so a real nats-server started with that authorization lets
+// khadga's URL in (with JetStream) and refuses everyone else. The example
+// Secret's placeholders make nats-server refuse to start, and every
+// reference to nats-auth is mandatory and names a key of the example.
+func TestKubernetesClusterNATSAuth(t *testing.T) {
+	byKind := kustomizeBuild(t, k8sClusterDir)
+	sts := named[clusterPod](t, byKind, "StatefulSet", natsStatefulSet)
+	node := named[clusterPod](t, byKind, "Deployment", "khadga")
+	nc, kc := sts.Spec.Template.Spec.Containers[0], node.Spec.Template.Spec.Containers[0]
+	example := as[secret](t, decodeFile(t, k8sClusterDir+"/nats-secret.example.yaml")[0])
+	if example.Metadata.Name != "nats-auth" || example.Metadata.Namespace != "khadga" {
+		t.Fatalf("nats-secret.example.yaml is %s in %q", example.Metadata.Name, example.Metadata.Namespace)
+	}
+	for _, e := range append(slices.Clone(nc.Env), kc.Env...) {
+		if ref := e.ValueFrom; ref != nil && ref.SecretKeyRef != nil && ref.SecretKeyRef.Name == "nats-auth" {
+			if ref.SecretKeyRef.Optional {
+				t.Errorf("%s: optional; without the password a pod must not start", e.Name)
+			}
+			if _, ok := example.StringData[ref.SecretKeyRef.Key]; !ok {
+				t.Errorf("%s reads key %q, which nats-secret.example.yaml lacks", e.Name, ref.SecretKeyRef.Key)
+			}
+		}
+	}
+	conf := k8sNATSConf(t, byKind, sts)
+	o, err := processNATSConf(t, conf, podEnv(t, nc.Env, "nats-0", testSecrets))
+	if err != nil {
+		t.Fatalf("nats-server refuses the configuration: %v", err)
+	}
+	checkNATSAuth(t, k8sClusterDir, o, testNATSPassword, testRoutePassword)
+	checkNATSAuthServes(t, o, podEnv(t, kc.Env, "khadga-x", testSecrets)["KHADGA_NATS"])
+	// Applied as it is, the example must not give NATS a known password.
+	_, err = processNATSConf(t, conf, podEnv(t, nc.Env, "nats-0", map[string]map[string]string{"nats-auth": example.StringData}))
+	if err == nil {
+		t.Error("nats-server accepts the example Secret's placeholders as passwords")
+	}
+}
+
+type networkPolicy struct {
+	object `yaml:",inline"`
+	Spec   struct {
+		PodSelector struct {
+			MatchLabels map[string]string `yaml:"matchLabels"`
+		} `yaml:"podSelector"`
+		PolicyTypes []string `yaml:"policyTypes"`
+		Ingress     []struct {
+			From []struct {
+				PodSelector *struct {
+					MatchLabels map[string]string `yaml:"matchLabels"`
+				} `yaml:"podSelector"`
+				NamespaceSelector *struct{} `yaml:"namespaceSelector"`
+				IPBlock           *struct {
+					CIDR string `yaml:"cidr"`
+				} `yaml:"ipBlock"`
+			} `yaml:"from"`
+			Ports []struct {
+				Port any `yaml:"port"`
+			} `yaml:"ports"`
+		} `yaml:"ingress"`
+	} `yaml:"spec"`
+}
+
+// TestKubernetesClusterNetworkPolicy: a NetworkPolicy keeps the NATS
+// servers' ports to those who need them: routes from the NATS pods only,
+// clients from the khadga pods (by ipBlock, since they use hostNetwork,
+// private ranges only, and by label), and monitoring from nobody (the
+// kubelet's probes come from the pod's own node, always allowed). Every
+// rule names its ports and its sources: a rule without would open all.
+func TestKubernetesClusterNetworkPolicy(t *testing.T) {
+	byKind := kustomizeBuild(t, k8sClusterDir)
+	sts := named[clusterPod](t, byKind, "StatefulSet", natsStatefulSet)
+	node := named[clusterPod](t, byKind, "Deployment", "khadga")
+	natsLabels, nodeLabels := sts.Spec.Template.Metadata.Labels, node.Spec.Template.Metadata.Labels
+	c := sts.Spec.Template.Spec.Containers[0]
+	o, err := processNATSConf(t, k8sNATSConf(t, byKind, sts), podEnv(t, c.Env, "nats-0", testSecrets))
+	if err != nil {
+		t.Fatal(err)
+	}
+	portNames := map[string]int{}
+	for _, p := range c.Ports {
+		portNames[p.Name] = p.ContainerPort
+	}
+	var found bool
+	type source struct {
+		pods   map[string]string // podSelector
+		cidr   string            // ipBlock
+		anyNS  bool              // namespaceSelector
+		anyone bool
+	}
+	allowed := map[int][]source{}
+	for _, m := range byKind["NetworkPolicy"] {
+		np := as[networkPolicy](t, m)
+		if !selects(np.Spec.PodSelector.MatchLabels, natsLabels) || !slices.Contains(np.Spec.PolicyTypes, "Ingress") {
+			continue
+		}
+		found = true
+		for i, r := range np.Spec.Ingress {
+			if len(r.Ports) == 0 || len(r.From) == 0 {
+				t.Errorf("NetworkPolicy %s rule %d has no ports or no sources: it opens all of them", np.Metadata.Name, i)
+			}
+			var srcs []source
+			for _, f := range r.From {
+				s := source{anyNS: f.NamespaceSelector != nil}
+				if f.PodSelector != nil {
+					s.pods = f.PodSelector.MatchLabels
+				}
+				if f.IPBlock != nil {
+					s.cidr = f.IPBlock.CIDR
+				}
+				srcs = append(srcs, s)
+			}
+			if len(r.From) == 0 {
+				srcs = append(srcs, source{anyone: true})
+			}
+			for _, p := range r.Ports {
+				port, ok := portNames[fmt.Sprint(p.Port)]
+				if !ok {
+					port, _ = strconv.Atoi(fmt.Sprint(p.Port))
+				}
+				allowed[port] = append(allowed[port], srcs...)
+			}
+		}
+	}
+	if !found {
+		t.Fatal("no NetworkPolicy restricts ingress to the NATS pods")
+	}
+	for _, s := range allowed[o.Cluster.Port] {
+		if s.anyone || s.anyNS || s.cidr != "" || !selects(s.pods, natsLabels) {
+			t.Errorf("the route port %d is open to %+v, want the NATS pods only", o.Cluster.Port, s)
+		}
+	}
+	if len(allowed[o.Cluster.Port]) == 0 {
+		t.Errorf("the route port %d is closed to the NATS pods themselves", o.Cluster.Port)
+	}
+	if len(allowed[o.HTTPPort]) > 0 {
+		t.Errorf("the monitoring port %d is open to %+v", o.HTTPPort, allowed[o.HTTPPort])
+	}
+	var byIP, byLabel bool
+	for _, s := range allowed[o.Port] {
+		if s.anyone || s.anyNS {
+			t.Errorf("the client port %d is open to %+v", o.Port, s)
+		}
+		if s.cidr != "" {
+			p, err := netip.ParsePrefix(s.cidr)
+			if err != nil || !p.Addr().IsPrivate() || p.Bits() < 8 {
+				t.Errorf("the client port %d is open to %s, want private node addresses", o.Port, s.cidr)
+			}
+			byIP = true
+		}
+		byLabel = byLabel || (s.pods != nil && selects(s.pods, nodeLabels))
+	}
+	if hn := node.Spec.Template.Spec.HostNetwork; hn != nil && *hn && !byIP {
+		t.Errorf("the khadga pods use hostNetwork, but no ipBlock lets their nodes reach the client port %d", o.Port)
+	}
+	if !byLabel {
+		t.Errorf("no podSelector of the client port %d selects the khadga pods' labels %v", o.Port, nodeLabels)
+	}
+}
+
+// TestKubernetesDocsPods: the one-off pods the docs start with kubectl
+// run --overrides: the migration into the cluster reaches NATS as the
+// nodes do (the label the NetworkPolicy admits, KHADGA_NATS with the
+// password from the Secret), and the single node's restore reads the
+// backup from its attached standard input.
+func TestKubernetesDocsPods(t *testing.T) {
+	type pod struct {
+		Spec struct {
+			Containers []struct {
+				Args  []string `yaml:"args"`
+				Stdin bool     `yaml:"stdin"`
+				Env   []envVar `yaml:"env"`
+			} `yaml:"containers"`
+		} `yaml:"spec"`
+	}
+	overrides := regexp.MustCompile(`(?s)kubectl -n khadga run (\w+) .*?--overrides='(\{.*?\})'`)
+	found := map[string]pod{}
+	labels := map[string]string{}
+	for _, page := range []string{"docs/cluster.md", "docs/deploy.md"} {
+		for _, m := range overrides.FindAllStringSubmatch(readRepoFile(t, page), -1) {
+			var p pod
+			if err := yaml.Unmarshal([]byte(m[2]), &p); err != nil || len(p.Spec.Containers) != 1 {
+				t.Fatalf("%s: kubectl run %s: --overrides is not one container's pod: %v", page, m[1], err)
+			}
+			found[m[1]] = p
+			labels[m[1]] = m[0]
+		}
+	}
+	migrate, ok := found["migrate"]
+	if !ok {
+		t.Fatal("docs/cluster.md has no kubectl run migrate")
+	}
+	if !strings.Contains(labels["migrate"], "--labels=app.kubernetes.io/part-of=khadga") {
+		t.Error("the migrate pod lacks the label app.kubernetes.io/part-of=khadga: the NetworkPolicy keeps it from NATS")
+	}
+	var hosts []string
+	for i := range 3 {
+		hosts = append(hosts, fmt.Sprintf("nats-%d.nats:%d", i, natsClientPort))
+	}
+	checkNATSURLs(t, "docs/cluster.md migrate pod", podEnv(t, migrate.Spec.Containers[0].Env, "migrate", testSecrets)["KHADGA_NATS"], hosts)
+	restore, ok := found["restore"]
+	if !ok {
+		t.Fatal("docs/deploy.md has no kubectl run restore")
+	}
+	if c := restore.Spec.Containers[0]; !c.Stdin || len(c.Args) == 0 || c.Args[0] != "restore" || c.Args[len(c.Args)-1] != "-" ||
+		flagValue(c.Args, "data") == "" {
+		t.Errorf("restore pod args %q stdin %v, want restore --data DIR - with stdin", c.Args, c.Stdin)
+	}
 }

@@ -293,6 +293,18 @@ var knownFields = map[string]map[string][]string{
 		"":         {"apiVersion", "kind", "metadata"},
 		"metadata": metadataFields,
 	},
+	"NetworkPolicy": {
+		"":                                  {"apiVersion", "kind", "metadata", "spec"},
+		"metadata":                          metadataFields,
+		"spec":                              {"podSelector", "policyTypes", "ingress", "egress"},
+		"spec.podSelector":                  selectorFields,
+		"spec.ingress[]":                    {"from", "ports"},
+		"spec.ingress[].from[]":             {"podSelector", "namespaceSelector", "ipBlock"},
+		"spec.ingress[].from[].podSelector": selectorFields,
+		"spec.ingress[].from[].namespaceSelector": selectorFields,
+		"spec.ingress[].from[].ipBlock":           {"cidr", "except"},
+		"spec.ingress[].ports[]":                  {"port", "endPort", "protocol"},
+	},
 	"Kustomization": {
 		"": {"apiVersion", "kind", "namespace", "resources", "patches", "images", "replacements", "labels",
 			"configMapGenerator", "secretGenerator", "generatorOptions", "components"},
