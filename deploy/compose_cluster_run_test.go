@@ -4,52 +4,60 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/gorilla/websocket"
 	"github.com/khadga/khadga/internal/natsconn"
-	"github.com/khadga/khadga/internal/natstest"
 	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling/store"
 	"github.com/khadga/khadga/signaling/store/kvstore"
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestComposeClusterRuns runs the cluster profile's pieces for real, on
 // this machine instead of Docker: three NATS servers with JetStream routed
-// together (in process), the real khadga binary three times with each
-// node's command line and environment from docker-compose.yml (only the
-// addresses changed: loopback ports, and the load balancer's address in
-// --trust-proxy becomes 127.0.0.1, where Caddy runs here), and Caddy with
+// together (in process, from the profile's own configuration, so with its
+// passwords for the khadga user and the routes), the real khadga binary
+// three times with each node's command line and environment from
+// docker-compose.yml (only the addresses changed: loopback ports, and the
+// load balancer's address in --trust-proxy becomes 127.0.0.1, where Caddy
+// runs here), and Caddy with
 // deploy/cluster/Caddyfile in front. Through Caddy: an account is made, a
 // failed login from 127.0.0.2 claiming another address in X-Forwarded-For
 // is audited (in JetStream, read from the cluster) with 127.0.0.2, three
 // WebSockets open and land one on each node (least_conn), and after one
 // node is stopped (within the compose stop grace) new WebSockets still
-// open through the other two.
+// open through the other two. No node's log shows the NATS password.
 func TestComposeClusterRuns(t *testing.T) {
 	caddy, err := exec.LookPath("caddy")
 	if err != nil {
 		t.Skip("caddy is not installed (scripts/setup.sh installs it)")
 	}
-	p := mustLoadCompose(t, "cluster")
-	nats := natstest.StartCluster(t, len(clusterNATS))
-	natsURL := map[string]string{} // compose's URL -> the in-process server's
-	for i, name := range clusterNATS {
-		natsURL[fmt.Sprintf("nats://%s:%d", name, natsClientPort)] = nats.Servers[i].ClientURL()
-	}
+	p := loadClusterCompose(t)
+	natsAddr := startComposeNATS(t, p)
 	healthcheck := binary(t, "khadga-healthcheck")
 	nodes := map[string]*server{}
+	var natsURLs string // as the nodes have them, with the password
 	for _, name := range clusterNodes {
 		svc := p.Services[name]
-		args := localArgs(t, svc.Command[1:], natsURL)
-		nodes[name] = startServer(t, serviceEnv(svc.Environment), args...)
+		env := serviceEnv(svc.Environment)
+		env["KHADGA_NATS"] = localNATS(t, env["KHADGA_NATS"], natsAddr)
+		natsURLs = env["KHADGA_NATS"]
+		nodes[name] = startServer(t, env, localArgs(t, svc.Command[1:])...)
 		// The image's health check, which sees KHADGA_HTTP only: /readyz
 		// says 200 once the node is on NATS.
 		if out, err := runTool(healthcheck, append(cleanEnv(), "KHADGA_HTTP="+nodes[name].addr)); err != nil {
@@ -76,7 +84,7 @@ func TestComposeClusterRuns(t *testing.T) {
 		t.Errorf("/metrics through the load balancer: %d, want 404", code)
 	}
 	proxyLogin(t, "127.0.0.2", base)
-	ev, err := clusterAudit(t, nats.URLs(), flagValue(p.Services[clusterNodes[0]].Command, "nats-replicas"))
+	ev, err := clusterAudit(t, natsURLs, flagValue(p.Services[clusterNodes[0]].Command, "nats-replicas"))
 	if err != nil || len(ev) != 1 || ev[0].Kind != "login-failed" || ev[0].Addr != "127.0.0.2" {
 		t.Fatalf("a failed login from 127.0.0.2 through the load balancer is audited as %+v (%v), want that address", ev, err)
 	}
@@ -99,25 +107,118 @@ func TestComposeClusterRuns(t *testing.T) {
 	for _, ws := range open {
 		ws.Close()
 	}
+	// The nodes logged their NATS servers, never the password.
+	for _, name := range clusterNodes {
+		if logs := nodes[name].logs.String(); !strings.Contains(logs, "nats") || strings.Contains(logs, testNATSPassword) {
+			t.Errorf("%s's log names no NATS server, or shows the NATS password", name)
+		}
+	}
 }
 
-// localArgs is a node's command line for this machine: the compose NATS
-// URLs become the in-process servers', and the load balancer's address in
-// --trust-proxy becomes 127.0.0.1.
-func localArgs(t *testing.T, args []string, natsURL map[string]string) []string {
+// startComposeNATS starts the profile's NATS servers in process from
+// their own configuration, read as TestComposeClusterNATS reads it (the
+// command line, the environment, deploy/cluster/nats.conf), changing only
+// the addresses (loopback and free ports, in the routes too) and the
+// stores (temporary directories). The authorization stays the file's, so
+// the routes and the nodes authenticate as under compose; a client without
+// the password is refused. It returns each server's compose address
+// (nats-1:4222) with its local one.
+func startComposeNATS(t *testing.T, p *types.Project) map[string]string {
+	t.Helper()
+	client, route := map[string]string{}, map[string]string{}
+	var opts []*natsserver.Options
+	for _, name := range clusterNATS {
+		o := natsOptions(t, p.Services[name])
+		client[fmt.Sprintf("%s:%d", name, natsClientPort)] = freeAddr(t)
+		route[fmt.Sprintf("%s:%d", name, o.Cluster.Port)] = freeAddr(t)
+		opts = append(opts, o)
+	}
+	hostPort := func(addr string) (string, int) {
+		h, p, _ := net.SplitHostPort(addr)
+		n, _ := strconv.Atoi(p)
+		return h, n
+	}
+	for i, name := range clusterNATS {
+		o := opts[i]
+		o.Host, o.Port = hostPort(client[fmt.Sprintf("%s:%d", name, natsClientPort)])
+		o.Cluster.Host, o.Cluster.Port = hostPort(route[fmt.Sprintf("%s:%d", name, o.Cluster.Port)])
+		for _, r := range o.Routes {
+			local, ok := route[r.Host]
+			if !ok {
+				t.Fatalf("%s routes to %s, which is no NATS service's cluster port", name, r.Host)
+			}
+			r.Host = local
+		}
+		o.HTTPHost, o.HTTPPort = "", 0
+		o.StoreDir = t.TempDir()
+		o.NoLog, o.NoSigs = true, true
+		s, err := natsserver.NewServer(o)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		go s.Start()
+		t.Cleanup(func() {
+			s.Shutdown()
+			s.WaitForShutdown()
+		})
+		if !s.ReadyForConnections(30 * time.Second) {
+			t.Fatalf("%s not ready", name)
+		}
+		if nc, err := nats.Connect("nats://" + s.Addr().String()); !errors.Is(err, nats.ErrAuthorization) {
+			if nc != nil {
+				nc.Close()
+			}
+			t.Fatalf("%s lets a client in without the password: %v", name, err)
+		}
+	}
+	// The routes are up once JetStream has a leader: ask as khadga.
+	nc, err := nats.Connect(localNATS(t, envValue(t, p.Services[clusterNodes[0]], "KHADGA_NATS"), client))
+	if err != nil {
+		t.Fatalf("khadga's URLs are refused: %v", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := js.AccountInfo(ctx)
+		cancel()
+		if err == nil {
+			return client
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("JetStream has no leader across the routes: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the servers' own API for their election
+	}
+}
+
+// localNATS is a KHADGA_NATS value with each compose address replaced by
+// its local one; the user and password stay.
+func localNATS(t *testing.T, urls string, local map[string]string) string {
+	t.Helper()
+	var out []string
+	for _, s := range strings.Split(urls, ",") {
+		u, err := url.Parse(s)
+		if err != nil || local[u.Host] == "" {
+			t.Fatalf("KHADGA_NATS names %s, which is not a NATS service (%v)", natsconn.Redact(s), err)
+		}
+		u.Host = local[u.Host]
+		out = append(out, u.String())
+	}
+	return strings.Join(out, ",")
+}
+
+// localArgs is a node's command line for this machine: the load
+// balancer's address in --trust-proxy becomes 127.0.0.1.
+func localArgs(t *testing.T, args []string) []string {
 	t.Helper()
 	var out []string
 	for _, a := range args {
 		switch {
-		case strings.HasPrefix(a, "--nats="):
-			var urls []string
-			for _, u := range strings.Split(strings.TrimPrefix(a, "--nats="), ",") {
-				if natsURL[u] == "" {
-					t.Fatalf("--nats names %s, which is not a NATS service", u)
-				}
-				urls = append(urls, natsURL[u])
-			}
-			a = "--nats=" + strings.Join(urls, ",")
 		case strings.HasPrefix(a, "--trust-proxy="):
 			a = "--trust-proxy=127.0.0.1"
 		case !strings.Contains(a, "="):

@@ -100,28 +100,60 @@ func dependencyClosure(p *types.Project, name string) []string {
 }
 
 // natsOptions parses a NATS service's command line with nats-server's own
-// flag parser, as the container's nats-server does.
+// flag parser, as the container's nats-server does: with the service's
+// environment, and its configuration file read from the host file bound
+// where --config points.
 func natsOptions(t *testing.T, svc types.ServiceConfig) *natsserver.Options {
 	t.Helper()
-	args := svc.Command
+	o, err := natsOptionsErr(t, svc)
+	if err != nil {
+		t.Fatalf("%s: nats-server refuses %v: %v", svc.Name, svc.Command, err)
+	}
+	return o
+}
+
+func natsOptionsErr(t *testing.T, svc types.ServiceConfig) (*natsserver.Options, error) {
+	t.Helper()
 	if !slices.Equal(svc.Entrypoint, []string{"nats-server"}) {
 		t.Fatalf("%s entrypoint %v, want [nats-server] (the command is its flags)", svc.Name, svc.Entrypoint)
+	}
+	var args []string
+	for _, a := range svc.Command {
+		if conf, ok := strings.CutPrefix(a, "--config="); ok {
+			m := mountAt(t, svc, conf)
+			if m.Type != types.VolumeTypeBind || !m.ReadOnly {
+				t.Fatalf("%s: %s is a %s mount (read-only %v), want a file of this repository bound read-only", svc.Name, conf, m.Type, m.ReadOnly)
+			}
+			a = "--config=" + m.Source
+		}
+		args = append(args, a)
+	}
+	for k, v := range serviceEnv(svc.Environment) {
+		t.Setenv(k, v)
 	}
 	fs := flag.NewFlagSet("nats-server", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fail := func() { t.Fatalf("%s: the command %v asks for version or help", svc.Name, args) }
-	o, err := natsserver.ConfigureOptions(fs, args, fail, fail, fail)
+	return natsserver.ConfigureOptions(fs, args, fail, fail, fail)
+}
+
+// loadClusterCompose loads the cluster profile with the NATS passwords an
+// operator puts in .env.
+func loadClusterCompose(t *testing.T, profiles ...string) *types.Project {
+	t.Helper()
+	p, err := loadCompose(t, []string{"KHADGA_PUBLIC_IP=" + testPublicIP, "KHADGA_NATS_PASSWORD=" + testNATSPassword,
+		"KHADGA_NATS_ROUTE_PASSWORD=" + testRoutePassword}, append([]string{"cluster"}, profiles...)...)
 	if err != nil {
-		t.Fatalf("%s: nats-server refuses %v: %v", svc.Name, args, err)
+		t.Fatalf("loading %s: %v", composeFile, err)
 	}
-	return o
+	return p
 }
 
 // TestComposeClusterNATS: three NATS servers of one pinned version (the
 // one the tests run in process), each with JetStream on a named volume of
 // its own, in one cluster with routes to all three, and a health check.
 func TestComposeClusterNATS(t *testing.T) {
-	p := mustLoadCompose(t, "cluster")
+	p := loadClusterCompose(t)
 	version := goModVersion(t, "github.com/nats-io/nats-server/v2")
 	clusterName := ""
 	names := map[string]bool{}
@@ -174,9 +206,50 @@ func TestComposeClusterNATS(t *testing.T) {
 		if o.HTTPPort == 0 || hc == nil || len(hc.Test) < 2 || hc.Test[0] != "CMD" || !slices.Contains(hc.Test, wantHC) {
 			t.Errorf("%s: health check %+v, want an exec-form CMD on %s", name, hc, wantHC)
 		}
+		// Monitoring answers anyone: only inside the container.
+		if o.HTTPHost != "127.0.0.1" {
+			t.Errorf("%s: monitoring on %q, want 127.0.0.1 (the health check runs inside the container)", name, o.HTTPHost)
+		}
+		if len(svc.Ports) > 0 {
+			t.Errorf("%s publishes %v: only the cluster network may reach NATS", name, svc.Ports)
+		}
 	}
 	if len(volumes) != len(clusterNATS) {
 		t.Errorf("JetStream volumes %v, want one a server", sortedKeys(volumes))
+	}
+}
+
+// TestComposeClusterNATSAuth: the NATS servers take only the user khadga
+// with KHADGA_NATS_PASSWORD, and routes only with
+// KHADGA_NATS_ROUTE_PASSWORD (every route URL carries it); a real
+// nats-server with that authorization refuses everyone else and lets a
+// node's KHADGA_NATS in, JetStream included. Without the passwords, unset
+// or empty, nats-server refuses to start and names the missing one.
+func TestComposeClusterNATSAuth(t *testing.T) {
+	p := loadClusterCompose(t)
+	for _, name := range clusterNATS {
+		checkNATSAuth(t, name, natsOptions(t, p.Services[name]), testNATSPassword, testRoutePassword)
+	}
+	checkNATSAuthServes(t, natsOptions(t, p.Services[clusterNATS[0]]), envValue(t, p.Services[clusterNodes[0]], "KHADGA_NATS"))
+	for _, env := range [][]string{
+		{"KHADGA_NATS_ROUTE_PASSWORD=" + testRoutePassword},
+		{"KHADGA_NATS_PASSWORD=", "KHADGA_NATS_ROUTE_PASSWORD=" + testRoutePassword},
+		{"KHADGA_NATS_PASSWORD=" + testNATSPassword},
+		{"KHADGA_NATS_PASSWORD=" + testNATSPassword, "KHADGA_NATS_ROUTE_PASSWORD="},
+	} {
+		unset := "KHADGA_NATS_PASSWORD"
+		if strings.Contains(strings.Join(env, " "), "KHADGA_NATS_PASSWORD="+testNATSPassword) {
+			unset = "KHADGA_NATS_ROUTE_PASSWORD"
+		}
+		q, err := loadCompose(t, append(env, "KHADGA_PUBLIC_IP="+testPublicIP), "cluster")
+		if err != nil {
+			t.Fatalf("loading with %v: %v (the single node needs no NATS passwords)", env, err)
+		}
+		for _, name := range clusterNATS {
+			if _, err := natsOptionsErr(t, q.Services[name]); err == nil || !strings.Contains(err.Error(), unset+"_IS_NOT_SET") {
+				t.Errorf("%s with %v: nats-server says %v, want a refusal naming %s_IS_NOT_SET", name, env, err, unset)
+			}
+		}
 	}
 }
 
@@ -195,10 +268,10 @@ func goModVersion(t *testing.T, mod string) string {
 // health, waiting for healthy NATS, and each with a TURN server of its own
 // on its own published ports.
 func TestComposeClusterNodes(t *testing.T) {
-	p := mustLoadCompose(t, "cluster")
+	p := loadClusterCompose(t)
 	var wantNATS []string
 	for _, n := range clusterNATS {
-		wantNATS = append(wantNATS, fmt.Sprintf("nats://%s:%d", n, natsClientPort))
+		wantNATS = append(wantNATS, fmt.Sprintf("%s:%d", n, natsClientPort))
 	}
 	turnPorts := map[string]string{} // published "3479/udp" -> node
 	for _, name := range clusterNodes {
@@ -209,8 +282,13 @@ func TestComposeClusterNodes(t *testing.T) {
 		if len(svc.Command) == 0 || svc.Command[0] != "serve" {
 			t.Fatalf("%s command %v, want serve ...", name, svc.Command)
 		}
-		if got := strings.Split(flagValue(svc.Command, "nats"), ","); !slices.Equal(got, wantNATS) {
-			t.Errorf("%s --nats %v, want every NATS server %v", name, got, wantNATS)
+		// The URLs carry the password: in the environment, not on the
+		// command line (ps on the host shows that).
+		checkNATSURLs(t, name+" KHADGA_NATS", envValue(t, svc, "KHADGA_NATS"), wantNATS)
+		for _, a := range svc.Command {
+			if strings.Contains(a, "nats://") {
+				t.Errorf("%s: NATS URLs on the command line: %q", name, a)
+			}
 		}
 		if got := flagValue(svc.Command, "nats-replicas"); got != fmt.Sprint(len(clusterNATS)) {
 			t.Errorf("%s --nats-replicas %q, want %d (a copy on each NATS server)", name, got, len(clusterNATS))
@@ -404,7 +482,9 @@ func TestComposeNoPlainSecrets(t *testing.T) {
 	for _, name := range sortedKeys(p.Services) {
 		svc := p.Services[name]
 		for k, v := range svc.Environment {
-			if secretish.MatchString(k) && v != nil && *v != "" {
+			// Unset, a secret is empty, or for nats-server a reference to
+			// a variable nobody sets, which it refuses.
+			if secretish.MatchString(k) && v != nil && *v != "" && !unsetMarker.MatchString(*v) {
 				t.Errorf("%s: %s has the value %q in docker-compose.yml; take it from the environment", name, k, *v)
 			}
 		}
@@ -415,7 +495,8 @@ func TestComposeNoPlainSecrets(t *testing.T) {
 		}
 	}
 	// The check itself: a secret set in the environment shows up.
-	withToken, err := loadCompose(t, []string{"KHADGA_PUBLIC_IP=" + testPublicIP, "KHADGA_METRICS_TOKEN=x"}, "cluster")
+	withToken, err := loadCompose(t, []string{"KHADGA_PUBLIC_IP=" + testPublicIP, "KHADGA_METRICS_TOKEN=x",
+		"KHADGA_NATS_PASSWORD=y", "KHADGA_NATS_ROUTE_PASSWORD=z"}, "cluster")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,4 +505,14 @@ func TestComposeNoPlainSecrets(t *testing.T) {
 			t.Errorf("%s does not take KHADGA_METRICS_TOKEN from the environment", name)
 		}
 	}
+	for _, name := range clusterNATS {
+		svc := withToken.Services[name]
+		if envValue(t, svc, "NATS_KHADGA_PASSWORD") != "y" || envValue(t, svc, "NATS_ROUTE_PASSWORD") != "z" {
+			t.Errorf("%s does not take the NATS passwords from the environment", name)
+		}
+	}
 }
+
+// unsetMarker is what a NATS password becomes when its variable is unset:
+// a nats-server variable reference that nothing defines.
+var unsetMarker = regexp.MustCompile(`^\$[A-Z_]+_IS_NOT_SET$`)
