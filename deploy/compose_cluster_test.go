@@ -516,3 +516,60 @@ func TestComposeNoPlainSecrets(t *testing.T) {
 // unsetMarker is what a NATS password becomes when its variable is unset:
 // a nats-server variable reference that nothing defines.
 var unsetMarker = regexp.MustCompile(`^\$[A-Z_]+_IS_NOT_SET$`)
+
+// TestComposeHardening: every service of every profile runs with a
+// read-only root file system (its data on volumes, /tmp a tmpfs), all
+// capabilities dropped (the load balancer keeps only the one for ports
+// below 1024) and no-new-privileges.
+func TestComposeHardening(t *testing.T) {
+	p := loadClusterCompose(t, "recorder")
+	if len(p.Services) != 1+1+len(clusterNATS)+len(clusterNodes)+1 {
+		t.Fatalf("services %v: the test does not know them all", sortedKeys(p.Services))
+	}
+	for _, name := range sortedKeys(p.Services) {
+		svc := p.Services[name]
+		if !svc.ReadOnly {
+			t.Errorf("%s: read_only is not true", name)
+		}
+		if !slices.Contains(svc.Tmpfs, "/tmp") {
+			t.Errorf("%s: /tmp is not a tmpfs (tmpfs %v): the root file system is read-only", name, svc.Tmpfs)
+		}
+		if !slices.Equal(svc.CapDrop, []string{"ALL"}) {
+			t.Errorf("%s: cap_drop %v, want [ALL]", name, svc.CapDrop)
+		}
+		wantAdd := []string(nil)
+		if name == clusterLB {
+			wantAdd = []string{"NET_BIND_SERVICE"}
+		}
+		if !slices.Equal(svc.CapAdd, wantAdd) {
+			t.Errorf("%s: cap_add %v, want %v", name, svc.CapAdd, wantAdd)
+		}
+		if !slices.Contains(svc.SecurityOpt, "no-new-privileges:true") {
+			t.Errorf("%s: security_opt %v lacks no-new-privileges:true", name, svc.SecurityOpt)
+		}
+	}
+	// What each writes is on a volume (the root file system is read-only):
+	// a volume of the compose file, or, for the cluster's nodes, whose
+	// /data only holds the admin socket, the anonymous one Docker makes
+	// for the image's VOLUME (owned by the image's user).
+	writes := map[string][]string{"khadga": {envValue(t, p.Services["khadga"], "KHADGA_DATA")},
+		"recorder": {flagValue(p.Services["recorder"].Command, "out")}, clusterLB: {"/data", "/config"}}
+	for _, name := range clusterNATS {
+		writes[name] = []string{natsOptions(t, p.Services[name]).StoreDir}
+	}
+	byName, _, _ := stagesByName(t)
+	imageVolumes := strings.Join(byName["server"].all("VOLUME"), " ")
+	for _, name := range clusterNodes {
+		data := envValue(t, p.Services[name], "KHADGA_DATA")
+		if !strings.Contains(imageVolumes, `"`+data+`"`) {
+			t.Errorf("%s: KHADGA_DATA %s is not a VOLUME of the server image (%s): it would be read-only", name, data, imageVolumes)
+		}
+	}
+	for name, paths := range writes {
+		for _, path := range paths {
+			if v := mountAt(t, p.Services[name], path); v.Type != types.VolumeTypeVolume {
+				t.Errorf("%s writes %s, which is a %s mount", name, path, v.Type)
+			}
+		}
+	}
+}
