@@ -1,7 +1,8 @@
 // Package deploy holds khadga's deployment files and their tests: the
 // Dockerfile, .dockerignore and docker-compose.yml at the repository root
 // (with its three-node `cluster` profile, whose load balancer configuration
-// is deploy/cluster/Caddyfile), the Kubernetes manifests in
+// is deploy/cluster/Caddyfile and NATS configuration
+// deploy/cluster/nats.conf), the Kubernetes manifests in
 // deploy/kubernetes and the overlays beside them
 // (deploy/kubernetes-loadbalancer: TURN behind a LoadBalancer;
 // deploy/kubernetes-cluster: three nodes on NATS), and the container

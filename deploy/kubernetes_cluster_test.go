@@ -546,8 +546,8 @@ func checkNATSURLs(t *testing.T, where, urls string, hosts []string) {
 	var got []string
 	for _, s := range strings.Split(urls, ",") {
 		u, err := url.Parse(s)
-		if err != nil {
-			t.Errorf("%s: %v", where, err) // url's errors leave the password out
+		if err != nil { // url's error would show the password
+			t.Errorf("%s: %s does not parse as a URL", where, natsconn.Redact(s))
 			continue
 		}
 		got = append(got, u.Host)
