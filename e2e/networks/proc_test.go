@@ -28,6 +28,15 @@ var (
 	buildErr  string
 )
 
+// TestMain removes the binaries the tests built (about 55 MB a run).
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
 // binary returns the path of a khadga binary (khadga, khadga-peer,
 // khadga-recorder), built once per test binary: the server as the
 // Dockerfile builds it (CGO_ENABLED=0), the peers with cgo for libvpx.
@@ -88,12 +97,15 @@ type proc struct {
 }
 
 // start runs prog in ns, stopping it (SIGTERM, then SIGKILL) when the
-// test ends. Its stdout and stderr both feed lines.
+// test ends. Its stdout and stderr both feed lines. If the test binary
+// dies first, the kernel kills it (Pdeathsig).
 func start(t *testing.T, ns *netlab.Netns, name string, env []string, prog string, args ...string) *proc {
 	t.Helper()
 	cmd := ns.Command(context.Background(), prog, args...)
 	cmd.Env = env
 	cmd.WaitDelay = 5 * time.Second
+	// ip netns exec execs prog, which keeps the signal.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	p := &proc{t: t, name: name, cmd: cmd, done: make(chan struct{}), seen: make(chan struct{})}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -102,17 +114,30 @@ func start(t *testing.T, ns *netlab.Netns, name string, env []string, prog strin
 	p.stdin = stdin
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
 	read := make(chan struct{})
-	go func() { p.read(pr); close(read) }()
+	started := make(chan error, 1)
+	// Pdeathsig comes when the thread that started the process exits, not
+	// the process (go.dev/issue/27505), and Go ends a thread whose
+	// goroutine exits locked to it. So the process is started, and waited
+	// for, by one goroutine that keeps its thread as long as the process
+	// runs, as chromedp starts the browser.
 	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		err := cmd.Start()
+		started <- err
+		if err != nil {
+			return
+		}
 		p.err = cmd.Wait()
 		pw.Close()
 		<-read // every line is in before done
 		close(p.done)
 	}()
+	if err := <-started; err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() { p.read(pr); close(read) }()
 	t.Cleanup(func() {
 		p.stop()
 		if t.Failed() {
