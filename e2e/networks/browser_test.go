@@ -48,8 +48,8 @@ func TestChromium(t *testing.T) {
 		t.Logf("RESULT topology 2 (Chromium and Go, both behind symmetric NAT): browser %s %s/%s over %s; join to open %v",
 			r.label, r.local, r.remote, or(r.relayProtocol, "-"), r.joinToOpen)
 	})
-	w.setNAT(a, eim, dropUDP)
-	w.setNAT(b, eim, "")
+	w.setNAT(t, a, eim, dropUDP)
+	w.setNAT(t, b, eim, "")
 	t.Run("udp-blocked", func(t *testing.T) {
 		r := browserCall(t, br, s, b, "tcp")
 		if r.label != "relayed" || r.local != "relay" || r.relayProtocol != "tcp" && r.relayProtocol != "tls" {
@@ -58,7 +58,7 @@ func TestChromium(t *testing.T) {
 		t.Logf("RESULT topology 4 (Chromium's UDP dropped, Go behind endpoint-independent NAT): browser %s %s/%s over %s; join to open %v",
 			r.label, r.local, r.remote, r.relayProtocol, r.joinToOpen)
 	})
-	w.setNAT(a, eim, onlyHTTP)
+	w.setNAT(t, a, eim, onlyHTTP)
 	t.Run("nothing-works", func(t *testing.T) {
 		bob := s.peer(t, b, "bob", "chat", "none")
 		bob.waitLine(`\* joined none`)
@@ -68,7 +68,7 @@ func TestChromium(t *testing.T) {
 		pg.waitFor("a 'no path' badge", `document.querySelector('#rooms li[data-user="bob"] .badge[data-kind="failed"]')?.textContent === 'no path'`)
 		bob.waitLine(`\* cannot reach alice: no network path worked`)
 	})
-	w.setNAT(a, eim, "")
+	w.setNAT(t, a, eim, "")
 	// Topology 6 twice, once for each side of perfect negotiation: the
 	// polite side leaves ICE restarts to the impolite one, so the two
 	// roles take different paths back (the roles follow from the peer
@@ -118,7 +118,7 @@ func browserMove(t *testing.T, w *world, br *chromium.Browser, s *server, a, b, 
 		pg.do(chromedp.Evaluate[chromedp.Void](loseOfferJS))
 	}
 	moved := time.Now()
-	w.move(a, to)
+	w.move(t, a, to)
 	if mc.loseOffer {
 		pg.do(chromedp.Evaluate[chromedp.Void](`khadgaApp.client.ws.abandon(4000, 'the test says the network changed')`))
 	}

@@ -29,7 +29,7 @@ func TestNetworkChange(t *testing.T) {
 	bob.waitLine(`\] alice: before the move$`)
 
 	moved := time.Now()
-	w.move(a, c)
+	w.move(t, a, c)
 	bob.say("after the move")
 	alice.waitLineFor(`\] bob: after the move$`, 3*resumeWithin)
 	back := time.Since(moved)

@@ -41,6 +41,11 @@ const (
 // world is one lab network: a public namespace with the khadga server,
 // and sites, each a host namespace, behind its own router namespace or
 // on the public segment.
+//
+// t is the test that made the world: building it (addSite, addRouter,
+// startServer) fails that test. What may run in a subtest (setNAT, move)
+// takes the caller's t, since a subtest must not call FailNow on its
+// parent.
 type world struct {
 	t     *testing.T
 	lab   *netlab.Lab
@@ -65,8 +70,8 @@ type site struct {
 func newWorld(t *testing.T, name string) *world {
 	t.Helper()
 	w := &world{t: t, lab: netlab.New(t, name), sites: map[string]*site{}}
-	w.pub = w.lab.Netns("pub")
-	w.pub.Bridge("br0", serverIP+publicCIDR)
+	w.pub = w.lab.Netns(t, "pub")
+	w.pub.Bridge(t, "br0", serverIP+publicCIDR)
 	return w
 }
 
@@ -76,22 +81,22 @@ func (w *world) addSite(name string, nat natKind, extra string) *site {
 	w.t.Helper()
 	i := w.n
 	w.n++
-	s := &site{name: name, nat: nat, host: w.lab.Netns(name)}
+	s := &site{name: name, nat: nat, host: w.lab.Netns(w.t, name)}
 	w.sites[name] = s
 	port := fmt.Sprintf("p%d", i) // the bridge port in the public namespace
 	s.wanIP = fmt.Sprintf("203.0.113.%d", 33+i)
 	if nat == onPublic {
 		s.hostIP = s.wanIP
-		w.lab.Link(s.host, "eth0", s.hostIP+publicCIDR, w.pub, port, "")
-		w.pub.IP("link", "set", port, "master", "br0")
+		w.lab.Link(w.t, s.host, "eth0", s.hostIP+publicCIDR, w.pub, port, "")
+		w.pub.IP(w.t, "link", "set", port, "master", "br0")
 		return s
 	}
-	s.router = w.lab.Netns("r" + name)
-	w.lab.Link(s.router, "wan", s.wanIP+publicCIDR, w.pub, port, "")
-	w.pub.IP("link", "set", port, "master", "br0")
-	w.attach(s, 16*i)
-	s.router.Forward()
-	w.setNAT(s, nat, extra)
+	s.router = w.lab.Netns(w.t, "r"+name)
+	w.lab.Link(w.t, s.router, "wan", s.wanIP+publicCIDR, w.pub, port, "")
+	w.pub.IP(w.t, "link", "set", port, "master", "br0")
+	w.attach(w.t, s, 16*i)
+	s.router.Forward(w.t)
+	w.setNAT(w.t, s, nat, extra)
 	return s
 }
 
@@ -101,21 +106,21 @@ func (w *world) addRouter(name string, nat natKind) *site {
 	w.t.Helper()
 	i := w.n
 	w.n++
-	s := &site{name: name, nat: nat, router: w.lab.Netns("r" + name)}
+	s := &site{name: name, nat: nat, router: w.lab.Netns(w.t, "r"+name)}
 	port := fmt.Sprintf("p%d", i)
 	s.wanIP = fmt.Sprintf("203.0.113.%d", 33+i)
-	w.lab.Link(s.router, "wan", s.wanIP+publicCIDR, w.pub, port, "")
-	w.pub.IP("link", "set", port, "master", "br0")
-	s.router.Forward()
-	w.setNAT(s, nat, "")
+	w.lab.Link(w.t, s.router, "wan", s.wanIP+publicCIDR, w.pub, port, "")
+	w.pub.IP(w.t, "link", "set", port, "master", "br0")
+	s.router.Forward(w.t)
+	w.setNAT(w.t, s, nat, "")
 	return s
 }
 
 // move takes the host of from off its router (its interface and address
 // go away) and puts it behind to's router, on to's private side.
-func (w *world) move(from, to *site) {
-	w.t.Helper()
-	from.host.IP("link", "del", "eth0") // the veth pair goes with it
+func (w *world) move(t *testing.T, from, to *site) {
+	t.Helper()
+	from.host.IP(t, "link", "del", "eth0") // the veth pair goes with it
 	i := 0
 	for j, s := range []string{"a", "b", "c", "d", "e", "f"} {
 		if s == to.name {
@@ -123,19 +128,19 @@ func (w *world) move(from, to *site) {
 		}
 	}
 	to.host = from.host
-	w.attach(to, 16*i)
+	w.attach(t, to, 16*i)
 	from.hostIP, from.router, from.wanIP = to.hostIP, to.router, to.wanIP
 }
 
 // attach links the site's host to its router on the private /28 that
 // starts at 198.51.100.base, and routes the host through it. The host has
 // no other route: nothing it sends leaves the lab.
-func (w *world) attach(s *site, base int) {
-	w.t.Helper()
+func (w *world) attach(t *testing.T, s *site, base int) {
+	t.Helper()
 	gw := fmt.Sprintf("198.51.100.%d", base+1)
 	s.hostIP = fmt.Sprintf("198.51.100.%d", base+2)
-	w.lab.Link(s.host, "eth0", s.hostIP+"/28", s.router, "lan", gw+"/28")
-	s.host.IP("route", "add", "default", "via", gw)
+	w.lab.Link(t, s.host, "eth0", s.hostIP+"/28", s.router, "lan", gw+"/28")
+	s.host.IP(t, "route", "add", "default", "via", gw)
 }
 
 // setNAT replaces the router's rules: NAT of the given kind out of "wan",
@@ -148,14 +153,14 @@ func (w *world) attach(s *site, base int) {
 // keep that flow in conntrack, so the host's own packets to the peer
 // would then leave on another port. Dropped in the input hook, the flow
 // is never confirmed and leaves no trace.
-func (w *world) setNAT(s *site, nat natKind, extra string) {
-	w.t.Helper()
-	s.router.FlushNft()
+func (w *world) setNAT(t *testing.T, s *site, nat natKind, extra string) {
+	t.Helper()
+	s.router.FlushNft(t)
 	how := "masquerade"
 	if nat == symmetric {
 		how = "masquerade random,fully-random"
 	}
-	s.router.Nft(fmt.Sprintf(`table ip nat {
+	s.router.Nft(t, fmt.Sprintf(`table ip nat {
 	chain post { type nat hook postrouting priority srcnat; oifname "wan" %s; }
 }
 table inet fw {

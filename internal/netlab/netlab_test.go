@@ -19,14 +19,14 @@ func TestMasquerade(t *testing.T) {
 	var names []string
 	t.Run("lab", func(t *testing.T) {
 		lab := netlab.New(t, "nt")
-		pub, router, host := lab.Netns("pub"), lab.Netns("r"), lab.Netns("h")
-		lab.Link(router, "wan", "", pub, "r0", "")
-		pub.Bridge("br0", "203.0.113.1/26", "r0")
-		router.IP("addr", "add", "203.0.113.33/26", "dev", "wan")
-		lab.Link(host, "eth0", "198.51.100.2/28", router, "lan", "198.51.100.1/28")
-		host.IP("route", "add", "default", "via", "198.51.100.1")
-		router.Forward()
-		router.Nft(`table ip nat {
+		pub, router, host := lab.Netns(t, "pub"), lab.Netns(t, "r"), lab.Netns(t, "h")
+		lab.Link(t, router, "wan", "", pub, "r0", "")
+		pub.Bridge(t, "br0", "203.0.113.1/26", "r0")
+		router.IP(t, "addr", "add", "203.0.113.33/26", "dev", "wan")
+		lab.Link(t, host, "eth0", "198.51.100.2/28", router, "lan", "198.51.100.1/28")
+		host.IP(t, "route", "add", "default", "via", "198.51.100.1")
+		router.Forward(t)
+		router.Nft(t, `table ip nat {
 	chain post { type nat hook postrouting priority srcnat; oifname "wan" masquerade; }
 }`)
 		names = []string{pub.SystemName(), router.SystemName(), host.SystemName()}
