@@ -75,5 +75,6 @@
 //
 // Artifacts (screenshots) go to $KHADGA_ARTIFACTS when set, else to the
 // test's temporary directory. When Chromium is missing the tests skip, or
-// fail when CI=true.
+// fail when KHADGA_REQUIRE_CHROMIUM=1, which the project's CI sets
+// (.ci/run).
 package e2e

@@ -33,7 +33,7 @@ func TestChromium(t *testing.T) {
 		ExtraFlags: map[string]any{"unsafely-treat-insecure-origin-as-secure": serverURL},
 	})
 	if err != nil {
-		if chromiumRequired() {
+		if chromium.Required() {
 			t.Fatalf("Chromium: %v", err)
 		}
 		t.Skipf("skipping: %v", err)
@@ -337,7 +337,3 @@ func eval[T any](p *page, js string) T {
 	}
 	return v
 }
-
-// chromiumRequired: under CI the browser must run, as chromium.Shared
-// demands.
-func chromiumRequired() bool { return os.Getenv("CI") == "true" }

@@ -6,6 +6,7 @@
 // topologies and the results are in docs/networks.md.
 //
 // The tests need Linux, root, iproute2 and nftables (scripts/setup.sh
-// installs them). Without them they skip with the reason, and fail under
-// CI=true.
+// installs them). Without them they skip with the reason, and fail when
+// KHADGA_REQUIRE_NETLAB=1 (and, for Chromium, KHADGA_REQUIRE_CHROMIUM=1),
+// which the project's CI sets (.ci/run).
 package networks

@@ -9,7 +9,7 @@
 // Every tab lives in its own browser context (like an incognito window: no
 // shared cookies or storage), and closes when the test ends:
 //
-//	b := chromium.Shared(t) // skips, or fails under CI=true, when Chromium is missing
+//	b := chromium.Shared(t) // skips, or fails under KHADGA_REQUIRE_CHROMIUM=1, when Chromium is missing
 //	alice := b.NewTab(t)
 //	chromedp.Do(alice, chromedp.Navigate(url))
 //

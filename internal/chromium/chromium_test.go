@@ -5,6 +5,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,5 +57,36 @@ func TestTabsAreIsolated(t *testing.T) {
 	}
 	if tracks != 2 {
 		t.Fatalf("fake media gave %d tracks, want 2", tracks)
+	}
+}
+
+// A browser that does not start skips the browser tests, except with
+// KHADGA_REQUIRE_CHROMIUM=1, where it fails them; CI=true alone, which CI
+// systems set for every job, still skips. The test binary runs itself with
+// KHADGA_CHROMIUM naming no file.
+func TestMissingBrowserSkipsUnlessRequired(t *testing.T) {
+	if os.Getenv("CHROMIUM_MISSING") == "1" {
+		chromium.Shared(t)
+		t.Fatal("Shared returned without a browser")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(env ...string) (string, error) {
+		cmd := exec.Command(self, "-test.run=^TestMissingBrowserSkipsUnlessRequired$", "-test.v")
+		cmd.Env = append([]string{"CHROMIUM_MISSING=1", "KHADGA_CHROMIUM=" + filepath.Join(t.TempDir(), "none"), "PATH=" + os.Getenv("PATH")}, env...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	for _, env := range [][]string{nil, {"CI=true"}, {chromium.RequireEnv + "=0"}} {
+		out, err := run(env...)
+		if err != nil || !strings.Contains(out, "SKIP") || !strings.Contains(out, "KHADGA_CHROMIUM=") {
+			t.Errorf("environment %q: %v, want a skip naming KHADGA_CHROMIUM:\n%s", env, err, out)
+		}
+	}
+	out, err := run(chromium.RequireEnv + "=1")
+	if err == nil || !strings.Contains(out, "browser tests are required") {
+		t.Errorf("%s=1: %v, want a failure:\n%s", chromium.RequireEnv, err, out)
 	}
 }

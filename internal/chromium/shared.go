@@ -18,7 +18,7 @@ var shared struct {
 // Main starts the shared browser, runs the tests and stops the browser. Use
 // it as TestMain's body: os.Exit(chromium.Main(m)). A browser that cannot
 // start does not stop the run here: each test that needs it skips, or fails
-// under CI=true (see Shared), so the other tests still run.
+// when Required (see Shared), so the other tests still run.
 func Main(m *testing.M) int {
 	// Under `go test -list` or a -run that selects nothing, starting the
 	// browser would only cost time; the first Shared call starts it instead.
@@ -33,9 +33,20 @@ func Main(m *testing.M) int {
 	return code
 }
 
+// RequireEnv is the environment variable that, set to 1, makes Shared fail
+// a test instead of skipping it when the browser does not start. It is an
+// explicit opt-in, not CI=true, which CI systems set for every job; the
+// project's CI sets it (.ci/run).
+const RequireEnv = "KHADGA_REQUIRE_CHROMIUM"
+
+// Required reports whether the environment requires browser tests to run
+// (RequireEnv). A test that starts its own browser fails, rather than
+// skips, when it is.
+func Required() bool { return os.Getenv(RequireEnv) == "1" }
+
 // Shared returns the test binary's browser, starting it on first use. When
 // Chromium is missing or does not start, the test is skipped, or fails when
-// the environment says CI=true, so that CI cannot pass without browser tests.
+// Required, so that CI cannot pass without browser tests.
 func Shared(t testing.TB) *Browser {
 	t.Helper()
 	shared.mu.Lock()
@@ -45,8 +56,8 @@ func Shared(t testing.TB) *Browser {
 		shared.b, shared.err = Start(Options{})
 	}
 	if shared.err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("browser tests need Chromium under CI: %v", shared.err)
+		if Required() {
+			t.Fatalf("browser tests are required (%s=1): %v", RequireEnv, shared.err)
 		}
 		t.Skipf("skipping browser test: %v", shared.err)
 	}

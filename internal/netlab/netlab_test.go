@@ -66,10 +66,12 @@ func TestMasquerade(t *testing.T) {
 	}
 }
 
-// Without root, the lab skips its tests, except under CI=true, where it
-// fails them: a CI that cannot build namespaces must not pass by skipping
-// the whole lab. The test binary runs itself as the user nobody.
-func TestNoRootSkipsExceptUnderCI(t *testing.T) {
+// Without root, the lab skips its tests, except with
+// KHADGA_REQUIRE_NETLAB=1, where it fails them: a CI that cannot build
+// namespaces must not pass by skipping the whole lab. CI=true alone, which
+// CI systems set for every job, still skips. The test binary runs itself
+// as the user nobody.
+func TestNoRootSkipsUnlessRequired(t *testing.T) {
 	if os.Getenv("NETLAB_AS_NOBODY") == "1" {
 		netlab.New(t, "nb")
 		t.Fatal("New returned without root")
@@ -102,20 +104,22 @@ func TestNoRootSkipsExceptUnderCI(t *testing.T) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	run := func(ci string) (string, error) {
+	run := func(env ...string) (string, error) {
 		cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", bin,
-			"-test.run=^TestNoRootSkipsExceptUnderCI$", "-test.v")
+			"-test.run=^TestNoRootSkipsUnlessRequired$", "-test.v")
 		cmd.Dir = dir
-		cmd.Env = []string{"NETLAB_AS_NOBODY=1", "CI=" + ci, "PATH=" + os.Getenv("PATH")}
+		cmd.Env = append([]string{"NETLAB_AS_NOBODY=1", "PATH=" + os.Getenv("PATH")}, env...)
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
-	out, err := run("")
-	if err != nil || !strings.Contains(out, "SKIP") || !strings.Contains(out, "need root") {
-		t.Errorf("without root and without CI: %v, want a skip naming root:\n%s", err, out)
+	for _, env := range [][]string{nil, {"CI=true"}, {netlab.RequireEnv + "=0"}} {
+		out, err := run(env...)
+		if err != nil || !strings.Contains(out, "SKIP") || !strings.Contains(out, "need root") {
+			t.Errorf("without root, environment %q: %v, want a skip naming root:\n%s", env, err, out)
+		}
 	}
-	out, err = run("true")
-	if err == nil || !strings.Contains(out, "the network lab must run under CI") {
-		t.Errorf("without root under CI=true: %v, want a failure:\n%s", err, out)
+	out, err := run(netlab.RequireEnv + "=1")
+	if err == nil || !strings.Contains(out, "the network lab is required") || !strings.Contains(out, "need root") {
+		t.Errorf("without root, %s=1: %v, want a failure naming root:\n%s", netlab.RequireEnv, err, out)
 	}
 }

@@ -10,12 +10,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// need skips t, or fails it under CI=true, when no lab can be built.
+// need skips t, or fails it under RequireEnv, when no lab can be built.
 func need(t *testing.T) {
 	t.Helper()
 	if err := Available(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("the network lab must run under CI: %v", err)
+		if Required() {
+			t.Fatalf("the network lab is required (%s=1): %v", RequireEnv, err)
 		}
 		t.Skipf("skipping the network lab: %v", err)
 	}
