@@ -28,9 +28,13 @@ func TestChromium(t *testing.T) {
 	s := w.startServer("alice", "bob")
 	br, err := chromium.Start(chromium.Options{
 		Netns: a.host.SystemName(),
-		// The app is served over plain HTTP from a lab address; let it
-		// use the camera and WebCrypto as on a real HTTPS server.
-		ExtraFlags: map[string]any{"unsafely-treat-insecure-origin-as-secure": serverURL},
+		ExtraFlags: map[string]any{
+			// The app is served over plain HTTP from a lab address; let
+			// it use the camera and WebCrypto as on a real HTTPS server.
+			"unsafely-treat-insecure-origin-as-secure": serverURL,
+			// Chromium applies its resolver rules to IP literals too.
+			"host-resolver-rules": chromium.HostResolverRules(serverIP),
+		},
 	})
 	if err != nil {
 		if chromium.Required() {

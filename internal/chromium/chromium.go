@@ -18,6 +18,10 @@
 // between two tabs (or a tab and a Go peer) works on 127.0.0.1. Its profile
 // and temporary files live in one short temporary directory that is removed
 // when the browser stops.
+//
+// The browser reaches only the addresses the tests give it: it uses no
+// proxy (whatever the environment says), and it resolves no name, so it
+// sends no DNS query to the host's resolver (see HostResolverRules).
 package chromium
 
 import (
@@ -66,7 +70,34 @@ var Flags = map[string]any{
 	"disable-background-timer-throttling": true,
 	"mute-audio":                          true,
 	"window-size":                         "1280,860",
+	// No proxy: Chromium follows http_proxy, https_proxy and all_proxy
+	// from the environment (Start also leaves them out of it).
+	"no-proxy-server": true,
+	// Even headless and with background networking off, Chromium 156
+	// looks up clients2.google.com, update.googleapis.com and
+	// accounts.google.com through the host's resolv.conf, also inside a
+	// lab namespace.
+	"host-resolver-rules": HostResolverRules("localhost", "127.0.0.1"),
 }
+
+// HostResolverRules is a value for the host-resolver-rules flag under
+// which every host name fails at once, with no DNS query, except the
+// hosts listed. Chromium applies the rules to IP literals too, so a test
+// that browses to an address other than 127.0.0.1 must list it (through
+// Options.ExtraFlags).
+func HostResolverRules(hosts ...string) string {
+	rules := "MAP * ~NOTFOUND"
+	for _, h := range hosts {
+		rules += ", EXCLUDE " + h
+	}
+	return rules
+}
+
+// preferences is the profile's Preferences file. A navigation that fails
+// to resolve a name has Chromium probe the network with DNS queries to
+// 8.8.8.8 and 8.8.4.4, and with a lookup of google.com through the
+// system's resolver, unless "alternate error pages" are off.
+const preferences = `{"alternate_error_pages": {"enabled": false}}`
 
 // Path finds the Chromium binary: $KHADGA_CHROMIUM, then the usual names on
 // $PATH.
@@ -131,14 +162,24 @@ func Start(opts Options) (*Browser, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("chromium: temp dir: %w", err)
 	}
+	profile := filepath.Join(dir, "profile")
+	if err := os.MkdirAll(filepath.Join(profile, "Default"), 0o700); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("chromium: profile: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(profile, "Default", "Preferences"), []byte(preferences), 0o600); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("chromium: profile: %w", err)
+	}
 	out := opts.Output
 	if out == nil {
 		out = io.Discard
 	}
 	allocOpts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
-		chromedp.UserDataDir(filepath.Join(dir, "profile")),
-		chromedp.Env("TMPDIR="+tmp),
+		chromedp.UserDataDir(profile),
+		chromedp.NoInheritEnv,
+		chromedp.Env(append(env(os.Environ()), "TMPDIR="+tmp)...),
 		chromedp.CombinedOutput(out),
 	)
 	for k, v := range Flags {
@@ -173,6 +214,21 @@ func Start(opts Options) (*Browser, error) {
 		return nil, fmt.Errorf("chromium: start %s: %w", path, err)
 	}
 	return b, nil
+}
+
+// env is environ without the variables that set a proxy, which Chromium
+// would follow.
+func env(environ []string) []string {
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		switch n := strings.ToLower(name); {
+		case strings.HasSuffix(n, "_proxy"), n == "socks_server", n == "socks_version", n == "tmpdir":
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
 }
 
 // Close stops the browser and removes its directory.

@@ -2,18 +2,21 @@ package chromium_test
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
 	"github.com/khadga/khadga/internal/chromium"
+	"github.com/khadga/khadga/internal/netlab"
 )
 
 func TestMain(m *testing.M) { os.Exit(chromium.Main(m)) }
@@ -57,6 +60,76 @@ func TestTabsAreIsolated(t *testing.T) {
 	}
 	if tracks != 2 {
 		t.Fatalf("fake media gave %d tracks, want 2", tracks)
+	}
+}
+
+// TestStaysInLab: a browser in a lab namespace, with proxy variables in
+// its environment, reaches a page at an IP address and sends nothing
+// anywhere else: no request to the proxy, and no DNS query to the host's
+// resolver (the lab's guard fails the test on any packet to an address
+// outside its ranges), not even after a navigation to a name fails.
+func TestStaysInLab(t *testing.T) {
+	lab := netlab.New(t, "cr")
+	host, gw := lab.Netns(t, "h"), lab.Netns(t, "g")
+	lab.Link(t, host, "eth0", "198.51.100.2/24", gw, "eth0", "198.51.100.1/24")
+	host.IP(t, "route", "add", "default", "via", "198.51.100.1")
+
+	// serve serves h on l, a listener in a lab namespace, until the test
+	// ends.
+	serve := func(l net.Listener, h http.HandlerFunc) {
+		srv := httptest.NewUnstartedServer(h)
+		srv.Listener.Close()
+		srv.Listener = l
+		srv.Start()
+		t.Cleanup(srv.Close)
+	}
+	var proxied atomic.Int32
+	proxy, err := gw.Listen("tcp", "198.51.100.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(proxy, func(w http.ResponseWriter, r *http.Request) { proxied.Add(1) })
+	for _, v := range []string{"http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY"} {
+		t.Setenv(v, "http://"+proxy.Addr().String())
+	}
+	page, err := host.Listen("tcp", "198.51.100.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(page, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.Write([]byte("<!doctype html><title>in the lab</title>"))
+	})
+
+	b, err := chromium.Start(chromium.Options{
+		Netns:      host.SystemName(),
+		ExtraFlags: map[string]any{"host-resolver-rules": chromium.HostResolverRules("198.51.100.2")},
+	})
+	if err != nil {
+		if chromium.Required() {
+			t.Fatalf("Chromium: %v", err)
+		}
+		t.Skipf("skipping: %v", err)
+	}
+	defer b.Close()
+	tab := b.NewTab(t)
+	ctx, cancel := context.WithTimeout(tab, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+page.Addr().String()+"/")); err != nil {
+		t.Fatalf("page at %s: %v", page.Addr(), err)
+	}
+	if title, err := chromedp.Run(ctx, chromedp.Title()); err != nil || title != "in the lab" {
+		t.Fatalf("page at %s: title %q, %v", page.Addr(), title, err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://khadga.test/")); err == nil {
+		t.Errorf("a page by name loaded, want a name that does not resolve")
+	}
+	// Not a synchronisation: the time in which Chromium's background
+	// lookups, which come within a second or two of its start, and the
+	// probes after a failed navigation would reach the guard.
+	time.Sleep(3 * time.Second)
+	if n := proxied.Load(); n != 0 {
+		t.Errorf("the proxy got %d requests", n)
 	}
 }
 

@@ -49,6 +49,19 @@ func (n *Netns) ListenPacket(network, addr string) (net.PacketConn, error) {
 	return c, <-done
 }
 
+// Listen opens a listening socket inside the namespace.
+func (n *Netns) Listen(network, addr string) (net.Listener, error) {
+	var l net.Listener
+	done := make(chan error, 1)
+	go func() {
+		done <- n.inNetns(func() (err error) {
+			l, err = net.Listen(network, addr)
+			return err
+		})
+	}()
+	return l, <-done
+}
+
 // inNetns runs f on a locked thread that is in the namespace meanwhile. If
 // the thread cannot return to its own namespace, it stays locked, and Go
 // ends it with the goroutine instead of reusing it.
