@@ -103,9 +103,28 @@ type moveCase struct {
 	loseOffer bool
 }
 
+// When the page is not told of the move (moveCase.loseOffer), only
+// Chromium's own ICE can notice it, and Chromium calls the path
+// disconnected 5-8 s after the move: its timing, not the app's (once, in
+// a full TestChromium run, at about 8 s, and chat was back at 9.1 s,
+// within a second of resumeWithin). The app is held to what it does
+// after that:
+const (
+	// afterICEWithin: chat back after the page's ICE said disconnected.
+	// The polite page restarts ICE at most 1.5 s after that
+	// (signaling/web/sdk/peer.js, politeGrace), and a restart on a path
+	// that works takes 1.5-2.5 s (docs/networks.md); it took 0.2-0.7 s
+	// in these runs.
+	afterICEWithin = 5 * time.Second
+	// offerLostWithin bounds the whole comeback: Chromium's 8 s and
+	// afterICEWithin, and 2 s more for a loaded machine.
+	offerLostWithin = 15 * time.Second
+)
+
 // browserMove is topology 6 with the browser at a as the one that moves,
 // to router to, in a call with bob (khadga-peer chat at b): chat must flow
-// again within resumeWithin, and both users are told.
+// again within resumeWithin (offerLostWithin, and afterICEWithin after the
+// page's ICE noticed, when the page is not told), and both users are told.
 func browserMove(t *testing.T, w *world, br *chromium.Browser, s *server, a, b, to *site, mc moveCase) {
 	polite := mc.polite
 	room := fmt.Sprintf("move-%v-%v", mc.polite, mc.loseOffer)
@@ -135,8 +154,19 @@ func browserMove(t *testing.T, w *world, br *chromium.Browser, s *server, a, b, 
 	pg.do(chromedp.SendKeys(chromedp.ID("chat-input"), "browser is back"+kb.Enter))
 	bob.waitLineFor(`\] alice: browser is back$`, resumeWithin)
 	t.Logf("RESULT topology 6 (Chromium moves to another router mid-call, Go peer; browser polite=%v, restart offer lost=%v): chat back %v after the move", polite, mc.loseOffer, back.Round(time.Millisecond))
-	if back > resumeWithin {
+	switch {
+	case !mc.loseOffer && back > resumeWithin:
 		t.Errorf("chat came back %v after the move, want within %v", back, resumeWithin)
+	case mc.loseOffer && back > offerLostWithin:
+		t.Errorf("chat came back %v after the move, want within %v", back, offerLostWithin)
+	case mc.loseOffer:
+		// The timeline counts from just before the move (one call to the
+		// page earlier), so this errs by milliseconds, towards passing.
+		if down, ok := iceDownAt(eval[string](pg, `JSON.stringify(window.__timeline)`)); !ok {
+			t.Errorf("chat came back %v after the move, but the page's ICE never said disconnected or failed", back)
+		} else if after := back - down; after > afterICEWithin {
+			t.Errorf("chat came back %v after the page's ICE said the path was down (%v after the move), want within %v", after, down, afterICEWithin)
+		}
 	}
 	pg.waitFor("a notice that the connection dropped", `[...document.querySelectorAll('#chat-log li.peer-notice')].some(e => e.textContent.includes('Lost the connection to bob'))`)
 	pg.waitFor("a notice that it is back", `[...document.querySelectorAll('#chat-log li.peer-notice')].some(e => e.textContent.includes('Connection to bob is back'))`)
@@ -179,6 +209,23 @@ const timelineJS = `(() => {
 	const it = p.pc.sctp?.transport?.iceTransport;
 	it?.addEventListener('selectedcandidatepairchange', () => { const pr = it.getSelectedCandidatePair(); note('pair', pr ? pr.local.address + ' ' + pr.local.type + ' > ' + pr.remote.address + ' ' + pr.remote.type : ''); });
 })()`
+
+// iceDownAt returns when the page's ICE first said disconnected or
+// failed, from a JSON timeline that timelineJS kept.
+func iceDownAt(timeline string) (time.Duration, bool) {
+	var entries [][]any
+	if json.Unmarshal([]byte(timeline), &entries) != nil {
+		return 0, false
+	}
+	for _, e := range entries {
+		if len(e) == 3 && e[1] == "ice" && (e[2] == "disconnected" || e[2] == "failed") {
+			if ms, ok := e[0].(float64); ok {
+				return time.Duration(ms) * time.Millisecond, true
+			}
+		}
+	}
+	return 0, false
+}
 
 // loseOfferJS makes the page drop every signal from its one remote peer
 // from the first offer on, until the page sends a description itself.

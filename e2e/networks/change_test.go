@@ -6,7 +6,14 @@ import (
 )
 
 // resumeWithin is how soon a call must come back after the network
-// changes under it.
+// changes under it: what the clients are built for (client/peer.go,
+// docs/networks.md). Go peers came back in 6.1-7.1 s: their ICE calls the
+// path disconnected after 3 s without an answer to its keepalives
+// (iceDisconnectedTimeout), the impolite side restarts ICE 1 s later
+// (disconnectedGrace), and the restart, which first checks the signaling
+// socket (up to 2 s), takes 2-3 s. A browser that hears of the move
+// ('online') restarts at once and came back in 2.1-2.2 s. A browser that
+// does not hear of it has its own limit (offerLostWithin).
 const resumeWithin = 10 * time.Second
 
 // TestNetworkChange is topology 6: in the middle of a call, alice moves
