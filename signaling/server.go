@@ -324,6 +324,10 @@ func (s *Server) adminServer() *http.Server {
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 }
 
+// keysRecheck is how often a server reads the signing keys again without
+// being told of a change.
+const keysRecheck = time.Minute
+
 // followKeys reloads the signing keys whenever any node changes them, so
 // that every node verifies the tokens every other signs, signs with the
 // newest key, and stops verifying a retired one at once. A store of one
@@ -338,11 +342,26 @@ func (s *Server) followKeys(ctx context.Context) {
 		case <-ctx.Done():
 		}
 	}()
-	s.store.WatchSigningKeys(ctx, func() {
+	reload := func() {
 		if err := s.keys.Reload(); err != nil {
 			s.log.Warn("reloading the signing keys another node changed", slog.Any("err", err))
 		}
-	})
+	}
+	// A change whose watch event never came (a consumer lost in an
+	// outage) is read within keysRecheck all the same.
+	go func() {
+		t := time.NewTicker(keysRecheck)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				reload()
+			}
+		}
+	}()
+	s.store.WatchSigningKeys(ctx, reload)
 }
 
 // holdBotNames holds the names of bot tokens minted by a version that did

@@ -62,6 +62,10 @@ type Keys struct {
 	retired func(kid string)
 	parser  *jwt.Parser
 	rotMu   sync.Mutex // serialises Rotate and Retire (store write + Reload)
+	// loadMu serialises Reload's read of the store with its use: else a
+	// reload that read before a retirement could apply its keys after the
+	// one that read it, and the retired key would verify again.
+	loadMu sync.Mutex
 
 	mu       sync.RWMutex
 	signKID  string
@@ -113,9 +117,26 @@ func NewKeys(st store.Backend, opts KeysOptions) (*Keys, error) {
 // KeysOptions.Retired, so that every process that reloads ends the
 // sessions opened with its tokens.
 func (k *Keys) Reload() error {
+	retired, err := k.load()
+	if err != nil {
+		return err
+	}
+	if k.retired != nil {
+		for _, kid := range retired {
+			k.retired(kid)
+		}
+	}
+	return nil
+}
+
+// load reads the keys and puts them in use, under loadMu; it returns the
+// keys it found retired before their time.
+func (k *Keys) load() ([]string, error) {
+	k.loadMu.Lock()
+	defer k.loadMu.Unlock()
 	stored, err := k.st.SigningKeys()
 	if err != nil {
-		return fmt.Errorf("auth: load signing keys: %w", err)
+		return nil, fmt.Errorf("auth: load signing keys: %w", err)
 	}
 	verify := make(map[string]ed25519.PublicKey)
 	retireAt := make(map[string]time.Time)
@@ -129,7 +150,7 @@ func (k *Keys) Reload() error {
 		}
 		priv, err := privateKey(sk.Private)
 		if err != nil {
-			return fmt.Errorf("auth: signing key %q: %w", sk.ID, err)
+			return nil, fmt.Errorf("auth: signing key %q: %w", sk.ID, err)
 		}
 		verify[sk.ID] = priv.Public().(ed25519.PublicKey)
 		if !sk.RetireAt.IsZero() {
@@ -148,12 +169,7 @@ func (k *Keys) Reload() error {
 	}
 	k.signKID, k.signKey, k.verify, k.retireAt, k.newest = signKID, signKey, verify, retireAt, newest
 	k.mu.Unlock()
-	if k.retired != nil {
-		for _, kid := range retired {
-			k.retired(kid)
-		}
-	}
-	return nil
+	return retired, nil
 }
 
 // privateKey accepts an Ed25519 seed or a full private key.
