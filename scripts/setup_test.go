@@ -21,21 +21,7 @@ import (
 // has every command of this machine except gcc, cc, make, git and npm,
 // and runs the script as nobody when the test runs as root.
 func TestSetupListsMissingTools(t *testing.T) {
-	root := t.TempDir()
-	bin := filepath.Join(root, "bin")
-	repo := filepath.Join(root, "repo")
-	for _, d := range []string{bin, filepath.Join(repo, "scripts")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	script, err := os.ReadFile("setup.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(repo, "scripts", "setup.sh"), script, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	root, bin, repo := sandbox(t)
 	hidden := map[string]bool{"gcc": true, "cc": true, "make": true, "git": true, "npm": true}
 	for _, dir := range []string{"/usr/local/bin", "/usr/bin", "/bin"} {
 		entries, _ := os.ReadDir(dir)
@@ -83,25 +69,13 @@ func TestSetupStartsNoServices(t *testing.T) {
 		oldPolicy bool
 	}{{"installs", 0, false}, {"apt-get fails", 100, false}, {"image has its own policy-rc.d", 0, true}} {
 		t.Run(c.name, func(t *testing.T) {
-			root := t.TempDir()
-			bin := filepath.Join(root, "bin")
-			repo := filepath.Join(root, "repo")
-			for _, d := range []string{bin, filepath.Join(repo, "scripts")} {
-				if err := os.MkdirAll(d, 0o755); err != nil {
-					t.Fatal(err)
-				}
-			}
-			script, err := os.ReadFile("setup.sh")
-			if err != nil {
-				t.Fatal(err)
-			}
+			root, bin, repo := sandbox(t)
 			write := func(path, text string, mode os.FileMode) {
 				t.Helper()
 				if err := os.WriteFile(path, []byte(text), mode); err != nil {
 					t.Fatal(err)
 				}
 			}
-			write(filepath.Join(repo, "scripts", "setup.sh"), string(script), 0o755)
 			for _, name := range []string{"bash", "sh", "dirname", "chmod", "rm", "grep", "cat"} {
 				path, err := exec.LookPath(name)
 				if err != nil {
@@ -169,4 +143,25 @@ exit `+strconv.Itoa(c.aptExit))
 			}
 		})
 	}
+}
+
+// sandbox makes a temporary root with an empty bin directory for stubs and
+// a repo with a copy of setup.sh in its scripts directory.
+func sandbox(t *testing.T) (root, bin, repo string) {
+	t.Helper()
+	root = t.TempDir()
+	bin, repo = filepath.Join(root, "bin"), filepath.Join(root, "repo")
+	for _, d := range []string{bin, filepath.Join(repo, "scripts")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	script, err := os.ReadFile("setup.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(repo, "scripts", "setup.sh"), script, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return root, bin, repo
 }

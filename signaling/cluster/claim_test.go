@@ -220,16 +220,7 @@ func TestSignalOrderAcrossResumeOntoSendersNode(t *testing.T) {
 			dropSocket(bob)
 			eventually(t, "a to see bob's socket drop", func() bool { return a.hub.Stats().Connections == 0 })
 
-			entered, release := make(chan struct{}), make(chan struct{})
-			var once, released sync.Once
-			free := func() { released.Do(func() { close(release) }) }
-			t.Cleanup(free) // before the nodes stop: Close waits for handlers
-			hook := func(m *nats.Msg) {
-				if len(m.Data) > 0 && (m.Data[0] == opDeliver || m.Data[0] == opNumbered) {
-					once.Do(func() { close(entered); <-release })
-				}
-			}
-			a.node.testHookHandle.Store(&hook)
+			entered, free := holdFirstDelivery(t, a)
 			alice.signal(bob.peer(), "s1", `{"n":1}`)
 			alice.signal(bob.peer(), "s2", `{"n":2}`)
 			alice.send(proto.Message{Type: proto.TypePing, ID: "p0"})
@@ -311,15 +302,7 @@ func TestHandoverTakesEarlySignalsAlong(t *testing.T) {
 	dropSocket(bob)
 	eventually(t, "a to see bob's socket drop", func() bool { return a.hub.Stats().Connections == 0 })
 
-	entered, release := make(chan struct{}), make(chan struct{})
-	var once, released sync.Once
-	t.Cleanup(func() { released.Do(func() { close(release) }) }) // before the nodes stop
-	hook := func(m *nats.Msg) {
-		if len(m.Data) > 0 && (m.Data[0] == opDeliver || m.Data[0] == opNumbered) {
-			once.Do(func() { close(entered); <-release })
-		}
-	}
-	a.node.testHookHandle.Store(&hook)
+	entered, _ := holdFirstDelivery(t, a) // held until the test ends
 	alice.signal(bob.peer(), "s1", `{"n":1}`)
 	alice.signal(bob.peer(), "s2", `{"n":2}`)
 	select {
@@ -372,4 +355,21 @@ func TestHandoverTakesEarlySignalsAlong(t *testing.T) {
 			t.Fatalf("bob got %s from alice on c, want %s", m.Data, w)
 		}
 	}
+}
+
+// holdFirstDelivery holds n's handler of the first signal delivered to it
+// from another node: entered closes when it is held, and free lets it go
+// (also at cleanup, before the nodes stop: Close waits for handlers).
+func holdFirstDelivery(t *testing.T, n *testNode) (entered <-chan struct{}, free func()) {
+	in, release := make(chan struct{}), make(chan struct{})
+	var once, released sync.Once
+	free = func() { released.Do(func() { close(release) }) }
+	t.Cleanup(free)
+	hook := func(m *nats.Msg) {
+		if len(m.Data) > 0 && (m.Data[0] == opDeliver || m.Data[0] == opNumbered) {
+			once.Do(func() { close(in); <-release })
+		}
+	}
+	n.node.testHookHandle.Store(&hook)
+	return in, free
 }
