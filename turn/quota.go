@@ -151,12 +151,7 @@ func (q *quotas) allowPermission(src net.Addr, peer netip.Addr) bool {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	set := q.perms[addrKey(src)]
-	if _, ok := set[peer]; ok || len(set) < q.permMax {
-		return true
-	}
-	q.metrics.quota.WithLabelValues("permissions").Inc()
-	return false
+	return allowIn(q, q.perms[addrKey(src)], peer, q.permMax, "permissions")
 }
 
 // allowChannel reports whether the allocation of src may bind channel. A
@@ -170,11 +165,17 @@ func (q *quotas) allowChannel(src net.Addr, channel uint16) bool {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	set := q.chans[addrKey(src)]
-	if _, ok := set[channel]; ok || len(set) < q.chanMax {
+	return allowIn(q, q.chans[addrKey(src)], channel, q.chanMax, "channels")
+}
+
+// allowIn reports whether k may join set, which holds up to limit: one it
+// holds already always may. A refusal is counted under quota. q.mu is
+// held.
+func allowIn[K comparable](q *quotas, set map[K]struct{}, k K, limit int, quota string) bool {
+	if _, ok := set[k]; ok || len(set) < limit {
 		return true
 	}
-	q.metrics.quota.WithLabelValues("channels").Inc()
+	q.metrics.quota.WithLabelValues(quota).Inc()
 	return false
 }
 

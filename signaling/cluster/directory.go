@@ -158,16 +158,7 @@ func (d *directory) buryLocked(peer string, e *entry) {
 
 // sweep removes tombstones older than the TTL, until ctx ends.
 func (d *directory) sweep(ctx context.Context) {
-	tick := time.NewTicker(max(d.n.cfg.tombstoneTTL/4, 10*time.Millisecond))
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-tick.C:
-			d.sweepOnce(now)
-		}
-	}
+	every(ctx, max(d.n.cfg.tombstoneTTL/4, 10*time.Millisecond), d.sweepOnce)
 }
 
 func (d *directory) sweepOnce(now time.Time) {

@@ -205,31 +205,13 @@ func (l *liveness) beat(bye bool) {
 // could come later than DeadAfter, and the others would take this healthy
 // node for gone.
 func (l *liveness) beats(ctx context.Context) {
-	beat := time.NewTicker(l.n.cfg.Heartbeat)
-	defer beat.Stop()
 	l.beat(false)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-beat.C:
-			l.beat(false)
-		}
-	}
+	every(ctx, l.n.cfg.Heartbeat, func(time.Time) { l.beat(false) })
 }
 
 // checks looks for nodes gone until ctx ends.
 func (l *liveness) checks(ctx context.Context) {
-	check := time.NewTicker(l.n.cfg.Heartbeat / 4)
-	defer check.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-check.C:
-			l.check(now)
-		}
-	}
+	every(ctx, l.n.cfg.Heartbeat/4, l.check)
 }
 
 // check finds nodes gone, and removes the sessions of those gone for

@@ -279,6 +279,21 @@ func (n *Node) run(f func(ctx context.Context)) {
 	}()
 }
 
+// every calls f with the time of each tick of a period-long ticker until
+// ctx ends.
+func every(ctx context.Context, period time.Duration, f func(now time.Time)) {
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			f(now)
+		}
+	}
+}
+
 // subject joins the cluster's prefix and parts with dots.
 func (n *Node) subject(parts ...string) string {
 	return n.cfg.Subject + "." + strings.Join(parts, ".")

@@ -110,16 +110,7 @@ func (t *tracker) failNode(node string) {
 
 // run reports the signals whose fate did not come in time.
 func (t *tracker) run(ctx context.Context) {
-	tick := time.NewTicker(max(t.n.cfg.AckWait/10, 50*time.Millisecond))
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-tick.C:
-			t.expire(now)
-		}
-	}
+	every(ctx, max(t.n.cfg.AckWait/10, 50*time.Millisecond), t.expire)
 }
 
 func (t *tracker) expire(now time.Time) {
