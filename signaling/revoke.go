@@ -68,6 +68,10 @@ type Cluster interface {
 	ID() string
 	ServeTickets(redeem func(ticket string) (claims []byte, ok bool))
 	RedeemTicket(node, ticket string) (claims []byte, ok bool)
+	// Tell sends news to the other nodes that Listen to its topic (called
+	// before Start): the limiters' counts (limits.go).
+	Tell(topic string, data []byte) bool
+	Listen(topic string, f func(data []byte))
 }
 
 // Reasons given to clients whose sessions end; the admin operations give

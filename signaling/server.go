@@ -54,13 +54,13 @@ type Server struct {
 	keys        *auth.Keys
 	sessions    *auth.Sessions
 	bots        *auth.Bots
-	limiter     *auth.LoginLimiter
-	hashGate    *auth.HashGate    // bounds argon2id work (issue 14, point 1)
-	registers   *auth.RateLimiter // registrations per address
-	resends     *auth.RateLimiter // verification emails per account and per address
-	resetAsks   *auth.RateLimiter // password-reset asks per address
-	resetFails  *auth.RateLimiter // failed password-reset confirmations per address
-	roomWrites  *auth.RateLimiter // room claims and changes per user
+	limiter     loginLimits
+	hashGate    *auth.HashGate // bounds argon2id work (issue 14, point 1)
+	registers   rateLimit      // registrations per address
+	resends     rateLimit      // verification emails per account and per address
+	resetAsks   rateLimit      // password-reset asks per address
+	resetFails  rateLimit      // failed password-reset confirmations per address
+	roomWrites  rateLimit      // room claims and changes per user
 	tickets     *auth.Tickets
 	metrics     *metrics
 	mailer      *mailer // nil unless the email check is on
@@ -132,7 +132,7 @@ func (s *Server) init() error {
 		AccessTTL: s.cfg.AccessTTL, RefreshTTL: s.cfg.RefreshTTL, Now: s.cfg.Now,
 	})
 	s.bots = auth.NewBots(s.store, s.keys, auth.BotsOptions{AccessTTL: s.cfg.BotAccessTTL, Now: s.cfg.Now, Logger: s.log})
-	s.limiter = auth.NewLoginLimiter(s.cfg.LoginLimits)
+	s.newLimits()
 	if s.cfg.Registerer != nil {
 		if err := s.cfg.Registerer.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "khadga_login_limiter_keys", Help: "Client addresses and accounts the login limiter tracks.",
@@ -141,12 +141,7 @@ func (s *Server) init() error {
 		}
 	}
 	s.hashGate = auth.NewHashGate(s.cfg.PasswordWorkers, 4*s.cfg.PasswordWorkers, hashWait)
-	s.registers = auth.NewRateLimiter(float64(s.cfg.RegistrationsPerHour)/3600, s.cfg.RegistrationsPerHour, 100_000)
-	s.resends = auth.NewRateLimiter(1.0/resendEvery, resendBurst, 100_000)
-	s.resetAsks = auth.NewRateLimiter(1.0/resetAskEvery, resetAskBurst, 100_000)
-	s.resetFails = auth.NewRateLimiter(1.0/resetFailEvery, resetFailBurst, 100_000)
 	s.resetMails = make(chan struct{}, maxResetMails)
-	s.roomWrites = auth.NewRateLimiter(roomWritesPerHour/3600.0, roomWriteBurst, 100_000)
 	s.tickets = auth.NewTickets(auth.TicketsOptions{Now: s.cfg.Now, PerUser: s.cfg.TicketsPerUser, PerAddr: s.cfg.TicketsPerAddr,
 		Recheck: s.account})
 	s.hub, err = hub.New(hub.Config{

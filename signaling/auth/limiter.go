@@ -196,6 +196,26 @@ func (l *LoginLimiter) Success(addr, user string, now time.Time) {
 	}
 }
 
+// CountedElsewhere records the outcome of a login that another node of a
+// cluster checked: a failure counts against addr and user as one here
+// would, and a success clears user's failures. Neither settles an attempt
+// in flight here, since this node's Check did not record it.
+func (l *LoginLimiter) CountedElsewhere(addr, user string, failed bool, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sweep(now)
+	if failed {
+		for _, k := range l.keysFor(addr, user) {
+			l.count(l.touch(k, now), now)
+		}
+		return
+	}
+	if el, ok := l.keys[accountKey(user)]; ok {
+		e := el.Value.(*limitEntry)
+		e.failures, e.first, e.blockedUntil = 0, time.Time{}, time.Time{}
+	}
+}
+
 // Cancel settles an attempt Check recorded that was never decided (the
 // server was too busy to check the password, or the client went away),
 // counting neither a failure nor a success.
@@ -315,6 +335,11 @@ func (l *LoginLimiter) touch(key string, now time.Time) *limitEntry {
 func (l *LoginLimiter) fail(key string, now time.Time) {
 	e := l.touch(key, now)
 	settle(e, now)
+	l.count(e, now)
+}
+
+// count adds a failure to e, in a new window if the last one is over.
+func (l *LoginLimiter) count(e *limitEntry, now time.Time) {
 	if now.Sub(e.first) >= l.opts.Window && !now.Before(e.blockedUntil) {
 		e.failures, e.first = 0, now // a new window
 	}

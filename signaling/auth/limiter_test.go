@@ -231,3 +231,65 @@ func TestLimiterSparesUntouchedAccounts(t *testing.T) {
 		t.Fatal("bob, who failed from the blocked address, was let through")
 	}
 }
+
+// Failures another node counted block here as this node's own would, a
+// success elsewhere clears the account, and neither settles an attempt
+// this node has in flight.
+func TestLimiterCountedElsewhere(t *testing.T) {
+	l := NewLoginLimiter(LimiterOptions{SlowAfter: 100, BlockAfter: 4})
+	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	for range 2 {
+		l.Failure("192.0.2.7", "ann", now)
+	}
+	if _, r := l.Check("192.0.2.8", "ann", now); r != 0 {
+		t.Fatalf("refused after 2 failures: retry %v", r)
+	}
+	l.CountedElsewhere("198.51.100.1", "ann", true, now) // the attempt above is still in flight: 4 with it
+	if _, r := l.Check("192.0.2.9", "ann", now); r == 0 {
+		t.Error("3 failures here and elsewhere plus one in flight: not refused")
+	}
+	l.Cancel("192.0.2.8", "ann", now)
+	if _, r := l.Check("192.0.2.9", "ann", now); r != 0 {
+		t.Errorf("3 failures, none in flight: refused (retry %v); the failure elsewhere settled the attempt here?", r)
+	}
+	l.Cancel("192.0.2.9", "ann", now)
+	l.CountedElsewhere("198.51.100.1", "ann", true, now)
+	if _, r := l.Check("192.0.2.10", "ann", now); r <= time.Second {
+		t.Errorf("4 failures, the last elsewhere: retry %v, want the block", r)
+	}
+	l.CountedElsewhere("198.51.100.1", "cy", true, now)
+	l.CountedElsewhere("198.51.100.1", "cy", true, now)
+	if _, r := l.Check("198.51.100.1", "", now); r == 0 {
+		t.Error("4 failures of an address elsewhere: not blocked here")
+	}
+	l.CountedElsewhere("198.51.100.1", "ann", false, now)
+	if _, r := l.Check("192.0.2.10", "ann", now); r != 0 {
+		t.Errorf("a success elsewhere did not clear the account: retry %v", r)
+	}
+}
+
+// A rate limiter's bucket is shared with the other nodes: what they
+// allowed is taken here, and a debt from actions allowed at the same
+// moment is paid back before the next one.
+func TestRateLimiterTakenElsewhere(t *testing.T) {
+	l := NewRateLimiter(1, 3, 10) // 3 at once, then one a second
+	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	l.TakenElsewhere("a", now)
+	l.TakenElsewhere("a", now)
+	if ok, _ := l.Allow("a", now); !ok {
+		t.Fatal("the third of a burst of 3 refused")
+	}
+	for range 5 {
+		l.TakenElsewhere("a", now) // two nodes allowed at once: down to -3, no further
+	}
+	ok, retry := l.Allow("a", now)
+	if ok || retry != 4*time.Second {
+		t.Errorf("in debt of 3: allowed %v, retry %v; want refused, 4s", ok, retry)
+	}
+	if ok, _ := l.Allow("a", now.Add(4*time.Second)); !ok {
+		t.Error("the debt is paid after 4 s: refused")
+	}
+	if ok, _ := l.Allow("b", now); !ok {
+		t.Error("another key was charged")
+	}
+}

@@ -35,13 +35,7 @@ func NewRateLimiter(rate float64, burst, maxKeys int) *RateLimiter {
 func (l *RateLimiter) Allow(key string, now time.Time) (bool, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b, ok := l.m[key]
-	if !ok {
-		l.makeRoom(now)
-		b = &bucket{tokens: l.burst, at: now}
-		l.m[key] = b
-	}
-	l.refill(b, now)
+	b := l.bucket(key, now)
 	if b.tokens < 1 {
 		return false, time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
 	}
@@ -49,11 +43,35 @@ func (l *RateLimiter) Allow(key string, now time.Time) (bool, time.Duration) {
 	return true, 0
 }
 
+// TakenElsewhere takes a token from key's bucket for an action another
+// node of a cluster allowed, so that the nodes share one budget. The
+// bucket may go into debt (down to -burst) when nodes allowed actions at
+// the same moment: the debt is paid back before the next is allowed.
+func (l *RateLimiter) TakenElsewhere(key string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.bucket(key, now)
+	b.tokens = max(b.tokens-1, -l.burst)
+}
+
 // Len is how many keys are tracked (for tests).
 func (l *RateLimiter) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.m)
+}
+
+// bucket returns key's bucket, made full if new, refilled to now. l.mu is
+// held.
+func (l *RateLimiter) bucket(key string, now time.Time) *bucket {
+	b, ok := l.m[key]
+	if !ok {
+		l.makeRoom(now)
+		b = &bucket{tokens: l.burst, at: now}
+		l.m[key] = b
+	}
+	l.refill(b, now)
+	return b
 }
 
 func (l *RateLimiter) refill(b *bucket, now time.Time) {

@@ -162,7 +162,8 @@ type Node struct {
 	readyErr    error
 	probeFailed time.Time // since when the probe write fails; zero if it works
 
-	redeem func(ticket string) ([]byte, bool) // ServeTickets; set before Start
+	redeem  func(ticket string) ([]byte, bool) // ServeTickets; set before Start
+	listens map[string]func(data []byte)       // Listen's topics; set before Start
 
 	out   *outbox
 	dir   *directory
@@ -233,12 +234,14 @@ func (n *Node) Start(ctx context.Context, h *hub.Hub) error {
 		n.subject("revoke"):               n.onRevoke,
 		n.subject("relogin"):              n.onRevoke,
 	} {
-		sub, err := n.nc.Subscribe(subj, n.handler(handler))
-		if err != nil {
+		if err := n.subscribe(subj, handler); err != nil {
 			n.Close()
-			return fmt.Errorf("cluster: subscribe %s: %w", subj, err)
+			return err
 		}
-		n.subs = append(n.subs, sub)
+	}
+	if err := n.listen(); err != nil {
+		n.Close()
+		return err
 	}
 	n.run(n.out.run)
 	n.run(n.dir.write)
@@ -252,6 +255,16 @@ func (n *Node) Start(ctx context.Context, h *hub.Hub) error {
 		return err
 	}
 	n.log.Info("cluster: node started", slog.Int("sessions_elsewhere", h.Stats().Remote))
+	return nil
+}
+
+// subscribe has h handle the messages on subj until Close.
+func (n *Node) subscribe(subj string, h nats.MsgHandler) error {
+	sub, err := n.nc.Subscribe(subj, n.handler(h))
+	if err != nil {
+		return fmt.Errorf("cluster: subscribe %s: %w", subj, err)
+	}
+	n.subs = append(n.subs, sub)
 	return nil
 }
 

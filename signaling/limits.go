@@ -1,0 +1,132 @@
+package signaling
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/khadga/khadga/proto"
+	"github.com/khadga/khadga/signaling/auth"
+)
+
+// The limits that count per client address or per account (failed logins,
+// registrations, verification and reset emails, room changes) are one
+// budget across a cluster, not one per node: behind a load balancer a
+// client's requests land on every node, and with a budget per node three
+// nodes would give a password guesser three times the guesses. Each node
+// counts in its own limiters, as a single node does, and tells the others
+// what it counted (cluster.Node.Tell); they count it too. News takes a
+// few milliseconds, so requests at the same moment on different nodes may
+// pass together; what they overspend is taken from what comes next
+// (auth.RateLimiter.TakenElsewhere). A node that starts knows nothing of
+// what was counted before, as a single node after a restart.
+
+// limitsTopic is the cluster topic of the limiters' news.
+const limitsTopic = "limits"
+
+// limitNews is one count a node tells the others.
+type limitNews struct {
+	Limiter string `json:"l"`           // a rate limiter's name, or "login"
+	Key     string `json:"k,omitempty"` // the rate limiter's key
+	Addr    string `json:"a,omitempty"` // login: the client's address
+	User    string `json:"u,omitempty"` // login: the account
+	Failed  bool   `json:"f,omitempty"` // login: a failure (else a success)
+}
+
+// loginLimits is the login limiter, whose failures and successes the
+// cluster hears of.
+type loginLimits struct {
+	*auth.LoginLimiter
+	tell func(limitNews)
+}
+
+func (l loginLimits) Failure(addr, user string, now time.Time) {
+	l.LoginLimiter.Failure(addr, user, now)
+	l.tell(limitNews{Limiter: "login", Addr: addr, User: user, Failed: true})
+}
+
+func (l loginLimits) Success(addr, user string, now time.Time) {
+	l.LoginLimiter.Success(addr, user, now)
+	l.tell(limitNews{Limiter: "login", Addr: addr, User: user})
+}
+
+// rateLimit is a rate limiter whose allowed actions the cluster hears of.
+type rateLimit struct {
+	*auth.RateLimiter
+	name string
+	tell func(limitNews)
+}
+
+func (l rateLimit) Allow(key string, now time.Time) (bool, time.Duration) {
+	ok, retry := l.RateLimiter.Allow(key, now)
+	if ok {
+		l.tell(limitNews{Limiter: l.name, Key: key})
+	}
+	return ok, retry
+}
+
+// newLimits makes the server's limiters, and has the cluster's news of
+// them counted here.
+func (s *Server) newLimits() {
+	s.limiter = loginLimits{auth.NewLoginLimiter(s.cfg.LoginLimits), s.tellLimit}
+	rate := func(name string, perSecond float64, burst int) rateLimit {
+		return rateLimit{auth.NewRateLimiter(perSecond, burst, 100_000), name, s.tellLimit}
+	}
+	s.registers = rate("register", float64(s.cfg.RegistrationsPerHour)/3600, s.cfg.RegistrationsPerHour)
+	s.resends = rate("resend", 1.0/resendEvery, resendBurst)
+	s.resetAsks = rate("reset-ask", 1.0/resetAskEvery, resetAskBurst)
+	s.resetFails = rate("reset-fail", 1.0/resetFailEvery, resetFailBurst)
+	s.roomWrites = rate("room-write", roomWritesPerHour/3600.0, roomWriteBurst)
+	if s.cfg.Cluster != nil {
+		s.cfg.Cluster.Listen(limitsTopic, s.heardLimit)
+	}
+}
+
+// tellLimit tells the other nodes of a count; on one node it does nothing.
+func (s *Server) tellLimit(n limitNews) {
+	if s.cfg.Cluster == nil {
+		return
+	}
+	b, err := json.Marshal(n)
+	if err == nil && s.cfg.Cluster.Tell(limitsTopic, b) {
+		s.metrics.limitNews.WithLabelValues("told").Inc()
+		return
+	}
+	s.metrics.limitNews.WithLabelValues("untold").Inc()
+}
+
+// heardLimit counts here what another node counted. News that names no
+// limiter this node has, or a key no request could make, is dropped.
+func (s *Server) heardLimit(b []byte) {
+	var n limitNews
+	if json.Unmarshal(b, &n) != nil || len(n.Key) > maxNewsKey || len(n.Addr) > maxNewsKey || !validNewsUser(n.User) {
+		s.metrics.limitNews.WithLabelValues("bad").Inc()
+		return
+	}
+	now := s.cfg.Now()
+	if n.Limiter == "login" {
+		s.limiter.CountedElsewhere(n.Addr, n.User, n.Failed, now)
+	} else if l := s.rateLimiter(n.Limiter); l != nil && n.Key != "" {
+		l.TakenElsewhere(n.Key, now)
+	} else {
+		s.metrics.limitNews.WithLabelValues("bad").Inc()
+		return
+	}
+	s.metrics.limitNews.WithLabelValues("heard").Inc()
+}
+
+// maxNewsKey bounds a key or address in the news: an IPv6 /64, a user
+// name or an account key is far shorter.
+const maxNewsKey = 256
+
+// validNewsUser accepts the user names the login limiter keys by: those
+// limiterUser lets through, or none.
+func validNewsUser(u string) bool { return u == "" || proto.ValidUsername(u) == nil }
+
+func (s *Server) rateLimiter(name string) *auth.RateLimiter {
+	for _, l := range []rateLimit{s.registers, s.resends, s.resetAsks, s.resetFails, s.roomWrites} {
+		if l.name == name {
+			return l.RateLimiter
+		}
+	}
+	return nil
+}
