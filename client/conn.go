@@ -36,8 +36,10 @@ var ErrQueueFull = errors.New("signaling send queue full")
 // dialWS opens /ws and reads the welcome.
 func (c *Client) dialWS(ctx context.Context, resume string) (*websocket.Conn, proto.Welcome, error) {
 	q := url.Values{}
+	protocols := []string{proto.Subprotocol}
 	if resume != "" {
-		q.Set("resume", resume)
+		// In Sec-WebSocket-Protocol, not the URL, which proxies log.
+		protocols = append(protocols, "khadga.resume."+resume)
 	}
 	if c.opts.noPresence {
 		q.Set("presence", "0")
@@ -49,7 +51,7 @@ func (c *Client) dialWS(ctx context.Context, resume string) (*websocket.Conn, pr
 	h := http.Header{}
 	h.Set("Authorization", "Bearer "+c.Tokens().Access)
 	d := websocket.Dialer{
-		Subprotocols:     []string{proto.Subprotocol},
+		Subprotocols:     protocols,
 		HandshakeTimeout: c.opts.dialTimeout,
 		Proxy:            http.ProxyFromEnvironment,
 		TLSClientConfig:  tlsConfigOf(c.opts.hc),

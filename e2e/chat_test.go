@@ -5,7 +5,9 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/chromedp/chromedp"
@@ -106,8 +108,15 @@ func TestChatAcrossClusterNodes(t *testing.T) {
 // sockets on b, which has a redeem them.
 func TestChatWhenTicketAndSocketReachDifferentNodes(t *testing.T) {
 	a, b := twoNodes(t)
-	front := splitProxy(t, a.URL, b.URL)
+	front, urls := splitProxy(t, a.URL, b.URL)
 	chatOfTwo(t, openPage(t, front, "alice"), openPage(t, front, "bob"), "through the proxy")
+	// A proxy logs the URLs it forwards: the tickets went in
+	// Sec-WebSocket-Protocol, not there.
+	for _, u := range urls() {
+		if strings.Contains(u, "ticket") || strings.Contains(u, "resume") {
+			t.Errorf("a WebSocket URL carries a credential: %s", u)
+		}
+	}
 	if n := a.HubStats().Connections; n != 0 {
 		t.Errorf("node a holds %d WebSockets, want none: the proxy sends them all to b", n)
 	}
@@ -154,8 +163,8 @@ func chatOfTwo(t *testing.T, alice, bob *page, where string) {
 // splitProxy is an HTTP reverse proxy that sends WebSocket upgrades to
 // sockets and every other request to api (both base URLs), keeping the
 // Host header, as a load balancer in front of both would. It returns its
-// URL.
-func splitProxy(t *testing.T, api, sockets string) string {
+// URL, and a function that lists the URLs of the upgrades so far.
+func splitProxy(t *testing.T, api, sockets string) (string, func() []string) {
 	t.Helper()
 	apiURL, err := url.Parse(api)
 	if err != nil {
@@ -165,8 +174,13 @@ func splitProxy(t *testing.T, api, sockets string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var mu sync.Mutex
+	var upgrades []string
 	proxy := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
 		if strings.EqualFold(r.In.Header.Get("Upgrade"), "websocket") {
+			mu.Lock()
+			upgrades = append(upgrades, r.In.URL.String())
+			mu.Unlock()
 			r.SetURL(wsURL)
 		} else {
 			r.SetURL(apiURL)
@@ -175,5 +189,12 @@ func splitProxy(t *testing.T, api, sockets string) string {
 	}}
 	srv := httptest.NewServer(proxy)
 	t.Cleanup(srv.Close)
-	return srv.URL
+	return srv.URL, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(upgrades) == 0 {
+			t.Error("the proxy saw no WebSocket")
+		}
+		return slices.Clone(upgrades)
+	}
 }

@@ -65,14 +65,14 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, err.Error())
 		return
 	}
-	q := r.URL.Query()
-	if n, limit := s.hub.UserConns(claims.User); n >= limit && !s.hub.TakesOver(claims.User, q.Get("resume")) {
+	resume := wsCredential(r, resumeProtocol, "resume")
+	if n, limit := s.hub.UserConns(claims.User); n >= limit && !s.hub.TakesOver(claims.User, resume) {
 		s.metrics.wsRefused.WithLabelValues("conns").Inc()
 		writeError(w, http.StatusTooManyRequests, "too_many_connections",
 			fmt.Sprintf("user %s already has %d connections open", claims.User, limit))
 		return
 	}
-	opts := hub.ConnOptions{ResumeToken: q.Get("resume"), Presence: q.Get("presence") != "0"}
+	opts := hub.ConnOptions{ResumeToken: resume, Presence: r.URL.Query().Get("presence") != "0"}
 	ws, err := upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return // gorilla has answered the request
@@ -102,9 +102,9 @@ func handshakeError(r *http.Request) string {
 }
 
 // wsClaims authenticates a WebSocket request by its bearer header or by a
-// one-time ticket in the query (browsers cannot set headers).
+// one-time ticket (browsers cannot set headers).
 func (s *Server) wsClaims(r *http.Request) (auth.Claims, error) {
-	if t := r.URL.Query().Get("ticket"); t != "" {
+	if t := wsCredential(r, ticketProtocol, "ticket"); t != "" {
 		c, ok := s.redeemTicket(t)
 		if !ok {
 			return auth.Claims{}, errors.New("invalid, used or expired ticket")
@@ -155,6 +155,28 @@ func (s *Server) redeemForNode(id string) ([]byte, bool) {
 	}
 	b, err := json.Marshal(c)
 	return b, err == nil
+}
+
+// A client puts its ticket and resume token in Sec-WebSocket-Protocol, as
+// entries after the protocol version (khadga.ticket.TICKET,
+// khadga.resume.TOKEN), not in the URL, which proxies write to their
+// access logs; a browser can set no other header on a WebSocket. The
+// server never chooses these entries, so the answer does not repeat them.
+// Clients from before took them in the query, which still works.
+const (
+	ticketProtocol = "khadga.ticket."
+	resumeProtocol = "khadga.resume."
+)
+
+// wsCredential is the credential that the protocol entry with prefix
+// carries, or else the query parameter name.
+func wsCredential(r *http.Request, prefix, name string) string {
+	for _, p := range websocket.Subprotocols(r) {
+		if v, ok := strings.CutPrefix(p, prefix); ok {
+			return v
+		}
+	}
+	return r.URL.Query().Get(name)
 }
 
 func offersSubprotocol(r *http.Request) bool {

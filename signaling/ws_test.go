@@ -337,3 +337,55 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond) // polling observable state, not synchronising
 	}
 }
+
+func TestCredentialsInTheProtocolHeader(t *testing.T) {
+	forSchemes(t, testCredentialsInTheProtocolHeader)
+}
+
+// A browser puts its ticket and resume token in Sec-WebSocket-Protocol,
+// after the protocol version, so that neither is in the URL that proxies
+// log: the ticket signs in once, the resume token resumes, and the server
+// chooses the version, never an entry that carries a credential.
+func testCredentialsInTheProtocolHeader(t *testing.T, opts signalingtest.Options) {
+	opts.Config = signaling.Config{ResumeWindow: 20 * time.Second}
+	s := signalingtest.Start(t, opts)
+	access := s.User(t, "alice").AccessToken
+	ticket := strings.TrimPrefix(ticketQuery(t, s, access), "ticket=")
+	ticket, _ = url.QueryUnescape(ticket)
+	dial := func(protocols ...string) (*websocket.Conn, proto.Welcome) {
+		t.Helper()
+		d := websocket.Dialer{Subprotocols: append([]string{proto.Subprotocol}, protocols...),
+			HandshakeTimeout: signalingtest.Timeout, TLSClientConfig: signalingtest.ClientTLS()}
+		ws, resp, err := d.Dial(s.WSURL, nil)
+		if err != nil {
+			t.Fatalf("dial with %v: %v (%v)", protocols, err, resp)
+		}
+		t.Cleanup(func() { ws.Close() })
+		if ws.Subprotocol() != proto.Subprotocol {
+			t.Fatalf("the server chose %q, want %q", ws.Subprotocol(), proto.Subprotocol)
+		}
+		_ = ws.SetReadDeadline(time.Now().Add(signalingtest.Timeout))
+		var m proto.Message
+		var w proto.Welcome
+		if err := ws.ReadJSON(&m); err != nil || m.Type != proto.TypeWelcome || m.DecodeData(&w) != nil {
+			t.Fatalf("welcome: %v %+v", err, m)
+		}
+		return ws, w
+	}
+	ws, w := dial("khadga.ticket." + ticket)
+	if w.User != "alice" {
+		t.Fatalf("signed in as %q, want alice", w.User)
+	}
+	if code, body := dialStatus(t, s, nil, []string{proto.Subprotocol, "khadga.ticket." + ticket}, ""); code != http.StatusUnauthorized {
+		t.Errorf("the spent ticket again: %d %s, want 401", code, body)
+	}
+
+	ws.NetConn().Close() // the socket drops
+	waitFor(t, "the server to see the socket drop", func() bool { return s.HubStats().Connections == 0 })
+	ticket = strings.TrimPrefix(ticketQuery(t, s, access), "ticket=")
+	ticket, _ = url.QueryUnescape(ticket)
+	_, again := dial("khadga.ticket."+ticket, "khadga.resume."+w.ResumeToken)
+	if !again.Resumed || again.Peer != w.Peer {
+		t.Fatalf("resume through the header: %+v, want the session of peer %s back", again, w.Peer)
+	}
+}

@@ -150,14 +150,22 @@ export class Khadga extends EventTarget {
     throw new Error('khadga: need a session, a token or a ticket function to connect');
   }
 
+  // wsURL is the socket's URL, and protocols what goes in its
+  // Sec-WebSocket-Protocol: the version, then the ticket and the resume
+  // token, kept out of the URL, which proxies write to their logs. A
+  // credential that could not be a protocol entry goes in the query.
   wsURL(ticket, resume) {
     const base = this.server ? new URL(this.server) : new URL(location.href);
     const u = new URL('/ws', base);
     u.protocol = base.protocol === 'https:' ? 'wss:' : 'ws:';
-    u.searchParams.set('ticket', ticket);
-    if (resume) u.searchParams.set('resume', resume);
+    const protocols = [Subprotocol];
+    for (const [name, value] of [['ticket', ticket], ['resume', resume]]) {
+      if (!value) continue;
+      if (/^[A-Za-z0-9._~-]+$/.test(value)) protocols.push(`khadga.${name}.${value}`);
+      else u.searchParams.set(name, value);
+    }
     if (!this.opts.presence) u.searchParams.set('presence', '0');
-    return u.toString();
+    return { url: u.toString(), protocols };
   }
 
   // open dials once and resolves with the welcome, or rejects when the
@@ -165,7 +173,8 @@ export class Khadga extends EventTarget {
   async open(resume) {
     const ticket = await this.ticket();
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(this.wsURL(ticket, resume), Subprotocol);
+      const { url, protocols } = this.wsURL(ticket, resume);
+      const ws = new WebSocket(url, protocols);
       this.ws = ws;
       let welcomed = false;
       ws.onmessage = (e) => {
