@@ -140,6 +140,10 @@ func Dial(ctx context.Context, serverURL string, cred Credentials, opts ...Optio
 	c.wg.Add(2)
 	go c.connLoop(ws)
 	go c.refreshLoop()
+	if o.netWatchEvery > 0 {
+		c.wg.Add(1)
+		go c.watchNetwork()
+	}
 	return c, nil
 }
 

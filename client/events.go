@@ -110,14 +110,23 @@ type Reconnected struct {
 	Peer    string
 }
 
-func (*MemberJoined) event()  {}
-func (*MemberLeft) event()    {}
-func (*PeerConnected) event() {}
-func (*PeerState) event()     {}
-func (*Message) event()       {}
-func (*IncomingFile) event()  {}
-func (*IncomingTrack) event() {}
-func (*Presence) event()      {}
-func (*RoomLost) event()      {}
-func (*Disconnected) event()  {}
-func (*Reconnected) event()   {}
+// NetworkChanged: the host's addresses changed (a move to another
+// network): the client checks its signaling connection and restarts ICE
+// with Peers, the members whose connections had a path, without waiting
+// for ICE to find it gone. A PeerState event with
+// webrtc.PeerConnectionStateConnected follows for each once the restart
+// has found a path.
+type NetworkChanged struct{ Peers []proto.Member }
+
+func (*MemberJoined) event()   {}
+func (*MemberLeft) event()     {}
+func (*PeerConnected) event()  {}
+func (*PeerState) event()      {}
+func (*Message) event()        {}
+func (*IncomingFile) event()   {}
+func (*IncomingTrack) event()  {}
+func (*Presence) event()       {}
+func (*RoomLost) event()       {}
+func (*Disconnected) event()   {}
+func (*Reconnected) event()    {}
+func (*NetworkChanged) event() {}

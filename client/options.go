@@ -26,19 +26,23 @@ type options struct {
 	dialTimeout  time.Duration
 	pingInterval time.Duration
 	videoCodecs  []string // nil: pion's defaults
+	// netWatchEvery is how often the host's addresses are read
+	// (netwatch.go); 0 turns the watch off.
+	netWatchEvery time.Duration
 }
 
 func defaultOptions() *options {
 	return &options{
-		log:          slog.New(slog.DiscardHandler),
-		hc:           &http.Client{Timeout: 30 * time.Second},
-		backoffMin:   250 * time.Millisecond,
-		backoffMax:   15 * time.Second,
-		maxFileSize:  4 << 30,
-		eventBuffer:  1024,
-		joinTimeout:  15 * time.Second,
-		dialTimeout:  15 * time.Second,
-		pingInterval: 20 * time.Second,
+		log:           slog.New(slog.DiscardHandler),
+		hc:            &http.Client{Timeout: 30 * time.Second},
+		backoffMin:    250 * time.Millisecond,
+		backoffMax:    15 * time.Second,
+		maxFileSize:   4 << 30,
+		eventBuffer:   1024,
+		joinTimeout:   15 * time.Second,
+		dialTimeout:   15 * time.Second,
+		pingInterval:  20 * time.Second,
+		netWatchEvery: netWatchEvery,
 	}
 }
 

@@ -177,6 +177,13 @@ func (ch *chat) clientEvent(ev client.Event) {
 		ch.say("* signaling connection lost (%v); reconnecting", ev.Err)
 	case *client.Reconnected:
 		ch.say("* reconnected (session resumed: %v)", ev.Resumed)
+	case *client.NetworkChanged:
+		for _, m := range ev.Peers {
+			if _, was := ch.down[m.Peer]; !was {
+				ch.down[m.Peer] = time.Now()
+				ch.say("* lost the connection to %s (the network changed); reconnecting", name(m))
+			}
+		}
 	}
 }
 

@@ -7,14 +7,19 @@ import (
 
 // resumeWithin is how soon a call must come back after the network
 // changes under it: what the clients are built for (client/peer.go,
-// docs/networks.md). Go peers came back in 6.1-7.1 s: their ICE calls the
-// path disconnected after 3 s without an answer to its keepalives
-// (iceDisconnectedTimeout), the impolite side restarts ICE 1 s later
-// (disconnectedGrace), and the restart, which first checks the signaling
-// socket (up to 2 s), takes 2-3 s. A browser that hears of the move
-// ('online') restarts at once and came back in 2.1-2.2 s. A browser that
-// does not hear of it has its own limit (offerLostWithin).
+// docs/networks.md). A browser that hears of the move ('online') restarts
+// at once and came back in 2.1-2.2 s; one that does not hear of it has its
+// own limit (offerLostWithin).
 const resumeWithin = 10 * time.Second
+
+// goMoveWithin is resumeWithin for two khadga-peers. The one that moved
+// sees its addresses change (client/netwatch.go, read every 250 ms), checks
+// its signaling socket (dropped at once when its address is gone) and
+// restarts ICE at once: chat came back in 1.08-1.16 s. Before it watched
+// them, Go peers came back in 6.1-7.1 s: ICE calls a path disconnected
+// after 3 s without answers to its keepalives, and the impolite side
+// restarted 1 s later.
+const goMoveWithin = 5 * time.Second
 
 // TestNetworkChange is topology 6: in the middle of a call, alice moves
 // from her router to another one (as a laptop goes from Wi-Fi to a phone's
@@ -42,14 +47,14 @@ func TestNetworkChange(t *testing.T) {
 	back := time.Since(moved)
 	alice.say("alice is back")
 	bob.waitLineFor(`\] alice: alice is back$`, resumeWithin)
-	// Both users were told, in words, that the call dropped and is back.
-	for _, p := range []*proc{alice, bob} {
-		p.waitLine(`\* lost the connection to \w+ \(the network changed or broke\); reconnecting`)
-		t.Logf("%s: %s", p.name, p.waitLine(`\* (connection to \w+ is back: .*)`)[1])
-	}
+	// Alice, who moved, was told in words that the call dropped and is
+	// back. Bob is told only if his ICE found the path gone before the
+	// restart replaced it (in the output when so).
+	alice.waitLine(`\* lost the connection to bob \(the network changed\); reconnecting`)
+	t.Logf("alice: %s", alice.waitLine(`\* (connection to bob is back: .*)`)[1])
 	t.Logf("RESULT topology 6 (alice moves to another router mid-call): chat back %v after the move", back.Round(time.Millisecond))
-	if back > resumeWithin {
-		t.Errorf("chat came back %v after the move, want within %v", back, resumeWithin)
+	if back > goMoveWithin {
+		t.Errorf("chat came back %v after the move, want within %v", back, goMoveWithin)
 	}
 	for _, p := range []*proc{alice, bob} {
 		p.say("/quit")

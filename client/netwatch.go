@@ -1,0 +1,148 @@
+package client
+
+import (
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/khadga/khadga/proto"
+)
+
+// A laptop that moves from Wi-Fi to a phone's hotspot loses the address
+// its calls and its signaling socket use. ICE finds each path dead only
+// after iceDisconnectedTimeout without answers, and restarts a second
+// later; a browser hears of the move from the system ('online') and the
+// SDK restarts at once. Go has no such notice on every system, so the
+// client reads the host's addresses every netWatchEvery and acts on a new
+// set once it has held for one more read (an interface goes, another comes
+// and gets its address and routes in steps): it checks its signaling
+// socket and restarts ICE with every peer that was connected.
+
+// netWatchEvery is how often the client reads the host's addresses.
+const netWatchEvery = 250 * time.Millisecond
+
+// addrWatch decides, read by read, when the host's addresses changed.
+type addrWatch struct {
+	acted string // the set last acted on (or found at the start)
+	last  string // the set of the last read
+}
+
+// saw takes the set of one read and reports whether to act on it: it
+// differs from the set acted on, held since the last read, and has an
+// address to reach anyone from (a host between networks has none).
+func (w *addrWatch) saw(set string) bool {
+	if set != w.last {
+		w.last = set
+		return false
+	}
+	if set == w.acted || set == "" {
+		return false
+	}
+	w.acted = set
+	return true
+}
+
+// hostAddrs is the host's addresses that ICE could use, sorted and joined:
+// neither loopback nor link-local.
+func hostAddrs() (string, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return "", err
+	}
+	var out []string
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok || ipn.IP.IsLoopback() || ipn.IP.IsLinkLocalUnicast() {
+			continue
+		}
+		out = append(out, ipn.IP.String())
+	}
+	slices.Sort(out)
+	return strings.Join(out, " "), nil
+}
+
+// watchNetwork reads the host's addresses until the client closes, and
+// calls networkChanged when they change.
+func (c *Client) watchNetwork() {
+	defer c.wg.Done()
+	first, err := hostAddrs()
+	if err != nil {
+		c.log.Info("not watching the network: cannot read the host's addresses", slog.Any("err", err))
+		return
+	}
+	w := addrWatch{acted: first, last: first}
+	tick := time.NewTicker(c.opts.netWatchEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		set, err := hostAddrs()
+		if err == nil && w.saw(set) {
+			c.networkChanged(set)
+		}
+	}
+}
+
+// networkChanged restarts ICE with every peer that was connected, and
+// tells the application which. The signaling socket is dropped at once if
+// its address is gone (it died with it, silently), or else checked now.
+func (c *Client) networkChanged(set string) {
+	c.mu.Lock()
+	peers := make([]*peer, 0, len(c.peers))
+	for _, p := range c.peers {
+		peers = append(peers, p)
+	}
+	ws := c.ws
+	c.mu.Unlock()
+	if ws != nil && !slices.Contains(strings.Fields(set), localIP(ws.NetConn())) {
+		c.log.Info("the signaling connection's address is gone: reconnecting")
+		ws.Close()
+	} else {
+		c.probeSignaling()
+	}
+	var restarted []proto.Member
+	for _, p := range peers {
+		if p.wasConnected() {
+			restarted = append(restarted, p.Member())
+			p.enqueue(p.networkChanged)
+		}
+	}
+	c.log.Info("the network changed: checking the signaling connection, restarting ICE", slog.Int("peers", len(restarted)))
+	c.emitClient(&NetworkChanged{Peers: restarted})
+}
+
+// localIP is the address of conn's end on this host.
+func localIP(conn net.Conn) string {
+	if a, ok := conn.LocalAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return ""
+}
+
+// wasConnected reports whether ICE had found a path to the peer: one that
+// is still looking gathers on the new network anyway.
+func (p *peer) wasConnected() bool {
+	switch p.pc.ICEConnectionState() {
+	case webrtc.ICEConnectionStateConnected, webrtc.ICEConnectionStateCompleted,
+		webrtc.ICEConnectionStateDisconnected, webrtc.ICEConnectionStateFailed:
+		return true
+	}
+	return false
+}
+
+// networkChanged restarts ICE (the polite side asks the other for the
+// restart), not waiting for ICE to find the path gone.
+func (p *peer) networkChanged() {
+	if !p.wasConnected() {
+		return
+	}
+	p.log.Info("restarting ICE: the network changed")
+	p.negotiate(true)
+}
