@@ -17,10 +17,10 @@ import (
 // after iceDisconnectedTimeout without answers, and restarts a second
 // later; a browser hears of the move from the system ('online') and the
 // SDK restarts at once. Go has no such notice on every system, so the
-// client reads the host's addresses every netWatchEvery and acts on a new
-// set once it has held for one more read (an interface goes, another comes
-// and gets its address and routes in steps): it checks its signaling
-// socket and restarts ICE with every peer that was connected.
+// client reads the host's addresses every netWatchEvery and acts when one
+// is gone and the new set has held for one more read (an interface goes,
+// another comes and gets its address and routes in steps): it checks its
+// signaling socket and restarts ICE with every peer that was connected.
 
 // netWatchEvery is how often the client reads the host's addresses.
 const netWatchEvery = 250 * time.Millisecond
@@ -32,8 +32,10 @@ type addrWatch struct {
 }
 
 // saw takes the set of one read and reports whether to act on it: it
-// differs from the set acted on, held since the last read, and has an
-// address to reach anyone from (a host between networks has none).
+// held since the last read, has an address to reach anyone from (a host
+// between networks has none), and lacks one of the set acted on. A set
+// that only adds addresses is taken without acting: the paths in use
+// still work, and IPv6 hosts add a temporary address every day or so.
 func (w *addrWatch) saw(set string) bool {
 	if set != w.last {
 		w.last = set
@@ -42,8 +44,10 @@ func (w *addrWatch) saw(set string) bool {
 	if set == w.acted || set == "" {
 		return false
 	}
+	now := strings.Fields(set)
+	lost := slices.ContainsFunc(strings.Fields(w.acted), func(a string) bool { return !slices.Contains(now, a) })
 	w.acted = set
-	return true
+	return lost
 }
 
 // hostAddrs is the host's addresses that ICE could use, sorted and joined:
