@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
+	"runtime/debug"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -27,35 +30,136 @@ type CheckInfo struct {
 const maxCheckErrors = 10
 
 // Check opens the file at path read-only (it never creates, migrates or
-// modifies it), runs bbolt's page-level consistency check, verifies the
+// modifies it), makes sure it is not truncated, reads every page that a
+// bucket reaches, runs bbolt's page-level consistency check, verifies the
 // schema version, every bucket and every user record, and counts the
 // records. `khadga restore` runs it on a backup before replacing the live
-// store. It fails with ErrInUse if a running server
-// holds the file, and with ErrSchemaTooNew for a newer schema.
+// store. A damaged file is an error wrapping ErrCorrupt, never a crash:
+// bbolt trusts the page numbers it reads, so a damaged one can send it
+// past the end of the mapped file, which Check turns into that error. It
+// fails with ErrInUse if a running server holds the file, and with
+// ErrSchemaTooNew for a newer schema.
 func Check(path string) (CheckInfo, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return CheckInfo{}, fmt.Errorf("store: check: %w", err)
 	}
-	db, err := bolt.Open(path, fileMode, &bolt.Options{ReadOnly: true, Timeout: DefaultTimeout})
-	if errors.Is(err, berrors.ErrTimeout) {
-		return CheckInfo{}, fmt.Errorf("store: check %s: %w", path, ErrInUse)
+	if fi.Size() == 0 {
+		return CheckInfo{}, fmt.Errorf("store: check %s: %w: the file is empty", path, ErrCorrupt)
 	}
+	// First every page a bucket reaches, which bbolt reads without the
+	// freelist; then, opened again with the freelist read where a fault
+	// is caught, bbolt's check and the records.
+	err = view(path, false, func(tx *bolt.Tx) error {
+		if err := complete(tx, fi.Size()); err != nil {
+			return err
+		}
+		return walk(tx)
+	})
 	if err != nil {
-		return CheckInfo{}, fmt.Errorf("store: check %s: %w", path, err)
+		return CheckInfo{}, err
 	}
-	defer db.Close()
 	info := CheckInfo{Size: fi.Size()}
-	err = db.View(func(tx *bolt.Tx) error {
+	err = view(path, true, func(tx *bolt.Tx) error {
 		if err := consistency(tx); err != nil {
 			return err
 		}
 		return inspect(tx, &info)
 	})
 	if err != nil {
-		return CheckInfo{}, fmt.Errorf("store: check %s: %w", path, err)
+		return CheckInfo{}, err
 	}
 	return info, nil
+}
+
+// view opens the file at path read-only and runs fn in a read transaction,
+// in this goroutine, turning a panic or a fault on the memory map into an
+// error wrapping ErrCorrupt. With freelist, the freelist is read when the
+// file is opened, instead of by the first tx.Check, in a goroutine of its
+// own where a fault would kill the process.
+func view(path string, freelist bool, fn func(tx *bolt.Tx) error) (err error) {
+	var file *os.File // as bbolt opened it, to close it if opening panics
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer guard(&err, "store: check "+path, func() {
+		if file != nil {
+			file.Close()
+		}
+	})
+	db, err := bolt.Open(path, fileMode, &bolt.Options{ReadOnly: true, Timeout: DefaultTimeout, PreLoadFreelist: freelist,
+		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
+			f, err := os.OpenFile(name, flag, perm)
+			file = f
+			return f, err
+		}})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return fmt.Errorf("store: check %s: %w", path, ErrInUse)
+	}
+	if err != nil {
+		return fmt.Errorf("store: check %s: %w", path, damaged(err))
+	}
+	defer db.Close()
+	if err := db.View(fn); err != nil {
+		return fmt.Errorf("store: check %s: %w", path, err)
+	}
+	return nil
+}
+
+// guard turns a panic of bbolt's into an error wrapping ErrCorrupt in
+// *err, prefixed with what, after running cleanup. The caller defers it in the goroutine that
+// reads the file, after deferring debug.SetPanicOnFault(debug.SetPanicOnFault(true)),
+// which makes a fault on the memory map such a panic.
+func guard(err *error, what string, cleanup func()) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	cleanup()
+	*err = fmt.Errorf("%s: %w: %v", what, ErrCorrupt, r)
+}
+
+// damaged marks the errors bbolt's Open gives for a file that is not a
+// bbolt file, or a damaged one, as ErrCorrupt.
+func damaged(err error) error {
+	if errors.Is(err, berrors.ErrInvalid) || errors.Is(err, berrors.ErrChecksum) ||
+		errors.Is(err, berrors.ErrVersionMismatch) || errors.Is(err, berrors.ErrInvalidMapping) ||
+		strings.Contains(err.Error(), "file size too small") {
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return err
+}
+
+// complete makes sure the file holds every page its meta page counts: a
+// backup cut short (a full disk, an interrupted copy) is reported as such.
+func complete(tx *bolt.Tx, size int64) error {
+	if size < tx.Size() {
+		return fmt.Errorf("%w: the file is truncated: %d bytes, its pages need %d", ErrCorrupt, size, tx.Size())
+	}
+	return nil
+}
+
+// walk reads every bucket, key and value, touching every page a bucket
+// reaches, in the caller's goroutine, where guard catches a fault: bbolt's
+// tx.Check runs in a goroutine of its own, where a fault kills the
+// process.
+func walk(tx *bolt.Tx) error {
+	var sum byte
+	var bucket func(b *bolt.Bucket) error
+	bucket = func(b *bolt.Bucket) error {
+		return b.ForEach(func(k, v []byte) error {
+			if v == nil {
+				if sub := b.Bucket(k); sub != nil {
+					return bucket(sub)
+				}
+			}
+			for i := 0; i < len(v); i += 512 {
+				sum ^= v[i]
+			}
+			return nil
+		})
+	}
+	err := tx.ForEach(func(_ []byte, b *bolt.Bucket) error { return bucket(b) })
+	runtime.KeepAlive(sum) // the reads of the values must happen
+	return err
 }
 
 // consistency runs bbolt's own check and joins the first few errors.
@@ -67,7 +171,7 @@ func consistency(tx *bolt.Tx) error {
 		}
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("file is corrupt: %w", errors.Join(errs...))
+		return fmt.Errorf("%w: %w", ErrCorrupt, errors.Join(errs...))
 	}
 	return nil
 }

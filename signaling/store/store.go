@@ -31,6 +31,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -71,6 +72,10 @@ var (
 	// ErrSchemaTooNew is returned by Open when the file was written by a newer
 	// khadga with a schema this binary does not know.
 	ErrSchemaTooNew = errors.New("store schema is newer than this binary supports")
+	// ErrCorrupt is returned by Check and Open for a file that is damaged
+	// (truncated, or with pages bbolt cannot read) or is not a bbolt file
+	// at all. Restore a backup (`khadga restore`).
+	ErrCorrupt = errors.New("store file is damaged")
 	// ErrInvalid is returned when an argument fails validation, for example an
 	// empty user name.
 	ErrInvalid = errors.New("store: invalid argument")
@@ -125,21 +130,52 @@ type Store struct {
 // ErrInUse if the file is locked by another process after opts.Timeout, and
 // one wrapping ErrSchemaTooNew if the file comes from a newer khadga. Older
 // schemas are migrated in one transaction.
+//
+// Open reads every page of the file's buckets first (a few tens of
+// milliseconds for a large store), so that a damaged file is an error
+// wrapping ErrCorrupt here, which names the cure, instead of a crash when
+// a request reads the damaged page later.
 func Open(path string, opts Options) (*Store, error) {
 	opts.setDefaults()
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("store: create directory: %w", err)
 	}
-	db, err := bolt.Open(path, fileMode, &bolt.Options{Timeout: opts.Timeout, NoSync: opts.NoSync})
+	s, err := open(path, opts)
+	if errors.Is(err, ErrCorrupt) {
+		err = fmt.Errorf("%w (restore a backup: khadga restore FILE)", err)
+	}
+	return s, err
+}
+
+// open is Open without the advice, in the goroutine that reads the file
+// first, where a fault on a damaged page is caught (guard).
+func open(path string, opts Options) (s *Store, err error) {
+	var file *os.File // as bbolt opened it, to close it if opening panics
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer guard(&err, "store: open "+path, func() {
+		if s != nil {
+			s.db.Close()
+		} else if file != nil {
+			file.Close()
+		}
+		s = nil
+	})
+	db, err := bolt.Open(path, fileMode, &bolt.Options{Timeout: opts.Timeout, NoSync: opts.NoSync,
+		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
+			f, err := os.OpenFile(name, flag, perm)
+			file = f
+			return f, err
+		}})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("store: open %s: %w (waited %s for the file lock; stop the server or use its admin interface)", path, ErrInUse, opts.Timeout)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
+		return nil, fmt.Errorf("store: open %s: %w", path, damaged(err))
 	}
-	s := &Store{db: db, path: path, opts: opts, log: opts.Logger}
+	s = &Store{db: db, path: path, opts: opts, log: opts.Logger}
 	if err := s.init(); err != nil {
 		_ = db.Close()
+		s = nil
 		return nil, err
 	}
 	return s, nil
@@ -148,6 +184,9 @@ func Open(path string, opts Options) (*Store, error) {
 func (s *Store) init() error {
 	if err := tightenMode(s.path, s.log); err != nil {
 		return err
+	}
+	if err := s.db.View(walk); err != nil {
+		return fmt.Errorf("store: open %s: %w", s.path, err)
 	}
 	return s.migrate()
 }
