@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -147,9 +148,33 @@ func Open(path string, opts Options) (*Store, error) {
 	return s, err
 }
 
-// open is Open without the advice, in the goroutine that reads the file
-// first, where a fault on a damaged page is caught (guard).
-func open(path string, opts Options) (s *Store, err error) {
+// open is Open without the advice. It opens the file again if it was
+// replaced while Open waited for its lock: a restore renames the backup
+// over the store while it holds the old file's lock, and a server that
+// opened the old file meanwhile would get that lock when the restore
+// ends, and serve (and write) a file that no longer has a name.
+func open(path string, opts Options) (*Store, error) {
+	deadline := time.Now().Add(opts.Timeout)
+	for {
+		s, replaced, err := openOnce(path, opts)
+		if !replaced {
+			return s, err
+		}
+		s.Close()
+		s.log.Info("store file replaced while waiting for its lock, opening it again", slog.String("path", path))
+		if opts.Timeout = time.Until(deadline); opts.Timeout <= 0 {
+			return nil, fmt.Errorf("store: open %s: %w (the file was replaced while waiting for its lock)", path, ErrInUse)
+		}
+	}
+}
+
+// openFile opens the store's file for bbolt; tests see when.
+var openFile = os.OpenFile
+
+// openOnce opens the file, in the goroutine that reads it first, where a
+// fault on a damaged page is caught (guard). replaced reports that the
+// file locked is no longer the one at path; s is then open.
+func openOnce(path string, opts Options) (s *Store, replaced bool, err error) {
 	var file *os.File // as bbolt opened it, to close it if opening panics
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer guard(&err, "store: open "+path, func() {
@@ -158,27 +183,50 @@ func open(path string, opts Options) (s *Store, err error) {
 		} else if file != nil {
 			file.Close()
 		}
-		s = nil
+		s, replaced = nil, false
 	})
 	db, err := bolt.Open(path, fileMode, &bolt.Options{Timeout: opts.Timeout, NoSync: opts.NoSync,
 		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
-			f, err := os.OpenFile(name, flag, perm)
+			f, err := openFile(name, flag, perm)
 			file = f
 			return f, err
 		}})
 	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("store: open %s: %w (waited %s for the file lock; stop the server or use its admin interface)", path, ErrInUse, opts.Timeout)
+		return nil, false, fmt.Errorf("store: open %s: %w (waited %s for the file lock; stop the server or use its admin interface)", path, ErrInUse, opts.Timeout)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, damaged(err))
+		return nil, false, fmt.Errorf("store: open %s: %w", path, damaged(err))
 	}
 	s = &Store{db: db, path: path, opts: opts, log: opts.Logger}
+	if same, err := sameFile(file, path); err != nil || !same {
+		if err != nil {
+			_ = db.Close()
+			s = nil
+		}
+		return s, err == nil, err
+	}
 	if err := s.init(); err != nil {
 		_ = db.Close()
 		s = nil
-		return nil, err
+		return nil, false, err
 	}
-	return s, nil
+	return s, false, nil
+}
+
+// sameFile reports whether f is the file at path.
+func sameFile(f *os.File, path string) (bool, error) {
+	held, err := f.Stat()
+	if err != nil {
+		return false, fmt.Errorf("store: stat %s: %w", path, err)
+	}
+	now, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: stat %s: %w", path, err)
+	}
+	return os.SameFile(held, now), nil
 }
 
 func (s *Store) init() error {

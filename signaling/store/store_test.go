@@ -187,3 +187,80 @@ func TestCheck(t *testing.T) {
 		t.Errorf("Check of a foreign bbolt file err = %v, want ErrInvalid", err)
 	}
 }
+
+// TestOpenFollowsReplacedFile: a store file replaced while Open waits for
+// its lock (a restore renames the backup over the store while it holds the
+// old file's lock; a server started meanwhile waits for that lock) is
+// opened again at its path. Open used to get the lock of the old file
+// when the restore ended and serve it: the restored store was ignored, and
+// every change made went to a file that no longer had a name, lost at the
+// next restart.
+func TestOpenFollowsReplacedFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "khadga.db")
+	holder, err := Open(path, Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	if err := holder.CreateUser(User{Name: "old"}); err != nil {
+		t.Fatal(err)
+	}
+	backup := openTemp(t, Options{})
+	if err := backup.CreateUser(User{Name: "restored"}); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := backup.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	replacement := filepath.Join(dir, "replacement.db")
+	if err := os.WriteFile(replacement, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	opened := make(chan struct{}, 1)
+	openFile = func(name string, flag int, perm os.FileMode) (*os.File, error) {
+		f, err := os.OpenFile(name, flag, perm)
+		select {
+		case opened <- struct{}{}:
+		default:
+		}
+		return f, err
+	}
+	t.Cleanup(func() { openFile = os.OpenFile })
+	type result struct {
+		s   *Store
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		s, err := Open(path, Options{Timeout: time.Minute, Logger: testLogger(t)})
+		done <- result{s, err}
+	}()
+	select {
+	case <-opened: // it has the old file and waits for its lock
+	case <-time.After(30 * time.Second):
+		t.Fatal("Open did not open the file")
+	}
+	if err := os.Rename(replacement, path); err != nil {
+		t.Fatal(err)
+	}
+	holder.Close()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("Open did not return after the lock was released")
+	}
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	defer r.s.Close()
+	if _, err := r.s.GetUser("restored"); err != nil {
+		t.Errorf("the store opened is not the file at its path now (restored user: %v)", err)
+	}
+	if _, err := r.s.GetUser("old"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the store opened has the replaced file's user (%v)", err)
+	}
+}
