@@ -418,33 +418,7 @@ func runBackup(ctx context.Context, args []string) error {
 	if rest[0] == "-" {
 		return write(os.Stdout) // for `kubectl exec ... khadga backup - > backup.db`
 	}
-	return writeFileAtomic(rest[0], write)
-}
-
-// writeFileAtomic writes through a temporary file renamed into place, so a
-// failure never leaves a truncated file at path.
-func writeFileAtomic(path string, write func(io.Writer) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".khadga-backup-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if err := write(f); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return store.WriteFile(rest[0], write)
 }
 
 var restoreCommand = command("khadga restore", "khadga restore FILE|-",
@@ -493,25 +467,14 @@ func runRestore(ctx context.Context, args []string) error {
 		return errors.New("restore: a server answers on the admin socket " + a.socket() +
 			": stop it first, or, for a cluster node, restore into the cluster with --nats")
 	}
-	live := a.storePath()
-	// Holding the live store proves the server is stopped while we swap it.
-	st, err := store.Open(live, store.Options{Timeout: 2 * time.Second})
+	kept, err := store.Replace(a.storePath(), backup, 2*time.Second)
 	if err != nil {
-		return fmt.Errorf("restore: %w", err)
-	}
-	defer st.Close()
-	src, err := os.Open(backup)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	if err := os.MkdirAll(a.Data, 0o700); err != nil {
-		return err
-	}
-	if err := writeFileAtomic(live, func(w io.Writer) error { _, err := io.Copy(w, src); return err }); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
 	fmt.Fprintf(os.Stderr, "restored %s (schema %d, %d users)\n", name, info.Version, info.Users)
+	if kept != "" {
+		fmt.Fprintf(os.Stderr, "the store it replaced is kept as %s (mode 0600, with its password hashes and keys): delete it once the restore is good\n", kept)
+	}
 	return nil
 }
 

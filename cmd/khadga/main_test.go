@@ -280,6 +280,44 @@ func TestRestoreFromStdin(t *testing.T) {
 	}
 }
 
+// TestRestoreOverDamagedStore: khadga restore replaces a damaged store
+// (the usual reason to restore) and keeps it beside the restored one. It
+// used to open the live store to take its lock and fail there ("invalid
+// database"), so the backup could not be restored until the operator
+// deleted the store by hand; and the store it replaced was gone for good.
+func TestRestoreOverDamagedStore(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := run(t, dir, "a long admin password\n", "user", "add", "root", "--role", "admin"); err != nil {
+		t.Fatalf("user add: %v\n%s", err, out)
+	}
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	if out, err := run(t, dir, "", "backup", backup); err != nil {
+		t.Fatalf("backup: %v\n%s", err, out)
+	}
+	live := filepath.Join(dir, "khadga-data", "khadga.db")
+	damage := bytes.Repeat([]byte("damaged "), 4096)
+	if err := os.WriteFile(live, damage, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(t, dir, "", "user", "list"); err == nil || !strings.Contains(out, "khadga restore") {
+		t.Fatalf("user list on a damaged store: %v\n%s; want the advice to restore", err, out)
+	}
+	out, err := run(t, dir, "", "restore", backup)
+	if err != nil || !strings.Contains(out, "kept as") {
+		t.Fatalf("restore over a damaged store: %v\n%s", err, out)
+	}
+	if out, _ := run(t, dir, "", "user", "list"); !strings.Contains(out, "root") {
+		t.Fatalf("root missing after restore:\n%s", out)
+	}
+	kept, _ := filepath.Glob(live + ".replaced-*")
+	if len(kept) != 1 {
+		t.Fatalf("replaced stores kept: %v, want one", kept)
+	}
+	if b, _ := os.ReadFile(kept[0]); !bytes.Equal(b, damage) {
+		t.Errorf("%s does not hold the replaced store", kept[0])
+	}
+}
+
 // TestRestoreUnreadableBackup: a backup the command may not read is
 // reported as unreadable, not as a bad backup. (khadga backup writes 0600,
 // so a file copied into a container as root is unreadable for the

@@ -107,7 +107,7 @@ func copyFile(dst, src string) error {
 		return err
 	}
 	defer in.Close()
-	return writeFileAtomic(dst, func(w io.Writer) error { _, err := io.Copy(w, in); return err })
+	return store.WriteFile(dst, func(w io.Writer) error { _, err := io.Copy(w, in); return err })
 }
 
 func printCopied(w io.Writer, what string, st store.CopyStats) {
