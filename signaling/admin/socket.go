@@ -188,22 +188,28 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		var e struct{ Error string }
-		json.NewDecoder(io.LimitReader(resp.Body, maxRequest)).Decode(&e)
-		switch resp.StatusCode {
-		case http.StatusBadRequest:
-			return fmt.Errorf("%w (%s)", ErrBadRequest, e.Error)
-		case http.StatusNotFound:
-			return fmt.Errorf("%w (%s)", store.ErrNotFound, e.Error)
-		case http.StatusConflict:
-			return fmt.Errorf("%w (%s)", store.ErrUserExists, e.Error)
-		}
-		return fmt.Errorf("admin socket: %s: %s", resp.Status, e.Error)
+		return failure(resp)
 	}
 	if out == nil {
 		return nil
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// failure is the error of an answer that is not 200 OK, with the
+// server's reason.
+func failure(resp *http.Response) error {
+	var e struct{ Error string }
+	json.NewDecoder(io.LimitReader(resp.Body, maxRequest)).Decode(&e)
+	switch resp.StatusCode {
+	case http.StatusBadRequest:
+		return fmt.Errorf("%w (%s)", ErrBadRequest, e.Error)
+	case http.StatusNotFound:
+		return fmt.Errorf("%w (%s)", store.ErrNotFound, e.Error)
+	case http.StatusConflict:
+		return fmt.Errorf("%w (%s)", store.ErrUserExists, e.Error)
+	}
+	return fmt.Errorf("admin socket: %s: %s", resp.Status, e.Error)
 }
 
 func (c *Client) ListUsers(ctx context.Context) ([]UserInfo, error) {
@@ -279,7 +285,7 @@ func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("admin socket: backup: %s", resp.Status)
+		return 0, fmt.Errorf("backup: %w", failure(resp))
 	}
 	n, err := io.Copy(w, resp.Body)
 	if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
