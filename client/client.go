@@ -86,20 +86,23 @@ type Client struct {
 	events chan Event
 	reqID  atomic.Uint64
 
-	mu       sync.Mutex
-	tokens   Tokens
-	self     proto.Member
-	resume   string
-	rtcCfg   webrtc.Configuration
-	rooms    map[string]*Room
-	peers    map[string]*peer
-	pending  map[string]chan error
-	online   map[string]proto.Member
-	ws       *websocket.Conn
-	after    time.Duration // server's reconnect hint
-	closed   bool
-	dropped  atomic.Int64
-	closeErr error
+	mu     sync.Mutex
+	tokens Tokens
+	self   proto.Member
+	resume string
+	// resumeInProtocol: the welcome that gave resume said the server
+	// reads it from Sec-WebSocket-Protocol (else it goes in the query).
+	resumeInProtocol bool
+	rtcCfg           webrtc.Configuration
+	rooms            map[string]*Room
+	peers            map[string]*peer
+	pending          map[string]chan error
+	online           map[string]proto.Member
+	ws               *websocket.Conn
+	after            time.Duration // server's reconnect hint
+	closed           bool
+	dropped          atomic.Int64
+	closeErr         error
 }
 
 // Dial signs in (with a password, or with the given tokens), opens the
@@ -127,7 +130,7 @@ func Dial(ctx context.Context, serverURL string, cred Credentials, opts ...Optio
 		return nil, err
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	ws, w, err := c.dialWS(ctx, "")
+	ws, w, err := c.dialWS(ctx, "", false)
 	if err != nil {
 		c.cancel()
 		return nil, err
@@ -283,7 +286,7 @@ func (c *Client) welcome(w proto.Welcome) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.self = proto.Member{Peer: w.Peer, User: w.User, Role: w.Role}
-	c.resume = w.ResumeToken
+	c.resume, c.resumeInProtocol = w.ResumeToken, w.ProtocolCredentials
 	c.rtcCfg = webrtc.Configuration{ICEServers: iceServers(w.ICEServers)}
 	if c.opts.relayOnly {
 		c.rtcCfg.ICETransportPolicy = webrtc.ICETransportPolicyRelay
@@ -322,7 +325,7 @@ func (c *Client) connLoop(ws *websocket.Conn) {
 func (c *Client) reconnect() *websocket.Conn {
 	for n := 0; ; n++ {
 		c.mu.Lock()
-		wait, resume := c.backoff(n), c.resume
+		wait, resume, inProtocol := c.backoff(n), c.resume, c.resumeInProtocol
 		if c.after > 0 {
 			wait, c.after = c.after, 0
 		}
@@ -336,7 +339,7 @@ func (c *Client) reconnect() *websocket.Conn {
 		}
 		c.ensureFreshToken()
 		ctx, cancel := context.WithTimeout(c.ctx, c.opts.dialTimeout)
-		ws, w, err := c.dialWS(ctx, resume)
+		ws, w, err := c.dialWS(ctx, resume, inProtocol)
 		cancel()
 		if err != nil {
 			c.log.Info("reconnect failed", slog.Int("attempt", n+1), slog.Any("err", err))

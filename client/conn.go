@@ -33,13 +33,17 @@ const (
 // reading fast enough, or the connection has been down for long).
 var ErrQueueFull = errors.New("signaling send queue full")
 
-// dialWS opens /ws and reads the welcome.
-func (c *Client) dialWS(ctx context.Context, resume string) (*websocket.Conn, proto.Welcome, error) {
+// dialWS opens /ws and reads the welcome. A resume token goes in
+// Sec-WebSocket-Protocol, not in the URL, which proxies log, when the
+// welcome that gave it said the server reads it there (inProtocol).
+func (c *Client) dialWS(ctx context.Context, resume string, inProtocol bool) (*websocket.Conn, proto.Welcome, error) {
 	q := url.Values{}
 	protocols := []string{proto.Subprotocol}
-	if resume != "" {
-		// In Sec-WebSocket-Protocol, not the URL, which proxies log.
+	switch {
+	case resume != "" && inProtocol:
 		protocols = append(protocols, "khadga.resume."+resume)
+	case resume != "":
+		q.Set("resume", resume)
 	}
 	if c.opts.noPresence {
 		q.Set("presence", "0")

@@ -17,13 +17,16 @@ import (
 // after iceDisconnectedTimeout without answers, and restarts a second
 // later; a browser hears of the move from the system ('online') and the
 // SDK restarts at once. Go has no such notice on every system, so the
-// client reads the host's addresses every netWatchEvery and acts when one
+// client reads the host's addresses every netWatchEvery (500 ms) and acts when one
 // is gone and the new set has held for one more read (an interface goes,
 // another comes and gets its address and routes in steps): it checks its
 // signaling socket and restarts ICE with every peer that was connected.
 
-// netWatchEvery is how often the client reads the host's addresses.
-const netWatchEvery = 250 * time.Millisecond
+// netWatchEvery is how often the client reads the host's addresses
+// (WithNetworkWatch). A read lists every interface's addresses (on Linux
+// two netlink dumps), cheap on a laptop, more on a host with hundreds of
+// container interfaces: pass a longer period there, or 0.
+const netWatchEvery = 500 * time.Millisecond
 
 // addrWatch decides, read by read, when the host's addresses changed.
 type addrWatch struct {
@@ -105,7 +108,7 @@ func (c *Client) networkChanged(set string) {
 	}
 	ws := c.ws
 	c.mu.Unlock()
-	if ws != nil && !slices.Contains(strings.Fields(set), localIP(ws.NetConn())) {
+	if ws != nil && gone(set, localIP(ws.NetConn())) {
 		c.log.Info("the signaling connection's address is gone: reconnecting")
 		ws.Close()
 	} else {
@@ -123,11 +126,20 @@ func (c *Client) networkChanged(set string) {
 }
 
 // localIP is the address of conn's end on this host.
-func localIP(conn net.Conn) string {
+func localIP(conn net.Conn) net.IP {
 	if a, ok := conn.LocalAddr().(*net.TCPAddr); ok {
-		return a.IP.String()
+		return a.IP
 	}
-	return ""
+	return nil
+}
+
+// gone reports whether ip, an address the watch would list (neither
+// loopback nor link-local), is not in set.
+func gone(set string, ip net.IP) bool {
+	if ip == nil || ip.IsLoopback() || ip.IsLinkLocalUnicast() {
+		return false
+	}
+	return !slices.Contains(strings.Fields(set), ip.String())
 }
 
 // wasConnected reports whether ICE had found a path to the peer: one that
@@ -142,11 +154,29 @@ func (p *peer) wasConnected() bool {
 }
 
 // networkChanged restarts ICE (the polite side asks the other for the
-// restart), not waiting for ICE to find the path gone.
+// restart), not waiting for ICE to find the path gone. Restarts keep
+// restartMinInterval apart: an interface that flaps gets one restart when
+// it has settled, not one per change.
 func (p *peer) networkChanged() {
-	if !p.wasConnected() {
+	p.netChanged = time.Now()
+	p.restartForNetwork()
+}
+
+func (p *peer) restartForNetwork() {
+	if p.netRestartDue || !p.wasConnected() || p.lastRestart.After(p.netChanged) {
+		return // one is due, or there is nothing to restart, or it restarted since
+	}
+	if wait := restartMinInterval - time.Since(p.lastRestart); wait > 0 {
+		p.netRestartDue = true
+		time.AfterFunc(wait, func() {
+			p.enqueue(func() {
+				p.netRestartDue = false
+				p.restartForNetwork()
+			})
+		})
 		return
 	}
 	p.log.Info("restarting ICE: the network changed")
+	p.lastRestart = time.Now() // the polite side's request too
 	p.negotiate(true)
 }

@@ -46,6 +46,15 @@ func defaultOptions() *options {
 	}
 }
 
+// WithNetworkWatch sets how often the client reads the host's addresses
+// to notice a move to another network (default 500 ms; see netwatch.go),
+// or turns the watch off with 0. When one of them is gone, the client
+// restarts ICE with its peers at once instead of waiting seconds for ICE
+// to find their paths dead.
+func WithNetworkWatch(every time.Duration) Option {
+	return func(o *options) { o.netWatchEvery = max(every, 0) }
+}
+
 // WithLogger sets the logger for the client and, bridged, for pion.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 

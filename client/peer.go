@@ -108,7 +108,12 @@ type peer struct {
 	restartPending bool
 	offerAgain     bool
 	lastRestart    time.Time
-	gotRemote      bool // a remote description was applied
+	// netChanged is when the host's addresses last changed, and
+	// netRestartDue says a restart for it waits for restartMinInterval
+	// (netwatch.go).
+	netChanged    time.Time
+	netRestartDue bool
+	gotRemote     bool // a remote description was applied
 	// Polite side: remoteRenegotiates is set once the remote answered a
 	// request with an offer; directOffers once it failed to.
 	remoteRenegotiates bool

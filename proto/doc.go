@@ -9,8 +9,13 @@
 // (Subprotocol) in Sec-WebSocket-Protocol; the server selects it, or refuses
 // the upgrade with HTTP 400 and a body naming the versions it speaks. Auth is
 // an "Authorization: Bearer <access token>" header, or for browsers (which
-// cannot set headers) a one-time "?ticket=" from POST /api/ws-ticket. A
-// "?resume=<resume_token>" parameter resumes a dropped session.
+// can set no other header) a one-time ticket from POST /api/ws-ticket, sent
+// as the entry "khadga.ticket.<ticket>" after the version in
+// Sec-WebSocket-Protocol. The resume token of the last welcome resumes a
+// dropped session, as the entry "khadga.resume.<token>" when that welcome
+// says protocol_credentials (Welcome.ProtocolCredentials). Credentials stay
+// out of the URL, which proxies log; the query parameters "ticket" and
+// "resume" still work, for clients and servers from before.
 //
 // Every message is one JSON object in one text frame, at most MaxMessageSize
 // bytes unless the server says otherwise. The envelope:

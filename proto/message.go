@@ -102,6 +102,11 @@ type Welcome struct {
 	ICEServers []ICEServer `json:"ice_servers"`
 	// ICEServersExpire is when the TURN credentials expire (Unix seconds), 0 if none.
 	ICEServersExpire int64 `json:"ice_servers_expire,omitempty"`
+	// ProtocolCredentials says the server reads a resume token (and a
+	// ticket) from Sec-WebSocket-Protocol: a client resumes that way, not
+	// in the URL, only after a welcome that says so, so that it still
+	// resumes on a server from before (a rolling update).
+	ProtocolCredentials bool `json:"protocol_credentials,omitempty"`
 }
 
 // Member is a peer in a room, as listed in joined, peer-joined and presence.

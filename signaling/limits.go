@@ -16,8 +16,9 @@ import (
 // counts in its own limiters, as a single node does, and tells the others
 // what it counted (cluster.Node.Tell); they count it too. News takes a
 // few milliseconds, so requests at the same moment on different nodes may
-// pass together; what they overspend is taken from what comes next
-// (auth.RateLimiter.TakenElsewhere). A node that starts knows nothing of
+// pass together; what they overspend, up to one burst, is taken from what
+// comes next (auth.RateLimiter.TakenElsewhere). Attempts in flight stay
+// each node's (auth.LoginLimiter.Check). A node that starts knows nothing of
 // what was counted before, as a single node after a restart.
 
 // limitsTopic is the cluster topic of the limiters' news.

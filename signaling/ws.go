@@ -169,11 +169,14 @@ const (
 )
 
 // wsCredential is the credential that the protocol entry with prefix
-// carries, or else the query parameter name.
+// carries, or else the query parameter name. The header may come as
+// several lines (RFC 6455 section 11.3.4), each a list.
 func wsCredential(r *http.Request, prefix, name string) string {
-	for _, p := range websocket.Subprotocols(r) {
-		if v, ok := strings.CutPrefix(p, prefix); ok {
-			return v
+	for _, line := range r.Header.Values("Sec-Websocket-Protocol") {
+		for p := range strings.SplitSeq(line, ",") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(p), prefix); ok {
+				return v
+			}
 		}
 	}
 	return r.URL.Query().Get(name)

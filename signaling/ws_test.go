@@ -380,8 +380,17 @@ func testCredentialsInTheProtocolHeader(t *testing.T, opts signalingtest.Options
 		t.Errorf("the spent ticket again: %d %s, want 401", code, body)
 	}
 
+	// An entry on a second line of the header counts (RFC 6455 allows
+	// the field more than once), and one wins over the query parameter.
+	ticket = strings.TrimPrefix(ticketQuery(t, s, access), "ticket=")
+	ticket, _ = url.QueryUnescape(ticket)
+	h := http.Header{"Sec-Websocket-Protocol": {proto.Subprotocol, "khadga.ticket." + ticket}}
+	if code, body := dialStatus(t, s, h, nil, "ticket=not-a-ticket"); code != http.StatusSwitchingProtocols {
+		t.Errorf("a ticket on the header's second line, a wrong one in the query: %d %s, want 101", code, body)
+	}
+
 	ws.NetConn().Close() // the socket drops
-	waitFor(t, "the server to see the socket drop", func() bool { return s.HubStats().Connections == 0 })
+	waitFor(t, "the server to see the sockets drop", func() bool { return s.HubStats().Connections == 0 })
 	ticket = strings.TrimPrefix(ticketQuery(t, s, access), "ticket=")
 	ticket, _ = url.QueryUnescape(ticket)
 	_, again := dial("khadga.ticket."+ticket, "khadga.resume."+w.ResumeToken)

@@ -13,12 +13,12 @@ import (
 const resumeWithin = 10 * time.Second
 
 // goMoveWithin is resumeWithin for two khadga-peers. The one that moved
-// sees its addresses change (client/netwatch.go, read every 250 ms), checks
-// its signaling socket (dropped at once when its address is gone) and
-// restarts ICE at once: chat came back in 1.08-1.16 s. Before it watched
-// them, Go peers came back in 6.1-7.1 s: ICE calls a path disconnected
-// after 3 s without answers to its keepalives, and the impolite side
-// restarted 1 s later.
+// sees its addresses change (client/netwatch.go, read every 500 ms), drops
+// its signaling socket when its address is gone, and restarts ICE at
+// once: chat came back in 1.08-1.16 s (six runs). Before it watched them,
+// Go peers came back in 6.1-7.1 s: ICE calls a path disconnected after
+// 3 s without answers to its keepalives, and the impolite side restarted
+// 1 s later.
 const goMoveWithin = 5 * time.Second
 
 // TestNetworkChange is topology 6: in the middle of a call, alice moves

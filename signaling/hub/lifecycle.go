@@ -53,12 +53,15 @@ func (h *Hub) iceServers(user string) ([]proto.ICEServer, int64) {
 func (h *Hub) welcome(s *session, token string, resumed bool, rooms []string, ice []proto.ICEServer, expires int64) []byte {
 	w := proto.Welcome{
 		Peer: s.member.Peer, User: s.member.User, Role: s.member.Role,
-		ResumeToken:      token,
-		ResumeWindow:     int((h.cfg.ResumeWindow + time.Second - 1) / time.Second),
-		Resumed:          resumed,
-		Rooms:            rooms,
-		ICEServers:       ice,
-		ICEServersExpire: expires,
+		ResumeToken: token,
+		// Package signaling reads the next resume token from
+		// Sec-WebSocket-Protocol (wsCredential).
+		ProtocolCredentials: true,
+		ResumeWindow:        int((h.cfg.ResumeWindow + time.Second - 1) / time.Second),
+		Resumed:             resumed,
+		Rooms:               rooms,
+		ICEServers:          ice,
+		ICEServersExpire:    expires,
 	}
 	b, _ := proto.New(proto.TypeWelcome, w).Encode()
 	return b

@@ -78,6 +78,7 @@ export class Khadga extends EventTarget {
     this.server = opts.server || '';
     this.self = null; // {peer, user, role}
     this.resumeToken = '';
+    this.resumeInProtocol = false;
     this.resumeWindow = 0;
     this.iceServers = [];
     this.rooms = new Set();
@@ -152,16 +153,18 @@ export class Khadga extends EventTarget {
 
   // wsURL is the socket's URL, and protocols what goes in its
   // Sec-WebSocket-Protocol: the version, then the ticket and the resume
-  // token, kept out of the URL, which proxies write to their logs. A
-  // credential that could not be a protocol entry goes in the query.
+  // token, kept out of the URL, which proxies write to their logs. The
+  // resume token goes there only if the welcome that gave it said the
+  // server reads it there (a server from before takes it in the query),
+  // and a credential that could not be a protocol entry goes in the query.
   wsURL(ticket, resume) {
     const base = this.server ? new URL(this.server) : new URL(location.href);
     const u = new URL('/ws', base);
     u.protocol = base.protocol === 'https:' ? 'wss:' : 'ws:';
     const protocols = [Subprotocol];
-    for (const [name, value] of [['ticket', ticket], ['resume', resume]]) {
+    for (const [name, value, header] of [['ticket', ticket, true], ['resume', resume, this.resumeInProtocol]]) {
       if (!value) continue;
-      if (/^[A-Za-z0-9._~-]+$/.test(value)) protocols.push(`khadga.${name}.${value}`);
+      if (header && /^[A-Za-z0-9._~-]+$/.test(value)) protocols.push(`khadga.${name}.${value}`);
       else u.searchParams.set(name, value);
     }
     if (!this.opts.presence) u.searchParams.set('presence', '0');
@@ -207,6 +210,7 @@ export class Khadga extends EventTarget {
     const oldPeer = this.self && this.self.peer;
     this.self = { peer: w.peer, user: w.user, role: w.role };
     this.resumeToken = w.resume_token || '';
+    this.resumeInProtocol = !!w.protocol_credentials;
     this.resumeWindow = w.resume_window || 0;
     this.iceServers = Array.isArray(w.ice_servers) ? w.ice_servers : [];
     this.iceServersExpire = w.ice_servers_expire || 0;
