@@ -17,8 +17,10 @@ import (
 // what it counted (cluster.Node.Tell); they count it too. News takes a
 // few milliseconds, so requests at the same moment on different nodes may
 // pass together; what they overspend, up to one burst, is taken from what
-// comes next (auth.RateLimiter.TakenElsewhere). Attempts in flight stay
-// each node's (auth.LoginLimiter.Check). A node that starts knows nothing of
+// comes next (auth.RateLimiter.TakenElsewhere). Login attempts in flight
+// are told too, when they start and when they end, so that guesses fired
+// in parallel at several nodes are counted as one node counts them
+// (auth.LoginLimiter.Elsewhere). A node that starts knows nothing of
 // what was counted before, as a single node after a restart.
 
 // limitsTopic is the cluster topic of the limiters' news.
@@ -26,28 +28,45 @@ const limitsTopic = "limits"
 
 // limitNews is one count a node tells the others.
 type limitNews struct {
-	Limiter string `json:"l"`           // a rate limiter's name, or "login"
-	Key     string `json:"k,omitempty"` // the rate limiter's key
-	Addr    string `json:"a,omitempty"` // login: the client's address
-	User    string `json:"u,omitempty"` // login: the account
-	Failed  bool   `json:"f,omitempty"` // login: a failure (else a success)
+	Limiter string       `json:"l"`           // a rate limiter's name, or "login"
+	Key     string       `json:"k,omitempty"` // the rate limiter's key
+	Addr    string       `json:"a,omitempty"` // login: the client's address
+	User    string       `json:"u,omitempty"` // login: the account
+	Outcome auth.Outcome `json:"o,omitempty"` // login: what became of the attempt
 }
 
-// loginLimits is the login limiter, whose failures and successes the
-// cluster hears of.
+// loginLimits is the login limiter, whose attempts the cluster hears of:
+// each one it lets through, and what became of it.
 type loginLimits struct {
 	*auth.LoginLimiter
 	tell func(limitNews)
 }
 
+func (l loginLimits) Check(addr, user string, now time.Time) (delay, retryAfter time.Duration) {
+	delay, retryAfter = l.LoginLimiter.Check(addr, user, now)
+	if retryAfter == 0 {
+		l.told(addr, user, auth.Started)
+	}
+	return delay, retryAfter
+}
+
 func (l loginLimits) Failure(addr, user string, now time.Time) {
 	l.LoginLimiter.Failure(addr, user, now)
-	l.tell(limitNews{Limiter: "login", Addr: addr, User: user, Failed: true})
+	l.told(addr, user, auth.Failed)
 }
 
 func (l loginLimits) Success(addr, user string, now time.Time) {
 	l.LoginLimiter.Success(addr, user, now)
-	l.tell(limitNews{Limiter: "login", Addr: addr, User: user})
+	l.told(addr, user, auth.Succeeded)
+}
+
+func (l loginLimits) Cancel(addr, user string, now time.Time) {
+	l.LoginLimiter.Cancel(addr, user, now)
+	l.told(addr, user, auth.Cancelled)
+}
+
+func (l loginLimits) told(addr, user string, o auth.Outcome) {
+	l.tell(limitNews{Limiter: "login", Addr: addr, User: user, Outcome: o})
 }
 
 // rateLimit is a rate limiter whose allowed actions the cluster hears of.
@@ -99,13 +118,14 @@ func (s *Server) tellLimit(n limitNews) {
 // limiter this node has, or a key no request could make, is dropped.
 func (s *Server) heardLimit(b []byte) {
 	var n limitNews
-	if json.Unmarshal(b, &n) != nil || len(n.Key) > maxNewsKey || len(n.Addr) > maxNewsKey || !validNewsUser(n.User) {
+	if json.Unmarshal(b, &n) != nil || len(n.Key) > maxNewsKey || len(n.Addr) > maxNewsKey || !validNewsUser(n.User) ||
+		n.Outcome < auth.Started || n.Outcome > auth.Cancelled {
 		s.metrics.limitNews.WithLabelValues("bad").Inc()
 		return
 	}
 	now := s.cfg.Now()
 	if n.Limiter == "login" {
-		s.limiter.CountedElsewhere(n.Addr, n.User, n.Failed, now)
+		s.limiter.Elsewhere(n.Addr, n.User, n.Outcome, now)
 	} else if l := s.rateLimiter(n.Limiter); l != nil && n.Key != "" {
 		l.TakenElsewhere(n.Key, now)
 	} else {

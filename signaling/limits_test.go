@@ -35,8 +35,8 @@ func TestLimitsAcrossNodes(t *testing.T) {
 		code, body := s.Post(t, "/api/login", wrong)
 		assertError(t, code, body, http.StatusUnauthorized, "unauthorized")
 	}
-	waitNews(t, regA, "heard", 3) // b's three failures
-	waitNews(t, regB, "heard", 4) // a's registration and three failures
+	waitNews(t, regA, "heard", 6) // b's three attempts: each started and failed
+	waitNews(t, regB, "heard", 7) // a's registration and three attempts
 	right := map[string]string{"username": "pat", "password": password}
 	for name, s := range map[string]*signalingtest.Server{"a": a, "b": b} {
 		code, body := s.Post(t, "/api/login", right)
@@ -51,22 +51,23 @@ func TestLimitsAcrossNodes(t *testing.T) {
 			t.Fatalf("registration %d: %d %s", i+2, code, body)
 		}
 	}
-	waitNews(t, regA, "heard", 4)
-	waitNews(t, regB, "heard", 5)
+	waitNews(t, regA, "heard", 7)
+	waitNews(t, regB, "heard", 8)
 	code, body := b.Post(t, "/api/register", map[string]string{"username": "quinn3", "password": password})
 	assertError(t, code, body, http.StatusTooManyRequests, "rate_limited")
 
 	// Unreadable news, a limiter no node has, a key no request makes.
 	nc := natstest.Connect(t, urls)
 	for _, junk := range []string{`not json`, `{"l":"nope","k":"x"}`, `{"l":"register"}`,
-		`{"l":"register","k":"` + string(make([]byte, 300)) + `"}`, `{"l":"login","u":"not a name!","f":true}`} {
+		`{"l":"register","k":"` + string(make([]byte, 300)) + `"}`, `{"l":"login","u":"not a name!","o":1}`,
+		`{"l":"login","u":"pat","o":9}`} {
 		if err := nc.Publish("khadga.tell.limits.stranger", []byte(junk)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitNews(t, regA, "bad", 5)
-	if got := newsCount(t, regA, "heard"); got != 4 {
-		t.Errorf("node a counted %v pieces of news, want 4: junk was counted", got)
+	waitNews(t, regA, "bad", 6)
+	if got := newsCount(t, regA, "heard"); got != 7 {
+		t.Errorf("node a counted %v pieces of news, want 7: junk was counted", got)
 	}
 }
 
@@ -102,4 +103,37 @@ func newsCount(t *testing.T, reg *prometheus.Registry, what string) float64 {
 		}
 	}
 	return 0
+}
+
+// A guess in flight on one node counts on the others: guesses fired in
+// parallel at several nodes meet the limit as they would on one.
+func TestLoginInFlightAcrossNodes(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	node := func() (*signalingtest.Server, *prometheus.Registry) {
+		reg := prometheus.NewRegistry()
+		cfg := signaling.Config{Registerer: reg,
+			LoginLimits: auth.LimiterOptions{SlowAfter: 1, BlockAfter: 2, BaseDelay: 3 * time.Second}}
+		return signalingtest.Start(t, signalingtest.Options{Config: cfg, Store: kvNode(t, urls), NATS: urls}), reg
+	}
+	a, _ := node()
+	b, regB := node()
+	a.Register(t, "pat", password)
+	wrong := map[string]string{"username": "pat", "password": "not the password"}
+	code, body := a.Post(t, "/api/login", wrong)
+	assertError(t, code, body, http.StatusUnauthorized, "unauthorized")
+	waitNews(t, regB, "heard", 3) // the registration, the attempt's start and failure
+
+	// The second guess on a waits out its delay (one failure: slowed), in
+	// flight meanwhile.
+	done := make(chan int, 1)
+	go func() {
+		code, _ := a.Post(t, "/api/login", wrong)
+		done <- code
+	}()
+	waitNews(t, regB, "heard", 4)
+	code, body = b.Post(t, "/api/login", wrong)
+	assertError(t, code, body, http.StatusTooManyRequests, "rate_limited")
+	if code := <-done; code != http.StatusUnauthorized {
+		t.Errorf("the guess in flight on a: %d, want 401", code)
+	}
 }

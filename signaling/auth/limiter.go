@@ -93,6 +93,8 @@ type limitEntry struct {
 	blockedUntil  time.Time
 	pending       int       // attempts between Check and Failure/Success
 	pendingExpiry time.Time // when unsettled attempts stop counting
+	remote        int       // attempts in flight on other nodes (Elsewhere)
+	remoteExpiry  time.Time // when they stop counting
 }
 
 // NewLoginLimiter returns a limiter with opts (defaults for zero fields).
@@ -151,7 +153,7 @@ func (l *LoginLimiter) touched(key string, now time.Time) bool {
 		return false
 	}
 	e := el.Value.(*limitEntry)
-	return now.Before(e.blockedUntil) || l.pendingCount(e, now) > 0 ||
+	return now.Before(e.blockedUntil) || l.pendingCount(e, now) > 0 || l.remoteCount(e, now) > 0 ||
 		(e.failures > 0 && now.Sub(e.first) < l.opts.Window)
 }
 
@@ -196,23 +198,45 @@ func (l *LoginLimiter) Success(addr, user string, now time.Time) {
 	}
 }
 
-// CountedElsewhere records the outcome of a login that another node of a
-// cluster checked: a failure counts against addr and user as one here
-// would, and a success clears user's failures. Neither settles an attempt
-// in flight here, since this node's Check did not record it.
-func (l *LoginLimiter) CountedElsewhere(addr, user string, failed bool, now time.Time) {
+// Outcome is what became of a login attempt, as another node of a
+// cluster tells it (Elsewhere).
+type Outcome int
+
+const (
+	Started   Outcome = iota // its Check let the attempt through: in flight there
+	Failed                   // a wrong password or code
+	Succeeded                // signed in
+	Cancelled                // never decided (Cancel)
+)
+
+// Elsewhere records what another node of a cluster did with an attempt
+// from addr for user, so that the nodes share one budget. An attempt it
+// let through counts as in flight here too, until its outcome comes (or
+// PendingTTL passes): guesses fired in parallel at several nodes are
+// counted as one node counts them. A failure then counts as one here
+// would, and a success clears user's failures. None settles an attempt
+// of this node's own, whose Check recorded it.
+func (l *LoginLimiter) Elsewhere(addr, user string, o Outcome, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.sweep(now)
-	if failed {
-		for _, k := range l.keysFor(addr, user) {
-			l.count(l.touch(k, now), now)
+	for _, k := range l.keysFor(addr, user) {
+		e := l.touch(k, now)
+		switch o {
+		case Started:
+			e.remote = l.remoteCount(e, now) + 1
+			e.remoteExpiry = now.Add(l.opts.PendingTTL)
+			continue
+		case Failed:
+			l.count(e, now)
+		case Succeeded:
+			if k == accountKey(user) {
+				e.failures, e.first, e.blockedUntil = 0, time.Time{}, time.Time{}
+			}
 		}
-		return
-	}
-	if el, ok := l.keys[accountKey(user)]; ok {
-		e := el.Value.(*limitEntry)
-		e.failures, e.first, e.blockedUntil = 0, time.Time{}, time.Time{}
+		if e.remote > 0 {
+			e.remote--
+		}
 	}
 }
 
@@ -280,7 +304,7 @@ func (l *LoginLimiter) verdict(key string, now time.Time) (delay, retryAfter tim
 	if now.Before(e.blockedUntil) {
 		return 0, e.blockedUntil.Sub(now)
 	}
-	n := l.pendingCount(e, now)
+	n := l.pendingCount(e, now) + l.remoteCount(e, now)
 	if now.Sub(e.first) < l.opts.Window {
 		n += e.failures
 	}
@@ -295,6 +319,14 @@ func (l *LoginLimiter) verdict(key string, now time.Time) (delay, retryAfter tim
 		delay *= 2
 	}
 	return min(delay, l.opts.MaxDelay), 0
+}
+
+// remoteCount is how many attempts other nodes have in flight for e.
+func (l *LoginLimiter) remoteCount(e *limitEntry, now time.Time) int {
+	if !now.Before(e.remoteExpiry) {
+		e.remote = 0
+	}
+	return e.remote
 }
 
 func (l *LoginLimiter) pendingCount(e *limitEntry, now time.Time) int {
@@ -356,7 +388,7 @@ func (l *LoginLimiter) sweep(now time.Time) {
 	for el := l.lru.Back(); el != nil; el = l.lru.Back() {
 		e := el.Value.(*limitEntry)
 		if now.Sub(e.last) < l.opts.Window || now.Before(e.blockedUntil) ||
-			l.pendingCount(e, now) > 0 {
+			l.pendingCount(e, now) > 0 || l.remoteCount(e, now) > 0 {
 			return
 		}
 		l.remove(el)

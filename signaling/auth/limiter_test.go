@@ -232,10 +232,11 @@ func TestLimiterSparesUntouchedAccounts(t *testing.T) {
 	}
 }
 
-// Failures another node counted block here as this node's own would, a
-// success elsewhere clears the account, and neither settles an attempt
-// this node has in flight.
-func TestLimiterCountedElsewhere(t *testing.T) {
+// Attempts another node let through count here as in flight until their
+// outcome comes; failures it counted block here as this node's own would,
+// a success elsewhere clears the account, and none of it settles an
+// attempt this node has in flight.
+func TestLimiterElsewhere(t *testing.T) {
 	l := NewLoginLimiter(LimiterOptions{SlowAfter: 100, BlockAfter: 4})
 	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
 	for range 2 {
@@ -244,27 +245,41 @@ func TestLimiterCountedElsewhere(t *testing.T) {
 	if _, r := l.Check("192.0.2.8", "ann", now); r != 0 {
 		t.Fatalf("refused after 2 failures: retry %v", r)
 	}
-	l.CountedElsewhere("198.51.100.1", "ann", true, now) // the attempt above is still in flight: 4 with it
+	l.Elsewhere("198.51.100.1", "ann", Started, now) // with the one in flight here: 4
 	if _, r := l.Check("192.0.2.9", "ann", now); r == 0 {
-		t.Error("3 failures here and elsewhere plus one in flight: not refused")
+		t.Error("2 failures, one attempt in flight here and one elsewhere: not refused")
 	}
+	l.Elsewhere("198.51.100.1", "ann", Failed, now) // settles the one elsewhere
 	l.Cancel("192.0.2.8", "ann", now)
 	if _, r := l.Check("192.0.2.9", "ann", now); r != 0 {
 		t.Errorf("3 failures, none in flight: refused (retry %v); the failure elsewhere settled the attempt here?", r)
 	}
 	l.Cancel("192.0.2.9", "ann", now)
-	l.CountedElsewhere("198.51.100.1", "ann", true, now)
+	l.Elsewhere("198.51.100.1", "ann", Started, now)
+	l.Elsewhere("198.51.100.1", "ann", Failed, now)
 	if _, r := l.Check("192.0.2.10", "ann", now); r <= time.Second {
 		t.Errorf("4 failures, the last elsewhere: retry %v, want the block", r)
 	}
-	l.CountedElsewhere("198.51.100.1", "cy", true, now)
-	l.CountedElsewhere("198.51.100.1", "cy", true, now)
+	l.Elsewhere("198.51.100.1", "cy", Failed, now)
+	l.Elsewhere("198.51.100.1", "cy", Failed, now)
 	if _, r := l.Check("198.51.100.1", "", now); r == 0 {
 		t.Error("4 failures of an address elsewhere: not blocked here")
 	}
-	l.CountedElsewhere("198.51.100.1", "ann", false, now)
+	l.Elsewhere("198.51.100.1", "ann", Succeeded, now)
 	if _, r := l.Check("192.0.2.10", "ann", now); r != 0 {
 		t.Errorf("a success elsewhere did not clear the account: retry %v", r)
+	}
+	// An attempt elsewhere whose outcome never comes (its node died)
+	// stops counting after PendingTTL.
+	l.Cancel("192.0.2.10", "ann", now)
+	for range 4 {
+		l.Elsewhere("203.0.113.5", "dee", Started, now)
+	}
+	if _, r := l.Check("192.0.2.11", "dee", now); r == 0 {
+		t.Error("4 attempts in flight elsewhere: not refused")
+	}
+	if _, r := l.Check("192.0.2.11", "dee", now.Add(time.Minute)); r != 0 {
+		t.Errorf("attempts elsewhere a minute old still count: retry %v", r)
 	}
 }
 
