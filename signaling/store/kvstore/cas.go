@@ -237,31 +237,71 @@ func pause(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// list decodes every record of kv, in no particular order.
-func list[T any](ctx context.Context, kv jetstream.KeyValue) ([]T, error) {
+// list decodes every record of kv, in no particular order: the current
+// values a watch delivers, and, read one by one from the stream's leader,
+// those of the keys it has that the watch did not deliver. A watch's
+// current values are no snapshot: a record another writer rewrites while
+// they are delivered can be missing from them (its old revision is gone
+// when the watch reaches it, and the new one comes after the watch says
+// that it has delivered them all); a node that listed the signing keys so
+// took a key for retired, and never ended the sessions of its tokens when
+// it was retired.
+func list[T any](ctx context.Context, kv *bucket) ([]T, error) {
 	var w jetstream.KeyWatcher
-	err := again(ctx, func() (err error) { w, err = kv.WatchAll(ctx, jetstream.IgnoreDeletes()); return err })
+	err := again(ctx, func() (err error) { w, err = kv.WatchAll(ctx); return err })
 	if err != nil {
 		return nil, err
 	}
 	defer w.Stop()
 	var out []T
-	for {
+	add := func(k string, data []byte) error {
+		var v T
+		if err := json.Unmarshal(data, &v); err != nil {
+			return fmt.Errorf("decode %s/%s: %w", kv.Bucket(), k, err)
+		}
+		out = append(out, v)
+		return nil
+	}
+	seen := make(map[string]bool) // values and deletes
+	for current := false; !current; {
 		select {
 		case e, ok := <-w.Updates():
-			if !ok {
+			switch {
+			case !ok:
 				return nil, fmt.Errorf("list %s: watcher stopped", kv.Bucket())
+			case e == nil: // every current record has been delivered, or nearly
+				current = true
+			case e.Operation() != jetstream.KeyValuePut:
+				seen[e.Key()] = true
+			default:
+				seen[e.Key()] = true
+				if err := add(e.Key(), e.Value()); err != nil {
+					return nil, err
+				}
 			}
-			if e == nil { // every current record has been delivered
-				return out, nil
-			}
-			var v T
-			if err := json.Unmarshal(e.Value(), &v); err != nil {
-				return nil, fmt.Errorf("decode %s/%s: %w", kv.Bucket(), e.Key(), err)
-			}
-			out = append(out, v)
 		case <-ctx.Done():
 			return nil, fmt.Errorf("list %s: %w", kv.Bucket(), ctx.Err())
 		}
 	}
+	var keys []string
+	if err := again(ctx, func() (err error) { keys, err = kv.keys(ctx); return err }); err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		if seen[k] {
+			continue
+		}
+		var data []byte
+		err := again(ctx, func() (err error) { data, _, err = kv.latest(ctx, k); return err })
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // deleted
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := add(k, data); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }

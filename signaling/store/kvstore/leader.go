@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -19,7 +20,8 @@ import (
 // store of accounts and refresh tokens must read its own writes. The
 // leader has applied every write it acknowledged. Reads are a few per
 // login or refresh, never per signal, so the leader can take them all.
-// Writes, watches and listings are nats.go's own.
+// Writes and watches are nats.go's own; a listing reads from the
+// leader what its watch did not deliver (list).
 type bucket struct {
 	jetstream.KeyValue
 	nc *nats.Conn
@@ -69,6 +71,47 @@ func (b *bucket) latest(ctx context.Context, k string) ([]byte, uint64, error) {
 		}
 	}
 	return resp.Message.Data, resp.Message.Seq, nil
+}
+
+// streamInfo is the part of the JetStream API's answer to a stream info
+// request that keys reads.
+type streamInfo struct {
+	Error *jetstream.APIError `json:"error,omitempty"`
+	Total int                 `json:"total"`
+	State struct {
+		Subjects map[string]uint64 `json:"subjects"`
+	} `json:"state"`
+}
+
+// keys returns the key of every record the stream's leader has, deleted
+// ones included (a delete leaves a marker), in no particular order. The
+// leader answers in pages of up to 100,000 keys.
+func (b *bucket) keys(ctx context.Context) ([]string, error) {
+	prefix := "$KV." + b.Bucket() + "."
+	var keys []string
+	for {
+		req, err := json.Marshal(map[string]any{"subjects_filter": prefix + ">", "offset": len(keys)})
+		if err != nil {
+			return nil, err
+		}
+		msg, err := b.ask(ctx, "$JS.API.STREAM.INFO.KV_"+b.Bucket(), req)
+		if err != nil {
+			return nil, err
+		}
+		var resp streamInfo
+		if err := json.Unmarshal(msg.Data, &resp); err != nil {
+			return nil, fmt.Errorf("keys of %s: %w", b.Bucket(), err)
+		}
+		if resp.Error != nil {
+			return nil, resp.Error
+		}
+		for subj := range resp.State.Subjects {
+			keys = append(keys, strings.TrimPrefix(subj, prefix))
+		}
+		if len(resp.State.Subjects) == 0 || len(keys) >= resp.Total {
+			return keys, nil
+		}
+	}
 }
 
 // readTry bounds one try of a read. Only a stream's leader answers it:
