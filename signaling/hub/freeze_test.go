@@ -249,11 +249,15 @@ func pingCounter(ts *testServer, user string) *atomic.Int64 {
 }
 
 // freezeConfig makes slow consumers easy to reach: small queues, and
-// keepalive fast enough to watch.
+// pings fast enough to watch. A client that never reads sends nothing
+// either: PongWait is long so that it is dropped for not reading, never
+// for its silence, however long a loaded machine makes filling its queue
+// take (else its session goes offline a resume window later, and a
+// presence count the test waits for never comes).
 func freezeConfig() Config {
 	return Config{
 		SendQueue: 8, SendQueueBytes: 16 << 10, AbsentQueue: 8,
-		WriteWait: 2 * time.Second, PingPeriod: 100 * time.Millisecond, PongWait: 5 * time.Second,
+		WriteWait: 2 * time.Second, PingPeriod: 100 * time.Millisecond, PongWait: time.Hour,
 		MessageRate: 1e6, MessageBurst: 1e6, SignalBytesRate: 1 << 30, SignalBurstBytes: 1 << 30,
 		PresenceInterval: 20 * time.Millisecond,
 	}
