@@ -254,9 +254,13 @@ func pingCounter(ts *testServer, user string) *atomic.Int64 {
 // for its silence, however long a loaded machine makes filling its queue
 // take (else its session goes offline a resume window later, and a
 // presence count the test waits for never comes).
+// freezeConfig has small queues, which the attackers fill by bytes (2 KB
+// signals); room for 64 messages keeps the relaying members, which churn
+// sends a burst of small room events, from being refused a signal when a
+// loaded machine runs their readers late.
 func freezeConfig() Config {
 	return Config{
-		SendQueue: 8, SendQueueBytes: 16 << 10, AbsentQueue: 8,
+		SendQueue: 64, SendQueueBytes: 16 << 10, AbsentQueue: 8,
 		WriteWait: 2 * time.Second, PingPeriod: 100 * time.Millisecond, PongWait: time.Hour,
 		MessageRate: 1e6, MessageBurst: 1e6, SignalBytesRate: 1 << 30, SignalBurstBytes: 1 << 30,
 		PresenceInterval: 20 * time.Millisecond,
