@@ -249,15 +249,15 @@ func pingCounter(ts *testServer, user string) *atomic.Int64 {
 }
 
 // freezeConfig makes slow consumers easy to reach: small queues, and
-// pings fast enough to watch. A client that never reads sends nothing
-// either: PongWait is long so that it is dropped for not reading, never
-// for its silence, however long a loaded machine makes filling its queue
-// take (else its session goes offline a resume window later, and a
-// presence count the test waits for never comes).
-// freezeConfig has small queues, which the attackers fill by bytes (2 KB
-// signals); room for 64 messages keeps the relaying members, which churn
-// sends a burst of small room events, from being refused a signal when a
-// loaded machine runs their readers late.
+// pings fast enough to watch. The attackers fill a queue by its bytes
+// (16 KiB, 2 KB signals); its room for 64 messages keeps the relaying
+// members, to whom churn sends bursts of small room events, from being
+// refused a signal when a loaded machine runs their readers late. A
+// client that never reads sends nothing either: PongWait is long so that
+// it is dropped for not reading, never for its silence, however long a
+// loaded machine makes filling its queue take (else its session goes
+// offline a resume window later, and a presence count the test waits for
+// never comes).
 func freezeConfig() Config {
 	return Config{
 		SendQueue: 64, SendQueueBytes: 16 << 10, AbsentQueue: 8,
