@@ -59,7 +59,7 @@ func runMigrate(ctx context.Context, args []string) error {
 	}
 	st, err := store.Copy(ns.store, src)
 	if err != nil {
-		return fmt.Errorf("migrate: %w (the cluster holds a partial copy: run `khadga restore --nats` with a backup of %s to start over)", err, c.From)
+		return fmt.Errorf("migrate: %w (the cluster holds a partial copy: `khadga restore --nats URL %s` replaces it with the whole file, which migrate left as it was)", err, c.From)
 	}
 	printCopied(os.Stderr, "migrated "+c.From, st)
 	return nil
