@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -56,4 +57,52 @@ func TestBackupFailureSaysWhy(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "store: backup") || buf.Len() != 0 {
 		t.Fatalf("backup of a closed store: %v (%d bytes written); want the server's reason and nothing written", err, buf.Len())
 	}
+}
+
+// failingBackup is the real operations, with a backup that fails after
+// its first bytes (a disk error in the middle of a large store, say).
+type failingBackup struct{ *admin.Ops }
+
+func (f failingBackup) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	var buf bytes.Buffer
+	if _, err := f.Ops.Backup(ctx, &buf); err != nil {
+		return 0, err
+	}
+	n, _ := w.Write(buf.Bytes()[:buf.Len()/2])
+	return int64(n), errors.New("read error in the middle")
+}
+
+// TestBackupStreamedFailureIsAnError: the admin socket streams a backup
+// (a large store costs the server no memory), and one that fails after
+// its first bytes is an error on the command line, never a shorter file
+// taken for a whole one.
+func TestBackupStreamedFailureIsAnError(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(filepath.Join(dir, "khadga.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	keys, err := auth.NewKeys(st, auth.KeysOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops := &admin.Ops{Store: st, Keys: keys, Bots: auth.NewBots(st, keys, auth.BotsOptions{})}
+	ln, err := admin.Listen(filepath.Join(dir, "admin.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: admin.Handler(failingBackup{ops})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	c, err := admin.Dial(filepath.Join(dir, "admin.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	n, err := c.Backup(context.Background(), &buf)
+	if err == nil {
+		t.Fatalf("a backup cut short after %d bytes was taken for a whole one", n)
+	}
+	t.Logf("backup cut short after %d bytes: %v", n, err)
 }

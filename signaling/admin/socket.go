@@ -101,17 +101,35 @@ func Handler(a Admin) http.Handler {
 		reply(w, nil, a.RetireKey(r.Context(), r.PathValue("kid")))
 	})
 	mux.HandleFunc("GET /backup", func(w http.ResponseWriter, r *http.Request) {
-		// Buffer so that a failed backup is an error, not a truncated file.
-		var buf bytes.Buffer
-		if _, err := a.Backup(r.Context(), &buf); err != nil {
-			reply(w, nil, err)
-			return
+		// Streamed, so that a store of any size costs no memory here. A
+		// failure before the first byte is an error answer; after it, the
+		// answer is cut short without its last chunk, which the client
+		// reads as an error, never as a shorter file.
+		bw := &backupWriter{w: w}
+		if _, err := a.Backup(r.Context(), bw); err != nil {
+			if !bw.started {
+				reply(w, nil, err)
+				return
+			}
+			panic(http.ErrAbortHandler)
 		}
-		w.Header().Set("Content-Type", "application/octet-stream")
-		w.Header().Set("Content-Length", fmt.Sprint(buf.Len()))
-		buf.WriteTo(w)
 	})
 	return mux
+}
+
+// backupWriter sends a backup as the answer's body, once its first bytes
+// come.
+type backupWriter struct {
+	w       http.ResponseWriter
+	started bool
+}
+
+func (b *backupWriter) Write(p []byte) (int, error) {
+	if !b.started {
+		b.started = true
+		b.w.Header().Set("Content-Type", "application/octet-stream")
+	}
+	return b.w.Write(p)
 }
 
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
@@ -288,7 +306,10 @@ func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
 		return 0, fmt.Errorf("backup: %w", failure(resp))
 	}
 	n, err := io.Copy(w, resp.Body)
-	if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
+	switch {
+	case err != nil:
+		err = fmt.Errorf("admin socket: the server stopped sending the backup after %d bytes: %w", n, err)
+	case resp.ContentLength >= 0 && n != resp.ContentLength:
 		err = fmt.Errorf("admin socket: backup truncated at %d of %d bytes", n, resp.ContentLength)
 	}
 	return n, err
