@@ -216,7 +216,38 @@ func inspect(tx *bolt.Tx, info *CheckInfo) error {
 		}
 		*c.n = b.Stats().KeyN
 	}
-	return checkUsers(tx)
+	if err := checkUsers(tx); err != nil {
+		return err
+	}
+	// The other records a server reads at start, or at a sign-in.
+	if err := decodes[Family](tx, bucketFamilies, "refresh-token family"); err != nil {
+		return err
+	}
+	if err := decodes[SigningKey](tx, bucketKeys, "signing key"); err != nil {
+		return err
+	}
+	if v >= 2 {
+		if err := decodes[BotToken](tx, bucketBotTokens, "bot token"); err != nil {
+			return err
+		}
+	}
+	if v >= 3 {
+		return decodes[Room](tx, bucketRooms, "room")
+	}
+	return nil
+}
+
+// decodes makes sure every record of bucket decodes as a T: a restore
+// never installs a store whose server stops at start, or fails a sign-in,
+// on a record it cannot read.
+func decodes[T any](tx *bolt.Tx, bucket []byte, what string) error {
+	return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+		var rec T
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return fmt.Errorf("%w: %s %q does not decode", ErrInvalid, what, k)
+		}
+		return nil
+	})
 }
 
 // checkUsers makes sure every user record decodes and matches its key, so

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // damagedBackup returns a backup of a store with a few pages of users,
@@ -122,5 +124,37 @@ func TestOpenDamagedFile(t *testing.T) {
 	cut := write(t, dir, "cut.db", orig[:len(orig)/2])
 	if _, err := Open(cut, Options{}); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("Open of a truncated store: %v, want ErrCorrupt", err)
+	}
+}
+
+// TestCheckDecodesEveryRecord: a backup with a record that does not decode
+// (a signing key, a family, a bot token, a room) is refused by Check, as
+// one with a bad user was, instead of being installed for a server that
+// then stops at start or fails a sign-in on it.
+func TestCheckDecodesEveryRecord(t *testing.T) {
+	for _, bucket := range [][]byte{bucketKeys, bucketFamilies, bucketBotTokens, bucketRooms} {
+		t.Run(string(bucket), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "b.db")
+			s, err := Open(path, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			if _, err := Check(path); err != nil {
+				t.Fatalf("Check of a fresh store: %v", err)
+			}
+			db, err := bolt.Open(path, 0o600, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucket).Put([]byte("k1"), []byte("{not json")) })
+			db.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Check(path); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `"k1" does not decode`) {
+				t.Errorf("Check with a bad record in %s: %v, want ErrInvalid naming it", bucket, err)
+			}
+		})
 	}
 }
