@@ -11,6 +11,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
 
 	"github.com/khadga/khadga/signaling/auth"
 	"github.com/khadga/khadga/signaling/store"
@@ -27,15 +30,63 @@ func Listen(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("admin: %s is in use by a running server", path)
 	}
 	os.Remove(path)
-	ln, err := net.Listen("unix", path)
+	ln, err := listenPrivate(path)
 	if err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("admin: %w", err)
-	}
 	return ln, nil
+}
+
+// listenPrivate binds the socket in a new directory that only this user
+// may enter, makes it 0600 there, and moves it to path. Bound at path
+// itself, it would take the process's umask until its chmod, and anyone
+// who can reach path's directory could connect in between: the socket
+// takes every admin command. Windows keeps the plain bind and chmod.
+func listenPrivate(path string) (net.Listener, error) {
+	if runtime.GOOS == "windows" {
+		ln, err := net.Listen("unix", path)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(path, 0o600); err != nil {
+			ln.Close()
+			return nil, err
+		}
+		return ln, nil
+	}
+	dir, err := os.MkdirTemp(filepath.Dir(path), ".a") // a short name: socket paths are short
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	tmp := filepath.Join(dir, "s")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
+	if err != nil {
+		return nil, err
+	}
+	ln.SetUnlinkOnClose(false) // the name it was bound to moves
+	if err = os.Chmod(tmp, 0o600); err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return &unlinking{UnixListener: ln, path: path}, nil
+}
+
+// unlinking removes the socket's file when it closes, as a listener bound
+// at path would.
+type unlinking struct {
+	*net.UnixListener
+	path string
+	once sync.Once
+}
+
+func (u *unlinking) Close() error {
+	err := u.UnixListener.Close()
+	u.once.Do(func() { os.Remove(u.path) })
+	return err
 }
 
 // Handler serves a as JSON over HTTP, for the admin socket.
