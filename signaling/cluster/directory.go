@@ -200,13 +200,46 @@ func (n *Node) Gone(peer string) {
 	n.sendState(stateMsg{Peer: peer, Gone: true, Epoch: at.Epoch, Ver: at.Ver})
 }
 
-// sendState sends a state to every other node alive.
+// sendState sends a state to every other node that may be listening,
+// also those taken for gone a moment ago (liveness.listening).
 func (n *Node) sendState(m stateMsg) {
 	b, _ := json.Marshal(m)
 	msg := append([]byte{opState}, b...)
-	for _, node := range n.live.alive() {
+	for _, node := range n.live.listening() {
 		if !n.out.publish(n.subject("node", node), msg) {
 			return // the directory write still carries it
+		}
+	}
+}
+
+// resend sends node, heard from again after this node took it for gone
+// and removed its sessions, the state of every session of this node and
+// the end of every one that ended here lately (its tombstone): nothing
+// went to node meanwhile (liveness.listening), and node may have heard
+// this node all along (a cut one way only, or this node late to read its
+// heartbeats), and kept the proxies of this node's sessions with no reason
+// to read the directory again. The stamps make whatever it had already
+// harmless. (A session that ended longer ago than tombstoneTTL is not
+// sent; node's KV watch has its removal, if its entry was written.)
+func (d *directory) resend(node string) {
+	var msgs [][]byte
+	d.imu.Lock()
+	for peer, e := range d.byPeer {
+		if e.st.Node != d.n.id {
+			continue
+		}
+		m := stateMsg{Peer: peer, Gone: e.gone, Epoch: e.applied.Epoch, Ver: e.applied.Ver}
+		if !e.gone {
+			r := toRecord(&e.st, e.applied)
+			m.Record = &r
+		}
+		b, _ := json.Marshal(m)
+		msgs = append(msgs, append([]byte{opState}, b...))
+	}
+	d.imu.Unlock()
+	for _, msg := range msgs {
+		if !d.n.out.publish(d.n.subject("node", node), msg) {
+			return
 		}
 	}
 }

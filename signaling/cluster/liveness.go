@@ -97,6 +97,7 @@ func (l *liveness) onHeartbeat(m *nats.Msg) {
 		// be cut off from this one with both connections up (a NATS
 		// cluster that split), and then nothing else would.
 		l.n.dir.rewatch()
+		l.n.dir.resend(hb.Node)
 	}
 }
 
@@ -136,6 +137,7 @@ func (l *liveness) saw(node string) {
 		// Its heartbeat, which would have read its sessions again
 		// (onHeartbeat), now finds it not cleaned: read them here.
 		l.n.dir.rewatch()
+		l.n.dir.resend(node)
 	}
 }
 
@@ -148,13 +150,25 @@ func (l *liveness) state(node string) *nodeState {
 	return st
 }
 
-// alive lists the other nodes alive, as far as this node knows.
-func (l *liveness) alive() []string {
+// listening lists the other nodes that may be listening: those alive,
+// and those taken for gone whose sessions this node has not removed yet
+// (within OrphanGrace). A node is taken for gone on silence alone, and a
+// busy one (its heartbeats late, or this node late to read them) is often
+// back a moment later, never having missed a thing, with the proxies of
+// this node's sessions. The states of those sessions, and above all their
+// ends, must still reach it: a Gone it misses is never sent again, and the
+// directory does not always carry it instead (an entry never written
+// before its session ended is never removed, and a removal that comes
+// after a newer state sent directly is taken for that of an older node's
+// entry: directory.applyDeleted). Once this node has removed its
+// sessions, nothing goes to it until it is heard from again; then it is
+// sent what it missed (directory.resend).
+func (l *liveness) listening() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := make([]string, 0, len(l.nodes))
 	for node, st := range l.nodes {
-		if st.gone.IsZero() {
+		if !st.cleaned {
 			out = append(out, node)
 		}
 	}

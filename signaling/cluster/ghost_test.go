@@ -1,0 +1,120 @@
+package cluster
+
+import (
+	"bytes"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/nats-io/nats.go"
+
+	"github.com/khadga/khadga/internal/natstest"
+	"github.com/khadga/khadga/signaling/hub"
+)
+
+// A node takes another for gone on silence alone, and under load one is
+// often back a moment later (TestClusterStress saw it many times a run),
+// never having missed a beat itself, with the proxies of this node's
+// sessions. A session that ended on this node meanwhile must still end
+// there: its Gone went only to the nodes alive, and the directory did not
+// always carry the end instead (its entry never written, or its removal
+// taken for that of an older node's entry), so the session stayed online
+// in its rooms on the other node for good.
+func TestGoneReachesANodeTakenForGone(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	cfg := fastConfig()
+	cfg.OrphanGrace = wait // b is taken for gone, not removed, for the whole test
+	a := startNode(t, "a", urls, cfg, hub.Config{})
+	b := startNode(t, "b", urls, fastConfig(), hub.Config{})
+	alice := a.dial("user=alice")
+	alice.join("lobby")
+	eventually(t, "b to see alice in lobby", func() bool { return b.hub.RoomMembers("lobby") == 1 })
+
+	holdHeartbeats(t, a, "b") // a stops hearing b
+	eventually(t, "a to take b for gone", func() bool { return a.node.live.isGone("b") })
+
+	toB := listen(t, urls, "khadga.node.b")
+	_ = alice.ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
+	<-alice.closed
+	eventually(t, "alice's session to end on a", func() bool { return a.hub.Stats().Sessions == 0 })
+	for deadline := time.Now().Add(wait); ; {
+		m, err := toB.NextMsg(time.Until(deadline))
+		if err != nil {
+			t.Fatalf("no Gone of alice sent to b, which a took for gone a moment ago: %v", err)
+		}
+		var s stateMsg
+		if len(m.Data) > 0 && m.Data[0] == opState && json.Unmarshal(m.Data[1:], &s) == nil && s.Peer == alice.peer() && s.Gone {
+			break
+		}
+	}
+	eventually(t, "alice to leave lobby on b", func() bool {
+		return b.hub.RoomMembers("lobby") == 0 && !dirAlive(b, alice.peer())
+	})
+}
+
+// The same for longer: a takes b for gone and removes b's sessions, while
+// b hears a all along (a cut one way only, or a late to read b's
+// heartbeats) and keeps the proxies of a's sessions. Nothing goes to b
+// meanwhile; once a hears b again, it sends b what b missed: alice's end.
+func TestEndsReachANodeWhoseSessionsWereRemoved(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	a := startNode(t, "a", urls, fastConfig(), hub.Config{})
+	b := startNode(t, "b", urls, fastConfig(), hub.Config{})
+	alice := a.dial("user=alice")
+	alice.join("lobby")
+	eventually(t, "b to see alice in lobby", func() bool { return b.hub.RoomMembers("lobby") == 1 })
+
+	free := holdHeartbeats(t, a, "b")
+	eventually(t, "a to remove b's sessions", func() bool { return cleaned(a, "b") })
+
+	toB := listen(t, urls, "khadga.node.b")
+	_ = alice.ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
+	<-alice.closed
+	eventually(t, "alice's session to end on a", func() bool { return a.hub.Stats().Sessions == 0 })
+	free() // a hears b again
+	for deadline := time.Now().Add(wait); ; {
+		m, err := toB.NextMsg(time.Until(deadline))
+		if err != nil {
+			t.Fatalf("no Gone of alice sent to b once a heard b again: %v", err)
+		}
+		var s stateMsg
+		if len(m.Data) > 0 && m.Data[0] == opState && json.Unmarshal(m.Data[1:], &s) == nil && s.Peer == alice.peer() && s.Gone {
+			break
+		}
+	}
+	eventually(t, "alice to leave lobby on b", func() bool {
+		return b.hub.RoomMembers("lobby") == 0 && !dirAlive(b, alice.peer())
+	})
+}
+
+// holdHeartbeats makes tn deaf to node's heartbeats (its handler waits)
+// until the returned func is called, which the test's cleanup also does
+// (before the nodes stop: Close waits for handlers).
+func holdHeartbeats(t *testing.T, tn *testNode, node string) (free func()) {
+	release := make(chan struct{})
+	var once sync.Once
+	free = func() {
+		once.Do(func() {
+			tn.node.testHookHandle.Store(nil)
+			close(release)
+		})
+	}
+	t.Cleanup(free)
+	hold := func(m *nats.Msg) {
+		if m.Subject == "khadga.hb" && bytes.Contains(m.Data, []byte(`"node":"`+node+`"`)) {
+			<-release
+		}
+	}
+	tn.node.testHookHandle.Store(&hold)
+	return free
+}
+
+// cleaned reports whether tn has removed node's sessions as a node gone.
+func cleaned(tn *testNode, node string) bool {
+	tn.node.live.mu.Lock()
+	defer tn.node.live.mu.Unlock()
+	st := tn.node.live.nodes[node]
+	return st != nil && st.cleaned
+}
