@@ -741,11 +741,21 @@ func (d *directory) byToken(hash []byte) (hub.SessionState, bool) {
 // not kept as tombstones: if node was only cut off from this node (or this
 // node from NATS), the watch, restarted when it is heard again, brings the
 // same states with the same stamps, and they must be applied again.
+//
+// The tombstones of node's sessions stay (their KV entries, if any, are
+// removed too): those sessions ended, and this node heard it. Were they
+// forgotten, a late state of one (a write of node's that was behind, read
+// by the watch restarted when node is heard again) would bring it back,
+// alive on node, for good.
 func (d *directory) dropNode(node string) map[string]uint64 {
 	d.imu.Lock()
 	defer d.imu.Unlock()
 	out := map[string]uint64{}
 	for peer, e := range d.byPeer {
+		if e.st.Node == node && e.gone {
+			out[peer] = e.rev
+			continue
+		}
 		if e.st.Node == node {
 			out[peer] = e.rev
 			if len(e.st.TokenHash) > 0 {

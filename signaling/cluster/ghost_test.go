@@ -118,3 +118,36 @@ func cleaned(tn *testNode, node string) bool {
 	st := tn.node.live.nodes[node]
 	return st != nil && st.cleaned
 }
+
+// A node that takes another for gone and removes its sessions forgot the
+// tombstones of that node's ended sessions with them. A state of one that
+// came after (in TestClusterStress: a write of an old node of the session
+// that was seconds behind, and the watch restarted when the node was
+// heard again, which read it) found nothing to be older than, and the
+// ended session was alive again, for good.
+func TestRemovedNodeKeepsItsTombstones(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	a := startNode(t, "a", urls, fastConfig(), hub.Config{})
+	b := startNode(t, "b", urls, fastConfig(), hub.Config{})
+	bob, carol := b.dial("user=bob"), b.dial("user=carol")
+	bob.join("lobby")
+	eventually(t, "a to see bob in lobby", func() bool { return a.hub.RoomMembers("lobby") == 1 })
+	a.node.dir.imu.Lock()
+	stale, at := a.node.dir.byPeer[bob.peer()].st, a.node.dir.byPeer[bob.peer()].applied // bob's last state
+	a.node.dir.imu.Unlock()
+	_ = bob.ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
+	<-bob.closed
+	eventually(t, "bob to end on a", func() bool { return a.hub.RoomMembers("lobby") == 0 && !dirAlive(a, bob.peer()) })
+
+	free := holdHeartbeats(t, a, "b")
+	eventually(t, "a to remove b's sessions", func() bool { return cleaned(a, "b") && a.hub.Stats().Remote == 0 })
+	_ = carol // her proxy's removal shows that a's directory dropped b's sessions
+	// bob's last state comes again (from the KV watch, say) ...
+	a.node.dir.applyMu.Lock()
+	a.node.dir.applyState(bob.peer(), stale, at)
+	a.node.dir.applyMu.Unlock()
+	free()
+	if dirAlive(a, bob.peer()) || a.hub.RoomMembers("lobby") != 0 {
+		t.Fatal("bob, who ended, is alive again on a after a removed b's sessions")
+	}
+}
