@@ -469,6 +469,20 @@ func (d *directory) put(ctx context.Context, peer string, q *queuedState) error 
 	defer cancel()
 	start := time.Now()
 	defer func() { d.n.stats.kvLatency.Observe(time.Since(start).Seconds()) }()
+	if q.st != nil && d.superseded(peer, q.at) {
+		// A state that was queued before its session ended or moved on,
+		// and is written after (Publish stamps and queues in two steps,
+		// and Gone may run in between, taking its removal out of the
+		// queue first; or the writer is behind, and a claim took the
+		// session meanwhile). Written now, it would bring the session back
+		// into the directory as this node's: after its removal (a
+		// conditional write on the revision of a delete succeeds), or over
+		// the new node's entry, whose revision this node knows from the
+		// watch. Every node that reads it later (a new node, a restarted
+		// watch, a node whose tombstone has expired) would take the
+		// session for alive here.
+		return nil
+	}
 	for range 4 {
 		rev := d.revision(peer)
 		var err error
@@ -560,6 +574,15 @@ func (d *directory) leaderGet(ctx context.Context, peer string) (uint64, []byte,
 		return resp.Message.Seq, nil, nil // a delete or purge marker
 	}
 	return resp.Message.Seq, resp.Message.Data, nil
+}
+
+// superseded reports whether a state of peer stamped at is older than
+// what this node knows of peer's end, or of its move to another node.
+func (d *directory) superseded(peer string, at stamp) bool {
+	d.imu.Lock()
+	defer d.imu.Unlock()
+	e := d.byPeer[peer]
+	return e != nil && e.applied.after(at) && (e.gone || e.st.Node != d.n.id)
 }
 
 func (d *directory) revision(peer string) uint64 {

@@ -2,15 +2,19 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/khadga/khadga/internal/natstest"
+	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling/hub"
 )
 
@@ -149,5 +153,100 @@ func TestRemovedNodeKeepsItsTombstones(t *testing.T) {
 	free()
 	if dirAlive(a, bob.peer()) || a.hub.RoomMembers("lobby") != 0 {
 		t.Fatal("bob, who ended, is alive again on a after a removed b's sessions")
+	}
+}
+
+// Publish takes a session's stamp and queues its directory write in two
+// steps, with no lock held between them (the hub calls it so), and the
+// session's end can come in between: its removal may then be queued,
+// taken by the writer and written before the state is queued. The writer
+// wrote that state after the removal: the ended session was back in the
+// KV bucket with the node's name, alive to every node that read it later
+// (a node that starts, a watch restarted, a node whose tombstone of it
+// had expired, or that forgot it with the node's sessions when it took
+// the node for gone a moment), and nothing would ever remove it while the
+// node lived.
+func TestStateQueuedAfterTheEndIsNotWritten(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	a := startNode(t, "a", urls, fastConfig(), hub.Config{})
+	kv := a.node.kv
+	ctx := context.Background()
+	inKV := func(peer string) bool {
+		_, err := kv.Get(ctx, peer)
+		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	d := a.node.dir
+	bob := hub.SessionState{Member: proto.Member{Peer: "bob1", User: "bob", Role: proto.RoleUser}, Node: "a"}
+	a.node.Publish(bob)
+	eventually(t, "bob's entry", func() bool { return inKV("bob1") })
+
+	// Publish of bob's join: the stamp is taken ...
+	joined := bob
+	joined.Rooms = []string{"lobby"}
+	at, ok := d.local(joined)
+	if !ok {
+		t.Fatal("a live session's state refused")
+	}
+	// ... bob's session ends, and its removal is written ...
+	a.node.Gone("bob1")
+	eventually(t, "bob's entry to be removed", func() bool { return !inKV("bob1") })
+	// ... and then the write of the join is queued.
+	d.queue("bob1", &queuedState{st: &joined, at: at})
+
+	// carol's entry is written after it, by the same writer.
+	a.node.Publish(hub.SessionState{Member: proto.Member{Peer: "carol1", User: "carol", Role: proto.RoleUser}, Node: "a"})
+	eventually(t, "carol's entry", func() bool { return inKV("carol1") })
+	if inKV("bob1") {
+		t.Fatal("bob's session ended, and its state taken before the end was written to the directory after its removal")
+	}
+}
+
+// A node whose directory writer is behind may write a state of a session
+// after a claim took the session to another node and the other node's
+// entry is written: its compare-and-swap is on the revision it saw in the
+// watch, the other node's, and succeeds. The entry said the session was
+// this node's again, in an older epoch, until the new node wrote again; a
+// node that read it meanwhile (starting, or its watch restarted) would
+// send a resume's claim to the wrong node, and the resume would fail.
+func TestStaleWriteDoesNotOverwriteTheNewNodesEntry(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	a := startNode(t, "a", urls, fastConfig(), hub.Config{ResumeWindow: wait})
+	b := startNode(t, "b", urls, fastConfig(), hub.Config{ResumeWindow: wait})
+	alice := a.dial("user=alice")
+	alice.join("lobby")
+	kvNode := func() string {
+		e, err := a.node.kv.Get(context.Background(), alice.peer())
+		if err != nil {
+			return ""
+		}
+		var r record
+		_ = json.Unmarshal(e.Value(), &r)
+		return r.Node
+	}
+	eventually(t, "alice's entry", func() bool { return kvNode() == "a" })
+	a.node.dir.imu.Lock()
+	e := a.node.dir.byPeer[alice.peer()]
+	q := &queuedState{st: new(hub.SessionState), at: e.applied}
+	*q.st = e.st
+	a.node.dir.imu.Unlock()
+
+	dropSocket(alice)
+	resumed := b.dial("user=alice&resume=" + alice.welcome.ResumeToken)
+	if !resumed.welcome.Resumed {
+		t.Fatal("alice did not resume on b")
+	}
+	eventually(t, "b's entry for alice, in a's directory", func() bool {
+		en, err := a.node.kv.Get(context.Background(), alice.peer())
+		return err == nil && kvNode() == "b" && a.dirNode(alice.peer()) == "b" && en.Revision() == a.node.dir.revision(alice.peer())
+	})
+	// a's writer, behind, writes the state it had queued before the claim.
+	if err := a.node.dir.put(context.Background(), alice.peer(), q); err != nil {
+		t.Fatal(err)
+	}
+	if got := kvNode(); got != "b" {
+		t.Fatalf("alice's entry says node %q after a stale write of a; want b", got)
 	}
 }
