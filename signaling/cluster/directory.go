@@ -185,7 +185,9 @@ func (n *Node) Publish(st hub.SessionState) {
 	st.Node = n.id
 	at, ok := n.dir.local(st)
 	if !ok {
-		return // it ended meanwhile: its Gone is out, and must stay the last word
+		// It ended meanwhile: its Gone is out, and must stay the last
+		// word. Or it moved to another node, which publishes it now.
+		return
 	}
 	n.dir.queue(st.Member.Peer, &queuedState{st: &st, at: at})
 	r := toRecord(&st, at)
@@ -274,11 +276,20 @@ func (n *Node) onState(b []byte) error {
 // expiry can end the session in between, and its Gone must not be undone
 // by the late state. Peer ids are never reused, and an ended session is
 // never resumed, so no state can legitimately follow a Gone.
+//
+// It refuses, for the same reason, a state of a session that another
+// node holds now, as far as this directory knows: a claim took it from
+// this node (hub.Release) between the hub's taking the state and this
+// Publish. The stamp would follow the new node's, in its epoch, and carry
+// this node's name: the new node would take it for a move back here and
+// let the session go (handOver), and no node would hold it. A session
+// that this node takes back later is marked as this node's first
+// (claimed).
 func (d *directory) local(st hub.SessionState) (stamp, bool) {
 	d.imu.Lock()
 	defer d.imu.Unlock()
 	e := d.entryLocked(st.Member.Peer)
-	if e.gone {
+	if e.gone || e.st.Node != "" && e.st.Node != d.n.id {
 		return stamp{}, false
 	}
 	if len(e.st.TokenHash) > 0 {

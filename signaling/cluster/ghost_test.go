@@ -250,3 +250,43 @@ func TestStaleWriteDoesNotOverwriteTheNewNodesEntry(t *testing.T) {
 		t.Fatalf("alice's entry says node %q after a stale write of a; want b", got)
 	}
 }
+
+// The hub takes a session's state and hands it to Publish with no lock
+// held (a leave, a resume), and a claim can take the session to another
+// node in between: the old node's Release, the new node's state (a higher
+// epoch) applied here, then the late Publish. It took a stamp after the
+// new node's, in the new epoch, with this node's name: the new node took
+// that for a move back here, handed the session over (dropping the
+// client's new socket) and nobody held it any more. Its proxies stayed in
+// their rooms on every node, and the client's token was valid nowhere.
+func TestPublishAfterReleaseDoesNotTakeTheSessionBack(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	a := startNode(t, "a", urls, fastConfig(), hub.Config{ResumeWindow: wait})
+	b := startNode(t, "b", urls, fastConfig(), hub.Config{ResumeWindow: wait})
+	alice, carol := a.dial("user=alice"), a.dial("user=carol")
+	alice.join("lobby")
+	eventually(t, "b to see alice in lobby", func() bool { return b.hub.RoomMembers("lobby") == 1 })
+	var stale hub.SessionState // what a's hub takes for a Publish, before the claim
+	for _, st := range a.hub.LocalStates() {
+		if st.Member.Peer == alice.peer() {
+			stale = st
+		}
+	}
+	dropSocket(alice)
+	resumed := b.dial("user=alice&resume=" + alice.welcome.ResumeToken)
+	if !resumed.welcome.Resumed || resumed.peer() != alice.peer() {
+		t.Fatalf("alice did not resume on b: %+v", resumed.welcome)
+	}
+	eventually(t, "a to learn that b holds alice", func() bool { return a.dirNode(alice.peer()) == "b" })
+
+	a.node.Publish(stale) // late
+	if got := a.dirNode(alice.peer()); got != "b" {
+		t.Fatalf("a's directory says %q holds alice after a late Publish of a; want b", got)
+	}
+	// carol's join goes to b after anything a sent of alice.
+	carol.join("x")
+	eventually(t, "b to see carol in x", func() bool { return b.hub.RoomMembers("x") == 1 })
+	if !b.hub.IsLocal(alice.peer()) {
+		t.Fatal("b handed alice back to a on a late Publish of a, which no longer holds her")
+	}
+}
