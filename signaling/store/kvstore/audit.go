@@ -60,8 +60,15 @@ func (s *Store) AuditLog(limit int) (evs []store.AuditEvent, err error) {
 // readAudit reads the events from sequence first to last, oldest first,
 // with an ordered consumer (which the server deletes soon after).
 func (s *Store) readAudit(ctx context.Context, first, last uint64) ([]store.AuditEvent, error) {
-	cons, err := s.audit.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: first, InactiveThreshold: 10 * time.Second,
+	// The consumer is made by the stream's leader: a stream that has just
+	// been made, or lost its leader, answers "no responders" until it
+	// elects one (again).
+	var cons jetstream.Consumer
+	err := again(ctx, func() (err error) {
+		cons, err = s.audit.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+			DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: first, InactiveThreshold: 10 * time.Second,
+		})
+		return err
 	})
 	if err != nil {
 		return nil, err
