@@ -20,40 +20,15 @@ import (
 // only "admin socket: backup: 500 Internal Server Error", which gives an
 // operator whose nightly backup fails nothing to go on.
 func TestBackupFailureSaysWhy(t *testing.T) {
-	dir := t.TempDir()
-	st, err := store.Open(filepath.Join(dir, "khadga.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := auth.NewKeys(st, auth.KeysOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ops := &admin.Ops{Store: st, Keys: keys, Bots: auth.NewBots(st, keys, auth.BotsOptions{})}
-	ln, err := admin.Listen(filepath.Join(dir, "admin.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: admin.Handler(ops)}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		srv.Close()
-		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	c, err := admin.Dial(filepath.Join(dir, "admin.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, ops := storeOps(t)
+	c := serveAdmin(t, ops)
 	var buf bytes.Buffer
 	if n, err := c.Backup(context.Background(), &buf); err != nil || n == 0 {
 		t.Fatalf("backup: %d bytes, %v", n, err)
 	}
 	st.Close() // the store fails every read from now on
 	buf.Reset()
-	_, err = c.Backup(context.Background(), &buf)
+	_, err := c.Backup(context.Background(), &buf)
 	if err == nil || !strings.Contains(err.Error(), "store: backup") || buf.Len() != 0 {
 		t.Fatalf("backup of a closed store: %v (%d bytes written); want the server's reason and nothing written", err, buf.Len())
 	}
@@ -77,32 +52,51 @@ func (f failingBackup) Backup(ctx context.Context, w io.Writer) (int64, error) {
 // its first bytes is an error on the command line, never a shorter file
 // taken for a whole one.
 func TestBackupStreamedFailureIsAnError(t *testing.T) {
-	dir := t.TempDir()
-	st, err := store.Open(filepath.Join(dir, "khadga.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, ops := storeOps(t)
 	t.Cleanup(func() { st.Close() })
-	keys, err := auth.NewKeys(st, auth.KeysOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ops := &admin.Ops{Store: st, Keys: keys, Bots: auth.NewBots(st, keys, auth.BotsOptions{})}
-	ln, err := admin.Listen(filepath.Join(dir, "admin.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: admin.Handler(failingBackup{ops})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	c, err := admin.Dial(filepath.Join(dir, "admin.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := serveAdmin(t, failingBackup{ops})
 	var buf bytes.Buffer
 	n, err := c.Backup(context.Background(), &buf)
 	if err == nil {
 		t.Fatalf("a backup cut short after %d bytes was taken for a whole one", n)
 	}
 	t.Logf("backup cut short after %d bytes: %v", n, err)
+}
+
+// storeOps opens a store in a temporary directory and the operations on it.
+func storeOps(t *testing.T) (*store.Store, *admin.Ops) {
+	t.Helper()
+	st, err := store.Open(filepath.Join(t.TempDir(), "khadga.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := auth.NewKeys(st, auth.KeysOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, &admin.Ops{Store: st, Keys: keys, Bots: auth.NewBots(st, keys, auth.BotsOptions{})}
+}
+
+// serveAdmin serves a on an admin socket until the test ends, and dials it.
+func serveAdmin(t *testing.T, a admin.Admin) *admin.Client {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "admin.sock")
+	ln, err := admin.Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: admin.Handler(a)}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		srv.Close()
+		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	c, err := admin.Dial(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
