@@ -17,6 +17,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/khadga/khadga/internal/natstest"
+	"github.com/khadga/khadga/internal/stresspeers"
 	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling/hub"
 )
@@ -54,12 +55,12 @@ func TestClusterStress(t *testing.T) {
 	probe := startProbe(pa, pc)
 
 	var stats clusterStressStats
-	reg := &peerRegistry{}
+	reg := &stresspeers.Registry{}
 	end := time.Now().Add(stressDuration(t))
 	clients := make([]*clusterStressClient, 90)
 	var wg sync.WaitGroup
 	for i := range clients {
-		c := &clusterStressClient{nodes: nodes, user: fmt.Sprint("u", i%30), reg: reg, stats: &stats,
+		c := &clusterStressClient{nodes: nodes, user: fmt.Sprint("u", i%30), peers: stresspeers.Peers{Reg: reg}, stats: &stats,
 			rng: rand.New(rand.NewPCG(uint64(i), 7))}
 		clients[i] = c
 		wg.Add(1)
@@ -264,28 +265,6 @@ func (p *probe) finish() time.Duration {
 	return p.worst
 }
 
-// peerRegistry is every peer id seen, for picking signal targets (many
-// gone).
-type peerRegistry struct {
-	mu    sync.Mutex
-	peers []string
-}
-
-func (r *peerRegistry) add(p string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.peers = append(r.peers, p)
-}
-
-func (r *peerRegistry) pick(rng *rand.Rand) string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.peers) == 0 {
-		return "nobody"
-	}
-	return r.peers[rng.IntN(len(r.peers))]
-}
-
 type clusterStressStats struct {
 	dials, refused, resumes, moves, signals, joins, drops, closes atomic.Int64
 }
@@ -299,24 +278,19 @@ func (s *clusterStressStats) String() string {
 var clusterStressRooms = []string{"r0", "r1", "r2", "r3", "r4", "r5"}
 
 // clusterStressClient is one client of TestClusterStress. Only its own
-// goroutine (run) touches ws, rooms and at; the reader shares resume and
-// near under mu.
+// goroutine (run) touches ws, rooms and at; its reader tells peers what
+// the node sends.
 type clusterStressClient struct {
 	nodes []*testNode
 	user  string
-	reg   *peerRegistry
+	peers stresspeers.Peers // the resume token and peers the reader saw
 	stats *clusterStressStats
 	rng   *rand.Rand
 
 	ws    *websocket.Conn
 	done  chan struct{}
-	at    int // the node ws is on
+	at    int // the node ws is on, or was last on
 	rooms []string
-
-	mu     sync.Mutex
-	resume string
-	resAt  int      // the node that gave the resume token
-	near   []string // peers seen in this client's rooms
 }
 
 func (c *clusterStressClient) run(end time.Time) {
@@ -334,17 +308,16 @@ func (c *clusterStressClient) run(end time.Time) {
 }
 
 func (c *clusterStressClient) connect() {
+	last := c.at // the node of the last welcome, and of its resume token
 	c.at = c.rng.IntN(len(c.nodes))
 	q := url.Values{"user": {c.user}, "presence": {"1"}}
-	c.mu.Lock()
-	if c.resume != "" {
-		q.Set("resume", c.resume)
+	if resume := c.peers.Resume(); resume != "" {
+		q.Set("resume", resume)
 		c.stats.resumes.Add(1)
-		if c.resAt != c.at {
+		if last != c.at {
 			c.stats.moves.Add(1)
 		}
 	}
-	c.mu.Unlock()
 	d := websocket.Dialer{Subprotocols: proto.Subprotocols, HandshakeTimeout: wait}
 	u := "ws" + strings.TrimPrefix(c.nodes[c.at].srv.URL, "http") + "/ws?" + q.Encode()
 	ws, _, err := d.Dial(u, nil)
@@ -354,69 +327,26 @@ func (c *clusterStressClient) connect() {
 	}
 	c.stats.dials.Add(1)
 	c.ws, c.rooms, c.done = ws, nil, make(chan struct{})
-	go c.read(ws, c.done, c.at)
+	go c.read(ws, c.done)
 }
 
-// read consumes what the node sends, noting the resume token and peers.
-func (c *clusterStressClient) read(ws *websocket.Conn, done chan struct{}, at int) {
+// read hands what the node sends to peers.
+func (c *clusterStressClient) read(ws *websocket.Conn, done chan struct{}) {
 	defer close(done)
 	for {
 		_, b, err := ws.ReadMessage()
 		if err != nil {
 			return
 		}
-		var m proto.Message
-		if json.Unmarshal(b, &m) != nil {
-			continue
-		}
-		switch m.Type {
-		case proto.TypeWelcome:
-			var w proto.Welcome
-			if json.Unmarshal(m.Data, &w) == nil {
-				c.mu.Lock()
-				c.resume, c.resAt = w.ResumeToken, at
-				c.mu.Unlock()
-				c.reg.add(w.Peer)
-			}
-		case proto.TypeJoined:
-			var j proto.Joined
-			if json.Unmarshal(m.Data, &j) == nil {
-				for _, p := range j.Peers {
-					c.note(p.Peer)
-				}
-			}
-		case proto.TypePeerJoined:
-			var p proto.Member
-			if json.Unmarshal(m.Data, &p) == nil {
-				c.note(p.Peer)
-			}
-		}
+		c.peers.Saw(b)
 	}
-}
-
-func (c *clusterStressClient) note(peer string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.near = append(c.near, peer)
-	if len(c.near) > 32 {
-		c.near = c.near[1:]
-	}
-}
-
-func (c *clusterStressClient) target() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.near) > 0 && c.rng.IntN(5) > 0 {
-		return c.near[c.rng.IntN(len(c.near))]
-	}
-	return c.reg.pick(c.rng)
 }
 
 func (c *clusterStressClient) act() {
 	var err error
 	switch n := c.rng.IntN(100); {
 	case n < 40:
-		err = c.send(proto.Message{Type: proto.TypeSignal, ID: "s", To: c.target(),
+		err = c.send(proto.Message{Type: proto.TypeSignal, ID: "s", To: c.peers.Target(c.rng),
 			Data: json.RawMessage(`{"pad":"` + strings.Repeat("x", c.rng.IntN(2000)) + `"}`)})
 		c.stats.signals.Add(1)
 	case n < 60:
@@ -456,9 +386,7 @@ func (c *clusterStressClient) disconnect(abrupt bool) {
 		c.stats.closes.Add(1)
 		_ = c.ws.WriteControl(websocket.CloseMessage,
 			websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
-		c.mu.Lock()
-		c.resume = ""
-		c.mu.Unlock()
+		c.peers.Forget()
 	}
 	_ = c.ws.NetConn().Close()
 	<-c.done

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/khadga/khadga/internal/stresspeers"
 	"github.com/khadga/khadga/proto"
 )
 
@@ -60,7 +62,7 @@ func TestStress(t *testing.T) {
 	pa.expect(proto.TypePeerJoined)
 	relay := startRelayerEvery(pa, pb, 20*time.Millisecond)
 
-	reg := &registry{}
+	reg := &stresspeers.Registry{}
 	end := time.Now().Add(stressDuration(t))
 	var wg sync.WaitGroup
 	var stats stressStats
@@ -69,7 +71,7 @@ func TestStress(t *testing.T) {
 		if i%2 == 1 {
 			front = wss
 		}
-		sc := &stressClient{front: front, user: fmt.Sprint("u", i%60), reg: reg, stats: &stats,
+		sc := &stressClient{front: front, user: fmt.Sprint("u", i%60), peers: stresspeers.Peers{Reg: reg}, stats: &stats,
 			rng: rand.New(rand.NewPCG(uint64(i), 42))}
 		wg.Add(1)
 		go func() { defer wg.Done(); sc.run(end) }()
@@ -93,27 +95,6 @@ func TestStress(t *testing.T) {
 	eventually(t, "goroutines back to the baseline", func() bool { return runtime.NumGoroutine() <= baseline+2 })
 }
 
-// registry is every peer id seen, for picking signal targets (many stale).
-type registry struct {
-	mu    sync.Mutex
-	peers []string
-}
-
-func (r *registry) add(p string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.peers = append(r.peers, p)
-}
-
-func (r *registry) pick(rng *rand.Rand) string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.peers) == 0 {
-		return "nobody"
-	}
-	return r.peers[rng.IntN(len(r.peers))]
-}
-
 type stressStats struct {
 	dials, resumes, drops, closes, signals, joins, pauses, refused atomic.Int64
 }
@@ -126,18 +107,15 @@ func (s *stressStats) String() string {
 // stressClient is one randomly behaving client. Its goroutine writes; a
 // reader goroutine per connection reads (and sometimes stops reading).
 type stressClient struct {
-	front  *testServer
-	user   string
-	reg    *registry
-	stats  *stressStats
-	rng    *rand.Rand
-	ws     *websocket.Conn
-	rooms  []string
-	resume string
-	pause  atomic.Int64 // unix nanoseconds until which the reader does not read
-	done   chan struct{}
-	mu     sync.Mutex // guards resume and near, set by the reader
-	near   []string   // peers seen in this client's rooms
+	front *testServer
+	user  string
+	peers stresspeers.Peers // the resume token and peers the reader saw
+	stats *stressStats
+	rng   *rand.Rand
+	ws    *websocket.Conn
+	rooms []string
+	pause atomic.Int64 // unix nanoseconds until which the reader does not read
+	done  chan struct{}
 }
 
 var stressRooms = []string{"r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9"}
@@ -160,12 +138,10 @@ func (c *stressClient) run(end time.Time) {
 
 func (c *stressClient) connect() {
 	q := url.Values{"user": {c.user}}
-	c.mu.Lock()
-	if c.resume != "" && c.rng.IntN(4) > 0 {
-		q.Set("resume", c.resume)
+	if resume := c.peers.Resume(); resume != "" && c.rng.IntN(4) > 0 {
+		q.Set("resume", resume)
 		c.stats.resumes.Add(1)
 	}
-	c.mu.Unlock()
 	if c.rng.IntN(3) == 0 {
 		q.Set("presence", "1")
 	}
@@ -194,54 +170,8 @@ func (c *stressClient) read(ws *websocket.Conn, done chan struct{}) {
 		if err != nil {
 			return
 		}
-		var m proto.Message
-		if json.Unmarshal(b, &m) != nil {
-			continue
-		}
-		switch m.Type {
-		case proto.TypeWelcome:
-			var w proto.Welcome
-			if json.Unmarshal(m.Data, &w) == nil {
-				c.mu.Lock()
-				c.resume = w.ResumeToken
-				c.mu.Unlock()
-				c.reg.add(w.Peer)
-			}
-		case proto.TypeJoined:
-			var j proto.Joined
-			if json.Unmarshal(m.Data, &j) == nil {
-				for _, p := range j.Peers {
-					c.note(p.Peer)
-				}
-			}
-		case proto.TypePeerJoined:
-			var p proto.Member
-			if json.Unmarshal(m.Data, &p) == nil {
-				c.note(p.Peer)
-			}
-		}
+		c.peers.Saw(b)
 	}
-}
-
-// note remembers a peer seen in one of this client's rooms (the last 32).
-func (c *stressClient) note(peer string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.near = append(c.near, peer)
-	if len(c.near) > 32 {
-		c.near = c.near[1:]
-	}
-}
-
-// target picks a signal's target: mostly a peer seen in a shared room,
-// sometimes any peer ever seen (often gone, or sharing no room).
-func (c *stressClient) target() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.near) > 0 && c.rng.IntN(5) > 0 {
-		return c.near[c.rng.IntN(len(c.near))]
-	}
-	return c.reg.pick(c.rng)
 }
 
 func (c *stressClient) act() {
@@ -252,7 +182,7 @@ func (c *stressClient) act() {
 		if len(c.rooms) > 0 && c.rng.IntN(2) == 0 {
 			room = c.rooms[c.rng.IntN(len(c.rooms))]
 		}
-		err = c.send(proto.Message{Type: proto.TypeSignal, ID: "s", To: c.target(), Room: room,
+		err = c.send(proto.Message{Type: proto.TypeSignal, ID: "s", To: c.peers.Target(c.rng), Room: room,
 			Data: json.RawMessage(`{"pad":"` + strings.Repeat("x", c.rng.IntN(4000)) + `"}`)})
 		c.stats.signals.Add(1)
 	case n < 55:
@@ -275,7 +205,7 @@ func (c *stressClient) act() {
 		c.stats.pauses.Add(1)
 	case n < 85:
 		// A burst of signals to one peer, as fast as TCP takes them.
-		to := c.target()
+		to := c.peers.Target(c.rng)
 		for i := 0; i < 20 && err == nil; i++ {
 			err = c.send(proto.Message{Type: proto.TypeSignal, ID: "b", To: to, Data: json.RawMessage(`{"i":1}`)})
 		}
@@ -307,9 +237,7 @@ func (c *stressClient) disconnect(abrupt bool) {
 		c.stats.closes.Add(1)
 		_ = c.ws.WriteControl(websocket.CloseMessage,
 			websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
-		c.mu.Lock()
-		c.resume = ""
-		c.mu.Unlock()
+		c.peers.Forget()
 	}
 	_ = c.ws.NetConn().Close()
 	c.pause.Store(0)
