@@ -7,12 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -132,11 +130,6 @@ func startComposeNATS(t *testing.T, p *types.Project) map[string]string {
 		client[fmt.Sprintf("%s:%d", name, natsClientPort)] = freeAddr(t)
 		route[fmt.Sprintf("%s:%d", name, o.Cluster.Port)] = freeAddr(t)
 		opts = append(opts, o)
-	}
-	hostPort := func(addr string) (string, int) {
-		h, p, _ := net.SplitHostPort(addr)
-		n, _ := strconv.Atoi(p)
-		return h, n
 	}
 	for i, name := range clusterNATS {
 		o := opts[i]

@@ -5,7 +5,8 @@
 // deploy/cluster/nats.conf), the Kubernetes manifests in
 // deploy/kubernetes and the overlays beside them
 // (deploy/kubernetes-loadbalancer: TURN behind a LoadBalancer;
-// deploy/kubernetes-cluster: three nodes on NATS), and the container
+// deploy/kubernetes-cluster: three nodes on NATS;
+// deploy/kubernetes-cluster-tls: the same with TLS to NATS), and the container
 // healthcheck program in deploy/healthcheck.
 //
 // There is no Docker engine or Kubernetes cluster on the development and CI

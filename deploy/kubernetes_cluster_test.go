@@ -76,6 +76,9 @@ func TestKubernetesOverlaysBuild(t *testing.T) {
 		// The single node's StatefulSet is gone; NATS's is there.
 		k8sClusterDir: {"Namespace": 1, "ConfigMap": 2, "Service": 2, "StatefulSet": 1, "Deployment": 1, "PodDisruptionBudget": 2,
 			"NetworkPolicy": 1},
+		// The cluster's, and cert-manager's CA and certificates.
+		k8sTLSDir: {"Namespace": 1, "ConfigMap": 2, "Service": 2, "StatefulSet": 1, "Deployment": 1, "PodDisruptionBudget": 2,
+			"NetworkPolicy": 1, "Issuer": 2, "Certificate": 3},
 	} {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			byKind := kustomizeBuild(t, dir)
@@ -112,6 +115,7 @@ type clusterPod struct {
 			Metadata metadata `yaml:"metadata"`
 			Spec     struct {
 				HostNetwork                   *bool `yaml:"hostNetwork"`
+				ShareProcessNamespace         *bool `yaml:"shareProcessNamespace"`
 				TerminationGracePeriodSeconds *int  `yaml:"terminationGracePeriodSeconds"`
 				Affinity                      struct {
 					PodAntiAffinity struct {
@@ -134,6 +138,9 @@ type volume struct {
 	ConfigMap *struct {
 		Name string `yaml:"name"`
 	} `yaml:"configMap"`
+	Secret *struct {
+		SecretName string `yaml:"secretName"`
+	} `yaml:"secret"`
 }
 
 type affinityTerm struct {
@@ -144,6 +151,7 @@ type affinityTerm struct {
 }
 
 type clusterContainer struct {
+	Name  string `yaml:"name"`
 	Image string `yaml:"image"`
 	Ports []struct {
 		Name          string `yaml:"name"`
@@ -268,7 +276,7 @@ func TestKubernetesClusterNATS(t *testing.T) {
 	for _, m := range c.VolumeMounts {
 		mounts[m.Name] = m.MountPath
 	}
-	o, err := processNATSConf(t, k8sNATSConf(t, byKind, sts), podEnv(t, c.Env, "nats-1", testSecrets))
+	o, err := processNATSConf(t, natsConfPath(t, byKind, sts, nil), podEnv(t, c.Env, "nats-1", testSecrets))
 	if err != nil {
 		t.Fatalf("nats-server refuses the configuration: %v", err)
 	}
@@ -504,39 +512,81 @@ func podEnv(t *testing.T, env []envVar, pod string, secrets map[string]map[strin
 	return out
 }
 
-// k8sNATSConf is the nats.conf the NATS container reads (--config), from
-// the ConfigMap mounted there.
-func k8sNATSConf(t *testing.T, byKind map[string][]manifest, sts clusterPod) string {
+// podFiles writes the files that container of pod sees through its
+// ConfigMap and Secret volumes under a new directory that stands for the
+// container's root, and returns it. files are the Secrets' files by
+// Secret name (those a test makes; a Secret it lacks fails the test, as
+// the pod would not start). In the files written, every mount path of the
+// container's ConfigMaps and Secrets is moved under the root, so that a
+// configuration naming another mounted file finds it.
+func podFiles(t *testing.T, byKind map[string][]manifest, pod clusterPod, container string, files map[string]map[string][]byte) string {
 	t.Helper()
-	c := sts.Spec.Template.Spec.Containers[0]
-	mounts := map[string]string{}
-	for _, m := range c.VolumeMounts {
-		mounts[m.Name] = m.MountPath
+	spec := pod.Spec.Template.Spec
+	i := slices.IndexFunc(spec.Containers, func(c clusterContainer) bool { return c.Name == container })
+	if i < 0 {
+		t.Fatalf("no container %s", container)
 	}
-	confPath := flagValue(c.Args, "config")
-	for _, v := range sts.Spec.Template.Spec.Volumes {
-		if v.ConfigMap != nil && strings.HasPrefix(confPath, mounts[v.Name]+"/") {
-			if conf := named[configMap](t, byKind, "ConfigMap", v.ConfigMap.Name).Data[strings.TrimPrefix(confPath, mounts[v.Name]+"/")]; conf != "" {
-				return conf
+	root := t.TempDir()
+	written := map[string]map[string][]byte{} // mount path -> file -> contents
+	var moves []string
+	for _, m := range spec.Containers[i].VolumeMounts {
+		j := slices.IndexFunc(spec.Volumes, func(v volume) bool { return v.Name == m.Name })
+		if j < 0 {
+			continue // a volume claim's
+		}
+		switch v := spec.Volumes[j]; {
+		case v.ConfigMap != nil:
+			data := map[string][]byte{}
+			for k, text := range named[configMap](t, byKind, "ConfigMap", v.ConfigMap.Name).Data {
+				data[k] = []byte(text)
+			}
+			written[m.MountPath] = data
+		case v.Secret != nil:
+			data, ok := files[v.Secret.SecretName]
+			if !ok {
+				t.Fatalf("volume %s: the test has no Secret %s", v.Name, v.Secret.SecretName)
+			}
+			written[m.MountPath] = data
+		default:
+			continue // scratch space, which the test's paths leave where they are
+		}
+		moves = append(moves, m.MountPath+"/", filepath.Join(root, m.MountPath)+"/")
+	}
+	move := strings.NewReplacer(moves...)
+	for mount, data := range written {
+		dir := filepath.Join(root, mount)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		for k, b := range data {
+			if err := os.WriteFile(filepath.Join(dir, k), []byte(move.Replace(string(b))), 0o600); err != nil {
+				t.Fatal(err)
 			}
 		}
 	}
-	t.Fatalf("--config %q is not a file of a mounted ConfigMap (args %v)", confPath, c.Args)
-	return ""
+	return root
 }
 
-// processNATSConf parses a nats-server configuration as nats-server does,
-// with env in the process environment (the configuration's $NAMEs).
+// natsConfPath is the configuration file the NATS container of sts reads
+// (--config), with its mounted files under a new root (podFiles).
+func natsConfPath(t *testing.T, byKind map[string][]manifest, sts clusterPod, files map[string]map[string][]byte) string {
+	t.Helper()
+	c := sts.Spec.Template.Spec.Containers[0]
+	conf := filepath.Join(podFiles(t, byKind, sts, c.Name, files), flagValue(c.Args, "config"))
+	if _, err := os.Stat(conf); err != nil {
+		t.Fatalf("--config %q is not a file of a mounted ConfigMap (args %v): %v", flagValue(c.Args, "config"), c.Args, err)
+	}
+	return conf
+}
+
+// processNATSConf parses the nats-server configuration file conf as
+// nats-server does, with env in the process environment (its $NAMEs).
 func processNATSConf(t *testing.T, conf string, env map[string]string) (*natsserver.Options, error) {
 	t.Helper()
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
-	file := filepath.Join(t.TempDir(), "nats.conf")
-	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return natsserver.ProcessConfigFile(file)
+	return natsserver.ProcessConfigFile(conf)
 }
 
 // checkNATSURLs fails unless urls (KHADGA_NATS) names exactly the servers
@@ -582,15 +632,21 @@ func checkNATSAuth(t *testing.T, where string, o *natsserver.Options, khadgaPW, 
 	}
 }
 
-// checkNATSAuthServes starts a standalone nats-server with o's
-// authorization (its cluster, addresses and store replaced) and checks
-// who gets in: nobody without khadga's password (nor with the routes'),
-// and khadgaURL, pointed at it, with JetStream.
-func checkNATSAuthServes(t *testing.T, o *natsserver.Options, khadgaURL string) {
+// serveNATS starts a nats-server with o's settings on a 127.0.0.1 port of
+// its own, without monitoring, with a store of its own, and stops it when
+// the test ends. Without a clusterAddr it is alone (o's cluster and routes
+// left out); with one, it listens there for routes with o's cluster
+// settings and dials routes.
+func serveNATS(t *testing.T, o *natsserver.Options, clusterAddr string, routes ...*url.URL) *natsserver.Server {
 	t.Helper()
 	cp := *o
 	cp.Host, cp.Port, cp.HTTPHost, cp.HTTPPort = "127.0.0.1", -1, "", 0
-	cp.Cluster, cp.Routes = natsserver.ClusterOpts{}, nil
+	if clusterAddr == "" {
+		cp.Cluster, cp.Routes = natsserver.ClusterOpts{}, nil
+	} else {
+		cp.Cluster.Host, cp.Cluster.Port = hostPort(clusterAddr)
+		cp.Routes = routes
+	}
 	cp.StoreDir, cp.PidFile = t.TempDir(), ""
 	cp.NoLog, cp.NoSigs = true, true
 	s, err := natsserver.NewServer(&cp)
@@ -605,6 +661,16 @@ func checkNATSAuthServes(t *testing.T, o *natsserver.Options, khadgaURL string) 
 	if !s.ReadyForConnections(30 * time.Second) {
 		t.Fatal("nats-server not ready")
 	}
+	return s
+}
+
+// checkNATSAuthServes starts a standalone nats-server with o's
+// authorization (serveNATS) and checks who gets in: nobody without
+// khadga's password (nor with the routes'), and khadgaURL, pointed at it,
+// with JetStream.
+func checkNATSAuthServes(t *testing.T, o *natsserver.Options, khadgaURL string) {
+	t.Helper()
+	s := serveNATS(t, o, "")
 	addr := s.Addr().String()
 	for _, u := range []string{"nats://" + addr, "nats://khadga:wrong@" + addr, "nats://khadga:@" + addr,
 		"nats://route:" + testRoutePassword + "@" + addr} {
@@ -662,7 +728,7 @@ func TestKubernetesClusterNATSAuth(t *testing.T) {
 			}
 		}
 	}
-	conf := k8sNATSConf(t, byKind, sts)
+	conf := natsConfPath(t, byKind, sts, nil)
 	o, err := processNATSConf(t, conf, podEnv(t, nc.Env, "nats-0", testSecrets))
 	if err != nil {
 		t.Fatalf("nats-server refuses the configuration: %v", err)
@@ -712,7 +778,7 @@ func TestKubernetesClusterNetworkPolicy(t *testing.T) {
 	node := named[clusterPod](t, byKind, "Deployment", "khadga")
 	natsLabels, nodeLabels := sts.Spec.Template.Metadata.Labels, node.Spec.Template.Metadata.Labels
 	c := sts.Spec.Template.Spec.Containers[0]
-	o, err := processNATSConf(t, k8sNATSConf(t, byKind, sts), podEnv(t, c.Env, "nats-0", testSecrets))
+	o, err := processNATSConf(t, natsConfPath(t, byKind, sts, nil), podEnv(t, c.Env, "nats-0", testSecrets))
 	if err != nil {
 		t.Fatal(err)
 	}

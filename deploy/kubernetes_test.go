@@ -305,6 +305,22 @@ var knownFields = map[string]map[string][]string{
 		"spec.ingress[].from[].ipBlock":           {"cidr", "except"},
 		"spec.ingress[].ports[]":                  {"port", "endPort", "protocol"},
 	},
+	// cert-manager's (cert-manager.io/v1).
+	"Issuer": {
+		"":                {"apiVersion", "kind", "metadata", "spec"},
+		"metadata":        metadataFields,
+		"spec":            {"selfSigned", "ca", "acme", "vault"},
+		"spec.ca":         {"secretName", "crlDistributionPoints", "ocspServers"},
+		"spec.selfSigned": {"crlDistributionPoints"},
+	},
+	"Certificate": {
+		"":         {"apiVersion", "kind", "metadata", "spec"},
+		"metadata": metadataFields,
+		"spec": {"secretName", "isCA", "commonName", "dnsNames", "ipAddresses", "uris", "emailAddresses", "duration",
+			"renewBefore", "usages", "privateKey", "issuerRef", "subject", "secretTemplate"},
+		"spec.privateKey": {"algorithm", "size", "encoding", "rotationPolicy"},
+		"spec.issuerRef":  {"name", "kind", "group"},
+	},
 	"Kustomization": {
 		"": {"apiVersion", "kind", "namespace", "resources", "patches", "images", "replacements", "labels",
 			"configMapGenerator", "secretGenerator", "generatorOptions", "components"},
@@ -333,7 +349,7 @@ func podTemplateFields() map[string][]string {
 	f := map[string][]string{
 		"spec.template":          {"metadata", "spec"},
 		"spec.template.metadata": {"labels", "annotations"},
-		pod: {"hostNetwork", "dnsPolicy", "terminationGracePeriodSeconds", "automountServiceAccountToken",
+		pod: {"hostNetwork", "dnsPolicy", "terminationGracePeriodSeconds", "automountServiceAccountToken", "shareProcessNamespace",
 			"enableServiceLinks", "securityContext", "containers", "initContainers", "volumes", "nodeSelector",
 			"tolerations", "affinity", "topologySpreadConstraints", "priorityClassName", "serviceAccountName"},
 		pod + ".securityContext": {"runAsNonRoot", "runAsUser", "runAsGroup", "fsGroup",
@@ -790,7 +806,7 @@ func TestKubernetesLoadBalancer(t *testing.T) {
 }
 
 // k8sDirs are the kustomizations: the base and its overlays.
-var k8sDirs = []string{k8sDir, "deploy/kubernetes-loadbalancer", "deploy/kubernetes-cluster"}
+var k8sDirs = []string{k8sDir, "deploy/kubernetes-loadbalancer", "deploy/kubernetes-cluster", k8sTLSDir}
 
 // TestKubernetesManifestsListed: in every kustomization directory each
 // manifest decodes, passes knownFields, and is listed in its
@@ -848,6 +864,7 @@ func TestKnownFieldsCatchTypos(t *testing.T) {
 		{"deploy/kubernetes-cluster/nats-statefulset.yaml", "accessModes:", "accesModes:"},
 		{"deploy/kubernetes-cluster/nats-statefulset.yaml", "name: nats-config", "nme: nats-config"},
 		{"deploy/kubernetes-cluster/pdb.yaml", "maxUnavailable:", "maxUnavailble:"},
+		{"deploy/kubernetes-cluster-tls/certificates.yaml", "selfSigned:", "selfsigned:"},
 		{"deploy/kubernetes/statefulset.yaml", "path: /readyz", "pth: /readyz"},
 		{"deploy/kubernetes/statefulset.yaml", "type: RuntimeDefault", "typ: RuntimeDefault"},
 		{"deploy/kubernetes/statefulset.yaml", "configMapRef:", "configmapRef:"},
