@@ -171,21 +171,8 @@ func (c *pipeClient) read() {
 	}
 }
 
-// write sends one masked frame (payloads here stay under 64 KiB).
-func (c *pipeClient) write(op byte, p []byte) {
-	key := [4]byte{7, 1, 4, 2}
-	b := []byte{0x80 | op}
-	if len(p) < 126 {
-		b = append(b, 0x80|byte(len(p)))
-	} else {
-		b = append(b, 0x80|126, byte(len(p)>>8), byte(len(p)))
-	}
-	b = append(b, key[:]...)
-	for i, x := range p {
-		b = append(b, x^key[i%4])
-	}
-	_, _ = c.nc.Write(b)
-}
+// write sends one masked frame.
+func (c *pipeClient) write(op byte, p []byte) { _, _ = c.nc.Write(wholeFrame(0x80|op, p)) }
 
 func (c *pipeClient) send(m proto.Message) {
 	b, err := json.Marshal(m)

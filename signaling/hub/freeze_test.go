@@ -144,6 +144,16 @@ type relayer struct {
 
 func startRelayer(a, b *tclient) *relayer { return startRelayerEvery(a, b, 0) }
 
+// relayingPair starts a relayer between users a and b, in room lobby.
+func relayingPair(ts *testServer) *relayer {
+	ts.t.Helper()
+	a, b := ts.dial("user=a"), ts.dial("user=b")
+	a.join("lobby", "1")
+	b.join("lobby", "1")
+	a.expect(proto.TypePeerJoined)
+	return startRelayer(a, b)
+}
+
 // startRelayerEvery starts a round trip every interval (0: back to back).
 func startRelayerEvery(a, b *tclient, interval time.Duration) *relayer {
 	r := &relayer{a: a, b: b, stop: make(chan struct{}), done: make(chan struct{})}
@@ -360,11 +370,7 @@ func TestFreezeTwoSlowConsumersTargetingEachOther(t *testing.T) {
 func testTwoSlowConsumers(t *testing.T, mode serverMode) {
 	ts := newTestServer(t, freezeConfig(), mode)
 	probe := watchdog(t, ts.hub, 5*time.Second)
-	a, b := ts.dial("user=a"), ts.dial("user=b")
-	a.join("lobby", "1")
-	b.join("lobby", "1")
-	a.expect(proto.TypePeerJoined)
-	pair := startRelayer(a, b)
+	pair := relayingPair(ts)
 	pings := pingCounter(ts, "idle")
 
 	x, y := ts.dialRaw("user=x&sndbuf=4096", true), ts.dialRaw("user=y&sndbuf=4096", true)
@@ -416,11 +422,7 @@ func testSlowPresence(t *testing.T, mode serverMode) {
 	probe := watchdog(t, ts.hub, 5*time.Second)
 	watcher := ts.dial("user=watcher&presence=1")
 	watcher.expect(proto.TypePresence) // the full list
-	a, b := ts.dial("user=a"), ts.dial("user=b")
-	a.join("lobby", "1")
-	b.join("lobby", "1")
-	a.expect(proto.TypePeerJoined)
-	pair := startRelayer(a, b)
+	pair := relayingPair(ts)
 	ts.dialRaw("user=slow&presence=1&sndbuf=4096", true) // never reads
 	// Sessions come in tens and go, until the flushes have filled the slow
 	// subscriber's socket and queue.
