@@ -133,9 +133,20 @@ type Config struct {
 	// HeaderTimeout bounds how long a client may take to send its request
 	// headers, against slowloris (default 10 s).
 	HeaderTimeout time.Duration
+	// MaxConnsPerAddr caps the connections from one client address (an
+	// IPv4 address, an IPv6 /64) that are not WebSockets: in their TLS
+	// handshake, sending a request, waiting for its answer or idle
+	// between requests (default 256). Past it a new connection is closed
+	// at once, plain HTTP after a 429. Loopback and TrustedProxies are
+	// not counted: a reverse proxy guards its own clients.
+	MaxConnsPerAddr int
 	// ShutdownGrace bounds how long Serve waits for clients to get their
 	// reconnect notice when its context ends (default 5 s).
 	ShutdownGrace time.Duration
+
+	// countLoopback counts loopback clients against MaxConnsPerAddr
+	// (tests: they have no other address).
+	countLoopback bool
 }
 
 // StorePath is the bbolt file inside DataDir.
@@ -161,6 +172,7 @@ func (c *Config) setDefaults() {
 	setDefault(&c.ResumeWindow, 30*time.Second)
 	setDefault(&c.ShutdownGrace, 5*time.Second)
 	setDefault(&c.HeaderTimeout, 10*time.Second)
+	setDefault(&c.MaxConnsPerAddr, 256)
 	setDefault(&c.ReadLimit, proto.MaxMessageSize)
 	setDefault(&c.MaxRoomsPerSession, 16)
 	setDefault(&c.MaxRoomMembers, 50)
@@ -234,6 +246,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PasswordWorkers < 1 || c.RegistrationsPerHour < 1 || c.TicketsPerUser < 1 || c.TicketsPerAddr < 1 {
 		errs = append(errs, errors.New("password workers, registrations per hour and tickets per user and address must be positive"))
+	}
+	if c.MaxConnsPerAddr < 1 {
+		errs = append(errs, errors.New("max connections per address must be positive"))
 	}
 	if c.MessageRate <= 0 || c.MessageBurst < 1 {
 		errs = append(errs, errors.New("message rate and burst must be positive"))

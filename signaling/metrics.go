@@ -17,7 +17,10 @@ type metrics struct {
 	refreshes *prometheus.CounterVec // by result: ok, failed, reuse
 	registers prometheus.Counter
 	wsRefused *prometheus.CounterVec // by reason
-	limitNews *prometheus.CounterVec // by what became of it: told, untold, heard, bad
+	// connsRefused counts connections closed at once: their address had
+	// too many that were not WebSockets (Config.MaxConnsPerAddr).
+	connsRefused prometheus.Counter
+	limitNews    *prometheus.CounterVec // by what became of it: told, untold, heard, bad
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -34,12 +37,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		wsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "khadga_ws_refused_total", Help: "WebSocket upgrades refused, by reason (version, origin, auth).",
 		}, []string{"reason"}),
+		connsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "khadga_http_conns_refused_total", Help: "Connections closed as they came: their address had --max-conns-per-addr that were not WebSockets.",
+		}),
 		limitNews: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "khadga_cluster_limit_news_total", Help: "Counts of the login and rate limiters shared with the other nodes of a cluster: told (sent), untold (NATS's outbox was full), heard (counted here), bad (unreadable, dropped).",
 		}, []string{"what"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.logins, m.refreshes, m.registers, m.wsRefused, m.limitNews)
+		reg.MustRegister(m.logins, m.refreshes, m.registers, m.wsRefused, m.connsRefused, m.limitNews)
 	}
 	return m
 }

@@ -185,7 +185,15 @@ func (s *Server) init() error {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
+	limit := newConnLimit(s.cfg.MaxConnsPerAddr, s.connsExempt, s.log, s.metrics.connsRefused)
+	s.http.ConnState = limit.connState
 	return nil
+}
+
+// connsExempt says which clients Config.MaxConnsPerAddr does not count:
+// loopback and the trusted proxies, which guard their own clients.
+func (s *Server) connsExempt(a netip.Addr) bool {
+	return (a.IsLoopback() && !s.cfg.countLoopback) || s.isTrusted(a.String())
 }
 
 // Hub is the server's hub (for in-process tools and tests).

@@ -1,0 +1,124 @@
+package signaling_test
+
+import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/khadga/khadga/proto"
+	"github.com/khadga/khadga/signaling"
+	"github.com/khadga/khadga/signaling/signalingtest"
+)
+
+// TestConnectionsPerAddress: one address opens a hundred sockets that
+// never finish their TLS handshake (wss) or their request headers (ws).
+// Each would hold a goroutine, buffers and a descriptor for the header
+// timeout, and a few thousand such from one address held about 60 MiB
+// (TLS); past Config.MaxConnsPerAddr the server closes them at once
+// (plain HTTP gets 429 first), while users from other addresses sign in,
+// connect and relay, and the address gets its slots back as its sockets
+// close.
+func TestConnectionsPerAddress(t *testing.T) { forSchemes(t, testConnectionsPerAddress) }
+
+func testConnectionsPerAddress(t *testing.T, opts signalingtest.Options) {
+	const limit, sockets = 8, 100
+	tlsOn := opts.TLS
+	opts.Config.MaxConnsPerAddr = limit
+	signaling.CountLoopbackConns(&opts.Config)
+	s := signalingtest.Start(t, opts)
+	alice := s.User(t, "alice")
+	s.Register(t, "bob", "correct horse battery")
+	runtime.GC()
+	baseline := runtime.NumGoroutine()
+
+	// The attacker is 127.0.0.2; the users are 127.0.0.1.
+	addr := strings.TrimPrefix(strings.TrimPrefix(s.URL, "https://"), "http://")
+	attacker := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+	closed := make(chan string, sockets)
+	var held []net.Conn
+	for range sockets {
+		c, err := attacker.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+		if !tlsOn {
+			fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+		}
+		go func() {
+			// A refused socket is closed at once; a held one only at
+			// the header timeout (10 s), after this read gives up.
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			b, err := io.ReadAll(c)
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				closed <- "held"
+			} else {
+				closed <- string(b) // the 429, or a reset that lost it: the server had not read the headers
+			}
+		}()
+	}
+	refused := 0
+	for i := 0; i < sockets && refused < sockets-limit; i++ {
+		if got := <-closed; got != "held" {
+			refused++
+			if got != "" && !strings.HasPrefix(got, "HTTP/1.1 429 ") {
+				t.Errorf("a refused socket got %q", got)
+			}
+		}
+	}
+	if refused != sockets-limit {
+		t.Fatalf("%d of %d sockets from one address refused, want %d", refused, sockets, sockets-limit)
+	}
+	if !tlsOn {
+		// One more that has sent nothing is told why.
+		c, err := attacker.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(signalingtest.Timeout))
+		b, _ := io.ReadAll(c)
+		c.Close()
+		if !strings.HasPrefix(string(b), "HTTP/1.1 429 ") || !strings.Contains(string(b), "too_many_connections") {
+			t.Errorf("a socket past the limit got %q", b)
+		}
+	}
+
+	// Meanwhile others sign in, connect and relay.
+	a := s.Connect(t, alice.AccessToken, url.Values{"presence": {"0"}})
+	b := s.Connect(t, s.Login(t, "bob", "correct horse battery").AccessToken, url.Values{"presence": {"0"}})
+	a.Join("lobby")
+	b.Join("lobby")
+	a.Expect(proto.TypePeerJoined)
+	a.Send(&proto.Message{Type: proto.TypeSignal, ID: "s", To: b.Welcome.Peer, Data: []byte(`{}`)})
+	b.Expect(proto.TypeSignal)
+
+	// The address gets its slots back once its sockets close.
+	for _, c := range held {
+		c.Close()
+	}
+	a.Close()
+	b.Close()
+	waitGoroutines(t, baseline)
+	c, err := attacker.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if tlsOn {
+		tc := signalingtest.ClientTLS()
+		tc.ServerName = "127.0.0.1"
+		c = tls.Client(c, tc)
+	}
+	_ = c.SetDeadline(time.Now().Add(signalingtest.Timeout))
+	fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if line, err := bufio.NewReader(c).ReadString('\n'); !strings.HasPrefix(line, "HTTP/1.1 200 ") {
+		t.Fatalf("after its sockets closed, the address got %q, %v", line, err)
+	}
+}
