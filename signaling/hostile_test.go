@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling"
 	"github.com/khadga/khadga/signaling/signalingtest"
@@ -120,5 +121,92 @@ func testConnectionsPerAddress(t *testing.T, opts signalingtest.Options) {
 	fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 	if line, err := bufio.NewReader(c).ReadString('\n'); !strings.HasPrefix(line, "HTTP/1.1 200 ") {
 		t.Fatalf("after its sockets closed, the address got %q, %v", line, err)
+	}
+}
+
+// TestStalledHandshakesAreDropped: sockets that stop in the TLS handshake
+// (before the ClientHello, or half-way through its record) or in a
+// WebSocket upgrade's headers are closed at the header timeout, while a
+// user signs in and connects.
+func TestStalledHandshakesAreDropped(t *testing.T) {
+	s := signalingtest.Start(t, signalingtest.Options{TLS: true, Config: signaling.Config{HeaderTimeout: 300 * time.Millisecond}})
+	addr := strings.TrimPrefix(s.URL, "https://")
+	upgrade := "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-Web"
+	stalls := map[string]func(net.Conn) net.Conn{
+		"before the ClientHello": func(c net.Conn) net.Conn { return c },
+		"in the ClientHello":     func(c net.Conn) net.Conn { c.Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01}); return c },
+		"in the upgrade's headers": func(c net.Conn) net.Conn {
+			tc := signalingtest.ClientTLS()
+			tc.ServerName = "127.0.0.1"
+			tlc := tls.Client(c, tc)
+			if err := tlc.Handshake(); err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprint(tlc, upgrade)
+			return tlc
+		},
+	}
+	ended := make(chan string, len(stalls))
+	start := time.Now()
+	for name, stall := range stalls {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c = stall(c)
+		go func() {
+			_ = c.SetReadDeadline(time.Now().Add(signalingtest.Timeout))
+			_, err := io.ReadAll(c)
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				name += " was never dropped"
+			}
+			ended <- name
+		}()
+	}
+	s.Connect(t, s.User(t, "alice").AccessToken, url.Values{"presence": {"0"}}).Close()
+	for range stalls {
+		if got := <-ended; strings.HasSuffix(got, "never dropped") {
+			t.Error(got)
+		}
+	}
+	t.Logf("all dropped after %v", time.Since(start))
+}
+
+// TestCompressionIsNotNegotiated: a client that offers permessage-deflate
+// gets no extension, so there is no inflater to bomb, and a compressed
+// frame (RSV1) anyway is a protocol error, close 1002.
+func TestCompressionIsNotNegotiated(t *testing.T) { forSchemes(t, testCompressionIsNotNegotiated) }
+
+func testCompressionIsNotNegotiated(t *testing.T, opts signalingtest.Options) {
+	s := signalingtest.Start(t, opts)
+	tok := s.User(t, "alice").AccessToken
+	d := websocket.Dialer{Subprotocols: []string{proto.Subprotocol}, EnableCompression: true,
+		TLSClientConfig: signalingtest.ClientTLS(), HandshakeTimeout: signalingtest.Timeout}
+	ws, resp, err := d.Dial(s.WSURL+"?presence=0", bearer(tok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	if ext := resp.Header.Get("Sec-WebSocket-Extensions"); ext != "" {
+		t.Fatalf("the server negotiated %q", ext)
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(signalingtest.Timeout))
+	if _, _, err := ws.ReadMessage(); err != nil { // welcome
+		t.Fatal(err)
+	}
+	// {"type":"ping"} deflated, with RSV1 set, masked with a zero key.
+	deflated := []byte{0xaa, 0x56, 0x2a, 0xa9, 0x2c, 0x48, 0x55, 0xb2, 0x52, 0x2a, 0xc8, 0xcc, 0x4b, 0x57, 0xaa, 0x05, 0x00}
+	frame := append([]byte{0xc1, 0x80 | byte(len(deflated)), 0, 0, 0, 0}, deflated...)
+	if _, err := ws.NetConn().Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, _, err = ws.ReadMessage(); err != nil {
+			break
+		}
+	}
+	if code := signalingtest.CloseCode(err); code != websocket.CloseProtocolError {
+		t.Fatalf("close code %d (%v), want 1002", code, err)
 	}
 }
