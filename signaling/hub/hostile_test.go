@@ -1,7 +1,10 @@
 package hub
 
 import (
+	"crypto/tls"
 	"encoding/binary"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -206,6 +209,100 @@ func testPingFloodAndSlowReader(t *testing.T, mode serverMode) {
 		}
 		refused(t, sender, target, i, pad) // refused, unknown once dropped: either way no wait
 	}
+	checkRelay(t, pair.finish(t))
+	shutdownWithin(t, ts, probe, 3*time.Second)
+}
+
+// TestResumeStorm: one user resumes its session over and over, each time
+// over the connection still open (a takeover), and then sends a burst of
+// resumes with one token at once, at its connection limit. The members
+// keep relaying, exactly one of the burst resumes (the token is
+// single-use), the user never holds more than its limit, and once it
+// leaves, its connections, sessions and counts are gone.
+func TestResumeStorm(t *testing.T) { forModes(t, testResumeStorm) }
+
+func testResumeStorm(t *testing.T, mode serverMode) {
+	cfg := hostileConfig()
+	cfg.MaxConnsPerUser = 4
+	ts := newTestServer(t, cfg, mode)
+	probe := watchdog(t, ts.hub, 5*time.Second)
+	pair := relayingPair(ts)
+	c := ts.dial("user=x")
+	c.join("lobby", "1")
+	for i := range 50 {
+		next := ts.dial("user=x&resume=" + c.welcome.ResumeToken)
+		if !next.welcome.Resumed || next.peer() != c.peer() {
+			t.Fatalf("resume %d: %+v", i, next.welcome)
+		}
+		c = next
+	}
+	// A burst of resumes with one token: one resumes, the others get new
+	// sessions or, past the limit, close 4429.
+	type outcome struct {
+		ws      *websocket.Conn
+		resumed bool
+		code    int
+	}
+	const burst = 8
+	results := make(chan outcome, burst)
+	u := "ws" + strings.TrimPrefix(ts.srv.URL, "http") + "/ws?user=x&resume=" + c.welcome.ResumeToken
+	for range burst {
+		go func() {
+			d := websocket.Dialer{Subprotocols: proto.Subprotocols, HandshakeTimeout: wait,
+				TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+			ws, _, err := d.Dial(u, nil)
+			if err != nil {
+				results <- outcome{code: -1}
+				return
+			}
+			_ = ws.SetReadDeadline(time.Now().Add(wait))
+			var o outcome
+			for o.ws = ws; ; {
+				var m proto.Message
+				if err := ws.ReadJSON(&m); err != nil {
+					var ce *websocket.CloseError
+					if errors.As(err, &ce) {
+						o.code = ce.Code
+					}
+					break
+				}
+				if m.Type == proto.TypeWelcome {
+					var w proto.Welcome
+					_ = json.Unmarshal(m.Data, &w)
+					o.resumed = w.Resumed
+					break
+				}
+			}
+			results <- o
+		}()
+	}
+	resumed, closing := 0, make(chan *websocket.Conn, burst)
+	for range burst {
+		o := <-results
+		switch {
+		case o.resumed:
+			resumed++
+		case o.code != 0 && o.code != proto.CloseTooManyConnections:
+			t.Errorf("a resume of the burst ended with %d", o.code)
+		}
+		closing <- o.ws
+	}
+	c.ws.Close() // taken over by the burst's resume already
+	if resumed != 1 {
+		t.Errorf("%d of %d resumes with one token resumed, want 1", resumed, burst)
+	}
+	if n, _ := ts.hub.UserConns("x"); n > cfg.MaxConnsPerUser {
+		t.Errorf("the user holds %d connections, limit %d", n, cfg.MaxConnsPerUser)
+	}
+	for range burst {
+		if o := <-closing; o != nil {
+			o.Close()
+		}
+	}
+	eventually(t, "the user's connections to end", func() bool {
+		n, _ := ts.hub.UserConns("x")
+		return n == 0 && ts.hub.Stats().Connections == 2
+	})
 	checkRelay(t, pair.finish(t))
 	shutdownWithin(t, ts, probe, 3*time.Second)
 }
