@@ -2,15 +2,9 @@ package deploy_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/url"
 	"os"
@@ -25,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/khadga/khadga/internal/natsconn"
+	"github.com/khadga/khadga/internal/testcert"
 	"github.com/khadga/khadga/internal/testlog"
 )
 
@@ -61,43 +56,13 @@ type issuer struct {
 	} `yaml:"spec"`
 }
 
-// testCA stands for the deployment's CA: it issues a Certificate as
-// cert-manager would, into the files of its Secret.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newTestCA(t *testing.T) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue signs c's names and usages, and ips besides (the addresses the
-// test dials instead of the cluster's names), into tls.crt, tls.key and
-// ca.crt, the keys of the Secret cert-manager writes.
-func (ca *testCA) issue(t *testing.T, c certificate, ips ...net.IP) map[string][]byte {
+// issue signs c's names and usages with ca, as cert-manager would, and
+// ips besides (the addresses the test dials instead of the cluster's
+// names), into the files of c's Secret: tls.crt, tls.key and ca.crt.
+func issue(t *testing.T, ca *testcert.Cert, c certificate, ips ...net.IP) map[string][]byte {
 	t.Helper()
 	usage := map[string]x509.ExtKeyUsage{"server auth": x509.ExtKeyUsageServerAuth, "client auth": x509.ExtKeyUsageClientAuth}
-	var ext []x509.ExtKeyUsage
+	ext := []x509.ExtKeyUsage{}
 	for _, u := range c.Spec.Usages {
 		eu, ok := usage[u]
 		if !ok {
@@ -105,28 +70,21 @@ func (ca *testCA) issue(t *testing.T, c certificate, ips ...net.IP) map[string][
 		}
 		ext = append(ext, eu)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leaf, err := ca.Issue(testcert.Spec{CommonName: c.Spec.CommonName, DNSNames: c.Spec.DNSNames, IPs: ips, Usages: ext})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: c.Spec.CommonName},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		DNSNames: c.Spec.DNSNames, IPAddresses: ips, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: ext,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	return map[string][]byte{"tls.crt": leaf.CertPEM(), "tls.key": leaf.KeyPEM(), "ca.crt": ca.CertPEM()}
+}
+
+// newCA makes a CA for the test, standing for the deployment's.
+func newCA(t *testing.T) *testcert.Cert {
+	t.Helper()
+	ca, err := testcert.NewCA("test CA")
 	if err != nil {
 		t.Fatal(err)
 	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return map[string][]byte{
-		"tls.crt": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		"tls.key": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}),
-		"ca.crt":  ca.pem,
-	}
+	return ca
 }
 
 // tlsCertificates checks that every certificate of the overlay comes
@@ -179,11 +137,11 @@ func tlsCertificates(t *testing.T, byKind map[string][]manifest) map[string]cert
 func TestKubernetesClusterTLS(t *testing.T) {
 	byKind := kustomizeBuild(t, k8sTLSDir)
 	certs := tlsCertificates(t, byKind)
-	ca := newTestCA(t)
+	ca := newCA(t)
 	files := map[string]map[string][]byte{}
 	for _, c := range certs {
 		if !c.Spec.IsCA {
-			files[c.Spec.SecretName] = ca.issue(t, c, net.IPv4(127, 0, 0, 1))
+			files[c.Spec.SecretName] = issue(t, ca, c, net.IPv4(127, 0, 0, 1))
 		}
 	}
 	sts := named[clusterPod](t, byKind, "StatefulSet", natsStatefulSet)
@@ -332,7 +290,7 @@ func checkTLSRefusals(t *testing.T, addr string, kopts natsconn.Options, client 
 	u.Host = addr
 	plain := *u
 	plain.Scheme = "nats"
-	other := newTestCA(t).issue(t, client)
+	other := issue(t, newCA(t), client)
 	dir := t.TempDir()
 	for name, b := range other {
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {

@@ -3,14 +3,7 @@ package networks_test
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -24,6 +17,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/khadga/khadga/client"
+	"github.com/khadga/khadga/internal/testcert"
 	"github.com/khadga/khadga/proto"
 )
 
@@ -99,49 +93,21 @@ func (s *server) waitReady() {
 func (s *server) makeCerts() (certFile, keyFile string) {
 	t := s.w.t
 	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := testcert.NewCA("khadga lab CA")
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "khadga lab CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: serverIP},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.ParseIP(serverIP)},
-		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	c, err := ca.Issue(testcert.Spec{CommonName: serverIP, IPs: []net.IP{net.ParseIP(serverIP)}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.caFile = filepath.Join(s.dir, "ca.pem")
 	certFile, keyFile = filepath.Join(s.dir, "turns.pem"), filepath.Join(s.dir, "turns.key")
-	for path, block := range map[string]*pem.Block{
-		s.caFile: {Type: "CERTIFICATE", Bytes: caDER},
-		certFile: {Type: "CERTIFICATE", Bytes: der},
-		keyFile:  {Type: "PRIVATE KEY", Bytes: keyDER},
-	} {
-		if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
-		}
+	if err := os.WriteFile(s.caFile, ca.CertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WriteFiles(certFile, keyFile); err != nil {
+		t.Fatal(err)
 	}
 	return certFile, keyFile
 }
