@@ -47,6 +47,10 @@ type Hub struct {
 	// testHookRelayLoaded, if set, runs in relay right after it loads
 	// session.ordered (tests: a claim between the load and the delivery).
 	testHookRelayLoaded atomic.Pointer[func()]
+	// testHookRevokeMatched, if set, runs in Revoke and MoveLogin between
+	// finding a session local and matching and acting on it (tests: a
+	// claim from another node takes the session in between).
+	testHookRevokeMatched atomic.Pointer[func()]
 
 	// mu guards stopping and every wg.Add, so that Shutdown's wg.Wait never
 	// races an Add.

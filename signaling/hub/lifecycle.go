@@ -392,12 +392,20 @@ func (h *Hub) Revoke(match func(Identity) bool, code proto.Code, reason string) 
 		if !s.local() {
 			continue // its own node revokes it
 		}
-		id := s.identity()
-		if match(id) && h.revoke(s, code, reason) {
-			n++
+		if match(s.identity()) {
+			h.runRevokeHook()
+			if h.revoke(s, code, reason) {
+				n++
+			}
 		}
 	}
 	return n
+}
+
+func (h *Hub) runRevokeHook() {
+	if hook := h.testHookRevokeMatched.Load(); hook != nil {
+		(*hook)()
+	}
 }
 
 // CloseUser ends every session of user (Revoke).
@@ -421,17 +429,23 @@ func (h *Hub) MoveLogin(user, from, to string) int {
 	h.revoked.add(revocation{match: func(id Identity) bool { return id.User == user && id.Login == from }, moveTo: to})
 	n := 0
 	for _, s := range h.sessions.collect(nil) {
-		if s.local() && s.member.User == user && h.moveSession(s, from, to) {
+		if !s.local() || s.member.User != user {
+			continue
+		}
+		h.runRevokeHook()
+		if h.moveSession(s, from, to) {
 			n++
 		}
 	}
 	return n
 }
 
-// moveSession gives s the sign-in to if it has from and has not ended.
+// moveSession gives s the sign-in to if it has from, has not ended and is
+// still this node's (a claim may have taken it since the caller looked:
+// its new node moves it).
 func (h *Hub) moveSession(s *session, from, to string) bool {
 	s.mu.Lock()
-	moved := !s.ended && s.login == from
+	moved := !s.ended && s.node == "" && s.login == from
 	if moved {
 		s.login = to
 	}
@@ -443,10 +457,14 @@ func (h *Hub) moveSession(s *session, from, to string) bool {
 }
 
 // revoke ends s and closes its connection, if it has one. It reports
-// whether s was still alive.
+// whether s was still alive here. A session that another node claimed
+// since the caller found it local is that node's to end: its proxy stays
+// (ended here, its end, Delivery.Gone, would outrank the new node's state
+// and hide the live session from the cluster), and the new node hears of
+// the revocation itself, or remembers it for the claim's connection.
 func (h *Hub) revoke(s *session, code proto.Code, reason string) bool {
 	s.mu.Lock()
-	if s.ended {
+	if s.ended || s.node != "" {
 		s.mu.Unlock()
 		return false
 	}

@@ -231,7 +231,7 @@ func (h *Hub) EndSessions() {
 			continue
 		}
 		s.mu.Lock()
-		if s.ended {
+		if s.ended || s.node != "" { // claimed since: its new node's now
 			s.mu.Unlock()
 			continue
 		}
