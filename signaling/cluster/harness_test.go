@@ -83,7 +83,7 @@ func startNodeOn(t *testing.T, name string, nc *nats.Conn, cfg Config, hcfg hub.
 			return
 		}
 		q := r.URL.Query()
-		id := hub.Identity{User: q.Get("user"), Role: proto.RoleUser}
+		id := hub.Identity{User: q.Get("user"), Role: proto.RoleUser, Login: q.Get("login")}
 		if ns, err := strconv.ParseInt(q.Get("checked"), 10, 64); err == nil {
 			id.Checked = time.Unix(0, ns)
 		}

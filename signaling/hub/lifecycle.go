@@ -220,10 +220,7 @@ func (h *Hub) takeProxy(st SessionState) *session {
 			h.presence.change(st.Member, true)
 			return s
 		}
-		s.mu.Lock()
-		ended := s.ended
-		s.mu.Unlock()
-		if !ended {
+		if !s.isEnded() {
 			if !s.local() {
 				h.stats.remote.Add(-1)
 			}
@@ -442,7 +439,8 @@ func (h *Hub) MoveLogin(user, from, to string) int {
 
 // moveSession gives s the sign-in to if it has from, has not ended and is
 // still this node's (a claim may have taken it since the caller looked:
-// its new node moves it).
+// its new node moves it). A revocation of to that came first (revokedOnMove)
+// ends it then.
 func (h *Hub) moveSession(s *session, from, to string) bool {
 	s.mu.Lock()
 	moved := !s.ended && s.node == "" && s.login == from
@@ -450,10 +448,17 @@ func (h *Hub) moveSession(s *session, from, to string) bool {
 		s.login = to
 	}
 	s.mu.Unlock()
-	if moved {
-		s.publish()
+	if !moved {
+		return false
 	}
-	return moved
+	id := s.identity()
+	old := id
+	old.Login = from
+	if r, ok := h.revoked.onMove(old, id); ok && h.revoke(s, r.code, r.reason) {
+		return true
+	}
+	s.publish()
+	return true
 }
 
 // revoke ends s and closes its connection, if it has one. It reports

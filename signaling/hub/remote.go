@@ -133,10 +133,7 @@ func (h *Hub) LocalStates() []SessionState {
 		s.roomsMu.RLock()
 		st := s.stateLocked()
 		s.roomsMu.RUnlock()
-		s.mu.Lock()
-		ended := s.ended
-		s.mu.Unlock()
-		if !ended {
+		if !s.isEnded() {
 			out = append(out, st)
 		}
 	}

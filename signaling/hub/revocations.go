@@ -84,6 +84,25 @@ func (l *revocations) since(t time.Time) []revocation {
 	return slices.Clone(l.list[i:])
 }
 
+// onMove returns a revocation that matches a session that just moved to
+// another sign-in (MoveLogin) as it is now, id, and did not as it was,
+// old: one of the new sign-in. It may have come first: a move and a
+// sign-out reach a node on different subjects, which it handles on
+// different goroutines, and from different nodes when another served the
+// sign-out; it found nothing of the new sign-in to end then. The new
+// sign-in is younger than the move, so whatever revoked it came after
+// the move was made, however long ago it was recorded here.
+func (l *revocations) onMove(old, id Identity) (revocation, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, r := range l.list {
+		if r.moveTo == "" && r.match(id) && !r.match(old) {
+			return r, true
+		}
+	}
+	return revocation{}, false
+}
+
 // revokedMeanwhile applies to c's session, just attached, what was
 // recorded since c's credentials were checked, in order: a move changes
 // its sign-in (which later revocations then see), a revocation ends it.
@@ -97,7 +116,9 @@ func (h *Hub) revokedMeanwhile(c *conn, checked time.Time) bool {
 		switch {
 		case !r.match(id):
 		case r.moveTo != "":
-			h.moveSession(c.s, id.Login, r.moveTo)
+			if h.moveSession(c.s, id.Login, r.moveTo) && c.s.isEnded() {
+				return true // a revocation of the sign-in it moved to came first
+			}
 		default:
 			return h.revoke(c.s, r.code, r.reason)
 		}

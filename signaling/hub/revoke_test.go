@@ -1,10 +1,13 @@
 package hub
 
 import (
+	"encoding/json"
 	"net/url"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/khadga/khadga/proto"
 )
@@ -159,4 +162,52 @@ func testMoveLateAttach(t *testing.T, mode serverMode) {
 		t.Fatalf("close code %d, want %d", code, proto.CloseRevoked)
 	}
 	untouched.ping("p")
+}
+
+// TestMoveAfterItsSignOut: a sign-out of the sign-in that a password
+// change moves sessions to may reach a node before the move does (in a
+// cluster they come on different subjects, maybe from different nodes).
+// The move then ends what it moves, live or attaching late, instead of
+// giving it a sign-in that was signed out of. A revocation that matched
+// the session before the move (every sign-in of the user) is not taken
+// for one of the new sign-in.
+func TestMoveAfterItsSignOut(t *testing.T) {
+	ts := newTestServer(t, Config{ResumeWindow: time.Hour})
+	checked := func() string { return "&checked=" + strconv.FormatInt(time.Now().UnixNano(), 10) }
+	beforeAll := checked()
+	live := ts.dial("user=carol&login=L1")
+	other := ts.dial("user=carol&login=L0")
+	if n := ts.hub.CloseLogin("carol", "L2", proto.CodeRevoked, "signed out"); n != 0 {
+		t.Fatalf("signing out of L2 ended %d sessions; carol had none of it yet", n)
+	}
+	if n := ts.hub.MoveLogin("carol", "L1", "L2"); n != 1 {
+		t.Fatalf("MoveLogin moved %d sessions, want 1", n)
+	}
+	pingNow(live) // answered, if at all, after the revocation's error
+	live.expectError(proto.CodeRevoked, "")
+	if code := live.expectClose(); code != proto.CloseRevoked {
+		t.Fatalf("close code %d, want %d", code, proto.CloseRevoked)
+	}
+	late := ts.dial("user=carol&login=L1" + beforeAll)
+	pingNow(late)
+	late.expectError(proto.CodeRevoked, "")
+	if code := late.expectClose(); code != proto.CloseRevoked {
+		t.Fatalf("late attach: close code %d, want %d", code, proto.CloseRevoked)
+	}
+	other.ping("p")
+
+	// Every sign-in of dave's ended before dave's moved: the move's
+	// sessions (a later sign-in's) live on.
+	ts.hub.CloseUser("dave", proto.CodeRevoked, "user disabled")
+	dave := ts.dial("user=dave&login=L1")
+	if n := ts.hub.MoveLogin("dave", "L1", "L2"); n != 1 {
+		t.Fatalf("MoveLogin moved %d of dave's sessions, want 1", n)
+	}
+	dave.ping("p")
+}
+
+// pingNow sends c a ping, which may fail if its connection is closed.
+func pingNow(c *tclient) {
+	b, _ := json.Marshal(proto.Message{Type: proto.TypePing, ID: "alive?"})
+	_ = c.ws.WriteMessage(websocket.TextMessage, b)
 }

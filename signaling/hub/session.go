@@ -289,6 +289,13 @@ func (s *session) servedHere() bool {
 // went to another node while the request was on its way.
 const errEndedHere = "this session has ended here"
 
+// isEnded reports whether s has ended.
+func (s *session) isEnded() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ended
+}
+
 // identity is the Identity of the session: of the token that opened it,
 // with the sign-in and key of the last resume (or MoveLogin).
 func (s *session) identity() Identity {
