@@ -74,6 +74,7 @@ func (n *Node) Claim(tokenHash []byte, user string) (hub.SessionState, []hub.Env
 		n.stats.claims.WithLabelValues("handed").Inc()
 		out := hub.SessionState{Member: r.Member, Node: st.Node, Rooms: r.Rooms, Grants: r.Grants,
 			Login: r.Login, KeyID: r.Key, TokenHash: tokenHash}
+		n.claimedHook(out)
 		return out, fromClaimed(r.Pending), nil
 	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrTimeout):
 		// Its node is gone (or cut off): take the session as the directory
@@ -83,10 +84,17 @@ func (n *Node) Claim(tokenHash []byte, user string) (hub.SessionState, []hub.Env
 		n.stats.claims.WithLabelValues("taken").Inc()
 		n.log.Info("cluster: took a session whose node did not answer", slog.String("peer", st.Member.Peer),
 			slog.String("peer_node", st.Node), slog.Any("err", err))
+		n.claimedHook(st)
 		return st, nil, nil
 	default:
 		n.stats.claims.WithLabelValues("failed").Inc()
 		return hub.SessionState{}, nil, err
+	}
+}
+
+func (n *Node) claimedHook(st hub.SessionState) {
+	if hook := n.testHookClaimed.Load(); hook != nil {
+		(*hook)(st)
 	}
 }
 

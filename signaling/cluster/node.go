@@ -156,6 +156,11 @@ type Node struct {
 	// testHookPublish, if set, runs at the start of every Publish (tests
 	// end the session there, as a revocation racing with it would).
 	testHookPublish atomic.Pointer[func(hub.SessionState)]
+	// testHookClaimed, if set, runs in Claim once the session is this
+	// node's to take (its old node let it go, or did not answer), before
+	// the hub has it (tests revoke there, as a revocation racing the
+	// claim would).
+	testHookClaimed atomic.Pointer[func(hub.SessionState)]
 
 	readyMu     sync.Mutex
 	readyAt     time.Time

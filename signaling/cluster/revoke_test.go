@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"encoding/json"
+	"net/url"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -38,7 +40,7 @@ func revokeOrder(t *testing.T, tn *testNode, hold func(subject string, r revocat
 	return seen
 }
 
-// awaitUser reads seen until user comes.
+// awaitUser reads seen until user comes. It may run on any goroutine.
 func awaitUser(t *testing.T, seen <-chan string, user string) {
 	t.Helper()
 	for {
@@ -48,7 +50,8 @@ func awaitUser(t *testing.T, seen <-chan string, user string) {
 				return
 			}
 		case <-time.After(wait):
-			t.Fatalf("node never handled a revocation or move for %s", user)
+			t.Errorf("node never handled a revocation or move for %s", user)
+			return
 		}
 	}
 }
@@ -103,4 +106,139 @@ func TestSignOutBeforeTheMoveReachesTheNode(t *testing.T) {
 	a.node.MoveLogin("zed", "X", "Y")
 	awaitUser(t, seen, "zed") // b has handled bob's move
 	expectRevoked(t, bob, "bob's socket after signing out of the sign-in it moved to")
+}
+
+// TestRevocationRacingAClaim: bob's session is on node a, and his client
+// resumes on node b while a revocation of bob is served by a. Whatever
+// the order, bob's session ends: on b when it is claimed, or on a with
+// the claim refused (the client then gets a new session on b, which ends
+// too); and neither bob's old resume token nor the one b gave works
+// afterwards.
+//
+//   - "released first": a lets bob go (Release) before its Revoke looks,
+//     which skips him as b's; b handles the revocation before the claim
+//     has put bob in place there, and skips him too. b's memory of the
+//     revocation ends him as the claim's connection attaches (it was
+//     checked before the revocation). This is the order suspected of
+//     letting him escape on both nodes.
+//   - "revoked first": a's Revoke ends bob while b's claim is on its way
+//     to a; a refuses it.
+//   - "old node taken for gone": a does not answer the claim in time, and
+//     b takes bob from the directory while a still holds him; the
+//     revocation then ends him on both.
+//   - "revoked as the old node is taken for gone": the same, with the
+//     revocation between b's giving up on a and bob's being in place on
+//     b (a ends its bob; b remembers).
+func TestRevocationRacingAClaim(t *testing.T) {
+	for _, tc := range []string{"released first", "revoked first", "old node taken for gone", "revoked as the old node is taken for gone"} {
+		t.Run(tc, func(t *testing.T) { revocationRacingAClaim(t, tc) })
+	}
+}
+
+func revocationRacingAClaim(t *testing.T, order string) {
+	urls := natstest.Start(t).ClientURL()
+	a := startNode(t, "a", urls, fastConfig(), hub.Config{ResumeWindow: time.Minute})
+	b := startNode(t, "b", urls, fastConfig(), hub.Config{})
+	alice, bob := inLobby(a, a)
+	dropSocket(bob)
+	eventually(t, "a to see bob's socket drop", func() bool { return a.hub.Stats().Connections == 1 })
+	eventually(t, "b to know bob's session", func() bool { return b.hub.Stats().Remote == 2 })
+	seen := revokeOrder(t, b, nil)
+
+	revoke := func() {
+		n := a.node.CloseUser("bob", proto.CodeRevoked, "user disabled")
+		switch {
+		case order == "released first" && n != 0:
+			t.Errorf("a ended %d of bob's sessions; it had let him go", n)
+		case order == "old node taken for gone" && n > 1:
+			// a may have handed bob over by now (b's state reached it).
+			t.Errorf("a ended %d of bob's sessions, want at most 1", n)
+		case order != "released first" && order != "old node taken for gone" && n != 1:
+			t.Errorf("a ended %d of bob's sessions; it held him", n)
+		}
+		a.node.CloseUser("zed", proto.CodeRevoked, "marker")
+		awaitUser(t, seen, "zed") // b has handled bob's revocation
+	}
+	claimHeld := make(chan struct{})
+	var once sync.Once
+	freeClaim := func() { once.Do(func() { close(claimHeld) }) }
+	t.Cleanup(freeClaim) // before the nodes stop: Close waits for handlers
+	switch order {
+	case "released first":
+		hook := func(st hub.SessionState) {
+			if st.Member.User == "bob" {
+				if a.hub.IsLocal(st.Member.Peer) {
+					t.Error("a still holds bob after answering b's claim")
+				}
+				revoke()
+			}
+		}
+		b.node.testHookClaimed.Store(&hook)
+	default:
+		entered := make(chan struct{})
+		var in sync.Once
+		hook := func(m *nats.Msg) {
+			if m.Subject == a.node.subject("node", "a", "claim") {
+				in.Do(func() { close(entered) })
+				// Revoked first: until a has revoked. Taken for gone:
+				// until b has given up (ClaimTimeout) and the test ends.
+				<-claimHeld
+			}
+		}
+		a.node.testHookHandle.Store(&hook)
+		if order == "revoked first" {
+			go func() {
+				select {
+				case <-entered:
+				case <-time.After(wait):
+					return
+				}
+				revoke()
+				freeClaim()
+			}()
+		} else {
+			took := func(st hub.SessionState) {
+				if st.Member.User == "bob" {
+					if !a.hub.IsLocal(st.Member.Peer) {
+						t.Error("a let bob go; want it to hold him while b takes him")
+					}
+					if order != "old node taken for gone" {
+						revoke()
+					}
+				}
+			}
+			b.node.testHookClaimed.Store(&took)
+		}
+	}
+
+	checked := strconv.FormatInt(time.Now().UnixNano(), 10) // before the revocation
+	back := b.dial("user=bob&checked=" + checked + "&resume=" + url.QueryEscape(bob.welcome.ResumeToken))
+	if resumed := back.welcome.Resumed; resumed != (order != "revoked first") {
+		t.Fatalf("%s: welcome on b %+v", order, back.welcome)
+	}
+	if order == "old node taken for gone" {
+		revoke() // b holds bob now, and a still does
+	}
+	m := back.await(proto.TypeError, nil)
+	var e proto.Error
+	if err := json.Unmarshal(m.Data, &e); err != nil || e.Code != proto.CodeRevoked || e.Message != "user disabled" {
+		t.Fatalf("error %s, want revoked: user disabled", m.Data)
+	}
+	<-back.closed
+	alice.await(proto.TypePeerLeft, func(m *proto.Message) bool { return m.Room == "lobby" })
+	eventually(t, "no node to hold bob's session", func() bool {
+		return !a.hub.IsLocal(bob.peer()) && !b.hub.IsLocal(bob.peer()) && !b.hub.IsLocal(back.peer())
+	})
+	freeClaim()
+	// No token of bob's resumes anything now, on either node (these
+	// connections' credentials were checked after the revocation, as a
+	// real server's would be refused; here they pass, and only the
+	// tokens are tried).
+	for _, tok := range []string{bob.welcome.ResumeToken, back.welcome.ResumeToken} {
+		for _, n := range []*testNode{a, b} {
+			if c := n.dial("user=bob&resume=" + url.QueryEscape(tok)); c.welcome.Resumed {
+				t.Errorf("a resume on %s with a token of bob's revoked session succeeded", n.name)
+			}
+		}
+	}
 }
