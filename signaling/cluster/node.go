@@ -134,6 +134,7 @@ type Node struct {
 	cfg Config
 	id  string
 	nc  *nats.Conn
+	js  jetstream.JetStream
 	kv  jetstream.KeyValue
 	log *slog.Logger
 	hub *hub.Hub
@@ -142,6 +143,9 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	subs   []*nats.Subscription
+	// revocations delivers the revoke and relogin subjects, from their
+	// stream (revoke.go).
+	revocations jetstream.ConsumeContext
 
 	// handling lets Close wait for the subscription handlers that are
 	// running (nats.go's Unsubscribe does not): each handler holds it
@@ -203,7 +207,10 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: session directory %s: %w", cfg.Bucket, err)
 	}
-	n := &Node{cfg: cfg, id: cfg.NodeID, nc: nc, kv: kv, log: cfg.Logger.With(slog.String("node", cfg.NodeID))}
+	if err := createRevocationStream(ctx, js, cfg); err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, id: cfg.NodeID, nc: nc, js: js, kv: kv, log: cfg.Logger.With(slog.String("node", cfg.NodeID))}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.stats = newMetrics(n)
 	n.out = newOutbox(n)
@@ -236,8 +243,6 @@ func (n *Node) Start(ctx context.Context, h *hub.Hub) error {
 		n.subject("node", n.id, "claim"):  n.onClaim,
 		n.subject("node", n.id, "ticket"): n.onTicket,
 		n.subject("hb"):                   n.live.onHeartbeat,
-		n.subject("revoke"):               n.onRevoke,
-		n.subject("relogin"):              n.onRevoke,
 	} {
 		if err := n.subscribe(subj, handler); err != nil {
 			n.Close()
@@ -245,6 +250,10 @@ func (n *Node) Start(ctx context.Context, h *hub.Hub) error {
 		}
 	}
 	if err := n.listen(); err != nil {
+		n.Close()
+		return err
+	}
+	if err := n.consumeRevocations(ctx); err != nil {
 		n.Close()
 		return err
 	}
@@ -363,6 +372,9 @@ func (n *Node) bye() {
 func (n *Node) Close() {
 	for _, s := range n.subs {
 		_ = s.Unsubscribe()
+	}
+	if n.revocations != nil {
+		n.revocations.Stop()
 	}
 	n.cancel()
 	n.handling.Lock() // the handlers running now end: they block on nothing Close holds

@@ -1,10 +1,15 @@
 package cluster
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/khadga/khadga/proto"
 )
@@ -13,6 +18,20 @@ import (
 // and retiring a key end the user's sessions on every node. The node where
 // it happens ends its own at once and tells the others on the revoke
 // subject. Node implements package signaling's session closer.
+//
+// A JetStream stream keeps what is published on the revoke and relogin
+// subjects for revocationReplay, and each node reads them from it, with an
+// ordered consumer, instead of subscribing to them: a node cut off from
+// NATS when a revocation went out gets it when it is back (NATS core
+// keeps nothing for a subscriber that is away, and a session on that
+// node outlived its revocation for as long as its socket stayed open),
+// and every node handles revocations and moves in one order, the
+// stream's. Publishers are unchanged (plain publishes, which the stream
+// takes in), so that nodes of an older version, subscribed to the
+// subjects, hear the new ones and the other way round during a rolling
+// update, and so do `khadga user` commands (Revoke). A revocation that
+// JetStream does not take in (it has no quorum) reaches only those older
+// nodes; it needs the store, which needs the same quorum, to be made.
 
 type revocation struct {
 	Node   string     `json:"node"`
@@ -92,4 +111,69 @@ func Revoke(nc *nats.Conn, subject, user, login string, code proto.Code, reason 
 		return err
 	}
 	return nc.Flush()
+}
+
+// revocationReplay is how long the revocation stream keeps a revocation:
+// a node cut off from NATS for longer misses what went out before that.
+// By then the other nodes have long taken it for gone and shown its
+// sessions offline.
+const revocationReplay = 10 * time.Minute
+
+// revocationStream names the stream of the revoke and relogin subjects of
+// the cluster whose subject prefix is subject.
+func revocationStream(subject string) string {
+	return strings.ReplaceAll(subject, ".", "_") + "-revocations"
+}
+
+func createRevocationStream(ctx context.Context, js jetstream.JetStream, cfg Config) error {
+	name := revocationStream(cfg.Subject)
+	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        name,
+		Description: "khadga: revocations and sign-in moves, for nodes that were away when they went out",
+		Subjects:    []string{cfg.Subject + ".revoke", cfg.Subject + ".relogin"},
+		MaxAge:      revocationReplay,
+		MaxBytes:    64 << 20,
+		Replicas:    cfg.Replicas,
+		Storage:     jetstream.FileStorage,
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: revocation stream %s: %w", name, err)
+	}
+	return nil
+}
+
+// consumeRevocations has onRevoke handle what the revocation stream takes
+// in from now on, in its order, until Close. The ordered consumer picks
+// up after the last one it delivered when NATS comes back; it starts at a
+// sequence number, not at "new" (DeliverNewPolicy), which it would start
+// at again if NATS went away before it delivered anything.
+func (n *Node) consumeRevocations(ctx context.Context) error {
+	name := revocationStream(n.cfg.Subject)
+	st, err := n.js.Stream(ctx, name)
+	if err != nil {
+		return fmt.Errorf("cluster: revocation stream %s: %w", name, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("cluster: revocation stream %s: %w", name, err)
+	}
+	c, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       info.State.LastSeq + 1,
+		InactiveThreshold: revocationReplay,
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: revocation stream %s: %w", name, err)
+	}
+	handle := n.handler(n.onRevoke)
+	cc, err := c.Consume(func(m jetstream.Msg) {
+		handle(&nats.Msg{Subject: m.Subject(), Data: m.Data()})
+	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		n.log.Debug("cluster: revocation stream", slog.Any("err", err))
+	}))
+	if err != nil {
+		return fmt.Errorf("cluster: revocation stream %s: %w", name, err)
+	}
+	n.revocations = cc
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,13 +17,11 @@ import (
 	"github.com/khadga/khadga/signaling/hub"
 )
 
-// revokeOrder holds tn's handling of revocations and moves (the revoke
-// and relogin subjects) as a test needs: hold, if set, runs in the
-// handler of each before it is handled, and each one's user is sent on
-// the returned channel as its handler starts. A node handles each
-// subject's messages in order, one at a time, so that the handler of a
-// message starting means the one before it on its subject is done.
-func revokeOrder(t *testing.T, tn *testNode, hold func(subject string, r revocation)) <-chan string {
+// revocationsSeen sends on the returned channel the user of each
+// revocation or move tn handles, as its handler starts. A node handles
+// them one at a time, in order, so that the handler of one starting means
+// the one before it is done.
+func revocationsSeen(t *testing.T, tn *testNode) <-chan string {
 	seen := make(chan string, 64)
 	hook := func(m *nats.Msg) {
 		if m.Subject != tn.node.subject("revoke") && m.Subject != tn.node.subject("relogin") {
@@ -31,9 +30,6 @@ func revokeOrder(t *testing.T, tn *testNode, hold func(subject string, r revocat
 		var r revocation
 		_ = json.Unmarshal(m.Data, &r)
 		seen <- r.User
-		if hold != nil {
-			hold(m.Subject, r)
-		}
 	}
 	tn.node.testHookHandle.Store(&hook)
 	t.Cleanup(func() { tn.node.testHookHandle.Store(nil) })
@@ -72,38 +68,29 @@ func expectRevoked(t *testing.T, c *client, what string) {
 // TestSignOutBeforeTheMoveReachesTheNode: a password change moves its
 // sign-in's sessions to a new sign-in (MoveLogin, on the relogin
 // subject), and signing out of the new sign-in ends them (CloseLogin, on
-// the revoke subject). A node may handle the two in the other order: they
-// come on different subjects, which it handles on different goroutines,
-// and from different nodes if the sign-out was served by another. Then
-// the sign-out found nothing of the new sign-in, and the move that came
-// after gave bob's session the sign-in just signed out of: it lived on
-// for as long as its socket stayed open. Here node b's handling of the
-// move is held until it has handled the sign-out.
+// the revoke subject). A node may hear the two in the other order: the
+// move may still wait in the outbox of the node that served the password
+// change when the sign-out, served by another node right after, goes out
+// (and, before the revocation stream, a node handled the two subjects on
+// different goroutines). Then the sign-out found nothing of the new
+// sign-in, and the move that came after gave bob's session the sign-in
+// just signed out of: it lived on for as long as its socket stayed open.
 func TestSignOutBeforeTheMoveReachesTheNode(t *testing.T) {
 	urls := natstest.Start(t).ClientURL()
 	a := startNode(t, "a", urls, fastConfig(), hub.Config{})
 	b := startNode(t, "b", urls, fastConfig(), hub.Config{})
+	c := startNode(t, "c", urls, fastConfig(), hub.Config{})
 	bob := b.dial("user=bob&login=L1")
+	seen := revocationsSeen(t, b)
 
-	release := make(chan struct{})
-	var once sync.Once
-	free := func() { once.Do(func() { close(release) }) }
-	t.Cleanup(free) // before the nodes stop: Close waits for handlers
-	seen := revokeOrder(t, b, func(subject string, r revocation) {
-		if subject == b.node.subject("relogin") && r.User == "bob" {
-			<-release
-		}
-	})
-
-	if n := a.node.MoveLogin("bob", "L1", "L2"); n != 0 { // the password change, on a
+	if n := c.node.CloseLogin("bob", "L2", proto.CodeRevoked, "signed out"); n != 0 { // served by c
+		t.Fatalf("c ended %d sessions; bob's is b's", n)
+	}
+	awaitUser(t, seen, "bob")                             // b has the sign-out: nothing of L2's
+	if n := a.node.MoveLogin("bob", "L1", "L2"); n != 0 { // the password change, served by a, late
 		t.Fatalf("a moved %d sessions; bob's is b's", n)
 	}
-	awaitUser(t, seen, "bob") // b holds the move
-	a.node.CloseLogin("bob", "L2", proto.CodeRevoked, "signed out")
 	a.node.CloseUser("zed", proto.CodeRevoked, "marker")
-	awaitUser(t, seen, "zed") // b has handled bob's sign-out: nothing of L2's
-	free()
-	a.node.MoveLogin("zed", "X", "Y")
 	awaitUser(t, seen, "zed") // b has handled bob's move
 	expectRevoked(t, bob, "bob's socket after signing out of the sign-in it moved to")
 }
@@ -143,7 +130,7 @@ func revocationRacingAClaim(t *testing.T, order string) {
 	dropSocket(bob)
 	eventually(t, "a to see bob's socket drop", func() bool { return a.hub.Stats().Connections == 1 })
 	eventually(t, "b to know bob's session", func() bool { return b.hub.Stats().Remote == 2 })
-	seen := revokeOrder(t, b, nil)
+	seen := revocationsSeen(t, b)
 
 	revoke := func() {
 		n := a.node.CloseUser("bob", proto.CodeRevoked, "user disabled")
@@ -241,4 +228,41 @@ func revocationRacingAClaim(t *testing.T, order string) {
 			}
 		}
 	}
+}
+
+// TestRevocationReachesANodeCutOff: a revocation made while a node is cut
+// off from NATS (taken for gone by the others, its clients still
+// connected to it) reaches it when it is back. Revocations went over NATS
+// core only, which keeps nothing for a subscriber that is away: alice's
+// socket on a outlived her being disabled, for as long as it stayed open.
+func TestRevocationReachesANodeCutOff(t *testing.T) {
+	srv := natstest.Start(t)
+	urls := srv.ClientURL()
+	p := newProxy(t, strings.TrimPrefix(urls, "nats://"))
+	// as khadga serve connects: no buffering while disconnected
+	nc, err := nats.Connect("nats://"+p.addr, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectBufSize(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	a := startNodeOn(t, "a", nc, fastConfig(), hub.Config{})
+	b := startNode(t, "b", urls, fastConfig(), hub.Config{})
+	alice, carol := a.dial("user=alice&login=L1"), a.dial("user=carol&login=L1")
+	eventually(t, "b to know alice and carol", func() bool { return b.hub.Stats().Remote == 2 })
+	seen := revocationsSeen(t, a)
+
+	p.cut()
+	eventually(t, "a to lose NATS", func() bool { return !nc.IsConnected() })
+	b.node.CloseUser("alice", proto.CodeRevoked, "user disabled")
+	b.node.MoveLogin("carol", "L1", "L2") // a password change
+	b.node.CloseLogin("carol", "L2", proto.CodeRevoked, "signed out")
+	p.up()
+	eventually(t, "a to reconnect", func() bool { return nc.IsConnected() })
+	if err := nc.Flush(); err != nil { // the server has a's subscriptions again
+		t.Fatal(err)
+	}
+	b.node.CloseUser("zed", proto.CodeRevoked, "marker")
+	awaitUser(t, seen, "zed") // a has handled what came before
+	expectRevoked(t, alice, "alice's socket on a node that was cut off when she was disabled")
+	expectRevoked(t, carol, "carol's socket on a node that was cut off when her new sign-in was signed out of")
 }

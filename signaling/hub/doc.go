@@ -21,7 +21,11 @@
 // connection whose credentials were checked before it (Identity.Checked)
 // and that attaches after it is ended as it attaches (revocations.go).
 // MoveLogin (a password change) is remembered the same way, so that such a
-// connection attaches on the new sign-in.
+// connection attaches on the new sign-in; a sign-out of the new sign-in
+// that came first (in a cluster a node may hear the two in either order)
+// ends what the move then moves. Revoke and MoveLogin leave alone a
+// session that another node claimed while they looked: it is that
+// node's to end or move.
 // Ending a session only queues the close, as everything outside a
 // connection's own goroutines does (below).
 //

@@ -23,6 +23,8 @@ import (
 // sign-out of the new sign-in ends it too. A change is recorded before
 // the hub looks at its sessions, and a connection looks at the record
 // after its session is in place: whichever comes second sees the other.
+// A move checks the record too, for a revocation of the sign-in it moves
+// to that came before it (onMove).
 
 // revocationMemory is how long the hub remembers a revocation: more than
 // any connection takes from its check against the store to its session
