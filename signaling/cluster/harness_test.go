@@ -340,6 +340,20 @@ func dropSocket(c *client) {
 	<-c.closed
 }
 
+// startNodeBehindProxy starts a node whose NATS connection goes through a
+// proxy that the test can cut (and bring up again), connected as khadga
+// serve connects: no buffering while disconnected.
+func startNodeBehindProxy(t *testing.T, name, urls string, cfg Config, hcfg hub.Config) (*testNode, *tcpProxy, *nats.Conn) {
+	t.Helper()
+	p := newProxy(t, strings.TrimPrefix(urls, "nats://"))
+	nc, err := nats.Connect("nats://"+p.addr, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectBufSize(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return startNodeOn(t, name, nc, cfg, hcfg), p, nc
+}
+
 // tcpProxy forwards a port to a NATS server and can cut every connection.
 type tcpProxy struct {
 	t      *testing.T

@@ -88,19 +88,11 @@ func TestOrphanRemovalKeepsHeartbeats(t *testing.T) {
 // states back (before, their stamps were not newer than what it had kept,
 // and bob stayed missing on a, offline and out of lobby, for good).
 func TestPartitionedNodeRelearnsOtherNodesSessions(t *testing.T) {
-	srv := natstest.Start(t)
-	urls := srv.ClientURL()
-	p := newProxy(t, strings.TrimPrefix(urls, "nats://"))
-	// as khadga serve connects: no buffering while disconnected
-	nc, err := nats.Connect("nats://"+p.addr, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectBufSize(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	urls := natstest.Start(t).ClientURL()
 	rec := &warnings{info: true}
 	cfg := fastConfig()
 	cfg.Logger = slog.New(rec)
-	a := startNodeOn(t, "a", nc, cfg, hub.Config{})
+	a, p, nc := startNodeBehindProxy(t, "a", urls, cfg, hub.Config{})
 	b := startNode(t, "b", urls, fastConfig(), hub.Config{})
 	alice, bob := inLobby(a, b)
 	if got := a.hub.RoomMembers("lobby"); got != 2 {

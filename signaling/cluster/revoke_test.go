@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -236,16 +235,8 @@ func revocationRacingAClaim(t *testing.T, order string) {
 // core only, which keeps nothing for a subscriber that is away: alice's
 // socket on a outlived her being disabled, for as long as it stayed open.
 func TestRevocationReachesANodeCutOff(t *testing.T) {
-	srv := natstest.Start(t)
-	urls := srv.ClientURL()
-	p := newProxy(t, strings.TrimPrefix(urls, "nats://"))
-	// as khadga serve connects: no buffering while disconnected
-	nc, err := nats.Connect("nats://"+p.addr, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectBufSize(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	a := startNodeOn(t, "a", nc, fastConfig(), hub.Config{})
+	urls := natstest.Start(t).ClientURL()
+	a, p, nc := startNodeBehindProxy(t, "a", urls, fastConfig(), hub.Config{})
 	b := startNode(t, "b", urls, fastConfig(), hub.Config{})
 	alice, carol := a.dial("user=alice&login=L1"), a.dial("user=carol&login=L1")
 	eventually(t, "b to know alice and carol", func() bool { return b.hub.Stats().Remote == 2 })
