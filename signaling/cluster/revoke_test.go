@@ -257,3 +257,77 @@ func TestRevocationReachesANodeCutOff(t *testing.T) {
 	expectRevoked(t, alice, "alice's socket on a node that was cut off when she was disabled")
 	expectRevoked(t, carol, "carol's socket on a node that was cut off when her new sign-in was signed out of")
 }
+
+// TestMoveRacingAClaim: bob's session, on sign-in L1, is on node a, and
+// his client resumes on node b (with a connection checked before the
+// password change, of L1) while a serves a password change that moves
+// L1's sessions to L2. Whichever of the move and the claim comes first at
+// a, bob's session ends up on b on L2: signing out of L2 ends it.
+//
+//   - "released first": a lets bob go before its MoveLogin looks, and
+//     leaves him to b (a proxy's sign-in is not a's to change); b hears
+//     the move before the claim has put bob in place, and moves him as
+//     the claim's connection attaches.
+//   - "moved first": a moves bob, then answers the claim; b's session
+//     takes the sign-in of the claim's connection, L1, and b's memory of
+//     the move (heard before the claim completes) moves it again.
+func TestMoveRacingAClaim(t *testing.T) {
+	for _, order := range []string{"released first", "moved first"} {
+		t.Run(order, func(t *testing.T) {
+			urls := natstest.Start(t).ClientURL()
+			a := startNode(t, "a", urls, fastConfig(), hub.Config{ResumeWindow: time.Minute})
+			b := startNode(t, "b", urls, fastConfig(), hub.Config{})
+			bob := a.dial("user=bob&login=L1")
+			dropSocket(bob)
+			eventually(t, "a to see bob's socket drop", func() bool { return a.hub.Stats().Connections == 0 })
+			eventually(t, "b to know bob's session", func() bool { return b.hub.Stats().Remote == 1 })
+			seen := revocationsSeen(t, b)
+
+			move := func(want int) {
+				if n := a.node.MoveLogin("bob", "L1", "L2"); n != want {
+					t.Errorf("a moved %d of bob's sessions, want %d", n, want)
+				}
+				a.node.CloseUser("zed", proto.CodeRevoked, "marker")
+				awaitUser(t, seen, "zed") // b has handled bob's move
+			}
+			claimHeld := make(chan struct{})
+			var once sync.Once
+			freeClaim := func() { once.Do(func() { close(claimHeld) }) }
+			t.Cleanup(freeClaim)
+			if order == "released first" {
+				hook := func(st hub.SessionState) {
+					if st.Member.User == "bob" {
+						move(0)
+					}
+				}
+				b.node.testHookClaimed.Store(&hook)
+			} else {
+				var in sync.Once
+				hook := func(m *nats.Msg) {
+					if m.Subject == a.node.subject("node", "a", "claim") {
+						in.Do(func() {
+							move(1)
+							freeClaim()
+						})
+						<-claimHeld
+					}
+				}
+				a.node.testHookHandle.Store(&hook)
+			}
+
+			checked := strconv.FormatInt(time.Now().UnixNano(), 10) // before the password change
+			back := b.dial("user=bob&login=L1&checked=" + checked + "&resume=" + url.QueryEscape(bob.welcome.ResumeToken))
+			if !back.welcome.Resumed || back.peer() != bob.peer() {
+				t.Fatalf("welcome on b %+v, want bob's session claimed", back.welcome)
+			}
+			if n := a.node.CloseLogin("bob", "L2", proto.CodeRevoked, "signed out"); n != 0 {
+				t.Errorf("a ended %d of bob's sessions; b holds him", n)
+			}
+			m := back.await(proto.TypeError, nil)
+			var e proto.Error
+			if err := json.Unmarshal(m.Data, &e); err != nil || e.Code != proto.CodeRevoked || e.Message != "signed out" {
+				t.Fatalf("error %s, want revoked: signed out", m.Data)
+			}
+		})
+	}
+}
