@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -21,6 +22,14 @@ import (
 // is found gone or when their signals' fate does not come back in time.
 // Every signal in an answer is tracked by its sender's node for that: an
 // answer the claimer gave up on is not read by anyone.
+//
+// What waited may be far more than one NATS message carries (max_payload,
+// 1 MB by default: a send queue holds up to 2 MiB, an absent queue 64
+// messages of up to 64 KiB), so the answer comes in parts, each within
+// the connection's max payload, on an inbox of the claimer's own: the
+// first has the session's state, every part but the last says more
+// follow, and NATS keeps them in order (one publisher, one
+// subscription). A node of an older version reads the first part only.
 
 type claimRequest struct {
 	Hash []byte `json:"hash"`
@@ -40,6 +49,8 @@ type claimReply struct {
 	// signals to the session (order.go): the ones before are delivered
 	// or in Pending, the ones from there on still to come.
 	Order map[string]uint64 `json:"order,omitempty"`
+	// More says another part of Pending follows (parts).
+	More bool `json:"more,omitempty"`
 }
 
 type claimedItem struct {
@@ -60,12 +71,10 @@ func (n *Node) Claim(tokenHash []byte, user string) (hub.SessionState, []hub.Env
 		n.stats.claims.WithLabelValues("unknown").Inc()
 		return hub.SessionState{}, nil, hub.ErrUnknownPeer
 	}
-	req, _ := json.Marshal(claimRequest{Hash: tokenHash, User: user, Node: n.id})
-	m, err := n.nc.Request(n.subject("node", st.Node, "claim"), req, n.cfg.ClaimTimeout)
+	r, err := n.askClaim(st.Node, claimRequest{Hash: tokenHash, User: user, Node: n.id})
 	switch {
 	case err == nil:
-		var r claimReply
-		if json.Unmarshal(m.Data, &r) != nil || !r.OK {
+		if !r.OK {
 			n.stats.claims.WithLabelValues("refused").Inc()
 			return hub.SessionState{}, nil, hub.ErrUnknownPeer
 		}
@@ -95,6 +104,53 @@ func (n *Node) Claim(tokenHash []byte, user string) (hub.SessionState, []hub.Env
 func (n *Node) claimedHook(st hub.SessionState) {
 	if hook := n.testHookClaimed.Load(); hook != nil {
 		(*hook)(st)
+	}
+}
+
+// askClaim sends a claim to node and reads its answer, every part of it,
+// within ClaimTimeout. An answer cut short (its node died between two
+// parts) is what came: the session is released there already, and the
+// signals of the parts that did not come are tracked by their senders'
+// nodes.
+func (n *Node) askClaim(node string, req claimRequest) (claimReply, error) {
+	var r claimReply
+	inbox := n.nc.NewRespInbox()
+	sub, err := n.nc.SubscribeSync(inbox)
+	if err != nil {
+		return r, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	b, _ := json.Marshal(req)
+	if err := n.nc.PublishRequest(n.subject("node", node, "claim"), inbox, b); err != nil {
+		return r, err
+	}
+	deadline := time.Now().Add(n.cfg.ClaimTimeout)
+	for first := true; ; first = false {
+		m, err := sub.NextMsg(time.Until(deadline))
+		if err != nil {
+			if first {
+				return r, err
+			}
+			n.log.Warn("cluster: a claim's answer stopped before its last part", slog.String("peer", r.Member.Peer),
+				slog.String("peer_node", node), slog.Any("err", err))
+			return r, nil
+		}
+		var part claimReply
+		if json.Unmarshal(m.Data, &part) != nil {
+			if first {
+				return r, nil // refused
+			}
+			n.stats.badMessages.Inc()
+			return r, nil
+		}
+		if first {
+			r = part
+		} else {
+			r.Pending = append(r.Pending, part.Pending...)
+		}
+		if !r.OK || !part.More {
+			return r, nil
+		}
 	}
 }
 
@@ -138,9 +194,43 @@ func (n *Node) onClaim(m *nats.Msg) {
 			r.Pending = append(r.Pending, claimedItem{Kind: e.Kind, Msg: e.Msg, From: e.From, Ref: e.Ref, Origin: e.Origin, Seq: e.Seq, Held: e.Held})
 		}
 	}
-	b, _ := json.Marshal(r)
-	if err := m.Respond(b); err != nil {
-		n.stats.publishErrors.Inc()
+	for _, b := range claimParts(r, int(n.nc.MaxPayload())) {
+		if err := m.Respond(b); err != nil {
+			n.stats.publishErrors.Inc()
+			n.log.Warn("cluster: could not answer a claim", slog.String("peer_node", req.Node), slog.Any("err", err))
+			return
+		}
+	}
+}
+
+// claimParts encodes r as the parts of a claim's answer, each within limit
+// bytes if its items allow (one item always goes, whatever its size): the
+// first with r's state, the next ones with the rest of r.Pending.
+func claimParts(r claimReply, limit int) [][]byte {
+	items := r.Pending
+	r.Pending = nil
+	var parts [][]byte
+	for {
+		r.More = true // as long as the final encoding's, for the size
+		fixed, _ := json.Marshal(r)
+		size := len(fixed) + len(`,"pending":[]`)
+		k := 0
+		for ; k < len(items); k++ {
+			b, _ := json.Marshal(items[k])
+			if k > 0 && size+len(b)+1 > limit {
+				break
+			}
+			size += len(b) + 1
+		}
+		r.Pending, items = items[:k], items[k:]
+		r.More = len(items) > 0
+		b, _ := json.Marshal(r)
+		parts = append(parts, b)
+		if !r.More {
+			return parts
+		}
+		// The later parts carry Pending and More only.
+		r = claimReply{OK: true}
 	}
 }
 
