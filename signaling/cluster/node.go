@@ -50,11 +50,14 @@ type Config struct {
 	// ClaimTimeout bounds the wait for the node that holds a session a
 	// client resumes elsewhere (default 2s).
 	ClaimTimeout time.Duration
-	// Outbox is how many messages may wait to go to NATS (default 65536);
-	// past it a cross-node delivery fails at once.
-	Outbox     int
-	Logger     *slog.Logger
-	Registerer prometheus.Registerer
+	// Outbox is how many messages may wait to go to NATS (default 65536),
+	// and OutboxBytes how many bytes of them (default 64 MiB: 65536
+	// signals near the size limit would be 4 GiB); past either a
+	// cross-node delivery fails at once, and its sender is told.
+	Outbox      int
+	OutboxBytes int
+	Logger      *slog.Logger
+	Registerer  prometheus.Registerer
 
 	// tombstoneTTL is how long the directory keeps an ended session's
 	// entry (default tombstoneTTL); tests shorten it.
@@ -84,6 +87,9 @@ func (c *Config) setDefaults() {
 	setDur(&c.tombstoneTTL, tombstoneTTL)
 	if c.Outbox <= 0 {
 		c.Outbox = 1 << 16
+	}
+	if c.OutboxBytes <= 0 {
+		c.OutboxBytes = 64 << 20
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -165,6 +171,9 @@ type Node struct {
 	// the hub has it (tests revoke there, as a revocation racing the
 	// claim would).
 	testHookClaimed atomic.Pointer[func(hub.SessionState)]
+	// testHookFlush, if set, runs before the outbox publishes what waits
+	// (tests hold it there, as a NATS connection that takes nothing would).
+	testHookFlush atomic.Pointer[func()]
 
 	readyMu     sync.Mutex
 	readyAt     time.Time

@@ -10,7 +10,8 @@ import (
 // outbox is where everything this node sends to other nodes waits for the
 // one goroutine that publishes it. The hub calls Delivery under its locks,
 // and a NATS publish can block on the connection's socket: the outbox keeps
-// that wait off the hub. It is bounded; a full outbox fails the delivery at
+// that wait off the hub. It is bounded, in messages and in bytes
+// (Config.Outbox, Config.OutboxBytes); a full outbox fails the delivery at
 // once (the hub then tells the sender). Acks and delivered notices are
 // merged per node, so that a busy node sends a few messages where it would
 // send many.
@@ -20,6 +21,7 @@ type outbox struct {
 	batch       // what waits
 	spare batch // the last one published, emptied, for the next swap
 	count int
+	bytes int // of batch.msgs
 	wake  chan struct{}
 	done  bool // flushRest ran: nothing more will be published
 }
@@ -70,7 +72,7 @@ func (o *outbox) add(m outMsg) bool {
 		m.release()
 		return false // the node is closed: refused, so that the hub tells the sender now
 	}
-	if o.count >= o.n.cfg.Outbox {
+	if o.count >= o.n.cfg.Outbox || o.bytes+len(m.data) > o.n.cfg.OutboxBytes {
 		o.mu.Unlock()
 		o.n.stats.outboxFull.Inc()
 		m.release()
@@ -78,6 +80,7 @@ func (o *outbox) add(m outMsg) bool {
 	}
 	o.msgs = append(o.msgs, m)
 	o.count++
+	o.bytes += len(m.data)
 	o.mu.Unlock()
 	o.poke()
 	return true
@@ -132,11 +135,14 @@ func (o *outbox) run(ctx context.Context) {
 			return
 		case <-o.wake:
 		}
+		if hook := o.n.testHookFlush.Load(); hook != nil {
+			(*hook)()
+		}
 		// Swap in the spare batch, publish the full one, and keep its
 		// storage as the next spare: a busy outbox allocates no maps.
 		o.mu.Lock()
 		b := o.batch
-		o.batch, o.spare, o.count = o.spare, batch{}, 0
+		o.batch, o.spare, o.count, o.bytes = o.spare, batch{}, 0, 0
 		o.mu.Unlock()
 		o.flush(&b)
 		b.reset()
@@ -152,7 +158,7 @@ func (o *outbox) run(ctx context.Context) {
 func (o *outbox) flushRest() {
 	o.mu.Lock()
 	b := o.batch
-	o.batch, o.count, o.done = newBatch(), 0, true
+	o.batch, o.count, o.bytes, o.done = newBatch(), 0, 0, true
 	o.mu.Unlock()
 	o.flush(&b)
 }
