@@ -225,6 +225,7 @@ func startProbe(a, b *client) *probe {
 					return
 				}
 				p.refused++
+				p.lost = fmt.Sprintf("%s refused: %s", id, refused)
 			}
 			p.worst = max(p.worst, time.Since(sent))
 			from, to = to, from
