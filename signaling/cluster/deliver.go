@@ -38,7 +38,7 @@ func (n *Node) Deliver(node, peer string, e hub.Envelope) error {
 		d.seq = n.track.add(e.From, e.Ref, peer, node)
 	}
 	bp := bufpool.Get()
-	if !n.out.publishPooled(n.subject("node", node), bp, appendDeliver((*bp)[:0], d)) {
+	if !n.out.publishPooled(n.subject("node", node), bp, appendDeliver((*bp)[:0], d), e.Kind == hub.KindSignal) {
 		if d.seq != 0 && !e.Held {
 			n.track.forget(d.seq) // added above; the caller is told
 		}

@@ -52,8 +52,10 @@ type Config struct {
 	ClaimTimeout time.Duration
 	// Outbox is how many messages may wait to go to NATS (default 65536),
 	// and OutboxBytes how many bytes of them (default 64 MiB: 65536
-	// signals near the size limit would be 4 GiB); past either a
-	// cross-node delivery fails at once, and its sender is told.
+	// signals near the size limit would be 4 GiB); a signal to another
+	// node past either fails at once, and its sender is told. What keeps
+	// the nodes in step (sessions' states and ends, room events, reports)
+	// may take the outbox to twice the limits.
 	Outbox      int
 	OutboxBytes int
 	Logger      *slog.Logger

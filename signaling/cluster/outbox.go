@@ -11,8 +11,12 @@ import (
 // one goroutine that publishes it. The hub calls Delivery under its locks,
 // and a NATS publish can block on the connection's socket: the outbox keeps
 // that wait off the hub. It is bounded, in messages and in bytes
-// (Config.Outbox, Config.OutboxBytes); a full outbox fails the delivery at
-// once (the hub then tells the sender). Acks and delivered notices are
+// (Config.Outbox, Config.OutboxBytes), as a connection's send queue is: a
+// signal that finds it at the limits fails at once (the hub then tells the
+// sender), and everything else (sessions' states and ends, room events,
+// reports to senders, limiter news) may take it to twice the limits, so
+// that a flood of signals does not crowd out what keeps the nodes'
+// directories in step. Acks and delivered notices are
 // merged per node, so that a busy node sends a few messages where it would
 // send many.
 type outbox struct {
@@ -53,26 +57,33 @@ func newOutbox(n *Node) *outbox {
 	return &outbox{n: n, batch: newBatch(), spare: newBatch(), wake: make(chan struct{}, 1)}
 }
 
-// publish queues data for subject; it reports false if the outbox is full.
-// The outbox publishes data later, so the caller must not change it.
+// publish queues data for subject, which is not a signal; it reports false
+// if the outbox is full (twice its limits). The outbox publishes data
+// later, so the caller must not change it.
 func (o *outbox) publish(subject string, data []byte) bool {
-	return o.add(outMsg{subject: subject, data: data})
+	return o.add(outMsg{subject: subject, data: data}, 2)
 }
 
 // publishPooled is publish for data in a buffer from bufpool, which
-// the outbox gives back once data is published (or refused).
-func (o *outbox) publishPooled(subject string, bp *[]byte, data []byte) bool {
-	return o.add(outMsg{subject: subject, data: data, pooled: bp})
+// the outbox gives back once data is published (or refused). A signal
+// is refused at the outbox's limits.
+func (o *outbox) publishPooled(subject string, bp *[]byte, data []byte, signal bool) bool {
+	k := 2
+	if signal {
+		k = 1
+	}
+	return o.add(outMsg{subject: subject, data: data, pooled: bp}, k)
 }
 
-func (o *outbox) add(m outMsg) bool {
+// add queues m unless the outbox holds k times its limits.
+func (o *outbox) add(m outMsg, k int) bool {
 	o.mu.Lock()
 	if o.done {
 		o.mu.Unlock()
 		m.release()
 		return false // the node is closed: refused, so that the hub tells the sender now
 	}
-	if o.count >= o.n.cfg.Outbox || o.bytes+len(m.data) > o.n.cfg.OutboxBytes {
+	if o.count >= k*o.n.cfg.Outbox || o.bytes+len(m.data) > k*o.n.cfg.OutboxBytes {
 		o.mu.Unlock()
 		o.n.stats.outboxFull.Inc()
 		m.release()
