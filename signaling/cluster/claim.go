@@ -114,7 +114,7 @@ func (n *Node) claimedHook(st hub.SessionState) {
 // nodes.
 func (n *Node) askClaim(node string, req claimRequest) (claimReply, error) {
 	var r claimReply
-	inbox := n.nc.NewRespInbox()
+	inbox := n.nc.NewInbox()
 	sub, err := n.nc.SubscribeSync(inbox)
 	if err != nil {
 		return r, err
