@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"strings"
@@ -78,4 +79,59 @@ func heldAt(tn *testNode) int {
 		}
 	}
 	return k
+}
+
+// TestClaimParts: each part of a claim's answer is within the limit
+// (when its items allow), the first has the state, every part but the
+// last says more follow, and the parts' items are the answer's, in order.
+func TestClaimParts(t *testing.T) {
+	item := func(i, size int) claimedItem {
+		return claimedItem{Kind: hub.KindSignal, Msg: []byte(fmt.Sprintf("%d:%s", i, strings.Repeat("x", size))), From: "p", Seq: uint64(i)}
+	}
+	for _, tc := range []struct {
+		name         string
+		items, size  int
+		limit, parts int
+	}{
+		{"nothing waits", 0, 0, 1 << 20, 1},
+		{"all in one", 10, 100, 1 << 20, 1},
+		{"several", 20, 50 << 10, 1 << 20, 2},
+		{"one item a part", 3, 2000, 100, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := claimReply{OK: true, Member: proto.Member{Peer: "p", User: "bob"}, Rooms: []string{"lobby"}, Order: map[string]uint64{"a": 3}}
+			for i := range tc.items {
+				r.Pending = append(r.Pending, item(i, tc.size))
+			}
+			parts := claimParts(r, tc.limit)
+			if len(parts) < tc.parts {
+				t.Fatalf("%d parts, want at least %d", len(parts), tc.parts)
+			}
+			var got []claimedItem
+			for i, b := range parts {
+				var p claimReply
+				if err := json.Unmarshal(b, &p); err != nil {
+					t.Fatal(err)
+				}
+				if len(b) > tc.limit && len(p.Pending) > 1 {
+					t.Errorf("part %d: %d bytes, over %d", i, len(b), tc.limit)
+				}
+				if p.More != (i < len(parts)-1) || !p.OK {
+					t.Errorf("part %d: ok %v, more %v", i, p.OK, p.More)
+				}
+				if i == 0 && (p.Member.User != "bob" || len(p.Rooms) != 1 || p.Order["a"] != 3) {
+					t.Errorf("first part without the state: %+v", p)
+				}
+				got = append(got, p.Pending...)
+			}
+			if len(got) != tc.items {
+				t.Fatalf("%d items, want %d", len(got), tc.items)
+			}
+			for i, it := range got {
+				if it.Seq != uint64(i) {
+					t.Fatalf("item %d has seq %d", i, it.Seq)
+				}
+			}
+		})
+	}
 }
