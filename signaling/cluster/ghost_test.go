@@ -227,6 +227,8 @@ func TestStaleWriteDoesNotOverwriteTheNewNodesEntry(t *testing.T) {
 		return r.Node
 	}
 	eventually(t, "alice's entry", func() bool { return kvNode() == "a" })
+	// b resumes alice only once it knows her session (and her token).
+	eventually(t, "b to see alice in lobby", func() bool { return b.hub.RoomMembers("lobby") == 1 })
 	a.node.dir.imu.Lock()
 	e := a.node.dir.byPeer[alice.peer()]
 	q := &queuedState{st: new(hub.SessionState), at: e.applied}
