@@ -174,10 +174,11 @@ func (h *Hub) Release(tokenHash []byte, user, node string) (SessionState, []Enve
 	s.absent = nil
 	h.tokens.deleteIf(s.tokenHash, func(v *session) bool { return v == s })
 	s.tokenHash = ""
-	s.mu.Unlock()
-	st := s.stateLocked()
+	st := s.stateBothLocked()
 	st.TokenHash = tokenHash
-	s.mu.Lock()
+	// Another node's from the moment its token is gone, in one critical
+	// section: a revocation or a move that takes s.mu after this finds it
+	// a proxy and leaves it to its new node (TestRevokeRacingRelease).
 	s.setNodeLocked(node)
 	s.mu.Unlock()
 	h.stats.sessions.Add(-1)

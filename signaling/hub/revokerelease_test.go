@@ -102,3 +102,40 @@ func TestRevokeSparesASessionClaimedMeanwhile(t *testing.T) {
 		})
 	}
 }
+
+// TestRevokeRacingRelease: a revocation and a claim from another node
+// (Release) at the same moment, many times over. Either the revocation
+// ends the session here first, and the claim finds nothing (ErrNotHere),
+// or the claim takes it first, and the revocation leaves it to its new
+// node. Release used to let go of the session's lock between taking its
+// token and marking it another node's: a revocation in that gap found it
+// still local, ended it, and its end went out although the claim had
+// succeeded.
+func TestRevokeRacingRelease(t *testing.T) {
+	spy := &goneSpy{}
+	ts := newTestServer(t, Config{Delivery: spy, MaxConnsPerUser: 1000})
+	for i := range 200 {
+		bob := ts.dial("user=bob")
+		var released error
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			_, _, released = ts.hub.Release([]byte(hashToken(bob.welcome.ResumeToken)), "bob", "B")
+		}()
+		go func() {
+			defer wg.Done()
+			ts.hub.CloseUser("bob", proto.CodeRevoked, "user disabled")
+		}()
+		wg.Wait()
+		spy.mu.Lock()
+		gone := slices.Contains(spy.gone, bob.peer())
+		spy.mu.Unlock()
+		switch {
+		case released == nil && gone:
+			t.Fatalf("round %d: the claim took bob's session and this node told the cluster it ended", i)
+		case released != nil && !gone:
+			t.Fatalf("round %d: the revocation won (release: %v), but no end went out", i, released)
+		}
+	}
+}

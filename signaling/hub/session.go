@@ -70,14 +70,18 @@ func (s *session) setNodeLocked(node string) {
 // or write); it takes s.mu.
 func (s *session) stateLocked() SessionState {
 	s.mu.Lock()
-	tok := []byte(s.tokenHash)
-	login, keyID := s.login, s.keyID
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	return s.stateBothLocked()
+}
+
+// stateBothLocked is stateLocked with s.mu held as well.
+func (s *session) stateBothLocked() SessionState {
 	rooms := make([]string, 0, len(s.rooms))
 	for name := range s.rooms {
 		rooms = append(rooms, name)
 	}
-	return SessionState{Member: s.member, Rooms: rooms, Grants: s.grants, Login: login, KeyID: keyID, TokenHash: tok}
+	return SessionState{Member: s.member, Rooms: rooms, Grants: s.grants, Login: s.login, KeyID: s.keyID,
+		TokenHash: []byte(s.tokenHash)}
 }
 
 // publish tells the other nodes s's state. It takes s.roomsMu.
