@@ -134,11 +134,13 @@ type Config struct {
 	// headers, against slowloris (default 10 s).
 	HeaderTimeout time.Duration
 	// MaxConnsPerAddr caps the connections from one client address (an
-	// IPv4 address, an IPv6 /64) that are not WebSockets: in their TLS
+	// IPv4 address, an IPv6 /56) that are not WebSockets: in their TLS
 	// handshake, sending a request, waiting for its answer or idle
-	// between requests (default 256). Past it a new connection is closed
-	// at once, plain HTTP after a 429. Loopback and TrustedProxies are
-	// not counted: a reverse proxy guards its own clients.
+	// between requests (default 256), and all addresses together at 16
+	// times that. Past it a new connection is closed at once, plain HTTP
+	// after a 429. Loopback, private and link-local addresses and
+	// TrustedProxies are not counted: a reverse proxy guards its own
+	// clients.
 	MaxConnsPerAddr int
 	// ShutdownGrace bounds how long Serve waits for clients to get their
 	// reconnect notice when its context ends (default 5 s).

@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"context"
 	"crypto/tls"
 	"log/slog"
 	"net"
@@ -14,14 +15,21 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// connLimit caps, per client address (an IPv4 address, an IPv6 /64), the
-// connections that are not WebSockets: those in their TLS handshake,
-// sending a request, waiting for its answer, or idle between requests
-// (Config.MaxConnsPerAddr). Each is bounded in time (the header timeout,
-// the read and write timeouts, the idle timeout), but without a count one
-// address could open sockets until the process ran out of descriptors,
-// each holding a goroutine and its buffers meanwhile. A WebSocket leaves
-// the count when it is upgraded (hijacked): the hub bounds those per user.
+// connLimit caps, per client address (an IPv4 address, an IPv6 /56: what
+// one home or host is given), the connections that are not WebSockets:
+// those in their TLS handshake, sending a request, waiting for its answer,
+// or idle between requests (Config.MaxConnsPerAddr), and all of them
+// together at connsCeiling times that, so that many addresses cannot
+// exhaust the process's descriptors either (the WebSockets already open
+// keep working). Each is bounded in time (the header timeout, the read and
+// write timeouts, the idle timeout), but without a count one address could
+// open sockets until the process ran out of descriptors, each holding a
+// goroutine and its buffers meanwhile. A WebSocket leaves the count when
+// it is upgraded (hijacked): the hub bounds those per user. Loopback,
+// private and link-local addresses and the trusted proxies are not
+// counted: behind a reverse proxy that is not in --trust-proxy every
+// client would share the proxy's address (and one budget), and a
+// network's own hosts are trusted as its proxies are.
 //
 // It runs as the HTTP server's ConnState hook. net/http calls it with
 // StateNew on its accept loop, before the connection's goroutine starts,
@@ -35,9 +43,15 @@ type connLimit struct {
 	refused prometheus.Counter
 	warned  atomic.Bool
 
-	mu sync.Mutex
-	n  map[netip.Prefix]int
+	mu    sync.Mutex
+	n     map[netip.Prefix]int
+	total int // the sum of n
 }
+
+// connsCeiling is how many times Config.MaxConnsPerAddr all counted
+// addresses together may hold: 4,096 by default, well under the
+// descriptors a server has (docs/operations.md).
+const connsCeiling = 16
 
 func newConnLimit(max int, exempt func(netip.Addr) bool, log *slog.Logger, refused prometheus.Counter) *connLimit {
 	return &connLimit{max: max, exempt: exempt, log: log, refused: refused, n: make(map[netip.Prefix]int)}
@@ -56,10 +70,14 @@ func (l *connLimit) connState(c net.Conn, st http.ConnState) {
 	l.mu.Lock()
 	if st == http.StateNew {
 		l.n[key]++
-	} else if l.n[key]--; l.n[key] <= 0 {
-		delete(l.n, key)
+		l.total++
+	} else {
+		l.total--
+		if l.n[key]--; l.n[key] <= 0 {
+			delete(l.n, key)
+		}
 	}
-	over := st == http.StateNew && l.n[key] > l.max
+	over := st == http.StateNew && (l.n[key] > l.max || l.total > connsCeiling*l.max)
 	l.mu.Unlock()
 	if over {
 		l.refuse(c, key)
@@ -78,7 +96,7 @@ func (l *connLimit) key(c net.Conn) (netip.Prefix, bool) {
 	}
 	bits := 32
 	if a.Is6() {
-		bits = 64
+		bits = 56
 	}
 	p, _ := a.Prefix(bits)
 	return p, true
@@ -107,7 +125,7 @@ func (l *connLimit) refuse(c net.Conn, key netip.Prefix) {
 	if !l.warned.Swap(true) {
 		level = slog.LevelWarn
 	}
-	l.log.Log(nil, level, "connection refused: its address has too many that are not WebSockets; "+
+	l.log.Log(context.Background(), level, "connection refused: its address, or all addresses together, have too many that are not WebSockets; "+
 		"if a reverse proxy, set --trust-proxy to its address",
 		slog.String("addr", key.String()), slog.Int("limit", l.max))
 }

@@ -29,6 +29,7 @@ import (
 func TestConnectionsPerAddress(t *testing.T) { forSchemes(t, testConnectionsPerAddress) }
 
 func testConnectionsPerAddress(t *testing.T, opts signalingtest.Options) {
+	skipUnlessLoopbackRange(t)
 	const limit, sockets = 8, 100
 	tlsOn := opts.TLS
 	opts.Config.MaxConnsPerAddr = limit
@@ -121,6 +122,54 @@ func testConnectionsPerAddress(t *testing.T, opts signalingtest.Options) {
 	fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 	if line, err := bufio.NewReader(c).ReadString('\n'); !strings.HasPrefix(line, "HTTP/1.1 200 ") {
 		t.Fatalf("after its sockets closed, the address got %q, %v", line, err)
+	}
+}
+
+// TestConnectionsAllAddresses: past 16 times Config.MaxConnsPerAddr
+// from all addresses together, new connections are refused as well, so
+// that many addresses, each within its own limit, cannot exhaust the
+// process's descriptors.
+func TestConnectionsAllAddresses(t *testing.T) {
+	skipUnlessLoopbackRange(t)
+	const limit, addrs = 2, 17 // 34 sockets against a ceiling of 32
+	opts := signalingtest.Options{Config: signaling.Config{MaxConnsPerAddr: limit}}
+	signaling.CountLoopbackConns(&opts.Config)
+	s := signalingtest.Start(t, opts)
+	addr := strings.TrimPrefix(s.URL, "http://")
+	refused := make(chan bool, limit*addrs)
+	for i := range addrs {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(i+1))}}
+		for range limit {
+			c, err := d.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+			go func() {
+				_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				_, err := io.ReadAll(c)
+				ne, ok := err.(net.Error)
+				refused <- !(ok && ne.Timeout())
+			}()
+		}
+	}
+	n := 0
+	for range limit * addrs {
+		if <-refused {
+			n++
+		}
+	}
+	if want := limit*addrs - 16*limit; n != want {
+		t.Fatalf("%d of %d stalled sockets from %d addresses refused, want %d", n, limit*addrs, addrs, want)
+	}
+}
+
+// skipUnlessLoopbackRange skips a test that dials from other loopback
+// addresses than 127.0.0.1, which only Linux has without configuration.
+func skipUnlessLoopbackRange(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("dials from 127.0.0.2 and beyond, which only Linux routes to loopback by default")
 	}
 }
 

@@ -191,9 +191,15 @@ func (s *Server) init() error {
 }
 
 // connsExempt says which clients Config.MaxConnsPerAddr does not count:
-// loopback and the trusted proxies, which guard their own clients.
+// loopback, private and link-local addresses (a network's own hosts, and
+// the address of a reverse proxy that is not in --trust-proxy, behind
+// which every client would share one budget) and the trusted proxies,
+// which guard their own clients.
 func (s *Server) connsExempt(a netip.Addr) bool {
-	return (a.IsLoopback() && !s.cfg.countLoopback) || s.isTrusted(a.String())
+	if a.IsLoopback() {
+		return !s.cfg.countLoopback
+	}
+	return a.IsPrivate() || a.IsLinkLocalUnicast() || s.isTrusted(a.String())
 }
 
 // Hub is the server's hub (for in-process tools and tests).

@@ -35,7 +35,7 @@ type serveConfig struct {
 	SMTPURL      string        `yaml:"smtp-url" usage:"smtp://user:pass@host:port: turns on the email check at registration (prefer the environment: it holds a password)"`
 	SMTPFrom     string        `yaml:"smtp-from" usage:"sender address of verification emails"`
 	PublicURL    string        `yaml:"public-url" usage:"the server's URL as users reach it, e.g. https://chat.example.org; required with --smtp-url (emailed links)"`
-	MaxConnsAddr int           `yaml:"max-conns-per-addr" default:"256" usage:"connections from one client address (IPv6 per /64) that are not WebSockets: in the TLS handshake, sending a request or idle between requests; loopback and --trust-proxy are not counted"`
+	MaxConnsAddr int           `yaml:"max-conns-per-addr" default:"256" usage:"connections from one client address (IPv6 per /56) that are not WebSockets: in the TLS handshake, sending a request or idle between requests, and 16 times that from all addresses; loopback, private and link-local addresses and --trust-proxy are not counted"`
 	WS           wsConfig      `yaml:",inline"`
 	Rooms        roomsConfig   `yaml:",inline"`
 	Log          logConfig     `yaml:",inline"`
