@@ -51,7 +51,8 @@ const (
 type AudioMeta struct {
 	Rate int `json:"rate"`
 	// StartUS is the time of sample 0, Unix µs on ts.npy's clock: the
-	// clip's first frame.
+	// clip's first frame, or later when the clip spans more than the audio
+	// kept per peer (audioKept): then the audio is the span's last part.
 	StartUS int64 `json:"start_us"`
 	Samples int   `json:"samples"`
 	// Missing counts the samples no audio arrived for (zeros): before the
@@ -195,7 +196,8 @@ func (a *audioTimeline) waitFor(pos int64) {
 }
 
 // span is the audio over [startUS, endUS) of ts.npy's clock, and how it
-// was placed; ok is false when the peer never sent audio.
+// was placed; ok is false when the peer never sent audio or the span is
+// empty. It is at most the audio kept per peer long.
 func (a *audioTimeline) span(s *avSync, startUS, endUS int64) (samples []float32, meta AudioMeta, ok bool) {
 	a.mu.Lock()
 	began := a.began
@@ -203,7 +205,21 @@ func (a *audioTimeline) span(s *avSync, startUS, endUS int64) (samples []float32
 	if !began {
 		return nil, AudioMeta{}, false
 	}
-	n := int((endUS - startUS) * AudioRate / 1_000_000)
+	d := endUS - startUS // µs
+	if d <= 0 {
+		// Frame times that run backwards (a sender's RTP times) span nothing.
+		return nil, AudioMeta{}, false
+	}
+	if keep := int64(len(a.buf)) * 1_000_000 / AudioRate; d > keep {
+		// Nothing older than the ring holds can be read: the audio is the
+		// span's last part, and starts later, by whole pairs of samples
+		// (125 µs) so that StartUS stays a whole µs.
+		const pair = 2 * 1_000_000 / AudioRate
+		skip := (d - keep + pair - 1) / pair * pair
+		startUS += skip
+		d -= skip
+	}
+	n := int(d * AudioRate / 1_000_000)
 	meta = AudioMeta{Rate: AudioRate, StartUS: startUS, Samples: n, Sync: "arrival"}
 	var fromTick int64
 	if raw, ok := s.audioRTP(startUS); ok {

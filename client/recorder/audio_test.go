@@ -122,3 +122,27 @@ func TestNTPUnix(t *testing.T) {
 		t.Fatalf("NTP 3.5 s after 1970: %d µs", got)
 	}
 }
+
+// TestAudioSpanBounded: a span that runs backwards has no audio, and one
+// longer than the ring is cut to the ring's length at its end, where the
+// audio kept is: its allocation is bounded by what is kept per peer, not
+// by the frames' times, which the sender chooses.
+func TestAudioSpanBounded(t *testing.T) {
+	a := newAudioTimeline(time.Second) // 16000 samples
+	s := newAVSync()
+	arrival := time.UnixMicro(5_000_000)
+	tick := a.packet(48000, arrival)
+	a.write(tick/ticksPerSample, make([]float32, 320))
+	if _, _, ok := a.span(s, 5_000_000, 4_000_000); ok {
+		t.Fatal("a span that runs backwards has audio")
+	}
+	const hour = 3600_000_000
+	_, meta, ok := a.span(s, 5_000_000-hour, 5_000_001)
+	if !ok || meta.Samples > 16000 || meta.Samples < 15998 || meta.StartUS+int64(meta.Samples)*1_000_000/AudioRate != 5_000_001-1 &&
+		meta.StartUS+int64(meta.Samples)*1_000_000/AudioRate != 5_000_001 {
+		t.Fatalf("an hour's span: %+v", meta)
+	}
+	if (meta.StartUS-(5_000_000-hour))%125 != 0 {
+		t.Errorf("start moved by %d µs, not whole pairs of samples", meta.StartUS-(5_000_000-hour))
+	}
+}

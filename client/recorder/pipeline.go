@@ -77,6 +77,7 @@ type Pipeline struct {
 	sampler  *Sampler
 	scaler   *Scaler
 	waitKey  bool
+	skewed   bool // the clock restarted (logged once)
 	lastPLI  time.Time
 	frames   atomic.Int64
 	decoded  atomic.Int64
@@ -125,6 +126,11 @@ func NewPipeline(out *Output, info TrackInfo, opts TrackOptions) (*Pipeline, err
 func (p *Pipeline) Frame(data []byte, rtpTS uint32, arrival time.Time, lost bool) {
 	p.frames.Add(1)
 	ts := p.clock.Time(rtpTS, arrival)
+	if !p.skewed && p.clock.Resets() > 0 {
+		p.skewed = true
+		p.log.Warn("the sender's RTP times stray from the frames' arrival; capture times start again from arrival",
+			slog.Duration("max_skew", MaxClockSkew))
+	}
 	if p.opts.av != nil {
 		p.opts.av.videoFrame(rtpTS, ts)
 	}

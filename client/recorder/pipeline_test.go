@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -64,6 +65,9 @@ type genSource struct {
 	rng     *rand.Rand
 	wantKey bool
 	lost    int
+	// tsStep, if set, is the RTP time from frame i to the next (default
+	// 3000 ticks, 1/30 s).
+	tsStep func(i int) uint32
 }
 
 func newGenSource(t *testing.T, codec string, w, h, frames int, loss float64) *genSource {
@@ -92,7 +96,11 @@ func (g *genSource) ReadRTP() (*rtp.Packet, interceptor.Attributes, error) {
 		}
 		g.wantKey = false
 		// Every frame advances the RTP clock by 1/30 s (3000 ticks at 90 kHz).
-		for _, p := range g.pk.Packetize(frame, 3000) {
+		step := uint32(3000)
+		if g.tsStep != nil {
+			step = g.tsStep(g.next)
+		}
+		for _, p := range g.pk.Packetize(frame, step) {
 			if g.next > 0 && g.rng.Float64() < g.loss {
 				g.lost++
 				continue
@@ -158,19 +166,9 @@ func recordGenerated(t *testing.T, codec string, frames int, loss, fps float64, 
 	defer out.Close()
 	src := newGenSource(t, codec, 160, 120, frames, loss)
 	goroutines := runtime.NumGoroutine()
-	p, err := NewPipeline(out, TrackInfo{Peer: "p1", User: "alice", Track: "cam", Codec: codec, Consent: time.Now()},
+	st := runPipeline(t, out, TrackInfo{Peer: "p1", User: "alice", Track: "cam", Codec: codec, Consent: time.Now()},
 		TrackOptions{FPS: fps, Fit: FitCrop, QueueFrames: 1000, Logger: testLogger(t),
-			RequestKeyframe: func() error { src.wantKey = true; return nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.ReadRTP(context.Background(), src); err != nil {
-		t.Fatal(err)
-	}
-	st, err := p.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+			RequestKeyframe: func() error { src.wantKey = true; return nil }}, src)
 	// Close waits for the writer: nothing the pipeline started is left. A
 	// timer callback (the PLI repeat) may still be finishing, so the count
 	// gets a moment to settle.
@@ -182,6 +180,24 @@ func recordGenerated(t *testing.T, codec string, frames int, loss, fps float64, 
 		time.Sleep(10 * time.Millisecond) // polling a count, not synchronising
 	}
 	return st, src, loadShards(t, cfg.Dir, cfg.Size), cfg
+}
+
+// runPipeline records src into out with a new pipeline until src ends,
+// and closes it.
+func runPipeline(t *testing.T, out *Output, info TrackInfo, opts TrackOptions, src RTPReader) TrackStats {
+	t.Helper()
+	p, err := NewPipeline(out, info, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ReadRTP(context.Background(), src); err != nil {
+		t.Fatal(err)
+	}
+	st, err := p.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 // checkFrames compares every written frame with its source picture, found
@@ -290,5 +306,60 @@ func TestNoDecoderForOtherCodecs(t *testing.T) {
 	defer out.Close()
 	if _, err := NewPipeline(out, TrackInfo{Codec: "video/H264"}, TrackOptions{}); err == nil || !strings.Contains(err.Error(), "H264") {
 		t.Errorf("H.264 pipeline: %v", err)
+	}
+}
+
+// TestPipelineHostileRTPTimes: a peer's video whose RTP times run
+// backwards or jump by half the 32-bit range, with audio from the same
+// peer, is recorded into clips numpy reads, with capture times near the
+// frames' arrival. RTP times that ran backwards made the clip's audio
+// span negative, and the recorder panicked (makeslice) in the writer.
+func TestPipelineHostileRTPTimes(t *testing.T) {
+	cases := []struct {
+		name  string
+		step  func(i int) uint32
+		audio bool
+	}{
+		{"backwards with audio", func(int) uint32 { return math.MaxUint32 - 90000 + 1 }, true},
+		// Without audio: before the clock was bounded, a clip's span of
+		// years would have had the audio allocate that long.
+		{"half the range forward", func(int) uint32 { return 1<<31 - 1 }, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := OutputConfig{Dir: t.TempDir(), Room: "lab", Size: Size{W: 32, H: 32}, ClipFrames: 10, NoSync: true, Logger: testLogger(t)}
+			out, err := OpenOutput(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer out.Close()
+			src := newGenSource(t, vpx.VP8, 64, 48, 30, 0)
+			src.tsStep = c.step
+			opts := TrackOptions{FPS: 5, Logger: testLogger(t), av: newAVSync()}
+			if c.audio {
+				opts.audio = newAudioTimeline(30 * time.Second)
+				opts.audio.write(opts.audio.packet(1000, time.Now())/ticksPerSample, make([]float32, 320))
+			}
+			begin := time.Now()
+			st := runPipeline(t, out, TrackInfo{Peer: "mallory", Codec: vpx.VP8}, opts, src)
+			end := time.Now()
+			clips := loadShards(t, cfg.Dir, cfg.Size)
+			// Frames that all come at once and whose times restart from
+			// arrival are at about one time: the sampler keeps few.
+			if len(clips) == 0 || st.Written == 0 || st.Decoded != 30 {
+				t.Fatalf("%d clips; stats %+v", len(clips), st)
+			}
+			for _, cl := range clips {
+				for _, ts := range cl.ts {
+					if ts < begin.Add(-MaxClockSkew).UnixMicro() || ts > end.Add(MaxClockSkew).UnixMicro() {
+						t.Fatalf("clip %d: capture time %v, recorded between %v and %v", cl.meta.Clip, time.UnixMicro(ts).UTC(), begin.UTC(), end.UTC())
+					}
+				}
+				if a := cl.meta.Audio; a != nil && (a.Samples < 0 || a.Samples > 30*AudioRate) {
+					t.Errorf("clip %d: audio of %d samples", cl.meta.Clip, a.Samples)
+				}
+			}
+			checkNumpyMatchesGo(t, cfg.Dir, clips)
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package recorder
 
 import (
+	"math"
 	"testing"
 	"time"
 )
@@ -54,13 +55,45 @@ func TestClockUnwrapsRTPTime(t *testing.T) {
 	if got := c.Time(start, arrival); got != arrival.UnixMicro() {
 		t.Fatalf("first frame at %d, want arrival %d", got, arrival.UnixMicro())
 	}
-	// Arrival time of later frames must not matter: only RTP time does.
-	late := arrival.Add(time.Hour)
+	// Arrival time of later frames must not matter, within MaxClockSkew:
+	// only RTP time does.
+	late := arrival.Add(MaxClockSkew - time.Second)
 	for i, want := range []int64{100000, 200000, 150000} {
 		ts := start + uint32(want*90/1000)
 		if got := c.Time(ts, late) - arrival.UnixMicro(); got != want {
 			t.Errorf("frame %d at +%d µs, want +%d", i, got, want)
 		}
+	}
+}
+
+// TestClockBoundsHostileRTPTimes: a sender's RTP times that jump by half
+// the 32-bit range, run backwards, or stall cannot give capture times more
+// than MaxClockSkew from the frames' arrival (they gave times years off,
+// and past 4295 jumps an int64 overflow).
+func TestClockBoundsHostileRTPTimes(t *testing.T) {
+	cases := []struct {
+		name string
+		step func(i int) uint32 // RTP ticks from frame i to the next
+	}{
+		{"half the range forward", func(int) uint32 { return 1<<31 - 1 }},
+		{"a second backwards", func(int) uint32 { return math.MaxUint32 - 90000 + 1 }},
+		{"forward and back", func(i int) uint32 { return uint32(int32(90000*20) * int32(1-2*(i%2))) }},
+		{"stalled", func(int) uint32 { return 0 }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			clock := NewClock(90000)
+			arrival := time.Unix(1700000000, 0)
+			var rtpTS uint32 = 12345
+			for i := range 10000 {
+				got := clock.Time(rtpTS, arrival)
+				if d := time.Duration(got-arrival.UnixMicro()) * time.Microsecond; d > MaxClockSkew || d < -MaxClockSkew {
+					t.Fatalf("frame %d: capture time %v from its arrival", i, d)
+				}
+				rtpTS += c.step(i)
+				arrival = arrival.Add(33 * time.Millisecond)
+			}
+		})
 	}
 }
 
