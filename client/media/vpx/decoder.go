@@ -26,17 +26,6 @@ static vpx_image_t *khadga_decode(vpx_codec_ctx_t *ctx, const uint8_t *data, uns
 	while ((img = vpx_codec_get_frame(ctx, &it)) != NULL) last = img;
 	return last;
 }
-// khadga_peek reads the frame size from a key (or intra-only) frame's
-// header without decoding it; it returns 0 when the frame does not say.
-static int khadga_peek(int vp9, const uint8_t *data, unsigned int n, unsigned int *w, unsigned int *h) {
-	vpx_codec_stream_info_t si;
-	memset(&si, 0, sizeof si);
-	si.sz = sizeof si;
-	if (vpx_codec_peek_stream_info(vp9 ? vpx_codec_vp9_dx() : vpx_codec_vp8_dx(), data, n, &si) != VPX_CODEC_OK) return 0;
-	*w = si.w;
-	*h = si.h;
-	return si.w > 0 && si.h > 0;
-}
 */
 import "C"
 
@@ -50,6 +39,7 @@ import (
 type Decoder struct {
 	ctx   *C.vpx_codec_ctx_t
 	codec string
+	buf   []byte // a VP9 frame with the superframe index it was given
 }
 
 // Codecs lists the codecs this build decodes.
@@ -87,14 +77,20 @@ func (d *Decoder) Decode(frame []byte) (*Image, error) {
 	if len(frame) == 0 || len(frame) > MaxFrameBytes {
 		return nil, fmt.Errorf("vpx: frame of %d bytes", len(frame))
 	}
-	vp9 := C.int(0)
-	if d.codec == VP9 {
-		vp9 = 1
-	}
-	var pw, ph C.uint
-	if C.khadga_peek(vp9, (*C.uint8_t)(unsafe.Pointer(&frame[0])), C.uint(len(frame)), &pw, &ph) != 0 &&
-		(pw > MaxSide || ph > MaxSide || int(pw)*int(ph) > MaxPixels) {
-		return nil, fmt.Errorf("vpx: frame declares %dx%d, over the %dx%d / %d pixel limit", pw, ph, MaxSide, MaxSide, MaxPixels)
+	// Every size libvpx will read is checked first (header.go).
+	if d.codec == VP8 {
+		if err := checkVP8(frame); err != nil {
+			return nil, err
+		}
+	} else {
+		indexed, err := checkVP9(frame)
+		if err != nil {
+			return nil, err
+		}
+		if !indexed {
+			d.buf = vp9Index(append(d.buf[:0], frame...), len(frame))
+			frame = d.buf
+		}
 	}
 	var cerr C.vpx_codec_err_t
 	// The frame is Go memory without pointers, read only during the call.

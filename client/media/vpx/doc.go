@@ -11,7 +11,11 @@
 //
 // A remote sender controls what the decoder gets, so Decode refuses a
 // frame over MaxFrameBytes and a picture declared larger than MaxSide or
-// MaxPixels before libvpx allocates for it.
+// MaxPixels (ErrTooLarge) before libvpx allocates for it: it reads the
+// size of every frame libvpx will decode, each frame of a VP9 superframe
+// included, and gives a VP9 frame without a superframe index an index of
+// that one frame, so that libvpx decodes nothing it did not read
+// (header.go).
 package vpx
 
 import (

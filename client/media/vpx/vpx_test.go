@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -127,5 +128,136 @@ func TestRefusesHugeFrames(t *testing.T) {
 	}
 	if el := time.Since(start); el > 5*time.Second {
 		t.Errorf("refusing took %v", el)
+	}
+}
+
+// setBits writes v, n bits, most significant first, at bit offset off.
+func setBits(b []byte, off, n int, v uint32) {
+	for i := range n {
+		p := off + i
+		b[p/8] &^= 0x80 >> (p % 8)
+		b[p/8] |= byte(v>>(n-1-i)&1) << (7 - p%8)
+	}
+}
+
+// superframe joins VP9 frames with an index (4 bytes a size).
+func superframe(frames ...[]byte) []byte {
+	var out []byte
+	for _, f := range frames {
+		out = append(out, f...)
+	}
+	marker := byte(0xc0 | 3<<3 | (len(frames) - 1))
+	out = append(out, marker)
+	for _, f := range frames {
+		out = append(out, byte(len(f)), byte(len(f)>>8), byte(len(f)>>16), byte(len(f)>>24))
+	}
+	return append(out, marker)
+}
+
+// peakRSS is the process's peak resident memory, in bytes.
+func peakRSS(t *testing.T) int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return ru.Maxrss << 10
+}
+
+// TestRefusesHiddenHugeFrames: a VP9 frame that hides a picture over the
+// limit behind a small key frame is refused, or decoded without it,
+// before libvpx allocates for it. The check used to read the first
+// frame's header only: a 16384×16384 key frame second in a superframe
+// cost libvpx 800 MB and 3 s, and an inter or intra-only frame that
+// declares its own size was not read at all.
+func TestRefusesHiddenHugeFrames(t *testing.T) {
+	enc, err := NewEncoder(EncoderConfig{Codec: VP9, Width: 64, Height: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	y, u, v := planes(64, 64, 0)
+	key, _, err := enc.Encode(packed(64, 64, y, u, v), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key = append([]byte(nil), key...)
+	// Profile 0: frame_marker to error_resilient_mode (8 bits), the sync
+	// code (24), color_space and color_range (4), then the size.
+	if w, h, ok := vp9Size(key); !ok || w != 64 || h != 64 {
+		t.Fatalf("the key frame's header reads %dx%d (%v)", w, h, ok)
+	}
+	huge := append([]byte(nil), key...)
+	setBits(huge, 36, 16, 16384-1)
+	setBits(huge, 52, 16, 16384-1)
+	// An inter frame (profile 0, shown, not error resilient) that takes
+	// no reference frame's size: 2 bits reset_frame_context, 8
+	// refresh_frame_flags, 12 of references, 3 found_ref, then the size.
+	inter := make([]byte, 64)
+	inter[0] = 0x86
+	setBits(inter, 8+2+8+12+3, 16, 16384-1)
+	setBits(inter, 8+2+8+12+3+16, 16, 9216-1)
+	// An intra-only frame (not shown): intra_only, reset_frame_context,
+	// the sync code, refresh_frame_flags, then the size.
+	intra := make([]byte, 64)
+	intra[0] = 0x84
+	setBits(intra, 8, 1, 1)
+	setBits(intra, 11, 24, vp9SyncCode)
+	setBits(intra, 11+24+8, 16, 8192-1)
+	setBits(intra, 11+24+8+16, 16, 8192-1)
+	cases := []struct {
+		name    string
+		frame   []byte
+		refused bool
+	}{
+		{"key frame second in a superframe", superframe(key, huge), true},
+		{"inter frame second in a superframe", superframe(key, inter), true},
+		{"intra-only frame first in a superframe", superframe(intra, key), true},
+		{"inter frame alone", inter, true},
+		// Without an index libvpx decoded what follows the first frame's
+		// data as another frame; now only the first is decoded.
+		{"key frame after the first, no index", append(append([]byte(nil), key...), huge...), false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			d, err := NewDecoder(VP9)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			if _, err := d.Decode(key); err != nil {
+				t.Fatal(err)
+			}
+			before := peakRSS(t)
+			img, err := d.Decode(c.frame)
+			if grew := peakRSS(t) - before; grew > 100<<20 {
+				t.Errorf("peak memory grew by %d MB", grew>>20)
+			}
+			switch {
+			case c.refused && !errors.Is(err, ErrTooLarge):
+				t.Errorf("not refused: %v", err)
+			case !c.refused && err != nil:
+				t.Errorf("the first frame not decoded: %v", err)
+			case !c.refused && (img == nil || img.Width != 64 || img.Height != 64):
+				t.Errorf("decoded %+v, want the first frame's 64x64", img)
+			}
+		})
+	}
+}
+
+// TestVP8KeyFrameSizes: a VP8 key frame declaring 16383×16383 is refused,
+// and so is one too short to hold its size, which libvpx would read past
+// the frame's end.
+func TestVP8KeyFrameSizes(t *testing.T) {
+	d, err := NewDecoder(VP8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	huge := []byte{0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0xff, 0x3f, 0xff, 0x3f, 0, 0, 0, 0}
+	if _, err := d.Decode(huge); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("16383x16383 key frame: %v", err)
+	}
+	if _, err := d.Decode(huge[:8]); err == nil {
+		t.Error("a key frame of 8 bytes decoded")
 	}
 }
