@@ -226,7 +226,7 @@ func (rr *roomRec) writeConsent(l ConsentLine) error {
 	}
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
-	if _, err := rr.clog.Write(append(b, '\n')); err != nil {
+	if err := appendLine(rr.clog, b); err != nil {
 		return err
 	}
 	if rr.out.cfg.NoSync {

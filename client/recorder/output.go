@@ -289,8 +289,7 @@ func (o *Output) WriteChat(l ChatLine) error {
 	if o.chat == nil {
 		return ErrOutputClosed
 	}
-	// One write per line: O_APPEND keeps concurrent lines whole.
-	if _, err := o.chat.Write(append(b, '\n')); err != nil {
+	if err := appendLine(o.chat, b); err != nil {
 		return fmt.Errorf("recorder: chat: %w", err)
 	}
 	return nil
@@ -341,7 +340,7 @@ func (o *Output) commit(s Shard) error {
 	if o.man == nil {
 		return ErrOutputClosed
 	}
-	if _, err := o.man.Write(append(b, '\n')); err != nil {
+	if err := appendLine(o.man, b); err != nil {
 		return fmt.Errorf("recorder: manifest: %w", err)
 	}
 	if !o.cfg.NoSync {
@@ -363,6 +362,24 @@ func (o *Output) Close() error {
 	err := errors.Join(o.man.Close(), o.chat.Close())
 	o.man, o.chat = nil, nil
 	return err
+}
+
+// appendLine appends line and a newline to f, opened with O_APPEND, in
+// one write, so that concurrent lines stay whole. A write that fails part
+// way (a full disk) is cut off again: a torn line would run into the
+// next one. The caller serialises appendLine on f.
+func appendLine(f *os.File, line []byte) error {
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(append(line, '\n')); err != nil {
+		if terr := f.Truncate(st.Size()); terr != nil {
+			err = errors.Join(err, fmt.Errorf("cutting off the part written: %w", terr))
+		}
+		return err
+	}
+	return nil
 }
 
 // syncDir makes a rename in dir durable.

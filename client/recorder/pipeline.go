@@ -52,10 +52,14 @@ type TrackStats struct {
 	Decoded int64 // frames decoded
 	Kept    int64 // frames kept by the sampler
 	Written int64 // frames written to clips
-	Clips   int64 // clips finished
-	PLIs    int64 // key frame requests sent
-	Gaps    int64 // losses detected (sequence, picture id or builder drops)
-	Dropped Drops
+	// Unwritten counts kept frames that were not written: a write
+	// failed (a full disk), losing its clip, and frames until the writer
+	// tried again.
+	Unwritten int64
+	Clips     int64 // clips finished
+	PLIs      int64 // key frame requests sent
+	Gaps      int64 // losses detected (sequence, picture id or builder drops)
+	Dropped   Drops
 }
 
 // PLI pacing: after a loss a PLI goes out at once, and again every
@@ -88,11 +92,12 @@ type Pipeline struct {
 	gaps     atomic.Int64
 
 	// Write side.
-	written atomic.Int64
-	clips   atomic.Int64
-	wdone   chan struct{}
-	werr    error
-	close   sync.Once
+	written   atomic.Int64
+	unwritten atomic.Int64
+	clips     atomic.Int64
+	wdone     chan struct{}
+	werr      error
+	close     sync.Once
 }
 
 // NewPipeline starts recording a track into out.
@@ -202,22 +207,48 @@ func (p *Pipeline) drops() Drops {
 	return Drops{Queue: p.q.Dropped(), Gap: p.gapDrops.Load(), Decode: p.decDrops.Load()}
 }
 
+// writeRetry is how long a track's writer waits after a write failed (a
+// full disk) before it starts a clip again. Frames meanwhile are dropped
+// and counted (TrackStats.Unwritten).
+var writeRetry = 5 * time.Second
+
 // writeLoop writes queued frames to clips of ClipFrames until the queue is
-// closed and drained, then finishes the last clip.
+// closed and drained, then finishes the last clip. A write that fails
+// loses the clip it was part of; the writer tries again with a new clip
+// after writeRetry, logging once that writing failed and once that it
+// works again.
 func (p *Pipeline) writeLoop() {
 	defer close(p.wdone)
-	var clip *Clip
-	var start Drops
+	var (
+		clip    *Clip
+		start   Drops
+		failing bool
+		retryAt time.Time
+	)
+	// fail notes a failed write that lost a clip of n frames written
+	// and the frame in hand, if any (extra).
+	fail := func(err error, n, extra int, msg string) {
+		if p.werr == nil {
+			p.werr = err
+		}
+		p.written.Add(-int64(n))
+		p.unwritten.Add(int64(n + extra))
+		retryAt = time.Now().Add(writeRetry)
+		if !failing {
+			failing = true
+			p.log.Error(msg+"; dropping frames, trying again", "err", err, slog.Duration("every", writeRetry))
+		}
+	}
 	finish := func() {
 		if clip == nil {
 			return
 		}
 		p.addAudio(clip)
+		n := clip.Len()
 		sh, err := clip.Finish(p.drops().Sub(start))
 		clip = nil
 		if err != nil {
-			p.werr = errors.Join(p.werr, err)
-			p.log.Error("clip not written", "err", err)
+			fail(err, n, 0, "clip not written")
 			return
 		}
 		p.clips.Add(1)
@@ -233,7 +264,7 @@ func (p *Pipeline) writeLoop() {
 			if !ok {
 				break
 			}
-			if clip == nil && p.werr == nil {
+			if clip == nil && !time.Now().Before(retryAt) {
 				var err error
 				start = p.drops()
 				clip, err = p.out.StartClip(ClipMeta{
@@ -241,17 +272,20 @@ func (p *Pipeline) writeLoop() {
 					FPS: p.opts.FPS, Fit: p.opts.Fit.String(), ConsentTime: p.info.Consent.UTC(),
 				})
 				if err != nil {
-					p.werr = err
-					p.log.Error("cannot start a clip; dropping frames", "err", err)
+					fail(err, 0, 0, "cannot start a clip")
 				}
 			}
-			if clip != nil {
-				if err := clip.Add(f.RGB, f.TS, f.Src); err != nil {
-					p.werr = err
-					clip.Abort()
-					clip = nil
-				} else {
-					p.written.Add(1)
+			if clip == nil {
+				p.unwritten.Add(1)
+			} else if err := clip.Add(f.RGB, f.TS, f.Src); err != nil {
+				fail(err, clip.Len(), 1, "clip not written")
+				clip.Abort()
+				clip = nil
+			} else {
+				p.written.Add(1)
+				if failing {
+					failing = false
+					p.log.Info("writing again", slog.Int64("unwritten", p.unwritten.Load()))
 				}
 			}
 			p.q.Recycle(f.RGB)
@@ -296,7 +330,7 @@ func (p *Pipeline) Close() (TrackStats, error) {
 func (p *Pipeline) Stats() TrackStats {
 	return TrackStats{
 		Frames: p.frames.Load(), Decoded: p.decoded.Load(), Kept: p.kept.Load(),
-		Written: p.written.Load(), Clips: p.clips.Load(), PLIs: p.plis.Load(), Gaps: p.gaps.Load(),
+		Written: p.written.Load(), Unwritten: p.unwritten.Load(), Clips: p.clips.Load(), PLIs: p.plis.Load(), Gaps: p.gaps.Load(),
 		Dropped: p.drops(),
 	}
 }
