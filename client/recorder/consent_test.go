@@ -2,6 +2,7 @@ package recorder
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 	"time"
@@ -95,5 +96,20 @@ func TestConsentChangesBounded(t *testing.T) {
 	}
 	if _, _, ok := c.current(); ok {
 		t.Fatal("a grant past the limit took effect")
+	}
+}
+
+// TestFinishedReportsBounded: the reports of finished tracks, one each
+// time a peer adds and removes a track or withdraws and grants consent,
+// are kept up to maxReports, the newest; they used to be kept for as long
+// as the recorder ran.
+func TestFinishedReportsBounded(t *testing.T) {
+	r := &Recorder{live: map[string]*liveTrack{}}
+	for i := range 10 * maxReports {
+		r.finished(TrackReport{Info: TrackInfo{Track: fmt.Sprint(i)}})
+	}
+	got := r.Tracks()
+	if len(got) > maxReports || len(got) < maxReports/2 || got[len(got)-1].Info.Track != fmt.Sprint(10*maxReports-1) {
+		t.Fatalf("%d reports kept, the last of track %s", len(got), got[len(got)-1].Info.Track)
 	}
 }

@@ -278,7 +278,8 @@ type TrackReport struct {
 	Audio *AudioStats // audio tracks only
 }
 
-// Tracks reports every track recorded so far, finished ones first. A
+// Tracks reports the tracks recorded so far, finished ones first: every
+// live one, and the last finished ones (at least 512, at most 1024). A
 // track whose peer withdrew consent and granted it again is reported once
 // per stretch of consent.
 func (r *Recorder) Tracks() []TrackReport {

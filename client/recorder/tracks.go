@@ -242,8 +242,16 @@ func (r *Recorder) recordAudio(ctx context.Context, p *peerRec, lt *liveTrack, i
 	})
 }
 
+// maxReports bounds the finished tracks' reports a Recorder keeps: a
+// peer that adds and removes tracks, or withdraws and grants consent,
+// makes one each time, for as long as the recorder runs.
+const maxReports = 1024
+
 func (r *Recorder) finished(rep TrackReport) {
 	r.mu.Lock()
+	if len(r.done) >= maxReports {
+		r.done = append(r.done[:0], r.done[len(r.done)-maxReports/2:]...)
+	}
 	r.done = append(r.done, rep)
 	r.mu.Unlock()
 }
