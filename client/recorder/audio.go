@@ -65,13 +65,16 @@ type AudioMeta struct {
 }
 
 // audioTimeline holds one peer's decoded audio by position: its audio
-// RTP time divided by ticksPerSample, unwrapped. It is a ring of
-// maxAudioKept; NaN marks a sample that did not arrive.
+// RTP time divided by ticksPerSample, unwrapped. It is a ring of the
+// audio kept per peer (audioKept), made when the peer's first audio
+// packet comes: consent alone costs none; NaN marks a sample that did
+// not arrive.
 type audioTimeline struct {
 	mu      sync.Mutex
-	buf     []float32
-	start   int64 // oldest position kept
-	end     int64 // one past the newest written
+	size    int       // of the ring, in samples
+	buf     []float32 // the ring, nil before the first packet
+	start   int64     // oldest position kept
+	end     int64     // one past the newest written
 	began   bool
 	lastRaw uint32 // unwrapping the 32-bit RTP time
 	lastPos int64  // lastRaw unwrapped, in RTP ticks
@@ -83,7 +86,7 @@ type audioTimeline struct {
 }
 
 func newAudioTimeline(kept time.Duration) *audioTimeline {
-	return &audioTimeline{buf: make([]float32, int64(AudioRate)*int64(kept)/int64(time.Second)), more: make(chan struct{})}
+	return &audioTimeline{size: int(int64(AudioRate) * int64(kept) / int64(time.Second)), more: make(chan struct{})}
 }
 
 // audioKept is how much audio to keep per peer for clips of clipFrames
@@ -114,6 +117,7 @@ func (a *audioTimeline) packet(raw uint32, now time.Time) int64 {
 	tick := a.unwrapLocked(raw)
 	if !a.began {
 		a.began = true
+		a.buf = make([]float32, a.size)
 		a.anchorTick, a.anchorUS = tick, now.UnixMicro()
 		a.start, a.end = tick/ticksPerSample, tick/ticksPerSample
 	}
@@ -131,6 +135,9 @@ func (a *audioTimeline) slot(pos int64) int {
 func (a *audioTimeline) write(pos int64, samples []float32) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.buf == nil {
+		return // no packet noted: nowhere to put it
+	}
 	n := int64(len(a.buf))
 	if to := pos + int64(len(samples)); to > a.end {
 		if to-a.end >= n {
@@ -210,7 +217,7 @@ func (a *audioTimeline) span(s *avSync, startUS, endUS int64) (samples []float32
 		// Frame times that run backwards (a sender's RTP times) span nothing.
 		return nil, AudioMeta{}, false
 	}
-	if keep := int64(len(a.buf)) * 1_000_000 / AudioRate; d > keep {
+	if keep := int64(a.size) * 1_000_000 / AudioRate; d > keep {
 		// Nothing older than the ring holds can be read: the audio is the
 		// span's last part, and starts later, by whole pairs of samples
 		// (125 µs) so that StartUS stays a whole µs.

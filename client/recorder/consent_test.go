@@ -4,11 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"testing"
 	"time"
 
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
+
+	"github.com/khadga/khadga/client"
+	"github.com/khadga/khadga/proto"
 )
 
 // packets is an RTPReader of n packets; before each, hook may act.
@@ -111,5 +115,26 @@ func TestFinishedReportsBounded(t *testing.T) {
 	got := r.Tracks()
 	if len(got) > maxReports || len(got) < maxReports/2 || got[len(got)-1].Info.Track != fmt.Sprint(10*maxReports-1) {
 		t.Fatalf("%d reports kept, the last of track %s", len(got), got[len(got)-1].Info.Track)
+	}
+}
+
+// TestConsentAloneKeepsNoAudio: the ring a peer's audio is kept in is
+// made when its audio comes, not when it consents: consent messages, with
+// no media, from the 32 connections one user may have made the recorder
+// hold 32 rings (4.5 MB each by default, 38 MB with long clips).
+func TestConsentAloneKeepsNoAudio(t *testing.T) {
+	rr, err := openRoom(OutputConfig{Dir: t.TempDir(), Room: "lab", Size: Size{W: 8, H: 8}, ClipFrames: 1, NoSync: true}, testLogger(t), maxAudioKept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rr.close()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := range 32 {
+		rr.consent(&client.RecordingConsent{Room: "lab", From: proto.Member{Peer: fmt.Sprint("p", i), User: "mallory"}, Granted: true, Received: time.Now()})
+	}
+	runtime.ReadMemStats(&after)
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 16<<20 {
+		t.Fatalf("32 consents allocated %d MB", grew>>20)
 	}
 }
