@@ -66,7 +66,7 @@ type claimedItem struct {
 // Claim takes, for a resume on this node, a session another node holds
 // (hub.Delivery).
 func (n *Node) Claim(tokenHash []byte, user string) (hub.SessionState, []hub.Envelope, error) {
-	st, ok := n.dir.byToken(tokenHash)
+	st, ok := n.dir.waitToken(tokenHash, n.cfg.TokenWait)
 	if !ok || st.Member.User != user {
 		n.stats.claims.WithLabelValues("unknown").Inc()
 		return hub.SessionState{}, nil, hub.ErrUnknownPeer

@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"net/url"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -62,5 +64,47 @@ func TestClaimStorm(t *testing.T) {
 		if m.Type == proto.TypePeerLeft {
 			t.Fatalf("alice saw %s", m.Data)
 		}
+	}
+}
+
+// TestResumeBeforeTheTokenArrives: bob resumes on b, and at once on c,
+// with the token b just gave him, before c has heard of it (c's directory
+// is held until c's resume waits for the token). c waits for the token
+// (Config.TokenWait) and claims the session from b: bob keeps his peer
+// id. c gave him a new session instead, and his session waited out its
+// resume window on b.
+func TestResumeBeforeTheTokenArrives(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	hcfg := hub.Config{ResumeWindow: wait}
+	cfg := Config{AckWait: 2 * time.Second, TokenWait: wait} // default liveness; a wait the test ends
+	a, b, c := startNode(t, "a", urls, cfg, hcfg), startNode(t, "b", urls, cfg, hcfg), startNode(t, "c", urls, cfg, hcfg)
+	alice, bob := inLobby(a, b)
+	eventually(t, "c to see bob in lobby", func() bool { return c.hub.RoomMembers("lobby") == 2 })
+
+	// c hears nothing of b's sessions until its resume waits for the
+	// token, which the hook sees.
+	c.node.dir.applyMu.Lock()
+	var once sync.Once
+	release := func() { once.Do(c.node.dir.applyMu.Unlock) }
+	defer release()
+	var waited atomic.Bool
+	hook := func() { waited.Store(true); release() }
+	c.node.testHookTokenWait.Store(&hook)
+
+	dropSocket(bob)
+	onB := b.dial("user=bob&resume=" + url.QueryEscape(bob.welcome.ResumeToken))
+	if !onB.welcome.Resumed {
+		t.Fatalf("resume on b: %+v", onB.welcome)
+	}
+	dropSocket(onB)
+	onC := c.dial("user=bob&resume=" + url.QueryEscape(onB.welcome.ResumeToken))
+	if !waited.Load() {
+		t.Error("c's resume did not wait for the token")
+	}
+	if !onC.welcome.Resumed || onC.peer() != bob.peer() {
+		t.Fatalf("resume on c with b's new token: %+v, want bob's session (%s)", onC.welcome, bob.peer())
+	}
+	alice.signal(bob.peer(), "s", `{"n":1}`)
+	for m := onC.next(); m.Type != proto.TypeSignal; m = onC.next() {
 	}
 }

@@ -61,6 +61,9 @@ type directory struct {
 	imu    sync.Mutex
 	byPeer map[string]*entry
 	byTok  map[string]string // token hash -> peer (other nodes' sessions)
+	// tokNews is closed, and replaced, whenever byTok learns a token
+	// (waitToken).
+	tokNews chan struct{}
 	// tombs lists the tombstones (entries of ended sessions) oldest
 	// first, for sweep to remove once they are older than tombstoneTTL.
 	tombs []tomb
@@ -144,7 +147,7 @@ const opState = 'S'
 
 func newDirectory(n *Node) *directory {
 	return &directory{n: n, pending: map[string]*queuedState{}, wake: make(chan struct{}, 1),
-		byPeer: map[string]*entry{}, byTok: map[string]string{}}
+		byPeer: map[string]*entry{}, byTok: map[string]string{}, tokNews: make(chan struct{})}
 }
 
 // buryLocked makes e, peer's entry, a tombstone from now on. d.imu is held.
@@ -367,6 +370,8 @@ func (d *directory) applyState(peer string, st hub.SessionState, at stamp) {
 		e.st, e.applied, e.gone = st, at, false
 		if len(st.TokenHash) > 0 && st.Node != d.n.id {
 			d.byTok[string(st.TokenHash)] = peer
+			close(d.tokNews)
+			d.tokNews = make(chan struct{})
 		}
 	}
 	d.imu.Unlock()
@@ -762,12 +767,46 @@ func (d *directory) applyDeleted(peer string, rev uint64) {
 func (d *directory) byToken(hash []byte) (hub.SessionState, bool) {
 	d.imu.Lock()
 	defer d.imu.Unlock()
+	st, ok, _ := d.byTokenLocked(hash)
+	return st, ok
+}
+
+// byTokenLocked is byToken with d.imu held; news is closed when byTok
+// next learns a token.
+func (d *directory) byTokenLocked(hash []byte) (st hub.SessionState, ok bool, news <-chan struct{}) {
 	peer, ok := d.byTok[string(hash)]
 	e := d.byPeer[peer]
 	if !ok || e == nil || e.gone {
-		return hub.SessionState{}, false
+		return hub.SessionState{}, false, d.tokNews
 	}
-	return e.st, true
+	return e.st, true, d.tokNews
+}
+
+// waitToken is byToken, waiting up to wait for a token not known yet: a
+// client that resumed on another node a moment ago, and reconnects here
+// at once, presents the token that node made, which this node hears of
+// within milliseconds. Without the wait it got a new session, and its
+// session waited out its resume window on the other node.
+func (d *directory) waitToken(hash []byte, wait time.Duration) (hub.SessionState, bool) {
+	deadline := time.Now().Add(wait)
+	for first := true; ; first = false {
+		d.imu.Lock()
+		st, ok, news := d.byTokenLocked(hash)
+		d.imu.Unlock()
+		left := time.Until(deadline)
+		if ok || left <= 0 {
+			return st, ok
+		}
+		if hook := d.n.testHookTokenWait.Load(); first && hook != nil {
+			(*hook)()
+		}
+		t := time.NewTimer(left)
+		select {
+		case <-news:
+		case <-t.C:
+		}
+		t.Stop()
+	}
 }
 
 // dropNode forgets the sessions the directory has for node, a node gone,

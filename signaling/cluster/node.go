@@ -50,6 +50,11 @@ type Config struct {
 	// ClaimTimeout bounds the wait for the node that holds a session a
 	// client resumes elsewhere (default 2s).
 	ClaimTimeout time.Duration
+	// TokenWait is how long a resume with a token this node has not heard
+	// of waits for it (default 250ms): a resume on another node a moment
+	// ago made it, and that node tells the others within milliseconds;
+	// past it the client gets a new session, as for an expired token.
+	TokenWait time.Duration
 	// Outbox is how many messages may wait to go to NATS (default 65536),
 	// and OutboxBytes how many bytes of them (default 64 MiB: 65536
 	// signals near the size limit would be 4 GiB); a signal to another
@@ -86,6 +91,7 @@ func (c *Config) setDefaults() {
 	setDur(&c.OrphanGrace, 5*time.Second)
 	setDur(&c.AckWait, 5*time.Second)
 	setDur(&c.ClaimTimeout, 2*time.Second)
+	setDur(&c.TokenWait, 250*time.Millisecond)
 	setDur(&c.tombstoneTTL, tombstoneTTL)
 	if c.Outbox <= 0 {
 		c.Outbox = 1 << 16
@@ -173,6 +179,9 @@ type Node struct {
 	// the hub has it (tests revoke there, as a revocation racing the
 	// claim would).
 	testHookClaimed atomic.Pointer[func(hub.SessionState)]
+	// testHookTokenWait, if set, runs when a resume's token is not known
+	// here yet and Claim starts to wait for it (waitToken).
+	testHookTokenWait atomic.Pointer[func()]
 	// testHookFlush, if set, runs before the outbox publishes what waits
 	// (tests hold it there, as a NATS connection that takes nothing would).
 	testHookFlush atomic.Pointer[func()]
