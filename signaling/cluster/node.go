@@ -182,9 +182,10 @@ type Node struct {
 	// testHookTokenWait, if set, runs when a resume's token is not known
 	// here yet and Claim starts to wait for it (waitToken).
 	testHookTokenWait atomic.Pointer[func()]
-	// testHookFlush, if set, runs before the outbox publishes what waits
-	// (tests hold it there, as a NATS connection that takes nothing would).
-	testHookFlush atomic.Pointer[func()]
+	// testHookSend, if set, runs before each of the outbox's publishes
+	// (tests hold it there, as a NATS connection that takes nothing
+	// would: nc.Publish blocks once its buffer is full).
+	testHookSend atomic.Pointer[func(subject string, data []byte)]
 
 	readyMu     sync.Mutex
 	readyAt     time.Time

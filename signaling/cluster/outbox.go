@@ -16,18 +16,22 @@ import (
 // sender), and everything else (sessions' states and ends, room events,
 // reports to senders, limiter news) may take it to twice the limits, so
 // that a flood of signals does not crowd out what keeps the nodes'
-// directories in step. Acks and delivered notices are
+// directories in step. The batch being published counts against the
+// limits until NATS has taken all of it: a publish may block for as long
+// as the connection's flusher lets it, and meanwhile what comes waits in
+// the next batch. Acks and delivered notices are
 // merged per node, so that a busy node sends a few messages where it would
 // send many.
 type outbox struct {
-	n     *Node
-	mu    sync.Mutex
-	batch       // what waits
-	spare batch // the last one published, emptied, for the next swap
-	count int
-	bytes int // of batch.msgs
-	wake  chan struct{}
-	done  bool // flushRest ran: nothing more will be published
+	n      *Node
+	mu     sync.Mutex
+	batch        // what waits
+	flying batch // what the publisher publishes now; empty between runs
+	spare  batch // the last one published, emptied, for the next swap
+	count  int   // messages, acks and notices of batch and flying
+	bytes  int   // of batch.msgs and flying.msgs
+	wake   chan struct{}
+	done   bool // flushRest ran: nothing more will be published
 }
 
 // batch is what the outbox holds between two runs of its publisher.
@@ -146,16 +150,19 @@ func (o *outbox) run(ctx context.Context) {
 			return
 		case <-o.wake:
 		}
-		if hook := o.n.testHookFlush.Load(); hook != nil {
-			(*hook)()
-		}
 		// Swap in the spare batch, publish the full one, and keep its
 		// storage as the next spare: a busy outbox allocates no maps.
+		// What the full one holds leaves count and bytes once published.
 		o.mu.Lock()
-		b := o.batch
-		o.batch, o.spare, o.count, o.bytes = o.spare, batch{}, 0, 0
+		b, count, bytes := o.batch, o.count, o.bytes
+		o.batch, o.flying, o.spare = o.spare, b, batch{}
 		o.mu.Unlock()
 		o.flush(&b)
+		o.mu.Lock()
+		o.flying = batch{}
+		o.count -= count
+		o.bytes -= bytes
+		o.mu.Unlock()
 		b.reset()
 		o.mu.Lock()
 		o.spare = b
@@ -197,6 +204,9 @@ func (o *outbox) flush(b *batch) {
 }
 
 func (o *outbox) send(subject string, data []byte) {
+	if hook := o.n.testHookSend.Load(); hook != nil {
+		(*hook)(subject, data)
+	}
 	if err := o.n.nc.Publish(subject, data); err != nil {
 		o.n.stats.publishErrors.Inc()
 		o.n.log.Debug("cluster: publish failed", "subject", subject, "err", err)

@@ -3,6 +3,7 @@ package cluster
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,11 +17,15 @@ import (
 )
 
 // TestOutboxBoundedInBytes: while a node's NATS connection takes nothing
-// (held here before the outbox publishes), one user's signals near the
-// size limit to a peer on another node fill the outbox up to its bytes,
-// not its 65536 messages (4 GiB of them); past that the sender is told
-// each signal was not delivered, and once NATS takes again, everything
-// not refused arrives in order and another user's signals go through.
+// (from the first of the signals below, whose publish blocks), one user's
+// signals near the size limit to a peer on another node fill the outbox
+// up to its bytes, the batch being published included, not its 65536
+// messages (4 GiB of them); past that the sender is told each signal was
+// not delivered, and once NATS takes again, everything not refused
+// arrives in order and another user's signals go through. The outbox
+// forgot the batch being published as it began to publish it, and took a
+// full batch more behind it: up to twice its bytes held for signals (and
+// four times for the rest).
 func TestOutboxBoundedInBytes(t *testing.T) {
 	urls := natstest.Start(t).ClientURL()
 	cfg := fastConfig()
@@ -30,12 +35,15 @@ func TestOutboxBoundedInBytes(t *testing.T) {
 	alice, bob := inLobby(a, b)
 	carol, dave := inLobby(a, b)
 
-	let := holdOutbox(t, a)
-
 	const n, size = 30, 50 << 10 // 1.5 MB: within the sender's own limits
+	held, let := holdOutbox(t, a, func(_ string, data []byte) bool { return len(data) > size })
+
 	pad := strings.Repeat("x", size)
 	for i := range n {
 		alice.signal(bob.peer(), fmt.Sprintf("s%d", i), fmt.Sprintf(`{"n":%d,"pad":%q}`, i, pad))
+		if i == 0 {
+			<-held // s0 is being published, and NATS takes nothing more
+		}
 	}
 	alice.send(proto.Message{Type: proto.TypePing, ID: "p"})
 	refused := map[string]bool{}
@@ -45,8 +53,10 @@ func TestOutboxBoundedInBytes(t *testing.T) {
 			refused[m.Ref] = true
 		}
 	}
-	if q := outboxBytes(a); q > cfg.OutboxBytes {
-		t.Errorf("the outbox holds %d bytes, over its %d", q, cfg.OutboxBytes)
+	// Every signal not refused waits in a's outbox now, s0 in the batch
+	// being published and the others queued: none went further.
+	if waiting := n - len(refused); waiting*size > cfg.OutboxBytes {
+		t.Errorf("%d signals of %d KiB wait in an outbox of %d KiB", waiting, size>>10, cfg.OutboxBytes>>10)
 	}
 	if len(refused) == 0 {
 		t.Fatalf("all %d signals (%d KiB) waited in an outbox of %d KiB", n, n*size>>10, cfg.OutboxBytes>>10)
@@ -83,7 +93,7 @@ func TestOutboxFullOfSignalsKeepsSessionStates(t *testing.T) {
 	a := startNode(t, "a", urls, cfg, hub.Config{})
 	b := startNode(t, "b", urls, fastConfig(), hub.Config{})
 	alice, bob := inLobby(a, b)
-	let := holdOutbox(t, a)
+	_, let := holdOutbox(t, a, nil)
 
 	for i := range 2 * cfg.Outbox {
 		alice.signal(bob.peer(), fmt.Sprint("s", i), `{"n":1}`)
@@ -110,42 +120,44 @@ func tombstone(tn *testNode, peer string) bool {
 	return e != nil && e.gone
 }
 
-// holdOutbox stops tn's outbox from publishing, as a NATS connection that
-// takes nothing would, until the returned function (or the test's end)
-// lets it go on.
-func holdOutbox(t *testing.T, tn *testNode) (let func()) {
-	release := make(chan struct{})
-	hold := func() { <-release }
-	tn.node.testHookFlush.Store(&hold)
+// holdOutbox has tn's NATS connection take nothing from its outbox, as a
+// connection whose buffer is full would (the publish blocks), from the
+// first publish that from accepts (nil: the next one) until the returned
+// let (or the test's end) lets it go on. held is closed once a publish
+// waits.
+func holdOutbox(t *testing.T, tn *testNode, from func(subject string, data []byte) bool) (held <-chan struct{}, let func()) {
+	release, stuck := make(chan struct{}), make(chan struct{})
+	var stick sync.Once
+	hold := func(subject string, data []byte) {
+		select {
+		case <-stuck:
+		default:
+			if from != nil && !from(subject, data) {
+				return
+			}
+			stick.Do(func() { close(stuck) })
+		}
+		<-release
+	}
+	tn.node.testHookSend.Store(&hold)
 	var once sync.Once
 	let = func() { once.Do(func() { close(release) }) }
 	t.Cleanup(let)
-	return let
+	return stuck, let
 }
 
 // queuedFor reports whether tn's outbox holds a state of peer for node
-// that contains text.
+// that contains text, queued or in the batch being published (held by
+// holdOutbox before its first message: none of it is given back yet).
 func queuedFor(tn *testNode, node, peer, text string) bool {
 	o := tn.node.out
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	for _, m := range o.msgs {
+	for _, m := range slices.Concat(o.msgs, o.flying.msgs) {
 		if m.subject == tn.node.subject("node", node) && len(m.data) > 0 && m.data[0] == opState &&
 			strings.Contains(string(m.data), peer) && strings.Contains(string(m.data), text) {
 			return true
 		}
 	}
 	return false
-}
-
-// outboxBytes is how many bytes of messages wait in tn's outbox.
-func outboxBytes(tn *testNode) int {
-	o := tn.node.out
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	k := 0
-	for _, m := range o.msgs {
-		k += len(m.data)
-	}
-	return k
 }
