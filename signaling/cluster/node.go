@@ -69,6 +69,10 @@ type Config struct {
 	// tombstoneTTL is how long the directory keeps an ended session's
 	// entry (default tombstoneTTL); tests shorten it.
 	tombstoneTTL time.Duration
+	// revocationConsumerIdle is how long the server keeps the node's
+	// consumer of the revocation stream once nothing reads it (default
+	// revocationConsumerIdle); tests shorten it.
+	revocationConsumerIdle time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -93,6 +97,7 @@ func (c *Config) setDefaults() {
 	setDur(&c.ClaimTimeout, 2*time.Second)
 	setDur(&c.TokenWait, 250*time.Millisecond)
 	setDur(&c.tombstoneTTL, tombstoneTTL)
+	setDur(&c.revocationConsumerIdle, revocationConsumerIdle)
 	if c.Outbox <= 0 {
 		c.Outbox = 1 << 16
 	}

@@ -142,6 +142,13 @@ func createRevocationStream(ctx context.Context, js jetstream.JetStream, cfg Con
 	return nil
 }
 
+// revocationConsumerIdle is how long the server keeps a node's consumer
+// of the revocation stream once nothing reads it (the node stopped,
+// crashed or was cut off). The ordered consumer keeps its place on the
+// node's side and, back from a cut, makes a new one from the sequence
+// after the last it delivered, so the server's copy need not wait for it.
+const revocationConsumerIdle = 30 * time.Second
+
 // consumeRevocations has onRevoke handle what the revocation stream takes
 // in from now on, in its order, until Close. The ordered consumer picks
 // up after the last one it delivered when NATS comes back; it starts at a
@@ -160,7 +167,7 @@ func (n *Node) consumeRevocations(ctx context.Context) error {
 	c, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:       info.State.LastSeq + 1,
-		InactiveThreshold: revocationReplay,
+		InactiveThreshold: n.cfg.revocationConsumerIdle,
 	})
 	if err != nil {
 		return fmt.Errorf("cluster: revocation stream %s: %w", name, err)

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"encoding/json"
 	"net/url"
 	"strconv"
@@ -234,28 +235,74 @@ func revocationRacingAClaim(t *testing.T, order string) {
 // connected to it) reaches it when it is back. Revocations went over NATS
 // core only, which keeps nothing for a subscriber that is away: alice's
 // socket on a outlived her being disabled, for as long as it stayed open.
+//
+// The server forgets a's consumer of the revocation stream once nothing
+// has read it for revocationConsumerIdle ("past the consumer's idle
+// time": a cut longer than that, seen gone before the revocations go
+// out); a picks up after the last revocation it took from the stream all
+// the same, or, if it took none ("... before any"), at the sequence the
+// stream had when it started.
 func TestRevocationReachesANodeCutOff(t *testing.T) {
-	urls := natstest.Start(t).ClientURL()
-	a, p, nc := startNodeBehindProxy(t, "a", urls, fastConfig(), hub.Config{})
-	b := startNode(t, "b", urls, fastConfig(), hub.Config{})
-	alice, carol := a.dial("user=alice&login=L1"), a.dial("user=carol&login=L1")
-	eventually(t, "b to know alice and carol", func() bool { return b.hub.Stats().Remote == 2 })
-	seen := revocationsSeen(t, a)
+	for _, tc := range []struct {
+		name         string
+		idle, before bool // the cut lasts past the consumer's idle time; a took one revocation from the stream before it
+	}{
+		{"brief", false, false},
+		{"past the consumer's idle time", true, true},
+		{"past the consumer's idle time before any", true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := natstest.Start(t)
+			urls := srv.ClientURL()
+			cfg := fastConfig()
+			if tc.idle {
+				cfg.revocationConsumerIdle = 100 * time.Millisecond
+			}
+			a, p, nc := startNodeBehindProxy(t, "a", urls, cfg, hub.Config{})
+			b := startNode(t, "b", urls, fastConfig(), hub.Config{})
+			alice, carol := a.dial("user=alice&login=L1"), a.dial("user=carol&login=L1")
+			eventually(t, "b to know alice and carol", func() bool { return b.hub.Stats().Remote == 2 })
+			seen := revocationsSeen(t, a)
+			if tc.before {
+				b.node.CloseUser("ann", proto.CodeRevoked, "before the cut")
+				awaitUser(t, seen, "ann")
+			}
 
-	p.cut()
-	eventually(t, "a to lose NATS", func() bool { return !nc.IsConnected() })
-	b.node.CloseUser("alice", proto.CodeRevoked, "user disabled")
-	b.node.MoveLogin("carol", "L1", "L2") // a password change
-	b.node.CloseLogin("carol", "L2", proto.CodeRevoked, "signed out")
-	p.up()
-	eventually(t, "a to reconnect", func() bool { return nc.IsConnected() })
-	if err := nc.Flush(); err != nil { // the server has a's subscriptions again
+			p.cut()
+			eventually(t, "a to lose NATS", func() bool { return !nc.IsConnected() })
+			if tc.idle {
+				eventually(t, "the server to forget a's consumer", func() bool { return revocationConsumers(t, b) == 1 }) // b's
+			}
+			b.node.CloseUser("alice", proto.CodeRevoked, "user disabled")
+			b.node.MoveLogin("carol", "L1", "L2") // a password change
+			b.node.CloseLogin("carol", "L2", proto.CodeRevoked, "signed out")
+			p.up()
+			eventually(t, "a to reconnect", func() bool { return nc.IsConnected() })
+			if err := nc.Flush(); err != nil { // the server has a's subscriptions again
+				t.Fatal(err)
+			}
+			b.node.CloseUser("zed", proto.CodeRevoked, "marker")
+			awaitUser(t, seen, "zed") // a has handled what came before
+			expectRevoked(t, alice, "alice's socket on a node that was cut off when she was disabled")
+			expectRevoked(t, carol, "carol's socket on a node that was cut off when her new sign-in was signed out of")
+		})
+	}
+}
+
+// revocationConsumers is how many consumers the revocation stream has.
+func revocationConsumers(t *testing.T, tn *testNode) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	st, err := tn.node.js.Stream(ctx, revocationStream(tn.node.cfg.Subject))
+	if err != nil {
 		t.Fatal(err)
 	}
-	b.node.CloseUser("zed", proto.CodeRevoked, "marker")
-	awaitUser(t, seen, "zed") // a has handled what came before
-	expectRevoked(t, alice, "alice's socket on a node that was cut off when she was disabled")
-	expectRevoked(t, carol, "carol's socket on a node that was cut off when her new sign-in was signed out of")
+	k := 0
+	for range st.ListConsumers(ctx).Info() {
+		k++
+	}
+	return k
 }
 
 // TestMoveRacingAClaim: bob's session, on sign-in L1, is on node a, and
