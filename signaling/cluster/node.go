@@ -77,9 +77,7 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	if c.NodeID == "" {
-		var b [10]byte
-		_, _ = rand.Read(b[:])
-		c.NodeID = strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+		c.NodeID = randomID()
 	}
 	if c.Subject == "" {
 		c.Subject = "khadga"
@@ -107,6 +105,14 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+}
+
+// randomID is 80 random bits in lower-case base32 (16 characters): a node's
+// default id, a revocation's.
+func randomID() string {
+	var b [10]byte
+	_, _ = rand.Read(b[:])
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
 }
 
 func setDur(d *time.Duration, def time.Duration) {
@@ -162,9 +168,13 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	subs   []*nats.Subscription
-	// revocations delivers the revoke and relogin subjects, from their
-	// stream (revoke.go).
+	// revocations delivers the revoke and relogin subjects from their
+	// stream (revoke.go); subs has them over NATS core too. revokeMu makes
+	// the two ways handle revocations one at a time, and seen, under it,
+	// has the ids of those handled.
 	revocations jetstream.ConsumeContext
+	revokeMu    sync.Mutex
+	seen        seenRevocations
 
 	// handling lets Close wait for the subscription handlers that are
 	// running (nats.go's Unsubscribe does not): each handler holds it
@@ -279,7 +289,7 @@ func (n *Node) Start(ctx context.Context, h *hub.Hub) error {
 		n.Close()
 		return err
 	}
-	if err := n.consumeRevocations(ctx); err != nil {
+	if err := n.hearRevocations(ctx); err != nil {
 		n.Close()
 		return err
 	}

@@ -19,21 +19,47 @@ import (
 // it happens ends its own at once and tells the others on the revoke
 // subject. Node implements package signaling's session closer.
 //
-// A JetStream stream keeps what is published on the revoke and relogin
-// subjects for revocationReplay, and each node reads them from it, with an
-// ordered consumer, instead of subscribing to them: a node cut off from
-// NATS when a revocation went out gets it when it is back (NATS core
-// keeps nothing for a subscriber that is away, and a session on that
-// node outlived its revocation for as long as its socket stayed open),
-// and every node handles revocations and moves in one order, the
-// stream's. Publishers are unchanged (plain publishes, which the stream
-// takes in), so that nodes of an older version, subscribed to the
-// subjects, hear the new ones and the other way round during a rolling
-// update, and so do `khadga user` commands (Revoke). A revocation that
-// JetStream does not take in (it has no quorum) reaches only those older
-// nodes; it needs the store, which needs the same quorum, to be made.
+// Each node hears the revoke and relogin subjects two ways, and handles
+// each revocation once, whichever way brings it first:
+//
+//   - over NATS core, subscribed to the subjects, as every version did: a
+//     plain publish reaches every connected node, whatever JetStream's
+//     state. The revocation stream's Raft group is its own, apart from the
+//     KV buckets': it may have no leader (an election, no quorum of its
+//     servers) while the store that made the revocation takes writes, and
+//     a publish it does not take in is lost to it without a word (no
+//     acknowledgement comes back).
+//   - from a JetStream stream that keeps what is published on the
+//     subjects for revocationReplay, read with an ordered consumer: a node
+//     cut off from NATS when a revocation went out gets it when it is back
+//     (NATS core keeps nothing for a subscriber that is away, and a session
+//     on that node outlived its revocation for as long as its socket
+//     stayed open).
+//
+// Each revocation carries an id (revocation.ID), and a node remembers the
+// ids it handled for as long as the stream may bring them again
+// (seenRevocations). Revocations from nodes of an older version have no
+// id and are handled as often as they come: the second time, a moment
+// after the first, finds nothing left to end. Publishers are unchanged
+// otherwise (plain publishes, which the stream takes in), so that nodes of
+// an older version and `khadga user` commands (Revoke) reach the new ones
+// and the other way round during a rolling update.
+//
+// There is no one order of revocations across the cluster: the node that
+// serves one applies it to its own sessions at once, NATS core keeps only
+// one publisher's order, each node finds a retired key itself, through its
+// watch of the keys in the store (package signaling), and the two ways
+// here race. The hub
+// makes the orders that matter come out the same (a sign-out of a sign-in
+// heard before the move to it ends what the move then moves, package hub).
+// Within one node, revocations are handled one at a time (revokeMu), and
+// each way keeps its own order: the stream's for the stream, and one
+// publisher's for NATS core (both subjects on one queue).
 
 type revocation struct {
+	// ID tells the two ways a revocation comes (NATS core and the stream)
+	// apart from two revocations; empty from nodes of an older version.
+	ID     string     `json:"id,omitempty"`
 	Node   string     `json:"node"`
 	User   string     `json:"user"`
 	Login  string     `json:"login,omitempty"`   // empty: every sign-in of User
@@ -67,14 +93,16 @@ func (n *Node) MoveLogin(user, from, to string) int {
 func (n *Node) broadcastRevocation(r revocation) { n.broadcast("revoke", r) }
 
 func (n *Node) broadcast(subject string, r revocation) {
-	r.Node = n.id
+	r.ID, r.Node = newRevocationID(), n.id
 	b, _ := json.Marshal(r)
 	if !n.out.publish(n.subject(subject), b) {
 		n.log.Warn("cluster: could not tell the other nodes: outbox full", slog.String("subject", subject))
 	}
 }
 
-func (n *Node) onRevoke(m *nats.Msg) {
+// onRevoke handles a revocation or a move from another node, which came
+// over NATS core or from the stream (via), unless it handled it already.
+func (n *Node) onRevoke(m *nats.Msg, via string) {
 	var r revocation
 	if json.Unmarshal(m.Data, &r) != nil || r.User == "" {
 		n.stats.badMessages.Inc()
@@ -83,6 +111,13 @@ func (n *Node) onRevoke(m *nats.Msg) {
 	if r.Node == n.id {
 		return // this node ended its own when it sent it
 	}
+	n.revokeMu.Lock() // until handled: the other way's copy waits, then finds it seen
+	defer n.revokeMu.Unlock()
+	if r.ID != "" && !n.seen.add(r.ID, time.Now()) {
+		n.stats.revocations.WithLabelValues(via, "repeat").Inc()
+		return
+	}
+	n.stats.revocations.WithLabelValues(via, "handled").Inc()
 	switch {
 	case m.Subject == n.subject("relogin"):
 		if r.Login != "" && r.MoveTo != "" {
@@ -95,6 +130,13 @@ func (n *Node) onRevoke(m *nats.Msg) {
 	}
 }
 
+// The ways a revocation comes to a node (the via label of
+// khadga_cluster_revocations_total).
+const (
+	viaCore   = "core"
+	viaStream = "stream"
+)
+
 // Revoke ends sessions on every node of the cluster whose subject prefix
 // is subject (Config.Subject, "" for the default), from a process that is
 // no node: `khadga user disable --nats ...` and the other admin commands.
@@ -103,7 +145,7 @@ func Revoke(nc *nats.Conn, subject, user, login string, code proto.Code, reason 
 	if subject == "" {
 		subject = "khadga"
 	}
-	b, err := json.Marshal(revocation{User: user, Login: login, Code: code, Reason: reason})
+	b, err := json.Marshal(revocation{ID: newRevocationID(), User: user, Login: login, Code: code, Reason: reason})
 	if err != nil {
 		return err
 	}
@@ -149,6 +191,47 @@ func createRevocationStream(ctx context.Context, js jetstream.JetStream, cfg Con
 // after the last it delivered, so the server's copy need not wait for it.
 const revocationConsumerIdle = 30 * time.Second
 
+// hearRevocations has onRevoke handle what is published on the revoke and
+// relogin subjects from now on, both ways, until Close: over NATS core,
+// and from the revocation stream.
+func (n *Node) hearRevocations(ctx context.Context) error {
+	if err := n.subscribeRevocations(); err != nil {
+		return err
+	}
+	return n.consumeRevocations(ctx)
+}
+
+// subscribeRevocations subscribes to the revoke and relogin subjects over
+// NATS core, on one queue that one goroutine empties, so that one
+// publisher's revocations and moves are handled in the order it sent them.
+// A revocation that finds the queue full is dropped by NATS (a slow
+// consumer); the stream still brings it.
+func (n *Node) subscribeRevocations() error {
+	ch := make(chan *nats.Msg, revocationQueue)
+	for _, subj := range []string{n.subject("revoke"), n.subject("relogin")} {
+		sub, err := n.nc.ChanSubscribe(subj, ch)
+		if err != nil {
+			return fmt.Errorf("cluster: subscribe %s: %w", subj, err)
+		}
+		n.subs = append(n.subs, sub)
+	}
+	handle := n.handler(func(m *nats.Msg) { n.onRevoke(m, viaCore) })
+	n.run(func(ctx context.Context) {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case m := <-ch:
+				handle(m)
+			}
+		}
+	})
+	return nil
+}
+
+// revocationQueue bounds the revocations that wait for a node's handler.
+const revocationQueue = 4096
+
 // consumeRevocations has onRevoke handle what the revocation stream takes
 // in from now on, in its order, until Close. The ordered consumer picks
 // up after the last one it delivered when NATS comes back; it starts at a
@@ -172,9 +255,11 @@ func (n *Node) consumeRevocations(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cluster: revocation stream %s: %w", name, err)
 	}
-	handle := n.handler(n.onRevoke)
+	handle := n.handler(func(m *nats.Msg) { n.onRevoke(m, viaStream) })
 	cc, err := c.Consume(func(m jetstream.Msg) {
-		handle(&nats.Msg{Subject: m.Subject(), Data: m.Data()})
+		// The reply subject ($JS.ACK...) is the stream's metadata: tests
+		// tell the stream's copies by it.
+		handle(&nats.Msg{Subject: m.Subject(), Reply: m.Reply(), Data: m.Data()})
 	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		n.log.Debug("cluster: revocation stream", slog.Any("err", err))
 	}))
@@ -184,3 +269,45 @@ func (n *Node) consumeRevocations(ctx context.Context) error {
 	n.revocations = cc
 	return nil
 }
+
+// seenRevocations is the ids of the revocations a node handled, kept for
+// revocationSeenFor (the stream's copy of one that came over NATS core
+// comes within that), and at most maxSeenRevocations of them: past that
+// the oldest are forgotten, and a copy of one of those that came later
+// would be handled again.
+type seenRevocations struct {
+	ids   map[string]struct{}
+	order []seenRevocation // oldest first
+}
+
+type seenRevocation struct {
+	id string
+	at time.Time
+}
+
+const (
+	revocationSeenFor  = revocationReplay + time.Minute
+	maxSeenRevocations = 1 << 16
+)
+
+// add records id, seen at now, and reports whether it is new. It forgets
+// what it has kept for long enough. The caller holds Node.revokeMu.
+func (s *seenRevocations) add(id string, now time.Time) bool {
+	for len(s.order) > 0 && (len(s.order) >= maxSeenRevocations || now.Sub(s.order[0].at) > revocationSeenFor) {
+		delete(s.ids, s.order[0].id)
+		s.order[0] = seenRevocation{}
+		s.order = s.order[1:]
+	}
+	if _, ok := s.ids[id]; ok {
+		return false
+	}
+	if s.ids == nil {
+		s.ids = map[string]struct{}{}
+	}
+	s.ids[id] = struct{}{}
+	s.order = append(s.order, seenRevocation{id, now})
+	return true
+}
+
+// newRevocationID is a revocation's id: random, as no two may share one.
+func newRevocationID() string { return randomID() }

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/khadga/khadga/internal/natstest"
 	"github.com/khadga/khadga/proto"
@@ -18,23 +20,36 @@ import (
 )
 
 // revocationsSeen sends on the returned channel the user of each
-// revocation or move tn handles, as its handler starts. A node handles
-// them one at a time, in order, so that the handler of one starting means
-// the one before it is done.
+// revocation or move tn takes from the revocation stream, as its handler
+// starts. The stream's copies come one at a time, in the stream's order,
+// and each is handled, or found handled already (it came over NATS core
+// first), before the next starts: the handler of one starting means every
+// one before it in the stream is done.
 func revocationsSeen(t *testing.T, tn *testNode) <-chan string {
 	seen := make(chan string, 64)
 	hook := func(m *nats.Msg) {
-		if m.Subject != tn.node.subject("revoke") && m.Subject != tn.node.subject("relogin") {
-			return
+		if u, ok := revocationUser(tn, m); ok && fromStream(m) {
+			seen <- u
 		}
-		var r revocation
-		_ = json.Unmarshal(m.Data, &r)
-		seen <- r.User
 	}
 	tn.node.testHookHandle.Store(&hook)
 	t.Cleanup(func() { tn.node.testHookHandle.Store(nil) })
 	return seen
 }
+
+// revocationUser is the user of m if m is a revocation or a move.
+func revocationUser(tn *testNode, m *nats.Msg) (string, bool) {
+	if m.Subject != tn.node.subject("revoke") && m.Subject != tn.node.subject("relogin") {
+		return "", false
+	}
+	var r revocation
+	_ = json.Unmarshal(m.Data, &r)
+	return r.User, true
+}
+
+// fromStream reports whether m is the revocation stream's copy: its reply
+// subject is JetStream's metadata. What comes over NATS core has none.
+func fromStream(m *nats.Msg) bool { return strings.HasPrefix(m.Reply, "$JS.ACK.") }
 
 // awaitUser reads seen until user comes. It may run on any goroutine.
 func awaitUser(t *testing.T, seen <-chan string, user string) {
@@ -305,6 +320,130 @@ func revocationConsumers(t *testing.T, tn *testNode) int {
 	return k
 }
 
+// TestRevocationWithoutTheStream: the revocation stream takes in nothing
+// ("refuses": every message is over the size it takes, as when its Raft
+// group has no leader and a plain publish is lost to it without a word;
+// "deleted": it is gone), and a revocation served by a still ends alice's
+// session on b, over NATS core. Nodes read revocations from the stream
+// only: none but the node that served it ended anything.
+func TestRevocationWithoutTheStream(t *testing.T) {
+	for _, how := range []string{"refuses", "deleted"} {
+		t.Run(how, func(t *testing.T) {
+			urls := natstest.Start(t).ClientURL()
+			a := startNode(t, "a", urls, fastConfig(), hub.Config{})
+			b := startNode(t, "b", urls, fastConfig(), hub.Config{})
+			alice := b.dial("user=alice")
+
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			defer cancel()
+			js := a.node.js
+			name := revocationStream(a.node.cfg.Subject)
+			switch how {
+			case "refuses":
+				st, err := js.Stream(ctx, name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cfg := st.CachedInfo().Config
+				cfg.MaxMsgSize = 1
+				if _, err := js.UpdateStream(ctx, cfg); err != nil {
+					t.Fatal(err)
+				}
+			case "deleted":
+				if err := js.DeleteStream(ctx, name); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			if n := a.node.CloseUser("alice", proto.CodeRevoked, "user disabled"); n != 0 {
+				t.Fatalf("a ended %d sessions; alice's is b's", n)
+			}
+			awaitRevoked(t, alice, "alice's socket on b, the revocation stream taking nothing")
+			if how == "refuses" {
+				st, err := js.Stream(ctx, name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if info, err := st.Info(ctx); err != nil || info.State.Msgs != 0 {
+					t.Fatalf("the stream took the revocation in (%+v, %v): the test means it to refuse it", info.State, err)
+				}
+			}
+		})
+	}
+}
+
+// TestRevocationHandledOnce: a revocation comes to a node twice, over
+// NATS core and from the stream, and the node handles it once. Here the
+// stream's copy of bob's revocation is held at b until the one over NATS
+// core has ended bob's session and bob has signed in again: his new
+// session outlives the stream's copy, and b counts each revocation
+// handled once and seen again once.
+func TestRevocationHandledOnce(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	a := startNode(t, "a", urls, fastConfig(), hub.Config{})
+	b := startNode(t, "b", urls, fastConfig(), hub.Config{})
+	bob := b.dial("user=bob")
+
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(free) // before the nodes stop: Close waits for handlers
+	seen := make(chan string, 64)
+	hook := func(m *nats.Msg) {
+		u, ok := revocationUser(b, m)
+		if !ok || !fromStream(m) {
+			return
+		}
+		if u == "bob" {
+			close(held)
+			<-release
+		}
+		seen <- u
+	}
+	b.node.testHookHandle.Store(&hook)
+
+	a.node.CloseUser("bob", proto.CodeRevoked, "user disabled")
+	awaitRevoked(t, bob, "bob's socket on b")
+	checked := strconv.FormatInt(time.Now().UnixNano(), 10) // after the revocation
+	again := b.dial("user=bob&checked=" + checked)
+	select {
+	case <-held:
+	case <-time.After(wait):
+		t.Fatal("the stream's copy of bob's revocation never reached b")
+	}
+	free()
+	a.node.CloseUser("zed", proto.CodeRevoked, "marker")
+	awaitUser(t, seen, "zed") // b is done with the stream's copy of bob's revocation
+
+	ping, _ := json.Marshal(proto.Message{Type: proto.TypePing, ID: "alive?"})
+	_ = again.ws.WriteMessage(websocket.TextMessage, ping) // fails if b ended the session
+	if m := again.next(); m.Type != proto.TypePong {
+		t.Fatalf("bob's new session got %s %s: b handled bob's revocation again", m.Type, m.Data)
+	}
+	count := func(via, result string) int {
+		return int(testutil.ToFloat64(b.node.stats.revocations.WithLabelValues(via, result)))
+	}
+	eventually(t, "b to have both copies of both revocations", func() bool {
+		return count(viaCore, "handled")+count(viaCore, "repeat")+count(viaStream, "handled")+count(viaStream, "repeat") == 4
+	})
+	if handled := count(viaCore, "handled") + count(viaStream, "handled"); handled != 2 {
+		t.Errorf("b handled %d revocations; a sent 2", handled)
+	}
+	if count(viaCore, "handled") == 0 || count(viaStream, "repeat") == 0 {
+		t.Errorf("bob's revocation: want it handled over NATS core and found seen from the stream")
+	}
+}
+
+// awaitRevoked waits until c's session ends for a revocation.
+func awaitRevoked(t *testing.T, c *client, what string) {
+	t.Helper()
+	m := c.await(proto.TypeError, nil)
+	var e proto.Error
+	if err := json.Unmarshal(m.Data, &e); err != nil || e.Code != proto.CodeRevoked {
+		t.Fatalf("%s: got error %s, want revoked", what, m.Data)
+	}
+}
+
 // TestMoveRacingAClaim: bob's session, on sign-in L1, is on node a, and
 // his client resumes on node b (with a connection checked before the
 // password change, of L1) while a serves a password change that moves
@@ -376,5 +515,36 @@ func TestMoveRacingAClaim(t *testing.T) {
 				t.Fatalf("error %s, want revoked: signed out", m.Data)
 			}
 		})
+	}
+}
+
+// TestSeenRevocations: a node knows a revocation's id again for as long
+// as the stream may bring it (revocationSeenFor), forgets it after, and
+// keeps at most maxSeenRevocations ids, forgetting the oldest first.
+func TestSeenRevocations(t *testing.T) {
+	t0 := time.Now()
+	var s seenRevocations
+	if !s.add("r1", t0) || s.add("r1", t0.Add(time.Second)) {
+		t.Fatal("r1: want new, then seen")
+	}
+	if s.add("r1", t0.Add(revocationSeenFor)) {
+		t.Error("r1 forgotten within revocationSeenFor")
+	}
+	if !s.add("r2", t0.Add(revocationSeenFor+time.Second)) || !s.add("r1", t0.Add(revocationSeenFor+time.Second)) {
+		t.Error("r1 still known after revocationSeenFor")
+	}
+	if len(s.ids) != 2 || len(s.order) != 2 {
+		t.Errorf("%d ids, %d in order; want r2 and r1", len(s.ids), len(s.order))
+	}
+
+	var full seenRevocations
+	for i := range maxSeenRevocations + 10 {
+		full.add(strconv.Itoa(i), t0)
+	}
+	if len(full.ids) != maxSeenRevocations || len(full.order) != maxSeenRevocations {
+		t.Errorf("%d ids, %d in order; want %d", len(full.ids), len(full.order), maxSeenRevocations)
+	}
+	if full.add(strconv.Itoa(maxSeenRevocations+9), t0) || !full.add("0", t0) {
+		t.Error("want the newest kept and the oldest forgotten")
 	}
 }
