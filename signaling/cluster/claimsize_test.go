@@ -23,8 +23,10 @@ import (
 func TestClaimOfALargeQueue(t *testing.T) {
 	urls := natstest.Start(t).ClientURL()
 	hcfg := hub.Config{ResumeWindow: time.Minute}
-	cfg := fastConfig()
-	cfg.ClaimTimeout = wait // a claim that times out is the failure, not a slow machine
+	// Default liveness: no node taken for gone on a loaded machine (with
+	// fastConfig's 600 ms, one was, and b's signals refused). A claim
+	// that times out is the failure, not a slow machine.
+	cfg := Config{ClaimTimeout: wait}
 	a := startNode(t, "a", urls, cfg, hcfg)
 	b := startNode(t, "b", urls, cfg, hcfg)
 	c := startNode(t, "c", urls, cfg, hcfg)
@@ -37,18 +39,31 @@ func TestClaimOfALargeQueue(t *testing.T) {
 	for i := range n {
 		alice.signal(bob.peer(), fmt.Sprintf("s%d", i), fmt.Sprintf(`{"n":%d,"pad":%q}`, i, pad))
 	}
+	// a hears the fate of each: b holds it for bob, or it is refused
+	// (alice is told). The test needs them all held.
+	var refused []string
+	eventually(t, "a to hear from b of every signal to bob (held, or refused)", func() bool {
+		for len(alice.msgs) > 0 {
+			if m := <-alice.msgs; m.Type == proto.TypeError {
+				refused = append(refused, m.Ref)
+			}
+		}
+		return heldAt(a)+len(refused) == n
+	})
+	if len(refused) > 0 {
+		t.Fatalf("signals %v to bob were refused; the test needs all %d held at b", refused, n)
+	}
 	carol := c.dial("user=carol")
 	carol.join("lobby")
 	alice.expectPeerJoined(carol.peer())
-	eventually(t, "b to hold every signal for bob", func() bool { return heldAt(a) == n })
 
 	start := time.Now()
 	back := c.dial("user=bob&resume=" + url.QueryEscape(bob.welcome.ResumeToken))
 	if !back.welcome.Resumed || back.peer() != bob.peer() {
 		t.Fatalf("resume on c: %+v", back.welcome)
 	}
-	// Carol's join came from c and alice's signals from a: b may have
-	// kept them in either order.
+	// Carol's join came from c, alice's signals from a: the test takes
+	// them in either order.
 	for i, joined := 0, false; i < n || !joined; {
 		switch m := back.next(); {
 		case m.Type == proto.TypeSignal && m.From == alice.peer():
