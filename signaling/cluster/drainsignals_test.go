@@ -17,9 +17,9 @@ import (
 
 // TestSignalsDuringDrain: alice, on node a, signals bob and carol, both
 // on node b, while b drains. Bob resumes on c; carol does not come back,
-// and the drain's deadline ends her session. Every signal reaches its
-// peer (bob's on his old socket or on c) or is refused to alice: none is
-// lost without a word.
+// and the drain's deadline, which comes once bob is on c, ends her
+// session. Every signal reaches its peer (bob's on his old socket or on
+// c) or is refused to alice: none is lost without a word.
 func TestSignalsDuringDrain(t *testing.T) {
 	urls := natstest.Start(t).ClientURL()
 	cfg := Config{AckWait: 2 * time.Second} // default liveness: no node taken for gone on a loaded machine
@@ -46,13 +46,18 @@ func TestSignalsDuringDrain(t *testing.T) {
 			}
 		}
 	}()
+	// The drain's deadline: once bob has resumed on c (a deadline of a
+	// fixed time shared with the shutdown could come first on a loaded
+	// machine, and end bob's session before his resume), or after wait.
+	deadline, endDrain := context.WithTimeout(context.Background(), wait)
+	defer endDrain()
 	drained := make(chan struct{})
 	go func() {
 		defer close(drained)
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		defer cancel()
 		_ = b.hub.Shutdown(ctx)
-		b.node.Drain(ctx)
+		b.node.Drain(deadline)
 	}()
 
 	reached := map[string]bool{} // by signal id
@@ -70,10 +75,11 @@ func TestSignalsDuringDrain(t *testing.T) {
 		t.Fatalf("bob's resume on c: %+v", back.welcome)
 	}
 	<-sent
+	endDrain() // carol's session, left on b, ends
 	<-drained
 
 	refused := map[string]bool{}
-	deadline := time.Now().Add(wait)
+	giveUp := time.Now().Add(wait)
 	for {
 		for _, cl := range []*client{back, carol} {
 			for len(cl.msgs) > 0 {
@@ -92,7 +98,7 @@ func TestSignalsDuringDrain(t *testing.T) {
 			t.Logf("%d signals reached their peers, %d were refused", len(reached), len(refused))
 			return
 		}
-		if time.Now().After(deadline) {
+		if time.Now().After(giveUp) {
 			t.Fatalf("neither delivered nor refused: %v", missing)
 		}
 		select {
