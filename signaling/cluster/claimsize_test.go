@@ -34,13 +34,20 @@ func TestClaimOfALargeQueue(t *testing.T) {
 
 	dropSocket(bob)
 	eventually(t, "b to see bob's socket drop", func() bool { return b.hub.Stats().Connections == 0 })
+	// Carol joins on a, before alice's signals: a sends her join to b
+	// ahead of them, on the same subject, and b handles it first. (From
+	// another node, it could reach b after b answered the claim.)
+	carol := a.dial("user=carol")
+	carol.join("lobby")
+	alice.expectPeerJoined(carol.peer())
 	const n, size = 20, 50 << 10
 	pad := strings.Repeat("x", size)
 	for i := range n {
 		alice.signal(bob.peer(), fmt.Sprintf("s%d", i), fmt.Sprintf(`{"n":%d,"pad":%q}`, i, pad))
 	}
 	// a hears the fate of each: b holds it for bob, or it is refused
-	// (alice is told). The test needs them all held.
+	// (alice is told). The test needs them all held, and carol's join
+	// with them.
 	var refused []string
 	eventually(t, "a to hear from b of every signal to bob (held, or refused)", func() bool {
 		for len(alice.msgs) > 0 {
@@ -53,17 +60,14 @@ func TestClaimOfALargeQueue(t *testing.T) {
 	if len(refused) > 0 {
 		t.Fatalf("signals %v to bob were refused; the test needs all %d held at b", refused, n)
 	}
-	carol := c.dial("user=carol")
-	carol.join("lobby")
-	alice.expectPeerJoined(carol.peer())
 
 	start := time.Now()
 	back := c.dial("user=bob&resume=" + url.QueryEscape(bob.welcome.ResumeToken))
 	if !back.welcome.Resumed || back.peer() != bob.peer() {
 		t.Fatalf("resume on c: %+v", back.welcome)
 	}
-	// Carol's join came from c, alice's signals from a: the test takes
-	// them in either order.
+	// Carol's join came first; the test takes it anywhere among the
+	// signals.
 	for i, joined := 0, false; i < n || !joined; {
 		switch m := back.next(); {
 		case m.Type == proto.TypeSignal && m.From == alice.peer():
