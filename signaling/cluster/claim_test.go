@@ -65,13 +65,7 @@ func TestLateClaimAnswerLosesNothingSilently(t *testing.T) {
 // attaches, on the node that heard it. Here node b hears the revocation
 // and node a never does: without b's memory of it, bob would live on b.
 func TestRevocationDuringClaim(t *testing.T) {
-	urls := natstest.Start(t).ClientURL()
-	a := startNode(t, "a", urls, fastConfig(), hub.Config{ResumeWindow: time.Minute})
-	b := startNode(t, "b", urls, fastConfig(), hub.Config{})
-	alice, bob := inLobby(a, a)
-	dropSocket(bob)
-	eventually(t, "a to see bob's socket drop", func() bool { return a.hub.Stats().Connections == 1 })
-	eventually(t, "b to know bob's session", func() bool { return b.hub.Stats().Remote == 2 })
+	_, b, alice, bob := bobAwayOnA(t)
 
 	checked := strconv.FormatInt(time.Now().UnixNano(), 10) // the resuming connection's check
 	if n := b.hub.CloseUser("bob", proto.CodeRevoked, "user disabled"); n != 0 {

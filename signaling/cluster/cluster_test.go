@@ -239,14 +239,9 @@ func TestDrainMovesClients(t *testing.T) {
 	b := startNode(t, "b", urls, fastConfig(), hub.Config{ResumeWindow: time.Minute})
 	alice, bob := inLobby(a, b)
 
-	drained := make(chan struct{})
-	go func() {
-		defer close(drained)
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		_ = b.hub.Shutdown(ctx)
-		b.node.Drain(ctx)
-	}()
+	drain, endDrain := context.WithTimeout(context.Background(), wait)
+	defer endDrain()
+	drained := drainAsync(b, drain)
 	bob.await(proto.TypeReconnect, nil)
 	start := time.Now()
 	back := a.dial("user=bob&resume=" + url.QueryEscape(bob.welcome.ResumeToken))

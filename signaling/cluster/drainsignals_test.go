@@ -51,14 +51,7 @@ func TestSignalsDuringDrain(t *testing.T) {
 	// machine, and end bob's session before his resume), or after wait.
 	deadline, endDrain := context.WithTimeout(context.Background(), wait)
 	defer endDrain()
-	drained := make(chan struct{})
-	go func() {
-		defer close(drained)
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		_ = b.hub.Shutdown(ctx)
-		b.node.Drain(deadline)
-	}()
+	drained := drainAsync(b, deadline)
 
 	reached := map[string]bool{} // by signal id
 	take := func(m *proto.Message) {

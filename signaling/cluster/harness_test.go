@@ -412,3 +412,32 @@ func (p *tcpProxy) cut() {
 	}
 	p.conns = nil
 }
+
+// drainAsync stops tn's hub (Shutdown, which tells its clients to
+// reconnect) and drains its node until drain ends, on a goroutine of its
+// own; the channel closes when both are done.
+func drainAsync(tn *testNode, drain context.Context) <-chan struct{} {
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		_ = tn.hub.Shutdown(ctx)
+		tn.node.Drain(drain)
+	}()
+	return drained
+}
+
+// bobAwayOnA starts nodes a and b, alice and bob in lobby on a, and bob's
+// socket dropped (his session waits on a for a resume) once b knows it.
+func bobAwayOnA(t *testing.T) (a, b *testNode, alice, bob *client) {
+	t.Helper()
+	urls := natstest.Start(t).ClientURL()
+	a = startNode(t, "a", urls, fastConfig(), hub.Config{ResumeWindow: time.Minute})
+	b = startNode(t, "b", urls, fastConfig(), hub.Config{})
+	alice, bob = inLobby(a, a)
+	dropSocket(bob)
+	eventually(t, "a to see bob's socket drop", func() bool { return a.hub.Stats().Connections == 1 })
+	eventually(t, "b to know bob's session", func() bool { return b.hub.Stats().Remote == 2 })
+	return a, b, alice, bob
+}

@@ -138,13 +138,7 @@ func TestRevocationRacingAClaim(t *testing.T) {
 }
 
 func revocationRacingAClaim(t *testing.T, order string) {
-	urls := natstest.Start(t).ClientURL()
-	a := startNode(t, "a", urls, fastConfig(), hub.Config{ResumeWindow: time.Minute})
-	b := startNode(t, "b", urls, fastConfig(), hub.Config{})
-	alice, bob := inLobby(a, a)
-	dropSocket(bob)
-	eventually(t, "a to see bob's socket drop", func() bool { return a.hub.Stats().Connections == 1 })
-	eventually(t, "b to know bob's session", func() bool { return b.hub.Stats().Remote == 2 })
+	a, b, alice, bob := bobAwayOnA(t)
 	seen := revocationsSeen(t, b)
 
 	revoke := func() {
