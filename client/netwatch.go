@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"slices"
@@ -16,17 +17,24 @@ import (
 // its calls and its signaling socket use. ICE finds each path dead only
 // after iceDisconnectedTimeout without answers, and restarts a second
 // later; a browser hears of the move from the system ('online') and the
-// SDK restarts at once. Go has no such notice on every system, so the
-// client reads the host's addresses every netWatchEvery (500 ms) and acts when one
-// is gone and the new set has held for one more read (an interface goes,
-// another comes and gets its address and routes in steps): it checks its
-// signaling socket and restarts ICE with every peer that was connected.
+// SDK restarts at once. The Go client watches the host's addresses: on
+// Linux it reads them when the kernel tells of a change (netnotice_linux.go),
+// elsewhere every netWatchEvery (500 ms). It acts when one is gone and the
+// new set has held for one more read (an interface goes, another comes and
+// gets its address and routes in steps): it checks its signaling socket
+// and restarts ICE with every peer that was connected.
 
 // netWatchEvery is how often the client reads the host's addresses
-// (WithNetworkWatch). A read lists every interface's addresses (on Linux
-// two netlink dumps), cheap on a laptop, more on a host with hundreds of
-// container interfaces: pass a longer period there, or 0.
+// (WithNetworkWatch) where the system does not tell of changes. A read
+// lists every interface's addresses, cheap on a laptop, more on a host
+// with hundreds of container interfaces: pass a longer period there, or 0.
 const netWatchEvery = 500 * time.Millisecond
+
+// netSettle is how long after the kernel's first notice of a change the
+// addresses are read, and then read again to see that a new set held. A
+// notice only arms the read: a host whose containers come and go all the
+// time costs at most one read per netSettle.
+const netSettle = 150 * time.Millisecond
 
 // addrWatch decides, read by read, when the host's addresses changed.
 type addrWatch struct {
@@ -72,27 +80,80 @@ func hostAddrs() (string, error) {
 	return strings.Join(out, " "), nil
 }
 
-// watchNetwork reads the host's addresses until the client closes, and
+// watchNetwork watches the host's addresses until the client closes, and
 // calls networkChanged when they change.
 func (c *Client) watchNetwork() {
 	defer c.wg.Done()
+	// Subscribed before the first read, so that no change falls between.
+	var notices <-chan struct{}
+	if n, err := openNetNotices(); err != nil {
+		c.log.Debug("reading the host's addresses on a timer", slog.Any("err", err))
+	} else {
+		defer n.close()
+		notices = n.notices()
+	}
 	first, err := hostAddrs()
 	if err != nil {
 		c.log.Info("not watching the network: cannot read the host's addresses", slog.Any("err", err))
 		return
 	}
 	w := addrWatch{acted: first, last: first}
-	tick := time.NewTicker(c.opts.netWatchEvery)
-	defer tick.Stop()
+	w.run(c.ctx, notices, c.opts.netWatchEvery, hostAddrs, c.networkChanged)
+}
+
+// run reads the addresses with read when notices tells of a change (after
+// netSettle), or every `every` if there are no notices or they stop, and
+// calls act with the new set when w says to.
+func (w *addrWatch) run(ctx context.Context, notices <-chan struct{}, every time.Duration, read func() (string, error), act func(string)) {
+	var ticker *time.Ticker
+	var tick <-chan time.Time
+	poll := func() {
+		ticker = time.NewTicker(every)
+		tick = ticker.C
+	}
+	defer func() {
+		if ticker != nil {
+			ticker.Stop()
+		}
+	}()
+	if notices == nil {
+		poll()
+	}
+	settle := time.NewTimer(netSettle)
+	settle.Stop()
+	defer settle.Stop()
+	armed := false
+	check := func() (fresh bool) {
+		set, err := read()
+		if err != nil {
+			return false
+		}
+		fresh = set != w.last
+		if w.saw(set) {
+			act(set)
+		}
+		return fresh
+	}
 	for {
 		select {
-		case <-c.ctx.Done():
+		case <-ctx.Done():
 			return
-		case <-tick.C:
-		}
-		set, err := hostAddrs()
-		if err == nil && w.saw(set) {
-			c.networkChanged(set)
+		case <-tick:
+			check()
+		case _, ok := <-notices:
+			if !ok {
+				notices = nil // the kernel's notices stopped: read on the timer
+				poll()
+			} else if !armed {
+				settle.Reset(netSettle)
+				armed = true
+			}
+		case <-settle.C:
+			// A set not seen before is read once more, to see it held.
+			armed = check()
+			if armed {
+				settle.Reset(netSettle)
+			}
 		}
 	}
 }

@@ -47,8 +47,9 @@ func defaultOptions() *options {
 }
 
 // WithNetworkWatch sets how often the client reads the host's addresses
-// to notice a move to another network (default 500 ms; see netwatch.go),
-// or turns the watch off with 0. When one of them is gone, the client
+// to notice a move to another network where the system does not tell of
+// changes (default 500 ms; on Linux the kernel's notices are used instead;
+// see netwatch.go), or turns the watch off with 0. When one of them is gone, the client
 // restarts ICE with its peers at once instead of waiting seconds for ICE
 // to find their paths dead.
 func WithNetworkWatch(every time.Duration) Option {

@@ -62,6 +62,15 @@ func (n *Netns) Listen(network, addr string) (net.Listener, error) {
 	return l, <-done
 }
 
+// Do runs f on a thread inside the namespace: what f opens (a socket, a
+// netlink subscription) belongs to the namespace and works from any
+// thread afterwards.
+func (n *Netns) Do(f func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- n.inNetns(f) }()
+	return <-done
+}
+
 // inNetns runs f on a locked thread that is in the namespace meanwhile. If
 // the thread cannot return to its own namespace, it stays locked, and Go
 // ends it with the goroutine instead of reusing it.

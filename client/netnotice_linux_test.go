@@ -1,0 +1,71 @@
+package client
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/khadga/khadga/internal/netlab"
+)
+
+// The watch acts on a move of the host's addresses, in a namespace of the
+// test's own: told by the kernel (netlink notices), or on its timer where
+// there are none or they stop. It acts once per move, not when an address
+// is only added.
+func TestWatchActsOnAMove(t *testing.T) {
+	for _, mode := range []string{"notices", "timer", "notices that stop"} {
+		t.Run(mode, func(t *testing.T) {
+			lab := netlab.New(t, "nw")
+			ns := lab.Netns(t, "host")
+			ns.IP(t, "link", "add", "wifi", "type", "veth", "peer", "name", "ap")
+			ns.IP(t, "link", "set", "ap", "up")
+			ns.IP(t, "link", "set", "wifi", "up")
+			ns.IP(t, "addr", "add", "198.51.100.2/24", "dev", "wifi")
+
+			read := func() (set string, err error) {
+				err = ns.Do(func() (err error) { set, err = hostAddrs(); return err })
+				return set, err
+			}
+			var n *netNotices
+			var notices <-chan struct{}
+			if mode != "timer" {
+				if err := ns.Do(func() (err error) { n, err = openNetNotices(); return err }); err != nil {
+					t.Fatal(err)
+				}
+				defer n.close()
+				notices = n.notices()
+			}
+			first, err := read()
+			if err != nil || first != "198.51.100.2" {
+				t.Fatalf("first read %q, %v", first, err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			acted := make(chan string, 8)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				w := addrWatch{acted: first, last: first}
+				w.run(ctx, notices, 50*time.Millisecond, read, func(set string) { acted <- set })
+			}()
+			defer func() { cancel(); <-done }()
+			if mode == "notices that stop" {
+				n.close()
+			}
+
+			// An address only added is no move; the next act names the
+			// set after the old address went, not the one with both.
+			ns.IP(t, "addr", "add", "203.0.113.2/24", "dev", "wifi")
+			moved := time.Now()
+			ns.IP(t, "addr", "del", "198.51.100.2/24", "dev", "wifi")
+			select {
+			case set := <-acted:
+				if set != "203.0.113.2" {
+					t.Fatalf("acted on %q, want 203.0.113.2", set)
+				}
+				t.Logf("%s: acted %v after the move", mode, time.Since(moved).Round(time.Millisecond))
+			case <-time.After(testTimeout):
+				t.Fatal("the watch did not act on the move")
+			}
+		})
+	}
+}
