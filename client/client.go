@@ -157,6 +157,21 @@ const (
 	iceKeepalive           = time.Second
 )
 
+// How long ICE, on the side that nominates (the offerer), waits after its
+// checks start before it accepts a working pair of each kind, in case a
+// better one works too (newAPI). pion waits 500 ms for a server-reflexive
+// pair, 1 s for a peer-reflexive one and 2 s for a relay. A direct pair
+// through NATs is learned peer-reflexive, so every call between networks
+// opened a second late; a host pair on a shared LAN answers within the
+// first round of checks, well inside directAcceptanceWait, and wins on
+// priority when both work. A relay still waits long enough for hole
+// punching, which takes two or three rounds of checks (200 ms apart), so
+// that a direct path is not given up for the operator's TURN server.
+const (
+	directAcceptanceWait = 250 * time.Millisecond
+	relayAcceptanceWait  = time.Second
+)
+
 // sctpReceiveWindow is the SCTP receive buffer: what a peer may send us
 // that we have not read yet. It caps the data in flight to us, so it must
 // cover the bandwidth-delay product of a fast path: 2 MiB is 168 Mbit/s at
@@ -178,6 +193,9 @@ func newAPI(o *options, sr *senderReports) (*webrtc.API, error) {
 		// unanswered ones, and the restart follows (disconnectedGrace).
 		// A caller's own SettingEngine keeps its timeouts.
 		se.SetICETimeouts(iceDisconnectedTimeout, iceFailedTimeout, iceKeepalive)
+		se.SetSrflxAcceptanceMinWait(directAcceptanceWait)
+		se.SetPrflxAcceptanceMinWait(directAcceptanceWait)
+		se.SetRelayAcceptanceMinWait(relayAcceptanceWait)
 	}
 	se.LoggerFactory = NewPionLoggerFactory(o.log)
 	// A larger SCTP receive window lets file transfers fill the path
