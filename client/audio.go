@@ -8,7 +8,10 @@ import (
 )
 
 // AudioSource produces encoded audio frames, Opus: client/media/opus's
-// ToneSource is one. NextSample returns io.EOF when the source ends.
+// ToneSource is one. NextSample returns io.EOF when the source ends. A
+// sample's Timestamp, if set, is when it was captured, as for a
+// VideoSource: set it on both, and a receiver keeps them in step however
+// long each took to return its first sample.
 type AudioSource interface {
 	// MimeType is the codec, webrtc.MimeTypeOpus.
 	MimeType() string

@@ -24,10 +24,15 @@ import (
 // recorder then puts the audio that far off the frames (77 to 242 ms seen
 // under -race on two busy cores). A browser takes the time from its
 // capture clock; so does this: before each sample a publication sets its
-// captureClock to the sample's place on its schedule, and the reports of
-// its senders' streams map the latest frame's RTP time to that. Streams
-// with no clock (retransmissions) are reported by write time, as pion
-// does.
+// captureClock to the sample's capture time (its Timestamp, which the
+// source sets) or else to its place on the publication's schedule, and
+// the reports of its senders' streams map the latest frame's RTP time to
+// that. The schedule starts when the source returns its first sample, so
+// a stream is reported late by however long that took, to its end: a tone
+// whose first sample took 16 ms on a loaded machine, before sources
+// stamped their samples, had its beeps recorded 23 ms off their frames.
+// Streams with no clock (retransmissions) are reported by write time, as
+// pion does.
 
 // senderReportInterval is how often each stream is reported (pion's too).
 const senderReportInterval = time.Second

@@ -20,6 +20,13 @@ import (
 
 // VideoSource produces encoded video frames. NextSample returns io.EOF when
 // the source has no more frames. client/media has a VP8 test pattern.
+//
+// A sample's Timestamp, if set, is when it was captured, on the wall
+// clock (time.Now's): the publication's RTCP sender reports give that
+// time for it, so a receiver lines up a peer's audio and video by their
+// sources' clocks. A sample with no Timestamp is reported at its place on
+// the publication's schedule, which starts when the first sample is
+// returned: later than its capture by however long that took.
 type VideoSource interface {
 	// MimeType is the codec, for example webrtc.MimeTypeVP8.
 	MimeType() string
@@ -319,7 +326,7 @@ func (pub *Publication) pump() {
 		if next.IsZero() {
 			next = time.Now() // the schedule starts with the first sample made
 		}
-		pub.clock.set(next) // when this sample was meant to be, for the sender reports
+		pub.clock.set(captureTime(s, next))
 		if err := pub.track.WriteSample(s); err != nil {
 			pub.log.Debug("write sample", slog.Any("err", err))
 		}
@@ -330,6 +337,19 @@ func (pub *Publication) pump() {
 			return
 		}
 	}
+}
+
+// captureTime is when sample s was captured, for the sender reports: its
+// Timestamp if the source set one, else next, its place on the schedule.
+// The schedule starts when the first sample is returned, so a source slow
+// to return it (a first encode, a preempted goroutine) would otherwise be
+// reported late by as much for the whole publication, and a receiver would
+// put its audio that far off its video.
+func captureTime(s media.Sample, next time.Time) time.Time {
+	if !s.Timestamp.IsZero() {
+		return s.Timestamp
+	}
+	return next
 }
 
 func (pub *Publication) wait(d time.Duration) error {

@@ -83,7 +83,8 @@ func TestCounterRoundTripUncompressed(t *testing.T) {
 
 // TestPatternStarted: Started is zero until frame 0 is made, then the time
 // it was made, and later frames leave it alone: the start time a tone
-// beeping in step with the frames counts from.
+// beeping in step with the frames counts from. Frame n is stamped Started
+// + n/FPS.
 func TestPatternStarted(t *testing.T) {
 	p, err := NewTestPattern(PatternConfig{Frames: 3})
 	if err != nil {
@@ -94,7 +95,8 @@ func TestPatternStarted(t *testing.T) {
 		t.Fatalf("started at %v before any frame", p.Started())
 	}
 	before := time.Now()
-	if _, err := p.NextSample(context.Background()); err != nil {
+	s0, err := p.NextSample(context.Background())
+	if err != nil {
 		t.Fatal(err)
 	}
 	after := time.Now()
@@ -102,10 +104,14 @@ func TestPatternStarted(t *testing.T) {
 	if start.Before(before) || start.After(after) {
 		t.Fatalf("started at %v, want between %v and %v", start, before, after)
 	}
-	if _, err := p.NextSample(context.Background()); err != nil {
+	s1, err := p.NextSample(context.Background())
+	if err != nil {
 		t.Fatal(err)
 	}
 	if !p.Started().Equal(start) {
 		t.Fatalf("frame 1 moved the start from %v to %v", start, p.Started())
+	}
+	if !s0.Timestamp.Equal(start) || !s1.Timestamp.Equal(start.Add(time.Second/30)) {
+		t.Fatalf("frames stamped %v and %v, want the start %v and 1/30 s after", s0.Timestamp, s1.Timestamp, start)
 	}
 }

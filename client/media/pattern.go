@@ -151,7 +151,7 @@ type TestPattern struct {
 	img   *image.YCbCr
 	n     int
 	keyRq atomic.Bool
-	first atomic.Int64 // Unix ns when frame 0 was ready, 0 before
+	first atomic.Int64 // Unix ns when frame 0 was made, 0 before
 }
 
 // NewTestPattern makes a test-pattern source. Without cgo it returns
@@ -183,7 +183,8 @@ func NewTestPattern(cfg PatternConfig) (*TestPattern, error) {
 // MimeType is VP8.
 func (p *TestPattern) MimeType() string { return MimeTypeVP8 }
 
-// NextSample encodes the next frame. The first frame is a key frame.
+// NextSample encodes the next frame, stamped with its capture time. The
+// first frame is a key frame.
 func (p *TestPattern) NextSample(ctx context.Context) (pmedia.Sample, error) {
 	if err := ctx.Err(); err != nil {
 		return pmedia.Sample{}, err
@@ -191,6 +192,10 @@ func (p *TestPattern) NextSample(ctx context.Context) (pmedia.Sample, error) {
 	if p.cfg.Frames > 0 && p.n >= p.cfg.Frames {
 		return pmedia.Sample{}, io.EOF
 	}
+	if p.n == 0 {
+		p.first.Store(time.Now().UnixNano())
+	}
+	at := p.Started().Add(time.Duration(p.n) * time.Second / time.Duration(p.cfg.FPS))
 	DrawTestPattern(p.img, p.n)
 	frame, _, err := p.enc.Encode(&vpx.Image{Width: p.cfg.Width, Height: p.cfg.Height, Y: p.img.Y, U: p.img.Cb, V: p.img.Cr,
 		YStride: p.img.YStride, UStride: p.img.CStride, VStride: p.img.CStride}, p.n == 0 || p.keyRq.Swap(false))
@@ -198,16 +203,14 @@ func (p *TestPattern) NextSample(ctx context.Context) (pmedia.Sample, error) {
 		return pmedia.Sample{}, err
 	}
 	data := append([]byte(nil), frame...) // the encoder reuses its buffer
-	if p.n == 0 {
-		p.first.Store(time.Now().UnixNano())
-	}
 	p.n++
-	return pmedia.Sample{Data: data, Duration: time.Second / time.Duration(p.cfg.FPS)}, nil
+	return pmedia.Sample{Data: data, Timestamp: at, Duration: time.Second / time.Duration(p.cfg.FPS)}, nil
 }
 
-// Started is when frame 0 was ready to send, zero before. A publication
-// paces frame n to Started + n/FPS, so another source (a tone that beeps
-// on some frames) can keep in step with it.
+// Started is when frame 0 was made, zero before. Frame n is stamped as
+// captured at Started + n/FPS (its Timestamp), which a publication's
+// sender reports give, so another source stamping its samples on the same
+// clock (a tone that beeps on some frames) is received in step with it.
 func (p *TestPattern) Started() time.Time {
 	if ns := p.first.Load(); ns != 0 {
 		return time.Unix(0, ns)

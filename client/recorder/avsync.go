@@ -23,11 +23,12 @@ import (
 // the difference of the two streams' delays.
 //
 // A sender report is only as good as the sender's idea of when its last
-// packet was captured. Browsers take it from the capture clock; pion's
-// report interceptor (the Go client, khadga-peer) takes the time the last
-// frame was written, so a sender that falls behind (a slow encode on a
-// loaded machine) reports its RTP times late by as much, never early: a
-// report 77 ms late put a whole clip's audio 77 ms off. So each stream
+// packet was captured. Browsers take it from the capture clock, and the Go
+// client (khadga-peer) from its sources' stamps (client/senderreport.go);
+// pion's report interceptor takes the time the last frame was written, so
+// a sender that falls behind (a slow encode on a loaded machine) reports
+// its RTP times late by as much, never early: a report 77 ms late put a
+// whole clip's audio 77 ms off. So each stream
 // keeps its recent reports (reportsKept, at most reportsWindow old) and
 // uses the one that places the stream earliest, the most punctual. A
 // report later than that by more than reportsJump means the stream's

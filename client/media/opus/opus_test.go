@@ -64,8 +64,8 @@ func TestToneRoundTrip(t *testing.T) {
 
 // TestToneSchedule: sample k of a tone is made for the wall time of its
 // first call plus k × 20 ms, 960 ticks of the RTP clock apart, whenever it
-// is asked for: On sees the times the receiver's RTP clock gives the
-// audio, so a beep can be put at a known time.
+// is asked for, and stamped with that time: On sees the times the sender
+// reports give the audio, so a beep can be put at a known time.
 func TestToneSchedule(t *testing.T) {
 	var asked []time.Time
 	src, err := NewTone(ToneConfig{On: func(at time.Time) bool { asked = append(asked, at); return true }})
@@ -74,10 +74,13 @@ func TestToneSchedule(t *testing.T) {
 	}
 	defer src.Close()
 	before := time.Now()
+	var stamps []time.Time
 	for range 3 {
-		if _, err := src.NextSample(context.Background()); err != nil {
+		s, err := src.NextSample(context.Background())
+		if err != nil {
 			t.Fatal(err)
 		}
+		stamps = append(stamps, s.Timestamp)
 	}
 	if len(asked) != 3*960 {
 		t.Fatalf("On asked %d times for 3 packets, want %d", len(asked), 3*960)
@@ -89,6 +92,9 @@ func TestToneSchedule(t *testing.T) {
 	for k := range 3 {
 		if got, want := asked[k*960].Sub(first), time.Duration(k)*20*time.Millisecond; got != want {
 			t.Errorf("packet %d made for first + %v, want + %v", k, got, want)
+		}
+		if !stamps[k].Equal(asked[k*960]) {
+			t.Errorf("packet %d stamped %v, made for %v", k, stamps[k], asked[k*960])
 		}
 	}
 }

@@ -31,9 +31,10 @@ const (
 
 // ToneSource is a generated tone encoded with libopus, 20 ms a sample: a
 // client.AudioSource. Sample k is generated for the wall time first + k ×
-// 20 ms, where first is when NextSample was first called; a publication
-// paces samples by their durations from then on, so On sees the times
-// the samples are sent at.
+// 20 ms, where first is when NextSample was first called, and carries
+// that time as its Timestamp: a publication's sender reports give it, so
+// a receiver places the samples at the times On saw, however late the
+// first was returned.
 type ToneSource struct {
 	cfg   ToneConfig
 	enc   *Encoder
@@ -71,6 +72,7 @@ func (s *ToneSource) NextSample(ctx context.Context) (pmedia.Sample, error) {
 	if d := s.cfg.Duration; d > 0 && time.Duration(s.n)*time.Second/toneRate >= d {
 		return pmedia.Sample{}, io.EOF
 	}
+	start := s.first.Add(time.Duration(s.n) * time.Second / toneRate)
 	for i := range s.pcm {
 		at := s.first.Add(time.Duration(s.n+i) * time.Second / toneRate)
 		if s.cfg.On != nil && !s.cfg.On(at) {
@@ -84,7 +86,7 @@ func (s *ToneSource) NextSample(ctx context.Context) (pmedia.Sample, error) {
 	if err != nil {
 		return pmedia.Sample{}, err
 	}
-	return pmedia.Sample{Data: append([]byte(nil), pkt...), Duration: 20 * time.Millisecond}, nil
+	return pmedia.Sample{Data: append([]byte(nil), pkt...), Timestamp: start, Duration: 20 * time.Millisecond}, nil
 }
 
 // Close frees the encoder.
