@@ -7,18 +7,6 @@ import (
 	"time"
 )
 
-// threadCPU is the CPU time the calling OS thread has used. Benchmarks lock
-// their goroutine to a thread and report CPU time per op beside wall time:
-// on a shared, loaded machine wall time measures the neighbours too.
-func threadCPU() time.Duration {
-	var ru syscall.Rusage
-	const rusageThread = 1 // RUSAGE_THREAD
-	if err := syscall.Getrusage(rusageThread, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // processCPU is the CPU time of the whole process: every goroutine, the
 // writer and the garbage collector included.
 func processCPU() time.Duration {
