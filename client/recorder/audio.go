@@ -260,30 +260,34 @@ type AudioStats struct {
 	Late      int64 // packets older than what was decoded, dropped
 	Concealed int64 // samples made up for lost packets
 	Refused   int64 // packets libopus refused
+	// CPU is the thread CPU time the packets took to decode and conceal
+	// (measured only with a CPU budget: Config.CPUBudget).
+	CPU time.Duration
 }
 
 // audioTrack decodes one audio track onto its peer's timeline.
 type audioTrack struct {
-	dec   *opus.Decoder
-	tl    *audioTimeline
-	log   *slog.Logger
-	out   []float32
-	next  int64 // position, in ticks, after the last decoded packet
-	began bool
+	dec    *opus.Decoder
+	tl     *audioTimeline
+	budget *trackBudget // nil: none
+	log    *slog.Logger
+	out    []float32
+	next   int64 // position, in ticks, after the last decoded packet
+	began  bool
 
 	packets, late, concealed, refused atomic.Int64
 }
 
-func newAudioTrack(tl *audioTimeline, log *slog.Logger) (*audioTrack, error) {
+func newAudioTrack(tl *audioTimeline, budget *trackBudget, log *slog.Logger) (*audioTrack, error) {
 	dec, err := opus.NewDecoder(AudioRate, 1)
 	if err != nil {
 		return nil, err
 	}
-	return &audioTrack{dec: dec, tl: tl, log: log, out: make([]float32, opus.MaxSamples(AudioRate))}, nil
+	return &audioTrack{dec: dec, tl: tl, budget: budget, log: log, out: make([]float32, opus.MaxSamples(AudioRate))}, nil
 }
 
-// readRTP decodes src's packets until it ends (io.EOF), fails, or ctx is
-// done.
+// readRTP decodes src's packets until it ends (io.EOF), fails, ctx is
+// done, or the track is over its CPU budget (errOverBudget).
 func (t *audioTrack) readRTP(ctx context.Context, src RTPReader) error {
 	t.tl.active.Add(1)
 	defer t.tl.active.Add(-1)
@@ -298,6 +302,14 @@ func (t *audioTrack) readRTP(ctx context.Context, src RTPReader) error {
 				return nil
 			}
 			return fmt.Errorf("recorder: read audio RTP: %w", err)
+		}
+		if b := t.budget; b != nil {
+			start := b.begin()
+			t.packet(pkt.Timestamp, pkt.Payload, time.Now())
+			if b.end(start, time.Now()) {
+				return errOverBudget
+			}
+			continue
 		}
 		t.packet(pkt.Timestamp, pkt.Payload, time.Now())
 	}
@@ -333,7 +345,8 @@ func (t *audioTrack) packet(ts uint32, payload []byte, now time.Time) {
 }
 
 func (t *audioTrack) stats() AudioStats {
-	return AudioStats{Packets: t.packets.Load(), Late: t.late.Load(), Concealed: t.concealed.Load(), Refused: t.refused.Load()}
+	return AudioStats{Packets: t.packets.Load(), Late: t.late.Load(), Concealed: t.concealed.Load(), Refused: t.refused.Load(),
+		CPU: t.budget.cpu()}
 }
 
 func (t *audioTrack) close() { t.dec.Close() }

@@ -3,8 +3,10 @@
 package recorder
 
 import (
+	"fmt"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,15 +17,21 @@ import (
 // adds sensor-like grain (±noise on luma), which is what makes a real
 // webcam's stream expensive to decode.
 func benchStream(b *testing.B, n, kbps, noise int) [][]byte {
+	return encodeStream(b, vpx.VP8, 640, 480, 30, n, kbps, noise)
+}
+
+// encodeStream encodes n frames of w×h at fps and kbps in codec, with
+// grain as benchStream's.
+func encodeStream(b *testing.B, codec string, w, h, fps, n, kbps, noise int) [][]byte {
 	b.Helper()
-	enc, err := vpx.NewEncoder(vpx.EncoderConfig{Codec: vpx.VP8, Width: 640, Height: 480, FPS: 30, BitrateKbps: kbps})
+	enc, err := vpx.NewEncoder(vpx.EncoderConfig{Codec: codec, Width: w, Height: h, FPS: fps, BitrateKbps: kbps})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer enc.Close()
 	frames := make([][]byte, n)
 	for i := range frames {
-		pic := movingPicture(640, 480, i)
+		pic := movingPicture(w, h, i)
 		if noise > 0 {
 			seed := uint32(i*7919 + 1)
 			for j, v := range pic.Y {
@@ -119,4 +127,55 @@ func benchPipelineVsDecode(b *testing.B, kbps, noise int, sum Checksum) {
 	b.ReportMetric(100*pipeFPS/decFPS, "pipeline-%-of-decode")
 	b.ReportMetric(total/decWall.Seconds(), "decode-wall-frames/s")
 	b.ReportMetric(total/pipeWall.Seconds(), "pipeline-wall-frames/s")
+}
+
+// BenchmarkTrackCPU measures what an honest camera stream costs against
+// the CPU budget (Config.CPUBudget): the pipeline at the recorder's
+// defaults (5 fps kept, 224x224) meters each frame's thread CPU time as
+// the budget does, and reports it as a share of one core at the stream's
+// frame rate. The streams have a webcam's grain at the bitrates browsers
+// send 720p and 1080p at. Run it on one core:
+// GOMAXPROCS=1 taskset -c 1 go test -run '^$' -bench TrackCPU -benchtime 3x.
+func BenchmarkTrackCPU(b *testing.B) {
+	for _, c := range []struct {
+		codec           string
+		w, h, fps, kbps int
+	}{
+		{vpx.VP8, 1280, 720, 30, 2500},
+		{vpx.VP8, 1920, 1080, 30, 4500},
+		{vpx.VP8, 1920, 1080, 60, 6000},
+		{vpx.VP9, 1280, 720, 30, 2500},
+		{vpx.VP9, 1920, 1080, 30, 4500},
+		{vpx.VP9, 1920, 1080, 60, 6000},
+	} {
+		b.Run(fmt.Sprintf("%s-%dp%d", strings.TrimPrefix(c.codec, "video/"), c.h, c.fps), func(b *testing.B) {
+			n := 3 * c.fps // 3 s
+			frames := encodeStream(b, c.codec, c.w, c.h, c.fps, n, c.kbps, 6)
+			var cpu time.Duration
+			for b.Loop() {
+				out, err := OpenOutput(OutputConfig{Dir: b.TempDir(), Room: "bench", Size: DefaultSize, ClipFrames: DefaultClipFrames, NoSync: true})
+				if err != nil {
+					b.Fatal(err)
+				}
+				opts := TrackOptions{FPS: DefaultFPS, Fit: FitCrop, budget: &trackBudget{track: newCPUMeter(0, DefaultBudgetWindow, time.Now())}}
+				p, err := NewPipeline(out, TrackInfo{Peer: "p", Codec: c.codec}, opts)
+				if err != nil {
+					b.Fatal(err)
+				}
+				start := time.Now()
+				for i, f := range frames {
+					p.Frame(f, uint32(i*90000/c.fps), start, false)
+				}
+				st, err := p.Close()
+				if err != nil || st.Decoded != int64(n) {
+					b.Fatalf("pipeline: %v, stats %+v", err, st)
+				}
+				out.Close()
+				cpu += st.CPU
+			}
+			perFrame := cpu / time.Duration(b.N*n)
+			b.ReportMetric(float64(perFrame.Microseconds())/1000, "cpu-ms/frame")
+			b.ReportMetric(100*float64(c.fps)*perFrame.Seconds(), "core-%")
+		})
+	}
 }

@@ -153,8 +153,9 @@ type peerRec struct {
 	consent consentState
 	sync    *avSync
 	audio   *audioTimeline
-	tracks  int  // tracks being handled; guarded by roomRec.mu
-	gone    bool // the member left
+	tracks  int       // tracks being handled; guarded by roomRec.mu
+	gone    bool      // the member left
+	cpu     *cpuMeter // its tracks' CPU budget (budget.go); guarded by roomRec.mu
 }
 
 func openRoom(oc OutputConfig, log *slog.Logger, kept time.Duration) (*roomRec, error) {
@@ -260,6 +261,17 @@ func (rr *roomRec) hold(m proto.Member) *peerRec {
 		p.tracks++
 	}
 	return p
+}
+
+// meter is the meter of p's tracks' CPU time, made on first use with
+// share of a core over window.
+func (rr *roomRec) meter(p *peerRec, share float64, window time.Duration, now time.Time) *cpuMeter {
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	if p.cpu == nil {
+		p.cpu = newCPUMeter(share, window, now)
+	}
+	return p.cpu
 }
 
 func (rr *roomRec) release(p *peerRec) {

@@ -44,6 +44,9 @@ type TrackOptions struct {
 	// The peer's audio, which each clip takes its span of (audio.go).
 	av    *avSync
 	audio *audioTimeline
+	// budget meters the track's CPU time (budget.go); ReadRTP stops
+	// when it is over.
+	budget *trackBudget
 }
 
 // TrackStats counts what happened to a track.
@@ -60,6 +63,10 @@ type TrackStats struct {
 	PLIs      int64 // key frame requests sent
 	Gaps      int64 // losses detected (sequence, picture id or builder drops)
 	Dropped   Drops
+	// CPU is the thread CPU time the track's frames took to decode,
+	// sample and convert, over every stretch of consent so far (measured
+	// only with a CPU budget: Config.CPUBudget).
+	CPU time.Duration
 }
 
 // PLI pacing: after a loss a PLI goes out at once, and again every
@@ -129,6 +136,10 @@ func NewPipeline(out *Output, info TrackInfo, opts TrackOptions) (*Pipeline, err
 // its arrival time, and whether packets were lost before it. It never
 // blocks on the disk.
 func (p *Pipeline) Frame(data []byte, rtpTS uint32, arrival time.Time, lost bool) {
+	if b := p.opts.budget; b != nil {
+		start := b.begin()
+		defer func() { b.end(start, time.Now()) }()
+	}
 	p.frames.Add(1)
 	ts := p.clock.Time(rtpTS, arrival)
 	if !p.skewed && p.clock.Resets() > 0 {
@@ -331,6 +342,6 @@ func (p *Pipeline) Stats() TrackStats {
 	return TrackStats{
 		Frames: p.frames.Load(), Decoded: p.decoded.Load(), Kept: p.kept.Load(),
 		Written: p.written.Load(), Unwritten: p.unwritten.Load(), Clips: p.clips.Load(), PLIs: p.plis.Load(), Gaps: p.gaps.Load(),
-		Dropped: p.drops(),
+		Dropped: p.drops(), CPU: p.opts.budget.cpu(),
 	}
 }

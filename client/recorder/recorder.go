@@ -42,6 +42,16 @@ type Config struct {
 	// (default 16); one peer takes at most half of them, and at most 4.
 	// More wait, their packets dropped, until a slot frees.
 	MaxTracks int
+	// MaxWaiting caps the tracks waiting for a slot (default 64); one
+	// peer has at most as many waiting as it may record at once. A track
+	// past them is refused: not recorded at all (TrackReport.Stopped).
+	MaxWaiting int
+	// CPUBudget is the share of one core that each track's decoding may
+	// take, averaged over BudgetWindow (default DefaultCPUBudget, 0.5); a
+	// track over it is stopped (budget.go). Negative: no budget.
+	CPUBudget float64
+	// BudgetWindow is the span CPUBudget is averaged over (default 5 s).
+	BudgetWindow time.Duration
 	// NoAudio leaves peers' audio out of the clips.
 	NoAudio bool
 	// NoSync skips fsync (see OutputConfig.NoSync).
@@ -56,6 +66,7 @@ const (
 	DefaultFPS        = 5
 	DefaultClipFrames = 150
 	DefaultMaxTracks  = 16
+	DefaultMaxWaiting = 64
 	// MaxRooms caps the rooms one recorder joins (the server's default
 	// cap on rooms per session).
 	MaxRooms = 16
@@ -77,6 +88,15 @@ func (c *Config) setDefaults() {
 	if c.MaxTracks == 0 {
 		c.MaxTracks = DefaultMaxTracks
 	}
+	if c.MaxWaiting == 0 {
+		c.MaxWaiting = DefaultMaxWaiting
+	}
+	if c.CPUBudget == 0 {
+		c.CPUBudget = DefaultCPUBudget
+	}
+	if c.BudgetWindow == 0 {
+		c.BudgetWindow = DefaultBudgetWindow
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -96,6 +116,15 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxTracks < 1 || c.MaxTracks > 1024 {
 		errs = append(errs, fmt.Errorf("max tracks %d: want 1..1024", c.MaxTracks))
+	}
+	if c.MaxWaiting < 1 || c.MaxWaiting > 4096 {
+		errs = append(errs, fmt.Errorf("max waiting %d: want 1..4096", c.MaxWaiting))
+	}
+	if c.CPUBudget > 64 {
+		errs = append(errs, fmt.Errorf("cpu budget %g: at most 64 cores (negative: none)", c.CPUBudget))
+	}
+	if c.BudgetWindow < 100*time.Millisecond || c.BudgetWindow > time.Hour {
+		errs = append(errs, fmt.Errorf("budget window %v: want 100ms..1h", c.BudgetWindow))
 	}
 	switch {
 	case len(c.Rooms) == 0:
@@ -141,9 +170,12 @@ type Recorder struct {
 	mu    sync.Mutex
 	live  map[string]*liveTrack // recording or waiting for consent, by key
 	per   map[string]int        // live tracks per room/peer
-	freed chan struct{}         // closed (and replaced) when a live track ends
-	done  []TrackReport
-	wg    sync.WaitGroup
+	// Tracks waiting for a slot, and per room/peer.
+	waiting    int
+	waitingPer map[string]int
+	freed      chan struct{} // closed (and replaced) when a live track ends
+	done       []TrackReport
+	wg         sync.WaitGroup
 }
 
 // New checks cfg and opens each room's output directory.
@@ -159,7 +191,7 @@ func New(cfg Config) (*Recorder, error) {
 		return nil, fmt.Errorf("recorder: %w", ErrNoDecoder)
 	}
 	r := &Recorder{cfg: cfg, log: cfg.Logger, rooms: map[string]*roomRec{}, live: map[string]*liveTrack{},
-		per: map[string]int{}, freed: make(chan struct{})}
+		per: map[string]int{}, waitingPer: map[string]int{}, freed: make(chan struct{})}
 	for _, room := range cfg.Rooms {
 		rr, err := openRoom(cfg.outputConfig(room), cfg.Logger.With(slog.String("room", room)), audioKept(cfg.ClipFrames, cfg.FPS))
 		if err != nil {
@@ -276,12 +308,16 @@ type TrackReport struct {
 	Info  TrackInfo
 	Stats TrackStats  // video
 	Audio *AudioStats // audio tracks only
+	// Stopped says why the recorder stopped recording the track before it
+	// ended (StopCPUBudget), or never recorded it (StopTooManyWaiting);
+	// empty when it recorded the track while its peer consented.
+	Stopped string
 }
 
 // Tracks reports the tracks recorded so far, finished ones first: every
-// live one, and the last finished ones (at least 512, at most 1024). A
-// track whose peer withdrew consent and granted it again is reported once
-// per stretch of consent.
+// live one, and the last finished ones (at least 512, at most 1024),
+// tracks refused included. A track whose peer withdrew consent and
+// granted it again is reported once per stretch of consent.
 func (r *Recorder) Tracks() []TrackReport {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -61,12 +61,18 @@ func publish(t *testing.T, room *client.Room, peer string) *client.Publication {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { src.Close() })
-	pub, err := room.PublishVideo(src)
+	return publishTo(t, room, src, peer)
+}
+
+// publishTo publishes src in r and sends it to the recorder with consent.
+func publishTo(t *testing.T, r *client.Room, src client.VideoSource, recorder string) *client.Publication {
+	t.Helper()
+	pub, err := r.PublishVideo(src)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pub.Close() })
-	if err := pub.SendTo(peer, client.ConsentToRecording()); err != nil {
+	if err := pub.SendTo(recorder, client.ConsentToRecording()); err != nil {
 		t.Fatal(err)
 	}
 	return pub

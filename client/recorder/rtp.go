@@ -36,9 +36,10 @@ type picture struct {
 
 // ReadRTP assembles frames from src's packets with pion's samplebuilder and
 // hands them to Frame, until src fails or ends (io.EOF is a normal end) or
-// ctx is done. A loss is any of: packets the builder dropped, a jump in the
-// RTP sequence numbers between frames, or a jump in the picture id. It does
-// not close the pipeline.
+// ctx is done, or the track is over its CPU budget (errOverBudget). A
+// loss is any of: packets the builder dropped, a jump in the RTP sequence
+// numbers between frames, or a jump in the picture id. It does not close
+// the pipeline.
 func (p *Pipeline) ReadRTP(ctx context.Context, src RTPReader) error {
 	var depack rtp.Depacketizer
 	var head func(any) any
@@ -96,6 +97,9 @@ func (p *Pipeline) ReadRTP(ctx context.Context, src RTPReader) error {
 			// The first frame has nothing before it to have lost.
 			p.Frame(s.Data, s.PacketTimestamp, time.Now(), lost && seenData)
 			seenData = true
+			if p.opts.budget.exceeded() {
+				return
+			}
 		}
 	}
 	for {
@@ -114,5 +118,8 @@ func (p *Pipeline) ReadRTP(ctx context.Context, src RTPReader) error {
 		}
 		sb.Push(pkt)
 		pop()
+		if p.opts.budget.exceeded() {
+			return errOverBudget
+		}
 	}
 }

@@ -24,10 +24,11 @@ func (r *Recorder) audio() bool { return !r.cfg.NoAudio && opus.Available() }
 // liveTrack is a track being handled: waiting for consent, or recorded
 // by a pipeline (video) or an audioTrack.
 type liveTrack struct {
-	mu    sync.Mutex
-	info  TrackInfo
-	video *Pipeline
-	audio *audioTrack
+	mu     sync.Mutex
+	info   TrackInfo
+	video  *Pipeline
+	audio  *audioTrack
+	budget *trackBudget // over every stretch of consent; nil with no budget
 }
 
 func (t *liveTrack) set(info TrackInfo, video *Pipeline, audio *audioTrack) {
@@ -67,12 +68,13 @@ func (r *Recorder) track(ctx context.Context, rr *roomRec, e *client.IncomingTra
 	}
 	peer := rr.name + "/" + e.From.Peer
 	key := peer + "/" + tr.ID() + "/" + fmt.Sprint(tr.SSRC())
+	info := TrackInfo{Peer: e.From.Peer, User: e.From.User, Track: tr.ID(), Codec: canonicalCodec(codec)}
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		lt, p := r.admit(ctx, rr, e, key, peer, log)
+		lt, p := r.admit(ctx, rr, e, info, key, peer, log)
 		if lt != nil {
-			r.record(ctx, rr, e, lt, p, key, peer, video, log)
+			r.record(ctx, rr, e, lt, p, info, key, peer, video, log)
 		}
 	}()
 }
@@ -84,10 +86,23 @@ func (r *Recorder) maxTracksPerPeer() int { return max(1, min(4, r.cfg.MaxTracks
 // admit takes a slot for the track, waiting while there is none: the
 // track is read and its packets dropped meanwhile, and a slot that frees
 // (another track ended) is tried again, so that a peer who arrives while
-// the slots are full is recorded once one frees. It returns nil when the
-// track ended, or ctx was done, first.
-func (r *Recorder) admit(ctx context.Context, rr *roomRec, e *client.IncomingTrack, key, peer string, log *slog.Logger) (*liveTrack, *peerRec) {
-	warned := false
+// the slots are full is recorded once one frees. At most MaxWaiting
+// tracks wait, and at most a peer's share of the slots of each peer: a
+// track past them is refused, left unread (as a track in a codec the
+// recorder does not decode is) and reported. It returns nil when the
+// track was refused, or ended, or ctx was done, first.
+func (r *Recorder) admit(ctx context.Context, rr *roomRec, e *client.IncomingTrack, info TrackInfo, key, peer string, log *slog.Logger) (*liveTrack, *peerRec) {
+	waiting := false
+	defer func() {
+		if waiting {
+			r.mu.Lock()
+			r.waiting--
+			if r.waitingPer[peer]--; r.waitingPer[peer] <= 0 {
+				delete(r.waitingPer, peer)
+			}
+			r.mu.Unlock()
+		}
+	}()
 	for {
 		r.mu.Lock()
 		if len(r.live) < r.cfg.MaxTracks && r.per[peer] < r.maxTracksPerPeer() {
@@ -97,21 +112,35 @@ func (r *Recorder) admit(ctx context.Context, rr *roomRec, e *client.IncomingTra
 				return nil, nil
 			}
 			lt := &liveTrack{}
+			if r.cfg.CPUBudget > 0 {
+				now := time.Now()
+				lt.budget = &trackBudget{track: newCPUMeter(r.cfg.CPUBudget, r.cfg.BudgetWindow, now),
+					peer: rr.meter(p, r.cfg.CPUBudget*peerBudgetTracks, r.cfg.BudgetWindow, now)}
+			}
 			r.live[key] = lt
 			r.per[peer]++
 			r.mu.Unlock()
-			if warned {
+			if waiting {
 				_ = e.Track.SetReadDeadline(time.Time{})
 				e.RequestKeyframe()
 			}
 			return lt, p
 		}
-		freed := r.freed
-		r.mu.Unlock()
-		if !warned {
-			warned = true
+		if !waiting && (r.waiting >= r.cfg.MaxWaiting || r.waitingPer[peer] >= r.maxTracksPerPeer()) {
+			r.mu.Unlock()
+			log.Warn("track refused: no slot is free, and the tracks waiting for one are at their limit", slog.Int("max_waiting", r.cfg.MaxWaiting),
+				slog.Int("max_waiting_per_peer", r.maxTracksPerPeer()))
+			r.finished(TrackReport{Info: info, Stopped: StopTooManyWaiting})
+			return nil, nil
+		}
+		if !waiting {
+			waiting = true
+			r.waiting++
+			r.waitingPer[peer]++
 			log.Warn("a track waits for a slot: too many tracks", slog.Int("max", r.cfg.MaxTracks), slog.Int("max_per_peer", r.maxTracksPerPeer()))
 		}
+		freed := r.freed
+		r.mu.Unlock()
 		if !drainUntil(ctx, e.Track, freed) {
 			return nil, nil
 		}
@@ -119,7 +148,7 @@ func (r *Recorder) admit(ctx context.Context, rr *roomRec, e *client.IncomingTra
 }
 
 // drainUntil reads and drops the track's packets until freed is closed
-// (true), or the track ends or ctx is done (false).
+// (true), or the track ends or ctx is done (false). A nil freed never is.
 func drainUntil(ctx context.Context, tr *webrtc.TrackRemote, freed <-chan struct{}) bool {
 	for {
 		select {
@@ -151,9 +180,8 @@ func (r *Recorder) release(key, peer string) {
 }
 
 // record handles an admitted track until it ends.
-func (r *Recorder) record(ctx context.Context, rr *roomRec, e *client.IncomingTrack, lt *liveTrack, p *peerRec, key, peer string, video bool, log *slog.Logger) {
+func (r *Recorder) record(ctx context.Context, rr *roomRec, e *client.IncomingTrack, lt *liveTrack, p *peerRec, info TrackInfo, key, peer string, video bool, log *slog.Logger) {
 	tr := e.Track
-	codec := tr.Codec().MimeType
 	log.Info("track arrived; recording it while its peer consents", slog.String("track", tr.ID()), slog.String("kind", tr.Kind().String()))
 	r.wg.Add(2)
 	go func() {
@@ -168,18 +196,27 @@ func (r *Recorder) record(ctx context.Context, rr *roomRec, e *client.IncomingTr
 			r.release(key, peer)
 			rr.release(p)
 		}()
-		info := TrackInfo{Peer: e.From.Peer, User: e.From.User, Track: tr.ID(), Codec: canonicalCodec(codec)}
+		var err error
 		if video {
-			r.recordVideo(ctx, rr, p, lt, info, e, log)
+			err = r.recordVideo(ctx, rr, p, lt, info, e, log)
 		} else {
-			r.recordAudio(ctx, p, lt, info, e, log)
+			err = r.recordAudio(ctx, p, lt, info, e, log)
+		}
+		if errors.Is(err, errOverBudget) {
+			// The track keeps its slot until it ends: its peer cannot trade
+			// it for a new track with a fresh budget at once.
+			log.Warn("track stopped: decoding it took more CPU time than its budget; its packets are dropped until it ends",
+				slog.String("over", lt.budget.overWhat()), slog.Duration("cpu", lt.budget.cpu()),
+				slog.Float64("budget_cores", r.cfg.CPUBudget), slog.Float64("peer_budget_cores", r.cfg.CPUBudget*peerBudgetTracks),
+				slog.Duration("window", r.cfg.BudgetWindow))
+			drainUntil(ctx, tr, nil)
 		}
 	}()
 }
 
 // consented runs record for each stretch of the peer's consent, until the
-// track ends or ctx is done.
-func consented(ctx context.Context, p *peerRec, src RTPReader, log *slog.Logger, record func(g *consentReader, at time.Time) error) {
+// track ends or ctx is done, or record fails; it returns that failure.
+func consented(ctx context.Context, p *peerRec, src RTPReader, log *slog.Logger, record func(g *consentReader, at time.Time) error) error {
 	g := &consentReader{src: src, c: &p.consent}
 	stop := context.AfterFunc(ctx, func() { g.SetReadDeadline(time.Now()) })
 	defer stop()
@@ -189,26 +226,26 @@ func consented(ctx context.Context, p *peerRec, src RTPReader, log *slog.Logger,
 			if g.dropped > 0 {
 				log.Info("track ended before its peer consented; nothing recorded", slog.Int64("packets_dropped", g.dropped))
 			}
-			return
+			return nil
 		}
 		err = record(g, at)
 		if !errors.Is(err, errConsentWithdrawn) {
-			if err != nil {
+			if err != nil && !errors.Is(err, errOverBudget) {
 				log.Warn("recording failed", "err", err)
 			}
-			return
+			return err
 		}
 		log.Info("consent withdrawn; the clip is finished")
 	}
 }
 
-func (r *Recorder) recordVideo(ctx context.Context, rr *roomRec, p *peerRec, lt *liveTrack, info TrackInfo, e *client.IncomingTrack, log *slog.Logger) {
+func (r *Recorder) recordVideo(ctx context.Context, rr *roomRec, p *peerRec, lt *liveTrack, info TrackInfo, e *client.IncomingTrack, log *slog.Logger) error {
 	opts := TrackOptions{FPS: r.cfg.FPS, Fit: r.cfg.Fit, QueueFrames: r.cfg.QueueFrames, Logger: log,
-		RequestKeyframe: e.RequestKeyframe, av: p.sync}
+		RequestKeyframe: e.RequestKeyframe, av: p.sync, budget: lt.budget}
 	if r.audio() {
 		opts.audio = p.audio
 	}
-	consented(ctx, p, e.Track, log, func(g *consentReader, at time.Time) error {
+	return consented(ctx, p, e.Track, log, func(g *consentReader, at time.Time) error {
 		info.Consent = at
 		pl, err := NewPipeline(rr.out, info, opts)
 		if err != nil {
@@ -218,16 +255,16 @@ func (r *Recorder) recordVideo(ctx context.Context, rr *roomRec, p *peerRec, lt 
 		err = pl.ReadRTP(ctx, g)
 		st, cerr := pl.Close()
 		lt.set(info, nil, nil)
-		r.finished(TrackReport{Info: info, Stats: st})
+		r.finished(TrackReport{Info: info, Stats: st, Stopped: stopReason(err)})
 		log.Info("track ended", slog.Any("stats", st), slog.Any("err", cerr))
 		return err
 	})
 }
 
-func (r *Recorder) recordAudio(ctx context.Context, p *peerRec, lt *liveTrack, info TrackInfo, e *client.IncomingTrack, log *slog.Logger) {
-	consented(ctx, p, e.Track, log, func(g *consentReader, at time.Time) error {
+func (r *Recorder) recordAudio(ctx context.Context, p *peerRec, lt *liveTrack, info TrackInfo, e *client.IncomingTrack, log *slog.Logger) error {
+	return consented(ctx, p, e.Track, log, func(g *consentReader, at time.Time) error {
 		info.Consent = at
-		at2, err := newAudioTrack(p.audio, log)
+		at2, err := newAudioTrack(p.audio, lt.budget, log)
 		if err != nil {
 			return err
 		}
@@ -236,7 +273,7 @@ func (r *Recorder) recordAudio(ctx context.Context, p *peerRec, lt *liveTrack, i
 		err = at2.readRTP(ctx, g)
 		st := at2.stats()
 		lt.set(info, nil, nil)
-		r.finished(TrackReport{Info: info, Audio: &st})
+		r.finished(TrackReport{Info: info, Audio: &st, Stopped: stopReason(err)})
 		log.Info("audio track ended", slog.Any("stats", st))
 		return err
 	})
@@ -254,6 +291,15 @@ func (r *Recorder) finished(rep TrackReport) {
 	}
 	r.done = append(r.done, rep)
 	r.mu.Unlock()
+}
+
+// stopReason is TrackReport.Stopped for the error that ended a stretch
+// of recording.
+func stopReason(err error) string {
+	if errors.Is(err, errOverBudget) {
+		return StopCPUBudget
+	}
+	return ""
 }
 
 func slicesContainsFold(list []string, s string) bool {
