@@ -29,6 +29,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/khadga/khadga/client/recorder"
 	"github.com/khadga/khadga/internal/config"
@@ -74,22 +75,25 @@ func run(args []string, stderr io.Writer) int {
 
 // settings is the recorder's configuration.
 type settings struct {
-	Server      string            `yaml:"server" default:"http://127.0.0.1:8080" usage:"khadga server base URL"`
-	Token       string            `yaml:"token" env:"KHADGA_TOKEN" usage:"token with the recorder role from khadga token: a refresh token (--refresh, renewed for months) or an access token (prefer KHADGA_TOKEN or --token-file)"`
-	TokenFile   string            `yaml:"token-file" usage:"file holding the token (over --token and KHADGA_TOKEN)"`
-	Rooms       []string          `yaml:"room" usage:"room to join and record (required; several: a,b,c, each written to OUT/ROOM)"`
-	Out         string            `yaml:"out" default:"recordings" usage:"output directory"`
-	FPS         float64           `yaml:"fps" default:"5" usage:"frames per second to keep, by capture time (-1: every frame)"`
-	Size        recorder.Size     `yaml:"size" default:"224x224" usage:"output frame size WxH"`
-	Fit         recorder.Fit      `yaml:"fit" default:"crop" usage:"fitting to --size: crop, pad or stretch"`
-	ClipFrames  int               `yaml:"clip-frames" default:"150" usage:"frames per clip (one clip per shard)"`
-	Format      recorder.Format   `yaml:"format" default:"tar" usage:"output format: tar (WebDataset shards of .npy) or safetensors"`
-	Checksum    recorder.Checksum `yaml:"checksum" default:"crc32" usage:"each shard's checksum in manifest.jsonl: crc32 (as Python's zlib.crc32) or sha256"`
-	QueueFrames int               `yaml:"queue" default:"64" usage:"frames queued per track before the oldest is dropped"`
-	MaxTracks   int               `yaml:"max-tracks" default:"16" usage:"tracks (video and audio) recorded at once"`
-	NoAudio     bool              `yaml:"no-audio" usage:"leave peers' audio out (by default it is written as 16 kHz float32 beside each clip's frames)"`
-	NoSync      bool              `yaml:"no-sync" usage:"skip fsync before each rename (faster; shards may not survive a power cut)"`
-	LogLevel    slog.Level        `yaml:"log-level" default:"info" usage:"debug, info, warn or error"`
+	Server       string            `yaml:"server" default:"http://127.0.0.1:8080" usage:"khadga server base URL"`
+	Token        string            `yaml:"token" env:"KHADGA_TOKEN" usage:"token with the recorder role from khadga token: a refresh token (--refresh, renewed for months) or an access token (prefer KHADGA_TOKEN or --token-file)"`
+	TokenFile    string            `yaml:"token-file" usage:"file holding the token (over --token and KHADGA_TOKEN)"`
+	Rooms        []string          `yaml:"room" usage:"room to join and record (required; several: a,b,c, each written to OUT/ROOM)"`
+	Out          string            `yaml:"out" default:"recordings" usage:"output directory"`
+	FPS          float64           `yaml:"fps" default:"5" usage:"frames per second to keep, by capture time (-1: every frame)"`
+	Size         recorder.Size     `yaml:"size" default:"224x224" usage:"output frame size WxH"`
+	Fit          recorder.Fit      `yaml:"fit" default:"crop" usage:"fitting to --size: crop, pad or stretch"`
+	ClipFrames   int               `yaml:"clip-frames" default:"150" usage:"frames per clip (one clip per shard)"`
+	Format       recorder.Format   `yaml:"format" default:"tar" usage:"output format: tar (WebDataset shards of .npy) or safetensors"`
+	Checksum     recorder.Checksum `yaml:"checksum" default:"crc32" usage:"each shard's checksum in manifest.jsonl: crc32 (as Python's zlib.crc32) or sha256"`
+	QueueFrames  int               `yaml:"queue" default:"64" usage:"frames queued per track before the oldest is dropped"`
+	MaxTracks    int               `yaml:"max-tracks" default:"16" usage:"tracks (video and audio) recorded at once"`
+	MaxWaiting   int               `yaml:"max-waiting" default:"64" usage:"tracks waiting for a slot (one peer's: as many as it may record); more are refused"`
+	CPUBudget    float64           `yaml:"cpu-budget" default:"0.5" usage:"share of one core each track's decoding may take over --budget-window (a peer's tracks together twice that); a track over it is stopped (-1: no budget)"`
+	BudgetWindow time.Duration     `yaml:"budget-window" default:"5s" usage:"span --cpu-budget is averaged over"`
+	NoAudio      bool              `yaml:"no-audio" usage:"leave peers' audio out (by default it is written as 16 kHz float32 beside each clip's frames)"`
+	NoSync       bool              `yaml:"no-sync" usage:"skip fsync before each rename (faster; shards may not survive a power cut)"`
+	LogLevel     slog.Level        `yaml:"log-level" default:"info" usage:"debug, info, warn or error"`
 }
 
 var command = config.Command{
@@ -128,7 +132,8 @@ func (c *settings) recorder(stderr io.Writer) (recorder.Config, error) {
 	rc := recorder.Config{
 		Server: c.Server, Token: c.Token, Rooms: c.Rooms, Out: c.Out, FPS: c.FPS, Size: c.Size, Fit: c.Fit,
 		ClipFrames: c.ClipFrames, Format: c.Format, Checksum: c.Checksum, QueueFrames: c.QueueFrames,
-		MaxTracks: c.MaxTracks, NoAudio: c.NoAudio, NoSync: c.NoSync,
+		MaxTracks: c.MaxTracks, MaxWaiting: c.MaxWaiting, CPUBudget: c.CPUBudget, BudgetWindow: c.BudgetWindow,
+		NoAudio: c.NoAudio, NoSync: c.NoSync,
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.LogLevel})),
 	}
 	if c.TokenFile != "" {

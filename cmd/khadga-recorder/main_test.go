@@ -47,6 +47,8 @@ func TestFlags(t *testing.T) {
 		{[]string{"--token", "x", "--room", "lab", "--format", "hdf5"}, 2, `format "hdf5"`},
 		{[]string{"--token", "x", "--room", "lab", "--checksum", "md5"}, 2, `checksum "md5"`},
 		{[]string{"--token", "x", "--room", "lab", "extra"}, 2, "unexpected arguments"},
+		{[]string{"--token", "x", "--room", "lab", "--budget-window", "10ms"}, 2, "budget window 10ms"},
+		{[]string{"--token", "x", "--room", "lab", "--max-waiting", "5000"}, 2, "max waiting 5000"},
 	}
 	for _, c := range cases {
 		var out bytes.Buffer
@@ -61,6 +63,14 @@ func TestFlags(t *testing.T) {
 	cfg, err = parseFlags([]string{"--room", "north,south", "--room", "east", "--token", "x", "--no-audio"}, io.Discard)
 	if err != nil || strings.Join(cfg.Rooms, " ") != "north south east" || !cfg.NoAudio {
 		t.Errorf("several rooms: %v, audio off %v: %v", cfg.Rooms, cfg.NoAudio, err)
+	}
+	cfg, err = parseFlags([]string{"--room", "lab", "--token", "x"}, io.Discard)
+	if err != nil || cfg.CPUBudget != recorder.DefaultCPUBudget || cfg.BudgetWindow != recorder.DefaultBudgetWindow || cfg.MaxWaiting != recorder.DefaultMaxWaiting {
+		t.Errorf("budget and waiting defaults: %g over %v, %d waiting: %v", cfg.CPUBudget, cfg.BudgetWindow, cfg.MaxWaiting, err)
+	}
+	cfg, err = parseFlags([]string{"--room", "lab", "--token", "x", "--cpu-budget", "-1", "--budget-window", "10s", "--max-waiting", "8"}, io.Discard)
+	if err != nil || cfg.CPUBudget != -1 || cfg.BudgetWindow != 10*time.Second || cfg.MaxWaiting != 8 {
+		t.Errorf("budget and waiting: %g over %v, %d waiting: %v", cfg.CPUBudget, cfg.BudgetWindow, cfg.MaxWaiting, err)
 	}
 	for _, bad := range [][]string{{"--room", "a,a"}, {"--room", "../x"}} {
 		if _, err := parseFlags(append(bad, "--token", "x"), io.Discard); err == nil {
