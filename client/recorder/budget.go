@@ -36,15 +36,18 @@ import (
 // load an honest track would pay for the load a hostile one made. The
 // goroutine is locked to its thread for the measured call, so the thread
 // is its own; the decoders are single-threaded, so that thread did all of
-// the work. The clock (cputime_linux.go) is two clock_gettime calls of
-// about a quarter of a µs each per frame or packet, against 20 µs (an
-// Opus packet) to several ms (a 1080p frame) of the work measured.
+// the work. Metering costs two reads of the thread's CPU clock
+// (cputime_linux.go), system calls (the vDSO does not serve that
+// clock): 3.5 µs a frame or packet on the 2-core VM of
+// docs/benchmarks.md (BenchmarkBudgetMeter), against 2.5 to 7 ms for a
+// 720p or 1080p frame, and 0.02% of a core for an Opus track's 50 packets
+// a second.
 
 // Budget defaults.
 const (
 	// DefaultCPUBudget is the share of one core each track may take on
 	// average. An honest 1080p stream took at most 21% of a core here at
-	// 30 fps and 33% at 60, 720p at 30 fps 10% (docs/benchmarks.md,
+	// 30 fps and 34% at 60, 720p at 30 fps 10% (docs/benchmarks.md,
 	// Recorder).
 	DefaultCPUBudget = 0.5
 	// DefaultBudgetWindow is the span the budget is averaged over.
