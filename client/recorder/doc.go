@@ -28,6 +28,14 @@
 // renamed when complete, so a killed recorder leaves only complete shards;
 // the next run removes any partial file.
 //
+// A sender controls what the decoders get, so every track's work is
+// metered in thread CPU time: a track that takes more than
+// Config.CPUBudget of a core over Config.BudgetWindow, or whose peer's
+// tracks take twice that together, is stopped, so that it cannot slow
+// other peers' recording (budget.go). Tracks past Config.MaxTracks wait
+// for a slot, at most Config.MaxWaiting of them; more are refused.
+// TrackReport.Stopped says why a track was stopped or refused.
+//
 // The decoder needs libvpx and the Scaler libyuv, both through cgo; a
 // build without cgo has the whole output pipeline but reports ErrNoDecoder
 // for every codec.
