@@ -128,9 +128,10 @@ func (r *Recorder) admit(ctx context.Context, rr *roomRec, e *client.IncomingTra
 		}
 		if !waiting && (r.waiting >= r.cfg.MaxWaiting || r.waitingPer[peer] >= r.maxTracksPerPeer()) {
 			r.mu.Unlock()
+			// Reported before it is logged: whoever reads the log finds the report.
+			r.finished(TrackReport{Info: info, Stopped: StopTooManyWaiting})
 			log.Warn("track refused: no slot is free, and the tracks waiting for one are at their limit", slog.Int("max_waiting", r.cfg.MaxWaiting),
 				slog.Int("max_waiting_per_peer", r.maxTracksPerPeer()))
-			r.finished(TrackReport{Info: info, Stopped: StopTooManyWaiting})
 			return nil, nil
 		}
 		if !waiting {
