@@ -3,9 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -343,74 +341,15 @@ func dropSocket(c *client) {
 // startNodeBehindProxy starts a node whose NATS connection goes through a
 // proxy that the test can cut (and bring up again), connected as khadga
 // serve connects: no buffering while disconnected.
-func startNodeBehindProxy(t *testing.T, name, urls string, cfg Config, hcfg hub.Config) (*testNode, *tcpProxy, *nats.Conn) {
+func startNodeBehindProxy(t *testing.T, name, urls string, cfg Config, hcfg hub.Config) (*testNode, *natstest.Proxy, *nats.Conn) {
 	t.Helper()
-	p := newProxy(t, strings.TrimPrefix(urls, "nats://"))
-	nc, err := nats.Connect("nats://"+p.addr, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectBufSize(-1))
+	p := natstest.NewProxy(t, urls)
+	nc, err := nats.Connect(p.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectBufSize(-1))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
 	return startNodeOn(t, name, nc, cfg, hcfg), p, nc
-}
-
-// tcpProxy forwards a port to a NATS server and can cut every connection.
-type tcpProxy struct {
-	t      *testing.T
-	addr   string
-	target string
-	mu     sync.Mutex
-	ln     net.Listener
-	conns  []net.Conn
-}
-
-func newProxy(t *testing.T, target string) *tcpProxy {
-	p := &tcpProxy{t: t, addr: "127.0.0.1:0", target: target}
-	p.up()
-	p.addr = p.ln.Addr().String()
-	t.Cleanup(p.cut)
-	return p
-}
-
-func (p *tcpProxy) up() {
-	ln, err := net.Listen("tcp", p.addr)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			d, err := net.Dial("tcp", p.target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, d)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(d, c); d.Close() }()
-			go func() { _, _ = io.Copy(c, d); c.Close() }()
-		}
-	}()
-}
-
-func (p *tcpProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
 }
 
 // drainAsync stops tn's hub (Shutdown, which tells its clients to

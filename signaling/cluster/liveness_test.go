@@ -98,12 +98,12 @@ func TestPartitionedNodeRelearnsOtherNodesSessions(t *testing.T) {
 	if got := a.hub.RoomMembers("lobby"); got != 2 {
 		t.Fatalf("a sees %d in lobby", got)
 	}
-	p.cut()
+	p.Cut()
 	eventually(t, "a to remove b's sessions, and fail to remove them from the bucket", func() bool {
 		return rec.has("sessions of a gone node removed")
 	})
 	eventually(t, "b to remove a's sessions", func() bool { return b.hub.Stats().Remote == 0 })
-	p.up()
+	p.Up()
 	eventually(t, "a to reconnect", func() bool { return nc.IsConnected() })
 	// In lobby too: hub.Apply counts a proxy before it joins its rooms,
 	// and bob's signal in between is refused as between peers who share

@@ -277,7 +277,7 @@ func TestRevocationReachesANodeCutOff(t *testing.T) {
 				awaitUser(t, seen, "ann")
 			}
 
-			p.cut()
+			p.Cut()
 			eventually(t, "a to lose NATS", func() bool { return !nc.IsConnected() })
 			if tc.idle {
 				eventually(t, "the server to forget a's consumer", func() bool { return revocationConsumers(t, b) == 1 }) // b's
@@ -285,7 +285,7 @@ func TestRevocationReachesANodeCutOff(t *testing.T) {
 			b.node.CloseUser("alice", proto.CodeRevoked, "user disabled")
 			b.node.MoveLogin("carol", "L1", "L2") // a password change
 			b.node.CloseLogin("carol", "L2", proto.CodeRevoked, "signed out")
-			p.up()
+			p.Up()
 			eventually(t, "a to reconnect", func() bool { return nc.IsConnected() })
 			if err := nc.Flush(); err != nil { // the server has a's subscriptions again
 				t.Fatal(err)
