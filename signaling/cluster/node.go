@@ -63,8 +63,14 @@ type Config struct {
 	// may take the outbox to twice the limits.
 	Outbox      int
 	OutboxBytes int
-	Logger      *slog.Logger
-	Registerer  prometheus.Registerer
+	// RevocationReplay is how long the revocation stream keeps
+	// revocations and moves for nodes that were away when they went out
+	// (default 10m). A node cut off for longer has its sessions checked
+	// against the store again when it is back (revgap.go). Each node sets
+	// it on the stream as it starts, so give every node the same.
+	RevocationReplay time.Duration
+	Logger           *slog.Logger
+	Registerer       prometheus.Registerer
 
 	// tombstoneTTL is how long the directory keeps an ended session's
 	// entry (default tombstoneTTL); tests shorten it.
@@ -96,6 +102,7 @@ func (c *Config) setDefaults() {
 	setDur(&c.TokenWait, 250*time.Millisecond)
 	setDur(&c.tombstoneTTL, tombstoneTTL)
 	setDur(&c.revocationConsumerIdle, revocationConsumerIdle)
+	setDur(&c.RevocationReplay, revocationReplay)
 	if c.Outbox <= 0 {
 		c.Outbox = 1 << 16
 	}
@@ -168,13 +175,22 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	subs   []*nats.Subscription
-	// revocations delivers the revoke and relogin subjects from their
-	// stream (revoke.go); subs has them over NATS core too. revokeMu makes
-	// the two ways handle revocations one at a time, and seen, under it,
-	// has the ids of those handled.
-	revocations jetstream.ConsumeContext
-	revokeMu    sync.Mutex
-	seen        seenRevocations
+	// feed delivers the revoke and relogin subjects from their stream
+	// and keeps the node's place in it (revoke.go, revgap.go); subs has
+	// them over NATS core too. revokeMu makes the two ways handle
+	// revocations one at a time, and seen, under it, has the ids of those
+	// handled.
+	feed     revocationFeed
+	revokeMu sync.Mutex
+	seen     seenRevocations
+	// recheck re-checks this node's sessions against the store after a
+	// gap in the revocation stream (OnRevocationGap);
+	// gaps wakes the goroutine that runs it, and gapKick the one that
+	// reads the stream's state.
+	recheck  atomic.Pointer[func(ctx context.Context) (ended int, err error)]
+	gaps     chan struct{}
+	gapKick  chan struct{}
+	gapStats *gapMetrics
 
 	// handling lets Close wait for the subscription handlers that are
 	// running (nats.go's Unsubscribe does not): each handler holds it
@@ -246,7 +262,9 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Node, error) {
 	if err := createRevocationStream(ctx, js, cfg); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, id: cfg.NodeID, nc: nc, js: js, kv: kv, log: cfg.Logger.With(slog.String("node", cfg.NodeID))}
+	n := &Node{cfg: cfg, id: cfg.NodeID, nc: nc, js: js, kv: kv, log: cfg.Logger.With(slog.String("node", cfg.NodeID)),
+		gaps: make(chan struct{}, 1), gapKick: make(chan struct{}, 1), gapStats: newGapMetrics()}
+	n.seen.keep = cfg.RevocationReplay + time.Minute
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.stats = newMetrics(n)
 	n.out = newOutbox(n)
@@ -256,6 +274,9 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Node, error) {
 	n.ord = newOrderer(n)
 	if cfg.Registerer != nil {
 		if err := n.stats.register(cfg.Registerer); err != nil {
+			return nil, err
+		}
+		if err := n.gapStats.register(cfg.Registerer); err != nil {
 			return nil, err
 		}
 	}
@@ -300,6 +321,8 @@ func (n *Node) Start(ctx context.Context, h *hub.Hub) error {
 	n.run(n.live.checks)
 	n.run(n.track.run)
 	n.run(n.ord.run)
+	n.run(n.watchRevocationStream)
+	n.run(n.rechecks)
 	if err := n.dir.load(ctx); err != nil {
 		n.Close()
 		return err
@@ -409,9 +432,7 @@ func (n *Node) Close() {
 	for _, s := range n.subs {
 		_ = s.Unsubscribe()
 	}
-	if n.revocations != nil {
-		n.revocations.Stop()
-	}
+	n.feed.stop()
 	n.cancel()
 	n.handling.Lock() // the handlers running now end: they block on nothing Close holds
 	n.closed = true

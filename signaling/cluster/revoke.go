@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -30,11 +31,12 @@ import (
 //     a publish it does not take in is lost to it without a word (no
 //     acknowledgement comes back).
 //   - from a JetStream stream that keeps what is published on the
-//     subjects for revocationReplay, read with an ordered consumer: a node
-//     cut off from NATS when a revocation went out gets it when it is back
-//     (NATS core keeps nothing for a subscriber that is away, and a session
-//     on that node outlived its revocation for as long as its socket
-//     stayed open).
+//     subjects for Config.RevocationReplay, read with an ordered consumer:
+//     a node cut off from NATS when a revocation went out gets it when it
+//     is back (NATS core keeps nothing for a subscriber that is away, and
+//     a session on that node outlived its revocation for as long as its
+//     socket stayed open). A node cut off for longer than the stream keeps
+//     them has its sessions checked against the store (revgap.go).
 //
 // Each revocation carries an id (revocation.ID), and a node remembers the
 // ids it handled for as long as the stream may bring them again
@@ -155,10 +157,11 @@ func Revoke(nc *nats.Conn, subject, user, login string, code proto.Code, reason 
 	return nc.Flush()
 }
 
-// revocationReplay is how long the revocation stream keeps a revocation:
-// a node cut off from NATS for longer misses what went out before that.
-// By then the other nodes have long taken it for gone and shown its
-// sessions offline.
+// revocationReplay is how long the revocation stream keeps a revocation
+// by default (Config.RevocationReplay): a node cut off from NATS for
+// longer finds a gap when it is back, and has its sessions checked
+// against the store (revgap.go). By then the other nodes have long taken
+// it for gone and shown its sessions offline.
 const revocationReplay = 10 * time.Minute
 
 // revocationStream names the stream of the revoke and relogin subjects of
@@ -173,7 +176,7 @@ func createRevocationStream(ctx context.Context, js jetstream.JetStream, cfg Con
 		Name:        name,
 		Description: "khadga: revocations and sign-in moves, for nodes that were away when they went out",
 		Subjects:    []string{cfg.Subject + ".revoke", cfg.Subject + ".relogin"},
-		MaxAge:      revocationReplay,
+		MaxAge:      cfg.RevocationReplay,
 		MaxBytes:    64 << 20,
 		Replicas:    cfg.Replicas,
 		Storage:     jetstream.FileStorage,
@@ -233,51 +236,26 @@ func (n *Node) subscribeRevocations() error {
 const revocationQueue = 4096
 
 // consumeRevocations has onRevoke handle what the revocation stream takes
-// in from now on, in its order, until Close. The ordered consumer picks
-// up after the last one it delivered when NATS comes back; it starts at a
-// sequence number, not at "new" (DeliverNewPolicy), which it would start
-// at again if NATS went away before it delivered anything.
+// in from now on, in its order, until Close (consumeRevocationsFrom).
 func (n *Node) consumeRevocations(ctx context.Context) error {
 	name := revocationStream(n.cfg.Subject)
 	st, err := n.js.Stream(ctx, name)
 	if err != nil {
 		return fmt.Errorf("cluster: revocation stream %s: %w", name, err)
 	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("cluster: revocation stream %s: %w", name, err)
-	}
-	c, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:       info.State.LastSeq + 1,
-		InactiveThreshold: n.cfg.revocationConsumerIdle,
-	})
-	if err != nil {
-		return fmt.Errorf("cluster: revocation stream %s: %w", name, err)
-	}
-	handle := n.handler(func(m *nats.Msg) { n.onRevoke(m, viaStream) })
-	cc, err := c.Consume(func(m jetstream.Msg) {
-		// The reply subject ($JS.ACK...) is the stream's metadata: tests
-		// tell the stream's copies by it.
-		handle(&nats.Msg{Subject: m.Subject(), Reply: m.Reply(), Data: m.Data()})
-	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		n.log.Debug("cluster: revocation stream", slog.Any("err", err))
-	}))
-	if err != nil {
-		return fmt.Errorf("cluster: revocation stream %s: %w", name, err)
-	}
-	n.revocations = cc
-	return nil
+	info := st.CachedInfo()
+	return n.consumeRevocationsFrom(ctx, st, info.Created, info.State.LastSeq)
 }
 
 // seenRevocations is the ids of the revocations a node handled, kept for
-// revocationSeenFor (the stream's copy of one that came over NATS core
-// comes within that), and at most maxSeenRevocations of them: past that
-// the oldest are forgotten, and a copy of one of those that came later
-// would be handled again.
+// keep (the stream's copy of one that came over NATS core comes within
+// that; default revocationSeenFor), and at most maxSeenRevocations of
+// them: past that the oldest are forgotten, and a copy of one of those
+// that came later would be handled again.
 type seenRevocations struct {
 	ids   map[string]struct{}
 	order []seenRevocation // oldest first
+	keep  time.Duration    // Config.RevocationReplay and a minute
 }
 
 type seenRevocation struct {
@@ -293,7 +271,8 @@ const (
 // add records id, seen at now, and reports whether it is new. It forgets
 // what it has kept for long enough. The caller holds Node.revokeMu.
 func (s *seenRevocations) add(id string, now time.Time) bool {
-	for len(s.order) > 0 && (len(s.order) >= maxSeenRevocations || now.Sub(s.order[0].at) > revocationSeenFor) {
+	keep := cmp.Or(s.keep, revocationSeenFor)
+	for len(s.order) > 0 && (len(s.order) >= maxSeenRevocations || now.Sub(s.order[0].at) > keep) {
 		delete(s.ids, s.order[0].id)
 		s.order[0] = seenRevocation{}
 		s.order = s.order[1:]
