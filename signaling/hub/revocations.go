@@ -127,3 +127,18 @@ func (h *Hub) revokedMeanwhile(c *conn, checked time.Time) bool {
 	}
 	return false
 }
+
+// LocalIdentities returns the identity of every session this node holds
+// that has not ended, for a check of their credentials against the store
+// (a cluster node that may have missed revocations). Each session's lock
+// is held only to copy its identity: the caller reads the store after,
+// and ends what fails with Revoke.
+func (h *Hub) LocalIdentities() []Identity {
+	var out []Identity
+	for _, s := range h.sessions.collect(nil) {
+		if s.local() && !s.isEnded() {
+			out = append(out, s.identity())
+		}
+	}
+	return out
+}
