@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/khadga/khadga/proto"
+	"github.com/khadga/khadga/signaling/admin"
 	"github.com/khadga/khadga/signaling/auth"
 	"github.com/khadga/khadga/signaling/hub"
 	"github.com/khadga/khadga/signaling/store"
@@ -72,6 +73,10 @@ type Cluster interface {
 	// before Start): the limiters' counts (limits.go).
 	Tell(topic string, data []byte) bool
 	Listen(topic string, f func(data []byte))
+	// OnRevocationGap gives the node what checks this node's sessions
+	// against the store when it may have missed revocations (called
+	// before Start): recheckSessions (recheck.go).
+	OnRevocationGap(recheck func(ctx context.Context) (ended int, err error))
 }
 
 // Reasons given to clients whose sessions end; the admin operations give
@@ -84,6 +89,15 @@ const (
 
 // errRevoked is what account answers for credentials that no longer hold.
 var errRevoked = errors.New("signed out, or the account is disabled or deleted")
+
+// revokedError is account's errRevoked, with the reason that the
+// revocation of the same credentials gives their sessions, for a check
+// that ends them after a revocation it missed (recheck.go). Its text is
+// errRevoked's: an HTTP client learns no more than before.
+type revokedError struct{ reason string }
+
+func (e revokedError) Error() string        { return errRevoked.Error() }
+func (e revokedError) Is(target error) bool { return target == errRevoked }
 
 // errKeyRetired is what account answers for claims whose signing key was
 // retired after they were verified (a ticket bought before).
@@ -103,7 +117,7 @@ func (s *Server) account(c auth.Claims) (auth.Claims, error) {
 	}
 	if c.Bot {
 		if alive, err := s.botAlive(c); err != nil || !alive {
-			return auth.Claims{}, cmp.Or(err, errRevoked)
+			return auth.Claims{}, cmp.Or(err, error(revokedError{admin.ReasonTokenRevoked}))
 		}
 	}
 	u, err := s.store.GetUser(c.User)
@@ -113,20 +127,20 @@ func (s *Server) account(c auth.Claims) (auth.Claims, error) {
 	case errors.Is(err, store.ErrNotFound) && (c.Login == "" || c.Bot):
 		return c, nil // a bot that is no account
 	case err != nil:
-		return auth.Claims{}, errRevoked
+		return auth.Claims{}, revokedError{admin.ReasonDeleted}
 	case u.Disabled:
-		return auth.Claims{}, errRevoked
+		return auth.Claims{}, revokedError{admin.ReasonDisabled}
 	case c.Login == "" || c.Bot:
 		return c, nil
 	case u.Bot:
-		return auth.Claims{}, errRevoked // a sign-in of an account since deleted
+		return auth.Claims{}, revokedError{admin.ReasonDeleted} // a sign-in of an account since deleted
 	}
 	f, err := s.store.GetFamily(c.Login)
 	if errors.Is(err, store.ErrUnavailable) {
 		return auth.Claims{}, err
 	}
 	if err != nil || f.Revoked || f.User != c.User || !s.cfg.Now().Before(f.Expires) {
-		return auth.Claims{}, errRevoked
+		return auth.Claims{}, revokedError{reasonSignedOut}
 	}
 	c.Role, c.Rooms = u.Role, u.Rooms
 	return c, nil

@@ -170,6 +170,7 @@ func (s *Server) init() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		c.ServeTickets(s.redeemForNode)
+		c.OnRevocationGap(s.recheckSessions)
 		if err := c.Start(ctx, s.hub); err != nil {
 			return fmt.Errorf("joining the cluster: %w", err)
 		}
