@@ -61,6 +61,10 @@ type directory struct {
 	imu    sync.Mutex
 	byPeer map[string]*entry
 	byTok  map[string]string // token hash -> peer (other nodes' sessions)
+	// byUser lists the other nodes' sessions (not ended) of each user,
+	// for Config.MaxConnsPerUser across the cluster (elsewhere); index
+	// keeps it.
+	byUser map[string]map[string]struct{}
 	// tokNews is closed, and replaced, whenever byTok learns a token
 	// (waitToken).
 	tokNews chan struct{}
@@ -120,18 +124,30 @@ type record struct {
 	Login  string   `json:"login,omitempty"`
 	Key    string   `json:"key,omitempty"`
 	Token  []byte   `json:"tok,omitempty"`
-	Epoch  uint64   `json:"epoch"`
-	Ver    uint64   `json:"ver"`
+	// Away is when the session's socket went away (unix nanoseconds),
+	// while it waits for a resume. Nodes of older versions leave it out,
+	// and their sessions count as connected.
+	Away  int64  `json:"away,omitempty"`
+	Epoch uint64 `json:"epoch"`
+	Ver   uint64 `json:"ver"`
 }
 
 func toRecord(st *hub.SessionState, at stamp) record {
-	return record{User: st.Member.User, Role: st.Member.Role, Node: st.Node, Rooms: st.Rooms, Grants: st.Grants,
+	r := record{User: st.Member.User, Role: st.Member.Role, Node: st.Node, Rooms: st.Rooms, Grants: st.Grants,
 		Login: st.Login, Key: st.KeyID, Token: st.TokenHash, Epoch: at.Epoch, Ver: at.Ver}
+	if !st.Away.IsZero() {
+		r.Away = st.Away.UnixNano()
+	}
+	return r
 }
 
 func (r record) state(peer string) hub.SessionState {
-	return hub.SessionState{Member: proto.Member{Peer: peer, User: r.User, Role: r.Role}, Node: r.Node,
+	st := hub.SessionState{Member: proto.Member{Peer: peer, User: r.User, Role: r.Role}, Node: r.Node,
 		Rooms: r.Rooms, Grants: r.Grants, Login: r.Login, KeyID: r.Key, TokenHash: r.Token}
+	if r.Away > 0 {
+		st.Away = time.Unix(0, r.Away)
+	}
+	return st
 }
 
 // stateMsg is a state sent directly to another node: opState and JSON.
@@ -147,7 +163,8 @@ const opState = 'S'
 
 func newDirectory(n *Node) *directory {
 	return &directory{n: n, pending: map[string]*queuedState{}, wake: make(chan struct{}, 1),
-		byPeer: map[string]*entry{}, byTok: map[string]string{}, tokNews: make(chan struct{})}
+		byPeer: map[string]*entry{}, byTok: map[string]string{}, byUser: map[string]map[string]struct{}{},
+		tokNews: make(chan struct{})}
 }
 
 // buryLocked makes e, peer's entry, a tombstone from now on. d.imu is held.
@@ -157,6 +174,48 @@ func (d *directory) buryLocked(peer string, e *entry) {
 	}
 	e.gone, e.goneAt = true, time.Now()
 	d.tombs = append(d.tombs, tomb{peer: peer, at: e.goneAt})
+	d.indexLocked(peer, e)
+}
+
+// indexLocked lists peer, whose entry e just changed, under its user in
+// byUser if it is another node's session that has not ended, and takes
+// it off otherwise. d.imu is held.
+func (d *directory) indexLocked(peer string, e *entry) {
+	user := e.st.Member.User
+	if user == "" {
+		return
+	}
+	peers := d.byUser[user]
+	if !e.gone && e.st.Node != "" && e.st.Node != d.n.id {
+		if peers == nil {
+			peers = map[string]struct{}{}
+			d.byUser[user] = peers
+		}
+		peers[peer] = struct{}{}
+		return
+	}
+	delete(peers, peer)
+	if len(peers) == 0 {
+		delete(d.byUser, user)
+	}
+}
+
+// elsewhere returns user's sessions on other nodes, as far as the
+// directory knows (Since is zero for those with a connection open), and
+// the one that tokenHash names, if it is one of them.
+func (d *directory) elsewhere(user string, tokenHash []byte) (all []hub.Waiting, named string) {
+	d.imu.Lock()
+	defer d.imu.Unlock()
+	for peer := range d.byUser[user] {
+		e := d.byPeer[peer]
+		all = append(all, hub.Waiting{Peer: peer, Node: e.st.Node, Since: e.st.Away})
+	}
+	if peer, ok := d.byTok[string(tokenHash)]; ok && len(tokenHash) > 0 {
+		if _, mine := d.byUser[user][peer]; mine {
+			named = peer
+		}
+	}
+	return all, named
 }
 
 // sweep removes tombstones older than the TTL, until ctx ends.
@@ -299,6 +358,7 @@ func (d *directory) local(st hub.SessionState) (stamp, bool) {
 		delete(d.byTok, string(e.st.TokenHash)) // it lists other nodes' sessions only
 	}
 	e.st = st
+	d.indexLocked(st.Member.Peer, e)
 	return d.nextLocked(e), true
 }
 
@@ -313,6 +373,7 @@ func (d *directory) end(peer string) stamp {
 	e := d.entryLocked(peer)
 	at := d.nextLocked(e)
 	e.gone, e.goneAt = true, time.Time{}
+	d.indexLocked(peer, e)
 	return at
 }
 
@@ -346,6 +407,7 @@ func (d *directory) claimed(peer string) {
 	// A tombstone too: its old node's clean-up may have removed its KV
 	// entry since the claim found it.
 	e.st.Node, e.gone = d.n.id, false
+	d.indexLocked(peer, e)
 }
 
 func (d *directory) entryLocked(peer string) *entry {
@@ -368,6 +430,7 @@ func (d *directory) applyState(peer string, st hub.SessionState, at stamp) {
 			delete(d.byTok, string(e.st.TokenHash))
 		}
 		e.st, e.applied, e.gone = st, at, false
+		d.indexLocked(peer, e)
 		if len(st.TokenHash) > 0 && st.Node != d.n.id {
 			d.byTok[string(st.TokenHash)] = peer
 			close(d.tokNews)
@@ -834,6 +897,8 @@ func (d *directory) dropNode(node string) map[string]uint64 {
 			if len(e.st.TokenHash) > 0 {
 				delete(d.byTok, string(e.st.TokenHash))
 			}
+			e.gone = true
+			d.indexLocked(peer, e)
 			delete(d.byPeer, peer)
 		}
 	}

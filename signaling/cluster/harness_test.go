@@ -155,12 +155,7 @@ func (c *client) applyPresence(m *proto.Message) {
 
 func (tn *testNode) dial(query string) *client {
 	tn.t.Helper()
-	u := "ws" + strings.TrimPrefix(tn.srv.URL, "http") + "/ws?" + query
-	d := websocket.Dialer{Subprotocols: proto.Subprotocols, HandshakeTimeout: wait}
-	ws, _, err := d.Dial(u, nil)
-	if err != nil {
-		tn.t.Fatalf("dial %s: %v", tn.name, err)
-	}
+	ws := tn.dialWS(query)
 	c := &client{t: tn.t, ws: ws, msgs: make(chan *proto.Message, 4096), closed: make(chan struct{})}
 	tn.t.Cleanup(func() { _ = ws.Close() })
 	go c.read()
@@ -169,6 +164,18 @@ func (tn *testNode) dial(query string) *client {
 		tn.t.Fatal(err)
 	}
 	return c
+}
+
+// dialWS opens a WebSocket to tn, with query for its identity and options.
+func (tn *testNode) dialWS(query string) *websocket.Conn {
+	tn.t.Helper()
+	u := "ws" + strings.TrimPrefix(tn.srv.URL, "http") + "/ws?" + query
+	d := websocket.Dialer{Subprotocols: proto.Subprotocols, HandshakeTimeout: wait}
+	ws, _, err := d.Dial(u, nil)
+	if err != nil {
+		tn.t.Fatalf("dial %s: %v", tn.name, err)
+	}
+	return ws
 }
 
 func (c *client) read() {

@@ -13,6 +13,7 @@ type metrics struct {
 	kvErrors, nodeDeaths                   prometheus.Counter
 	pending, nodes                         prometheus.Gauge
 	lost, claims, tickets, revocations     *prometheus.CounterVec
+	ends                                   *prometheus.CounterVec
 	kvLatency                              prometheus.Histogram
 }
 
@@ -40,6 +41,8 @@ func newMetrics(n *Node) *metrics {
 			Help: "Sessions taken from other nodes for a resume here, by result."}, []string{"result"}),
 		tickets: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "khadga_cluster_tickets_total",
 			Help: "WebSocket tickets of other nodes presented here, by result: redeemed, refused, no_answer."}, []string{"result"}),
+		ends: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "khadga_cluster_waiting_ends_total",
+			Help: "Sessions waiting for a resume on other nodes that this node asked their nodes to end, for a new session of their user past --max-conns-per-user, by result: ended, refused (it resumed meanwhile, or moved on), no_answer."}, []string{"result"}),
 		revocations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "khadga_cluster_revocations_total",
 			Help: "Revocations and sign-in moves from other nodes, by the way they came (core: NATS core; stream: the revocation stream) and result: handled, or repeat (handled already, when it came the other way)."}, []string{"via", "result"}),
 		kvLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "khadga_cluster_kv_seconds",
@@ -61,7 +64,7 @@ func (m *metrics) register(r prometheus.Registerer) error {
 			func() float64 { return float64(get()) })
 	}
 	for _, col := range []prometheus.Collector{m.delivered, m.received, m.badMessages, m.publishErrors, m.outboxFull,
-		m.kvErrors, m.nodeDeaths, m.pending, m.nodes, m.lost, m.claims, m.tickets, m.revocations, m.kvLatency, rtt,
+		m.kvErrors, m.nodeDeaths, m.pending, m.nodes, m.lost, m.claims, m.tickets, m.revocations, m.ends, m.kvLatency, rtt,
 		msgs("messages_in_total", "Messages this node received from NATS.", func() uint64 { return m.n.nc.Stats().InMsgs }),
 		msgs("messages_out_total", "Messages this node sent to NATS.", func() uint64 { return m.n.nc.Stats().OutMsgs }),
 		msgs("bytes_in_total", "Bytes this node received from NATS.", func() uint64 { return m.n.nc.Stats().InBytes }),

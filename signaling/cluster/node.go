@@ -299,6 +299,7 @@ func (n *Node) Start(ctx context.Context, h *hub.Hub) error {
 		n.subject("node", n.id):           n.onNodeMessage,
 		n.subject("node", n.id, "claim"):  n.onClaim,
 		n.subject("node", n.id, "ticket"): n.onTicket,
+		n.subject("node", n.id, "end"):    n.onEnd,
 		n.subject("hb"):                   n.live.onHeartbeat,
 	} {
 		if err := n.subscribe(subj, handler); err != nil {

@@ -79,7 +79,8 @@ type Config struct {
 	// MaxConnsPerUser caps one user's open connections (default 32), and
 	// its sessions: a session outlives its socket by ResumeWindow, and a
 	// new one past the cap ends the user's oldest session waiting for a
-	// resume.
+	// resume. With a Delivery of a cluster, it counts the user's
+	// connections and sessions on every node (clusterlimit.go).
 	MaxConnsPerUser int
 	// AbuseLimit is how many protocol errors (bad, oversized, unknown or
 	// rate limited messages) a connection may cause in a burst before it is

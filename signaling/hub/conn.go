@@ -92,6 +92,16 @@ func (u *userCounts) evictable(user string, limit int) []*session {
 	return out
 }
 
+// snapshot returns how many connections user has open, and its sessions
+// that wait for a resume, oldest first.
+func (u *userCounts) snapshot(user string) (int, []*session) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	w := u.liveLocked(user)
+	u.setLocked(user, w)
+	return u.n[user], slices.Clone(w)
+}
+
 // liveLocked returns user's list without its stale entries.
 func (u *userCounts) liveLocked(user string) []*session {
 	return slices.DeleteFunc(u.waiting[user], func(o *session) bool { return !o.awaiting.Load() })
@@ -133,20 +143,33 @@ func (u *userCounts) count(user string) int {
 	return u.n[user]
 }
 
-// UserConns returns how many connections user has open, and the limit
+// UserConns returns how many connections user has open, on every node of
+// a cluster as far as this one knows, and the limit
 // (Config.MaxConnsPerUser): the HTTP handler refuses an upgrade at the
 // limit with a clear answer, and Accept enforces it in any case.
 func (h *Hub) UserConns(user string) (n, limit int) {
-	return h.users.count(user), h.cfg.MaxConnsPerUser
+	n = h.users.count(user)
+	if h.clustered {
+		n += h.delivery.Elsewhere(user, nil).Open
+	}
+	return n, h.cfg.MaxConnsPerUser
 }
 
-// TakesOver reports whether resumeToken resumes a session of user on this
-// hub whose old connection is still open (the client saw the drop
-// first): the resume ends that connection, so the new one does not count
-// against the user's limit. A user at the limit could not resume
-// otherwise until the server noticed the old socket was dead, up to a
-// minute later.
+// TakesOver reports whether resumeToken resumes a session of user whose
+// old connection is still open (the client saw the drop first), on this
+// node or, in a cluster, another: the resume ends that connection, so
+// the new one does not count against the user's limit. A user at the
+// limit could not resume otherwise until the server noticed the old
+// socket was dead, up to a minute later.
 func (h *Hub) TakesOver(user, resumeToken string) bool {
+	if h.takesOverHere(user, resumeToken) {
+		return true
+	}
+	return h.clustered && resumeToken != "" && h.delivery.Elsewhere(user, []byte(hashToken(resumeToken))).TakesOver
+}
+
+// takesOverHere is TakesOver for the sessions of this node.
+func (h *Hub) takesOverHere(user, resumeToken string) bool {
 	if resumeToken == "" {
 		return false
 	}

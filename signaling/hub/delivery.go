@@ -2,6 +2,7 @@ package hub
 
 import (
 	"errors"
+	"time"
 
 	"github.com/khadga/khadga/proto"
 )
@@ -80,6 +81,32 @@ type SessionState struct {
 	KeyID  string   // the key of its token
 	// TokenHash is the SHA-256 of its current resume token.
 	TokenHash []byte
+	// Away is when its socket went away, while it waits for its client
+	// to resume; zero while it has a connection. The other nodes count
+	// it against Config.MaxConnsPerUser either way, and may ask its node
+	// to end it when it waits (Delivery.EndWaiting).
+	Away time.Time
+}
+
+// Elsewhere is what this node knows of one user's sessions on the other
+// nodes of a cluster, for Config.MaxConnsPerUser (Delivery.Elsewhere).
+type Elsewhere struct {
+	// Open counts those with a connection open.
+	Open int
+	// Waiting lists those that wait for their clients to resume, oldest
+	// first.
+	Waiting []Waiting
+	// Resumes says the resume token asked about names one of them (its
+	// client resumes it here: no new session), and TakesOver that this
+	// one still has its connection open (the claim ends it).
+	Resumes, TakesOver bool
+}
+
+// Waiting is a session of another node that waits for its client to
+// resume.
+type Waiting struct {
+	Peer, Node string
+	Since      time.Time
 }
 
 // Delivery carries what crosses nodes. The hub uses it to reach sessions
@@ -124,6 +151,17 @@ type Delivery interface {
 	// tell the senders.
 	Delivered(es []Envelope)
 	Undelivered(es []Envelope)
+	// Elsewhere returns what this node knows of user's sessions on other
+	// nodes, and whether tokenHash (nil for none) names one of them. It
+	// must not block: it is asked for every new connection.
+	Elsewhere(user string, tokenHash []byte) Elsewhere
+	// EndWaiting asks node to end peer, a session of user waiting there
+	// for its client to resume, to make room for a new session of user
+	// here (Hub.EndWaiting on that node). It reports whether peer is gone
+	// now: false if its client resumed meanwhile, or node did not answer
+	// in time. It waits for node's answer; the hub calls it with no lock
+	// held, on the goroutine that accepts the connection.
+	EndWaiting(node, peer, user string) bool
 }
 
 // LocalDelivery is the Delivery of a single node: no session is anywhere
@@ -141,6 +179,10 @@ func (localDelivery) Claim([]byte, string) (SessionState, []Envelope, error) {
 func (localDelivery) Order(string, Envelope) (bool, bool) { return false, true }
 func (localDelivery) Delivered([]Envelope)                {}
 func (localDelivery) Undelivered([]Envelope)              {}
+func (localDelivery) Elsewhere(string, []byte) Elsewhere  { return Elsewhere{} }
+func (localDelivery) EndWaiting(string, string, string) bool {
+	return false
+}
 
 // send delivers e to the session with id peer, wherever it is: queued on
 // its connection here, kept in its absent queue, or carried to its node.

@@ -63,8 +63,11 @@
 // Config.WriteWait, the client is not reading and its connection is dropped
 // as a slow consumer (its session may still resume and gets what was
 // queued). Each connection's signals are also limited in bytes per second
-// (Config.SignalBytesRate), and each user in connections
-// (Config.MaxConnsPerUser).
+// (Config.SignalBytesRate), and each user in connections and sessions
+// (Config.MaxConnsPerUser), over every node of a cluster (clusterlimit.go:
+// a new session past the limit ends the user's oldest one waiting for a
+// resume, asking its node if another holds it, on the accepting goroutine
+// with no lock held).
 //
 // # Messages
 //

@@ -34,16 +34,20 @@ type Hub struct {
 	wscfg    *wsconn.Config
 	log      *slog.Logger
 	delivery Delivery
-	sessions *shardedMap[*session] // by peer id
-	tokens   *shardedMap[*session] // by sha256 of the resume token
-	rooms    *shardedMap[*room]    // by name
-	conns    *shardedMap[*conn]    // by connection key
-	users    *userCounts
-	presence *presence
-	revoked  revocations // recent ones, for connections that attach after them
-	stats    counters
-	connSeq  atomic.Uint64
-	claimSeq atomic.Uint64 // numbers claims, for session.ordered
+	// clustered says Config.Delivery is another node's (not
+	// LocalDelivery): sessions elsewhere count against
+	// Config.MaxConnsPerUser, and a session says when it waits.
+	clustered bool
+	sessions  *shardedMap[*session] // by peer id
+	tokens    *shardedMap[*session] // by sha256 of the resume token
+	rooms     *shardedMap[*room]    // by name
+	conns     *shardedMap[*conn]    // by connection key
+	users     *userCounts
+	presence  *presence
+	revoked   revocations // recent ones, for connections that attach after them
+	stats     counters
+	connSeq   atomic.Uint64
+	claimSeq  atomic.Uint64 // numbers claims, for session.ordered
 	// testHookRelayLoaded, if set, runs in relay right after it loads
 	// session.ordered (tests: a claim between the load and the delivery).
 	testHookRelayLoaded atomic.Pointer[func()]
@@ -87,7 +91,7 @@ func New(cfg Config) (*Hub, error) {
 		quit:     make(chan struct{}),
 		waitDone: make(chan struct{}),
 	}
-	h.delivery = cfg.Delivery
+	h.delivery, h.clustered = cfg.Delivery, cfg.Delivery != nil
 	if h.delivery == nil {
 		h.delivery = LocalDelivery()
 	}
@@ -127,10 +131,29 @@ func (h *Hub) Accept(nc net.Conn, id Identity, opts ConnOptions) error {
 		return ErrClosed
 	}
 	limit := h.cfg.MaxConnsPerUser
-	if h.TakesOver(id.User, opts.ResumeToken) {
+	if h.takesOverHere(id.User, opts.ResumeToken) {
 		limit++ // the old connection ends as this one resumes
 	}
-	if !h.users.add(id.User, limit) {
+	var far Elsewhere
+	if h.clustered {
+		// The user's connections on the other nodes count too
+		// (clusterlimit.go).
+		var hash []byte
+		if opts.ResumeToken != "" {
+			hash = []byte(hashToken(opts.ResumeToken))
+		}
+		far = h.delivery.Elsewhere(id.User, hash)
+		limit -= far.Open
+		if far.TakesOver {
+			limit++
+		}
+	}
+	ok := h.users.add(id.User, limit)
+	if ok && h.clustered && !h.makeRoom(id.User, opts.ResumeToken, far) {
+		h.users.remove(id.User)
+		ok = false
+	}
+	if !ok {
 		h.wg.Done()
 		h.stats.countError(proto.CodeRateLimited)
 		text := fmt.Sprintf("user %s already has %d connections", id.User, h.cfg.MaxConnsPerUser)

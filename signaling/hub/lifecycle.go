@@ -144,6 +144,7 @@ func (h *Hub) resume(c *conn, id Identity, tok string, ice []proto.ICEServer, ex
 	onConnection(pending)
 	_ = c.ws.SendAll(pending) // bounded by the old queue and AbsentQueue
 	s.conn = c
+	s.away = 0
 	s.login, s.keyID = id.Login, id.KeyID
 	s.awaiting.Store(false)
 	s.mu.Unlock()
@@ -192,6 +193,7 @@ func (h *Hub) claim(c *conn, id Identity, hash string, ice []proto.ICEServer, ex
 	onConnection(items)
 	_ = c.ws.SendAll(items)
 	s.conn = c
+	s.away = 0 // a proxy of this node's once, taken back
 	s.login, s.keyID = id.Login, id.KeyID
 	s.mu.Unlock()
 	h.delivered(items)
@@ -288,10 +290,20 @@ func (h *Hub) detach(c *conn, res wsconn.Result[queued]) {
 	if !h.stopped.Load() {
 		s.timer = time.AfterFunc(h.cfg.ResumeWindow, func() { h.expire(s) })
 	}
+	if h.clustered {
+		s.away = time.Now().UnixNano()
+	}
 	s.awaiting.Store(true)
 	s.mu.Unlock()
 	h.users.wait(s)
 	h.reportDropped(s.member.Peer, dropped)
+	if h.clustered && !h.stopped.Load() {
+		// The other nodes count it as waiting from now on, and may ask
+		// this node to end it for a new session of its user
+		// (clusterlimit.go). Not while this node drains: its sessions
+		// are moving to the other nodes, whose claims say where.
+		s.publish()
+	}
 }
 
 // keepable returns the messages worth keeping for a resume: not presence,

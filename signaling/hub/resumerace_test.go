@@ -119,9 +119,11 @@ func (d *orderSpy) Gone(string)                            {}
 func (d *orderSpy) Claim([]byte, string) (SessionState, []Envelope, error) {
 	return d.bob, nil, nil
 }
-func (d *orderSpy) Order(string, Envelope) (bool, bool) { d.orders.Add(1); return false, false }
-func (d *orderSpy) Delivered([]Envelope)                {}
-func (d *orderSpy) Undelivered([]Envelope)              {}
+func (d *orderSpy) Order(string, Envelope) (bool, bool)    { d.orders.Add(1); return false, false }
+func (d *orderSpy) Delivered([]Envelope)                   {}
+func (d *orderSpy) Undelivered([]Envelope)                 {}
+func (d *orderSpy) Elsewhere(string, []byte) Elsewhere     { return Elsewhere{} }
+func (d *orderSpy) EndWaiting(string, string, string) bool { return false }
 
 // TestSignalThatRacesTheClaimIsOrdered: alice's signal to bob, a session
 // of node A, loads bob's ordered flag (not set: bob is A's) just before

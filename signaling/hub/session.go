@@ -35,6 +35,11 @@ type session struct {
 	timer     *time.Timer
 	tokenHash string // sha256 of the current resume token, raw bytes
 	ended     bool
+	// away is when the socket went away (unix nanoseconds), while the
+	// session waits for a resume; 0 while it has a connection. It goes
+	// to the other nodes of a cluster with the session's state
+	// (SessionState.Away).
+	away int64
 	// login and keyID are the sign-in and signing key of the token of the
 	// session's connection: the one that opened it, then the one of each
 	// resume, so that signing out or retiring a key reaches the socket
@@ -80,16 +85,24 @@ func (s *session) stateBothLocked() SessionState {
 	for name := range s.rooms {
 		rooms = append(rooms, name)
 	}
-	return SessionState{Member: s.member, Rooms: rooms, Grants: s.grants, Login: s.login, KeyID: s.keyID,
+	st := SessionState{Member: s.member, Rooms: rooms, Grants: s.grants, Login: s.login, KeyID: s.keyID,
 		TokenHash: []byte(s.tokenHash)}
+	if s.away != 0 {
+		st.Away = time.Unix(0, s.away)
+	}
+	return st
 }
 
-// publish tells the other nodes s's state. It takes s.roomsMu.
+// publish tells the other nodes s's state. It holds s.roomsMu, not only
+// for reading, from taking the state to handing it over, so that two
+// goroutines that publish s at once (the reader of a connection whose
+// socket went away, and the resume on a new connection that follows at
+// once) hand their states over in the order they took them: the later
+// one wins on every node.
 func (s *session) publish() {
-	s.roomsMu.RLock()
-	st := s.stateLocked()
-	s.roomsMu.RUnlock()
-	s.h.delivery.Publish(st)
+	s.roomsMu.Lock()
+	defer s.roomsMu.Unlock()
+	s.h.delivery.Publish(s.stateLocked())
 }
 
 // queued is one message in a send queue or an absent queue.
