@@ -15,6 +15,7 @@ import (
 	"github.com/khadga/khadga/internal/natstest"
 	"github.com/khadga/khadga/internal/testlog"
 	"github.com/khadga/khadga/proto"
+	"github.com/khadga/khadga/signaling"
 	"github.com/khadga/khadga/signaling/auth"
 	"github.com/khadga/khadga/signaling/signalingtest"
 	"github.com/khadga/khadga/signaling/store/kvstore"
@@ -225,4 +226,29 @@ func twoNodes(t *testing.T) (a, b *signalingtest.Server, tok signalingtest.Token
 	b = signalingtest.Start(t, signalingtest.Options{Store: kvNode(t, urls), NATS: urls})
 	a.Register(t, "pat", password)
 	return a, b, a.Login(t, "pat", password)
+}
+
+// TestConnLimitAcrossNodesBeforeUpgrade: with --max-conns-per-user 2,
+// pat's WebSockets on two nodes are his two: a third, on either node, is
+// refused before the upgrade (429 too_many_connections), as it would be
+// on one node holding both.
+func TestConnLimitAcrossNodesBeforeUpgrade(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	cfg := signaling.Config{MaxConnsPerUser: 2}
+	a := signalingtest.Start(t, signalingtest.Options{Config: cfg, Store: kvNode(t, urls), NATS: urls})
+	b := signalingtest.Start(t, signalingtest.Options{Config: cfg, Store: kvNode(t, urls), NATS: urls})
+	a.Register(t, "pat", password)
+	tok := a.Login(t, "pat", password)
+	a.Connect(t, tok.AccessToken, nil)
+	b.Connect(t, tok.AccessToken, nil)
+	for _, s := range []*signalingtest.Server{a, b} {
+		waitFor(t, "both nodes to count both connections", func() bool { n, _ := s.Hub().UserConns("pat"); return n == 2 })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), signalingtest.Timeout)
+	defer cancel()
+	for _, s := range []*signalingtest.Server{a, b} {
+		if _, resp, err := s.DialWS(ctx, tok.AccessToken, nil); err == nil || resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+			t.Errorf("a third WebSocket: %v, want 429", err)
+		}
+	}
 }
