@@ -70,7 +70,8 @@ type Config struct {
 	// connection sends per second (defaults: the hub's, 512 KiB/s and 2 MiB).
 	SignalBytesRate  int
 	SignalBurstBytes int
-	// MaxConnsPerUser caps one user's open WebSockets (default: the hub's, 32).
+	// MaxConnsPerUser caps one user's open WebSockets and sessions
+	// (default: the hub's, 32), on every node of a cluster together.
 	MaxConnsPerUser int
 	// PresenceScope is "global" (default: everyone online, the first
 	// MaxPresenceList listed) or "rooms" (the peers in rooms one shares).

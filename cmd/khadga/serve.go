@@ -94,7 +94,7 @@ type wsConfig struct {
 	MessageBurst     int     `yaml:"ws-message-burst" default:"400" usage:"WebSocket messages a connection may send at once above --ws-message-rate"`
 	SignalBytesRate  int     `yaml:"ws-signal-bytes-rate" default:"524288" usage:"bytes of signal data per second per connection"`
 	SignalBurstBytes int     `yaml:"ws-signal-burst-bytes" default:"2097152" usage:"bytes of signal data a connection may send at once above --ws-signal-bytes-rate"`
-	MaxConnsPerUser  int     `yaml:"max-conns-per-user" default:"32" usage:"open WebSockets per user, and sessions (one waiting for its client to resume counts)"`
+	MaxConnsPerUser  int     `yaml:"max-conns-per-user" default:"32" usage:"open WebSockets per user, and sessions (one waiting for its client to resume counts); with --nats, over every node"`
 	Presence         string  `yaml:"presence" default:"global" usage:"whom presence shows: global (everyone online, the first --presence-list listed) or rooms (the peers in rooms one shares)"`
 	PresenceList     int     `yaml:"presence-list" default:"100" usage:"most peers a presence list shows; more are counted"`
 }
