@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"cmp"
 	"log/slog"
 	"slices"
 )
@@ -55,7 +56,7 @@ func (h *Hub) makeRoom(user, resumeToken string, far Elsewhere) bool {
 	for _, w := range far.Waiting {
 		all = append(all, waiting{w: w, since: w.Since.UnixNano()})
 	}
-	slices.SortStableFunc(all, func(a, b waiting) int { return int(min(max(a.since-b.since, -1), 1)) })
+	slices.SortStableFunc(all, func(a, b waiting) int { return cmp.Compare(a.since, b.since) })
 	for _, o := range all {
 		if excess <= 0 {
 			break

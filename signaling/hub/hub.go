@@ -22,8 +22,10 @@ var (
 	// reconnect and closed without being served.
 	ErrClosed = errors.New("hub: shut down")
 	// ErrTooManyConnections means the user already has
-	// Config.MaxConnsPerUser connections; the connection was closed with
-	// 1008 and a reason saying so.
+	// Config.MaxConnsPerUser connections (on every node of a cluster
+	// together), or, in a cluster, as many sessions and none of those
+	// that waited for a resume could be ended; the connection was closed
+	// with proto.CloseTooManyConnections and a reason saying so.
 	ErrTooManyConnections = errors.New("hub: too many connections for this user")
 )
 

@@ -302,7 +302,7 @@ func (h *Hub) detach(c *conn, res wsconn.Result[queued]) {
 		// this node to end it for a new session of its user
 		// (clusterlimit.go). Not while this node drains: its sessions
 		// are moving to the other nodes, whose claims say where.
-		s.publish()
+		s.publishWaiting()
 	}
 }
 

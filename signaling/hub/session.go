@@ -93,16 +93,45 @@ func (s *session) stateBothLocked() SessionState {
 	return st
 }
 
-// publish tells the other nodes s's state. It holds s.roomsMu, not only
-// for reading, from taking the state to handing it over, so that two
-// goroutines that publish s at once (the reader of a connection whose
-// socket went away, and the resume on a new connection that follows at
-// once) hand their states over in the order they took them: the later
-// one wins on every node.
+// publish tells the other nodes s's state. It takes s.roomsMu.
 func (s *session) publish() {
-	s.roomsMu.Lock()
-	defer s.roomsMu.Unlock()
-	s.h.delivery.Publish(s.stateLocked())
+	s.roomsMu.RLock()
+	st := s.stateLocked()
+	s.roomsMu.RUnlock()
+	s.h.delivery.Publish(st)
+}
+
+// publishWaiting tells the other nodes that s waits for its client to
+// resume, on the reader of the connection that went away. It holds
+// s.roomsMu, exclusively, from taking the state to handing it over: no
+// join or leave of a connection that resumed s meanwhile, and no Release
+// to another node (a claim, which the client's next connection often is),
+// comes between the two, so that this state is never handed over after a
+// newer one, nor after s became another node's. And it publishes again,
+// afresh, while s's socket came back or went away again since it took
+// the state: the resume's own Publish may have been handed over before
+// this one, which would then hide it.
+func (s *session) publishWaiting() {
+	for {
+		s.roomsMu.Lock()
+		s.mu.Lock()
+		if s.ended || s.node != "" {
+			s.mu.Unlock()
+			s.roomsMu.Unlock()
+			return
+		}
+		st := s.stateBothLocked()
+		away := s.away
+		s.mu.Unlock()
+		s.h.delivery.Publish(st)
+		s.roomsMu.Unlock()
+		s.mu.Lock()
+		settled := s.away == away
+		s.mu.Unlock()
+		if settled {
+			return
+		}
+	}
 }
 
 // queued is one message in a send queue or an absent queue.
