@@ -397,6 +397,15 @@ func (d *directory) removed(peer string) {
 // sessions (dropNode), if that node is gone, leaves it alone, and a Publish
 // of it is not refused.
 func (d *directory) claimed(peer string) {
+	// Under applyMu too: a state of the old node's that applyState took
+	// as newer a moment before must be through with the hub (Apply, or
+	// handOver) before the hub makes the session this node's. Between its
+	// taking the state and the hub's, the hub's claim would otherwise make
+	// the session local, and applyState then hand it back to the old node
+	// (handOver): this node a proxy, its directory saying it holds the
+	// session, and the next claim refused.
+	d.applyMu.Lock()
+	defer d.applyMu.Unlock()
 	d.imu.Lock()
 	defer d.imu.Unlock()
 	e := d.entryLocked(peer)
@@ -616,10 +625,22 @@ func (d *directory) reread(ctx context.Context, peer string, mine stamp) (lost b
 		return false
 	}
 	if r.Node != d.n.id && r.Epoch > mine.Epoch {
-		d.n.handOn(r.Node, peer, d.n.hub.Handover(peer, r.Node))
+		if !d.holds(peer, r.Epoch) {
+			d.n.handOn(r.Node, peer, d.n.hub.Handover(peer, r.Node))
+		}
 		return true
 	}
 	return false
+}
+
+// holds reports whether this node holds peer in an epoch after epoch: it
+// took the session back since the state it was writing (claimed), and
+// that state is stale, not a sign that the session is another node's.
+func (d *directory) holds(peer string, epoch uint64) bool {
+	d.imu.Lock()
+	defer d.imu.Unlock()
+	e := d.byPeer[peer]
+	return e != nil && !e.gone && e.st.Node == d.n.id && e.applied.Epoch > epoch
 }
 
 // leaderGet reads peer's last entry from the stream's leader with the
@@ -656,12 +677,18 @@ func (d *directory) leaderGet(ctx context.Context, peer string) (uint64, []byte,
 }
 
 // superseded reports whether a state of peer stamped at is older than
-// what this node knows of peer's end, or of its move to another node.
+// what this node knows of peer: its end, its move to another node, or a
+// newer state of this node's own, which its writer writes in its turn. A
+// writer that is behind would otherwise write a state this node queued
+// before the session moved away and came back (a client resuming round
+// the nodes): the write conflicts with the entry of the node it moved to,
+// whose epoch is above that old state's, and reread would hand the
+// session, which this node holds again in a newer epoch, to that node.
 func (d *directory) superseded(peer string, at stamp) bool {
 	d.imu.Lock()
 	defer d.imu.Unlock()
 	e := d.byPeer[peer]
-	return e != nil && e.applied.after(at) && (e.gone || e.st.Node != d.n.id)
+	return e != nil && e.applied.after(at)
 }
 
 func (d *directory) revision(peer string) uint64 {
