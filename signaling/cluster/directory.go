@@ -200,6 +200,14 @@ func (d *directory) indexLocked(peer string, e *entry) {
 	}
 }
 
+// count is how many sessions of user other nodes hold, as far as this
+// directory knows.
+func (d *directory) count(user string) int {
+	d.imu.Lock()
+	defer d.imu.Unlock()
+	return len(d.byUser[user])
+}
+
 // elsewhere returns user's sessions on other nodes, as far as the
 // directory knows (Since is zero for those with a connection open), and
 // the one that tokenHash names, if it is one of them.

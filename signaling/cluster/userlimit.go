@@ -30,6 +30,10 @@ type endReply struct {
 	Ended bool `json:"ended"`
 }
 
+// SessionsElsewhere counts user's sessions on the other nodes that this
+// node knows of (hub.Delivery).
+func (n *Node) SessionsElsewhere(user string) int { return n.dir.count(user) }
+
 // Elsewhere returns what this node knows of user's sessions on the other
 // nodes (hub.Delivery). Sessions of a node taken for gone count for
 // nothing: nobody can end them, and they are removed within OrphanGrace

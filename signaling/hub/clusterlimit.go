@@ -28,6 +28,24 @@ import (
 // no lock held, as a claim's do; never on a connection's reader. A single
 // node (LocalDelivery) does none of this.
 
+// farSessions returns what this node knows of user's sessions on other
+// nodes, for a connection with resumeToken (or none), when they could
+// matter: the directory is walked only when the user's sessions here and
+// elsewhere together (a count the directory keeps) come near the limit.
+// A user far from it, with any number of sessions (a bot farm with a high
+// limit, the benchmark's few accounts with thousands of connections each),
+// costs two map lookups per connection, not a walk over its sessions.
+func (h *Hub) farSessions(user, resumeToken string) Elsewhere {
+	if !h.clustered || h.users.total(user)+h.delivery.SessionsElsewhere(user) < h.cfg.MaxConnsPerUser {
+		return Elsewhere{}
+	}
+	var hash []byte
+	if resumeToken != "" {
+		hash = []byte(hashToken(resumeToken))
+	}
+	return h.delivery.Elsewhere(user, hash)
+}
+
 // makeRoom ends user's oldest sessions that wait for a resume, here or on
 // other nodes (far), beyond what Config.MaxConnsPerUser leaves for a new
 // connection of user, counted already, that will start a new session (it

@@ -92,6 +92,14 @@ func (u *userCounts) evictable(user string, limit int) []*session {
 	return out
 }
 
+// total returns how many connections user has open and how many of its
+// sessions wait for a resume.
+func (u *userCounts) total(user string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.n[user] + len(u.waiting[user]) // stale entries too: an upper bound
+}
+
 // snapshot returns how many connections user has open, and its sessions
 // that wait for a resume, oldest first.
 func (u *userCounts) snapshot(user string) (int, []*session) {
@@ -148,11 +156,7 @@ func (u *userCounts) count(user string) int {
 // (Config.MaxConnsPerUser): the HTTP handler refuses an upgrade at the
 // limit with a clear answer, and Accept enforces it in any case.
 func (h *Hub) UserConns(user string) (n, limit int) {
-	n = h.users.count(user)
-	if h.clustered {
-		n += h.delivery.Elsewhere(user, nil).Open
-	}
-	return n, h.cfg.MaxConnsPerUser
+	return h.users.count(user) + h.farSessions(user, "").Open, h.cfg.MaxConnsPerUser
 }
 
 // TakesOver reports whether resumeToken resumes a session of user whose
@@ -165,7 +169,7 @@ func (h *Hub) TakesOver(user, resumeToken string) bool {
 	if h.takesOverHere(user, resumeToken) {
 		return true
 	}
-	return h.clustered && resumeToken != "" && h.delivery.Elsewhere(user, []byte(hashToken(resumeToken))).TakesOver
+	return resumeToken != "" && h.farSessions(user, resumeToken).TakesOver
 }
 
 // takesOverHere is TakesOver for the sessions of this node.

@@ -151,6 +151,10 @@ type Delivery interface {
 	// tell the senders.
 	Delivered(es []Envelope)
 	Undelivered(es []Envelope)
+	// SessionsElsewhere counts user's sessions on other nodes, as far as
+	// this node knows (those of nodes taken for gone too); it is asked for
+	// every new connection, and must be cheap.
+	SessionsElsewhere(user string) int
 	// Elsewhere returns what this node knows of user's sessions on other
 	// nodes, and whether tokenHash (nil for none) names one of them. It
 	// must not block: it is asked for every new connection.
@@ -179,6 +183,7 @@ func (localDelivery) Claim([]byte, string) (SessionState, []Envelope, error) {
 func (localDelivery) Order(string, Envelope) (bool, bool) { return false, true }
 func (localDelivery) Delivered([]Envelope)                {}
 func (localDelivery) Undelivered([]Envelope)              {}
+func (localDelivery) SessionsElsewhere(string) int        { return 0 }
 func (localDelivery) Elsewhere(string, []byte) Elsewhere  { return Elsewhere{} }
 func (localDelivery) EndWaiting(string, string, string) bool {
 	return false

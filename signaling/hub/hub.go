@@ -136,19 +136,12 @@ func (h *Hub) Accept(nc net.Conn, id Identity, opts ConnOptions) error {
 	if h.takesOverHere(id.User, opts.ResumeToken) {
 		limit++ // the old connection ends as this one resumes
 	}
-	var far Elsewhere
-	if h.clustered {
-		// The user's connections on the other nodes count too
-		// (clusterlimit.go).
-		var hash []byte
-		if opts.ResumeToken != "" {
-			hash = []byte(hashToken(opts.ResumeToken))
-		}
-		far = h.delivery.Elsewhere(id.User, hash)
-		limit -= far.Open
-		if far.TakesOver {
-			limit++
-		}
+	// The user's connections on the other nodes count too
+	// (clusterlimit.go).
+	far := h.farSessions(id.User, opts.ResumeToken)
+	limit -= far.Open
+	if far.TakesOver {
+		limit++
 	}
 	ok := h.users.add(id.User, limit)
 	if ok && h.clustered && !h.makeRoom(id.User, opts.ResumeToken, far) {

@@ -122,6 +122,7 @@ func (d *orderSpy) Claim([]byte, string) (SessionState, []Envelope, error) {
 func (d *orderSpy) Order(string, Envelope) (bool, bool)    { d.orders.Add(1); return false, false }
 func (d *orderSpy) Delivered([]Envelope)                   {}
 func (d *orderSpy) Undelivered([]Envelope)                 {}
+func (d *orderSpy) SessionsElsewhere(string) int           { return 0 }
 func (d *orderSpy) Elsewhere(string, []byte) Elsewhere     { return Elsewhere{} }
 func (d *orderSpy) EndWaiting(string, string, string) bool { return false }
 
