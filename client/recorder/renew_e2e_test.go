@@ -4,72 +4,19 @@ package recorder
 
 import (
 	"context"
-	"io"
-	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/khadga/khadga/internal/cutproxy"
 	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling"
 	"github.com/khadga/khadga/signaling/admin"
 	"github.com/khadga/khadga/signaling/signalingtest"
 )
-
-// cutProxy forwards TCP connections to a server until cut closes the
-// ones open; new ones are forwarded again.
-type cutProxy struct {
-	ln    net.Listener
-	to    string
-	mu    sync.Mutex
-	conns []net.Conn
-	wg    sync.WaitGroup
-}
-
-func startCutProxy(t *testing.T, to string) *cutProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{ln: ln, to: to}
-	p.wg.Go(p.serve)
-	t.Cleanup(func() { ln.Close(); p.cut(); p.wg.Wait() })
-	return p
-}
-
-func (p *cutProxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		s, err := net.Dial("tcp", p.to)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, c, s)
-		p.mu.Unlock()
-		p.wg.Go(func() { io.Copy(s, c); s.Close() })
-		p.wg.Go(func() { io.Copy(c, s); c.Close() })
-	}
-}
-
-// cut closes every open connection, as a network drop would.
-func (p *cutProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
 
 func counter(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
 	t.Helper()
@@ -109,9 +56,9 @@ func TestE2ERecorderRenewsItsToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy := startCutProxy(t, strings.TrimPrefix(s.URL, "http://"))
+	proxy := cutproxy.New(t, strings.TrimPrefix(s.URL, "http://"))
 	rec := startRecorder(t, s, "studio", t.TempDir(), func(c *Config) {
-		c.Server, c.Token = "http://"+proxy.ln.Addr().String(), tok.Token
+		c.Server, c.Token = "http://"+proxy.Addr(), tok.Token
 	})
 	_, alice := joinPeer(t, s, "alice", "studio", rec.self.Peer)
 	publish(t, alice, rec.self.Peer)
@@ -131,7 +78,8 @@ func TestE2ERecorderRenewsItsToken(t *testing.T) {
 		t.Fatalf("token list %+v", list)
 	}
 	resumes := counter(t, reg, "khadga_hub_resumes_total", "result", "ok")
-	proxy.cut()
+	proxy.Cut() // a network drop: the recorder reconnects
+	proxy.Up()
 	for counter(t, reg, "khadga_hub_resumes_total", "result", "ok") <= resumes {
 		if time.Now().After(deadline) {
 			t.Fatal("the recorder did not come back after the drop")
