@@ -1,14 +1,17 @@
 package client
 
 import (
+	"bufio"
 	"errors"
 	"os"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
 
 // netNotices hears from the kernel (a route netlink socket) whenever a
-// link or an address comes or goes, so that the watch reads the host's
+// link, an address or a route comes or goes, so that the watch reads the host's
 // addresses then, rather than on a timer. A notice is only a wake-up:
 // what changed is read afterwards with hostAddrs, so a notice that is
 // lost to a full socket buffer (ENOBUFS) is a wake-up too.
@@ -24,7 +27,8 @@ func openNetNotices() (*netNotices, error) {
 	if err != nil {
 		return nil, os.NewSyscallError("socket", err)
 	}
-	groups := uint32(unix.RTMGRP_LINK | unix.RTMGRP_IPV4_IFADDR | unix.RTMGRP_IPV6_IFADDR)
+	groups := uint32(unix.RTMGRP_LINK | unix.RTMGRP_IPV4_IFADDR | unix.RTMGRP_IPV6_IFADDR |
+		unix.RTMGRP_IPV4_ROUTE | unix.RTMGRP_IPV6_ROUTE)
 	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: groups}); err != nil {
 		unix.Close(fd)
 		return nil, os.NewSyscallError("bind", err)
@@ -55,3 +59,44 @@ func (n *netNotices) read() {
 func (n *netNotices) notices() <-chan struct{} { return n.c }
 
 func (n *netNotices) close() { n.f.Close() }
+
+// hasDefaultRoute reports whether the calling thread's network namespace
+// has a default route that is up (IPv4 or IPv6): a host that has its new
+// address but not yet its route (an interface comes up in steps) cannot
+// reach anyone from it, and a restart of ICE then would gather nothing
+// but host candidates. /proc/thread-self, not /proc/self: a thread may be
+// in a namespace of its own (the tests' network lab).
+func hasDefaultRoute() bool {
+	// IPv4: Iface Destination Gateway Flags ... Mask, in hex.
+	if defaultIn("/proc/thread-self/net/route", func(f []string) bool {
+		return len(f) > 7 && f[1] == "00000000" && f[7] == "00000000" && up(f[3])
+	}) {
+		return true
+	}
+	// IPv6: dest prefixlen src srclen nexthop metric refcnt use flags iface.
+	return defaultIn("/proc/thread-self/net/ipv6_route", func(f []string) bool {
+		return len(f) > 9 && f[1] == "00" && strings.Trim(f[0], "0") == "" && up(f[8]) && f[9] != "lo"
+	})
+}
+
+// up reports whether route flags (hex) say RTF_UP and not RTF_REJECT (the
+// kernel's unreachable default routes).
+func up(hex string) bool {
+	flags, err := strconv.ParseUint(hex, 16, 32)
+	return err == nil && flags&unix.RTF_UP != 0 && flags&unix.RTF_REJECT == 0
+}
+
+func defaultIn(path string, isDefault func([]string) bool) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if isDefault(strings.Fields(sc.Text())) {
+			return true
+		}
+	}
+	return false
+}

@@ -21,6 +21,7 @@ func TestWatchActsOnAMove(t *testing.T) {
 			ns.IP(t, "link", "set", "ap", "up")
 			ns.IP(t, "link", "set", "wifi", "up")
 			ns.IP(t, "addr", "add", "198.51.100.2/24", "dev", "wifi")
+			ns.IP(t, "route", "add", "default", "dev", "wifi")
 
 			read := func() (set string, err error) {
 				err = ns.Do(func() (err error) { set, err = hostAddrs(); return err })
@@ -67,5 +68,61 @@ func TestWatchActsOnAMove(t *testing.T) {
 				t.Fatal("the watch did not act on the move")
 			}
 		})
+	}
+}
+
+// An interface comes up in steps: its address, then its route. Until the
+// default route is there the host can reach nobody from the new address,
+// and the watch takes it as between networks; it acts once the route
+// comes, told by the kernel.
+func TestWatchWaitsForTheRoute(t *testing.T) {
+	lab := netlab.New(t, "nr")
+	ns := lab.Netns(t, "host")
+	ns.IP(t, "link", "add", "wifi", "type", "veth", "peer", "name", "ap")
+	ns.IP(t, "link", "set", "ap", "up")
+	ns.IP(t, "link", "set", "wifi", "up")
+	ns.IP(t, "addr", "add", "198.51.100.2/24", "dev", "wifi")
+	ns.IP(t, "route", "add", "default", "dev", "wifi")
+	read := func() (set string, err error) {
+		err = ns.Do(func() (err error) { set, err = hostAddrs(); return err })
+		return set, err
+	}
+	var n *netNotices
+	if err := ns.Do(func() (err error) { n, err = openNetNotices(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer n.close()
+	first, err := read()
+	if err != nil || first != "198.51.100.2" {
+		t.Fatalf("first read %q, %v", first, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	acted := make(chan string, 8)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w := addrWatch{acted: first, last: first}
+		w.run(ctx, n.notices(), time.Hour, read, func(set string) { acted <- set })
+	}()
+	defer func() { cancel(); <-done }()
+
+	// The move: the old interface goes with its route; the new address
+	// comes without one.
+	ns.IP(t, "link", "del", "wifi")
+	ns.IP(t, "link", "add", "wifi2", "type", "veth", "peer", "name", "ap2")
+	ns.IP(t, "link", "set", "ap2", "up")
+	ns.IP(t, "link", "set", "wifi2", "up")
+	ns.IP(t, "addr", "add", "203.0.113.2/24", "dev", "wifi2")
+	if set, err := read(); err != nil || set != "" {
+		t.Fatalf("with an address and no default route, read %q, %v; want none", set, err)
+	}
+	ns.IP(t, "route", "add", "default", "dev", "wifi2")
+	select {
+	case set := <-acted:
+		if set != "203.0.113.2" {
+			t.Fatalf("acted on %q, want 203.0.113.2", set)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("the watch did not act once the route came")
 	}
 }

@@ -62,8 +62,14 @@ func (w *addrWatch) saw(set string) bool {
 }
 
 // hostAddrs is the host's addresses that ICE could use, sorted and joined:
-// neither loopback nor link-local.
+// neither loopback nor link-local; none while the host has no default
+// route (on Linux), as between two networks: its new address without a
+// route yet (an interface comes up in steps, the route last) reaches
+// nobody, and a restart of ICE then would find no path.
 func hostAddrs() (string, error) {
+	if !hasDefaultRoute() {
+		return "", nil
+	}
 	addrs, err := net.InterfaceAddrs()
 	if err != nil {
 		return "", err

@@ -136,14 +136,7 @@ func TestWaitingTracksBounded(t *testing.T) {
 		c.NoAudio = true
 		c.Logger = slog.New(w)
 	})
-	pattern := func(frames int) client.VideoSource {
-		src, err := media.NewTestPattern(media.PatternConfig{Frames: frames, FPS: 30})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { src.Close() })
-		return src
-	}
+	pattern := func(frames int) client.VideoSource { return testPattern(t, frames) }
 	_, mallory := joinPeer(t, s, "mallory", "studio", rec.self.Peer)
 	_, alice := joinPeer(t, s, "alice", "studio", rec.self.Peer)
 	_, bob := joinPeer(t, s, "bob", "studio", rec.self.Peer)

@@ -52,6 +52,9 @@ type Config struct {
 	CPUBudget float64
 	// BudgetWindow is the span CPUBudget is averaged over (default 5 s).
 	BudgetWindow time.Duration
+	// IdleTimeout is how long a recorded track may send nothing before
+	// it gives up its slot (default 30 s; idle.go). Negative: never.
+	IdleTimeout time.Duration
 	// NoAudio leaves peers' audio out of the clips.
 	NoAudio bool
 	// NoSync skips fsync (see OutputConfig.NoSync).
@@ -67,6 +70,11 @@ const (
 	DefaultClipFrames = 150
 	DefaultMaxTracks  = 16
 	DefaultMaxWaiting = 64
+	// DefaultIdleTimeout is Config.IdleTimeout's default: far longer
+	// than a sender's pause between packets, even for a video frozen on
+	// one frame (a browser still sends a frame a second or so), short
+	// enough that a silent track does not keep a slot from peers waiting.
+	DefaultIdleTimeout = 30 * time.Second
 	// MaxRooms caps the rooms one recorder joins (the server's default
 	// cap on rooms per session).
 	MaxRooms = 16
@@ -97,6 +105,9 @@ func (c *Config) setDefaults() {
 	if c.BudgetWindow == 0 {
 		c.BudgetWindow = DefaultBudgetWindow
 	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -125,6 +136,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BudgetWindow < 100*time.Millisecond || c.BudgetWindow > time.Hour {
 		errs = append(errs, fmt.Errorf("budget window %v: want 100ms..1h", c.BudgetWindow))
+	}
+	if c.IdleTimeout > 0 && c.IdleTimeout < 100*time.Millisecond || c.IdleTimeout > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("idle timeout %v: want 100ms..24h (negative: none)", c.IdleTimeout))
 	}
 	switch {
 	case len(c.Rooms) == 0:

@@ -114,3 +114,56 @@ func TestTrackWaitsForASlot(t *testing.T) {
 		}
 	}
 }
+
+// TestIdleTrackFreesItsSlot: mallory's source ends but she never removes
+// her track, which then sends nothing: it held the only slot for as long
+// as she stayed, and alice waited for ever. It ends for the recorder
+// after Config.IdleTimeout, reported as StopIdle, and alice's track takes
+// the slot.
+func TestIdleTrackFreesItsSlot(t *testing.T) {
+	s := signalingtest.Start(t, signalingtest.Options{})
+	dir := t.TempDir()
+	w := &logWatch{Handler: testLogger(t).Handler(), seen: make(chan string, 256)}
+	const idle = time.Second
+	rec := startRecorder(t, s, "studio", dir, func(c *Config) {
+		c.MaxTracks, c.IdleTimeout, c.NoAudio = 1, idle, true
+		c.Logger = slog.New(w)
+	})
+	_, mallory := joinPeer(t, s, "mallory", "studio", rec.self.Peer)
+	_, alice := joinPeer(t, s, "alice", "studio", rec.self.Peer)
+	pattern := func(frames int) client.VideoSource { return testPattern(t, frames) }
+	mpub := publishTo(t, mallory, pattern(30), rec.self.Peer)
+	waitLog(t, w, "track arrived|mallory")
+	publishTo(t, alice, pattern(0), rec.self.Peer)
+	waitLog(t, w, "too many tracks|alice")
+	<-mpub.Done() // her source ended; her track stays, silent
+	silent := time.Now()
+	waitLog(t, w, "track ended|mallory")
+	if d := time.Since(silent); d < idle*9/10 {
+		t.Errorf("mallory's track ended %v after her last frame, before the idle timeout (%v)", d, idle)
+	}
+	waitLog(t, w, "track arrived|alice")
+	rec.stop(t)
+	stopped := map[string]string{}
+	for _, tr := range rec.Tracks() {
+		stopped[tr.Info.User] = tr.Stopped
+	}
+	if got, ok := stopped["mallory"]; !ok || got != StopIdle {
+		t.Errorf("mallory's track stopped for %q (reported: %v), want %q", got, ok, StopIdle)
+	}
+	if got := stopped["alice"]; got != "" { // reported if it ended before the stop
+		t.Errorf("alice's track stopped for %q", got)
+	}
+}
+
+// testPattern is a 30 fps test pattern of frames frames (0: without end),
+// closed when the test ends.
+func testPattern(t *testing.T, frames int) client.VideoSource {
+	t.Helper()
+	src, err := media.NewTestPattern(media.PatternConfig{Frames: frames, FPS: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	return src
+}

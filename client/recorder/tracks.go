@@ -198,10 +198,15 @@ func (r *Recorder) record(ctx context.Context, rr *roomRec, e *client.IncomingTr
 			rr.release(p)
 		}()
 		var err error
+		src := newIdleReader(tr, r.cfg.IdleTimeout)
 		if video {
-			err = r.recordVideo(ctx, rr, p, lt, info, e, log)
+			err = r.recordVideo(ctx, rr, p, lt, info, e, src, log)
 		} else {
-			err = r.recordAudio(ctx, p, lt, info, e, log)
+			err = r.recordAudio(ctx, p, lt, info, src, log)
+		}
+		if errors.Is(err, errIdle) {
+			log.Info("track ended for the recorder: it sent nothing for the idle timeout; its slot is free",
+				slog.Duration("idle_timeout", r.cfg.IdleTimeout))
 		}
 		if errors.Is(err, errOverBudget) {
 			// The track keeps its slot until it ends: its peer cannot trade
@@ -231,7 +236,7 @@ func consented(ctx context.Context, p *peerRec, src RTPReader, log *slog.Logger,
 		}
 		err = record(g, at)
 		if !errors.Is(err, errConsentWithdrawn) {
-			if err != nil && !errors.Is(err, errOverBudget) {
+			if err != nil && !errors.Is(err, errOverBudget) && !errors.Is(err, errIdle) {
 				log.Warn("recording failed", "err", err)
 			}
 			return err
@@ -240,13 +245,13 @@ func consented(ctx context.Context, p *peerRec, src RTPReader, log *slog.Logger,
 	}
 }
 
-func (r *Recorder) recordVideo(ctx context.Context, rr *roomRec, p *peerRec, lt *liveTrack, info TrackInfo, e *client.IncomingTrack, log *slog.Logger) error {
+func (r *Recorder) recordVideo(ctx context.Context, rr *roomRec, p *peerRec, lt *liveTrack, info TrackInfo, e *client.IncomingTrack, src RTPReader, log *slog.Logger) error {
 	opts := TrackOptions{FPS: r.cfg.FPS, Fit: r.cfg.Fit, QueueFrames: r.cfg.QueueFrames, Logger: log,
 		RequestKeyframe: e.RequestKeyframe, av: p.sync, budget: lt.budget}
 	if r.audio() {
 		opts.audio = p.audio
 	}
-	return consented(ctx, p, e.Track, log, func(g *consentReader, at time.Time) error {
+	return consented(ctx, p, src, log, func(g *consentReader, at time.Time) error {
 		info.Consent = at
 		pl, err := NewPipeline(rr.out, info, opts)
 		if err != nil {
@@ -262,8 +267,8 @@ func (r *Recorder) recordVideo(ctx context.Context, rr *roomRec, p *peerRec, lt 
 	})
 }
 
-func (r *Recorder) recordAudio(ctx context.Context, p *peerRec, lt *liveTrack, info TrackInfo, e *client.IncomingTrack, log *slog.Logger) error {
-	return consented(ctx, p, e.Track, log, func(g *consentReader, at time.Time) error {
+func (r *Recorder) recordAudio(ctx context.Context, p *peerRec, lt *liveTrack, info TrackInfo, src RTPReader, log *slog.Logger) error {
+	return consented(ctx, p, src, log, func(g *consentReader, at time.Time) error {
 		info.Consent = at
 		at2, err := newAudioTrack(p.audio, lt.budget, log)
 		if err != nil {
@@ -297,8 +302,11 @@ func (r *Recorder) finished(rep TrackReport) {
 // stopReason is TrackReport.Stopped for the error that ended a stretch
 // of recording.
 func stopReason(err error) string {
-	if errors.Is(err, errOverBudget) {
+	switch {
+	case errors.Is(err, errOverBudget):
 		return StopCPUBudget
+	case errors.Is(err, errIdle):
+		return StopIdle
 	}
 	return ""
 }

@@ -91,6 +91,7 @@ type settings struct {
 	MaxWaiting   int               `yaml:"max-waiting" default:"64" usage:"tracks waiting for a slot (one peer's: as many as it may record); more are refused"`
 	CPUBudget    float64           `yaml:"cpu-budget" default:"0.5" usage:"share of one core each track's decoding may take over --budget-window (a peer's tracks together twice that); a track over it is stopped (-1: no budget)"`
 	BudgetWindow time.Duration     `yaml:"budget-window" default:"5s" usage:"span --cpu-budget is averaged over"`
+	IdleTimeout  time.Duration     `yaml:"idle-timeout" default:"30s" usage:"a recorded track that sends nothing this long gives up its slot (negative: never)"`
 	NoAudio      bool              `yaml:"no-audio" usage:"leave peers' audio out (by default it is written as 16 kHz float32 beside each clip's frames)"`
 	NoSync       bool              `yaml:"no-sync" usage:"skip fsync before each rename (faster; shards may not survive a power cut)"`
 	LogLevel     slog.Level        `yaml:"log-level" default:"info" usage:"debug, info, warn or error"`
@@ -132,7 +133,7 @@ func (c *settings) recorder(stderr io.Writer) (recorder.Config, error) {
 	rc := recorder.Config{
 		Server: c.Server, Token: c.Token, Rooms: c.Rooms, Out: c.Out, FPS: c.FPS, Size: c.Size, Fit: c.Fit,
 		ClipFrames: c.ClipFrames, Format: c.Format, Checksum: c.Checksum, QueueFrames: c.QueueFrames,
-		MaxTracks: c.MaxTracks, MaxWaiting: c.MaxWaiting, CPUBudget: c.CPUBudget, BudgetWindow: c.BudgetWindow,
+		MaxTracks: c.MaxTracks, MaxWaiting: c.MaxWaiting, CPUBudget: c.CPUBudget, BudgetWindow: c.BudgetWindow, IdleTimeout: c.IdleTimeout,
 		NoAudio: c.NoAudio, NoSync: c.NoSync,
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.LogLevel})),
 	}
