@@ -15,18 +15,7 @@ import (
 func TestWatchActsOnAMove(t *testing.T) {
 	for _, mode := range []string{"notices", "timer", "notices that stop"} {
 		t.Run(mode, func(t *testing.T) {
-			lab := netlab.New(t, "nw")
-			ns := lab.Netns(t, "host")
-			ns.IP(t, "link", "add", "wifi", "type", "veth", "peer", "name", "ap")
-			ns.IP(t, "link", "set", "ap", "up")
-			ns.IP(t, "link", "set", "wifi", "up")
-			ns.IP(t, "addr", "add", "198.51.100.2/24", "dev", "wifi")
-			ns.IP(t, "route", "add", "default", "dev", "wifi")
-
-			read := func() (set string, err error) {
-				err = ns.Do(func() (err error) { set, err = hostAddrs(); return err })
-				return set, err
-			}
+			ns, read := watchHost(t, "nw")
 			var n *netNotices
 			var notices <-chan struct{}
 			if mode != "timer" {
@@ -36,19 +25,7 @@ func TestWatchActsOnAMove(t *testing.T) {
 				defer n.close()
 				notices = n.notices()
 			}
-			first, err := read()
-			if err != nil || first != "198.51.100.2" {
-				t.Fatalf("first read %q, %v", first, err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			acted := make(chan string, 8)
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				w := addrWatch{acted: first, last: first}
-				w.run(ctx, notices, 50*time.Millisecond, read, func(set string) { acted <- set })
-			}()
-			defer func() { cancel(); <-done }()
+			acted := startWatch(t, notices, 50*time.Millisecond, read)
 			if mode == "notices that stop" {
 				n.close()
 			}
@@ -76,35 +53,13 @@ func TestWatchActsOnAMove(t *testing.T) {
 // and the watch takes it as between networks; it acts once the route
 // comes, told by the kernel.
 func TestWatchWaitsForTheRoute(t *testing.T) {
-	lab := netlab.New(t, "nr")
-	ns := lab.Netns(t, "host")
-	ns.IP(t, "link", "add", "wifi", "type", "veth", "peer", "name", "ap")
-	ns.IP(t, "link", "set", "ap", "up")
-	ns.IP(t, "link", "set", "wifi", "up")
-	ns.IP(t, "addr", "add", "198.51.100.2/24", "dev", "wifi")
-	ns.IP(t, "route", "add", "default", "dev", "wifi")
-	read := func() (set string, err error) {
-		err = ns.Do(func() (err error) { set, err = hostAddrs(); return err })
-		return set, err
-	}
+	ns, read := watchHost(t, "nr")
 	var n *netNotices
 	if err := ns.Do(func() (err error) { n, err = openNetNotices(); return err }); err != nil {
 		t.Fatal(err)
 	}
 	defer n.close()
-	first, err := read()
-	if err != nil || first != "198.51.100.2" {
-		t.Fatalf("first read %q, %v", first, err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	acted := make(chan string, 8)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		w := addrWatch{acted: first, last: first}
-		w.run(ctx, n.notices(), time.Hour, read, func(set string) { acted <- set })
-	}()
-	defer func() { cancel(); <-done }()
+	acted := startWatch(t, n.notices(), time.Hour, read)
 
 	// The move: the old interface goes with its route; the new address
 	// comes without one.
@@ -125,4 +80,42 @@ func TestWatchWaitsForTheRoute(t *testing.T) {
 	case <-time.After(testTimeout):
 		t.Fatal("the watch did not act once the route came")
 	}
+}
+
+// watchHost is a namespace of the test's own with one interface, wifi,
+// at 198.51.100.2 with a default route, and a way to read its addresses
+// from inside.
+func watchHost(t *testing.T, name string) (*netlab.Netns, func() (string, error)) {
+	t.Helper()
+	ns := netlab.New(t, name).Netns(t, "host")
+	ns.IP(t, "link", "add", "wifi", "type", "veth", "peer", "name", "ap")
+	ns.IP(t, "link", "set", "ap", "up")
+	ns.IP(t, "link", "set", "wifi", "up")
+	ns.IP(t, "addr", "add", "198.51.100.2/24", "dev", "wifi")
+	ns.IP(t, "route", "add", "default", "dev", "wifi")
+	read := func() (set string, err error) {
+		err = ns.Do(func() (err error) { set, err = hostAddrs(); return err })
+		return set, err
+	}
+	return ns, read
+}
+
+// startWatch runs a watch of read's addresses, acted on at 198.51.100.2,
+// until the test ends; what it acts on comes on the channel.
+func startWatch(t *testing.T, notices <-chan struct{}, every time.Duration, read func() (string, error)) <-chan string {
+	t.Helper()
+	first, err := read()
+	if err != nil || first != "198.51.100.2" {
+		t.Fatalf("first read %q, %v", first, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	acted := make(chan string, 8)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w := addrWatch{acted: first, last: first}
+		w.run(ctx, notices, every, read, func(set string) { acted <- set })
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return acted
 }
