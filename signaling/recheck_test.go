@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/khadga/khadga/internal/metricstest"
 	"github.com/khadga/khadga/internal/natstest"
 	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling/admin"
@@ -82,7 +83,7 @@ func TestRevocationsMissedPastTheStream(t *testing.T) {
 
 			if storeDown {
 				waitFor(t, "b to fail to read the store, and count it", func() bool {
-					return counterValue(t, reg, "khadga_cluster_rechecks_total", "store_error") >= 1
+					return metricstest.Value(t, reg, "khadga_cluster_rechecks_total", map[string]string{"result": "store_error"}) >= 1
 				})
 				for u, c := range conns {
 					expectAlive(t, c, u+"'s session, the store unreadable")
@@ -98,10 +99,10 @@ func TestRevocationsMissedPastTheStream(t *testing.T) {
 				}
 			}
 			expectAlive(t, conns["hal"], "hal's session, whose credentials hold")
-			if n := counterValue(t, reg, "khadga_cluster_recheck_ended_total", ""); n != 2 {
+			if n := metricstest.Value(t, reg, "khadga_cluster_recheck_ended_total", nil); n != 2 {
 				t.Errorf("%v sessions counted ended by the check, want 2", n)
 			}
-			if n := counterValue(t, reg, "khadga_cluster_rechecks_total", "done"); n != 1 {
+			if n := metricstest.Value(t, reg, "khadga_cluster_rechecks_total", map[string]string{"result": "done"}); n != 1 {
 				t.Errorf("%v checks done, want 1", n)
 			}
 		})
@@ -115,25 +116,4 @@ func expectAlive(t *testing.T, c *signalingtest.Client, what string) {
 	if m := c.Expect(proto.TypePong); m.Ref != "alive?" {
 		t.Fatalf("%s: pong for %q", what, m.Ref)
 	}
-}
-
-// counterValue is the value of the counter name in reg, of the one whose
-// only label has value, or the unlabelled one when value is "".
-func counterValue(t *testing.T, reg *prometheus.Registry, name, value string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if l := m.GetLabel(); len(l) == 0 && value == "" || len(l) == 1 && l[0].GetValue() == value {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
 }

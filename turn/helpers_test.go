@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/khadga/khadga/internal/metricstest"
 	"github.com/khadga/khadga/internal/testlog"
 	pionturn "github.com/pion/turn/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -152,40 +153,10 @@ func nothingQueued(t *testing.T, c net.PacketConn) {
 	}
 }
 
-// metricValue sums the samples of a metric whose labels include want.
+// metricValue is metricstest.Value.
 func metricValue(t *testing.T, reg *prometheus.Registry, name string, want map[string]string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metric:
-		for _, m := range mf.GetMetric() {
-			for k, v := range want {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == k && lp.GetValue() == v {
-						found = true
-					}
-				}
-				if !found {
-					continue metric
-				}
-			}
-			switch {
-			case m.GetCounter() != nil:
-				sum += m.GetCounter().GetValue()
-			case m.GetGauge() != nil:
-				sum += m.GetGauge().GetValue()
-			}
-		}
-	}
-	return sum
+	return metricstest.Value(t, reg, name, want)
 }
 
 // relayRoundTrip sends ping from the client's relay to peer and pong back,

@@ -218,15 +218,7 @@ func TestStaleWriteDoesNotOverwriteTheNewNodesEntry(t *testing.T) {
 	b := startNode(t, "b", urls, fastConfig(), hub.Config{ResumeWindow: wait})
 	alice := a.dial("user=alice")
 	alice.join("lobby")
-	kvNode := func() string {
-		e, err := a.node.kv.Get(context.Background(), alice.peer())
-		if err != nil {
-			return ""
-		}
-		var r record
-		_ = json.Unmarshal(e.Value(), &r)
-		return r.Node
-	}
+	kvNode := func() string { return kvRecord(a, alice.peer()).Node }
 	eventually(t, "alice's entry", func() bool { return kvNode() == "a" })
 	// b resumes alice only once it knows her session (and her token).
 	eventually(t, "b to see alice in lobby", func() bool { return b.hub.RoomMembers("lobby") == 1 })
@@ -254,6 +246,16 @@ func TestStaleWriteDoesNotOverwriteTheNewNodesEntry(t *testing.T) {
 	}
 }
 
+// kvRecord is peer's entry in the directory's bucket, as tn reads it
+// (zero if there is none).
+func kvRecord(tn *testNode, peer string) record {
+	var r record
+	if e, err := tn.node.kv.Get(context.Background(), peer); err == nil {
+		_ = json.Unmarshal(e.Value(), &r)
+	}
+	return r
+}
+
 // A writer behind by a session's trip round the nodes: a queues a state
 // of alice, she resumes on b and then on a again, and only then does a's
 // writer get to that state. It must not be written: it would put alice's
@@ -269,14 +271,8 @@ func TestStaleWriteAfterTheSessionCameBack(t *testing.T) {
 	b := startNode(t, "b", urls, fastConfig(), hub.Config{ResumeWindow: wait})
 	alice := a.dial("user=alice")
 	alice.join("lobby")
-	kvRecord := func() record {
-		var r record
-		if e, err := a.node.kv.Get(context.Background(), alice.peer()); err == nil {
-			_ = json.Unmarshal(e.Value(), &r)
-		}
-		return r
-	}
-	eventually(t, "alice's entry", func() bool { return kvRecord().Node == "a" })
+	entry := func() record { return kvRecord(a, alice.peer()) }
+	eventually(t, "alice's entry", func() bool { return entry().Node == "a" })
 	eventually(t, "b to see alice in lobby", func() bool { return b.hub.RoomMembers("lobby") == 1 })
 	a.node.dir.imu.Lock()
 	e := a.node.dir.byPeer[alice.peer()]
@@ -290,7 +286,7 @@ func TestStaleWriteAfterTheSessionCameBack(t *testing.T) {
 		t.Fatal("alice did not resume on b")
 	}
 	eventually(t, "b's entry for alice, and a to know it", func() bool {
-		return kvRecord().Node == "b" && a.dirNode(alice.peer()) == "b"
+		return entry().Node == "b" && a.dirNode(alice.peer()) == "b"
 	})
 	dropSocket(onB)
 	back := a.dial("user=alice&resume=" + onB.welcome.ResumeToken)
@@ -299,16 +295,16 @@ func TestStaleWriteAfterTheSessionCameBack(t *testing.T) {
 	}
 	want := sha256.Sum256([]byte(back.welcome.ResumeToken))
 	eventually(t, "a's new entry for alice", func() bool {
-		r := kvRecord()
+		r := entry()
 		en, err := a.node.kv.Get(context.Background(), alice.peer())
 		return r.Node == "a" && string(r.Token) == string(want[:]) && err == nil && en.Revision() == a.node.dir.revision(alice.peer())
 	})
-	current := kvRecord()
+	current := entry()
 
 	if err := a.node.dir.put(context.Background(), alice.peer(), stale); err != nil {
 		t.Fatal(err)
 	}
-	if got := kvRecord(); got.Epoch != current.Epoch || got.Ver != current.Ver || string(got.Token) != string(want[:]) {
+	if got := entry(); got.Epoch != current.Epoch || got.Ver != current.Ver || string(got.Token) != string(want[:]) {
 		t.Errorf("alice's entry is at epoch %d.%d after a stale write of a, want %d.%d with her current token", got.Epoch, got.Ver, current.Epoch, current.Ver)
 	}
 	if !a.hub.IsLocal(alice.peer()) {
