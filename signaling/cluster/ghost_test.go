@@ -213,37 +213,47 @@ func TestStateQueuedAfterTheEndIsNotWritten(t *testing.T) {
 // node that read it meanwhile (starting, or its watch restarted) would
 // send a resume's claim to the wrong node, and the resume would fail.
 func TestStaleWriteDoesNotOverwriteTheNewNodesEntry(t *testing.T) {
+	a, _, alice, _, stale := staleThenResumedOnB(t)
+	// a's writer, behind, writes the state it had queued before the claim.
+	if err := a.node.dir.put(context.Background(), alice.peer(), stale); err != nil {
+		t.Fatal(err)
+	}
+	if got := kvRecord(a, alice.peer()).Node; got != "b" {
+		t.Fatalf("alice's entry says node %q after a stale write of a; want b", got)
+	}
+}
+
+// staleThenResumedOnB starts nodes a and b with alice in lobby on a,
+// takes a copy of the state a would write of her (as a writer that is
+// behind holds it), and resumes her on b: it returns once b's entry of
+// her is written and a's directory knows it, with its revision.
+func staleThenResumedOnB(t *testing.T) (a, b *testNode, alice, onB *client, stale *queuedState) {
+	t.Helper()
 	urls := natstest.Start(t).ClientURL()
-	a := startNode(t, "a", urls, fastConfig(), hub.Config{ResumeWindow: wait})
-	b := startNode(t, "b", urls, fastConfig(), hub.Config{ResumeWindow: wait})
-	alice := a.dial("user=alice")
+	a = startNode(t, "a", urls, fastConfig(), hub.Config{ResumeWindow: wait})
+	b = startNode(t, "b", urls, fastConfig(), hub.Config{ResumeWindow: wait})
+	alice = a.dial("user=alice")
 	alice.join("lobby")
-	kvNode := func() string { return kvRecord(a, alice.peer()).Node }
-	eventually(t, "alice's entry", func() bool { return kvNode() == "a" })
+	eventually(t, "alice's entry", func() bool { return kvRecord(a, alice.peer()).Node == "a" })
 	// b resumes alice only once it knows her session (and her token).
 	eventually(t, "b to see alice in lobby", func() bool { return b.hub.RoomMembers("lobby") == 1 })
 	a.node.dir.imu.Lock()
 	e := a.node.dir.byPeer[alice.peer()]
-	q := &queuedState{st: new(hub.SessionState), at: e.applied}
-	*q.st = e.st
+	stale = &queuedState{st: new(hub.SessionState), at: e.applied}
+	*stale.st = e.st
 	a.node.dir.imu.Unlock()
 
 	dropSocket(alice)
-	resumed := b.dial("user=alice&resume=" + alice.welcome.ResumeToken)
-	if !resumed.welcome.Resumed {
+	onB = b.dial("user=alice&resume=" + alice.welcome.ResumeToken)
+	if !onB.welcome.Resumed {
 		t.Fatal("alice did not resume on b")
 	}
 	eventually(t, "b's entry for alice, in a's directory", func() bool {
 		en, err := a.node.kv.Get(context.Background(), alice.peer())
-		return err == nil && kvNode() == "b" && a.dirNode(alice.peer()) == "b" && en.Revision() == a.node.dir.revision(alice.peer())
+		return err == nil && kvRecord(a, alice.peer()).Node == "b" && a.dirNode(alice.peer()) == "b" &&
+			en.Revision() == a.node.dir.revision(alice.peer())
 	})
-	// a's writer, behind, writes the state it had queued before the claim.
-	if err := a.node.dir.put(context.Background(), alice.peer(), q); err != nil {
-		t.Fatal(err)
-	}
-	if got := kvNode(); got != "b" {
-		t.Fatalf("alice's entry says node %q after a stale write of a; want b", got)
-	}
+	return a, b, alice, onB, stale
 }
 
 // kvRecord is peer's entry in the directory's bucket, as tn reads it
@@ -266,28 +276,8 @@ func kvRecord(tn *testNode, peer string) record {
 // client's socket dropped, b's token unknown: TestClaimStorm, 1 run in
 // about 150 under load).
 func TestStaleWriteAfterTheSessionCameBack(t *testing.T) {
-	urls := natstest.Start(t).ClientURL()
-	a := startNode(t, "a", urls, fastConfig(), hub.Config{ResumeWindow: wait})
-	b := startNode(t, "b", urls, fastConfig(), hub.Config{ResumeWindow: wait})
-	alice := a.dial("user=alice")
-	alice.join("lobby")
+	a, _, alice, onB, stale := staleThenResumedOnB(t)
 	entry := func() record { return kvRecord(a, alice.peer()) }
-	eventually(t, "alice's entry", func() bool { return entry().Node == "a" })
-	eventually(t, "b to see alice in lobby", func() bool { return b.hub.RoomMembers("lobby") == 1 })
-	a.node.dir.imu.Lock()
-	e := a.node.dir.byPeer[alice.peer()]
-	stale := &queuedState{st: new(hub.SessionState), at: e.applied}
-	*stale.st = e.st
-	a.node.dir.imu.Unlock()
-
-	dropSocket(alice)
-	onB := b.dial("user=alice&resume=" + alice.welcome.ResumeToken)
-	if !onB.welcome.Resumed {
-		t.Fatal("alice did not resume on b")
-	}
-	eventually(t, "b's entry for alice, and a to know it", func() bool {
-		return entry().Node == "b" && a.dirNode(alice.peer()) == "b"
-	})
 	dropSocket(onB)
 	back := a.dial("user=alice&resume=" + onB.welcome.ResumeToken)
 	if !back.welcome.Resumed {
