@@ -9,11 +9,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/khadga/khadga/internal/gctune"
 	"github.com/khadga/khadga/internal/natsconn"
 	"github.com/khadga/khadga/signaling"
 	"github.com/khadga/khadga/signaling/admin"
@@ -107,7 +107,7 @@ func runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	log := c.Log.logger()
-	setGCPercent()
+	tuneGC()
 	tl, err := c.TLS.start(c.Data, c.httpsPort(), log)
 	if err != nil {
 		return err
@@ -254,10 +254,18 @@ func (c *serveConfig) url(https bool, a net.Addr) string {
 // about 8.5 to 7.1 KiB per connection (docs/benchmarks.md).
 const serverGCPercent = 50
 
-// setGCPercent applies serverGCPercent unless the operator set GOGC.
-func setGCPercent() {
+// serverGCFloor is the least the heap may grow between collections. At
+// GOGC=50 a small heap (a few MiB while the first clients connect) would
+// be collected dozens of times a second; see internal/gctune. At 10,000
+// idle connections GOGC=50 gives more than this, so the floor costs no
+// memory there.
+const serverGCFloor = 16 << 20
+
+// tuneGC applies serverGCPercent with serverGCFloor's headroom, unless the
+// operator set GOGC, which then applies as it is.
+func tuneGC() {
 	if _, ok := os.LookupEnv("GOGC"); !ok {
-		debug.SetGCPercent(serverGCPercent)
+		gctune.Start(serverGCPercent, serverGCFloor)
 	}
 }
 
