@@ -66,9 +66,12 @@ const alicePassword = "correct horse battery"
 // on the cluster with --nats.
 func TestServeOnNATS(t *testing.T) {
 	nats := natstest.Start(t).ClientURL()
-	env := []string{"KHADGA_NATS=" + nats, "KHADGA_TURN_LISTEN=off"}
+	env := []string{"KHADGA_NATS=" + nats, "KHADGA_TURN_LISTEN=off", "KHADGA_NATS_REVOCATION_AGE=25m"}
 	n1 := startServe(t, t.TempDir(), env...)
 	n2 := startServe(t, t.TempDir(), env...)
+	if age := revocationAge(t, nats); age != 25*time.Minute {
+		t.Errorf("the revocation stream keeps revocations %v, want --nats-revocation-age's 25m", age)
+	}
 	if code, body := post(t, n1.url+"/api/register", `{"username":"alice","password":"`+alicePassword+`"}`); code != 201 {
 		t.Fatalf("register on node 1: %d %s", code, body)
 	}
@@ -112,6 +115,38 @@ func TestServeOnNATS(t *testing.T) {
 	login(t, n1.url, "root", "a long admin password")
 	n1.stop(t)
 	n2.stop(t)
+}
+
+// revocationAge is how long the cluster's revocation stream keeps what it
+// holds.
+func revocationAge(t *testing.T, nats string) time.Duration {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	js, err := jetstream.New(natstest.Connect(t, nats))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, "khadga-revocations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Config.MaxAge
+}
+
+// TestRevocationAgeBounds: a revocation age the cluster could not use is
+// refused before anything connects, naming the flag.
+func TestRevocationAgeBounds(t *testing.T) {
+	for _, age := range []string{"30s", "200h"} {
+		out, err := run(t, t.TempDir(), "", "serve", "--nats", "nats://127.0.0.1:1", "--nats-revocation-age", age)
+		if err == nil || !strings.Contains(out, "--nats-revocation-age "+age) || !strings.Contains(out, "want 1m to 168h") {
+			t.Errorf("--nats-revocation-age %s: %v\n%s", age, err, out)
+		}
+	}
 }
 
 // TestMigrateIntoCluster moves a single-node install into a cluster: the

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"flag"
+	"github.com/khadga/khadga/signaling/cluster"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -182,6 +183,7 @@ func TestDefaultsAreLibraryDefaults(t *testing.T) {
 		{"nats-subject", s.NATS.Subject, kvstore.DefaultPrefix},
 		{"nats-audit-max", s.NATS.AuditMax, store.DefaultAuditMax},
 		{"nats-audit-age", s.NATS.AuditMaxAge, kvstore.DefaultAuditMaxAge},
+		{"nats-revocation-age", s.NATS.RevocationAge, cluster.DefaultRevocationReplay},
 	} {
 		if g.got != g.want {
 			t.Errorf("%s default %v, library default %v", g.name, g.got, g.want)

@@ -28,6 +28,10 @@ type natsConfig struct {
 	// The audit stream's bounds; the oldest events go past either.
 	AuditMax    int           `yaml:"nats-audit-max" default:"100000" usage:"audit events the cluster keeps"`
 	AuditMaxAge time.Duration `yaml:"nats-audit-age" default:"2160h" usage:"how long the cluster keeps an audit event"`
+	// How long the revocation stream keeps revocations for nodes that
+	// were away; a node away for longer has its sessions checked against
+	// the store when it is back. A node sets it on the stream as it starts.
+	RevocationAge time.Duration `yaml:"nats-revocation-age" default:"10m" usage:"how long the cluster keeps revocations (sign-outs, disabled users, retired keys) for a node cut off from NATS; one away longer has its sessions checked against the store when it is back. Give every node the same"`
 }
 
 // natsOpenWait bounds how long an admin command waits for NATS.
@@ -51,6 +55,9 @@ func (c *natsConfig) validate() error {
 	}
 	if c.AuditMax < 1 || c.AuditMaxAge < time.Hour {
 		errs = append(errs, fmt.Errorf("--nats-audit-max %d and --nats-audit-age %v: want at least 1 and 1h", c.AuditMax, c.AuditMaxAge))
+	}
+	if c.RevocationAge < time.Minute || c.RevocationAge > 7*24*time.Hour {
+		errs = append(errs, fmt.Errorf("--nats-revocation-age %v: want 1m to 168h", c.RevocationAge))
 	}
 	return errors.Join(errs...)
 }

@@ -211,7 +211,8 @@ func (c *serveConfig) openStore(ctx context.Context, h *held, log *slog.Logger, 
 // clusterNode makes this server a node of the cluster on ns's connection.
 func (c *serveConfig) clusterNode(ctx context.Context, ns *natsStore, log *slog.Logger, reg prometheus.Registerer) (*cluster.Node, error) {
 	node, err := cluster.New(ctx, cluster.Config{Subject: c.NATS.Subject, Bucket: c.NATS.Subject + "-sessions",
-		Replicas: c.NATS.Replicas, Logger: log.With(slog.String("component", "cluster")), Registerer: reg}, ns.conn.NATS())
+		Replicas: c.NATS.Replicas, RevocationReplay: c.NATS.RevocationAge,
+		Logger: log.With(slog.String("component", "cluster")), Registerer: reg}, ns.conn.NATS())
 	if err != nil {
 		return nil, fmt.Errorf("joining the cluster: %w", err)
 	}

@@ -102,7 +102,7 @@ func (c *Config) setDefaults() {
 	setDur(&c.TokenWait, 250*time.Millisecond)
 	setDur(&c.tombstoneTTL, tombstoneTTL)
 	setDur(&c.revocationConsumerIdle, revocationConsumerIdle)
-	setDur(&c.RevocationReplay, revocationReplay)
+	setDur(&c.RevocationReplay, DefaultRevocationReplay)
 	if c.Outbox <= 0 {
 		c.Outbox = 1 << 16
 	}

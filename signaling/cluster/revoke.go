@@ -157,12 +157,12 @@ func Revoke(nc *nats.Conn, subject, user, login string, code proto.Code, reason 
 	return nc.Flush()
 }
 
-// revocationReplay is how long the revocation stream keeps a revocation
+// DefaultRevocationReplay is how long the revocation stream keeps a revocation
 // by default (Config.RevocationReplay): a node cut off from NATS for
 // longer finds a gap when it is back, and has its sessions checked
 // against the store (revgap.go). By then the other nodes have long taken
 // it for gone and shown its sessions offline.
-const revocationReplay = 10 * time.Minute
+const DefaultRevocationReplay = 10 * time.Minute
 
 // revocationStream names the stream of the revoke and relogin subjects of
 // the cluster whose subject prefix is subject.
@@ -264,7 +264,7 @@ type seenRevocation struct {
 }
 
 const (
-	revocationSeenFor  = revocationReplay + time.Minute
+	revocationSeenFor  = DefaultRevocationReplay + time.Minute
 	maxSeenRevocations = 1 << 16
 )
 
