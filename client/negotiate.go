@@ -193,6 +193,11 @@ func (p *peer) onDescription(d proto.SessionDescription) {
 		p.log.Warn("ignoring description", slog.String("type", d.Type))
 		return
 	}
+	if n := mediaSections(d.SDP); n > maxMediaSections {
+		p.log.Warn("ignoring description: too many media sections", slog.String("type", d.Type),
+			slog.Int("sections", n), slog.Int("max", maxMediaSections))
+		return
+	}
 	if p.duplicate(typ, d.SDP) {
 		return
 	}
@@ -278,6 +283,17 @@ func (p *peer) duplicate(typ webrtc.SDPType, sdp string) bool {
 		return true
 	}
 	return false
+}
+
+// mediaSections counts the m-lines of an SDP body.
+func mediaSections(sdp string) int {
+	n := 0
+	for line := range strings.Lines(sdp) {
+		if strings.HasPrefix(line, "m=") {
+			n++
+		}
+	}
+	return n
 }
 
 // sdpOrigin is the o= line of an SDP body, "" if it has none.

@@ -31,6 +31,15 @@ const (
 	// one (sending STUN to the address it names), and a browser sends a
 	// few dozen.
 	maxRemoteCandidates = 256
+	// maxMediaSections bounds the m-lines of a remote description. Each
+	// is a transceiver, and each track on one that nobody reads (a
+	// recorder's refused track, a track the application ignores) holds up
+	// to 1 MB of pion's buffers: a peer must not make hundreds. One
+	// connection carries everything between two peers: a video and an
+	// audio track for each room they share (16 at most on a server with
+	// the default limit) and the data channel, 33 m-lines, and a stopped
+	// track's m-line is reused; 64 leaves room for more.
+	maxMediaSections = 64
 	// restartMinInterval spaces automatic ICE restarts.
 	restartMinInterval = 3 * time.Second
 	// disconnectedGrace is how long ICE may stay disconnected before the

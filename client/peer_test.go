@@ -526,3 +526,46 @@ func TestLostAnswerAfterResume(t *testing.T) {
 	waitStable(t, b)
 	waitStable(t, a)
 }
+
+// TestRemoteMediaSectionsBounded: a description with more m-lines than
+// maxMediaSections is not applied. Each would be a transceiver, and each
+// unread track on one holds up to 1 MB of pion's buffers (a recorder
+// leaves the tracks it refuses unread). The connection stays as it was.
+func TestRemoteMediaSectionsBounded(t *testing.T) {
+	a, _, ea, _ := newTestPair(t)
+	waitEvent[*PeerConnected](t, ea, nil)
+	other, err := webrtc.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	for range maxMediaSections + 8 {
+		if _, err := other.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo,
+			webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	offer, err := other.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := mediaSections(offer.SDP); n != maxMediaSections+8 {
+		t.Fatalf("the offer has %d media sections, want %d", n, maxMediaSections+8)
+	}
+	var before int
+	done := make(chan struct{})
+	a.enqueue(func() { before = len(a.pc.GetTransceivers()); close(done) })
+	<-done
+	a.handleSignal(wireSignal{Description: &proto.SessionDescription{Type: "offer", SDP: offer.SDP}})
+	var after int
+	var state webrtc.SignalingState
+	done = make(chan struct{})
+	a.enqueue(func() { after, state = len(a.pc.GetTransceivers()), a.pc.SignalingState(); close(done) })
+	<-done
+	if after != before || state != webrtc.SignalingStateStable {
+		t.Fatalf("after an offer of %d m-lines: %d transceivers (%d before), signaling %s", maxMediaSections+8, after, before, state)
+	}
+	if s := a.pc.ConnectionState(); s != webrtc.PeerConnectionStateConnected {
+		t.Fatalf("connection %s after the offer", s)
+	}
+}
