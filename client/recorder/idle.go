@@ -15,8 +15,9 @@ import (
 // without removing its track) could keep slots from every peer waiting
 // for one. A recorded track that sends nothing for Config.IdleTimeout ends
 // for the recorder: its clip is finished, its slot freed, and its report
-// says StopIdle. Its packets, should they come back, are not read: the
-// peer sends a new track to be recorded again.
+// says StopIdle. When its packets come back (a source that paused) it is
+// admitted again, as a new track would be, waiting for a slot if none is
+// free, and recorded from its next key frame (Recorder.handle).
 
 // StopIdle: the track sent nothing for Config.IdleTimeout.
 const StopIdle = "idle"

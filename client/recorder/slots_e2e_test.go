@@ -12,6 +12,7 @@ import (
 	"github.com/khadga/khadga/client"
 	"github.com/khadga/khadga/client/media"
 	"github.com/khadga/khadga/signaling/signalingtest"
+	pionmedia "github.com/pion/webrtc/v4/pkg/media"
 )
 
 // logWatch passes records on and reports those whose message contains one
@@ -35,7 +36,8 @@ func (h *logWatch) Handle(ctx context.Context, r slog.Record) error {
 		}
 		return true
 	})
-	for _, w := range []string{"too many tracks", "track ended", "track arrived", "track stopped", "track refused"} {
+	for _, w := range []string{"too many tracks", "track ended", "track arrived", "track stopped", "track refused",
+		"sent nothing for the idle timeout", "sends again"} {
 		if strings.Contains(r.Message, w) {
 			select {
 			case h.seen <- w + "|" + user:
@@ -153,6 +155,74 @@ func TestIdleTrackFreesItsSlot(t *testing.T) {
 	}
 	if got := stopped["alice"]; got != "" { // reported if it ended before the stop
 		t.Errorf("alice's track stopped for %q", got)
+	}
+}
+
+// TestIdleTrackRecordedAgain: a track that went idle (its source paused)
+// gave up its slot; when it sends again it is admitted and recorded
+// again, from a key frame. It used to be left unread for good: a user
+// whose camera stopped for the idle timeout was never recorded again.
+func TestIdleTrackRecordedAgain(t *testing.T) {
+	s := signalingtest.Start(t, signalingtest.Options{})
+	dir := t.TempDir()
+	w := &logWatch{Handler: testLogger(t).Handler(), seen: make(chan string, 256)}
+	rec := startRecorder(t, s, "studio", dir, func(c *Config) {
+		c.MaxTracks, c.IdleTimeout, c.NoAudio = 1, time.Second, true
+		c.Logger = slog.New(w)
+	})
+	_, alice := joinPeer(t, s, "alice", "studio", rec.self.Peer)
+	src := &pausedSource{VideoSource: testPattern(t, 0), after: 30, resume: make(chan struct{})}
+	publishTo(t, alice, src, rec.self.Peer)
+	waitLog(t, w, "track arrived|alice")
+	waitLog(t, w, "sent nothing for the idle timeout|alice")
+	first := waitFrames(t, rec, "alice", 30)
+	close(src.resume)
+	waitLog(t, w, "sends again|alice")
+	waitLog(t, w, "track arrived|alice")
+	if got := waitFrames(t, rec, "alice", first+30); got < first+30 {
+		t.Fatalf("%d frames recorded after the pause, want 30 (%d before it)", got-first, first)
+	}
+	rec.stop(t)
+	var idle, again int
+	for _, tr := range rec.Tracks() {
+		switch {
+		case tr.Info.User != "alice":
+		case tr.Stopped == StopIdle && tr.Stats.Frames > 0:
+			idle++
+		case tr.Stopped == "" && tr.Stats.Frames > 0:
+			again++
+		}
+	}
+	if idle != 1 || again != 1 {
+		t.Errorf("alice's reports: %d ended idle and %d recorded after it, want one of each: %+v", idle, again, rec.Tracks())
+	}
+}
+
+// pausedSource sends after frames of its source, then nothing until
+// resume is closed, then the rest.
+type pausedSource struct {
+	client.VideoSource
+	after  int
+	resume chan struct{}
+	n      int
+}
+
+func (p *pausedSource) NextSample(ctx context.Context) (pionmedia.Sample, error) {
+	if p.n == p.after {
+		select {
+		case <-p.resume:
+		case <-ctx.Done():
+			return pionmedia.Sample{}, ctx.Err()
+		}
+	}
+	p.n++
+	return p.VideoSource.NextSample(ctx)
+}
+
+// RequestKeyframe passes the recorder's picture-loss reports on.
+func (p *pausedSource) RequestKeyframe() {
+	if kr, ok := p.VideoSource.(client.KeyframeRequester); ok {
+		kr.RequestKeyframe()
 	}
 }
 

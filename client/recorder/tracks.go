@@ -72,11 +72,56 @@ func (r *Recorder) track(ctx context.Context, rr *roomRec, e *client.IncomingTra
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		lt, p := r.admit(ctx, rr, e, info, key, peer, log)
-		if lt != nil {
-			r.record(ctx, rr, e, lt, p, info, key, peer, video, log)
-		}
+		r.handle(ctx, rr, e, info, key, peer, video, log)
 	}()
+}
+
+// handle records the track while it holds a slot, until it ends. A track
+// that went idle gives up its slot; when it sends again (a source that
+// paused, a camera turned back on) it is admitted again, as a new track
+// would be, and recorded from its next key frame.
+func (r *Recorder) handle(ctx context.Context, rr *roomRec, e *client.IncomingTrack, info TrackInfo, key, peer string, video bool, log *slog.Logger) {
+	reports := false
+	for {
+		lt, p := r.admit(ctx, rr, e, info, key, peer, log)
+		if lt == nil {
+			return
+		}
+		if !reports {
+			reports = true
+			r.readReports(ctx, e, p, video)
+		}
+		if !errors.Is(r.record(ctx, rr, e, lt, p, info, key, peer, video, log), errIdle) {
+			return
+		}
+		if !awaitPacket(ctx, e.Track) {
+			return
+		}
+		log.Info("the idle track sends again; recording it again once it has a slot")
+		e.RequestKeyframe()
+	}
+}
+
+// readReports reads the track's RTCP for its sender reports (A/V sync)
+// until the track ends or ctx is done, in a goroutine of its own.
+func (r *Recorder) readReports(ctx context.Context, e *client.IncomingTrack, p *peerRec, video bool) {
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		stop := context.AfterFunc(ctx, func() { e.Receiver.SetReadDeadline(time.Now()) })
+		defer stop()
+		readReports(func() ([]rtcp.Packet, error) { pkts, _, err := e.Receiver.ReadRTCP(); return pkts, err }, p.sync, video)
+	}()
+}
+
+// awaitPacket waits for the track's next packet, which it drops, and
+// reports whether one came (false: the track ended, or ctx is done).
+func awaitPacket(ctx context.Context, tr *webrtc.TrackRemote) bool {
+	_ = tr.SetReadDeadline(time.Time{}) // the idle reader's has passed
+	stop := context.AfterFunc(ctx, func() { _ = tr.SetReadDeadline(time.Now()) })
+	defer stop()
+	_, _, err := tr.ReadRTP()
+	return err == nil && ctx.Err() == nil
 }
 
 // maxTracksPerPeer is one peer's share of Config.MaxTracks: a peer sends
@@ -180,44 +225,36 @@ func (r *Recorder) release(key, peer string) {
 	r.mu.Unlock()
 }
 
-// record handles an admitted track until it ends.
-func (r *Recorder) record(ctx context.Context, rr *roomRec, e *client.IncomingTrack, lt *liveTrack, p *peerRec, info TrackInfo, key, peer string, video bool, log *slog.Logger) {
+// record handles an admitted track until it ends, goes idle (errIdle)
+// or ctx is done, and gives its slot back; it returns why it stopped.
+func (r *Recorder) record(ctx context.Context, rr *roomRec, e *client.IncomingTrack, lt *liveTrack, p *peerRec, info TrackInfo, key, peer string, video bool, log *slog.Logger) error {
 	tr := e.Track
 	log.Info("track arrived; recording it while its peer consents", slog.String("track", tr.ID()), slog.String("kind", tr.Kind().String()))
-	r.wg.Add(2)
-	go func() {
-		defer r.wg.Done()
-		stop := context.AfterFunc(ctx, func() { e.Receiver.SetReadDeadline(time.Now()) })
-		defer stop()
-		readReports(func() ([]rtcp.Packet, error) { pkts, _, err := e.Receiver.ReadRTCP(); return pkts, err }, p.sync, video)
+	defer func() {
+		r.release(key, peer)
+		rr.release(p)
 	}()
-	go func() {
-		defer r.wg.Done()
-		defer func() {
-			r.release(key, peer)
-			rr.release(p)
-		}()
-		var err error
-		src := newIdleReader(tr, r.cfg.IdleTimeout)
-		if video {
-			err = r.recordVideo(ctx, rr, p, lt, info, e, src, log)
-		} else {
-			err = r.recordAudio(ctx, p, lt, info, src, log)
-		}
-		if errors.Is(err, errIdle) {
-			log.Info("track ended for the recorder: it sent nothing for the idle timeout; its slot is free",
-				slog.Duration("idle_timeout", r.cfg.IdleTimeout))
-		}
-		if errors.Is(err, errOverBudget) {
-			// The track keeps its slot until it ends: its peer cannot trade
-			// it for a new track with a fresh budget at once.
-			log.Warn("track stopped: decoding it took more CPU time than its budget; its packets are dropped until it ends",
-				slog.String("over", lt.budget.overWhat()), slog.Duration("cpu", lt.budget.cpu()),
-				slog.Float64("budget_cores", r.cfg.CPUBudget), slog.Float64("peer_budget_cores", r.cfg.CPUBudget*peerBudgetTracks),
-				slog.Duration("window", r.cfg.BudgetWindow))
-			drainUntil(ctx, tr, nil)
-		}
-	}()
+	var err error
+	src := newIdleReader(tr, r.cfg.IdleTimeout)
+	if video {
+		err = r.recordVideo(ctx, rr, p, lt, info, e, src, log)
+	} else {
+		err = r.recordAudio(ctx, p, lt, info, src, log)
+	}
+	if errors.Is(err, errIdle) {
+		log.Info("track ended for the recorder: it sent nothing for the idle timeout; its slot is free",
+			slog.Duration("idle_timeout", r.cfg.IdleTimeout))
+	}
+	if errors.Is(err, errOverBudget) {
+		// The track keeps its slot until it ends: its peer cannot trade
+		// it for a new track with a fresh budget at once.
+		log.Warn("track stopped: decoding it took more CPU time than its budget; its packets are dropped until it ends",
+			slog.String("over", lt.budget.overWhat()), slog.Duration("cpu", lt.budget.cpu()),
+			slog.Float64("budget_cores", r.cfg.CPUBudget), slog.Float64("peer_budget_cores", r.cfg.CPUBudget*peerBudgetTracks),
+			slog.Duration("window", r.cfg.BudgetWindow))
+		drainUntil(ctx, tr, nil)
+	}
+	return err
 }
 
 // consented runs record for each stretch of the peer's consent, until the
@@ -231,6 +268,9 @@ func consented(ctx context.Context, p *peerRec, src RTPReader, log *slog.Logger,
 		if err != nil {
 			if g.dropped > 0 {
 				log.Info("track ended before its peer consented; nothing recorded", slog.Int64("packets_dropped", g.dropped))
+			}
+			if errors.Is(err, errIdle) {
+				return err // admitted again if it sends again
 			}
 			return nil
 		}
