@@ -6,7 +6,7 @@
 // Why: khadga serve runs at GOGC=50 because its memory is mostly idle
 // connections, and at 10,000 of them a smaller heap saves about 1.4 KiB
 // each. But with a small live heap (a few MiB while hundreds of clients
-// connect) 50% is a few hundred KiB of headroom, and the collector then
+// connect) 50% is 2 to 3 MiB of headroom, and the collector then
 // ran some 40 times a second, each time scanning every goroutine's stack
 // and shrinking the idle ones, which grew again at their next message:
 // collection and stack copying took about 30% of the server's CPU while
