@@ -265,12 +265,12 @@ func consented(ctx context.Context, p *peerRec, src RTPReader, log *slog.Logger,
 	defer stop()
 	for {
 		at, err := g.await()
+		if errors.Is(err, errIdle) {
+			return err // admitted again if it sends again
+		}
 		if err != nil {
 			if g.dropped > 0 {
 				log.Info("track ended before its peer consented; nothing recorded", slog.Int64("packets_dropped", g.dropped))
-			}
-			if errors.Is(err, errIdle) {
-				return err // admitted again if it sends again
 			}
 			return nil
 		}
