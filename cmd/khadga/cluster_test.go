@@ -69,7 +69,7 @@ func TestServeOnNATS(t *testing.T) {
 	env := []string{"KHADGA_NATS=" + nats, "KHADGA_TURN_LISTEN=off", "KHADGA_NATS_REVOCATION_AGE=25m"}
 	n1 := startServe(t, t.TempDir(), env...)
 	n2 := startServe(t, t.TempDir(), env...)
-	if age := revocationAge(t, nats); age != 25*time.Minute {
+	if age := streamConfig(t, nats, "khadga-revocations").MaxAge; age != 25*time.Minute {
 		t.Errorf("the revocation stream keeps revocations %v, want --nats-revocation-age's 25m", age)
 	}
 	if code, body := post(t, n1.url+"/api/register", `{"username":"alice","password":"`+alicePassword+`"}`); code != 201 {
@@ -117,17 +117,17 @@ func TestServeOnNATS(t *testing.T) {
 	n2.stop(t)
 }
 
-// revocationAge is how long the cluster's revocation stream keeps what it
-// holds.
-func revocationAge(t *testing.T, nats string) time.Duration {
+// streamConfig is the settings of the stream name on the NATS servers at
+// urls.
+func streamConfig(t *testing.T, urls, name string) jetstream.StreamConfig {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	js, err := jetstream.New(natstest.Connect(t, nats))
+	js, err := jetstream.New(natstest.Connect(t, urls))
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := js.Stream(ctx, "khadga-revocations")
+	st, err := js.Stream(ctx, name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func revocationAge(t *testing.T, nats string) time.Duration {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return info.Config.MaxAge
+	return info.Config
 }
 
 // TestRevocationAgeBounds: a revocation age the cluster could not use is
@@ -285,21 +285,7 @@ func TestAdminCommandsKeepTheClustersReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	ns.close()
-	js, err := jetstream.New(natstest.Connect(t, nats.URLs()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	replicas := func(name string) int {
-		st, err := js.Stream(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := st.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info.Config.Replicas
-	}
+	replicas := func(name string) int { return streamConfig(t, nats.URLs(), name).Replicas }
 	streams := []string{"KV_khadga-accounts", "KV_khadga-families", "KV_khadga-signing-keys", "khadga-audit"}
 	for _, s := range streams {
 		if r := replicas(s); r != 3 {
