@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"github.com/khadga/khadga/internal/metricstest"
 	"log/slog"
 	"net/http"
 	"runtime"
@@ -428,27 +429,7 @@ func localUfrag(p *peer) string {
 
 func relayedBytes(t *testing.T, reg *prometheus.Registry) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != "khadga_turn_relayed_bytes_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "direction" && l.GetValue() == "to_peer" {
-					sum += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	if sum == 0 {
-		t.Logf("metrics: %s", fmt.Sprint(len(mfs)))
-	}
-	return sum
+	return metricstest.Value(t, reg, "khadga_turn_relayed_bytes_total", map[string]string{"direction": "to_peer"})
 }
 
 // TestE2EResumeWindowPassed reconnects after the server's resume window
