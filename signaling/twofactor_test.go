@@ -344,3 +344,40 @@ func TestPasswordAloneKeepsCodeLimit(t *testing.T) {
 	}
 	t.Fatalf("%d wrong codes on one account with BlockAfter 3, never limited: the password alone cleared the account's count", guesses)
 }
+
+// TestTwoFactorSignInsDoNotBlockTheAddress: the web app signs in to an
+// account with two-factor authentication in two requests, the first
+// without a code (answered totp_required), the second with it. The first
+// guesses nothing: it must not count as a failed login of the client's
+// address, else ten such sign-ins from one address (an office behind one
+// NAT, or one person on a few devices) in 15 minutes block that address,
+// and then a person with the right password and code gets 429.
+func TestTwoFactorSignInsDoNotBlockTheAddress(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Now().Unix())
+	now := func() time.Time { return time.Unix(clock.Load(), 0) }
+	// Short slow-down delays keep the test fast; the counts are the defaults.
+	limits := auth.LimiterOptions{BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}
+	s := signalingtest.Start(t, signalingtest.Options{Config: signaling.Config{Now: now, LoginLimits: limits}})
+	tok := s.User(t, "dana")
+	authz := []string{"Authorization", "Bearer " + tok.AccessToken}
+	_, body := s.Post(t, "/api/totp/enroll", "", authz...)
+	var e struct{ Secret string }
+	if err := json.Unmarshal(body, &e); err != nil || e.Secret == "" {
+		t.Fatalf("enroll: %s", body)
+	}
+	first, _ := totp.GenerateCode(e.Secret, now())
+	if c, b := s.Post(t, "/api/totp/confirm", map[string]string{"password": password, "code": first}, authz...); c != 200 {
+		t.Fatalf("confirm: %d %s", c, b)
+	}
+	for i := range 15 {
+		clock.Add(30) // a fresh code each time; 15 sign-ins in 7.5 minutes
+		if c, b := s.Post(t, "/api/login", map[string]string{"username": "dana", "password": password}); c != 401 || !strings.Contains(string(b), "totp_required") {
+			t.Fatalf("sign-in %d without a code: %d %s, want 401 totp_required", i, c, b)
+		}
+		code, _ := totp.GenerateCode(e.Secret, now())
+		if c, b := s.Post(t, "/api/login", map[string]string{"username": "dana", "password": password, "code": code}); c != 200 {
+			t.Fatalf("sign-in %d with the right password and code: %d %s, want 200", i, c, b)
+		}
+	}
+}
