@@ -15,6 +15,7 @@ import (
 	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling/auth"
 	"github.com/khadga/khadga/signaling/hub"
+	"github.com/khadga/khadga/signaling/store"
 )
 
 // upgrader does the HTTP half of the WebSocket handshake; the hub takes
@@ -105,8 +106,11 @@ func handshakeError(r *http.Request) string {
 // one-time ticket (browsers cannot set headers).
 func (s *Server) wsClaims(r *http.Request) (auth.Claims, error) {
 	if t := wsCredential(r, ticketProtocol, "ticket"); t != "" {
-		c, ok := s.redeemTicket(t)
-		if !ok {
+		c, err := s.redeemTicket(t)
+		if errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrConflict) {
+			return auth.Claims{}, err // 503: the ticket is unspent, try again
+		}
+		if err != nil {
 			return auth.Claims{}, errors.New("invalid, used or expired ticket")
 		}
 		return c, nil
@@ -129,21 +133,22 @@ func (s *Server) issueTicket(c auth.Claims, addr string) (string, error) {
 }
 
 // redeemTicket spends t here, or, if another node of the cluster issued
-// it, there.
-func (s *Server) redeemTicket(t string) (auth.Claims, bool) {
+// it, there. A ticket of this node's that could not be checked because
+// the store is unavailable is left unspent, with that error.
+func (s *Server) redeemTicket(t string) (auth.Claims, error) {
 	node, id, named := strings.Cut(t, ticketNodeSep)
 	switch {
 	case s.cfg.Cluster == nil || !named:
-		return s.tickets.Redeem(t, s.cfg.Now())
+		return s.tickets.RedeemChecked(t, s.cfg.Now())
 	case node == s.cfg.Cluster.ID():
-		return s.tickets.Redeem(id, s.cfg.Now())
+		return s.tickets.RedeemChecked(id, s.cfg.Now())
 	}
 	b, ok := s.cfg.Cluster.RedeemTicket(node, id)
 	var c auth.Claims
 	if !ok || json.Unmarshal(b, &c) != nil || c.User == "" {
-		return auth.Claims{}, false
+		return auth.Claims{}, auth.ErrTokenInvalid
 	}
-	return c, true
+	return c, nil
 }
 
 // redeemForNode spends, for another node, a ticket this one issued, and

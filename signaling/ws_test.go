@@ -398,3 +398,23 @@ func testCredentialsInTheProtocolHeader(t *testing.T, opts signalingtest.Options
 		t.Fatalf("resume through the header: %+v, want the session of peer %s back", again, w.Peer)
 	}
 }
+
+// TestTicketStoreHiccup: a WebSocket opened with a ticket while the
+// account store cannot be reached (a cluster without its JetStream
+// quorum) is a 503 that asks for a retry, as every request that reads
+// accounts answers then (docs/protocol.md), not the 401 of a used or
+// forged ticket; and the ticket is not spent, so the retry works.
+func TestTicketStoreHiccup(t *testing.T) {
+	st := &flakyUsers{Backend: openBolt(t)}
+	s := signalingtest.Start(t, signalingtest.Options{Store: st})
+	tok := s.User(t, "ann")
+	q := ticketQuery(t, s, tok.AccessToken)
+
+	st.fail.Store(true)
+	if code, body := dialStatus(t, s, nil, []string{proto.Subprotocol}, q); code != http.StatusServiceUnavailable || !strings.Contains(body, "unavailable") {
+		t.Fatalf("ticket while the store is unreachable: %d %s, want 503 unavailable", code, body)
+	}
+	if code, body := dialStatus(t, s, nil, []string{proto.Subprotocol}, q); code != http.StatusSwitchingProtocols {
+		t.Fatalf("the same ticket retried: %d %s, want 101", code, body)
+	}
+}

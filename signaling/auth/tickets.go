@@ -3,8 +3,11 @@ package auth
 import (
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
+
+	"github.com/khadga/khadga/signaling/store"
 )
 
 // Ticket defaults.
@@ -130,17 +133,57 @@ func decr(m map[string]int, k string) {
 }
 
 // Redeem consumes the ticket and returns its claims, or false if it is
-// unknown, already used or expired at now.
+// unknown, already used or expired at now, or Recheck refused it.
 func (t *Tickets) Redeem(id string, now time.Time) (Claims, bool) {
+	c, err := t.RedeemChecked(id, now)
+	return c, err == nil
+}
+
+// RedeemChecked is Redeem, saying why it failed: an error wrapping
+// ErrTokenInvalid when the ticket is unknown, used or expired, else
+// Recheck's error. When that error is the store's being unavailable
+// (store.ErrUnavailable or store.ErrConflict) the ticket is left unspent:
+// nothing was decided, and the client may try again with it.
+func (t *Tickets) RedeemChecked(id string, now time.Time) (Claims, error) {
+	invalid := fmt.Errorf("%w: unknown, used or expired ticket", ErrTokenInvalid)
 	if len(id) != base64.RawURLEncoding.EncodedLen(ticketBytes) {
-		return Claims{}, false
+		return Claims{}, invalid
 	}
-	c, ok := t.take(id, now)
-	if !ok || t.opts.Recheck == nil {
-		return c, ok
+	if t.opts.Recheck == nil {
+		c, ok := t.take(id, now)
+		if !ok {
+			return Claims{}, invalid
+		}
+		return c, nil
+	}
+	c, ok := t.peek(id, now)
+	if !ok {
+		return Claims{}, invalid
 	}
 	c, err := t.opts.Recheck(c) // outside the lock: it may read the store
-	return c, err == nil
+	if errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrConflict) {
+		return Claims{}, err
+	}
+	if _, ok := t.take(id, now); !ok {
+		return Claims{}, invalid // another redeem spent it meanwhile
+	}
+	if err != nil {
+		return Claims{}, err
+	}
+	return c, nil
+}
+
+// peek returns the claims of the ticket if it is live at now, leaving it
+// unspent.
+func (t *Tickets) peek(id string, now time.Time) (Claims, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.sweep(now)
+	tk, ok := t.live[id]
+	if !ok || !now.Before(tk.expires) {
+		return Claims{}, false
+	}
+	return tk.claims, true
 }
 
 // take consumes the ticket and returns its claims if it was live at now.
