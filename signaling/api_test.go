@@ -185,11 +185,19 @@ func TestProbes(t *testing.T) {
 	}
 }
 
-// flakyUsers is a store whose next GetUser (fail) or GetFamily
-// (failFamily) fails as an unreachable JetStream does, once armed.
+// flakyUsers is a store whose next GetUser (fail), GetFamily
+// (failFamily) or DeleteUser (failDelete) fails as an unreachable
+// JetStream does, once armed.
 type flakyUsers struct {
 	store.Backend
-	fail, failFamily atomic.Bool
+	fail, failFamily, failDelete atomic.Bool
+}
+
+func (f *flakyUsers) DeleteUser(name string) ([]string, error) {
+	if f.failDelete.CompareAndSwap(true, false) {
+		return nil, fmt.Errorf("%w: injected: no answer from JetStream in time", store.ErrUnavailable)
+	}
+	return f.Backend.DeleteUser(name)
 }
 
 func (f *flakyUsers) GetFamily(id string) (store.Family, error) {

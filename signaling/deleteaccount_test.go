@@ -67,6 +67,36 @@ func TestDeleteAccount(t *testing.T) {
 	}
 }
 
+// TestDeleteAccountStoreDown: a deletion that the store cannot make
+// answers 503 and changes nothing: the session stays, the refresh token
+// works, and the same request tried again deletes the account. (It once
+// revoked every sign-in first, in a step of its own, so that the 503's
+// "nothing was changed" was false and the retry was refused 401.)
+func TestDeleteAccountStoreDown(t *testing.T) {
+	st := &flakyUsers{Backend: openBolt(t)}
+	s := signalingtest.Start(t, signalingtest.Options{Store: st})
+	tok := s.User(t, "tess")
+	live := s.Connect(t, tok.AccessToken, nil)
+	bearer := []string{"Authorization", "Bearer " + tok.AccessToken}
+
+	st.failDelete.Store(true)
+	if c, b := s.Post(t, "/api/account/delete", map[string]string{"password": password}, bearer...); c != 503 || !strings.Contains(string(b), "nothing was changed") {
+		t.Fatalf("delete while the store is unreachable: %d %s, want 503 nothing was changed", c, b)
+	}
+	next := refresh(t, s, tok.RefreshToken, 200)
+	if c, b := s.Post(t, "/api/account/delete", map[string]string{"password": password}, bearer...); c != 204 {
+		t.Fatalf("the same delete tried again: %d %s, want 204", c, b)
+	}
+	// The session ends with the account, and so does the refresh family
+	// that rotated in between.
+	if e := live.ExpectError(proto.CodeRevoked, ""); !strings.Contains(e.Message, "deleted") {
+		t.Errorf("the session ended with %q", e.Message)
+	}
+	if c, _ := s.Post(t, "/api/refresh", map[string]string{"refresh_token": next.RefreshToken}); c != 401 {
+		t.Errorf("the rotated refresh token after the delete: %d, want 401", c)
+	}
+}
+
 // TestDeleteAccountNeedsTheSecondFactor: with two-factor authentication on,
 // deleting takes a code as well (401 totp_required without one, 401
 // totp_invalid with a wrong one, the account staying); a recovery code does.

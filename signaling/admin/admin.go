@@ -224,16 +224,16 @@ func (o *Ops) DeleteUser(_ context.Context, name string) error {
 	if u.Bot && live > 0 {
 		return badRequest("%s is held for %d bot token(s) that still work: revoke them first (khadga token list, khadga token revoke ID)", name, live)
 	}
-	if err := o.Store.DeleteUser(name); err != nil {
+	// The account's refresh-token families go with it, in the same step.
+	if _, err := o.Store.DeleteUser(name); err != nil {
 		return err
 	}
 	o.audit("admin-delete-user", name, "")
-	err = o.Store.RevokeUserFamilies(name)
 	o.revoked(name, "", ReasonDeleted)
 	if live > 0 {
-		err = errors.Join(err, o.Bots.HoldName(name))
+		return o.Bots.HoldName(name)
 	}
-	return err
+	return nil
 }
 
 // SetDisabled disables (or enables) a user. Disabling revokes its refresh

@@ -245,7 +245,7 @@ func TestDisabledOrDeletedUserCannotRefresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	pb, _ := f.s.Login(bob)
-	if err := f.st.DeleteUser("bob"); err != nil {
+	if _, err := f.st.DeleteUser("bob"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.s.Refresh(pb.RefreshToken); !errors.Is(err, ErrTokenInvalid) {

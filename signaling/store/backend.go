@@ -38,7 +38,7 @@ type Backend interface {
 	CreateUser(u User) error
 	GetUser(name string) (User, error)
 	UpdateUser(name string, fn func(*User) error) error
-	DeleteUser(name string) error
+	DeleteUser(name string) (logins []string, err error)
 	ListUsers() ([]User, error)
 
 	// Refresh-token families.

@@ -34,7 +34,7 @@ func TestFamilyIndexFollowsFamilies(t *testing.T) {
 		t.Fatalf("purge = %d, %v", n, err)
 	}
 	checkIndex(t, s, map[string]int{"ann": 1, "bob": 0})
-	if err := s.DeleteUser("ann"); err != nil {
+	if _, err := s.DeleteUser("ann"); err != nil {
 		t.Fatal(err)
 	}
 	checkIndex(t, s, map[string]int{"ann": 0})

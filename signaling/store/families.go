@@ -121,13 +121,14 @@ func deleteFamilyByIndex(tx *bolt.Tx, indexKey []byte, user string) error {
 	return tx.Bucket(bucketUserFamily).Delete(indexKey)
 }
 
-func deleteUserFamilies(tx *bolt.Tx, user string) error {
+func deleteUserFamilies(tx *bolt.Tx, user string) (ids []string, err error) {
 	for _, k := range userFamilyKeys(tx, user) {
 		if err := deleteFamilyByIndex(tx, k, user); err != nil {
-			return err
+			return nil, err
 		}
+		ids = append(ids, string(k[len(user)+1+8:]))
 	}
-	return nil
+	return ids, nil
 }
 
 // GetFamily returns the family or ErrNotFound.

@@ -136,9 +136,11 @@ func (s *Store) UpdateUser(name string, fn func(*User) error) error {
 
 // DeleteUser removes the user and all their refresh-token families, so
 // outstanding refresh tokens stop working at once, and releases their
-// rooms. ErrNotFound if absent.
-func (s *Store) DeleteUser(name string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+// rooms, in one step. It returns the ids of the families it removed, so
+// that the caller can end the sessions they opened. ErrNotFound if
+// absent.
+func (s *Store) DeleteUser(name string) (logins []string, err error) {
+	err = s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketUsers)
 		if b.Get([]byte(name)) == nil {
 			return fmt.Errorf("delete user %q: %w", name, ErrNotFound)
@@ -149,8 +151,13 @@ func (s *Store) DeleteUser(name string) error {
 		if err := deleteUserRooms(tx, name); err != nil {
 			return err
 		}
-		return deleteUserFamilies(tx, name)
+		logins, err = deleteUserFamilies(tx, name)
+		return err
 	})
+	if err != nil {
+		return nil, err
+	}
+	return logins, nil
 }
 
 // ListUsers returns every user sorted by name.

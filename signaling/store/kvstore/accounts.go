@@ -80,10 +80,11 @@ func (s *Store) UpdateUser(name string, fn func(*store.User) error) error {
 }
 
 // DeleteUser removes the user with all its refresh-token families and
-// rooms in one step. store.ErrNotFound if absent.
-func (s *Store) DeleteUser(name string) error {
-	err := s.do("delete_user", s.opts.OpTimeout, func(ctx context.Context) error {
-		var gone account
+// rooms in one step, and returns the families' ids. store.ErrNotFound if
+// absent.
+func (s *Store) DeleteUser(name string) (logins []string, err error) {
+	var gone account
+	err = s.do("delete_user", s.opts.OpTimeout, func(ctx context.Context) error {
 		err := remove(ctx, s, "delete_user", s.accounts, key(name), func(a *account) error {
 			gone = *a
 			return nil
@@ -95,9 +96,12 @@ func (s *Store) DeleteUser(name string) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("delete user %q: %w", name, err)
+		return nil, fmt.Errorf("delete user %q: %w", name, err)
 	}
-	return nil
+	for _, f := range gone.Families {
+		logins = append(logins, f.ID)
+	}
+	return logins, nil
 }
 
 // ListUsers returns every user sorted by name.

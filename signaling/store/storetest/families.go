@@ -133,8 +133,10 @@ func testFamilyCapAndDeleteUser(t *testing.T, c Config) {
 	if err != nil || !slices.Equal(ids, []string{"f2", "f3", "f4", "b"}) {
 		t.Fatalf("ListFamilies = %v, %v; want ann's by age, then bob's", ids, err)
 	}
-	if err := s.DeleteUser("ann"); err != nil {
-		t.Fatal(err)
+	logins, err := s.DeleteUser("ann")
+	slices.Sort(logins)
+	if err != nil || !slices.Equal(logins, []string{"f2", "f3", "f4"}) {
+		t.Fatalf("DeleteUser = %v, %v; want ann's families f2, f3, f4", logins, err)
 	}
 	if _, err := s.GetFamily("f4"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("family survived DeleteUser: %v", err)

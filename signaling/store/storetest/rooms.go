@@ -123,7 +123,7 @@ func testRooms(t *testing.T, c Config) {
 	}
 
 	// Deleting ann releases her rooms, and only hers.
-	if err := s.DeleteUser("ann"); err != nil {
+	if _, err := s.DeleteUser("ann"); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"c", "lobby"} {

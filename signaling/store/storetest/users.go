@@ -40,10 +40,10 @@ func testUsers(t *testing.T, c Config) {
 	if err != nil || len(users) != 2 || users[0].Name != "ann" || users[1].Name != "bob" {
 		t.Fatalf("ListUsers = %+v, %v", users, err)
 	}
-	if err := s.DeleteUser("ann"); err != nil {
+	if _, err := s.DeleteUser("ann"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteUser("ann"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.DeleteUser("ann"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("second DeleteUser err = %v", err)
 	}
 	if _, err := s.GetUser("ann"); !errors.Is(err, store.ErrNotFound) {
@@ -108,7 +108,7 @@ func testUserNames(t *testing.T, c Config) {
 			t.Fatalf("ListUsers not sorted by name: %q before %q", users[i-1].Name, users[i].Name)
 		}
 	}
-	if err := s.DeleteUser("a.b"); err != nil {
+	if _, err := s.DeleteUser("a.b"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.GetUser("a=2Eb"); err != nil {
