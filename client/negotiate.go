@@ -126,7 +126,7 @@ func (p *peer) onRenegotiate(req renegotiate) {
 	// count is what it needs.
 	p.wantVideo = min(max(p.wantVideo, req.Video), maxRequestedTransceivers)
 	p.wantAudio = min(max(p.wantAudio, req.Audio), maxRequestedTransceivers)
-	if req.ICERestart {
+	if req.ICERestart && p.mayResend() {
 		// An ICE restart asked for while our offer is out: the polite
 		// side may never have got it (it went down with a signaling
 		// connection that died under a network change). A copy it did
@@ -134,6 +134,25 @@ func (p *peer) onRenegotiate(req renegotiate) {
 		p.resendOffer()
 	}
 	p.offer(req.ICERestart)
+}
+
+// mayResend reports whether a copy of one of our descriptions may go out
+// now because of what the remote sent (a restart request, a colliding
+// offer, a copy of its offer), and if so counts it. A copy costs us a
+// whole description for a signal of a few dozen bytes, and our signals'
+// bytes are limited on the server for all our peers together: a remote
+// that sent such signals without end would spend that budget, and our
+// signals to everyone else would be refused. One copy a second is plenty
+// for what the copies are for, a description lost with a signaling
+// connection. Copies we send on our own (updateICEServers) are not
+// counted. Runs on the loop.
+func (p *peer) mayResend() bool {
+	now := time.Now()
+	if now.Sub(p.lastResend) < resendMinInterval {
+		return false
+	}
+	p.lastResend = now
+	return true
 }
 
 // resendOffer sends our unanswered offer again, with the candidates
@@ -209,7 +228,9 @@ func (p *peer) onDescription(d proto.SessionDescription) {
 		// under a network change), and then both would wait for ever.
 		// A copy it already had is answered again (duplicate).
 		p.log.Debug("offer collision: impolite, ignoring remote offer")
-		p.resendOffer()
+		if p.mayResend() {
+			p.resendOffer()
+		}
 		return
 	}
 	if typ == webrtc.SDPTypeOffer && p.polite {
@@ -271,8 +292,10 @@ func (p *peer) duplicate(typ webrtc.SDPType, sdp string) bool {
 		if rd == nil || ld == nil || rd.Type != webrtc.SDPTypeOffer || sdpOrigin(rd.SDP) != origin {
 			return false
 		}
-		p.log.Info("offer received again; sending our answer again")
-		p.sendDescription(*ld)
+		if p.mayResend() {
+			p.log.Info("offer received again; sending our answer again")
+			p.sendDescription(*ld)
+		}
 		return true
 	case typ == webrtc.SDPTypeAnswer:
 		rd := p.pc.CurrentRemoteDescription()

@@ -50,6 +50,9 @@ const (
 	disconnectedGrace = time.Second
 	// chatChannelID is the SCTP stream of the negotiated chat channel.
 	chatChannelID = 0
+	// resendMinInterval spaces the copies of our descriptions that the
+	// remote's signals make us send (mayResend).
+	resendMinInterval = time.Second
 	// requestFallback is how long the polite side waits for an offer it
 	// asked for before offering itself.
 	requestFallback = 10 * time.Second
@@ -117,6 +120,7 @@ type peer struct {
 	restartPending bool
 	offerAgain     bool
 	lastRestart    time.Time
+	lastResend     time.Time // the last copy the remote made us send (mayResend)
 	// netChanged is when the host's addresses last changed, and
 	// netRestartDue says a restart for it waits for restartMinInterval
 	// (netwatch.go).

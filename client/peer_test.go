@@ -569,3 +569,108 @@ func TestRemoteMediaSectionsBounded(t *testing.T) {
 		t.Fatalf("connection %s after the offer", s)
 	}
 }
+
+// dropAnswers loses every answer a peer sends once armed.
+type dropAnswers struct {
+	*pipeHost
+	armed   atomic.Bool
+	dropped chan struct{} // gets a value for each answer lost
+}
+
+func (h *dropAnswers) sendSignal(to, room string, s wireSignal) error {
+	if s.Description != nil && s.Description.Type == "answer" && h.armed.Load() {
+		select {
+		case h.dropped <- struct{}{}:
+		default:
+		}
+		return nil
+	}
+	return h.pipeHost.sendSignal(to, room, s)
+}
+
+// descriptionsSent counts the descriptions sent through h.
+func descriptionsSent(h *pipeHost) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, s := range h.sent {
+		if s.Description != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// TestRemoteCannotMakeUsResendDescriptions: a room member's tiny signals
+// must not make a peer send its descriptions again and again. Before, a
+// renegotiation request asking for an ICE restart, or any offer that
+// collided with ours (the SDP "x" did), sent our whole pending offer again
+// each time, and an "offer" holding no more than the origin line of the
+// one we answered sent our whole answer again: some 60 bytes bought
+// kilobytes, tens of kilobytes with many media sections, so a member
+// could spend the victim's signaling byte budget on the server, shared by
+// all its peers, and its signals to everyone else were refused
+// (rate_limited). Copies now go out at most once per resendMinInterval.
+func TestRemoteCannotMakeUsResendDescriptions(t *testing.T) {
+	const flood = 100
+	var h *dropAnswers
+	a, b, _, _ := newTestPairVia(t, func(p *pipeHost) peerHost {
+		h = &dropAnswers{pipeHost: p, dropped: make(chan struct{}, 1)}
+		return h
+	})
+	waitStable(t, a)
+	waitStable(t, b)
+
+	// a (polite) answered b's offer; offers carrying only that offer's
+	// origin line.
+	var origin string
+	done := make(chan struct{})
+	a.enqueue(func() { origin = sdpOrigin(a.pc.CurrentRemoteDescription().SDP); close(done) })
+	<-done
+	before := descriptionsSent(h.pipeHost)
+	for i := range flood {
+		a.handleSignal(wireSignal{Description: &proto.SessionDescription{Type: "offer", SDP: origin + "\r\n"}})
+		if i%50 == 49 {
+			<-afterOps(a) // the loop's queue holds peerOpQueue
+		}
+	}
+	<-afterOps(a)
+	if n := descriptionsSent(h.pipeHost) - before; n > flood/10 {
+		t.Errorf("%d offers of an origin line alone made a send its answer %d times", flood, n)
+	}
+
+	// b (impolite) offers; a's answer is lost, so b's offer stays out.
+	h.armed.Store(true)
+	tr, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "v", "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.pc.AddTrack(tr); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-h.dropped:
+	case <-time.After(testTimeout):
+		t.Fatal("a never answered")
+	}
+	<-afterOps(b)
+	if st := b.pc.SignalingState(); st != webrtc.SignalingStateHaveLocalOffer {
+		t.Fatalf("b is %s, want have-local-offer", st)
+	}
+	hb := b.host.(*pipeHost)
+	before = descriptionsSent(hb)
+	for i := range flood {
+		if i%2 == 0 {
+			b.handleSignal(wireSignal{Renegotiate: &renegotiate{ICERestart: true}})
+		} else {
+			b.handleSignal(wireSignal{Description: &proto.SessionDescription{Type: "offer", SDP: "x"}})
+		}
+		if i%50 == 49 {
+			<-afterOps(b)
+		}
+	}
+	<-afterOps(b)
+	if n := descriptionsSent(hb) - before; n > flood/10 {
+		t.Errorf("%d renegotiation requests and colliding offers made b send its offer %d times", flood, n)
+	}
+}
