@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/interceptor"
@@ -145,6 +146,10 @@ type roomRec struct {
 	peers   map[string]*peerRec
 	clog    *os.File
 	limited bool // maxPeersPerRoom was hit (logged once)
+	// chatBudget bounds the chat log each user fills (chat.go), and
+	// chatDropped counts the lines dropped past it.
+	chatBudget  chatBudgets
+	chatDropped atomic.Int64
 }
 
 // peerRec is what the recorder keeps of one peer in one room.

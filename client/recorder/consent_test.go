@@ -4,7 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,5 +139,47 @@ func TestConsentAloneKeepsNoAudio(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	if grew := after.TotalAlloc - before.TotalAlloc; grew > 16<<20 {
 		t.Fatalf("32 consents allocated %d MB", grew>>20)
+	}
+}
+
+// TestChatFloodBounded: a room member decides how much text it sends the
+// recorder, and every line went to the chat log: one flooding member
+// could fill the recorder's disk at the speed of its data channel (tens
+// of MB/s), which stopped every track's recording and stayed full. Each
+// user's lines now have a byte budget (chatRate, chatBurst), over all of
+// its sessions; lines past it are dropped and counted, and other users'
+// lines are written as before.
+func TestChatFloodBounded(t *testing.T) {
+	dir := t.TempDir()
+	rr, err := openRoom(OutputConfig{Dir: dir, Room: "lab", Size: Size{W: 8, H: 8}, ClipFrames: 1, NoSync: true}, testLogger(t), maxAudioKept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rr.close()
+	text := strings.Repeat("\x01", MaxChatText) // six bytes each in JSON
+	const lines = 400
+	start := time.Now()
+	for i := range lines {
+		rr.chat(&client.Message{Room: "lab", From: proto.Member{Peer: fmt.Sprint("p", i%32), User: "mallory"}, Text: text})
+	}
+	elapsed := time.Since(start)
+	rr.chat(&client.Message{Room: "lab", From: proto.Member{Peer: "q", User: "alice"}, Text: "still heard"})
+	st, err := os.Stat(filepath.Join(dir, "lab-chat.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := int64(7*MaxChatText + 256)
+	if most := chatBurst + int64(elapsed.Seconds()*chatRate) + line + 1024; st.Size() > most {
+		t.Fatalf("%d lines of %d bytes from one user in %v wrote %d bytes to the chat log, want at most %d", lines, len(text), elapsed, st.Size(), most)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "lab-chat.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"text":"still heard"`) {
+		t.Fatal("another user's line was not written")
+	}
+	if rr.chatDropped.Load() == 0 {
+		t.Fatal("no dropped line was counted")
 	}
 }

@@ -273,6 +273,16 @@ type ChatLine struct {
 // WriteChat appends a line to the room's chat log. Text over MaxChatText
 // bytes is cut at a rune boundary.
 func (o *Output) WriteChat(l ChatLine) error {
+	b, err := chatJSON(l)
+	if err != nil {
+		return err
+	}
+	return o.appendChat(b)
+}
+
+// chatJSON is l as a chat log line (without its newline), its text cut
+// to MaxChatText bytes at a rune boundary.
+func chatJSON(l ChatLine) ([]byte, error) {
 	if len(l.Text) > MaxChatText {
 		cut := MaxChatText
 		for cut > 0 && !utf8.RuneStart(l.Text[cut]) {
@@ -282,8 +292,13 @@ func (o *Output) WriteChat(l ChatLine) error {
 	}
 	b, err := json.Marshal(l)
 	if err != nil {
-		return fmt.Errorf("recorder: chat: %w", err)
+		return nil, fmt.Errorf("recorder: chat: %w", err)
 	}
+	return b, nil
+}
+
+// appendChat appends a line made by chatJSON to the chat log.
+func (o *Output) appendChat(b []byte) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.chat == nil {

@@ -294,9 +294,7 @@ func (r *Recorder) events(ctx, tctx context.Context, rr *roomRec, room *client.R
 			case *client.RecordingConsent:
 				rr.consent(e)
 			case *client.Message:
-				if err := rr.out.WriteChat(ChatLine{Time: time.Now().UTC(), Peer: e.From.Peer, User: e.From.User, Text: e.Text}); err != nil {
-					rr.log.Error("chat not written", "err", err)
-				}
+				rr.chat(e)
 			case *client.MemberJoined:
 				rr.log.Info("member joined", slog.String("peer", e.Member.Peer), slog.String("user", e.Member.User))
 			case *client.MemberLeft:
