@@ -62,7 +62,8 @@ const (
 	maxIncomingPerPeer = 8
 	// offerTimeout is how long a receiver waits for the offer on a new
 	// channel, and fileAnswerTimeout how long a sender waits for
-	// accept/reject and for the final ok.
+	// accept/reject and for the final ok, and a receiver that accepted
+	// for the sender's next message (stalled).
 	offerTimeout      = 10 * time.Second
 	fileAnswerTimeout = 2 * time.Minute
 )
@@ -375,6 +376,10 @@ type incoming struct {
 	// verified is the SHA-256 of a complete, checked file whose "ok" is on
 	// its way to the sender; the transfer ends when the sender closes.
 	verified string
+	// idle ends an accepted transfer whose sender sent nothing for
+	// idleFor (stalled); each chunk starts it again.
+	idle    *time.Timer
+	idleFor time.Duration
 }
 
 // okGrace bounds how long a verified transfer waits for the sender to
@@ -444,6 +449,7 @@ func (in *incoming) onMessage(msg webrtc.DataChannelMessage) {
 	case c.Type == "error" && in.offered:
 		// The sender cancelled.
 		in.finished = true
+		in.stopIdle()
 		if in.t != nil {
 			in.t.end(fmt.Errorf("%w: sender says %s", ErrTransferInterrupted, peerText(c.Message, 200)), "")
 		}
@@ -486,6 +492,27 @@ func (in *incoming) onChunk(b []byte) {
 		return
 	}
 	in.t.done.Add(int64(len(b)))
+	in.idle.Reset(in.idleFor)
+}
+
+// stalled ends an accepted transfer whose sender went silent: a sender
+// waits at most fileAnswerTimeout for us, and we as long for it, so that
+// a room member who offers a file and never sends it cannot keep the
+// transfer, and an application waiting for it, open for ever.
+func (in *incoming) stalled() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.finished {
+		return
+	}
+	in.abortLocked(fmt.Errorf("%w: the sender sent nothing for %s", ErrTransferInterrupted, in.idleFor))
+}
+
+// stopIdle stops the idle timer of a transfer that ended; in.mu is held.
+func (in *incoming) stopIdle() {
+	if in.idle != nil {
+		in.idle.Stop()
+	}
 }
 
 func (in *incoming) onEnd(c fileControl) {
@@ -498,6 +525,7 @@ func (in *incoming) onEnd(c fileControl) {
 	}
 	in.reply(fileControl{Type: "ok"})
 	in.finished = true
+	in.stopIdle()
 	// Report success only once the sender has read the "ok" (it then closes
 	// the channel): a caller that exits at once, like khadga-peer recv,
 	// would otherwise close the connection with the "ok" still queued, and
@@ -516,6 +544,7 @@ func (in *incoming) rejectLocked(why string) {
 // abortLocked ends the transfer with err and tells the sender.
 func (in *incoming) abortLocked(err error) {
 	in.finished = true
+	in.stopIdle()
 	in.reply(fileControl{Type: "error", Message: err.Error()})
 	if in.t != nil {
 		in.t.end(err, "")
@@ -534,6 +563,7 @@ func (in *incoming) fail(err error) {
 		return
 	}
 	in.finished = true
+	in.stopIdle()
 	if in.t != nil {
 		in.t.end(err, "")
 	}
@@ -552,6 +582,8 @@ func (f *IncomingFile) Accept(w io.Writer) (*Transfer, error) {
 	in.answered = true
 	in.w, in.h = w, sha256.New()
 	in.t = newTransfer(f.Name, f.Size, f.From)
+	in.idleFor = in.p.opts.fileIdle
+	in.idle = time.AfterFunc(in.idleFor, in.stalled)
 	in.reply(fileControl{Type: "accept"})
 	return in.t, nil
 }

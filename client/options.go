@@ -12,14 +12,17 @@ import (
 type Option func(*options)
 
 type options struct {
-	log          *slog.Logger
-	hc           *http.Client
-	se           *webrtc.SettingEngine
-	relayOnly    bool
-	noPresence   bool
-	backoffMin   time.Duration
-	backoffMax   time.Duration
-	maxFileSize  int64
+	log         *slog.Logger
+	hc          *http.Client
+	se          *webrtc.SettingEngine
+	relayOnly   bool
+	noPresence  bool
+	backoffMin  time.Duration
+	backoffMax  time.Duration
+	maxFileSize int64
+	// fileIdle is how long an accepted incoming transfer waits for the
+	// sender's next message (file.go).
+	fileIdle     time.Duration
 	eventBuffer  int
 	onTokens     func(Tokens)
 	joinTimeout  time.Duration
@@ -38,6 +41,7 @@ func defaultOptions() *options {
 		backoffMin:    250 * time.Millisecond,
 		backoffMax:    15 * time.Second,
 		maxFileSize:   4 << 30,
+		fileIdle:      fileAnswerTimeout,
 		eventBuffer:   1024,
 		joinTimeout:   15 * time.Second,
 		dialTimeout:   15 * time.Second,

@@ -674,3 +674,39 @@ func TestRemoteCannotMakeUsResendDescriptions(t *testing.T) {
 		t.Errorf("%d renegotiation requests and colliding offers made b send its offer %d times", flood, n)
 	}
 }
+
+// TestStalledIncomingTransferEnds: a sender that goes silent after the
+// receiver accepted its file (a room member that offers a file and never
+// sends it) must not hold the transfer open for ever. Before, its
+// Transfer never ended: khadga-peer recv, which waits for each file in
+// turn, hung, past its --timeout, and every later offer waited behind
+// it. The sender waits at most fileAnswerTimeout for the receiver; the
+// receiver now waits as long for the sender.
+func TestStalledIncomingTransferEnds(t *testing.T) {
+	a, b, ea, eb := newTestPair(t)
+	waitEvent[*PeerConnected](t, ea, nil)
+	data := randomBytes(t, 1<<20)
+	g := &gateReader{r: bytes.NewReader(data), n: 64 << 10, reached: make(chan struct{}), release: make(chan struct{})}
+	var release sync.Once
+	defer release.Do(func() { close(g.release) })
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	st, err := a.sendFile(ctx, "r", "stall.bin", g, int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := waitEvent[*IncomingFile](t, eb, nil)
+	b.opts.fileIdle = 200 * time.Millisecond // before Accept, which reads it
+	var got bytes.Buffer
+	rt, err := f.Accept(&got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Wait(ctx); !errors.Is(err, ErrTransferInterrupted) {
+		t.Fatalf("the receiver's transfer from a silent sender ended with %v, want ErrTransferInterrupted", err)
+	}
+	release.Do(func() { close(g.release) }) // the sender's source goes on, too late
+	if err := st.Wait(ctx); err == nil {
+		t.Fatal("the stalled sender's transfer succeeded")
+	}
+}
