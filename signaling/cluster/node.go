@@ -227,6 +227,7 @@ type Node struct {
 	listens map[string]func(data []byte)       // Listen's topics; set before Start
 
 	out   *outbox
+	news  newsQueue // revocations and moves, until NATS has them (revoke.go)
 	dir   *directory
 	live  *liveness
 	track *tracker
@@ -263,7 +264,8 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, id: cfg.NodeID, nc: nc, js: js, kv: kv, log: cfg.Logger.With(slog.String("node", cfg.NodeID)),
-		gaps: make(chan struct{}, 1), gapKick: make(chan struct{}, 1), gapStats: newGapMetrics()}
+		gaps: make(chan struct{}, 1), gapKick: make(chan struct{}, 1), gapStats: newGapMetrics(),
+		news: newsQueue{wake: make(chan struct{}, 1)}}
 	n.seen.keep = cfg.RevocationReplay + time.Minute
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.stats = newMetrics(n)
@@ -316,6 +318,7 @@ func (n *Node) Start(ctx context.Context, h *hub.Hub) error {
 		return err
 	}
 	n.run(n.out.run)
+	n.run(n.announce)
 	n.run(n.dir.write)
 	n.run(n.dir.sweep)
 	n.run(n.live.beats)
@@ -440,6 +443,9 @@ func (n *Node) Close() {
 	n.handling.Unlock()
 	n.wg.Wait()
 	n.out.flushRest()
+	for _, m := range n.news.rest() { // once each: the node leaves
+		n.out.send(m.subject, m.data)
+	}
 	_ = n.nc.FlushTimeout(time.Second)
 }
 

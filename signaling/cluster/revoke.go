@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -97,9 +98,111 @@ func (n *Node) broadcastRevocation(r revocation) { n.broadcast("revoke", r) }
 func (n *Node) broadcast(subject string, r revocation) {
 	r.ID, r.Node = newRevocationID(), n.id
 	b, _ := json.Marshal(r)
-	if !n.out.publish(n.subject(subject), b) {
-		n.log.Warn("cluster: could not tell the other nodes: outbox full", slog.String("subject", subject))
+	if !n.news.add(outMsg{subject: n.subject(subject), data: b}, n.cfg.Outbox) {
+		n.log.Warn("cluster: could not tell the other nodes: too many revocations wait for NATS", slog.String("subject", subject))
 	}
+}
+
+// newsQueue holds the revocations and moves this node served, in order,
+// until NATS has each (announce). They do not go through the outbox,
+// whose publishes are tried once: the store has taken a revocation before
+// it is broadcast, and a broadcast whose publish failed (NATS went away
+// between the two, while the outbox was behind; nothing is buffered while
+// disconnected) reached no node over NATS core and never entered the
+// stream, so no node found a gap either, and the revoked sessions on the
+// other nodes lived on for as long as their sockets stayed open
+// (TestRevocationOutlivesTheServingNodesCut).
+type newsQueue struct {
+	mu   sync.Mutex
+	msgs []outMsg
+	wake chan struct{}
+	done bool // Close has published what was left
+}
+
+// add queues m unless limit messages wait already, or the node is closed.
+func (q *newsQueue) add(m outMsg, limit int) bool {
+	q.mu.Lock()
+	if q.done || len(q.msgs) >= limit {
+		q.mu.Unlock()
+		return false
+	}
+	q.msgs = append(q.msgs, m)
+	q.mu.Unlock()
+	kick(q.wake)
+	return true
+}
+
+// first returns the oldest message waiting.
+func (q *newsQueue) first() (outMsg, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.msgs) == 0 {
+		return outMsg{}, false
+	}
+	return q.msgs[0], true
+}
+
+// drop removes the oldest message, which NATS has.
+func (q *newsQueue) drop() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.msgs[0] = outMsg{}
+	q.msgs = q.msgs[1:]
+}
+
+// rest empties the queue for good and returns what it held.
+func (q *newsQueue) rest() []outMsg {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	msgs := q.msgs
+	q.msgs, q.done = nil, true
+	return msgs
+}
+
+// newsRetry is the pause before a revocation whose publish failed is
+// published again.
+const newsRetry = 100 * time.Millisecond
+
+// announce publishes the queued revocations and moves one at a time, in
+// order, until ctx ends: each is published again until a flush after it
+// succeeds (the server has it, and has passed it to the subscribers and
+// the stream). A publish whose flush failed may have gone out all the
+// same: the copy that comes again is a repeat, by its id.
+func (n *Node) announce(ctx context.Context) {
+	for {
+		m, ok := n.news.first()
+		if !ok {
+			select {
+			case <-ctx.Done():
+				return
+			case <-n.news.wake:
+			}
+			continue
+		}
+		if err := n.publishFlushed(m.subject, m.data); err != nil {
+			n.stats.publishErrors.Inc()
+			n.log.Debug("cluster: a revocation did not go out; will retry", slog.String("subject", m.subject), slog.Any("err", err))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(newsRetry):
+			}
+			continue
+		}
+		n.news.drop()
+	}
+}
+
+// publishFlushed publishes data on subject and waits until the server
+// has it.
+func (n *Node) publishFlushed(subject string, data []byte) error {
+	if hook := n.testHookSend.Load(); hook != nil {
+		(*hook)(subject, data)
+	}
+	if err := n.nc.Publish(subject, data); err != nil {
+		return err
+	}
+	return n.nc.FlushTimeout(time.Second)
 }
 
 // onRevoke handles a revocation or a move from another node, which came

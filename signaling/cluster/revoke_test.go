@@ -542,3 +542,38 @@ func TestSeenRevocations(t *testing.T) {
 		t.Error("want the newest kept and the oldest forgotten")
 	}
 }
+
+// TestRevocationOutlivesTheServingNodesCut: a serves a sign-out (the
+// store took it a moment before) and queues its news, and a's NATS
+// connection drops before the news goes out (its outbox was behind, here
+// held, as a connection whose buffer is full holds it). The news must go
+// out once a is back: it once went nowhere, neither over NATS core nor
+// into the stream (a's publish failed at once, with nothing buffered
+// while disconnected), no node found a gap (the stream had none), and
+// alice's socket on b outlived her sign-out for as long as it stayed
+// open.
+func TestRevocationOutlivesTheServingNodesCut(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	a, p, nc := startNodeBehindProxy(t, "a", urls, fastConfig(), hub.Config{})
+	b := startNode(t, "b", urls, fastConfig(), hub.Config{})
+	alice := b.dial("user=alice&login=L1")
+	eventually(t, "a to know alice", func() bool { return a.hub.Stats().Remote == 1 })
+	seen := revocationsSeen(t, b)
+
+	held, let := holdOutbox(t, a, func(subject string, _ []byte) bool { return subject == a.node.subject("revoke") })
+	if n := a.node.CloseLogin("alice", "L1", proto.CodeRevoked, "signed out"); n != 0 {
+		t.Fatalf("a ended %d sessions; alice's is b's", n)
+	}
+	<-held
+	p.Cut()
+	eventually(t, "a to lose NATS", func() bool { return !nc.IsConnected() })
+	let() // the publish finds no connection
+	p.Up()
+	eventually(t, "a to reconnect", func() bool { return nc.IsConnected() })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	a.node.CloseUser("zed", proto.CodeRevoked, "marker")
+	awaitUser(t, seen, "zed") // b has handled what a sent before
+	expectRevoked(t, alice, "alice's socket on b, signed out on a as a lost NATS")
+}
