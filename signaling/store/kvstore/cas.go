@@ -151,14 +151,14 @@ func settle[T any](s *Store, op string, kv *bucket, k string, data []byte, rev u
 		case err != nil && !errors.Is(err, jetstream.ErrKeyNotFound):
 			return lost
 		}
-		if err := cas(ctx, kv, k, data, rev); !conflict(err) {
-			if answerLost(err) {
-				return lost
-			}
+		if err := cas(ctx, kv, k, data, rev); !conflict(err) && !answerLost(err) {
 			return err // applied now (nil), or refused
 		}
 		// Conflict: the first write landed meanwhile, or another
-		// writer's did; the next read tells which.
+		// writer's did; or this one's answer is lost too (it may have
+		// landed: reported lost, a rotation applied would be a 503, and
+		// the client's retry would revoke its family as reuse). The next
+		// read tells which.
 	}
 	return lost
 }

@@ -295,3 +295,49 @@ func TestLostAnswerOfReuse(t *testing.T) {
 		t.Fatalf("family %+v, %v; want revoked", f, err)
 	}
 }
+
+// lossyTwice loses the answers of the next two Updates: the first is not
+// applied, the second (settle's, sent again) is.
+type lossyTwice struct {
+	jetstream.KeyValue
+	lost atomic.Int32
+}
+
+func (l *lossyTwice) Update(ctx context.Context, k string, v []byte, rev uint64) (uint64, error) {
+	switch l.lost.Add(1) {
+	case 1:
+		return 0, nats.ErrTimeout
+	case 2:
+		if _, err := l.KeyValue.Update(ctx, k, v, rev); err != nil {
+			return 0, err
+		}
+		return 0, nats.ErrTimeout
+	}
+	return l.KeyValue.Update(ctx, k, v, rev)
+}
+
+// TestLostAnswerOfTheWriteSentAgain: a rotation whose answer is lost is
+// found not applied and sent again, and the answer of that one is lost
+// too, although it was applied. It is a success: it was reported as a
+// failure without reading the record back, and the client's retry with
+// the same token found it rotated away and revoked the family as reuse
+// (a user signed out for two slow answers).
+func TestLostAnswerOfTheWriteSentAgain(t *testing.T) {
+	a, b, _ := twoNodesWithFamily(t)
+	l := &lossyTwice{KeyValue: a.accounts.KeyValue}
+	a.accounts.KeyValue = l
+	_, err := a.RotateFamily("f", []byte("h0"), []byte("h1"), t0)
+	if n := l.lost.Load(); n < 2 {
+		t.Fatalf("%d updates, want the two whose answers are lost: the test did not run its case", n)
+	}
+	got, gerr := b.GetFamily("f")
+	if gerr != nil {
+		t.Fatal(gerr)
+	}
+	if string(got.Current) != "h1" || got.Revoked {
+		t.Fatalf("family %+v: want it rotated to h1 (the second write applied)", got)
+	}
+	if err != nil {
+		t.Fatalf("RotateFamily: %v; it was applied, and the client's retry with h0 would revoke the family as reuse", err)
+	}
+}
