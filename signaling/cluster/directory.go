@@ -294,10 +294,45 @@ func (n *Node) sendState(m stateMsg) {
 // harmless. (A session that ended longer ago than tombstoneTTL is not
 // sent; node's KV watch has its removal, if its entry was written.)
 func (d *directory) resend(node string) {
+	for _, msg := range d.own(false) {
+		if !d.n.out.publish(d.n.subject("node", node), msg) {
+			return
+		}
+	}
+}
+
+// resendEnds sends every node that may be listening the end of every
+// session of this node that ended lately (its tombstone), when NATS comes
+// back: an end sent while the connection was away went nowhere (nothing
+// is buffered while disconnected), and the directory does not carry the
+// end of a session whose entry was never written. A node that did not
+// take this one for gone meanwhile would otherwise keep the session
+// online in its rooms for as long as this node lives
+// (TestGoneReachesTheOthersAfterACut). The stamps make the ends it heard
+// already harmless.
+func (d *directory) resendEnds() {
+	msgs := d.own(true)
+	if len(msgs) == 0 {
+		return
+	}
+	for _, node := range d.n.live.listening() {
+		for _, msg := range msgs {
+			if !d.n.out.publish(d.n.subject("node", node), msg) {
+				return
+			}
+		}
+	}
+}
+
+// own encodes, as direct messages, the state of every session of this
+// node and the end of every one that ended lately; with endsOnly, the
+// ends alone.
+func (d *directory) own(endsOnly bool) [][]byte {
 	var msgs [][]byte
 	d.imu.Lock()
+	defer d.imu.Unlock()
 	for peer, e := range d.byPeer {
-		if e.st.Node != d.n.id {
+		if e.st.Node != d.n.id || endsOnly && !e.gone {
 			continue
 		}
 		m := stateMsg{Peer: peer, Gone: e.gone, Epoch: e.applied.Epoch, Ver: e.applied.Ver}
@@ -308,12 +343,7 @@ func (d *directory) resend(node string) {
 		b, _ := json.Marshal(m)
 		msgs = append(msgs, append([]byte{opState}, b...))
 	}
-	d.imu.Unlock()
-	for _, msg := range msgs {
-		if !d.n.out.publish(d.n.subject("node", node), msg) {
-			return
-		}
-	}
+	return msgs
 }
 
 // onState applies a state another node sent directly.

@@ -341,3 +341,47 @@ func TestPublishAfterReleaseDoesNotTakeTheSessionBack(t *testing.T) {
 		t.Fatal("b handed alice back to a on a late Publish of a, which no longer holds her")
 	}
 }
+
+// TestGoneReachesTheOthersAfterACut: bob's session on a is known to b
+// from a's direct message, and its directory entry is not written yet
+// (here the bucket refuses a's writes; in production its writer is
+// behind, or its write is on its way) when a loses NATS for a moment,
+// shorter than b's DeadAfter. bob leaves meanwhile: his end's direct
+// message fails (nothing is buffered while disconnected), and the
+// directory has nothing to remove. Once a is back, b must hear of the
+// end: it kept bob online in lobby for as long as a lived.
+func TestGoneReachesTheOthersAfterACut(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	slow := fastConfig()
+	slow.DeadAfter = time.Hour // b never takes a for gone: the cut is too short
+	b := startNode(t, "b", urls, slow, hub.Config{})
+	a, p, nc := startNodeBehindProxy(t, "a", urls, fastConfig(), hub.Config{})
+
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	st, err := a.node.js.Stream(ctx, "KV_"+a.node.cfg.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	cfg.MaxMsgSize = 1 // every write of a session's entry is refused
+	if _, err := a.node.js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+
+	eventually(t, "a to hear b", func() bool { return len(a.node.live.listening()) == 1 })
+	bob := a.dial("user=bob")
+	bob.join("lobby")
+	eventually(t, "b to see bob in lobby", func() bool { return b.hub.RoomMembers("lobby") == 1 })
+
+	p.Cut()
+	eventually(t, "a to lose NATS", func() bool { return !nc.IsConnected() })
+	_ = bob.ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
+	<-bob.closed
+	eventually(t, "bob's session to end on a", func() bool { return a.hub.Stats().Sessions == 0 })
+	p.Up()
+	eventually(t, "a to reconnect", func() bool { return nc.IsConnected() })
+	eventually(t, "bob to leave lobby on b", func() bool {
+		return b.hub.RoomMembers("lobby") == 0 && !dirAlive(b, bob.peer())
+	})
+}

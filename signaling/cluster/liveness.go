@@ -233,12 +233,14 @@ func (l *liveness) checks(ctx context.Context) {
 func (l *liveness) check(now time.Time) {
 	if r := l.n.nc.Stats().Reconnects; r != l.reconnects {
 		// NATS came back: write this node's sessions again, as entries may
-		// have been lost with a server.
+		// have been lost with a server, and tell the others again of those
+		// that ended lately, whose ends may have gone nowhere.
 		l.reconnects = r
 		l.n.dir.rewatch()
 		for _, st := range l.n.hub.LocalStates() {
 			l.n.Publish(st)
 		}
+		l.n.dir.resendEnds()
 	}
 	var gone, orphaned []string
 	l.mu.Lock()
