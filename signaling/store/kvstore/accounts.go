@@ -276,8 +276,21 @@ func (s *Store) RevokeUserFamilies(user string) error {
 // returns the ids it revoked. No error for a user without families or
 // without an account.
 func (s *Store) RevokeUserFamilyIDs(user string) (ids []string, err error) {
+	// A family is never un-revoked: a record in which every family this
+	// write revoked is revoked, or gone, holds the write (whoever else
+	// wrote after it). Reported as failed, the caller's retry would find
+	// nothing left to revoke, and the sockets of those sign-ins would
+	// never be closed.
+	revoked := func(a *account) bool {
+		for _, id := range ids {
+			if i := a.family(id); i >= 0 && !a.Families[i].Revoked {
+				return false
+			}
+		}
+		return true
+	}
 	err = s.do("revoke_user_families", s.opts.OpTimeout, func(ctx context.Context) error {
-		return modify(ctx, s, "revoke_user_families", s.accounts, key(user), false, func(a *account, _ bool) (bool, error) {
+		return modifyKnowing(ctx, s, "revoke_user_families", s.accounts, key(user), false, func(a *account, _ bool) (bool, error) {
 			ids = ids[:0]
 			for i := range a.Families {
 				if !a.Families[i].Revoked {
@@ -286,7 +299,7 @@ func (s *Store) RevokeUserFamilyIDs(user string) (ids []string, err error) {
 				}
 			}
 			return len(ids) > 0, nil
-		})
+		}, revoked)
 	})
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil

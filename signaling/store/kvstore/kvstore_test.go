@@ -341,3 +341,32 @@ func TestLostAnswerOfTheWriteSentAgain(t *testing.T) {
 		t.Fatalf("RotateFamily: %v; it was applied, and the client's retry with h0 would revoke the family as reuse", err)
 	}
 }
+
+// TestLostAnswerOfRevokingEverySignIn: "sign out everywhere" (a password
+// change, an account deleted) whose answer is lost, under a later write
+// of another sign-in, is a success, with the families it revoked: the
+// record shows them revoked. Reported as failed, the caller's retry
+// found nothing left to revoke and returned no ids, so the sockets of
+// those sign-ins were never closed.
+func TestLostAnswerOfRevokingEverySignIn(t *testing.T) {
+	a, b, _ := twoNodesWithFamily(t)
+	l := &lossy{KeyValue: a.accounts.KeyValue, applied: true, after: func() {
+		g := store.Family{ID: "g", User: "ann", Current: []byte("g0"), Created: t0, Expires: time.Now().Add(time.Hour)}
+		if err := b.CreateFamily(g); err != nil {
+			t.Errorf("node b: %v", err)
+		}
+	}}
+	l.armed.Store(true)
+	a.accounts.KeyValue = l
+	ids, err := a.RevokeUserFamilyIDs("ann")
+	if l.armed.Load() {
+		t.Fatal("no answer was lost: the test did not run its case")
+	}
+	if f, gerr := b.GetFamily("f"); gerr != nil || !f.Revoked {
+		t.Fatalf("family f %+v, %v; want revoked (the write was applied)", f, gerr)
+	}
+	if err != nil || len(ids) != 1 || ids[0] != "f" {
+		t.Fatalf("RevokeUserFamilyIDs = %v, %v; want [f] and no error (again, it would find nothing to revoke: %v)",
+			ids, err, func() []string { again, _ := a.RevokeUserFamilyIDs("ann"); return again }())
+	}
+}
