@@ -32,6 +32,12 @@ var (
 	ErrRevoked = errors.New("session revoked by the server")
 	// ErrUnknownPeer: no member of the room has that peer id.
 	ErrUnknownPeer = errors.New("unknown peer")
+	// ErrSignedOut: the client can no longer connect: the server refused
+	// its access token, and its refresh token too (the sign-in was ended,
+	// the account disabled or deleted), or it has none (a bot token that
+	// was revoked or expired). SignedOut.Err and the rooms' RoomLost.Err
+	// wrap it; sign in again with a new Client.
+	ErrSignedOut = errors.New("signed out: the server no longer accepts this client's tokens")
 )
 
 // ServerError is an error message from the signaling server answering a
@@ -85,6 +91,10 @@ type Client struct {
 	out    chan *proto.Message
 	events chan Event
 	reqID  atomic.Uint64
+	// refreshMu makes refreshes one at a time (refreshNow): two at once
+	// would present the same refresh token, and the server takes the
+	// second for reuse and signs the login out everywhere.
+	refreshMu sync.Mutex
 
 	mu     sync.Mutex
 	tokens Tokens
@@ -102,7 +112,9 @@ type Client struct {
 	after            time.Duration // server's reconnect hint
 	closed           bool
 	dropped          atomic.Int64
-	closeErr         error
+	// signedOut is set, for good, once the server refused the client's
+	// tokens for good (signOut): requests then fail with it at once.
+	signedOut atomic.Pointer[error]
 }
 
 // Dial signs in (with a password, or with the given tokens), opens the
@@ -284,7 +296,8 @@ func (c *Client) Self() proto.Member {
 	return c.self
 }
 
-// Events delivers client events: *Presence, *Disconnected, *Reconnected.
+// Events delivers client events: *Presence, *Disconnected, *SignedOut,
+// *Reconnected, *NetworkChanged.
 // It is closed by Close.
 func (c *Client) Events() <-chan Event { return c.events }
 
@@ -339,8 +352,10 @@ func (c *Client) connLoop(ws *websocket.Conn) {
 }
 
 // reconnect dials again with backoff and jitter, resuming the session. It
-// returns nil only when the client is closed.
+// returns nil when the client is closed, or signed out (signOut): then
+// dialling again can never succeed.
 func (c *Client) reconnect() *websocket.Conn {
+	refused := 0 // dials refused 401 in a row
 	for n := 0; ; n++ {
 		c.mu.Lock()
 		wait, resume, inProtocol := c.backoff(n), c.resume, c.resumeInProtocol
@@ -361,8 +376,14 @@ func (c *Client) reconnect() *websocket.Conn {
 		cancel()
 		if err != nil {
 			c.log.Info("reconnect failed", slog.Int("attempt", n+1), slog.Any("err", err))
-			if errors.Is(err, ErrUnauthorized) {
-				c.forceRefresh()
+			if !errors.Is(err, ErrUnauthorized) {
+				refused = 0
+				continue
+			}
+			refused++
+			if out := c.forceRefresh(err, refused); out != nil {
+				c.signOut(out)
+				return nil
 			}
 			continue
 		}
@@ -371,6 +392,24 @@ func (c *Client) reconnect() *websocket.Conn {
 		c.mu.Unlock()
 		c.afterReconnect(w)
 		return ws
+	}
+}
+
+// signOut ends a client that the server will let in no more: SignedOut,
+// then every room is lost (RoomLost, then its Events close, and its peer
+// connections close), and requests fail with err from now on.
+func (c *Client) signOut(err error) {
+	c.log.Error("signed out: the server refused this client's tokens; sign in again", slog.Any("err", err))
+	c.signedOut.Store(&err)
+	c.emitClient(&SignedOut{Err: err})
+	c.mu.Lock()
+	rooms := make([]*Room, 0, len(c.rooms))
+	for _, r := range c.rooms {
+		rooms = append(rooms, r)
+	}
+	c.mu.Unlock()
+	for _, r := range rooms {
+		c.roomLost(r, err)
 	}
 }
 

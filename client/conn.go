@@ -210,6 +210,9 @@ func (c *Client) writeLoop(ws *websocket.Conn, readErr chan error) error {
 
 // send queues m for the writer without blocking.
 func (c *Client) send(m *proto.Message) error {
+	if err := c.signedOut.Load(); err != nil {
+		return *err
+	}
 	select {
 	case c.out <- m:
 		return nil

@@ -13,7 +13,8 @@ import (
 // deliver them on Room.Events and the client on Client.Events, in order.
 // The concrete types are *MemberJoined, *MemberLeft, *PeerConnected,
 // *PeerState, *Message, *IncomingFile, *IncomingTrack, *RoomLost (room
-// events) and *Presence, *Disconnected, *Reconnected (client events).
+// events) and *Presence, *Disconnected, *SignedOut, *Reconnected,
+// *NetworkChanged (client events).
 //
 // Event channels are buffered. A consumer that falls more than the buffer
 // behind loses events (the client logs and counts them rather than stall
@@ -92,7 +93,8 @@ type Presence struct {
 
 // RoomLost: after a reconnect that lost the session, the server refused
 // to let the client back into the room (Err says why: it now wants an
-// invite, it is full, ...). The room's Events channel closes after it.
+// invite, it is full, ...), or the client was signed out (Err wraps
+// ErrSignedOut). The room's Events channel closes after it.
 type RoomLost struct {
 	Room string
 	Err  error
@@ -101,6 +103,12 @@ type RoomLost struct {
 // Disconnected: the signaling connection dropped; the client is
 // reconnecting. Peer connections stay up meanwhile.
 type Disconnected struct{ Err error }
+
+// SignedOut: the client stopped reconnecting, for good: the server no
+// longer accepts its tokens (Err wraps ErrSignedOut). Every room is lost
+// too (RoomLost), and requests fail with Err. Peer connections are
+// closed; sign in again with a new Client.
+type SignedOut struct{ Err error }
 
 // Reconnected: the signaling connection is back. Resumed says whether the
 // session survived (same peer id, rooms kept). If not, the client has a new
@@ -128,5 +136,6 @@ func (*IncomingTrack) event()  {}
 func (*Presence) event()       {}
 func (*RoomLost) event()       {}
 func (*Disconnected) event()   {}
+func (*SignedOut) event()      {}
 func (*Reconnected) event()    {}
 func (*NetworkChanged) event() {}

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 )
@@ -58,8 +59,16 @@ func (c *Client) refreshLoop() {
 	}
 }
 
+// refreshNow rotates the tokens, one refresh at a time: one that waited
+// for another does nothing, as the tokens it would present are spent.
 func (c *Client) refreshNow() error {
+	seen := c.Tokens().Refresh
+	c.refreshMu.Lock()
+	defer c.refreshMu.Unlock()
 	t := c.Tokens()
+	if t.Refresh != seen {
+		return nil // another refresh rotated the tokens while this one waited
+	}
 	ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
 	defer cancel()
 	nt, err := Refresh(ctx, c.opts.hc, c.server, t.Refresh)
@@ -83,12 +92,26 @@ func (c *Client) ensureFreshToken() {
 	}
 }
 
-// forceRefresh refreshes after the server refused the access token.
-func (c *Client) forceRefresh() {
+// forceRefresh refreshes after the server refused the access token to a
+// reconnect, the refused-th time in a row (dialErr). It returns an error
+// wrapping ErrSignedOut when no reconnect can succeed: the refresh token
+// was refused too, or there is none and the access token was refused
+// twice in a row (once may be a node of a cluster that has not heard of a
+// new signing key yet). Anything else (the refresh failed on the way) is
+// tried again with the next reconnect.
+func (c *Client) forceRefresh(dialErr error, refused int) error {
 	if c.Tokens().Refresh == "" {
-		return
+		if refused < 2 {
+			return nil
+		}
+		return fmt.Errorf("%w: %w", ErrSignedOut, dialErr)
 	}
-	if err := c.refreshNow(); err != nil {
+	err := c.refreshNow()
+	if errors.Is(err, ErrUnauthorized) {
+		return fmt.Errorf("%w: the refresh token was refused: %w", ErrSignedOut, err)
+	}
+	if err != nil {
 		c.log.Warn("token refresh after 401 failed", slog.Any("err", err))
 	}
+	return nil
 }

@@ -190,6 +190,9 @@ type Recorder struct {
 	freed      chan struct{} // closed (and replaced) when a live track ends
 	done       []TrackReport
 	wg         sync.WaitGroup
+	// lost is why the server ended the recorder's rooms (RoomLost): when
+	// it ended every one, Run returns it.
+	lost error
 }
 
 // New checks cfg and opens each room's output directory.
@@ -274,6 +277,14 @@ func (r *Recorder) Run(ctx context.Context, ready func(self proto.Member)) error
 	stopTracks()
 	r.wg.Wait()
 	r.log.Info("stopped", slog.Any("rooms", r.cfg.Rooms))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ctx.Err() == nil && r.lost != nil {
+		// Every room was lost (for one, the recorder's token was revoked:
+		// client.ErrSignedOut): say so, so that the process fails rather
+		// than exits as if asked to.
+		return fmt.Errorf("recorder: no room left to record in: %w", r.lost)
+	}
 	return nil
 }
 
@@ -288,7 +299,12 @@ func (r *Recorder) events(ctx, tctx context.Context, rr *roomRec, room *client.R
 			}
 			switch e := ev.(type) {
 			case *client.RoomLost:
-				rr.log.Error("the server did not let the recorder back into the room after a reconnect; it records no more there", slog.Any("err", e.Err))
+				rr.log.Error("the server ended the recorder's place in the room; it records no more there", slog.Any("err", e.Err))
+				r.mu.Lock()
+				if r.lost == nil {
+					r.lost = e.Err
+				}
+				r.mu.Unlock()
 			case *client.IncomingTrack:
 				r.track(tctx, rr, e)
 			case *client.RecordingConsent:

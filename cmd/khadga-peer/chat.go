@@ -120,7 +120,7 @@ func (ch *chat) say(format string, args ...any) {
 func (ch *chat) roomEvent(ev client.Event) {
 	switch ev := ev.(type) {
 	case *client.RoomLost:
-		ch.say("* the server did not let us back into the room after a reconnect: %v", ev.Err)
+		ch.say("* the server ended our place in the room: %v", ev.Err)
 	case *client.MemberJoined:
 		ch.say("* %s joined (%s)", name(ev.Member), ev.Member.Role)
 	case *client.MemberLeft:
@@ -175,6 +175,8 @@ func (ch *chat) clientEvent(ev client.Event) {
 		}
 	case *client.Disconnected:
 		ch.say("* signaling connection lost (%v); reconnecting", ev.Err)
+	case *client.SignedOut:
+		ch.say("* %v; sign in again", ev.Err)
 	case *client.Reconnected:
 		ch.say("* reconnected (session resumed: %v)", ev.Resumed)
 	case *client.NetworkChanged:
