@@ -389,6 +389,13 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		s.refreshBot(w, r, req.RefreshToken)
 		return
 	}
+	if sid, ok := auth.RefreshFamilyID(req.RefreshToken); ok {
+		if ok, retry := s.refreshes.Allow(sid, s.cfg.Now()); !ok {
+			s.metrics.refreshes.WithLabelValues("limited").Inc()
+			tooMany(w, retry, "this sign-in refreshed too often; try again later")
+			return
+		}
+	}
 	pair, err := s.sessions.Refresh(req.RefreshToken)
 	if storeDown(w, err) {
 		return

@@ -69,6 +69,18 @@ func (l loginLimits) told(addr, user string, o auth.Outcome) {
 	l.tell(limitNews{Limiter: "login", Addr: addr, User: user, Outcome: o})
 }
 
+// Store writes that a signed-in user can repeat without a password, and
+// so without the login limits and the password hashing's gate: a refresh
+// (per sign-in) and a two-factor enrolment (per user). Each is a
+// synced write, and the store has one writer: unlimited, one user's loop
+// would slow every sign-in on the server. A sign-in refreshes every 12
+// minutes or so, and once more for each page load or reconnect: a burst
+// of accountWriteBurst, then accountWritesPerHour, is far above that.
+const (
+	accountWriteBurst    = 20
+	accountWritesPerHour = 60
+)
+
 // rateLimit is a rate limiter whose allowed actions the cluster hears of.
 type rateLimit struct {
 	*auth.RateLimiter
@@ -96,6 +108,8 @@ func (s *Server) newLimits() {
 	s.resetAsks = rate("reset-ask", 1.0/resetAskEvery, resetAskBurst)
 	s.resetFails = rate("reset-fail", 1.0/resetFailEvery, resetFailBurst)
 	s.roomWrites = rate("room-write", roomWritesPerHour/3600.0, roomWriteBurst)
+	s.refreshes = rate("refresh", accountWritesPerHour/3600.0, accountWriteBurst)
+	s.enrolls = rate("totp-enroll", accountWritesPerHour/3600.0, accountWriteBurst)
 	if s.cfg.Cluster != nil {
 		s.cfg.Cluster.Listen(limitsTopic, s.heardLimit)
 	}
@@ -144,7 +158,7 @@ const maxNewsKey = 256
 func validNewsUser(u string) bool { return u == "" || proto.ValidUsername(u) == nil }
 
 func (s *Server) rateLimiter(name string) *auth.RateLimiter {
-	for _, l := range []rateLimit{s.registers, s.resends, s.resetAsks, s.resetFails, s.roomWrites} {
+	for _, l := range []rateLimit{s.registers, s.resends, s.resetAsks, s.resetFails, s.roomWrites, s.refreshes, s.enrolls} {
 		if l.name == name {
 			return l.RateLimiter
 		}

@@ -137,3 +137,33 @@ func TestLoginInFlightAcrossNodes(t *testing.T) {
 		t.Errorf("the guess in flight on a: %d, want 401", code)
 	}
 }
+
+// TestAccountWritesRateLimited: the store writes a signed-in user can
+// repeat without a password are limited: a sign-in's refreshes, and a
+// user's two-factor enrolments, each 20 in a row and then one a minute,
+// answered 429 with Retry-After. A refused refresh changes nothing (the
+// token it presented is still the current one), and another sign-in of
+// the same user has a budget of its own.
+func TestAccountWritesRateLimited(t *testing.T) {
+	clk := &clock{now: time.Now()}
+	s := signalingtest.Start(t, signalingtest.Options{Config: signaling.Config{Now: clk.Now}})
+	tok := s.User(t, "ann")
+	other := s.Login(t, "ann", password)
+	for range 20 {
+		tok = refresh(t, s, tok.RefreshToken, http.StatusOK)
+	}
+	code, body := s.Post(t, "/api/refresh", map[string]string{"refresh_token": tok.RefreshToken})
+	assertError(t, code, body, http.StatusTooManyRequests, "rate_limited")
+	refresh(t, s, other.RefreshToken, http.StatusOK) // a budget of its own
+	clk.add(time.Minute)
+	refresh(t, s, tok.RefreshToken, http.StatusOK) // still current: the 429 changed nothing
+
+	bearer := []string{"Authorization", "Bearer " + other.AccessToken}
+	for i := range 20 {
+		if code, body := s.Post(t, "/api/totp/enroll", "", bearer...); code != http.StatusOK {
+			t.Fatalf("enrolment %d: %d %s", i, code, body)
+		}
+	}
+	code, body = s.Post(t, "/api/totp/enroll", "", bearer...)
+	assertError(t, code, body, http.StatusTooManyRequests, "rate_limited")
+}

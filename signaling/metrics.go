@@ -14,7 +14,7 @@ import (
 // their own on the same registry.
 type metrics struct {
 	logins    *prometheus.CounterVec // by result: ok, failed, limited
-	refreshes *prometheus.CounterVec // by result: ok, failed, reuse
+	refreshes *prometheus.CounterVec // by result: ok, failed, reuse, limited
 	registers prometheus.Counter
 	wsRefused *prometheus.CounterVec // by reason
 	// connsRefused counts connections closed at once: their address had

@@ -61,6 +61,8 @@ type Server struct {
 	resetAsks   rateLimit      // password-reset asks per address
 	resetFails  rateLimit      // failed password-reset confirmations per address
 	roomWrites  rateLimit      // room claims and changes per user
+	refreshes   rateLimit      // refreshes per sign-in (accountWrites)
+	enrolls     rateLimit      // two-factor enrolments per user (accountWrites)
 	tickets     *auth.Tickets
 	metrics     *metrics
 	mailer      *mailer // nil unless the email check is on

@@ -30,6 +30,10 @@ func (s *Server) handleTOTPEnroll(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if ok, retry := s.enrolls.Allow(claims.User, s.cfg.Now()); !ok {
+		tooMany(w, retry, "too many two-factor enrolments; try again later")
+		return
+	}
 	e, err := auth.NewTOTP("khadga", claims.User)
 	if err != nil {
 		s.internalError(w, "generating a TOTP secret", err)

@@ -153,6 +153,18 @@ func familyID(key string) string {
 	return base64.RawURLEncoding.EncodeToString(h[:familyIDBytes])
 }
 
+// RefreshFamilyID is the id of the sign-in (the family, the access
+// tokens' "sid") that a well-formed refresh token names, found without the
+// store, so that refreshes can be limited per sign-in before any store
+// work. It does not say the token is valid.
+func RefreshFamilyID(tok string) (string, bool) {
+	key, _, ok := parseRefresh(tok)
+	if !ok {
+		return "", false
+	}
+	return familyID(key), true
+}
+
 // family finds the family of a refresh token's key.
 func (s *Sessions) family(key string) (store.Family, error) {
 	f, err := s.st.GetFamily(familyID(key))
