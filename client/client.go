@@ -115,6 +115,12 @@ type Client struct {
 	// signedOut is set, for good, once the server refused the client's
 	// tokens for good (signOut): requests then fail with it at once.
 	signedOut atomic.Pointer[error]
+	// closers counts the peer connections closing in the background
+	// (closePeer), for Close to wait for; closersMu and closersDone keep
+	// its Adds from racing that Wait.
+	closers     sync.WaitGroup
+	closersMu   sync.Mutex
+	closersDone bool
 }
 
 // Dial signs in (with a password, or with the given tokens), opens the
@@ -452,7 +458,7 @@ func (c *Client) afterReconnect(w proto.Welcome) {
 			}
 			c.mu.Unlock()
 		}
-		go p.close()
+		c.closePeer(p)
 	}
 	c.emitClient(&Reconnected{Resumed: false, Peer: w.Peer})
 	for _, r := range rooms {
@@ -574,12 +580,13 @@ func (c *Client) Close() error {
 	peers, rooms := c.peers, c.rooms
 	c.peers, c.rooms = map[string]*peer{}, map[string]*Room{}
 	c.mu.Unlock()
-	var wg sync.WaitGroup
 	for _, p := range peers {
-		wg.Add(1)
-		go func() { defer wg.Done(); p.close() }()
+		c.closePeer(p)
 	}
-	wg.Wait()
+	c.closersMu.Lock()
+	c.closersDone = true
+	c.closersMu.Unlock()
+	c.closers.Wait()
 	for _, r := range rooms {
 		r.closeEvents()
 	}
@@ -587,6 +594,21 @@ func (c *Client) Close() error {
 	close(c.events)
 	c.mu.Unlock()
 	return nil
+}
+
+// closePeer closes p in the background (pion's Close waits for the
+// connection's goroutines, and callers may hold c.mu); Close waits for
+// it, so that no peer connection outlives the client. One that a Leave
+// racing Close gives up after Close has waited is closed all the same.
+func (c *Client) closePeer(p *peer) {
+	c.closersMu.Lock()
+	defer c.closersMu.Unlock()
+	if c.closersDone {
+		go p.close()
+		return
+	}
+	c.closers.Add(1)
+	go func() { defer c.closers.Done(); p.close() }()
 }
 
 // DropConnection closes the signaling WebSocket under the client, as a

@@ -166,7 +166,7 @@ func (c *Client) removeMember(room, peerID string) {
 	}
 	if p != nil && p.removeRoom(room) == 0 {
 		delete(c.peers, peerID)
-		go p.close()
+		c.closePeer(p)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/khadga/khadga/proto"
@@ -460,6 +461,34 @@ func TestE2EResumeWindowPassed(t *testing.T) {
 	}
 	if m := waitEvent[*Message](t, ra.events, nil); m.Text != "welcome back" {
 		t.Fatalf("alice got %q", m.Text)
+	}
+}
+
+// TestE2ECloseWaitsForLeftPeers: a peer connection given up when its
+// room is left closes in the background, and Close waits for it: once
+// Close returns, it is closed. (Close once returned with it still open,
+// so that a program that exited then left the other side to find out by
+// timeout.)
+func TestE2ECloseWaitsForLeftPeers(t *testing.T) {
+	ts := startServer(t, false)
+	alice, bob := ts.newClient(t, "alice"), ts.newClient(t, "bob")
+	ra, rb := join(t, alice, "lab"), join(t, bob, "lab")
+	connected(t, ra, "bob")
+	connected(t, rb, "alice")
+	bob.mu.Lock()
+	p := bob.peers[alice.Self().Peer]
+	bob.mu.Unlock()
+	if p == nil {
+		t.Fatal("bob has no peer connection to alice")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if err := rb.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bob.Close()
+	if s := p.pc.ConnectionState(); s != webrtc.PeerConnectionStateClosed {
+		t.Fatalf("after Close, the peer connection that Leave gave up is %s", s)
 	}
 }
 

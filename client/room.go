@@ -223,7 +223,7 @@ func (c *Client) forgetRoom(r *Room) {
 	}
 	c.mu.Unlock()
 	for _, p := range gone {
-		go p.close()
+		c.closePeer(p)
 	}
 	r.closeEvents()
 }
