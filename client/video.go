@@ -70,6 +70,35 @@ type Publication struct {
 
 	mu      sync.Mutex
 	targets map[string]*target
+	// keyframes spaces the key frames receivers' picture-loss reports
+	// ask the source for (readRTCP).
+	keyframes keyframeGate
+}
+
+// minKeyframeInterval is the least time between two key frames that
+// receivers' reports ask a source for. A report that comes sooner is
+// served by the key frame already on its way. Without it, one receiver
+// that sent picture-loss reports without end (a hostile room member)
+// would make every frame a key frame, several times the bitrate, for
+// every receiver of the publication. libwebrtc spaces them alike.
+const minKeyframeInterval = 300 * time.Millisecond
+
+// keyframeGate lets a key frame request through at most once every
+// minKeyframeInterval. Safe for concurrent use (one reader per sender).
+type keyframeGate struct {
+	mu   sync.Mutex
+	last time.Time
+}
+
+// allow reports whether a request at now goes to the source.
+func (g *keyframeGate) allow(now time.Time) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.last.IsZero() && now.Sub(g.last) < minKeyframeInterval {
+		return false
+	}
+	g.last = now
+	return true
 }
 
 type target struct {
@@ -279,7 +308,9 @@ func (pub *Publication) readRTCP(s *webrtc.RTPSender) {
 		for _, pkt := range pkts {
 			switch pkt.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				kr.RequestKeyframe()
+				if pub.keyframes.allow(time.Now()) {
+					kr.RequestKeyframe()
+				}
 			}
 		}
 	}
