@@ -279,7 +279,14 @@ func (n *Node) sendState(m stateMsg) {
 	msg := append([]byte{opState}, b...)
 	for _, node := range n.live.listening() {
 		if !n.out.publish(n.subject("node", node), msg) {
-			return // the directory write still carries it
+			// The directory write carries a state, and the removal of
+			// an entry that was written; but a session whose state and end
+			// met in the writer's queue has no entry, and its end only
+			// this message: liveness.check sends the ends again.
+			if m.Gone {
+				n.endsUnsent.Store(true)
+			}
+			return
 		}
 	}
 }
@@ -302,26 +309,25 @@ func (d *directory) resend(node string) {
 }
 
 // resendEnds sends every node that may be listening the end of every
-// session of this node that ended lately (its tombstone), when NATS comes
-// back: an end sent while the connection was away went nowhere (nothing
-// is buffered while disconnected), and the directory does not carry the
-// end of a session whose entry was never written. A node that did not
-// take this one for gone meanwhile would otherwise keep the session
-// online in its rooms for as long as this node lives
-// (TestGoneReachesTheOthersAfterACut). The stamps make the ends it heard
-// already harmless.
-func (d *directory) resendEnds() {
+// session of this node that ended lately (its tombstone), when an end may
+// have gone nowhere (Node.endsUnsent): sent while the connection was away
+// (nothing is buffered while disconnected), or refused by a full outbox.
+// The directory does not carry the end of a session whose entry was never
+// written, so a node that did not take this one for gone meanwhile would
+// otherwise keep the session online in its rooms for as long as this node
+// lives (TestGoneReachesTheOthersAfterACut,
+// TestGoneRefusedByAFullOutboxGoesLater). The stamps make the ends it
+// heard already harmless. It reports false if the outbox refused one.
+func (d *directory) resendEnds() bool {
 	msgs := d.own(true)
-	if len(msgs) == 0 {
-		return
-	}
 	for _, node := range d.n.live.listening() {
 		for _, msg := range msgs {
 			if !d.n.out.publish(d.n.subject("node", node), msg) {
-				return
+				return false
 			}
 		}
 	}
+	return true
 }
 
 // own encodes, as direct messages, the state of every session of this

@@ -356,18 +356,7 @@ func TestGoneReachesTheOthersAfterACut(t *testing.T) {
 	slow.DeadAfter = time.Hour // b never takes a for gone: the cut is too short
 	b := startNode(t, "b", urls, slow, hub.Config{})
 	a, p, nc := startNodeBehindProxy(t, "a", urls, fastConfig(), hub.Config{})
-
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	st, err := a.node.js.Stream(ctx, "KV_"+a.node.cfg.Bucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := st.CachedInfo().Config
-	cfg.MaxMsgSize = 1 // every write of a session's entry is refused
-	if _, err := a.node.js.UpdateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
+	refuseEntryWrites(t, a)
 
 	eventually(t, "a to hear b", func() bool { return len(a.node.live.listening()) == 1 })
 	bob := a.dial("user=bob")
@@ -384,4 +373,56 @@ func TestGoneReachesTheOthersAfterACut(t *testing.T) {
 	eventually(t, "bob to leave lobby on b", func() bool {
 		return b.hub.RoomMembers("lobby") == 0 && !dirAlive(b, bob.peer())
 	})
+}
+
+// TestGoneRefusedByAFullOutboxGoesLater: a session's end that a full
+// outbox refused (NATS slow to take what the node sends) is sent again
+// once the outbox has room. For a session whose entry was never written
+// (here every entry write is refused; under load, its state and its end
+// meet in the writer's queue) the end has no other way to the other
+// nodes, which kept the session online in its rooms for good.
+func TestGoneRefusedByAFullOutboxGoesLater(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	slow := fastConfig()
+	slow.DeadAfter = time.Hour // b never takes a for gone
+	b := startNode(t, "b", urls, slow, hub.Config{})
+	acfg := fastConfig()
+	acfg.Outbox = 20
+	a := startNode(t, "a", urls, acfg, hub.Config{})
+	refuseEntryWrites(t, a)
+
+	eventually(t, "a to hear b", func() bool { return len(a.node.live.listening()) == 1 })
+	carol := a.dial("user=carol")
+	carol.join("lobby")
+	eventually(t, "b to see carol in lobby", func() bool { return b.hub.RoomMembers("lobby") == 1 })
+
+	held, let := holdOutbox(t, a, nil)
+	a.node.out.publish("khadga.test.filler", []byte("x"))
+	<-held
+	for a.node.out.publish("khadga.test.filler", []byte("x")) {
+	}
+	_ = carol.ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
+	<-carol.closed
+	eventually(t, "carol's session to end on a", func() bool { return a.hub.Stats().Sessions == 0 })
+	let()
+	eventually(t, "carol to leave lobby on b", func() bool {
+		return b.hub.RoomMembers("lobby") == 0 && !dirAlive(b, carol.peer())
+	})
+}
+
+// refuseEntryWrites has every write of tn's sessions' directory entries
+// refused by the store, as if none were ever written.
+func refuseEntryWrites(t *testing.T, tn *testNode) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	st, err := tn.node.js.Stream(ctx, "KV_"+tn.node.cfg.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	cfg.MaxMsgSize = 1
+	if _, err := tn.node.js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
 }

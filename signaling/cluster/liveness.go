@@ -240,7 +240,10 @@ func (l *liveness) check(now time.Time) {
 		for _, st := range l.n.hub.LocalStates() {
 			l.n.Publish(st)
 		}
-		l.n.dir.resendEnds()
+		l.n.endsUnsent.Store(true)
+	}
+	if l.n.endsUnsent.Swap(false) && !l.n.dir.resendEnds() {
+		l.n.endsUnsent.Store(true) // the outbox is still full: next time
 	}
 	var gone, orphaned []string
 	l.mu.Lock()

@@ -217,6 +217,10 @@ type Node struct {
 	// (tests hold it there, as a NATS connection that takes nothing
 	// would: nc.Publish blocks once its buffer is full).
 	testHookSend atomic.Pointer[func(subject string, data []byte)]
+	// endsUnsent says an end of a session of this node may have reached
+	// no node: the outbox refused it, or NATS was away. liveness.check
+	// sends the recent ends again (directory.resendEnds) until they go.
+	endsUnsent atomic.Bool
 
 	readyMu     sync.Mutex
 	readyAt     time.Time
