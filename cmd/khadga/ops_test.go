@@ -123,8 +123,10 @@ func TestBackupNeedsAStore(t *testing.T) {
 	// So do the other admin commands, minting a token included (the real
 	// server would refuse it), but for user add, which may set a new store
 	// up with a first admin before the first start.
+	// turn-secret rotate too: it said "rotated" about a new store that no
+	// server reads, while the server's kept its old secret.
 	for _, args := range [][]string{{"user", "list"}, {"user", "delete", "root"}, {"token", "list"}, {"keys", "list"},
-		{"token", "--user", "rec", "--role", "recorder", "--room", "lab"}} {
+		{"token", "--user", "rec", "--role", "recorder", "--room", "lab"}, {"turn-secret", "rotate"}} {
 		out, err := run(t, dir, "", args...)
 		if err == nil || !strings.Contains(out, "no store at") {
 			t.Errorf("%v with no store: %v\n%s", args, err, out)
@@ -135,5 +137,21 @@ func TestBackupNeedsAStore(t *testing.T) {
 	}
 	if out, err := run(t, dir, "a long admin password\n", "user", "add", "root", "--role", "admin"); err != nil {
 		t.Fatalf("user add with no store: %v\n%s", err, out)
+	}
+}
+
+// TestTurnSecretRotateStoppedServer: `khadga turn-secret rotate` without
+// --nats rotates the secret in a stopped server's store, and refuses a
+// running server's data directory at once, saying why.
+func TestTurnSecretRotateStoppedServer(t *testing.T) {
+	dir := t.TempDir()
+	p := startServe(t, dir)
+	out, err := run(t, dir, "", "turn-secret", "rotate")
+	if err == nil || !strings.Contains(out, "stop it first") {
+		t.Fatalf("turn-secret rotate beside a running server: %v\n%s", err, out)
+	}
+	p.stop(t)
+	if out, err := run(t, dir, "", "turn-secret", "rotate"); err != nil || !strings.Contains(out, "2 secrets kept") {
+		t.Fatalf("turn-secret rotate on a stopped server: %v\n%s", err, out)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/khadga/khadga/signaling/admin"
 	"github.com/khadga/khadga/signaling/store"
 )
 
@@ -111,6 +112,18 @@ func runTurnSecret(ctx context.Context, args []string) error {
 	}
 	if len(rest) != 1 || rest[0] != "rotate" {
 		return errors.New("turn-secret: want the subcommand rotate (khadga turn-secret --help)")
+	}
+	if !a.NATS.enabled() {
+		// The file of a stopped server: a running one holds it (and would
+		// keep minting with the secret it read at start), and a mistyped
+		// --data would get a new store with a secret that no server reads.
+		if _, err := admin.Dial(a.socket()); err == nil {
+			return errors.New("turn-secret: a server answers on the admin socket " + a.socket() +
+				": stop it first (it reads the secret when it starts), or, for a cluster node, rotate with --nats")
+		}
+		if err := mustExist(a.storePath()); err != nil {
+			return fmt.Errorf("turn-secret: %w", err)
+		}
 	}
 	st, closeFn, err := a.openStore(ctx)
 	if err != nil {
