@@ -239,3 +239,39 @@ func TestAdminCommandsReadTheServersFile(t *testing.T) {
 		t.Fatalf("a key no command knows: %v, want unknown key", err)
 	}
 }
+
+// TestServeRefusesWhatTheHubWould: settings the hub refuses are refused
+// with the others, by flag name, before anything listens. They used to
+// pass, so that serve made its store, started TURN and made a signing
+// key, then stopped naming Go fields ("hub: MaxConnsPerUser must be
+// positive"); and a zero resume window or access-token lifetime
+// silently became 30s and 15m, and --max-owned-rooms 0 (nobody claims
+// rooms) became 10.
+func TestServeRefusesWhatTheHubWould(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--presence", "bogus"}, `--presence "bogus": want global or rooms`},
+		{[]string{"--max-conns-per-user", "-1"}, "--max-conns-per-user -1: want at least 1"},
+		{[]string{"--presence-list", "-5"}, "--presence-list -5: want at least 1"},
+		{[]string{"--ws-signal-bytes-rate", "-1"}, "--ws-signal-bytes-rate -1: want at least 1"},
+		{[]string{"--ws-signal-burst-bytes", "100"}, "--ws-signal-burst-bytes 100: want at least 65536"},
+		{[]string{"--resume-window", "0"}, "--resume-window 0s: want more than 0"},
+		{[]string{"--access-ttl", "0"}, "--access-ttl 0s: want more than 0"},
+		{[]string{"--max-owned-rooms", "0"}, "--max-owned-rooms 0: want at least 1"},
+		{[]string{"--max-room-members", "0"}, "--max-room-members 0: want at least 2"},
+		{[]string{"--max-conns-per-user", "0"}, "--max-conns-per-user 0: want at least 1"},
+		{[]string{"--max-conns-per-addr", "0"}, "--max-conns-per-addr 0: want at least 1"},
+		{[]string{"--ws-message-rate", "0"}, "--ws-message-rate 0: want more than 0"},
+		{[]string{"--ws-message-burst", "0"}, "--ws-message-burst 0: want at least 1"},
+	} {
+		_, err := loadServe(t, c.args...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want an error saying %s", c.args, err, c.want)
+		}
+	}
+	if _, err := loadServe(t, "--presence", "rooms", "--max-conns-per-user", "1", "--ws-signal-burst-bytes", "65536"); err != nil {
+		t.Errorf("good settings refused: %v", err)
+	}
+}

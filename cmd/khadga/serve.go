@@ -15,6 +15,7 @@ import (
 
 	"github.com/khadga/khadga/internal/gctune"
 	"github.com/khadga/khadga/internal/natsconn"
+	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling"
 	"github.com/khadga/khadga/signaling/admin"
 	"github.com/khadga/khadga/signaling/cluster"
@@ -52,7 +53,42 @@ var serveCommand = command("khadga serve", "khadga [serve] [flags]",
 // server's and the TURN server's checks included, before anything starts.
 func (c *serveConfig) Validate() error {
 	sc := c.signalingConfig().WithDefaults()
-	return errors.Join(sc.Validate(), c.TLS.validate(), c.TURN.validate(true), c.NATS.validate())
+	return errors.Join(c.validateLimits(), sc.Validate(), c.TLS.validate(), c.TURN.validate(true), c.NATS.validate())
+}
+
+// validateLimits refuses, by flag name, the values that the signaling
+// server and its hub would take for their defaults (a zero) or refuse
+// only once the store, TURN and the listeners are up.
+func (c *serveConfig) validateLimits() error {
+	var errs []error
+	atLeast := func(flag string, v, min int) {
+		if v < min {
+			errs = append(errs, fmt.Errorf("--%s %d: want at least %d", flag, v, min))
+		}
+	}
+	positive := func(flag string, d time.Duration) {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("--%s %v: want more than 0", flag, d))
+		}
+	}
+	positive("access-ttl", c.AccessTTL)
+	positive("resume-window", c.ResumeWindow)
+	atLeast("max-conns-per-addr", c.MaxConnsAddr, 1)
+	atLeast("max-room-members", c.Rooms.MaxRoomMembers, 2)
+	atLeast("max-owned-rooms", c.Rooms.MaxOwnedRooms, 1)
+	if c.WS.MessageRate <= 0 {
+		errs = append(errs, fmt.Errorf("--ws-message-rate %v: want more than 0", c.WS.MessageRate))
+	}
+	atLeast("ws-message-burst", c.WS.MessageBurst, 1)
+	atLeast("ws-signal-bytes-rate", c.WS.SignalBytesRate, 1)
+	// The largest signal must fit in a burst, or it is never allowed.
+	atLeast("ws-signal-burst-bytes", c.WS.SignalBurstBytes, proto.MaxMessageSize)
+	atLeast("max-conns-per-user", c.WS.MaxConnsPerUser, 1)
+	atLeast("presence-list", c.WS.PresenceList, 1)
+	if c.WS.Presence != proto.ScopeGlobal && c.WS.Presence != proto.ScopeRooms {
+		errs = append(errs, fmt.Errorf("--presence %q: want %s or %s", c.WS.Presence, proto.ScopeGlobal, proto.ScopeRooms))
+	}
+	return errors.Join(errs...)
 }
 
 // signalingConfig is the part of signaling.Config that settings choose.
