@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/khadga/khadga/signaling/store"
 	"github.com/khadga/khadga/turn"
 	"github.com/nats-io/nats.go/jetstream"
+	bolt "go.etcd.io/bbolt"
 )
 
 // tokens is what login and refresh answer.
@@ -337,4 +339,48 @@ func clusterStore(ctx context.Context, t *testing.T, nats string) store.Backend 
 	}
 	t.Cleanup(closeFn)
 	return st
+}
+
+// TestMigrateLeavesTheSourceAsItWas: migrate reads the single node's file
+// and changes nothing in it, so the old binary can still open it (the way
+// back). It used to open the file as a store, which migrated its schema in
+// place: a schema 1 file came out as the newest schema, which an older
+// khadga refuses.
+func TestMigrateLeavesTheSourceAsItWas(t *testing.T) {
+	from := filepath.Join(t.TempDir(), "khadga.db")
+	db, err := bolt.Open(from, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error { // schema 1, as the first khadga wrote it
+		for _, b := range []string{"meta", "users", "families", "user_family", "signing_keys", "secrets", "audit"} {
+			if _, err := tx.CreateBucket([]byte(b)); err != nil {
+				return err
+			}
+		}
+		u, _ := json.Marshal(store.User{Name: "ann", PasswordHash: "$argon2id$x", Role: "user", Created: time.Now().UTC()})
+		if err := tx.Bucket([]byte("users")).Put([]byte("ann"), u); err != nil {
+			return err
+		}
+		return tx.Bucket([]byte("meta")).Put([]byte("version"), []byte{0, 0, 0, 0, 0, 0, 0, 1})
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nats := natstest.Start(t).ClientURL()
+	out, err := run(t, t.TempDir(), "", "migrate", "--nats", nats, "--from", from)
+	if err != nil || !strings.Contains(out, "1 users") {
+		t.Fatalf("migrate: %v\n%s", err, out)
+	}
+	if info, err := store.Check(from); err != nil || info.Version != 1 {
+		t.Errorf("the source after migrate: %+v, %v; want schema 1 still", info, err)
+	}
+	if after, err := os.ReadFile(from); err != nil || !bytes.Equal(before, after) {
+		t.Errorf("migrate changed the source file (%v)", err)
+	}
 }

@@ -36,8 +36,22 @@ func runMigrate(ctx context.Context, args []string) error {
 	if err := mustExist(c.From); err != nil {
 		return fmt.Errorf("migrate: --from: %w", err)
 	}
-	// Opening the file takes its lock: the single-node server is stopped.
-	src, err := store.Open(c.From, store.Options{Timeout: 2 * time.Second})
+	// A copy taken under the file's lock (the single-node server is
+	// stopped) and checked: opening a store may migrate its schema, and
+	// the file must stay as it was, the way back.
+	dir, err := os.MkdirTemp("", "khadga-migrate-*")
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	tmp := filepath.Join(dir, "khadga.db")
+	if err := store.Snapshot(tmp, c.From, 2*time.Second); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if _, err := store.Check(tmp); err != nil {
+		return fmt.Errorf("migrate: %s: %w", c.From, err)
+	}
+	src, err := store.Open(tmp, store.Options{NoSync: true})
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}

@@ -60,6 +60,33 @@ func Replace(path, from string, timeout time.Duration) (kept string, err error) 
 	return kept, nil
 }
 
+// Snapshot copies the store file at path to dst (mode 0600, written
+// through WriteFile), holding the store's lock meanwhile so that no
+// server changes it during the copy: it fails with ErrInUse while a
+// server holds the store after timeout. It never opens the store, so the
+// file stays exactly as it was (Open would migrate an older schema in
+// place, which an older khadga then refuses), for `khadga migrate`, which
+// opens the copy.
+func Snapshot(dst, path string, timeout time.Duration) error {
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	unlock, err := lockFile(path, timeout)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	in, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	defer in.Close()
+	if err := WriteFile(dst, func(w io.Writer) error { _, err := io.Copy(w, in); return err }); err != nil {
+		return fmt.Errorf("store: copying %s: %w", path, err)
+	}
+	return nil
+}
+
 // keep links the store at path to a name of its own beside it, mode
 // 0600, and returns that name; "" when there is no store at path.
 func keep(path string) (string, error) {

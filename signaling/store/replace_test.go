@@ -139,3 +139,33 @@ func TestReplaceWithoutStore(t *testing.T) {
 		t.Fatalf("restored store: %+v, %v", info, err)
 	}
 }
+
+// TestSnapshot: a copy of a stopped server's store, with the file left
+// as it was; a store in use is refused with ErrInUse and nothing copied.
+func TestSnapshot(t *testing.T) {
+	live := filepath.Join(t.TempDir(), "khadga.db")
+	s, err := Open(live, Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateUser(User{Name: "ann"}); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "copy.db")
+	if err := Snapshot(dst, live, 100*time.Millisecond); !errors.Is(err, ErrInUse) {
+		t.Errorf("Snapshot of a store in use: %v, want ErrInUse", err)
+	}
+	if _, err := os.Stat(dst); err == nil {
+		t.Error("a refused Snapshot left a copy")
+	}
+	s.Close()
+	if err := Snapshot(dst, live, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := Check(dst); err != nil || info.Users != 1 {
+		t.Fatalf("the copy: %+v, %v", info, err)
+	}
+	if fi, err := os.Stat(dst); err != nil || fi.Mode().Perm() != fileMode {
+		t.Errorf("the copy's mode: %v, %v", fi.Mode(), err)
+	}
+}
