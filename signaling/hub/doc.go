@@ -113,7 +113,7 @@
 // same kind are held at once (never two sessions, two rooms):
 //
 //	session.roomsMu -> room.mu -> session.mu -> wsconn's connection lock
-//	presence.mu -> wsconn's connection lock
+//	room.mu -> presence.mu -> session.mu -> wsconn's connection lock
 //
 // wsconn's lock and the shard locks of the hub's maps (sessions, tokens,
 // rooms, conns) are leaves: nothing is taken under them. Hub.mu guards only

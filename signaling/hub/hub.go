@@ -57,6 +57,10 @@ type Hub struct {
 	// finding a session local and matching and acting on it (tests: a
 	// claim from another node takes the session in between).
 	testHookRevokeMatched atomic.Pointer[func()]
+	// testHookAddingMember, if set, runs in addMemberLocked just before
+	// the join changes the room's membership (tests: another session's
+	// join comes in between).
+	testHookAddingMember atomic.Pointer[func(room, peer string)]
 
 	// mu guards stopping and every wg.Add, so that Shutdown's wg.Wait never
 	// races an Add.

@@ -28,8 +28,11 @@ import (
 //     or disappeared; each such watcher gets its changes at the next flush,
 //     through Delivery (so a watcher on another node gets them too).
 //
-// Lock order: room.mu -> presence.mu -> wsconn's lock. Nothing that runs
-// under presence.mu takes a session or room lock.
+// Lock order: room.mu -> presence.mu -> session.mu -> wsconn's lock. Only
+// a change of a room's membership in rooms scope (Hub.setMembers) takes a
+// session lock under presence.mu, to queue the room's event; nothing that
+// runs under presence.mu takes a room lock, or presence.mu under a
+// session lock.
 type presence struct {
 	h     *Hub
 	scope string
@@ -150,12 +153,11 @@ func (p *presence) windowChangeLocked(m proto.Member, online bool) {
 	p.changes[m.Peer] = change{m, online}
 }
 
-// roomChange records that peer appeared (online) in, or disappeared from,
-// watcher's view in rooms scope. It runs under the room's lock, so it never
-// flushes: the timer does.
-func (p *presence) roomChange(watcher string, m proto.Member, online bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+// roomChangeLocked records that peer appeared (online) in, or disappeared
+// from, watcher's view in rooms scope. It runs under the room's lock and
+// p.mu (Hub.setMembers), so it never flushes: the timer does, which the
+// caller arms.
+func (p *presence) roomChangeLocked(watcher string, m proto.Member, online bool) {
 	v := p.views[watcher]
 	if v == nil {
 		v = make(map[string]change)
@@ -166,7 +168,6 @@ func (p *presence) roomChange(watcher string, m proto.Member, online bool) {
 	} else {
 		v[m.Peer] = change{m, online}
 	}
-	p.armLocked(max(p.h.cfg.PresenceInterval-time.Since(p.lastFlush), 0))
 }
 
 // scheduleLocked flushes now if the last flush was at least an interval

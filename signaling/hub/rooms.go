@@ -6,6 +6,7 @@ import (
 	"maps"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/khadga/khadga/proto"
 )
@@ -150,17 +151,13 @@ func (h *Hub) joinLocked(c *conn, m *proto.Message, limit int) (proto.Code, stri
 // peer-joined at once finds it in the room. r.mu and s.roomsMu are held,
 // and s.rooms does not hold r yet.
 func (h *Hub) addMemberLocked(r *room, s *session) {
-	before := *r.members.Load()
-	r.set(func(m map[string]*session) { m[s.member.Peer] = s })
+	if hook := h.testHookAddingMember.Load(); hook != nil {
+		(*hook)(r.name, s.member.Peer)
+	}
 	r.users[s.member.User]++ // sessions on other nodes count too
 	h.stats.members.Add(1)
 	ev := memberMsg(proto.TypePeerJoined, r.name, s.member)
-	for _, o := range before {
-		if o.local() {
-			_ = o.deliver(Envelope{Msg: ev, Kind: KindEvent})
-		}
-		h.roomPresence(s, o, r, true)
-	}
+	h.setMembers(r, s, true, ev, func(m map[string]*session) { m[s.member.Peer] = s })
 }
 
 // leave takes c's session out of a room and acks.
@@ -209,19 +206,13 @@ func (h *Hub) removeMember(r *room, s *session) {
 	if !r.has(s.member.Peer) {
 		return
 	}
-	members := r.set(func(m map[string]*session) { delete(m, s.member.Peer) })
 	if r.users[s.member.User]--; r.users[s.member.User] <= 0 {
 		delete(r.users, s.member.User)
 	}
 	h.stats.members.Add(-1)
 	ev, _ := (&proto.Message{Type: proto.TypePeerLeft, Room: r.name,
 		Data: mustJSON(proto.PeerLeft{Peer: s.member.Peer})}).Encode()
-	for _, o := range members {
-		if o.local() {
-			_ = o.deliver(Envelope{Msg: ev, Kind: KindEvent})
-		}
-		h.roomPresence(s, o, r, false)
-	}
+	members := h.setMembers(r, s, false, ev, func(m map[string]*session) { delete(m, s.member.Peer) })
 	if len(members) == 0 {
 		r.dead = true
 		if h.rooms.deleteIf(r.name, func(v *room) bool { return v == r }) {
@@ -230,25 +221,63 @@ func (h *Hub) removeMember(r *room, s *session) {
 	}
 }
 
-// roomPresence tells the presence feed (rooms scope) that s and o now see
-// each other (s joined r) or no longer do (s left r), unless they share
-// another room. Each node tells its own sessions' views. The caller holds
-// s.roomsMu, and s.rooms does not hold r.
-func (h *Hub) roomPresence(s, o *session, r *room, joined bool) {
-	if h.cfg.PresenceScope != proto.ScopeRooms || (!s.local() && !o.local()) {
-		return
+// setMembers changes r's membership with f (s joined, or s left), tells
+// r's other members on this node with ev (each other node tells its own),
+// and, in rooms scope, tells the presence feed which views that changes
+// (roomPresenceLocked). In rooms scope all of it happens under
+// presence.mu, so that the memberships each change reads are those of
+// the changes before it: two sessions that each join a room the other is
+// in at once would otherwise each find the other's join done already,
+// take it for another shared room, and neither would tell of the other.
+// A member hears of the change before its view does. r.mu and s.roomsMu
+// are held, and s.rooms does not hold r. It returns the new membership.
+func (h *Hub) setMembers(r *room, s *session, joined bool, ev []byte, f func(m map[string]*session)) map[string]*session {
+	rooms := h.cfg.PresenceScope == proto.ScopeRooms
+	p := h.presence
+	if rooms {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+	}
+	members := r.set(f)
+	changed := false
+	for _, o := range members {
+		if o == s {
+			continue
+		}
+		if o.local() {
+			_ = o.deliver(Envelope{Msg: ev, Kind: KindEvent})
+		}
+		if rooms && h.roomPresenceLocked(s, o, r, joined) {
+			changed = true
+		}
+	}
+	if changed {
+		p.armLocked(max(h.cfg.PresenceInterval-time.Since(p.lastFlush), 0))
+	}
+	return members
+}
+
+// roomPresenceLocked records for the presence feed (rooms scope) that s
+// and o now see each other (s joined r) or no longer do (s left r),
+// unless they share another room, and reports whether it recorded
+// anything. Each node tells its own sessions' views. presence.mu is held
+// (setMembers).
+func (h *Hub) roomPresenceLocked(s, o *session, r *room, joined bool) bool {
+	if !s.local() && !o.local() {
+		return false
 	}
 	for name, r2 := range s.rooms {
 		if name != r.name && r2.has(o.member.Peer) {
-			return
+			return false
 		}
 	}
 	if o.local() {
-		h.presence.roomChange(o.member.Peer, s.member, joined)
+		h.presence.roomChangeLocked(o.member.Peer, s.member, joined)
 	}
 	if s.local() {
-		h.presence.roomChange(s.member.Peer, o.member, joined)
+		h.presence.roomChangeLocked(s.member.Peer, o.member, joined)
 	}
+	return true
 }
 
 // shareRoom reports whether s and peer share a room (room, if it is set).
