@@ -57,13 +57,25 @@ func (p *peer) offer(restart bool) {
 	p.sendDescription(offer)
 }
 
-// addWanted adds the transceivers a polite peer asked for.
+// addWanted adds the transceivers a polite peer asked for, up to
+// maxTransceiversPerKind of the kind in all.
 func (p *peer) addWanted(kind webrtc.RTPCodecType, n *int) {
-	for ; *n > 0; *n-- {
+	have := 0
+	for _, tr := range p.pc.GetTransceivers() {
+		if tr.Kind() == kind {
+			have++
+		}
+	}
+	if *n > 0 && have+*n > maxTransceiversPerKind {
+		p.log.Debug("the remote asks for more media slots than a peer may have; adding what fits",
+			slog.String("kind", kind.String()), slog.Int("asked", *n), slog.Int("have", have), slog.Int("limit", maxTransceiversPerKind))
+	}
+	for ; *n > 0 && have < maxTransceiversPerKind; *n, have = *n-1, have+1 {
 		if _, err := p.pc.AddTransceiverFromKind(kind, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv}); err != nil {
 			p.log.Warn("add transceiver", slog.Any("err", err))
 		}
 	}
+	*n = 0
 }
 
 // requestOffer is the polite side's negotiation: it tells the impolite side

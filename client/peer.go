@@ -56,8 +56,13 @@ const (
 	// requestFallback is how long the polite side waits for an offer it
 	// asked for before offering itself.
 	requestFallback = 10 * time.Second
-	// maxRequestedTransceivers caps what one request may add.
+	// maxRequestedTransceivers caps what one request may add, and
+	// maxTransceiversPerKind what requests together may make of one kind
+	// (counting ours): every transceiver is an m-line of every offer, and
+	// a remote may send requests without end. 16 of each kind leave room
+	// for a publication in each of 16 shared rooms (maxMediaSections).
 	maxRequestedTransceivers = 8
+	maxTransceiversPerKind   = 16
 )
 
 // wireSignal is the data of a signal message (proto.Signal). Pion cannot

@@ -710,3 +710,34 @@ func TestStalledIncomingTransferEnds(t *testing.T) {
 		t.Fatal("the stalled sender's transfer succeeded")
 	}
 }
+
+// TestRenegotiationRequestsBounded: a polite remote's requests for media
+// slots cannot grow our transceivers without end. Each request may ask
+// for maxRequestedTransceivers of a kind, and requests that come one
+// after another once added as many each time: every transceiver is an
+// m-line of every offer, so the offers grew past the server's message
+// limit, which closes the socket (and the resume sent the offer again).
+func TestRenegotiationRequestsBounded(t *testing.T) {
+	a, b, _, _ := newTestPair(t)
+	waitStable(t, a)
+	waitStable(t, b)
+	for range 6 {
+		b.handleSignal(wireSignal{Renegotiate: &renegotiate{Video: maxRequestedTransceivers, Audio: maxRequestedTransceivers}})
+		<-afterOps(b)
+		waitStable(t, b)
+	}
+	counts := map[webrtc.RTPCodecType]int{}
+	done := make(chan struct{})
+	b.enqueue(func() {
+		for _, tr := range b.pc.GetTransceivers() {
+			counts[tr.Kind()]++
+		}
+		close(done)
+	})
+	<-done
+	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if counts[kind] > maxTransceiversPerKind {
+			t.Errorf("%d %s transceivers after six requests for %d, want at most %d", counts[kind], kind, maxRequestedTransceivers, maxTransceiversPerKind)
+		}
+	}
+}
