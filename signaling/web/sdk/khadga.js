@@ -23,6 +23,12 @@ export const Subprotocol = 'khadga.v1';
 
 // Limits on what this page accepts from the server.
 const maxServerMessage = 1 << 20;
+// maxClientMessage is the server's limit on one message from us
+// (proto.MaxMessageSize): it answers a larger one too_large and closes the
+// socket (1009). A signal that large (an offer with a remote's worth of
+// m-lines) is not sent: sent, it would close the socket again after each
+// resume, which sends an unanswered offer again.
+const maxClientMessage = 64 * 1024;
 const maxPeers = 256;
 const requestTimeout = 15000;
 // A ping every pingInterval; no answer within pongTimeout means a dead socket.
@@ -290,7 +296,14 @@ export class Khadga extends EventTarget {
 
   write(m) {
     if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
-    this.ws.send(JSON.stringify(m));
+    const s = JSON.stringify(m);
+    const size = s.length * 3 > maxClientMessage ? new TextEncoder().encode(s).length : s.length;
+    if (size > maxClientMessage) {
+      const p = m.to && this.peers.get(m.to);
+      this.emit('warning', { peer: p ? p.member : undefined, message: `not sending a ${m.type} of ${size} bytes: over the server's limit of ${maxClientMessage}` });
+      return false;
+    }
+    this.ws.send(s);
     return true;
   }
 

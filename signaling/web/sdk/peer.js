@@ -19,6 +19,11 @@ const maxPendingCandidates = 128;
 // of its ICE credentials (a browser sends a few dozen): each is kept, paired
 // and checked, with STUN sent wherever it points.
 const maxRemoteCandidates = 256;
+// maxRequestedTransceivers bounds what one renegotiation request may ask
+// for, and what requests together may make of each kind: a remote can send
+// requests without end, and each transceiver is an m-line of every offer
+// (Chrome's video one is about 4 KB): 16 video m-lines make an offer over
+// the server's 64 KiB message limit.
 const maxRequestedTransceivers = 8;
 // restartMinInterval spaces automatic ICE restarts; disconnectedGrace is how
 // long ICE may stay disconnected before the impolite side restarts it. The
@@ -232,7 +237,11 @@ export class Peer {
     const n = (v) => Math.min(Math.max(Number(v) || 0, 0), maxRequestedTransceivers);
     let changed = false;
     for (const [kind, count] of [['video', n(req.video)], ['audio', n(req.audio)]]) {
-      for (let i = 0; i < count; i++) { this.pc.addTransceiver(kind, { direction: 'sendrecv' }); changed = true; }
+      let have = this.pc.getTransceivers().filter((t) => t.receiver.track.kind === kind).length;
+      for (let i = 0; i < count && have < maxRequestedTransceivers; i++, have++) {
+        this.pc.addTransceiver(kind, { direction: 'sendrecv' });
+        changed = true;
+      }
     }
     if (req.ice_restart) { this.resendOffer(); this.pc.restartIce(); changed = true; }
     if (!changed) this.negotiate(); // nothing for negotiationneeded to notice: offer anyway
