@@ -881,14 +881,36 @@ async function restore() {
   if (!rt) return;
   restoreLog(); // first, so that it comes before what the new connection says
   try {
-    await start(await Session.fromRefreshToken(rt));
+    await start(await signInAgain(rt));
   } catch {
+    if (state.session) return; // signed in with the form meanwhile
     for (const key of [refreshKey, logKey, roomsKey, invitesKey]) sessionStorage.removeItem(key);
     state.kept = [];
     $('chat-log').replaceChildren();
     return;
   }
   await rejoinKeptRooms();
+}
+
+// signInAgain trades the refresh token kept in the tab for a session. A
+// refusal (401: signed out, revoked, expired or used) ends it; a server
+// that is busy, limiting or unreachable (503, 429, no network) leaves the
+// token good, so it tries again, after Retry-After or 1 s doubling to
+// 30 s, until it works or the user signs in with the form.
+async function signInAgain(rt) {
+  for (let wait = 1000; ; wait = Math.min(2 * wait, 30000)) {
+    try {
+      const session = await Session.fromRefreshToken(rt);
+      $('signin-error').textContent = '';
+      return session;
+    } catch (e) {
+      if (e instanceof ApiError && e.status !== 429 && e.status < 500) throw e;
+      const ms = e instanceof ApiError && e.retryAfter ? e.retryAfter * 1000 : wait;
+      $('signin-error').textContent = `Could not sign in again: ${e.message}. Trying again in ${Math.ceil(ms / 1000)} s…`;
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      if (state.session) throw new Error('signed in meanwhile');
+    }
+  }
 }
 
 function init() {
