@@ -104,6 +104,7 @@ func (p *peer) requestOffer(restart bool) {
 		p.log.Warn("send renegotiation request", slog.Any("err", err))
 		return
 	}
+	p.asked = req
 	p.log.Debug("asked for an offer", slog.Int("video", req.Video), slog.Int("audio", req.Audio), slog.Bool("ice_restart", req.ICERestart))
 	if p.remoteRenegotiates {
 		return
@@ -180,6 +181,22 @@ func (p *peer) resendOffer() {
 	}
 }
 
+// resendRequest sends the polite side's last renegotiation request again
+// if no offer has followed it: it may have gone down with a signaling
+// connection that died, as under a network change, where the request
+// asks for the ICE restart that brings the peer connection back, and
+// nothing else would (until the remote's own ICE gives up, seconds later).
+// A remote that had it offers once more, which does no harm.
+func (p *peer) resendRequest() {
+	if p.asked == nil {
+		return
+	}
+	p.log.Info("sending our unanswered renegotiation request again", slog.Bool("ice_restart", p.asked.ICERestart))
+	if err := p.host.sendSignal(p.id, p.anyRoom(), wireSignal{Renegotiate: p.asked}); err != nil {
+		p.log.Warn("send renegotiation request", slog.Any("err", err))
+	}
+}
+
 // resendAnswer sends our last answer again, if we are stable after
 // answering: the remote may have lost it with a signaling connection that
 // died, and it would then wait for it in have-local-offer for ever, every
@@ -250,6 +267,7 @@ func (p *peer) onDescription(d proto.SessionDescription) {
 			p.remoteRenegotiates = true
 		}
 		p.requestSeq++ // cancels a pending fallback
+		p.asked = nil
 	}
 	if typ == webrtc.SDPTypeAnswer && p.pc.SignalingState() != webrtc.SignalingStateHaveLocalOffer {
 		// An answer to an offer we rolled back.
@@ -463,6 +481,7 @@ func (p *peer) updateICEServers(cfg webrtc.Configuration) {
 		// answer.
 		p.resendOffer()
 		p.resendAnswer()
+		p.resendRequest()
 		st := p.pc.ICEConnectionState()
 		down := st == webrtc.ICEConnectionStateFailed || st == webrtc.ICEConnectionStateDisconnected
 		if down || p.Info().Relayed() {

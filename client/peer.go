@@ -126,6 +126,9 @@ type peer struct {
 	offerAgain     bool
 	lastRestart    time.Time
 	lastResend     time.Time // the last copy the remote made us send (mayResend)
+	// asked is the polite side's last renegotiation request until an
+	// offer follows it: sent again after a resume (resendRequest).
+	asked *renegotiate
 	// netChanged is when the host's addresses last changed, and
 	// netRestartDue says a restart for it waits for restartMinInterval
 	// (netwatch.go).

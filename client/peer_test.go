@@ -741,3 +741,61 @@ func TestRenegotiationRequestsBounded(t *testing.T) {
 		}
 	}
 }
+
+// dropRequests loses the renegotiation requests sent through it while
+// armed, as a signaling connection that died under them would.
+type dropRequests struct {
+	*pipeHost
+	armed   atomic.Bool
+	dropped chan struct{} // gets a value for each request lost
+}
+
+func (h *dropRequests) sendSignal(to, room string, s wireSignal) error {
+	if s.Renegotiate != nil && h.armed.Load() {
+		select {
+		case h.dropped <- struct{}{}:
+		default:
+		}
+		return nil
+	}
+	return h.pipeHost.sendSignal(to, room, s)
+}
+
+// TestRequestResentAfterResume: the polite side's request for an ICE
+// restart, lost with a signaling connection that died (under a network
+// change, the usual case), is sent again after the resume, and the
+// impolite side's restart offer follows at once. Before, nothing sent it
+// again: the peer connection came back only when the remote's ICE gave up
+// (about 5 s), or after requestFallback.
+func TestRequestResentAfterResume(t *testing.T) {
+	var h *dropRequests
+	a, b, _, _ := newTestPairVia(t, func(p *pipeHost) peerHost {
+		h = &dropRequests{pipeHost: p, dropped: make(chan struct{}, 1)}
+		return h
+	})
+	waitStable(t, a)
+	waitStable(t, b)
+	if !a.polite {
+		t.Fatal("a is not the polite side")
+	}
+	hb := b.host.(*pipeHost)
+	before := descriptionsSent(hb)
+	h.armed.Store(true)
+	a.enqueue(func() { a.negotiate(true) })
+	select {
+	case <-h.dropped:
+	case <-time.After(testTimeout):
+		t.Fatal("a asked for no restart")
+	}
+	h.armed.Store(false)
+	a.updateICEServers(webrtc.Configuration{}) // as after a resume
+	deadline := time.Now().Add(requestFallback / 2)
+	for descriptionsSent(hb) == before {
+		if time.Now().After(deadline) {
+			t.Fatalf("b sent no offer within %v of the resume", requestFallback/2)
+		}
+		<-afterOps(b)
+		time.Sleep(5 * time.Millisecond) // polling a count, not synchronising
+	}
+	waitStable(t, a)
+}
