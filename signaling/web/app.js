@@ -263,6 +263,7 @@ function wire(k) {
   k.on('peer-reconnected', ({ peer }) => noticeAll(peer, `Connection to ${peer.user} is back.`));
   k.on('peer-closed', ({ peer }) => closeWindow(peer.peer));
   k.on('message', addMessage);
+  k.on('chat-dropped', ({ peer }) => noticeAll(peer, `${peer.user} sends messages faster than anyone types: some are not shown.`));
   k.on('file-offer', ({ transfer }) => showTransfer(transfer));
   k.on('track', onTrack);
   k.on('track-removed', ({ peer, stream }) => { if (stream.getTracks().length === 0) closeWindow(peer.peer); });

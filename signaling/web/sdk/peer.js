@@ -14,6 +14,14 @@ export const maxMessageText = 16 * 1024;
 // JSON may spell one byte of text in six (\u001b; Go's encoder writes '<'
 // as \u003c): a message within maxMessageText must arrive whatever it holds.
 const maxChatFrame = 6 * maxMessageText + 1024;
+// Chat from one peer: chatBurst messages, then chatPerSecond. Each message
+// costs the receiving page (laid out, and kept by the app): one member
+// sending without end froze every other member's page (3,000 messages in
+// 7.5 s left a tab unresponsive for over 45 s). People type far slower.
+export const chatBurst = 20;
+export const chatPerSecond = 5;
+// chatDropNotice spaces the 'chat-dropped' events of one peer.
+const chatDropNotice = 10000;
 const maxPendingCandidates = 128;
 // maxRemoteCandidates bounds the candidates taken from a remote for one set
 // of its ICE credentials (a browser sends a few dozen): each is kept, paired
@@ -85,6 +93,10 @@ export class Peer {
     this.stalled = false; // no path found within connectGrace
     this.watchdog = setTimeout(() => this.checkStalled(), connectGrace);
     this.incomingFiles = 0;
+    this.chatTokens = chatBurst;
+    this.chatAt = Date.now();
+    this.chatDropped = 0; // since the last 'chat-dropped'
+    this.chatNoticeAt = 0;
     this.maxFileSize = o.maxFileSize || defaultMaxFileSize;
     this.pc = new RTCPeerConnection(o.config);
     this.chat = this.pc.createDataChannel('chat', { negotiated: true, id: 0 });
@@ -412,6 +424,7 @@ export class Peer {
     if (!m || typeof m.text !== 'string' || m.text.length > maxMessageText) return;
     const room = typeof m.room === 'string' && this.rooms.has(m.room) ? m.room : '';
     if (!room && this.rooms.size > 0 && m.room) return; // names a room we do not share
+    if (!this.takeChat()) return;
     const time = new Date(m.time);
     // The sender is the member this channel belongs to, never what the
     // message claims, so that it cannot be forged.
@@ -419,6 +432,25 @@ export class Peer {
       room: room || [...this.rooms][0] || '', from: this.member, text: m.text,
       time: isNaN(time) ? new Date() : time, transport: 'datachannel', channel: this.chat.label,
     });
+  }
+
+  // takeChat takes one message from the peer's chat budget, or counts it
+  // dropped and says so (at most every chatDropNotice).
+  takeChat() {
+    const now = Date.now();
+    this.chatTokens = Math.min(chatBurst, this.chatTokens + ((now - this.chatAt) / 1000) * chatPerSecond);
+    this.chatAt = now;
+    if (this.chatTokens >= 1) {
+      this.chatTokens--;
+      return true;
+    }
+    this.chatDropped++;
+    if (now - this.chatNoticeAt >= chatDropNotice) {
+      this.chatNoticeAt = now;
+      this.emit('chat-dropped', { peer: this.member, dropped: this.chatDropped });
+      this.chatDropped = 0;
+    }
+    return false;
   }
 
   /**
