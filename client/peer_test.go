@@ -491,6 +491,30 @@ func (h *loseAnswer) sendSignal(to, room string, s wireSignal) error {
 	return h.pipeHost.sendSignal(to, room, s)
 }
 
+// offerWithLostAnswer has b (impolite) add a track and offer, and waits
+// until a's answer is lost (lost gets a value) and b is left with its
+// offer out, in have-local-offer.
+func offerWithLostAnswer(t *testing.T, a, b *peer, lost <-chan struct{}) {
+	t.Helper()
+	tr, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "v", "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.pc.AddTrack(tr); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-lost:
+	case <-time.After(testTimeout):
+		t.Fatal("a never answered")
+	}
+	<-afterOps(a)
+	<-afterOps(b)
+	if st := b.pc.SignalingState(); st != webrtc.SignalingStateHaveLocalOffer {
+		t.Fatalf("b is %s after its answer was lost, want have-local-offer", st)
+	}
+}
+
 // TestLostAnswerAfterResume: an answer lost with a dying signaling socket
 // is sent again once the socket resumes. Before, only an unanswered offer
 // was: the offerer waited in have-local-offer for ever, and no later
@@ -506,22 +530,7 @@ func TestLostAnswerAfterResume(t *testing.T) {
 
 	// b (impolite) adds a track and offers; a's answer is lost.
 	h.armed.Store(true)
-	tr, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "v", "r")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.pc.AddTrack(tr); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-h.lost:
-	case <-time.After(testTimeout):
-		t.Fatal("a never answered")
-	}
-	<-afterOps(a)
-	if st := b.pc.SignalingState(); st != webrtc.SignalingStateHaveLocalOffer {
-		t.Fatalf("b is %s after its answer was lost, want have-local-offer", st)
-	}
+	offerWithLostAnswer(t, a, b, h.lost)
 	a.updateICEServers(webrtc.Configuration{}) // a's socket resumed: a new welcome
 	waitStable(t, b)
 	waitStable(t, a)
@@ -641,22 +650,7 @@ func TestRemoteCannotMakeUsResendDescriptions(t *testing.T) {
 
 	// b (impolite) offers; a's answer is lost, so b's offer stays out.
 	h.armed.Store(true)
-	tr, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "v", "r")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.pc.AddTrack(tr); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-h.dropped:
-	case <-time.After(testTimeout):
-		t.Fatal("a never answered")
-	}
-	<-afterOps(b)
-	if st := b.pc.SignalingState(); st != webrtc.SignalingStateHaveLocalOffer {
-		t.Fatalf("b is %s, want have-local-offer", st)
-	}
+	offerWithLostAnswer(t, a, b, h.dropped)
 	hb := b.host.(*pipeHost)
 	before = descriptionsSent(hb)
 	for i := range flood {

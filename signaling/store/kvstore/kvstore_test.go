@@ -137,6 +137,17 @@ func TestOptionsValidated(t *testing.T) {
 	}
 }
 
+// signInOn returns a write of another sign-in of ann ("g") on node b: a
+// later write of the account, for a lossy's after.
+func signInOn(t *testing.T, b *Store) func() {
+	return func() {
+		g := store.Family{ID: "g", User: "ann", Current: []byte("g0"), Created: t0, Expires: time.Now().Add(time.Hour)}
+		if err := b.CreateFamily(g); err != nil {
+			t.Errorf("node b: %v", err)
+		}
+	}
+}
+
 // lossy loses the answer of one Update, as a timeout or a dropped
 // connection would: applied says whether the write reached JetStream
 // first; meanwhile runs before it and after it (another node's write)
@@ -192,12 +203,7 @@ func TestLostAnswerIsSettled(t *testing.T) {
 				}
 			}
 			if tc.later {
-				l.after = func() {
-					g := store.Family{ID: "g", User: "ann", Current: []byte("g0"), Created: t0, Expires: time.Now().Add(time.Hour)}
-					if err := b.CreateFamily(g); err != nil {
-						t.Errorf("node b: %v", err)
-					}
-				}
+				l.after = signInOn(t, b)
 			}
 			l.armed.Store(true)
 			a.accounts.KeyValue = l
@@ -276,12 +282,7 @@ func TestLostAnswerOfReuse(t *testing.T) {
 	if _, err := a.RotateFamily("f", []byte("h0"), []byte("h1"), t0); err != nil {
 		t.Fatal(err)
 	}
-	l := &lossy{KeyValue: a.accounts.KeyValue, applied: true, after: func() {
-		g := store.Family{ID: "g", User: "ann", Current: []byte("g0"), Created: t0, Expires: time.Now().Add(time.Hour)}
-		if err := b.CreateFamily(g); err != nil {
-			t.Errorf("node b: %v", err)
-		}
-	}}
+	l := &lossy{KeyValue: a.accounts.KeyValue, applied: true, after: signInOn(t, b)}
 	l.armed.Store(true)
 	a.accounts.KeyValue = l
 	_, err := a.RotateFamily("f", []byte("h0"), []byte("h2"), t0) // h0 was rotated away: a replay
@@ -350,12 +351,7 @@ func TestLostAnswerOfTheWriteSentAgain(t *testing.T) {
 // those sign-ins were never closed.
 func TestLostAnswerOfRevokingEverySignIn(t *testing.T) {
 	a, b, _ := twoNodesWithFamily(t)
-	l := &lossy{KeyValue: a.accounts.KeyValue, applied: true, after: func() {
-		g := store.Family{ID: "g", User: "ann", Current: []byte("g0"), Created: t0, Expires: time.Now().Add(time.Hour)}
-		if err := b.CreateFamily(g); err != nil {
-			t.Errorf("node b: %v", err)
-		}
-	}}
+	l := &lossy{KeyValue: a.accounts.KeyValue, applied: true, after: signInOn(t, b)}
 	l.armed.Store(true)
 	a.accounts.KeyValue = l
 	ids, err := a.RevokeUserFamilyIDs("ann")
