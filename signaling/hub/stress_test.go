@@ -41,6 +41,17 @@ func stressDuration(t *testing.T) time.Duration {
 // throughout; at the end every session has ended, Shutdown returns in time
 // and the goroutine count is back to where it started.
 func TestStress(t *testing.T) {
+	runStress(t, proto.ScopeGlobal, stressDuration(t))
+}
+
+// TestStressRoomsScope is TestStress with the presence feed scoped to
+// rooms, where every join and leave also changes presence views under
+// the presence lock (Hub.setMembers), for a third of the time.
+func TestStressRoomsScope(t *testing.T) {
+	runStress(t, proto.ScopeRooms, stressDuration(t)/3)
+}
+
+func runStress(t *testing.T, scope string, d time.Duration) {
 	if testing.Short() {
 		t.Skip("stress test: not in -short")
 	}
@@ -52,6 +63,7 @@ func TestStress(t *testing.T) {
 		PingPeriod: time.Second, PongWait: 15 * time.Second,
 		SendQueue: 32, SendQueueBytes: 64 << 10, AbsentQueue: 16,
 		PresenceInterval: 50 * time.Millisecond, MaxConnsPerUser: 8,
+		PresenceScope: scope,
 	})
 	wss := ts.also(true)
 	probe := watchdog(t, ts.hub, 5*time.Second)
@@ -63,7 +75,7 @@ func TestStress(t *testing.T) {
 	relay := startRelayerEvery(pa, pb, 20*time.Millisecond)
 
 	reg := &stresspeers.Registry{}
-	end := time.Now().Add(stressDuration(t))
+	end := time.Now().Add(d)
 	var wg sync.WaitGroup
 	var stats stressStats
 	for i := range 200 {
