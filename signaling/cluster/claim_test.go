@@ -285,6 +285,13 @@ func TestSignalOrderAcrossResumeOntoSendersNode(t *testing.T) {
 // sends what waits on: it stayed in b's order until run let it go, and
 // alice's s4, sent straight to c, overtook it.
 func TestHandoverTakesEarlySignalsAlong(t *testing.T) {
+	// s3 must still be early when the test looks, after a resume, a signal
+	// and a ping: under CI's load those took longer than orderWait once,
+	// and s3 went straight to bob (or run let it go) first.
+	// Registered before the nodes start, this cleanup runs after they stop.
+	w := orderWait
+	t.Cleanup(func() { orderWait = w })
+	orderWait = 10 * time.Second
 	urls := natstest.Start(t).ClientURL()
 	a := startNode(t, "a", urls, fastConfig(), hub.Config{ResumeWindow: time.Minute})
 	b := startNode(t, "b", urls, fastConfig(), hub.Config{ResumeWindow: time.Minute})

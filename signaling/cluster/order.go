@@ -87,12 +87,14 @@ const orderIdle = 10 * time.Second
 
 // orderWait is how long signals that came early wait, with none of
 // those before them coming, before run lets them go: far longer than the
-// extra hop through a session's old node, far shorter than AckWait.
-const orderWait = 250 * time.Millisecond
+// extra hop through a session's old node, far shorter than AckWait. A
+// variable only so that a test whose steps a loaded machine could
+// stretch past it can lengthen it before its nodes start.
+var orderWait = 250 * time.Millisecond
 
 // orderTick is how often run looks for waits that are over: one ends
 // between orderWait and orderWait+orderTick after it began.
-const orderTick = orderWait / 4
+const orderTick = 250 * time.Millisecond / 4
 
 // maxEarly bounds the early signals kept per session and node: past it
 // they are all delivered, as if their wait were over.
