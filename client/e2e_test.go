@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/khadga/khadga/internal/metricstest"
 	"log/slog"
 	"net/http"
 	"runtime"
@@ -19,6 +19,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/khadga/khadga/internal/metricstest"
 	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling"
 	"github.com/khadga/khadga/signaling/signalingtest"
@@ -685,4 +686,33 @@ func TestConsentWithdrawalNeverDropped(t *testing.T) {
 		time.Sleep(5 * time.Millisecond) // polling a counter, not waiting for an event
 	}
 	waitEvent[*RecordingConsent](t, rr.events, func(e *RecordingConsent) bool { return !e.Granted })
+}
+
+// TestE2ESignalAfterLeaveDropped: the server checks that two peers share
+// a room when a signal arrives, so a signal sent as its target leaves may
+// reach the target just after its left answer. The client must drop it,
+// not make a peer connection for a peer it shares no room with.
+func TestE2ESignalAfterLeaveDropped(t *testing.T) {
+	ts := startServer(t, false)
+	alice, bob := ts.newClient(t, "alice"), ts.newClient(t, "bob")
+	ra, rb := join(t, alice, "lab"), join(t, bob, "lab")
+	connected(t, ra, "bob")
+	connected(t, rb, "alice")
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if err := rb.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	from := alice.Self().Peer
+	offer := json.RawMessage(`{"description":{"type":"offer","sdp":"v=0\r\n"}}`)
+	for _, room := range []string{"lab", ""} {
+		// What the server's reader would hand bob's dispatch in the race.
+		bob.dispatch(&proto.Message{Type: proto.TypeSignal, Room: room, From: from, Data: offer})
+	}
+	bob.mu.Lock()
+	p := bob.peers[from]
+	bob.mu.Unlock()
+	if p != nil {
+		t.Fatalf("bob made a peer for %s after leaving the only room they shared", from)
+	}
 }

@@ -41,7 +41,10 @@
 // Both peers of a pair run W3C perfect negotiation; Polite says which side is
 // polite (the peer id that sorts first), so both agree without talking. The
 // server forwards a signal only when sender and target share a room, and
-// never reads its data.
+// never reads its data. It checks that when the signal arrives, so a signal
+// sent as its target leaves their last shared room may still reach the
+// target just after its own left answer: a client drops signals from peers
+// it no longer shares a room with (the Go client and the JS SDK do).
 //
 // # Server to client
 //
