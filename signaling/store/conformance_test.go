@@ -26,3 +26,11 @@ func TestConformance(t *testing.T) {
 		}
 	}})
 }
+
+// TestRecordFields: every record the stores keep, checked against
+// testdata/record-fields.txt, so that no field is added without a schema
+// version that older binaries refuse (storetest.CheckRecordFields).
+func TestRecordFields(t *testing.T) {
+	storetest.CheckRecordFields(t, filepath.Join("testdata", "record-fields.txt"), store.SchemaVersion,
+		store.User{}, store.Family{}, store.SigningKey{}, store.BotToken{}, store.Room{}, store.AuditEvent{})
+}

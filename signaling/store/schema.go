@@ -29,6 +29,10 @@ var keyVersion = []byte("version")
 // migrations[i] upgrades a store from schema version i to version i+1, inside
 // the single update transaction that Open runs. Version 0 is an empty file.
 // To change the schema, append a step; never edit or reorder existing ones.
+// A record that gains or changes a field needs a step too, even one that
+// changes nothing: older binaries drop fields they do not know when they
+// rewrite a record, and a newer version is what makes them refuse the
+// file (TestRecordFields fails until the version goes up).
 var migrations = []func(tx *bolt.Tx) error{
 	0: createV1,
 	1: addBotTokens,

@@ -14,8 +14,10 @@ import (
 const MaxNameLen = 256
 
 // User is an account. Names are compared byte for byte: callers normalise
-// them (case, Unicode) before calling the store. New fields can be added
-// with omitempty JSON tags without a schema migration (TOTP will be).
+// them (case, Unicode) before calling the store. A new field needs a new
+// schema version (a migration step that changes nothing will do), so that
+// an older binary, which would rewrite the record without it, refuses the
+// data instead: TestRecordFields checks it.
 type User struct {
 	Name         string    `json:"name"`
 	PasswordHash string    `json:"passwordHash,omitempty"` // PHC string from auth.HashPassword

@@ -14,6 +14,7 @@
 //	khadga-bot-tokens    token id  -> BotToken
 //	khadga-secrets       name      -> {"name", "value" (base64)}
 //	khadga-health        "probe"   -> the time of the last readiness write
+//	                     "schema"  -> the highest store.SchemaVersion of any khadga that opened the buckets
 //	khadga-audit         a stream (not a bucket) on subject khadga.audit
 //
 // Every bucket keeps one revision per key, on file storage, with
@@ -67,6 +68,14 @@
 // while a join cannot read its room. (A ready connection skips those
 // reads: a bucket electing a new leader after one server of three
 // stopped is waited out by its requests.)
+//
+// # Schema version
+//
+// The records are the bbolt store's (store.User and the others), so they
+// share its schema version, store.SchemaVersion: Open records it in the
+// health bucket, raising an older one by compare-and-swap, and refuses
+// buckets that a newer khadga opened (store.ErrSchemaTooNew), whose
+// records may hold fields this binary would drop when it rewrites them.
 //
 // Watches (WatchSigningKeys, WatchSecret) start again from the last
 // revision they saw whenever the connection comes back, so a change made
@@ -301,6 +310,9 @@ func (s *Store) setup(ctx context.Context) error {
 		return err
 	}
 	if s.health, err = bucket("health", "readiness probe writes", 0); err != nil {
+		return err
+	}
+	if err := s.checkSchema(ctx); err != nil {
 		return err
 	}
 	audit := jetstream.StreamConfig{
