@@ -56,6 +56,11 @@
 //     in again from sessionStorage, no token appears in any URL the page
 //     requests, every control has an accessible name, the layout fits a
 //     phone-width screen, and signing out revokes the refresh token.
+//   - TestReloadWhileTheServerIsBusy, TestReloadWhileTheSocketCannotOpen:
+//     a reload whose refresh is answered 429 or 503, or whose socket does
+//     not open (a ticket answered 503, an upgrade the server refuses),
+//     keeps the sign-in and tries again until it is back in its room; a
+//     refused refresh (401) signs the tab out.
 //   - TestSDKExamplePage: the documented example page, built on the SDK
 //     alone, chats with a person using the app.
 //   - TestPasswordChange: the app refuses a wrong current password and a

@@ -2,6 +2,8 @@ package e2e_test
 
 import (
 	"context"
+	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -23,36 +25,18 @@ func TestReloadWhileTheServerIsBusy(t *testing.T) {
 
 	// The next two refreshes the tab makes get 429 and 503; later ones
 	// reach the server.
-	ctx, cancel := context.WithCancel(alice.tab)
-	defer cancel()
-	paused := chromedp.Events(ctx, fetch.RequestPaused)
-	if _, err := chromedp.Call(ctx, fetch.Enable, fetch.EnableParams{Patterns: []*fetch.RequestPattern{{URLPattern: "*/api/refresh"}}}); err != nil {
-		t.Fatal(err)
+	answers := []*fakeAnswer{
+		{429, `{"error":{"code":"rate_limited","message":"too many refreshes"}}`},
+		{503, `{"error":{"code":"unavailable","message":"the store cannot be reached"}}`},
 	}
 	var refused atomic.Int32
-	go func() {
-		answers := []struct {
-			code int64
-			body string
-		}{
-			{429, `{"error":{"code":"rate_limited","message":"too many refreshes"}}`},
-			{503, `{"error":{"code":"unavailable","message":"the store cannot be reached"}}`},
+	intercept(t, alice, "*/api/refresh", func() *fakeAnswer {
+		if n := int(refused.Load()); n < len(answers) {
+			refused.Add(1)
+			return answers[n]
 		}
-		for ev, err := range paused {
-			if err != nil {
-				return
-			}
-			if n := int(refused.Load()); n < len(answers) {
-				refused.Add(1)
-				chromedp.Call(ctx, fetch.FulfillRequest, fetch.FulfillRequestParams{
-					RequestID: ev.RequestID, ResponseCode: answers[n].code, Body: []byte(answers[n].body),
-					ResponseHeaders: []*fetch.HeaderEntry{{Name: "Content-Type", Value: "application/json"}, {Name: "Retry-After", Value: "1"}},
-				})
-				continue
-			}
-			chromedp.Call(ctx, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: ev.RequestID})
-		}
-	}()
+		return nil
+	})
 
 	alice.do(chromedp.Reload())
 	alice.waitFor("signed in again, or signed out", `(khadgaApp.client && khadgaApp.client.connected) || sessionStorage.getItem('khadga.refresh') === null`)
@@ -63,4 +47,108 @@ func TestReloadWhileTheServerIsBusy(t *testing.T) {
 		t.Fatalf("the tab forgot its sign-in after a busy answer: %s", eval[string](alice, `document.getElementById('signin-error').textContent`))
 	}
 	alice.waitFor("back in the room", `khadgaApp.client.rooms.has('lobby') && !document.getElementById('app').hidden`)
+}
+
+// TestReloadWhileTheSocketCannotOpen: a reload whose refresh works but
+// whose WebSocket does not open keeps the sign-in and tries again until
+// the socket opens, and is back in its room. The ways in which it does not
+// open are real: a ticket request answered 503, and an upgrade the server
+// refuses (the ticket is forged here), which the browser reports with no
+// status at all, as it does a 503 at the upgrade or a server that is down.
+// A sign-in revoked while it tries (signed out elsewhere: its refresh is
+// refused, 401) ends it: the tab is signed out.
+func TestReloadWhileTheSocketCannotOpen(t *testing.T) {
+	s := signalingtest.Start(t, resumable)
+	alice := openPage(t, s.URL, "alice")
+	alice.register("alice")
+	alice.join("lobby")
+
+	busy := &fakeAnswer{503, `{"error":{"code":"unavailable","message":"this server holds as many unused tickets as it can"}}`}
+	forged := &fakeAnswer{200, `{"ticket":"forged-by-the-test","expires_in":30}`}
+	var left, faked atomic.Int32 // ticket requests still to fake; faked so far
+	intercept(t, alice, "*/api/ws-ticket", func() *fakeAnswer {
+		if left.Add(-1) < 0 {
+			left.Store(0)
+			return nil
+		}
+		if faked.Add(1)%2 == 1 {
+			return busy
+		}
+		return forged
+	})
+	const signedOut = `sessionStorage.getItem('khadga.refresh') === null`
+
+	left.Store(2)
+	alice.do(chromedp.Reload())
+	alice.waitFor("connected again, or signed out", `(khadgaApp.client && khadgaApp.client.connected) || `+signedOut)
+	if eval[bool](alice, signedOut) {
+		t.Fatalf("the tab forgot its sign-in when its socket did not open: %s", eval[string](alice, `document.getElementById('signin-error').textContent`))
+	}
+	if got := faked.Load(); got != 2 {
+		t.Errorf("%d ticket requests answered by the test, want 2", got)
+	}
+	alice.waitFor("back in the room", `khadgaApp.client.rooms.has('lobby') && !document.getElementById('app').hidden`)
+	if !eval[bool](alice, `sessionStorage.getItem('khadga.refresh') === khadgaApp.session.refreshToken`) {
+		t.Error("the kept refresh token is not the session's")
+	}
+
+	t.Run("a refusal signs out", func(t *testing.T) {
+		alice.t = t
+		left.Store(1 << 30)
+		alice.do(chromedp.Reload())
+		alice.waitFor("trying again, or signed out", `document.getElementById('signin-error').textContent.includes('Trying again') || `+signedOut)
+		rt := eval[string](alice, `sessionStorage.getItem('khadga.refresh') || ''`)
+		if rt == "" {
+			t.Fatalf("signed out before the sign-in was revoked: %s", eval[string](alice, `document.getElementById('signin-error').textContent`))
+		}
+		// Signed out elsewhere: the family of the kept token is revoked.
+		if code, body := s.Post(t, "/api/logout", map[string]string{"refresh_token": rt}); code != http.StatusNoContent {
+			t.Fatalf("logout: %d %s", code, body)
+		}
+		left.Store(0)
+		alice.waitFor("signed out", signedOut+` && !document.getElementById('signin').hidden`)
+		if msg := eval[string](alice, `document.getElementById('signin-error').textContent`); !strings.Contains(msg, "expired") {
+			t.Errorf("sign-in error %q, want one that says the session expired", msg)
+		}
+		if eval[bool](alice, `!!khadgaApp.client || !!khadgaApp.session`) {
+			t.Error("the page still holds a client or a session")
+		}
+	})
+}
+
+// fakeAnswer is an HTTP answer that intercept gives in the server's place.
+type fakeAnswer struct {
+	code int64
+	body string
+}
+
+// intercept hands the page's requests whose URL matches pattern (a
+// wildcard pattern of the DevTools Fetch domain) to answer, one at a time
+// in order, until the test ends: answer returns the answer to give in the
+// server's place (JSON, with Retry-After: 1), or nil to let the request
+// reach the server.
+func intercept(t *testing.T, p *page, pattern string, answer func() *fakeAnswer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(p.tab)
+	t.Cleanup(cancel)
+	paused := chromedp.Events(ctx, fetch.RequestPaused)
+	if _, err := chromedp.Call(ctx, fetch.Enable, fetch.EnableParams{Patterns: []*fetch.RequestPattern{{URLPattern: pattern}}}); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for ev, err := range paused {
+			if err != nil {
+				return
+			}
+			a := answer()
+			if a == nil {
+				chromedp.Call(ctx, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: ev.RequestID})
+				continue
+			}
+			chromedp.Call(ctx, fetch.FulfillRequest, fetch.FulfillRequestParams{
+				RequestID: ev.RequestID, ResponseCode: a.code, Body: []byte(a.body),
+				ResponseHeaders: []*fetch.HeaderEntry{{Name: "Content-Type", Value: "application/json"}, {Name: "Retry-After", Value: "1"}},
+			})
+		}
+	}()
 }

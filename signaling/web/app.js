@@ -183,26 +183,34 @@ async function onReset(ev) {
   $('signin-notice').hidden = false;
 }
 
-async function start(session) {
+// start shows the app for session once its socket is open. A sign-in with
+// the form gives up at the first failure: the person is there to try
+// again. A sign-in restored after a reload (restored) has nobody to try
+// again, so while the socket cannot open for a reason that may pass (the
+// ticket request answered 429 or 503, no network, or a WebSocket that did
+// not open: a browser shows no status for a failed upgrade, but the ticket
+// it used was just granted) it keeps the sign-in and tries again. Only a
+// refusal ends it: the session's refresh refused ('expired', which signs
+// out), another 4xx, or a sign-in with the form meanwhile.
+async function start(session, { restored = false } = {}) {
   state.session = session;
   $('password').value = '';
-  const keep = () => { if (session.refreshToken) sessionStorage.setItem(refreshKey, session.refreshToken); };
+  const current = () => state.session === session && state.k === k;
+  // Both listeners check that the session is still the page's: one given
+  // up on keeps no token and signs nobody out.
+  const keep = () => { if (state.session === session && session.refreshToken) sessionStorage.setItem(refreshKey, session.refreshToken); };
   keep();
   session.addEventListener('tokens', keep);
-  session.addEventListener('expired', () => signOut('Your session expired. Please sign in again.'));
+  session.addEventListener('expired', () => { if (state.session === session) signOut('Your session expired. Please sign in again.'); });
   const k = new Khadga({ session, relayOnly: $('relay-only').checked });
   state.k = k;
   wire(k);
   let w;
   try {
-    w = await k.connect();
+    w = restored ? await keepTrying('Signed in, but could not connect to the server', () => k.connect(), () => !current()) : await k.connect();
+    if (!current()) throw new Error('signed in again meanwhile');
   } catch (e) {
-    // Signed in, but the socket did not open: forget this attempt entirely.
-    state.k = null;
-    state.session = null;
-    k.close();
-    sessionStorage.removeItem(refreshKey);
-    session.logout();
+    forget(session, k);
     throw e;
   }
   $('whoami').textContent = `Signed in as ${w.user}`;
@@ -882,7 +890,7 @@ async function restore() {
   if (!rt) return;
   restoreLog(); // first, so that it comes before what the new connection says
   try {
-    await start(await signInAgain(rt));
+    await start(await signInAgain(rt), { restored: true });
   } catch {
     if (state.session) return; // signed in with the form meanwhile
     for (const key of [refreshKey, logKey, roomsKey, invitesKey]) sessionStorage.removeItem(key);
@@ -893,23 +901,49 @@ async function restore() {
   await rejoinKeptRooms();
 }
 
-// signInAgain trades the refresh token kept in the tab for a session. A
-// refusal (401: signed out, revoked, expired or used) ends it; a server
-// that is busy, limiting or unreachable (503, 429, no network) leaves the
-// token good, so it tries again, after Retry-After or 1 s doubling to
-// 30 s, until it works or the user signs in with the form.
-async function signInAgain(rt) {
+// forget drops a sign-in whose socket never opened: its client, its
+// token kept in the tab (unless a newer sign-in's replaced it), and its
+// refresh token family on the server.
+function forget(session, k) {
+  if (state.k === k) state.k = null; // before close: its 'closed' signs out only the page's client
+  if (state.session === session) state.session = null;
+  k.close();
+  if (session.refreshToken && sessionStorage.getItem(refreshKey) === session.refreshToken) sessionStorage.removeItem(refreshKey);
+  session.logout();
+}
+
+// signInAgain trades the refresh token kept in the tab for a session, and
+// tries again while the server is busy, limiting or unreachable (see
+// keepTrying), until it works or the user signs in with the form.
+function signInAgain(rt) {
+  return keepTrying('Could not sign in again', () => Session.fromRefreshToken(rt), () => state.session !== null);
+}
+
+// retryable says whether an attempt that failed with e may work later:
+// the server was busy or limiting (503, 429) or out of reach (no answer,
+// or a WebSocket that did not open). Any other answer, 401 above all
+// (signed out, revoked, expired or used), is a refusal.
+function retryable(e) {
+  return !(e instanceof ApiError) || e.status === 429 || e.status >= 500;
+}
+
+// keepTrying resolves with what attempt resolves with, trying again after
+// a retryable failure: after Retry-After, or 1 s doubling to 30 s, saying
+// so (what: the failure) on the sign-in form, which shows meanwhile. It
+// rejects on a refusal, or once gaveUp() says the attempt is no longer
+// wanted (the user signed in with the form, or was signed out).
+async function keepTrying(what, attempt, gaveUp) {
   for (let wait = 1000; ; wait = Math.min(2 * wait, 30000)) {
     try {
-      const session = await Session.fromRefreshToken(rt);
-      $('signin-error').textContent = '';
-      return session;
+      const v = await attempt();
+      if (!gaveUp()) $('signin-error').textContent = '';
+      return v;
     } catch (e) {
-      if (e instanceof ApiError && e.status !== 429 && e.status < 500) throw e;
+      if (!retryable(e) || gaveUp()) throw e;
       const ms = e instanceof ApiError && e.retryAfter ? e.retryAfter * 1000 : wait;
-      $('signin-error').textContent = `Could not sign in again: ${e.message}. Trying again in ${Math.ceil(ms / 1000)} s…`;
+      $('signin-error').textContent = `${what}: ${e.message}. Trying again in ${Math.ceil(ms / 1000)} s…`;
       await new Promise((resolve) => setTimeout(resolve, ms));
-      if (state.session) throw new Error('signed in meanwhile');
+      if (gaveUp()) throw new Error('no longer wanted');
     }
   }
 }
