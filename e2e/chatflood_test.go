@@ -1,12 +1,10 @@
 package e2e_test
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
 
-	"github.com/khadga/khadga/client"
 	"github.com/khadga/khadga/signaling/signalingtest"
 )
 
@@ -20,15 +18,7 @@ func TestChatFloodBounded(t *testing.T) {
 	alice := openPage(t, s.URL, "alice")
 	alice.register("alice")
 	alice.join("flood")
-	g := goPeer(t, s, "gopher")
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	room, err := g.Join(ctx, "flood")
-	if err != nil {
-		t.Fatalf("Go join: %v", err)
-	}
-	next[*client.PeerConnected](t, room, "a connection to alice", nil)
-	alice.waitConnected("gopher")
+	_, room, _ := goPeerJoins(t, s, "gopher", "flood", alice)
 
 	start := time.Now() // the page's budget for gopher is full by now
 	for i := range 300 {

@@ -37,6 +37,9 @@
 //     exchange 20 MiB files both ways (recv saves the page's file byte for
 //     byte; the page verifies send's), both showing progress; a transfer
 //     the page cancels makes khadga-peer send exit 6 with the page's reason.
+//   - TestFilesFromAStalledSender: a Go peer whose file the page accepted
+//     sends half and then nothing; the page's transfer fails once the
+//     SDK's (shortened) fileStallTimeout passes, and the sender hears why.
 //   - TestSDKFromAnotherOrigin: a site served on a second 127.0.0.1
 //     listener (another origin) and listed with --allow-origin imports
 //     /sdk/khadga.js from the server, signs in, mints a ticket, connects,

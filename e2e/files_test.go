@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -363,5 +364,62 @@ func TestFilesBrowserAndKhadgaPeer(t *testing.T) {
 	err = send.Wait()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 6 || !strings.Contains(sendErr.String(), "receiver says cancelled by the receiver") {
 		t.Fatalf("khadga-peer send of a cancelled file: %v, want exit 6 with the page's reason\n%s\n%s", err, sendOut, sendErr)
+	}
+}
+
+// TestFilesFromAStalledSender: a Go peer offers the page a file and, once
+// the page accepted it, sends half and then nothing (its reader blocks).
+// The page's transfer ends 'failed' once the sender has sent nothing for
+// the stall timeout (shortened here through the SDK's fileStallTimeout
+// option), its row says so, and the sender hears why.
+func TestFilesFromAStalledSender(t *testing.T) {
+	const stall = 3 * time.Second
+	s := signalingtest.Start(t, resumable)
+	alice := openPage(t, s.URL, "alice")
+	alice.register("alice")
+	alice.join("drop")
+	// The app takes the SDK's default (2 minutes). The option lives in the
+	// client's opts, which every new peer connection reads: set it before
+	// the Go peer comes.
+	alice.do(evalVoid(fmt.Sprintf(`khadgaApp.client.opts.fileStallTimeout = %d`, stall.Milliseconds())))
+	// Times on the page's clock: the last data, and the end.
+	alice.do(evalVoid(`window.stall = {}; khadgaApp.client.on('file-offer', ({transfer}) => {
+		transfer.addEventListener('progress', () => { stall.data = performance.now(); });
+		transfer.addEventListener('end', () => { stall.end = performance.now(); });
+	})`))
+
+	_, room, conn := goPeerJoins(t, s, "gopher", "drop", alice)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	const size, half = 256 << 10, 128 << 10
+	src, w := io.Pipe()
+	defer w.Close()
+	go w.Write(make([]byte, half)) // then nothing, until the test says
+	tr, err := room.SendFile(ctx, conn.Member.Peer, "stalled.bin", src, size)
+	if err != nil {
+		t.Fatalf("Go send: %v", err)
+	}
+	alice.pressIn(transferRow("in", "stalled.bin"), "accept")
+	alice.waitFor("half of the file", fmt.Sprintf(`%s.done === %d`, transferJS("in", "stalled.bin"), half))
+	alice.waitTransfer("in", "stalled.bin", "failed")
+	if msg := eval[string](alice, transferJS("in", "stalled.bin")+`.error`); !strings.Contains(msg, "sent nothing for 3 s") {
+		t.Errorf("the transfer failed with %q, want one that says the sender sent nothing for 3 s", msg)
+	}
+	if gap := time.Duration(eval[float64](alice, `stall.end - stall.data`)) * time.Millisecond; gap < stall-100*time.Millisecond || gap > stall+5*time.Second {
+		t.Errorf("the transfer ended %v after the last data, want about %v", gap, stall)
+	}
+	if eval[bool](alice, fmt.Sprintf(`!!document.querySelector(%s + ' button.cancel')`, js(transferRow("in", "stalled.bin")))) {
+		t.Error("the page still offers to cancel the ended transfer")
+	}
+
+	// The sender, unblocked, finds the page's reason.
+	go w.Write(make([]byte, size-half))
+	select {
+	case <-tr.Done():
+	case <-time.After(waitTimeout):
+		t.Fatal("the Go sender's transfer did not end")
+	}
+	if err := tr.Err(); err == nil || !strings.Contains(err.Error(), "receiver says the sender sent nothing for 3 s") {
+		t.Errorf("the Go sender's transfer ended with %v, want the page's reason", err)
 	}
 }

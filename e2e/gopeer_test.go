@@ -35,6 +35,22 @@ func goPeer(t *testing.T, s *signalingtest.Server, user string) *client.Client {
 	return c
 }
 
+// goPeerJoins signs a Go client in as user, joins room, where page is, and
+// waits until the two are connected both ways.
+func goPeerJoins(t *testing.T, s *signalingtest.Server, user, room string, page *page) (*client.Client, *client.Room, *client.PeerConnected) {
+	t.Helper()
+	g := goPeer(t, s, user)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	r, err := g.Join(ctx, room)
+	if err != nil {
+		t.Fatalf("Go join: %v", err)
+	}
+	conn := next[*client.PeerConnected](t, r, "a connection to "+page.name, nil)
+	page.waitConnected(user)
+	return g, r, conn
+}
+
 // next waits for the room's first event of type T that matches ok.
 func next[T client.Event](t *testing.T, r *client.Room, what string, ok func(T) bool) T {
 	t.Helper()
@@ -67,16 +83,8 @@ func TestBrowserAndGoClient(t *testing.T) {
 	alice.register("alice")
 	alice.join("mixed")
 
-	g := goPeer(t, s, "gopher")
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	room, err := g.Join(ctx, "mixed")
-	if err != nil {
-		t.Fatalf("Go join: %v", err)
-	}
-	conn := next[*client.PeerConnected](t, room, "a connection to alice", nil)
+	g, room, conn := goPeerJoins(t, s, "gopher", "mixed", alice)
 	t.Logf("browser is the %s side", map[bool]string{true: "polite", false: "impolite"}[conn.Member.Peer < g.Self().Peer])
-	alice.waitConnected("gopher")
 
 	if n, err := room.Send("hello from Go"); err != nil || n != 1 {
 		t.Fatalf("Go send: %d peers, %v", n, err)

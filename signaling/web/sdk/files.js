@@ -22,6 +22,14 @@ export const fileChunk = 32 * 1024;
 export const maxFileName = 255;
 /** defaultMaxFileSize bounds a received file: a page holds it in memory. */
 export const defaultMaxFileSize = 1024 * 1024 * 1024;
+/**
+ * defaultFileStallTimeout (ms) ends an accepted incoming transfer whose
+ * sender sent nothing for that long, as the Go client does: a sender waits
+ * as long for our answers, and without it a room member who offers a file
+ * and never sends it (or stops half-way) keeps the transfer, and the parts
+ * held in memory, for ever.
+ */
+export const defaultFileStallTimeout = 2 * 60 * 1000;
 /** maxIncomingPerPeer caps the transfers one peer may have open towards us. */
 export const maxIncomingPerPeer = 8;
 
@@ -238,7 +246,9 @@ async function runSender(t, dc, ctl, file) {
 
 /**
  * receiveFile handles a "file" channel a peer opened. o.rooms are the rooms
- * shared with the peer, o.maxFileSize the largest file accepted, and
+ * shared with the peer, o.maxFileSize the largest file accepted,
+ * o.stallTimeout (ms, default defaultFileStallTimeout) how long an accepted
+ * transfer waits for the sender's next message before it fails, and
  * o.offer(transfer) is called with an incoming Transfer to accept() or
  * reject(); it returns false when nobody can take it.
  */
@@ -247,6 +257,8 @@ export function receiveFile(dc, o) {
   let t = null;
   let h = null;
   let parts = [];
+  const stallTimeout = o.stallTimeout || defaultFileStallTimeout;
+  let idle = 0; // ends an accepted transfer whose sender went silent (stalled)
   const timer = setTimeout(() => { if (!t) dc.close(); }, offerTimeout);
   const answerOnce = (m) => { if (dc.readyState === 'open') dc.send(JSON.stringify(m)); };
   dc.addEventListener('close', () => {
@@ -283,11 +295,16 @@ export function receiveFile(dc, o) {
     if (typeof m.name !== 'string' || validFileName(m.name)) return refuse('bad file name');
     if (!Number.isSafeInteger(size) || size < 0 || size > o.maxFileSize) return refuse(`size ${m.size} is over the limit ${o.maxFileSize}`);
     t = new Transfer({ direction: 'in', name: m.name, size, peer: o.peer, room: m.room, channel: dc });
+    t.addEventListener('end', () => {
+      clearTimeout(idle);
+      if (t.state !== 'done') parts = []; // a failed transfer's parts are of no use: free them now
+    });
     t.accept = () => {
       if (t.state !== 'offered') return false;
       h = new SHA256();
       t.setState('receiving');
       answerOnce({ type: 'accept' });
+      watch();
       return true;
     };
     t.reject = (why = 'declined') => {
@@ -304,6 +321,17 @@ export function receiveFile(dc, o) {
     h.update(data);
     parts.push(data);
     t.progress(t.done + data.byteLength);
+    watch();
+  }
+
+  // watch (re)starts the wait for the sender's next message: each chunk
+  // starts it again, and a sender silent for stallTimeout is told why
+  // and the transfer fails.
+  function watch() {
+    clearTimeout(idle);
+    idle = setTimeout(() => {
+      if (t.state === 'receiving') abort(`the sender sent nothing for ${stallTimeout % 1000 ? stallTimeout + ' ms' : stallTimeout / 1000 + ' s'}`);
+    }, stallTimeout);
   }
 
   function onEnd(m) {

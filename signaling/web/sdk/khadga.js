@@ -13,7 +13,7 @@
 
 import { Session, ApiError, api, register, resendVerification, requestPasswordReset, resetPassword } from './auth.js';
 import { Peer, polite, maxMessageText } from './peer.js';
-import { Transfer, validFileName, defaultMaxFileSize } from './files.js';
+import { Transfer, validFileName, defaultMaxFileSize, defaultFileStallTimeout } from './files.js';
 import { SHA256 } from './sha256.js';
 
 export { Session, ApiError, api, register, resendVerification, requestPasswordReset, resetPassword, polite, maxMessageText, Transfer, SHA256, validFileName };
@@ -76,9 +76,15 @@ export class Khadga extends EventTarget {
    * @param {boolean} [opts.presence] false asks the server not to send the online list
    * @param {boolean} [opts.shareWithRecorder] send media to recorder peers (default false)
    * @param {number} [opts.maxFileSize] largest file accepted from a peer, in bytes (default 1 GiB: it is held in memory)
+   * @param {number} [opts.fileStallTimeout] ms an accepted incoming file may go without data from its sender before it fails (default 2 minutes, as the Go client)
    */
   constructor(opts = {}) {
     super();
+    const stall = opts.fileStallTimeout;
+    // setTimeout takes at most 2^31-1 ms (24.8 days), and fires at once past it.
+    if (stall !== undefined && !(Number.isFinite(stall) && stall > 0 && stall <= 0x7fffffff)) {
+      throw new RangeError(`khadga: fileStallTimeout must be a number of milliseconds from 1 to 2147483647, not ${String(stall).slice(0, 32)}`);
+    }
     this.opts = { presence: true, ...opts };
     if (!opts.session && opts.token) this.opts.session = Session.fromAccessToken(opts.token, { server: opts.server });
     this.server = opts.server || '';
@@ -448,6 +454,7 @@ export class Khadga extends EventTarget {
     if (this.opts.relayOnly) config.iceTransportPolicy = 'relay';
     const p = new Peer({
       self: this.self.peer, member, config, maxFileSize: this.opts.maxFileSize || defaultMaxFileSize,
+      fileStallTimeout: this.opts.fileStallTimeout || defaultFileStallTimeout,
       signal: (data) => this.write({ type: 'signal', to: member.peer, room: [...p.rooms][0] || undefined, data }),
       emit: (type, detail) => this.emit(type, detail),
       probe: () => this.probe(),

@@ -4,7 +4,7 @@
 // sorts first is polite (proto.Polite), so both sides agree without talking.
 // Files travel on channels of their own (files.js).
 
-import { fileLabel, maxIncomingPerPeer, defaultMaxFileSize, receiveFile, sendFile } from './files.js';
+import { fileLabel, maxIncomingPerPeer, defaultMaxFileSize, defaultFileStallTimeout, receiveFile, sendFile } from './files.js';
 
 /** polite reports whether self is the polite side with other (as proto.Polite). */
 export function polite(self, other) { return self < other; }
@@ -69,6 +69,7 @@ export class Peer {
    * @param {(signal: object) => void} o.signal sends a signal to the remote
    * @param {(type: string, detail: object) => void} o.emit
    * @param {number} [o.maxFileSize] largest file accepted from this peer
+   * @param {number} [o.fileStallTimeout] ms an accepted file from this peer may go without data before it fails
    * @param {() => void} [o.probe] checks the signaling connection now
    */
   constructor(o) {
@@ -98,6 +99,7 @@ export class Peer {
     this.chatDropped = 0; // since the last 'chat-dropped'
     this.chatNoticeAt = 0;
     this.maxFileSize = o.maxFileSize || defaultMaxFileSize;
+    this.fileStallTimeout = o.fileStallTimeout || defaultFileStallTimeout;
     this.pc = new RTCPeerConnection(o.config);
     this.chat = this.pc.createDataChannel('chat', { negotiated: true, id: 0 });
     this.wire();
@@ -488,7 +490,7 @@ export class Peer {
     this.incomingFiles++;
     channel.addEventListener('close', () => { this.incomingFiles--; });
     receiveFile(channel, {
-      peer: this.member, rooms: this.rooms, maxFileSize: this.maxFileSize,
+      peer: this.member, rooms: this.rooms, maxFileSize: this.maxFileSize, stallTimeout: this.fileStallTimeout,
       offer: (transfer) => { this.emit('file-offer', { peer: this.member, room: transfer.room, transfer }); return true; },
     });
   }
