@@ -63,7 +63,8 @@
 //     a reload whose refresh is answered 429 or 503, or whose socket does
 //     not open (a ticket answered 503, an upgrade the server refuses),
 //     keeps the sign-in and tries again until it is back in its room; a
-//     refused refresh (401) signs the tab out.
+//     sign-in with the form meanwhile wins (the restored one signs itself
+//     out), and a refused refresh (401) signs the tab out.
 //   - TestSDKExamplePage: the documented example page, built on the SDK
 //     alone, chats with a person using the app.
 //   - TestPasswordChange: the app refuses a wrong current password and a

@@ -30,7 +30,7 @@ func TestReloadWhileTheServerIsBusy(t *testing.T) {
 		{503, `{"error":{"code":"unavailable","message":"the store cannot be reached"}}`},
 	}
 	var refused atomic.Int32
-	intercept(t, alice, "*/api/refresh", func() *fakeAnswer {
+	intercept(t, alice, "*/api/refresh", func(*fetch.EventRequestPaused) *fakeAnswer {
 		if n := int(refused.Load()); n < len(answers) {
 			refused.Add(1)
 			return answers[n]
@@ -65,8 +65,12 @@ func TestReloadWhileTheSocketCannotOpen(t *testing.T) {
 
 	busy := &fakeAnswer{503, `{"error":{"code":"unavailable","message":"this server holds as many unused tickets as it can"}}`}
 	forged := &fakeAnswer{200, `{"ticket":"forged-by-the-test","expires_in":30}`}
-	var left, faked atomic.Int32 // ticket requests still to fake; faked so far
-	intercept(t, alice, "*/api/ws-ticket", func() *fakeAnswer {
+	var left, faked atomic.Int32    // ticket requests still to fake; faked so far
+	var only atomic.Pointer[string] // if set, fake only the ticket requests with this Authorization
+	intercept(t, alice, "*/api/ws-ticket", func(ev *fetch.EventRequestPaused) *fakeAnswer {
+		if a := only.Load(); a != nil && ev.Request.Headers["Authorization"] != *a {
+			return nil
+		}
 		if left.Add(-1) < 0 {
 			left.Store(0)
 			return nil
@@ -91,6 +95,32 @@ func TestReloadWhileTheSocketCannotOpen(t *testing.T) {
 	if !eval[bool](alice, `sessionStorage.getItem('khadga.refresh') === khadgaApp.session.refreshToken`) {
 		t.Error("the kept refresh token is not the session's")
 	}
+
+	t.Run("a sign-in with the form meanwhile wins", func(t *testing.T) {
+		alice.t = t
+		left.Store(1 << 30)
+		alice.do(chromedp.Reload())
+		alice.waitFor("trying again, or signed out", `document.getElementById('signin-error').textContent.includes('Trying again') || `+signedOut)
+		restored := eval[string](alice, `khadgaApp.session ? 'Bearer ' + khadgaApp.session.access : ''`)
+		oldRT := eval[string](alice, `sessionStorage.getItem('khadga.refresh') || ''`)
+		if restored == "" || oldRT == "" {
+			t.Fatalf("signed out while trying again: %s", eval[string](alice, `document.getElementById('signin-error').textContent`))
+		}
+		only.Store(&restored) // the restored sign-in's socket still cannot open; the form's can
+		alice.do(chromedp.SetValue(chromedp.ID("username"), "alice"), chromedp.SetValue(chromedp.ID("password"), password))
+		alice.press("login")
+		alice.waitFor("signed in with the form", `khadgaApp.client && khadgaApp.client.connected && !document.getElementById('app').hidden && 'Bearer ' + khadgaApp.session.access !== `+js(restored))
+		// The restored sign-in gives up at its next try, and signs itself out.
+		alice.waitFor("the restored sign-in's logout", `performance.getEntriesByType('resource').some(e => e.name.endsWith('/api/logout'))`)
+		if code, body := s.Post(t, "/api/refresh", map[string]string{"refresh_token": oldRT}); code != http.StatusUnauthorized {
+			t.Errorf("the restored sign-in's refresh token after the form's sign-in: %d %s, want 401", code, body)
+		}
+		if !eval[bool](alice, `khadgaApp.client.connected && sessionStorage.getItem('khadga.refresh') === khadgaApp.session.refreshToken`) {
+			t.Error("the form's sign-in is not the one connected and kept")
+		}
+		only.Store(nil)
+		left.Store(0)
+	})
 
 	t.Run("a refusal signs out", func(t *testing.T) {
 		alice.t = t
@@ -127,7 +157,7 @@ type fakeAnswer struct {
 // in order, until the test ends: answer returns the answer to give in the
 // server's place (JSON, with Retry-After: 1), or nil to let the request
 // reach the server.
-func intercept(t *testing.T, p *page, pattern string, answer func() *fakeAnswer) {
+func intercept(t *testing.T, p *page, pattern string, answer func(*fetch.EventRequestPaused) *fakeAnswer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(p.tab)
 	t.Cleanup(cancel)
@@ -140,7 +170,7 @@ func intercept(t *testing.T, p *page, pattern string, answer func() *fakeAnswer)
 			if err != nil {
 				return
 			}
-			a := answer()
+			a := answer(&ev)
 			if a == nil {
 				chromedp.Call(ctx, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: ev.RequestID})
 				continue
