@@ -14,7 +14,10 @@ var updateFields = flag.Bool("update-record-fields", false, "rewrite the record-
 
 // RecordFields lists every JSON field a record of v's type can hold, one
 // "path kind" line each (nested structs, slices and maps followed), sorted.
-// A field added, removed, renamed or retyped changes the list.
+// A field added, removed, renamed or retyped changes the list. A field
+// tagged khadga:"droppable" is left out: one whose loss, when an older
+// binary rewrites the record without it, costs nothing but what the older
+// binary did anyway (its comment must say why).
 func RecordFields(v any) []string {
 	var out []string
 	walkFields(reflect.TypeOf(v), reflect.TypeOf(v).Name(), map[reflect.Type]bool{}, &out)
@@ -32,7 +35,7 @@ func walkFields(t reflect.Type, path string, seen map[reflect.Type]bool, out *[]
 		defer delete(seen, t)
 		for f := range t.Fields() {
 			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-			if !f.IsExported() || name == "-" {
+			if !f.IsExported() || name == "-" || f.Tag.Get("khadga") == "droppable" {
 				continue
 			}
 			if name == "" {
