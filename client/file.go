@@ -104,6 +104,9 @@ type Transfer struct {
 	finish chan struct{}
 	err    error
 	sum    string
+	// release, if set, runs when the transfer ends: it unhooks the
+	// watch on the context that bounds an accepted transfer.
+	release func() bool
 }
 
 func newTransfer(name string, size int64, m proto.Member) *Transfer {
@@ -149,6 +152,9 @@ func (t *Transfer) end(err error, sum string) {
 	t.once.Do(func() {
 		t.err, t.sum = err, sum
 		close(t.finish)
+		if t.release != nil {
+			t.release()
+		}
 	})
 }
 
@@ -176,6 +182,10 @@ func (p *peer) sendFile(ctx context.Context, room, name string, r io.Reader, siz
 	s.wire()
 	go func() {
 		err := s.run(ctx, room, r)
+		if err != nil && ctx.Err() != nil {
+			// Closing alone would leave the receiver to guess why.
+			_ = s.sendControl(fileControl{Type: "error", Message: "sender cancelled: " + ctx.Err().Error()})
+		}
 		t.end(err, s.sum)
 		_ = dc.Close()
 	}()
@@ -293,6 +303,9 @@ func (s *fileSender) stream(ctx context.Context, r io.Reader) error {
 	buf := make([]byte, fileChunk)
 	for {
 		if err := s.cancelled(); err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 		for s.dc.BufferedAmount() > fileHighWater {
@@ -542,10 +555,25 @@ func (in *incoming) rejectLocked(why string) {
 }
 
 // abortLocked ends the transfer with err and tells the sender.
-func (in *incoming) abortLocked(err error) {
+func (in *incoming) abortLocked(err error) { in.endLocked(err, err.Error()) }
+
+// cancel ends an accepted transfer whose context ended first, and tells
+// the sender why.
+func (in *incoming) cancel(cause error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.finished {
+		return
+	}
+	in.endLocked(fmt.Errorf("%w: cancelled: %w", ErrTransferInterrupted, cause), "receiver cancelled: "+cause.Error())
+}
+
+// endLocked ends the transfer with err, sends the sender why, and closes
+// the channel; in.mu is held.
+func (in *incoming) endLocked(err error, why string) {
 	in.finished = true
 	in.stopIdle()
-	in.reply(fileControl{Type: "error", Message: err.Error()})
+	in.reply(fileControl{Type: "error", Message: why})
 	if in.t != nil {
 		in.t.end(err, "")
 	}
@@ -571,8 +599,19 @@ func (in *incoming) fail(err error) {
 
 // Accept receives the file into w. The returned Transfer reports progress;
 // its Err is nil only after size and SHA-256 were verified. On error, what
-// was written to w is incomplete: discard it.
+// was written to w is incomplete: discard it. Only a sender that goes
+// silent for two minutes ends the transfer: bound it with AcceptContext.
 func (f *IncomingFile) Accept(w io.Writer) (*Transfer, error) {
+	return f.AcceptContext(context.Background(), w)
+}
+
+// AcceptContext is Accept with ctx bounding the whole transfer, as ctx
+// bounds Room.SendFile: if ctx ends first, the sender is told (the
+// receiver cancelled, and why), the channel closes, and the Transfer's
+// Err wraps ErrTransferInterrupted and ctx.Err(). A sender that trickles
+// a few bytes at a time never goes silent for long, so only a context
+// bounds its transfer.
+func (f *IncomingFile) AcceptContext(ctx context.Context, w io.Writer) (*Transfer, error) {
 	in := f.in
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -584,6 +623,8 @@ func (f *IncomingFile) Accept(w io.Writer) (*Transfer, error) {
 	in.t = newTransfer(f.Name, f.Size, f.From)
 	in.idleFor = in.p.opts.fileIdle
 	in.idle = time.AfterFunc(in.idleFor, in.stalled)
+	// cancel takes in.mu: if ctx is already done, it waits for us.
+	in.t.release = context.AfterFunc(ctx, func() { in.cancel(ctx.Err()) })
 	in.reply(fileControl{Type: "accept"})
 	return in.t, nil
 }

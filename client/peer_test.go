@@ -365,12 +365,16 @@ type gateReader struct {
 	reached chan struct{}
 	release chan struct{}
 	once    sync.Once
+	resume  bool // once released, go on with r; else fail
 }
 
 func (g *gateReader) Read(p []byte) (int, error) {
 	if g.n <= 0 {
 		g.once.Do(func() { close(g.reached) })
 		<-g.release
+		if g.resume {
+			return g.r.Read(p)
+		}
 		return 0, io.ErrUnexpectedEOF
 	}
 	if int64(len(p)) > g.n {
@@ -702,6 +706,77 @@ func TestStalledIncomingTransferEnds(t *testing.T) {
 	release.Do(func() { close(g.release) }) // the sender's source goes on, too late
 	if err := st.Wait(ctx); err == nil {
 		t.Fatal("the stalled sender's transfer succeeded")
+	}
+}
+
+// pausedTransfer starts a 1 MiB transfer from a, under sctx, whose
+// source stops after 64 KiB until release is called, then goes on; it
+// returns the sender's Transfer and b's offer.
+func pausedTransfer(t *testing.T, sctx context.Context, a *peer, ea, eb chan Event) (st *Transfer, f *IncomingFile, g *gateReader, release func()) {
+	t.Helper()
+	waitEvent[*PeerConnected](t, ea, nil)
+	data := randomBytes(t, 1<<20)
+	g = &gateReader{r: bytes.NewReader(data), n: 64 << 10, reached: make(chan struct{}), release: make(chan struct{}), resume: true}
+	var once sync.Once
+	release = func() { once.Do(func() { close(g.release) }) }
+	t.Cleanup(release)
+	st, err := a.sendFile(sctx, "r", "paused.bin", g, int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, waitEvent[*IncomingFile](t, eb, nil), g, release
+}
+
+// TestAcceptContextCancels: the context given to AcceptContext bounds
+// the transfer, however the sender paces it: when it ends, the receiver's
+// Transfer ends (ErrTransferInterrupted and the context's error) and the
+// sender is told why.
+func TestAcceptContextCancels(t *testing.T) {
+	a, _, ea, eb := newTestPair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	st, f, g, release := pausedTransfer(t, ctx, a, ea, eb)
+	actx, acancel := context.WithCancel(ctx)
+	var got bytes.Buffer
+	rt, err := f.AcceptContext(actx, &got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-g.reached // the sender is mid-transfer
+	acancel()
+	if err := rt.Wait(ctx); !errors.Is(err, ErrTransferInterrupted) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("the receiver's cancelled transfer ended with %v", err)
+	}
+	release()
+	if err := st.Wait(ctx); !errors.Is(err, ErrTransferInterrupted) || !strings.Contains(err.Error(), "receiver cancelled") {
+		t.Fatalf("the sender's transfer ended with %v, want the receiver's reason", err)
+	}
+}
+
+// TestSendContextCancelTellsReceiver: a sender whose context ends
+// mid-transfer stops sending and tells the receiver why. Before, it
+// noticed only while it waited for the channel to drain, so it sent the
+// rest of a small file (which the receiver verified), or closed the
+// channel without a reason.
+func TestSendContextCancelTellsReceiver(t *testing.T) {
+	a, _, ea, eb := newTestPair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	sctx, scancel := context.WithCancel(ctx)
+	st, f, g, release := pausedTransfer(t, sctx, a, ea, eb)
+	var got bytes.Buffer
+	rt, err := f.Accept(&got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-g.reached
+	scancel()
+	release()
+	if err := st.Wait(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("the cancelled sender's transfer ended with %v", err)
+	}
+	if err := rt.Wait(ctx); !errors.Is(err, ErrTransferInterrupted) || !strings.Contains(err.Error(), "sender cancelled") {
+		t.Fatalf("the receiver's transfer ended with %v, want the sender's reason", err)
 	}
 }
 

@@ -219,7 +219,7 @@ func (ch *chat) command(ctx context.Context, line string) bool {
 			break
 		}
 		go func() {
-			if err := receive(ch.e, off, ch.dir); err != nil {
+			if err := receive(ctx, ch.e, off, ch.dir); err != nil {
 				fmt.Fprintf(ch.e.stderr, "* receiving %s failed: %v\n", off.Name, err)
 			}
 		}()

@@ -43,3 +43,44 @@ func TestConfigLayers(t *testing.T) {
 		t.Errorf("a bad KHADGA_PEER_TIMEOUT: %v", err)
 	}
 }
+
+// TestTimeoutGiven: only a --timeout the user gave (flag or environment)
+// bounds transfers; a command's default bounds the wait alone, so that
+// it never cuts a large transfer.
+func TestTimeoutGiven(t *testing.T) {
+	e := &env{stderr: new(strings.Builder)}
+	args := []string{"--room", "r"}
+	cases := []struct {
+		name  string
+		env   string
+		args  []string
+		want  time.Duration
+		given bool
+	}{
+		{"default", "", args, 10 * time.Minute, false},
+		{"flag", "", append(args, "--timeout", "3s"), 3 * time.Second, true},
+		{"flag equal to the default", "", append(args, "--timeout", "10m"), 10 * time.Minute, true},
+		{"never", "", append(args, "--timeout", "0"), 0, true},
+		{"environment", "1m", args, time.Minute, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.env != "" {
+				t.Setenv("KHADGA_PEER_TIMEOUT", tc.env)
+			}
+			var c recvConfig
+			if _, err := parse(e, &c, &c.common, 10*time.Minute, peerCommand(e, "recv", "recv", "", ""), tc.args); err != nil {
+				t.Fatal(err)
+			}
+			if c.Timeout != tc.want || c.timeoutSet != tc.given {
+				t.Errorf("timeout %v given %v, want %v given %v", c.Timeout, c.timeoutSet, tc.want, tc.given)
+			}
+		})
+	}
+	var c recvConfig
+	_, err := parse(e, &c, &c.common, 10*time.Minute, peerCommand(e, "recv", "recv", "", ""), append(args, "--timeout", "-5s"))
+	var ce *codeError
+	if !errors.As(err, &ce) || ce.code != exitUsage || !strings.Contains(err.Error(), "must not be negative") {
+		t.Errorf("a negative --timeout: %v", err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -42,7 +43,13 @@ type common struct {
 	Timeout   time.Duration `yaml:"timeout" usage:"give up after this long (0: never)"` // each command sets its default
 	Invite    string        `yaml:"invite" usage:"invite to a room whose owner requires one: the token, or the whole invite link"`
 	joined    time.Time     // when dialJoin asked to join
+	// timeoutSet: the user gave --timeout (or KHADGA_PEER_TIMEOUT). Only
+	// then does it bound transfers too; see transferContext.
+	timeoutSet bool
 }
+
+// timeoutUnset marks a --timeout that no layer set; nobody types it.
+const timeoutUnset = time.Duration(math.MinInt64)
 
 // peerCommand describes a khadga-peer command for internal/config.
 func peerCommand(e *env, name, synopsis, about, example string) config.Command {
@@ -58,13 +65,20 @@ func parse(e *env, cfg any, c *common, timeout time.Duration, cmd config.Command
 	if err := config.Defaults(cfg); err != nil {
 		return nil, err
 	}
-	c.ConfigDir, c.Timeout = e.configDir, timeout
+	c.ConfigDir, c.Timeout = e.configDir, timeoutUnset
 	rest, err := config.Load(cfg, cmd, args)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil, errHelp
 	}
 	if err != nil {
 		return nil, fail(exitUsage, "%v", err)
+	}
+	c.timeoutSet = c.Timeout != timeoutUnset
+	switch {
+	case !c.timeoutSet:
+		c.Timeout = timeout
+	case c.Timeout < 0:
+		return nil, fail(exitUsage, "--timeout %s: must not be negative (0: never)", c.Timeout)
 	}
 	return rest, nil
 }
@@ -222,4 +236,28 @@ func (c *common) withTimeout(ctx context.Context) (context.Context, context.Canc
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, c.Timeout)
+}
+
+// transferContext is the context that bounds a file transfer of a
+// command run under ctx, whose wait (for the peer, for an offer) is
+// bounded by wait, the --timeout. A --timeout the user set bounds the
+// whole command, transfers included: a peer that trickles a few bytes a
+// minute never stalls long enough for the client's two minutes of silence
+// to end its transfer. A command's default timeout bounds only the wait,
+// so that it never cuts a large transfer short.
+func (c *common) transferContext(ctx, wait context.Context) context.Context {
+	if c.timeoutSet {
+		return wait
+	}
+	return ctx
+}
+
+// timedOut is the error of a transfer that wait's --timeout cut (exit 5,
+// as for a peer that did not come in time), or nil when something else
+// ended it.
+func (c *common) timedOut(wait context.Context, what string) error {
+	if !c.timeoutSet || !errors.Is(wait.Err(), context.DeadlineExceeded) {
+		return nil
+	}
+	return fail(exitPeer, "%s: not done within --timeout %s, cancelled", what, c.Timeout)
 }

@@ -21,7 +21,7 @@ const (
 	exitUsage    = 2 // bad command line
 	exitAuth     = 3 // not signed in, or credentials refused (401, 403)
 	exitConnect  = 4 // server unreachable, rate limiting (429) or failing (5xx), or joining the room failed
-	exitPeer     = 5 // the peer did not show up or connect in time
+	exitPeer     = 5 // the peer did not show up or connect in time, or a transfer outlasted a given --timeout
 	exitTransfer = 6 // a file transfer was rejected, interrupted or corrupt
 )
 

@@ -25,7 +25,8 @@ type sendConfig struct {
 func runSend(ctx context.Context, e *env, args []string) error {
 	var c sendConfig
 	rest, err := parse(e, &c, &c.common, 5*time.Minute, peerCommand(e, "send", "send FILE --room ROOM --to USER",
-		"Joins ROOM, waits for USER to connect peer to peer, and sends FILE over its own\ndata channel. Exits 0 only when the receiver has verified size and SHA-256.",
+		"Joins ROOM, waits for USER to connect peer to peer, and sends FILE over its own\ndata channel. Exits 0 only when the receiver has verified size and SHA-256.\n"+
+			"By default only the wait for USER times out (after 5m). A --timeout you give\nbounds the whole command, the transfer included: at it the receiver is told,\nand the command exits with code 5.",
 		"khadga-peer send report.pdf --room team --to bob"), args)
 	if err != nil {
 		return err
@@ -43,22 +44,25 @@ func runSend(ctx context.Context, e *env, args []string) error {
 	if err != nil || !fi.Mode().IsRegular() {
 		return fail(exitError, "%s is not a regular file", file)
 	}
-	ctx, cancel := c.withTimeout(ctx)
+	wait, cancel := c.withTimeout(ctx)
 	defer cancel()
-	cl, r, err := c.dialJoin(ctx, e, room)
+	cl, r, err := c.dialJoin(wait, e, room)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	m, err := waitConnected(ctx, e, r, to, c.joined)
+	m, err := waitConnected(wait, e, r, to, c.joined)
 	if err != nil {
 		return err
 	}
-	t, err := r.SendFile(ctx, m.Peer, filepath.Base(file), f, fi.Size())
+	t, err := r.SendFile(c.transferContext(ctx, wait), m.Peer, filepath.Base(file), f, fi.Size())
 	if err != nil {
 		return fail(exitTransfer, "%v", err)
 	}
 	if err := watchProgress(e.stderr, t); err != nil {
+		if terr := c.timedOut(wait, "sending "+t.Name); terr != nil {
+			return terr
+		}
 		return fail(exitTransfer, "%v", err)
 	}
 	fmt.Fprintf(e.stdout, "sent %s (%d bytes, sha256 %s) to %s\n", t.Name, t.Size, t.SHA256(), to)
@@ -99,7 +103,8 @@ type recvConfig struct {
 func runRecv(ctx context.Context, e *env, args []string) error {
 	var c recvConfig
 	rest, err := parse(e, &c, &c.common, 10*time.Minute, peerCommand(e, "recv", "recv --room ROOM --dir DIR",
-		"Joins ROOM and saves the files members send into DIR. A file is written under a\ntemporary name and renamed only after its SHA-256 checked out; an existing file\nis never overwritten. Exits after --count files, or with code 5 at --timeout.",
+		"Joins ROOM and saves the files members send into DIR. A file is written under a\ntemporary name and renamed only after its SHA-256 checked out; an existing file\nis never overwritten. Exits after --count files, or with code 5 at --timeout.\n"+
+			"By default only the wait for files times out (after 10m): a transfer under way\ngoes on. A --timeout you give bounds the whole command, transfers included: at it\nthe sender is told and the partial file is removed.",
 		"khadga-peer recv --room team --dir ~/Downloads --count 1 --from alice"), args)
 	if err != nil {
 		return err
@@ -111,13 +116,14 @@ func runRecv(ctx context.Context, e *env, args []string) error {
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return fail(exitError, "%s is not a directory", dir)
 	}
-	ctx, cancel := c.withTimeout(ctx)
+	wait, cancel := c.withTimeout(ctx)
 	defer cancel()
-	cl, r, err := c.dialJoin(ctx, e, room)
+	cl, r, err := c.dialJoin(wait, e, room)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
+	transfer := c.transferContext(ctx, wait)
 	fmt.Fprintf(e.stderr, "waiting for files in %s as %s\n", room, cl.Self().User)
 	for got := 0; count == 0 || got < count; {
 		select {
@@ -139,7 +145,10 @@ func runRecv(ctx context.Context, e *env, args []string) error {
 				f.Reject("not accepting files from " + f.From.User)
 				continue
 			}
-			if err := receive(e, f, dir); err != nil {
+			if err := receive(transfer, e, f, dir); err != nil {
+				if terr := c.timedOut(wait, fmt.Sprintf("receiving %s from %s", client.Printable(f.Name), f.From.User)); terr != nil {
+					return terr
+				}
 				if from != "" {
 					return fail(exitTransfer, "%s from %s: %v", f.Name, f.From.User, err)
 				}
@@ -149,15 +158,16 @@ func runRecv(ctx context.Context, e *env, args []string) error {
 				continue
 			}
 			got++
-		case <-ctx.Done():
-			return fail(exitPeer, "no file arrived: %v", ctx.Err())
+		case <-wait.Done():
+			return fail(exitPeer, "no file arrived: %v", wait.Err())
 		}
 	}
 	return nil
 }
 
-// receive saves one file into dir.
-func receive(e *env, f *client.IncomingFile, dir string) error {
+// receive saves one file into dir; ctx bounds the transfer. A transfer
+// that fails leaves nothing in dir.
+func receive(ctx context.Context, e *env, f *client.IncomingFile, dir string) error {
 	// Not named after the file: a name of up to 255 bytes, the protocol's
 	// limit, would not leave room for the prefix and suffix.
 	tmp, err := os.CreateTemp(dir, ".khadga-*.part")
@@ -166,7 +176,7 @@ func receive(e *env, f *client.IncomingFile, dir string) error {
 		return err
 	}
 	defer os.Remove(tmp.Name()) // no-op after the rename
-	t, err := f.Accept(tmp)
+	t, err := f.AcceptContext(ctx, tmp)
 	if err != nil {
 		tmp.Close()
 		return err
