@@ -78,22 +78,8 @@ func (s *stampedSource) NextSample(context.Context) (media.Sample, error) {
 // schedule, a stream whose first sample came late stays that late: a
 // tone once 16 ms, and its beeps 23 ms off their frames.)
 func TestE2ESenderReportsBySampleTimestamp(t *testing.T) {
-	ts := startServer(t, false)
-	alice, bob := ts.newClient(t, "alice"), ts.newClient(t, "bob")
-	ra, rb := join(t, alice, "stamps"), join(t, bob, "stamps")
-	connected(t, ra, "bob")
-	connected(t, rb, "alice")
-
 	src := &stampedSource{first: time.Now().Add(-300 * time.Millisecond)}
-	pub, err := ra.PublishAudio(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
-	if err := pub.SendTo(bob.Self().Peer); err != nil {
-		t.Fatal(err)
-	}
-	tr := waitEvent[*IncomingTrack](t, rb.events, nil)
+	_, tr, _ := audioToBob(t, "stamps", src)
 	pkt, _, err := tr.Track.ReadRTP()
 	if err != nil {
 		t.Fatal(err)

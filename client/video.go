@@ -268,7 +268,8 @@ func (pub *Publication) Targets() []string {
 // Frames counts frames written to the track.
 func (pub *Publication) Frames() int64 { return pub.frames.Load() }
 
-// Done is closed when the source ends or the publication is closed.
+// Done is closed when the source ends or the publication is closed; its
+// track has then been removed from every peer.
 func (pub *Publication) Done() <-chan struct{} { return pub.done }
 
 // Err is why the publication ended: nil when the source reached its end.
@@ -285,12 +286,18 @@ func (pub *Publication) Err() error {
 func (pub *Publication) Close() error {
 	pub.cancel()
 	<-pub.done
+	return nil
+}
+
+// stopAll removes the track from every peer, each of which renegotiates:
+// the remote's track ends (its reads return io.EOF) rather than freezing
+// on the last frame.
+func (pub *Publication) stopAll() {
 	for _, id := range pub.Targets() {
 		if err := pub.StopSending(id); err != nil {
 			pub.log.Debug("stop sending", slog.Any("err", err))
 		}
 	}
-	return nil
 }
 
 // readRTCP drains a sender's RTCP (interceptors need it read) and passes
@@ -334,25 +341,40 @@ func (pub *Publication) ready() bool {
 // readyPoll is how often a paused publication checks for a receiver.
 const readyPoll = 20 * time.Millisecond
 
+// pump feeds the track from the source until the source ends (io.EOF),
+// fails, or the publication is closed. Whichever it is, the track then
+// leaves every peer, as Close removes it: a source that ended (a file
+// played to its end, a camera unplugged) would otherwise leave the
+// remotes a track frozen on its last frame until someone called Close.
 func (pub *Publication) pump() {
 	defer close(pub.done)
+	pub.err = pub.run()
+	if pub.err != nil && pub.ctx.Err() == nil {
+		pub.log.Warn("media source failed; the track is removed", slog.Any("err", pub.err))
+	}
+	pub.cancel() // an ended publication takes no new peers (ErrClosed)
+	pub.stopAll()
+}
+
+// run writes the source's samples to the track, paced by their
+// durations, while some chosen peer receives it. It returns nil when the
+// source reached its end.
+func (pub *Publication) run() error {
 	var next time.Time
 	for {
 		if !pub.ready() {
 			next = time.Time{}
 			if err := pub.wait(readyPoll); err != nil {
-				pub.err = err
-				return
+				return err
 			}
 			continue
 		}
 		s, err := pub.src.NextSample(pub.ctx)
 		if errors.Is(err, io.EOF) {
-			return
+			return nil
 		}
 		if err != nil {
-			pub.err = fmt.Errorf("media source: %w", err)
-			return
+			return fmt.Errorf("media source: %w", err)
 		}
 		if next.IsZero() {
 			next = time.Now() // the schedule starts with the first sample made
@@ -364,8 +386,7 @@ func (pub *Publication) pump() {
 		pub.frames.Add(1)
 		next = next.Add(s.Duration)
 		if err := pub.wait(time.Until(next)); err != nil {
-			pub.err = err
-			return
+			return err
 		}
 	}
 }

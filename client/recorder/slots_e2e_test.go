@@ -134,11 +134,14 @@ func TestIdleTrackFreesItsSlot(t *testing.T) {
 	_, mallory := joinPeer(t, s, "mallory", "studio", rec.self.Peer)
 	_, alice := joinPeer(t, s, "alice", "studio", rec.self.Peer)
 	pattern := func(frames int) client.VideoSource { return testPattern(t, frames) }
-	mpub := publishTo(t, mallory, pattern(30), rec.self.Peer)
+	// Her source stops for good after 30 frames; the Go client removes
+	// the track of a source that ended, so hers only pauses.
+	msrc := &pausedSource{VideoSource: pattern(0), after: 30, resume: make(chan struct{}), paused: make(chan struct{})}
+	publishTo(t, mallory, msrc, rec.self.Peer)
 	waitLog(t, w, "track arrived|mallory")
 	publishTo(t, alice, pattern(0), rec.self.Peer)
 	waitLog(t, w, "too many tracks|alice")
-	<-mpub.Done() // her source ended; her track stays, silent
+	<-msrc.paused // her track stays, silent
 	silent := time.Now()
 	waitLog(t, w, "track ended|mallory")
 	if d := time.Since(silent); d < idle*9/10 {
@@ -199,16 +202,21 @@ func TestIdleTrackRecordedAgain(t *testing.T) {
 }
 
 // pausedSource sends after frames of its source, then nothing until
-// resume is closed, then the rest.
+// resume is closed, then the rest. paused, if set, is closed when it
+// stops.
 type pausedSource struct {
 	client.VideoSource
 	after  int
 	resume chan struct{}
+	paused chan struct{}
 	n      int
 }
 
 func (p *pausedSource) NextSample(ctx context.Context) (pionmedia.Sample, error) {
 	if p.n == p.after {
+		if p.paused != nil {
+			close(p.paused)
+		}
 		select {
 		case <-p.resume:
 		case <-ctx.Done():
