@@ -34,7 +34,11 @@
 // tracks take twice that together, is stopped, so that it cannot slow
 // other peers' recording (budget.go). Tracks past Config.MaxTracks wait
 // for a slot, at most Config.MaxWaiting of them; more are refused.
-// TrackReport.Stopped says why a track was stopped or refused.
+// TrackReport.Stopped says why a track was stopped or refused. A track
+// that is not recorded (refused, stopped, ignored, waiting, or waiting for
+// consent) is still read, its packets dropped as they come, until it
+// ends: left unread, pion would keep up to 1 MB of it (tracks.go,
+// discard).
 //
 // The decoder needs libvpx and the Scaler libyuv, both through cgo; a
 // build without cgo has the whole output pipeline but reports ErrNoDecoder

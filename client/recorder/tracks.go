@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 
@@ -61,9 +63,11 @@ func (r *Recorder) track(ctx context.Context, rr *roomRec, e *client.IncomingTra
 	switch {
 	case video && !slicesContainsFold(Codecs(), codec):
 		log.Warn("ignoring a track in a codec this build cannot decode")
+		r.discard(ctx, e, true, log)
 		return
 	case !video && (!r.audio() || !strings.EqualFold(codec, opus.MimeType)):
 		log.Info("ignoring an audio track", slog.Bool("audio_on", r.audio()))
+		r.discard(ctx, e, true, log)
 		return
 	}
 	peer := rr.name + "/" + e.From.Peer
@@ -85,6 +89,7 @@ func (r *Recorder) handle(ctx context.Context, rr *roomRec, e *client.IncomingTr
 	for {
 		lt, p := r.admit(ctx, rr, e, info, key, peer, log)
 		if lt == nil {
+			r.discard(ctx, e, !reports, log) // refused (or ended)
 			return
 		}
 		if !reports {
@@ -92,6 +97,7 @@ func (r *Recorder) handle(ctx context.Context, rr *roomRec, e *client.IncomingTr
 			r.readReports(ctx, e, p, video)
 		}
 		if !errors.Is(r.record(ctx, rr, e, lt, p, info, key, peer, video, log), errIdle) {
+			r.discard(ctx, e, false, log) // ended, or recording failed
 			return
 		}
 		if !awaitPacket(ctx, e.Track) {
@@ -99,6 +105,62 @@ func (r *Recorder) handle(ctx context.Context, rr *roomRec, e *client.IncomingTr
 		}
 		log.Info("the idle track sends again; recording it again once it has a slot")
 		e.RequestKeyframe()
+	}
+}
+
+// discardBuffer is the size of discard's buffers: one packet. A larger
+// packet is dropped all the same (io.ErrShortBuffer).
+const discardBuffer = 1500
+
+// discard reads and drops what a track the recorder does not record
+// sends, its RTP and, if rtcp (nobody reads it yet), its RTCP, until the
+// track ends or ctx is done, in goroutines of their own. A track left
+// unread is not free: pion keeps up to 1 MB of its packets (and 100 KB of
+// its RTCP), for each of up to 64 tracks a peer may open, for as long as
+// the peer stays. Stopping its RTPReceiver does not help while the peer
+// goes on sending: pion/srtp opens a new stream for the next packet of
+// the same SSRC and buffers it just the same, unread. Setting the
+// transceiver inactive would stop the sender, but needs a renegotiation
+// that pion does not start by itself, and the next offer of the peer
+// makes it receive again.
+func (r *Recorder) discard(ctx context.Context, e *client.IncomingTrack, rtcp bool, log *slog.Logger) {
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		if n := drain(ctx, e.Track); n > 0 { // a recorded track that ended has none left
+			log.Info("a track not recorded ended; its packets were read and dropped", slog.Int64("packets", n))
+		}
+	}()
+	if rtcp {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			drain(ctx, e.Receiver)
+		}()
+	}
+}
+
+// packetReader is a track, or a receiver (its RTCP), read whole
+// packets at a time.
+type packetReader interface {
+	Read([]byte) (int, interceptor.Attributes, error)
+	SetReadDeadline(time.Time) error
+}
+
+// drain reads and drops from rd until it ends or ctx is done, and returns
+// how many packets it read.
+func drain(ctx context.Context, rd packetReader) int64 {
+	_ = rd.SetReadDeadline(time.Time{}) // an idle reader's may have passed
+	stop := context.AfterFunc(ctx, func() { _ = rd.SetReadDeadline(time.Now()) })
+	defer stop()
+	buf := make([]byte, discardBuffer)
+	var n int64
+	for {
+		_, _, err := rd.Read(buf)
+		if err != nil && !errors.Is(err, io.ErrShortBuffer) {
+			return n
+		}
+		n++
 	}
 }
 
