@@ -25,12 +25,36 @@ import (
 // moved are on their way from their new nodes.
 const byeGrace = 2 * time.Second
 
+// forgetAfter is how long a node found gone, whose sessions were removed
+// here, is remembered since it was last heard from; then it is forgotten.
+// Node ids are never reused (a restart makes a new one), and anyone who
+// can publish on the heartbeat subject can name any id: remembered for
+// good, they would fill the memory over months of restarts, or at once.
+// Forgetting one changes nothing for a session: a node is forgotten only
+// once its sessions were removed from the directory and the hub here
+// (check), and no signal goes to a node taken for gone. One that speaks
+// again later (a state of one of its sessions, a heartbeat) is a new node
+// to this one (docs/cluster.md, "Nodes this node remembers"). Far past
+// DeadAfter and OrphanGrace (seconds); a variable so that tests can
+// shorten it.
+var forgetAfter = time.Hour
+
+// maxNodes caps how many other nodes a node remembers. At the cap, a new
+// id takes the place of the node forgotten soonest among those whose
+// sessions were removed; with none such (a flood of heartbeats from ids
+// all heard within DeadAfter and OrphanGrace), it is refused, counted and
+// logged. A variable so that tests can lower it.
+var maxNodes = 1024
+
 type liveness struct {
 	n          *Node
 	mu         sync.Mutex
 	nodes      map[string]*nodeState
 	draining   bool
 	reconnects uint64 // the NATS connection's, at the last check
+	// full is set while ids are refused at maxNodes, so that the log
+	// says so once, and again once it is not full any more.
+	full bool
 }
 
 type nodeState struct {
@@ -71,6 +95,10 @@ func (l *liveness) onHeartbeat(m *nats.Msg) {
 	}
 	l.mu.Lock()
 	st := l.state(hb.Node)
+	if st == nil {
+		l.mu.Unlock()
+		return
+	}
 	if hb.Bye {
 		if st.gone.IsZero() {
 			// Its sessions have ended or moved, but the new states of
@@ -128,6 +156,10 @@ func (l *liveness) saw(node string) {
 	}
 	l.mu.Lock()
 	st := l.state(node)
+	if st == nil {
+		l.mu.Unlock()
+		return
+	}
 	cleaned := st.cleaned
 	if cleaned {
 		st.seen, st.gone, st.cleaned = time.Now(), time.Time{}, false
@@ -141,13 +173,42 @@ func (l *liveness) saw(node string) {
 	}
 }
 
+// state returns node's state, made now if node is new; nil if node is new
+// and there is no room for it (maxNodes). l.mu is held.
 func (l *liveness) state(node string) *nodeState {
 	st := l.nodes[node]
-	if st == nil {
-		st = &nodeState{seen: time.Now()}
-		l.nodes[node] = st
+	if st != nil {
+		return st
 	}
+	if len(l.nodes) >= maxNodes && !l.forgetOneLocked() {
+		l.n.stats.nodesRefused.Inc()
+		if !l.full {
+			l.full = true
+			l.n.log.Warn("cluster: too many node ids; ids not heard before are ignored until some are forgotten",
+				slog.Int("max", maxNodes), slog.String("refused", node))
+		}
+		return nil
+	}
+	st = &nodeState{seen: time.Now()}
+	l.nodes[node] = st
 	return st
+}
+
+// forgetOneLocked forgets the node, among those whose sessions were
+// removed, heard from longest ago; it reports false if there is none.
+// l.mu is held.
+func (l *liveness) forgetOneLocked() bool {
+	oldest := ""
+	for node, st := range l.nodes {
+		if st.cleaned && (oldest == "" || st.seen.Before(l.nodes[oldest].seen)) {
+			oldest = node
+		}
+	}
+	if oldest == "" {
+		return false
+	}
+	delete(l.nodes, oldest)
+	return true
 }
 
 // listening lists the other nodes that may be listening: those alive,
@@ -247,7 +308,7 @@ func (l *liveness) check(now time.Time) {
 	}
 	var gone, orphaned []string
 	l.mu.Lock()
-	alive := 0
+	alive, forgot := 0, 0
 	for node, st := range l.nodes {
 		switch {
 		case st.gone.IsZero() && now.Sub(st.seen) > l.n.cfg.DeadAfter:
@@ -256,11 +317,21 @@ func (l *liveness) check(now time.Time) {
 		case !st.gone.IsZero() && !st.cleaned && now.Sub(st.gone) >= l.n.cfg.OrphanGrace:
 			st.cleaned = true
 			orphaned = append(orphaned, node)
+		case st.cleaned && now.Sub(st.seen) >= forgetAfter:
+			delete(l.nodes, node) // nothing here names it any more: forgetAfter
+			forgot++
 		case st.gone.IsZero():
 			alive++
 		}
 	}
+	if l.full && len(l.nodes) < maxNodes {
+		l.full = false
+		l.n.log.Info("cluster: node ids are taken again", slog.Int("known", len(l.nodes)))
+	}
 	l.mu.Unlock()
+	if forgot > 0 {
+		l.n.log.Debug("cluster: nodes gone long ago forgotten", slog.Int("nodes", forgot))
+	}
 	l.n.stats.nodes.Set(float64(alive + 1))
 	for _, node := range gone {
 		l.n.stats.nodeDeaths.Inc()
