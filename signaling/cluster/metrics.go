@@ -11,6 +11,7 @@ type metrics struct {
 	delivered, received                    prometheus.Counter
 	badMessages, publishErrors, outboxFull prometheus.Counter
 	kvErrors, nodeDeaths, nodesRefused     prometheus.Counter
+	fatesDropped                           prometheus.Counter
 	pending, nodes                         prometheus.Gauge
 	lost, claims, tickets, revocations     *prometheus.CounterVec
 	ends                                   *prometheus.CounterVec
@@ -32,6 +33,7 @@ func newMetrics(n *Node) *metrics {
 		publishErrors: c("publish_errors_total", "NATS publishes that failed."),
 		outboxFull:    c("outbox_full_total", "Deliveries refused because the outbox to NATS was full."),
 		kvErrors:      c("kv_errors_total", "Session directory (JetStream KV) operations that failed."),
+		fatesDropped:  c("signal_fates_dropped_total", "Acks and delivered notices for signals from other nodes that this node's full outbox refused: their senders are told, after AckWait (HeldWait for held signals), that the signals were not delivered, although they may have been."),
 		nodeDeaths:    c("node_deaths_total", "Nodes found gone (no heartbeat)."),
 		nodesRefused:  c("node_ids_refused_total", "Heartbeats and sessions of nodes not heard before, ignored because this node remembers as many nodes as it may (1024)."),
 		pending:       g("signals_pending", "Signals sent to other nodes whose fate is not known yet."),
@@ -65,7 +67,7 @@ func (m *metrics) register(r prometheus.Registerer) error {
 			func() float64 { return float64(get()) })
 	}
 	for _, col := range []prometheus.Collector{m.delivered, m.received, m.badMessages, m.publishErrors, m.outboxFull,
-		m.kvErrors, m.nodeDeaths, m.nodesRefused, m.pending, m.nodes, m.lost, m.claims, m.tickets, m.revocations, m.ends, m.kvLatency, rtt,
+		m.kvErrors, m.nodeDeaths, m.nodesRefused, m.fatesDropped, m.pending, m.nodes, m.lost, m.claims, m.tickets, m.revocations, m.ends, m.kvLatency, rtt,
 		msgs("messages_in_total", "Messages this node received from NATS.", func() uint64 { return m.n.nc.Stats().InMsgs }),
 		msgs("messages_out_total", "Messages this node sent to NATS.", func() uint64 { return m.n.nc.Stats().OutMsgs }),
 		msgs("bytes_in_total", "Bytes this node received from NATS.", func() uint64 { return m.n.nc.Stats().InBytes }),

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 
 	"github.com/khadga/khadga/internal/bufpool"
@@ -21,7 +22,13 @@ import (
 // as the connection's flusher lets it, and meanwhile what comes waits in
 // the next batch. Acks and delivered notices are
 // merged per node, so that a busy node sends a few messages where it would
-// send many.
+// send many. They count one message each (their bytes are few), and are
+// refused at twice the limit in messages as the rest is: one refused is
+// counted (khadga_cluster_signal_fates_dropped_total), and its signal's
+// origin, never told its fate, tells the sender after AckWait (HeldWait
+// for a held one) that the signal was not delivered. The sender hears
+// "not delivered" of a signal that may have reached its peer: never
+// silence about one that did not.
 type outbox struct {
 	n      *Node
 	mu     sync.Mutex
@@ -107,12 +114,18 @@ func (m outMsg) release() {
 	}
 }
 
-// ack queues the fate of a delivered signal for its origin node.
+// ack queues the fate of a delivered signal for its origin node, unless
+// the outbox holds twice its limit in messages (see outbox).
 func (o *outbox) ack(origin string, a ack) {
 	o.mu.Lock()
 	if o.done {
 		o.mu.Unlock()
 		o.send(o.n.subject("node", origin), appendAcks(nil, []ack{a})) // late: no publisher is left to merge it
+		return
+	}
+	if o.room(1) == 0 {
+		o.mu.Unlock()
+		o.dropFates(1)
 		return
 	}
 	o.acks[origin] = append(o.acks[origin], a)
@@ -121,7 +134,8 @@ func (o *outbox) ack(origin string, a ack) {
 	o.poke()
 }
 
-// delivered queues notices that held signals reached their sessions.
+// delivered queues notices that held signals reached their sessions, as
+// many as there is room for (see ack).
 func (o *outbox) delivered(origin string, seqs []uint64) {
 	o.mu.Lock()
 	if o.done {
@@ -129,10 +143,31 @@ func (o *outbox) delivered(origin string, seqs []uint64) {
 		o.send(o.n.subject("node", origin), appendDelivered(nil, seqs)) // late, as in ack
 		return
 	}
-	o.notes[origin] = append(o.notes[origin], seqs...)
-	o.count += len(seqs)
+	k := o.room(len(seqs))
+	o.notes[origin] = append(o.notes[origin], seqs[:k]...)
+	o.count += k
 	o.mu.Unlock()
-	o.poke()
+	if k < len(seqs) {
+		o.dropFates(len(seqs) - k)
+	}
+	if k > 0 {
+		o.poke()
+	}
+}
+
+// room returns how many of n acks or notices the outbox takes: up to
+// twice its limit in messages, as for everything but signals. o.mu is
+// held.
+func (o *outbox) room(n int) int {
+	return max(0, min(n, 2*o.n.cfg.Outbox-o.count))
+}
+
+// dropFates counts n acks or notices refused; their origin reports the
+// signals as not delivered once it stops waiting for their fates.
+func (o *outbox) dropFates(n int) {
+	o.n.stats.outboxFull.Inc()
+	o.n.stats.fatesDropped.Add(float64(n))
+	o.n.log.Debug("cluster: outbox full: the fates of signals from another node are dropped", slog.Int("signals", n))
 }
 
 func (o *outbox) poke() {

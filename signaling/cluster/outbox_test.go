@@ -3,6 +3,7 @@ package cluster
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/khadga/khadga/internal/natstest"
 	"github.com/khadga/khadga/proto"
@@ -161,3 +163,136 @@ func queuedFor(tn *testNode, node, peer, text string) bool {
 	}
 	return false
 }
+
+// TestSignalFatesBoundedInAFullOutbox: while b's NATS connection takes
+// nothing from its outbox (of 20 messages here), alice (on a) sends bob
+// (on b) 100 signals. Bob gets them all; b's outbox keeps the acks of
+// twice its limit of them and drops the rest, counted. Once NATS takes
+// again, a hears the acks kept; for each one dropped, and for no other
+// signal, alice is told after AckWait that her signal was not delivered
+// ("did not answer"): a false alarm, never silence. b's outbox held every
+// ack, without bound.
+func TestSignalFatesBoundedInAFullOutbox(t *testing.T) {
+	a, b, alice, bob := smallOutboxOnB(t, hub.Config{})
+	_, let := holdOutbox(t, b, nil)
+
+	const n = 100
+	for i := range n {
+		alice.signal(bob.peer(), fmt.Sprint("s", i), `{"n":1}`)
+	}
+	for range n {
+		bob.expectSignal(alice.peer())
+	}
+	dropped := fatesBounded(t, b, "a", n, "acks")
+
+	let()
+	toldNotDelivered(t, a, alice, dropped, "did not answer")
+}
+
+// TestDeliveredNoticesBoundedInAFullOutbox: bob's socket on b is away,
+// and alice (on a) sends him 60 signals, which b holds. While b's NATS
+// connection takes nothing from its outbox (of 20 messages here), bob
+// resumes on b and gets them all; b's outbox keeps the notices that they
+// reached him up to twice its limit, and drops the rest, counted. Once
+// NATS takes again, a hears the notices kept; for each one dropped, and
+// for no other signal, alice is told after HeldWait that her signal was
+// not delivered ("did not reach the peer in time"). b's outbox held every
+// notice, without bound.
+func TestDeliveredNoticesBoundedInAFullOutbox(t *testing.T) {
+	a, b, alice, bob := smallOutboxOnB(t, hub.Config{ResumeWindow: time.Minute})
+	dropSocket(bob)
+	eventually(t, "b to see bob's socket drop", func() bool { return b.hub.Stats().Connections == 0 })
+
+	// Twenty at a time: their acks ("held") fit in b's outbox too.
+	const n = 60 // within an absent session's queue (64)
+	for i := range n {
+		alice.signal(bob.peer(), fmt.Sprint("s", i), `{"n":1}`)
+		if (i+1)%b.node.cfg.Outbox == 0 {
+			eventually(t, "a to hear that b holds the signals", func() bool { return heldAt(a) == i+1 })
+		}
+	}
+	_, let := holdOutbox(t, b, nil)
+	back := b.dial("user=bob&resume=" + url.QueryEscape(bob.welcome.ResumeToken))
+	for range n {
+		back.expectSignal(alice.peer())
+	}
+	dropped := fatesBounded(t, b, "a", n, "notices")
+
+	let()
+	toldNotDelivered(t, a, alice, dropped, "did not reach the peer in time")
+}
+
+// toldNotDelivered expects sender, on tn, to be told of n signals, each
+// once, that they were not delivered, with text in the error, and of
+// nothing else once tn tracks no signal.
+func toldNotDelivered(t *testing.T, tn *testNode, sender *client, n int, text string) {
+	t.Helper()
+	told := map[string]bool{}
+	for len(told) < n {
+		m := sender.next()
+		if m.Type != proto.TypeError || !strings.Contains(string(m.Data), text) || told[m.Ref] {
+			t.Fatalf("got %s %s %s, waiting to be told of %d signals not delivered (%q)", m.Type, m.Ref, m.Data, n, text)
+		}
+		told[m.Ref] = true
+	}
+	eventually(t, tn.name+" to settle every signal", func() bool { return heldAt(tn) == 0 && pendingAt(tn) == 0 })
+	sender.send(proto.Message{Type: proto.TypePing, ID: "p"})
+	for m := sender.next(); m.Type != proto.TypePong; m = sender.next() {
+		t.Errorf("got %s %s %s; told of %d signals not delivered, and of those only", m.Type, m.Ref, m.Data, n)
+	}
+}
+
+// pendingAt returns how many signals tn tracks (heldAt: how many of them
+// are held for an absent session).
+func pendingAt(tn *testNode) int {
+	tn.node.track.mu.Lock()
+	defer tn.node.track.mu.Unlock()
+	return len(tn.node.track.m)
+}
+
+// smallOutboxOnB starts nodes a and b, b with an outbox of 20 messages
+// and the hub config bh, and alice on a and bob on b in lobby. a waits
+// 5 s for the fates of signals (AckWait and HeldWait): those b keeps
+// reach it well within that.
+func smallOutboxOnB(t *testing.T, bh hub.Config) (a, b *testNode, alice, bob *client) {
+	urls := natstest.Start(t).ClientURL()
+	acfg, bcfg := fastConfig(), fastConfig()
+	acfg.AckWait, acfg.HeldWait, bcfg.Outbox = 5*time.Second, 5*time.Second, 20
+	a = startNode(t, "a", urls, acfg, hub.Config{})
+	b = startNode(t, "b", urls, bcfg, bh)
+	alice, bob = inLobby(a, b)
+	return a, b, alice, bob
+}
+
+// fatesBounded waits for tn to queue or drop an ack or a notice (what) for
+// node of each of n signals; it fails the test if tn's outbox holds more
+// than twice its limit, and returns how many tn dropped.
+func fatesBounded(t *testing.T, tn *testNode, node string, n int, what string) (dropped int) {
+	t.Helper()
+	var kept int
+	eventually(t, tn.name+" to queue or drop the "+what+" of every signal", func() bool {
+		kept, dropped = fatesQueued(tn, node), fatesDropped(tn)
+		return kept+dropped == n
+	})
+	if count, limit := outboxCount(tn), tn.node.cfg.Outbox; kept > 2*limit || count > 2*limit {
+		t.Fatalf("%s's outbox holds %d %s, %d messages in all; its limit is %d (twice for %s)", tn.name, kept, what, count, limit, what)
+	}
+	return dropped
+}
+
+// fatesQueued returns how many acks and delivered notices tn's outbox
+// holds for node, queued or in the batch being published.
+func fatesQueued(tn *testNode, node string) int {
+	o := tn.node.out
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.acks[node]) + len(o.flying.acks[node]) + len(o.notes[node]) + len(o.flying.notes[node])
+}
+
+func outboxCount(tn *testNode) int {
+	tn.node.out.mu.Lock()
+	defer tn.node.out.mu.Unlock()
+	return tn.node.out.count
+}
+
+func fatesDropped(tn *testNode) int { return int(testutil.ToFloat64(tn.node.stats.fatesDropped)) }
