@@ -20,6 +20,10 @@ type account struct {
 	User     store.User     `json:"user"`
 	Families []store.Family `json:"families,omitempty"`
 	Rooms    []store.Room   `json:"rooms,omitempty"` // by name; see rooms.go
+	// Claims names, for each room in Rooms, the last claim that put it
+	// there (roomChange.id), so that a claim whose seal failed takes out
+	// only a room it put there itself (rooms.go).
+	Claims map[string]string `json:"claims,omitempty"`
 }
 
 // family returns the index of family id, or -1.

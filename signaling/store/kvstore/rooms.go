@@ -12,6 +12,26 @@ package kvstore
 // the claimant already), so of two claims of one room, including one that
 // takes over a stale entry, exactly one seals; the other undoes its
 // record and finds the room owned.
+//
+// Undoing is where a slot could leak or a room be lost. A claim whose
+// seal failed (lost to another, or an error: JetStream slow or away)
+// left the room in the owner's record: owned by nobody, yet counted
+// against the owner's limit for as long as the owner did not claim that
+// name again. Taking the room out again naively loses a room that
+// another claim of the same user sealed meanwhile: that claim found the
+// room in the record (left, as far as it could tell, by a claim that
+// never sealed), took it on and sealed it. So each claim marks the room
+// in the record with an id of its own (account.Claims, and the entry it
+// seals), and one whose seal failed undoes only this way (undo): it
+// reads the entry; if the entry names the owner, a claim of the owner
+// sealed (this one, whose answer was lost, or another), and the room
+// stays. Otherwise it writes the entry again as it is, at the revision
+// it read, which makes every seal that read that revision fail, and only
+// then takes the room out of the record, if the record still carries its
+// own mark: a claim of the same user that took the room on since has
+// put its mark there, and a later one finds the room gone and adds it
+// afresh. A slot leaks only if the store fails the undo too; it is taken
+// back when the owner claims that name again.
 
 import (
 	"cmp"
@@ -19,17 +39,22 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/khadga/khadga/signaling/store"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// roomEntry is a record of the rooms bucket.
+// roomEntry is a record of the rooms bucket. Owner "" names nobody: an
+// entry a claim wrote back to fence off the seals of others (undo).
 type roomEntry struct {
 	Name  string `json:"name"`
 	Owner string `json:"owner"`
+	// Claim is the id of the claim that sealed it (roomChange.id).
+	Claim string `json:"claim,omitempty"`
 }
 
 // room returns the index of room name in the record, or -1.
@@ -50,12 +75,19 @@ func (a *account) putRoom(r store.Room) {
 // entry reads the owner a room's entry names, with its revision; "" and 0
 // when there is none.
 func (s *Store) entry(ctx context.Context, name string) (string, uint64, error) {
+	e, rev, err := s.readEntry(ctx, name)
+	return e.Owner, rev, err
+}
+
+// readEntry reads a room's entry and its revision; the zero entry and 0
+// when there is none.
+func (s *Store) readEntry(ctx context.Context, name string) (roomEntry, uint64, error) {
 	var e roomEntry
 	rev, err := get(ctx, s.rooms, key(name), &e)
 	if errors.Is(err, store.ErrNotFound) {
-		return "", 0, nil
+		return roomEntry{}, 0, nil
 	}
-	return e.Owner, rev, err
+	return e, rev, err
 }
 
 // holds reads whether owner's record holds room name (and returns it).
@@ -106,7 +138,7 @@ func (s *Store) setRoom(name, owner string, maxOwned int, claim bool, fn func(*s
 	if err := errors.Join(store.ValidName("room", name), store.ValidName("owner", owner)); err != nil {
 		return store.Room{}, false, err
 	}
-	c := roomChange{s: s, name: name, owner: owner, maxOwned: maxOwned, claim: claim, fn: fn}
+	c := roomChange{s: s, name: name, owner: owner, maxOwned: maxOwned, claim: claim, fn: fn, id: claimID()}
 	err = s.do("set_room", s.opts.OpTimeout, func(ctx context.Context) error {
 		for attempt := range maxAttempts {
 			sealed, err := c.try(ctx)
@@ -128,14 +160,18 @@ func (s *Store) setRoom(name, owner string, maxOwned int, claim bool, fn func(*s
 
 // roomChange is one SetRoom or UpdateRoom.
 type roomChange struct {
-	s                  *Store
-	name, owner        string
-	maxOwned           int
-	claim              bool
-	fn                 func(*store.Room) error
-	out                store.Room
-	claimed, addedRoom bool
+	s           *Store
+	name, owner string
+	maxOwned    int
+	claim       bool
+	fn          func(*store.Room) error
+	id          string // marks the room in the record, and the entry it seals
+	out         store.Room
+	claimed     bool
 }
+
+// claimID is a new claim's id: 64 random bits.
+func claimID() string { return strconv.FormatUint(rand.Uint64(), 36) }
 
 // try makes one attempt: it reads the entry, writes the owner's record and
 // seals. sealed false with no error means the seal lost to another claim:
@@ -157,25 +193,80 @@ func (c *roomChange) try(ctx context.Context) (sealed bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	data, err := json.Marshal(roomEntry{Name: c.name, Owner: c.owner})
+	e := roomEntry{Name: c.name, Owner: c.owner}
+	if c.claimed {
+		e.Claim = c.id
+	}
+	data, err := json.Marshal(e)
 	if err != nil {
 		return false, err
 	}
-	err = again(ctx, func() (err error) {
-		if rev == 0 {
-			_, err = c.s.rooms.Create(ctx, key(c.name), data)
-		} else {
-			_, err = c.s.rooms.Update(ctx, key(c.name), data, rev)
+	err = again(ctx, func() error { return cas(ctx, c.s.rooms, key(c.name), data, rev) })
+	switch {
+	case err == nil:
+		return true, nil
+	case c.claimed: // the room is in the record, unsealed: undo
+		return c.undo(err)
+	case conflict(err):
+		return false, nil
+	default:
+		return false, err
+	}
+}
+
+// undo takes the room out of the owner's record after the claim's seal
+// failed with sealErr, unless a claim of the owner sealed it (see the
+// top of this file for why in this order). sealed reports that this
+// claim's own seal was applied, its answer lost; sealed false with no
+// error: try again. It has an OpTimeout of its own: the operation's may
+// be spent.
+func (c *roomChange) undo(sealErr error) (sealed bool, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.s.opts.OpTimeout)
+	defer cancel()
+	for range maxAttempts {
+		e, rev, err := c.s.readEntry(ctx, c.name)
+		if err != nil {
+			return false, c.leaked(sealErr, err)
 		}
-		return err
-	})
-	if err == nil || !conflict(err) {
-		return err == nil, err
+		if e.Owner == c.owner {
+			// Sealed by a claim of the owner: this one (its answer lost),
+			// or another, whose room the record holds now. Again, that
+			// is a change of the owner's room.
+			return e.Claim == c.id, nil
+		}
+		data, err := json.Marshal(roomEntry{Name: c.name, Owner: e.Owner, Claim: e.Claim})
+		if err != nil {
+			return false, err
+		}
+		err = again(ctx, func() error { return cas(ctx, c.s.rooms, key(c.name), data, rev) })
+		if conflict(err) {
+			continue // written since: read it again
+		}
+		if err != nil {
+			return false, c.leaked(sealErr, err)
+		}
+		// No seal that read the entry before this write can land now.
+		if err := c.s.dropClaim(ctx, c.owner, c.name, c.id); err != nil {
+			return false, c.leaked(sealErr, err)
+		}
+		if conflict(sealErr) {
+			return false, nil // another claim sealed first: the room may be owned now
+		}
+		return false, sealErr
 	}
-	if c.addedRoom { // another claim sealed first: give the room back
-		c.s.dropRoom(ctx, c.owner, c.name)
+	return false, c.leaked(sealErr, store.ErrConflict)
+}
+
+// leaked reports a claim that could not be undone: the room stays in the
+// owner's record, counted against the owner's limit until the owner
+// claims that name again.
+func (c *roomChange) leaked(sealErr, undoErr error) error {
+	c.s.log.Warn("a room claim that did not seal stays in its owner's record until the owner claims it again",
+		"room", c.name, "owner", c.owner, "err", undoErr)
+	if conflict(sealErr) {
+		return undoErr // lost to another claim: no error of its own
 	}
-	return false, nil
+	return errors.Join(sealErr, undoErr)
 }
 
 // apply changes the owner's record: the room, changed by fn, or claimed.
@@ -183,7 +274,7 @@ func (c *roomChange) try(ctx context.Context) (sealed bool, err error) {
 func (c *roomChange) apply(a *account, entryMine bool) error {
 	i := a.room(c.name)
 	var r store.Room
-	c.claimed, c.addedRoom = false, false
+	c.claimed = false
 	switch {
 	case i >= 0 && entryMine: // the owner's: a change
 		r = a.Rooms[i]
@@ -195,7 +286,7 @@ func (c *roomChange) apply(a *account, entryMine bool) error {
 		if len(a.Rooms) >= c.maxOwned {
 			return store.ErrTooManyRooms
 		}
-		r, c.claimed, c.addedRoom = store.Room{Name: c.name, Owner: c.owner, Created: time.Now().UTC()}, true, true
+		r, c.claimed = store.Room{Name: c.name, Owner: c.owner, Created: time.Now().UTC()}, true
 	}
 	if err := c.fn(&r); err != nil {
 		return err
@@ -207,22 +298,28 @@ func (c *roomChange) apply(a *account, entryMine bool) error {
 		return err
 	}
 	a.putRoom(r)
+	if c.claimed {
+		if a.Claims == nil {
+			a.Claims = map[string]string{}
+		}
+		a.Claims[c.name] = c.id // the undo of an earlier claim leaves the room to this one
+	}
 	c.out = r
 	return nil
 }
 
-// dropRoom removes room name from owner's record, best effort.
-func (s *Store) dropRoom(ctx context.Context, owner, name string) {
-	err := modify(ctx, s, "set_room", s.accounts, key(owner), false, func(a *account, _ bool) (bool, error) {
+// dropClaim removes room name from owner's record if the claim id put it
+// there last.
+func (s *Store) dropClaim(ctx context.Context, owner, name, id string) error {
+	return modify(ctx, s, "set_room", s.accounts, key(owner), false, func(a *account, _ bool) (bool, error) {
 		i := a.room(name)
-		if i >= 0 {
-			a.Rooms = slices.Delete(a.Rooms, i, i+1)
+		if i < 0 || a.Claims[name] != id {
+			return false, nil
 		}
-		return i >= 0, nil
+		a.Rooms = slices.Delete(a.Rooms, i, i+1)
+		delete(a.Claims, name)
+		return true, nil
 	})
-	if err != nil {
-		s.log.Warn("giving back a room claimed by another", "room", name, "err", err)
-	}
 }
 
 // DeleteRoom releases a room: from its owner's record in one step, then
@@ -245,6 +342,7 @@ func (s *Store) DeleteRoom(name, owner string) error {
 				return false, store.ErrNotFound
 			}
 			a.Rooms = slices.Delete(a.Rooms, i, i+1)
+			delete(a.Claims, name)
 			return true, nil
 		})
 		if err != nil {
