@@ -43,7 +43,9 @@ var forgetAfter = time.Hour
 // id takes the place of the node forgotten soonest among those whose
 // sessions were removed; with none such (a flood of heartbeats from ids
 // all heard within DeadAfter and OrphanGrace), it is refused, counted and
-// logged. A variable so that tests can lower it.
+// logged: a real node refused so is not taken for gone if it dies, and
+// its sessions known here are not removed as a dead node's are. A
+// variable so that tests can lower it.
 var maxNodes = 1024
 
 type liveness struct {
