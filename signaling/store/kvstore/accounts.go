@@ -22,8 +22,10 @@ type account struct {
 	Rooms    []store.Room   `json:"rooms,omitempty"` // by name; see rooms.go
 	// Claims names, for each room in Rooms, the last claim that put it
 	// there (roomChange.id), so that a claim whose seal failed takes out
-	// only a room it put there itself (rooms.go).
-	Claims map[string]string `json:"claims,omitempty"`
+	// only a room it put there itself (rooms.go). Droppable: a record an
+	// older khadga rewrote without it only makes such a claim leave the
+	// room in the record, as older versions always did.
+	Claims map[string]string `json:"claims,omitempty" khadga:"droppable"`
 }
 
 // family returns the index of family id, or -1.

@@ -54,7 +54,9 @@ type roomEntry struct {
 	Name  string `json:"name"`
 	Owner string `json:"owner"`
 	// Claim is the id of the claim that sealed it (roomChange.id).
-	Claim string `json:"claim,omitempty"`
+	// Droppable: an entry without it (written by an older khadga) only
+	// makes a claim whose answer was lost report that it did not claim.
+	Claim string `json:"claim,omitempty" khadga:"droppable"`
 }
 
 // room returns the index of room name in the record, or -1.
