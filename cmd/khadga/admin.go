@@ -20,6 +20,7 @@ import (
 	"github.com/khadga/khadga/signaling/auth"
 	"github.com/khadga/khadga/signaling/cluster"
 	"github.com/khadga/khadga/signaling/store"
+	"github.com/khadga/khadga/signaling/store/kvstore"
 )
 
 // adminSocketName is the admin socket's file in the data directory.
@@ -75,7 +76,7 @@ func (a *adminConfig) open(existing bool) (admin.Admin, func(), error) {
 func (a *adminConfig) openCluster() (admin.Admin, func(), error) {
 	ctx, cancel := context.WithTimeout(context.Background(), natsOpenWait)
 	defer cancel()
-	ns, err := a.NATS.open(ctx, "khadga admin", adminLogger(), nil)
+	ns, err := a.NATS.open(ctx, "khadga admin", adminLogger(), nil, kvstore.SchemaCheck)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -103,7 +104,7 @@ func (a *adminConfig) openStore(ctx context.Context) (store.Backend, func(), err
 	if a.NATS.enabled() {
 		ctx, cancel := context.WithTimeout(ctx, natsOpenWait)
 		defer cancel()
-		ns, err := a.NATS.open(ctx, "khadga admin", adminLogger(), nil)
+		ns, err := a.NATS.open(ctx, "khadga admin", adminLogger(), nil, kvstore.SchemaCheck)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/khadga/khadga/signaling/store"
+	"github.com/khadga/khadga/signaling/store/kvstore"
 )
 
 // migrateConfig is the configuration of `khadga migrate`.
@@ -58,7 +59,7 @@ func runMigrate(ctx context.Context, args []string) error {
 	defer src.Close()
 	ctx, cancel := context.WithTimeout(ctx, natsOpenWait)
 	defer cancel()
-	ns, err := c.NATS.open(ctx, "khadga migrate", adminLogger(), nil)
+	ns, err := c.NATS.open(ctx, "khadga migrate", adminLogger(), nil, kvstore.SchemaCheck)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
@@ -99,7 +100,7 @@ func restoreCluster(ctx context.Context, a *adminConfig, backup, name string, in
 	defer src.Close()
 	ctx, cancel := context.WithTimeout(ctx, natsOpenWait)
 	defer cancel()
-	ns, err := a.NATS.open(ctx, "khadga restore", adminLogger(), nil)
+	ns, err := a.NATS.open(ctx, "khadga restore", adminLogger(), nil, kvstore.SchemaReplace)
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}

@@ -79,18 +79,23 @@ type natsStore struct {
 // made if missing but never changed: the cluster's settings are its
 // nodes' (openNode), and an admin command or a TURN node run without
 // --nats-replicas must not take a 3-replica cluster down to one copy.
-func (c *natsConfig) open(ctx context.Context, name string, log *slog.Logger, reg prometheus.Registerer) (*natsStore, error) {
-	return c.connect(ctx, name, log, reg, true)
+// schema is what the process does with the cluster's schema version:
+// kvstore.SchemaCheck for one that rewrites records (admin commands),
+// SchemaIgnore for a TURN node, SchemaReplace for a restore.
+func (c *natsConfig) open(ctx context.Context, name string, log *slog.Logger, reg prometheus.Registerer,
+	schema kvstore.Schema) (*natsStore, error) {
+	return c.connect(ctx, name, log, reg, true, schema)
 }
 
 // openNode is open for a node (khadga serve), whose --nats-replicas and
 // audit bounds are the cluster's: it brings the buckets and the stream to
 // them.
 func (c *natsConfig) openNode(ctx context.Context, name string, log *slog.Logger, reg prometheus.Registerer) (*natsStore, error) {
-	return c.connect(ctx, name, log, reg, false)
+	return c.connect(ctx, name, log, reg, false, kvstore.SchemaCheck)
 }
 
-func (c *natsConfig) connect(ctx context.Context, name string, log *slog.Logger, reg prometheus.Registerer, keep bool) (*natsStore, error) {
+func (c *natsConfig) connect(ctx context.Context, name string, log *slog.Logger, reg prometheus.Registerer, keep bool,
+	schema kvstore.Schema) (*natsStore, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
@@ -104,7 +109,7 @@ func (c *natsConfig) connect(ctx context.Context, name string, log *slog.Logger,
 			return nil, err
 		}
 	}
-	st, err := kvstore.Open(ctx, conn, kvstore.Options{Prefix: c.Subject, Replicas: c.Replicas, KeepSettings: keep, Registerer: reg,
+	st, err := kvstore.Open(ctx, conn, kvstore.Options{Prefix: c.Subject, Replicas: c.Replicas, KeepSettings: keep, Schema: schema, Registerer: reg,
 		AuditMax: c.AuditMax, AuditMaxAge: c.AuditMaxAge, Logger: log.With(slog.String("component", "kvstore"))})
 	if err != nil {
 		conn.Close()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/khadga/khadga/certs"
 	"github.com/khadga/khadga/signaling/store"
+	"github.com/khadga/khadga/signaling/store/kvstore"
 	"github.com/khadga/khadga/turn"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -295,7 +296,7 @@ func serveTURN(ctx context.Context, c *turnCommandConfig, log *slog.Logger, read
 	reg := newRegistry()
 	var st store.Backend
 	if c.NATS.enabled() {
-		ns, err := c.NATS.open(ctx, "khadga turn", log, reg)
+		ns, err := c.NATS.open(ctx, "khadga turn", log, reg, kvstore.SchemaIgnore)
 		if err != nil {
 			return err
 		}

@@ -34,8 +34,14 @@ func (s *Store) WriteTo(w io.Writer) (n int64, err error) {
 }
 
 // Clear deletes every record of every bucket and the audit log, for a
-// restore that replaces the cluster's data. Nodes that run meanwhile see
-// their users' sessions vanish; stop them first or expect sign-ins.
+// restore that replaces the cluster's data, and records this binary's
+// schema version: every record from now on is its (a restore with an
+// older release takes the cluster back to it; open the store with
+// SchemaReplace for that). Nodes that run meanwhile see their users'
+// sessions vanish; stop them first or expect sign-ins (and stop those of
+// a newer release before going back to an older one: they would go on
+// writing records the older release would rewrite without their new
+// fields).
 func (s *Store) Clear() error {
 	return s.do("clear", listTimeout, func(ctx context.Context) error {
 		js := s.conn.JetStream()
@@ -50,6 +56,9 @@ func (s *Store) Clear() error {
 		}
 		if err := s.audit.Purge(ctx); err != nil {
 			return fmt.Errorf("kvstore: clear the audit log: %w", err)
+		}
+		if _, err := s.health.Put(ctx, schemaKey, mySchema()); err != nil {
+			return fmt.Errorf("kvstore: record the schema version: %w", err)
 		}
 		return nil
 	})

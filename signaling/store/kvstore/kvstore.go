@@ -76,6 +76,12 @@
 // health bucket, raising an older one by compare-and-swap, and refuses
 // buckets that a newer khadga opened (store.ErrSchemaTooNew), whose
 // records may hold fields this binary would drop when it rewrites them.
+// Two kinds of process are let through instead (Options.Schema): one
+// that only reads the TURN secrets (SchemaIgnore), whom no version
+// concerns, so that TURN nodes keep starting beside signaling nodes of
+// another release and never lock those out; and a restore
+// (SchemaReplace), which replaces every record, so that Clear records
+// its version: the way back to an older release.
 //
 // Watches (WatchSigningKeys, WatchSecret) start again from the last
 // revision they saw whenever the connection comes back, so a change made
@@ -132,6 +138,9 @@ type Options struct {
 	// a process that does not own the deployment's settings, such as an
 	// admin command run without the nodes' flags.
 	KeepSettings bool
+	// Schema is what Open does with the schema version the buckets
+	// record (schema.go). Default SchemaCheck.
+	Schema Schema
 	// AuditMax and AuditMaxAge bound the audit stream: the oldest events
 	// are dropped past either. Defaults store.DefaultAuditMax and
 	// DefaultAuditMaxAge.
@@ -312,8 +321,10 @@ func (s *Store) setup(ctx context.Context) error {
 	if s.health, err = bucket("health", "readiness probe writes", 0); err != nil {
 		return err
 	}
-	if err := s.checkSchema(ctx); err != nil {
-		return err
+	if s.opts.Schema == SchemaCheck {
+		if err := s.checkSchema(ctx); err != nil {
+			return err
+		}
 	}
 	audit := jetstream.StreamConfig{
 		Name: s.opts.Prefix + "-audit", Description: "khadga audit log", Subjects: []string{s.subject},

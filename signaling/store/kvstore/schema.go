@@ -11,6 +11,28 @@ import (
 	"github.com/khadga/khadga/signaling/store"
 )
 
+// Schema is what Open does with the schema version the buckets record.
+type Schema int
+
+const (
+	// SchemaCheck refuses buckets that a newer khadga opened, and raises
+	// an older recorded version to this binary's: for a process that
+	// rewrites records (a node, an admin command).
+	SchemaCheck Schema = iota
+	// SchemaIgnore neither refuses nor records a version: for a process
+	// that only reads the TURN secrets, and makes the first one if there
+	// is none (khadga turn --nats), which no version concerns. Checked,
+	// a TURN node of an older release did not start once the signaling
+	// nodes were upgraded, and one of a newer release raised the version,
+	// after which the signaling nodes of the older release did not.
+	SchemaIgnore
+	// SchemaReplace opens buckets of any version, for a process that
+	// replaces every record (khadga restore --nats: Clear, then a copy);
+	// Clear records this binary's version. This is how a cluster goes
+	// back to an older release, whose restore was refused.
+	SchemaReplace
+)
+
 // schemaKey is the health bucket's key that holds the highest record
 // schema (store.SchemaVersion) of any khadga that has opened the buckets.
 const schemaKey = "schema"
@@ -23,7 +45,7 @@ const schemaKey = "schema"
 // from the bucket's leader and raised by compare-and-swap, so that two
 // nodes of different versions starting at once end with the higher one.
 func (s *Store) checkSchema(ctx context.Context) error {
-	mine := []byte(strconv.FormatUint(store.SchemaVersion, 10))
+	mine := mySchema()
 	for {
 		data, rev, err := s.health.latest(ctx, schemaKey)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -51,3 +73,6 @@ func (s *Store) checkSchema(ctx context.Context) error {
 		}
 	}
 }
+
+// mySchema is store.SchemaVersion as the health bucket holds it.
+func mySchema() []byte { return []byte(strconv.FormatUint(store.SchemaVersion, 10)) }
