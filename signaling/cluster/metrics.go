@@ -31,7 +31,7 @@ func newMetrics(n *Node) *metrics {
 		received:      c("deliveries_received_total", "Messages from other nodes for sessions of this node."),
 		badMessages:   c("bad_messages_total", "Messages from the cluster that could not be read."),
 		publishErrors: c("publish_errors_total", "NATS publishes that failed."),
-		outboxFull:    c("outbox_full_total", "Deliveries refused because the outbox to NATS was full."),
+		outboxFull:    c("outbox_full_total", "Deliveries, and acks and delivered notices for other nodes, refused because the outbox to NATS was full."),
 		kvErrors:      c("kv_errors_total", "Session directory (JetStream KV) operations that failed."),
 		fatesDropped:  c("signal_fates_dropped_total", "Acks and delivered notices for signals from other nodes that this node's full outbox refused: their senders are told, after AckWait (HeldWait for held signals), that the signals were not delivered, although they may have been."),
 		nodeDeaths:    c("node_deaths_total", "Nodes found gone (no heartbeat)."),
