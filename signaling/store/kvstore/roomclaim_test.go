@@ -15,11 +15,12 @@ import (
 
 // step is what one write of a store meets in faults: before runs first
 // (another node's claim, say); then, unless fail is set, the write goes
-// through; with fail, it is applied only if apply is set, and answered
-// nats.ErrTimeout either way, as a lost answer would be.
+// through; with fail, it is applied only if apply is set, then after
+// runs, and it is answered nats.ErrTimeout either way, as a lost answer
+// would be.
 type step struct {
-	before      func()
-	fail, apply bool
+	before, after func()
+	fail, apply   bool
 }
 
 // faults takes the writes of a store's accounts and rooms buckets through
@@ -64,6 +65,9 @@ func (f *faults) write(do func() (uint64, error)) (uint64, error) {
 		if _, err := do(); err != nil {
 			return 0, err
 		}
+	}
+	if st.after != nil {
+		st.after()
 	}
 	return 0, nats.ErrTimeout
 }
@@ -211,5 +215,35 @@ func TestRoomClaimUndoKeepsTheOwnersConcurrentClaim(t *testing.T) {
 				t.Fatalf("lobby: %v", err)
 			}
 		})
+	}
+}
+
+// TestRoomClaimWhoseRecordWriteIsLostLeavesNoSlot: the write of ann's
+// record that claims lobby is applied, its answer lost, and before the
+// claim reads the record back another write of ann's (her claim of hall
+// on b) lands on it, so that the claim cannot tell whether its write
+// was applied. The claim fails, and lobby does not stay in her record:
+// with a limit of two rooms, she claims a third name at once. The claim
+// returned the error and left lobby in her record, owned by nobody and
+// invisible to her, yet counted: every later claim was ErrTooManyRooms
+// until she claimed lobby again.
+func TestRoomClaimWhoseRecordWriteIsLostLeavesNoSlot(t *testing.T) {
+	a, b, f, _ := twoNodesWithAnn(t)
+	hall := func() {
+		if _, claimed, err := b.SetRoom("hall", "ann", 2, keep); err != nil || !claimed {
+			t.Errorf("ann's claim of hall on b: claimed %v, %v", claimed, err)
+		}
+	}
+	f.set(step{fail: true, apply: true, after: hall}) // ann's record
+	_, _, err := a.SetRoom("lobby", "ann", 2, keep)
+	if f.left() != 0 {
+		t.Fatal("the record write was not failed: the test did not run its case")
+	}
+	t.Logf("the claim of lobby: %v", err)
+	if names, slots := owns(t, b); !slices.Equal(names, []string{"hall"}) || slots != 1 {
+		t.Fatalf("ann owns %q, and her record holds %d rooms; want hall alone", names, slots)
+	}
+	if _, claimed, err := b.SetRoom("den", "ann", 2, keep); err != nil || !claimed {
+		t.Fatalf("another claim of ann's: claimed %v, %v", claimed, err)
 	}
 }

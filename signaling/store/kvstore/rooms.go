@@ -30,8 +30,11 @@ package kvstore
 // then takes the room out of the record, if the record still carries its
 // own mark: a claim of the same user that took the room on since has
 // put its mark there, and a later one finds the room gone and adds it
-// afresh. A slot leaks only if the store fails the undo too; it is taken
-// back when the owner claims that name again.
+// afresh. A claim whose write of the record has an unknown outcome (its
+// answer lost, and the record written again before it was read back) is
+// undone the same way, as its room may be in the record. A slot leaks
+// only if the store fails the undo too; it is taken back when the owner
+// claims that name again (unless another has claimed it meanwhile).
 
 import (
 	"cmp"
@@ -170,6 +173,9 @@ type roomChange struct {
 	id          string // marks the room in the record, and the entry it seals
 	out         store.Room
 	claimed     bool
+	// marked: the last apply put the room in the record with this
+	// claim's mark (claimed, and nothing refused it).
+	marked bool
 }
 
 // claimID is a new claim's id: 64 random bits.
@@ -189,9 +195,16 @@ func (c *roomChange) try(ctx context.Context) (sealed bool, err error) {
 		}
 		// Stale: released, or its owner's account deleted. Claim it over.
 	}
+	c.marked = false
 	err = modify(ctx, c.s, "set_room", c.s.accounts, key(c.owner), false, func(a *account, _ bool) (bool, error) {
 		return true, c.apply(a, holder == c.owner)
 	})
+	if err != nil && c.marked && answerLost(err) {
+		// The record may hold the room with this claim's mark, unsealed
+		// (the write applied, its answer lost, and the record written
+		// again since): undo it as a failed seal is undone.
+		return c.undo(err)
+	}
 	if err != nil {
 		return false, err
 	}
@@ -217,8 +230,9 @@ func (c *roomChange) try(ctx context.Context) (sealed bool, err error) {
 }
 
 // undo takes the room out of the owner's record after the claim's seal
-// failed with sealErr, unless a claim of the owner sealed it (see the
-// top of this file for why in this order). sealed reports that this
+// failed with sealErr (or its write of the record, with an unknown
+// outcome), unless a claim of the owner sealed it (see the top of this
+// file for why in this order). sealed reports that this
 // claim's own seal was applied, its answer lost; sealed false with no
 // error: try again. It has an OpTimeout of its own: the operation's may
 // be spent.
@@ -276,7 +290,7 @@ func (c *roomChange) leaked(sealErr, undoErr error) error {
 func (c *roomChange) apply(a *account, entryMine bool) error {
 	i := a.room(c.name)
 	var r store.Room
-	c.claimed = false
+	c.claimed, c.marked = false, false
 	switch {
 	case i >= 0 && entryMine: // the owner's: a change
 		r = a.Rooms[i]
@@ -305,6 +319,7 @@ func (c *roomChange) apply(a *account, entryMine bool) error {
 			a.Claims = map[string]string{}
 		}
 		a.Claims[c.name] = c.id // the undo of an earlier claim leaves the room to this one
+		c.marked = true
 	}
 	c.out = r
 	return nil
