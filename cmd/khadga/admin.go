@@ -76,7 +76,7 @@ func (a *adminConfig) open(existing bool) (admin.Admin, func(), error) {
 func (a *adminConfig) openCluster() (admin.Admin, func(), error) {
 	ctx, cancel := context.WithTimeout(context.Background(), natsOpenWait)
 	defer cancel()
-	ns, err := a.NATS.open(ctx, "khadga admin", adminLogger(), nil, kvstore.SchemaCheck)
+	ns, err := a.NATS.open(ctx, "khadga admin", adminLogger(), nil, kvstore.SchemaSame)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -104,7 +104,7 @@ func (a *adminConfig) openStore(ctx context.Context) (store.Backend, func(), err
 	if a.NATS.enabled() {
 		ctx, cancel := context.WithTimeout(ctx, natsOpenWait)
 		defer cancel()
-		ns, err := a.NATS.open(ctx, "khadga admin", adminLogger(), nil, kvstore.SchemaCheck)
+		ns, err := a.NATS.open(ctx, "khadga admin", adminLogger(), nil, kvstore.SchemaSame)
 		if err != nil {
 			return nil, nil, err
 		}

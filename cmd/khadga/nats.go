@@ -80,8 +80,9 @@ type natsStore struct {
 // nodes' (openNode), and an admin command or a TURN node run without
 // --nats-replicas must not take a 3-replica cluster down to one copy.
 // schema is what the process does with the cluster's schema version:
-// kvstore.SchemaCheck for one that rewrites records (admin commands),
-// SchemaIgnore for a TURN node, SchemaReplace for a restore.
+// kvstore.SchemaCheck for one that rewrites records (migrate), SchemaSame
+// for an admin command, SchemaIgnore for a TURN node, SchemaReplace for a
+// restore.
 func (c *natsConfig) open(ctx context.Context, name string, log *slog.Logger, reg prometheus.Registerer,
 	schema kvstore.Schema) (*natsStore, error) {
 	return c.connect(ctx, name, log, reg, true, schema)

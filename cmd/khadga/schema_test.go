@@ -131,3 +131,30 @@ func TestRestoreIntoAClusterOfANewerRelease(t *testing.T) {
 		t.Fatalf("user list --nats after the restore: %v\n%s", err, out)
 	}
 }
+
+// TestAdminCommandsOfANewerRelease: an admin command run with a newer
+// release than the cluster's nodes (from a laptop, say) is refused, with
+// what to do, and leaves the version alone. It raised the version, after
+// which the nodes of the cluster's own release no longer restarted; and
+// had it left the version alone while writing, those nodes would have
+// dropped what it wrote when they next rewrote a record. A cluster with
+// no version yet (set up before its first node starts) takes the
+// command's.
+func TestAdminCommandsOfANewerRelease(t *testing.T) {
+	nats := natstest.Start(t).ClientURL()
+	dir := t.TempDir()
+	if out, err := run(t, dir, "a long admin password\n", "user", "add", "root", "--role", "admin", "--nats", nats); err != nil {
+		t.Fatalf("user add --nats on a new cluster: %v\n%s", err, out)
+	}
+	if v := clusterSchema(t, nats, 0); v != store.SchemaVersion {
+		t.Fatalf("a new cluster set up by an admin command records schema %d, want %d", v, store.SchemaVersion)
+	}
+	clusterSchema(t, nats, store.SchemaVersion-1) // nodes of the release before
+	out, err := run(t, dir, "", "user", "list", "--nats", nats)
+	if err == nil || !strings.Contains(out, "older khadga") {
+		t.Fatalf("user list --nats with a newer release than the nodes': %v\n%s; want a refusal that says why", err, out)
+	}
+	if v := clusterSchema(t, nats, 0); v != store.SchemaVersion-1 {
+		t.Fatalf("the refused command changed the cluster's schema version to %d", v)
+	}
+}

@@ -81,7 +81,9 @@
 // concerns, so that TURN nodes keep starting beside signaling nodes of
 // another release and never lock those out; and a restore
 // (SchemaReplace), which replaces every record, so that Clear records
-// its version: the way back to an older release.
+// its version: the way back to an older release. An admin command
+// (SchemaSame) raises no version: it may run with another release than
+// the nodes, and is refused by nodes of an older one (ErrOtherRelease).
 //
 // Watches (WatchSigningKeys, WatchSecret) start again from the last
 // revision they saw whenever the connection comes back, so a change made
@@ -321,7 +323,7 @@ func (s *Store) setup(ctx context.Context) error {
 	if s.health, err = bucket("health", "readiness probe writes", 0); err != nil {
 		return err
 	}
-	if s.opts.Schema == SchemaCheck {
+	if s.opts.Schema == SchemaCheck || s.opts.Schema == SchemaSame {
 		if err := s.checkSchema(ctx); err != nil {
 			return err
 		}

@@ -31,7 +31,19 @@ const (
 	// Clear records this binary's version. This is how a cluster goes
 	// back to an older release, whose restore was refused.
 	SchemaReplace
+	// SchemaSame refuses buckets of any version but this binary's
+	// (ErrOtherRelease), and records its own in buckets that have none:
+	// for an admin command, which may run from another machine with
+	// another release than the nodes. Raising an older version would
+	// stop the nodes of that release from restarting; leaving it, they
+	// would drop what this binary writes when they rewrite a record.
+	SchemaSame
 )
+
+// ErrOtherRelease is Open's error, with SchemaSame, for buckets whose
+// nodes run an older release than this binary: run the nodes' release,
+// or upgrade the nodes first.
+var ErrOtherRelease = errors.New("the cluster's nodes run an older khadga: use their release for this command, or upgrade them first")
 
 // schemaKey is the health bucket's key that holds the highest record
 // schema (store.SchemaVersion) of any khadga that has opened the buckets.
@@ -67,6 +79,8 @@ func (s *Store) checkSchema(ctx context.Context) error {
 				v, store.SchemaVersion, store.ErrSchemaTooNew)
 		case v == store.SchemaVersion:
 			return nil
+		case s.opts.Schema == SchemaSame:
+			return fmt.Errorf("schema version %d recorded, this binary writes %d: %w", v, store.SchemaVersion, ErrOtherRelease)
 		}
 		if _, err = s.health.Update(ctx, schemaKey, mine, rev); !conflict(err) {
 			return err
