@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -50,7 +51,15 @@ func runChat(ctx context.Context, e *env, args []string) error {
 	self := cl.Self()
 	fmt.Fprintf(e.stdout, "* joined %s as %s (peer %s); /help for commands\n", r.Name(), self.User, self.Peer)
 	ch := &chat{e: e, cl: cl, r: r, dir: c.Dir, joined: c.joined, down: map[string]time.Time{}}
-	return ch.loop(ctx)
+	// Transfers end with the chat, before the client closes: each tells
+	// its peer why, and a file being received leaves no partial file in
+	// --dir. The process exits as soon as runChat returns, under any
+	// transfer still running.
+	ctx, stop := context.WithCancel(ctx)
+	err = ch.loop(ctx)
+	stop()
+	ch.transfers.Wait()
+	return err
 }
 
 type chat struct {
@@ -61,6 +70,8 @@ type chat struct {
 	joined time.Time
 	offers []*client.IncomingFile
 	down   map[string]time.Time // peers whose connection dropped, since when
+	// transfers are the /send and /accept under way; runChat waits for them.
+	transfers sync.WaitGroup
 }
 
 func (ch *chat) loop(ctx context.Context) error {
@@ -218,11 +229,11 @@ func (ch *chat) command(ctx context.Context, line string) bool {
 			off.Reject("declined")
 			break
 		}
-		go func() {
+		ch.transfers.Go(func() {
 			if err := receive(ctx, ch.e, off, ch.dir); err != nil {
 				fmt.Fprintf(ch.e.stderr, "* receiving %s failed: %v\n", off.Name, err)
 			}
-		}()
+		})
 	case strings.HasPrefix(f[0], "/"):
 		ch.say("* unknown command; /help lists them")
 	default:
@@ -259,14 +270,14 @@ func (ch *chat) send(ctx context.Context, path, who string) {
 		ch.say("* send: %v", err)
 		return
 	}
-	go func() {
+	ch.transfers.Go(func() {
 		defer file.Close()
 		if err := watchProgress(ch.e.stderr, t); err != nil {
 			fmt.Fprintf(ch.e.stderr, "* sending %s failed: %v\n", t.Name, err)
 			return
 		}
 		fmt.Fprintf(ch.e.stderr, "* sent %s to %s, verified (sha256 %s)\n", t.Name, who, t.SHA256()[:16])
-	}()
+	})
 }
 
 func name(m proto.Member) string {

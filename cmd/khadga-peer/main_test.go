@@ -197,6 +197,26 @@ func waitLine(t *testing.T, ch <-chan string, want string) {
 	}
 }
 
+// startChat starts khadga-peer chat with args, config dir dir, and
+// returns its stdin and its stdout's lines.
+func startChat(ctx context.Context, t *testing.T, dir string, args ...string) (*exec.Cmd, io.WriteCloser, <-chan string) {
+	t.Helper()
+	cmd := peerCmd(ctx, t, dir, "", append([]string{"chat"}, args...)...)
+	cmd.Stdin = nil
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, in, lineReader(t, out)
+}
+
 func TestChatProcesses(t *testing.T) {
 	s := signalingtest.Start(t, signalingtest.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -209,20 +229,8 @@ func TestChatProcesses(t *testing.T) {
 	}
 	procs := map[string]*proc{}
 	for _, u := range []string{"alice", "bob"} {
-		cmd := peerCmd(ctx, t, dirs[u], "", "chat", "lounge", "--loopback")
-		cmd.Stdin = nil
-		in, err := cmd.StdinPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		procs[u] = &proc{cmd: cmd, in: in, out: lineReader(t, out)}
+		cmd, in, out := startChat(ctx, t, dirs[u], "lounge", "--loopback")
+		procs[u] = &proc{cmd: cmd, in: in, out: out}
 	}
 	waitLine(t, procs["alice"].out, "connected to bob")
 	waitLine(t, procs["bob"].out, "connected to alice")

@@ -41,23 +41,7 @@ func (tr *trickle) Read(p []byte) (int, error) {
 // it liked. Now recv cancels the transfer at the timeout, tells the
 // sender, removes the partial file and exits 5.
 func TestRecvTimeoutBoundsTransfer(t *testing.T) {
-	s := signalingtest.Start(t, signalingtest.Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	bob := login(ctx, t, s, "bob")
-	s.Register(t, "alice", password)
-	var se webrtc.SettingEngine
-	se.SetIncludeLoopbackCandidate(true)
-	alice, err := client.Dial(ctx, s.URL, client.Credentials{Username: "alice", Password: password},
-		client.WithSettingEngine(se), client.WithLogger(signalingtest.Logger(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer alice.Close()
-	room, err := alice.Join(ctx, "drop")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, bob, room := aliceAndBob(t, "drop")
 
 	const timeout = 6 * time.Second
 	inbox := t.TempDir()
@@ -110,6 +94,31 @@ func TestRecvTimeoutBoundsTransfer(t *testing.T) {
 	if !errors.Is(err, client.ErrTransferInterrupted) || !strings.Contains(err.Error(), "receiver cancelled") {
 		t.Errorf("the sender's transfer ended with %v, want the receiver's cancellation", err)
 	}
+}
+
+// aliceAndBob starts a server, signs bob in for khadga-peer (his config
+// directory) and alice with the client package, in room: the two sides
+// of a transfer. The context bounds the test.
+func aliceAndBob(t *testing.T, room string) (context.Context, string, *client.Room) {
+	t.Helper()
+	s := signalingtest.Start(t, signalingtest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	t.Cleanup(cancel)
+	bob := login(ctx, t, s, "bob")
+	s.Register(t, "alice", password)
+	var se webrtc.SettingEngine
+	se.SetIncludeLoopbackCandidate(true)
+	alice, err := client.Dial(ctx, s.URL, client.Credentials{Username: "alice", Password: password},
+		client.WithSettingEngine(se), client.WithLogger(signalingtest.Logger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { alice.Close() })
+	r, err := alice.Join(ctx, room)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, bob, r
 }
 
 // lastLines is the end of a command's output: a progress bar redraws
