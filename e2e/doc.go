@@ -65,6 +65,9 @@
 //     keeps the sign-in and tries again until it is back in its room; a
 //     sign-in with the form meanwhile wins (the restored one signs itself
 //     out), and a refused refresh (401) signs the tab out.
+//   - TestReloadRefreshAnsweredAfterTheForm: a reload's refresh answered
+//     only after the person signed in with the form is signed out at once;
+//     the form's sign-in stays the only one, connected and kept.
 //   - TestSDKExamplePage: the documented example page, built on the SDK
 //     alone, chats with a person using the app.
 //   - TestPasswordChange: the app refuses a wrong current password and a

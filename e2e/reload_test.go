@@ -4,8 +4,10 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/chromedp"
@@ -181,4 +183,53 @@ func intercept(t *testing.T, p *page, pattern string, answer func(*fetch.EventRe
 			})
 		}
 	}()
+}
+
+// TestReloadRefreshAnsweredAfterTheForm: the refresh of a reload that is
+// answered only after the person signed in with the form (a slow server)
+// does not take the tab over. Before, the restored sign-in started all the
+// same: it replaced the form's as the page's, and the form's client stayed
+// connected behind it, with no way to sign it out; two sign-ins were live.
+// Now the restored one is given up at once: signed out (its refresh token
+// family revoked), never connected.
+func TestReloadRefreshAnsweredAfterTheForm(t *testing.T) {
+	s := signalingtest.Start(t, resumable)
+	s.Register(t, "bob", password)
+	p := openPage(t, s.URL, "alice")
+	p.register("alice")
+	p.join("lobby")
+
+	// The reload's refresh is held until the form's sign-in is done.
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	var n atomic.Int32
+	intercept(t, p, "*/api/refresh", func(*fetch.EventRequestPaused) *fakeAnswer {
+		if n.Add(1) == 1 {
+			close(held)
+			<-release
+		}
+		return nil
+	})
+	p.do(chromedp.Reload())
+	select {
+	case <-held:
+	case <-time.After(waitTimeout):
+		t.Fatal("the reload made no refresh")
+	}
+	p.do(chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.SetValue(chromedp.ID("username"), "bob"), chromedp.SetValue(chromedp.ID("password"), password))
+	p.press("login")
+	const bobIn = `khadgaApp.client && khadgaApp.client.connected && khadgaApp.client.self.user === 'bob' && !document.getElementById('app').hidden`
+	p.waitFor("bob signed in with the form", bobIn)
+	once.Do(func() { close(release) })
+
+	p.waitFor("the restored sign-in given up, or in", `performance.getEntriesByType('resource').some(e => e.name.endsWith('/api/logout')) || `+
+		`document.getElementById('whoami').textContent.includes('alice')`)
+	if !eval[bool](p, bobIn+` && document.getElementById('whoami').textContent === 'Signed in as bob'`) {
+		t.Fatalf("the restored sign-in took the tab over from the form's: %s", p.state())
+	}
+	if !eval[bool](p, `sessionStorage.getItem('khadga.refresh') === khadgaApp.session.refreshToken`) {
+		t.Error("the kept refresh token is not the form's sign-in's")
+	}
 }

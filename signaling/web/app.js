@@ -914,9 +914,17 @@ function forget(session, k) {
 
 // signInAgain trades the refresh token kept in the tab for a session, and
 // tries again while the server is busy, limiting or unreachable (see
-// keepTrying), until it works or the user signs in with the form.
-function signInAgain(rt) {
-  return keepTrying('Could not sign in again', () => Session.fromRefreshToken(rt), () => state.session !== null);
+// keepTrying), until it works or the user signs in with the form. A
+// session that comes after the form's sign-in (a slow answer) is signed
+// out at once: started, it would take the page over and leave the form's
+// client connected behind it.
+async function signInAgain(rt) {
+  const session = await keepTrying('Could not sign in again', () => Session.fromRefreshToken(rt), () => state.session !== null);
+  if (state.session !== null) {
+    session.logout();
+    throw new Error('signed in with the form meanwhile');
+  }
+  return session;
 }
 
 // retryable says whether an attempt that failed with e may work later:
@@ -931,7 +939,9 @@ function retryable(e) {
 // a retryable failure: after Retry-After, or 1 s doubling to 30 s, saying
 // so (what: the failure) on the sign-in form, which shows meanwhile. It
 // rejects on a refusal, or once gaveUp() says the attempt is no longer
-// wanted (the user signed in with the form, or was signed out).
+// wanted (the user signed in with the form, or was signed out). An attempt
+// under way when that happens may still resolve: the caller checks again,
+// and drops what it got.
 async function keepTrying(what, attempt, gaveUp) {
   for (let wait = 1000; ; wait = Math.min(2 * wait, 30000)) {
     try {
