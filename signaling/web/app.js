@@ -890,7 +890,16 @@ async function restore() {
   if (!rt) return;
   restoreLog(); // first, so that it comes before what the new connection says
   try {
-    await start(await signInAgain(rt), { restored: true });
+    const session = await signInAgain(rt);
+    if (state.session) {
+      // The form signed in while the refresh was under way (a slow
+      // answer). Started, this one would take the page over and leave the
+      // form's client connected behind it; checked here, with nothing
+      // awaited before start, so that no sign-in comes in between.
+      session.logout();
+      return;
+    }
+    await start(session, { restored: true });
   } catch {
     if (state.session) return; // signed in with the form meanwhile
     for (const key of [refreshKey, logKey, roomsKey, invitesKey]) sessionStorage.removeItem(key);
@@ -914,17 +923,9 @@ function forget(session, k) {
 
 // signInAgain trades the refresh token kept in the tab for a session, and
 // tries again while the server is busy, limiting or unreachable (see
-// keepTrying), until it works or the user signs in with the form. A
-// session that comes after the form's sign-in (a slow answer) is signed
-// out at once: started, it would take the page over and leave the form's
-// client connected behind it.
-async function signInAgain(rt) {
-  const session = await keepTrying('Could not sign in again', () => Session.fromRefreshToken(rt), () => state.session !== null);
-  if (state.session !== null) {
-    session.logout();
-    throw new Error('signed in with the form meanwhile');
-  }
-  return session;
+// keepTrying), until it works or the user signs in with the form.
+function signInAgain(rt) {
+  return keepTrying('Could not sign in again', () => Session.fromRefreshToken(rt), () => state.session !== null);
 }
 
 // retryable says whether an attempt that failed with e may work later:
