@@ -125,6 +125,17 @@ func join(t *testing.T, c *Client, room string) *Room {
 	return r
 }
 
+// aliceAndBob registers alice and bob, has both join room, and returns
+// once each has a peer connection to the other.
+func (ts *testServer) aliceAndBob(t *testing.T, room string) (alice, bob *Client, ra, rb *Room) {
+	t.Helper()
+	alice, bob = ts.newClient(t, "alice"), ts.newClient(t, "bob")
+	ra, rb = join(t, alice, room), join(t, bob, room)
+	connected(t, ra, "bob")
+	connected(t, rb, "alice")
+	return alice, bob, ra, rb
+}
+
 // connected waits until r reports a PeerConnected for each user.
 func connected(t *testing.T, r *Room, users ...string) map[string]proto.Member {
 	t.Helper()
@@ -235,10 +246,7 @@ func TestE2EFullMeshOfThree(t *testing.T) {
 
 func TestE2ESimultaneousNegotiation(t *testing.T) {
 	ts := startServer(t, false)
-	alice, bob := ts.newClient(t, "alice"), ts.newClient(t, "bob")
-	ra, rb := join(t, alice, "glare"), join(t, bob, "glare")
-	connected(t, ra, "bob")
-	connected(t, rb, "alice")
+	alice, bob, ra, rb := ts.aliceAndBob(t, "glare")
 	pa, _ := ra.peer(bob.Self().Peer)
 	pb, _ := rb.peer(alice.Self().Peer)
 	// Both sides start a negotiation at the same moment, several times,
@@ -263,10 +271,7 @@ func TestE2ESimultaneousNegotiation(t *testing.T) {
 // goes on.
 func TestE2EResumeAfterDrop(t *testing.T) {
 	ts := startServer(t, false)
-	alice, bob := ts.newClient(t, "alice"), ts.newClient(t, "bob")
-	ra, rb := join(t, alice, "resume"), join(t, bob, "resume")
-	connected(t, ra, "bob")
-	connected(t, rb, "alice")
+	alice, bob, ra, rb := ts.aliceAndBob(t, "resume")
 	before := alice.Self().Peer
 	pcBefore, _ := rb.peer(before)
 
@@ -326,20 +331,14 @@ func sendFileE2E(t *testing.T, ra, rb *Room, to string, size int) {
 
 func TestE2EFile20MiB(t *testing.T) {
 	ts := startServer(t, false)
-	alice, bob := ts.newClient(t, "alice"), ts.newClient(t, "bob")
-	ra, rb := join(t, alice, "files"), join(t, bob, "files")
-	connected(t, ra, "bob")
-	connected(t, rb, "alice")
+	_, bob, ra, rb := ts.aliceAndBob(t, "files")
 	sendFileE2E(t, ra, rb, bob.Self().Peer, 20<<20)
 }
 
 // TestE2EFileInterrupted closes the sending client mid-transfer.
 func TestE2EFileInterrupted(t *testing.T) {
 	ts := startServer(t, false)
-	alice, bob := ts.newClient(t, "alice"), ts.newClient(t, "bob")
-	ra, rb := join(t, alice, "files"), join(t, bob, "files")
-	connected(t, ra, "bob")
-	connected(t, rb, "alice")
+	alice, bob, ra, rb := ts.aliceAndBob(t, "files")
 	data := randomBytes(t, 8<<20)
 	g := &gateReader{r: bytes.NewReader(data), n: 2 << 20, reached: make(chan struct{}), release: make(chan struct{})}
 	defer close(g.release)
@@ -472,10 +471,7 @@ func TestE2EResumeWindowPassed(t *testing.T) {
 // timeout.)
 func TestE2ECloseWaitsForLeftPeers(t *testing.T) {
 	ts := startServer(t, false)
-	alice, bob := ts.newClient(t, "alice"), ts.newClient(t, "bob")
-	ra, rb := join(t, alice, "lab"), join(t, bob, "lab")
-	connected(t, ra, "bob")
-	connected(t, rb, "alice")
+	alice, bob, _, rb := ts.aliceAndBob(t, "lab")
 	bob.mu.Lock()
 	p := bob.peers[alice.Self().Peer]
 	bob.mu.Unlock()
@@ -694,10 +690,7 @@ func TestConsentWithdrawalNeverDropped(t *testing.T) {
 // not make a peer connection for a peer it shares no room with.
 func TestE2ESignalAfterLeaveDropped(t *testing.T) {
 	ts := startServer(t, false)
-	alice, bob := ts.newClient(t, "alice"), ts.newClient(t, "bob")
-	ra, rb := join(t, alice, "lab"), join(t, bob, "lab")
-	connected(t, ra, "bob")
-	connected(t, rb, "alice")
+	alice, bob, _, rb := ts.aliceAndBob(t, "lab")
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	if err := rb.Leave(ctx); err != nil {

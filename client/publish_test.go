@@ -75,10 +75,7 @@ func TestE2ESourceEndRemovesTrack(t *testing.T) {
 func audioToBob(t *testing.T, room string, src AudioSource) (*Publication, *IncomingTrack, string) {
 	t.Helper()
 	ts := startServer(t, false)
-	alice, bob := ts.newClient(t, "alice"), ts.newClient(t, "bob")
-	ra, rb := join(t, alice, room), join(t, bob, room)
-	connected(t, ra, "bob")
-	connected(t, rb, "alice")
+	_, bob, ra, rb := ts.aliceAndBob(t, room)
 	pub, err := ra.PublishAudio(src)
 	if err != nil {
 		t.Fatal(err)

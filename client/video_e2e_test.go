@@ -20,10 +20,7 @@ import (
 // receiver's IVF decodes with libvpx to frames whose counters are in order.
 func TestE2EVideoTestPattern(t *testing.T) {
 	ts := startServer(t, false)
-	alice, bob := ts.newClient(t, "alice"), ts.newClient(t, "bob")
-	ra, rb := join(t, alice, "video"), join(t, bob, "video")
-	connected(t, ra, "bob")
-	connected(t, rb, "alice")
+	_, bob, ra, rb := ts.aliceAndBob(t, "video")
 
 	src, err := media.NewTestPattern(media.PatternConfig{Frames: 90, FPS: 30})
 	if err != nil {
