@@ -15,7 +15,8 @@ import (
 type AudioSource interface {
 	// MimeType is the codec, webrtc.MimeTypeOpus.
 	MimeType() string
-	// NextSample returns the next encoded frame and its duration.
+	// NextSample returns the next encoded frame and its duration, and
+	// returns soon after ctx is done, as a VideoSource's does.
 	NextSample(ctx context.Context) (media.Sample, error)
 }
 

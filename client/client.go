@@ -580,6 +580,9 @@ func (c *Client) Close() error {
 	peers, rooms := c.peers, c.rooms
 	c.peers, c.rooms = map[string]*peer{}, map[string]*Room{}
 	c.mu.Unlock()
+	for _, r := range rooms {
+		r.closePublications() // their pumps are the client's goroutines too
+	}
 	for _, p := range peers {
 		c.closePeer(p)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync"
 	"testing"
 	"time"
 
@@ -93,5 +94,61 @@ func isClosed(ch <-chan struct{}) bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// stallingSource gives n Opus samples, then blocks in NextSample until
+// its context is done (stalled closed first, cancelled then), and returns
+// only once release is closed: a source that takes its time to stop.
+type stallingSource struct {
+	n                           int
+	stalled, cancelled, release chan struct{}
+}
+
+func (s *stallingSource) MimeType() string { return webrtc.MimeTypeOpus }
+
+func (s *stallingSource) NextSample(ctx context.Context) (media.Sample, error) {
+	if s.n > 0 {
+		s.n--
+		return media.Sample{Data: []byte{0xf8, 0xff, 0xfe}, Duration: 20 * time.Millisecond}, nil
+	}
+	close(s.stalled)
+	<-ctx.Done()
+	close(s.cancelled)
+	<-s.release
+	return media.Sample{}, ctx.Err()
+}
+
+// TestCloseWaitsForPublications: Client.Close, which says it waits for
+// the client's goroutines, waits for its publications' too (as Leave
+// does), so that no source is still being read after Close returns.
+// Before, Close cancelled them and returned.
+func TestCloseWaitsForPublications(t *testing.T) {
+	src := &stallingSource{n: 25, stalled: make(chan struct{}), cancelled: make(chan struct{}), release: make(chan struct{})}
+	pub, _, _ := audioToBob(t, "closing", src)
+	release := sync.OnceFunc(func() { close(src.release) })
+	t.Cleanup(release) // before audioToBob's pub.Close, which would wait for ever
+	<-src.stalled
+	closed := make(chan struct{})
+	go func() { pub.room.c.Close(); close(closed) }()
+	select {
+	case <-src.cancelled:
+	case <-time.After(testTimeout):
+		t.Fatal("Close did not cancel the publication's source")
+	}
+	// Give a wrong Close a second to return while the source still runs.
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a publication's source was still running")
+	case <-time.After(time.Second):
+	}
+	release()
+	select {
+	case <-closed:
+	case <-time.After(testTimeout):
+		t.Fatal("Close did not return once the source stopped")
+	}
+	if !isClosed(pub.Done()) {
+		t.Error("the publication's pump was still running after Close")
 	}
 }

@@ -207,9 +207,7 @@ func (r *Room) Leave(ctx context.Context) error {
 
 // forgetRoom drops the room and the peers only it held.
 func (c *Client) forgetRoom(r *Room) {
-	for _, pub := range r.publications() {
-		_ = pub.Close()
-	}
+	r.closePublications()
 	c.mu.Lock()
 	if c.rooms[r.name] == r {
 		delete(c.rooms, r.name)
@@ -298,6 +296,14 @@ func (r *Room) emitWaiting(ev Event) bool {
 		return true
 	case <-r.done:
 		return false
+	}
+}
+
+// closePublications closes the room's publications and waits for their
+// pumps, which end once their source's NextSample honours its context.
+func (r *Room) closePublications() {
+	for _, pub := range r.publications() {
+		_ = pub.Close()
 	}
 }
 

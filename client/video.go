@@ -30,7 +30,9 @@ import (
 type VideoSource interface {
 	// MimeType is the codec, for example webrtc.MimeTypeVP8.
 	MimeType() string
-	// NextSample returns the next encoded frame and its duration.
+	// NextSample returns the next encoded frame and its duration. It
+	// returns soon after ctx is done: Publication.Close, Room.Leave and
+	// Client.Close wait for it.
 	NextSample(ctx context.Context) (media.Sample, error)
 }
 
