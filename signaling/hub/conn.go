@@ -163,7 +163,9 @@ func (u *userCounts) count(user string) int {
 // UserConns returns how many connections user has open, on every node of
 // a cluster as far as this one knows, and the limit
 // (Config.MaxConnsPerUser): the HTTP handler refuses an upgrade at the
-// limit with a clear answer, and Accept enforces it in any case.
+// limit with a clear answer, and Accept enforces it in any case. Below
+// the limit, and not near it, the other nodes' connections are not
+// counted (farSessions walks the directory only near it).
 func (h *Hub) UserConns(user string) (n, limit int) {
 	return h.users.count(user) + h.farSessions(user, "").Open, h.cfg.MaxConnsPerUser
 }
