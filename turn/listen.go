@@ -30,8 +30,8 @@ const (
 	// needs one round trip for the nonce and one to allocate; anything
 	// slower, or refused, only holds one of MaxTCPConns slots.
 	defaultAuthTimeout = 10 * time.Second
-	// defaultUnauthPerIP caps the connections of one client IP that hold
-	// no allocation yet; more are closed at accept.
+	// defaultUnauthPerIP caps the connections of one client IP (an IPv6
+	// /64) that hold no allocation yet; more are closed at accept.
 	defaultUnauthPerIP = 16
 	// tcpIdleTimeout closes a TCP or TLS connection with an allocation
 	// that sends nothing. A live TURN client refreshes its permissions every few
@@ -258,7 +258,7 @@ type secretChecker struct {
 
 	mu    sync.Mutex
 	known map[string]string     // username -> the secret that verified it
-	scans map[netip.Addr]bucket // scanKey -> failed-scan tokens
+	scans map[netip.Addr]bucket // clientKey -> failed-scan tokens
 	hmacs atomic.Int64          // secrets tried, for tests and benchmarks
 }
 
@@ -334,7 +334,7 @@ func (c *secretChecker) candidates(secrets [][]byte, username string, src net.Ad
 	if c.scans == nil || len(c.scans) >= maxScans {
 		c.scans = make(map[netip.Addr]bucket)
 	}
-	ip := scanKey(src)
+	ip := clientKey(src)
 	bk, ok := c.scans[ip]
 	if !ok {
 		bk = bucket{tokens: scanBurst, at: now}
@@ -362,7 +362,7 @@ func (c *secretChecker) candidates(secrets [][]byte, username string, src net.Ad
 func (c *secretChecker) charge(src net.Addr) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ip := scanKey(src)
+	ip := clientKey(src)
 	if bk, ok := c.scans[ip]; ok {
 		bk.tokens--
 		c.scans[ip] = bk
@@ -387,10 +387,12 @@ func (c *secretChecker) forget() {
 	c.known = nil
 }
 
-// scanKey is whose scan tokens a message from a spends: its IP, or for
-// IPv6 its /64, which one host usually holds whole and can spread its
-// messages over (signaling/auth keys its limits on addresses so too).
-func scanKey(a net.Addr) netip.Addr {
+// clientKey is the client that a message or a connection from a counts
+// against (its scan tokens, its unauthenticated connections): its IP, or
+// for IPv6 its /64, which one host usually holds whole and can spread its
+// messages and connections over (signaling/auth keys its limits on
+// addresses so too).
+func clientKey(a net.Addr) netip.Addr {
 	ip := srcIP(a)
 	if ip.Is6() {
 		p, _ := ip.WithZone("").Prefix(64)
@@ -455,8 +457,8 @@ func channelBindOf(b []byte) uint16 {
 // connections it accepted, whose goroutines would live on. It also keeps
 // connections without an allocation short and few: each must allocate
 // within authTimeout of its accept (allocated marks it, from pion's
-// OnAllocationCreated event), and one client IP may hold at most
-// unauthPerIP of them.
+// OnAllocationCreated event), and one client IP (an IPv6 /64: clientKey)
+// may hold at most unauthPerIP of them.
 type streamListener struct {
 	net.Listener
 	checker     *secretChecker
@@ -467,7 +469,7 @@ type streamListener struct {
 	mu     sync.Mutex
 	conns  map[*streamConn]struct{}
 	byAddr map[string]*streamConn // remote address -> connection
-	unauth map[netip.Addr]int     // client IP -> unauthenticated connections
+	unauth map[netip.Addr]int     // clientKey -> unauthenticated connections
 	closed bool
 }
 
@@ -478,7 +480,7 @@ func newStreamListener(ln net.Listener, checker *secretChecker) *streamListener 
 }
 
 // Accept returns the next connection, closing at once those of a client IP
-// that already holds unauthPerIP unauthenticated ones. It never returns
+// (an IPv6 /64) that already holds unauthPerIP unauthenticated ones. It never returns
 // an error for them: pion stops accepting on the first error.
 func (l *streamListener) Accept() (net.Conn, error) {
 	for {
@@ -496,7 +498,7 @@ func (l *streamListener) Accept() (net.Conn, error) {
 
 // track registers c, or returns nil, nil when its IP is over the cap.
 func (l *streamListener) track(c net.Conn) (*streamConn, error) {
-	ip := remoteIP(c)
+	ip := clientKey(c.RemoteAddr())
 	sc := &streamConn{Conn: c, checker: l.checker, owner: l, ip: ip,
 		frames: newFrameReader(c), buf: make([]byte, frameBufSize)}
 	sc.deadline.Store(time.Now().Add(l.authTimeout).UnixNano())
@@ -512,13 +514,6 @@ func (l *streamListener) track(c net.Conn) (*streamConn, error) {
 	l.conns[sc] = struct{}{}
 	l.byAddr[c.RemoteAddr().String()] = sc
 	return sc, nil
-}
-
-func remoteIP(c net.Conn) netip.Addr {
-	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-		return ap.Addr().Unmap()
-	}
-	return netip.Addr{}
 }
 
 // allocated marks the connection from src as holding an allocation: from
@@ -611,7 +606,7 @@ type streamConn struct {
 	net.Conn
 	owner      *streamListener
 	checker    *secretChecker
-	ip         netip.Addr
+	ip         netip.Addr   // clientKey of its remote address
 	deadline   atomic.Int64 // unix ns to allocate by, from accept or the end of an allocation
 	authed     atomic.Bool  // holds an allocation: set by the listener from pion's events
 	handshaked bool

@@ -59,7 +59,7 @@ func newMetrics() (*metrics, []prometheus.Collector) {
 		}),
 		quota: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "quota_refusals_total",
-			Help: "Requests refused by a quota (user, total, permissions, channels), and TCP or TLS connections closed at accept because their IP held too many unauthenticated ones (unauthenticated_per_ip).",
+			Help: "Requests refused by a quota (user, total, permissions, channels), and TCP or TLS connections closed at accept because their IP (IPv6: their /64) held too many unauthenticated ones (unauthenticated_per_ip).",
 		}, []string{"quota"}),
 		bytesToPeer:     bytes.WithLabelValues("to_peer"),
 		bytesFromPeer:   bytes.WithLabelValues("from_peer"),

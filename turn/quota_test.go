@@ -392,3 +392,50 @@ func TestSecretScansPerIPv6Prefix(t *testing.T) {
 		}
 	}
 }
+
+// fromAddr is a connection that says it comes from addr: a client of any
+// address of an IPv6 /64 (loopback offers one).
+type fromAddr struct {
+	net.Conn
+	addr net.Addr
+}
+
+func (c fromAddr) RemoteAddr() net.Addr { return c.addr }
+
+// TestUnauthenticatedStreamsPerIPv6Prefix: the addresses of one IPv6 /64,
+// which one host usually holds whole, share one cap of unauthenticated
+// TCP and TLS connections; another /64, and an IPv4 address, have their
+// own. The cap was per address: one host could open MaxTCPConns
+// connections from as many addresses of its /64, hold every slot without
+// authenticating, and take them again every authTimeout.
+func TestUnauthenticatedStreamsPerIPv6Prefix(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newStreamListener(ln, &secretChecker{})
+	t.Cleanup(func() { l.Close() })
+	track := func(ip string) bool {
+		t.Helper()
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close(); b.Close() })
+		sc, err := l.track(fromAddr{a, net.TCPAddrFromAddrPort(netip.MustParseAddrPort(ip))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sc != nil
+	}
+	for i := range defaultUnauthPerIP {
+		if !track(fmt.Sprintf("[2001:db8:1:2::%x]:40000", i+1)) {
+			t.Fatalf("connection %d of the /64 refused within the cap of %d", i+1, defaultUnauthPerIP)
+		}
+	}
+	if track("[2001:db8:1:2:ffff::1]:40000") {
+		t.Fatalf("a fresh address of a /64 that holds %d unauthenticated connections got another", defaultUnauthPerIP)
+	}
+	for _, other := range []string{"[2001:db8:1:3::1]:40000", "192.0.2.1:40000"} {
+		if !track(other) {
+			t.Fatalf("%s lost its connections to another /64", other)
+		}
+	}
+}

@@ -472,6 +472,20 @@ func (d *directory) entryLocked(peer string) *entry {
 	return e
 }
 
+// dropBlankLocked removes e, peer's entry, if nothing was ever applied to
+// it: a state or an end stamped zero, which no node makes (every stamp
+// has an epoch of 1 or more) and which is not newer than nothing, made
+// one. Kept, it would stay for good: it is no tombstone (sweep), and
+// names no node (dropNode). Only a publisher on the cluster's subjects,
+// or a write to the directory's bucket, can send one (NATS is trusted,
+// docs/cluster.md), but any number of peer ids would each keep one.
+// d.imu is held.
+func (d *directory) dropBlankLocked(peer string, e *entry) {
+	if e.applied == (stamp{}) && !e.gone {
+		delete(d.byPeer, peer)
+	}
+}
+
 // applyState takes a state of another node's session into the hub, if it
 // is newer than what this node has. d.applyMu is held.
 func (d *directory) applyState(peer string, st hub.SessionState, at stamp) {
@@ -489,6 +503,8 @@ func (d *directory) applyState(peer string, st hub.SessionState, at stamp) {
 			close(d.tokNews)
 			d.tokNews = make(chan struct{})
 		}
+	} else {
+		d.dropBlankLocked(peer, e)
 	}
 	d.imu.Unlock()
 	if !newer || st.Node == d.n.id {
@@ -517,6 +533,8 @@ func (d *directory) applyGone(peer string, at stamp) {
 	if newer {
 		e.applied = at
 		d.buryLocked(peer, e)
+	} else {
+		d.dropBlankLocked(peer, e)
 	}
 	d.imu.Unlock()
 	if newer && !d.n.hub.IsLocal(peer) {

@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"testing"
@@ -108,5 +110,60 @@ func TestNodeIDsCapped(t *testing.T) {
 	})
 	if k, alive := known(a, "b"); k > maxNodes || !alive {
 		t.Fatalf("a remembers %d nodes (cap %d), b alive: %v", k, maxNodes, alive)
+	}
+}
+
+// dirEntries is how many sessions tn's directory has an entry for,
+// tombstones included.
+func dirEntries(tn *testNode) int {
+	d := tn.node.dir
+	d.imu.Lock()
+	defer d.imu.Unlock()
+	return len(d.byPeer)
+}
+
+// TestZeroStampsLeaveNoEntries: states and ends stamped zero (epoch 0,
+// version 0), which no node makes, sent to a node directly and written to
+// the directory's bucket, under 100 peer ids. None is applied (none is
+// newer than nothing), and none may stay: each made an entry that was no
+// tombstone (never swept) and named no node (never dropped), kept for as
+// long as the node ran.
+func TestZeroStampsLeaveNoEntries(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	a := startNode(t, "a", urls, fastConfig(), hub.Config{})
+	nc := natstest.Connect(t, urls)
+	send := func(m stateMsg) {
+		t.Helper()
+		b, _ := json.Marshal(m)
+		if err := nc.Publish("khadga.node.a", append([]byte{opState}, b...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put := func(peer, node string, epoch uint64) {
+		t.Helper()
+		b, _ := json.Marshal(record{User: "u", Role: "user", Node: node, Epoch: epoch})
+		if _, err := a.node.kv.Put(context.Background(), peer, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const n = 100
+	for i := range n {
+		send(stateMsg{Peer: fmt.Sprint("direct", i), Record: &record{User: "u", Role: "user", Node: "zz"}})
+		send(stateMsg{Peer: fmt.Sprint("directgone", i), Gone: true})
+		put(fmt.Sprint("kv", i), "zz", 0)
+	}
+	// Then one of each way, stamped as nodes stamp (an end, and a state
+	// naming a, which makes no proxy of a node that would die meanwhile):
+	// once a has them, it has handled everything before them.
+	send(stateMsg{Peer: "lastdirect", Gone: true, Epoch: 1, Ver: 1})
+	put("lastkv", "a", 1)
+	eventually(t, "a to take the last state of each way", func() bool {
+		d := a.node.dir
+		d.imu.Lock()
+		defer d.imu.Unlock()
+		return d.byPeer["lastdirect"] != nil && d.byPeer["lastkv"] != nil
+	})
+	if k := dirEntries(a); k != 2 {
+		t.Fatalf("a's directory has %d entries after %d zero-stamped states and ends, want the last 2 only", k, 3*n)
 	}
 }

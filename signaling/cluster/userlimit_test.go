@@ -118,7 +118,9 @@ func TestOldestWaitingSessionOnAnotherNodeEnds(t *testing.T) {
 
 	_ = third.ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye"))
 	<-third.closed
-	eventually(t, "b to see one of carol's connections left", func() bool { n, _ := b.hub.UserConns("carol"); return n == 1 })
+	// b knows of one session of carol's, on c: room for one more. (Not
+	// UserConns: below the limit it leaves the other nodes out.)
+	eventually(t, "b to see one of carol's sessions left", func() bool { return b.node.SessionsElsewhere("carol") == 1 })
 	again := b.dial("user=carol&resume=" + older.welcome.ResumeToken)
 	if again.welcome.Resumed || again.peer() == older.peer() {
 		t.Fatalf("the session ended to make room was resumed: %+v", again.welcome)

@@ -60,15 +60,24 @@ func newUserCounts() *userCounts {
 
 // wait lists s, whose socket went away, as waiting for a resume: once,
 // though a session that resumed and dropped again has an entry already.
+// A session that stopped waiting before this runs (another node took it:
+// Hub.Release, which then unwaits it) is not listed: the caller sets
+// awaiting under the session's lock, and calls wait after releasing it.
 func (u *userCounts) wait(s *session) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	user := s.member.User
 	w := slices.DeleteFunc(u.liveLocked(user), func(o *session) bool { return o == s })
-	u.setLocked(user, append(w, s))
+	if s.awaiting.Load() {
+		w = append(w, s)
+	}
+	u.setLocked(user, w)
 }
 
-// unwait takes s, which has ended, off its user's list.
+// unwait takes s off its user's list: it has ended, or another node took
+// it (Hub.Release). A stale entry would stay, and keep s in memory, until
+// its user's list is next touched here, which for a user who never opens
+// a session on this node again is never.
 func (u *userCounts) unwait(s *session) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -154,7 +163,9 @@ func (u *userCounts) count(user string) int {
 // UserConns returns how many connections user has open, on every node of
 // a cluster as far as this one knows, and the limit
 // (Config.MaxConnsPerUser): the HTTP handler refuses an upgrade at the
-// limit with a clear answer, and Accept enforces it in any case.
+// limit with a clear answer, and Accept enforces it in any case. Below
+// the limit, and not near it, the other nodes' connections are not
+// counted (farSessions walks the directory only near it).
 func (h *Hub) UserConns(user string) (n, limit int) {
 	return h.users.count(user) + h.farSessions(user, "").Open, h.cfg.MaxConnsPerUser
 }

@@ -181,6 +181,7 @@ func (h *Hub) Release(tokenHash []byte, user, node string) (SessionState, []Enve
 	// a proxy and leaves it to its new node (TestRevokeRacingRelease).
 	s.setNodeLocked(node)
 	s.mu.Unlock()
+	h.users.unwait(s) // no longer waits here, whether or not it did
 	h.stats.sessions.Add(-1)
 	h.stats.remote.Add(1)
 	out := make([]Envelope, len(pending))

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/khadga/khadga/proto"
@@ -89,5 +90,44 @@ func TestResumeAtTheConnectionLimit(t *testing.T) {
 	extra.expectError(proto.CodeRateLimited, "")
 	if code := extra.expectClose(); code != proto.CloseTooManyConnections {
 		t.Fatalf("a new session past the limit: close code %d, want %d", code, proto.CloseTooManyConnections)
+	}
+}
+
+// waitingUsers is how many users the hub lists sessions of as waiting for
+// a resume (userCounts.waiting), stale entries included.
+func waitingUsers(h *Hub) int {
+	h.users.mu.Lock()
+	defer h.users.mu.Unlock()
+	return len(h.users.waiting)
+}
+
+// TestReleasedSessionsLeaveTheWaitingList: in a cluster, a session whose
+// socket dropped waits here for a resume, and its client often resumes on
+// another node, which takes the session (Release); it ends there later
+// (Remove). The hub listed it as waiting for good: the list of a user is
+// cleaned only when that user's sessions change here again, so every user
+// who never came back to this node kept an entry, and the session object
+// with it, for as long as the node ran.
+func TestReleasedSessionsLeaveTheWaitingList(t *testing.T) {
+	ts := newTestServer(t, Config{Delivery: &goneSpy{}})
+	const n = 20
+	for i := range n {
+		user := fmt.Sprint("roamer", i)
+		c := ts.dial("user=" + user)
+		drop(t, ts, c)
+		eventually(t, "the session to wait for a resume", func() bool {
+			s, ok := ts.hub.sessions.get(c.peer())
+			return ok && s.awaiting.Load()
+		})
+		if _, _, err := ts.hub.Release([]byte(hashToken(c.welcome.ResumeToken)), user, "B"); err != nil {
+			t.Fatalf("release: %v", err)
+		}
+		ts.hub.Remove(c.peer()) // it ends on node B
+	}
+	if k := waitingUsers(ts.hub); k != 0 {
+		t.Fatalf("%d users listed with sessions waiting here, after all %d sessions went to another node and ended", k, n)
+	}
+	if st := ts.hub.Stats(); st.Sessions != 0 || st.Remote != 0 {
+		t.Fatalf("stats %+v, want no session here", st)
 	}
 }
