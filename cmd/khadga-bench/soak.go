@@ -158,7 +158,7 @@ func soakOne(ctx context.Context, cfg *config, env *runEnv, cluster int, log *sl
 	final, left := st.settle(ctx, cfg.Soak, res.Baseline, cfg.SoakSettle)
 	res.Final, res.SettleSeconds = final, round(time.Since(start).Seconds(), 1)
 	res.judge(cfg, left)
-	log.Info("soak: done", slog.String("target", st.name), slog.Bool("settled", res.Settled),
+	log.Info("soak: done", slog.Bool("settled", res.Settled),
 		slog.Any("final", res.Final.nodeFigures), slog.Any("failures", res.Failures))
 	return res, ctx.Err()
 }
