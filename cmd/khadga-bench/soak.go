@@ -67,6 +67,9 @@ type soakTarget struct {
 	// by the bench would hold a goroutine and a descriptor in the server
 	// that the settle check would count.
 	metrics *http.Client
+	// low, while the clients churn, keeps the heap's low water between
+	// samples.
+	low *heapLow
 }
 
 // startSoakTarget starts the single node (cluster 0) or a cluster, with
@@ -143,6 +146,8 @@ func soakOne(ctx context.Context, cfg *config, env *runEnv, cluster int, log *sl
 	}
 	log.Info("soak: baseline", slog.Any("sample", res.Baseline.nodeFigures))
 	pop := newSoakPop(st, cl, cfg, log)
+	watch, stopWatch := context.WithCancel(ctx)
+	st.low = st.watchHeap(watch)
 	pop.churn(ctx, cfg.Soak, func(at time.Duration) {
 		s, err := st.sample(ctx, at, pop.connected())
 		if err != nil {
@@ -152,6 +157,9 @@ func soakOne(ctx context.Context, cfg *config, env *runEnv, cluster int, log *sl
 		res.Samples = append(res.Samples, s)
 		log.Info("soak: sample", slog.Duration("at", at), slog.Int("connected", s.Connected), slog.Any("sample", s.nodeFigures))
 	})
+	stopWatch()
+	st.low.wait()
+	st.low = nil
 	res.Ops = pop.stats.snapshot()
 	res.Signals = pop.track.result()
 	start := time.Now()

@@ -53,6 +53,11 @@ func TestSoak(t *testing.T) {
 	if busy := r.Samples[len(r.Samples)/2]; busy.Sessions == 0 || busy.Connected == 0 || busy.Goroutines <= r.Baseline.Goroutines {
 		t.Errorf("a sample mid-run shows no clients: %+v", busy)
 	}
+	for _, smp := range r.Samples {
+		if smp.HeapLowBytes <= 0 || smp.HeapLowBytes > smp.HeapInuseBytes {
+			t.Errorf("heap low water %d, in use %d", smp.HeapLowBytes, smp.HeapInuseBytes)
+		}
+	}
 	if o := r.Ops; o.Sessions == 0 || o.Resumes == 0 || o.Joins == 0 || o.Closes == 0 {
 		t.Errorf("the clients did not churn: %+v", o)
 	}

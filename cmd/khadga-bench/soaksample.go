@@ -38,21 +38,25 @@ type nodeFigures struct {
 	// which tracks what stays live better than the in-use heap, which
 	// rises and falls with every cycle.
 	HeapGoalBytes int64 `json:"heap_goal_bytes"`
-	Goroutines    int   `json:"goroutines"`
-	FDs           int   `json:"fds"`
-	Sessions      int   `json:"sessions"`
-	Remote        int   `json:"remote_sessions"`
-	Conns         int   `json:"connections"`
-	Rooms         int   `json:"rooms"`
-	Members       int   `json:"room_members"`
-	Pending       int   `json:"cluster_signals_pending"`
-	LimiterKeys   int   `json:"login_limiter_keys"`
+	// HeapLowBytes is the lowest in-use heap read since the previous
+	// sample (heapLow): the figure a leak raises.
+	HeapLowBytes int64 `json:"heap_low_bytes"`
+	Goroutines   int   `json:"goroutines"`
+	FDs          int   `json:"fds"`
+	Sessions     int   `json:"sessions"`
+	Remote       int   `json:"remote_sessions"`
+	Conns        int   `json:"connections"`
+	Rooms        int   `json:"rooms"`
+	Members      int   `json:"room_members"`
+	Pending      int   `json:"cluster_signals_pending"`
+	LimiterKeys  int   `json:"login_limiter_keys"`
 }
 
 func (f *nodeFigures) add(g nodeFigures) {
 	f.RSSBytes += g.RSSBytes
 	f.HeapInuseBytes += g.HeapInuseBytes
 	f.HeapGoalBytes += g.HeapGoalBytes
+	f.HeapLowBytes += g.HeapLowBytes
 	f.Goroutines += g.Goroutines
 	f.FDs += g.FDs
 	f.Sessions += g.Sessions
@@ -154,6 +158,7 @@ func (st *soakTarget) sample(ctx context.Context, at time.Duration, connected in
 		if err != nil {
 			return s, fmt.Errorf("node %d: %w", i, err)
 		}
+		f.HeapLowBytes = st.low.take(i, f.HeapInuseBytes)
 		s.add(f)
 		if len(st.nodes) > 1 {
 			s.Nodes = append(s.Nodes, f)
@@ -302,7 +307,8 @@ func growthPerHour(samples []soakSample, ran time.Duration) map[string]float64 {
 		xs = append(xs, s.At)
 		for name, v := range map[string]float64{
 			"rss_bytes": float64(s.RSSBytes), "heap_inuse_bytes": float64(s.HeapInuseBytes), "heap_goal_bytes": float64(s.HeapGoalBytes),
-			"goroutines": float64(s.Goroutines), "fds": float64(s.FDs), "sessions": float64(s.Sessions),
+			"heap_low_bytes": float64(s.HeapLowBytes),
+			"goroutines":     float64(s.Goroutines), "fds": float64(s.FDs), "sessions": float64(s.Sessions),
 			"rooms": float64(s.Rooms), "room_members": float64(s.Members), "login_limiter_keys": float64(s.LimiterKeys),
 		} {
 			ys[name] = append(ys[name], v)
