@@ -168,8 +168,10 @@ type Node struct {
 	nc  *nats.Conn
 	js  jetstream.JetStream
 	kv  jetstream.KeyValue
-	log *slog.Logger
-	hub *hub.Hub
+	// markerTTL is how long removal markers stay in kv (0: for good).
+	markerTTL time.Duration
+	log       *slog.Logger
+	hub       *hub.Hub
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -239,6 +241,16 @@ type Node struct {
 	stats *metrics
 }
 
+// directoryMarkerTTL is how long the directory's KV stream keeps the
+// marker of a removed entry (a session, a node's health key), which the
+// directory's watchers read as its removal (a variable for tests). Peer
+// and node ids are never reused, so a marker kept for good, one per
+// session the cluster ever had, made the stream (NATS's memory and disk)
+// grow for as long as the cluster ran. Ten minutes is far longer than
+// anything that reads a removal late: a watch that restarts, a node's
+// tombstones (tombstoneTTL).
+var directoryMarkerTTL = 10 * time.Minute
+
 // New prepares a node on an open NATS connection (which the caller owns
 // and closes after the node): it makes the directory's KV bucket if it is
 // missing. Nothing is sent until Start.
@@ -251,23 +263,14 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: jetstream: %w", err)
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      cfg.Bucket,
-		Description: "khadga: the sessions of every node (peer id -> state)",
-		History:     1,
-		Replicas:    cfg.Replicas,
-		// On disk, so that a NATS restart keeps the directory; entries of
-		// nodes that did not survive it are removed like those of any
-		// node that is gone.
-		Storage: jetstream.FileStorage,
-	})
+	kv, markerTTL, err := directoryBucket(ctx, js, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: session directory %s: %w", cfg.Bucket, err)
+		return nil, err
 	}
 	if err := createRevocationStream(ctx, js, cfg); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, id: cfg.NodeID, nc: nc, js: js, kv: kv, log: cfg.Logger.With(slog.String("node", cfg.NodeID)),
+	n := &Node{cfg: cfg, id: cfg.NodeID, nc: nc, js: js, kv: kv, markerTTL: markerTTL, log: cfg.Logger.With(slog.String("node", cfg.NodeID)),
 		gaps: make(chan struct{}, 1), gapKick: make(chan struct{}, 1), gapStats: newGapMetrics(),
 		news: newsQueue{wake: make(chan struct{}, 1)}}
 	n.seen.keep = cfg.RevocationReplay + time.Minute
@@ -429,7 +432,45 @@ func (n *Node) bye() {
 	n.live.bye()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	_ = n.kv.Purge(ctx, healthKey(n.id))
+	_ = n.remove(ctx, healthKey(n.id))
+}
+
+// directoryBucket makes or updates the directory's KV bucket, with
+// removal markers that expire after directoryMarkerTTL (returned), or,
+// on a NATS server before 2.11, which has no such markers, markers kept
+// for good (0), as before.
+func directoryBucket(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.KeyValue, time.Duration, error) {
+	kcfg := jetstream.KeyValueConfig{
+		Bucket:      cfg.Bucket,
+		Description: "khadga: the sessions of every node (peer id -> state)",
+		History:     1,
+		Replicas:    cfg.Replicas,
+		// On disk, so that a NATS restart keeps the directory; entries of
+		// nodes that did not survive it are removed like those of any
+		// node that is gone.
+		Storage:        jetstream.FileStorage,
+		LimitMarkerTTL: directoryMarkerTTL,
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, kcfg)
+	if errors.Is(err, jetstream.ErrLimitMarkerTTLNotSupported) {
+		cfg.Logger.Warn("cluster: this NATS server keeps the marker of every ended session in the session directory for good; NATS 2.11 or newer lets them expire")
+		kcfg.LimitMarkerTTL = 0
+		kv, err = js.CreateOrUpdateKeyValue(ctx, kcfg)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("cluster: session directory %s: %w", cfg.Bucket, err)
+	}
+	return kv, kcfg.LimitMarkerTTL, nil
+}
+
+// remove removes key from the directory: a purge whose marker expires
+// after markerTTL, or a delete whose marker stays where the server has no
+// such markers.
+func (n *Node) remove(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error {
+	if n.markerTTL > 0 {
+		return n.kv.Purge(ctx, key, append(opts, jetstream.PurgeTTL(n.markerTTL))...)
+	}
+	return n.kv.Delete(ctx, key, opts...)
 }
 
 // Close stops the node's goroutines and subscriptions, waits for the
