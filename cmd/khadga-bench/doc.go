@@ -80,7 +80,8 @@
 // slowly. After -soak-warmup of churn and every client closed, the
 // baseline is read; every -soak-every the bench samples each node's RSS
 // and descriptors (/proc) and its goroutines, heap, sessions, rooms and
-// connections (its /metrics); at the end every client closes and each
+// connections (its /metrics), and a cluster's NATS server's RSS and
+// JetStream's stored messages (/jsz); at the end every client closes and each
 // node must come back within -soak-settle to its baseline (goroutines
 // and descriptors within a small slack, no session, room or connection
 // left). Every signal carries a number: it must be read by its target or

@@ -103,10 +103,10 @@ func (t *soakTargetResult) table(w io.Writer) {
 	fmt.Fprintf(w, "\n== soak: %s, %d node(s), %d clients at %.0f operations/s for %v (warm-up %v), sampled every %v\n",
 		t.Name, t.Nodes, t.Clients, t.Rate, secs(t.Seconds), secs(t.WarmupSeconds), secs(t.EverySeconds))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "at s\tclients\tRSS MiB\theap MiB\theap low MiB\theap goal MiB\tgoroutines\tfds\tsessions\tremote\tconns\trooms\tmembers\tpending\tNATS MiB\t")
+	fmt.Fprintln(tw, "at s\tclients\tRSS MiB\theap MiB\theap low MiB\theap goal MiB\tgoroutines\tfds\tsessions\tremote\tconns\trooms\tmembers\tpending\tNATS MiB\tNATS msgs\t")
 	row := func(label string, s soakSample) {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", label, s.Connected, mib(s.RSSBytes),
-			mib(s.HeapInuseBytes), mib(s.HeapLowBytes), mib(s.HeapGoalBytes), s.Goroutines, s.FDs, s.Sessions, s.Remote, s.Conns, s.Rooms, s.Members, s.Pending, mib(s.NATSRSSBytes))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%d\t\n", label, s.Connected, mib(s.RSSBytes),
+			mib(s.HeapInuseBytes), mib(s.HeapLowBytes), mib(s.HeapGoalBytes), s.Goroutines, s.FDs, s.Sessions, s.Remote, s.Conns, s.Rooms, s.Members, s.Pending, mib(s.NATSRSSBytes), s.NATSMessages)
 	}
 	row("baseline", t.Baseline)
 	for _, s := range t.Samples {

@@ -76,6 +76,10 @@ type soakSample struct {
 	nodeFigures
 	Nodes        []nodeFigures `json:"nodes,omitempty"`
 	NATSRSSBytes int64         `json:"nats_rss_bytes,omitempty"`
+	// NATSMessages is what JetStream stores, every stream together: a
+	// session directory that keeps something of every ended session
+	// grows it.
+	NATSMessages uint64 `json:"nats_js_messages,omitempty"`
 }
 
 // metricNames maps the gauges of /metrics the soak reads to their
@@ -169,6 +173,11 @@ func (st *soakTarget) sample(ctx context.Context, at time.Duration, connected in
 		if s.NATSRSSBytes, err = rss(st.nats.pid()); err != nil {
 			return s, err
 		}
+		j, err := st.nats.jsz(ctx)
+		if err != nil {
+			return s, err
+		}
+		s.NATSMessages = j.Messages
 	}
 	return s, nil
 }
@@ -307,8 +316,8 @@ func growthPerHour(samples []soakSample, ran time.Duration) map[string]float64 {
 		xs = append(xs, s.At)
 		for name, v := range map[string]float64{
 			"rss_bytes": float64(s.RSSBytes), "heap_inuse_bytes": float64(s.HeapInuseBytes), "heap_goal_bytes": float64(s.HeapGoalBytes),
-			"heap_low_bytes": float64(s.HeapLowBytes),
-			"goroutines":     float64(s.Goroutines), "fds": float64(s.FDs), "sessions": float64(s.Sessions),
+			"heap_low_bytes": float64(s.HeapLowBytes), "nats_js_messages": float64(s.NATSMessages),
+			"goroutines": float64(s.Goroutines), "fds": float64(s.FDs), "sessions": float64(s.Sessions),
 			"rooms": float64(s.Rooms), "room_members": float64(s.Members), "login_limiter_keys": float64(s.LimiterKeys),
 		} {
 			ys[name] = append(ys[name], v)
