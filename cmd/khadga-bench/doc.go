@@ -81,10 +81,10 @@
 // baseline is read; every -soak-every the bench samples each node's RSS
 // and descriptors (/proc) and its goroutines, heap, sessions, rooms and
 // connections (its /metrics), and a cluster's NATS server's RSS and
-// JetStream's stored messages (/jsz); at the end every client closes and each
-// node must come back within -soak-settle to its baseline (goroutines
-// and descriptors within a small slack, no session, room or connection
-// left). Every signal carries a number: it must be read by its target or
+// JetStream's stored messages (/jsz); at the end every client closes
+// and each node must come back within -soak-settle to its baseline
+// (goroutines and descriptors within a small slack, no session, room or
+// connection left). Every signal carries a number: it must be read by its target or
 // refused back to its sender, once. The report has the samples, each
 // figure's least-squares growth per hour over the second half, and a
 // verdict; the bench exits non-zero when it fails:
