@@ -168,10 +168,8 @@ type Node struct {
 	nc  *nats.Conn
 	js  jetstream.JetStream
 	kv  jetstream.KeyValue
-	// markerTTL is how long removal markers stay in kv (0: for good).
-	markerTTL time.Duration
-	log       *slog.Logger
-	hub       *hub.Hub
+	log *slog.Logger
+	hub *hub.Hub
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -263,14 +261,14 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: jetstream: %w", err)
 	}
-	kv, markerTTL, err := directoryBucket(ctx, js, cfg)
+	kv, err := directoryBucket(ctx, js, cfg)
 	if err != nil {
 		return nil, err
 	}
 	if err := createRevocationStream(ctx, js, cfg); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, id: cfg.NodeID, nc: nc, js: js, kv: kv, markerTTL: markerTTL, log: cfg.Logger.With(slog.String("node", cfg.NodeID)),
+	n := &Node{cfg: cfg, id: cfg.NodeID, nc: nc, js: js, kv: kv, log: cfg.Logger.With(slog.String("node", cfg.NodeID)),
 		gaps: make(chan struct{}, 1), gapKick: make(chan struct{}, 1), gapStats: newGapMetrics(),
 		news: newsQueue{wake: make(chan struct{}, 1)}}
 	n.seen.keep = cfg.RevocationReplay + time.Minute
@@ -436,11 +434,10 @@ func (n *Node) bye() {
 }
 
 // directoryBucket makes or updates the directory's KV bucket, with
-// removal markers that expire after directoryMarkerTTL (returned), or,
-// on a NATS server before 2.11, which has no such markers, markers kept
-// for good (0), as before.
-func directoryBucket(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.KeyValue, time.Duration, error) {
-	kcfg := jetstream.KeyValueConfig{
+// removal markers that expire after directoryMarkerTTL. That needs NATS
+// 2.11 or newer, as the account store's buckets do already.
+func directoryBucket(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.KeyValue, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      cfg.Bucket,
 		Description: "khadga: the sessions of every node (peer id -> state)",
 		History:     1,
@@ -450,27 +447,17 @@ func directoryBucket(ctx context.Context, js jetstream.JetStream, cfg Config) (j
 		// node that is gone.
 		Storage:        jetstream.FileStorage,
 		LimitMarkerTTL: directoryMarkerTTL,
-	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, kcfg)
-	if errors.Is(err, jetstream.ErrLimitMarkerTTLNotSupported) {
-		cfg.Logger.Warn("cluster: this NATS server keeps the marker of every ended session in the session directory for good; NATS 2.11 or newer lets them expire")
-		kcfg.LimitMarkerTTL = 0
-		kv, err = js.CreateOrUpdateKeyValue(ctx, kcfg)
-	}
+	})
 	if err != nil {
-		return nil, 0, fmt.Errorf("cluster: session directory %s: %w", cfg.Bucket, err)
+		return nil, fmt.Errorf("cluster: session directory %s: %w", cfg.Bucket, err)
 	}
-	return kv, kcfg.LimitMarkerTTL, nil
+	return kv, nil
 }
 
-// remove removes key from the directory: a purge whose marker expires
-// after markerTTL, or a delete whose marker stays where the server has no
-// such markers.
+// remove removes key from the directory: a purge, whose marker (what
+// the watchers read as the removal) expires after directoryMarkerTTL.
 func (n *Node) remove(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error {
-	if n.markerTTL > 0 {
-		return n.kv.Purge(ctx, key, append(opts, jetstream.PurgeTTL(n.markerTTL))...)
-	}
-	return n.kv.Delete(ctx, key, opts...)
+	return n.kv.Purge(ctx, key, append(opts, jetstream.PurgeTTL(directoryMarkerTTL))...)
 }
 
 // Close stops the node's goroutines and subscriptions, waits for the
