@@ -61,6 +61,16 @@ type config struct {
 	ScaleNodes   int
 	ScaleProcs   int
 	ScaleSignals int
+	// Soak, when set, is the soak run instead of the combinations (see
+	// soak.go): SoakClients clients churning at SoakRate operations/s
+	// for Soak after SoakWarmup, the servers sampled every SoakEvery,
+	// then a settle of at most SoakSettle.
+	Soak        time.Duration
+	SoakClients int
+	SoakRate    float64
+	SoakEvery   time.Duration
+	SoakWarmup  time.Duration
+	SoakSettle  time.Duration
 }
 
 // nodeProcsShare as -node-procs gives each cluster process its share of
@@ -155,6 +165,7 @@ func parseConfig(args []string) (*config, error) {
 	fs.IntVar(&cfg.ScaleNodes, "scale-nodes", 5, "khadga nodes of the scale run")
 	fs.IntVar(&cfg.ScaleProcs, "scale-procs", 0, "load processes of the scale run (0: enough that each holds at most 18,000 connections)")
 	fs.IntVar(&cfg.ScaleSignals, "scale-signals", 5, "signals between random peers on different nodes in the scale run, each one asserted")
+	soakFlags(fs, cfg)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -224,7 +235,7 @@ func (c *config) validate() error {
 	if c.PID != 0 && c.URL == "" {
 		errs = append(errs, errors.New("-pid needs -url"))
 	}
-	errs = append(errs, c.validateCluster())
+	errs = append(errs, c.validateCluster(), c.validateSoak())
 	return errors.Join(errs...)
 }
 

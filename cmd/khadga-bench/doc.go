@@ -70,6 +70,27 @@
 //
 //	go run ./cmd/khadga-bench -scale 99750 -scale-nodes 5
 //
+// -soak D is another run of its own: -soak-clients clients (300) churn for
+// D at -soak-rate operations/s in all (200), as users do, against a fresh
+// single node and then, with -cluster N, against N nodes (connections and
+// resumes go to random nodes). Each client opens the presence feed, joins
+// and leaves a few rooms, signals peers it shares a room with, drops its
+// socket (a FIN, no close frame) and resumes with its token, closes
+// cleanly, abandons its session for a new one; one in a hundred reads
+// slowly. After -soak-warmup of churn and every client closed, the
+// baseline is read; every -soak-every the bench samples each node's RSS
+// and descriptors (/proc) and its goroutines, heap, sessions, rooms and
+// connections (its /metrics), and a cluster's NATS server's RSS and
+// JetStream's stored messages (/jsz); at the end every client closes
+// and each node must come back within -soak-settle to its baseline
+// (goroutines and descriptors within a small slack, no session, room or
+// connection left). Every signal carries a number: it must be read by its target or
+// refused back to its sender, once. The report has the samples, each
+// figure's least-squares growth per hour over the second half, and a
+// verdict; the bench exits non-zero when it fails:
+//
+//	go run ./cmd/khadga-bench -soak 10m -cluster 3
+//
 // Latency is measured by a send timestamp inside each signal's payload; the
 // load client runs on the same machine as the server. The bench reads
 // /proc and uses Linux system calls, so it runs on Linux only; elsewhere it

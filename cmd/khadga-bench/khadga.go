@@ -33,7 +33,8 @@ type khadgaTarget struct {
 	proc    *process // of the server the bench started, else nil
 	dataDir string   // of the server the bench started
 	serverP int
-	natsURL string // of a cluster node: its tokens are minted on the cluster
+	natsURL string        // of a cluster node: its tokens are minted on the cluster
+	ttl     time.Duration // of the minted tokens: the run's length and more
 	tokens  []string
 	feed    bool // connections ask for the presence feed
 	next    atomic.Uint64
@@ -60,7 +61,7 @@ func startKhadga(ctx context.Context, cfg *config, env *runEnv, cl *client, pres
 // tokens. With natsURL it starts a cluster node on that NATS server
 // (khadga serve --nats).
 func newKhadgaTarget(ctx context.Context, cfg *config, env *runEnv, cl *client, presence bool, natsURL string, procs int, log *slog.Logger) (*khadgaTarget, error) {
-	t := &khadgaTarget{cl: cl, log: log, base: strings.TrimRight(cfg.URL, "/"), serverP: cfg.PID, feed: presence, natsURL: natsURL}
+	t := &khadgaTarget{cl: cl, log: log, base: strings.TrimRight(cfg.URL, "/"), serverP: cfg.PID, feed: presence, natsURL: natsURL, ttl: cfg.tokenTTL()}
 	if t.base == "" {
 		var extra []string
 		if natsURL != "" {
@@ -107,7 +108,7 @@ func (t *khadgaTarget) mintTokens(ctx context.Context, users int) error {
 		if t.natsURL != "" {
 			store = []string{"--nats", t.natsURL}
 		}
-		cmd := exec.CommandContext(ctx, t.proc.cmd.Path, append([]string{"token", "--user", name, "--ttl", "2h"}, store...)...)
+		cmd := exec.CommandContext(ctx, t.proc.cmd.Path, append([]string{"token", "--user", name, "--ttl", t.ttl.String()}, store...)...)
 		out, err := cmd.Output()
 		tok := strings.TrimSpace(string(out))
 		if err != nil || tok == "" || strings.ContainsAny(tok, " \n") {

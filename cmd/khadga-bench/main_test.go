@@ -131,6 +131,12 @@ func TestParseConfig(t *testing.T) {
 		{"-scale", "5"},
 		{"-scale", "1000", "-cluster", "2"},
 		{"-scale", "1000", "-scale-nodes", "1"},
+		{"-soak", "1m", "-scale", "1000"},
+		{"-soak", "1m", "-url", "http://127.0.0.1:1"},
+		{"-soak", "1m", "-target", "peerjs"},
+		{"-soak", "-1m"},
+		{"-soak", "1m", "-soak-clients", "1"},
+		{"-soak", "1m", "-soak-every", "0s"},
 	} {
 		if _, err := parseConfig(bad); err == nil {
 			t.Errorf("parseConfig(%q) accepted", bad)

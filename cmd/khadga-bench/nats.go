@@ -88,23 +88,41 @@ type varz struct {
 
 func (n *natsServer) varz(ctx context.Context) (varz, error) {
 	var v varz
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.monitor+"/varz", nil)
+	return v, n.getJSON(ctx, "/varz", &v)
+}
+
+// jsz is the part of nats-server's /jsz the soak run reports: what
+// JetStream stores, every stream together (the session directory, the
+// revocation stream, the accounts).
+type jsz struct {
+	Messages uint64 `json:"messages"`
+	Bytes    uint64 `json:"bytes"`
+}
+
+func (n *natsServer) jsz(ctx context.Context) (jsz, error) {
+	var j jsz
+	return j, n.getJSON(ctx, "/jsz", &j)
+}
+
+// getJSON reads a monitoring endpoint of the server into v.
+func (n *natsServer) getJSON(ctx context.Context, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.monitor+path, nil)
 	if err != nil {
-		return v, err
+		return err
 	}
 	resp, err := n.hc.Do(req)
 	if err != nil {
-		return v, fmt.Errorf("nats /varz: %w", err)
+		return fmt.Errorf("nats %s: %w", path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil || resp.StatusCode != http.StatusOK {
-		return v, fmt.Errorf("nats /varz: HTTP %d: %v", resp.StatusCode, err)
+		return fmt.Errorf("nats %s: HTTP %d: %v", path, resp.StatusCode, err)
 	}
-	if err := json.Unmarshal(b, &v); err != nil {
-		return v, fmt.Errorf("nats /varz: %w", err)
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("nats %s: %w", path, err)
 	}
-	return v, nil
+	return nil
 }
 
 // natsTraffic is NATS's traffic over a window, per second: messages and

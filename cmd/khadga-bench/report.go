@@ -20,6 +20,9 @@ type report struct {
 	// Scale is the scale run's (-scale), which runs instead of the
 	// combinations.
 	Scale *scaleResult `json:"scale,omitempty"`
+	// Soak is the soak run's (-soak), which runs instead of the
+	// combinations.
+	Soak *soakResult `json:"soak,omitempty"`
 }
 
 type machineInfo struct {

@@ -73,6 +73,10 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) (*report, error) {
 		rep.Scale, err = scaleRun(ctx, cfg, env, log)
 		return rep, err
 	}
+	if cfg.Soak > 0 {
+		rep.Soak, err = soakRun(ctx, cfg, env, log)
+		return rep, err
+	}
 	var errs []error
 	for _, cb := range cfg.combos() {
 		if err := ctx.Err(); err != nil {

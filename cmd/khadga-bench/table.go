@@ -17,6 +17,10 @@ func (r *report) table(w io.Writer) error {
 		r.Scale.table(w)
 		return nil
 	}
+	if r.Soak != nil {
+		r.Soak.table(w)
+		return nil
+	}
 	if len(r.Runs) == 0 {
 		return nil // a scale run that failed before its figures
 	}

@@ -642,7 +642,7 @@ func (d *directory) put(ctx context.Context, peer string, q *queuedState) error 
 			d.removed(peer) // never written
 			return nil
 		case q.st == nil:
-			if err = d.n.kv.Delete(ctx, peer, jetstream.LastRevision(rev)); err == nil {
+			if err = d.n.remove(ctx, peer, jetstream.LastRevision(rev)); err == nil {
 				d.removed(peer)
 				return nil
 			}

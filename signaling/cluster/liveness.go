@@ -363,7 +363,7 @@ func (l *liveness) removeOrphans(ctx context.Context, node string) {
 	defer cancel()
 	for peer, rev := range orphans {
 		l.n.ord.forget(peer)
-		if err := l.n.kv.Delete(ctx, peer, jetstream.LastRevision(rev)); err != nil && !isConflict(err) {
+		if err := l.n.remove(ctx, peer, jetstream.LastRevision(rev)); err != nil && !isConflict(err) {
 			l.n.stats.kvErrors.Inc()
 		}
 	}

@@ -239,6 +239,16 @@ type Node struct {
 	stats *metrics
 }
 
+// directoryMarkerTTL is how long the directory's KV stream keeps the
+// marker of a removed entry (a session, a node's health key), which the
+// directory's watchers read as its removal (a variable for tests). Peer
+// and node ids are never reused, so a marker kept for good, one per
+// session the cluster ever had, made the stream (NATS's memory and disk)
+// grow for as long as the cluster ran. Ten minutes is far longer than
+// anything that reads a removal late: a watch that restarts, a node's
+// tombstones (tombstoneTTL).
+var directoryMarkerTTL = 10 * time.Minute
+
 // New prepares a node on an open NATS connection (which the caller owns
 // and closes after the node): it makes the directory's KV bucket if it is
 // missing. Nothing is sent until Start.
@@ -251,18 +261,9 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: jetstream: %w", err)
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      cfg.Bucket,
-		Description: "khadga: the sessions of every node (peer id -> state)",
-		History:     1,
-		Replicas:    cfg.Replicas,
-		// On disk, so that a NATS restart keeps the directory; entries of
-		// nodes that did not survive it are removed like those of any
-		// node that is gone.
-		Storage: jetstream.FileStorage,
-	})
+	kv, err := directoryBucket(ctx, js, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: session directory %s: %w", cfg.Bucket, err)
+		return nil, err
 	}
 	if err := createRevocationStream(ctx, js, cfg); err != nil {
 		return nil, err
@@ -429,7 +430,34 @@ func (n *Node) bye() {
 	n.live.bye()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	_ = n.kv.Purge(ctx, healthKey(n.id))
+	_ = n.remove(ctx, healthKey(n.id))
+}
+
+// directoryBucket makes or updates the directory's KV bucket, with
+// removal markers that expire after directoryMarkerTTL. That needs NATS
+// 2.11 or newer, as the account store's buckets do already.
+func directoryBucket(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.KeyValue, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      cfg.Bucket,
+		Description: "khadga: the sessions of every node (peer id -> state)",
+		History:     1,
+		Replicas:    cfg.Replicas,
+		// On disk, so that a NATS restart keeps the directory; entries of
+		// nodes that did not survive it are removed like those of any
+		// node that is gone.
+		Storage:        jetstream.FileStorage,
+		LimitMarkerTTL: directoryMarkerTTL,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: session directory %s: %w", cfg.Bucket, err)
+	}
+	return kv, nil
+}
+
+// remove removes key from the directory: a purge, whose marker (what
+// the watchers read as the removal) expires after directoryMarkerTTL.
+func (n *Node) remove(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error {
+	return n.kv.Purge(ctx, key, append(opts, jetstream.PurgeTTL(directoryMarkerTTL))...)
 }
 
 // Close stops the node's goroutines and subscriptions, waits for the
