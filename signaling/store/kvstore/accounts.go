@@ -176,10 +176,13 @@ func (s *Store) CreateFamily(f store.Family) error {
 }
 
 // dropIndex deletes the index entries of families that are gone. It is
-// best effort: an entry left behind points to nothing and expires.
+// best effort: an entry left behind points to nothing and expires. The
+// purge's marker expires too (indexMarkerTTL): family ids are never
+// reused, so markers kept for good, one per sign-in ever made, would grow
+// the bucket's stream for as long as the cluster ran.
 func (s *Store) dropIndex(ctx context.Context, fams []store.Family) {
 	for _, f := range fams {
-		if err := s.families.Purge(ctx, key(f.ID)); err != nil {
+		if err := s.families.Purge(ctx, key(f.ID), jetstream.PurgeTTL(indexMarkerTTL)); err != nil {
 			s.log.Debug("dropping a family index entry", "err", err)
 		}
 	}

@@ -125,6 +125,11 @@ const (
 	indexGrace = 24 * time.Hour
 )
 
+// indexMarkerTTL is how long the families bucket keeps the marker of an
+// index entry that was purged (dropIndex) or expired, which is what a
+// reader finds in its place (a variable for tests).
+var indexMarkerTTL = time.Minute
+
 // Options configure a Store. The zero value is usable.
 type Options struct {
 	// Prefix names the buckets and the audit stream and subject, so that
@@ -305,7 +310,7 @@ func (s *Store) setup(ctx context.Context) error {
 	if s.accounts, err = bucket("accounts", "accounts and their refresh-token families", 0); err != nil {
 		return err
 	}
-	if s.families, err = bucket("families", "refresh-token family id to user", time.Minute); err != nil {
+	if s.families, err = bucket("families", "refresh-token family id to user", indexMarkerTTL); err != nil {
 		return err
 	}
 	if s.keys, err = bucket("signing-keys", "JWT signing keys", 0); err != nil {
