@@ -71,6 +71,9 @@ type config struct {
 	SoakEvery   time.Duration
 	SoakWarmup  time.Duration
 	SoakSettle  time.Duration
+	// SoakSingle soaks the single node too; false, with a cluster, soaks
+	// only the cluster.
+	SoakSingle bool
 }
 
 // nodeProcsShare as -node-procs gives each cluster process its share of

@@ -73,7 +73,8 @@
 // -soak D is another run of its own: -soak-clients clients (300) churn for
 // D at -soak-rate operations/s in all (200), as users do, against a fresh
 // single node and then, with -cluster N, against N nodes (connections and
-// resumes go to random nodes). Each client opens the presence feed, joins
+// resumes go to random nodes; -soak-single=false leaves the single node
+// out). Each client opens the presence feed, joins
 // and leaves a few rooms, signals peers it shares a room with, drops its
 // socket (a FIN, no close frame) and resumes with its token, closes
 // cleanly, abandons its session for a new one; one in a hundred reads

@@ -137,6 +137,7 @@ func TestParseConfig(t *testing.T) {
 		{"-soak", "-1m"},
 		{"-soak", "1m", "-soak-clients", "1"},
 		{"-soak", "1m", "-soak-every", "0s"},
+		{"-soak", "1m", "-soak-single=false"},
 	} {
 		if _, err := parseConfig(bad); err == nil {
 			t.Errorf("parseConfig(%q) accepted", bad)

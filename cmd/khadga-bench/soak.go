@@ -32,6 +32,7 @@ func soakFlags(fs *flag.FlagSet, cfg *config) {
 	fs.Float64Var(&cfg.SoakRate, "soak-rate", 200, "operations/s of the soak run's clients, all together")
 	fs.DurationVar(&cfg.SoakEvery, "soak-every", 30*time.Second, "the soak run's sampling interval")
 	fs.DurationVar(&cfg.SoakWarmup, "soak-warmup", time.Minute, "churn before the soak run's baseline, which is taken with every client closed")
+	fs.BoolVar(&cfg.SoakSingle, "soak-single", true, "soak the single node; -soak-single=false with -cluster soaks only the cluster")
 	fs.DurationVar(&cfg.SoakSettle, "soak-settle", 2*time.Minute, "how long the servers may take to settle once the soak run's clients have closed (more than the resume window: an abandoned session waits that long)")
 }
 
@@ -43,6 +44,9 @@ func (c *config) validateSoak() error {
 	}
 	if c.Soak > 0 && (c.URL != "" || c.Scale > 0 || c.Target == namePeerJS) {
 		errs = append(errs, errors.New("-soak is a run of its own on servers it starts: not with -url, -scale or -target peerjs"))
+	}
+	if c.Soak > 0 && !c.SoakSingle && c.Cluster == 0 {
+		errs = append(errs, errors.New("-soak-single=false soaks only the cluster: it needs -cluster"))
 	}
 	if c.SoakClients < 2 || c.SoakRate <= 0 || c.SoakEvery <= 0 || c.SoakWarmup < 0 || c.SoakSettle <= 0 {
 		errs = append(errs, errors.New("-soak-clients must be at least 2, -soak-rate, -soak-every and -soak-settle positive, -soak-warmup not negative"))
@@ -92,12 +96,15 @@ func startSoakTarget(ctx context.Context, cfg *config, env *runEnv, cl *client, 
 	return st, nil
 }
 
-// soakRun soaks the single node, then the cluster if -cluster is given,
-// each on fresh servers.
+// soakRun soaks the single node (unless -soak-single=false with a
+// cluster), then the cluster if -cluster is given, each on fresh servers.
 func soakRun(ctx context.Context, cfg *config, env *runEnv, log *slog.Logger) (*soakResult, error) {
 	res := &soakResult{}
 	var errs []error
-	clusters := []int{0}
+	var clusters []int
+	if cfg.SoakSingle {
+		clusters = append(clusters, 0)
+	}
 	if cfg.Cluster > 0 {
 		clusters = append(clusters, cfg.Cluster)
 	}
