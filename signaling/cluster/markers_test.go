@@ -66,3 +66,51 @@ func TestEndedSessionsLeaveNoMarkers(t *testing.T) {
 		return directoryMsgs(t, js, bucket) <= before
 	})
 }
+
+// TestDirectoryOfAnEarlierReleaseIsTaken: a node of this release starts
+// on a directory bucket that an earlier one made, without expiring
+// markers (a rolling update), turns them on, and from then on its
+// sessions' removals leave nothing for good.
+func TestDirectoryOfAnEarlierReleaseIsTaken(t *testing.T) {
+	ttl := directoryMarkerTTL
+	t.Cleanup(func() { directoryMarkerTTL = ttl })
+	directoryMarkerTTL = 2 * time.Second
+	urls := natstest.Start(t).ClientURL()
+	js, err := jetstream.New(natstest.Connect(t, urls))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	const bucket = "khadga-sessions"
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{ // the earlier release's
+		Bucket: bucket, Description: "khadga: the sessions of every node (peer id -> state)",
+		History: 1, Storage: jetstream.FileStorage,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	a := startNode(t, "a", urls, fastConfig(), hub.Config{})
+	s, err := js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !info.Config.AllowMsgTTL || info.Config.SubjectDeleteMarkerTTL != directoryMarkerTTL {
+		t.Fatalf("the earlier release's bucket kept its configuration: message TTLs %v, marker TTL %v",
+			info.Config.AllowMsgTTL, info.Config.SubjectDeleteMarkerTTL)
+	}
+	before := directoryMsgs(t, js, bucket)
+	c := a.dial("user=ann")
+	eventually(t, "the session in the directory", func() bool { return a.dirNode(c.peer()) == "a" })
+	msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
+	if err := c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(wait)); err != nil {
+		t.Fatal(err)
+	}
+	<-c.closed
+	eventually(t, fmt.Sprintf("the directory's stream back to its %d messages", before), func() bool {
+		return directoryMsgs(t, js, bucket) <= before
+	})
+}
