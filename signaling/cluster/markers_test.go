@@ -18,6 +18,13 @@ import (
 // markers it keeps.
 func directoryMsgs(t *testing.T, js jetstream.JetStream, bucket string) uint64 {
 	t.Helper()
+	return directoryStream(t, js, bucket).State.Msgs
+}
+
+// directoryStream reads the directory's KV stream's configuration and
+// state.
+func directoryStream(t *testing.T, js jetstream.JetStream, bucket string) *jetstream.StreamInfo {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	s, err := js.Stream(ctx, "KV_"+bucket)
@@ -28,7 +35,7 @@ func directoryMsgs(t *testing.T, js jetstream.JetStream, bucket string) uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return info.State.Msgs
+	return info
 }
 
 // TestEndedSessionsLeaveNoMarkers: 30 sessions open on a node and end
@@ -90,15 +97,7 @@ func TestDirectoryOfAnEarlierReleaseIsTaken(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := startNode(t, "a", urls, fastConfig(), hub.Config{})
-	s, err := js.Stream(ctx, "KV_"+bucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !info.Config.AllowMsgTTL || info.Config.SubjectDeleteMarkerTTL != directoryMarkerTTL {
+	if info := directoryStream(t, js, bucket); !info.Config.AllowMsgTTL || info.Config.SubjectDeleteMarkerTTL != directoryMarkerTTL {
 		t.Fatalf("the earlier release's bucket kept its configuration: message TTLs %v, marker TTL %v",
 			info.Config.AllowMsgTTL, info.Config.SubjectDeleteMarkerTTL)
 	}
