@@ -389,6 +389,11 @@ type incoming struct {
 	// verified is the SHA-256 of a complete, checked file whose "ok" is on
 	// its way to the sender; the transfer ends when the sender closes.
 	verified string
+	// ending is why a transfer we ended (and told the sender why) failed:
+	// it is reported once the channel has closed, so that the sender has
+	// the reason before a caller that exits at once (khadga-peer recv)
+	// takes the connection down with the reason still queued.
+	ending error
 	// idle ends an accepted transfer whose sender sent nothing for
 	// idleFor (stalled); each chunk starts it again.
 	idle    *time.Timer
@@ -574,8 +579,9 @@ func (in *incoming) endLocked(err error, why string) {
 	in.finished = true
 	in.stopIdle()
 	in.reply(fileControl{Type: "error", Message: why})
-	if in.t != nil {
-		in.t.end(err, "")
+	if t := in.t; t != nil {
+		in.ending = err // reported by fail, when the channel has closed
+		time.AfterFunc(okGrace, func() { t.end(err, "") })
 	}
 	go func() { _ = in.dc.Close() }()
 }
@@ -585,6 +591,10 @@ func (in *incoming) fail(err error) {
 	defer in.mu.Unlock()
 	if in.verified != "" {
 		in.t.end(nil, in.verified) // the channel closed after our "ok"
+		return
+	}
+	if in.ending != nil {
+		in.t.end(in.ending, "") // the channel closed after our "error"
 		return
 	}
 	if in.finished {
