@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/khadga/khadga/signaling/admin"
 	"github.com/khadga/khadga/signaling/auth"
@@ -99,4 +101,71 @@ func serveAdmin(t *testing.T, a admin.Admin) *admin.Client {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestBackupClientThatStopsReadingBlocksNoWrite: the admin socket streams
+// a backup, and its client may read slowly or stop (`khadga backup -`
+// piped into an ssh that stalled). The store wrote the backup to the
+// socket from inside a bbolt read transaction, and bbolt cannot grow its
+// memory map while one is open: the first write that grew the file waited
+// for the backup's client, and every transaction after it (sign-ins,
+// WebSocket upgrades, joins that read a room's settings, Close) waited for
+// that write. The backup is now copied beside the store first, and the
+// client reads the copy with no transaction open.
+func TestBackupClientThatStopsReadingBlocksNoWrite(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "khadga.db"), store.Options{NoSync: true}) // thousands of writes below
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	// More than the socket's buffers hold, so that the server's writes
+	// wait for the client while it does not read.
+	if err := padStore(st, 2<<20); err != nil {
+		t.Fatal(err)
+	}
+	c := serveAdmin(t, &admin.Ops{Store: st})
+	w := &stalledWriter{first: make(chan struct{}), release: make(chan struct{})}
+	defer close(w.release)
+	go func() { _, _ = c.Backup(context.Background(), w) }()
+	select {
+	case <-w.first: // the server is sending: it stays stuck until w is released
+	case <-time.After(10 * time.Second):
+		t.Fatal("the backup's first bytes never came")
+	}
+	// Grow the file well past its memory map: at twice its size at most.
+	grown := make(chan error, 1)
+	go func() { grown <- padStore(st, 8<<20) }()
+	select {
+	case err := <-grown:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("store writes waited for a backup client that stopped reading")
+	}
+}
+
+// padStore adds about n bytes of audit events to st.
+func padStore(st *store.Store, n int) error {
+	detail := strings.Repeat("x", 2000)
+	for range n / len(detail) {
+		if err := st.Audit(store.AuditEvent{Kind: "pad", Detail: detail}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stalledWriter is where a backup client copies to: it takes the first
+// write, then blocks until release is closed, as a pipe whose reader
+// stopped does.
+type stalledWriter struct {
+	first, release chan struct{}
+	once           sync.Once
+}
+
+func (w *stalledWriter) Write(p []byte) (int, error) {
+	w.once.Do(func() { close(w.first) })
+	<-w.release
+	return len(p), nil
 }

@@ -283,15 +283,49 @@ func (s *Store) Ping() error {
 // WriteTo writes a consistent copy of the whole store to w while other
 // goroutines keep reading and writing (a hot backup). The copy is itself a
 // valid store file.
+//
+// The copy is taken into a scratch file beside the store, and w gets it
+// from there, with no transaction open: w is often a network client (the
+// admin socket's backup), and bbolt cannot grow its memory map while a
+// read transaction is open. Written to w from inside the transaction, a
+// backup whose client read slowly or stopped made the first write that
+// grew the file wait for that client, and every transaction after it
+// (sign-ins, WebSocket upgrades, Close) wait for that write. The
+// transaction now lasts as long as a copy on the local disk.
 func (s *Store) WriteTo(w io.Writer) (int64, error) {
-	var n int64
-	err := s.db.View(func(tx *bolt.Tx) error {
-		var err error
-		n, err = tx.WriteTo(w)
-		return err
-	})
+	f, err := os.CreateTemp(filepath.Dir(s.path), ".khadga-snapshot-*") // 0600: it holds password hashes
+	if err != nil {
+		return 0, fmt.Errorf("store: backup: %w", err)
+	}
+	// Unlinked at once where the system allows it, so that a crash leaves
+	// nothing behind; elsewhere once it is closed.
+	unlinked := os.Remove(f.Name()) == nil
+	defer func() {
+		f.Close()
+		if !unlinked {
+			os.Remove(f.Name())
+		}
+	}()
+	if err := s.snapshot(f); err != nil {
+		return 0, fmt.Errorf("store: backup: %w", err)
+	}
+	n, err := io.Copy(w, f)
 	if err != nil {
 		return n, fmt.Errorf("store: backup: %w", err)
 	}
 	return n, nil
+}
+
+// snapshot copies the store into f, in one read transaction, and rewinds
+// f to its start.
+func (s *Store) snapshot(f *os.File) error {
+	err := s.db.View(func(tx *bolt.Tx) error {
+		_, err := tx.WriteTo(f)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	_, err = f.Seek(0, io.SeekStart)
+	return err
 }
