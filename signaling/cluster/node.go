@@ -222,9 +222,13 @@ type Node struct {
 	// sends the recent ends again (directory.resendEnds) until they go.
 	endsUnsent atomic.Bool
 
+	// readyMu guards the answer Ready keeps; the check (a JetStream
+	// write) runs without it, one at a time (checking), and only that
+	// check touches probeFailed.
 	readyMu     sync.Mutex
 	readyAt     time.Time
 	readyErr    error
+	checking    bool
 	probeFailed time.Time // since when the probe write fails; zero if it works
 
 	redeem  func(ticket string) ([]byte, bool) // ServeTickets; set before Start
@@ -483,15 +487,25 @@ func (n *Node) Close() {
 
 // Ready reports why this node cannot serve as part of the cluster, or nil:
 // its NATS connection must be up and the session directory reachable. The
-// answer is kept for a second, so that frequent probes cost nothing.
+// answer is kept for a second from the end of its check, so that frequent
+// probes cost nothing, and a probe that comes while a check runs gets the
+// last answer at once: the check may wait 2 s for a slow JetStream, and
+// probes that waited for it in turn each checked again (anyone may ask
+// /readyz).
 func (n *Node) Ready() error {
 	n.readyMu.Lock()
-	defer n.readyMu.Unlock()
-	if time.Since(n.readyAt) < time.Second {
-		return n.readyErr
+	if n.checking || time.Since(n.readyAt) < time.Second {
+		err := n.readyErr
+		n.readyMu.Unlock()
+		return err
 	}
-	n.readyAt, n.readyErr = time.Now(), n.checkReady()
-	return n.readyErr
+	n.checking = true
+	n.readyMu.Unlock()
+	err := n.checkReady()
+	n.readyMu.Lock()
+	n.readyAt, n.readyErr, n.checking = time.Now(), err, false
+	n.readyMu.Unlock()
+	return err
 }
 
 func (n *Node) checkReady() error {

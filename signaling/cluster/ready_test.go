@@ -2,6 +2,10 @@ package cluster
 
 import (
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 
 	"github.com/khadga/khadga/internal/natstest"
 	"github.com/khadga/khadga/signaling/hub"
@@ -19,4 +23,50 @@ func TestReadyFollowsNATS(t *testing.T) {
 	eventually(t, "the node to say it is not ready", func() bool { return a.node.Ready() != nil })
 	c.Restart(0)
 	eventually(t, "the node to be ready again", func() bool { return a.node.Ready() == nil })
+}
+
+// TestReadyProbesDoNotQueue: /readyz asks Ready, which writes a key to
+// JetStream (up to 2 s when it is slow) and keeps the answer for a
+// second. The write ran under the lock that probes take, and the answer
+// was stamped with the time the write began: probes that came during a
+// slow write each waited for it, then found its answer stale and wrote
+// again in turn, so the k-th waited k writes (anyone may ask /readyz, and
+// each waiting probe holds a goroutine). A probe that comes while a check
+// runs now gets the last answer at once.
+func TestReadyProbesDoNotQueue(t *testing.T) {
+	// A NATS server on which the node may not write its probe key: the
+	// write gets no answer and runs to its timeout, as one to a JetStream
+	// without a quorum does.
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
+		NoLog: true, NoSigs: true, Users: []*server.User{{Username: "node", Password: "node",
+			Permissions: &server.Permissions{Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{"$KV.*.health.>"}}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS not ready")
+	}
+	t.Cleanup(s.Shutdown)
+	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo("node", "node"),
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})) // the refused writes, expected
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	a := startNodeOn(t, "a", nc, fastConfig(), hub.Config{})
+	const probes = 3
+	took := make(chan time.Duration, probes)
+	for range probes {
+		go func() {
+			start := time.Now()
+			_ = a.node.Ready()
+			took <- time.Since(start)
+		}()
+	}
+	for range probes {
+		if d := <-took; d > 3*time.Second {
+			t.Fatalf("a readiness probe took %v; one slow write takes 2s, and no probe should wait for more than one", d.Round(time.Millisecond))
+		}
+	}
 }
