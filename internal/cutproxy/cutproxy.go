@@ -1,11 +1,12 @@
 // Package cutproxy is a TCP proxy for tests that can cut every connection
 // through it and let new ones in again: a client connected through it is
 // cut off from its server as one behind a failed link is, while the server
-// and every other client go on.
+// and every other client go on. It can also stall the connections it
+// carries (Stall): nothing is closed, nothing more is forwarded, as on a
+// link that drops every packet.
 package cutproxy
 
 import (
-	"io"
 	"net"
 	"sync"
 	"testing"
@@ -19,6 +20,7 @@ type Proxy struct {
 	mu     sync.Mutex
 	ln     net.Listener
 	conns  []net.Conn
+	gates  []*gate // one per pair of conns
 }
 
 // New starts a proxy to the server at target (host:port); it stops when
@@ -56,11 +58,13 @@ func (p *Proxy) Up() {
 				c.Close()
 				continue
 			}
+			g := newGate()
 			p.mu.Lock()
 			p.conns = append(p.conns, c, d)
+			p.gates = append(p.gates, g)
 			p.mu.Unlock()
-			go func() { _, _ = io.Copy(d, c); d.Close() }()
-			go func() { _, _ = io.Copy(c, d); c.Close() }()
+			go pipe(d, c, g)
+			go pipe(c, d, g)
 		}
 	}()
 }
@@ -77,5 +81,78 @@ func (p *Proxy) Cut() {
 	for _, c := range p.conns {
 		c.Close()
 	}
-	p.conns = nil
+	for _, g := range p.gates {
+		g.release()
+	}
+	p.conns, p.gates = nil, nil
+}
+
+// Stall stops forwarding on every connection through the proxy, in both
+// directions, without closing any: the proxy reads no more, so the
+// kernel's buffers fill and the ends' writes block, as behind a link that
+// drops every packet. Connections made after it flow. Cut ends them.
+func (p *Proxy) Stall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, g := range p.gates {
+		g.stall()
+	}
+}
+
+// pipe copies from src to dst while g lets it.
+func pipe(dst, src net.Conn, g *gate) {
+	defer dst.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		g.wait()
+		n, err := src.Read(buf)
+		if n > 0 {
+			g.wait()
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// gate holds a connection's copying while it is stalled.
+type gate struct {
+	mu   sync.Mutex
+	open chan struct{} // closed while the connection flows
+}
+
+func newGate() *gate {
+	g := &gate{open: make(chan struct{})}
+	close(g.open)
+	return g
+}
+
+func (g *gate) wait() {
+	g.mu.Lock()
+	open := g.open
+	g.mu.Unlock()
+	<-open
+}
+
+func (g *gate) stall() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.open:
+		g.open = make(chan struct{})
+	default: // stalled already
+	}
+}
+
+func (g *gate) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.open:
+	default:
+		close(g.open)
+	}
 }

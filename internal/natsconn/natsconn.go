@@ -18,7 +18,10 @@
 // is disconnected (the reconnect buffer is off): a publish fails at once,
 // so that a signal bound for another node is reported to its sender
 // instead of being delivered late or silently dropped. Pings every
-// PingInterval find a dead server within three intervals.
+// PingInterval find a dead server within three intervals, and a write
+// that makes no progress for two intervals (a link that drops every
+// packet, with the server still up) ends the connection, which then
+// reconnects.
 //
 // # Readiness
 //
@@ -263,6 +266,15 @@ func (c *Conn) natsOptions() []nats.Option {
 		nats.ReconnectBufSize(-1),
 		nats.PingInterval(o.PingInterval),
 		nats.MaxPingsOutstanding(2),
+		// A write holds nats.go's connection lock, and pings need it: on a
+		// link that takes nothing more (packets dropped, nothing closed) a
+		// write waited for the default minute, and pings, probes and
+		// publishes with it, while the connection said it was ready. A
+		// write that makes no progress for two ping intervals fails, as two
+		// unanswered pings do, and a failed write reconnects rather than
+		// drop what was buffered and carry on.
+		nats.FlusherTimeout(2 * o.PingInterval),
+		nats.ReconnectOnFlusherError(),
 		nats.Timeout(o.Timeout),
 		nats.SetCustomDialer(rawDialer{&net.Dialer{Timeout: o.Timeout}}),
 		nats.ConnectHandler(c.onConnect),

@@ -9,9 +9,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/khadga/khadga/internal/cutproxy"
 	"github.com/khadga/khadga/internal/natstest"
 	"github.com/khadga/khadga/internal/testlog"
 	"github.com/nats-io/nats-server/v2/server"
@@ -228,5 +230,42 @@ func TestCloseIsQuiet(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatal("no record of the connection closing")
 		}
+	}
+}
+
+// TestStalledLinkIsDropped: a link to NATS that takes nothing more (every
+// packet dropped, nothing closed) held nats.go's connection lock in a
+// write for its default flusher timeout, a minute: pings, the readiness
+// probe and every publish (a node's heartbeats, a resume's claim) waited
+// behind it, and the connection said it was ready all the while, so a
+// load balancer kept sending users to a node that could reach nobody. A
+// write that makes no progress for two ping intervals now fails, as two
+// unanswered pings do, and the connection reconnects.
+func TestStalledLinkIsDropped(t *testing.T) {
+	s := natstest.Start(t)
+	proxy := cutproxy.New(t, strings.TrimPrefix(s.ClientURL(), "nats://"))
+	c, ctx := connectReady(t, Options{URLs: []string{"nats://" + proxy.Addr()},
+		PingInterval: 200 * time.Millisecond, ProbeInterval: 100 * time.Millisecond, Timeout: time.Second})
+	back := c.Reconnected()
+	proxy.Stall()
+	var stop atomic.Bool
+	t.Cleanup(func() { stop.Store(true) })
+	go func() { // fills the kernel's buffers behind the stalled link, then blocks in a write
+		payload := make([]byte, 64<<10)
+		for i := 0; i < 1000 && !stop.Load(); i++ {
+			if c.NATS().Publish("stall.test", payload) != nil {
+				return
+			}
+		}
+	}()
+	waitFor(t, func() bool { return errors.Is(c.Ready(), ErrNotReady) })
+	stop.Store(true)
+	select {
+	case <-back: // over a new connection through the proxy, which flows
+	case <-ctx.Done():
+		t.Fatal("no reconnect after the stalled link was dropped")
+	}
+	if err := c.WaitReady(ctx); err != nil {
+		t.Fatalf("not ready again: %v", err)
 	}
 }

@@ -274,7 +274,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, id: cfg.NodeID, nc: nc, js: js, kv: kv, log: cfg.Logger.With(slog.String("node", cfg.NodeID)),
 		gaps: make(chan struct{}, 1), gapKick: make(chan struct{}, 1), gapStats: newGapMetrics(),
-		news: newsQueue{wake: make(chan struct{}, 1)}}
+		news: newsQueue{wake: make(chan struct{}, 1)}, readyErr: errNotChecked}
 	n.seen.keep = cfg.RevocationReplay + time.Minute
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.stats = newMetrics(n)
@@ -507,6 +507,10 @@ func (n *Node) Ready() error {
 	n.readyMu.Unlock()
 	return err
 }
+
+// errNotChecked is Ready's answer to a probe that comes while the first
+// check runs.
+var errNotChecked = errors.New("readiness not checked yet")
 
 func (n *Node) checkReady() error {
 	if st := n.nc.Status(); st != nats.CONNECTED {
