@@ -3,11 +3,12 @@ package main
 import (
 	"bufio"
 	"net/http"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/khadga/khadga/internal/doccheck"
 )
 
 // TestEveryMetricIsDocumented finds every metric name in the server's
@@ -42,63 +43,37 @@ func TestEveryMetricIsDocumented(t *testing.T) {
 // are not seen.
 func TestEveryMetricLabelIsDocumented(t *testing.T) {
 	label := regexp.MustCompile(`WithLabelValues\(((?:"[a-z_]+", )*"[a-z_]+")\)`)
-	doc, err := os.ReadFile("../../docs/operations.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[string]bool{}
+	var values []string
 	for _, src := range metricSources(t) {
 		for _, m := range label.FindAllStringSubmatch(src, -1) {
 			for _, v := range strings.Split(m[1], ", ") {
-				seen[strings.Trim(v, `"`)] = true
+				values = append(values, strings.Trim(v, `"`))
 			}
 		}
 	}
-	if len(seen) < 20 {
-		t.Fatalf("found only %d label values in the source; has the layout changed?", len(seen))
+	if len(values) < 20 {
+		t.Fatalf("found only %d label values in the source; has the layout changed?", len(values))
 	}
-	for v := range seen {
-		if !strings.Contains(string(doc), "`"+v+"`") {
-			t.Errorf("metric label value %q is not in docs/operations.md", v)
-		}
-	}
+	doccheck.Documented(t, "../../docs/operations.md", "metric label value", values)
 }
 
 // metricSources returns the non-test Go files of the packages that
 // register the server's metrics.
 func metricSources(t *testing.T) []string {
 	t.Helper()
-	var srcs []string
+	var globs []string
 	for _, dir := range []string{"../../signaling", "../../signaling/hub", "../../turn", "../../signaling/store/kvstore",
 		"../../internal/natsconn", "../../signaling/cluster"} {
-		files, _ := filepath.Glob(filepath.Join(dir, "*.go"))
-		for _, f := range files {
-			if strings.HasSuffix(f, "_test.go") {
-				continue
-			}
-			b, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			srcs = append(srcs, string(b))
-		}
+		globs = append(globs, filepath.Join(dir, "*.go"))
 	}
-	return srcs
+	return doccheck.Sources(t, globs...)
 }
 
 // undocumented fails the test for each name docs/operations.md does not
 // list.
 func undocumented(t *testing.T, names []string) {
 	t.Helper()
-	doc, err := os.ReadFile("../../docs/operations.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range names {
-		if !strings.Contains(string(doc), "`"+n+"`") && !strings.Contains(string(doc), "`"+n+"{") {
-			t.Errorf("metric %s is not in docs/operations.md", n)
-		}
-	}
+	doccheck.Documented(t, "../../docs/operations.md", "metric", names)
 }
 
 // metricsDocumented scrapes a running server's /metrics (as a loopback
