@@ -41,7 +41,6 @@ const (
 	codeRateLimited  = "rate_limited"
 	codeInternal     = "internal"
 	codeNotFound     = "not_found"
-	codeMethod       = "method_not_allowed"
 	codeBusy         = "busy"
 	// codeUnavailable: the store cannot be reached (in a cluster: NATS or
 	// its JetStream quorum is down); nothing was decided, try again.

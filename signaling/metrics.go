@@ -29,13 +29,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "khadga_logins_total", Help: "Login attempts, by result (ok, failed, limited).",
 		}, []string{"result"}),
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "khadga_token_refreshes_total", Help: "Refresh-token uses, by result (ok, failed, reuse: an old token replayed and its family revoked).",
+			Name: "khadga_token_refreshes_total", Help: "Refresh-token uses, by result (ok, failed, reuse: an old token replayed and its family revoked, limited: answered 429).",
 		}, []string{"result"}),
 		registers: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "khadga_registrations_total", Help: "Accounts created.",
 		}),
 		wsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "khadga_ws_refused_total", Help: "WebSocket upgrades refused, by reason (version, origin, auth).",
+			Name: "khadga_ws_refused_total", Help: "WebSocket upgrades refused, by reason (version, origin, auth, unavailable, conns).",
 		}, []string{"reason"}),
 		connsRefused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "khadga_http_conns_refused_total", Help: "Connections closed as they came: their address had --max-conns-per-addr that were not WebSockets.",

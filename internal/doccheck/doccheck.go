@@ -1,0 +1,50 @@
+// Package doccheck lets tests check that the docs name what the code
+// has: metrics and their labels, error codes, SDK events.
+package doccheck
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Sources returns the contents of the files that match the glob
+// patterns, Go test files left out.
+func Sources(t testing.TB, patterns ...string) []string {
+	t.Helper()
+	var srcs []string
+	for _, p := range patterns {
+		files, err := filepath.Glob(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srcs = append(srcs, string(b))
+		}
+	}
+	return srcs
+}
+
+// Documented fails the test for each name that the markdown file doc
+// does not show in backquotes: `name`, or `name{...}` (a metric with
+// its labels). what says what a name is, for the message.
+func Documented(t testing.TB, doc, what string, names []string) {
+	t.Helper()
+	b, err := os.ReadFile(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if !strings.Contains(string(b), "`"+n+"`") && !strings.Contains(string(b), "`"+n+"{") {
+			t.Errorf("%s %s is not in %s", what, n, doc)
+		}
+	}
+}
