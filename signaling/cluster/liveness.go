@@ -261,10 +261,12 @@ func (l *liveness) setDraining() {
 	l.beat(false)
 }
 
-// bye tells the others this node is leaving for good.
+// bye tells the others this node is leaving for good. It waits a second
+// at most for NATS to take the goodbye: the others find the node gone
+// without it, and a shutdown must not wait on a link that takes nothing.
 func (l *liveness) bye() {
 	l.beat(true)
-	_ = l.n.nc.Flush()
+	_ = l.n.nc.FlushTimeout(time.Second)
 }
 
 func (l *liveness) beat(bye bool) {

@@ -1,12 +1,15 @@
 package cluster
 
 import (
+	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/khadga/khadga/internal/cutproxy"
 	"github.com/khadga/khadga/internal/natstest"
 	"github.com/khadga/khadga/signaling/hub"
 )
@@ -68,5 +71,24 @@ func TestReadyProbesDoNotQueue(t *testing.T) {
 		if d := <-took; d > 3*time.Second {
 			t.Fatalf("a readiness probe took %v; one slow write takes 2s, and no probe should wait for more than one", d.Round(time.Millisecond))
 		}
+	}
+}
+
+// TestDrainOnAStalledLink: a draining node's goodbye waited for NATS's
+// answer to a flush for nats.go's default 10 s, so on a link to NATS that
+// takes nothing (packets dropped, nothing closed) a SIGTERM's shutdown ran
+// that far past its grace. The goodbye now waits a second at most, as
+// Close's last flush does.
+func TestDrainOnAStalledLink(t *testing.T) {
+	s := natstest.Start(t)
+	proxy := cutproxy.New(t, strings.TrimPrefix(s.ClientURL(), "nats://"))
+	a := startNodeOn(t, "a", natstest.Connect(t, "nats://"+proxy.Addr()), fastConfig(), hub.Config{})
+	proxy.Stall()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	a.node.Drain(ctx)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Drain took %v on a stalled link: its goodbye waited for NATS", d.Round(time.Millisecond))
 	}
 }
