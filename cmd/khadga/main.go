@@ -12,6 +12,7 @@
 //	khadga restore FILE|-      replace the store with a checked backup (- reads standard input)
 //	khadga migrate             copy a single-node store into a cluster
 //	khadga config example      print the documented default config file
+//	khadga help [COMMAND]      list the commands, or show one's flags
 //
 // With --nats URL[,URL...] khadga runs as a node of a cluster, and the
 // admin commands, backup and restore work on the cluster's store.
@@ -51,8 +52,11 @@ func main() {
 		name, args = args[0], args[1:]
 	}
 	run, ok := commands[name]
+	if name == "help" {
+		run, ok = func(ctx context.Context, args []string) error { return runHelp(ctx, os.Stdout, args) }, true
+	}
 	if !ok {
-		fmt.Fprintf(os.Stderr, "khadga: unknown command %q (commands: serve, turn, turn-credentials, turn-secret, user, token, keys, backup, restore, migrate, config)\n", name)
+		fmt.Fprintln(os.Stderr, "khadga:", unknownCommand(name))
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -46,7 +46,7 @@ type serveConfig struct {
 }
 
 var serveCommand = command("khadga serve", "khadga [serve] [flags]",
-	"Run the signaling server with its embedded TURN server.",
+	"Run the signaling server with its embedded TURN server. khadga help lists the other commands.",
 	"khadga serve --http 0.0.0.0:8080 --turn-public-ip 203.0.113.7")
 
 // Validate reports every problem of the configuration, the signaling
