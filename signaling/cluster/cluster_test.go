@@ -121,22 +121,19 @@ func TestResumeOnAnotherNode(t *testing.T) {
 	// Nor did presence show bob offline: every presence update up to one
 	// that came after the resume (carol's arrival) keeps him online.
 	carol := c.dial("user=carol")
-	for {
-		m := watcher.next()
-		if m.Type != proto.TypePresence {
-			continue
-		}
+	lists := func(p proto.Presence, peer string) bool {
+		return slices.ContainsFunc(p.Peers, func(m proto.Member) bool { return m.Peer == peer })
+	}
+	watcher.await(proto.TypePresence, func(m *proto.Message) bool {
 		var p proto.Presence
 		if err := json.Unmarshal(m.Data, &p); err != nil {
 			t.Fatal(err)
 		}
-		if p.Kind == proto.PresenceOffline && slices.ContainsFunc(p.Peers, func(m proto.Member) bool { return m.Peer == bob.peer() }) {
+		if p.Kind == proto.PresenceOffline && lists(p, bob.peer()) {
 			t.Fatalf("the watcher saw bob offline across the resume: %s", m.Data)
 		}
-		if p.Kind != proto.PresenceOffline && slices.ContainsFunc(p.Peers, func(m proto.Member) bool { return m.Peer == carol.peer() }) {
-			break
-		}
-	}
+		return p.Kind != proto.PresenceOffline && lists(p, carol.peer())
+	})
 }
 
 // Joins on different nodes at the same moment converge: whoever answered
