@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -65,7 +66,7 @@ const alicePassword = "correct horse battery"
 // TestServeOnNATS runs two `khadga serve --nats` nodes on one NATS server:
 // an account made on one signs in on the other, a refresh token from one
 // rotates on the other, and the admin commands, backup and restore work
-// on the cluster with --nats.
+// on the cluster with --nats, and so does token (mint and revoke).
 func TestServeOnNATS(t *testing.T) {
 	nats := natstest.Start(t).ClientURL()
 	env := []string{"KHADGA_NATS=" + nats, "KHADGA_TURN_LISTEN=off", "KHADGA_NATS_REVOCATION_AGE=25m"}
@@ -115,6 +116,24 @@ func TestServeOnNATS(t *testing.T) {
 		t.Fatalf("restore --nats: %v\n%s", err, out)
 	}
 	login(t, n1.url, "root", "a long admin password")
+
+	// A bot token minted on the cluster buys access tokens on a node, and
+	// its revocation on the cluster reaches the other.
+	out, err := run(t, dir, "", "token", "--user", "rec", "--role", "recorder", "--room", "lab", "--refresh", "--nats", nats)
+	bot, id := strings.TrimSpace(strings.Split(out, "\n")[0]), regexp.MustCompile(`id (\S+),`).FindStringSubmatch(out)
+	if err != nil || !strings.HasPrefix(bot, "kbt_") || id == nil {
+		t.Fatalf("token --refresh --nats: %v\n%s", err, out)
+	}
+	botRefresh := `{"refresh_token":"` + bot + `"}`
+	if code, body := post(t, n2.url+"/api/refresh", botRefresh); code != http.StatusOK {
+		t.Fatalf("the cluster's bot token at node 2: %d %s", code, body)
+	}
+	if out, err := run(t, dir, "", "token", "revoke", id[1], "--nats", nats); err != nil {
+		t.Fatalf("token revoke --nats: %v\n%s", err, out)
+	}
+	if code, body := post(t, n1.url+"/api/refresh", botRefresh); code != http.StatusUnauthorized {
+		t.Fatalf("the revoked bot token at node 1: %d %s, want 401", code, body)
+	}
 	n1.stop(t)
 	n2.stop(t)
 }

@@ -275,3 +275,45 @@ func TestServeRefusesWhatTheHubWould(t *testing.T) {
 		t.Errorf("good settings refused: %v", err)
 	}
 }
+
+// TestNATSSettings: cluster mode is on with the file's `nats` key, the
+// environment's KHADGA_NATS or the command line's --nats, each a comma-
+// separated list, in that order of precedence; the credentials and TLS
+// files reach the NATS connection. Without any, serve is a single node.
+func TestNATSSettings(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{}
+	for _, name := range []string{"user.creds", "ca.pem", "cert.pem", "key.pem"} {
+		files[name] = filepath.Join(dir, name)
+		if err := os.WriteFile(files[name], []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c, err := loadServe(t); err != nil || c.NATS.enabled() {
+		t.Fatalf("no NATS setting: cluster mode %v (%v), want a single node", c.NATS.enabled(), err)
+	}
+	path := writeConfig(t, "nats: nats://file-a:4222,nats://file-b:4222\nnats-creds: "+files["user.creds"]+
+		"\nnats-ca: "+files["ca.pem"]+"\nnats-cert: "+files["cert.pem"]+"\nnats-key: "+files["key.pem"]+"\n")
+	servers := func(args ...string) []string {
+		t.Helper()
+		c, err := loadServe(t, append([]string{"--config", path}, args...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := c.NATS.options("", nil)
+		if o.Creds != files["user.creds"] || o.CAFile != files["ca.pem"] || o.CertFile != files["cert.pem"] || o.KeyFile != files["key.pem"] {
+			t.Errorf("the connection's files: %+v, want the file's", o)
+		}
+		return o.Servers()
+	}
+	if got := strings.Join(servers(), " "); got != "nats://file-a:4222 nats://file-b:4222" {
+		t.Errorf("nats from the file: %q", got)
+	}
+	t.Setenv("KHADGA_NATS", "nats://env-a:4222,tls://env-b:4443")
+	if got := strings.Join(servers(), " "); got != "nats://env-a:4222 tls://env-b:4443" {
+		t.Errorf("KHADGA_NATS over the file: %q", got)
+	}
+	if got := strings.Join(servers("--nats", "nats://cli:4222"), " "); got != "nats://cli:4222" {
+		t.Errorf("--nats over KHADGA_NATS: %q", got)
+	}
+}

@@ -110,7 +110,10 @@ func wait[T client.Event](t *testing.T, ch <-chan client.Event, ok func(T) bool)
 
 // A Go client on node a and one on node c join a room, connect peer to
 // peer (their handshake crossing nodes through NATS) and chat both ways;
-// a third client on node b sees both in presence.
+// a third client on node b sees both in presence. Room events reach every
+// node: when carol on b joins, she finds alice and bob in the room and
+// both hear that she joined; when bob on c leaves, alice and carol hear
+// it.
 func TestChatAcrossNodes(t *testing.T) {
 	_, nodes := startCluster(t, 3)
 	for _, u := range []string{"alice", "bob", "carol"} {
@@ -138,6 +141,21 @@ func TestChatAcrossNodes(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond) // polling the client's presence view
 	}
+	rc := join(t, carol, "lobby")
+	if got := len(rc.MembersByUser("alice")) + len(rc.MembersByUser("bob")); got != 2 {
+		t.Fatalf("carol on node b joined lobby with members %v, want alice and bob", rc.Members())
+	}
+	joined := func(e *client.MemberJoined) bool { return e.Member.User == "carol" }
+	wait[*client.MemberJoined](t, ra.Events(), joined)
+	wait[*client.MemberJoined](t, rb.Events(), joined)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := rb.Leave(ctx); err != nil {
+		t.Fatalf("bob leaves: %v", err)
+	}
+	left := func(e *client.MemberLeft) bool { return e.Member.User == "bob" }
+	wait[*client.MemberLeft](t, ra.Events(), left)
+	wait[*client.MemberLeft](t, rc.Events(), left)
 }
 
 func sees(c *client.Client, user string) bool {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -80,13 +81,15 @@ func TestSignalsArriveIntactAcrossNodes(t *testing.T) {
 
 // A client whose socket dropped resumes on another node: same peer id and
 // rooms, the signal sent to it meanwhile arrives, and the others see no
-// leave or join.
+// leave or join, nor the client offline in presence.
 func TestResumeOnAnotherNode(t *testing.T) {
 	urls := natstest.Start(t).ClientURL()
 	a := startNode(t, "a", urls, fastConfig(), hub.Config{})
 	b := startNode(t, "b", urls, fastConfig(), hub.Config{ResumeWindow: time.Minute})
 	c := startNode(t, "c", urls, fastConfig(), hub.Config{})
 	alice, bob := inLobby(a, b)
+	watcher := a.dial("user=watcher&presence=1")
+	eventually(t, "the watcher to see bob online", func() bool { return watcher.sees(bob.peer()) })
 	dropSocket(bob)
 	eventually(t, "b to see bob's socket drop", func() bool { return b.hub.Stats().Connections == 0 })
 	alice.signal(bob.peer(), "while-away", `{"n":1}`)
@@ -112,9 +115,25 @@ func TestResumeOnAnotherNode(t *testing.T) {
 			t.Fatalf("alice saw %s across the resume", m.Type)
 		}
 	}
-	if st := b.hub.Stats(); st.Sessions != 0 || st.Remote != 2 {
+	if st := b.hub.Stats(); st.Sessions != 0 || st.Remote != 3 {
 		t.Fatalf("node b after the move: %+v", st)
 	}
+	// Nor did presence show bob offline: every presence update up to one
+	// that came after the resume (carol's arrival) keeps him online.
+	carol := c.dial("user=carol")
+	lists := func(p proto.Presence, peer string) bool {
+		return slices.ContainsFunc(p.Peers, func(m proto.Member) bool { return m.Peer == peer })
+	}
+	watcher.await(proto.TypePresence, func(m *proto.Message) bool {
+		var p proto.Presence
+		if err := json.Unmarshal(m.Data, &p); err != nil {
+			t.Fatal(err)
+		}
+		if p.Kind == proto.PresenceOffline && lists(p, bob.peer()) {
+			t.Fatalf("the watcher saw bob offline across the resume: %s", m.Data)
+		}
+		return p.Kind != proto.PresenceOffline && lists(p, carol.peer())
+	})
 }
 
 // Joins on different nodes at the same moment converge: whoever answered

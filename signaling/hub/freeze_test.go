@@ -233,6 +233,18 @@ func (r *relayer) finish(t *testing.T) []time.Duration {
 // one that lasts.
 func checkRelay(t *testing.T, rtts []time.Duration) { checkRelayWithin(t, rtts, 1500*time.Millisecond) }
 
+// checkFreezeRelay is checkRelay for the freeze tests of issue 12, which
+// ask that the others keep relaying within 100 ms: 99 round trips of
+// every 100 must. (Their p99 is about 10 ms on a busy 2-core machine
+// under -race; the last percent is checkRelay's.)
+func checkFreezeRelay(t *testing.T, rtts []time.Duration) {
+	t.Helper()
+	checkRelay(t, rtts)
+	if p99 := rtts[len(rtts)*99/100]; p99 > 100*time.Millisecond {
+		t.Errorf("relay slowed: p99 %v, want <= 100ms", p99)
+	}
+}
+
 // checkRelayWithin is checkRelay with the longest round trip allowed: below
 // the WriteWait of the test's hub, so that waiting on a slow consumer
 // would show.
@@ -321,7 +333,7 @@ func testFreeze(t *testing.T, mode serverMode) {
 	}
 	eventually(t, "the attacker to be dropped", func() bool { return ts.hub.Stats().SlowConsumers >= 1 })
 	for _, p := range pairs {
-		checkRelay(t, p.finish(t))
+		checkFreezeRelay(t, p.finish(t))
 	}
 	eventually(t, "pings to the idle client", func() bool { return pings.Load() > pings0+3 })
 	shutdownWithin(t, ts, probe, 3*time.Second)
@@ -392,7 +404,7 @@ func testTwoSlowConsumers(t *testing.T, mode serverMode) {
 	go flood(y, xp)
 	pings0 := pings.Load()
 	eventually(t, "both to be dropped", func() bool { return ts.hub.Stats().SlowConsumers >= 2 })
-	checkRelay(t, pair.finish(t))
+	checkFreezeRelay(t, pair.finish(t))
 	eventually(t, "pings to the idle client", func() bool { return pings.Load() > pings0+3 })
 	shutdownWithin(t, ts, probe, 3*time.Second)
 }
@@ -442,6 +454,6 @@ func testSlowPresence(t *testing.T, mode serverMode) {
 		// which reads, heard every burst.
 		waitCount(t, watcher, 4)
 	}
-	checkRelay(t, pair.finish(t))
+	checkFreezeRelay(t, pair.finish(t))
 	shutdownWithin(t, ts, probe, 3*time.Second)
 }

@@ -37,7 +37,8 @@ func stressDuration(t *testing.T) time.Duration {
 // over wss://, for 30 s. Each joins and leaves rooms, signals, resumes,
 // closes abruptly or cleanly, floods, sends garbage and stops reading for
 // a while, at random. A watchdog stops the test with every goroutine's
-// stack if a handler runs for more than 5 s; a probe pair keeps relaying
+// stack if a handler runs for more than 5 s, or a lock of the hub is held
+// for that long (probeLocks); a probe pair keeps relaying
 // throughout; at the end every session has ended, Shutdown returns in time
 // and the goroutine count is back to where it started.
 func TestStress(t *testing.T) {
@@ -68,6 +69,8 @@ func runStress(t *testing.T, scope string, d time.Duration) {
 	wss := ts.also(true)
 	probe := watchdog(t, ts.hub, 5*time.Second)
 
+	stopLocks := probeLocks(ts.hub, probe)
+
 	pa, pb := ts.dial("user=probe-a"), wss.dial("user=probe-b")
 	pa.join("probe", "1")
 	pb.join("probe", "1")
@@ -89,6 +92,7 @@ func runStress(t *testing.T, scope string, d time.Duration) {
 		go func() { defer wg.Done(); sc.run(end) }()
 	}
 	wg.Wait()
+	stopLocks()
 	rtts := relay.finish(t)
 	t.Logf("stress: %s; hub %+v", stats.String(), ts.hub.Stats())
 	// A stall that lasts is the watchdog's to catch (5 s); the probe checks
@@ -105,6 +109,42 @@ func runStress(t *testing.T, scope string, d time.Duration) {
 	ts.srv.Close()
 	wss.srv.Close()
 	eventually(t, "goroutines back to the baseline", func() bool { return runtime.NumGoroutine() <= baseline+2 })
+}
+
+// probeLocks takes each of h's locks in turn, one at a time, under the
+// watchdog's probe, until the returned stop is called: a lock held for
+// more than the watchdog's limit by anyone (a handler, the sweeper, a
+// presence flush, Delivery) stops the test with every goroutine's stack,
+// whether or not a handler waits for it.
+func probeLocks(h *Hub, probe func(string, func())) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	lock := func(l sync.Locker) { l.Lock(); l.Unlock() }
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+			}
+			probe("taking every lock of the hub (the probeLocks goroutine's stack shows which)", func() {
+				lock(&h.mu)
+				lock(&h.presence.mu)
+				lock(&h.users.mu)
+				lock(&h.revoked.mu)
+				for _, r := range h.rooms.collect(nil) {
+					lock(&r.mu)
+				}
+				for _, s := range h.sessions.collect(nil) {
+					lock(&s.roomsMu)
+					lock(&s.mu)
+				}
+			})
+		}
+	}()
+	return func() { close(quit); <-done }
 }
 
 type stressStats struct {
