@@ -84,6 +84,10 @@
 //     refused; a person who opens the link registers, lands in the room and
 //     chats, and is back in it after a reload. The token stays in the
 //     fragment: it leaves the address bar, and no request URL carries it.
+//   - TestReloadAndCloseLeaveNoGhost: a page reloaded or closed leaves its
+//     session at once: the other page shows one of its user online and in
+//     the room after a reload (the reloaded page does not list itself),
+//     and none after the tab closed, well within the resume window.
 //
 // Artifacts (screenshots) go to $KHADGA_ARTIFACTS when set, else to the
 // test's temporary directory. When Chromium is missing the tests skip, or

@@ -121,7 +121,22 @@ export class Khadga extends EventTarget {
   async connect() {
     this.closedByUser = false;
     this.watchNetwork(true);
+    this.watchUnload(true);
     return this.open('');
+  }
+
+  // watchUnload ends the session when the page goes away (closed,
+  // reloaded, navigated elsewhere). Such a page cannot resume: its resume
+  // token goes with it. The browser closes the socket with 1001, which
+  // the server takes for a dropped connection, so the session would wait
+  // the resume window (30 s): online and in its rooms for everyone, and
+  // beside the new session of a reloaded page, which would even try to
+  // call it. Closing with 1000 first tells the server the session has
+  // left. A page that comes back from the back-forward cache reconnects
+  // as after any drop, with a new session.
+  watchUnload(on) {
+    if (!this.onPageHide) this.onPageHide = () => { if (this.ws) this.ws.close(1000, 'page closed'); };
+    globalThis[on ? 'addEventListener' : 'removeEventListener']?.('pagehide', this.onPageHide);
   }
 
   // watchNetwork follows the browser's word that the network changed
@@ -571,6 +586,7 @@ export class Khadga extends EventTarget {
     if (this.closedByUser) return;
     this.closedByUser = true;
     this.watchNetwork(false);
+    this.watchUnload(false);
     clearTimeout(this.retryTimer);
     clearInterval(this.pinger);
     for (const p of [...this.peers.values()]) this.dropPeer(p);
