@@ -88,6 +88,10 @@
 //     session at once: the other page shows one of its user online and in
 //     the room after a reload (the reloaded page does not list itself),
 //     and none after the tab closed, well within the resume window.
+//   - TestLeaveWhileDisconnected: Leave pressed while the socket is down
+//     takes effect on the resume: the other page sees the person leave,
+//     and a newcomer to the room gets no connection to them (nor their
+//     camera).
 //
 // Artifacts (screenshots) go to $KHADGA_ARTIFACTS when set, else to the
 // test's temporary directory. When Chromium is missing the tests skip, or

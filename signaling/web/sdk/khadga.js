@@ -250,6 +250,12 @@ export class Khadga extends EventTarget {
     if (resumed) {
       // Same session: peer connections stay; they take the fresh TURN credentials.
       for (const p of this.peers.values()) p.setICEServers(this.iceServers);
+      // A room left while the socket was down (or whose join failed with
+      // the socket) is still the session's on the server: leave it now,
+      // or its members would go on seeing this session there, and calling it.
+      for (const r of Array.isArray(w.rooms) ? w.rooms : []) {
+        if (!this.rooms.has(r) && !this.rejoining.has(r)) this.request({ type: 'leave', room: r }).catch(() => {});
+      }
     } else {
       // A new session has a new peer id: rebuild everything and rejoin.
       for (const p of this.peers.values()) this.dropPeer(p);
@@ -433,11 +439,19 @@ export class Khadga extends EventTarget {
     for (const p of [...this.peers.values()]) {
       if (p.rooms.delete(room) && p.rooms.size === 0) this.dropPeer(p);
     }
-    await this.request({ type: 'leave', room });
+    try {
+      await this.request({ type: 'leave', room });
+    } catch (e) {
+      // The socket is down (or went down under the request): the resume
+      // leaves the room (onWelcome), and a new session is in no room.
+      if (e.code) throw e;
+    }
   }
 
   memberJoined(room, member, existing = false) {
-    if (!member || !member.peer || !this.self || member.peer === this.self.peer) return;
+    // Not for a room left meanwhile (its leave still on the way): the
+    // member would get a peer connection, and the camera.
+    if (!member || !member.peer || !this.self || member.peer === this.self.peer || !this.rooms.has(room)) return;
     let p = this.peers.get(member.peer);
     if (!p) p = this.newPeer(member);
     if (!p) return;
@@ -454,7 +468,7 @@ export class Khadga extends EventTarget {
 
   memberLeft(room, id) {
     const p = this.peers.get(id);
-    if (!p) return;
+    if (!p || !p.rooms.has(room)) return;
     p.rooms.delete(room);
     this.emit('peer-left', { room, peer: p.member });
     if (p.rooms.size === 0) this.dropPeer(p);
