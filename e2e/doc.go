@@ -92,6 +92,10 @@
 //     takes effect on the resume: the other page sees the person leave,
 //     and a newcomer to the room gets no connection to them (nor their
 //     camera).
+//   - TestSignOutLeavesNothingForTheNext: after a sign-out, the next person
+//     on the tab sees no room error of the last one, and the "Share with
+//     recorder" box is clear, as their client is; the form refuses the
+//     room names "." and ".." itself.
 //
 // Artifacts (screenshots) go to $KHADGA_ARTIFACTS when set, else to the
 // test's temporary directory. When Chromium is missing the tests skip, or

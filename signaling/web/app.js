@@ -236,7 +236,11 @@ async function signOut(message) {
   for (const w of state.windows.values()) w.remove();
   state.windows.clear();
   clearTransfers();
-  for (const id of ['presence', 'rooms', 'chat-log', 'chat-room']) $(id).replaceChildren();
+  for (const id of ['presence', 'rooms', 'chat-log', 'chat-room', 'invite-offer']) $(id).replaceChildren();
+  $('rooms-error').textContent = '';
+  $('online-count').textContent = '0';
+  $('invite-offer').hidden = $('recorder-note').hidden = true;
+  $('share-recorder').checked = false; // the next one to sign in has not said yes
   resetSecurity();
   $('app').hidden = true;
   $('signin').hidden = false;
@@ -401,8 +405,8 @@ async function onJoin(ev) {
   ev.preventDefault();
   const room = $('room-name').value.trim();
   $('rooms-error').textContent = '';
-  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(room)) {
-    $('rooms-error').textContent = 'Room names are 1 to 64 characters of A-Z, a-z, 0-9, _ - .';
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(room) || room === '.' || room === '..') {
+    $('rooms-error').textContent = 'Room names are 1 to 64 characters of A-Z, a-z, 0-9, _ - . (but not . or ..)';
     return;
   }
   try {
