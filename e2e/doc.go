@@ -96,6 +96,10 @@
 //     on the tab sees no room error of the last one, and the "Share with
 //     recorder" box is clear, as their client is; the form refuses the
 //     room names "." and ".." itself.
+//   - TestCameraClickedTwice, TestSignOutWhileTheCameraOpens: "Camera on"
+//     clicked twice opens one camera, which "Camera off" closes (the other
+//     page's window goes, nothing is sent); a camera that opens after a
+//     sign-out is closed at once.
 //
 // Artifacts (screenshots) go to $KHADGA_ARTIFACTS when set, else to the
 // test's temporary directory. When Chromium is missing the tests skip, or

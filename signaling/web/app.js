@@ -725,19 +725,34 @@ function clearTransfers() {
 
 async function toggleCamera() {
   if (state.camera) { cameraOff(); return; }
+  const k = state.k;
+  if (!k) return;
+  // One camera at a time: a second click while the first waits for the
+  // camera (or the permission prompt) would open another, which "Camera
+  // off" would never close.
+  $('camera').disabled = true;
+  let stream;
   try {
-    const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true });
-    state.camera = stream;
-    for (const t of stream.getTracks()) state.k.addTrack(t, stream);
-    const v = $('local-video');
-    v.srcObject = stream;
-    v.hidden = false;
-    $('camera').textContent = 'Camera off';
-    $('camera').setAttribute('aria-pressed', 'true');
-    $('mute').disabled = stream.getAudioTracks().length === 0;
+    stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true });
   } catch (e) {
-    noticeEverywhere('Camera: ' + errorText(e));
+    if (state.k === k) noticeEverywhere('Camera: ' + errorText(e));
+    return;
+  } finally {
+    $('camera').disabled = false;
   }
+  if (state.k !== k) {
+    // Signed out while it opened: nobody to send it to.
+    for (const t of stream.getTracks()) t.stop();
+    return;
+  }
+  state.camera = stream;
+  for (const t of stream.getTracks()) k.addTrack(t, stream);
+  const v = $('local-video');
+  v.srcObject = stream;
+  v.hidden = false;
+  $('camera').textContent = 'Camera off';
+  $('camera').setAttribute('aria-pressed', 'true');
+  $('mute').disabled = stream.getAudioTracks().length === 0;
 }
 
 function cameraOff() {
