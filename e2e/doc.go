@@ -100,6 +100,9 @@
 //     clicked twice opens one camera, which "Camera off" closes (the other
 //     page's window goes, nothing is sent); a camera that opens after a
 //     sign-out is closed at once.
+//   - TestSignedOutElsewhereSaysWhy: a tab signed out by a password change
+//     in another tab says that the password was changed, not that the
+//     session expired.
 //
 // Artifacts (screenshots) go to $KHADGA_ARTIFACTS when set, else to the
 // test's temporary directory. When Chromium is missing the tests skip, or

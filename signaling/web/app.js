@@ -201,8 +201,15 @@ async function start(session, { restored = false } = {}) {
   const keep = () => { if (state.session === session && session.refreshToken) sessionStorage.setItem(refreshKey, session.refreshToken); };
   keep();
   session.addEventListener('tokens', keep);
-  session.addEventListener('expired', () => { if (state.session === session) signOut('Your session expired. Please sign in again.'); });
+  // The server's reason, when it ended this sign-in (the password changed
+  // in another tab, the account deleted or disabled): the refresh that
+  // follows is refused, and the person should know why.
+  let revoked = '';
+  session.addEventListener('expired', () => {
+    if (state.session === session) signOut(revoked ? `Signed out: ${revoked}.` : 'Your session expired. Please sign in again.');
+  });
   const k = new Khadga({ session, relayOnly: $('relay-only').checked });
+  k.on('disconnected', ({ code, reason }) => { if (code === 4401 && reason) revoked = reason; });
   state.k = k;
   wire(k);
   let w;
