@@ -103,6 +103,9 @@
 //   - TestSignedOutElsewhereSaysWhy: a tab signed out by a password change
 //     in another tab says that the password was changed, not that the
 //     session expired.
+//   - TestMessageTooLong: a message over 16 KiB of UTF-8 (8000 emoji fit
+//     the box) is refused in words, with its size and the limit, and stays
+//     in the box; the other side gets nothing.
 //
 // Artifacts (screenshots) go to $KHADGA_ARTIFACTS when set, else to the
 // test's temporary directory. When Chromium is missing the tests skip, or

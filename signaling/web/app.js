@@ -2,7 +2,7 @@
 // no build step. Every text that comes from the network is put on the page
 // with textContent, never as HTML.
 
-import { Session, Khadga, register, resendVerification, requestPasswordReset, resetPassword, ApiError } from '/sdk/khadga.js';
+import { Session, Khadga, register, resendVerification, requestPasswordReset, resetPassword, ApiError, maxMessageText } from '/sdk/khadga.js';
 import { VideoWindow } from '/videowindow.js';
 import { takeInvite, makeInviteLink } from '/invites.js';
 
@@ -611,6 +611,13 @@ function onSend(ev) {
   const room = $('chat-room').value;
   const text = $('chat-input').value;
   if (!room || !text.trim()) return;
+  // The box counts characters, the limit bytes: an emoji takes four.
+  const bytes = new TextEncoder().encode(text).length;
+  if (bytes > maxMessageText) {
+    noticeEverywhere(`That message is too long to send: ${Math.ceil(bytes / 1024)} KiB, and a message takes at most ` +
+      `${maxMessageText / 1024} KiB (an emoji or an accented letter counts more than once). Shorten it, or send it as a file.`);
+    return;
+  }
   let n;
   try { n = state.k.send(room, text); } catch (e) { noticeEverywhere(errorText(e)); return; }
   const me = state.k.self;
