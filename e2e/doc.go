@@ -106,6 +106,8 @@
 //   - TestMessageTooLong: a message over 16 KiB of UTF-8 (8000 emoji fit
 //     the box) is refused in words, with its size and the limit, and stays
 //     in the box; the other side gets nothing.
+//   - TestSignInWhileTheServerIsDown: signing in with the server stopped
+//     says that the server cannot be reached, not just "Failed to fetch".
 //
 // Artifacts (screenshots) go to $KHADGA_ARTIFACTS when set, else to the
 // test's temporary directory. When Chromium is missing the tests skip, or
