@@ -108,6 +108,8 @@
 //     in the box; the other side gets nothing.
 //   - TestSignInWhileTheServerIsDown: signing in with the server stopped
 //     says that the server cannot be reached, not just "Failed to fetch".
+//   - TestSignInWhenTheSocketCannotOpen: a sign-in whose WebSocket does not
+//     open says so in words (the live connection), and what to check.
 //
 // Artifacts (screenshots) go to $KHADGA_ARTIFACTS when set, else to the
 // test's temporary directory. When Chromium is missing the tests skip, or

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/chromedp"
 
 	"github.com/khadga/khadga/signaling/signalingtest"
@@ -25,5 +26,25 @@ func TestSignInWhileTheServerIsDown(t *testing.T) {
 	alice.waitFor("an error", `document.getElementById('signin-error').textContent !== ''`)
 	if got := eval[string](alice, `document.getElementById('signin-error').textContent`); !strings.Contains(got, "cannot reach the server") {
 		t.Errorf("sign-in error %q, want one that says the server cannot be reached", got)
+	}
+}
+
+// TestSignInWhenTheSocketCannotOpen: the sign-in works but the WebSocket
+// does not open (here the server refuses its ticket; behind a proxy that
+// does not pass WebSockets it looks the same to a page, which sees no
+// status). The form says so in words, with what to check.
+func TestSignInWhenTheSocketCannotOpen(t *testing.T) {
+	s := signalingtest.Start(t, signalingtest.Options{})
+	s.Register(t, "alice", password)
+	alice := openPage(t, s.URL, "alice")
+	intercept(t, alice, "*/api/ws-ticket", func(*fetch.EventRequestPaused) *fakeAnswer {
+		return &fakeAnswer{200, `{"ticket":"forged-by-the-test","expires_in":30}`}
+	})
+	alice.do(chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.SendKeys(chromedp.ID("username"), "alice"), chromedp.SendKeys(chromedp.ID("password"), password))
+	alice.press("login")
+	alice.waitFor("an error", `document.getElementById('signin-error').textContent !== ''`)
+	if got := eval[string](alice, `document.getElementById('signin-error').textContent`); !strings.Contains(got, "live connection") || !strings.Contains(got, "WebSocket") {
+		t.Errorf("sign-in error %q, want one that says the live connection (WebSocket) did not open", got)
 	}
 }

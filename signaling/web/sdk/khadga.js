@@ -226,7 +226,11 @@ export class Khadga extends EventTarget {
         this.connected = false;
         clearInterval(this.pinger);
         this.failPending(new Error('signaling connection closed'));
-        if (!welcomed) reject(new Error(`khadga: WebSocket closed before welcome (${e.code})`));
+        // A browser shows no status for a refused upgrade: say what to check.
+        if (!welcomed) {
+          reject(new Error(`the live connection to the server (WebSocket) did not open (close code ${e.code}): ` +
+            'the server refused it, or a proxy in between does not pass WebSockets'));
+        }
         else this.onDrop(e);
       };
       ws.abandon = (code, reason) => { ws.onclose({ code, reason }); ws.close(code, reason); };
