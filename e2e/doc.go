@@ -110,6 +110,9 @@
 //     says that the server cannot be reached, not just "Failed to fetch".
 //   - TestSignInWhenTheSocketCannotOpen: a sign-in whose WebSocket does not
 //     open says so in words (the live connection), and what to check.
+//   - TestInviteOfferNotTakenLater: an invite offered to a signed-in tab
+//     (a fragment change) and not taken is not joined by a reload or by
+//     the next sign-in.
 //
 // Artifacts (screenshots) go to $KHADGA_ARTIFACTS when set, else to the
 // test's temporary directory. When Chromium is missing the tests skip, or

@@ -243,6 +243,7 @@ async function signOut(message) {
   for (const w of state.windows.values()) w.remove();
   state.windows.clear();
   clearTransfers();
+  sessionStorage.removeItem(inviteKey);
   for (const id of ['presence', 'rooms', 'chat-log', 'chat-room', 'invite-offer']) $(id).replaceChildren();
   $('rooms-error').textContent = '';
   $('online-count').textContent = '0';
@@ -472,12 +473,17 @@ function pendingInvite() {
 }
 
 // offerInvite asks a signed-in user to join the room of an invite that
-// came in a fragment change, with a button; joinInvite joins on the click.
+// came in a fragment change, with a button, and joins on the click. The
+// offer stays on this page only: kept in the tab, a reload or the next
+// sign-in would join it without asking.
 function offerInvite() {
-  const inv = pendingInvite();
-  if (!inv || !state.k) return;
+  const inv = takeInvite();
+  if (!inv) return;
   const join = el('button', { type: 'button', class: 'join-invite' }, `Join ${inv.room}`);
-  join.addEventListener('click', joinInvite);
+  join.addEventListener('click', () => {
+    sessionStorage.setItem(inviteKey, JSON.stringify(inv));
+    joinInvite();
+  });
   $('invite-offer').replaceChildren(`You are invited to room ${inv.room}. `, join);
   $('invite-offer').hidden = false;
 }
@@ -1019,7 +1025,7 @@ function init() {
   // the fragment: no reload, so read it here. Signed in, it asks first:
   // another page that holds this tab (window.open) can change its
   // fragment, and a join sends the camera and microphone to the room.
-  window.addEventListener('hashchange', () => { takeReset(); showInvite(); offerInvite(); });
+  window.addEventListener('hashchange', () => { takeReset(); if (state.k) offerInvite(); else showInvite(); });
   restore();
 }
 
