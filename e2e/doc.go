@@ -84,6 +84,35 @@
 //     refused; a person who opens the link registers, lands in the room and
 //     chats, and is back in it after a reload. The token stays in the
 //     fragment: it leaves the address bar, and no request URL carries it.
+//   - TestReloadAndCloseLeaveNoGhost: a page reloaded or closed leaves its
+//     session at once: the other page shows one of its user online and in
+//     the room after a reload (the reloaded page does not list itself),
+//     and none after the tab closed, well within the resume window.
+//   - TestLeaveWhileDisconnected: Leave pressed while the socket is down
+//     takes effect on the resume: the other page sees the person leave,
+//     and a newcomer to the room gets no connection to them (nor their
+//     camera).
+//   - TestSignOutLeavesNothingForTheNext: after a sign-out, the next person
+//     on the tab sees no room error of the last one, and the "Share with
+//     recorder" box is clear, as their client is; the form refuses the
+//     room names "." and ".." itself.
+//   - TestCameraClickedTwice, TestSignOutWhileTheCameraOpens: "Camera on"
+//     clicked twice opens one camera, which "Camera off" closes (the other
+//     page's window goes, nothing is sent); a camera that opens after a
+//     sign-out is closed at once.
+//   - TestSignedOutElsewhereSaysWhy: a tab signed out by a password change
+//     in another tab says that the password was changed, not that the
+//     session expired.
+//   - TestMessageTooLong: a message over 16 KiB of UTF-8 (8000 emoji fit
+//     the box) is refused in words, with its size and the limit, and stays
+//     in the box; the other side gets nothing.
+//   - TestSignInWhileTheServerIsDown: signing in with the server stopped
+//     says that the server cannot be reached, not just "Failed to fetch".
+//   - TestSignInWhenTheSocketCannotOpen: a sign-in whose WebSocket does not
+//     open says so in words (the live connection), and what to check.
+//   - TestInviteOfferNotTakenLater: an invite offered to a signed-in tab
+//     (a fragment change) and not taken is not joined by a reload or by
+//     the next sign-in.
 //
 // Artifacts (screenshots) go to $KHADGA_ARTIFACTS when set, else to the
 // test's temporary directory. When Chromium is missing the tests skip, or

@@ -2,7 +2,7 @@
 // no build step. Every text that comes from the network is put on the page
 // with textContent, never as HTML.
 
-import { Session, Khadga, register, resendVerification, requestPasswordReset, resetPassword, ApiError } from '/sdk/khadga.js';
+import { Session, Khadga, register, resendVerification, requestPasswordReset, resetPassword, ApiError, maxMessageText } from '/sdk/khadga.js';
 import { VideoWindow } from '/videowindow.js';
 import { takeInvite, makeInviteLink } from '/invites.js';
 
@@ -201,8 +201,15 @@ async function start(session, { restored = false } = {}) {
   const keep = () => { if (state.session === session && session.refreshToken) sessionStorage.setItem(refreshKey, session.refreshToken); };
   keep();
   session.addEventListener('tokens', keep);
-  session.addEventListener('expired', () => { if (state.session === session) signOut('Your session expired. Please sign in again.'); });
+  // The server's reason, when it ended this sign-in (the password changed
+  // in another tab, the account deleted or disabled): the refresh that
+  // follows is refused, and the person should know why.
+  let revoked = '';
+  session.addEventListener('expired', () => {
+    if (state.session === session) signOut(revoked ? `Signed out: ${revoked}.` : 'Your session expired. Please sign in again.');
+  });
   const k = new Khadga({ session, relayOnly: $('relay-only').checked });
+  k.on('disconnected', ({ code, reason }) => { if (code === 4401 && reason) revoked = reason; });
   state.k = k;
   wire(k);
   let w;
@@ -236,7 +243,12 @@ async function signOut(message) {
   for (const w of state.windows.values()) w.remove();
   state.windows.clear();
   clearTransfers();
-  for (const id of ['presence', 'rooms', 'chat-log', 'chat-room']) $(id).replaceChildren();
+  sessionStorage.removeItem(inviteKey);
+  for (const id of ['presence', 'rooms', 'chat-log', 'chat-room', 'invite-offer']) $(id).replaceChildren();
+  $('rooms-error').textContent = '';
+  $('online-count').textContent = '0';
+  $('invite-offer').hidden = $('recorder-note').hidden = true;
+  $('share-recorder').checked = false; // the next one to sign in has not said yes
   resetSecurity();
   $('app').hidden = true;
   $('signin').hidden = false;
@@ -401,8 +413,8 @@ async function onJoin(ev) {
   ev.preventDefault();
   const room = $('room-name').value.trim();
   $('rooms-error').textContent = '';
-  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(room)) {
-    $('rooms-error').textContent = 'Room names are 1 to 64 characters of A-Z, a-z, 0-9, _ - .';
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(room) || room === '.' || room === '..') {
+    $('rooms-error').textContent = 'Room names are 1 to 64 characters of A-Z, a-z, 0-9, _ - . (but not . or ..)';
     return;
   }
   try {
@@ -461,12 +473,17 @@ function pendingInvite() {
 }
 
 // offerInvite asks a signed-in user to join the room of an invite that
-// came in a fragment change, with a button; joinInvite joins on the click.
+// came in a fragment change, with a button, and joins on the click. The
+// offer stays on this page only: kept in the tab, a reload or the next
+// sign-in would join it without asking.
 function offerInvite() {
-  const inv = pendingInvite();
-  if (!inv || !state.k) return;
+  const inv = takeInvite();
+  if (!inv) return;
   const join = el('button', { type: 'button', class: 'join-invite' }, `Join ${inv.room}`);
-  join.addEventListener('click', joinInvite);
+  join.addEventListener('click', () => {
+    sessionStorage.setItem(inviteKey, JSON.stringify(inv));
+    joinInvite();
+  });
   $('invite-offer').replaceChildren(`You are invited to room ${inv.room}. `, join);
   $('invite-offer').hidden = false;
 }
@@ -600,6 +617,13 @@ function onSend(ev) {
   const room = $('chat-room').value;
   const text = $('chat-input').value;
   if (!room || !text.trim()) return;
+  // The box counts characters, the limit bytes: an emoji takes four.
+  const bytes = new TextEncoder().encode(text).length;
+  if (bytes > maxMessageText) {
+    noticeEverywhere(`That message is too long to send: ${Math.ceil(bytes / 1024)} KiB, and a message takes at most ` +
+      `${maxMessageText / 1024} KiB (an emoji or an accented letter counts more than once). Shorten it, or send it as a file.`);
+    return;
+  }
   let n;
   try { n = state.k.send(room, text); } catch (e) { noticeEverywhere(errorText(e)); return; }
   const me = state.k.self;
@@ -721,19 +745,34 @@ function clearTransfers() {
 
 async function toggleCamera() {
   if (state.camera) { cameraOff(); return; }
+  const k = state.k;
+  if (!k) return;
+  // One camera at a time: a second click while the first waits for the
+  // camera (or the permission prompt) would open another, which "Camera
+  // off" would never close.
+  $('camera').disabled = true;
+  let stream;
   try {
-    const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true });
-    state.camera = stream;
-    for (const t of stream.getTracks()) state.k.addTrack(t, stream);
-    const v = $('local-video');
-    v.srcObject = stream;
-    v.hidden = false;
-    $('camera').textContent = 'Camera off';
-    $('camera').setAttribute('aria-pressed', 'true');
-    $('mute').disabled = stream.getAudioTracks().length === 0;
+    stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true });
   } catch (e) {
-    noticeEverywhere('Camera: ' + errorText(e));
+    if (state.k === k) noticeEverywhere('Camera: ' + errorText(e));
+    return;
+  } finally {
+    $('camera').disabled = false;
   }
+  if (state.k !== k) {
+    // Signed out while it opened: nobody to send it to.
+    for (const t of stream.getTracks()) t.stop();
+    return;
+  }
+  state.camera = stream;
+  for (const t of stream.getTracks()) k.addTrack(t, stream);
+  const v = $('local-video');
+  v.srcObject = stream;
+  v.hidden = false;
+  $('camera').textContent = 'Camera off';
+  $('camera').setAttribute('aria-pressed', 'true');
+  $('mute').disabled = stream.getAudioTracks().length === 0;
 }
 
 function cameraOff() {
@@ -986,7 +1025,7 @@ function init() {
   // the fragment: no reload, so read it here. Signed in, it asks first:
   // another page that holds this tab (window.open) can change its
   // fragment, and a join sends the camera and microphone to the room.
-  window.addEventListener('hashchange', () => { takeReset(); showInvite(); offerInvite(); });
+  window.addEventListener('hashchange', () => { takeReset(); if (state.k) offerInvite(); else showInvite(); });
   restore();
 }
 

@@ -23,7 +23,9 @@ const maxAnswer = 64 * 1024;
 /**
  * api sends a JSON body to path on server ('' means this page's origin)
  * with method (default POST; GET and DELETE send no body) and returns the
- * decoded answer (null for 204). It throws ApiError.
+ * decoded answer (null for 204). It throws ApiError for an answer that
+ * is not a success, and an Error "cannot reach the server (...)" (its
+ * cause the browser's TypeError) when none came.
  */
 export async function api(server, path, body, accessToken, method = 'POST') {
   const headers = {};
@@ -33,7 +35,15 @@ export async function api(server, path, body, accessToken, method = 'POST') {
     headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body || {});
   }
-  const res = await fetch((server || '') + path, init);
+  let res;
+  try {
+    res = await fetch((server || '') + path, init);
+  } catch (e) {
+    // No answer at all: the browser says only "Failed to fetch" (Chrome),
+    // "NetworkError when attempting to fetch resource." (Firefox) or
+    // "Load failed" (Safari).
+    throw new Error(`cannot reach the server (${e.message})`, { cause: e });
+  }
   if (res.status === 204) return null;
   const text = await res.text();
   let data = null;

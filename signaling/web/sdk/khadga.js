@@ -121,7 +121,22 @@ export class Khadga extends EventTarget {
   async connect() {
     this.closedByUser = false;
     this.watchNetwork(true);
+    this.watchUnload(true);
     return this.open('');
+  }
+
+  // watchUnload ends the session when the page goes away (closed,
+  // reloaded, navigated elsewhere). Such a page cannot resume: its resume
+  // token goes with it. The browser closes the socket with 1001, which
+  // the server takes for a dropped connection, so the session would wait
+  // the resume window (30 s): online and in its rooms for everyone, and
+  // beside the new session of a reloaded page, which would even try to
+  // call it. Closing with 1000 first tells the server the session has
+  // left. A page that comes back from the back-forward cache reconnects
+  // as after any drop, with a new session.
+  watchUnload(on) {
+    if (!this.onPageHide) this.onPageHide = () => { if (this.ws) this.ws.close(1000, 'page closed'); };
+    globalThis[on ? 'addEventListener' : 'removeEventListener']?.('pagehide', this.onPageHide);
   }
 
   // watchNetwork follows the browser's word that the network changed
@@ -211,7 +226,11 @@ export class Khadga extends EventTarget {
         this.connected = false;
         clearInterval(this.pinger);
         this.failPending(new Error('signaling connection closed'));
-        if (!welcomed) reject(new Error(`khadga: WebSocket closed before welcome (${e.code})`));
+        // A browser shows no status for a refused upgrade: say what to check.
+        if (!welcomed) {
+          reject(new Error(`the live connection to the server (WebSocket) did not open (close code ${e.code}): ` +
+            'the server refused it, or a proxy in between does not pass WebSockets'));
+        }
         else this.onDrop(e);
       };
       ws.abandon = (code, reason) => { ws.onclose({ code, reason }); ws.close(code, reason); };
@@ -235,6 +254,12 @@ export class Khadga extends EventTarget {
     if (resumed) {
       // Same session: peer connections stay; they take the fresh TURN credentials.
       for (const p of this.peers.values()) p.setICEServers(this.iceServers);
+      // A room left while the socket was down (or whose join failed with
+      // the socket) is still the session's on the server: leave it now,
+      // or its members would go on seeing this session there, and calling it.
+      for (const r of Array.isArray(w.rooms) ? w.rooms : []) {
+        if (!this.rooms.has(r) && !this.rejoining.has(r)) this.request({ type: 'leave', room: r }).catch(() => {});
+      }
     } else {
       // A new session has a new peer id: rebuild everything and rejoin.
       for (const p of this.peers.values()) this.dropPeer(p);
@@ -418,11 +443,19 @@ export class Khadga extends EventTarget {
     for (const p of [...this.peers.values()]) {
       if (p.rooms.delete(room) && p.rooms.size === 0) this.dropPeer(p);
     }
-    await this.request({ type: 'leave', room });
+    try {
+      await this.request({ type: 'leave', room });
+    } catch (e) {
+      // The socket is down (or went down under the request): the resume
+      // leaves the room (onWelcome), and a new session is in no room.
+      if (e.code) throw e;
+    }
   }
 
   memberJoined(room, member, existing = false) {
-    if (!member || !member.peer || !this.self || member.peer === this.self.peer) return;
+    // Not for a room left meanwhile (its leave still on the way): the
+    // member would get a peer connection, and the camera.
+    if (!member || !member.peer || !this.self || member.peer === this.self.peer || !this.rooms.has(room)) return;
     let p = this.peers.get(member.peer);
     if (!p) p = this.newPeer(member);
     if (!p) return;
@@ -439,7 +472,7 @@ export class Khadga extends EventTarget {
 
   memberLeft(room, id) {
     const p = this.peers.get(id);
-    if (!p) return;
+    if (!p || !p.rooms.has(room)) return;
     p.rooms.delete(room);
     this.emit('peer-left', { room, peer: p.member });
     if (p.rooms.size === 0) this.dropPeer(p);
@@ -571,6 +604,7 @@ export class Khadga extends EventTarget {
     if (this.closedByUser) return;
     this.closedByUser = true;
     this.watchNetwork(false);
+    this.watchUnload(false);
     clearTimeout(this.retryTimer);
     clearInterval(this.pinger);
     for (const p of [...this.peers.values()]) this.dropPeer(p);

@@ -1,0 +1,30 @@
+package e2e_test
+
+import (
+	"testing"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/khadga/khadga/signaling/signalingtest"
+)
+
+// TestSignedOutElsewhereSaysWhy: alice is signed in in two tabs and changes
+// her password in the first. The second tab is signed out, and says why
+// (the password was changed), not that the session expired.
+func TestSignedOutElsewhereSaysWhy(t *testing.T) {
+	s := signalingtest.Start(t, resumable)
+	first, second := openPage(t, s.URL, "alice"), openPage(t, s.URL, "alice, second tab")
+	first.register("alice")
+	second.do(chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.SendKeys(chromedp.ID("username"), "alice"), chromedp.SendKeys(chromedp.ID("password"), password))
+	second.press("login")
+	second.waitFor("signed in", `khadgaApp.client && khadgaApp.client.connected`)
+
+	first.do(evalVoid(`document.getElementById('password-details').open = true;
+		document.getElementById('current-password').value = ` + js(password) + `;
+		document.getElementById('new-password').value = document.getElementById('new-password-again').value = 'a brand new passphrase';`))
+	first.press("password-change")
+	first.waitFor("the password changed", `document.getElementById('password-message').textContent.startsWith('Password changed')`)
+	second.waitFor("the sign-in form, saying why", `!document.getElementById('signin').hidden
+		&& document.getElementById('signin-error').textContent.includes('password was changed')`)
+}
