@@ -46,3 +46,25 @@ func TestSignOutLeavesNothingForTheNext(t *testing.T) {
 		t.Errorf("bob's box says sharing %v, the SDK %v", eval[bool](alice, `document.getElementById('share-recorder').checked`), eval[bool](alice, `khadgaApp.client.shareWithRecorder`))
 	}
 }
+
+// TestSignOutIsNotAnError: "Signed out." after the button is a
+// confirmation, shown as a note (role status), not in the error style
+// that is announced as an alert; a wrong password after it is an error
+// again.
+func TestSignOutIsNotAnError(t *testing.T) {
+	s := signalingtest.Start(t, signalingtest.Options{})
+	alice := openPage(t, s.URL, "alice")
+	alice.register("alice")
+	style := `(m => m.className + ' ' + m.getAttribute('role'))(document.getElementById('signin-error'))`
+	alice.press("signout")
+	alice.waitFor("the confirmation", `document.getElementById('signin-error').textContent === 'Signed out.'`)
+	if got := eval[string](alice, style); got != "note status" {
+		t.Errorf("the sign-out's confirmation is %q, want a note with role status", got)
+	}
+	alice.do(chromedp.SetValue(chromedp.ID("username"), "alice"), chromedp.SetValue(chromedp.ID("password"), "not alice's password"))
+	alice.press("login")
+	alice.waitFor("the refusal", `!['', 'Signed out.'].includes(document.getElementById('signin-error').textContent)`)
+	if got := eval[string](alice, style); got != "error alert" {
+		t.Errorf("a wrong password's message is %q, want an error with role alert", got)
+	}
+}

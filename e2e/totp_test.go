@@ -51,3 +51,28 @@ func TestTwoFactorSignIn(t *testing.T) {
 	alice.do(evalVoid(`document.getElementById('totp-code').value = ''`), chromedp.SendKeys(chromedp.ID("totp-code"), next+kb.Enter))
 	alice.waitFor("signed in with the code", `khadgaApp.client && khadgaApp.client.connected && !document.getElementById('app').hidden`)
 }
+
+// TestTwoFactorFormsSayWhatIsMissing: confirming or turning off two-factor
+// authentication with the password or the code left empty says which is
+// missing, and sends nothing: the server would have answered "the password
+// is wrong" (counting it against the sign-in limits) or "that code is
+// wrong".
+func TestTwoFactorFormsSayWhatIsMissing(t *testing.T) {
+	s := signalingtest.Start(t, signalingtest.Options{})
+	alice := openPage(t, s.URL, "alice")
+	alice.register("alice")
+	alice.press("security-title")
+	alice.press("totp-enroll")
+	alice.waitFor("the secret", `document.getElementById('totp-secret').textContent.length >= 16`)
+	message := `document.getElementById('totp-message').textContent`
+	sent := `performance.getEntriesByType('resource').some(e => e.name.endsWith('/api/totp/confirm'))`
+
+	alice.press("totp-confirm")
+	alice.waitFor("the missing password", message+` === 'Enter your password.'`)
+	alice.do(chromedp.SendKeys(chromedp.ID("totp-confirm-password"), password))
+	alice.press("totp-confirm")
+	alice.waitFor("the missing code", message+` === 'Enter the code from your authenticator app.'`)
+	if eval[bool](alice, sent) {
+		t.Error("a form with an empty field was sent to the server")
+	}
+}

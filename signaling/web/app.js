@@ -66,7 +66,7 @@ function credentials() {
 
 async function onLogin(ev) {
   ev.preventDefault();
-  $('signin-error').textContent = '';
+  signinMessage('');
   $('resend-row').hidden = true;
   try {
     const { username, password } = credentials();
@@ -79,11 +79,11 @@ async function onLogin(ev) {
       // The password was right; the account wants its second factor.
       $('code-row').hidden = false;
       $('totp-code').focus();
-      $('signin-error').textContent = 'Enter the code from your authenticator app, then sign in again.';
+      signinMessage('Enter the code from your authenticator app, then sign in again.');
       return;
     }
     if (unverified(e)) return;
-    $('signin-error').textContent = e instanceof ApiError && e.code === 'totp_invalid' ? 'That code is wrong or already used.' : errorText(e);
+    signinMessage(e instanceof ApiError && e.code === 'totp_invalid' ? 'That code is wrong or already used.' : errorText(e));
   }
 }
 
@@ -91,13 +91,13 @@ async function onLogin(ev) {
 // address is not confirmed yet.
 function unverified(e) {
   if (!(e instanceof ApiError) || e.code !== 'email_unverified') return false;
-  $('signin-error').textContent = 'Confirm your email address first: open the link we sent you.';
+  signinMessage('Confirm your email address first: open the link we sent you.');
   $('resend-row').hidden = false;
   return true;
 }
 
 async function onResend() {
-  $('signin-error').textContent = '';
+  signinMessage('');
   try {
     const { username, password } = credentials();
     const email = $('email').value.trim();
@@ -106,12 +106,12 @@ async function onResend() {
     $('signin-notice').hidden = false;
     $('resend-row').hidden = true;
   } catch (e) {
-    $('signin-error').textContent = errorText(e);
+    signinMessage(errorText(e));
   }
 }
 
 async function onRegister() {
-  $('signin-error').textContent = '';
+  signinMessage('');
   $('resend-row').hidden = true;
   try {
     const { username, password } = credentials();
@@ -119,16 +119,16 @@ async function onRegister() {
     await start(await Session.login(username, password));
   } catch (e) {
     if (unverified(e)) return;
-    $('signin-error').textContent = e instanceof ApiError && e.status === 409 ? 'That username is taken.' : errorText(e);
+    signinMessage(e instanceof ApiError && e.status === 409 ? 'That username is taken.' : errorText(e));
   }
 }
 
 // onForgot asks for a password-reset link for the username typed in.
 async function onForgot() {
-  $('signin-error').textContent = '';
+  signinMessage('');
   const username = $('username').value.trim().toLowerCase();
   if (!/^[a-z0-9][a-z0-9_.-]{2,31}$/.test(username)) {
-    $('signin-error').textContent = 'Type your username first, then ask for the link.';
+    signinMessage('Type your username first, then ask for the link.');
     return;
   }
   try {
@@ -136,7 +136,7 @@ async function onForgot() {
     $('signin-notice').textContent = `If ${username} has a confirmed email address, a link to choose a new password is on its way.`;
     $('signin-notice').hidden = false;
   } catch (e) {
-    $('signin-error').textContent = errorText(e);
+    signinMessage(errorText(e));
   }
 }
 
@@ -230,7 +230,17 @@ async function start(session, { restored = false } = {}) {
   await joinInvite();
 }
 
-async function signOut(message) {
+// signinMessage puts text under the sign-in form: an error (the default),
+// or with kind 'note' a confirmation, such as "Signed out.", which is
+// neither styled nor announced as an alert.
+function signinMessage(text, kind = 'error') {
+  const m = $('signin-error');
+  m.textContent = text;
+  m.className = kind === 'note' ? 'note' : 'error';
+  m.setAttribute('role', kind === 'note' ? 'status' : 'alert');
+}
+
+async function signOut(message, kind = 'error') {
   clearInterval(state.badgeTimer);
   cameraOff();
   const k = state.k;
@@ -255,7 +265,7 @@ async function signOut(message) {
   $('whoami').hidden = true;
   $('signout').hidden = true;
   showBanner('');
-  $('signin-error').textContent = typeof message === 'string' ? message : '';
+  signinMessage(typeof message === 'string' ? message : '', kind);
   $('username').focus();
 }
 
@@ -837,11 +847,22 @@ async function onTOTPEnroll() {
   }
 }
 
+// totpFieldsMissing says what a two-factor form lacks, so that an empty
+// field is never sent: the server would answer "wrong password" (and count
+// it against the sign-in limits) or "wrong code".
+function totpFieldsMissing(password, code) {
+  if (!password) return 'Enter your password.';
+  if (!code) return 'Enter the code from your authenticator app.';
+  return '';
+}
+
 async function onTOTPConfirm(ev) {
   ev.preventDefault();
-  totpMessage('');
+  const password = $('totp-confirm-password').value, code = $('totp-confirm-code').value.trim();
+  totpMessage(totpFieldsMissing(password, code));
+  if (!password || !code) return;
   try {
-    const r = await state.session.totpConfirm($('totp-confirm-password').value, $('totp-confirm-code').value.trim());
+    const r = await state.session.totpConfirm(password, code);
     $('totp-confirm-password').value = '';
     $('totp-setup').hidden = true;
     $('totp-secret').textContent = '';
@@ -857,9 +878,11 @@ async function onTOTPConfirm(ev) {
 
 async function onTOTPDisable(ev) {
   ev.preventDefault();
-  totpMessage('');
+  const password = $('totp-disable-password').value, code = $('totp-disable-code').value.trim();
+  totpMessage(totpFieldsMissing(password, code));
+  if (!password || !code) return;
   try {
-    await state.session.totpDisable($('totp-disable-password').value, $('totp-disable-code').value.trim());
+    await state.session.totpDisable(password, code);
     $('totp-disable-password').value = $('totp-disable-code').value = '';
     $('totp-disable-form').hidden = true;
     $('totp-recovery').hidden = true;
@@ -908,7 +931,7 @@ async function onDeleteAccount(ev) {
           : e.status === 401 ? 'The password is wrong.' : errorText(e);
     return;
   }
-  await signOut('Your account is deleted.');
+  await signOut('Your account is deleted.', 'note');
 }
 
 function resetSecurity() {
@@ -986,12 +1009,12 @@ async function keepTrying(what, attempt, gaveUp) {
   for (let wait = 1000; ; wait = Math.min(2 * wait, 30000)) {
     try {
       const v = await attempt();
-      if (!gaveUp()) $('signin-error').textContent = '';
+      if (!gaveUp()) signinMessage('');
       return v;
     } catch (e) {
       if (!retryable(e) || gaveUp()) throw e;
       const ms = e instanceof ApiError && e.retryAfter ? e.retryAfter * 1000 : wait;
-      $('signin-error').textContent = `${what}: ${e.message}. Trying again in ${Math.ceil(ms / 1000)} s…`;
+      signinMessage(`${what}: ${e.message}. Trying again in ${Math.ceil(ms / 1000)} s…`);
       await new Promise((resolve) => setTimeout(resolve, ms));
       if (gaveUp()) throw new Error('no longer wanted');
     }
@@ -1001,7 +1024,7 @@ async function keepTrying(what, attempt, gaveUp) {
 function init() {
   $('signin-form').addEventListener('submit', onLogin);
   $('register').addEventListener('click', onRegister);
-  $('signout').addEventListener('click', () => signOut('Signed out.'));
+  $('signout').addEventListener('click', () => signOut('Signed out.', 'note'));
   $('join-form').addEventListener('submit', onJoin);
   $('chat-form').addEventListener('submit', onSend);
   $('camera').addEventListener('click', toggleCamera);
