@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -47,12 +48,6 @@ func runHelp(ctx context.Context, w io.Writer, args []string) error {
 
 // unknownCommand names the commands there are.
 func unknownCommand(name string) error {
-	names := slices.Sorted(func(yield func(string) bool) {
-		for n := range commands {
-			if !yield(n) {
-				return
-			}
-		}
-	})
+	names := slices.Sorted(maps.Keys(commands))
 	return fmt.Errorf("unknown command %q (commands: %s; khadga help describes them)", name, strings.Join(names, ", "))
 }
