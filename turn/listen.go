@@ -256,10 +256,11 @@ type secretChecker struct {
 	hints   *secretHints
 	now     func() time.Time // nil: time.Now
 
-	mu    sync.Mutex
-	known map[string]string     // username -> the secret that verified it
-	scans map[netip.Addr]bucket // clientKey -> failed-scan tokens
-	hmacs atomic.Int64          // secrets tried, for tests and benchmarks
+	mu      sync.Mutex
+	known   map[string]string     // username -> the secret that verified it
+	scans   map[netip.Addr]bucket // clientKey -> failed-scan tokens
+	pruneAt time.Time             // when a full scans table may be pruned again
+	hmacs   atomic.Int64          // secrets tried, for tests and benchmarks
 }
 
 // Bounds of the secret checker's work and memory.
@@ -267,7 +268,7 @@ const (
 	scanRate  = 2.0  // failed full scans a second per source IP, sustained
 	scanBurst = 10.0 // and in a burst
 	maxKnown  = 4096 // remembered usernames; the cache is emptied when full
-	maxScans  = 4096 // source IPs with a scan budget; emptied when full
+	maxScans  = 4096 // source IPs with a scan budget (see candidates)
 )
 
 // bucket is a token bucket: tokens at time at.
@@ -330,23 +331,22 @@ func (c *secretChecker) candidates(secrets [][]byte, username string, src net.Ad
 	if k, ok := c.known[username]; ok {
 		known = index(secrets, []byte(k))
 	}
-	isKnown := known >= 0
-	if c.scans == nil || len(c.scans) >= maxScans {
+	first := max(known, 0)
+	try = append(try, first)
+	if c.scans == nil {
 		c.scans = make(map[netip.Addr]bucket)
 	}
 	ip := clientKey(src)
 	bk, ok := c.scans[ip]
+	if !ok && !c.makeRoom(now) {
+		return try, false
+	}
 	if !ok {
 		bk = bucket{tokens: scanBurst, at: now}
 	}
 	bk.tokens = min(scanBurst, bk.tokens+now.Sub(bk.at).Seconds()*scanRate)
 	bk.at = now
 	c.scans[ip] = bk
-	first := 0
-	if isKnown {
-		first = known
-	}
-	try = append(try, first)
 	if bk.tokens < 1 {
 		return try, false
 	}
@@ -356,6 +356,31 @@ func (c *secretChecker) candidates(secrets [][]byte, username string, src net.Ad
 		}
 	}
 	return try, true
+}
+
+// makeRoom reports whether the scans table has room for one more source,
+// forgetting the sources whose budgets are whole again if it is full (a
+// whole budget is what a new source gets). c.mu is held.
+//
+// While every remembered source is still spending, a new one gets no full
+// scan: the table was emptied when full, so a host with 4,097 IPv6 /64s
+// (a /48 has 65,536) gave every one of them, itself included, a new
+// budget each time round. Pruning walks the whole table, so it runs at
+// most once a second, however many new sources come.
+func (c *secretChecker) makeRoom(now time.Time) bool {
+	if len(c.scans) < maxScans {
+		return true
+	}
+	if now.Before(c.pruneAt) {
+		return false
+	}
+	c.pruneAt = now.Add(time.Second)
+	for ip, bk := range c.scans {
+		if bk.tokens+now.Sub(bk.at).Seconds()*scanRate >= scanBurst {
+			delete(c.scans, ip)
+		}
+	}
+	return len(c.scans) < maxScans
 }
 
 // charge spends a scan token of src: a full scan found no secret.

@@ -393,6 +393,45 @@ func TestSecretScansPerIPv6Prefix(t *testing.T) {
 	}
 }
 
+// TestSecretScansTableCannotBeReset: once maxScans sources have spent
+// their scans, a new source gets no full scan, and those that spent theirs
+// stay spent. The table was emptied when full, so a host with more /64s
+// than it holds (a /48 has 65,536) gave every one of them a new budget
+// each time round. Sources whose budgets are whole again are forgotten to
+// make room, at most once a second.
+func TestSecretScansTableCannotBeReset(t *testing.T) {
+	now := time.Unix(1000, 0)
+	c := &secretChecker{now: func() time.Time { return now }}
+	secrets := [][]byte{[]byte("first"), []byte("second")}
+	from := func(i int) net.Addr {
+		return net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(fmt.Sprintf("2001:db8:%x:%x::1", i>>16, i&0xffff)), 3478))
+	}
+	scan := func(i int) bool {
+		_, full := c.candidates(secrets, "1:user", from(i), now)
+		if full {
+			c.charge(from(i))
+		}
+		return full
+	}
+	for i := range maxScans {
+		for range int(scanBurst) {
+			if !scan(i) {
+				t.Fatalf("source %d refused a scan within its burst", i)
+			}
+		}
+	}
+	if scan(maxScans) {
+		t.Fatal("a new source got a full scan while every remembered one was spending")
+	}
+	if scan(0) {
+		t.Fatal("a source that spent its scans got a new budget after the table filled")
+	}
+	now = now.Add(time.Duration(float64(time.Second) * scanBurst / scanRate)) // every budget whole again
+	if !scan(maxScans + 1) {
+		t.Fatal("a new source got no full scan once the others' budgets were whole again")
+	}
+}
+
 // fromAddr is a connection that says it comes from addr: a client of any
 // address of an IPv6 /64 (loopback offers one).
 type fromAddr struct {
