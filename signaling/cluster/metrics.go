@@ -1,7 +1,18 @@
 package cluster
 
 import (
+	"context"
+	"sync/atomic"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
+)
+
+// rttPeriod is how often a node measures its round trip to NATS, and
+// rttTimeout how long it waits for the answer before it says -1.
+const (
+	rttPeriod  = 5 * time.Second
+	rttTimeout = 2 * time.Second
 )
 
 // metrics are a node's Prometheus metrics: what an operator watches to see
@@ -16,6 +27,9 @@ type metrics struct {
 	lost, claims, tickets, revocations     *prometheus.CounterVec
 	ends                                   *prometheus.CounterVec
 	kvLatency                              prometheus.Histogram
+	// rtt is the last round trip to NATS in nanoseconds, -1 if it failed
+	// or timed out (measureRTT).
+	rtt atomic.Int64
 }
 
 func newMetrics(n *Node) *metrics {
@@ -25,7 +39,7 @@ func newMetrics(n *Node) *metrics {
 	g := func(name, help string) prometheus.Gauge {
 		return prometheus.NewGauge(prometheus.GaugeOpts{Name: "khadga_cluster_" + name, Help: help})
 	}
-	return &metrics{
+	m := &metrics{
 		n:             n,
 		delivered:     c("deliveries_sent_total", "Messages sent to sessions on other nodes."),
 		received:      c("deliveries_received_total", "Messages from other nodes for sessions of this node."),
@@ -51,16 +65,18 @@ func newMetrics(n *Node) *metrics {
 		kvLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "khadga_cluster_kv_seconds",
 			Help: "Latency of session directory writes.", Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14)}),
 	}
+	m.rtt.Store(-1) // not measured yet
+	return m
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
 	rtt := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "khadga_cluster_nats_rtt_seconds",
-		Help: "Round trip to the NATS server, measured at scrape time."}, func() float64 {
-		d, err := m.n.nc.RTT()
-		if err != nil {
+		Help: "Round trip to the NATS server, measured every 5 s; -1 if the last one failed or took over 2 s."}, func() float64 {
+		d := m.rtt.Load()
+		if d < 0 {
 			return -1
 		}
-		return d.Seconds()
+		return time.Duration(d).Seconds()
 	})
 	msgs := func(name, help string, get func() uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "khadga_cluster_nats_" + name, Help: help},
@@ -78,4 +94,21 @@ func (m *metrics) register(r prometheus.Registerer) error {
 		}
 	}
 	return nil
+}
+
+// measureRTT measures the round trip to NATS now and every rttPeriod,
+// until ctx ends. A scrape reads the last figure: measured at scrape
+// time, a scrape on a slow link waited nats.go's 10 s flush, and every
+// scrape sent a ping of its own.
+func (m *metrics) measureRTT(ctx context.Context) {
+	measure := func(time.Time) {
+		start := time.Now()
+		if err := m.n.nc.FlushTimeout(rttTimeout); err != nil {
+			m.rtt.Store(-1)
+			return
+		}
+		m.rtt.Store(int64(time.Since(start)))
+	}
+	measure(time.Now())
+	every(ctx, rttPeriod, measure)
 }

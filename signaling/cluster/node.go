@@ -336,6 +336,7 @@ func (n *Node) Start(ctx context.Context, h *hub.Hub) error {
 	n.run(n.ord.run)
 	n.run(n.watchRevocationStream)
 	n.run(n.rechecks)
+	n.run(n.stats.measureRTT)
 	if err := n.dir.load(ctx); err != nil {
 		n.Close()
 		return err

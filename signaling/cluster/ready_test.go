@@ -8,8 +8,10 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/khadga/khadga/internal/cutproxy"
+	"github.com/khadga/khadga/internal/metricstest"
 	"github.com/khadga/khadga/internal/natstest"
 	"github.com/khadga/khadga/signaling/hub"
 )
@@ -91,4 +93,29 @@ func TestDrainOnAStalledLink(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("Drain took %v on a stalled link: its goodbye waited for NATS", d.Round(time.Millisecond))
 	}
+}
+
+// TestRTTOnAStalledLink: the NATS round-trip gauge was measured at scrape
+// time with nats.go's 10 s flush wait, so on a stalled link every scrape
+// of /metrics took 10 s (and each sent a ping of its own). The node now
+// measures it every 5 s, waiting 2 s at most, and a scrape reads the last
+// figure: at once, and -1 once the link takes nothing.
+func TestRTTOnAStalledLink(t *testing.T) {
+	s := natstest.Start(t)
+	proxy := cutproxy.New(t, strings.TrimPrefix(s.ClientURL(), "nats://"))
+	reg := prometheus.NewRegistry()
+	cfg := fastConfig()
+	cfg.Registerer = reg
+	startNodeOn(t, "a", natstest.Connect(t, "nats://"+proxy.Addr()), cfg, hub.Config{})
+	rtt := func() float64 {
+		start := time.Now()
+		v := metricstest.Value(t, reg, "khadga_cluster_nats_rtt_seconds", nil)
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("a scrape took %v", d.Round(time.Millisecond))
+		}
+		return v
+	}
+	eventually(t, "a round trip measured", func() bool { return rtt() > 0 })
+	proxy.Stall()
+	eventually(t, "the gauge to say the link takes nothing", func() bool { return rtt() == -1 })
 }
