@@ -423,6 +423,12 @@ async function onJoin(ev) {
   ev.preventDefault();
   const room = $('room-name').value.trim();
   $('rooms-error').textContent = '';
+  // The input has no maxlength: a pasted name that is too long is refused
+  // with a word, not cut to a name the person did not mean.
+  if (room.length > 64) {
+    $('rooms-error').textContent = `That room name is ${room.length} characters long; room names are at most 64.`;
+    return;
+  }
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(room) || room === '.' || room === '..') {
     $('rooms-error').textContent = 'Room names are 1 to 64 characters of A-Z, a-z, 0-9, _ - . (but not . or ..)';
     return;

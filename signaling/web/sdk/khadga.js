@@ -132,10 +132,18 @@ export class Khadga extends EventTarget {
   // the resume window (30 s): online and in its rooms for everyone, and
   // beside the new session of a reloaded page, which would even try to
   // call it. Closing with 1000 first tells the server the session has
-  // left. A page that comes back from the back-forward cache reconnects
-  // as after any drop, with a new session.
+  // left. Its peer connections close too: the others see it leave, and
+  // a browser keeps a page with open ones out of its back-forward cache
+  // (Chromium: "WebRTC"). A page that comes back from that cache
+  // reconnects as after any drop, with a new session, joins its rooms
+  // again and calls their members anew.
   watchUnload(on) {
-    if (!this.onPageHide) this.onPageHide = () => { if (this.ws) this.ws.close(1000, 'page closed'); };
+    if (!this.onPageHide) {
+      this.onPageHide = () => {
+        if (this.ws) this.ws.close(1000, 'page closed');
+        for (const p of [...this.peers.values()]) this.dropPeer(p);
+      };
+    }
     globalThis[on ? 'addEventListener' : 'removeEventListener']?.('pagehide', this.onPageHide);
   }
 
