@@ -262,13 +262,13 @@ func (c *Client) signIn(ctx context.Context, cred Credentials) error {
 		t = Tokens{Access: cred.AccessToken, Refresh: cred.RefreshToken, Expiry: jwtExpiry(cred.AccessToken)}
 		if !t.Expiry.IsZero() && time.Until(t.Expiry) < 30*time.Second && t.Refresh != "" {
 			var err error
-			if t, err = Refresh(ctx, c.opts.hc, c.server, t.Refresh); err != nil {
+			if t, err = c.rotate(ctx, t); err != nil {
 				return fmt.Errorf("refresh token: %w", err)
 			}
 		}
 	case cred.RefreshToken != "":
 		var err error
-		if t, err = Refresh(ctx, c.opts.hc, c.server, cred.RefreshToken); err != nil {
+		if t, err = c.rotate(ctx, Tokens{Refresh: cred.RefreshToken}); err != nil {
 			return fmt.Errorf("refresh token: %w", err)
 		}
 	default:

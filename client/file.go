@@ -184,12 +184,32 @@ func (p *peer) sendFile(ctx context.Context, room, name string, r io.Reader, siz
 		err := s.run(ctx, room, r)
 		if err != nil && ctx.Err() != nil {
 			// Closing alone would leave the receiver to guess why.
-			_ = s.sendControl(fileControl{Type: "error", Message: "sender cancelled: " + ctx.Err().Error()})
+			s.tellCancelled(ctx.Err())
 		}
 		t.end(err, s.sum)
 		_ = dc.Close()
 	}()
 	return t, nil
+}
+
+// tellCancelled sends the receiver why the transfer stopped, closes the
+// channel and waits (at most okGrace) until the receiver has closed its
+// side. The reason goes out behind up to fileHighWater bytes already
+// queued, and the receiver closes only once it has read it: a caller that
+// closes the connection as soon as the Transfer ends (khadga-peer send at
+// Ctrl-C or its --timeout) would otherwise take the reason down with the
+// queue, and the receiver would see a bare ErrTransferInterrupted.
+func (s *fileSender) tellCancelled(cause error) {
+	if s.sendControl(fileControl{Type: "error", Message: "sender cancelled: " + cause.Error()}) != nil {
+		return
+	}
+	_ = s.dc.Close()
+	timer := time.NewTimer(okGrace)
+	defer timer.Stop()
+	select {
+	case <-s.closed:
+	case <-timer.C:
+	}
 }
 
 type fileSender struct {

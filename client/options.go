@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"time"
@@ -25,6 +26,7 @@ type options struct {
 	fileIdle     time.Duration
 	eventBuffer  int
 	onTokens     func(Tokens)
+	refresher    func(context.Context, Tokens) (Tokens, error)
 	joinTimeout  time.Duration
 	dialTimeout  time.Duration
 	pingInterval time.Duration
@@ -95,6 +97,16 @@ func WithEventBuffer(n int) Option { return func(o *options) { o.eventBuffer = n
 // WithTokenCallback is called (from the client's goroutine) whenever the
 // client obtains new tokens, so that a program can store them.
 func WithTokenCallback(f func(Tokens)) Option { return func(o *options) { o.onTokens = f } }
+
+// WithTokenRefresher makes the client rotate its tokens with f instead of
+// calling Refresh itself: f gets the current tokens and returns the next.
+// Programs whose processes share one sign-in (a token file, as
+// khadga-peer's) rotate under a lock and take the tokens another process
+// rotated already: a refresh token is spent once used, and a spent one
+// presented again ends the sign-in on every device.
+func WithTokenRefresher(f func(ctx context.Context, current Tokens) (Tokens, error)) Option {
+	return func(o *options) { o.refresher = f }
+}
 
 // WithVideoCodecs limits the video codecs this client offers and accepts
 // to the given MIME types (webrtc.MimeTypeVP8, webrtc.MimeTypeVP9), so that

@@ -868,3 +868,54 @@ func TestRequestResentAfterResume(t *testing.T) {
 	}
 	waitStable(t, a)
 }
+
+// TestSendCancelReasonOutlivesSender: a sender whose context ends
+// mid-transfer, and whose program closes the connection as soon as the
+// Transfer ends (khadga-peer send at Ctrl-C or at its --timeout), still
+// tells the receiver why. The reason goes out behind the data already
+// queued (up to fileHighWater); the Transfer used to end as soon as it
+// was queued, so the receiver saw only an interrupted transfer.
+func TestSendCancelReasonOutlivesSender(t *testing.T) {
+	a, _, ea, eb := newTestPair(t)
+	waitEvent[*PeerConnected](t, ea, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	sctx, scancel := context.WithCancel(ctx)
+	st, err := a.sendFile(sctx, "r", "big.bin", &countingZeros{}, 256<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &markWriter{reached: make(chan struct{})}
+	w.n.Store(1 << 20)
+	rt, err := waitEvent[*IncomingFile](t, eb, nil).Accept(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-w.reached: // the sender's queue is full by now
+	case <-ctx.Done():
+		t.Fatal("the receiver never took its first MiB")
+	}
+	scancel()
+	if err := st.Wait(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("the cancelled sender's transfer ended with %v", err)
+	}
+	a.close() // as a program that exits at once does
+	if err := rt.Wait(ctx); !errors.Is(err, ErrTransferInterrupted) || !strings.Contains(err.Error(), "sender cancelled") {
+		t.Fatalf("the receiver's transfer ended with %v, want the sender's reason", err)
+	}
+}
+
+// markWriter takes everything and closes reached once it took n bytes.
+type markWriter struct {
+	n       atomic.Int64
+	reached chan struct{}
+	once    sync.Once
+}
+
+func (w *markWriter) Write(p []byte) (int, error) {
+	if w.n.Add(-int64(len(p))) <= 0 {
+		w.once.Do(func() { close(w.reached) })
+	}
+	return len(p), nil
+}

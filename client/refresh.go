@@ -71,13 +71,22 @@ func (c *Client) refreshNow() error {
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
 	defer cancel()
-	nt, err := Refresh(ctx, c.opts.hc, c.server, t.Refresh)
+	nt, err := c.rotate(ctx, t)
 	if err != nil {
 		return err
 	}
 	c.setTokens(nt)
 	c.log.Debug("access token refreshed", slog.Time("expiry", nt.Expiry))
 	return nil
+}
+
+// rotate trades t for new tokens: with WithTokenRefresher's function if
+// one was given, else over /api/refresh.
+func (c *Client) rotate(ctx context.Context, t Tokens) (Tokens, error) {
+	if c.opts.refresher != nil {
+		return c.opts.refresher(ctx, t)
+	}
+	return Refresh(ctx, c.opts.hc, c.server, t.Refresh)
 }
 
 // ensureFreshToken refreshes before a reconnect when the access token is

@@ -173,7 +173,9 @@ func (r *Room) Send(text string) (int, error) {
 // SendFile offers a file of size bytes, read from rd, to one member. It
 // returns once the transfer has started; the Transfer reports progress, and
 // its Err is nil only when the receiver verified size and SHA-256. ctx
-// bounds the whole transfer.
+// bounds the whole transfer: when it ends first, the receiver is told
+// why, and the Transfer ends once the receiver has read that (at most
+// 5 s later), so the caller may close the Client as soon as it ends.
 func (r *Room) SendFile(ctx context.Context, peerID, name string, rd io.Reader, size int64) (*Transfer, error) {
 	p, err := r.peer(peerID)
 	if err != nil {

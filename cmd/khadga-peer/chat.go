@@ -70,6 +70,7 @@ type chat struct {
 	joined time.Time
 	offers []*client.IncomingFile
 	down   map[string]time.Time // peers whose connection dropped, since when
+	lost   *client.RoomLost     // why the room ended, once it did
 	// transfers are the /send and /accept under way; runChat waits for them.
 	transfers sync.WaitGroup
 }
@@ -94,7 +95,7 @@ func (ch *chat) loop(ctx context.Context) error {
 			return nil
 		case ev, ok := <-ch.r.Events():
 			if !ok {
-				return fail(exitConnect, "left the room")
+				return roomGone(ch.lost)
 			}
 			ch.roomEvent(ev)
 		case ev, ok := <-ch.cl.Events():
@@ -131,6 +132,7 @@ func (ch *chat) say(format string, args ...any) {
 func (ch *chat) roomEvent(ev client.Event) {
 	switch ev := ev.(type) {
 	case *client.RoomLost:
+		ch.lost = ev
 		ch.say("* the server ended our place in the room: %v", ev.Err)
 	case *client.MemberJoined:
 		ch.say("* %s joined (%s)", name(ev.Member), ev.Member.Role)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -59,4 +60,21 @@ func failed(ev client.Event) (proto.Member, bool) {
 //	connection to bob is back: direct (local host, remote prflx) after 6120 ms
 func backLine(m proto.Member, info client.ConnInfo, since time.Time) string {
 	return fmt.Sprintf("connection to %s is back: %s after %d ms", name(m), pairText(info), time.Since(since).Milliseconds())
+}
+
+// roomGone is the error of a command whose room's Events closed; lost is
+// the RoomLost that came before, if any. A sign-out (the server refused
+// the stored tokens: the sign-in was ended, the password changed, the
+// account disabled) exits exitAuth, as a refused login does: only
+// signing in again helps, where exitConnect tells a script to try again
+// later, which would fail the same way.
+func roomGone(lost *client.RoomLost) error {
+	switch {
+	case lost == nil:
+		return fail(exitConnect, "left the room")
+	case errors.Is(lost.Err, client.ErrSignedOut):
+		return fail(exitAuth, "%s; run khadga-peer login", client.Printable(lost.Err.Error()))
+	default:
+		return fail(exitConnect, "lost the room: %s", client.Printable(lost.Err.Error()))
+	}
 }

@@ -116,6 +116,7 @@ func (c *common) dial(ctx context.Context, e *env) (*client.Client, error) {
 		opts = append(opts, client.WithSettingEngine(se))
 	}
 	var cred client.Credentials
+	var shared *sharedTokens // the stored sign-in, which other processes may hold too
 	server := c.Server
 	if u, p := os.Getenv("KHADGA_USER"), os.Getenv("KHADGA_PASSWORD"); u != "" && p != "" {
 		cred = client.Credentials{Username: u, Password: p}
@@ -128,18 +129,17 @@ func (c *common) dial(ctx context.Context, e *env) (*client.Client, error) {
 			server = st.Server
 		}
 		cred = client.Credentials{AccessToken: st.Access, RefreshToken: st.Refresh}
-		opts = append(opts, client.WithTokenCallback(func(t client.Tokens) {
-			st.Access, st.Refresh, st.Expiry = t.Access, t.Refresh, t.Expiry
-			if err := saveStore(dir, st); err != nil {
-				log.Warn("could not save the refreshed tokens", slog.Any("err", err))
-			}
-		}))
+		shared = &sharedTokens{dir: dir, signIn: *st, log: log}
 	}
 	if server == "" {
 		server = os.Getenv("KHADGA_SERVER")
 	}
 	if server == "" {
 		return nil, fail(exitUsage, "no server: pass --server or log in first")
+	}
+	if shared != nil {
+		shared.server = server
+		opts = append(opts, client.WithTokenRefresher(shared.refresh))
 	}
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()

@@ -32,7 +32,7 @@ type account struct {
 // parse loads cfg, whose account part is a. Without --server it goes to
 // defaultServer: unlike the other commands, these have no stored server to
 // fall back on. Without a user it asks for one on a terminal.
-func (a *account) parse(e *env, cfg any, cmd config.Command, args []string) error {
+func (a *account) parse(ctx context.Context, e *env, cfg any, cmd config.Command, args []string) error {
 	rest, err := parse(e, cfg, &a.common, 0, cmd, args)
 	if err != nil {
 		return err
@@ -44,9 +44,9 @@ func (a *account) parse(e *env, cfg any, cmd config.Command, args []string) erro
 		a.Server = defaultServer()
 	}
 	if a.User == "" && prompt.IsTerminal(e.stdin) {
-		u, err := prompt.Line(e.stdin, e.stderr, "username: ")
+		u, err := prompt.Line(ctx, e.stdin, e.stderr, "username: ")
 		if err != nil {
-			return fail(exitUsage, "%v", err)
+			return promptFail("username", err)
 		}
 		a.User = u
 	}
@@ -58,7 +58,7 @@ func (a *account) parse(e *env, cfg any, cmd config.Command, args []string) erro
 
 // password is $KHADGA_PASSWORD, or what the person types (twice, when
 // choosing it), or the first line of standard input.
-func (a *account) password(e *env, choosing bool) (string, error) {
+func (a *account) password(ctx context.Context, e *env, choosing bool) (string, error) {
 	if p := os.Getenv("KHADGA_PASSWORD"); p != "" {
 		return p, nil
 	}
@@ -66,11 +66,21 @@ func (a *account) password(e *env, choosing bool) (string, error) {
 	if choosing {
 		read = prompt.NewPassword
 	}
-	p, err := read(e.stdin, e.stderr, "password for "+a.User+": ")
+	p, err := read(ctx, e.stdin, e.stderr, "password for "+a.User+": ")
 	if err != nil {
-		return "", fail(exitUsage, "password: %v", err)
+		return "", promptFail("password", err)
 	}
 	return p, nil
+}
+
+// promptFail is the error of a prompt: Ctrl-C at it (ctx cancelled)
+// exits 1, as an interrupted command does; anything else (standard input
+// ended, two passwords differ) is a usage error.
+func promptFail(what string, err error) error {
+	if errors.Is(err, context.Canceled) {
+		return fail(exitError, "%s: interrupted", what)
+	}
+	return fail(exitUsage, "%s: %v", what, err)
 }
 
 // apiFail turns an error from the server's API into the exit code that
@@ -115,13 +125,13 @@ type registerConfig struct {
 func runRegister(ctx context.Context, e *env, args []string) error {
 	var c registerConfig
 	a := &c.account
-	if err := a.parse(e, &c, peerCommand(e, "register", "register --user NAME [--server URL] [--email ADDRESS]",
+	if err := a.parse(ctx, e, &c, peerCommand(e, "register", "register --user NAME [--server URL] [--email ADDRESS]",
 		"Creates an account and signs in, storing the tokens like login does. The new\npassword (10 characters or more) is asked for twice on a terminal, else read\nfrom the first line of standard input, or from KHADGA_PASSWORD. Where the\nserver checks email addresses it mails a link to open before the first login.",
 		"khadga-peer register --server https://khadga.example.org --user alice"), args); err != nil {
 		return err
 	}
 	email := c.Email
-	password, err := a.password(e, true)
+	password, err := a.password(ctx, e, true)
 	if err != nil {
 		return err
 	}
@@ -154,13 +164,13 @@ type loginConfig struct {
 func runLogin(ctx context.Context, e *env, args []string) error {
 	var c loginConfig
 	a := &c.account
-	if err := a.parse(e, &c, peerCommand(e, "login", "login --user NAME [--server URL] [--totp-code CODE]",
+	if err := a.parse(ctx, e, &c, peerCommand(e, "login", "login --user NAME [--server URL] [--totp-code CODE]",
 		"Signs in and stores the tokens in the config dir (file mode 0600). The password\nis asked for on a terminal, else read from the first line of standard input, or\nfrom KHADGA_PASSWORD. An account with two-factor authentication also needs the\ncode from the authenticator app (or a recovery code): --totp-code, or typed at\nthe prompt on a terminal.",
 		"echo 'my long password' | khadga-peer login --server https://khadga.example.org --user alice"), args); err != nil {
 		return err
 	}
 	code := c.TOTPCode
-	password, err := a.password(e, false)
+	password, err := a.password(ctx, e, false)
 	if err != nil {
 		return err
 	}
@@ -170,8 +180,8 @@ func runLogin(ctx context.Context, e *env, args []string) error {
 		if !prompt.IsTerminal(e.stdin) {
 			return fail(exitAuth, "%s has two-factor authentication: pass --totp-code with the code from the authenticator app", a.User)
 		}
-		if code, err = prompt.Line(e.stdin, e.stderr, "code from your authenticator app (or a recovery code): "); err != nil {
-			return fail(exitUsage, "code: %v", err)
+		if code, err = prompt.Line(ctx, e.stdin, e.stderr, "code from your authenticator app (or a recovery code): "); err != nil {
+			return promptFail("code", err)
 		}
 		t, err = client.Login(ctx, hc, a.Server, a.User, password, code)
 	}

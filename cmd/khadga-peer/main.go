@@ -19,7 +19,7 @@ const (
 	exitOK       = 0
 	exitError    = 1 // anything else
 	exitUsage    = 2 // bad command line
-	exitAuth     = 3 // not signed in, or credentials refused (401, 403)
+	exitAuth     = 3 // not signed in, or credentials refused (401, 403), also while running
 	exitConnect  = 4 // server unreachable, rate limiting (429) or failing (5xx), or joining the room failed
 	exitPeer     = 5 // the peer did not show up or connect in time, or a transfer outlasted a given --timeout
 	exitTransfer = 6 // a file transfer was rejected, interrupted or corrupt
@@ -113,8 +113,8 @@ Example:
 
 Run "khadga-peer COMMAND --help" for a command's flags and an example.
 
-Exit codes: 0 ok, 1 error, 2 usage, 3 not signed in or credentials refused,
-4 server unreachable, rate limiting or failing (try again later) or room
+Exit codes: 0 ok, 1 error, 2 usage, 3 not signed in or credentials refused
+(at the start or while running), 4 server unreachable, rate limiting or failing (try again later) or room
 refused, 5 peer not reached, 6 file transfer failed.`)
 	fmt.Fprintf(w, `
 Garbage collection: khadga-peer runs Go's collector at GOGC=%d, as moving

@@ -72,11 +72,15 @@ func runSend(ctx context.Context, e *env, args []string) error {
 // waitConnected waits for a member signed in as user to connect, and
 // tells the user how.
 func waitConnected(ctx context.Context, e *env, r *client.Room, user string, joined time.Time) (proto.Member, error) {
+	var lost *client.RoomLost
 	for {
 		select {
 		case ev, ok := <-r.Events():
 			if !ok {
-				return proto.Member{}, fail(exitConnect, "left the room")
+				return proto.Member{}, roomGone(lost)
+			}
+			if l, is := ev.(*client.RoomLost); is {
+				lost = l
 			}
 			if pc, is := ev.(*client.PeerConnected); is && pc.Member.User == user {
 				fmt.Fprintln(e.stderr, connectedLine(pc, joined))
@@ -125,11 +129,15 @@ func runRecv(ctx context.Context, e *env, args []string) error {
 	defer cl.Close()
 	transfer := c.transferContext(ctx, wait)
 	fmt.Fprintf(e.stderr, "waiting for files in %s as %s\n", room, cl.Self().User)
+	var lost *client.RoomLost
 	for got := 0; count == 0 || got < count; {
 		select {
 		case ev, ok := <-r.Events():
 			if !ok {
-				return fail(exitConnect, "left the room")
+				return roomGone(lost)
+			}
+			if l, is := ev.(*client.RoomLost); is {
+				lost = l
 			}
 			if pc, is := ev.(*client.PeerConnected); is {
 				fmt.Fprintln(e.stderr, connectedLine(pc, c.joined))

@@ -98,6 +98,7 @@ func (v *videoSession) run(ctx context.Context) error {
 	if v.pub != nil && v.c.Frames > 0 && v.c.RecordTo == "" {
 		done = v.pub.Done()
 	}
+	var lost *client.RoomLost
 	for {
 		select {
 		case <-ctx.Done():
@@ -107,7 +108,10 @@ func (v *videoSession) run(ctx context.Context) error {
 			return v.pub.Err()
 		case ev, ok := <-v.r.Events():
 			if !ok {
-				return fail(exitConnect, "left the room")
+				return roomGone(lost)
+			}
+			if l, is := ev.(*client.RoomLost); is {
+				lost = l
 			}
 			if m, ok := failed(ev); ok {
 				fmt.Fprintln(v.e.stderr, failedLine(m))

@@ -243,7 +243,7 @@ func readPassword(v string, in io.Reader, out io.Writer, user string) (string, e
 	if v != "-" {
 		return v, nil
 	}
-	pw, err := prompt.NewPassword(in, out, "password for "+user+": ")
+	pw, err := prompt.NewPassword(context.Background(), in, out, "password for "+user+": ")
 	if err != nil {
 		return "", fmt.Errorf("reading the password from standard input: %w", err)
 	}

@@ -6,10 +6,16 @@
 // A line is read one byte at a time, never buffered past its newline:
 // the next reader of the same standard input (a second command in a shell
 // pipeline, or the chat loop after a login) still gets everything after it.
+//
+// At a terminal on Linux a prompt waits for its line with poll(2) beside
+// its context, so that a program that catches SIGINT to cancel the
+// context (khadga-peer) ends at Ctrl-C: Go restarts a read(2) that a
+// signal interrupts, and a plain read waited for Enter, echo off.
 package prompt
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -31,12 +37,14 @@ func IsTerminal(r io.Reader) bool {
 }
 
 // Password reads a secret. On a terminal it writes label to out and reads
-// without echo; otherwise it reads one line of in, silently.
-func Password(in io.Reader, out io.Writer, label string) (string, error) {
+// without echo; otherwise it reads one line of in, silently. At a terminal
+// on Linux, ctx ending (Ctrl-C caught by the program) ends the wait with
+// ctx's error, the terminal restored.
+func Password(ctx context.Context, in io.Reader, out io.Writer, label string) (string, error) {
 	if !IsTerminal(in) {
 		return ReadLine(in)
 	}
-	p, err := readHidden(in.(*os.File), func() { fmt.Fprint(out, label) }, term.ReadPassword)
+	p, err := readHidden(ctx, in.(*os.File), func() { fmt.Fprint(out, label) }, term.ReadPassword)
 	fmt.Fprintln(out) // the newline the person typed was not echoed
 	if err != nil {
 		return "", fmt.Errorf("read the password: %w", err)
@@ -46,12 +54,12 @@ func Password(in io.Reader, out io.Writer, label string) (string, error) {
 
 // NewPassword reads a password that is being chosen: on a terminal it asks
 // twice and fails if the two differ; otherwise it reads one line.
-func NewPassword(in io.Reader, out io.Writer, label string) (string, error) {
-	p, err := Password(in, out, label)
+func NewPassword(ctx context.Context, in io.Reader, out io.Writer, label string) (string, error) {
+	p, err := Password(ctx, in, out, label)
 	if err != nil || !IsTerminal(in) {
 		return p, err
 	}
-	again, err := Password(in, out, "again: ")
+	again, err := Password(ctx, in, out, "again: ")
 	if err != nil {
 		return "", err
 	}
@@ -62,10 +70,15 @@ func NewPassword(in io.Reader, out io.Writer, label string) (string, error) {
 }
 
 // Line reads an answer that may be seen (a one-time code): on a terminal
-// after writing label to out, otherwise one line of in.
-func Line(in io.Reader, out io.Writer, label string) (string, error) {
+// after writing label to out, otherwise one line of in. ctx ends the wait
+// at a terminal, as Password's.
+func Line(ctx context.Context, in io.Reader, out io.Writer, label string) (string, error) {
 	if IsTerminal(in) {
 		fmt.Fprint(out, label)
+		if err := waitLine(ctx, in.(*os.File)); err != nil {
+			fmt.Fprintln(out)
+			return "", err
+		}
 	}
 	return ReadLine(in)
 }

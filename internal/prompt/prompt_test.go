@@ -2,6 +2,7 @@ package prompt
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -29,7 +30,7 @@ func TestReadLineLeavesTheRest(t *testing.T) {
 // TestPipeIsSilent: from a pipe, nothing is written (no prompt in a script's output).
 func TestPipeIsSilent(t *testing.T) {
 	var out bytes.Buffer
-	p, err := NewPassword(strings.NewReader("pw one\nnext"), &out, "password: ")
+	p, err := NewPassword(context.Background(), strings.NewReader("pw one\nnext"), &out, "password: ")
 	if err != nil || p != "pw one" || out.Len() != 0 {
 		t.Fatalf("got %q, %v, output %q", p, err, out.String())
 	}
@@ -50,11 +51,11 @@ func TestTerminal(t *testing.T) {
 	results := make(chan result, 3)
 	go func() {
 		defer tty.Close()
-		p, err := NewPassword(tty, tty, "new password: ")
+		p, err := NewPassword(context.Background(), tty, tty, "new password: ")
 		results <- result{p, err}
-		p, err = NewPassword(tty, tty, "new password: ")
+		p, err = NewPassword(context.Background(), tty, tty, "new password: ")
 		results <- result{p, err}
-		p, err = Line(tty, tty, "code: ")
+		p, err = Line(context.Background(), tty, tty, "code: ")
 		results <- result{p, err}
 	}()
 	const wait = 10 * time.Second
