@@ -154,7 +154,38 @@ func (c *turnConfig) validate(storeSecret bool) error {
 	if len(cfg.Secrets) == 0 {
 		cfg.Secrets = [][]byte{[]byte("checked elsewhere")}
 	}
-	errs = append(errs, cfg.Validate(), c.listenConfig(c.TLSCert != "").Validate())
+	errs = append(errs, c.validateLimits(), cfg.Validate(), c.listenConfig(c.TLSCert != "").Validate())
+	return errors.Join(errs...)
+}
+
+// validateLimits refuses, by flag name, the values that package turn
+// would silently take for something else: a zero quota, bandwidth or
+// duration means its default there (10 allocations for
+// --turn-user-quota 0, which is coturn's "no limit"), and any negative
+// quota no cap, though only -1 says so. Negative durations package turn
+// refuses itself.
+func (c *turnConfig) validateLimits() error {
+	var errs []error
+	capped := func(flag string, v int) {
+		if v == 0 || v < -1 {
+			errs = append(errs, fmt.Errorf("--%s %d: want at least 1, or -1 for no cap", flag, v))
+		}
+	}
+	capped("turn-user-quota", c.UserQuota)
+	capped("turn-permission-quota", c.PermissionQuota)
+	capped("turn-channel-quota", c.ChannelQuota)
+	capped("turn-user-bandwidth", c.UserBandwidth)
+	if c.TotalQuota < -1 {
+		errs = append(errs, fmt.Errorf("--turn-total-quota %d: want at least 1, 0 for the relay port range, or -1 for no cap", c.TotalQuota))
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"turn-ttl", c.TTL}, {"turn-public-ip-interval", c.PublicIPEvery}} {
+		if d.v == 0 {
+			errs = append(errs, fmt.Errorf("--%s 0s: want more than 0", d.flag))
+		}
+	}
 	return errors.Join(errs...)
 }
 

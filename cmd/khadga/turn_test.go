@@ -276,3 +276,37 @@ func selfSignedPEM(t *testing.T, cn string) (certPEM, keyPEM []byte) {
 	}
 	return c.CertPEM(), c.KeyPEM()
 }
+
+// TestTurnLimitsRefuseZero: package turn takes a zero quota, bandwidth or
+// duration for its default, so --turn-user-quota 0 (coturn's "no limit")
+// silently meant 10 allocations and --turn-user-bandwidth 0 16 MiB/s.
+// Such a value is refused by flag name, as is a negative quota other
+// than -1, the documented "no cap", for serve and turn alike.
+func TestTurnLimitsRefuseZero(t *testing.T) {
+	const secret = "turn-test-secret-0123"
+	for _, tc := range []struct {
+		args []string
+		want string // "" means accepted
+	}{
+		{[]string{"--turn-user-quota", "0"}, "--turn-user-quota 0: want at least 1, or -1 for no cap"},
+		{[]string{"--turn-permission-quota", "0"}, "--turn-permission-quota 0: want at least 1, or -1 for no cap"},
+		{[]string{"--turn-channel-quota", "-2"}, "--turn-channel-quota -2: want at least 1, or -1 for no cap"},
+		{[]string{"--turn-user-bandwidth", "0"}, "--turn-user-bandwidth 0: want at least 1, or -1 for no cap"},
+		{[]string{"--turn-total-quota", "-7"}, "--turn-total-quota -7: want at least 1, 0 for the relay port range, or -1 for no cap"},
+		{[]string{"--turn-ttl", "0s"}, "--turn-ttl 0s: want more than 0"},
+		{[]string{"--turn-public-ip-interval", "0s"}, "--turn-public-ip-interval 0s: want more than 0"},
+		{[]string{"--turn-user-quota", "-1", "--turn-user-bandwidth", "-1", "--turn-total-quota", "0", "--turn-channel-quota", "1"}, ""},
+	} {
+		args := append([]string{"--turn-secret", secret}, tc.args...)
+		_, terr := loadTurn(t, args...)
+		_, serr := loadServe(t, args...)
+		for cmd, err := range map[string]error{"turn": terr, "serve": serr} {
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("%s %q: %v", cmd, tc.args, err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("%s %q: %v, want an error saying %s", cmd, tc.args, err, tc.want)
+			}
+		}
+	}
+}
