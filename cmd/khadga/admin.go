@@ -485,7 +485,8 @@ func runRestore(ctx context.Context, args []string) error {
 // into the container, whose user could not read a file copied there
 // (khadga backup writes 0600). The caller removes the file.
 func spoolStdin(dir string) (string, error) {
-	if fi, err := os.Stdin.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+	// A terminal, not any character device: /dev/null is one too.
+	if prompt.IsTerminal(os.Stdin) {
 		return "", errors.New("standard input is a terminal: pipe the backup in (khadga restore - < backup.db)")
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -495,13 +496,18 @@ func spoolStdin(dir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	_, err = io.Copy(f, os.Stdin)
+	n, err := io.Copy(f, os.Stdin)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil && n == 0 {
+		err = errors.New("standard input is empty: pipe the backup in (khadga restore - < backup.db)")
+	} else if err != nil {
+		err = fmt.Errorf("reading standard input: %w", err)
+	}
 	if err != nil {
 		os.Remove(f.Name())
-		return "", fmt.Errorf("reading standard input: %w", err)
+		return "", err
 	}
 	return f.Name(), nil
 }

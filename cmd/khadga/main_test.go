@@ -416,3 +416,25 @@ func TestServeRefusesAStoreItCannotOpen(t *testing.T) {
 		})
 	}
 }
+
+// TestRestoreFromEmptyStdin: `khadga restore -` with nothing piped in (a
+// cron job or container with standard input on /dev/null) says standard
+// input is empty. It used to say "standard input is a terminal", since
+// /dev/null is a character device too.
+func TestRestoreFromEmptyStdin(t *testing.T) {
+	dir := t.TempDir()
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	cmd := exec.Command(khadgaBin, "restore", "-")
+	cmd.Dir, cmd.Stdin = dir, null
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "standard input is empty") || strings.Contains(string(out), "terminal") {
+		t.Fatalf("restore - < /dev/null: %v\n%s", err, out)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "khadga-data", ".khadga-restore-*")); len(left) > 0 {
+		t.Errorf("restore - left %v in the data directory", left)
+	}
+}
