@@ -70,7 +70,7 @@ func TestOperatorCommands(t *testing.T) {
 	if out := mustRun("", "token", "list"); !strings.Contains(out, "revoked 20") {
 		t.Fatalf("token list after revoke:\n%s", out)
 	}
-	if out, err := run(t, dir, "", "token", "revoke", "nope"); err == nil || !strings.Contains(out, "not found") {
+	if out, err := run(t, dir, "", "token", "revoke", "nope"); err == nil || !strings.Contains(out, `no bot token "nope"`) {
 		t.Fatalf("revoking an unknown token: %v\n%s", err, out)
 	}
 
