@@ -132,11 +132,7 @@ func TestResetTOTP(t *testing.T) {
 // user or token id read `store: not found (update user "nobody": store:
 // not found)`.
 func TestAdminErrorsSayWhatIsWrong(t *testing.T) {
-	s := signalingtest.Start(t, signalingtest.Options{})
-	a, err := admin.Dial(filepath.Join(s.DataDir, "admin.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := dialAdmin(t, signalingtest.Start(t, signalingtest.Options{}))
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name string
