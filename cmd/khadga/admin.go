@@ -164,6 +164,13 @@ func runUser(ctx context.Context, args []string) error {
 	if len(rest) == 0 {
 		return errors.New("user: missing subcommand (khadga user --help lists them)")
 	}
+	// A bad name or role is refused before the password is asked for
+	// and before add makes a store, perhaps in a mistyped --data.
+	if rest[0] == "add" && len(rest) == 2 {
+		if err := admin.CheckNewUser(rest[1], c.Role); err != nil {
+			return err
+		}
+	}
 	a := &c.Admin
 	// Only add may make the store: a first admin account before the
 	// server's first start. Anything else on a mistyped --data would

@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -153,5 +155,31 @@ func TestTurnSecretRotateStoppedServer(t *testing.T) {
 	p.stop(t)
 	if out, err := run(t, dir, "", "turn-secret", "rotate"); err != nil || !strings.Contains(out, "2 secrets kept") {
 		t.Fatalf("turn-secret rotate on a stopped server: %v\n%s", err, out)
+	}
+}
+
+// TestUserAddChecksBeforeItAsks: `khadga user add` with a bad name or
+// role is refused before it asks for the password (twice, at a terminal)
+// and before it makes a store. It used to make the store first, then
+// read the password, and only then refuse, leaving a new empty store
+// behind in what may be a mistyped --data.
+func TestUserAddChecksBeforeItAsks(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"user", "add", "dave", "--role", "superuser"}, "role must be user or admin"},
+		{[]string{"user", "add", "Bad Name!"}, "username may contain only"},
+	} {
+		dir := t.TempDir()
+		// Nothing on standard input: a command that read the password
+		// first would say so instead.
+		out, err := run(t, dir, "", tc.args...)
+		if err == nil || !strings.Contains(out, tc.want) {
+			t.Errorf("%q: %v\n%s; want it to say %q", tc.args, err, out, tc.want)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "khadga-data")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%q left a data directory (%v)", tc.args, err)
+		}
 	}
 }

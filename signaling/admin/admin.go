@@ -175,6 +175,19 @@ func (o *Ops) hash(password string) (string, error) {
 	return params.Hash(password)
 }
 
+// CheckNewUser reports what AddUser would refuse in a name and role
+// (ErrBadRequest), so that a command can refuse them before it asks for
+// the password or makes a store.
+func CheckNewUser(name, role string) error {
+	if err := proto.ValidUsername(name); err != nil {
+		return badRequest("%v", err)
+	}
+	if role != proto.RoleUser && role != proto.RoleAdmin {
+		return badRequest("role must be user or admin")
+	}
+	return nil
+}
+
 // ListUsers lists every user.
 func (o *Ops) ListUsers(context.Context) ([]UserInfo, error) {
 	us, err := o.Store.ListUsers()
@@ -191,14 +204,11 @@ func (o *Ops) ListUsers(context.Context) ([]UserInfo, error) {
 // AddUser creates a user with a password and a role (user or admin;
 // recorders are bots and get tokens, not passwords).
 func (o *Ops) AddUser(_ context.Context, name, password, role string) error {
-	if err := proto.ValidUsername(name); err != nil {
-		return badRequest("%v", err)
+	if err := CheckNewUser(name, role); err != nil {
+		return err
 	}
 	if err := proto.ValidPassword(password); err != nil {
 		return badRequest("%v", err)
-	}
-	if role != proto.RoleUser && role != proto.RoleAdmin {
-		return badRequest("role must be user or admin")
 	}
 	hash, err := o.hash(password)
 	if err != nil {
