@@ -349,3 +349,35 @@ func TestACMEFlagsNeedADomain(t *testing.T) {
 		t.Errorf("bad domain and access-ttl: %v, want both", err)
 	}
 }
+
+// TestConfigNamesEachProblemOnce: a bad setting is reported once, and
+// never as a setting the operator cannot see. --access-ttl 48h also
+// reported "bot access token lifetime 48h0m0s", a value with no flag that
+// follows --access-ttl, and a negative --resume-window or --access-ttl
+// came out twice, once from serve's own check ("want more than 0") and
+// once from the signaling server's ("between 0 and 10m").
+func TestConfigNamesEachProblemOnce(t *testing.T) {
+	for _, tc := range []struct {
+		args  []string
+		about string // the words each report of the problem has
+	}{
+		{[]string{"--access-ttl", "48h"}, "access"},
+		{[]string{"--access-ttl", "-1m"}, "access"},
+		{[]string{"--resume-window", "-5s"}, "resume"},
+	} {
+		_, err := loadServe(t, tc.args...)
+		if err == nil {
+			t.Errorf("%q accepted", tc.args)
+			continue
+		}
+		var lines []string
+		for _, l := range strings.Split(err.Error(), "\n")[1:] { // after "bad configuration:"
+			if strings.Contains(l, tc.about) {
+				lines = append(lines, l)
+			}
+		}
+		if len(lines) != 1 || strings.Contains(err.Error(), "bot access") {
+			t.Errorf("%q: reported as %q, want one line", tc.args, lines)
+		}
+	}
+}

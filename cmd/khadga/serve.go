@@ -66,8 +66,11 @@ func (c *serveConfig) validateLimits() error {
 			errs = append(errs, fmt.Errorf("--%s %d: want at least %d", flag, v, min))
 		}
 	}
+	// Only zero, which the signaling server would take for its default:
+	// it refuses negative durations itself, and a second report of the
+	// same value would only confuse.
 	positive := func(flag string, d time.Duration) {
-		if d <= 0 {
+		if d == 0 {
 			errs = append(errs, fmt.Errorf("--%s %v: want more than 0", flag, d))
 		}
 	}
