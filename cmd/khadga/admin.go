@@ -414,6 +414,11 @@ func runBackup(ctx context.Context, args []string) error {
 	if len(rest) != 1 {
 		return errors.New("backup: want one FILE (khadga backup --help)")
 	}
+	// The store's bytes, password hashes and keys among them, belong in a
+	// file, not on a screen (or in its scrollback).
+	if rest[0] == "-" && prompt.IsTerminal(os.Stdout) {
+		return errors.New("backup: standard output is a terminal: redirect it (khadga backup - > backup.db)")
+	}
 	adm, closeFn, err := a.open(true)
 	if err != nil {
 		return err
