@@ -250,6 +250,13 @@ func (c *turnConfig) start(ctx context.Context, st store.Backend, fallback certs
 	}
 	cfg.GetCertificate = fallback
 	ls, err := turn.Listen(ctx, c.listenConfig(cfg.GetCertificate != nil))
+	if le := (*turn.ListenError)(nil); errors.As(err, &le) {
+		flag := "--turn-listen"
+		if le.TLS {
+			flag = "--turn-tls-listen"
+		}
+		err = fmt.Errorf("%s %s: %w", flag, le.Addr, err)
+	}
 	if err == nil {
 		var srv *turn.Server
 		if srv, err = turn.New(cfg, ls); err == nil { // it logs its addresses

@@ -310,3 +310,35 @@ func TestTurnLimitsRefuseZero(t *testing.T) {
 		}
 	}
 }
+
+// TestTurnPortInUseNamesTheFlag: a TURN address that is taken is reported
+// under its flag, as --http's is, with the system's reason once. It read
+// "listen udp4 127.0.0.1:N: listen udp4 127.0.0.1:N: bind: address
+// already in use", naming no flag, and TURNS's did not say it was TURNS's.
+func TestTurnPortInUseNamesTheFlag(t *testing.T) {
+	udp, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	tcp, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tcp.Close()
+	certFile, keyFile, _ := writeSelfSigned(t, t.TempDir(), 1)
+	base := []string{"--turn-secret", "turn-test-secret-0123", "--log-level", "error"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--turn-listen", udp.LocalAddr().String()}, "--turn-listen " + udp.LocalAddr().String() + ": "},
+		{[]string{"--turn-listen", "127.0.0.1:0", "--turn-tls-listen", tcp.Addr().String(), "--turn-tls-cert", certFile, "--turn-tls-key", keyFile},
+			"--turn-tls-listen " + tcp.Addr().String() + ": "},
+	} {
+		err := runTurn(context.Background(), append(base, tc.args...))
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) || strings.Count(err.Error(), "listen ") != 2 {
+			t.Errorf("%q: %v, want it to start %q and say listen once after the flag", tc.args, err, tc.want)
+		}
+	}
+}
