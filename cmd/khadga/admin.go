@@ -431,7 +431,12 @@ func runBackup(ctx context.Context, args []string) error {
 	if rest[0] == "-" {
 		return write(os.Stdout) // for `kubectl exec ... khadga backup - > backup.db`
 	}
-	return store.WriteFile(rest[0], write)
+	// store.WriteFile's own errors name the temporary file it writes
+	// through; the operator gave this name.
+	if err := store.WriteFile(rest[0], write); err != nil {
+		return fmt.Errorf("backup to %s: %w", rest[0], err)
+	}
+	return nil
 }
 
 var restoreCommand = command("khadga restore", "khadga restore FILE|-",

@@ -183,3 +183,18 @@ func TestUserAddChecksBeforeItAsks(t *testing.T) {
 		}
 	}
 }
+
+// TestBackupNamesItsTarget: a backup that cannot be written names the
+// file asked for. It named only the temporary file the backup is written
+// through (`open /no/such/.khadga-backup-123: no such file or directory`).
+func TestBackupNamesItsTarget(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := run(t, dir, "a long admin password\n", "user", "add", "root"); err != nil {
+		t.Fatalf("user add: %v\n%s", err, out)
+	}
+	target := filepath.Join(dir, "no", "such", "dir", "backup.db")
+	out, err := run(t, dir, "", "backup", target)
+	if err == nil || !strings.Contains(out, "backup to "+target+": ") {
+		t.Fatalf("backup into a missing directory: %v\n%s", err, out)
+	}
+}
