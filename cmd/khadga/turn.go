@@ -332,6 +332,16 @@ var errNoTURNSecret = errors.New("turn: no TURN secret: set KHADGA_TURN_SECRET, 
 // called once it serves (tests use it to learn the ports).
 func serveTURN(ctx context.Context, c *turnCommandConfig, log *slog.Logger, ready func(*turn.Server, net.Addr)) error {
 	reg := newRegistry()
+	// The metrics address first: a taken one stops the command before it
+	// waits for NATS or the TURN server listens, rather than after.
+	var metricsLn net.Listener
+	if c.Metrics != "" {
+		var err error
+		if metricsLn, err = net.Listen("tcp", c.Metrics); err != nil {
+			return fmt.Errorf("--turn-metrics: %w", err)
+		}
+		defer metricsLn.Close() // once serveMetrics has it, stop closes it first
+	}
 	var st store.Backend
 	if c.NATS.enabled() {
 		ns, err := c.NATS.open(ctx, "khadga turn", log, reg, kvstore.SchemaIgnore)
@@ -346,11 +356,7 @@ func serveTURN(ctx context.Context, c *turnCommandConfig, log *slog.Logger, read
 		return err
 	}
 	defer srv.Close()
-	var metricsLn net.Listener
-	if c.Metrics != "" {
-		if metricsLn, err = net.Listen("tcp", c.Metrics); err != nil {
-			return fmt.Errorf("--turn-metrics: %w", err)
-		}
+	if metricsLn != nil {
 		stop := serveMetrics(metricsLn, reg, log)
 		defer stop()
 		log.Info("TURN metrics", slog.String("url", "http://"+metricsLn.Addr().String()+"/metrics"))

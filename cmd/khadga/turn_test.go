@@ -342,3 +342,26 @@ func TestTurnPortInUseNamesTheFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestTurnMetricsInUseStartsNothing: a --turn-metrics address that is
+// taken stops `khadga turn` before the TURN server listens. The TURN
+// server used to start first, log that it listened, and close again.
+func TestTurnMetricsInUseStartsNothing(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	c, err := loadTurn(t, "--turn-secret", "turn-test-secret-0123", "--turn-listen", "127.0.0.1:0", "--turn-metrics", taken.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	err = serveTURN(context.Background(), c, slog.New(slog.NewTextHandler(&logs, nil)), nil)
+	if err == nil || !strings.HasPrefix(err.Error(), "--turn-metrics") {
+		t.Fatalf("serveTURN: %v, want the --turn-metrics error", err)
+	}
+	if strings.Contains(logs.String(), "TURN server listening") {
+		t.Fatalf("the TURN server started before the metrics listener failed:\n%s", logs.String())
+	}
+}
