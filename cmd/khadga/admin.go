@@ -302,6 +302,8 @@ func runToken(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintf(os.Stderr, "revoked %s\n", rest[1])
 		return nil
+	case rest[0] == "revoke":
+		return errors.New("token revoke: want one token ID (khadga token list shows them)")
 	}
 	return fmt.Errorf("token: unexpected arguments %q (khadga token --help)", rest)
 }
@@ -378,6 +380,8 @@ func runKeys(ctx context.Context, args []string) error {
 		return nil
 	case rest[0] == "retire" && len(rest) == 2:
 		return adm.RetireKey(ctx, rest[1])
+	case rest[0] == "retire":
+		return errors.New("keys retire: want one KID (khadga keys list shows them)")
 	}
 	return fmt.Errorf("keys: unexpected arguments %q (khadga keys --help)", rest)
 }

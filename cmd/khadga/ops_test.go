@@ -198,3 +198,25 @@ func TestBackupNamesItsTarget(t *testing.T) {
 		t.Fatalf("backup into a missing directory: %v\n%s", err, out)
 	}
 }
+
+// TestRevokeAndRetireNeedTheirID: `khadga token revoke` and `khadga keys
+// retire` without the id say that the id is missing and where to find
+// it. They said `unexpected arguments ["revoke"]`, as if revoke itself
+// were the mistake.
+func TestRevokeAndRetireNeedTheirID(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := run(t, dir, "a long admin password\n", "user", "add", "root"); err != nil {
+		t.Fatalf("user add: %v\n%s", err, out)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"token", "revoke"}, "token revoke: want one token ID (khadga token list shows them)"},
+		{[]string{"keys", "retire"}, "keys retire: want one KID (khadga keys list shows them)"},
+	} {
+		if out, err := run(t, dir, "", tc.args...); err == nil || !strings.Contains(out, tc.want) {
+			t.Errorf("%q: %v\n%s; want %q", tc.args, err, out, tc.want)
+		}
+	}
+}
