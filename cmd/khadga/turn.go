@@ -14,6 +14,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/khadga/khadga/certs"
@@ -274,18 +275,26 @@ type turnServer struct {
 	*turn.Server
 	certs     *tlsSetup // nil without --turn-tls-cert
 	stopWatch func()    // ends the --turn-secret-file and the store's watchers
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Close stops the secret watchers, the server, then its certificate
-// source. A nil server is off.
+// source. A nil server is off. Only the first call does it (serveTURN
+// closes once for its result and once deferred): the certificate
+// source's stop waits for goroutines that end once, and a second wait
+// would never end.
 func (s *turnServer) Close() error {
 	if s == nil {
 		return nil
 	}
-	s.stopWatch()
-	err := s.Server.Close()
-	s.certs.close()
-	return err
+	s.closeOnce.Do(func() {
+		s.stopWatch()
+		s.closeErr = s.Server.Close()
+		s.certs.close()
+	})
+	return s.closeErr
 }
 
 func newTURNSecret() ([]byte, error) {

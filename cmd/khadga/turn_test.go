@@ -365,3 +365,41 @@ func TestTurnMetricsInUseStartsNothing(t *testing.T) {
 		t.Fatalf("the TURN server started before the metrics listener failed:\n%s", logs.String())
 	}
 }
+
+// TestStandaloneTURNStopsWithItsCertificate: `khadga turn` with
+// --turn-tls-cert stops when told to. serveTURN closes its server twice
+// (once for the error it returns, once deferred), and the second close
+// waited for the certificate source's goroutines that the first had
+// already collected: SIGTERM logged "TURN server stopping" and the
+// process hung for good.
+func TestStandaloneTURNStopsWithItsCertificate(t *testing.T) {
+	certFile, keyFile, _ := writeSelfSigned(t, t.TempDir(), 1)
+	o, err := loadTurn(t, "--turn-secret", "turn-test-secret-0123", "--turn-listen", "127.0.0.1:0",
+		"--turn-tls-listen", "127.0.0.1:0", "--turn-tls-cert", certFile, "--turn-tls-key", keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- serveTURN(ctx, o, slog.New(slog.DiscardHandler), func(*turn.Server, net.Addr) { close(ready) })
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("serveTURN: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("serveTURN did not start")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serveTURN stopped with %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serveTURN did not stop within 10 s of its context's end")
+	}
+}
