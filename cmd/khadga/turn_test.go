@@ -130,6 +130,48 @@ func TestTurnCertificateFiles(t *testing.T) {
 	}
 }
 
+// serving is a standalone TURN server that runTURN started.
+type serving struct {
+	srv     *turn.Server
+	metrics net.Addr // nil without --turn-metrics
+	// stop ends it as SIGTERM does and returns serveTURN's result; the
+	// test fails if it takes more than 10 s.
+	stop func() error
+}
+
+// runTURN runs serveTURN with o, as `khadga turn` does, until stop.
+func runTURN(t *testing.T, o *turnCommandConfig) serving {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	ready := make(chan serving, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- serveTURN(ctx, o, slog.New(slog.DiscardHandler), func(s *turn.Server, m net.Addr) {
+			ready <- serving{srv: s, metrics: m}
+		})
+	}()
+	var st serving
+	select {
+	case st = <-ready:
+	case err := <-done:
+		t.Fatalf("serveTURN: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("serveTURN did not start")
+	}
+	st.stop = func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(10 * time.Second):
+			t.Fatal("serveTURN did not stop within 10 s of its context's end")
+			return nil
+		}
+	}
+	return st
+}
+
 // TestStandaloneTURN runs `khadga turn` as the command does, takes
 // credentials printed by `khadga turn-credentials`, allocates with them,
 // and finds the allocation on the standalone /metrics.
@@ -139,27 +181,7 @@ func TestStandaloneTURN(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	type started struct {
-		srv     *turn.Server
-		metrics net.Addr
-	}
-	ready := make(chan started, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- serveTURN(ctx, o, slog.New(slog.DiscardHandler), func(s *turn.Server, m net.Addr) {
-			ready <- started{s, m}
-		})
-	}()
-	var st started
-	select {
-	case st = <-ready:
-	case err := <-done:
-		t.Fatalf("serveTURN: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("serveTURN did not start")
-	}
+	st := runTURN(t, o)
 
 	var out bytes.Buffer
 	if err := printCredentials(&out, loadCredentials(t, "--user", "ops", "--ttl", "1h"), time.Now()); err != nil {
@@ -200,14 +222,8 @@ func TestStandaloneTURN(t *testing.T) {
 		t.Errorf("/metrics lacks the allocation:\n%.2000s", body)
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("serveTURN: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("serveTURN did not stop")
+	if err := st.stop(); err != nil {
+		t.Fatalf("serveTURN: %v", err)
 	}
 }
 
@@ -379,27 +395,7 @@ func TestStandaloneTURNStopsWithItsCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ready := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		done <- serveTURN(ctx, o, slog.New(slog.DiscardHandler), func(*turn.Server, net.Addr) { close(ready) })
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("serveTURN: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("serveTURN did not start")
-	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("serveTURN stopped with %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("serveTURN did not stop within 10 s of its context's end")
+	if err := runTURN(t, o).stop(); err != nil {
+		t.Fatalf("serveTURN stopped with %v", err)
 	}
 }
