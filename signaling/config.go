@@ -213,7 +213,10 @@ func (c *Config) Validate() error {
 	if c.AccessTTL < time.Minute || c.AccessTTL > auth.MaxAccessTTL {
 		errs = append(errs, fmt.Errorf("access token lifetime %v must be between 1m and %v", c.AccessTTL, auth.MaxAccessTTL))
 	}
-	if c.BotAccessTTL < time.Second || c.BotAccessTTL > auth.MaxAccessTTL {
+	// A BotAccessTTL that follows AccessTTL (the default) is within its
+	// range when AccessTTL is in its narrower one: checking it again would
+	// report AccessTTL's problem twice, once under a name no flag has.
+	if c.BotAccessTTL != c.AccessTTL && (c.BotAccessTTL < time.Second || c.BotAccessTTL > auth.MaxAccessTTL) {
 		errs = append(errs, fmt.Errorf("bot access token lifetime %v must be between 1s and %v", c.BotAccessTTL, auth.MaxAccessTTL))
 	}
 	if c.RefreshTTL < c.AccessTTL {
@@ -239,7 +242,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.ResumeWindow < 0 || c.ResumeWindow > 10*time.Minute {
-		errs = append(errs, fmt.Errorf("resume window %v must be between 0 and 10m", c.ResumeWindow))
+		errs = append(errs, fmt.Errorf("resume window %v must not be negative or over 10m", c.ResumeWindow))
 	}
 	if c.ReadLimit < 1024 || c.ReadLimit > 1<<20 {
 		errs = append(errs, fmt.Errorf("read limit %d must be between 1 KiB and 1 MiB", c.ReadLimit))

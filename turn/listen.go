@@ -121,6 +121,19 @@ func (c ListenConfig) Validate() error {
 	return fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
 }
 
+// A ListenError is Listen's failure to bind one of its addresses, so that
+// a caller can name the setting behind it (khadga's --turn-listen or
+// --turn-tls-listen). Its message is the system's, which names the
+// network and address already.
+type ListenError struct {
+	TLS  bool   // ListenConfig.TLSAddr's, else ListenConfig.Addr's
+	Addr string // as configured
+	Err  error
+}
+
+func (e *ListenError) Error() string { return e.Err.Error() }
+func (e *ListenError) Unwrap() error { return e.Err }
+
 // networks returns the udp and tcp network names for ip's family.
 func networks(ip netip.Addr) (udp, tcp string) {
 	if ip.Is4() {
@@ -169,7 +182,7 @@ func bindPort(ctx context.Context, c ListenConfig, addr netip.AddrPort) (*Listen
 	for i := 0; i < sockets; i++ {
 		pc, err := lc.ListenPacket(ctx, udpNet, addr.String())
 		if err != nil {
-			return nil, errors.Join(fmt.Errorf("listen %s %s: %w", udpNet, addr, err), ls.Close())
+			return nil, errors.Join(&ListenError{Addr: c.Addr, Err: err}, ls.Close())
 		}
 		setBuffers(pc, c.SocketBuffer)
 		ls.UDP = append(ls.UDP, pc)
@@ -180,7 +193,7 @@ func bindPort(ctx context.Context, c ListenConfig, addr netip.AddrPort) (*Listen
 	var plain net.ListenConfig
 	tcp, err := plain.Listen(ctx, tcpNet, addr.String())
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("listen %s %s: %w", tcpNet, addr, err), ls.Close())
+		return nil, errors.Join(&ListenError{Addr: c.Addr, Err: err}, ls.Close())
 	}
 	ls.TCP = tcp
 	return ls, nil
@@ -195,7 +208,7 @@ func listenTCP(ctx context.Context, hostPort string) (net.Listener, error) {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, tcpNet, addr.String())
 	if err != nil {
-		return nil, fmt.Errorf("listen TLS %s: %w", addr, err)
+		return nil, &ListenError{TLS: true, Addr: hostPort, Err: err}
 	}
 	return ln, nil
 }

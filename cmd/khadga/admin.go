@@ -164,6 +164,13 @@ func runUser(ctx context.Context, args []string) error {
 	if len(rest) == 0 {
 		return errors.New("user: missing subcommand (khadga user --help lists them)")
 	}
+	// A bad name or role is refused before the password is asked for
+	// and before add makes a store, perhaps in a mistyped --data.
+	if rest[0] == "add" && len(rest) == 2 {
+		if err := admin.CheckNewUser(rest[1], c.Role); err != nil {
+			return err
+		}
+	}
 	a := &c.Admin
 	// Only add may make the store: a first admin account before the
 	// server's first start. Anything else on a mistyped --data would
@@ -295,6 +302,8 @@ func runToken(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintf(os.Stderr, "revoked %s\n", rest[1])
 		return nil
+	case rest[0] == "revoke":
+		return errors.New("token revoke: want one token ID (khadga token list shows them)")
 	}
 	return fmt.Errorf("token: unexpected arguments %q (khadga token --help)", rest)
 }
@@ -371,6 +380,8 @@ func runKeys(ctx context.Context, args []string) error {
 		return nil
 	case rest[0] == "retire" && len(rest) == 2:
 		return adm.RetireKey(ctx, rest[1])
+	case rest[0] == "retire":
+		return errors.New("keys retire: want one KID (khadga keys list shows them)")
 	}
 	return fmt.Errorf("keys: unexpected arguments %q (khadga keys --help)", rest)
 }
@@ -407,6 +418,11 @@ func runBackup(ctx context.Context, args []string) error {
 	if len(rest) != 1 {
 		return errors.New("backup: want one FILE (khadga backup --help)")
 	}
+	// The store's bytes, password hashes and keys among them, belong in a
+	// file, not on a screen (or in its scrollback).
+	if rest[0] == "-" && prompt.IsTerminal(os.Stdout) {
+		return errors.New("backup: standard output is a terminal: redirect it (khadga backup - > backup.db)")
+	}
 	adm, closeFn, err := a.open(true)
 	if err != nil {
 		return err
@@ -419,7 +435,12 @@ func runBackup(ctx context.Context, args []string) error {
 	if rest[0] == "-" {
 		return write(os.Stdout) // for `kubectl exec ... khadga backup - > backup.db`
 	}
-	return store.WriteFile(rest[0], write)
+	// store.WriteFile's own errors name the temporary file it writes
+	// through; the operator gave this name.
+	if err := store.WriteFile(rest[0], write); err != nil {
+		return fmt.Errorf("backup to %s: %w", rest[0], err)
+	}
+	return nil
 }
 
 var restoreCommand = command("khadga restore", "khadga restore FILE|-",
@@ -485,7 +506,8 @@ func runRestore(ctx context.Context, args []string) error {
 // into the container, whose user could not read a file copied there
 // (khadga backup writes 0600). The caller removes the file.
 func spoolStdin(dir string) (string, error) {
-	if fi, err := os.Stdin.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+	// A terminal, not any character device: /dev/null is one too.
+	if prompt.IsTerminal(os.Stdin) {
 		return "", errors.New("standard input is a terminal: pipe the backup in (khadga restore - < backup.db)")
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -495,13 +517,18 @@ func spoolStdin(dir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	_, err = io.Copy(f, os.Stdin)
+	n, err := io.Copy(f, os.Stdin)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil && n == 0 {
+		err = errors.New("standard input is empty: pipe the backup in (khadga restore - < backup.db)")
+	} else if err != nil {
+		err = fmt.Errorf("reading standard input: %w", err)
+	}
 	if err != nil {
 		os.Remove(f.Name())
-		return "", fmt.Errorf("reading standard input: %w", err)
+		return "", err
 	}
 	return f.Name(), nil
 }

@@ -317,3 +317,67 @@ func TestNATSSettings(t *testing.T) {
 		t.Errorf("--nats over KHADGA_NATS: %q", got)
 	}
 }
+
+// TestACMEFlagsNeedADomain: the ACME settings other than --acme-domain do
+// nothing without it, so setting one alone is a mistake to name (a
+// forgotten or misspelt domain key served plain HTTP without a word), and
+// the domains' own problems come with the other configuration problems,
+// before anything starts.
+func TestACMEFlagsNeedADomain(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string // "" means no error
+	}{
+		{[]string{"--acme-email", "ops@example.org"}, "--acme-email needs --acme-domain"},
+		{[]string{"--acme-directory", "https://ca.example/dir"}, "--acme-directory needs --acme-domain"},
+		{[]string{"--acme-http", "127.0.0.1:8081"}, "--acme-http needs --acme-domain"},
+		{[]string{"--acme-domain", "*.example.org,localhost", "--access-ttl", "48h"}, `domain "localhost": needs at least two labels`},
+		{[]string{"--acme-domain", "chat.example.org", "--acme-email", "ops@example.org", "--acme-http", "127.0.0.1:8081"}, ""},
+		{nil, ""},
+	} {
+		_, err := loadServe(t, tc.args...)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%q: %v", tc.args, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%q: %v, want an error saying %s", tc.args, err, tc.want)
+		}
+	}
+	// Reported at once with the other problems (here the access-ttl).
+	_, err := loadServe(t, "--acme-domain", "*.example.org", "--access-ttl", "48h")
+	if err == nil || !strings.Contains(err.Error(), "access token lifetime") || !strings.Contains(err.Error(), `"*.example.org"`) {
+		t.Errorf("bad domain and access-ttl: %v, want both", err)
+	}
+}
+
+// TestConfigNamesEachProblemOnce: a bad setting is reported once, and
+// never as a setting the operator cannot see. --access-ttl 48h also
+// reported "bot access token lifetime 48h0m0s", a value with no flag that
+// follows --access-ttl, and a negative --resume-window or --access-ttl
+// came out twice, once from serve's own check ("want more than 0") and
+// once from the signaling server's ("between 0 and 10m").
+func TestConfigNamesEachProblemOnce(t *testing.T) {
+	for _, tc := range []struct {
+		args  []string
+		about string // the words each report of the problem has
+	}{
+		{[]string{"--access-ttl", "48h"}, "access"},
+		{[]string{"--access-ttl", "-1m"}, "access"},
+		{[]string{"--resume-window", "-5s"}, "resume"},
+	} {
+		_, err := loadServe(t, tc.args...)
+		if err == nil {
+			t.Errorf("%q accepted", tc.args)
+			continue
+		}
+		var lines []string
+		for _, l := range strings.Split(err.Error(), "\n")[1:] { // after "bad configuration:"
+			if strings.Contains(l, tc.about) {
+				lines = append(lines, l)
+			}
+		}
+		if len(lines) != 1 || strings.Contains(err.Error(), "bot access") {
+			t.Errorf("%q: reported as %q, want one line", tc.args, lines)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -378,5 +379,62 @@ func TestServeGCPercent(t *testing.T) {
 			t.Errorf("env %v: go_gc_gogc_percent %d, want %d to %d", c.env, n, c.least, c.most)
 		}
 		p.stop(t)
+	}
+}
+
+// TestServeRefusesAStoreItCannotOpen: a store that does not open (damaged,
+// or held by another server on the same data directory) stops `khadga
+// serve` with the store's error and exit status 1. It used to panic: the
+// failed open left a nil *store.Store in the held store.Backend, which the
+// clean-up then closed.
+func TestServeRefusesAStoreItCannotOpen(t *testing.T) {
+	damaged := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(damaged, "khadga-data"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	err := os.WriteFile(filepath.Join(damaged, "khadga-data", "khadga.db"), bytes.Repeat([]byte("damaged "), 4096), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inUse := t.TempDir()
+	startServe(t, inUse)
+	for _, tc := range []struct{ name, dir, want string }{
+		{"damaged", damaged, "khadga restore"},
+		{"in use", inUse, "in use"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(khadgaBin, "serve", "--http", "127.0.0.1:0", "--turn-listen", "off")
+			cmd.Dir = tc.dir
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+				t.Fatalf("exit: %v, want status 1\n%s", err, out)
+			}
+			if strings.Contains(string(out), "panic") || !strings.Contains(string(out), tc.want) {
+				t.Fatalf("output does not name the problem (%q):\n%s", tc.want, out)
+			}
+		})
+	}
+}
+
+// TestRestoreFromEmptyStdin: `khadga restore -` with nothing piped in (a
+// cron job or container with standard input on /dev/null) says standard
+// input is empty. It used to say "standard input is a terminal", since
+// /dev/null is a character device too.
+func TestRestoreFromEmptyStdin(t *testing.T) {
+	dir := t.TempDir()
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	cmd := exec.Command(khadgaBin, "restore", "-")
+	cmd.Dir, cmd.Stdin = dir, null
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "standard input is empty") || strings.Contains(string(out), "terminal") {
+		t.Fatalf("restore - < /dev/null: %v\n%s", err, out)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "khadga-data", ".khadga-restore-*")); len(left) > 0 {
+		t.Errorf("restore - left %v in the data directory", left)
 	}
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -70,7 +72,7 @@ func TestOperatorCommands(t *testing.T) {
 	if out := mustRun("", "token", "list"); !strings.Contains(out, "revoked 20") {
 		t.Fatalf("token list after revoke:\n%s", out)
 	}
-	if out, err := run(t, dir, "", "token", "revoke", "nope"); err == nil || !strings.Contains(out, "not found") {
+	if out, err := run(t, dir, "", "token", "revoke", "nope"); err == nil || !strings.Contains(out, `no bot token "nope"`) {
 		t.Fatalf("revoking an unknown token: %v\n%s", err, out)
 	}
 
@@ -153,5 +155,68 @@ func TestTurnSecretRotateStoppedServer(t *testing.T) {
 	p.stop(t)
 	if out, err := run(t, dir, "", "turn-secret", "rotate"); err != nil || !strings.Contains(out, "2 secrets kept") {
 		t.Fatalf("turn-secret rotate on a stopped server: %v\n%s", err, out)
+	}
+}
+
+// TestUserAddChecksBeforeItAsks: `khadga user add` with a bad name or
+// role is refused before it asks for the password (twice, at a terminal)
+// and before it makes a store. It used to make the store first, then
+// read the password, and only then refuse, leaving a new empty store
+// behind in what may be a mistyped --data.
+func TestUserAddChecksBeforeItAsks(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"user", "add", "dave", "--role", "superuser"}, "role must be user or admin"},
+		{[]string{"user", "add", "Bad Name!"}, "username may contain only"},
+	} {
+		dir := t.TempDir()
+		// Nothing on standard input: a command that read the password
+		// first would say so instead.
+		out, err := run(t, dir, "", tc.args...)
+		if err == nil || !strings.Contains(out, tc.want) {
+			t.Errorf("%q: %v\n%s; want it to say %q", tc.args, err, out, tc.want)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "khadga-data")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%q left a data directory (%v)", tc.args, err)
+		}
+	}
+}
+
+// TestBackupNamesItsTarget: a backup that cannot be written names the
+// file asked for. It named only the temporary file the backup is written
+// through (`open /no/such/.khadga-backup-123: no such file or directory`).
+func TestBackupNamesItsTarget(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := run(t, dir, "a long admin password\n", "user", "add", "root"); err != nil {
+		t.Fatalf("user add: %v\n%s", err, out)
+	}
+	target := filepath.Join(dir, "no", "such", "dir", "backup.db")
+	out, err := run(t, dir, "", "backup", target)
+	if err == nil || !strings.Contains(out, "backup to "+target+": ") {
+		t.Fatalf("backup into a missing directory: %v\n%s", err, out)
+	}
+}
+
+// TestRevokeAndRetireNeedTheirID: `khadga token revoke` and `khadga keys
+// retire` without the id say that the id is missing and where to find
+// it. They said `unexpected arguments ["revoke"]`, as if revoke itself
+// were the mistake.
+func TestRevokeAndRetireNeedTheirID(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := run(t, dir, "a long admin password\n", "user", "add", "root"); err != nil {
+		t.Fatalf("user add: %v\n%s", err, out)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"token", "revoke"}, "token revoke: want one token ID (khadga token list shows them)"},
+		{[]string{"keys", "retire"}, "keys retire: want one KID (khadga keys list shows them)"},
+	} {
+		if out, err := run(t, dir, "", tc.args...); err == nil || !strings.Contains(out, tc.want) {
+			t.Errorf("%q: %v\n%s; want %q", tc.args, err, out, tc.want)
+		}
 	}
 }

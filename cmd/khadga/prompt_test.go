@@ -51,3 +51,29 @@ func TestUserAddAsksOnTerminal(t *testing.T) {
 	}
 	p.stop(t)
 }
+
+// TestBackupRefusesATerminal: `khadga backup -` with standard output on a
+// terminal refuses, rather than write the store's bytes (password hashes
+// and keys among them) to the screen, as `restore -` refuses to read one.
+func TestBackupRefusesATerminal(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := run(t, dir, "a long admin password\n", "user", "add", "root"); err != nil {
+		t.Fatalf("user add: %v\n%s", err, out)
+	}
+	ctl, tty, err := ptytest.Open()
+	if err != nil {
+		t.Skip(err)
+	}
+	scr := ptytest.Watch(t, ctl)
+	cmd := exec.Command(khadgaBin, "backup", "-")
+	cmd.Dir, cmd.Stdin, cmd.Stdout, cmd.Stderr = dir, tty, tty, tty
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tty.Close() // the child holds its own copy
+	err = cmd.Wait()
+	shown := scr.Closed(t, 10*time.Second)
+	if err == nil || !strings.Contains(shown, "standard output is a terminal") {
+		t.Fatalf("backup - to a terminal: %v; %d bytes shown, ending %q", err, len(shown), shown[max(0, len(shown)-200):])
+	}
+}

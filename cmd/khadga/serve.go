@@ -66,8 +66,11 @@ func (c *serveConfig) validateLimits() error {
 			errs = append(errs, fmt.Errorf("--%s %d: want at least %d", flag, v, min))
 		}
 	}
+	// Only zero, which the signaling server would take for its default:
+	// it refuses negative durations itself, and a second report of the
+	// same value would only confuse.
 	positive := func(flag string, d time.Duration) {
-		if d <= 0 {
+		if d == 0 {
 			errs = append(errs, fmt.Errorf("--%s %v: want more than 0", flag, d))
 		}
 	}
@@ -229,9 +232,14 @@ func (c *serveConfig) open(ctx context.Context, log *slog.Logger, reg prometheus
 // the cluster's.
 func (c *serveConfig) openStore(ctx context.Context, h *held, log *slog.Logger, reg prometheus.Registerer) error {
 	if !c.NATS.enabled() {
-		var err error
-		h.store, err = store.Open(c.signalingConfig().StorePath(), store.Options{Logger: log})
-		return err
+		st, err := store.Open(c.signalingConfig().StorePath(), store.Options{Logger: log})
+		if err != nil {
+			// Not into h.store: a nil *store.Store there is a non-nil
+			// store.Backend, which held.close would then close.
+			return err
+		}
+		h.store = st
+		return nil
 	}
 	if err := os.MkdirAll(c.Data, 0o700); err != nil { // for the admin socket and certificates
 		return err

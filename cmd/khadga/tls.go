@@ -28,6 +28,10 @@ type tlsConfig struct {
 
 func (c *tlsConfig) enabled() bool { return c.Cert != "" || len(c.ACMEDomains) > 0 }
 
+// defaultACMEHTTP is --acme-http's default, which validate tells from a
+// value the operator set.
+const defaultACMEHTTP = ":80"
+
 func (c *tlsConfig) validate() error {
 	switch {
 	case c.Cert != "" && len(c.ACMEDomains) > 0:
@@ -38,8 +42,35 @@ func (c *tlsConfig) validate() error {
 		if _, err := certs.NewFileSource(c.Cert, c.Key, nil); err != nil {
 			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
 		}
+	case len(c.ACMEDomains) > 0:
+		// Checked here, with the other settings, rather than when ACME
+		// starts: the cache directory is only named, not made.
+		ac := certs.ACMEConfig{Domains: c.ACMEDomains, Email: c.ACMEEmail, DirectoryURL: c.ACMEDirectory, CacheDir: "acme"}
+		return ac.Validate()
+	default:
+		return c.acmeWithoutDomain()
 	}
 	return nil
+}
+
+// acmeWithoutDomain refuses ACME settings given without --acme-domain:
+// they do nothing alone, and a server that then serves plain HTTP hides a
+// forgotten or misspelt domain setting.
+func (c *tlsConfig) acmeWithoutDomain() error {
+	var errs []error
+	for _, s := range []struct {
+		flag string
+		set  bool
+	}{
+		{"--acme-email", c.ACMEEmail != ""},
+		{"--acme-directory", c.ACMEDirectory != ""},
+		{"--acme-http", c.ACMEHTTP != defaultACMEHTTP},
+	} {
+		if s.set {
+			errs = append(errs, fmt.Errorf("%s needs --acme-domain (ACME is off without a domain)", s.flag))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // tlsSetup is the certificate source of a running server. A nil *tlsSetup

@@ -14,6 +14,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/khadga/khadga/certs"
@@ -154,7 +155,38 @@ func (c *turnConfig) validate(storeSecret bool) error {
 	if len(cfg.Secrets) == 0 {
 		cfg.Secrets = [][]byte{[]byte("checked elsewhere")}
 	}
-	errs = append(errs, cfg.Validate(), c.listenConfig(c.TLSCert != "").Validate())
+	errs = append(errs, c.validateLimits(), cfg.Validate(), c.listenConfig(c.TLSCert != "").Validate())
+	return errors.Join(errs...)
+}
+
+// validateLimits refuses, by flag name, the values that package turn
+// would silently take for something else: a zero quota, bandwidth or
+// duration means its default there (10 allocations for
+// --turn-user-quota 0, which is coturn's "no limit"), and any negative
+// quota no cap, though only -1 says so. Negative durations package turn
+// refuses itself.
+func (c *turnConfig) validateLimits() error {
+	var errs []error
+	capped := func(flag string, v int) {
+		if v == 0 || v < -1 {
+			errs = append(errs, fmt.Errorf("--%s %d: want at least 1, or -1 for no cap", flag, v))
+		}
+	}
+	capped("turn-user-quota", c.UserQuota)
+	capped("turn-permission-quota", c.PermissionQuota)
+	capped("turn-channel-quota", c.ChannelQuota)
+	capped("turn-user-bandwidth", c.UserBandwidth)
+	if c.TotalQuota < -1 {
+		errs = append(errs, fmt.Errorf("--turn-total-quota %d: want at least 1, 0 for the relay port range, or -1 for no cap", c.TotalQuota))
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"turn-ttl", c.TTL}, {"turn-public-ip-interval", c.PublicIPEvery}} {
+		if d.v == 0 {
+			errs = append(errs, fmt.Errorf("--%s 0s: want more than 0", d.flag))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -219,6 +251,13 @@ func (c *turnConfig) start(ctx context.Context, st store.Backend, fallback certs
 	}
 	cfg.GetCertificate = fallback
 	ls, err := turn.Listen(ctx, c.listenConfig(cfg.GetCertificate != nil))
+	if le := (*turn.ListenError)(nil); errors.As(err, &le) {
+		flag := "--turn-listen"
+		if le.TLS {
+			flag = "--turn-tls-listen"
+		}
+		err = fmt.Errorf("%s %s: %w", flag, le.Addr, err)
+	}
 	if err == nil {
 		var srv *turn.Server
 		if srv, err = turn.New(cfg, ls); err == nil { // it logs its addresses
@@ -236,18 +275,26 @@ type turnServer struct {
 	*turn.Server
 	certs     *tlsSetup // nil without --turn-tls-cert
 	stopWatch func()    // ends the --turn-secret-file and the store's watchers
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Close stops the secret watchers, the server, then its certificate
-// source. A nil server is off.
+// source. A nil server is off. Only the first call does it (serveTURN
+// closes once for its result and once deferred): the certificate
+// source's stop waits for goroutines that end once, and a second wait
+// would never end.
 func (s *turnServer) Close() error {
 	if s == nil {
 		return nil
 	}
-	s.stopWatch()
-	err := s.Server.Close()
-	s.certs.close()
-	return err
+	s.closeOnce.Do(func() {
+		s.stopWatch()
+		s.closeErr = s.Server.Close()
+		s.certs.close()
+	})
+	return s.closeErr
 }
 
 func newTURNSecret() ([]byte, error) {
@@ -294,6 +341,16 @@ var errNoTURNSecret = errors.New("turn: no TURN secret: set KHADGA_TURN_SECRET, 
 // called once it serves (tests use it to learn the ports).
 func serveTURN(ctx context.Context, c *turnCommandConfig, log *slog.Logger, ready func(*turn.Server, net.Addr)) error {
 	reg := newRegistry()
+	// The metrics address first: a taken one stops the command before it
+	// waits for NATS or the TURN server listens, rather than after.
+	var metricsLn net.Listener
+	if c.Metrics != "" {
+		var err error
+		if metricsLn, err = net.Listen("tcp", c.Metrics); err != nil {
+			return fmt.Errorf("--turn-metrics: %w", err)
+		}
+		defer metricsLn.Close() // once serveMetrics has it, stop closes it first
+	}
 	var st store.Backend
 	if c.NATS.enabled() {
 		ns, err := c.NATS.open(ctx, "khadga turn", log, reg, kvstore.SchemaIgnore)
@@ -308,11 +365,7 @@ func serveTURN(ctx context.Context, c *turnCommandConfig, log *slog.Logger, read
 		return err
 	}
 	defer srv.Close()
-	var metricsLn net.Listener
-	if c.Metrics != "" {
-		if metricsLn, err = net.Listen("tcp", c.Metrics); err != nil {
-			return fmt.Errorf("--turn-metrics: %w", err)
-		}
+	if metricsLn != nil {
 		stop := serveMetrics(metricsLn, reg, log)
 		defer stop()
 		log.Info("TURN metrics", slog.String("url", "http://"+metricsLn.Addr().String()+"/metrics"))

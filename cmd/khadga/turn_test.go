@@ -130,6 +130,48 @@ func TestTurnCertificateFiles(t *testing.T) {
 	}
 }
 
+// serving is a standalone TURN server that runTURN started.
+type serving struct {
+	srv     *turn.Server
+	metrics net.Addr // nil without --turn-metrics
+	// stop ends it as SIGTERM does and returns serveTURN's result; the
+	// test fails if it takes more than 10 s.
+	stop func() error
+}
+
+// runTURN runs serveTURN with o, as `khadga turn` does, until stop.
+func runTURN(t *testing.T, o *turnCommandConfig) serving {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	ready := make(chan serving, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- serveTURN(ctx, o, slog.New(slog.DiscardHandler), func(s *turn.Server, m net.Addr) {
+			ready <- serving{srv: s, metrics: m}
+		})
+	}()
+	var st serving
+	select {
+	case st = <-ready:
+	case err := <-done:
+		t.Fatalf("serveTURN: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("serveTURN did not start")
+	}
+	st.stop = func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(10 * time.Second):
+			t.Fatal("serveTURN did not stop within 10 s of its context's end")
+			return nil
+		}
+	}
+	return st
+}
+
 // TestStandaloneTURN runs `khadga turn` as the command does, takes
 // credentials printed by `khadga turn-credentials`, allocates with them,
 // and finds the allocation on the standalone /metrics.
@@ -139,27 +181,7 @@ func TestStandaloneTURN(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	type started struct {
-		srv     *turn.Server
-		metrics net.Addr
-	}
-	ready := make(chan started, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- serveTURN(ctx, o, slog.New(slog.DiscardHandler), func(s *turn.Server, m net.Addr) {
-			ready <- started{s, m}
-		})
-	}()
-	var st started
-	select {
-	case st = <-ready:
-	case err := <-done:
-		t.Fatalf("serveTURN: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("serveTURN did not start")
-	}
+	st := runTURN(t, o)
 
 	var out bytes.Buffer
 	if err := printCredentials(&out, loadCredentials(t, "--user", "ops", "--ttl", "1h"), time.Now()); err != nil {
@@ -200,14 +222,8 @@ func TestStandaloneTURN(t *testing.T) {
 		t.Errorf("/metrics lacks the allocation:\n%.2000s", body)
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("serveTURN: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("serveTURN did not stop")
+	if err := st.stop(); err != nil {
+		t.Fatalf("serveTURN: %v", err)
 	}
 }
 
@@ -275,4 +291,111 @@ func selfSignedPEM(t *testing.T, cn string) (certPEM, keyPEM []byte) {
 		t.Fatal(err)
 	}
 	return c.CertPEM(), c.KeyPEM()
+}
+
+// TestTurnLimitsRefuseZero: package turn takes a zero quota, bandwidth or
+// duration for its default, so --turn-user-quota 0 (coturn's "no limit")
+// silently meant 10 allocations and --turn-user-bandwidth 0 16 MiB/s.
+// Such a value is refused by flag name, as is a negative quota other
+// than -1, the documented "no cap", for serve and turn alike.
+func TestTurnLimitsRefuseZero(t *testing.T) {
+	const secret = "turn-test-secret-0123"
+	for _, tc := range []struct {
+		args []string
+		want string // "" means accepted
+	}{
+		{[]string{"--turn-user-quota", "0"}, "--turn-user-quota 0: want at least 1, or -1 for no cap"},
+		{[]string{"--turn-permission-quota", "0"}, "--turn-permission-quota 0: want at least 1, or -1 for no cap"},
+		{[]string{"--turn-channel-quota", "-2"}, "--turn-channel-quota -2: want at least 1, or -1 for no cap"},
+		{[]string{"--turn-user-bandwidth", "0"}, "--turn-user-bandwidth 0: want at least 1, or -1 for no cap"},
+		{[]string{"--turn-total-quota", "-7"}, "--turn-total-quota -7: want at least 1, 0 for the relay port range, or -1 for no cap"},
+		{[]string{"--turn-ttl", "0s"}, "--turn-ttl 0s: want more than 0"},
+		{[]string{"--turn-public-ip-interval", "0s"}, "--turn-public-ip-interval 0s: want more than 0"},
+		{[]string{"--turn-user-quota", "-1", "--turn-user-bandwidth", "-1", "--turn-total-quota", "0", "--turn-channel-quota", "1"}, ""},
+	} {
+		args := append([]string{"--turn-secret", secret}, tc.args...)
+		_, terr := loadTurn(t, args...)
+		_, serr := loadServe(t, args...)
+		for cmd, err := range map[string]error{"turn": terr, "serve": serr} {
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("%s %q: %v", cmd, tc.args, err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("%s %q: %v, want an error saying %s", cmd, tc.args, err, tc.want)
+			}
+		}
+	}
+}
+
+// TestTurnPortInUseNamesTheFlag: a TURN address that is taken is reported
+// under its flag, as --http's is, with the system's reason once. It read
+// "listen udp4 127.0.0.1:N: listen udp4 127.0.0.1:N: bind: address
+// already in use", naming no flag, and TURNS's did not say it was TURNS's.
+func TestTurnPortInUseNamesTheFlag(t *testing.T) {
+	udp, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	tcp, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tcp.Close()
+	certFile, keyFile, _ := writeSelfSigned(t, t.TempDir(), 1)
+	base := []string{"--turn-secret", "turn-test-secret-0123", "--log-level", "error"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--turn-listen", udp.LocalAddr().String()}, "--turn-listen " + udp.LocalAddr().String() + ": "},
+		{[]string{"--turn-listen", "127.0.0.1:0", "--turn-tls-listen", tcp.Addr().String(), "--turn-tls-cert", certFile, "--turn-tls-key", keyFile},
+			"--turn-tls-listen " + tcp.Addr().String() + ": "},
+	} {
+		err := runTurn(context.Background(), append(base, tc.args...))
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) || strings.Count(err.Error(), "listen ") != 2 {
+			t.Errorf("%q: %v, want it to start %q and say listen once after the flag", tc.args, err, tc.want)
+		}
+	}
+}
+
+// TestTurnMetricsInUseStartsNothing: a --turn-metrics address that is
+// taken stops `khadga turn` before the TURN server listens. The TURN
+// server used to start first, log that it listened, and close again.
+func TestTurnMetricsInUseStartsNothing(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	c, err := loadTurn(t, "--turn-secret", "turn-test-secret-0123", "--turn-listen", "127.0.0.1:0", "--turn-metrics", taken.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	err = serveTURN(context.Background(), c, slog.New(slog.NewTextHandler(&logs, nil)), nil)
+	if err == nil || !strings.HasPrefix(err.Error(), "--turn-metrics") {
+		t.Fatalf("serveTURN: %v, want the --turn-metrics error", err)
+	}
+	if strings.Contains(logs.String(), "TURN server listening") {
+		t.Fatalf("the TURN server started before the metrics listener failed:\n%s", logs.String())
+	}
+}
+
+// TestStandaloneTURNStopsWithItsCertificate: `khadga turn` with
+// --turn-tls-cert stops when told to. serveTURN closes its server twice
+// (once for the error it returns, once deferred), and the second close
+// waited for the certificate source's goroutines that the first had
+// already collected: SIGTERM logged "TURN server stopping" and the
+// process hung for good.
+func TestStandaloneTURNStopsWithItsCertificate(t *testing.T) {
+	certFile, keyFile, _ := writeSelfSigned(t, t.TempDir(), 1)
+	o, err := loadTurn(t, "--turn-secret", "turn-test-secret-0123", "--turn-listen", "127.0.0.1:0",
+		"--turn-tls-listen", "127.0.0.1:0", "--turn-tls-cert", certFile, "--turn-tls-key", keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := runTURN(t, o).stop(); err != nil {
+		t.Fatalf("serveTURN stopped with %v", err)
+	}
 }

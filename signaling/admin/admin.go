@@ -140,6 +140,26 @@ func badRequest(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrBadRequest, fmt.Sprintf(format, args...))
 }
 
+// refusal is an error whose message is all an operator needs to read,
+// and which is kind for errors.Is: the socket client's for the server's
+// message (which names kind already), and an unknown user's or token's.
+type refusal struct {
+	kind error
+	msg  string
+}
+
+func (e refusal) Error() string { return e.msg }
+func (e refusal) Unwrap() error { return e.kind }
+
+// noUser names the user that err, when it is store.ErrNotFound, did not
+// find; the store's own message names the operation, not the user.
+func noUser(name string, err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return refusal{store.ErrNotFound, fmt.Sprintf("no user %q (khadga user list shows the users)", name)}
+	}
+	return err
+}
+
 func (o *Ops) audit(kind, user, detail string) {
 	if o.Audit != nil {
 		o.Audit(kind, user, detail)
@@ -153,6 +173,19 @@ func (o *Ops) hash(password string) (string, error) {
 		params = auth.DefaultParams
 	}
 	return params.Hash(password)
+}
+
+// CheckNewUser reports what AddUser would refuse in a name and role
+// (ErrBadRequest), so that a command can refuse them before it asks for
+// the password or makes a store.
+func CheckNewUser(name, role string) error {
+	if err := proto.ValidUsername(name); err != nil {
+		return badRequest("%v", err)
+	}
+	if role != proto.RoleUser && role != proto.RoleAdmin {
+		return badRequest("role must be user or admin")
+	}
+	return nil
 }
 
 // ListUsers lists every user.
@@ -171,14 +204,11 @@ func (o *Ops) ListUsers(context.Context) ([]UserInfo, error) {
 // AddUser creates a user with a password and a role (user or admin;
 // recorders are bots and get tokens, not passwords).
 func (o *Ops) AddUser(_ context.Context, name, password, role string) error {
-	if err := proto.ValidUsername(name); err != nil {
-		return badRequest("%v", err)
+	if err := CheckNewUser(name, role); err != nil {
+		return err
 	}
 	if err := proto.ValidPassword(password); err != nil {
 		return badRequest("%v", err)
-	}
-	if role != proto.RoleUser && role != proto.RoleAdmin {
-		return badRequest("role must be user or admin")
 	}
 	hash, err := o.hash(password)
 	if err != nil {
@@ -215,7 +245,7 @@ func errBotName(name string) error {
 func (o *Ops) DeleteUser(_ context.Context, name string) error {
 	u, err := o.Store.GetUser(name)
 	if err != nil {
-		return err
+		return noUser(name, err)
 	}
 	live, err := o.Bots.Live(name)
 	if err != nil {
@@ -241,7 +271,7 @@ func (o *Ops) DeleteUser(_ context.Context, name string) error {
 func (o *Ops) SetDisabled(_ context.Context, name string, disabled bool) error {
 	err := o.Store.UpdateUser(name, func(u *store.User) error { u.Disabled = disabled; return nil })
 	if err != nil {
-		return err
+		return noUser(name, err)
 	}
 	o.audit("admin-disable-user", name, fmt.Sprintf("disabled=%t", disabled))
 	if disabled {
@@ -269,7 +299,7 @@ func (o *Ops) SetRole(_ context.Context, name, role string) error {
 		o.audit("admin-role", name, "role "+role)
 		o.revoked(name, "", ReasonRole)
 	}
-	return err
+	return noUser(name, err)
 }
 
 // ResetTOTP turns a user's second factor off, for someone who lost both
@@ -278,7 +308,7 @@ func (o *Ops) SetRole(_ context.Context, name, role string) error {
 func (o *Ops) ResetTOTP(_ context.Context, name string) error {
 	err := o.Store.UpdateUser(name, func(u *store.User) error { u.TOTP = nil; return nil })
 	if err != nil {
-		return err
+		return noUser(name, err)
 	}
 	o.audit("admin-reset-totp", name, "")
 	err = o.Store.RevokeUserFamilies(name)
@@ -369,6 +399,9 @@ func (o *Ops) RevokeToken(_ context.Context, id string) error {
 		return badRequest("a token id, as khadga token list shows it")
 	}
 	rec, err := o.Bots.Revoke(id)
+	if errors.Is(err, store.ErrNotFound) {
+		return refusal{store.ErrNotFound, fmt.Sprintf("no bot token %q (khadga token list shows their ids)", id)}
+	}
 	if err != nil {
 		return err
 	}
@@ -396,7 +429,7 @@ func (o *Ops) SetPassword(_ context.Context, name, password string) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return noUser(name, err)
 	}
 	o.audit("admin-password", name, "")
 	logins, err := o.Store.RevokeUserFamilyIDs(name)

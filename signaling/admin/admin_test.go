@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -120,5 +121,41 @@ func TestResetTOTP(t *testing.T) {
 	s.Login(t, "dana", "a long enough password")
 	if err := a.ResetTOTP(context.Background(), "nobody"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("reset of an unknown user: %v", err)
+	}
+}
+
+// TestAdminErrorsSayWhatIsWrong: what an admin command prints for a
+// refusal names the problem once, the same over the socket as on the
+// file. Over the socket, the client wrapped the server's message, which
+// already began with the sentinel's, in the sentinel again ("admin: bad
+// request (admin: bad request: password must be ...)"), and an unknown
+// user or token id read `store: not found (update user "nobody": store:
+// not found)`.
+func TestAdminErrorsSayWhatIsWrong(t *testing.T) {
+	a := dialAdmin(t, signalingtest.Start(t, signalingtest.Options{}))
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		err  error
+		is   error
+		want string
+	}{
+		{"short password", a.AddUser(ctx, "x-user", "short", proto.RoleUser), admin.ErrBadRequest,
+			"admin: bad request: password must be at least 10 characters long"},
+		{"unknown user", a.SetDisabled(ctx, "nobody", true), store.ErrNotFound, `no user "nobody"`},
+		{"unknown user's role", a.SetRole(ctx, "nobody", proto.RoleAdmin), store.ErrNotFound, `no user "nobody"`},
+		{"unknown user's password", a.SetPassword(ctx, "nobody", "a long enough password"), store.ErrNotFound, `no user "nobody"`},
+		{"unknown user's second factor", a.ResetTOTP(ctx, "nobody"), store.ErrNotFound, `no user "nobody"`},
+		{"deleting an unknown user", a.DeleteUser(ctx, "nobody"), store.ErrNotFound, `no user "nobody"`},
+		{"unknown token", a.RevokeToken(ctx, "nosuch"), store.ErrNotFound, `no bot token "nosuch"`},
+	} {
+		if !errors.Is(tc.err, tc.is) {
+			t.Errorf("%s: %v, want %v", tc.name, tc.err, tc.is)
+			continue
+		}
+		msg := tc.err.Error()
+		if !strings.HasPrefix(msg, tc.want) || strings.Count(msg, tc.is.Error()) > 1 {
+			t.Errorf("%s: %q, want it to start %q and name %q at most once", tc.name, msg, tc.want, tc.is)
+		}
 	}
 }

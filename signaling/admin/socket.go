@@ -270,13 +270,18 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 func failure(resp *http.Response) error {
 	var e struct{ Error string }
 	json.NewDecoder(io.LimitReader(resp.Body, maxRequest)).Decode(&e)
+	// The server's message is the operation's own error, which names its
+	// sentinel already: the refusal carries it as it is.
+	if e.Error == "" {
+		e.Error = "admin socket: " + resp.Status
+	}
 	switch resp.StatusCode {
 	case http.StatusBadRequest:
-		return fmt.Errorf("%w (%s)", ErrBadRequest, e.Error)
+		return refusal{ErrBadRequest, e.Error}
 	case http.StatusNotFound:
-		return fmt.Errorf("%w (%s)", store.ErrNotFound, e.Error)
+		return refusal{store.ErrNotFound, e.Error}
 	case http.StatusConflict:
-		return fmt.Errorf("%w (%s)", store.ErrUserExists, e.Error)
+		return refusal{store.ErrUserExists, e.Error}
 	}
 	return fmt.Errorf("admin socket: %s: %s", resp.Status, e.Error)
 }
