@@ -306,6 +306,10 @@ func TestHandoverTakesEarlySignalsAlong(t *testing.T) {
 	entered, _ := holdFirstDelivery(t, a) // held until the test ends
 	alice.signal(bob.peer(), "s1", `{"n":1}`)
 	alice.signal(bob.peer(), "s2", `{"n":2}`)
+	// b has sent both to a before bob resumes there: s2 handled after the
+	// resume would wait in b's order too (rightly, behind s1).
+	alice.send(proto.Message{Type: proto.TypePing, ID: "p0"})
+	alice.await(proto.TypePong, nil)
 	select {
 	case <-entered:
 	case <-time.After(wait):
