@@ -82,7 +82,9 @@ type Command struct {
 	// the file (the admin commands read the server's): they are skipped,
 	// where another unknown key is an error.
 	SharedKeys func(key string) bool
-	// Output receives --help; nil means standard error.
+	// Output receives --help, and the warning for an environment variable
+	// that looks like a misspelt setting (see misspelt); nil means
+	// standard error.
 	Output io.Writer
 }
 
@@ -249,6 +251,9 @@ func Load(cfg any, cmd Command, args []string) ([]string, error) {
 				errs = append(errs, fmt.Errorf("%s: %w", s.env, err))
 			}
 		}
+	}
+	for _, w := range cmd.misspelt(ss, os.Environ()) {
+		fmt.Fprintf(cmd.output(), "%s: %s\n", cmd.Name, w)
 	}
 	fs := cmd.flagSet(ss)
 	rest, err := parseMixed(fs, args)
@@ -430,4 +435,82 @@ func Keys(cfg any) []string {
 		keys = append(keys, s.key)
 	}
 	return keys
+}
+
+// Misspelt returns the warnings Load prints for env (as os.Environ gives
+// it) with cfg's settings: see misspelt.
+func (c Command) Misspelt(cfg any, env []string) []string {
+	return c.misspelt(settings(cfg, c.EnvPrefix), env)
+}
+
+func (c Command) output() io.Writer {
+	if c.Output != nil {
+		return c.Output
+	}
+	return os.Stderr
+}
+
+// misspelt warns of the variables of env (as os.Environ gives them) that
+// carry the command's prefix, name no setting of it or of the commands
+// that share its file (SharedKeys), and are one or two letters from a
+// setting's variable: KHADGA_HTPP=127.0.0.1:9090 is otherwise ignored
+// without a word, and the server listens where the operator did not
+// mean. It only warns: the prefix is shared with variables that are no
+// setting at all (another program's, a compose file's), and only a near
+// miss is worth a word.
+func (c Command) misspelt(ss []setting, env []string) []string {
+	if c.EnvPrefix == "" {
+		return nil
+	}
+	known := map[string]bool{c.fileEnv(): true}
+	for _, s := range ss {
+		known[s.env] = true
+	}
+	var warnings []string
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		rest, ok := strings.CutPrefix(name, c.EnvPrefix)
+		if !ok || known[name] || (c.SharedKeys != nil && c.SharedKeys(strings.ReplaceAll(strings.ToLower(rest), "_", "-"))) {
+			continue
+		}
+		if near := nearest(name, ss); near != "" {
+			warnings = append(warnings, fmt.Sprintf("%s is not a setting, and is ignored: did you mean %s?", name, near))
+		}
+	}
+	return warnings
+}
+
+// nearest returns the variable of ss at most two edits from name, if any.
+func nearest(name string, ss []setting) string {
+	best, bestD := "", 3
+	for _, s := range ss {
+		if s.env == "" {
+			continue
+		}
+		if d := editDistance(name, s.env); d < bestD {
+			best, bestD = s.env, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b (bytes).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

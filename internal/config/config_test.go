@@ -322,3 +322,34 @@ func TestExampleLoads(t *testing.T) {
 		t.Errorf("the example loads as %+v, want %+v", got, c)
 	}
 }
+
+// TestMisspeltEnvironment: a variable with the command's prefix that is
+// one or two letters from a setting's is named, with the setting it was
+// likely meant for, when Load runs; a setting's own variable, the file's,
+// another command's (SharedKeys), one far from every setting and one
+// without the prefix are not. A misspelt variable was ignored without a
+// word, and the server listened where the operator did not mean.
+func TestMisspeltEnvironment(t *testing.T) {
+	cmd := testCmd
+	cmd.SharedKeys = func(key string) bool { return key == "other-command-setting" }
+	env := []string{"KT_HTPP=127.0.0.1:9090", "KT_RESUME_WINDOWS=1m", "KT_HTTP=x", "KT_CONFIG=x",
+		"KT_OTHER_COMMAND_SETTING=x", "KT_SOMETHING_ELSE_ENTIRELY=x", "XKT_HTTP=x", "TEST_TOKN=x"}
+	got := cmd.Misspelt(&testConfig{}, env)
+	want := []string{
+		"KT_HTPP is not a setting, and is ignored: did you mean KT_HTTP?",
+		"KT_RESUME_WINDOWS is not a setting, and is ignored: did you mean KT_RESUME_WINDOW?",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("warnings %q, want %q", got, want)
+	}
+
+	t.Setenv("KT_DAT", "/tmp/x")
+	out := new(strings.Builder)
+	cmd.Output = out
+	if _, err := Load(newConfig(t), cmd, nil); err != nil {
+		t.Fatal(err)
+	}
+	if w := "test: KT_DAT is not a setting, and is ignored: did you mean KT_DATA?\n"; out.String() != w {
+		t.Errorf("Load wrote %q, want %q", out.String(), w)
+	}
+}
