@@ -121,6 +121,10 @@ func normalizeHost(h string) (string, error) {
 		return "", errors.New("an IP address, not a name")
 	case !strings.Contains(h, "."):
 		return "", errors.New("needs at least two labels")
+	case strings.HasPrefix(h, "*."):
+		return "", errors.New("a wildcard: a CA issues those only for the DNS-01 challenge, and khadga answers HTTP-01 and TLS-ALPN-01; list each name instead, or serve a wildcard certificate of your own")
+	case strings.Contains(h, ":"):
+		return "", errors.New("has a port: give the name alone (ACME validates on ports 80 and 443)")
 	}
 	for _, label := range strings.Split(h, ".") {
 		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {

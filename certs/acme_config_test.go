@@ -22,10 +22,10 @@ func TestACMEConfigValidate(t *testing.T) {
 		want   string
 	}{
 		{"no domains", func(c *ACMEConfig) { c.Domains = nil }, "no domains"},
-		{"wildcard", func(c *ACMEConfig) { c.Domains = []string{"*.example.org"} }, "character '*'"},
+		{"wildcard", func(c *ACMEConfig) { c.Domains = []string{"*.example.org"} }, "DNS-01"},
 		{"ip", func(c *ACMEConfig) { c.Domains = []string{"203.0.113.9"} }, "IP address"},
 		{"single label", func(c *ACMEConfig) { c.Domains = []string{"localhost"} }, "two labels"},
-		{"port", func(c *ACMEConfig) { c.Domains = []string{"example.org:443"} }, "character ':'"},
+		{"port", func(c *ACMEConfig) { c.Domains = []string{"example.org:443"} }, "has a port"},
 		{"unicode", func(c *ACMEConfig) { c.Domains = []string{"bücher.example"} }, "punycode"},
 		{"leading hyphen", func(c *ACMEConfig) { c.Domains = []string{"-a.example.org"} }, "bad label"},
 		{"empty label", func(c *ACMEConfig) { c.Domains = []string{"a..example.org"} }, "bad label"},
