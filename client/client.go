@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -573,7 +575,11 @@ func (c *Client) Close() error {
 		return nil
 	}
 	c.closed = true
+	open := slices.Collect(maps.Values(c.peers))
 	c.mu.Unlock()
+	// Before the signaling socket goes: the others close their side of
+	// a peer connection when the server tells them this client left.
+	flushChats(open)
 	c.cancel()
 	c.wg.Wait()
 	c.mu.Lock()

@@ -110,7 +110,7 @@ func (c *Client) onPresence(m *proto.Message) {
 		}
 	}
 	c.mu.Unlock()
-	c.emitClient(&Presence{Kind: pr.Kind, Peers: pr.Peers})
+	c.emitClient(&Presence{Kind: pr.Kind, Peers: pr.Peers, Count: pr.Count})
 }
 
 func (c *Client) addMember(room string, mem proto.Member) {

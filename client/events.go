@@ -89,6 +89,10 @@ func (t *IncomingTrack) RequestKeyframe() error {
 type Presence struct {
 	Kind  string
 	Peers []proto.Member
+	// Count is how many are online in all, listed or not, where the
+	// server says (0 where it does not): a full list may name only the
+	// first of them, and a "count" update has no Peers, only Count.
+	Count int
 }
 
 // RoomLost: after a reconnect that lost the session, the server refused

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -78,4 +79,43 @@ func (p *peer) sendChat(room, text string) error {
 		return fmt.Errorf("peer %s: send chat: %w", p.id, err)
 	}
 	return nil
+}
+
+// flushChats runs flushChat for every peer at once.
+func flushChats(peers []*peer) {
+	var wg sync.WaitGroup
+	for _, p := range peers {
+		wg.Go(func() { p.flushChat(chatFlushWait) })
+	}
+	wg.Wait()
+}
+
+// chatFlushWait bounds how long Close waits for chat messages a peer has
+// not acknowledged yet.
+const chatFlushWait = 2 * time.Second
+
+// flushChat waits, at most d, until the peer has acknowledged every chat
+// message queued to it. Room.Send returns once a message is queued, and
+// closing the peer connection aborts the SCTP association with what it
+// holds: a program that sent and closed at once (a bot that greets and
+// leaves) lost its message. A browser's data channel, closed, sends what
+// it holds first.
+func (p *peer) flushChat(d time.Duration) {
+	if !p.chatOpen.Load() || p.chat.BufferedAmount() == 0 || p.pc.ConnectionState() != webrtc.PeerConnectionStateConnected {
+		return // nothing waits, or nothing would be acknowledged
+	}
+	drained := make(chan struct{})
+	var once sync.Once
+	p.chat.SetBufferedAmountLowThreshold(0)
+	p.chat.OnBufferedAmountLow(func() { once.Do(func() { close(drained) }) })
+	if p.chat.BufferedAmount() == 0 {
+		return // acknowledged before the callback was set
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-drained:
+	case <-timer.C:
+		p.log.Debug("close: chat messages not acknowledged in time", slog.Uint64("bytes", p.chat.BufferedAmount()))
+	}
 }

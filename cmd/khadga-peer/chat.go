@@ -181,10 +181,8 @@ func (ch *chat) peerState(ev *client.PeerState) {
 func (ch *chat) clientEvent(ev client.Event) {
 	switch ev := ev.(type) {
 	case *client.Presence:
-		if ev.Kind == proto.PresenceFull {
-			ch.say("* online: %s", users(ev.Peers))
-		} else {
-			ch.say("* %s: %s", ev.Kind, users(ev.Peers))
+		if line := presenceLine(ev); line != "" {
+			ch.say("%s", line)
 		}
 	case *client.Disconnected:
 		ch.say("* signaling connection lost (%v); reconnecting", ev.Err)
@@ -280,6 +278,27 @@ func (ch *chat) send(ctx context.Context, path, who string) {
 		}
 		fmt.Fprintf(ch.e.stderr, "* sent %s to %s, verified (sha256 %s)\n", t.Name, who, t.SHA256()[:16])
 	})
+}
+
+// presenceLine says what a presence update changed, each kind in words
+// of its own: the full list and one person coming online read alike
+// before ("* online: bob"), and a change of the count alone read
+// "* count: nobody".
+func presenceLine(ev *client.Presence) string {
+	switch ev.Kind {
+	case proto.PresenceFull:
+		if more := ev.Count - len(ev.Peers); more > 0 {
+			return fmt.Sprintf("* online now: %s, and %d more", users(ev.Peers), more)
+		}
+		return "* online now: " + users(ev.Peers)
+	case proto.PresenceOnline:
+		return "* came online: " + users(ev.Peers)
+	case proto.PresenceOffline:
+		return "* went offline: " + users(ev.Peers)
+	case proto.PresenceCount:
+		return fmt.Sprintf("* %d online", ev.Count)
+	}
+	return "" // a kind this version does not know
 }
 
 func name(m proto.Member) string {
