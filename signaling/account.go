@@ -257,12 +257,59 @@ func (s *Server) handleDeleteAccount(w http.ResponseWriter, r *http.Request) {
 		s.closer.CloseLogin(claims.User, l, proto.CodeRevoked, reasonDeleted)
 	}
 	s.audit("account-deleted", claims.User, r, "")
-	// Bot tokens of the same name go on; their name stays held (else the
-	// hourly pass holds it).
-	if live, err := s.bots.Live(claims.User); err != nil || live > 0 && s.bots.HoldName(claims.User) != nil {
-		s.log.Warn("holding the name of a deleted account that bot tokens share", slog.String("user", claims.User), slog.Any("err", err))
-	}
+	s.holdForBots(claims.User)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// holdForBots holds the name of an account just deleted when bot tokens
+// of the same name are live: they go on, and nobody may register their
+// name (else the hourly pass holds it).
+func (s *Server) holdForBots(name string) {
+	if live, err := s.bots.Live(name); err != nil || live > 0 && s.bots.HoldName(name) != nil {
+		s.log.Warn("holding the name of a deleted account that bot tokens share", slog.String("user", name), slog.Any("err", err))
+	}
+}
+
+// errNameHeld: an account holds its name (see lapsed).
+var errNameHeld = errors.New("the name is held by its account")
+
+// lapsed returns nil when u no longer holds its name: on a server that
+// checks addresses, an account whose address was never confirmed and
+// whose last link expired. Else anyone could keep a name from its owner
+// for good by registering it with an address they cannot confirm (or
+// somebody else's). Its registrant may still resend the link until
+// someone registers the name.
+func (s *Server) lapsed(u store.User) error {
+	if s.mailer == nil || u.Bot || u.Email == "" || u.EmailVerified ||
+		u.EmailExpires.IsZero() || !s.cfg.Now().After(u.EmailExpires) {
+		return errNameHeld
+	}
+	return nil
+}
+
+// releaseLapsed deletes name's account if it lapsed, in one step with
+// that check (so that a link resent meanwhile keeps it), and ends the
+// sign-ins it had (from before the server checked addresses). When the
+// name is held it answers 409 and returns false.
+func (s *Server) releaseLapsed(w http.ResponseWriter, r *http.Request, name string) bool {
+	logins, err := s.store.DeleteUserIf(name, s.lapsed)
+	switch {
+	case err == nil:
+		for _, l := range logins {
+			s.closer.CloseLogin(name, l, proto.CodeRevoked, reasonDeleted)
+		}
+		s.audit("account-lapsed", name, r, "")
+		s.holdForBots(name)
+		return true
+	case errors.Is(err, store.ErrNotFound):
+		return true
+	case errors.Is(err, errNameHeld):
+		writeError(w, http.StatusConflict, codeExists, "username is taken")
+	case storeDown(w, err):
+	default:
+		s.internalError(w, "releasing a lapsed account", err)
+	}
+	return false
 }
 
 // deletionCode checks and spends the second factor of user, whose password

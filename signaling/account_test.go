@@ -328,3 +328,66 @@ func TestLoginRacingPasswordChange(t *testing.T) {
 		t.Errorf("%d live sign-ins, want 1 (the password change's own)", alive)
 	}
 }
+
+// TestLapsedAccountFreesItsName: a name registered with an address that
+// was never confirmed is free again once the last link expired, and not
+// before; the new account owes nothing to the old (its password and its
+// link are dead). A confirmed account, or one whose link was resent in
+// time, keeps its name.
+func TestLapsedAccountFreesItsName(t *testing.T) {
+	capture, smtpAddr := startSMTP(t)
+	clk := &clock{now: time.Now()}
+	s := signalingtest.Start(t, signalingtest.Options{Config: signaling.Config{
+		SMTPURL: "smtp://" + smtpAddr, SMTPFrom: "khadga@example.org", Now: clk.Now,
+	}})
+	register := func(name, pass, email string) (int, string) {
+		c, b := s.Post(t, "/api/register", map[string]string{"username": name, "password": pass, "email": email})
+		return c, string(b)
+	}
+	squatter := "squatter password 1"
+	if c, b := register("erin", squatter, "erin@example.org"); c != 201 {
+		t.Fatalf("register: %d %s", c, b)
+	}
+	squattersLink := linkRE.FindString(capture.nextMail(t))
+	clk.add(signaling.EmailLinkTTL - time.Minute)
+	if c, b := register("erin", password, "erin@example.org"); c != 409 {
+		t.Fatalf("register while the link still works: %d %s, want 409", c, b)
+	}
+	clk.add(2 * time.Minute)
+	if c, b := register("erin", password, "erin@example.org"); c != 201 {
+		t.Fatalf("register once the link expired: %d %s, want 201", c, b)
+	}
+	link := linkRE.FindString(capture.nextMail(t))
+	if resp, err := httpClientNoRedirect.Get(squattersLink); err != nil || resp.StatusCode != 400 {
+		t.Fatalf("the lapsed account's link: %v %v", resp, err)
+	}
+	if c, b := s.Post(t, "/api/login", map[string]string{"username": "erin", "password": squatter}); c != 401 {
+		t.Fatalf("the lapsed account's password: %d %s, want 401", c, b)
+	}
+	if resp, err := httpClientNoRedirect.Get(link); err != nil || resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the new account's link: %v %v", resp, err)
+	}
+	s.Login(t, "erin", password)
+	clk.add(10 * signaling.EmailLinkTTL)
+	if c, b := register("erin", squatter, "erin@example.org"); c != 409 {
+		t.Fatalf("register over a confirmed account: %d %s, want 409", c, b)
+	}
+
+	// A registrant whose link expired and who asks for a new one in time
+	// keeps the name.
+	if c, b := register("gus", password, "gus@example.org"); c != 201 {
+		t.Fatalf("register: %d %s", c, b)
+	}
+	capture.nextMail(t)
+	clk.add(signaling.EmailLinkTTL + time.Minute)
+	if c, b := s.Post(t, "/api/resend-verification", map[string]string{"username": "gus", "password": password}); c != 202 {
+		t.Fatalf("resend: %d %s", c, b)
+	}
+	capture.nextMail(t)
+	if c, b := register("gus", squatter, "gus@example.org"); c != 409 {
+		t.Fatalf("register over a resent link: %d %s, want 409", c, b)
+	}
+	if c, b := s.Post(t, "/api/login", map[string]string{"username": "gus", "password": password}); c != 403 {
+		t.Fatalf("gus after the refused registration: %d %s, want 403 email_unverified", c, b)
+	}
+}

@@ -146,12 +146,12 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	// A taken name is answered before hashing: the answer says so anyway,
 	// and the hash is the expensive part.
-	if _, err := s.store.GetUser(c.Username); err == nil {
+	if u, err := s.store.GetUser(c.Username); err == nil && s.lapsed(u) != nil {
 		writeError(w, http.StatusConflict, codeExists, "username is taken")
 		return
 	}
 	hash, ok := s.hashPassword(w, r, c.Password)
-	if !ok {
+	if !ok || !s.releaseLapsed(w, r, c.Username) {
 		return
 	}
 	u := store.User{Name: c.Username, PasswordHash: hash, Role: proto.RoleUser, Created: time.Now().UTC(), Email: c.Email}

@@ -39,6 +39,10 @@ type Backend interface {
 	GetUser(name string) (User, error)
 	UpdateUser(name string, fn func(*User) error) error
 	DeleteUser(name string) (logins []string, err error)
+	// DeleteUserIf is DeleteUser in the same step as check, which sees
+	// the record as it is then; an error from it deletes nothing and is
+	// returned (wrapped).
+	DeleteUserIf(name string, check func(User) error) (logins []string, err error)
 	ListUsers() ([]User, error)
 
 	// Refresh-token families.

@@ -142,10 +142,23 @@ func (s *Store) UpdateUser(name string, fn func(*User) error) error {
 // that the caller can end the sessions they opened. ErrNotFound if
 // absent.
 func (s *Store) DeleteUser(name string) (logins []string, err error) {
+	return s.DeleteUserIf(name, nil)
+}
+
+// DeleteUserIf is DeleteUser when check, given the record in the same
+// transaction, returns nil (a nil check always passes). check's error
+// deletes nothing and is returned wrapped.
+func (s *Store) DeleteUserIf(name string, check func(User) error) (logins []string, err error) {
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketUsers)
-		if b.Get([]byte(name)) == nil {
-			return fmt.Errorf("delete user %q: %w", name, ErrNotFound)
+		var u User
+		if err := getJSON(b, []byte(name), &u); err != nil {
+			return fmt.Errorf("delete user %q: %w", name, err)
+		}
+		if check != nil {
+			if err := check(u); err != nil {
+				return fmt.Errorf("delete user %q: %w", name, err)
+			}
 		}
 		if err := b.Delete([]byte(name)); err != nil {
 			return err

@@ -89,9 +89,21 @@ func (s *Store) UpdateUser(name string, fn func(*store.User) error) error {
 // rooms in one step, and returns the families' ids. store.ErrNotFound if
 // absent.
 func (s *Store) DeleteUser(name string) (logins []string, err error) {
+	return s.DeleteUserIf(name, nil)
+}
+
+// DeleteUserIf is DeleteUser when check, given the record at the revision
+// the deletion is conditional on, returns nil (a nil check always
+// passes). check's error deletes nothing and is returned wrapped.
+func (s *Store) DeleteUserIf(name string, check func(store.User) error) (logins []string, err error) {
 	var gone account
 	err = s.do("delete_user", s.opts.OpTimeout, func(ctx context.Context) error {
 		err := remove(ctx, s, "delete_user", s.accounts, key(name), func(a *account) error {
+			if check != nil {
+				if err := check(a.User); err != nil {
+					return err
+				}
+			}
 			gone = *a
 			return nil
 		})

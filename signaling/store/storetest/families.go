@@ -241,3 +241,42 @@ func testReuseRevokesOnEveryNode(t *testing.T, c Config) {
 		t.Fatalf("node a after reuse on b err = %v, want ErrRevoked", err)
 	}
 }
+
+// testDeleteUserIf: a check that refuses deletes nothing (the user, its
+// families and rooms stay); one that passes sees the record and deletes
+// as DeleteUser does.
+func testDeleteUserIf(t *testing.T, c Config) {
+	s, _ := open(t, c, Limits{})
+	if err := s.CreateUser(store.User{Name: "ann", Role: "user", Email: "ann@example.org"}); err != nil {
+		t.Fatal(err)
+	}
+	mustCreateFamilies(t, s, newFamily("f", "ann", t0))
+	if _, claimed, err := s.SetRoom("r", "ann", 3, noChange); err != nil || !claimed {
+		t.Fatalf("claim: %v, %v", claimed, err)
+	}
+	refused := errors.New("not this one")
+	var seen string
+	_, err := s.DeleteUserIf("ann", func(u store.User) error { seen = u.Email; return refused })
+	if !errors.Is(err, refused) || seen != "ann@example.org" {
+		t.Fatalf("refused DeleteUserIf = %v, saw email %q", err, seen)
+	}
+	if _, err := s.GetUser("ann"); err != nil {
+		t.Errorf("user gone after a refused check: %v", err)
+	}
+	if _, err := s.GetFamily("f"); err != nil {
+		t.Errorf("family gone after a refused check: %v", err)
+	}
+	if r, err := s.GetRoom("r"); err != nil || r.Owner != "ann" {
+		t.Errorf("room after a refused check: %+v, %v", r, err)
+	}
+	logins, err := s.DeleteUserIf("ann", func(store.User) error { return nil })
+	if err != nil || !slices.Equal(logins, []string{"f"}) {
+		t.Fatalf("DeleteUserIf = %v, %v; want family f", logins, err)
+	}
+	if _, err := s.GetRoom("r"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("room survived DeleteUserIf: %v", err)
+	}
+	if _, err := s.DeleteUserIf("ann", nil); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("DeleteUserIf of a missing user err = %v", err)
+	}
+}

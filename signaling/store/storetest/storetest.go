@@ -58,6 +58,7 @@ func Run(t *testing.T, c Config) {
 		{"FamilyNeedsUser", testFamilyNeedsUser},
 		{"FamilyExpiryRevokePurge", testFamilyExpiryRevokePurge},
 		{"FamilyCapAndDeleteUser", testFamilyCapAndDeleteUser},
+		{"DeleteUserIf", testDeleteUserIf},
 		{"ConcurrentRotateOneWins", testConcurrentRotateOneWins},
 		{"TwoNodesRotateOneWins", testTwoNodesRotateOneWins},
 		{"ReuseRevokesOnEveryNode", testReuseRevokesOnEveryNode},
