@@ -58,10 +58,7 @@ func TestRegisterThenTwoFactorLogin(t *testing.T) {
 	}
 
 	// At a terminal: password without echo, then the code (a recovery code here).
-	ctl, tty, err := ptytest.Open()
-	if err != nil {
-		t.Skip(err)
-	}
+	ctl, tty := ptytest.Open(t)
 	scr := ptytest.Watch(t, ctl)
 	termDir := t.TempDir()
 	cmd := peerCmd(ctx, t, termDir, "", "login", "--server", s.URL, "--user", "dave")

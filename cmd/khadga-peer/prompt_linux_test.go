@@ -31,10 +31,7 @@ func TestCtrlCAtPrompt(t *testing.T) {
 			// The bound of a command that hangs at its prompt.
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer cancel()
-			ctl, tty, err := ptytest.Open()
-			if err != nil {
-				t.Skip(err)
-			}
+			ctl, tty := ptytest.Open(t)
 			defer tty.Close()
 			scr := ptytest.Watch(t, ctl)
 			cmd := peerCmd(ctx, t, t.TempDir(), "", tc.args...)

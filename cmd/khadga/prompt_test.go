@@ -15,10 +15,7 @@ import (
 func TestUserAddAsksOnTerminal(t *testing.T) {
 	dir := t.TempDir()
 	add := func(typed ...string) (string, error) {
-		ctl, tty, err := ptytest.Open()
-		if err != nil {
-			t.Skip(err)
-		}
+		ctl, tty := ptytest.Open(t)
 		scr := ptytest.Watch(t, ctl)
 		cmd := exec.Command(khadgaBin, "user", "add", "carol")
 		cmd.Dir, cmd.Stdin, cmd.Stdout, cmd.Stderr = dir, tty, tty, tty
@@ -31,7 +28,7 @@ func TestUserAddAsksOnTerminal(t *testing.T) {
 			at = scr.Expect(t, at, []string{"password for carol: ", "again: "}[i], 30*time.Second)
 			ctl.WriteString(s + "\n")
 		}
-		err = cmd.Wait()
+		err := cmd.Wait()
 		return scr.Closed(t, 10*time.Second), err
 	}
 	shown, err := add("first long password", "second long password")
@@ -60,10 +57,7 @@ func TestBackupRefusesATerminal(t *testing.T) {
 	if out, err := run(t, dir, "a long admin password\n", "user", "add", "root"); err != nil {
 		t.Fatalf("user add: %v\n%s", err, out)
 	}
-	ctl, tty, err := ptytest.Open()
-	if err != nil {
-		t.Skip(err)
-	}
+	ctl, tty := ptytest.Open(t)
 	scr := ptytest.Watch(t, ctl)
 	cmd := exec.Command(khadgaBin, "backup", "-")
 	cmd.Dir, cmd.Stdin, cmd.Stdout, cmd.Stderr = dir, tty, tty, tty
@@ -71,7 +65,7 @@ func TestBackupRefusesATerminal(t *testing.T) {
 		t.Fatal(err)
 	}
 	tty.Close() // the child holds its own copy
-	err = cmd.Wait()
+	err := cmd.Wait()
 	shown := scr.Closed(t, 10*time.Second)
 	if err == nil || !strings.Contains(shown, "standard output is a terminal") {
 		t.Fatalf("backup - to a terminal: %v; %d bytes shown, ending %q", err, len(shown), shown[max(0, len(shown)-200):])

@@ -39,10 +39,7 @@ func TestPipeIsSilent(t *testing.T) {
 // TestTerminal: on a terminal the prompts show, the password does not
 // echo, a mismatched second entry is refused, and a code echoes.
 func TestTerminal(t *testing.T) {
-	ctl, tty, err := ptytest.Open()
-	if err != nil {
-		t.Skip(err)
-	}
+	ctl, tty := ptytest.Open(t)
 	scr := ptytest.Watch(t, ctl)
 	type result struct {
 		v   string

@@ -10,13 +10,26 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"testing"
 
 	"golang.org/x/sys/unix"
 )
 
 // Open returns a new pseudo-terminal pair: ctl is the test's end (what it
 // writes is typed, what it reads is displayed), tty the program's end.
-func Open() (ctl, tty *os.File, err error) {
+// Failing to open one fails the test rather than skipping it: every Linux
+// the tests run on has pseudo-terminals, and a test that skips there would
+// hide the prompts it checks.
+func Open(t testing.TB) (ctl, tty *os.File) {
+	t.Helper()
+	ctl, tty, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctl, tty
+}
+
+func open() (ctl, tty *os.File, err error) {
 	ctl, err = os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("ptytest: %w", err)
