@@ -77,6 +77,9 @@ func runVideo(ctx context.Context, e *env, args []string) error {
 			return fail(exitError, "%v", err)
 		}
 	}
+	// Nothing else is printed until someone else is in the room: say what
+	// it will do, so that a quiet terminal does not look hung.
+	fmt.Fprintf(e.stderr, "joined %s as %s: %s (Ctrl-C to stop)\n", c.Room, cl.Self().User, c.plan())
 	defer v.recs.Wait()
 	return v.run(ctx)
 }
@@ -153,6 +156,18 @@ func (v *videoSession) send(m proto.Member) {
 	} else {
 		fmt.Fprintf(v.e.stderr, "sending video to %s\n", m.User)
 	}
+}
+
+// plan says what the command will do in its room.
+func (c *videoConfig) plan() string {
+	var what []string
+	if c.Pattern {
+		what = append(what, "will send the test pattern to "+strings.Join(c.To, ", "))
+	}
+	if c.RecordTo != "" {
+		what = append(what, "will record the video others send to "+c.RecordTo)
+	}
+	return strings.Join(what, "; ")
 }
 
 func (c *videoConfig) wants(m proto.Member) bool {

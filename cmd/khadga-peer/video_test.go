@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -29,9 +30,19 @@ func TestVideoProcesses(t *testing.T) {
 	recorder := peerCmd(ctx, t, bob, "", "video", "--room", "studio", "--record-to", rec, "--loopback", "--timeout", "15s")
 	var recOut strings.Builder
 	recorder.Stdout = &recOut
+	recErr, err := recorder.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := recorder.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// Before anyone else joins, the recorder says what it will do.
+	lines := bufio.NewScanner(recErr)
+	if !lines.Scan() || lines.Text() != "joined studio as bob: will record the video others send to "+rec+" (Ctrl-C to stop)" {
+		t.Fatalf("the recorder's first line: %q, %v", lines.Text(), lines.Err())
+	}
+	go io.Copy(io.Discard, recErr)
 	out, err := peerCmd(ctx, t, alice, "", "video", "--room", "studio", "--pattern", "--frames", "60", "--to", "bob", "--loopback", "--timeout", "30s").CombinedOutput()
 	if code := exitCode(t, err); code != exitOK || !strings.Contains(string(out), "sent 60 frames") {
 		t.Fatalf("sender exited %d:\n%s", code, out)
