@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -108,7 +109,7 @@ func runRecv(ctx context.Context, e *env, args []string) error {
 	var c recvConfig
 	rest, err := parse(e, &c, &c.common, 10*time.Minute, peerCommand(e, "recv", "recv --room ROOM --dir DIR",
 		"Joins ROOM and saves the files members send into DIR. A file is written under a\ntemporary name and renamed only after its SHA-256 checked out; an existing file\nis never overwritten. Exits after --count files, or with code 5 at --timeout.\n"+
-			"By default only the wait for files times out (after 10m): a transfer under way\ngoes on. A --timeout you give bounds the whole command, transfers included: at it\nthe sender is told and the partial file is removed.",
+			"By default only the wait for files times out (after 10m): a transfer under way\ngoes on. A --timeout you give bounds the whole command, transfers included: at it\nthe sender is told and the partial file is removed. A partial file (.khadga-*.part)\nthat a recv killed outright left is removed by the next recv into DIR.",
 		"khadga-peer recv --room team --dir ~/Downloads --count 1 --from alice"), args)
 	if err != nil {
 		return err
@@ -120,6 +121,7 @@ func runRecv(ctx context.Context, e *env, args []string) error {
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return fail(exitError, "%s is not a directory", dir)
 	}
+	removeLeftovers(e.stderr, dir)
 	wait, cancel := c.withTimeout(ctx)
 	defer cancel()
 	cl, r, err := c.dialJoin(wait, e, room)
@@ -173,17 +175,44 @@ func runRecv(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
+// partPattern names the files transfers are written to until checked.
+const partPattern = ".khadga-*.part"
+
+// partMinAge is how old a partial file must be before a recv removes it
+// as abandoned: one another recv just created may not hold its lock yet.
+const partMinAge = time.Minute
+
+// removeLeftovers removes the partial files in dir that a receive killed
+// before it could clean up (SIGKILL, a crash, a power cut) left behind:
+// unlocked and older than partMinAge. A live transfer's is locked.
+func removeLeftovers(stderr io.Writer, dir string) {
+	paths, _ := filepath.Glob(filepath.Join(dir, partPattern))
+	for _, p := range paths {
+		if st, err := os.Stat(p); err != nil || time.Since(st.ModTime()) < partMinAge {
+			continue
+		}
+		if removeAbandoned(p) {
+			fmt.Fprintf(stderr, "removed %s, left by a receive that was stopped\n", p)
+		}
+	}
+}
+
 // receive saves one file into dir; ctx bounds the transfer. A transfer
 // that fails leaves nothing in dir.
 func receive(ctx context.Context, e *env, f *client.IncomingFile, dir string) error {
 	// Not named after the file: a name of up to 255 bytes, the protocol's
 	// limit, would not leave room for the prefix and suffix.
-	tmp, err := os.CreateTemp(dir, ".khadga-*.part")
+	tmp, err := os.CreateTemp(dir, partPattern)
 	if err != nil {
 		f.Reject("cannot write")
 		return err
 	}
 	defer os.Remove(tmp.Name()) // no-op after the rename
+	if err := holdPart(tmp); err != nil {
+		tmp.Close()
+		f.Reject("cannot write")
+		return err
+	}
 	t, err := f.AcceptContext(ctx, tmp)
 	if err != nil {
 		tmp.Close()
