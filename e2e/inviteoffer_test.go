@@ -42,3 +42,22 @@ func TestInviteOfferNotTakenLater(t *testing.T) {
 	alice.waitFor("signed in", `khadgaApp.client && khadgaApp.client.connected && !document.getElementById('app').hidden`)
 	notInTrap("after signing out and in", "second")
 }
+
+// TestInviteByNavigationIsOffered: another page that holds a signed-in
+// tab loads the app in it with an invite link (a full navigation, not a
+// fragment change): the sign-in the tab restores offers the invite and
+// does not join its room.
+func TestInviteByNavigationIsOffered(t *testing.T) {
+	s := signalingtest.Start(t, signalingtest.Options{})
+	alice := openPage(t, s.URL, "alice")
+	alice.register("alice")
+	alice.do(chromedp.Navigate("about:blank"), chromedp.Navigate(s.URL+"/#room=trap&invite=not-asked-for"))
+	alice.waitFor("signed in again", `khadgaApp.client && khadgaApp.client.connected && !document.getElementById('app').hidden`)
+	alice.waitFor("the offer to join", `!document.getElementById('invite-offer').hidden`)
+	// A join through the form goes out after any the page makes by itself
+	// on signing in, and its answer comes after theirs.
+	alice.join("first")
+	if eval[bool](alice, `khadgaApp.client.rooms.has('trap')`) {
+		t.Error("alice's tab joined trap without her asking")
+	}
+}

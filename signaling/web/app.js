@@ -227,6 +227,16 @@ async function start(session, { restored = false } = {}) {
   $('app').hidden = false;
   $('room-name').focus();
   state.badgeTimer = setInterval(updateBadges, 2000);
+  // A sign-in restored from the tab asks first, as offerInvite does:
+  // another page that holds this tab can load the app in it with an
+  // invite link, and nobody signed in by hand to take that invite.
+  if (restored) {
+    const inv = pendingInvite();
+    sessionStorage.removeItem(inviteKey);
+    $('signin-notice').hidden = true;
+    if (inv) offer(inv);
+    return;
+  }
   await joinInvite();
 }
 
@@ -494,7 +504,10 @@ function pendingInvite() {
 // sign-in would join it without asking.
 function offerInvite() {
   const inv = takeInvite();
-  if (!inv) return;
+  if (inv) offer(inv);
+}
+
+function offer(inv) {
   const join = el('button', { type: 'button', class: 'join-invite' }, `Join ${inv.room}`);
   join.addEventListener('click', () => {
     sessionStorage.setItem(inviteKey, JSON.stringify(inv));
