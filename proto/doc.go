@@ -43,8 +43,8 @@
 // server forwards a signal only when sender and target share a room, and
 // never reads its data. It checks that when the signal arrives, so a signal
 // sent as its target leaves their last shared room may still reach the
-// target just after its own left answer: a client drops signals from peers
-// it no longer shares a room with (the Go client and the JS SDK do).
+// target just after the ack of its own leave: a client drops signals from
+// peers it no longer shares a room with (the Go client and the JS SDK do).
 //
 // # Server to client
 //

@@ -1,7 +1,9 @@
 package signaling_test
 
 import (
+	"os"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/khadga/khadga/internal/doccheck"
@@ -42,4 +44,30 @@ func TestHTTPErrorCodesAreDocumented(t *testing.T) {
 		t.Fatalf("found only %d error codes in the source; has the layout changed?", len(codes))
 	}
 	doccheck.Documented(t, "../docs/protocol.md", "HTTP error code", codes)
+}
+
+// TestEveryRouteIsDocumented finds every method and path the server's
+// handler routes (routes.go) and checks that docs/protocol.md names it
+// ("POST /api/login"), so that a new endpoint is not left for clients to
+// find in the source.
+func TestEveryRouteIsDocumented(t *testing.T) {
+	route := regexp.MustCompile(`mux\.Handle(?:Func)?\("([A-Z]+ /[^"{]*(?:\{[a-z]+\}[^"]*)?)"`)
+	var routes []string
+	for _, src := range doccheck.Sources(t, "routes.go") {
+		for _, m := range route.FindAllStringSubmatch(src, -1) {
+			routes = append(routes, m[1])
+		}
+	}
+	if len(routes) < 20 {
+		t.Fatalf("found only %d routes in routes.go; has it been reorganized?", len(routes))
+	}
+	b, err := os.ReadFile("../docs/protocol.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range routes {
+		if !strings.Contains(string(b), r) {
+			t.Errorf("route %s is not in docs/protocol.md", r)
+		}
+	}
 }

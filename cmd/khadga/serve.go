@@ -33,8 +33,8 @@ type serveConfig struct {
 	MetricsToken string        `yaml:"metrics-token" usage:"bearer token required on every /metrics request, loopback and --metrics included (default: none: /metrics answers loopback only, or anyone on --metrics)"`
 	Metrics      string        `yaml:"metrics" usage:"serve /metrics on this separate address instead of the main one (to anyone who reaches it unless --metrics-token is set)"`
 	TrustProxy   []string      `yaml:"trust-proxy" usage:"reverse proxy address or CIDR whose X-Forwarded-For names the client (repeatable)"`
-	SMTPURL      string        `yaml:"smtp-url" usage:"smtp://user:pass@host:port: turns on the email check at registration (prefer the environment: it holds a password)"`
-	SMTPFrom     string        `yaml:"smtp-from" usage:"sender address of verification emails"`
+	SMTPURL      string        `yaml:"smtp-url" usage:"smtp://user:pass@host:port: turns on the email check at registration and password reset by email (prefer the environment: it holds a password)"`
+	SMTPFrom     string        `yaml:"smtp-from" usage:"sender address of verification and password-reset emails"`
 	PublicURL    string        `yaml:"public-url" usage:"the server's URL as users reach it, e.g. https://chat.example.org; required with --smtp-url (emailed links)"`
 	MaxConnsAddr int           `yaml:"max-conns-per-addr" default:"256" usage:"connections from one client address (IPv6 per /56) that are not WebSockets: in the TLS handshake, sending a request or idle between requests, and 16 times that from all addresses; loopback, private and link-local addresses and --trust-proxy are not counted"`
 	WS           wsConfig      `yaml:",inline"`

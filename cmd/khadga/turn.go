@@ -35,11 +35,11 @@ const turnOff = "off"
 // all read the same flags and KHADGA_TURN_* variables. The defaults are
 // package turn's (TestDefaultsAreTurnDefaults).
 type turnConfig struct {
-	Listen          string        `yaml:"turn-listen" default:"0.0.0.0:3478" usage:"TURN UDP and TCP listen address (\"off\" disables the embedded TURN server)"`
+	Listen          string        `yaml:"turn-listen" default:"0.0.0.0:3478" usage:"TURN UDP and TCP listen address (\"off\": khadga serve runs without its embedded TURN server)"`
 	TLSListen       string        `yaml:"turn-tls-listen" default:"0.0.0.0:5349" usage:"TURNS (TLS) listen address, used when there is a certificate: --turn-tls-cert, or in khadga serve the HTTPS one (--tls-cert or --acme-domain)"`
 	TLSCert         string        `yaml:"turn-tls-cert" usage:"TURNS certificate file (PEM chain); re-read when it changes and on SIGHUP"`
 	TLSKey          string        `yaml:"turn-tls-key" usage:"TURNS private key file (PEM)"`
-	PublicIP        string        `yaml:"turn-public-ip" usage:"public IPv4 address given out for relays (behind NAT, in containers), or auto: ask --turn-public-ip-stun, and again every --turn-public-ip-interval; default: the listen IP or the host's first global IPv4"`
+	PublicIP        string        `yaml:"turn-public-ip" usage:"public IPv4 address given out for relays (behind NAT, in containers), or auto: ask --turn-public-ip-stun, and again every --turn-public-ip-interval; default: the listen IP, else the host's first IPv4 address that is not loopback or link-local (a private one on a LAN)"`
 	PublicIPSTUN    string        `yaml:"turn-public-ip-stun" usage:"STUN server (host:port) that --turn-public-ip auto asks for the public IP"`
 	PublicIPEvery   time.Duration `yaml:"turn-public-ip-interval" default:"5m" usage:"how often --turn-public-ip auto asks again (a changed address goes to new allocations)"`
 	URLHost         string        `yaml:"turn-url-host" usage:"host name put in turn:/turns: URLs (the certificate's name for TURNS); default: the public IP"`
@@ -131,7 +131,7 @@ func (c *turnConfig) validate(storeSecret bool) error {
 		if storeSecret {
 			return nil // the embedded server is off
 		}
-		return errors.New("--turn-listen is off")
+		return errors.New("--turn-listen is off, which only khadga serve takes (it runs without its embedded TURN server)")
 	}
 	cfg, err := c.server(nil, nil)
 	errs := []error{err}

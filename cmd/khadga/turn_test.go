@@ -86,7 +86,7 @@ func TestTurnRequiresSecret(t *testing.T) {
 	if !errors.Is(err, errNoTURNSecret) || !strings.Contains(err.Error(), "KHADGA_TURN_SECRET") {
 		t.Fatalf("runTurn without a secret: %v", err)
 	}
-	if _, err := loadTurn(t, "--turn-listen", "off", "--turn-secret", "turn-test-secret-0123"); err == nil || !strings.Contains(err.Error(), "--turn-listen is off") {
+	if _, err := loadTurn(t, "--turn-listen", "off", "--turn-secret", "turn-test-secret-0123"); err == nil || !strings.Contains(err.Error(), "--turn-listen is off, which only khadga serve takes") {
 		t.Fatalf("khadga turn with --turn-listen off: %v", err)
 	}
 }
