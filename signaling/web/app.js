@@ -282,7 +282,7 @@ async function signOut(message, kind = 'error') {
 // ---- events from the SDK ----
 
 function wire(k) {
-  k.on('presence', ({ online }) => renderPresence(online));
+  k.on('presence', ({ online, count }) => renderPresence(online, count));
   k.on('peer-joined', ({ room, peer, existing }) => { renderRoom(room); notice(room, `${peer.user || peer.peer} ${existing ? 'is here' : 'joined'}`); });
   k.on('peer-left', ({ room, peer }) => { renderRoom(room); notice(room, `${peer.user || peer.peer} left`); });
   k.on('peer-state', ({ peer }) => renderPeer(peer.peer));
@@ -325,12 +325,16 @@ function roleMark(member) {
   return el('span', { class: 'rec', 'data-recorder': 'true', title: 'This peer records what is shared with it' }, 'REC recorder');
 }
 
-function renderPresence(online) {
+// renderPresence lists who is online; count is how many are, which is
+// more than the list when the server lists only the first (--presence-list).
+function renderPresence(online, count) {
   const me = state.k && state.k.self;
   const list = [...online].sort((a, b) => a.user.localeCompare(b.user));
-  $('online-count').textContent = String(list.length);
+  const more = Math.max((count || 0) - list.length, 0);
+  $('online-count').textContent = String(list.length + more);
   $('presence').replaceChildren(...list.map((m) => el('li', { 'data-peer': m.peer, 'data-user': m.user },
-    el('span', { class: 'dot', 'aria-hidden': 'true' }), m.user, me && me.peer === m.peer ? ' (you)' : '', roleMark(m))));
+    el('span', { class: 'dot', 'aria-hidden': 'true' }), m.user, me && me.peer === m.peer ? ' (you)' : '', roleMark(m))),
+  ...(more ? [el('li', { class: 'more' }, `and ${more} more`)] : []));
 }
 
 function roomSection(room) {

@@ -398,7 +398,12 @@ export class Khadga extends EventTarget {
       if (d.kind === 'offline') this.online.delete(p.peer);
       else if (this.online.size < 10000) this.online.set(p.peer, p);
     }
-    this.emit('presence', { kind: d.kind, peers, online: [...this.online.values()], truncated: !!d.truncated });
+    // The server counts everyone online (global scope), listed or not;
+    // without its count (rooms scope) the list is everyone.
+    if (Number.isInteger(d.count) && d.count > 0) this.onlineCount = d.count;
+    else if (d.kind === 'full') this.onlineCount = 0;
+    const count = Math.max(this.onlineCount || 0, this.online.size);
+    this.emit('presence', { kind: d.kind, peers, online: [...this.online.values()], truncated: !!d.truncated, count });
   }
 
   /**
