@@ -346,7 +346,8 @@ func (s *Server) setRelayIP(ip netip.Addr) {
 
 // firstRelayIP picks the relay address at start: the configured public
 // IP, the one the STUN server reports (PublicIPSTUN), the listen IP, or
-// the host's first global IPv4 address.
+// the host's first IPv4 address that is not loopback or link-local
+// (a private one on a LAN).
 func (s *Server) firstRelayIP() netip.Addr {
 	cfg := s.cfg
 	if cfg.PublicIP != "" {
@@ -365,7 +366,8 @@ func (s *Server) firstRelayIP() netip.Addr {
 	return defaultRelayIP(s.listenIP, s.log)
 }
 
-// defaultRelayIP is the listen IP, or the host's first global IPv4 address.
+// defaultRelayIP is the listen IP, or the host's first IPv4 address that
+// is not loopback or link-local (IsGlobalUnicast: a private one counts).
 func defaultRelayIP(listenIP netip.Addr, log *slog.Logger) netip.Addr {
 	if listenIP.Is4() && !listenIP.IsUnspecified() {
 		return listenIP
@@ -379,7 +381,7 @@ func defaultRelayIP(listenIP netip.Addr, log *slog.Logger) netip.Addr {
 			}
 		}
 	}
-	log.Warn("TURN has no public IP and found no global IPv4 address; relaying on 127.0.0.1 (set the public IP)")
+	log.Warn("TURN has no public IP and found no IPv4 address but loopback and link-local ones; relaying on 127.0.0.1 (set the public IP)")
 	return netip.AddrFrom4([4]byte{127, 0, 0, 1})
 }
 
