@@ -40,7 +40,9 @@ type TrackOptions struct {
 	QueueFrames int
 	// RequestKeyframe asks the sender for a key frame (an RTCP PLI).
 	RequestKeyframe func() error
-	Logger          *slog.Logger
+	// Logger takes the pipeline's messages as it is: give it the track's
+	// attributes. nil: the Output's logger with the track's peer and id.
+	Logger *slog.Logger
 	// The peer's audio, which each clip takes its span of (audio.go).
 	av    *avSync
 	audio *audioTimeline
@@ -117,11 +119,11 @@ func NewPipeline(out *Output, info TrackInfo, opts TrackOptions) (*Pipeline, err
 		opts.QueueFrames = 64
 	}
 	if opts.Logger == nil {
-		opts.Logger = out.log
+		opts.Logger = out.log.With(slog.String("peer", info.Peer), slog.String("track", info.Track))
 	}
 	p := &Pipeline{
 		info: info, opts: opts, out: out, dec: dec,
-		log:     opts.Logger.With(slog.String("peer", info.Peer), slog.String("track", info.Track)),
+		log:     opts.Logger,
 		q:       NewQueue(opts.QueueFrames),
 		clock:   NewClock(90000),
 		sampler: NewSampler(opts.FPS),

@@ -58,7 +58,7 @@ func (t *liveTrack) report() (TrackReport, bool) {
 func (r *Recorder) track(ctx context.Context, rr *roomRec, e *client.IncomingTrack) {
 	tr := e.Track
 	codec := tr.Codec().MimeType
-	log := rr.log.With(slog.String("peer", e.From.Peer), slog.String("user", e.From.User), slog.String("codec", codec))
+	log := rr.log.With(slog.String("peer", e.From.Peer), slog.String("user", e.From.User), slog.String("track", tr.ID()), slog.String("codec", codec))
 	video := tr.Kind() == webrtc.RTPCodecTypeVideo
 	switch {
 	case video && !slicesContainsFold(Codecs(), codec):
