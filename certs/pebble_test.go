@@ -1,7 +1,6 @@
 package certs
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -18,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/khadga/khadga/internal/testlog"
 )
 
 // pebbleModule is the Pebble command the test builds. Its version is pinned
@@ -231,22 +232,9 @@ func freePort(t *testing.T) int {
 
 // lockedBuffer collects a process's output from its copying goroutines.
 type lockedBuffer struct {
-	mu     sync.Mutex
-	b      bytes.Buffer
+	testlog.Buffer
 	once   sync.Once
 	exited chan struct{}
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func (l *lockedBuffer) exitedCh() chan struct{} {

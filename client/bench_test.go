@@ -10,6 +10,8 @@ import (
 	"sort"
 	"testing"
 	"time"
+
+	"github.com/khadga/khadga/internal/testlog"
 )
 
 // benchPair dials two clients to a fresh server, quietly.
@@ -37,7 +39,7 @@ func benchPair(b *testing.B, relay bool) (*testServer, *Client, *Client) {
 
 func startBenchServer(b *testing.B, withTURN bool) *testServer {
 	b.Helper()
-	ts := &testServer{logs: &syncBuffer{}}
+	ts := &testServer{logs: &testlog.Buffer{}}
 	cfgLog := slog.New(slog.DiscardHandler)
 	ts.Server = startQuiet(b, withTURN, cfgLog, ts)
 	return ts

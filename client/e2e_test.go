@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/khadga/khadga/internal/metricstest"
+	"github.com/khadga/khadga/internal/testlog"
 	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling"
 	"github.com/khadga/khadga/signaling/signalingtest"
@@ -32,31 +32,14 @@ const testPassword = "correct horse battery"
 // server, whose logs are kept so that tests can check what passed through.
 type testServer struct {
 	*signalingtest.Server
-	logs *syncBuffer
+	logs *testlog.Buffer
 	turn *turn.Server
 	reg  *prometheus.Registry
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func startServer(t *testing.T, withTURN bool) *testServer {
 	t.Helper()
-	ts := &testServer{logs: &syncBuffer{}}
+	ts := &testServer{logs: &testlog.Buffer{}}
 	log := slog.New(slog.NewTextHandler(ts.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ts.Server = startQuiet(t, withTURN, log, ts)
 	return ts
@@ -193,7 +176,7 @@ func TestE2EChatBothWaysPeerToPeer(t *testing.T) {
 // (wss://, as khadga serve runs with a certificate), the clients trusting
 // its certificate through WithHTTPClient, for the API and the WebSocket.
 func TestE2EChatOverTLS(t *testing.T) {
-	ts := &testServer{logs: &syncBuffer{}}
+	ts := &testServer{logs: &testlog.Buffer{}}
 	ts.Server = signalingtest.Start(t, signalingtest.Options{TLS: true})
 	if !strings.HasPrefix(ts.WSURL, "wss://") {
 		t.Fatalf("server at %s, want wss", ts.WSURL)
@@ -544,7 +527,7 @@ func TestE2EReconnectWithExpiredToken(t *testing.T) {
 	var cfg signaling.Config
 	cfg.Logger = testLogger(t)
 	cfg.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
-	ts := &testServer{logs: &syncBuffer{}}
+	ts := &testServer{logs: &testlog.Buffer{}}
 	ts.Server = signalingtest.Start(t, signalingtest.Options{Config: cfg})
 	ts.Register(t, "alice", testPassword)
 	tokens := make(chan Tokens, 16)

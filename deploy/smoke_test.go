@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/khadga/khadga/internal/testlog"
 )
 
 // TestContainerConfigRuns runs the real server binary with the environment
@@ -212,7 +214,7 @@ func (s *server) admin(args ...string) ([]byte, error) {
 // process is a child process whose stderr is collected line by line.
 type process struct {
 	cmd    *exec.Cmd
-	logs   *lockedBuffer
+	logs   *testlog.Buffer
 	found  chan string // the first non-empty result of match
 	exited chan error
 }
@@ -221,7 +223,7 @@ type process struct {
 // killed when the test ends, and its log shown if the test failed.
 func startProcess(t *testing.T, cmd *exec.Cmd, match func(line []byte) string) *process {
 	t.Helper()
-	p := &process{cmd: cmd, logs: &lockedBuffer{}, found: make(chan string, 1), exited: make(chan error, 1)}
+	p := &process{cmd: cmd, logs: &testlog.Buffer{}, found: make(chan string, 1), exited: make(chan error, 1)}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -286,21 +288,4 @@ func runTool(bin string, env []string, args ...string) ([]byte, error) {
 		return out, ctx.Err()
 	}
 	return out, err
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/khadga/khadga/internal/testlog"
 	"github.com/khadga/khadga/signaling"
 	"github.com/khadga/khadga/signaling/auth"
 	"github.com/khadga/khadga/signaling/signalingtest"
@@ -330,7 +331,7 @@ func gaugeValue(t *testing.T, g prometheus.Gatherer, name string) float64 {
 // attacked still logs in (after the limiter's delay), and the server warns
 // that --trust-proxy is missing (issue 14, point 5).
 func TestLoginLimitSparesUntouchedAccounts(t *testing.T) {
-	logs := &lockedBuffer{}
+	logs := &testlog.Buffer{}
 	limits := auth.LimiterOptions{BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond}
 	s := signalingtest.Start(t, signalingtest.Options{Config: signaling.Config{
 		LoginLimits: limits, Logger: slog.New(slog.NewTextHandler(logs, nil)),

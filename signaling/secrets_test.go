@@ -8,32 +8,14 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/khadga/khadga/internal/testlog"
 	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling"
 	"github.com/khadga/khadga/signaling/signalingtest"
 	"github.com/prometheus/client_golang/prometheus"
 )
-
-// lockedBuffer collects every log line of the server, at debug level.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestSecretsNeverLogged runs a full session (register with email, login,
 // tickets, WebSocket, signals, refresh, a failed login, a reused refresh
@@ -42,7 +24,7 @@ func (l *lockedBuffer) String() string {
 func TestSecretsNeverLogged(t *testing.T) {
 	capture, smtpAddr := startSMTP(t)
 
-	logs := &lockedBuffer{}
+	logs := &testlog.Buffer{}
 	reg := prometheus.NewRegistry()
 	const smtpPassword = "smtp-pass-Zq81"
 	s := signalingtest.Start(t, signalingtest.Options{TURN: true, Config: signaling.Config{

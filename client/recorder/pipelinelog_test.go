@@ -3,34 +3,14 @@
 package recorder
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/khadga/khadga/client/media/vpx"
+	"github.com/khadga/khadga/internal/testlog"
 )
-
-// lockedBuffer is a bytes.Buffer that a logger may write from several
-// goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestPipelineNamesThePeerOnce: a pipeline given a logger (the recorder
 // gives the track's, which names the peer and the track) logs with it as
@@ -38,7 +18,7 @@ func (l *lockedBuffer) String() string {
 // recorder's "clip written" lines said peer= twice.
 func TestPipelineNamesThePeerOnce(t *testing.T) {
 	for _, given := range []bool{true, false} {
-		var logs lockedBuffer
+		var logs testlog.Buffer
 		log := slog.New(slog.NewTextHandler(&logs, nil))
 		out, err := OpenOutput(OutputConfig{Dir: t.TempDir(), Room: "lab", Size: Size{W: 32, H: 32}, ClipFrames: 5, NoSync: true, Logger: log})
 		if err != nil {
