@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/pion/logging"
 	"github.com/pion/webrtc/v4"
@@ -34,7 +35,33 @@ func (l pionLogger) logf(level slog.Level, format string, args ...any) {
 	if !l.log.Enabled(ctx, level) {
 		return
 	}
-	l.log.Log(ctx, level, fmt.Sprintf(format, lockedArgs(args)...))
+	msg := fmt.Sprintf(format, lockedArgs(args)...)
+	if level > slog.LevelDebug && routine(msg) {
+		if level = slog.LevelDebug; !l.log.Enabled(ctx, level) {
+			return
+		}
+	}
+	l.log.Log(ctx, level, msg)
+}
+
+// routineWarnings are pion warnings that every connection may log while
+// nothing is wrong, at a level users see by default: an ICE agent that
+// starts checking before the other side's candidates arrived (trickle
+// ICE), and SCTP writing after the peer closed the connection. They are
+// logged at Debug. A pion release that words them otherwise only makes
+// them visible again.
+var routineWarnings = []string{
+	"Failed to ping without candidate pairs",
+	"failed to write packets on netConn: dtls fatal: conn is closed",
+}
+
+func routine(msg string) bool {
+	for _, w := range routineWarnings {
+		if strings.Contains(msg, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // lockedArgs replaces each remote track among a log call's arguments with

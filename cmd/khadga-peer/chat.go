@@ -181,7 +181,7 @@ func (ch *chat) peerState(ev *client.PeerState) {
 func (ch *chat) clientEvent(ev client.Event) {
 	switch ev := ev.(type) {
 	case *client.Presence:
-		if line := presenceLine(ev); line != "" {
+		if line := presenceLine(ev, ch.cl.Self().Peer); line != "" {
 			ch.say("%s", line)
 		}
 	case *client.Disconnected:
@@ -215,7 +215,7 @@ func (ch *chat) command(ctx context.Context, line string) bool {
 			ch.say("  %-16s %-9s peer %s  %s %s", m.User, m.Role, m.Peer, info.State, info.Kind())
 		}
 	case f[0] == "/online":
-		ch.say("* online: %s", users(ch.cl.Online()))
+		ch.say("* online: %s", users(ch.cl.Online(), ch.cl.Self().Peer))
 	case f[0] == "/send" && len(f) == 3:
 		ch.send(ctx, f[1], f[2])
 	case f[0] == "/accept" || f[0] == "/reject":
@@ -284,17 +284,17 @@ func (ch *chat) send(ctx context.Context, path, who string) {
 // of its own: the full list and one person coming online read alike
 // before ("* online: bob"), and a change of the count alone read
 // "* count: nobody".
-func presenceLine(ev *client.Presence) string {
+func presenceLine(ev *client.Presence, self string) string {
 	switch ev.Kind {
 	case proto.PresenceFull:
 		if more := ev.Count - len(ev.Peers); more > 0 {
-			return fmt.Sprintf("* online now: %s, and %d more", users(ev.Peers), more)
+			return fmt.Sprintf("* online now: %s, and %d more", users(ev.Peers, self), more)
 		}
-		return "* online now: " + users(ev.Peers)
+		return "* online now: " + users(ev.Peers, self)
 	case proto.PresenceOnline:
-		return "* came online: " + users(ev.Peers)
+		return "* came online: " + users(ev.Peers, self)
 	case proto.PresenceOffline:
-		return "* went offline: " + users(ev.Peers)
+		return "* went offline: " + users(ev.Peers, self)
 	case proto.PresenceCount:
 		return fmt.Sprintf("* %d online", ev.Count)
 	}
@@ -308,13 +308,19 @@ func name(m proto.Member) string {
 	return m.User
 }
 
-func users(ms []proto.Member) string {
+// users names ms, marking the peer self (this process's session): its
+// own coming online is announced too, often after the first list.
+func users(ms []proto.Member, self string) string {
 	if len(ms) == 0 {
 		return "nobody"
 	}
 	names := make([]string, 0, len(ms))
 	for _, m := range ms {
-		names = append(names, name(m))
+		if m.Peer == self {
+			names = append(names, name(m)+" (you)")
+		} else {
+			names = append(names, name(m))
+		}
 	}
 	sort.Strings(names)
 	return strings.Join(names, ", ")
