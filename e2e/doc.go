@@ -113,6 +113,9 @@
 //   - TestInviteOfferNotTakenLater: an invite offered to a signed-in tab
 //     (a fragment change) and not taken is not joined by a reload or by
 //     the next sign-in.
+//   - TestLongUsernameFits: a 32-character username stays inside the
+//     presence column, and on a 375px phone the page is no wider than the
+//     screen and "Sign out" stays on it.
 //
 // Artifacts (screenshots) go to $KHADGA_ARTIFACTS when set, else to the
 // test's temporary directory. When Chromium is missing the tests skip, or
