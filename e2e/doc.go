@@ -116,6 +116,8 @@
 //   - TestLongUsernameFits: a 32-character username stays inside the
 //     presence column, and on a 375px phone the page is no wider than the
 //     screen and "Sign out" stays on it.
+//   - TestVideoWindowFollowsTheScreen: a video window opened on a wide
+//     screen moves (and shrinks) onto a screen narrowed to 375px.
 //
 // Artifacts (screenshots) go to $KHADGA_ARTIFACTS when set, else to the
 // test's temporary directory. When Chromium is missing the tests skip, or
