@@ -118,6 +118,9 @@
 //     screen and "Sign out" stays on it.
 //   - TestVideoWindowFollowsTheScreen: a video window opened on a wide
 //     screen moves (and shrinks) onto a screen narrowed to 375px.
+//   - TestLeaveKeepsKeyboardFocus, TestSendWithoutARoomSaysSo: Leave
+//     pressed from the keyboard leaves focus in the room name box; a
+//     message sent in no room says to join one, and stays in the box.
 //
 // Artifacts (screenshots) go to $KHADGA_ARTIFACTS when set, else to the
 // test's temporary directory. When Chromium is missing the tests skip, or
