@@ -121,6 +121,9 @@
 //   - TestLeaveKeepsKeyboardFocus, TestSendWithoutARoomSaysSo: Leave
 //     pressed from the keyboard leaves focus in the room name box; a
 //     message sent in no room says to join one, and stays in the box.
+//   - TestSkipLinkOnlyWhenSignedIn: the first Tab on the sign-in form
+//     reaches the username box; signed in, "Skip to chat" reaches the
+//     message box.
 //
 // Artifacts (screenshots) go to $KHADGA_ARTIFACTS when set, else to the
 // test's temporary directory. When Chromium is missing the tests skip, or

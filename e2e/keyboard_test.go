@@ -37,3 +37,22 @@ func TestSendWithoutARoomSaysSo(t *testing.T) {
 		t.Errorf("the box holds %q after the refusal", got)
 	}
 }
+
+// TestSkipLinkOnlyWhenSignedIn: the sign-in form has no chat to skip to,
+// so the first Tab there reaches the username box (the link, there,
+// led nowhere and left the next Tab on the page's body); signed in,
+// "Skip to chat" puts focus in the message box.
+func TestSkipLinkOnlyWhenSignedIn(t *testing.T) {
+	s := signalingtest.Start(t, signalingtest.Options{})
+	alice := openPage(t, s.URL, "alice")
+	focused := `document.activeElement.id || document.activeElement.textContent`
+	alice.do(chromedp.WaitVisible(chromedp.ID("username")), chromedp.KeyEvent(kb.Tab))
+	if got := eval[string](alice, focused); got != "username" {
+		t.Errorf("the first Tab on the sign-in form reaches %q, want username", got)
+	}
+	alice.register("alice")
+	alice.do(chromedp.Focus(chromedp.CSS(".skip")), chromedp.KeyEvent(kb.Enter))
+	if got := eval[string](alice, focused); got != "chat-input" {
+		t.Errorf("Skip to chat put focus on %q, want chat-input", got)
+	}
+}

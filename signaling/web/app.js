@@ -223,6 +223,7 @@ async function start(session, { restored = false } = {}) {
   $('whoami').textContent = `Signed in as ${w.user}`;
   $('whoami').hidden = false;
   $('signout').hidden = false;
+  $('skip').hidden = false; // signed out, there is no chat to skip to
   $('signin').hidden = true;
   $('app').hidden = false;
   $('room-name').focus();
@@ -264,6 +265,7 @@ async function signOut(message, kind = 'error') {
   $('signin').hidden = false;
   $('whoami').hidden = true;
   $('signout').hidden = true;
+  $('skip').hidden = true;
   showBanner('');
   signinMessage(typeof message === 'string' ? message : '', kind);
   $('username').focus();
