@@ -113,6 +113,17 @@
 //   - TestInviteOfferNotTakenLater: an invite offered to a signed-in tab
 //     (a fragment change) and not taken is not joined by a reload or by
 //     the next sign-in.
+//   - TestLongUsernameFits: a 32-character username stays inside the
+//     presence column, and on a 375px phone the page is no wider than the
+//     screen and "Sign out" stays on it.
+//   - TestVideoWindowFollowsTheScreen: a video window opened on a wide
+//     screen moves (and shrinks) onto a screen narrowed to 375px.
+//   - TestLeaveKeepsKeyboardFocus, TestSendWithoutARoomSaysSo: Leave
+//     pressed from the keyboard leaves focus in the room name box; a
+//     message sent in no room says to join one, and stays in the box.
+//   - TestSkipLinkOnlyWhenSignedIn: the first Tab on the sign-in form
+//     reaches the username box; signed in, "Skip to chat" reaches the
+//     message box.
 //
 // Artifacts (screenshots) go to $KHADGA_ARTIFACTS when set, else to the
 // test's temporary directory. When Chromium is missing the tests skip, or

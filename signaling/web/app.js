@@ -223,6 +223,7 @@ async function start(session, { restored = false } = {}) {
   $('whoami').textContent = `Signed in as ${w.user}`;
   $('whoami').hidden = false;
   $('signout').hidden = false;
+  $('skip').hidden = false; // signed out, there is no chat to skip to
   $('signin').hidden = true;
   $('app').hidden = false;
   $('room-name').focus();
@@ -274,6 +275,7 @@ async function signOut(message, kind = 'error') {
   $('signin').hidden = false;
   $('whoami').hidden = true;
   $('signout').hidden = true;
+  $('skip').hidden = true;
   showBanner('');
   signinMessage(typeof message === 'string' ? message : '', kind);
   $('username').focus();
@@ -544,10 +546,13 @@ async function leaveRoom(room) {
   forgetRoom(room);
 }
 
-// forgetRoom takes a room we are no longer in off the page.
+// forgetRoom takes a room we are no longer in off the page. Focus inside
+// it (its Leave button, pressed from the keyboard) goes to the room name
+// box, not back to the start of the page.
 function forgetRoom(room) {
   keepRooms();
   const s = document.querySelector(`#rooms section[data-room="${CSS.escape(room)}"]`);
+  if (s && s.contains(document.activeElement)) $('room-name').focus();
   if (s) s.remove();
   const o = [...$('chat-room').options].find((x) => x.value === room);
   if (o) o.remove();
@@ -649,7 +654,11 @@ function onSend(ev) {
   ev.preventDefault();
   const room = $('chat-room').value;
   const text = $('chat-input').value;
-  if (!room || !text.trim()) return;
+  if (!text.trim()) return;
+  if (!room) {
+    noticeEverywhere('Join a room first: a message goes to the people in a room.');
+    return;
+  }
   // The box counts characters, the limit bytes: an emoji takes four.
   const bytes = new TextEncoder().encode(text).length;
   if (bytes > maxMessageText) {

@@ -1,6 +1,7 @@
 // VideoWindow is a remote peer's video in a small window that can be moved
 // (drag the title bar, or focus it and use the arrow keys) and resized (the
-// corner handle, or Shift+arrow keys). Positions are set through
+// corner handle, or Shift+arrow keys). It stays on the screen when the
+// screen gets smaller. Positions are set through
 // element.style, which the page's Content-Security-Policy allows (it forbids
 // only inline style attributes and <style> blocks in the HTML).
 
@@ -49,6 +50,10 @@ export class VideoWindow {
     this.size(320, 240);
     this.drag(bar);
     bar.addEventListener('keydown', (e) => this.onKey(e));
+    // A phone turned upright, or a browser window made smaller, would
+    // leave the window where only its corner, or nothing, shows.
+    this.onResize = () => this.fit();
+    window.addEventListener('resize', this.onResize);
   }
 
   show(stream) {
@@ -73,7 +78,15 @@ export class VideoWindow {
 
   size(w, h) {
     this.root.style.width = Math.max(minW, Math.min(w, window.innerWidth)) + 'px';
-    this.root.style.height = Math.max(minH, h) + 'px';
+    this.root.style.height = Math.max(minH, Math.min(h, window.innerHeight)) + 'px';
+  }
+
+  // fit shrinks the window to the screen and moves it fully onto it.
+  fit() {
+    const r = this.root.getBoundingClientRect();
+    this.size(r.width, r.height);
+    const { width, height } = this.root.getBoundingClientRect();
+    this.place(Math.min(this.x, window.innerWidth - width), Math.min(this.y, window.innerHeight - height));
   }
 
   drag(handle) {
@@ -113,6 +126,7 @@ export class VideoWindow {
   }
 
   remove() {
+    window.removeEventListener('resize', this.onResize);
     this.video.srcObject = null;
     this.root.remove();
   }
