@@ -124,6 +124,11 @@
 //   - TestSkipLinkOnlyWhenSignedIn: the first Tab on the sign-in form
 //     reaches the username box; signed in, "Skip to chat" reaches the
 //     message box.
+//   - TestInviteByNavigationIsOffered: an invite link loaded in a
+//     signed-in tab by another page (a full navigation) is offered, not
+//     joined, by the sign-in the tab restores.
+//   - TestPresenceCountsTheUnlisted: with more online than the server
+//     lists, the presence column counts everyone and says how many more.
 //
 // Artifacts (screenshots) go to $KHADGA_ARTIFACTS when set, else to the
 // test's temporary directory. When Chromium is missing the tests skip, or
