@@ -18,6 +18,7 @@ import (
 
 	"github.com/khadga/khadga/client"
 	"github.com/khadga/khadga/internal/config"
+	"github.com/khadga/khadga/proto"
 )
 
 // errHelp: --help was asked for and printed.
@@ -153,6 +154,11 @@ func (c *common) dial(ctx context.Context, e *env) (*client.Client, error) {
 // dialJoin signs in and joins room. On success the caller closes the
 // client. It notes when it asked to join, for connectedLine.
 func (c *common) dialJoin(ctx context.Context, e *env, room string) (*client.Client, *client.Room, error) {
+	// A name the server would refuse is a mistake in the command line:
+	// said before signing in, with the usage exit code.
+	if err := proto.ValidRoom(room); err != nil {
+		return nil, nil, fail(exitUsage, "room %q: %v", room, err)
+	}
 	cl, err := c.dial(ctx, e)
 	if err != nil {
 		return nil, nil, err

@@ -134,7 +134,7 @@ func TestExitCodes(t *testing.T) {
 		{"missing flags", alice, []string{"send", src}, exitUsage, ""},
 		{"not signed in", t.TempDir(), []string{"send", src, "--room", "r", "--to", "bob"}, exitAuth, ""},
 		{"peer never comes", alice, []string{"send", src, "--room", "r", "--to", "nobody", "--timeout", "2s"}, exitPeer, ""},
-		{"bad room", alice, []string{"recv", "--room", "no/slash", "--timeout", "5s"}, exitConnect, ""},
+		{"bad room", alice, []string{"recv", "--room", "no/slash", "--timeout", "5s"}, exitUsage, `room "no/slash": room name may contain only`},
 		{"room needs an invite", alice, []string{"recv", "--room", "club", "--timeout", "5s"}, exitConnect, "room club needs an invite"},
 		{"wrong invite", alice, []string{"recv", "--room", "club", "--invite", "WrongWrongWrong", "--timeout", "5s"}, exitConnect, "not valid for room club"},
 		// Joined with the link; then nobody comes.
