@@ -115,9 +115,13 @@ func readVersion(tx *bolt.Tx) (uint64, error) {
 	return binary.BigEndian.Uint64(v), nil
 }
 
-// migrate brings the file to SchemaVersion, or refuses a newer schema.
+// migrate brings the file to SchemaVersion, or refuses a newer schema. It
+// says what it did once the transaction committed: a new file is created
+// (its steps from schema 0 are how it is built, not a migration), an
+// older one migrated.
 func (s *Store) migrate() error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	var from uint64
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		v, err := readVersion(tx)
 		if err != nil {
 			return err
@@ -126,14 +130,22 @@ func (s *Store) migrate() error {
 			return fmt.Errorf("store: %s has schema version %d, this binary supports up to %d: %w",
 				s.path, v, SchemaVersion, ErrSchemaTooNew)
 		}
+		from = v
 		for ; v < SchemaVersion; v++ {
 			if err := migrations[v](tx); err != nil {
 				return fmt.Errorf("store: migrate schema %d to %d: %w", v, v+1, err)
 			}
-			s.log.Info("store schema migrated", slog.Uint64("from", v), slog.Uint64("to", v+1))
 		}
 		return writeVersion(tx, v)
 	})
+	switch {
+	case err != nil:
+	case from == 0:
+		s.log.Info("store created", slog.String("path", s.path), slog.Uint64("schema", SchemaVersion))
+	case from < SchemaVersion:
+		s.log.Info("store schema migrated", slog.String("path", s.path), slog.Uint64("from", from), slog.Uint64("to", SchemaVersion))
+	}
+	return err
 }
 
 func writeVersion(tx *bolt.Tx, v uint64) error {
