@@ -193,13 +193,13 @@ func runUser(ctx context.Context, args []string) error {
 			return err
 		}
 		w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "NAME\tROLE\tDISABLED\tCREATED")
+		fmt.Fprintln(w, "NAME\tROLE\tDISABLED\t2FA\tEMAIL\tCREATED")
 		for _, u := range us {
 			role := u.Role
 			if u.Bot {
 				role = "(bot's name)"
 			}
-			fmt.Fprintf(w, "%s\t%s\t%t\t%s\n", u.Name, role, u.Disabled, u.Created.Format(time.RFC3339))
+			fmt.Fprintf(w, "%s\t%s\t%t\t%s\t%s\t%s\n", u.Name, role, u.Disabled, onOff(u.TwoFactor), emailColumn(u), u.Created.Format(time.RFC3339))
 		}
 		return w.Flush()
 	case "add":
@@ -545,4 +545,22 @@ func readable(path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+// emailColumn is the address of u with whether it was confirmed, or "-".
+func emailColumn(u admin.UserInfo) string {
+	switch {
+	case u.Email == "":
+		return "-"
+	case u.EmailConfirmed:
+		return u.Email
+	}
+	return u.Email + " (unconfirmed)"
 }

@@ -49,6 +49,13 @@ type UserInfo struct {
 	// Bot says the name is held for bot tokens, not an account that
 	// signs in (store.User.Bot).
 	Bot bool `json:"bot,omitempty"`
+	// TwoFactor says the account signs in with a TOTP code too.
+	TwoFactor bool `json:"two_factor,omitempty"`
+	// Email is the account's address, if it gave one; EmailConfirmed
+	// says its link was opened (a server with the email check lets it
+	// sign in only then).
+	Email          string `json:"email,omitempty"`
+	EmailConfirmed bool   `json:"email_confirmed,omitempty"`
 }
 
 // TokenRequest asks for a bot token (`khadga token`).
@@ -196,7 +203,8 @@ func (o *Ops) ListUsers(context.Context) ([]UserInfo, error) {
 	}
 	out := make([]UserInfo, len(us))
 	for i, u := range us {
-		out[i] = UserInfo{Name: u.Name, Role: u.Role, Disabled: u.Disabled, Created: u.Created, Bot: u.Bot}
+		out[i] = UserInfo{Name: u.Name, Role: u.Role, Disabled: u.Disabled, Created: u.Created, Bot: u.Bot,
+			TwoFactor: u.TOTP != nil && u.TOTP.Enabled, Email: u.Email, EmailConfirmed: u.EmailVerified}
 	}
 	return out, nil
 }
