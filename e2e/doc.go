@@ -103,6 +103,8 @@
 //   - TestSignedOutElsewhereSaysWhy: a tab signed out by a password change
 //     in another tab says that the password was changed, not that the
 //     session expired.
+//   - TestLogoutOthersInBrowser: "Sign out other devices" signs the other
+//     tab out, saying why, and the first tab goes on.
 //   - TestMessageTooLong: a message over 16 KiB of UTF-8 (8000 emoji fit
 //     the box) is refused in words, with its size and the limit, and stays
 //     in the box; the other side gets nothing.

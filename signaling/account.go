@@ -61,12 +61,35 @@ func (s *Server) handlePassword(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, "changing a password", err)
 		return
 	}
-	revoked, err := s.revokeAfterPasswordWrite(u.Name)
+	u.PasswordHash = hash // as stored: Login checks it is still so
+	s.onlyThisSignIn(w, r, u, claims.Login, reasonPassword, "password-changed", outlivedPassword)
+}
+
+// outlivedPassword answers a password change or reset whose new password
+// is in place but whose revocation of the account's sign-ins failed.
+const outlivedPassword = "the new password is in place, but the account's other sign-ins could not all be ended: sign in with the new password and change it once more to end them"
+
+// signInsOutlived answers a request whose revocation of the account's
+// sign-ins failed with msg: by then something may have changed (a new
+// password is in place), so "nothing was changed" would be false, and
+// the person needs to know that other sign-ins may live on.
+func (s *Server) signInsOutlived(w http.ResponseWriter, user string, err error, msg string) {
+	s.log.Error("ending the sign-ins of an account", slog.String("user", user), slog.Any("err", err))
+	w.Header().Set("Retry-After", "5")
+	writeError(w, http.StatusServiceUnavailable, codeUnavailable, msg)
+}
+
+// onlyThisSignIn ends every sign-in of u (as stored) but login, the
+// caller's, which goes on with the fresh token pair it answers; its
+// sockets move to the new sign-in, so that signing out ends them. The
+// others' sessions are told reason. outlived is the answer when the
+// revocation failed (signInsOutlived).
+func (s *Server) onlyThisSignIn(w http.ResponseWriter, r *http.Request, u store.User, login, reason, auditKind, outlived string) {
+	revoked, err := s.revokeSignIns(u.Name)
 	if err != nil {
-		s.signInsOutlived(w, u.Name, err)
+		s.signInsOutlived(w, u.Name, err, outlived)
 		return
 	}
-	u.PasswordHash = hash // as stored: Login checks it is still so
 	pair, err := s.sessions.Login(u)
 	switch {
 	case errors.Is(err, auth.ErrCredentialsChanged), errors.Is(err, auth.ErrUserDisabled):
@@ -76,27 +99,53 @@ func (s *Server) handlePassword(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, "issuing tokens", err)
 		return
 	}
-	// The other sign-ins end now; this one goes on with the new tokens,
-	// and its sockets with the new sign-in, so that signing out ends them.
 	for _, f := range revoked {
-		if f != claims.Login {
-			s.closer.CloseLogin(u.Name, f, proto.CodeRevoked, reasonPassword)
+		if f != login {
+			s.closer.CloseLogin(u.Name, f, proto.CodeRevoked, reason)
 		}
 	}
-	s.closer.MoveLogin(u.Name, claims.Login, pair.Family())
-	s.audit("password-changed", u.Name, r, "")
+	s.closer.MoveLogin(u.Name, login, pair.Family())
+	s.audit(auditKind, u.Name, r, "")
 	writeJSON(w, http.StatusOK, tokenPair(pair))
+}
+
+// reasonSignedOutElsewhere is what the sessions of the sign-ins that
+// handleLogoutOthers ends are told.
+const reasonSignedOutElsewhere = "signed out from another device of the account"
+
+// handleLogoutOthers ends every other sign-in of the signed-in user (a
+// lost phone, a shared computer), as a password change does but keeping
+// the password. It takes the password under the login limits, so that a
+// stolen access token cannot sign its owner out everywhere, and answers
+// with fresh tokens for this session.
+func (s *Server) handleLogoutOthers(w http.ResponseWriter, r *http.Request) {
+	claims, ok := s.requireBearer(w, r)
+	if !ok {
+		return
+	}
+	var req struct {
+		Password string `json:"password"`
+	}
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	u, ok := s.passwordOK(w, r, claims.User, credentials{Username: claims.User, Password: req.Password}, "the password is wrong", "logout-others-failed")
+	if !ok {
+		return
+	}
+	s.onlyThisSignIn(w, r, u, claims.Login, reasonSignedOutElsewhere, "logout-others",
+		"the account's other sign-ins could not all be ended; try again")
 }
 
 // reasonPassword is what the other sessions of an account are told when
 // its password changes.
 const reasonPassword = "the account's password was changed; sign in again"
 
-// revokeAfterPasswordWrite revokes every refresh-token family of user once
-// a new password is in place. It tries three times when the store does not
-// answer: revoking is idempotent, and by now an answer may no longer say
-// "nothing was changed". It returns the families it revoked.
-func (s *Server) revokeAfterPasswordWrite(user string) ([]string, error) {
+// revokeSignIns revokes every refresh-token family of user. It tries
+// three times when the store does not answer: revoking is idempotent, and
+// by now (a new password in place) an answer may no longer say "nothing
+// was changed". It returns the families it revoked.
+func (s *Server) revokeSignIns(user string) ([]string, error) {
 	var err error
 	for wait := 100 * time.Millisecond; ; wait *= 3 {
 		var ids []string
@@ -108,17 +157,6 @@ func (s *Server) revokeAfterPasswordWrite(user string) ([]string, error) {
 		}
 		time.Sleep(wait)
 	}
-}
-
-// signInsOutlived answers a password change whose new password is in place
-// but whose revocation of the account's sign-ins failed: saying "nothing
-// was changed" would be false, and the person needs to know that other
-// sign-ins may live on.
-func (s *Server) signInsOutlived(w http.ResponseWriter, user string, err error) {
-	s.log.Error("ending the sign-ins of an account whose password changed", slog.String("user", user), slog.Any("err", err))
-	w.Header().Set("Retry-After", "5")
-	writeError(w, http.StatusServiceUnavailable, codeUnavailable,
-		"the new password is in place, but the account's other sign-ins could not all be ended: sign in with the new password and change it once more to end them")
 }
 
 // passwordOK checks c's password under the login limits (key is the

@@ -391,3 +391,42 @@ func TestLapsedAccountFreesItsName(t *testing.T) {
 		t.Fatalf("gus after the refused registration: %d %s, want 403 email_unverified", c, b)
 	}
 }
+
+// TestLogoutOthers: signing out the other devices takes the password
+// (a wrong one changes nothing); then another sign-in's live session ends
+// with the reason and its refresh token is refused, while this session's
+// socket goes on and the fresh tokens it got work. The password stays.
+func TestLogoutOthers(t *testing.T) {
+	s := signalingtest.Start(t, signalingtest.Options{})
+	mine := s.User(t, "alice")
+	other := s.Login(t, "alice", password)
+	here, there := s.Connect(t, mine.AccessToken, nil), s.Connect(t, other.AccessToken, nil)
+	bearer := []string{"Authorization", "Bearer " + mine.AccessToken}
+	if code, body := s.Post(t, "/api/logout-others", map[string]string{"password": "not my password"}, bearer...); code != 401 || !strings.Contains(string(body), "the password is wrong") {
+		t.Fatalf("with a wrong password: %d %s, want 401", code, body)
+	}
+	if code, _ := s.Post(t, "/api/logout-others", map[string]string{"password": password}); code != 401 {
+		t.Fatalf("without a token: %d, want 401", code)
+	}
+	there.Send(&proto.Message{Type: proto.TypePing, ID: "p0"})
+	there.Expect(proto.TypePong) // nothing changed yet
+
+	code, body := s.Post(t, "/api/logout-others", map[string]string{"password": password}, bearer...)
+	var fresh signalingtest.Tokens
+	if code != 200 || json.Unmarshal(body, &fresh) != nil || fresh.RefreshToken == "" {
+		t.Fatalf("logout-others: %d %s", code, body)
+	}
+	e := there.ExpectError(proto.CodeRevoked, "")
+	if err := there.Closed(); signalingtest.CloseCode(err) != proto.CloseRevoked || !strings.Contains(e.Message, "signed out from another device") {
+		t.Fatalf("the other sign-in's session: %v, error %q", err, e.Message)
+	}
+	if code, _ := s.Post(t, "/api/refresh", map[string]string{"refresh_token": other.RefreshToken}); code != 401 {
+		t.Errorf("the other sign-in's refresh token: %d, want 401", code)
+	}
+	here.Send(&proto.Message{Type: proto.TypePing, ID: "p1"})
+	here.Expect(proto.TypePong)
+	if code, body := s.Post(t, "/api/refresh", map[string]string{"refresh_token": fresh.RefreshToken}); code != 200 {
+		t.Fatalf("this session's new refresh token: %d %s", code, body)
+	}
+	s.Login(t, "alice", password)
+}

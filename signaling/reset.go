@@ -258,12 +258,12 @@ func (s *Server) handleResetConfirm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.audit("password-reset", u.Name, r, "")
-	after, err := s.revokeAfterPasswordWrite(u.Name)
+	after, err := s.revokeSignIns(u.Name)
 	for _, l := range append(before, after...) {
 		s.endSessions(u.Name, l, reasonPassword)
 	}
 	if err != nil {
-		s.signInsOutlived(w, u.Name, err)
+		s.signInsOutlived(w, u.Name, err, outlivedPassword)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"username": u.Name})

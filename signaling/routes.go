@@ -14,6 +14,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/login", s.handleLogin)
 	mux.HandleFunc("POST /api/refresh", s.handleRefresh)
 	mux.HandleFunc("POST /api/logout", s.handleLogout)
+	mux.HandleFunc("POST /api/logout-others", s.handleLogoutOthers)
 	mux.HandleFunc("POST /api/password", s.handlePassword)
 	mux.HandleFunc("POST /api/account/delete", s.handleDeleteAccount)
 	mux.HandleFunc("POST /api/resend-verification", s.handleResendVerification)

@@ -945,6 +945,21 @@ async function onPasswordChange(ev) {
   }
 }
 
+// onLogoutOthers signs out the account's other devices; this one goes on.
+async function onLogoutOthers(ev) {
+  ev.preventDefault();
+  const msg = $('others-message');
+  msg.className = 'error';
+  try {
+    await state.session.logoutOthers($('others-password').value);
+    $('others-password').value = '';
+    msg.className = 'note';
+    msg.textContent = 'Your other devices are signed out.';
+  } catch (e) {
+    msg.textContent = e instanceof ApiError && e.status === 401 ? 'The password is wrong.' : errorText(e);
+  }
+}
+
 // ---- deleting the account ----
 
 async function onDeleteAccount(ev) {
@@ -972,9 +987,9 @@ function resetSecurity() {
   $('totp-recovery-codes').replaceChildren();
   $('totp-secret').textContent = '';
   totpMessage('');
-  for (const id of ['current-password', 'new-password', 'new-password-again', 'delete-password', 'delete-code']) $(id).value = '';
+  for (const id of ['current-password', 'new-password', 'new-password-again', 'others-password', 'delete-password', 'delete-code']) $(id).value = '';
   $('delete-confirm').checked = false;
-  $('password-message').textContent = $('delete-message').textContent = '';
+  $('password-message').textContent = $('others-message').textContent = $('delete-message').textContent = '';
 }
 
 // ---- start ----
@@ -1067,6 +1082,7 @@ function init() {
   $('share-recorder').addEventListener('change', (e) => state.k && state.k.setShareWithRecorder(e.target.checked));
   $('file-picker').addEventListener('change', onPick);
   $('password-form').addEventListener('submit', onPasswordChange);
+  $('others-form').addEventListener('submit', onLogoutOthers);
   $('delete-form').addEventListener('submit', onDeleteAccount);
   $('resend').addEventListener('click', onResend);
   $('forgot').addEventListener('click', onForgot);

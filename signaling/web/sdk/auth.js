@@ -237,6 +237,15 @@ export class Session extends EventTarget {
   }
 
   /**
+   * logoutOthers signs out every other sign-in of the account (a lost or
+   * shared device): their sessions end, the password stays. It takes the
+   * password, and this session takes the fresh tokens it answers with.
+   */
+  async logoutOthers(password) {
+    this.apply(await api(this.server, '/api/logout-others', { password }, await this.accessToken()));
+  }
+
+  /**
    * deleteAccount deletes the signed-in user's account for good: every
    * sign-in ends, the rooms it owns are released, and its name is free to
    * be registered again. It takes the password, and the second factor's
