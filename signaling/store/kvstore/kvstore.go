@@ -244,6 +244,9 @@ func Open(ctx context.Context, conn *natsconn.Conn, opts Options) (*Store, error
 		if err == nil || !natsconn.IsUnavailable(err) && !errors.Is(err, natsconn.ErrNotReady) {
 			break
 		}
+		if ctx.Err() != nil {
+			break // given up: "waiting" would be the wrong word
+		}
 		s.log.Warn("waiting for NATS JetStream to create the store's buckets", slog.Any("err", err))
 		if err := conn.WaitReady(ctx); err != nil {
 			return nil, fmt.Errorf("kvstore: %w", err)
