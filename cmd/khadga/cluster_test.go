@@ -323,6 +323,59 @@ func TestAdminCommandsKeepTheClustersReplicas(t *testing.T) {
 	}
 }
 
+// TestANodeKeepsTheClustersReplicas: a node started without
+// --nats-replicas (default 1) on a cluster whose nodes keep three copies
+// leaves every bucket and stream at three. It took them all down to one,
+// without a word: one NATS server lost then lost data.
+func TestANodeKeepsTheClustersReplicas(t *testing.T) {
+	nats := natstest.StartCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, replicas := range []int{3, 1} {
+		var c serveConfig
+		if err := config.Defaults(&c); err != nil {
+			t.Fatal(err)
+		}
+		c.NATS.URLs, c.NATS.Replicas = []string{nats.URLs()}, replicas
+		ns, err := c.NATS.openNode(ctx, "node", adminLogger(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.clusterNode(ctx, ns, adminLogger(), nil)
+		ns.close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range []string{"KV_khadga-accounts", "KV_khadga-health", "khadga-audit", "KV_khadga-sessions", "khadga-revocations"} {
+		if r := streamConfig(t, nats.URLs(), s).Replicas; r != 3 {
+			t.Errorf("after a node with --nats-replicas 1: %s has %d replicas, want 3", s, r)
+		}
+	}
+}
+
+// TestReplicasPastTheServersNameTheFlag: a node with --nats-replicas 3
+// on one NATS server is refused with the flag named; JetStream's own
+// words ("replicas > 1 not supported in non-clustered mode") were all
+// the operator got.
+func TestReplicasPastTheServersNameTheFlag(t *testing.T) {
+	var c natsConfig
+	if err := config.Defaults(&c); err != nil {
+		t.Fatal(err)
+	}
+	c.URLs, c.Replicas = []string{natstest.Start(t).ClientURL()}, 3
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ns, err := c.openNode(ctx, "node", adminLogger(), nil)
+	if err == nil {
+		ns.close()
+		t.Fatal("a node with 3 replicas on one NATS server started")
+	}
+	if !strings.Contains(err.Error(), "--nats-replicas 3") {
+		t.Fatalf("error %q does not name --nats-replicas", err)
+	}
+}
+
 // TestRestoreRefusesARunningNode: restore without --nats on a cluster
 // node's data directory (whose data is in NATS, not in the file) is
 // refused while the node answers on the admin socket, and says to use

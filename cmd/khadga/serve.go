@@ -258,7 +258,7 @@ func (c *serveConfig) clusterNode(ctx context.Context, ns *natsStore, log *slog.
 		Replicas: c.NATS.Replicas, RevocationReplay: c.NATS.RevocationAge,
 		Logger: log.With(slog.String("component", "cluster")), Registerer: reg}, ns.conn.NATS())
 	if err != nil {
-		return nil, fmt.Errorf("joining the cluster: %w", err)
+		return nil, fmt.Errorf("joining the cluster: %w", c.NATS.replicasHint(err))
 	}
 	return node, nil
 }

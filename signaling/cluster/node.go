@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/khadga/khadga/internal/natsconn"
 	"github.com/khadga/khadga/signaling/hub"
 )
 
@@ -446,7 +447,7 @@ func directoryBucket(ctx context.Context, js jetstream.JetStream, cfg Config) (j
 		Bucket:      cfg.Bucket,
 		Description: "khadga: the sessions of every node (peer id -> state)",
 		History:     1,
-		Replicas:    cfg.Replicas,
+		Replicas:    natsconn.KeepReplicas(ctx, js, "KV_"+cfg.Bucket, cfg.Replicas, cfg.Logger),
 		// On disk, so that a NATS restart keeps the directory; entries of
 		// nodes that did not survive it are removed like those of any
 		// node that is gone.

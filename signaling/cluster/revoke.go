@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/khadga/khadga/internal/natsconn"
 	"github.com/khadga/khadga/proto"
 )
 
@@ -281,7 +282,7 @@ func createRevocationStream(ctx context.Context, js jetstream.JetStream, cfg Con
 		Subjects:    []string{cfg.Subject + ".revoke", cfg.Subject + ".relogin"},
 		MaxAge:      cfg.RevocationReplay,
 		MaxBytes:    64 << 20,
-		Replicas:    cfg.Replicas,
+		Replicas:    natsconn.KeepReplicas(ctx, js, name, cfg.Replicas, cfg.Logger),
 		Storage:     jetstream.FileStorage,
 	})
 	if err != nil {

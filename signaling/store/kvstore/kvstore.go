@@ -137,8 +137,11 @@ type Options struct {
 	// Letters, digits, '-' and '_'. Default DefaultPrefix.
 	Prefix string
 	// Replicas is how many NATS servers keep each bucket (1..5). Default
-	// DefaultReplicas; use 3 in a three-server cluster. Changing it on an
-	// existing deployment updates the buckets when a node opens them.
+	// DefaultReplicas; use 3 in a three-server cluster. Raising it on an
+	// existing deployment updates the buckets when a node opens them;
+	// a lower one than the buckets have is not applied (it is logged):
+	// one node started without the setting must not take every copy but
+	// one away (natsconn.KeepReplicas).
 	Replicas int
 	// KeepSettings opens existing buckets and the stream as they are,
 	// making only those missing (with Replicas and the audit bounds): for
@@ -298,6 +301,7 @@ func (s *Store) setup(ctx context.Context) error {
 			LimitMarkerTTL: markerTTL,
 		}
 		if !s.opts.KeepSettings {
+			cfg.Replicas = natsconn.KeepReplicas(ctx, js, "KV_"+cfg.Bucket, cfg.Replicas, s.log)
 			kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
 			return &bucket{kv, s.conn.NATS()}, err
 		}
@@ -342,6 +346,7 @@ func (s *Store) setup(ctx context.Context) error {
 		MaxMsgSize: 8 << 10, Storage: jetstream.FileStorage, Replicas: s.opts.Replicas,
 	}
 	if !s.opts.KeepSettings {
+		audit.Replicas = natsconn.KeepReplicas(ctx, js, audit.Name, audit.Replicas, s.log)
 		s.audit, err = js.CreateOrUpdateStream(ctx, audit)
 		return err
 	}
