@@ -354,6 +354,40 @@ func TestANodeKeepsTheClustersReplicas(t *testing.T) {
 	}
 }
 
+// TestNodesStartTogetherOnANewCluster: three nodes that start at once on
+// a new three-server NATS cluster (a new install with Compose or
+// Kubernetes) all open the store and join within seconds. Each asked
+// JetStream to update the buckets before creating them, an update that
+// met a bucket another node was creating went unanswered, and the nodes
+// waited out timeouts for 45 s (before that, two of them exited).
+func TestNodesStartTogetherOnANewCluster(t *testing.T) {
+	nats := natstest.StartCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	errs := make(chan error, len(nats.Servers))
+	for _, s := range nats.Servers {
+		go func() {
+			var c serveConfig
+			if err := config.Defaults(&c); err != nil {
+				errs <- err
+				return
+			}
+			c.NATS.URLs, c.NATS.Replicas = []string{s.ClientURL()}, 3
+			ns, err := c.NATS.openNode(ctx, "node", adminLogger(), nil)
+			if err == nil {
+				_, err = c.clusterNode(ctx, ns, adminLogger(), nil)
+				ns.close()
+			}
+			errs <- err
+		}()
+	}
+	for range nats.Servers {
+		if err := <-errs; err != nil {
+			t.Errorf("a node started with the others: %v", err)
+		}
+	}
+}
+
 // TestReplicasPastTheServersNameTheFlag: a node with --nats-replicas 3
 // on one NATS server is refused with the flag named; JetStream's own
 // words ("replicas > 1 not supported in non-clustered mode") were all

@@ -484,7 +484,7 @@ func untilAvailable(ctx context.Context, log *slog.Logger, f func(ctx context.Co
 // removal markers that expire after directoryMarkerTTL. That needs NATS
 // 2.11 or newer, as the account store's buckets do already.
 func directoryBucket(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.KeyValue, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := natsconn.MakeKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      cfg.Bucket,
 		Description: "khadga: the sessions of every node (peer id -> state)",
 		History:     1,

@@ -276,7 +276,7 @@ func revocationStream(subject string) string {
 
 func createRevocationStream(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	name := revocationStream(cfg.Subject)
-	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	_, err := natsconn.MakeStream(ctx, js, jetstream.StreamConfig{
 		Name:        name,
 		Description: "khadga: revocations and sign-in moves, for nodes that were away when they went out",
 		Subjects:    []string{cfg.Subject + ".revoke", cfg.Subject + ".relogin"},

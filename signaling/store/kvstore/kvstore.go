@@ -302,7 +302,7 @@ func (s *Store) setup(ctx context.Context) error {
 		}
 		if !s.opts.KeepSettings {
 			cfg.Replicas = natsconn.KeepReplicas(ctx, js, "KV_"+cfg.Bucket, cfg.Replicas, s.log)
-			kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+			kv, err := natsconn.MakeKeyValue(ctx, js, cfg)
 			return &bucket{kv, s.conn.NATS()}, err
 		}
 		kv, err := js.KeyValue(ctx, cfg.Bucket)
@@ -347,7 +347,7 @@ func (s *Store) setup(ctx context.Context) error {
 	}
 	if !s.opts.KeepSettings {
 		audit.Replicas = natsconn.KeepReplicas(ctx, js, audit.Name, audit.Replicas, s.log)
-		s.audit, err = js.CreateOrUpdateStream(ctx, audit)
+		s.audit, err = natsconn.MakeStream(ctx, js, audit)
 		return err
 	}
 	if s.audit, err = js.Stream(ctx, audit.Name); errors.Is(err, jetstream.ErrStreamNotFound) {

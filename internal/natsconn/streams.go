@@ -2,6 +2,7 @@ package natsconn
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -31,4 +32,29 @@ func KeepReplicas(ctx context.Context, js jetstream.JetStream, stream string, wa
 			slog.String("stream", stream), slog.Int("nats_replicas", want), slog.Int("kept", has))
 	}
 	return has
+}
+
+// MakeKeyValue makes the bucket with cfg, or brings an existing one to
+// cfg. It asks to create it first, which JetStream answers at once for a
+// bucket that has cfg already, and updates only one whose configuration
+// differs. Nodes that start together on a new NATS cluster all make the
+// same replicated buckets, and an update (what nats.go's CreateOrUpdate
+// asks first) that met a bucket another node was creating went
+// unanswered: three nodes waited out their timeouts for 45 s before any
+// of them could start.
+func MakeKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.CreateKeyValue(ctx, cfg)
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		kv, err = js.UpdateKeyValue(ctx, cfg)
+	}
+	return kv, err
+}
+
+// MakeStream is MakeKeyValue for a stream.
+func MakeStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	s, err := js.CreateStream(ctx, cfg)
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		s, err = js.UpdateStream(ctx, cfg)
+	}
+	return s, err
 }
