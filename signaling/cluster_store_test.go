@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -39,6 +40,15 @@ func TestStoreOnNATSUnavailable(t *testing.T) {
 
 	nats.Stop(0)
 	waitReady(t, s, http.StatusServiceUnavailable)
+	resp, err := s.Client.Get(s.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if why := string(body); !strings.Contains(why, "store unavailable: NATS not ready: disconnected from NATS") || strings.Contains(why, "store: unavailable") {
+		t.Errorf("/readyz with NATS down: %s; want the reason said once", body)
+	}
 	for _, req := range []struct {
 		path string
 		body map[string]string

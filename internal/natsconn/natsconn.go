@@ -356,6 +356,9 @@ const maxDialLogged = 8
 // credentials file looked like a server that is down ("NATS not
 // reachable yet"), for as long as the process waited.
 func (c *Conn) onDialError(_ *nats.Conn, err error) {
+	if errors.Is(err, nats.ErrNoServers) {
+		return // the first attempt's word for any failure; the next ones say which
+	}
 	why := dialReason(err)
 	c.dialErr.Store(&why)
 	c.dialMu.Lock()
