@@ -230,8 +230,9 @@ type Store struct {
 var _ store.Backend = (*Store)(nil)
 
 // Open creates the buckets and the audit stream if they do not exist (or
-// updates their replicas, never lowering them, and limits), and returns the Store. While NATS
-// cannot be reached it keeps trying, logging each failure, until ctx ends.
+// updates their replicas, never lowering them, and limits), and returns
+// the Store. While NATS cannot be reached it keeps trying, logging each
+// failure, until ctx ends.
 // The connection stays the caller's: Close does not close it.
 func Open(ctx context.Context, conn *natsconn.Conn, opts Options) (*Store, error) {
 	if err := opts.setDefaults(); err != nil {
