@@ -388,6 +388,21 @@ func TestNodesStartTogetherOnANewCluster(t *testing.T) {
 	}
 }
 
+// TestStopWhileWaitingForNATS: a node stopped (SIGTERM) while it waits
+// for NATS at start exits with status 0, as one stopped while it runs
+// does. It exited with 1 and "opening the store on NATS: ... (context
+// canceled)", which a service manager reports as a failure.
+func TestStopWhileWaitingForNATS(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "nats://" + ln.Addr().String()
+	ln.Close() // nobody answers there
+	p := startServeUntil(t, t.TempDir(), "NATS not reachable yet", "KHADGA_NATS="+down, "KHADGA_TURN_LISTEN=off")
+	p.stop(t)
+}
+
 // TestReplicasPastTheServersNameTheFlag: a node with --nats-replicas 3
 // on one NATS server is refused with the flag named; JetStream's own
 // words ("replicas > 1 not supported in non-clustered mode") were all
