@@ -157,3 +157,30 @@ func TestNewWaitsForJetStream(t *testing.T) {
 		t.Fatalf("New once NATS is back: %v", err)
 	}
 }
+
+// TestDirectoryWatchWaitsForNATSQuietly: a restart of the directory watch
+// asked for while NATS is away waits for the connection, and tries once
+// it is back. It tried every 2 s meanwhile, each try failing at once
+// with "outbound buffer limit exceeded", logged as a warning and counted
+// as a KV error, for as long as NATS was away.
+func TestDirectoryWatchWaitsForNATSQuietly(t *testing.T) {
+	c := natstest.StartCluster(t, 1)
+	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.ReconnectBufSize(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	var logged testlog.Buffer
+	cfg := fastConfig()
+	cfg.Logger = slog.New(slog.NewTextHandler(&logged, nil))
+	a := startNodeOn(t, "a", nc, cfg, hub.Config{})
+	c.Stop(0)
+	eventually(t, "the node's connection to drop", func() bool { return !nc.IsConnected() })
+	a.node.dir.rewatch()
+	c.Restart(0)
+	eventually(t, "the node to be ready again", func() bool { return a.node.Ready() == nil })
+	if strings.Contains(logged.String(), nats.ErrReconnectBufExceeded.Error()) {
+		t.Fatalf("the watch was tried while NATS was away:\n%s", logged.String())
+	}
+	eventually(t, "the watch to restart", func() bool { return strings.Contains(logged.String(), "directory watch restarted") })
+}
