@@ -129,11 +129,7 @@ func TestRTTOnAStalledLink(t *testing.T) {
 // three-server NATS cluster exited with "context deadline exceeded".
 func TestNewWaitsForJetStream(t *testing.T) {
 	c := natstest.StartCluster(t, 1)
-	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.ReconnectBufSize(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := unbufferedConn(t, c.URLs())
 	c.Stop(0)
 	var logged testlog.Buffer
 	cfg := fastConfig()
@@ -165,11 +161,7 @@ func TestNewWaitsForJetStream(t *testing.T) {
 // as a KV error, for as long as NATS was away.
 func TestDirectoryWatchWaitsForNATSQuietly(t *testing.T) {
 	c := natstest.StartCluster(t, 1)
-	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.ReconnectBufSize(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := unbufferedConn(t, c.URLs())
 	var logged testlog.Buffer
 	cfg := fastConfig()
 	cfg.Logger = slog.New(slog.NewTextHandler(&logged, nil))
@@ -183,4 +175,17 @@ func TestDirectoryWatchWaitsForNATSQuietly(t *testing.T) {
 		t.Fatalf("the watch was tried while NATS was away:\n%s", logged.String())
 	}
 	eventually(t, "the watch to restart", func() bool { return strings.Contains(logged.String(), "directory watch restarted") })
+}
+
+// unbufferedConn connects as a node's connection does (natsconn): it
+// reconnects forever and buffers nothing while disconnected, so that a
+// request then fails at once.
+func unbufferedConn(t *testing.T, urls string) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(urls, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.ReconnectBufSize(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
 }
