@@ -507,8 +507,10 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.store.Ping(); err != nil {
 		// The reason (NATS disconnected, no JetStream quorum) is for the
-		// operator; it never holds a credential.
-		writeError(w, http.StatusServiceUnavailable, "not_ready", "store unavailable: "+err.Error())
+		// operator; it never holds a credential. Said once: it read
+		// "store unavailable: store: unavailable: NATS not ready: ...".
+		why := strings.TrimPrefix(err.Error(), store.ErrUnavailable.Error()+": ")
+		writeError(w, http.StatusServiceUnavailable, "not_ready", "store unavailable: "+why)
 		return
 	}
 	if c := s.cfg.Cluster; c != nil {

@@ -4,13 +4,17 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/khadga/khadga/internal/metricstest"
 	"github.com/khadga/khadga/internal/natsconn"
 	"github.com/khadga/khadga/internal/natstest"
 	"github.com/khadga/khadga/internal/testlog"
@@ -19,6 +23,7 @@ import (
 	"github.com/khadga/khadga/signaling/auth"
 	"github.com/khadga/khadga/signaling/signalingtest"
 	"github.com/khadga/khadga/signaling/store/kvstore"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestStoreOnNATSUnavailable runs a server on the JetStream KV store and
@@ -35,6 +40,15 @@ func TestStoreOnNATSUnavailable(t *testing.T) {
 
 	nats.Stop(0)
 	waitReady(t, s, http.StatusServiceUnavailable)
+	resp, err := s.Client.Get(s.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if why := string(body); !strings.Contains(why, "store unavailable: NATS not ready: disconnected from NATS") || strings.Contains(why, "store: unavailable") {
+		t.Errorf("/readyz with NATS down: %s; want the reason said once", body)
+	}
 	for _, req := range []struct {
 		path string
 		body map[string]string
@@ -94,6 +108,63 @@ func TestSigningKeysFollowTheCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "node b stops verifying the retired key", func() bool { return ticket(t, b, old.AccessToken) == http.StatusUnauthorized })
+}
+
+// TestKeysChangedWhileCutOffFollowAtOnce: a key rotated while a node
+// was cut off from NATS verifies on that node as soon as its store is
+// ready again. Its watch of the keys started again as the connection came
+// back and saw the change, but the reload it asked for found the store
+// not ready yet (the connection's probe had not run, or failed): refused,
+// logged, and left until the next recheck, a minute later, while the
+// node refused every token of the new key.
+func TestKeysChangedWhileCutOffFollowAtOnce(t *testing.T) {
+	urls := natstest.Start(t).ClientURL()
+	link := natstest.NewProxy(t, urls)
+	conn, err := natsconn.Connect(natsconn.Options{URLs: []string{link.URL()}, Logger: testlog.New(t, slog.LevelInfo),
+		ReconnectWait: 50 * time.Millisecond, ProbeInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	var notYet atomic.Bool // holds b's store not ready after the cut, as a slow probe would
+	conn.AddCheck(func(context.Context) error {
+		if notYet.Load() {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	reg := prometheus.NewRegistry()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	bStore, err := kvstore.Open(ctx, conn, kvstore.Options{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bStore.Close() })
+	a := signalingtest.Start(t, signalingtest.Options{Store: kvNode(t, urls)})
+	b := signalingtest.Start(t, signalingtest.Options{Store: bStore})
+	a.Register(t, "alice", password)
+
+	link.Cut()
+	notYet.Store(true)
+	waitReady(t, b, http.StatusServiceUnavailable)
+	if _, err := a.Keys().Rotate(); err != nil {
+		t.Fatal(err)
+	}
+	tok := a.Login(t, "alice", password) // signed with the new key
+	link.Up()
+	waitFor(t, "b's reload of the keys to be refused", func() bool {
+		return metricstest.Value(t, reg, "khadga_kv_operations_total", map[string]string{"op": "signing_keys", "result": "unavailable"}) > 0
+	})
+	notYet.Store(false)
+	waitReady(t, b, http.StatusOK)
+	deadline := time.Now().Add(5 * time.Second) // well within the minute of the recheck
+	for ticket(t, b, tok.AccessToken) != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("node b still refuses the key rotated while it was cut off")
+		}
+		time.Sleep(20 * time.Millisecond) // polling the API under a deadline
+	}
 }
 
 // TestKeyRetirementEndsSessionsEverywhere: a key retired by an admin

@@ -337,13 +337,21 @@ func (s *Server) adminServer() *http.Server {
 }
 
 // keysRecheck is how often a server reads the signing keys again without
-// being told of a change.
-const keysRecheck = time.Minute
+// being told of a change; keysRetry is the first pause before a reload
+// that failed is tried again (doubling up to keysRecheck).
+const (
+	keysRecheck = time.Minute
+	keysRetry   = 250 * time.Millisecond
+)
 
 // followKeys reloads the signing keys whenever any node changes them, so
 // that every node verifies the tokens every other signs, signs with the
 // newest key, and stops verifying a retired one at once. A store of one
-// process reports no change but its own.
+// process reports no change but its own. A reload that fails is tried
+// again soon: the watch starts again as soon as a node's NATS connection
+// is back, often before the store is ready to be read, and a change made
+// while the node was away waited for the next recheck, a minute, with
+// tokens of a new key refused meanwhile.
 func (s *Server) followKeys(ctx context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -354,26 +362,40 @@ func (s *Server) followKeys(ctx context.Context) {
 		case <-ctx.Done():
 		}
 	}()
-	reload := func() {
-		if err := s.keys.Reload(); err != nil {
-			s.log.Warn("reloading the signing keys another node changed", slog.Any("err", err))
+	changed := make(chan struct{}, 1)
+	go s.store.WatchSigningKeys(ctx, func() {
+		select {
+		case changed <- struct{}{}:
+		default: // a reload is due already, and reads every change
 		}
-	}
+	})
 	// A change whose watch event never came (a consumer lost in an
 	// outage) is read within keysRecheck all the same.
-	go func() {
-		t := time.NewTicker(keysRecheck)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				reload()
-			}
+	recheck := time.NewTicker(keysRecheck)
+	defer recheck.Stop()
+	var retry <-chan time.Time
+	wait := keysRetry
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-recheck.C:
+		case <-retry:
 		}
-	}()
-	s.store.WatchSigningKeys(ctx, reload)
+		err := s.keys.Reload()
+		if err == nil {
+			retry, wait = nil, keysRetry
+			continue
+		}
+		level := slog.LevelWarn
+		if errors.Is(err, store.ErrUnavailable) {
+			level = slog.LevelDebug // NATS's state is logged on its own; this is tried again
+		}
+		s.log.Log(ctx, level, "reloading the signing keys another node changed; trying again", slog.Any("err", err), slog.Duration("in", wait))
+		retry = time.After(wait)
+		wait = min(2*wait, keysRecheck)
+	}
 }
 
 // holdBotNames holds the names of bot tokens minted by a version that did

@@ -323,6 +323,108 @@ func TestAdminCommandsKeepTheClustersReplicas(t *testing.T) {
 	}
 }
 
+// TestANodeKeepsTheClustersReplicas: a node started without
+// --nats-replicas (default 1) on a cluster whose nodes keep three copies
+// leaves every bucket and stream at three. It took them all down to one,
+// without a word: one NATS server lost then lost data.
+func TestANodeKeepsTheClustersReplicas(t *testing.T) {
+	nats := natstest.StartCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, replicas := range []int{3, 1} {
+		var c serveConfig
+		if err := config.Defaults(&c); err != nil {
+			t.Fatal(err)
+		}
+		c.NATS.URLs, c.NATS.Replicas = []string{nats.URLs()}, replicas
+		ns, err := c.NATS.openNode(ctx, "node", adminLogger(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.clusterNode(ctx, ns, adminLogger(), nil)
+		ns.close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range []string{"KV_khadga-accounts", "KV_khadga-health", "khadga-audit", "KV_khadga-sessions", "khadga-revocations"} {
+		if r := streamConfig(t, nats.URLs(), s).Replicas; r != 3 {
+			t.Errorf("after a node with --nats-replicas 1: %s has %d replicas, want 3", s, r)
+		}
+	}
+}
+
+// TestNodesStartTogetherOnANewCluster: three nodes that start at once on
+// a new three-server NATS cluster (a new install with Compose or
+// Kubernetes) all open the store and join within seconds. Each asked
+// JetStream to update the buckets before creating them, an update that
+// met a bucket another node was creating went unanswered, and the nodes
+// waited out timeouts for 45 s (before that, two of them exited).
+func TestNodesStartTogetherOnANewCluster(t *testing.T) {
+	nats := natstest.StartCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	errs := make(chan error, len(nats.Servers))
+	for _, s := range nats.Servers {
+		go func() {
+			var c serveConfig
+			if err := config.Defaults(&c); err != nil {
+				errs <- err
+				return
+			}
+			c.NATS.URLs, c.NATS.Replicas = []string{s.ClientURL()}, 3
+			ns, err := c.NATS.openNode(ctx, "node", adminLogger(), nil)
+			if err == nil {
+				_, err = c.clusterNode(ctx, ns, adminLogger(), nil)
+				ns.close()
+			}
+			errs <- err
+		}()
+	}
+	for range nats.Servers {
+		if err := <-errs; err != nil {
+			t.Errorf("a node started with the others: %v", err)
+		}
+	}
+}
+
+// TestStopWhileWaitingForNATS: a node stopped (SIGTERM) while it waits
+// for NATS at start exits with status 0, as one stopped while it runs
+// does. It exited with 1 and "opening the store on NATS: ... (context
+// canceled)", which a service manager reports as a failure.
+func TestStopWhileWaitingForNATS(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "nats://" + ln.Addr().String()
+	ln.Close() // nobody answers there
+	p := startServeUntil(t, t.TempDir(), "NATS not reachable yet", "KHADGA_NATS="+down, "KHADGA_TURN_LISTEN=off")
+	p.stop(t)
+}
+
+// TestReplicasPastTheServersNameTheFlag: a node with --nats-replicas 3
+// on one NATS server is refused with the flag named; JetStream's own
+// words ("replicas > 1 not supported in non-clustered mode") were all
+// the operator got.
+func TestReplicasPastTheServersNameTheFlag(t *testing.T) {
+	var c natsConfig
+	if err := config.Defaults(&c); err != nil {
+		t.Fatal(err)
+	}
+	c.URLs, c.Replicas = []string{natstest.Start(t).ClientURL()}, 3
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ns, err := c.openNode(ctx, "node", adminLogger(), nil)
+	if err == nil {
+		ns.close()
+		t.Fatal("a node with 3 replicas on one NATS server started")
+	}
+	if !strings.Contains(err.Error(), "--nats-replicas 3") {
+		t.Fatalf("error %q does not name --nats-replicas", err)
+	}
+}
+
 // TestRestoreRefusesARunningNode: restore without --nats on a cluster
 // node's data directory (whose data is in NATS, not in the file) is
 // refused while the node answers on the admin socket, and says to use

@@ -76,6 +76,13 @@ var urlRE = regexp.MustCompile(`url=(https?://\S+)`)
 // 8080 and 3478; everything else is the zero-config default.
 func startServe(t *testing.T, dir string, extraEnv ...string) *process {
 	t.Helper()
+	return startServeUntil(t, dir, "khadga is running", extraEnv...)
+}
+
+// startServeUntil is startServe that returns once khadga logs a line
+// holding until (p.url is set if that line has the URL).
+func startServeUntil(t *testing.T, dir, until string, extraEnv ...string) *process {
+	t.Helper()
 	cmd := exec.Command(khadgaBin)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "KHADGA_HTTP=127.0.0.1:0", "KHADGA_TURN_LISTEN=127.0.0.1:0", "KHADGA_TURN_TLS_LISTEN=127.0.0.1:0")
@@ -94,8 +101,15 @@ func startServe(t *testing.T, dir string, extraEnv ...string) *process {
 		for sc.Scan() {
 			line := sc.Text()
 			p.logs.WriteString(line + "\n")
-			if m := urlRE.FindStringSubmatch(line); m != nil && strings.Contains(line, "khadga is running") {
-				found <- m[1]
+			if strings.Contains(line, until) {
+				var url string
+				if m := urlRE.FindStringSubmatch(line); m != nil {
+					url = m[1]
+				}
+				select {
+				case found <- url:
+				default: // found already
+				}
 			}
 		}
 		p.done <- cmd.Wait()
@@ -108,7 +122,7 @@ func startServe(t *testing.T, dir string, extraEnv ...string) *process {
 	case err := <-p.done:
 		t.Fatalf("khadga exited: %v\n%s", err, p.logs)
 	case <-time.After(30 * time.Second):
-		t.Fatalf("khadga did not log its URL:\n%s", p.logs)
+		t.Fatalf("khadga did not log %q:\n%s", until, p.logs)
 	}
 	return p
 }

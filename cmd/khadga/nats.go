@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/khadga/khadga/internal/natsconn"
 	"github.com/khadga/khadga/signaling/store/kvstore"
 	"github.com/prometheus/client_golang/prometheus"
@@ -114,9 +116,27 @@ func (c *natsConfig) connect(ctx context.Context, name string, log *slog.Logger,
 		AuditMax: c.AuditMax, AuditMaxAge: c.AuditMaxAge, Logger: log.With(slog.String("component", "kvstore"))})
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("opening the store on NATS: %w", err)
+		return nil, fmt.Errorf("opening the store on NATS: %w", c.replicasHint(err))
 	}
 	return &natsStore{conn: conn, store: st}, nil
+}
+
+// JetStream's error codes for more replicas than its servers can keep.
+const (
+	jsErrReplicasNotClustered  jetstream.ErrorCode = 10074 // "replicas > 1 not supported in non-clustered mode"
+	jsErrInsufficientResources jetstream.ErrorCode = 10023
+)
+
+// replicasHint names --nats-replicas in err when JetStream refused a
+// bucket or stream for more replicas than it has servers: its own words
+// ("replicas > 1 not supported in non-clustered mode", "insufficient
+// resources") do not say which setting to change.
+func (c *natsConfig) replicasHint(err error) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jsErrReplicasNotClustered || apiErr.ErrorCode == jsErrInsufficientResources) {
+		return fmt.Errorf("--nats-replicas %d: %w (want at most the number of NATS servers with JetStream: 1 for one server, 3 for three)", c.Replicas, err)
+	}
+	return err
 }
 
 // close closes the store, then the connection. A nil natsStore is off.

@@ -155,7 +155,7 @@ func runServe(ctx context.Context, args []string) error {
 	reg := newRegistry()
 	h, err := c.open(ctx, log, reg)
 	if err != nil {
-		return err
+		return stoppedWaiting(ctx, log, err)
 	}
 	defer h.nats.close() // after the server, which closes the store and the cluster node
 	cfg := c.signalingConfig()
@@ -164,7 +164,7 @@ func runServe(ctx context.Context, args []string) error {
 	if h.nats != nil {
 		if cfg.Cluster, err = c.clusterNode(ctx, h.nats, log, reg); err != nil {
 			h.close()
-			return err
+			return stoppedWaiting(ctx, log, err)
 		}
 	}
 	if tl != nil {
@@ -191,6 +191,17 @@ func runServe(ctx context.Context, args []string) error {
 	}
 	log.Info("khadga is running", slog.String("url", c.url(tl != nil, h.http.Addr())), where)
 	return srv.Serve(ctx)
+}
+
+// stoppedWaiting is err, or nil when ctx ended (SIGTERM, SIGINT) while
+// the node waited for NATS: a stop, as when it runs, not a failure to
+// exit with status 1 for (which a service manager reports as one).
+func stoppedWaiting(ctx context.Context, log *slog.Logger, err error) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	log.Info("stopped while waiting for NATS", slog.Any("err", err))
+	return nil
 }
 
 // held is what `khadga serve` opens before the servers take it over.
@@ -258,7 +269,7 @@ func (c *serveConfig) clusterNode(ctx context.Context, ns *natsStore, log *slog.
 		Replicas: c.NATS.Replicas, RevocationReplay: c.NATS.RevocationAge,
 		Logger: log.With(slog.String("component", "cluster")), Registerer: reg}, ns.conn.NATS())
 	if err != nil {
-		return nil, fmt.Errorf("joining the cluster: %w", err)
+		return nil, fmt.Errorf("joining the cluster: %w", c.NATS.replicasHint(err))
 	}
 	return node, nil
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,5 +101,46 @@ func TestCredsFile(t *testing.T) {
 	}
 	if err := ready(stranger, 2*time.Second); err == nil {
 		t.Error("with a user of an account the server does not know, the connection got ready")
+	}
+}
+
+// TestRefusedConnectionSaysWhy: a server that refuses the password (or
+// the creds file) is not a server that is down: Ready, and so /readyz and
+// the error an admin command ends with, say what NATS answered and which
+// settings to check, and the log says it once, without the password. It
+// said "disconnected from NATS", and the log "NATS not reachable yet",
+// for as long as the process waited.
+func TestRefusedConnectionSaysWhy(t *testing.T) {
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
+		Username: "khadga", Password: "right-password"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	t.Cleanup(s.Shutdown)
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS server not ready")
+	}
+	var logged testlog.Buffer
+	c, err := Connect(Options{URLs: []string{"nats://khadga:wrong-password@" + s.Addr().String()},
+		Logger: slog.New(slog.NewTextHandler(&logged, nil)), ReconnectWait: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	err = c.WaitReady(ctx)
+	for _, want := range []string{"authorization violation", "--nats", "--nats-creds"} {
+		if err == nil || !strings.Contains(strings.ToLower(err.Error()), want) {
+			t.Errorf("not ready with a wrong password: %v; want it to say %q", err, want)
+		}
+	}
+	log := logged.String()
+	if n := strings.Count(log, "cannot connect to NATS"); n != 1 {
+		t.Errorf("the refusal logged %d times, want once:\n%s", n, log)
+	}
+	if strings.Contains(log, "wrong-password") || strings.Contains(err.Error(), "wrong-password") {
+		t.Errorf("the password shows:\n%s\n%v", log, err)
 	}
 }

@@ -42,12 +42,16 @@
 //
 // The connection's events (connect, disconnect with its reason,
 // reconnect, lame duck mode, asynchronous errors such as slow consumers)
-// and readiness changes go to the injected slog.Logger. Server URLs are
+// and readiness changes go to the injected slog.Logger. So does each way
+// an attempt to connect fails (a refused password or creds file, a TLS
+// error, a server that does not answer), once until the next connection,
+// with the settings to check; Ready says the last of them too. Server URLs are
 // logged without their credentials.
 package natsconn
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -203,7 +207,15 @@ type Conn struct {
 
 	ready  atomic.Bool
 	reason atomic.Pointer[string] // why not ready
-	rtt    atomic.Int64           // nanoseconds, of the last probe
+	// dialErr is why the last attempt to connect failed (nil once one
+	// succeeds), so that "disconnected" says why: a refused password
+	// and a server that is down call for different fixes.
+	dialErr atomic.Pointer[string]
+	// dialLogged are the dialErr texts logged since the last connection
+	// (at most maxDialLogged): each is logged once, not at every retry.
+	dialMu     sync.Mutex
+	dialLogged map[string]bool // guarded by dialMu
+	rtt        atomic.Int64    // nanoseconds, of the last probe
 	// failingSince is when the probe began to fail (zero while it
 	// succeeds); only the prober uses it.
 	failingSince time.Time
@@ -280,6 +292,7 @@ func (c *Conn) natsOptions() []nats.Option {
 		nats.ConnectHandler(c.onConnect),
 		nats.DisconnectErrHandler(c.onDisconnect),
 		nats.ReconnectHandler(c.onReconnect),
+		nats.ReconnectErrHandler(c.onDialError),
 		nats.ClosedHandler(func(*nats.Conn) { c.log.Info("NATS connection closed") }),
 		nats.ErrorHandler(c.onAsyncError),
 		nats.LameDuckModeHandler(func(nc *nats.Conn) {
@@ -302,6 +315,7 @@ func (c *Conn) natsOptions() []nats.Option {
 }
 
 func (c *Conn) onConnect(nc *nats.Conn) {
+	c.connected()
 	c.log.Info("NATS connected", slog.String("url", nc.ConnectedUrlRedacted()), slog.String("server", nc.ConnectedServerName()))
 	c.ProbeNow()
 }
@@ -324,12 +338,63 @@ func (c *Conn) onDisconnect(_ *nats.Conn, err error) {
 }
 
 func (c *Conn) onReconnect(nc *nats.Conn) {
+	c.connected()
 	c.log.Info("NATS reconnected", slog.String("url", nc.ConnectedUrlRedacted()), slog.String("server", nc.ConnectedServerName()))
 	c.checksMu.Lock()
 	close(c.reconnected)
 	c.reconnected = make(chan struct{})
 	c.checksMu.Unlock()
 	c.ProbeNow()
+}
+
+// maxDialLogged bounds the distinct connection errors logged while
+// disconnected (a few servers, each failing its own way).
+const maxDialLogged = 8
+
+// onDialError records why an attempt to connect failed, and logs it the
+// first time it fails that way: without it, a wrong password or
+// credentials file looked like a server that is down ("NATS not
+// reachable yet"), for as long as the process waited.
+func (c *Conn) onDialError(_ *nats.Conn, err error) {
+	if errors.Is(err, nats.ErrNoServers) {
+		return // the first attempt's word for any failure; the next ones say which
+	}
+	why := dialReason(err)
+	c.dialErr.Store(&why)
+	c.dialMu.Lock()
+	defer c.dialMu.Unlock()
+	if c.dialLogged[why] || len(c.dialLogged) >= maxDialLogged {
+		return
+	}
+	if c.dialLogged == nil {
+		c.dialLogged = make(map[string]bool)
+	}
+	c.dialLogged[why] = true
+	c.log.Warn("cannot connect to NATS; retrying", slog.String("reason", why))
+}
+
+// connected forgets the connection errors of the attempts before.
+func (c *Conn) connected() {
+	c.dialErr.Store(nil)
+	c.dialMu.Lock()
+	c.dialLogged = nil
+	c.dialMu.Unlock()
+}
+
+// dialReason is err with the settings an operator should check. No
+// connection error of nats.go holds a URL's password or a creds file's
+// contents: a dial error names the host and port only.
+func dialReason(err error) string {
+	var verify *tls.CertificateVerificationError
+	switch {
+	case errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrAuthExpired), errors.Is(err, nats.ErrAuthRevoked):
+		return err.Error() + " (check the user and password in --nats or KHADGA_NATS, or --nats-creds)"
+	case errors.As(err, &verify), strings.Contains(err.Error(), "tls:"), strings.Contains(err.Error(), "x509:"):
+		return err.Error() + " (check tls:// in --nats and --nats-ca, --nats-cert, --nats-key)"
+	case strings.Contains(err.Error(), "nkeys:"), strings.Contains(err.Error(), "key pair"):
+		return err.Error() + " (check --nats-creds)"
+	}
+	return err.Error()
 }
 
 // Reconnected returns a channel that is closed when the connection next
@@ -366,6 +431,8 @@ func (c *Conn) Ready() error {
 	reason := "disconnected from NATS"
 	if r := c.reason.Load(); r != nil && c.nc.IsConnected() {
 		reason = *r
+	} else if d := c.dialErr.Load(); d != nil {
+		reason += ": " + *d
 	}
 	return fmt.Errorf("%w: %s", ErrNotReady, reason)
 }

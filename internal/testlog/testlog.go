@@ -1,9 +1,11 @@
 // Package testlog gives tests a *slog.Logger that writes to t.Log. It goes
 // silent when the test ends: pion's and the servers' goroutines may still
-// log while they shut down, and t.Log would then panic.
+// log while they shut down, and t.Log would then panic. Buffer collects
+// log lines for a test that reads them.
 package testlog
 
 import (
+	"bytes"
 	"log/slog"
 	"strings"
 	"sync"
@@ -31,4 +33,24 @@ func (w *writer) Write(b []byte) (int, error) {
 		w.t.Log(strings.TrimSuffix(string(b), "\n"))
 	}
 	return len(b), nil
+}
+
+// Buffer collects log lines for a test to read while the logger may still
+// write (a slog handler's writer): a bytes.Buffer under a lock.
+type Buffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String is what was written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

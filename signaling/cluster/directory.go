@@ -808,16 +808,29 @@ func (d *directory) load(ctx context.Context) error {
 // rewatch restarts the watch, retrying while JetStream elects a leader:
 // after NATS reconnects, a new watch is faster than waiting for the old
 // one to notice its server is gone. The new one delivers every current
-// entry again; the stamps make that harmless.
+// entry again; the stamps make that harmless. While the connection is
+// down it waits for it without trying: each try failed at once ("nats:
+// outbound buffer limit exceeded", nothing is buffered while
+// disconnected), and was logged and counted as a KV error every 2 s for
+// as long as NATS was away. Only the first failure of a run is a warning.
 func (d *directory) rewatch() {
 	d.n.run(func(ctx context.Context) {
+		failed := false
 		for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
-			_, err := d.startWatch()
-			if err == nil {
-				return
+			if d.n.nc.IsConnected() {
+				_, err := d.startWatch()
+				if err == nil {
+					d.n.log.Info("cluster: directory watch restarted")
+					return
+				}
+				d.n.stats.kvErrors.Inc()
+				level := slog.LevelWarn
+				if failed {
+					level = slog.LevelDebug
+				}
+				d.n.log.Log(ctx, level, "cluster: restarting the directory watch; will retry", slog.Any("err", err))
+				failed = true
 			}
-			d.n.stats.kvErrors.Inc()
-			d.n.log.Warn("cluster: restarting the directory watch; will retry", slog.Any("err", err))
 			select {
 			case <-ctx.Done():
 				return

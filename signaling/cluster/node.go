@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/khadga/khadga/internal/natsconn"
 	"github.com/khadga/khadga/signaling/hub"
 )
 
@@ -254,8 +255,10 @@ type Node struct {
 var directoryMarkerTTL = 10 * time.Minute
 
 // New prepares a node on an open NATS connection (which the caller owns
-// and closes after the node): it makes the directory's KV bucket if it is
-// missing. Nothing is sent until Start.
+// and closes after the node): it makes the directory's KV bucket and the
+// revocation stream, or brings them to cfg, trying again while JetStream
+// cannot act on them (NATS away, a leader being elected, a slow answer)
+// until ctx ends. Nothing is sent until Start.
 func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Node, error) {
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
@@ -265,11 +268,17 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: jetstream: %w", err)
 	}
-	kv, err := directoryBucket(ctx, js, cfg)
+	var kv jetstream.KeyValue
+	err = untilAvailable(ctx, cfg.Logger, func(ctx context.Context) (err error) {
+		kv, err = directoryBucket(ctx, js, cfg)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	if err := createRevocationStream(ctx, js, cfg); err != nil {
+	if err := untilAvailable(ctx, cfg.Logger, func(ctx context.Context) error {
+		return createRevocationStream(ctx, js, cfg)
+	}); err != nil {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, id: cfg.NodeID, nc: nc, js: js, kv: kv, log: cfg.Logger.With(slog.String("node", cfg.NodeID)),
@@ -438,15 +447,48 @@ func (n *Node) bye() {
 	_ = n.remove(ctx, healthKey(n.id))
 }
 
+// setupAttempt bounds one attempt to make or update the directory's
+// bucket or the revocation stream; setupRetry is the pause between two.
+const (
+	setupAttempt = 5 * time.Second
+	setupRetry   = time.Second
+)
+
+// untilAvailable runs f until it succeeds, fails for a reason other than
+// JetStream being unreachable or without a leader for now, or ctx ends.
+// Three nodes that start at once on a new three-server NATS cluster make
+// the same replicated bucket together, and JetStream may take longer than
+// a request's timeout to answer them all: two of the three nodes exited
+// ("context deadline exceeded"), where the store's buckets, made the same
+// way, were waited for.
+func untilAvailable(ctx context.Context, log *slog.Logger, f func(ctx context.Context) error) error {
+	for {
+		actx, cancel := context.WithTimeout(ctx, setupAttempt)
+		err := f(actx)
+		cancel()
+		if err == nil || !natsconn.IsUnavailable(err) && !natsconn.Leaderless(err) {
+			return err
+		}
+		log.Warn("cluster: waiting for NATS JetStream", slog.Any("err", err))
+		t := time.NewTimer(setupRetry)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (%w)", err, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
 // directoryBucket makes or updates the directory's KV bucket, with
 // removal markers that expire after directoryMarkerTTL. That needs NATS
 // 2.11 or newer, as the account store's buckets do already.
 func directoryBucket(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.KeyValue, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := natsconn.MakeKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      cfg.Bucket,
 		Description: "khadga: the sessions of every node (peer id -> state)",
 		History:     1,
-		Replicas:    cfg.Replicas,
+		Replicas:    natsconn.KeepReplicas(ctx, js, "KV_"+cfg.Bucket, cfg.Replicas, cfg.Logger),
 		// On disk, so that a NATS restart keeps the directory; entries of
 		// nodes that did not survive it are removed like those of any
 		// node that is gone.

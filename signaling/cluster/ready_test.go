@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/khadga/khadga/internal/cutproxy"
 	"github.com/khadga/khadga/internal/metricstest"
 	"github.com/khadga/khadga/internal/natstest"
+	"github.com/khadga/khadga/internal/testlog"
 	"github.com/khadga/khadga/signaling/hub"
 )
 
@@ -118,4 +120,72 @@ func TestRTTOnAStalledLink(t *testing.T) {
 	eventually(t, "a round trip measured", func() bool { return rtt() > 0 })
 	proxy.Stall()
 	eventually(t, "the gauge to say the link takes nothing", func() bool { return rtt() == -1 })
+}
+
+// TestNewWaitsForJetStream: a node whose NATS goes away while it makes
+// the directory's bucket (as a node's connection does, with nothing
+// buffered) waits for it, and is made once NATS is back. New gave up at
+// the first failed request: two of three nodes started at once on a new
+// three-server NATS cluster exited with "context deadline exceeded".
+func TestNewWaitsForJetStream(t *testing.T) {
+	c := natstest.StartCluster(t, 1)
+	nc := unbufferedConn(t, c.URLs())
+	c.Stop(0)
+	var logged testlog.Buffer
+	cfg := fastConfig()
+	cfg.Logger = slog.New(slog.NewTextHandler(&logged, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	made := make(chan error, 1)
+	go func() {
+		_, err := New(ctx, cfg, nc)
+		made <- err
+	}()
+	for !strings.Contains(logged.String(), "waiting for NATS JetStream") {
+		select {
+		case err := <-made:
+			t.Fatalf("New with NATS away returned %v; want it to wait", err)
+		case <-time.After(5 * time.Millisecond): // polling the log under the test's deadline
+		}
+	}
+	c.Restart(0)
+	if err := <-made; err != nil {
+		t.Fatalf("New once NATS is back: %v", err)
+	}
+}
+
+// TestDirectoryWatchWaitsForNATSQuietly: a restart of the directory watch
+// asked for while NATS is away waits for the connection, and tries once
+// it is back. It tried every 2 s meanwhile, each try failing at once
+// with "outbound buffer limit exceeded", logged as a warning and counted
+// as a KV error, for as long as NATS was away.
+func TestDirectoryWatchWaitsForNATSQuietly(t *testing.T) {
+	c := natstest.StartCluster(t, 1)
+	nc := unbufferedConn(t, c.URLs())
+	var logged testlog.Buffer
+	cfg := fastConfig()
+	cfg.Logger = slog.New(slog.NewTextHandler(&logged, nil))
+	a := startNodeOn(t, "a", nc, cfg, hub.Config{})
+	c.Stop(0)
+	eventually(t, "the node's connection to drop", func() bool { return !nc.IsConnected() })
+	a.node.dir.rewatch()
+	c.Restart(0)
+	eventually(t, "the node to be ready again", func() bool { return a.node.Ready() == nil })
+	if strings.Contains(logged.String(), nats.ErrReconnectBufExceeded.Error()) {
+		t.Fatalf("the watch was tried while NATS was away:\n%s", logged.String())
+	}
+	eventually(t, "the watch to restart", func() bool { return strings.Contains(logged.String(), "directory watch restarted") })
+}
+
+// unbufferedConn connects as a node's connection does (natsconn): it
+// reconnects forever and buffers nothing while disconnected, so that a
+// request then fails at once.
+func unbufferedConn(t *testing.T, urls string) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(urls, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.ReconnectBufSize(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/khadga/khadga/internal/natsconn"
 	"github.com/khadga/khadga/proto"
 )
 
@@ -275,13 +276,13 @@ func revocationStream(subject string) string {
 
 func createRevocationStream(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	name := revocationStream(cfg.Subject)
-	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	_, err := natsconn.MakeStream(ctx, js, jetstream.StreamConfig{
 		Name:        name,
 		Description: "khadga: revocations and sign-in moves, for nodes that were away when they went out",
 		Subjects:    []string{cfg.Subject + ".revoke", cfg.Subject + ".relogin"},
 		MaxAge:      cfg.RevocationReplay,
 		MaxBytes:    64 << 20,
-		Replicas:    cfg.Replicas,
+		Replicas:    natsconn.KeepReplicas(ctx, js, name, cfg.Replicas, cfg.Logger),
 		Storage:     jetstream.FileStorage,
 	})
 	if err != nil {

@@ -137,8 +137,11 @@ type Options struct {
 	// Letters, digits, '-' and '_'. Default DefaultPrefix.
 	Prefix string
 	// Replicas is how many NATS servers keep each bucket (1..5). Default
-	// DefaultReplicas; use 3 in a three-server cluster. Changing it on an
-	// existing deployment updates the buckets when a node opens them.
+	// DefaultReplicas; use 3 in a three-server cluster. Raising it on an
+	// existing deployment updates the buckets when a node opens them;
+	// a lower one than the buckets have is not applied (it is logged):
+	// one node started without the setting must not take every copy but
+	// one away (natsconn.KeepReplicas).
 	Replicas int
 	// KeepSettings opens existing buckets and the stream as they are,
 	// making only those missing (with Replicas and the audit bounds): for
@@ -227,8 +230,9 @@ type Store struct {
 var _ store.Backend = (*Store)(nil)
 
 // Open creates the buckets and the audit stream if they do not exist (or
-// updates their replicas and limits), and returns the Store. While NATS
-// cannot be reached it keeps trying, logging each failure, until ctx ends.
+// updates their replicas, never lowering them, and limits), and returns
+// the Store. While NATS cannot be reached it keeps trying, logging each
+// failure, until ctx ends.
 // The connection stays the caller's: Close does not close it.
 func Open(ctx context.Context, conn *natsconn.Conn, opts Options) (*Store, error) {
 	if err := opts.setDefaults(); err != nil {
@@ -243,6 +247,9 @@ func Open(ctx context.Context, conn *natsconn.Conn, opts Options) (*Store, error
 		err = s.setup(ctx)
 		if err == nil || !natsconn.IsUnavailable(err) && !errors.Is(err, natsconn.ErrNotReady) {
 			break
+		}
+		if ctx.Err() != nil {
+			break // given up: "waiting" would be the wrong word
 		}
 		s.log.Warn("waiting for NATS JetStream to create the store's buckets", slog.Any("err", err))
 		if err := conn.WaitReady(ctx); err != nil {
@@ -295,7 +302,8 @@ func (s *Store) setup(ctx context.Context) error {
 			LimitMarkerTTL: markerTTL,
 		}
 		if !s.opts.KeepSettings {
-			kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+			cfg.Replicas = natsconn.KeepReplicas(ctx, js, "KV_"+cfg.Bucket, cfg.Replicas, s.log)
+			kv, err := natsconn.MakeKeyValue(ctx, js, cfg)
 			return &bucket{kv, s.conn.NATS()}, err
 		}
 		kv, err := js.KeyValue(ctx, cfg.Bucket)
@@ -339,7 +347,8 @@ func (s *Store) setup(ctx context.Context) error {
 		MaxMsgSize: 8 << 10, Storage: jetstream.FileStorage, Replicas: s.opts.Replicas,
 	}
 	if !s.opts.KeepSettings {
-		s.audit, err = js.CreateOrUpdateStream(ctx, audit)
+		audit.Replicas = natsconn.KeepReplicas(ctx, js, audit.Name, audit.Replicas, s.log)
+		s.audit, err = natsconn.MakeStream(ctx, js, audit)
 		return err
 	}
 	if s.audit, err = js.Stream(ctx, audit.Name); errors.Is(err, jetstream.ErrStreamNotFound) {
