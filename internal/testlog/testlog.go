@@ -5,7 +5,6 @@
 package testlog
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
 	"sync"
@@ -33,24 +32,4 @@ func (w *writer) Write(b []byte) (int, error) {
 		w.t.Log(strings.TrimSuffix(string(b), "\n"))
 	}
 	return len(b), nil
-}
-
-// Buffer collects log lines for a test to read while the logger may still
-// write (a slog handler's writer): a bytes.Buffer under a lock.
-type Buffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *Buffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// String is what was written so far.
-func (b *Buffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
