@@ -15,6 +15,9 @@ import (
 )
 
 // Defaults for the zero values of Config.
+// minRelayPort is the lowest relay port a configuration may give.
+const minRelayPort = 1024
+
 const (
 	DefaultListen          = "0.0.0.0:3478"
 	DefaultTLSListen       = "0.0.0.0:5349"
@@ -222,8 +225,10 @@ func (c Config) Validate() error {
 			bad("public IP check interval %v: want between 1s and 24h", c.PublicIPEvery)
 		}
 	}
-	if c.RelayMinPort < 1 || c.RelayMaxPort > 65535 || c.RelayMinPort > c.RelayMaxPort {
-		bad("relay ports %d-%d: want 1 <= min <= max <= 65535", c.RelayMinPort, c.RelayMaxPort)
+	// Below 1024 are the system's services (ssh, DNS, ...): a relay socket
+	// there is a typo's doing (5-51010 for 50000-51010), never a plan.
+	if c.RelayMinPort < minRelayPort || c.RelayMaxPort > 65535 || c.RelayMinPort > c.RelayMaxPort {
+		bad("relay ports %d-%d: want %d <= min <= max <= 65535", c.RelayMinPort, c.RelayMaxPort, minRelayPort)
 	}
 	errs = append(errs, validateSecrets(c.Secrets)...)
 	if c.CredentialTTL < time.Minute || c.CredentialTTL > maxCredentialTTL {

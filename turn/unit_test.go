@@ -171,6 +171,12 @@ func TestValidateReportsEverything(t *testing.T) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
 	}
+	// A typo (5-51010 for 50000-51010) would relay from the system's
+	// service ports.
+	low := Config{RelayMinPort: 5, RelayMaxPort: 51010, Secrets: [][]byte{[]byte("a long enough secret")}}.Validate()
+	if low == nil || !strings.Contains(low.Error(), "relay ports 5-51010: want 1024 <= min") {
+		t.Errorf("Validate of relay ports from 5 = %v", low)
+	}
 	if err := (Config{}).Validate(); err == nil || !strings.Contains(err.Error(), "no TURN secret") {
 		t.Errorf("Validate without secret = %v", err)
 	}
