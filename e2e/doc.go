@@ -140,6 +140,15 @@
 //     transfer (offer, waiting, progress, done, declined, failed and
 //     cancelled) fits the screen, its controls are at least 24x24 px, it
 //     meets the same contrast, and its controls show keyboard focus.
+//   - TestInviteCopySaysCopied: the invite link's Copy button says
+//     "Copied" for a moment, and a status message tells screen readers.
+//   - TestServerErrorsReadAsSentences: the server's "invalid username or
+//     password" shows as a sentence under the sign-in form.
+//   - TestCameraOffAfterReloadSaysSo: a page reloaded with the camera on
+//     comes back with it off, and a note by the camera button says so
+//     until it is on again.
+//   - TestTwoFactorSetupLabelsShow: the two-factor setup's password and
+//     code boxes have labels on screen, not only placeholders.
 //
 // Artifacts (screenshots) go to $KHADGA_ARTIFACTS when set, else to the
 // test's temporary directory. When Chromium is missing the tests skip, or
