@@ -138,7 +138,7 @@ const focusJS = `(() => {
 	const around = offset >= 0 ? background(e.parentElement) : background(e);
 	const r = ratio(over(parse(s.outlineColor), around), around);
 	if (r < 3) return name(e) + ': outline ' + s.outlineColor + ' on ' + fmt(around) + ' is ' + r.toFixed(2) + ':1, needs 3';
-	const b = e.getBoundingClientRect(), grow = Math.max(offset, 0) + width;
+	const b = e.getBoundingClientRect(), grow = Math.max(offset + width, 0); // a negative offset draws it inwards
 	for (let n = e.parentElement; n; n = n.parentElement) {
 		const ns = getComputedStyle(n);
 		if (ns.overflowX === 'visible' && ns.overflowY === 'visible') continue;

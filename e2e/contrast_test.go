@@ -9,11 +9,12 @@ import (
 	"github.com/khadga/khadga/signaling/signalingtest"
 )
 
-// TestReadableAndFocusable: the sign-in form (with an error under it) and
-// the app (a room with a connected member, a chat message and a notice,
-// an invite link, and the two-factor setup open) meet WCAG AA contrast in
-// the light and the dark colour scheme, and every control shows where the
-// keyboard focus is.
+// TestReadableAndFocusable: the sign-in form (with an error under it), the
+// app (a room with a connected member, a chat message and a notice, an
+// invite link, a video window, and the security forms open) and the
+// reconnecting banner meet WCAG AA contrast in the light and the dark
+// colour scheme, and every control shows where the keyboard focus is,
+// those of a video window (which clips what overflows it) included.
 func TestReadableAndFocusable(t *testing.T) {
 	s := signalingtest.Start(t, signalingtest.Options{})
 	alice, bob := openPage(t, s.URL, "alice"), openPage(t, s.URL, "bob")
@@ -31,6 +32,8 @@ func TestReadableAndFocusable(t *testing.T) {
 	alice.waitConnected("bob")
 	bob.say("hello")
 	alice.waitMessage("bob", "hello")
+	bob.press("camera") // alice gets a video window, whose bar and button take focus
+	alice.waitFor("bob's video window", `document.querySelector('.vwin video')`)
 	alice.do(chromedp.Focus(chromedp.CSS(`#rooms section[data-room="club"] button.invite`)), chromedp.KeyEvent(" "))
 	alice.waitFor("the invite link", `document.querySelector('input[data-invite-link="club"]')`)
 	alice.press("security-title")

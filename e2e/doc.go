@@ -130,12 +130,12 @@
 //   - TestPresenceCountsTheUnlisted: with more online than the server
 //     lists, the presence column counts everyone and says how many more.
 //   - TestReadableAndFocusable: the sign-in form, the app (a room, chat,
-//     an invite link, the security forms open) and the reconnecting
-//     banner meet WCAG AA contrast in the light and the dark colour
-//     scheme (emulated), computed from the page's computed colours: text
-//     4.5:1 (3:1 large), text fields and buttons 3:1 against their card;
-//     and Tab through every control shows a focus outline of 3:1 that no
-//     ancestor clips.
+//     an invite link, a video window, the security forms open) and the
+//     reconnecting banner meet WCAG AA contrast in the light and the
+//     dark colour scheme (emulated), computed from the page's computed
+//     colours: text 4.5:1 (3:1 large), text fields and buttons 3:1
+//     against their card; and Tab through every control shows a focus
+//     outline of 3:1 that no ancestor clips.
 //   - TestFilesOnAPhone: on a 375x667 phone, every screen of a file
 //     transfer (offer, waiting, progress, done, declined, failed and
 //     cancelled) fits the screen, its controls are at least 24x24 px, it
