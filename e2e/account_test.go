@@ -56,7 +56,7 @@ func TestPasswordChange(t *testing.T) {
 			chromedp.SendKeys(chromedp.ID("password"), pw+kb.Enter))
 	}
 	signIn(password)
-	alice.waitFor("the refusal of the old password", `document.getElementById('signin-error').textContent.includes('invalid')`)
+	alice.waitFor("the refusal of the old password", `document.getElementById('signin-error').textContent.includes('Invalid username or password')`)
 	signIn(newPassword)
 	alice.waitFor("signed in with the new password", `khadgaApp.client && khadgaApp.client.connected && !document.getElementById('app').hidden`)
 }

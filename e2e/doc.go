@@ -131,6 +131,26 @@
 //     joined, by the sign-in the tab restores.
 //   - TestPresenceCountsTheUnlisted: with more online than the server
 //     lists, the presence column counts everyone and says how many more.
+//   - TestReadableAndFocusable: the sign-in form, the app (a room, chat,
+//     an invite link, a video window, the security forms open) and the
+//     reconnecting banner meet WCAG AA contrast in the light and the
+//     dark colour scheme (emulated), computed from the page's computed
+//     colours: text 4.5:1 (3:1 large), text fields and buttons 3:1
+//     against their card; and Tab through every control shows a focus
+//     outline of 3:1 that no ancestor clips.
+//   - TestFilesOnAPhone: on a 375x667 phone, every screen of a file
+//     transfer (offer, waiting, progress, done, declined, failed and
+//     cancelled) fits the screen, its controls are at least 24x24 px, it
+//     meets the same contrast, and its controls show keyboard focus.
+//   - TestInviteCopySaysCopied: the invite link's Copy button says
+//     "Copied" for a moment, and a status message tells screen readers.
+//   - TestServerErrorsReadAsSentences: the server's "invalid username or
+//     password" shows as a sentence under the sign-in form.
+//   - TestCameraOffAfterReloadSaysSo: a page reloaded with the camera on
+//     comes back with it off, and a note by the camera button says so
+//     until it is on again.
+//   - TestTwoFactorSetupLabelsShow: the two-factor setup's password and
+//     code boxes have labels on screen, not only placeholders.
 //
 // Artifacts (screenshots) go to $KHADGA_ARTIFACTS when set, else to the
 // test's temporary directory. When Chromium is missing the tests skip, or

@@ -8,6 +8,7 @@ import { takeInvite, makeInviteLink } from '/invites.js';
 
 const $ = (id) => document.getElementById(id);
 const refreshKey = 'khadga.refresh'; // sessionStorage: survives a reload, not the tab
+const cameraKey = 'khadga.camera'; // sessionStorage: set while the camera is on, so that a reload can say it is off
 
 const state = {
   session: null,
@@ -44,6 +45,16 @@ function showBanner(text) {
   const b = $('banner');
   b.textContent = text;
   b.hidden = !text;
+}
+
+// sentence makes text read as the sentence the page shows it as: the
+// server's words ("invalid username or password") start in lower case and
+// without a full stop, to go after a colon.
+function sentence(text) {
+  const t = String(text).trim();
+  if (!t) return t;
+  const s = t[0].toUpperCase() + t.slice(1);
+  return /[.!?…]$/.test(s) ? s : s + '.';
 }
 
 function errorText(e) {
@@ -173,7 +184,7 @@ async function onReset(ev) {
   } catch (e) {
     $('reset-error').textContent = e instanceof ApiError && e.code === 'link_invalid'
       ? 'This link is invalid, expired, or the password was changed since it was sent. Ask for a new one with "Forgot password?".'
-      : errorText(e);
+      : sentence(errorText(e));
     return;
   }
   state.reset = null;
@@ -232,6 +243,7 @@ async function start(session, { restored = false } = {}) {
   // another page that holds this tab can load the app in it with an
   // invite link, and nobody signed in by hand to take that invite.
   if (restored) {
+    cameraOffAfterReload();
     const inv = pendingInvite();
     sessionStorage.removeItem(inviteKey);
     $('signin-notice').hidden = true;
@@ -246,7 +258,7 @@ async function start(session, { restored = false } = {}) {
 // neither styled nor announced as an alert.
 function signinMessage(text, kind = 'error') {
   const m = $('signin-error');
-  m.textContent = text;
+  m.textContent = sentence(text);
   m.className = kind === 'note' ? 'note' : 'error';
   m.setAttribute('role', kind === 'note' ? 'status' : 'alert');
 }
@@ -257,7 +269,7 @@ async function signOut(message, kind = 'error') {
   const k = state.k;
   state.k = null; // before close, so that its 'closed' event does not sign out twice
   if (k) k.close();
-  for (const key of [refreshKey, logKey, roomsKey, invitesKey]) sessionStorage.removeItem(key);
+  for (const key of [refreshKey, logKey, roomsKey, invitesKey, cameraKey]) sessionStorage.removeItem(key);
   state.kept = [];
   if (state.session) await state.session.logout();
   state.session = null;
@@ -472,16 +484,36 @@ async function onInviteLink(room) {
   try {
     link = await makeInviteLink(state.session, room);
   } catch (e) {
-    box.replaceChildren(el('p', { class: 'error', role: 'alert' }, errorText(e)));
+    box.replaceChildren(el('p', { class: 'error', role: 'alert' }, sentence(errorText(e))));
     return;
   }
   const field = el('input', { readOnly: true, value: link, 'data-invite-link': room, 'aria-label': `Invite link for room ${room}` });
-  const copy = el('button', { type: 'button', class: 'secondary' }, 'Copy');
-  copy.addEventListener('click', () => { field.select(); navigator.clipboard.writeText(link).catch(() => {}); });
-  box.replaceChildren(el('div', { class: 'row' }, field, copy),
+  const copy = el('button', { type: 'button', class: 'secondary copy' }, 'Copy');
+  const said = el('p', { class: 'note', role: 'status' }); // there before it speaks, or screen readers miss it
+  copy.addEventListener('click', () => copyLink(link, field, copy, said));
+  box.replaceChildren(el('div', { class: 'row' }, field, copy), said,
     el('p', { class: 'note' }, `You own ${room}. Only people with this link can join it now; a new link stops this one working.`));
   field.focus();
   field.select();
+}
+
+// copyLink copies link and says so, on the button for a moment (a click
+// that changes nothing looks broken) and in said, a status message for
+// screen readers. Where the browser refuses (no clipboard permission, an
+// insecure origin), the link stays selected in field to copy by hand.
+async function copyLink(link, field, copy, said) {
+  field.select();
+  clearTimeout(copy.copiedTimer);
+  try {
+    await navigator.clipboard.writeText(link);
+  } catch {
+    copy.textContent = 'Copy';
+    said.textContent = 'Could not copy: the link is selected, so copy it with Ctrl+C (⌘C on a Mac).';
+    return;
+  }
+  copy.textContent = 'Copied';
+  said.textContent = 'Invite link copied.';
+  copy.copiedTimer = setTimeout(() => { copy.textContent = 'Copy'; said.textContent = ''; }, 2000);
 }
 
 // The invite this page was opened with (takeInvite), kept in the tab until
@@ -542,7 +574,7 @@ async function joinInvite() {
 }
 
 async function leaveRoom(room) {
-  try { await state.k.leave(room); } catch (e) { $('rooms-error').textContent = errorText(e); }
+  try { await state.k.leave(room); } catch (e) { $('rooms-error').textContent = sentence(errorText(e)); }
   forgetRoom(room);
 }
 
@@ -808,6 +840,8 @@ async function toggleCamera() {
     return;
   }
   state.camera = stream;
+  sessionStorage.setItem(cameraKey, '1');
+  $('camera-note').hidden = true;
   for (const t of stream.getTracks()) k.addTrack(t, stream);
   const v = $('local-video');
   v.srcObject = stream;
@@ -818,9 +852,11 @@ async function toggleCamera() {
 }
 
 function cameraOff() {
+  $('camera-note').hidden = true;
   const s = state.camera;
   if (!s) return;
   state.camera = null;
+  sessionStorage.removeItem(cameraKey);
   for (const t of s.getTracks()) { if (state.k) state.k.removeTrack(t); t.stop(); }
   const v = $('local-video');
   v.srcObject = null;
@@ -830,6 +866,17 @@ function cameraOff() {
   $('mute').disabled = true;
   $('mute').textContent = 'Mute microphone';
   $('mute').setAttribute('aria-pressed', 'false');
+}
+
+// cameraOffAfterReload says, by the camera button, that the camera is
+// off when it was on before the page reloaded: the page does not open it
+// by itself (that would send video nobody asked for again), and the person
+// may think the others still see them.
+function cameraOffAfterReload() {
+  if (!sessionStorage.getItem(cameraKey)) return;
+  sessionStorage.removeItem(cameraKey);
+  $('camera-note').hidden = false;
+  $('camera-note').textContent = 'Your camera is off since the page reloaded. Turn it on again to be seen.';
 }
 
 function toggleMute() {
@@ -859,7 +906,7 @@ function closeWindow(id) {
 
 // ---- two-factor authentication ----
 
-function totpMessage(text) { $('totp-message').textContent = text; }
+function totpMessage(text) { $('totp-message').textContent = sentence(text); }
 
 async function onTOTPEnroll() {
   totpMessage('');
@@ -941,7 +988,7 @@ async function onPasswordChange(ev) {
     msg.className = 'note';
     msg.textContent = 'Password changed. Your other sessions are signed out.';
   } catch (e) {
-    msg.textContent = e instanceof ApiError && e.status === 401 ? 'The current password is wrong.' : errorText(e);
+    msg.textContent = e instanceof ApiError && e.status === 401 ? 'The current password is wrong.' : sentence(errorText(e));
   }
 }
 
@@ -972,10 +1019,10 @@ async function onDeleteAccount(ev) {
   try {
     await state.session.deleteAccount($('delete-password').value, $('delete-code').value.trim());
   } catch (e) {
-    msg.textContent = !(e instanceof ApiError) ? errorText(e)
+    msg.textContent = !(e instanceof ApiError) ? sentence(errorText(e))
       : e.code === 'totp_required' ? 'Enter the code from your authenticator app as well.'
         : e.code === 'totp_invalid' ? 'That code is wrong or already used.'
-          : e.status === 401 ? 'The password is wrong.' : errorText(e);
+          : e.status === 401 ? 'The password is wrong.' : sentence(errorText(e));
     return;
   }
   await signOut('Your account is deleted.', 'note');
@@ -1011,7 +1058,7 @@ async function restore() {
     await start(session, { restored: true });
   } catch {
     if (state.session) return; // signed in with the form meanwhile
-    for (const key of [refreshKey, logKey, roomsKey, invitesKey]) sessionStorage.removeItem(key);
+    for (const key of [refreshKey, logKey, roomsKey, invitesKey, cameraKey]) sessionStorage.removeItem(key);
     state.kept = [];
     $('chat-log').replaceChildren();
     return;
