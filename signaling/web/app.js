@@ -1003,7 +1003,7 @@ async function onLogoutOthers(ev) {
     msg.className = 'note';
     msg.textContent = 'Your other devices are signed out.';
   } catch (e) {
-    msg.textContent = e instanceof ApiError && e.status === 401 ? 'The password is wrong.' : errorText(e);
+    msg.textContent = e instanceof ApiError && e.status === 401 ? 'The password is wrong.' : sentence(errorText(e));
   }
 }
 
