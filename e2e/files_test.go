@@ -204,6 +204,10 @@ func TestFilesBetweenBrowsers(t *testing.T) {
 	bob.pressIn(transferRow("in", "declined.bin"), "decline")
 	alice.waitTransfer("out", "declined.bin", "rejected")
 	bob.waitTransfer("in", "declined.bin", "rejected")
+	for _, p := range []*page{alice, bob} { // not "Declined: declined"
+		dir := map[*page]string{alice: "out", bob: "in"}[p]
+		p.waitFor("the decline said once", fmt.Sprintf(`document.querySelector(%s + ' .status')?.textContent === 'Declined.'`, js(transferRow(dir, "declined.bin"))))
+	}
 
 	withdrawn, _ := randomFile(t, "withdrawn.bin", 1000)
 	alice.pickFiles("bob", withdrawn)

@@ -770,7 +770,8 @@ function transferStatus(t) {
     case 'receiving': return `Receiving: ${pct} %`;
     case 'verifying': return `Sent; ${who} is checking it…`;
     case 'done': return `${t.direction === 'out' ? 'Sent' : 'Received'}; SHA-256 verified (${t.sha256.slice(0, 16)}…)`;
-    case 'rejected': return `Declined: ${t.error}`;
+    // The reason is the other side's words; the SDK's own is "declined".
+    case 'rejected': return !t.error || t.error === 'declined' ? 'Declined.' : `Declined: ${t.error}`;
     case 'cancelled': return `Cancelled: ${t.error}`;
     default: return `Failed: ${t.error}`;
   }
