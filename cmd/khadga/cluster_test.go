@@ -187,7 +187,7 @@ func TestMigrateIntoCluster(t *testing.T) {
 	nats := natstest.Start(t).ClientURL()
 	from := filepath.Join(dir, "khadga-data", "khadga.db")
 	out, err := run(t, t.TempDir(), "", "migrate", "--nats", nats, "--from", from)
-	if err != nil || !strings.Contains(out, "1 users, 1 refresh-token families") {
+	if err != nil || !strings.Contains(out, "1 user, 1 refresh-token family, 1 signing key") {
 		t.Fatalf("migrate: %v\n%s", err, out)
 	}
 	node := startServe(t, t.TempDir(), "KHADGA_NATS="+nats, "KHADGA_TURN_LISTEN=off")

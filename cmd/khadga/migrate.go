@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"os"
 	"path/filepath"
 	"time"
@@ -126,6 +127,18 @@ func copyFile(dst, src string) error {
 }
 
 func printCopied(w io.Writer, what string, st store.CopyStats) {
-	fmt.Fprintf(w, "%s: %d users, %d refresh-token families, %d signing keys, %d bot tokens, %d rooms, %d secrets, %d audit events\n",
-		what, st.Users, st.Families, st.SigningKeys, st.BotTokens, st.Rooms, st.Secrets, st.AuditEvents)
+	fmt.Fprintf(w, "%s: %s, %s, %s, %s, %s, %s, %s\n", what,
+		count(st.Users, "user"), count(st.Families, "refresh-token family"), count(st.SigningKeys, "signing key"),
+		count(st.BotTokens, "bot token"), count(st.Rooms, "room"), count(st.Secrets, "secret"), count(st.AuditEvents, "audit event"))
+}
+
+// count says n of thing, in the plural unless n is 1.
+func count(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	if strings.HasSuffix(thing, "y") {
+		return fmt.Sprintf("%d %sies", n, strings.TrimSuffix(thing, "y"))
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }
