@@ -424,7 +424,7 @@ func (s *Server) refreshBot(w http.ResponseWriter, r *http.Request, tok string) 
 	}
 	if err != nil {
 		s.metrics.refreshes.WithLabelValues("failed").Inc()
-		s.log.Info("bot refresh refused", slog.String("addr", s.clientAddr(r)), slog.Any("err", err))
+		s.refusals.bot.Log(slog.LevelInfo, "bot refresh refused", slog.String("addr", s.clientAddr(r)), slog.Any("err", err))
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, "invalid, revoked or expired bot token")
 		return
 	}
