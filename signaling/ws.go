@@ -58,7 +58,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	checked := time.Now() // before the store is read (hub.Identity.Checked)
 	claims, err := s.wsClaims(r)
-	if storeDown(w, err) {
+	if s.storeDown(w, err) {
 		s.metrics.wsRefused.WithLabelValues("unavailable").Inc()
 		return
 	}
