@@ -4,6 +4,7 @@ package metricstest
 import (
 	"maps"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 
@@ -47,23 +48,24 @@ func Value(t testing.TB, g prometheus.Gatherer, name string, want map[string]str
 	return sum
 }
 
-// Registry is a prometheus.Registry that remembers the name of every
-// metric registered on it, whether it has been gathered yet or not (a
-// vector with no child yet is not gathered): a test can check that a
-// name the docs give exists.
+// Registry is a prometheus.Registry that remembers the name and label
+// names of every metric registered on it, whether it has been gathered
+// yet or not (a vector with no child yet is not gathered): a test can
+// check that a name the docs give exists.
 type Registry struct {
 	*prometheus.Registry
 	mu    sync.Mutex
-	names map[string]bool
+	names map[string][]string // label names by metric name
 }
 
 // NewRegistry returns an empty Registry.
 func NewRegistry() *Registry {
-	return &Registry{Registry: prometheus.NewRegistry(), names: map[string]bool{}}
+	return &Registry{Registry: prometheus.NewRegistry(), names: map[string][]string{}}
 }
 
-// fqName is where a Desc's String shows its metric's name.
-var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
+// descString is how a Desc's String shows its metric's name and its
+// variable labels.
+var descString = regexp.MustCompile(`fqName: "([^"]+)".*variableLabels: \{([^}]*)\}`)
 
 // Register registers c and remembers the names it describes.
 func (r *Registry) Register(c prometheus.Collector) error {
@@ -75,8 +77,8 @@ func (r *Registry) Register(c prometheus.Collector) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for d := range ch {
-		if m := fqName.FindStringSubmatch(d.String()); m != nil {
-			r.names[m[1]] = true
+		if m := descString.FindStringSubmatch(d.String()); m != nil {
+			r.names[m[1]] = strings.FieldsFunc(m[2], func(c rune) bool { return c == ',' })
 		}
 	}
 	return nil
@@ -91,8 +93,9 @@ func (r *Registry) MustRegister(cs ...prometheus.Collector) {
 	}
 }
 
-// Names are the names of the metrics registered so far.
-func (r *Registry) Names() map[string]bool {
+// Names are the metrics registered so far: their label names by their
+// names.
+func (r *Registry) Names() map[string][]string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return maps.Clone(r.names)
