@@ -14,6 +14,7 @@ import (
 	"github.com/khadga/khadga/signaling"
 	"github.com/khadga/khadga/signaling/auth"
 	"github.com/khadga/khadga/signaling/signalingtest"
+	"github.com/khadga/khadga/turn"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -24,7 +25,8 @@ import (
 const cardinalityMarker = "zqx"
 
 // TestMetricCardinalityIsBounded drives a real server (with its TURN
-// server) with input that varies on every round: new users, unknown
+// server) with input that varies on every round: new users, TURN
+// allocations with made-up user names and passwords, unknown
 // paths, wrong passwords for made-up accounts, made-up refresh and bot
 // tokens, WebSocket upgrades with made-up origins, versions and tokens,
 // and connections sending bad JSON, unknown types, signals to made-up
@@ -35,7 +37,7 @@ const cardinalityMarker = "zqx"
 // bound.
 func TestMetricCardinalityIsBounded(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	s := signalingtest.Start(t, signalingtest.Options{TURN: true, Config: signaling.Config{
+	s := signalingtest.Start(t, signalingtest.Options{TURN: true, TURNConfig: turn.Config{Registerer: reg}, Config: signaling.Config{
 		Registerer: reg, Gatherer: reg, RegistrationsPerHour: 10000,
 		AllowedOrigins: []string{"https://app.example"},
 		// Every round fails logins from 127.0.0.1: no slowing or blocking.
@@ -65,7 +67,8 @@ func TestMetricCardinalityIsBounded(t *testing.T) {
 			t.Errorf("a label value holds network input: %q", v)
 		}
 	}
-	if after["khadga_hub_errors_total"] == 0 || after["khadga_logins_total"] == 0 || after["khadga_ws_refused_total"] == 0 {
+	if after["khadga_hub_errors_total"] == 0 || after["khadga_logins_total"] == 0 || after["khadga_ws_refused_total"] == 0 ||
+		after["khadga_turn_auth_failures_total"] == 0 {
 		t.Fatalf("the rounds counted nothing; is the registry wired? %v", after)
 	}
 }
@@ -103,6 +106,7 @@ func cardinalityRound(t *testing.T, s *signalingtest.Server, r int) {
 	}
 
 	c := s.Connect(t, tok.AccessToken, url.Values{"x": {name}})
+	cardinalityTURN(t, c.Welcome.ICEServers, name)
 	c.SendRaw([]byte(`{"type":`))
 	c.ExpectError(proto.CodeBadMessage, "")
 	c.Send(&proto.Message{Type: name, ID: name})
@@ -116,6 +120,44 @@ func cardinalityRound(t *testing.T, s *signalingtest.Server, r int) {
 		t.Fatal("the connection stayed open after an oversized frame")
 	}
 	waitFor(t, "every connection closed", func() bool { return s.HubStats().Connections == 0 })
+}
+
+// cardinalityTURN allocates on the TURN server of ices with made-up
+// user names (one malformed, one well-formed with a wrong password) and
+// with the right credentials.
+func cardinalityTURN(t *testing.T, ices []proto.ICEServer, name string) {
+	t.Helper()
+	for _, ice := range ices {
+		for _, u := range ice.URLs {
+			if !strings.HasPrefix(u, "turn:") || !strings.HasSuffix(u, "?transport=udp") {
+				continue
+			}
+			addr := strings.TrimSuffix(strings.TrimPrefix(u, "turn:"), "?transport=udp")
+			expiry, _, _ := strings.Cut(ice.Username, ":")
+			for _, cred := range [][2]string{{name, name}, {expiry + ":" + name, name}} {
+				if turnAllocate(t, addr, cred[0], cred[1]) == nil {
+					t.Fatalf("TURN allocated for made-up credentials %q", cred)
+				}
+			}
+			if err := turnAllocate(t, addr, ice.Username, ice.Credential); err != nil {
+				t.Fatalf("TURN with the welcome's credentials: %v", err)
+			}
+			return
+		}
+	}
+	t.Fatalf("no UDP TURN server in %+v", ices)
+}
+
+// turnAllocate allocates a relay on the TURN server at addr and closes it.
+func turnAllocate(t *testing.T, addr, user, pass string) error {
+	t.Helper()
+	client := turnClient(t, addr, user, pass)
+	defer client.Close()
+	relay, err := client.Allocate()
+	if err == nil {
+		relay.Close()
+	}
+	return err
 }
 
 // seriesByFamily counts the series of each metric family in g.
