@@ -20,7 +20,7 @@ import (
 // failed logins, and blocked them after a few tries) and signed clients
 // out. The failures are counted in khadga_api_errors_total, which an
 // alert watches (docs/operations.md, "Alerts"); before, a single node's
-// store failures showed only in the log.
+// store failures showed only in the log. /readyz says 503 meanwhile.
 func TestAPIErrorsAreCounted(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	s := signalingtest.Start(t, signalingtest.Options{Config: signaling.Config{Registerer: reg, Gatherer: reg}})
@@ -47,6 +47,14 @@ func TestAPIErrorsAreCounted(t *testing.T) {
 		if code != http.StatusInternalServerError {
 			t.Errorf("%s with the store closed: %d %s, want 500", req.path, code, body)
 		}
+	}
+	resp, err := s.Client.Get(s.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/readyz with the store closed: %d, want 503", resp.StatusCode)
 	}
 	if n := metricstest.Value(t, reg, "khadga_api_errors_total", map[string]string{"kind": "internal"}); n != 4 {
 		t.Errorf("khadga_api_errors_total{kind=\"internal\"} = %v, want 4", n)
