@@ -189,6 +189,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	if ok, limited := s.limitCheck(w, r, addr, key); !ok {
 		if limited {
 			s.metrics.logins.WithLabelValues("limited").Inc()
+			s.loginRefused(key, addr, "too many failed attempts (429)")
 		}
 		return
 	}
@@ -204,6 +205,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		s.metrics.logins.WithLabelValues("failed").Inc()
 		s.limiter.Failure(addr, key, s.cfg.Now())
 		s.audit("login-failed", key, r, "")
+		s.loginRefused(key, addr, "wrong password, unknown or disabled account")
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, errBadCredentials)
 		return
 	}
@@ -362,6 +364,7 @@ func (s *Server) secondFactor(w http.ResponseWriter, r *http.Request, addr, key,
 	if err != nil {
 		s.settleCode(addr, key, err)
 		s.audit("login-totp-failed", user, r, "")
+		s.loginRefused(user, addr, "wrong second factor")
 		s.userUpdated(w, err, "")
 		return false
 	}

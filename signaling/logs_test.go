@@ -24,9 +24,9 @@ import (
 // refresh tokens, wrong passwords) write a bounded number of lines
 // however many requests come; bad messages on a connection write none
 // until the connection is closed for them. Each disconnect and refusal
-// of a known user (too many bad messages, an oversized message, too
-// many connections) has a line naming the user and the reason, even
-// after the floods. No line holds a password, token or TURN credential.
+// of a known user (a wrong password, too many bad messages, an oversized
+// message, too many connections) has a line naming the user and the
+// reason, the last three even after the floods. No line holds a password, token or TURN credential.
 func TestMisbehavingClientsInTheLog(t *testing.T) {
 	var buf testlog.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -41,6 +41,10 @@ func TestMisbehavingClientsInTheLog(t *testing.T) {
 		secrets = append(secrets, toks[name].AccessToken, toks[name].RefreshToken)
 	}
 	tok := toks["mallory"]
+	before := len(buf.String())
+	s.Post(t, "/api/login", map[string]string{"username": "trudy", "password": "zqx not trudy's"})
+	wantLine(t, buf.String()[before:], "user=trudy", "login refused", "wrong password")
+	secrets = append(secrets, "zqx not trudy's")
 	started := len(buf.String())
 
 	const flood = 200
@@ -60,9 +64,9 @@ func TestMisbehavingClientsInTheLog(t *testing.T) {
 		s.Post(t, "/api/login", map[string]string{"username": "mallory", "password": pw})
 		secrets = append(secrets, pw)
 	}
-	// Three kinds of refusal log (origin, credentials, bot token), each
-	// within its budget; wrong passwords are in the audit log only.
-	budget := 3 * (signaling.RefusalBurst + int(time.Since(floodStart)/signaling.RefusalEvery) + 1)
+	// Four kinds of refusal log (origin, credentials, bot token, login),
+	// each within its budget.
+	budget := 4 * (signaling.RefusalBurst + int(time.Since(floodStart)/signaling.RefusalEvery) + 1)
 	if floodLines := lines(buf.String()[started:]); len(floodLines) > budget {
 		t.Errorf("%d requests wrote %d lines at info; want at most %d:\n%s", 3*flood+flood/10,
 			len(floodLines), budget, strings.Join(floodLines[:budget], "\n"))
@@ -76,7 +80,7 @@ func TestMisbehavingClientsInTheLog(t *testing.T) {
 			secrets = append(secrets, ice.Credential)
 		}
 	}
-	before := len(buf.String())
+	before = len(buf.String())
 	for !closedAfter(c, []byte(`{"type":`)) {
 	}
 	wantLine(t, buf.String()[before:], "user=mallory", "bad messages")

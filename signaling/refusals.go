@@ -24,11 +24,12 @@ type refusalLogs struct {
 	auth   *loglimit.Logger // WebSocket upgrades without valid credentials
 	conns  *loglimit.Logger // WebSocket upgrades past the user's connections
 	bot    *loglimit.Logger // bot refresh tokens refused
+	login  *loglimit.Logger // sign-ins refused (the audit log has them all)
 }
 
 func newRefusalLogs(log *slog.Logger) refusalLogs {
 	budget := func() *loglimit.Logger { return loglimit.New(log, refusalBurst, refusalEvery) }
-	return refusalLogs{origin: budget(), auth: budget(), conns: budget(), bot: budget()}
+	return refusalLogs{origin: budget(), auth: budget(), conns: budget(), bot: budget(), login: budget()}
 }
 
 // maxLoggedHeader is how much of a header a refusal's line quotes: the
@@ -40,4 +41,12 @@ func clip(s string) string {
 		return s
 	}
 	return s[:maxLoggedHeader] + "…"
+}
+
+// loginRefused logs a refused sign-in of user (a well-formed name, or ""
+// for one that is not: the audit log's key) from addr. The password and
+// code never appear.
+func (s *Server) loginRefused(user, addr, reason string) {
+	s.refusals.login.Log(slog.LevelInfo, "login refused", slog.String("user", user), slog.String("addr", addr),
+		slog.String("reason", reason))
 }

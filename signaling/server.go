@@ -19,11 +19,11 @@
 // Its parts live in sub-packages: store (the bbolt file), auth (passwords,
 // tokens, login limits, tickets) and hub (sessions, rooms, relay).
 //
-// The log at info says why a WebSocket was refused (origin, credentials,
-// too many connections) or a bot token was, and the hub's why it closed
-// a connection; no line holds a token, password or TURN credential. What
-// clients can cause has a budget of lines per reason (refusals.go,
-// internal/loglimit); wrong passwords go to the audit log, not the log.
+// The log at info says why a sign-in, a WebSocket (origin, credentials,
+// too many connections) or a bot token was refused, and the hub's why it
+// closed a connection; no line holds a token, password, code or TURN
+// credential. What clients can cause has a budget of lines per reason
+// (refusals.go, internal/loglimit); the audit log keeps every sign-in.
 package signaling
 
 import (
