@@ -16,7 +16,6 @@ import (
 	"github.com/khadga/khadga/signaling/signalingtest"
 	"github.com/khadga/khadga/turn"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 )
 
 // cardinalityMarker starts every name, path, room, peer id, origin and
@@ -184,16 +183,10 @@ func labelValues(t *testing.T, g prometheus.Gatherer) []string {
 	var vs []string
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {
-			vs = append(vs, labelsOf(m)...)
+			for _, lp := range m.GetLabel() {
+				vs = append(vs, lp.GetValue())
+			}
 		}
-	}
-	return vs
-}
-
-func labelsOf(m *dto.Metric) []string {
-	var vs []string
-	for _, lp := range m.GetLabel() {
-		vs = append(vs, lp.GetValue())
 	}
 	return vs
 }
