@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/khadga/khadga/internal/loglimit"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -13,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/khadga/khadga/internal/loglimit"
 	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling/wsconn"
 )
