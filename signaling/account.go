@@ -343,7 +343,7 @@ func (s *Server) releaseLapsed(w http.ResponseWriter, r *http.Request, name stri
 		return true
 	case errors.Is(err, errNameHeld):
 		writeError(w, http.StatusConflict, codeExists, "username is taken")
-	case storeDown(w, err):
+	case s.storeDown(w, err):
 	default:
 		s.internalError(w, "releasing a lapsed account", err)
 	}

@@ -189,19 +189,23 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	if ok, limited := s.limitCheck(w, r, addr, key); !ok {
 		if limited {
 			s.metrics.logins.WithLabelValues("limited").Inc()
+			s.loginRefused(key, addr, "too many failed attempts (429)")
 		}
 		return
 	}
 	u, ok, err := s.checkPassword(r, c.credentials)
 	if err != nil {
 		s.limiter.Cancel(addr, key, s.cfg.Now())
-		s.hashBusy(w, err)
+		if !s.hashBusy(w, err) {
+			s.internalError(w, "reading an account to check its password", err)
+		}
 		return
 	}
 	if !ok {
 		s.metrics.logins.WithLabelValues("failed").Inc()
 		s.limiter.Failure(addr, key, s.cfg.Now())
 		s.audit("login-failed", key, r, "")
+		s.loginRefused(key, addr, "wrong password, unknown or disabled account")
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, errBadCredentials)
 		return
 	}
@@ -222,7 +226,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		s.metrics.logins.WithLabelValues("failed").Inc()
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, errBadCredentials)
 		return
-	case storeDown(w, err):
+	case s.storeDown(w, err):
 		return
 	case err != nil:
 		s.internalError(w, "issuing tokens", err)
@@ -272,7 +276,7 @@ func tooMany(w http.ResponseWriter, retry time.Duration, msg string) {
 // are full or the store is unavailable (or the client left while
 // waiting), and reports whether it did.
 func (s *Server) hashBusy(w http.ResponseWriter, err error) bool {
-	if storeDown(w, err) {
+	if s.storeDown(w, err) {
 		return true
 	}
 	switch {
@@ -311,15 +315,17 @@ func (s *Server) checkPassword(r *http.Request, c credentials) (u store.User, ok
 	return u, ok, cmp.Or(err, verr)
 }
 
-// verifyPassword checks c; its error is the store's being unavailable,
-// which must not count as a wrong password.
+// verifyPassword checks c; its error is the store's failing (unavailable,
+// or any failure but not finding the user), which must not count as a
+// wrong password: a failing disk would otherwise tell every user their
+// password is wrong, and block them after a few tries.
 func (s *Server) verifyPassword(c credentials) (store.User, bool, error) {
 	if proto.ValidUsername(c.Username) != nil || len(c.Password) > proto.MaxPassword {
 		s.cfg.Password.DummyVerify(c.Password)
 		return store.User{}, false, nil
 	}
 	u, err := s.store.GetUser(c.Username)
-	if errors.Is(err, store.ErrUnavailable) {
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return store.User{}, false, err
 	}
 	if err != nil || u.Bot { // a bot's name has no password
@@ -358,6 +364,7 @@ func (s *Server) secondFactor(w http.ResponseWriter, r *http.Request, addr, key,
 	if err != nil {
 		s.settleCode(addr, key, err)
 		s.audit("login-totp-failed", user, r, "")
+		s.loginRefused(user, addr, "wrong second factor")
 		s.userUpdated(w, err, "")
 		return false
 	}
@@ -396,7 +403,12 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	pair, err := s.sessions.Refresh(req.RefreshToken)
-	if storeDown(w, err) {
+	if s.storeDown(w, err) {
+		return
+	}
+	if err != nil && !refusedToken(err) {
+		// The store failed: a 401 would sign the client out.
+		s.internalError(w, "refreshing a sign-in", err)
 		return
 	}
 	if err != nil {
@@ -415,16 +427,28 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, tokenPair(pair))
 }
 
+// refusedToken reports whether a refresh's err refuses the token (it is
+// malformed, unknown, revoked, expired or replayed, or its account is
+// disabled), as opposed to the store's failing to answer.
+func refusedToken(err error) bool {
+	var reuse *auth.ReuseError
+	return errors.Is(err, auth.ErrTokenInvalid) || errors.Is(err, auth.ErrUserDisabled) || errors.As(err, &reuse)
+}
+
 // refreshBot trades a bot refresh token (`khadga token --refresh`) for an
 // access token; the refresh token stays the same.
 func (s *Server) refreshBot(w http.ResponseWriter, r *http.Request, tok string) {
 	pair, err := s.bots.Refresh(tok)
-	if storeDown(w, err) {
+	if s.storeDown(w, err) {
+		return
+	}
+	if err != nil && !refusedToken(err) {
+		s.internalError(w, "refreshing a bot token", err)
 		return
 	}
 	if err != nil {
 		s.metrics.refreshes.WithLabelValues("failed").Inc()
-		s.log.Info("bot refresh refused", slog.String("addr", s.clientAddr(r)), slog.Any("err", err))
+		s.refusals.bot.Log(slog.LevelInfo, "bot refresh refused", slog.String("addr", s.clientAddr(r)), slog.Any("err", err))
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, "invalid, revoked or expired bot token")
 		return
 	}
@@ -438,7 +462,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f, err := s.sessions.Logout(req.RefreshToken)
-	if storeDown(w, err) {
+	if s.storeDown(w, err) {
 		return // the sign-in still works: the client may try again
 	}
 	if err != nil {
@@ -453,7 +477,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleTicket(w http.ResponseWriter, r *http.Request) {
 	claims, err := s.bearer(r)
-	if storeDown(w, err) {
+	if s.storeDown(w, err) {
 		return
 	}
 	if err != nil {
@@ -528,13 +552,15 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 // changing one account at once), so that clients retry instead of taking
 // it for a refusal (such as a wrong password or a dead refresh token),
 // and reports whether it did. Neither changed anything.
-func storeDown(w http.ResponseWriter, err error) bool {
+func (s *Server) storeDown(w http.ResponseWriter, err error) bool {
 	switch {
 	case errors.Is(err, store.ErrUnavailable):
+		s.metrics.apiErrors.WithLabelValues("unavailable").Inc()
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, codeUnavailable,
 			"the account store cannot be reached right now (NATS JetStream did not answer in time, or this node is not connected to it); nothing was changed, try again in a moment")
 	case errors.Is(err, store.ErrConflict):
+		s.metrics.apiErrors.WithLabelValues("conflict").Inc()
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, codeUnavailable,
 			"too many changes to this account at once; nothing was changed, try again in a moment")
@@ -545,10 +571,11 @@ func storeDown(w http.ResponseWriter, err error) bool {
 }
 
 func (s *Server) internalError(w http.ResponseWriter, what string, err error) {
-	if storeDown(w, err) {
+	if s.storeDown(w, err) {
 		s.log.Warn(what, slog.Any("err", err))
 		return
 	}
+	s.metrics.apiErrors.WithLabelValues("internal").Inc()
 	s.log.Error(what, slog.Any("err", err))
 	writeError(w, http.StatusInternalServerError, codeInternal, "internal error")
 }

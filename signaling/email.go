@@ -159,7 +159,7 @@ func (s *Server) handleVerifyEmail(w http.ResponseWriter, r *http.Request) {
 		u.EmailVerified, u.EmailToken, u.EmailExpires = true, nil, time.Time{}
 		return nil
 	})
-	if storeDown(w, err) {
+	if s.storeDown(w, err) {
 		return // the link still works: nothing was changed
 	}
 	if err != nil {

@@ -21,6 +21,7 @@ type metrics struct {
 	// too many that were not WebSockets (Config.MaxConnsPerAddr).
 	connsRefused prometheus.Counter
 	limitNews    *prometheus.CounterVec // by what became of it: told, untold, heard, bad
+	apiErrors    *prometheus.CounterVec // by kind: unavailable, conflict, internal
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -43,9 +44,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		limitNews: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "khadga_cluster_limit_news_total", Help: "Counts of the login and rate limiters shared with the other nodes of a cluster: told (sent), untold (NATS's outbox was full), heard (counted here), bad (unreadable, dropped).",
 		}, []string{"what"}),
+		apiErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "khadga_api_errors_total", Help: "Requests the server failed, by kind: unavailable (503: the store could not be reached), conflict (503: too many writers of one account at once), internal (500: the server failed, mostly the store: a disk or file problem).",
+		}, []string{"kind"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.logins, m.refreshes, m.registers, m.wsRefused, m.connsRefused, m.limitNews)
+		reg.MustRegister(m.logins, m.refreshes, m.registers, m.wsRefused, m.connsRefused, m.limitNews, m.apiErrors)
 	}
 	return m
 }

@@ -223,7 +223,7 @@ func (s *Server) handleResetConfirm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u, err := s.store.GetUser(req.Username)
-	if storeDown(w, err) {
+	if s.storeDown(w, err) {
 		return
 	}
 	if err != nil || !resetTokenOK(&u, req.Token, s.cfg.Now()) {

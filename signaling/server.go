@@ -18,6 +18,12 @@
 //
 // Its parts live in sub-packages: store (the bbolt file), auth (passwords,
 // tokens, login limits, tickets) and hub (sessions, rooms, relay).
+//
+// The log at info says why a sign-in, a WebSocket (origin, credentials,
+// too many connections) or a bot token was refused, and the hub's why it
+// closed a connection; no line holds a token, password, code or TURN
+// credential. What clients can cause has a budget of lines per reason
+// (refusals.go, internal/loglimit); the audit log keeps every sign-in.
 package signaling
 
 import (
@@ -65,6 +71,7 @@ type Server struct {
 	enrolls     rateLimit      // two-factor enrolments per user (accountWrites)
 	tickets     *auth.Tickets
 	metrics     *metrics
+	refusals    refusalLogs
 	mailer      *mailer // nil unless the email check is on
 	started     time.Time
 	trusted     []netip.Prefix // reverse proxies, from Config.TrustedProxies
@@ -118,6 +125,7 @@ func New(cfg Config, ln net.Listener) (*Server, error) {
 func (s *Server) init() error {
 	var err error
 	s.metrics = newMetrics(s.cfg.Registerer)
+	s.refusals = newRefusalLogs(s.log)
 	for _, p := range s.cfg.TrustedProxies {
 		pr, _ := cidr.Parse(p) // validated
 		s.trusted = append(s.trusted, pr)

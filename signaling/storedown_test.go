@@ -17,6 +17,7 @@ import (
 // 401 of a bad refresh token or the 500 of a bug; other errors are left
 // to the caller.
 func TestStoreDownAnswers503(t *testing.T) {
+	s := &Server{metrics: newMetrics(nil)}
 	for _, c := range []struct {
 		err       error
 		down      bool
@@ -29,7 +30,7 @@ func TestStoreDownAnswers503(t *testing.T) {
 		{errors.New("disk on fire"), false, "", ""},
 	} {
 		w := httptest.NewRecorder()
-		if down := storeDown(w, c.err); down != c.down {
+		if down := s.storeDown(w, c.err); down != c.down {
 			t.Fatalf("storeDown(%v) = %v, want %v", c.err, down, c.down)
 		}
 		if !c.down {

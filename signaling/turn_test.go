@@ -32,22 +32,7 @@ func TestWelcomeICEServersAllocate(t *testing.T) {
 	}
 	addr := strings.TrimSuffix(strings.TrimPrefix(turnURL, "turn:"), "?transport=udp")
 
-	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	client, err := pionturn.NewClient(&pionturn.ClientConfig{
-		STUNServerAddr: addr, TURNServerAddr: addr, Conn: conn,
-		Username: user, Password: pass, Realm: "khadga", RTO: 200 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	if err := client.Listen(); err != nil {
-		t.Fatal(err)
-	}
+	client := turnClient(t, addr, user, pass)
 	relay, err := client.Allocate()
 	if err != nil {
 		t.Fatalf("allocate with the welcome's credentials: %v", err)
@@ -56,4 +41,27 @@ func TestWelcomeICEServersAllocate(t *testing.T) {
 	if s.TURN.AllocationCount() != 1 {
 		t.Fatalf("TURN server has %d allocations, want 1", s.TURN.AllocationCount())
 	}
+}
+
+// turnClient is a TURN client of the server at addr over UDP, listening,
+// closed when the test ends.
+func turnClient(t *testing.T, addr, user, pass string) *pionturn.Client {
+	t.Helper()
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	client, err := pionturn.NewClient(&pionturn.ClientConfig{
+		STUNServerAddr: addr, TURNServerAddr: addr, Conn: conn,
+		Username: user, Password: pass, Realm: "khadga", RTO: 200 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	if err := client.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	return client
 }

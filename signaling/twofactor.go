@@ -187,7 +187,7 @@ func (s *Server) userUpdated(w http.ResponseWriter, err error, conflict string) 
 // requireBearer answers 401 unless the request carries a valid access token.
 func (s *Server) requireBearer(w http.ResponseWriter, r *http.Request) (auth.Claims, bool) {
 	c, err := s.bearer(r)
-	if storeDown(w, err) {
+	if s.storeDown(w, err) {
 		return auth.Claims{}, false
 	}
 	if err != nil {

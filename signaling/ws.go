@@ -51,24 +51,29 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	if !s.originAllowed(r) {
 		s.metrics.wsRefused.WithLabelValues("origin").Inc()
-		s.log.Info("websocket refused: origin not allowed", slog.String("origin", r.Header.Get("Origin")))
+		s.refusals.origin.Log(slog.LevelInfo, "websocket refused: origin not allowed",
+			slog.String("origin", clip(r.Header.Get("Origin"))), slog.String("addr", s.clientAddr(r)))
 		writeError(w, http.StatusForbidden, "bad_origin", "origin not allowed")
 		return
 	}
 	checked := time.Now() // before the store is read (hub.Identity.Checked)
 	claims, err := s.wsClaims(r)
-	if storeDown(w, err) {
+	if s.storeDown(w, err) {
 		s.metrics.wsRefused.WithLabelValues("unavailable").Inc()
 		return
 	}
 	if err != nil {
 		s.metrics.wsRefused.WithLabelValues("auth").Inc()
+		s.refusals.auth.Log(slog.LevelInfo, "websocket refused: no valid credentials",
+			slog.String("addr", s.clientAddr(r)), slog.String("err", err.Error()))
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, err.Error())
 		return
 	}
 	resume := wsCredential(r, resumeProtocol, "resume")
 	if n, limit := s.hub.UserConns(claims.User); n >= limit && !s.hub.TakesOver(claims.User, resume) {
 		s.metrics.wsRefused.WithLabelValues("conns").Inc()
+		s.refusals.conns.Log(slog.LevelInfo, "websocket refused: the user has too many connections open",
+			slog.String("user", claims.User), slog.Int("max_conns_per_user", limit))
 		writeError(w, http.StatusTooManyRequests, "too_many_connections",
 			fmt.Sprintf("user %s already has %d connections open", claims.User, limit))
 		return
@@ -84,7 +89,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	id := hub.Identity{User: claims.User, Role: claims.Role, Rooms: claims.Rooms, Login: claims.Login, KeyID: claims.Key,
 		Checked: checked}
 	if err := s.hub.Accept(ws.NetConn(), id, opts); err != nil && !errors.Is(err, hub.ErrClosed) {
-		s.log.Info("websocket refused", slog.String("user", id.User), slog.Any("err", err))
+		s.refusals.conns.Log(slog.LevelInfo, "websocket refused", slog.String("user", id.User), slog.Any("err", err))
 	}
 }
 

@@ -197,7 +197,7 @@ func TestMigrateIntoCluster(t *testing.T) {
 	refreshAt(t, node.url, next.Refresh, http.StatusUnauthorized) // reuse revoked the family
 	login(t, node.url, "alice", alicePassword)
 
-	if out, err := run(t, t.TempDir(), "", "migrate", "--nats", nats, "--from", from); err == nil || !strings.Contains(out, "holds 1 users already") {
+	if out, err := run(t, t.TempDir(), "", "migrate", "--nats", nats, "--from", from); err == nil || !strings.Contains(out, "holds 1 user already") {
 		t.Fatalf("a second migrate: %v\n%s", err, out)
 	}
 	node.stop(t)
@@ -495,7 +495,7 @@ func TestMigrateLeavesTheSourceAsItWas(t *testing.T) {
 	}
 	nats := natstest.Start(t).ClientURL()
 	out, err := run(t, t.TempDir(), "", "migrate", "--nats", nats, "--from", from)
-	if err != nil || !strings.Contains(out, "1 users") {
+	if err != nil || !strings.Contains(out, "1 user,") {
 		t.Fatalf("migrate: %v\n%s", err, out)
 	}
 	if info, err := store.Check(from); err != nil || info.Version != 1 {

@@ -70,8 +70,8 @@ func runMigrate(ctx context.Context, args []string) error {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	if len(users) > 0 {
-		return fmt.Errorf("migrate: the cluster holds %d users already, nothing was copied; "+
-			"`khadga restore --nats` replaces a cluster's data with a backup", len(users))
+		return fmt.Errorf("migrate: the cluster holds %s already, nothing was copied; "+
+			"`khadga restore --nats` replaces a cluster's data with a backup", count(len(users), "user"))
 	}
 	st, err := store.Copy(ns.store, src)
 	if err != nil {
@@ -137,7 +137,7 @@ func count(n int, thing string) string {
 	if n == 1 {
 		return "1 " + thing
 	}
-	if strings.HasSuffix(thing, "y") {
+	if strings.HasSuffix(thing, "ily") { // family, not key
 		return fmt.Sprintf("%d %sies", n, strings.TrimSuffix(thing, "y"))
 	}
 	return fmt.Sprintf("%d %ss", n, thing)

@@ -121,7 +121,7 @@ func TestRestoreIntoAClusterOfANewerRelease(t *testing.T) {
 	if out, err := run(t, dir, "", "user", "list", "--nats", nats); err == nil || !strings.Contains(out, "newer") {
 		t.Fatalf("user list --nats on a cluster of a newer release: %v\n%s; want a refusal", err, out)
 	}
-	if out, err := run(t, dir, "", "restore", backup, "--nats", nats); err != nil || !strings.Contains(out, "1 users") {
+	if out, err := run(t, dir, "", "restore", backup, "--nats", nats); err != nil || !strings.Contains(out, "1 user,") {
 		t.Fatalf("restore --nats into a cluster of a newer release: %v\n%s", err, out)
 	}
 	if v := clusterSchema(t, nats, 0); v != store.SchemaVersion {

@@ -19,7 +19,7 @@ func (c *Conn) Register(reg prometheus.Registerer) error {
 			return 0
 		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "khadga_nats_jetstream_rtt_seconds", Help: "Round trip of the last successful JetStream readiness probe (an account info request).",
+			Name: "khadga_nats_jetstream_rtt_seconds", Help: "Round trip of the last successful JetStream readiness probe (an account info request), in seconds.",
 		}, func() float64 { return c.RTT().Seconds() }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "khadga_nats_reconnects_total", Help: "Reconnections to NATS.",

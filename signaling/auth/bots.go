@@ -124,7 +124,8 @@ func (b *Bots) claims(rec store.BotToken) Claims {
 // AccessTTL (less if the refresh token expires sooner). The refresh token
 // stays the same: Pair.RefreshToken is tok. Errors: ErrTokenInvalid
 // (malformed, unknown, revoked or expired), ErrUserDisabled (the bot's
-// name is a disabled account).
+// name is a disabled account); any other error is the store's failing,
+// which says nothing of the token.
 func (b *Bots) Refresh(tok string) (Pair, error) {
 	id, secret, ok := parseRefresh(strings.TrimPrefix(tok, BotRefreshPrefix))
 	if !ok || !IsBotRefresh(tok) {
@@ -144,8 +145,11 @@ func (b *Bots) Refresh(tok string) (Pair, error) {
 		t.LastUsed = now.UTC()
 		return nil
 	})
-	if err != nil {
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, errBotSecret) || errors.Is(err, errBotRevoked) || errors.Is(err, errBotExpired) {
 		return Pair{}, fmt.Errorf("%w: %w", ErrTokenInvalid, err)
+	}
+	if err != nil {
+		return Pair{}, fmt.Errorf("auth: bot refresh: %w", err) // the store failed
 	}
 	// A bot need not be an account; one that is must be enabled.
 	if u, err := b.st.GetUser(rec.User); err == nil && u.Disabled {

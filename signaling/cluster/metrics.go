@@ -63,7 +63,7 @@ func newMetrics(n *Node) *metrics {
 		revocations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "khadga_cluster_revocations_total",
 			Help: "Revocations and sign-in moves from other nodes, by the way they came (core: NATS core; stream: the revocation stream) and result: handled, or repeat (handled already, when it came the other way)."}, []string{"via", "result"}),
 		kvLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "khadga_cluster_kv_seconds",
-			Help: "Latency of session directory writes.", Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14)}),
+			Help: "Latency of session directory writes, in seconds.", Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14)}),
 	}
 	m.rtt.Store(-1) // not measured yet
 	return m
@@ -71,7 +71,7 @@ func newMetrics(n *Node) *metrics {
 
 func (m *metrics) register(r prometheus.Registerer) error {
 	rtt := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "khadga_cluster_nats_rtt_seconds",
-		Help: "Round trip to the NATS server, measured every 5 s; -1 if the last one failed or took over 2 s."}, func() float64 {
+		Help: "Round trip to the NATS server in seconds, measured every 5 s; -1 if the last one failed or took over 2 s."}, func() float64 {
 		d := m.rtt.Load()
 		if d < 0 {
 			return -1

@@ -144,6 +144,16 @@
 // context's deadline it kills what is left, which wakes every goroutine at
 // once.
 //
+// # Logs and metrics
+//
+// Bad messages are answered and counted (khadga_hub_errors_total, by
+// code), never logged one by one. A connection the hub closes for what
+// its client did (too many bad messages, a message over the read limit,
+// a full queue) and a revoked session log a line at info that names the
+// user; the closes share a budget of lines, so that a client that
+// reconnects and misbehaves in a loop cannot flood the log (closes.go).
+// Every label value is a constant.
+//
 // # What the tests show
 //
 // The points of issue 12 (the connection model), each with its tests; all

@@ -3,6 +3,7 @@ package hub
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/khadga/khadga/proto"
@@ -71,6 +72,8 @@ func (c *conn) Message(text bool, b []byte) {
 // the connection with 1009 (wsconn.Handler).
 func (c *conn) TooLarge(int64) {
 	c.h.stats.countError(proto.CodeTooLarge)
+	c.h.closes.Log(slog.LevelInfo, "hub: closing a connection: a message over the read limit",
+		c.whose(), slog.Int64("read_limit", c.h.cfg.ReadLimit))
 	c.send(errorMsg("", proto.CodeTooLarge, fmt.Sprintf("message is over the %d byte limit", c.h.cfg.ReadLimit)))
 }
 
@@ -123,7 +126,8 @@ func take(tokens *float64, at *int64, now time.Time, rate, burst, n float64) boo
 func (c *conn) protocolError(ref string, code proto.Code, text string, now time.Time) {
 	c.h.stats.countError(code)
 	if !take(&c.abuse, &c.abuseAt, now, 1, float64(c.h.cfg.AbuseLimit), 1) {
-		c.h.log.Info("hub: closing abusive connection", "peer", c.peer(), "code", string(code))
+		c.h.closes.Log(slog.LevelInfo, "hub: closing a connection: too many bad messages",
+			c.whose(), slog.String("last_code", string(code)))
 		c.closeWith(proto.NewError(ref, code, "%s", text), 1008, "too many bad messages")
 		return
 	}

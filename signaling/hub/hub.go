@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/khadga/khadga/internal/loglimit"
 	"github.com/khadga/khadga/proto"
 	"github.com/khadga/khadga/signaling/wsconn"
 )
@@ -32,9 +33,12 @@ var (
 // Hub holds the sessions, rooms and presence of one signaling node and runs
 // its WebSocket connections. Build it with New; stop it with Shutdown.
 type Hub struct {
-	cfg      Config
-	wscfg    *wsconn.Config
-	log      *slog.Logger
+	cfg   Config
+	wscfg *wsconn.Config
+	log   *slog.Logger
+	// closes budgets the lines of connections the server closes for
+	// what their clients did (closes.go).
+	closes   *loglimit.Logger
 	delivery Delivery
 	// clustered says Config.Delivery is another node's (not
 	// LocalDelivery): sessions elsewhere count against
@@ -89,6 +93,7 @@ func New(cfg Config) (*Hub, error) {
 		cfg:      cfg,
 		wscfg:    &wscfg,
 		log:      cfg.Logger,
+		closes:   loglimit.New(cfg.Logger, closeLogBurst, closeLogEvery),
 		sessions: newShardedMap[*session](),
 		tokens:   newShardedMap[*session](),
 		rooms:    newShardedMap[*room](),
@@ -203,7 +208,7 @@ func (h *Hub) close(c *conn, res wsconn.Result[queued]) {
 	h.users.remove(c.user)
 	if errors.Is(res.Err, wsconn.ErrSlowConsumer) {
 		h.stats.slow.Add(1)
-		h.log.Info("hub: dropped a slow consumer", slog.String("peer", c.peer()), slog.Any("err", res.Err))
+		h.closes.Log(slog.LevelInfo, "hub: dropped a slow consumer", c.whose(), slog.Any("err", res.Err))
 	}
 	h.detach(c, res)
 	if res.Err != nil && res.ServerCode == 0 {

@@ -497,6 +497,7 @@ func (h *Hub) revoke(s *session, code proto.Code, reason string) bool {
 	h.stats.revoked.Add(1)
 	h.log.Info("hub: session revoked", slog.String("peer", s.member.Peer), slog.String("user", s.member.User), slog.String("reason", reason))
 	if c != nil {
+		h.stats.countError(code)
 		c.closeWith(proto.NewError("", code, "%s", reason), proto.CloseRevoked, reason)
 	}
 	h.endSession(s, kept)

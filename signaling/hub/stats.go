@@ -33,7 +33,7 @@ var codes = []proto.Code{
 	proto.CodeNotInRoom, proto.CodeUnknownPeer, proto.CodeUnauthorized,
 	proto.CodeRateLimited, proto.CodeUnsupportedVersion, proto.CodeRoomFull,
 	proto.CodeTooManyRooms, proto.CodePeerUnavailable, proto.CodeInternal,
-	proto.CodeInviteRequired, proto.CodeBadInvite,
+	proto.CodeInviteRequired, proto.CodeBadInvite, proto.CodeRevoked,
 }
 
 // counters are updated with atomics: no lock on any hot path.
@@ -43,7 +43,7 @@ type counters struct {
 
 	signals, bytes, queued, expired, slow atomic.Uint64
 	resumesOK, resumesFailed, revoked     atomic.Uint64
-	errors                                [16]atomic.Uint64 // indexed like codes; last slot for unknown codes
+	errors                                [16]atomic.Uint64 // indexed like codes; last slot for unknown codes (none: TestEveryErrorCodeIsExported)
 }
 
 func (c *counters) countError(code proto.Code) {

@@ -26,7 +26,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"op", "result"}),
 		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "khadga_kv_operation_seconds",
-			Help:    "Duration of store operations on JetStream KV, retries included.",
+			Help:    "Duration of store operations on JetStream KV in seconds, retries included.",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"op"}),
 		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
