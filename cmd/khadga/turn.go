@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/khadga/khadga/certs"
@@ -308,7 +309,7 @@ func newTURNSecret() ([]byte, error) {
 // turnCommandConfig is the configuration of `khadga turn`.
 type turnCommandConfig struct {
 	TURN    turnConfig `yaml:",inline"`
-	Metrics string     `yaml:"turn-metrics" usage:"address serving /metrics for this TURN server (empty: none)"`
+	Metrics string     `yaml:"turn-metrics" usage:"address serving /metrics, /healthz and /readyz for this TURN server (empty: none)"`
 	Log     logConfig  `yaml:",inline"`
 	// With --nats the secrets come from the cluster's store, and follow it.
 	NATS natsConfig `yaml:",inline"`
@@ -365,8 +366,9 @@ func serveTURN(ctx context.Context, c *turnCommandConfig, log *slog.Logger, read
 		return err
 	}
 	defer srv.Close()
+	var stopping atomic.Bool
 	if metricsLn != nil {
-		stop := serveMetrics(metricsLn, reg, log)
+		stop := serveMetrics(metricsLn, reg, log, turnProbes(&stopping))
 		defer stop()
 		log.Info("TURN metrics", slog.String("url", "http://"+metricsLn.Addr().String()+"/metrics"))
 	}
@@ -378,8 +380,26 @@ func serveTURN(ctx context.Context, c *turnCommandConfig, log *slog.Logger, read
 		ready(srv.Server, ma)
 	}
 	<-ctx.Done()
+	stopping.Store(true)
 	log.Info("TURN server stopping", slog.Int("allocations", srv.AllocationCount()))
 	return srv.Close()
+}
+
+// turnProbes are the standalone TURN server's /healthz and /readyz, on its
+// --turn-metrics address: the process lives; it listens and is not
+// stopping. The metrics address serves only once TURN listens. Neither
+// looks at NATS: without it TURN goes on with the secrets it has.
+func turnProbes(stopping *atomic.Bool) map[string]http.HandlerFunc {
+	return map[string]http.HandlerFunc{
+		"GET /healthz": func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") },
+		"GET /readyz": func(w http.ResponseWriter, _ *http.Request) {
+			if stopping.Load() {
+				http.Error(w, "stopping", http.StatusServiceUnavailable)
+				return
+			}
+			io.WriteString(w, "ready\n")
+		},
+	}
 }
 
 // newRegistry is a Prometheus registry with the Go runtime and process
@@ -390,11 +410,14 @@ func newRegistry() *prometheus.Registry {
 	return reg
 }
 
-// serveMetrics serves reg on ln's /metrics until the returned stop is
-// called.
-func serveMetrics(ln net.Listener, reg *prometheus.Registry, log *slog.Logger) (stop func()) {
+// serveMetrics serves reg on ln's /metrics, and the other handlers by
+// their patterns, until the returned stop is called.
+func serveMetrics(ln net.Listener, reg *prometheus.Registry, log *slog.Logger, more map[string]http.HandlerFunc) (stop func()) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	for pattern, h := range more {
+		mux.HandleFunc(pattern, h)
+	}
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
 	go func() {

@@ -174,7 +174,8 @@ func runTURN(t *testing.T, o *turnCommandConfig) serving {
 
 // TestStandaloneTURN runs `khadga turn` as the command does, takes
 // credentials printed by `khadga turn-credentials`, allocates with them,
-// and finds the allocation on the standalone /metrics.
+// and finds the allocation on the standalone /metrics; /healthz and
+// /readyz answer there too.
 func TestStandaloneTURN(t *testing.T) {
 	t.Setenv("KHADGA_TURN_SECRET", "standalone-secret")
 	o, err := loadTurn(t, "--turn-listen", "127.0.0.1:0", "--turn-sockets", "2", "--turn-metrics", "127.0.0.1:0")
@@ -220,6 +221,17 @@ func TestStandaloneTURN(t *testing.T) {
 	res.Body.Close()
 	if !strings.Contains(string(body), "khadga_turn_allocations_created_total 1") {
 		t.Errorf("/metrics lacks the allocation:\n%.2000s", body)
+	}
+	// Probes for an orchestrator, beside /metrics.
+	for _, path := range []string{"/healthz", "/readyz"} {
+		res, err := http.Get("http://" + st.metrics.String() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Errorf("%s: %d, want 200", path, res.StatusCode)
+		}
 	}
 
 	if err := st.stop(); err != nil {
