@@ -8,8 +8,12 @@ package natstest
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/url"
+	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -177,20 +181,43 @@ func Connect(t testing.TB, urls string) *nats.Conn {
 	return nc
 }
 
+// freePorts picks n free ports for the servers' routes, which every
+// server must know before any starts (JetStream's cluster needs its routes
+// configured). They come from below the kernel's ephemeral range: a port
+// from it, closed here and bound by its server a moment later, could be
+// taken meanwhile as the local port of any connection made by the tests
+// running beside this one, or of a route dialling it (TCP's self-connect),
+// and the server then never listened (CI saw "server n2 not ready").
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
-	var ls []net.Listener
+	lo, hi := portsBelowEphemeral()
 	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	for len(ports) < n {
+		p := lo + rand.IntN(hi-lo+1)
+		if slices.Contains(ports, p) {
+			continue
 		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue // taken: another
+		}
 		l.Close()
+		ports = append(ports, p)
 	}
 	return ports
+}
+
+// portsBelowEphemeral is a range of ports below the kernel's ephemeral
+// range (Linux: /proc/sys/net/ipv4/ip_local_port_range, 32768 by
+// default), or below 32768 where that cannot be read.
+func portsBelowEphemeral() (lo, hi int) {
+	first := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil && v > 12000 {
+				first = v
+			}
+		}
+	}
+	return 10000, first - 1
 }
