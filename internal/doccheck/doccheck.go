@@ -5,6 +5,7 @@ package doccheck
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -47,4 +48,29 @@ func Documented(t testing.TB, doc, what string, names []string) {
 			t.Errorf("%s %s is not in %s", what, n, doc)
 		}
 	}
+}
+
+// helpFlag is a flag line of a command's --help: two spaces, then --name.
+var helpFlag = regexp.MustCompile(`(?m)^  --([a-z0-9-]+)`)
+
+// FlagsDocumented fails the test for each flag that help (a command's
+// --help) lists and the markdown file doc never names as --flag, and
+// when help lists fewer than least flags (its layout changed, and the
+// check would pass on nothing). It returns how many flags help listed.
+func FlagsDocumented(t testing.TB, doc, command, help string, least int) int {
+	t.Helper()
+	b, err := os.ReadFile(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags := helpFlag.FindAllStringSubmatch(help, -1)
+	if len(flags) < least {
+		t.Fatalf("%s: found only %d flags in the help; has its layout changed?\n%s", command, len(flags), help)
+	}
+	for _, m := range flags {
+		if !regexp.MustCompile(`--` + m[1] + `\b`).Match(b) {
+			t.Errorf("%s --%s is not in %s", command, m[1], doc)
+		}
+	}
+	return len(flags)
 }
